@@ -1,0 +1,122 @@
+"""ember: a deep learning framework in Python with PyTorch's API.
+
+``import ember as torch`` runs ordinary PyTorch programs on NumPy.
+"""
+
+from __future__ import annotations
+
+import builtins as _builtins
+
+__version__ = "0.1.0"
+
+from . import _dtype
+from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex64, complex128,
+                     double, dtype, finfo, float, float16, float32, float64,
+                     get_default_dtype, half, iinfo, int, int8, int16, int32, int64, long,
+                     promote_types, set_default_dtype, short, uint8)
+from ._device import device
+from ._random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed,
+                      seed, set_rng_state)
+from ._tensor import Size, Tensor, is_tensor
+from . import _tensor_methods
+
+_tensor_methods.install()
+
+from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled,  # noqa: E402
+                                 is_inference_mode_enabled, no_grad, set_grad_enabled)
+from .ops.creation import *  # noqa: E402,F401,F403
+from .ops.elementwise import *  # noqa: E402,F401,F403
+from .ops.elementwise import sgn  # noqa: E402,F401
+from .ops.reduction import *  # noqa: E402,F401,F403
+from .ops.reduction import return_types  # noqa: E402,F401
+from .ops.shape import *  # noqa: E402,F401,F403
+from .ops.indexing import *  # noqa: E402,F401,F403
+from .ops.linalg import *  # noqa: E402,F401,F403
+from .ops.random import *  # noqa: E402,F401,F403
+from ._printing import set_printoptions  # noqa: E402,F401
+from . import autograd  # noqa: E402,F401
+from ._namespaces import (accelerator, backends, cuda, mps,  # noqa: E402,F401
+                          sparse_coo, strided, layout, memory_format, contiguous_format,
+                          preserve_format, channels_last)
+
+
+def result_type(tensor1, tensor2):
+    """PyTorch's result dtype for two operands (tensors or python scalars)."""
+    return _dtype.result_type_of(tensor1, tensor2)
+
+
+def is_floating_point(input):
+    return input.is_floating_point()
+
+
+def is_complex(input):
+    return input.is_complex()
+
+
+def numel(input):
+    return input._data.size
+
+
+def is_nonzero(input):
+    if input.numel() != 1:
+        raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+    return _builtins.bool(input.item())
+
+
+def from_dlpack(ext_tensor):
+    """A tensor sharing memory with any DLPack producer (NumPy arrays, PyTorch tensors...)."""
+    import numpy as _np
+    return from_numpy(_np.from_dlpack(ext_tensor))
+
+
+def get_default_device():
+    return device("cpu")
+
+
+def set_default_device(d):
+    from ._device import to_device
+    to_device(d)
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    pass  # ember's CPU kernels are deterministic already
+
+
+def are_deterministic_algorithms_enabled():
+    return True
+
+
+def set_num_threads(n):
+    from ._threads import set_num_threads as _s
+    _s(n)
+
+
+def get_num_threads():
+    from ._threads import get_num_threads as _g
+    return _g()
+
+
+def compile(model=None, **kwargs):
+    """The compiler is not built yet; raising beats silently running eagerly."""
+    raise NotImplementedError("ember.compile is not implemented yet (see the README status "
+                              "table)")
+
+
+def _legacy_tensor_type(name, dt):
+    def make(*args, **kw):
+        if len(args) == 1 and not isinstance(args[0], _builtins.int):
+            return tensor(args[0], dtype=dt)
+        return empty(*args, dtype=dt) if args else empty(0, dtype=dt)
+    make.__name__ = name
+    return make
+
+
+FloatTensor = _legacy_tensor_type("FloatTensor", float32)
+DoubleTensor = _legacy_tensor_type("DoubleTensor", float64)
+HalfTensor = _legacy_tensor_type("HalfTensor", float16)
+LongTensor = _legacy_tensor_type("LongTensor", int64)
+IntTensor = _legacy_tensor_type("IntTensor", int32)
+ShortTensor = _legacy_tensor_type("ShortTensor", int16)
+CharTensor = _legacy_tensor_type("CharTensor", int8)
+ByteTensor = _legacy_tensor_type("ByteTensor", uint8)
+BoolTensor = _legacy_tensor_type("BoolTensor", bool)

@@ -1,0 +1,45 @@
+"""Anomaly detection: nodes remember the forward call that made them, and the engine raises
+when a backward produces NaN, naming that node (and printing the forward traceback)."""
+
+from __future__ import annotations
+
+from .graph import _anomaly_enabled
+
+
+class detect_anomaly:
+    """Context manager/decorator enabling anomaly detection (slow: for debugging)."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self._prev = _anomaly_enabled[0]
+        _anomaly_enabled[0] = self.check_nan
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly_enabled[0] = self._prev
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            with detect_anomaly(self.check_nan):
+                return fn(*a, **k)
+        return wrapper
+
+
+class set_detect_anomaly(detect_anomaly):
+    def __init__(self, mode, check_nan=True):
+        self._prev = _anomaly_enabled[0]
+        _anomaly_enabled[0] = bool(mode) and check_nan
+        self.check_nan = bool(mode) and check_nan
+
+    def __enter__(self):
+        return self
+
+
+def is_anomaly_enabled():
+    return _anomaly_enabled[0]

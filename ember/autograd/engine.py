@@ -1,0 +1,346 @@
+"""Layer 2: the backward engine.
+
+Iterative, never recursive. Every node carries a sequence number from its creation, and a
+node's inputs always exist before it, so visiting the reachable nodes in decreasing sequence
+order is a topological order: each node runs once, after every node that feeds it a gradient.
+Leaves' ``AccumulateGrad`` sinks have sequence -1 and run last.
+
+Per node: gradients arriving for each of its outputs are summed in a buffer; tensor hooks
+run on them; the node's backward returns one gradient per input; the engine sums each into
+the next node's buffer, first undoing broadcasting (``sum_to_shape``) and casting to the
+input's dtype, as PyTorch's engine does in ``validate_outputs``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tensor import Tensor, _make
+from .graph import _FREED_MSG, AccumulateGrad, Node, _accumulator, _anomaly_enabled
+from .grad_mode import GradMode
+
+
+def _root_node(t):
+    if t.grad_fn is not None:
+        return t.grad_fn, t._output_nr
+    return _accumulator(t), 0
+
+
+def _sum_to(g, shape):
+    from ..ops._util import sum_to_shape
+    return sum_to_shape(g, shape)
+
+
+def _collect(roots):
+    seen = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        for e in n.next_functions:
+            if e is not None and e[0] not in seen:
+                stack.append(e[0])
+    return sorted(seen, key=_seq_key, reverse=True)
+
+
+def _seq_key(n):
+    return n._seq
+
+
+def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
+                 allow_unused=True, accumulate=True):
+    """Run backward from ``tensors``; return the gradients of ``inputs`` when not accumulating.
+
+    ``accumulate=True``: leaves (or just ``inputs``, if given) accumulate into ``.grad``.
+    ``accumulate=False`` (``autograd.grad``): nothing is accumulated; the gradients flowing
+    into ``inputs`` are returned.
+    """
+    roots = []
+    buffers = {}
+    for t, g in zip(tensors, grad_tensors):
+        if not t._rg:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn")
+        node, nr = _root_node(t)
+        roots.append(node)
+        buf = buffers.get(node)
+        if buf is None:
+            buf = buffers[node] = [None] * _n_out(node)
+        buf[nr] = g if buf[nr] is None else buf[nr] + g
+    order = _collect(roots)
+
+    # Targets: where gradients are captured (autograd.grad / backward(inputs=...)).
+    targets = None
+    needed = None
+    if inputs is not None:
+        targets = {}
+        for i, t in enumerate(inputs):
+            if t.grad_fn is not None:
+                key = (t.grad_fn, t._output_nr)
+            else:
+                ref = t._accum
+                node = ref() if ref is not None else None
+                if node is None:
+                    continue  # never used in a graph
+                key = (node, 0)
+            targets.setdefault(key, []).append(i)
+        target_nodes = {k[0] for k in targets}
+        needed = set()
+        for n in reversed(order):  # increasing sequence: inputs before users
+            if n in target_nodes or any(e is not None and e[0] in needed
+                                        for e in n.next_functions):
+                needed.add(n)
+    captured = [None] * (len(inputs) if inputs is not None else 0)
+
+    handed = set()  # ids of arrays already stored as some leaf's .grad in this pass
+    root_ids = {id(g._data) for g in grad_tensors}
+    prev = GradMode.enabled
+    GradMode.enabled = bool(create_graph)
+    try:
+        for node in order:
+            buf = buffers.pop(node, None)
+            if buf is None:
+                continue
+            if needed is not None and node not in needed:
+                continue
+            # tensor hooks (registered on the tensors this node produced)
+            th = node._tensor_hooks
+            if th:
+                for nr, hooks in th.items():
+                    g = buf[nr]
+                    if g is None:
+                        continue
+                    for h in list(hooks.values()):
+                        r = h(g)
+                        if r is not None:
+                            g = r
+                    buf[nr] = g
+            if node._pre_hooks:
+                for h in list(node._pre_hooks):
+                    r = h(tuple(buf))
+                    if r is not None:
+                        buf = list(r)
+            if targets is not None:
+                for nr in range(len(buf)):
+                    idx = targets.get((node, nr))
+                    if idx is not None:
+                        for i in idx:
+                            captured[i] = buf[nr]
+                if not accumulate:
+                    if type(node) is AccumulateGrad:
+                        continue
+                elif type(node) is not AccumulateGrad and any(
+                        (node, nr) in targets for nr in range(len(buf))):
+                    # backward(inputs=[non_leaf]): populate its .grad
+                    for nr in range(len(buf)):
+                        for i in targets.get((node, nr), ()):
+                            _store_grad(inputs[i], buf[nr], create_graph, handed, root_ids)
+            if type(node) is AccumulateGrad:
+                _accumulate(node, buf[0], create_graph, handed, root_ids)
+                continue
+            grads_in = _call_backward(node, buf, retain_graph)
+            if node._hooks:
+                for h in list(node._hooks):
+                    r = h(grads_in, tuple(buf))
+                    if r is not None:
+                        grads_in = tuple(r)
+            meta = node._in_meta
+            for k, edge in enumerate(node.next_functions):
+                if edge is None:
+                    continue
+                g = grads_in[k] if k < len(grads_in) else None
+                if g is None:
+                    continue
+                nxt, nr = edge
+                if needed is not None and nxt not in needed:
+                    continue
+                if not isinstance(g, Tensor):
+                    g = _make(np.asarray(g))
+                shape, dt = meta[k]
+                if g._data.shape != shape:
+                    g = _sum_to(g, shape)
+                    if g._data.shape != shape:
+                        raise RuntimeError(
+                            f"Function {node.name()} returned an invalid gradient at index {k} - "
+                            f"got {list(g._data.shape)} but expected shape compatible with "
+                            f"{list(shape)}")
+                if g._data.dtype != dt:
+                    g = g.to(_dt(dt)) if dt.kind in "fcV" else g
+                if _anomaly_enabled[0]:
+                    _check_nan(node, k, g)
+                b = buffers.get(nxt)
+                if b is None:
+                    b = buffers[nxt] = [None] * _n_out(nxt)
+                old = b[nr]
+                b[nr] = g if old is None else old + g
+    finally:
+        GradMode.enabled = prev
+    return captured
+
+
+def _dt(npdt):
+    from .._dtype import _BY_NP
+    return _BY_NP[npdt]
+
+
+def _n_out(node):
+    om = node._out_meta
+    return 1 if om is None else len(om)
+
+
+def _call_backward(node, buf, retain_graph):
+    if node._released:
+        raise RuntimeError(_FREED_MSG)
+    if any(g is None for g in buf):
+        om = node._out_meta
+        if node._materialize is not False and om is not None:
+            from .. import zeros
+            buf = [g if g is not None else (zeros(om[i][0], dtype=_dt(om[i][1]))
+                                            if om[i] is not None else None)
+                   for i, g in enumerate(buf)]
+    out = type(node).backward(node, *buf)
+    if not isinstance(out, tuple):
+        out = (out,)
+    if not retain_graph:
+        node._saved = None
+        node._released = True
+        d = node.__dict__
+        if d:
+            md = d.get("_metadata")
+            d.clear()
+            if md is not None:
+                d["_metadata"] = md
+    return out
+
+
+def _check_nan(node, k, g):
+    if np.isnan(g._data).any():
+        trace = node._anomaly_trace
+        if trace:
+            import sys
+            sys.stderr.write("Traceback of forward call that caused the error:\n" + "".join(trace))
+        raise RuntimeError(f"Function '{node.name()}' returned nan values in its {k}th output.")
+
+
+def _owned(g, handed, root_ids):
+    a = g._data
+    return a.flags.owndata and a.flags.writeable and id(a) not in handed and id(a) not in root_ids
+
+
+def _store_grad(t, g, create_graph, handed, root_ids):
+    if not create_graph:
+        g = g.detach() if g._rg else g
+        if not _owned(g, handed, root_ids):
+            g = _make(g._data.copy())
+        handed.add(id(g._data))
+    if t.grad is None:
+        t.grad = g
+    elif create_graph or t.grad._rg:
+        t.grad = t.grad + g
+    else:
+        t.grad._data += g._data
+
+
+def _accumulate(node, g, create_graph, handed, root_ids):
+    t = node.variable
+    if t._hooks:
+        for h in list(t._hooks.values()):
+            r = h(g)
+            if r is not None:
+                g = r
+    if not t._rg:
+        return
+    if t.grad is not None and t.grad._data.shape != t._data.shape:
+        raise RuntimeError(f"assigned grad has data of a different size: {list(t.grad.shape)} "
+                           f"vs {list(t.shape)}")
+    _store_grad(t, g, create_graph, handed, root_ids)
+    if t._post_acc_hooks:
+        for h in list(t._post_acc_hooks.values()):
+            h(t)
+
+
+def _make_grads(tensors, grad_tensors):
+    from .. import ones_like
+    out = []
+    for t, g in zip(tensors, grad_tensors):
+        if g is None:
+            if t._rg:
+                if t._data.size != 1:
+                    raise RuntimeError("grad can be implicitly created only for scalar outputs")
+                if t._data.dtype.kind not in "fV":
+                    raise RuntimeError("grad can be implicitly created only for real scalar "
+                                       f"outputs but got {t.dtype}")
+                g = ones_like(t)
+        elif not isinstance(g, Tensor):
+            from .. import tensor as _tensor
+            g = _tensor(g, dtype=t.dtype)
+        elif g.shape != t.shape:
+            raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of "
+                               f"{g.shape} and output[0] has a shape of {t.shape}.")
+        out.append(g)
+    return out
+
+
+def _as_tuple(x):
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        return (x,)
+    return tuple(x)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, grad_variables=None,
+             inputs=None):
+    """Accumulate into leaves' ``.grad`` the gradients of ``tensors`` (PyTorch's
+    ``autograd.backward``). Gradients accumulate across calls; zero them between steps."""
+    tensors = _as_tuple(tensors)
+    if grad_tensors is None:
+        grad_tensors = grad_variables
+    grad_tensors = _as_tuple(grad_tensors) or (None,) * len(tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    inputs = _as_tuple(inputs)
+    if inputs is not None and len(inputs) == 0:
+        raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    grads = _make_grads(tensors, grad_tensors)
+    run_backward(tensors, grads, retain_graph, create_graph, inputs=inputs, accumulate=True)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         only_inputs=True, allow_unused=None, is_grads_batched=False, materialize_grads=False):
+    """Return the gradients of ``outputs`` with respect to ``inputs`` (nothing accumulates)."""
+    if is_grads_batched:
+        raise NotImplementedError("autograd.grad(is_grads_batched=True) is not supported yet")
+    isinstance(inputs, Tensor)
+    outputs = _as_tuple(outputs)
+    inputs = _as_tuple(inputs)
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    for t in inputs:
+        if not t._rg:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    grad_outputs = _as_tuple(grad_outputs) or (None,) * len(outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = _make_grads(outputs, grad_outputs)
+    res = run_backward(outputs, grads, retain_graph, create_graph, inputs=inputs,
+                       accumulate=False)
+    out = []
+    for t, g in zip(inputs, res):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    "One of the differentiated Tensors appears to not have been used in the "
+                    "graph. Set allow_unused=True if this is the desired behavior.")
+            if materialize_grads:
+                from .. import zeros_like
+                g = zeros_like(t)
+        elif not create_graph and g._rg:
+            g = g.detach()
+        out.append(g)
+    return tuple(out)
+
+
+__all__ = ["backward", "grad", "run_backward", "Node"]

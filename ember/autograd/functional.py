@@ -1,0 +1,138 @@
+"""``ember.autograd.functional``: jacobian, hessian, vjp, jvp, hvp, vhp, built on ``grad``
+(jvp uses the double-backward trick, so it needs only reverse mode)."""
+
+from __future__ import annotations
+
+from .._tensor import Tensor
+from .engine import grad as _grad
+from .grad_mode import enable_grad
+
+
+def _tup(x):
+    return (x,) if isinstance(x, Tensor) else tuple(x)
+
+
+def _prep(inputs, create_graph):
+    return tuple(x.detach().requires_grad_(True) if not create_graph or not x._rg else x
+                 for x in _tup(inputs))
+
+
+def _zeros_if_none(gs, like):
+    from .. import zeros_like
+    return tuple(zeros_like(x) if g is None else g for g, x in zip(gs, like))
+
+
+def vjp(func, inputs, v=None, create_graph=False, strict=False):
+    """(outputs, v^T J)."""
+    single = isinstance(inputs, Tensor)
+    with enable_grad():
+        ins = _prep(inputs, create_graph)
+        out = func(*ins)
+        outs = _tup(out)
+        if v is None:
+            if any(o.numel() != 1 for o in outs):
+                raise RuntimeError("The vector v can only be None if the user-provided function "
+                                   "returns a single Tensor with a single element.")
+        gs = _grad(outs, ins, _tup(v) if v is not None else None, create_graph=create_graph,
+                   allow_unused=True)
+    gs = _zeros_if_none(gs, ins)
+    res_out = out if create_graph else _detach(out)
+    return res_out, (gs[0] if single else gs)
+
+
+def _detach(x):
+    if isinstance(x, Tensor):
+        return x.detach()
+    return tuple(o.detach() for o in x)
+
+
+def jvp(func, inputs, v=None, create_graph=False, strict=False):
+    """(outputs, J v), via two reverse passes."""
+    from .. import zeros_like
+    isinstance(inputs, Tensor)
+    with enable_grad():
+        ins = _prep(inputs, create_graph)
+        out = func(*ins)
+        outs = _tup(out)
+        if v is None:
+            if any(x.numel() != 1 for x in ins):
+                raise RuntimeError("The vector v can only be None if the input to the "
+                                   "user-provided function is a single Tensor with a single "
+                                   "element.")
+            from .. import ones_like
+            v = tuple(ones_like(x) for x in ins)
+        us = tuple(zeros_like(o).requires_grad_(True) for o in outs)
+        gs = _grad(outs, ins, us, create_graph=True, allow_unused=True)
+        pairs = [(g, vv) for g, vv in zip(gs, _tup(v)) if g is not None]
+        if pairs:
+            jv = _grad([g for g, _ in pairs], us, [vv for _, vv in pairs],
+                       create_graph=create_graph, allow_unused=True)
+        else:
+            jv = (None,) * len(us)
+    jv = _zeros_if_none(jv, outs)
+    res_out = out if create_graph else _detach(out)
+    return res_out, (jv[0] if isinstance(out, Tensor) else jv)
+
+
+def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
+             strategy="reverse-mode"):
+    """Jacobian of ``func`` at ``inputs``; nested tuples follow PyTorch's layout."""
+    from .. import stack, zeros
+    single_in = isinstance(inputs, Tensor)
+    with enable_grad():
+        ins = _prep(inputs, create_graph)
+        out = func(*ins)
+        single_out = isinstance(out, Tensor)
+        outs = _tup(out)
+        result = []
+        for o in outs:
+            rows = []
+            flat = o.reshape(-1)
+            for k in range(flat.numel()):
+                gs = _grad(flat[k], ins, retain_graph=True, create_graph=create_graph,
+                           allow_unused=True)
+                rows.append(_zeros_if_none(gs, ins))
+            per_in = []
+            for j, x in enumerate(ins):
+                if rows:
+                    J = stack([r[j].reshape(-1) for r in rows]).reshape(
+                        tuple(o.shape) + tuple(x.shape))
+                else:
+                    J = zeros(tuple(o.shape) + tuple(x.shape), dtype=x.dtype)
+                per_in.append(J if create_graph else J.detach())
+            result.append(per_in[0] if single_in else tuple(per_in))
+    return result[0] if single_out else tuple(result)
+
+
+def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
+            outer_jacobian_strategy="reverse-mode"):
+    """Hessian of a scalar ``func``."""
+    single = isinstance(inputs, Tensor)
+
+    def grad_fn(*xs):
+        with enable_grad():
+            out = func(*xs)
+            gs = _grad(out, xs, create_graph=True, allow_unused=True)
+        gs = _zeros_if_none(gs, xs)
+        return gs[0] if single else gs
+    return jacobian(grad_fn, inputs, create_graph=create_graph)
+
+
+def hvp(func, inputs, v=None, create_graph=False, strict=False):
+    """(func(inputs), H v) for a scalar ``func`` (H is symmetric, so this equals vhp)."""
+    return vhp(func, inputs, v, create_graph, strict)
+
+
+def vhp(func, inputs, v=None, create_graph=False, strict=False):
+    """(func(inputs), v^T H) for a scalar ``func``."""
+    single = isinstance(inputs, Tensor)
+    with enable_grad():
+        ins = _prep(inputs, True)
+        out = func(*ins)
+        gs = _grad(out, ins, create_graph=True, allow_unused=True)
+        pairs = [(g, vv, x) for g, vv, x in zip(gs, _tup(v), ins) if g is not None]
+        hv = _grad([g for g, _, _ in pairs], ins, [vv for _, vv, _ in pairs],
+                   create_graph=create_graph, allow_unused=True)
+    hv = _zeros_if_none(hv, ins)
+    res_out = out if create_graph else out.detach()
+    return res_out, (hv[0] if single else hv)

@@ -1,0 +1,111 @@
+"""Finite-difference gradient checks (``gradcheck``, ``gradgradcheck``), in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tensor import Tensor
+
+
+class GradcheckError(RuntimeError):
+    pass
+
+
+def _as_tuple(x):
+    return (x,) if isinstance(x, Tensor) else tuple(x)
+
+
+def _flat_outputs(fn, inputs):
+    out = fn(*inputs)
+    return [o for o in _as_tuple(out) if isinstance(o, Tensor)]
+
+
+def _numerical_jacobian(fn, inputs, i, eps):
+    """d(outputs)/d(inputs[i]) by central differences, one column per input element."""
+    x = inputs[i]
+    data = x._data
+    flat = data.reshape(-1) if data.flags.c_contiguous else None
+    if flat is None:
+        raise GradcheckError("gradcheck needs contiguous inputs")
+    outs0 = _flat_outputs(fn, inputs)
+    cols = [np.zeros((o._data.size, flat.size), dtype=o._data.dtype) for o in outs0]
+    for k in range(flat.size):
+        orig = flat[k]
+        flat[k] = orig + eps
+        plus = [o._data.copy() for o in _flat_outputs(fn, inputs)]
+        flat[k] = orig - eps
+        minus = [o._data.copy() for o in _flat_outputs(fn, inputs)]
+        flat[k] = orig
+        for c, p, m in zip(cols, plus, minus):
+            c[:, k] = ((p - m) / (2 * eps)).reshape(-1)
+    return cols
+
+
+def _analytical_jacobian(fn, inputs, i):
+    from .engine import grad
+    outs = _flat_outputs(fn, inputs)
+    x = inputs[i]
+    cols = []
+    for o in outs:
+        jac = np.zeros((o._data.size, x._data.size), dtype=o._data.dtype)
+        if not o._rg:
+            cols.append(jac)
+            continue
+        for r in range(o._data.size):
+            go = np.zeros(o._data.shape, dtype=o._data.dtype)
+            go.reshape(-1)[r] = 1
+            from .._tensor import _make
+            g, = grad(o, x, _make(go), retain_graph=True, allow_unused=True)
+            if g is not None:
+                jac[r] = g._data.reshape(-1)
+        cols.append(jac)
+    return cols
+
+
+def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
+              nondet_tol=0.0, check_undefined_grad=True, fast_mode=False, **kwargs):
+    """Compare analytical gradients with central finite differences (use float64 inputs)."""
+    inputs = _as_tuple(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x._rg:
+            continue
+        if x._data.dtype not in (np.float64, np.complex128):
+            import warnings
+            warnings.warn(f"Input #{i} requires gradient and is not a double precision floating "
+                          "point. This check will likely fail if all the inputs are not of "
+                          "double precision floating point.", stacklevel=2)
+        num = _numerical_jacobian(func, inputs, i, eps)
+        ana = _analytical_jacobian(func, inputs, i)
+        for j, (n, a) in enumerate(zip(num, ana)):
+            if not np.allclose(a, n, rtol=rtol, atol=atol):
+                msg = (f"Jacobian mismatch for output {j} with respect to input {i},\n"
+                       f"numerical:{n}\nanalytical:{a}\n")
+                if raise_exception:
+                    raise GradcheckError(msg)
+                return False
+    return True
+
+
+def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
+                  gen_non_contig_grad_outputs=False, raise_exception=True, **kwargs):
+    """``gradcheck`` applied to the first derivative (checks double backward)."""
+    from .engine import grad
+    from .. import randn
+    inputs = _as_tuple(inputs)
+    outs = _as_tuple(func(*inputs))
+    if grad_outputs is None:
+        grad_outputs = tuple(randn(o.shape, dtype=o.dtype, requires_grad=True) for o in outs)
+    grad_outputs = _as_tuple(grad_outputs)
+    diff_in = [x for x in inputs if isinstance(x, Tensor) and x._rg]
+    n_in = len(inputs)
+
+    def first_derivative(*args):
+        ins, gos = args[:n_in], args[n_in:]
+        o = _as_tuple(func(*ins))
+        dins = [x for x in ins if isinstance(x, Tensor) and x._rg]
+        gs = grad(o, dins, gos, create_graph=True, allow_unused=True)
+        return tuple(g for g in gs if g is not None)
+
+    del diff_in
+    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception)

@@ -1,0 +1,620 @@
+"""Layer 1: graph nodes and the one dispatch path every op takes.
+
+An op is a ``Node`` subclass with two static methods side by side:
+
+* ``forward(ctx, *args)`` computes on backend arrays (tensor arguments arrive as arrays);
+* ``backward(ctx, *grads)`` returns one gradient per argument, written with ember ops on
+  Tensors, so that double backward and tracing come for free.
+
+``Op.apply(*args)`` is the dispatch function. It is the only place that checks grad mode,
+records graph nodes, saves tensors with their versions, bumps versions for in-place ops,
+and lets active modes (anomaly detection, the profiler, the compiler's tracer) see the call.
+With no active mode and no input requiring grad it is: unwrap, forward, wrap.
+
+Class attributes an op may set:
+  ``saves``         argument positions whose tensors backward needs (``ctx.saved_tensors``)
+  ``saves_output``  also save the output (reconstructed as a Tensor carrying this node)
+  ``view``          the output shares its first argument's memory (True) or may ("maybe")
+  ``differentiable`` False for ops with no gradient (comparisons, argmax ...)
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import numpy as np
+
+from .._tensor import Tensor, _bump_version, _make, _version_counter
+from .grad_mode import GradMode
+
+_ndarray = np.ndarray
+_asarray = np.asarray
+_seq = itertools.count()
+
+# Active modes see every dispatched op (profiler, anomaly detection, tracer). Each mode is an
+# object with ``on_op(cls, args, kwargs, run)``, where ``run()`` performs the op.
+_MODES: list = []
+
+
+class _NullCtx:
+    """The throwaway ctx of the fast path: forward's bookkeeping writes go nowhere."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        pass
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+    needs_input_grad = ()
+
+
+_NULL = _NullCtx()
+
+_FREED_MSG = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+class Node:
+    """A node of the backward graph; for ops it doubles as the ``ctx`` of forward."""
+
+    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "_out_meta", "_pre_hooks",
+                 "_hooks", "_tensor_hooks", "_released", "needs_input_grad", "_anomaly_trace",
+                 "_materialize", "__dict__", "__weakref__")
+
+    saves = ()
+    saves_output = False
+    view = False
+    differentiable = True
+    _raw = True  # forward takes backend arrays
+
+    # ---------------------------------------------------------------- user-facing API
+    def name(self):
+        return type(self).__name__ + "Backward0"
+
+    def __repr__(self):
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+    @property
+    def saved_tensors(self):
+        saved = self._saved
+        if saved is None:
+            if self._released:
+                raise RuntimeError(_FREED_MSG)
+            return ()
+        out = []
+        for item in saved:
+            t, vc, version = item
+            if vc[0] != version:
+                _raise_modified(self, t, vc[0], version)
+            if type(t) is _ndarray:  # a saved output: rebuild it carrying this node
+                t = _make(t, True, self)
+            out.append(t)
+        return tuple(out)
+
+    def save_for_backward(self, *tensors):
+        """Save tensors (inputs or outputs of forward) for backward; versions are checked."""
+        self._saved_pending = tensors
+
+    def mark_dirty(self, *tensors):
+        self._dirty = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self._non_diff = tensors
+
+    def set_materialize_grads(self, value):
+        self._materialize = bool(value)
+
+    def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs)`` runs after this node's backward."""
+        if self._hooks is None:
+            self._hooks = []
+        return _Handle(self._hooks, fn)
+
+    def register_prehook(self, fn):
+        """``fn(grad_outputs)`` runs before this node's backward; may return new grads."""
+        if self._pre_hooks is None:
+            self._pre_hooks = []
+        return _Handle(self._pre_hooks, fn)
+
+    @property
+    def metadata(self):
+        d = self.__dict__.get("_metadata")
+        if d is None:
+            d = self.__dict__["_metadata"] = {}
+        return d
+
+    def __getattr__(self, name):
+        if name in Node.__slots__:  # an engine slot not set on a node made outside dispatch
+            return None
+        if object.__getattribute__(self, "_released"):
+            raise RuntimeError(_FREED_MSG)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    # ---------------------------------------------------------------- dispatch
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        """Run the op: the one dispatch path (see the module docstring)."""
+        if _MODES:
+            return _run_modes(cls, args, kwargs, 0)
+        need = False
+        arrays = []
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a._data)
+                if a._rg:
+                    need = True
+            else:
+                arrays.append(a)
+        if need and GradMode.enabled and cls.differentiable:
+            return _record(cls, args, arrays, kwargs)
+        out = cls.forward(_NULL, *arrays, **kwargs)
+        if type(out) is tuple:
+            return tuple(_wrap_plain(cls, o, args) for o in out)
+        if type(out) is not _ndarray:
+            out = _asarray(out)
+        t = _new(Tensor)
+        t._data = out
+        if cls.view:
+            _link_view(cls, t, args[0])
+        return t
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError(f"{ctx.name()} has no backward")
+
+
+_new = object.__new__
+
+
+def _wrap_plain(cls, out, args):
+    if type(out) is not _ndarray:
+        if isinstance(out, Tensor):
+            return out
+        out = _asarray(out)
+    t = _new(Tensor)
+    t._data = out
+    if cls.view:
+        _link_view(cls, t, args[0])
+    return t
+
+
+def _link_view(cls, t, src):
+    if cls.view == "maybe" and not np.may_share_memory(t._data, src._data):
+        return
+    t._base = src._base if src._base is not None else src
+
+
+def _differentiable_dtype(arr):
+    return arr.dtype.kind in "fcV"
+
+
+def _record(cls, args, arrays, kwargs):
+    """The grad path: run forward with a real node as ctx and link it into the graph."""
+    node = _new(cls)
+    node._seq = next(_seq)
+    node._saved = None
+    node._released = False
+    node._pre_hooks = node._hooks = node._tensor_hooks = None
+    node._materialize = True
+    edges = []
+    meta = []
+    needs = []
+    for a in args:
+        if isinstance(a, Tensor) and a._rg:
+            fn = a.grad_fn
+            edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
+            meta.append((a._data.shape, a._data.dtype))
+            needs.append(True)
+        else:
+            edges.append(None)
+            meta.append(None)
+            needs.append(False)
+    node.needs_input_grad = tuple(needs)
+    # Save inputs before forward so that an in-place forward cannot alias them.
+    saved = None
+    if cls.saves:
+        saved = []
+        for i in (range(len(args)) if cls.saves == "all" else cls.saves):
+            t = args[i]
+            if isinstance(t, Tensor):
+                vc = _version_counter(t)
+                saved.append((t, vc, vc[0]))
+            else:
+                saved.append((t, _ZERO_VC, 0))
+    out = cls.forward(node, *arrays, **kwargs)
+    node.next_functions = tuple(edges)
+    node._in_meta = meta
+    if _anomaly_enabled[0]:
+        import traceback
+        node._anomaly_trace = traceback.format_stack()[:-2]
+    else:
+        node._anomaly_trace = None
+    if type(out) is tuple:
+        outs = []
+        for i, o in enumerate(out):
+            if type(o) is not _ndarray:
+                o = _asarray(o)
+            t = _new(Tensor)
+            t._data = o
+            if _differentiable_dtype(o):
+                t._rg = True
+                t.grad_fn = node
+                t._output_nr = i
+            outs.append(t)
+        node._out_meta = [(o._data.shape, o._data.dtype) for o in outs]
+        if cls.view:
+            for t in outs:
+                _link_view(cls, t, args[0])
+        if cls.saves_output:
+            saved = (saved or []) + [(o._data, _version_counter(o), 0) for o in outs]
+        node._saved = saved
+        return tuple(outs)
+    if type(out) is not _ndarray:
+        out = _asarray(out)
+    t = _new(Tensor)
+    t._data = out
+    if _differentiable_dtype(out):
+        t._rg = True
+        t.grad_fn = node
+    node._out_meta = None
+    if cls.view:
+        _link_view(cls, t, args[0])
+    if cls.saves_output:
+        vc = _version_counter(t)
+        saved = (saved or []) + [(out, vc, vc[0])]
+    node._saved = saved
+    return t
+
+
+_ZERO_VC = [0]
+_anomaly_enabled = [False]
+
+
+def _raise_modified(node, t, now, then):
+    shape = list(t.shape) if hasattr(t, "shape") else "?"
+    dtype = getattr(t, "dtype", None)
+    kind = {"float32": "FloatTensor", "float64": "DoubleTensor"}.get(
+        getattr(dtype, "name", ""), "Tensor")
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [torch.{kind} {shape}], which is output 0 of {node.name()}, is at version "
+        f"{now}; expected version {then} instead. Hint: the backtrace further above can show "
+        "the operation that failed to compute its gradient. The variable in question was "
+        "changed in there or anywhere later. Good luck!")
+
+
+def _run_modes(cls, args, kwargs, depth):
+    """Let each active mode wrap the op call, outermost first."""
+    if depth == len(_MODES):
+        saved, _MODES[:] = _MODES[:], []
+        try:
+            return cls.apply(*args, **kwargs)
+        finally:
+            _MODES[:] = saved
+    mode = _MODES[depth]
+    return mode.on_op(cls, args, kwargs, lambda: _run_modes(cls, args, kwargs, depth + 1))
+
+
+# ---------------------------------------------------------------------- leaves
+class AccumulateGrad(Node):
+    """The sink for a leaf's gradient: hooks, then accumulation into ``.grad``."""
+
+    def name(self):
+        return "AccumulateGrad"
+
+
+def _accumulator(t):
+    ref = t._accum
+    node = ref() if ref is not None else None
+    if node is None:
+        node = _new(AccumulateGrad)
+        node._seq = -1  # sinks run after every node that feeds them
+        node.next_functions = ()
+        node._saved = None
+        node._released = False
+        node._pre_hooks = node._hooks = node._tensor_hooks = None
+        node._in_meta = [(t._data.shape, t._data.dtype)]
+        node._out_meta = None
+        node.variable = t
+        t._accum = weakref.ref(node)
+    return node
+
+
+# ---------------------------------------------------------------------- in-place ops
+def apply_inplace(cls, target, *args, **kwargs):
+    """Dispatch an in-place op: compute ``cls(target, *args)`` and write it into ``target``.
+
+    Version counters are bumped; with autograd, ``target`` takes the op's node as grad_fn.
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"in-place {cls.__name__} expects a Tensor, got {type(target).__name__}")
+    grad_on = GradMode.enabled and cls.differentiable
+    need = grad_on and (target._rg or any(isinstance(a, Tensor) and a._rg for a in args))
+    if need:
+        _check_inplace_allowed(target)
+        old = target
+        if cls.saves == "all" or 0 in cls.saves:  # backward needs the old value: keep a copy
+            old = _make(target._data.copy(), target._rg, target.grad_fn)
+        else:
+            old = _make(target._data, target._rg, target.grad_fn)
+        old._output_nr = target._output_nr
+        res = _record(cls, (old,) + args, [old._data] + [a._data if isinstance(a, Tensor) else a
+                                                         for a in args], kwargs)
+        _write(target, res._data, cls)
+        _bump_version(target)
+        target.grad_fn = res.grad_fn
+        target._rg = res._rg
+        target._output_nr = 0
+        node = res.grad_fn
+        if node is not None and cls.saves_output:
+            # the saved output is the target itself, at its new version
+            vc = _version_counter(target)
+            node._saved[-1] = (target._data, vc, vc[0])
+        return target
+    if _MODES:
+        res = cls.apply(target, *args, **kwargs)
+    else:
+        res = _make(cls.forward(_NULL, target._data,
+                                *[a._data if isinstance(a, Tensor) else a for a in args],
+                                **kwargs))
+    _write(target, _asarray(res._data), cls)
+    _bump_version(target)
+    return target
+
+
+def _write(target, result, cls):
+    dst = target._data
+    if result is dst:
+        return
+    if result.shape != dst.shape:
+        try:
+            bshape = np.broadcast_shapes(dst.shape, result.shape)
+        except ValueError:
+            bshape = result.shape
+        if bshape != dst.shape:
+            raise RuntimeError(
+                f"output with shape {list(dst.shape)} doesn't match the broadcast shape "
+                f"{list(bshape)}")
+    if result.dtype != dst.dtype:
+        from .._dtype import _BY_NP, can_cast
+        src_d, dst_d = _BY_NP[result.dtype], _BY_NP[dst.dtype]
+        if not can_cast(src_d, dst_d):
+            raise RuntimeError(
+                f"result type {_pt_name(src_d)} can't be cast to the desired output type "
+                f"{_pt_name(dst_d)}")
+    np.copyto(dst, result, casting="unsafe")
+
+
+def _pt_name(d):
+    return {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
+            "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+            "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}[d.name]
+
+
+def _check_inplace_allowed(target):
+    if target.grad_fn is None and target._rg:
+        if target._base is not None:
+            raise RuntimeError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation.")
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation.")
+    base = target._base
+    if base is not None and (base._rg or target._rg):
+        if base.grad_fn is None and base._rg:
+            raise RuntimeError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation.")
+        raise NotImplementedError(
+            "ember does not yet record in-place operations on views of tensors that require "
+            "grad (PyTorch's CopySlices); write into the base tensor (e.g. base[idx] = value) or "
+            "use an out-of-place op")
+
+
+# ---------------------------------------------------------------------- user Functions
+class FunctionCtx(Node):
+    """The ``ctx`` object of a user ``Function`` (also its backward node)."""
+
+
+class _FunctionMeta(type):
+    def __init__(cls, name, bases, ns):
+        super().__init__(name, bases, ns)
+        # the node class that backward runs on is the Function class itself
+        cls._backward_cls = cls
+
+
+class Function(Node, metaclass=_FunctionMeta):
+    """A user-defined differentiable op (``ember.autograd.Function``).
+
+    Subclasses write ``forward(ctx, *args)`` (on Tensors, under no_grad) and
+    ``backward(ctx, *grad_outputs)``; they call ``MyFunc.apply(*args)``.
+    """
+
+    _raw = False
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def name(self):
+        return type(self).__name__ + "Backward"
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        if _MODES:
+            return _run_modes(cls, args, kwargs, 0)
+        from .grad_mode import no_grad
+        need = GradMode.enabled and any(isinstance(a, Tensor) and a._rg for a in args)
+        node = _new(cls)
+        node._seq = next(_seq)
+        node._saved = None
+        node._released = False
+        node._pre_hooks = node._hooks = node._tensor_hooks = None
+        node._materialize = True
+        node.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
+        with no_grad():
+            out = cls.forward(node, *args, **kwargs)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        dirty = node.__dict__.pop("_dirty", ())
+        non_diff = node.__dict__.pop("_non_diff", ())
+        pending = node.__dict__.pop("_saved_pending", None)
+        results = []
+        for i, o in enumerate(outs):
+            if not isinstance(o, Tensor):
+                results.append(o)
+                continue
+            if any(o is d for d in dirty):
+                _bump_version(o)
+                r = o
+            elif any(o is a for a in args):
+                r = _make(o._data)  # an input returned as-is becomes a new alias
+                r._base = o._base if o._base is not None else o
+            elif o._base is not None or o.grad_fn is not None:
+                r = _make(o._data)
+                r._base = o._base
+            else:
+                r = o
+            if need and not any(o is n for n in non_diff) and _differentiable_dtype(r._data):
+                if any(o is d for d in dirty):
+                    _check_inplace_allowed(r)
+                r._rg = True
+                r.grad_fn = node
+                r._output_nr = i
+            results.append(r)
+        if need:
+            edges, meta = [], []
+            for a in args:
+                if isinstance(a, Tensor) and a._rg:
+                    fn = a.grad_fn
+                    edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
+                    meta.append((a._data.shape, a._data.dtype))
+                else:
+                    edges.append(None)
+                    meta.append(None)
+            node.next_functions = tuple(edges)
+            node._in_meta = meta
+            node._out_meta = [(r._data.shape, r._data.dtype) if isinstance(r, Tensor) else None
+                              for r in results]
+            node._anomaly_trace = None
+            if pending is not None:
+                saved = []
+                for t in pending:
+                    if t is None:
+                        saved.append((None, _ZERO_VC, 0))
+                        continue
+                    # an output saved by identity is saved as that output
+                    for r, o in zip(results, outs):
+                        if t is o:
+                            t = r
+                    vc = _version_counter(t)
+                    saved.append((t, vc, vc[0]))
+                node._saved = saved
+        return results[0] if single else tuple(results)
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("You must implement the forward function for custom "
+                                  "autograd.Function.")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("You must implement either the backward or vjp method for "
+                                  "your custom autograd.Function to use it with backward mode AD.")
+
+    @staticmethod
+    def vjp(ctx, *grad_outputs):
+        raise NotImplementedError
+
+
+def once_differentiable(fn):
+    """Run a user backward under no_grad; double backward through it raises."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(ctx, *grads):
+        from .grad_mode import no_grad
+        with no_grad():
+            out = fn(ctx, *grads)
+        if GradMode.enabled and any(isinstance(g, Tensor) and g._rg for g in grads):
+            single = not isinstance(out, tuple)
+            outs = (out,) if single else out
+            outs = tuple(_make(o._data, True, _OnceDiffErr.make()) if isinstance(o, Tensor)
+                         else o for o in outs)
+            return outs[0] if single else outs
+        return out
+    return wrapper
+
+
+class _OnceDiffErr(Node):
+    @staticmethod
+    def make():
+        n = _new(_OnceDiffErr)
+        n._seq = next(_seq)
+        n.next_functions = ()
+        n._saved = None
+        n._released = False
+        n._pre_hooks = n._hooks = n._tensor_hooks = None
+        n._in_meta = []
+        n._out_meta = None
+        n._anomaly_trace = None
+        n._materialize = True
+        return n
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("trying to differentiate twice a function that was marked with "
+                           "@once_differentiable")
+
+
+class _Handle:
+    """A removable hook handle (``handle.remove()``)."""
+
+    _ids = itertools.count()
+
+    def __init__(self, container, fn, key=None):
+        self._container = container
+        self.id = next(self._ids)
+        if isinstance(container, dict):
+            container[self.id] = fn
+        else:
+            container.append(fn)
+        self._fn = fn
+
+    def remove(self):
+        c = self._container
+        if isinstance(c, dict):
+            c.pop(self.id, None)
+        else:
+            for i, f in enumerate(c):
+                if f is self._fn:
+                    del c[i]
+                    break
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+RemovableHandle = _Handle

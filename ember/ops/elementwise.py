@@ -1,0 +1,1133 @@
+"""Elementwise ops: arithmetic, math functions, activations' primitives, comparisons,
+logical and bitwise ops. Each op is a forward (on arrays) beside its backward (in ember ops).
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from .. import _dtype as D
+from .._tensor import Tensor
+from ..autograd.graph import Node, apply_inplace
+from ._util import promote, result_dtype, to_float
+
+_ndarray = np.ndarray
+_np = np  # the CPU array module; ops reach it through ``xp`` below
+xp = np
+
+__all__ = [
+    "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "floor_divide",
+    "remainder", "fmod", "pow", "neg", "negative", "abs", "absolute", "sign", "exp", "exp2",
+    "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "square", "reciprocal", "sin",
+    "cos", "tan", "asin", "acos", "atan", "atan2", "arctan2", "sinh", "cosh", "tanh", "asinh",
+    "acosh", "atanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "sigmoid",
+    "logit", "erf", "erfc", "erfinv", "relu", "floor", "ceil", "round", "trunc", "fix", "frac",
+    "clamp", "clip", "maximum", "minimum", "where", "lerp", "addcmul", "addcdiv", "hypot",
+    "logaddexp", "logaddexp2", "nan_to_num", "eq", "ne", "lt", "le", "gt", "ge", "greater",
+    "greater_equal", "less", "less_equal", "not_equal", "isclose", "allclose", "equal", "isnan",
+    "isinf", "isfinite", "isposinf", "isneginf", "isreal", "logical_and", "logical_or",
+    "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
+    "bitwise_left_shift", "bitwise_right_shift", "conj", "real", "imag", "positive",
+    "clamp_min", "clamp_max",
+]
+
+
+def _out(result, out):
+    """Write ``result`` into the user's ``out=`` tensor (resized like PyTorch does)."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"out must be a Tensor, got {type(out).__name__}")
+    if out._data.shape != result._data.shape:
+        out._data = np.empty(result._data.shape, dtype=out._data.dtype)
+    np.copyto(out._data, result._data, casting="unsafe")
+    from .._tensor import _bump_version
+    _bump_version(out)
+    return out
+
+
+# ====================================================================== arithmetic
+class Add(Node):
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Node):
+    @staticmethod
+    def forward(ctx, a, b):
+        if type(a) is _ndarray and a.dtype == np.bool_ or type(b) is _ndarray and \
+                b.dtype == np.bool_:
+            if (type(a) is not _ndarray or a.dtype == np.bool_) and \
+                    (type(b) is not _ndarray or b.dtype == np.bool_):
+                raise RuntimeError(
+                    "Subtraction, the `-` operator, with two bool tensors is not supported. "
+                    "Use the `^` or `logical_xor()` operator instead.")
+        a, b = promote(a, b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, (-g if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        if a.dtype == np.bool_ if type(a) is _ndarray else False:
+            if type(b) is not _ndarray or b.dtype == np.bool_:
+                return np.logical_and(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (g * _conj(b) if na else None, g * _conj(a) if nb else None)
+
+
+class Div(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        if type(a) is _ndarray and a.dtype.kind in "biu":
+            a = to_float(a)
+        if type(b) is _ndarray and b.dtype.kind in "biu":
+            b = to_float(b)
+            if type(a) is not _ndarray:
+                a = b.dtype.type(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = g / _conj(b) if na else None
+        gb = -g * _conj(a) / _conj(b * b) if nb else None
+        return ga, gb
+
+
+class FloorDivide(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if (type(a) is _ndarray and a.dtype.kind in "iu") and _any_zero(b):
+                raise RuntimeError("ZeroDivisionError")
+            return np.floor_divide(a, b)
+
+
+class TruncDivide(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        if type(a) is _ndarray and a.dtype.kind in "iu":
+            if _any_zero(b):
+                raise RuntimeError("ZeroDivisionError")
+            q = np.floor_divide(a, b)
+            r = a - q * b
+            return q + ((r != 0) & ((r < 0) != (np.asarray(b) < 0))).astype(q.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.trunc(a / b)
+
+
+def _any_zero(b):
+    return bool(np.any(np.asarray(b) == 0))
+
+
+class Remainder(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+            raise RuntimeError("ZeroDivisionError")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        gb = None
+        if ctx.needs_input_grad[1]:
+            gb = -g * floor_divide(a, b)
+        return g, gb
+
+
+class Fmod(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+            raise RuntimeError("ZeroDivisionError")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.fmod(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        gb = None
+        if ctx.needs_input_grad[1]:
+            gb = -g * div(a, b, rounding_mode="trunc")
+        return g, gb
+
+
+class Pow(Node):
+    saves = (0, 1)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if type(a) is _ndarray and type(b) is not _ndarray:
+            # tensor ** scalar: the scalar is weak
+            if a.dtype.kind in "iu" and isinstance(b, (int, np.integer)) and b < 0:
+                raise RuntimeError("Integers to negative integer powers are not allowed.")
+            a, b = promote(a, b)
+            if b == 2:
+                return a * a
+            if b == 0.5 and a.dtype.kind == "f":
+                with np.errstate(invalid="ignore"):
+                    return np.sqrt(a)
+        else:
+            a, b = promote(a, b)
+            if type(a) is _ndarray and a.dtype.kind in "iu" and type(b) is _ndarray and \
+                    (b < 0).any():
+                raise RuntimeError("Integers to negative integer powers are not allowed.")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.power(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            if isinstance(b, Tensor):
+                ga = g * b * where(b == 0, 0.0, pow(a, b - 1))
+            elif b == 0:
+                ga = g * 0.0
+            else:
+                ga = g * (b * pow(a, b - 1))
+            ga = _conj_grad(ga, a)
+        if nb:
+            if isinstance(a, Tensor):
+                # d/db a**b = a**b * log(a); PyTorch masks the a == 0, b >= 0 case to 0
+                la = log(a) if a._data.dtype.kind == "c" else log(a)
+                gb = g * where((a == 0) & (b >= 0), 0.0, out * la)
+            else:
+                gb = g * out * math.log(a) if a > 0 else g * where(out == 0, 0.0, out * math.nan)
+        return ga, gb
+
+
+def _conj(t):
+    if isinstance(t, Tensor):
+        return t.conj() if t._data.dtype.kind == "c" else t
+    return t.conjugate() if isinstance(t, complex) else t
+
+
+def _conj_grad(g, like):
+    return g.conj() if isinstance(like, Tensor) and like._data.dtype.kind == "c" else g
+
+
+class Neg(Node):
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype == np.bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                               "If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Abs(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype == np.bool_:
+            return a.copy()
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        if a._data.dtype.kind == "c":
+            return g * sgn(a)
+        return g * sign(a)
+
+
+class Sign(Node):
+    differentiable = False  # zero gradient almost everywhere; PyTorch returns zeros
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype == np.bool_:
+            return a.copy()
+        return np.sign(a)
+
+
+class Sgn(Node):
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind == "c":
+            m = np.abs(a)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(m == 0, 0, a / np.where(m == 0, 1, m)).astype(a.dtype)
+        return np.sign(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+# ====================================================================== unary math
+def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None):
+    """Make an op class from a forward on arrays and a backward on (ctx, g, x, y) Tensors."""
+
+    def forward(ctx, a):
+        a = to_float(a)
+        with np.errstate(all="ignore"):
+            return fwd(a)
+
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        x = saved[0] if saves_input else None
+        y = saved[-1] if saves_out else None
+        return bwd(g, x, y)
+
+    attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
+             "saves_output": saves_out, "__doc__": doc}
+    if bwd is None:
+        attrs["differentiable"] = False
+    else:
+        attrs["backward"] = staticmethod(backward)
+    return type(name, (Node,), attrs)
+
+
+def _cg(g, t):
+    """Gradient through a holomorphic function: multiply by the conjugate derivative."""
+    return t.conj() if t._data.dtype.kind == "c" else t
+
+
+Exp = _unary("Exp", np.exp, lambda g, x, y: g * _cg(g, y), saves_out=True)
+Exp2 = _unary("Exp2", np.exp2, lambda g, x, y: g * _cg(g, y) * math.log(2.0), saves_out=True)
+Expm1 = _unary("Expm1", np.expm1, lambda g, x, y: g * (_cg(g, y) + 1), saves_out=True)
+Log = _unary("Log", np.log, lambda g, x, y: g / _cg(g, x), saves_input=True)
+Log2 = _unary("Log2", np.log2, lambda g, x, y: g / (_cg(g, x) * math.log(2.0)), saves_input=True)
+Log10 = _unary("Log10", np.log10, lambda g, x, y: g / (_cg(g, x) * math.log(10.0)),
+               saves_input=True)
+Log1p = _unary("Log1p", np.log1p, lambda g, x, y: g / (_cg(g, x) + 1), saves_input=True)
+Sqrt = _unary("Sqrt", np.sqrt, lambda g, x, y: g / (2 * _cg(g, y)), saves_out=True)
+Rsqrt = _unary("Rsqrt", lambda a: 1 / np.sqrt(a),
+               lambda g, x, y: -0.5 * g * _cg(g, y) ** 3, saves_out=True)
+Reciprocal = _unary("Reciprocal", lambda a: 1 / a, lambda g, x, y: -g * _cg(g, y * y),
+                    saves_out=True)
+Sin = _unary("Sin", np.sin, lambda g, x, y: g * _cg(g, cos(x)), saves_input=True)
+Cos = _unary("Cos", np.cos, lambda g, x, y: -g * _cg(g, sin(x)), saves_input=True)
+Tan = _unary("Tan", np.tan, lambda g, x, y: g * _cg(g, 1 + y * y), saves_out=True)
+Asin = _unary("Asin", np.arcsin, lambda g, x, y: g * _cg(g, rsqrt(1 - x * x)), saves_input=True)
+Acos = _unary("Acos", np.arccos, lambda g, x, y: -g * _cg(g, rsqrt(1 - x * x)), saves_input=True)
+Atan = _unary("Atan", np.arctan, lambda g, x, y: g / _cg(g, 1 + x * x), saves_input=True)
+Sinh = _unary("Sinh", np.sinh, lambda g, x, y: g * _cg(g, cosh(x)), saves_input=True)
+Cosh = _unary("Cosh", np.cosh, lambda g, x, y: g * _cg(g, sinh(x)), saves_input=True)
+Tanh = _unary("Tanh", np.tanh, lambda g, x, y: g * _cg(g, 1 - y * y), saves_out=True)
+Asinh = _unary("Asinh", np.arcsinh, lambda g, x, y: g * _cg(g, rsqrt(x * x + 1)),
+               saves_input=True)
+Acosh = _unary("Acosh", np.arccosh, lambda g, x, y: g * _cg(g, rsqrt(x * x - 1)),
+               saves_input=True)
+Atanh = _unary("Atanh", np.arctanh, lambda g, x, y: g / _cg(g, 1 - x * x), saves_input=True)
+
+
+def _sigmoid_fast(a):
+    if a.dtype.kind == "c":
+        return 1 / (1 + np.exp(-a))
+    with np.errstate(over="ignore"):
+        return (0.5 * np.tanh(0.5 * a) + 0.5).astype(a.dtype, copy=False)
+
+
+Sigmoid = _unary("Sigmoid", _sigmoid_fast, lambda g, x, y: g * _cg(g, y * (1 - y)),
+                 saves_out=True)
+
+
+def _erf_np(a):
+    from ._special import erf as _erf
+    return _erf(a)
+
+
+def _erfinv_np(a):
+    from ._special import erfinv as _erfinv
+    return _erfinv(a)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+Erf = _unary("Erf", _erf_np, lambda g, x, y: g * _TWO_OVER_SQRT_PI * exp(-x * x),
+             saves_input=True)
+Erfc = _unary("Erfc", lambda a: 1 - _erf_np(a) if a.dtype.kind == "f" else a,
+              lambda g, x, y: -g * _TWO_OVER_SQRT_PI * exp(-x * x), saves_input=True)
+Erfinv = _unary("Erfinv", _erfinv_np,
+                lambda g, x, y: g * (0.5 * math.sqrt(math.pi)) * exp(y * y), saves_out=True)
+
+
+class Logit(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a, eps=None):
+        a = to_float(a)
+        ctx.eps = eps
+        if eps is not None:
+            a = np.clip(a, eps, 1 - eps)
+        with np.errstate(all="ignore"):
+            return np.log(a / (1 - a))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        eps = ctx.eps
+        gx = g / (x * (1 - x))
+        if eps is not None:
+            gx = where((x < eps) | (x > 1 - eps), 0.0, gx)
+        return gx, None
+
+
+class Relu(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype == np.bool_:
+            raise RuntimeError('"clamp_min_cpu" not implemented for \'Bool\'')
+        return np.maximum(a, 0, dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (y > 0)
+
+
+class Square(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype == np.bool_:
+            a = a.astype(np.int64)
+        return a * a
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (2 * _conj(x))
+
+
+# --------------------------------------------------------------- rounding (zero gradient)
+class _Rounding(Node):
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+def _rounding(name, fn):
+    def forward(ctx, a, *args):
+        if a.dtype.kind in "biu":
+            return a.copy()
+        return fn(a, *args)
+    return type(name, (_Rounding,), {"forward": staticmethod(forward)})
+
+
+Floor = _rounding("Floor", np.floor)
+Ceil = _rounding("Ceil", np.ceil)
+Trunc = _rounding("Trunc", np.trunc)
+
+
+class Round(_Rounding):
+    @staticmethod
+    def forward(ctx, a, decimals=0):
+        if a.dtype.kind in "biu":
+            return a.copy()
+        if decimals == 0:
+            return np.round(a)
+        s = 10.0 ** decimals
+        with np.errstate(all="ignore"):
+            return (np.round(a * s) / s).astype(a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0, None
+
+
+class Frac(Node):
+    @staticmethod
+    def forward(ctx, a):
+        return a - np.trunc(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+# --------------------------------------------------------------- clamp, min/max, where
+class Clamp(Node):
+    saves = (0, 1, 2)
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        if lo is None and hi is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        rt = result_dtype(*(x for x in (a, lo, hi) if x is not None)).np
+        a = a.astype(rt, copy=False)
+        out = a
+        if lo is not None:
+            out = np.maximum(out, lo, dtype=rt) if type(lo) is _ndarray or \
+                not np.isnan(lo) else np.full_like(out, np.nan)
+        if hi is not None:
+            out = np.minimum(out, hi, dtype=rt) if type(hi) is _ndarray or \
+                not np.isnan(hi) else np.full_like(out, np.nan)
+        if out is a:
+            out = a.copy()
+        # NaN in the input propagates
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, lo, hi = ctx.saved_tensors
+        n0, n1, n2 = ctx.needs_input_grad
+        mask = None
+        if lo is not None:
+            mask = x >= lo
+        if hi is not None:
+            m2 = x <= hi
+            mask = m2 if mask is None else mask & m2
+        gx = where(mask, g, 0.0) if n0 else None
+        glo = ghi = None
+        if n1:
+            glo = where(x < lo, g, 0.0)
+        if n2:
+            c = x > hi
+            if lo is not None:
+                c = c & (x >= lo) if isinstance(lo, Tensor) else c
+            ghi = where(c, g, 0.0)
+        return gx, glo, ghi
+
+
+class Maximum(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        # ties split the gradient evenly, as PyTorch does
+        w = (a > b) + (a == b) * 0.5
+        return g * w, g * (1 - w)
+
+
+class Minimum(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        w = (a < b) + (a == b) * 0.5
+        return g * w, g * (1 - w)
+
+
+class Where(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        if cond.dtype != np.bool_:
+            if cond.dtype == np.uint8:
+                cond = cond.astype(bool)
+            else:
+                raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
+                                   f"tensor with dtype {D._BY_NP[cond.dtype].name.capitalize()}")
+        a, b = promote(a, b)
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        (c,) = ctx.saved_tensors
+        _, na, nb = ctx.needs_input_grad
+        z = zeros_scalar_like(g)
+        return None, where(c, g, z) if na else None, where(c, z, g) if nb else None
+
+
+def zeros_scalar_like(g):
+    return 0.0 if g._data.dtype.kind != "c" else 0j
+
+
+class Lerp(Node):
+    saves = (0, 1, 2)
+
+    @staticmethod
+    def forward(ctx, a, b, w):
+        if type(w) is _ndarray:
+            return a + w * (b - a)
+        return (a + w * (b - a)).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, w = ctx.saved_tensors
+        na, nb, nw = ctx.needs_input_grad
+        return (g * (1 - w) if na else None, g * w if nb else None,
+                g * (b - a) if nw else None)
+
+
+class Addcmul(Node):
+    saves = (1, 2)
+
+    @staticmethod
+    def forward(ctx, a, t1, t2, value=1):
+        ctx.value = value
+        r = t1 * t2
+        if value != 1:
+            r = r * value
+        a, r = promote(a, r)
+        return a + r
+
+    @staticmethod
+    def backward(ctx, g):
+        t1, t2 = ctx.saved_tensors
+        v = ctx.value
+        _, n1, n2 = ctx.needs_input_grad
+        return g, g * t2 * v if n1 else None, g * t1 * v if n2 else None
+
+
+class Addcdiv(Node):
+    saves = (1, 2)
+
+    @staticmethod
+    def forward(ctx, a, t1, t2, value=1):
+        if t1.dtype.kind in "biu" and t2.dtype.kind in "biu":
+            raise RuntimeError("Integer division with addcdiv is no longer supported, and in a "
+                               "future release addcdiv will perform a true division of tensor1 "
+                               "and tensor2. The historic addcdiv behavior can be implemented as "
+                               "(input + value * torch.trunc(tensor1 / tensor2)).to(input.dtype) "
+                               "for integer inputs and as (input + value * tensor1 / tensor2) for "
+                               "float inputs. The future addcdiv behavior is just the latter "
+                               "implementation: (input + value * tensor1 / tensor2), for all "
+                               "dtypes.")
+        ctx.value = value
+        r = t1 / t2
+        if value != 1:
+            r = r * value
+        a, r = promote(a, r)
+        return a + r
+
+    @staticmethod
+    def backward(ctx, g):
+        t1, t2 = ctx.saved_tensors
+        v = ctx.value
+        _, n1, n2 = ctx.needs_input_grad
+        return (g, g * v / t2 if n1 else None, -g * v * t1 / (t2 * t2) if n2 else None)
+
+
+class Atan2(Node):
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(to_float(a), to_float(b) if type(b) is _ndarray else b)
+        return np.arctan2(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        d = a * a + b * b
+        return g * b / d, -g * a / d
+
+
+class Hypot(Node):
+    saves = (0, 1)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.hypot(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        return g * a / out, g * b / out
+
+
+class Logaddexp(Node):
+    saves = (0, 1)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.logaddexp(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        return g * exp(a - out), g * exp(b - out)
+
+
+class Logaddexp2(Node):
+    saves = (0, 1)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.logaddexp2(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        return g * exp2(a - out), g * exp2(b - out)
+
+
+class NanToNum(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a, nan=0.0, posinf=None, neginf=None):
+        if a.dtype.kind in "biu":
+            return a.copy()
+        return np.nan_to_num(a, nan=nan, posinf=posinf, neginf=neginf)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return where(isfinite(x), g, 0.0), None, None, None
+
+
+class Conj(Node):
+    @staticmethod
+    def forward(ctx, a):
+        return np.conj(a) if a.dtype.kind == "c" else a
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.conj()
+
+
+class Real(Node):
+    view = "maybe"
+
+    @staticmethod
+    def forward(ctx, a):
+        return a.real
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class Imag(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind != "c":
+            raise RuntimeError("imag is not implemented for tensors with non-complex dtypes.")
+        return a.imag
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 1j
+
+
+# --------------------------------------------------------------- comparisons, logic, bits
+def _nondiff(name, fn, promote_args=False):
+    def forward(ctx, *args):
+        return fn(*args)
+    return type(name, (Node,), {"forward": staticmethod(forward), "differentiable": False})
+
+
+Eq = _nondiff("Eq", np.equal)
+Ne = _nondiff("Ne", np.not_equal)
+Lt = _nondiff("Lt", np.less)
+Le = _nondiff("Le", np.less_equal)
+Gt = _nondiff("Gt", np.greater)
+Ge = _nondiff("Ge", np.greater_equal)
+Isnan = _nondiff("Isnan", np.isnan)
+Isinf = _nondiff("Isinf", np.isinf)
+Isfinite = _nondiff("Isfinite", np.isfinite)
+Isposinf = _nondiff("Isposinf", np.isposinf)
+Isneginf = _nondiff("Isneginf", np.isneginf)
+LogicalAnd = _nondiff("LogicalAnd", np.logical_and)
+LogicalOr = _nondiff("LogicalOr", np.logical_or)
+LogicalXor = _nondiff("LogicalXor", np.logical_xor)
+LogicalNot = _nondiff("LogicalNot", np.logical_not)
+
+
+def _bitwise(name, fn):
+    def forward(ctx, a, b=None):
+        for x in (a, b):
+            if type(x) is _ndarray and x.dtype.kind in "fc" or isinstance(x, float):
+                raise RuntimeError(f'"{name}_cpu" not implemented for '
+                                   f"'{'Float' if type(x) is not _ndarray else x.dtype}'")
+        if b is None:
+            return fn(a)
+        a, b = promote(a, b)
+        return fn(a, b)
+    return type(name, (Node,), {"forward": staticmethod(forward), "differentiable": False})
+
+
+BitwiseAnd = _bitwise("bitwise_and", np.bitwise_and)
+BitwiseOr = _bitwise("bitwise_or", np.bitwise_or)
+BitwiseXor = _bitwise("bitwise_xor", np.bitwise_xor)
+BitwiseNot = _bitwise("bitwise_not", np.invert)
+BitwiseLeftShift = _bitwise("bitwise_left_shift", np.left_shift)
+BitwiseRightShift = _bitwise("bitwise_right_shift", np.right_shift)
+
+
+class Isclose(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+        if type(b) is _ndarray and a.dtype != b.dtype:
+            raise RuntimeError(f"{D._BY_NP[a.dtype]} did not match {D._BY_NP[b.dtype]}")
+        return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+# ====================================================================== public functions
+def _binary(cls, name):
+    def fn(input, other, *, out=None):
+        if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+            raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
+                            f"{type(input).__name__}")
+        return _out(cls.apply(input, other), out)
+    fn.__name__ = name
+    fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise ``{name}`` with broadcasting and PyTorch's type promotion."
+    return fn
+
+
+def add(input, other, *, alpha=1, out=None):
+    """``input + alpha * other`` with broadcasting and PyTorch's type promotion."""
+    if alpha != 1:
+        other = other * alpha
+    return _out(Add.apply(input, other), out)
+
+
+def sub(input, other, *, alpha=1, out=None):
+    """``input - alpha * other``."""
+    if alpha != 1:
+        other = other * alpha
+    return _out(Sub.apply(input, other), out)
+
+
+subtract = sub
+mul = _binary(Mul, "mul")
+multiply = mul
+
+
+def div(input, other, *, rounding_mode=None, out=None):
+    """True division, or ``rounding_mode='trunc'``/``'floor'`` (those have no gradient)."""
+    if rounding_mode is None:
+        r = Div.apply(input, other)
+    elif rounding_mode == "trunc":
+        r = TruncDivide.apply(input, other)
+    elif rounding_mode == "floor":
+        r = FloorDivide.apply(input, other)
+    else:
+        raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' "
+                           f"but found '{rounding_mode}'")
+    return _out(r, out)
+
+
+divide = div
+true_divide = _binary(Div, "true_divide")
+floor_divide = _binary(FloorDivide, "floor_divide")
+remainder = _binary(Remainder, "remainder")
+fmod = _binary(Fmod, "fmod")
+atan2 = _binary(Atan2, "atan2")
+arctan2 = atan2
+hypot = _binary(Hypot, "hypot")
+logaddexp = _binary(Logaddexp, "logaddexp")
+logaddexp2 = _binary(Logaddexp2, "logaddexp2")
+maximum = _binary(Maximum, "maximum")
+minimum = _binary(Minimum, "minimum")
+
+
+def pow(input, exponent, *, out=None):
+    """``input ** exponent``; either side may be a python scalar."""
+    return _out(Pow.apply(input, exponent), out)
+
+
+def _unary_fn(cls, name):
+    def fn(input, *, out=None):
+        return _out(cls.apply(input), out)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise ``{name}``."
+    return fn
+
+
+neg = _unary_fn(Neg, "neg")
+negative = neg
+abs = _unary_fn(Abs, "abs")
+absolute = abs
+sign = _unary_fn(Sign, "sign")
+sgn = _unary_fn(Sgn, "sgn")
+exp = _unary_fn(Exp, "exp")
+exp2 = _unary_fn(Exp2, "exp2")
+expm1 = _unary_fn(Expm1, "expm1")
+log = _unary_fn(Log, "log")
+log2 = _unary_fn(Log2, "log2")
+log10 = _unary_fn(Log10, "log10")
+log1p = _unary_fn(Log1p, "log1p")
+sqrt = _unary_fn(Sqrt, "sqrt")
+rsqrt = _unary_fn(Rsqrt, "rsqrt")
+square = _unary_fn(Square, "square")
+reciprocal = _unary_fn(Reciprocal, "reciprocal")
+sin = _unary_fn(Sin, "sin")
+cos = _unary_fn(Cos, "cos")
+tan = _unary_fn(Tan, "tan")
+asin = arcsin = _unary_fn(Asin, "asin")
+acos = arccos = _unary_fn(Acos, "acos")
+atan = arctan = _unary_fn(Atan, "atan")
+sinh = _unary_fn(Sinh, "sinh")
+cosh = _unary_fn(Cosh, "cosh")
+tanh = _unary_fn(Tanh, "tanh")
+asinh = arcsinh = _unary_fn(Asinh, "asinh")
+acosh = arccosh = _unary_fn(Acosh, "acosh")
+atanh = arctanh = _unary_fn(Atanh, "atanh")
+sigmoid = _unary_fn(Sigmoid, "sigmoid")
+erf = _unary_fn(Erf, "erf")
+erfc = _unary_fn(Erfc, "erfc")
+erfinv = _unary_fn(Erfinv, "erfinv")
+relu = _unary_fn(Relu, "relu")
+floor = _unary_fn(Floor, "floor")
+ceil = _unary_fn(Ceil, "ceil")
+trunc = fix = _unary_fn(Trunc, "trunc")
+frac = _unary_fn(Frac, "frac")
+conj = _unary_fn(Conj, "conj")
+real = _unary_fn(Real, "real")
+imag = _unary_fn(Imag, "imag")
+isnan = _unary_fn(Isnan, "isnan")
+isinf = _unary_fn(Isinf, "isinf")
+isfinite = _unary_fn(Isfinite, "isfinite")
+isposinf = _unary_fn(Isposinf, "isposinf")
+isneginf = _unary_fn(Isneginf, "isneginf")
+logical_not = _unary_fn(LogicalNot, "logical_not")
+bitwise_not = _unary_fn(BitwiseNot, "bitwise_not")
+
+
+def positive(input):
+    if input.dtype is D.bool_:
+        raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
+    return input
+
+
+def isreal(input):
+    if input._data.dtype.kind != "c":
+        return ones_like_bool(input)
+    return eq(imag(input), 0)
+
+
+def ones_like_bool(input):
+    from .._tensor import _make
+    return _make(np.ones(input._data.shape, dtype=bool))
+
+
+def round(input, *, decimals=0, out=None):
+    return _out(Round.apply(input, decimals), out)
+
+
+def logit(input, eps=None, *, out=None):
+    return _out(Logit.apply(input, eps), out)
+
+
+def _scalar_or_tensor(x):
+    if isinstance(x, Tensor) or x is None:
+        return x
+    if isinstance(x, (int, float, bool, np.number)):
+        return x
+    raise TypeError(f"clamp(): min/max must be a Number or Tensor, got {type(x).__name__}")
+
+
+def clamp(input, min=None, max=None, *, out=None):
+    """Clamp into ``[min, max]`` (scalars or broadcastable tensors)."""
+    return _out(Clamp.apply(input, _scalar_or_tensor(min), _scalar_or_tensor(max)), out)
+
+
+clip = clamp
+
+
+def clamp_min(input, min):
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    return clamp(input, max=max)
+
+
+def where(condition, input=None, other=None, *, out=None):
+    """``input`` where ``condition``, else ``other``; ``where(cond)`` is ``nonzero(as_tuple)``."""
+    if input is None and other is None:
+        from .indexing import nonzero
+        return nonzero(condition, as_tuple=True)
+    if not isinstance(condition, Tensor):
+        raise TypeError("where(): argument 'condition' must be Tensor")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        # two scalars: result dtype from the scalars (weak) as PyTorch does
+        dt = result_dtype(input, other)
+        from .._tensor import _make
+        input = _make(np.asarray(input, dtype=dt.np))
+    return _out(Where.apply(condition, input, other), out)
+
+
+def lerp(input, end, weight, *, out=None):
+    return _out(Lerp.apply(input, end, weight), out)
+
+
+def addcmul(input, tensor1, tensor2, *, value=1, out=None):
+    return _out(Addcmul.apply(input, tensor1, tensor2, value=value), out)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1, out=None):
+    return _out(Addcdiv.apply(input, tensor1, tensor2, value=value), out)
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None, *, out=None):
+    return _out(NanToNum.apply(input, nan, posinf, neginf), out)
+
+
+eq = _binary(Eq, "eq")
+ne = not_equal = _binary(Ne, "ne")
+lt = less = _binary(Lt, "lt")
+le = less_equal = _binary(Le, "le")
+gt = greater = _binary(Gt, "gt")
+ge = greater_equal = _binary(Ge, "ge")
+logical_and = _binary(LogicalAnd, "logical_and")
+logical_or = _binary(LogicalOr, "logical_or")
+logical_xor = _binary(LogicalXor, "logical_xor")
+bitwise_and = _binary(BitwiseAnd, "bitwise_and")
+bitwise_or = _binary(BitwiseOr, "bitwise_or")
+bitwise_xor = _binary(BitwiseXor, "bitwise_xor")
+bitwise_left_shift = _binary(BitwiseLeftShift, "bitwise_left_shift")
+bitwise_right_shift = _binary(BitwiseRightShift, "bitwise_right_shift")
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return Isclose.apply(input, other, rtol, atol, equal_nan)
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return builtins.bool(isclose(input, other, rtol, atol, equal_nan)._data.all())
+
+
+def equal(input, other):
+    """True when both tensors have the same shape and elements."""
+    a, b = input._data, other._data
+    return a.shape == b.shape and builtins.bool((a == b).all())
+
+
+# in-place variants: ``name_`` dispatches the same op through ``apply_inplace``
+def _inplace(cls, name, preprocess=None):
+    def fn(self, *args, **kwargs):
+        if preprocess is not None:
+            args, kwargs = preprocess(*args, **kwargs)
+        return apply_inplace(cls, self, *args, **kwargs)
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def _alpha(other, alpha=1):
+    return ((other * alpha if alpha != 1 else other),), {}
+
+
+def _clamp_args(min=None, max=None):
+    return (_scalar_or_tensor(min), _scalar_or_tensor(max)), {}
+
+
+INPLACE = {
+    "add_": _inplace(Add, "add_", _alpha), "sub_": _inplace(Sub, "sub_", _alpha),
+    "mul_": _inplace(Mul, "mul_"), "true_divide_": _inplace(Div, "true_divide_"),
+    "floor_divide_": _inplace(FloorDivide, "floor_divide_"),
+    "remainder_": _inplace(Remainder, "remainder_"), "fmod_": _inplace(Fmod, "fmod_"),
+    "pow_": _inplace(Pow, "pow_"), "neg_": _inplace(Neg, "neg_"), "abs_": _inplace(Abs, "abs_"),
+    "sign_": _inplace(Sign, "sign_"), "exp_": _inplace(Exp, "exp_"),
+    "exp2_": _inplace(Exp2, "exp2_"), "expm1_": _inplace(Expm1, "expm1_"),
+    "log_": _inplace(Log, "log_"), "log2_": _inplace(Log2, "log2_"),
+    "log10_": _inplace(Log10, "log10_"), "log1p_": _inplace(Log1p, "log1p_"),
+    "sqrt_": _inplace(Sqrt, "sqrt_"), "rsqrt_": _inplace(Rsqrt, "rsqrt_"),
+    "square_": _inplace(Square, "square_"), "reciprocal_": _inplace(Reciprocal, "reciprocal_"),
+    "sin_": _inplace(Sin, "sin_"), "cos_": _inplace(Cos, "cos_"), "tan_": _inplace(Tan, "tan_"),
+    "asin_": _inplace(Asin, "asin_"), "acos_": _inplace(Acos, "acos_"),
+    "atan_": _inplace(Atan, "atan_"), "sinh_": _inplace(Sinh, "sinh_"),
+    "cosh_": _inplace(Cosh, "cosh_"), "tanh_": _inplace(Tanh, "tanh_"),
+    "asinh_": _inplace(Asinh, "asinh_"), "acosh_": _inplace(Acosh, "acosh_"),
+    "atanh_": _inplace(Atanh, "atanh_"), "sigmoid_": _inplace(Sigmoid, "sigmoid_"),
+    "erf_": _inplace(Erf, "erf_"), "erfc_": _inplace(Erfc, "erfc_"),
+    "erfinv_": _inplace(Erfinv, "erfinv_"), "relu_": _inplace(Relu, "relu_"),
+    "floor_": _inplace(Floor, "floor_"), "ceil_": _inplace(Ceil, "ceil_"),
+    "trunc_": _inplace(Trunc, "trunc_"), "frac_": _inplace(Frac, "frac_"),
+    "round_": _inplace(Round, "round_"),
+    "clamp_": _inplace(Clamp, "clamp_", _clamp_args), "atan2_": _inplace(Atan2, "atan2_"),
+    "lerp_": _inplace(Lerp, "lerp_"), "hypot_": _inplace(Hypot, "hypot_"),
+    "addcmul_": _inplace(Addcmul, "addcmul_"), "addcdiv_": _inplace(Addcdiv, "addcdiv_"),
+    "nan_to_num_": _inplace(NanToNum, "nan_to_num_"), "logit_": _inplace(Logit, "logit_"),
+    "eq_": _inplace(Eq, "eq_"), "ne_": _inplace(Ne, "ne_"), "lt_": _inplace(Lt, "lt_"),
+    "le_": _inplace(Le, "le_"), "gt_": _inplace(Gt, "gt_"), "ge_": _inplace(Ge, "ge_"),
+    "logical_and_": _inplace(LogicalAnd, "logical_and_"),
+    "logical_or_": _inplace(LogicalOr, "logical_or_"),
+    "logical_xor_": _inplace(LogicalXor, "logical_xor_"),
+    "logical_not_": _inplace(LogicalNot, "logical_not_"),
+    "bitwise_and_": _inplace(BitwiseAnd, "bitwise_and_"),
+    "bitwise_or_": _inplace(BitwiseOr, "bitwise_or_"),
+    "bitwise_xor_": _inplace(BitwiseXor, "bitwise_xor_"),
+    "bitwise_not_": _inplace(BitwiseNot, "bitwise_not_"),
+    "maximum_": _inplace(Maximum, "maximum_"), "minimum_": _inplace(Minimum, "minimum_"),
+}
+
+
+def _div_(self, other, *, rounding_mode=None):
+    cls = {None: Div, "trunc": TruncDivide, "floor": FloorDivide}[rounding_mode]
+    return apply_inplace(cls, self, other)
+
+
+INPLACE["div_"] = _div_
+INPLACE["divide_"] = _div_
+INPLACE["clip_"] = INPLACE["clamp_"]
+INPLACE["clamp_min_"] = lambda self, min: apply_inplace(Clamp, self, min, None)
+INPLACE["clamp_max_"] = lambda self, max: apply_inplace(Clamp, self, None, max)
+INPLACE["subtract_"] = INPLACE["sub_"]
+INPLACE["multiply_"] = INPLACE["mul_"]
+INPLACE["negative_"] = INPLACE["neg_"]
+INPLACE["absolute_"] = INPLACE["abs_"]
+INPLACE["fix_"] = INPLACE["trunc_"]

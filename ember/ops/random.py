@@ -1,0 +1,211 @@
+"""Random sampling: rand, randn, randint, randperm, normal, bernoulli, multinomial, and the
+in-place fillers (uniform_, normal_, bernoulli_, random_, exponential_ ...). Every function
+takes ``generator=``; same seed, same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _dtype as D
+from .._random import _rng
+from .._tensor import Tensor, _bump_version, _make
+from ._util import shape_arg
+
+__all__ = ["rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
+           "rand_like", "randn_like", "randint_like", "poisson"]
+
+
+def _float_dtype(dtype):
+    d = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    if not (d.is_floating_point or d.is_complex):
+        raise RuntimeError(f"\"check_uniform_bounds\" not implemented for '{d.name}'")
+    return d
+
+
+def _finish(arr, requires_grad):
+    t = _make(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def rand(*size, generator=None, out=None, dtype=None, layout=None, device=None,
+         requires_grad=False, pin_memory=False):
+    """Uniform samples on [0, 1)."""
+    d = _float_dtype(dtype)
+    arr = _rng(generator).random(shape_arg(size), dtype=np.float64).astype(d.np)
+    return _finish(arr, requires_grad)
+
+
+def randn(*size, generator=None, out=None, dtype=None, layout=None, device=None,
+          requires_grad=False, pin_memory=False):
+    """Standard normal samples."""
+    d = _float_dtype(dtype)
+    shape = shape_arg(size)
+    if d.is_complex:
+        r = _rng(generator).standard_normal(shape + (2,)) / np.sqrt(2)
+        arr = (r[..., 0] + 1j * r[..., 1]).astype(d.np)
+    else:
+        arr = _rng(generator).standard_normal(shape, dtype=np.float64).astype(d.np)
+    return _finish(arr, requires_grad)
+
+
+def randint(low=0, high=None, size=None, *, generator=None, out=None, dtype=None, layout=None,
+            device=None, requires_grad=False):
+    """Integers uniform on ``[low, high)``; int64 by default."""
+    if size is None:
+        if isinstance(high, (tuple, list)):
+            low, high, size = 0, low, high
+        else:
+            raise TypeError("randint() missing required argument 'size'")
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= "
+                           f"to={high}")
+    d = D.to_dtype(dtype) if dtype is not None else D.int64
+    arr = _rng(generator).integers(low, high, size=tuple(size)).astype(d.np)
+    return _finish(arr, requires_grad)
+
+
+def randperm(n, *, generator=None, out=None, dtype=None, layout=None, device=None,
+             requires_grad=False, pin_memory=False):
+    d = D.to_dtype(dtype) if dtype is not None else D.int64
+    return _finish(_rng(generator).permutation(int(n)).astype(d.np), requires_grad)
+
+
+def rand_like(input, *, dtype=None, generator=None, requires_grad=False, **kw):
+    return rand(input.shape, dtype=dtype or input.dtype, generator=generator,
+                requires_grad=requires_grad)
+
+
+def randn_like(input, *, dtype=None, generator=None, requires_grad=False, **kw):
+    return randn(input.shape, dtype=dtype or input.dtype, generator=generator,
+                 requires_grad=requires_grad)
+
+
+def randint_like(input, low=0, high=None, *, dtype=None, generator=None, **kw):
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, input.shape, dtype=dtype or input.dtype, generator=generator)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, **kw):
+    """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        m = mean._data if isinstance(mean, Tensor) else mean
+        s = std._data if isinstance(std, Tensor) else std
+        if isinstance(std, Tensor) and (std._data < 0).any():
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+        ref = mean if isinstance(mean, Tensor) else std
+        z = _rng(generator).standard_normal(shape)
+        arr = (m + s * z).astype(ref._data.dtype)
+        return _make(arr)
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    if size is None:
+        raise TypeError("normal() with float mean and std needs a size")
+    d = _float_dtype(dtype)
+    arr = _rng(generator).normal(mean, std, size=tuple(size)).astype(d.np)
+    return _make(arr)
+
+
+def bernoulli(input, p=None, *, generator=None, out=None):
+    """Samples 1 with probability ``input`` (or ``p``), elementwise."""
+    probs = input._data if p is None else np.full(input._data.shape, p)
+    if ((probs < 0) | (probs > 1)).any():
+        raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
+    u = _rng(generator).random(input._data.shape)
+    return _make((u < probs).astype(input._data.dtype))
+
+
+def poisson(input, generator=None):
+    return _make(_rng(generator).poisson(input._data).astype(input._data.dtype))
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None, out=None):
+    """Sample category indices from rows of (unnormalised) probabilities."""
+    p = input._data.astype(np.float64)
+    if p.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if (p < 0).any() or not np.isfinite(p).all():
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    rows = p.reshape(-1, p.shape[-1])
+    if not replacement and num_samples > rows.shape[1]:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    rng = _rng(generator)
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, r in enumerate(rows):
+        s = r.sum()
+        if s <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+        if replacement:
+            out[i] = rng.choice(len(r), size=num_samples, replace=True, p=r / s)
+        else:
+            # exponential-race (Gumbel top-k): order of first arrival
+            nz = r > 0
+            if num_samples > nz.sum():
+                raise RuntimeError("invalid multinomial distribution (with replacement=False, "
+                                   "not enough non-negative category to sample)")
+            keys = np.where(nz, rng.exponential(size=len(r)) / np.where(nz, r, 1), np.inf)
+            out[i] = np.argsort(keys, kind="stable")[:num_samples]
+    return _make(out.reshape(p.shape[:-1] + (num_samples,)))
+
+
+# ------------------------------------------------------------------ in-place fillers
+def _fill(self, arr):
+    if self._rg and self.grad_fn is None:
+        from ..autograd.grad_mode import GradMode
+        if GradMode.enabled:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+    np.copyto(self._data, arr, casting="unsafe")
+    _bump_version(self)
+    return self
+
+
+def uniform_(self, a=0.0, b=1.0, *, generator=None):
+    return _fill(self, _rng(generator).uniform(a, b, size=self._data.shape))
+
+
+def normal_(self, mean=0.0, std=1.0, *, generator=None):
+    return _fill(self, _rng(generator).normal(mean, std, size=self._data.shape))
+
+
+def bernoulli_(self, p=0.5, *, generator=None):
+    probs = p._data if isinstance(p, Tensor) else p
+    return _fill(self, _rng(generator).random(self._data.shape) < probs)
+
+
+def random_(self, from_=0, to=None, *, generator=None):
+    if to is None:
+        if self._data.dtype.kind == "f":
+            to = 2 ** np.finfo(self._data.dtype).nmant + 1
+        elif self._data.dtype == np.bool_:
+            to = 2
+        else:
+            to = int(np.iinfo(self._data.dtype).max) + 1
+    return _fill(self, _rng(generator).integers(from_, to, size=self._data.shape))
+
+
+def exponential_(self, lambd=1.0, *, generator=None):
+    return _fill(self, _rng(generator).exponential(1.0 / lambd, size=self._data.shape))
+
+
+def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
+    return _fill(self, median + sigma * _rng(generator).standard_cauchy(size=self._data.shape))
+
+
+def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
+    return _fill(self, _rng(generator).lognormal(mean, std, size=self._data.shape))
+
+
+def geometric_(self, p, *, generator=None):
+    return _fill(self, _rng(generator).geometric(p, size=self._data.shape))
+
+
+INPLACE = {"uniform_": uniform_, "normal_": normal_, "bernoulli_": bernoulli_,
+           "random_": random_, "exponential_": exponential_, "cauchy_": cauchy_,
+           "log_normal_": log_normal_, "geometric_": geometric_}

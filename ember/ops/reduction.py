@@ -1,0 +1,598 @@
+"""Reductions: sum, mean, prod, amax/amin, max/min, arg-reductions, var/std, logsumexp,
+norm, all/any, cumulative sums and products."""
+
+from __future__ import annotations
+
+import builtins
+import collections
+
+import numpy as np
+
+from .. import _dtype as D
+from .._tensor import Tensor, _make
+from ..autograd.graph import Node
+from ._util import dtype_np, norm_dim, norm_dims
+
+_ndarray = np.ndarray
+
+__all__ = ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var",
+           "std", "var_mean", "std_mean", "logsumexp", "norm", "all", "any", "cumsum",
+           "cumprod", "count_nonzero", "nansum", "nanmean", "aminmax"]
+
+
+def _rt(name, fields):
+    cls = collections.namedtuple(name, fields)
+    cls.__module__ = "ember.return_types"
+    return cls
+
+
+class return_types:
+    max = _rt("max", ["values", "indices"])
+    min = _rt("min", ["values", "indices"])
+    aminmax = _rt("aminmax", ["min", "max"])
+    sort = _rt("sort", ["values", "indices"])
+    topk = _rt("topk", ["values", "indices"])
+    kthvalue = _rt("kthvalue", ["values", "indices"])
+    median = _rt("median", ["values", "indices"])
+    mode = _rt("mode", ["values", "indices"])
+    cummax = _rt("cummax", ["values", "indices"])
+    cummin = _rt("cummin", ["values", "indices"])
+    var_mean = _rt("var_mean", ["var", "mean"])
+    std_mean = _rt("std_mean", ["std", "mean"])
+
+
+def _axis(dim, ndim, op):
+    dims = norm_dims(dim, ndim, op)
+    if dims is not None and len(dims) == 0:
+        return None  # dim=() / [] means all dims, as in PyTorch
+    return dims
+
+
+def _expand_back(g, shape, axis, keepdim):
+    """Broadcast a reduced gradient back to the input's shape."""
+    if axis is None:
+        axis = tuple(range(len(shape)))
+    if not keepdim:
+        gshape = list(shape)
+        for a in axis:
+            gshape[a] = 1
+        g = g.reshape(gshape)
+    return g.expand(shape)
+
+
+class Sum(Node):
+    @staticmethod
+    def forward(ctx, a, axis, keepdim, dtype):
+        ctx.shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
+        if dtype is None and a.dtype.kind in "biu":
+            dtype = np.int64
+        return np.sum(a, axis=axis, keepdims=keepdim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
+
+class Mean(Node):
+    @staticmethod
+    def forward(ctx, a, axis, keepdim, dtype):
+        ctx.shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
+        n = a.size if axis is None else int(np.prod([a.shape[i] for i in axis]))
+        ctx.n = n
+        if dtype is not None:
+            a = a.astype(dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.mean(a, axis=axis, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g / ctx.n, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
+
+class Prod(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdim, dtype):
+        ctx.axis, ctx.keepdim = axis, keepdim
+        if dtype is None and a.dtype.kind in "biu":
+            dtype = np.int64
+        return np.prod(a, axis=axis, keepdims=keepdim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        shape, axis, keepdim = x.shape, ctx.axis, ctx.keepdim
+        g = _expand_back(g, shape, axis, keepdim)
+        out = _expand_back(out, shape, axis, keepdim)
+        # product of the others; exact when there are zeros (no division by zero)
+        if not bool((x._data == 0).any()):
+            return g * out / x, None, None, None
+        return g * _prod_others(x, axis), None, None, None
+
+
+def _prod_others(x, axis):
+    """For each element, the product of the other elements along ``axis`` (all if None)."""
+    from .shape import movedim
+    if axis is None:
+        flat = x.reshape(-1)
+        return _prod_others(flat, (0,)).reshape(x.shape)
+    if len(axis) > 1:
+        # merge the reduced dims into one trailing dim
+        nd = x.ndim
+        keep = [d for d in range(nd) if d not in axis]
+        perm = keep + list(axis)
+        xp = x.permute(perm)
+        kshape = [x.shape[d] for d in keep]
+        merged = xp.reshape(kshape + [-1])
+        r = _prod_others(merged, (len(keep),))
+        r = r.reshape([x.shape[d] for d in perm])
+        inv = np.argsort(perm)
+        return r.permute(list(inv))
+    d = axis[0]
+    xm = movedim(x, d, -1)
+    ones = _make(np.ones(xm.shape[:-1] + (1,), dtype=xm._data.dtype))
+    from .shape import cat
+    left = cumprod(cat([ones, xm[..., :-1]], -1), -1)
+    right = cumprod(cat([ones, xm.flip(-1)[..., :-1]], -1), -1).flip(-1)
+    return movedim(left * right, -1, d)
+
+
+class _MaxMinAll(Node):
+    """amax/amin over dims: gradient split evenly between ties."""
+
+    saves = (0,)
+    saves_output = True
+    _fn = None
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        shape, axis, keepdim = x.shape, ctx.axis, ctx.keepdim
+        outb = _expand_back(out, shape, axis, keepdim)
+        mask = (x == outb)
+        cnt = mask.sum(dim=axis if axis is not None else None, keepdim=True)
+        gb = _expand_back(g, shape, axis, keepdim)
+        return gb * mask / cnt, None, None
+
+
+def _check_nonempty(a, axis, op):
+    if a.size == 0:
+        if axis is None:
+            raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
+                               "== 0. Specify the reduction dim with the 'dim' argument.")
+        for d in axis:
+            if a.shape[d] == 0:
+                raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+
+
+class Amax(_MaxMinAll):
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        _check_nonempty(a, axis, "amax")
+        ctx.axis, ctx.keepdim = axis, keepdim
+        return np.max(a, axis=axis, keepdims=keepdim)
+
+
+class Amin(_MaxMinAll):
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        _check_nonempty(a, axis, "amin")
+        ctx.axis, ctx.keepdim = axis, keepdim
+        return np.min(a, axis=axis, keepdims=keepdim)
+
+
+class _MaxMinDim(Node):
+    """max/min along one dim, returning (values, indices); gradient to the chosen index."""
+
+    @staticmethod
+    def backward(ctx, g, gi):
+        idx = ctx.idx
+        if not ctx.keepdim:
+            g = g.unsqueeze(ctx.dim)
+            idx = np.expand_dims(idx, ctx.dim)
+        from .indexing import _scatter_into_zeros
+        return _scatter_into_zeros(g, ctx.shape, ctx.dim, idx), None, None
+
+
+def _arg_nan(a, d, fn):
+    # PyTorch propagates NaN: the index of the first NaN wins
+    if a.dtype.kind in "fc":
+        nanmask = np.isnan(a)
+        if nanmask.any():
+            first_nan = np.argmax(nanmask, axis=d)
+            has = nanmask.any(axis=d)
+            return np.where(has, first_nan, fn(a, axis=d))
+    return fn(a, axis=d)
+
+
+class MaxDim(_MaxMinDim):
+    @staticmethod
+    def forward(ctx, a, dim, keepdim):
+        _check_nonempty(a, (dim,), "max")
+        idx = _arg_nan(a, dim, np.argmax) if a.ndim else np.zeros((), np.int64)
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.idx = idx
+        v = np.take_along_axis(a, np.expand_dims(idx, dim), dim) if a.ndim else a.copy()
+        if not keepdim and a.ndim:
+            v = np.squeeze(v, dim)
+        return v, (np.expand_dims(idx, dim) if keepdim and a.ndim else idx).astype(np.int64)
+
+
+class MinDim(_MaxMinDim):
+    @staticmethod
+    def forward(ctx, a, dim, keepdim):
+        _check_nonempty(a, (dim,), "min")
+        idx = _arg_nan(a, dim, np.argmin) if a.ndim else np.zeros((), np.int64)
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.idx = idx
+        v = np.take_along_axis(a, np.expand_dims(idx, dim), dim) if a.ndim else a.copy()
+        if not keepdim and a.ndim:
+            v = np.squeeze(v, dim)
+        return v, (np.expand_dims(idx, dim) if keepdim and a.ndim else idx).astype(np.int64)
+
+
+class Argmax(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, dim, keepdim, largest=True):
+        fn = np.argmax if largest else np.argmin
+        if dim is None:
+            if a.size == 0:
+                raise RuntimeError(f"{'argmax' if largest else 'argmin'}(): Expected reduction "
+                                   "dim to be specified for input.numel() == 0.")
+            r = _arg_nan(a.reshape(-1), 0, fn).astype(np.int64)
+            return r.reshape((1,) * a.ndim) if keepdim else r
+        if a.ndim == 0:
+            return np.zeros((), np.int64)
+        _check_nonempty(a, (dim,), "argmax" if largest else "argmin")
+        r = _arg_nan(a, dim, fn).astype(np.int64)
+        return np.expand_dims(r, dim) if keepdim else r
+
+
+class Var(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a, axis, correction, keepdim):
+        if a.dtype.kind in "biu":
+            raise RuntimeError("std and var only support floating point and complex dtypes")
+        ctx.axis, ctx.correction, ctx.keepdim = axis, correction, keepdim
+        n = a.size if axis is None else int(np.prod([a.shape[i] for i in axis]))
+        ctx.n = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.var(a, axis=axis, keepdims=keepdim, ddof=0)
+            if correction != 0:
+                v = v * (n / builtins.max(n - correction, 0)) if n - correction > 0 else \
+                    v * np.float64("inf" if n > 0 else "nan").astype(v.dtype)
+        return np.asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
+                                    copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        axis, keepdim = ctx.axis, ctx.keepdim
+        m = x.mean(dim=axis, keepdim=True) if axis is not None else x.mean()
+        g = _expand_back(g, x.shape, axis, keepdim)
+        return g * (2.0 / builtins.max(ctx.n - ctx.correction, 0)) * (x - m), None, None, None
+
+
+class Logsumexp(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        if a.dtype.kind in "biu":
+            a = a.astype(D._Defaults.dtype.np)
+        ctx.axis, ctx.keepdim = axis, keepdim
+        if a.size == 0:
+            return np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdim))
+        m = np.max(a, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        with np.errstate(divide="ignore"):
+            r = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+        if not keepdim:
+            r = np.squeeze(r, axis=axis) if axis is not None else r.reshape(())
+        return r
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        g = _expand_back(g, x.shape, ctx.axis, ctx.keepdim)
+        out = _expand_back(out, x.shape, ctx.axis, ctx.keepdim)
+        from .elementwise import exp
+        return g * exp(x - out), None, None
+
+
+class Cumsum(Node):
+    @staticmethod
+    def forward(ctx, a, dim, dtype):
+        ctx.dim = dim
+        if dtype is None and a.dtype.kind in "biu":
+            dtype = np.int64
+        if a.ndim == 0:
+            return a.astype(dtype or a.dtype)
+        return np.cumsum(a, axis=dim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        if g.ndim == 0:
+            return g, None, None
+        d = ctx.dim
+        return g.flip(d).cumsum(d).flip(d), None, None
+
+
+class Cumprod(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, dim, dtype):
+        ctx.dim = dim
+        if dtype is None and a.dtype.kind in "biu":
+            dtype = np.int64
+        if a.ndim == 0:
+            return a.astype(dtype or a.dtype)
+        return np.cumprod(a, axis=dim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        if g.ndim == 0:
+            return g, None, None
+        d = ctx.dim
+        if not bool((x._data == 0).any()):
+            return (g * out).flip(d).cumsum(d).flip(d) / x, None, None
+        # general case (zeros present): sum_{j>=i} g_j * prod_{k<=j, k!=i} x_k, O(n^2) along d
+        from .shape import movedim, stack
+        xm = movedim(x, d, -1)
+        gm = movedim(g, d, -1)
+        n = xm.shape[-1]
+        cols = []
+        for i in range(n):
+            xi = xm.clone() if False else xm
+            ones = (xm[..., i:i + 1] * 0 + 1)
+            from .shape import cat
+            xr = cat([xm[..., :i], ones, xm[..., i + 1:]], -1)
+            cp = xr.cumprod(-1)
+            cols.append((gm[..., i:] * cp[..., i:]).sum(-1))
+            del xi
+        return movedim(stack(cols, -1), -1, d), None, None
+
+
+class All(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        r = np.all(a, axis=axis, keepdims=keepdim)
+        return r if a.dtype != np.uint8 else r.astype(np.uint8)
+
+
+class Any(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        r = np.any(a, axis=axis, keepdims=keepdim)
+        return r if a.dtype != np.uint8 else r.astype(np.uint8)
+
+
+# ====================================================================== public functions
+def _dim_and_keepdim(input, dim, keepdim, op):
+    return _axis(dim, input._data.ndim, op), bool(keepdim)
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
+    """Sum over ``dim`` (int, tuple, or all); integer inputs sum to int64."""
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
+    if input._data.dtype == np.bool_ and dtype is None:
+        dtype = D.int64
+    return _out(Sum.apply(input, axis, keepdim, dtype_np(dtype)), out)
+
+
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    from .elementwise import isnan, where
+    return sum(where(isnan(input), 0.0, input), dim, keepdim, dtype=dtype)
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
+    """Mean over ``dim``; the input must be floating or complex (or ``dtype`` given)."""
+    dt = dtype_np(dtype) or input._data.dtype
+    if dt.kind not in "fcV":
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point "
+            f"or complex dtype. Got: {_pt_name(input.dtype)}")
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "mean")
+    return _out(Mean.apply(input, axis, keepdim, dtype_np(dtype)), out)
+
+
+def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    from .elementwise import isnan, logical_not
+    notnan = logical_not(isnan(input))
+    return nansum(input, dim, keepdim, dtype=dtype) / notnan.sum(dim, keepdim)
+
+
+def _pt_name(d):
+    from ..autograd.graph import _pt_name as n
+    return n(d)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        raise TypeError("prod(): argument 'dim' must be int")
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "prod")
+    if input._data.dtype == np.bool_ and dtype is None:
+        dtype = D.int64
+    return Prod.apply(input, axis, keepdim, dtype_np(dtype))
+
+
+def amax(input, dim=(), keepdim=False, *, out=None):
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "amax")
+    return _out(Amax.apply(input, axis, keepdim), out)
+
+
+def amin(input, dim=(), keepdim=False, *, out=None):
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "amin")
+    return _out(Amin.apply(input, axis, keepdim), out)
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    return return_types.aminmax(amin(input, dim if dim is not None else (), keepdim),
+                                amax(input, dim if dim is not None else (), keepdim))
+
+
+def _max_min(input, dim, keepdim, other, cls, binary, full, name):
+    if isinstance(dim, Tensor):
+        return binary(input, dim)
+    if other is not None:
+        return binary(input, other)
+    if dim is None:
+        if input._data.size == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for "
+                               "input.numel() == 0. Specify the reduction dim with the 'dim' "
+                               "argument.")
+        return full(input)
+    d = norm_dim(dim, input._data.ndim, name)
+    v, i = cls.apply(input, d, bool(keepdim))
+    return getattr(return_types, name)(v, i)
+
+
+def max(input, dim=None, keepdim=False, *, other=None, out=None):
+    """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices); ``max(x, y)``."""
+    from .elementwise import maximum
+    return _max_min(input, dim, keepdim, other, MaxDim, maximum, amax, "max")
+
+
+def min(input, dim=None, keepdim=False, *, other=None, out=None):
+    from .elementwise import minimum
+    return _max_min(input, dim, keepdim, other, MinDim, minimum, amin, "min")
+
+
+def argmax(input, dim=None, keepdim=False):
+    d = None if dim is None else norm_dim(dim, input._data.ndim, "argmax")
+    return Argmax.apply(input, d, bool(keepdim), True)
+
+
+def argmin(input, dim=None, keepdim=False):
+    d = None if dim is None else norm_dim(dim, input._data.ndim, "argmin")
+    return Argmax.apply(input, d, bool(keepdim), False)
+
+
+def _correction(unbiased, correction, where):
+    if correction is not None and unbiased is not None:
+        raise RuntimeError(f"{where}: can't specify both correction and unbiased")
+    if correction is not None:
+        return correction
+    if unbiased is None:
+        return 1
+    return 1 if unbiased else 0
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=None):
+    """Variance with Bessel's ``correction`` (default 1); ``unbiased`` is the legacy flag."""
+    if isinstance(dim, bool):  # var(x, False): the legacy positional ``unbiased``
+        unbiased, dim = dim, None
+    c = _correction(unbiased, correction, "var")
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "var")
+    return _out(Var.apply(input, axis, c, keepdim), out)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=None):
+    from .elementwise import sqrt
+    return _out(sqrt(var(input, dim, unbiased, keepdim, correction=correction)), out)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return return_types.var_mean(var(input, dim, unbiased, keepdim, correction=correction),
+                                 mean(input, dim, keepdim))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return return_types.std_mean(std(input, dim, unbiased, keepdim, correction=correction),
+                                 mean(input, dim, keepdim))
+
+
+def logsumexp(input, dim, keepdim=False, *, out=None):
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "logsumexp")
+    return _out(Logsumexp.apply(input, axis, keepdim), out)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, out=None, dtype=None):
+    """Vector p-norm over ``dim`` (all elements by default); ``'fro'`` is the 2-norm."""
+    from .elementwise import abs as _abs
+    if dtype is not None:
+        input = input.to(dtype)
+    if input._data.dtype.kind in "biu":
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
+                           f"input. Got {_pt_name(input.dtype)}")
+    if p == "fro" or p is None:
+        p = 2
+    if p == "nuc":
+        raise NotImplementedError("norm(p='nuc') needs linalg.matrix_norm (not yet in ember)")
+    x = _abs(input)
+    if p == float("inf"):
+        return amax(x, dim if dim is not None else (), keepdim)
+    if p == float("-inf"):
+        return amin(x, dim if dim is not None else (), keepdim)
+    if p == 0:
+        return sum((x != 0).to(x.dtype), dim, keepdim)
+    if p == 1:
+        return sum(x, dim, keepdim)
+    if p == 2:
+        from .elementwise import sqrt
+        if input._data.dtype.kind == "c":
+            return sqrt(sum(x * x, dim, keepdim))
+        return _Norm2.apply(input, _axis(dim, input.ndim, "norm"), bool(keepdim))
+    return sum(x ** p, dim, keepdim) ** (1.0 / p)
+
+
+class _Norm2(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axis, keepdim):
+        ctx.axis, ctx.keepdim = axis, keepdim
+        return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        out = _expand_back(out, x.shape, ctx.axis, ctx.keepdim)
+        g = _expand_back(g, x.shape, ctx.axis, ctx.keepdim)
+        from .elementwise import where
+        # the subgradient at 0 is 0, as PyTorch's
+        return where(out == 0, 0.0, g * x / out), None, None
+
+
+def all(input, dim=None, keepdim=False, *, out=None):
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "all")
+    return _out(All.apply(input, axis, keepdim), out)
+
+
+def any(input, dim=None, keepdim=False, *, out=None):
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "any")
+    return _out(Any.apply(input, axis, keepdim), out)
+
+
+def cumsum(input, dim, *, dtype=None, out=None):
+    d = norm_dim(dim, input._data.ndim, "cumsum")
+    return _out(Cumsum.apply(input, d, dtype_np(dtype)), out)
+
+
+def cumprod(input, dim, *, dtype=None, out=None):
+    d = norm_dim(dim, input._data.ndim, "cumprod")
+    return _out(Cumprod.apply(input, d, dtype_np(dtype)), out)
+
+
+def count_nonzero(input, dim=None):
+    return sum(input != 0, dim)
+
+
+def _out(result, out):
+    from .elementwise import _out as o
+    return o(result, out)

@@ -1,0 +1,730 @@
+"""Shape ops: views (view, reshape, transpose, permute, expand, ...), joins and splits,
+flips and rolls, triangles and diagonals. View ops return backend views of their input and
+share its version counter."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .._tensor import Tensor, _make
+from ..autograd.graph import Node
+from ._util import norm_dim, promote, result_dtype, shape_arg
+
+_ndarray = np.ndarray
+
+__all__ = ["reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose",
+           "swapaxes", "swapdims", "movedim", "moveaxis", "t", "broadcast_to",
+           "broadcast_tensors", "broadcast_shapes", "tile", "cat", "concat", "concatenate",
+           "stack", "hstack", "vstack", "split", "chunk", "unbind", "narrow", "flip", "roll",
+           "tril", "triu", "diag", "diagonal", "clone", "detach", "adjoint"]
+
+
+def _infer_shape(shape, numel, op="view"):
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    for s in shape:
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s}")
+    if neg:
+        rest = 1
+        for i, s in enumerate(shape):
+            if i != neg[0]:
+                rest *= s
+        if rest == 0 or numel % rest:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape[neg[0]] = numel // rest
+    n = 1
+    for s in shape:
+        n *= s
+    if n != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+class View(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        shape = _infer_shape(shape, a.size)
+        try:
+            return np.reshape(a, shape, copy=False)
+        except ValueError:
+            raise RuntimeError(
+                "view size is not compatible with input tensor's size and stride (at least one "
+                "dimension spans across two contiguous subspaces). Use .reshape(...) instead."
+            ) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+class Reshape(Node):
+    view = "maybe"
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return np.reshape(a, _infer_shape(shape, a.size))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+class Permute(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.permute(tuple(np.argsort(ctx.dims))), None
+
+
+class Expand(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        return np.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        from ._util import sum_to_shape
+        return sum_to_shape(g, ctx.shape), None
+
+
+class Cat(Node):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.sizes = [a.shape[dim] if a.ndim else 0 for a in arrays]
+        ctx.dim = dim
+        rt = result_dtype(*arrays).np
+        return np.concatenate([a for a in arrays if not _skippable(a)] or [arrays[0]],
+                              axis=dim, dtype=rt)
+
+    @staticmethod
+    def backward(ctx, g):
+        out = [None]
+        start = 0
+        for n in ctx.sizes:
+            out.append(g.narrow(ctx.dim, start, n) if n or g.ndim else None)
+            start += n
+        return tuple(out)
+
+
+def _skippable(a):
+    # PyTorch lets 1-d empty tensors join anything
+    return a.ndim == 1 and a.shape[0] == 0
+
+
+class Stack(Node):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        rt = result_dtype(*arrays).np
+        return np.stack(arrays, axis=dim, dtype=rt)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(g.unbind(ctx.dim))
+
+
+class Split(Node):
+    """Split along ``dim`` into views of the given sizes."""
+
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, sizes, dim):
+        ctx.shape, ctx.dim = a.shape, dim
+        idx = np.cumsum(sizes)[:-1]
+        return tuple(np.split(a, idx, axis=dim))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return cat(grads, ctx.dim), None, None
+
+
+class Unbind(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dim):
+        ctx.dim = dim
+        idx = [slice(None)] * a.ndim
+        out = []
+        for i in range(a.shape[dim]):
+            idx[dim] = i
+            out.append(a[tuple(idx)])
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return stack(grads, ctx.dim), None
+
+
+class Narrow(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dim, start, length):
+        ctx.shape, ctx.dim, ctx.start = a.shape, dim, start
+        idx = [slice(None)] * a.ndim
+        idx[dim] = slice(start, start + length)
+        return a[tuple(idx)]
+
+    @staticmethod
+    def backward(ctx, g):
+        from .indexing import pad_into
+        return pad_into(g, ctx.shape, ctx.dim, ctx.start), None, None, None
+
+
+class Flip(Node):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return np.flip(a, dims).copy() if dims else a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.flip(ctx.dims), None
+
+
+class Roll(Node):
+    @staticmethod
+    def forward(ctx, a, shifts, dims):
+        ctx.shifts, ctx.dims = shifts, dims
+        if dims is None:
+            return np.roll(a.reshape(-1), shifts).reshape(a.shape)
+        return np.roll(a, shifts, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        s = ctx.shifts
+        s = tuple(-x for x in s) if isinstance(s, tuple) else -s
+        return g.roll(s, ctx.dims), None, None
+
+
+class Tril(Node):
+    @staticmethod
+    def forward(ctx, a, k):
+        ctx.k = k
+        return np.tril(a, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.tril(ctx.k), None
+
+
+class Triu(Node):
+    @staticmethod
+    def forward(ctx, a, k):
+        ctx.k = k
+        return np.triu(a, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.triu(ctx.k), None
+
+
+class Diagonal(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, offset, d1, d2):
+        ctx.shape, ctx.args = a.shape, (offset, d1, d2)
+        return np.diagonal(a, offset, d1, d2)
+
+    @staticmethod
+    def backward(ctx, g):
+        offset, d1, d2 = ctx.args
+        z = _make(np.zeros(ctx.shape, dtype=g._data.dtype))
+        return _DiagonalScatter.apply(z, g, offset, d1, d2), None, None, None
+
+
+class _DiagonalScatter(Node):
+    @staticmethod
+    def forward(ctx, a, src, offset, d1, d2):
+        ctx.args = (offset, d1, d2)
+        out = a.copy()
+        view = np.diagonal(out, offset, d1, d2)
+        view.setflags(write=True) if view.flags.writeable else None
+        _diag_view(out, offset, d1, d2)[...] = src
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        offset, d1, d2 = ctx.args
+        ga = _DiagonalScatter.apply(g, _make(np.zeros(_diag_view(g._data, offset, d1, d2).shape,
+                                                      g._data.dtype)), offset, d1, d2)
+        return ga, g.diagonal(offset, d1, d2), None, None, None
+
+
+def _diag_view(a, offset, d1, d2):
+    """A writable strided view of the diagonal of ``a`` (NumPy's ``diagonal`` is read-only)."""
+    from numpy.lib.stride_tricks import as_strided
+    n1, n2 = a.shape[d1], a.shape[d2]
+    if offset >= 0:
+        length = builtins.max(builtins.min(n1, n2 - offset), 0)
+        start = offset * a.strides[d2] if length else 0
+    else:
+        length = builtins.max(builtins.min(n1 + offset, n2), 0)
+        start = -offset * a.strides[d1] if length else 0
+    rest = [i for i in range(a.ndim) if i not in (d1, d2)]
+    shape = [a.shape[i] for i in rest] + [length]
+    strides = [a.strides[i] for i in rest] + [a.strides[d1] + a.strides[d2]]
+    base = a.reshape(-1)[start // a.itemsize:] if a.size and length else a
+    return as_strided(base, shape, strides, writeable=True)
+
+
+class DiagEmbed1d(Node):
+    """``diag(v, k)`` for a 1-d input: a 2-d matrix with ``v`` on diagonal ``k``."""
+
+    @staticmethod
+    def forward(ctx, a, k):
+        ctx.k = k
+        return np.diag(a, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.diagonal(ctx.k), None
+
+
+class Repeat(Node):
+    @staticmethod
+    def forward(ctx, a, reps):
+        ctx.shape, ctx.reps = a.shape, reps
+        return np.tile(a.reshape((1,) * (len(reps) - a.ndim) + a.shape), reps)
+
+    @staticmethod
+    def backward(ctx, g):
+        reps, shape = ctx.reps, ctx.shape
+        full = (1,) * (len(reps) - len(shape)) + tuple(shape)
+        # (r0, s0, r1, s1, ...) then sum the repeat axes
+        split = []
+        for r, s in zip(reps, full):
+            split += [r, s]
+        gg = g.reshape(split).sum(dim=tuple(range(0, 2 * len(reps), 2)))
+        return gg.reshape(shape), None
+
+
+class Clone(Node):
+    @staticmethod
+    def forward(ctx, a, memory_format=None):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+class Contiguous(Node):
+    view = "maybe"
+
+    @staticmethod
+    def forward(ctx, a):
+        return np.ascontiguousarray(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+# ====================================================================== public functions
+def reshape(input, *shape):
+    """The same data in a new shape: a view when the strides allow, else a copy."""
+    return Reshape.apply(input, shape_arg(shape))
+
+
+def view(input, *shape):
+    """A view with a new shape (error if the strides do not allow one); or a dtype view."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+        from .. import _dtype as D
+        if isinstance(shape[0], (D.dtype, str)) or shape[0] in (float, int, bool):
+            return _view_dtype(input, D.to_dtype(shape[0]))
+    return View.apply(input, shape_arg(shape))
+
+
+def _view_dtype(input, dt):
+    if dt.itemsize != input._data.dtype.itemsize and input.ndim == 0:
+        raise RuntimeError("self.dim() cannot be 0 to view a different dtype size")
+    t = _make(input._data.view(dt.np))
+    t._base = input._base if input._base is not None else input
+    return t
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    nd = input._data.ndim
+    if nd == 0:
+        return input.reshape(1)
+    s = norm_dim(start_dim, nd)
+    e = norm_dim(end_dim, nd)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    if s == e:
+        return input
+    shp = input._data.shape
+    n = 1
+    for d in shp[s:e + 1]:
+        n *= d
+    return input.reshape(shp[:s] + (n,) + shp[e + 1:])
+
+
+def unflatten(input, dim, sizes):
+    d = norm_dim(dim, input._data.ndim)
+    shp = input._data.shape
+    sizes = list(sizes)
+    if -1 in sizes:
+        rest = 1
+        for s in sizes:
+            if s != -1:
+                rest *= s
+        sizes[sizes.index(-1)] = shp[d] // rest if rest else 0
+    n = 1
+    for s in sizes:
+        n *= s
+    if n != shp[d]:
+        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
+                           f"size of dim {dim} ({shp[d]}) in the input tensor")
+    return input.reshape(shp[:d] + tuple(sizes) + shp[d + 1:])
+
+
+def squeeze(input, dim=None):
+    shp = input._data.shape
+    if dim is None:
+        new = tuple(s for s in shp if s != 1)
+    else:
+        dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+        dims = {norm_dim(d, len(shp)) for d in dims}
+        new = tuple(s for i, s in enumerate(shp) if not (i in dims and s == 1))
+    if new == shp:
+        return View.apply(input, shp)
+    return View.apply(input, new)
+
+
+def unsqueeze(input, dim):
+    shp = input._data.shape
+    d = norm_dim(dim, len(shp) + 1)
+    return View.apply(input, shp[:d] + (1,) + shp[d:])
+
+
+def permute(input, *dims):
+    dims = shape_arg(dims)
+    nd = input._data.ndim
+    if len(dims) != nd:
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
+                           f"not match the length of the desired ordering of dimensions i.e. "
+                           f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
+    dims = tuple(norm_dim(d, nd) for d in dims)
+    if len(set(dims)) != nd:
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return Permute.apply(input, dims)
+
+
+def transpose(input, dim0, dim1):
+    nd = input._data.ndim
+    if nd == 0:
+        return View.apply(input, ())
+    d0, d1 = norm_dim(dim0, nd), norm_dim(dim1, nd)
+    perm = list(range(nd))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return Permute.apply(input, tuple(perm))
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input):
+    nd = input._data.ndim
+    if nd > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
+    return transpose(input, 0, 1) if nd == 2 else View.apply(input, input._data.shape)
+
+
+def adjoint(input):
+    return transpose(input, -2, -1).conj()
+
+
+def movedim(input, source, destination):
+    nd = input._data.ndim
+    src = [source] if isinstance(source, (int, np.integer)) else list(source)
+    dst = [destination] if isinstance(destination, (int, np.integer)) else list(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) "
+                           f"should contain the same number of dims as destination ({dst} dims)")
+    src = [norm_dim(s, nd) for s in src]
+    dst = [norm_dim(d, nd) for d in dst]
+    order = [n for n in range(nd) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return Permute.apply(input, tuple(order))
+
+
+moveaxis = movedim
+
+
+def expand(input, *sizes):
+    sizes = shape_arg(sizes)
+    shp = input._data.shape
+    if len(sizes) < len(shp):
+        raise RuntimeError(f"expand(torch.FloatTensor{{{list(shp)}}}, size={list(sizes)}): the "
+                           "number of sizes provided ({len(sizes)}) must be greater or equal to "
+                           f"the number of dimensions in the tensor ({len(shp)})")
+    lead = len(sizes) - len(shp)
+    new = []
+    for i, s in enumerate(sizes):
+        if i < lead:
+            if s < 0:
+                raise RuntimeError(f"The expanded size of the tensor ({s}) isn't allowed in a "
+                                   "leading, non-existing dimension {i}")
+            new.append(s)
+        else:
+            cur = shp[i - lead]
+            if s == -1:
+                new.append(cur)
+            elif cur == 1 or cur == s:
+                new.append(s)
+            else:
+                raise RuntimeError(f"The expanded size of the tensor ({s}) must match the "
+                                   f"existing size ({cur}) at non-singleton dimension {i}.  "
+                                   f"Target sizes: {list(sizes)}.  Tensor sizes: {list(shp)}")
+    return Expand.apply(input, tuple(new))
+
+
+def expand_as(input, other):
+    return expand(input, other._data.shape)
+
+
+def broadcast_to(input, size):
+    return expand(input, tuple(size))
+
+
+def broadcast_shapes(*shapes):
+    try:
+        return _size(np.broadcast_shapes(*[(s,) if isinstance(s, int) else tuple(s)
+                                           for s in shapes]))
+    except ValueError:
+        raise RuntimeError(f"shape mismatch: objects cannot be broadcast to a single shape "
+                           f"{[list(s) for s in shapes]}") from None
+
+
+def _size(s):
+    from .._tensor import Size
+    return Size(s)
+
+
+def broadcast_tensors(*tensors):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tensors[0]
+    shape = broadcast_shapes(*[t._data.shape for t in tensors])
+    return tuple(expand(t, shape) for t in tensors)
+
+
+def repeat(input, *sizes):
+    reps = shape_arg(sizes)
+    if len(reps) < input._data.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number "
+                           "of dimensions of tensor")
+    return Repeat.apply(input, reps)
+
+
+def tile(input, dims):
+    dims = tuple(dims)
+    nd = input._data.ndim
+    if len(dims) < nd:
+        dims = (1,) * (nd - len(dims)) + dims
+    return Repeat.apply(input, dims)
+
+
+def _tensors_arg(tensors, op):
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{op}(): argument 'tensors' (position 1) must be tuple of Tensors, not "
+                        "Tensor")
+    tensors = tuple(tensors)
+    for x in tensors:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected Tensor as element in argument 0, but got "
+                            f"{type(x).__name__}")
+    return tensors
+
+
+def cat(tensors, dim=0, *, out=None):
+    """Join tensors along an existing dim."""
+    tensors = _tensors_arg(tensors, "cat")
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    ref = next((x for x in tensors if not _skippable(x._data)), tensors[0])
+    nd = ref._data.ndim
+    if nd == 0:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    d = norm_dim(dim, nd)
+    for i, x in enumerate(tensors):
+        if _skippable(x._data) and nd != 1:
+            continue
+        if x._data.ndim != nd:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {nd} and "
+                               f"{x._data.ndim}")
+        for k in range(nd):
+            if k != d and x._data.shape[k] != ref._data.shape[k]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. "
+                                   f"Expected size {ref._data.shape[k]} but got size "
+                                   f"{x._data.shape[k]} for tensor number {i} in the list.")
+    from .elementwise import _out
+    return _out(Cat.apply(d, *tensors), out)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0, *, out=None):
+    """Join tensors along a new dim."""
+    tensors = _tensors_arg(tensors, "stack")
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shp = tensors[0]._data.shape
+    for i, x in enumerate(tensors):
+        if x._data.shape != shp:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shp)} "
+                               f"at entry 0 and {list(x._data.shape)} at entry {i}")
+    d = norm_dim(dim, len(shp) + 1)
+    from .elementwise import _out
+    return _out(Stack.apply(d, *tensors), out)
+
+
+def hstack(tensors):
+    tensors = [x if x.ndim else x.reshape(1) for x in _tensors_arg(tensors, "hstack")]
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    tensors = [x.reshape(1, -1) if x.ndim < 2 else x for x in _tensors_arg(tensors, "vstack")]
+    return cat(tensors, 0)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    """Split into chunks of one size (the last may be smaller) or of the given sizes."""
+    d = norm_dim(dim, tensor._data.ndim)
+    n = tensor._data.shape[d]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        s = int(split_size_or_sections)
+        if s < 0 or (s == 0 and n != 0):
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got "
+                               f"dimension size of {n}")
+        sizes = [s] * (n // s) + ([n % s] if n % s else []) if s else [0]
+    else:
+        sizes = [int(x) for x in split_size_or_sections]
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                               f"(input tensor's size at dimension {d}), but got split_sizes="
+                               f"{sizes}")
+    return Split.apply(tensor, sizes, d)
+
+
+def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
+    d = norm_dim(dim, input._data.ndim)
+    n = input._data.shape[d]
+    size = -(-n // chunks) if n else 0
+    return split(input, size if size else 1, d) if n else split(input, [0], d)
+
+
+def unbind(input, dim=0):
+    d = norm_dim(dim, input._data.ndim)
+    return Unbind.apply(input, d)
+
+
+def narrow(input, dim, start, length):
+    d = norm_dim(dim, input._data.ndim)
+    n = input._data.shape[d]
+    if isinstance(start, Tensor):
+        start = int(start.item())
+    if not -n <= start <= n:
+        raise IndexError(f"start out of range (expected to be in range of [{-n}, {n}], but got "
+                         f"{start})")
+    if start < 0:
+        start += n
+    if length < 0 or start + length > n:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    return Narrow.apply(input, d, start, length)
+
+
+def flip(input, dims):
+    if isinstance(dims, (int, np.integer)):
+        dims = (dims,)
+    nd = input._data.ndim
+    return Flip.apply(input, tuple(norm_dim(d, nd) for d in dims))
+
+
+def roll(input, shifts, dims=None):
+    if isinstance(shifts, (list, tuple)) and dims is None and len(shifts) != 1:
+        raise RuntimeError("roll: `shifts` and `dims` must have the same length")
+    if isinstance(shifts, list):
+        shifts = tuple(shifts)
+    if isinstance(dims, list):
+        dims = tuple(dims)
+    if isinstance(shifts, tuple) and dims is None:
+        shifts = shifts[0]
+    return Roll.apply(input, shifts, dims)
+
+
+def tril(input, diagonal=0):
+    if input._data.ndim < 2:
+        raise RuntimeError("tril: input tensor must have at least 2 dimensions")
+    return Tril.apply(input, diagonal)
+
+
+def triu(input, diagonal=0):
+    if input._data.ndim < 2:
+        raise RuntimeError("triu: input tensor must have at least 2 dimensions")
+    return Triu.apply(input, diagonal)
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    nd = input._data.ndim
+    d1, d2 = norm_dim(dim1, nd), norm_dim(dim2, nd)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return Diagonal.apply(input, offset, d1, d2)
+
+
+def diag(input, diagonal=0):
+    nd = input._data.ndim
+    if nd == 1:
+        return DiagEmbed1d.apply(input, diagonal)
+    if nd == 2:
+        return Diagonal.apply(input, diagonal, 0, 1).clone()
+    raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {nd}D")
+
+
+def clone(input, *, memory_format=None):
+    return Clone.apply(input)
+
+
+def contiguous(input, memory_format=None):
+    if input._data.flags.c_contiguous:
+        return input
+    return Contiguous.apply(input)
+
+
+def detach(input):
+    """A tensor sharing ``input``'s memory and version counter, cut from the graph."""
+    t = _make(input._data)
+    t._base = input._base if input._base is not None else input
+    return t
+
+
+# keep names used by other modules
+_promote = promote
