@@ -120,3 +120,21 @@ ShortTensor = _legacy_tensor_type("ShortTensor", int16)
 CharTensor = _legacy_tensor_type("CharTensor", int8)
 ByteTensor = _legacy_tensor_type("ByteTensor", uint8)
 BoolTensor = _legacy_tensor_type("BoolTensor", bool)
+
+
+# Subpackages load on first use, which keeps ``import ember`` fast.
+_LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributions", "sparse",
+                 "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
+                 "random", "amp", "quantization", "distributed", "hub", "safetensors", "demo",
+                 "overrides", "types", "multiprocessing", "export", "compiler", "text", "audio",
+                 "library"}
+_LAZY_ATTRS = {"save": "serialization", "load": "serialization"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY_MODULES:
+        return importlib.import_module("." + name, __name__)
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module("." + _LAZY_ATTRS[name], __name__), name)
+    raise AttributeError(f"module 'ember' has no attribute '{name}'")

@@ -40,7 +40,7 @@ def _collect(roots):
             continue
         seen.add(n)
         for e in n.next_functions:
-            if e is not None and e[0] not in seen:
+            if e[0] is not None and e[0] not in seen:
                 stack.append(e[0])
     return sorted(seen, key=_seq_key, reverse=True)
 
@@ -89,7 +89,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         target_nodes = {k[0] for k in targets}
         needed = set()
         for n in reversed(order):  # increasing sequence: inputs before users
-            if n in target_nodes or any(e is not None and e[0] in needed
+            if n in target_nodes or any(e[0] is not None and e[0] in needed
                                         for e in n.next_functions):
                 needed.add(n)
     captured = [None] * (len(inputs) if inputs is not None else 0)
@@ -148,7 +148,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         grads_in = tuple(r)
             meta = node._in_meta
             for k, edge in enumerate(node.next_functions):
-                if edge is None:
+                if edge[0] is None:
                     continue
                 g = grads_in[k] if k < len(grads_in) else None
                 if g is None:
@@ -208,10 +208,9 @@ def _call_backward(node, buf, retain_graph):
         node._released = True
         d = node.__dict__
         if d:
-            md = d.get("_metadata")
+            keep = {k: d[k] for k in ("_metadata", "_node_name") if k in d}
             d.clear()
-            if md is not None:
-                d["_metadata"] = md
+            d.update(keep)
     return out
 
 

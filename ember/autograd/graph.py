@@ -85,7 +85,9 @@ class Node:
 
     # ---------------------------------------------------------------- user-facing API
     def name(self):
-        return type(self).__name__ + "Backward0"
+        # An op class serving several PyTorch functions (permute for t/transpose) may set
+        # ``ctx._node_name`` in forward to report PyTorch's node name.
+        return self.__dict__.get("_node_name") or type(self).__name__ + "Backward0"
 
     def __repr__(self):
         return f"<{self.name()} object at {hex(id(self))}>"
@@ -226,7 +228,7 @@ def _record(cls, args, arrays, kwargs):
             meta.append((a._data.shape, a._data.dtype))
             needs.append(True)
         else:
-            edges.append(None)
+            edges.append(_NO_EDGE)
             meta.append(None)
             needs.append(False)
     node.needs_input_grad = tuple(needs)
@@ -287,6 +289,7 @@ def _record(cls, args, arrays, kwargs):
 
 
 _ZERO_VC = [0]
+_NO_EDGE = (None, 0)  # PyTorch's next_functions entry for an input needing no grad
 _anomaly_enabled = [False]
 
 
@@ -509,7 +512,7 @@ class Function(Node, metaclass=_FunctionMeta):
                     edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
                     meta.append((a._data.shape, a._data.dtype))
                 else:
-                    edges.append(None)
+                    edges.append(_NO_EDGE)
                     meta.append(None)
             node.next_functions = tuple(edges)
             node._in_meta = meta

@@ -108,18 +108,23 @@ class Expand(Node):
 class Cat(Node):
     @staticmethod
     def forward(ctx, dim, *arrays):
-        ctx.sizes = [a.shape[dim] if a.ndim else 0 for a in arrays]
-        ctx.dim = dim
         rt = result_dtype(*arrays).np
-        return np.concatenate([a for a in arrays if not _skippable(a)] or [arrays[0]],
-                              axis=dim, dtype=rt)
+        out = np.concatenate([a for a in arrays if not _skippable(a)] or [arrays[0]],
+                             axis=dim, dtype=rt)
+        # a skipped 1-d empty input (joined to an n-d result) gets an empty gradient: size None
+        ctx.sizes = [None if _skippable(a) and out.ndim > 1 else a.shape[dim] for a in arrays]
+        ctx.dim = dim
+        return out
 
     @staticmethod
     def backward(ctx, g):
         out = [None]
         start = 0
         for n in ctx.sizes:
-            out.append(g.narrow(ctx.dim, start, n) if n or g.ndim else None)
+            if n is None:
+                out.append(g.new_zeros(0))
+                continue
+            out.append(g.narrow(ctx.dim, start, n))
             start += n
         return tuple(out)
 
@@ -661,9 +666,9 @@ def narrow(input, dim, start, length):
     return Narrow.apply(input, d, start, length)
 
 
-def flip(input, dims):
-    if isinstance(dims, (int, np.integer)):
-        dims = (dims,)
+def flip(input, *dims):
+    """Reverse the order of elements along ``dims``."""
+    dims = shape_arg(dims)
     nd = input._data.ndim
     return Flip.apply(input, tuple(norm_dim(d, nd) for d in dims))
 

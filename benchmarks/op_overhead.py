@@ -1,0 +1,83 @@
+"""Per-op overhead of tiny ops, ember vs PyTorch, side by side (ratios; lower is better).
+
+    python benchmarks/op_overhead.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import ember  # noqa: E402
+from benchmarks._timing import print_table, side_by_side, torch_or_none  # noqa: E402
+
+
+def workloads(torch):
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(16).astype(np.float32)
+    m = rng.standard_normal((8, 8)).astype(np.float32)
+    pairs = {}
+
+    def both(name, make):
+        e = make(ember)
+        t = make(torch) if torch is not None else None
+        pairs[name] = (e, t)
+
+    def plain(op):
+        def make(mod):
+            a, b = mod.tensor(v), mod.tensor(v)
+            x, y = mod.tensor(m), mod.tensor(m)
+            return {"add": lambda: a + b, "mul": lambda: a * b, "matmul": lambda: x @ y,
+                    "sum": lambda: a.sum()}[op]
+        return make
+
+    def grad(op):
+        def make(mod):
+            a = mod.tensor(v, requires_grad=True)
+            b = mod.tensor(v, requires_grad=True)
+            x = mod.tensor(m, requires_grad=True)
+            y = mod.tensor(m, requires_grad=True)
+            return {"add": lambda: a + b, "mul": lambda: a * b, "matmul": lambda: x @ y,
+                    "sum": lambda: a.sum()}[op]
+        return make
+
+    def backward(op):
+        def make(mod):
+            a = mod.tensor(v, requires_grad=True)
+            b = mod.tensor(v, requires_grad=True)
+            x = mod.tensor(m, requires_grad=True)
+            y = mod.tensor(m, requires_grad=True)
+            f = {"add": lambda: (a + b).sum(), "mul": lambda: (a * b).sum(),
+                 "matmul": lambda: (x @ y).sum(), "sum": lambda: a.sum()}[op]
+
+            def run():
+                a.grad = b.grad = x.grad = y.grad = None
+                f().backward()
+            return run
+        return make
+
+    for op, shape in (("add", "(16,)"), ("mul", "(16,)"), ("matmul", "(8,8)"), ("sum", "(16,)")):
+        both(f"{op} {shape}", plain(op))
+        both(f"{op} {shape} requires_grad", grad(op))
+        both(f"{op} {shape} forward+backward", backward(op))
+    return pairs
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    torch = torch_or_none(1)
+    number, repeat = (2000, 5) if args.quick else (20000, 9)
+    rows = side_by_side(workloads(torch), number, repeat)
+    print_table(rows, "Per-op overhead (median time per call)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``ember.nn``: modules, parameters, functional forms, init and utilities."""
+
+from .parameter import Buffer, Parameter, UninitializedBuffer, UninitializedParameter
+from .modules import *  # noqa: F401,F403
+from . import modules  # noqa: F401

@@ -1,0 +1,154 @@
+"""Parity of shape ops (views, joins, splits, flips, triangles) with PyTorch."""
+
+import numpy as np
+import pytest
+
+from .helpers import check, gradcheck
+
+torch = pytest.importorskip("torch")
+import ember  # noqa: E402
+
+F = [np.float32, np.float64]
+
+# (name, fn, shapes): each is checked for values and gradients in both float dtypes.
+CASES = [
+    ("view", lambda m, a: a.view(4, 3) * 2, [(3, 4)]),
+    ("view_neg", lambda m, a: a.view(-1, 2).sum(0), [(3, 4)]),
+    ("view_0d", lambda m, a: a.view(1, 1), [()]),
+    ("reshape", lambda m, a: m.reshape(a, (2, -1)), [(3, 4)]),
+    ("reshape_empty", lambda m, a: a.reshape(0, 5), [(5, 0)]),
+    ("flatten", lambda m, a: m.flatten(a, 1), [(2, 3, 4)]),
+    ("flatten_neg", lambda m, a: a.flatten(-2, -1), [(2, 3, 4)]),
+    ("flatten_0d", lambda m, a: a.flatten(), [()]),
+    ("unflatten", lambda m, a: a.unflatten(-1, (2, -1)), [(3, 4)]),
+    ("squeeze", lambda m, a: a.squeeze(), [(1, 3, 1)]),
+    ("squeeze_dim", lambda m, a: m.squeeze(a, -1), [(1, 3, 1)]),
+    ("squeeze_dims", lambda m, a: a.squeeze((0, 2)), [(1, 3, 1)]),
+    ("unsqueeze", lambda m, a: a.unsqueeze(-1), [(3, 4)]),
+    ("unsqueeze_0d", lambda m, a: a.unsqueeze(0), [()]),
+    ("permute", lambda m, a: a.permute(2, 0, 1), [(2, 3, 4)]),
+    ("permute_neg", lambda m, a: m.permute(a, (-1, -3, -2)), [(2, 3, 4)]),
+    ("transpose", lambda m, a: a.transpose(0, -1), [(2, 3, 4)]),
+    ("swapaxes", lambda m, a: m.swapaxes(a, 0, 1), [(2, 3)]),
+    ("movedim", lambda m, a: m.movedim(a, 0, -1), [(2, 3, 4)]),
+    ("movedim_multi", lambda m, a: m.movedim(a, (0, 1), (2, 0)), [(2, 3, 4)]),
+    ("t", lambda m, a: a.t(), [(2, 3)]),
+    ("t_1d", lambda m, a: a.t(), [(3,)]),
+    ("expand", lambda m, a: a.expand(2, 3, 4), [(3, 1)]),
+    ("expand_neg", lambda m, a: a.expand(-1, 4), [(3, 1)]),
+    ("expand_as", lambda m, a, b: a.expand_as(b), [(1, 4), (3, 4)]),
+    ("broadcast_to", lambda m, a: m.broadcast_to(a, (2, 3, 4)), [(4,)]),
+    ("broadcast_tensors", lambda m, a, b: m.broadcast_tensors(a, b), [(3, 1), (4,)]),
+    ("repeat", lambda m, a: a.repeat(2, 1, 3), [(2, 3)]),
+    ("repeat_0d", lambda m, a: a.repeat(3), [()]),
+    ("tile", lambda m, a: m.tile(a, (2,)), [(2, 3)]),
+    ("tile_more", lambda m, a: a.tile((2, 1, 2)), [(2, 3)]),
+    ("cat", lambda m, a, b: m.cat([a, b], -1), [(2, 3), (2, 4)]),
+    ("cat_empty", lambda m, a, b: m.cat([a, b]), [(2, 3), (0,)]),
+    ("concat", lambda m, a, b: m.concat((a, b), 0), [(2, 3), (1, 3)]),
+    ("stack", lambda m, a, b: m.stack([a, b], -1), [(2, 3), (2, 3)]),
+    ("stack_0d", lambda m, a, b: m.stack([a, b]), [(), ()]),
+    ("hstack", lambda m, a, b: m.hstack([a, b]), [(2, 3), (2, 1)]),
+    ("hstack_1d", lambda m, a, b: m.hstack([a, b]), [(3,), (2,)]),
+    ("vstack", lambda m, a, b: m.vstack([a, b]), [(3,), (2, 3)]),
+    ("split", lambda m, a: a.split(2, -1), [(3, 5)]),
+    ("split_sizes", lambda m, a: m.split(a, [1, 2], 0), [(3, 5)]),
+    ("chunk", lambda m, a: a.chunk(3, 1), [(2, 7)]),
+    ("chunk_uneven", lambda m, a: a.chunk(4), [(6,)]),
+    ("unbind", lambda m, a: a.unbind(1), [(2, 3)]),
+    ("narrow", lambda m, a: a.narrow(-1, 1, 2), [(3, 4)]),
+    ("narrow_neg_start", lambda m, a: m.narrow(a, 0, -2, 2), [(3, 4)]),
+    ("flip", lambda m, a: a.flip(0, -1), [(2, 3, 4)]),
+    ("flip_list", lambda m, a: m.flip(a, [1]), [(2, 3)]),
+    ("roll", lambda m, a: a.roll(1), [(2, 3)]),
+    ("roll_dims", lambda m, a: m.roll(a, (1, -2), (0, 1)), [(2, 3)]),
+    ("roll_dim", lambda m, a: a.roll(-1, 1), [(2, 3)]),
+    ("tril", lambda m, a: a.tril(), [(3, 4)]),
+    ("tril_k", lambda m, a: m.tril(a, -1), [(2, 3, 4)]),
+    ("triu", lambda m, a: a.triu(1), [(3, 4)]),
+    ("diag_1d", lambda m, a: m.diag(a), [(3,)]),
+    ("diag_1d_k", lambda m, a: m.diag(a, -1), [(3,)]),
+    ("diag_2d", lambda m, a: a.diag(1), [(3, 4)]),
+    ("diagonal", lambda m, a: a.diagonal(), [(3, 4)]),
+    ("diagonal_dims", lambda m, a: m.diagonal(a, -1, 0, -1), [(3, 2, 4)]),
+    ("diagonal_off", lambda m, a: a.diagonal(offset=2, dim1=1, dim2=2), [(2, 3, 4)]),
+    ("contiguous", lambda m, a: a.t().contiguous(), [(3, 4)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", CASES, ids=[c[0] for c in CASES])
+def test_shape_parity(name, fn, shapes, dtype):
+    check(fn, shapes, dtype)
+
+
+NONCONTIG = ["view_neg", "reshape", "flatten_neg", "permute", "expand", "cat", "stack", "split",
+             "narrow", "flip", "roll", "tril", "diagonal", "repeat", "unbind"]
+
+
+@pytest.mark.parametrize("name", NONCONTIG)
+def test_shape_noncontig(name):
+    fn, shapes = {c[0]: c[1:] for c in CASES}[name]
+    if name == "view_neg":  # a view of a transposed tensor needs reshape in both libraries
+        fn = lambda m, a: a.reshape(-1, 2).sum(0)  # noqa: E731
+    check(fn, shapes, noncontig=True)
+
+
+@pytest.mark.parametrize("name", ["permute", "expand", "repeat", "diagonal_off", "roll_dims",
+                                  "cat", "split_sizes", "unbind", "tril_k", "diag_1d_k"])
+def test_shape_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in CASES}[name]
+    gradcheck(lambda m, *a: _first(fn(m, *a)), shapes)
+
+
+def _first(out):
+    return out if isinstance(out, ember.Tensor) else ember.cat([o.reshape(-1) for o in out])
+
+
+def test_views_share_memory_and_version():
+    base = ember.zeros(3, 4)
+    views = [base.view(12), base.reshape(2, 6), base.t(), base[1], base[:, ::2],
+             base.unsqueeze(0), base.transpose(0, 1), base.narrow(1, 1, 2), base.diagonal(),
+             base.expand(2, 3, 4), base.split(2)[0], base.unbind(0)[1], base.flatten(),
+             base.squeeze(), base.movedim(0, 1), base.permute(1, 0), base.chunk(2, 1)[1],
+             base[..., None], base.detach()]
+    for v in views:
+        assert v._base is base, v
+    v0 = base.view(12)
+    before = base._version
+    v0[5] = 7.0
+    assert base[1, 1].item() == 7.0
+    assert base._version == before + 1 and v0._version == base._version
+    base.add_(1)
+    assert v0[5].item() == 8.0
+    assert base.t()._version == base._version
+
+
+def test_reshape_copies_when_needed():
+    base = ember.arange(6.0).reshape(2, 3)
+    r = base.t().reshape(6)
+    r[0] = 100.0
+    assert base[0, 0].item() == 0.0
+
+
+def test_view_errors():
+    a = ember.zeros(3, 4)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        a.t().view(12)
+    with pytest.raises(RuntimeError, match="invalid for input of size 12"):
+        a.view(5, -1)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        a.transpose(0, 2)
+    with pytest.raises(RuntimeError, match="must match the existing size"):
+        a.expand(3, 5)
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+        ember.cat([a, ember.zeros(2, 3)])
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
+        ember.stack([a, ember.zeros(2, 3)])
+
+
+def test_contiguous_identity():
+    a = ember.zeros(2, 3)
+    assert a.contiguous() is a
+    b = a.t()
+    assert not b.is_contiguous() and b.contiguous().is_contiguous()
