@@ -35,6 +35,7 @@ from .ops.linalg import *  # noqa: E402,F401,F403
 from .ops.random import *  # noqa: E402,F401,F403
 from ._printing import set_printoptions  # noqa: E402,F401
 from . import autograd  # noqa: E402,F401
+from .autograd.anomaly import is_anomaly_enabled, set_anomaly_enabled  # noqa: E402,F401
 from ._namespaces import (accelerator, backends, cuda, mps,  # noqa: E402,F401
                           sparse_coo, strided, layout, memory_format, contiguous_format,
                           preserve_format, channels_last)

@@ -41,9 +41,9 @@ class Generator:
         """The generator's state as a uint8 tensor (opaque bytes, as in PyTorch)."""
         import json
 
-        from ._tensor import tensor
+        from ._tensor import _make
         blob = json.dumps([self._seed, self._rng.bit_generator.state]).encode()
-        return tensor(np.frombuffer(blob, dtype=np.uint8).copy())
+        return _make(np.frombuffer(blob, dtype=np.uint8).copy())
 
     def set_state(self, state):
         import json

@@ -257,7 +257,10 @@ def retain_grad(self):
         if t is not None:
             gd = g.detach()
             t.grad = _make(gd._data.copy()) if t.grad is None else t.grad + gd
-    register_hook(self, hook)
+    node = self.grad_fn  # the engine runs this key after the other hooks of the tensor
+    if node._tensor_hooks is None:
+        node._tensor_hooks = {}
+    node._tensor_hooks.setdefault(self._output_nr, {})["retain_grad"] = hook
     self._retains_grad = True
 
 
@@ -462,18 +465,18 @@ def _invert(self):
 
 
 def _and(self, other):
-    return E.bitwise_and(self, other) if self._data.dtype != np.bool_ or \
-        isinstance(other, Tensor) and other._data.dtype != np.bool_ else E.logical_and(self, other)
+    # bitwise on bool arrays is logical; bool & int promotes to the int (PyTorch's rule)
+    return E.bitwise_and(self, other)
 
 
 def _or(self, other):
-    return E.bitwise_or(self, other) if self._data.dtype != np.bool_ or \
-        isinstance(other, Tensor) and other._data.dtype != np.bool_ else E.logical_or(self, other)
+    # bitwise on bool arrays is logical; bool & int promotes to the int (PyTorch's rule)
+    return E.bitwise_or(self, other)
 
 
 def _xor(self, other):
-    return E.bitwise_xor(self, other) if self._data.dtype != np.bool_ or \
-        isinstance(other, Tensor) and other._data.dtype != np.bool_ else E.logical_xor(self, other)
+    # bitwise on bool arrays is logical; bool & int promotes to the int (PyTorch's rule)
+    return E.bitwise_xor(self, other)
 
 
 def _T(self):
@@ -647,6 +650,16 @@ METHODS = {
     # indexing
     "index_select": I.index_select, "gather": I.gather, "masked_fill": I.masked_fill,
     "nonzero": I.nonzero, "take_along_dim": I.take_along_dim,
+    "index_add": I.index_add, "index_copy": I.index_copy, "index_fill": I.index_fill,
+    "scatter": I.scatter, "scatter_add": I.scatter_add, "scatter_reduce": I.scatter_reduce,
+    "masked_select": I.masked_select, "masked_scatter": I.masked_scatter, "take": I.take,
+    "put": I.put, "argwhere": I.argwhere, "select": I.select, "select_scatter": I.select_scatter,
+    "slice_scatter": I.slice_scatter, "diagonal_scatter": I.diagonal_scatter,
+    "unique": I.unique, "unique_consecutive": I.unique_consecutive, "bincount": I.bincount,
+    "histc": I.histc, **I.INPLACE,
+    "diag_embed": S.diag_embed, "diff": S.diff, "tensor_split": S.tensor_split,
+    "split_with_sizes": S.split_with_sizes, "hsplit": S.hsplit, "vsplit": S.vsplit,
+    "dsplit": S.dsplit, "unfold": S.unfold, "as_strided": S.as_strided, "rot90": S.rot90,
     # linalg
     "matmul": L.matmul, "mm": L.mm, "bmm": L.bmm, "mv": L.mv, "dot": L.dot, "vdot": L.vdot,
     "inner": L.inner, "outer": L.outer, "ger": L.outer, "addmm": L.addmm,

@@ -42,4 +42,10 @@ class set_detect_anomaly(detect_anomaly):
 
 
 def is_anomaly_enabled():
+    """Whether anomaly detection is on (``ember.is_anomaly_enabled``)."""
     return _anomaly_enabled[0]
+
+
+def set_anomaly_enabled(enabled, check_nan=True):
+    """Turn anomaly detection on or off globally (``ember.set_anomaly_enabled``)."""
+    _anomaly_enabled[0] = bool(enabled) and check_nan

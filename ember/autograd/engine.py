@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import Tensor, _make
-from .graph import _FREED_MSG, AccumulateGrad, Node, _accumulator, _anomaly_enabled
+from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
 from .grad_mode import GradMode
 
 
@@ -112,10 +112,14 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     g = buf[nr]
                     if g is None:
                         continue
-                    for h in list(hooks.values()):
-                        r = h(g)
-                        if r is not None:
-                            g = r
+                    for key, h in list(hooks.items()):
+                        if key != "retain_grad":
+                            r = h(g)
+                            if r is not None:
+                                g = r
+                    keep = hooks.get("retain_grad")
+                    if keep is not None:  # as in PyTorch: .grad sees every hook's result
+                        keep(g)
                     buf[nr] = g
             if node._pre_hooks:
                 for h in list(node._pre_hooks):
@@ -203,6 +207,13 @@ def _call_backward(node, buf, retain_graph):
     out = type(node).backward(node, *buf)
     if not isinstance(out, tuple):
         out = (out,)
+    n_in = len(node.next_functions)
+    if len(out) != n_in and isinstance(node, Function):
+        # PyTorch allows trailing extra Nones only
+        if len(out) < n_in or any(g is not None for g in out[n_in:]):
+            raise RuntimeError(f"function {node.name()} returned an incorrect number of "
+                               f"gradients (expected {n_in}, got {len(out)})")
+        out = out[:n_in]
     if not retain_graph:
         node._saved = None
         node._released = True

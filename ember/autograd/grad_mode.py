@@ -7,6 +7,7 @@ as a context manager and as a decorator, like PyTorch's.
 from __future__ import annotations
 
 import functools
+import inspect
 
 
 class GradMode:
@@ -39,6 +40,20 @@ class _Mode:
     def __call__(self, fn):
         mode = type(self)
         args = self._args()
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*a, **k):
+                # the mode holds while the generator body runs, not while the caller does
+                gen = fn(*a, **k)
+                sent = None
+                while True:
+                    try:
+                        with mode(*args):
+                            item = gen.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+                    sent = yield item
+            return gen_wrapper
 
         @functools.wraps(fn)
         def wrapper(*a, **k):

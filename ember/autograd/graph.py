@@ -442,8 +442,10 @@ class FunctionCtx(Node):
 class _FunctionMeta(type):
     def __init__(cls, name, bases, ns):
         super().__init__(name, bases, ns)
-        # the node class that backward runs on is the Function class itself
-        cls._backward_cls = cls
+        if ns.get("_forward_cls") is None:
+            # The ctx/backward node is an instance of a subclass named like PyTorch's
+            # (``type(y.grad_fn).__name__ == "CubeBackward"``), which inherits the methods.
+            cls._backward_cls = _FunctionMeta(name + "Backward", (cls,), {"_forward_cls": cls})
 
 
 class Function(Node, metaclass=_FunctionMeta):
@@ -458,8 +460,10 @@ class Function(Node, metaclass=_FunctionMeta):
     def __init__(self, *args, **kwargs):
         pass
 
+    _forward_cls = None  # set on the generated backward class
+
     def name(self):
-        return type(self).__name__ + "Backward"
+        return type(self).__name__
 
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -467,7 +471,7 @@ class Function(Node, metaclass=_FunctionMeta):
             return _run_modes(cls, args, kwargs, 0)
         from .grad_mode import no_grad
         need = GradMode.enabled and any(isinstance(a, Tensor) and a._rg for a in args)
-        node = _new(cls)
+        node = _new(cls._backward_cls)
         node._seq = next(_seq)
         node._saved = None
         node._released = False
@@ -481,13 +485,26 @@ class Function(Node, metaclass=_FunctionMeta):
         dirty = node.__dict__.pop("_dirty", ())
         non_diff = node.__dict__.pop("_non_diff", ())
         pending = node.__dict__.pop("_saved_pending", None)
+        if need:
+            # edges first: a dirty (in-place modified) input is about to take this node
+            edges, meta = [], []
+            for a in args:
+                if isinstance(a, Tensor) and a._rg:
+                    fn = a.grad_fn
+                    edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
+                    meta.append((a._data.shape, a._data.dtype))
+                else:
+                    edges.append(_NO_EDGE)
+                    meta.append(None)
+            node.next_functions = tuple(edges)
+            node._in_meta = meta
         results = []
         for i, o in enumerate(outs):
             if not isinstance(o, Tensor):
                 results.append(o)
                 continue
             if any(o is d for d in dirty):
-                _bump_version(o)
+                _bump_version(o)  # PyTorch bumps dirty outputs once more
                 r = o
             elif any(o is a for a in args):
                 r = _make(o._data)  # an input returned as-is becomes a new alias
@@ -505,17 +522,6 @@ class Function(Node, metaclass=_FunctionMeta):
                 r._output_nr = i
             results.append(r)
         if need:
-            edges, meta = [], []
-            for a in args:
-                if isinstance(a, Tensor) and a._rg:
-                    fn = a.grad_fn
-                    edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
-                    meta.append((a._data.shape, a._data.dtype))
-                else:
-                    edges.append(_NO_EDGE)
-                    meta.append(None)
-            node.next_functions = tuple(edges)
-            node._in_meta = meta
             node._out_meta = [(r._data.shape, r._data.dtype) if isinstance(r, Tensor) else None
                               for r in results]
             node._anomaly_trace = None

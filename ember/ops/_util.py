@@ -73,8 +73,12 @@ def promote(a, b):
     rt = result_dtype(a, b).np
     if type(a) is _ndarray and a.dtype != rt:
         a = a.astype(rt)
+    elif type(a) is not _ndarray and rt == D._BF16:
+        a = np.asarray(a, rt)  # NumPy turns bfloat16 op python float into float32
     if type(b) is _ndarray and b.dtype != rt:
         b = b.astype(rt)
+    elif type(b) is not _ndarray and rt == D._BF16:
+        b = np.asarray(b, rt)
     return a, b
 
 

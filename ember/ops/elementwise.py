@@ -35,6 +35,19 @@ __all__ = [
 ]
 
 
+def _shape_error(*xs):
+    """PyTorch's broadcasting error for arrays that do not broadcast (NumPy raised)."""
+    shapes = [x.shape for x in xs if type(x) is _ndarray]
+    for i in range(builtins.max(len(s) for s in shapes)):
+        sizes = [s[len(s) - 1 - i] for s in shapes if i < len(s)]
+        big = [n for n in sizes if n != 1]
+        if len(set(big)) > 1:
+            nd = builtins.max(len(s) for s in shapes)
+            return RuntimeError(f"The size of tensor a ({sizes[0]}) must match the size of tensor "
+                                f"b ({sizes[1]}) at non-singleton dimension {nd - 1 - i}")
+    return RuntimeError(f"shapes {[list(s) for s in shapes]} cannot be broadcast together")
+
+
 def _out(result, out):
     """Write ``result`` into the user's ``out=`` tensor (resized like PyTorch does)."""
     if out is None:
@@ -54,7 +67,10 @@ class Add(Node):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        return a + b
+        try:
+            return a + b
+        except ValueError:
+            raise _shape_error(a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -72,7 +88,10 @@ class Sub(Node):
                     "Subtraction, the `-` operator, with two bool tensors is not supported. "
                     "Use the `^` or `logical_xor()` operator instead.")
         a, b = promote(a, b)
-        return a - b
+        try:
+            return a - b
+        except ValueError:
+            raise _shape_error(a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -88,7 +107,10 @@ class Mul(Node):
         if a.dtype == np.bool_ if type(a) is _ndarray else False:
             if type(b) is not _ndarray or b.dtype == np.bool_:
                 return np.logical_and(a, b)
-        return a * b
+        try:
+            return a * b
+        except ValueError:
+            raise _shape_error(a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -109,8 +131,11 @@ class Div(Node):
             b = to_float(b)
             if type(a) is not _ndarray:
                 a = b.dtype.type(a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return a / b
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return a / b
+        except ValueError:
+            raise _shape_error(a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -122,7 +147,7 @@ class Div(Node):
 
 
 class FloorDivide(Node):
-    differentiable = False
+    """``div(rounding_mode='floor')``: piecewise constant, so a zero gradient."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -132,19 +157,30 @@ class FloorDivide(Node):
                 raise RuntimeError("ZeroDivisionError")
             return np.floor_divide(a, b)
 
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0, g * 0
 
-class TruncDivide(Node):
-    differentiable = False
 
+class FloorDivideOp(FloorDivide):
+    """``floor_divide``: like PyTorch, it records a node whose backward raises."""
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("derivative for aten::floor_divide is not implemented")
+
+
+class TruncDivide(FloorDivide):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "iu":
+        if (type(a) is _ndarray and a.dtype.kind in "iu") or \
+                (type(b) is _ndarray and b.dtype.kind in "iu" and type(a) is not _ndarray):
             if _any_zero(b):
                 raise RuntimeError("ZeroDivisionError")
             q = np.floor_divide(a, b)
-            r = a - q * b
-            return q + ((r != 0) & ((r < 0) != (np.asarray(b) < 0))).astype(q.dtype)
+            # floor and trunc differ by one where the quotient is negative and inexact
+            return q + ((q < 0) & (q * b != a)).astype(q.dtype)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.trunc(a / b)
 
@@ -169,7 +205,7 @@ class Remainder(Node):
         a, b = ctx.saved_tensors
         gb = None
         if ctx.needs_input_grad[1]:
-            gb = -g * floor_divide(a, b)
+            gb = -g * div(a, b, rounding_mode="floor")
         return g, gb
 
 
@@ -236,8 +272,15 @@ class Pow(Node):
                 la = log(a) if a._data.dtype.kind == "c" else log(a)
                 gb = g * where((a == 0) & (b >= 0), 0.0, out * la)
             else:
-                gb = g * out * math.log(a) if a > 0 else g * where(out == 0, 0.0, out * math.nan)
+                gb = g * out * math.log(a) if a > 0 else _pow_grad_nonpos_base(g, a, b, out)
         return ga, gb
+
+
+def _pow_grad_nonpos_base(g, a, b, out):
+    """d/db a**b for a python scalar base ``a <= 0``: PyTorch zeroes it where a == 0, b >= 0."""
+    if a == 0:
+        return where(b >= 0, 0.0, g * out * -math.inf)
+    return g * out * math.nan
 
 
 def _conj(t):
@@ -282,13 +325,15 @@ class Abs(Node):
 
 
 class Sign(Node):
-    differentiable = False  # zero gradient almost everywhere; PyTorch returns zeros
-
     @staticmethod
     def forward(ctx, a):
         if a.dtype == np.bool_:
             return a.copy()
         return np.sign(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0  # zero almost everywhere, as PyTorch's
 
 
 class Sgn(Node):
@@ -524,14 +569,17 @@ class Clamp(Node):
             m2 = x <= hi
             mask = m2 if mask is None else mask & m2
         gx = where(mask, g, 0.0) if n0 else None
+        # where min > max the output is max, so max takes the gradient (PyTorch's rule)
+        crossed = (hi < lo) if lo is not None and hi is not None else None
         glo = ghi = None
         if n1:
             glo = where(x < lo, g, 0.0)
+            if crossed is not None:
+                glo = where(crossed, 0.0, glo)
         if n2:
-            c = x > hi
-            if lo is not None:
-                c = c & (x >= lo) if isinstance(lo, Tensor) else c
-            ghi = where(c, g, 0.0)
+            ghi = where(x > hi, g, 0.0)
+            if crossed is not None:
+                ghi = where(crossed, g, ghi)
         return gx, glo, ghi
 
 
@@ -545,10 +593,7 @@ class Maximum(Node):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        # ties split the gradient evenly, as PyTorch does
-        w = (a > b) + (a == b) * 0.5
-        return g * w, g * (1 - w)
+        return _max_min_grads(g, *ctx.saved_tensors, ctx.needs_input_grad)
 
 
 class Minimum(Node):
@@ -561,9 +606,16 @@ class Minimum(Node):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        w = (a < b) + (a == b) * 0.5
-        return g * w, g * (1 - w)
+        return _max_min_grads(g, *ctx.saved_tensors, ctx.needs_input_grad, largest=False)
+
+
+def _max_min_grads(g, a, b, needs, largest=True):
+    """Gradients of maximum/minimum: ties split evenly; a NaN sends the gradient to both."""
+    half = where(a == b, g * 0.5, g)
+    a_loses, b_loses = (a < b, a > b) if largest else (a > b, a < b)
+    ga = where(a_loses, 0.0, half) if needs[0] else None
+    gb = where(b_loses, 0.0, half) if needs[1] else None
+    return ga, gb
 
 
 class Where(Node):
@@ -830,7 +882,13 @@ def _binary(cls, name):
         if not isinstance(input, Tensor) and not isinstance(other, Tensor):
             raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
                             f"{type(input).__name__}")
-        return _out(cls.apply(input, other), out)
+        try:
+            return _out(cls.apply(input, other), out)
+        except ValueError as e:
+            if "broadcast" not in str(e):
+                raise
+            raise _shape_error(*(x._data for x in (input, other) if isinstance(x, Tensor))) \
+                from None
     fn.__name__ = name
     fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` with broadcasting and PyTorch's type promotion."
@@ -872,7 +930,7 @@ def div(input, other, *, rounding_mode=None, out=None):
 
 divide = div
 true_divide = _binary(Div, "true_divide")
-floor_divide = _binary(FloorDivide, "floor_divide")
+floor_divide = _binary(FloorDivideOp, "floor_divide")
 remainder = _binary(Remainder, "remainder")
 fmod = _binary(Fmod, "fmod")
 atan2 = _binary(Atan2, "atan2")
@@ -1078,7 +1136,7 @@ def _clamp_args(min=None, max=None):
 INPLACE = {
     "add_": _inplace(Add, "add_", _alpha), "sub_": _inplace(Sub, "sub_", _alpha),
     "mul_": _inplace(Mul, "mul_"), "true_divide_": _inplace(Div, "true_divide_"),
-    "floor_divide_": _inplace(FloorDivide, "floor_divide_"),
+    "floor_divide_": _inplace(FloorDivideOp, "floor_divide_"),
     "remainder_": _inplace(Remainder, "remainder_"), "fmod_": _inplace(Fmod, "fmod_"),
     "pow_": _inplace(Pow, "pow_"), "neg_": _inplace(Neg, "neg_"), "abs_": _inplace(Abs, "abs_"),
     "sign_": _inplace(Sign, "sign_"), "exp_": _inplace(Exp, "exp_"),

@@ -10,7 +10,12 @@ from ..autograd.graph import GradMode, Node, _MODES, apply_inplace
 
 _ndarray = np.ndarray
 
-__all__ = ["nonzero", "index_select", "gather", "masked_fill", "take_along_dim"]
+__all__ = ["nonzero", "index_select", "gather", "masked_fill", "take_along_dim", "index_add",
+           "index_copy", "index_fill", "index_put", "scatter", "scatter_add", "scatter_reduce",
+           "masked_select", "masked_scatter", "take", "argwhere", "select", "select_scatter",
+           "slice_scatter", "diagonal_scatter", "searchsorted", "bucketize", "bincount",
+           "histc", "unique", "unique_consecutive", "tril_indices", "triu_indices",
+           "combinations"]
 
 
 def convert_index(idx):
@@ -98,7 +103,7 @@ class IndexPut(Node):
 
     @staticmethod
     def forward(ctx, a, v, idx, accumulate=False):
-        ctx.idx = idx
+        ctx.idx, ctx.accumulate = idx, accumulate
         out = a.copy()
         if type(v) is _ndarray and v.dtype != a.dtype:
             v = v.astype(a.dtype)
@@ -117,7 +122,8 @@ class IndexPut(Node):
         na, nv = ctx.needs_input_grad[:2]
         ga = gv = None
         if na:
-            ga = IndexPut.apply(g, _zero_like_scalar(g), idx)
+            # accumulate adds into ``a``: its gradient passes through untouched
+            ga = g if ctx.accumulate else IndexPut.apply(g, _zero_like_scalar(g), idx)
         if nv:
             gv = Index.apply(g, idx)
         return ga, gv, None, None
@@ -283,3 +289,556 @@ def nonzero(input, *, as_tuple=False):
         return tuple(_make(x.astype(np.int64)) for x in nz)
     return _make(np.stack(nz, axis=1).astype(np.int64) if nz else
                  np.zeros((0, 0), np.int64))
+
+
+# ====================================================================== index/scatter family
+def _as_index(index, op):
+    """An integer index Tensor (or sequence) as an int64 array."""
+    a = index._data if isinstance(index, Tensor) else np.asarray(index)
+    if a.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}(): Expected dtype int64 for index, but got {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def _dim_index(ndim, dim, index):
+    """The index tuple that selects ``index`` along ``dim`` and everything elsewhere."""
+    return (slice(None),) * dim + (index,) + (slice(None),) * (ndim - dim - 1)
+
+
+def _check_range(index, size, op):
+    if index.size and (index.max() >= size or index.min() < -size):
+        bad = int(index.max()) if index.max() >= size else int(index.min())
+        raise IndexError(f"{op}(): index {bad} is out of bounds for dimension with size {size}")
+
+
+def _tensor_value(value, like):
+    """A python scalar or 0-d tensor value as a Tensor of ``like``'s dtype."""
+    if isinstance(value, Tensor):
+        if value._data.ndim:
+            raise RuntimeError(f"only supports a 0-dimensional value tensor, but got tensor with "
+                               f"{value._data.ndim} dimension(s).")
+        return value.to(like.dtype)
+    return _make(np.asarray(value, dtype=like._data.dtype))
+
+
+class _Assign(Node):
+    """Rebind an in-place target to a result computed out of place (grad flows to the result)."""
+
+    @staticmethod
+    def forward(ctx, target, result):
+        return result
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, g
+
+
+def _inplace(self, fn, *args, **kwargs):
+    """Run out-of-place ``fn(self, *args)`` and write the result into ``self`` (in place)."""
+    need = GradMode.enabled and (self._rg or any(isinstance(a, Tensor) and a._rg for a in args))
+    if need:
+        # work on a clone so that tensors saved by ``fn`` are not the overwritten ``self``
+        return apply_inplace(_Assign, self, fn(self.clone(), *args, **kwargs))
+    from ..autograd.grad_mode import no_grad
+    with no_grad():
+        r = fn(self, *args, **kwargs)
+    np.copyto(self._data, r._data, casting="unsafe")
+    _bump_version(self)
+    return self
+
+
+def _nd(t):
+    return t._data.ndim
+
+
+def _dim(t, dim):
+    from ._util import norm_dim
+    return norm_dim(dim, _nd(t))
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    """``input`` with ``alpha * source`` slices added at ``index`` along ``dim`` (duplicates add)."""
+    d = _dim(input, dim)
+    idx = _as_index(index, "index_add")
+    _check_range(idx, input.shape[d] if _nd(input) else 1, "index_add")
+    if _nd(input) == 0:
+        return input + (source * alpha).sum()
+    src = source * alpha if alpha != 1 else source
+    return input + IndexAddZeros.apply(src.to(input.dtype), input._data.shape,
+                                       _dim_index(_nd(input), d, idx))
+
+
+def index_copy(input, dim, index, source):
+    """``input`` with slices along ``dim`` at ``index`` replaced by ``source``'s slices."""
+    d = _dim(input, dim)
+    idx = _as_index(index, "index_copy")
+    if _nd(input) == 0:
+        return source.reshape(()).to(input.dtype) + input * 0
+    _check_range(idx, input.shape[d], "index_copy")
+    return IndexPut.apply(input, source.to(input.dtype), _dim_index(_nd(input), d, idx))
+
+
+def index_fill(input, dim, index, value):
+    """``input`` with the slices along ``dim`` at ``index`` set to ``value``."""
+    d = _dim(input, dim)
+    idx = _as_index(index, "index_fill").reshape(-1)
+    if _nd(input) == 0:
+        return IndexPut.apply(input, _tensor_value(value, input), ())
+    _check_range(idx, input.shape[d], "index_fill")
+    return IndexPut.apply(input, _tensor_value(value, input), _dim_index(_nd(input), d, idx))
+
+
+def index_put(input, indices, values, accumulate=False):
+    """``input`` with ``values`` put at the advanced index ``indices`` (added if accumulate)."""
+    idx = convert_index(tuple(indices))
+    if not isinstance(values, Tensor):
+        values = _make(np.asarray(values, dtype=input._data.dtype))
+    return IndexPut.apply(input, values.to(input.dtype), idx, accumulate)
+
+
+def _scatter_index(index, dim):
+    """The full index tuple that ``scatter``/``gather`` use for positions of ``index``."""
+    full = list(np.indices(index.shape, sparse=True))
+    full[dim] = index
+    return tuple(full)
+
+
+def _check_scatter(input, dim, idx, src, op):
+    nd = _nd(input)
+    if idx.ndim != nd and not (nd == 0 and idx.ndim <= 1):
+        raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as "
+                           f"self tensor")
+    if src is not None and src._data.ndim != idx.ndim and idx.size:
+        raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as "
+                           f"src tensor")
+    for k in range(idx.ndim):
+        if src is not None and idx.shape[k] > src._data.shape[k]:
+            raise RuntimeError(f"{op}(): Expected index {list(idx.shape)} to be smaller than "
+                               f"src {list(src.shape)} in every dimension")
+        if k != dim and nd and idx.shape[k] > input._data.shape[k]:
+            raise RuntimeError(f"{op}(): Expected index {list(idx.shape)} to be smaller than "
+                               f"self {list(input.shape)} apart from dimension {dim}")
+    _check_range(idx, input._data.shape[dim] if nd else 1, op)
+
+
+def _src_part(src, idx):
+    """The leading ``idx.shape`` block of ``src`` (scatter reads only that much)."""
+    if src._data.shape == idx.shape:
+        return src
+    return src[tuple(slice(0, n) for n in idx.shape)]
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """``input`` with ``src`` (or ``value``) written at ``index`` along ``dim``."""
+    if src is not None and not isinstance(src, Tensor):
+        src, value = None, src
+    d = _dim(input, dim)
+    idx = _as_index(index, "scatter")
+    if _nd(input) == 0:
+        input, idx = input.reshape(1), idx.reshape(-1)
+        return scatter(input, 0, _make(idx), src.reshape(-1) if src is not None else None,
+                       value=value, reduce=reduce).reshape(())
+    _check_scatter(input, d, idx, src, "scatter")
+    if src is None:
+        src = _tensor_value(value, input).expand(idx.shape)
+    if reduce is not None:
+        mode = {"add": "sum", "multiply": "prod"}.get(reduce)
+        if mode is None:
+            raise RuntimeError(f"reduce argument must be either add or multiply, got {reduce}")
+        return scatter_reduce(input, d, _make(idx), src, mode)
+    return IndexPut.apply(input, _src_part(src, idx).to(input.dtype), _scatter_index(idx, d))
+
+
+def scatter_add(input, dim, index, src):
+    """``input`` plus ``src`` summed into the positions ``index`` names along ``dim``."""
+    d = _dim(input, dim)
+    idx = _as_index(index, "scatter_add")
+    if _nd(input) == 0:
+        return input + _src_part(src.reshape(-1), idx.reshape(-1)).sum()
+    _check_scatter(input, d, idx, src, "scatter_add")
+    return input + IndexAddZeros.apply(_src_part(src, idx).to(input.dtype), input._data.shape,
+                                       _scatter_index(idx, d))
+
+
+_REDUCE_INIT = {"sum": 0, "prod": 1, "mean": 0}
+_REDUCE_UFUNC = {"sum": np.add, "prod": np.multiply, "mean": np.add, "amax": np.maximum,
+                 "amin": np.minimum}
+
+
+class ScatterReduce(Node):
+    saves = (0, 1)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, src, idx, reduce, include_self):
+        ctx.idx, ctx.reduce, ctx.include_self = idx, reduce, include_self
+        full = ctx.full = idx  # a full index tuple (see _scatter_index)
+        out = a.copy()
+        hit = np.zeros(a.shape, dtype=np.int64)
+        np.add.at(hit, full, 1)
+        ctx.hit = hit
+        if not include_self:
+            touched = hit > 0
+            if reduce in _REDUCE_INIT:
+                out[touched] = _REDUCE_INIT[reduce]
+            else:
+                # the first scattered value seeds each position: start from the reduction's
+                # identity so the ufunc below leaves it as is
+                fill = -np.inf if reduce == "amax" else np.inf
+                if out.dtype.kind in "iu":
+                    info = np.iinfo(out.dtype)
+                    fill = info.min if reduce == "amax" else info.max
+                out[touched] = fill
+        _REDUCE_UFUNC[reduce].at(out, full, src)
+        if reduce == "mean":
+            n = hit + (1 if include_self else 0)
+            n = np.maximum(n, 1)
+            out = out // n if out.dtype.kind in "iu" else out / n
+            out = out.astype(a.dtype, copy=False)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        from .elementwise import where
+        a, src, out = ctx.saved_tensors
+        full, reduce, inc = ctx.full, ctx.reduce, ctx.include_self
+        hit = _make(ctx.hit)
+        touched = hit > 0
+        gather_at = lambda t: Index.apply(t, full)  # noqa: E731
+        if reduce == "sum":
+            ga = g if inc else where(touched, 0.0, g)
+            gs = gather_at(g)
+        elif reduce == "mean":
+            n = (hit + (1 if inc else 0)).clamp_min(1).to(g.dtype)
+            gn = g / n
+            ga = gn if inc else where(touched, 0.0, g)
+            gs = gather_at(gn)
+        elif reduce == "prod":
+            ga, gs = _prod_scatter_grads(a, src, out, g, full, inc, touched)
+        else:  # amax / amin: share the gradient evenly among the values equal to the result
+            self_is = (a == out).to(g.dtype) if inc else where(touched, 0.0, (a == out).to(
+                g.dtype))
+            src_is = (src == gather_at(out)).to(g.dtype)
+            count = self_is + IndexAddZeros.apply(src_is, tuple(a.shape), full)
+            gd = g / count.clamp_min(1)
+            ga = self_is * gd
+            gs = src_is * gather_at(gd)
+        return ga, gs, None, None, None
+
+
+def _prod_scatter_grads(a, src, out, g, full, inc, touched):
+    """Gradients of a scatter product that stay exact when some factors are zero."""
+    from .elementwise import where
+    one = 1.0
+    s_nz = where(src == 0, one, src)
+    zeros_src = IndexAddZeros.apply((src == 0).to(g.dtype), tuple(a.shape), full)
+    prod_nz = ScatterReduce.apply(where(a == 0, one, a) if inc else a.new_ones(a.shape),
+                                  s_nz, full, "prod", True)
+    zcount = zeros_src + ((a == 0).to(g.dtype) if inc else 0.0)
+    # d out / d x = prod of the other factors: out / x when x != 0, else the product of the
+    # non-zero factors when x is the only zero, else 0
+    gp = g * prod_nz
+    if inc:
+        ga = where(a == 0, where(zcount == 1, gp, 0.0), where(zcount == 0, g * out / where(
+            a == 0, one, a), 0.0))
+    else:
+        ga = where(touched, 0.0, g)
+    gs_div = Index.apply(where(zcount == 0, g * out, 0.0), full) / s_nz
+    gs_zero = Index.apply(where(zcount == 1, gp, 0.0), full)
+    gs = where(src == 0, gs_zero, gs_div)
+    return ga, gs
+
+
+def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
+    """Reduce ``src`` into ``input`` at ``index`` along ``dim``: sum, prod, mean, amax, amin."""
+    if reduce not in _REDUCE_UFUNC:
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
+    d = _dim(input, dim)
+    idx = _as_index(index, "scatter_reduce")
+    if _nd(input) == 0:
+        r = scatter_reduce(input.reshape(1), 0, _make(idx.reshape(-1)), src.reshape(-1), reduce,
+                           include_self=include_self)
+        return r.reshape(())
+    _check_scatter(input, d, idx, src, "scatter_reduce")
+    return ScatterReduce.apply(input, _src_part(src, idx).to(input.dtype),
+                               _scatter_index(idx, d), reduce, include_self)
+
+
+def masked_select(input, mask):
+    """The elements of ``input`` where ``mask`` (broadcast together) is True, as a 1-d tensor."""
+    if not isinstance(mask, Tensor) or mask._data.dtype != np.bool_:
+        raise RuntimeError(f"masked_select: expected BoolTensor for mask, got "
+                           f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    from .shape import broadcast_tensors
+    x, m = broadcast_tensors(input, mask)
+    return Index.apply(x, m._data)
+
+
+def masked_scatter(input, mask, source):
+    """``input`` with the positions where ``mask`` is True filled, in order, from ``source``."""
+    if not isinstance(mask, Tensor) or mask._data.dtype != np.bool_:
+        raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got mask with "
+                           f"dtype {getattr(mask, 'dtype', type(mask).__name__)}")
+    from .shape import broadcast_tensors
+    x, m = broadcast_tensors(input, mask)
+    n = int(m._data.sum())
+    if n > source._data.size:
+        raise RuntimeError("masked_scatter: expected source to have at least as many elements "
+                           f"as ones in mask ({n}), got {source._data.size}")
+    return IndexPut.apply(x, source.reshape(-1)[:n].to(input.dtype), m._data)
+
+
+def take(input, index):
+    """Elements of the flattened ``input`` at ``index``; the result has ``index``'s shape."""
+    idx = _as_index(index, "take")
+    n = input._data.size
+    if idx.size and (idx.max() >= n or idx.min() < -n):
+        bad = int(idx.max()) if idx.max() >= n else int(idx.min())
+        raise IndexError(f"out of range: tried to access index {bad} on a tensor of {n} "
+                         f"elements.")
+    return Index.apply(input.reshape(-1), idx)
+
+
+def put(input, index, source, accumulate=False):
+    """``input`` with the flattened positions ``index`` set to (or, accumulating, plus)
+    ``source``."""
+    idx = _as_index(index, "put").reshape(-1)
+    n = input._data.size
+    if idx.size and (idx.max() >= n or idx.min() < -n):
+        bad = int(idx.max()) if idx.max() >= n else int(idx.min())
+        raise IndexError(f"out of range: tried to access index {bad} on a tensor of {n} "
+                         f"elements.")
+    if idx.size != source._data.size:
+        raise RuntimeError(f"put_(): Expected source and index to have the same number of "
+                           f"elements, but got source.numel() = {source._data.size}, "
+                           f"index.numel() = {idx.size}")
+    flat = IndexPut.apply(input.reshape(-1), source.reshape(-1).to(input.dtype), idx, accumulate)
+    return flat.reshape(input._data.shape)
+
+
+def argwhere(input):
+    """The indices of the non-zero elements, one row per element (``nonzero``)."""
+    return nonzero(input)
+
+
+def select(input, dim, index):
+    """The slice at ``index`` along ``dim`` (a view with that dim removed)."""
+    d = _dim(input, dim)
+    n = input._data.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select(): index {index} out of range for tensor of size "
+                         f"{list(input.shape)} at dimension {dim}")
+    return Index.apply(input, _dim_index(_nd(input), d, int(index) % n))
+
+
+def select_scatter(input, src, dim, index):
+    """``input`` with the slice ``select(dim, index)`` replaced by ``src``."""
+    d = _dim(input, dim)
+    n = input._data.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select_scatter(): index {index} out of range for tensor of size "
+                         f"{list(input.shape)} at dimension {dim}")
+    want = input._data.shape[:d] + input._data.shape[d + 1:]
+    if tuple(src._data.shape) != want:
+        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
+                           f"{list(src.shape)}, slice size = {list(want)}")
+    return IndexPut.apply(input, src.to(input.dtype), _dim_index(_nd(input), d, int(index) % n))
+
+
+def slice_scatter(input, src, dim=0, start=None, end=None, step=1):
+    """``input`` with the slice ``start:end:step`` along ``dim`` replaced by ``src``."""
+    d = _dim(input, dim)
+    idx = _dim_index(_nd(input), d, slice(start, end, step))
+    want = input._data[idx].shape
+    if tuple(src._data.shape) != want:
+        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
+                           f"{list(src.shape)}, slice size = {list(want)}")
+    return IndexPut.apply(input, src.to(input.dtype), idx)
+
+
+def diagonal_scatter(input, src, offset=0, dim1=0, dim2=1):
+    """``input`` with its ``diagonal(offset, dim1, dim2)`` replaced by ``src``."""
+    from .shape import _DiagonalScatter
+    d1, d2 = _dim(input, dim1), _dim(input, dim2)
+    want = np.diagonal(input._data, offset, d1, d2).shape
+    if tuple(src._data.shape) != want:
+        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
+                           f"{list(src.shape)}, slice size = {list(want)}")
+    return _DiagonalScatter.apply(input, src.to(input.dtype), offset, d1, d2)
+
+
+# --------------------------------------------------------------- non-differentiable lookups
+def _int_out(arr, out_int32):
+    return _make(arr.astype(np.int32 if out_int32 else np.int64))
+
+
+def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None,
+                 sorter=None):
+    """Insertion points of ``input`` into the (last-dim) sorted ``sorted_sequence``."""
+    if side is not None:
+        if side not in ("left", "right"):
+            raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but "
+                               f"got {side}")
+        if right and side == "left":
+            raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites,"
+                               " got side of left while right was True")
+        right = side == "right"
+    seq = sorted_sequence._data
+    if sorter is not None:
+        seq = np.take_along_axis(seq, sorter._data, axis=-1)
+    scalar = not isinstance(input, Tensor)
+    vals = np.asarray(input) if scalar else input._data
+    sd = "right" if right else "left"
+    if seq.ndim == 1:
+        return _int_out(np.searchsorted(seq, vals, side=sd), out_int32)
+    if vals.shape[:-1] != seq.shape[:-1]:
+        raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or "
+                           f"the first N-1 dimensions of boundaries tensor and input value "
+                           f"tensor must match, but we got boundaries tensor "
+                           f"{list(seq.shape)} and input value tensor {list(vals.shape)}")
+    s2 = seq.reshape(-1, seq.shape[-1])
+    v2 = vals.reshape(-1, vals.shape[-1])
+    res = np.stack([np.searchsorted(r, v, side=sd) for r, v in zip(s2, v2)]) if len(s2) else \
+        np.zeros(v2.shape, np.int64)
+    return _int_out(res.reshape(vals.shape), out_int32)
+
+
+def bucketize(input, boundaries, *, out_int32=False, right=False):
+    """Bucket index of each element for the 1-d sorted ``boundaries``."""
+    if boundaries._data.ndim != 1:
+        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim("
+                           f"{boundaries._data.ndim})")
+    vals = input._data if isinstance(input, Tensor) else np.asarray(input)
+    return _int_out(np.searchsorted(boundaries._data, vals, side="right" if right else "left"),
+                    out_int32)
+
+
+def bincount(input, weights=None, minlength=0):
+    """Counts of each non-negative integer value (summed ``weights`` when given)."""
+    a = input._data
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    if a.size and a.min() < 0:
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    if weights is None:
+        return _make(np.bincount(a, minlength=minlength).astype(np.int64))
+    w = weights._data
+    dt = w.dtype if w.dtype.kind == "f" and w.dtype.itemsize >= 4 else np.float64
+    if w.dtype == np.float32:
+        dt = np.float32
+    return _make(np.bincount(a, weights=w, minlength=minlength).astype(dt))
+
+
+def histc(input, bins=100, min=0, max=0):
+    """Histogram of ``input`` in ``bins`` equal bins over ``[min, max]`` (data range if equal)."""
+    a = input._data
+    if a.dtype.kind != "f":
+        raise RuntimeError(f"\"histogram_cpu\" not implemented for '{input.dtype}'")
+    lo, hi = float(min), float(max)
+    if lo == hi and a.size:
+        lo, hi = float(a.min()), float(a.max())
+    if lo == hi:
+        lo, hi = lo - 1, hi + 1
+    if lo > hi:
+        raise RuntimeError(f"torch.histc: max must be larger than min")
+    counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
+    return _make(counts.astype(a.dtype))
+
+
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct values (or slices along ``dim``), sorted; optionally inverse and counts."""
+    a = input._data
+    if dim is None:
+        vals, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        inv = inv.reshape(a.shape)
+    else:
+        d = _dim(input, dim)
+        moved = np.moveaxis(a, d, 0)
+        if moved.shape[0] == 0:
+            vals, inv, cnt = moved, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        else:
+            vals, inv, cnt = np.unique(moved.reshape(moved.shape[0], -1), axis=0,
+                                       return_inverse=True, return_counts=True)
+            vals = vals.reshape((-1,) + moved.shape[1:])
+        vals = np.moveaxis(vals, 0, d)
+        inv = inv.reshape(-1)
+    return _unique_result(vals, inv, cnt, return_inverse, return_counts)
+
+
+def _unique_result(vals, inv, cnt, return_inverse, return_counts):
+    out = [_make(np.ascontiguousarray(vals))]
+    if return_inverse:
+        out.append(_make(inv.astype(np.int64)))
+    if return_counts:
+        out.append(_make(cnt.astype(np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+    """Collapse runs of equal consecutive values (or slices along ``dim``)."""
+    a = input._data
+    if dim is None:
+        flat = a.reshape(-1)
+        rows = flat.reshape(-1, 1)
+        shape_inv = a.shape
+    else:
+        d = _dim(input, dim)
+        moved = np.moveaxis(a, d, 0)
+        rows = moved.reshape(moved.shape[0], -1)
+        shape_inv = (moved.shape[0],)
+    n = rows.shape[0]
+    if n == 0:
+        starts = np.zeros(0, np.int64)
+    else:
+        change = np.any(rows[1:] != rows[:-1], axis=1)
+        starts = np.concatenate([[0], np.nonzero(change)[0] + 1])
+    cnt = np.diff(np.append(starts, n))
+    inv = (np.cumsum(np.isin(np.arange(n), starts)) - 1).reshape(shape_inv)
+    if dim is None:
+        vals = flat[starts]
+    else:
+        vals = np.moveaxis(np.moveaxis(a, d, 0)[starts], 0, d)
+    return _unique_result(vals, inv, cnt, return_inverse, return_counts)
+
+
+def tril_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) row/column indices of the lower triangle of a ``row x col`` matrix."""
+    from .. import _dtype as D
+    r, c = np.tril_indices(row, offset, col)
+    return _make(np.stack([r, c]).astype(D.to_dtype(dtype).np if dtype else np.int64))
+
+
+def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) row/column indices of the upper triangle of a ``row x col`` matrix."""
+    from .. import _dtype as D
+    r, c = np.triu_indices(row, offset, col)
+    return _make(np.stack([r, c]).astype(D.to_dtype(dtype).np if dtype else np.int64))
+
+
+def combinations(input, r=2, with_replacement=False):
+    """All length-``r`` combinations of the elements of the 1-d ``input``, one per row."""
+    import itertools
+    if input._data.ndim != 1:
+        raise RuntimeError(f"Expect a 1D vector, but got shape {list(input.shape)}")
+    n = input._data.shape[0]
+    gen = itertools.combinations_with_replacement if with_replacement else \
+        itertools.combinations
+    idx = np.asarray(list(gen(range(n), r)), dtype=np.int64).reshape(-1, r)
+    if r == 0 or idx.shape[0] == 0:
+        return _make(np.zeros((0,) if r == 0 else (0, r), dtype=input._data.dtype))
+    return Index.apply(input, idx)
+
+
+def _inplace_of(fn):
+    def op_(self, *args, **kwargs):
+        return _inplace(self, fn, *args, **kwargs)
+    op_.__name__ = fn.__name__ + "_"
+    op_.__doc__ = f"In-place ``{fn.__name__}``."
+    return op_
+
+
+# in-place variants, bound as Tensor methods
+INPLACE = {f.__name__ + "_": _inplace_of(f) for f in (
+    index_add, index_copy, index_fill, scatter, scatter_add, scatter_reduce, masked_scatter,
+    put)}

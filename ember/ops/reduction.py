@@ -43,8 +43,8 @@ class return_types:
 
 def _axis(dim, ndim, op):
     dims = norm_dims(dim, ndim, op)
-    if dims is not None and len(dims) == 0:
-        return None  # dim=() / [] means all dims, as in PyTorch
+    if dims is not None and (len(dims) == 0 or ndim == 0):
+        return None  # dim=() / [] means all dims, as in PyTorch; a 0-d tensor has only "all"
     return dims
 
 
@@ -238,6 +238,9 @@ class Argmax(Node):
 
     @staticmethod
     def forward(ctx, a, dim, keepdim, largest=True):
+        if a.dtype == np.bool_:
+            raise RuntimeError(f"{'argmax' if largest else 'argmin'}(): does not support bool "
+                               "input")
         fn = np.argmax if largest else np.argmin
         if dim is None:
             if a.size == 0:

@@ -18,7 +18,11 @@ __all__ = ["reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "swapaxes", "swapdims", "movedim", "moveaxis", "t", "broadcast_to",
            "broadcast_tensors", "broadcast_shapes", "tile", "cat", "concat", "concatenate",
            "stack", "hstack", "vstack", "split", "chunk", "unbind", "narrow", "flip", "roll",
-           "tril", "triu", "diag", "diagonal", "clone", "detach", "adjoint"]
+           "tril", "triu", "diag", "diagonal", "clone", "detach", "adjoint", "diag_embed",
+           "meshgrid", "cartesian_prod", "block_diag", "diff", "atleast_1d", "atleast_2d",
+           "atleast_3d", "column_stack", "row_stack", "dstack", "tensor_split",
+           "split_with_sizes", "hsplit", "vsplit", "dsplit", "flipud", "fliplr", "rot90",
+           "as_strided"]
 
 
 def _infer_shape(shape, numel, op="view"):
@@ -733,3 +737,323 @@ def detach(input):
 
 # keep names used by other modules
 _promote = promote
+
+
+# ====================================================================== more joins and views
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """Matrices (in dims ``dim1``, ``dim2`` of the result) with the last dim of ``input`` on
+    their ``offset`` diagonal."""
+    nd = input._data.ndim + 1
+    d1, d2 = norm_dim(dim1, nd), norm_dim(dim2, nd)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    n = input._data.shape[-1] + builtins.abs(offset)
+    rest = list(input._data.shape[:-1])
+    shape = []
+    for k in range(nd):
+        shape.append(n if k in (d1, d2) else rest.pop(0))
+    z = _make(np.zeros(shape, dtype=input._data.dtype))
+    return _DiagonalScatter.apply(z, input, offset, d1, d2)
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids (expanded views) from 1-d tensors; ``indexing`` is 'ij' or 'xy'."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f"torch.meshgrid: indexing must be one of \"xy\" or \"ij\", but "
+                           f"received: {indexing}")
+    for x in tensors:
+        if x._data.ndim > 1:
+            raise RuntimeError("torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
+                               f"got: {x}")
+    flat = [x.reshape(-1) for x in tensors]
+    swap = indexing == "xy" and len(flat) >= 2
+    if swap:
+        flat[0], flat[1] = flat[1], flat[0]
+    shape = tuple(x._data.shape[0] for x in flat)
+    n = len(flat)
+    out = [x.reshape((1,) * i + (-1,) + (1,) * (n - i - 1)).expand(shape)
+           for i, x in enumerate(flat)]
+    if swap:
+        out[0], out[1] = out[1], out[0]
+        out = [o.transpose(0, 1) for o in out]
+    return tuple(out)
+
+
+def cartesian_prod(*tensors):
+    """All tuples of one element from each 1-d tensor, one per row."""
+    if len(tensors) == 1:
+        return tensors[0]
+    grids = meshgrid(*tensors, indexing="ij")
+    return stack([g.reshape(-1) for g in grids], 1)
+
+
+def block_diag(*tensors):
+    """A block-diagonal matrix of the given 0-d, 1-d or 2-d tensors."""
+    mats = []
+    for i, x in enumerate(tensors):
+        if x._data.ndim > 2:
+            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer dimensions."
+                               f" Input {i} has {x._data.ndim} dimensions")
+        mats.append(x.reshape(1, -1) if x._data.ndim < 2 else x)
+    rt = result_dtype(*[m._data for m in mats]).np if mats else np.float32
+    rows = builtins.sum(m._data.shape[0] for m in mats)
+    cols = builtins.sum(m._data.shape[1] for m in mats)
+    out = _make(np.zeros((rows, cols), dtype=rt))
+    r = c = 0
+    from .indexing import IndexPut
+    for m in mats:
+        h, w = m._data.shape
+        out = IndexPut.apply(out, m.to(out.dtype), (slice(r, r + h), slice(c, c + w)))
+        r, c = r + h, c + w
+    return out
+
+
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    """The ``n``-th forward difference along ``dim`` (with optional ``prepend``/``append``)."""
+    d = norm_dim(dim, input._data.ndim)
+    if input._data.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    parts = [x for x in (prepend, input, append) if x is not None]
+    x = cat(parts, d) if len(parts) > 1 else input
+    for _ in range(n):
+        m = x._data.shape[d]
+        if m == 0:
+            break
+        hi, lo = x.narrow(d, 1, m - 1), x.narrow(d, 0, m - 1)
+        x = hi ^ lo if x._data.dtype == np.bool_ else hi - lo
+    return x
+
+
+def atleast_1d(*tensors):
+    """Tensors with at least one dimension (0-d becomes shape (1,))."""
+    return _atleast(tensors, lambda x: x.reshape(1) if x._data.ndim == 0 else x)
+
+
+def atleast_2d(*tensors):
+    """Tensors with at least two dimensions (new dims lead)."""
+    return _atleast(tensors, lambda x: x.reshape((1,) * (2 - x._data.ndim) + x._data.shape)
+                    if x._data.ndim < 2 else x)
+
+
+def _to3d(x):
+    nd = x._data.ndim
+    if nd == 0:
+        return x.reshape(1, 1, 1)
+    if nd == 1:
+        return x.reshape(1, -1, 1)
+    if nd == 2:
+        return x.unsqueeze(-1)
+    return x
+
+
+def atleast_3d(*tensors):
+    """Tensors with at least three dimensions ((n,) -> (1, n, 1), (m, n) -> (m, n, 1))."""
+    return _atleast(tensors, _to3d)
+
+
+def _atleast(tensors, fn):
+    if len(tensors) == 1:
+        if isinstance(tensors[0], (list, tuple)):
+            return tuple(fn(x) for x in tensors[0])
+        return fn(tensors[0])
+    return tuple(fn(x) for x in tensors)
+
+
+def column_stack(tensors):
+    """Join tensors as columns: 0-d and 1-d inputs become columns, then ``hstack``."""
+    return hstack([x.reshape(-1, 1) if x._data.ndim < 2 else x
+                   for x in _tensors_arg(tensors, "column_stack")])
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    """Join tensors along the third dim (after ``atleast_3d``)."""
+    return cat([_to3d(x) for x in _tensors_arg(tensors, "dstack")], 2)
+
+
+def tensor_split(input, indices_or_sections, dim=0):
+    """Views split at the given indices, or into ``n`` nearly equal parts (first ones larger)."""
+    d = norm_dim(dim, input._data.ndim)
+    n = input._data.shape[d]
+    ios = indices_or_sections
+    if isinstance(ios, Tensor):
+        ios = ios.item() if ios._data.ndim == 0 else ios.tolist()
+    if isinstance(ios, (int, np.integer)):
+        k = int(ios)
+        if k <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {k}")
+        q, r = divmod(n, k)
+        sizes = [q + 1] * r + [q] * (k - r)
+    else:
+        bounds = [0] + [builtins.min(builtins.max(int(i) if i >= 0 else n + int(i), 0), n)
+                        for i in ios] + [n]
+        sizes = [builtins.max(b - a, 0) for a, b in zip(bounds[:-1], bounds[1:])]
+        starts = bounds[:-1]
+        return tuple(Narrow.apply(input, d, builtins.min(s, n), z)
+                     for s, z in zip(starts, sizes))
+    return Split.apply(input, sizes, d)
+
+
+def split_with_sizes(input, split_sizes, dim=0):
+    """Views of the given sizes along ``dim`` (they must sum to its size)."""
+    return split(input, list(split_sizes), dim)
+
+
+def _xsplit(input, ios, dim, name, min_nd):
+    if input._data.ndim < min_nd:
+        raise RuntimeError(f"torch.{name} requires a tensor with at least {min_nd} dimension, "
+                           f"but got a tensor with {input._data.ndim} dimensions!")
+    if isinstance(ios, (int, np.integer)) and input._data.shape[dim] % ios:
+        raise RuntimeError(f"torch.{name} attempted to split along dimension {dim}, but the "
+                           f"size of the dimension {input._data.shape[dim]} is not divisible "
+                           f"by the split_size {ios}!")
+    return tensor_split(input, ios, dim)
+
+
+def hsplit(input, indices_or_sections):
+    """Split along dim 1 (dim 0 for 1-d tensors)."""
+    return _xsplit(input, indices_or_sections, 1 if input._data.ndim > 1 else 0, "hsplit", 1)
+
+
+def vsplit(input, indices_or_sections):
+    """Split along dim 0 (needs at least 2 dims)."""
+    return _xsplit(input, indices_or_sections, 0, "vsplit", 2)
+
+
+def dsplit(input, indices_or_sections):
+    """Split along dim 2 (needs at least 3 dims)."""
+    return _xsplit(input, indices_or_sections, 2, "dsplit", 3)
+
+
+def flipud(input):
+    """Reverse along dim 0."""
+    if input._data.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(input, 0)
+
+
+def fliplr(input):
+    """Reverse along dim 1."""
+    if input._data.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(input, 1)
+
+
+def rot90(input, k=1, dims=(0, 1)):
+    """Rotate by 90 degrees ``k`` times in the plane of ``dims`` (from the first toward the
+    second)."""
+    nd = input._data.ndim
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if nd < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {nd}")
+    d0, d1 = norm_dim(dims[0], nd), norm_dim(dims[1], nd)
+    if d0 == d1:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and "
+                           f"dim1 = {d1}")
+    k %= 4
+    if k == 1:
+        return flip(input, d1).transpose(d0, d1)
+    if k == 2:
+        return flip(input, d0, d1)
+    if k == 3:
+        return flip(input, d0).transpose(d0, d1)
+    return input.clone()
+
+
+class Unfold(Node):
+    """``Tensor.unfold``: windows of ``size`` every ``step`` along ``dim``, as a view."""
+
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, dim, size, step):
+        from numpy.lib.stride_tricks import as_strided
+        ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
+        shp = a.shape if a.ndim else (1,)
+        st = a.strides if a.ndim else (a.itemsize,)
+        n = (shp[dim] - size) // step + 1
+        shape = shp[:dim] + (n,) + shp[dim + 1:] + (size,)
+        strides = st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],)
+        out = as_strided(a, shape, strides, writeable=a.flags.writeable)
+        return out.reshape(size) if a.ndim == 0 else out
+
+    @staticmethod
+    def backward(ctx, g):
+        from .indexing import IndexAddZeros
+        dim, size, step, shape = ctx.dim, ctx.size, ctx.step, ctx.shape
+        if not shape:
+            return g.reshape(()), None, None, None
+        n = g._data.shape[dim]
+        win = np.arange(n)[:, None] * step + np.arange(size)[None, :]
+        idx = (slice(None),) * dim + (win,)
+        return IndexAddZeros.apply(g.movedim(-1, dim + 1), tuple(shape), idx), None, None, None
+
+
+def unfold(input, dimension, size, step):
+    """Windows of length ``size`` taken every ``step`` along ``dimension`` (a new last dim)."""
+    d = norm_dim(dimension, input._data.ndim)
+    n = input._data.shape[d] if input._data.ndim else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    return Unfold.apply(input, d, size, step)
+
+
+def _storage(t):
+    """The root array that holds ``t``'s memory, and ``t``'s element offset into it."""
+    root = t._base._data if t._base is not None else t._data
+    while isinstance(root.base, np.ndarray) and root.base.dtype == root.dtype and \
+            root.base.flags.c_contiguous and root.base.size >= root.size:
+        root = root.base
+    if not root.flags.c_contiguous:
+        raise NotImplementedError("as_strided needs a tensor whose storage is contiguous")
+    ptr = t._data.__array_interface__["data"][0]
+    start = root.__array_interface__["data"][0]
+    return root.reshape(-1), (ptr - start) // t._data.itemsize
+
+
+class AsStrided(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a, flat, size, stride, offset, in_offset):
+        from numpy.lib.stride_tricks import as_strided
+        ctx.args = (a.shape, a.strides, flat.size, size, stride, offset, in_offset, a.itemsize)
+        need = offset + builtins.sum((s - 1) * st for s, st in zip(size, stride)) + 1
+        if builtins.all(size) and need > flat.size:
+            raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                               f"offset {offset}, and itemsize {a.itemsize} requiring a storage "
+                               f"size of {need * a.itemsize} are out of bounds for storage of "
+                               f"size {flat.size * a.itemsize}")
+        return as_strided(flat[offset:], size, [s * a.itemsize for s in stride])
+
+    @staticmethod
+    def backward(ctx, g):
+        from .indexing import Index, IndexAddZeros
+        shape, strides, n, size, stride, offset, in_off, isz = ctx.args
+        # storage positions of every output and input element; gradient flows output ->
+        # storage (summing overlaps) -> input
+        out_pos = offset + _positions(size, stride)
+        in_pos = in_off + _positions(shape, [s // isz for s in strides])
+        buf = IndexAddZeros.apply(g, (n,), out_pos)
+        return Index.apply(buf, in_pos), None, None, None, None, None
+
+
+def _positions(shape, stride):
+    pos = np.zeros(tuple(shape), dtype=np.int64)
+    for k, (s, st) in enumerate(zip(shape, stride)):
+        pos = pos + (np.arange(s) * st).reshape((-1,) + (1,) * (len(shape) - k - 1))
+    return pos
+
+
+def as_strided(input, size, stride, storage_offset=None):
+    """A view of ``input``'s storage with the given sizes and (element) strides."""
+    flat, off = _storage(input)
+    offset = off if storage_offset is None else int(storage_offset)
+    return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)

@@ -274,7 +274,7 @@ _NAMED_OPS = {
     "abs": lambda m, x: x.abs(), "sin": lambda m, x: x.sin(), "cos": lambda m, x: x.cos(),
     "cat": lambda m, x: m.cat([x, x]), "stack": lambda m, x: m.stack([x, x]),
     "expand": lambda m, x: x.expand(4, 2, 3), "clone": lambda m, x: x.clone(),
-    "max": lambda m, x: x.max(), "amax": lambda m, x: x.amax(1),
+    "amax": lambda m, x: x.amax(1),
     "float_cast_mul": lambda m, x: x.float() * 1,
 }
 # PyTorch names these after the public function; ember's op classes are shared (e.g. one
@@ -283,7 +283,7 @@ _MISNAMED_OPS = {
     "reshape": lambda m, x: x.reshape(3, 2), "t": lambda m, x: x.t(),
     "mm_via_matmul": lambda m, x: x @ x.t(), "select": lambda m, x: x[0],
     "unsqueeze": lambda m, x: x.unsqueeze(0), "transpose": lambda m, x: x.transpose(0, 1),
-    "squeeze": lambda m, x: x[None].squeeze(), "max_dim": lambda m, x: x.max(1)[0],
+    "squeeze": lambda m, x: x[None].squeeze(), "max_dim": lambda m, x: x.max(1)[0], "max": lambda m, x: x.max(),
     "mm": lambda m, x: x.mm(x.t()),
 }
 

@@ -144,3 +144,181 @@ def test_setitem_leaf_error():
                                 lambda m, a: a[m.tensor([[True, False, True, True]] * 3)]])
 def test_getitem_misc(fn):
     check(fn, [(3, 4)])
+
+
+def _i(m, data):
+    return m.tensor(data, dtype=m.int64)
+
+
+def _scatter_idx(m):
+    return _i(m, [[0, 1, 2, 0], [2, 0, 0, 1]])
+
+
+OPS = [
+    ("index_select", lambda m, a: a.index_select(1, _i(m, [2, 0, 2])), [(3, 4)]),
+    ("index_select_neg", lambda m, a: m.index_select(a, -2, _i(m, [1])), [(3, 4)]),
+    ("index_add", lambda m, a, s: a.index_add(0, _i(m, [0, 2, 0]), s), [(3, 4), (3, 4)]),
+    ("index_add_alpha", lambda m, a, s: m.index_add(a, 1, _i(m, [1, 1]), s, alpha=2.5),
+     [(3, 4), (3, 2)]),
+    ("index_copy", lambda m, a, s: a.index_copy(1, _i(m, [3, 0]), s), [(3, 4), (3, 2)]),
+    ("index_fill", lambda m, a: a.index_fill(1, _i(m, [0, 2]), -1.5), [(3, 4)]),
+    ("index_put", lambda m, a, v: m.index_put(a, (_i(m, [0, 2]), _i(m, [1, 1])), v),
+     [(3, 4), (2,)]),
+    ("index_put_acc", lambda m, a, v: a.index_put((_i(m, [0, 0, 2]),), v, accumulate=True),
+     [(3, 4), (3, 4)]),
+    ("gather", lambda m, a: a.gather(1, _i(m, [[0, 0], [3, 1], [2, 2]])), [(3, 4)]),
+    ("gather_dim0", lambda m, a: m.gather(a, 0, _i(m, [[0, 2, 1, 0]])), [(3, 4)]),
+    ("scatter", lambda m, a, s: a.scatter(1, _i(m, [[0, 1], [2, 3]]), s), [(2, 4), (2, 3)]),
+    ("scatter_value", lambda m, a: m.scatter(a, 0, _i(m, [[1, 0, 1]]), 9.0), [(2, 3)]),
+    ("scatter_add", lambda m, a, s: a.scatter_add(1, _scatter_idx(m), s), [(2, 3), (2, 4)]),
+    ("scatter_add_dim0", lambda m, a, s: m.scatter_add(a, 0, _i(m, [[2, 0], [2, 2]]), s),
+     [(3, 2), (2, 2)]),
+    ("masked_fill", lambda m, a: a.masked_fill(a > 0.5, 2.0), [(3, 4)]),
+    ("masked_fill_bcast", lambda m, a: m.masked_fill(a, m.tensor([True, False, False, True]),
+                                                     -1.0), [(3, 4)]),
+    ("masked_fill_tensor", lambda m, a, v: a.masked_fill(a < 0, v), [(3, 4), ()]),
+    ("masked_select", lambda m, a: a.masked_select(a > 0), [(3, 4)]),
+    ("masked_select_bcast", lambda m, a: m.masked_select(a, m.tensor([True, False, True, True])),
+     [(3, 4)]),
+    ("masked_scatter", lambda m, a, s: a.masked_scatter(a > 0, s), [(3, 4), (12,)]),
+    ("take", lambda m, a: m.take(a, _i(m, [[0, 11], [5, 5]])), [(3, 4)]),
+    ("take_along_dim", lambda m, a: m.take_along_dim(a, _i(m, [[0], [2], [1]]), 1), [(3, 4)]),
+    ("take_along_dim_flat", lambda m, a: a.take_along_dim(_i(m, [0, 7])), [(3, 4)]),
+    ("put", lambda m, a, s: a.put(_i(m, [0, 5, 11]), s), [(3, 4), (3,)]),
+    ("put_acc", lambda m, a, s: a.put(_i(m, [1, 1]), s, accumulate=True), [(3, 4), (2,)]),
+    ("select", lambda m, a: a.select(1, -1), [(3, 4)]),
+    ("select_scatter", lambda m, a, s: m.select_scatter(a, s, 0, 1), [(3, 4), (4,)]),
+    ("slice_scatter", lambda m, a, s: m.slice_scatter(a, s, 1, 0, 4, 2), [(3, 4), (3, 2)]),
+    ("slice_scatter_default", lambda m, a, s: a.slice_scatter(s), [(3, 4), (3, 4)]),
+    ("diagonal_scatter", lambda m, a, s: m.diagonal_scatter(a, s, 1), [(3, 4), (3,)]),
+    ("combinations", lambda m, a: m.combinations(a), [(4,)]),
+    ("combinations_r3", lambda m, a: m.combinations(a, 3, with_replacement=True), [(3,)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", OPS, ids=[c[0] for c in OPS])
+def test_index_ops(name, fn, shapes, dtype):
+    check(fn, shapes, dtype)
+
+
+REDUCE = ["sum", "prod", "mean", "amax", "amin"]
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", REDUCE)
+def test_scatter_reduce(reduce, include_self):
+    check(lambda m, a, s: a.scatter_reduce(1, _scatter_idx(m), s, reduce,
+                                           include_self=include_self), [(2, 3), (2, 4)])
+
+
+@pytest.mark.parametrize("reduce", REDUCE)
+def test_scatter_reduce_ties_and_zeros(reduce):
+    a = np.array([[1.0, 0.0, 2.0], [3.0, 3.0, 0.0]])
+    s = np.array([[1.0, 0.0, 2.0, 0.0], [3.0, 3.0, 1.0, 0.0]])
+    check(lambda m, a, s: a.scatter_reduce(1, _scatter_idx(m), s, reduce), None, arrays=[a, s])
+
+
+@pytest.mark.parametrize("reduce", ["add", "multiply"])
+def test_scatter_reduce_arg(reduce):
+    check(lambda m, a, s: a.scatter(1, _scatter_idx(m), s, reduce=reduce), [(2, 3), (2, 4)],
+          grad=False)
+
+
+def test_scatter_reduce_gradcheck():
+    for reduce in REDUCE:
+        gradcheck(lambda m, a, s: a.scatter_reduce(0, _i(m, [[0, 1], [0, 0]]), s, reduce),
+                  [(2, 2), (2, 2)], low=0.5, high=2.0)
+    gradcheck(lambda m, a, s: a.index_add(0, _i(m, [1, 1]), s), [(2, 2), (2, 2)])
+
+
+INPLACE = [
+    ("index_add_", lambda m, a, s: a.index_add_(0, _i(m, [1, 1]), s), [(2, 3), (2, 3)]),
+    ("index_copy_", lambda m, a, s: a.index_copy_(0, _i(m, [1]), s), [(2, 3), (1, 3)]),
+    ("index_fill_", lambda m, a: a.index_fill_(1, _i(m, [1]), 0.5), [(2, 3)]),
+    ("index_put_", lambda m, a, v: a.index_put_((_i(m, [1, 0]),), v), [(2, 3), (3,)]),
+    ("scatter_", lambda m, a, s: a.scatter_(1, _i(m, [[2], [0]]), s), [(2, 3), (2, 1)]),
+    ("scatter_add_", lambda m, a, s: a.scatter_add_(1, _i(m, [[2, 2], [0, 1]]), s),
+     [(2, 3), (2, 2)]),
+    ("scatter_reduce_", lambda m, a, s: a.scatter_reduce_(1, _i(m, [[2, 2], [0, 1]]), s,
+                                                          "amax"), [(2, 3), (2, 2)]),
+    ("masked_fill_", lambda m, a: a.masked_fill_(a > 0, 0.0), [(2, 3)]),
+    ("masked_scatter_", lambda m, a, s: a.masked_scatter_(a > 0, s), [(2, 3), (6,)]),
+    ("put_", lambda m, a, s: a.put_(_i(m, [4, 0]), s), [(2, 3), (2,)]),
+]
+
+
+@pytest.mark.parametrize("name,fn,shapes", INPLACE, ids=[c[0] for c in INPLACE])
+def test_inplace_index_ops(name, fn, shapes):
+    def run(m, a, *rest):
+        out = a * 1  # a non-leaf, so the in-place op is recorded
+        r = fn(m, out, *rest)
+        assert r is out
+        return out * a
+    check(run, shapes)
+    # without autograd too
+    t = torch.tensor(np.arange(6.0).reshape(2, 3))
+    e = ember.tensor(np.arange(6.0).reshape(2, 3))
+    rest = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in shapes[1:]]
+    fn(torch, t, *[torch.tensor(x) for x in rest])
+    fn(ember, e, *[ember.tensor(x) for x in rest])
+    np.testing.assert_allclose(e.numpy(), t.numpy())
+
+
+def test_index_op_errors():
+    a = ember.zeros(3, 4)
+    with pytest.raises(IndexError):
+        a.index_select(0, ember.tensor([3]))
+    with pytest.raises(RuntimeError):
+        a.gather(1, ember.tensor([0]))
+    with pytest.raises(IndexError):
+        a.take(ember.tensor([12]))
+    with pytest.raises(RuntimeError):
+        a.masked_fill(ember.ones(3, 4), 1.0)
+    with pytest.raises(RuntimeError):
+        a.scatter_reduce(0, ember.zeros(1, 1, dtype=ember.int64), ember.ones(1, 1), "max")
+
+
+NONDIFF = [
+    lambda m: m.nonzero(m.tensor([[0, 1], [2, 0]])),
+    lambda m: m.nonzero(m.tensor([0, 3, 1]), as_tuple=True),
+    lambda m: m.nonzero(m.tensor(5)),
+    lambda m: m.argwhere(m.tensor([[0.0, 1.5], [2.0, 0.0]])),
+    lambda m: m.searchsorted(m.tensor([1, 3, 5, 7]), m.tensor([[0, 3], [6, 9]])),
+    lambda m: m.searchsorted(m.tensor([1, 3, 5, 7]), m.tensor([3, 5]), right=True),
+    lambda m: m.searchsorted(m.tensor([1, 3, 5, 7]), m.tensor([3, 5]), side="right"),
+    lambda m: m.searchsorted(m.tensor([[1, 3], [2, 4]]), m.tensor([[3], [3]]), out_int32=True),
+    lambda m: m.searchsorted(m.tensor([1.0, 2.0]), 1.5),
+    lambda m: m.searchsorted(m.tensor([5, 1, 3]), m.tensor([2, 4]),
+                             sorter=m.tensor([1, 2, 0])),
+    lambda m: m.bucketize(m.tensor([[1, 5], [3, 9]]), m.tensor([1, 3, 5, 7])),
+    lambda m: m.bucketize(m.tensor([1, 5, 3]), m.tensor([1, 3, 5, 7]), right=True),
+    lambda m: m.bincount(m.tensor([1, 1, 3, 0])),
+    lambda m: m.bincount(m.tensor([1, 1, 3]), minlength=6),
+    lambda m: m.bincount(m.tensor([1, 1, 3]), weights=m.tensor([0.5, 1.0, 2.0])),
+    lambda m: m.bincount(m.tensor([1, 1, 3]), weights=m.tensor([0.5, 1.0, 2.0],
+                                                               dtype=m.float64)),
+    lambda m: m.bincount(m.tensor([], dtype=m.int64)),
+    lambda m: m.histc(m.tensor([1.0, 2.0, 1.0, 4.0]), bins=4, min=0, max=3),
+    lambda m: m.histc(m.tensor([1.0, 2.0, 1.0, 4.0]), bins=3),
+    lambda m: m.histc(m.tensor([[1.0, 2.0], [2.5, 4.0]], dtype=m.float64), bins=5, min=1, max=4),
+    lambda m: m.unique(m.tensor([3, 1, 2, 3, 1])),
+    lambda m: m.unique(m.tensor([3, 1, 2, 3, 1]), return_inverse=True, return_counts=True),
+    lambda m: m.unique(m.tensor([[1, 2], [1, 2], [0, 5]]), dim=0, return_inverse=True,
+                       return_counts=True),
+    lambda m: m.unique(m.tensor([[2, 1, 2], [0, 3, 0]]), dim=1),
+    lambda m: m.tensor([[2.0, 1.0], [2.0, 1.0]]).unique(return_inverse=True),
+    lambda m: m.unique_consecutive(m.tensor([1, 1, 2, 2, 3, 1, 1]), return_inverse=True,
+                                   return_counts=True),
+    lambda m: m.unique_consecutive(m.tensor([[1, 1], [1, 1], [2, 3]]), dim=0,
+                                   return_counts=True),
+    lambda m: m.tril_indices(3, 4), lambda m: m.tril_indices(4, 3, -1),
+    lambda m: m.triu_indices(3, 3, 1), lambda m: m.triu_indices(2, 5, -1),
+]
+
+
+@pytest.mark.parametrize("i", range(len(NONDIFF)))
+def test_nondifferentiable_index_ops(i):
+    t, e = NONDIFF[i](torch), NONDIFF[i](ember)
+    check(lambda m: NONDIFF[i](m), [], grad=False)
+    assert type(t) is torch.Tensor or len(t) == len(e)

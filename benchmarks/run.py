@@ -1,0 +1,431 @@
+"""ember vs PyTorch, side by side: ``python -m benchmarks`` (or ``python benchmarks/run.py``).
+
+Every workload is written once against the shared API and built twice, with ``m = ember`` and
+``m = torch``. Timing alternates the two in this process (same thread count, warm-up first,
+median of several repeats); peak memory is measured per framework in a fresh subprocess
+(peak RSS during the workload minus RSS after its setup). Prints a table; ``--json FILE``
+saves it. Asserts nothing: it is a measurement, not a test.
+
+    python -m benchmarks [--only NAME[,NAME]] [--quick] [--json FILE] [--threads N]
+                         [--no-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+# --------------------------------------------------------------------------- workloads
+# Each workload: setup(m, quick) -> (step, units) where ``step()`` runs one iteration and
+# ``units`` (optional) is (amount, label) for a throughput column, per step.
+
+
+def _tiny(op, grad, backward):
+    def setup(m, quick):
+        rng = np.random.default_rng(0)
+        v = rng.standard_normal(16).astype(np.float32)
+        w = rng.standard_normal((8, 8)).astype(np.float32)
+        a, b = m.tensor(v, requires_grad=grad), m.tensor(v, requires_grad=grad)
+        x, y = m.tensor(w, requires_grad=grad), m.tensor(w, requires_grad=grad)
+        f = {"add": lambda: a + b, "mul": lambda: a * b, "matmul": lambda: x @ y,
+             "sum": lambda: a.sum()}[op]
+        if not backward:
+            return f, None
+
+        def step():
+            a.grad = b.grad = x.grad = y.grad = None
+            f().sum().backward()
+        return step, None
+    return setup
+
+
+def _matmul_big(m, quick):
+    n = 512 if quick else 1024
+    rng = np.random.default_rng(0)
+    a = m.tensor(rng.standard_normal((n, n)).astype(np.float32))
+    b = m.tensor(rng.standard_normal((n, n)).astype(np.float32))
+    return (lambda: a @ b), (2 * n ** 3 / 1e9, "GFLOP")
+
+
+def _add_big(m, quick):
+    n = (1 << 22) if quick else (1 << 24)
+    a = m.ones(n)
+    b = m.ones(n)
+    return (lambda: a + b), (3 * 4 * n / 1e9, "GB")
+
+
+def _gelu_chain(m, quick):
+    n = (1 << 20) if quick else (1 << 22)
+    x = m.tensor(np.random.default_rng(0).standard_normal(n).astype(np.float32))
+
+    def step():  # 8 elementwise ops: tanh-approximated GELU
+        return 0.5 * x * (1.0 + m.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+    return step, (n / 1e6, "Melem")
+
+
+def _sum_big(m, quick):
+    n = (1 << 22) if quick else (1 << 24)
+    a = m.ones(n)
+    return (lambda: a.sum()), (4 * n / 1e9, "GB")
+
+
+def _train_step(m, model, x, y, opt, loss_fn):
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _mlp(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10))
+    x = m.randn(128, 784)
+    y = m.randint(0, 10, (128,))
+    opt = m.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return _train_step(m, model, x, y, opt, nn.CrossEntropyLoss()), (128, "samples")
+
+
+def _lenet(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                          nn.Linear(84, 10))
+    x = m.randn(64, 1, 28, 28)
+    y = m.randint(0, 10, (64,))
+    opt = m.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return _train_step(m, model, x, y, opt, nn.CrossEntropyLoss()), (64, "samples")
+
+
+def _cifar_cnn(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(128, 10))
+    x = m.randn(32, 3, 32, 32)
+    y = m.randint(0, 10, (32,))
+    opt = m.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return _train_step(m, model, x, y, opt, nn.CrossEntropyLoss()), (32, "samples")
+
+
+def _gpt(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    vocab, d, heads, seq, batch = 256, 128, 4, 64, 16
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(vocab, d)
+            self.pos = nn.Embedding(seq, d)
+            layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True,
+                                               norm_first=True, activation="gelu")
+            self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.ln = nn.LayerNorm(d)
+            self.head = nn.Linear(d, vocab)
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq))
+
+        def forward(self, idx):
+            pos = m.arange(idx.shape[1])
+            h = self.tok(idx) + self.pos(pos)
+            h = self.blocks(h, mask=self.mask, is_causal=True)
+            return self.head(self.ln(h))
+
+    model = GPT()
+    idx = m.randint(0, vocab, (batch, seq))
+    tgt = m.randint(0, vocab, (batch, seq))
+    opt = m.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(idx).reshape(-1, vocab), tgt.reshape(-1))
+        loss.backward()
+        opt.step()
+    return step, (batch * seq, "tokens")
+
+
+def _lstm(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    model = nn.LSTM(64, 256, num_layers=2, batch_first=True)
+    head = nn.Linear(256, 10)
+    x = m.randn(32, 64, 64)
+    y = m.randint(0, 10, (32,))
+    params = list(model.parameters()) + list(head.parameters())
+    opt = m.optim.SGD(params, lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        out, _ = model(x)
+        loss = loss_fn(head(out[:, -1]), y)
+        loss.backward()
+        opt.step()
+    return step, (32 * 64, "steps")
+
+
+class _CostlyItems:
+    """Items that cost ~1 ms of NumPy work each and return a 3x32x32 array and a label."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng(i)
+        x = rng.standard_normal((3, 32, 32)).astype(np.float32)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.001:
+            x = np.tanh(x) * 1.0001
+        return x, i % 10
+
+
+def _make_dataset_cls(m):
+    base = m.utils.data.Dataset
+
+    class DS(_CostlyItems, base):
+        pass
+    return DS
+
+
+def _dataloader(workers):
+    def setup(m, quick):
+        n = 256 if quick else 1024
+        ds = _make_dataset_cls(m)(n)
+        loader = m.utils.data.DataLoader(ds, batch_size=64, num_workers=workers,
+                                         persistent_workers=workers > 0)
+
+        def step():
+            for _ in loader:
+                pass
+        return step, (n, "samples")
+    return setup
+
+
+def _resnet18_build(m, quick):
+    if m.__name__ == "torch":
+        try:
+            import torchvision
+        except ImportError:
+            return None, None
+        return (lambda: torchvision.models.resnet18()), None
+    from ember.vision import models
+    return (lambda: models.resnet18()), None
+
+
+def _import_time(m, quick):
+    name = m.__name__
+
+    def step():
+        subprocess.run([sys.executable, "-c", f"import {name}"], check=True, cwd=ROOT)
+    return step, None
+
+
+WORKLOADS = {
+    **{f"{op} {'(16,)' if op != 'matmul' else '(8,8)'}{sfx}": _tiny(op, g, b)
+       for op in ("add", "mul", "matmul", "sum")
+       for sfx, g, b in (("", False, False), (" requires_grad", True, False),
+                         (" fwd+bwd", True, True))},
+    "matmul 1024^3": _matmul_big,
+    "add 16M": _add_big,
+    "tanh-GELU chain 4M": _gelu_chain,
+    "sum 16M": _sum_big,
+    "MLP 784-512-512-10 train step": _mlp,
+    "LeNet-5 train step": _lenet,
+    "CIFAR CNN train step": _cifar_cnn,
+    "GPT 2-layer train step": _gpt,
+    "LSTM 2-layer train step": _lstm,
+    "DataLoader 0 workers": _dataloader(0),
+    "DataLoader 2 workers": _dataloader(2),
+    "build ResNet-18": _resnet18_build,
+    "import": _import_time,
+}
+
+# calls per timing round, by workload family
+_NUMBER = {"tiny": 2000, "big": 3, "train": 3, "other": 1}
+
+
+def _family(name):
+    if "(16,)" in name or "(8,8)" in name:
+        return "tiny"
+    if name in ("matmul 1024^3", "add 16M", "tanh-GELU chain 4M", "sum 16M"):
+        return "big"
+    if "train step" in name:
+        return "train"
+    return "other"
+
+
+def _time(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def _set_threads(n):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+
+
+def _load_frameworks(threads):
+    import ember
+    ember.set_num_threads(threads)
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    return ember, torch
+
+
+def _measure_memory(fw, name, quick, threads):
+    """Peak RSS growth (MiB) of the workload in a fresh process."""
+    code = (
+        "import sys, resource, json\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "from benchmarks.run import WORKLOADS, _load_frameworks, _rss_mib\n"
+        f"ember, torch = _load_frameworks({threads})\n"
+        f"m = {fw}\n"
+        f"step, _ = WORKLOADS[{name!r}](m, {quick})\n"
+        "if step is None: print('null'); sys.exit()\n"
+        "base = _rss_mib()\n"
+        "for _ in range(3): step()\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(max(peak - base, 0.0)))\n")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=600, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except Exception:
+        return None
+
+
+def _rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / (1 << 20)
+
+
+def run(only=None, quick=False, threads=1, memory=True, repeat=None):
+    ember, torch = _load_frameworks(threads)
+    repeat = repeat or (3 if quick else 7)
+    rows = []
+    for name, setup in WORKLOADS.items():
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
+        fam = _family(name)
+        number = _NUMBER[fam] if not quick else max(1, _NUMBER[fam] // 4)
+        try:
+            e_step, units = setup(ember, quick)
+        except (NotImplementedError, AttributeError, ImportError) as exc:
+            rows.append({"workload": name, "error": f"ember: {type(exc).__name__}: {exc}"})
+            print(f"{name:<36} ember cannot run it yet: {exc}", flush=True)
+            continue
+        t_step = None
+        if torch is not None:
+            t_step, _ = setup(torch, quick)
+        if e_step is None:
+            continue
+        e_step()
+        if t_step is not None:
+            t_step()
+        e_times, t_times = [], []
+        for _ in range(repeat):  # alternate: one round of each per repeat
+            e_times.append(_time(e_step, number))
+            if t_step is not None:
+                t_times.append(_time(t_step, number))
+        e_med = statistics.median(e_times)
+        t_med = statistics.median(t_times) if t_times else None
+        row = {"workload": name, "ember_s": e_med, "torch_s": t_med,
+               "ratio": (e_med / t_med) if t_med else None}
+        if units:
+            row["units"] = units[1]
+            row["ember_rate"] = units[0] / e_med
+            row["torch_rate"] = units[0] / t_med if t_med else None
+        if memory and fam in ("big", "train", "other") and name != "import":
+            row["ember_peak_mib"] = _measure_memory("ember", name, quick, threads)
+            if torch is not None:
+                row["torch_peak_mib"] = _measure_memory("torch", name, quick, threads)
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def _fmt(s):
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def _print_header():
+    print(f"{'workload':<36} {'ember':>10} {'pytorch':>10} {'ratio':>7} "
+          f"{'ember rate':>16} {'mem e/t MiB':>13}")
+
+
+def _print_row(r):
+    ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else "-"
+    rate = ""
+    if r.get("units"):
+        rate = f"{r['ember_rate']:.3g} {r['units']}/s"
+    mem = ""
+    if "ember_peak_mib" in r:
+        e, t = r.get("ember_peak_mib"), r.get("torch_peak_mib")
+        mem = f"{e:.0f}/{t:.0f}" if e is not None and t is not None else (
+            f"{e:.0f}/-" if e is not None else "")
+    print(f"{r['workload']:<36} {_fmt(r.get('ember_s')):>10} {_fmt(r.get('torch_s')):>10} "
+          f"{ratio:>7} {rate:>16} {mem:>13}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help="comma-separated substrings of workload names")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    args = p.parse_args(argv)
+    _set_threads(args.threads)
+    print(f"ember vs PyTorch, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, {args.threads} thread(s), python "
+          f"{platform.python_version()}")
+    _print_header()
+    only = [s.strip() for s in args.only.split(",")] if args.only else None
+    rows = run(only, args.quick, args.threads, not args.no_memory)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+                       "threads": args.threads, "rows": rows}, f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

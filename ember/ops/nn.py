@@ -1,0 +1,427 @@
+"""Layer 2: fused neural-network kernels (softmax, losses, normalisation, activations).
+
+Each op has a NumPy forward in one pass and a backward written with ember ops, so double
+backward works. They are kept only where measured faster than composing existing ops
+(``benchmarks`` in the report of issue 4): softmax/log_softmax (one pass instead of four
+dispatches), cross-entropy (log-softmax and the gather in one pass, a closed-form gradient),
+layer/batch normalisation (stats and affine in one pass) and the common activations.
+
+Where backward needs statistics of the input (normalisation, cross-entropy) it reuses the
+ones forward computed, unless the backward itself is being recorded (``create_graph``): then
+it recomputes them with differentiable ops so that second derivatives are right.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._tensor import _make
+from ..autograd.grad_mode import GradMode
+from ..autograd.graph import Node
+from . import elementwise as E
+
+__all__ = ["softmax", "log_softmax"]
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_K = math.sqrt(2.0 / math.pi)
+
+
+def _compute_dtype(a):
+    """Half and bfloat16 compute in float32 (NumPy's reductions in them are slow or lossy)."""
+    if a.dtype.kind == "V" or (a.dtype.kind == "f" and a.dtype.itemsize < 4):
+        return np.float32
+    return a.dtype
+
+
+def _float_input(a, op):
+    if a.dtype.kind not in "fV":
+        raise RuntimeError(f'"{op}" not implemented for \'{_pt_dtype(a.dtype)}\'')
+    return a
+
+
+def _pt_dtype(dt):
+    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+            "bool": "Bool"}.get(dt.name, dt.name)
+
+
+# ---------------------------------------------------------------------- softmax family
+def _softmax_np(x, dim):
+    cd = _compute_dtype(x)
+    xf = x.astype(cd, copy=False)
+    e = np.exp(xf - xf.max(axis=dim, keepdims=True))
+    e /= e.sum(axis=dim, keepdims=True)
+    return e.astype(x.dtype, copy=False)
+
+
+def _log_softmax_np(x, dim):
+    cd = _compute_dtype(x)
+    xf = x.astype(cd, copy=False)
+    s = xf - xf.max(axis=dim, keepdims=True)
+    s -= np.log(np.exp(s).sum(axis=dim, keepdims=True))
+    return s.astype(x.dtype, copy=False)
+
+
+class Softmax(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        _float_input(x, "softmax_lastdim_kernel_impl")
+        ctx.dim = dim
+        if x.ndim == 0:
+            return np.ones_like(x)
+        return _softmax_np(x, dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        if y.ndim == 0:
+            return g * 0, None
+        gy = g * y
+        return gy - y * gy.sum(ctx.dim, keepdim=True), None
+
+
+class LogSoftmax(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        _float_input(x, "log_softmax_lastdim_kernel_impl")
+        ctx.dim = dim
+        if x.ndim == 0:
+            return np.zeros_like(x)
+        return _log_softmax_np(x, dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        if y.ndim == 0:
+            return g * 0, None
+        return g - E.exp(y) * g.sum(ctx.dim, keepdim=True), None
+
+
+def _norm_dim(dim, ndim, op):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return dim % n
+
+
+def _cast_for(input, dtype):
+    if dtype is None:
+        return input
+    return input.to(dtype)
+
+
+def softmax(input, dim, dtype=None, **kwargs):
+    """Softmax along ``dim`` (``torch.softmax``)."""
+    input = _cast_for(input, dtype)
+    return Softmax.apply(input, _norm_dim(dim, input.ndim, "softmax"))
+
+
+def log_softmax(input, dim, dtype=None, **kwargs):
+    """Log of softmax along ``dim``, computed stably in one pass."""
+    input = _cast_for(input, dtype)
+    return LogSoftmax.apply(input, _norm_dim(dim, input.ndim, "log_softmax"))
+
+
+# ---------------------------------------------------------------------- nll / cross-entropy
+def _class_targets(logits, target, weight, ignore_index, op):
+    """Targets with the class axis moved last: (safe target, per-element weight) arrays."""
+    cls_axis = 1 if logits.ndim >= 2 else 0
+    n_cls = logits.shape[cls_axis]
+    if target.dtype.kind not in "iu":
+        raise RuntimeError(f"expected scalar type Long but found {target.dtype}")
+    exp_shape = logits.shape[:1] + logits.shape[2:] if logits.ndim >= 2 else ()
+    if target.shape != exp_shape:
+        if logits.ndim >= 2 and target.shape[:1] != logits.shape[:1]:
+            raise ValueError(f"Expected input batch_size ({logits.shape[0]}) to match target "
+                             f"batch_size ({target.shape[0] if target.ndim else 0}).")
+        raise RuntimeError(f"{op}: expected target of shape {list(exp_shape)}, got "
+                           f"{list(target.shape)}")
+    valid = target != ignore_index
+    safe = np.where(valid, target, 0)
+    bad = safe[(safe < 0) | (safe >= n_cls)]
+    if bad.size:
+        raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+    if weight is not None:
+        if weight.shape != (n_cls,):
+            raise RuntimeError(f"weight tensor should be defined either for all {n_cls} classes "
+                               f"or no classes but got weight tensor of shape: "
+                               f"{list(weight.shape)}")
+        w = weight[safe] * valid
+    else:
+        w = valid.astype(logits.dtype if logits.dtype.kind == "f" else np.float32)
+    return cls_axis, safe, w
+
+
+def _pick(logp, safe, cls_axis):
+    return np.take_along_axis(logp, np.expand_dims(safe, cls_axis), cls_axis).squeeze(cls_axis)
+
+
+def _reduce_loss(loss, w, reduction):
+    if reduction == "none":
+        return loss, None
+    if reduction == "sum":
+        return loss.sum(dtype=loss.dtype), None
+    denom = w.sum(dtype=loss.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored: nan, as torch
+        return (loss.sum(dtype=loss.dtype) / denom).astype(loss.dtype), denom
+
+
+def _target_grad_coef(ctx, like):
+    """``-w`` at each target position (scaled for 'mean'), as an ember tensor shaped ``like``."""
+    from .creation import arange
+    n_cls = like._data.shape[ctx.cls_axis]
+    shape = [1] * like._data.ndim
+    shape[ctx.cls_axis] = n_cls
+    classes = arange(n_cls).reshape(shape)
+    safe = _make(np.expand_dims(ctx.safe, ctx.cls_axis))
+    w = _make(np.expand_dims(ctx.w, ctx.cls_axis).astype(like._data.dtype, copy=False))
+    if ctx.denom is not None:
+        w = w / float(ctx.denom)
+    return (classes == safe) * w, w
+
+
+def _upstream(g, ctx):
+    return g if ctx.reduction != "none" else g.unsqueeze(ctx.cls_axis)
+
+
+class NllLoss(Node):
+    @staticmethod
+    def forward(ctx, logp, target, weight, reduction, ignore_index):
+        cls_axis, safe, w = _class_targets(logp, target, weight, ignore_index, "nll_loss")
+        loss = -_pick(logp, safe, cls_axis) * w
+        out, denom = _reduce_loss(loss, w, reduction)
+        ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
+                                                                   reduction)
+        ctx.in_shape, ctx.in_dtype = logp.shape, logp.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        onehot_w, _ = _target_grad_coef(ctx, _LikeShape(ctx))
+        return -onehot_w * _upstream(g, ctx), None, None, None, None
+
+
+class _LikeShape:
+    """Shape stand-in for ``_target_grad_coef`` when the upstream grad is a scalar."""
+
+    def __init__(self, ctx):
+        self._data = np.empty(ctx.in_shape, dtype=ctx.in_dtype)
+
+
+class CrossEntropy(Node):
+    """log_softmax + nll_loss over class indices in one pass (no label smoothing)."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, x, target, weight, reduction, ignore_index):
+        _float_input(x, "log_softmax_lastdim_kernel_impl")
+        cls_axis, safe, w = _class_targets(x, target, weight, ignore_index, "cross_entropy")
+        logp = _log_softmax_np(x, cls_axis)
+        loss = -_pick(logp, safe, cls_axis) * w
+        out, denom = _reduce_loss(loss, w, reduction)
+        ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
+                                                                   reduction)
+        ctx.logp = logp
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if GradMode.enabled:  # recorded backward: probabilities as a function of x
+            p = Softmax.apply(x, ctx.cls_axis)
+        else:
+            p = E.exp(_make(ctx.logp))
+        onehot_w, w = _target_grad_coef(ctx, x)
+        # d(-w_t log p_t)/dx = w_t (p - onehot_t)
+        return (p * w - onehot_w) * _upstream(g, ctx), None, None, None, None
+
+
+# ---------------------------------------------------------------------- normalisation
+class Normalize(Node):
+    """``(x - mean) / sqrt(var + eps) * w + b`` with statistics over ``axes``.
+
+    ``w`` and ``b`` (or None) arrive already shaped to broadcast against ``x``. Returns
+    ``(y, mean, biased var)``; the statistics serve running averages and get no gradient.
+    """
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, x, w, b, axes, eps):
+        _float_input(x, "normalize")
+        cd = _compute_dtype(x)
+        xf = x.astype(cd, copy=False)
+        mean = xf.mean(axis=axes, keepdims=True)
+        xc = xf - mean
+        var = np.mean(np.square(xc), axis=axes, keepdims=True)
+        rstd = 1.0 / np.sqrt(var + eps)
+        y = xc
+        y *= rstd
+        if w is not None:
+            y *= w
+        if b is not None:
+            y += b
+        ctx.axes, ctx.eps, ctx.mean, ctx.rstd = axes, eps, mean, rstd
+        return y.astype(x.dtype, copy=False), mean, var
+
+    @staticmethod
+    def backward(ctx, g, g_mean=None, g_var=None):
+        x, w = ctx.saved_tensors
+        axes = ctx.axes
+        if GradMode.enabled:  # recorded backward: statistics as functions of x
+            mean = x.mean(axes, keepdim=True)
+            xc = x - mean
+            rstd = E.rsqrt((xc * xc).mean(axes, keepdim=True) + ctx.eps)
+            xhat = xc * rstd
+        else:
+            rstd = _make(ctx.rstd.astype(x._data.dtype, copy=False))
+            xhat = (x - _make(ctx.mean.astype(x._data.dtype, copy=False))) * rstd
+        need = ctx.needs_input_grad
+        gxhat = g * w if w is not None else g
+        gx = gw = gb = None
+        if need[0]:
+            gx = rstd * (gxhat - gxhat.mean(axes, keepdim=True)
+                         - xhat * (gxhat * xhat).mean(axes, keepdim=True))
+        if need[1]:
+            gw = g * xhat
+        if need[2]:
+            gb = g
+        return gx, gw, gb, None, None
+
+
+# ---------------------------------------------------------------------- activations
+def _unary(name, fwd, bwd, saves_out=False):
+    """An elementwise activation: ``fwd(x, *params)`` on arrays, ``bwd(g, x, y, *params)``."""
+
+    def forward(ctx, x, *params):
+        _float_input(x, name.lower())
+        ctx.params = params
+        return fwd(x, *params)
+
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        x = None if saves_out else saved[0]
+        y = saved[0] if saves_out else None
+        return (bwd(g, x, y, *ctx.params),) + (None,) * len(ctx.params)
+
+    attrs = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    if saves_out:
+        attrs["saves_output"] = True
+    else:
+        attrs["saves"] = (0,)
+    return type(name, (Node,), attrs)
+
+
+def _erf(a):
+    from ._special import erf
+    return erf(a)
+
+
+def _gelu_np(x, approximate):
+    xf = x.astype(_compute_dtype(x), copy=False)
+    if approximate == "tanh":
+        y = 0.5 * xf * (1.0 + np.tanh(_GELU_K * (xf + 0.044715 * xf * xf * xf)))
+    else:
+        y = 0.5 * xf * (1.0 + _erf(xf * _SQRT_HALF))
+    return y.astype(x.dtype, copy=False)
+
+
+def _gelu_bwd(g, x, y, approximate):
+    if approximate == "tanh":
+        inner = _GELU_K * (x + 0.044715 * x * x * x)
+        t = E.tanh(inner)
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_K * (1 + 3 * 0.044715 * x * x)
+    else:
+        cdf = 0.5 * (1 + E.erf(x * _SQRT_HALF))
+        d = cdf + x * E.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return g * d
+
+
+Gelu = _unary("Gelu", _gelu_np, _gelu_bwd)
+
+
+def _sigmoid_np(x):
+    with np.errstate(over="ignore"):
+        return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def _silu_np(x):
+    xf = x.astype(_compute_dtype(x), copy=False)
+    return (xf * _sigmoid_np(xf)).astype(x.dtype, copy=False)
+
+
+def _silu_bwd(g, x, y):
+    s = E.sigmoid(x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+Silu = _unary("Silu", _silu_np, _silu_bwd)
+
+
+def _softplus_np(x, beta, threshold):
+    xf = x.astype(_compute_dtype(x), copy=False)
+    bx = xf * beta
+    with np.errstate(over="ignore"):
+        y = np.where(bx > threshold, xf, np.logaddexp(0, bx) / beta)
+    return y.astype(x.dtype, copy=False)
+
+
+def _softplus_bwd(g, x, y, beta, threshold):
+    bx = x * beta
+    return g * E.where(bx > threshold, 1.0, E.sigmoid(bx))
+
+
+Softplus = _unary("Softplus", _softplus_np, _softplus_bwd)
+
+
+def _elu_np(x, alpha, scale, input_scale):
+    xf = x.astype(_compute_dtype(x), copy=False)
+    with np.errstate(over="ignore"):
+        neg = alpha * np.expm1(np.minimum(xf, 0) * input_scale)
+    return (np.where(xf > 0, xf, neg) * scale).astype(x.dtype, copy=False)
+
+
+def _elu_bwd(g, x, y, alpha, scale, input_scale):
+    neg = E.exp(E.clamp(x, max=0) * input_scale) * (alpha * input_scale * scale)
+    return g * E.where(x > 0, scale, neg)
+
+
+Elu = _unary("Elu", _elu_np, _elu_bwd)
+
+
+def _leaky_np(x, slope):
+    return np.where(x > 0, x, x * x.dtype.type(slope) if x.dtype.kind == "f" else x * slope)
+
+
+def _leaky_bwd(g, x, y, slope):
+    return g * E.where(x > 0, 1.0, slope).to(g.dtype)
+
+
+LeakyRelu = _unary("LeakyRelu", _leaky_np, _leaky_bwd)
+
+
+def _hardtanh_np(x, lo, hi):
+    return np.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+
+def _hardtanh_bwd(g, x, y, lo, hi):
+    return g * ((x > lo) & (x < hi))
+
+
+Hardtanh = _unary("Hardtanh", _hardtanh_np, _hardtanh_bwd)
+
+
+def _logsigmoid_np(x):
+    xf = x.astype(_compute_dtype(x), copy=False)
+    return (np.minimum(xf, 0) - np.log1p(np.exp(-np.abs(xf)))).astype(x.dtype, copy=False)
+
+
+LogSigmoid = _unary("LogSigmoid", _logsigmoid_np, lambda g, x, y: g * E.sigmoid(-x))

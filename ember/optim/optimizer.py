@@ -1,0 +1,573 @@
+"""The ``Optimizer`` base class: PyTorch's param groups and state, MLX's two-method template.
+
+A concrete optimizer writes two small pieces (after MLX):
+
+- ``_init_state(p, group)`` returns a new parameter's state dict (or ``None`` when the options
+  need no state, like SGD without momentum);
+- ``_update(group, p, g, s, sc, first)`` does the update math on backend arrays in place:
+  ``p`` the parameter, ``g`` a private copy of its gradient (free to overwrite), ``s`` the
+  state arrays shaped like ``p`` (named in ``_elem_state``), ``sc`` the 0-d state values
+  (named in ``_scalar_state``) as python floats, which the update may change, and ``first``
+  whether the state was created in this step.
+
+The base class walks the groups and runs the update either once per parameter (the loop
+path) or once per group over flat buffers (the ``foreach`` path): on the first step of a
+group it moves the parameters and their state into one contiguous buffer per dtype, keeping
+every parameter and state tensor as a view into it, so each later step is one gather of the
+gradients and a handful of array calls. The buffers are checked by identity every step and
+rebuilt when anything was replaced (``p.data = ...``, ``load_state_dict``, another set of
+parameters with gradients).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections import OrderedDict, defaultdict
+from copy import deepcopy
+from itertools import chain
+
+import numpy as np
+
+from .. import _dtype as D
+from .._tensor import Tensor, _bump_version, _make
+from ..autograd.grad_mode import no_grad
+from ..autograd.graph import RemovableHandle
+
+__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook"]
+
+
+class _RequiredParameter:
+    """Marks a default that every param group must set (SGD's ``lr`` in old PyTorch)."""
+
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+_global_pre_hooks: OrderedDict = OrderedDict()
+_global_post_hooks: OrderedDict = OrderedDict()
+
+# Elements per chunk on the foreach path: the flat buffers are updated a chunk at a time so
+# each chunk's temporaries stay in cache (measured in benchmarks/bench_optim.py).
+_CHUNK = 1 << 16
+
+
+def register_optimizer_step_pre_hook(hook):
+    """Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's ``step``."""
+    handle = RemovableHandle(_global_pre_hooks, hook)
+    return handle
+
+
+def register_optimizer_step_post_hook(hook):
+    """Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's ``step``."""
+    handle = RemovableHandle(_global_post_hooks, hook)
+    return handle
+
+
+def _to_scalar(x):
+    """A python number from a float or a one-element tensor (``lr`` may be either)."""
+    if isinstance(x, Tensor):
+        return x.item()
+    return x
+
+
+def _scalar_dtype():
+    """The dtype of 0-d state such as ``step``: float64 when that is the default, else float32."""
+    return D.float64 if D.get_default_dtype() is D.float64 else D.float32
+
+
+def _scalar_state(value):
+    return _make(np.array(value, dtype=_scalar_dtype().np))
+
+
+def _zeros_like(p, fill=0.0):
+    return _make(np.full(p._data.shape, fill, dtype=p._data.dtype))
+
+
+def _real(a):
+    """A real view of a complex array: PyTorch treats real and imaginary parts independently."""
+    if a.dtype.kind == "c":
+        if not a.flags.c_contiguous:
+            raise NotImplementedError("ember.optim: complex parameters must be contiguous")
+        return a.view(a.real.dtype)
+    return a
+
+
+def _check_unsupported(name, differentiable=False, capturable=False):
+    if differentiable:
+        raise NotImplementedError(f"{name}(differentiable=True) is not supported by ember "
+                                  "(the update runs on arrays, outside autograd)")
+    if capturable:
+        raise NotImplementedError(f"{name}(capturable=True) is for CUDA graph capture, which "
+                                  "ember does not have")
+
+
+def _with_hooks(step):
+    """Wrap a subclass's ``step`` so the global and per-optimizer step hooks run around it."""
+
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        if self._in_step:  # a subclass's step calling super().step(): hooks already ran
+            return step(self, *args, **kwargs)
+        for hook in chain(_global_pre_hooks.values(), self._optimizer_step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(f"{step} must return None or a tuple of "
+                                       f"(new_args, new_kwargs), but got {result}.")
+        self._in_step = True
+        try:
+            out = step(self, *args, **kwargs)
+        finally:
+            self._in_step = False
+        self._opt_called = True
+        for hook in chain(self._optimizer_step_post_hooks.values(), _global_post_hooks.values()):
+            hook(self, args, kwargs)
+        return out
+
+    wrapper._hooked = True
+    return wrapper
+
+
+class _Flat:
+    """One group's parameters (of one dtype) and their state, as views into flat buffers."""
+
+    __slots__ = ("params", "p", "elem", "scal", "g", "checks")
+
+
+class Optimizer:
+    """Base class of all optimizers: ``param_groups``, lazily created per-parameter ``state``."""
+
+    _elem_state: tuple = ()     # state keys holding arrays shaped like the parameter
+    _scalar_state: tuple = ()   # state keys holding 0-d tensors
+    _flat_capable = True        # whether the update is elementwise (so the foreach path works)
+    _in_step = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_hooked", False):
+            cls.step = _with_hooks(step)
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._flat = {}
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {type(params).__name__}")
+        self.state = defaultdict(dict)
+        self.param_groups = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def __getstate__(self):
+        return {"defaults": self.defaults, "state": self.state,
+                "param_groups": self.param_groups}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for name in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
+                     "_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks",
+                     "_optimizer_load_state_dict_pre_hooks",
+                     "_optimizer_load_state_dict_post_hooks"):
+            self.__dict__.setdefault(name, OrderedDict())
+        self._flat = {}
+        self.defaults.setdefault("differentiable", False)
+
+    def __repr__(self):
+        s = self.__class__.__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            s += f"\nParameter Group {i}\n"
+            for key in sorted(group):
+                if key != "params":
+                    s += f"    {key}: {group[key]}\n"
+        return s + ")"
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group):
+        """Add a group of parameters (with its own options) to ``param_groups``."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, "
+                            "but the ordering of tensors in sets will change between runs. "
+                            "Please use a list instead.")
+        else:
+            params = list(params)
+        tensors, names = [], []
+        for p in params:
+            if isinstance(p, tuple):  # (name, parameter) from named_parameters()
+                names.append(p[0])
+                tensors.append(p[1])
+            else:
+                tensors.append(p)
+        param_group["params"] = tensors
+        if names:
+            if len(names) != len(tensors):
+                raise ValueError("all optimizer params should be with/without names. Some "
+                                 "param names are missing")
+            param_group["param_names"] = names
+        for p in tensors:
+            if not isinstance(p, Tensor):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__module__}.{type(p).__name__}")
+            if not self.defaults.get("differentiable", None) and not (p.is_leaf
+                                                                      or p.retains_grad):
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError("parameter group didn't specify a value of required "
+                                 f"optimization parameter {name}")
+            param_group.setdefault(name, default)
+        if len(tensors) != len(set(tensors)):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                          "in future, this will cause an error; see "
+                          "github.com/pytorch/pytorch/issues/40967 for more information",
+                          stacklevel=3)
+        seen = set()
+        for group in self.param_groups:
+            seen.update(group["params"])
+            if ("param_names" in param_group) != ("param_names" in group):
+                which = "with names" if "param_names" in param_group else "without names"
+                raise ValueError("all optimizer param groups should be with/without names. "
+                                 f"cannot add param group {which} to the optimizer")
+        if not seen.isdisjoint(tensors):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    def zero_grad(self, set_to_none=True):
+        """Reset the gradients of all optimized tensors (to ``None`` by default)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if g.grad_fn is not None:
+                        g = p.grad = g.detach()
+                    else:
+                        g._rg = False
+                    g._data[...] = 0
+                    _bump_version(g)
+
+    # ------------------------------------------------------------------ hooks
+    def _hook(self, container, hook, prepend=False):
+        handle = RemovableHandle(container, hook)
+        if prepend:
+            container.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_step_pre_hook(self, hook):
+        """Run ``hook(optimizer, args, kwargs)`` before ``step``; it may return new (args, kwargs)."""
+        return self._hook(self._optimizer_step_pre_hooks, hook)
+
+    def register_step_post_hook(self, hook):
+        """Run ``hook(optimizer, args, kwargs)`` after ``step``."""
+        return self._hook(self._optimizer_step_post_hooks, hook)
+
+    def register_state_dict_pre_hook(self, hook, prepend=False):
+        """Run ``hook(optimizer)`` before ``state_dict`` builds its result."""
+        return self._hook(self._optimizer_state_dict_pre_hooks, hook, prepend)
+
+    def register_state_dict_post_hook(self, hook, prepend=False):
+        """Run ``hook(optimizer, state_dict)`` after ``state_dict``; it may return a new dict."""
+        return self._hook(self._optimizer_state_dict_post_hooks, hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook, prepend=False):
+        """Run ``hook(optimizer, state_dict)`` before loading; it may return a new dict."""
+        return self._hook(self._optimizer_load_state_dict_pre_hooks, hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook, prepend=False):
+        """Run ``hook(optimizer)`` after ``load_state_dict``."""
+        return self._hook(self._optimizer_load_state_dict_post_hooks, hook, prepend)
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self):
+        """The optimizer's state in PyTorch's layout: state keyed by parameter index, and
+        param_groups whose ``params`` list those indices."""
+        for hook in self._optimizer_state_dict_pre_hooks.values():
+            hook(self)
+        index = {}
+        start = 0
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for i, p in enumerate(group["params"], start):
+                index.setdefault(id(p), i)
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            start += len(packed["params"])
+            groups.append(packed)
+        state = {(index[id(k)] if isinstance(k, Tensor) else k): v
+                 for k, v in self.state.items()}
+        sd = {"state": state, "param_groups": groups}
+        for hook in self._optimizer_state_dict_post_hooks.values():
+            result = hook(self, sd)
+            if result is not None:
+                sd = result
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """Load a state from ``state_dict()`` (ember's or PyTorch's, tensors converted)."""
+        state_dict = state_dict.copy()
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        groups = self.param_groups
+        saved_groups = deepcopy(state_dict["param_groups"])
+        if len(groups) != len(saved_groups):
+            raise ValueError(f"loaded state dict has a different number of parameter groups: "
+                             f"the optimizer has {len(groups)}, the state dict "
+                             f"{len(saved_groups)}")
+        for i, (g, sg) in enumerate(zip(groups, saved_groups)):
+            if len(g["params"]) != len(sg["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 f"match the size of optimizer's group: group {i} has "
+                                 f"{len(g['params'])} parameters in the optimizer but "
+                                 f"{len(sg['params'])} in the state dict")
+        id_map = {}
+        where = {}
+        for gi, (g, sg) in enumerate(zip(groups, saved_groups)):
+            for pi, (saved_id, p) in enumerate(zip(sg["params"], g["params"])):
+                id_map[saved_id] = p
+                where[saved_id] = (gi, pi)
+        state = defaultdict(dict)
+        for k, v in state_dict["state"].items():
+            if k in id_map:
+                p = id_map[k]
+                self._check_loaded(p, v, *where[k])
+                state[p] = _cast(p, v)
+            else:
+                state[k] = v
+        new_groups = []
+        for g, sg in zip(groups, saved_groups):
+            sg["params"] = g["params"]
+            if "param_names" in g and "param_names" not in sg:
+                sg["param_names"] = g["param_names"]
+            new_groups.append(sg)
+        self.__setstate__({"state": state, "param_groups": new_groups})
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
+
+    def _check_loaded(self, p, value, gi, pi):
+        """Refuse state that cannot belong to ``p`` (a changed model), naming what differs."""
+        if not isinstance(value, dict):
+            return
+        for key in self._elem_state:
+            t = value.get(key)
+            if t is not None and hasattr(t, "shape") and tuple(t.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"loaded state dict does not fit the optimizer: state '{key}' of parameter "
+                    f"{pi} in group {gi} has shape {tuple(t.shape)} but the parameter has shape "
+                    f"{tuple(p.shape)}")
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, closure=None):
+        """Perform a single optimization step (``closure`` re-evaluates the loss)."""
+        raise NotImplementedError
+
+    def _init_state(self, p, group):
+        raise NotImplementedError
+
+    def _update(self, group, p, g, s, sc, first):
+        raise NotImplementedError
+
+    def _prepare(self, group):
+        """Hook for per-group checks before the update (e.g. sparse gradients)."""
+
+    def _default_step(self, closure):
+        """``step`` for optimizers that follow the template: loss from closure, then update."""
+        loss = None
+        if closure is not None:
+            from ..autograd.grad_mode import enable_grad
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for gi, group in enumerate(self.param_groups):
+                self._prepare(group)
+                self._step_group(gi, group)
+        return loss
+
+    def _use_flat(self, group):
+        foreach = group.get("foreach")
+        if foreach is None:
+            foreach = True
+        return (foreach or group.get("fused")) and self._flat_capable
+
+    def _step_group(self, gi, group):
+        by_dtype = {}
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            by_dtype.setdefault(p._data.dtype, []).append(p)
+        flat = self._use_flat(group)
+        for dtype, params in by_dtype.items():
+            first = []
+            for p in params:
+                st = self.state.get(p)
+                if not st:
+                    new = self._init_state(p, group)
+                    if new is not None:
+                        self.state[p] = new
+                    first.append(True)
+                else:
+                    first.append(False)
+            if flat and dtype.kind == "f" and self._step_flat((gi, dtype.str), group, params,
+                                                              first):
+                continue
+            for p, f in zip(params, first):
+                self._step_one(group, p, f)
+
+    def _step_one(self, group, p, first):
+        st = self.state.get(p, {})
+        g = _real(p.grad._data).copy()
+        s = {k: _real(st[k]._data) for k in self._elem_state if k in st}
+        sc = {k: float(st[k]._data) for k in self._scalar_state if k in st}
+        a = _real(p._data)
+        if a.ndim == 0:  # NumPy turns 0-d results into scalars; keep arrays to write into
+            a, g = a.reshape(1), g.reshape(1)
+            s = {k: v.reshape(1) for k, v in s.items()}
+        self._update(group, a, g, s, sc, first)
+        for k, v in sc.items():
+            if k in st:
+                st[k]._data[...] = v
+        _bump_version(p)
+
+    # -- the foreach path
+    def _step_flat(self, key, group, params, first):
+        """Run the update once over flat buffers; False when this step must use the loop."""
+        if any(first) and not all(first):
+            return False
+        f = self._flat.get(key)
+        if f is None or not self._flat_valid(f, params):
+            old = self._flat.pop(key, None)
+            f = self._build_flat(params, old)
+            del old
+            if f is None:
+                return False
+            self._flat[key] = f
+        sc = {}
+        for k, a in f.scal.items():
+            v = a[0]
+            if a.size > 1 and (a != v).any():  # params took different numbers of steps
+                return False
+            sc[k] = float(v)
+        np.concatenate([p.grad._data.reshape(-1) for p in params], out=f.g)
+        first = first[0] if first else False
+        n = f.p.size
+        update = self._update
+        for lo in range(0, n, _CHUNK):
+            hi = min(lo + _CHUNK, n)
+            c = dict(sc)
+            update(group, f.p[lo:hi], f.g[lo:hi], {k: a[lo:hi] for k, a in f.elem.items()},
+                   c, first)
+        if n:
+            sc = c
+        for k, v in sc.items():
+            f.scal[k][...] = v
+        for p in params:
+            _bump_version(p)
+        return True
+
+    def _flat_valid(self, f, params):
+        if len(f.params) != len(params) or any(a is not b for a, b in zip(f.params, params)):
+            return False
+        keys = tuple(f.elem) + tuple(f.scal)
+        state = self.state
+        for p, arrays in zip(params, f.checks):
+            st = state.get(p)
+            if st is None or p._data is not arrays[0]:
+                return False
+            for k, a in zip(keys, arrays[1:]):
+                t = st.get(k)
+                if t is None or t._data is not a:
+                    return False
+        return True
+
+    def _build_flat(self, params, old):
+        """Move ``params`` and their state into flat buffers; None when that is not safe."""
+        ours = old.p if old is not None else None
+        for p in params:
+            a = p._data
+            if a.base is not None and a.base is ours:
+                continue  # a view we made on an earlier step
+            # Moving a parameter's memory is only safe when nothing else can see the old
+            # array: no view of it, no NumPy array handed out (``numpy()``, ``from_numpy``).
+            # Three references: the tensor's __dict__, the local ``a``, getrefcount's argument.
+            if p._base is not None or a.base is not None or sys.getrefcount(a) > 3:
+                return None
+        for p in params:
+            if p.grad._data.shape != p._data.shape:
+                raise RuntimeError(f"{type(self).__name__}: gradient of shape "
+                                   f"{tuple(p.grad.shape)} does not match parameter of shape "
+                                   f"{tuple(p.shape)}")
+        states = [self.state.get(p, {}) for p in params]
+        st0 = states[0]
+        elem_keys = [k for k in self._elem_state if k in st0]
+        scal_keys = [k for k in self._scalar_state if k in st0]
+        for st in states:
+            if any(k not in st for k in elem_keys + scal_keys):
+                return None
+        dtype = params[0]._data.dtype
+        sizes = [p._data.size for p in params]
+        f = _Flat()
+        f.params = list(params)
+        f.g = np.empty(sum(sizes), dtype)
+        f.p = _rehome(params, sizes, dtype)
+        f.elem = {k: _rehome([st[k] for st in states], sizes, dtype) for k in elem_keys}
+        f.scal = {k: _rehome([st[k] for st in states], [1] * len(params),
+                             st0[k]._data.dtype, scalar=True) for k in scal_keys}
+        f.checks = [tuple([p._data] + [st[k]._data for k in elem_keys + scal_keys])
+                    for p, st in zip(params, states)]
+        return f
+
+
+def _rehome(tensors, sizes, dtype, scalar=False):
+    """Copy ``tensors`` into one new flat buffer and make each tensor a view into it."""
+    buf = np.empty(sum(sizes), dtype)
+    off = 0
+    for t, k in zip(tensors, sizes):
+        a = t._data
+        view = buf[off:off + k]
+        view[...] = a.reshape(-1)
+        t._data = view.reshape(()) if scalar else view.reshape(a.shape)
+        off += k
+    return buf
+
+
+def _cast(p, value, key=None):
+    """Copy loaded state for ``p``: tensors take the parameter's floating dtype (not 'step')."""
+    if isinstance(value, Tensor):
+        if key != "step" and p.is_floating_point() and value.dtype is not p.dtype:
+            return _make(value._data.astype(p._data.dtype))
+        return value
+    if isinstance(value, dict):
+        return {k: _cast(p, v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(p, v) for v in value)
+    return value

@@ -1,0 +1,87 @@
+"""Stochastic gradient descent, with optional momentum, dampening and Nesterov momentum."""
+
+from __future__ import annotations
+
+from .optimizer import Optimizer, _to_scalar, _check_unsupported
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""SGD (optionally with momentum), as ``torch.optim.SGD``.
+
+    Each step: ``g = ±grad + weight_decay * p``; with momentum, ``b = g`` on the first step and
+    ``b = momentum * b + (1 - dampening) * g`` after, then ``g = g + momentum * b`` (Nesterov)
+    or ``g = b``; finally ``p -= lr * g``.
+    """
+
+    _elem_state = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
+        if hasattr(lr, "numel") and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        _check_unsupported("SGD", differentiable)
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", False)
+
+    def step(self, closure=None):
+        """Perform a single optimization step (``closure`` re-evaluates the loss)."""
+        return self._default_step(closure)
+
+    def _init_state(self, p, group):
+        # PyTorch keeps no state without momentum; the buffer is the first step's gradient.
+        if group["momentum"] == 0:
+            return None
+        return {"momentum_buffer": _empty_like(p)}
+
+    def _update(self, group, p, g, s, sc, first):
+        _sgd(p, g, s.get("momentum_buffer"), first, lr=_to_scalar(group["lr"]),
+             momentum=group["momentum"], dampening=group["dampening"],
+             weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+             maximize=group["maximize"])
+
+
+def _empty_like(p):
+    import numpy as np
+    from .._tensor import _make
+    return _make(np.empty_like(p._data))
+
+
+def _sgd(p, g, buf, first, *, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """One SGD update of the arrays ``p`` (and ``buf``) in place; ``g`` is scratch."""
+    if maximize:
+        g *= -1
+    if weight_decay != 0:
+        g += weight_decay * p
+    if momentum != 0:
+        if first or buf is None:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g if dampening else g
+        if nesterov:
+            g += momentum * buf
+        else:
+            g = buf
+    p -= lr * g
