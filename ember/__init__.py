@@ -31,8 +31,10 @@ from .ops.reduction import *  # noqa: E402,F401,F403
 from .ops.reduction import return_types  # noqa: E402,F401
 from .ops.shape import *  # noqa: E402,F401,F403
 from .ops.indexing import *  # noqa: E402,F401,F403
+from .ops.sorting import *  # noqa: E402,F401,F403
 from .ops.linalg import *  # noqa: E402,F401,F403
 from .ops.random import *  # noqa: E402,F401,F403
+from .ops.nn import *  # noqa: E402,F401,F403
 from ._printing import set_printoptions  # noqa: E402,F401
 from . import autograd  # noqa: E402,F401
 from .autograd.anomaly import is_anomaly_enabled, set_anomaly_enabled  # noqa: E402,F401
@@ -66,8 +68,8 @@ def is_nonzero(input):
 
 def from_dlpack(ext_tensor):
     """A tensor sharing memory with any DLPack producer (NumPy arrays, PyTorch tensors...)."""
-    import numpy as _np
-    return from_numpy(_np.from_dlpack(ext_tensor))
+    from ._storage import array_from_dlpack
+    return from_numpy(array_from_dlpack(ext_tensor))
 
 
 def get_default_device():
@@ -103,24 +105,9 @@ def compile(model=None, **kwargs):
                               "table)")
 
 
-def _legacy_tensor_type(name, dt):
-    def make(*args, **kw):
-        if len(args) == 1 and not isinstance(args[0], _builtins.int):
-            return tensor(args[0], dtype=dt)
-        return empty(*args, dtype=dt) if args else empty(0, dtype=dt)
-    make.__name__ = name
-    return make
-
-
-FloatTensor = _legacy_tensor_type("FloatTensor", float32)
-DoubleTensor = _legacy_tensor_type("DoubleTensor", float64)
-HalfTensor = _legacy_tensor_type("HalfTensor", float16)
-LongTensor = _legacy_tensor_type("LongTensor", int64)
-IntTensor = _legacy_tensor_type("IntTensor", int32)
-ShortTensor = _legacy_tensor_type("ShortTensor", int16)
-CharTensor = _legacy_tensor_type("CharTensor", int8)
-ByteTensor = _legacy_tensor_type("ByteTensor", uint8)
-BoolTensor = _legacy_tensor_type("BoolTensor", bool)
+from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noqa: E402,F401
+                      DoubleTensor, FloatTensor, HalfTensor, IntTensor, LongTensor,
+                      ShortTensor)
 
 
 # Subpackages load on first use, which keeps ``import ember`` fast.

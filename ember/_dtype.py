@@ -47,7 +47,9 @@ class dtype:
         return (_dtype_by_name, (self.name,))
 
     def to_complex(self):
-        return {"float16": complex64, "float32": complex64, "float64": complex128}.get(
+        # no complex32 in ember: float16/bfloat16 widen to complex64
+        return {"float16": complex64, "bfloat16": complex64, "float32": complex64,
+                "float64": complex128}.get(
             self.name, self)
 
     def to_real(self):
@@ -234,9 +236,10 @@ class finfo:
         if d._cat < _FLOAT:
             raise TypeError(f"finfo requires a floating point or complex dtype, got {d}")
         d = d.to_real()
-        info = np.finfo(d.np) if d.np is not None else np.finfo(np.float32)
         if d is bfloat16:
             info = _ml_dtypes.finfo(_ml_dtypes.bfloat16)
+        else:
+            info = np.finfo(d.np)
         self.dtype = d.name
         self.bits = d.itemsize * 8
         self.eps = _b.float(info.eps)
@@ -244,7 +247,7 @@ class finfo:
         self.min = _b.float(info.min)
         self.tiny = _b.float(info.tiny)
         self.smallest_normal = self.tiny
-        self.resolution = _b.float(info.resolution)
+        self.resolution = 10.0 ** -_b.int(info.precision)  # PyTorch's: 10 ** -digits
 
     def __repr__(self):
         return (f"finfo(resolution={self.resolution}, min={self.min:e}, max={self.max:e}, "

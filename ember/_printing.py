@@ -1,5 +1,11 @@
-"""``repr``/``str`` of tensors in PyTorch's layout: aligned columns, 4 significant decimals,
-scientific notation when the range calls for it, and summarisation of large tensors."""
+"""``repr``/``str`` of tensors in PyTorch's layout.
+
+The rules (PyTorch's ``_tensor_str``): one formatter per tensor decides, from its nonzero
+finite values, between integer mode (``1.``), fixed point with ``precision`` decimals and
+scientific notation (used when max/min > 1000, max > 1e8 or min < 1e-4); every element is
+right-aligned to the widest of those values. Tensors with more than ``threshold`` elements
+print only ``edgeitems`` rows/columns at each end, around ``...``. Rows wrap at ``linewidth``.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +22,16 @@ class _Options:
     sci_mode = None
 
 
+_PROFILES = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
+             "full": (4, math.inf, 3, 80)}
+
+
 def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
                      profile=None, sci_mode=None):
-    """Set how tensors print (``ember.set_printoptions``), as PyTorch's."""
-    if profile == "default":
-        _Options.precision, _Options.threshold, _Options.edgeitems, _Options.linewidth = \
-            4, 1000, 3, 80
-    elif profile == "short":
-        _Options.precision, _Options.threshold, _Options.edgeitems, _Options.linewidth = \
-            2, 1000, 2, 80
-    elif profile == "full":
-        _Options.precision, _Options.threshold, _Options.edgeitems, _Options.linewidth = \
-            4, math.inf, 3, 80
+    """Set how tensors print (``ember.set_printoptions``); ``sci_mode=None`` means automatic."""
+    if profile is not None:
+        (_Options.precision, _Options.threshold, _Options.edgeitems,
+         _Options.linewidth) = _PROFILES[profile]
     if precision is not None:
         _Options.precision = precision
     if threshold is not None:
@@ -39,172 +43,167 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
     _Options.sci_mode = sci_mode
 
 
+def get_printoptions() -> dict:
+    """The current print options, as keyword arguments for ``set_printoptions``."""
+    return {"precision": _Options.precision, "threshold": _Options.threshold,
+            "edgeitems": _Options.edgeitems, "linewidth": _Options.linewidth,
+            "sci_mode": _Options.sci_mode}
+
+
 class _Formatter:
+    """Formats the elements of one (real) array with a common width."""
+
     def __init__(self, values):
-        self.kind = values.dtype.kind
+        self.floating = values.dtype.kind == "f"
         self.int_mode = True
         self.sci_mode = False
         self.max_width = 1
-        p = _Options.precision
-        if self.kind == "b":
-            self.max_width = 5 if values.size and not values.all() else 4
+        flat = values.reshape(-1)
+        if not self.floating:
+            if flat.size:
+                # the widest integer is the largest or the most negative one
+                self.max_width = max(len(str(flat.max().item())), len(str(flat.min().item())))
             return
-        if self.kind in "iu":
-            for v in values.reshape(-1)[:1000000]:
-                self.max_width = max(self.max_width, len(str(v)))
+        vals = flat[np.isfinite(flat) & (flat != 0)]
+        if vals.size == 0:
             return
-        finite = values[np.isfinite(values)].astype(np.float64)
-        if finite.size == 0:
-            self.max_width = max((len(self._nonfinite(v)) for v in values.reshape(-1)),
-                                 default=1)
-            return
-        absf = np.abs(finite)
-        nz = absf[absf != 0]
-        self.int_mode = bool((np.ceil(finite) == finite).all())
-        if self.int_mode:
-            if nz.size and nz.max() > 1e8:
-                self.sci_mode = True
-        elif nz.size:
-            mx, mn = nz.max(), nz.min()
-            if mx / mn > 1000.0 or mx > 1e8 or mn < 1e-4:
-                self.sci_mode = True
-        if _Options.sci_mode is not None:
+        mags = np.abs(vals).astype(np.float64)
+        lo, hi = mags.min(), mags.max()
+        self.int_mode = bool((np.ceil(vals) == vals).all())
+        if _Options.sci_mode is None:
+            self.sci_mode = bool(hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4)
+        else:
             self.sci_mode = _Options.sci_mode
-        widths = [len(self._fmt(v)) for v in finite[:100000]]
-        widths += [len(self._nonfinite(v)) for v in values[~np.isfinite(values)][:10]]
-        self.max_width = max(widths)
-        del p
-
-    @staticmethod
-    def _nonfinite(v):
-        if np.isnan(v):
-            return "nan"
-        return "inf" if v > 0 else "-inf"
-
-    def _fmt(self, v):
         p = _Options.precision
         if self.sci_mode:
-            return f"{v:.{p}e}"
-        if self.int_mode:
-            return f"{v:.0f}."
-        return f"{v:.{p}f}"
-
-    def format(self, v):
-        if self.kind == "b":
-            s = "True" if v else "False"
-        elif self.kind in "iu":
-            s = str(v)
-        elif not np.isfinite(v):
-            s = self._nonfinite(v)
+            widths = (len(f"{v:.{p}e}") for v in vals.tolist())
+        elif self.int_mode:
+            widths = (len(f"{v:.0f}") + 1 for v in vals.tolist())
         else:
-            s = self._fmt(float(v))
+            widths = (len(f"{v:.{p}f}") for v in vals.tolist())
+        self.max_width = max(widths)
+
+    def format(self, value):
+        if self.floating:
+            p = _Options.precision
+            if self.sci_mode:
+                s = f"{value:{self.max_width}.{p}e}"
+            elif self.int_mode:
+                s = f"{value:.0f}"
+                if math.isfinite(value):
+                    s += "."
+            else:
+                s = f"{value:.{p}f}"
+        else:
+            s = f"{value}"
         return " " * (self.max_width - len(s)) + s
 
 
-def _summarize(a, edge):
+def _element(value, f_real, f_imag):
+    if f_imag is None:
+        return f_real.format(value)
+    re = f_real.format(value.real)
+    im = (f_imag.format(value.imag) + "j").lstrip()
+    return re + im if im[0] in "+-" else re + "+" + im
+
+
+def _vector(a, indent, summarize, f_real, f_imag):
+    edge = _Options.edgeitems
+    width = f_real.max_width + 2
+    if f_imag is not None:
+        width += f_imag.max_width + 1
+    per_line = max(1, math.floor((_Options.linewidth - indent) / width))
+    if summarize and not edge:
+        items = ["..."]
+    elif summarize and a.shape[0] > 2 * edge:
+        items = ([_element(v, f_real, f_imag) for v in a[:edge].tolist()] + [" ..."]
+                 + [_element(v, f_real, f_imag) for v in a[-edge:].tolist()])
+    else:
+        items = [_element(v, f_real, f_imag) for v in a.tolist()]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+
+
+def _nested(a, indent, summarize, f_real, f_imag):
     if a.ndim == 0:
-        return a
-    if a.shape[0] > 2 * edge:
-        a = np.concatenate([a[:edge], a[-edge:]])
-    return np.stack([_summarize(x, edge) for x in a]) if a.ndim > 1 else a
+        return _element(a.item(), f_real, f_imag)
+    if a.ndim == 1:
+        return _vector(a, indent, summarize, f_real, f_imag)
+    edge, n = _Options.edgeitems, a.shape[0]
+    if summarize and n > 2 * edge:
+        rows = list(range(edge)) + [None] + list(range(n - edge, n))
+    else:
+        rows = range(n)
+    parts = ["..." if i is None else _nested(a[i], indent + 1, summarize, f_real, f_imag)
+             for i in rows]
+    return "[" + ("," + "\n" * (a.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
 
 
-def _format_array(a, fmt, indent, summarize):
+def _summarized(a):
+    """The elements a summarised print shows (they alone decide the format)."""
     edge = _Options.edgeitems
     if a.ndim == 0:
-        return fmt.format(a.item())
+        return a
     if a.ndim == 1:
-        items = [fmt.format(x) for x in _items(a, edge, summarize)]
-        per_line = max(1, (_Options.linewidth - indent) // (fmt.max_width + 2))
-        lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
-        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
-    rows = []
-    n = a.shape[0]
-    idxs = list(range(n))
-    if summarize and n > 2 * edge:
-        idxs = list(range(edge)) + [None] + list(range(n - edge, n))
-    for i in idxs:
-        rows.append("..." if i is None else _format_array(a[i], fmt, indent + 1, summarize))
-    sep = "," + "\n" * (a.ndim - 1) + " " * (indent + 1)
-    return "[" + sep.join(rows) + "]"
+        return np.concatenate([a[:edge], a[-edge:]]) if a.shape[0] > 2 * edge else a
+    if not edge:
+        return a[(slice(0, 0),) * a.ndim]
+    rows = list(range(edge)) + list(range(a.shape[0] - edge, a.shape[0])) \
+        if a.shape[0] > 2 * edge else range(a.shape[0])
+    return np.stack([_summarized(a[i]) for i in rows])
 
 
-def _items(a, edge, summarize):
-    if summarize and a.shape[0] > 2 * edge:
-        return list(a[:edge]) + ["..."] + list(a[-edge:])
-    return list(a)
+def _body(a, indent):
+    if a.size == 0:
+        return "[]"
+    summarize = a.size > _Options.threshold
+    sample = _summarized(a) if summarize else a
+    if a.dtype.kind == "c":
+        return _nested(a, indent, summarize, _Formatter(sample.real), _Formatter(sample.imag))
+    return _nested(a, indent, summarize, _Formatter(sample), None)
 
 
-class _EllipsisFormatter:
-    pass
+def _with_suffixes(text, suffixes, indent):
+    out = [text]
+    last = len(text) - text.rfind("\n") + 1
+    for s in suffixes:
+        if last + len(s) + 2 > _Options.linewidth:
+            out.append(",\n" + " " * indent + s)
+            last = indent + len(s)
+        else:
+            out.append(", " + s)
+            last += len(s) + 2
+    out.append(")")
+    return "".join(out)
 
 
-def _format_values(arr, indent):
-    summarize = arr.size > _Options.threshold
-    sample = _summarize(arr, _Options.edgeitems) if summarize else arr
-    if arr.dtype.kind == "c":
-        real = _Formatter(sample.real)
-        imag = _Formatter(sample.imag)
-        cf = _ComplexFormatter(real, imag)
-        return _format_array(arr, cf, indent, summarize)
-    fmt = _Formatter(sample)
-    return _format_array(arr, _SafeFmt(fmt), indent, summarize)
-
-
-class _SafeFmt:
-    def __init__(self, f):
-        self.f = f
-        self.max_width = f.max_width
-
-    def format(self, v):
-        if isinstance(v, str):
-            return v
-        return self.f.format(v)
-
-
-class _ComplexFormatter:
-    def __init__(self, real, imag):
-        self.real, self.imag = real, imag
-        self.max_width = real.max_width + imag.max_width + 2
-
-    def format(self, v):
-        if isinstance(v, str):
-            return v
-        r = self.real.format(v.real)
-        i = self.imag.format(abs(v.imag)).lstrip()
-        sign = "-" if v.imag < 0 or (v.imag == 0 and math.copysign(1, v.imag) < 0) else "+"
-        return f"{r}{sign}{i}j"
-
-
-_DEFAULT_INT = "int64"
-
-
-def tensor_repr(t, prefix="tensor("):
+def tensor_repr(t, prefix=None):
+    """PyTorch's ``repr`` of a tensor (with ``ember.`` dtypes)."""
     from . import _dtype as D
+    if prefix is None:
+        name = type(t).__name__
+        prefix = "tensor(" if name in ("Tensor", "Parameter") else name + "("
     arr = t._data
     if arr.dtype == D._BF16 or arr.dtype == np.float16:
-        shown = arr.astype(np.float32)
+        shown = arr.astype(np.float32)  # exact: both widen to float32 without rounding
     else:
         shown = arr
     indent = len(prefix)
+    dt = D._BY_NP[arr.dtype]
+    default = D.get_default_dtype()
     suffixes = []
     if arr.size == 0:
-        body = "[]"
         if arr.ndim != 1:
             suffixes.append(f"size={tuple(arr.shape)}")
+        if dt is not default:
+            suffixes.append(f"dtype={dt!r}")
     else:
-        body = _format_values(shown, indent)
-    dt = D._BY_NP[arr.dtype]
-    default_float = D.get_default_dtype()
-    show_dtype = not (dt is default_float or dt is D.int64 or dt is D.bool_ or
-                      (dt is D._default_complex()))
-    if show_dtype:
-        suffixes.append(f"dtype={dt!r}")
+        if not _Options.edgeitems:
+            suffixes.append(f"size={tuple(arr.shape)}")
+        if dt not in (default, D._default_complex(), D.int64, D.bool_):
+            suffixes.append(f"dtype={dt!r}")
     if t.grad_fn is not None:
         suffixes.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t._rg:
         suffixes.append("requires_grad=True")
-    out = prefix + body
-    for s in suffixes:
-        out += ", " + s
-    return out + ")"
+    return _with_suffixes(prefix + _body(shown, indent), suffixes, indent)

@@ -17,7 +17,8 @@ class Generator:
     """A source of random numbers (``ember.Generator``)."""
 
     def __init__(self, device="cpu"):
-        self.device = device
+        from ._device import to_device
+        self.device = to_device(device)
         self._seed = _DEFAULT_SEED
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
 
@@ -47,8 +48,15 @@ class Generator:
 
     def set_state(self, state):
         import json
-        raw = np.asarray(state._data if hasattr(state, "_data") else state, dtype=np.uint8)
-        seed, st = json.loads(raw.tobytes().decode())
+
+        from ._tensor import Tensor
+        if not isinstance(state, Tensor) or state._data.dtype != np.uint8:
+            raise TypeError(f"expected a torch.ByteTensor, but got {type(state).__name__}")
+        try:
+            seed, st = json.loads(state._data.tobytes().decode())
+        except ValueError:
+            raise RuntimeError("Invalid RNG state: expected the bytes of Generator.get_state() "
+                               f"(got {state._data.size} bytes that are not)") from None
         self._seed = seed
         self._rng = np.random.Generator(np.random.PCG64())
         self._rng.bit_generator.state = st

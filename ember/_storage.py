@@ -21,15 +21,14 @@ def memory_block(arr):
     root = arr
     while isinstance(root.base, np.ndarray):
         root = root.base
-    if root.base is None:
-        # The root owns its allocation, which is always one contiguous block.
-        if not (root.flags.c_contiguous or root.flags.f_contiguous):
-            return None
-        return root.reshape(-1, order="A").view(np.uint8)
-    try:  # memory owned by another object: bytes, bytearray, mmap, memoryview...
-        return np.frombuffer(root.base, dtype=np.uint8)
-    except (TypeError, ValueError):
+    if root.base is not None:
+        try:  # memory owned by another object: bytes, bytearray, mmap, memoryview...
+            return np.frombuffer(root.base, dtype=np.uint8)
+        except (TypeError, ValueError, BufferError):
+            pass  # an owner without the buffer protocol: every view descends from ``root``
+    if not (root.flags.c_contiguous or root.flags.f_contiguous):
         return None
+    return root.reshape(-1, order="A").view(np.uint8)
 
 
 def address(arr) -> int:
@@ -104,3 +103,73 @@ def untyped_storage(self):
     if block is None:  # memory NumPy cannot describe as a block: a copy is the honest answer
         block = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     return UntypedStorage(block)
+
+
+# ---------------------------------------------------------------------------- DLPack
+# NumPy exchanges every ember dtype over DLPack except bfloat16, which it does not know. A
+# bfloat16 array travels as uint16 with the capsule's type code rewritten (kDLUInt <->
+# kDLBfloat); the memory, its owner and its deleter stay NumPy's or the producer's.
+_DL_UINT, _DL_BFLOAT = 1, 4
+
+
+def _dl_dtype(capsule):
+    """The (code, bits) bytes of the DLTensor inside a DLPack capsule."""
+    import ctypes
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name = api.PyCapsule_GetName(capsule)
+    if name not in (b"dltensor", b"dltensor_versioned"):
+        raise BufferError(f"not an unused DLPack capsule (name {name!r})")
+    # DLManagedTensorVersioned puts version, manager_ctx, deleter and flags (32 bytes) first;
+    # in DLTensor the dtype follows data (8), device (8) and ndim (4).
+    base = api.PyCapsule_GetPointer(capsule, name) + (32 if name == b"dltensor_versioned" else 0)
+    code = ctypes.c_uint8.from_address(base + 20)
+    bits = ctypes.c_uint8.from_address(base + 21)
+    return code, bits
+
+
+def dlpack_capsule(arr, **kwargs):
+    """``arr.__dlpack__(**kwargs)``, bfloat16 included."""
+    from ._dtype import _BF16
+    if _BF16 is None or arr.dtype != _BF16:
+        return arr.__dlpack__(**kwargs)
+    capsule = arr.view(np.uint16).__dlpack__(**kwargs)
+    code, _ = _dl_dtype(capsule)
+    code.value = _DL_BFLOAT
+    return capsule
+
+
+class _Bf16Producer:
+    """Wraps a DLPack producer so NumPy accepts its bfloat16 tensors as uint16."""
+
+    def __init__(self, ext):
+        self.ext = ext
+        self.bf16 = False
+
+    def __dlpack_device__(self):
+        return self.ext.__dlpack_device__()
+
+    def __dlpack__(self, **kwargs):
+        capsule = self.ext.__dlpack__(**kwargs)
+        code, bits = _dl_dtype(capsule)
+        if code.value == _DL_BFLOAT and bits.value == 16:
+            code.value = _DL_UINT
+            self.bf16 = True
+        return capsule
+
+
+def array_from_dlpack(ext):
+    """A NumPy array sharing memory with a DLPack producer (a torch tensor, an array...)."""
+    from ._dtype import _BF16
+    if isinstance(ext, np.ndarray) or not hasattr(ext, "__dlpack__"):
+        return np.from_dlpack(ext)
+    producer = _Bf16Producer(ext)
+    arr = np.from_dlpack(producer)
+    if producer.bf16:
+        if _BF16 is None:
+            raise TypeError("a bfloat16 DLPack tensor needs the ml_dtypes package")
+        arr = arr.view(_BF16)
+    return arr

@@ -50,7 +50,7 @@ class Tensor:
 
     # Defaults that instances override only when they differ.
     _rg = False            # requires_grad
-    grad = None
+    _grad = None           # storage of the ``grad`` property
     grad_fn = None
     _base = None           # the root tensor whose memory this view shares
     _vc = None             # version counter ([int]) shared by a base and its views; lazy
@@ -73,15 +73,17 @@ class Tensor:
         from ._device import to_device
         to_device(device)
         dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
-        if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        if len(args) == 1 and isinstance(args[0], Size):
+            args = tuple(args[0])
+        if not args:
+            arr = np.empty((0,), dtype=dt.np)
+        elif len(args) == 1 and not isinstance(args[0], (int, np.integer)):
             src = args[0]
             if isinstance(src, Tensor):
                 arr = src._data
             else:
                 arr = np.array(src, dtype=dt.np)
         elif all(isinstance(a, (int, np.integer)) for a in args):
-            if len(args) == 1 and isinstance(args[0], Size):
-                args = tuple(args[0])
             arr = np.empty(tuple(int(a) for a in args), dtype=dt.np)
         else:
             raise TypeError(f"Tensor(): could not make a tensor from arguments {args!r}")
@@ -144,6 +146,35 @@ class Tensor:
                 f"(got {self.dtype})")
         self._rg = requires_grad
         return self
+
+    @property
+    def grad(self):
+        """The gradient accumulated by backward (None until then; leaves only, unless
+        ``retain_grad()`` was called)."""
+        g = self._grad
+        if g is None and self.grad_fn is not None and not self._retains_grad:
+            import warnings
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its "
+                ".grad attribute won't be populated during autograd.backward(). If you indeed "
+                "want the .grad field to be populated for a non-leaf Tensor, use .retain_grad() "
+                "on the non-leaf Tensor.", UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
+                                f"of type {type(value).__name__}")
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError("assigned grad has data of a different type")
+            if value._data.shape != self._data.shape:
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(value._data.shape)}' to a "
+                    f"tensor of size '{list(self._data.shape)}'. Please ensure that the "
+                    "gradient and the tensor are the same size")
+        self._grad = value
 
     @property
     def _version(self):
@@ -211,7 +242,7 @@ class Tensor:
             import copy
             new.grad = copy.deepcopy(self.grad, memo)
         for k, v in self.__dict__.items():
-            if k not in ("_data", "_rg", "grad", "_base", "_vc", "_accum", "_hooks"):
+            if k not in ("_data", "_rg", "_grad", "_base", "_vc", "_accum", "_hooks"):
                 import copy
                 new.__dict__[k] = copy.deepcopy(v, memo)
         memo[id(self)] = new
@@ -262,3 +293,30 @@ def _bump_version(t):
 
 def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
+
+
+class _LegacyTensorType(type):
+    """Metaclass of the legacy typed constructors (``ember.FloatTensor`` ...): calling one
+    builds a tensor of its dtype, and ``isinstance`` checks the dtype, as in PyTorch."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj._data.dtype == cls.dtype.np
+
+    def __call__(cls, *args, device=None):
+        return Tensor(*args, dtype=cls.dtype, device=device)
+
+
+def _legacy(name, dt):
+    return _LegacyTensorType(name, (), {"dtype": dt, "__module__": "ember"})
+
+
+FloatTensor = _legacy("FloatTensor", D.float32)
+DoubleTensor = _legacy("DoubleTensor", D.float64)
+HalfTensor = _legacy("HalfTensor", D.float16)
+BFloat16Tensor = _legacy("BFloat16Tensor", D.bfloat16)
+LongTensor = _legacy("LongTensor", D.int64)
+IntTensor = _legacy("IntTensor", D.int32)
+ShortTensor = _legacy("ShortTensor", D.int16)
+CharTensor = _legacy("CharTensor", D.int8)
+ByteTensor = _legacy("ByteTensor", D.uint8)
+BoolTensor = _legacy("BoolTensor", D.bool_)

@@ -10,13 +10,14 @@ import builtins
 
 import numpy as np
 
-from . import _dtype as D
+from . import _dtype as D, _storage
 from ._device import CPU, to_device
-from ._tensor import Size, Tensor, _bump_version, _make
+from ._tensor import Size, Tensor, _bump_version, _LegacyTensorType, _make
 from .autograd import engine
 from .autograd.graph import Node, _Handle
 from .ops import creation, elementwise as E, indexing as I, linalg as L, random as R
-from .ops import reduction as Rd, shape as S
+from .ops import reduction as Rd, shape as S, sorting as So
+from .ops import nn as NN
 
 
 # ---------------------------------------------------------------------- conversions
@@ -81,6 +82,8 @@ def _caster(dt):
 def type_(self, dtype=None, non_blocking=False, **kw):
     if dtype is None:
         return "torch." + _LEGACY_NAMES.get(self.dtype.name, "Tensor")
+    if isinstance(dtype, _LegacyTensorType):  # t.type(ember.DoubleTensor)
+        return to(self, dtype.dtype)
     if isinstance(dtype, str) and dtype.endswith("Tensor"):
         name = dtype.split(".")[-1]
         inv = {v: k for k, v in _LEGACY_NAMES.items()}
@@ -157,9 +160,9 @@ def __array__(self, dtype=None, copy=None):
 
 
 def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
-    if max_version is not None:
-        return self._data.__dlpack__(max_version=max_version)
-    return self._data.__dlpack__()
+    kwargs = {k: v for k, v in (("max_version", max_version), ("dl_device", dl_device),
+                                ("copy", copy)) if v is not None}
+    return _storage.dlpack_capsule(self._data, **kwargs)
 
 
 def __dlpack_device__(self):
@@ -569,7 +572,7 @@ METHODS = {
     "nelement": numel, "cpu": cpu, "cuda": cuda, "is_floating_point": is_floating_point,
     "is_complex": is_complex, "is_signed": is_signed, "get_device": get_device,
     "pin_memory": pin_memory, "is_pinned": is_pinned, "share_memory_": share_memory_,
-    "is_shared": is_shared,
+    "is_shared": is_shared, "untyped_storage": _storage.untyped_storage,
     "new_tensor": new_tensor, "new_zeros": _new_factory(creation.zeros),
     "new_ones": _new_factory(creation.ones), "new_empty": _new_factory(creation.empty),
     "new_full": new_full, "apply_": _apply_, "map_": _map_,
@@ -633,7 +636,16 @@ METHODS = {
     "prod": Rd.prod, "amax": Rd.amax, "amin": Rd.amin, "aminmax": Rd.aminmax, "max": Rd.max,
     "min": Rd.min, "argmax": Rd.argmax, "argmin": Rd.argmin, "var": Rd.var, "std": Rd.std,
     "logsumexp": Rd.logsumexp, "norm": Rd.norm, "all": Rd.all, "any": Rd.any,
+    "softmax": NN.softmax, "log_softmax": NN.log_softmax,
     "cumsum": Rd.cumsum, "cumprod": Rd.cumprod, "count_nonzero": Rd.count_nonzero,
+    "logcumsumexp": Rd.logcumsumexp, "cummax": Rd.cummax, "cummin": Rd.cummin,
+    # special functions and other math
+    "lgamma": E.lgamma, "digamma": E.digamma, "polygamma": lambda self, n: E.polygamma(n, self),
+    "mvlgamma": E.mvlgamma, "i0": E.i0, "xlogy": E.xlogy, "sinc": E.sinc,
+    "copysign": E.copysign, "nextafter": E.nextafter, "ldexp": E.ldexp, "frexp": E.frexp,
+    "signbit": E.signbit, "heaviside": E.heaviside, "gcd": E.gcd, "lcm": E.lcm,
+    "float_power": E.float_power, "deg2rad": E.deg2rad, "rad2deg": E.rad2deg,
+    "angle": E.angle, "fmax": E.fmax, "fmin": E.fmin,
     # shape
     "view": _view, "view_as": lambda self, other: S.view(self, other.shape),
     "reshape": S.reshape, "reshape_as": lambda self, other: S.reshape(self, other.shape),
@@ -660,9 +672,18 @@ METHODS = {
     "diag_embed": S.diag_embed, "diff": S.diff, "tensor_split": S.tensor_split,
     "split_with_sizes": S.split_with_sizes, "hsplit": S.hsplit, "vsplit": S.vsplit,
     "dsplit": S.dsplit, "unfold": S.unfold, "as_strided": S.as_strided, "rot90": S.rot90,
+    # sorting
+    "sort": So.sort, "argsort": So.argsort, "msort": So.msort, "topk": So.topk,
+    "kthvalue": So.kthvalue, "median": So.median, "nanmedian": So.nanmedian, "mode": So.mode,
+    "quantile": So.quantile, "nanquantile": So.nanquantile,
     # linalg
     "matmul": L.matmul, "mm": L.mm, "bmm": L.bmm, "mv": L.mv, "dot": L.dot, "vdot": L.vdot,
     "inner": L.inner, "outer": L.outer, "ger": L.outer, "addmm": L.addmm,
+    "baddbmm": L.baddbmm, "addbmm": L.addbmm, "addmv": L.addmv, "addr": L.addr,
+    "trace": L.trace, "kron": L.kron, "cross": L.cross, "det": L.det, "logdet": L.logdet,
+    "slogdet": L.slogdet, "inverse": L.inverse, "pinverse": L.pinverse,
+    "matrix_power": L.matrix_power, "matrix_exp": L.matrix_exp, "cholesky": L.cholesky,
+    "qr": L.qr, "svd": L.svd,
     # random in-place fillers
     **R.INPLACE,
     # in-place elementwise

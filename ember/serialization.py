@@ -37,6 +37,7 @@ import secrets
 import stat
 import struct
 import sys
+import threading
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -241,10 +242,48 @@ class _NullFile:
         return len(data)
 
 
+_LEAVES = frozenset({str, bytes, bytearray, int, float, complex, bool, type(None), D.dtype,
+                     _device_cls, Size})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
+
+
+def _collect_tensors(obj, plan):
+    """Find the tensors inside plain containers, in pickling order, without pickling.
+
+    Returns False when ``obj`` holds anything else; then a pickling pass must find them.
+    """
+    stack, seen = [obj], set()
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t in _LEAVES:
+            continue
+        if isinstance(x, Tensor):
+            plan.add(x)
+        elif t is dict or t is OrderedDict:
+            if id(x) not in seen:
+                seen.add(id(x))
+                for k, v in reversed(list(x.items())):
+                    stack += (v, k)
+        elif t in _CONTAINERS:
+            if id(x) not in seen:
+                seen.add(id(x))
+                stack.extend(reversed(list(x)))
+        else:
+            return False
+    return True
+
+
 def _pickle_with_plan(obj, protocol):
-    """The pickle bytes of ``obj`` and the storages its tensors need (two passes)."""
+    """The pickle bytes of ``obj`` and the storages its tensors need.
+
+    Storage sizes go into the pickle, and a storage shared by views must cover all of them, so
+    every tensor is found before the pickle is written.
+    """
     plan = _Plan()
-    _Pickler(_NullFile(), protocol, plan, collecting=True).dump(obj)
+    if not _collect_tensors(obj, plan):
+        plan = _Plan()
+        _Pickler(_NullFile(), protocol, plan, collecting=True).dump(obj)
     plan.build()
     buf = io.BytesIO()
     _Pickler(buf, protocol, plan, collecting=False).dump(obj)
@@ -346,3 +385,632 @@ def save(obj, f, pickle_module=None, pickle_protocol=2, _use_new_zipfile_seriali
     else:
         raise TypeError(f"ember.save: f must be a path or a binary file object, got "
                         f"{type(f).__name__}")
+
+
+# ============================================================================ safe globals
+_SAFE_GLOBALS: list = []
+
+
+def add_safe_globals(safe_globals):
+    """Allow these globals (functions, classes, or ``(obj, "module.name")`` pairs) in
+    ``weights_only`` loads. Only add what you trust: loading may call them."""
+    for entry in safe_globals:
+        _global_name(entry)  # reject malformed entries now, not in the middle of a load
+        _SAFE_GLOBALS.append(entry)
+
+
+def get_safe_globals():
+    """The globals added with ``add_safe_globals`` (a copy)."""
+    return list(_SAFE_GLOBALS)
+
+
+def clear_safe_globals():
+    """Forget every global added with ``add_safe_globals``."""
+    _SAFE_GLOBALS.clear()
+
+
+@contextlib.contextmanager
+def safe_globals(safe_globals):
+    """Within the ``with`` block, also allow ``safe_globals`` in ``weights_only`` loads."""
+    saved = list(_SAFE_GLOBALS)
+    add_safe_globals(safe_globals)
+    try:
+        yield
+    finally:
+        _SAFE_GLOBALS[:] = saved
+
+
+def _global_name(entry):
+    if isinstance(entry, tuple):
+        if len(entry) != 2 or not isinstance(entry[1], str):
+            raise TypeError(f"a safe global given as a tuple must be (obj, 'module.name'), got "
+                            f"{entry!r}")
+        return entry[1], entry[0]
+    module = getattr(entry, "__module__", None)
+    name = getattr(entry, "__qualname__", None) or getattr(entry, "__name__", None)
+    if not module or not name:
+        raise TypeError(f"cannot tell the module and name of safe global {entry!r}; pass "
+                        "(obj, 'module.name') instead")
+    return f"{module}.{name}", entry
+
+
+# ============================================================================ loading
+class _StorageType:
+    """What ``torch.FloatStorage`` & co. unpickle to: the element type of a storage."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = D._BY_NAME[_STORAGE_DTYPE[name]].np
+
+
+class _LoadedStorage:
+    """A storage read from a checkpoint: a 1-D array of its element type."""
+
+    __slots__ = ("array", "key")
+
+    def __init__(self, array, key):
+        self.array, self.key = array, key
+
+
+def _index(x, what):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: {what} must be an "
+                                     f"integer, got {type(x).__name__}")
+    return int(x)
+
+
+def _view_of(storage, storage_offset, size, stride):
+    """The array a checkpointed tensor views, after checking it lies inside its storage."""
+    if not isinstance(storage, _LoadedStorage):
+        raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: a tensor's storage is a "
+                                     f"{type(storage).__name__}")
+    offset = _index(storage_offset, "storage_offset")
+    if not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride):
+        raise RuntimeError(f"ember.load: corrupt checkpoint: a tensor has size {size!r} and "
+                           f"stride {stride!r}")
+    size = tuple(_index(n, "size") for n in size)
+    stride = tuple(_index(s, "stride") for s in stride)
+    arr = storage.array
+    if offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+        raise RuntimeError(f"ember.load: corrupt checkpoint: negative size, stride or offset "
+                           f"(size={size}, stride={stride}, storage_offset={offset})")
+    if 0 in size:
+        return np.empty(size, dtype=arr.dtype)
+    needed = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    if needed > arr.size:
+        raise RuntimeError(
+            f"ember.load: corrupt checkpoint: a tensor with size={size}, stride={stride}, "
+            f"storage_offset={offset} needs {needed} elements, but its storage (record "
+            f"data/{storage.key}) holds {arr.size}")
+    # A view whose ``base`` is the storage array, so that ember sees the shared memory.
+    return np.ndarray(size, arr.dtype, buffer=arr, offset=offset * arr.itemsize,
+                      strides=tuple(s * arr.itemsize for s in stride))
+
+
+# Legacy checkpoints store the bytes after the pickle, so conj/neg bits wait until they are in
+# (per thread: loads may run in several threads at once).
+_deferred = threading.local()
+
+
+def _apply_bits(t, metadata):
+    # ember has no lazy conjugate/negative bits: the values are materialised.
+    if metadata.get("conj"):
+        t._data = np.conj(t._data)
+    if metadata.get("neg"):
+        t._data = np.negative(t._data)
+
+
+def _finish_tensor(arr, requires_grad, metadata=None):
+    t = _make(arr)
+    if metadata:
+        if not isinstance(metadata, dict) or not set(metadata) <= {"conj", "neg"}:
+            raise NotImplementedError(f"ember.load: tensor metadata {metadata!r} is not "
+                                      "supported")
+        pending = getattr(_deferred, "bits", None)
+        if pending is not None:
+            pending.append((t, metadata))
+        else:
+            _apply_bits(t, metadata)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _make(_view_of(storage, storage_offset, size, stride))
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       metadata=None):
+    return _finish_tensor(_view_of(storage, storage_offset, size, stride), requires_grad,
+                          metadata)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       dtype, metadata=None):
+    if not isinstance(storage, _LoadedStorage) or not isinstance(dtype, D.dtype):
+        raise pickle.UnpicklingError("ember.load: corrupt checkpoint (_rebuild_tensor_v3)")
+    raw = storage.array.view(np.uint8)
+    if raw.size % dtype.itemsize:
+        raise RuntimeError(f"ember.load: corrupt checkpoint: storage data/{storage.key} has "
+                           f"{raw.size} bytes, not a whole number of {dtype} elements")
+    typed = _LoadedStorage(raw.view(dtype.np), storage.key)
+    return _finish_tensor(_view_of(typed, storage_offset, size, stride), requires_grad,
+                          metadata)
+
+
+def _parameter_class():
+    from .nn.parameter import Parameter
+    return Parameter
+
+
+def _set_state(obj, state):
+    """Restore Python attributes saved with a tensor; never ember's own (``_data``, methods)."""
+    if not state:
+        return obj
+    if isinstance(state, tuple):  # (__dict__ part, __slots__ part)
+        merged = {}
+        for part in state:
+            merged.update(part or {})
+        state = merged
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError("ember.load: corrupt checkpoint: tensor state is a "
+                                     f"{type(state).__name__}")
+    reserved = dir(type(obj))
+    for k, v in state.items():
+        if not isinstance(k, str) or k in reserved or k in ("_data", "__dict__", "__class__"):
+            raise pickle.UnpicklingError(f"ember.load: refusing to set attribute {k!r} of a "
+                                         f"{type(obj).__name__} from a checkpoint")
+        obj.__dict__[k] = v
+    return obj
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    if not isinstance(data, Tensor):
+        raise pickle.UnpicklingError("ember.load: corrupt checkpoint: a Parameter's data is a "
+                                     f"{type(data).__name__}")
+    return _parameter_class()(data, bool(requires_grad))
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    return _set_state(_rebuild_parameter(data, requires_grad, backward_hooks), state)
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    if not isinstance(args, tuple):
+        raise pickle.UnpicklingError("ember.load: corrupt checkpoint (_rebuild_from_type_v2)")
+    ret = func(*args)
+    if new_type is not type(ret):
+        if new_type is _TensorType and isinstance(ret, Tensor):
+            pass
+        elif new_type is _ParameterType and isinstance(ret, Tensor):
+            ret = _parameter_class()(ret, ret.requires_grad)
+        else:
+            raise pickle.UnpicklingError(f"ember.load: cannot rebuild a {new_type!r}")
+    return _set_state(ret, state)
+
+
+def _get_layout(name):
+    from . import strided
+    if name != "torch.strided":
+        raise NotImplementedError(f"ember.load: layout {name} is not supported (only "
+                                  "torch.strided)")
+    return strided
+
+
+class _TypeMarker:
+    """``torch.Tensor`` / ``torch.nn.parameter.Parameter`` as a type argument."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+_TensorType = Tensor
+_ParameterType = _TypeMarker("torch.nn.parameter.Parameter")
+
+# torch names a checkpoint may use, and what ember gives for each.
+_TORCH_NAMES = {
+    "torch._utils._rebuild_tensor": _rebuild_tensor,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+    "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state,
+    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
+    "torch.serialization._get_layout": _get_layout,
+    "torch.Size": Size,
+    "torch.device": _device_cls,
+    "torch.Tensor": _TensorType,
+    "torch.nn.parameter.Parameter": _ParameterType,
+}
+_TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not None})
+_TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
+_TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
+
+# Known torch names that ember cannot load: each says what it is.
+_TORCH_UNSUPPORTED = {
+    "torch._utils._rebuild_qtensor": "quantized tensors",
+    "torch._utils._rebuild_sparse_tensor": "sparse tensors",
+    "torch._utils._rebuild_nested_tensor": "nested tensors",
+    "torch._utils._rebuild_meta_tensor_no_storage": "meta tensors",
+    "torch._utils._rebuild_wrapper_subclass": "tensor subclasses",
+    "torch._utils._rebuild_device_tensor_from_numpy": "device tensors pickled through NumPy",
+    "torch._utils._rebuild_device_tensor_from_cpu_tensor": "tensors of other devices",
+}
+_TORCH_UNSUPPORTED.update({f"torch.{n}": f"{n} (no such dtype in ember)"
+                           for n in _UNSUPPORTED_STORAGES})
+
+# Plain Python globals a checkpoint needs (PyTorch's weights-only list).
+_PYTHON_NAMES = {
+    "collections.OrderedDict": OrderedDict,
+    "collections.Counter": collections.Counter,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "builtins.complex": complex,
+    "builtins.bytearray": bytearray,
+    "_codecs.encode": __import__("_codecs").encode,
+}
+
+
+def _resolve(module, name):
+    """A (module, name) from the pickle, after Python 2 renames; None if not a known name."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    full = f"{module}.{name}"
+    if full in _TORCH_NAMES:
+        return full, _TORCH_NAMES[full]
+    if full in _TORCH_UNSUPPORTED:
+        raise NotImplementedError(f"ember.load: the checkpoint holds {_TORCH_UNSUPPORTED[full]}"
+                                  f" ({full}), which ember does not support")
+    if full.startswith("torch.") and name.endswith("Storage"):
+        raise NotImplementedError(f"ember.load: the checkpoint holds a {full}, which ember does "
+                                  "not support")
+    if full in _PYTHON_NAMES:
+        return full, _PYTHON_NAMES[full]
+    return full, None
+
+
+class _WeightsOnlyUnpickler(pickle._Unpickler):
+    """Admits only the globals a checkpoint needs, plus those added with add_safe_globals.
+
+    Restricting globals is not enough on its own: the BUILD opcode sets attributes on whatever
+    object is on the stack, and could rewrite an allowed function or class (say, the
+    ``__defaults__`` of a rebuild function) for every later load. So BUILD is allowed only on
+    tensors and dicts (plain attributes) and on instances of classes the user allowed. The
+    pure-Python unpickler is used because its opcode table can be changed; ``data.pkl`` is
+    small, the tensor bytes never pass through it.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module, name):
+        full, obj = _resolve(module, name)
+        if obj is not None:
+            return obj
+        allowed = dict(_global_name(e) for e in _SAFE_GLOBALS)
+        if full in allowed:
+            return allowed[full]
+        raise pickle.UnpicklingError(
+            f"Weights only load failed: the checkpoint needs the global '{full}', which "
+            f"ember.load(weights_only=True) does not allow, since loading could run it. If you "
+            f"trust this checkpoint, allow it with "
+            f"ember.serialization.add_safe_globals([{full}]) or within "
+            f"`with ember.serialization.safe_globals([{full}]):`, or load with "
+            f"weights_only=False (unsafe: a malicious file can then run any code).")
+
+
+def _load_build(self):
+    inst = self.stack[-1]
+    if isinstance(inst, (Tensor, dict)):
+        _set_state(inst, self.stack.pop())
+        return
+    user_classes = tuple(obj for _, obj in map(_global_name, _SAFE_GLOBALS)
+                         if isinstance(obj, type))
+    if isinstance(inst, type) or not isinstance(inst, user_classes):
+        raise pickle.UnpicklingError(
+            f"Weights only load failed: the checkpoint sets the state of a "
+            f"{type(inst).__module__}.{type(inst).__qualname__} object, which "
+            f"ember.load(weights_only=True) does not allow")
+    pickle._Unpickler.load_build(self)
+
+
+_WeightsOnlyUnpickler.dispatch[pickle.BUILD[0]] = _load_build
+
+
+class _FullUnpickler(pickle.Unpickler):
+    """``weights_only=False``: any global, with torch's names mapped to ember's."""
+
+    def find_class(self, module, name):
+        full, obj = _resolve(module, name)
+        if obj is not None:
+            return obj
+        if full.startswith("torch."):
+            raise NotImplementedError(
+                f"ember.load: the checkpoint pickles the PyTorch object {full}, which ember "
+                f"cannot rebuild. Save plain containers of tensors (e.g. model.state_dict()) "
+                f"instead.")
+        return super().find_class(module, name)
+
+
+def _restorer(map_location):
+    """``map_location`` as a function (storage, location) -> storage on ember's CPU."""
+
+    def place(storage, location):
+        try:
+            dev = _device_cls(location)
+        except (RuntimeError, TypeError) as e:
+            raise RuntimeError(f"ember.load: unknown storage location {location!r}") from e
+        if dev.type != "cpu":
+            raise RuntimeError(
+                f"ember.load: cannot place a storage on '{location}': ember has no "
+                f"{dev.type} backend here (ember.cuda.is_available() is False). Pass "
+                f"map_location='cpu' to load the checkpoint on the CPU.")
+        return storage
+
+    if map_location is None:
+        return place
+    if isinstance(map_location, (str, bytes, _device_cls)):
+        target = map_location.decode() if isinstance(map_location, bytes) else str(map_location)
+        place(None, target)  # a non-CPU target fails before anything is read
+        return lambda storage, location: place(storage, target)
+    if isinstance(map_location, dict):
+        return lambda storage, location: place(storage, str(map_location.get(location,
+                                                                             location)))
+    if callable(map_location):
+        def call(storage, location):
+            result = map_location(storage, location)
+            if result is None:
+                return place(storage, location)
+            if not isinstance(result, UntypedStorage):
+                raise TypeError(f"ember.load: map_location returned a "
+                                f"{type(result).__name__}, expected the storage it was given "
+                                f"(or None)")
+            return result
+        return call
+    raise TypeError(f"ember.load: map_location must be None, a string, a device, a dict or a "
+                    f"callable, got {type(map_location).__name__}")
+
+
+def _ascii(x):
+    return x.decode("ascii") if isinstance(x, bytes) else x
+
+
+def _check_pid(pid, length):
+    if (not isinstance(pid, tuple) or len(pid) != length or _ascii(pid[0]) != "storage"
+            or not isinstance(pid[1], _StorageType)):
+        raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: unexpected persistent "
+                                     f"id {pid!r}")
+    return pid[1].dtype, str(_ascii(pid[2])), _ascii(pid[3]), _index(pid[4], "storage size")
+
+
+class _ZipStorages:
+    """``persistent_load`` for zip checkpoints: reads (or maps) each storage record once."""
+
+    def __init__(self, zf, fh, prefix, restore, swap, mmap_path):
+        self.zf, self.fh, self.prefix = zf, fh, prefix
+        self.restore, self.swap = restore, swap
+        self.mm = np.memmap(mmap_path, dtype=np.uint8, mode="c") if mmap_path else None
+        self.loaded = {}
+
+    def __call__(self, pid):
+        dtype, key, location, numel = _check_pid(pid, 5)
+        if key in self.loaded:
+            st = self.loaded[key]
+            if st.array.dtype != dtype:
+                raise RuntimeError(f"ember.load: corrupt checkpoint: storage {key} is used with "
+                                   f"two element types")
+            return st
+        if numel < 0:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: storage {key} has {numel} "
+                               f"elements")
+        raw = self._record(key, numel * dtype.itemsize)
+        raw = self.restore(UntypedStorage(raw), location)._data
+        arr = raw.view(dtype)
+        if self.swap:
+            arr = arr.byteswap()
+        st = self.loaded[key] = _LoadedStorage(arr, key)
+        return st
+
+    def _record(self, key, nbytes):
+        name = f"{self.prefix}data/{key}"
+        try:
+            info = self.zf.getinfo(name)
+        except KeyError:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: storage record {name} is "
+                               f"missing") from None
+        if info.file_size != nbytes:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: storage record {name} holds "
+                               f"{info.file_size} bytes, but its tensors need {nbytes}")
+        if info.compress_type != zipfile.ZIP_STORED:  # not from torch: read the slow way
+            return np.frombuffer(bytearray(self._read(name)), dtype=np.uint8)
+        start = self._data_offset(info)
+        if self.mm is not None:
+            if start + nbytes > self.mm.size:
+                raise RuntimeError(f"ember.load: truncated checkpoint: record {name} runs past "
+                                   f"the end of the file")
+            return self.mm[start:start + nbytes]
+        buf = np.empty(nbytes, dtype=np.uint8)
+        self.fh.seek(start)
+        if self.fh.readinto(memoryview(buf)) != nbytes:
+            raise RuntimeError(f"ember.load: truncated checkpoint: record {name} is cut short")
+        if zlib.crc32(buf) != info.CRC:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: record {name} fails its "
+                               f"checksum")
+        return buf
+
+    def _data_offset(self, info):
+        self.fh.seek(info.header_offset)
+        header = self.fh.read(30)
+        if len(header) != 30 or header[:4] != _ZIP_MAGIC:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: bad local header for "
+                               f"{info.filename}")
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        return info.header_offset + 30 + name_len + extra_len
+
+    def _read(self, name):
+        try:
+            return self.zf.read(name)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: cannot read {name}: "
+                               f"{e}") from e
+
+
+def _unpickle(unpickler):
+    """Run an unpickler, turning the errors a damaged pickle causes into one clear error."""
+    try:
+        return unpickler.load()
+    except (pickle.UnpicklingError, RuntimeError, NotImplementedError):
+        raise
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            OverflowError, UnicodeDecodeError, struct.error, MemoryError) as e:
+        raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: the pickle cannot be "
+                                     f"read ({type(e).__name__}: {e})") from e
+
+
+def _load_zip(fh, unpickler_cls, restore, mmap_path, load_args):
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise RuntimeError(f"ember.load: not a valid checkpoint archive (truncated or corrupt "
+                           f"zip: {e})") from e
+    names = zf.namelist()
+    pkls = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl")
+                                                    and n.count("/") == 1)]
+    if not pkls:
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            raise NotImplementedError("ember.load: this is a TorchScript archive "
+                                      "(torch.jit.save), which ember cannot load")
+        raise RuntimeError("ember.load: the archive has no data.pkl record; it is not a "
+                           "checkpoint")
+    prefix = pkls[0][:-len("data.pkl")]
+    swap = False
+    if prefix + "byteorder" in names:
+        order = zf.read(prefix + "byteorder").decode("ascii", "replace")
+        if order not in ("little", "big"):
+            raise RuntimeError(f"ember.load: unknown byte order {order!r} in checkpoint")
+        swap = order != sys.byteorder
+    storages = _ZipStorages(zf, fh, prefix, restore, swap, mmap_path)
+    data = storages._read(pkls[0])
+    unpickler = unpickler_cls(io.BytesIO(data), **load_args)
+    unpickler.persistent_load = storages
+    return _unpickle(unpickler)
+
+
+def _load_legacy(fh, unpickler_cls, restore, load_args):
+    """PyTorch's pre-1.6 format: pickled magic, version and system info, the object, the
+    storage keys, then each storage as an 8-byte element count and its raw bytes."""
+    if _unpickle(unpickler_cls(fh, **load_args)) != _LEGACY_MAGIC:
+        raise RuntimeError("ember.load: not a checkpoint: invalid magic number (neither "
+                           "PyTorch's zip format nor its legacy format)")
+    version = _unpickle(unpickler_cls(fh, **load_args))
+    if version != _LEGACY_PROTOCOL:
+        raise RuntimeError(f"ember.load: unsupported legacy protocol version {version!r}")
+    sys_info = _unpickle(unpickler_cls(fh, **load_args))
+    little = isinstance(sys_info, dict) and sys_info.get("little_endian", True)
+    roots = {}
+
+    def persistent_load(pid):
+        if not isinstance(pid, tuple) or len(pid) != 6:
+            raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: unexpected "
+                                         f"persistent id {pid!r}")
+        dtype, key, location, numel = _check_pid(pid[:5], 5)
+        view = pid[5]
+        if key not in roots:
+            raw = np.zeros(numel * dtype.itemsize, dtype=np.uint8)
+            raw = restore(UntypedStorage(raw), location)._data
+            roots[key] = _LoadedStorage(raw.view(dtype), key)
+        st = roots[key]
+        if view is None:
+            return st
+        view_key, offset, size = view
+        offset, size = _index(offset, "view offset"), _index(size, "view size")
+        if offset < 0 or size < 0 or offset + size > st.array.size:
+            raise RuntimeError("ember.load: corrupt checkpoint: storage view out of bounds")
+        return _LoadedStorage(st.array[offset:offset + size], str(_ascii(view_key)))
+
+    u = unpickler_cls(fh, **load_args)
+    u.persistent_load = persistent_load
+    _deferred.bits = deferred = []
+    try:
+        result = _unpickle(u)
+    finally:
+        _deferred.bits = None
+    keys = _unpickle(unpickler_cls(fh, **load_args))
+    if not isinstance(keys, list) or set(map(str, keys)) != set(roots):
+        raise RuntimeError("ember.load: corrupt checkpoint: the storage list does not match "
+                           "the storages the object uses")
+    for key in keys:
+        arr = roots[str(key)].array
+        count = fh.read(8)
+        if len(count) != 8:
+            raise RuntimeError("ember.load: truncated checkpoint (legacy storage data)")
+        if int.from_bytes(count, "little" if little else "big") != arr.size:
+            raise RuntimeError(f"ember.load: corrupt checkpoint: storage {key} size mismatch")
+        raw = arr.view(np.uint8)
+        if fh.readinto(memoryview(raw)) != raw.size:
+            raise RuntimeError("ember.load: truncated checkpoint (legacy storage data)")
+        if little != (sys.byteorder == "little"):
+            arr.byteswap(inplace=True)
+    for t, metadata in deferred:
+        _apply_bits(t, metadata)
+    return result
+
+
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
+         **pickle_load_args):
+    """Load an object saved with ``ember.save`` or ``torch.save``.
+
+    ``weights_only=True`` (the default) admits only tensors, containers and Python
+    primitives, plus the globals allowed with ``add_safe_globals``; ``weights_only=False``
+    unpickles anything and so can run code from the file: use it only for files you trust.
+    ``mmap=True`` maps storages from the file instead of reading them (``f`` must be a path);
+    writes to such tensors stay in memory. ``map_location`` may be ``'cpu'``, a device, a dict
+    of locations or a callable ``(storage, location)``; ember has no GPU, so CUDA fails.
+    """
+    if weights_only is None:
+        weights_only = True
+    if pickle_module is not None and pickle_module is not pickle:
+        raise NotImplementedError(f"ember.load: only the standard pickle module is supported "
+                                  f"(got pickle_module={pickle_module!r})")
+    if weights_only and pickle_module is not None:
+        raise RuntimeError("ember.load: cannot load safely with weights_only=True when "
+                           "pickle_module is given; drop pickle_module")
+    unpickler_cls = _WeightsOnlyUnpickler if weights_only else _FullUnpickler
+    load_args = {k: pickle_load_args[k] for k in ("encoding", "errors")
+                 if k in pickle_load_args}
+    if set(pickle_load_args) - set(load_args):
+        raise TypeError(f"ember.load: unexpected arguments {sorted(set(pickle_load_args))}")
+    restore = _restorer(map_location)
+    is_path = isinstance(f, (str, os.PathLike))
+    if mmap and not is_path:
+        raise ValueError("ember.load: mmap=True needs f to be a file path")
+    with contextlib.ExitStack() as stack:
+        if is_path:
+            fh = stack.enter_context(open(f, "rb"))
+        elif hasattr(f, "read"):
+            fh = f
+            if not (hasattr(f, "seekable") and f.seekable()):
+                fh = io.BytesIO(f.read())
+        else:
+            raise TypeError(f"ember.load: f must be a path or a binary file object, got "
+                            f"{type(f).__name__}")
+        start = fh.tell()
+        magic = fh.read(4)
+        fh.seek(start)
+        if not magic:
+            raise RuntimeError("ember.load: the file is empty")
+        if magic == _ZIP_MAGIC:
+            return _load_zip(fh, unpickler_cls, restore, os.fspath(f) if mmap else None,
+                             load_args)
+        if mmap:
+            raise RuntimeError("ember.load: mmap=True needs a checkpoint in the zip format; "
+                               "this file is in PyTorch's legacy format")
+        if magic[:1] != pickle.PROTO:
+            raise RuntimeError(f"ember.load: not a checkpoint (file starts with {magic!r}; "
+                               f"expected a zip archive or PyTorch's legacy format)")
+        return _load_legacy(fh, unpickler_cls, restore, load_args)

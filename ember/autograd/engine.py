@@ -121,6 +121,14 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if keep is not None:  # as in PyTorch: .grad sees every hook's result
                         keep(g)
                     buf[nr] = g
+            if type(node) is AccumulateGrad and node.variable._hooks:
+                # a leaf's hooks run before capture too (autograd.grad sees their result)
+                g = buf[0]
+                for h in list(node.variable._hooks.values()):
+                    r = h(g)
+                    if r is not None:
+                        g = r
+                buf[0] = g
             if node._pre_hooks:
                 for h in list(node._pre_hooks):
                     r = h(tuple(buf))
@@ -245,26 +253,20 @@ def _store_grad(t, g, create_graph, handed, root_ids):
         if not _owned(g, handed, root_ids):
             g = _make(g._data.copy())
         handed.add(id(g._data))
-    if t.grad is None:
-        t.grad = g
-    elif create_graph or t.grad._rg:
-        t.grad = t.grad + g
+    # ``_grad``: the engine's grads already have the tensor's shape and dtype
+    old = t._grad
+    if old is None:
+        t._grad = g
+    elif create_graph or old._rg:
+        t._grad = old + g
     else:
-        t.grad._data += g._data
+        old._data += g._data
 
 
 def _accumulate(node, g, create_graph, handed, root_ids):
     t = node.variable
-    if t._hooks:
-        for h in list(t._hooks.values()):
-            r = h(g)
-            if r is not None:
-                g = r
     if not t._rg:
         return
-    if t.grad is not None and t.grad._data.shape != t._data.shape:
-        raise RuntimeError(f"assigned grad has data of a different size: {list(t.grad.shape)} "
-                           f"vs {list(t.shape)}")
     _store_grad(t, g, create_graph, handed, root_ids)
     if t._post_acc_hooks:
         for h in list(t._post_acc_hooks.values()):

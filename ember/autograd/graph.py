@@ -37,13 +37,9 @@ _seq = itertools.count()
 _MODES: list = []
 
 
-class _NullCtx:
-    """The throwaway ctx of the fast path: forward's bookkeeping writes go nowhere."""
-
-    __slots__ = ()
-
-    def __setattr__(self, name, value):
-        pass
+class _ScratchCtx:
+    """The throwaway ctx of the fast path: a fresh plain object per call, so a forward may
+    also read back what it stored; nothing on it outlives the call."""
 
     def save_for_backward(self, *tensors):
         pass
@@ -60,7 +56,6 @@ class _NullCtx:
     needs_input_grad = ()
 
 
-_NULL = _NullCtx()
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -165,7 +160,7 @@ class Node:
                 arrays.append(a)
         if need and GradMode.enabled and cls.differentiable:
             return _record(cls, args, arrays, kwargs)
-        out = cls.forward(_NULL, *arrays, **kwargs)
+        out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
         if type(out) is tuple:
             return tuple(_wrap_plain(cls, o, args) for o in out)
         if type(out) is not _ndarray:
@@ -190,7 +185,7 @@ _new = object.__new__
 
 def _wrap_plain(cls, out, args):
     if type(out) is not _ndarray:
-        if isinstance(out, Tensor):
+        if out is None or isinstance(out, Tensor):  # None: an absent optional output
             return out
         out = _asarray(out)
     t = _new(Tensor)
@@ -254,6 +249,9 @@ def _record(cls, args, arrays, kwargs):
     if type(out) is tuple:
         outs = []
         for i, o in enumerate(out):
+            if o is None:  # an absent optional output (e.g. the gradient of a missing bias)
+                outs.append(None)
+                continue
             if type(o) is not _ndarray:
                 o = _asarray(o)
             t = _new(Tensor)
@@ -263,12 +261,14 @@ def _record(cls, args, arrays, kwargs):
                 t.grad_fn = node
                 t._output_nr = i
             outs.append(t)
-        node._out_meta = [(o._data.shape, o._data.dtype) for o in outs]
+        node._out_meta = [(o._data.shape, o._data.dtype) if o is not None else None
+                          for o in outs]
         if cls.view:
             for t in outs:
                 _link_view(cls, t, args[0])
         if cls.saves_output:
-            saved = (saved or []) + [(o._data, _version_counter(o), 0) for o in outs]
+            saved = (saved or []) + [(o._data, _version_counter(o), 0) for o in outs
+                                     if o is not None]
         node._saved = saved
         return tuple(outs)
     if type(out) is not _ndarray:
@@ -377,7 +377,7 @@ def apply_inplace(cls, target, *args, **kwargs):
     if _MODES:
         res = cls.apply(target, *args, **kwargs)
     else:
-        res = _make(cls.forward(_NULL, target._data,
+        res = _make(cls.forward(_ScratchCtx(), target._data,
                                 *[a._data if isinstance(a, Tensor) else a for a in args],
                                 **kwargs))
     _write(target, _asarray(res._data), cls)

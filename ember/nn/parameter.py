@@ -85,6 +85,9 @@ class UninitializedParameter(Parameter):
         p._rg = bool(requires_grad)
         return p
 
+    def __init__(self, requires_grad=True, device=None, dtype=None):
+        pass
+
     def materialize(self, shape, device=None, dtype=None):
         """Allocate the data with ``shape`` and turn into an ordinary Parameter, in place."""
         dt = self._data.dtype if dtype is None else D.to_dtype(dtype).np

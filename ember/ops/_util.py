@@ -73,13 +73,23 @@ def promote(a, b):
     rt = result_dtype(a, b).np
     if type(a) is _ndarray and a.dtype != rt:
         a = a.astype(rt)
-    elif type(a) is not _ndarray and rt == D._BF16:
-        a = np.asarray(a, rt)  # NumPy turns bfloat16 op python float into float32
+    elif type(a) is not _ndarray and rt.kind in "iuV":  # V: bfloat16
+        a = _weak_scalar(a, rt)
     if type(b) is _ndarray and b.dtype != rt:
         b = b.astype(rt)
-    elif type(b) is not _ndarray and rt == D._BF16:
-        b = np.asarray(b, rt)
+    elif type(b) is not _ndarray and rt.kind in "iuV":
+        b = _weak_scalar(b, rt)
     return a, b
+
+
+def _weak_scalar(x, rt):
+    """A python scalar as a 0-d array of ``rt``: NumPy would turn bfloat16 op float into
+    float32, and rejects python ints out of an integer dtype's range (PyTorch wraps them)."""
+    if rt.kind in "iu" and rt.itemsize < 8 and type(x) is builtins.int:
+        return np.array(x).astype(rt)
+    if rt == D._BF16:
+        return np.asarray(x, rt)
+    return x
 
 
 def to_float(x):

@@ -407,3 +407,1082 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """3-d transposed convolution (the gradient of conv3d with respect to its input)."""
     return _conv_transposend(3, input, weight, bias, stride, padding, output_padding, groups,
                              dilation)
+
+
+# ====================================================================== pooling geometry
+def _pool_out(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length (windows starting in the right padding are dropped)."""
+    num = size + 2 * p - d * (k - 1) - 1
+    out = (num + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_args(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode, max_pool):
+    ks = _ntuple(kernel_size, nd, "kernel_size", op)
+    st = ks if stride is None or (not isinstance(stride, int) and len(stride) == 0) else \
+        _ntuple(stride, nd, "stride", op)
+    pd = _ntuple(padding, nd, "padding", op)
+    dl = _ntuple(dilation, nd, "dilation", op)
+    if any(k <= 0 for k in ks):
+        raise RuntimeError(f"{op}: kernel_size must be greater than zero, but got {list(ks)}")
+    if any(s <= 0 for s in st):
+        raise RuntimeError(f"{op}: stride must be greater than zero, but got {list(st)}")
+    if any(d <= 0 for d in dl):
+        raise RuntimeError(f"{op}: dilation must be greater than zero, but got {list(dl)}")
+    for p, k, d in zip(pd, ks, dl):
+        if p < 0 or p > (d * (k - 1) + 1 if max_pool else k) // 2:
+            what = "effective kernel size" if max_pool else "kernel size"
+            raise RuntimeError(f"pad should be at most half of {what}, but got pad={p}, "
+                               f"kernel_size={k} and dilation={d}" if max_pool else
+                               f"pad should be at most half of {what}, but got pad={p} and "
+                               f"kernel_size={k}")
+    osz = tuple(_pool_out(s, k, t, p, d, ceil_mode)
+                for s, k, t, p, d in zip(x.shape[2:], ks, st, pd, dl))
+    if any(o <= 0 for o in osz):
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[1:]))}). Calculated "
+                           f"output size: ({'x'.join(map(str, (x.shape[1],) + osz))}). Output "
+                           "size is too small")
+    # pads as (lo, hi): hi covers the last window, which ceil_mode may push past the padding
+    pads = tuple((p, builtins.max(0, (o - 1) * t + d * (k - 1) + 1 - s - p))
+                 for s, k, t, p, d, o in zip(x.shape[2:], ks, st, pd, dl, osz))
+    return ks, st, pd, dl, pads, osz
+
+
+def _flat_indices(arg, ks, st, dl, pads, osz, spatial):
+    """Kernel-position argmax -> PyTorch's flat index into each input plane (int64)."""
+    kpos = np.unravel_index(arg, ks)
+    flat = np.zeros(arg.shape, dtype=np.int64)
+    nd = len(ks)
+    for i in range(nd):
+        shape = [1] * (2 + nd)
+        shape[2 + i] = osz[i]
+        o = np.arange(osz[i], dtype=np.int64).reshape(shape)
+        coord = o * st[i] - pads[i][0] + kpos[i] * dl[i]
+        flat = flat * spatial[i] + coord
+    return flat
+
+
+def _window_argmax(xp, out, ks, st, dl, osz):
+    """The first kernel position (row-major) whose value is the window's max (or a NaN)."""
+    kk = _prod(ks)
+    arg = np.zeros(out.shape, dtype=np.int16 if kk > 127 else np.int8)
+    nan = out.dtype.kind == "f" and np.isnan(out).any()
+    positions = list(itertools.product(*(range(k) for k in ks)))
+    for i in range(kk - 1, -1, -1):  # backwards, so that the first match wins
+        v = xp[_window_slices(positions[i], st, dl, osz)]
+        hit = v == out
+        if nan:
+            hit |= np.isnan(v)
+        np.putmask(arg, hit, i)
+    return arg
+
+
+# ====================================================================== max pooling ops
+class MaxPoolNd(Node):
+    """Max over windows; with ``return_indices`` also PyTorch's flat indices (int64)."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
+        ctx.geom = (ks, st, dl, pads, osz)
+        xp = _pad_array(x, pads, -np.inf)
+        positions = itertools.product(*(range(k) for k in ks))
+        out = xp[_window_slices(next(positions), st, dl, osz)].copy()
+        for k in positions:
+            np.maximum(out, xp[_window_slices(k, st, dl, osz)], out=out)
+        if isinstance(ctx, Node):  # recording: a copy survives in-place edits of the output
+            ctx.out = out.copy()
+        if not return_indices:
+            return out
+        arg = _window_argmax(xp, out, ks, st, dl, osz)
+        return out, _flat_indices(arg, ks, st, dl, pads, osz, x.shape[2:])
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        (x,) = ctx.saved_tensors
+        return (MaxPoolGrad.apply(g, x._data, ctx.out, ctx.geom),) + (None,) * 6
+
+
+class MaxPoolGrad(Node):
+    """Max pooling's input gradient: ``g`` routed to each window's argmax."""
+
+    @staticmethod
+    def forward(ctx, g, x, out, geom):
+        ks, st, dl, pads, osz = geom
+        xp = _pad_array(x, pads, -np.inf)
+        arg = _window_argmax(xp, out, ks, st, dl, osz)
+        gxp = np.zeros(xp.shape, dtype=g.dtype)
+        zero = g.dtype.type(0)
+        for i, k in enumerate(itertools.product(*(range(k) for k in ks))):
+            gxp[_window_slices(k, st, dl, osz)] += np.where(arg == i, g, zero)
+        if isinstance(ctx, Node):  # recording: keep the indices for double backward
+            ctx.flat = _flat_indices(arg, ks, st, dl, pads, osz, x.shape[2:])
+        return gxp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in
+                                                      zip(x.shape[2:], pads))]
+
+    @staticmethod
+    def backward(ctx, h):
+        return _gather_planes(h, ctx.flat), None, None, None
+
+
+def _gather_planes(h, flat):
+    """``h`` (N, C, *S) read at per-plane flat indices ``flat`` (N, C, *O), with autograd."""
+    n, c = flat.shape[:2]
+    idx = _make(flat.reshape(n, c, -1))
+    return h.reshape(n, c, -1).gather(2, idx).reshape(flat.shape)
+
+
+class ScatterPlanes(Node):
+    """``g`` (N, C, *O) added into zeros of ``shape`` at per-plane flat indices (unpool, and
+    the gradient of adaptive max pooling)."""
+
+    @staticmethod
+    def forward(ctx, g, flat, shape, accumulate):
+        ctx.flat = flat
+        n, c = shape[:2]
+        out = np.zeros((n * c, _prod(shape[2:])), dtype=g.dtype)
+        rows = np.arange(n * c).reshape(n * c, 1)
+        idx = flat.reshape(n * c, -1)
+        if accumulate:
+            np.add.at(out, (rows, idx), g.reshape(n * c, -1))
+        else:
+            out[rows, idx] = g.reshape(n * c, -1)
+        return out.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, h):
+        return _gather_planes(h, ctx.flat), None, None, None
+
+
+def _max_poolnd(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    op = f"max_pool{nd}d"
+    x, squeeze = _batched(input, nd, op)
+    _check_float(x._data, op)
+    ks, st, _, dl, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, dilation,
+                                          ceil_mode, True)
+    out = MaxPoolNd.apply(x, ks, st, dl, pads, osz, bool(return_indices))
+    return _unbatch(out, squeeze)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-d max pooling; ``return_indices=True`` also returns the argmax positions."""
+    return _max_poolnd(1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                       return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """2-d max pooling; ``return_indices=True`` also returns the argmax positions."""
+    return _max_poolnd(2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                       return_indices)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """3-d max pooling; ``return_indices=True`` also returns the argmax positions."""
+    return _max_poolnd(3, input, kernel_size, stride, padding, dilation, ceil_mode,
+                       return_indices)
+
+
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=True):
+    """``max_pool1d`` returning ``(output, indices)``."""
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=True):
+    """``max_pool2d`` returning ``(output, indices)``."""
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=True):
+    """``max_pool3d`` returning ``(output, indices)``."""
+    return max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def _max_unpoolnd(nd, input, indices, kernel_size, stride, padding, output_size):
+    op = f"max_unpool{nd}d"
+    x, squeeze = _batched(input, nd, op)
+    idx = indices.unsqueeze(0) if squeeze else indices
+    ks = _ntuple(kernel_size, nd, "kernel_size", op)
+    st = ks if stride is None else _ntuple(stride, nd, "stride", op)
+    pd = _ntuple(padding, nd, "padding", op)
+    default = [(s - 1) * t + k - 2 * p for s, t, k, p in zip(x.shape[2:], st, ks, pd)]
+    if output_size is None:
+        size = default
+    else:
+        size = list(output_size)
+        if len(size) == nd + 2:
+            size = size[2:]
+        if len(size) != nd:
+            raise ValueError(f"output_size should be a sequence containing {nd} or {nd + 2} "
+                             f"elements, but it has a length of '{len(size)}'")
+        for i in range(nd):
+            lo, hi = default[i] - st[i], default[i] + st[i]
+            if not lo < size[i] < hi:
+                raise ValueError(f'invalid output_size "{list(output_size)}" (dim {i} must be '
+                                 f"between {lo} and {hi})")
+    if tuple(idx.shape) != tuple(x.shape):
+        raise RuntimeError(f"Expected shape of indices to be same as that of the input tensor "
+                           f"({list(x.shape)}) but got indices tensor with shape: "
+                           f"{list(idx.shape)}")
+    flat = idx._data
+    plane = _prod(size)
+    if flat.size and (flat.min() < 0 or flat.max() >= plane):
+        bad = int(flat.max() if flat.max() >= plane else flat.min())
+        raise RuntimeError(f"Found an invalid max index: {bad} (output volumes are of size "
+                           f"{'x'.join(map(str, size))}")
+    out = ScatterPlanes.apply(x, flat, tuple(x.shape[:2]) + tuple(size), False)
+    return _unbatch(out, squeeze)
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Partial inverse of ``max_pool1d``: values placed at ``indices``, zeros elsewhere."""
+    return _max_unpoolnd(1, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Partial inverse of ``max_pool2d``: values placed at ``indices``, zeros elsewhere."""
+    return _max_unpoolnd(2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Partial inverse of ``max_pool3d``: values placed at ``indices``, zeros elsewhere."""
+    return _max_unpoolnd(3, input, indices, kernel_size, stride, padding, output_size)
+
+
+# ====================================================================== average pooling
+def _avg_divisor(spatial, ks, st, pd, osz, count_include_pad, divisor_override, dtype):
+    """PyTorch's per-window divisor, as an array broadcastable over (N, C, *osz)."""
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise RuntimeError("divisor must be not zero")
+        return dtype.type(divisor_override)
+    div = np.ones((1, 1) + osz, dtype=dtype)
+    nd = len(ks)
+    for i, (s, k, t, p, o) in enumerate(zip(spatial, ks, st, pd, osz)):
+        start = np.arange(o) * t - p
+        end = np.minimum(start + k, s + p)
+        if count_include_pad:
+            length = end - start
+        else:
+            length = np.minimum(end, s) - np.maximum(start, 0)
+        shape = [1] * (2 + nd)
+        shape[2 + i] = o
+        div = div * length.reshape(shape).astype(dtype)
+    return div
+
+
+class AvgPoolNd(Node):
+    """Window sums divided by PyTorch's divisor; its adjoint is ``AvgPoolGrad``."""
+
+    @staticmethod
+    def forward(ctx, x, ks, st, pads, osz, div):
+        ctx.args = (x.shape, ks, st, pads, osz, div)
+        xp = _pad_array(x, pads)
+        positions = itertools.product(*(range(k) for k in ks))
+        ones = (1,) * len(ks)
+        acc = xp[_window_slices(next(positions), st, ones, osz)].copy()
+        for k in positions:
+            acc += xp[_window_slices(k, st, ones, osz)]
+        acc /= div
+        return acc
+
+    @staticmethod
+    def backward(ctx, g):
+        return (AvgPoolGrad.apply(g, *ctx.args),) + (None,) * 5
+
+
+class AvgPoolGrad(Node):
+    """The adjoint of ``AvgPoolNd``: ``g / divisor`` spread back over each window."""
+
+    @staticmethod
+    def forward(ctx, g, shape, ks, st, pads, osz, div):
+        ctx.args = (ks, st, pads, osz, div)
+        gd = g / div
+        sp = tuple(s + lo + hi for s, (lo, hi) in zip(shape[2:], pads))
+        gxp = np.zeros(tuple(shape[:2]) + sp, dtype=g.dtype)
+        ones = (1,) * len(ks)
+        for k in itertools.product(*(range(k) for k in ks)):
+            gxp[_window_slices(k, st, ones, osz)] += gd
+        return gxp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in
+                                                      zip(shape[2:], pads))]
+
+    @staticmethod
+    def backward(ctx, h):
+        return (AvgPoolNd.apply(h, *ctx.args),) + (None,) * 6
+
+
+def _avg_poolnd(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                divisor_override):
+    op = f"avg_pool{nd}d"
+    x, squeeze = _batched(input, nd, op)
+    _check_float(x._data, op)
+    ks, st, pd, _, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, 1,
+                                          ceil_mode, False)
+    div = _avg_divisor(x.shape[2:], ks, st, pd, osz, count_include_pad, divisor_override,
+                       x._data.dtype)
+    return _unbatch(AvgPoolNd.apply(x, ks, st, pads, osz, div), squeeze)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """1-d average pooling."""
+    return _avg_poolnd(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       None)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """2-d average pooling (``divisor_override`` replaces the window size)."""
+    return _avg_poolnd(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """3-d average pooling (``divisor_override`` replaces the window size)."""
+    return _avg_poolnd(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
+
+
+def _lp_poolnd(nd, input, norm_type, kernel_size, stride, ceil_mode):
+    op = f"lp_pool{nd}d"
+    ks = _ntuple(kernel_size, nd, "kernel_size", op)
+    maxp = _max_poolnd
+    if norm_type == float("inf"):
+        return maxp(nd, input.abs(), ks, stride, 0, 1, ceil_mode, False)
+    if norm_type == -float("inf"):
+        return -maxp(nd, -input.abs(), ks, stride, 0, 1, ceil_mode, False)
+    out = _avg_poolnd(nd, input.pow(norm_type), ks, stride, 0, ceil_mode, True, None)
+    return (out.sign() * out.abs().relu()).mul(_prod(ks)).pow(1.0 / norm_type)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """1-d power-average pooling: ``(sum over window of x ** p) ** (1 / p)``."""
+    return _lp_poolnd(1, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """2-d power-average pooling: ``(sum over window of x ** p) ** (1 / p)``."""
+    return _lp_poolnd(2, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """3-d power-average pooling: ``(sum over window of x ** p) ** (1 / p)``."""
+    return _lp_poolnd(3, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+# ====================================================================== adaptive pooling
+def _adaptive_size(x, output_size, nd, op):
+    osz = _ntuple(output_size, nd, "output_size", op) if not (
+        isinstance(output_size, (tuple, list)) and any(o is None for o in output_size)) else \
+        tuple(s if o is None else int(o) for s, o in zip(x.shape[2:], output_size))
+    if len(osz) != nd:
+        raise RuntimeError(f"{op}: output_size must be {nd}")
+    if any(o < 0 for o in osz):
+        raise RuntimeError(f"{op}: elements of output_size must be greater than or equal to 0 "
+                           f"but received {list(osz)}")
+    for i, s in enumerate(x.shape[2:]):
+        if s == 0:
+            raise RuntimeError(f"{op}(): Expected input to have non-zero size for non-batch "
+                               f"dimensions, but input has sizes {list(x.shape)} with dimension "
+                               f"{i + 2} being empty")
+    return osz
+
+
+def _adaptive_bounds(s, o):
+    """Window [start, end) of each of ``o`` outputs over ``s`` inputs (PyTorch's rule)."""
+    i = np.arange(o)
+    return (i * s) // o, -((-(i + 1) * s) // o)
+
+
+def _adaptive_avg(nd, input, output_size):
+    op = f"adaptive_avg_pool{nd}d"
+    x, squeeze = _batched(input, nd, op)
+    _check_float(x._data, op)
+    osz = _adaptive_size(x, output_size, nd, op)
+    spatial = x.shape[2:]
+    if all(s % o == 0 for s, o in zip(spatial, osz)):  # regular windows: plain avg pooling
+        ks = tuple(s // o for s, o in zip(spatial, osz))
+        div = np.asarray(_prod(ks), dtype=x._data.dtype)
+        out = AvgPoolNd.apply(x, ks, ks, ((0, 0),) * nd, tuple(osz), div)
+        return _unbatch(out, squeeze)
+    # Averaging over a box is separable: one averaging matrix (out, in) per spatial dim.
+    out = x
+    for i in range(nd):
+        s, o = spatial[i], osz[i]
+        start, end = _adaptive_bounds(s, o)
+        m = np.zeros((o, s), dtype=x._data.dtype)
+        for r in range(o):
+            m[r, start[r]:end[r]] = 1.0 / (end[r] - start[r])
+        out = _along_dim(out, 2 + i, _make(m))
+    return _unbatch(out, squeeze)
+
+
+def _along_dim(x, dim, m):
+    """Apply the matrix ``m`` (out, in) along ``dim`` of ``x`` (ember ops, differentiable)."""
+    if dim == x.ndim - 1:
+        return x.matmul(m.t())
+    shape = tuple(x.shape)
+    lead, rest = _prod(shape[:dim]), _prod(shape[dim + 1:])
+    y = m.matmul(x.reshape(lead, shape[dim], rest))
+    return y.reshape(shape[:dim] + (m.shape[0],) + shape[dim + 1:])
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """1-d average pooling to a given output length."""
+    return _adaptive_avg(1, input, output_size)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """2-d average pooling to a given output size (``None`` keeps an input size)."""
+    return _adaptive_avg(2, input, output_size)
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """3-d average pooling to a given output size (``None`` keeps an input size)."""
+    return _adaptive_avg(3, input, output_size)
+
+
+class AdaptiveMaxPool(Node):
+    """Max over PyTorch's adaptive windows; returns (values, flat indices)."""
+
+    @staticmethod
+    def forward(ctx, x, osz):
+        nd = len(osz)
+        spatial = x.shape[2:]
+        index, lengths = [], []
+        for i, (s, o) in enumerate(zip(spatial, osz)):
+            start, end = _adaptive_bounds(s, o)
+            kl = int((end - start).max())
+            # windows shorter than the longest repeat their last element (harmless for max)
+            idx = np.minimum(start[:, None] + np.arange(kl), end[:, None] - 1)
+            shape = [1] * (2 * nd)
+            shape[2 * i], shape[2 * i + 1] = o, kl
+            index.append(idx.reshape(shape))
+            lengths.append(kl)
+        win = x[(slice(None), slice(None)) + tuple(index)]  # (N, C, o1, k1, o2, k2, ...)
+        order = (0, 1) + tuple(range(2, 2 + 2 * nd, 2)) + tuple(range(3, 3 + 2 * nd, 2))
+        win = win.transpose(order).reshape(x.shape[:2] + tuple(osz) + (-1,))
+        arg = win.argmax(-1)
+        out = np.take_along_axis(win, arg[..., None], -1)[..., 0]
+        kpos = np.unravel_index(arg, lengths)
+        flat = np.zeros(arg.shape, dtype=np.int64)
+        for i in range(nd):
+            shape = [1] * (2 + nd)
+            shape[2 + i] = osz[i]
+            o = np.arange(osz[i]).reshape(shape)
+            flat = flat * spatial[i] + index[i].reshape(osz[i], lengths[i])[o, kpos[i]]
+        ctx.flat, ctx.shape = flat, x.shape
+        return out, flat
+
+    @staticmethod
+    def backward(ctx, g, _):
+        return ScatterPlanes.apply(g, ctx.flat, ctx.shape, True), None
+
+
+def _adaptive_max(nd, input, output_size, return_indices):
+    op = f"adaptive_max_pool{nd}d"
+    x, squeeze = _batched(input, nd, op)
+    _check_float(x._data, op)
+    osz = _adaptive_size(x, output_size, nd, op)
+    spatial = x.shape[2:]
+    if all(s % o == 0 for s, o in zip(spatial, osz)):  # regular windows: plain max pooling
+        ks = tuple(s // o for s, o in zip(spatial, osz))
+        out = MaxPoolNd.apply(x, ks, ks, (1,) * nd, ((0, 0),) * nd, tuple(osz),
+                              bool(return_indices))
+    else:
+        out = AdaptiveMaxPool.apply(x, tuple(osz))
+        if not return_indices:
+            out = out[0]
+    return _unbatch(out, squeeze)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """1-d max pooling to a given output length."""
+    return _adaptive_max(1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """2-d max pooling to a given output size (``None`` keeps an input size)."""
+    return _adaptive_max(2, input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    """3-d max pooling to a given output size (``None`` keeps an input size)."""
+    return _adaptive_max(3, input, output_size, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool1d`` returning ``(output, indices)``."""
+    return _adaptive_max(1, input, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool2d`` returning ``(output, indices)``."""
+    return _adaptive_max(2, input, output_size, True)
+
+
+def adaptive_max_pool3d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool3d`` returning ``(output, indices)``."""
+    return _adaptive_max(3, input, output_size, True)
+
+
+# ====================================================================== padding
+class ConstantPad(Node):
+    """Constant padding by non-negative ``pads`` ((lo, hi) per dim, from the first dim)."""
+
+    @staticmethod
+    def forward(ctx, x, pads, value):
+        ctx.crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape, pads))
+        shape = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape, pads))
+        out = np.full(shape, value, dtype=x.dtype)
+        out[ctx.crop] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.crop], None, None
+
+
+def _pad_index(size, lo, hi, mode):
+    """Source index of each output position along one dim for the non-constant modes."""
+    if mode == "circular":  # negative pads crop first; the wrap reads the cropped range
+        start, stop = builtins.max(-lo, 0), size - builtins.max(-hi, 0)
+        span = stop - start
+        return start + np.arange(-builtins.max(lo, 0), span + builtins.max(hi, 0)) % span
+    i = np.arange(-lo, size + hi)
+    if mode == "reflect":
+        i = np.abs(i)
+        return np.where(i >= size, 2 * (size - 1) - i, i)
+    return np.clip(i, 0, size - 1)
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last ``len(pad) // 2`` dims: ``pad = (last_lo, last_hi, prev_lo, prev_hi, ...)``.
+
+    Modes: ``constant`` (``value``, negative pads crop), ``reflect``, ``replicate``,
+    ``circular``."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"pad(): argument 'input' must be Tensor, not {type(input).__name__}")
+    pad = [int(p) for p in pad]
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    npd = len(pad) // 2
+    nd = input.ndim
+    if npd > nd:
+        raise RuntimeError("Padding length should be less than or equal to two times the input "
+                           f"dimension but got padding length {len(pad)} and input of dimension "
+                           f"{nd}")
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(npd)][::-1]  # first padded dim first
+    first = nd - npd
+    if mode == "constant":
+        if value is None:
+            value = 0.0
+        out = input
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):
+            crop = (slice(None),) * first + tuple(
+                slice(builtins.max(-lo, 0), s - builtins.max(-hi, 0))
+                for s, (lo, hi) in zip(input.shape[first:], pairs))
+            out = out[crop]
+        pos = ((0, 0),) * first + tuple((builtins.max(lo, 0), builtins.max(hi, 0))
+                                        for lo, hi in pairs)
+        for s, (lo, hi) in zip(out.shape, pos):
+            if s + lo + hi < 0:
+                raise RuntimeError(f"The input size {s}, plus negative padding {lo} and {hi} "
+                                   "resulted in a negative output size, which is invalid. Check "
+                                   "dimension of your input.")
+        if any(lo or hi for lo, hi in pos):
+            out = ConstantPad.apply(out, pos, value)
+        elif out is input:
+            out = input.clone()
+        return out
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if value is not None and value != 0:
+        raise RuntimeError(f"Padding mode \"{mode}\" doesn't take in value argument")
+    if npd > 3 or nd not in (npd + 1, npd + 2):
+        raise NotImplementedError(
+            f"Padding size {len(pad)} is not supported for {nd}D input tensor.\nSupported "
+            "combinations for non-constant padding:\n  - 2D or 3D input: padding size = 2 "
+            "(pads last dimension)\n  - 3D or 4D input: padding size = 4 (pads last 2 "
+            "dimensions)\n  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    out = input
+    for i, (lo, hi) in enumerate(pairs):
+        dim = first + i
+        size = input.shape[dim]
+        if mode == "reflect" and (lo >= size or hi >= size):
+            raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding "
+                               f"input dimension, but got: padding ({lo}, {hi}) at dimension "
+                               f"{dim} of input {list(input.shape)}")
+        if mode == "circular" and (lo > size or hi > size):
+            raise RuntimeError("Padding value causes wrapping around more than once.")
+        if mode == "replicate" and size == 0:
+            raise RuntimeError(f"padding size is expected to be non-zero at dimension {dim}")
+        if lo or hi:
+            out = out.index_select(dim, _make(_pad_index(size, lo, hi, mode)))
+    return out
+
+
+# ====================================================================== unfold / fold
+class Unfold(Node):
+    """Sliding blocks ``(N, C, H, W)`` -> ``(N, C * kh * kw, L)`` (im2col)."""
+
+    @staticmethod
+    def forward(ctx, x, ks, dl, pads, st):
+        xp = _pad_array(x, pads)
+        osz = tuple((s - d * (k - 1) - 1) // t + 1
+                    for s, k, t, d in zip(xp.shape[2:], ks, st, dl))
+        ctx.args = (x.shape[2:], ks, dl, pads, st, osz)
+        cols = _im2col(xp, ks, st, dl, osz)  # (C, *ks, N, *osz)
+        n, c = x.shape[:2]
+        cols = cols.reshape((c * _prod(ks), n, _prod(osz))).swapaxes(0, 1)
+        return np.ascontiguousarray(cols)
+
+    @staticmethod
+    def backward(ctx, g):
+        size, ks, dl, pads, st, osz = ctx.args
+        return Fold.apply(g, size, ks, dl, pads, st, osz), None, None, None, None
+
+
+class Fold(Node):
+    """Sum sliding blocks ``(N, C * kh * kw, L)`` back into ``(N, C, *size)`` (col2im)."""
+
+    @staticmethod
+    def forward(ctx, g, size, ks, dl, pads, st, osz):
+        ctx.args = (ks, dl, pads, st)
+        n = g.shape[0]
+        c = g.shape[1] // _prod(ks)
+        cols = g.reshape((n, c) + ks + osz).transpose((1,) + tuple(range(2, 2 + len(ks)))
+                                                      + (0,) + tuple(range(2 + len(ks),
+                                                                           2 + 2 * len(ks))))
+        return _col2im(cols, (n, c) + tuple(size), pads, ks, st, dl, osz)
+
+    @staticmethod
+    def backward(ctx, h):
+        return (Unfold.apply(h, *ctx.args),) + (None,) * 6
+
+
+def _fold_args(kernel_size, dilation, padding, stride, op):
+    ks = _ntuple(kernel_size, 2, "kernel_size", op)
+    dl = _ntuple(dilation, 2, "dilation", op)
+    pd = _ntuple(padding, 2, "padding", op)
+    st = _ntuple(stride, 2, "stride", op)
+    if any(v <= 0 for v in ks + dl + st) or any(p < 0 for p in pd):
+        raise RuntimeError(f"{op}: kernel_size, dilation and stride must be greater than zero "
+                           f"and padding non-negative, but got kernel_size={list(ks)}, "
+                           f"dilation={list(dl)}, padding={list(pd)}, stride={list(st)}")
+    return ks, dl, tuple((p, p) for p in pd), st
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """Extract sliding local blocks: ``(N, C, H, W)`` -> ``(N, C * prod(kernel_size), L)``."""
+    if input.ndim not in (3, 4):
+        raise NotImplementedError(f"Input Error: Only 3D or 4D input Tensors are supported "
+                                  f"(got {input.ndim}D)")
+    x, squeeze = _batched(input, 2, "unfold")
+    ks, dl, pads, st = _fold_args(kernel_size, dilation, padding, stride, "unfold")
+    for s, k, d, (p, _) in zip(x.shape[2:], ks, dl, pads):
+        if s + 2 * p < d * (k - 1) + 1:
+            raise RuntimeError(f"Given input with spatial size {list(x.shape[2:])}, "
+                               f"kernel_size={list(ks)}, dilation={list(dl)}, padding="
+                               f"{[p for p, _ in pads]}, calculated shape of the array of "
+                               "sliding blocks is non-positive")
+    return _unbatch(Unfold.apply(x, ks, dl, pads, st), squeeze)
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """Combine sliding blocks ``(N, C * prod(kernel_size), L)`` into ``(N, C, *output_size)``,
+    summing overlaps (the adjoint of ``unfold``)."""
+    if input.ndim not in (2, 3):
+        raise NotImplementedError(f"Input Error: Only unbatched (2D) or batched (3D) input "
+                                  f"Tensors are supported (got {input.ndim}D)")
+    squeeze = input.ndim == 2
+    g = input.unsqueeze(0) if squeeze else input
+    size = _ntuple(output_size, 2, "output_size", "fold")
+    ks, dl, pads, st = _fold_args(kernel_size, dilation, padding, stride, "fold")
+    if g.shape[1] % _prod(ks):
+        raise RuntimeError(f"Expected size of input's dimension 1 to be divisible by the product "
+                           f"of kernel_size, but got input.size(1)={g.shape[1]} and "
+                           f"kernel_size={ks}")
+    osz = tuple((s + 2 * p - d * (k - 1) - 1) // t + 1
+                for s, k, t, d, (p, _) in zip(size, ks, st, dl, pads))
+    if g.shape[2] != _prod(osz):
+        raise RuntimeError(f"Given output_size={size}, kernel_size={ks}, dilation={dl}, "
+                           f"padding={tuple(p for p, _ in pads)}, stride={st}, expected size of "
+                           f"input's dimension 2 to match the calculated number of sliding "
+                           f"blocks {osz[0]} * {osz[1]} = {_prod(osz)}, but got "
+                           f"input.size(2)={g.shape[2]}.")
+    return _unbatch(Fold.apply(g, size, ks, dl, pads, st, osz), squeeze)
+
+
+# ====================================================================== pixel / channel shuffles
+def pixel_shuffle(input, upscale_factor):
+    """``(*, C * r**2, H, W)`` -> ``(*, C, H * r, W * r)``."""
+    r = int(upscale_factor)
+    if input.ndim < 3:
+        raise RuntimeError(f"pixel_shuffle expects input to have at least 3 dimensions, but got "
+                           f"input with {input.ndim} dimension(s)")
+    *lead, c, h, w = input.shape
+    if r <= 0:
+        raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be "
+                           f"divisible by the square of upscale_factor, but input.size(-3)={c} "
+                           f"is not divisible by {r * r}")
+    lead = tuple(lead)
+    k = len(lead)
+    y = input.reshape(lead + (c // (r * r), r, r, h, w))
+    y = y.permute(tuple(range(k)) + (k, k + 3, k + 1, k + 4, k + 2))
+    return y.reshape(lead + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input, downscale_factor):
+    """``(*, C, H * r, W * r)`` -> ``(*, C * r**2, H, W)``."""
+    r = int(downscale_factor)
+    if input.ndim < 3:
+        raise RuntimeError(f"pixel_unshuffle expects input to have at least 3 dimensions, but "
+                           f"got input with {input.ndim} dimension(s)")
+    *lead, c, h, w = input.shape
+    if r <= 0:
+        raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
+    if h % r or w % r:
+        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by "
+                           f"downscale_factor, but input.size(-2)={h} and input.size(-1)={w} "
+                           f"are not divisible by {r}")
+    lead = tuple(lead)
+    k = len(lead)
+    y = input.reshape(lead + (c, h // r, r, w // r, r))
+    y = y.permute(tuple(range(k)) + (k, k + 2, k + 4, k + 1, k + 3))
+    return y.reshape(lead + (c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input, groups):
+    """Split the channels (dim 1) into ``groups`` and interleave them."""
+    g = int(groups)
+    if g <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of "
+                           f"groups:{g}")
+    if input.ndim < 3:
+        raise RuntimeError(f"channel_shuffle expects input to have at least 3 dimensions, but "
+                           f"got input with {input.ndim} dimension(s)")
+    n, c = input.shape[:2]
+    if c % g:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels "
+                           f"and {g} groups.")
+    rest = tuple(input.shape[2:])
+    y = input.reshape((n, g, c // g) + rest).transpose(1, 2)
+    return y.reshape((n, c) + rest)
+
+
+native_channel_shuffle = channel_shuffle
+
+
+# ====================================================================== interpolation
+_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
+
+
+def _scale(in_size, out_size, scale_factor, dtype):
+    """PyTorch's source/destination scale: 1 / scale_factor when one is given, else in/out."""
+    if scale_factor is not None and scale_factor > 0:
+        return dtype.type(1.0 / scale_factor)
+    return dtype.type(in_size) / dtype.type(out_size)
+
+
+def _nearest_index(in_size, out_size, scale_factor, exact):
+    sc = _scale(in_size, out_size, scale_factor, np.dtype(np.float32))
+    dst = np.arange(out_size, dtype=np.float32)
+    if exact:
+        dst = dst + np.float32(0.5)
+    return np.minimum(np.floor(dst * sc).astype(np.int64), in_size - 1)
+
+
+def _cubic_coeffs(t, a):
+    """Keys' cubic convolution weights for the 4 taps around fractional offset ``t``."""
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _interp_matrix(in_size, out_size, scale_factor, align_corners, cubic, dtype):
+    """The (out, in) matrix of 1-d linear or cubic interpolation (PyTorch's index rules)."""
+    one = dtype.type(1)
+    if align_corners:
+        sc = dtype.type(in_size - 1) / dtype.type(out_size - 1) if out_size > 1 else \
+            dtype.type(0)
+        src = sc * np.arange(out_size, dtype=dtype)
+    else:
+        sc = _scale(in_size, out_size, scale_factor, dtype)
+        src = sc * (np.arange(out_size, dtype=dtype) + dtype.type(0.5)) - dtype.type(0.5)
+        if not cubic:
+            src = np.maximum(src, dtype.type(0))
+    m = np.zeros((out_size, in_size), dtype=dtype)
+    rows = np.arange(out_size)
+    if cubic:
+        i0 = np.floor(src).astype(np.int64)
+        t = src - i0.astype(dtype)
+        for k, w in enumerate(_cubic_coeffs(t, dtype.type(-0.75))):
+            np.add.at(m, (rows, np.clip(i0 - 1 + k, 0, in_size - 1)), w)
+        return m
+    i0 = src.astype(np.int64)
+    i1 = i0 + (i0 < in_size - 1)
+    l1 = src - i0.astype(dtype)
+    np.add.at(m, (rows, i0), one - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resize the spatial dims of ``(N, C, *spatial)`` input (PyTorch's ``F.interpolate``)."""
+    if mode not in _MODES:
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
+            "the modes: nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact "
+            f"(got {mode})")
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    nd = input.ndim - 2
+    if nd not in (1, 2, 3):
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
+            "the modes: nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact "
+            f"(got {mode})")
+    need = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}.get(mode)
+    if need is not None and need != nd:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
+                                  f"{need + 2}D input")
+    if antialias:
+        raise NotImplementedError("ember's interpolate does not implement antialias=True")
+    spatial = tuple(input.shape[2:])
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        if isinstance(size, (list, tuple)):
+            if len(size) != nd:
+                raise ValueError(
+                    "Input and output must have the same number of spatial dimensions, but got "
+                    f"input with spatial dimensions of {list(spatial)} and output size of "
+                    f"{size}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                    "output size in (o1, o2, ...,oK) format.")
+            out_size = [int(s) for s in size]
+        else:
+            out_size = [int(size)] * nd
+        scales = [None] * nd
+        if recompute_scale_factor:
+            raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)):
+            if len(scale_factor) != nd:
+                raise ValueError(
+                    "Input and scale_factor must have the same number of spatial dimensions, but "
+                    f"got input with spatial dimensions of {list(spatial)} and scale_factor of "
+                    f"shape {scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) "
+                    "format and scale_factor in (s1, s2, ...,sK) format.")
+            scales = [float(s) for s in scale_factor]
+        else:
+            scales = [float(scale_factor)] * nd
+        out_size = [int(math.floor(s * f)) for s, f in zip(spatial, scales)]
+        if recompute_scale_factor or mode == "area":
+            scales = [None] * nd
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if any(o <= 0 for o in out_size):
+        names = "DHW"[-nd:]
+        sin = ", ".join(f"{c}: {s}" for c, s in zip(names, spatial))
+        sout = ", ".join(f"{c}: {s}" for c, s in zip(names, out_size))
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
+                           f"({sin}) output ({sout})")
+    if mode == "area":
+        return _adaptive_avg(nd, input, tuple(out_size))
+    _check_float(input._data, f"upsample_{mode}")
+    out = input
+    if mode in ("nearest", "nearest-exact"):
+        for i in range(nd):
+            if out_size[i] != spatial[i] or scales[i] not in (None, 1.0):
+                idx = _nearest_index(spatial[i], out_size[i], scales[i], mode == "nearest-exact")
+                out = out.index_select(2 + i, _make(idx))
+        return out if out is not input else input.clone()
+    dtype = input._data.dtype
+    for i in range(nd - 1, -1, -1):
+        m = _interp_matrix(spatial[i], out_size[i], scales[i], align_corners, mode == "bicubic",
+                           dtype)
+        out = _along_dim(out, 2 + i, _make(m))
+    return out
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Deprecated alias of ``interpolate``."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode='nearest')``."""
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode='bilinear', align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+# ====================================================================== grid_sample / affine_grid
+def _unnormalize(coord, size, align_corners):
+    if align_corners:
+        return (coord + 1) * ((size - 1) / 2)
+    return ((coord + 1) * size - 1) / 2
+
+
+def _source_coord(coord, size, padding_mode, align_corners):
+    c = _unnormalize(coord, size, align_corners)
+    if padding_mode == "border":
+        c = c.clamp(0, size - 1)
+    elif padding_mode == "reflection":
+        if align_corners:
+            c = _reflect(c, 0, 2 * (size - 1))
+        else:
+            c = _reflect(c, -1, 2 * size - 1)
+        c = c.clamp(0, size - 1)
+    return c
+
+
+def _reflect(coord, twice_low, twice_high):
+    from .elementwise import where
+    if twice_low == twice_high:
+        return coord * 0
+    low = twice_low / 2
+    span = (twice_high - twice_low) / 2
+    c = (coord - low).abs()
+    extra = c.fmod(span)
+    flips = (c / span).floor()
+    return where(flips.fmod(2) == 0, extra + low, span - extra + low)
+
+
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
+    """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1]
+    (x then y); modes ``bilinear``/``nearest``, padding ``zeros``/``border``/``reflection``."""
+    if mode not in ("bilinear", "nearest", "bicubic"):
+        raise ValueError(f"nn.functional.grid_sample(): expected mode to be 'bilinear', "
+                         f"'nearest' or 'bicubic', but got: '{mode}'")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
+                         f"'border', or 'reflection', but got: '{padding_mode}'")
+    if mode == "bicubic":
+        raise NotImplementedError("ember's grid_sample implements modes 'bilinear' and "
+                                  "'nearest', not 'bicubic'")
+    if input.ndim == 5:
+        raise NotImplementedError("ember's grid_sample implements 4-D (spatial) input, not "
+                                  "5-D (volumetric) input")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
+        raise RuntimeError(f"grid_sampler(): expected 4D input and grid with same number of "
+                           f"dimensions, but got input with sizes {list(input.shape)} and grid "
+                           f"with sizes {list(grid.shape)}")
+    if input.shape[0] != grid.shape[0]:
+        raise RuntimeError(f"grid_sampler(): expected grid and input to have same batch size, "
+                           f"but got input with sizes {list(input.shape)} and grid with sizes "
+                           f"{list(grid.shape)}")
+    if input.dtype != grid.dtype:
+        raise RuntimeError(f"grid_sampler(): expected input and grid to have same dtype, but "
+                           f"input has {input.dtype} and grid has {grid.dtype}")
+    align_corners = bool(align_corners)
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1:3]
+    flat_in = input.reshape(n, c, h * w)
+    gx = _source_coord(grid[..., 0].reshape(n, 1, ho * wo), w, padding_mode, align_corners)
+    gy = _source_coord(grid[..., 1].reshape(n, 1, ho * wo), h, padding_mode, align_corners)
+    dtype = input._data.dtype
+
+    def tap(iy, ix):
+        """Input values at integer (iy, ix) (N, 1, L) arrays; zero outside the image."""
+        inside = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h))
+        idx = np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)
+        vals = flat_in.gather(2, _make(np.broadcast_to(idx, (n, c, ho * wo)).copy()))
+        return vals, inside.astype(dtype)
+
+    if mode == "nearest":
+        ix = np.rint(gx._data).astype(np.int64)
+        iy = np.rint(gy._data).astype(np.int64)
+        vals, inside = tap(iy, ix)
+        out = vals * _make(inside)
+    else:
+        x0 = np.floor(gx._data)
+        y0 = np.floor(gy._data)
+        ix0, iy0 = x0.astype(np.int64), y0.astype(np.int64)
+        tx = gx - _make(x0)
+        ty = gy - _make(y0)
+        out = None
+        for dy, wy in ((0, 1 - ty), (1, ty)):
+            for dx, wx in ((0, 1 - tx), (1, tx)):
+                vals, inside = tap(iy0 + dy, ix0 + dx)
+                term = vals * (wy * wx * _make(inside))
+                out = term if out is None else out + term
+    return out.reshape(n, c, ho, wo)
+
+
+def _base_coords(size, align_corners, dtype):
+    if size <= 1:
+        return np.zeros(size, dtype=dtype)
+    v = np.linspace(-1, 1, size, dtype=dtype)
+    return v if align_corners else v * dtype.type((size - 1) / size)
+
+
+def affine_grid(theta, size, align_corners=None):
+    """Sampling grid (N, H, W, 2) (or (N, D, H, W, 3)) for affine matrices ``theta`` (N, 2, 3)
+    (or (N, 3, 4)), to feed ``grid_sample``."""
+    import warnings
+    if align_corners is None:
+        warnings.warn("Default grid_sample and affine_grid behavior has changed to "
+                      "align_corners=False since 1.3.0. Please specify align_corners=True if the "
+                      "old behavior is desired. See the documentation of grid_sample for "
+                      "details.", stacklevel=2)
+        align_corners = False
+    if not theta.is_floating_point():
+        raise ValueError(f"Expected theta to have floating point type, but got {theta.dtype}")
+    size = [int(s) for s in size]
+    dtype = theta._data.dtype
+    if len(size) == 4:
+        if theta.ndim != 3 or tuple(theta.shape[-2:]) != (2, 3):
+            raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size "
+                             f"{size}. Got {list(theta.shape)}.")
+        h, w = size[2:]
+        xs = _base_coords(w, align_corners, dtype)
+        ys = _base_coords(h, align_corners, dtype)
+        base = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], np.ones((1, 1), dtype)),
+                        -1).reshape(1, h * w, 3)
+        out_shape = (size[0], h, w, 2)
+    elif len(size) == 5:
+        if theta.ndim != 3 or tuple(theta.shape[-2:]) != (3, 4):
+            raise ValueError(f"Expected a batch of 3D affine matrices of shape Nx3x4 for size "
+                             f"{size}. Got {list(theta.shape)}.")
+        d, h, w = size[2:]
+        xs = _base_coords(w, align_corners, dtype)
+        ys = _base_coords(h, align_corners, dtype)
+        zs = _base_coords(d, align_corners, dtype)
+        base = np.stack(np.broadcast_arrays(xs[None, None, :], ys[None, :, None],
+                                            zs[:, None, None], np.ones((1, 1, 1), dtype)),
+                        -1).reshape(1, d * h * w, 4)
+        out_shape = (size[0], d, h, w, 3)
+    else:
+        raise NotImplementedError(f"affine_grid only supports 4D and 5D sizes, for 2D and 3D "
+                                  f"affine transforms, respectively. Got size {size}.")
+    if min(size) <= 0:
+        raise ValueError(f"Expected non-zero, positive output size. Got {size}")
+    if theta.shape[0] != size[0]:
+        raise ValueError(f"Expected theta to have the same batch size as size: got "
+                         f"{theta.shape[0]} and {size[0]}")
+    grid = _make(np.ascontiguousarray(base)).matmul(theta.transpose(1, 2))
+    return grid.reshape(out_shape)

@@ -31,7 +31,9 @@ __all__ = [
     "isinf", "isfinite", "isposinf", "isneginf", "isreal", "logical_and", "logical_or",
     "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
     "bitwise_left_shift", "bitwise_right_shift", "conj", "real", "imag", "positive",
-    "clamp_min", "clamp_max",
+    "clamp_min", "clamp_max", "sgn", "lgamma", "digamma", "polygamma", "mvlgamma", "i0",
+    "xlogy", "sinc", "copysign", "nextafter", "ldexp", "frexp", "signbit", "heaviside", "gcd",
+    "lcm", "float_power", "deg2rad", "rad2deg", "angle", "fmax", "fmin",
 ]
 
 
@@ -1189,3 +1191,394 @@ INPLACE["multiply_"] = INPLACE["mul_"]
 INPLACE["negative_"] = INPLACE["neg_"]
 INPLACE["absolute_"] = INPLACE["abs_"]
 INPLACE["fix_"] = INPLACE["trunc_"]
+
+
+# ====================================================================== special functions
+# Forward values come from ``_special`` (SciPy when installed, NumPy series otherwise).
+from . import _special as _S  # noqa: E402
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _where0(cond, value):
+    """``value`` with zeros where ``cond`` (used to take PyTorch's limits at removable points)."""
+    return where(cond, 0.0, value)
+
+
+Lgamma = _unary("Lgamma", _S.lgamma, lambda g, x, y: g * digamma(x), saves_input=True)
+Digamma = _unary("Digamma", _S.digamma, lambda g, x, y: g * polygamma(1, x), saves_input=True)
+I0 = _unary("I0", _S.i0, lambda g, x, y: g * special_i1(x), saves_input=True)
+I0e = _unary("I0e", _S.i0e, lambda g, x, y: g * (special_i1e(x) - sign(x) * y),
+             saves_input=True, saves_out=True)
+# I1'(x) = I0(x) - I1(x)/x, which is 1/2 at 0
+I1 = _unary("I1", _S.i1, lambda g, x, y: g * where(x == 0, 0.5, i0(x) - y / x),
+            saves_input=True, saves_out=True)
+I1e = _unary("I1e", _S.i1e,
+             lambda g, x, y: g * where(x == 0, 0.5, special_i0e(x) - y * (sign(x) + 1 / x)),
+             saves_input=True, saves_out=True)
+Erfcx = _unary("Erfcx", _S.erfcx,
+               lambda g, x, y: g * (2 * x * y - _TWO_OVER_SQRT_PI), saves_input=True,
+               saves_out=True)
+Ndtr = _unary("Ndtr", _S.ndtr, lambda g, x, y: g * _INV_SQRT_2PI * exp(-0.5 * x * x),
+              saves_input=True)
+Ndtri = _unary("Ndtri", _S.ndtri,
+               lambda g, x, y: g * math.sqrt(2 * math.pi) * exp(0.5 * y * y), saves_out=True)
+LogNdtr = _unary("LogNdtr", _S.log_ndtr,
+                 lambda g, x, y: g * _INV_SQRT_2PI * exp(-0.5 * x * x - y), saves_input=True,
+                 saves_out=True)
+
+
+def _entr_np(a):
+    with np.errstate(all="ignore"):
+        r = np.where(a > 0, -a * np.log(a), np.where(a == 0, 0.0, -np.inf))
+    return np.where(np.isnan(a), a, r).astype(a.dtype, copy=False)
+
+
+Entr = _unary("Entr", _entr_np, lambda g, x, y: -g * (1 + log(x)), saves_input=True)
+
+
+def _sinc_grad(g, x, y):
+    px = math.pi * x
+    # (cos(pi x) pi x - sin(pi x)) / (pi x^2), which is 0 at x = 0
+    return g * _where0(x == 0, (px * cos(px) - sin(px)) / (px * x))
+
+
+Sinc = _unary("Sinc", lambda a: np.sinc(a).astype(a.dtype, copy=False), _sinc_grad,
+              saves_input=True)
+
+
+class Polygamma(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a, n):
+        ctx.n = n
+        with np.errstate(all="ignore"):
+            return _S.polygamma(n, to_float(a))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * polygamma(ctx.n + 1, x), None
+
+
+class Zeta(Node):
+    """Hurwitz zeta(x, q); like PyTorch, only q has a derivative."""
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, x, q):
+        x, q = promote(to_float(x) if type(x) is _ndarray else x,
+                       to_float(q) if type(q) is _ndarray else q)
+        with np.errstate(all="ignore"):
+            return _S.zeta(x, q)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, q = ctx.saved_tensors
+        if ctx.needs_input_grad[0]:
+            raise RuntimeError("the derivative for 'self' (x of special.zeta) is not "
+                               "implemented.")
+        return None, -g * x * special_zeta(x + 1, q)
+
+
+class Xlogy(Node):
+    """``x * log(y)``, 0 where x == 0 (unless y is NaN)."""
+
+    saves = (0, 1)
+    _log = staticmethod(np.log)
+    _pole = 0.0  # where y <= _pole and x == 0, PyTorch zeroes the gradient of x
+
+    @classmethod
+    def forward(cls, ctx, x, y):
+        x, y = promote(x, y)
+        x = to_float(x) if type(x) is _ndarray else x
+        y = to_float(y) if type(y) is _ndarray else y
+        with np.errstate(all="ignore"):
+            r = np.where((x == 0) & ~np.isnan(y), 0.0, x * cls._log(y))
+        dt = (x if type(x) is _ndarray else y).dtype
+        return r.astype(dt, copy=False)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        x, y = ctx.saved_tensors
+        nx, ny = ctx.needs_input_grad
+        gx = gy = None
+        if nx:
+            gx = cls._fn(g, y)
+            zero_y = (y <= cls._pole) if isinstance(y, Tensor) else y <= cls._pole
+            gx = where((x == 0) & zero_y, 0.0, gx) if isinstance(zero_y, Tensor) else \
+                (where(x == 0, 0.0, gx) if zero_y else gx)
+        if ny:
+            gy = g * x / (y + 1 if cls._pole == -1.0 else y)
+        return gx, gy
+
+
+class Xlog1py(Xlogy):
+    _log = staticmethod(np.log1p)
+    _pole = -1.0
+
+
+Xlogy._fn = staticmethod(lambda g, y: xlogy(g, y))
+Xlog1py._fn = staticmethod(lambda g, y: special_xlog1py(g, y))
+
+
+def _float_pair(a, b):
+    a, b = promote(a, b)
+    if type(a) is _ndarray and a.dtype.kind in "biu":
+        a = to_float(a)
+    if type(b) is _ndarray and b.dtype.kind in "biu":
+        b = to_float(b)
+    return a, b
+
+
+class Copysign(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = _float_pair(a, b)
+        r = np.copysign(a, b)
+        return r.astype((a if type(a) is _ndarray else b).dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        ga = g * _where0(a == 0, out / a) if ctx.needs_input_grad[0] else None
+        return ga, (g * 0 if ctx.needs_input_grad[1] else None)
+
+
+class Nextafter(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = promote(a, b)
+        return np.nextafter(a, b)
+
+
+class Frexp(Node):
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind not in "f" and a.dtype != D._BF16:
+            raise RuntimeError("torch.frexp() only supports floating-point dtypes")
+        m, e = np.frexp(a)
+        ctx.scale = np.ldexp(np.ones((), a.dtype), -e).astype(a.dtype)
+        return m.astype(a.dtype, copy=False), e.astype(np.int32)
+
+    @staticmethod
+    def backward(ctx, g, ge):
+        from .._tensor import _make
+        return g * _make(ctx.scale)  # mantissa = x * 2^-e with e locally constant
+
+
+class Heaviside(Node):
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, v):
+        if type(v) is _ndarray and v.dtype != a.dtype:
+            raise RuntimeError("heaviside is not yet implemented for tensors with different "
+                               "dtypes.")
+        if a.dtype.kind == "c":
+            raise RuntimeError("heaviside is not yet implemented for complex tensors.")
+        return np.where(a == 0, v, a > 0).astype(a.dtype)  # NaN input gives 0, as PyTorch
+
+
+def _int_only(name, fn):
+    def forward(ctx, a, b):
+        for x in (a, b):
+            if type(x) is _ndarray and x.dtype.kind not in "iu" or isinstance(x, float):
+                dt = x.dtype if type(x) is _ndarray else "Float"
+                raise RuntimeError(f'"{name}_cpu" not implemented for \'{dt}\'')
+        a, b = promote(a, b)
+        return fn(a, b)
+    return type(name.capitalize(), (Node,), {"forward": staticmethod(forward),
+                                              "differentiable": False})
+
+
+Gcd = _int_only("gcd", np.gcd)
+Lcm = _int_only("lcm", np.lcm)
+Signbit = _nondiff("Signbit", np.signbit)
+
+
+class Fmax(Node):
+    """Elementwise max that ignores NaN (a NaN loses unless both are NaN)."""
+
+    saves = (0, 1)
+    _fn = staticmethod(np.fmax)
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        a, b = promote(a, b)
+        return cls._fn(a, b)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.saved_tensors
+        # PyTorch's rule: a takes the gradient where it wins or ties, or where b is NaN
+        a_wins = ((a >= b) if cls._fn is np.fmax else (a <= b)) | isnan(b)
+        na, nb = ctx.needs_input_grad
+        return (where(a_wins, g, 0.0) if na else None, where(a_wins, 0.0, g) if nb else None)
+
+
+class Fmin(Fmax):
+    _fn = staticmethod(np.fmin)
+
+
+class Angle(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind == "c":
+            return np.angle(a).astype(a.real.dtype)
+        a = to_float(a)
+        r = np.where(a < 0, np.pi, 0.0).astype(a.dtype)
+        return np.where(np.isnan(a), a, r)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        if z._data.dtype.kind != "c":
+            return g * 0
+        # d angle: the gradient for a complex input is i z / |z|^2, 0 at z = 0
+        return where(z == 0, 0j, g * z * 1j / (abs(z) * abs(z)))
+
+
+def lgamma(input, *, out=None):
+    """log |Gamma(x)|."""
+    return _out(Lgamma.apply(input), out)
+
+
+def digamma(input, *, out=None):
+    """psi(x) = d/dx lgamma(x); -inf at 0."""
+    return _out(Digamma.apply(input), out)
+
+
+def polygamma(n, input, *, out=None):
+    """The ``n``-th derivative of digamma."""
+    if n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    return _out(Polygamma.apply(input, int(n)), out)
+
+
+def mvlgamma(input, p, *, out=None):
+    """Multivariate log-gamma of dimension ``p``: sum_j lgamma(x - j/2) + p(p-1)/4 log(pi)."""
+    if p < 1:
+        raise RuntimeError("p has to be greater than or equal to 1")
+    if input._data.dtype.kind not in "fc":
+        raise RuntimeError("mvlgamma is not implemented for integer dtypes")
+    if not builtins.bool(np.all(input._data > (p - 1) / 2)):
+        raise RuntimeError(f"All elements must be greater than (p-1)/2 = {(p - 1) / 2}")
+    from .._tensor import _make
+    offsets = _make(-np.arange(p, dtype=input._data.dtype) / 2)
+    r = lgamma(input.unsqueeze(-1) + offsets).sum(-1) + p * (p - 1) / 4 * math.log(math.pi)
+    return _out(r, out)
+
+
+def i0(input, *, out=None):
+    """Modified Bessel function of the first kind, order 0."""
+    return _out(I0.apply(input), out)
+
+
+def special_i0e(input, *, out=None):
+    return _out(I0e.apply(input), out)
+
+
+def special_i1(input, *, out=None):
+    return _out(I1.apply(input), out)
+
+
+def special_i1e(input, *, out=None):
+    return _out(I1e.apply(input), out)
+
+
+def special_zeta(input, other, *, out=None):
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("zeta(): expected at least one Tensor argument")
+    return _out(Zeta.apply(input, other), out)
+
+
+def xlogy(input, other, *, out=None):
+    """``input * log(other)``, 0 where input == 0; either side may be a python scalar."""
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("xlogy(): expected at least one Tensor argument")
+    return _out(Xlogy.apply(input, other), out)
+
+
+def special_xlog1py(input, other, *, out=None):
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("xlog1py(): expected at least one Tensor argument")
+    return _out(Xlog1py.apply(input, other), out)
+
+
+sinc = _unary_fn(Sinc, "sinc")
+special_erfcx = _unary_fn(Erfcx, "erfcx")
+special_ndtr = _unary_fn(Ndtr, "ndtr")
+special_ndtri = _unary_fn(Ndtri, "ndtri")
+special_log_ndtr = _unary_fn(LogNdtr, "log_ndtr")
+special_entr = _unary_fn(Entr, "entr")
+copysign = _binary(Copysign, "copysign")
+nextafter = _binary(Nextafter, "nextafter")
+heaviside = _binary(Heaviside, "heaviside")
+gcd = _binary(Gcd, "gcd")
+lcm = _binary(Lcm, "lcm")
+fmax = _binary(Fmax, "fmax")
+fmin = _binary(Fmin, "fmin")
+signbit = _unary_fn(Signbit, "signbit")
+angle = _unary_fn(Angle, "angle")
+
+
+def frexp(input, *, out=None):
+    """``(mantissa, exponent)`` with ``input = mantissa * 2 ** exponent``, |mantissa| in [0.5, 1)."""
+    from .reduction import return_types
+    return return_types.frexp(*Frexp.apply(input))
+
+
+def ldexp(input, other, *, out=None):
+    """``input * 2 ** other``."""
+    return _out(mul(input, pow(2.0, other)), out)
+
+
+def float_power(input, exponent, *, out=None):
+    """``input ** exponent`` computed in double precision (float64 or complex128)."""
+    def wide(x):
+        if isinstance(x, Tensor):
+            return x.to(D.complex128 if x._data.dtype.kind == "c" else D.float64)
+        return x
+    return _out(pow(wide(input), wide(exponent)), out)
+
+
+def deg2rad(input, *, out=None):
+    """Degrees to radians."""
+    return _out(mul(input, math.pi / 180.0), out)
+
+
+def rad2deg(input, *, out=None):
+    """Radians to degrees."""
+    return _out(mul(input, 180.0 / math.pi), out)
+
+
+INPLACE.update({
+    "lgamma_": _inplace(Lgamma, "lgamma_"), "digamma_": _inplace(Digamma, "digamma_"),
+    "polygamma_": lambda self, n: apply_inplace(Polygamma, self, int(n)),
+    "i0_": _inplace(I0, "i0_"), "sinc_": _inplace(Sinc, "sinc_"),
+    "xlogy_": _inplace(Xlogy, "xlogy_"), "copysign_": _inplace(Copysign, "copysign_"),
+    "nextafter_": _inplace(Nextafter, "nextafter_"), "gcd_": _inplace(Gcd, "gcd_"),
+    "lcm_": _inplace(Lcm, "lcm_"), "heaviside_": _inplace(Heaviside, "heaviside_"),
+    "sgn_": _inplace(Sgn, "sgn_"),
+    "deg2rad_": lambda self: self.mul_(math.pi / 180.0),
+    "rad2deg_": lambda self: self.mul_(180.0 / math.pi),
+    "ldexp_": lambda self, other: self.mul_(pow(2.0, other)),
+    "float_power_": lambda self, exponent: _float_power_(self, exponent),
+})
+
+
+def _float_power_(self, exponent):
+    if self._data.dtype not in (np.float64, np.complex128):
+        raise RuntimeError(f"the base given to float_power_ has dtype {self.dtype.name} but the "
+                           "operation's result requires dtype Double")
+    return self.pow_(exponent)

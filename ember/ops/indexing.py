@@ -284,11 +284,18 @@ def masked_fill(input, mask, value):
 
 
 def nonzero(input, *, as_tuple=False):
-    nz = np.nonzero(input._data) if input._data.ndim else np.nonzero(input._data.reshape(1))
+    """Indices of the non-zero elements: an (n, ndim) tensor, or one tensor per dim."""
+    a = input._data
+    if a.ndim == 0:
+        # a 0-d tensor has one element and no dims: (n, 0), or a tuple of one (n,) tensor
+        n = int(bool(a))
+        if as_tuple:
+            return (_make(np.zeros(n, np.int64)),)
+        return _make(np.zeros((n, 0), np.int64))
+    nz = np.nonzero(a)
     if as_tuple:
         return tuple(_make(x.astype(np.int64)) for x in nz)
-    return _make(np.stack(nz, axis=1).astype(np.int64) if nz else
-                 np.zeros((0, 0), np.int64))
+    return _make(np.stack(nz, axis=1).astype(np.int64))
 
 
 # ====================================================================== index/scatter family
@@ -357,7 +364,7 @@ def _dim(t, dim):
 
 
 def index_add(input, dim, index, source, *, alpha=1):
-    """``input`` with ``alpha * source`` slices added at ``index`` along ``dim`` (duplicates add)."""
+    """``input`` plus ``alpha * source`` slices at ``index`` along ``dim`` (duplicates add)."""
     d = _dim(input, dim)
     idx = _as_index(index, "index_add")
     _check_range(idx, input.shape[d] if _nd(input) else 1, "index_add")
@@ -741,7 +748,7 @@ def histc(input, bins=100, min=0, max=0):
     if lo == hi:
         lo, hi = lo - 1, hi + 1
     if lo > hi:
-        raise RuntimeError(f"torch.histc: max must be larger than min")
+        raise RuntimeError("torch.histc: max must be larger than min")
     counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
     return _make(counts.astype(a.dtype))
 

@@ -10,7 +10,9 @@ from ..autograd.graph import Node
 from ._util import promote
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "inner", "outer", "ger", "addmm",
-           "einsum"]
+           "einsum", "baddbmm", "addbmm", "addmv", "addr", "chain_matmul", "trace", "tensordot",
+           "kron", "cross", "cdist", "det", "logdet", "slogdet", "inverse", "pinverse",
+           "matrix_power", "matrix_exp", "cholesky", "qr", "svd"]
 
 
 def _same_dtype(op, a, b):
@@ -282,3 +284,896 @@ def _expand_ellipsis(eq, ndims):
 
 
 _ = promote
+
+
+# ====================================================================== more products
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices."""
+    return _scaled_sum(input, bmm(batch1, batch2), beta, alpha, out)
+
+
+def addbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * sum_b(batch1[b] @ batch2[b])``."""
+    return _scaled_sum(input, bmm(batch1, batch2).sum(0), beta, alpha, out)
+
+
+def addmv(input, mat, vec, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * (mat @ vec)``."""
+    return _scaled_sum(input, mv(mat, vec), beta, alpha, out)
+
+
+def addr(input, vec1, vec2, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * outer(vec1, vec2)``."""
+    return _scaled_sum(input, outer(vec1, vec2), beta, alpha, out)
+
+
+def _scaled_sum(input, p, beta, alpha, out):
+    if alpha != 1:
+        p = p * alpha
+    # beta == 0 ignores ``input`` entirely (NaNs included), as PyTorch does
+    r = p if beta == 0 else (input * beta if beta != 1 else input) + p
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def chain_matmul(*matrices, out=None):
+    """The product of 2-d matrices, left to right (deprecated: ``linalg.multi_dot``)."""
+    if len(matrices) == 1 and isinstance(matrices[0], (list, tuple)):
+        matrices = tuple(matrices[0])
+    for i, m in enumerate(matrices):
+        if m.ndim != 2:
+            raise RuntimeError(f"Tensor dimension is {m.ndim}, expected 2 instead.")
+    r = matrices[0]
+    for m in matrices[1:]:
+        r = mm(r, m)
+    return r if len(matrices) > 1 else r.clone()
+
+
+def trace(input):
+    """The sum of the main diagonal of a 2-d matrix."""
+    if input.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
+    return input.diagonal().sum()
+
+
+def tensordot(a, b, dims=2, out=None):
+    """Contract ``dims`` (a count, or a pair of dim lists) of ``a`` with ``b``."""
+    if isinstance(dims, (int, np.integer)):
+        if dims < 0:
+            raise RuntimeError(f"tensordot expects dims >= 0, but got dims={dims}")
+        da = list(range(a.ndim - dims, a.ndim))
+        db = list(range(dims))
+    else:
+        if isinstance(dims, Tensor):
+            dims = dims.tolist()
+        da, db = dims
+        da = [da] if isinstance(da, int) else list(da)
+        db = [db] if isinstance(db, int) else list(db)
+    da = [d % a.ndim for d in da]
+    db = [d % b.ndim for d in db]
+    for x, y in zip(da, db):
+        if a.shape[x] != b.shape[y]:
+            raise RuntimeError(f"contracted dimensions need to match, but first has size "
+                               f"{a.shape[x]} in dim {x} and second has size {b.shape[y]} in "
+                               f"dim {y}")
+    ka = [d for d in range(a.ndim) if d not in da]
+    kb = [d for d in range(b.ndim) if d not in db]
+    n = int(np.prod([a.shape[d] for d in da])) if da else 1
+    am = a.permute(ka + da).reshape(-1, n)
+    bm = b.permute(db + kb).reshape(n, -1)
+    r = mm(am, bm).reshape([a.shape[d] for d in ka] + [b.shape[d] for d in kb])
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def kron(input, other, *, out=None):
+    """The Kronecker product."""
+    nd = max(input.ndim, other.ndim)
+    a = input.reshape((1,) * (nd - input.ndim) + tuple(input.shape))
+    b = other.reshape((1,) * (nd - other.ndim) + tuple(other.shape))
+    ash, bsh = a.shape, b.shape
+    a = a.reshape([s for d in ash for s in (d, 1)])
+    b = b.reshape([s for d in bsh for s in (1, d)])
+    r = (a * b).reshape([x * y for x, y in zip(ash, bsh)])
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def cross(input, other, dim=None, *, out=None):
+    """The 3-vector cross product along ``dim`` (the first size-3 dim when None)."""
+    from .shape import broadcast_tensors, stack
+    a, b = broadcast_tensors(input, other)
+    if dim is None:
+        dims = [i for i, s in enumerate(a.shape) if s == 3]
+        if not dims:
+            raise RuntimeError("no dimension of size 3 in input")
+        dim = dims[0]
+    d = dim % a.ndim if a.ndim else 0
+    if a.shape[d] != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
+                           f"{input.shape[d] if input.ndim > d else '?'} and "
+                           f"{other.shape[d] if other.ndim > d else '?'}")
+    a0, a1, a2 = a.unbind(d)
+    b0, b1, b2 = b.unbind(d)
+    r = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], d)
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary"):
+    """Pairwise ``p``-norm distances between the rows of ``x1`` and of ``x2`` (batched)."""
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise RuntimeError(f"cdist only supports at least 2D tensors, X1 got: {x1.ndim}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: "
+                           f"{x1.shape[-1]} X2: {x2.shape[-1]}")
+    if p < 0:
+        raise RuntimeError(f"cdist only supports non-negative p values, got {p}")
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    return vector_norm(diff, p, -1)
+
+
+# ====================================================================== norms
+class VectorNorm(Node):
+    """``(sum |x|^p)^(1/p)`` over ``dims``, with PyTorch's subgradients (0 where norm is 0)."""
+
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, p, dims, keepdim):
+        ctx.p, ctx.dims, ctx.keepdim = p, dims, keepdim
+        ax = np.abs(a)
+        if p == float("inf"):
+            r = np.max(ax, axis=dims, keepdims=keepdim, initial=0) if ax.size else \
+                np.zeros(np.sum(ax, axis=dims, keepdims=keepdim).shape, ax.dtype)
+        elif p == -float("inf"):
+            r = np.min(ax, axis=dims, keepdims=keepdim)
+        elif p == 0:
+            r = np.sum(ax != 0, axis=dims, keepdims=keepdim).astype(ax.dtype)
+        elif p == 1:
+            r = np.sum(ax, axis=dims, keepdims=keepdim)
+        elif p == 2:
+            r = np.sqrt(np.sum(ax * ax, axis=dims, keepdims=keepdim))
+        else:
+            r = np.sum(ax ** p, axis=dims, keepdims=keepdim) ** (1.0 / p)
+        return np.asarray(r, dtype=ax.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .elementwise import where
+        a, r = ctx.saved_tensors
+        p, dims = ctx.p, ctx.dims
+        if not ctx.keepdim and dims is not None:
+            for d in sorted(dims):
+                g, r = g.unsqueeze(d), r.unsqueeze(d)
+        elif not ctx.keepdim:
+            g, r = g.reshape((1,) * a.ndim), r.reshape((1,) * a.ndim)
+        if p == 0:
+            return a * 0, None, None, None
+        sa = a.sgn() if a.is_complex() else a.sign()
+        if p == 1:
+            return g * sa, None, None, None
+        if p in (float("inf"), -float("inf")):
+            hit = (a.abs() == r).to(g.dtype)
+            cnt = hit.sum(dims, keepdim=True) if dims is not None else hit.sum()
+            return sa * hit * (g / cnt), None, None, None
+        if p == 2:
+            return a * where(r == 0, 0.0, g / r), None, None, None
+        scale = where(r == 0, 0.0, g / r ** (p - 1))
+        return sa * a.abs() ** (p - 1) * scale, None, None, None
+
+
+def _dims(dim, ndim):
+    if dim is None:
+        return None
+    from ._util import norm_dims
+    return norm_dims(dim, ndim, "linalg.vector_norm")
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    """The vector ``ord``-norm of ``x`` over ``dim`` (all elements if None)."""
+    if isinstance(ord, str):
+        raise RuntimeError(f"linalg.vector_norm: ord must be a number, got {ord}")
+    if dtype is not None:
+        x = x.to(dtype)
+    if not (x.is_floating_point() or x.is_complex()):
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
+                           f"input. Got {x.dtype}")
+    if x._data.size == 0 and ord < 0:
+        raise RuntimeError("linalg.vector_norm cannot compute the negative norm of an empty "
+                           "tensor")
+    r = VectorNorm.apply(x, float(ord), _dims(dim, x.ndim), keepdim)
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=None):
+    """The matrix norm: 'fro', 'nuc', +-1, +-2 or +-inf over the two dims ``dim``."""
+    if dtype is not None:
+        A = A.to(dtype)
+    if A.ndim < 2:
+        raise RuntimeError("linalg.matrix_norm: The input tensor A must have at least 2 "
+                           "dimensions.")
+    d0, d1 = (d % A.ndim for d in dim)
+    if ord == "fro":
+        r = vector_norm(A, 2, (d0, d1), keepdim)
+    elif ord == "nuc" or ord in (2, -2):
+        s = svdvals(A.movedim((d0, d1), (-2, -1)))
+        r = s.sum(-1) if ord == "nuc" else (s.amax(-1) if ord == 2 else s.amin(-1))
+        if keepdim:
+            for d in sorted((d0, d1)):
+                r = r.unsqueeze(d)
+    elif ord in (1, -1, float("inf"), -float("inf")):
+        inner, outer_ = (d0, d1) if ord in (1, -1) else (d1, d0)
+        sums = A.abs().sum(inner, keepdim=True)
+        r = sums.amax(outer_, keepdim=True) if ord > 0 else sums.amin(outer_, keepdim=True)
+        if not keepdim:
+            r = r.squeeze((d0, d1))
+    else:
+        raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+    if out is not None:
+        from .elementwise import _out
+        return _out(r, out)
+    return r
+
+
+def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None, out=None):
+    """``linalg.norm``: a vector or matrix norm depending on ``ord`` and ``dim``."""
+    if dim is not None and isinstance(dim, (int, np.integer)):
+        dim = (int(dim),)
+    if ord is None:
+        if dim is not None and len(dim) == 2:
+            return matrix_norm(A, "fro", dim, keepdim, dtype=dtype, out=out)
+        return vector_norm(A, 2, dim, keepdim, dtype=dtype, out=out)
+    if isinstance(ord, str) or (dim is not None and len(dim) == 2) or \
+            (dim is None and A.ndim == 2):
+        return matrix_norm(A, ord, dim if dim is not None else (-2, -1), keepdim, dtype=dtype,
+                           out=out)
+    if dim is None and A.ndim != 1:
+        raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be "
+                           f"1D or 2D. Got {A.ndim}D.")
+    return vector_norm(A, ord, dim, keepdim, dtype=dtype, out=out)
+
+
+# ====================================================================== decompositions
+def _sq(A, op):
+    if A.ndim < 2:
+        raise RuntimeError(f"{op}: The input tensor A must have at least 2 dimensions.")
+    if A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"{op}: A must be batches of square matrices, but they are "
+                           f"{A.shape[-2]} by {A.shape[-1]} matrices")
+    if not (A.is_floating_point() or A.is_complex()):
+        raise RuntimeError(f"{op}: Expected a floating point or complex tensor as input. Got "
+                           f"{A.dtype}")
+
+
+def _H(t):
+    return t.transpose(-2, -1).conj() if t.is_complex() else t.transpose(-2, -1)
+
+
+def _np_H(a):
+    return np.conj(np.swapaxes(a, -1, -2))
+
+
+def _singular(op):
+    return RuntimeError(f"{op}: The diagonal element 1 is zero, the inversion could not be "
+                        "completed because the input matrix is singular.")
+
+
+class Inv(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a):
+        try:
+            return np.linalg.inv(a)
+        except np.linalg.LinAlgError:
+            raise _singular("linalg.inv") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        yh = _H(y)
+        return -matmul(yh, matmul(g, yh))
+
+
+def inv(A, *, out=None):
+    """The inverse of (batches of) square matrices."""
+    _sq(A, "linalg.inv")
+    from .elementwise import _out
+    return _out(Inv.apply(A), out)
+
+
+class Det(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a):
+        return np.asarray(np.linalg.det(a), dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, d = ctx.saved_tensors
+        # d det / dA = det * A^{-H} (conjugated for complex)
+        gd = (g * d.conj()).unsqueeze(-1).unsqueeze(-1)
+        return gd * _H(inv(a))
+
+
+def det(A):
+    """The determinant of (batches of) square matrices."""
+    _sq(A, "linalg.det")
+    return Det.apply(A)
+
+
+class Slogdet(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        sign, logabs = np.linalg.slogdet(a)
+        return np.asarray(sign, dtype=a.dtype), np.asarray(logabs, dtype=np.abs(a).dtype)
+
+    @staticmethod
+    def backward(ctx, gsign, glog):
+        a, = ctx.saved_tensors
+        return glog.unsqueeze(-1).unsqueeze(-1) * _H(inv(a))
+
+
+_slogdet_rt = None
+
+
+def slogdet(A):
+    """``(sign, log|det|)`` of (batches of) square matrices."""
+    global _slogdet_rt
+    _sq(A, "linalg.slogdet")
+    if _slogdet_rt is None:
+        from .reduction import _rt
+        _slogdet_rt = _rt("slogdet", ["sign", "logabsdet"])
+    sign, la = Slogdet.apply(A)
+    return _slogdet_rt(sign, la)
+
+
+def logdet(A):
+    """``log(det(A))``: NaN for a negative determinant, -inf for a zero one."""
+    from .elementwise import where
+    sign, la = slogdet(A)
+    return where(sign < 0, float("nan"), where(sign == 0, float("-inf"), la))
+
+
+def _is_vector_rhs(A, B):
+    return B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+
+
+class Solve(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        try:
+            return np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            raise _singular("linalg.solve") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        a, x = ctx.saved_tensors
+        gb = Solve.apply(_H(a), g)
+        ga = -matmul(gb, _H(x)) if ctx.needs_input_grad[0] else None
+        return ga, gb
+
+
+def solve(A, B, *, left=True, out=None):
+    """The solution ``X`` of ``A @ X = B`` (or ``X @ A = B`` when ``left=False``)."""
+    _sq(A, "linalg.solve")
+    if not left:
+        return solve(_H(A) if not A.is_complex() else A.transpose(-2, -1),
+                     B.transpose(-2, -1)).transpose(-2, -1)
+    if B.dtype != A.dtype:
+        raise RuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found "
+                           f"A of type {A.dtype} and B of type {B.dtype} instead")
+    vec = _is_vector_rhs(A, B)
+    Bm = B.unsqueeze(-1) if vec else B
+    if Bm.shape[-2] != A.shape[-1]:
+        raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation "
+                           f"AX = B ({A.shape[-2]}x{A.shape[-1]} and "
+                           f"{Bm.shape[-2]}x{Bm.shape[-1]})")
+    batch = np.broadcast_shapes(tuple(A.shape[:-2]), tuple(Bm.shape[:-2]))
+    Ab = A.expand(batch + tuple(A.shape[-2:]))
+    Bb = Bm.expand(batch + tuple(Bm.shape[-2:]))
+    x = Solve.apply(Ab, Bb)
+    x = x.squeeze(-1) if vec else x
+    from .elementwise import _out
+    return _out(x, out)
+
+
+class Cholesky(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, upper):
+        ctx.upper = upper
+        try:
+            L = np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            raise RuntimeError("linalg.cholesky: The factorization could not be completed "
+                               "because the input is not positive-definite.") from None
+        return _np_H(L).copy() if upper else L
+
+    @staticmethod
+    def backward(ctx, g):
+        L, = ctx.saved_tensors
+        if ctx.upper:
+            L, g = _H(L), _H(g)
+        # gA = L^{-H} Phi(L^H gL) L^{-1}, symmetrised; Phi keeps the lower triangle, half diag
+        phi = matmul(_H(L), g).tril()
+        phi = phi - 0.5 * phi.diagonal(0, -2, -1).diag_embed()
+        Linv = inv(L)
+        ga = matmul(_H(Linv), matmul(phi, Linv))
+        return 0.5 * (ga + _H(ga)), None
+
+
+def linalg_cholesky(A, *, upper=False, out=None):
+    """The Cholesky factor ``L`` (``A = L L^H``), or ``U = L^H`` when ``upper``."""
+    _sq(A, "linalg.cholesky")
+    from .elementwise import _out
+    return _out(Cholesky.apply(A, upper), out)
+
+
+class QR(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, mode):
+        ctx.mode = mode
+        q, r = np.linalg.qr(a, mode="complete" if mode == "complete" else "reduced")
+        if mode == "r":
+            return np.zeros((0,), a.dtype), r
+        return q, r
+
+    @staticmethod
+    def backward(ctx, gq, gr):
+        q, r = ctx.saved_tensors
+        if ctx.mode == "r":
+            raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed "
+                               "when mode='r'. Please use linalg.qr(A, mode='reduced') if you "
+                               "are going to differentiate through linalg.qr.")
+        m, n = q.shape[-2], r.shape[-1]
+        if ctx.mode == "complete" and m > n:
+            raise NotImplementedError("The QR decomposition is not differentiable when "
+                                      "mode='complete' and nrows > ncols.")
+        if m >= n:
+            return _qr_square_grad(q, r, gq, gr), None
+        # wide A = [X | Y] with X square: X = Q U, Y = Q V
+        u, v = r.narrow(-1, 0, m), r.narrow(-1, m, n - m)
+        gu, gv = gr.narrow(-1, 0, m), gr.narrow(-1, m, n - m)
+        y = matmul(q, v)
+        gx = _qr_square_grad(q, u, gq + matmul(y, _H(gv)), gu)
+        from .shape import cat
+        return cat([gx, matmul(q, gv)], -1), None
+
+
+def _qr_square_grad(q, r, gq, gr):
+    """Gradient of reduced QR with rows >= cols: ``(gQ + Q copyltu(M)) R^{-H}``,
+    ``M = R gR^H - gQ^H Q`` (Liao et al. 2019)."""
+    m = matmul(r, _H(gr)) - matmul(_H(gq), q)
+    low = m.tril(-1)
+    copyltu = low + _H(low) + m.diagonal(0, -2, -1).diag_embed()
+    b = gq + matmul(q, copyltu)
+    # X R^H = B  <=>  R X^H = B^H
+    return _H(solve(r, _H(b)))
+
+
+_qr_rt = None
+
+
+def linalg_qr(A, mode="reduced", *, out=None):
+    """``A = Q R`` with orthonormal ``Q`` and upper-triangular ``R``."""
+    global _qr_rt
+    if mode not in ("reduced", "complete", "r"):
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                           "'reduced' (default), 'r', or 'complete'")
+    if A.ndim < 2:
+        raise RuntimeError("linalg.qr: The input tensor A must have at least 2 dimensions.")
+    if _qr_rt is None:
+        from .reduction import _rt
+        _qr_rt = _rt("qr", ["Q", "R"])
+    q, r = QR.apply(A, mode)
+    return _qr_rt(q, r)
+
+
+class SVD(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, full_matrices):
+        ctx.full = full_matrices
+        u, s, vh = np.linalg.svd(a, full_matrices=full_matrices)
+        return u, s.astype(np.abs(a).dtype), vh
+
+    @staticmethod
+    def backward(ctx, gu, gs, gvh):
+        u, s, vh = ctx.saved_tensors
+        m, n = u.shape[-2], vh.shape[-1]
+        k = min(m, n)
+        if ctx.full and m != n:
+            u, vh = u.narrow(-1, 0, k), vh.narrow(-2, 0, k)
+            gu, gvh = gu.narrow(-1, 0, k), gvh.narrow(-2, 0, k)
+        return _svd_grad(u, s, vh, gu, gs, gvh), None
+
+
+def _svd_grad(u, s, vh, gu, gs, gvh):
+    """The standard SVD gradient (real case), as PyTorch's ``svd_backward``."""
+    m, n = u.shape[-2], vh.shape[-1]
+    k = s.shape[-1]
+    from .elementwise import where
+    si, sj = s.unsqueeze(-1), s.unsqueeze(-2)
+    e = sj * sj - si * si
+    eye = _eye_like(e)
+    e = where(eye, 1.0, e)
+    v, gv = _H(vh), _H(gvh)
+    uhgu = matmul(_H(u), gu)
+    vhgv = matmul(vh, gv)
+    ret = ((uhgu - _H(uhgu)) * sj + si * (vhgv - _H(vhgv))) / e
+    ret = where(eye, 0.0, ret) + gs.diag_embed()
+    ga = matmul(u, matmul(ret, vh))
+    if m > k:
+        ga = ga + matmul((gu - matmul(u, uhgu)) / sj, vh)
+    if n > k:
+        ga = ga + matmul(u, _H(gv - matmul(v, vhgv)) / si)
+    return ga
+
+
+def _eye_like(t):
+    from .._tensor import _make
+    n = t.shape[-1]
+    return _make(np.eye(n, dtype=bool))
+
+
+_svd_rt = None
+
+
+def linalg_svd(A, full_matrices=True, *, driver=None, out=None):
+    """``A = U diag(S) Vh`` (``full_matrices=False`` for the reduced factors)."""
+    global _svd_rt
+    if A.ndim < 2:
+        raise RuntimeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
+    if _svd_rt is None:
+        from .reduction import _rt
+        _svd_rt = _rt("svd", ["U", "S", "Vh"])
+    u, s, vh = SVD.apply(A, full_matrices)
+    return _svd_rt(u, s, vh)
+
+
+class SVDVals(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        u, s, vh = np.linalg.svd(a, full_matrices=False)
+        ctx.u, ctx.vh = u, vh
+        return s.astype(np.abs(a).dtype)
+
+    @staticmethod
+    def backward(ctx, gs):
+        from .._tensor import _make
+        return matmul(_make(ctx.u) * gs.unsqueeze(-2), _make(ctx.vh))
+
+
+def svdvals(A, *, driver=None, out=None):
+    """The singular values of ``A``, in descending order."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.svdvals: The input tensor A must have at least 2 "
+                           "dimensions.")
+    from .elementwise import _out
+    return _out(SVDVals.apply(A), out)
+
+
+class Eigh(Node):
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, uplo):
+        w, v = np.linalg.eigh(a, UPLO=uplo)
+        return w.astype(np.abs(a).dtype), v
+
+    @staticmethod
+    def backward(ctx, gl, gv):
+        from .elementwise import where
+        lam, v = ctx.saved_tensors
+        vhgv = matmul(_H(v), gv)
+        vhgv = 0.5 * (vhgv - _H(vhgv))
+        e = lam.unsqueeze(-2) - lam.unsqueeze(-1)
+        eye = _eye_like(e)
+        ret = where(eye, 0.0, vhgv / where(eye, 1.0, e)) + gl.diag_embed()
+        return matmul(v, matmul(ret, _H(v))), None
+
+
+_eigh_rt = None
+
+
+def eigh(A, UPLO="L", *, out=None):
+    """Eigenvalues (ascending) and eigenvectors of (batches of) symmetric matrices."""
+    global _eigh_rt
+    _sq(A, "linalg.eigh")
+    if UPLO not in ("L", "U"):
+        raise RuntimeError("Expected UPLO argument to be 'L' or 'U', but got " + str(UPLO))
+    if _eigh_rt is None:
+        from .reduction import _rt
+        _eigh_rt = _rt("eigh", ["eigenvalues", "eigenvectors"])
+    w, v = Eigh.apply(A, UPLO)
+    return _eigh_rt(w, v)
+
+
+class EigvalsH(Node):
+    @staticmethod
+    def forward(ctx, a, uplo):
+        w, v = np.linalg.eigh(a, UPLO=uplo)
+        ctx.v = v
+        return w.astype(np.abs(a).dtype)
+
+    @staticmethod
+    def backward(ctx, gl):
+        from .._tensor import _make
+        v = _make(ctx.v)
+        return matmul(v * gl.unsqueeze(-2), _H(v)), None
+
+
+def eigvalsh(A, UPLO="L", *, out=None):
+    """The eigenvalues (ascending) of (batches of) symmetric matrices."""
+    _sq(A, "linalg.eigvalsh")
+    from .elementwise import _out
+    return _out(EigvalsH.apply(A, UPLO), out)
+
+
+class Pinv(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, rtol, hermitian):
+        return np.linalg.pinv(a, rcond=rtol, hermitian=hermitian)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, p = ctx.saved_tensors
+        # the derivative of the pseudo-inverse at constant rank (Golub & Pereyra 1973)
+        ph, gh = _H(p), _H(g)
+        m, n = a.shape[-2], a.shape[-1]
+        from .. import eye
+        i_ap = eye(m, dtype=a.dtype) - matmul(a, p)
+        i_pa = eye(n, dtype=a.dtype) - matmul(p, a)
+        ga = -matmul(ph, matmul(g, ph)) + matmul(i_ap, matmul(gh, matmul(p, ph))) + \
+            matmul(matmul(ph, p), matmul(gh, i_pa))
+        return ga, None, None
+
+
+def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
+    """The Moore-Penrose pseudo-inverse."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.pinv: The input tensor A must have at least 2 dimensions.")
+    if atol is not None:
+        raise NotImplementedError("linalg.pinv: atol is not supported yet; pass rtol")
+    if rtol is None:
+        rtol = max(A.shape[-2:]) * np.finfo(A._data.dtype).eps if A.numel() else 0.0
+    from .elementwise import _out
+    return _out(Pinv.apply(A, float(rtol), hermitian), out)
+
+
+def pinverse(input, rcond=1e-15):
+    """``linalg.pinv`` with a relative cutoff ``rcond``."""
+    return pinv(input, rtol=rcond)
+
+
+class _Identity(Node):
+    """Identity matrices shaped like ``A`` (``A**0``): connected to ``A`` with a zero
+    gradient, as PyTorch's result is."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+def matrix_power(A, n, *, out=None):
+    """``A`` multiplied by itself ``n`` times (``n < 0`` uses the inverse; 0 the identity)."""
+    _sq(A, "linalg.matrix_power") if A.is_floating_point() or A.is_complex() else None
+    if n == 0:
+        return _Identity.apply(A)
+    if n < 0:
+        A, n = inv(A), -n
+    result = None
+    base = A
+    while n:  # binary exponentiation
+        if n & 1:
+            result = base if result is None else matmul(result, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    from .elementwise import _out
+    return _out(result, out)
+
+
+def _expm(a):
+    """Matrix exponential by scaling and squaring with a Taylor series (arrays)."""
+    norm = np.max(np.sum(np.abs(a), axis=-2), axis=-1) if a.size else np.zeros(a.shape[:-2])
+    s = int(max(0, np.ceil(np.log2(max(float(np.max(norm, initial=0)), 1e-300))) + 1))
+    x = a / (2.0 ** s)
+    eye = np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)
+    term = eye.copy()
+    out = eye.copy()
+    for k in range(1, 30):
+        term = term @ x / k
+        out = out + term
+        if np.max(np.abs(term), initial=0) <= np.finfo(a.dtype).eps * \
+                np.max(np.abs(out), initial=1):
+            break
+    for _ in range(s):
+        out = out @ out
+    return out
+
+
+class MatrixExp(Node):
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, a):
+        return _expm(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        # d exp(A)[G] is the upper-right block of exp([[A^H, G], [0, A^H]]) (Mathias 1996)
+        a, = ctx.saved_tensors
+        from .shape import cat
+        ah = _H(a)
+        n = a.shape[-1]
+        top = cat([ah, g], -1)
+        bottom = cat([g * 0, ah], -1)
+        big = matrix_exp(cat([top, bottom], -2))
+        return big.narrow(-2, 0, n).narrow(-1, n, n)
+
+
+def matrix_exp(A):
+    """The matrix exponential of (batches of) square matrices."""
+    _sq(A, "linalg.matrix_exp")
+    return MatrixExp.apply(A)
+
+
+def multi_dot(tensors, *, out=None):
+    """The product of a chain of matrices (first/last may be 1-d), left to right."""
+    tensors = list(tensors)
+    if len(tensors) < 2:
+        raise RuntimeError(f"multi_dot(): expected at least 2 tensors but got {len(tensors)}")
+    first_vec, last_vec = tensors[0].ndim == 1, tensors[-1].ndim == 1
+    if first_vec:
+        tensors[0] = tensors[0].unsqueeze(0)
+    if last_vec:
+        tensors[-1] = tensors[-1].unsqueeze(-1)
+    for i, t in enumerate(tensors):
+        if t.ndim != 2:
+            raise RuntimeError(f"multi_dot(): tensor {i} must be 2D but got {t.ndim}D")
+    r = tensors[0]
+    for t in tensors[1:]:
+        r = mm(r, t)
+    if first_vec:
+        r = r.squeeze(0)
+    if last_vec:
+        r = r.squeeze(-1)
+    from .elementwise import _out
+    return _out(r, out)
+
+
+def vecdot(x, y, *, dim=-1, out=None):
+    """``sum(conj(x) * y)`` over ``dim`` (broadcasting)."""
+    r = ((x.conj() if x.is_complex() else x) * y).sum(dim)
+    from .elementwise import _out
+    return _out(r, out)
+
+
+_lstsq_rt = None
+
+
+def lstsq(A, B, rcond=None, *, driver=None):
+    """The least-squares solution of ``A X = B``: (solution, residuals, rank, singular_values).
+
+    Residuals are returned for tall full-rank problems, singular values for the 'gelsd' and
+    'gelss' drivers (empty otherwise), as PyTorch does."""
+    global _lstsq_rt
+    if _lstsq_rt is None:
+        from .reduction import _rt
+        _lstsq_rt = _rt("lstsq", ["solution", "residuals", "rank", "singular_values"])
+    driver = driver or "gelsy"
+    if driver not in ("gels", "gelsy", "gelsd", "gelss"):
+        raise RuntimeError(f"torch.linalg.lstsq: parameter `driver` should be one of (gels, "
+                           f"gelsy, gelsd, gelss), but got {driver}")
+    vec = B.ndim == A.ndim - 1
+    Bm = B.unsqueeze(-1) if vec else B
+    m, n = A.shape[-2], A.shape[-1]
+    eps = np.finfo(A._data.dtype).eps
+    rt = rcond if rcond is not None else eps * max(m, n)
+    x = matmul(pinv(A, rtol=rt), Bm)
+    s = np.linalg.svd(A._data, compute_uv=False) if A.numel() else np.zeros(
+        A.shape[:-2] + (0,), A._data.dtype)
+    tol = rt * (s[..., :1] if s.shape[-1] else 0)
+    rank = np.sum(s > tol, axis=-1).astype(np.int64)
+    from .._tensor import _make
+    if m > n and driver != "gelsy" and np.all(rank == n):
+        residuals = ((matmul(A, x) - Bm).abs() ** 2).sum(-2)
+    else:
+        residuals = _make(np.zeros((0,), A._data.dtype))
+    if driver in ("gelsd", "gelss"):
+        sv = _make(s.astype(np.abs(A._data).dtype))
+    else:
+        sv = _make(np.zeros((0,), np.abs(A._data).dtype))
+    rank_t = _make(rank) if driver != "gels" else _make(np.zeros((0,), np.int64))
+    return _lstsq_rt(x.squeeze(-1) if vec else x, residuals, rank_t, sv)
+
+
+def matrix_rank(A, *, atol=None, rtol=None, hermitian=False, tol=None, out=None):
+    """The number of singular values above ``max(atol, rtol * largest)``."""
+    from .._tensor import _make
+    a = A._data
+    s = np.abs(np.linalg.eigvalsh(a)) if hermitian else np.linalg.svd(a, compute_uv=False)
+    if tol is not None:
+        atol, rtol = tol, 0.0
+    smax = np.max(s, axis=-1, keepdims=True, initial=0)
+    if rtol is None:
+        rtol = 0.0 if atol is not None and atol > 0 else max(a.shape[-2:]) * \
+            np.finfo(np.abs(a).dtype).eps
+    atol = 0.0 if atol is None else atol
+    thresh = np.maximum(atol, rtol * smax)
+    return _make(np.sum(s > thresh, axis=-1).astype(np.int64))
+
+
+# ====================================================================== top-level spellings
+def inverse(input, *, out=None):
+    """``linalg.inv``."""
+    return inv(input, out=out)
+
+
+def cholesky(input, upper=False, *, out=None):
+    """The Cholesky factor (``torch.cholesky``; prefer ``linalg.cholesky``)."""
+    return linalg_cholesky(input, upper=upper, out=out)
+
+
+def qr(input, some=True, *, out=None):
+    """``(Q, R)``: reduced when ``some`` (``torch.qr``; prefer ``linalg.qr``)."""
+    return linalg_qr(input, "reduced" if some else "complete")
+
+
+_svd_old_rt = None
+
+
+def svd(input, some=True, compute_uv=True, *, out=None):
+    """``(U, S, V)`` with ``V`` (not ``Vh``) (``torch.svd``; prefer ``linalg.svd``).
+
+    With ``compute_uv=False``, U and V are zero-filled as in PyTorch."""
+    global _svd_old_rt
+    if _svd_old_rt is None:
+        from .reduction import _rt
+        _svd_old_rt = _rt("svd", ["U", "S", "V"])
+    if not compute_uv:
+        from .. import zeros
+        s = svdvals(input)
+        m, n = input.shape[-2], input.shape[-1]
+        k = min(m, n)
+        u = zeros(input.shape[:-2] + ((m, k) if some else (m, m)), dtype=input.dtype)
+        v = zeros(input.shape[:-2] + ((n, k) if some else (n, n)), dtype=input.dtype)
+        return _svd_old_rt(u, s, v)
+    u, s, vh = linalg_svd(input, full_matrices=not some)
+    return _svd_old_rt(u, s, _H(vh))

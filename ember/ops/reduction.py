@@ -17,7 +17,8 @@ _ndarray = np.ndarray
 
 __all__ = ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var",
            "std", "var_mean", "std_mean", "logsumexp", "norm", "all", "any", "cumsum",
-           "cumprod", "count_nonzero", "nansum", "nanmean", "aminmax"]
+           "cumprod", "count_nonzero", "nansum", "nanmean", "aminmax", "logcumsumexp", "cummax",
+           "cummin"]
 
 
 def _rt(name, fields):
@@ -39,6 +40,7 @@ class return_types:
     cummin = _rt("cummin", ["values", "indices"])
     var_mean = _rt("var_mean", ["var", "mean"])
     std_mean = _rt("std_mean", ["std", "mean"])
+    frexp = _rt("frexp", ["mantissa", "exponent"])
 
 
 def _axis(dim, ndim, op):
@@ -144,7 +146,7 @@ class _MaxMinAll(Node):
 
     saves = (0,)
     saves_output = True
-    _fn = None
+    nan_share = False  # full max()/min() share the gradient among NaNs; amax/amin give NaN
 
     @staticmethod
     def backward(ctx, g):
@@ -152,6 +154,9 @@ class _MaxMinAll(Node):
         shape, axis, keepdim = x.shape, ctx.axis, ctx.keepdim
         outb = _expand_back(out, shape, axis, keepdim)
         mask = (x == outb)
+        if ctx.nan_share and out._data.dtype.kind == "f" and np.isnan(out._data).any():
+            from .elementwise import isnan
+            mask = mask | (isnan(x) & isnan(outb))
         cnt = mask.sum(dim=axis if axis is not None else None, keepdim=True)
         gb = _expand_back(g, shape, axis, keepdim)
         return gb * mask / cnt, None, None
@@ -183,15 +188,24 @@ class Amin(_MaxMinAll):
         return np.min(a, axis=axis, keepdims=keepdim)
 
 
+class MaxAll(Amax):
+    nan_share = True
+
+
+class MinAll(Amin):
+    nan_share = True
+
+
 class _MaxMinDim(Node):
     """max/min along one dim, returning (values, indices); gradient to the chosen index."""
 
     @staticmethod
     def backward(ctx, g, gi):
-        idx = ctx.idx
+        if not ctx.shape:  # 0-d input: the value itself was picked
+            return g, None, None
+        idx = np.expand_dims(ctx.idx, ctx.dim)
         if not ctx.keepdim:
             g = g.unsqueeze(ctx.dim)
-            idx = np.expand_dims(idx, ctx.dim)
         from .indexing import _scatter_into_zeros
         return _scatter_into_zeros(g, ctx.shape, ctx.dim, idx), None, None
 
@@ -276,10 +290,31 @@ class Var(Node):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        axis, keepdim = ctx.axis, ctx.keepdim
-        m = x.mean(dim=axis, keepdim=True) if axis is not None else x.mean()
-        g = _expand_back(g, x.shape, axis, keepdim)
-        return g * (2.0 / builtins.max(ctx.n - ctx.correction, 0)) * (x - m), None, None, None
+        return _var_grad(ctx, x, g), None, None, None
+
+
+def _var_grad(ctx, x, g):
+    axis = ctx.axis
+    m = x.mean(dim=axis, keepdim=True) if axis is not None else x.mean()
+    g = _expand_back(g, x.shape, axis, ctx.keepdim)
+    return g * (2.0 / builtins.max(ctx.n - ctx.correction, 0)) * (x - m)
+
+
+class Std(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axis, correction, keepdim):
+        return np.sqrt(Var.forward(ctx, a, axis, correction, keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        from .elementwise import where
+        # d std = d var / (2 std); PyTorch takes 0 where std is 0
+        gv = where(out == 0, 0.0, g / (2 * out))
+        return _var_grad(ctx, x, gv), None, None, None
 
 
 class Logsumexp(Node):
@@ -366,6 +401,78 @@ class Cumprod(Node):
         return movedim(stack(cols, -1), -1, d), None, None
 
 
+class Logcumsumexp(Node):
+    saves = (0,)
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, dim):
+        ctx.dim = dim
+        if a.dtype.kind in "biu":
+            a = a.astype(D._Defaults.dtype.np)
+        if a.ndim == 0:
+            return a.copy()
+        return np.logaddexp.accumulate(a, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        if g.ndim == 0:
+            return g, None
+        from .elementwise import abs as _abs, exp, log, where
+        d = ctx.dim
+        # grad_i = sum_{j >= i} g_j exp(x_i - out_j), summed in log space separately for the
+        # positive and negative parts of g so nothing overflows
+        floor = float(np.finfo(x._data.dtype).min)
+        log_g = log(_abs(g))
+        pos = where(g > 0, log_g, floor) - out
+        neg = where(g < 0, log_g, floor) - out
+
+        def rev_lcse(t):
+            return logcumsumexp(t.flip(d), d).flip(d)
+        return exp(rev_lcse(pos) + x) - exp(rev_lcse(neg) + x), None
+
+
+class _CumMaxMin(Node):
+    """cummax/cummin: (values, indices); the gradient goes to the index each value came from."""
+
+    _ufunc = None
+
+    @classmethod
+    def forward(cls, ctx, a, dim):
+        ctx.shape, ctx.dim = a.shape, dim
+        if a.ndim == 0:
+            ctx.idx = np.zeros((), np.int64)
+            return a.copy(), ctx.idx
+        vals = cls._ufunc.accumulate(a, axis=dim)
+        # an element becomes the running extreme where it equals it (ties: the latest wins)
+        # or is NaN (NaN propagates, and each new NaN takes over the index)
+        hit = vals == a
+        if a.dtype.kind in "fc":
+            hit |= np.isnan(a)
+        shape = [1] * a.ndim
+        shape[dim] = a.shape[dim]
+        pos = np.arange(a.shape[dim]).reshape(shape)
+        idx = np.maximum.accumulate(np.where(hit, pos, 0), axis=dim).astype(np.int64)
+        ctx.idx = idx
+        return vals, idx
+
+    @staticmethod
+    def backward(ctx, g, gi):
+        if not ctx.shape:
+            return g, None
+        from .indexing import _scatter_into_zeros
+        return _scatter_into_zeros(g, ctx.shape, ctx.dim, ctx.idx), None
+
+
+class Cummax(_CumMaxMin):
+    _ufunc = np.maximum
+
+
+class Cummin(_CumMaxMin):
+    _ufunc = np.minimum
+
+
 class All(Node):
     differentiable = False
 
@@ -398,8 +505,11 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
 
 
 def nansum(input, dim=None, keepdim=False, *, dtype=None):
-    from .elementwise import isnan, where
-    return sum(where(isnan(input), 0.0, input), dim, keepdim, dtype=dtype)
+    """Sum treating NaN as zero."""
+    if input._data.dtype.kind in "fc":
+        from .elementwise import isnan, where
+        input = where(isnan(input), 0.0, input)
+    return sum(input, dim, keepdim, dtype=dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
@@ -414,6 +524,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
 
 
 def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    """Mean over the non-NaN elements."""
     from .elementwise import isnan, logical_not
     notnan = logical_not(isnan(input))
     return nansum(input, dim, keepdim, dtype=dtype) / notnan.sum(dim, keepdim)
@@ -458,7 +569,7 @@ def _max_min(input, dim, keepdim, other, cls, binary, full, name):
             raise RuntimeError(f"{name}(): Expected reduction dim to be specified for "
                                "input.numel() == 0. Specify the reduction dim with the 'dim' "
                                "argument.")
-        return full(input)
+        return full.apply(input, None, False)
     d = norm_dim(dim, input._data.ndim, name)
     v, i = cls.apply(input, d, bool(keepdim))
     return getattr(return_types, name)(v, i)
@@ -467,12 +578,12 @@ def _max_min(input, dim, keepdim, other, cls, binary, full, name):
 def max(input, dim=None, keepdim=False, *, other=None, out=None):
     """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices); ``max(x, y)``."""
     from .elementwise import maximum
-    return _max_min(input, dim, keepdim, other, MaxDim, maximum, amax, "max")
+    return _max_min(input, dim, keepdim, other, MaxDim, maximum, MaxAll, "max")
 
 
 def min(input, dim=None, keepdim=False, *, other=None, out=None):
     from .elementwise import minimum
-    return _max_min(input, dim, keepdim, other, MinDim, minimum, amin, "min")
+    return _max_min(input, dim, keepdim, other, MinDim, minimum, MinAll, "min")
 
 
 def argmax(input, dim=None, keepdim=False):
@@ -505,16 +616,26 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=N
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=None):
-    from .elementwise import sqrt
-    return _out(sqrt(var(input, dim, unbiased, keepdim, correction=correction)), out)
+    """Standard deviation: the square root of ``var`` (same arguments)."""
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
+    c = _correction(unbiased, correction, "std")
+    axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "std")
+    return _out(Std.apply(input, axis, c, keepdim), out)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """``(var, mean)`` over the same dims."""
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
     return return_types.var_mean(var(input, dim, unbiased, keepdim, correction=correction),
                                  mean(input, dim, keepdim))
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """``(std, mean)`` over the same dims."""
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
     return return_types.std_mean(std(input, dim, unbiased, keepdim, correction=correction),
                                  mean(input, dim, keepdim))
 
@@ -542,7 +663,9 @@ def norm(input, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     if p == float("-inf"):
         return amin(x, dim if dim is not None else (), keepdim)
     if p == 0:
-        return sum((x != 0).to(x.dtype), dim, keepdim)
+        # the count of nonzeros, through sign so that it carries PyTorch's zero gradient
+        from .elementwise import sign
+        return sum(sign(x), dim, keepdim)
     if p == 1:
         return sum(x, dim, keepdim)
     if p == 2:
@@ -590,6 +713,24 @@ def cumsum(input, dim, *, dtype=None, out=None):
 def cumprod(input, dim, *, dtype=None, out=None):
     d = norm_dim(dim, input._data.ndim, "cumprod")
     return _out(Cumprod.apply(input, d, dtype_np(dtype)), out)
+
+
+def logcumsumexp(input, dim, *, out=None):
+    """log(cumsum(exp(input))) along ``dim``, computed stably."""
+    d = norm_dim(dim, input._data.ndim, "logcumsumexp")
+    return _out(Logcumsumexp.apply(input, d), out)
+
+
+def cummax(input, dim, *, out=None):
+    """Running maximum along ``dim``: (values, indices)."""
+    d = norm_dim(dim, input._data.ndim, "cummax")
+    return return_types.cummax(*Cummax.apply(input, d))
+
+
+def cummin(input, dim, *, out=None):
+    """Running minimum along ``dim``: (values, indices)."""
+    d = norm_dim(dim, input._data.ndim, "cummin")
+    return return_types.cummin(*Cummin.apply(input, d))
 
 
 def count_nonzero(input, dim=None):

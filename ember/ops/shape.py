@@ -777,7 +777,6 @@ def meshgrid(*tensors, indexing="ij"):
            for i, x in enumerate(flat)]
     if swap:
         out[0], out[1] = out[1], out[0]
-        out = [o.transpose(0, 1) for o in out]
     return tuple(out)
 
 

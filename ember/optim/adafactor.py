@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tensor import _make
+from .._tensor import _bump_version, _make
 from .optimizer import Optimizer, _scalar_state, _to_scalar, _zeros_like
 
 __all__ = ["Adafactor"]
@@ -69,7 +69,6 @@ class Adafactor(Optimizer):
         s = {k: st[k]._data for k in ("row_var", "col_var", "variance") if k in st}
         self._update(group, p._data, p.grad._data.copy(), s, sc, first)
         st["step"]._data[...] = sc["step"]
-        from .._tensor import _bump_version
         _bump_version(p)
 
     def _update(self, group, p, g, s, sc, first):

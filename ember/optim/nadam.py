@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .adam import _check_betas
-from .optimizer import Optimizer, _check_unsupported, _scalar_state, _to_scalar, _zeros_like
+from .optimizer import (Optimizer, _check_unsupported, _scalar_dtype, _scalar_state,
+                        _to_scalar, _zeros_like)
 
 __all__ = ["NAdam"]
 
@@ -59,7 +60,8 @@ class NAdam(Optimizer):
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         # the 0-d state is stored in its own dtype (float32 by default), as PyTorch does
-        mu_product = float(np.asarray(sc["mu_product"] * mu, dtype=_prod_dtype()))
+        dt = _scalar_dtype().np.type
+        mu_product = float(dt(sc["mu_product"]) * dt(mu))
         sc["mu_product"] = mu_product
         m *= beta1
         m += (1 - beta1) * g
@@ -72,8 +74,3 @@ class NAdam(Optimizer):
         g += m * (-lr * mu_next / (1.0 - mu_product * mu_next))
         g /= denom
         p += g
-
-
-def _prod_dtype():
-    from .optimizer import _scalar_dtype
-    return _scalar_dtype().np

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .optimizer import Optimizer, _to_scalar, _check_unsupported
+import numpy as np
+
+from .._tensor import _make
+from .optimizer import Optimizer, _check_unsupported, _to_scalar
 
 __all__ = ["SGD"]
 
@@ -53,7 +56,7 @@ class SGD(Optimizer):
         # PyTorch keeps no state without momentum; the buffer is the first step's gradient.
         if group["momentum"] == 0:
             return None
-        return {"momentum_buffer": _empty_like(p)}
+        return {"momentum_buffer": _make(np.empty_like(p._data))}
 
     def _update(self, group, p, g, s, sc, first):
         _sgd(p, g, s.get("momentum_buffer"), first, lr=_to_scalar(group["lr"]),
@@ -62,16 +65,10 @@ class SGD(Optimizer):
              maximize=group["maximize"])
 
 
-def _empty_like(p):
-    import numpy as np
-    from .._tensor import _make
-    return _make(np.empty_like(p._data))
-
-
 def _sgd(p, g, buf, first, *, lr, momentum, dampening, weight_decay, nesterov, maximize):
     """One SGD update of the arrays ``p`` (and ``buf``) in place; ``g`` is scratch."""
     if maximize:
-        g *= -1
+        np.negative(g, out=g)
     if weight_decay != 0:
         g += weight_decay * p
     if momentum != 0:

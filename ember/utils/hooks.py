@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 
 __all__ = ["RemovableHandle"]
 
@@ -37,7 +38,7 @@ class RemovableHandle:
 
     def __setstate__(self, state):
         # a dict that did not survive pickling leaves a dead reference behind
-        self.hooks_dict_ref = weakref.ref(state[0] if state[0] is not None else {})
+        self.hooks_dict_ref = weakref.ref(state[0] if state[0] is not None else OrderedDict())
         self.id = state[1]
         RemovableHandle.next_id = max(RemovableHandle.next_id, self.id + 1)
         extra = state[2] if len(state) > 2 and state[2] is not None else ()

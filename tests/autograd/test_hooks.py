@@ -143,3 +143,32 @@ def test_hook_on_grad_with_create_graph():
         g.sum().backward()
         return g, x.grad
     _both(run)
+
+
+def test_leaf_hook_applies_to_autograd_grad():
+    def run(mod):
+        x = mod.tensor([1.0, 2.0], dtype=mod.float64, requires_grad=True)
+        x.register_hook(lambda g: g * 10)
+        return mod.autograd.grad((x * x).sum(), x)
+    _both(run)
+
+
+def test_grad_assignment_is_validated():
+    x = ember.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="attempting to assign a gradient of size"):
+        x.grad = ember.ones(3)
+    with pytest.raises(RuntimeError, match="different type"):
+        x.grad = ember.ones(2, dtype=ember.float64)
+    with pytest.raises(TypeError):
+        x.grad = [1.0, 2.0]
+    x.grad = ember.full((2,), 5.0)
+    (x * 1).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+    x.grad = None
+    assert x.grad is None
+
+
+def test_non_leaf_grad_access_warns():
+    y = ember.ones(2, requires_grad=True) * 2
+    with pytest.warns(UserWarning, match="not a leaf Tensor is being accessed"):
+        assert y.grad is None

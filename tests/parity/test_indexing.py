@@ -168,7 +168,7 @@ OPS = [
      [(3, 4), (3, 4)]),
     ("gather", lambda m, a: a.gather(1, _i(m, [[0, 0], [3, 1], [2, 2]])), [(3, 4)]),
     ("gather_dim0", lambda m, a: m.gather(a, 0, _i(m, [[0, 2, 1, 0]])), [(3, 4)]),
-    ("scatter", lambda m, a, s: a.scatter(1, _i(m, [[0, 1], [2, 3]]), s), [(2, 4), (2, 3)]),
+    ("scatter", lambda m, a, s: a.scatter(1, _i(m, [[0, 1], [2, 3]]), s), [(2, 4), (2, 2)]),
     ("scatter_value", lambda m, a: m.scatter(a, 0, _i(m, [[1, 0, 1]]), 9.0), [(2, 3)]),
     ("scatter_add", lambda m, a, s: a.scatter_add(1, _scatter_idx(m), s), [(2, 3), (2, 4)]),
     ("scatter_add_dim0", lambda m, a, s: m.scatter_add(a, 0, _i(m, [[2, 0], [2, 2]]), s),
@@ -322,3 +322,8 @@ def test_nondifferentiable_index_ops(i):
     t, e = NONDIFF[i](torch), NONDIFF[i](ember)
     check(lambda m: NONDIFF[i](m), [], grad=False)
     assert type(t) is torch.Tensor or len(t) == len(e)
+
+
+def test_nonzero_0d_as_tuple():
+    check(lambda m: m.nonzero(m.tensor(5), as_tuple=True), [], grad=False)
+    check(lambda m: m.nonzero(m.tensor(0.0)), [], grad=False)

@@ -73,3 +73,195 @@ def test_matmul_errors():
 
 def test_int_matmul():
     check(lambda m, a, b: a @ b, [(2, 3), (3, 2)], dtype=np.int64, grad=False)
+
+
+def _spd(m, a):
+    """A symmetric positive-definite matrix built from ``a`` (differentiable)."""
+    n = a.shape[-1]
+    return a @ a.mT + n * m.eye(n, dtype=a.dtype)
+
+
+def _sym(m, a):
+    return a + a.mT
+
+
+LINALG = [
+    ("vector_norm", lambda m, a: m.linalg.vector_norm(a), [(3, 4)]),
+    ("vector_norm_p1", lambda m, a: m.linalg.vector_norm(a, 1, dim=-1), [(3, 4)]),
+    ("vector_norm_p3", lambda m, a: m.linalg.vector_norm(a, 3, dim=(0, 1), keepdim=True),
+     [(3, 4)]),
+    ("vector_norm_inf", lambda m, a: m.linalg.vector_norm(a, float("inf"), dim=0), [(3, 4)]),
+    ("vector_norm_ninf", lambda m, a: m.linalg.vector_norm(a, -float("inf")), [(3, 4)]),
+    ("vector_norm_0", lambda m, a: m.linalg.vector_norm(a, 0), [(3, 4)]),
+    ("matrix_norm_fro", lambda m, a: m.linalg.matrix_norm(a), [(2, 3, 4)]),
+    ("matrix_norm_nuc", lambda m, a: m.linalg.matrix_norm(a, "nuc"), [(3, 4)]),
+    ("matrix_norm_2", lambda m, a: m.linalg.matrix_norm(a, 2), [(3, 4)]),
+    ("matrix_norm_m2", lambda m, a: m.linalg.matrix_norm(a, -2), [(3, 4)]),
+    ("matrix_norm_1", lambda m, a: m.linalg.matrix_norm(a, 1, keepdim=True), [(2, 3, 4)]),
+    ("matrix_norm_inf", lambda m, a: m.linalg.matrix_norm(a, float("inf")), [(3, 4)]),
+    ("matrix_norm_dims", lambda m, a: m.linalg.matrix_norm(a, -1, dim=(0, 2)), [(3, 2, 4)]),
+    ("norm_default", lambda m, a: m.linalg.norm(a), [(3, 4)]),
+    ("norm_dim", lambda m, a: m.linalg.norm(a, dim=1), [(3, 4)]),
+    ("norm_ord_2d", lambda m, a: m.linalg.norm(a, 1), [(3, 4)]),
+    ("norm_ord_1d", lambda m, a: m.linalg.norm(a, 3), [(4,)]),
+    ("norm_fro", lambda m, a: m.linalg.norm(a, "fro", dim=(1, 2)), [(2, 3, 4)]),
+    ("inv", lambda m, a: m.linalg.inv(_spd(m, a)), [(2, 3, 3)]),
+    ("inverse", lambda m, a: m.inverse(_spd(m, a)), [(3, 3)]),
+    ("det", lambda m, a: m.linalg.det(a), [(2, 3, 3)]),
+    ("det_method", lambda m, a: a.det(), [(3, 3)]),
+    ("slogdet", lambda m, a: m.linalg.slogdet(a), [(2, 3, 3)]),
+    ("logdet", lambda m, a: m.logdet(_spd(m, a)), [(3, 3)]),
+    ("solve", lambda m, a, b: m.linalg.solve(_spd(m, a), b), [(3, 3), (3, 2)]),
+    ("solve_vec", lambda m, a, b: m.linalg.solve(_spd(m, a), b), [(2, 3, 3), (2, 3)]),
+    ("solve_bcast", lambda m, a, b: m.linalg.solve(_spd(m, a), b), [(3, 3), (2, 3, 1)]),
+    ("solve_right", lambda m, a, b: m.linalg.solve(_spd(m, a), b, left=False),
+     [(3, 3), (2, 3)]),
+    ("cholesky", lambda m, a: m.linalg.cholesky(_spd(m, a)), [(2, 3, 3)]),
+    ("cholesky_upper", lambda m, a: m.linalg.cholesky(_spd(m, a), upper=True), [(3, 3)]),
+    ("cholesky_old", lambda m, a: m.cholesky(_spd(m, a)), [(3, 3)]),
+    ("svdvals", lambda m, a: m.linalg.svdvals(a), [(2, 4, 3)]),
+    ("eigvalsh", lambda m, a: m.linalg.eigvalsh(_sym(m, a)), [(2, 3, 3)]),
+    ("eigvalsh_U", lambda m, a: m.linalg.eigvalsh(a, "U"), [(3, 3)]),
+    ("pinv_tall", lambda m, a: m.linalg.pinv(a), [(4, 3)]),
+    ("pinv_wide", lambda m, a: m.linalg.pinv(a), [(2, 3, 5)]),
+    ("pinverse", lambda m, a: m.pinverse(a), [(3, 3)]),
+    ("matrix_power", lambda m, a: m.linalg.matrix_power(a, 3), [(2, 3, 3)]),
+    ("matrix_power_0", lambda m, a: m.matrix_power(a, 0), [(3, 3)]),
+    ("matrix_power_neg", lambda m, a: m.linalg.matrix_power(_spd(m, a), -2), [(3, 3)]),
+    ("matrix_exp", lambda m, a: m.linalg.matrix_exp(a), [(2, 3, 3)]),
+    ("matrix_exp_big", lambda m, a: m.matrix_exp(a * 3), [(3, 3)]),
+    ("cross", lambda m, a, b: m.linalg.cross(a, b), [(4, 3), (4, 3)]),
+    ("cross_bcast_dim", lambda m, a, b: m.linalg.cross(a, b, dim=0), [(3, 2), (3, 1)]),
+    ("cross_top", lambda m, a, b: m.cross(a, b, dim=1), [(2, 3), (2, 3)]),
+    ("tensordot", lambda m, a, b: m.tensordot(a, b), [(2, 3, 4), (3, 4, 5)]),
+    ("tensordot_lists", lambda m, a, b: m.tensordot(a, b, ([0, 2], [1, 0])),
+     [(2, 3, 4), (4, 2, 5)]),
+    ("tensordot_0", lambda m, a, b: m.tensordot(a, b, 0), [(2,), (3,)]),
+    ("kron", lambda m, a, b: m.kron(a, b), [(2, 3), (3, 2)]),
+    ("kron_mixed", lambda m, a, b: m.kron(a, b), [(2,), (2, 3)]),
+    ("multi_dot", lambda m, a, b, c: m.linalg.multi_dot([a, b, c]), [(3,), (3, 4), (4, 2)]),
+    ("multi_dot_vecs", lambda m, a, b, c: m.linalg.multi_dot([a, b, c]), [(3,), (3, 4), (4,)]),
+    ("vecdot", lambda m, a, b: m.linalg.vecdot(a, b), [(2, 3), (3,)]),
+    ("vecdot_dim", lambda m, a, b: m.linalg.vecdot(a, b, dim=0), [(3, 2), (3, 2)]),
+    ("baddbmm", lambda m, c, a, b: m.baddbmm(c, a, b, beta=0.5, alpha=2), [(3, 2), (2, 3, 4),
+                                                                           (2, 4, 2)]),
+    ("addbmm", lambda m, c, a, b: c.addbmm(a, b), [(3, 2), (2, 3, 4), (2, 4, 2)]),
+    ("addmv", lambda m, c, a, b: m.addmv(c, a, b, alpha=-1), [(3,), (3, 4), (4,)]),
+    ("addr", lambda m, c, a, b: m.addr(c, a, b, beta=2), [(3, 4), (3,), (4,)]),
+    ("chain_matmul", lambda m, a, b, c: m.chain_matmul(a, b, c), [(2, 3), (3, 4), (4, 2)]),
+    ("trace", lambda m, a: m.trace(a), [(3, 4)]),
+    ("cdist", lambda m, a, b: m.cdist(a, b), [(4, 3), (5, 3)]),
+    ("cdist_p1", lambda m, a, b: m.cdist(a, b, p=1), [(2, 4, 3), (2, 5, 3)]),
+    ("cdist_inf", lambda m, a, b: m.cdist(a, b, p=float("inf")), [(4, 3), (2, 3)]),
+    ("cdist_p3", lambda m, a, b: m.cdist(a, b, p=3.0), [(4, 3), (2, 3)]),
+    ("lstsq", lambda m, a, b: m.linalg.lstsq(a, b).solution, [(5, 3), (5, 2)]),
+    ("lstsq_batch", lambda m, a, b: m.linalg.lstsq(a, b).solution, [(2, 4, 3), (2, 4, 1)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", LINALG, ids=[c[0] for c in LINALG])
+def test_linalg(name, fn, shapes, dtype):
+    tol = {} if dtype == np.float64 else {"atol": 1e-4, "rtol": 1e-3}
+    check(fn, shapes, dtype, **tol)
+
+
+# decompositions whose factors are defined up to signs: compare sign-invariant functions
+DECOMP = [
+    ("qr", lambda m, a: [x.abs() for x in m.linalg.qr(a)], [(4, 3)]),
+    ("qr_loss", lambda m, a: _qr_loss(m.linalg.qr(a)), [(2, 4, 3)]),
+    ("qr_square", lambda m, a: _qr_loss(m.linalg.qr(a)), [(3, 3)]),
+    ("qr_wide", lambda m, a: _qr_loss(m.linalg.qr(a)), [(3, 5)]),
+    ("qr_old", lambda m, a: _qr_loss(m.qr(a)), [(4, 3)]),
+    ("svd", lambda m, a: _svd_loss(m.linalg.svd(a, full_matrices=False)), [(4, 3)]),
+    ("svd_wide", lambda m, a: _svd_loss(m.linalg.svd(a, full_matrices=False)), [(2, 3, 5)]),
+    ("svd_square", lambda m, a: _svd_loss(m.linalg.svd(a)), [(3, 3)]),
+    ("svd_old", lambda m, a: _svd_loss_old(m.svd(a)), [(4, 3)]),
+    ("eigh", lambda m, a: _eigh_loss(m.linalg.eigh(_sym(m, a))), [(2, 4, 4)]),
+]
+
+
+def _qr_loss(qr):
+    q, r = qr
+    return (q * q).sum(-1), (r * r).sum(-2), q[..., 0, :1] * r[..., 0, :]
+
+
+def _svd_loss(usv):
+    u, s, vh = usv
+    return (u * u * 1.5).sum(-1), s, (vh * vh).sum(-2), u[..., :1] * vh[..., :1, :]
+
+
+def _svd_loss_old(usv):
+    u, s, v = usv
+    return (u * u).sum(-1), s, (v * v).sum(-1)
+
+
+def _eigh_loss(wv):
+    w, v = wv
+    return w, (v * v * 2).sum(-1), v[..., :1] * v[..., :1].mT
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", DECOMP, ids=[c[0] for c in DECOMP])
+def test_decompositions(name, fn, shapes, dtype):
+    tol = {} if dtype == np.float64 else {"atol": 1e-4, "rtol": 1e-3}
+    check(fn, shapes, dtype, **tol)
+
+
+@pytest.mark.parametrize("name", ["qr_loss", "qr_wide", "svd", "svd_wide", "eigh"])
+def test_decomposition_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in DECOMP}[name]
+    gradcheck(lambda m, a: m.cat([o.reshape(-1) for o in fn(m, a)]), shapes)
+
+
+@pytest.mark.parametrize("name", ["inv", "det", "slogdet", "solve", "cholesky", "pinv_wide",
+                                  "matrix_exp", "vector_norm_p3", "matrix_norm_nuc", "cdist"])
+def test_linalg_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in LINALG}[name]
+    gradcheck(lambda m, *a: _cat(m, fn(m, *a)), shapes, gradgrad=name in ("inv", "det"))
+
+
+def _cat(m, out):
+    return out if isinstance(out, ember.Tensor) else m.cat([o.reshape(-1) for o in out])
+
+
+def test_decomposition_values():
+    a = np.random.default_rng(0).normal(size=(2, 4, 3))
+    t = ember.tensor(a)
+    q, r = ember.linalg.qr(t)
+    np.testing.assert_allclose((q @ r).numpy(), a, atol=1e-12)
+    u, s, vh = ember.linalg.svd(t)
+    assert u.shape == (2, 4, 4) and vh.shape == (2, 3, 3)
+    np.testing.assert_allclose((u[..., :3] * s.unsqueeze(-2) @ vh).numpy(), a, atol=1e-12)
+    q, r = ember.linalg.qr(t, mode="complete")
+    assert q.shape == (2, 4, 4)
+    assert ember.linalg.qr(t, mode="r").Q.numel() == 0
+    w, v = ember.linalg.eigh(ember.tensor(a[0].T @ a[0]))
+    np.testing.assert_allclose((v * w @ v.mT).numpy(), a[0].T @ a[0], atol=1e-12)
+    u, s, v = ember.svd(t, compute_uv=False)
+    assert float(u.abs().sum()) == 0 and s.shape == (2, 3)
+
+
+def test_lstsq_and_rank():
+    def fn(m, a, b):
+        r = m.linalg.lstsq(a, b, driver="gelsd")
+        return r.solution, r.residuals, r.rank, r.singular_values
+    check(fn, [(5, 3), (5, 2)], grad=False)
+    check(lambda m, a, b: m.linalg.lstsq(a, b)[2], [(5, 3), (5, 2)], grad=False)
+    check(lambda m, a: m.linalg.matrix_rank(a), [(2, 4, 3)], grad=False)
+    check(lambda m, a: m.linalg.matrix_rank(a @ a.mT), [(4, 2)], grad=False)
+    check(lambda m, a: m.linalg.matrix_rank(a @ a.mT, hermitian=True), [(4, 2)], grad=False)
+    check(lambda m, a: m.linalg.matrix_rank(a, atol=1.0, rtol=0.0), [(4, 3)], grad=False)
+
+
+def test_linalg_errors():
+    with pytest.raises(RuntimeError, match="square"):
+        ember.linalg.inv(ember.zeros(2, 3))
+    with pytest.raises(RuntimeError, match="singular"):
+        ember.linalg.inv(ember.zeros(2, 2))
+    with pytest.raises(RuntimeError, match="positive-definite"):
+        ember.linalg.cholesky(-ember.eye(2))
+    with pytest.raises(RuntimeError):
+        ember.linalg.cross(ember.zeros(2, 4), ember.zeros(2, 4))
+    with pytest.raises(RuntimeError):
+        ember.linalg.qr(ember.zeros(3, 2, requires_grad=True), mode="r").R.sum().backward()

@@ -152,3 +152,79 @@ def test_contiguous_identity():
     assert a.contiguous() is a
     b = a.t()
     assert not b.is_contiguous() and b.contiguous().is_contiguous()
+
+
+NEW = [
+    ("diag_embed", lambda m, a: m.diag_embed(a), [(2, 3)]),
+    ("diag_embed_off", lambda m, a: a.diag_embed(-1, 0, 2), [(2, 3)]),
+    ("meshgrid_ij", lambda m, a, b: m.meshgrid(a, b, indexing="ij"), [(3,), (2,)]),
+    ("meshgrid_xy", lambda m, a, b, c: m.meshgrid([a, b, c], indexing="xy"), [(3,), (2,), (4,)]),
+    ("cartesian_prod", lambda m, a, b: m.cartesian_prod(a, b), [(3,), (2,)]),
+    ("block_diag", lambda m, a, b, c: m.block_diag(a, b, c), [(2, 3), (2,), ()]),
+    ("diff", lambda m, a: m.diff(a), [(3, 4)]),
+    ("diff_n2", lambda m, a: a.diff(n=2, dim=0), [(4, 3)]),
+    ("diff_pre_app", lambda m, a, p, q: m.diff(a, dim=-1, prepend=p, append=q),
+     [(2, 3), (2, 1), (2, 2)]),
+    ("atleast_1d", lambda m, a, b: m.atleast_1d(a, b), [(), (2, 3)]),
+    ("atleast_2d", lambda m, a: m.atleast_2d(a), [(3,)]),
+    ("atleast_3d", lambda m, a, b, c: m.atleast_3d([a, b, c]), [(), (3,), (2, 3)]),
+    ("column_stack", lambda m, a, b, c: m.column_stack([a, b, c]), [(3,), (3, 2), (3,)]),
+    ("row_stack", lambda m, a, b: m.row_stack([a, b]), [(3,), (2, 3)]),
+    ("dstack", lambda m, a, b: m.dstack([a, b]), [(2, 3), (2, 3, 2)]),
+    ("tensor_split_n", lambda m, a: m.tensor_split(a, 3, 1), [(2, 7)]),
+    ("tensor_split_idx", lambda m, a: a.tensor_split([1, 4, 10], dim=-1), [(2, 7)]),
+    ("tensor_split_neg", lambda m, a: a.tensor_split([-2, 1]), [(5,)]),
+    ("split_with_sizes", lambda m, a: a.split_with_sizes([2, 5], 1), [(2, 7)]),
+    ("hsplit", lambda m, a: m.hsplit(a, 2), [(3, 4)]),
+    ("hsplit_idx", lambda m, a: a.hsplit([1, 3]), [(3, 4)]),
+    ("vsplit", lambda m, a: m.vsplit(a, [1]), [(3, 4)]),
+    ("dsplit", lambda m, a: m.dsplit(a, 2), [(2, 3, 4)]),
+    ("unfold", lambda m, a: a.unfold(1, 3, 2), [(2, 7)]),
+    ("unfold_overlap", lambda m, a: a.unfold(0, 2, 1), [(4, 2)]),
+    ("unfold_0d", lambda m, a: a.unfold(0, 1, 1), [()]),
+    ("as_strided", lambda m, a: m.as_strided(a, (3, 2), (1, 2)), [(3, 4)]),
+    ("as_strided_overlap", lambda m, a: a.as_strided((3, 3), (1, 1), 1), [(3, 4)]),
+    ("flipud", lambda m, a: m.flipud(a), [(3, 4)]),
+    ("fliplr", lambda m, a: a.fliplr(), [(3, 4)]),
+    ("rot90", lambda m, a: m.rot90(a), [(3, 4)]),
+    ("rot90_k2", lambda m, a: a.rot90(2, [1, 2]), [(2, 3, 4)]),
+    ("rot90_k3", lambda m, a: m.rot90(a, -1, (0, -1)), [(3, 4)]),
+    ("rot90_k0", lambda m, a: m.rot90(a, 4), [(3, 4)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", NEW, ids=[c[0] for c in NEW])
+def test_new_shape_ops(name, fn, shapes, dtype):
+    check(fn, shapes, dtype)
+
+
+@pytest.mark.parametrize("name", ["unfold_overlap", "as_strided_overlap", "diag_embed_off",
+                                  "block_diag"])
+def test_new_shape_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in NEW}[name]
+    gradcheck(lambda m, *a: _first(fn(m, *a)), shapes)
+
+
+def test_unfold_and_as_strided_are_views():
+    base = ember.zeros(6)
+    u = base.unfold(0, 2, 2)
+    u[1, 0] = 3.0
+    assert base[2].item() == 3.0 and u._base is base
+    s = base.as_strided((2,), (3,), 1)
+    s[1] = 5.0
+    assert base[4].item() == 5.0
+    m = base.view(2, 3)[1]
+    assert np.array_equal(m.as_strided((2,), (1,)).numpy(), base[3:5].numpy())
+
+
+def test_meshgrid_views_and_errors():
+    a = ember.arange(3.0)
+    g = ember.meshgrid(a, ember.arange(2.0), indexing="ij")
+    assert g[0]._base is a
+    with pytest.raises(RuntimeError):
+        ember.hsplit(ember.zeros(3, 5), 2)
+    with pytest.raises(RuntimeError):
+        ember.vsplit(ember.zeros(3), 1)
+    with pytest.raises(RuntimeError):
+        ember.rot90(ember.zeros(3, 3), 1, (0, 0))

@@ -19,7 +19,8 @@ import numpy as np
 from ... import _dtype as D
 from ..._tensor import Tensor
 from ...autograd.grad_mode import no_grad
-from ...autograd.graph import Function, _Handle
+from ...autograd.graph import Function
+from ...utils.hooks import RemovableHandle
 from ..parameter import Buffer, Parameter, is_lazy
 
 __all__ = ["Module", "register_module_forward_pre_hook", "register_module_forward_hook",
@@ -31,7 +32,7 @@ __all__ = ["Module", "register_module_forward_pre_hook", "register_module_forwar
 # Hooks that apply to every module (``nn.modules.module.register_module_*``).
 _global_forward_pre_hooks: dict = OrderedDict()
 _global_forward_hooks: dict = OrderedDict()
-_global_forward_hooks_always_called: dict = {}
+_global_forward_hooks_always_called: dict = OrderedDict()
 _global_backward_hooks: dict = OrderedDict()
 _global_backward_pre_hooks: dict = OrderedDict()
 _global_buffer_registration_hooks: dict = OrderedDict()
@@ -72,23 +73,11 @@ def _typename(obj):
 
 def _handle(container, fn, prepend=False, extra=None):
     """Register ``fn`` in an ordered dict of hooks and return its removable handle."""
-    h = _RemovableHandle(container, fn, extra)
+    h = RemovableHandle(container, extra_dict=list(extra or ()))
+    container[h.id] = fn
     if prepend:
         container.move_to_end(h.id, last=False)
     return h
-
-
-class _RemovableHandle(_Handle):
-    """A hook handle that also removes the hook's entries in ``extra`` dicts (flags)."""
-
-    def __init__(self, container, fn, extra=None):
-        super().__init__(container, fn)
-        self._extra = extra or ()
-
-    def remove(self):
-        super().remove()
-        for d in self._extra:
-            d.pop(self.id, None)
 
 
 def _fwd_hook_flag_handle(handle):
@@ -97,10 +86,11 @@ def _fwd_hook_flag_handle(handle):
     remove = handle.remove
 
     def counted_remove():
-        if handle._container.get(handle.id) is not None:
+        hooks = handle.hooks_dict_ref()
+        if hooks is not None and handle.id in hooks:
             _global_hook_count[0] -= 1
         remove()
-    handle.remove = counted_remove
+    handle.remove = counted_remove  # instance attribute: shadows the class method
     return handle
 
 

@@ -112,7 +112,8 @@ def _to_image(arr, mode):
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits only what CIFAR's batches need (NumPy array reconstruction); runs no other code."""
 
-    _allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    _allowed = {("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
                 ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 

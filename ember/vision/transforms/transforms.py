@@ -244,11 +244,10 @@ def _range(value, name, center=0.0, bound=(0, float("inf"))):
 class RandomRotation:
     def __init__(self, degrees, interpolation=InterpolationMode.NEAREST, expand=False,
                  center=None, fill=0):
-        self.degrees = _range(degrees, "degrees", bound=(-math.inf, math.inf)) \
-            if isinstance(degrees, numbers.Number) else tuple(degrees)
-        if isinstance(degrees, numbers.Number):
-            self.degrees = (-float(degrees), float(degrees))
-        self.interpolation, self.expand, self.center, self.fill = interpolation, expand, center, fill
+        self.degrees = (-float(degrees), float(degrees)) if isinstance(degrees, numbers.Number) \
+            else tuple(degrees)
+        self.interpolation, self.expand = interpolation, expand
+        self.center, self.fill = center, fill
 
     def __call__(self, img):
         angle = _uniform(*self.degrees)

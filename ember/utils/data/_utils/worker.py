@@ -73,6 +73,7 @@ class ExceptionWrapper:
 
     def __init__(self, exc_info, where):
         self.exc_type = exc_info[0]
+        self.type_name = exc_info[0].__name__
         self.exc_msg = "".join(traceback.format_exception(*exc_info))
         self.where = where
         try:  # classes defined in unimportable places cannot cross the pipe
@@ -81,12 +82,17 @@ class ExceptionWrapper:
             self.exc_type = RuntimeError
 
     def reraise(self):
-        msg = f"Caught {self.exc_type.__name__} {self.where}.\nOriginal {self.exc_msg}"
+        msg = f"Caught {self.type_name} {self.where}.\nOriginal {self.exc_msg}"
         try:
             exc = self.exc_type(msg)
         except Exception:  # the class needs other constructor arguments
             exc = RuntimeError(msg)
-        raise exc
+        try:
+            raise exc
+        finally:
+            # break exc -> traceback -> this frame -> exc, which would keep the DataLoader
+            # iterator (and its workers) alive until the cycle collector runs
+            del exc
 
 
 # ---------------------------------------------------------------- shared-memory transport
@@ -96,8 +102,11 @@ def encode(obj, block_path):
     bufs = []
 
     def out_of_band(pb):
-        # returning True keeps the buffer inside the pickle stream
-        return pb.raw().nbytes < _SHM_MIN_BYTES or not bufs.append(pb)
+        # a true result keeps the buffer inside the pickle stream
+        if pb.raw().nbytes < _SHM_MIN_BYTES:
+            return True
+        bufs.append(pb)
+        return False
 
     data = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
     if not bufs:
@@ -110,8 +119,15 @@ def encode(obj, block_path):
     fd = os.open(block_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, off)
-        for pb, (start, _) in zip(bufs, spans):
-            os.pwrite(fd, pb.raw(), start)
+        for pb, (start, n) in zip(bufs, spans):
+            # a full /dev/shm fails here with ENOSPC (a clean error, unlike a SIGBUS through
+            # a mapping); one call writes at most ~2 GiB, hence the loop
+            raw, done = pb.raw(), 0
+            while done < n:
+                done += os.pwrite(fd, raw[done:], start + done)
+    except BaseException:
+        os.unlink(block_path)
+        raise
     finally:
         os.close(fd)
     return data, block_path, spans, off
@@ -235,8 +251,8 @@ def _note(exc, text):
 # ---------------------------------------------------------------- seeding
 def seed_all(seed):
     """Seed ember's, Python's and NumPy's global generators for one worker."""
-    from .... import _random
-    _random.manual_seed(seed)
+    from .... import manual_seed
+    manual_seed(seed)
     random.seed(seed)
     # SeedSequence spreads consecutive seeds (base + worker id) over NumPy's whole state
     np.random.seed(np.random.SeedSequence(seed & 0xFFFFFFFFFFFFFFFF).generate_state(4))

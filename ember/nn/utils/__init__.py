@@ -1,0 +1,15 @@
+"""``ember.nn.utils``: gradient clipping, parameter vectors, parametrizations, fusion,
+stateless calls and (from ``rnn``) sequence packing."""
+
+from . import parametrizations, parametrize, rnn, stateless  # noqa: F401
+from .clip_grad import clip_grad_norm, clip_grad_norm_, clip_grad_value_, get_total_norm
+from .clip_grad import clip_grads_with_norm_
+from .convert_parameters import parameters_to_vector, vector_to_parameters
+from .fusion import (fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval,
+                     fuse_linear_bn_weights)
+
+__all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_",
+           "get_total_norm", "parameters_to_vector", "vector_to_parameters",
+           "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
+           "fuse_linear_bn_weights", "parametrize",
+           "parametrizations", "stateless", "rnn"]

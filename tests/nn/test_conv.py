@@ -1,0 +1,181 @@
+"""Convolution: parity with PyTorch (values and gradients of input, weight and bias), double
+backward, the Conv*/ConvTranspose* modules (repr, init, state_dict, padding modes)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.parity.helpers import check, gradcheck
+
+torch = pytest.importorskip("torch")
+import ember  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+
+# (nd, x shape, w shape, kwargs)
+CONV = [
+    (1, (2, 4, 9), (6, 4, 3), {}),
+    (1, (2, 4, 9), (6, 2, 2), {"stride": 3, "padding": 2, "groups": 2}),
+    (1, (4, 10), (6, 4, 3), {"padding": "same", "dilation": 2}),  # unbatched
+    (2, (2, 3, 7, 6), (5, 3, 3, 3), {}),
+    (2, (2, 4, 7, 6), (6, 2, 3, 2), {"stride": 2, "padding": 1, "groups": 2}),
+    (2, (2, 4, 7, 6), (6, 4, 2, 3), {"padding": "same", "dilation": 2}),
+    (2, (2, 4, 7, 6), (6, 4, 2, 2), {"padding": "valid", "stride": (2, 1)}),
+    (2, (2, 4, 8, 8), (8, 1, 3, 3), {"padding": (1, 2), "groups": 4}),  # depthwise x2
+    (2, (2, 3, 9, 8), (4, 3, 3, 3), {"stride": (3, 2), "padding": (2, 0), "dilation": (1, 2)}),
+    (2, (2, 3, 5, 5), (4, 3, 1, 1), {}),
+    (3, (2, 4, 5, 4, 3), (8, 1, 2, 3, 2), {"stride": (1, 2, 1), "padding": 1, "groups": 4}),
+    (3, (1, 2, 4, 5, 4), (3, 2, 3, 3, 3), {"padding": "same"}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd,xs,ws,kw", CONV)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_parity(nd, xs, ws, kw, dtype, bias):
+    fn = f"conv{nd}d"
+    if bias:
+        check(lambda m, x, w, b: getattr(m.nn.functional, fn)(x, w, b, **kw),
+              [xs, ws, (ws[0],)], dtype)
+    else:
+        check(lambda m, x, w: getattr(m.nn.functional, fn)(x, w, **kw), [xs, ws], dtype)
+
+
+# (nd, x shape, w shape (C_in, C_out / groups, *k), kwargs)
+CONVT = [
+    (1, (2, 4, 5), (4, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    (2, (2, 4, 4, 3), (4, 3, 3, 2), {"stride": 2, "padding": 1, "output_padding": 1,
+                                     "groups": 2}),
+    (2, (2, 3, 4, 4), (3, 2, 3, 3), {"dilation": 2, "padding": (1, 2)}),
+    (2, (3, 4, 4), (3, 2, 2, 2), {"stride": 2}),  # unbatched
+    (2, (2, 2, 3, 3), (2, 3, 3, 3), {"stride": (3, 2), "output_padding": (2, 1)}),
+    (3, (1, 2, 3, 2, 3), (2, 2, 2, 3, 2), {"stride": 2, "padding": (0, 1, 0)}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nd,xs,ws,kw", CONVT)
+def test_conv_transpose_parity(nd, xs, ws, kw, dtype):
+    fn = f"conv_transpose{nd}d"
+    cout = ws[1] * kw.get("groups", 1)
+    check(lambda m, x, w, b: getattr(m.nn.functional, fn)(x, w, b, **kw),
+          [xs, ws, (cout,)], dtype)
+
+
+def test_conv_double_backward():
+    gradcheck(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, stride=2, padding=1,
+                                                        groups=2),
+              [(1, 2, 4, 4), (4, 1, 2, 2), (4,)], gradgrad=True)
+    gradcheck(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2, padding=1,
+                                                               output_padding=1, dilation=1),
+              [(1, 2, 3, 3), (2, 2, 2, 2)], gradgrad=True)
+    gradcheck(lambda m, x, w: m.nn.functional.conv1d(x, w, padding="same", dilation=2),
+              [(2, 2, 5), (3, 2, 3)], gradgrad=True)
+
+
+def test_conv_gradient_penalty_matches_torch():
+    # d/dw of ||d conv / dx||^2: needs the gradient of ConvInputGrad with respect to w.
+    def fn(m, x, w):
+        x = x.detach().requires_grad_(True)
+        y = m.nn.functional.conv2d(x, w, padding=1)
+        (gx,) = m.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        return gx.pow(2).sum()
+    check(fn, [(1, 2, 4, 4), (3, 2, 3, 3)])
+
+
+def test_conv_errors():
+    F = ember.nn.functional
+    x = ember.randn(1, 3, 5, 5)
+    with pytest.raises(RuntimeError, match="to have 6 channels, but got 3"):
+        F.conv2d(x, ember.randn(4, 6, 3, 3))
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+        F.conv2d(x, ember.randn(4, 3, 6, 6))
+    with pytest.raises(RuntimeError, match="Expected 3D .unbatched. or 4D .batched. input"):
+        F.conv2d(ember.randn(5, 5), ember.randn(4, 3, 3, 3))
+    with pytest.raises(ValueError, match="not supported for strided"):
+        F.conv2d(x, ember.randn(4, 3, 3, 3), padding="same", stride=2)
+    with pytest.raises(RuntimeError, match="should be the same"):
+        F.conv2d(x.double(), ember.randn(4, 3, 3, 3))
+    with pytest.raises(RuntimeError, match="output padding must be smaller"):
+        F.conv_transpose2d(x, ember.randn(3, 2, 3, 3), output_padding=1)
+
+
+MODULES = [
+    ("Conv1d", (3, 4, 3), {}),
+    ("Conv1d", (4, 4, 3), {"groups": 4, "bias": False, "padding_mode": "circular",
+                           "padding": 2}),
+    ("Conv2d", (1, 6, 5), {}),
+    ("Conv2d", (4, 6, (3, 2)), {"stride": 2, "padding": 1, "dilation": 2, "groups": 2}),
+    ("Conv2d", (3, 4, 3), {"padding": "same", "padding_mode": "reflect"}),
+    ("Conv2d", (3, 4, 3), {"padding": (1, 2), "padding_mode": "replicate", "bias": False}),
+    ("Conv2d", (3, 4, 4), {"padding": "same", "padding_mode": "circular"}),
+    ("Conv2d", (3, 4, 3), {"padding": "valid"}),
+    ("Conv3d", (2, 4, 2), {"padding": 1, "stride": (1, 2, 1)}),
+    ("ConvTranspose1d", (3, 4, 3), {"stride": 2}),
+    ("ConvTranspose2d", (4, 6, 3), {"stride": 2, "padding": 1, "output_padding": 1,
+                                    "groups": 2}),
+    ("ConvTranspose2d", (3, 2, (2, 3)), {"dilation": 2, "bias": False}),
+    ("ConvTranspose3d", (2, 3, 2), {"stride": 2}),
+]
+
+
+def _input_shape(name, args):
+    nd = int(name[-2])
+    cin = args[0]
+    return (2, cin) + (6, 5, 4)[:nd] if nd < 3 else (2, cin, 4, 5, 4)
+
+
+@pytest.mark.parametrize("name,args,kw", MODULES)
+def test_conv_module_repr_state_dict_and_output(name, args, kw):
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, name)(*args, **kw)
+    em = getattr(ember.nn, name)(*args, **kw)
+    assert repr(em) == repr(tm)
+    assert {k: tuple(v.shape) for k, v in em.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in tm.state_dict().items()}
+    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal(_input_shape(name, args)).astype(np.float32)
+    ye, yt = em(ember.tensor(x)), tm(torch.tensor(x))
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-5)
+    ye.sum().backward()
+    yt.sum().backward()
+    for (n, pe), (_, pt) in zip(em.named_parameters(), tm.named_parameters()):
+        np.testing.assert_allclose(pe.grad.numpy(), pt.grad.numpy(), rtol=1e-4, atol=1e-4,
+                                   err_msg=n)
+
+
+def test_conv_transpose_output_size():
+    torch.manual_seed(0)
+    tm = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    em = ember.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    ye = em(ember.tensor(x), output_size=[8, 8])
+    yt = tm(torch.tensor(x), output_size=[8, 8])
+    assert tuple(ye.shape) == tuple(yt.shape) == (1, 3, 8, 8)
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="requested an output size"):
+        em(ember.tensor(x), output_size=[10, 10])
+
+
+def test_conv_default_init_bounds():
+    ember.manual_seed(0)
+    m = ember.nn.Conv2d(8, 16, 3)
+    bound = 1 / math.sqrt(8 * 9)
+    w, b = m.weight.detach().numpy(), m.bias.detach().numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert np.abs(b).max() <= bound
+    assert w.dtype == np.float32 and m.weight.requires_grad
+    # uniform: the variance of U(-a, a) is a^2 / 3
+    assert abs(w.var() - bound ** 2 / 3) < 0.15 * bound ** 2 / 3
+    assert ember.nn.ConvTranspose2d(4, 6, 3, groups=2).weight.shape == (4, 3, 3, 3)
+
+
+def test_conv_module_argument_errors():
+    with pytest.raises(ValueError, match="in_channels must be divisible by groups"):
+        ember.nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        ember.nn.Conv2d(3, 4, 3, padding_mode="bogus")
+    with pytest.raises(ValueError, match="Only \"zeros\" padding mode"):
+        ember.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
