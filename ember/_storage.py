@@ -8,6 +8,8 @@ that ``untyped_storage()`` answers PyTorch's questions (``data_ptr``, ``nbytes``
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._device import CPU, to_device
@@ -112,20 +114,25 @@ def untyped_storage(self):
 _DL_UINT, _DL_BFLOAT = 1, 4
 
 
+@functools.cache
+def _capsule_api():
+    import ctypes
+    get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(
+        ("PyCapsule_GetName", ctypes.pythonapi))
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    return ctypes, get_name, get_pointer
+
+
 def _dl_dtype(capsule):
     """The (code, bits) bytes of the DLTensor inside a DLPack capsule."""
-    import ctypes
-    api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype = ctypes.c_char_p
-    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    name = api.PyCapsule_GetName(capsule)
+    ctypes, get_name, get_pointer = _capsule_api()
+    name = get_name(capsule)
     if name not in (b"dltensor", b"dltensor_versioned"):
         raise BufferError(f"not an unused DLPack capsule (name {name!r})")
     # DLManagedTensorVersioned puts version, manager_ctx, deleter and flags (32 bytes) first;
     # in DLTensor the dtype follows data (8), device (8) and ndim (4).
-    base = api.PyCapsule_GetPointer(capsule, name) + (32 if name == b"dltensor_versioned" else 0)
+    base = get_pointer(capsule, name) + (32 if name == b"dltensor_versioned" else 0)
     code = ctypes.c_uint8.from_address(base + 20)
     bits = ctypes.c_uint8.from_address(base + 21)
     return code, bits

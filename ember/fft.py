@@ -105,12 +105,12 @@ class IRFFT(Node):
         n = 2 * (m - 1) if n is None else n
         if n < 1:
             raise RuntimeError(f"Invalid number of data points ({n}) specified")
-        ctx.args = (m, n, dim, norm)
+        ctx.args = (m, n, dim, norm, a.dtype.kind != "c")
         return np.fft.irfft(a, n=n, axis=dim, norm=norm).astype(_real_np(a.dtype), copy=False)
 
     @staticmethod
     def backward(ctx, g):
-        m, n, dim, norm = ctx.args
+        m, n, dim, norm, real_in = ctx.args
         gi = RFFT.apply(g, None, dim, _DUAL[norm])
         # the one-sided input stands for both halves of a Hermitian spectrum: the entries
         # whose mirror image lies outside it count twice
@@ -119,7 +119,8 @@ class IRFFT(Node):
             from .ops.shape import cat
             gi = cat([gi.narrow(dim, 0, 1), gi.narrow(dim, 1, double) * 2,
                       gi.narrow(dim, 1 + double, gi.shape[dim] - 1 - double)], dim)
-        return _resize(gi, dim, m), None, None, None
+        gi = _resize(gi, dim, m)
+        return (gi.real if real_in else gi), None, None, None
 
 
 def _prep(input, dim):

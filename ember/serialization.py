@@ -131,11 +131,14 @@ class _Plan:
         self.tensors.setdefault(id(t), t)
 
     def build(self):
-        groups = {}  # memory key -> [lo, hi, [(tensor id, byte offset)]]
+        groups = {}  # memory key -> [lo, hi, [(tensor id, byte offset)], block]
         order = []
         for tid, t in self.tensors.items():
             arr = t._data
-            dt = D._BY_NP[arr.dtype]
+            dt = D._BY_NP.get(arr.dtype)
+            if dt is None:
+                raise TypeError(f"ember.save: cannot save a tensor holding NumPy dtype "
+                                f"{arr.dtype}")
             isz = arr.itemsize
             block = memory_block(arr) if arr.size and dt.np == arr.dtype else None
             if block is not None and all(s >= 0 and s % isz == 0 for s in arr.strides):
@@ -263,6 +266,8 @@ def _collect_tensors(obj, plan):
         elif t is dict or t is OrderedDict:
             if id(x) not in seen:
                 seen.add(id(x))
+                # An OrderedDict pickles its attributes (a state dict's ``_metadata``) last.
+                stack.extend(reversed(list(getattr(x, "__dict__", {}).values())))
                 for k, v in reversed(list(x.items())):
                     stack += (v, k)
         elif t in _CONTAINERS:
@@ -583,7 +588,7 @@ def _rebuild_from_type_v2(func, new_type, args, state):
         raise pickle.UnpicklingError("ember.load: corrupt checkpoint (_rebuild_from_type_v2)")
     ret = func(*args)
     if new_type is not type(ret):
-        if new_type is _TensorType and isinstance(ret, Tensor):
+        if new_type is Tensor and isinstance(ret, Tensor):
             pass
         elif new_type is _ParameterType and isinstance(ret, Tensor):
             ret = _parameter_class()(ret, ret.requires_grad)
@@ -610,7 +615,6 @@ class _TypeMarker:
         return self.name
 
 
-_TensorType = Tensor
 _ParameterType = _TypeMarker("torch.nn.parameter.Parameter")
 
 # torch names a checkpoint may use, and what ember gives for each.
@@ -624,7 +628,7 @@ _TORCH_NAMES = {
     "torch.serialization._get_layout": _get_layout,
     "torch.Size": Size,
     "torch.device": _device_cls,
-    "torch.Tensor": _TensorType,
+    "torch.Tensor": Tensor,
     "torch.nn.parameter.Parameter": _ParameterType,
 }
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not None})
@@ -705,7 +709,7 @@ class _WeightsOnlyUnpickler(pickle._Unpickler):
 
 
 def _load_build(self):
-    inst = self.stack[-1]
+    inst = self.stack[-2]  # the stack ends with the object, then its state
     if isinstance(inst, (Tensor, dict)):
         _set_state(inst, self.stack.pop())
         return
@@ -791,9 +795,10 @@ def _check_pid(pid, length):
 class _ZipStorages:
     """``persistent_load`` for zip checkpoints: reads (or maps) each storage record once."""
 
-    def __init__(self, zf, fh, prefix, restore, swap, mmap_path):
+    def __init__(self, zf, fh, prefix, restore, mmap_path):
         self.zf, self.fh, self.prefix = zf, fh, prefix
-        self.restore, self.swap = restore, swap
+        self.restore = restore
+        self.swap = False  # the file's byte order differs from this machine's
         self.mm = np.memmap(mmap_path, dtype=np.uint8, mode="c") if mmap_path else None
         self.loaded = {}
 
@@ -834,6 +839,9 @@ class _ZipStorages:
                 raise RuntimeError(f"ember.load: truncated checkpoint: record {name} runs past "
                                    f"the end of the file")
             return self.mm[start:start + nbytes]
+        if start + nbytes > self.fh.seek(0, os.SEEK_END):  # before allocating nbytes
+            raise RuntimeError(f"ember.load: truncated checkpoint: record {name} runs past "
+                               f"the end of the file")
         buf = np.empty(nbytes, dtype=np.uint8)
         self.fh.seek(start)
         if self.fh.readinto(memoryview(buf)) != nbytes:
@@ -844,8 +852,10 @@ class _ZipStorages:
         return buf
 
     def _data_offset(self, info):
-        self.fh.seek(info.header_offset)
-        header = self.fh.read(30)
+        header = b""
+        if info.header_offset >= 0:
+            self.fh.seek(info.header_offset)
+            header = self.fh.read(30)
         if len(header) != 30 or header[:4] != _ZIP_MAGIC:
             raise RuntimeError(f"ember.load: corrupt checkpoint: bad local header for "
                                f"{info.filename}")
@@ -855,7 +865,7 @@ class _ZipStorages:
     def _read(self, name):
         try:
             return self.zf.read(name)
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
             raise RuntimeError(f"ember.load: corrupt checkpoint: cannot read {name}: "
                                f"{e}") from e
 
@@ -888,13 +898,12 @@ def _load_zip(fh, unpickler_cls, restore, mmap_path, load_args):
         raise RuntimeError("ember.load: the archive has no data.pkl record; it is not a "
                            "checkpoint")
     prefix = pkls[0][:-len("data.pkl")]
-    swap = False
+    storages = _ZipStorages(zf, fh, prefix, restore, mmap_path)
     if prefix + "byteorder" in names:
-        order = zf.read(prefix + "byteorder").decode("ascii", "replace")
+        order = storages._read(prefix + "byteorder").decode("ascii", "replace")
         if order not in ("little", "big"):
             raise RuntimeError(f"ember.load: unknown byte order {order!r} in checkpoint")
-        swap = order != sys.byteorder
-    storages = _ZipStorages(zf, fh, prefix, restore, swap, mmap_path)
+        storages.swap = order != sys.byteorder
     data = storages._read(pkls[0])
     unpickler = unpickler_cls(io.BytesIO(data), **load_args)
     unpickler.persistent_load = storages
@@ -972,8 +981,8 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
     writes to such tensors stay in memory. ``map_location`` may be ``'cpu'``, a device, a dict
     of locations or a callable ``(storage, location)``; ember has no GPU, so CUDA fails.
     """
-    if weights_only is None:
-        weights_only = True
+    if weights_only is None:  # as PyTorch: an explicit pickle_module means a full unpickle
+        weights_only = pickle_module is None
     if pickle_module is not None and pickle_module is not pickle:
         raise NotImplementedError(f"ember.load: only the standard pickle module is supported "
                                   f"(got pickle_module={pickle_module!r})")

@@ -114,3 +114,17 @@ def test_like_variants():
     assert ember.rand_like(x).dtype == ember.float64 and ember.randn_like(x).shape == (2, 3)
     r = ember.randint_like(x, 10)
     assert r.dtype == ember.float64 and r.max().item() < 10
+
+
+def test_fill_on_graph_tensor_cuts_gradient():
+    x = ember.ones(3, requires_grad=True)
+    y = x * 2
+    y.uniform_()
+    (y * 1).sum().backward()
+    assert x.grad is None or float(x.grad.abs().sum()) == 0
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        ember.ones(2, requires_grad=True).normal_()
+    w = ember.ones(2, requires_grad=True)
+    with ember.no_grad():
+        w.normal_()
+    assert w.requires_grad and w.is_leaf

@@ -445,7 +445,10 @@ class _FunctionMeta(type):
         if ns.get("_forward_cls") is None:
             # The ctx/backward node is an instance of a subclass named like PyTorch's
             # (``type(y.grad_fn).__name__ == "CubeBackward"``), which inherits the methods.
-            cls._backward_cls = _FunctionMeta(name + "Backward", (cls,), {"_forward_cls": cls})
+            body = {"_forward_cls": cls}
+            if "vjp" in ns and "backward" not in ns:  # ``vjp`` is backward's other name
+                body["backward"] = ns["vjp"]
+            cls._backward_cls = _FunctionMeta(name + "Backward", (cls,), body)
 
 
 class Function(Node, metaclass=_FunctionMeta):
@@ -479,7 +482,11 @@ class Function(Node, metaclass=_FunctionMeta):
         node._materialize = True
         node.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
         with no_grad():
-            out = cls.forward(node, *args, **kwargs)
+            if cls.setup_context is Function.setup_context:
+                out = cls.forward(node, *args, **kwargs)
+            else:  # the PyTorch 2 style: forward without ctx, then setup_context
+                out = cls.forward(*args, **kwargs)
+                cls.setup_context(node, args, out)
         single = not isinstance(out, tuple)
         outs = (out,) if single else out
         dirty = node.__dict__.pop("_dirty", ())
@@ -551,8 +558,14 @@ class Function(Node, metaclass=_FunctionMeta):
                                   "your custom autograd.Function to use it with backward mode AD.")
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        """Optional: with it, ``forward`` takes no ctx and this saves what backward needs."""
+        raise NotImplementedError("setup_context is not implemented.")
+
+    @staticmethod
     def vjp(ctx, *grad_outputs):
-        raise NotImplementedError
+        raise NotImplementedError("You must implement either the backward or vjp method for "
+                                  "your custom autograd.Function to use it with backward mode AD.")
 
 
 def once_differentiable(fn):

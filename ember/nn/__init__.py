@@ -1,5 +1,6 @@
 """``ember.nn``: modules, parameters, functional forms, init and utilities."""
 
-from .parameter import Buffer, Parameter, UninitializedBuffer, UninitializedParameter
+from .parameter import (Buffer, Parameter, UninitializedBuffer,  # noqa: F401
+                        UninitializedParameter)
 from .modules import *  # noqa: F401,F403
 from . import functional, init, modules, parameter, utils  # noqa: F401

@@ -24,17 +24,8 @@ from ..ops.linalg import einsum
 from ._functional_seq import (embedding, embedding_bag,  # noqa: F401
                               multi_head_attention_forward, scaled_dot_product_attention)
 
-try:  # the convolution family is built in parallel (ember/ops/conv.py)
-    from ..ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
-                            adaptive_max_pool1d, adaptive_max_pool2d, affine_grid, avg_pool1d,
-                            avg_pool2d, avg_pool3d, channel_shuffle, conv1d, conv2d, conv3d,
-                            conv_transpose1d, conv_transpose2d, conv_transpose3d, fold,
-                            grid_sample, interpolate, lp_pool1d, lp_pool2d, max_pool1d,
-                            max_pool1d_with_indices, max_pool2d, max_pool2d_with_indices,
-                            max_pool3d, max_pool3d_with_indices, max_unpool1d, max_unpool2d,
-                            pad, pixel_shuffle, pixel_unshuffle, unfold, upsample)  # noqa: F401
-except ImportError:  # pragma: no cover - only while ember/ops/conv.py is being written
-    pass
+# convolution, pooling, padding and resampling (ember/ops/conv.py)
+from ..ops.conv import *  # noqa: E402,F401,F403
 
 
 # ---------------------------------------------------------------------- helpers

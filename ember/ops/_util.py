@@ -68,8 +68,12 @@ def result_dtype(*xs):
 
 def promote(a, b):
     """Cast the arrays among ``a``, ``b`` to their PyTorch result dtype (scalars stay weak)."""
-    if type(a) is _ndarray and type(b) is _ndarray and a.dtype == b.dtype:
-        return a, b
+    if type(a) is _ndarray:
+        if type(b) is _ndarray:
+            if a.dtype == b.dtype:
+                return a, b
+        elif (type(b) is float or type(b) is builtins.int) and a.dtype.kind == "f":
+            return a, b  # a weak python scalar never changes a float tensor's dtype
     rt = result_dtype(a, b).np
     if type(a) is _ndarray and a.dtype != rt:
         a = a.astype(rt)

@@ -159,22 +159,11 @@ class ConvNd(Node):
     @staticmethod
     def forward(ctx, x, w, b, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
-        dt = x.dtype
-        x, w = _as_compute(x), _as_compute(w)
-        ks = w.shape[2:]
-        n, o = x.shape[0], w.shape[0]
-        xp = _pad_array(x, pads)
-        osz = tuple((s - d * (k - 1) - 1) // t + 1
-                    for s, k, t, d in zip(xp.shape[2:], ks, stride, dilation))
-        cols = _im2col(xp, ks, stride, dilation, osz).reshape(groups, -1, n * _prod(osz))
-        res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
-        out = np.empty((n, o) + osz, dtype=res.dtype)
-        dst = out.reshape(n, o, -1)
-        if b is None:
-            dst[...] = res.swapaxes(0, 1)
-        else:
-            np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
-        return out if out.dtype == dt else out.astype(dt)
+        keep = ctx.needs_input_grad[1:2] == (True,)
+        out, cols = _conv_array(x, w, b, stride, pads, dilation, groups)
+        if keep and cols.nbytes <= _COLS_CACHE_BYTES:
+            ctx.cols = cols  # the weight gradient reuses them (dropped after backward)
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -182,9 +171,47 @@ class ConvNd(Node):
         nx, nw, nb = ctx.needs_input_grad[:3]
         st, pads, dl, groups = _recall(ctx)
         gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) if nx else None
-        gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups) if nw else None
+        cols = ctx.__dict__.pop("cols", None)
+        gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
+            else None
         gb = g.sum(dim=(0,) + tuple(range(2, g.ndim))) if nb else None
         return gx, gw, gb, None, None, None, None
+
+
+def _conv_array(x, w, b, stride, pads, dilation, groups):
+    """The convolution on arrays: (output, its im2col columns)."""
+    dt = x.dtype
+    x, w = _as_compute(x), _as_compute(w)
+    ks = w.shape[2:]
+    n, o = x.shape[0], w.shape[0]
+    xp = _pad_array(x, pads)
+    osz = tuple((s - d * (k - 1) - 1) // t + 1
+                for s, k, t, d in zip(xp.shape[2:], ks, stride, dilation))
+    cols = _im2col(xp, ks, stride, dilation, osz).reshape(groups, -1, n * _prod(osz))
+    res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
+    out = np.empty((n, o) + osz, dtype=res.dtype)
+    dst = out.reshape(n, o, -1)
+    if b is None:
+        dst[...] = res.swapaxes(0, 1)
+    else:
+        np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
+    return (out if out.dtype == dt else out.astype(dt)), cols
+
+
+def _flipped_transposed(w, groups):
+    """``w`` (O, C/g, *k) -> (C, O/g, *k) per group with the kernel flipped: the weight of
+    the convolution that computes a stride-1 convolution's input gradient."""
+    o, cg = w.shape[:2]
+    ks = w.shape[2:]
+    wt = w.reshape((groups, o // groups, cg) + ks).swapaxes(1, 2).reshape((groups * cg,
+                                                                          o // groups) + ks)
+    return np.ascontiguousarray(wt[(slice(None), slice(None)) + (slice(None, None, -1),) *
+                                   len(ks)])
+
+
+# The forward's im2col columns are kept for the weight gradient up to this size; larger ones
+# are recomputed in backward rather than held in memory between forward and backward.
+_COLS_CACHE_BYTES = 64 << 20
 
 
 def _remember(ctx, stride, pads, dilation, groups):
@@ -204,11 +231,22 @@ class ConvInputGrad(Node):
     @staticmethod
     def forward(ctx, g, w, xshape, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
-        dt = g.dtype
-        g, w = _as_compute(g), _as_compute(w)
         osz = g.shape[2:]
         o, cg = w.shape[:2]
         ks = w.shape[2:]
+        if all(t == 1 for t in stride) and o <= cg * groups:
+            # Stride 1: the input gradient is a "full" convolution of g with the flipped,
+            # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
+            # k strided read-modify-write passes over C values, so it wins when O <= C.
+            full = []
+            for s, so, (lo, _), d, k in zip(xshape[2:], osz, pads, dilation, ks):
+                plo = d * (k - 1) - lo
+                full.append((plo, s - so - plo + d * (k - 1)))
+            if all(lo >= 0 and hi >= 0 for lo, hi in full):
+                return _conv_array(g, _flipped_transposed(w, groups), None, stride,
+                                   tuple(full), dilation, groups)[0]
+        dt = g.dtype
+        g, w = _as_compute(g), _as_compute(w)
         wm = w.reshape(groups, o // groups, -1)
         cols = np.matmul(wm.transpose(0, 2, 1), _channel_major(g, groups))
         cols = cols.reshape((cg * groups,) + ks + (g.shape[0],) + osz)
@@ -232,14 +270,15 @@ class ConvWeightGrad(Node):
     saves = (0, 1)
 
     @staticmethod
-    def forward(ctx, x, g, wshape, stride, pads, dilation, groups):
+    def forward(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
         _remember(ctx, stride, pads, dilation, groups)
         dt = g.dtype
         x, g = _as_compute(x), _as_compute(g)
         ks = tuple(wshape[2:])
         osz = g.shape[2:]
-        cols = _im2col(_pad_array(x, pads), ks, stride, dilation, osz)
-        cols = cols.reshape(groups, -1, x.shape[0] * _prod(osz))
+        if cols is None:
+            cols = _im2col(_pad_array(x, pads), ks, stride, dilation, osz)
+            cols = cols.reshape(groups, -1, x.shape[0] * _prod(osz))
         gw = np.matmul(_channel_major(g, groups), cols.transpose(0, 2, 1)).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
@@ -250,7 +289,7 @@ class ConvWeightGrad(Node):
         st, pads, dl, groups = _recall(ctx)
         gx = ConvInputGrad.apply(g, hw, tuple(x.shape), st, pads, dl, groups) if nx else None
         gg = ConvNd.apply(x, hw, None, st, pads, dl, groups) if ng else None
-        return gx, gg, None, None, None, None, None
+        return gx, gg, None, None, None, None, None, None
 
 
 # ====================================================================== functional conv
@@ -465,17 +504,24 @@ def _flat_indices(arg, ks, st, dl, pads, osz, spatial):
 
 
 def _window_argmax(xp, out, ks, st, dl, osz):
-    """The first kernel position (row-major) whose value is the window's max (or a NaN)."""
+    """The first kernel position (row-major) of each window that holds its max (or a NaN).
+
+    Branch-free: a running "already found" mask keeps the first hit, which is much faster
+    than masked writes (``putmask``/``copyto(where=)``) on random masks."""
     kk = _prod(ks)
     arg = np.zeros(out.shape, dtype=np.int16 if kk > 127 else np.int8)
+    taken = np.zeros(out.shape, dtype=bool)
+    first = np.empty(out.shape, dtype=bool)
     nan = out.dtype.kind == "f" and np.isnan(out).any()
-    positions = list(itertools.product(*(range(k) for k in ks)))
-    for i in range(kk - 1, -1, -1):  # backwards, so that the first match wins
-        v = xp[_window_slices(positions[i], st, dl, osz)]
+    for i, pos in enumerate(itertools.product(*(range(k) for k in ks))):
+        v = xp[_window_slices(pos, st, dl, osz)]
         hit = v == out
         if nan:
             hit |= np.isnan(v)
-        np.putmask(arg, hit, i)
+        np.greater(hit, taken, out=first)
+        taken |= hit
+        if i:
+            arg += first * arg.dtype.type(i)
     return arg
 
 
@@ -507,21 +553,34 @@ class MaxPoolNd(Node):
 
 
 class MaxPoolGrad(Node):
-    """Max pooling's input gradient: ``g`` routed to each window's argmax."""
+    """Max pooling's input gradient: ``g`` added at each window's argmax."""
 
     @staticmethod
     def forward(ctx, g, x, out, geom):
         ks, st, dl, pads, osz = geom
         xp = _pad_array(x, pads, -np.inf)
+        # Flat index of every window's argmax into the padded array: a per-window base
+        # plus the offset of the winning kernel position, then one scatter-add.
+        nd = len(ks)
+        pstride = [_prod(xp.shape[2 + i + 1:]) for i in range(nd)]
         arg = _window_argmax(xp, out, ks, st, dl, osz)
-        gxp = np.zeros(xp.shape, dtype=g.dtype)
-        zero = g.dtype.type(0)
-        for i, k in enumerate(itertools.product(*(range(k) for k in ks))):
-            gxp[_window_slices(k, st, dl, osz)] += np.where(arg == i, g, zero)
+        kpos = np.unravel_index(arg, ks)
+        idx = kpos[0] * np.intp(dl[0] * pstride[0])
+        for i in range(1, nd):
+            idx += kpos[i] * np.intp(dl[i] * pstride[i])
+        base = (np.arange(xp.shape[0] * xp.shape[1], dtype=np.intp)
+                * _prod(xp.shape[2:])).reshape(xp.shape[:2] + (1,) * nd)
+        for i in range(nd):
+            shape = [1] * (2 + nd)
+            shape[2 + i] = osz[i]
+            base = base + (np.arange(osz[i], dtype=np.intp) * (st[i] * pstride[i])).reshape(shape)
+        idx += base
+        gxp = np.zeros(xp.size, dtype=g.dtype)
+        np.add.at(gxp, idx.reshape(-1), g.reshape(-1))
         if isinstance(ctx, Node):  # recording: keep the indices for double backward
             ctx.flat = _flat_indices(arg, ks, st, dl, pads, osz, x.shape[2:])
-        return gxp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in
-                                                      zip(x.shape[2:], pads))]
+        return gxp.reshape(xp.shape)[(slice(None), slice(None)) + tuple(
+            slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))]
 
     @staticmethod
     def backward(ctx, h):

@@ -1533,7 +1533,7 @@ angle = _unary_fn(Angle, "angle")
 
 
 def frexp(input, *, out=None):
-    """``(mantissa, exponent)`` with ``input = mantissa * 2 ** exponent``, |mantissa| in [0.5, 1)."""
+    """``(mantissa, exponent)``: ``input = mantissa * 2 ** exponent``, abs(mantissa) in [0.5, 1)."""
     from .reduction import return_types
     return return_types.frexp(*Frexp.apply(input))
 

@@ -15,7 +15,7 @@ __all__ = ["nonzero", "index_select", "gather", "masked_fill", "take_along_dim",
            "masked_select", "masked_scatter", "take", "argwhere", "select", "select_scatter",
            "slice_scatter", "diagonal_scatter", "searchsorted", "bucketize", "bincount",
            "histc", "unique", "unique_consecutive", "tril_indices", "triu_indices",
-           "combinations"]
+           "combinations", "put", "index_reduce", "isin", "histogram"]
 
 
 def convert_index(idx):
@@ -192,14 +192,23 @@ class IndexSelect(Node):
         if index.dtype.kind not in "iu":
             raise TypeError(f"index_select(): Expected dtype int32/int64 for index but got: "
                             f"{index.dtype}")
+        if a.ndim == 0:
+            # a scalar behaves as one element: the index must be a single 0 (or -1)
+            if index.size != 1:
+                raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
+                                   f"{index.size} value(s)")
+            if int(index.reshape(-1)[0]) not in (0, -1):
+                raise IndexError("index out of range in self")
+            return a.copy()
         try:
-            return np.take(a, index.reshape(-1), axis=dim) if a.ndim else a[()].reshape(()) \
-                if index.size else a
+            return np.take(a, index.reshape(-1), axis=dim)
         except IndexError as e:
             raise IndexError(f"index out of range in self ({e})") from None
 
     @staticmethod
     def backward(ctx, g):
+        if not ctx.shape:
+            return g, None, None
         idx = [slice(None)] * len(ctx.shape)
         idx[ctx.dim] = ctx.index.reshape(-1)
         return IndexAddZeros.apply(g, ctx.shape, tuple(idx)), None, None
@@ -572,6 +581,26 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
                                _scatter_index(idx, d), reduce, include_self)
 
 
+def index_reduce(input, dim, index, source, reduce, *, include_self=True):
+    """Reduce the slices of ``source`` into ``input`` at ``index`` along ``dim``: prod, mean,
+    amax or amin."""
+    if reduce not in ("prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
+                           f"amin but got {reduce}.")
+    d = _dim(input, dim)
+    idx = _as_index(index, "index_reduce").reshape(-1)
+    if _nd(input) == 0:
+        return index_reduce(input.reshape(1), 0, _make(idx), source.reshape(-1), reduce,
+                            include_self=include_self).reshape(())
+    _check_range(idx, input.shape[d], "index_reduce")
+    if source._data.shape[d] != idx.size:
+        raise RuntimeError(f"index_reduce_(): Number of indices ({idx.size}) should be equal to "
+                           f"source.size(dim) ({source._data.shape[d]})")
+    full = list(np.indices(source._data.shape, sparse=True))
+    full[d] = idx.reshape((-1,) + (1,) * (_nd(input) - d - 1))
+    return ScatterReduce.apply(input, source.to(input.dtype), tuple(full), reduce, include_self)
+
+
 def masked_select(input, mask):
     """The elements of ``input`` where ``mask`` (broadcast together) is True, as a 1-d tensor."""
     if not isinstance(mask, Tensor) or mask._data.dtype != np.bool_:
@@ -622,6 +651,13 @@ def put(input, index, source, accumulate=False):
                            f"index.numel() = {idx.size}")
     flat = IndexPut.apply(input.reshape(-1), source.reshape(-1).to(input.dtype), idx, accumulate)
     return flat.reshape(input._data.shape)
+
+
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    """Whether each of ``elements`` occurs in ``test_elements`` (a bool tensor)."""
+    a = elements._data if isinstance(elements, Tensor) else np.asarray(elements)
+    b = test_elements._data if isinstance(test_elements, Tensor) else np.asarray(test_elements)
+    return _make(np.isin(a, b, invert=invert))
 
 
 def argwhere(input):
@@ -753,6 +789,31 @@ def histc(input, bins=100, min=0, max=0):
     return _make(counts.astype(a.dtype))
 
 
+_histogram_rt = None
+
+
+def histogram(input, bins=100, *, range=None, weight=None, density=False):
+    """``(hist, bin_edges)``: counts (or summed ``weight``) of ``input`` in ``bins`` bins (a
+    count, or a 1-d tensor of edges)."""
+    global _histogram_rt
+    if _histogram_rt is None:
+        from .reduction import _rt
+        _histogram_rt = _rt("histogram", ["hist", "bin_edges"])
+    a = input._data
+    if a.dtype.kind != "f":
+        raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
+                           f"same dtype, but got input {input.dtype}")
+    edges = bins._data if isinstance(bins, Tensor) else int(bins)
+    w = weight._data if weight is not None else None
+    rng = None
+    if range is not None:
+        rng = (float(range[0]), float(range[1]))
+    elif a.size == 0:
+        rng = (0.0, 1.0)
+    hist, e = np.histogram(a, bins=edges, range=rng, weights=w, density=density)
+    return _histogram_rt(_make(hist.astype(a.dtype)), _make(e.astype(a.dtype)))
+
+
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
     """The distinct values (or slices along ``dim``), sorted; optionally inverse and counts."""
     a = input._data
@@ -848,4 +909,4 @@ def _inplace_of(fn):
 # in-place variants, bound as Tensor methods
 INPLACE = {f.__name__ + "_": _inplace_of(f) for f in (
     index_add, index_copy, index_fill, scatter, scatter_add, scatter_reduce, masked_scatter,
-    put)}
+    put, index_reduce)}

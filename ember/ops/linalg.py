@@ -510,7 +510,10 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=No
         r = vector_norm(A, 2, (d0, d1), keepdim)
     elif ord == "nuc" or ord in (2, -2):
         s = svdvals(A.movedim((d0, d1), (-2, -1)))
-        r = s.sum(-1) if ord == "nuc" else (s.amax(-1) if ord == 2 else s.amin(-1))
+        # an empty matrix has norm 0 for 'nuc' and 2 (its max over no values), as in PyTorch
+        empty = s.shape[-1] == 0
+        r = s.sum(-1) if ord == "nuc" or (ord == 2 and empty) else \
+            (s.amax(-1) if ord == 2 else s.amin(-1))
         if keepdim:
             for d in sorted((d0, d1)):
                 r = r.unsqueeze(d)
@@ -679,8 +682,8 @@ def solve(A, B, *, left=True, out=None):
     """The solution ``X`` of ``A @ X = B`` (or ``X @ A = B`` when ``left=False``)."""
     _sq(A, "linalg.solve")
     if not left:
-        return solve(_H(A) if not A.is_complex() else A.transpose(-2, -1),
-                     B.transpose(-2, -1)).transpose(-2, -1)
+        # X A = B  <=>  A^T X^T = B^T
+        return solve(A.transpose(-2, -1), B.transpose(-2, -1)).transpose(-2, -1)
     if B.dtype != A.dtype:
         raise RuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found "
                            f"A of type {A.dtype} and B of type {B.dtype} instead")

@@ -9,6 +9,7 @@ import numpy as np
 from .. import _dtype as D
 from .._random import _rng
 from .._tensor import Tensor, _bump_version, _make
+from ..autograd.graph import Node, apply_inplace
 from ._util import shape_arg
 
 __all__ = ["rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
@@ -155,12 +156,23 @@ def multinomial(input, num_samples, replacement=False, *, generator=None, out=No
 
 
 # ------------------------------------------------------------------ in-place fillers
+class _Overwrite(Node):
+    """An in-place fill with random values: nothing flows back to the old contents."""
+
+    @staticmethod
+    def forward(ctx, a, arr):
+        return arr.astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, None
+
+
 def _fill(self, arr):
-    if self._rg and self.grad_fn is None:
-        from ..autograd.grad_mode import GradMode
-        if GradMode.enabled:
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               "operation.")
+    from ..autograd.grad_mode import GradMode
+    if self._rg and GradMode.enabled:
+        # a leaf raises; a graph tensor records the fill so its old graph gets no gradient
+        return apply_inplace(_Overwrite, self, np.asarray(arr))
     np.copyto(self._data, arr, casting="unsafe")
     _bump_version(self)
     return self

@@ -22,7 +22,7 @@ __all__ = ["reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "meshgrid", "cartesian_prod", "block_diag", "diff", "atleast_1d", "atleast_2d",
            "atleast_3d", "column_stack", "row_stack", "dstack", "tensor_split",
            "split_with_sizes", "hsplit", "vsplit", "dsplit", "flipud", "fliplr", "rot90",
-           "as_strided"]
+           "as_strided", "diagflat", "narrow_copy"]
 
 
 def _infer_shape(shape, numel, op="view"):
@@ -352,9 +352,18 @@ class Contiguous(Node):
 
 
 # ====================================================================== public functions
-def reshape(input, *shape):
+def reshape(input, *shape, **kwargs):
     """The same data in a new shape: a view when the strides allow, else a copy."""
-    return Reshape.apply(input, shape_arg(shape))
+    return Reshape.apply(input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
+
+
+def _kwarg(args, kwargs, name, op):
+    """Varargs sizes, or the same given as the keyword ``name`` (``reshape(x, shape=...)``)."""
+    if kwargs:
+        if args or set(kwargs) != {name}:
+            raise TypeError(f"{op}() got unexpected arguments {list(kwargs)}")
+        return (kwargs[name],)
+    return args
 
 
 def view(input, *shape):
@@ -429,8 +438,9 @@ def unsqueeze(input, dim):
     return View.apply(input, shp[:d] + (1,) + shp[d:])
 
 
-def permute(input, *dims):
-    dims = shape_arg(dims)
+def permute(input, *dims, **kwargs):
+    """A view with the dims reordered."""
+    dims = shape_arg(_kwarg(dims, kwargs, "dims", "permute"))
     nd = input._data.ndim
     if len(dims) != nd:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
@@ -489,7 +499,7 @@ def expand(input, *sizes):
     shp = input._data.shape
     if len(sizes) < len(shp):
         raise RuntimeError(f"expand(torch.FloatTensor{{{list(shp)}}}, size={list(sizes)}): the "
-                           "number of sizes provided ({len(sizes)}) must be greater or equal to "
+                           f"number of sizes provided ({len(sizes)}) must be greater or equal to "
                            f"the number of dimensions in the tensor ({len(shp)})")
     lead = len(sizes) - len(shp)
     new = []
@@ -497,7 +507,7 @@ def expand(input, *sizes):
         if i < lead:
             if s < 0:
                 raise RuntimeError(f"The expanded size of the tensor ({s}) isn't allowed in a "
-                                   "leading, non-existing dimension {i}")
+                                   f"leading, non-existing dimension {i}")
             new.append(s)
         else:
             cur = shp[i - lead]
@@ -670,9 +680,9 @@ def narrow(input, dim, start, length):
     return Narrow.apply(input, d, start, length)
 
 
-def flip(input, *dims):
+def flip(input, *dims, **kwargs):
     """Reverse the order of elements along ``dims``."""
-    dims = shape_arg(dims)
+    dims = shape_arg(_kwarg(dims, kwargs, "dims", "flip"))
     nd = input._data.ndim
     return Flip.apply(input, tuple(norm_dim(d, nd) for d in dims))
 
@@ -1056,3 +1066,13 @@ def as_strided(input, size, stride, storage_offset=None):
     flat, off = _storage(input)
     offset = off if storage_offset is None else int(storage_offset)
     return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)
+
+
+def diagflat(input, offset=0):
+    """A 2-d matrix with the flattened ``input`` on diagonal ``offset``."""
+    return DiagEmbed1d.apply(input.reshape(-1), offset)
+
+
+def narrow_copy(input, dim, start, length):
+    """``narrow`` as a new tensor rather than a view."""
+    return narrow(input, dim, start, length).clone()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
+import weakref
 from collections import OrderedDict, defaultdict
 from copy import deepcopy
 from itertools import chain
@@ -196,6 +197,12 @@ class Optimizer:
             self.__dict__.setdefault(name, OrderedDict())
         self._flat = {}
         self.defaults.setdefault("differentiable", False)
+        # old checkpoints keep 'step' (and other 0-d state) as python numbers
+        for st in self.state.values():
+            if isinstance(st, dict):
+                for k in self._scalar_state:
+                    if k in st and not isinstance(st[k], Tensor):
+                        st[k] = _scalar_state(float(st[k]))
 
     def __repr__(self):
         s = self.__class__.__name__ + " ("
@@ -470,9 +477,8 @@ class Optimizer:
             return False
         f = self._flat.get(key)
         if f is None or not self._flat_valid(f, params):
-            old = self._flat.pop(key, None)
-            f = self._build_flat(params, old)
-            del old
+            self._flat.pop(key, None)
+            f = self._build_flat(params)
             if f is None:
                 return False
             self._flat[key] = f
@@ -512,15 +518,14 @@ class Optimizer:
                     return False
         return True
 
-    def _build_flat(self, params, old):
+    def _build_flat(self, params):
         """Move ``params`` and their state into flat buffers; None when that is not safe."""
         if len(set(map(id, params))) != len(params):
             return None  # a parameter listed twice is stepped twice, as PyTorch's loop does
-        ours = old.p if old is not None else None
         for p in params:
             a = p._data
-            if a.base is not None and a.base is ours:
-                continue  # a view we made on an earlier step
+            if a.base is not None and _PARAM_BUFFERS.get(id(a.base)) is a.base:
+                continue  # a view an optimizer made on an earlier step
             # Moving a parameter's memory is only safe when nothing else can see the old
             # array: no view of it, no NumPy array handed out (``numpy()``, ``from_numpy``).
             # Three references: the tensor's __dict__, the local ``a``, getrefcount's argument.
@@ -544,12 +549,18 @@ class Optimizer:
         f.params = list(params)
         f.g = np.empty(sum(sizes), dtype)
         f.p = _rehome(params, sizes, dtype)
+        _PARAM_BUFFERS[id(f.p)] = f.p
         f.elem = {k: _rehome([st[k] for st in states], sizes, dtype) for k in elem_keys}
         f.scal = {k: _rehome([st[k] for st in states], [1] * len(params),
                              st0[k]._data.dtype, scalar=True) for k in scal_keys}
         f.checks = [tuple([p._data] + [st[k]._data for k in elem_keys + scal_keys])
                     for p, st in zip(params, states)]
         return f
+
+
+# Every flat parameter buffer that an optimizer made, so that another optimizer (or a rebuild)
+# may move those parameters again; a buffer leaves when nothing uses it any more.
+_PARAM_BUFFERS = weakref.WeakValueDictionary()
 
 
 def _rehome(tensors, sizes, dtype, scalar=False):

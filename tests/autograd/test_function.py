@@ -229,3 +229,45 @@ def test_function_inside_no_grad_records_nothing():
     with ember.no_grad():
         y = _make_cube(ember).apply(x)
     assert y.grad_fn is None and not y.requires_grad
+
+
+def test_setup_context_style_and_vjp_alias():
+    class Mul(Function):
+        @staticmethod
+        def forward(x, y):
+            return x * y
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def vjp(ctx, g):
+            x, y = ctx.saved_tensors
+            return g * y, g * x
+
+    a = ember.tensor([1.0, 2.0], requires_grad=True)
+    b = ember.tensor([3.0, 4.0], requires_grad=True)
+    Mul.apply(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 2.0])
+
+
+def test_function_saved_none_and_non_tensor_outputs():
+    class F(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x, None)
+            return x * 2, 7
+
+        @staticmethod
+        def backward(ctx, g, g_int):
+            x, nothing = ctx.saved_tensors
+            assert nothing is None
+            return g * 2
+
+    x = ember.ones(2, requires_grad=True)
+    y, k = F.apply(x)
+    assert k == 7
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])

@@ -197,6 +197,17 @@ def test_batches_travel_through_shared_memory():
     assert not os.path.exists(payload[1])
 
 
+def test_failed_block_write_leaves_no_file(monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    path = os.path.join(W.SHM_DIR, f"ember_t_full_{os.getpid()}")
+    monkeypatch.setattr(W.os, "pwrite", full)
+    with pytest.raises(OSError, match="No space left"):
+        W.encode(np.ones(1 << 16), path)
+    assert not os.path.exists(path)
+
+
 def test_no_blocks_or_processes_left_behind():
     pattern = f"ember_dl_{os.getpid()}_"
     it = iter(DataLoader(Items(40, (64, 64)), batch_size=2, num_workers=2, prefetch_factor=4))

@@ -96,3 +96,22 @@ def test_random_split_uses_default_generator():
     ember.manual_seed(5)
     assert random_split(Items(8), [4, 4])[0].indices == a
     assert np.unique(a).size == 4
+
+
+def test_classes_are_generic():
+    from ember.utils.data import DataLoader, Sampler
+
+    class Evens(Sampler[int]):
+        def __init__(self, n):
+            self.n = n
+
+        def __iter__(self):
+            return iter(range(0, self.n, 2))
+
+    class Squares(Dataset[int]):
+        def __getitem__(self, i):
+            return i * i
+
+    assert IterableDataset[int] is not None
+    loader = DataLoader[int](Squares(), batch_size=2, sampler=Evens(7))
+    assert [b.tolist() for b in loader] == [[0, 4], [16, 36]]

@@ -25,6 +25,10 @@ CONV = [
     (2, (2, 4, 8, 8), (8, 1, 3, 3), {"padding": (1, 2), "groups": 4}),  # depthwise x2
     (2, (2, 3, 9, 8), (4, 3, 3, 3), {"stride": (3, 2), "padding": (2, 0), "dilation": (1, 2)}),
     (2, (2, 3, 5, 5), (4, 3, 1, 1), {}),
+    # stride 1 with out_channels <= in_channels: the input gradient is a full convolution
+    (2, (2, 6, 6, 5), (4, 6, 3, 3), {"padding": 1}),
+    (2, (2, 6, 6, 5), (6, 2, 3, 2), {"padding": (2, 1), "dilation": (1, 2), "groups": 3}),
+    (2, (1, 4, 4, 4), (4, 4, 3, 3), {"padding": 3}),  # padding wider than the kernel reach
     (3, (2, 4, 5, 4, 3), (8, 1, 2, 3, 2), {"stride": (1, 2, 1), "padding": 1, "groups": 4}),
     (3, (1, 2, 4, 5, 4), (3, 2, 3, 3, 3), {"padding": "same"}),
 ]
@@ -49,6 +53,7 @@ CONVT = [
                                      "groups": 2}),
     (2, (2, 3, 4, 4), (3, 2, 3, 3), {"dilation": 2, "padding": (1, 2)}),
     (2, (3, 4, 4), (3, 2, 2, 2), {"stride": 2}),  # unbatched
+    (2, (2, 2, 4, 4), (2, 3, 3, 3), {"padding": 1, "dilation": 2, "output_padding": 1}),
     (2, (2, 2, 3, 3), (2, 3, 3, 3), {"stride": (3, 2), "output_padding": (2, 1)}),
     (3, (1, 2, 3, 2, 3), (2, 2, 2, 3, 2), {"stride": 2, "padding": (0, 1, 0)}),
 ]

@@ -277,3 +277,27 @@ def test_no_warning_on_plain_step():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         opt.step()
+
+
+def test_new_optimizer_on_trained_params_keeps_the_flat_path():
+    params, first = run(ember, "SGD", INIT, GRADS[:2], dict(lr=0.1, momentum=0.9))
+    second = ember.optim.Adam(params, lr=0.1)
+    _feed(ember, params, second, GRADS[2:4])
+    assert second._flat
+    tp, _ = run(torch, "SGD", INIT, GRADS[:2], dict(lr=0.1, momentum=0.9))
+    tsecond = torch.optim.Adam(tp, lr=0.1)
+    _feed(torch, tp, tsecond, GRADS[2:4])
+    for a, b in zip(tp, params):
+        np.testing.assert_allclose(to_numpy(b), to_numpy(a), atol=1e-12)
+
+
+def test_python_number_step_in_loaded_state_is_converted():
+    ep, eopt = run(ember, "Adam", INIT, GRADS[:3], dict(lr=0.05))
+    sd = eopt.state_dict()
+    for st in sd["state"].values():
+        st["step"] = 3
+    other = ember.optim.Adam([ember.tensor(to_numpy(p).copy(), requires_grad=True)
+                              for p in ep], lr=0.05)
+    other.load_state_dict(sd)
+    assert all(isinstance(st["step"], ember.Tensor) for st in other.state.values())
+    assert float(next(iter(other.state.values()))["step"]) == 3.0

@@ -327,3 +327,73 @@ def test_nondifferentiable_index_ops(i):
 def test_nonzero_0d_as_tuple():
     check(lambda m: m.nonzero(m.tensor(5), as_tuple=True), [], grad=False)
     check(lambda m: m.nonzero(m.tensor(0.0)), [], grad=False)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", ["prod", "mean", "amax", "amin"])
+def test_index_reduce(reduce, include_self):
+    check(lambda m, a, s: a.index_reduce(1, _i(m, [0, 2, 0]), s, reduce,
+                                         include_self=include_self), [(2, 3), (2, 3)])
+
+
+def test_index_reduce_inplace_and_gradcheck():
+    check(lambda m, a, s: (a * 1).index_reduce_(0, _i(m, [1, 1]), s, "amax"), [(2, 3), (2, 3)])
+    gradcheck(lambda m, a, s: a.index_reduce(0, _i(m, [1, 1]), s, "prod"), [(2, 2), (2, 2)],
+              low=0.5)
+
+
+MORE = [
+    lambda m: m.isin(m.tensor([1, 2, 3, 4]), m.tensor([2, 4])),
+    lambda m: m.isin(m.tensor([[1, 2], [3, 4]]), m.tensor([2, 4]), invert=True),
+    lambda m: m.histogram(m.tensor([1.0, 2.0, 1.0, 2.5]), bins=4, range=(0.0, 3.0)),
+    lambda m: m.histogram(m.tensor([1.0, 2.0, 1.0]), bins=m.tensor([0.0, 1.5, 3.0]),
+                          weight=m.tensor([1.0, 2.0, 4.0])),
+    lambda m: m.histogram(m.tensor([1.0, 2.0, 1.0, 3.0], dtype=m.float64), 3, density=True),
+    lambda m: m.put(m.zeros(2, 2), m.tensor([3, 0]), m.tensor([1.0, 2.0])),
+]
+
+
+@pytest.mark.parametrize("i", range(len(MORE)))
+def test_more_lookups(i):
+    check(lambda m: MORE[i](m), [], grad=False)
+
+
+@pytest.mark.parametrize("name", ["gather", "scatter_add", "index_add", "masked_scatter",
+                                  "take", "index_copy", "masked_select"])
+def test_index_ops_noncontig(name):
+    fn, shapes = {c[0]: c[1:] for c in OPS}[name]
+    check(fn, shapes, noncontig=True)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, a: a.index_select(0, _i(m, [])),
+    lambda m, a: a.gather(0, _i(m, [[]]).reshape(0, 3)),
+    lambda m, a: a.masked_select(a > 10),
+    lambda m, a: a.take(_i(m, [])),
+    lambda m, a, : a.scatter_add(0, _i(m, [[]]).reshape(0, 3), a[:0]),
+])
+def test_index_ops_empty(fn):
+    check(fn, [(2, 3)])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, a: a.index_select(0, _i(m, [0])),
+    lambda m, a: a.gather(0, _i(m, [0, 0])),
+    lambda m, a: a.index_add(0, _i(m, [0]), a * 2),
+    lambda m, a: a.scatter_add(0, _i(m, [0, 0]), a.reshape(1).expand(2)),
+    lambda m, a: a.take(_i(m, [0])),
+    lambda m, a: a.masked_fill(a > 0, 1.0),
+])
+def test_index_ops_0d(fn):
+    check(fn, [()])
+
+
+@pytest.mark.parametrize("fn,shapes", [
+    (lambda m, a, s: (a.scatter_add(1, _scatter_idx(m), s) ** 2), [(2, 3), (2, 4)]),
+    (lambda m, a: a.gather(1, _i(m, [[0, 0], [2, 1]])) ** 2, [(2, 3)]),
+    (lambda m, a, s: a.index_put((_i(m, [1, 0]),), s, accumulate=True) ** 2, [(2, 3), (2, 3)]),
+    (lambda m, a, s: a.scatter_reduce(1, _scatter_idx(m), s, "mean") ** 2, [(2, 3), (2, 4)]),
+    (lambda m, a: a[[0, 0], 1:] ** 2, [(2, 3)]),
+])
+def test_index_double_backward(fn, shapes):
+    gradcheck(fn, shapes, gradgrad=True)

@@ -265,3 +265,27 @@ def test_linalg_errors():
         ember.linalg.cross(ember.zeros(2, 4), ember.zeros(2, 4))
     with pytest.raises(RuntimeError):
         ember.linalg.qr(ember.zeros(3, 2, requires_grad=True), mode="r").R.sum().backward()
+
+
+@pytest.mark.parametrize("name", ["inv", "det", "solve", "svdvals", "matrix_norm_nuc",
+                                  "pinv_tall", "cholesky", "vector_norm_p3"])
+def test_linalg_noncontig(name):
+    fn, shapes = {c[0]: c[1:] for c in LINALG}[name]
+    check(fn, shapes, noncontig=True)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, a: m.linalg.vector_norm(a), lambda m, a: m.linalg.norm(a, 2),
+    lambda m, a: m.linalg.det(a), lambda m, a: m.linalg.inv(a), lambda m, a: m.trace(a),
+])
+def test_linalg_edge_shapes(fn):
+    """0-d vectors norms, 0x0 matrices (det 1, empty inverse), empty traces."""
+    shape = (0, 0)
+    if fn.__code__.co_names[-1] in ("vector_norm",):
+        shape = ()
+    check(fn, [shape])
+
+
+def test_norm_at_zero_has_zero_grad():
+    check(lambda m, a: m.linalg.vector_norm(a * 0), [(3,)])
+    check(lambda m, a: m.cdist(a, a), [(3, 2)])

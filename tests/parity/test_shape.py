@@ -228,3 +228,21 @@ def test_meshgrid_views_and_errors():
         ember.vsplit(ember.zeros(3), 1)
     with pytest.raises(RuntimeError):
         ember.rot90(ember.zeros(3, 3), 1, (0, 0))
+
+
+@pytest.mark.parametrize("fn", [lambda m, a: m.flip(a, dims=[0]), lambda m, a: m.flip(a, (0, 1)),
+                                lambda m, a: m.permute(a, dims=(1, 0)),
+                                lambda m, a: m.reshape(a, shape=(4, 3)),
+                                lambda m, a: a.flip(dims=(1,)), lambda m, a: a.permute([1, 0]),
+                                lambda m, a: a.reshape((-1,)), lambda m, a: a.view(ember_dtype(m))])
+def test_keyword_and_sequence_forms(fn):
+    check(fn, [(3, 4)], grad=fn.__code__.co_names[-1] != "ember_dtype")
+
+
+def ember_dtype(m):
+    return m.int64
+
+
+def test_expand_error_messages():
+    with pytest.raises(RuntimeError, match=r"number of sizes provided \(1\)"):
+        ember.zeros(2, 3).expand(3)

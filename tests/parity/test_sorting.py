@@ -94,3 +94,22 @@ def test_sorting_errors():
         ember.quantile(a, 1.5)
     with pytest.raises(IndexError):
         a.sort(2)
+
+
+@pytest.mark.parametrize("name", ["sort", "topk", "kthvalue", "median_dim", "quantile_dim",
+                                  "msort"])
+def test_sorting_noncontig(name):
+    fn, shapes = {c[0]: c[1:] for c in CASES}[name]
+    check(fn, shapes, noncontig=True)
+
+
+@pytest.mark.parametrize("fn", [lambda m, a: m.sort(a), lambda m, a: a.topk(1),
+                                lambda m, a: a.kthvalue(1), lambda m, a: a.median(0),
+                                lambda m, a: a.median(), lambda m, a: a.quantile(0.5),
+                                lambda m, a: a.argsort()])
+def test_sorting_0d(fn):
+    check(fn, [()])
+
+
+def test_sorting_double_backward():
+    gradcheck(lambda m, a: m.sort(a, 0).values * a, [(3, 2)], gradgrad=True)

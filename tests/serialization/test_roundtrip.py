@@ -200,3 +200,21 @@ def test_unsupported_save_options():
         ember.save(1, io.BytesIO(), _use_new_zipfile_serialization=False)
     with pytest.raises(TypeError):
         ember.save(1, 42)
+
+
+def test_tensors_in_ordered_dict_attributes_and_custom_objects():
+    od = OrderedDict(w=ember.ones(2))
+    od.extra = {"t": ember.arange(3)}
+    out = _roundtrip(od)
+    assert out.extra["t"].tolist() == [0, 1, 2] and out["w"].tolist() == [1.0, 1.0]
+
+    # a user class: its tensors are found by a pickling pass, and it loads when trusted
+    buf = io.BytesIO()
+    ember.save({"h": _Box(ember.arange(2.0))}, buf)
+    buf.seek(0)
+    assert ember.load(buf, weights_only=False)["h"].t.tolist() == [0.0, 1.0]
+
+
+class _Box:
+    def __init__(self, t):
+        self.t = t

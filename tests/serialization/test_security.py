@@ -269,3 +269,33 @@ def test_build_cannot_replace_tensor_internals():
         ember.load(_archive(pkl, {"data/0": data}))
     ok = _tensor_pickle()[:-1] + b"}Vtag\nI7\nsb."
     assert ember.load(_archive(ok, {"data/0": data})).tag == 7
+
+
+def test_fuzzed_checkpoints_fail_cleanly():
+    """Random damage (with the pickle's checksum fixed up, so the unpickler sees it) only
+    ever raises ember.load's documented errors."""
+    import random
+    good = _good_checkpoint()
+    zf = zipfile.ZipFile(io.BytesIO(good))
+    pkl = zf.read("archive/data.pkl")
+    rng = random.Random(1234)
+    for _ in range(300):
+        mode = rng.random()
+        if mode < 0.5:
+            bad = bytearray(pkl)
+            for _ in range(rng.randint(1, 3)):
+                bad[rng.randrange(len(bad))] = rng.randrange(256)
+            records = {n.split("/", 1)[1]: zf.read(n) for n in zf.namelist()
+                       if not n.endswith(("data.pkl", "byteorder", "version"))}
+            data = _archive(bytes(bad), records).getvalue()
+        elif mode < 0.8:
+            bad = bytearray(good)
+            for _ in range(rng.randint(1, 8)):
+                bad[rng.randrange(len(bad))] = rng.randrange(256)
+            data = bytes(bad)
+        else:
+            data = good[:rng.randrange(len(good))]
+        try:
+            ember.load(io.BytesIO(data))
+        except (RuntimeError, pickle.UnpicklingError, NotImplementedError):
+            pass

@@ -126,3 +126,20 @@ def test_format_and_parameter_like_subclass_prefix():
     e, t = ember.tensor(2.5), torch.tensor(2.5)
     assert f"{e:.2f}" == f"{t:.2f}"
     assert f"{ember.tensor([1.0])}" == f"{torch.tensor([1.0])}".replace("torch.", "ember.")
+
+
+def test_random_arrays_match_torch():
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        shape = tuple(rng.integers(1, 7, size=rng.integers(0, 4)))
+        kind = rng.integers(0, 5)
+        a = rng.normal(size=shape) * 10.0 ** rng.integers(-6, 11)
+        if kind == 1:
+            a = np.round(a)
+        elif kind == 2:
+            a.flat[0] = nan
+        elif kind == 3:
+            a = a + 1j * rng.normal(size=shape)
+        elif kind == 4:
+            a = rng.integers(-10 ** 6, 10 ** 6, size=shape)
+        _same(ember.tensor(a), torch.tensor(a))

@@ -39,6 +39,7 @@ import sys
 import time
 import warnings
 import weakref
+from typing import Generic, TypeVar
 
 from ._utils.collate import default_collate, default_convert
 from ._utils.worker import (SHM_DIR, _Exhausted, decode, discard, make_fetcher, unlink_blocks,
@@ -47,6 +48,8 @@ from .dataset import IterableDataset
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, _draw_seed)
 
 __all__ = ["DataLoader"]
+
+_T_co = TypeVar("_T_co", covariant=True)
 
 # Seconds a worker gets to exit after being told to, before it is terminated.
 _SHUTDOWN_GRACE_S = 2.0
@@ -70,7 +73,7 @@ def _default_context():
     return mp.get_context()
 
 
-class DataLoader:
+class DataLoader(Generic[_T_co]):
     """Iterate over ``dataset`` in batches (PyTorch's ``torch.utils.data.DataLoader``).
 
     ``pin_memory`` and ``pin_memory_device`` are accepted and have no effect (ember has no

@@ -7,6 +7,7 @@ import bisect
 import itertools
 import math
 import warnings
+from typing import Generic, TypeVar
 
 from ... import _random
 from ...ops.random import randperm
@@ -14,8 +15,10 @@ from ...ops.random import randperm
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "ConcatDataset",
            "ChainDataset", "Subset", "random_split"]
 
+_T_co = TypeVar("_T_co", covariant=True)
 
-class Dataset:
+
+class Dataset(Generic[_T_co]):
     """A map from keys (usually ``0 .. len-1``) to samples. Subclasses define ``__getitem__``
     and, for the default samplers, ``__len__``."""
 
@@ -26,7 +29,7 @@ class Dataset:
         return ConcatDataset([self, other])
 
 
-class IterableDataset(Dataset):
+class IterableDataset(Dataset[_T_co]):
     """A stream of samples (``__iter__``). With several DataLoader workers each worker holds a
     copy, so ``__iter__`` should shard its stream with ``get_worker_info()``."""
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from ... import _dtype, _random
 from ...ops.creation import as_tensor
 from ...ops.random import multinomial, randint, randperm
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
            "WeightedRandomSampler", "BatchSampler"]
+
+_T_co = TypeVar("_T_co", covariant=True)
 
 
 def _draw_seed(generator=None):
@@ -20,7 +24,7 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} should be a positive integer value, but got {name}={value}")
 
 
-class Sampler:
+class Sampler(Generic[_T_co]):
     """Base class: an iterable of dataset keys; ``__len__`` is optional."""
 
     def __init__(self, data_source=None):
