@@ -4,14 +4,19 @@
 
 Both frameworks get the same thread count (NumPy's BLAS through OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS, set before NumPy loads; PyTorch through ``set_num_threads``). Each case
-alternates ember and PyTorch rounds and prints median times and the ratio ember / PyTorch.
+alternates ember and PyTorch rounds and prints median times and the ratio ember / PyTorch,
+twice: wall-clock time, and process CPU time. On a machine shared with other jobs the wall
+clock mostly measures the scheduler; with one thread the CPU time is the fairer figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
 import sys
+import time
 
 
 def _args():
@@ -35,7 +40,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
-from benchmarks._timing import fmt_time, side_by_side, torch_or_none  # noqa: E402
+from benchmarks._timing import fmt_time, torch_or_none  # noqa: E402
 
 # name -> (input shape, layer factory taking the module library, input requires grad)
 CASES = {
@@ -69,6 +74,32 @@ def _build(m, shape, make, grad_x, state):
     return step
 
 
+def _measure(fn, number):
+    """(wall seconds, CPU seconds) per call over ``number`` calls."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(number):
+        fn()
+    return ((time.perf_counter() - w0) / number, (time.process_time() - c0) / number)
+
+
+def side_by_side(pairs, number, repeat):
+    """Alternate ember and PyTorch rounds; medians of wall and CPU times per case."""
+    rows = []
+    for name, (e_fn, t_fn) in pairs.items():
+        e_fn(), t_fn()  # warm-up
+        e, t = [], []
+        gc.disable()
+        try:
+            for _ in range(repeat):
+                e.append(_measure(e_fn, number))
+                t.append(_measure(t_fn, number))
+        finally:
+            gc.enable()
+        rows.append((name,) + tuple(statistics.median(v[i] for v in runs)
+                                    for i in (0, 1) for runs in (e, t)))
+    return rows
+
+
 def main():
     torch = torch_or_none(ARGS.threads)
     if torch is None:
@@ -82,10 +113,14 @@ def main():
         pairs[name] = (_build(ember, shape, make, grad_x, state),
                        _build(torch, shape, make, grad_x, state))
     rows = side_by_side(pairs, ARGS.number, ARGS.repeat)
-    print(f"forward+backward, float32, threads={ARGS.threads}")
-    print(f"{'case':<42} {'ember':>10} {'pytorch':>10} {'ratio':>7}")
-    for name, e, t, r in rows:
-        print(f"{name:<42} {fmt_time(e):>10} {fmt_time(t):>10} {r:>6.2f}x")
+    print(f"forward+backward, float32, threads={ARGS.threads}, median of {ARGS.repeat} "
+          f"rounds of {ARGS.number} calls")
+    print(f"{'':<40} {'wall clock':^30}  {'CPU time':^30}")
+    print(f"{'case':<40} {'ember':>10} {'pytorch':>10} {'ratio':>8}  {'ember':>10} "
+          f"{'pytorch':>10} {'ratio':>8}")
+    for name, ew, tw, ec, tc in rows:
+        print(f"{name:<40} {fmt_time(ew):>10} {fmt_time(tw):>10} {ew / tw:>7.2f}x  "
+              f"{fmt_time(ec):>10} {fmt_time(tc):>10} {ec / tc:>7.2f}x")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,8 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "random", "amp", "quantization", "distributed", "hub", "safetensors", "demo",
                  "overrides", "types", "multiprocessing", "export", "compiler", "text", "audio",
                  "library"}
-_LAZY_ATTRS = {"save": "serialization", "load": "serialization"}
+_LAZY_ATTRS = {"save": "serialization", "load": "serialization",
+               "sparse_coo_tensor": "sparse", "spmm": "sparse"}
 
 
 def __getattr__(name):

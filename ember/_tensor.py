@@ -207,6 +207,41 @@ class Tensor:
     def __hash__(self):
         return id(self)
 
+    def storage_offset(self):
+        """Offset, in elements, of this tensor's first element in its storage."""
+        root = self._data
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        start = self._data.__array_interface__["data"][0]
+        return (start - root.__array_interface__["data"][0]) // self._data.itemsize
+
+    def dim_order(self):
+        """Dimensions from outermost to innermost in memory (by decreasing stride)."""
+        st = self.stride()
+        return tuple(sorted(range(self._data.ndim), key=lambda d: -st[d]))
+
+    def is_inference(self):
+        return False  # ember makes no inference tensors: inference_mode acts as no_grad
+
+    def new(self, *args, **kwargs):
+        """Legacy constructor of this tensor's dtype: ``t.new(2, 3)``, ``t.new([1, 2])``."""
+        kwargs.setdefault("dtype", self.dtype)
+        return Tensor(*args, **kwargs)
+
+    def ravel(self):
+        return self.reshape(-1)
+
+    def __reversed__(self):
+        if self._data.ndim == 0:
+            return self
+        return self.flip(0)
+
+    def __contains__(self, element):
+        if not isinstance(element, (Tensor, int, float, bool, complex, np.number)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you "
+                               f"passed in a {type(element)}.")
+        return bool((self == element).any())
+
     def __len__(self):
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")

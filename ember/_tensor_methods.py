@@ -558,6 +558,20 @@ def _map_(self, other, fn):
     return self
 
 
+def _sparse_method(name):
+    # Sparse-layout methods of dense tensors live in ember/sparse.py, loaded on first use.
+    def method(self, *args, **kwargs):
+        from . import sparse
+        return sparse.DENSE_METHODS[name](self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+_SPARSE_METHODS = ("to_sparse", "to_sparse_coo", "to_dense", "coalesce", "is_coalesced", "_nnz",
+                   "_values", "_indices", "values", "indices", "sparse_dim", "dense_dim",
+                   "to_sparse_csr", "to_sparse_csc", "to_sparse_bsr", "to_sparse_bsc")
+
+
 # ====================================================================== the table
 METHODS = {
     # conversions and metadata
@@ -689,6 +703,8 @@ METHODS = {
     **R.INPLACE,
     # in-place elementwise
     **E.INPLACE,
+    # sparse layout (ember/sparse.py)
+    **{name: _sparse_method(name) for name in _SPARSE_METHODS},
 }
 
 PROPERTIES = {

@@ -274,9 +274,8 @@ def _accumulate(node, g, create_graph, handed, root_ids):
 
 
 def _make_grads(tensors, grad_tensors):
-    from .. import ones_like
     out = []
-    for t, g in zip(tensors, grad_tensors):
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
         if g is None:
             if t._rg:
                 if t._data.size != 1:
@@ -284,13 +283,13 @@ def _make_grads(tensors, grad_tensors):
                 if t._data.dtype.kind not in "fV":
                     raise RuntimeError("grad can be implicitly created only for real scalar "
                                        f"outputs but got {t.dtype}")
-                g = ones_like(t)
+                g = _make(np.ones(t._data.shape, t._data.dtype))
         elif not isinstance(g, Tensor):
             from .. import tensor as _tensor
             g = _tensor(g, dtype=t.dtype)
-        elif g.shape != t.shape:
-            raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of "
-                               f"{g.shape} and output[0] has a shape of {t.shape}.")
+        elif g._data.shape != t._data.shape:
+            raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
+                               f"{g.shape} and output[{i}] has a shape of {t.shape}.")
         out.append(g)
     return out
 
@@ -325,7 +324,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """Return the gradients of ``outputs`` with respect to ``inputs`` (nothing accumulates)."""
     if is_grads_batched:
         raise NotImplementedError("autograd.grad(is_grads_batched=True) is not supported yet")
-    isinstance(inputs, Tensor)
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     if allow_unused is None:

@@ -17,8 +17,15 @@ def _prep(inputs, create_graph):
                  for x in _tup(inputs))
 
 
-def _zeros_if_none(gs, like):
+def _zeros_if_none(gs, like, strict=False, who="The output of the user-provided function",
+                   what="input"):
+    """Replace missing gradients by zeros; ``strict`` refuses them, as PyTorch's does."""
     from .. import zeros_like
+    if strict:
+        for i, g in enumerate(gs):
+            if g is None:
+                raise RuntimeError(f"{who} is independent of {what} {i}. This is not allowed "
+                                   "in strict mode.")
     return tuple(zeros_like(x) if g is None else g for g, x in zip(gs, like))
 
 
@@ -33,9 +40,11 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
             if any(o.numel() != 1 for o in outs):
                 raise RuntimeError("The vector v can only be None if the user-provided function "
                                    "returns a single Tensor with a single element.")
-        gs = _grad(outs, ins, _tup(v) if v is not None else None, create_graph=create_graph,
-                   allow_unused=True)
-    gs = _zeros_if_none(gs, ins)
+        vs = _tup(v) if v is not None else (None,) * len(outs)
+        used = [(o, vv) for o, vv in zip(outs, vs) if o.requires_grad]
+        gs = _grad([o for o, _ in used], ins, [vv for _, vv in used],
+                   create_graph=create_graph, allow_unused=True) if used else (None,) * len(ins)
+    gs = _zeros_if_none(gs, ins, strict)
     res_out = out if create_graph else _detach(out)
     return res_out, (gs[0] if single else gs)
 
@@ -49,7 +58,6 @@ def _detach(x):
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """(outputs, J v), via two reverse passes."""
     from .. import zeros_like
-    isinstance(inputs, Tensor)
     with enable_grad():
         ins = _prep(inputs, create_graph)
         out = func(*ins)
@@ -62,14 +70,16 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
             from .. import ones_like
             v = tuple(ones_like(x) for x in ins)
         us = tuple(zeros_like(o).requires_grad_(True) for o in outs)
-        gs = _grad(outs, ins, us, create_graph=True, allow_unused=True)
+        used = [(o, u) for o, u in zip(outs, us) if o.requires_grad]
+        gs = _grad([o for o, _ in used], ins, [u for _, u in used], create_graph=True,
+                   allow_unused=True) if used else (None,) * len(ins)
         pairs = [(g, vv) for g, vv in zip(gs, _tup(v)) if g is not None]
         if pairs:
             jv = _grad([g for g, _ in pairs], us, [vv for _, vv in pairs],
                        create_graph=create_graph, allow_unused=True)
         else:
             jv = (None,) * len(us)
-    jv = _zeros_if_none(jv, outs)
+    jv = _zeros_if_none(jv, outs, strict, "The gradient with respect to the input", "output")
     res_out = out if create_graph else _detach(out)
     return res_out, (jv[0] if isinstance(out, Tensor) else jv)
 
@@ -85,13 +95,17 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
         single_out = isinstance(out, Tensor)
         outs = _tup(out)
         result = []
-        for o in outs:
+        for oi, o in enumerate(outs):
             rows = []
             flat = o.reshape(-1)
             for k in range(flat.numel()):
-                gs = _grad(flat[k], ins, retain_graph=True, create_graph=create_graph,
-                           allow_unused=True)
-                rows.append(_zeros_if_none(gs, ins))
+                if o.requires_grad:
+                    gs = _grad(flat[k], ins, retain_graph=True, create_graph=create_graph,
+                               allow_unused=True)
+                else:  # an output computed without the inputs: its rows are zero
+                    gs = (None,) * len(ins)
+                rows.append(_zeros_if_none(gs, ins, strict, f"Output {oi} of the user-provided "
+                                           "function"))
             per_in = []
             for j, x in enumerate(ins):
                 if rows:
@@ -113,9 +127,22 @@ def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
         with enable_grad():
             out = func(*xs)
             gs = _grad(out, xs, create_graph=True, allow_unused=True)
-        gs = _zeros_if_none(gs, xs)
+        gs = _zeros_if_none(gs, xs, strict)
+        if strict:
+            _check_second_order(gs)
         return gs[0] if single else gs
-    return jacobian(grad_fn, inputs, create_graph=create_graph)
+    return jacobian(grad_fn, inputs, create_graph=create_graph, strict=strict)
+
+
+def _check_second_order(gs):
+    for i, g in enumerate(gs):
+        if not g.requires_grad:
+            raise RuntimeError(
+                "While computing the hessian, found that the jacobian of the user-provided "
+                f"function with respect to input {i} is independent of the input. This is not "
+                "allowed in strict mode. You should ensure that your function is twice "
+                "differentiable and that the jacobian depends on the inputs (this would be "
+                "violated by a linear function for example).")
 
 
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
@@ -130,9 +157,11 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
         ins = _prep(inputs, True)
         out = func(*ins)
         gs = _grad(out, ins, create_graph=True, allow_unused=True)
-        pairs = [(g, vv, x) for g, vv, x in zip(gs, _tup(v), ins) if g is not None]
-        hv = _grad([g for g, _, _ in pairs], ins, [vv for _, vv, _ in pairs],
-                   create_graph=create_graph, allow_unused=True)
-    hv = _zeros_if_none(hv, ins)
+        if strict:
+            _check_second_order(_zeros_if_none(gs, ins, strict))
+        pairs = [(g, vv) for g, vv in zip(gs, _tup(v)) if g is not None and g.requires_grad]
+        hv = _grad([g for g, _ in pairs], ins, [vv for _, vv in pairs],
+                   create_graph=create_graph, allow_unused=True) if pairs else (None,) * len(ins)
+    hv = _zeros_if_none(hv, ins, strict)
     res_out = out if create_graph else out.detach()
     return res_out, (hv[0] if single else hv)

@@ -97,6 +97,8 @@ class Node:
         out = []
         for item in saved:
             t, vc, version = item
+            if type(t) is _Packed:
+                t = t.unpack(t.value)
             if vc[0] != version:
                 _raise_modified(self, t, vc[0], version)
             if type(t) is _ndarray:  # a saved output: rebuild it carrying this node
@@ -269,7 +271,7 @@ def _record(cls, args, arrays, kwargs):
         if cls.saves_output:
             saved = (saved or []) + [(o._data, _version_counter(o), 0) for o in outs
                                      if o is not None]
-        node._saved = saved
+        node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
         return tuple(outs)
     if type(out) is not _ndarray:
         out = _asarray(out)
@@ -284,11 +286,74 @@ def _record(cls, args, arrays, kwargs):
     if cls.saves_output:
         vc = _version_counter(t)
         saved = (saved or []) + [(out, vc, vc[0])]
-    node._saved = saved
+    node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
     return t
 
 
 _ZERO_VC = [0]
+_SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
+_HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
+
+
+class _Packed:
+    """A saved tensor as ``pack`` returned it, with the ``unpack`` that restores it."""
+
+    __slots__ = ("value", "unpack")
+
+    def __init__(self, value, unpack):
+        self.value, self.unpack = value, unpack
+
+
+def _pack_saved(saved, node):
+    pack, unpack = _SAVED_HOOKS[-1]
+    out = []
+    for t, vc, version in saved:
+        if type(t) is _ndarray:  # a saved output: the hook sees it as the output tensor
+            t = _make(t, True, node)
+        if isinstance(t, Tensor):
+            t = _Packed(pack(t), unpack)
+        out.append((t, vc, version))
+    return out
+
+
+class saved_tensors_hooks:
+    """Context manager: tensors saved for backward inside it go through ``pack_hook(tensor)``
+    when saved and ``unpack_hook(packed)`` when backward reads them (PyTorch's API)."""
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook, self.unpack_hook = pack_hook, unpack_hook
+
+    def __enter__(self):
+        if _HOOKS_DISABLED:
+            raise RuntimeError(_HOOKS_DISABLED[-1])
+        _SAVED_HOOKS.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _SAVED_HOOKS.pop()
+        return False
+
+
+class save_on_cpu(saved_tensors_hooks):
+    """Keep saved tensors on the CPU (every ember tensor already lives there)."""
+
+    def __init__(self, pin_memory=False, device_type="cuda"):
+        super().__init__(lambda t: t, lambda t: t)
+
+
+class disable_saved_tensors_hooks:
+    """Context manager: entering ``saved_tensors_hooks`` inside it raises ``error_message``."""
+
+    def __init__(self, error_message):
+        self.error_message = error_message
+
+    def __enter__(self):
+        _HOOKS_DISABLED.append(self.error_message)
+        return self
+
+    def __exit__(self, *exc):
+        _HOOKS_DISABLED.pop()
+        return False
 _NO_EDGE = (None, 0)  # PyTorch's next_functions entry for an input needing no grad
 _anomaly_enabled = [False]
 
@@ -544,7 +609,7 @@ class Function(Node, metaclass=_FunctionMeta):
                             t = r
                     vc = _version_counter(t)
                     saved.append((t, vc, vc[0]))
-                node._saved = saved
+                node._saved = _pack_saved(saved, node) if _SAVED_HOOKS else saved
         return results[0] if single else tuple(results)
 
     @staticmethod

@@ -258,9 +258,18 @@ class ConvInputGrad(Node):
         g, w = ctx.saved_tensors
         ng, nw = ctx.needs_input_grad[:2]
         st, pads, dl, groups = _recall(ctx)
-        gg = ConvNd.apply(h, w, None, st, pads, dl, groups) if ng else None
+        gg = _conv_cropped(h, w, g.shape, st, pads, dl, groups) if ng else None
         gw = ConvWeightGrad.apply(h, g, tuple(w.shape), st, pads, dl, groups) if nw else None
         return gg, gw, None, None, None, None, None
+
+
+def _conv_cropped(x, w, gshape, st, pads, dl, groups):
+    """``conv(x, w)`` cut to ``gshape``: with an output_padding of at least the stride (allowed
+    below the dilation) the input has rows that produced no output of the original op."""
+    out = ConvNd.apply(x, w, None, st, pads, dl, groups)
+    if tuple(out.shape[2:]) != tuple(gshape[2:]):
+        out = out[(slice(None), slice(None)) + tuple(slice(0, s) for s in gshape[2:])]
+    return out
 
 
 class ConvWeightGrad(Node):
@@ -288,7 +297,7 @@ class ConvWeightGrad(Node):
         nx, ng = ctx.needs_input_grad[:2]
         st, pads, dl, groups = _recall(ctx)
         gx = ConvInputGrad.apply(g, hw, tuple(x.shape), st, pads, dl, groups) if nx else None
-        gg = ConvNd.apply(x, hw, None, st, pads, dl, groups) if ng else None
+        gg = _conv_cropped(x, hw, g.shape, st, pads, dl, groups) if ng else None
         return gx, gg, None, None, None, None, None, None
 
 

@@ -339,9 +339,13 @@ class Sign(Node):
 
 
 class Sgn(Node):
+    saves = (0,)
+    saves_output = True
+
     @staticmethod
     def forward(ctx, a):
-        if a.dtype.kind == "c":
+        ctx.complex = a.dtype.kind == "c"
+        if ctx.complex:
             m = np.abs(a)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(m == 0, 0, a / np.where(m == 0, 1, m)).astype(a.dtype)
@@ -349,7 +353,12 @@ class Sgn(Node):
 
     @staticmethod
     def backward(ctx, g):
-        return g * 0
+        if not ctx.complex:
+            return g * 0
+        z, s = ctx.saved_tensors
+        # z/|z| only turns: the gradient drops g's component along s, divided by |z| (0 at 0)
+        m = abs(z)
+        return where(m == 0, 0j, (g - s * real(g * s.conj())) / m)
 
 
 # ====================================================================== unary math

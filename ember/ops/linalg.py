@@ -92,6 +92,9 @@ def matmul(input, other, *, out=None):
     """Matrix product with NumPy/PyTorch semantics for 1-d and batched operands."""
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         raise TypeError("matmul(): argument 'input' and 'other' must be Tensors")
+    if input.is_sparse or other.is_sparse:  # sparse COO operands: ember/sparse.py
+        from ..sparse import _matmul
+        return _matmul(input, other)
     from .elementwise import _out
     return _out(Matmul.apply(input, other), out)
 
@@ -995,7 +998,9 @@ class _Identity(Node):
 
 def matrix_power(A, n, *, out=None):
     """``A`` multiplied by itself ``n`` times (``n < 0`` uses the inverse; 0 the identity)."""
-    _sq(A, "linalg.matrix_power") if A.is_floating_point() or A.is_complex() else None
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"linalg.matrix_power: A must be batches of square matrices, but got "
+                           f"shape {list(A.shape)}")
     if n == 0:
         return _Identity.apply(A)
     if n < 0:

@@ -318,3 +318,36 @@ def test_next_functions_structure():
     fn, nr = y.grad_fn.next_functions[0]
     assert fn.name() == "AccumulateGrad" and nr == 0 and fn.variable is ae
     assert y.grad_fn.next_functions[1] == (None, 0)
+
+
+def test_saved_tensors_hooks_match_torch():
+    def run(mod):
+        calls = []
+
+        def pack(t):
+            calls.append("pack")
+            return t.detach().clone()
+
+        def unpack(t):
+            calls.append("unpack")
+            return t
+        x = mod.tensor([0.5, 1.5], dtype=mod.float64, requires_grad=True)
+        with mod.autograd.graph.saved_tensors_hooks(pack, unpack):
+            y = (x * x).exp().sum()
+        y.backward()
+        return x.grad, calls
+    (ge, ce), (gt, ct) = run(ember), run(torch)
+    np.testing.assert_allclose(ge.numpy(), gt.numpy())
+    assert ce.count("pack") == ct.count("pack") and ce.count("unpack") == ct.count("unpack")
+
+
+def test_disable_saved_tensors_hooks():
+    with ember.autograd.graph.disable_saved_tensors_hooks("no hooks here"):
+        with pytest.raises(RuntimeError, match="no hooks here"):
+            with ember.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+                pass
+    x = ember.ones(2, requires_grad=True)
+    with ember.autograd.graph.save_on_cpu():
+        y = (x * x).sum()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])

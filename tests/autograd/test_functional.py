@@ -110,3 +110,33 @@ def test_jacobian_input_unused_gives_zeros():
     e = F.jacobian(lambda x, y: x * 2, (_t(ember, X0), _t(ember, Y0)))
     t = TF.jacobian(lambda x, y: x * 2, (_t(torch, X0), _t(torch, Y0)))
     _cmp(e, t)
+
+
+@pytest.mark.parametrize("name", ["hess_lin", "jac_const", "jac_strict", "vjp_strict",
+                                  "vjp_const", "jvp_const", "vhp_lin", "vhp_strict",
+                                  "hess_strict", "vhp_unused_strict"])
+def test_degenerate_functions_match_torch(name):
+    def call(mod):
+        f = mod.autograd.functional
+        x = _t(mod, X0)
+        v = _t(mod, V0)
+        return {
+            "hess_lin": lambda: f.hessian(lambda a: (a * 3).sum(), x),
+            "jac_const": lambda: f.jacobian(lambda a: mod.ones(3, dtype=mod.float64), x),
+            "jac_strict": lambda: f.jacobian(lambda a, b: a * 2, (x, x), strict=True),
+            "vjp_strict": lambda: f.vjp(lambda a, b: (a * 2).sum(), (x, x), strict=True),
+            "vjp_const": lambda: f.vjp(lambda a: mod.ones(3, dtype=mod.float64), x, v),
+            "jvp_const": lambda: f.jvp(lambda a: mod.ones(3, dtype=mod.float64), x, v),
+            "vhp_lin": lambda: f.vhp(lambda a: (a * 3).sum(), x, v),
+            "vhp_strict": lambda: f.vhp(lambda a: (a * 3).sum(), x, v, strict=True),
+            "hess_strict": lambda: f.hessian(lambda a: (a * 3).sum(), x, strict=True),
+            "vhp_unused_strict": lambda: f.vhp(lambda a, b: (a ** 3).sum(), (x, x), (v, v),
+                                               strict=True),
+        }[name]()
+    try:
+        t = call(torch)
+    except RuntimeError as err:
+        with pytest.raises(RuntimeError, match=str(err).split(" is ")[1][:20]):
+            call(ember)
+        return
+    _cmp(call(ember), t)

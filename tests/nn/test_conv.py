@@ -184,3 +184,10 @@ def test_conv_module_argument_errors():
         ember.nn.Conv2d(3, 4, 3, padding_mode="bogus")
     with pytest.raises(ValueError, match="Only \"zeros\" padding mode"):
         ember.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
+
+
+def test_conv_transpose_output_padding_double_backward():
+    # output_padding >= stride (allowed below the dilation): the gradient crops
+    gradcheck(lambda m, x, w: m.nn.functional.conv_transpose2d(
+        x, w, padding=1, dilation=2, output_padding=1), [(1, 2, 3, 3), (2, 2, 2, 2)],
+        gradgrad=True)

@@ -397,3 +397,23 @@ def test_index_ops_0d(fn):
 ])
 def test_index_double_backward(fn, shapes):
     gradcheck(fn, shapes, gradgrad=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+@pytest.mark.parametrize("name", ["index_select", "index_add", "index_copy", "index_fill",
+                                  "gather", "scatter", "scatter_add", "masked_fill", "take",
+                                  "put", "select_scatter", "masked_select", "index_put_acc"])
+def test_index_ops_int_and_bool(name, dtype):
+    fn, shapes = {c[0]: c[1:] for c in OPS}[name]
+    if dtype == np.bool_ and name in ("index_add", "scatter_add", "put", "index_put_acc",
+                                      "index_fill"):
+        pytest.skip("arithmetic on bool")
+    check(fn, shapes, dtype, grad=False, low=-5, high=5)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", REDUCE)
+def test_scatter_reduce_int(reduce, include_self):
+    check(lambda m, a, s: a.scatter_reduce(1, _scatter_idx(m), s, reduce,
+                                           include_self=include_self), [(2, 3), (2, 4)],
+          np.int64, grad=False, low=-7, high=7)

@@ -308,3 +308,15 @@ def test_legacy_types_isinstance():
     assert isinstance(ember.ones(1, dtype=ember.int64), ember.LongTensor)
     assert ember.FloatTensor.dtype == ember.float32
     assert ember.FloatTensor().shape == (0,)
+
+
+def test_storage_offset_dim_order_and_misc():
+    for k in ("contiguous", "sliced", "select", "transposed", "step_slice"):
+        e, t = _views(ember)[k], _views(torch)[k]
+        assert e.storage_offset() == t.storage_offset(), k
+        assert e.dim_order() == t.dim_order(), k
+    e = ember.tensor([1.0, 2.0, 3.0])
+    assert list(reversed(e)) == [3.0, 2.0, 1.0] or [v.item() for v in reversed(e)] == [3, 2, 1]
+    assert 2 in e and 5 not in e
+    assert e.new(2, 3).shape == (2, 3) and e.new([1, 2]).dtype == ember.float32
+    assert e.ravel().shape == (3,) and not e.is_inference()

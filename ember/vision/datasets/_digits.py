@@ -46,26 +46,22 @@ def _segments(digit):
 
 
 _SEGS = {d: _segments(d) for d in range(10)}
-_MAX_S = max(s.shape[0] for s in _SEGS.values())
-
-
-def _padded_segments():
-    out = np.zeros((10, _MAX_S, 2, 2))
-    valid = np.zeros((10, _MAX_S), dtype=bool)
-    for d, s in _SEGS.items():
-        out[d, :len(s)] = s
-        out[d, len(s):] = s[-1]  # repeat the last segment: harmless for a min-distance
-        valid[d, :len(s)] = True
-    return out, valid
-
-
-_ALL_SEGS, _VALID = _padded_segments()
 
 
 def render(labels, rng, size=28):
-    """Render digits ``labels`` (int array) as float32 images in [0, 1], shape (N, size, size)."""
-    n = len(labels)
-    segs = _ALL_SEGS[labels].copy()  # (N, S, 2, 2)
+    """Render digits ``labels`` (int array) as float32 images in [0, 1], shape (N, size, size).
+
+    Samples are grouped by digit so each group carries only its own glyph's segments."""
+    labels = np.asarray(labels)
+    out = np.empty((len(labels), size, size), dtype=np.float32)
+    for d in np.unique(labels):
+        sel = np.nonzero(labels == d)[0]
+        out[sel] = _render_glyph(_SEGS[d], len(sel), rng, size)
+    return out
+
+
+def _render_glyph(glyph_segs, n, rng, size):
+    segs = np.broadcast_to(glyph_segs, (n,) + glyph_segs.shape).copy()  # (N, S, 2, 2)
     # wobble: move each segment end point a little (the same point in neighbouring segments
     # moves differently, which reads as an uneven hand)
     segs += rng.normal(0, 0.012, size=segs.shape)

@@ -1,0 +1,625 @@
+"""``ember.sparse``: sparse COO tensors and the ops on them.
+
+A ``SparseTensor`` is a ``Tensor`` subclass holding PyTorch's COO parts: ``_idx``, an int64
+array of shape ``(sparse_dim, nnz)``, and ``_vals``, an ember Tensor of shape
+``(nnz, *dense_shape)``. Autograd runs through the values tensor: every op on a sparse tensor
+is an op on its values (coalesce, to_dense, sparse @ dense ...), so gradients reach the values
+and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no dense array:
+reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
+
+Unsupported: CSR/CSC/BSR/BSC layouts, sparse @ sparse, and elementwise ops on sparse tensors
+other than the few methods below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _dtype as D
+from ._tensor import Size, Tensor, _make
+from .autograd.graph import Node
+from .ops.indexing import IndexAddZeros, IndexSelect
+
+__all__ = ["SparseTensor", "sparse_coo_tensor", "mm", "spmm", "addmm", "sum", "softmax",
+           "log_softmax", "to_dense"]
+
+
+def _as_array(x, dtype=None):
+    if isinstance(x, Tensor):
+        return x._data if dtype is None else x._data.astype(dtype, copy=False)
+    return np.asarray(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------- value ops
+class _CoalesceValues(Node):
+    """Sum the values that share an index (``inverse`` maps each entry to its unique slot)."""
+
+    @staticmethod
+    def forward(ctx, vals, inverse, n):
+        ctx.inverse = inverse
+        out = np.zeros((n,) + vals.shape[1:], dtype=vals.dtype)
+        np.add.at(out, inverse, vals)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return IndexSelect.apply(g, 0, ctx.inverse), None, None
+
+
+class _ToDense(Node):
+    """Scatter-add the values into a dense array (duplicates add up)."""
+
+    @staticmethod
+    def forward(ctx, vals, flat_index, size):
+        ctx.flat_index, ctx.size, ctx.dense = flat_index, size, vals.shape[1:]
+        nsparse = int(np.prod(size[:len(size) - (vals.ndim - 1)], dtype=np.int64))
+        out = np.zeros((nsparse,) + vals.shape[1:], dtype=vals.dtype)
+        np.add.at(out, flat_index, vals)
+        return out.reshape(size)
+
+    @staticmethod
+    def backward(ctx, g):
+        nd = len(ctx.size) - len(ctx.dense)
+        flat = g.reshape((-1,) + tuple(ctx.size[nd:]))
+        return IndexSelect.apply(flat, 0, ctx.flat_index), None, None
+
+
+class _GatherDense(Node):
+    """The values of a dense array at the given (flattened sparse) positions."""
+
+    @staticmethod
+    def forward(ctx, a, flat_index, sparse_dim):
+        ctx.shape, ctx.flat_index, ctx.sparse_dim = a.shape, flat_index, sparse_dim
+        flat = a.reshape((-1,) + a.shape[sparse_dim:])
+        return flat[flat_index]
+
+    @staticmethod
+    def backward(ctx, g):
+        nflat = int(np.prod(ctx.shape[:ctx.sparse_dim], dtype=np.int64))
+        flat = IndexAddZeros.apply(g, (nflat,) + tuple(ctx.shape[ctx.sparse_dim:]),
+                                   (ctx.flat_index,))
+        return flat.reshape(ctx.shape), None, None
+
+
+class _SpMM(Node):
+    """``S @ B`` for a 2-d sparse ``S`` given by (rows, cols, values) and a dense 2-d ``B``."""
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(ctx, vals, b, rows, cols, m):
+        ctx.rows, ctx.cols, ctx.k = rows, cols, b.shape[0]
+        out = np.zeros((m, b.shape[1]), dtype=np.result_type(vals.dtype, b.dtype))
+        np.add.at(out, rows, vals[:, None] * b[cols])
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        vals, b = ctx.saved_tensors
+        gv = gb = None
+        if ctx.needs_input_grad[0]:
+            gv = (IndexSelect.apply(g, 0, ctx.rows) * IndexSelect.apply(b, 0, ctx.cols)).sum(-1)
+        if ctx.needs_input_grad[1]:
+            gb = _SpMM.apply(vals, g, ctx.cols, ctx.rows, ctx.k)  # S^T @ g
+        return gv, gb, None, None, None
+
+
+# ---------------------------------------------------------------------- the tensor
+def _dense_only(name):
+    raise NotImplementedError(
+        f"{name} is not supported for sparse tensors (layout=ember.sparse_coo); "
+        "call .to_dense() first")
+
+
+class SparseTensor(Tensor):
+    """A sparse COO tensor (``layout == ember.sparse_coo``): indices, values and a size."""
+
+    is_sparse = True
+
+    @property
+    def _data(self):
+        _dense_only("this dense operation")
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_coo
+        return sparse_coo
+
+    @property
+    def dtype(self):
+        return self._vals.dtype
+
+    @property
+    def shape(self):
+        return Size(self._size)
+
+    def size(self, dim=None):
+        """The size (or the extent of one dimension)."""
+        if dim is None:
+            return Size(self._size)
+        return self._size[dim]
+
+    @property
+    def ndim(self):
+        return len(self._size)
+
+    def dim(self):
+        return len(self._size)
+
+    def numel(self):
+        return int(np.prod(self._size, dtype=np.int64))
+
+    def __len__(self):
+        if not self._size:
+            raise TypeError("len() of a 0-d tensor")
+        return self._size[0]
+
+    # autograd goes through the values tensor
+    @property
+    def requires_grad(self):
+        return self._vals.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        self._vals.requires_grad_(requires_grad)
+        return self
+
+    @property
+    def grad_fn(self):
+        return self._vals.grad_fn
+
+    @property
+    def is_leaf(self):
+        return self._vals.grad_fn is None
+
+    @property
+    def grad(self):
+        """The gradient of a leaf, as a coalesced sparse tensor on this tensor's pattern.
+
+        Entries that share an index get one gradient (the mean of theirs; they are equal for
+        every function of the represented dense tensor, which is what PyTorch reports)."""
+        g = self._vals.grad
+        if g is None:
+            return None
+        uniq, inverse = _unique_columns(self._idx)
+        counts = np.bincount(inverse, minlength=uniq.shape[1]).astype(g._data.dtype)
+        summed = _CoalesceValues.apply(g.detach(), inverse, uniq.shape[1])
+        vals = summed / _make(counts.reshape((-1,) + (1,) * (g.ndim - 1)))
+        return _new_sparse(uniq, vals, self._size, True)
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            raise NotImplementedError("assigning .grad of a sparse tensor is not supported")
+        self._vals.grad = None
+
+    def detach(self):
+        return _new_sparse(self._idx, self._vals.detach(), self._size, self._coalesced)
+
+    # COO accessors
+    def sparse_dim(self):
+        return self._idx.shape[0]
+
+    def dense_dim(self):
+        return self._vals.ndim - 1
+
+    def _nnz(self):
+        return self._idx.shape[1]
+
+    def _indices(self):
+        return _make(self._idx)
+
+    def _values(self):
+        return self._vals
+
+    def indices(self):
+        if not self._coalesced:
+            raise RuntimeError("Cannot get indices on an uncoalesced tensor, please call "
+                               ".coalesce() first")
+        return _make(self._idx)
+
+    def values(self):
+        if not self._coalesced:
+            raise RuntimeError("Cannot get values on an uncoalesced tensor, please call "
+                               ".coalesce() first")
+        return self._vals
+
+    def is_coalesced(self):
+        return self._coalesced
+
+    def coalesce(self):
+        """Sorted unique indices, with the values of duplicates summed (differentiable)."""
+        if self._coalesced:
+            return self
+        uniq, inverse = _unique_columns(self._idx)
+        vals = _CoalesceValues.apply(self._vals, inverse, uniq.shape[1])
+        return _new_sparse(uniq, vals, self._size, True)
+
+    def to_dense(self, dtype=None, *, masked_grad=None):
+        """The dense tensor this represents (duplicates summed)."""
+        vals = self._vals if dtype is None else self._vals.to(dtype)
+        return _ToDense.apply(vals, _flat_index(self._idx, self._size), self._size)
+
+    def to_sparse(self, *args, layout=None, **kwargs):
+        _reject_layout(layout, "to_sparse")
+        if args and args[0] is not None and args[0] != self.sparse_dim():
+            raise RuntimeError(f"to_sparse: conversion from Sparse to Sparse with sparse_dim "
+                               f"argument !=self.sparse_dim() is not supported (got "
+                               f"{args[0]} and {self.sparse_dim()})")
+        return self
+
+    to_sparse_coo = to_sparse
+
+    def to_sparse_csr(self, dense_dim=None):
+        _no_compressed("to_sparse_csr")
+
+    def to_sparse_csc(self, dense_dim=None):
+        _no_compressed("to_sparse_csc")
+
+    def to_sparse_bsr(self, blocksize, dense_dim=None):
+        _no_compressed("to_sparse_bsr")
+
+    def to_sparse_bsc(self, blocksize, dense_dim=None):
+        _no_compressed("to_sparse_bsc")
+
+    # the few ops sparse tensors support
+    def t(self):
+        """Transpose of a 2-d sparse tensor (swaps the index rows)."""
+        if self.sparse_dim() != 2 or self.dense_dim() != 0:
+            raise RuntimeError(f"t() expects a 2-D sparse tensor with no dense dims, got size "
+                               f"{tuple(self._size)} with sparse_dim={self.sparse_dim()}")
+        return _new_sparse(self._idx[::-1].copy(), self._vals, self._size[::-1], False)
+
+    def transpose(self, dim0, dim1):
+        from .ops._util import norm_dim
+        d0, d1 = norm_dim(dim0, self.ndim), norm_dim(dim1, self.ndim)
+        nsp = self.sparse_dim()
+        if d0 >= nsp or d1 >= nsp:
+            raise NotImplementedError("transpose of the dense dims of a hybrid sparse tensor is "
+                                      "not supported")
+        idx = self._idx.copy()
+        idx[[d0, d1]] = idx[[d1, d0]]
+        size = list(self._size)
+        size[d0], size[d1] = size[d1], size[d0]
+        return _new_sparse(idx, self._vals, tuple(size), False)
+
+    def to(self, *args, **kwargs):
+        dtype = kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, D.dtype):
+                dtype = a
+        return self if dtype is None else _new_sparse(self._idx, self._vals.to(dtype),
+                                                      self._size, self._coalesced)
+
+    def double(self):
+        return self.to(D.float64)
+
+    def float(self):
+        return self.to(D.float32)
+
+    def mul(self, other):
+        """Multiply by a python scalar or a 0-d tensor (scales the values)."""
+        if isinstance(other, Tensor) and other.ndim != 0:
+            raise NotImplementedError("sparse * tensor: only scalars are supported")
+        return _new_sparse(self._idx, self._vals * other, self._size, self._coalesced)
+
+    __mul__ = __rmul__ = mul
+
+    def __neg__(self):
+        return self.mul(-1)
+
+    def matmul(self, other):
+        return _matmul(self, other)
+
+    mm = __matmul__ = matmul
+
+    def __rmatmul__(self, other):
+        return _matmul(other, self)
+
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        if keepdim:
+            raise NotImplementedError("sum(keepdim=True) of a sparse tensor is not supported")
+        return sum(self, dim, dtype)
+
+    def __repr__(self):
+        # indices and values print without their dtypes, as in PyTorch
+        itext = _plain_repr(self._idx).replace("\n", "\n" + " " * 15)
+        vtext = _plain_repr(self._vals._data).replace("\n", "\n" + " " * 14)
+        tail = [f"size={tuple(self._size)}", f"nnz={self._nnz()}"]
+        if self.dtype is not D.get_default_dtype():
+            tail.append(f"dtype={self.dtype!r}")
+        tail.append("layout=ember.sparse_coo")
+        if self.grad_fn is not None:
+            tail.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self.requires_grad:
+            tail.append("requires_grad=True")
+        lines, line = [], "       "
+        for item in tail:
+            if len(line) + len(item) + 2 > 80 and line.strip():
+                lines.append(line.rstrip())
+                line = "       "
+            line += item + ", "
+        lines.append(line[:-2])
+        return (f"tensor(indices={itext},\n       values={vtext},\n"
+                + ",\n".join(lines) + ")")
+
+    __str__ = __repr__
+
+    def __reduce_ex__(self, proto):
+        return (_new_sparse, (self._idx, self._vals, self._size, self._coalesced))
+
+    def __deepcopy__(self, memo):
+        import copy
+        return _new_sparse(self._idx.copy(), copy.deepcopy(self._vals, memo), self._size,
+                           self._coalesced)
+
+
+def _plain_repr(arr):
+    from ._printing import _body
+    if arr.size == 0:
+        return f"tensor([], size={tuple(arr.shape)})"
+    return "tensor(" + _body(arr, 7) + ")"
+
+
+def _new_sparse(idx, vals, size, coalesced):
+    t = object.__new__(SparseTensor)
+    t.__dict__.update(_idx=idx, _vals=vals, _size=tuple(int(s) for s in size),
+                      _coalesced=bool(coalesced))
+    return t
+
+
+def _flat_index(idx, size):
+    if idx.shape[1] == 0 or idx.shape[0] == 0:
+        return np.zeros((0,), dtype=np.int64)
+    return np.ravel_multi_index(tuple(idx), tuple(size[:idx.shape[0]])).astype(np.int64)
+
+
+def _unique_columns(idx):
+    """Sorted unique index columns and, per column, its slot among them."""
+    if idx.shape[1] == 0:
+        return idx.copy(), np.zeros((0,), dtype=np.int64)
+    uniq, inverse = np.unique(idx, axis=1, return_inverse=True)
+    return uniq.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+
+
+def _reject_layout(layout, op):
+    from ._namespaces import sparse_coo
+    if layout is not None and layout is not sparse_coo:
+        _no_compressed(f"{op}(layout={layout!r})")
+
+
+def _no_compressed(op):
+    raise NotImplementedError(f"{op}: ember supports only the sparse COO layout "
+                              "(ember.sparse_coo); CSR/CSC/BSR/BSC layouts are not implemented")
+
+
+# ---------------------------------------------------------------------- constructors
+def sparse_coo_tensor(indices, values, size=None, *, dtype=None, device=None,
+                      pin_memory=False, requires_grad=False, check_invariants=None,
+                      is_coalesced=None):
+    """A sparse COO tensor from ``indices`` (sparse_dim, nnz) and ``values`` (nnz, ...)."""
+    from ._device import to_device
+    to_device(device)
+    idx = _as_array(indices)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"indices must be an int64 tensor, got {idx.dtype}")
+    if idx.ndim != 2:
+        raise RuntimeError(f"indices must be sparse_dim x nnz, but got: {list(idx.shape)}")
+    idx = idx.astype(np.int64)
+    if isinstance(values, Tensor):
+        vals = values if dtype is None else values.to(dtype)
+        if vals.requires_grad:
+            vals = vals.view(vals.shape)  # a non-leaf alias, so the sparse tensor is no leaf
+    else:
+        from .ops.creation import tensor
+        vals = tensor(values, dtype=dtype)
+    if vals.ndim == 0:
+        raise RuntimeError("values must have at least one dimension (nnz)")
+    nnz = idx.shape[1]
+    if vals.shape[0] != nnz:
+        raise RuntimeError(f"indices and values must have same nnz, but got nnz from indices: "
+                           f"{nnz}, nnz from values: {vals.shape[0]}")
+    if size is None:
+        size = tuple(int(m) + 1 for m in (idx.max(1) if nnz else np.zeros(idx.shape[0])))
+        size = size + tuple(vals.shape[1:])
+    size = tuple(int(s) for s in size)
+    sd = idx.shape[0]
+    if len(size) != sd + vals.ndim - 1:
+        raise RuntimeError(f"number of dimensions must be sparse_dim ({sd}) + dense_dim "
+                           f"({vals.ndim - 1}), but got {len(size)}")
+    if tuple(vals.shape[1:]) != size[sd:]:
+        raise RuntimeError(f"values has incorrect size, expected {[nnz] + list(size[sd:])}, "
+                           f"got {list(vals.shape)}")
+    if nnz:
+        if idx.min() < 0:
+            raise RuntimeError(f"found negative index {int(idx.min())} for dim "
+                               f"{int(np.argmin(idx.min(1)))}")
+        big = idx.max(1)
+        for d in range(sd):
+            if big[d] >= size[d]:
+                raise RuntimeError(f"size is inconsistent with indices: for dim {d}, size is "
+                                   f"{size[d]} but found index {int(big[d])}")
+    if is_coalesced is None:
+        # like PyTorch: only trivially coalesced inputs are marked as such
+        is_coalesced = nnz <= 1
+    out = _new_sparse(idx, vals, size, is_coalesced)
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
+
+
+def _dense_to_sparse(self, *args, layout=None, blocksize=None, dense_dim=None):
+    """``Tensor.to_sparse([sparse_dim])``: the nonzero entries of a dense tensor, coalesced."""
+    _reject_layout(layout, "to_sparse")
+    sd = args[0] if args else None
+    sd = self.ndim if sd is None else int(sd)
+    if not 0 <= sd <= self.ndim:
+        raise RuntimeError(f"sparse_dim ({sd}) must be in [0, {self.ndim}]")
+    a = self._data
+    mask = a != 0
+    if sd < a.ndim:
+        mask = mask.reshape(a.shape[:sd] + (-1,)).any(-1)
+    if sd == 0:  # one entry holding the whole tensor as its dense part
+        return _new_sparse(np.zeros((0, 1), np.int64), self.unsqueeze(0), a.shape, True)
+    idx = np.stack(np.nonzero(mask)).astype(np.int64)
+    vals = _GatherDense.apply(self, _flat_index(idx, a.shape), sd)
+    return _new_sparse(idx, vals, a.shape, True)
+
+
+def _dense_to_dense(self, dtype=None, *, masked_grad=None):
+    return self if dtype is None else self.to(dtype)
+
+
+def _dense_coalesce(self):
+    raise RuntimeError("coalesce expected sparse coordinate tensor layout but got Strided")
+
+
+def _dense_is_coalesced(self):
+    raise RuntimeError("is_coalesced expected sparse coordinate tensor layout but got Strided")
+
+
+def _dense_no_coo(name):
+    def method(self, *args, **kwargs):
+        raise RuntimeError(f"{name} expected sparse coordinate tensor layout but got Strided")
+    method.__name__ = name
+    return method
+
+
+def _dense_compressed(name):
+    def method(self, *args, **kwargs):
+        _no_compressed(name)
+    method.__name__ = name
+    return method
+
+
+# Methods of dense tensors that belong to the sparse layout; ``_tensor_methods`` binds them.
+DENSE_METHODS = {
+    "to_sparse": _dense_to_sparse, "to_sparse_coo": _dense_to_sparse,
+    "to_dense": _dense_to_dense, "coalesce": _dense_coalesce,
+    "is_coalesced": _dense_is_coalesced,
+    "_nnz": _dense_no_coo("_nnz"), "_values": _dense_no_coo("_values"),
+    "_indices": _dense_no_coo("_indices"), "values": _dense_no_coo("values"),
+    "indices": _dense_no_coo("indices"),
+    "sparse_dim": lambda self: 0, "dense_dim": lambda self: self.ndim,
+    **{n: _dense_compressed(n) for n in ("to_sparse_csr", "to_sparse_csc", "to_sparse_bsr",
+                                         "to_sparse_bsc")},
+}
+
+
+# ---------------------------------------------------------------------- products
+def _check_2d_sparse(s, op):
+    if s.sparse_dim() != 2 or s.dense_dim() != 0:
+        raise NotImplementedError(f"{op}: only 2-D sparse tensors with no dense dims are "
+                                  f"supported (got size {tuple(s._size)}, sparse_dim="
+                                  f"{s.sparse_dim()})")
+
+
+def _matmul(a, b):
+    """``a @ b`` where one side is sparse COO (2-d) and the other dense (1-d or 2-d)."""
+    a_sp, b_sp = isinstance(a, SparseTensor), isinstance(b, SparseTensor)
+    if a_sp and b_sp:
+        raise NotImplementedError("matmul of two sparse tensors is not supported")
+    if b_sp:  # dense @ sparse = (sparse^T @ dense^T)^T
+        if a.ndim == 1:
+            return _matmul(b.t(), a)
+        return _matmul(b.t(), a.t()).t()
+    _check_2d_sparse(a, "matmul")
+    if b.ndim not in (1, 2):
+        raise NotImplementedError(f"sparse @ dense: the dense operand must be 1-D or 2-D, got "
+                                  f"{b.ndim}-D")
+    m, k = a._size
+    if b.shape[0] != k:
+        n = b.shape[1] if b.ndim == 2 else 1
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({m}x{k} and "
+                           f"{b.shape[0]}x{n})")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"expected mat1 and mat2 to have the same dtype, but got: "
+                           f"{a.dtype} != {b.dtype}")
+    b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+    out = _SpMM.apply(a._vals, b2, a._idx[0], a._idx[1], m)
+    return out.squeeze(-1) if b.ndim == 1 else out
+
+
+def mm(mat1, mat2, reduce="sum"):
+    """``mat1 @ mat2`` with a sparse COO ``mat1`` (gradients for both operands)."""
+    if reduce != "sum":
+        raise NotImplementedError(f"sparse.mm: reduce={reduce!r} is not supported (only 'sum')")
+    if mat2.ndim != 2:
+        raise RuntimeError(f"mat2 must be a matrix, got {mat2.ndim}-D tensor")
+    return _matmul(mat1, mat2)
+
+
+def spmm(input, mat2):
+    """Sparse @ dense (``ember.spmm``)."""
+    return mm(input, mat2)
+
+
+def addmm(mat, mat1, mat2, *, beta=1.0, alpha=1.0):
+    """``beta * mat + alpha * (mat1 @ mat2)`` with a sparse ``mat1``."""
+    return beta * mat + alpha * _matmul(mat1, mat2)
+
+
+def to_dense(input):
+    return input.to_dense()
+
+
+# ---------------------------------------------------------------------- reductions
+def sum(input, dim=None, dtype=None):
+    """Sum of a sparse tensor: over all entries (dense 0-d result) or over ``dim``; the result
+    stays sparse while sparse dims remain, as in ``torch.sparse.sum``."""
+    vals = input._vals if dtype is None else input._vals.to(dtype)
+    if dim is None:
+        return vals.sum()
+    from .ops._util import norm_dim
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    dims = sorted({norm_dim(d, input.ndim) for d in dims})
+    nsp = input.sparse_dim()
+    sp = [d for d in dims if d < nsp]
+    dn = [d - nsp + 1 for d in dims if d >= nsp]
+    if dn:
+        vals = vals.sum(dn)
+    keep = [d for d in range(nsp) if d not in sp]
+    size = [s for d, s in enumerate(input._size) if d not in dims]
+    if not keep:
+        return vals.sum(0)
+    if not sp:
+        return _new_sparse(input._idx, vals, size, input._coalesced)
+    idx = input._idx[keep]
+    return _new_sparse(idx, vals, size, False).coalesce()
+
+
+# ---------------------------------------------------------------------- softmax
+def _group_softmax(input, dim, log):
+    from .ops._util import norm_dim
+    d = norm_dim(dim, input.ndim)
+    if input.dense_dim() != 0:
+        raise NotImplementedError("sparse softmax of a hybrid sparse tensor is not supported")
+    s = input.coalesce()
+    vals = s._vals
+    others = np.delete(s._idx, d, axis=0)
+    if others.shape[1] == 0:
+        return s
+    _, group = _unique_columns(others)
+    ngroups = int(group.max()) + 1
+    vmax = np.full((ngroups,), -np.inf, dtype=vals._data.dtype)
+    np.maximum.at(vmax, group, vals._data)
+    shifted = vals - _make(vmax[group])
+    e = shifted.exp()
+    denom = IndexAddZeros.apply(e, (ngroups,), (group,))
+    denom_e = IndexSelect.apply(denom, 0, group)
+    out = shifted - denom_e.log() if log else e / denom_e
+    return _new_sparse(s._idx, out, s._size, True)
+
+
+def softmax(input, dim, dtype=None):
+    """Softmax along ``dim`` over the specified entries only (unspecified ones count as -inf,
+    and stay unspecified), as ``torch.sparse.softmax``."""
+    return _group_softmax(input if dtype is None else input.to(dtype), dim, False)
+
+
+def log_softmax(input, dim, dtype=None):
+    """Log-softmax along ``dim`` over the specified entries only."""
+    return _group_softmax(input if dtype is None else input.to(dtype), dim, True)
