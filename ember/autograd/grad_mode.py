@@ -1,18 +1,26 @@
 """Layer 1: grad modes (``no_grad``, ``enable_grad``, ``set_grad_enabled``, ``inference_mode``).
 
-The state is one class attribute that the dispatch path reads on every op. Each mode works
-as a context manager and as a decorator, like PyTorch's.
+The state lives in ``GradMode``, which the dispatch path reads when an input requires grad.
+As in PyTorch it is per thread: a thread starts with grad enabled, and ``no_grad`` in one
+thread (say, an evaluation thread) never turns off recording in another. Each mode works as a
+context manager and as a decorator, like PyTorch's.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 
 
-class GradMode:
+class _GradState(threading.local):
+    """Per-thread grad mode; the class attributes are each new thread's defaults."""
+
     enabled = True
     inference = False
+
+
+GradMode = _GradState()
 
 
 def is_grad_enabled() -> bool:

@@ -4,15 +4,19 @@ interpolate, pad, fold/unfold, grid_sample and pixel-shuffle families.
 Convolution is im2col + one GEMM per group. The columns are laid out ``(C, *kernel, N,
 *out)`` so that the forward, the weight gradient and the input gradient are each one
 ``matmul`` per group on contiguous blocks; col2im is a loop over kernel positions of strided
-adds (never over pixels). Three ops close under differentiation, so double backward works:
+adds (never over pixels). The forward's columns are kept for the weight gradient (up to a
+size cap), and a stride-1 input gradient with out_channels <= in_channels runs as a "full"
+convolution with the flipped kernel instead of col2im. Three ops close under
+differentiation, so double backward works:
 
 * ``ConvNd(x, w, b)``            the convolution;
 * ``ConvInputGrad(g, w)``         its input gradient (also the transposed convolution);
 * ``ConvWeightGrad(x, g)``        its weight gradient.
 
 Pooling windows are strided views of a padded array: max pooling is a running
-``np.maximum`` over kernel positions (the argmax is found only when backward or
-``return_indices`` needs it); average pooling is a running sum divided by PyTorch's divisor.
+``np.maximum`` over kernel positions; its backward finds each window's first argmax with
+branch-free mask arithmetic and scatter-adds the gradient in one ``np.add.at``. Average
+pooling is a running sum divided by PyTorch's divisor.
 Resampling, grid_sample, affine_grid, pixel shuffles and non-constant padding are composed of
 ember ops (index_select, matmul, gather), so their gradients come from those ops.
 """

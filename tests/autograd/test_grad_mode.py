@@ -132,3 +132,26 @@ def test_no_anomaly_nan_passes_without_mode():
     x = ember.tensor([0.0, 1.0], requires_grad=True)
     (x / x).sum().backward()
     assert np.isnan(x.grad.numpy()[0])
+
+
+def test_grad_mode_is_thread_local():
+    import threading
+    seen = {}
+
+    def worker():
+        seen["start"] = ember.is_grad_enabled()
+        with ember.no_grad():
+            seen["inside"] = ember.is_grad_enabled()
+            started.set()
+            release.wait(5)
+
+    started, release = threading.Event(), threading.Event()
+    with ember.no_grad():
+        th = threading.Thread(target=worker)
+        th.start()
+        started.wait(5)
+    x = ember.ones(2, requires_grad=True)
+    assert (x * 2).requires_grad  # the other thread's no_grad does not leak here
+    release.set()
+    th.join()
+    assert seen == {"start": True, "inside": False}

@@ -244,6 +244,19 @@ def test_angle_complex_and_sgn():
     check(lambda m, a: m.angle(a), None, arrays=[np.array([-1.0, 0.0, 2.0, -0.0, np.nan])])
 
 
+@pytest.mark.parametrize("name", ["sgn", "angle"])
+def test_complex_grads(name):
+    z = np.array([1 + 1j, -2 + 0.5j, 0j, -1 - 3j])
+    g = np.array([0.3 - 1j, 1 + 2j, 1 + 1j, -0.5 + 0.2j])
+    if name == "angle":
+        g = g.real.copy()
+    grads = []
+    for m in (torch, ember):
+        x = m.tensor(z, requires_grad=True)
+        grads.append(np.asarray(m.autograd.grad(getattr(m, name)(x), x, m.tensor(g))[0]))
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
 def test_special_softmax():
     for name in ("softmax", "log_softmax"):
         check(lambda m, a: getattr(m.special, name)(a, 1), [(3, 4)])
