@@ -507,24 +507,19 @@ def _expand(self, *sizes):
 
 
 def _squeeze_(self, dim=None):
-    r = S.squeeze(self, dim)
-    self._data = r._data
-    return self
+    return S.rebind_inplace_view(self, S.squeeze(self, dim))
 
 
 def _unsqueeze_(self, dim):
-    self._data = S.unsqueeze(self, dim)._data
-    return self
+    return S.rebind_inplace_view(self, S.unsqueeze(self, dim))
 
 
 def _t_(self):
-    self._data = S.t(self)._data
-    return self
+    return S.rebind_inplace_view(self, S.t(self))
 
 
 def _transpose_(self, d0, d1):
-    self._data = S.transpose(self, d0, d1)._data
-    return self
+    return S.rebind_inplace_view(self, S.transpose(self, d0, d1))
 
 
 def masked_fill_(self, mask, value):
@@ -698,7 +693,10 @@ METHODS = {
     "trace": L.trace, "kron": L.kron, "cross": L.cross, "det": L.det, "logdet": L.logdet,
     "slogdet": L.slogdet, "inverse": L.inverse, "pinverse": L.pinverse,
     "matrix_power": L.matrix_power, "matrix_exp": L.matrix_exp, "cholesky": L.cholesky,
-    "qr": L.qr, "svd": L.svd,
+    "qr": L.qr, "svd": L.svd, "cholesky_solve": L.cholesky_solve,
+    "cholesky_inverse": L.cholesky_inverse, "triangular_solve": L.triangular_solve, **L.INPLACE,
+    "tril_": S.tril_, "triu_": S.triu_, "fill_diagonal_": S.fill_diagonal_,
+    "swapaxes_": _transpose_, "swapdims_": _transpose_, "lu": L.lu, "lu_solve": L.lu_solve,
     # random in-place fillers
     **R.INPLACE,
     # in-place elementwise

@@ -17,7 +17,8 @@ from .autograd.graph import Node
 from .ops._util import norm_dim
 
 __all__ = ["fft", "ifft", "rfft", "irfft", "fft2", "ifft2", "rfft2", "irfft2", "fftn", "ifftn",
-           "rfftn", "irfftn", "fftfreq", "rfftfreq", "fftshift", "ifftshift"]
+           "rfftn", "irfftn", "hfft", "ihfft", "hfft2", "ihfft2", "hfftn", "ihfftn", "fftfreq",
+           "rfftfreq", "fftshift", "ifftshift"]
 
 _DUAL = {"backward": "forward", "forward": "backward", "ortho": "ortho"}
 
@@ -242,6 +243,38 @@ def rfft2(input, s=None, dim=(-2, -1), norm=None, *, out=None):
 def irfft2(input, s=None, dim=(-2, -1), norm=None, *, out=None):
     """The inverse of ``rfft2``."""
     return irfftn(input, s, dim, norm)
+
+
+# Hermitian transforms: a signal with a Hermitian-symmetric spectrum is the conjugate view of
+# the real-signal transforms with the dual normalisation.
+def hfft(input, n=None, dim=-1, norm=None, *, out=None):
+    """The transform of a one-sided Hermitian signal: a real spectrum of length ``n``."""
+    return irfft(input.conj(), n, dim, _DUAL[_norm(norm)])
+
+
+def ihfft(input, n=None, dim=-1, norm=None, *, out=None):
+    """The inverse of ``hfft``: the one-sided half of a real signal's inverse transform."""
+    return rfft(input, n, dim, _DUAL[_norm(norm)]).conj()
+
+
+def hfftn(input, s=None, dim=None, norm=None, *, out=None):
+    """The n-d ``hfft`` (one-sided in the last of ``dim``)."""
+    return irfftn(input.conj(), s, dim, _DUAL[_norm(norm)])
+
+
+def ihfftn(input, s=None, dim=None, norm=None, *, out=None):
+    """The n-d ``ihfft``."""
+    return rfftn(input, s, dim, _DUAL[_norm(norm)]).conj()
+
+
+def hfft2(input, s=None, dim=(-2, -1), norm=None, *, out=None):
+    """The 2-d ``hfft`` over ``dim``."""
+    return hfftn(input, s, dim, norm)
+
+
+def ihfft2(input, s=None, dim=(-2, -1), norm=None, *, out=None):
+    """The 2-d ``ihfft`` over ``dim``."""
+    return ihfftn(input, s, dim, norm)
 
 
 def _freq(values, dtype, requires_grad):

@@ -5,17 +5,20 @@ namespace."""
 
 from __future__ import annotations
 
-from .ops.linalg import (det, eigh, eigvalsh, inv, linalg_cholesky,  # noqa: F401
-                         linalg_norm as norm, linalg_qr as qr, linalg_svd as svd, lstsq,
-                         matmul, matrix_exp, matrix_norm, matrix_power, matrix_rank, multi_dot,
-                         pinv, slogdet, solve, svdvals, tensordot, vecdot, vector_norm)
+from .ops.linalg import (cholesky_ex, det, eig, eigh, eigvals, eigvalsh, inv, inv_ex,  # noqa: F401
+                         linalg_cholesky, linalg_norm as norm, linalg_qr as qr,
+                         linalg_svd as svd, lstsq, matmul, matrix_exp, matrix_norm,
+                         matrix_power, matrix_rank, multi_dot, pinv, slogdet, solve, solve_ex,
+                         solve_triangular, svdvals, tensordot, vecdot, vector_norm,
+                         linalg_lu as lu, lu_factor, lu_factor_ex, linalg_lu_solve as lu_solve)
 from .ops.linalg import cross as _cross
 from .ops.shape import diagonal as _diagonal
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "inv", "det", "slogdet", "solve", "cholesky",
            "qr", "svd", "svdvals", "eigh", "eigvalsh", "pinv", "matrix_power", "cross",
            "tensordot", "multi_dot", "vecdot", "lstsq", "matrix_rank", "matrix_exp", "matmul",
-           "diagonal"]
+           "diagonal", "eig", "eigvals", "solve_triangular", "inv_ex", "cholesky_ex",
+           "solve_ex", "lu", "lu_factor", "lu_factor_ex", "lu_solve"]
 
 cholesky = linalg_cholesky
 

@@ -31,7 +31,7 @@ def _as_array(x, dtype=None):
 
 
 # ---------------------------------------------------------------------- value ops
-class _CoalesceValues(Node):
+class Coalesce(Node):
     """Sum the values that share an index (``inverse`` maps each entry to its unique slot)."""
 
     @staticmethod
@@ -46,7 +46,7 @@ class _CoalesceValues(Node):
         return IndexSelect.apply(g, 0, ctx.inverse), None, None
 
 
-class _ToDense(Node):
+class ToDense(Node):
     """Scatter-add the values into a dense array (duplicates add up)."""
 
     @staticmethod
@@ -64,7 +64,7 @@ class _ToDense(Node):
         return IndexSelect.apply(flat, 0, ctx.flat_index), None, None
 
 
-class _GatherDense(Node):
+class ToSparse(Node):
     """The values of a dense array at the given (flattened sparse) positions."""
 
     @staticmethod
@@ -81,7 +81,7 @@ class _GatherDense(Node):
         return flat.reshape(ctx.shape), None, None
 
 
-class _SpMM(Node):
+class SparseAddmm(Node):
     """``S @ B`` for a 2-d sparse ``S`` given by (rows, cols, values) and a dense 2-d ``B``."""
 
     saves = (0, 1)
@@ -100,7 +100,7 @@ class _SpMM(Node):
         if ctx.needs_input_grad[0]:
             gv = (IndexSelect.apply(g, 0, ctx.rows) * IndexSelect.apply(b, 0, ctx.cols)).sum(-1)
         if ctx.needs_input_grad[1]:
-            gb = _SpMM.apply(vals, g, ctx.cols, ctx.rows, ctx.k)  # S^T @ g
+            gb = SparseAddmm.apply(vals, g, ctx.cols, ctx.rows, ctx.k)  # S^T @ g
         return gv, gb, None, None, None
 
 
@@ -186,7 +186,7 @@ class SparseTensor(Tensor):
             return None
         uniq, inverse = _unique_columns(self._idx)
         counts = np.bincount(inverse, minlength=uniq.shape[1]).astype(g._data.dtype)
-        summed = _CoalesceValues.apply(g.detach(), inverse, uniq.shape[1])
+        summed = Coalesce.apply(g.detach(), inverse, uniq.shape[1])
         vals = summed / _make(counts.reshape((-1,) + (1,) * (g.ndim - 1)))
         return _new_sparse(uniq, vals, self._size, True)
 
@@ -235,13 +235,13 @@ class SparseTensor(Tensor):
         if self._coalesced:
             return self
         uniq, inverse = _unique_columns(self._idx)
-        vals = _CoalesceValues.apply(self._vals, inverse, uniq.shape[1])
+        vals = Coalesce.apply(self._vals, inverse, uniq.shape[1])
         return _new_sparse(uniq, vals, self._size, True)
 
     def to_dense(self, dtype=None, *, masked_grad=None):
         """The dense tensor this represents (duplicates summed)."""
         vals = self._vals if dtype is None else self._vals.to(dtype)
-        return _ToDense.apply(vals, _flat_index(self._idx, self._size), self._size)
+        return ToDense.apply(vals, _flat_index(self._idx, self._size), self._size)
 
     def to_sparse(self, *args, layout=None, **kwargs):
         _reject_layout(layout, "to_sparse")
@@ -465,7 +465,7 @@ def _dense_to_sparse(self, *args, layout=None, blocksize=None, dense_dim=None):
     if sd == 0:  # one entry holding the whole tensor as its dense part
         return _new_sparse(np.zeros((0, 1), np.int64), self.unsqueeze(0), a.shape, True)
     idx = np.stack(np.nonzero(mask)).astype(np.int64)
-    vals = _GatherDense.apply(self, _flat_index(idx, a.shape), sd)
+    vals = ToSparse.apply(self, _flat_index(idx, a.shape), sd)
     return _new_sparse(idx, vals, a.shape, True)
 
 
@@ -539,7 +539,7 @@ def _matmul(a, b):
         raise RuntimeError(f"expected mat1 and mat2 to have the same dtype, but got: "
                            f"{a.dtype} != {b.dtype}")
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-    out = _SpMM.apply(a._vals, b2, a._idx[0], a._idx[1], m)
+    out = SparseAddmm.apply(a._vals, b2, a._idx[0], a._idx[1], m)
     return out.squeeze(-1) if b.ndim == 1 else out
 
 

@@ -31,14 +31,14 @@ class Net(nn.Module):
         return self.fc2(x)
 
 
-def load(data, train):
+def load(data, train, size=None):
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     if data and os.path.isdir(data):
         try:
             return datasets.MNIST(data, train=train, transform=tf)
         except RuntimeError as e:
             print(f"{e}\nfalling back to the built-in digits")
-    return datasets.Digits(train=train, transform=tf)
+    return datasets.Digits(train=train, transform=tf, size=size)
 
 
 def main(argv=None):
@@ -51,9 +51,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.manual_seed(0)
 
-    train, test = load(args.data, True), load(args.data, False)
-    if args.quick:
-        train, test = Subset(train, range(1024)), Subset(test, range(512))
+    n_train, n_test = (1024, 512) if args.quick else (None, None)
+    train, test = load(args.data, True, n_train), load(args.data, False, n_test)
+    if args.quick and len(train) > n_train:  # MNIST files: take a slice
+        train, test = Subset(train, range(n_train)), Subset(test, range(n_test))
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True)
     test_loader = DataLoader(test, batch_size=256)
     model = Net()

@@ -36,6 +36,10 @@ _seq = itertools.count()
 # object with ``on_op(cls, args, kwargs, run)``, where ``run()`` performs the op.
 _MODES: list = []
 
+# Set by ``ember.ops.indexing``: records an in-place op on a view as a write into its base
+# (PyTorch's CopySlices). Returns NotImplemented for views it does not handle.
+_VIEW_INPLACE: list = [None]
+
 
 class _ScratchCtx:
     """The throwaway ctx of the fast path: a fresh plain object per call, so a forward may
@@ -419,6 +423,10 @@ def apply_inplace(cls, target, *args, **kwargs):
     grad_on = GradMode.enabled and cls.differentiable
     need = grad_on and (target._rg or any(isinstance(a, Tensor) and a._rg for a in args))
     if need:
+        if target._base is not None and _VIEW_INPLACE[0] is not None:
+            res = _VIEW_INPLACE[0](cls, target, args, kwargs)
+            if res is not NotImplemented:
+                return res
         _check_inplace_allowed(target)
         old = target
         if cls.saves == "all" or 0 in cls.saves:  # backward needs the old value: keep a copy
@@ -488,7 +496,9 @@ def _check_inplace_allowed(target):
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation.")
     base = target._base
-    if base is not None and (base._rg or target._rg):
+    # a detach()ed alias shares memory with its base but not its graph
+    if base is not None and (base._rg or target._rg) and \
+            not getattr(target, "_nondiff_view", False):
         if base.grad_fn is None and base._rg:
             raise RuntimeError(
                 "a view of a leaf Variable that requires grad is being used in an in-place "

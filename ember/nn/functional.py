@@ -15,7 +15,7 @@ import numpy as np
 from .. import _dtype as D
 from .._random import _rng
 from .._tensor import Tensor, _make
-from ..autograd.grad_mode import no_grad
+from ..autograd.grad_mode import GradMode, no_grad
 from ..autograd.graph import apply_inplace
 from ..ops import elementwise as E
 from ..ops import nn as K
@@ -26,6 +26,12 @@ from ._functional_seq import (embedding, embedding_bag,  # noqa: F401
 
 # convolution, pooling, padding and resampling (ember/ops/conv.py)
 from ..ops.conv import *  # noqa: E402,F401,F403
+
+try:  # embedding and attention, built in parallel (ember/nn/_functional_seq.py)
+    from ._functional_seq import *  # noqa: F401,F403
+except ModuleNotFoundError as _e:
+    if _e.name != __package__ + "._functional_seq":
+        raise
 
 
 # ---------------------------------------------------------------------- helpers
@@ -68,13 +74,16 @@ def _same_size_warning(input, target, stacklevel=3):
                       "broadcasting. Please ensure they have the same size.", stacklevel=stacklevel)
 
 
-def _write_inplace(input, result):
-    """Give an in-place variant its semantics: ``result`` written into ``input``."""
-    return input.copy_(result)
+def _composed(input, inplace, fn):
+    """``fn(input)``, written back into ``input`` when ``inplace``.
 
-
-def _as_t(x, like):
-    return x if isinstance(x, Tensor) else _tensor(x, dtype=like.dtype)
+    When autograd records, ``fn`` runs on a copy: the ops it records save their inputs, and
+    writing the result into a tensor they saved would make their backward fail.
+    """
+    if not inplace:
+        return fn(input)
+    src = input.clone() if GradMode.enabled and input.requires_grad else input
+    return input.copy_(fn(src))
 
 
 # ---------------------------------------------------------------------- linear
@@ -189,9 +198,8 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     """Leaky ReLU with a random slope in [lower, upper] (training) or their mean (eval)."""
     if not training:
         return leaky_relu(input, (lower + upper) / 2, inplace)
-    slope = _rng(None).uniform(lower, upper, size=input.shape).astype(input._data.dtype)
-    out = E.where(input >= 0, input, input * _make(slope))
-    return _write_inplace(input, out) if inplace else out
+    slope = _make(_rng(None).uniform(lower, upper, size=input.shape).astype(input._data.dtype))
+    return _composed(input, inplace, lambda x: E.where(x >= 0, x, x * slope))
 
 
 def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
@@ -212,8 +220,7 @@ def silu(input, inplace=False):
 
 def mish(input, inplace=False):
     """x * tanh(softplus(x))."""
-    out = input * E.tanh(K.Softplus.apply(input, 1.0, 20.0))
-    return _write_inplace(input, out) if inplace else out
+    return _composed(input, inplace, lambda x: x * E.tanh(K.Softplus.apply(x, 1.0, 20.0)))
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -228,14 +235,12 @@ def softsign(input):
 
 def hardsigmoid(input, inplace=False):
     """relu6(x + 3) / 6."""
-    out = K.Hardtanh.apply(input + 3, 0.0, 6.0) / 6
-    return _write_inplace(input, out) if inplace else out
+    return _composed(input, inplace, lambda x: K.Hardtanh.apply(x + 3, 0.0, 6.0) / 6)
 
 
 def hardswish(input, inplace=False):
     """x * relu6(x + 3) / 6."""
-    out = input * (K.Hardtanh.apply(input + 3, 0.0, 6.0) / 6)
-    return _write_inplace(input, out) if inplace else out
+    return _composed(input, inplace, lambda x: x * (K.Hardtanh.apply(x + 3, 0.0, 6.0) / 6))
 
 
 def hardshrink(input, lambd=0.5):
@@ -257,12 +262,14 @@ def tanhshrink(input):
 
 def threshold(input, threshold, value, inplace=False):
     """x where x > threshold, else ``value``."""
-    out = E.where(input > threshold, input, value)
-    return _write_inplace(input, out) if inplace else out
+    return _composed(input, inplace, lambda x: E.where(x > threshold, x, value))
+
+
+_threshold = threshold
 
 
 def threshold_(input, threshold, value):
-    return globals()["threshold"](input, threshold, value, True)
+    return _threshold(input, threshold, value, True)
 
 
 def sigmoid(input):
@@ -348,8 +355,7 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
         a = 1.0 / math.sqrt((a_ * a_ * p + 1) * (1 - p))
         noise = _make((keep * a).astype(dt))
         shift = _make(((keep.astype(np.float64) - 1) * a_ * a + a_ * a * p).astype(dt))
-        out = input * noise + shift
-        return _write_inplace(input, out) if inplace else out
+        return _composed(input, inplace, lambda x: x * noise + shift)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     mask = _make((keep * scale).astype(dt))
     return input.mul_(mask) if inplace else input * mask

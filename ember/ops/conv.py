@@ -1381,14 +1381,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                            f"({sin}) output ({sout})")
     if mode == "area":
         return _adaptive_avg(nd, input, tuple(out_size))
-    _check_float(input._data, f"upsample_{mode}")
     out = input
-    if mode in ("nearest", "nearest-exact"):
+    if mode in ("nearest", "nearest-exact"):  # any dtype: a pure gather
         for i in range(nd):
             if out_size[i] != spatial[i] or scales[i] not in (None, 1.0):
                 idx = _nearest_index(spatial[i], out_size[i], scales[i], mode == "nearest-exact")
                 out = out.index_select(2 + i, _make(idx))
         return out if out is not input else input.clone()
+    _check_float(input._data, f"upsample_{mode}")
     dtype = input._data.dtype
     for i in range(nd - 1, -1, -1):
         m = _interp_matrix(spatial[i], out_size[i], scales[i], align_corners, mode == "bicubic",

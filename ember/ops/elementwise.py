@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .._tensor import Tensor
-from ..autograd.graph import Node, apply_inplace
+from ..autograd.graph import Node, _pt_name, apply_inplace
 from ._util import promote, result_dtype, to_float
 
 _ndarray = np.ndarray
@@ -261,20 +261,24 @@ class Pow(Node):
         na, nb = ctx.needs_input_grad
         ga = gb = None
         if na:
+            # complex inputs take the conjugate derivative (PyTorch's convention)
             if isinstance(b, Tensor):
-                ga = g * b * where(b == 0, 0.0, pow(a, b - 1))
+                ga = g * _conj(b * where(b == 0, 0.0, pow(a, b - 1)))
             elif b == 0:
                 ga = g * 0.0
             else:
-                ga = g * (b * pow(a, b - 1))
-            ga = _conj_grad(ga, a)
+                ga = g * _conj(b * pow(a, b - 1))
         if nb:
             if isinstance(a, Tensor):
                 # d/db a**b = a**b * log(a); PyTorch masks the a == 0, b >= 0 case to 0
-                la = log(a) if a._data.dtype.kind == "c" else log(a)
-                gb = g * where((a == 0) & (b >= 0), 0.0, out * la)
+                d = out * log(a)
+                if a._data.dtype.kind != "c":
+                    d = where((a == 0) & (b >= 0), 0.0, d)
+                gb = g * _conj(d)
+            elif a > 0:
+                gb = g * _conj(out * math.log(a))
             else:
-                gb = g * out * math.log(a) if a > 0 else _pow_grad_nonpos_base(g, a, b, out)
+                gb = _pow_grad_nonpos_base(g, a, b, out)
         return ga, gb
 
 
@@ -289,10 +293,6 @@ def _conj(t):
     if isinstance(t, Tensor):
         return t.conj() if t._data.dtype.kind == "c" else t
     return t.conjugate() if isinstance(t, complex) else t
-
-
-def _conj_grad(g, like):
-    return g.conj() if isinstance(like, Tensor) and like._data.dtype.kind == "c" else g
 
 
 class Neg(Node):
@@ -326,12 +326,18 @@ class Abs(Node):
         return g * sign(a)
 
 
+def _sign_np(a):
+    if a.dtype.kind == "f":
+        return np.subtract(a > 0, a < 0, dtype=a.dtype)  # NaN gives 0, as in PyTorch
+    return np.sign(a)
+
+
 class Sign(Node):
     @staticmethod
     def forward(ctx, a):
         if a.dtype == np.bool_:
             return a.copy()
-        return np.sign(a)
+        return _sign_np(a)
 
     @staticmethod
     def backward(ctx, g):
@@ -349,7 +355,7 @@ class Sgn(Node):
             m = np.abs(a)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(m == 0, 0, a / np.where(m == 0, 1, m)).astype(a.dtype)
-        return np.sign(a)
+        return _sign_np(a)
 
     @staticmethod
     def backward(ctx, g):
@@ -525,6 +531,9 @@ class Round(_Rounding):
     @staticmethod
     def forward(ctx, a, decimals=0):
         if a.dtype.kind in "biu":
+            if decimals != 0:
+                raise NotImplementedError(
+                    f'"round_cpu" not implemented for \'{_pt_name(D._BY_NP[a.dtype])}\'')
             return a.copy()
         if decimals == 0:
             return np.round(a)
@@ -668,8 +677,8 @@ class Lerp(Node):
     def backward(ctx, g):
         a, b, w = ctx.saved_tensors
         na, nb, nw = ctx.needs_input_grad
-        return (g * (1 - w) if na else None, g * w if nb else None,
-                g * (b - a) if nw else None)
+        return (g * _conj(1 - w) if na else None, g * _conj(w) if nb else None,
+                g * _conj(b - a) if nw else None)
 
 
 class Addcmul(Node):
@@ -689,7 +698,7 @@ class Addcmul(Node):
         t1, t2 = ctx.saved_tensors
         v = ctx.value
         _, n1, n2 = ctx.needs_input_grad
-        return g, g * t2 * v if n1 else None, g * t1 * v if n2 else None
+        return g, g * _conj(t2 * v) if n1 else None, g * _conj(t1 * v) if n2 else None
 
 
 class Addcdiv(Node):
@@ -718,7 +727,8 @@ class Addcdiv(Node):
         t1, t2 = ctx.saved_tensors
         v = ctx.value
         _, n1, n2 = ctx.needs_input_grad
-        return (g, g * v / t2 if n1 else None, -g * v * t1 / (t2 * t2) if n2 else None)
+        return (g, g * _conj(v / t2) if n1 else None,
+                -g * _conj(v * t1 / (t2 * t2)) if n2 else None)
 
 
 class Atan2(Node):

@@ -72,7 +72,12 @@ class Index(Node):
         ctx.shape, ctx.dtype, ctx.idx = a.shape, a.dtype, idx
         out = _check_bounds(a, idx)
         if type(out) is not _ndarray:
-            out = np.asarray(out)
+            # NumPy returns a scalar for a full integer index; PyTorch a 0-d view. A trailing
+            # Ellipsis makes NumPy return the 0-d view too.
+            if _is_basic(idx):
+                out = a[(idx if isinstance(idx, tuple) else (idx,)) + (Ellipsis,)]
+            else:
+                out = np.asarray(out)
         return out
 
     @staticmethod
@@ -910,3 +915,59 @@ def _inplace_of(fn):
 INPLACE = {f.__name__ + "_": _inplace_of(f) for f in (
     index_add, index_copy, index_fill, scatter, scatter_add, scatter_reduce, masked_scatter,
     put, index_reduce)}
+
+
+# ====================================================================== in-place ops on views
+def _view_positions(base, view):
+    """Flat (C-order) indices into ``base`` of each element of ``view`` (``view``'s shape),
+    or None when ``base``'s elements overlap or ``view`` reaches outside it."""
+    from .shape import _positions
+    b, v = base._data, view._data
+    off_b = _positions(b.shape, b.strides).reshape(-1)
+    order = np.argsort(off_b, kind="stable")
+    sorted_b = off_b[order]
+    if sorted_b.size > 1 and (np.diff(sorted_b) == 0).any():
+        return None
+    start = v.__array_interface__["data"][0] - b.__array_interface__["data"][0]
+    off_v = start + _positions(v.shape, v.strides)
+    loc = np.searchsorted(sorted_b, off_v)
+    if sorted_b.size == 0 or (loc >= sorted_b.size).any() or \
+            (sorted_b[np.minimum(loc, sorted_b.size - 1)] != off_v).any():
+        return None
+    return order[loc]
+
+
+def _inplace_on_view(cls, target, args, kwargs):
+    """``cls`` applied in place to ``target``, a view of ``target._base``, recorded as
+    ``base = base.index_put(view positions, cls(view))`` so that gradients reach the base
+    (and the view's new graph reads from the updated base), as PyTorch's CopySlices does."""
+    base = target._base
+    if getattr(target, "_nondiff_view", False):
+        return NotImplemented  # detach(): shares memory, not the graph
+    if base.grad_fn is None and base._rg:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    pos = _view_positions(base, target)
+    if pos is None:
+        return NotImplemented
+    old_base = _make(base._data, base._rg, base.grad_fn)
+    old_base._output_nr = base._output_nr
+    flat = old_base.reshape(-1)
+    new_view = cls.apply(Index.apply(flat, pos), *args, **kwargs)
+    from ..autograd.graph import _write
+    _write(target, new_view._data, cls)
+    new_flat = IndexPut.apply(flat, new_view.to(base.dtype), pos)
+    _bump_version(target)
+    new_base = new_flat.reshape(base._data.shape)
+    base.grad_fn, base._rg, base._output_nr = new_base.grad_fn, new_base._rg, 0
+    view_now = Index.apply(new_flat, pos)
+    target.grad_fn, target._rg, target._output_nr = view_now.grad_fn, view_now._rg, 0
+    return target
+
+
+def _install_view_inplace():
+    from ..autograd import graph
+    graph._VIEW_INPLACE[0] = _inplace_on_view
+
+
+_install_view_inplace()

@@ -1,14 +1,22 @@
-"""Layer 2: fused neural-network kernels (softmax, losses, normalisation, activations).
+"""Layer 2: fused neural-network kernels (linear, softmax, losses, normalisation, activations).
 
 Each op has a NumPy forward in one pass and a backward written with ember ops, so double
-backward works. They are kept only where measured faster than composing existing ops
-(``benchmarks`` in the report of issue 4): softmax/log_softmax (one pass instead of four
-dispatches), cross-entropy (log-softmax and the gather in one pass, a closed-form gradient),
-layer/batch normalisation (stats and affine in one pass) and the common activations.
+backward works. When nothing records the backward (no ``create_graph``), the hot ones run
+the same formula on arrays through ``ArrayGrad``, one dispatch instead of several.
 
-Where backward needs statistics of the input (normalisation, cross-entropy) it reuses the
-ones forward computed, unless the backward itself is being recorded (``create_graph``): then
-it recomputes them with differentiable ops so that second derivatives are right.
+A fused op is kept only where it beat the composition of existing ops. Measured (float32,
+best of 15, a loaded 2-core machine; composed -> fused, forward+backward):
+    linear        (4, 8) @ (8, 8)      0.104 -> 0.079 ms   (forward alone 8 -> 3 us)
+    linear        (256, 256)^2         0.81  -> 0.66 ms
+    softmax       (64, 1000)           0.84  -> 0.36 ms    (8, 10): 0.174 -> 0.062 ms
+    log_softmax   (64, 1000)           0.44  -> 0.38 ms    (8, 10): 0.102 -> 0.064 ms
+    cross_entropy (64, 1000)           0.54  -> 0.20 ms    (8, 10): 0.177 -> 0.086 ms
+    layer_norm    (64, 512)            0.35  -> 0.24 ms
+    batch_norm    (16, 32, 16, 16)     1.98  -> 1.48 ms
+    silu          (64, 1024)           0.168 -> 0.167 ms   (kept: one dispatch, same speed)
+
+Where backward needs statistics of the input (normalisation, cross-entropy) a recorded
+backward recomputes them with differentiable ops, so that second derivatives are right.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from . import elementwise as E
-from .linalg import matmul
+from .linalg import matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -80,10 +88,11 @@ class Linear(Node):
             cols = x.shape[-1] if x.ndim else 1
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{cols} and "
                                f"{w.shape[1]}x{w.shape[0]})")
-        y = np.matmul(x, w.T)
+        cd = _compute_dtype(x)
+        y = matmul_arrays(x.astype(cd, copy=False), w.T.astype(cd, copy=False))
         if b is not None:
             y += b
-        return y
+        return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
@@ -221,7 +230,7 @@ def _class_targets(logits, target, weight, ignore_index, op):
                                f"{list(weight.shape)}")
         w = weight[safe] * valid
     else:
-        w = valid.astype(logits.dtype if logits.dtype.kind == "f" else np.float32)
+        w = valid.astype(logits.dtype if logits.dtype.kind in "fV" else np.float32)
     return cls_axis, safe, w
 
 

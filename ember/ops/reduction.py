@@ -43,6 +43,12 @@ class return_types:
     frexp = _rt("frexp", ["mantissa", "exponent"])
 
 
+def _low_precision(a):
+    """float16/bfloat16: NumPy accumulates these in their own precision (bfloat16 sums of a
+    few hundred values are wrong in the first digit), so reductions run in float32."""
+    return a.dtype.itemsize == 2 and a.dtype.kind in "fV"
+
+
 def _axis(dim, ndim, op):
     dims = norm_dims(dim, ndim, op)
     if dims is not None and (len(dims) == 0 or ndim == 0):
@@ -66,8 +72,11 @@ class Sum(Node):
     @staticmethod
     def forward(ctx, a, axis, keepdim, dtype):
         ctx.shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
-        if dtype is None and a.dtype.kind in "biu":
-            dtype = np.int64
+        if dtype is None:
+            if a.dtype.kind in "biu":
+                dtype = np.int64
+            elif _low_precision(a):
+                return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
         return np.sum(a, axis=axis, keepdims=keepdim, dtype=dtype)
 
     @staticmethod
@@ -84,6 +93,8 @@ class Mean(Node):
         if dtype is not None:
             a = a.astype(dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
+            if _low_precision(a):
+                return np.mean(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
             return np.mean(a, axis=axis, keepdims=keepdim)
 
     @staticmethod
@@ -98,8 +109,11 @@ class Prod(Node):
     @staticmethod
     def forward(ctx, a, axis, keepdim, dtype):
         ctx.axis, ctx.keepdim = axis, keepdim
-        if dtype is None and a.dtype.kind in "biu":
-            dtype = np.int64
+        if dtype is None:
+            if a.dtype.kind in "biu":
+                dtype = np.int64
+            elif _low_precision(a):
+                return np.prod(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
         return np.prod(a, axis=axis, keepdims=keepdim, dtype=dtype)
 
     @staticmethod
@@ -110,8 +124,8 @@ class Prod(Node):
         out = _expand_back(out, shape, axis, keepdim)
         # product of the others; exact when there are zeros (no division by zero)
         if not bool((x._data == 0).any()):
-            return g * out / x, None, None, None
-        return g * _prod_others(x, axis), None, None, None
+            return g * _conj(out / x), None, None, None
+        return g * _conj(_prod_others(x, axis)), None, None, None
 
 
 def _prod_others(x, axis):
@@ -280,7 +294,8 @@ class Var(Node):
         n = a.size if axis is None else int(np.prod([a.shape[i] for i in axis]))
         ctx.n = n
         with np.errstate(invalid="ignore", divide="ignore"):
-            v = np.var(a, axis=axis, keepdims=keepdim, ddof=0)
+            v = np.var(a, axis=axis, keepdims=keepdim, ddof=0,
+                       dtype=np.float32 if _low_precision(a) else None)
             if correction != 0:
                 v = v * (n / builtins.max(n - correction, 0)) if n - correction > 0 else \
                     v * np.float64("inf" if n > 0 else "nan").astype(v.dtype)
@@ -326,6 +341,8 @@ class Logsumexp(Node):
         if a.dtype.kind in "biu":
             a = a.astype(D._Defaults.dtype.np)
         ctx.axis, ctx.keepdim = axis, keepdim
+        if _low_precision(a):
+            return Logsumexp.forward(ctx, a.astype(np.float32), axis, keepdim).astype(a.dtype)
         if a.size == 0:
             return np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdim))
         m = np.max(a, axis=axis, keepdims=True)
@@ -342,15 +359,18 @@ class Logsumexp(Node):
         g = _expand_back(g, x.shape, ctx.axis, ctx.keepdim)
         out = _expand_back(out, x.shape, ctx.axis, ctx.keepdim)
         from .elementwise import exp
-        return g * exp(x - out), None, None
+        return g * _conj(exp(x - out)), None, None
 
 
 class Cumsum(Node):
     @staticmethod
     def forward(ctx, a, dim, dtype):
         ctx.dim = dim
-        if dtype is None and a.dtype.kind in "biu":
-            dtype = np.int64
+        if dtype is None:
+            if a.dtype.kind in "biu":
+                dtype = np.int64
+            elif _low_precision(a) and a.ndim:
+                return np.cumsum(a, axis=dim, dtype=np.float32).astype(a.dtype)
         if a.ndim == 0:
             return a.astype(dtype or a.dtype)
         return np.cumsum(a, axis=dim, dtype=dtype)
@@ -370,8 +390,11 @@ class Cumprod(Node):
     @staticmethod
     def forward(ctx, a, dim, dtype):
         ctx.dim = dim
-        if dtype is None and a.dtype.kind in "biu":
-            dtype = np.int64
+        if dtype is None:
+            if a.dtype.kind in "biu":
+                dtype = np.int64
+            elif _low_precision(a) and a.ndim:
+                return np.cumprod(a, axis=dim, dtype=np.float32).astype(a.dtype)
         if a.ndim == 0:
             return a.astype(dtype or a.dtype)
         return np.cumprod(a, axis=dim, dtype=dtype)
@@ -383,7 +406,7 @@ class Cumprod(Node):
             return g, None, None
         d = ctx.dim
         if not bool((x._data == 0).any()):
-            return (g * out).flip(d).cumsum(d).flip(d) / x, None, None
+            return (g * _conj(out)).flip(d).cumsum(d).flip(d) / _conj(x), None, None
         # general case (zeros present): sum_{j>=i} g_j * prod_{k<=j, k!=i} x_k, O(n^2) along d
         from .shape import movedim, stack
         xm = movedim(x, d, -1)
@@ -396,7 +419,7 @@ class Cumprod(Node):
             from .shape import cat
             xr = cat([xm[..., :i], ones, xm[..., i + 1:]], -1)
             cp = xr.cumprod(-1)
-            cols.append((gm[..., i:] * cp[..., i:]).sum(-1))
+            cols.append((gm[..., i:] * _conj(cp[..., i:])).sum(-1))
             del xi
         return movedim(stack(cols, -1), -1, d), None, None
 
@@ -412,6 +435,8 @@ class Logcumsumexp(Node):
             a = a.astype(D._Defaults.dtype.np)
         if a.ndim == 0:
             return a.copy()
+        if _low_precision(a):
+            return np.logaddexp.accumulate(a.astype(np.float32), axis=dim).astype(a.dtype)
         return np.logaddexp.accumulate(a, axis=dim)
 
     @staticmethod
@@ -683,6 +708,9 @@ class _Norm2(Node):
     @staticmethod
     def forward(ctx, a, axis, keepdim):
         ctx.axis, ctx.keepdim = axis, keepdim
+        if _low_precision(a):
+            a32 = a.astype(np.float32)
+            return np.sqrt(np.sum(a32 * a32, axis=axis, keepdims=keepdim)).astype(a.dtype)
         return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdim))
 
     @staticmethod
@@ -735,6 +763,11 @@ def cummin(input, dim, *, out=None):
 
 def count_nonzero(input, dim=None):
     return sum(input != 0, dim)
+
+
+def _conj(t):
+    """Complex inputs take the conjugate derivative (PyTorch's convention); reals pass."""
+    return t.conj() if t._data.dtype.kind == "c" else t
 
 
 def _out(result, out):

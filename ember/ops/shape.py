@@ -22,7 +22,10 @@ __all__ = ["reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
            "meshgrid", "cartesian_prod", "block_diag", "diff", "atleast_1d", "atleast_2d",
            "atleast_3d", "column_stack", "row_stack", "dstack", "tensor_split",
            "split_with_sizes", "hsplit", "vsplit", "dsplit", "flipud", "fliplr", "rot90",
-           "as_strided", "diagflat", "narrow_copy"]
+           "as_strided", "diagflat", "narrow_copy", "ravel", "view_as_real", "view_as_complex",
+           "unsafe_chunk", "unsafe_split", "diagonal_copy", "expand_copy", "permute_copy",
+           "t_copy", "unbind_copy", "view_copy", "squeeze_copy", "unsqueeze_copy",
+           "transpose_copy", "split_copy", "detach_copy"]
 
 
 def _infer_shape(shape, numel, op="view"):
@@ -742,6 +745,7 @@ def detach(input):
     """A tensor sharing ``input``'s memory and version counter, cut from the graph."""
     t = _make(input._data)
     t._base = input._base if input._base is not None else input
+    t._nondiff_view = True  # in-place ops on it do not write into the base's graph
     return t
 
 
@@ -902,8 +906,7 @@ def tensor_split(input, indices_or_sections, dim=0):
                         for i in ios] + [n]
         sizes = [builtins.max(b - a, 0) for a, b in zip(bounds[:-1], bounds[1:])]
         starts = bounds[:-1]
-        return tuple(Narrow.apply(input, d, builtins.min(s, n), z)
-                     for s, z in zip(starts, sizes))
+        return tuple(Narrow.apply(input, d, s, z) for s, z in zip(starts, sizes))
     return Split.apply(input, sizes, d)
 
 
@@ -1076,3 +1079,118 @@ def diagflat(input, offset=0):
 def narrow_copy(input, dim, start, length):
     """``narrow`` as a new tensor rather than a view."""
     return narrow(input, dim, start, length).clone()
+
+
+def ravel(input):
+    """The elements as a 1-d tensor (a view when possible)."""
+    return input.reshape(-1)
+
+
+class ViewAsReal(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype.kind != "c":
+            raise RuntimeError("view_as_real is only supported for complex tensors")
+        return a.view(a.real.dtype).reshape(a.shape + (2,))
+
+    @staticmethod
+    def backward(ctx, g):
+        return ViewAsComplex.apply(g.contiguous())
+
+
+class ViewAsComplex(Node):
+    view = True
+
+    @staticmethod
+    def forward(ctx, a):
+        if a.dtype not in (np.float32, np.float64):
+            raise RuntimeError(f"view_as_complex is only supported for float and double "
+                               f"tensors, but got a tensor of scalar type: {a.dtype}")
+        if a.ndim == 0 or a.shape[-1] != 2:
+            raise RuntimeError("Tensor must have a last dimension of size 2")
+        if a.strides[-1] != a.itemsize:
+            raise RuntimeError("Tensor must have a last dimension with stride 1")
+        ct = np.complex64 if a.dtype == np.float32 else np.complex128
+        return a.view(ct)[..., 0]  # NumPy needs only the last axis contiguous
+
+    @staticmethod
+    def backward(ctx, g):
+        return ViewAsReal.apply(g)
+
+
+def view_as_real(input):
+    """A real view of a complex tensor, with a last dim of (real, imag)."""
+    return ViewAsReal.apply(input)
+
+
+def view_as_complex(input):
+    """A complex view of a real tensor whose last dim (size 2, stride 1) holds (real, imag)."""
+    return ViewAsComplex.apply(input)
+
+
+unsafe_chunk = chunk
+unsafe_split = split
+
+
+def _copy_variant(fn):
+    def copy_fn(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(o.clone() for o in out)
+        return out.clone()
+    copy_fn.__name__ = fn.__name__ + "_copy"
+    copy_fn.__doc__ = f"``{fn.__name__}`` returning new memory instead of a view."
+    return copy_fn
+
+
+# ``*_copy`` variants of the view ops (PyTorch's functionalisation spellings)
+diagonal_copy = _copy_variant(diagonal)
+expand_copy = _copy_variant(expand)
+permute_copy = _copy_variant(permute)
+t_copy = _copy_variant(t)
+unbind_copy = _copy_variant(unbind)
+view_copy = _copy_variant(view)
+squeeze_copy = _copy_variant(squeeze)
+unsqueeze_copy = _copy_variant(unsqueeze)
+transpose_copy = _copy_variant(transpose)
+split_copy = _copy_variant(split)
+detach_copy = _copy_variant(detach)
+
+
+def fill_diagonal_(input, fill_value, wrap=False):
+    """Fill the main diagonal in place (all dims equal, or 2-d; ``wrap`` restarts it below a
+    tall matrix's square part)."""
+    from .indexing import _inplace, masked_fill
+    shp = input._data.shape
+    if len(shp) < 2:
+        raise RuntimeError("dimensions must larger than 1")
+    if len(shp) > 2 and len(set(shp)) != 1:
+        raise RuntimeError("all dimensions of input must be of equal length")
+    mask = np.zeros(shp, dtype=bool)
+    np.fill_diagonal(mask, True, wrap=wrap)
+    return _inplace(input, masked_fill, _make(mask), fill_value)
+
+
+def tril_(input, diagonal=0):
+    """In-place ``tril``."""
+    from ..autograd.graph import apply_inplace
+    return apply_inplace(Tril, input, diagonal)
+
+
+def triu_(input, diagonal=0):
+    """In-place ``triu``."""
+    from ..autograd.graph import apply_inplace
+    return apply_inplace(Triu, input, diagonal)
+
+
+def rebind_inplace_view(self, result):
+    """Make ``self`` become ``result`` (a view of it: ``t_``, ``squeeze_`` ...), graph
+    included, so that gradients flow through the in-place metadata change."""
+    from ..autograd.graph import GradMode, _check_inplace_allowed
+    if self._rg and GradMode.enabled:
+        _check_inplace_allowed(self)
+        self.grad_fn, self._output_nr = result.grad_fn, result._output_nr
+    self._data = result._data
+    return self

@@ -25,12 +25,24 @@ def test_activation(name, kw):
     check(lambda m, x: getattr(m.nn.functional, name)(x, **kw), [(3, 7)])
 
 
-@pytest.mark.parametrize("name", ["relu", "elu", "leaky_relu", "hardtanh", "silu", "selu"])
+@pytest.mark.parametrize("name", ["relu", "elu", "leaky_relu", "hardtanh", "silu", "selu",
+                                  "mish", "hardswish", "hardsigmoid", "relu6", "celu"])
 def test_activation_inplace(name):
     def fn(m, x):
         y = x * 1.0
         return getattr(m.nn.functional, name)(y, inplace=True)
     check(fn, [(4, 5)])
+
+
+def test_threshold_inplace_and_low_precision():
+    check(lambda m, x: m.nn.functional.threshold(x * 1.0, 0.2, -1.0, inplace=True), [(3, 4)])
+    for dt in (ember.float16, ember.bfloat16):
+        x = ember.randn(3, 4).to(dt).requires_grad_()
+        net = ember.nn.Sequential(ember.nn.Linear(4, 4), ember.nn.LayerNorm(4), ember.nn.GELU(),
+                                  ember.nn.BatchNorm1d(4), ember.nn.LogSoftmax(1)).to(dt)
+        loss = ember.nn.functional.nll_loss(net(x), ember.tensor([0, 1, 2]))
+        loss.backward()
+        assert loss.dtype == dt and x.grad.dtype == dt and net[0].weight.grad.dtype == dt
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -290,3 +302,23 @@ def test_dropout_statistics_and_modes():
     out = F.dropout(xg, 0.5)
     out.sum().backward()
     np.testing.assert_allclose(xg.grad.numpy(), (out.detach().numpy() != 0) * 2.0)
+
+
+def test_feature_dropouts_and_gumbel_softmax():
+    F = ember.nn.functional
+    for fn, shape in ((F.dropout1d, (20, 30, 4)), (F.dropout1d, (30, 4)),
+                      (F.dropout3d, (10, 20, 2, 2, 2)), (F.feature_alpha_dropout, (30, 20, 4))):
+        z = fn(ember.ones(*shape), 0.5, training=True).numpy()
+        lead = 1 if len(shape) == 2 else 2  # (C, L) has no batch dim
+        per = z.reshape(int(np.prod(shape[:lead])), -1)
+        assert np.all((per == per[:, :1]).all(1)), fn.__name__
+    with pytest.raises(RuntimeError, match="Expected 2D or 3D input"):
+        F.dropout1d(ember.ones(2, 2, 2, 2))
+    logits = ember.randn(6, 5, requires_grad=True)
+    soft = F.gumbel_softmax(logits, tau=0.5)
+    np.testing.assert_allclose(soft.detach().numpy().sum(1), np.ones(6), rtol=1e-5)
+    hard = F.gumbel_softmax(logits, hard=True)
+    h = hard.detach().numpy()
+    assert set(np.unique(h)) <= {0.0, 1.0} and np.all(h.sum(1) == 1)
+    (hard * ember.arange(5.0)).sum().backward()
+    assert logits.grad is not None and np.abs(logits.grad.numpy()).sum() > 0

@@ -99,6 +99,7 @@ def _ks_uniform(a, lo, hi):
 
 def test_layer_default_inits_match_pytorch_distributions():
     torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
     # (module, parameter, bound of PyTorch's U(-bound, bound))
     cases = [(lambda m: m.nn.Linear(300, 200), "weight", 1 / math.sqrt(300)),
              (lambda m: m.nn.Linear(300, 200), "bias", 1 / math.sqrt(300)),

@@ -153,11 +153,16 @@ def test_overridable_state_dict_hooks_and_extra_state():
     assert m.loaded == {"note": 7}
     calls = []
     h = m.register_state_dict_pre_hook(lambda mod, prefix, keep: calls.append(prefix))
-    m.register_state_dict_post_hook(lambda mod, d, prefix, meta: d.pop("bias"))
+    h2 = m.register_state_dict_post_hook(lambda mod, d, prefix, meta: [d.pop("bias")] and None)
     assert "bias" not in m.state_dict() and calls == [""]
+    h2.remove()
+    m.register_state_dict_post_hook(lambda mod, d, prefix, meta: {})
+    with pytest.raises(RuntimeError, match="must return None"):
+        m.state_dict()
     h.remove()
     m.register_load_state_dict_post_hook(lambda mod, keys: keys.missing_keys.clear())
-    assert m.load_state_dict({"weight": ember.zeros(2, 2)}).missing_keys == []
+    assert m.load_state_dict({"weight": ember.zeros(2, 2),
+                              "_extra_state": {}}).missing_keys == []
 
 
 def test_forward_hooks():

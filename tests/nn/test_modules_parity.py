@@ -203,3 +203,29 @@ def test_torch_state_dict_loads_directly_and_outputs_match():
     esd, tsd = em.state_dict(), tm.state_dict()
     assert list(esd) == list(tsd)
     assert dict(esd._metadata) == dict(tsd._metadata)
+
+
+def test_training_steps_stay_in_lockstep_with_torch():
+    def build(m):
+        return m.nn.Sequential(m.nn.Linear(6, 16), m.nn.LayerNorm(16), m.nn.GELU(),
+                               m.nn.Linear(16, 16), m.nn.BatchNorm1d(16), m.nn.SiLU(),
+                               m.nn.Dropout(0.0), m.nn.Linear(16, 3)).double()
+    tm, em = build(torch), build(ember)
+    load_from_torch(em, tm)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 6)), rng.integers(0, 3, 32)
+    for step in range(5):
+        losses = []
+        for m, net in ((torch, tm), (ember, em)):
+            net.zero_grad()
+            loss = m.nn.functional.cross_entropy(net(m.tensor(x)), m.tensor(y),
+                                                 label_smoothing=0.05)
+            loss.backward()
+            m.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            with m.no_grad():
+                for p in net.parameters():
+                    p -= 0.1 * p.grad
+            losses.append(float(loss))
+        assert losses[0] == pytest.approx(losses[1], rel=1e-10), step
+    for (n, a), (_, b) in zip(em.state_dict().items(), tm.state_dict().items()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12, err_msg=n)

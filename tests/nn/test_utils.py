@@ -115,6 +115,7 @@ def test_weight_norm_matches_torch():
 
 
 def test_spectral_norm_matches_torch():
+    torch.manual_seed(0)
     tm = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(5, 4).double())
     em = nn.utils.parametrizations.spectral_norm(nn.Linear(5, 4).double())
     assert list(tm.state_dict()) == list(em.state_dict())
@@ -125,8 +126,11 @@ def test_spectral_norm_matches_torch():
         em.train(mode)
         to, eo = tm(torch.tensor(x)), em(ember.tensor(x))
         np.testing.assert_allclose(eo.detach().numpy(), to.detach().numpy(), rtol=1e-9)
+    em.train()
+    for _ in range(50):  # more power iterations: sigma converges to the top singular value
+        em(ember.tensor(x))
     s = np.linalg.svd(em.weight.detach().numpy(), compute_uv=False)
-    assert abs(s[0] - 1) < 1e-3
+    assert abs(s[0] - 1) < 1e-6
 
 
 @pytest.mark.parametrize("shape,orth_map", [((4, 4), "matrix_exp"), ((5, 3), "householder"),

@@ -414,6 +414,14 @@ def test_nan_to_num():
     check(lambda m, a: m.nan_to_num(a), [(4,)], np.int64, grad=False)
 
 
+def test_sign_nan_and_round_int():
+    x = np.array([np.nan, -0.0, 0.0, 2.0, -3.0])
+    check(lambda m, a: (m.sign(a), m.sgn(a)), None, arrays=[x])
+    check(lambda m, a: m.round(a), [(4,)], np.int64, grad=False)
+    with pytest.raises(NotImplementedError):
+        ember.round(ember.tensor([15]), decimals=-1)
+
+
 @pytest.mark.parametrize("decimals", [0, 1, 2, -1])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_round_decimals(decimals, dtype):
@@ -554,3 +562,45 @@ def test_float16_bfloat16_arith():
             e, t = f(ember, x), f(torch, tx)
             assert e.dtype.name == str(t.dtype).split(".")[1]
             np.testing.assert_allclose(e.float().numpy(), t.float().numpy(), rtol=1e-2)
+
+
+# ---------------------------------------------------------------------- complex gradients
+COMPLEX_FNS = {
+    "add": lambda m, a, b: a + b, "sub": lambda m, a, b: a - b, "mul": lambda m, a, b: a * b,
+    "div": lambda m, a, b: a / b, "pow": lambda m, a, b: a ** b, "pow_scalar": lambda m, a, b: a ** 2.5,
+    "exp": lambda m, a, b: m.exp(a), "log": lambda m, a, b: m.log(a),
+    "sqrt": lambda m, a, b: m.sqrt(a), "sin": lambda m, a, b: m.sin(a),
+    "tanh": lambda m, a, b: m.tanh(a), "abs": lambda m, a, b: m.abs(a) * 1,
+    "sigmoid": lambda m, a, b: m.sigmoid(a), "reciprocal": lambda m, a, b: m.reciprocal(a),
+    "rsqrt": lambda m, a, b: m.rsqrt(a), "square": lambda m, a, b: m.square(a),
+    "expm1": lambda m, a, b: m.expm1(a), "log1p": lambda m, a, b: m.log1p(a),
+    "asin": lambda m, a, b: m.asin(a), "atanh": lambda m, a, b: m.atanh(a),
+    "tan": lambda m, a, b: m.tan(a), "neg": lambda m, a, b: -a,
+    "where": lambda m, a, b: m.where(a.real > 0, a, b),
+    "addcmul": lambda m, a, b: m.addcmul(a, a, b, value=0.5),
+    "addcdiv": lambda m, a, b: m.addcdiv(a, a, b), "lerp": lambda m, a, b: m.lerp(a, b, a),
+    "conj": lambda m, a, b: a.conj() * b, "real_imag": lambda m, a, b: a.real * b.imag,
+    "sum": lambda m, a, b: (a * b).sum() * 1, "mean": lambda m, a, b: a.mean() * 1,
+    "prod": lambda m, a, b: a.prod() * 1, "cumsum": lambda m, a, b: a.cumsum(0),
+    "cumprod": lambda m, a, b: a.cumprod(0), "var": lambda m, a, b: a.var() * 1,
+    "norm": lambda m, a, b: a.norm() * 1, "logsumexp": lambda m, a, b: m.logsumexp(a, 0) * 1,
+}
+
+
+@pytest.mark.parametrize("name", list(COMPLEX_FNS))
+def test_complex_gradients(name):
+    """Complex inputs take the conjugate derivative, as in PyTorch."""
+    rng = np.random.default_rng(0)
+    z, w, g = (rng.normal(size=3) + 1j * rng.normal(size=3) for _ in range(3))
+    f = COMPLEX_FNS[name]
+    res = []
+    for m in (torch, ember):
+        a, b = m.tensor(z, requires_grad=True), m.tensor(w, requires_grad=True)
+        r = f(m, a, b)
+        gr = g[:r.numel()].reshape(tuple(r.shape))
+        gr = m.tensor(gr if r.is_complex() else gr.real.copy())
+        grads = m.autograd.grad(r, [a, b], gr, allow_unused=True)
+        res.append([np.asarray(r.tolist())] + [np.zeros(3) if x is None else
+                                                np.asarray(x.tolist()) for x in grads])
+    for t, e in zip(*res):
+        np.testing.assert_allclose(e, t, rtol=1e-10, atol=1e-12)

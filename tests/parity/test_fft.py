@@ -37,6 +37,10 @@ REAL = [
     ("rfftn_s", lambda m, a, nm: m.fft.rfftn(a, s=(4, 5), norm=nm), [(2, 3, 4)]),
     ("irfftn", lambda m, a, nm: m.fft.irfftn(a, dim=(0, 1), norm=nm), [(3, 4)]),
     ("irfftn_s", lambda m, a, nm: m.fft.irfftn(a, s=(2, 7), norm=nm), [(3, 4)]),
+    ("hfft", lambda m, a, nm: m.fft.hfft(a, norm=nm), [(2, 5)]),
+    ("ihfft", lambda m, a, nm: m.fft.ihfft(a, n=7, norm=nm), [(2, 6)]),
+    ("hfft2", lambda m, a, nm: m.fft.hfft2(a, norm=nm), [(3, 4)]),
+    ("ihfftn", lambda m, a, nm: m.fft.ihfftn(a, norm=nm), [(2, 3, 4)]),
 ]
 
 
@@ -61,6 +65,8 @@ COMPLEX = [
     ("fft2", lambda m, a: m.fft.fft2(a), (3, 4)),
     ("irfftn", lambda m, a: m.fft.irfftn(a, s=(4, 6)), (3, 4)),
     ("ifftn", lambda m, a: m.fft.ifftn(a, norm="forward"), (2, 3, 2)),
+    ("hfft", lambda m, a: m.fft.hfft(a, n=8, norm="ortho"), (2, 5)),
+    ("hfftn", lambda m, a: m.fft.hfftn(a, s=(3, 6)), (3, 4)),
 ]
 
 

@@ -102,6 +102,14 @@ def test_setitem_bool_mask_tensor_value():
     check(fn, [(3, 4), (3, 4)])
 
 
+def test_integer_index_is_a_view():
+    t = ember.zeros(3)
+    t[1].add_(5)
+    e = t[2]
+    e.fill_(7)
+    assert t.tolist() == [0.0, 5.0, 7.0] and e._base is t and e.shape == ()
+
+
 def test_setitem_through_view_updates_base():
     base = ember.zeros(3, 4)
     v = base[1:]
@@ -417,3 +425,41 @@ def test_scatter_reduce_int(reduce, include_self):
     check(lambda m, a, s: a.scatter_reduce(1, _scatter_idx(m), s, reduce,
                                            include_self=include_self), [(2, 3), (2, 4)],
           np.int64, grad=False, low=-7, high=7)
+
+
+VIEW_INPLACE = [
+    ("getitem_iadd", lambda m, x, y: _iadd_rows(x * 2, y)),
+    ("slice_mul_", lambda m, x, y: _then(x * 1, lambda h: h[:, 0].mul_(y[:, 0]))),
+    ("element_add_", lambda m, x, y: _then(x * 1, lambda h: h[1, 2].add_(y[0, 0]))),
+    ("transposed_view", lambda m, x, y: _then(x * 1, lambda h: h.t()[1].add_(y[1, :3]))),
+    ("chained_views", lambda m, x, y: _then(x * 1, lambda h: h[1:][:, ::2].sub_(y[0, :2]))),
+    ("value_grad_only", lambda m, x, y: _then(m.zeros(3, 4, dtype=x.dtype),
+                                               lambda h: h[0].add_(x[0] * y[0]))),
+    ("view_then_base_use", lambda m, x, y: _then(x * 1, lambda h: h.view(-1)[2:5].mul_(2)) * y),
+]
+
+
+def _iadd_rows(h, y):
+    h[1:] += y[:2]
+    return h
+
+
+def _then(h, fn):
+    fn(h)
+    return h
+
+
+@pytest.mark.parametrize("name,fn", VIEW_INPLACE, ids=[c[0] for c in VIEW_INPLACE])
+def test_inplace_on_views(name, fn):
+    check(fn, [(3, 4), (3, 4)])
+
+
+def test_inplace_on_view_of_leaf_and_detached():
+    x = ember.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        x[0].add_(1)
+    y = ember.ones(3, requires_grad=True)
+    d = (y * 2).detach()
+    d.add_(y)  # a detached alias: the op is recorded on ``d`` alone
+    d.sum().backward()
+    assert y.grad.tolist() == [1.0, 1.0, 1.0]

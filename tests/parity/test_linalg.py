@@ -289,3 +289,123 @@ def test_linalg_edge_shapes(fn):
 def test_norm_at_zero_has_zero_grad():
     check(lambda m, a: m.linalg.vector_norm(a * 0), [(3,)])
     check(lambda m, a: m.cdist(a, a), [(3, 2)])
+
+
+def _tri(m, a, upper):
+    n = a.shape[-1]
+    t = a.triu() if upper else a.tril()
+    return t + 3 * m.eye(n, dtype=a.dtype)
+
+
+MORE = [
+    ("solve_triangular", lambda m, a, b: m.linalg.solve_triangular(_tri(m, a, True), b,
+                                                                   upper=True), [(3, 3), (3, 2)]),
+    ("solve_triangular_low_unit", lambda m, a, b: m.linalg.solve_triangular(
+        a, b, upper=False, unitriangular=True), [(2, 3, 3), (3, 2)]),
+    ("solve_triangular_right", lambda m, a, b: m.linalg.solve_triangular(
+        _tri(m, a, False), b, upper=False, left=False), [(3, 3), (2, 3)]),
+    ("cholesky_solve", lambda m, a, b: m.cholesky_solve(b, m.linalg.cholesky(_spd(m, a))),
+     [(3, 3), (3, 2)]),
+    ("cholesky_solve_upper", lambda m, a, b: m.cholesky_solve(
+        b, m.linalg.cholesky(_spd(m, a), upper=True), upper=True), [(3, 3), (3, 2)]),
+    ("cholesky_inverse", lambda m, a: m.cholesky_inverse(m.linalg.cholesky(_spd(m, a))),
+     [(3, 3)]),
+    ("inv_ex", lambda m, a: m.linalg.inv_ex(_spd(m, a)), [(2, 3, 3)]),
+    ("cholesky_ex", lambda m, a: m.linalg.cholesky_ex(_spd(m, a)), [(3, 3)]),
+    ("solve_ex", lambda m, a, b: m.linalg.solve_ex(_spd(m, a), b), [(3, 3), (3,)]),
+    # eigen-decomposition of a non-symmetric matrix: compare order- and phase-free quantities
+    ("eigvals", lambda m, a: _eig_sorted(m, m.linalg.eigvals(a)), [(3, 3)]),
+    ("eig", lambda m, a: _eig_loss(m, m.linalg.eig(a)), [(2, 3, 3)]),
+]
+
+
+def _eig_sorted(m, w):
+    """Eigenvalues in a fixed order (by real part, then imaginary), as real pairs."""
+    key = w.real * 1000 + w.imag
+    idx = key.argsort(-1)
+    return m.stack([w.real.gather(-1, idx), w.imag.gather(-1, idx)], -1)
+
+
+def _eig_loss(m, wv):
+    w, v = wv
+    # |v|^2 is phase-free; pair each eigenvector with its eigenvalue before sorting
+    vabs = (v * v.conj()).real
+    key = w.real * 1000 + w.imag
+    idx = key.argsort(-1)
+    return (_eig_sorted(m, w), vabs.gather(-1, idx.unsqueeze(-2).expand(vabs.shape)))
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", MORE, ids=[c[0] for c in MORE])
+def test_linalg_more(name, fn, shapes, dtype):
+    tol = {} if dtype == np.float64 else {"atol": 1e-4, "rtol": 1e-3}
+    check(fn, shapes, dtype, **tol)
+
+
+@pytest.mark.parametrize("name", ["solve_triangular_low_unit", "cholesky_solve", "eig"])
+def test_linalg_more_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in MORE}[name]
+    gradcheck(lambda m, *a: _cat(m, fn(m, *a)), shapes)
+
+
+def test_ex_info_and_errors():
+    a = np.stack([np.eye(3) * 2, -np.eye(3), np.diag([1.0, 0.0, 1.0])])
+    check(lambda m, a: m.linalg.cholesky_ex(a).info, None, arrays=[a], grad=False)
+    check(lambda m, a: m.linalg.inv_ex(a).info, None, arrays=[a], grad=False)
+    check(lambda m, a: m.linalg.inv_ex(a).inverse[:2], None, arrays=[a], grad=False)
+    with pytest.raises(RuntimeError):
+        ember.linalg.cholesky_ex(ember.tensor(a), check_errors=True)
+
+
+LU = [
+    ("lu_square", lambda m, a: m.linalg.lu(a), [(3, 3)]),
+    ("lu_tall", lambda m, a: m.linalg.lu(a), [(2, 5, 3)]),
+    ("lu_wide", lambda m, a: m.linalg.lu(a), [(3, 5)]),
+    ("lu_factor", lambda m, a: m.linalg.lu_factor(a), [(2, 3, 3)]),
+    ("lu_factor_wide", lambda m, a: m.linalg.lu_factor(a), [(3, 4)]),
+    ("lu_factor_ex", lambda m, a: m.linalg.lu_factor_ex(a), [(4, 3)]),
+    ("lu_unpack", lambda m, a: m.lu_unpack(*m.linalg.lu_factor(a)), [(2, 4, 3)]),
+    ("lu_solve", lambda m, a, b: m.linalg.lu_solve(*m.linalg.lu_factor(a), b), [(3, 3), (3, 2)]),
+    ("lu_solve_adj", lambda m, a, b: m.linalg.lu_solve(*m.linalg.lu_factor(a), b, adjoint=True),
+     [(2, 3, 3), (2, 3, 1)]),
+    ("lu_solve_right", lambda m, a, b: m.linalg.lu_solve(*m.linalg.lu_factor(a), b, left=False),
+     [(3, 3), (2, 3)]),
+    ("lu_old", lambda m, a: m.lu(a, get_infos=True), [(3, 3)]),
+    ("lu_solve_old", lambda m, a, b: m.lu_solve(b, *m.lu(a)), [(3, 3), (3, 2)]),
+    ("triangular_solve", lambda m, a, b: m.triangular_solve(b, _tri(m, a, True)), [(3, 3),
+                                                                                   (3, 2)]),
+    ("triangular_solve_t", lambda m, a, b: m.triangular_solve(b, _tri(m, a, False), False,
+                                                              transpose=True), [(3, 3), (3, 2)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", LU, ids=[c[0] for c in LU])
+def test_lu(name, fn, shapes, dtype):
+    tol = {} if dtype == np.float64 else {"atol": 1e-4, "rtol": 1e-3}
+    check(fn, shapes, dtype, **tol)
+
+
+@pytest.mark.parametrize("name", ["lu_square", "lu_tall", "lu_wide", "lu_solve"])
+def test_lu_gradcheck(name):
+    fn, shapes = {c[0]: c[1:] for c in LU}[name]
+    gradcheck(lambda m, *a: _cat(m, fn(m, *a)[1:] if name.startswith("lu_") and
+                                 name != "lu_solve" else fn(m, *a)), shapes)
+
+
+INPLACE_PRODUCTS = [
+    ("addmm_", lambda m, c, a, b: c.addmm_(a, b, beta=0.5), [(3, 2), (3, 4), (4, 2)]),
+    ("addmv_", lambda m, c, a, b: c.addmv_(a, b, alpha=2), [(3,), (3, 4), (4,)]),
+    ("addr_", lambda m, c, a, b: c.addr_(a, b), [(3, 4), (3,), (4,)]),
+    ("baddbmm_", lambda m, c, a, b: c.baddbmm_(a, b), [(2, 3, 2), (2, 3, 4), (2, 4, 2)]),
+    ("addbmm_", lambda m, c, a, b: c.addbmm_(a, b), [(3, 2), (2, 3, 4), (2, 4, 2)]),
+]
+
+
+@pytest.mark.parametrize("name,fn,shapes", INPLACE_PRODUCTS, ids=[c[0] for c in INPLACE_PRODUCTS])
+def test_inplace_products(name, fn, shapes):
+    def run(m, c, *rest):
+        out = c * 1
+        assert fn(m, out, *rest) is out
+        return out
+    check(run, shapes)

@@ -292,3 +292,19 @@ def test_sum_out_and_large():
     r = ember.sum(ember.ones(3, 4), 1, out=out)
     assert r is out and out.tolist() == [4.0] * 3
     check(lambda m, a: a.sum(), [(200, 50)], np.float32)
+
+
+@pytest.mark.parametrize("dt", ["float16", "bfloat16"])
+def test_low_precision_reductions_accumulate_in_float32(dt):
+    """NumPy sums bfloat16 in bfloat16 (wrong in the first digit for a few hundred values)."""
+    a = make_arrays([(8, 300)], np.float32, 0, 1)[0]
+    fns = [lambda m, x: x.sum(), lambda m, x: x.sum(1), lambda m, x: x.mean(),
+           lambda m, x: x.var(1), lambda m, x: (x[:, :4] + 1).prod(1), lambda m, x: x.cumsum(1),
+           lambda m, x: m.logsumexp(x, 1), lambda m, x: x.norm(), lambda m, x: x.std(),
+           lambda m, x: x.nansum(), lambda m, x: m.logcumsumexp(x, 1),
+           lambda m, x: x.cumprod(1)[:, :5]]
+    for f in fns:
+        e = f(ember, ember.tensor(a).to(getattr(ember, dt)))
+        t = f(torch, torch.tensor(a).to(getattr(torch, dt)))
+        assert e.dtype.name == dt
+        np.testing.assert_allclose(e.float().numpy(), t.float().numpy(), rtol=2e-2, atol=1e-3)

@@ -246,3 +246,64 @@ def ember_dtype(m):
 def test_expand_error_messages():
     with pytest.raises(RuntimeError, match=r"number of sizes provided \(1\)"):
         ember.zeros(2, 3).expand(3)
+
+
+def _cplx(shape):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def test_view_as_real_complex():
+    check(lambda m, a: m.view_as_real(a) * 2, None, arrays=[_cplx((2, 3))])
+    check(lambda m, a: m.view_as_complex(a) * (1 + 2j), [(3, 2)])
+    check(lambda m, a: m.view_as_complex(a.transpose(0, 1)), [(2, 3, 2)])
+    base = ember.zeros(2, dtype=ember.complex64)
+    r = ember.view_as_real(base)
+    r[1, 1] = 3.0
+    assert base[1].item() == 3j and r._base is base
+    with pytest.raises(RuntimeError):
+        ember.view_as_complex(ember.zeros(3))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, a: m.ravel(a.t()), lambda m, a: m.unsafe_chunk(a, 2), lambda m, a: m.unsafe_split(a, 1),
+    lambda m, a: m.diagonal_copy(a), lambda m, a: m.expand_copy(a, (2, 3, 4)),
+    lambda m, a: m.permute_copy(a, (1, 0)), lambda m, a: m.t_copy(a), lambda m, a: m.unbind_copy(a),
+    lambda m, a: m.view_copy(a, (4, 3)), lambda m, a: m.transpose_copy(a, 0, 1),
+    lambda m, a: m.split_copy(a, 2, 1), lambda m, a: m.squeeze_copy(a),
+    lambda m, a: m.unsqueeze_copy(a, 1), lambda m, a: m.diagflat(a[0]),
+    lambda m, a: m.narrow_copy(a, 1, 1, 2),
+])
+def test_view_copies(fn):
+    check(fn, [(3, 4)])
+    out = fn(ember, ember.zeros(3, 4))
+    for o in (out if isinstance(out, tuple) else (out,)):
+        if o.ndim and fn.__code__.co_names[-1] not in ("ravel", "unsafe_chunk", "unsafe_split"):
+            assert o._base is None
+
+
+def test_inplace_triangles_and_fill_diagonal():
+    def run(m, a):
+        out = a * 1
+        out.tril_(-1)
+        out2 = a * 2
+        out2.triu_()
+        out3 = a * 3
+        out3.fill_diagonal_(0.5)
+        out4 = (a * 1).swapaxes_(0, 1)
+        return out, out2, out3, out4
+    check(run, [(3, 4)])
+    check(lambda m, a: (a * 1).fill_diagonal_(2.0, wrap=True), [(7, 3)])
+    check(lambda m, a: (a * 1).fill_diagonal_(-1.0), [(3, 3, 3)])
+
+
+def test_inplace_view_ops_keep_gradients():
+    def run(m, a):
+        y = a * 2
+        y.t_()
+        z = a * 3
+        z.unsqueeze_(0).squeeze_(0).transpose_(0, 1)
+        return y * z
+    check(run, [(3, 4)])
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        ember.ones(2, 3, requires_grad=True).t_()

@@ -375,3 +375,22 @@ def test_numpy_fallback_polygamma_zeta_ndtri(monkeypatch):
     p = np.concatenate([np.linspace(0.001, 0.999, 99), [1e-300, 1e-50, 1 - 1e-12]])
     np.testing.assert_allclose(_special.ndtri(p), torch.special.ndtri(torch.tensor(p)).numpy(),
                                rtol=1e-10)
+
+
+@pytest.mark.parametrize("name,args", [
+    ("lgamma_", ()), ("digamma_", ()), ("polygamma_", (1,)), ("i0_", ()), ("sinc_", ()),
+    ("copysign_", (-1.0,)), ("deg2rad_", ()), ("rad2deg_", ()), ("sgn_", ()),
+    ("ldexp_", (None,)), ("nextafter_", (None,)), ("heaviside_", (None,)),
+])
+def test_inplace_new_ops(name, args):
+    def fn(m, a):
+        y = a * 1  # a non-leaf, so the in-place op is recorded
+        targs = tuple(m.tensor([1.0, 2.0, 0.0, 3.0], dtype=a.dtype) if x is None else x
+                      for x in args)
+        if name == "ldexp_":
+            targs = (m.tensor([1, 2, 0, 3]),)
+        r = getattr(y, name)(*targs)
+        assert r is y
+        return y
+    grad = name not in ("nextafter_", "heaviside_")
+    check(fn, [(3, 4)], low=0.5, high=3, grad=grad)

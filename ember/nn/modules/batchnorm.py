@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._tensor import _make
+from ..._tensor import _bump_version, _make
 from ...ops.creation import empty, ones, zeros
 from .. import functional as F
 from .. import init
@@ -86,6 +86,7 @@ class _BatchNorm(_NormBase):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked._data += 1
+            _bump_version(self.num_batches_tracked)
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked._data)
         # batch statistics in training, and in eval when there are no running ones

@@ -18,7 +18,7 @@ import numpy as np
 
 from ... import _dtype as D
 from ..._tensor import Tensor
-from ...autograd.grad_mode import no_grad
+from ...autograd.grad_mode import GradMode, no_grad
 from ...autograd.graph import Function
 from ...utils.hooks import RemovableHandle
 from ..parameter import Buffer, Parameter, is_lazy
@@ -143,7 +143,9 @@ class _GradCapture(Function):
     def forward(ctx, cb, *tensors):
         ctx.cb = cb
         ctx.set_materialize_grads(False)
-        return tensors if len(tensors) > 1 else tensors[0]
+        # copies, not aliases: in-place ops on a hooked module's outputs must stay allowed
+        out = tuple(t.clone() for t in tensors)
+        return out if len(out) > 1 else out[0]
 
     @staticmethod
     def backward(ctx, *grads):
@@ -257,6 +259,7 @@ class Module:
         d["_forward_pre_hooks_with_kwargs"] = OrderedDict()
         d["_state_dict_hooks"] = OrderedDict()
         d["_state_dict_pre_hooks"] = OrderedDict()
+        d["_public_state_dict_hooks"] = set()
         d["_load_state_dict_pre_hooks"] = OrderedDict()
         d["_load_state_dict_post_hooks"] = OrderedDict()
         d["_modules"] = {}
@@ -369,7 +372,7 @@ class Module:
             raise AttributeError("`" + last + "` is not an nn.Module")
         setattr(parent, last, module)
 
-    def _get_member(self, target, kind):
+    def _get_member(self, target):
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
@@ -378,14 +381,14 @@ class Module:
 
     def get_parameter(self, target):
         """The parameter at dotted path ``target``."""
-        mod, name, param = self._get_member(target, "parameter")
+        mod, name, param = self._get_member(target)
         if not isinstance(param, Parameter):
             raise AttributeError("`" + name + "` is not an nn.Parameter")
         return param
 
     def get_buffer(self, target):
         """The buffer at dotted path ``target``."""
-        mod, name, buf = self._get_member(target, "buffer")
+        mod, name, buf = self._get_member(target)
         if name not in mod._buffers:
             raise AttributeError("`" + name + "` is not a buffer")
         return buf
@@ -497,6 +500,7 @@ class Module:
             if name not in self.__dict__:
                 self.__dict__[name] = OrderedDict()
         self.__dict__.setdefault("_non_persistent_buffers_set", set())
+        self.__dict__.setdefault("_public_state_dict_hooks", set())
         self.__dict__.setdefault("_is_full_backward_hook", None)
 
     # ------------------------------------------------------------------ iteration
@@ -724,10 +728,15 @@ class Module:
         return _handle(self._state_dict_pre_hooks, hook)
 
     def register_state_dict_post_hook(self, hook):
-        """``hook(module, state_dict, prefix, local_metadata)`` runs after; may edit the dict."""
-        return _handle(self._state_dict_hooks, hook)
+        """``hook(module, state_dict, prefix, local_metadata)`` runs after; may edit the dict
+        in place and must return None."""
+        h = _handle(self._state_dict_hooks, hook)
+        self._public_state_dict_hooks.add(h.id)
+        return h
 
-    _register_state_dict_hook = register_state_dict_post_hook
+    def _register_state_dict_hook(self, hook):
+        """The older form: a hook that may return a replacement state dict."""
+        return _handle(self._state_dict_hooks, hook)
 
     def register_load_state_dict_pre_hook(self, hook):
         """``hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected,
@@ -778,7 +787,7 @@ class Module:
             bw_pre = (list(_global_backward_pre_hooks.values())
                       + list(d["_backward_pre_hooks"].values()))
             state = None
-            if (bw_hooks or bw_pre) and _grad_enabled():
+            if (bw_hooks or bw_pre) and GradMode.enabled:
                 state = _BackwardHookState(self, bw_pre, bw_hooks)
                 args = state.wrap_inputs(args)
             result = self.forward(*args, **kwargs)
@@ -844,9 +853,11 @@ class Module:
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".",
                                   keep_vars=keep_vars)
-        for hook in self._state_dict_hooks.values():
+        for hid, hook in self._state_dict_hooks.items():
             res = hook(self, destination, prefix, local_metadata)
             if res is not None:
+                if hid in self._public_state_dict_hooks:
+                    raise RuntimeError("state_dict post-hook must return None")
                 destination = res
         return destination
 
@@ -987,11 +998,6 @@ class Module:
 
 def _with_module_hook(hook, module, *args):
     return hook(module, *args)
-
-
-def _grad_enabled():
-    from ...autograd.grad_mode import GradMode
-    return GradMode.enabled
 
 
 def _as_tensor(value):
