@@ -35,6 +35,12 @@ from .ops.sorting import *  # noqa: E402,F401,F403
 from .ops.linalg import *  # noqa: E402,F401,F403
 from .ops.random import *  # noqa: E402,F401,F403
 from .ops.nn import *  # noqa: E402,F401,F403
+from .ops.conv import (adaptive_avg_pool1d, avg_pool1d, channel_shuffle,  # noqa: E402,F401
+                       conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d,
+                       conv_transpose3d, max_pool1d, max_pool1d_with_indices, max_pool2d,
+                       max_pool3d, native_channel_shuffle, pixel_shuffle, pixel_unshuffle)
+# torch.adaptive_max_pool1d returns (values, indices), unlike F.adaptive_max_pool1d
+from .ops.conv import adaptive_max_pool1d_with_indices as adaptive_max_pool1d  # noqa: E402,F401
 from ._printing import set_printoptions  # noqa: E402,F401
 from . import autograd  # noqa: E402,F401
 from .autograd.anomaly import is_anomaly_enabled, set_anomaly_enabled  # noqa: E402,F401

@@ -49,7 +49,9 @@ def matmul_arrays(a, b):
     (32, 64, 64) @ (64, 192)-transposed)."""
     if b.ndim == 2 and a.ndim > 2:
         lead = a.shape[:-1]
-        return np.matmul(a.reshape(-1, a.shape[-1]), b).reshape(lead + (b.shape[1],))
+        # explicit row count: ``-1`` cannot be inferred when the inner size is 0
+        rows = int(np.prod(lead))
+        return np.matmul(a.reshape(rows, a.shape[-1]), b).reshape(lead + (b.shape[1],))
     return np.matmul(a, b)
 
 

@@ -33,21 +33,29 @@ class LeNet5(nn.Module):
 
 # ---------------------------------------------------------------- ResNet
 def conv3x3(in_planes, out_planes, stride=1, groups=1, dilation=1):
+    """3x3 convolution with padding, no bias."""
     return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=dilation, groups=groups,
                      bias=False, dilation=dilation)
 
 
 def conv1x1(in_planes, out_planes, stride=1):
+    """1x1 convolution, no bias."""
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
+
     expansion = 1
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
                  dilation=1, norm_layer=None):
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock only supports groups=1 and base_width=64")
+        if dilation > 1:
+            raise NotImplementedError("Dilation > 1 not supported in BasicBlock")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -66,6 +74,9 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided, the ResNet v1.5 placement), 1x1 expand, with a residual
+    connection (ResNet-50 and deeper)."""
+
     expansion = 4
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
@@ -94,13 +105,22 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """ResNet (He et al., 2016) as torchvision builds it: a 7x7 stem, four stages of ``block``,
+    global average pooling and a linear classifier. ``replace_stride_with_dilation`` (three
+    bools) keeps the resolution of stages 2-4 by dilating instead of striding."""
+
     def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, groups=1,
-                 width_per_group=64, norm_layer=None):
+                 width_per_group=64, replace_stride_with_dilation=None, norm_layer=None):
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         self._norm_layer = norm_layer
         self.inplanes = 64
         self.dilation = 1
+        if replace_stride_with_dilation is None:
+            replace_stride_with_dilation = [False, False, False]
+        if len(replace_stride_with_dilation) != 3:
+            raise ValueError("replace_stride_with_dilation should be None or a 3-element tuple, "
+                             f"got {replace_stride_with_dilation}")
         self.groups = groups
         self.base_width = width_per_group
         self.conv1 = nn.Conv2d(3, self.inplanes, 7, stride=2, padding=3, bias=False)
@@ -108,9 +128,12 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2,
+                                       dilate=replace_stride_with_dilation[0])
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2,
+                                       dilate=replace_stride_with_dilation[1])
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2,
+                                       dilate=replace_stride_with_dilation[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         for m in self.modules():
@@ -126,14 +149,18 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block, planes, blocks, stride=1):
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
         norm_layer = self._norm_layer
         downsample = None
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        norm_layer(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
-                        self.dilation, norm_layer)]
+                        previous_dilation, norm_layer)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
             layers.append(block(self.inplanes, planes, groups=self.groups,
@@ -149,16 +176,19 @@ class ResNet(nn.Module):
 
 
 def resnet18(*, weights=None, progress=True, **kwargs):
+    """ResNet-18 (11.7M parameters)."""
     _no_weights(weights, "resnet18")
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
 def resnet34(*, weights=None, progress=True, **kwargs):
+    """ResNet-34 (21.8M parameters)."""
     _no_weights(weights, "resnet34")
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
 def resnet50(*, weights=None, progress=True, **kwargs):
+    """ResNet-50 (25.6M parameters)."""
     _no_weights(weights, "resnet50")
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
@@ -171,6 +201,9 @@ _VGG_CFGS = {
 
 
 class VGG(nn.Module):
+    """VGG (Simonyan and Zisserman, 2015): ``features`` from :func:`make_layers`, a 7x7 adaptive
+    average pool, and three linear layers with dropout."""
+
     def __init__(self, features, num_classes=1000, init_weights=True, dropout=0.5):
         super().__init__()
         self.features = features
@@ -198,6 +231,7 @@ class VGG(nn.Module):
 
 
 def make_layers(cfg, batch_norm=False):
+    """The convolutional part of VGG from a list of widths, with "M" for a 2x2 max pool."""
     layers = []
     in_channels = 3
     for v in cfg:
@@ -218,18 +252,22 @@ def _vgg(cfg, bn, weights, name, kwargs):
 
 
 def vgg11(*, weights=None, progress=True, **kwargs):
+    """VGG-11 (configuration "A", 132.9M parameters)."""
     return _vgg("A", False, weights, "vgg11", kwargs)
 
 
 def vgg11_bn(*, weights=None, progress=True, **kwargs):
+    """VGG-11 with batch norm after every convolution."""
     return _vgg("A", True, weights, "vgg11_bn", kwargs)
 
 
 def vgg16(*, weights=None, progress=True, **kwargs):
+    """VGG-16 (configuration "D", 138.4M parameters)."""
     return _vgg("D", False, weights, "vgg16", kwargs)
 
 
 def vgg16_bn(*, weights=None, progress=True, **kwargs):
+    """VGG-16 with batch norm after every convolution."""
     return _vgg("D", True, weights, "vgg16_bn", kwargs)
 
 
@@ -243,57 +281,86 @@ def _make_divisible(v, divisor, min_value=None):
 
 
 class Conv2dNormActivation(nn.Sequential):
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1,
-                 norm_layer=None, activation_layer=None):
-        padding = (kernel_size - 1) // 2
-        norm_layer = norm_layer or nn.BatchNorm2d
-        activation_layer = activation_layer or nn.ReLU6
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                      bias=False),
-            norm_layer(out_channels), activation_layer(inplace=True))
+    """Conv2d, then ``norm_layer`` and ``activation_layer`` (either may be None to leave it out);
+    the convolution has a bias only when there is no norm layer, unless ``bias`` says."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None,
+                 groups=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, dilation=1,
+                 inplace=True, bias=None):
+        if padding is None:
+            padding = (kernel_size - 1) // 2 * dilation
+        if bias is None:
+            bias = norm_layer is None
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                            dilation=dilation, groups=groups, bias=bias)]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if activation_layer is not None:
+            layers.append(activation_layer(inplace=inplace))
+        super().__init__(*layers)
         self.out_channels = out_channels
 
 
 class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion (unless ``expand_ratio`` is 1), 3x3 depthwise, 1x1
+    linear projection; residual when the shape is kept."""
+
     def __init__(self, inp, oup, stride, expand_ratio, norm_layer=None):
         super().__init__()
+        self.stride = stride
+        if stride not in (1, 2):
+            raise ValueError(f"stride should be 1 or 2 instead of {stride}")
         norm_layer = norm_layer or nn.BatchNorm2d
         hidden_dim = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
         layers = []
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1,
-                                               norm_layer=norm_layer))
+                                               norm_layer=norm_layer, activation_layer=nn.ReLU6))
         layers.extend([
             Conv2dNormActivation(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim,
-                                 norm_layer=norm_layer),
+                                 norm_layer=norm_layer, activation_layer=nn.ReLU6),
             nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
             norm_layer(oup),
         ])
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
+        self._is_cn = stride > 1
 
     def forward(self, x):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes=1000, width_mult=1.0, round_nearest=8, dropout=0.2):
+    """MobileNetV2 (Sandler et al., 2018). ``inverted_residual_setting`` lists ``[t, c, n, s]``
+    rows (expansion, channels, repeats, first stride); widths scale by ``width_mult`` and round
+    to multiples of ``round_nearest``."""
+
+    def __init__(self, num_classes=1000, width_mult=1.0, inverted_residual_setting=None,
+                 round_nearest=8, block=None, norm_layer=None, dropout=0.2):
         super().__init__()
+        block = block or InvertedResidual
+        norm_layer = norm_layer or nn.BatchNorm2d
         input_channel, last_channel = 32, 1280
-        settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
-                    [6, 160, 3, 2], [6, 320, 1, 1]]
+        if inverted_residual_setting is None:
+            inverted_residual_setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2],
+                                         [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                                         [6, 320, 1, 1]]
+        if len(inverted_residual_setting) == 0 or len(inverted_residual_setting[0]) != 4:
+            raise ValueError("inverted_residual_setting should be non-empty or a 4-element "
+                             f"list, got {inverted_residual_setting}")
         input_channel = _make_divisible(input_channel * width_mult, round_nearest)
         self.last_channel = _make_divisible(last_channel * max(1.0, width_mult), round_nearest)
-        features = [Conv2dNormActivation(3, input_channel, stride=2)]
-        for t, c, n, s in settings:
+        features = [Conv2dNormActivation(3, input_channel, stride=2, norm_layer=norm_layer,
+                                         activation_layer=nn.ReLU6)]
+        for t, c, n, s in inverted_residual_setting:
             output_channel = _make_divisible(c * width_mult, round_nearest)
             for i in range(n):
-                features.append(InvertedResidual(input_channel, output_channel,
-                                                 s if i == 0 else 1, expand_ratio=t))
+                features.append(block(input_channel, output_channel, s if i == 0 else 1,
+                                      expand_ratio=t, norm_layer=norm_layer))
                 input_channel = output_channel
-        features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1))
+        features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1,
+                                             norm_layer=norm_layer, activation_layer=nn.ReLU6))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout),
                                         nn.Linear(self.last_channel, num_classes))
@@ -316,9 +383,11 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(*, weights=None, progress=True, **kwargs):
+    """MobileNetV2 (3.5M parameters at width 1.0)."""
     _no_weights(weights, "mobilenet_v2")
     return MobileNetV2(**kwargs)
 
 
 __all__ = ["LeNet5", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
-           "VGG", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "MobileNetV2", "mobilenet_v2"]
+           "VGG", "make_layers", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "MobileNetV2",
+           "InvertedResidual", "Conv2dNormActivation", "mobilenet_v2"]

@@ -191,3 +191,11 @@ def test_conv_transpose_output_padding_double_backward():
     gradcheck(lambda m, x, w: m.nn.functional.conv_transpose2d(
         x, w, padding=1, dilation=2, output_padding=1), [(1, 2, 3, 3), (2, 2, 2, 2)],
         gradgrad=True)
+
+
+def test_torch_level_names():
+    # torch.conv2d and friends exist beside torch.nn.functional's forms
+    check(lambda m, x, w: m.conv2d(x, w, None, 1, 1), [(1, 2, 4, 4), (3, 2, 3, 3)])
+    check(lambda m, x: m.max_pool2d(x, 2), [(1, 2, 4, 4)])
+    check(lambda m, x: m.adaptive_max_pool1d(x, 3), [(1, 2, 7)])
+    check(lambda m, x: m.pixel_shuffle(x, 2), [(1, 8, 2, 2)])

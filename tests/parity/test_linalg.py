@@ -409,3 +409,8 @@ def test_inplace_products(name, fn, shapes):
         assert fn(m, out, *rest) is out
         return out
     check(run, shapes)
+
+
+@pytest.mark.parametrize("shapes", [[(2, 3, 0), (0, 2)], [(2, 0, 3), (3, 4)], [(5, 3), (3, 0)]])
+def test_matmul_empty_batches(shapes):
+    check(lambda m, a, b: a @ b, shapes)
