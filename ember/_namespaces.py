@@ -4,7 +4,9 @@ memory formats."""
 
 from __future__ import annotations
 
+import contextlib
 import types
+import warnings
 
 
 def _no_gpu(*args, **kwargs):
@@ -27,13 +29,63 @@ cuda.memory_allocated = lambda device=None: 0
 cuda.max_memory_allocated = lambda device=None: 0
 
 
-class _AmpNS:
-    @staticmethod
-    def autocast(*a, **k):
-        raise NotImplementedError("ember.cuda.amp.autocast: no CUDA backend")
+class _CudaAutocast:
+    """``ember.cuda.amp.autocast``: as PyTorch's without CUDA, a no-op (with a warning)."""
+
+    def __init__(self, enabled=True, dtype=None, cache_enabled=True):
+        if enabled:
+            warnings.warn("CUDA is not available. Disabling autocast.", UserWarning,
+                          stacklevel=2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, fn):
+        return fn
 
 
-cuda.amp = _AmpNS()
+class _DisabledGradScaler:
+    """``ember.cuda.amp.GradScaler``: as PyTorch's without CUDA, a pass-through that leaves
+    losses unscaled and calls ``optimizer.step()`` directly."""
+
+    def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
+                 growth_interval=2000, enabled=True):
+        if enabled:
+            warnings.warn("ember.cuda.amp.GradScaler is enabled, but CUDA is not available. "
+                          "Disabling.", UserWarning, stacklevel=2)
+
+    def scale(self, outputs):
+        return outputs
+
+    def unscale_(self, optimizer):
+        pass
+
+    def step(self, optimizer, *args, **kwargs):
+        return optimizer.step(*args, **kwargs)
+
+    def update(self, new_scale=None):
+        pass
+
+    def get_scale(self):
+        return 1.0
+
+    def is_enabled(self):
+        return False
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state_dict):
+        pass
+
+
+cuda.amp = types.SimpleNamespace(autocast=_CudaAutocast, GradScaler=_DisabledGradScaler)
+cuda.is_bf16_supported = lambda including_emulation=True: False
+cuda.get_device_capability = _no_gpu
+cuda.get_device_properties = _no_gpu
 
 mps = types.ModuleType("ember.mps")
 mps.is_available = lambda: False
@@ -46,7 +98,27 @@ class _Flags(types.SimpleNamespace):
 
 
 backends.cudnn = _Flags(enabled=True, benchmark=False, deterministic=False,
-                        allow_tf32=True, is_available=lambda: False, version=lambda: None)
+                        allow_tf32=True, benchmark_limit=10, is_available=lambda: False,
+                        version=lambda: None)
+
+
+@contextlib.contextmanager
+def _cudnn_flags(enabled=False, benchmark=False, benchmark_limit=10, deterministic=False,
+                 allow_tf32=True):
+    """``ember.backends.cudnn.flags(...)``: set the flags for the block, then restore them."""
+    c = backends.cudnn
+    names = ("enabled", "benchmark", "benchmark_limit", "deterministic", "allow_tf32")
+    old = {n: getattr(c, n) for n in names}
+    for n, v in zip(names, (enabled, benchmark, benchmark_limit, deterministic, allow_tf32)):
+        setattr(c, n, v)
+    try:
+        yield
+    finally:
+        for n, v in old.items():
+            setattr(c, n, v)
+
+
+backends.cudnn.flags = _cudnn_flags
 backends.mps = _Flags(is_available=lambda: False, is_built=lambda: False)
 backends.cuda = _Flags(is_built=lambda: False,
                        matmul=_Flags(allow_tf32=False, allow_fp16_reduced_precision_reduction=True))

@@ -59,10 +59,10 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     """
     roots = []
     buffers = {}
-    for t, g in zip(tensors, grad_tensors):
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
         if not t._rg:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
-                               "grad_fn")
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
+                               "a grad_fn")
         node, nr = _root_node(t)
         roots.append(node)
         buf = buffers.get(node)
@@ -133,7 +133,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 for h in list(node._pre_hooks):
                     r = h(tuple(buf))
                     if r is not None:
-                        buf = list(r)
+                        buf = list(_hook_tuple(r))
             if targets is not None:
                 for nr in range(len(buf)):
                     idx = targets.get((node, nr))
@@ -151,13 +151,16 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                             _store_grad(inputs[i], buf[nr], create_graph, handed, root_ids)
             if type(node) is AccumulateGrad:
                 _accumulate(node, buf[0], create_graph, handed, root_ids)
+                if node._hooks:
+                    for h in list(node._hooks):
+                        h((), tuple(buf))
                 continue
             grads_in = _call_backward(node, buf, retain_graph)
             if node._hooks:
                 for h in list(node._hooks):
                     r = h(grads_in, tuple(buf))
                     if r is not None:
-                        grads_in = tuple(r)
+                        grads_in = _hook_tuple(r)
             meta = node._in_meta
             for k, edge in enumerate(node.next_functions):
                 if edge[0] is None:
@@ -190,6 +193,12 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     finally:
         GradMode.enabled = prev
     return captured
+
+
+def _hook_tuple(r):
+    if not isinstance(r, tuple):
+        raise TypeError(f"expected tuple, but hook returned '{type(r).__name__}'")
+    return r
 
 
 def _dt(npdt):

@@ -63,7 +63,8 @@ def erfinv(a):
 
 def lgamma(a):
     if _sp is not None:
-        return _sp.gammaln(a).astype(a.dtype, copy=False)
+        r = _sp.gammaln(a)
+        return np.where(a == -np.inf, np.inf, r).astype(a.dtype, copy=False)  # PyTorch's
     return _elementwise(_lgamma_scalar, a)
 
 

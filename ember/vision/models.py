@@ -273,6 +273,7 @@ def vgg16_bn(*, weights=None, progress=True, **kwargs):
 
 # ---------------------------------------------------------------- MobileNetV2
 def _make_divisible(v, divisor, min_value=None):
+    # the nearest multiple of divisor, but never more than 10% below v
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:

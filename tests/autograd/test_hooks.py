@@ -172,3 +172,31 @@ def test_non_leaf_grad_access_warns():
     y = ember.ones(2, requires_grad=True) * 2
     with pytest.warns(UserWarning, match="not a leaf Tensor is being accessed"):
         assert y.grad is None
+
+
+def test_accumulate_grad_node_hooks():
+    def run(mod):
+        x = mod.tensor([1.0, 2.0], dtype=mod.float64, requires_grad=True)
+        y = x * 2
+        acc = y.grad_fn.next_functions[0][0]
+        got = {}
+        acc.register_prehook(lambda go: got.update(pre=go[0].clone()))
+        acc.register_hook(lambda gi, go: got.update(post=(len(gi), go[0].clone())))
+        y.sum().backward()
+        assert got["post"][0] == 0
+        return got["pre"], got["post"][1], x.grad
+    _both(run)
+
+
+def test_error_names_the_output_index():
+    x = ember.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="element 1 of tensors does not require grad"):
+        ember.autograd.grad([(x * 2).sum(), (x * 0).sum().detach()], x)
+
+
+def test_node_hook_must_return_tuple():
+    x = ember.ones(2, requires_grad=True)
+    y = x * 2
+    y.grad_fn.register_prehook(lambda go: go[0])
+    with pytest.raises(TypeError, match="expected tuple, but hook returned 'Tensor'"):
+        y.sum().backward()

@@ -117,6 +117,18 @@ CASES = {
         _transformed_sigmoid, {"loc": _real(3), "scale": _pos(3)}, "all"),
     "TransformedDistribution(softplus)": (
         _transformed_softplus, {"loc": _real(3), "scale": _pos(3)}, "all"),
+    "Chi2": (lambda D, p: D.Chi2(p["df"]), {"df": _pos(3, low=1.0, high=5.0)}, "all"),
+    "HalfNormal": (lambda D, p: D.HalfNormal(p["scale"]), {"scale": _pos(3)}, "all"),
+    "HalfCauchy": (lambda D, p: D.HalfCauchy(p["scale"]), {"scale": _pos(3)}, "all"),
+    "Pareto": (lambda D, p: D.Pareto(p["scale"], p["alpha"]),
+               {"scale": _pos(3), "alpha": np.array([0.8, 1.5, 3.5])}, "all"),
+    "Weibull": (lambda D, p: D.Weibull(p["scale"], p["concentration"]),
+                {"scale": _pos(3), "concentration": _pos(3, low=1.2, high=3.0)}, "all"),
+    "InverseGamma": (lambda D, p: D.InverseGamma(p["concentration"], p["rate"]),
+                     {"concentration": np.array([0.8, 1.5, 3.5]), "rate": _pos(3)}, "all"),
+    "NegativeBinomial": (lambda D, p: D.NegativeBinomial(p["total_count"], logits=p["logits"]),
+                         {"total_count": _pos(3, low=1.0, high=4.0), "logits": _real(3) * 0.5},
+                         "all"),
     "MixtureSameFamily": (
         lambda D, p: D.MixtureSameFamily(D.Categorical(logits=p["logits"]),
                                          D.Normal(p["loc"], p["scale"])),

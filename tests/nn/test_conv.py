@@ -199,3 +199,29 @@ def test_torch_level_names():
     check(lambda m, x: m.max_pool2d(x, 2), [(1, 2, 4, 4)])
     check(lambda m, x: m.adaptive_max_pool1d(x, 3), [(1, 2, 7)])
     check(lambda m, x: m.pixel_shuffle(x, 2), [(1, 8, 2, 2)])
+
+
+# 3x3 stride-1 convolutions with >= 16 channels take the Winograd F(2x2, 3x3) path
+WINOGRAD = [
+    ((2, 16, 8, 8), (16, 16, 3, 3), {"padding": 1}),
+    ((2, 16, 7, 9), (24, 16, 3, 3), {"padding": (2, 0)}),  # odd output sizes
+    ((1, 20, 6, 5), (16, 20, 3, 3), {}),
+    ((1, 16, 5, 6), (16, 16, 3, 3), {"padding": "same"}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", WINOGRAD)
+def test_conv_winograd_parity(xs, ws, kw, dtype):
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
+          low=-1, high=1)
+
+
+def test_conv_winograd_double_backward(monkeypatch):
+    import ember.ops.conv as C
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_CHANNELS", 1)
+    gradcheck(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [(1, 2, 3, 4),
+                                                                        (2, 2, 3, 3)],
+              gradgrad=True)
+    check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, padding=1), [(1, 2, 5, 4),
+                                                                              (2, 3, 3, 3)])

@@ -143,3 +143,16 @@ def test_random_arrays_match_torch():
         elif kind == 4:
             a = rng.integers(-10 ** 6, 10 ** 6, size=shape)
         _same(ember.tensor(a), torch.tensor(a))
+
+
+def test_default_dtype_changes_suffix():
+    try:
+        ember.set_default_dtype(ember.float64)
+        torch.set_default_dtype(torch.float64)
+        _same(ember.tensor([1.5]), torch.tensor([1.5]))
+        _same(ember.tensor([1.5], dtype=ember.float32), torch.tensor([1.5], dtype=torch.float32))
+        _same(ember.tensor([1 + 1j]), torch.tensor([1 + 1j]))
+        _same(ember.tensor([], dtype=ember.float32), torch.tensor([], dtype=torch.float32))
+    finally:
+        ember.set_default_dtype(ember.float32)
+        torch.set_default_dtype(torch.float32)

@@ -320,3 +320,20 @@ def test_storage_offset_dim_order_and_misc():
     assert 2 in e and 5 not in e
     assert e.new(2, 3).shape == (2, 3) and e.new([1, 2]).dtype == ember.float32
     assert e.ravel().shape == (3,) and not e.is_inference()
+
+
+def test_cuda_amp_without_gpu_is_a_no_op():
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        ctx = ember.cuda.amp.autocast()
+    with ctx:
+        y = ember.ones(2) * 2
+    assert y.dtype == ember.float32
+    with pytest.warns(UserWarning, match="Disabling"):
+        scaler = ember.cuda.amp.GradScaler()
+    x = ember.ones(2, requires_grad=True)
+    loss = (x * 3).sum()
+    assert scaler.scale(loss) is loss and not scaler.is_enabled()
+    assert scaler.get_scale() == 1.0 and scaler.state_dict() == {}
+    with ember.backends.cudnn.flags(enabled=False, deterministic=True):
+        assert ember.backends.cudnn.deterministic is True
+    assert ember.backends.cudnn.deterministic is False

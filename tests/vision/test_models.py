@@ -34,15 +34,15 @@ class LeNet5(tnn.Module):
         return self.classifier(self.features(x))
 
 
-def _conv(cin, cout, k, stride=1, groups=1, bias=False):
-    return tnn.Conv2d(cin, cout, k, stride=stride, padding=(k - 1) // 2, groups=groups,
-                      bias=bias)
+def _conv(cin, cout, k, stride=1, groups=1, dilation=1):
+    return tnn.Conv2d(cin, cout, k, stride=stride, padding=(k - 1) // 2 * dilation,
+                      dilation=dilation, groups=groups, bias=False)
 
 
 class BasicBlock(tnn.Module):
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dilation=1):
         super().__init__()
         self.conv1 = _conv(inplanes, planes, 3, stride)
         self.bn1 = tnn.BatchNorm2d(planes)
@@ -59,11 +59,11 @@ class BasicBlock(tnn.Module):
 class Bottleneck(tnn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dilation=1):
         super().__init__()
         self.conv1 = _conv(inplanes, planes, 1)
         self.bn1 = tnn.BatchNorm2d(planes)
-        self.conv2 = _conv(planes, planes, 3, stride)
+        self.conv2 = _conv(planes, planes, 3, stride, dilation=dilation)
         self.bn2 = tnn.BatchNorm2d(planes)
         self.conv3 = _conv(planes, planes * 4, 1)
         self.bn3 = tnn.BatchNorm2d(planes * 4)
@@ -77,26 +77,30 @@ class Bottleneck(tnn.Module):
 
 
 class ResNet(tnn.Module):
-    def __init__(self, block, layers, num_classes=1000):
+    def __init__(self, block, layers, num_classes=1000, replace_stride_with_dilation=(False,) * 3):
         super().__init__()
-        self.inplanes = 64
+        self.inplanes, self.dilation = 64, 1
         self.conv1 = tnn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = tnn.BatchNorm2d(64)
         self.relu = tnn.ReLU(inplace=True)
         self.maxpool = tnn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        dilate = (False, *replace_stride_with_dilation)
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2))
+            setattr(self, f"layer{i + 1}",
+                    self._make_layer(block, planes, n, 1 if i == 0 else 2, dilate[i]))
         self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
         self.fc = tnn.Linear(512 * block.expansion, num_classes)
 
-    def _make_layer(self, block, planes, n, stride):
-        downsample = None
+    def _make_layer(self, block, planes, n, stride, dilate):
+        downsample, previous_dilation = None, self.dilation
+        if dilate:
+            self.dilation, stride = self.dilation * stride, 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = tnn.Sequential(_conv(self.inplanes, planes * block.expansion, 1, stride),
                                         tnn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, previous_dilation)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, n)]
+        layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, n)]
         return tnn.Sequential(*layers)
 
     def forward(self, x):
@@ -343,6 +347,37 @@ def test_vgg(name):
     assert ("features.1.running_mean" in ref_sd) == name.endswith("_bn")
     _load(model, ref)
     _eval_match(model, ref, (2, 3, 32, 32))
+
+
+def test_dilated_resnet50_matches():
+    # the segmentation backbone: stages 3 and 4 dilate instead of striding (output stride 8)
+    kw = {"num_classes": 10, "replace_stride_with_dilation": [False, True, True]}
+    model, ref = _pair("resnet50", **kw)
+    assert model.layer4[1].conv2.dilation == (4, 4) and model.layer4[0].conv2.stride == (1, 1)
+    _eval_match(model, ref, (1, 3, 32, 32))
+
+
+def test_argument_errors():
+    with pytest.raises(NotImplementedError, match="Dilation > 1 not supported in BasicBlock"):
+        models.resnet18(replace_stride_with_dilation=[False, False, True])
+    with pytest.raises(ValueError, match="3-element tuple"):
+        models.resnet50(replace_stride_with_dilation=[False, True])
+    with pytest.raises(ValueError, match="BasicBlock only supports groups=1"):
+        models.BasicBlock(8, 8, groups=2)
+    with pytest.raises(ValueError, match="stride should be 1 or 2 instead of 3"):
+        models.InvertedResidual(8, 8, 3, 6)
+    with pytest.raises(ValueError, match="inverted_residual_setting"):
+        models.MobileNetV2(inverted_residual_setting=[])
+
+
+def test_conv2d_norm_activation_defaults():
+    # torchvision's defaults: BatchNorm then ReLU, a bias only when there is no norm layer
+    conv, bn, act = models.Conv2dNormActivation(3, 8, stride=2)
+    assert conv.bias is None and conv.padding == (1, 1) and conv.stride == (2, 2)
+    assert isinstance(bn, ember.nn.BatchNorm2d) and type(act) is ember.nn.ReLU and act.inplace
+    plain = models.Conv2dNormActivation(3, 8, 5, norm_layer=None, activation_layer=None,
+                                        dilation=2)
+    assert len(plain) == 1 and plain[0].bias is not None and plain[0].padding == (4, 4)
 
 
 def test_lenet5_logits_match():
