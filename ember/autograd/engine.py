@@ -237,6 +237,7 @@ def _call_backward(node, buf, retain_graph):
         d = node.__dict__
         if d:
             keep = {k: d[k] for k in ("_metadata", "_node_name") if k in d}
+            keep["_freed_names"] = tuple(k for k in d if k not in keep)
             d.clear()
             d.update(keep)
     return out

@@ -145,8 +145,9 @@ class Node:
     def __getattr__(self, name):
         if name in Node.__slots__:  # an engine slot not set on a node made outside dispatch
             return None
-        if object.__getattribute__(self, "_released"):
-            raise RuntimeError(_FREED_MSG)
+        if object.__getattribute__(self, "_released") and \
+                name in self.__dict__.get("_freed_names", ()):
+            raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     # ---------------------------------------------------------------- dispatch

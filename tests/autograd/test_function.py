@@ -271,3 +271,22 @@ def test_function_saved_none_and_non_tensor_outputs():
     assert k == 7
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_ctx_attributes_freed_after_backward():
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.k = 3.0
+            return x * 3
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * ctx.k
+
+    x = ember.ones(2, requires_grad=True)
+    y = Scale.apply(x)
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.grad_fn.k  # noqa: B018
+    assert not hasattr(y.grad_fn, "no_such_attribute")
