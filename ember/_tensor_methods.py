@@ -156,10 +156,15 @@ def _view_row(self, i):
 
 
 def __array__(self, dtype=None, copy=None):
-    return self._data if dtype is None else self._data.astype(dtype)
+    arr = numpy(self)  # refuses tensors that require grad, as PyTorch's does
+    if dtype is not None and arr.dtype != dtype:
+        return arr.astype(dtype)
+    return arr.copy() if copy else arr
 
 
 def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+    if self._rg:
+        raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
     kwargs = {k: v for k, v in (("max_version", max_version), ("dl_device", dl_device),
                                 ("copy", copy)) if v is not None}
     return _storage.dlpack_capsule(self._data, **kwargs)

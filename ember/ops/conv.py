@@ -256,14 +256,13 @@ def _winograd_conv(x, w, b, pads):
     _, gg, aa = _wino_mats(x.dtype)
     v = _wino_tiles(x, pads, (oh, ow))
     u = np.matmul(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
-    y = np.matmul(aa, np.matmul(u, v).reshape(16, -1)).reshape(2, 2, o, n, th, tw)
+    m = np.matmul(u, v)
+    if b is not None:
+        # A^T's column 1 is all ones, so element (1, 1) of every tile reaches all 4 outputs
+        m[5] += _as_compute(b).reshape(o, 1)
+    y = np.matmul(aa, m.reshape(16, -1)).reshape(2, 2, o, n, th, tw)
     full = np.empty((n, o, 2 * th, 2 * tw), dtype=x.dtype)
-    tiles = full.reshape(n, o, th, 2, tw, 2)
-    if b is None:
-        tiles[...] = y.transpose(3, 2, 4, 0, 5, 1)
-    else:
-        np.add(y.transpose(3, 2, 4, 0, 5, 1), _as_compute(b).reshape(o, 1, 1, 1, 1),
-               out=tiles)
+    full.reshape(n, o, th, 2, tw, 2)[...] = y.transpose(3, 2, 4, 0, 5, 1)
     if (2 * th, 2 * tw) != (oh, ow):
         full = np.ascontiguousarray(full[:, :, :oh, :ow])
     return full, v

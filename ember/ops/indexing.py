@@ -823,7 +823,9 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     """The distinct values (or slices along ``dim``), sorted; optionally inverse and counts."""
     a = input._data
     if dim is None:
-        vals, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        # PyTorch keeps every NaN distinct
+        vals, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True,
+                                   equal_nan=False)
         inv = inv.reshape(a.shape)
     else:
         d = _dim(input, dim)

@@ -337,3 +337,17 @@ def test_cuda_amp_without_gpu_is_a_no_op():
     with ember.backends.cudnn.flags(enabled=False, deterministic=True):
         assert ember.backends.cudnn.deterministic is True
     assert ember.backends.cudnn.deterministic is False
+
+
+def test_dlpack_refuses_requires_grad():
+    x = ember.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="Can't export tensors that require gradient"):
+        np.from_dlpack(x)
+    assert np.from_dlpack(x.detach()).shape == (2,)
+
+
+def test_array_protocol_refuses_requires_grad():
+    with pytest.raises(RuntimeError, match="requires grad"):
+        np.asarray(ember.ones(2, requires_grad=True))
+    e = ember.ones(2)
+    assert not np.shares_memory(np.array(e, copy=True), e.numpy())
