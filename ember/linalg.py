@@ -10,7 +10,8 @@ from .ops.linalg import (cholesky_ex, det, eig, eigh, eigvals, eigvalsh, inv, in
                          linalg_svd as svd, lstsq, matmul, matrix_exp, matrix_norm,
                          matrix_power, matrix_rank, multi_dot, pinv, slogdet, solve, solve_ex,
                          solve_triangular, svdvals, tensordot, vecdot, vector_norm,
-                         linalg_lu as lu, lu_factor, lu_factor_ex, linalg_lu_solve as lu_solve)
+                         linalg_lu as lu, lu_factor, lu_factor_ex, linalg_lu_solve as lu_solve,
+                         cond, linalg_vander as vander, tensorinv, tensorsolve)
 from .ops.linalg import cross as _cross
 from .ops.shape import diagonal as _diagonal
 
@@ -18,7 +19,8 @@ __all__ = ["norm", "vector_norm", "matrix_norm", "inv", "det", "slogdet", "solve
            "qr", "svd", "svdvals", "eigh", "eigvalsh", "pinv", "matrix_power", "cross",
            "tensordot", "multi_dot", "vecdot", "lstsq", "matrix_rank", "matrix_exp", "matmul",
            "diagonal", "eig", "eigvals", "solve_triangular", "inv_ex", "cholesky_ex",
-           "solve_ex", "lu", "lu_factor", "lu_factor_ex", "lu_solve"]
+           "solve_ex", "lu", "lu_factor", "lu_factor_ex", "lu_solve", "cond", "vander",
+           "tensorinv", "tensorsolve"]
 
 cholesky = linalg_cholesky
 

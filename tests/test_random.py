@@ -128,3 +128,26 @@ def test_fill_on_graph_tensor_cuts_gradient():
     with ember.no_grad():
         w.normal_()
     assert w.requires_grad and w.is_leaf
+
+
+def test_random_bounds_forms():
+    t = ember.empty(2000, dtype=ember.int64)
+    assert set(np.unique(t.random_(4).numpy())) == {0, 1, 2, 3}
+    assert set(np.unique(t.random_(5, 7).numpy())) == {5, 6}
+    assert set(np.unique(t.random_(to=2).numpy())) == {0, 1}
+    f = ember.empty(1000).random_()
+    assert f.min().item() >= 0 and f.max().item() <= 2 ** 24
+    with pytest.raises(RuntimeError):
+        t.random_(3, 3)
+
+
+def test_other_distributions():
+    t = ember.empty(20000, dtype=ember.float64)
+    t.geometric_(0.25)
+    assert t.min().item() >= 1 and abs(t.mean().item() - 4) < 0.15
+    t.log_normal_(0.0, 0.25)
+    assert abs(t.log().mean().item()) < 0.02
+    t.cauchy_(1.0, 0.5)
+    assert abs(t.median().item() - 1.0) < 0.05
+    p = ember.poisson(ember.full((20000,), 3.0))
+    assert abs(p.mean().item() - 3) < 0.1

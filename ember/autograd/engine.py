@@ -333,7 +333,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          only_inputs=True, allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Return the gradients of ``outputs`` with respect to ``inputs`` (nothing accumulates)."""
     if is_grads_batched:
-        raise NotImplementedError("autograd.grad(is_grads_batched=True) is not supported yet")
+        return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                             allow_unused, materialize_grads)
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     if allow_unused is None:
@@ -361,6 +362,25 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             g = g.detach()
         out.append(g)
     return tuple(out)
+
+
+def _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+                  materialize_grads):
+    """``grad(..., is_grads_batched=True)``: one backward per slice of the grad_outputs'
+    leading dimension (PyTorch vmaps this; the results are the same), stacked."""
+    from .. import stack
+    gos = _as_tuple(grad_outputs)
+    if gos is None or any(g is None for g in gos):
+        raise RuntimeError("is_grads_batched=True requires grad_outputs for every output")
+    n = gos[0].shape[0]
+    if retain_graph is None:
+        retain_graph = create_graph
+    per = []
+    for b in range(n):
+        per.append(grad(outputs, inputs, tuple(g[b] for g in gos),
+                        retain_graph=retain_graph or b < n - 1, create_graph=create_graph,
+                        allow_unused=allow_unused, materialize_grads=materialize_grads))
+    return tuple(None if col[0] is None else stack(col) for col in zip(*per))
 
 
 __all__ = ["backward", "grad", "run_backward", "Node"]

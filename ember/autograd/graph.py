@@ -421,8 +421,15 @@ def apply_inplace(cls, target, *args, **kwargs):
     """
     if not isinstance(target, Tensor):
         raise TypeError(f"in-place {cls.__name__} expects a Tensor, got {type(target).__name__}")
-    grad_on = GradMode.enabled and cls.differentiable
-    need = grad_on and (target._rg or any(isinstance(a, Tensor) and a._rg for a in args))
+    need = False
+    if GradMode.enabled and cls.differentiable:
+        if target._rg:
+            need = True
+        else:
+            for a in args:
+                if isinstance(a, Tensor) and a._rg:
+                    need = True
+                    break
     if need:
         if target._base is not None and _VIEW_INPLACE[0] is not None:
             res = _VIEW_INPLACE[0](cls, target, args, kwargs)
@@ -449,12 +456,11 @@ def apply_inplace(cls, target, *args, **kwargs):
             node._saved[-1] = (target._data, vc, vc[0])
         return target
     if _MODES:
-        res = cls.apply(target, *args, **kwargs)
+        res = cls.apply(target, *args, **kwargs)._data
     else:
-        res = _make(cls.forward(_ScratchCtx(), target._data,
-                                *[a._data if isinstance(a, Tensor) else a for a in args],
-                                **kwargs))
-    _write(target, _asarray(res._data), cls)
+        res = cls.forward(_ScratchCtx(), target._data,
+                          *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
+    _write(target, res if type(res) is _ndarray else _asarray(res), cls)
     _bump_version(target)
     return target
 
@@ -607,7 +613,11 @@ class Function(Node, metaclass=_FunctionMeta):
         if need:
             node._out_meta = [(r._data.shape, r._data.dtype) if isinstance(r, Tensor) else None
                               for r in results]
-            node._anomaly_trace = None
+            if _anomaly_enabled[0]:
+                import traceback
+                node._anomaly_trace = traceback.format_stack()[:-1]
+            else:
+                node._anomaly_trace = None
             if pending is not None:
                 saved = []
                 for t in pending:

@@ -350,6 +350,8 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     dt = input._data.dtype
     keep = _rng(None).random(mask_shape) >= p
     if alpha:
+        if p == 1.0:  # PyTorch drops everything to zero (the formula below divides by 0)
+            return input.mul_(0.0) if inplace else input * 0.0
         # alpha dropout keeps mean and variance for SELU nets (Klambauer et al., 2017)
         a_ = 1.7580993408473766
         a = 1.0 / math.sqrt((a_ * a_ * p + 1) * (1 - p))

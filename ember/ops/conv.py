@@ -4,10 +4,11 @@ interpolate, pad, fold/unfold, grid_sample and pixel-shuffle families.
 Convolution is im2col + one GEMM per group. The columns are laid out ``(C, *kernel, N,
 *out)`` so that the forward, the weight gradient and the input gradient are each one
 ``matmul`` per group on contiguous blocks; col2im is a loop over kernel positions of strided
-adds (never over pixels). The forward's columns are kept for the weight gradient (up to a
-size cap), and a stride-1 input gradient with out_channels <= in_channels runs as a "full"
-convolution with the flipped kernel instead of col2im. Three ops close under
-differentiation, so double backward works:
+adds (never over pixels). 3x3 stride-1 convolutions with >= 16 channels use Winograd's
+F(2x2, 3x3) instead (2.25x fewer multiplies). The forward's columns (or Winograd tiles) are
+kept for the weight gradient (up to a size cap), and a stride-1 input gradient with
+out_channels <= in_channels runs as a "full" convolution with the flipped kernel instead of
+col2im. Three ops close under differentiation, so double backward works:
 
 * ``ConvNd(x, w, b)``            the convolution;
 * ``ConvInputGrad(g, w)``         its input gradient (also the transposed convolution);
@@ -26,6 +27,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -76,11 +78,14 @@ def _as_compute(a):
     return a
 
 
-def _check_float(a, op):
-    if not (a.dtype.kind == "f" or a.dtype.name == "bfloat16"):
-        from .._dtype import _BY_NP
-        from ..autograd.graph import _pt_name
-        raise RuntimeError(f'"{op}" not implemented for \'{_pt_name(_BY_NP[a.dtype])}\'')
+def _check_float(a, op, ints=False):
+    """PyTorch's dtype dispatch error for kernels without a (float or, with ``ints``,
+    integer) implementation."""
+    if a.dtype.kind == "f" or a.dtype.name == "bfloat16" or (ints and a.dtype.kind in "iu"):
+        return
+    from .._dtype import _BY_NP
+    from ..autograd.graph import _pt_name
+    raise NotImplementedError(f'"{op}" not implemented for \'{_pt_name(_BY_NP[a.dtype])}\'')
 
 
 def _batched(input, nd, op, what="input"):
@@ -104,12 +109,39 @@ def _unbatch(out, squeeze):
 
 
 # ====================================================================== array kernels
-def _pad_array(x, pads, value=0.0):
-    """Pad the spatial dims of ``x`` (N, C, *S) by ``pads`` = ((lo, hi), ...), lo/hi >= 0."""
+_SCRATCH = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread reusable buffer for one kernel temporary (never handed to a caller).
+
+    Fresh multi-megabyte arrays cost page faults on first touch that can exceed the
+    arithmetic done in them (measured: Winograd's tile transform 7.0 ms fresh vs 2.4 ms in
+    reused memory), so the big temporaries of these kernels live here, one per role."""
+    dtype = np.dtype(dtype)
+    pool = getattr(_SCRATCH, "pool", None)
+    if pool is None:
+        pool = _SCRATCH.pool = {}
+    size = _prod(shape)
+    buf = pool.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = pool[(name, dtype)] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _pad_array(x, pads, value=0.0, scratch=None):
+    """Pad the spatial dims of ``x`` (N, C, *S) by ``pads`` = ((lo, hi), ...), lo/hi >= 0.
+
+    With ``scratch`` (a role name) the result lives in a reused buffer: the caller must not
+    let it escape."""
     if not any(lo or hi for lo, hi in pads):
         return x
     shape = x.shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
-    out = np.full(shape, value, dtype=x.dtype) if value else np.zeros(shape, dtype=x.dtype)
+    if scratch is not None:
+        out = _scratch(scratch, shape, x.dtype)
+        out.fill(value)
+    else:
+        out = np.full(shape, value, dtype=x.dtype) if value else np.zeros(shape, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(lo, lo + s)
                                            for s, (lo, _) in zip(x.shape[2:], pads))] = x
     return out
@@ -121,15 +153,20 @@ def _window_slices(k, st, dl, osz):
         slice(ki * d, ki * d + (o - 1) * s + 1, s) for ki, s, d, o in zip(k, st, dl, osz))
 
 
-def _im2col(xp, ks, st, dl, osz):
-    """Columns ``(C, *ks, N, *osz)`` (contiguous) of the padded input ``xp``."""
+def _im2col(xp, ks, st, dl, osz, scratch=None):
+    """Columns ``(C, *ks, N, *osz)`` (contiguous) of the padded input ``xp`` (in a reused
+    buffer when ``scratch`` names one)."""
     n, c = xp.shape[:2]
     ss = xp.strides[2:]
     view = as_strided(xp, (c,) + ks + (n,) + osz,
                       (xp.strides[1],) + tuple(s * d for s, d in zip(ss, dl))
                       + (xp.strides[0],) + tuple(s * t for s, t in zip(ss, st)),
                       writeable=False)
-    return np.ascontiguousarray(view)
+    if scratch is None:
+        return np.ascontiguousarray(view)
+    out = _scratch(scratch, view.shape, xp.dtype)
+    out[...] = view
+    return out
 
 
 def _col2im(cols, xshape, pads, ks, st, dl, osz):
@@ -138,7 +175,8 @@ def _col2im(cols, xshape, pads, ks, st, dl, osz):
     sp = tuple(builtins.max(lo + s, (o - 1) * t + d * (k - 1) + 1)
                for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
     # Accumulate channel-major, as the columns are, then transpose once at the end.
-    buf = np.zeros((c, n) + sp, dtype=cols.dtype)
+    buf = _scratch("col2im", (c, n) + sp, cols.dtype)
+    buf.fill(0)
     for k in itertools.product(*(range(k) for k in ks)):
         buf[_window_slices(k, st, dl, osz)] += cols[(slice(None),) + k]
     crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s)
@@ -149,9 +187,11 @@ def _col2im(cols, xshape, pads, ks, st, dl, osz):
 
 
 def _channel_major(g, groups):
-    """``g`` (N, O, *out) as contiguous ``(groups, O // groups, N * L)``."""
+    """``g`` (N, O, *out) as contiguous ``(groups, O // groups, N * L)`` (a scratch buffer)."""
     n, o = g.shape[:2]
-    return np.ascontiguousarray(g.reshape(n, o, -1).swapaxes(0, 1)).reshape(groups, o // groups, -1)
+    out = _scratch("channel_major", (o, n, _prod(g.shape[2:])), g.dtype)
+    out[...] = g.reshape(n, o, -1).swapaxes(0, 1)
+    return out.reshape(groups, o // groups, -1)
 
 
 # ====================================================================== convolution ops
@@ -164,7 +204,7 @@ class ConvNd(Node):
     def forward(ctx, x, w, b, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
         keep = ctx.needs_input_grad[1:2] == (True,)
-        out, cols = _conv_array(x, w, b, stride, pads, dilation, groups)
+        out, cols = _conv_array(x, w, b, stride, pads, dilation, groups, keep)
         if keep and cols[1].nbytes <= _COLS_CACHE_BYTES:
             ctx.cols = cols  # the weight gradient reuses them (dropped after backward)
         return out
@@ -182,19 +222,21 @@ class ConvNd(Node):
         return gx, gw, gb, None, None, None, None
 
 
-def _conv_array(x, w, b, stride, pads, dilation, groups):
-    """The convolution on arrays: (output, what the weight gradient can reuse)."""
+def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
+    """The convolution on arrays: (output, what the weight gradient can reuse, or None
+    unless ``keep``)."""
     dt = x.dtype
     x, w = _as_compute(x), _as_compute(w)
-    if _use_winograd(w.shape, stride, dilation, groups):
-        out, v = _winograd_conv(x, w, b, pads)
-        return (out if out.dtype == dt else out.astype(dt)), ("winograd", v)
+    if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups):
+        out, v = _winograd_conv(x, w, b, pads, keep)
+        return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
     ks = w.shape[2:]
     n, o = x.shape[0], w.shape[0]
-    xp = _pad_array(x, pads)
+    xp = _pad_array(x, pads, scratch="pad")
     osz = tuple((s - d * (k - 1) - 1) // t + 1
                 for s, k, t, d in zip(xp.shape[2:], ks, stride, dilation))
-    cols = _im2col(xp, ks, stride, dilation, osz).reshape(groups, -1, n * _prod(osz))
+    cols = _im2col(xp, ks, stride, dilation, osz, None if keep else "cols")
+    cols = cols.reshape(groups, -1, n * _prod(osz))
     res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
     out = np.empty((n, o) + osz, dtype=res.dtype)
     dst = out.reshape(n, o, -1)
@@ -202,7 +244,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups):
         dst[...] = res.swapaxes(0, 1)
     else:
         np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
-    return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols)
+    return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
 
 
 # ---------------------------------------------------------------------- Winograd F(2x2, 3x3)
@@ -233,34 +275,42 @@ def _wino_mats(dtype):
     return m
 
 
-def _wino_tiles(x, pads, osz):
+def _wino_tiles(x, pads, osz, keep=True):
     """V (16, C, N * th * tw): ``B^T d B`` for every 4x4 tile (stride 2) of the padded input,
-    padded further with zeros so that whole 2x2 output tiles cover ``osz``."""
+    padded further with zeros so that whole 2x2 output tiles cover ``osz``. V is a fresh
+    array when ``keep``, else a scratch buffer."""
     th, tw = (-(-o // 2) for o in osz)
     extra = [builtins.max(0, 2 * t + 2 - (s + lo + hi))
              for t, s, (lo, hi) in zip((th, tw), x.shape[2:], pads)]
-    xp = _pad_array(x, tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)))
+    xp = _pad_array(x, tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), scratch="pad")
     n, c = xp.shape[:2]
     sn, sc, sh, sw = xp.strides
     d = as_strided(xp, (4, 4, c, n, th, tw), (sh, sw, sc, sn, 2 * sh, 2 * sw), writeable=False)
+    tiles = _scratch("wino_d", d.shape, xp.dtype)
+    tiles[...] = d
     bb = _wino_mats(xp.dtype)[0]
-    return np.matmul(bb, np.ascontiguousarray(d).reshape(16, -1)).reshape(16, c, -1)
+    v = np.empty((16, c * n * th * tw), xp.dtype) if keep else \
+        _scratch("wino_v", (16, c * n * th * tw), xp.dtype)
+    np.matmul(bb, tiles.reshape(16, -1), out=v)
+    return v.reshape(16, c, -1)
 
 
-def _winograd_conv(x, w, b, pads):
-    """3x3 stride-1 convolution by Winograd F(2x2, 3x3): (output, the transformed tiles)."""
+def _winograd_conv(x, w, b, pads, keep=True):
+    """3x3 stride-1 convolution by Winograd F(2x2, 3x3): (output, the transformed tiles, in
+    scratch memory unless ``keep``)."""
     n = x.shape[0]
     o, c = w.shape[:2]
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
-    v = _wino_tiles(x, pads, (oh, ow))
+    v = _wino_tiles(x, pads, (oh, ow), keep)
     u = np.matmul(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
-    m = np.matmul(u, v)
+    m = np.matmul(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
     if b is not None:
         # A^T's column 1 is all ones, so element (1, 1) of every tile reaches all 4 outputs
         m[5] += _as_compute(b).reshape(o, 1)
-    y = np.matmul(aa, m.reshape(16, -1)).reshape(2, 2, o, n, th, tw)
+    y = np.matmul(aa, m.reshape(16, -1), out=_scratch("wino_y", (4, m.size // 16), x.dtype))
+    y = y.reshape(2, 2, o, n, th, tw)
     full = np.empty((n, o, 2 * th, 2 * tw), dtype=x.dtype)
     full.reshape(n, o, th, 2, tw, 2)[...] = y.transpose(3, 2, 4, 0, 5, 1)
     if (2 * th, 2 * tw) != (oh, ow):
@@ -275,9 +325,10 @@ def _winograd_weight_grad(g, v, wshape):
     _, gg, aa = _wino_mats(g.dtype)
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
-    gt = np.empty((2, 2, o, n, th, tw), dtype=g.dtype)
+    gt = _scratch("wino_y", (2, 2, o, n, th, tw), g.dtype)
     gt.transpose(3, 2, 4, 0, 5, 1)[...] = g.reshape(n, o, th, 2, tw, 2)
-    dm = np.matmul(aa.T, gt.reshape(4, -1)).reshape(16, o, -1)
+    dm = np.matmul(aa.T, gt.reshape(4, -1), out=_scratch("wino_m", (16, gt.size // 4),
+                                                          g.dtype)).reshape(16, o, -1)
     du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
     dw = np.matmul(gg.T, du.reshape(16, -1)).reshape(3, 3, o, wshape[1])
     return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
@@ -372,9 +423,9 @@ class ConvWeightGrad(Node):
         osz = g.shape[2:]
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups):
-                cols = ("winograd", _wino_tiles(x, pads, osz))
+                cols = ("winograd", _wino_tiles(x, pads, osz, keep=False))
             else:
-                c = _im2col(_pad_array(x, pads), ks, stride, dilation, osz)
+                c = _im2col(_pad_array(x, pads, scratch="pad"), ks, stride, dilation, osz, "cols")
                 cols = ("im2col", c.reshape(groups, -1, x.shape[0] * _prod(osz)))
         kind, data = cols
         if kind == "winograd":
@@ -427,7 +478,7 @@ def _check_conv(op, x, w, b, groups, transposed=False):
     if x.dtype != w.dtype:
         raise RuntimeError(f"Input type ({_dt_name(x.dtype)}) and weight type "
                            f"({_dt_name(w.dtype)}) should be the same")
-    _check_float(x, op)
+    _check_float(x, op, ints=True)
     c = x.shape[1]
     if transposed:
         if c != w.shape[0]:
@@ -590,6 +641,11 @@ def _pool_args(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode, max
     return ks, st, pd, dl, pads, osz
 
 
+def _lowest(dtype):
+    """The padding value of max pooling: below every value of ``dtype``."""
+    return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
+
+
 def _flat_indices(arg, ks, st, dl, pads, osz, spatial):
     """Kernel-position argmax -> PyTorch's flat index into each input plane (int64)."""
     kpos = np.unravel_index(arg, ks)
@@ -635,7 +691,7 @@ class MaxPoolNd(Node):
     @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
         ctx.geom = (ks, st, dl, pads, osz)
-        xp = _pad_array(x, pads, -np.inf)
+        xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
         positions = itertools.product(*(range(k) for k in ks))
         out = xp[_window_slices(next(positions), st, dl, osz)].copy()
         for k in positions:
@@ -659,7 +715,7 @@ class MaxPoolGrad(Node):
     @staticmethod
     def forward(ctx, g, x, out, geom):
         ks, st, dl, pads, osz = geom
-        xp = _pad_array(x, pads, -np.inf)
+        xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
         # Flat index of every window's argmax into the padded array: a per-window base
         # plus the offset of the winning kernel position, then one scatter-add.
         nd = len(ks)
@@ -720,7 +776,7 @@ class ScatterPlanes(Node):
 def _max_poolnd(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     op = f"max_pool{nd}d"
     x, squeeze = _batched(input, nd, op)
-    _check_float(x._data, op)
+    _check_float(x._data, op, ints=True)
     ks, st, _, dl, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, dilation,
                                           ceil_mode, True)
     out = MaxPoolNd.apply(x, ks, st, dl, pads, osz, bool(return_indices))
@@ -851,6 +907,8 @@ class AvgPoolNd(Node):
         acc = xp[_window_slices(next(positions), st, ones, osz)].copy()
         for k in positions:
             acc += xp[_window_slices(k, st, ones, osz)]
+        if acc.dtype.kind in "iu":  # integer average: C-style division, toward zero
+            return np.trunc(acc / div).astype(acc.dtype)
         acc /= div
         return acc
 
@@ -883,7 +941,7 @@ def _avg_poolnd(nd, input, kernel_size, stride, padding, ceil_mode, count_includ
                 divisor_override):
     op = f"avg_pool{nd}d"
     x, squeeze = _batched(input, nd, op)
-    _check_float(x._data, op)
+    _check_float(x._data, op, ints=True)
     ks, st, pd, _, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, 1,
                                           ceil_mode, False)
     div = _avg_divisor(x.shape[2:], ks, st, pd, osz, count_include_pad, divisor_override,

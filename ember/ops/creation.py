@@ -135,22 +135,50 @@ def _dtype_or_default(dtype, fallback=None):
     return (fallback or D.get_default_dtype()).np
 
 
+def _size(size, kwargs, op):
+    """The shape from varargs, one sequence, or the keyword ``size=`` (``zeros(size=(2, 3))``)."""
+    if "size" in kwargs:
+        if size:
+            raise TypeError(f"{op}() got multiple values for argument 'size'")
+        size = (kwargs.pop("size"),)
+    if kwargs:
+        raise TypeError(f"{op}() got unexpected keyword arguments {list(kwargs)}")
+    return shape_arg(size)
+
+
+def _into(t, out):
+    """Honour ``out=``: the result is written into ``out`` (resized), which is returned."""
+    if out is None:
+        return t
+    from .elementwise import _out
+    return _out(t, out)
+
+
 def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
-          pin_memory=False, memory_format=None):
-    return _finish(np.zeros(shape_arg(size), dtype=_dtype_or_default(dtype)), requires_grad,
-                   device)
+          pin_memory=False, memory_format=None, **kwargs):
+    """A tensor filled with 0."""
+    if out is not None and dtype is None:
+        dtype = out.dtype
+    arr = np.zeros(_size(size, kwargs, "zeros"), dtype=_dtype_or_default(dtype))
+    return _into(_finish(arr, requires_grad, device), out)
 
 
 def ones(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
-         pin_memory=False, memory_format=None):
-    return _finish(np.ones(shape_arg(size), dtype=_dtype_or_default(dtype)), requires_grad,
-                   device)
+         pin_memory=False, memory_format=None, **kwargs):
+    """A tensor filled with 1."""
+    if out is not None and dtype is None:
+        dtype = out.dtype
+    arr = np.ones(_size(size, kwargs, "ones"), dtype=_dtype_or_default(dtype))
+    return _into(_finish(arr, requires_grad, device), out)
 
 
 def empty(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
-          pin_memory=False, memory_format=None):
-    return _finish(np.empty(shape_arg(size), dtype=_dtype_or_default(dtype)), requires_grad,
-                   device)
+          pin_memory=False, memory_format=None, **kwargs):
+    """An uninitialised tensor."""
+    if out is not None and dtype is None:
+        dtype = out.dtype
+    arr = np.empty(_size(size, kwargs, "empty"), dtype=_dtype_or_default(dtype))
+    return _into(_finish(arr, requires_grad, device), out)
 
 
 def empty_strided(size, stride, *, dtype=None, layout=None, device=None, requires_grad=False,

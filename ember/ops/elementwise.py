@@ -870,8 +870,8 @@ def _bitwise(name, fn):
     def forward(ctx, a, b=None):
         for x in (a, b):
             if type(x) is _ndarray and x.dtype.kind in "fc" or isinstance(x, float):
-                raise RuntimeError(f'"{name}_cpu" not implemented for '
-                                   f"'{'Float' if type(x) is not _ndarray else x.dtype}'")
+                raise NotImplementedError(f'"{name}_cpu" not implemented for '
+                                          f"'{'Float' if type(x) is not _ndarray else x.dtype}'")
         if b is None:
             return fn(a)
         a, b = promote(a, b)

@@ -31,7 +31,7 @@ __all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "inner", "outer", "ger", 
            "einsum", "baddbmm", "addbmm", "addmv", "addr", "chain_matmul", "trace", "tensordot",
            "kron", "cross", "cdist", "det", "logdet", "slogdet", "inverse", "pinverse",
            "matrix_power", "matrix_exp", "cholesky", "qr", "svd", "cholesky_solve",
-           "cholesky_inverse", "triangular_solve", "lu", "lu_solve", "lu_unpack"]
+           "cholesky_inverse", "triangular_solve", "lu", "lu_solve", "lu_unpack", "vander"]
 
 
 def _same_dtype(op, a, b):
@@ -1547,3 +1547,58 @@ def lu(A, pivot=True, get_infos=False, out=None):
     """``torch.lu``: ``(LU, pivots)`` (and ``infos`` when ``get_infos``)."""
     r = lu_factor_ex(A, pivot=pivot)
     return (r.LU, r.pivots, r.info) if get_infos else (r.LU, r.pivots)
+
+
+# ====================================================================== composed helpers
+def cond(A, p=None, *, out=None):
+    """The condition number of ``A`` in the ``p`` norm (2-norm by default)."""
+    if p is None or p in (2, -2):
+        s = svdvals(A)
+        hi, lo = s.amax(-1), s.amin(-1)
+        return lo / hi if p == -2 else hi / lo
+    _sq(A, "linalg.cond")
+    return matrix_norm(A, p) * matrix_norm(inv(A), p)
+
+
+def linalg_vander(x, *, N=None):
+    """Rows ``[1, x, x^2, ..., x^(N-1)]`` for each element of ``x`` (increasing powers)."""
+    n = x.shape[-1] if N is None else N
+    if n < 1:
+        raise RuntimeError("N must be greater than 1.")
+    from .shape import cat
+    ones = x.new_ones(tuple(x.shape) + (1,))
+    if n == 1:
+        return ones
+    rest = x.unsqueeze(-1).expand(tuple(x.shape) + (n - 1,))
+    return cat([ones, rest], -1).cumprod(-1)
+
+
+def vander(x, N=None, increasing=False):
+    """The Vandermonde matrix of the 1-d ``x`` (decreasing powers unless ``increasing``)."""
+    if x.ndim != 1:
+        raise RuntimeError("x must be a one-dimensional tensor.")
+    v = linalg_vander(x, N=N if N is not None else x.shape[0])
+    return v if increasing else v.flip(-1)
+
+
+def tensorinv(A, ind=2, *, out=None):
+    """The inverse of ``A`` read as a linear map from its first ``ind`` dims to the rest."""
+    if ind <= 0:
+        raise RuntimeError(f"Expected a strictly positive integer for 'ind', but got {ind}")
+    out_shape, in_shape = tuple(A.shape[:ind]), tuple(A.shape[ind:])
+    rows, cols = int(np.prod(out_shape)), int(np.prod(in_shape))
+    if rows != cols:
+        raise RuntimeError(f"Expected self to satisfy the requirement prod(self.shape[ind:]) == "
+                           f"prod(self.shape[:ind]), but got {cols} != {rows}")
+    return inv(A.reshape(rows, cols)).reshape(in_shape + out_shape)
+
+
+def tensorsolve(A, B, dims=None, *, out=None):
+    """``X`` with ``tensordot(A, X, X.ndim) = B``."""
+    if dims is not None:
+        nd = A.ndim
+        dims = [d % nd for d in dims]
+        A = A.permute([d for d in range(nd) if d not in dims] + dims)
+    rows = B.numel()
+    x_shape = tuple(A.shape[B.ndim:])
+    return solve(A.reshape(rows, -1), B.reshape(rows)).reshape(x_shape)

@@ -126,7 +126,7 @@ def _pt_name(dt):
 def _softmax_np(x, dim):
     cd = _compute_dtype(x)
     xf = x.astype(cd, copy=False)
-    e = np.exp(xf - xf.max(axis=dim, keepdims=True))
+    e = np.exp(xf - xf.max(axis=dim, keepdims=True, initial=-np.inf))  # initial: empty dims
     e /= e.sum(axis=dim, keepdims=True)
     return e.astype(x.dtype, copy=False)
 
@@ -134,7 +134,7 @@ def _softmax_np(x, dim):
 def _log_softmax_np(x, dim):
     cd = _compute_dtype(x)
     xf = x.astype(cd, copy=False)
-    s = xf - xf.max(axis=dim, keepdims=True)
+    s = xf - xf.max(axis=dim, keepdims=True, initial=-np.inf)  # initial: empty dims
     s -= np.log(np.exp(s).sum(axis=dim, keepdims=True))
     return s.astype(x.dtype, copy=False)
 

@@ -10,7 +10,7 @@ from .. import _dtype as D
 from .._random import _rng
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import Node, apply_inplace
-from ._util import shape_arg
+from .creation import _into, _size
 
 __all__ = ["rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
            "rand_like", "randn_like", "randint_like", "poisson"]
@@ -31,18 +31,20 @@ def _finish(arr, requires_grad):
 
 
 def rand(*size, generator=None, out=None, dtype=None, layout=None, device=None,
-         requires_grad=False, pin_memory=False):
+         requires_grad=False, pin_memory=False, **kwargs):
     """Uniform samples on [0, 1)."""
-    d = _float_dtype(dtype)
-    arr = _rng(generator).random(shape_arg(size), dtype=np.float64).astype(d.np)
-    return _finish(arr, requires_grad)
+    d = _float_dtype(dtype if dtype is not None or out is None else out.dtype)
+    arr = _rng(generator).random(_size(size, kwargs, "rand"), dtype=np.float64).astype(d.np)
+    return _into(_finish(arr, requires_grad), out)
 
 
 def randn(*size, generator=None, out=None, dtype=None, layout=None, device=None,
-          requires_grad=False, pin_memory=False):
+          requires_grad=False, pin_memory=False, **kwargs):
     """Standard normal samples."""
+    if out is not None:
+        return _into(randn(*size, generator=generator, dtype=dtype or out.dtype, **kwargs), out)
     d = _float_dtype(dtype)
-    shape = shape_arg(size)
+    shape = _size(size, kwargs, "randn")
     if d.is_complex:
         r = _rng(generator).standard_normal(shape + (2,)) / np.sqrt(2)
         arr = (r[..., 0] + 1j * r[..., 1]).astype(d.np)
@@ -191,7 +193,23 @@ def bernoulli_(self, p=0.5, *, generator=None):
     return _fill(self, _rng(generator).random(self._data.shape) < probs)
 
 
-def random_(self, from_=0, to=None, *, generator=None):
+def random_(self, *args, generator=None, **kwargs):
+    """Integers uniform on ``[from, to)``: ``random_(to)``, ``random_(from, to)``, or, with no
+    bound, over the dtype's exactly representable range."""
+    from_, to = 0, None
+    if len(args) == 1:
+        to = args[0]  # ``random_(to)`` as in PyTorch
+    elif len(args) == 2:
+        from_, to = args
+    elif len(args) > 2:
+        raise TypeError(f"random_() takes at most 2 positional arguments ({len(args)} given)")
+    from_ = kwargs.pop("from_", kwargs.pop("from", from_))
+    to = kwargs.pop("to", to)
+    if kwargs:
+        raise TypeError(f"random_() got unexpected keyword arguments {list(kwargs)}")
+    if to is not None and to <= from_:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} "
+                           f">= to={to}")
     if to is None:
         if self._data.dtype.kind == "f":
             to = 2 ** np.finfo(self._data.dtype).nmant + 1

@@ -681,7 +681,8 @@ def norm(input, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     if p == "fro" or p is None:
         p = 2
     if p == "nuc":
-        raise NotImplementedError("norm(p='nuc') needs linalg.matrix_norm (not yet in ember)")
+        from .linalg import matrix_norm
+        return matrix_norm(input, "nuc", dim if dim is not None else (-2, -1), keepdim)
     x = _abs(input)
     if p == float("inf"):
         return amax(x, dim if dim is not None else (), keepdim)

@@ -351,3 +351,14 @@ def test_disable_saved_tensors_hooks():
         y = (x * x).sum()
     y.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_grad_is_grads_batched_matches_torch():
+    res = []
+    for mod in (ember, torch):
+        x = mod.tensor([0.5, 1.0, 2.0], dtype=mod.float64, requires_grad=True)
+        y = x.sin() * x
+        eye = mod.eye(3, dtype=mod.float64)
+        jac, = mod.autograd.grad(y, x, eye, is_grads_batched=True)
+        res.append(jac)
+    close(*res)

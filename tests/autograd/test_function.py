@@ -290,3 +290,30 @@ def test_ctx_attributes_freed_after_backward():
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         y.grad_fn.k  # noqa: B018
     assert not hasattr(y.grad_fn, "no_such_attribute")
+
+
+def test_function_saved_tensors_are_freed():
+    import gc
+    import weakref
+    refs = []
+
+    class Exp(Function):
+        @staticmethod
+        def forward(ctx, x):
+            e = x.exp()
+            refs.append(weakref.ref(e))
+            ctx.save_for_backward(e)
+            return e * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            e, = ctx.saved_tensors
+            return g * e
+
+    x = ember.ones(2, requires_grad=True)
+    y = Exp.apply(x)
+    gc.collect()
+    assert refs[0]() is not None  # kept alive by the graph until backward
+    y.sum().backward()
+    gc.collect()
+    assert refs[0]() is None

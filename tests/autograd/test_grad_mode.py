@@ -155,3 +155,20 @@ def test_grad_mode_is_thread_local():
     release.set()
     th.join()
     assert seen == {"start": True, "inside": False}
+
+
+def test_detect_anomaly_in_custom_function():
+    class BadGrad(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("nan")
+
+    x = ember.ones(2, requires_grad=True)
+    with ember.autograd.detect_anomaly():
+        y = BadGrad.apply(x).sum()
+        with pytest.raises(RuntimeError, match="Function 'BadGradBackward' returned nan values"):
+            y.backward()

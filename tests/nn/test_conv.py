@@ -89,6 +89,17 @@ def test_conv_gradient_penalty_matches_torch():
     check(fn, [(1, 2, 4, 4), (3, 2, 3, 3)])
 
 
+def test_conv_integer():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-50, 50, (2, 16, 5, 6))
+    w = rng.integers(-3, 3, (16, 16, 3, 3))  # 3x3, 16 channels: never Winograd for ints
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [], arrays=[x, w],
+          grad=False)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+        ember.nn.functional.conv1d(ember.ones(1, 1, 4, dtype=ember.bool),
+                                   ember.ones(1, 1, 2, dtype=ember.bool))
+
+
 def test_conv_errors():
     F = ember.nn.functional
     x = ember.randn(1, 3, 5, 5)

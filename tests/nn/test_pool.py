@@ -137,8 +137,18 @@ def test_pool_errors():
         F.max_pool2d(ember.randn(1, 1, 5, 5), 2, padding=2)
     with pytest.raises(RuntimeError, match="Output size is too small"):
         F.avg_pool2d(ember.randn(1, 1, 2, 2), 3)
-    with pytest.raises(RuntimeError, match="not implemented for 'Long'"):
-        F.max_pool2d(ember.ones(1, 1, 4, 4, dtype=ember.int64), 2)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+        F.adaptive_max_pool2d(ember.ones(1, 1, 4, 4, dtype=ember.int64), 2)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8])
+def test_integer_pooling(dtype):
+    x = np.random.default_rng(0).integers(0 if dtype == np.uint8 else -50, 50, (2, 3, 7, 8))
+    x = x.astype(dtype)
+    check(fn("max_pool2d", 3, 2, 1, return_indices=True), [], arrays=[x], grad=False)
+    # integer averages divide toward zero, as C does
+    check(fn("avg_pool2d", 3, 2, 1, ceil_mode=True), [], arrays=[x], grad=False)
+    check(fn("avg_pool1d", 2), [], arrays=[x[:, :, 0]], grad=False)
 
 
 MODULES = [

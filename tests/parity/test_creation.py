@@ -99,3 +99,18 @@ def test_creation_errors():
         ember.arange(0, -1, 1)
     with pytest.raises(TypeError):
         ember.zeros(2.5)
+
+
+def test_size_keyword_and_out():
+    assert ember.zeros(size=(2, 3)).shape == (2, 3)
+    assert ember.ones(size=[4]).shape == (4,)
+    assert ember.empty(size=(1, 2)).shape == (1, 2)
+    assert ember.rand(size=(2,)).shape == (2,) and ember.randn(size=(3, 1)).shape == (3, 1)
+    o = ember.empty(5, dtype=ember.float64)
+    r = ember.zeros(2, 2, out=o)
+    assert r is o and o.shape == (2, 2) and o.dtype == ember.float64 and o.sum().item() == 0
+    assert ember.ones(3, out=o) is o and o.tolist() == [1.0, 1.0, 1.0]
+    assert ember.rand(4, out=o) is o and o.shape == (4,)
+    assert ember.randn(2, out=o) is o and o.shape == (2,)
+    with pytest.raises(TypeError):
+        ember.zeros(2, bogus=1)

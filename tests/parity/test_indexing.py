@@ -437,6 +437,8 @@ VIEW_INPLACE = [
     ("chained_views", lambda m, x, y: _then(x * 1, lambda h: h[1:][:, ::2].sub_(y[0, :2]))),
     ("value_grad_only", lambda m, x, y: _then(m.zeros(3, 4, dtype=x.dtype),
                                                lambda h: h[0].add_(x[0] * y[0]))),
+    ("nested_setitem", lambda m, x, y: _then(x * 1, lambda h: h[1].__setitem__(
+        slice(0, 2), y[0, :2] * 3))),
     ("view_then_base_use", lambda m, x, y: _then(x * 1, lambda h: h.view(-1)[2:5].mul_(2)) * y),
 ]
 

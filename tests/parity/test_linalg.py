@@ -176,6 +176,7 @@ DECOMP = [
     ("svd", lambda m, a: _svd_loss(m.linalg.svd(a, full_matrices=False)), [(4, 3)]),
     ("svd_wide", lambda m, a: _svd_loss(m.linalg.svd(a, full_matrices=False)), [(2, 3, 5)]),
     ("svd_square", lambda m, a: _svd_loss(m.linalg.svd(a)), [(3, 3)]),
+    ("svd_full_tall", lambda m, a: _svd_loss(m.linalg.svd(a)), [(4, 3)]),
     ("svd_old", lambda m, a: _svd_loss_old(m.svd(a)), [(4, 3)]),
     ("eigh", lambda m, a: _eigh_loss(m.linalg.eigh(_sym(m, a))), [(2, 4, 4)]),
 ]
@@ -414,3 +415,33 @@ def test_inplace_products(name, fn, shapes):
 @pytest.mark.parametrize("shapes", [[(2, 3, 0), (0, 2)], [(2, 0, 3), (3, 4)], [(5, 3), (3, 0)]])
 def test_matmul_empty_batches(shapes):
     check(lambda m, a, b: a @ b, shapes)
+
+
+EXTRA = [
+    ("cond", lambda m, a: m.linalg.cond(a), [(2, 3, 3)]),
+    ("cond_m2", lambda m, a: m.linalg.cond(a, -2), [(4, 3)]),
+    ("cond_fro", lambda m, a: m.linalg.cond(_spd(m, a), "fro"), [(3, 3)]),
+    ("cond_inf", lambda m, a: m.linalg.cond(_spd(m, a), float("inf")), [(3, 3)]),
+    ("linalg_vander", lambda m, a: m.linalg.vander(a), [(2, 4)]),
+    ("linalg_vander_N", lambda m, a: m.linalg.vander(a, N=2), [(3,)]),
+    ("vander", lambda m, a: m.vander(a), [(3,)]),
+    ("vander_inc", lambda m, a: m.vander(a, 5, increasing=True), [(3,)]),
+    ("tensorinv", lambda m, a: m.linalg.tensorinv(a.reshape(4, 2, 2) + 3 * m.eye(4).to(
+        a.dtype).reshape(4, 2, 2), ind=1), [(4, 4)]),
+    ("tensorsolve", lambda m, a, b: m.linalg.tensorsolve(
+        a.reshape(2, 3, 6) + 4 * m.eye(6).to(a.dtype).reshape(2, 3, 6), b), [(6, 6), (2, 3)]),
+    ("tensorsolve_dims", lambda m, a, b: m.linalg.tensorsolve(
+        a.reshape(6, 2, 3) + 4 * m.eye(6).to(a.dtype).reshape(6, 2, 3), b, dims=(0,)),
+     [(6, 6), (2, 3)]),
+]
+
+
+@pytest.mark.parametrize("dtype", F)
+@pytest.mark.parametrize("name,fn,shapes", EXTRA, ids=[c[0] for c in EXTRA])
+def test_linalg_extra(name, fn, shapes, dtype):
+    tol = {} if dtype == np.float64 else {"atol": 1e-4, "rtol": 1e-3}
+    # PyTorch's own backward raises for these (an in-place op on a saved tensor): values only
+    grad = name not in ("cond_fro", "cond_inf", "vander", "vander_inc")
+    check(fn, shapes, dtype, low=0.5, grad=grad, **tol)
+    if not grad:
+        gradcheck(fn, shapes, low=0.5)
