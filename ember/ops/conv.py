@@ -78,10 +78,10 @@ def _as_compute(a):
     return a
 
 
-def _check_float(a, op, ints=False):
-    """PyTorch's dtype dispatch error for kernels without a (float or, with ``ints``,
-    integer) implementation."""
-    if a.dtype.kind == "f" or a.dtype.name == "bfloat16" or (ints and a.dtype.kind in "iu"):
+def _check_float(a, op, ints=""):
+    """PyTorch's dtype dispatch error for kernels without a float implementation (or one for
+    the integer kinds in ``ints``: "i" signed, "u" unsigned)."""
+    if a.dtype.kind == "f" or a.dtype.name == "bfloat16" or a.dtype.kind in ints:
         return
     from .._dtype import _BY_NP
     from ..autograd.graph import _pt_name
@@ -478,7 +478,7 @@ def _check_conv(op, x, w, b, groups, transposed=False):
     if x.dtype != w.dtype:
         raise RuntimeError(f"Input type ({_dt_name(x.dtype)}) and weight type "
                            f"({_dt_name(w.dtype)}) should be the same")
-    _check_float(x, op, ints=True)
+    _check_float(x, op, ints="iu")
     c = x.shape[1]
     if transposed:
         if c != w.shape[0]:
@@ -776,7 +776,7 @@ class ScatterPlanes(Node):
 def _max_poolnd(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     op = f"max_pool{nd}d"
     x, squeeze = _batched(input, nd, op)
-    _check_float(x._data, op, ints=True)
+    _check_float(x._data, op, ints="iu")
     ks, st, _, dl, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, dilation,
                                           ceil_mode, True)
     out = MaxPoolNd.apply(x, ks, st, dl, pads, osz, bool(return_indices))
@@ -941,7 +941,7 @@ def _avg_poolnd(nd, input, kernel_size, stride, padding, ceil_mode, count_includ
                 divisor_override):
     op = f"avg_pool{nd}d"
     x, squeeze = _batched(input, nd, op)
-    _check_float(x._data, op, ints=True)
+    _check_float(x._data, op, ints="i")
     ks, st, pd, _, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, 1,
                                           ceil_mode, False)
     div = _avg_divisor(x.shape[2:], ks, st, pd, osz, count_include_pad, divisor_override,

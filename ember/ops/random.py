@@ -180,12 +180,27 @@ def _fill(self, arr):
     return self
 
 
+def _draw_dtype(self):
+    # float32 tensors draw float32 numbers: no float64 temporary (measured 2.8 s -> 0.6 s
+    # for a 25088x4096 normal_)
+    return np.float32 if self._data.dtype == np.float32 else np.float64
+
+
 def uniform_(self, a=0.0, b=1.0, *, generator=None):
-    return _fill(self, _rng(generator).uniform(a, b, size=self._data.shape))
+    u = _rng(generator).random(self._data.shape, dtype=_draw_dtype(self))
+    if (a, b) != (0.0, 1.0):
+        u *= b - a
+        u += a
+    return _fill(self, u)
 
 
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
-    return _fill(self, _rng(generator).normal(mean, std, size=self._data.shape))
+    z = _rng(generator).standard_normal(self._data.shape, dtype=_draw_dtype(self))
+    if std != 1.0:
+        z *= std
+    if mean != 0.0:
+        z += mean
+    return _fill(self, z)
 
 
 def bernoulli_(self, p=0.5, *, generator=None):
