@@ -21,17 +21,12 @@ from ..ops import elementwise as E
 from ..ops import nn as K
 from ..ops.creation import tensor as _tensor
 from ..ops.linalg import einsum
-from ._functional_seq import (embedding, embedding_bag,  # noqa: F401
-                              multi_head_attention_forward, scaled_dot_product_attention)
 
 # convolution, pooling, padding and resampling (ember/ops/conv.py)
 from ..ops.conv import *  # noqa: E402,F401,F403
 
-try:  # embedding and attention, built in parallel (ember/nn/_functional_seq.py)
-    from ._functional_seq import *  # noqa: F401,F403
-except ModuleNotFoundError as _e:
-    if _e.name != __package__ + "._functional_seq":
-        raise
+# embedding and attention (ember/nn/_functional_seq.py)
+from ._functional_seq import *  # noqa: E402,F401,F403
 
 
 # ---------------------------------------------------------------------- helpers

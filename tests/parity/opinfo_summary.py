@@ -18,7 +18,8 @@ import re
 import time
 import warnings
 
-from .test_opinfo import entry_dtypes, entry_key, entry_reason, ember_callable, op_db, run_entry
+from .test_opinfo import (entry_dtypes, entry_key, entry_reason, ember_callable, is_random, op_db,
+                          run_entry)
 
 XFAIL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opinfo_xfails.py")
 
@@ -147,7 +148,9 @@ def main():
                     print(f"    {r.detail}")
     table = xfail_table(data)
     print(f"OpInfo entries: {len(data)}; matched by ember: {len(matched)}")
-    print(f"entries passing all float32/float64 samples (values and grads): {len(full_pass)}")
+    n_random = sum(is_random(data[k][0]) for k in full_pass)
+    print(f"entries passing all float32/float64 samples (values and grads): {len(full_pass)} "
+          f"({n_random} of them random or uninitialised: compared by shape and dtype only)")
     print(f"samples: {counts['pass']} passed ({counts['grads']} with gradients checked), "
           f"{counts['fail']} failed, {counts['skip']} skipped; {counts['noncontiguous']} had "
           "non-contiguous inputs (run as contiguous copies)")
