@@ -355,7 +355,7 @@ class Sgn(Node):
             m = np.abs(a)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(m == 0, 0, a / np.where(m == 0, 1, m)).astype(a.dtype)
-        return _sign_np(a)
+        return a.copy() if a.dtype == np.bool_ else _sign_np(a)  # bool: itself, as sign does
 
     @staticmethod
     def backward(ctx, g):

@@ -60,15 +60,22 @@ class Matmul(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        if a.ndim == 0 or b.ndim == 0:
-            raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
-                               f"{a.ndim}D and {b.ndim}D")
-        _same_dtype("matmul", a, b)
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise RuntimeError(_mismatch_msg(a, b))
+        # checks run only when the product fails or the dtypes differ: the common case is
+        # one GEMM call
+        if a.dtype != b.dtype:
+            _same_dtype("matmul", a, b)
         if a.dtype == np.bool_:
             return (a.astype(np.int64) @ b.astype(np.int64)).astype(bool)
-        return matmul_arrays(a, b)
+        try:
+            return matmul_arrays(a, b)
+        except ValueError:
+            if a.ndim == 0 or b.ndim == 0:
+                raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they "
+                                   f"are {a.ndim}D and {b.ndim}D") from None
+            if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+                raise RuntimeError(_mismatch_msg(a, b)) from None
+            raise RuntimeError(f"matmul: batch dimensions of {list(a.shape)} and "
+                               f"{list(b.shape)} cannot be broadcast") from None
 
     @staticmethod
     def backward(ctx, g):
@@ -126,6 +133,8 @@ def matmul(input, other, *, out=None):
     if input.is_sparse or other.is_sparse:  # sparse COO operands: ember/sparse.py
         from ..sparse import _matmul
         return _matmul(input, other)
+    if out is None:
+        return Matmul.apply(input, other)
     from .elementwise import _out
     return _out(Matmul.apply(input, other), out)
 
@@ -510,7 +519,8 @@ def _dims(dim, ndim):
     if dim is None:
         return None
     from ._util import norm_dims
-    return norm_dims(dim, ndim, "linalg.vector_norm")
+    dims = norm_dims(dim, ndim, "linalg.vector_norm")
+    return dims if ndim else None  # dim 0 of a 0-d tensor is the whole tensor, as in PyTorch
 
 
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):

@@ -59,6 +59,8 @@ def _axis(dim, ndim, op):
 def _expand_back(g, shape, axis, keepdim):
     """Broadcast a reduced gradient back to the input's shape."""
     if axis is None:
+        if g._data.ndim == 0:  # a full reduction: a 0-d gradient expands directly
+            return g.expand(shape)
         axis = tuple(range(len(shape)))
     if not keepdim:
         gshape = list(shape)
@@ -77,7 +79,8 @@ class Sum(Node):
                 dtype = np.int64
             elif _low_precision(a):
                 return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
-        return np.sum(a, axis=axis, keepdims=keepdim, dtype=dtype)
+        # the ufunc's reduce skips np.sum's Python wrapper (about 1 us per call)
+        return _add_reduce(a, axis=axis, keepdims=keepdim, dtype=dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -521,8 +524,13 @@ def _dim_and_keepdim(input, dim, keepdim, op):
     return _axis(dim, input._data.ndim, op), bool(keepdim)
 
 
+_add_reduce = np.add.reduce
+
+
 def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     """Sum over ``dim`` (int, tuple, or all); integer inputs sum to int64."""
+    if dim is None and dtype is None and out is None and input._data.dtype.kind in "fc":
+        return Sum.apply(input, None, bool(keepdim), None)  # the common case, checks skipped
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
@@ -772,5 +780,7 @@ def _conj(t):
 
 
 def _out(result, out):
+    if out is None:
+        return result
     from .elementwise import _out as o
     return o(result, out)

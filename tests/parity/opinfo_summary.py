@@ -53,6 +53,19 @@ NOTES = {
     "index_fill": "gradient of the 0-d value tensor differs",
     "cholesky_inverse": "gradient differs: PyTorch's backward symmetrises over the triangle",
     "cholesky_solve": "gradient differs: PyTorch's backward symmetrises over the triangle",
+    "addmv|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+                   "int, ember promotes to float",
+    "addbmm|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+                    "int, ember promotes to float",
+    "baddbmm|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+                     "int, ember promotes to float",
+    "addr|bool": "bool tensors: PyTorch computes with logical and/or, ember in int64",
+    "index_add|bool": "bool tensors: ember accumulates in int64 and returns int64",
+    "index_copy|bool": "bool tensors: ember returns int64",
+    "scatter_add|bool": "bool tensors: ember accumulates in int64 and returns int64",
+    "zero_": "the entry calls torch.zero_(x): ember has only the Tensor method",
+    "linalg.norm.subgradients_at_zero": "gradient at x = 0 is NaN in ember; PyTorch uses the "
+                                        "subgradient 0",
     "__rpow__|int64": "integer base to a negative integer tensor power: PyTorch truncates "
                       "(2 ** -1 == 0), NumPy raises",
 }

@@ -113,10 +113,11 @@ def _is_test_lambda(fn):
 
 def ember_callable(op):
     """What runs the entry on ember, or None when ember has no such op."""
-    fn = ember_function(op.name)
-    if fn is None:
-        return None
-    return _rebind(op.op) if _is_test_lambda(op.op) else fn
+    if _is_test_lambda(op.op):
+        # e.g. ``cauchy`` runs ``Tensor.cauchy_`` on a fresh tensor: the in-place method counts
+        found = ember_function(op.name) or getattr(ember.Tensor, op.name + "_", None)
+        return _rebind(op.op) if found is not None else None
+    return ember_function(op.name)
 
 
 def is_random(op):
@@ -218,6 +219,8 @@ def _dtype_name(d):
 
 def _as_numpy(t):
     if isinstance(t, torch.Tensor):
+        if t._is_zerotensor():  # an efficient zero (the gradient of sgn): no storage to read
+            t = torch.zeros(t.shape, dtype=t.dtype)
         t = t.detach().resolve_conj()
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
@@ -442,3 +445,32 @@ def test_opinfo(op, dtype):
     if not fails and not any(r.status == "pass" for r in results):
         pytest.skip("no sample ran: " + ", ".join(sorted({r.reason for r in results})))
     assert not fails, entry_reason(results) + "\n" + "\n".join(r.detail for r in fails[:3])
+
+
+# --- the harness itself: it must see wrong values and wrong gradients --------------------
+
+def _entry(key):
+    return next(op for op in op_db() if entry_key(op) == key)
+
+
+def test_harness_converts_samples():
+    view = torch.arange(6, dtype=torch.float64).reshape(2, 3).requires_grad_().t()
+    memo = {}
+    e_in, e_args = to_ember(view, memo), to_ember((torch.float32, torch.Size([2])), memo)
+    assert e_in.dtype == ember.float64 and tuple(e_in.shape) == (3, 2) and e_in.requires_grad
+    np.testing.assert_array_equal(e_in.detach().numpy(), view.detach().numpy())
+    assert e_args == (ember.float32, (2,))
+    assert to_ember([view], memo)[0] is e_in  # one torch tensor, one ember copy
+
+
+def test_harness_catches_wrong_values():
+    results = run_entry(_entry("add"), "float64", fn=ember.sub)
+    assert any(r.reason == "value mismatch" for r in results)
+
+
+def test_harness_catches_wrong_gradients():
+    def sin_with_identity_grad(x):
+        return ember.sin(x.detach()) + (x - x.detach())
+    results = run_entry(_entry("sin"), "float64", fn=sin_with_identity_grad)
+    assert any(r.reason == "grad value mismatch" for r in results)
+    assert not any(r.reason == "value mismatch" for r in results)
