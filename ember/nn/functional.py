@@ -118,6 +118,9 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """Clamp into [min_val, max_val]."""
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
+    if not (input.is_floating_point() or input.is_complex()):  # PyTorch truncates the bounds
+        lo, hi = int(min_val), int(max_val)
+        return input.clamp_(lo, hi) if inplace else input.clamp(lo, hi)
     return _unary_act(K.Hardtanh, input, inplace, min_val, max_val)
 
 

@@ -1488,8 +1488,8 @@ def mvlgamma(input, p, *, out=None):
     """Multivariate log-gamma of dimension ``p``: sum_j lgamma(x - j/2) + p(p-1)/4 log(pi)."""
     if p < 1:
         raise RuntimeError("p has to be greater than or equal to 1")
-    if input._data.dtype.kind not in "fc":
-        raise RuntimeError("mvlgamma is not implemented for integer dtypes")
+    if input._data.dtype.kind not in "fc":  # integers promote to the default float, as in PyTorch
+        input = input.to(D.get_default_dtype())
     if not builtins.bool(np.all(input._data > (p - 1) / 2)):
         raise RuntimeError(f"All elements must be greater than (p-1)/2 = {(p - 1) / 2}")
     from .._tensor import _make

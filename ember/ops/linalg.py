@@ -1572,6 +1572,8 @@ def cond(A, p=None, *, out=None):
 
 def linalg_vander(x, *, N=None):
     """Rows ``[1, x, x^2, ..., x^(N-1)]`` for each element of ``x`` (increasing powers)."""
+    if x.ndim == 0:  # PyTorch reads a 0-d x as one element: a (1, N) result
+        x = x.reshape(1)
     n = x.shape[-1] if N is None else N
     if n < 1:
         raise RuntimeError("N must be greater than 1.")

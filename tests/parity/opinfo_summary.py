@@ -25,7 +25,8 @@ XFAIL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opinfo_xf
 
 
 # Diagnosed causes, prefixed to the generated reason of the entries they name (``key`` for all
-# dtypes, or ``key|dtype``): the generated text says what failed, these say why.
+# dtypes, ``key|dtype``, or ``key|int`` for the integer dtypes): the generated text says what
+# failed, these say why.
 NOTES = {
     "as_strided.partial_views": "harness: the sample is a view into a larger storage; ember gets "
                                 "a contiguous copy, so as_strided reads other memory",
@@ -33,8 +34,8 @@ NOTES = {
                                                        "module as distance_function",
     "linalg.eig": "eigenvectors are unique only up to phase; LAPACK picks differently here",
     "linalg.eigh": "eigenvectors are unique only up to sign; LAPACK picks differently here",
-    "topk|int64": "indices of tied values differ (PyTorch leaves the choice unspecified)",
-    "kthvalue|int64": "index of a tied value differs (PyTorch leaves the choice unspecified)",
+    "topk|int": "indices of tied values differ (PyTorch leaves the choice unspecified)",
+    "kthvalue|int": "index of a tied value differs (PyTorch leaves the choice unspecified)",
     "mode": "index of the mode among ties differs",
     "matrix_exp|float32": "float32 cancellation: entries near 5e7, absolute error ~30 on the "
                           "small ones",
@@ -43,30 +44,45 @@ NOTES = {
     "tensordot": "PyTorch broadcasts size-1 contracted dims; ember requires equal sizes",
     "linalg.vector_norm": "dim=0 on a 0-d tensor (PyTorch wraps it)",
     "linalg.vander": "0-d input: PyTorch returns (1, N), ember (N,)",
-    "arange|int64": "float bounds with dtype=int64: PyTorch sizes the result from the float "
-                    "bounds before casting",
+    "arange|int64": "float bounds with dtype=int64: PyTorch truncates start/end/step to int64 "
+                    "before sizing the result (it does not for int32)",
     "nn.functional.batch_norm": "empty 1-D input: PyTorch accepts it",
     "nextafter": "ember's nextafter is not differentiable; PyTorch's is",
     "linalg.lstsq": "ember's lstsq solution is not differentiable",
     "linalg.lstsq.grad_oriented": "ember's lstsq solution is not differentiable",
     "combinations": "empty result (fewer elements than r) does not require grad",
     "index_fill": "gradient of the 0-d value tensor differs",
-    "cholesky_inverse": "gradient differs: PyTorch's backward symmetrises over the triangle",
-    "cholesky_solve": "gradient differs: PyTorch's backward symmetrises over the triangle",
-    "addmv|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+    "cholesky_inverse": "non-triangular sample factor: PyTorch's backward treats the whole "
+                        "matrix as the factor, ember differentiates the triangle it reads "
+                        "(they agree on triangular inputs)",
+    "cholesky_solve": "non-triangular sample factor: PyTorch's backward treats the whole "
+                      "matrix as the factor, ember differentiates the triangle it reads",
+    "addmv|int": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
                    "int, ember promotes to float",
-    "addbmm|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+    "addbmm|int": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
                     "int, ember promotes to float",
-    "baddbmm|int64": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
+    "baddbmm|int": "float alpha/beta with integer tensors: PyTorch truncates the scalars to "
                      "int, ember promotes to float",
     "addr|bool": "bool tensors: PyTorch computes with logical and/or, ember in int64",
-    "index_add|bool": "bool tensors: ember accumulates in int64 and returns int64",
-    "index_copy|bool": "bool tensors: ember returns int64",
-    "scatter_add|bool": "bool tensors: ember accumulates in int64 and returns int64",
+    "index_add": "bool/int32/uint8 inputs: ember accumulates in int64 and returns int64",
+    "index_copy": "bool inputs: ember returns int64",
+    "scatter_add": "bool/int32/uint8 inputs: ember accumulates in int64 and returns int64",
+    "einsum": "int32/uint8 inputs summed over an index: PyTorch returns int64 (as sum does), "
+              "ember keeps the input dtype",
+    "full|uint8": "negative fill value for uint8: PyTorch wraps around, NumPy raises",
+    "full_like|uint8": "negative fill value for uint8: PyTorch wraps around, NumPy raises",
+    "scalar_tensor|uint8": "negative value for uint8: PyTorch wraps around, NumPy raises",
     "zero_": "the entry calls torch.zero_(x): ember has only the Tensor method",
     "linalg.norm.subgradients_at_zero": "gradient at x = 0 is NaN in ember; PyTorch uses the "
                                         "subgradient 0",
-    "__rpow__|int64": "integer base to a negative integer tensor power: PyTorch truncates "
+    "scatter_reduce.amax|bool": "bool amax with include_self=False: ember returns True where "
+                                "PyTorch keeps False",
+    "polygamma.polygamma_n_0|float32": "float32 next to a pole (x = -5.96): relative error 1e-5",
+    "special.polygamma.special_polygamma_n_0|float32": "float32 next to a pole (x = -5.96): "
+                                                       "relative error 1e-5",
+    "nn.functional.conv_transpose3d|float32": "float32 summation order: relative error ~2e-5",
+    "nn.functional.local_response_norm|int64": "float32 result: relative error ~3e-5",
+    "__rpow__|int": "integer base to a negative integer tensor power: PyTorch truncates "
                       "(2 ** -1 == 0), NumPy raises",
 }
 
@@ -107,7 +123,8 @@ def xfail_table(data):
             continue
         for dtype, (results, _) in per_dtype.items():
             if any(r.status == "fail" for r in results):
-                note = NOTES.get(f"{key}|{dtype}") or NOTES.get(key)
+                note = (NOTES.get(f"{key}|{dtype}") or NOTES.get(key)
+                        or (NOTES.get(f"{key}|int") if dtype.startswith(("int", "uint")) else None))
                 reason = entry_reason(results)
                 table[f"{key}|{dtype}"] = f"{note} [{reason}]" if note else reason
     return table
@@ -135,6 +152,7 @@ def main():
     parser.add_argument("-v", "--verbose", action="store_true", help="per-dtype detail")
     parser.add_argument("--write-xfails", action="store_true", help="regenerate the xfail table")
     parser.add_argument("--slowest", type=int, default=0, help="list the N slowest entries")
+    parser.add_argument("--missing", action="store_true", help="list the ops ember lacks")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # the ops' own warnings (deprecations, dof <= 0) are noise
     start = time.perf_counter()
@@ -174,6 +192,8 @@ def main():
                                  if any(r.status == "fail" for r in res))
     for cat, n in by_cat.most_common(25):
         print(f"    {n:4d}  {cat}")
+    if args.missing:
+        print("missing:", " ".join(sorted({op.name for op, res in data.values() if res is None})))
     if args.slowest:
         times = sorted(((sum(s for _, s in v[1].values()), k) for k, v in matched.items()),
                        reverse=True)

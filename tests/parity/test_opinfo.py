@@ -4,7 +4,7 @@ Every entry of ``torch.testing._internal.common_methods_invocations.op_db`` whos
 an ember function (``ember.<name>``, ``ember.nn.functional.<name>``, ``ember.linalg.<name>``,
 ``ember.special.<name>``, ``ember.fft.<name>``) or a Tensor method gets one test per dtype:
 float32 and float64 (values; gradients too in float64 where the entry supports autograd) and
-int64/bool where the entry supports them (values only).
+int64, int32, uint8 and bool where the entry supports them (values only).
 
 Each torch tensor in a sample goes to ember through NumPy with its dtype, shape and
 ``requires_grad``; non-contiguous layouts become contiguous copies (ember's views are tested
@@ -35,7 +35,7 @@ from .opinfo_xfails import XFAILS  # noqa: E402
 
 MAX_SAMPLES = 12  # first samples of each entry: keeps the file fast on one core
 MAX_NUMEL = 4096  # samples holding more elements than this in all are skipped as huge
-DTYPES = ("float32", "float64", "int64", "bool")
+DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 DEFAULT_TOL = {"float32": (1e-5, 1e-5), "float64": (1e-7, 1e-7)}
 NAMESPACES = ("nn.functional.", "linalg.", "special.", "fft.")
 
@@ -366,7 +366,7 @@ def _compare_grads(sample, memo, t_out, e_out, atol, rtol, rng):
         c = rng.uniform(-1, 1, size=tuple(t.shape))
         if t.is_complex():
             c = c + 1j * rng.uniform(-1, 1, size=tuple(t.shape))
-        t_cots.append(torch.from_numpy(c).to(t.dtype))
+        t_cots.append(torch.from_numpy(np.asarray(c)).to(t.dtype))  # asarray: 0-d stays array
     e_cots = [ember.tensor(_as_numpy(c)).to(e.dtype) for c, (_, e) in zip(t_cots, picked)]
     try:
         t_grads = torch.autograd.grad([t for t, _ in picked], [t for t, _ in pairs], t_cots,

@@ -64,13 +64,21 @@ def _render_glyph(glyph_segs, n, rng, size):
     segs = np.broadcast_to(glyph_segs, (n,) + glyph_segs.shape).copy()  # (N, S, 2, 2)
     # wobble: move each segment end point a little (the same point in neighbouring segments
     # moves differently, which reads as an uneven hand)
-    segs += rng.normal(0, 0.012, size=segs.shape)
+    segs += rng.normal(0, 0.02, size=segs.shape)
+    # a stray mark on some images: one short random stroke
+    stray = rng.random(n) < 0.25
+    if stray.any():
+        start = rng.uniform(0.1, 0.9, (n, 2))
+        end = start + rng.normal(0, 0.12, (n, 2))
+        extra = np.stack([start, end], axis=1)[:, None]  # (N, 1, 2, 2)
+        extra[~stray] = segs[~stray, :1]  # no stray mark: repeat a real segment
+        segs = np.concatenate([segs, extra], axis=1)
     # random affine about the centre: rotation, anisotropic scale, shear, translation
-    ang = rng.uniform(-0.3, 0.3, n)
-    sx = rng.uniform(0.75, 1.1, n)
-    sy = sx * rng.uniform(0.85, 1.15, n)
-    sh = rng.uniform(-0.3, 0.3, n)
-    tx, ty = rng.uniform(-0.1, 0.1, (2, n))
+    ang = rng.uniform(-0.4, 0.4, n)
+    sx = rng.uniform(0.7, 1.12, n)
+    sy = sx * rng.uniform(0.8, 1.2, n)
+    sh = rng.uniform(-0.4, 0.4, n)
+    tx, ty = rng.uniform(-0.13, 0.13, (2, n))
     c, s = np.cos(ang), np.sin(ang)
     a11, a12 = c * sx, (c * sh - s) * sy
     a21, a22 = s * sx, (s * sh + c) * sy
@@ -88,10 +96,10 @@ def _render_glyph(glyph_segs, n, rng, size):
     t = np.clip(((px - x0) * dx + (py - y0) * dy) / ln2, 0.0, 1.0)
     ex, ey = px - (x0 + t * dx), py - (y0 + t * dy)
     d = np.sqrt((ex * ex + ey * ey).min(axis=2))  # (N, P)
-    width = rng.uniform(0.9, 2.0, n)[:, None]
+    width = rng.uniform(0.6, 2.2, n)[:, None]
     img = np.clip(width + 0.8 - d, 0.0, 1.0)
-    img *= rng.uniform(0.7, 1.0, n)[:, None]  # ink strength
-    img += rng.normal(0, 0.06, img.shape)  # sensor noise
+    img *= rng.uniform(0.6, 1.0, n)[:, None]  # ink strength
+    img += rng.normal(0, 0.1, img.shape)  # sensor noise
     return np.clip(img, 0.0, 1.0).astype(np.float32).reshape(n, size, size)
 
 

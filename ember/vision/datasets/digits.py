@@ -39,7 +39,7 @@ class Digits(Dataset):
 
     @staticmethod
     def _load(n, seed, root, cache):
-        key = hashlib.sha1(f"digits-v1-{n}-{seed}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"digits-v2-{n}-{seed}".encode()).hexdigest()[:16]
         path = os.path.join(root or _cache_dir(), f"digits-{key}.npz")
         if cache and os.path.exists(path):
             try:
