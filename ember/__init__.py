@@ -119,9 +119,8 @@ from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noq
 # Subpackages load on first use, which keeps ``import ember`` fast.
 _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributions", "sparse",
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
-                 "random", "amp", "quantization", "distributed", "hub", "safetensors", "demo",
-                 "overrides", "types", "multiprocessing", "export", "compiler", "text", "audio",
-                 "library"}
+                 "random", "amp", "quantization", "distributed", "safetensors", "demo",
+                 "export"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse"}
 

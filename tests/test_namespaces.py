@@ -1,0 +1,39 @@
+"""Namespaces that are not built yet raise NotImplementedError naming the feature; the
+testing helper behaves like PyTorch's."""
+
+import numpy as np
+import pytest
+
+import ember
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ember.compile(lambda x: x),
+    lambda: ember.onnx.export(None, None, "f.onnx"),
+    lambda: ember.jit.trace(None, None),
+    lambda: ember.export.export(None, ()),
+    lambda: ember.profiler.profile(),
+    lambda: ember.quantization.quantize_dynamic(None),
+    lambda: ember.amp.autocast("cpu"),
+    lambda: ember.distributed.init_process_group("mpi"),
+])
+def test_not_yet_features_raise(call):
+    with pytest.raises(NotImplementedError, match="not implemented"):
+        call()
+
+
+def test_distributed_is_not_available():
+    assert ember.distributed.is_available() is False
+    assert ember.cuda.is_available() is False
+
+
+def test_assert_close():
+    ember.testing.assert_close(ember.tensor([1.0, 2.0]), ember.tensor([1.0, 2.0 + 1e-7]))
+    with pytest.raises(AssertionError, match="not close"):
+        ember.testing.assert_close(ember.tensor([1.0, 2.0]), ember.tensor([1.0, 2.1]))
+    with pytest.raises(AssertionError, match="dtype"):
+        ember.testing.assert_close(ember.tensor([1.0]), ember.tensor([1.0], dtype=ember.float64))
+    with pytest.raises(AssertionError, match="shape"):
+        ember.testing.assert_close(ember.zeros(2), ember.zeros(3))
+    ember.testing.assert_close({"a": [ember.ones(2)]}, {"a": [np.ones(2, np.float32)]},
+                               check_dtype=False)
