@@ -303,19 +303,22 @@ def _load_frameworks(threads):
 
 
 def _measure_memory(fw, name, quick, threads):
-    """Peak RSS growth (MiB) of the workload in a fresh process."""
+    """Peak RSS growth (MiB) of the workload in a fresh process that imports only ``fw``:
+    the kernel's peak-RSS mark is reset after setup (``/proc/self/clear_refs``), so the
+    figure is the workload's own high-water mark above its starting point."""
     code = (
-        "import sys, resource, json\n"
+        "import sys, json\n"
         f"sys.path.insert(0, {ROOT!r})\n"
-        "from benchmarks.run import WORKLOADS, _load_frameworks, _rss_mib\n"
-        f"ember, torch = _load_frameworks({threads})\n"
-        f"m = {fw}\n"
+        f"import {fw} as m\n"
+        f"m.set_num_threads({threads})\n"
+        "from benchmarks.run import WORKLOADS, _rss_mib, _reset_peak, _peak_mib\n"
         f"step, _ = WORKLOADS[{name!r}](m, {quick})\n"
         "if step is None: print('null'); sys.exit()\n"
+        "step()\n"
         "base = _rss_mib()\n"
+        "_reset_peak()\n"
         "for _ in range(3): step()\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(json.dumps(max(peak - base, 0.0)))\n")
+        "print(json.dumps(max(_peak_mib() - base, 0.0)))\n")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -323,6 +326,19 @@ def _measure_memory(fw, name, quick, threads):
         return json.loads(out.stdout.strip().splitlines()[-1])
     except Exception:
         return None
+
+
+def _reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_mib():
