@@ -57,7 +57,7 @@ class Tensor:
     _output_nr = 0         # which output of grad_fn this is
     _hooks = None          # gradient hooks (leaf: run before accumulation)
     _post_acc_hooks = None
-    _accum = None          # weakref to this leaf's AccumulateGrad node
+    _accum = None          # this leaf's AccumulateGrad node (made on first use)
     _retains_grad = False
     _is_param = False
     __array_ufunc__ = None  # NumPy defers binary operators to ours
@@ -190,6 +190,8 @@ class Tensor:
     def data(self, value):
         if not isinstance(value, Tensor):
             raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        if value._data.shape != self._data.shape or value._data.dtype != self._data.dtype:
+            self._accum = None  # its recorded shape/dtype no longer hold
         self._data = value._data
 
     @property

@@ -80,8 +80,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
             if t.grad_fn is not None:
                 key = (t.grad_fn, t._output_nr)
             else:
-                ref = t._accum
-                node = ref() if ref is not None else None
+                node = t._accum
                 if node is None:
                     continue  # never used in a graph
                 key = (node, 0)
@@ -121,7 +120,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if keep is not None:  # as in PyTorch: .grad sees every hook's result
                         keep(g)
                     buf[nr] = g
-            if type(node) is AccumulateGrad and node.variable._hooks:
+            if type(node) is AccumulateGrad and getattr(node.variable, "_hooks", None):
                 # a leaf's hooks run before capture too (autograd.grad sees their result)
                 g = buf[0]
                 for h in list(node.variable._hooks.values()):
@@ -275,7 +274,7 @@ def _store_grad(t, g, create_graph, handed, root_ids):
 
 def _accumulate(node, g, create_graph, handed, root_ids):
     t = node.variable
-    if not t._rg:
+    if t is None or not t._rg:  # the leaf is gone (or no longer requires grad)
         return
     _store_grad(t, g, create_graph, handed, root_ids)
     if t._post_acc_hooks:

@@ -72,9 +72,12 @@ _FREED_MSG = (
 class Node:
     """A node of the backward graph; for ops it doubles as the ``ctx`` of forward."""
 
-    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "_out_meta", "_pre_hooks",
-                 "_hooks", "_tensor_hooks", "_released", "needs_input_grad", "_anomaly_trace",
-                 "_materialize", "__dict__", "__weakref__")
+    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "_out_meta", "_released",
+                 "needs_input_grad", "__dict__", "__weakref__")
+
+    # Rarely set: class-level defaults, so recording an op does not assign them.
+    _pre_hooks = _hooks = _tensor_hooks = _anomaly_trace = None
+    _materialize = True
 
     saves = ()
     saves_output = False
@@ -216,24 +219,19 @@ def _record(cls, args, arrays, kwargs):
     """The grad path: run forward with a real node as ctx and link it into the graph."""
     node = _new(cls)
     node._seq = next(_seq)
-    node._saved = None
     node._released = False
-    node._pre_hooks = node._hooks = node._tensor_hooks = None
-    node._materialize = True
     edges = []
     meta = []
-    needs = []
     for a in args:
         if isinstance(a, Tensor) and a._rg:
             fn = a.grad_fn
             edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
-            meta.append((a._data.shape, a._data.dtype))
-            needs.append(True)
+            d = a._data
+            meta.append((d.shape, d.dtype))
         else:
             edges.append(_NO_EDGE)
             meta.append(None)
-            needs.append(False)
-    node.needs_input_grad = tuple(needs)
+    node.needs_input_grad = tuple([m is not None for m in meta])
     # Save inputs before forward so that an in-place forward cannot alias them.
     saved = None
     if cls.saves:
@@ -251,8 +249,6 @@ def _record(cls, args, arrays, kwargs):
     if _anomaly_enabled[0]:
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
-    else:
-        node._anomaly_trace = None
     if type(out) is tuple:
         outs = []
         for i, o in enumerate(out):
@@ -390,26 +386,31 @@ def _run_modes(cls, args, kwargs, depth):
 
 # ---------------------------------------------------------------------- leaves
 class AccumulateGrad(Node):
-    """The sink for a leaf's gradient: hooks, then accumulation into ``.grad``."""
+    """The sink for a leaf's gradient: hooks, then accumulation into ``.grad``.
+
+    The leaf holds its node (made once, on first use) and the node refers back to the leaf
+    weakly, so there is no reference cycle and the node is not rebuilt for every op."""
 
     def name(self):
         return "AccumulateGrad"
 
+    @property
+    def variable(self):
+        return self._variable_ref()
+
 
 def _accumulator(t):
-    ref = t._accum
-    node = ref() if ref is not None else None
+    node = t._accum
     if node is None:
         node = _new(AccumulateGrad)
         node._seq = -1  # sinks run after every node that feeds them
         node.next_functions = ()
         node._saved = None
         node._released = False
-        node._pre_hooks = node._hooks = node._tensor_hooks = None
         node._in_meta = [(t._data.shape, t._data.dtype)]
         node._out_meta = None
-        node.variable = t
-        t._accum = weakref.ref(node)
+        node._variable_ref = weakref.ref(t)
+        t._accum = node
     return node
 
 
