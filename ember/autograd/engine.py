@@ -213,7 +213,7 @@ def _n_out(node):
 def _call_backward(node, buf, retain_graph):
     if node._released:
         raise RuntimeError(_FREED_MSG)
-    if any(g is None for g in buf):
+    if len(buf) > 1 and any(g is None for g in buf):  # a single output always has a grad
         om = node._out_meta
         if node._materialize is not False and om is not None:
             from .. import zeros

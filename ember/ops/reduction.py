@@ -60,7 +60,8 @@ def _expand_back(g, shape, axis, keepdim):
     """Broadcast a reduced gradient back to the input's shape."""
     if axis is None:
         if g._data.ndim == 0:  # a full reduction: a 0-d gradient expands directly
-            return g.expand(shape)
+            from .shape import Expand
+            return Expand.apply(g, tuple(shape))
         axis = tuple(range(len(shape)))
     if not keepdim:
         gshape = list(shape)
