@@ -418,6 +418,15 @@ def is_shared(self):
     return False
 
 
+def _op(cls):
+    """An operator bound straight to its op's dispatch (no keyword handling to pass)."""
+    apply = cls.apply
+
+    def operator(self, other):
+        return apply(self, other)
+    return operator
+
+
 def _rsub(self, other):
     return E.sub(other, self)
 
@@ -602,8 +611,9 @@ METHODS = {
     "zero_": zero_, "fill_": fill_, "copy_": copy_, "set_": set_, "resize_": resize_,
     "masked_fill_": masked_fill_, "index_put_": index_put_, "index_put": index_put,
     # operators
-    "__add__": E.add, "__radd__": E.add, "__sub__": E.sub, "__rsub__": _rsub,
-    "__mul__": E.mul, "__rmul__": E.mul, "__truediv__": E.div, "__rtruediv__": _rdiv,
+    "__add__": _op(E.Add), "__radd__": _op(E.Add), "__sub__": _op(E.Sub),
+    "__rsub__": _rsub, "__mul__": _op(E.Mul), "__rmul__": _op(E.Mul),
+    "__truediv__": _op(E.Div), "__rtruediv__": _rdiv,
     "__floordiv__": E.floor_divide, "__rfloordiv__": _rfloordiv, "__mod__": E.remainder,
     "__rmod__": _rmod, "__pow__": E.pow, "__rpow__": _rpow, "__matmul__": L.matmul,
     "__rmatmul__": _rmatmul, "__neg__": E.neg, "__pos__": E.positive, "__abs__": E.abs,
