@@ -14,7 +14,8 @@ from . import _dtype as D, _storage
 from ._device import CPU, to_device
 from ._tensor import Size, Tensor, _bump_version, _LegacyTensorType, _make
 from .autograd import engine
-from .autograd.graph import Node, _Handle
+from ._hooks import add_hook
+from .autograd.graph import Node
 from .ops import creation, elementwise as E, indexing as I, linalg as L, random as R
 from .ops import reduction as Rd, shape as S, sorting as So
 from .ops import nn as NN
@@ -236,11 +237,11 @@ def register_hook(self, hook):
     if self.grad_fn is None:
         if self._hooks is None:
             self._hooks = {}
-        return _Handle(self._hooks, hook)
+        return add_hook(self._hooks, hook)
     node = self.grad_fn
     if node._tensor_hooks is None:
         node._tensor_hooks = {}
-    return _Handle(node._tensor_hooks.setdefault(self._output_nr, {}), hook)
+    return add_hook(node._tensor_hooks.setdefault(self._output_nr, {}), hook)
 
 
 def register_post_accumulate_grad_hook(self, hook):
@@ -248,7 +249,7 @@ def register_post_accumulate_grad_hook(self, hook):
         raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
     if self._post_acc_hooks is None:
         self._post_acc_hooks = {}
-    return _Handle(self._post_acc_hooks, hook)
+    return add_hook(self._post_acc_hooks, hook)
 
 
 def retain_grad(self):

@@ -129,7 +129,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         g = r
                 buf[0] = g
             if node._pre_hooks:
-                for h in list(node._pre_hooks):
+                for h in list(node._pre_hooks.values()):
                     r = h(tuple(buf))
                     if r is not None:
                         buf = list(_hook_tuple(r))
@@ -151,12 +151,12 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
             if type(node) is AccumulateGrad:
                 _accumulate(node, buf[0], create_graph, handed, root_ids)
                 if node._hooks:
-                    for h in list(node._hooks):
+                    for h in list(node._hooks.values()):
                         h((), tuple(buf))
                 continue
             grads_in = _call_backward(node, buf, retain_graph)
             if node._hooks:
-                for h in list(node._hooks):
+                for h in list(node._hooks.values()):
                     r = h(grads_in, tuple(buf))
                     if r is not None:
                         grads_in = _hook_tuple(r)

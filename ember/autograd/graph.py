@@ -25,6 +25,7 @@ import weakref
 
 import numpy as np
 
+from .._hooks import RemovableHandle, add_hook  # noqa: F401 (RemovableHandle re-exported)
 from .._tensor import Tensor, _bump_version, _make, _version_counter
 from .grad_mode import GradMode
 
@@ -129,14 +130,14 @@ class Node:
     def register_hook(self, fn):
         """``fn(grad_inputs, grad_outputs)`` runs after this node's backward."""
         if self._hooks is None:
-            self._hooks = []
-        return _Handle(self._hooks, fn)
+            self._hooks = {}
+        return add_hook(self._hooks, fn)
 
     def register_prehook(self, fn):
         """``fn(grad_outputs)`` runs before this node's backward; may return new grads."""
         if self._pre_hooks is None:
-            self._pre_hooks = []
-        return _Handle(self._pre_hooks, fn)
+            self._pre_hooks = {}
+        return add_hook(self._pre_hooks, fn)
 
     @property
     def metadata(self):
@@ -695,35 +696,4 @@ class _OnceDiffErr(Node):
                            "@once_differentiable")
 
 
-class _Handle:
-    """A removable hook handle (``handle.remove()``)."""
 
-    _ids = itertools.count()
-
-    def __init__(self, container, fn, key=None):
-        self._container = container
-        self.id = next(self._ids)
-        if isinstance(container, dict):
-            container[self.id] = fn
-        else:
-            container.append(fn)
-        self._fn = fn
-
-    def remove(self):
-        c = self._container
-        if isinstance(c, dict):
-            c.pop(self.id, None)
-        else:
-            for i, f in enumerate(c):
-                if f is self._fn:
-                    del c[i]
-                    break
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-
-RemovableHandle = _Handle

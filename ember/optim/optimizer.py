@@ -37,7 +37,7 @@ import numpy as np
 from .. import _dtype as D
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.grad_mode import enable_grad, no_grad
-from ..autograd.graph import RemovableHandle
+from .._hooks import add_hook
 
 __all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook"]
@@ -63,14 +63,12 @@ _CHUNK = 1 << 16
 
 def register_optimizer_step_pre_hook(hook):
     """Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's ``step``."""
-    handle = RemovableHandle(_global_pre_hooks, hook)
-    return handle
+    return add_hook(_global_pre_hooks, hook)
 
 
 def register_optimizer_step_post_hook(hook):
     """Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's ``step``."""
-    handle = RemovableHandle(_global_post_hooks, hook)
-    return handle
+    return add_hook(_global_post_hooks, hook)
 
 
 def _to_scalar(x):
@@ -287,7 +285,7 @@ class Optimizer:
 
     # ------------------------------------------------------------------ hooks
     def _hook(self, container, hook, prepend=False):
-        handle = RemovableHandle(container, hook)
+        handle = add_hook(container, hook)
         if prepend:
             container.move_to_end(handle.id, last=False)
         return handle

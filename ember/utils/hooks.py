@@ -1,51 +1,6 @@
-"""``RemovableHandle`` (PyTorch's ``torch.utils.hooks.RemovableHandle``): the handle a
-``register_*_hook`` call returns; ``remove()`` takes the hook out of its dict."""
+"""``ember.utils.hooks``: PyTorch's ``torch.utils.hooks`` names (the handle lives in layer 1,
+``ember/_hooks.py``, so that autograd and nn share one class)."""
 
-from __future__ import annotations
-
-import weakref
-from collections import OrderedDict
+from .._hooks import RemovableHandle
 
 __all__ = ["RemovableHandle"]
-
-
-class RemovableHandle:
-    """Removes the entry ``id`` from ``hooks_dict`` (and from each dict in ``extra_dict``).
-
-    The caller stores its hook under ``handle.id``. Dicts are held weakly, so a handle never
-    keeps a module alive; ids increase over the process, so insertion order is call order.
-    """
-
-    next_id = 0
-
-    def __init__(self, hooks_dict, *, extra_dict=None):
-        self.hooks_dict_ref = weakref.ref(hooks_dict)
-        self.id = RemovableHandle.next_id
-        RemovableHandle.next_id += 1
-        if isinstance(extra_dict, dict):
-            extra_dict = [extra_dict]
-        self.extra_dict_ref = tuple(weakref.ref(d) for d in (extra_dict or ()))
-
-    def remove(self):
-        """Remove the hook; removing twice, or after its owner is gone, does nothing."""
-        for ref in (self.hooks_dict_ref, *self.extra_dict_ref):
-            d = ref()
-            if d is not None:
-                d.pop(self.id, None)
-
-    def __getstate__(self):
-        return (self.hooks_dict_ref(), self.id, tuple(ref() for ref in self.extra_dict_ref))
-
-    def __setstate__(self, state):
-        # a dict that did not survive pickling leaves a dead reference behind
-        self.hooks_dict_ref = weakref.ref(state[0] if state[0] is not None else OrderedDict())
-        self.id = state[1]
-        RemovableHandle.next_id = max(RemovableHandle.next_id, self.id + 1)
-        extra = state[2] if len(state) > 2 and state[2] is not None else ()
-        self.extra_dict_ref = tuple(weakref.ref(d) for d in extra)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
