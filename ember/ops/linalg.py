@@ -7,7 +7,6 @@ import numpy as np
 
 from .._tensor import Tensor
 from ..autograd.graph import Node
-from ._util import promote
 from .reduction import _rt
 
 # named result tuples (``torch.return_types``)
@@ -326,7 +325,6 @@ def _expand_ellipsis(eq, ndims):
     return ",".join(new_terms) + "->" + out
 
 
-_ = promote
 
 
 # ====================================================================== more products

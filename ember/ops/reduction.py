@@ -412,19 +412,14 @@ class Cumprod(Node):
         if not bool((x._data == 0).any()):
             return (g * _conj(out)).flip(d).cumsum(d).flip(d) / _conj(x), None, None
         # general case (zeros present): sum_{j>=i} g_j * prod_{k<=j, k!=i} x_k, O(n^2) along d
-        from .shape import movedim, stack
+        from .shape import cat, movedim, stack
         xm = movedim(x, d, -1)
         gm = movedim(g, d, -1)
-        n = xm.shape[-1]
         cols = []
-        for i in range(n):
-            xi = xm.clone() if False else xm
-            ones = (xm[..., i:i + 1] * 0 + 1)
-            from .shape import cat
-            xr = cat([xm[..., :i], ones, xm[..., i + 1:]], -1)
-            cp = xr.cumprod(-1)
+        for i in range(xm.shape[-1]):
+            ones = xm[..., i:i + 1] * 0 + 1  # x_i replaced by 1 (keeps the graph for x)
+            cp = cat([xm[..., :i], ones, xm[..., i + 1:]], -1).cumprod(-1)
             cols.append((gm[..., i:] * _conj(cp[..., i:])).sum(-1))
-            del xi
         return movedim(stack(cols, -1), -1, d), None, None
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
-from ._util import norm_dim, promote, result_dtype, shape_arg
+from ._util import norm_dim, result_dtype, shape_arg
 
 _ndarray = np.ndarray
 
@@ -748,9 +748,6 @@ def detach(input):
     t._nondiff_view = True  # in-place ops on it do not write into the base's graph
     return t
 
-
-# keep names used by other modules
-_promote = promote
 
 
 # ====================================================================== more joins and views

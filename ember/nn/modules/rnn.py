@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ... import _tensor
 from ...ops import rnn as K
 from .. import init
@@ -326,5 +324,4 @@ class GRUCell(RNNCellBase):
         return h2 if batched else h2.squeeze(0)
 
 
-_ = np
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
