@@ -120,10 +120,12 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if keep is not None:  # as in PyTorch: .grad sees every hook's result
                         keep(g)
                     buf[nr] = g
-            if type(node) is AccumulateGrad and getattr(node.variable, "_hooks", None):
+            is_leaf = type(node) is AccumulateGrad
+            leaf = node._variable_ref() if is_leaf else None
+            if leaf is not None and leaf._hooks:
                 # a leaf's hooks run before capture too (autograd.grad sees their result)
                 g = buf[0]
-                for h in list(node.variable._hooks.values()):
+                for h in list(leaf._hooks.values()):
                     r = h(g)
                     if r is not None:
                         g = r
@@ -140,16 +142,16 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         for i in idx:
                             captured[i] = buf[nr]
                 if not accumulate:
-                    if type(node) is AccumulateGrad:
+                    if is_leaf:
                         continue
-                elif type(node) is not AccumulateGrad and any(
+                elif not is_leaf and any(
                         (node, nr) in targets for nr in range(len(buf))):
                     # backward(inputs=[non_leaf]): populate its .grad
                     for nr in range(len(buf)):
                         for i in targets.get((node, nr), ()):
                             _store_grad(inputs[i], buf[nr], create_graph, handed, root_ids)
-            if type(node) is AccumulateGrad:
-                _accumulate(node, buf[0], create_graph, handed, root_ids)
+            if is_leaf:
+                _accumulate(leaf, buf[0], create_graph, handed, root_ids)
                 if node._hooks:
                     for h in list(node._hooks.values()):
                         h((), tuple(buf))
@@ -272,8 +274,7 @@ def _store_grad(t, g, create_graph, handed, root_ids):
         old._data += g._data
 
 
-def _accumulate(node, g, create_graph, handed, root_ids):
-    t = node.variable
+def _accumulate(t, g, create_graph, handed, root_ids):
     if t is None or not t._rg:  # the leaf is gone (or no longer requires grad)
         return
     _store_grad(t, g, create_graph, handed, root_ids)
