@@ -133,10 +133,7 @@ CASES = {
 }
 
 # Where ember's error type or message differs and the fix is not a one-line local change.
-XFAIL = {
-    "ones negative size": "ember's creation ops pass the size straight to NumPy, which raises "
-                          "ValueError; PyTorch raises RuntimeError naming the negative dim",
-}
+XFAIL = {}
 
 
 def _params():

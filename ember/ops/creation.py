@@ -143,7 +143,17 @@ def _size(size, kwargs, op):
         size = (kwargs.pop("size"),)
     if kwargs:
         raise TypeError(f"{op}() got unexpected keyword arguments {list(kwargs)}")
-    return shape_arg(size)
+    return _nonnegative(shape_arg(size))
+
+
+def _nonnegative(shape):
+    """A size for a new tensor: PyTorch's RuntimeError for a negative dim (NumPy's would be
+    a ValueError)."""
+    for s in shape:
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: "
+                               f"{list(shape)}")
+    return shape
 
 
 def _into(t, out):
@@ -194,8 +204,8 @@ def full(size, fill_value, *, out=None, dtype=None, layout=None, device=None,
         dt = D.scalar_dtype(fill_value)
     else:
         dt = D.to_dtype(dtype)
-    return _finish(np.full(shape_arg((size,) if isinstance(size, int) else (tuple(size),)),
-                           fill_value, dtype=dt.np), requires_grad, device)
+    shape = _nonnegative(shape_arg((size,) if isinstance(size, int) else (tuple(size),)))
+    return _finish(np.full(shape, fill_value, dtype=dt.np), requires_grad, device)
 
 
 def scalar_tensor(s, *, dtype=None, device=None, requires_grad=False):
