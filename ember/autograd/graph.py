@@ -194,6 +194,15 @@ class Node:
 _new = object.__new__
 
 
+def named(t, name):
+    """Give ``t``'s node PyTorch's name when one op class serves several PyTorch functions
+    (one Permute op is PyTorch's TBackward0, TransposeBackward0 and PermuteBackward0)."""
+    fn = t.grad_fn
+    if fn is not None:
+        fn.__dict__["_node_name"] = name
+    return t
+
+
 def _wrap_plain(cls, out, args):
     if type(out) is not _ndarray:
         if out is None or isinstance(out, Tensor):  # None: an absent optional output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import Tensor, _bump_version, _make
-from ..autograd.graph import GradMode, Node, _MODES, apply_inplace
+from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
 
 _ndarray = np.ndarray
 
@@ -141,7 +141,16 @@ def _zero_like_scalar(g):
 def getitem(self, idx):
     """``tensor[idx]``: basic indexing gives a view; advanced indexing a copy."""
     idx = convert_index(idx)
-    return Index.apply(self, idx)
+    r = Index.apply(self, idx)
+    if r.grad_fn is not None:  # PyTorch's node name for the kind of index
+        items = idx if isinstance(idx, tuple) else (idx,)
+        if all(type(i) is int or isinstance(i, np.integer) for i in items):
+            named(r, "SelectBackward0")
+        elif all(isinstance(i, slice) or i is Ellipsis for i in items):
+            named(r, "SliceBackward0")
+        elif all(i is None or i is Ellipsis for i in items):
+            named(r, "UnsqueezeBackward0")
+    return r
 
 
 def setitem(self, idx, value):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import Tensor
-from ..autograd.graph import Node
+from ..autograd.graph import Node, named
 from .reduction import _rt
 
 # named result tuples (``torch.return_types``)
@@ -52,6 +52,10 @@ def matmul_arrays(a, b):
         rows = int(np.prod(lead))
         return np.matmul(a.reshape(rows, a.shape[-1]), b).reshape(lead + (b.shape[1],))
     return np.matmul(a, b)
+
+
+_MATMUL_NAMES = {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackward0",
+                 (1, 2): "SqueezeBackward4"}
 
 
 class Matmul(Node):
@@ -133,7 +137,11 @@ def matmul(input, other, *, out=None):
         from ..sparse import _matmul
         return _matmul(input, other)
     if out is None:
-        return Matmul.apply(input, other)
+        r = Matmul.apply(input, other)
+        if r.grad_fn is not None:  # PyTorch names the node after the product it ran
+            nd = (input._data.ndim, other._data.ndim)
+            named(r, _MATMUL_NAMES.get(nd, "UnsafeViewBackward0"))
+        return r
     from .elementwise import _out
     return _out(Matmul.apply(input, other), out)
 

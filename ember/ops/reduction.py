@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node
+from ..autograd.graph import Node, named
 from ._util import dtype_np, norm_dim, norm_dims
 
 _ndarray = np.ndarray
@@ -530,7 +530,8 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
-    return _out(Sum.apply(input, axis, keepdim, dtype_np(dtype)), out)
+    r = Sum.apply(input, axis, keepdim, dtype_np(dtype))
+    return _out(named(r, "SumBackward1") if dim is not None else r, out)
 
 
 def nansum(input, dim=None, keepdim=False, *, dtype=None):
@@ -549,7 +550,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
             f"or complex dtype. Got: {_pt_name(input.dtype)}")
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "mean")
-    return _out(Mean.apply(input, axis, keepdim, dtype_np(dtype)), out)
+    r = Mean.apply(input, axis, keepdim, dtype_np(dtype))
+    return _out(named(r, "MeanBackward1") if dim is not None else r, out)
 
 
 def nanmean(input, dim=None, keepdim=False, *, dtype=None):
@@ -570,7 +572,8 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "prod")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
-    return Prod.apply(input, axis, keepdim, dtype_np(dtype))
+    r = Prod.apply(input, axis, keepdim, dtype_np(dtype))
+    return named(r, "ProdBackward1") if dim is not None else r
 
 
 def amax(input, dim=(), keepdim=False, *, out=None):
@@ -598,10 +601,11 @@ def _max_min(input, dim, keepdim, other, cls, binary, full, name):
             raise RuntimeError(f"{name}(): Expected reduction dim to be specified for "
                                "input.numel() == 0. Specify the reduction dim with the 'dim' "
                                "argument.")
-        return full.apply(input, None, False)
+        # PyTorch: max()/min() are MaxBackward1/MinBackward1, the dim forms ...Backward0
+        return named(full.apply(input, None, False), name.capitalize() + "Backward1")
     d = norm_dim(dim, input._data.ndim, name)
     v, i = cls.apply(input, d, bool(keepdim))
-    return getattr(return_types, name)(v, i)
+    return getattr(return_types, name)(named(v, name.capitalize() + "Backward0"), i)
 
 
 def max(input, dim=None, keepdim=False, *, other=None, out=None):

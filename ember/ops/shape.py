@@ -9,7 +9,7 @@ import builtins
 import numpy as np
 
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node
+from ..autograd.graph import Node, named
 from ._util import norm_dim, result_dtype, shape_arg
 
 _ndarray = np.ndarray
@@ -357,7 +357,8 @@ class Contiguous(Node):
 # ====================================================================== public functions
 def reshape(input, *shape, **kwargs):
     """The same data in a new shape: a view when the strides allow, else a copy."""
-    return Reshape.apply(input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
+    r = Reshape.apply(input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
+    return named(r, "ViewBackward0" if r._base is not None else "UnsafeViewBackward0")
 
 
 def _kwarg(args, kwargs, name, op):
@@ -430,15 +431,14 @@ def squeeze(input, dim=None):
         dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
         dims = {norm_dim(d, len(shp)) for d in dims}
         new = tuple(s for i, s in enumerate(shp) if not (i in dims and s == 1))
-    if new == shp:
-        return View.apply(input, shp)
-    return View.apply(input, new)
+    return named(View.apply(input, new), "SqueezeBackward0" if dim is None else
+                 "SqueezeBackward1")
 
 
 def unsqueeze(input, dim):
     shp = input._data.shape
     d = norm_dim(dim, len(shp) + 1)
-    return View.apply(input, shp[:d] + (1,) + shp[d:])
+    return named(View.apply(input, shp[:d] + (1,) + shp[d:]), "UnsqueezeBackward0")
 
 
 def permute(input, *dims, **kwargs):
@@ -462,7 +462,7 @@ def transpose(input, dim0, dim1):
     d0, d1 = norm_dim(dim0, nd), norm_dim(dim1, nd)
     perm = list(range(nd))
     perm[d0], perm[d1] = perm[d1], perm[d0]
-    return Permute.apply(input, tuple(perm))
+    return named(Permute.apply(input, tuple(perm)), "TransposeBackward0")
 
 
 swapaxes = swapdims = transpose
@@ -472,7 +472,8 @@ def t(input):
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    return transpose(input, 0, 1) if nd == 2 else View.apply(input, input._data.shape)
+    return named(transpose(input, 0, 1) if nd == 2 else View.apply(input, input._data.shape),
+                 "TBackward0")
 
 
 def adjoint(input):
@@ -680,7 +681,7 @@ def narrow(input, dim, start, length):
         start += n
     if length < 0 or start + length > n:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
-    return Narrow.apply(input, d, start, length)
+    return named(Narrow.apply(input, d, start, length), "SliceBackward0")
 
 
 def flip(input, *dims, **kwargs):

@@ -277,9 +277,9 @@ _NAMED_OPS = {
     "amax": lambda m, x: x.amax(1),
     "float_cast_mul": lambda m, x: x.float() * 1,
 }
-# PyTorch names these after the public function; ember's op classes are shared (e.g. one
-# Permute serves t/transpose). They need ``ctx._node_name`` set in the op's forward.
-_MISNAMED_OPS = {
+# PyTorch names these after the public function; ember's op classes are shared (one Permute
+# serves t/transpose/permute), so the public functions name the node (``graph.named``).
+_SHARED_CLASS_OPS = {
     "reshape": lambda m, x: x.reshape(3, 2), "t": lambda m, x: x.t(),
     "mm_via_matmul": lambda m, x: x @ x.t(), "select": lambda m, x: x[0],
     "unsqueeze": lambda m, x: x.unsqueeze(0), "transpose": lambda m, x: x.transpose(0, 1),
@@ -300,10 +300,9 @@ def test_node_names_match_torch(name):
     assert ne == nt
 
 
-@pytest.mark.xfail(reason="op classes shared between PyTorch functions", strict=False)
-@pytest.mark.parametrize("name", sorted(_MISNAMED_OPS))
+@pytest.mark.parametrize("name", sorted(_SHARED_CLASS_OPS))
 def test_node_names_of_shared_op_classes(name):
-    ne, nt = _names(_MISNAMED_OPS[name])
+    ne, nt = _names(_SHARED_CLASS_OPS[name])
     assert ne == nt
 
 
