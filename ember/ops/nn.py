@@ -117,9 +117,10 @@ def linear(input, weight, bias=None):
     return Linear.apply(input, weight, bias)
 
 
-def _pt_name(dt):
-    return {"float32": "Float", "float64": "Double", "float16": "Half",
-            "bfloat16": "BFloat16"}.get(dt.name, dt.name)
+def _pt_name(np_dtype):
+    from .._dtype import _BY_NP
+    from ..autograd.graph import _pt_name as name
+    return name(_BY_NP[np_dtype])
 
 
 # ---------------------------------------------------------------------- softmax family

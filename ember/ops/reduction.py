@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, named
+from ..autograd.graph import Node, _pt_name, named
 from ._util import dtype_np, norm_dim, norm_dims
 
 _ndarray = np.ndarray
@@ -559,11 +559,6 @@ def nanmean(input, dim=None, keepdim=False, *, dtype=None):
     from .elementwise import isnan, logical_not
     notnan = logical_not(isnan(input))
     return nansum(input, dim, keepdim, dtype=dtype) / notnan.sum(dim, keepdim)
-
-
-def _pt_name(d):
-    from ..autograd.graph import _pt_name as n
-    return n(d)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
