@@ -95,6 +95,15 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
 
     handed = set()  # ids of arrays already stored as some leaf's .grad in this pass
     root_ids = {id(g._data) for g in grad_tensors}
+    # Array mode (nothing records the backward): buffers hold backend arrays, nodes with an
+    # ``array_backward`` run it directly, others see their gradients wrapped as Tensors.
+    raw = not create_graph
+    if raw:
+        for buf in buffers.values():
+            for i, g in enumerate(buf):
+                if g is not None:
+                    buf[i] = g._data
+    wrap = _wrap if raw else _same
     prev = GradMode.enabled
     GradMode.enabled = bool(create_graph)
     try:
@@ -104,43 +113,29 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 continue
             if needed is not None and node not in needed:
                 continue
-            # tensor hooks (registered on the tensors this node produced)
-            th = node._tensor_hooks
-            if th:
-                for nr, hooks in th.items():
-                    g = buf[nr]
-                    if g is None:
-                        continue
-                    for key, h in list(hooks.items()):
-                        if key != "retain_grad":
-                            r = h(g)
-                            if r is not None:
-                                g = r
-                    keep = hooks.get("retain_grad")
-                    if keep is not None:  # as in PyTorch: .grad sees every hook's result
-                        keep(g)
-                    buf[nr] = g
+            if node._tensor_hooks:  # hooks on the tensors this node produced
+                _tensor_hooks(node, buf, raw)
             is_leaf = type(node) is AccumulateGrad
             leaf = node._variable_ref() if is_leaf else None
             if leaf is not None and leaf._hooks:
                 # a leaf's hooks run before capture too (autograd.grad sees their result)
-                g = buf[0]
+                g = wrap(buf[0])
                 for h in list(leaf._hooks.values()):
                     r = h(g)
                     if r is not None:
                         g = r
-                buf[0] = g
+                buf[0] = g._data if raw else g
             if node._pre_hooks:
                 for h in list(node._pre_hooks.values()):
-                    r = h(tuple(buf))
+                    r = h(tuple(wrap(g) for g in buf))
                     if r is not None:
-                        buf = list(_hook_tuple(r))
+                        buf = [_unwrap(g) if raw else g for g in _hook_tuple(r)]
             if targets is not None:
                 for nr in range(len(buf)):
                     idx = targets.get((node, nr))
                     if idx is not None:
                         for i in idx:
-                            captured[i] = buf[nr]
+                            captured[i] = wrap(buf[nr])
                 if not accumulate:
                     if is_leaf:
                         continue
@@ -149,17 +144,17 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     # backward(inputs=[non_leaf]): populate its .grad
                     for nr in range(len(buf)):
                         for i in targets.get((node, nr), ()):
-                            _store_grad(inputs[i], buf[nr], create_graph, handed, root_ids)
+                            _store_grad(inputs[i], wrap(buf[nr]), create_graph, handed, root_ids)
             if is_leaf:
-                _accumulate(leaf, buf[0], create_graph, handed, root_ids)
+                _accumulate(leaf, buf[0], raw, create_graph, handed, root_ids)
                 if node._hooks:
                     for h in list(node._hooks.values()):
-                        h((), tuple(buf))
+                        h((), tuple(wrap(g) for g in buf))
                 continue
-            grads_in = _call_backward(node, buf, retain_graph)
+            grads_in = _call_backward(node, buf, retain_graph, raw)
             if node._hooks:
                 for h in list(node._hooks.values()):
-                    r = h(grads_in, tuple(buf))
+                    r = h(tuple(wrap(g) for g in grads_in), tuple(wrap(g) for g in buf))
                     if r is not None:
                         grads_in = _hook_tuple(r)
             meta = node._in_meta
@@ -172,20 +167,27 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 nxt, nr = edge
                 if needed is not None and nxt not in needed:
                     continue
-                if not isinstance(g, Tensor):
-                    g = _make(np.asarray(g))
                 shape, dt = meta[k]
-                if g._data.shape != shape:
-                    g = _sum_to(g, shape)
+                if raw:
+                    if type(g) is not _ndarray:
+                        g = _unwrap(g)
+                    if g.shape != shape:
+                        g = _sum_to_array(g, shape, node, k)
+                    if g.dtype != dt and dt.kind in "fcV":
+                        g = g.astype(dt)
+                    if _anomaly_enabled[0]:
+                        _check_nan(node, k, g)
+                else:
+                    if not isinstance(g, Tensor):
+                        g = _make(np.asarray(g))
                     if g._data.shape != shape:
-                        raise RuntimeError(
-                            f"Function {node.name()} returned an invalid gradient at index {k} - "
-                            f"got {list(g._data.shape)} but expected shape compatible with "
-                            f"{list(shape)}")
-                if g._data.dtype != dt:
-                    g = g.to(_dt(dt)) if dt.kind in "fcV" else g
-                if _anomaly_enabled[0]:
-                    _check_nan(node, k, g)
+                        g = _sum_to(g, shape)
+                        if g._data.shape != shape:
+                            _bad_shape(node, k, g._data.shape, shape)
+                    if g._data.dtype != dt:
+                        g = g.to(_dt(dt)) if dt.kind in "fcV" else g
+                    if _anomaly_enabled[0]:
+                        _check_nan(node, k, g._data)
                 b = buffers.get(nxt)
                 if b is None:
                     b = buffers[nxt] = [None] * _n_out(nxt)
@@ -194,6 +196,58 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     finally:
         GradMode.enabled = prev
     return captured
+
+
+_ndarray = np.ndarray
+
+
+def _wrap(g):
+    if g is None or isinstance(g, Tensor):
+        return g
+    return _make(g if type(g) is _ndarray else np.asarray(g))
+
+
+def _same(g):
+    return g
+
+
+def _unwrap(g):
+    """A gradient returned by a hook or a Tensor backward, as an array."""
+    if g is None:
+        return None
+    return g._data if isinstance(g, Tensor) else np.asarray(g)
+
+
+def _tensor_hooks(node, buf, raw):
+    for nr, hooks in node._tensor_hooks.items():
+        g = buf[nr]
+        if g is None:
+            continue
+        if raw:
+            g = _make(g)
+        for key, h in list(hooks.items()):
+            if key != "retain_grad":
+                r = h(g)
+                if r is not None:
+                    g = r
+        keep = hooks.get("retain_grad")
+        if keep is not None:  # as in PyTorch: .grad sees every hook's result
+            keep(g)
+        buf[nr] = g._data if raw else g
+
+
+def _bad_shape(node, k, got, shape):
+    raise RuntimeError(
+        f"Function {node.name()} returned an invalid gradient at index {k} - got {list(got)} "
+        f"but expected shape compatible with {list(shape)}")
+
+
+def _sum_to_array(g, shape, node, k):
+    from ..ops._util import sum_array_to_shape
+    g = sum_array_to_shape(g, shape)
+    if g.shape != shape:
+        _bad_shape(node, k, g.shape, shape)
+    return g
 
 
 def _hook_tuple(r):
@@ -212,19 +266,25 @@ def _n_out(node):
     return 1 if om is None else len(om)
 
 
-def _call_backward(node, buf, retain_graph):
+def _call_backward(node, buf, retain_graph, raw):
     if node._released:
         raise RuntimeError(_FREED_MSG)
     if len(buf) > 1 and any(g is None for g in buf):  # a single output always has a grad
         om = node._out_meta
         if node._materialize is not False and om is not None:
-            from .. import zeros
-            buf = [g if g is not None else (zeros(om[i][0], dtype=_dt(om[i][1]))
-                                            if om[i] is not None else None)
+            buf = [g if g is not None else (_zeros(om[i], raw) if om[i] is not None else None)
                    for i, g in enumerate(buf)]
-    out = type(node).backward(node, *buf)
-    if not isinstance(out, tuple):
-        out = (out,)
+    cls = type(node)
+    if raw:
+        fn = cls.array_backward
+        if fn is not None:
+            out = fn(node, *buf)
+        else:
+            out = cls.backward(node, *[None if g is None else _make(g) for g in buf])
+    else:
+        out = cls.backward(node, *buf)
+    if type(out) is not tuple:
+        out = tuple(out) if isinstance(out, list) else (out,)
     n_in = len(node.next_functions)
     if len(out) != n_in and isinstance(node, Function):
         # PyTorch allows trailing extra Nones only
@@ -236,16 +296,26 @@ def _call_backward(node, buf, retain_graph):
         node._saved = None
         node._released = True
         d = node.__dict__
-        if d:
-            keep = {k: d[k] for k in ("_metadata", "_node_name") if k in d}
-            keep["_freed_names"] = tuple(k for k in d if k not in keep)
+        if d:  # ctx attributes go with the saved tensors; reading one later is an error
+            meta = d.get("_metadata")
+            name = d.get("_node_name")
+            freed = tuple(d)
             d.clear()
-            d.update(keep)
+            d["_freed_names"] = freed
+            if meta is not None:
+                d["_metadata"] = meta
+            if name is not None:
+                d["_node_name"] = name
     return out
 
 
+def _zeros(meta, raw):
+    z = np.zeros(meta[0], meta[1])
+    return z if raw else _make(z)
+
+
 def _check_nan(node, k, g):
-    if np.isnan(g._data).any():
+    if np.isnan(g).any():
         trace = node._anomaly_trace
         if trace:
             import sys
@@ -274,10 +344,10 @@ def _store_grad(t, g, create_graph, handed, root_ids):
         old._data += g._data
 
 
-def _accumulate(t, g, create_graph, handed, root_ids):
+def _accumulate(t, g, raw, create_graph, handed, root_ids):
     if t is None or not t._rg:  # the leaf is gone (or no longer requires grad)
         return
-    _store_grad(t, g, create_graph, handed, root_ids)
+    _store_grad(t, _make(g) if raw else g, create_graph, handed, root_ids)
     if t._post_acc_hooks:
         for h in list(t._post_acc_hooks.values()):
             h(t)

@@ -85,6 +85,10 @@ class Node:
     view = False
     differentiable = True
     _raw = True  # forward takes backend arrays
+    # Optional ``array_backward(ctx, *grads)``: the backward formula on backend arrays, run
+    # by the engine when nothing records the backward (``create_graph=False``); ``backward``
+    # stays the definition (double backward, tracing) and tests hold the two equal.
+    array_backward = None
 
     # ---------------------------------------------------------------- user-facing API
     def name(self):
@@ -113,6 +117,23 @@ class Node:
                 t = _make(t, True, self)
             out.append(t)
         return tuple(out)
+
+    @property
+    def saved_arrays(self):
+        """``saved_tensors`` as backend arrays (for ``array_backward``); versions are checked."""
+        saved = self._saved
+        if saved is None:
+            if self._released:
+                raise RuntimeError(_FREED_MSG)
+            return ()
+        out = []
+        for t, vc, version in saved:
+            if type(t) is _Packed:
+                t = t.unpack(t.value)
+            if vc[0] != version:
+                _raise_modified(self, t, vc[0], version)
+            out.append(t._data if isinstance(t, Tensor) else t)
+        return out
 
     def save_for_backward(self, *tensors):
         """Save tensors (inputs or outputs of forward) for backward; versions are checked."""

@@ -122,6 +122,26 @@ def sum_to_shape(g, shape):
     return g
 
 
+def sum_array_to_shape(g, shape):
+    """``sum_to_shape`` on a backend array. A gradient that cannot reduce to ``shape`` comes
+    back with another shape, for the caller to report."""
+    shape = tuple(shape)
+    lead = g.ndim - len(shape)
+    if lead < 0:
+        return g
+    gshape = g.shape
+    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and gshape[lead + i] != 1)
+    if dims:
+        if g.dtype.itemsize == 2 and g.dtype.kind in "fV":  # half types sum in float32
+            g = g.sum(axis=dims, keepdims=True, dtype=np.float32).astype(g.dtype)
+        else:
+            g = g.sum(axis=dims, keepdims=True)
+    if lead and g.shape[lead:] == shape:
+        g = g.reshape(shape)
+    return g
+
+
 def conj_if_complex(t):
     return t.conj() if t._data.dtype.kind == "c" else t
 

@@ -78,6 +78,8 @@ class Add(Node):
     def backward(ctx, g):
         return g, g
 
+    array_backward = backward
+
 
 class Sub(Node):
     @staticmethod
@@ -99,6 +101,8 @@ class Sub(Node):
     def backward(ctx, g):
         return g, (-g if ctx.needs_input_grad[1] else None)
 
+    array_backward = backward
+
 
 class Mul(Node):
     saves = (0, 1)
@@ -117,6 +121,12 @@ class Mul(Node):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (g * _conj(b) if na else None, g * _conj(a) if nb else None)
+
+    @staticmethod
+    def array_backward(ctx, g):
+        a, b = ctx.saved_arrays
         na, nb = ctx.needs_input_grad
         return (g * _conj(b) if na else None, g * _conj(a) if nb else None)
 
@@ -145,6 +155,15 @@ class Div(Node):
         na, nb = ctx.needs_input_grad
         ga = g / _conj(b) if na else None
         gb = -g * _conj(a) / _conj(b * b) if nb else None
+        return ga, gb
+
+    @staticmethod
+    def array_backward(ctx, g):
+        a, b = ctx.saved_arrays
+        na, nb = ctx.needs_input_grad
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ga = g / _conj(b) if na else None
+            gb = -g * _conj(a) / _conj(b * b) if nb else None
         return ga, gb
 
 
@@ -290,8 +309,11 @@ def _pow_grad_nonpos_base(g, a, b, out):
 
 
 def _conj(t):
+    """Conjugate of a Tensor, array or Python scalar; the value itself unless complex."""
     if isinstance(t, Tensor):
         return t.conj() if t._data.dtype.kind == "c" else t
+    if type(t) is _ndarray:
+        return np.conj(t) if t.dtype.kind == "c" else t
     return t.conjugate() if isinstance(t, complex) else t
 
 
@@ -307,6 +329,8 @@ class Neg(Node):
     @staticmethod
     def backward(ctx, g):
         return -g
+
+    array_backward = backward
 
 
 class Abs(Node):
@@ -368,8 +392,11 @@ class Sgn(Node):
 
 
 # ====================================================================== unary math
-def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None):
-    """Make an op class from a forward on arrays and a backward on (ctx, g, x, y) Tensors."""
+def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, arrays=False):
+    """Make an op class from a forward on arrays and a backward on (ctx, g, x, y) Tensors.
+
+    ``arrays=True``: ``bwd`` uses only operators and ``_cg``, so it also runs on arrays
+    (the engine's array mode)."""
 
     def forward(ctx, a):
         a = to_float(a)
@@ -382,47 +409,61 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None):
         y = saved[-1] if saves_out else None
         return bwd(g, x, y)
 
+    def array_backward(ctx, g):
+        saved = ctx.saved_arrays
+        x = saved[0] if saves_input else None
+        y = saved[-1] if saves_out else None
+        with np.errstate(all="ignore"):
+            return bwd(g, x, y)
+
     attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
              "saves_output": saves_out, "__doc__": doc}
     if bwd is None:
         attrs["differentiable"] = False
     else:
         attrs["backward"] = staticmethod(backward)
+        if arrays:
+            attrs["array_backward"] = staticmethod(array_backward)
     return type(name, (Node,), attrs)
 
 
 def _cg(g, t):
     """Gradient through a holomorphic function: multiply by the conjugate derivative."""
-    return t.conj() if t._data.dtype.kind == "c" else t
+    return _conj(t)
 
 
-Exp = _unary("Exp", np.exp, lambda g, x, y: g * _cg(g, y), saves_out=True)
-Exp2 = _unary("Exp2", np.exp2, lambda g, x, y: g * _cg(g, y) * math.log(2.0), saves_out=True)
-Expm1 = _unary("Expm1", np.expm1, lambda g, x, y: g * (_cg(g, y) + 1), saves_out=True)
-Log = _unary("Log", np.log, lambda g, x, y: g / _cg(g, x), saves_input=True)
-Log2 = _unary("Log2", np.log2, lambda g, x, y: g / (_cg(g, x) * math.log(2.0)), saves_input=True)
+Exp = _unary("Exp", np.exp, lambda g, x, y: g * _cg(g, y), saves_out=True, arrays=True)
+Exp2 = _unary("Exp2", np.exp2, lambda g, x, y: g * _cg(g, y) * math.log(2.0),
+              saves_out=True, arrays=True)
+Expm1 = _unary("Expm1", np.expm1, lambda g, x, y: g * (_cg(g, y) + 1), saves_out=True, arrays=True)
+Log = _unary("Log", np.log, lambda g, x, y: g / _cg(g, x), saves_input=True, arrays=True)
+Log2 = _unary("Log2", np.log2, lambda g, x, y: g / (_cg(g, x) * math.log(2.0)),
+              saves_input=True, arrays=True)
 Log10 = _unary("Log10", np.log10, lambda g, x, y: g / (_cg(g, x) * math.log(10.0)),
-               saves_input=True)
-Log1p = _unary("Log1p", np.log1p, lambda g, x, y: g / (_cg(g, x) + 1), saves_input=True)
-Sqrt = _unary("Sqrt", np.sqrt, lambda g, x, y: g / (2 * _cg(g, y)), saves_out=True)
+               saves_input=True, arrays=True)
+Log1p = _unary("Log1p", np.log1p, lambda g, x, y: g / (_cg(g, x) + 1),
+               saves_input=True, arrays=True)
+Sqrt = _unary("Sqrt", np.sqrt, lambda g, x, y: g / (2 * _cg(g, y)), saves_out=True, arrays=True)
 Rsqrt = _unary("Rsqrt", lambda a: 1 / np.sqrt(a),
-               lambda g, x, y: -0.5 * g * _cg(g, y) ** 3, saves_out=True)
+               lambda g, x, y: -0.5 * g * _cg(g, y) ** 3, saves_out=True, arrays=True)
 Reciprocal = _unary("Reciprocal", lambda a: 1 / a, lambda g, x, y: -g * _cg(g, y * y),
-                    saves_out=True)
+                    saves_out=True, arrays=True)
 Sin = _unary("Sin", np.sin, lambda g, x, y: g * _cg(g, cos(x)), saves_input=True)
 Cos = _unary("Cos", np.cos, lambda g, x, y: -g * _cg(g, sin(x)), saves_input=True)
-Tan = _unary("Tan", np.tan, lambda g, x, y: g * _cg(g, 1 + y * y), saves_out=True)
+Tan = _unary("Tan", np.tan, lambda g, x, y: g * _cg(g, 1 + y * y), saves_out=True, arrays=True)
 Asin = _unary("Asin", np.arcsin, lambda g, x, y: g * _cg(g, rsqrt(1 - x * x)), saves_input=True)
 Acos = _unary("Acos", np.arccos, lambda g, x, y: -g * _cg(g, rsqrt(1 - x * x)), saves_input=True)
-Atan = _unary("Atan", np.arctan, lambda g, x, y: g / _cg(g, 1 + x * x), saves_input=True)
+Atan = _unary("Atan", np.arctan, lambda g, x, y: g / _cg(g, 1 + x * x),
+              saves_input=True, arrays=True)
 Sinh = _unary("Sinh", np.sinh, lambda g, x, y: g * _cg(g, cosh(x)), saves_input=True)
 Cosh = _unary("Cosh", np.cosh, lambda g, x, y: g * _cg(g, sinh(x)), saves_input=True)
-Tanh = _unary("Tanh", np.tanh, lambda g, x, y: g * _cg(g, 1 - y * y), saves_out=True)
+Tanh = _unary("Tanh", np.tanh, lambda g, x, y: g * _cg(g, 1 - y * y), saves_out=True, arrays=True)
 Asinh = _unary("Asinh", np.arcsinh, lambda g, x, y: g * _cg(g, rsqrt(x * x + 1)),
                saves_input=True)
 Acosh = _unary("Acosh", np.arccosh, lambda g, x, y: g * _cg(g, rsqrt(x * x - 1)),
                saves_input=True)
-Atanh = _unary("Atanh", np.arctanh, lambda g, x, y: g / _cg(g, 1 - x * x), saves_input=True)
+Atanh = _unary("Atanh", np.arctanh, lambda g, x, y: g / _cg(g, 1 - x * x),
+               saves_input=True, arrays=True)
 
 
 def _sigmoid_fast(a):
@@ -433,7 +474,7 @@ def _sigmoid_fast(a):
 
 
 Sigmoid = _unary("Sigmoid", _sigmoid_fast, lambda g, x, y: g * _cg(g, y * (1 - y)),
-                 saves_out=True)
+                 saves_out=True, arrays=True)
 
 
 def _erf_np(a):
@@ -491,6 +532,11 @@ class Relu(Node):
         (y,) = ctx.saved_tensors
         return g * (y > 0)
 
+    @staticmethod
+    def array_backward(ctx, g):
+        (y,) = ctx.saved_arrays
+        return g * (y > 0)
+
 
 class Square(Node):
     saves = (0,)
@@ -504,6 +550,11 @@ class Square(Node):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
+        return g * (2 * _conj(x))
+
+    @staticmethod
+    def array_backward(ctx, g):
+        (x,) = ctx.saved_arrays
         return g * (2 * _conj(x))
 
 

@@ -106,6 +106,38 @@ class Matmul(Node):
             gb = matmul(_mT(_c(a)), g)
         return ga, gb
 
+    @staticmethod
+    def array_backward(ctx, g):
+        a, b = ctx.saved_arrays
+        na, nb = ctx.needs_input_grad
+        if a.dtype.kind == "c":
+            a, b = np.conj(a), np.conj(b)
+        ga = gb = None
+        ad, bd = a.ndim, b.ndim
+        if ad == 1 and bd == 1:
+            return (g * b if na else None, g * a if nb else None)
+        if ad == 1:
+            if na:
+                ga = matmul_arrays(b, g[..., None])[..., 0]
+            if nb:
+                gb = a[:, None] * g[..., None, :]
+            return ga, gb
+        if bd == 1:
+            if na:
+                ga = g[..., None] * b
+            if nb:
+                gb = np.matmul(np.swapaxes(a, -1, -2), g[..., None])[..., 0]
+            return ga, gb
+        if na:
+            ga = matmul_arrays(g, np.swapaxes(b, -1, -2))
+        if nb:
+            if bd == 2 and ad > 2:  # one GEMM over all stacked rows, not a batch to sum
+                rows = int(np.prod(a.shape[:-1]))
+                gb = a.reshape(rows, a.shape[-1]).T @ g.reshape(rows, g.shape[-1])
+            else:
+                gb = np.matmul(np.swapaxes(a, -1, -2), g)
+        return ga, gb
+
 
 def _cx(t):
     return t._data.dtype.kind == "c"

@@ -109,6 +109,24 @@ class Linear(Node):
                 gb = g2.sum(0)
         return gx, gw, gb
 
+    @staticmethod
+    def array_backward(ctx, g):
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad
+        cd = _compute_dtype(x)
+        g = g.astype(cd, copy=False)
+        gx = gw = gb = None
+        if need[0]:
+            gx = matmul_arrays(g, w.astype(cd, copy=False))
+        if need[1] or need[2]:
+            rows = int(np.prod(g.shape[:-1]))
+            g2 = g.reshape(rows, w.shape[0])
+            if need[1]:
+                gw = g2.T @ x.reshape(rows, w.shape[1]).astype(cd, copy=False)
+            if need[2]:
+                gb = g2.sum(0)
+        return gx, gw, gb
+
 
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias``."""

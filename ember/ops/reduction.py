@@ -56,6 +56,21 @@ def _axis(dim, ndim, op):
     return dims
 
 
+def _expand_back_array(g, shape, axis, keepdim):
+    """``_expand_back`` on arrays: a read-only broadcast view of the reduced gradient."""
+    if axis is None and g.size == 1:
+        # a full reduction: a zero-stride view over the one value (np.broadcast_to's wrapper
+        # costs ten times this)
+        g = g.reshape(())
+        return np.ndarray(shape, g.dtype, g, 0, (0,) * len(shape))
+    if not keepdim:
+        gshape = list(shape)
+        for a in (range(len(shape)) if axis is None else axis):
+            gshape[a] = 1
+        g = g.reshape(gshape)
+    return np.broadcast_to(g, shape)
+
+
 def _expand_back(g, shape, axis, keepdim):
     """Broadcast a reduced gradient back to the input's shape."""
     if axis is None:
@@ -87,6 +102,10 @@ class Sum(Node):
     def backward(ctx, g):
         return _expand_back(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
 
+    @staticmethod
+    def array_backward(ctx, g):
+        return _expand_back_array(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
 
 class Mean(Node):
     @staticmethod
@@ -104,6 +123,12 @@ class Mean(Node):
     @staticmethod
     def backward(ctx, g):
         return _expand_back(g / ctx.n, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
+    @staticmethod
+    def array_backward(ctx, g):
+        with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing
+            g = g / ctx.n
+        return _expand_back_array(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
 
 
 class Prod(Node):

@@ -71,6 +71,8 @@ class View(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    array_backward = backward
+
 
 class Reshape(Node):
     view = "maybe"
@@ -83,6 +85,8 @@ class Reshape(Node):
     @staticmethod
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
+
+    array_backward = backward
 
 
 class Permute(Node):
@@ -97,6 +101,13 @@ class Permute(Node):
     def backward(ctx, g):
         return g.permute(tuple(np.argsort(ctx.dims))), None
 
+    @staticmethod
+    def array_backward(ctx, g):
+        inverse = [0] * len(ctx.dims)
+        for i, d in enumerate(ctx.dims):
+            inverse[d] = i
+        return g.transpose(inverse), None
+
 
 class Expand(Node):
     view = True
@@ -110,6 +121,11 @@ class Expand(Node):
     def backward(ctx, g):
         from ._util import sum_to_shape
         return sum_to_shape(g, ctx.shape), None
+
+    @staticmethod
+    def array_backward(ctx, g):
+        from ._util import sum_array_to_shape
+        return sum_array_to_shape(g, ctx.shape), None
 
 
 class Cat(Node):
