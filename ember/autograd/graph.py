@@ -251,31 +251,57 @@ def _record(cls, args, arrays, kwargs):
     node = _new(cls)
     node._seq = next(_seq)
     node._released = False
-    edges = []
-    meta = []
-    for a in args:
-        if isinstance(a, Tensor) and a._rg:
-            fn = a.grad_fn
-            edges.append((fn, a._output_nr) if fn is not None else (_accumulator(a), 0))
-            d = a._data
-            meta.append((d.shape, d.dtype))
+    if len(args) == 1:  # one Tensor input (it requires grad, or we would not be here)
+        a = args[0]
+        fn = a.grad_fn
+        if fn is not None:
+            edges = ((fn, a._output_nr),)
         else:
-            edges.append(_NO_EDGE)
-            meta.append(None)
-    node.needs_input_grad = tuple([m is not None for m in meta])
+            acc = a._accum
+            edges = ((acc if acc is not None else _accumulator(a), 0),)
+        d = a._data
+        meta = [(d.shape, d.dtype)]
+        needs = _ONE_NEEDED
+    else:
+        edges = []
+        meta = []
+        needs = []
+        for a in args:
+            if isinstance(a, Tensor) and a._rg:
+                fn = a.grad_fn
+                if fn is not None:
+                    edges.append((fn, a._output_nr))
+                else:
+                    acc = a._accum
+                    edges.append((acc if acc is not None else _accumulator(a), 0))
+                d = a._data
+                meta.append((d.shape, d.dtype))
+                needs.append(True)
+            else:
+                edges.append(_NO_EDGE)
+                meta.append(None)
+                needs.append(False)
+        needs = tuple(needs)
+    node.needs_input_grad = needs
     # Save inputs before forward so that an in-place forward cannot alias them.
     saved = None
-    if cls.saves:
+    saves = cls.saves
+    if saves:
         saved = []
-        for i in (range(len(args)) if cls.saves == "all" else cls.saves):
+        for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
             if isinstance(t, Tensor):
-                vc = _version_counter(t)
+                b = t._base  # the version counter is shared with the base (as in
+                if b is None:  # ``_version_counter``, inlined: this runs per saved input)
+                    b = t
+                vc = b._vc
+                if vc is None:
+                    vc = b._vc = [0]
                 saved.append((t, vc, vc[0]))
             else:
                 saved.append((t, _ZERO_VC, 0))
     out = cls.forward(node, *arrays, **kwargs)
-    node.next_functions = tuple(edges)
+    node.next_functions = edges if type(edges) is tuple else tuple(edges)
     node._in_meta = meta
     if _anomaly_enabled[0]:
         import traceback
@@ -309,7 +335,7 @@ def _record(cls, args, arrays, kwargs):
         out = _asarray(out)
     t = _new(Tensor)
     t._data = out
-    if _differentiable_dtype(out):
+    if out.dtype.kind in "fcV":
         t._rg = True
         t.grad_fn = node
     node._out_meta = None
@@ -323,6 +349,7 @@ def _record(cls, args, arrays, kwargs):
 
 
 _ZERO_VC = [0]
+_ONE_NEEDED = (True,)
 _SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
 _HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
 

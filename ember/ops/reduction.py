@@ -87,24 +87,34 @@ def _expand_back(g, shape, axis, keepdim):
 
 
 class Sum(Node):
+    axis = None  # ctx defaults: forward stores only what differs (a full sum, the common case)
+    keepdim = False
+
     @staticmethod
-    def forward(ctx, a, axis, keepdim, dtype):
-        ctx.shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
+    def forward(ctx, a, axis=None, keepdim=False, dtype=None):
+        # backward takes the input's shape from the node's input metadata
+        if axis is not None:
+            ctx.axis = axis
+        if keepdim:
+            ctx.keepdim = True
         if dtype is None:
-            if a.dtype.kind in "biu":
+            dt = a.dtype
+            if dt.kind in "biu":
                 dtype = np.int64
-            elif _low_precision(a):
-                return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
+            elif dt.itemsize == 2 and dt.kind in "fV":  # see _low_precision
+                return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(dt)
         # the ufunc's reduce skips np.sum's Python wrapper (about 1 us per call)
-        return _add_reduce(a, axis=axis, keepdims=keepdim, dtype=dtype)
+        return _add_reduce(a, axis, dtype, None, keepdim)
 
     @staticmethod
     def backward(ctx, g):
-        return _expand_back(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+        shape = ctx._in_meta[0][0]
+        return _expand_back(g, shape, ctx.axis, ctx.keepdim), None, None, None
 
     @staticmethod
     def array_backward(ctx, g):
-        return _expand_back_array(g, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+        shape = ctx._in_meta[0][0]
+        return _expand_back_array(g, shape, ctx.axis, ctx.keepdim), None, None, None
 
 
 class Mean(Node):
@@ -551,7 +561,9 @@ _add_reduce = np.add.reduce
 def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     """Sum over ``dim`` (int, tuple, or all); integer inputs sum to int64."""
     if dim is None and dtype is None and out is None and input._data.dtype.kind in "fc":
-        return Sum.apply(input, None, bool(keepdim), None)  # the common case, checks skipped
+        if keepdim:
+            return Sum.apply(input, None, True)
+        return Sum.apply(input)  # the common case, checks skipped
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
