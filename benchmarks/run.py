@@ -305,7 +305,10 @@ def _load_frameworks(threads):
 def _measure_memory(fw, name, quick, threads):
     """Peak RSS growth (MiB) of the workload in a fresh process that imports only ``fw``:
     the kernel's peak-RSS mark is reset after setup (``/proc/self/clear_refs``), so the
-    figure is the workload's own high-water mark above its starting point."""
+    figure is the high-water mark of four steps (the first makes gradients and optimizer
+    state) above the memory of the built model and data. Measured from before the first step
+    because allocators keep freed memory for reuse (ember's settings, see
+    ``ember/_allocator.py``, and PyTorch's): growth after a warm-up step would read zero."""
     code = (
         "import sys, json\n"
         f"sys.path.insert(0, {ROOT!r})\n"
@@ -314,10 +317,9 @@ def _measure_memory(fw, name, quick, threads):
         "from benchmarks.run import WORKLOADS, _rss_mib, _reset_peak, _peak_mib\n"
         f"step, _ = WORKLOADS[{name!r}](m, {quick})\n"
         "if step is None: print('null'); sys.exit()\n"
-        "step()\n"
         "base = _rss_mib()\n"
         "_reset_peak()\n"
-        "for _ in range(3): step()\n"
+        "for _ in range(4): step()\n"
         "print(json.dumps(max(_peak_mib() - base, 0.0)))\n")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     try:

@@ -9,7 +9,8 @@ import builtins as _builtins
 
 __version__ = "0.1.0"
 
-from . import _dtype
+from . import _allocator  # noqa: F401  (keeps freed memory for reuse: see its docstring)
+from . import _dtype  # noqa: E402
 from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex64, complex128,
                      double, dtype, finfo, float, float16, float32, float64,
                      get_default_dtype, half, iinfo, int, int8, int16, int32, int64, long,
