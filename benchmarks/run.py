@@ -422,6 +422,21 @@ def _print_row(r):
           f"{ratio:>7} {rate:>16} {mem:>13}", flush=True)
 
 
+def _blas_kernel():
+    """NumPy's BLAS and the kernel family it runs (through threadpoolctl, when installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (pip install threadpoolctl to report it)"
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", "") + \
+                lib.get("prefix", ""):
+            return f"{lib['internal_api']} {lib.get('version')} {lib.get('architecture')}"
+    libs = [f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return ", ".join(libs) or "unknown"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help="comma-separated substrings of workload names")
@@ -431,16 +446,22 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     args = p.parse_args(argv)
     _set_threads(args.threads)
+    blas = _blas_kernel()
     print(f"ember vs PyTorch, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, {args.threads} thread(s), python "
-          f"{platform.python_version()}")
+          f"{platform.python_version()}, NumPy BLAS: {blas}")
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces OpenBLAS's "
+              "kernel choice for NumPy (not for PyTorch); unset it for this command to let "
+              "OpenBLAS pick the CPU's own")
     _print_header()
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     rows = run(only, args.quick, args.threads, not args.no_memory)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-                       "threads": args.threads, "rows": rows}, f, indent=1)
+                       "threads": args.threads, "numpy_blas": blas, "rows": rows}, f,
+                      indent=1)
         os.replace(args.json + ".tmp", args.json)
     return rows
 

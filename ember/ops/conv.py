@@ -716,6 +716,9 @@ class MaxPoolGrad(Node):
     def forward(ctx, g, x, out, geom):
         ks, st, dl, pads, osz = geom
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
+        if not isinstance(ctx, Node) and all(t >= d * (k - 1) + 1
+                                             for k, t, d in zip(ks, st, dl)):
+            return _max_pool_grad_disjoint(g, xp, out, x.shape, pads, ks, st, dl, osz)
         # Flat index of every window's argmax into the padded array: a per-window base
         # plus the offset of the winning kernel position, then one scatter-add.
         nd = len(ks)
@@ -742,6 +745,26 @@ class MaxPoolGrad(Node):
     @staticmethod
     def backward(ctx, h):
         return _gather_planes(h, ctx.flat), None, None, None
+
+
+def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
+    """Max pooling's input gradient when no two windows overlap (stride >= window extent,
+    the usual 2x2/2 case): every input position belongs to at most one window, so each
+    kernel position writes ``g`` where it holds its window's first max; no scatter-add."""
+    gxp = np.zeros(xp.shape, dtype=g.dtype)
+    taken = np.zeros(out.shape, dtype=bool)
+    first = np.empty(out.shape, dtype=bool)
+    nan = out.dtype.kind == "f" and np.isnan(out).any()
+    for pos in itertools.product(*(range(k) for k in ks)):
+        win = _window_slices(pos, st, dl, osz)
+        hit = xp[win] == out
+        if nan:
+            hit |= np.isnan(xp[win])
+        np.greater(hit, taken, out=first)
+        taken |= hit
+        np.multiply(g, first, out=gxp[win])
+    return gxp[(slice(None), slice(None)) + tuple(slice(lo, lo + s)
+                                                  for s, (lo, _) in zip(xshape[2:], pads))]
 
 
 def _gather_planes(h, flat):
@@ -895,12 +918,30 @@ def _avg_divisor(spatial, ks, st, pd, osz, count_include_pad, divisor_override, 
     return div
 
 
+def _tiles(shape, ks, st, pads, osz):
+    """For windows that tile the input exactly (stride == kernel, no padding, no remainder):
+    (the slice of the input they cover, its shape split into (out, kernel) pairs, the kernel
+    axes), else None."""
+    if st != ks or any(lo or hi for lo, hi in pads):
+        return None
+    if any(o * k != s for o, k, s in zip(osz, ks, shape[2:])):
+        return None  # a remainder (or ceil_mode windows past the edge): the general path
+    crop = (slice(None), slice(None)) + tuple(slice(0, o * k) for o, k in zip(osz, ks))
+    split = tuple(shape[:2]) + tuple(d for o, k in zip(osz, ks) for d in (o, k))
+    return crop, split, tuple(3 + 2 * i for i in range(len(ks)))
+
+
 class AvgPoolNd(Node):
     """Window sums divided by PyTorch's divisor; its adjoint is ``AvgPoolGrad``."""
 
     @staticmethod
     def forward(ctx, x, ks, st, pads, osz, div):
         ctx.args = (x.shape, ks, st, pads, osz, div)
+        tiles = _tiles(x.shape, ks, st, pads, osz)
+        if tiles is not None and x.dtype.kind == "f":  # disjoint windows: one reduction
+            acc = x[tiles[0]].reshape(tiles[1]).sum(axis=tiles[2])
+            acc /= div
+            return acc
         xp = _pad_array(x, pads)
         positions = itertools.product(*(range(k) for k in ks))
         ones = (1,) * len(ks)
@@ -924,6 +965,12 @@ class AvgPoolGrad(Node):
     def forward(ctx, g, shape, ks, st, pads, osz, div):
         ctx.args = (ks, st, pads, osz, div)
         gd = g / div
+        tiles = _tiles(shape, ks, st, pads, osz)
+        if tiles is not None:  # disjoint windows tiling the input: a broadcast write
+            gx = np.zeros(shape, dtype=gd.dtype)
+            wide = tuple(d for o in osz for d in (o, 1))
+            gx[tiles[0]].reshape(tiles[1])[...] = gd.reshape(gd.shape[:2] + wide)
+            return gx
         sp = tuple(s + lo + hi for s, (lo, hi) in zip(shape[2:], pads))
         gxp = np.zeros(tuple(shape[:2]) + sp, dtype=g.dtype)
         ones = (1,) * len(ks)

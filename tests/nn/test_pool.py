@@ -30,6 +30,10 @@ MAX = [
     ("max_pool2d", (2, 3, 6, 7), (3, 1), {}),
     ("max_pool3d", (2, 3, 4, 3, 4), (2, 1, 1), {}),
     ("max_pool3d", (1, 2, 5, 4, 5), (2,), {"ceil_mode": True}),
+    # windows that do not overlap (the scatter-free backward)
+    ("max_pool2d", (2, 3, 9, 8), (2, 2, 1), {}),
+    ("max_pool2d", (2, 3, 9, 9), (2, 3), {"dilation": 2}),
+    ("max_pool3d", (2, 3, 4, 6, 4), (2,), {}),
 ]
 
 
@@ -44,6 +48,9 @@ def test_max_pool_with_indices_and_ties():
     check(fn("max_pool2d_with_indices", 2, 1), [(1, 2, 4, 4)])
     x = np.zeros((1, 1, 4, 4))  # all ties: the first position of each window wins
     check(fn("max_pool2d", 3, 1, 1, return_indices=True), [], arrays=[x])
+    x = np.round(np.random.default_rng(1).standard_normal((2, 3, 6, 6)))  # many ties
+    check(fn("max_pool2d", 2), [], arrays=[x])
+    check(fn("max_pool2d", 3, 3, 1), [], arrays=[x])
 
 
 AVG = [
@@ -70,6 +77,8 @@ ADAPTIVE = [
     ("adaptive_avg_pool2d", (2, 3, 7, 8), (3, None)),
     ("adaptive_avg_pool2d", (2, 3, 8, 8), 4),
     ("adaptive_avg_pool2d", (2, 3, 5, 6), 1),
+    ("adaptive_avg_pool2d", (2, 3, 8, 8), 1),
+    ("adaptive_avg_pool3d", (2, 3, 4, 6, 2), (2, 3, 1)),
     ("adaptive_avg_pool3d", (2, 3, 5, 7, 4), (2, 3, 1)),
     ("adaptive_max_pool1d", (2, 3, 7), 3),
     ("adaptive_max_pool2d", (2, 3, 7, 8), (3, 5)),
