@@ -218,6 +218,9 @@ WINOGRAD = [
     ((2, 16, 7, 9), (24, 16, 3, 3), {"padding": (2, 0)}),  # odd output sizes
     ((1, 20, 6, 5), (16, 20, 3, 3), {}),
     ((1, 16, 5, 6), (16, 16, 3, 3), {"padding": "same"}),
+    # both channel counts >= 64: the input gradient is a Winograd "full" convolution too
+    ((2, 64, 5, 6), (72, 64, 3, 3), {"padding": 1}),
+    ((1, 64, 6, 5), (64, 64, 3, 3), {"padding": (0, 2)}),
 ]
 
 
