@@ -46,6 +46,12 @@ class _NoDoubleBackward(Node):
 
 
 # ================================================================ LSTM
+def _contiguous_t(w):
+    """``w.T`` as its own C-contiguous array: the recurrent GEMM against a transposed view
+    runs 1.5x slower in OpenBLAS (measured 0.185 vs 0.122 ms for (32, 256) @ (256, 1024))."""
+    return np.ascontiguousarray(w.T)
+
+
 class LSTMLayer(Node):
     """x (T, N, I), h0 (N, P), c0 (N, H) -> out (T, N, P), h_n, c_n.  P = proj or H."""
 
@@ -67,7 +73,7 @@ class LSTMLayer(Node):
         h, c = h0, c0
         h_prev = np.empty((T, N, P), dtype=x.dtype)
         c_prev = np.empty((T, N, H), dtype=x.dtype)
-        w_hh_t = w_hh.T
+        w_hh_t = _contiguous_t(w_hh)
         for t in _steps(T, reverse):
             h_prev[t], c_prev[t] = h, c
             g = xw[t] + h @ w_hh_t
@@ -95,12 +101,12 @@ class LSTMLayer(Node):
 
     @staticmethod
     def backward(ctx, g_out, g_hn, g_cn):
-        return LSTMLayerGrad.apply(g_out, g_hn, g_cn, ctx.saved)
+        return LSTMLayerGrad.apply(g_out, g_hn, g_cn, ctx.saved, ctx.needs_input_grad[0])
 
 
 class LSTMLayerGrad(_NoDoubleBackward):
     @staticmethod
-    def forward(ctx, g_out, g_hn, g_cn, saved):
+    def forward(ctx, g_out, g_hn, g_cn, saved, need_dx=True):
         (x, w_ih, w_hh, w_hr, gates, cs, tcs, h_prev, c_prev, lengths, reverse,
          has_bih, has_bhh) = saved
         T, N, _ = x.shape
@@ -143,7 +149,8 @@ class LSTMLayerGrad(_NoDoubleBackward):
                 dh += keep_h
                 dc += keep_c
         flat = dgates.reshape(T * N, -1)
-        dx = (flat @ w_ih).reshape(x.shape)
+        # a first layer's input (the data) usually needs no gradient: skip that GEMM
+        dx = (flat @ w_ih).reshape(x.shape) if need_dx else None
         dw_ih = flat.T @ x.reshape(T * N, -1)
         hp = h_prev.reshape(T * N, -1)
         dw_hh = flat.T @ hp
@@ -170,7 +177,7 @@ class GRULayer(Node):
         hn_lin = np.empty((T, N, H), dtype=x.dtype)  # W_hn h + b_hn
         h_prev = np.empty((T, N, H), dtype=x.dtype)
         h = h0
-        w_hh_t = w_hh.T
+        w_hh_t = _contiguous_t(w_hh)
         bhh = _opt_bias(b_hh)
         for t in _steps(T, reverse):
             h_prev[t] = h
@@ -193,12 +200,12 @@ class GRULayer(Node):
 
     @staticmethod
     def backward(ctx, g_out, g_hn):
-        return GRULayerGrad.apply(g_out, g_hn, ctx.saved)
+        return GRULayerGrad.apply(g_out, g_hn, ctx.saved, ctx.needs_input_grad[0])
 
 
 class GRULayerGrad(_NoDoubleBackward):
     @staticmethod
-    def forward(ctx, g_out, g_hn, saved):
+    def forward(ctx, g_out, g_hn, saved, need_dx=True):
         x, w_ih, w_hh, rz, ns, hn_lin, h_prev, lengths, reverse, has_bih, has_bhh = saved
         T, N, _ = x.shape
         H = ns.shape[2]
@@ -226,7 +233,7 @@ class GRULayerGrad(_NoDoubleBackward):
                 dh += keep
         fx = dxw.reshape(T * N, -1)
         fh = dhw.reshape(T * N, -1)
-        dx = (fx @ w_ih).reshape(x.shape)
+        dx = (fx @ w_ih).reshape(x.shape) if need_dx else None
         dw_ih = fx.T @ x.reshape(T * N, -1)
         dw_hh = fh.T @ h_prev.reshape(T * N, -1)
         return (dx, dh, dw_ih, dw_hh, fx.sum(0) if has_bih else None,
@@ -251,7 +258,7 @@ class RNNLayer(Node):
         acts = np.empty((T, N, H), dtype=x.dtype)
         h_prev = np.empty((T, N, H), dtype=x.dtype)
         h = h0
-        w_hh_t = w_hh.T
+        w_hh_t = _contiguous_t(w_hh)
         for t in _steps(T, reverse):
             h_prev[t] = h
             pre = xw[t] + h @ w_hh_t
@@ -267,12 +274,12 @@ class RNNLayer(Node):
 
     @staticmethod
     def backward(ctx, g_out, g_hn):
-        return RNNLayerGrad.apply(g_out, g_hn, ctx.saved)
+        return RNNLayerGrad.apply(g_out, g_hn, ctx.saved, ctx.needs_input_grad[0])
 
 
 class RNNLayerGrad(_NoDoubleBackward):
     @staticmethod
-    def forward(ctx, g_out, g_hn, saved):
+    def forward(ctx, g_out, g_hn, saved, need_dx=True):
         x, w_ih, w_hh, acts, h_prev, lengths, reverse, relu, has_bih, has_bhh = saved
         T, N, _ = x.shape
         dpre = np.empty_like(acts)
@@ -289,7 +296,8 @@ class RNNLayerGrad(_NoDoubleBackward):
             if m is not None:
                 dh += keep
         flat = dpre.reshape(T * N, -1)
-        dx = (flat @ w_ih).reshape(x.shape)
+        # a first layer's input (the data) usually needs no gradient: skip that GEMM
+        dx = (flat @ w_ih).reshape(x.shape) if need_dx else None
         dw_ih = flat.T @ x.reshape(T * N, -1)
         dw_hh = flat.T @ h_prev.reshape(T * N, -1)
         db = flat.sum(0)
