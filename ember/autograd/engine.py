@@ -294,18 +294,21 @@ def _call_backward(node, buf, retain_graph, raw):
         out = out[:n_in]
     if not retain_graph:
         node._saved = None
-        node._released = True
         d = node.__dict__
         if d:  # ctx attributes go with the saved tensors; reading one later is an error
             meta = d.get("_metadata")
             name = d.get("_node_name")
-            freed = tuple(d)
+            freed = tuple(k for k in d if k != "_out_meta")
+            out_meta = d.get("_out_meta")
             d.clear()
             d["_freed_names"] = freed
             if meta is not None:
                 d["_metadata"] = meta
             if name is not None:
                 d["_node_name"] = name
+            if out_meta is not None:
+                d["_out_meta"] = out_meta
+        node._released = True
     return out
 
 

@@ -73,12 +73,14 @@ _FREED_MSG = (
 class Node:
     """A node of the backward graph; for ops it doubles as the ``ctx`` of forward."""
 
-    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "_out_meta", "_released",
-                 "needs_input_grad", "__dict__", "__weakref__")
+    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "needs_input_grad", "__dict__",
+                 "__weakref__")
 
     # Rarely set: class-level defaults, so recording an op does not assign them.
     _pre_hooks = _hooks = _tensor_hooks = _anomaly_trace = None
     _materialize = True
+    _released = False  # set once backward has freed the saved tensors
+    _out_meta = None   # per-output (shape, dtype), for ops with several outputs
 
     saves = ()
     saves_output = False
@@ -250,7 +252,6 @@ def _record(cls, args, arrays, kwargs):
     """The grad path: run forward with a real node as ctx and link it into the graph."""
     node = _new(cls)
     node._seq = next(_seq)
-    node._released = False
     if len(args) == 1:  # one Tensor input (it requires grad, or we would not be here)
         a = args[0]
         fn = a.grad_fn
@@ -338,7 +339,6 @@ def _record(cls, args, arrays, kwargs):
     if out.dtype.kind in "fcV":
         t._rg = True
         t.grad_fn = node
-    node._out_meta = None
     if cls.view:
         _link_view(cls, t, args[0])
     if cls.saves_output:

@@ -68,6 +68,12 @@ def _out(result, out):
 class Add(Node):
     @staticmethod
     def forward(ctx, a, b):
+        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+                a.dtype.kind in "fc":  # one float dtype: nothing to promote (the common case)
+            try:
+                return a + b
+            except ValueError:
+                raise _shape_error(a, b) from None
         a, b = promote(a, b)
         try:
             return a + b
@@ -109,6 +115,12 @@ class Mul(Node):
 
     @staticmethod
     def forward(ctx, a, b):
+        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+                a.dtype.kind in "fc":  # as in Add
+            try:
+                return a * b
+            except ValueError:
+                raise _shape_error(a, b) from None
         a, b = promote(a, b)
         if a.dtype == np.bool_ if type(a) is _ndarray else False:
             if type(b) is not _ndarray or b.dtype == np.bool_:

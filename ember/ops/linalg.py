@@ -69,9 +69,9 @@ class Matmul(Node):
     def forward(ctx, a, b):
         # checks run only when the product fails or the dtypes differ: the common case is
         # one GEMM call
-        if a.dtype != b.dtype:
+        if a.dtype is not b.dtype and a.dtype != b.dtype:
             _same_dtype("matmul", a, b)
-        if a.dtype == np.bool_:
+        if a.dtype.kind == "b":
             return (a.astype(np.int64) @ b.astype(np.int64)).astype(bool)
         try:
             return matmul_arrays(a, b)
