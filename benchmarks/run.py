@@ -245,6 +245,35 @@ def _import_time(m, quick):
     return step, None
 
 
+def _np_matmul(quick):
+    n = 512 if quick else 1024
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    return lambda: a @ b
+
+
+def _np_add(quick):
+    n = (1 << 22) if quick else (1 << 24)
+    a, b = np.ones(n, np.float32), np.ones(n, np.float32)
+    return lambda: a + b
+
+
+def _np_gelu(quick):
+    n = (1 << 20) if quick else (1 << 22)
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    return lambda: 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def _np_sum(quick):
+    a = np.ones((1 << 22) if quick else (1 << 24), np.float32)
+    return lambda: a.sum()
+
+
+# The same arithmetic written directly in NumPy: ember's own floor for the big ops.
+NUMPY_BASELINES = {"matmul 1024^3": _np_matmul, "add 16M": _np_add,
+                   "tanh-GELU chain 4M": _np_gelu, "sum 16M": _np_sum}
+
 WORKLOADS = {
     **{f"{op} {'(16,)' if op != 'matmul' else '(8,8)'}{sfx}": _tiny(op, g, b)
        for op in ("add", "mul", "matmul", "sum")
@@ -371,15 +400,21 @@ def run(only=None, quick=False, threads=1, memory=True, repeat=None):
         e_step()
         if t_step is not None:
             t_step()
-        e_times, t_times = [], []
+        n_step = NUMPY_BASELINES[name](quick) if name in NUMPY_BASELINES else None
+        e_times, t_times, n_times = [], [], []
         for _ in range(repeat):  # alternate: one round of each per repeat
             e_times.append(_time(e_step, number))
             if t_step is not None:
                 t_times.append(_time(t_step, number))
+            if n_step is not None:
+                n_times.append(_time(n_step, number))
         e_med = statistics.median(e_times)
         t_med = statistics.median(t_times) if t_times else None
         row = {"workload": name, "ember_s": e_med, "torch_s": t_med,
                "ratio": (e_med / t_med) if t_med else None}
+        if n_times:
+            row["numpy_s"] = statistics.median(n_times)
+            row["vs_numpy"] = e_med / row["numpy_s"]
         if units:
             row["units"] = units[1]
             row["ember_rate"] = units[0] / e_med
@@ -405,7 +440,7 @@ def _fmt(s):
 
 def _print_header():
     print(f"{'workload':<36} {'ember':>10} {'pytorch':>10} {'ratio':>7} "
-          f"{'ember rate':>16} {'mem e/t MiB':>13}")
+          f"{'ember rate':>16} {'mem e/t MiB':>13} {'vs NumPy':>9}")
 
 
 def _print_row(r):
@@ -418,8 +453,9 @@ def _print_row(r):
         e, t = r.get("ember_peak_mib"), r.get("torch_peak_mib")
         mem = f"{e:.0f}/{t:.0f}" if e is not None and t is not None else (
             f"{e:.0f}/-" if e is not None else "")
+    vs_np = f"{r['vs_numpy']:.2f}x" if r.get("vs_numpy") else ""
     print(f"{r['workload']:<36} {_fmt(r.get('ember_s')):>10} {_fmt(r.get('torch_s')):>10} "
-          f"{ratio:>7} {rate:>16} {mem:>13}", flush=True)
+          f"{ratio:>7} {rate:>16} {mem:>13} {vs_np:>9}", flush=True)
 
 
 def _blas_kernel():

@@ -13,7 +13,7 @@ import numpy as np
 from . import _dtype as D, _storage
 from ._device import CPU, to_device
 from ._tensor import Size, Tensor, _bump_version, _LegacyTensorType, _make
-from .autograd import engine
+from .autograd import elision, engine
 from ._hooks import add_hook
 from .autograd.graph import Node
 from .ops import creation, elementwise as E, indexing as I, linalg as L, random as R
@@ -420,12 +420,39 @@ def is_shared(self):
 
 
 def _op(cls):
-    """An operator bound straight to its op's dispatch (no keyword handling to pass)."""
+    """An operator bound straight to its op's dispatch (no keyword handling to pass); the
+    arithmetic ones first try to reuse a temporary operand's array (``autograd.elision``)."""
     apply = cls.apply
+    ufunc = {E.Add: np.add, E.Sub: np.subtract, E.Mul: np.multiply,
+             E.Div: np.true_divide}.get(cls)
+    if ufunc is None:
+        def operator(self, other):
+            return apply(self, other)
+        return operator
+    binary, min_size = elision.binary, elision.MIN_SIZE
 
-    def operator(self, other):
+    def arithmetic(self, other):
+        if self._data.size >= min_size:
+            r = binary(self, other, ufunc, "binary")
+            if r is not None:
+                return r
         return apply(self, other)
-    return operator
+    return arithmetic
+
+
+def _calibrate_elision():
+    n = elision.MIN_SIZE
+
+    def temporaries():
+        _make(np.zeros(n)) * _make(np.zeros(n))
+        E.tanh(_make(np.zeros(n)))
+
+    def variables():
+        a = _make(np.zeros(n))
+        b = _make(np.zeros(n))
+        a * b
+        E.tanh(a)
+    elision.calibrate(temporaries, variables)
 
 
 def _rsub(self, other):
@@ -733,3 +760,4 @@ def install():
         setattr(Tensor, name, fn)
     for name, fn in PROPERTIES.items():
         setattr(Tensor, name, property(fn))
+    _calibrate_elision()

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .._tensor import Tensor
+from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
 from ._util import promote, result_dtype, to_float
 
@@ -429,7 +430,8 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
             return bwd(g, x, y)
 
     attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
-             "saves_output": saves_out, "__doc__": doc}
+             "saves_output": saves_out, "__doc__": doc,
+             "ufunc": fwd if isinstance(fwd, np.ufunc) else None}
     if bwd is None:
         attrs["differentiable"] = False
     else:
@@ -1032,8 +1034,17 @@ def pow(input, exponent, *, out=None):
 
 
 def _unary_fn(cls, name):
-    def fn(input, *, out=None):
-        return _out(cls.apply(input), out)
+    ufunc = cls.__dict__.get("ufunc")
+    if ufunc is not None:  # may reuse a temporary input's array (autograd.elision)
+        def fn(input, *, out=None):
+            if out is None and type(input) is Tensor and input._data.size >= _ELIDE_MIN:
+                r = _elide_unary(input, ufunc, "unary")
+                if r is not None:
+                    return r
+            return _out(cls.apply(input), out)
+    else:
+        def fn(input, *, out=None):
+            return _out(cls.apply(input), out)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}``."
     return fn
