@@ -450,7 +450,10 @@ class ConvWeightGrad(Node):
         if kind == "winograd":
             gw = _winograd_weight_grad(g, data, wshape)
         else:
-            gw = np.matmul(_channel_major(g, groups), data.transpose(0, 2, 1)).reshape(wshape)
+            # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about 2x
+            # faster than g @ cols^T for few output channels (measured at LeNet's shapes)
+            gw = np.matmul(data, _channel_major(g, groups).transpose(0, 2, 1))
+            gw = gw.transpose(0, 2, 1).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
     @staticmethod
