@@ -175,6 +175,31 @@ def _im2col(xp, ks, st, dl, osz, scratch=None):
     return out
 
 
+def _batch_last(osz, n):
+    """Whether im2col/col2im should put the batch innermost: when output rows are shorter
+    than the batch, every strided copy or add then moves runs of N values, not a row's few
+    (measured: LeNet's second conv forward 1.1 -> 0.6 ms, its input gradient 2.0 -> 0.9 ms;
+    CIFAR's first conv, rows of 32 and a batch of 32, is faster the usual way)."""
+    return osz[-1] < n
+
+
+def _im2col_batch_last(x, pads, ks, st, dl, osz):
+    """Columns ``(C, *ks, *osz, N)`` (contiguous) of ``x`` zero-padded by ``pads``."""
+    n, c = x.shape[:2]
+    sp = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
+    xt = np.empty((c,) + sp + (n,), x.dtype)
+    if any(lo or hi for lo, hi in pads):
+        xt.fill(0)
+    xt[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))] = \
+        np.moveaxis(x, 0, -1)
+    ss = xt.strides[1:-1]
+    view = as_strided(xt, (c,) + tuple(ks) + tuple(osz) + (n,),
+                      (xt.strides[0],) + tuple(s * d for s, d in zip(ss, dl))
+                      + tuple(s * t for s, t in zip(ss, st)) + (xt.strides[-1],),
+                      writeable=False)
+    return np.ascontiguousarray(view)
+
+
 def _col2im(cols, xshape, pads, ks, st, dl, osz):
     """Adjoint of ``_im2col`` followed by cropping the padding: an array of ``xshape``."""
     n, c = xshape[:2]
@@ -189,6 +214,21 @@ def _col2im(cols, xshape, pads, ks, st, dl, osz):
                                               for s, (lo, _) in zip(xshape[2:], pads))
     out = np.empty(xshape, dtype=cols.dtype)
     out[...] = buf[crop].swapaxes(0, 1)
+    return out
+
+
+def _col2im_batch_last(cols, xshape, pads, ks, st, dl, osz):
+    """``_col2im`` for columns laid out ``(C, *ks, *osz, N)``."""
+    n, c = xshape[:2]
+    sp = tuple(builtins.max(lo + s, (o - 1) * t + d * (k - 1) + 1)
+               for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
+    buf = np.zeros((c,) + sp + (n,), dtype=cols.dtype)
+    for k in itertools.product(*(range(k) for k in ks)):
+        win = _window_slices(k, st, dl, osz)[1:] + (slice(None),)  # (C, *window, N)
+        buf[win] += cols[(slice(None),) + k]
+    crop = (slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(xshape[2:], pads))
+    out = np.empty(xshape, dtype=cols.dtype)
+    out[...] = np.moveaxis(buf[crop], -1, 0)
     return out
 
 
@@ -238,9 +278,21 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
     ks = w.shape[2:]
     n, o = x.shape[0], w.shape[0]
+    osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
+                for s, (lo, hi), k, t, d in zip(x.shape[2:], pads, ks, stride, dilation))
+    if _batch_last(osz, n):
+        cols = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
+        cols = cols.reshape(groups, -1, n * _prod(osz))
+        res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
+        out = np.empty((n, o) + osz, dtype=res.dtype)
+        if b is None:
+            out[...] = np.moveaxis(res, -1, 0)
+        else:
+            np.add(np.moveaxis(res, -1, 0), _as_compute(b).reshape((o,) + (1,) * len(osz)),
+                   out=out)
+        return (out if out.dtype == dt else out.astype(dt)), \
+            ("im2col_batch_last", cols) if keep else None
     xp = _pad_array(x, pads, scratch="pad")
-    osz = tuple((s - d * (k - 1) - 1) // t + 1
-                for s, k, t, d in zip(xp.shape[2:], ks, stride, dilation))
     cols = _im2col(xp, ks, stride, dilation, osz, None if keep else "cols")
     cols = cols.reshape(groups, -1, n * _prod(osz))
     res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
@@ -403,9 +455,17 @@ class ConvInputGrad(Node):
         dt = g.dtype
         g, w = _as_compute(g), _as_compute(w)
         wm = w.reshape(groups, o // groups, -1)
-        cols = np.matmul(wm.transpose(0, 2, 1), _channel_major(g, groups))
-        cols = cols.reshape((cg * groups,) + ks + (g.shape[0],) + osz)
-        out = _col2im(cols, xshape, pads, ks, stride, dilation, osz)
+        n = g.shape[0]
+        if _batch_last(osz, n):
+            gl = np.empty((o,) + osz + (n,), g.dtype)
+            gl[...] = np.moveaxis(g, 0, -1)
+            cols = np.matmul(wm.transpose(0, 2, 1), gl.reshape(groups, o // groups, -1))
+            cols = cols.reshape((cg * groups,) + ks + osz + (n,))
+            out = _col2im_batch_last(cols, xshape, pads, ks, stride, dilation, osz)
+        else:
+            cols = np.matmul(wm.transpose(0, 2, 1), _channel_major(g, groups))
+            cols = cols.reshape((cg * groups,) + ks + (n,) + osz)
+            out = _col2im(cols, xshape, pads, ks, stride, dilation, osz)
         return out if out.dtype == dt else out.astype(dt)
 
     @staticmethod
@@ -440,19 +500,30 @@ class ConvWeightGrad(Node):
         x, g = _as_compute(x), _as_compute(g)
         ks = tuple(wshape[2:])
         osz = g.shape[2:]
+        n = x.shape[0]
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups):
                 cols = ("winograd", _wino_tiles(x, pads, osz, keep=False))
+            elif _batch_last(osz, n):
+                c = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
+                cols = ("im2col_batch_last", c.reshape(groups, -1, n * _prod(osz)))
             else:
                 c = _im2col(_pad_array(x, pads, scratch="pad"), ks, stride, dilation, osz, "cols")
-                cols = ("im2col", c.reshape(groups, -1, x.shape[0] * _prod(osz)))
+                cols = ("im2col", c.reshape(groups, -1, n * _prod(osz)))
         kind, data = cols
         if kind == "winograd":
             gw = _winograd_weight_grad(g, data, wshape)
         else:
+            if kind == "im2col_batch_last":
+                o = g.shape[1]
+                gm = np.empty((o,) + tuple(osz) + (n,), g.dtype)
+                gm[...] = np.moveaxis(g, 0, -1)
+                gm = gm.reshape(groups, o // groups, -1)
+            else:
+                gm = _channel_major(g, groups)
             # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about 2x
             # faster than g @ cols^T for few output channels (measured at LeNet's shapes)
-            gw = np.matmul(data, _channel_major(g, groups).transpose(0, 2, 1))
+            gw = np.matmul(data, gm.transpose(0, 2, 1))
             gw = gw.transpose(0, 2, 1).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 

@@ -31,6 +31,11 @@ CONV = [
     (2, (1, 4, 4, 4), (4, 4, 3, 3), {"padding": 3}),  # padding wider than the kernel reach
     (3, (2, 4, 5, 4, 3), (8, 1, 2, 3, 2), {"stride": (1, 2, 1), "padding": 1, "groups": 4}),
     (3, (1, 2, 4, 5, 4), (3, 2, 3, 3, 3), {"padding": "same"}),
+    # a batch larger than the output rows: the input gradient accumulates batch-last
+    (2, (9, 4, 7, 6), (6, 2, 3, 2), {"stride": 2, "padding": 1, "groups": 2}),
+    (2, (9, 3, 9, 8), (5, 3, 3, 3), {"stride": (2, 3), "padding": (2, 0), "dilation": (1, 2)}),
+    (1, (7, 4, 6), (6, 4, 3), {}),
+    (3, (5, 2, 4, 3, 4), (4, 2, 2, 2, 3), {"stride": (1, 2, 1)}),
 ]
 
 
@@ -56,6 +61,7 @@ CONVT = [
     (2, (2, 2, 4, 4), (2, 3, 3, 3), {"padding": 1, "dilation": 2, "output_padding": 1}),
     (2, (2, 2, 3, 3), (2, 3, 3, 3), {"stride": (3, 2), "output_padding": (2, 1)}),
     (3, (1, 2, 3, 2, 3), (2, 2, 2, 3, 2), {"stride": 2, "padding": (0, 1, 0)}),
+    (2, (8, 4, 4, 3), (4, 3, 3, 2), {"stride": 2, "padding": 1, "groups": 2}),  # batch-last
 ]
 
 
@@ -239,3 +245,16 @@ def test_conv_winograd_double_backward(monkeypatch):
               gradgrad=True)
     check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, padding=1), [(1, 2, 5, 4),
                                                                               (2, 3, 3, 3)])
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_conv_batch_last_layout_weight_grad_and_double_backward(monkeypatch, cache):
+    # a batch larger than the output rows takes the batch-innermost im2col; without the
+    # cache the weight gradient recomputes its columns in that layout
+    import ember.ops.conv as C
+    if not cache:
+        monkeypatch.setattr(C, "_COLS_CACHE_BYTES", 0)
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, stride=(1, 2), padding=1),
+          [(6, 3, 5, 4), (4, 3, 3, 2), (4,)])
+    gradcheck(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1, groups=2),
+              [(5, 2, 3, 3), (4, 1, 2, 2)], gradgrad=True)
