@@ -473,6 +473,26 @@ def _blas_kernel():
     return ", ".join(libs) or "unknown"
 
 
+def markdown(rows):
+    """The rows as the README's Markdown table."""
+    out = ["| workload | ember | PyTorch | ratio | ember throughput | peak MiB ember / PyTorch "
+           "| ember / NumPy |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['workload']} | {r['error']} |  |  |  |  |  |")
+            continue
+        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else "-"
+        rate = f"{r['ember_rate']:.3g} {r['units']}/s" if r.get("units") else ""
+        mem = ""
+        if r.get("ember_peak_mib") is not None:
+            t = r.get("torch_peak_mib")
+            mem = f"{r['ember_peak_mib']:.0f} / " + (f"{t:.0f}" if t is not None else "-")
+        vs = f"{r['vs_numpy']:.2f}x" if r.get("vs_numpy") else ""
+        out.append(f"| {r['workload']} | {_fmt(r.get('ember_s'))} | {_fmt(r.get('torch_s'))} "
+                   f"| {ratio} | {rate} | {mem} | {vs} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help="comma-separated substrings of workload names")
@@ -480,6 +500,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = p.parse_args(argv)
     _set_threads(args.threads)
     blas = _blas_kernel()
@@ -493,6 +514,9 @@ def main(argv=None):
     _print_header()
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     rows = run(only, args.quick, args.threads, not args.no_memory)
+    if args.markdown:
+        print()
+        print(markdown(rows))
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
