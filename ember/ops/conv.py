@@ -264,7 +264,8 @@ class ConvNd(Node):
         cols = ctx.__dict__.pop("cols", None)
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
-        gb = g.sum(dim=(0,) + tuple(range(2, g.ndim))) if nb else None
+        # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x slower
+        gb = g.sum(0).flatten(1).sum(1) if nb else None
         return gx, gw, gb, None, None, None, None
 
 
