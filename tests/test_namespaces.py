@@ -37,3 +37,14 @@ def test_assert_close():
         ember.testing.assert_close(ember.zeros(2), ember.zeros(3))
     ember.testing.assert_close({"a": [ember.ones(2)]}, {"a": [np.ones(2, np.float32)]},
                                check_dtype=False)
+
+
+def test_import_loads_no_optional_heavyweights():
+    # SciPy, Matplotlib, PIL and torch load on first use only (SciPy alone took 0.2 s)
+    import subprocess
+    import sys
+    code = ("import sys, ember; print(sorted(m for m in ('scipy', 'matplotlib', 'PIL', 'torch',"
+            " 'tqdm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"

@@ -12,10 +12,19 @@ import math
 
 import numpy as np
 
-try:
-    import scipy.special as _sp
-except ImportError:  # pragma: no cover - depends on the environment
-    _sp = None
+_SCIPY: list = []
+
+
+def _scipy():
+    """``scipy.special``, or None where SciPy is absent; imported on first use (it takes
+    about 0.2 s, which would otherwise be half of ``import ember``)."""
+    if not _SCIPY:
+        try:
+            import scipy.special as sp
+        except ImportError:  # pragma: no cover - depends on the environment
+            sp = None
+        _SCIPY.append(sp)
+    return _SCIPY[0]
 
 
 def _elementwise(fn, a):
@@ -24,14 +33,14 @@ def _elementwise(fn, a):
 
 
 def erf(a):
-    if _sp is not None:
-        return _sp.erf(a).astype(a.dtype, copy=False)
+    if _scipy() is not None:
+        return _scipy().erf(a).astype(a.dtype, copy=False)
     return _elementwise(math.erf, a)
 
 
 def erfc(a):
-    if _sp is not None:
-        return _sp.erfc(a).astype(a.dtype, copy=False)
+    if _scipy() is not None:
+        return _scipy().erfc(a).astype(a.dtype, copy=False)
     return _elementwise(math.erfc, a)
 
 
@@ -56,14 +65,14 @@ def _erfinv_scalar(y):
 
 
 def erfinv(a):
-    if _sp is not None:
-        return _sp.erfinv(a).astype(a.dtype, copy=False)
+    if _scipy() is not None:
+        return _scipy().erfinv(a).astype(a.dtype, copy=False)
     return _elementwise(_erfinv_scalar, a)
 
 
 def lgamma(a):
-    if _sp is not None:
-        r = _sp.gammaln(a)
+    if _scipy() is not None:
+        r = _scipy().gammaln(a)
         return np.where(a == -np.inf, np.inf, r).astype(a.dtype, copy=False)  # PyTorch's
     return _elementwise(_lgamma_scalar, a)
 
@@ -87,8 +96,8 @@ def _back(r, a):
 
 def digamma(a):
     """psi(x) = d/dx lgamma(x); -inf at 0, nan at negative integers (PyTorch's convention)."""
-    if _sp is not None:
-        r = _sp.psi(a)
+    if _scipy() is not None:
+        r = _scipy().psi(a)
         return _back(np.where(a == 0, -np.inf, r), a)
     x = _f64(a)
     with np.errstate(all="ignore"):
@@ -122,8 +131,8 @@ _BERN_OVER_FACT = [1 / 12, -1 / 720, 1 / 30240, -1 / 1209600, 1 / 47900160,
 def zeta(x, q):
     """Hurwitz zeta sum_k (k + q)^-x (x > 1); Euler-Maclaurin summation when SciPy is absent."""
     dtype = np.result_type(x, q)
-    if _sp is not None:
-        return np.asarray(_sp.zeta(x, q)).astype(dtype, copy=False)
+    if _scipy() is not None:
+        return np.asarray(_scipy().zeta(x, q)).astype(dtype, copy=False)
     x, q = np.broadcast_arrays(_f64(x), _f64(q))
     n = 10
     with np.errstate(all="ignore"):
@@ -151,8 +160,8 @@ def polygamma(n, a):
     """The n-th derivative of digamma: (-1)^(n+1) n! zeta(n + 1, x) for n >= 1."""
     if n == 0:
         return digamma(a)
-    if _sp is not None:
-        return _back(_sp.polygamma(n, a), a)
+    if _scipy() is not None:
+        return _back(_scipy().polygamma(n, a), a)
     r = (-1.0) ** (n + 1) * math.factorial(n) * zeta(np.float64(n + 1), _f64(a))
     return _back(r, a)
 
@@ -190,34 +199,34 @@ def _bessel_i(nu, a, scaled):
 
 
 def i0(a):
-    if _sp is not None:
-        return _back(_sp.i0(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().i0(a), a)
     return _bessel_i(0, a, False)
 
 
 def i0e(a):
-    if _sp is not None:
-        return _back(_sp.i0e(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().i0e(a), a)
     return _bessel_i(0, a, True)
 
 
 def i1(a):
-    if _sp is not None:
-        return _back(_sp.i1(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().i1(a), a)
     return _bessel_i(1, a, False)
 
 
 def i1e(a):
-    if _sp is not None:
-        return _back(_sp.i1e(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().i1e(a), a)
     return _bessel_i(1, a, True)
 
 
 # ---------------------------------------------------------------------- error function family
 def erfcx(a):
     """exp(x^2) erfc(x), without the overflow: an asymptotic series for x > 8."""
-    if _sp is not None:
-        return _back(_sp.erfcx(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().erfcx(a), a)
     x = _f64(a)
     with np.errstate(all="ignore"):
         direct = np.exp(x * x) * erfc(np.minimum(x, 8.0))
@@ -235,15 +244,15 @@ def erfcx(a):
 
 def ndtr(a):
     """The standard normal CDF."""
-    if _sp is not None:
-        return _back(_sp.ndtr(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().ndtr(a), a)
     return _back(0.5 * erfc(-_f64(a) / math.sqrt(2.0)), a)
 
 
 def log_ndtr(a):
     """log of the standard normal CDF, accurate in both tails."""
-    if _sp is not None:
-        return _back(_sp.log_ndtr(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().log_ndtr(a), a)
     x = _f64(a)
     with np.errstate(all="ignore"):
         # left tail through erfcx (no underflow); right tail through log1p
@@ -256,8 +265,8 @@ def log_ndtr(a):
 
 def ndtri(a):
     """The inverse of the standard normal CDF."""
-    if _sp is not None:
-        return _back(_sp.ndtri(a), a)
+    if _scipy() is not None:
+        return _back(_scipy().ndtri(a), a)
     p = _f64(a)
     with np.errstate(all="ignore"):
         # solve in the lower half (q <= 0.5) and mirror: Newton on log ndtr(x) = log q,

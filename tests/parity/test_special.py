@@ -353,7 +353,7 @@ def test_cummax_cummin(name, dtype):
                                   "log_ndtr", "lgamma", "erf", "erfc"])
 def test_numpy_fallbacks_match_torch(name, monkeypatch):
     """With SciPy absent (forced here), the series fallbacks still match PyTorch."""
-    monkeypatch.setattr(_special, "_sp", None)
+    monkeypatch.setattr(_special, "_SCIPY", [None])
     x = np.concatenate([np.linspace(-25, 25, 101), [0.0, -1.0, 1e-9, 60.0, -60.0]])
     tf = getattr(torch.special, name, None) or getattr(torch, name)
     want = tf(torch.tensor(x)).numpy()
@@ -363,7 +363,7 @@ def test_numpy_fallbacks_match_torch(name, monkeypatch):
 
 
 def test_numpy_fallback_polygamma_zeta_ndtri(monkeypatch):
-    monkeypatch.setattr(_special, "_sp", None)
+    monkeypatch.setattr(_special, "_SCIPY", [None])
     q = np.linspace(0.05, 20, 50)
     for n in (1, 2, 4):
         np.testing.assert_allclose(_special.polygamma(n, q),
