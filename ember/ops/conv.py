@@ -845,13 +845,17 @@ def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
     """Max pooling's input gradient when no two windows overlap (stride >= window extent,
     the usual 2x2/2 case): every input position belongs to at most one window, so each
     kernel position writes ``g`` where it holds its window's first max; no scatter-add."""
-    gxp = np.zeros(xp.shape, dtype=g.dtype)
+    covered = all(d == 1 and t == k and o * k == s
+                  for k, t, d, o, s in zip(ks, st, dl, osz, xp.shape[2:]))
+    # windows that tile the input write every position: nothing to zero first
+    gxp = (np.empty if covered else np.zeros)(xp.shape, dtype=g.dtype)
     taken = np.zeros(out.shape, dtype=bool)
     first = np.empty(out.shape, dtype=bool)
+    hit = np.empty(out.shape, dtype=bool)
     nan = out.dtype.kind == "f" and np.isnan(out).any()
     for pos in itertools.product(*(range(k) for k in ks)):
         win = _window_slices(pos, st, dl, osz)
-        hit = xp[win] == out
+        np.equal(xp[win], out, out=hit)
         if nan:
             hit |= np.isnan(xp[win])
         np.greater(hit, taken, out=first)
