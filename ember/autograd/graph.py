@@ -101,41 +101,35 @@ class Node:
     def __repr__(self):
         return f"<{self.name()} object at {hex(id(self))}>"
 
-    @property
-    def saved_tensors(self):
+    def _saved_values(self, arrays):
+        """The saved values, versions checked: Tensors (saved outputs rebuilt carrying this
+        node) or, with ``arrays``, their backend arrays (for ``array_backward``)."""
         saved = self._saved
         if saved is None:
             if self._released:
                 raise RuntimeError(_FREED_MSG)
-            return ()
-        out = []
-        for item in saved:
-            t, vc, version = item
-            if type(t) is _Packed:
-                t = t.unpack(t.value)
-            if vc[0] != version:
-                _raise_modified(self, t, vc[0], version)
-            if type(t) is _ndarray:  # a saved output: rebuild it carrying this node
-                t = _make(t, True, self)
-            out.append(t)
-        return tuple(out)
-
-    @property
-    def saved_arrays(self):
-        """``saved_tensors`` as backend arrays (for ``array_backward``); versions are checked."""
-        saved = self._saved
-        if saved is None:
-            if self._released:
-                raise RuntimeError(_FREED_MSG)
-            return ()
+            return []
         out = []
         for t, vc, version in saved:
             if type(t) is _Packed:
                 t = t.unpack(t.value)
             if vc[0] != version:
                 _raise_modified(self, t, vc[0], version)
-            out.append(t._data if isinstance(t, Tensor) else t)
+            if arrays:
+                out.append(t._data if isinstance(t, Tensor) else t)
+            elif type(t) is _ndarray:  # a saved output
+                out.append(_make(t, True, self))
+            else:
+                out.append(t)
         return out
+
+    @property
+    def saved_tensors(self):
+        return tuple(self._saved_values(False))
+
+    @property
+    def saved_arrays(self):
+        return self._saved_values(True)
 
     def save_for_backward(self, *tensors):
         """Save tensors (inputs or outputs of forward) for backward; versions are checked."""
