@@ -495,7 +495,9 @@ def markdown(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", help="comma-separated substrings of workload names")
+    p.add_argument("--only", action="append", metavar="TEXT",
+                   help="run the workloads whose names contain TEXT (repeatable; names "
+                        "contain commas, so one TEXT per --only)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--threads", type=int, default=1)
@@ -512,7 +514,7 @@ def main(argv=None):
               "kernel choice for NumPy (not for PyTorch); unset it for this command to let "
               "OpenBLAS pick the CPU's own")
     _print_header()
-    only = [s.strip() for s in args.only.split(",")] if args.only else None
+    only = args.only
     rows = run(only, args.quick, args.threads, not args.no_memory)
     if args.markdown:
         print()
