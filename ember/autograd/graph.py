@@ -177,6 +177,20 @@ class Node:
         """Run the op: the one dispatch path (see the module docstring)."""
         if _MODES:
             return _run_modes(cls, args, kwargs, 0)
+        if len(args) == 1 and type(args[0]) is Tensor and not kwargs:
+            a = args[0]  # one plain Tensor argument (sum, unary ops, ...): no list to build
+            if a._rg and GradMode.enabled and cls.differentiable:
+                return _record(cls, args, [a._data], kwargs)
+            out = cls.forward(_ScratchCtx(), a._data)
+            if type(out) is _ndarray:
+                t = _new(Tensor)
+                t._data = out
+                if cls.view:
+                    _link_view(cls, t, a)
+                return t
+            if type(out) is tuple:
+                return tuple(_wrap_plain(cls, o, args) for o in out)
+            return _wrap_plain(cls, out, args)
         need = False
         arrays = []
         for a in args:
