@@ -9,6 +9,13 @@ Per node: gradients arriving for each of its outputs are summed in a buffer; ten
 run on them; the node's backward returns one gradient per input; the engine sums each into
 the next node's buffer, first undoing broadcasting (``sum_to_shape``) and casting to the
 input's dtype, as PyTorch's engine does in ``validate_outputs``.
+
+Two modes. With ``create_graph`` the buffers hold Tensors and every node runs its
+``backward`` (ember ops, recorded, so the result can be differentiated again). Without it
+(the common case) the buffers hold backend arrays: nodes that define ``array_backward`` run
+that formula on arrays directly, the others get their gradients wrapped as Tensors, and
+hooks and ``.grad`` always see Tensors. This skips a dispatch per backward op (measured:
+tiny forward+backward graphs 1.6-1.9x -> 0.8-1.05x of PyTorch's time).
 """
 
 from __future__ import annotations
