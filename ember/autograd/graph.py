@@ -16,6 +16,8 @@ Class attributes an op may set:
   ``saves_output``  also save the output (reconstructed as a Tensor carrying this node)
   ``view``          the output shares its first argument's memory (True) or may ("maybe")
   ``differentiable`` False for ops with no gradient (comparisons, argmax ...)
+  ``array_backward`` optional: ``backward``'s formula on backend arrays (``ctx.saved_arrays``),
+                    run by the engine when nothing records the backward
 """
 
 from __future__ import annotations
