@@ -564,9 +564,21 @@ def _transpose_(self, d0, d1):
     return S.rebind_inplace_view(self, S.transpose(self, d0, d1))
 
 
-def masked_fill_(self, mask, value):
-    r = I.masked_fill(self, mask, value)
+def _write_back(self, r):
+    """An in-place method composed of out-of-place ops: write ``r`` into ``self``."""
     return copy_(self, r) if not (self._rg or r._rg) else E.apply_inplace(_Copy, self, r)
+
+
+def masked_fill_(self, mask, value):
+    return _write_back(self, I.masked_fill(self, mask, value))
+
+
+def _renorm_(self, p, dim, maxnorm):
+    return _write_back(self, Rd.renorm(self, p, dim, maxnorm))
+
+
+def _conj_physical_(self):
+    return _write_back(self, E.conj_physical(self))
 
 
 def index_put_(self, indices, values, accumulate=False):
@@ -681,7 +693,10 @@ METHODS = {
     "logical_not": E.logical_not, "bitwise_and": E.bitwise_and, "bitwise_or": E.bitwise_or,
     "bitwise_xor": E.bitwise_xor, "bitwise_not": E.bitwise_not,
     "bitwise_left_shift": E.bitwise_left_shift, "bitwise_right_shift": E.bitwise_right_shift,
-    "conj": E.conj, "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
+    "conj": E.conj, "conj_physical": E.conj_physical, "conj_physical_": _conj_physical_,
+    "repeat_interleave": S.repeat_interleave, "sum_to_size": S.sum_to_size, "cov": Rd.cov,
+    "corrcoef": Rd.corrcoef, "dist": Rd.dist, "renorm": Rd.renorm, "renorm_": _renorm_,
+    "__rdiv__": _rdiv, "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
     "positive": E.positive,
     # reductions
     "sum": Rd.sum, "nansum": Rd.nansum, "mean": Rd.mean, "nanmean": Rd.nanmean,

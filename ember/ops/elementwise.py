@@ -1675,3 +1675,39 @@ def _float_power_(self, exponent):
         raise RuntimeError(f"the base given to float_power_ has dtype {self.dtype.name} but the "
                            "operation's result requires dtype Double")
     return self.pow_(exponent)
+
+
+# ---------------------------------------------------------------------- composites
+def rsub(input, other, *, alpha=1):
+    """``other - alpha * input`` (subtraction with the operands reversed)."""
+    return sub(other, input, alpha=alpha)
+
+
+class Fill(Node):
+    """A tensor like ``a`` filled with ``value`` (a Python scalar or a 0-d array)."""
+
+    @staticmethod
+    def forward(ctx, a, value):
+        return np.full_like(a, value)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .creation import zeros_like
+        return zeros_like(g), (g.sum() if ctx.needs_input_grad[1] else None)
+
+
+def fill(input, value):
+    """A tensor like ``input`` filled with ``value`` (out of place: the gradient reaching
+    ``input`` is zero; a tensor ``value`` gets the sum)."""
+    if isinstance(value, Tensor) and value._data.ndim:
+        raise RuntimeError(f"fill only supports 0-dimension value tensor but got tensor with "
+                           f"{value._data.ndim} dimensions.")
+    return Fill.apply(input, value)
+
+
+def conj_physical(input):
+    """The complex conjugate as a new tensor (``conj`` for real inputs is the input)."""
+    return conj(input).clone() if input._data.dtype.kind == "c" else input.clone()
+
+
+__all__ += ["rsub", "fill", "conj_physical"]

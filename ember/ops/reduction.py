@@ -816,3 +816,139 @@ def _out(result, out):
         return result
     from .elementwise import _out as o
     return o(result, out)
+
+
+# ---------------------------------------------------------------------- composites
+def cov(input, *, correction=1, fweights=None, aweights=None):
+    """Covariance of the variables in the rows of ``input`` (observations in columns)."""
+    if input._data.ndim > 2:
+        raise ValueError(f"cov(): expected input to have two or fewer dimensions but got an "
+                         f"input with {input._data.ndim} dimensions")
+    x = input if input._data.ndim == 2 else input.reshape(1, -1)
+    n = x._data.shape[1]
+    if not x.is_floating_point() and not x.is_complex():
+        x = x.to(D.get_default_dtype())
+    w = None
+    if fweights is not None:
+        if fweights._data.dtype.kind not in "iu":
+            raise RuntimeError("cov(): expected fweights to have integral dtype")
+        if fweights._data.ndim > 1 or fweights._data.shape[0] != n:
+            raise RuntimeError(f"cov(): expected fweights to have one dimension and the same "
+                               f"number of elements as the number of observations ({n})")
+        if (fweights._data < 0).any():
+            raise RuntimeError("cov(): fweights cannot be negative")
+        w = fweights
+    if aweights is not None:
+        if aweights._data.ndim > 1 or aweights._data.shape[0] != n:
+            raise RuntimeError(f"cov(): expected aweights to have one dimension and the same "
+                               f"number of elements as the number of observations ({n})")
+        if (aweights._data < 0).any():
+            raise RuntimeError("cov(): aweights cannot be negative")
+        w = aweights if w is None else w * aweights
+    if w is None:
+        w_sum = float(n)
+        avg = x.mean(1)
+    else:
+        w = w.to(x.dtype) if w.is_floating_point() or w._data.dtype.kind in "iu" else w
+        w_sum = w.sum()
+        avg = (x * w).sum(1) / w_sum
+    if aweights is None or correction == 0:
+        norm_factor = w_sum - correction
+    else:
+        norm_factor = w_sum - correction * (w * aweights.to(x.dtype)).sum() / w_sum
+    xm = x - avg.unsqueeze(1)
+    xw = xm if w is None else xm * w
+    c = xw.matmul(xm.t().conj())
+    # no degrees of freedom left: PyTorch divides by zero (inf/nan), as here
+    if isinstance(norm_factor, Tensor):
+        from .elementwise import where
+        c = c / where(norm_factor <= 0, 0.0, norm_factor)
+    else:
+        c = c / (norm_factor if norm_factor > 0 else 0.0)
+    return c.squeeze() if input._data.ndim < 2 or c._data.size == 1 else c
+
+
+def corrcoef(input):
+    """Pearson correlation coefficients of the variables in the rows of ``input``."""
+    c = cov(input)
+    if c._data.ndim == 0:
+        return c / c
+    d = c.diagonal()
+    stddev = d.real.sqrt() if c.is_complex() else d.sqrt()
+    c = c / stddev.unsqueeze(1)
+    c = c / stddev.unsqueeze(0)
+    return c if c.is_complex() else c.clamp(-1, 1)
+
+
+def dist(input, other, p=2):
+    """The ``p``-norm of ``input - other`` (broadcast)."""
+    from ..linalg import vector_norm
+    return vector_norm(input - other, p)
+
+
+def trapezoid(y, x=None, *, dx=None, dim=-1):
+    """Integrate ``y`` along ``dim`` by the trapezoid rule (samples at ``x``, or spacing
+    ``dx``, default 1)."""
+    d = norm_dim(dim, y._data.ndim, "trapezoid")
+    n = y._data.shape[d]
+    if n == 0:
+        return y.sum(d)
+    left, right = y.narrow(d, 0, n - 1), y.narrow(d, 1, n - 1)
+    if x is None:
+        return ((left + right) * ((1.0 if dx is None else dx) / 2)).sum(d)
+    if dx is not None:
+        raise TypeError("trapezoid() received an invalid combination of arguments: x and dx")
+    if x._data.ndim == 1:
+        if x._data.shape[0] != n:
+            raise RuntimeError("trapezoid: There must be one `x` value for each sample point")
+        shape = [1] * y._data.ndim
+        shape[d] = n - 1
+        spacing = (x[1:] - x[:-1]).reshape(shape)
+    else:
+        spacing = x.diff(dim=dim)
+    return ((left + right) * spacing / 2).sum(d)
+
+
+def trapz(y, x=None, *, dx=None, dim=-1):
+    """Alias of ``trapezoid`` (``trapz(y, x, dim=...)`` or ``trapz(y, dx=..., dim=...)``)."""
+    return trapezoid(y, x, dx=dx, dim=dim)
+
+
+def cumulative_trapezoid(y, x=None, *, dx=None, dim=-1):
+    """Running trapezoid-rule integral of ``y`` along ``dim`` (one value fewer than ``y``)."""
+    d = norm_dim(dim, y._data.ndim, "cumulative_trapezoid")
+    n = y._data.shape[d]
+    if n == 0:
+        return y.narrow(d, 0, 0)
+    left, right = y.narrow(d, 0, n - 1), y.narrow(d, 1, n - 1)
+    if x is None:
+        return ((left + right) * ((1.0 if dx is None else dx) / 2)).cumsum(d)
+    if dx is not None:
+        raise TypeError("cumulative_trapezoid() received an invalid combination of arguments")
+    if x._data.ndim == 1:
+        shape = [1] * y._data.ndim
+        shape[d] = n - 1
+        spacing = (x[1:] - x[:-1]).reshape(shape)
+    else:
+        spacing = x.diff(dim=dim)
+    return ((left + right) * spacing / 2).cumsum(d)
+
+
+def renorm(input, p, dim, maxnorm):
+    """Rescale each sub-tensor along ``dim`` whose ``p``-norm exceeds ``maxnorm`` to norm
+    ``maxnorm`` (others unchanged)."""
+    from ..linalg import vector_norm
+    if p <= 0:
+        raise RuntimeError("renorm: non-positive-norm not supported")
+    if maxnorm < 0:
+        raise RuntimeError(f"renorm: expected maxnorm to be >= 0 but got {maxnorm}")
+    d = norm_dim(dim, input._data.ndim, "renorm")
+    others = tuple(i for i in range(input._data.ndim) if i != d)
+    norms = vector_norm(input, p, dim=others, keepdim=True) if others else input.abs()
+    # PyTorch's factor: maxnorm / (norm + 1e-7) where the norm exceeds maxnorm, else 1
+    from .elementwise import where
+    factor = where(norms > maxnorm, maxnorm / (norms + 1e-7), 1.0)
+    return input * factor
+
+
+__all__ += ["cov", "corrcoef", "dist", "trapezoid", "trapz", "cumulative_trapezoid", "renorm"]

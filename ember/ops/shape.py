@@ -8,6 +8,7 @@ import builtins
 
 import numpy as np
 
+from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
 from ._util import norm_dim, result_dtype, shape_arg
@@ -1208,3 +1209,93 @@ def rebind_inplace_view(self, result):
         self.grad_fn, self._output_nr = result.grad_fn, result._output_nr
     self._data = result._data
     return self
+
+
+# ---------------------------------------------------------------------- composites
+_I64 = D.int64
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Repeat each element ``repeats`` times along ``dim`` (flattened when ``dim`` is None).
+
+    ``repeat_interleave(repeats)`` with a 1-d integer tensor alone returns the indices
+    ``0..len-1`` each repeated by its count (PyTorch's tensor-only form)."""
+    from .creation import tensor as _tensor
+    from .indexing import index_select
+    if repeats is None:  # the tensor-only form
+        counts = input._data
+        if counts.ndim > 1 or counts.dtype.kind not in "iu":
+            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+        return _tensor(np.repeat(np.arange(counts.shape[0] if counts.ndim else 1),
+                                 counts.reshape(-1)), dtype=_I64)
+    if dim is None:
+        input = input.reshape(-1)
+        dim = 0
+    dim = norm_dim(dim, input._data.ndim, "repeat_interleave")
+    size = input._data.shape[dim] if input._data.ndim else 1
+    if isinstance(repeats, Tensor):
+        r = repeats._data
+        if r.ndim > 1 or r.dtype.kind not in "iu":
+            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+        r = r.reshape(-1)
+    else:
+        r = np.asarray([int(repeats)])
+    if (r < 0).any():
+        raise RuntimeError("repeats can not be negative")
+    if r.size == 1:
+        r = np.broadcast_to(r, (size,))
+    elif r.size != size:
+        raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                           f"repeats.size(0) = {r.size} and input.size({dim}) = {size}")
+    idx = np.repeat(np.arange(size), r)
+    if output_size is not None and idx.size != output_size:
+        raise RuntimeError(f"allocated size does not match required size: output_size="
+                           f"{output_size}, required {idx.size}")
+    if input._data.ndim == 0:
+        input = input.reshape(1)
+    return index_select(input, dim, _tensor(idx, dtype=_I64))
+
+
+def unravel_index(indices, shape):
+    """The coordinates (a tuple of int64 tensors) of flat ``indices`` into ``shape``."""
+    from .creation import tensor as _tensor
+    shape = tuple(int(s) for s in ((shape,) if isinstance(shape, (int, np.integer))
+                                   else shape))
+    d = indices._data if isinstance(indices, Tensor) else np.asarray(indices)
+    if d.dtype.kind not in "iu":
+        raise TypeError("expected 'indices' to be integer dtype, but got "
+                        f"{indices.dtype if isinstance(indices, Tensor) else d.dtype}")
+    if any(s < 0 for s in shape):
+        raise ValueError("'shape' cannot have negative values, but got "
+                         f"{tuple(shape)}")
+    total = int(np.prod(shape)) if shape else 1
+    if d.size and (d.min() < -total or d.max() >= total):
+        raise RuntimeError("index out of bounds for the given shape")
+    d = d.astype(np.int64)
+    d = np.where(d < 0, d + total, d)
+    return tuple(_tensor(c.astype(np.int64), dtype=_I64)
+                 for c in np.unravel_index(d, shape)) if shape else ()
+
+
+def constant_pad_nd(input, pad, value=0):
+    """Pad the last dims by ``pad`` (PyTorch's order: last dim first) with ``value``."""
+    from .conv import pad as _pad
+    return _pad(input, pad, "constant", value)
+
+
+def sum_to_size(input, *size):
+    """Sum ``input`` down to ``size`` (which it must be expandable to), undoing broadcasting."""
+    from ._util import sum_to_shape
+    shape = tuple(shape_arg(size))
+    try:
+        np.broadcast_shapes(shape, input._data.shape)
+        ok = np.broadcast_shapes(shape, input._data.shape) == input._data.shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise RuntimeError(f"size {{{', '.join(map(str, shape))}}} is not expandable to size "
+                           f"{{{', '.join(map(str, input._data.shape))}}}.")
+    return sum_to_shape(input, shape)
+
+
+__all__ += ["repeat_interleave", "unravel_index", "constant_pad_nd"]
