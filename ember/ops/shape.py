@@ -1293,8 +1293,8 @@ def sum_to_size(input, *size):
     except ValueError:
         ok = False
     if not ok:
-        raise RuntimeError(f"size {{{', '.join(map(str, shape))}}} is not expandable to size "
-                           f"{{{', '.join(map(str, input._data.shape))}}}.")
+        raise RuntimeError(f"size {{{list(shape)}}} is not expandable to size "
+                           f"{{{list(input._data.shape)}}}.")
     return sum_to_shape(input, shape)
 
 

@@ -1,0 +1,97 @@
+"""Ops composed of other ember ops (repeat_interleave, cov, trapezoid, renorm, ...): parity
+with PyTorch in float32/float64, broadcasting, 0-d/empty and non-contiguous inputs, negative
+dims, and finite-difference gradient checks. (PyTorch's OpInfo samples cover them too.)"""
+
+import numpy as np
+import pytest
+
+from tests.parity.helpers import check, gradcheck
+
+torch = pytest.importorskip("torch")
+import ember  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+
+CASES = [
+    ("repeat_interleave int", lambda m, x: m.repeat_interleave(x, 3, dim=-1), [(2, 3)]),
+    ("repeat_interleave flat", lambda m, x: m.repeat_interleave(x, 2), [(2, 3)]),
+    ("repeat_interleave tensor", lambda m, x: x.repeat_interleave(m.tensor([1, 0, 2]), dim=0),
+     [(3, 2)]),
+    ("repeat_interleave 0-d", lambda m, x: m.repeat_interleave(x, 2), [()]),
+    ("repeat_interleave empty", lambda m, x: m.repeat_interleave(x, 2, dim=1), [(0, 3)]),
+    ("rsub", lambda m, x, y: m.rsub(x, y, alpha=2), [(2, 3), (3,)]),
+    ("rsub scalar", lambda m, x: m.rsub(x, 1.5), [(4,)]),
+    ("fill", lambda m, x, v: m.fill(x, v), [(2, 3), ()]),
+    ("cov", lambda m, x: m.cov(x), [(3, 6)]),
+    ("cov 1-d", lambda m, x: m.cov(x, correction=0), [(5,)]),
+    ("cov weights", lambda m, x, a: m.cov(x, fweights=m.tensor([1, 2, 3, 1]), aweights=a.abs()),
+     [(2, 4), (4,)]),
+    ("corrcoef", lambda m, x: m.corrcoef(x), [(3, 5)]),
+    ("dist", lambda m, x, y: m.dist(x, y, 3), [(2, 3), (3,)]),
+    ("dist inf", lambda m, x, y: x.dist(y, float("inf")), [(4,), (4,)]),
+    ("trapezoid", lambda m, y: m.trapezoid(y, dim=0), [(4, 3)]),
+    ("trapezoid x", lambda m, y, x: m.trapezoid(y, x, dim=-1), [(2, 5), (5,)]),
+    ("trapz dx", lambda m, y: m.trapz(y, dx=0.5), [(3, 4)]),
+    ("cumulative_trapezoid", lambda m, y, x: m.cumulative_trapezoid(y, x, dim=-2),
+     [(4, 3), (4, 3)]),
+    ("renorm", lambda m, x: m.renorm(x, 2, 0, 1.0), [(3, 4)]),
+    ("renorm p1 last", lambda m, x: x.renorm(1, -1, 0.5), [(2, 3, 2)]),
+    ("sum_to_size", lambda m, x: x.sum_to_size(1, 3), [(4, 3)]),
+    ("constant_pad_nd", lambda m, x: m.constant_pad_nd(x, (1, 2, 0, 1), 0.5), [(2, 3)]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,fn,shapes", CASES, ids=[c[0] for c in CASES])
+def test_composite_parity(name, fn, shapes, dtype):
+    check(fn, shapes, dtype)
+
+
+@pytest.mark.parametrize("name,fn,shapes", [c for c in CASES if len(c[2][0]) >= 2 and
+                                             0 not in c[2][0]], ids=lambda c: str(c)[:20])
+def test_composite_noncontiguous(name, fn, shapes):
+    check(fn, shapes, np.float64, noncontig=True)
+
+
+GRADCHECK = ["repeat_interleave int", "rsub", "cov", "cov weights", "corrcoef", "dist",
+             "trapezoid x", "cumulative_trapezoid", "renorm", "sum_to_size", "fill"]
+
+
+@pytest.mark.parametrize("name", GRADCHECK)
+def test_composite_gradcheck(name):
+    _, fn, shapes = next(c for c in CASES if c[0] == name)
+    gradcheck(fn, shapes)
+
+
+def test_unravel_index_and_errors():
+    for shape in [(2, 3), (4,), (2, 1, 3)]:
+        idx = np.array([0, 5, -1, 3]) % int(np.prod(shape))
+        a = ember.unravel_index(ember.tensor(idx), shape)
+        b = torch.unravel_index(torch.tensor(idx), shape)
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+            assert x.dtype == ember.int64
+    with pytest.raises(RuntimeError):
+        ember.repeat_interleave(ember.ones(3), ember.tensor([1, 2]), dim=0)
+    with pytest.raises(RuntimeError):
+        ember.repeat_interleave(ember.ones(3), -1)
+    with pytest.raises(ValueError):
+        ember.cov(ember.ones(2, 2, 2))
+    with pytest.raises(RuntimeError):
+        ember.ones(2, 3).sum_to_size(2)
+    with pytest.raises(RuntimeError):
+        ember.fill(ember.ones(2), ember.ones(2))
+    np.testing.assert_array_equal(ember.repeat_interleave(ember.tensor([2, 0, 1])).numpy(),
+                                  torch.repeat_interleave(torch.tensor([2, 0, 1])).numpy())
+
+
+def test_inplace_variants():
+    x = ember.tensor([[3.0, 4.0], [0.3, 0.4]])
+    y = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    x.renorm_(2, 0, 1.0)
+    y.renorm_(2, 0, 1.0)
+    np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-6)
+    c = ember.tensor([1 + 2j])
+    c.conj_physical_()
+    assert c.numpy()[0] == 1 - 2j
