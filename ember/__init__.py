@@ -121,7 +121,7 @@ from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noq
 _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributions", "sparse",
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
-                 "export"}
+                 "export", "signal"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse"}
 

@@ -95,3 +95,25 @@ def test_inplace_variants():
     c = ember.tensor([1 + 2j])
     c.conj_physical_()
     assert c.numpy()[0] == 1 - 2j
+
+
+@pytest.mark.parametrize("name,kw", [("hann", {}), ("hamming", {}), ("blackman", {}),
+                                     ("nuttall", {}), ("bartlett", {}), ("cosine", {}),
+                                     ("exponential", {"tau": 0.7}), ("gaussian", {"std": 1.3}),
+                                     ("kaiser", {"beta": 5.0}),
+                                     ("general_cosine", {"a": [0.46, 0.23, 0.31]}),
+                                     ("general_hamming", {"alpha": 0.6})])
+def test_signal_windows(name, kw):
+    for M in (0, 1, 2, 7, 8):
+        for sym in (True, False):
+            for dt in ("float32", "float64"):
+                a = getattr(ember.signal.windows, name)(M, sym=sym, dtype=getattr(ember, dt),
+                                                        **kw)
+                b = getattr(torch.signal.windows, name)(M, sym=sym, dtype=getattr(torch, dt),
+                                                        **kw)
+                assert a.dtype == getattr(ember, dt) and a.shape == tuple(b.shape)
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):
+        getattr(ember.signal.windows, name)(-1, **kw)
+    with pytest.raises(ValueError):
+        getattr(ember.signal.windows, name)(4, dtype=ember.int64, **kw)

@@ -2,7 +2,8 @@
 
 Every entry of ``torch.testing._internal.common_methods_invocations.op_db`` whose name maps to
 an ember function (``ember.<name>``, ``ember.nn.functional.<name>``, ``ember.linalg.<name>``,
-``ember.special.<name>``, ``ember.fft.<name>``) or a Tensor method gets one test per dtype:
+``ember.special.<name>``, ``ember.fft.<name>``, ``ember.signal.windows.<name>``) or a Tensor
+method gets one test per dtype:
 float32 and float64 (values; gradients too in float64 where the entry supports autograd) and
 int64, int32, uint8 and bool where the entry supports them (values only).
 
@@ -37,7 +38,7 @@ MAX_SAMPLES = 12  # first samples of each entry: keeps the file fast on one core
 MAX_NUMEL = 4096  # samples holding more elements than this in all are skipped as huge
 DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 DEFAULT_TOL = {"float32": (1e-5, 1e-5), "float64": (1e-7, 1e-7)}
-NAMESPACES = ("nn.functional.", "linalg.", "special.", "fft.")
+NAMESPACES = ("nn.functional.", "linalg.", "special.", "fft.", "signal.windows.")
 
 
 def op_db():

@@ -1,0 +1,3 @@
+"""``ember.signal``: signal-processing helpers (PyTorch's ``torch.signal``)."""
+
+from . import windows  # noqa: F401

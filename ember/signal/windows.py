@@ -1,0 +1,150 @@
+"""Window functions (``torch.signal.windows``): 1-d tensors of length ``M``.
+
+``sym=True`` gives the symmetric window (filter design); ``sym=False`` the periodic one
+(spectral analysis: the symmetric window of length ``M + 1`` without its last point). Values
+are computed in float64 and returned in ``dtype`` (float32 or float64; default the default
+dtype)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _dtype as D
+from .._device import to_device
+from ..ops.creation import tensor as _tensor
+
+__all__ = ["bartlett", "blackman", "cosine", "exponential", "gaussian", "general_cosine",
+           "general_hamming", "hamming", "hann", "kaiser", "nuttall"]
+
+
+def _checks(name, M, dtype, layout, device):
+    if M < 0:
+        raise ValueError(f"{name} requires non-negative window length, got M={M}")
+    if layout is not None and str(layout) not in ("torch.strided", "ember.strided", "strided"):
+        raise ValueError(f"{name} is implemented for strided tensors only, got: {layout}")
+    dt = D.get_default_dtype() if dtype is None else D.to_dtype(dtype)
+    if dt not in (D.float32, D.float64):
+        raise ValueError(f"{name} expects float32 or float64 dtypes, got: {dt}")
+    to_device(device)
+    return dt
+
+
+def _out(values, dt, requires_grad):
+    return _tensor(np.asarray(values, dtype=np.float64).astype(dt.np), dtype=dt,
+                   requires_grad=requires_grad)
+
+
+def _period(M, sym):
+    """The distance (in samples) the window's formula spans: M - 1 if symmetric, else M."""
+    return M - 1 if sym else M
+
+
+def general_cosine(M, *, a, sym=True, dtype=None, layout=None, device=None,
+                   requires_grad=False):
+    """``w[n] = sum_i (-1)^i a[i] cos(2 pi i n / N)`` with ``N`` the window's period."""
+    dt = _checks("general_cosine", M, dtype, layout, device)
+    if not isinstance(a, (list, tuple)):
+        raise TypeError("Coefficients must be a list/tuple")
+    if not a:
+        raise ValueError("Coefficients cannot be empty")
+    if M <= 1:
+        return _out(np.ones(M), dt, requires_grad)
+    k = np.arange(M) * (2 * math.pi / _period(M, sym))
+    w = sum(((-1) ** i) * c * np.cos(i * k) for i, c in enumerate(a))
+    return _out(w, dt, requires_grad)
+
+
+def general_hamming(M, *, alpha=0.54, sym=True, dtype=None, layout=None, device=None,
+                    requires_grad=False):
+    """``alpha - (1 - alpha) cos(2 pi n / N)``."""
+    return general_cosine(M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, layout=layout,
+                          device=device, requires_grad=requires_grad)
+
+
+def hamming(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The Hamming window (``general_hamming`` with ``alpha = 0.54``)."""
+    _checks("hamming", M, dtype, layout, device)
+    return general_hamming(M, alpha=0.54, sym=sym, dtype=dtype, device=device,
+                           requires_grad=requires_grad)
+
+
+def hann(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The Hann window (``general_hamming`` with ``alpha = 0.5``)."""
+    _checks("hann", M, dtype, layout, device)
+    return general_hamming(M, alpha=0.5, sym=sym, dtype=dtype, device=device,
+                           requires_grad=requires_grad)
+
+
+def blackman(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The Blackman window (cosine terms 0.42, 0.5, 0.08)."""
+    _checks("blackman", M, dtype, layout, device)
+    return general_cosine(M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, device=device,
+                          requires_grad=requires_grad)
+
+
+def nuttall(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The minimum 4-term Blackman-Harris window of Nuttall."""
+    _checks("nuttall", M, dtype, layout, device)
+    return general_cosine(M, a=[0.3635819, 0.4891775, 0.1365995, 0.0106411], sym=sym,
+                          dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def bartlett(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The triangular window reaching 0 at both ends: ``1 - |2n / N - 1|``."""
+    dt = _checks("bartlett", M, dtype, layout, device)
+    if M <= 1:
+        return _out(np.ones(M), dt, requires_grad)
+    w = 1 - np.abs(np.arange(M) * (2 / _period(M, sym)) - 1)
+    return _out(w, dt, requires_grad)
+
+
+def cosine(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
+    """The sine window: ``sin(pi (n + 1/2) / L)``, ``L = M`` (symmetric) or ``M + 1``."""
+    dt = _checks("cosine", M, dtype, layout, device)
+    if M == 0:
+        return _out(np.ones(0), dt, requires_grad)
+    length = M + 1 if not sym and M > 1 else M
+    w = np.sin((np.arange(M) + 0.5) * (math.pi / length))
+    return _out(w, dt, requires_grad)
+
+
+def exponential(M, *, center=None, tau=1.0, sym=True, dtype=None, layout=None, device=None,
+                requires_grad=False):
+    """The Poisson window: ``exp(-|n - center| / tau)``."""
+    dt = _checks("exponential", M, dtype, layout, device)
+    if tau <= 0:
+        raise ValueError(f"Tau must be positive, got: {tau} instead.")
+    if sym and center is not None:
+        raise ValueError("Center must be None for symmetric windows")
+    if M == 0:
+        return _out(np.ones(0), dt, requires_grad)
+    if center is None:
+        center = (M if not sym and M > 1 else M - 1) / 2.0
+    return _out(np.exp(-np.abs(np.arange(M) - center) / tau), dt, requires_grad)
+
+
+def gaussian(M, *, std=1.0, sym=True, dtype=None, layout=None, device=None,
+             requires_grad=False):
+    """``exp(-((n - c) / std)^2 / 2)`` centred on the window."""
+    dt = _checks("gaussian", M, dtype, layout, device)
+    if std <= 0:
+        raise ValueError(f"Standard deviation must be positive, got: {std} instead.")
+    if M == 0:
+        return _out(np.ones(0), dt, requires_grad)
+    c = (M if not sym and M > 1 else M - 1) / 2.0
+    return _out(np.exp(-0.5 * ((np.arange(M) - c) / std) ** 2), dt, requires_grad)
+
+
+def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
+           requires_grad=False):
+    """``I0(beta sqrt(1 - (2n / N - 1)^2)) / I0(beta)``."""
+    dt = _checks("kaiser", M, dtype, layout, device)
+    if beta < 0:
+        raise ValueError(f"beta must be non-negative, got: {beta} instead.")
+    if M <= 1:
+        return _out(np.ones(M), dt, requires_grad)
+    r = np.minimum(np.arange(M) * (2 / _period(M, sym)) - 1, 1.0)
+    w = np.i0(beta * np.sqrt(np.maximum(1 - r * r, 0.0))) / np.i0(beta)
+    return _out(w, dt, requires_grad)
