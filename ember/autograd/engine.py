@@ -181,7 +181,8 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if g.shape != shape:
                         g = _sum_to_array(g, shape, node, k)
                     if g.dtype != dt and dt.kind in "fcV":
-                        g = g.astype(dt)
+                        # a complex gradient reaching a real input keeps its real part
+                        g = (g.real if g.dtype.kind == "c" and dt.kind != "c" else g).astype(dt)
                     if _anomaly_enabled[0]:
                         _check_nan(node, k, g)
                 else:

@@ -1299,3 +1299,24 @@ def sum_to_size(input, *size):
 
 
 __all__ += ["repeat_interleave", "unravel_index", "constant_pad_nd"]
+
+
+def complex(real, imag):
+    """``real + i imag``: float32 parts make complex64, float64 parts complex128.
+    (This module uses no builtin ``complex``; the name is PyTorch's.)"""
+    if real._data.dtype != imag._data.dtype:
+        raise RuntimeError(f"Expected object of scalar type {real.dtype} but got scalar type "
+                           f"{imag.dtype} for second argument")
+    if real._data.dtype not in (np.float32, np.float64):
+        raise RuntimeError(f"Expected both inputs to be Half, Float or Double tensors but got "
+                           f"{real.dtype} and {imag.dtype}")
+    ct = D.complex64 if real._data.dtype == np.float32 else D.complex128
+    return real.to(ct) + imag.to(ct) * 1j
+
+
+def polar(abs, angle):
+    """The complex numbers with modulus ``abs`` and argument ``angle``."""
+    return complex(abs * angle.cos(), abs * angle.sin())
+
+
+__all__ += ["complex", "polar"]

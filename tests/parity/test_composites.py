@@ -117,3 +117,19 @@ def test_signal_windows(name, kw):
         getattr(ember.signal.windows, name)(-1, **kw)
     with pytest.raises(ValueError):
         getattr(ember.signal.windows, name)(4, dtype=ember.int64, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_complex_and_polar(dtype):
+    import warnings
+    check(lambda m, r, i: m.complex(r, i).abs(), [(2, 3), (2, 3)], dtype)
+    check(lambda m, a, t: m.view_as_real(m.polar(a, t)), [(4,), (4,)], dtype, low=0.5)
+    gradcheck(lambda m, r, i: m.view_as_real(m.complex(r, i)), [(3,), (3,)])
+    # a complex gradient reaching a real leaf keeps its real part, without NumPy's warning
+    r = ember.tensor([1.0, 2.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (r * (1 + 2j)).abs().sum().backward()
+    np.testing.assert_allclose(r.grad.numpy(), [np.sqrt(5)] * 2, rtol=1e-6)
+    with pytest.raises(RuntimeError):
+        ember.complex(ember.ones(2), ember.ones(2, dtype=ember.float64))
