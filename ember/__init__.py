@@ -123,7 +123,10 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
                  "export", "signal"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
-               "sparse_coo_tensor": "sparse", "spmm": "sparse"}
+               "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
+               "istft": "_spectral", "hann_window": "signal.windows",
+               "hamming_window": "signal.windows", "blackman_window": "signal.windows",
+               "bartlett_window": "signal.windows", "kaiser_window": "signal.windows"}
 
 
 def __getattr__(name):

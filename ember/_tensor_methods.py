@@ -573,6 +573,16 @@ def masked_fill_(self, mask, value):
     return _write_back(self, I.masked_fill(self, mask, value))
 
 
+def _stft(self, *args, **kwargs):
+    from ._spectral import stft
+    return stft(self, *args, **kwargs)
+
+
+def _istft(self, *args, **kwargs):
+    from ._spectral import istft
+    return istft(self, *args, **kwargs)
+
+
 def _renorm_(self, p, dim, maxnorm):
     return _write_back(self, Rd.renorm(self, p, dim, maxnorm))
 
@@ -696,7 +706,8 @@ METHODS = {
     "conj": E.conj, "conj_physical": E.conj_physical, "conj_physical_": _conj_physical_,
     "repeat_interleave": S.repeat_interleave, "sum_to_size": S.sum_to_size, "cov": Rd.cov,
     "corrcoef": Rd.corrcoef, "dist": Rd.dist, "renorm": Rd.renorm, "renorm_": _renorm_,
-    "__rdiv__": _rdiv, "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
+    "__rdiv__": _rdiv, "stft": _stft, "istft": _istft,
+    "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
     "positive": E.positive,
     # reductions
     "sum": Rd.sum, "nansum": Rd.nansum, "mean": Rd.mean, "nanmean": Rd.nanmean,

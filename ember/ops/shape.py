@@ -1108,7 +1108,13 @@ class ViewAsReal(Node):
     def forward(ctx, a):
         if a.dtype.kind != "c":
             raise RuntimeError("view_as_real is only supported for complex tensors")
-        return a.view(a.real.dtype).reshape(a.shape + (2,))
+        if a.ndim == 0 or a.strides[-1] == a.itemsize:
+            return a.view(a.real.dtype).reshape(a.shape + (2,))
+        # any strides: (real, imag) pairs sit itemsize/2 apart inside each element
+        from numpy.lib.stride_tricks import as_strided
+        r = a.real
+        return as_strided(r, a.shape + (2,), a.strides + (r.itemsize,),
+                          writeable=a.flags.writeable)
 
     @staticmethod
     def backward(ctx, g):

@@ -148,3 +148,47 @@ def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
     r = np.minimum(np.arange(M) * (2 / _period(M, sym)) - 1, 1.0)
     w = np.i0(beta * np.sqrt(np.maximum(1 - r * r, 0.0))) / np.i0(beta)
     return _out(w, dt, requires_grad)
+
+
+# ---------------------------------------------------------------------- ember.*_window
+# PyTorch's older top-level forms: ``periodic=True`` (the default) is ``sym=False``.
+def _top(M, periodic, dtype, requires_grad, fn, **kw):
+    if not isinstance(M, (int, np.integer)) or isinstance(M, bool):
+        raise TypeError(f"window_length must be an int, got {type(M).__name__}")
+    return fn(int(M), sym=not periodic, dtype=dtype, requires_grad=requires_grad, **kw)
+
+
+def hann_window(window_length, periodic=True, *, dtype=None, layout=None, device=None,
+                requires_grad=False):
+    """``ember.hann_window``: the Hann window, periodic by default."""
+    to_device(device)
+    return _top(window_length, periodic, dtype, requires_grad, hann)
+
+
+def hamming_window(window_length, periodic=True, alpha=0.54, beta=0.46, *, dtype=None,
+                   layout=None, device=None, requires_grad=False):
+    """``ember.hamming_window``: ``alpha - beta cos(2 pi n / N)``, periodic by default."""
+    to_device(device)
+    return _top(window_length, periodic, dtype, requires_grad, general_cosine,
+                a=[alpha, beta])
+
+
+def blackman_window(window_length, periodic=True, *, dtype=None, layout=None, device=None,
+                    requires_grad=False):
+    """``ember.blackman_window``: the Blackman window, periodic by default."""
+    to_device(device)
+    return _top(window_length, periodic, dtype, requires_grad, blackman)
+
+
+def bartlett_window(window_length, periodic=True, *, dtype=None, layout=None, device=None,
+                    requires_grad=False):
+    """``ember.bartlett_window``: the triangular window, periodic by default."""
+    to_device(device)
+    return _top(window_length, periodic, dtype, requires_grad, bartlett)
+
+
+def kaiser_window(window_length, periodic=True, beta=12.0, *, dtype=None, layout=None,
+                  device=None, requires_grad=False):
+    """``ember.kaiser_window``: the Kaiser window, periodic by default."""
+    to_device(device)
+    return _top(window_length, periodic, dtype, requires_grad, kaiser, beta=beta)

@@ -133,3 +133,15 @@ def test_complex_and_polar(dtype):
     np.testing.assert_allclose(r.grad.numpy(), [np.sqrt(5)] * 2, rtol=1e-6)
     with pytest.raises(RuntimeError):
         ember.complex(ember.ones(2), ember.ones(2, dtype=ember.float64))
+
+
+def test_view_as_real_of_non_contiguous_complex():
+    z = np.arange(6) + 1j * (np.arange(6) + 10)
+    a = ember.view_as_real(ember.tensor(z).reshape(2, 3).t())
+    b = torch.view_as_real(torch.tensor(z).reshape(2, 3).t())
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    ze = ember.tensor(z).reshape(2, 3)
+    v = ember.view_as_real(ze.t())
+    v[0, 0, 1] = -1.0  # a view: the write reaches the complex tensor
+    assert ze[0, 0].item() == complex(0, -1)
+    check(lambda m, x: m.view_as_real(m.complex(x, x * 2).t()) * 3, [(2, 3)])
