@@ -1326,3 +1326,79 @@ def polar(abs, angle):
 
 
 __all__ += ["complex", "polar"]
+
+
+def gradient(input, *, spacing=1, dim=None, edge_order=1):
+    """Estimate the derivative of ``input`` along each of ``dim`` (all dims by default) by
+    central differences inside and one-sided differences of order ``edge_order`` (1 or 2) at
+    the edges, as NumPy's ``gradient``. ``spacing``: a scalar, one scalar per dim, or one
+    1-d tensor of coordinates per dim. Returns one tensor per dim."""
+    nd = input._data.ndim
+    if dim is None:
+        dims = list(range(nd))
+    elif isinstance(dim, (int, np.integer)):
+        dims = [norm_dim(dim, nd, "gradient")]
+    else:
+        dims = [norm_dim(d, nd, "gradient") for d in dim]
+    if edge_order not in (1, 2):
+        raise RuntimeError("torch.gradient only supports edge_order=1 and edge_order=2.")
+    if spacing is None:
+        spacing = 1
+    if isinstance(spacing, (list, tuple)):
+        if len(spacing) != len(dims):
+            raise RuntimeError(f"torch.gradient expected spacing to be unspecified, a scalar or "
+                               f"it's spacing and dim arguments to have the same length, but "
+                               f"got a spacing argument of length {len(spacing)} and a dim "
+                               f"argument of length {len(dims)}.")
+        steps = list(spacing)
+    else:
+        steps = [spacing] * len(dims)
+    if not (input.is_floating_point() or input.is_complex()):
+        input = input.to(D.get_default_dtype())
+    out = []
+    for d, h in zip(dims, steps):
+        n = input._data.shape[d]
+        if n < edge_order + 1:
+            raise RuntimeError("torch.gradient expected each dimension size to be at least "
+                               "edge_order+1")
+        out.append(_gradient_1d(input, d, h, edge_order, n))
+    return tuple(out)
+
+
+def _gradient_1d(f, d, h, edge_order, n):
+    def at(start, length):
+        return f.narrow(d, start, length)
+    if isinstance(h, Tensor):  # coordinates along d
+        if h._data.ndim != 1 or h._data.shape[0] != n:
+            raise RuntimeError("torch.gradient expected each tensor to be on the same device "
+                               "and of size 1-D with length equal to the dimension size")
+        shape = [1] * f._data.ndim
+        shape[d] = n - 1
+        dx = (h[1:] - h[:-1]).to(f.dtype).reshape(shape)
+        hd, hs = dx.narrow(d, 0, n - 2), dx.narrow(d, 1, n - 2)
+        inner = (at(2, n - 2) * (hd / (hs * (hd + hs))) - at(0, n - 2) * (hs / (hd * (hd + hs)))
+                 + at(1, n - 2) * ((hs - hd) / (hd * hs))) if n > 2 else None
+        h0, h1 = dx.narrow(d, 0, 1), dx.narrow(d, n - 2, 1)
+        if edge_order == 1:
+            first = (at(1, 1) - at(0, 1)) / h0
+            last = (at(n - 1, 1) - at(n - 2, 1)) / h1
+        else:
+            a0, a1 = h0, dx.narrow(d, 1, 1)
+            first = (-(2 * a0 + a1) / (a0 * (a0 + a1)) * at(0, 1) + (a0 + a1) / (a0 * a1)
+                     * at(1, 1) - a0 / (a1 * (a0 + a1)) * at(2, 1))
+            b1, b0 = h1, dx.narrow(d, n - 3, 1)
+            last = (b1 / (b0 * (b0 + b1)) * at(n - 3, 1) - (b0 + b1) / (b0 * b1) * at(n - 2, 1)
+                    + (2 * b1 + b0) / (b1 * (b0 + b1)) * at(n - 1, 1))
+    else:
+        inner = (at(2, n - 2) - at(0, n - 2)) / (2 * h) if n > 2 else None
+        if edge_order == 1:
+            first = (at(1, 1) - at(0, 1)) / h
+            last = (at(n - 1, 1) - at(n - 2, 1)) / h
+        else:
+            first = (-1.5 * at(0, 1) + 2 * at(1, 1) - 0.5 * at(2, 1)) / h
+            last = (0.5 * at(n - 3, 1) - 2 * at(n - 2, 1) + 1.5 * at(n - 1, 1)) / h
+    parts = [first] + ([inner] if inner is not None else []) + [last]
+    return cat(parts, d)
+
+
+__all__ += ["gradient"]

@@ -145,3 +145,32 @@ def test_view_as_real_of_non_contiguous_complex():
     v[0, 0, 1] = -1.0  # a view: the write reaches the complex tensor
     assert ze[0, 0].item() == complex(0, -1)
     check(lambda m, x: m.view_as_real(m.complex(x, x * 2).t()) * 3, [(2, 3)])
+
+
+GRADIENT = [
+    ({}, [(6,)]),
+    ({"spacing": 0.5, "edge_order": 2}, [(5, 4)]),
+    ({"dim": -1, "spacing": [2.0]}, [(3, 5)]),
+    ({"dim": [0, 2], "spacing": [1.5, 0.5], "edge_order": 2}, [(4, 3, 5)]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw,shapes", GRADIENT, ids=str)
+def test_gradient(kw, shapes, dtype):
+    check(lambda m, f: m.cat([g.reshape(-1) for g in m.gradient(f, **kw)]), shapes, dtype)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+def test_gradient_coordinates(edge_order):
+    x = np.array([0.0, 0.3, 1.1, 1.5, 2.6])
+
+    def fn(m, f):
+        return m.cat([g.reshape(-1) for g in m.gradient(f, spacing=[m.tensor(x)], dim=1,
+                                                           edge_order=edge_order)])
+    check(fn, [(3, 5)])
+    gradcheck(fn, [(2, 5)])
+    with pytest.raises(RuntimeError):
+        ember.gradient(ember.ones(2), edge_order=2)  # a dim shorter than edge_order + 1
+    with pytest.raises(RuntimeError):
+        ember.gradient(ember.ones(3, 3), spacing=[1.0, 2.0, 3.0])
