@@ -957,3 +957,59 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduce(loss, reduction)
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
+             zero_infinity=False):
+    """Connectionist temporal classification loss of ``log_probs`` ``(T, N, C)`` (or
+    ``(T, C)``) against ``targets`` (``(N, S)`` padded, or the targets of all samples
+    concatenated), with per-sample input and target lengths."""
+    from ..ops.nn import CTCLoss
+    _check_reduction(reduction)
+    batched = log_probs.ndim == 3
+    if log_probs.ndim not in (2, 3):
+        raise RuntimeError(f"ctc_loss: expected log_probs to be 2-D or 3-D, got "
+                           f"{log_probs.ndim}-D")
+    lp = log_probs if batched else log_probs.unsqueeze(1)
+    T, N, C = lp.shape
+
+    def lengths(v, what):
+        a = np.asarray(v._data if isinstance(v, Tensor) else v, dtype=np.int64).reshape(-1)
+        if a.shape[0] != N:
+            raise RuntimeError(f"ctc_loss: expected {what} to have size {N}, but got "
+                               f"{a.shape[0]}")
+        return a
+    in_lens = lengths(input_lengths, "input_lengths")
+    tgt_lens = lengths(target_lengths, "target_lengths")
+    if (in_lens > T).any() or (in_lens < 0).any():
+        raise RuntimeError(f"ctc_loss: expected input_lengths in [0, {T}], got "
+                           f"{in_lens.tolist()}")
+    if not 0 <= blank < C:
+        raise RuntimeError("blank must be in label range")
+    t = targets._data if isinstance(targets, Tensor) else np.asarray(targets)
+    t = t.astype(np.int64)
+    S = int(tgt_lens.max()) if N else 0
+    padded = np.full((N, S), blank, dtype=np.int64)
+    if t.ndim == 1 or not batched:  # concatenated (or one unbatched sequence)
+        flat = t.reshape(-1)
+        if flat.shape[0] < tgt_lens.sum():
+            raise RuntimeError("ctc_loss: targets hold fewer labels than target_lengths sum")
+        start = 0
+        for b, n in enumerate(tgt_lens):
+            padded[b, :n] = flat[start:start + n]
+            start += n
+    else:
+        if t.shape[1] < S:
+            raise RuntimeError(f"Expected tensor to have size at least {S} at dimension 1, but "
+                               f"got size {t.shape[1]} for argument #2 'targets'")
+        for b, n in enumerate(tgt_lens):
+            padded[b, :n] = t[b, :n]
+    if ((padded < 0) | (padded >= C)).any():
+        raise RuntimeError("ctc_loss: targets must be in [0, num_classes)")
+    loss = CTCLoss.apply(lp, padded, in_lens, tgt_lens, int(blank), bool(zero_infinity))
+    if reduction == "none":
+        return loss if batched else loss.squeeze(0)
+    if reduction == "sum":
+        return loss.sum()
+    denom = _make(np.maximum(tgt_lens, 1).astype(loss._data.dtype))
+    return (loss / denom).mean()

@@ -582,3 +582,100 @@ def _logsigmoid_np(x):
 
 
 LogSigmoid = _unary("LogSigmoid", _logsigmoid_np, lambda g, x, y: g * E.sigmoid(-x))
+
+
+# ---------------------------------------------------------------------- CTC
+def _lse(*xs):
+    """Elementwise log-sum-exp of arrays that may hold -inf."""
+    m = xs[0]
+    for x in xs[1:]:
+        m = np.maximum(m, x)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    total = sum(np.exp(x - safe) for x in xs)
+    with np.errstate(divide="ignore"):
+        return np.log(total) + safe
+
+
+class CTCLoss(Node):
+    """Per-sample CTC negative log-likelihoods ``(N,)`` of ``log_probs`` ``(T, N, C)`` for
+    padded ``targets`` ``(N, S)``, by the forward (alpha) and backward (beta) recursions over
+    the blank-extended label sequences, in float64. The gradient is PyTorch's:
+    ``exp(log_probs) - occupancy`` (the gradient through a log_softmax producing them)."""
+
+    @staticmethod
+    def forward(ctx, lp, targets, in_lens, tgt_lens, blank, zero_infinity):
+        T, N, C = lp.shape
+        x = lp.astype(np.float64)
+        S = targets.shape[1] if targets.ndim == 2 else 0
+        L = 2 * S + 1
+        ext = np.full((N, L), blank, dtype=np.int64)
+        ext[:, 1::2] = targets
+        lens = 2 * tgt_lens + 1
+        valid = np.arange(L)[None, :] < lens[:, None]
+        skip = np.zeros((N, L), dtype=bool)
+        skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+        rows = np.arange(N)[:, None]
+        emit = x[:, rows, ext]  # (T, N, L)
+        ninf = -np.inf
+        alpha = np.full((T, N, L), ninf)
+        a = np.full((N, L), ninf)
+        a[:, 0] = emit[0, :, 0]
+        if L > 1:
+            a[:, 1] = emit[0, :, 1]
+        alpha[0] = np.where(valid, a, ninf)
+        pad1 = np.full((N, 1), ninf)
+        pad2 = np.full((N, 2), ninf)
+        for t in range(1, T):
+            p = alpha[t - 1]
+            s1 = np.concatenate([pad1, p[:, :-1]], 1)
+            s2 = np.where(skip, np.concatenate([pad2, p[:, :-2]], 1)[:, :L], ninf)
+            alpha[t] = np.where(valid & (t < in_lens)[:, None], _lse(p, s1, s2) + emit[t], ninf)
+        last = np.maximum(in_lens - 1, 0)
+        end = alpha[last, np.arange(N)]  # (N, L) at each sample's last step
+        a_end = end[np.arange(N), lens - 1]
+        a_pen = np.where(lens > 1, end[np.arange(N), np.maximum(lens - 2, 0)], ninf)
+        nll = -_lse(a_end, a_pen)
+        ctx.state = (x, ext, lens, valid, skip, emit, alpha, nll, in_lens, zero_infinity)
+        out = np.where(np.isinf(nll), 0.0, nll) if zero_infinity else nll
+        return out.astype(lp.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ArrayGrad.apply(_ctc_grad_np, g, ctx), None, None, None, None, None
+
+
+def _ctc_grad_np(g, ctx):
+    x, ext, lens, valid, skip, emit, alpha, nll, in_lens, zero_infinity = ctx.state
+    T, N, L = emit.shape
+    ninf = -np.inf
+    beta = np.full((T, N, L), ninf)
+    b_all = np.arange(N)
+    pad1 = np.full((N, 1), ninf)
+    pad2 = np.full((N, 2), ninf)
+    skip_next = np.concatenate([skip[:, 2:], np.zeros((N, 2), bool)], 1)  # s -> s + 2 allowed
+    init = np.full((N, L), ninf)
+    init[b_all, lens - 1] = emit[np.maximum(in_lens - 1, 0), b_all, lens - 1]
+    two = lens > 1
+    init[b_all[two], lens[two] - 2] = emit[in_lens[two] - 1, b_all[two], lens[two] - 2]
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            n = beta[t + 1]
+            n1 = np.concatenate([n[:, 1:], pad1], 1)
+            n2 = np.where(skip_next, np.concatenate([n[:, 2:], pad2], 1), ninf)
+            rec = _lse(n, n1, n2) + emit[t]
+        else:
+            rec = np.full((N, L), ninf)
+        here = np.where((t == in_lens - 1)[:, None], init,
+                        np.where((t < in_lens - 1)[:, None], rec, ninf))
+        beta[t] = np.where(valid, here, ninf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        occ = np.exp(alpha + beta + nll[None, :, None] - emit)  # (T, N, L) posteriors
+    occ = np.where(valid[None], occ, 0.0)
+    total = np.zeros_like(x)
+    for s in range(L):
+        total[:, b_all, ext[:, s]] += occ[:, :, s]
+    grad = np.exp(x) - total
+    grad = np.where((np.arange(T)[:, None] < in_lens[None, :])[:, :, None], grad, 0.0)
+    if zero_infinity:
+        grad = np.where(np.isinf(nll)[None, :, None], 0.0, grad)
+    return (grad * np.asarray(g, np.float64)[None, :, None]).astype(g.dtype)
