@@ -14,7 +14,7 @@ __all__ = [
     "log_softmax", "zeta", "gammaln", "erf", "erfc", "erfinv", "expm1", "exp2", "log1p",
     "round", "i0", "i0e", "i1", "i1e", "multigammaln", "psi", "digamma", "polygamma", "xlogy",
     "xlog1py",
-]
+] + _E._POLYNOMIALS + _E._BESSEL_NAMES
 
 entr = _E.special_entr
 erfcx = _E.special_erfcx
@@ -41,6 +41,11 @@ psi = digamma = _E.digamma
 polygamma = _E.polygamma
 xlogy = _E.xlogy
 xlog1py = _E.special_xlog1py
+for _name in _E._POLYNOMIALS:
+    globals()[_name] = getattr(_E, _name)
+for _name in _E._BESSEL_NAMES:
+    globals()[_name] = getattr(_E, "special_" + _name)
+del _name
 
 
 def multigammaln(input, p, *, out=None):

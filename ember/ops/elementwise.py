@@ -1711,3 +1711,135 @@ def conj_physical(input):
 
 
 __all__ += ["rsub", "fill", "conj_physical"]
+
+
+# ---------------------------------------------------------------------- orthogonal polynomials
+def _poly_start(kind, x):
+    """(P_0, P_1) of each family at ``x`` (float64)."""
+    one = np.ones_like(x)
+    first = {"t": x, "u": 2 * x, "v": 2 * x - 1, "w": 2 * x + 1, "h": 2 * x, "he": x,
+             "l": 1 - x, "p": x}[kind]
+    return one, first
+
+
+def _poly_next(kind, x, k, prev, cur):
+    """P_{k+1} from P_k (``cur``) and P_{k-1} (``prev``)."""
+    if kind in ("t", "u", "v", "w"):
+        return 2 * x * cur - prev
+    if kind == "h":
+        return 2 * x * cur - 2 * k * prev
+    if kind == "he":
+        return x * cur - k * prev
+    if kind == "l":
+        return ((2 * k + 1 - x) * cur - k * prev) / (k + 1)
+    return ((2 * k + 1) * x * cur - k * prev) / (k + 1)  # Legendre
+
+
+def _orthogonal_poly(kind, x, n):
+    """P_n(x) by the three-term recurrence, elementwise over broadcast ``x`` and ``n``
+    (``n`` truncated to an integer; 0 where it is negative), computed in float64."""
+    x, n = np.broadcast_arrays(np.asarray(x, np.float64), np.trunc(np.asarray(n, np.float64)))
+    out = np.zeros(x.shape)
+    if x.size == 0:
+        return out
+    p0, p1 = _poly_start(kind, x)
+    out = np.where(n == 0, p0, out)
+    out = np.where(n == 1, p1, out)
+    top = int(np.nanmax(n)) if np.isfinite(np.nanmax(n)) else 0
+    prev, cur = p0, p1
+    for k in range(1, top):
+        prev, cur = cur, _poly_next(kind, x, k, prev, cur)
+        out = np.where(n == k + 1, cur, out)
+    return out
+
+
+class OrthogonalPolynomial(Node):
+    """``special.*_polynomial_*``: values only (PyTorch defines no derivative for them)."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, n, kind, shifted):
+        rt = result_dtype(x, n)
+        rt = rt if rt.is_floating_point else D.get_default_dtype()
+        xv = np.asarray(x, np.float64)
+        if shifted:
+            xv = 2 * xv - 1
+        with np.errstate(all="ignore"):
+            return np.asarray(_orthogonal_poly(kind, xv, n)).astype(rt.np)
+
+
+def _poly_fn(name, kind, shifted=False):
+    def fn(input, n, *, out=None):
+        if not isinstance(input, Tensor) and not isinstance(n, Tensor):
+            raise TypeError(f"{name}(): expected at least one Tensor argument")
+        return _out(OrthogonalPolynomial.apply(input, n, kind, shifted), out)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``special.{name}(input, n)``: the polynomial of degree ``n`` at ``input``."
+    return fn
+
+
+chebyshev_polynomial_t = _poly_fn("chebyshev_polynomial_t", "t")
+chebyshev_polynomial_u = _poly_fn("chebyshev_polynomial_u", "u")
+chebyshev_polynomial_v = _poly_fn("chebyshev_polynomial_v", "v")
+chebyshev_polynomial_w = _poly_fn("chebyshev_polynomial_w", "w")
+shifted_chebyshev_polynomial_t = _poly_fn("shifted_chebyshev_polynomial_t", "t", True)
+shifted_chebyshev_polynomial_u = _poly_fn("shifted_chebyshev_polynomial_u", "u", True)
+shifted_chebyshev_polynomial_v = _poly_fn("shifted_chebyshev_polynomial_v", "v", True)
+shifted_chebyshev_polynomial_w = _poly_fn("shifted_chebyshev_polynomial_w", "w", True)
+hermite_polynomial_h = _poly_fn("hermite_polynomial_h", "h")
+hermite_polynomial_he = _poly_fn("hermite_polynomial_he", "he")
+laguerre_polynomial_l = _poly_fn("laguerre_polynomial_l", "l")
+legendre_polynomial_p = _poly_fn("legendre_polynomial_p", "p")
+_POLYNOMIALS = ["chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+                "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t",
+                "shifted_chebyshev_polynomial_u", "shifted_chebyshev_polynomial_v",
+                "shifted_chebyshev_polynomial_w", "hermite_polynomial_h",
+                "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p"]
+
+
+# ---------------------------------------------------------------------- Bessel and Airy
+def _spherical_j0(x):
+    with np.errstate(all="ignore"):
+        return np.where(x == 0, 1.0, np.sin(x) / np.where(x == 0, 1.0, x))
+
+
+# special.<name>: (SciPy function name, or a NumPy formula)
+_BESSEL = {"bessel_j0": "j0", "bessel_j1": "j1", "bessel_y0": "y0", "bessel_y1": "y1",
+           "modified_bessel_i0": "i0", "modified_bessel_i1": "i1", "modified_bessel_k0": "k0",
+           "modified_bessel_k1": "k1", "scaled_modified_bessel_k0": "k0e",
+           "scaled_modified_bessel_k1": "k1e", "airy_ai": "airy",
+           "spherical_bessel_j0": _spherical_j0}
+
+
+class BesselFunction(Node):
+    """``special.bessel_*`` and friends: values only (PyTorch defines no derivative)."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, name):
+        rt = x.dtype if x.dtype.kind == "f" else D.get_default_dtype().np
+        fn = _BESSEL[name]
+        xv = x.astype(np.float64)
+        if not callable(fn):
+            sp = _S._scipy()
+            if sp is None:
+                raise NotImplementedError(f"special.{name} needs SciPy: pip install "
+                                          f"'ember[special]'")
+            fn = (lambda v: sp.airy(v)[0]) if fn == "airy" else getattr(sp, fn)
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(xv)).astype(rt)
+
+
+def _bessel_fn(name):
+    def fn(input, *, out=None):
+        return _out(BesselFunction.apply(input, name), out)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``special.{name}`` (values; SciPy computes them where it is needed)."
+    return fn
+
+
+for _n in _BESSEL:
+    globals()["special_" + _n] = _bessel_fn(_n)
+_BESSEL_NAMES = list(_BESSEL)
