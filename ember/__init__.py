@@ -22,6 +22,7 @@ from ._tensor import Size, Tensor, is_tensor
 from . import _tensor_methods
 
 _tensor_methods.install()
+resize_as_ = _tensor_methods._resize_as_
 
 from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled,  # noqa: E402
                                  is_inference_mode_enabled, no_grad, set_grad_enabled)

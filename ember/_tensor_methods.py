@@ -573,6 +573,17 @@ def masked_fill_(self, mask, value):
     return _write_back(self, I.masked_fill(self, mask, value))
 
 
+def _resize_as_(self, other, *, memory_format=None):
+    return resize_(self, *other.shape)
+
+
+def _new_empty_strided(self, size, stride, *, dtype=None, layout=None, device=None,
+                       requires_grad=False, pin_memory=False):
+    # ember's tensors are row-major: the strides PyTorch would honour are not kept
+    return creation.empty(tuple(size), dtype=dtype or self.dtype, device=device,
+                          requires_grad=requires_grad)
+
+
 def _stft(self, *args, **kwargs):
     from ._spectral import stft
     return stft(self, *args, **kwargs)
@@ -706,7 +717,8 @@ METHODS = {
     "conj": E.conj, "conj_physical": E.conj_physical, "conj_physical_": _conj_physical_,
     "repeat_interleave": S.repeat_interleave, "sum_to_size": S.sum_to_size, "cov": Rd.cov,
     "corrcoef": Rd.corrcoef, "dist": Rd.dist, "renorm": Rd.renorm, "renorm_": _renorm_,
-    "__rdiv__": _rdiv, "stft": _stft, "istft": _istft,
+    "__rdiv__": _rdiv, "stft": _stft, "istft": _istft, "resize_as_": _resize_as_,
+    "new_empty_strided": _new_empty_strided, "igamma": E.igamma, "igammac": E.igammac,
     "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
     "positive": E.positive,
     # reductions

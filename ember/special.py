@@ -14,7 +14,7 @@ __all__ = [
     "log_softmax", "zeta", "gammaln", "erf", "erfc", "erfinv", "expm1", "exp2", "log1p",
     "round", "i0", "i0e", "i1", "i1e", "multigammaln", "psi", "digamma", "polygamma", "xlogy",
     "xlog1py",
-] + _E._POLYNOMIALS + _E._BESSEL_NAMES
+] + _E._POLYNOMIALS + _E._BESSEL_NAMES + ["gammainc", "gammaincc"]
 
 entr = _E.special_entr
 erfcx = _E.special_erfcx
@@ -41,6 +41,8 @@ psi = digamma = _E.digamma
 polygamma = _E.polygamma
 xlogy = _E.xlogy
 xlog1py = _E.special_xlog1py
+gammainc = _E.igamma
+gammaincc = _E.igammac
 for _name in _E._POLYNOMIALS:
     globals()[_name] = getattr(_E, _name)
 for _name in _E._BESSEL_NAMES:

@@ -1843,3 +1843,60 @@ def _bessel_fn(name):
 for _n in _BESSEL:
     globals()["special_" + _n] = _bessel_fn(_n)
 _BESSEL_NAMES = list(_BESSEL)
+
+
+# ---------------------------------------------------------------------- regularised gamma
+class _IncompleteGamma(Node):
+    """``igamma`` (lower, P) / ``igammac`` (upper, Q) regularised incomplete gamma functions
+    of ``a`` (input) and ``x`` (other); the gradient flows to ``x`` only, as in PyTorch."""
+
+    saves = (0, 1)
+    upper = False
+
+    @classmethod
+    def _values(cls, a, x):
+        sp = _S._scipy()
+        if sp is None:
+            raise NotImplementedError(f"{'igammac' if cls.upper else 'igamma'} needs SciPy: "
+                                      "pip install 'ember[special]'")
+        return (sp.gammaincc if cls.upper else sp.gammainc)(a, x)
+
+    @classmethod
+    def forward(cls, ctx, a, x):
+        a, x = promote(a, x)
+        rt = result_dtype(a, x)
+        rt = rt.np if rt.is_floating_point else D.get_default_dtype().np
+        with np.errstate(all="ignore"):
+            return np.asarray(cls._values(np.asarray(a, np.float64),
+                                          np.asarray(x, np.float64))).astype(rt)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, x = ctx.saved_tensors
+        if ctx.needs_input_grad[0]:
+            raise NotImplementedError(f"the derivative for '{'igammac' if cls.upper else 'igamma'}"
+                                      f": input' is not implemented.")
+        # d/dx P(a, x) = x^(a-1) e^(-x) / Gamma(a) = -d/dx Q(a, x)
+        d = exp((a - 1) * log(x) - x - lgamma(a))
+        return None, (-g * d if cls.upper else g * d)
+
+
+class Igamma(_IncompleteGamma):
+    pass
+
+
+class Igammac(_IncompleteGamma):
+    upper = True
+
+
+def igamma(input, other, *, out=None):
+    """The regularised lower incomplete gamma function P(input, other)."""
+    return _out(Igamma.apply(input, other), out)
+
+
+def igammac(input, other, *, out=None):
+    """The regularised upper incomplete gamma function Q(input, other)."""
+    return _out(Igammac.apply(input, other), out)
+
+
+__all__ += ["igamma", "igammac"]

@@ -982,3 +982,18 @@ def _install_view_inplace():
 
 
 _install_view_inplace()
+
+
+def nonzero_static(input, *, size, fill_value=-1):
+    """``nonzero`` with exactly ``size`` rows: truncated, or padded with ``fill_value``."""
+    from .creation import tensor as _tensor
+    if size < 0:
+        raise RuntimeError(f"nonzero_static: 'size' must be an non-negative integer, got {size}")
+    idx = np.argwhere(input._data)
+    out = np.full((size, input._data.ndim), fill_value, dtype=np.int64)
+    n = min(size, idx.shape[0])
+    out[:n] = idx[:n]
+    return _tensor(out)
+
+
+__all__ += ["nonzero_static"]

@@ -1402,3 +1402,41 @@ def _gradient_1d(f, d, h, edge_order, n):
 
 
 __all__ += ["gradient"]
+
+
+# ---------------------------------------------------------------------- *_copy and friends
+def alias_copy(input):
+    """A copy of ``input`` (PyTorch's copy form of its ``alias`` view)."""
+    return clone(input)
+
+
+def split_with_sizes_copy(input, split_sizes, dim=0):
+    """``split_with_sizes`` whose pieces are copies, not views."""
+    return tuple(clone(p) for p in split_with_sizes(input, split_sizes, dim))
+
+
+def unfold_copy(input, dimension, size, step):
+    """``Tensor.unfold`` as a copy."""
+    return clone(unfold(input, dimension, size, step))
+
+
+def as_strided_copy(input, size, stride, storage_offset=None):
+    """``as_strided`` as a copy."""
+    return clone(as_strided(input, size, stride, storage_offset))
+
+
+def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None,
+                   requires_grad=False, pin_memory=False):
+    """An uninitialised tensor of ``size`` (``physical_layout`` orders memory in PyTorch;
+    ember's tensors are laid out row-major whatever it says)."""
+    from .creation import empty
+    size = tuple(shape_arg((size,)))
+    if sorted(physical_layout) != list(range(len(size))):
+        raise RuntimeError(f"Number of dimensions in size does not match the length of the "
+                           f"physical_layout; or physical_layout is not a permutation of "
+                           f"0..{len(size) - 1}")
+    return empty(size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+__all__ += ["alias_copy", "split_with_sizes_copy", "unfold_copy", "as_strided_copy",
+            "empty_permuted"]

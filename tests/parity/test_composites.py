@@ -174,3 +174,33 @@ def test_gradient_coordinates(edge_order):
         ember.gradient(ember.ones(2), edge_order=2)  # a dim shorter than edge_order + 1
     with pytest.raises(RuntimeError):
         ember.gradient(ember.ones(3, 3), spacing=[1.0, 2.0, 3.0])
+
+
+def test_copies_and_static_nonzero():
+    x = np.arange(12.0).reshape(3, 4)
+    check(lambda m, t: m.alias_copy(t) * 2, [], arrays=[x])
+    check(lambda m, t: m.cat(m.split_with_sizes_copy(t, [1, 3], dim=1), 1) * 2, [], arrays=[x])
+    check(lambda m, t: m.unfold_copy(t, 1, 2, 1) * 2, [], arrays=[x])
+    check(lambda m, t: m.as_strided_copy(t, (2, 2), (4, 1), 1) * 2, [], arrays=[x])
+    for size, fill in ((2, -1), (6, -3)):
+        a = ember.nonzero_static(ember.tensor([[0, 1], [1, 1]]), size=size, fill_value=fill)
+        b = torch.nonzero_static(torch.tensor([[0, 1], [1, 1]]), size=size, fill_value=fill)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    t = ember.ones(2, 3)
+    ember.resize_as_(t, ember.ones(3, 2))
+    assert t.shape == (3, 2) and ember.empty_permuted((2, 3), (1, 0)).shape == (2, 3)
+    assert t.new_empty_strided((2, 2), (2, 1)).shape == (2, 2)
+
+
+def test_igamma():
+    a = np.array([0.5, 1.0, 2.0, 7.5])
+    x = np.array([0.3, 1.0, 3.0, 6.0])
+    for name in ("igamma", "igammac"):
+        check(lambda m, p, q: getattr(m, name)(p.detach(), q), [], arrays=[a, x])
+        np.testing.assert_allclose(
+            getattr(ember.special, "gammainc" if name == "igamma" else "gammaincc")(
+                ember.tensor(a), ember.tensor(x)).numpy(),
+            getattr(torch.special, "gammainc" if name == "igamma" else "gammaincc")(
+                torch.tensor(a), torch.tensor(x)).numpy(), rtol=1e-12)
+    with pytest.raises(NotImplementedError):
+        ember.igamma(ember.tensor(a, requires_grad=True), ember.tensor(x)).sum().backward()
