@@ -3,6 +3,8 @@ PyTorch follows) and the scatter helpers that backward passes of other ops use."
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from .._tensor import Tensor, _bump_version, _make
@@ -997,3 +999,73 @@ def nonzero_static(input, *, size, fill_value=-1):
 
 
 __all__ += ["nonzero_static"]
+
+
+_histogramdd_rt = None
+
+
+def histogramdd(input, bins=10, *, range=None, weight=None, density=False):
+    """``(hist, bin_edges)`` of the points in the rows of ``input`` (its last dim holds the
+    coordinates): ``bins`` is one count, a count per dimension, or a 1-d tensor of edges per
+    dimension; ``range`` is (min, max) per dimension, flattened. As PyTorch's kernel: a point
+    counts when every coordinate lies within its outer edges (the last bin includes its right
+    edge), found by binary search in the edges."""
+    global _histogramdd_rt
+    if _histogramdd_rt is None:
+        from .reduction import _rt
+        _histogramdd_rt = _rt("histogramdd", ["hist", "bin_edges"])
+    a = input._data
+    if a.dtype.kind != "f":
+        raise RuntimeError(f"torch.histogramdd: input tensor should have a floating dtype, got "
+                           f"{input.dtype}")
+    if a.ndim < 2:
+        raise RuntimeError("torch.histogramdd: input tensor should have at least 2 dimensions")
+    d = a.shape[-1]
+    pts = a.reshape(-1, d)
+    if isinstance(bins, (list, tuple)) and bins and isinstance(bins[0], Tensor):
+        edges = [b._data.astype(a.dtype) for b in bins]
+    else:
+        counts = [int(b) for b in bins] if isinstance(bins, (list, tuple)) else [int(bins)] * d
+        if len(counts) != d:
+            raise RuntimeError(f"torch.histogramdd: expected {d} bin counts, got {len(counts)}")
+        if range is not None:
+            flat = [float(v) for v in range]
+            bounds = list(zip(flat[0::2], flat[1::2]))
+        elif pts.shape[0]:
+            bounds = list(zip(pts.min(0).tolist(), pts.max(0).tolist()))
+        else:
+            bounds = [(0.0, 1.0)] * d
+        edges = []
+        for (lo, hi), n in zip(bounds, counts):
+            if lo == hi:  # a single value: a bin of width 1 around it
+                lo, hi = lo - 0.5, hi + 0.5
+            edges.append(np.linspace(lo, hi, n + 1).astype(a.dtype))
+    if len(edges) != d:
+        raise RuntimeError(f"torch.histogramdd: expected {d} sequences of bin edges, got "
+                           f"{len(edges)}")
+    shape = tuple(builtins.max(e.shape[0] - 1, 0) for e in edges)
+    inside = np.ones(pts.shape[0], dtype=bool)
+    pos = []
+    for i, e in enumerate(edges):
+        x = pts[:, i]
+        inside &= (x >= e[0]) & (x <= e[-1]) if e.size else False
+        p = np.searchsorted(e, x, side="right") - 1
+        p = np.where(x == e[-1], shape[i] - 1, p) if e.size else p
+        pos.append(np.clip(p, 0, builtins.max(shape[i] - 1, 0)))
+    hist = np.zeros(shape, dtype=np.float64)
+    w = weight._data.reshape(-1).astype(np.float64) if weight is not None else \
+        np.ones(pts.shape[0])
+    if all(shape):
+        np.add.at(hist, tuple(p[inside] for p in pos), w[inside])
+    if density:
+        total = hist.sum()
+        widths = [np.diff(e.astype(np.float64)) for e in edges]
+        vol = widths[0]
+        for wd in widths[1:]:
+            vol = np.multiply.outer(vol, wd)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hist = hist / total / vol
+    return _histogramdd_rt(_make(hist.astype(a.dtype)), tuple(_make(e) for e in edges))
+
+
+__all__ += ["histogramdd"]

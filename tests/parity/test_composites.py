@@ -204,3 +204,24 @@ def test_igamma():
                 torch.tensor(a), torch.tensor(x)).numpy(), rtol=1e-12)
     with pytest.raises(NotImplementedError):
         ember.igamma(ember.tensor(a, requires_grad=True), ember.tensor(x)).sum().backward()
+
+
+def test_histogramdd():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2))
+    w = rng.random(50)
+    cases = [dict(bins=4), dict(bins=[3, 5], weight=w), dict(bins=3, density=True),
+             dict(bins=2, range=[-1.0, 1.0, 0.0, 2.0]),
+             dict(bins=[np.array([-2.0, 0.0, 2.0]), np.array([-1.0, -0.5, 3.0])])]
+    for kw in cases:
+        def conv(m, v):
+            if isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+                return [m.tensor(e) for e in v]
+            return m.tensor(v) if isinstance(v, np.ndarray) else v
+        a = ember.histogramdd(ember.tensor(x), **{k: conv(ember, v) for k, v in kw.items()})
+        b = torch.histogramdd(torch.tensor(x), **{k: conv(torch, v) for k, v in kw.items()})
+        np.testing.assert_allclose(a.hist.numpy(), b.hist.numpy(), rtol=1e-12)
+        for ea, eb in zip(a.bin_edges, b.bin_edges):
+            np.testing.assert_allclose(ea.numpy(), eb.numpy(), rtol=1e-12)
+    with pytest.raises(RuntimeError):
+        ember.histogramdd(ember.ones(5), bins=2)
