@@ -127,7 +127,8 @@ _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
                "hamming_window": "signal.windows", "blackman_window": "signal.windows",
-               "bartlett_window": "signal.windows", "kaiser_window": "signal.windows"}
+               "bartlett_window": "signal.windows", "kaiser_window": "signal.windows",
+               "geqrf": "linalg", "orgqr": "linalg", "ormqr": "linalg"}
 
 
 def __getattr__(name):

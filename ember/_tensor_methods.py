@@ -584,6 +584,21 @@ def _new_empty_strided(self, size, stride, *, dtype=None, layout=None, device=No
                           requires_grad=requires_grad)
 
 
+def _geqrf(self):
+    from .linalg import geqrf
+    return geqrf(self)
+
+
+def _orgqr(self, tau):
+    from .linalg import orgqr
+    return orgqr(self, tau)
+
+
+def _ormqr(self, tau, other, left=True, transpose=False):
+    from .linalg import ormqr
+    return ormqr(self, tau, other, left, transpose)
+
+
 def _stft(self, *args, **kwargs):
     from ._spectral import stft
     return stft(self, *args, **kwargs)
@@ -719,6 +734,7 @@ METHODS = {
     "corrcoef": Rd.corrcoef, "dist": Rd.dist, "renorm": Rd.renorm, "renorm_": _renorm_,
     "__rdiv__": _rdiv, "stft": _stft, "istft": _istft, "resize_as_": _resize_as_,
     "new_empty_strided": _new_empty_strided, "igamma": E.igamma, "igammac": E.igammac,
+    "geqrf": _geqrf, "orgqr": _orgqr, "ormqr": _ormqr,
     "resolve_conj": lambda self: self, "resolve_neg": lambda self: self,
     "positive": E.positive,
     # reductions

@@ -225,3 +225,23 @@ def test_histogramdd():
             np.testing.assert_allclose(ea.numpy(), eb.numpy(), rtol=1e-12)
     with pytest.raises(RuntimeError):
         ember.histogramdd(ember.ones(5), bins=2)
+
+
+def test_householder_geqrf_ormqr():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 5, 3))
+    ta, tt = torch.geqrf(torch.tensor(a))
+    ea, et = ember.geqrf(ember.tensor(a))
+    np.testing.assert_allclose(ea.numpy(), ta.numpy(), atol=1e-12)
+    np.testing.assert_allclose(et.numpy(), tt.numpy(), atol=1e-12)
+    check(lambda m, x, t: m.linalg.householder_product(x, t), [], arrays=[ta.numpy(),
+                                                                          tt.numpy()])
+    gradcheck(lambda m, x, t: m.linalg.householder_product(x, t), [],
+              arrays=[ta.numpy()[0], tt.numpy()[0]])
+    c = rng.standard_normal((2, 5, 4))
+    for left, tr, o in ((True, False, c), (True, True, c), (False, True, c.swapaxes(-1, -2))):
+        check(lambda m, x, t, y: m.ormqr(x, t, y, left, tr), [],
+              arrays=[ta.numpy(), tt.numpy(), np.ascontiguousarray(o)])
+    q = ember.tensor(ta.numpy()).orgqr(ember.tensor(tt.numpy()))
+    np.testing.assert_allclose(q.numpy(), torch.linalg.householder_product(ta, tt).numpy(),
+                               atol=1e-12)
