@@ -122,7 +122,7 @@ from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noq
 _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributions", "sparse",
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
-                 "export", "signal"}
+                 "export", "signal", "masked"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",

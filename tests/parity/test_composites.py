@@ -245,3 +245,32 @@ def test_householder_geqrf_ormqr():
     q = ember.tensor(ta.numpy()).orgqr(ember.tensor(tt.numpy()))
     np.testing.assert_allclose(q.numpy(), torch.linalg.householder_product(ta, tt).numpy(),
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "amax", "amin", "argmax", "argmin", "mean"])
+def test_masked_reductions(name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4))
+    mask = rng.random((3, 4)) > 0.5
+    mask[1] = False  # a fully masked row: the identity (nan for mean)
+    dims = [None, 1, 0] if not name.startswith("arg") else [1, 0]
+    for dim in dims:
+        kw = {} if dim is None else {"dim": dim}
+        a = getattr(ember.masked, name)(ember.tensor(x), mask=ember.tensor(mask), **kw)
+        b = getattr(torch.masked, name)(torch.tensor(x), mask=torch.tensor(mask), **kw)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, equal_nan=True)
+    row_mask = ember.tensor(rng.random(4) > 0.3)  # broadcast along rows
+    np.testing.assert_allclose(
+        getattr(ember.masked, name)(ember.tensor(x), 1, mask=row_mask).numpy(),
+        getattr(torch.masked, name)(torch.tensor(x), 1, mask=torch.tensor(row_mask.numpy()))
+        .numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_masked_cumulative_and_grads():
+    rng = np.random.default_rng(4)
+    mask = rng.random((3, 5)) > 0.4
+    for name in ("cumsum", "cumprod"):
+        check(lambda m, x: getattr(m.masked, name)(x, 1, mask=m.tensor(mask)), [(3, 5)])
+    check(lambda m, x: m.masked.sum(x, (0, 1), mask=m.tensor(mask)), [(3, 5)])
+    with pytest.raises(ValueError):
+        ember.masked.mean(ember.tensor([1, 2]), mask=ember.tensor([True, False]))

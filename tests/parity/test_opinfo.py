@@ -38,7 +38,7 @@ MAX_SAMPLES = 12  # first samples of each entry: keeps the file fast on one core
 MAX_NUMEL = 4096  # samples holding more elements than this in all are skipped as huge
 DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 DEFAULT_TOL = {"float32": (1e-5, 1e-5), "float64": (1e-7, 1e-7)}
-NAMESPACES = ("nn.functional.", "linalg.", "special.", "fft.", "signal.windows.")
+NAMESPACES = ("nn.functional.", "linalg.", "special.", "fft.", "signal.windows.", "masked.")
 
 
 def op_db():
