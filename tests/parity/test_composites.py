@@ -274,3 +274,26 @@ def test_masked_cumulative_and_grads():
     check(lambda m, x: m.masked.sum(x, (0, 1), mask=m.tensor(mask)), [(3, 5)])
     with pytest.raises(ValueError):
         ember.masked.mean(ember.tensor([1, 2]), mask=ember.tensor([True, False]))
+
+
+@pytest.mark.parametrize("name,kw", [("logsumexp", {"dim": 1}), ("norm", {"dim": 1}),
+                                     ("norm", {"ord": float("-inf"), "dim": 0}),
+                                     ("var", {"dim": 1}), ("std", {"dim": 0, "correction": 0}),
+                                     ("softmax", {"dim": 1}), ("log_softmax", {"dim": 0}),
+                                     ("softmin", {"dim": 1}), ("median", {"dim": 1}),
+                                     ("normalize", {"ord": 2.0, "dim": 1})])
+def test_masked_others(name, kw):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4))
+    mask = rng.random((3, 4)) > 0.4
+    mask[0, :] = True
+    a = getattr(ember.masked, name)(ember.tensor(x), mask=ember.tensor(mask), **kw)
+    b = getattr(torch.masked, name)(torch.tensor(x), mask=torch.tensor(mask), **kw)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12, equal_nan=True)
+    if name not in ("median",):
+        check(lambda m, t: getattr(m.masked, name)(t, mask=m.tensor(mask), **kw), [],
+              arrays=[x])
+    a = ember.masked.logaddexp(ember.tensor(x), ember.tensor(x.T.copy().T),
+                               input_mask=ember.tensor(mask))
+    b = torch.masked.logaddexp(torch.tensor(x), torch.tensor(x), input_mask=torch.tensor(mask))
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
