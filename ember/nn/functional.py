@@ -1013,3 +1013,99 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         return loss.sum()
     denom = _make(np.maximum(tgt_lens, 1).astype(loss._data.dtype))
     return (loss / denom).mean()
+
+
+def _fractional_intervals(sample, in_size, out_size, k):
+    """PyTorch's pseudo-random window starts: ``floor((i + u) a) - floor(u a)`` with
+    ``a = (in - k) / (out - 1)``, and the last window flush with the end."""
+    starts = np.empty(sample.shape + (out_size,), dtype=np.int64)
+    if out_size > 1:
+        alpha = (in_size - k) / (out_size - 1)
+        i = np.arange(out_size - 1)
+        starts[..., :-1] = (np.floor((i + sample[..., None]) * alpha)
+                            - np.floor(sample[..., None] * alpha)).astype(np.int64)
+    starts[..., -1] = in_size - k
+    return starts
+
+
+def _fractional_max_pool(nd, input, kernel_size, output_size, output_ratio, return_indices,
+                         _random_samples):
+    from .._random import _rng
+    name = f"fractional_max_pool{nd}d"
+    batched = input.ndim == nd + 2
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(f"{name}: expected {nd + 1}D or {nd + 2}D input, got {input.ndim}D")
+    x = input if batched else input.unsqueeze(0)
+    n, c = x.shape[:2]
+    spatial = tuple(x.shape[2:])
+    ks = (kernel_size,) * nd if isinstance(kernel_size, int) else tuple(kernel_size)
+    if output_size is None:
+        if output_ratio is None:
+            raise ValueError(f"{name} requires specifying either an output_size or an "
+                             "output_ratio")
+        ratio = (output_ratio,) * nd if isinstance(output_ratio, (int, float)) else \
+            tuple(output_ratio)
+        output_size = tuple(int(s * r) for s, r in zip(spatial, ratio))
+    osz = (output_size,) * nd if isinstance(output_size, int) else tuple(output_size)
+    for s, o, k in zip(spatial, osz, ks):
+        if o + k - 1 > s:
+            raise RuntimeError(f"{name}(): pool height/width ({k}) too large relative to input "
+                               f"size ({s}) for output size {o}")
+    if _random_samples is None:
+        samples = _rng().random((n, c, nd)).astype(x._data.dtype)
+    else:
+        samples = np.asarray(_random_samples._data if isinstance(_random_samples, Tensor)
+                             else _random_samples, dtype=np.float64)
+    # as in PyTorch: in 2-d samples[..., 0] drives the width (last) dim, in 3-d the first
+    order = [1, 0] if nd == 2 else list(range(nd))
+    starts = [_fractional_intervals(samples[..., order[d]].astype(np.float64), spatial[d],
+                                    osz[d], ks[d]) for d in range(nd)]
+    xa = x._data
+    plane = xa.reshape(n, c, -1)
+    strides = [int(np.prod(spatial[d + 1:])) for d in range(nd)]
+    best_idx = None
+    best_val = None
+    for offs in np.ndindex(*ks):
+        flat = np.zeros((n, c) + osz, dtype=np.int64)
+        for d in range(nd):
+            shape = [n, c] + [1] * nd
+            shape[2 + d] = osz[d]
+            flat = flat + ((starts[d] + offs[d]) * strides[d]).reshape(shape)
+        vals = np.take_along_axis(plane, flat.reshape(n, c, -1), 2).reshape(flat.shape)
+        if best_val is None:
+            best_val, best_idx = vals, flat
+        else:
+            take = (vals > best_val) | (np.isnan(vals) & ~np.isnan(best_val))
+            best_val = np.where(take, vals, best_val)
+            best_idx = np.where(take, flat, best_idx)
+    idx = _make(best_idx)
+    out = x.flatten(2).gather(2, idx.reshape(n, c, -1)).reshape((n, c) + osz)
+    if not batched:
+        out, idx = out.squeeze(0), idx.squeeze(0)
+    return (out, idx) if return_indices else out
+
+
+def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=None,
+                          return_indices=False, _random_samples=None):
+    """Max pooling over pseudo-randomly placed 2-d windows (Graham's fractional pooling)."""
+    return _fractional_max_pool(2, input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples)
+
+
+def fractional_max_pool3d(input, kernel_size, output_size=None, output_ratio=None,
+                          return_indices=False, _random_samples=None):
+    """Max pooling over pseudo-randomly placed 3-d windows."""
+    return _fractional_max_pool(3, input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples)
+
+
+def fractional_max_pool2d_with_indices(input, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices=False, _random_samples=None):
+    return fractional_max_pool2d(input, kernel_size, output_size, output_ratio, True,
+                                 _random_samples)
+
+
+def fractional_max_pool3d_with_indices(input, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices=False, _random_samples=None):
+    return fractional_max_pool3d(input, kernel_size, output_size, output_ratio, True,
+                                 _random_samples)

@@ -203,3 +203,30 @@ def test_pool_module(name, args, kw):
     ye = ye if isinstance(ye, tuple) else (ye,)
     for a, b in zip(ye, yt):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("nd,shape,kw", [
+    (2, (2, 3, 9, 10), dict(kernel_size=2, output_size=(4, 5))),
+    (2, (2, 3, 9, 10), dict(kernel_size=(3, 2), output_ratio=(0.5, 0.7))),
+    (2, (3, 9, 10), dict(kernel_size=3, output_size=7)),  # unbatched
+    (3, (1, 2, 7, 6, 8), dict(kernel_size=(2, 3, 2), output_size=(3, 3, 4))),
+])
+def test_fractional_max_pool(nd, shape, kw):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    samples = rng.random(((shape[0] if len(shape) == nd + 2 else 1), shape[-nd - 1], nd))
+    name = f"fractional_max_pool{nd}d"
+    res = []
+    for m in (torch, ember):
+        t = m.tensor(x, requires_grad=True)
+        out, idx = getattr(m.nn.functional, name)(t, return_indices=True,
+                                                  _random_samples=m.tensor(samples), **kw)
+        (out * m.tensor(np.arange(out.numel()).reshape(tuple(out.shape)) * 1.0)).sum().backward()
+        res.append((out.detach().numpy(), idx.numpy(), t.grad.numpy()))
+    for a, b in zip(res[0], res[1]):
+        np.testing.assert_array_equal(a, b)
+    # without given samples: random windows, still the right shape, from the seeded generator
+    mod = getattr(ember.nn, f"FractionalMaxPool{nd}d")(**kw)
+    assert tuple(mod(ember.tensor(x)).shape) == res[1][0].shape
+    with pytest.raises(ValueError):
+        getattr(ember.nn, f"FractionalMaxPool{nd}d")(2)
