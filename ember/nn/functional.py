@@ -1109,3 +1109,44 @@ def fractional_max_pool3d_with_indices(input, kernel_size, output_size=None, out
                                        return_indices=False, _random_samples=None):
     return fractional_max_pool3d(input, kernel_size, output_size, output_ratio, True,
                                  _random_samples)
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=None, label_smoothing=0.0,
+                         options=None):
+    """``cross_entropy(linear(input, linear_weight, linear_bias), target, ...)``.
+
+    ``input`` is ``(N, in)`` or ``(in,)``; ``linear_weight`` is ``(C, in)``, or
+    ``(C, d1, .., dK, in)`` for a K-dimensional loss (logits ``(N, C, d1, .., dK)``).
+    ``options`` selects PyTorch's chunked kernels, which compute the same values; it is
+    accepted and the plain formulation runs."""
+    if input.ndim not in (1, 2):
+        raise RuntimeError(f"expected input with dimensionality 1 or 2, got {input.ndim}")
+    if linear_weight.ndim < 2:
+        raise RuntimeError(f"expected linear_weight with dimensionality at least 2, got "
+                           f"{linear_weight.ndim}")
+    batch = tuple(input.shape[:-1])
+    in_features = input.shape[-1]
+    if in_features != linear_weight.shape[-1]:
+        raise RuntimeError(f"expected equal input and linear_weight last dimensions "
+                           f"(in_features), got {in_features} and {linear_weight.shape[-1]}, "
+                           f"respectively")
+    classes = linear_weight.shape[0]
+    extra = tuple(linear_weight.shape[1:-1])
+    if linear_bias is not None and tuple(linear_bias.shape) != (classes,) + extra:
+        raise RuntimeError(f"expected linear_bias shape {(classes,) + extra}, got "
+                           f"{tuple(linear_bias.shape)}")
+    if extra and not batch:
+        raise RuntimeError(f"K-dimensional loss defined by linear_weight shape "
+                           f"{tuple(linear_weight.shape)} requires batched input")
+    logits_shape = batch + (classes,) + extra
+    if tuple(target.shape) == logits_shape and ignore_index is not None:
+        raise RuntimeError("ignore_index cannot be specified when target contains "
+                           "probabilities")
+    rows = int(np.prod((classes,) + extra))
+    w = linear_weight.reshape(rows, in_features) if extra else linear_weight
+    b = linear_bias.reshape(rows) if (extra and linear_bias is not None) else linear_bias
+    logits = linear(input, w, b).reshape(logits_shape)
+    return cross_entropy(logits, target, weight=weight, reduction=reduction,
+                         ignore_index=-100 if ignore_index is None else ignore_index,
+                         label_smoothing=label_smoothing)

@@ -297,3 +297,17 @@ def test_masked_others(name, kw):
                                input_mask=ember.tensor(mask))
     b = torch.masked.logaddexp(torch.tensor(x), torch.tensor(x), input_mask=torch.tensor(mask))
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+def test_linear_cross_entropy():
+    rng = np.random.default_rng(6)
+    tgt = rng.integers(0, 5, 4)
+    check(lambda m, x, w, b: m.nn.functional.linear_cross_entropy(x, w, m.tensor(tgt),
+                                                                  linear_bias=b),
+          [(4, 3), (5, 3), (5,)])
+    tgt_k = rng.integers(0, 5, (4, 2))
+    check(lambda m, x, w: m.nn.functional.linear_cross_entropy(
+        x, w, m.tensor(tgt_k), reduction="sum", label_smoothing=0.1), [(4, 3), (5, 2, 3)])
+    with pytest.raises(RuntimeError):
+        ember.nn.functional.linear_cross_entropy(ember.ones(3), ember.ones(5, 2, 3),
+                                                 ember.tensor([1]))
