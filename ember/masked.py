@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _dtype as D
 from .ops import elementwise as _E, reduction as _R
+from .ops._util import norm_dims
 from .ops.creation import ones, tensor as _tensor
 
 __all__ = ["sum", "prod", "amax", "amin", "argmax", "argmin", "cumsum", "cumprod", "mean",
@@ -23,11 +24,8 @@ _SMALL_INTS = (np.uint8, np.bool_, np.int8, np.int16, np.int32)
 
 
 def _dims(dim, ndim):
-    if dim is None:
-        return tuple(range(ndim))
-    if isinstance(dim, (int, np.integer)):
-        dim = (dim,)
-    return tuple(int(d) % ndim if ndim else 0 for d in dim)
+    """``dim`` normalised (an IndexError names a dim out of range); None means every dim."""
+    return tuple(range(ndim)) if dim is None else norm_dims(dim, ndim, "masked")
 
 
 def _mask(input, mask):

@@ -805,16 +805,10 @@ def histc(input, bins=100, min=0, max=0):
     return _make(counts.astype(a.dtype))
 
 
-_histogram_rt = None
-
-
 def histogram(input, bins=100, *, range=None, weight=None, density=False):
     """``(hist, bin_edges)``: counts (or summed ``weight``) of ``input`` in ``bins`` bins (a
     count, or a 1-d tensor of edges)."""
-    global _histogram_rt
-    if _histogram_rt is None:
-        from .reduction import _rt
-        _histogram_rt = _rt("histogram", ["hist", "bin_edges"])
+    from .reduction import return_types
     a = input._data
     if a.dtype.kind != "f":
         raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
@@ -827,7 +821,7 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     elif a.size == 0:
         rng = (0.0, 1.0)
     hist, e = np.histogram(a, bins=edges, range=rng, weights=w, density=density)
-    return _histogram_rt(_make(hist.astype(a.dtype)), _make(e.astype(a.dtype)))
+    return return_types.histogram(_make(hist.astype(a.dtype)), _make(e.astype(a.dtype)))
 
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
@@ -1001,25 +995,20 @@ def nonzero_static(input, *, size, fill_value=-1):
 __all__ += ["nonzero_static"]
 
 
-_histogramdd_rt = None
-
-
 def histogramdd(input, bins=10, *, range=None, weight=None, density=False):
     """``(hist, bin_edges)`` of the points in the rows of ``input`` (its last dim holds the
     coordinates): ``bins`` is one count, a count per dimension, or a 1-d tensor of edges per
     dimension; ``range`` is (min, max) per dimension, flattened. As PyTorch's kernel: a point
     counts when every coordinate lies within its outer edges (the last bin includes its right
     edge), found by binary search in the edges."""
-    global _histogramdd_rt
-    if _histogramdd_rt is None:
-        from .reduction import _rt
-        _histogramdd_rt = _rt("histogramdd", ["hist", "bin_edges"])
+    from .reduction import return_types
     a = input._data
     if a.dtype.kind != "f":
         raise RuntimeError(f"torch.histogramdd: input tensor should have a floating dtype, got "
                            f"{input.dtype}")
     if a.ndim < 2:
-        raise RuntimeError("torch.histogramdd: input tensor should have at least 2 dimensions")
+        raise RuntimeError(f"torch.histogramdd: input tensor should have at least 2 dimensions, "
+                           f"got shape {list(a.shape)}")
     d = a.shape[-1]
     pts = a.reshape(-1, d)
     if isinstance(bins, (list, tuple)) and bins and isinstance(bins[0], Tensor):
@@ -1065,7 +1054,7 @@ def histogramdd(input, bins=10, *, range=None, weight=None, density=False):
             vol = np.multiply.outer(vol, wd)
         with np.errstate(divide="ignore", invalid="ignore"):
             hist = hist / total / vol
-    return _histogramdd_rt(_make(hist.astype(a.dtype)), tuple(_make(e) for e in edges))
+    return return_types.histogramdd(_make(hist.astype(a.dtype)), tuple(_make(e) for e in edges))
 
 
 __all__ += ["histogramdd"]

@@ -41,6 +41,8 @@ class return_types:
     var_mean = _rt("var_mean", ["var", "mean"])
     std_mean = _rt("std_mean", ["std", "mean"])
     frexp = _rt("frexp", ["mantissa", "exponent"])
+    histogram = _rt("histogram", ["hist", "bin_edges"])
+    histogramdd = _rt("histogramdd", ["hist", "bin_edges"])
 
 
 def _low_precision(a):
@@ -886,27 +888,36 @@ def dist(input, other, p=2):
     return vector_norm(input - other, p)
 
 
-def trapezoid(y, x=None, *, dx=None, dim=-1):
-    """Integrate ``y`` along ``dim`` by the trapezoid rule (samples at ``x``, or spacing
-    ``dx``, default 1)."""
-    d = norm_dim(dim, y._data.ndim, "trapezoid")
+def _trapezoid_areas(y, x, dx, dim, op):
+    """The trapezoids' areas between neighbouring samples of ``y`` along ``dim`` (samples at
+    ``x``, or spacing ``dx``, default 1), and the normalised dim; None areas when ``y`` has no
+    sample there."""
+    d = norm_dim(dim, y._data.ndim, op)
     n = y._data.shape[d]
     if n == 0:
-        return y.sum(d)
-    left, right = y.narrow(d, 0, n - 1), y.narrow(d, 1, n - 1)
+        return None, d
+    pairs = y.narrow(d, 0, n - 1) + y.narrow(d, 1, n - 1)
     if x is None:
-        return ((left + right) * ((1.0 if dx is None else dx) / 2)).sum(d)
+        return pairs * ((1.0 if dx is None else dx) / 2), d
     if dx is not None:
-        raise TypeError("trapezoid() received an invalid combination of arguments: x and dx")
+        raise TypeError(f"{op}() received an invalid combination of arguments: x and dx")
     if x._data.ndim == 1:
         if x._data.shape[0] != n:
-            raise RuntimeError("trapezoid: There must be one `x` value for each sample point")
+            raise RuntimeError(f"{op}: There must be one `x` value for each sample point "
+                               f"(x has {x._data.shape[0]}, y has {n} along dim {d})")
         shape = [1] * y._data.ndim
         shape[d] = n - 1
         spacing = (x[1:] - x[:-1]).reshape(shape)
     else:
         spacing = x.diff(dim=dim)
-    return ((left + right) * spacing / 2).sum(d)
+    return pairs * spacing / 2, d
+
+
+def trapezoid(y, x=None, *, dx=None, dim=-1):
+    """Integrate ``y`` along ``dim`` by the trapezoid rule (samples at ``x``, or spacing
+    ``dx``, default 1)."""
+    areas, d = _trapezoid_areas(y, x, dx, dim, "trapezoid")
+    return y.sum(d) if areas is None else areas.sum(d)
 
 
 def trapz(y, x=None, *, dx=None, dim=-1):
@@ -916,22 +927,8 @@ def trapz(y, x=None, *, dx=None, dim=-1):
 
 def cumulative_trapezoid(y, x=None, *, dx=None, dim=-1):
     """Running trapezoid-rule integral of ``y`` along ``dim`` (one value fewer than ``y``)."""
-    d = norm_dim(dim, y._data.ndim, "cumulative_trapezoid")
-    n = y._data.shape[d]
-    if n == 0:
-        return y.narrow(d, 0, 0)
-    left, right = y.narrow(d, 0, n - 1), y.narrow(d, 1, n - 1)
-    if x is None:
-        return ((left + right) * ((1.0 if dx is None else dx) / 2)).cumsum(d)
-    if dx is not None:
-        raise TypeError("cumulative_trapezoid() received an invalid combination of arguments")
-    if x._data.ndim == 1:
-        shape = [1] * y._data.ndim
-        shape[d] = n - 1
-        spacing = (x[1:] - x[:-1]).reshape(shape)
-    else:
-        spacing = x.diff(dim=dim)
-    return ((left + right) * spacing / 2).cumsum(d)
+    areas, d = _trapezoid_areas(y, x, dx, dim, "cumulative_trapezoid")
+    return y.narrow(d, 0, 0) if areas is None else areas.cumsum(d)
 
 
 def renorm(input, p, dim, maxnorm):

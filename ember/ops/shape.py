@@ -1231,7 +1231,8 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     if repeats is None:  # the tensor-only form
         counts = input._data
         if counts.ndim > 1 or counts.dtype.kind not in "iu":
-            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+            raise RuntimeError(f"repeats must be a 0-dim or 1-dim integer tensor, got shape "
+                               f"{list(counts.shape)} and dtype {input.dtype}")
         return _tensor(np.repeat(np.arange(counts.shape[0] if counts.ndim else 1),
                                  counts.reshape(-1)), dtype=_I64)
     if dim is None:
@@ -1242,7 +1243,8 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     if isinstance(repeats, Tensor):
         r = repeats._data
         if r.ndim > 1 or r.dtype.kind not in "iu":
-            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+            raise RuntimeError(f"repeats must be a 0-dim or 1-dim integer tensor, got shape "
+                               f"{list(r.shape)} and dtype {repeats.dtype}")
         r = r.reshape(-1)
     else:
         r = np.asarray([int(repeats)])
@@ -1359,8 +1361,9 @@ def gradient(input, *, spacing=1, dim=None, edge_order=1):
     for d, h in zip(dims, steps):
         n = input._data.shape[d]
         if n < edge_order + 1:
-            raise RuntimeError("torch.gradient expected each dimension size to be at least "
-                               "edge_order+1")
+            raise RuntimeError(f"torch.gradient expected each dimension size to be at least "
+                               f"edge_order+1, but dim {d} of shape {list(input.shape)} has "
+                               f"size {n} (edge_order={edge_order})")
         out.append(_gradient_1d(input, d, h, edge_order, n))
     return tuple(out)
 
