@@ -292,25 +292,15 @@ def fill_(self, value):
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor "
                                f"with {value.ndim} dimensions.")
         if value._rg or self._rg:
-            return E.apply_inplace(_FillOp, self, value)
+            return E.apply_inplace(E.Fill, self, value)
         value = value.item()
     return _fill_(self, value)
-
-
-class _FillOp(Node):
-    @staticmethod
-    def forward(ctx, a, v):
-        return np.full_like(a, v)
-
-    @staticmethod
-    def backward(ctx, g):
-        return None, g.sum()
 
 
 def _fill_(self, value):
     from .autograd.grad_mode import GradMode
     if GradMode.enabled and self._rg:
-        return E.apply_inplace(_FillOp, self, value)
+        return E.apply_inplace(E.Fill, self, value)
     self._data[...] = value
     _bump_version(self)
     return self

@@ -135,3 +135,18 @@ def test_array_mode_runs_array_formula_and_create_graph_does_not(monkeypatch):
     assert calls == [np.ndarray]
     ember.autograd.grad((a * b).sum(), a, create_graph=True)
     assert calls == [np.ndarray]
+
+
+def test_fill_in_place_gives_zero_gradient_to_the_overwritten_values():
+    torch = pytest.importorskip("torch")
+    out = []
+    for m in (torch, ember):
+        x = m.ones(3, requires_grad=True)
+        v = m.tensor(2.0, requires_grad=True)
+        y = x * 1
+        y.fill_(v)
+        z = x * 1
+        z.zero_()
+        (y.sum() + z.sum()).backward()
+        out.append((x.grad.numpy().tolist(), float(v.grad)))
+    assert out[0] == out[1] == ([0.0, 0.0, 0.0], 3.0)
