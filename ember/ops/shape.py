@@ -1296,7 +1296,6 @@ def sum_to_size(input, *size):
     from ._util import sum_to_shape
     shape = tuple(shape_arg(size))
     try:
-        np.broadcast_shapes(shape, input._data.shape)
         ok = np.broadcast_shapes(shape, input._data.shape) == input._data.shape
     except ValueError:
         ok = False
@@ -1408,24 +1407,16 @@ __all__ += ["gradient"]
 
 
 # ---------------------------------------------------------------------- *_copy and friends
-def alias_copy(input):
-    """A copy of ``input`` (PyTorch's copy form of its ``alias`` view)."""
-    return clone(input)
+def alias(input):
+    """``input`` itself: the view whose copy form is ``alias_copy`` (not exported)."""
+    return input
 
 
-def split_with_sizes_copy(input, split_sizes, dim=0):
-    """``split_with_sizes`` whose pieces are copies, not views."""
-    return tuple(clone(p) for p in split_with_sizes(input, split_sizes, dim))
-
-
-def unfold_copy(input, dimension, size, step):
-    """``Tensor.unfold`` as a copy."""
-    return clone(unfold(input, dimension, size, step))
-
-
-def as_strided_copy(input, size, stride, storage_offset=None):
-    """``as_strided`` as a copy."""
-    return clone(as_strided(input, size, stride, storage_offset))
+# more ``*_copy`` spellings, from the same helper as the ones above
+alias_copy = _copy_variant(alias)
+split_with_sizes_copy = _copy_variant(split_with_sizes)
+unfold_copy = _copy_variant(unfold)
+as_strided_copy = _copy_variant(as_strided)
 
 
 def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None,
