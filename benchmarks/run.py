@@ -1,13 +1,17 @@
 """ember vs PyTorch, side by side: ``python -m benchmarks`` (or ``python benchmarks/run.py``).
 
 Every workload is written once against the shared API and built twice, with ``m = ember`` and
-``m = torch``. Timing alternates the two in this process (same thread count, warm-up first,
-median of several repeats); peak memory is measured per framework in a fresh subprocess
-(peak RSS during the workload minus RSS after its setup). Prints a table; ``--json FILE``
-saves it. Asserts nothing: it is a measurement, not a test.
+``m = torch``. Each framework runs in its own process, as users run it, and the processes
+alternate (ember, PyTorch, ember, PyTorch: ``--passes`` pairs), so that both see the same
+machine noise and no process-wide setting of one framework (allocator tuning, thread pools,
+OpenMP spin waits) touches the other's timing. Thread count: each framework's default (all
+cores) unless ``--threads N``. Within a process: warm-up, then the median of several repeats;
+across passes, the median of the per-pass medians. Peak memory is measured per framework in a
+fresh process too (peak RSS during the workload minus RSS after its setup). Prints a table;
+``--json FILE`` saves it. Asserts nothing: it is a measurement, not a test.
 
-    python -m benchmarks [--only NAME[,NAME]] [--quick] [--json FILE] [--threads N]
-                         [--no-memory]
+    python -m benchmarks [--only NAME] [--quick] [--json FILE] [--threads N] [--passes P]
+                         [--no-memory] [--markdown]
 """
 
 from __future__ import annotations
@@ -80,6 +84,58 @@ def _sum_big(m, quick):
     n = (1 << 22) if quick else (1 << 24)
     a = m.ones(n)
     return (lambda: a.sum()), (4 * n / 1e9, "GB")
+
+
+def _big_vec(m, quick):
+    n = (1 << 22) if quick else (1 << 24)
+    return m.tensor(np.random.default_rng(0).standard_normal(n).astype(np.float32))
+
+
+def _mul_big(m, quick):
+    a, b = _big_vec(m, quick), _big_vec(m, quick)
+    return (lambda: a * b), (3 * 4 * a.numel() / 1e9, "GB")
+
+
+def _reduce_big(op):
+    def setup(m, quick):
+        a = _big_vec(m, quick)
+        f = getattr(a, op)
+        return (lambda: f()), (4 * a.numel() / 1e9, "GB")
+    return setup
+
+
+def _rows_big(kind):
+    """softmax / layer norm over the last dim of a (rows, 4096) float32 matrix (16M items)."""
+    def setup(m, quick):
+        rows = 1024 if quick else 4096
+        x = m.tensor(np.random.default_rng(0).standard_normal((rows, 4096)).astype(np.float32))
+        F = m.nn.functional
+        if kind == "softmax":
+            return (lambda: F.softmax(x, -1)), (2 * 4 * x.numel() / 1e9, "GB")
+        w, b = m.ones(4096), m.zeros(4096)
+        return (lambda: F.layer_norm(x, (4096,), w, b)), (2 * 4 * x.numel() / 1e9, "GB")
+    return setup
+
+
+def _conv_resnet(backward):
+    """A ResNet stage-1 convolution: 3x3, 64 -> 64 channels, 56x56, batch 8."""
+    def setup(m, quick):
+        rng = np.random.default_rng(0)
+        n = 2 if quick else 8
+        x = m.tensor(rng.standard_normal((n, 64, 56, 56)).astype(np.float32),
+                     requires_grad=backward)
+        w = m.tensor(rng.standard_normal((64, 64, 3, 3)).astype(np.float32) * 0.05,
+                     requires_grad=backward)
+        F = m.nn.functional
+        flops = 2 * n * 64 * 64 * 9 * 56 * 56 / 1e9
+        if not backward:
+            return (lambda: F.conv2d(x, w, padding=1)), (flops, "GFLOP")
+
+        def step():
+            x.grad = w.grad = None
+            F.conv2d(x, w, padding=1).sum().backward()
+        return step, (3 * flops, "GFLOP")
+    return setup
 
 
 def _train_step(m, model, x, y, opt, loss_fn):
@@ -186,6 +242,43 @@ def _lstm(m, quick):
     return step, (32 * 64, "steps")
 
 
+def _resnet18_train(m, quick):
+    """ResNet-18 (torchvision's layout, written here once for both frameworks), batch 16 of
+    64x64 images, SGD with momentum."""
+    m.manual_seed(0)
+    nn = m.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = m.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return m.relu(out + (x if self.down is None else self.down(x)))
+
+    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+              nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+        cin = cout
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+    n = 4 if quick else 16
+    x = m.randn(n, 3, 64, 64)
+    y = m.randint(0, 10, (n,))
+    opt = m.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return _train_step(m, model, x, y, opt, nn.CrossEntropyLoss()), (n, "samples")
+
+
 class _CostlyItems:
     """Items that cost ~1 ms of NumPy work each and return a 3x32x32 array and a label."""
 
@@ -270,9 +363,26 @@ def _np_sum(quick):
     return lambda: a.sum()
 
 
+def _np_mul(quick):
+    rng = np.random.default_rng(0)
+    n = (1 << 22) if quick else (1 << 24)
+    a = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    return lambda: a * b
+
+
+def _np_reduce(op):
+    def setup(quick):
+        n = (1 << 22) if quick else (1 << 24)
+        a = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+        return getattr(a, op)
+    return setup
+
+
 # The same arithmetic written directly in NumPy: ember's own floor for the big ops.
-NUMPY_BASELINES = {"matmul 1024^3": _np_matmul, "add 16M": _np_add,
-                   "tanh-GELU chain 4M": _np_gelu, "sum 16M": _np_sum}
+NUMPY_BASELINES = {"matmul 1024^3": _np_matmul, "add 16M": _np_add, "mul 16M": _np_mul,
+                   "tanh-GELU chain 4M": _np_gelu, "sum 16M": _np_sum,
+                   "mean 16M": _np_reduce("mean"), "max 16M": _np_reduce("max")}
 
 WORKLOADS = {
     **{f"{op} {'(16,)' if op != 'matmul' else '(8,8)'}{sfx}": _tiny(op, g, b)
@@ -282,12 +392,20 @@ WORKLOADS = {
     "matmul 1024^3": _matmul_big,
     "add 16M": _add_big,
     "tanh-GELU chain 4M": _gelu_chain,
+    "mul 16M": _mul_big,
     "sum 16M": _sum_big,
+    "mean 16M": _reduce_big("mean"),
+    "max 16M": _reduce_big("max"),
+    "softmax 4096x4096": _rows_big("softmax"),
+    "layer norm 4096x4096": _rows_big("layer_norm"),
+    "conv 3x3 64ch 56x56 fwd": _conv_resnet(False),
+    "conv 3x3 64ch 56x56 fwd+bwd": _conv_resnet(True),
     "MLP 784-512-512-10 train step": _mlp,
     "LeNet-5 train step": _lenet,
     "CIFAR CNN train step": _cifar_cnn,
     "GPT 2-layer train step": _gpt,
     "LSTM 2-layer train step": _lstm,
+    "ResNet-18 64x64 train step": _resnet18_train,
     "DataLoader 0 workers": _dataloader(0),
     "DataLoader 2 workers": _dataloader(2),
     "build ResNet-18": _resnet18_build,
@@ -296,12 +414,15 @@ WORKLOADS = {
 
 # calls per timing round, by workload family
 _NUMBER = {"tiny": 2000, "big": 3, "train": 3, "other": 1}
+_BIG = ("matmul 1024^3", "add 16M", "mul 16M", "tanh-GELU chain 4M", "sum 16M", "mean 16M",
+        "max 16M", "softmax 4096x4096", "layer norm 4096x4096", "conv 3x3 64ch 56x56 fwd",
+        "conv 3x3 64ch 56x56 fwd+bwd")
 
 
 def _family(name):
     if "(16,)" in name or "(8,8)" in name:
         return "tiny"
-    if name in ("matmul 1024^3", "add 16M", "tanh-GELU chain 4M", "sum 16M"):
+    if name in _BIG:
         return "big"
     if "train step" in name:
         return "train"
@@ -315,20 +436,70 @@ def _time(fn, number):
     return (time.perf_counter() - t0) / number
 
 
-def _set_threads(n):
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _load_frameworks(threads):
-    import ember
-    ember.set_num_threads(threads)
-    try:
-        import torch
-        torch.set_num_threads(threads)
-    except ImportError:
-        torch = None
-    return ember, torch
+def _child_env(threads):
+    """The environment of a framework's process: the user's, with the thread count pinned
+    for BLAS/OpenMP when ``threads`` is given (else each framework's default: all cores)."""
+    env = dict(os.environ)
+    if threads:
+        env.update({v: str(threads) for v in _THREAD_VARS})
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _import_framework(fw, threads):
+    if fw == "torch":
+        try:
+            import torch as m
+        except ImportError:
+            return None
+    else:
+        import ember as m
+    if threads:
+        m.set_num_threads(threads)
+    return m
+
+
+def _time_in_process(fw, names, quick, threads, repeat):
+    """Runs in a framework's own process: times each workload there (warm-up, then the median
+    of ``repeat`` rounds) and, in ember's process, the NumPy baselines. Returns a dict."""
+    m = _import_framework(fw, threads)
+    out = {}
+    if m is None:
+        return out
+    for name in names:
+        fam = _family(name)
+        number = _NUMBER[fam] if not quick else max(1, _NUMBER[fam] // 4)
+        try:
+            step, units = WORKLOADS[name](m, quick)
+        except (NotImplementedError, AttributeError, ImportError) as exc:
+            out[name] = {"error": f"{fw}: {type(exc).__name__}: {exc}"}
+            continue
+        if step is None:
+            continue
+        step()
+        times = [_time(step, number) for _ in range(repeat)]
+        row = {"s": statistics.median(times), "units": units}
+        if fw == "ember" and name in NUMPY_BASELINES:
+            n_step = NUMPY_BASELINES[name](quick)
+            n_step()
+            row["numpy_s"] = statistics.median(_time(n_step, number) for _ in range(repeat))
+        out[name] = row
+    return out
+
+
+def _run_process(fw, names, quick, threads, repeat):
+    code = ("import json, sys\n"
+            "from benchmarks.run import _time_in_process\n"
+            f"r = _time_in_process({fw!r}, {names!r}, {quick!r}, {threads!r}, {repeat!r})\n"
+            "sys.stdout.write('\\n@@' + json.dumps(r))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_child_env(threads), cwd=ROOT, timeout=3600)
+    if proc.returncode != 0 or "@@" not in proc.stdout:
+        raise RuntimeError(f"the {fw} benchmark process failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.rsplit("@@", 1)[1])
 
 
 def _measure_memory(fw, name, quick, threads):
@@ -342,7 +513,7 @@ def _measure_memory(fw, name, quick, threads):
         "import sys, json\n"
         f"sys.path.insert(0, {ROOT!r})\n"
         f"import {fw} as m\n"
-        f"m.set_num_threads({threads})\n"
+        + (f"m.set_num_threads({threads})\n" if threads else "") +
         "from benchmarks.run import WORKLOADS, _rss_mib, _reset_peak, _peak_mib\n"
         f"step, _ = WORKLOADS[{name!r}](m, {quick})\n"
         "if step is None: print('null'); sys.exit()\n"
@@ -350,7 +521,7 @@ def _measure_memory(fw, name, quick, threads):
         "_reset_peak()\n"
         "for _ in range(4): step()\n"
         "print(json.dumps(max(_peak_mib() - base, 0.0)))\n")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    env = _child_env(threads)
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=600, env=env)
@@ -377,51 +548,41 @@ def _rss_mib():
         return int(f.read().split()[1]) * resource.getpagesize() / (1 << 20)
 
 
-def run(only=None, quick=False, threads=1, memory=True, repeat=None):
-    ember, torch = _load_frameworks(threads)
+def run(only=None, quick=False, threads=None, memory=True, repeat=None, passes=2):
+    """Time the selected workloads: ``passes`` rounds of (ember process, PyTorch process)."""
     repeat = repeat or (3 if quick else 7)
+    names = [n for n in WORKLOADS
+             if not only or any(o.lower() in n.lower() for o in only)]
+    per_pass = {"ember": [], "torch": []}
+    for _ in range(passes):
+        for fw in ("ember", "torch"):
+            per_pass[fw].append(_run_process(fw, names, quick, threads, repeat))
     rows = []
-    for name, setup in WORKLOADS.items():
-        if only and not any(o.lower() in name.lower() for o in only):
+    for name in names:
+        e = [p[name] for p in per_pass["ember"] if name in p]
+        t = [p[name] for p in per_pass["torch"] if name in p and "error" not in p[name]]
+        if not e:
             continue
-        fam = _family(name)
-        number = _NUMBER[fam] if not quick else max(1, _NUMBER[fam] // 4)
-        try:
-            e_step, units = setup(ember, quick)
-        except (NotImplementedError, AttributeError, ImportError) as exc:
-            rows.append({"workload": name, "error": f"ember: {type(exc).__name__}: {exc}"})
-            print(f"{name:<36} ember cannot run it yet: {exc}", flush=True)
+        if "error" in e[0]:
+            rows.append({"workload": name, "error": e[0]["error"]})
+            print(f"{name:<36} ember cannot run it yet: {e[0]['error']}", flush=True)
             continue
-        t_step = None
-        if torch is not None:
-            t_step, _ = setup(torch, quick)
-        if e_step is None:
-            continue
-        e_step()
-        if t_step is not None:
-            t_step()
-        n_step = NUMPY_BASELINES[name](quick) if name in NUMPY_BASELINES else None
-        e_times, t_times, n_times = [], [], []
-        for _ in range(repeat):  # alternate: one round of each per repeat
-            e_times.append(_time(e_step, number))
-            if t_step is not None:
-                t_times.append(_time(t_step, number))
-            if n_step is not None:
-                n_times.append(_time(n_step, number))
-        e_med = statistics.median(e_times)
-        t_med = statistics.median(t_times) if t_times else None
+        e_med = statistics.median(r["s"] for r in e)
+        t_med = statistics.median(r["s"] for r in t) if t else None
         row = {"workload": name, "ember_s": e_med, "torch_s": t_med,
                "ratio": (e_med / t_med) if t_med else None}
-        if n_times:
-            row["numpy_s"] = statistics.median(n_times)
+        if "numpy_s" in e[0]:
+            row["numpy_s"] = statistics.median(r["numpy_s"] for r in e)
             row["vs_numpy"] = e_med / row["numpy_s"]
+        units = e[0]["units"]
         if units:
             row["units"] = units[1]
             row["ember_rate"] = units[0] / e_med
             row["torch_rate"] = units[0] / t_med if t_med else None
+        fam = _family(name)
         if memory and fam in ("big", "train", "other") and name != "import":
             row["ember_peak_mib"] = _measure_memory("ember", name, quick, threads)
-            if torch is not None:
+            if t:
                 row["torch_peak_mib"] = _measure_memory("torch", name, quick, threads)
         rows.append(row)
         _print_row(row)
@@ -500,14 +661,19 @@ def main(argv=None):
                         "contain commas, so one TEXT per --only)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     p.add_argument("--json", help="write the results to this file")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both frameworks (default: each framework's default, "
+                        "all cores)")
+    p.add_argument("--passes", type=int, default=2,
+                   help="rounds of (ember process, PyTorch process); medians across them")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = p.parse_args(argv)
-    _set_threads(args.threads)
     blas = _blas_kernel()
+    threads = (f"{args.threads} thread(s)" if args.threads
+               else f"default threads ({os.cpu_count()})")
     print(f"ember vs PyTorch, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, {args.threads} thread(s), python "
+          f"{os.cpu_count()} cores, {threads}, one process per framework, python "
           f"{platform.python_version()}, NumPy BLAS: {blas}")
     if os.environ.get("OPENBLAS_CORETYPE"):
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces OpenBLAS's "
@@ -515,7 +681,7 @@ def main(argv=None):
               "OpenBLAS pick the CPU's own")
     _print_header()
     only = args.only
-    rows = run(only, args.quick, args.threads, not args.no_memory)
+    rows = run(only, args.quick, args.threads, not args.no_memory, passes=args.passes)
     if args.markdown:
         print()
         print(markdown(rows))
