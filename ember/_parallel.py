@@ -1,0 +1,198 @@
+"""Layer 0: large elementwise and reduction work spread over every core.
+
+NumPy runs its ufunc loops and reductions on one core, but it releases the GIL inside them,
+so the same loops over disjoint slices run in parallel from a small thread pool. This module
+does exactly that, for the ops whose result does not depend on how the work is cut:
+
+* ``elementwise(ufunc, *operands, out=)``: contiguous operands of one shape (or Python
+  scalars), cut into contiguous slices, one ufunc call per slice;
+* ``reduce(ufunc, a, axis, dtype, keepdims)``: a reduction cut into fixed-size chunks, so
+  the order of the partial results, hence the float result, is the same at every thread
+  count (each chunk is reduced by NumPy's pairwise loop; the chunk results then again);
+* ``rows(fn, x, *others)``: a row-independent kernel (softmax, layer norm over the last dim)
+  run on blocks of leading rows.
+
+Below ``MIN_SIZE`` elements (or with one thread, ``ember.set_num_threads(1)`` or
+``OMP_NUM_THREADS=1``) every call is NumPy's own, so small tensors keep the plain path.
+Work is handed to ``threads - 1`` pool threads and the calling thread takes a share too.
+The pool is created on first use and dropped in a forked child (DataLoader workers), whose
+copy of it would have no threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from ._threads import get_num_threads
+
+MIN_SIZE = 1 << 17  # elements; below this a thread hand-off costs more than it saves
+CHUNK = 1 << 16     # reduction chunk: fixed, so results do not depend on the thread count
+_ndarray = np.ndarray
+_pool = [None, 0]   # the executor and its size
+_lock = threading.Lock()
+
+
+def _drop_pool():
+    _pool[0], _pool[1] = None, 0
+
+
+os.register_at_fork(after_in_child=_drop_pool)
+
+
+def threads_for(size):
+    """How many threads a job of ``size`` elements is worth (1: run it inline)."""
+    if size < MIN_SIZE:
+        return 1
+    n = get_num_threads()
+    return max(1, min(n, size // (MIN_SIZE // 2)))
+
+
+def _executor(n):
+    if _pool[1] < n:
+        with _lock:
+            if _pool[1] < n:
+                from concurrent.futures import ThreadPoolExecutor
+                old = _pool[0]
+                _pool[0] = ThreadPoolExecutor(n, thread_name_prefix="ember-parallel")
+                _pool[1] = n
+                if old is not None:
+                    old.shutdown(wait=False)
+    return _pool[0]
+
+
+def _quiet(fn, *args):
+    # NumPy's error state is per thread (a context variable): pool threads ignore float
+    # errors, as ember's op forwards do (PyTorch warns about none of them).
+    with np.errstate(all="ignore"):
+        return fn(*args)
+
+
+def run_split(fn, bounds):
+    """``fn(start, stop)`` for each pair in ``bounds``, the first in this thread, the rest
+    on the pool; returns the results in order. An exception in any part is raised here."""
+    if len(bounds) == 1:
+        return [fn(*bounds[0])]
+    ex = _executor(len(bounds) - 1)
+    futures = [ex.submit(_quiet, fn, s, e) for s, e in bounds[1:]]
+    try:
+        first = fn(*bounds[0])
+    finally:
+        rest = [f.result() for f in futures]  # wait for all parts, even after an error
+    return [first] + rest
+
+
+def _bounds(n, parts, align=1):
+    step = -(-n // parts)
+    step = -(-step // align) * align
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def elementwise(ufunc, *operands, out=None):
+    """``ufunc(*operands, out=out)``, split over threads when it is large.
+
+    Operands are C-contiguous arrays of one shape, or Python/NumPy scalars; anything else
+    (broadcasting, strided views, other array types) runs as NumPy's plain call."""
+    shape = None
+    for o in operands:
+        if type(o) is _ndarray:
+            if shape is None:
+                shape, size = o.shape, o.size
+            elif o.shape != shape:
+                shape = False
+                break
+            if not o.flags.c_contiguous:
+                shape = False
+                break
+        elif not isinstance(o, (int, float, complex, np.generic)):
+            shape = False
+            break
+    k = threads_for(size) if shape else 1
+    if k == 1 or (out is not None and (type(out) is not _ndarray or out.shape != shape or
+                                       not out.flags.c_contiguous)):
+        return ufunc(*operands) if out is None else ufunc(*operands, out=out)
+    flat = [o.reshape(-1) if type(o) is _ndarray else o for o in operands]
+    if out is None:
+        dtype = ufunc(*[o[:1] if type(o) is _ndarray else o for o in flat]).dtype
+        out = np.empty(shape, dtype)
+    out_flat = out.reshape(-1)
+
+    def part(s, e):
+        ufunc(*[o[s:e] if type(o) is _ndarray else o for o in flat], out=out_flat[s:e])
+
+    run_split(part, _bounds(size, k, 1024))
+    return out
+
+
+def reduce(ufunc, a, axis=None, dtype=None, keepdims=False):
+    """``ufunc.reduce(a, axis, dtype, keepdims=keepdims)`` (sum, max, min ...), split over
+    threads when large; ``axis`` None, an int or a tuple.
+
+    Full reductions of a contiguous array are cut into ``CHUNK``-element rows whatever the
+    thread count; reductions over trailing axes with leading rows left are cut by rows."""
+    nd = a.ndim
+    axes = tuple(range(nd)) if axis is None else \
+        tuple(sorted(x % nd for x in ((axis,) if isinstance(axis, int) else axis)))
+    k = threads_for(a.size) if type(a) is _ndarray and a.flags.c_contiguous and nd else 1
+    if k == 1 or not axes:
+        return ufunc.reduce(a, axis, dtype, None, keepdims)
+    if len(axes) == nd:  # everything: fixed chunks, then the chunks' results
+        flat = a.reshape(-1)
+        n_full = flat.size // CHUNK
+        if n_full < 2:
+            return ufunc.reduce(a, axis, dtype, None, keepdims)
+        body = flat[:n_full * CHUNK].reshape(n_full, CHUNK)
+        res_dtype = ufunc.reduce(flat[:1], 0, dtype).dtype
+        partial = np.empty(n_full + (flat.size > n_full * CHUNK), res_dtype)
+
+        def part(s, e):
+            ufunc.reduce(body[s:e], 1, dtype, partial[s:e])
+
+        run_split(part, _bounds(n_full, k))
+        if flat.size > n_full * CHUNK:
+            partial[-1] = ufunc.reduce(flat[n_full * CHUNK:], 0, dtype)
+        r = ufunc.reduce(partial, 0, dtype)
+        return np.asarray(r).reshape((1,) * nd) if keepdims else r
+    lead = axes[0]
+    if axes != tuple(range(lead, nd)) or lead == 0:  # not "trailing axes": NumPy's own
+        return ufunc.reduce(a, axis, dtype, None, keepdims)
+    rows = int(np.prod(a.shape[:lead]))
+    if rows < 2:
+        return ufunc.reduce(a, axis, dtype, None, keepdims)
+    body = a.reshape(rows, -1)
+    res_dtype = ufunc.reduce(body[:1, :1], 1, dtype).dtype
+    out = np.empty(rows, res_dtype)
+
+    def part(s, e):
+        ufunc.reduce(body[s:e], 1, dtype, out[s:e])
+
+    run_split(part, _bounds(rows, min(k, rows)))
+    shape = a.shape[:lead] + ((1,) * (nd - lead) if keepdims else ())
+    return out.reshape(shape)
+
+
+def rows(fn, x, *others, out_dtype=None):
+    """``fn(x_block, *other_blocks)`` over blocks of ``x``'s leading rows, written into one
+    output of ``x``'s shape (``fn`` returns each block's result). ``others`` are arrays with
+    the same leading dimension as ``x``, or anything else (passed whole to every block).
+    For kernels whose rows are independent: softmax, log-softmax, layer norm."""
+    n = x.shape[0] if x.ndim else 0
+    k = threads_for(x.size) if type(x) is _ndarray and n > 1 else 1
+    if k == 1:
+        return fn(x, *others)
+    bounds = _bounds(n, min(k, n))
+
+    def block(s, e):
+        return [o[s:e] if type(o) is _ndarray and o.ndim and o.shape[0] == n else o
+                for o in others]
+
+    probe = fn(x[:1], *block(0, 1))  # one row: the result's row shape and dtype
+    out = np.empty((n,) + probe.shape[1:], out_dtype or probe.dtype)
+
+    def part(s, e):
+        out[s:e] = fn(x[s:e], *block(s, e))
+
+    run_split(part, bounds)
+    return out
