@@ -28,10 +28,12 @@ class SubwordTokenizer(nn.Module):
     with the same ids. Build one with ``train`` or ``from_file``.
     """
 
-    def __init__(self, tokenizer, return_ids=False):
+    def __init__(self, tokenizer, return_ids=False, unk_token=None):
         super().__init__()
         self.tokenizer = tokenizer
         self.return_ids = return_ids
+        # the Unigram model does not expose its unknown token, so it is kept here
+        self.unk_token = unk_token or getattr(tokenizer.model, "unk_token", None)
 
     @classmethod
     def train(cls, texts, model="bpe", vocab_size=1000, min_frequency=2, specials=("<unk>",),
@@ -71,12 +73,13 @@ class SubwordTokenizer(nn.Module):
             tok.pre_tokenizer = tk.pre_tokenizers.Whitespace()
             tok.decoder = tk.decoders.WordPiece(prefix="##")
         tok.train_from_iterator(iter(texts), trainer=trainer)
-        return cls(tok, return_ids)
+        return cls(tok, return_ids, unk_token)
 
     @classmethod
-    def from_file(cls, path, return_ids=False):
-        """Load a tokenizer saved by ``save`` (or any Hugging Face ``tokenizer.json``)."""
-        return cls(_hf().Tokenizer.from_file(os.fspath(path)), return_ids)
+    def from_file(cls, path, return_ids=False, unk_token=None):
+        """Load a tokenizer saved by ``save`` (or any Hugging Face ``tokenizer.json``); name
+        ``unk_token`` for a Unigram model, whose file does not say which token it is."""
+        return cls(_hf().Tokenizer.from_file(os.fspath(path)), return_ids, unk_token)
 
     def save(self, path):
         """Write the tokenizer as JSON, atomically."""
@@ -112,9 +115,8 @@ class SubwordTokenizer(nn.Module):
         from .vocab import Vocab
         stoi = self.tokenizer.get_vocab()
         v = Vocab(sorted(stoi, key=stoi.get))
-        unk = getattr(self.tokenizer.model, "unk_token", None)
-        if unk is not None and unk in v:
-            v.set_default_index(v[unk])
+        if self.unk_token is not None and self.unk_token in v:
+            v.set_default_index(v[self.unk_token])
         return v
 
     def __len__(self):

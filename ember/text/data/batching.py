@@ -94,7 +94,7 @@ class BucketBatchSampler(Sampler):
         n = len(self.lengths)
         if not self.shuffle:
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-        full, count = divmod(n, self.pool), 0
+        (full, _), count = divmod(n, self.pool), 0
         sizes = [self.pool] * full + ([n - full * self.pool] if n % self.pool else [])
         for s in sizes:
             count += s // self.batch_size if self.drop_last else -(-s // self.batch_size)
