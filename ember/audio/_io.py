@@ -309,6 +309,9 @@ def save(uri, src, sample_rate, channels_first=True, compression=None, format=No
     a = a.T  # (frames, channels)
     sample_rate = int(sample_rate)
     fmt = format.lower() if format else os.path.splitext(os.fspath(uri))[1].lower().lstrip(".")
+    if not fmt:
+        raise ValueError(f"save: cannot tell the audio format of {os.fspath(uri)!r} from its "
+                         f"name; pass format= ('wav', 'flac', 'ogg', ...)")
     if fmt == "wav":
         default = _DEFAULT_BITS.get(str(a.dtype))
         if default is None:

@@ -115,6 +115,8 @@ def test_errors(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(RuntimeError, match="data"):
         audio.load(tmp_path / "bad.wav")
+    with pytest.raises(ValueError, match="format"):
+        audio.save(tmp_path / "noext", ember.zeros(1, 10), 8000)
     with pytest.raises(ValueError, match="2D"):
         audio.save(tmp_path / "x.wav", ember.zeros(10), 8000)
     with pytest.raises(ValueError, match="bits_per_sample"):

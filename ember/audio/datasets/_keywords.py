@@ -141,6 +141,11 @@ def synthesise(word, spk, r, sample_rate=16000, length=16000):
     else:
         start = r.integers(0, length - n + 1)
         out[start:start + n] = w
-    snr_db = r.uniform(10, 35)
-    out += r.standard_normal(length) * (loud * 10 ** (-snr_db / 20)) * 0.3
+    # background: white plus low-frequency (brown-ish) noise at 0-30 dB below the word
+    snr_db = r.uniform(0, 30)
+    bg = r.standard_normal(length)
+    low = np.cumsum(r.standard_normal(length))
+    low -= _smooth(low[None], 401)[0]  # drop the drift, keep the rumble
+    bg = bg / bg.std() + r.uniform(0, 1.5) * low / (low.std() + 1e-9)
+    out += bg / (np.abs(bg).std() + 1e-9) * (loud * 10 ** (-snr_db / 20)) * 0.3
     return np.clip(out, -1, 1).astype(np.float32)
