@@ -271,7 +271,7 @@ def gain(waveform, gain_db=1.0):
 _FADE_SHAPES = ("linear", "exponential", "logarithmic", "quarter_sine", "half_sine")
 
 
-def _fade_curve(n, shape, rising, dtype):
+def _fade_curve(n, shape, rising):
     t = np.linspace(0.0, 1.0, n) if n > 0 else np.zeros(0)
     if rising:
         c = {"linear": lambda: t, "exponential": lambda: 2.0 ** ((t - 1) * 5),
@@ -296,8 +296,8 @@ def fade(waveform, fade_in_len=0, fade_out_len=0, fade_shape="linear"):
         raise ValueError(f"fade: fade lengths must lie in [0, {n}] for a waveform of {n} "
                          f"samples, got fade_in_len={fade_in_len}, fade_out_len={fade_out_len}")
     env = np.ones(n)
-    env[:fade_in_len] *= _fade_curve(fade_in_len, fade_shape, True, None)
-    env[n - fade_out_len:] *= _fade_curve(fade_out_len, fade_shape, False, None)
+    env[:fade_in_len] *= _fade_curve(fade_in_len, fade_shape, True)
+    env[n - fade_out_len:] *= _fade_curve(fade_out_len, fade_shape, False)
     dt = waveform.dtype if waveform.is_floating_point() else ember.get_default_dtype()
     return waveform * ember.tensor(env, dtype=dt)
 
@@ -414,7 +414,7 @@ def _fir(x, b):
     return (frames * b.flip(-1)[:, :, None]).sum(1)
 
 
-def _coeffs(c, dtype, name):
+def _coeffs(c, dtype):
     if not isinstance(c, ember.Tensor):
         c = ember.tensor(c, dtype=dtype)
     return c.to(dtype)
@@ -430,8 +430,8 @@ def lfilter(waveform, a_coeffs, b_coeffs, clamp=True, batching=True):
     ``clamp`` clips the output to [-1, 1].
     """
     dtype = waveform.dtype if waveform.is_floating_point() else ember.get_default_dtype()
-    a = _coeffs(a_coeffs, dtype, "a_coeffs")
-    b = _coeffs(b_coeffs, dtype, "b_coeffs")
+    a = _coeffs(a_coeffs, dtype)
+    b = _coeffs(b_coeffs, dtype)
     if a.shape != b.shape or a.ndim not in (1, 2):
         raise ValueError(f"lfilter: a_coeffs and b_coeffs must have the same 1D or 2D shape, "
                          f"got {list(a.shape)} and {list(b.shape)}")
