@@ -1,0 +1,700 @@
+"""Dispatch-level capture: record every op that runs into one ``ember.fx.Graph``.
+
+A ``CaptureMode`` sits on the dispatch path's ``_MODES`` list (``ember/autograd/graph.py``)
+and sees each ``Node.apply`` (built-in ops and custom ``autograd.Function``s) and each
+in-place op (``apply_inplace``). While it is active, what would otherwise run outside
+dispatch is routed through it:
+
+* ``backward()``: the engine runs every node's Tensor ``backward`` (not its array formula),
+  so the backward ops are recorded like the forward's; gradients reaching a leaf are recorded
+  as ``accumulate_grad`` nodes, ``zero_grad`` as ``zero_grads``;
+* optimizer steps: each parameter's update is one ``optimizer_param_step`` node that calls the
+  optimizer's own update at replay (reading the learning rate then, so schedulers work);
+* ``.item()``, ``bool()``, ``.tolist()``, ``.numpy()``, ``int()``/``float()`` of a tensor that
+  depends on the inputs raise ``DataDependentError`` naming the user's line;
+* random draws outside an op (``ember.randn`` in a forward) raise, since they would be baked
+  into the graph as constants; dropout draws its mask in a dispatched op and is recorded as
+  a random op (re-drawn on every replay).
+
+The graph: inputs are placeholders; parameters and buffers are ``get_attr`` nodes (or lifted
+placeholders for ``export``); other tensors met on the way are constants (``get_attr`` of
+``_tensor_constantN``); Python scalars, shapes and dtypes are literal arguments. Ops are
+``call_function`` nodes whose targets are ember op classes' ``apply`` (``core_ops()``), an op's
+in-place form (``inplace(cls)``), or the few helpers of this module. Python control flow is
+specialised: only the branch that ran is recorded. ``Guards`` record what the specialisation
+assumed (input shapes, dtypes, requires_grad, module training flags, grad mode).
+
+Replay (``run_graph``) executes the nodes in order with eager semantics: in-place nodes mutate
+their targets (a view's base sees the write, a BatchNorm's running stats are written back).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import traceback
+
+import numpy as np
+
+from .._tensor import Tensor, _make
+from ..autograd import engine as _engine
+from ..autograd import graph as _dispatch
+from ..autograd.grad_mode import GradMode
+
+__all__ = ["CaptureMode", "Capture", "capture", "run_graph", "core_ops", "Guards",
+           "DataDependentError", "GuardError", "inplace", "accumulate_grad", "zero_grads",
+           "optimizer_param_step", "set_grad_enabled", "sym_size"]
+
+
+class DataDependentError(RuntimeError):
+    """A captured region read a tensor's value into Python (``.item()``, ``bool()``, ...)."""
+
+
+class GuardError(RuntimeError):
+    """A replay's inputs or state differ from what the capture specialised on."""
+
+
+# ---------------------------------------------------------------------- graph helpers
+def set_grad_enabled(mode):
+    """Graph node: switch grad mode (the capture records each change of grad mode)."""
+    GradMode.enabled = bool(mode)
+
+
+set_grad_enabled._fx_impure = True
+
+
+def sym_size(t, dim):
+    """Graph node: the size of ``t`` along ``dim`` (a dynamic dimension of an input)."""
+    return t.shape[dim]
+
+
+_INPLACE: dict = {}
+
+
+def inplace(cls):
+    """The in-place form of op ``cls`` as a graph target: ``f(target, *args)`` writes
+    ``cls(target, *args)`` into ``target`` and returns it (eager ``apply_inplace``)."""
+    f = _INPLACE.get(cls)
+    if f is None:
+        def f(target, *args, **kwargs):
+            return _dispatch.apply_inplace(cls, target, *args, **kwargs)
+        f.__name__ = f"{cls.__name__.lower()}_"
+        f.__qualname__ = f.__name__
+        f.op = cls
+        f._fx_impure = True
+        _INPLACE[cls] = f
+    return f
+
+
+def accumulate_grad(p, g):
+    """Graph node: the engine storing ``g`` into leaf ``p``'s ``.grad`` (set when there is
+    none, else add in place, as eager does)."""
+    old = p._grad
+    if old is None:
+        p._grad = _make(g._data.copy())
+    else:
+        old._data += g._data
+    return p._grad
+
+
+accumulate_grad._fx_impure = True
+
+
+def zero_grads(params, set_to_none=True):
+    """Graph node: ``zero_grad`` of an optimizer or a module over ``params``."""
+    for p in params:
+        if p._grad is None:
+            continue
+        if set_to_none:
+            p._grad = None
+        else:
+            p._grad._data[...] = 0
+
+
+zero_grads._fx_impure = True
+
+
+def optimizer_param_step(opt, group_index, p):
+    """Graph node: ``opt``'s update of parameter ``p`` (its state made on first use), as the
+    optimizer template (``Optimizer._step_group``/``_step_one``) does it."""
+    group = opt.param_groups[group_index]
+    first = not opt.state.get(p)
+    if first:
+        new = opt._init_state(p, group)
+        if new is not None:
+            opt.state[p] = new
+    opt._prepare(group)
+    _ORIG["_step_one"](opt, group, p, first)
+    return p
+
+
+optimizer_param_step._fx_impure = True
+
+_HELPERS = {f.__name__: f for f in (set_grad_enabled, sym_size, accumulate_grad, zero_grads,
+                                     optimizer_param_step)}
+_HELPERS.update({"operator.getitem": operator.getitem, "operator.add": operator.add,
+                 "operator.mul": operator.mul, "operator.sub": operator.sub,
+                 "operator.floordiv": operator.floordiv, "operator.neg": operator.neg})
+
+
+def core_ops():
+    """The core op set: the ember op classes (``Node`` subclasses under ``ember.ops``) whose
+    ``apply`` a captured graph may call, by qualified name. Composite functions
+    (``F.gelu``, ``nn.Linear``, losses ...) never appear: capture sees only these."""
+    import importlib
+    import pkgutil
+
+    from .. import ops
+    names = []
+    for info in pkgutil.iter_modules(ops.__path__):
+        mod = importlib.import_module(f"ember.ops.{info.name}")
+        for v in vars(mod).values():
+            if isinstance(v, type) and issubclass(v, _dispatch.Node) and \
+                    v.__module__ == mod.__name__ and not issubclass(v, _dispatch.Function):
+                names.append(f"{v.__module__}.{v.__qualname__}")
+    return sorted(set(names))
+
+
+def target_name(target):
+    """The stable qualified name of a graph target (used by save/load and in errors)."""
+    cls = getattr(target, "__self__", None)
+    if isinstance(cls, type) and getattr(target, "__name__", "") == "apply":
+        return f"{cls.__module__}.{cls.__qualname__}.apply"
+    op = getattr(target, "op", None)
+    if op is not None and _INPLACE.get(op) is target:
+        return f"{op.__module__}.{op.__qualname__}.inplace"
+    for k, v in _HELPERS.items():
+        if v is target:
+            return k if "." in k else f"ember.export._capture.{k}"
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"
+
+
+# ---------------------------------------------------------------------- user lines
+_EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_frame():
+    """``file:line: code`` of the innermost stack frame outside ember (the user's line)."""
+    for fr in reversed(traceback.extract_stack()[:-1]):
+        if not os.path.abspath(fr.filename).startswith(_EMBER_DIR + os.sep):
+            return f'File "{fr.filename}", line {fr.lineno}, in {fr.name}: {fr.line}'
+    return "<unknown line>"
+
+
+# ---------------------------------------------------------------------- guards
+class Guards:
+    """What a capture specialised on, checked before each replay (``check``).
+
+    ``inputs``: per flat input, ``(name, shape, dtype, requires_grad)`` or a Python constant
+    ``("const", value)``; ``dynamic``: ``{(input index, dim): (name, min, max)}``;
+    ``training``: ``{module path: flag}``; ``grad_enabled``: the grad mode at capture."""
+
+    def __init__(self, inputs, training, grad_enabled, dynamic=None):
+        self.inputs = inputs
+        self.training = training
+        self.grad_enabled = grad_enabled
+        self.dynamic = dynamic or {}
+
+    def check(self, flat, modules=None, check_grad_mode=True):
+        if len(flat) != len(self.inputs):
+            raise GuardError(f"expected {len(self.inputs)} flat inputs, got {len(flat)}")
+        sizes = {}
+        for i, (g, v) in enumerate(zip(self.inputs, flat)):
+            name = g[0]
+            if g[1] == "const":
+                if isinstance(v, Tensor) or v != g[2]:
+                    raise GuardError(f"guard failed: input {name} was specialised to the constant "
+                                     f"{g[2]!r} at capture, got {_short(v)}")
+                continue
+            _, shape, dtype, rg = g
+            if not isinstance(v, Tensor):
+                raise GuardError(f"guard failed: input {name} should be a Tensor, got "
+                                 f"{type(v).__name__}")
+            if v.ndim != len(shape):
+                raise GuardError(f"guard failed: input {name} should have {len(shape)} dims "
+                                 f"(shape {list(shape)}), got shape {list(v.shape)}")
+            for d, (want, got) in enumerate(zip(shape, v.shape)):
+                dyn = self.dynamic.get((i, d))
+                if dyn is None:
+                    if want != got:
+                        raise GuardError(
+                            f"guard failed: input {name} dim {d} was specialised to {want} (a "
+                            f"static dimension) but got {got} (shape {list(v.shape)}); mark it "
+                            f"dynamic with dynamic_shapes/Dim or capture again")
+                    continue
+                dname, lo, hi = dyn
+                if got < lo or got > hi:
+                    raise GuardError(f"guard failed: input {name} dim {d} ({dname}) must be in "
+                                     f"[{lo}, {hi}], got {got}")
+                if sizes.setdefault(dname, got) != got:
+                    raise GuardError(f"guard failed: dimension {dname} is {sizes[dname]} "
+                                     f"elsewhere but input {name} dim {d} is {got}")
+            if str(v.dtype) != dtype:
+                raise GuardError(f"guard failed: input {name} should have dtype {dtype}, got "
+                                 f"{v.dtype}")
+            if bool(v.requires_grad) != rg:
+                raise GuardError(f"guard failed: input {name} had requires_grad={rg} at capture, "
+                                 f"got requires_grad={v.requires_grad}")
+        if check_grad_mode and GradMode.enabled != self.grad_enabled:
+            was, now = ("enabled" if f else "disabled"
+                        for f in (self.grad_enabled, GradMode.enabled))
+            raise GuardError(f"guard failed: grad mode was {was} at capture, now {now}")
+        if modules is not None:
+            for path, mod in modules.items():
+                want = self.training.get(path)
+                if want is not None and mod.training != want:
+                    raise GuardError(
+                        f"guard failed: module {path or '<root>'} was in "
+                        f"{'training' if want else 'eval'} mode at capture, now in "
+                        f"{'training' if mod.training else 'eval'} mode (dropout and batch norm "
+                        f"differ between the two); capture again in this mode")
+
+
+def _short(v):
+    if isinstance(v, Tensor):
+        return f"a Tensor of shape {list(v.shape)}"
+    return repr(v)
+
+
+def training_flags(modules):
+    return {path: m.training for path, m in modules.items()}
+
+
+# ---------------------------------------------------------------------- the mode
+class _Const:
+    """A tensor met during capture that is neither an input nor a parameter."""
+
+    def __init__(self, tensor, by_reference):
+        self.tensor = tensor
+        self.by_reference = by_reference
+
+
+class CaptureMode:
+    """The mode object on ``_MODES`` that records ops into ``graph`` (see the module doc).
+
+    ``known``: ``{id(array): fx node}`` for inputs and parameters, filled by the caller;
+    ``persistent``: tensors (parameters, buffers, optimizer state) that replays must mutate in
+    place rather than copy: constants among them are kept by reference."""
+
+    def __init__(self, graph, persistent=()):
+        self.graph = graph
+        self.nodes: dict = {}      # id(array) -> fx node
+        self.keep: list = []       # arrays kept alive so their ids stay unique
+        self.consts: dict = {}     # name -> _Const
+        self.persistent = {id(t._data): t for t in persistent}
+        self.grad_enabled = GradMode.enabled
+        self.phase = "forward"
+        self.in_op = 0
+        self.mutated: set = set()  # ids of arrays written by recorded in-place nodes
+        self.data_dependent: set = set()
+        self.objects: dict = {}    # id(obj) -> get_attr node for non-tensor objects
+
+    # -- values
+    def bind(self, t, node, data_dependent=True):
+        arr = t._data
+        self.nodes[id(arr)] = node
+        self.keep.append(arr)
+        if data_dependent:
+            self.data_dependent.add(id(arr))
+
+    def tensor_node(self, t):
+        n = self.nodes.get(id(t._data))
+        if n is not None:
+            return n
+        by_ref = id(t._data) in self.persistent
+        if self.phase == "backward" and not by_ref:
+            a = t._data
+            if a.size > 1 and not (a == a.reshape(-1)[0]).all():
+                raise NotImplementedError(
+                    "capture: a backward formula used an array computed outside the "
+                    f"dispatcher (shape {list(a.shape)}, dtype {a.dtype}); it would be baked "
+                    "into the graph as a constant. Capture the forward only (export), or run "
+                    "this model's training step eagerly")
+        name = f"_tensor_constant{len(self.consts)}"
+        # a constant not kept by reference is copied now, before anything writes into it
+        self.consts[name] = _Const(t if by_ref else _make(t._data.copy()), by_ref)
+        with self._at_attrs():
+            node = self.graph.get_attr(name)
+        self.bind(t, node, data_dependent=False)
+        return node
+
+    def _at_attrs(self):
+        """Insert before the first op, so constants sit with the inputs at the top."""
+        for n in self.graph.nodes:
+            if n.op not in ("placeholder", "get_attr"):
+                return self.graph.inserting_before(n)
+        return self.graph.inserting_after(None)
+
+    def object_node(self, obj, hint):
+        n = self.objects.get(id(obj))
+        if n is None:
+            name = f"_{hint}{len(self.objects)}"
+            self.consts[name] = _Const(obj, True)
+            with self._at_attrs():
+                n = self.graph.get_attr(name)
+            self.objects[id(obj)] = n
+        return n
+
+    def arg(self, a):
+        if isinstance(a, Tensor):
+            return self.tensor_node(a)
+        if type(a) is np.ndarray:
+            if id(a) in self.nodes:
+                return self.nodes[id(a)]
+            return self.tensor_node(_make(a))
+        if isinstance(a, np.generic):
+            return a.item()
+        if type(a) is tuple:
+            return tuple(self.arg(x) for x in a)
+        if type(a) is list:
+            return [self.arg(x) for x in a]
+        if type(a) is dict:
+            return {k: self.arg(v) for k, v in a.items()}
+        if type(a) is slice:
+            return slice(self.arg(a.start), self.arg(a.stop), self.arg(a.step))
+        return a
+
+    def _sync_grad_mode(self):
+        if GradMode.enabled != self.grad_enabled:
+            self.grad_enabled = GradMode.enabled
+            self.graph.call_function(set_grad_enabled, (self.grad_enabled,))
+
+    def _bind_outputs(self, out, node):
+        if isinstance(out, Tensor):
+            self.bind(out, node)
+            self._meta(node, out)
+        elif isinstance(out, tuple):
+            for i, o in enumerate(out):
+                if isinstance(o, Tensor):
+                    g = self.graph.call_function(operator.getitem, (node, i))
+                    self.bind(o, g)
+                    self._meta(g, o)
+
+    @staticmethod
+    def _meta(node, t):
+        node.meta["tensor_meta"] = (tuple(t.shape), t.dtype, tuple(t.stride()))
+        node.meta["val"] = _Fake(tuple(t.shape), t.dtype, tuple(t.stride()))
+
+    # -- the _MODES protocol
+    def on_op(self, cls, args, kwargs, run):
+        fx_args = self.arg(args)
+        fx_kwargs = self.arg(kwargs)
+        self._sync_grad_mode()
+        self.in_op += 1
+        try:
+            out = run()
+        finally:
+            self.in_op -= 1
+        node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
+        self._bind_outputs(out, node)
+        return out
+
+    def on_inplace(self, cls, target, args, kwargs, run):
+        fx_target = self.arg(target)
+        fx_args = self.arg(args)
+        fx_kwargs = self.arg(kwargs)
+        self._sync_grad_mode()
+        self.in_op += 1
+        try:
+            out = run()
+        finally:
+            self.in_op -= 1
+        node = self.graph.call_function(inplace(cls), (fx_target,) + fx_args, fx_kwargs)
+        self._note_mutation(target)
+        self.bind(target, node)
+        self._meta(node, target)
+        return out
+
+    def _note_mutation(self, t):
+        self.mutated.add(id(t._data))
+        base = t._base
+        if base is not None:
+            self.mutated.add(id(base._data))
+
+    # -- engine, optimizer and Tensor hooks (installed by ``capture``)
+    def store_grad(self, t, g, create_graph, handed, root_ids):
+        p_node = self.arg(t)
+        g_node = self.arg(g)
+        self._sync_grad_mode()
+        _ORIG["_store_grad"](t, g, create_graph, handed, root_ids)
+        node = self.graph.call_function(accumulate_grad, (p_node, g_node))
+        self.bind(t._grad, node)
+
+    def run_backward(self, *args, **kwargs):
+        prev, self.phase = self.phase, "backward"
+        try:
+            return _ORIG["run_backward"](*args, **kwargs)
+        finally:
+            self.phase = prev
+
+    def zero_grad(self, params, set_to_none):
+        params = [p for p in params if p._grad is not None]
+        if params:
+            self.graph.call_function(zero_grads, ([self.arg(p) for p in params], set_to_none))
+
+    def optimizer_step_one(self, opt, group, p, first):
+        p_node = self.arg(p)
+        if p._grad is not None:
+            self.arg(p._grad)
+        opt_node = self.object_node(opt, "optimizer")
+        gi = next(i for i, g in enumerate(opt.param_groups) if g is group)
+        # the optimizer's state tensors must persist across replays: keep them by reference
+        for v in opt.state.get(p, {}).values():
+            if isinstance(v, Tensor):
+                self.persistent[id(v._data)] = v
+        _ORIG["_step_one"](opt, group, p, first)
+        self._sync_grad_mode()
+        node = self.graph.call_function(optimizer_param_step, (opt_node, gi, p_node))
+        self._note_mutation(p)
+        self.bind(p, node)
+
+    def check_value_read(self, t, what):
+        if id(t._data) in self.data_dependent:
+            raise DataDependentError(
+                f"{what} of a tensor that depends on the captured inputs: the captured graph "
+                f"cannot branch on or read tensor values ({user_frame()}). Keep the value a "
+                "tensor (e.g. ember.where instead of an if), use jit.trace with inputs that "
+                "take the branch you want, or compute it outside the captured region")
+
+
+class _Fake:
+    """``node.meta['val']``: a tensor's shape, dtype and stride without its data."""
+
+    __slots__ = ("shape", "dtype", "_stride")
+
+    def __init__(self, shape, dtype, stride):
+        self.shape, self.dtype, self._stride = shape, dtype, stride
+
+    def stride(self):
+        return self._stride
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"FakeTensor(shape={list(self.shape)}, dtype={self.dtype})"
+
+
+# ---------------------------------------------------------------------- installing hooks
+_ORIG: dict = {}
+_ACTIVE: list = []  # the CaptureMode being recorded, innermost last
+
+
+def _value_reader(name, what):
+    orig = getattr(Tensor, name)
+
+    def reader(self, *args, **kwargs):
+        if _ACTIVE:
+            _ACTIVE[-1].check_value_read(self, what)
+        return orig(self, *args, **kwargs)
+    reader.__name__ = name
+    return orig, reader
+
+
+_READERS = (("item", ".item()"), ("tolist", ".tolist()"), ("numpy", ".numpy()"),
+            ("__bool__", "bool()"), ("__int__", "int()"), ("__float__", "float()"),
+            ("__index__", "using as an index"))
+
+
+class _RandomGuard:
+    """Stands in for a generator's NumPy generator during capture: draws made inside a
+    dispatched op (a random op) pass, draws made elsewhere would become constants and raise."""
+
+    def __init__(self, real, mode):
+        self._real, self._mode = real, mode
+
+    def __getattr__(self, name):
+        if self._mode.in_op == 0:
+            raise NotImplementedError(
+                f"capture: a random draw outside a dispatched op ({user_frame()}) would be "
+                "baked into the graph as a constant; ember records dropout as a random op, "
+                "but not ember.rand/randn/randint/... inside a captured region yet: pass the "
+                "random tensor as an input instead")
+        return getattr(self._real, name)
+
+
+def _install(mode):
+    from .. import _random
+    from ..optim import optimizer as _opt
+    _ORIG.setdefault("_store_grad", _engine._store_grad)
+    _ORIG.setdefault("run_backward", _engine.run_backward)
+    _ORIG.setdefault("_step_one", _opt.Optimizer._step_one)
+    _ORIG.setdefault("opt_zero_grad", _opt.Optimizer.zero_grad)
+    from ..nn.modules.module import Module
+    _ORIG.setdefault("mod_zero_grad", Module.zero_grad)
+    saved = {"readers": {}}
+    for name, what in _READERS:
+        orig, reader = _value_reader(name, what)
+        saved["readers"][name] = orig
+        setattr(Tensor, name, reader)
+    _engine._store_grad = mode.store_grad
+    _engine.run_backward = mode.run_backward
+    _opt.Optimizer._step_one = lambda opt, group, p, first: \
+        mode.optimizer_step_one(opt, group, p, first)
+    saved["use_flat"] = _opt.Optimizer.__dict__.get("_use_flat")
+    _opt.Optimizer._use_flat = lambda self, group: False
+
+    def opt_zero_grad(self, set_to_none=True):
+        mode.zero_grad([p for g in self.param_groups for p in g["params"]], set_to_none)
+        return _ORIG["opt_zero_grad"](self, set_to_none)
+
+    def mod_zero_grad(self, set_to_none=True):
+        mode.zero_grad(list(self.parameters()), set_to_none)
+        return _ORIG["mod_zero_grad"](self, set_to_none)
+    _opt.Optimizer.zero_grad = opt_zero_grad
+    Module.zero_grad = mod_zero_grad
+    gen = _random.default_generator
+    saved["rng"] = gen._rng
+    gen._rng = _RandomGuard(gen._rng, mode)
+    _ACTIVE.append(mode)
+    _dispatch._MODES.append(mode)
+    return saved
+
+
+def _uninstall(mode, saved):
+    from .. import _random
+    from ..nn.modules.module import Module
+    from ..optim import optimizer as _opt
+    _dispatch._MODES.remove(mode)
+    _ACTIVE.remove(mode)
+    for name, orig in saved["readers"].items():
+        setattr(Tensor, name, orig)
+    _engine._store_grad = _ORIG["_store_grad"]
+    _engine.run_backward = _ORIG["run_backward"]
+    _opt.Optimizer._step_one = _ORIG["_step_one"]
+    _opt.Optimizer.zero_grad = _ORIG["opt_zero_grad"]
+    Module.zero_grad = _ORIG["mod_zero_grad"]
+    if saved["use_flat"] is not None:
+        _opt.Optimizer._use_flat = saved["use_flat"]
+    _random.default_generator._rng = saved["rng"]
+
+
+# ---------------------------------------------------------------------- capture
+class Capture:
+    """The result of ``capture``: the graph, its constants (``attrs``), input names, guards
+    and the output structure. ``run(*flat_inputs)`` replays it."""
+
+    def __init__(self, graph, attrs, input_names, guards, out_spec, param_names, modules):
+        self.graph = graph
+        self.attrs = attrs
+        self.input_names = input_names
+        self.guards = guards
+        self.out_spec = out_spec
+        self.param_names = param_names
+        self.modules = modules
+
+    def run(self, *flat, check=True):
+        if check:
+            self.guards.check(list(flat), self.modules)
+        return run_graph(self.graph, list(flat), self.attrs)
+
+
+def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
+            unflatten=None, flatten_out=None):
+    """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
+
+    ``flat_inputs``: the flat list of input leaves (Tensors or Python constants), named by
+    ``input_names``; ``unflatten(leaves)`` rebuilds ``fn``'s arguments from them (default:
+    positional) and ``flatten_out(result)`` returns ``(tensor leaves, spec)``.
+    ``modules``: ``{path: module}`` whose parameters and buffers become ``get_attr`` nodes
+    named by their dotted path (``lift_params``: placeholders ``p_<path>``/``b_<path>``
+    before the user inputs instead, as ``export`` writes them)."""
+    from ..fx import Graph
+    modules = modules or {}
+    graph = Graph()
+    persistent = list(persistent)
+    root = modules.get("")
+    params, buffers = {}, {}
+    if root is not None:
+        params = dict(root.named_parameters(remove_duplicate=False))
+        buffers = dict(root.named_buffers(remove_duplicate=False))
+        persistent += list(params.values()) + list(buffers.values())
+    mode = CaptureMode(graph, persistent)
+    attrs = {}
+    param_names = []
+    for kind, table in (("p", params), ("b", buffers)):
+        for name, t in table.items():
+            if id(t._data) in mode.nodes:
+                continue  # a shared (tied) parameter
+            if lift_params:
+                node = graph.placeholder(f"{kind}_{name.replace('.', '_')}")
+            else:
+                node = graph.get_attr(name)
+                attrs[name] = t
+            node.meta["spec"] = (kind, name)
+            param_names.append((kind, name, node.name))
+            mode.bind(t, node, data_dependent=False)
+            CaptureMode._meta(node, t)
+    for name, v in zip(input_names, flat_inputs):
+        node = graph.placeholder(name)
+        if isinstance(v, Tensor):
+            mode.bind(v, node)
+            CaptureMode._meta(node, v)
+    guards = Guards(
+        [(n, tuple(v.shape), str(v.dtype), bool(v.requires_grad)) if isinstance(v, Tensor)
+         else (n, "const", v) for n, v in zip(input_names, flat_inputs)],
+        training_flags(modules), GradMode.enabled)
+    grad_at_start = GradMode.enabled
+    versions = {id(t._data): (t, t._version) for t in persistent}
+    saved = _install(mode)
+    try:
+        args = unflatten(flat_inputs) if unflatten else list(flat_inputs)
+        result = fn(*args[0], **args[1]) if unflatten else fn(*args)
+        mode._sync_grad_mode()
+    finally:
+        _uninstall(mode, saved)
+        GradMode.enabled = grad_at_start
+    # a persistent tensor changed behind the dispatcher's back: a replay would miss it
+    for key, (t, v) in versions.items():
+        if t._version != v and key not in mode.mutated:
+            raise NotImplementedError(
+                f"capture: a tensor of shape {list(t.shape)} (a parameter, buffer or optimizer "
+                "state) was modified outside the dispatcher during capture, so a replay could "
+                "not repeat the write")
+    leaves, out_spec = flatten_out(result) if flatten_out else ([result], None)
+    out_nodes = []
+    for o in leaves:
+        out_nodes.append(mode.arg(o) if isinstance(o, Tensor) else o)
+    if mode.grad_enabled != grad_at_start:
+        graph.call_function(set_grad_enabled, (grad_at_start,))
+    graph.output(tuple(out_nodes))
+    for name, c in mode.consts.items():
+        attrs[name] = c.tensor
+    return Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
+
+
+def run_graph(graph, inputs, attrs):
+    """Execute ``graph`` node by node with eager semantics; returns the output's value.
+
+    ``inputs`` fill the placeholders in order; ``attrs`` resolves ``get_attr`` targets. The
+    grad mode is restored afterwards (the graph may switch it)."""
+    env = {}
+    it = iter(inputs)
+
+    def load(a):
+        return env[a]
+    from ..fx import map_arg
+    prev = GradMode.enabled
+    try:
+        for n in graph.nodes:
+            op = n.op
+            if op == "call_function":
+                env[n] = n.target(*map_arg(n.args, load), **map_arg(n.kwargs, load))
+            elif op == "placeholder":
+                env[n] = next(it)
+            elif op == "get_attr":
+                env[n] = attrs[n.target]
+            elif op == "output":
+                return map_arg(n.args[0], load)
+            else:
+                raise RuntimeError(f"run_graph: unsupported node {n.op} {n.target}")
+    finally:
+        GradMode.enabled = prev
+    return None
+
+
+def module_table(root):
+    """``{dotted path: module}`` of ``root`` and its submodules ("" is ``root``)."""
+    return dict(root.named_modules()) if root is not None else {}
+
