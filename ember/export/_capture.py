@@ -195,7 +195,7 @@ class Guards:
         self.grad_enabled = grad_enabled
         self.dynamic = dynamic or {}
 
-    def check(self, flat, modules=None, check_grad_mode=True):
+    def check(self, flat, modules=None, check_grad_mode=True, check_requires_grad=True):
         if len(flat) != len(self.inputs):
             raise GuardError(f"expected {len(self.inputs)} flat inputs, got {len(flat)}")
         sizes = {}
@@ -232,7 +232,7 @@ class Guards:
             if str(v.dtype) != dtype:
                 raise GuardError(f"guard failed: input {name} should have dtype {dtype}, got "
                                  f"{v.dtype}")
-            if bool(v.requires_grad) != rg:
+            if check_requires_grad and bool(v.requires_grad) != rg:
                 raise GuardError(f"guard failed: input {name} had requires_grad={rg} at capture, "
                                  f"got requires_grad={v.requires_grad}")
         if check_grad_mode and GradMode.enabled != self.grad_enabled:
