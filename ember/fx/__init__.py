@@ -4,8 +4,11 @@ The same IR serves every graph consumer in ember (export, jit, the compiler, ONN
 quantization); see DESIGN.md, "Graphs: one IR, two ways in, many consumers".
 """
 
+from ._symbolic_trace import PH, Tracer, is_fx_tracing, symbolic_trace, wrap
 from .graph import Graph, PythonCode
 from .graph_module import GraphModule
 from .node import Node, has_side_effect, map_arg
+from .proxy import Proxy, TraceError
 
-__all__ = ["Graph", "GraphModule", "Node", "PythonCode", "map_arg", "has_side_effect"]
+__all__ = ["Graph", "GraphModule", "Node", "PythonCode", "Proxy", "Tracer", "TraceError",
+           "PH", "symbolic_trace", "wrap", "is_fx_tracing", "map_arg", "has_side_effect"]
