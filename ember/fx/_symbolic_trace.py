@@ -173,6 +173,8 @@ class Tracer(TracerBase):
         self.submodule_paths = None
         self.root = None
         self.graph = None
+        self._tensor_names = {}  # id(tensor) -> the root attribute it is read from
+        self._keep_alive = []    # tensor constants, so their ids stay theirs during a trace
 
     # ------------------------------------------------------------------ overridables
     def is_leaf_module(self, m, module_qualified_name):
