@@ -17,6 +17,7 @@ import keyword
 import math
 import operator
 import re
+import sys
 import types
 from dataclasses import dataclass, field
 
@@ -147,6 +148,11 @@ class _CodeGen:
             name = path
         elif getattr(builtins, getattr(obj, "__name__", ""), None) is obj:
             name = obj.__name__
+        elif getattr(obj, "__module__", None) in ("math", "cmath") and \
+                obj.__module__ not in self.ns._used and \
+                getattr(sys.modules[obj.__module__], obj.__name__, None) is obj:
+            self.globals[obj.__module__] = sys.modules[obj.__module__]
+            name = f"{obj.__module__}.{obj.__name__}"
         else:
             name = self.ns.create_name(_snake_case(hint))
             self.globals[name] = obj
