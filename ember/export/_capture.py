@@ -284,6 +284,7 @@ class CaptureMode:
         self.persistent = {id(t._data): t for t in persistent}
         self.grad_enabled = GradMode.enabled
         self.phase = "forward"
+        self.create_graph = False
         self.in_op = 0
         self.mutated: set = set()  # ids of arrays written by recorded in-place nodes
         self.data_dependent: set = set()
@@ -344,6 +345,11 @@ class CaptureMode:
             return self.tensor_node(_make(a))
         if isinstance(a, np.generic):
             return a.item()
+        if isinstance(a, _dispatch.Node):
+            raise NotImplementedError(
+                f"capture: an op received the autograd context of {a.name()} as an argument "
+                "(a backward formula reading arrays its forward kept); a replay could not "
+                "rebuild it. Capture the forward only, or run this step eagerly")
         if type(a) is tuple:
             return tuple(self.arg(x) for x in a)
         if type(a) is list:
@@ -355,8 +361,11 @@ class CaptureMode:
         return a
 
     def _sync_grad_mode(self):
-        if GradMode.enabled != self.grad_enabled:
-            self.grad_enabled = GradMode.enabled
+        # the engine runs a captured backward with grad mode on (so that formulas take their
+        # recorded, ops-only form); the graph replays it with grad mode off, as eager runs it
+        want = GradMode.enabled and not (self.phase == "backward" and not self.create_graph)
+        if want != self.grad_enabled:
+            self.grad_enabled = want
             self.graph.call_function(set_grad_enabled, (self.grad_enabled,))
 
     def _bind_outputs(self, out, node):
@@ -420,12 +429,14 @@ class CaptureMode:
         node = self.graph.call_function(accumulate_grad, (p_node, g_node))
         self.bind(t._grad, node)
 
-    def run_backward(self, *args, **kwargs):
+    def run_backward(self, tensors, grad_tensors, retain_graph, create_graph, *args, **kwargs):
         prev, self.phase = self.phase, "backward"
+        prev_cg, self.create_graph = self.create_graph, bool(create_graph)
         try:
-            return _ORIG["run_backward"](*args, **kwargs)
+            return _ORIG["run_backward"](tensors, grad_tensors, retain_graph, create_graph,
+                                         *args, **kwargs)
         finally:
-            self.phase = prev
+            self.phase, self.create_graph = prev, prev_cg
 
     def zero_grad(self, params, set_to_none):
         params = [p for p in params if p._grad is not None]
@@ -585,9 +596,15 @@ class Capture:
         self.modules = modules
 
     def run(self, *flat, check=True):
+        """Replay on ``flat`` inputs (guards checked first); returns the captured result's
+        structure."""
         if check:
             self.guards.check(list(flat), self.modules)
-        return run_graph(self.graph, list(flat), self.attrs)
+        out = run_graph(self.graph, list(flat), self.attrs)
+        if self.out_spec is None:
+            return out[0]
+        from ._pytree import tree_unflatten
+        return tree_unflatten(list(out), self.out_spec)
 
 
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
@@ -662,6 +679,35 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     for name, c in mode.consts.items():
         attrs[name] = c.tensor
     return Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
+
+
+def trace_program(fn, args, *, modules=None, persistent=()):
+    """Capture ``fn(*args)`` (any Python: a training step with ``backward()`` and
+    ``optimizer.step()`` included) as a ``Capture`` whose ``run(*args)`` replays it.
+
+    ``modules``: modules whose parameters and buffers the program reads (``get_attr`` nodes
+    bound to the live tensors, guards on their training flags); ``persistent``: other tensors
+    the program updates in place and that must persist across replays. Stateful optimizers
+    must have taken a step before capture, so that their state tensors exist."""
+    table = {}
+    for i, m in enumerate(modules or ()):
+        for path, sub in m.named_modules():
+            table[f"{i}.{path}" if path else str(i)] = sub
+    leaves = list(args)
+    names = [f"arg{i}" for i in range(len(leaves))]
+    extra = list(persistent)
+    for m in modules or ():
+        extra += list(m.parameters()) + list(m.buffers())
+    cap = capture(fn, leaves, names, modules=None, persistent=extra,
+                  flatten_out=lambda r: _flatten_out(r))
+    cap.modules = table
+    cap.guards.training = training_flags(table)
+    return cap
+
+
+def _flatten_out(r):
+    from ._pytree import tree_flatten
+    return tree_flatten(r)
 
 
 def run_graph(graph, inputs, attrs):
