@@ -453,7 +453,9 @@ def _generalise(mod, base, leaves, names, in_spec, dyn):
         raise UserError(_structure_msg(list(dims)))
     for key, f in formulas.items():
         got = _get_at(nodes3[key[0]], key[1])
-        if _eval(f, sizes3) != got:
+        want = _eval(f, sizes3)
+        if want != got and not (isinstance(got, float) and math.isclose(want, got,
+                                                                          rel_tol=1e-12)):
             raise UserError(f"export: an integer argument of {_where(base_nodes[key[0]])} "
                             f"depends on the dynamic dimensions {sorted(dims)} in a way ember "
                             "cannot express (affine in one dimension or a product of them)")
@@ -517,7 +519,7 @@ def _diff(nodes0, nodes1, name):
         pa = list(_paths((a.args, a.kwargs)))
         pb = list(_paths((b.args, b.kwargs)))
         for (path, va), (_, vb) in zip(pa, pb):
-            if va != vb and isinstance(va, int) and not isinstance(va, bool):
+            if va != vb and isinstance(va, (int, float)) and not isinstance(va, bool):
                 out[(i, path)] = (va, vb)
     return out
 
@@ -532,7 +534,7 @@ def _same_structure(a, b, dims, allow, index):
     for (path, va), (_, vb) in zip(pa, pb):
         if va == vb or (isinstance(va, float) and va != va and vb != vb):
             continue
-        if isinstance(va, int) and not isinstance(va, bool) and \
+        if isinstance(va, (int, float)) and not isinstance(va, bool) and \
                 (allow is None or (index, path) in allow):
             continue
         raise UserError(f"export: the argument {va!r} of {_where(a)} changes with the dynamic "
@@ -551,6 +553,8 @@ def _fit(vals, size0, size1, key, nodes):
     ``("product", names, c)`` for c * prod(d)."""
     v0 = vals["v0"]
     changed = [n for n in vals if n != "v0"]
+    if isinstance(v0, float):
+        return _fit_float(v0, vals, changed, size0, size1, key, nodes)
     if len(changed) == 1:
         n = changed[0]
         num, den = vals[n] - v0, size1[n] - size0[n]
@@ -567,9 +571,31 @@ def _fit(vals, size0, size1, key, nodes):
                     "one dimension or a product of them)")
 
 
+# Python floats computed from one size: c * d / (d - 1) (an unbiased variance's factor) or
+# c * d ** e for e in -1, -0.5 (means, scales)
+_FLOAT_FORMS = {"ratio": lambda d: d / (d - 1), "inv": lambda d: 1.0 / d,
+                "rsqrt": lambda d: 1.0 / math.sqrt(d)}
+
+
+def _fit_float(v0, vals, changed, size0, size1, key, nodes):
+    if len(changed) == 1:
+        n = changed[0]
+        for form, fn in _FLOAT_FORMS.items():
+            c = v0 / fn(size0[n])
+            if math.isclose(c, round(c), rel_tol=1e-12):
+                c = float(round(c))  # an exact factor, so replays round as eager does
+            if math.isclose(c * fn(size1[n]), vals[n], rel_tol=1e-12):
+                return ("float", form, n, c)
+    raise UserError(f"export: a float argument of {_where(nodes[key[0]])} ({v0}) depends on the "
+                    f"dynamic dimensions {changed} in a way ember cannot express; export with "
+                    "static shapes")
+
+
 def _eval(f, sizes):
     if f[0] == "affine":
         return f[2] * sizes[f[1]] + f[3]
+    if f[0] == "float":
+        return f[3] * _FLOAT_FORMS[f[1]](sizes[f[2]])
     return f[2] * math.prod(sizes[n] for n in f[1])
 
 
@@ -594,6 +620,17 @@ def _substitute(cap, nodes, formulas, dyn):
         return size_nodes[name]
 
     def build(f):
+        if f[0] == "float":
+            _, form, n, c = f
+            d = size(n)
+            if form == "ratio":
+                e = graph.call_function(operator.truediv,
+                                        (d, graph.call_function(operator.sub, (d, 1))))
+            elif form == "inv":
+                e = graph.call_function(operator.truediv, (1.0, d))
+            else:
+                e = graph.call_function(operator.pow, (d, -0.5))
+            return graph.call_function(operator.mul, (e, c)) if c != 1.0 else e
         if f[0] == "affine":
             _, n, a, b = f
             e = size(n)

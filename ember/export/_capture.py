@@ -134,25 +134,31 @@ _HELPERS = {f.__name__: f for f in (set_grad_enabled, sym_size, accumulate_grad,
                                      optimizer_param_step)}
 _HELPERS.update({"operator.getitem": operator.getitem, "operator.add": operator.add,
                  "operator.mul": operator.mul, "operator.sub": operator.sub,
-                 "operator.floordiv": operator.floordiv, "operator.neg": operator.neg})
+                 "operator.floordiv": operator.floordiv, "operator.neg": operator.neg,
+                 "operator.truediv": operator.truediv, "operator.pow": operator.pow})
 
 
 def core_ops():
-    """The core op set: the ember op classes (``Node`` subclasses under ``ember.ops``) whose
-    ``apply`` a captured graph may call, by qualified name. Composite functions
-    (``F.gelu``, ``nn.Linear``, losses ...) never appear: capture sees only these."""
+    """The core op set: the ember op classes (``Node`` subclasses defined in ember, loaded
+    with ``ember.ops`` and ``ember.nn.functional``) whose ``apply`` a captured graph may call,
+    by qualified name. Composite functions (``F.gelu``, ``nn.Linear``, losses ...) never
+    appear in a captured graph: capture sees only these."""
     import importlib
     import pkgutil
 
     from .. import ops
-    names = []
     for info in pkgutil.iter_modules(ops.__path__):
-        mod = importlib.import_module(f"ember.ops.{info.name}")
-        for v in vars(mod).values():
-            if isinstance(v, type) and issubclass(v, _dispatch.Node) and \
-                    v.__module__ == mod.__name__ and not issubclass(v, _dispatch.Function):
-                names.append(f"{v.__module__}.{v.__qualname__}")
-    return sorted(set(names))
+        importlib.import_module(f"ember.ops.{info.name}")
+    importlib.import_module("ember.nn.functional")
+    skip = (_dispatch.Function, _dispatch.AccumulateGrad, _dispatch.FunctionCtx)
+    names, stack = set(), list(_dispatch.Node.__subclasses__())
+    while stack:
+        c = stack.pop()
+        stack.extend(c.__subclasses__())
+        if c.__module__.startswith("ember.") and not issubclass(c, skip) and \
+                "<locals>" not in c.__qualname__ and not c.__name__.startswith("_"):
+            names.add(f"{c.__module__}.{c.__qualname__}")
+    return sorted(names)
 
 
 def target_name(target):
