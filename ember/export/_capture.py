@@ -114,6 +114,15 @@ def zero_grads(params, set_to_none=True):
 zero_grads._fx_impure = True
 
 
+def set_grad(p, g):
+    """Graph node: ``p.grad = g``."""
+    p.grad = g
+    return g
+
+
+set_grad._fx_impure = True
+
+
 def optimizer_param_step(opt, group_index, p):
     """Graph node: ``opt``'s update of parameter ``p`` (its state made on first use), as the
     optimizer template (``Optimizer._step_group``/``_step_one``) does it."""
@@ -131,7 +140,7 @@ def optimizer_param_step(opt, group_index, p):
 optimizer_param_step._fx_impure = True
 
 _HELPERS = {f.__name__: f for f in (set_grad_enabled, sym_size, accumulate_grad, zero_grads,
-                                     optimizer_param_step)}
+                                     set_grad, optimizer_param_step)}
 _HELPERS.update({"operator.getitem": operator.getitem, "operator.add": operator.add,
                  "operator.mul": operator.mul, "operator.sub": operator.sub,
                  "operator.floordiv": operator.floordiv, "operator.neg": operator.neg,
@@ -292,6 +301,7 @@ class CaptureMode:
         self.phase = "forward"
         self.create_graph = False
         self.in_op = 0
+        self.in_zero_grad = 0
         self.mutated: set = set()  # ids of arrays written by recorded in-place nodes
         self.data_dependent: set = set()
         self.objects: dict = {}    # id(obj) -> get_attr node for non-tensor objects
@@ -302,7 +312,14 @@ class CaptureMode:
         self.nodes[id(arr)] = node
         self.keep.append(arr)
         if data_dependent:
-            self.data_dependent.add(id(arr))
+            self.data_dependent.add(node)
+
+    def _depends(self, fx_args):
+        """Whether a value computed from ``fx_args`` depends on inputs or parameters."""
+        from ..fx import map_arg
+        found = []
+        map_arg(fx_args, lambda n: found.append(n) or n)
+        return any(n in self.data_dependent for n in found)
 
     def tensor_node(self, t):
         n = self.nodes.get(id(t._data))
@@ -322,7 +339,7 @@ class CaptureMode:
         self.consts[name] = _Const(t if by_ref else _make(t._data.copy()), by_ref)
         with self._at_attrs():
             node = self.graph.get_attr(name)
-        self.bind(t, node, data_dependent=False)
+        self.bind(t, node, data_dependent=by_ref)
         return node
 
     def _at_attrs(self):
@@ -374,15 +391,15 @@ class CaptureMode:
             self.grad_enabled = want
             self.graph.call_function(set_grad_enabled, (self.grad_enabled,))
 
-    def _bind_outputs(self, out, node):
+    def _bind_outputs(self, out, node, dd):
         if isinstance(out, Tensor):
-            self.bind(out, node)
+            self.bind(out, node, dd)
             self._meta(node, out)
         elif isinstance(out, tuple):
             for i, o in enumerate(out):
                 if isinstance(o, Tensor):
                     g = self.graph.call_function(operator.getitem, (node, i))
-                    self.bind(o, g)
+                    self.bind(o, g, dd)
                     self._meta(g, o)
 
     @staticmethod
@@ -401,7 +418,7 @@ class CaptureMode:
         finally:
             self.in_op -= 1
         node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
-        self._bind_outputs(out, node)
+        self._bind_outputs(out, node, self._depends((fx_args, fx_kwargs)))
         return out
 
     def on_inplace(self, cls, target, args, kwargs, run):
@@ -416,7 +433,7 @@ class CaptureMode:
             self.in_op -= 1
         node = self.graph.call_function(inplace(cls), (fx_target,) + fx_args, fx_kwargs)
         self._note_mutation(target)
-        self.bind(target, node)
+        self.bind(target, node, self._depends((fx_target, fx_args, fx_kwargs)))
         self._meta(node, target)
         return out
 
@@ -445,9 +462,17 @@ class CaptureMode:
             self.phase, self.create_graph = prev, prev_cg
 
     def zero_grad(self, params, set_to_none):
-        params = [p for p in params if p._grad is not None]
+        # every parameter, with or without a gradient now: a replay may find one
         if params:
             self.graph.call_function(zero_grads, ([self.arg(p) for p in params], set_to_none))
+
+    def set_grad(self, t, value):
+        """``p.grad = value`` (or None) inside the captured region."""
+        if value is None:  # recorded even when there is no gradient now: a replay may have one
+            self.graph.call_function(zero_grads, ([self.arg(t)], True))
+            return
+        node = self.graph.call_function(set_grad, (self.arg(t), self.arg(value)))
+        self.bind(value, node)
 
     def optimizer_step_one(self, opt, group, p, first):
         p_node = self.arg(p)
@@ -466,7 +491,7 @@ class CaptureMode:
         self.bind(p, node)
 
     def check_value_read(self, t, what):
-        if id(t._data) in self.data_dependent:
+        if self.nodes.get(id(t._data)) in self.data_dependent:
             raise DataDependentError(
                 f"{what} of a tensor that depends on the captured inputs: the captured graph "
                 f"cannot branch on or read tensor values ({user_frame()}). Keep the value a "
@@ -554,13 +579,34 @@ def _install(mode):
 
     def opt_zero_grad(self, set_to_none=True):
         mode.zero_grad([p for g in self.param_groups for p in g["params"]], set_to_none)
-        return _ORIG["opt_zero_grad"](self, set_to_none)
+        mode.in_zero_grad += 1
+        try:
+            return _ORIG["opt_zero_grad"](self, set_to_none)
+        finally:
+            mode.in_zero_grad -= 1
 
     def mod_zero_grad(self, set_to_none=True):
         mode.zero_grad(list(self.parameters()), set_to_none)
-        return _ORIG["mod_zero_grad"](self, set_to_none)
+        mode.in_zero_grad += 1
+        try:
+            return _ORIG["mod_zero_grad"](self, set_to_none)
+        finally:
+            mode.in_zero_grad -= 1
     _opt.Optimizer.zero_grad = opt_zero_grad
     Module.zero_grad = mod_zero_grad
+    grad_prop = Tensor.__dict__["grad"]
+    saved["grad"] = grad_prop
+
+    def grad_set(self, value):
+        if mode.in_zero_grad:  # zero_grad records itself
+            return grad_prop.fset(self, value)
+        if value is None:
+            mode.set_grad(self, None)
+            grad_prop.fset(self, None)
+        else:
+            grad_prop.fset(self, value)  # validates the value first
+            mode.set_grad(self, value)
+    Tensor.grad = property(grad_prop.fget, grad_set, doc=grad_prop.__doc__)
     gen = _random.default_generator
     saved["rng"] = gen._rng
     gen._rng = _RandomGuard(gen._rng, mode)
@@ -585,6 +631,7 @@ def _uninstall(mode, saved):
     if saved["use_flat"] is not None:
         _opt.Optimizer._use_flat = saved["use_flat"]
     _random.default_generator._rng = saved["rng"]
+    Tensor.grad = saved["grad"]
 
 
 # ---------------------------------------------------------------------- capture
@@ -647,7 +694,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
                 attrs[name] = t
             node.meta["spec"] = (kind, name)
             param_names.append((kind, name, node.name))
-            mode.bind(t, node, data_dependent=False)
+            mode.bind(t, node)  # values change with training: reading one is data-dependent
             CaptureMode._meta(node, t)
     for name, v in zip(input_names, flat_inputs):
         node = graph.placeholder(name)
