@@ -404,8 +404,9 @@ class CaptureMode:
 
     @staticmethod
     def _meta(node, t):
-        node.meta["tensor_meta"] = (tuple(t.shape), t.dtype, tuple(t.stride()))
-        node.meta["val"] = _Fake(tuple(t.shape), t.dtype, tuple(t.stride()))
+        shape, stride = tuple(t.shape), tuple(t.stride())
+        node.meta["tensor_meta"] = (shape, t.dtype, stride)
+        node.meta["val"] = _fake(shape, t.dtype, stride)
 
     # -- the _MODES protocol
     def on_op(self, cls, args, kwargs, run):
@@ -497,6 +498,27 @@ class CaptureMode:
                 f"cannot branch on or read tensor values ({user_frame()}). Keep the value a "
                 "tensor (e.g. ember.where instead of an if), use jit.trace with inputs that "
                 "take the branch you want, or compute it outside the captured region")
+
+
+_META_OK: list = []
+
+
+def _fake(shape, dtype, stride):
+    """``node.meta['val']``: a tensor on the ``meta`` device where ember has one (shape, dtype
+    and strides, no data), else a stand-in ``_Fake`` with the same three."""
+    if not _META_OK:
+        try:
+            from .. import empty_strided
+            _META_OK.append(str(empty_strided((1,), (1,), device="meta").device) == "meta")
+        except Exception:  # no meta device in this build
+            _META_OK.append(False)
+    if _META_OK[0]:
+        try:
+            from .. import empty_strided
+            return empty_strided(shape, stride, dtype=dtype, device="meta")
+        except Exception:  # a layout the meta device does not take
+            pass
+    return _Fake(shape, dtype, stride)
 
 
 class _Fake:
