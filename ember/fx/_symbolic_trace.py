@@ -391,12 +391,20 @@ class Tracer(TracerBase):
             wrapped_ids[id(fn)] = _diverting_wrapper(fn)
 
         # the same functions imported under other names (``from ember import relu``) in the
-        # globals of the forwards this trace may run
-        globs = {id(getattr(root_fn, "__globals__", {})): getattr(root_fn, "__globals__", {})}
-        for m in self.root.modules():
-            g = getattr(type(m).forward, "__globals__", None)
+        # globals and closures of the forwards this trace may run
+        fns = [root_fn] + [type(m).forward for m in self.root.modules()]
+        globs = {}
+        for f in fns:
+            g = getattr(f, "__globals__", None)
             if g is not None:
                 globs[id(g)] = g
+            for cell in getattr(f, "__closure__", None) or ():
+                try:
+                    w = wrapped_ids.get(id(cell.cell_contents))
+                except ValueError:  # an empty cell
+                    continue
+                if w is not None:
+                    patcher.setattr(cell, "cell_contents", w)
         for g in globs.values():
             for name, val in list(g.items()):
                 w = wrapped_ids.get(id(val))

@@ -510,10 +510,9 @@ class Graph:
         return _CodeGen(self, root_module).render()
 
     def __str__(self):
-        placeholders: list = []
         ret = [""]
-        lines = [n.format_node(placeholders, ret) for n in self.nodes]
-        head = f"graph({', '.join(placeholders)}){ret[0]}:"
+        lines = [n.format_node(None, ret) for n in self.nodes]
+        head = f"graph(){ret[0]}:"
         return "\n".join([head] + ["    " + s for s in lines])
 
     def print_tabular(self):

@@ -274,8 +274,8 @@ def test_tracebacks_point_into_generated_code():
 def test_str_and_tabular(capsys):
     g = build()
     s = str(g)
-    assert s.splitlines()[0] == "graph(x):"
-    assert s.splitlines()[-1].strip() == "return (%view, {total: %sum_1})"
+    assert s.splitlines()[0] == "graph():"
+    assert s.splitlines()[-1].strip() == "return (view, {'total': sum_1})"
     g.print_tabular()
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["opcode", "name", "target", "args", "kwargs"]
