@@ -82,23 +82,25 @@ class PHBase:
 PH = PHBase()
 
 
-def _find_proxy(args, kwargs):
-    """The first Proxy in ``args``/``kwargs`` (looking one level into lists and tuples)."""
-    for a in args:
-        if isinstance(a, Proxy):
-            return a
-        if isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, Proxy):
-                    return b
-    for a in kwargs.values():
-        if isinstance(a, Proxy):
-            return a
-        if isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, Proxy):
-                    return b
+def _find_proxy_in(a):
+    if isinstance(a, Proxy):
+        return a
+    if isinstance(a, (list, tuple)):
+        for b in a:
+            p = _find_proxy_in(b)
+            if p is not None:
+                return p
+    elif isinstance(a, dict):
+        return _find_proxy_in(tuple(a.values()))
+    elif isinstance(a, slice):
+        return _find_proxy_in((a.start, a.stop, a.step))
     return None
+
+
+def _find_proxy(args, kwargs):
+    """The first Proxy in ``args``/``kwargs`` (nested in lists, tuples, dicts, slices)."""
+    p = _find_proxy_in(args)
+    return p if p is not None or not kwargs else _find_proxy_in(tuple(kwargs.values()))
 
 
 def _diverting_wrapper(orig):

@@ -109,7 +109,62 @@ def define(T):
             h = h @ self.weight.t()
             return {"out": h.permute(1, 0)[:, :n] ** 2, "aux": (-h, h.mean())}
 
-    return dict(MLP=MLP, LeNet=LeNet, ResNet18=ResNet18, Custom=Custom)
+    class CausalSelfAttention(tnn.Module):  # nanoGPT's, with the mask at full length
+        def __init__(self, n_embd=32, n_head=4, block_size=8):
+            super().__init__()
+            self.c_attn = tnn.Linear(n_embd, 3 * n_embd)
+            self.c_proj = tnn.Linear(n_embd, n_embd)
+            self.n_head, self.n_embd = n_head, n_embd
+            mask = T.tril(T.ones(block_size, block_size)).view(1, 1, block_size, block_size)
+            self.register_buffer("bias", mask)
+
+        def forward(self, x):
+            B, L, C = x.size()
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            k = k.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
+            q = q.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
+            v = v.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = F.softmax(att.masked_fill(self.bias == 0, float("-inf")), dim=-1)
+            y = (att @ v).transpose(1, 2).contiguous().view(B, L, C)
+            return self.c_proj(y)
+
+    class GPTBlock(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = tnn.LayerNorm(32)
+            self.attn = CausalSelfAttention()
+            self.ln_2 = tnn.LayerNorm(32)
+            self.mlp = tnn.Sequential(tnn.Linear(32, 128), tnn.GELU(), tnn.Linear(128, 32))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class LSTMLM(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = tnn.Embedding(50, 16)
+            self.lstm = tnn.LSTM(16, 24, num_layers=2, batch_first=True)
+            self.head = tnn.Linear(24, 50)
+
+        def forward(self, tokens):
+            out, (h, c) = self.lstm(self.emb(tokens))
+            return self.head(out), h + c
+
+    class Encoder(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = tnn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0,
+                                                batch_first=True)
+            self.enc = tnn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+            self.out = tnn.Linear(16, 4)
+
+        def forward(self, x, mask=None):
+            return self.out(self.enc(x, mask=mask)).mean(dim=1)
+
+    return dict(MLP=MLP, LeNet=LeNet, ResNet18=ResNet18, Custom=Custom, GPTBlock=GPTBlock,
+                LSTMLM=LSTMLM, Encoder=Encoder)
 
 
 E = define(ember)
@@ -142,10 +197,14 @@ INPUTS = {
     "LeNet": lambda: (np.random.randn(2, 1, 28, 28),),
     "ResNet18": lambda: (np.random.randn(1, 3, 32, 32),),
     "Custom": lambda: (np.random.randn(3, 6), np.random.randn(3, 6)),
+    "GPTBlock": lambda: (np.random.randn(2, 8, 32),),
+    "LSTMLM": lambda: (np.random.randint(0, 50, (2, 7)),),
+    "Encoder": lambda: (np.random.randn(2, 5, 16),),
 }
+MODELS = list(INPUTS)
 
 
-@pytest.mark.parametrize("name", ["MLP", "LeNet", "ResNet18", "Custom"])
+@pytest.mark.parametrize("name", MODELS)
 def test_graph_matches_torch_fx(name):
     gm = symbolic_trace(E[name]())
     tgm = torch_fx.symbolic_trace(T[name]())
@@ -161,27 +220,29 @@ def test_vision_resnet18_graph_matches_torch_fx():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["MLP", "LeNet", "ResNet18", "Custom"])
+@pytest.mark.parametrize("name", MODELS)
 def test_traced_output_and_gradients_equal_eager(name, dtype):
     m = E[name]().to(getattr(ember, dtype)).eval()
     gm = symbolic_trace(m)
-    args = [ember.tensor(a, dtype=getattr(ember, dtype), requires_grad=True)
+    args = [ember.tensor(a) if a.dtype.kind == "i" else
+            ember.tensor(a, dtype=getattr(ember, dtype), requires_grad=True)
             for a in INPUTS[name]()]
 
     def flat(out):
         if isinstance(out, dict):
             return [out["out"], *out["aux"]]
-        return [out]
+        return list(out) if isinstance(out, tuple) else [out]
 
     ref = flat(m(*args))
     sum(o.sum() for o in ref).backward()
-    ref_grads = [p.grad.clone() for p in m.parameters()] + [a.grad.clone() for a in args]
+    args_rg = [a for a in args if a.requires_grad]
+    ref_grads = [p.grad.clone() for p in m.parameters()] + [a.grad.clone() for a in args_rg]
     m.zero_grad()
-    for a in args:
+    for a in args_rg:
         a.grad = None
     got = flat(gm(*args))
     sum(o.sum() for o in got).backward()
-    got_grads = [p.grad for p in m.parameters()] + [a.grad for a in args]
+    got_grads = [p.grad for p in m.parameters()] + [a.grad for a in args_rg]
     check = np.testing.assert_array_equal if dtype == "float64" else \
         (lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6))
     for g, r in zip(got, ref):
@@ -189,6 +250,30 @@ def test_traced_output_and_gradients_equal_eager(name, dtype):
         check(_det(g), _det(r))
     for g, r in zip(got_grads, ref_grads):
         check(_det(g), _det(r))
+
+
+def test_gpt_block_capture_time_and_sliced_mask():
+    """The GPT block traces well under a second; nanoGPT's ``bias[:, :, :L, :L]`` mask,
+    a buffer indexed by traced sizes (which torch.fx cannot trace), is recorded through
+    the dispatch mode and replays like eager."""
+    import time
+    m = E["GPTBlock"]()
+    start = time.perf_counter()
+    symbolic_trace(m)
+    assert time.perf_counter() - start < 1.0
+
+    class Sliced(E["GPTBlock"]().attn.__class__):
+        def forward(self, x):
+            B, L, C = x.size()
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            att = q @ k.transpose(-2, -1) / math.sqrt(C)
+            att = att.masked_fill(self.bias[0, 0, :L, :L] == 0, float("-inf"))
+            return self.c_proj(ember.softmax(att, dim=-1) @ v)
+    s = Sliced().double()
+    gm = symbolic_trace(s)
+    for L in (8, 5):  # the slice follows the input's length
+        x = ember.randn(2, L, 32, dtype=ember.float64)
+        np.testing.assert_array_equal(_det(gm(x)), _det(s(x)))
 
 
 def test_lenet_from_vision_matches_eager():
@@ -409,18 +494,14 @@ def test_dropout_train_and_eval():
     np.testing.assert_array_equal(_det(a), _det(b))
 
 
-def test_patching_costs_eager_nothing_after_trace():
-    import time
-    x = ember.randn(8)
-    relu = ember.relu
-
-    def bench():
-        t = time.perf_counter()
-        for _ in range(2000):
-            relu(x)
-        return time.perf_counter() - t
-    before = min(bench() for _ in range(3))
+def test_nothing_stays_patched_after_a_trace():
+    """Eager code pays nothing for tracing: outside a trace no function is wrapped, no
+    dispatch mode is active and Module's methods are the originals."""
+    from ember.autograd.graph import _MODES
+    call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
     symbolic_trace(E["Custom"]())
-    after = min(bench() for _ in range(3))
-    assert ember.relu is relu
-    assert after < before * 1.5 + 1e-3
+    assert _MODES == []
+    assert nn.Module.__call__ is call and nn.Module.__getattr__ is getattr_
+    import ember.nn.functional as F
+    for ns in (ember, F, ember.special, ember.linalg, ember.fft, math):
+        assert not [n for n, v in vars(ns).items() if hasattr(v, "__fx_original__")]
