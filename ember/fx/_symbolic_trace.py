@@ -120,6 +120,9 @@ def _diverting_wrapper(orig):
     return wrapped
 
 
+_ABSENT = object()
+
+
 class _Patcher:
     """Attribute and dict patches undone in reverse order on ``restore``."""
 
@@ -127,7 +130,12 @@ class _Patcher:
         self._undo = []
 
     def setattr(self, obj, name, value):
-        self._undo.append((obj, name, getattr(obj, name)))
+        if isinstance(obj, type):
+            # a class: keep the raw entry (a ``staticmethod`` stays one), or none at all
+            own = obj.__dict__
+            self._undo.append((obj, name, own[name] if name in own else _ABSENT))
+        else:
+            self._undo.append((obj, name, getattr(obj, name)))
         setattr(obj, name, value)
 
     def setitem(self, d, name, value):
@@ -139,7 +147,11 @@ class _Patcher:
         while self._undo:
             entry = self._undo.pop()
             if len(entry) == 3:
-                setattr(*entry)
+                obj, name, value = entry
+                if value is _ABSENT:
+                    delattr(obj, name)
+                else:
+                    setattr(obj, name, value)
             else:
                 d, name, value, missing = entry
                 if missing:
@@ -391,6 +403,7 @@ class Tracer(TracerBase):
                 patcher.setattr(mod, name, w)
         for fn in self._autowrap_functions:
             wrapped_ids[id(fn)] = _diverting_wrapper(fn)
+        self._patch_layer_internals(patcher, wrapped_ids)
 
         # the same functions imported under other names (``from ember import relu``) in the
         # globals and closures of the forwards this trace may run
@@ -420,6 +433,33 @@ class Tracer(TracerBase):
             if orig is None:
                 continue
             patcher.setitem(g, name, _diverting_wrapper(orig))
+
+
+    @staticmethod
+    def _patch_layer_internals(patcher, wrapped_ids):
+        """ember's layers reach their kernels as ``K.conv2d`` (an ``ember.ops`` module) or
+        as a class attribute (``_fn = staticmethod(F.silu)``): divert those too, so that
+        tracing into a layer (a layer as the root, or a tracer with other leaves) records
+        the functional call as torch.fx does."""
+        for modname, mod in list(sys.modules.items()):
+            if mod is None or not modname.startswith("ember.ops."):
+                continue
+            for name, val in list(vars(mod).items()):
+                if name.startswith("_") or not isinstance(val, types.FunctionType) or \
+                        not (val.__module__ or "").startswith("ember"):
+                    continue
+                w = wrapped_ids.get(id(val))
+                if w is None:
+                    w = wrapped_ids[id(val)] = _diverting_wrapper(val)
+                patcher.setattr(mod, name, w)
+        layers = sys.modules.get("ember.nn.modules")
+        if layers is None:
+            return
+        classes = {id(c): c for c in vars(layers).values() if isinstance(c, type)}
+        for cls in classes.values():
+            for name, val in list(vars(cls).items()):
+                if isinstance(val, staticmethod) and id(val.__func__) in wrapped_ids:
+                    patcher.setattr(cls, name, staticmethod(wrapped_ids[id(val.__func__)]))
 
 
 def symbolic_trace(root, concrete_args=None):

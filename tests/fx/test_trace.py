@@ -503,5 +503,27 @@ def test_nothing_stays_patched_after_a_trace():
     assert _MODES == []
     assert nn.Module.__call__ is call and nn.Module.__getattr__ is getattr_
     import ember.nn.functional as F
-    for ns in (ember, F, ember.special, ember.linalg, ember.fft, math):
+    import ember.ops.conv as K
+    for ns in (ember, F, ember.special, ember.linalg, ember.fft, math, K):
         assert not [n for n, v in vars(ns).items() if hasattr(v, "__fx_original__")]
+    # class attributes come back as they were (a staticmethod stays one)
+    assert isinstance(vars(nn.Conv2d)["_fn"], staticmethod)
+    assert vars(nn.Conv2d)["_fn"].__func__ is K.conv2d
+
+
+@pytest.mark.parametrize("layer", ["Linear", "Conv2d", "LayerNorm", "SiLU", "ReLU",
+                                   "Embedding"])
+def test_tracing_an_ember_layer_as_the_root(layer):
+    """A leaf as the root is traced through, down to its functional call, as torch.fx
+    does (twice, so that the second trace starts from restored classes)."""
+    args, shape = {"Linear": ((3, 4), (2, 3)), "Conv2d": ((3, 4, 3), (1, 3, 5, 5)),
+                   "LayerNorm": ((4,), (2, 4)), "SiLU": ((), (2, 4)), "ReLU": ((), (2, 4)),
+                   "Embedding": ((10, 3), None)}[layer]
+    m = getattr(nn, layer)(*args).eval()
+    tm = getattr(torch.nn, layer)(*args).eval()
+    for _ in range(2):
+        gm = symbolic_trace(m)
+        tgm = torch_fx.symbolic_trace(tm)
+        assert _names(gm.graph) == _names(tgm.graph)
+    x = ember.randint(0, 10, (2, 5)) if shape is None else ember.randn(*shape)
+    np.testing.assert_array_equal(_det(gm(x)), _det(m(x)))
