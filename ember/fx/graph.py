@@ -437,6 +437,16 @@ class Graph:
             g.output(rv, type_expr=node.type).meta = dict(node.meta)
         return g
 
+    def __reduce__(self):
+        # a flat list of node records: pickling the linked list node by node would recurse
+        # once per node and overflow on large graphs
+        index = {n: i for i, n in enumerate(self.nodes)}
+        records = [(n.name, n.op, n.target,
+                    map_arg(n.args, lambda a: _NodeRef(index[a])),
+                    map_arg(n.kwargs, lambda a: _NodeRef(index[a])), n.type, n.meta)
+                   for n in self.nodes]
+        return _rebuild_graph, (records,)
+
     # ------------------------------------------------------------------ passes
     def eliminate_dead_code(self, is_impure_node=None):
         """Remove the nodes whose values nothing uses (keeping impure ones); returns
@@ -528,3 +538,30 @@ class Graph:
 
     def __repr__(self):
         return str(self)
+
+
+class _NodeRef:
+    """A node's position, standing in for the node in a pickled graph."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+    def __reduce__(self):
+        return _NodeRef, (self.index,)
+
+
+def _rebuild_graph(records):
+    from .node import map_aggregate
+    g = Graph()
+    nodes = []
+
+    def resolve(a):
+        return nodes[a.index] if isinstance(a, _NodeRef) else a
+    for name, op, target, args, kwargs, type_expr, meta in records:
+        n = g.create_node(op, target, map_aggregate(args, resolve),
+                          map_aggregate(kwargs, resolve), name, type_expr)
+        n.meta = meta
+        nodes.append(n)
+    return g
