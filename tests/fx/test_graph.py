@@ -305,3 +305,13 @@ def test_pickle_graph_module_and_long_graphs():
     g2 = pickle.loads(pickle.dumps(g))
     assert len(g2.nodes) == 5002 and str(g2) == str(g)
     assert GraphModule(nn.Module(), g2)(ember.zeros(1)).item() == 5000
+
+
+def test_fx_loads_lazily():
+    import subprocess
+    import sys
+    code = ("import sys, ember; assert 'ember.fx' not in sys.modules; "
+            "g = ember.fx.Graph(); print(type(g).__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "ember.fx.graph"
