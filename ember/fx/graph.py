@@ -131,9 +131,8 @@ class PythonCode:
 class _CodeGen:
     """Renders a graph as the body of ``def forward(self, ...)``."""
 
-    def __init__(self, graph, root_module):
+    def __init__(self, graph):
         self.graph = graph
-        self.root = root_module
         self.ns = graph._namespace.copy()
         self.globals = {"inf": math.inf, "nan": math.nan}
         self._global_ids: dict = {}
@@ -303,7 +302,6 @@ class Graph:
         self._owning_module = owning_module
         self._tracer_cls = tracer_cls
         self._tracer_extras = tracer_extras
-        self._codegen_root = "self"
 
     # ------------------------------------------------------------------ access
     @property
@@ -517,7 +515,7 @@ class Graph:
         ``forward(self, ...)`` and ``globals`` holds the objects it refers to."""
         if root_module != "self":
             raise NotImplementedError("Graph.python_code: only root_module='self' is supported")
-        return _CodeGen(self, root_module).render()
+        return _CodeGen(self).render()
 
     def __str__(self):
         ret = [""]
