@@ -82,23 +82,25 @@ class PHBase:
 PH = PHBase()
 
 
-def _find_proxy(args, kwargs):
-    """The first Proxy in ``args``/``kwargs`` (looking one level into lists and tuples)."""
-    for a in args:
-        if isinstance(a, Proxy):
-            return a
-        if isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, Proxy):
-                    return b
-    for a in kwargs.values():
-        if isinstance(a, Proxy):
-            return a
-        if isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, Proxy):
-                    return b
+def _find_proxy_in(a):
+    if isinstance(a, Proxy):
+        return a
+    if isinstance(a, (list, tuple)):
+        for b in a:
+            p = _find_proxy_in(b)
+            if p is not None:
+                return p
+    elif isinstance(a, dict):
+        return _find_proxy_in(tuple(a.values()))
+    elif isinstance(a, slice):
+        return _find_proxy_in((a.start, a.stop, a.step))
     return None
+
+
+def _find_proxy(args, kwargs):
+    """The first Proxy in ``args``/``kwargs`` (nested in lists, tuples, dicts, slices)."""
+    p = _find_proxy_in(args)
+    return p if p is not None or not kwargs else _find_proxy_in(tuple(kwargs.values()))
 
 
 def _diverting_wrapper(orig):
@@ -118,6 +120,9 @@ def _diverting_wrapper(orig):
     return wrapped
 
 
+_ABSENT = object()
+
+
 class _Patcher:
     """Attribute and dict patches undone in reverse order on ``restore``."""
 
@@ -125,7 +130,12 @@ class _Patcher:
         self._undo = []
 
     def setattr(self, obj, name, value):
-        self._undo.append((obj, name, getattr(obj, name)))
+        if isinstance(obj, type):
+            # a class: keep the raw entry (a ``staticmethod`` stays one), or none at all
+            own = obj.__dict__
+            self._undo.append((obj, name, own[name] if name in own else _ABSENT))
+        else:
+            self._undo.append((obj, name, getattr(obj, name)))
         setattr(obj, name, value)
 
     def setitem(self, d, name, value):
@@ -137,7 +147,11 @@ class _Patcher:
         while self._undo:
             entry = self._undo.pop()
             if len(entry) == 3:
-                setattr(*entry)
+                obj, name, value = entry
+                if value is _ABSENT:
+                    delattr(obj, name)
+                else:
+                    setattr(obj, name, value)
             else:
                 d, name, value, missing = entry
                 if missing:
@@ -389,14 +403,23 @@ class Tracer(TracerBase):
                 patcher.setattr(mod, name, w)
         for fn in self._autowrap_functions:
             wrapped_ids[id(fn)] = _diverting_wrapper(fn)
+        self._patch_layer_internals(patcher, wrapped_ids)
 
         # the same functions imported under other names (``from ember import relu``) in the
-        # globals of the forwards this trace may run
-        globs = {id(getattr(root_fn, "__globals__", {})): getattr(root_fn, "__globals__", {})}
-        for m in self.root.modules():
-            g = getattr(type(m).forward, "__globals__", None)
+        # globals and closures of the forwards this trace may run
+        fns = [root_fn] + [type(m).forward for m in self.root.modules()]
+        globs = {}
+        for f in fns:
+            g = getattr(f, "__globals__", None)
             if g is not None:
                 globs[id(g)] = g
+            for cell in getattr(f, "__closure__", None) or ():
+                try:
+                    w = wrapped_ids.get(id(cell.cell_contents))
+                except ValueError:  # an empty cell
+                    continue
+                if w is not None:
+                    patcher.setattr(cell, "cell_contents", w)
         for g in globs.values():
             for name, val in list(g.items()):
                 w = wrapped_ids.get(id(val))
@@ -410,6 +433,33 @@ class Tracer(TracerBase):
             if orig is None:
                 continue
             patcher.setitem(g, name, _diverting_wrapper(orig))
+
+
+    @staticmethod
+    def _patch_layer_internals(patcher, wrapped_ids):
+        """ember's layers reach their kernels as ``K.conv2d`` (an ``ember.ops`` module) or
+        as a class attribute (``_fn = staticmethod(F.silu)``): divert those too, so that
+        tracing into a layer (a layer as the root, or a tracer with other leaves) records
+        the functional call as torch.fx does."""
+        for modname, mod in list(sys.modules.items()):
+            if mod is None or not modname.startswith("ember.ops."):
+                continue
+            for name, val in list(vars(mod).items()):
+                if name.startswith("_") or not isinstance(val, types.FunctionType) or \
+                        not (val.__module__ or "").startswith("ember"):
+                    continue
+                w = wrapped_ids.get(id(val))
+                if w is None:
+                    w = wrapped_ids[id(val)] = _diverting_wrapper(val)
+                patcher.setattr(mod, name, w)
+        layers = sys.modules.get("ember.nn.modules")
+        if layers is None:
+            return
+        classes = {id(c): c for c in vars(layers).values() if isinstance(c, type)}
+        for cls in classes.values():
+            for name, val in list(vars(cls).items()):
+                if isinstance(val, staticmethod) and id(val.__func__) in wrapped_ids:
+                    patcher.setattr(cls, name, staticmethod(wrapped_ids[id(val.__func__)]))
 
 
 def symbolic_trace(root, concrete_args=None):

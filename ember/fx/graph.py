@@ -131,9 +131,8 @@ class PythonCode:
 class _CodeGen:
     """Renders a graph as the body of ``def forward(self, ...)``."""
 
-    def __init__(self, graph, root_module):
+    def __init__(self, graph):
         self.graph = graph
-        self.root = root_module
         self.ns = graph._namespace.copy()
         self.globals = {"inf": math.inf, "nan": math.nan}
         self._global_ids: dict = {}
@@ -303,7 +302,6 @@ class Graph:
         self._owning_module = owning_module
         self._tracer_cls = tracer_cls
         self._tracer_extras = tracer_extras
-        self._codegen_root = "self"
 
     # ------------------------------------------------------------------ access
     @property
@@ -437,6 +435,16 @@ class Graph:
             g.output(rv, type_expr=node.type).meta = dict(node.meta)
         return g
 
+    def __reduce__(self):
+        # a flat list of node records: pickling the linked list node by node would recurse
+        # once per node and overflow on large graphs
+        index = {n: i for i, n in enumerate(self.nodes)}
+        records = [(n.name, n.op, n.target,
+                    map_arg(n.args, lambda a: _NodeRef(index[a])),
+                    map_arg(n.kwargs, lambda a: _NodeRef(index[a])), n.type, n.meta)
+                   for n in self.nodes]
+        return _rebuild_graph, (records,)
+
     # ------------------------------------------------------------------ passes
     def eliminate_dead_code(self, is_impure_node=None):
         """Remove the nodes whose values nothing uses (keeping impure ones); returns
@@ -507,13 +515,12 @@ class Graph:
         ``forward(self, ...)`` and ``globals`` holds the objects it refers to."""
         if root_module != "self":
             raise NotImplementedError("Graph.python_code: only root_module='self' is supported")
-        return _CodeGen(self, root_module).render()
+        return _CodeGen(self).render()
 
     def __str__(self):
-        placeholders: list = []
         ret = [""]
-        lines = [n.format_node(placeholders, ret) for n in self.nodes]
-        head = f"graph({', '.join(placeholders)}){ret[0]}:"
+        lines = [n.format_node(None, ret) for n in self.nodes]
+        head = f"graph(){ret[0]}:"
         return "\n".join([head] + ["    " + s for s in lines])
 
     def print_tabular(self):
@@ -529,3 +536,30 @@ class Graph:
 
     def __repr__(self):
         return str(self)
+
+
+class _NodeRef:
+    """A node's position, standing in for the node in a pickled graph."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+    def __reduce__(self):
+        return _NodeRef, (self.index,)
+
+
+def _rebuild_graph(records):
+    from .node import map_aggregate
+    g = Graph()
+    nodes = []
+
+    def resolve(a):
+        return nodes[a.index] if isinstance(a, _NodeRef) else a
+    for name, op, target, args, kwargs, type_expr, meta in records:
+        n = g.create_node(op, target, map_aggregate(args, resolve),
+                          map_aggregate(kwargs, resolve), name, type_expr)
+        n.meta = meta
+        nodes.append(n)
+    return g

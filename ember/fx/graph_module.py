@@ -197,6 +197,11 @@ class GraphModule(Module):
                 self.delete_submodule(name)
 
     # ------------------------------------------------------------------ copies
+    def __reduce__(self):
+        # the class is made per instance, so pickle the state and the graph, and rebuild
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_code")}
+        return _rebuild_graph_module, (state, self.graph, type(self).__name__)
+
     def __deepcopy__(self, memo):
         holder = Module()
         state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_code")}
@@ -211,3 +216,11 @@ class GraphModule(Module):
         res = GraphModule(self, self.graph, type(self).__name__)
         res.__dict__["meta"] = dict(self.__dict__.get("meta", {}))
         return res
+
+
+def _rebuild_graph_module(state, graph, class_name):
+    holder = Module()
+    holder.__dict__.update(state)
+    gm = GraphModule(holder, graph, class_name)
+    gm.__dict__.update(state)
+    return gm

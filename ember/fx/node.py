@@ -319,7 +319,7 @@ class Node:
         if self.op == "output":
             if maybe_return_typename is not None and self.type is not None:
                 maybe_return_typename[0] = f" -> {self.type}"
-            return f"return {_format_arg(self.args[0])}"
+            return f"return {self.args[0]!r}"
         target = self.target if isinstance(self.target, str) else _target_name(self.target)
         return (f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
                 f"(args = {_format_arg(self._args)}, kwargs = {_format_arg(self._kwargs)})")

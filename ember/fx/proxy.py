@@ -22,7 +22,20 @@ from bisect import bisect_left
 __all__ = ["Proxy", "Attribute", "TraceError", "GraphAppendingTracer"]
 
 _FX_DIR = os.path.dirname(os.path.abspath(__file__))
-_SKIP_FILES = {os.path.join(os.path.dirname(_FX_DIR), "nn", "modules", "module.py")}
+_EMBER_DIR = os.path.dirname(_FX_DIR)
+# ember's own machinery, never the user's line: tracing, ops, autograd, Module.__call__,
+# the functional layer and the private top-level files (``_tensor_methods.py`` ...)
+_SKIP_DIRS = tuple(os.path.join(_EMBER_DIR, d) + os.sep for d in ("fx", "ops", "autograd"))
+_SKIP_FILES = {os.path.join(_EMBER_DIR, *p) for p in (
+    ("nn", "modules", "module.py"), ("nn", "functional.py"), ("nn", "_functional_seq.py"),
+    ("__init__.py",))}
+
+
+def _is_internal(fname):
+    if fname.startswith("<eval_with_key>") or fname in _SKIP_FILES or \
+            fname.startswith(_SKIP_DIRS):
+        return True
+    return os.path.dirname(fname) == _EMBER_DIR and os.path.basename(fname).startswith("_")
 
 
 class TraceError(ValueError):
@@ -33,9 +46,7 @@ def _user_frame():
     """The innermost frame outside ember.fx and Module's call machinery: the user's line."""
     f = sys._getframe(1)
     while f is not None:
-        fname = f.f_code.co_filename
-        if not (os.path.dirname(os.path.abspath(fname)) == _FX_DIR or fname in _SKIP_FILES
-                or fname.startswith("<eval_with_key>")):
+        if not _is_internal(os.path.abspath(f.f_code.co_filename)):
             return f
         f = f.f_back
     return None

@@ -104,8 +104,13 @@ def replace_pattern(gm, pattern, replacement):
         taken.update(inner)
         matches.append(Match(gn, nodes_map))
 
+    replaced = {}  # an earlier match's anchor -> what replaced it (a later match's input)
     for m in matches:
-        val_map = {r: m.nodes_map[p] for p, r in zip(p_inputs, r_inputs)}
+        def current(n):
+            while n in replaced:
+                n = replaced[n]
+            return n
+        val_map = {r: current(m.nodes_map[p]) for p, r in zip(p_inputs, r_inputs)}
         with graph.inserting_before(m.anchor):
             new_out = graph.graph_copy(r_graph, val_map)
         if r_module is not None:
@@ -116,6 +121,7 @@ def replace_pattern(gm, pattern, replacement):
             raise NotImplementedError("replace_pattern: replacements returning several values "
                                       "are not supported; return a single value")
         m.anchor.replace_all_uses_with(new_out)
+        replaced[m.anchor] = new_out
         for p in reversed(list(p_graph.nodes)):
             g = m.nodes_map.get(p)
             if p.op != "placeholder" and g is not None and not g.users:
