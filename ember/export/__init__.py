@@ -284,6 +284,7 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     ``dynamic_shapes``: per input (a dict by argument name, or a tuple in argument order), a
     dict ``{dim index: Dim}`` or a tuple with a ``Dim`` or None per dimension."""
     from ..nn.modules.module import Module
+    _capture.check_not_nested()
     if not isinstance(args, tuple):
         raise ValueError(f"Expecting `args` to be a tuple of example positional inputs, got "
                          f"{type(args).__name__}")

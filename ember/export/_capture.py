@@ -682,6 +682,12 @@ class Capture:
         return tree_unflatten(list(out), self.out_spec)
 
 
+def check_not_nested():
+    if _ACTIVE:
+        raise RuntimeError("capture: a capture (export, jit.trace) cannot start inside another "
+                           "one")
+
+
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
             unflatten=None, flatten_out=None):
     """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
@@ -693,6 +699,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     named by their dotted path (``lift_params``: placeholders ``p_<path>``/``b_<path>``
     before the user inputs instead, as ``export`` writes them)."""
     from ..fx import Graph
+    check_not_nested()
     modules = modules or {}
     graph = Graph()
     persistent = list(persistent)

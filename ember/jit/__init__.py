@@ -232,6 +232,7 @@ def trace(func, example_inputs=None, optimize=None, check_trace=True, check_inpu
     compares with eager execution, with the random generator reset so that dropout draws
     the same masks; a mismatch raises ``TracingCheckError``."""
     from .. import _random
+    _capture.check_not_nested()
     Module = _module_base()
     if example_inputs is None and example_kwarg_inputs is None:
         raise RuntimeError("jit.trace: example_inputs is required")

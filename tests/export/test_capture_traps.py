@@ -261,3 +261,15 @@ def test_custom_function_and_its_backward():
     x2 = ember.randn(3, dtype=ember.float64)
     got = cap.run(x2)
     _eq(got, 2 * (w.detach() * x2) * x2)
+
+
+def test_nested_capture_is_refused_and_state_is_restored():
+    class Inner(nn.Module):
+        def forward(self, x):
+            ember.jit.trace(lambda a: a + 1, (x,))
+            return x
+
+    with pytest.raises(RuntimeError, match="inside another"):
+        ember.export.export(Inner(), (ember.randn(2),))
+    assert not ember.autograd.graph._MODES
+    assert "grad" in ember.Tensor.__dict__ and ember.randn(2).shape == (2,)
