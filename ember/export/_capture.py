@@ -12,9 +12,10 @@ dispatch is routed through it:
   optimizer's own update at replay (reading the learning rate then, so schedulers work);
 * ``.item()``, ``bool()``, ``.tolist()``, ``.numpy()``, ``int()``/``float()`` of a tensor that
   depends on the inputs raise ``DataDependentError`` naming the user's line;
-* random draws outside an op (``ember.randn`` in a forward) raise, since they would be baked
-  into the graph as constants; dropout draws its mask in a dispatched op and is recorded as
-  a random op (re-drawn on every replay).
+* random functions (``ember.randn``, ``ember.rand_like``, ... ``RANDOM_FUNCTIONS``) are
+  recorded as ``random_op`` nodes and dropout draws its mask in a dispatched op, so both are
+  re-drawn on every replay (from the default generator: same seed, same draws as eager);
+  any other draw (``uniform_``, ``generator=``) raises, since it would become a constant.
 
 The graph: inputs are placeholders; parameters and buffers are ``get_attr`` nodes (or lifted
 placeholders for ``export``); other tensors met on the way are constants (``get_attr`` of
@@ -114,6 +115,22 @@ def zero_grads(params, set_to_none=True):
 zero_grads._fx_impure = True
 
 
+RANDOM_FUNCTIONS = ("rand", "randn", "randint", "randperm", "rand_like", "randn_like",
+                    "randint_like", "normal", "bernoulli", "poisson", "multinomial")
+
+
+def random_op(name, *args, **kwargs):
+    """Graph node: ``ember.<name>(*args, **kwargs)``, one of ``RANDOM_FUNCTIONS``, drawn anew
+    from the default generator on every replay."""
+    if name not in RANDOM_FUNCTIONS:
+        raise ValueError(f"random_op: {name!r} is not one of ember's random functions")
+    from ..ops import random as _r
+    return getattr(_r, name)(*args, **kwargs)
+
+
+random_op._fx_impure = True
+
+
 def set_grad(p, g):
     """Graph node: ``p.grad = g``."""
     p.grad = g
@@ -140,7 +157,7 @@ def optimizer_param_step(opt, group_index, p):
 optimizer_param_step._fx_impure = True
 
 _HELPERS = {f.__name__: f for f in (set_grad_enabled, sym_size, accumulate_grad, zero_grads,
-                                     set_grad, optimizer_param_step)}
+                                     set_grad, random_op, optimizer_param_step)}
 _HELPERS.update({"operator.getitem": operator.getitem, "operator.add": operator.add,
                  "operator.mul": operator.mul, "operator.sub": operator.sub,
                  "operator.floordiv": operator.floordiv, "operator.neg": operator.neg,
@@ -491,6 +508,26 @@ class CaptureMode:
         self._note_mutation(p)
         self.bind(p, node)
 
+    def random_call(self, name, orig, args, kwargs):
+        """``ember.randn(...)`` and the other ``RANDOM_FUNCTIONS`` inside the region."""
+        if self.in_op:  # called by another random function (randn_like -> randn): its part
+            return orig(*args, **kwargs)
+        if kwargs.get("generator") is not None or kwargs.get("out") is not None:
+            raise NotImplementedError(
+                f"capture: ember.{name} with generator= or out= inside a captured region "
+                f"({user_frame()}); use the default generator and the returned tensor")
+        fx_args, fx_kwargs = self.arg(args), self.arg(kwargs)
+        self._sync_grad_mode()
+        self.in_op += 1
+        try:
+            out = orig(*args, **kwargs)
+        finally:
+            self.in_op -= 1
+        node = self.graph.call_function(random_op, (name,) + fx_args, fx_kwargs)
+        self.bind(out, node)  # random values are data: reading one into Python is refused
+        self._meta(node, out)
+        return out
+
     def check_value_read(self, t, what):
         if self.nodes.get(id(t._data)) in self.data_dependent:
             raise DataDependentError(
@@ -572,9 +609,10 @@ class _RandomGuard:
         if self._mode.in_op == 0:
             raise NotImplementedError(
                 f"capture: a random draw outside a dispatched op ({user_frame()}) would be "
-                "baked into the graph as a constant; ember records dropout as a random op, "
-                "but not ember.rand/randn/randint/... inside a captured region yet: pass the "
-                "random tensor as an input instead")
+                "baked into the graph as a constant; ember records dropout and ember.rand/"
+                "randn/randint/normal/... (called as ember.<name>) as random ops, but not this "
+                "draw (an in-place filler such as uniform_, or a random function reached by "
+                "another path): pass the random tensor as an input instead")
         return getattr(self._real, name)
 
 
@@ -616,6 +654,18 @@ def _install(mode):
             mode.in_zero_grad -= 1
     _opt.Optimizer.zero_grad = opt_zero_grad
     Module.zero_grad = mod_zero_grad
+    import ember
+    from ..ops import random as _r
+    saved["random"] = []
+    for name in RANDOM_FUNCTIONS:
+        orig = getattr(_r, name)
+
+        def wrapper(*args, __name=name, __orig=orig, **kwargs):
+            return mode.random_call(__name, __orig, args, kwargs)
+        for ns in (_r, ember):
+            if getattr(ns, name, None) is orig:
+                saved["random"].append((ns, name, orig))
+                setattr(ns, name, wrapper)
     grad_prop = Tensor.__dict__["grad"]
     saved["grad"] = grad_prop
 
@@ -654,6 +704,8 @@ def _uninstall(mode, saved):
         _opt.Optimizer._use_flat = saved["use_flat"]
     _random.default_generator._rng = saved["rng"]
     Tensor.grad = saved["grad"]
+    for ns, name, orig in saved["random"]:
+        setattr(ns, name, orig)
 
 
 # ---------------------------------------------------------------------- capture

@@ -1,11 +1,13 @@
 """The dispatch-level capture's traps: never silently wrong (DESIGN.md, STYLE.md)."""
 
+import io
+
 import numpy as np
 import pytest
 
 import ember
 from ember import nn
-from ember.export import DataDependentError, GuardError
+from ember.export import DataDependentError, Dim, GuardError
 from ember.export._capture import trace_program
 
 from .models import MLP
@@ -57,12 +59,45 @@ def test_values_of_constants_may_be_read_but_not_of_parameters():
         ember.export.export(Reader(True), (x,))
 
 
-def test_random_draw_outside_an_op_is_refused():
+def test_random_functions_are_random_ops():
     class Noisy(nn.Module):
+        def forward(self, mu, logvar):  # a VAE's reparameterisation
+            eps = ember.randn_like(mu)
+            return mu + eps * ember.exp(0.5 * logvar) + ember.rand(mu.shape[0], 1,
+                                                                  dtype=mu.dtype)
+    m = Noisy()
+    mu, lv = ember.randn(4, 3, dtype=ember.float64), ember.randn(4, 3, dtype=ember.float64)
+    ep = ember.export.export(m, (mu, lv), dynamic_shapes={"mu": {0: Dim("n")},
+                                                          "logvar": {0: Dim("n")}})
+    assert sum("random_op" in str(n.target) for n in ep.graph.nodes) == 2
+    ember.manual_seed(3)
+    got = ep.module()(mu, lv)
+    ember.manual_seed(3)
+    _eq(got, m(mu, lv))
+    assert not np.array_equal(ep.module()(mu, lv).numpy(), got.numpy())  # re-drawn
+    buf = io.BytesIO()
+    ember.export.save(ep, buf)
+    buf.seek(0)
+    mu6, lv6 = ember.randn(6, 3, dtype=ember.float64), ember.randn(6, 3, dtype=ember.float64)
+    ember.manual_seed(4)
+    got = ember.export.load(buf).module()(mu6, lv6)
+    ember.manual_seed(4)
+    _eq(got, m(mu6, lv6))
+
+
+def test_random_draw_outside_an_op_is_refused():
+    class Filler(nn.Module):
         def forward(self, x):
-            return x + ember.randn(x.shape)
+            return x + ember.empty(x.shape).uniform_()
+
+    class WithGenerator(nn.Module):
+        def forward(self, x):
+            return x + ember.randn(x.shape, generator=ember.Generator())
     with pytest.raises(NotImplementedError, match="random draw"):
-        ember.export.export(Noisy(), (ember.randn(3),))
+        ember.export.export(Filler(), (ember.randn(3),))
+    with pytest.raises(NotImplementedError, match="generator="):
+        ember.export.export(WithGenerator(), (ember.randn(3),))
+    assert ember.randn is ember.ops.random.randn  # the capture's wrappers are gone
 
 
 def test_dropout_is_a_random_op_redrawn_per_run():
