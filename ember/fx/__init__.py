@@ -11,9 +11,9 @@ from .graph import Graph, PythonCode
 from .graph_module import GraphModule
 from .interpreter import Interpreter, Transformer
 from .node import Node, has_side_effect, map_arg
-from .proxy import Proxy, TraceError
+from .proxy import Proxy, TraceError, annotate
 from .subgraph_rewriter import replace_pattern
 
 __all__ = ["Graph", "GraphModule", "Node", "PythonCode", "Proxy", "Tracer", "TraceError",
            "PH", "symbolic_trace", "wrap", "is_fx_tracing", "map_arg", "has_side_effect",
-           "Interpreter", "Transformer", "replace_pattern"]
+           "Interpreter", "Transformer", "replace_pattern", "annotate"]

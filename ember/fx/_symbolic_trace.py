@@ -187,6 +187,7 @@ class Tracer(TracerBase):
         self.submodule_paths = None
         self.root = None
         self.graph = None
+        self.module_stack = {}   # path -> (path, type) of the submodules being called
         self._tensor_names = {}  # id(tensor) -> the root attribute it is read from
         self._keep_alive = []    # tensor constants, so their ids stay theirs during a trace
 
@@ -211,9 +212,18 @@ class Tracer(TracerBase):
     def call_module(self, m, forward, args, kwargs):
         """A submodule call: a ``call_module`` node for a leaf, else traced through."""
         name = self.path_of_module(m)
-        if not self.is_leaf_module(m, name):
-            return forward(*args, **kwargs)
-        return self.create_proxy("call_module", name, args, kwargs)
+        # every node made inside records the modules it sits in (``nn_module_stack``)
+        stack = self.module_stack
+        pushed = name not in stack
+        if pushed:
+            stack[name] = (name, type(m))
+        try:
+            if not self.is_leaf_module(m, name):
+                return forward(*args, **kwargs)
+            return self.create_proxy("call_module", name, args, kwargs)
+        finally:
+            if pushed:
+                del stack[name]
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
         """A module attribute read during tracing: parameters of the root become

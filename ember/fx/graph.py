@@ -441,7 +441,8 @@ class Graph:
         index = {n: i for i, n in enumerate(self.nodes)}
         records = [(n.name, n.op, n.target,
                     map_arg(n.args, lambda a: _NodeRef(index[a])),
-                    map_arg(n.kwargs, lambda a: _NodeRef(index[a])), n.type, n.meta)
+                    map_arg(n.kwargs, lambda a: _NodeRef(index[a])), n.type,
+                    _picklable_meta(n.meta))
                    for n in self.nodes]
         return _rebuild_graph, (records,)
 
@@ -536,6 +537,17 @@ class Graph:
 
     def __repr__(self):
         return str(self)
+
+
+def _picklable_meta(meta):
+    """``meta`` with ``nn_module_stack``'s module classes as their qualified names (a class
+    defined in a function cannot be pickled)."""
+    stack = meta.get("nn_module_stack")
+    if not stack:
+        return meta
+    named = {k: (path, t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}")
+             for k, (path, t) in stack.items()}
+    return {**meta, "nn_module_stack": named}
 
 
 class _NodeRef:

@@ -19,7 +19,7 @@ import os
 import sys
 from bisect import bisect_left
 
-__all__ = ["Proxy", "Attribute", "TraceError", "GraphAppendingTracer"]
+__all__ = ["Proxy", "Attribute", "TraceError", "GraphAppendingTracer", "annotate"]
 
 _FX_DIR = os.path.dirname(os.path.abspath(__file__))
 _EMBER_DIR = os.path.dirname(_FX_DIR)
@@ -116,6 +116,17 @@ class Proxy:
         return self.tracer.keys(self)
 
 
+def annotate(val, type):
+    """Give the node behind Proxy ``val`` a type annotation (printed in the generated
+    code's signature for placeholders); returns ``val``."""
+    if isinstance(val, Proxy):
+        if val.node.type is not None:
+            raise RuntimeError(f"Tried to annotate a value that already had a type on it! "
+                               f"Existing type is {val.node.type} and new type is {type}.")
+        val.node.type = type
+    return val
+
+
 class Attribute(Proxy):
     """``proxy.attr``: a ``getattr`` node made on first use, or a ``call_method`` node when
     called (``x.view(...)``)."""
@@ -154,6 +165,9 @@ class TracerBase:
             trace = user_stack_trace()
             if trace is not None:
                 node.meta["stack_trace"] = trace
+        stack = getattr(self, "module_stack", None)
+        if stack:
+            node.meta["nn_module_stack"] = dict(stack)
         return node
 
     def proxy(self, node):

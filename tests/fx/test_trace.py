@@ -454,10 +454,36 @@ def test_wrap_records_a_call_function():
         ember.fx.wrap("my_opaque")
 
 
-def test_stack_trace_in_meta():
+def test_stack_trace_and_module_stack_in_meta():
     gm = symbolic_trace(E["Custom"]())
     lin = gm.graph.find_nodes(op="call_module")[0]
     assert "h = F.relu(self.lin(x)) + self.shift" in lin.stack_trace
+    gelu = next(n for n in gm.graph.nodes if n.name == "gelu")
+    assert list(gelu.meta["nn_module_stack"]) == ["inner"]
+    assert gelu.meta["nn_module_stack"]["inner"][1].__name__ == "Inner"
+    proj = next(n for n in gm.graph.nodes if n.name == "inner_proj")
+    assert list(proj.meta["nn_module_stack"]) == ["inner", "inner.proj"]
+    assert proj.meta["nn_module_stack"]["inner.proj"][1] is nn.Linear
+    assert list(lin.meta["nn_module_stack"]) == ["lin"]
+    assert "nn_module_stack" not in gm.graph.find_nodes(op="placeholder")[0].meta
+    # a traced module with local classes in its module stack still pickles
+    import pickle
+    gm2 = pickle.loads(pickle.dumps(gm))
+    assert gm2.code == gm.code
+    assert gm2.graph.find_nodes(op="call_module")[1].meta["nn_module_stack"]["inner.proj"][1] \
+        == "ember.nn.modules.linear.Linear"
+
+
+def test_annotate_and_concrete_args_as_a_tuple():
+    def f(x, n):
+        x = ember.fx.annotate(x, ember.Tensor)
+        return x * n
+    gm = symbolic_trace(f, concrete_args=(PH, 3))
+    assert gm.graph.find_nodes(op="placeholder")[0].type is ember.Tensor
+    x = ember.randn(4)
+    np.testing.assert_array_equal(_det(gm(x, 3)), _det(x * 3))
+    with pytest.raises(RuntimeError, match="2 arguments but got 1"):
+        symbolic_trace(f, concrete_args=(PH,))
 
 
 def test_dropout_train_and_eval():
