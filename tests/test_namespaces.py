@@ -10,8 +10,6 @@ import ember
 @pytest.mark.parametrize("call", [
     lambda: ember.compile(lambda x: x),
     lambda: ember.onnx.export(None, None, "f.onnx"),
-    lambda: ember.jit.trace(None, None),
-    lambda: ember.export.export(None, ()),
     lambda: ember.profiler.profile(),
     lambda: ember.quantization.quantize_dynamic(None),
     lambda: ember.amp.autocast("cpu"),

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._tensor import Tensor, _make
 from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
+from .graph import _MODES
 from .grad_mode import GradMode
 
 
@@ -104,7 +105,10 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     root_ids = {id(g._data) for g in grad_tensors}
     # Array mode (nothing records the backward): buffers hold backend arrays, nodes with an
     # ``array_backward`` run it directly, others see their gradients wrapped as Tensors.
-    raw = not create_graph
+    # A capture mode on the dispatch path must see the backward as ops: Tensor formulas in
+    # their recorded form (functions of saved inputs, not of arrays kept on the ctx).
+    capturing = bool(_MODES)
+    raw = not create_graph and not capturing
     if raw:
         for buf in buffers.values():
             for i, g in enumerate(buf):
@@ -112,7 +116,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     buf[i] = g._data
     wrap = _wrap if raw else _same
     prev = GradMode.enabled
-    GradMode.enabled = bool(create_graph)
+    GradMode.enabled = bool(create_graph) or capturing
     try:
         for node in order:
             buf = buffers.pop(node, None)

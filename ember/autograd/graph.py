@@ -490,6 +490,8 @@ def apply_inplace(cls, target, *args, **kwargs):
     """
     if not isinstance(target, Tensor):
         raise TypeError(f"in-place {cls.__name__} expects a Tensor, got {type(target).__name__}")
+    if _MODES:
+        return _run_inplace_modes(cls, target, args, kwargs)
     need = False
     if GradMode.enabled and cls.differentiable:
         if target._rg:
@@ -524,14 +526,30 @@ def apply_inplace(cls, target, *args, **kwargs):
             vc = _version_counter(target)
             node._saved[-1] = (target._data, vc, vc[0])
         return target
-    if _MODES:
-        res = cls.apply(target, *args, **kwargs)._data
-    else:
-        res = cls.forward(_ScratchCtx(), target._data,
-                          *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
+    res = cls.forward(_ScratchCtx(), target._data,
+                      *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
     _write(target, res if type(res) is _ndarray else _asarray(res), cls)
     _bump_version(target)
     return target
+
+
+def _run_inplace_modes(cls, target, args, kwargs):
+    """Let each active mode see an in-place op, outermost first: a mode with
+    ``on_inplace(cls, target, args, kwargs, run)`` wraps it; others see it through
+    ``on_op`` with the target as first argument."""
+    saved, _MODES[:] = _MODES[:], []
+    try:
+        def run_at(depth):
+            if depth == len(saved):
+                return apply_inplace(cls, target, *args, **kwargs)
+            mode = saved[depth]
+            hook = getattr(mode, "on_inplace", None)
+            if hook is None:
+                return mode.on_op(cls, (target,) + args, kwargs, lambda: run_at(depth + 1))
+            return hook(cls, target, args, kwargs, lambda: run_at(depth + 1))
+        return run_at(0)
+    finally:
+        _MODES[:] = saved
 
 
 def _write(target, result, cls):

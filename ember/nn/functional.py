@@ -16,9 +16,10 @@ from .. import _dtype as D
 from .._random import _rng
 from .._tensor import Tensor, _make
 from ..autograd.grad_mode import GradMode, no_grad
-from ..autograd.graph import apply_inplace
+from ..autograd.graph import _MODES, apply_inplace
 from ..ops import elementwise as E
 from ..ops import nn as K
+from ..ops import random as _rand_ops
 from ..ops.creation import tensor as _tensor
 from ..ops.linalg import einsum
 
@@ -346,18 +347,18 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     if not training or p == 0.0:
         return input
     dt = input._data.dtype
-    keep = _rng(None).random(mask_shape) >= p
     if alpha:
         if p == 1.0:  # PyTorch drops everything to zero (the formula below divides by 0)
+            _rng(None).random(mask_shape)  # the draw PyTorch makes all the same
             return input.mul_(0.0) if inplace else input * 0.0
         # alpha dropout keeps mean and variance for SELU nets (Klambauer et al., 2017)
         a_ = 1.7580993408473766
         a = 1.0 / math.sqrt((a_ * a_ * p + 1) * (1 - p))
-        noise = _make((keep * a).astype(dt))
-        shift = _make(((keep.astype(np.float64) - 1) * a_ * a + a_ * a * p).astype(dt))
+        noise, shift = _rand_ops.DropoutMask.apply(tuple(mask_shape), p, dt, (a, a_))
         return _composed(input, inplace, lambda x: x * noise + shift)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask = _make((keep * scale).astype(dt))
+    # the mask is drawn by a dispatched random op, so a captured graph re-draws it per run
+    mask = _rand_ops.DropoutMask.apply(tuple(mask_shape), p, dt, scale)
     return input.mul_(mask) if inplace else input * mask
 
 
@@ -431,8 +432,18 @@ def _channel_shape(input):
     return (1, input.shape[1]) + (1,) * (input.ndim - 2)
 
 
+def _stat(t):
+    """A batch statistic for ``_update_running``: its array, or under a capture mode (the
+    dispatch path's ``_MODES``) the Tensor, so that the update is recorded as ops."""
+    return t.detach() if _MODES else t._data
+
+
 def _update_running(running, stat, momentum):
     """running = (1 - momentum) * running + momentum * stat, in place (no autograd)."""
+    if isinstance(stat, Tensor):  # under capture: dispatched ops, so replays write it back
+        with no_grad():
+            running.mul_(1.0 - momentum).add_((stat * momentum).to(running.dtype))
+        return
     arr = running._data
     arr *= 1.0 - momentum
     arr += (momentum * stat).astype(arr.dtype, copy=False)
@@ -461,9 +472,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         b = bias.reshape(cshape) if bias is not None else None
         y, mean, var = K.Normalize.apply(input, w, b, axes, float(eps))
         if running_mean is not None:
-            _update_running(running_mean, mean._data.reshape(c), momentum)
+            _update_running(running_mean, _stat(mean).reshape(c), momentum)
         if running_var is not None:
-            _update_running(running_var, var._data.reshape(c) * (n / (n - 1)), momentum)
+            _update_running(running_var, _stat(var).reshape(c) * (n / (n - 1)), momentum)
         return y
     if running_mean is None or running_var is None:
         raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
@@ -493,9 +504,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     n = int(np.prod(spatial))
     c = input.shape[1]
     if running_mean is not None:
-        _update_running(running_mean, mean._data.reshape(-1, c).mean(0), momentum)
+        _update_running(running_mean, _stat(mean).reshape(-1, c).mean(0), momentum)
     if running_var is not None:
-        _update_running(running_var, (var._data * (n / (n - 1))).reshape(-1, c).mean(0),
+        _update_running(running_var, (_stat(var) * (n / (n - 1))).reshape(-1, c).mean(0),
                         momentum)
     return y
 

@@ -254,3 +254,22 @@ def geometric_(self, p, *, generator=None):
 INPLACE = {"uniform_": uniform_, "normal_": normal_, "bernoulli_": bernoulli_,
            "random_": random_, "exponential_": exponential_, "cauchy_": cauchy_,
            "log_normal_": log_normal_, "geometric_": geometric_}
+
+
+class DropoutMask(Node):
+    """Dropout's random mask as an op (so that graph capture records a random draw, not a
+    constant): ``keep = U[0, 1) >= p`` over ``shape``. With a float ``scale`` it returns
+    ``keep * scale`` in dtype ``dt``; with ``scale = (a, alpha)`` (alpha dropout) the pair
+    ``(keep * a, (keep - 1) * alpha * a + alpha * a * p)``."""
+
+    differentiable = False
+    _fx_impure = True  # a draw advances the generator: never dead code
+
+    @staticmethod
+    def forward(ctx, shape, p, dt, scale):
+        keep = _rng(None).random(shape) >= p
+        if isinstance(scale, tuple):
+            a, alpha = scale
+            return ((keep * a).astype(dt),
+                    ((keep.astype(np.float64) - 1) * alpha * a + alpha * a * p).astype(dt))
+        return (keep * scale).astype(dt)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._tensor import _bump_version, _make
+from ...autograd.grad_mode import no_grad
+from ...autograd.graph import _MODES
 from ...ops.creation import empty, ones, zeros
 from .. import functional as F
 from .. import init
@@ -85,8 +87,16 @@ class _BatchNorm(_NormBase):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked._data += 1
-            _bump_version(self.num_batches_tracked)
+            if _MODES:  # under graph capture: a dispatched op, so replays count too
+                if self.momentum is None:
+                    raise NotImplementedError(
+                        "graph capture of BatchNorm with momentum=None (a cumulative average "
+                        "whose factor depends on the batch count) in training mode")
+                with no_grad():
+                    self.num_batches_tracked.add_(1)
+            else:
+                self.num_batches_tracked._data += 1
+                _bump_version(self.num_batches_tracked)
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked._data)
         # batch statistics in training, and in eval when there are no running ones
