@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
+from .._autocast import autocast_function
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -918,6 +919,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                        return_indices)
 
 
+@autocast_function("fp32")
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """3-d max pooling; ``return_indices=True`` also returns the argmax positions."""
@@ -1108,6 +1110,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                        divisor_override)
 
 
+@autocast_function("fp32")
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """3-d average pooling (``divisor_override`` replaces the window size)."""
@@ -1209,6 +1212,7 @@ def adaptive_avg_pool2d(input, output_size):
     return _adaptive_avg(2, input, output_size)
 
 
+@autocast_function("fp32")
 def adaptive_avg_pool3d(input, output_size):
     """3-d average pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_avg(3, input, output_size)
@@ -1278,6 +1282,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _adaptive_max(2, input, output_size, return_indices)
 
 
+@autocast_function("fp32")
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     """3-d max pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_max(3, input, output_size, return_indices)
