@@ -403,10 +403,10 @@ class profile:
                 ev[2] = now
         if rec in _graph._MODES:
             _graph._MODES.remove(rec)
-        if _engine._PROFILER[0] is rec:
-            _engine._PROFILER[0] = None
         if self in _ACTIVE:
             _ACTIVE.remove(self)
+        if _engine._PROFILER[0] is rec:  # an enclosing session gets the engine's reports back
+            _engine._PROFILER[0] = _ACTIVE[-1]._rec if _ACTIVE else None
         for h in self._hooks:
             h.remove()
         self._hooks = []

@@ -254,3 +254,21 @@ def test_profiler_sees_autocast_casts():
     with profile() as prof, ember.autocast("cpu"):
         lin(ember.randn(2, 4))
     assert {"aten::linear", "aten::to"} <= names(prof)
+
+
+def test_nested_sessions():
+    x = ember.ones(2, requires_grad=True)
+    with profile() as outer:
+        (x * 2).sum().backward()
+        with profile() as inner:
+            with record_function("in"):
+                (x * 3).sum().backward()
+        (x * 4).sum().backward()
+    assert "in" in names(inner) and "in" not in names(outer)
+    counts = {e.key: e.count for e in outer.key_averages()}
+    assert counts["aten::mul"] == 3  # the outer session saw the inner ops too
+    # the engine reports to the innermost session only; the outer one has it back afterwards
+    assert counts["autograd::engine::evaluate_function: MulBackward0"] == 2
+    assert {e.key: e.count for e in inner.key_averages()}[
+        "autograd::engine::evaluate_function: MulBackward0"] == 1
+    assert graph._MODES == [] and engine._PROFILER[0] is None
