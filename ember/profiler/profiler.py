@@ -569,10 +569,11 @@ def tensorboard_trace_handler(dir_name, worker_name=None, use_gzip=False):
     def handler(prof):
         os.makedirs(dir_name, exist_ok=True)
         worker = worker_name or f"{socket.gethostname()}_{os.getpid()}"
-        name = f"{worker}.{int(time.time() * 1000)}.pt.trace.json"
-        if use_gzip:
-            name += ".gz"
-        prof.export_chrome_trace(os.path.join(dir_name, name))
+        ext = ".pt.trace.json.gz" if use_gzip else ".pt.trace.json"
+        ms = int(time.time() * 1000)
+        while os.path.exists(os.path.join(dir_name, f"{worker}.{ms}{ext}")):
+            ms += 1  # two traces in one millisecond: never overwrite the first
+        prof.export_chrome_trace(os.path.join(dir_name, f"{worker}.{ms}{ext}"))
     return handler
 
 
