@@ -4,8 +4,9 @@ Autocast itself (``ember.amp``) is a mode on the one dispatch path: it sees ever
 and casts its inputs by PyTorch's CPU op lists. A few PyTorch ops are composites in ember
 (``addmm`` is a product and a sum, ``mse_loss`` a difference, a square and a mean); their
 policy belongs to the whole function, not to the ops inside it, so such a function carries
-``@autocast_function("lower" | "fp32" | "promote" | "none")``. With autocast off this costs
-one list read per call.
+``@autocast_function("lower" | "fp32" | "promote" | "none")`` (or a function of the call's
+``(args, kwargs)`` returning one of those). With autocast off this costs one list read per
+call.
 """
 
 from __future__ import annotations

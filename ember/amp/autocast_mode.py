@@ -151,6 +151,8 @@ class _AutocastMode:
     def run_function(self, policy, fn, args, kwargs):
         """A composite function with one policy: cast its inputs, run its body with autocast
         suspended (its inner ops are already in the right dtype), round its output."""
+        if callable(policy):  # a policy that depends on the arguments (F.pad's mode)
+            policy = policy(args, kwargs)
         if policy != "none":
             args = self._prepare(policy, args)
             kwargs = {k: v for k, v in zip(kwargs, self._prepare(policy, tuple(kwargs.values())))}

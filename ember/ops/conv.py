@@ -986,11 +986,13 @@ def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return _max_unpoolnd(1, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool2d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(2, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool3d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(3, input, indices, kernel_size, stride, padding, output_size)
@@ -1333,6 +1335,17 @@ def _pad_index(size, lo, hi, mode):
     return np.clip(i, 0, size - 1)
 
 
+def _pad_policy(args, kwargs):
+    # PyTorch's CPU autocast runs reflection padding of 1-2 dims and replication padding of
+    # 1-3 dims in float32; constant and circular padding keep the input's dtype
+    mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+    dims = len(kwargs.get("pad", args[1] if len(args) > 1 else ())) // 2
+    if (mode == "reflect" and dims in (1, 2)) or (mode == "replicate" and dims in (1, 2, 3)):
+        return "fp32"
+    return "none"
+
+
+@autocast_function(_pad_policy)
 def pad(input, pad, mode="constant", value=None):
     """Pad the last ``len(pad) // 2`` dims: ``pad = (last_lo, last_hi, prev_lo, prev_hi, ...)``.
 
@@ -1740,6 +1753,7 @@ def _reflect(coord, twice_low, twice_high):
     return where(flips.fmod(2) == 0, extra + low, span - extra + low)
 
 
+@autocast_function("fp32")
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
     """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1]
     (x then y); modes ``bilinear``/``nearest``, padding ``zeros``/``border``/``reflection``."""

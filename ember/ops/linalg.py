@@ -1168,6 +1168,7 @@ def multi_dot(tensors, *, out=None):
     return _out(r, out)
 
 
+@autocast_function("lower")
 def vecdot(x, y, *, dim=-1, out=None):
     """``sum(conj(x) * y)`` over ``dim`` (broadcasting)."""
     r = ((x.conj() if x.is_complex() else x) * y).sum(dim)
@@ -1177,6 +1178,7 @@ def vecdot(x, y, *, dim=-1, out=None):
 
 
 
+@autocast_function("fp32")
 def lstsq(A, B, rcond=None, *, driver=None):
     """The least-squares solution of ``A X = B``: (solution, residuals, rank, singular_values).
 
