@@ -131,6 +131,11 @@ _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "hamming_window": "signal.windows", "blackman_window": "signal.windows",
                "bartlett_window": "signal.windows", "kaiser_window": "signal.windows",
                "geqrf": "linalg", "orgqr": "linalg", "ormqr": "linalg"}
+_LAZY_MODULES |= {"cpu"}  # training tools (issue 21)
+_LAZY_ATTRS.update({n: "amp.autocast_mode" for n in (
+    "autocast", "is_autocast_enabled", "is_autocast_cpu_enabled", "get_autocast_dtype",
+    "get_autocast_cpu_dtype", "get_autocast_gpu_dtype", "is_autocast_cache_enabled",
+    "clear_autocast_cache", "is_autocast_available")})
 
 
 def __getattr__(name):

@@ -28,6 +28,10 @@ from .graph import _MODES
 from .grad_mode import GradMode
 
 
+# The active ``ember.profiler`` session, if any (it reports each backward node evaluated).
+_PROFILER: list = [None]
+
+
 def _root_node(t):
     if t.grad_fn is not None:
         return t.grad_fn, t._output_nr
@@ -162,7 +166,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     for h in list(node._hooks.values()):
                         h((), tuple(wrap(g) for g in buf))
                 continue
-            grads_in = _call_backward(node, buf, retain_graph, raw)
+            if _PROFILER[0] is None:
+                grads_in = _call_backward(node, buf, retain_graph, raw)
+            else:  # a profiler is on: it times the node under PyTorch's event name
+                grads_in = _PROFILER[0].backward_node(node, _call_backward, buf, retain_graph,
+                                                      raw)
             if node._hooks:
                 for h in list(node._hooks.values()):
                     r = h(tuple(wrap(g) for g in grads_in), tuple(wrap(g) for g in buf))

@@ -11,6 +11,7 @@ import numpy as np
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from ..ops.indexing import IndexAddZeros
+from .._autocast import autocast_function
 
 
 # ---------------------------------------------------------------- embedding
@@ -164,6 +165,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
 
 
 # ---------------------------------------------------------------- attention
+@autocast_function("lower")
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
     """softmax(Q K^T * scale + mask) V over the last two dims; boolean masks mark the

@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
+from .._autocast import autocast_function
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -918,6 +919,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                        return_indices)
 
 
+@autocast_function("fp32")
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """3-d max pooling; ``return_indices=True`` also returns the argmax positions."""
@@ -984,11 +986,13 @@ def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return _max_unpoolnd(1, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool2d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(2, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool3d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(3, input, indices, kernel_size, stride, padding, output_size)
@@ -1108,6 +1112,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                        divisor_override)
 
 
+@autocast_function("fp32")
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """3-d average pooling (``divisor_override`` replaces the window size)."""
@@ -1209,6 +1214,7 @@ def adaptive_avg_pool2d(input, output_size):
     return _adaptive_avg(2, input, output_size)
 
 
+@autocast_function("fp32")
 def adaptive_avg_pool3d(input, output_size):
     """3-d average pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_avg(3, input, output_size)
@@ -1278,6 +1284,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _adaptive_max(2, input, output_size, return_indices)
 
 
+@autocast_function("fp32")
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     """3-d max pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_max(3, input, output_size, return_indices)
@@ -1328,6 +1335,17 @@ def _pad_index(size, lo, hi, mode):
     return np.clip(i, 0, size - 1)
 
 
+def _pad_policy(args, kwargs):
+    # PyTorch's CPU autocast runs reflection padding of 1-2 dims and replication padding of
+    # 1-3 dims in float32; constant and circular padding keep the input's dtype
+    mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+    dims = len(kwargs.get("pad", args[1] if len(args) > 1 else ())) // 2
+    if (mode == "reflect" and dims in (1, 2)) or (mode == "replicate" and dims in (1, 2, 3)):
+        return "fp32"
+    return "none"
+
+
+@autocast_function(_pad_policy)
 def pad(input, pad, mode="constant", value=None):
     """Pad the last ``len(pad) // 2`` dims: ``pad = (last_lo, last_hi, prev_lo, prev_hi, ...)``.
 
@@ -1735,6 +1753,7 @@ def _reflect(coord, twice_low, twice_high):
     return where(flips.fmod(2) == 0, extra + low, span - extra + low)
 
 
+@autocast_function("fp32")
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
     """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1]
     (x then y); modes ``bilinear``/``nearest``, padding ``zeros``/``border``/``reflection``."""

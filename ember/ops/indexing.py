@@ -9,6 +9,7 @@ import numpy as np
 
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
+from .._autocast import autocast_function
 
 _ndarray = np.ndarray
 
@@ -400,6 +401,7 @@ def index_add(input, dim, index, source, *, alpha=1):
                                        _dim_index(_nd(input), d, idx))
 
 
+@autocast_function("promote")
 def index_copy(input, dim, index, source):
     """``input`` with slices along ``dim`` at ``index`` replaced by ``source``'s slices."""
     d = _dim(input, dim)

@@ -12,6 +12,7 @@ from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
 from ._util import norm_dim, result_dtype, shape_arg
+from .._autocast import autocast_function
 
 _ndarray = np.ndarray
 
@@ -1321,6 +1322,7 @@ def complex(real, imag):
     return real.to(ct) + imag.to(ct) * 1j
 
 
+@autocast_function("fp32")
 def polar(abs, angle):
     """The complex numbers with modulus ``abs`` and argument ``angle``."""
     return complex(abs * angle.cos(), abs * angle.sin())

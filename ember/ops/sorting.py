@@ -14,6 +14,7 @@ from ..autograd.graph import Node
 from ._util import norm_dim
 from .indexing import Gather
 from .reduction import return_types
+from .._autocast import autocast_function
 
 __all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode",
            "quantile", "nanquantile"]
@@ -244,11 +245,13 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
     return res
 
 
+@autocast_function("fp32")
 def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
     """The ``q``-th quantiles along ``dim`` (of all elements if None); NaN propagates."""
     return _quantile(input, q, dim, keepdim, interpolation, False, "quantile")
 
 
+@autocast_function("fp32")
 def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
     """Like ``quantile`` but ignoring NaNs."""
     return _quantile(input, q, dim, keepdim, interpolation, True, "nanquantile")

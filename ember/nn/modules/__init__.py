@@ -24,7 +24,7 @@ __all__ += activation.__all__ + dropout.__all__ + loss.__all__
 
 # Layers built by other work streams; each file is optional until it lands.
 for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle", "rnn",
-              "sparse", "transformer"):
+              "sparse", "transformer", "lazy_layers"):
     try:
         _mod = _importlib.import_module("." + _name, __name__)
     except ImportError as _e:
