@@ -10,6 +10,7 @@ collectives work as in PyTorch. Importing this package does not import mpi4py:
 from __future__ import annotations
 
 import importlib.util as _util
+import os as _os
 
 from ._buffers import ReduceOp, reduce_op  # noqa: F401
 from .distributed_c10d import (  # noqa: F401
@@ -29,3 +30,17 @@ from .distributed_c10d import (  # noqa: F401
 def is_available():
     """True when mpi4py is installed (checked without importing it, so without starting MPI)."""
     return _util.find_spec("mpi4py") is not None
+
+
+def _torchrun_env_from_mpiexec():
+    """Under plain ``mpiexec`` (Hydra sets PMI_RANK/PMI_SIZE), give the process torchrun's
+    RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE too, so scripts that read them run unchanged."""
+    env = _os.environ
+    if "PMI_RANK" not in env or "RANK" in env:
+        return
+    env["RANK"], env["WORLD_SIZE"] = env["PMI_RANK"], env.get("PMI_SIZE", "1")
+    env.setdefault("LOCAL_RANK", env.get("MPI_LOCALRANKID", env["PMI_RANK"]))
+    env.setdefault("LOCAL_WORLD_SIZE", env.get("MPI_LOCALNRANKS", env["WORLD_SIZE"]))
+
+
+_torchrun_env_from_mpiexec()
