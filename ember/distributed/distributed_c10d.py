@@ -466,11 +466,18 @@ class Work:
         return self._result if self._result is not None else []
 
     def get_future(self):
-        from .futures import Future
-        fut = Future()
-        self.wait()
-        fut.set_result(self.result())
-        return fut
+        """A ``Future`` completed by this work's ``wait()``; its value is the list of tensors
+        the operation wrote (``result()``)."""
+        from ..futures import Future
+
+        def waiter():
+            self.wait()
+            return self.result()
+        if self._done:
+            fut = Future()
+            fut.set_result(self.result())
+            return fut
+        return Future(_waiter=waiter)
 
     def synchronize(self):
         self.wait()
@@ -583,7 +590,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     _bump(tensor)
     if async_op:
         req = pg.comm.Iallreduce(_mpi().IN_PLACE, s.buf, op=mop)
-        return Work([req], lambda: s.finish(n))
+        return Work([req], lambda: s.finish(n), result=[tensor])
     pg.comm.Allreduce(_mpi().IN_PLACE, s.buf, op=mop)
     s.finish(n)
 
@@ -605,7 +612,7 @@ def broadcast(tensor, src=None, group=None, async_op=False, group_src=None):
     s = Staged(arr)
     _bump(tensor)
     if async_op:
-        return Work([pg.comm.Ibcast(s.buf, root=root)], s.finish)
+        return Work([pg.comm.Ibcast(s.buf, root=root)], s.finish, result=[tensor])
     pg.comm.Bcast(s.buf, root=root)
     s.finish()
 
