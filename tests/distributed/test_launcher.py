@@ -6,6 +6,7 @@ import re
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ._mpi import mpiexec, run
@@ -165,3 +166,21 @@ def test_command_lines_single_and_multi_node(tmp_path):
     e = torchrun_env(5, 8, 4)
     assert (e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"], e["LOCAL_WORLD_SIZE"]) == ("5", "1",
                                                                                     "1", "4")
+
+
+def test_torchrun_gloo_script_runs_under_emberrun(tmp_path):
+    """The same script runs under `torchrun` with PyTorch (FRAMEWORK=torch; checked by hand and
+    by benchmarks/distributed.py) and, unchanged, under ember's launcher."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    ckpt = tmp_path / "ckpt.pt"
+    rc, out, _ = run(LAUNCH + ["--nproc-per-node", "2", os.path.join(here, "_torchrun_script.py"),
+                               str(ckpt)], 180)
+    assert rc == 0, out
+    assert float(re.search(r"FINAL_LOSS (\S+)", out).group(1)) < 0.05
+    import ember
+    state = ember.load(str(ckpt))
+    assert state["epoch"] == 4 and list(state["model"]) == ["weight", "bias"]
+    torch = pytest.importorskip("torch")
+    theirs = torch.load(str(ckpt))  # rank 0's checkpoint is PyTorch's format
+    np.testing.assert_array_equal(theirs["model"]["weight"].numpy(),
+                                  state["model"]["weight"].numpy())
