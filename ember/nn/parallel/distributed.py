@@ -209,8 +209,17 @@ class DistributedDataParallel(Module):
     def _make_hook(self, i):
         def hook(param):
             if self.require_backward_grad_sync and self._iteration_open:
+                if self._next_bucket:
+                    self._poke()
                 self._mark_ready(i)
         return hook
+
+    def _poke(self):
+        # MPI advances non-blocking collectives only inside MPI calls (no progress thread, so
+        # as not to spin a core of its own): a cheap probe from each gradient hook keeps the
+        # buckets already started moving while backward computes the next ones.
+        from ...distributed import distributed_c10d as c10d
+        c10d._mpi().COMM_WORLD.Iprobe()
 
     def _mark_ready(self, i):
         if self._ready[i]:
