@@ -134,6 +134,9 @@ def worker(args):
         with open(args.out + ".tmp", "w") as f:
             json.dump(res, f)
         os.replace(args.out + ".tmp", args.out)
+    dist = importlib.import_module(args.framework + ".distributed")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------- the driver
@@ -151,8 +154,10 @@ def _launch(fw, worker_args, nproc, timeout=900):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(nproc), *me]
-    subprocess.run(cmd, env=env, timeout=timeout, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, env=env, timeout=timeout, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if not os.path.exists(out):  # (gloo may abort at exit after the results are written)
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     with open(out) as f:
         res = json.load(f)
     os.unlink(out)
