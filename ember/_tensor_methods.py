@@ -402,11 +402,14 @@ def is_pinned(self, device=None):
 
 
 def share_memory_(self):
-    return self
+    """Move this tensor's data to shared memory (see ``ember.multiprocessing``)."""
+    from .multiprocessing import _shared
+    return _shared.share_memory_(self)
 
 
 def is_shared(self):
-    return False
+    from .multiprocessing import _shared
+    return _shared.is_shared(self)
 
 
 def _op(cls):

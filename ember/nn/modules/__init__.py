@@ -34,4 +34,6 @@ for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle"
     for _n in getattr(_mod, "__all__", ()):
         globals()[_n] = getattr(_mod, _n)
         __all__.append(_n)
+from .syncbatchnorm import SyncBatchNorm  # noqa: E402,F401  (ember.distributed's part)
+__all__.append("SyncBatchNorm")
 del _importlib, _name

@@ -603,7 +603,8 @@ class Module:
                 p.grad.zero_()
 
     def share_memory(self):
-        return self
+        """Move parameters and buffers to shared memory (Hogwild: see ember.multiprocessing)."""
+        return self._apply(lambda t: t.share_memory_())
 
     def apply(self, fn):
         """Call ``fn`` on every submodule (children first) and then on self."""

@@ -1,0 +1,39 @@
+"""``DataParallel``: single-process replication over GPUs. ember runs on CPU, where PyTorch's
+DataParallel (with no GPUs visible) simply runs the wrapped module; so does this one."""
+
+from __future__ import annotations
+
+from ..modules.module import Module
+
+__all__ = ["DataParallel", "data_parallel"]
+
+
+def _check_devices(device_ids, output_device):
+    if device_ids not in (None, [], ()) or output_device not in (None, "cpu"):
+        raise ValueError(f"DataParallel: ember runs on CPU, so device_ids ({device_ids}) and "
+                         f"output_device ({output_device}) must be None")
+
+
+class DataParallel(Module):
+    """Wraps ``module`` (``.module``; state-dict keys get PyTorch's ``module.`` prefix) and
+    runs it on the inputs as they are."""
+
+    def __init__(self, module, device_ids=None, output_device=None, dim=0):
+        super().__init__()
+        _check_devices(device_ids, output_device)
+        self.module = module
+        self.device_ids = []
+        self.output_device = None
+        self.dim = dim
+
+    def forward(self, *inputs, **kwargs):
+        return self.module(*inputs, **kwargs)
+
+
+def data_parallel(module, inputs, device_ids=None, output_device=None, dim=0,
+                  module_kwargs=None):
+    """The functional form: ``module(*inputs, **module_kwargs)`` on CPU."""
+    _check_devices(device_ids, output_device)
+    if not isinstance(inputs, tuple):
+        inputs = (inputs,)
+    return module(*inputs, **(module_kwargs or {}))
