@@ -134,9 +134,11 @@ class GraphModule(Module):
 
     def print_readable(self, print_output=True, include_stride=False, include_device=False,
                        colored=False):
-        """The generated module as a class definition; printed unless ``print_output=False``."""
+        """The generated module as a class definition, values annotated with their shapes
+        and dtypes where ``ShapeProp`` recorded them; printed unless ``print_output=False``."""
         name = type(self).__name__
-        body = self.code.strip("\n").splitlines()
+        src = self.graph.python_code(verbose=True, include_stride=include_stride).src
+        body = src.strip("\n").splitlines()
         out = f"class {name}(ember.nn.Module):\n" + "".join(f"    {ln}\n" for ln in body)
         for sub_name, sub in self.named_children():
             if isinstance(sub, GraphModule):
