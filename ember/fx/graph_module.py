@@ -36,8 +36,7 @@ def _copy_attr(from_module, to_module, target):
             t = Module()
             setattr(to_module, item, t)
         from_module, to_module = f, t
-    _set_leaf(to_module, field, getattr(from_module, field),
-              is_buffer=field in getattr(from_module, "_buffers", {}))
+    _set_leaf(to_module, field, getattr(from_module, field))
 
 
 def _assign_attr(obj, to_module, target):
@@ -48,11 +47,13 @@ def _assign_attr(obj, to_module, target):
             t = Module()
             setattr(to_module, item, t)
         to_module = t
-    _set_leaf(to_module, field, obj, is_buffer=isinstance(obj, Tensor))
+    _set_leaf(to_module, field, obj)
 
 
-def _set_leaf(module, field, value, is_buffer):
-    if isinstance(value, Tensor) and not isinstance(value, Parameter) and is_buffer:
+def _set_leaf(module, field, value):
+    # every tensor that is not a parameter becomes a buffer (tensor constants of a trace
+    # included, as torch.fx does), so that ``.to()``/``.double()`` and state_dict see it
+    if isinstance(value, Tensor) and not isinstance(value, Parameter):
         module.register_buffer(field, value)
     else:
         setattr(module, field, value)

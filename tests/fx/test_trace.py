@@ -341,6 +341,12 @@ def test_tensor_constants_and_tensor_first_operators():
     assert any(n.target == "_tensor_constant0" for n in gm.graph.nodes)
     x = ember.randn(2, 3)
     np.testing.assert_allclose(_det(gm(x)), _det(m(x)), rtol=1e-6)
+    # the constant is a buffer of the GraphModule (as in torch.fx): it follows .double()
+    assert "_tensor_constant0" in dict(gm.named_buffers())
+    ref = _det(m(x))
+    gm.double()  # (its Linear is the root's own: both are float64 now)
+    assert gm._tensor_constant0.dtype == ember.float64
+    np.testing.assert_allclose(_det(gm(x.double())), ref, rtol=1e-6)
 
 
 def _control_flow(x):
