@@ -105,6 +105,8 @@ def _find_proxy(args, kwargs):
 
 def _diverting_wrapper(orig):
     """``orig``, but recording a ``call_function`` node when given a Proxy."""
+    if hasattr(orig, "__fx_original__"):
+        return orig  # already diverting (a trace inside a trace): never wrap twice
     hit = _wrappers.get(id(orig))
     if hit is not None and hit[0] is orig:
         return hit[1]

@@ -559,3 +559,19 @@ def test_tracing_an_ember_layer_as_the_root(layer):
         assert _names(gm.graph) == _names(tgm.graph)
     x = ember.randint(0, 10, (2, 5)) if shape is None else ember.randn(*shape)
     np.testing.assert_array_equal(_det(gm(x)), _det(m(x)))
+
+
+def test_trace_inside_a_trace_records_the_original_functions():
+    inner_graphs = []
+
+    def inner(x):
+        return ember.sigmoid(x)
+
+    def outer(x):
+        inner_graphs.append(symbolic_trace(inner))
+        return ember.relu(x)
+    gm = symbolic_trace(outer)
+    assert [n.target for n in gm.graph.find_nodes(op="call_function")] == [ember.relu]
+    assert [n.target for n in inner_graphs[0].graph.find_nodes(op="call_function")] == \
+        [ember.sigmoid]
+    assert "ember.sigmoid(x)" in inner_graphs[0].code
