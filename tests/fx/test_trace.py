@@ -575,3 +575,36 @@ def test_trace_inside_a_trace_records_the_original_functions():
     assert [n.target for n in inner_graphs[0].graph.find_nodes(op="call_function")] == \
         [ember.sigmoid]
     assert "ember.sigmoid(x)" in inner_graphs[0].code
+
+
+def test_star_args_forward():
+    """``*rest`` is one placeholder indexed by getitem nodes, as in torch.fx; the generated
+    signature keeps a keyword-only argument keyword-only (torch.fx's moves it before
+    ``*rest``, where a third positional input would bind to it)."""
+    class M(nn.Module):
+        def forward(self, x, *rest, scale=2.0):
+            return x + rest[0] * rest[1] * scale
+
+    class TM(torch.nn.Module):
+        def forward(self, x, *rest, scale=2.0):
+            return x + rest[0] * rest[1] * scale
+    gm = symbolic_trace(M())
+    tgm = torch_fx.symbolic_trace(TM())
+    assert "def forward(self, x, *rest, scale = 2.0):" in gm.code
+    ops = [n.op for n in gm.graph.nodes]
+    assert sorted(ops) == sorted(n.op for n in tgm.graph.nodes)
+    a, b, c = (ember.randn(3) for _ in range(3))
+    np.testing.assert_array_equal(_det(gm(a, b, c)), _det(M()(a, b, c)))
+    np.testing.assert_array_equal(_det(gm(a, b, c, scale=3.0)),
+                                  _det(M()(a, b, c, scale=3.0)))
+    from ember.fx import Interpreter
+    np.testing.assert_array_equal(_det(Interpreter(gm).run(a, b, c)), _det(M()(a, b, c)))
+
+    def f(*xs):
+        return xs[0] - xs[1]
+    np.testing.assert_array_equal(_det(symbolic_trace(f)(a, b)), _det(a - b))
+
+    def g(*xs):
+        return sum(xs)
+    with pytest.raises(TraceError, match="cannot be iterated"):
+        symbolic_trace(g)
