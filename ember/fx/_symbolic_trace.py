@@ -185,7 +185,10 @@ class Tracer(TracerBase):
         super().__init__()
         self._autowrap_modules = tuple(autowrap_modules)
         self._autowrap_functions = tuple(autowrap_functions)
-        self.param_shapes_constant = param_shapes_constant
+        if param_shapes_constant:
+            raise NotImplementedError("ember.fx.Tracer: param_shapes_constant=True is not "
+                                      "supported; parameter shapes are traced as nodes")
+        self.param_shapes_constant = False
         self.submodule_paths = None
         self.root = None
         self.graph = None
