@@ -105,6 +105,8 @@ def _find_proxy(args, kwargs):
 
 def _diverting_wrapper(orig):
     """``orig``, but recording a ``call_function`` node when given a Proxy."""
+    if hasattr(orig, "__fx_original__"):
+        return orig  # already diverting (a trace inside a trace): never wrap twice
     hit = _wrappers.get(id(orig))
     if hit is not None and hit[0] is orig:
         return hit[1]
@@ -183,7 +185,10 @@ class Tracer(TracerBase):
         super().__init__()
         self._autowrap_modules = tuple(autowrap_modules)
         self._autowrap_functions = tuple(autowrap_functions)
-        self.param_shapes_constant = param_shapes_constant
+        if param_shapes_constant:
+            raise NotImplementedError("ember.fx.Tracer: param_shapes_constant=True is not "
+                                      "supported; parameter shapes are traced as nodes")
+        self.param_shapes_constant = False
         self.submodule_paths = None
         self.root = None
         self.graph = None
@@ -287,10 +292,16 @@ class Tracer(TracerBase):
             raise TypeError(f"symbolic_trace: concrete_args names {sorted(unknown)} that are "
                             f"not arguments of {getattr(fn, '__qualname__', fn)}")
         args, kwargs = [], {}
+        varargs = star = None
         for p in params:
             if p.kind is p.VAR_POSITIONAL:
-                raise NotImplementedError("ember.fx.symbolic_trace: a forward taking *args is "
-                                          "not supported; name its inputs in the signature")
+                # in signature order, so that the generated ``forward(self, x, *rest, k=1)``
+                # keeps ``k`` keyword-only
+                varargs = p
+                if p.name in concrete_args:
+                    raise NotImplementedError("symbolic_trace: concrete_args for *args")
+                star = self.create_proxy("placeholder", "*" + p.name, (), {})
+                continue
             if p.kind is p.VAR_KEYWORD:
                 raise NotImplementedError("ember.fx.symbolic_trace: a forward taking **kwargs "
                                           "is not supported; pass those values through "
@@ -300,7 +311,20 @@ class Tracer(TracerBase):
                 kwargs[p.name] = value
             else:
                 args.append(value)
-        return args, kwargs
+        if varargs is None:
+            return root_fn, args, kwargs
+        # ``*rest`` becomes one placeholder whose Proxy the function receives as ``rest``
+        # itself (``rest[0]`` is a getitem node), through a copy of the function whose
+        # code takes every argument positionally: the code object lists positional, then
+        # keyword-only, then the ``*`` name, so that is the order to pass them in
+        if fn is not root_fn:
+            raise NotImplementedError("symbolic_trace: a decorated forward taking *args")
+        co = fn.__code__
+        code = co.replace(co_argcount=co.co_argcount + co.co_kwonlyargcount + 1,
+                          co_kwonlyargcount=0, co_flags=co.co_flags & ~inspect.CO_VARARGS)
+        positional = types.FunctionType(code, fn.__globals__, fn.__name__, None,
+                                        fn.__closure__)
+        return positional, args + list(kwargs.values()) + [star], {}
 
     def _proxy_placeholder(self, p, concrete_args):
         default = () if p.default is inspect.Parameter.empty else (p.default,)
@@ -361,10 +385,10 @@ class Tracer(TracerBase):
         mode = _ProxyMode()
         from ..autograd.graph import _MODES
         try:
-            args, kwargs = self.create_args_for_root(fn, is_module, concrete_args)
+            call, args, kwargs = self.create_args_for_root(fn, is_module, concrete_args)
             self._patch(patcher, fn)
             _MODES.append(mode)
-            result = fn(self.root, *args, **kwargs) if is_module else fn(*args, **kwargs)
+            result = call(self.root, *args, **kwargs) if is_module else call(*args, **kwargs)
             self.create_node("output", "output", (self.create_arg(result),), {},
                              type_expr=getattr(fn, "__annotations__", {}).get("return"))
         finally:

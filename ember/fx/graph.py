@@ -246,7 +246,18 @@ class _CodeGen:
         name = self.add_global(_hint(target), target)
         return f"{name}({self.call_args(args, kwargs)})"
 
-    def render(self):
+    def annotation(self, n, verbose, include_stride=False):
+        """``: "f32[2, 3]"`` from shape propagation's metadata (``verbose``), or the
+        placeholder's declared type."""
+        if verbose:
+            text = _meta_str(n.meta, include_stride)
+            if text is not None:
+                return f': "{text}"'
+        if n.op == "placeholder" and isinstance(n.type, type):
+            return ": " + self.add_global(getattr(n.type, "__name__", "type"), n.type)
+        return ""
+
+    def render(self, verbose=False, include_stride=False):
         graph = self.graph
         nodes = list(graph.nodes)
         # the last user of each node, so its variable can be released after it
@@ -263,7 +274,7 @@ class _CodeGen:
         for n in nodes:
             if n.op == "placeholder":
                 raw = n.target.lstrip("*")
-                param = n.target
+                param = n.target + self.annotation(n, verbose, include_stride)
                 if n.args:
                     param += f" = {self.arg(n.args[0])}"
                 params.append(param)
@@ -273,7 +284,7 @@ class _CodeGen:
             if n.op == "output":
                 wrap_output = n.args[0]
                 continue
-            line = f"{n.name} = {self.expr(n)}"
+            line = f"{n.name}{self.annotation(n, verbose, include_stride)} = {self.expr(n)}"
             dead = [v.name for v in frees.get(n, ())]
             if dead:
                 line += ";  " + " = ".join(dead) + " = None"
@@ -283,6 +294,30 @@ class _CodeGen:
             "\n\ndef forward(self):\n"
         src += "".join(f"    {line}\n" for line in body)
         return PythonCode(src, self.globals)
+
+
+_DTYPE_ABBR = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16",
+               "int64": "i64", "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8",
+               "bool": "b8", "complex64": "c64", "complex128": "c128"}
+
+
+def _meta_str(meta, include_stride=False):
+    """``f32[2, 3]`` for a node whose metadata describes one tensor, else None."""
+    tm = meta.get("tensor_meta")
+    if tm is None:
+        tm = meta.get("val")
+    shape, dtype = getattr(tm, "shape", None), getattr(tm, "dtype", None)
+    if shape is None or dtype is None or isinstance(tm, (tuple, list)) and \
+            not hasattr(tm, "_fields"):
+        return None
+    name = str(dtype).split(".")[-1]
+    text = f"{_DTYPE_ABBR.get(name, name)}[{', '.join(str(d) for d in shape)}]"
+    if include_stride:
+        stride = tm.stride() if callable(getattr(tm, "stride", None)) else \
+            getattr(tm, "stride", None)
+        if stride is not None:
+            text += f"[{', '.join(str(d) for d in stride)}]"
+    return text
 
 
 def _hint(target):
@@ -511,12 +546,14 @@ class Graph:
                                            f"{type(obj).__name__}, not a Module")
 
     # ------------------------------------------------------------------ printing
-    def python_code(self, root_module="self", *, verbose=False):
+    def python_code(self, root_module="self", *, verbose=False, include_stride=False):
         """The graph as Python source: ``PythonCode(src, globals)``, where ``src`` defines
-        ``forward(self, ...)`` and ``globals`` holds the objects it refers to."""
+        ``forward(self, ...)`` and ``globals`` holds the objects it refers to. ``verbose``
+        annotates each value with its shape and dtype (``x: "f32[2, 3]"``) where shape
+        propagation has recorded them."""
         if root_module != "self":
             raise NotImplementedError("Graph.python_code: only root_module='self' is supported")
-        return _CodeGen(self).render()
+        return _CodeGen(self).render(verbose, include_stride)
 
     def __str__(self):
         ret = [""]

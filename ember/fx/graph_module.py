@@ -36,8 +36,7 @@ def _copy_attr(from_module, to_module, target):
             t = Module()
             setattr(to_module, item, t)
         from_module, to_module = f, t
-    _set_leaf(to_module, field, getattr(from_module, field),
-              is_buffer=field in getattr(from_module, "_buffers", {}))
+    _set_leaf(to_module, field, getattr(from_module, field))
 
 
 def _assign_attr(obj, to_module, target):
@@ -48,11 +47,13 @@ def _assign_attr(obj, to_module, target):
             t = Module()
             setattr(to_module, item, t)
         to_module = t
-    _set_leaf(to_module, field, obj, is_buffer=isinstance(obj, Tensor))
+    _set_leaf(to_module, field, obj)
 
 
-def _set_leaf(module, field, value, is_buffer):
-    if isinstance(value, Tensor) and not isinstance(value, Parameter) and is_buffer:
+def _set_leaf(module, field, value):
+    # every tensor that is not a parameter becomes a buffer (tensor constants of a trace
+    # included, as torch.fx does), so that ``.to()``/``.double()`` and state_dict see it
+    if isinstance(value, Tensor) and not isinstance(value, Parameter):
         module.register_buffer(field, value)
     else:
         setattr(module, field, value)
@@ -134,9 +135,11 @@ class GraphModule(Module):
 
     def print_readable(self, print_output=True, include_stride=False, include_device=False,
                        colored=False):
-        """The generated module as a class definition; printed unless ``print_output=False``."""
+        """The generated module as a class definition, values annotated with their shapes
+        and dtypes where ``ShapeProp`` recorded them; printed unless ``print_output=False``."""
         name = type(self).__name__
-        body = self.code.strip("\n").splitlines()
+        src = self.graph.python_code(verbose=True, include_stride=include_stride).src
+        body = src.strip("\n").splitlines()
         out = f"class {name}(ember.nn.Module):\n" + "".join(f"    {ln}\n" for ln in body)
         for sub_name, sub in self.named_children():
             if isinstance(sub, GraphModule):

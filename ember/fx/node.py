@@ -89,7 +89,7 @@ def _ember_path(obj):
     for ns in ("ember", "ember.nn.functional", "ember.special", "ember.linalg", "ember.fft",
                "ember.nn.init", "ember.nn"):
         m = sys.modules.get(ns)
-        if m is not None and getattr(m, name, None) is obj:
+        if m is not None and _same(getattr(m, name, None), obj):
             return f"{ns}.{name}"
     qual = getattr(obj, "__qualname__", name)
     m = sys.modules.get(mod)
@@ -98,7 +98,12 @@ def _ember_path(obj):
     cur = m
     for part in qual.split("."):
         cur = getattr(cur, part, None)
-    return f"{mod}.{qual}" if cur is obj else None
+    return f"{mod}.{qual}" if _same(cur, obj) else None
+
+
+def _same(found, obj):
+    # a name may hold a tracer's diverting wrapper of ``obj`` while a trace runs
+    return found is obj or getattr(found, "__fx_original__", None) is obj
 
 
 def _target_name(target):

@@ -163,6 +163,13 @@ def test_shape_prop_records_metadata():
     val = by_name["relu"].meta["val"]
     assert tuple(val.shape) == (5, 4) and not val.requires_grad
     assert by_name["x"].meta["type"] is ember.Tensor
+    # print_readable shows the shapes and dtypes; the code that runs stays plain
+    text = gm.print_readable(print_output=False)
+    assert 'def forward(self, x: "f64[5, 4]"):' in text
+    assert 'lin: "f64[5, 4]" = self.lin(x)' in text
+    assert 'sum_1: "f64[5]" = add.sum(dim = 1)' in text
+    assert gm.print_readable(print_output=False, include_stride=True).count('[4, 1]"') >= 3
+    assert '"f64' not in gm.code
 
     # torch's ShapeProp over the same program gives the same shapes and strides
     from torch.fx.passes.shape_prop import ShapeProp as TShapeProp

@@ -341,6 +341,12 @@ def test_tensor_constants_and_tensor_first_operators():
     assert any(n.target == "_tensor_constant0" for n in gm.graph.nodes)
     x = ember.randn(2, 3)
     np.testing.assert_allclose(_det(gm(x)), _det(m(x)), rtol=1e-6)
+    # the constant is a buffer of the GraphModule (as in torch.fx): it follows .double()
+    assert "_tensor_constant0" in dict(gm.named_buffers())
+    ref = _det(m(x))
+    gm.double()  # (its Linear is the root's own: both are float64 now)
+    assert gm._tensor_constant0.dtype == ember.float64
+    np.testing.assert_allclose(_det(gm(x.double())), ref, rtol=1e-6)
 
 
 def _control_flow(x):
@@ -553,3 +559,52 @@ def test_tracing_an_ember_layer_as_the_root(layer):
         assert _names(gm.graph) == _names(tgm.graph)
     x = ember.randint(0, 10, (2, 5)) if shape is None else ember.randn(*shape)
     np.testing.assert_array_equal(_det(gm(x)), _det(m(x)))
+
+
+def test_trace_inside_a_trace_records_the_original_functions():
+    inner_graphs = []
+
+    def inner(x):
+        return ember.sigmoid(x)
+
+    def outer(x):
+        inner_graphs.append(symbolic_trace(inner))
+        return ember.relu(x)
+    gm = symbolic_trace(outer)
+    assert [n.target for n in gm.graph.find_nodes(op="call_function")] == [ember.relu]
+    assert [n.target for n in inner_graphs[0].graph.find_nodes(op="call_function")] == \
+        [ember.sigmoid]
+    assert "ember.sigmoid(x)" in inner_graphs[0].code
+
+
+def test_star_args_forward():
+    """``*rest`` is one placeholder indexed by getitem nodes, as in torch.fx; the generated
+    signature keeps a keyword-only argument keyword-only (torch.fx's moves it before
+    ``*rest``, where a third positional input would bind to it)."""
+    class M(nn.Module):
+        def forward(self, x, *rest, scale=2.0):
+            return x + rest[0] * rest[1] * scale
+
+    class TM(torch.nn.Module):
+        def forward(self, x, *rest, scale=2.0):
+            return x + rest[0] * rest[1] * scale
+    gm = symbolic_trace(M())
+    tgm = torch_fx.symbolic_trace(TM())
+    assert "def forward(self, x, *rest, scale = 2.0):" in gm.code
+    ops = [n.op for n in gm.graph.nodes]
+    assert sorted(ops) == sorted(n.op for n in tgm.graph.nodes)
+    a, b, c = (ember.randn(3) for _ in range(3))
+    np.testing.assert_array_equal(_det(gm(a, b, c)), _det(M()(a, b, c)))
+    np.testing.assert_array_equal(_det(gm(a, b, c, scale=3.0)),
+                                  _det(M()(a, b, c, scale=3.0)))
+    from ember.fx import Interpreter
+    np.testing.assert_array_equal(_det(Interpreter(gm).run(a, b, c)), _det(M()(a, b, c)))
+
+    def f(*xs):
+        return xs[0] - xs[1]
+    np.testing.assert_array_equal(_det(symbolic_trace(f)(a, b)), _det(a - b))
+
+    def g(*xs):
+        return sum(xs)
+    with pytest.raises(TraceError, match="cannot be iterated"):
+        symbolic_trace(g)
