@@ -11,6 +11,7 @@ import numpy as np
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
+from ..autograd import forward_ad as _fad
 from ._util import norm_dim, result_dtype, shape_arg
 
 _ndarray = np.ndarray
@@ -72,6 +73,8 @@ class View(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -87,6 +90,8 @@ class Reshape(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -101,6 +106,8 @@ class Permute(Node):
     @staticmethod
     def backward(ctx, g):
         return g.permute(tuple(np.argsort(ctx.dims))), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -122,6 +129,8 @@ class Expand(Node):
     def backward(ctx, g):
         from ._util import sum_to_shape
         return sum_to_shape(g, ctx.shape), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -152,6 +161,8 @@ class Cat(Node):
             start += n
         return tuple(out)
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 def _skippable(a):
     # PyTorch lets 1-d empty tensors join anything
@@ -169,6 +180,8 @@ class Stack(Node):
     def backward(ctx, g):
         return (None,) + tuple(g.unbind(ctx.dim))
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 class Split(Node):
     """Split along ``dim`` into views of the given sizes."""
@@ -184,6 +197,8 @@ class Split(Node):
     @staticmethod
     def backward(ctx, *grads):
         return cat(grads, ctx.dim), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Unbind(Node):
@@ -203,6 +218,8 @@ class Unbind(Node):
     def backward(ctx, *grads):
         return stack(grads, ctx.dim), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Narrow(Node):
     view = True
@@ -219,6 +236,8 @@ class Narrow(Node):
         from .indexing import pad_into
         return pad_into(g, ctx.shape, ctx.dim, ctx.start), None, None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Flip(Node):
     @staticmethod
@@ -229,6 +248,8 @@ class Flip(Node):
     @staticmethod
     def backward(ctx, g):
         return g.flip(ctx.dims), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Roll(Node):
@@ -245,6 +266,8 @@ class Roll(Node):
         s = tuple(-x for x in s) if isinstance(s, tuple) else -s
         return g.roll(s, ctx.dims), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Tril(Node):
     @staticmethod
@@ -256,6 +279,8 @@ class Tril(Node):
     def backward(ctx, g):
         return g.tril(ctx.k), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Triu(Node):
     @staticmethod
@@ -266,6 +291,8 @@ class Triu(Node):
     @staticmethod
     def backward(ctx, g):
         return g.triu(ctx.k), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Diagonal(Node):
@@ -281,6 +308,8 @@ class Diagonal(Node):
         offset, d1, d2 = ctx.args
         z = _make(np.zeros(ctx.shape, dtype=g._data.dtype))
         return _DiagonalScatter.apply(z, g, offset, d1, d2), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class _DiagonalScatter(Node):
@@ -348,6 +377,8 @@ class Repeat(Node):
         gg = g.reshape(split).sum(dim=tuple(range(0, 2 * len(reps), 2)))
         return gg.reshape(shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Clone(Node):
     @staticmethod
@@ -357,6 +388,8 @@ class Clone(Node):
     @staticmethod
     def backward(ctx, g):
         return g, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Contiguous(Node):
@@ -369,6 +402,8 @@ class Contiguous(Node):
     @staticmethod
     def backward(ctx, g):
         return g
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 # ====================================================================== public functions
@@ -1019,6 +1054,8 @@ class Unfold(Node):
         win = np.arange(n)[:, None] * step + np.arange(size)[None, :]
         idx = (slice(None),) * dim + (win,)
         return IndexAddZeros.apply(g.movedim(-1, dim + 1), tuple(shape), idx), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def unfold(input, dimension, size, step):
