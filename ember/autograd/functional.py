@@ -86,8 +86,24 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
 
 def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
              strategy="reverse-mode"):
-    """Jacobian of ``func`` at ``inputs``; nested tuples follow PyTorch's layout."""
+    """Jacobian of ``func`` at ``inputs``; nested tuples follow PyTorch's layout.
+
+    ``strategy="forward-mode"`` (with ``vectorize=True``, as PyTorch requires) builds it from
+    forward-mode jvps, one per input element (cheaper than reverse mode when the inputs are
+    fewer than the outputs)."""
     from .. import stack, zeros
+    if strategy not in ("forward-mode", "reverse-mode"):
+        raise ValueError('Expected strategy to be either "forward-mode" or "reverse-mode". '
+                         f'Hint: If your strategy is "{strategy}", you can use it directly.')
+    if strategy == "forward-mode":
+        if not vectorize:
+            raise ValueError("torch.autograd.functional.jacobian: `strategy=\"forward-mode\"` "
+                             "requires `vectorize=True`.")
+        if create_graph:
+            raise NotImplementedError("torch.autograd.functional.jacobian: `create_graph=True` "
+                                      "and `strategy=\"forward-mode\"` are not supported "
+                                      "together (yet).")
+        return _jacobian_forward(func, inputs, strict)
     single_in = isinstance(inputs, Tensor)
     with enable_grad():
         ins = _prep(inputs, create_graph)
@@ -165,3 +181,48 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     hv = _zeros_if_none(hv, ins, strict)
     res_out = out if create_graph else out.detach()
     return res_out, (hv[0] if single else hv)
+
+
+def _jacobian_forward(func, inputs, strict):
+    """The Jacobian column by column: one forward-mode jvp per input element."""
+    from .. import stack, zeros, zeros_like
+    from . import forward_ad as fwAD
+    single_in = isinstance(inputs, Tensor)
+    ins = tuple(x.detach() for x in _tup(inputs))
+    cols = [[] for _ in ins]  # per input: per element, the tuple of output tangents
+    out = None
+    for j, x in enumerate(ins):
+        for k in range(x.numel()):
+            e = zeros_like(x).reshape(-1)
+            e[k] = 1
+            with fwAD.dual_level():
+                duals = [fwAD.make_dual(y, e.reshape(x.shape)) if i == j else y
+                         for i, y in enumerate(ins)]
+                out = func(*duals)
+                outs = _tup(out)
+                ts = []
+                for oi, o in enumerate(outs):
+                    p, t = fwAD.unpack_dual(o)
+                    if t is None:
+                        if strict:
+                            raise RuntimeError(f"Output {oi} of the user-provided function is "
+                                               f"independent of input {j}. This is not allowed "
+                                               "in strict mode.")
+                        t = zeros_like(p)
+                    ts.append(t.detach())
+            cols[j].append(ts)
+    if out is None:
+        out = func(*ins)
+    outs = _tup(out)
+    result = []
+    for oi, o in enumerate(outs):
+        per_in = []
+        for j, x in enumerate(ins):
+            if cols[j]:
+                J = stack([c[oi].reshape(-1) for c in cols[j]], dim=-1)
+                J = J.reshape(tuple(o.shape) + tuple(x.shape))
+            else:
+                J = zeros(tuple(o.shape) + tuple(x.shape), dtype=x.dtype)
+            per_in.append(J)
+        result.append(per_in[0] if single_in else tuple(per_in))
+    return result[0] if isinstance(out, Tensor) else tuple(result)
