@@ -354,6 +354,19 @@ def _pad_after_batch(v, extra):
     return v.reshape((v.shape[0],) + (1,) * extra + tuple(v.shape[1:]))
 
 
+def rule_gather(level, cls, args, kwargs):
+    """Gather(a, dim, index): both batched (the index needs a's rank), the dim shifted."""
+    a, dim, index = args
+    n = _logical_ndim(a)
+    if n == 0:
+        return NotImplemented
+    if type(index) is _ndarray:  # an index the op took as an array: broadcast it
+        index = np.broadcast_to(index, (level.size,) + index.shape)
+    else:
+        index = level.expand(index)
+    return level.wrap(cls.apply(level.expand(a), _shift(int(dim), n), index, **kwargs))
+
+
 def rule_matmul(level, cls, args, kwargs):
     """matmul's broadcasting batch dims serve the vmap batch, once vectors are made
     matrices and the logical batch dims are aligned after it."""
@@ -521,6 +534,7 @@ def _register():
     _RULES[shape.Repeat] = rule_repeat
     _RULES[shape.Cat] = _RULES[shape.Stack] = rule_join
     _RULES[indexing.Index] = rule_index
+    _RULES[indexing.Gather] = rule_gather
     _RULES[linalg.Matmul] = rule_matmul
     _RULES[nn.Linear] = rule_linear
     _RULES[nn.NllLoss] = _RULES[nn.CrossEntropy] = rule_loss
