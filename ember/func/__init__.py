@@ -169,11 +169,18 @@ def _prep_input(x, levels, keep):
         raise TypeError(f"Expected the argument to differentiate to be a Tensor, got "
                         f"{type(x).__name__}")
     p, order = _batch_all(x, levels)
+    # an input expanded along a vmap level is copied: per-example values in their own memory
+    # (NumPy's matmul takes a slow loop on zero-stride operands)
+    dense = not p.is_contiguous()
     if keep and p.requires_grad:
         p = p.view_as(p)  # an alias: the caller's graph stays connected
+        if dense:
+            p = p.contiguous()
     else:
         was = p
         p = p.detach()
+        if dense:
+            p = p.contiguous()
         if _fad._CURRENT[0] is not None:  # keep the tangent of a dual input (jvp of grad)
             t = _fad._CURRENT[0].get(was)
             if t is not None:

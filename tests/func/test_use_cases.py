@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import ember
-import ember.nn as enn
 import ember.nn.functional as EF
 from ember import func as efunc
 

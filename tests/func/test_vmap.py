@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import ember
-import ember.nn.functional as EF
 from ember import func as efunc
 
 torch = pytest.importorskip("torch")
