@@ -662,18 +662,58 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 
     def wrapper_one(flat, flat_dims, specs, size, kwargs):
         level = _fad.push_level(VmapLevel(size, randomness))
+        guard = _RandomGuard(randomness)
         try:
             args = []
             for leaves, ds, spec in zip(flat, flat_dims, specs):
                 new = [_wrap(x.movedim(d, 0) if d != 0 else x, level) if d is not None else x
                        for x, d in zip(leaves, ds)]
                 args.append(tree_unflatten(new, spec))
-            out = func(*args, **kwargs)
+            with guard:
+                out = func(*args, **kwargs)
         finally:
             _fad.pop_level(level)
         return _unwrap_out(out, level, out_dims, size)
 
     return wrapper
+
+
+class _RandomGuard:
+    """vmap's ``randomness`` for draws from the default generator: "error" refuses them,
+    "same" lets one draw serve the whole batch (ember's random ops draw per call, at the
+    logical shape); "different" (a draw per example) is not supported yet and raises."""
+
+    def __init__(self, randomness):
+        self.randomness = randomness
+
+    def __enter__(self):
+        from .. import _random
+        self.gen = _random.default_generator
+        self.saved = self.gen._rng
+        if self.randomness != "same":
+            self.gen._rng = _NoDraws(self.saved, self.randomness)
+
+    def __exit__(self, *exc):
+        if isinstance(self.gen._rng, _NoDraws):
+            self.gen._rng = self.saved
+        return False
+
+
+class _NoDraws:
+    def __init__(self, rng, randomness):
+        self._rng, self._randomness = rng, randomness
+
+    def __getattr__(self, name):
+        if name == "bit_generator":
+            return self._rng.bit_generator
+        if self._randomness == "error":
+            raise RuntimeError("vmap: called random operation while in randomness error mode. "
+                               "Please either use the 'same' or 'different' randomness flags "
+                               "on vmap or perform the randomness operation out of vmap")
+        raise NotImplementedError("vmap(randomness='different') is not supported by ember yet "
+                                  "(random ops draw one sample for the whole batch); use "
+                                  "randomness='same', or draw the random numbers outside vmap "
+                                  "and pass them in batched")
 
 
 def _chunked(run, flat, flat_dims, specs, size, chunk, kwargs):

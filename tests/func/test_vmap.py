@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ember
+import ember.nn.functional as EF
 from ember import func as efunc
 
 torch = pytest.importorskip("torch")
@@ -237,3 +238,72 @@ def test_batched_tensor_metadata():
         return a
     efunc.vmap(f, in_dims=1)(ember.randn(2, 7, 3))
     assert seen == {"shape": (2, 3), "dim": 2, "numel": 6, "size1": 3, "len": 2}
+
+
+def test_randomness_flags():
+    x = ember.ones(4, 3)
+    with pytest.raises(RuntimeError, match="randomness error mode"):
+        efunc.vmap(lambda a: EF.dropout(a, 0.5))(x)
+    with pytest.raises(RuntimeError, match="randomness error mode"):
+        efunc.vmap(lambda a: a + ember.randn(3))(x)
+    out = efunc.vmap(lambda a: a * ember.rand(3), randomness="same")(x)
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(out.numpy()[0], (4, 3)))
+    with pytest.raises(NotImplementedError, match="different"):
+        efunc.vmap(lambda a: a + ember.randn(3), randomness="different")(x)
+    ember.randn(2)  # the generator is back after the errors
+
+
+def test_functional_call_tie_weights_and_strict():
+    lin = ember.nn.Linear(3, 3)
+    model = ember.nn.Sequential(lin, ember.nn.Tanh(), lin)  # one module used twice
+    tlin = torch.nn.Linear(3, 3)
+    tmodel = torch.nn.Sequential(tlin, torch.nn.Tanh(), tlin)
+    w, b = np.eye(3, dtype=np.float32) * 2, np.ones(3, dtype=np.float32)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    e = efunc.functional_call(model, {"0.weight": ember.tensor(w), "0.bias": ember.tensor(b)},
+                              (ember.tensor(x),))
+    t = tfunc.functional_call(tmodel, {"0.weight": torch.tensor(w), "0.bias": torch.tensor(b)},
+                              (torch.tensor(x),))
+    np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="(?i)missing"):
+        efunc.functional_call(model, {"0.weight": ember.tensor(w)}, (ember.tensor(x),),
+                              strict=True)
+
+
+def test_replace_all_batch_norm_modules_lets_batch_norm_run_under_vmap():
+    model = ember.nn.Sequential(ember.nn.Linear(3, 4), ember.nn.BatchNorm1d(4))
+    efunc.replace_all_batch_norm_modules_(model)
+    bn = model[1]
+    assert bn.running_mean is None and not bn.track_running_stats
+    x = np.random.default_rng(5).standard_normal((2, 6, 3)).astype(np.float32)
+    out = efunc.vmap(model)(ember.tensor(x))
+    ref = ember.stack([model(ember.tensor(x[i])) for i in range(2)])
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_jvp_linearize_and_has_aux_match_torch():
+    rng = np.random.default_rng(6)
+    x, t = rng.standard_normal(4), rng.standard_normal(4)
+
+    def f(m):
+        return lambda a: (m.sin(a) * a.exp(), a.sum())
+    eo, et, eaux = efunc.jvp(lambda a: f(ember)(a), (ember.tensor(x),), (ember.tensor(t),),
+                             has_aux=True)
+    to, tt, taux = tfunc.jvp(lambda a: f(torch)(a), (torch.tensor(x),), (torch.tensor(t),),
+                             has_aux=True)
+    np.testing.assert_allclose(et.numpy(), tt.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(eo.numpy(), to.numpy(), rtol=1e-12)
+    out, jvp_fn = efunc.linearize(lambda a: f(ember)(a)[0], ember.tensor(x))
+    np.testing.assert_allclose(jvp_fn(ember.tensor(t)).numpy(), tt.numpy(), rtol=1e-12)
+    with pytest.raises(RuntimeError, match="same shape"):
+        efunc.jvp(ember.sin, (ember.tensor(x),), (ember.ones(3),))
+    # grad_and_value with argnums and has_aux
+    (ga, gb), (val, aux) = efunc.grad_and_value(lambda a, b: ((a * b).sum(), "aux"),
+                                                argnums=(0, 1), has_aux=True)(
+        ember.tensor(x), ember.tensor(t))
+    np.testing.assert_allclose(ga.numpy(), t)
+    np.testing.assert_allclose(gb.numpy(), x)
+    assert aux == "aux" and abs(float(val) - float((x * t).sum())) < 1e-12
+    with pytest.raises(RuntimeError, match="scalar"):
+        efunc.grad(lambda a: a * 2)(ember.tensor(x))
