@@ -61,9 +61,10 @@ def test_timer_timeit_and_blocked_autorange():
     assert isinstance(m, benchmark.Measurement)
     assert m.number_per_run == 50 and len(m.times) == 1 and m.median > 0
     b = t.blocked_autorange(min_run_time=0.05)
-    assert len(b.times) >= 2 and sum(b.raw_times) >= 0.05
+    assert len(b.times) >= 1 and sum(b.raw_times) >= 0.05  # one block may fill the time
     assert b.iqr >= 0 and min(b.times) <= b.median <= max(b.times)
-    assert "Median" in repr(b) and "IQR" in repr(b)
+    shown = repr(benchmark.Measurement(10, [1e-3, 2e-3, 4e-3], {"stmt": "f(x)"}))
+    assert "Median: 200.00 us" in shown and "IQR" in shown
     # a callable statement
     calls = []
     benchmark.Timer(stmt=lambda: calls.append(1)).timeit(3)
