@@ -275,6 +275,23 @@ def _dims_rule(pos, none_means_all=True, one_tensor=True):
     return rule
 
 
+def rule_leading_batch(level, cls, args, kwargs):
+    """Ops that treat leading dims as batch dims (linear algebra on the last two dims)."""
+    v, b = level.unwrap(args[0])
+    if not b or any(isinstance(a, Tensor) for a in args[1:]) or kwargs:
+        return NotImplemented
+    return level.wrap(cls.apply(v, *args[1:]))
+
+
+def rule_diagonal(level, cls, args, kwargs):
+    a, offset, d1, d2 = args
+    v, b = level.unwrap(a)
+    if not b:
+        return NotImplemented
+    n = _logical_ndim(a)
+    return level.wrap(cls.apply(v, offset, _shift(d1, n), _shift(d2, n), **kwargs))
+
+
 def rule_view(level, cls, args, kwargs):
     """View/Reshape(a, shape): the batch size prepended."""
     a, shape = args[0], args[1]
@@ -513,8 +530,14 @@ def _register():
         if isinstance(obj, type) and issubclass(obj, Node) and obj is not Node and \
                 obj.__module__ == elementwise.__name__ and name not in skip:
             _RULES[obj] = rule_elementwise
-    for name in ("Gelu",):
+    for name in ("Gelu", "Silu", "Softplus", "Elu", "LeakyRelu", "Hardtanh", "LogSigmoid"):
         _RULES[getattr(nn, name)] = rule_elementwise
+    # linear algebra on the trailing matrix dims: leading dims are batch dims already
+    for name in ("Cholesky", "Det", "Inv", "Eigh", "EigvalsH", "QR", "SVD", "SVDVals", "Slogdet",
+                 "Pinv", "MatrixExp", "LU", "Eig"):
+        _RULES[getattr(linalg, name)] = rule_leading_batch
+    _RULES[reduction.MaxAll] = _RULES[reduction.MinAll] = _dims_rule(1)
+    _RULES[shape.Diagonal] = rule_diagonal
     for name in ("Clone", "Contiguous", "Tril", "Triu"):
         _RULES[getattr(shape, name)] = rule_elementwise  # one tensor, no dim arguments
     for cls, pos in [(reduction.Sum, 1), (reduction.Mean, 1), (reduction.Prod, 1),

@@ -466,7 +466,13 @@ def _unary(name, fwd, bwd, saves_out=False, bwd_np=None):
             return (ArrayGrad.apply(bwd_np, g, x, *ctx.params),) + (None,) * len(ctx.params)
         return (bwd(g, x, y, *ctx.params),) + (None,) * len(ctx.params)
 
-    attrs = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    def jvp(ctx, t, *_):
+        # elementwise and real: the backward's factor is the derivative itself
+        x, *params = ctx.inputs
+        return bwd(t, x, ctx.output, *params)
+
+    attrs = {"forward": staticmethod(forward), "backward": staticmethod(backward),
+             "jvp": staticmethod(jvp)}
     if saves_out:
         attrs["saves_output"] = True
     else:

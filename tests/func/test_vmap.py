@@ -70,6 +70,11 @@ OPS = [
      [(5, 3, 4), "target"], (0, 0)),
     ("mse", lambda m, x, y: m.nn.functional.mse_loss(x, y), [(5, 3, 4), (3, 4)], (0, None)),
     ("pad", lambda m, x: m.nn.functional.pad(x, (1, 2)), [(5, 3, 4)], 0),
+    ("activations", lambda m, x: m.nn.functional.silu(x) + m.nn.functional.softplus(x) +
+     m.nn.functional.elu(x) + m.nn.functional.leaky_relu(x, 0.2) +
+     m.nn.functional.hardtanh(x) + m.nn.functional.logsigmoid(x) + x.max(), [(5, 3, 4)], 0),
+    ("linalg", lambda m, x: m.linalg.inv(x @ x.mT + m.eye(3, dtype=x.dtype)) + m.linalg.det(x)
+     [..., None, None] + x.diagonal(0, 0, 1).sum(), [(5, 3, 3)], 0),
     ("in_dim_1", lambda m, x: x.sum(0), [(3, 5, 4)], 1),
     ("in_dim_neg", lambda m, x: x * 2, [(3, 4, 5)], -1),
 ]
@@ -121,9 +126,9 @@ def test_float32_results_keep_dtype():
 
 def test_loop_fallback_warns_and_is_correct():
     x = np.random.default_rng(0).standard_normal((4, 3, 3))
-    with pytest.warns(UserWarning, match="performance drop.*batching rule for Det"):
-        out = efunc.vmap(ember.linalg.det)(ember.tensor(x))
-    np.testing.assert_allclose(out.numpy(), np.linalg.det(x), rtol=1e-10)
+    with pytest.warns(UserWarning, match="performance drop.*batching rule for Roll"):
+        out = efunc.vmap(lambda a: ember.roll(a, 1))(ember.tensor(x))
+    np.testing.assert_allclose(out.numpy(), np.stack([np.roll(a, 1) for a in x]))
 
 
 def test_in_dims_out_dims_and_pytrees():
