@@ -56,6 +56,58 @@ def _detach(x):
 
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
+    """(outputs, J v) in one forward-mode pass (``forward_ad``); inside an open dual level,
+    by the double-backward trick (two reverse passes) instead."""
+    from . import forward_ad as fwAD
+    if fwAD._CURRENT[0] is None:
+        return _jvp_forward(func, inputs, v, create_graph, strict)
+    return _jvp_double_backward(func, inputs, v, create_graph, strict)
+
+
+def _default_v(ins, v, who="input to the user-provided function"):
+    if v is not None:
+        vs = _tup(v)
+        if len(vs) != len(ins):
+            raise RuntimeError(f"The given v should contain a single Tensor per input, got "
+                               f"{len(vs)} for {len(ins)} inputs")
+        for x, t in zip(ins, vs):
+            if tuple(t.shape) != tuple(x.shape):
+                raise RuntimeError(f"Mismatch in shape: v has a shape of {tuple(t.shape)} and "
+                                   f"the {who} has a shape of {tuple(x.shape)}.")
+        return vs
+    if any(x.numel() != 1 for x in ins):
+        raise RuntimeError("The vector v can only be None if the input to the user-provided "
+                           "function is a single Tensor with a single element.")
+    from .. import ones_like
+    return tuple(ones_like(x) for x in ins)
+
+
+def _jvp_forward(func, inputs, v, create_graph, strict):
+    from . import forward_ad as fwAD
+    from .. import zeros_like
+    ins = _prep(inputs, create_graph) if create_graph else tuple(x.detach()
+                                                                for x in _tup(inputs))
+    vs = _default_v(ins, v)
+    with fwAD.dual_level():
+        out = func(*[fwAD.make_dual(x, t) for x, t in zip(ins, vs)])
+        outs = _tup(out)
+        prims, tans = [], []
+        for i, o in enumerate(outs):
+            p, t = fwAD.unpack_dual(o)
+            if t is None:
+                if strict:
+                    raise RuntimeError(f"The output of the user-provided function is "
+                                       f"independent of input {i}. This is not allowed in "
+                                       "strict mode.")
+                t = zeros_like(o)
+            prims.append(p if create_graph else p.detach())
+            tans.append(t if create_graph else t.detach())
+    if isinstance(out, Tensor):
+        return prims[0], tans[0]
+    return tuple(prims), tuple(tans)
+
+
+def _jvp_double_backward(func, inputs, v=None, create_graph=False, strict=False):
     """(outputs, J v), via two reverse passes."""
     from .. import zeros_like
     with enable_grad():
@@ -162,8 +214,30 @@ def _check_second_order(gs):
 
 
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(inputs), H v) for a scalar ``func`` (H is symmetric, so this equals vhp)."""
-    return vhp(func, inputs, v, create_graph, strict)
+    """(func(inputs), H v) for a scalar ``func``: forward over reverse (the tangent of the
+    gradient along ``v``); equal to ``vhp`` since H is symmetric."""
+    from . import forward_ad as fwAD
+    if fwAD._CURRENT[0] is not None or strict:
+        return vhp(func, inputs, v, create_graph, strict)
+    from .. import zeros_like
+    single = isinstance(inputs, Tensor)
+    ins = _prep(inputs, True)
+    vs = _default_v(ins, v)
+    with fwAD.dual_level(), enable_grad():
+        duals = [fwAD.make_dual(x, t) for x, t in zip(ins, vs)]
+        out = func(*duals)
+        if not isinstance(out, Tensor) or out.numel() != 1:
+            raise RuntimeError("The function given to hvp should return a single Tensor "
+                               "containing a single element")
+        gs = _grad(out, duals, create_graph=True, allow_unused=True)
+        hv = []
+        for g, x in zip(gs, ins):
+            t = fwAD.unpack_dual(g).tangent if g is not None else None
+            t = zeros_like(x) if t is None else t
+            hv.append(t if create_graph else t.detach())
+        res_out = fwAD.unpack_dual(out).primal
+    res_out = res_out if create_graph else res_out.detach()
+    return res_out, (hv[0] if single else tuple(hv))
 
 
 def vhp(func, inputs, v=None, create_graph=False, strict=False):

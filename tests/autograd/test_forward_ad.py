@@ -264,3 +264,30 @@ def test_no_cost_when_inactive():
     with fwAD.dual_level():
         assert _MODES
     assert not _MODES
+
+
+def test_functional_jvp_and_hvp_run_forward_mode_and_match_torch():
+    rng = np.random.default_rng(5)
+    x, v = rng.standard_normal(4), rng.standard_normal(4)
+
+    def f(m):
+        return lambda a: (m.tanh(a) * a.exp()).sum() * a
+
+    def s(m):
+        return lambda a: (m.sin(a) * a.exp()).sum() + (a @ a) ** 2
+    calls = []
+    from ember.autograd import forward_ad as fa
+    orig = fa._double_vjp
+    fa._double_vjp = lambda *a: calls.append(1) or orig(*a)
+    try:
+        eo, ej = ember.autograd.functional.jvp(f(ember), ember.tensor(x), ember.tensor(v))
+    finally:
+        fa._double_vjp = orig
+    assert not calls  # every op here has an explicit formula: one forward pass, no backward
+    to, tj = torch.autograd.functional.jvp(f(torch), torch.tensor(x), torch.tensor(v))
+    np.testing.assert_allclose(ej.numpy(), tj.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(eo.numpy(), to.numpy(), rtol=1e-12)
+    eo, eh = ember.autograd.functional.hvp(s(ember), ember.tensor(x), ember.tensor(v))
+    to, th = torch.autograd.functional.hvp(s(torch), torch.tensor(x), torch.tensor(v))
+    np.testing.assert_allclose(eh.numpy(), th.numpy(), rtol=1e-10)
+    assert not eh.requires_grad and float(eo) == pytest.approx(float(to))
