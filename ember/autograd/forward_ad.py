@@ -230,9 +230,12 @@ def _double_vjp(cls, args, kwargs, tangents, keep):
             raise _no_forward_ad(cls, f" (its backward failed: {e})") from None
         pairs = [(g, tangents[i]) for g, i in zip(gs, diff) if g is not None and g._rg]
         if pairs:
+            # a batched tangent (vmap of jvp) must go through dispatch: the engine's array
+            # mode would read its stand-in array
+            record = keep or any(type(t) is not Tensor for _, t in pairs)
             try:
-                ts = grad([g for g, _ in pairs], us, [t for _, t in pairs], create_graph=keep,
-                          allow_unused=True)
+                ts = grad([g for g, _ in pairs], us, [t for _, t in pairs],
+                          create_graph=record, allow_unused=True)
             except RuntimeError as e:
                 raise _no_forward_ad(cls, f" (its backward is not differentiable: {e})") \
                     from None
@@ -246,7 +249,7 @@ def _double_vjp(cls, args, kwargs, tangents, keep):
         if isinstance(o, Tensor) and o._rg:
             t = next(ti)
             t = zeros_like(o) if t is None else t
-            tout.append(t if keep else t.detach())
+            tout.append(t if keep or type(t) is not Tensor else t.detach())
             if not (keep and any(isinstance(a, Tensor) and a._rg for a in args)):
                 o = _make(o._data)
         else:

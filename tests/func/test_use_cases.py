@@ -223,3 +223,26 @@ def test_maml_inner_loop_with_grad():
     per_task = efunc.vmap(task_loss)(ember.tensor(xs), ember.tensor(ys))
     ref = [task_loss(ember.tensor(xs[i]), ember.tensor(ys[i])) for i in range(3)]
     _close(per_task, ember.stack(ref), 1e-5)
+
+
+def test_jacfwd_and_hessian_through_ops_on_the_generic_forward_rule():
+    # max_pool2d, cross_entropy, gelu and layer_norm use the double-vjp forward rule, here
+    # with batched tangents (jacfwd is vmap of jvp) and under forward over reverse
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 4, 4))
+
+    def f(m):
+        F = m.nn.functional
+
+        def g(a):
+            h = F.max_pool2d(a, 2).flatten(1)
+            return (F.cross_entropy(h * 1.5, m.tensor([0])) + F.gelu(a).sum() +
+                    F.layer_norm(a, a.shape[-1:]).pow(2).sum())
+        return g
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # backward ops that loop under vmap
+        _close(efunc.jacfwd(f(ember))(ember.tensor(x)),
+               tfunc.jacfwd(f(torch))(torch.tensor(x)), 1e-10)
+        small = x[:, :1, :2, :2]
+        _close(efunc.hessian(f(ember))(ember.tensor(small)),
+               tfunc.hessian(f(torch))(torch.tensor(small)), 1e-10)
