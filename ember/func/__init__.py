@@ -389,15 +389,12 @@ def _physical_cotangent(c, levels, inner):
         return c
     # peel every wrapper, batch at all primal levels, then rewrap the inner levels over the
     # physical primal layout: dims are ordered by level id, so inner levels come after
-    p, have = _peel(c)
-    have_inner = [lv for lv in have if lv in inner]
+    have_inner = [lv for lv in _peel(c)[1] if lv in inner]
     full, order = _batch_all(c, levels + have_inner)
-    # move the inner levels' dims to the front (outermost first) and wrap them back
-    k = len(order)
+    # move the inner levels' dims to the front (lowest id first) and wrap them back
     inner_pos = [i for i, lv in enumerate(order) if lv in have_inner]
     perm = inner_pos + [i for i in range(full.dim()) if i not in inner_pos]
     full = full.permute(tuple(perm)) if inner_pos else full
-    del k, p
     res = full
     for lv in sorted(have_inner, key=lambda lv: lv.id):
         res = _wrap(res, lv)
@@ -734,30 +731,41 @@ def _chunked(run, flat, flat_dims, specs, size, chunk, kwargs):
     return tree_unflatten(joined, spec)
 
 
+def _out_dims_per_leaf(out, out_dims):
+    """One out_dim per output leaf: an int/None for all, or a tree matching the output
+    whose entries may stand for whole subtrees (PyTorch's prefix matching)."""
+    leaves = tree_flatten(out)[0]
+    if out_dims is None or isinstance(out_dims, int):
+        return [out_dims] * len(leaves)
+    if isinstance(out, (tuple, list)) and isinstance(out_dims, (tuple, list)) and \
+            len(out) == len(out_dims):
+        ods = []
+        for o, d in zip(out, out_dims):
+            ods += _out_dims_per_leaf(o, d)
+        return ods
+    if isinstance(out, dict) and isinstance(out_dims, dict) and set(out) == set(out_dims):
+        ods = []
+        for k in out:
+            ods += _out_dims_per_leaf(out[k], out_dims[k])
+        return ods
+    if not isinstance(out, (tuple, list, dict)) and isinstance(out_dims, (tuple, list)) and \
+            len(out_dims) == 1:
+        return _out_dims_per_leaf(out, out_dims[0])
+    raise ValueError(f"vmap: out_dims={out_dims} is not compatible with the structure of the "
+                     "outputs")
+
+
 def _unwrap_out(out, level, out_dims, size):
     leaves, spec = tree_flatten(out)
-    if isinstance(out_dims, (int,)) or out_dims is None:
-        ods = [out_dims] * len(leaves)
-    else:
-        ods = tree_flatten(tuple(out_dims) if not isinstance(out, tuple) or
-                           len(out_dims) == len(out) else out_dims)[0]
-        if len(ods) != len(leaves):
-            if len(out_dims) == len(out) if isinstance(out, tuple) else False:
-                ods = []
-                for o, d in zip(out, out_dims):
-                    n = len(tree_flatten(o)[0])
-                    ods += [d] * n
-            else:
-                raise ValueError(f"vmap: out_dims={out_dims} is not compatible with the "
-                                 "structure of the outputs")
+    ods = _out_dims_per_leaf(out, out_dims)
     res = []
     for x, d in zip(leaves, ods):
         if not isinstance(x, Tensor):
             if d is None:
                 res.append(x)
                 continue
-            raise ValueError(f"vmap: `{'f'}` must only return Tensors, got type {type(x)}. Did "
-                             "you mean to set out_dims= to None for output?")
+            raise ValueError(f"vmap: the function must only return Tensors, got type "
+                             f"{type(x)}. Did you mean to set out_dims= to None for output?")
         batched = type(x) is BatchedTensor and x._level is level
         if d is None:
             if batched:

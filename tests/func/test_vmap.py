@@ -136,10 +136,16 @@ def test_in_dims_out_dims_and_pytrees():
     f = efunc.vmap(lambda d, s: {"a": d["x"] * s, "b": (d["y"].sum(),)}, in_dims=({"x": 1,
                                                                                     "y": 1},
                                                                                    None),
-                   out_dims={"a": 1, "b": (0,)} if False else 0)
+                   out_dims={"a": 0, "b": 0})
     res = f({"x": ember.tensor(x), "y": ember.tensor(y)}, 2.0)
     np.testing.assert_allclose(res["a"].numpy(), (x * 2).T)
     np.testing.assert_allclose(res["b"][0].numpy(), y.sum(0))
+    res2 = efunc.vmap(lambda v: {"a": v, "b": (v.sum(),)}, out_dims={"a": 1, "b": 0})(
+        ember.tensor(x))
+    np.testing.assert_allclose(res2["a"].numpy(), x.T)
+    np.testing.assert_allclose(res2["b"][0].numpy(), x.sum(1))
+    with pytest.raises(ValueError, match="out_dims"):
+        efunc.vmap(lambda v: (v, v), out_dims=(0, 0, 0))(ember.tensor(x))
     out = efunc.vmap(lambda a: a * 2, out_dims=1)(ember.tensor(x))
     np.testing.assert_allclose(out.numpy(), (x * 2).T)
     # an unbatched output is expanded; out_dims=None returns it as is
