@@ -371,6 +371,25 @@ def _pad_after_batch(v, extra):
     return v.reshape((v.shape[0],) + (1,) * extra + tuple(v.shape[1:]))
 
 
+def _basic_index(idx):
+    items = idx if type(idx) is tuple else (idx,)
+    for it in items:
+        if not (it is None or it is Ellipsis or isinstance(it, (slice, int, np.integer))) or \
+                isinstance(it, bool):
+            return None
+    return items
+
+
+def rule_index_add_zeros(level, cls, args, kwargs):
+    """getitem's backward, zeros(shape)[idx] = g: basic indices take a full slice first."""
+    g, shape, idx = args
+    vg, b = level.unwrap(g)
+    items = _basic_index(idx)
+    if not b or items is None:
+        return NotImplemented
+    return level.wrap(cls.apply(vg, (level.size,) + tuple(shape), (slice(None),) + items))
+
+
 def rule_gather(level, cls, args, kwargs):
     """Gather(a, dim, index): both batched (the index needs a's rank), the dim shifted."""
     a, dim, index = args
@@ -558,6 +577,7 @@ def _register():
     _RULES[shape.Cat] = _RULES[shape.Stack] = rule_join
     _RULES[indexing.Index] = rule_index
     _RULES[indexing.Gather] = rule_gather
+    _RULES[indexing.IndexAddZeros] = rule_index_add_zeros
     _RULES[linalg.Matmul] = rule_matmul
     _RULES[nn.Linear] = rule_linear
     _RULES[nn.NllLoss] = _RULES[nn.CrossEntropy] = rule_loss

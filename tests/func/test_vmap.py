@@ -318,3 +318,15 @@ def test_jvp_linearize_and_has_aux_match_torch():
     assert aux == "aux" and abs(float(val) - float((x * t).sum())) < 1e-12
     with pytest.raises(RuntimeError, match="scalar"):
         efunc.grad(lambda a: a * 2)(ember.tensor(x))
+
+
+def test_jacrev_through_basic_indexing_uses_rules():
+    x = np.random.default_rng(7).standard_normal((4, 3))
+
+    def f(m):
+        return lambda a: m.tanh(a[1:, ::2]).sum(0) * a[0, None, :2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        e = efunc.jacrev(f(ember))(ember.tensor(x))
+    t = tfunc.jacrev(f(torch))(torch.tensor(x))
+    np.testing.assert_allclose(e.numpy(), t.numpy(), rtol=1e-12)
