@@ -126,6 +126,7 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
 _LAZY_MODULES |= {"audio", "text"}
 _LAZY_MODULES |= {"fx"}
 _LAZY_MODULES |= {"multiprocessing", "futures"}  # ember.multiprocessing, ember.futures (dist)
+_LAZY_MODULES |= {"functorch"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",

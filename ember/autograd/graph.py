@@ -740,6 +740,15 @@ class Function(Node, metaclass=_FunctionMeta):
         raise NotImplementedError("You must implement either the backward or vjp method for "
                                   "your custom autograd.Function to use it with backward mode AD.")
 
+    @staticmethod
+    def jvp(ctx, *grad_inputs):
+        raise NotImplementedError("You must implement the jvp function for custom "
+                                  "autograd.Function to use it with forward mode AD.")
+
+    def save_for_forward(self, *tensors):
+        """Save tensors for ``jvp`` (forward-mode AD); ``ctx.saved_tensors`` returns them."""
+        self._saved_fw = tensors
+
 
 def once_differentiable(fn):
     """Run a user backward under no_grad; double backward through it raises."""

@@ -36,6 +36,7 @@ from .. import _allocator
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .._autocast import autocast_function
+from ..autograd import forward_ad as _fad
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -268,6 +269,20 @@ class ConvNd(Node):
         # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x slower
         gb = g.sum(0).flatten(1).sum(1) if nb else None
         return gx, gw, gb, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, tx, tw, tb, *_):
+        # convolution is linear in x and in w separately; the bias adds per channel
+        x, w, b, *geom = ctx.inputs
+        out = None
+        if tx is not None:
+            out = ConvNd.apply(tx, w, None, *geom)
+        if tw is not None:
+            out = _fad.add_tangents(out, ConvNd.apply(x, tw, None, *geom))
+        if tb is not None:
+            tb = tb.reshape((1, -1) + (1,) * (ctx.output.dim() - 2))
+            out = _fad.add_tangents(out, tb)
+        return out
 
 
 def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
@@ -1059,6 +1074,8 @@ class AvgPoolNd(Node):
     def backward(ctx, g):
         return (AvgPoolGrad.apply(g, *ctx.args),) + (None,) * 5
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class AvgPoolGrad(Node):
     """The adjoint of ``AvgPoolNd``: ``g / divisor`` spread back over each window."""
@@ -1320,6 +1337,11 @@ class ConstantPad(Node):
     @staticmethod
     def backward(ctx, g):
         return g[ctx.crop], None, None
+
+    @staticmethod
+    def jvp(ctx, t, *_):
+        # affine in x: the padding value is a constant, so the tangent pads with zeros
+        return ConstantPad.apply(t, ctx.inputs[1], 0.0)
 
 
 def _pad_index(size, lo, hi, mode):

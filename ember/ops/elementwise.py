@@ -13,6 +13,7 @@ from .. import _dtype as D
 from .._tensor import Tensor
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
+from ..autograd import forward_ad as _fad
 from ._util import promote, result_dtype, to_float
 
 _ndarray = np.ndarray
@@ -85,6 +86,10 @@ class Add(Node):
     def backward(ctx, g):
         return g, g
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        return _fad.add_tangents(ta, tb)
+
     array_backward = backward
 
 
@@ -107,6 +112,10 @@ class Sub(Node):
     @staticmethod
     def backward(ctx, g):
         return g, (-g if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        return _fad.add_tangents(ta, None if tb is None else -tb)
 
     array_backward = backward
 
@@ -136,6 +145,8 @@ class Mul(Node):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         return (g * _conj(b) if na else None, g * _conj(a) if nb else None)
+
+    jvp = staticmethod(_fad.multilinear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -169,6 +180,13 @@ class Div(Node):
         ga = g / _conj(b) if na else None
         gb = -g * _conj(a) / _conj(b * b) if nb else None
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        # d(a/b) = da/b - db a/b^2 = (da - db out)/b
+        b, out = ctx.inputs[1], ctx.output
+        return _fad.add_tangents(None if ta is None else ta / b,
+                                 None if tb is None else -(tb * out) / b)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -343,6 +361,8 @@ class Neg(Node):
     def backward(ctx, g):
         return -g
 
+    jvp = staticmethod(_fad.linear_jvp)
+
     array_backward = backward
 
 
@@ -429,6 +449,14 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
         with np.errstate(all="ignore"):
             return bwd(g, x, y)
 
+    def jvp(ctx, t):
+        # backward is g times the conjugate derivative, so for real dtypes jvp(t) = bwd(t);
+        # for complex (holomorphic) ones jvp(t) = f'(x) t = conj(bwd(conj(t)))
+        x, y = ctx.inputs[0], ctx.output
+        if t._data.dtype.kind == "c":
+            return bwd(t.conj(), x, y).conj()
+        return bwd(t, x, y)
+
     attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
              "saves_output": saves_out, "__doc__": doc,
              "ufunc": fwd if isinstance(fwd, np.ufunc) else None}
@@ -436,6 +464,7 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
         attrs["differentiable"] = False
     else:
         attrs["backward"] = staticmethod(backward)
+        attrs["jvp"] = staticmethod(jvp)
         if arrays:
             attrs["array_backward"] = staticmethod(array_backward)
     return type(name, (Node,), attrs)
@@ -545,6 +574,10 @@ class Relu(Node):
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         return g * (y > 0)
+
+    @staticmethod
+    def jvp(ctx, t):
+        return t * (ctx.output > 0)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -724,6 +757,16 @@ class Where(Node):
         z = zeros_scalar_like(g)
         return None, where(c, g, z) if na else None, where(c, z, g) if nb else None
 
+    @staticmethod
+    def jvp(ctx, tc, ta, tb):
+        cond, a, b = ctx.inputs
+        from .creation import zeros_like
+        if ta is None:
+            ta = zeros_like(ctx.output)
+        if tb is None:
+            tb = zeros_like(ctx.output)
+        return Where.apply(cond, ta, tb)
+
 
 def zeros_scalar_like(g):
     return 0.0 if g._data.dtype.kind != "c" else 0j
@@ -879,6 +922,8 @@ class Conj(Node):
     @staticmethod
     def backward(ctx, g):
         return g.conj()
+
+    jvp = staticmethod(_fad.linear_jvp)
 
 
 class Real(Node):

@@ -10,6 +10,7 @@ import numpy as np
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
 from .._autocast import autocast_function
+from ..autograd import forward_ad as _fad
 
 _ndarray = np.ndarray
 
@@ -86,6 +87,8 @@ class Index(Node):
     @staticmethod
     def backward(ctx, g):
         return IndexAddZeros.apply(g, ctx.shape, ctx.idx), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class IndexAddZeros(Node):
@@ -230,6 +233,8 @@ class IndexSelect(Node):
         idx[ctx.dim] = ctx.index.reshape(-1)
         return IndexAddZeros.apply(g, ctx.shape, tuple(idx)), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 def index_select(input, dim, index):
     from ._util import norm_dim
@@ -266,6 +271,8 @@ class Gather(Node):
         if len(ctx.shape) == 0:
             return g.sum().reshape(()), None, None
         return _scatter_into_zeros(g, ctx.shape, ctx.dim, ctx.index), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def gather(input, dim, index, *, sparse_grad=False):

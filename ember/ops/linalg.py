@@ -7,6 +7,7 @@ import numpy as np
 
 from .._tensor import Tensor
 from ..autograd.graph import Node, named
+from ..autograd import forward_ad as _fad
 from .reduction import _rt
 from .._autocast import autocast_function
 
@@ -113,6 +114,8 @@ class Matmul(Node):
         if nb:
             gb = matmul(_mT(_c(a)), g)
         return ga, gb
+
+    jvp = staticmethod(_fad.multilinear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):

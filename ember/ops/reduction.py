@@ -11,6 +11,7 @@ import numpy as np
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, _pt_name, named
+from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 
 _ndarray = np.ndarray
@@ -113,6 +114,8 @@ class Sum(Node):
         shape = ctx._in_meta[0][0]
         return _expand_back(g, shape, ctx.axis, ctx.keepdim), None, None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     @staticmethod
     def array_backward(ctx, g):
         shape = ctx._in_meta[0][0]
@@ -135,6 +138,8 @@ class Mean(Node):
     @staticmethod
     def backward(ctx, g):
         return _expand_back(g / ctx.n, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -422,6 +427,8 @@ class Cumsum(Node):
             return g, None, None
         d = ctx.dim
         return g.flip(d).cumsum(d).flip(d), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Cumprod(Node):

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
+from ..autograd import forward_ad as _fad
 from ._util import norm_dim, result_dtype, shape_arg
 from .._autocast import autocast_function
 
@@ -73,6 +74,8 @@ class View(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -88,6 +91,8 @@ class Reshape(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -102,6 +107,8 @@ class Permute(Node):
     @staticmethod
     def backward(ctx, g):
         return g.permute(tuple(np.argsort(ctx.dims))), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -123,6 +130,8 @@ class Expand(Node):
     def backward(ctx, g):
         from ._util import sum_to_shape
         return sum_to_shape(g, ctx.shape), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -153,6 +162,8 @@ class Cat(Node):
             start += n
         return tuple(out)
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 def _skippable(a):
     # PyTorch lets 1-d empty tensors join anything
@@ -170,6 +181,8 @@ class Stack(Node):
     def backward(ctx, g):
         return (None,) + tuple(g.unbind(ctx.dim))
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 class Split(Node):
     """Split along ``dim`` into views of the given sizes."""
@@ -185,6 +198,8 @@ class Split(Node):
     @staticmethod
     def backward(ctx, *grads):
         return cat(grads, ctx.dim), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Unbind(Node):
@@ -204,6 +219,8 @@ class Unbind(Node):
     def backward(ctx, *grads):
         return stack(grads, ctx.dim), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Narrow(Node):
     view = True
@@ -220,6 +237,8 @@ class Narrow(Node):
         from .indexing import pad_into
         return pad_into(g, ctx.shape, ctx.dim, ctx.start), None, None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Flip(Node):
     @staticmethod
@@ -230,6 +249,8 @@ class Flip(Node):
     @staticmethod
     def backward(ctx, g):
         return g.flip(ctx.dims), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Roll(Node):
@@ -246,6 +267,8 @@ class Roll(Node):
         s = tuple(-x for x in s) if isinstance(s, tuple) else -s
         return g.roll(s, ctx.dims), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Tril(Node):
     @staticmethod
@@ -257,6 +280,8 @@ class Tril(Node):
     def backward(ctx, g):
         return g.tril(ctx.k), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Triu(Node):
     @staticmethod
@@ -267,6 +292,8 @@ class Triu(Node):
     @staticmethod
     def backward(ctx, g):
         return g.triu(ctx.k), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Diagonal(Node):
@@ -282,6 +309,8 @@ class Diagonal(Node):
         offset, d1, d2 = ctx.args
         z = _make(np.zeros(ctx.shape, dtype=g._data.dtype))
         return _DiagonalScatter.apply(z, g, offset, d1, d2), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class _DiagonalScatter(Node):
@@ -349,6 +378,8 @@ class Repeat(Node):
         gg = g.reshape(split).sum(dim=tuple(range(0, 2 * len(reps), 2)))
         return gg.reshape(shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Clone(Node):
     @staticmethod
@@ -358,6 +389,8 @@ class Clone(Node):
     @staticmethod
     def backward(ctx, g):
         return g, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Contiguous(Node):
@@ -370,6 +403,8 @@ class Contiguous(Node):
     @staticmethod
     def backward(ctx, g):
         return g
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 # ====================================================================== public functions
@@ -1020,6 +1055,8 @@ class Unfold(Node):
         win = np.arange(n)[:, None] * step + np.arange(size)[None, :]
         idx = (slice(None),) * dim + (win,)
         return IndexAddZeros.apply(g.movedim(-1, dim + 1), tuple(shape), idx), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def unfold(input, dimension, size, step):
