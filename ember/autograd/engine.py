@@ -110,8 +110,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     # Array mode (nothing records the backward): buffers hold backend arrays, nodes with an
     # ``array_backward`` run it directly, others see their gradients wrapped as Tensors.
     # A capture mode on the dispatch path must see the backward as ops: Tensor formulas in
-    # their recorded form (functions of saved inputs, not of arrays kept on the ctx).
-    capturing = bool(_MODES)
+    # their recorded form (functions of saved inputs, not of arrays kept on the ctx). Other
+    # modes (profiler, autocast, forward AD, vmap) leave the backward as it runs eagerly.
+    capturing = bool(_MODES) and any(getattr(m, "records_backward", False) for m in _MODES)
     raw = not create_graph and not capturing
     if raw:
         for buf in buffers.values():

@@ -308,6 +308,8 @@ class CaptureMode:
     ``persistent``: tensors (parameters, buffers, optimizer state) that replays must mutate in
     place rather than copy: constants among them are kept by reference."""
 
+    records_backward = True  # the engine runs backward formulas as ops for this mode
+
     def __init__(self, graph, persistent=()):
         self.graph = graph
         self.nodes: dict = {}      # id(array) -> fx node
