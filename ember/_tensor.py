@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dtype as D
-from ._device import CPU
+from ._device import CPU, META
+from ._meta import MetaArray
 
 _ndarray = np.ndarray
 _BY_NP = D._BY_NP
@@ -100,7 +101,7 @@ class Tensor:
 
     @property
     def device(self):
-        return CPU
+        return META if type(self._data) is MetaArray else CPU
 
     @property
     def layout(self):
@@ -108,7 +109,11 @@ class Tensor:
         return strided
 
     is_cuda = False
-    is_meta = False
+
+    @property
+    def is_meta(self):
+        return type(self._data) is MetaArray
+
     is_sparse = False
     is_quantized = False
     is_mkldnn = False
@@ -211,6 +216,8 @@ class Tensor:
 
     def storage_offset(self):
         """Offset, in elements, of this tensor's first element in its storage."""
+        if type(self._data) is MetaArray:
+            return self._data.offset // self._data.itemsize
         root = self._data
         while isinstance(root.base, np.ndarray):
             root = root.base

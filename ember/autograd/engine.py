@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
 from .grad_mode import GradMode
@@ -212,7 +213,7 @@ _ndarray = np.ndarray
 def _wrap(g):
     if g is None or isinstance(g, Tensor):
         return g
-    return _make(g if type(g) is _ndarray else np.asarray(g))
+    return _make(g if type(g) is _ndarray or type(g) is MetaArray else np.asarray(g))
 
 
 def _same(g):
@@ -223,7 +224,9 @@ def _unwrap(g):
     """A gradient returned by a hook or a Tensor backward, as an array."""
     if g is None:
         return None
-    return g._data if isinstance(g, Tensor) else np.asarray(g)
+    if isinstance(g, Tensor):
+        return g._data
+    return g if type(g) is MetaArray else np.asarray(g)
 
 
 def _tensor_hooks(node, buf, raw):
@@ -374,7 +377,7 @@ def _make_grads(tensors, grad_tensors):
                 if t._data.dtype.kind not in "fV":
                     raise RuntimeError("grad can be implicitly created only for real scalar "
                                        f"outputs but got {t.dtype}")
-                g = _make(np.ones(t._data.shape, t._data.dtype))
+                g = _make(np.ones(t._data.shape, t._data.dtype, like=t._data))
         elif not isinstance(g, Tensor):
             from .. import tensor as _tensor
             g = _tensor(g, dtype=t.dtype)

@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 
 from .._hooks import RemovableHandle, add_hook  # noqa: F401 (RemovableHandle re-exported)
+from .._meta import MetaArray
 from .._tensor import Tensor, _bump_version, _make, _version_counter
 from .grad_mode import GradMode
 
@@ -173,6 +174,14 @@ class Node:
             raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # An op whose forward cannot run on meta arrays keeps an output-metadata rule
+        # ``meta(ctx, *args, **kwargs)`` beside it; the op runs that rule when an argument is
+        # a meta array. Only these ops pay for the check (ember/_meta.py).
+        if "meta" in cls.__dict__:
+            cls.forward = staticmethod(_meta_aware(cls.forward, cls.meta))
+
     # ---------------------------------------------------------------- dispatch
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -207,7 +216,7 @@ class Node:
         out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
         if type(out) is tuple:
             return tuple(_wrap_plain(cls, o, args) for o in out)
-        if type(out) is not _ndarray:
+        if type(out) is not _ndarray and type(out) is not MetaArray:
             out = _asarray(out)
         t = _new(Tensor)
         t._data = out
@@ -227,6 +236,16 @@ class Node:
 _new = object.__new__
 
 
+def _meta_aware(forward, meta):
+    def run(ctx, *args, **kwargs):
+        for a in args:
+            if type(a) is MetaArray:
+                return meta(ctx, *args, **kwargs)
+        return forward(ctx, *args, **kwargs)
+    run.__name__, run.__doc__ = forward.__name__, forward.__doc__
+    return run
+
+
 def named(t, name):
     """Give ``t``'s node PyTorch's name when one op class serves several PyTorch functions
     (one Permute op is PyTorch's TBackward0, TransposeBackward0 and PermuteBackward0)."""
@@ -237,7 +256,7 @@ def named(t, name):
 
 
 def _wrap_plain(cls, out, args):
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and type(out) is not MetaArray:
         if out is None or isinstance(out, Tensor):  # None: an absent optional output
             return out
         out = _asarray(out)
@@ -323,7 +342,7 @@ def _record(cls, args, arrays, kwargs):
             if o is None:  # an absent optional output (e.g. the gradient of a missing bias)
                 outs.append(None)
                 continue
-            if type(o) is not _ndarray:
+            if type(o) is not _ndarray and type(o) is not MetaArray:
                 o = _asarray(o)
             t = _new(Tensor)
             t._data = o
@@ -342,7 +361,7 @@ def _record(cls, args, arrays, kwargs):
                                      if o is not None]
         node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
         return tuple(outs)
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and type(out) is not MetaArray:
         out = _asarray(out)
     t = _new(Tensor)
     t._data = out

@@ -10,12 +10,14 @@ import math
 import numpy as np
 
 from .. import _dtype as D
+from .._meta import MetaArray
 from .._tensor import Tensor
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
 from ._util import promote, result_dtype, to_float
 
 _ndarray = np.ndarray
+_ARRAYS = (np.ndarray, MetaArray)  # backend array types: NumPy and the meta device's
 _np = np  # the CPU array module; ops reach it through ``xp`` below
 xp = np
 
@@ -40,7 +42,7 @@ __all__ = [
 
 def _shape_error(*xs):
     """PyTorch's broadcasting error for arrays that do not broadcast (NumPy raised)."""
-    shapes = [x.shape for x in xs if type(x) is _ndarray]
+    shapes = [x.shape for x in xs if type(x) in _ARRAYS]
     for i in range(builtins.max(len(s) for s in shapes)):
         sizes = [s[len(s) - 1 - i] for s in shapes if i < len(s)]
         big = [n for n in sizes if n != 1]
@@ -69,7 +71,7 @@ def _out(result, out):
 class Add(Node):
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+        if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # one float dtype: nothing to promote (the common case)
             try:
                 return a + b
@@ -91,10 +93,10 @@ class Add(Node):
 class Sub(Node):
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and a.dtype == np.bool_ or type(b) is _ndarray and \
+        if type(a) in _ARRAYS and a.dtype == np.bool_ or type(b) in _ARRAYS and \
                 b.dtype == np.bool_:
-            if (type(a) is not _ndarray or a.dtype == np.bool_) and \
-                    (type(b) is not _ndarray or b.dtype == np.bool_):
+            if (type(a) not in _ARRAYS or a.dtype == np.bool_) and \
+                    (type(b) not in _ARRAYS or b.dtype == np.bool_):
                 raise RuntimeError(
                     "Subtraction, the `-` operator, with two bool tensors is not supported. "
                     "Use the `^` or `logical_xor()` operator instead.")
@@ -116,15 +118,15 @@ class Mul(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+        if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # as in Add
             try:
                 return a * b
             except ValueError:
                 raise _shape_error(a, b) from None
         a, b = promote(a, b)
-        if a.dtype == np.bool_ if type(a) is _ndarray else False:
-            if type(b) is not _ndarray or b.dtype == np.bool_:
+        if a.dtype == np.bool_ if type(a) in _ARRAYS else False:
+            if type(b) not in _ARRAYS or b.dtype == np.bool_:
                 return np.logical_and(a, b)
         try:
             return a * b
@@ -150,11 +152,11 @@ class Div(Node):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "biu":
+        if type(a) in _ARRAYS and a.dtype.kind in "biu":
             a = to_float(a)
-        if type(b) is _ndarray and b.dtype.kind in "biu":
+        if type(b) in _ARRAYS and b.dtype.kind in "biu":
             b = to_float(b)
-            if type(a) is not _ndarray:
+            if type(a) not in _ARRAYS:
                 a = b.dtype.type(a)
         try:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -187,7 +189,7 @@ class FloorDivide(Node):
     def forward(ctx, a, b):
         a, b = promote(a, b)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if (type(a) is _ndarray and a.dtype.kind in "iu") and _any_zero(b):
+            if (type(a) in _ARRAYS and a.dtype.kind in "iu") and _any_zero(b):
                 raise RuntimeError("ZeroDivisionError")
             return np.floor_divide(a, b)
 
@@ -208,8 +210,8 @@ class TruncDivide(FloorDivide):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if (type(a) is _ndarray and a.dtype.kind in "iu") or \
-                (type(b) is _ndarray and b.dtype.kind in "iu" and type(a) is not _ndarray):
+        if (type(a) in _ARRAYS and a.dtype.kind in "iu") or \
+                (type(b) in _ARRAYS and b.dtype.kind in "iu" and type(a) not in _ARRAYS):
             if _any_zero(b):
                 raise RuntimeError("ZeroDivisionError")
             q = np.floor_divide(a, b)
@@ -229,7 +231,7 @@ class Remainder(Node):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+        if type(a) in _ARRAYS and a.dtype.kind in "iu" and _any_zero(b):
             raise RuntimeError("ZeroDivisionError")
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.remainder(a, b)
@@ -249,7 +251,7 @@ class Fmod(Node):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+        if type(a) in _ARRAYS and a.dtype.kind in "iu" and _any_zero(b):
             raise RuntimeError("ZeroDivisionError")
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.fmod(a, b)
@@ -269,7 +271,7 @@ class Pow(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is not _ndarray:
+        if type(a) in _ARRAYS and type(b) not in _ARRAYS:
             # tensor ** scalar: the scalar is weak
             if a.dtype.kind in "iu" and isinstance(b, (int, np.integer)) and b < 0:
                 raise RuntimeError("Integers to negative integer powers are not allowed.")
@@ -281,7 +283,7 @@ class Pow(Node):
                     return np.sqrt(a)
         else:
             a, b = promote(a, b)
-            if type(a) is _ndarray and a.dtype.kind in "iu" and type(b) is _ndarray and \
+            if type(a) in _ARRAYS and a.dtype.kind in "iu" and type(b) in _ARRAYS and \
                     (b < 0).any():
                 raise RuntimeError("Integers to negative integer powers are not allowed.")
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -325,7 +327,7 @@ def _conj(t):
     """Conjugate of a Tensor, array or Python scalar; the value itself unless complex."""
     if isinstance(t, Tensor):
         return t.conj() if t._data.dtype.kind == "c" else t
-    if type(t) is _ndarray:
+    if type(t) in _ARRAYS:
         return np.conj(t) if t.dtype.kind == "c" else t
     return t.conjugate() if isinstance(t, complex) else t
 
@@ -633,10 +635,10 @@ class Clamp(Node):
         a = a.astype(rt, copy=False)
         out = a
         if lo is not None:
-            out = np.maximum(out, lo, dtype=rt) if type(lo) is _ndarray or \
+            out = np.maximum(out, lo, dtype=rt) if type(lo) in _ARRAYS or \
                 not np.isnan(lo) else np.full_like(out, np.nan)
         if hi is not None:
-            out = np.minimum(out, hi, dtype=rt) if type(hi) is _ndarray or \
+            out = np.minimum(out, hi, dtype=rt) if type(hi) in _ARRAYS or \
                 not np.isnan(hi) else np.full_like(out, np.nan)
         if out is a:
             out = a.copy()
@@ -734,7 +736,7 @@ class Lerp(Node):
 
     @staticmethod
     def forward(ctx, a, b, w):
-        if type(w) is _ndarray:
+        if type(w) in _ARRAYS:
             return a + w * (b - a)
         return (a + w * (b - a)).astype(a.dtype, copy=False)
 
@@ -801,7 +803,7 @@ class Atan2(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        a, b = promote(to_float(a), to_float(b) if type(b) is _ndarray else b)
+        a, b = promote(to_float(a), to_float(b) if type(b) in _ARRAYS else b)
         return np.arctan2(a, b)
 
     @staticmethod
@@ -934,9 +936,9 @@ LogicalNot = _nondiff("LogicalNot", np.logical_not)
 def _bitwise(name, fn):
     def forward(ctx, a, b=None):
         for x in (a, b):
-            if type(x) is _ndarray and x.dtype.kind in "fc" or isinstance(x, float):
+            if type(x) in _ARRAYS and x.dtype.kind in "fc" or isinstance(x, float):
                 raise NotImplementedError(f'"{name}_cpu" not implemented for '
-                                          f"'{'Float' if type(x) is not _ndarray else x.dtype}'")
+                                          f"'{'Float' if type(x) not in _ARRAYS else x.dtype}'")
         if b is None:
             return fn(a)
         a, b = promote(a, b)
@@ -957,7 +959,7 @@ class Isclose(Node):
 
     @staticmethod
     def forward(ctx, a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
-        if type(b) is _ndarray and a.dtype != b.dtype:
+        if type(b) in _ARRAYS and a.dtype != b.dtype:
             raise RuntimeError(f"{D._BY_NP[a.dtype]} did not match {D._BY_NP[b.dtype]}")
         return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
@@ -1362,8 +1364,8 @@ class Zeta(Node):
 
     @staticmethod
     def forward(ctx, x, q):
-        x, q = promote(to_float(x) if type(x) is _ndarray else x,
-                       to_float(q) if type(q) is _ndarray else q)
+        x, q = promote(to_float(x) if type(x) in _ARRAYS else x,
+                       to_float(q) if type(q) in _ARRAYS else q)
         with np.errstate(all="ignore"):
             return _S.zeta(x, q)
 
@@ -1386,11 +1388,11 @@ class Xlogy(Node):
     @classmethod
     def forward(cls, ctx, x, y):
         x, y = promote(x, y)
-        x = to_float(x) if type(x) is _ndarray else x
-        y = to_float(y) if type(y) is _ndarray else y
+        x = to_float(x) if type(x) in _ARRAYS else x
+        y = to_float(y) if type(y) in _ARRAYS else y
         with np.errstate(all="ignore"):
             r = np.where((x == 0) & ~np.isnan(y), 0.0, x * cls._log(y))
-        dt = (x if type(x) is _ndarray else y).dtype
+        dt = (x if type(x) in _ARRAYS else y).dtype
         return r.astype(dt, copy=False)
 
     @classmethod
@@ -1419,9 +1421,9 @@ Xlog1py._fn = staticmethod(lambda g, y: special_xlog1py(g, y))
 
 def _float_pair(a, b):
     a, b = promote(a, b)
-    if type(a) is _ndarray and a.dtype.kind in "biu":
+    if type(a) in _ARRAYS and a.dtype.kind in "biu":
         a = to_float(a)
-    if type(b) is _ndarray and b.dtype.kind in "biu":
+    if type(b) in _ARRAYS and b.dtype.kind in "biu":
         b = to_float(b)
     return a, b
 
@@ -1434,7 +1436,7 @@ class Copysign(Node):
     def forward(ctx, a, b):
         a, b = _float_pair(a, b)
         r = np.copysign(a, b)
-        return r.astype((a if type(a) is _ndarray else b).dtype, copy=False)
+        return r.astype((a if type(a) in _ARRAYS else b).dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
@@ -1472,7 +1474,7 @@ class Heaviside(Node):
 
     @staticmethod
     def forward(ctx, a, v):
-        if type(v) is _ndarray and v.dtype != a.dtype:
+        if type(v) in _ARRAYS and v.dtype != a.dtype:
             raise RuntimeError("heaviside is not yet implemented for tensors with different "
                                "dtypes.")
         if a.dtype.kind == "c":
@@ -1483,8 +1485,8 @@ class Heaviside(Node):
 def _int_only(name, fn):
     def forward(ctx, a, b):
         for x in (a, b):
-            if type(x) is _ndarray and x.dtype.kind not in "iu" or isinstance(x, float):
-                dt = x.dtype if type(x) is _ndarray else "Float"
+            if type(x) in _ARRAYS and x.dtype.kind not in "iu" or isinstance(x, float):
+                dt = x.dtype if type(x) in _ARRAYS else "Float"
                 raise RuntimeError(f'"{name}_cpu" not implemented for \'{dt}\'')
         a, b = promote(a, b)
         return fn(a, b)
