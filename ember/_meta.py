@@ -87,9 +87,16 @@ class MetaArray:
         raise NotImplementedError(NO_DATA)
 
     def __bool__(self):
+        # Op forwards test values only to validate them (index bounds, probabilities in
+        # [0, 1]) or to pick a kernel (a NaN path) whose output metadata is the same: like
+        # PyTorch's meta kernels, meta arrays skip those checks. (``bool`` of a meta *Tensor*
+        # raises, as PyTorch's does; conversions to numbers raise here too.)
+        return False
+
+    def __int__(self):
         raise RuntimeError("Tensor.item() cannot be called on meta tensors")
 
-    __float__ = __int__ = __index__ = __complex__ = __bool__
+    __float__ = __index__ = __complex__ = __int__
 
     def item(self, *args):
         raise RuntimeError("Tensor.item() cannot be called on meta tensors")
@@ -383,11 +390,22 @@ def _shape(x):
 
 
 def _check_devices(inputs):
-    """A CPU array of more than 0 dims beside a meta one: PyTorch's device-mismatch error.
-    (0-d CPU tensors mix with any device, as in PyTorch.)"""
-    for x in inputs:
-        if type(x) is np.ndarray and x.ndim > 0:
+    """NumPy arrays beside meta ones are constants an op built (interpolation weights, index
+    ranges): only their metadata is used. Mixing *tensors* of two devices is refused at the
+    dispatch path (``check_same_device``), where arrays still belong to tensors."""
+
+
+def check_same_device(cls, args):
+    """PyTorch's device-mismatch error when op ``cls`` produced a meta array but also took a
+    CPU tensor of more than 0 dims (0-d CPU tensors mix with any device, as in PyTorch)."""
+    if cls.crosses_devices:
+        return
+    for a in args:
+        d = getattr(a, "_data", None)
+        if type(d) is np.ndarray and d.ndim > 0:
             raise RuntimeError(DEVICE_MISMATCH)
+        if isinstance(a, (list, tuple)):
+            check_same_device(cls, a)
 
 
 def _resolve_shape(shape, size):
@@ -1278,3 +1296,93 @@ def empty(shape, dtype, strides=None):
     dt = np.dtype(dtype)
     st = None if strides is None else tuple(int(s) * dt.itemsize for s in strides)
     return MetaArray(_as_shape(shape), dt, st)
+
+
+# --- np.fft: the output length along the transformed axes
+def _fft_axes(a, s, axes, default_all):
+    if axes is None:
+        axes = tuple(range(a.ndim)) if s is None else tuple(range(a.ndim - len(s), a.ndim))
+    axes = tuple(x % a.ndim for x in axes)
+    s = tuple(a.shape[x] for x in axes) if s is None else tuple(s)
+    return axes, s
+
+
+def _fft_result(a, axes, lengths, real_in, real_out, last_half):
+    shape = list(a.shape)
+    for ax, n in zip(axes, lengths, strict=True):
+        shape[ax] = n
+    if last_half is not None:
+        shape[axes[-1]] = last_half
+    dt = np.dtype(np.float64 if real_out else np.complex128)
+    if a.dtype in (np.float32, np.complex64):
+        dt = np.dtype(np.float32 if real_out else np.complex64)
+    return MetaArray(shape, dt)
+
+
+@_implements(np.fft.fft, np.fft.ifft)
+def _fft(a, n=None, axis=-1, norm=None, out=None):
+    return _fft_result(a, ((axis % a.ndim),), (a.shape[axis] if n is None else n,), False,
+                       False, None)
+
+
+@_implements(np.fft.rfft, np.fft.ihfft)
+def _rfft(a, n=None, axis=-1, norm=None, out=None):
+    n = a.shape[axis] if n is None else n
+    return _fft_result(a, ((axis % a.ndim),), (n,), True, False, n // 2 + 1)
+
+
+@_implements(np.fft.irfft, np.fft.hfft)
+def _irfft(a, n=None, axis=-1, norm=None, out=None):
+    n = 2 * (a.shape[axis] - 1) if n is None else n
+    return _fft_result(a, ((axis % a.ndim),), (n,), False, True, None)
+
+
+@_implements(np.fft.fftn, np.fft.ifftn, np.fft.fft2, np.fft.ifft2)
+def _fftn(a, s=None, axes=None, norm=None, out=None):
+    axes, s = _fft_axes(a, s, axes, True)
+    return _fft_result(a, axes, s, False, False, None)
+
+
+@_implements(np.fft.rfftn, np.fft.rfft2)
+def _rfftn(a, s=None, axes=None, norm=None, out=None):
+    axes, s = _fft_axes(a, s, axes, True)
+    return _fft_result(a, axes, s, True, False, s[-1] // 2 + 1)
+
+
+@_implements(np.fft.irfftn, np.fft.irfft2)
+def _irfftn(a, s=None, axes=None, norm=None, out=None):
+    if axes is None:
+        axes = tuple(range(a.ndim)) if s is None else tuple(range(a.ndim - len(s), a.ndim))
+    axes = tuple(x % a.ndim for x in axes)
+    if s is None:
+        s = tuple(a.shape[x] for x in axes[:-1]) + (2 * (a.shape[axes[-1]] - 1),)
+    return _fft_result(a, axes, tuple(s), False, True, None)
+
+
+@_implements(np.fft.fftshift, np.fft.ifftshift)
+def _fftshift(x, axes=None):
+    return MetaArray(x.shape, x.dtype)
+
+
+# --- elementwise functions that are not ufuncs
+@_implements(np.sinc)
+def _sinc(x):
+    return MetaArray(x.shape, _float_of(x.dtype))
+
+
+@_implements(np.isposinf, np.isneginf, np.isreal, np.iscomplex)
+def _is_pred(x, out=None):
+    return MetaArray(_shape(x), np.bool_)
+
+
+@_implements(np.isin)
+def _isin(element, test_elements, assume_unique=False, invert=False, kind=None):
+    return MetaArray(_shape(element), np.bool_)
+
+
+def asarray(x, dtype=None):
+    """``np.asarray`` that keeps a meta array on the meta device (op forwards use it to turn
+    NumPy scalars back into 0-d arrays)."""
+    if type(x) is MetaArray:
+        return x if dtype is None else x.astype(dtype, copy=False)
+    return np.asarray(x, dtype)

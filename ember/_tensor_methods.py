@@ -69,6 +69,8 @@ def _parse_to(args, kwargs):
 class ToDevice(Node):
     """A copy to another device: cpu -> meta keeps the metadata and drops the data."""
 
+    crosses_devices = True
+
     @staticmethod
     def forward(ctx, a, dev):
         if dev is not META:
@@ -206,7 +208,7 @@ def stride(self, dim=None):
     """Strides in elements (PyTorch's convention), not bytes."""
     item_size = self._data.itemsize
     st = tuple(s // item_size for s in self._data.strides)
-    if self._data.size <= 1 and type(self._data) is not MetaArray:  # NumPy reports odd strides for 0/1-sized dims
+    if self._data.size <= 1:  # NumPy reports odd strides for 0/1-sized dims
         st = tuple(_contiguous_strides(self._data.shape))
     if dim is None:
         return st

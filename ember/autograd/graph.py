@@ -28,7 +28,7 @@ import weakref
 import numpy as np
 
 from .._hooks import RemovableHandle, add_hook  # noqa: F401 (RemovableHandle re-exported)
-from .._meta import MetaArray
+from .._meta import MetaArray, check_same_device
 from .._tensor import Tensor, _bump_version, _make, _version_counter
 from .grad_mode import GradMode
 
@@ -89,6 +89,7 @@ class Node:
     saves_output = False
     view = False
     differentiable = True
+    crosses_devices = False  # True for copies between devices (``to``): no mismatch check
     _raw = True  # forward takes backend arrays
     # Optional ``array_backward(ctx, *grads)``: the backward formula on backend arrays, run
     # by the engine when nothing records the backward (``create_graph=False``); ``backward``
@@ -215,9 +216,14 @@ class Node:
             return _record(cls, args, arrays, kwargs)
         out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
         if type(out) is tuple:
+            if out and type(out[0]) is MetaArray:
+                check_same_device(cls, args)
             return tuple(_wrap_plain(cls, o, args) for o in out)
-        if type(out) is not _ndarray and type(out) is not MetaArray:
-            out = _asarray(out)
+        if type(out) is not _ndarray:
+            if type(out) is MetaArray:
+                check_same_device(cls, args)  # only meta results pay for the device check
+            else:
+                out = _asarray(out)
         t = _new(Tensor)
         t._data = out
         if cls.view:
@@ -337,6 +343,8 @@ def _record(cls, args, arrays, kwargs):
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
     if type(out) is tuple:
+        if out and type(out[0]) is MetaArray:
+            check_same_device(cls, args)
         outs = []
         for i, o in enumerate(out):
             if o is None:  # an absent optional output (e.g. the gradient of a missing bias)
@@ -361,8 +369,11 @@ def _record(cls, args, arrays, kwargs):
                                      if o is not None]
         node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
         return tuple(outs)
-    if type(out) is not _ndarray and type(out) is not MetaArray:
-        out = _asarray(out)
+    if type(out) is not _ndarray:
+        if type(out) is MetaArray:
+            check_same_device(cls, args)
+        else:
+            out = _asarray(out)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":

@@ -346,6 +346,8 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     if not training or p == 0.0:
         return input
     dt = input._data.dtype
+    if input.is_meta:  # no mask to draw: the result has the input's metadata
+        return input.mul_(1.0) if inplace else input * 1.0
     keep = _rng(None).random(mask_shape) >= p
     if alpha:
         if p == 1.0:  # PyTorch drops everything to zero (the formula below divides by 0)

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._meta import MetaArray
 from .._tensor import Tensor
@@ -1764,11 +1765,11 @@ class OrthogonalPolynomial(Node):
     def forward(ctx, x, n, kind, shifted):
         rt = result_dtype(x, n)
         rt = rt if rt.is_floating_point else D.get_default_dtype()
-        xv = np.asarray(x, np.float64)
+        xv = xp_asarray(x, np.float64)
         if shifted:
             xv = 2 * xv - 1
         with np.errstate(all="ignore"):
-            return np.asarray(_orthogonal_poly(kind, xv, n)).astype(rt.np)
+            return xp_asarray(_orthogonal_poly(kind, xv, n)).astype(rt.np)
 
 
 def _poly_fn(name, kind, shifted=False):
@@ -1831,7 +1832,7 @@ class BesselFunction(Node):
                                           f"'ember[special]'")
             fn = (lambda v: sp.airy(v)[0]) if fn == "airy" else getattr(sp, fn)
         with np.errstate(all="ignore"):
-            return np.asarray(fn(xv)).astype(rt)
+            return xp_asarray(fn(xv)).astype(rt)
 
 
 def _bessel_fn(name):
@@ -1869,8 +1870,8 @@ class _IncompleteGamma(Node):
         rt = result_dtype(a, x)
         rt = rt.np if rt.is_floating_point else D.get_default_dtype().np
         with np.errstate(all="ignore"):
-            return np.asarray(cls._values(np.asarray(a, np.float64),
-                                          np.asarray(x, np.float64))).astype(rt)
+            return xp_asarray(cls._values(xp_asarray(a, np.float64),
+                                          xp_asarray(x, np.float64))).astype(rt)
 
     @classmethod
     def backward(cls, ctx, g):

@@ -8,6 +8,7 @@ import collections
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, _pt_name, named
@@ -340,7 +341,7 @@ class Var(Node):
             if correction != 0:
                 v = v * (n / builtins.max(n - correction, 0)) if n - correction > 0 else \
                     v * np.float64("inf" if n > 0 else "nan").astype(v.dtype)
-        return np.asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
+        return xp_asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
                                     copy=False)
 
     @staticmethod

@@ -680,10 +680,16 @@ class Module:
         return self
 
     def to_empty(self, *, device=None, recurse=True):
-        """Give every parameter and buffer fresh uninitialised storage of the same shape."""
+        """Give every parameter and buffer fresh uninitialised storage of the same shape and
+        dtype on ``device`` (materialises a model built on ``meta``; then
+        ``reset_parameters()`` or a state dict fills it)."""
         from ..._device import to_device
-        to_device(device)
-        return self._apply(lambda t: t.new_empty(t.shape), recurse=recurse)
+        from ...ops.creation import empty
+        dev = to_device(device) if device is not None else None
+
+        def fresh(t):
+            return empty(t.shape, dtype=t.dtype, device=dev if dev is not None else t.device)
+        return self._apply(fresh, recurse=recurse)
 
     # ------------------------------------------------------------------ hooks
     def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
