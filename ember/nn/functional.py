@@ -19,7 +19,7 @@ from ..autograd.grad_mode import GradMode, no_grad
 from ..autograd.graph import apply_inplace
 from ..ops import elementwise as E
 from ..ops import nn as K
-from ..ops.creation import tensor as _tensor
+from ..ops.creation import tensor as _tensor, zeros as _zeros
 from ..ops.linalg import einsum
 
 # convolution, pooling, padding and resampling (ember/ops/conv.py)
@@ -568,11 +568,11 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     front, back = size // 2, (size - 1) // 2
     parts = []
     zshape[1] = front + 1  # one more leading zero so window sums are cumsum differences
-    parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+    parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     parts.append(sq)
     if back:
         zshape[1] = back
-        parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+        parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     cs = cat(parts, 1).cumsum(1)
     window = cs[:, size:size + c] - cs[:, 0:c]
     div = (window * (alpha / size) + k) ** beta

@@ -1236,6 +1236,8 @@ def _adaptive_avg(nd, input, output_size):
 
 def _along_dim(x, dim, m):
     """Apply the matrix ``m`` (out, in) along ``dim`` of ``x`` (ember ops, differentiable)."""
+    if x.is_meta:  # the constant matrix goes where the input is
+        m = m.to("meta")
     if dim == x.ndim - 1:
         return x.matmul(m.t())
     shape = tuple(x.shape)
