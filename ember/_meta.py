@@ -119,6 +119,11 @@ class MetaArray:
 
     def _from_view(self, view):
         buf = _placeholder(self.dtype)
+        base = view
+        while base is not None and base is not buf:  # it must be a view: a copy would have
+            base = getattr(base, "base", None)         # read past the placeholder's one element
+        if base is None:
+            raise NotImplementedError("the meta device computes only views with NumPy")
         delta = view.__array_interface__["data"][0] - buf.__array_interface__["data"][0]
         return MetaArray(view.shape, view.dtype, view.strides, self.offset + delta)
 
@@ -362,7 +367,7 @@ MetaArray.__hash__ = object.__hash__
 
 class _Flags:
     __slots__ = ("c_contiguous",)
-    writeable = True
+    writeable = owndata = True
     f_contiguous = False
 
     def __init__(self, c):
@@ -577,7 +582,7 @@ def _split_index(idx, arr):
     items = idx if isinstance(idx, tuple) else (idx,)
     adv = False
     for it in items:
-        if isinstance(it, (MetaArray, np.ndarray, list)) or isinstance(it, (bool, np.bool_)):
+        if isinstance(it, (MetaArray, np.ndarray, list, tuple, bool, np.bool_)):
             adv = True
     if not adv:
         return idx, None
@@ -592,8 +597,8 @@ def _advanced_shape(shape, items):
             return 0
         if isinstance(it, (bool, np.bool_)):
             return 0
-        if isinstance(it, (MetaArray, np.ndarray, list)):
-            dt = it.dtype if not isinstance(it, list) else np.asarray(it).dtype
+        if isinstance(it, (MetaArray, np.ndarray, list, tuple)):
+            dt = it.dtype if isinstance(it, (MetaArray, np.ndarray)) else np.asarray(it).dtype
             return len(_shape(it)) if dt == np.bool_ else 1
         return 1
     used = sum(consumed(it) for it in items)
@@ -606,7 +611,7 @@ def _advanced_shape(shape, items):
             out_items.extend([slice(None)] * (len(shape) - used))
         else:
             out_items.append(it)
-    if Ellipsis not in items:
+    if not any(it is Ellipsis for it in items):
         out_items.extend([slice(None)] * (len(shape) - used))
     dim = 0
     result, adv_shapes, adv_pos, last_adv, separated = [], [], None, None, False
@@ -616,7 +621,7 @@ def _advanced_shape(shape, items):
             continue
         if isinstance(it, (bool, np.bool_)):
             it = np.asarray(it)
-        if isinstance(it, list):
+        if isinstance(it, (list, tuple)):
             it = np.asarray(it)
         if isinstance(it, (MetaArray, np.ndarray)) and it.dtype == np.bool_:
             if isinstance(it, MetaArray):

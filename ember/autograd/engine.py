@@ -283,8 +283,10 @@ def _call_backward(node, buf, retain_graph, raw):
     if len(buf) > 1 and any(g is None for g in buf):  # a single output always has a grad
         om = node._out_meta
         if node._materialize is not False and om is not None:
-            buf = [g if g is not None else (_zeros(om[i], raw) if om[i] is not None else None)
-                   for i, g in enumerate(buf)]
+            like = next(g for g in buf if g is not None)  # zeros on the device of the others
+            like = like._data if isinstance(like, Tensor) else like
+            buf = [g if g is not None else (_zeros(om[i], raw, like) if om[i] is not None
+                                            else None) for i, g in enumerate(buf)]
     cls = type(node)
     if raw:
         fn = cls.array_backward
@@ -323,8 +325,9 @@ def _call_backward(node, buf, retain_graph, raw):
     return out
 
 
-def _zeros(meta, raw):
-    z = np.zeros(meta[0], meta[1])
+def _zeros(meta, raw, like=None):
+    z = np.zeros(meta[0], meta[1]) if type(like) is not MetaArray else \
+        MetaArray(meta[0], meta[1])
     return z if raw else _make(z)
 
 

@@ -121,7 +121,7 @@ class Node:
                 _raise_modified(self, t, vc[0], version)
             if arrays:
                 out.append(t._data if isinstance(t, Tensor) else t)
-            elif type(t) is _ndarray:  # a saved output
+            elif type(t) is _ndarray or type(t) is MetaArray:  # a saved output
                 out.append(_make(t, True, self))
             else:
                 out.append(t)
@@ -407,7 +407,7 @@ def _pack_saved(saved, node):
     pack, unpack = _SAVED_HOOKS[-1]
     out = []
     for t, vc, version in saved:
-        if type(t) is _ndarray:  # a saved output: the hook sees it as the output tensor
+        if type(t) is _ndarray or type(t) is MetaArray:  # a saved output: the hook sees it
             t = _make(t, True, node)
         if isinstance(t, Tensor):
             t = _Packed(pack(t), unpack)
@@ -559,7 +559,7 @@ def apply_inplace(cls, target, *args, **kwargs):
     else:
         res = cls.forward(_ScratchCtx(), target._data,
                           *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
-    _write(target, res if type(res) is _ndarray else _asarray(res), cls)
+    _write(target, res if type(res) is _ndarray or type(res) is MetaArray else _asarray(res), cls)
     _bump_version(target)
     return target
 

@@ -61,7 +61,7 @@ def _axis(dim, ndim, op):
 
 def _expand_back_array(g, shape, axis, keepdim):
     """``_expand_back`` on arrays: a read-only broadcast view of the reduced gradient."""
-    if axis is None and g.size == 1:
+    if axis is None and g.size == 1 and type(g) is np.ndarray:
         # a full reduction: a zero-stride view over the one value (np.broadcast_to's wrapper
         # costs ten times this)
         g = g.reshape(())
