@@ -2,7 +2,7 @@
 
 For every OpInfo entry that ember runs eagerly (the entries ``tests/parity/test_opinfo.py``
 passes in float32), each of the first samples runs twice through ember: on cpu tensors, and
-with every tensor moved to ``meta``. Each output leaf must have the same shape and dtype, and
+with every tensor moved to ``meta`` and ``meta`` as the default device (for factories). Each output leaf must have the same shape and dtype, and
 be a meta tensor. Entries that cannot run on meta are listed with their reason in
 ``meta_xfails.py`` (regenerate with ``python -m tests.meta.test_meta_opinfo --write``);
 they are non-strict xfails, so one that starts working shows as XPASS.
@@ -65,7 +65,9 @@ def check_sample(fn, sample):
     except Exception:
         return None  # ember's eager run rejects the sample: nothing to compare
     try:
-        out = fn(*to_meta(args), **to_meta(kwargs))
+        # inputs moved to meta; factory functions (arange, zeros ...) default to meta too
+        with ember.device("meta"):
+            out = fn(*to_meta(args), **to_meta(kwargs))
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
     e_flat, m_flat = P.flatten(eager), P.flatten(out)
