@@ -585,6 +585,10 @@ def _split_index(idx, arr):
         if isinstance(it, (MetaArray, np.ndarray, list, tuple, bool, np.bool_)):
             adv = True
     if not adv:
+        if not any(it is Ellipsis for it in items):
+            # a trailing Ellipsis keeps NumPy from returning a scalar (a copy) for a full
+            # integer index: the result is a 0-d view, and nothing is read
+            return items + (Ellipsis,), None
         return idx, None
     return None, list(items)
 

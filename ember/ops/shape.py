@@ -1007,9 +1007,10 @@ class Unfold(Node):
         ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
         shp, st = (a.shape, a.strides) if a.ndim else ((1,), (a.itemsize,))
         n = (shp[dim] - size) // step + 1
-        return MetaArray(shp[:dim] + (n,) + shp[dim + 1:] + (size,),
-                         a.dtype, st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],),
-                         a.offset)
+        out = MetaArray(shp[:dim] + (n,) + shp[dim + 1:] + (size,),
+                        a.dtype, st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],),
+                        a.offset)
+        return out.reshape(size) if a.ndim == 0 else out
 
     @staticmethod
     def forward(ctx, a, dim, size, step):

@@ -31,7 +31,10 @@ MAX_SAMPLES = 6
 
 
 def to_meta(x):
-    """``x`` with every ember tensor replaced by a meta tensor of the same metadata."""
+    """``x`` with every ember tensor replaced by a meta tensor of the same metadata (and a
+    ``cpu`` device argument by ``meta``)."""
+    if isinstance(x, ember.device) and x.type == "cpu":
+        return ember.device("meta")
     if isinstance(x, ember.Tensor):
         return x.detach().to("meta").requires_grad_(x.requires_grad)
     if isinstance(x, list):
