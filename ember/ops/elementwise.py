@@ -1117,7 +1117,7 @@ def isreal(input):
 
 def ones_like_bool(input):
     from .._tensor import _make
-    return _make(np.ones(input._data.shape, dtype=bool))
+    return _make(np.ones(input._data.shape, dtype=bool, like=input._data))
 
 
 def round(input, *, decimals=0, out=None):

@@ -7,7 +7,7 @@ import builtins
 
 import numpy as np
 
-from .._meta import MetaArray
+from .._meta import MetaArray, data_dependent
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
 
@@ -313,6 +313,8 @@ def masked_fill(input, mask, value):
 def nonzero(input, *, as_tuple=False):
     """Indices of the non-zero elements: an (n, ndim) tensor, or one tensor per dim."""
     a = input._data
+    if type(a) is MetaArray:
+        raise data_dependent("nonzero")
     if a.ndim == 0:
         # a 0-d tensor has one element and no dims: (n, 0), or a tuple of one (n,) tensor
         n = int(bool(a))

@@ -319,7 +319,7 @@ class Argmax(Node):
             r = _arg_nan(a.reshape(-1), 0, fn).astype(np.int64)
             return r.reshape((1,) * a.ndim) if keepdim else r
         if a.ndim == 0:
-            return np.zeros((), np.int64)
+            return np.zeros((), np.int64, like=a)
         _check_nonempty(a, (dim,), "argmax" if largest else "argmin")
         r = _arg_nan(a, dim, fn).astype(np.int64)
         return np.expand_dims(r, dim) if keepdim else r

@@ -42,7 +42,7 @@ def to_meta(x):
     if isinstance(x, tuple):
         return tuple(to_meta(v) for v in x)
     if isinstance(x, dict):
-        return {k: to_meta(v) for k, v in x.items()}
+        return {k: "meta" if k == "device" and v == "cpu" else to_meta(v) for k, v in x.items()}
     return x
 
 
