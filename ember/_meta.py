@@ -843,13 +843,6 @@ for _f in (np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims, n
     _FUNCTIONS[_f] = _view_fn(_f)
 
 
-@_implements(np.lib.stride_tricks.as_strided)
-def _as_strided(x, shape=None, strides=None, subok=False, writeable=True):
-    shape = x.shape if shape is None else tuple(shape)
-    strides = x.strides if strides is None else tuple(strides)
-    return MetaArray(shape, x.dtype, strides, x.offset)
-
-
 @_implements(np.reshape)
 def _np_reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     return a.reshape(shape if shape is not None else newshape)

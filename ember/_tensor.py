@@ -71,8 +71,8 @@ class Tensor:
         device = kwargs.pop("device", None)
         if kwargs:
             raise TypeError(f"Tensor() got unexpected keyword arguments {list(kwargs)}")
-        from ._device import to_device
-        to_device(device)
+        from ._device import target_device
+        on_meta = target_device(device) is META
         dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
         if len(args) == 1 and isinstance(args[0], Size):
             args = tuple(args[0])
@@ -85,9 +85,12 @@ class Tensor:
             else:
                 arr = np.array(src, dtype=dt.np)
         elif all(isinstance(a, (int, np.integer)) for a in args):
-            arr = np.empty(tuple(int(a) for a in args), dtype=dt.np)
+            shape = tuple(int(a) for a in args)
+            arr = MetaArray(shape, dt.np) if on_meta else np.empty(shape, dtype=dt.np)
         else:
             raise TypeError(f"Tensor(): could not make a tensor from arguments {args!r}")
+        if on_meta and type(arr) is not MetaArray:
+            arr = MetaArray(arr.shape, arr.dtype)
         self._data = arr
 
     # ------------------------------------------------------------------ metadata

@@ -300,3 +300,14 @@ def test_big_linear_on_meta_costs_no_memory():
         big = nn.Sequential(*[nn.Linear(20_000, 20_000) for _ in range(4)])
     assert _rss_bytes() - before < 50 * 2 ** 20
     assert sum(p.numel() for p in big.parameters()) == 4 * (20_000 * 20_000 + 20_000)
+    # kernels with an explicit meta rule allocate nothing either (a 3.3 GB input here)
+    conv = nn.Conv2d(256, 512, 3, padding=1, device="meta")
+    out = nn.functional.max_pool2d(conv(meta(64, 256, 224, 224)), 2)
+    assert tuple(out.shape) == (64, 512, 112, 112)
+    assert _rss_bytes() - before < 50 * 2 ** 20
+
+
+def test_legacy_constructors_on_meta():
+    assert ember.Tensor(2, 3, device="meta").is_meta
+    assert ember.FloatTensor(4, device="meta").shape == (4,)
+    assert ember.Tensor([1.0, 2.0], device="meta").is_meta
