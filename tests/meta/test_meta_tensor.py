@@ -311,3 +311,13 @@ def test_legacy_constructors_on_meta():
     assert ember.Tensor(2, 3, device="meta").is_meta
     assert ember.FloatTensor(4, device="meta").shape == (4,)
     assert ember.Tensor([1.0, 2.0], device="meta").is_meta
+
+
+def test_module_to_meta():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model.to("meta")
+    for t in list(model.parameters()) + list(model.buffers()):
+        assert t.is_meta
+    assert tuple(model(meta(2, 3)).shape) == (2, 4)
+    with pytest.raises(NotImplementedError):
+        model.to("cpu")  # no data to copy back, as in PyTorch

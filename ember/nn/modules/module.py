@@ -637,13 +637,15 @@ class Module:
         from ..._device import to_device
         from ..._tensor_methods import _parse_to
         dtype, device, _ = _parse_to(args, dict(kwargs))
-        to_device(device)
+        device = None if device is None else to_device(device)
         if dtype is not None:
             if not (dtype.is_floating_point or dtype.is_complex):
                 raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
                                 f"but got desired dtype={dtype}")
 
         def convert(t):
+            if device is not None and t.device != device:
+                t = t.to(device)  # cpu -> meta keeps shapes and drops data
             if dtype is None:
                 return t
             if t.is_floating_point() or (dtype.is_complex and t.is_complex()):
