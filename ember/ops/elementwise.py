@@ -9,9 +9,8 @@ import math
 
 import numpy as np
 
-from .._meta import asarray as xp_asarray
 from .. import _dtype as D
-from .._meta import MetaArray
+from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
