@@ -126,6 +126,15 @@ def to_device(d) -> device:
         f"ember.cuda.is_available() is False. Tensors can live on 'cpu' only.")
 
 
+def cpu_only(d, what) -> device:
+    """``to_device`` for functions that build CPU tensors only: a meta device is refused
+    with a clear error rather than silently ignored."""
+    d = to_device(d)
+    if d is META:
+        raise NotImplementedError(f"{what}: the meta device is not supported yet")
+    return d
+
+
 def target_device(d) -> device:
     """The device a factory function places its result on: ``d``, else the default device."""
     if d is None:
