@@ -81,12 +81,16 @@ def from_dlpack(ext_tensor):
 
 
 def get_default_device():
-    return device("cpu")
+    """The device factory functions use when given none (``set_default_device``)."""
+    from ._device import default_device
+    return default_device()
 
 
 def set_default_device(d):
-    from ._device import to_device
-    to_device(d)
+    """Make ``d`` (``"cpu"``, ``"meta"``) the default device of factory functions and of
+    module construction in this thread; None restores cpu."""
+    from ._device import set_default_device as _set
+    _set(d)
 
 
 def use_deterministic_algorithms(mode, *, warn_only=False):

@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from ._device import CPU, to_device
+from ._device import CPU, cpu_only, to_device
 
 
 def memory_block(arr):
@@ -80,7 +80,7 @@ class UntypedStorage:
         return self
 
     def to(self, device=None, non_blocking=False):
-        to_device(device)
+        cpu_only(device, "TypedStorage.to")
         return self
 
     def cuda(self, device=None, non_blocking=False):

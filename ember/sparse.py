@@ -401,8 +401,8 @@ def sparse_coo_tensor(indices, values, size=None, *, dtype=None, device=None,
                       pin_memory=False, requires_grad=False, check_invariants=None,
                       is_coalesced=None):
     """A sparse COO tensor from ``indices`` (sparse_dim, nnz) and ``values`` (nnz, ...)."""
-    from ._device import to_device
-    to_device(device)
+    from ._device import cpu_only
+    cpu_only(device, "sparse_coo_tensor")
     idx = _as_array(indices)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"indices must be an int64 tensor, got {idx.dtype}")

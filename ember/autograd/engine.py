@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
 from .graph import _MODES
@@ -225,7 +226,7 @@ _ndarray = np.ndarray
 def _wrap(g):
     if g is None or isinstance(g, Tensor):
         return g
-    return _make(g if type(g) is _ndarray else np.asarray(g))
+    return _make(g if type(g) is _ndarray or type(g) is MetaArray else np.asarray(g))
 
 
 def _same(g):
@@ -236,7 +237,9 @@ def _unwrap(g):
     """A gradient returned by a hook or a Tensor backward, as an array."""
     if g is None:
         return None
-    return g._data if isinstance(g, Tensor) else np.asarray(g)
+    if isinstance(g, Tensor):
+        return g._data
+    return g if type(g) is MetaArray else np.asarray(g)
 
 
 def _tensor_hooks(node, buf, raw):
@@ -293,8 +296,10 @@ def _call_backward(node, buf, retain_graph, raw):
     if len(buf) > 1 and any(g is None for g in buf):  # a single output always has a grad
         om = node._out_meta
         if node._materialize is not False and om is not None:
-            buf = [g if g is not None else (_zeros(om[i], raw) if om[i] is not None else None)
-                   for i, g in enumerate(buf)]
+            like = next(g for g in buf if g is not None)  # zeros on the device of the others
+            like = like._data if isinstance(like, Tensor) else like
+            buf = [g if g is not None else (_zeros(om[i], raw, like) if om[i] is not None
+                                            else None) for i, g in enumerate(buf)]
     cls = type(node)
     if raw:
         fn = cls.array_backward
@@ -333,8 +338,9 @@ def _call_backward(node, buf, retain_graph, raw):
     return out
 
 
-def _zeros(meta, raw):
-    z = np.zeros(meta[0], meta[1])
+def _zeros(meta, raw, like=None):
+    z = np.zeros(meta[0], meta[1]) if type(like) is not MetaArray else \
+        MetaArray(meta[0], meta[1])
     return z if raw else _make(z)
 
 
@@ -387,7 +393,7 @@ def _make_grads(tensors, grad_tensors):
                 if t._data.dtype.kind not in "fV":
                     raise RuntimeError("grad can be implicitly created only for real scalar "
                                        f"outputs but got {t.dtype}")
-                g = _make(np.ones(t._data.shape, t._data.dtype))
+                g = _make(np.ones(t._data.shape, t._data.dtype, like=t._data))
         elif not isinstance(g, Tensor):
             from .. import tensor as _tensor
             g = _tensor(g, dtype=t.dtype)

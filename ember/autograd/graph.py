@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 
 from .._hooks import RemovableHandle, add_hook  # noqa: F401 (RemovableHandle re-exported)
+from .._meta import MetaArray, check_same_device
 from .._tensor import Tensor, _bump_version, _make, _version_counter
 from .grad_mode import GradMode
 
@@ -88,6 +89,7 @@ class Node:
     saves_output = False
     view = False
     differentiable = True
+    crosses_devices = False  # True for copies between devices (``to``): no mismatch check
     _raw = True  # forward takes backend arrays
     # Optional ``array_backward(ctx, *grads)``: the backward formula on backend arrays, run
     # by the engine when nothing records the backward (``create_graph=False``); ``backward``
@@ -119,7 +121,7 @@ class Node:
                 _raise_modified(self, t, vc[0], version)
             if arrays:
                 out.append(t._data if isinstance(t, Tensor) else t)
-            elif type(t) is _ndarray:  # a saved output
+            elif type(t) is _ndarray or type(t) is MetaArray:  # a saved output
                 out.append(_make(t, True, self))
             else:
                 out.append(t)
@@ -173,6 +175,14 @@ class Node:
             raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # An op whose forward cannot run on meta arrays keeps an output-metadata rule
+        # ``meta(ctx, *args, **kwargs)`` beside it; the op runs that rule when an argument is
+        # a meta array. Only these ops pay for the check (ember/_meta.py).
+        if "meta" in cls.__dict__:
+            cls.forward = staticmethod(_meta_aware(cls.forward, cls.meta))
+
     # ---------------------------------------------------------------- dispatch
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -206,9 +216,14 @@ class Node:
             return _record(cls, args, arrays, kwargs)
         out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
         if type(out) is tuple:
+            if out and type(out[0]) is MetaArray:
+                check_same_device(cls, args)
             return tuple(_wrap_plain(cls, o, args) for o in out)
         if type(out) is not _ndarray:
-            out = _asarray(out)
+            if type(out) is MetaArray:
+                check_same_device(cls, args)  # only meta results pay for the device check
+            else:
+                out = _asarray(out)
         t = _new(Tensor)
         t._data = out
         if cls.view:
@@ -227,6 +242,16 @@ class Node:
 _new = object.__new__
 
 
+def _meta_aware(forward, meta):
+    def run(ctx, *args, **kwargs):
+        for a in args:
+            if type(a) is MetaArray:
+                return meta(ctx, *args, **kwargs)
+        return forward(ctx, *args, **kwargs)
+    run.__name__, run.__doc__ = forward.__name__, forward.__doc__
+    return run
+
+
 def named(t, name):
     """Give ``t``'s node PyTorch's name when one op class serves several PyTorch functions
     (one Permute op is PyTorch's TBackward0, TransposeBackward0 and PermuteBackward0)."""
@@ -237,7 +262,7 @@ def named(t, name):
 
 
 def _wrap_plain(cls, out, args):
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and type(out) is not MetaArray:
         if out is None or isinstance(out, Tensor):  # None: an absent optional output
             return out
         out = _asarray(out)
@@ -318,12 +343,14 @@ def _record(cls, args, arrays, kwargs):
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
     if type(out) is tuple:
+        if out and type(out[0]) is MetaArray:
+            check_same_device(cls, args)
         outs = []
         for i, o in enumerate(out):
             if o is None:  # an absent optional output (e.g. the gradient of a missing bias)
                 outs.append(None)
                 continue
-            if type(o) is not _ndarray:
+            if type(o) is not _ndarray and type(o) is not MetaArray:
                 o = _asarray(o)
             t = _new(Tensor)
             t._data = o
@@ -343,7 +370,10 @@ def _record(cls, args, arrays, kwargs):
         node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
         return tuple(outs)
     if type(out) is not _ndarray:
-        out = _asarray(out)
+        if type(out) is MetaArray:
+            check_same_device(cls, args)
+        else:
+            out = _asarray(out)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":
@@ -377,7 +407,7 @@ def _pack_saved(saved, node):
     pack, unpack = _SAVED_HOOKS[-1]
     out = []
     for t, vc, version in saved:
-        if type(t) is _ndarray:  # a saved output: the hook sees it as the output tensor
+        if type(t) is _ndarray or type(t) is MetaArray:  # a saved output: the hook sees it
             t = _make(t, True, node)
         if isinstance(t, Tensor):
             t = _Packed(pack(t), unpack)
@@ -528,7 +558,7 @@ def apply_inplace(cls, target, *args, **kwargs):
         return target
     res = cls.forward(_ScratchCtx(), target._data,
                       *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
-    _write(target, res if type(res) is _ndarray else _asarray(res), cls)
+    _write(target, res if type(res) is _ndarray or type(res) is MetaArray else _asarray(res), cls)
     _bump_version(target)
     return target
 

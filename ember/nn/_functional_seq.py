@@ -152,6 +152,10 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
         raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. "
                                   f"per_sample_weights is only supported for mode='sum' (got "
                                   f"mode='{mode}'). Please open a feature request on GitHub.")
+    if weight.is_meta or input.is_meta:
+        # on meta, only the result's metadata: one row of weight's width per bag (an op on
+        # weight, so that gradients reach it with its shape)
+        return weight[:1].expand(B, weight.shape[1]) * 1
     # the bag of position i is the last bag whose offset is <= i (equal offsets: empty bags)
     seg = np.searchsorted(offs, np.arange(len(idx)), side="right") - 1
     keep = np.ones(len(idx), dtype=bool) if padding_idx is None else idx != padding_idx

@@ -20,7 +20,7 @@ from ..autograd.graph import _MODES, apply_inplace
 from ..ops import elementwise as E
 from ..ops import nn as K
 from ..ops import random as _rand_ops
-from ..ops.creation import tensor as _tensor
+from ..ops.creation import tensor as _tensor, zeros as _zeros
 from ..ops.linalg import einsum
 
 # convolution, pooling, padding and resampling (ember/ops/conv.py)
@@ -349,6 +349,8 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     if not training or p == 0.0:
         return input
     dt = input._data.dtype
+    if input.is_meta:  # no mask to draw: the result has the input's metadata
+        return input.mul_(1.0) if inplace else input * 1.0
     if alpha:
         if p == 1.0:  # PyTorch drops everything to zero (the formula below divides by 0)
             _rng(None).random(mask_shape)  # the draw PyTorch makes all the same
@@ -579,11 +581,11 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     front, back = size // 2, (size - 1) // 2
     parts = []
     zshape[1] = front + 1  # one more leading zero so window sums are cumsum differences
-    parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+    parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     parts.append(sq)
     if back:
         zshape[1] = back
-        parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+        parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     cs = cat(parts, 1).cumsum(1)
     window = cs[:, size:size + c] - cs[:, 0:c]
     div = (window * (alpha / size) + k) ** beta

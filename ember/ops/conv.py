@@ -33,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import _allocator
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .._autocast import autocast_function
@@ -249,6 +250,13 @@ class ConvNd(Node):
     saves = (0, 1)
 
     @staticmethod
+    def meta(ctx, x, w, b, stride, pads, dilation, groups):
+        _remember(ctx, stride, pads, dilation, groups)
+        osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1 for s, (lo, hi), k, t, d in
+                    zip(x.shape[2:], pads, w.shape[2:], stride, dilation))
+        return MetaArray((x.shape[0], w.shape[0]) + osz, x.dtype)
+
+    @staticmethod
     def forward(ctx, x, w, b, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
         keep = ctx.needs_input_grad[1:2] == (True,)
@@ -449,6 +457,11 @@ class ConvInputGrad(Node):
     saves = (0, 1)
 
     @staticmethod
+    def meta(ctx, g, w, xshape, stride, pads, dilation, groups):
+        _remember(ctx, stride, pads, dilation, groups)
+        return MetaArray(xshape, g.dtype)
+
+    @staticmethod
     def forward(ctx, g, w, xshape, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
         osz = g.shape[2:]
@@ -509,6 +522,11 @@ class ConvWeightGrad(Node):
     gradient ``g``."""
 
     saves = (0, 1)
+
+    @staticmethod
+    def meta(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
+        _remember(ctx, stride, pads, dilation, groups)
+        return MetaArray(wshape, g.dtype)
 
     @staticmethod
     def forward(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
@@ -799,6 +817,14 @@ class MaxPoolNd(Node):
     saves = (0,)
 
     @staticmethod
+    def meta(ctx, x, ks, st, dl, pads, osz, return_indices):
+        ctx.geom = (ks, st, dl, pads, osz)
+        out = MetaArray(x.shape[:2] + tuple(osz), x.dtype)
+        if isinstance(ctx, Node):
+            ctx.out = out
+        return (out, MetaArray(out.shape, np.int64)) if return_indices else out
+
+    @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
         ctx.geom = (ks, st, dl, pads, osz)
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
@@ -821,6 +847,10 @@ class MaxPoolNd(Node):
 
 class MaxPoolGrad(Node):
     """Max pooling's input gradient: ``g`` added at each window's argmax."""
+
+    @staticmethod
+    def meta(ctx, g, x, out, geom):
+        return MetaArray(x.shape, g.dtype)
 
     @staticmethod
     def forward(ctx, g, x, out, geom):
@@ -891,6 +921,11 @@ def _gather_planes(h, flat):
 class ScatterPlanes(Node):
     """``g`` (N, C, *O) added into zeros of ``shape`` at per-plane flat indices (unpool, and
     the gradient of adaptive max pooling)."""
+
+    @staticmethod
+    def meta(ctx, g, flat, shape, accumulate):
+        ctx.flat = flat
+        return MetaArray(shape, g.dtype)
 
     @staticmethod
     def forward(ctx, g, flat, shape, accumulate):
@@ -1052,6 +1087,11 @@ class AvgPoolNd(Node):
     """Window sums divided by PyTorch's divisor; its adjoint is ``AvgPoolGrad``."""
 
     @staticmethod
+    def meta(ctx, x, ks, st, pads, osz, div):
+        ctx.args = (x.shape, ks, st, pads, osz, div)
+        return MetaArray(x.shape[:2] + tuple(osz), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, ks, st, pads, osz, div):
         ctx.args = (x.shape, ks, st, pads, osz, div)
         tiles = _tiles(x.shape, ks, st, pads, osz)
@@ -1079,6 +1119,11 @@ class AvgPoolNd(Node):
 
 class AvgPoolGrad(Node):
     """The adjoint of ``AvgPoolNd``: ``g / divisor`` spread back over each window."""
+
+    @staticmethod
+    def meta(ctx, g, shape, ks, st, pads, osz, div):
+        ctx.args = (ks, st, pads, osz, div)
+        return MetaArray(shape, g.dtype)
 
     @staticmethod
     def forward(ctx, g, shape, ks, st, pads, osz, div):
@@ -1213,6 +1258,8 @@ def _adaptive_avg(nd, input, output_size):
 
 def _along_dim(x, dim, m):
     """Apply the matrix ``m`` (out, in) along ``dim`` of ``x`` (ember ops, differentiable)."""
+    if x.is_meta:  # the constant matrix goes where the input is
+        m = m.to("meta")
     if dim == x.ndim - 1:
         return x.matmul(m.t())
     shape = tuple(x.shape)
@@ -1239,6 +1286,12 @@ def adaptive_avg_pool3d(input, output_size):
 
 class AdaptiveMaxPool(Node):
     """Max over PyTorch's adaptive windows; returns (values, flat indices)."""
+
+    @staticmethod
+    def meta(ctx, x, osz):
+        shape = x.shape[:2] + tuple(osz)
+        ctx.flat, ctx.shape = MetaArray(shape, np.int64), x.shape
+        return MetaArray(shape, x.dtype), ctx.flat
 
     @staticmethod
     def forward(ctx, x, osz):
@@ -1325,6 +1378,11 @@ def adaptive_max_pool3d_with_indices(input, output_size, return_indices=True):
 # ====================================================================== padding
 class ConstantPad(Node):
     """Constant padding by non-negative ``pads`` ((lo, hi) per dim, from the first dim)."""
+
+    @staticmethod
+    def meta(ctx, x, pads, value):
+        ctx.crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape, pads))
+        return MetaArray(tuple(s + lo + hi for s, (lo, hi) in zip(x.shape, pads)), x.dtype)
 
     @staticmethod
     def forward(ctx, x, pads, value):
@@ -1439,6 +1497,13 @@ class Unfold(Node):
     """Sliding blocks ``(N, C, H, W)`` -> ``(N, C * kh * kw, L)`` (im2col)."""
 
     @staticmethod
+    def meta(ctx, x, ks, dl, pads, st):
+        osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
+                    for s, (lo, hi), k, t, d in zip(x.shape[2:], pads, ks, st, dl))
+        ctx.args = (x.shape[2:], ks, dl, pads, st, osz)
+        return MetaArray((x.shape[0], x.shape[1] * _prod(ks), _prod(osz)), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, ks, dl, pads, st):
         xp = _pad_array(x, pads)
         osz = tuple((s - d * (k - 1) - 1) // t + 1
@@ -1457,6 +1522,11 @@ class Unfold(Node):
 
 class Fold(Node):
     """Sum sliding blocks ``(N, C * kh * kw, L)`` back into ``(N, C, *size)`` (col2im)."""
+
+    @staticmethod
+    def meta(ctx, g, size, ks, dl, pads, st, osz):
+        ctx.args = (ks, dl, pads, st)
+        return MetaArray((g.shape[0], g.shape[1] // _prod(ks)) + tuple(size), g.dtype)
 
     @staticmethod
     def forward(ctx, g, size, ks, dl, pads, st, osz):

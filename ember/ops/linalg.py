@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.graph import Node, named
 from ..autograd import forward_ad as _fad
@@ -551,7 +552,7 @@ class VectorNorm(Node):
             r = np.sqrt(np.sum(ax * ax, axis=dims, keepdims=keepdim))
         else:
             r = np.sum(ax ** p, axis=dims, keepdims=keepdim) ** (1.0 / p)
-        return np.asarray(r, dtype=ax.dtype)
+        return xp_asarray(r, dtype=ax.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -711,7 +712,7 @@ class Det(Node):
 
     @staticmethod
     def forward(ctx, a):
-        return np.asarray(np.linalg.det(a), dtype=a.dtype)
+        return xp_asarray(np.linalg.det(a), dtype=a.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -733,7 +734,7 @@ class Slogdet(Node):
     @staticmethod
     def forward(ctx, a):
         sign, logabs = np.linalg.slogdet(a)
-        return np.asarray(sign, dtype=a.dtype), np.asarray(logabs, dtype=np.abs(a).dtype)
+        return xp_asarray(sign, dtype=a.dtype), xp_asarray(logabs, dtype=np.abs(a).dtype)
 
     @staticmethod
     def backward(ctx, gsign, glog):

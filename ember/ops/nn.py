@@ -260,9 +260,9 @@ def _class_targets(logits, target, weight, ignore_index, op):
                            f"{list(target.shape)}")
     valid = target != ignore_index
     safe = np.where(valid, target, 0)
-    bad = safe[(safe < 0) | (safe >= n_cls)]
-    if bad.size:
-        raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+    oob = (safe < 0) | (safe >= n_cls)
+    if oob.any():  # (a meta target has no values to check)
+        raise IndexError(f"Target {int(safe[oob].flat[0])} is out of bounds.")
     if weight is not None:
         if weight.shape != (n_cls,):
             raise RuntimeError(f"weight tensor should be defined either for all {n_cls} classes "

@@ -8,6 +8,7 @@ import collections
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, _pt_name, named
@@ -61,7 +62,7 @@ def _axis(dim, ndim, op):
 
 def _expand_back_array(g, shape, axis, keepdim):
     """``_expand_back`` on arrays: a read-only broadcast view of the reduced gradient."""
-    if axis is None and g.size == 1:
+    if axis is None and g.size == 1 and type(g) is np.ndarray:
         # a full reduction: a zero-stride view over the one value (np.broadcast_to's wrapper
         # costs ten times this)
         g = g.reshape(())
@@ -323,7 +324,7 @@ class Argmax(Node):
             r = _arg_nan(a.reshape(-1), 0, fn).astype(np.int64)
             return r.reshape((1,) * a.ndim) if keepdim else r
         if a.ndim == 0:
-            return np.zeros((), np.int64)
+            return np.zeros((), np.int64, like=a)
         _check_nonempty(a, (dim,), "argmax" if largest else "argmin")
         r = _arg_nan(a, dim, fn).astype(np.int64)
         return np.expand_dims(r, dim) if keepdim else r
@@ -345,7 +346,7 @@ class Var(Node):
             if correction != 0:
                 v = v * (n / builtins.max(n - correction, 0)) if n - correction > 0 else \
                     v * np.float64("inf" if n > 0 else "nan").astype(v.dtype)
-        return np.asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
+        return xp_asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
                                     copy=False)
 
     @staticmethod

@@ -9,6 +9,7 @@ import builtins
 import numpy as np
 
 from .. import _dtype as D
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
 from ..autograd import forward_ad as _fad
@@ -395,6 +396,10 @@ class Clone(Node):
 
 class Contiguous(Node):
     view = "maybe"
+
+    @staticmethod
+    def meta(ctx, a):
+        return a if a.flags.c_contiguous else MetaArray(a.shape, a.dtype)
 
     @staticmethod
     def forward(ctx, a):
@@ -1034,6 +1039,16 @@ class Unfold(Node):
     view = True
 
     @staticmethod
+    def meta(ctx, a, dim, size, step):
+        ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
+        shp, st = (a.shape, a.strides) if a.ndim else ((1,), (a.itemsize,))
+        n = (shp[dim] - size) // step + 1
+        out = MetaArray(shp[:dim] + (n,) + shp[dim + 1:] + (size,),
+                        a.dtype, st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],),
+                        a.offset)
+        return out.reshape(size) if a.ndim == 0 else out
+
+    @staticmethod
     def forward(ctx, a, dim, size, step):
         from numpy.lib.stride_tricks import as_strided
         ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
@@ -1087,6 +1102,11 @@ class AsStrided(Node):
     view = True
 
     @staticmethod
+    def meta(ctx, a, flat, size, stride, offset, in_offset):
+        ctx.args = (a.shape, a.strides, flat.size, size, stride, offset, in_offset, a.itemsize)
+        return MetaArray(size, a.dtype, [s * a.itemsize for s in stride], offset * a.itemsize)
+
+    @staticmethod
     def forward(ctx, a, flat, size, stride, offset, in_offset):
         from numpy.lib.stride_tricks import as_strided
         ctx.args = (a.shape, a.strides, flat.size, size, stride, offset, in_offset, a.itemsize)
@@ -1110,6 +1130,11 @@ class AsStrided(Node):
         return Index.apply(buf, in_pos), None, None, None, None, None
 
 
+def _extent(shape, stride):
+    return builtins.sum((s - 1) * st for s, st in zip(shape, stride)) + 1 if builtins.all(shape) \
+        else 0
+
+
 def _positions(shape, stride):
     pos = np.zeros(tuple(shape), dtype=np.int64)
     for k, (s, st) in enumerate(zip(shape, stride)):
@@ -1119,6 +1144,13 @@ def _positions(shape, stride):
 
 def as_strided(input, size, stride, storage_offset=None):
     """A view of ``input``'s storage with the given sizes and (element) strides."""
+    if input.is_meta:  # no storage to check against: one as large as the view needs
+        off = input.storage_offset()
+        offset = off if storage_offset is None else int(storage_offset)
+        n = builtins.max(off + _extent(input.shape, input.stride()),
+                         offset + _extent(size, stride))
+        flat = MetaArray((n,), input._data.dtype)
+        return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)
     flat, off = _storage(input)
     offset = off if storage_offset is None else int(storage_offset)
     return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)

@@ -7,6 +7,7 @@ import numpy as np
 from ..._tensor import _bump_version, _make
 from ...autograd.grad_mode import no_grad
 from ...autograd.graph import _MODES
+from ..._dtype import int64
 from ...ops.creation import empty, ones, zeros
 from .. import functional as F
 from .. import init
@@ -39,9 +40,9 @@ class _NormBase(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", _make(np.array(0, dtype=np.int64)))
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", zeros((), dtype=int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
