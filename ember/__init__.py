@@ -123,6 +123,7 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
                  "export", "signal", "masked"}
+_LAZY_MODULES |= {"compat", "version", "torch_version"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
