@@ -4,3 +4,16 @@ from .parameter import (Buffer, Parameter, UninitializedBuffer,  # noqa: F401
                         UninitializedParameter)
 from .modules import *  # noqa: F401,F403
 from . import functional, init, modules, parameter, utils  # noqa: F401
+
+
+# PyTorch-path subpackages that load on first use (ember.compat's module layout)
+_LAZY_SUBMODULES = {"parallel", "attention", "grad"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    if name == "DataParallel":
+        return importlib.import_module(".parallel", __name__).DataParallel
+    raise AttributeError(f"module 'ember.nn' has no attribute '{name}'")

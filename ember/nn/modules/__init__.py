@@ -35,3 +35,8 @@ for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle"
         globals()[_n] = getattr(_mod, _n)
         __all__.append(_n)
 del _importlib, _name
+
+# PyTorch-layout additions (ember.compat)
+from .normalization import CrossMapLRN2d  # noqa: E402
+from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402
+__all__ += ["CrossMapLRN2d", "AdaptiveLogSoftmaxWithLoss"]
