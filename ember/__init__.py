@@ -123,7 +123,8 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
                  "export", "signal", "masked"}
-_LAZY_MODULES |= {"compat", "version", "torch_version"}
+_LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
+                  "overrides", "hub"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
@@ -139,3 +140,8 @@ def __getattr__(name):
     if name in _LAZY_ATTRS:
         return getattr(importlib.import_module("." + _LAZY_ATTRS[name], __name__), name)
     raise AttributeError(f"module 'ember' has no attribute '{name}'")
+
+
+# PyTorch's long tail of names (aliases, in-place and native-order spellings): ember.compat
+from . import _longtail  # noqa: E402
+_longtail.install(globals())
