@@ -15,6 +15,8 @@ from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex
                      double, dtype, finfo, float, float16, float32, float64,
                      get_default_dtype, half, iinfo, int, int8, int16, int32, int64, long,
                      promote_types, set_default_dtype, short, uint8)
+from ._dtype import (chalf, complex32, float8_e4m3fn, float8_e5m2, uint16,  # noqa: E402
+                     uint32, uint64)
 from ._device import device
 from ._random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed,
                       seed, set_rng_state)

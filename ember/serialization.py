@@ -47,7 +47,12 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device_cls
 from ._storage import UntypedStorage, address, memory_block
-from ._tensor import Size, Tensor, _make
+from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor,
+                      FloatTensor, HalfTensor, IntTensor, LongTensor, ShortTensor, Size, Tensor,
+                      _make)
+
+_LEGACY_TENSOR_CLASSES = (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor,
+                          FloatTensor, HalfTensor, IntTensor, LongTensor, ShortTensor)
 
 __all__ = ["save", "load", "add_safe_globals", "safe_globals", "get_safe_globals",
            "clear_safe_globals", "UntypedStorage"]
@@ -65,10 +70,13 @@ _STORAGE_DTYPE = {
     "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
     "BoolStorage": "bool", "ComplexFloatStorage": "complex64",
     "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
+    "ComplexHalfStorage": "complex32",
 }
-_STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items() if k != "UntypedStorage"}
+# the storage class each dtype is saved with; the others are saved untyped, as PyTorch does
+_STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items()
+                     if k not in ("UntypedStorage", "ComplexHalfStorage")}
 # torch storages and dtypes ember cannot hold: loading them says so precisely.
-_UNSUPPORTED_STORAGES = ("ComplexHalfStorage", "QInt8Storage", "QUInt8Storage",
+_UNSUPPORTED_STORAGES = ("QInt8Storage", "QUInt8Storage",
                          "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage")
 
 
@@ -98,11 +106,18 @@ def _g(module, name):
 class _StorageRef:
     """A storage being saved: pickles as its persistent id."""
 
-    __slots__ = ("pid", "array")
+    __slots__ = ("pid", "array", "untyped")
 
     def __init__(self, key, array):
-        name = _STORAGE_OF_DTYPE[D._BY_NP[array.dtype].name]
-        self.pid = ("storage", _g("torch", name), key, "cpu", array.size)
+        name = _STORAGE_OF_DTYPE.get(D._BY_NP[array.dtype].name)
+        # dtypes without a legacy typed storage (uint16, float8, complex32...) are saved as
+        # PyTorch saves them: an UntypedStorage of bytes, rebuilt with _rebuild_tensor_v3
+        self.untyped = name is None
+        if self.untyped:
+            self.pid = ("storage", _g("torch.storage", "UntypedStorage"), key, "cpu",
+                        array.nbytes)
+        else:
+            self.pid = ("storage", _g("torch", name), key, "cpu", array.size)
         self.array = array
 
 
@@ -234,6 +249,10 @@ class _Pickler(pickle._Pickler):
             self.plan.add(t)
             return (rebuild, ())
         ref, offset, size, stride = self.plan.layout[id(t)]
+        if ref.untyped:
+            return (_g("torch._utils", "_rebuild_tensor_v3"),
+                    (ref, offset, tuple(size), tuple(stride), bool(requires_grad),
+                     OrderedDict(), t.dtype))
         return (rebuild, (ref, offset, tuple(size), tuple(stride), bool(requires_grad),
                           OrderedDict()))
 
@@ -634,6 +653,8 @@ _TORCH_NAMES = {
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not None})
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
+# the legacy tensor classes (``torch.FloatTensor``...) are on PyTorch's weights-only list too
+_TORCH_NAMES.update({f"torch.{c.__name__}": c for c in _LEGACY_TENSOR_CLASSES})
 
 # Known torch names that ember cannot load: each says what it is.
 _TORCH_UNSUPPORTED = {
@@ -653,7 +674,6 @@ _PYTHON_NAMES = {
     "collections.OrderedDict": OrderedDict,
     "collections.Counter": collections.Counter,
     "builtins.set": set,
-    "builtins.frozenset": frozenset,
     "builtins.complex": complex,
     "builtins.bytearray": bytearray,
     "_codecs.encode": __import__("_codecs").encode,
@@ -733,12 +753,31 @@ class _FullUnpickler(pickle.Unpickler):
         full, obj = _resolve(module, name)
         if obj is not None:
             return obj
-        if full.startswith("torch."):
-            raise NotImplementedError(
-                f"ember.load: the checkpoint pickles the PyTorch object {full}, which ember "
-                f"cannot rebuild. Save plain containers of tensors (e.g. model.state_dict()) "
-                f"instead.")
+        if full.startswith(("torch.", "torchvision.")):
+            # a whole model pickled by PyTorch names PyTorch's classes; ember keeps its own
+            # at the same paths (torch.nn.modules.linear.Linear -> ember.nn.modules...)
+            found = _ember_twin(module, name)
+            if found is None:
+                raise NotImplementedError(
+                    f"ember.load: the checkpoint pickles the PyTorch object {full}, which "
+                    f"ember has no counterpart for. Save plain containers of tensors (e.g. "
+                    f"model.state_dict()) instead.")
+            return found
         return super().find_class(module, name)
+
+
+def _ember_twin(module, name):
+    """ember's object at the path of a torch/torchvision one, or None."""
+    import importlib
+    root, _, rest = module.partition(".")
+    target = ("ember" if root == "torch" else "ember.vision") + ("." + rest if rest else "")
+    try:
+        obj = importlib.import_module(target)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj
 
 
 def _restorer(map_location):
@@ -970,6 +1009,33 @@ def _load_legacy(fh, unpickler_cls, restore, load_args):
     return result
 
 
+_TRUE_VALUES = ("1", "y", "yes", "true")
+
+
+def _env_flag(*names):
+    return any(os.getenv(n, "0").lower() in _TRUE_VALUES for n in names)
+
+
+def _weights_only_from_env(weights_only):
+    """PyTorch's overrides: ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` forces ``weights_only=True``
+    (whatever the call says); ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` makes it False where the
+    call did not choose. ``EMBER_FORCE_...`` spell the same."""
+    force = _env_flag("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "EMBER_FORCE_WEIGHTS_ONLY_LOAD")
+    force_no = _env_flag("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "EMBER_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    if force and force_no:
+        raise RuntimeError("Only one of `TORCH_FORCE_WEIGHTS_ONLY_LOAD` or "
+                           "`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` should be set, but both were set.")
+    if force:
+        return True
+    if force_no and weights_only is None:
+        import warnings
+        warnings.warn("Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since "
+                      "the `weights_only` argument was not explicitly passed to `ember.load`, "
+                      "forcing weights_only=False.", UserWarning, stacklevel=3)
+        return False
+    return weights_only
+
+
 def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
          **pickle_load_args):
     """Load an object saved with ``ember.save`` or ``torch.save``.
@@ -981,6 +1047,7 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
     writes to such tensors stay in memory. ``map_location`` may be ``'cpu'``, a device, a dict
     of locations or a callable ``(storage, location)``; ember has no GPU, so CUDA fails.
     """
+    weights_only = _weights_only_from_env(weights_only)
     if weights_only is None:  # as PyTorch: an explicit pickle_module means a full unpickle
         weights_only = pickle_module is None
     if pickle_module is not None and pickle_module is not pickle:
