@@ -113,6 +113,7 @@ class Sub(Node):
 
 class Mul(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}  # d/da reads b, d/db reads a
 
     @staticmethod
     def forward(ctx, a, b):
@@ -146,6 +147,7 @@ class Mul(Node):
 
 class Div(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -225,6 +227,7 @@ def _any_zero(b):
 
 class Remainder(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -245,6 +248,7 @@ class Remainder(Node):
 
 class Fmod(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
