@@ -172,6 +172,9 @@ class Node:
         if object.__getattribute__(self, "_released") and \
                 name in self.__dict__.get("_freed_names", ()):
             raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
+        if name.startswith(("_saved_", "_raw_saved_")):  # PyTorch's names for saved values
+            from ._saved import saved_attribute
+            return saved_attribute(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     # ---------------------------------------------------------------- dispatch

@@ -284,6 +284,8 @@ class Pow(Node):
                 with np.errstate(invalid="ignore"):
                     return np.sqrt(a)
         else:
+            if type(b) is _ndarray:  # PyTorch's node names for tensor and scalar bases
+                ctx._node_name = "PowBackward1" if type(a) is _ndarray else "PowBackward2"
             a, b = promote(a, b)
             if type(a) is _ndarray and a.dtype.kind in "iu" and type(b) is _ndarray and \
                     (b < 0).any():
