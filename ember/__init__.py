@@ -127,6 +127,7 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "export", "signal", "masked"}
 _LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
                   "overrides", "hub"}
+_LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
@@ -141,6 +142,8 @@ def __getattr__(name):
         return importlib.import_module("." + name, __name__)
     if name in _LAZY_ATTRS:
         return getattr(importlib.import_module("." + _LAZY_ATTRS[name], __name__), name)
+    if name in _LAZY_ATTRS_COMPAT:
+        return getattr(importlib.import_module("." + _LAZY_ATTRS_COMPAT[name], __name__), name)
     raise AttributeError(f"module 'ember' has no attribute '{name}'")
 
 

@@ -98,6 +98,24 @@ def _const_data_ptr(self):
     return self.data_ptr()
 
 
+def _removed(name, replacement):
+    def method(self, *args, **kwargs):
+        raise RuntimeError(f"This function was deprecated since version 1.9 and is now removed. "
+                           f"Please use the `{replacement}` function instead.")
+    method.__name__ = name
+    return method
+
+
+def _nonzero_static(self, *, size, fill_value=-1):
+    """The indices of non-zero elements, padded with ``fill_value`` (or cut) to ``size`` rows."""
+    import ember
+    nz = self.nonzero()
+    if nz.shape[0] >= size:
+        return nz[:size]
+    pad = ember.full((size - nz.shape[0], self.ndim), fill_value, dtype=ember.int64)
+    return ember.cat([nz, pad])
+
+
 TENSOR_METHODS = {
     "arccos_": _alias("acos_"), "arccosh_": _alias("acosh_"), "arcsin_": _alias("asin_"),
     "arcsinh_": _alias("asinh_"), "arctan_": _alias("atan_"), "arctanh_": _alias("atanh_"),
@@ -119,10 +137,21 @@ TENSOR_METHODS = {
     "as_subclass": _as_subclass, "const_data_ptr": _const_data_ptr,
     "storage": _storage, "storage_type": _storage_type,
     "multinomial": _multinomial, "bernoulli": _bernoulli,
+    "chalf": lambda self, memory_format=None: self.to(__import__("ember").complex32),
+    "is_distributed": lambda self: False, "record_stream": lambda self, stream: None,
+    "is_set_to": lambda self, other: (self.data_ptr() == other.data_ptr()
+                                      and self.shape == other.shape
+                                      and self.stride() == other.stride()),
+    "nonzero_static": _nonzero_static,
+    "eig": _removed("eig", "torch.linalg.eig"), "symeig": _removed("symeig", "torch.linalg.eigh"),
+    "lstsq": _removed("lstsq", "torch.linalg.lstsq"),
+    "solve": _removed("solve", "torch.linalg.solve"),
 }
 
 TENSOR_PROPERTIES = {
     "is_cpu": lambda self: True,
+    "volatile": lambda self: False,  # legacy Variable flag: always False, as in PyTorch
+    "name": lambda self: None,  # a graph input's name in TorchScript; None in eager code
     "is_sparse_csr": lambda self: False,
 }
 
@@ -424,6 +453,49 @@ def nuclear_norm(input, dim=None, keepdim=False):
     return ember.linalg.matrix_norm(input, "nuc", dim=dim, keepdim=keepdim)
 
 
+def cond(pred, true_fn, false_fn, operands=()):
+    """``torch.cond`` run eagerly: ``true_fn(*operands)`` if ``pred`` else ``false_fn``."""
+    from ._tensor import Tensor
+    if isinstance(pred, Tensor):
+        if pred.numel() != 1:
+            raise RuntimeError(f"cond: expected pred to be a bool or a one-element tensor, got "
+                               f"shape {tuple(pred.shape)}")
+        pred = bool(pred.item())
+    return (true_fn if pred else false_fn)(*operands)
+
+
+def native_layer_norm(input, normalized_shape, weight, bias, eps):
+    """``(output, mean, rstd)`` of layer norm over the last ``len(normalized_shape)`` dims."""
+    dims = tuple(range(input.ndim - len(normalized_shape), input.ndim))
+    mean = input.mean(dims, keepdim=True)
+    rstd = (input.var(dims, unbiased=False, keepdim=True) + eps).rsqrt()
+    out = (input - mean) * rstd
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out, mean, rstd
+
+
+def native_dropout(input, p, train):
+    """``(output, mask)``: dropout with its boolean keep-mask (all kept when not training)."""
+    import ember
+    if not train or p == 0:
+        return input.clone(), ember.ones_like(input, dtype=ember.bool)
+    mask = ember.empty_like(input).bernoulli_(1 - p).bool()
+    return input * mask / (1 - p), mask
+
+
+def view_as_real_copy(input):
+    import ember
+    return ember.view_as_real(input).clone()
+
+
+def view_as_complex_copy(input):
+    import ember
+    return ember.view_as_complex(input).clone()
+
+
 def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
     """``torch.vmap``: ``ember.func.vmap``."""
     from . import func as func_module
@@ -658,7 +730,9 @@ def _top_level():
               "prelu", "convolution", "grid_sampler", "is_same_size", "is_conj", "is_neg",
               "is_signed", "is_inference", "is_storage", "is_distributed", "get_device",
               "typename", "resolve_conj", "resolve_neg", "unsafe_split_with_sizes",
-              "select_copy", "slice_copy", "frobenius_norm", "nuclear_norm", "vmap",
+              "select_copy", "slice_copy", "frobenius_norm", "nuclear_norm", "vmap", "cond",
+              "native_layer_norm", "native_dropout", "view_as_real_copy",
+              "view_as_complex_copy",
               "set_float32_matmul_precision", "get_float32_matmul_precision",
               "set_warn_always", "is_warn_always_enabled", "set_deterministic_debug_mode",
               "get_deterministic_debug_mode", "is_deterministic_algorithms_warn_only_enabled",

@@ -147,3 +147,25 @@ def test_module_paths_resolve():
         assert hasattr(importlib.import_module(mod), name), (mod, name)
     with pytest.raises(NotImplementedError, match="does not download"):
         ember.hub.load("owner/repo", "model")
+
+
+@pytest.mark.parametrize("name,shape", [("LazyConv2d", (2, 5, 6, 6)), ("LazyConv1d", (5, 9)),
+                                        ("LazyConvTranspose2d", (1, 3, 5, 5)),
+                                        ("LazyBatchNorm1d", (4, 7)),
+                                        ("LazyBatchNorm2d", (2, 3, 4, 4)),
+                                        ("LazyInstanceNorm1d", (2, 3, 8))])
+def test_lazy_modules_materialize_like_pytorch(name, shape):
+    args = (8, 3) if "Conv" in name else ()
+    me, mt = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    params_before = list(me.parameters())
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ye, yt = me(ember.tensor(x)), mt(torch.tensor(x))
+    assert tuple(ye.shape) == tuple(yt.shape)
+    assert type(me).__name__ == type(mt).__name__  # became the ordinary class
+    assert {k: tuple(v.shape) for k, v in me.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in mt.state_dict().items()}
+    assert all(a is b for a, b in zip(params_before, me.parameters()))  # same objects
+    me.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in mt.state_dict().items()})
+    me.train()
+    np.testing.assert_allclose(me(ember.tensor(x)).detach().numpy(),
+                               mt(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
