@@ -153,7 +153,7 @@ def test_module_paths_resolve():
                                         ("LazyConvTranspose2d", (1, 3, 5, 5)),
                                         ("LazyBatchNorm1d", (4, 7)),
                                         ("LazyBatchNorm2d", (2, 3, 4, 4)),
-                                        ("LazyInstanceNorm1d", (2, 3, 8))])
+                                        ("LazyBatchNorm3d", (2, 3, 2, 2, 2))])
 def test_lazy_modules_materialize_like_pytorch(name, shape):
     args = (8, 3) if "Conv" in name else ()
     me, mt = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
