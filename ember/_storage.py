@@ -97,6 +97,22 @@ class UntypedStorage:
     def __repr__(self):
         return f"ember.UntypedStorage(nbytes={self._data.size}, device=cpu)"
 
+    def __array__(self, dtype=None, copy=None):
+        # ``ember.asarray(storage)`` sees the bytes without copying (safetensors relies on it)
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def _untyped(self):
+        return self
+
+    @classmethod
+    def from_file(cls, filename, shared=False, nbytes=0, size=None):
+        """The first ``nbytes`` bytes of a file, memory-mapped: ``shared=True`` writes
+        through to the file, otherwise writes stay private (copy-on-write)."""
+        n = nbytes if size is None else size
+        mm = np.memmap(filename, dtype=np.uint8, mode="r+" if shared else "c",
+                       shape=(n,) if n else None)
+        return cls(mm.reshape(-1).view(np.ndarray) if not isinstance(mm, np.ndarray) else mm)
+
 
 def untyped_storage(self):
     """The memory block under this tensor (shared with every tensor that views it)."""
@@ -160,6 +176,8 @@ class TypedStorage:
 
     def untyped(self):
         return self._untyped_storage
+
+    _untyped = untyped
 
     def size(self) -> int:
         return self._array.size

@@ -530,7 +530,11 @@ def _mH(self):
     return _mT(self).conj()
 
 
-def _view(self, *shape):
+def _view(self, *shape, dtype=None):
+    if dtype is not None:  # ``t.view(dtype=...)``, the keyword spelling of ``t.view(dtype)``
+        if shape:
+            raise TypeError("view() takes either a shape or dtype=, not both")
+        return S.view(self, dtype)
     return S.view(self, *shape)
 
 
