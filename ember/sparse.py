@@ -7,8 +7,8 @@ is an op on its values (coalesce, to_dense, sparse @ dense ...), so gradients re
 and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no dense array:
 reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
 
-Unsupported: CSR/CSC/BSR/BSC layouts, sparse @ sparse, and elementwise ops on sparse tensors
-other than the few methods below.
+Unsupported: CSR/CSC/BSR/BSC layouts, and elementwise ops on sparse tensors other than the
+few methods below (scaling, + and - with sparse or dense tensors, * with a dense tensor).
 """
 
 from __future__ import annotations
@@ -301,12 +301,53 @@ class SparseTensor(Tensor):
         return self.to(D.float32)
 
     def mul(self, other):
-        """Multiply by a python scalar or a 0-d tensor (scales the values)."""
+        """``self * other``: a scalar scales the values; a dense tensor of this shape (or a
+        sparse one) multiplies elementwise, and the result stays sparse, as in PyTorch."""
+        if isinstance(other, SparseTensor):
+            return self.mul(other.to_dense())
         if isinstance(other, Tensor) and other.ndim != 0:
-            raise NotImplementedError("sparse * tensor: only scalars are supported")
+            if tuple(other.shape) != self._size or self.dense_dim() != 0:
+                raise NotImplementedError(
+                    f"sparse * dense: only a dense tensor of the sparse tensor's shape "
+                    f"{list(self._size)} is supported (and no dense dims), got "
+                    f"{list(other.shape)}")
+            c = self.coalesce()
+            picked = other.reshape(-1)[_make(_flat_index(c._idx, c._size))]
+            return _new_sparse(c._idx, c._vals * picked, c._size, True)
         return _new_sparse(self._idx, self._vals * other, self._size, self._coalesced)
 
     __mul__ = __rmul__ = mul
+
+    def add(self, other, *, alpha=1):
+        """``self + alpha * other``: sparse + sparse stays sparse; sparse + dense is dense."""
+        import ember
+        if isinstance(other, SparseTensor):
+            if other._size != self._size:
+                raise RuntimeError(f"add: expected sizes to match, got {list(self._size)} and "
+                                   f"{list(other._size)}")
+            if other.sparse_dim() != self.sparse_dim():
+                raise RuntimeError("add: sparse tensors need the same number of sparse dims")
+            vals = ember.cat([self._vals, other._vals * alpha if alpha != 1 else other._vals])
+            idx = np.concatenate([self._idx, other._idx], axis=1)
+            return _new_sparse(idx, vals, self._size, False).coalesce()
+        if isinstance(other, Tensor):
+            return self.to_dense() + (other * alpha if alpha != 1 else other)
+        raise TypeError(f"add(sparse, {type(other).__name__}): expected a tensor; adding a "
+                        f"scalar to every element would make the tensor dense")
+
+    __add__ = add
+
+    def __radd__(self, other):
+        # dense + sparse reaches here first (SparseTensor subclasses Tensor): a dense result
+        return self.add(other)
+
+    def sub(self, other, *, alpha=1):
+        return self.add(other, alpha=-alpha)
+
+    __sub__ = sub
+
+    def __rsub__(self, other):
+        return (-self).add(other)
 
     def __neg__(self):
         return self.mul(-1)
@@ -521,7 +562,10 @@ def _matmul(a, b):
     """``a @ b`` where one side is sparse COO (2-d) and the other dense (1-d or 2-d)."""
     a_sp, b_sp = isinstance(a, SparseTensor), isinstance(b, SparseTensor)
     if a_sp and b_sp:
-        raise NotImplementedError("matmul of two sparse tensors is not supported")
+        # sparse @ sparse -> sparse, as PyTorch: the product against b's dense form (the
+        # graph-sized operands GNN code multiplies), turned back into COO
+        _check_2d_sparse(b, "matmul")
+        return _matmul(a, b.to_dense()).to_sparse()
     if b_sp:  # dense @ sparse = (sparse^T @ dense^T)^T
         if a.ndim == 1:
             return _matmul(b.t(), a)
