@@ -127,7 +127,7 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "export", "signal", "masked"}
 _LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
                   "overrides", "hub"}
-_LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp"}
+_LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp", "sparse_csr_tensor": "sparse"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",

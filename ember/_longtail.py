@@ -760,6 +760,9 @@ def install(namespace):
             setattr(Tensor, name, property(fn))
     for name, value in _top_level().items():
         namespace.setdefault(name, value)
+    from . import _namespaces
+    for name in ("sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"):
+        namespace.setdefault(name, getattr(_namespaces, name))
     from ._storage import TypedStorage, UntypedStorage, typed_storage_classes
     namespace.setdefault("TypedStorage", TypedStorage)
     namespace.setdefault("UntypedStorage", UntypedStorage)

@@ -20,7 +20,7 @@ from ._tensor import Size, Tensor, _make
 from .autograd.graph import Node
 from .ops.indexing import IndexAddZeros, IndexSelect
 
-__all__ = ["SparseTensor", "sparse_coo_tensor", "mm", "spmm", "addmm", "sum", "softmax",
+__all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm", "spmm", "addmm", "sum", "softmax",
            "log_softmax", "to_dense"]
 
 
@@ -254,7 +254,9 @@ class SparseTensor(Tensor):
     to_sparse_coo = to_sparse
 
     def to_sparse_csr(self, dense_dim=None):
-        _no_compressed("to_sparse_csr")
+        _check_2d_sparse(self, "to_sparse_csr")
+        c = self.coalesce()  # coalesced COO is sorted row-major: CSR's order
+        return _new_csr(c._idx, c._vals, c._size)
 
     def to_sparse_csc(self, dense_dim=None):
         _no_compressed("to_sparse_csc")
@@ -545,9 +547,89 @@ DENSE_METHODS = {
     "_indices": _dense_no_coo("_indices"), "values": _dense_no_coo("values"),
     "indices": _dense_no_coo("indices"),
     "sparse_dim": lambda self: 0, "dense_dim": lambda self: self.ndim,
-    **{n: _dense_compressed(n) for n in ("to_sparse_csr", "to_sparse_csc", "to_sparse_bsr",
-                                         "to_sparse_bsc")},
+    **{n: _dense_compressed(n) for n in ("to_sparse_csc", "to_sparse_bsr", "to_sparse_bsc")},
+    "to_sparse_csr": lambda self, dense_dim=None: _dense_to_csr(self, dense_dim),
 }
+
+
+# ---------------------------------------------------------------------- CSR
+class SparseCsrTensor(SparseTensor):
+    """A 2-D sparse CSR tensor (``layout == ember.sparse_csr``): ``crow_indices``,
+    ``col_indices`` and ``values``. It keeps its entries as sorted COO underneath, so every
+    COO op (``to_dense``, ``@`` with gradients through the values...) serves it too."""
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_csr
+        return sparse_csr
+
+    is_sparse = False
+    is_sparse_csr = True
+
+    def crow_indices(self):
+        """Row pointers: row ``i``'s entries are ``crow[i]:crow[i + 1]``."""
+        counts = np.bincount(self._idx[0], minlength=self._size[0])
+        return _make(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def col_indices(self):
+        return _make(self._idx[1].copy())
+
+    def values(self):
+        return self._vals
+
+    def to_sparse(self, *args, layout=None, **kwargs):
+        return _new_sparse(self._idx, self._vals, self._size, True)
+
+    def to_sparse_csr(self, dense_dim=None):
+        return self
+
+    def __repr__(self):
+        return (f"tensor(crow_indices={_plain_repr(self.crow_indices()._data)},\n"
+                f"       col_indices={_plain_repr(self._idx[1])},\n"
+                f"       values={_plain_repr(self._vals._data)}, size={self._size}, "
+                f"nnz={self._vals.shape[0]}, layout=ember.sparse_csr)")
+
+
+def _new_csr(idx, vals, size):
+    t = object.__new__(SparseCsrTensor)
+    t.__dict__.update(_idx=idx, _vals=vals, _size=tuple(int(n) for n in size), _coalesced=True)
+    return t
+
+
+def _dense_to_csr(self, dense_dim=None):
+    if self.ndim != 2 or dense_dim:
+        raise NotImplementedError(f"to_sparse_csr: only 2-D tensors with no dense dims are "
+                                  f"supported, got {self.ndim}-D")
+    return _dense_to_sparse(self).to_sparse_csr()
+
+
+def sparse_csr_tensor(crow_indices, col_indices, values, size=None, *, dtype=None,
+                      device=None, pin_memory=False, requires_grad=False,
+                      check_invariants=None):
+    """A 2-D CSR tensor from row pointers, column indices and values (gradients reach
+    ``values``)."""
+    crow = _as_array(crow_indices).astype(np.int64)
+    col = _as_array(col_indices).astype(np.int64)
+    if crow.ndim != 1 or col.ndim != 1 or crow.size == 0 or crow[0] != 0 or \
+            (np.diff(crow) < 0).any() or crow[-1] != col.size:
+        raise RuntimeError(f"sparse_csr_tensor: crow_indices must start at 0, not decrease and "
+                           f"end at nnz ({col.size}); got {crow.tolist()}")
+    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
+    if dtype is not None:
+        vals = vals.to(dtype)
+    if vals.shape[0] != col.size:
+        raise RuntimeError(f"sparse_csr_tensor: {col.size} column indices but "
+                           f"{vals.shape[0]} values")
+    rows = np.repeat(np.arange(crow.size - 1), np.diff(crow))
+    if size is None:
+        size = (crow.size - 1, int(col.max()) + 1 if col.size else 0)
+    if col.size and (col.min() < 0 or col.max() >= size[1]):
+        raise RuntimeError(f"sparse_csr_tensor: column indices must be in [0, {size[1]})")
+    if requires_grad:
+        vals.requires_grad_(True)
+    idx = np.stack([rows, col])
+    order = np.lexsort((col, rows))  # sorted row-major, as coalesced COO
+    return _new_csr(idx[:, order], vals[_make(order)] if order.size else vals, size)
 
 
 # ---------------------------------------------------------------------- products

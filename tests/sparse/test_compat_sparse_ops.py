@@ -56,3 +56,26 @@ def test_sparse_add_errors():
         s + ember.eye(4).to_sparse()
     with pytest.raises(NotImplementedError, match="shape"):
         s * ember.ones(3)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_csr_basics_and_matmul_gradients(dtype, tol):
+    a, _, d = _mats(dtype)
+    out = {}
+    for T in (ember, torch):
+        x = T.tensor(a)
+        csr = x.to_sparse_csr()
+        assert csr.layout == T.sparse_csr and csr.is_sparse_csr and not x.is_sparse_csr
+        crow, col = csr.crow_indices(), csr.col_indices()
+        vals = T.tensor(csr.values().detach().numpy(), requires_grad=True)
+        m = T.sparse_csr_tensor(crow, col, vals, (5, 5))
+        y = m @ T.tensor(d)
+        (y * y).sum().backward()
+        out[T] = (crow.tolist(), col.tolist(), m.to_dense().detach().numpy(),
+                  y.detach().numpy(), vals.grad.numpy())
+    e, t = out[ember], out[torch]
+    assert e[0] == t[0] and e[1] == t[1]
+    for i in (2, 3, 4):
+        np.testing.assert_allclose(e[i], t[i], rtol=tol * 10, atol=tol * 10)
+    with pytest.raises(RuntimeError, match="crow_indices"):
+        ember.sparse_csr_tensor(ember.tensor([1, 2]), ember.tensor([0]), ember.tensor([1.0]))
