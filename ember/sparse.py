@@ -7,7 +7,8 @@ is an op on its values (coalesce, to_dense, sparse @ dense ...), so gradients re
 and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no dense array:
 reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
 
-Unsupported: CSR/CSC/BSR/BSC layouts, and elementwise ops on sparse tensors other than the
+CSR is served by ``SparseCsrTensor`` (sorted COO underneath). Unsupported: CSC/BSR/BSC
+layouts, and elementwise ops on sparse tensors other than the
 few methods below (scaling, + and - with sparse or dense tensors, * with a dense tensor).
 """
 
@@ -20,8 +21,8 @@ from ._tensor import Size, Tensor, _make
 from .autograd.graph import Node
 from .ops.indexing import IndexAddZeros, IndexSelect
 
-__all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm", "spmm", "addmm", "sum", "softmax",
-           "log_softmax", "to_dense"]
+__all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm",
+           "spmm", "addmm", "sum", "softmax", "log_softmax", "to_dense"]
 
 
 def _as_array(x, dtype=None):
