@@ -146,3 +146,11 @@ def test_new_dtype_properties_and_promotion_errors():
         assert got.name == str(torch.promote_types(getattr(torch, a), getattr(torch, b)))[6:]
     u = ember.from_numpy(np.array([1, 2], dtype=np.uint16))
     assert u.dtype is ember.uint16  # as torch.from_numpy: no silent widening
+
+
+def test_new_dtypes_print_like_pytorch():
+    c = ember.tensor([1 + 2j, 0.5j]).to(ember.chalf)
+    t = torch.tensor([1 + 2j, 0.5j]).to(torch.chalf)
+    assert repr(c) == repr(t).replace("torch.", "ember.")
+    u, tu = ember.tensor([1, 2], dtype=ember.uint16), torch.tensor([1, 2], dtype=torch.uint16)
+    assert repr(u) == repr(tu).replace("torch.", "ember.")
