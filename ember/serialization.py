@@ -55,7 +55,12 @@ _LEGACY_TENSOR_CLASSES = (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, Do
                           FloatTensor, HalfTensor, IntTensor, LongTensor, ShortTensor)
 
 __all__ = ["save", "load", "add_safe_globals", "safe_globals", "get_safe_globals",
-           "clear_safe_globals", "UntypedStorage"]
+           "clear_safe_globals", "UntypedStorage", "get_unsafe_globals_in_checkpoint",
+           "SourceChangeWarning", "mkdtemp", "location_tag", "default_restore_location",
+           "normalize_storage_type", "storage_to_tensor_type", "StorageType", "LoadEndianness",
+           "get_default_load_endianness", "set_default_load_endianness",
+           "check_module_version_greater_or_equal", "validate_cuda_device",
+           "validate_hpu_device"]
 
 # PyTorch's legacy (pre-1.6) format starts with this pickled number.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -943,6 +948,9 @@ def _load_zip(fh, unpickler_cls, restore, mmap_path, load_args):
         if order not in ("little", "big"):
             raise RuntimeError(f"ember.load: unknown byte order {order!r} in checkpoint")
         storages.swap = order != sys.byteorder
+    elif _load_endianness[0] not in (None, LoadEndianness.NATIVE):
+        # no record (old writers): the order set_default_load_endianness chose
+        storages.swap = _load_endianness[0].name.lower() != sys.byteorder
     data = storages._read(pkls[0])
     unpickler = unpickler_cls(io.BytesIO(data), **load_args)
     unpickler.persistent_load = storages
@@ -1090,3 +1098,138 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
             raise RuntimeError(f"ember.load: not a checkpoint (file starts with {magic!r}; "
                                f"expected a zip archive or PyTorch's legacy format)")
         return _load_legacy(fh, unpickler_cls, restore, load_args)
+
+
+# ============================================================================ PyTorch's helpers
+class SourceChangeWarning(Warning):
+    """PyTorch warns with it when a pickled module's source changed; kept for code that
+    filters it (ember pickles no source)."""
+
+
+@contextlib.contextmanager
+def mkdtemp():
+    """A temporary directory for the ``with`` block, removed afterwards."""
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def location_tag(storage):
+    """The location string a storage is saved with: always ``'cpu'`` in ember."""
+    return "cpu"
+
+
+def default_restore_location(storage, location):
+    """Place a loaded storage: CPU locations keep it; others fail (no GPU backend)."""
+    return _restorer(None)(storage, location)
+
+
+def validate_cuda_device(location):
+    """Fails: there is no CUDA device to place a storage on (PyTorch's check)."""
+    if location is None or isinstance(location, int):
+        location = "cuda" if location is None else f"cuda:{location}"
+    _restorer(None)(None, str(location))
+
+
+def validate_hpu_device(location):
+    raise RuntimeError(f"ember.load: cannot place a storage on {location!r}: ember has no HPU "
+                       f"backend")
+
+
+StorageType = _StorageType
+
+
+def normalize_storage_type(storage_type):
+    """The ember storage class of the same name as ``storage_type``."""
+    import ember
+    return getattr(ember, storage_type.__name__)
+
+
+def storage_to_tensor_type(storage):
+    """The legacy tensor class of a storage's dtype (``FloatStorage`` -> ``FloatTensor``)."""
+    import ember
+    dtype = getattr(storage, "dtype", D.uint8)
+    name = _STORAGE_OF_DTYPE.get(dtype.name, "ByteStorage").replace("Storage", "Tensor")
+    return getattr(ember, name)
+
+
+class LoadEndianness(__import__("enum").Enum):
+    """Byte order assumed for checkpoints that do not record theirs."""
+
+    NATIVE = 1
+    LITTLE = 2
+    BIG = 3
+
+
+_load_endianness = [None]
+
+
+def get_default_load_endianness():
+    return _load_endianness[0]
+
+
+def set_default_load_endianness(endianness):
+    """Byte order for checkpoints without a ``byteorder`` record (None: native)."""
+    if endianness is not None and not isinstance(endianness, LoadEndianness):
+        raise TypeError("Invalid argument type in function set_default_load_endianness")
+    _load_endianness[0] = endianness
+
+
+def check_module_version_greater_or_equal(module, req_version_tuple,
+                                          error_if_malformed=True):
+    """Whether ``module.__version__`` is at least ``req_version_tuple``."""
+    version = str(getattr(module, "__version__", "")).split("+")[0]
+    try:
+        parts = tuple(type(req)(p) for p, req in zip(version.split("."), req_version_tuple))
+        return parts >= tuple(req_version_tuple)
+    except ValueError as e:
+        if error_if_malformed:
+            raise RuntimeError(f"'{module.__name__}' module version string is malformed "
+                               f"'{version}' and cannot be compared with tuple "
+                               f"{req_version_tuple}") from e
+        import warnings
+        warnings.warn(f"'{module.__name__}' module version string is malformed '{version}' "
+                      f"and cannot be compared with tuple {req_version_tuple}", stacklevel=2)
+        return True
+
+
+def get_unsafe_globals_in_checkpoint(f):
+    """The globals a checkpoint's pickle names that ``weights_only`` loading would refuse
+    (neither on PyTorch's list nor added with ``add_safe_globals``), found by reading the
+    pickle's opcodes without running it. Sorted."""
+    import pickletools
+    if isinstance(f, (str, os.PathLike)):
+        with open(f, "rb") as fh:
+            data = fh.read()
+    else:
+        data = f.read()
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        pkl = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+        data = zf.read(pkl)
+    except (zipfile.BadZipFile, StopIteration):
+        raise ValueError("get_unsafe_globals_in_checkpoint: expected a checkpoint in "
+                         "PyTorch's zip format") from None
+    allowed = dict(_global_name(e) for e in _SAFE_GLOBALS)
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST"):
+            module, name = arg.split(" ", 1)
+            found.add((module, name))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.add((strings[-2], strings[-1]))
+        if isinstance(arg, str) and "UNICODE" in op.name:
+            strings.append(arg)
+    unsafe = set()
+    for module, name in found:
+        try:
+            full, obj = _resolve(module, name)
+        except NotImplementedError:
+            full, obj = f"{module}.{name}", None
+        if obj is None and full not in allowed:
+            unsafe.add(full)
+    return sorted(unsafe)

@@ -154,3 +154,36 @@ def test_new_dtypes_print_like_pytorch():
     assert repr(c) == repr(t).replace("torch.", "ember.")
     u, tu = ember.tensor([1, 2], dtype=ember.uint16), torch.tensor([1, 2], dtype=torch.uint16)
     assert repr(u) == repr(tu).replace("torch.", "ember.")
+
+
+def test_get_unsafe_globals_in_checkpoint_matches_pytorch():
+    import collections as C
+    data = _bytes_of(torch.save, {"t": torch.ones(2), "p": C.Counter("ab"), "f": frozenset([1]),
+                                  "s": slice(1, 2)})
+    want = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+    assert ember.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)) == want
+    mine = _bytes_of(ember.save, [_Point(1)])
+    assert ember.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(mine)) == \
+        [f"{__name__}._Point"]
+    with ember.serialization.safe_globals([_Point]):
+        assert ember.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(mine)) == []
+
+
+def test_serialization_helpers():
+    S = ember.serialization
+    assert S.location_tag(ember.ones(1).untyped_storage()) == "cpu"
+    with pytest.raises(RuntimeError, match="map_location"):
+        S.validate_cuda_device(0)
+    with S.mkdtemp() as d:
+        import os
+        assert os.path.isdir(d)
+    assert not os.path.exists(d)
+    assert S.storage_to_tensor_type(ember.ones(1).storage()) is ember.FloatTensor
+    assert S.check_module_version_greater_or_equal(np, (1, 20))
+    assert not S.check_module_version_greater_or_equal(np, (99, 0))
+    assert S.get_default_load_endianness() is None
+    S.set_default_load_endianness(S.LoadEndianness.LITTLE)
+    assert S.get_default_load_endianness() is S.LoadEndianness.LITTLE
+    S.set_default_load_endianness(None)
+    with pytest.raises(TypeError):
+        S.set_default_load_endianness("little")
