@@ -15,6 +15,8 @@ from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex
                      double, dtype, finfo, float, float16, float32, float64,
                      get_default_dtype, half, iinfo, int, int8, int16, int32, int64, long,
                      promote_types, set_default_dtype, short, uint8)
+from ._dtype import (chalf, complex32, float8_e4m3fn, float8_e5m2, uint16,  # noqa: E402
+                     uint32, uint64)
 from ._device import device
 from ._random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed,
                       seed, set_rng_state)
@@ -131,6 +133,9 @@ _LAZY_MODULES |= {"audio", "text"}
 _LAZY_MODULES |= {"fx"}
 _LAZY_MODULES |= {"multiprocessing", "futures"}  # ember.multiprocessing, ember.futures (dist)
 _LAZY_MODULES |= {"functorch"}
+_LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
+                  "overrides", "hub"}
+_LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp", "sparse_csr_tensor": "sparse"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
@@ -150,4 +155,11 @@ def __getattr__(name):
         return importlib.import_module("." + name, __name__)
     if name in _LAZY_ATTRS:
         return getattr(importlib.import_module("." + _LAZY_ATTRS[name], __name__), name)
+    if name in _LAZY_ATTRS_COMPAT:
+        return getattr(importlib.import_module("." + _LAZY_ATTRS_COMPAT[name], __name__), name)
     raise AttributeError(f"module 'ember' has no attribute '{name}'")
+
+
+# PyTorch's long tail of names (aliases, in-place and native-order spellings): ember.compat
+from . import _longtail  # noqa: E402
+_longtail.install(globals())

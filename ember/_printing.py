@@ -195,6 +195,8 @@ def tensor_repr(t, prefix=None):
         return prefix + "..., device='meta', " + ", ".join(suffixes) + ")"
     if arr.dtype == D._BF16 or arr.dtype == np.float16:
         shown = arr.astype(np.float32)  # exact: both widen to float32 without rounding
+    elif arr.dtype == D._C32:  # complex32 is stored as float16 pairs: show as complex64
+        shown = D.cast_array(arr, np.dtype(np.complex64))
     else:
         shown = arr
     indent = len(prefix)

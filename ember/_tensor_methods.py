@@ -27,7 +27,7 @@ class ToDtype(Node):
     @staticmethod
     def forward(ctx, a, dt):
         ctx.src = a.dtype
-        return a.astype(dt)
+        return D.cast_array(a, dt)
 
     @staticmethod
     def backward(ctx, g):
@@ -569,7 +569,11 @@ def _mH(self):
     return _mT(self).conj()
 
 
-def _view(self, *shape):
+def _view(self, *shape, dtype=None):
+    if dtype is not None:  # ``t.view(dtype=...)``, the keyword spelling of ``t.view(dtype)``
+        if shape:
+            raise TypeError("view() takes either a shape or dtype=, not both")
+        return S.view(self, dtype)
     return S.view(self, *shape)
 
 

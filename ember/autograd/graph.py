@@ -86,6 +86,7 @@ class Node:
     _out_meta = None   # per-output (shape, dtype), for ops with several outputs
 
     saves = ()
+    saves_for = None  # optional {input position: saved positions its gradient reads}
     saves_output = False
     view = False
     differentiable = True
@@ -173,6 +174,9 @@ class Node:
         if object.__getattribute__(self, "_released") and \
                 name in self.__dict__.get("_freed_names", ()):
             raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
+        if name.startswith(("_saved_", "_raw_saved_")):  # PyTorch's names for saved values
+            from ._saved import saved_attribute
+            return saved_attribute(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __init_subclass__(cls, **kwargs):
@@ -283,6 +287,15 @@ def _differentiable_dtype(arr):
     return arr.dtype.kind in "fcV"
 
 
+def _unread_saved(saves_for, needs):
+    """Saved positions that no input needing a gradient reads (see ``Node.saves_for``)."""
+    read = set()
+    for i, need in enumerate(needs):
+        if need:
+            read.update(saves_for.get(i, ()))
+    return {p for deps in saves_for.values() for p in deps} - read
+
+
 def _record(cls, args, arrays, kwargs):
     """The grad path: run forward with a real node as ctx and link it into the graph."""
     node = _new(cls)
@@ -324,9 +337,16 @@ def _record(cls, args, arrays, kwargs):
     saves = cls.saves
     if saves:
         saved = []
+        # ``saves_for`` says which saved positions each input's gradient reads: a tensor
+        # only the gradient of a non-differentiated input reads is kept unversioned, so a
+        # later in-place write to it does not fail a backward that never reads it (PyTorch
+        # saves per formula, too: ``x[:, 1] * 2`` keeps no version of ``x``)
+        unread = _unread_saved(cls.saves_for, needs) if cls.saves_for is not None else ()
         for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
-            if isinstance(t, Tensor):
+            if i in unread:
+                saved.append((t, _ZERO_VC, 0))
+            elif isinstance(t, Tensor):
                 b = t._base  # the version counter is shared with the base (as in
                 if b is None:  # ``_version_counter``, inlined: this runs per saved input)
                     b = t

@@ -124,6 +124,7 @@ class Sub(Node):
 
 class Mul(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}  # d/da reads b, d/db reads a
 
     @staticmethod
     def forward(ctx, a, b):
@@ -159,6 +160,7 @@ class Mul(Node):
 
 class Div(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -245,6 +247,7 @@ def _any_zero(b):
 
 class Remainder(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -265,6 +268,7 @@ class Remainder(Node):
 
 class Fmod(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -300,6 +304,8 @@ class Pow(Node):
                 with np.errstate(invalid="ignore"):
                     return np.sqrt(a)
         else:
+            if type(b) is _ndarray:  # PyTorch's node names for tensor and scalar bases
+                ctx._node_name = "PowBackward1" if type(a) is _ndarray else "PowBackward2"
             a, b = promote(a, b)
             if type(a) in _ARRAYS and a.dtype.kind in "iu" and type(b) in _ARRAYS and \
                     (b < 0).any():

@@ -67,6 +67,7 @@ _MATMUL_NAMES = {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackw
 
 class Matmul(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}
 
     @staticmethod
     def forward(ctx, a, b):

@@ -78,6 +78,7 @@ class Linear(Node):
     """``x @ w.T + b`` in one dispatch (three ops composed cost three)."""
 
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}  # d/dw reads only w's shape
 
     @staticmethod
     def forward(ctx, x, w, b):

@@ -303,7 +303,10 @@ class Diagonal(Node):
     @staticmethod
     def forward(ctx, a, offset, d1, d2):
         ctx.shape, ctx.args = a.shape, (offset, d1, d2)
-        return np.diagonal(a, offset, d1, d2)
+        d = np.diagonal(a, offset, d1, d2)
+        if a.flags.writeable:  # NumPy hands out a read-only view; PyTorch's is writable
+            d.flags.writeable = True
+        return d
 
     @staticmethod
     def backward(ctx, g):

@@ -131,3 +131,12 @@ class BatchNorm3d(_BatchNorm):
     def _check_input_dim(self, input):
         if input.ndim != 5:
             raise ValueError(f"expected 5D input (got {input.ndim}D input)")
+
+
+def __getattr__(name):
+    # the lazy forms live in lazy.py (which imports this file); PyTorch exports them here
+    if name.startswith("Lazy"):
+        from . import lazy
+        if name in lazy.__all__:
+            return getattr(lazy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
