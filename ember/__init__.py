@@ -107,10 +107,12 @@ def get_num_threads():
     return _g()
 
 
-def compile(model=None, **kwargs):
-    """The compiler is not built yet; raising beats silently running eagerly."""
-    raise NotImplementedError("ember.compile is not implemented yet (see the README status "
-                              "table)")
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+            options=None, disable=False):
+    """PyTorch's ``torch.compile`` (see ``ember.compiler``); also a decorator."""
+    from .compiler._api import compile as _compile
+    return _compile(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                    options=options, disable=disable)
 
 
 from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noqa: E402,F401
@@ -125,6 +127,7 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "export", "signal", "masked"}
 _LAZY_MODULES |= {"audio", "text"}
 _LAZY_MODULES |= {"fx"}
+_LAZY_MODULES |= {"compiler", "_dynamo", "_logging"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
