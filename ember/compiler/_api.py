@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._core import BACKENDS, CompiledFunction
 
-__all__ = ["compile", "OptimizedModule", "compile_module_inplace"]
+__all__ = ["compile", "compile_module_inplace"]
 
 _MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

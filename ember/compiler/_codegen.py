@@ -92,13 +92,23 @@ def _build(cc, src, dest_dir, name):
                 os.unlink(p)
 
 
+def _key(src, cc):
+    return hashlib.sha256("\0".join([src, cc, *CFLAGS]).encode()).hexdigest()[:24]
+
+
+def cache_path(src):
+    """Where the disk cache keeps the library of C source ``src`` (None without a compiler)."""
+    cc = c_compiler()
+    return None if cc is None else os.path.join(cache_dir(), f"k_{_key(src, cc)}.so")
+
+
 def load_kernel(src, symbol="kernel"):
     """The ctypes function ``symbol`` of ``src`` compiled as C: from memory, from the disk
     cache, or freshly compiled. Raises RuntimeError when no C compiler works."""
     cc = c_compiler()
     if cc is None:
         raise RuntimeError("ember.compile: no C compiler (cc/gcc) found")
-    key = hashlib.sha256("\0".join([src, cc, *CFLAGS]).encode()).hexdigest()[:24]
+    key = _key(src, cc)
     fn = _LOADED.get(key)
     if fn is not None:
         STATS["memory_hits"] += 1

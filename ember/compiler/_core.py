@@ -13,7 +13,6 @@ and runs the function eagerly from then on (``fullgraph=True``: an error naming 
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import warnings
 import weakref
@@ -21,7 +20,6 @@ import weakref
 import numpy as np
 
 from .._tensor import Tensor
-from ..autograd.grad_mode import GradMode
 from ..export import _capture
 from ..export._pytree import tree_flatten, tree_unflatten
 
@@ -205,7 +203,6 @@ class CompiledFunction:
 
     # -- capture
     def _capture(self, args, kwargs, leaves, in_spec, glb):
-        from ..nn.modules.module import Module
         modules, opts, tensors, scalar_names = _discover(self.fn)
         if self.module is not None:
             modules = [self.module] + [m for m in modules if m is not self.module]
