@@ -455,3 +455,27 @@ def test_unusable_cache_directory_compiles_elsewhere(tmp_path, monkeypatch):
     _close(c(x), f(x), 1e-6)
     _close(c(x), f(x), 1e-6)
     assert blocker.read_text() == ""
+
+
+@pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
+def test_exp_tanh_sigmoid_special_values_and_range(dtype):
+    # the float32 kernels use their own vectorisable exp/tanh: check them over the range,
+    # at the overflow/underflow edges and on inf/nan
+    special = [0.0, -0.0, 1e-8, -1e-3, 0.06, 0.07, 0.5, -3.0, 9.0, 20.0, 100.0, -100.0,
+               float("inf"), -float("inf"), float("nan"), -88.0, 88.5, 89.0, -104.0, -110.0]
+    x = ember.cat([ember.tensor(special, dtype=dtype), ember.linspace(-30, 30, 20001,
+                                                                      dtype=dtype)])
+
+    def f(v):
+        return ember.tanh(v * 1.0), ember.exp(v * 1.0), ember.sigmoid(v * 1.0)
+    c = ember.compile(f)
+    c(x)
+    (t, e, s), (t0, e0, s0) = c(x), f(x)
+    for a, b in ((t, t0), (e, e0)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=TOL[dtype] / 5, atol=1e-30)
+    # eager ember's float32 sigmoid is exact only to about 3e-8 absolute (0 at -30, where the
+    # true value is 9e-14): compare absolutely, and relatively against PyTorch
+    np.testing.assert_allclose(s.numpy(), s0.numpy(), rtol=TOL[dtype] / 5, atol=1e-7)
+    torch = pytest.importorskip("torch")
+    ts = torch.sigmoid(torch.from_numpy(x.numpy())).numpy()
+    np.testing.assert_allclose(s.numpy(), ts, rtol=TOL[dtype] / 5, atol=1e-30)
