@@ -156,6 +156,7 @@ class CompiledFunction:
         self.breaks: list = []
         self.eager_only = False
         self.limit_warned = False
+        self.warmed = False
         functools.update_wrapper(self, fn, updated=())
         _ALL.add(self)
 
@@ -203,12 +204,19 @@ class CompiledFunction:
 
     # -- capture
     def _capture(self, args, kwargs, leaves, in_spec, glb):
+        from ..nn.modules.module import Module
+        from ..optim.optimizer import Optimizer
         modules, opts, tensors, scalar_names = _discover(self.fn)
+        # modules and optimizers passed as arguments (a compiled method's self, ...) are
+        # read and updated by reference too
+        modules += [v for v in leaves if isinstance(v, Module) and v not in modules]
+        opts += [v for v in leaves if isinstance(v, Optimizer) and v not in opts]
         if self.module is not None:
             modules = [self.module] + [m for m in modules if m is not self.module]
         # stateful optimizers make their state on the first step: take it eagerly, capture
         # the next call (whose graph then updates that state in place)
-        if any(not o.state for o in opts):
+        if any(not o.state for o in opts) and not self.warmed:
+            self.warmed = True
             return self.fn(*args, **kwargs)
         table = {}
         for i, m in enumerate(modules):

@@ -479,3 +479,33 @@ def test_exp_tanh_sigmoid_special_values_and_range(dtype):
     torch = pytest.importorskip("torch")
     ts = torch.sigmoid(torch.from_numpy(x.numpy())).numpy()
     np.testing.assert_allclose(s.numpy(), ts, rtol=TOL[dtype] / 5, atol=1e-30)
+
+
+def test_compiled_method_reads_live_parameters_and_stateless_sgd_compiles():
+    class Trainer:
+        def __init__(self):
+            self.model = MLP()
+            self.opt = ember.optim.SGD(self.model.parameters(), lr=0.1)  # no state ever
+
+        @ember.compile
+        def step(self, m, opt, x):
+            loss = m(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+    ember.manual_seed(6)
+    t = Trainer()
+    ref, ref_opt = copy.deepcopy(t.model), None
+    ref_opt = ember.optim.SGD(ref.parameters(), lr=0.1)
+    for _ in range(4):
+        x = ember.randn(3, 8)
+        loss = t.step(t.model, t.opt, x)
+        r = ref(x).pow(2).mean()
+        r.backward()
+        ref_opt.step()
+        ref_opt.zero_grad()
+        _close(loss, r, 1e-6)
+    assert len(Trainer.step.entries) == 1 and not Trainer.step.breaks
+    for a, b in zip(t.model.parameters(), ref.parameters()):
+        _close(a, b, 1e-6)
