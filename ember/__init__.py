@@ -113,10 +113,12 @@ def get_num_threads():
     return _g()
 
 
-def compile(model=None, **kwargs):
-    """The compiler is not built yet; raising beats silently running eagerly."""
-    raise NotImplementedError("ember.compile is not implemented yet (see the README status "
-                              "table)")
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+            options=None, disable=False):
+    """PyTorch's ``torch.compile`` (see ``ember.compiler``); also a decorator."""
+    from .compiler._api import compile as _compile
+    return _compile(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                    options=options, disable=disable)
 
 
 from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noqa: E402,F401
@@ -136,6 +138,7 @@ _LAZY_MODULES |= {"functorch"}
 _LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
                   "overrides", "hub"}
 _LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp", "sparse_csr_tensor": "sparse"}
+_LAZY_MODULES |= {"compiler", "_dynamo", "_logging"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",

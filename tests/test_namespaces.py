@@ -8,7 +8,6 @@ import ember
 
 
 @pytest.mark.parametrize("call", [
-    lambda: ember.compile(lambda x: x),
     lambda: ember.onnx.export(None, None, "f.onnx"),
     lambda: ember.quantization.quantize_dynamic(None),
 ])

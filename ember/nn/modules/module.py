@@ -1001,8 +1001,9 @@ class Module:
         return main + ")"
 
     def compile(self, *args, **kwargs):
-        raise NotImplementedError("Module.compile is not implemented yet (ember.compile is not "
-                                  "built)")
+        """Compile this module's forward in place (``ember.compile``'s arguments)."""
+        from ...compiler._api import compile_module_inplace
+        compile_module_inplace(self, *args, **kwargs)
 
 
 def _with_module_hook(hook, module, *args):
