@@ -141,12 +141,37 @@ def _tensor_or_scalar(c, v, dtype):
     return c.scalar(v, dtype)
 
 
+def _operands(c, node, vals, dt):
+    """Elementwise operands as ONNX names. A constant filled with one value (``zeros_like``,
+    ``full``: creation is not captured, so its shape is the example's) becomes a scalar when
+    the other operands alone give the output's shape: same values, and it keeps dynamic
+    dimensions dynamic."""
+    from ..fx import Node
+    args = node.args[len(node.args) - len(vals):]
+    others = [_meta(a)[0] for a in args if isinstance(a, Node) and a not in c.const]
+    out_shape = _meta(node)[0]
+    try:
+        alone = tuple(np.broadcast_shapes(*others)) if others else None
+    except ValueError:
+        alone = None
+    names = []
+    for a, v in zip(args, vals):
+        t = c.const.get(a) if isinstance(a, Node) else None
+        if t is not None and alone == out_shape and t._data.size > 1:
+            flat = t._data.reshape(-1)
+            if np.all(flat == flat[0]):
+                names.append(c.init(np.asarray(flat[0], dtype=t._data.dtype), "fill"))
+                continue
+        names.append(_tensor_or_scalar(c, v, dt))
+    return names
+
+
 def _binary(op):
     def f(c, node, a, b):
-        dt = _np_dtype(_meta(node)[1])
-        if op in ("Add", "Sub", "Mul", "Div") and dt.kind == "b":
-            dt = np.dtype(np.float32)
-        return c.emit(op, [_tensor_or_scalar(c, a, dt), _tensor_or_scalar(c, b, dt)])
+        # a Python scalar takes its tensor operand's dtype (a comparison's result is bool)
+        tensor = next(x for x in node.args if hasattr(x, "op"))
+        dt = _np_dtype(_meta(tensor)[1])
+        return c.emit(op, _operands(c, node, [a, b], dt))
     return f
 
 
@@ -215,7 +240,7 @@ def _clip(c, node, a, lo=None, hi=None):
 @_h("Where")
 def _where(c, node, cond, a, b):
     dt = _np_dtype(_meta(node)[1])
-    return c.emit("Where", [cond, _tensor_or_scalar(c, a, dt), _tensor_or_scalar(c, b, dt)])
+    return c.emit("Where", _operands(c, node, [cond, a, b], dt))
 
 
 @_h("Gelu")
@@ -503,10 +528,18 @@ def _recurrent(c, node, *args):
     bias = [gates(v)[0] if v is not None else zeros for v in vals[2:]]
     B = c.init(np.concatenate(bias)[None], f"{kind.lower()}_B")
     ax0 = c.ints([0])
-    ins = [x, W, R, B, "", c.emit("Unsqueeze", [h0, ax0])]
+
+    def state(arg, val):
+        # a zero state (the default one is made in forward, not captured: its batch size
+        # is the example's) is left out, as ONNX starts from zeros; keeps the batch dynamic
+        t = c.const.get(arg) if hasattr(arg, "op") else None
+        if t is not None and not np.any(t._data):
+            return ""
+        return c.emit("Unsqueeze", [val, ax0])
+    ins = [x, W, R, B, "", state(a[1], h0)]
     attrs = {"hidden_size": int(hsize), "direction": "reverse" if reverse else "forward"}
     if kind == "LSTM":
-        ins.append(c.emit("Unsqueeze", [c0, ax0]))
+        ins.append(state(a[2], c0))
     if kind == "GRU":
         attrs["linear_before_reset"] = 1
     if kind == "RNN":
@@ -601,7 +634,7 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
     from ..export import InputKind
     from ..export._capture import sym_size
     c = _GraphConverter(opset, fold)
-    c.const_names, c.const_target = {}, {}
+    c.const_names, c.const_target, c.renamed = {}, {}, set()
     helper = c.helper
     sig = ep.graph_signature
     kinds = {s.arg.name if hasattr(s.arg, "name") else None: s for s in sig.input_specs}
@@ -639,8 +672,8 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
         name = output_names[i] if output_names and i < len(output_names) else \
             ("output" if len(flat) == 1 else f"output_{i}")
         src = c.value(o)
-        c.nodes.append(helper.make_node("Identity", [src], [name], name=c.fresh("n_out"))) \
-            if src != name else None
+        if src != name:
+            _rename_output(c, src, name)
         shape, dt = _meta(o)
         dims = list(shape) if shape is not None else None
         dyn_out = (dynamic_axes or {}).get(name)
@@ -651,6 +684,23 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
         graph_outputs.append(helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(_np_dtype(dt)), dims))
     return c, graph_inputs, graph_outputs
+
+
+def _rename_output(c, src, name):
+    """Give graph output ``name`` to the value ``src``: rename the node output in place (no
+    extra node) unless ``src`` is a graph input, an initializer or already an output."""
+    producer = next((n for n in c.nodes if src in n.output), None)
+    if producer is None or src in c.renamed:
+        c.nodes.append(c.helper.make_node("Identity", [src], [name], name=c.fresh("n_out")))
+        return
+    c.renamed.add(src)
+    for n in c.nodes:
+        for i, v in enumerate(n.input):
+            if v == src:
+                n.input[i] = name
+        for i, v in enumerate(n.output):
+            if v == src:
+                n.output[i] = name
 
 
 def _fetch_attr(ep, target):
@@ -793,6 +843,8 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     for name, arr in c.initializers.items():
         t = onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
         inits.append(t)
+    used = {i for n in c.nodes for i in n.input}
+    inits = [t for t in inits if t.name in used]
     graph = helper.make_graph(c.nodes, "main_graph", ins, outs, initializer=inits)
     model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                     producer_name="ember")
