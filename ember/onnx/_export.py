@@ -295,6 +295,29 @@ def _conv(c, node, x, w, b, stride, pads, dilation, groups):
                   dilations=list(dilation), group=int(groups))
 
 
+@_h("ConvInputGrad")
+def _conv_transpose(c, node, g, w, xshape, stride, pads, dilation, groups):
+    """The transposed convolution (ember records it as the input gradient of a conv of
+    output shape ``xshape``); ONNX's output_padding makes up the size's remainder."""
+    ks = c.shape_of(node.args[1])[2:]
+    insz = c.shape_of(node.args[0])[2:]
+    extra = [int(o) - (s * (i - 1) + d * (k - 1) + 1 - lo - hi) for o, i, s, d, k, (lo, hi) in
+             zip(xshape[2:], insz, stride, dilation, ks, pads)]
+    return c.emit("ConvTranspose", [g, w], strides=list(stride), pads=_pads(pads),
+                  dilations=list(dilation), group=int(groups), output_padding=extra)
+
+
+@_h("ToDtype")
+def _cast(c, node, a, dt):
+    to = c.helper.np_dtype_to_tensor_dtype(_np_dtype(_meta(node)[1]))
+    return c.emit("Cast", [a], to=int(to))
+
+
+@_h("Gather")
+def _gather_elements(c, node, a, dim, index):
+    return c.emit("GatherElements", [a, index], axis=int(dim))
+
+
 @_h("MaxPoolNd")
 def _maxpool(c, node, x, ks, st, dl, pads, osz, return_indices):
     if return_indices:
@@ -326,13 +349,21 @@ def _normalize(c, node, x, w, b, axes, eps):
     r = len(shape)
     axes = sorted(a % r for a in axes)
     dt = _np_dtype(_meta(node)[1] or _meta(node.args[0])[1])
+    norm = [shape[a] for a in axes]
+
+    def fits(arg):  # an affine parameter over the normalized dims only
+        return arg is None or int(np.prod(c.shape_of(arg))) == int(np.prod(norm))
     if axes == list(range(r - len(axes), r)):  # layer norm over the trailing dims
-        norm = [shape[a] for a in axes]
-        w = w if w is not None else c.init(np.ones(norm, dt), "ln_ones")
-        ins = [x, c.reshaped_const(node.args[1], norm) or w]
-        if b is not None:
-            ins.append(c.reshaped_const(node.args[2], norm) or b)
+        wa, ba = node.args[1], node.args[2]
+        affine_inside = fits(wa) and fits(ba)
+        ins = [x, c.reshaped_const(wa, norm) or w if w is not None and affine_inside
+               else c.init(np.ones(norm, dt), "ln_ones")]
+        if b is not None and affine_inside:
+            ins.append(c.reshaped_const(ba, norm) or b)
         y = c.emit("LayerNormalization", ins, axis=-len(axes), epsilon=float(eps))
+        if not affine_inside:  # per-channel affine (instance norm): applied after
+            y = c.emit("Mul", [y, w]) if w is not None else y
+            y = c.emit("Add", [y, b]) if b is not None else y
         return [y, None, None]
     # general axes (group/instance norm): (x - mean) / sqrt(var + eps) * w + b
     ax = c.ints(axes)
@@ -535,7 +566,7 @@ def _recurrent(c, node, *args):
         t = c.const.get(arg) if hasattr(arg, "op") else None
         if t is not None and not np.any(t._data):
             return ""
-        return c.emit("Unsqueeze", [val, ax0])
+        return c.emit("Unsqueeze", [val, ax0]) if len(c.shape_of(arg)) == 2 else val
     ins = [x, W, R, B, "", state(a[1], h0)]
     attrs = {"hidden_size": int(hsize), "direction": "reverse" if reverse else "forward"}
     if kind == "LSTM":
@@ -562,7 +593,7 @@ class _GraphConverter(_Converter):
         t = self.const.get(arg) if hasattr(arg, "op") else None
         if t is None:
             return None
-        return self.init(np.ascontiguousarray(t._data.T), f"{arg.name}_t")
+        return self.init(np.array(t._data.T, order="C"), f"{arg.name}_t")
 
     def reshaped_const(self, arg, shape):
         t = self.const.get(arg) if hasattr(arg, "op") else None
@@ -602,7 +633,7 @@ class _GraphConverter(_Converter):
             name = self.const_target.get(node)
             if name is None or name in self.initializers:
                 name = self.fresh(node.name)
-            self.initializers[name] = np.ascontiguousarray(t._data)
+            self.initializers[name] = np.array(t._data, order="C")
             self.const_names[node] = name
         return name
 
@@ -841,7 +872,7 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     helper = c.helper
     inits = []
     for name, arr in c.initializers.items():
-        t = onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
+        t = onnx.numpy_helper.from_array(np.array(arr, order="C"), name)
         inits.append(t)
     used = {i for n in c.nodes for i in n.input}
     inits = [t for t in inits if t.name in used]

@@ -43,6 +43,15 @@ def run_onnxruntime(model_proto, inputs):
     return sess.run(None, feed)
 
 
+def _tensors(tree):
+    """The tensors of nested tuples, lists and dicts, in order (the ONNX inputs' order)."""
+    if isinstance(tree, (tuple, list)):
+        return [t for x in tree for t in _tensors(x)]
+    if isinstance(tree, dict):
+        return [t for x in tree.values() for t in _tensors(x)]
+    return [tree] if hasattr(tree, "numpy") else []
+
+
 def verify(model, args, *, test_args=(), rtol=1e-5, atol=1e-6, raise_on_mismatch=True,
            **export_kwargs):
     """Export ``model`` on ``args``, then run ember (eager, no grad, eval mode) and
@@ -63,8 +72,8 @@ def verify(model, args, *, test_args=(), rtol=1e-5, atol=1e-6, raise_on_mismatch
         for a in (args,) + tuple(test_args):
             with ember.no_grad():
                 ref = model(*a)
-            refs = [r.numpy() for r in (ref if isinstance(ref, (tuple, list)) else (ref,))]
-            outs = run_onnxruntime(sess_proto, [x for x in a if hasattr(x, "numpy")])
+            refs = [r.numpy() for r in _tensors(ref)]
+            outs = run_onnxruntime(sess_proto, _tensors(a))
             for r, o in zip(refs, outs):
                 if r.shape != o.shape:
                     raise AssertionError(f"verify: output shape {o.shape} from onnxruntime, "
