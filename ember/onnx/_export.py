@@ -395,6 +395,20 @@ _HANDLERS["Amin"] = _reduce("ReduceMin")
 _HANDLERS["Prod"] = _reduce("ReduceProd")
 
 
+@_h("Var", "Std")
+def _var(c, node, a, axis, correction=1, keepdim=False):
+    shape = c.shape_of(node.args[0])
+    axes = list(range(len(shape))) if axis is None else [
+        int(x) for x in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    n = int(np.prod([shape[x] for x in axes]))
+    dt = _np_dtype(_meta(node)[1])
+    ax = c.ints(axes)
+    d = c.emit("Sub", [a, c.emit("ReduceMean", [a, ax], keepdims=1)])
+    ss = c.emit("ReduceSum", [c.emit("Mul", [d, d]), ax], keepdims=int(bool(keepdim)))
+    v = c.emit("Div", [ss, c.scalar(max(n - float(correction or 0), 0.0), dt)])
+    return c.emit("Sqrt", [v]) if node.target.__self__.__name__ == "Std" else v
+
+
 @_h("MaxDim", "MinDim")
 def _maxdim(c, node, a, dim, keepdim=False):
     big = node.target.__self__.__name__ == "MaxDim"
@@ -490,7 +504,7 @@ def _index(c, node, a, idx):
     shape = c.shape_of(node.args[0])
     r = len(shape)
     n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-    out, dim, squeeze, unsq, pos = a, 0, [], [], 0
+    out, dim, unsq, pos = a, 0, [], 0
     for i in idx:
         if i is Ellipsis:
             pos += r - n_real

@@ -149,6 +149,36 @@ def _conv(x, w, b=None, strides=None, pads=None, dilations=None, group=1, kernel
                         tuple(dilations or (1,) * n), int(group))
 
 
+@_op("ConvTranspose")
+def _conv_transpose(x, w, b=None, strides=None, pads=None, dilations=None, group=1,
+                    output_padding=None, kernel_shape=None, output_shape=None,
+                    auto_pad="NOTSET"):
+    from ..ops.conv import ConvInputGrad
+    n = w.ndim - 2
+    st, dl, pp = tuple(strides or (1,) * n), tuple(dilations or (1,) * n), _pairs(pads, n)
+    op = list(output_padding or (0,) * n)
+    if output_shape is not None:
+        raise NotImplementedError("ember.onnx.load: ConvTranspose with output_shape")
+    size = [s * (i - 1) + d * (k - 1) + 1 - lo - hi + e for i, s, d, k, (lo, hi), e in
+            zip(x.shape[2:], st, dl, w.shape[2:], pp, op)]
+    xshape = (x.shape[0], w.shape[1] * group, *size)
+    y = ConvInputGrad.apply(x, w, xshape, st, pp, dl, int(group))
+    return y if b is None else y + b.reshape((1, -1) + (1,) * n)
+
+
+@_op("Cast")
+def _cast(a, to, saturate=1):
+    from onnx import helper
+    from .._dtype import all_dtypes
+    want = np.dtype(helper.tensor_dtype_to_np_dtype(to))
+    return a.to(next(d for d in all_dtypes if d.np is not None and np.dtype(d.np) == want))
+
+
+@_op("GatherElements")
+def _gather_elements(a, idx, axis=0):
+    return _e().gather(a, axis, idx)
+
+
 def _out_size(size, k, s, d, lo, hi):
     return tuple((n + a + b - dd * (kk - 1) - 1) // ss + 1
                  for n, kk, ss, dd, a, b in zip(size, k, s, d, lo, hi))

@@ -78,12 +78,14 @@ def verify(model, args, *, test_args=(), rtol=1e-5, atol=1e-6, raise_on_mismatch
                 if r.shape != o.shape:
                     raise AssertionError(f"verify: output shape {o.shape} from onnxruntime, "
                                          f"{r.shape} from ember")
-                d = np.abs(o.astype(np.float64) - r.astype(np.float64))
+                d = np.atleast_1d(np.abs(o.astype(np.float64) - r.astype(np.float64)))
+                d[np.atleast_1d(np.isnan(o) & np.isnan(r))] = 0.0  # NaN in both: masked rows
+                scale = np.abs(r).reshape(d.shape)
                 ab = float(d.max()) if d.size else 0.0
-                rel = float((d / np.maximum(np.abs(r), 1e-30)).max()) if d.size else 0.0
+                rel = float((d / np.maximum(scale, 1e-30)).max()) if d.size else 0.0
                 errors.append((ab, rel))
                 worst_abs, worst_rel = max(worst_abs, ab), max(worst_rel, rel)
-                if raise_on_mismatch and not np.all(d <= atol + rtol * np.abs(r)):
+                if raise_on_mismatch and not np.all(d <= atol + rtol * scale):
                     raise AssertionError(f"verify: onnxruntime and ember differ by {ab:.3g} "
                                          f"(abs), beyond atol={atol} rtol={rtol}")
     finally:
