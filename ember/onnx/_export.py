@@ -711,6 +711,9 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
             _convert_call(c, node, sym_size, Tensor)
         elif node.op == "output":
             outs = node.args[0]
+    if fold:
+        _fold_conv_affine(c, {c.value(o) for o in (outs if isinstance(outs, (list, tuple))
+                                                     else (outs,))})
     graph_outputs = []
     flat = outs if isinstance(outs, (list, tuple)) else (outs,)
     for i, o in enumerate(flat):
@@ -729,6 +732,74 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
         graph_outputs.append(helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(_np_dtype(dt)), dims))
     return c, graph_inputs, graph_outputs
+
+
+def _fold_conv_affine(c, keep):
+    """Fold ``Conv -> Mul(per-channel constant) -> Add(per-channel constant)`` (what batch norm
+    in eval mode becomes after constant folding) into the Conv's weight and bias, as
+    PyTorch's exporter does. ``keep``: names that must stay (graph outputs)."""
+    uses = {}
+    for n in c.nodes:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    consumers = {}
+    for n in c.nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    dropped = set()
+
+    def channel_vector(name, cout, rank):
+        arr = c.initializers.get(name)
+        if arr is None or arr.ndim > rank:
+            return None
+        try:
+            b = np.broadcast_to(arr, (1, cout) + (1,) * (rank - 2))
+        except ValueError:
+            return None
+        full = np.broadcast_shapes(arr.shape, (1, cout) + (1,) * (rank - 2))
+        return b.reshape(cout) if full == (1, cout) + (1,) * (rank - 2) else None
+
+    for conv in list(c.nodes):
+        if conv.op_type != "Conv" or id(conv) in dropped or conv.input[1] not in c.initializers:
+            continue
+        w = c.initializers[conv.input[1]]
+        bias = c.initializers.get(conv.input[2]) if len(conv.input) > 2 else None
+        if len(conv.input) > 2 and bias is None:
+            continue
+        cout, changed = w.shape[0], False
+        for op in ("Mul", "Add"):
+            out = conv.output[0]
+            nxt = consumers.get(out, [])
+            if uses.get(out, 0) != 1 or out in keep or len(nxt) != 1 or nxt[0].op_type != op:
+                break
+            node = nxt[0]
+            other = node.input[1] if node.input[0] == out else node.input[0]
+            vec = channel_vector(other, cout, w.ndim)
+            if vec is None or vec.dtype != w.dtype:
+                break
+            if op == "Mul":
+                w = w * vec.reshape((cout,) + (1,) * (w.ndim - 1))
+                bias = None if bias is None else bias * vec
+            else:
+                bias = vec.copy() if bias is None else bias + vec
+            conv.output[0] = node.output[0]
+            dropped.add(id(node))
+            changed = True
+        if changed:
+            wname = conv.input[1]
+            if uses.get(wname, 0) != 1:
+                wname = c.fresh(f"{wname}_fused")
+            c.initializers[wname] = w
+            conv.input[1] = wname
+            if bias is not None:
+                bname = conv.input[2] if len(conv.input) > 2 and uses.get(conv.input[2]) == 1 \
+                    else c.fresh("conv_bias_fused")
+                c.initializers[bname] = bias
+                if len(conv.input) > 2:
+                    conv.input[2] = bname
+                else:
+                    conv.input.append(bname)
+    c.nodes = [n for n in c.nodes if id(n) not in dropped]
 
 
 def _rename_output(c, src, name):
