@@ -633,11 +633,22 @@ class _GraphConverter(_Converter):
         from ..fx import Node
         if isinstance(a, Node):
             if a in self.const and a not in self.env:
-                self.env[a] = self.const_name(a)
+                self.env[a] = self.dynamic_fill(a) if a in self.fillable else \
+                    self.const_name(a)
             return self.env[a]
         if isinstance(a, (list, tuple)):
             return type(a)(self.value(x) for x in a)
         return a
+
+    def dynamic_fill(self, node):
+        """A constant filled with one value whose dims include a dynamic size's example value
+        (``ones(T, T)`` made in forward: creation ops are not captured, so its shape is the
+        example's): rebuilt as ``Expand(value, shape)`` with those dims taken from the inputs
+        at run time."""
+        t = self.const[node]._data
+        shape = [self.dyn_sizes.get(int(d), int(d)) for d in t.shape]
+        fill = self.init(np.asarray(t.reshape(-1)[0], dtype=t.dtype), "fill")
+        return self.emit("Expand", [fill, self.shape_input(shape)], name_hint="fill")
 
     def const_name(self, node):
         name = self.const_names.get(node)
@@ -680,6 +691,7 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
     from ..export._capture import sym_size
     c = _GraphConverter(opset, fold)
     c.const_names, c.const_target, c.renamed = {}, {}, set()
+    c.dyn_sizes, c.fillable = {}, set()  # example size -> its run-time size; see dynamic_fill
     helper = c.helper
     sig = ep.graph_signature
     kinds = {s.arg.name if hasattr(s.arg, "name") else None: s for s in sig.input_specs}
@@ -707,6 +719,11 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
             c.env[node] = name
         elif node.op == "get_attr":
             c.const[node] = _fetch_attr(ep, node.target)
+            data = getattr(c.const[node], "_data", None)
+            if c.dyn_sizes and data is not None and data.size > 1 and \
+                    any(int(d) in c.dyn_sizes for d in data.shape) and \
+                    np.all(data.reshape(-1) == data.reshape(-1)[0]):
+                c.fillable.add(node)
         elif node.op == "call_function":
             _convert_call(c, node, sym_size, Tensor)
         elif node.op == "output":
@@ -802,6 +819,17 @@ def _fold_conv_affine(c, keep):
     c.nodes = [n for n in c.nodes if id(n) not in dropped]
 
 
+def _dead_code(c, outputs):
+    """Drop nodes none of whose outputs is used (a handler may build operands it then
+    replaces, such as a fill folded into a scalar)."""
+    while True:
+        used = set(outputs) | {i for n in c.nodes for i in n.input}
+        keep = [n for n in c.nodes if any(o in used for o in n.output)]
+        if len(keep) == len(c.nodes):
+            return
+        c.nodes = keep
+
+
 def _rename_output(c, src, name):
     """Give graph output ``name`` to the value ``src``: rename the node output in place (no
     extra node) unless ``src`` is a graph input, an initializer or already an output."""
@@ -836,6 +864,7 @@ def _convert_call(c, node, sym_size, Tensor):
         c.env[node] = c.emit("Shape", [c.value(src)], start=int(dim), end=int(dim) + 1,
                              name_hint="size")
         c.syms.add(c.env[node])
+        c.dyn_sizes.setdefault(int(c.shape_of(src)[dim]), c.env[node])
         return
     if target is operator.getitem:
         seq, i = node.args
@@ -857,7 +886,8 @@ def _convert_call(c, node, sym_size, Tensor):
     if cls is None:
         raise c.unsupported(node)
     impure = getattr(target, "_fx_impure", False) and inplace_of is None
-    if c.fold and not impure and _is_const_arg(c, node.args) and \
+    fillable = any(a in c.fillable for a in node.args if hasattr(a, "op"))
+    if c.fold and not impure and not fillable and _is_const_arg(c, node.args) and \
             _is_const_arg(c, tuple(node.kwargs.values())):
         # constant folding: evaluate now, emit an initializer only where it is used
         args = _const_value(c, node.args)
@@ -959,6 +989,7 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     for name, arr in c.initializers.items():
         t = onnx.numpy_helper.from_array(np.array(arr, order="C"), name)
         inits.append(t)
+    _dead_code(c, {o.name for o in outs})
     used = {i for n in c.nodes for i in n.input}
     inits = [t for t in inits if t.name in used]
     graph = helper.make_graph(c.nodes, "main_graph", ins, outs, initializer=inits)

@@ -93,6 +93,6 @@ def zoo():
         ("encoder", Encoder(), (toks(2, 6, 40), pad(2, 6)),
          {"tokens": {0: "batch", 1: "seq"}, "pad_mask": {0: "batch", 1: "seq"}},
          [(toks(1, 4, 40), pad(1, 4)), (toks(3, 9, 40), pad(3, 9))]),
-        ("gpt_block", GPTBlock(), (r(2, 5, 32),), {"x": {0: "batch"}},
-         [(r(1, 5, 32),), (r(3, 5, 32),)]),
+        ("gpt_block", GPTBlock(), (r(2, 5, 32),), {"x": {0: "batch", 1: "seq"}},
+         [(r(1, 3, 32),), (r(3, 8, 32),)]),
     ]
