@@ -32,6 +32,10 @@ class OnnxExporterError(RuntimeError):
 class UnsupportedOperatorError(OnnxExporterError):
     """A captured op has no ONNX mapping in ember's exporter."""
 
+    def __init__(self, msg, node=None):
+        super().__init__(msg)
+        self.node = node
+
 
 def _onnx():
     try:
@@ -106,10 +110,65 @@ def _meta(node):
 
 
 def _user_line(node):
-    st = node.meta.get("stack_trace")
+    st = node.meta.get("stack_trace") or node.meta.get("source_line")
     if st:
         return st.strip().splitlines()[-1].strip()
     return "(source line not recorded by the capture)"
+
+
+# files whose frames are the framework, not the model's code
+_FRAMEWORK = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), p)
+                   for p in ("ops", "autograd", "export", "onnx", "fx", "_tensor",
+                             os.path.join("nn", "functional"), os.path.join("nn", "_"),
+                             os.path.join("nn", "modules", "module.py")))
+
+
+class _Locator:
+    """A dispatch mode (``_MODES``) that finds the model's source line of the ``k``-th call
+    of op ``cls`` in a rerun (the capture keeps no source lines)."""
+
+    def __init__(self, cls, k):
+        self.cls, self.k, self.seen, self.line = cls, k, 0, None
+
+    def on_op(self, cls, args, kwargs, run):
+        if cls is self.cls:
+            if self.seen == self.k and self.line is None:
+                import traceback
+                for fr in reversed(traceback.extract_stack()[:-1]):
+                    if not os.path.abspath(fr.filename).startswith(_FRAMEWORK):
+                        self.line = f'File "{fr.filename}", line {fr.lineno}: {fr.line}'
+                        break
+            self.seen += 1
+        return run()
+
+    def on_inplace(self, cls, target, args, kwargs, run):
+        return run()
+
+
+def _locate(model, args, kwargs, graph, node):
+    """The source line of ``node`` found by rerunning ``model`` eagerly (no grad)."""
+    from ..autograd import graph as dispatch
+    from ..autograd.grad_mode import no_grad
+    cls = getattr(node.target, "__self__", None)
+    if not isinstance(cls, type):
+        return None
+    k = 0
+    for n in graph.nodes:
+        if n is node:
+            break
+        if n.op == "call_function" and cls in (getattr(n.target, "__self__", None),
+                                               getattr(n.target, "op", None)):
+            k += 1
+    loc = _Locator(cls, k)
+    dispatch._MODES.append(loc)
+    try:
+        with no_grad():
+            model(*args, **(kwargs or {}))
+    except Exception:  # noqa: BLE001 - best effort: the error being reported matters more
+        return None
+    finally:
+        dispatch._MODES.remove(loc)
+    return loc.line
 
 
 def _class_name(target):
@@ -626,7 +685,7 @@ class _GraphConverter(_Converter):
         hint = f"; ONNX opset {later} has it" if later else ""
         msg = (f"ember.onnx.export: no ONNX mapping for {what or tname} (node {node.name}, "
                f"target {tname}) at opset {self.opset}{hint}. Source: {_user_line(node)}")
-        return UnsupportedOperatorError(msg)
+        return UnsupportedOperatorError(msg, node)
 
     def value(self, a):
         """An fx argument as handlers see it (names for tensors, python values otherwise)."""
@@ -983,7 +1042,14 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     finally:
         if was_training:
             model.train()
-    c, ins, outs = _convert(ep, opset, fold, input_names, output_names, dynamic_axes)
+    try:
+        c, ins, outs = _convert(ep, opset, fold, input_names, output_names, dynamic_axes)
+    except UnsupportedOperatorError as e:
+        line = _locate(model, args, kwargs, ep.graph, e.node) if e.node is not None else None
+        if line is None:
+            raise
+        raise UnsupportedOperatorError(str(e).replace(_user_line(e.node), line),
+                                       e.node) from None
     helper = c.helper
     inits = []
     for name, arr in c.initializers.items():
