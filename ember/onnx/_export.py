@@ -23,6 +23,9 @@ import numpy as np
 
 DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = range(17, 22)
+# protobuf's 2 GB message limit, less a margin for the graph: above it weights go to a
+# separate data file beside the model
+EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 2 ** 24
 
 
 class OnnxExporterError(RuntimeError):
@@ -1063,13 +1066,13 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
                                     producer_name="ember")
     model_proto.ir_version = min(model_proto.ir_version, 10)
     size = sum(a.nbytes for a in c.initializers.values())
-    if size < 2 ** 31 - 2 ** 24:
+    if size < EXTERNAL_DATA_THRESHOLD:
         onnx.checker.check_model(model_proto, full_check=True)
     return model_proto
 
 
 def _save(onnx, model_proto, f):
-    big = model_proto.ByteSize() > 2 ** 31 - 2 ** 24 if _fits(model_proto) else True
+    big = model_proto.ByteSize() > EXTERNAL_DATA_THRESHOLD if _fits(model_proto) else True
     if isinstance(f, (str, os.PathLike)):
         path = os.fspath(f)
         d = os.path.dirname(os.path.abspath(path))
@@ -1077,9 +1080,12 @@ def _save(onnx, model_proto, f):
         os.close(fd)
         try:
             if big:
+                # the data file is written under its final name; the model file is renamed
+                # into place last, so a reader never sees a model without its data
                 onnx.save_model(model_proto, tmp, save_as_external_data=True,
                                 all_tensors_to_one_file=True,
-                                location=os.path.basename(path) + ".data")
+                                location=os.path.basename(path) + ".data", size_threshold=0)
+                onnx.checker.check_model(tmp, full_check=True)
             else:
                 with open(tmp, "wb") as fh:
                     fh.write(model_proto.SerializeToString())

@@ -141,3 +141,32 @@ def test_node_count_not_larger_than_pytorch():
         pytest.skip(f"torch.onnx.export does not run here: {type(e).__name__}")
     theirs = len(onnx.load_from_string(buf.getvalue()).graph.node)
     assert ours <= theirs, (ours, theirs)
+
+
+def test_external_data_above_threshold(tmp_path, monkeypatch):
+    """Above the 2 GB protobuf limit the weights go to ``<name>.data`` beside the model; the
+    threshold is lowered here so a small model takes that path."""
+    from ember.onnx import _export
+    monkeypatch.setattr(_export, "EXTERNAL_DATA_THRESHOLD", 0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)).eval()
+    x = ember.randn(3, 6)
+    path = tmp_path / "big.onnx"
+    ember.onnx.export(model, (x,), str(path))
+    assert (tmp_path / "big.onnx.data").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with ember.no_grad():
+        np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ember.onnx.load(str(path))(x).numpy(), model(x).numpy(),
+                                   rtol=1e-6, atol=1e-7)
+    with pytest.raises(ember.onnx.OnnxExporterError, match="needs a path"):
+        ember.onnx.export(model, (x,), io.BytesIO())
+
+
+def test_import_ember_does_not_load_onnx():
+    import subprocess
+    code = "import sys, ember; print('onnx' in sys.modules, 'ember.onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["False", "False"]
