@@ -170,3 +170,32 @@ def test_import_ember_does_not_load_onnx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize("label", ["GPT block", "ResNet-18"])
+def test_node_count_and_outputs_vs_pytorch_same_weights(label):
+    """The same model source and weights through both exporters: ember's graph has no more
+    nodes and onnxruntime gives the same outputs."""
+    torch = pytest.importorskip("torch")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, root)
+    from benchmarks.bench_fx import define
+    i = ["GPT block", "ResNet-18"].index(label)
+    e_mod, t_mod = define(ember)[i]().eval(), define(torch)[i]().eval()
+    t_mod.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
+                           for k, v in e_mod.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 8, 32) if i == 0 else (2, 3, 32, 32))
+    x = x.astype(np.float32)
+    ours = ember.onnx.export(e_mod, (ember.from_numpy(x),), io.BytesIO())
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(t_mod, (torch.from_numpy(x),), buf, dynamo=False)
+    except Exception as e:  # noqa: BLE001 - the oracle's exporter may lack its deps here
+        pytest.skip(f"torch.onnx.export does not run here: {type(e).__name__}")
+    theirs = onnx.load_from_string(buf.getvalue())
+    assert len(ours.graph.node) <= len(theirs.graph.node)
+    outs = []
+    for m in (ours, theirs):
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs.append(s.run(None, {s.get_inputs()[0].name: x})[0])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
