@@ -1022,12 +1022,38 @@ def _dims_for_export(model, args, kwargs, input_names, dynamic_axes, dynamic_sha
             continue
         if isinstance(axes, (list, tuple)):
             axes = {a: f"{onnx_name}_dynamic_axes_{a}" for a in axes}
-        spec[p] = {int(a): dims.setdefault(n, Dim(n.replace(" ", "_"))) for a, n in
-                   axes.items()}
+        spec[p] = {int(a): dims.setdefault(n, Dim(_dim_name(n))) for a, n in axes.items()}
     for k in (kwargs or {}):
         if k in dynamic_axes:
-            spec[k] = {int(a): dims.setdefault(n, Dim(n)) for a, n in dynamic_axes[k].items()}
+            spec[k] = {int(a): dims.setdefault(n, Dim(_dim_name(n)))
+                       for a, n in dynamic_axes[k].items()}
     return spec or None
+
+
+def _axes_from_shapes(model, args, input_names, dynamic_shapes):
+    """``dynamic_shapes`` (``ember.export``'s form) as ONNX dim names per input name."""
+    import inspect
+    params = list(inspect.signature(model.forward).parameters)
+    names = list(input_names or [])
+    specs = dynamic_shapes if isinstance(dynamic_shapes, dict) else \
+        {params[i]: v for i, v in enumerate(dynamic_shapes) if i < len(params)}
+    axes = {}
+    for pname, spec in specs.items():
+        if not spec:
+            continue
+        i = params.index(pname) if pname in params else None
+        onnx_name = names[i] if i is not None and i < len(names) else pname
+        items = spec.items() if isinstance(spec, dict) else enumerate(spec)
+        dims = {int(a): d.__name__ for a, d in items if d is not None and hasattr(d, "__name__")}
+        if dims:
+            axes[onnx_name] = dims
+    return axes
+
+
+def _dim_name(name):
+    """An identifier for ``Dim`` from an ONNX dim name such as "batch size"."""
+    s = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(name))
+    return s if s.isidentifier() else f"d_{s}"
 
 
 def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
@@ -1036,6 +1062,8 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     onnx = _onnx()
     dynamic_axes = {k: ({a: f"{k}_dynamic_axes_{a}" for a in v} if isinstance(v, (list, tuple))
                         else dict(v)) for k, v in (dynamic_axes or {}).items()}
+    if dynamic_shapes is not None and not dynamic_axes:
+        dynamic_axes = _axes_from_shapes(model, args, input_names, dynamic_shapes)
     was_training = getattr(model, "training", False)
     if was_training:
         model.eval()

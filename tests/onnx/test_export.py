@@ -199,3 +199,15 @@ def test_node_count_and_outputs_vs_pytorch_same_weights(label):
         s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
         outs.append(s.run(None, {s.get_inputs()[0].name: x})[0])
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_shapes_form_and_dim_names_with_spaces():
+    from ember.export import Dim
+    model = nn.Sequential(nn.Linear(4, 3), nn.Softmax(-1)).eval()
+    x = ember.randn(3, 4)
+    proto = ember.onnx.export(model, (x,), io.BytesIO(), dynamic_shapes={"input": {0: Dim("n")}})
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "n"
+    res = verify(model, (x,), test_args=((ember.randn(7, 4),),), input_names=["data"],
+                 dynamic_axes={"data": {0: "batch size"}})
+    assert res.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch size"
+    assert len(res.errors) == 2
