@@ -8,7 +8,6 @@ import ember
 
 
 @pytest.mark.parametrize("call", [
-    lambda: ember.onnx.export(None, None, "f.onnx"),
     lambda: ember.quantization.quantize_dynamic(None),
 ])
 def test_not_yet_features_raise(call):
