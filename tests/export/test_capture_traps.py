@@ -308,3 +308,31 @@ def test_nested_capture_is_refused_and_state_is_restored():
         ember.export.export(Inner(), (ember.randn(2),))
     assert not ember.autograd.graph._MODES
     assert "grad" in ember.Tensor.__dict__ and ember.randn(2).shape == (2,)
+
+
+def test_sorting_indices_follow_the_data_on_replay():
+    # topk/sort/kthvalue/median(dim)/mode pick positions from the data: the captured graph
+    # must recompute them for new inputs, not replay the example's positions
+    class Picks(nn.Module):
+        def forward(self, x):
+            v, i = ember.topk(x, 2, dim=1)
+            s, j = ember.sort(x, dim=1, descending=True)
+            k = ember.kthvalue(x, 2, dim=1)
+            m = ember.median(x, dim=1)
+            return v, i, s, j, k.values, k.indices, m.values, m.indices
+
+    model = Picks()
+    x = ember.randn(3, 5, dtype=ember.float64)
+    ep = ember.export.export(model, (x,))
+    x2 = ember.randn(3, 5, dtype=ember.float64)
+    for got, want in zip(ep.module()(x2), model(x2)):
+        assert np.array_equal(got.numpy(), want.numpy())
+
+
+def test_positions_computed_outside_dispatch_are_refused():
+    class Q(nn.Module):
+        def forward(self, x):
+            return ember.quantile(x, 0.5, dim=1) + ember.median(x)
+
+    with pytest.raises(NotImplementedError, match="graph capture"):
+        ember.export.export(Q(), (ember.randn(3, 5),))
