@@ -304,8 +304,8 @@ class Diagonal(Node):
     def forward(ctx, a, offset, d1, d2):
         ctx.shape, ctx.args = a.shape, (offset, d1, d2)
         d = np.diagonal(a, offset, d1, d2)
-        if a.flags.writeable:  # NumPy hands out a read-only view; PyTorch's is writable
-            d.flags.writeable = True
+        if type(d) is _ndarray and a.flags.writeable:  # NumPy's view is read-only;
+            d.flags.writeable = True                       # PyTorch's is writable
         return d
 
     @staticmethod
