@@ -282,6 +282,15 @@ def can_cast(from_: dtype, to: dtype) -> bool:
     return from_._cat <= to._cat
 
 
+def np_finfo(dt):
+    """``np.finfo`` that also serves ml_dtypes' floats (bfloat16, float8), which NumPy's own
+    ``finfo`` accepts only with ml_dtypes 0.7 and later."""
+    try:
+        return np.finfo(dt)
+    except ValueError:
+        return _ml_dtypes.finfo(dt)
+
+
 class finfo:
     """Machine limits of a floating dtype (``ember.finfo``)."""
 

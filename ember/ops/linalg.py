@@ -11,6 +11,7 @@ from ..autograd.graph import Node, named
 from ..autograd import forward_ad as _fad
 from .reduction import _rt
 from .._autocast import autocast_function
+from .._dtype import np_finfo as _np_finfo
 
 # named result tuples (``torch.return_types``)
 _slogdet_rt = _rt("slogdet", ["sign", "logabsdet"])
@@ -1059,7 +1060,7 @@ def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
     if atol is not None:
         raise NotImplementedError("linalg.pinv: atol is not supported yet; pass rtol")
     if rtol is None:
-        rtol = max(A.shape[-2:]) * np.finfo(A._data.dtype).eps if A.numel() else 0.0
+        rtol = max(A.shape[-2:]) * _np_finfo(A._data.dtype).eps if A.numel() else 0.0
     from .elementwise import _out
     return _out(Pinv.apply(A, float(rtol), hermitian), out)
 
@@ -1115,7 +1116,7 @@ def _expm(a):
     for k in range(1, 30):
         term = term @ x / k
         out = out + term
-        if np.max(np.abs(term), initial=0) <= np.finfo(a.dtype).eps * \
+        if np.max(np.abs(term), initial=0) <= _np_finfo(a.dtype).eps * \
                 np.max(np.abs(out), initial=1):
             break
     for _ in range(s):
@@ -1196,7 +1197,7 @@ def lstsq(A, B, rcond=None, *, driver=None):
     vec = B.ndim == A.ndim - 1
     Bm = B.unsqueeze(-1) if vec else B
     m, n = A.shape[-2], A.shape[-1]
-    eps = np.finfo(A._data.dtype).eps
+    eps = _np_finfo(A._data.dtype).eps
     rt = rcond if rcond is not None else eps * max(m, n)
     x = matmul(pinv(A, rtol=rt), Bm)
     s = np.linalg.svd(A._data, compute_uv=False) if A.numel() else np.zeros(
@@ -1226,7 +1227,7 @@ def matrix_rank(A, *, atol=None, rtol=None, hermitian=False, tol=None, out=None)
     smax = np.max(s, axis=-1, keepdims=True, initial=0)
     if rtol is None:
         rtol = 0.0 if atol is not None and atol > 0 else max(a.shape[-2:]) * \
-            np.finfo(np.abs(a).dtype).eps
+            _np_finfo(np.abs(a).dtype).eps
     atol = 0.0 if atol is None else atol
     thresh = np.maximum(atol, rtol * smax)
     return _make(np.sum(s > thresh, axis=-1).astype(np.int64))

@@ -12,6 +12,7 @@ from .._random import _rng
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import Node, apply_inplace
 from .creation import _into, _size
+from .._dtype import np_finfo as _np_finfo
 
 __all__ = ["rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
            "rand_like", "randn_like", "randint_like", "poisson"]
@@ -261,7 +262,7 @@ def random_(self, *args, generator=None, **kwargs):
                            f">= to={to}")
     if to is None:
         if self._data.dtype.kind == "f":
-            to = 2 ** np.finfo(self._data.dtype).nmant + 1
+            to = 2 ** _np_finfo(self._data.dtype).nmant + 1
         elif self._data.dtype == np.bool_:
             to = 2
         else:

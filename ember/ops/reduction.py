@@ -14,6 +14,7 @@ from .._tensor import Tensor, _make
 from ..autograd.graph import Node, _pt_name, named
 from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
+from .._dtype import np_finfo as _np_finfo
 
 _ndarray = np.ndarray
 
@@ -492,7 +493,7 @@ class Logcumsumexp(Node):
         d = ctx.dim
         # grad_i = sum_{j >= i} g_j exp(x_i - out_j), summed in log space separately for the
         # positive and negative parts of g so nothing overflows
-        floor = float(np.finfo(x._data.dtype).min)
+        floor = float(_np_finfo(x._data.dtype).min)
         log_g = log(_abs(g))
         pos = where(g > 0, log_g, floor) - out
         neg = where(g < 0, log_g, floor) - out

@@ -4,7 +4,8 @@
 backward first needs one of them, ``fn`` runs again on the same inputs (with the same random
 state and autocast state) to rebuild them.
 
-* ``use_reentrant=False`` (the default here, and PyTorch's recommendation): the forward runs
+* ``use_reentrant=False`` (PyTorch's recommendation; pass it explicitly: left out, it warns
+  and takes ``True``, as PyTorch 2.13 does): the forward runs
   under ``saved_tensors_hooks`` whose pack hook keeps a placeholder instead of the tensor;
   the first unpack recomputes ``fn`` with a pack hook that collects the tensors, in the same
   order, and each placeholder then resolves to its recomputed tensor. The recomputed tensors
@@ -89,14 +90,26 @@ class _RNG:
             _random.set_rng_state(now)
 
 
-def checkpoint(function, *args, use_reentrant=False, context_fn=noop_context_fn,
+_REENTRANT_WARNING = (
+    "ember.utils.checkpoint: pass use_reentrant explicitly. Left out, it means "
+    "use_reentrant=True (PyTorch's current default, which PyTorch plans to turn into an "
+    "error); use_reentrant=False is the recommended variant.")
+
+
+def _default_reentrant(use_reentrant):
+    if use_reentrant is None:
+        warnings.warn(_REENTRANT_WARNING, stacklevel=3)
+        return True
+    return use_reentrant
+
+
+def checkpoint(function, *args, use_reentrant=None, context_fn=noop_context_fn,
                determinism_check="default", debug=False, preserve_rng_state=True,
                early_stop=True, **kwargs):
     """Run ``function(*args, **kwargs)`` keeping none of its intermediate activations;
     backward recomputes them. Gradients equal those without checkpointing (dropout too,
     with ``preserve_rng_state``)."""
-    if use_reentrant is None:
-        use_reentrant = False
+    use_reentrant = _default_reentrant(use_reentrant)
     if determinism_check not in ("default", "none"):
         raise ValueError(f"determinism_check should be one of ['default', 'none'], but got "
                          f"{determinism_check}")
@@ -232,14 +245,13 @@ class _CheckpointFunction:
         return _CF[0].apply(*args)
 
 
-def checkpoint_sequential(functions, segments, input, use_reentrant=False, **kwargs):
+def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwargs):
     """Split ``functions`` (a Sequential or a list of modules) into ``segments`` chunks and
     checkpoint each but the last; returns the output."""
     preserve = kwargs.pop("preserve_rng_state", True)
     if kwargs:
         raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
-    if use_reentrant is None:
-        use_reentrant = False
+    use_reentrant = _default_reentrant(use_reentrant)
     if hasattr(functions, "children") and not isinstance(functions, (list, tuple)):
         functions = list(functions.children())
     functions = list(functions)

@@ -56,7 +56,7 @@ def test_without_preserved_rng_dropout_differs():
     model = Block(8, p=0.5)
     x = ember.randn(5, 8, requires_grad=True)
     ref = grads(model, x, lambda: model(x))
-    got = grads(model, x, lambda: checkpoint(model, x, preserve_rng_state=False))
+    got = grads(model, x, lambda: checkpoint(model, x, preserve_rng_state=False, use_reentrant=False))
     assert ember.equal(ref[0], got[0])  # the forward is the same ...
     assert not ember.equal(ref[1], got[1])  # ... the recomputed masks are not
 
@@ -101,7 +101,7 @@ def test_lower_peak_memory_on_12_block_mlp():
     def per_block():
         h = x
         for b in model:
-            h = checkpoint(b, h)
+            h = checkpoint(b, h, use_reentrant=False)
         return h
     kept_c, peak_c = activation_bytes(per_block, params)
     assert kept_c <= 0.5 * kept  # measured: about 0.12x
@@ -116,11 +116,11 @@ def test_determinism_check():
         calls.append(1)
         return (a * a).sum(0) if len(calls) == 1 else (a[:1] * a[:1]).sum(0)
     x = ember.randn(3, 2, requires_grad=True)
-    y = checkpoint(f, x)
+    y = checkpoint(f, x, use_reentrant=False)
     with pytest.raises(CheckpointError, match="metadata"):
         y.sum().backward()
     with pytest.raises(ValueError, match="determinism_check"):
-        checkpoint(f, x, determinism_check="bogus")
+        checkpoint(f, x, determinism_check="bogus", use_reentrant=False)
 
 
 def test_context_fn_kwargs_and_no_grad():
@@ -136,13 +136,13 @@ def test_context_fn_kwargs_and_no_grad():
         def __exit__(self, *exc):
             return False
     x = ember.randn(3, requires_grad=True)
-    y = checkpoint(lambda a, scale: (a * scale).exp(), x, scale=2.0,
+    y = checkpoint(lambda a, scale: (a * scale).exp(), x, scale=2.0, use_reentrant=False,
                    context_fn=lambda: (Ctx("fwd"), Ctx("re")))
     y.sum().backward()
     assert entered == ["fwd", "re"]
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(2 * x.detach().numpy()), rtol=1e-6)
     with ember.no_grad():
-        z = checkpoint(lambda a: a * 2, x)
+        z = checkpoint(lambda a: a * 2, x, use_reentrant=False)
     assert not z.requires_grad
     with pytest.raises(ValueError, match="use_reentrant=False"):
         checkpoint(lambda a: a, x, use_reentrant=True, context_fn=lambda: (Ctx(1), Ctx(2)))
@@ -150,7 +150,7 @@ def test_context_fn_kwargs_and_no_grad():
 
 def test_retain_graph_backward_twice():
     x = ember.randn(4, requires_grad=True)
-    y = checkpoint(lambda a: a.sin() * a, x)
+    y = checkpoint(lambda a: a.sin() * a, x, use_reentrant=False)
     y.sum().backward(retain_graph=True)
     g1 = x.grad.clone()
     y.sum().backward()
@@ -170,7 +170,7 @@ def test_checkpoint_under_autocast_recomputes_in_low_precision():
     lin = nn.Linear(4, 4)
     x = ember.randn(2, 4, requires_grad=True)
     with ember.autocast("cpu"):
-        y = checkpoint(lin, x)
+        y = checkpoint(lin, x, use_reentrant=False)
     assert y.dtype is ember.bfloat16
     y.float().sum().backward()
     ref_x = x.grad.clone()

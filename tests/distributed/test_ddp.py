@@ -37,8 +37,9 @@ def test_data_parallel_runs_the_module_on_cpu():
     assert dp.module is m
     np.testing.assert_array_equal(nn.parallel.data_parallel(m, x).detach().numpy(),
                                   m(x).detach().numpy())
-    with pytest.raises(ValueError, match="device_ids"):
-        nn.DataParallel(m, device_ids=[0])
+    # PyTorch with no GPU visible ignores device_ids and runs the module as it is
+    td = torch.nn.DataParallel(torch.nn.Linear(3, 2), device_ids=[0])
+    assert td.device_ids == [] and nn.DataParallel(m, device_ids=[0]).device_ids == []
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -41,7 +41,4 @@ del _importlib, _name
 # PyTorch-layout additions (ember.compat)
 from .normalization import CrossMapLRN2d  # noqa: E402
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402
-from . import lazy as _lazy  # noqa: E402
-globals().update({_n: getattr(_lazy, _n) for _n in _lazy.__all__ if _n != "LazyModuleMixin"})
 __all__ += ["CrossMapLRN2d", "AdaptiveLogSoftmaxWithLoss"]
-__all__ += [_n for _n in _lazy.__all__ if _n != "LazyModuleMixin"]

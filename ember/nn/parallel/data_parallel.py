@@ -5,13 +5,26 @@ from __future__ import annotations
 
 from ..modules.module import Module
 
-__all__ = ["DataParallel", "data_parallel"]
+__all__ = ["DataParallel", "data_parallel", "replicate", "scatter", "parallel_apply", "gather"]
 
 
 def _check_devices(device_ids, output_device):
-    if device_ids not in (None, [], ()) or output_device not in (None, "cpu"):
-        raise ValueError(f"DataParallel: ember runs on CPU, so device_ids ({device_ids}) and "
-                         f"output_device ({output_device}) must be None")
+    """PyTorch's DataParallel with no GPU visible ignores ``device_ids``/``output_device`` and
+    runs the module as it is; so does ember's (programs written for GPUs run unchanged)."""
+
+
+def _multi_device(name):
+    def fn(*args, **kwargs):
+        raise NotImplementedError(f"ember.nn.parallel.{name} spreads work over several GPUs; "
+                                  f"ember has none here")
+    fn.__name__ = name
+    return fn
+
+
+replicate = _multi_device("replicate")
+scatter = _multi_device("scatter")
+parallel_apply = _multi_device("parallel_apply")
+gather = _multi_device("gather")
 
 
 class DataParallel(Module):
