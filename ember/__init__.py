@@ -15,6 +15,8 @@ from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex
                      double, dtype, finfo, float, float16, float32, float64,
                      get_default_dtype, half, iinfo, int, int8, int16, int32, int64, long,
                      promote_types, set_default_dtype, short, uint8)
+from ._dtype import (chalf, complex32, float8_e4m3fn, float8_e5m2, uint16,  # noqa: E402
+                     uint32, uint64)
 from ._device import device
 from ._random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed,
                       seed, set_rng_state)
@@ -81,12 +83,16 @@ def from_dlpack(ext_tensor):
 
 
 def get_default_device():
-    return device("cpu")
+    """The device factory functions use when given none (``set_default_device``)."""
+    from ._device import default_device
+    return default_device()
 
 
 def set_default_device(d):
-    from ._device import to_device
-    to_device(d)
+    """Make ``d`` (``"cpu"``, ``"meta"``) the default device of factory functions and of
+    module construction in this thread; None restores cpu."""
+    from ._device import set_default_device as _set
+    _set(d)
 
 
 def use_deterministic_algorithms(mode, *, warn_only=False):
@@ -107,10 +113,12 @@ def get_num_threads():
     return _g()
 
 
-def compile(model=None, **kwargs):
-    """The compiler is not built yet; raising beats silently running eagerly."""
-    raise NotImplementedError("ember.compile is not implemented yet (see the README status "
-                              "table)")
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+            options=None, disable=False):
+    """PyTorch's ``torch.compile`` (see ``ember.compiler``); also a decorator."""
+    from .compiler._api import compile as _compile
+    return _compile(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                    options=options, disable=disable)
 
 
 from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noqa: E402,F401
@@ -123,12 +131,25 @@ _LAZY_MODULES = {"nn", "optim", "utils", "linalg", "fft", "special", "distributi
                  "vision", "serialization", "onnx", "profiler", "jit", "func", "testing",
                  "random", "amp", "quantization", "distributed", "safetensors", "demo",
                  "export", "signal", "masked"}
+_LAZY_MODULES |= {"audio", "text"}
+_LAZY_MODULES |= {"fx"}
+_LAZY_MODULES |= {"multiprocessing", "futures"}  # ember.multiprocessing, ember.futures (dist)
+_LAZY_MODULES |= {"functorch"}
+_LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "functional",
+                  "overrides", "hub"}
+_LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp", "sparse_csr_tensor": "sparse"}
+_LAZY_MODULES |= {"compiler", "_dynamo", "_logging"}
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",
                "hamming_window": "signal.windows", "blackman_window": "signal.windows",
                "bartlett_window": "signal.windows", "kaiser_window": "signal.windows",
                "geqrf": "linalg", "orgqr": "linalg", "ormqr": "linalg"}
+_LAZY_MODULES |= {"cpu"}  # training tools (issue 21)
+_LAZY_ATTRS.update({n: "amp.autocast_mode" for n in (
+    "autocast", "is_autocast_enabled", "is_autocast_cpu_enabled", "get_autocast_dtype",
+    "get_autocast_cpu_dtype", "get_autocast_gpu_dtype", "is_autocast_cache_enabled",
+    "clear_autocast_cache", "is_autocast_available")})
 
 
 def __getattr__(name):
@@ -137,4 +158,11 @@ def __getattr__(name):
         return importlib.import_module("." + name, __name__)
     if name in _LAZY_ATTRS:
         return getattr(importlib.import_module("." + _LAZY_ATTRS[name], __name__), name)
+    if name in _LAZY_ATTRS_COMPAT:
+        return getattr(importlib.import_module("." + _LAZY_ATTRS_COMPAT[name], __name__), name)
     raise AttributeError(f"module 'ember' has no attribute '{name}'")
+
+
+# PyTorch's long tail of names (aliases, in-place and native-order spellings): ember.compat
+from . import _longtail  # noqa: E402
+_longtail.install(globals())

@@ -1,10 +1,17 @@
 """Layer 0: devices and the array module (backend) behind each.
 
-A device names a backend; ``cpu`` is NumPy. CUDA would be CuPy (the same op code, another
-array module) but no GPU backend is wired in yet, so ``cuda`` devices raise a clear error.
+A device names a backend; ``cpu`` is NumPy. ``meta`` is ``ember._meta.MetaArray`` (shapes,
+dtypes and strides, no data): NumPy hands its calls to that array type, so the same op code
+serves both. CUDA would be CuPy (the same op code, another array module) but no GPU backend is
+wired in yet, so ``cuda`` devices raise a clear error.
+
+The default device of factory functions is thread-local: ``ember.set_default_device`` sets it
+and ``with ember.device("meta"):`` sets it for a block.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -58,22 +65,88 @@ class device:
     def __reduce__(self):
         return (device, (self.type, self.index))
 
+    # ``with ember.device("meta"):`` makes it the default device of factory functions in the
+    # block (PyTorch's semantics); the previous default comes back on exit, nesting included.
+    def __enter__(self):
+        stack = _default_stack()
+        stack.append(_STATE.default)
+        _STATE.default = to_device(self)
+        return self
+
+    def __exit__(self, *exc):
+        _STATE.default = _default_stack().pop()
+        return False
+
 
 _KNOWN_TYPES = ("cpu", "cuda", "mps", "meta", "xpu")
 CPU = device("cpu")
+META = device("meta")
+
+
+class _DefaultDevice(threading.local):
+    default = None  # None means cpu; kept None so the common case is one attribute read
+
+
+_STATE = _DefaultDevice()
+
+
+def _default_stack():
+    stack = getattr(_STATE, "stack", None)
+    if stack is None:
+        stack = _STATE.stack = []
+    return stack
+
+
+def default_device() -> device:
+    """The device factory functions use when given none (thread-local; cpu unless set)."""
+    d = _STATE.default
+    return CPU if d is None else d
+
+
+def set_default_device(d):
+    """Make ``d`` the default device of factory functions in this thread (None: cpu)."""
+    d = None if d is None else to_device(d)
+    _STATE.default = None if d is CPU else d
 
 
 def to_device(d) -> device:
     """Normalise a device argument and check that ember can place tensors there."""
     if d is None or d is CPU:
         return CPU
+    if d is META:
+        return META
     if not isinstance(d, device):
         d = device(d)
     if d.type == "cpu":
         return CPU
+    if d.type == "meta":
+        return META
     raise RuntimeError(
         f"ember has no {d.type} backend on this machine (device '{d}' requested); "
         f"ember.cuda.is_available() is False. Tensors can live on 'cpu' only.")
+
+
+def cpu_only(d, what) -> device:
+    """``to_device`` for functions that build CPU tensors only: a meta device is refused
+    with a clear error rather than silently ignored."""
+    d = to_device(d)
+    if d is META:
+        raise NotImplementedError(f"{what}: the meta device is not supported yet")
+    return d
+
+
+def target_device(d) -> device:
+    """The device a factory function places its result on: ``d``, else the default device."""
+    if d is None:
+        d = _STATE.default
+        return CPU if d is None else d
+    return to_device(d)
+
+
+def device_of(arr) -> device:
+    """The device of a backend array."""
+    from ._meta import MetaArray
+    return META if type(arr) is MetaArray else CPU
 
 
 def array_module(arr):

@@ -36,7 +36,7 @@ class dtype:
         self.itemsize = np_dtype.itemsize if np_dtype is not None else 2
         self.is_floating_point = cat == _FLOAT
         self.is_complex = cat == _COMPLEX
-        self.is_signed = name not in ("bool", "uint8")
+        self.is_signed = name not in ("bool", "uint8", "uint16", "uint32", "uint64")
         self._cat = cat
         self._rank = rank  # order within a category (by precision)
 
@@ -53,7 +53,8 @@ class dtype:
             self.name, self)
 
     def to_real(self):
-        return {"complex64": float32, "complex128": float64}.get(self.name, self)
+        return {"complex64": float32, "complex128": float64, "complex32": float16}.get(
+            self.name, self)
 
 
 bool_ = dtype("bool", np.dtype(np.bool_), _BOOL, 0)
@@ -69,18 +70,57 @@ float64 = dtype("float64", np.dtype(np.float64), _FLOAT, 3)
 complex64 = dtype("complex64", np.dtype(np.complex64), _COMPLEX, 2)
 complex128 = dtype("complex128", np.dtype(np.complex128), _COMPLEX, 3)
 
+# Storage-first dtypes (PyTorch supports few ops on them either): unsigned integers wider than
+# a byte, the two float8 formats (ml_dtypes) and complex32, held as pairs of float16 since
+# NumPy has no complex32. They convert, save and load; promotion with other dtypes raises as
+# PyTorch's does.
+uint16 = dtype("uint16", np.dtype(np.uint16), _INT, 2)
+uint32 = dtype("uint32", np.dtype(np.uint32), _INT, 3)
+uint64 = dtype("uint64", np.dtype(np.uint64), _INT, 4)
+_F8 = ((np.dtype(_ml_dtypes.float8_e4m3fn), np.dtype(_ml_dtypes.float8_e5m2))
+       if _ml_dtypes is not None else (None, None))
+float8_e4m3fn = dtype("float8_e4m3fn", _F8[0], _FLOAT, 0)
+float8_e5m2 = dtype("float8_e5m2", _F8[1], _FLOAT, 0)
+_C32 = np.dtype([("real", "<f2"), ("imag", "<f2")])
+complex32 = dtype("complex32", _C32, _COMPLEX, 1)
+chalf = complex32
+_SHELL_UINTS = (uint16, uint32, uint64)
+_FLOAT8 = (float8_e4m3fn, float8_e5m2)
+
 # PyTorch's aliases
 half, float, double = float16, float32, float64
 short, int, long = int16, int32, int64
 cfloat, cdouble = complex64, complex128
 
 all_dtypes = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
-              complex64, complex128)
+              complex64, complex128, uint16, uint32, uint64, float8_e4m3fn, float8_e5m2,
+              complex32)
 _BY_NAME = {d.name: d for d in all_dtypes}
 _BY_NP = {d.np: d for d in all_dtypes if d.np is not None}
-_BY_NP[np.dtype(np.uint16)] = int32  # NumPy-only unsigned types widen to a signed one
-_BY_NP[np.dtype(np.uint32)] = int64
-_BY_NP[np.dtype(np.uint64)] = int64
+
+# PyTorch's ScalarType names, for promotion errors
+_SCALAR_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short",
+                 "int32": "Int", "int64": "Long", "float16": "Half", "bfloat16": "BFloat16",
+                 "float32": "Float", "float64": "Double", "complex64": "ComplexFloat",
+                 "complex128": "ComplexDouble", "uint16": "UInt16", "uint32": "UInt32",
+                 "uint64": "UInt64", "float8_e4m3fn": "Float8_e4m3fn",
+                 "float8_e5m2": "Float8_e5m2", "complex32": "ComplexHalf"}
+
+
+def cast_array(a, np_dtype):
+    """``a.astype(np_dtype)``, also to and from complex32 (stored as float16 pairs)."""
+    if a.dtype == _C32:
+        a = (a["real"].astype(np.float32) + 1j * a["imag"].astype(np.float32)).astype(
+            np.complex64)
+        if np_dtype == np.complex64:
+            return a
+    if np_dtype == _C32:
+        c = a.astype(np.complex64) if a.dtype != np.complex64 else a
+        out = np.empty(a.shape, dtype=_C32)
+        out["real"] = c.real.astype(np.float16)
+        out["imag"] = c.imag.astype(np.float16)
+        return out
+    return a.astype(np_dtype)
 
 
 def _dtype_by_name(name):
@@ -117,7 +157,7 @@ def to_dtype(d) -> dtype:
         name = d.replace("torch.", "").replace("ember.", "")
         alias = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
                  "int": "int32", "short": "int16", "bool": "bool", "cfloat": "complex64",
-                 "cdouble": "complex128"}
+                 "cdouble": "complex128", "chalf": "complex32"}
         name = alias.get(name, name)
         if name in _BY_NAME:
             return _BY_NAME[name]
@@ -150,6 +190,20 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     """The smallest dtype both ``a`` and ``b`` cast to safely (PyTorch's table)."""
     if a is b:
         return a
+    if a in _FLOAT8 or b in _FLOAT8:
+        raise RuntimeError(f"Promotion for Float8 Types is not supported, attempted to promote "
+                           f"{_SCALAR_NAMES[a.name]} and {_SCALAR_NAMES[b.name]}")
+    if (a in _SHELL_UINTS or b in _SHELL_UINTS) and a._cat == b._cat == _INT:
+        raise RuntimeError(f"Promotion for uint16, uint32, uint64 types is not supported, "
+                           f"attempted to promote {_SCALAR_NAMES[a.name]} and "
+                           f"{_SCALAR_NAMES[b.name]}")
+    if complex32 in (a, b):
+        other = b if a is complex32 else a
+        if other._cat == _FLOAT:  # complex32 with a float wider than half widens
+            return complex32 if other._rank <= 1 else other.to_complex()
+        if other._cat == _COMPLEX:
+            return other
+        return complex32
     ca, cb = a._cat, b._cat
     if ca != cb:
         if ca < cb:
@@ -228,6 +282,15 @@ def can_cast(from_: dtype, to: dtype) -> bool:
     return from_._cat <= to._cat
 
 
+def np_finfo(dt):
+    """``np.finfo`` that also serves ml_dtypes' floats (bfloat16, float8), which NumPy's own
+    ``finfo`` accepts only with ml_dtypes 0.7 and later."""
+    try:
+        return np.finfo(dt)
+    except ValueError:
+        return _ml_dtypes.finfo(dt)
+
+
 class finfo:
     """Machine limits of a floating dtype (``ember.finfo``)."""
 
@@ -236,8 +299,8 @@ class finfo:
         if d._cat < _FLOAT:
             raise TypeError(f"finfo requires a floating point or complex dtype, got {d}")
         d = d.to_real()
-        if d is bfloat16:
-            info = _ml_dtypes.finfo(_ml_dtypes.bfloat16)
+        if d is bfloat16 or d in _FLOAT8:
+            info = _ml_dtypes.finfo(d.np)
         else:
             info = np.finfo(d.np)
         self.dtype = d.name

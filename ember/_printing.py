@@ -184,8 +184,19 @@ def tensor_repr(t, prefix=None):
         name = type(t).__name__
         prefix = "tensor(" if name in ("Tensor", "Parameter") else name + "("
     arr = t._data
+    if not isinstance(arr, np.ndarray):  # a meta tensor: PyTorch prints its metadata only
+        suffixes = [f"size={tuple(arr.shape)}"]
+        if D._BY_NP[arr.dtype] is not D.get_default_dtype():
+            suffixes.append(f"dtype={D._BY_NP[arr.dtype]!r}")
+        if t.grad_fn is not None:
+            suffixes.append(f"grad_fn=<{t.grad_fn.name()}>")
+        elif t._rg:
+            suffixes.append("requires_grad=True")
+        return prefix + "..., device='meta', " + ", ".join(suffixes) + ")"
     if arr.dtype == D._BF16 or arr.dtype == np.float16:
         shown = arr.astype(np.float32)  # exact: both widen to float32 without rounding
+    elif arr.dtype == D._C32:  # complex32 is stored as float16 pairs: show as complex64
+        shown = D.cast_array(arr, np.dtype(np.complex64))
     else:
         shown = arr
     indent = len(prefix)

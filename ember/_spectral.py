@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 from . import _dtype as D
+from ._autocast import autocast_function
 
 
 def _window(window, win_length, n_fft, dtype, op):
@@ -39,6 +40,7 @@ def _lengths(n_fft, hop_length, win_length, op):
     return hop, win
 
 
+@autocast_function("fp32")
 def stft(input, n_fft, hop_length=None, win_length=None, window=None, center=True,
          pad_mode="reflect", normalized=False, onesided=None, return_complex=None):
     """The short-time Fourier transform of ``input`` (``(L,)`` or ``(B, L)``):

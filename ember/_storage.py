@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from ._device import CPU, to_device
+from ._device import CPU, cpu_only, to_device
 
 
 def memory_block(arr):
@@ -80,7 +80,7 @@ class UntypedStorage:
         return self
 
     def to(self, device=None, non_blocking=False):
-        to_device(device)
+        cpu_only(device, "TypedStorage.to")
         return self
 
     def cuda(self, device=None, non_blocking=False):
@@ -97,6 +97,22 @@ class UntypedStorage:
     def __repr__(self):
         return f"ember.UntypedStorage(nbytes={self._data.size}, device=cpu)"
 
+    def __array__(self, dtype=None, copy=None):
+        # ``ember.asarray(storage)`` sees the bytes without copying (safetensors relies on it)
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def _untyped(self):
+        return self
+
+    @classmethod
+    def from_file(cls, filename, shared=False, nbytes=0, size=None):
+        """The first ``nbytes`` bytes of a file, memory-mapped: ``shared=True`` writes
+        through to the file, otherwise writes stay private (copy-on-write)."""
+        n = nbytes if size is None else size
+        mm = np.memmap(filename, dtype=np.uint8, mode="r+" if shared else "c",
+                       shape=(n,) if n else None)
+        return cls(mm.reshape(-1).view(np.ndarray) if not isinstance(mm, np.ndarray) else mm)
+
 
 def untyped_storage(self):
     """The memory block under this tensor (shared with every tensor that views it)."""
@@ -105,6 +121,157 @@ def untyped_storage(self):
     if block is None:  # memory NumPy cannot describe as a block: a copy is the honest answer
         block = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     return UntypedStorage(block)
+
+
+class TypedStorage:
+    """A storage seen as elements of one dtype (PyTorch's ``torch.TypedStorage``, what the
+    legacy ``Tensor.storage()`` returns): a view of an :class:`UntypedStorage`'s bytes.
+
+    ``TypedStorage(size, dtype=...)``, ``TypedStorage(sequence, dtype=...)`` and
+    ``TypedStorage(wrap_storage=untyped, dtype=...)`` build one; the typed classes
+    (``FloatStorage``...) fix the dtype."""
+
+    is_sparse = False
+    is_cuda = False
+    _fixed_dtype = None
+
+    def __init__(self, *args, wrap_storage=None, dtype=None, device=None, _internal=False):
+        from . import _dtype as D
+        if self._fixed_dtype is not None:
+            if dtype is not None and D.to_dtype(dtype) != self._fixed_dtype:
+                raise RuntimeError(f"{type(self).__name__}: dtype is fixed to "
+                                   f"{self._fixed_dtype}, got dtype={dtype}")
+            dtype = self._fixed_dtype
+        self.dtype = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+        if device is not None:
+            to_device(device)
+        np_dt = self.dtype.np
+        if wrap_storage is not None:
+            if args:
+                raise RuntimeError("TypedStorage: no positional arguments with wrap_storage")
+            if not isinstance(wrap_storage, UntypedStorage):
+                raise TypeError(f"TypedStorage: wrap_storage must be an UntypedStorage, got "
+                                f"{type(wrap_storage).__name__}")
+            self._untyped_storage = wrap_storage
+        elif not args:
+            self._untyped_storage = UntypedStorage(0)
+        elif len(args) == 1 and isinstance(args[0], int):
+            self._untyped_storage = UntypedStorage(args[0] * np_dt.itemsize)
+        elif len(args) == 1:
+            arr = np.ascontiguousarray(np.asarray(args[0], dtype=np_dt).reshape(-1))
+            self._untyped_storage = UntypedStorage(arr.view(np.uint8).reshape(-1))
+        else:
+            raise TypeError(f"TypedStorage: expected a size, a sequence or wrap_storage, got "
+                            f"{len(args)} positional arguments")
+
+    @property
+    def _array(self):
+        raw = self._untyped_storage._data
+        n = raw.size // self.dtype.np.itemsize
+        return raw[:n * self.dtype.np.itemsize].view(self.dtype.np)
+
+    @property
+    def device(self):
+        return CPU
+
+    def untyped(self):
+        return self._untyped_storage
+
+    _untyped = untyped
+
+    def size(self) -> int:
+        return self._array.size
+
+    __len__ = size
+
+    def nbytes(self) -> int:
+        return self._untyped_storage.nbytes()
+
+    def element_size(self) -> int:
+        return self.dtype.np.itemsize
+
+    def data_ptr(self) -> int:
+        return self._untyped_storage.data_ptr()
+
+    def tolist(self):
+        return self._array.tolist()
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return type(self)(self._array[i].tolist(), dtype=self.dtype)
+        return self._array[i].item()
+
+    def __setitem__(self, i, value):
+        self._array[i] = value
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def fill_(self, value):
+        self._array[...] = value
+        return self
+
+    def copy_(self, source, non_blocking=False):
+        self._array[...] = np.asarray(source._array if isinstance(source, TypedStorage)
+                                      else source)
+        return self
+
+    def cpu(self):
+        return self
+
+    def to(self, device=None, non_blocking=False):
+        to_device(device)
+        return self
+
+    def pickle_storage_type(self):
+        return _TYPED_NAMES.get(self.dtype.name, "UntypedStorage")
+
+    def _new_wrapped_storage(self, untyped_storage):
+        return TypedStorage(wrap_storage=untyped_storage, dtype=self.dtype)
+
+    def type(self, dtype=None, non_blocking=False):
+        if dtype is None:
+            return f"ember.{_TYPED_NAMES.get(self.dtype.name, 'TypedStorage')}"
+        raise NotImplementedError("TypedStorage.type(dtype) conversion is not supported")
+
+    def __repr__(self):
+        body = "\n".join(f" {v}" for v in self.tolist()[:20])
+        more = "\n ..." if self.size() > 20 else ""
+        return (f"{body}{more}\n[ember.storage.TypedStorage(dtype={self.dtype}, device=cpu) of "
+                f"size {self.size()}]")
+
+
+# PyTorch's legacy typed storage classes, each a TypedStorage of one dtype
+_TYPED_NAMES = {
+    "float32": "FloatStorage", "float64": "DoubleStorage", "float16": "HalfStorage",
+    "bfloat16": "BFloat16Storage", "int64": "LongStorage", "int32": "IntStorage",
+    "int16": "ShortStorage", "int8": "CharStorage", "uint8": "ByteStorage",
+    "bool": "BoolStorage", "complex64": "ComplexFloatStorage",
+    "complex128": "ComplexDoubleStorage",
+}
+
+
+def _typed_class(dtype_name, class_name):
+    from . import _dtype as D
+    return type(class_name, (TypedStorage,), {
+        "_fixed_dtype": getattr(D, dtype_name if dtype_name != "bool" else "bool_"),
+        "__doc__": f"A TypedStorage of {dtype_name} (PyTorch's ``torch.{class_name}``).",
+        "__module__": "ember"})
+
+
+_TYPED_CLASSES = {}
+
+
+def typed_storage_classes():
+    """``{"FloatStorage": class, ...}``: built on first use (the dtypes load first)."""
+    if not _TYPED_CLASSES:
+        _TYPED_CLASSES.update({cls: _typed_class(dt, cls) for dt, cls in _TYPED_NAMES.items()})
+    return _TYPED_CLASSES
+
+
+def typed_storage(self):
+    """``Tensor.storage()``: the tensor's memory block as a TypedStorage of its dtype."""
+    return TypedStorage(wrap_storage=untyped_storage(self), dtype=self.dtype)
 
 
 # ---------------------------------------------------------------------------- DLPack

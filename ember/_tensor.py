@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dtype as D
-from ._device import CPU
+from ._device import CPU, META
+from ._meta import MetaArray
 
 _ndarray = np.ndarray
 _BY_NP = D._BY_NP
@@ -70,8 +71,8 @@ class Tensor:
         device = kwargs.pop("device", None)
         if kwargs:
             raise TypeError(f"Tensor() got unexpected keyword arguments {list(kwargs)}")
-        from ._device import to_device
-        to_device(device)
+        from ._device import target_device
+        on_meta = target_device(device) is META
         dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
         if len(args) == 1 and isinstance(args[0], Size):
             args = tuple(args[0])
@@ -84,9 +85,12 @@ class Tensor:
             else:
                 arr = np.array(src, dtype=dt.np)
         elif all(isinstance(a, (int, np.integer)) for a in args):
-            arr = np.empty(tuple(int(a) for a in args), dtype=dt.np)
+            shape = tuple(int(a) for a in args)
+            arr = MetaArray(shape, dt.np) if on_meta else np.empty(shape, dtype=dt.np)
         else:
             raise TypeError(f"Tensor(): could not make a tensor from arguments {args!r}")
+        if on_meta and type(arr) is not MetaArray:
+            arr = MetaArray(arr.shape, arr.dtype)
         self._data = arr
 
     # ------------------------------------------------------------------ metadata
@@ -100,7 +104,7 @@ class Tensor:
 
     @property
     def device(self):
-        return CPU
+        return META if type(self._data) is MetaArray else CPU
 
     @property
     def layout(self):
@@ -108,7 +112,11 @@ class Tensor:
         return strided
 
     is_cuda = False
-    is_meta = False
+
+    @property
+    def is_meta(self):
+        return type(self._data) is MetaArray
+
     is_sparse = False
     is_quantized = False
     is_mkldnn = False
@@ -211,6 +219,8 @@ class Tensor:
 
     def storage_offset(self):
         """Offset, in elements, of this tensor's first element in its storage."""
+        if type(self._data) is MetaArray:
+            return self._data.offset // self._data.itemsize
         root = self._data
         while isinstance(root.base, np.ndarray):
             root = root.base

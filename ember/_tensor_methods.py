@@ -11,11 +11,12 @@ import builtins
 import numpy as np
 
 from . import _dtype as D, _storage
-from ._device import CPU, to_device
+from ._device import CPU, META, to_device
+from ._meta import NO_DATA, MetaArray
 from ._tensor import Size, Tensor, _bump_version, _LegacyTensorType, _make
 from .autograd import elision, engine
 from ._hooks import add_hook
-from .autograd.graph import Node
+from .autograd.graph import Node, named
 from .ops import creation, elementwise as E, indexing as I, linalg as L, random as R
 from .ops import reduction as Rd, shape as S, sorting as So
 from .ops import nn as NN
@@ -26,7 +27,7 @@ class ToDtype(Node):
     @staticmethod
     def forward(ctx, a, dt):
         ctx.src = a.dtype
-        return a.astype(dt)
+        return D.cast_array(a, dt)
 
     @staticmethod
     def backward(ctx, g):
@@ -65,10 +66,31 @@ def _parse_to(args, kwargs):
     return dtype, device, copy
 
 
+class ToDevice(Node):
+    """A copy to another device: cpu -> meta keeps the metadata and drops the data."""
+
+    crosses_devices = True
+
+    @staticmethod
+    def forward(ctx, a, dev):
+        if dev is not META:
+            raise NotImplementedError(NO_DATA)
+        ctx.src = CPU if type(a) is not MetaArray else META
+        return MetaArray(a.shape, a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.to(ctx.src), None
+
+
 def to(self, *args, **kwargs):
     """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device, dtype)``; a no-op returns self."""
     dtype, device, copy = _parse_to(args, dict(kwargs))
-    to_device(device)
+    if device is not None:
+        dev = to_device(device)
+        if dev is not self.device:
+            self = named(ToDevice.apply(self, dev), "ToCopyBackward0")
+            copy = False
     if dtype is None or dtype.np == self._data.dtype:
         return self.clone() if copy else self
     return ToDtype.apply(self, dtype.np)
@@ -101,6 +123,9 @@ _LEGACY_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16":
 
 def numpy(self, *, force=False):
     """The tensor's memory as a NumPy array (shared, not copied)."""
+    if type(self._data) is MetaArray:
+        raise TypeError("can't convert meta device type tensor to numpy. Use Tensor.cpu() to "
+                        "copy the tensor to host memory first.")
     if self._rg and not force:
         raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                            "tensor.detach().numpy() instead.")
@@ -108,6 +133,8 @@ def numpy(self, *, force=False):
 
 
 def item(self):
+    if type(self._data) is MetaArray and self._data.size == 1:
+        raise RuntimeError("Tensor.item() cannot be called on meta tensors")
     if self._data.size != 1:
         raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to "
                            "Scalar")
@@ -129,6 +156,8 @@ def _scalar_conv(pyfn, name):
 
 
 def __bool__(self):
+    if type(self._data) is MetaArray:
+        raise RuntimeError("Tensor.item() cannot be called on meta tensors")
     n = self._data.size
     if n != 1:
         if n == 0:
@@ -207,21 +236,26 @@ def size(self, dim=None):
 
 
 def data_ptr(self):
+    if type(self._data) is MetaArray:
+        return 0  # as PyTorch's meta tensors: no memory
     return self._data.__array_interface__["data"][0]
 
 
 def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False, **kw):
-    return creation.tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+    return creation.tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                           device=device or self.device)
 
 
 def _new_factory(fn):
     def new(self, *size, dtype=None, device=None, requires_grad=False, **kw):
-        return fn(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+        return fn(*size, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                  device=device or self.device)
     return new
 
 
 def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False, **kw):
-    return creation.full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+    return creation.full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                         device=device or self.device)
 
 
 # ---------------------------------------------------------------------- autograd methods
@@ -369,6 +403,8 @@ def numel(self):
 
 
 def cpu(self, memory_format=None):
+    if type(self._data) is MetaArray:
+        raise NotImplementedError(NO_DATA)
     return self
 
 
@@ -402,11 +438,14 @@ def is_pinned(self, device=None):
 
 
 def share_memory_(self):
-    return self
+    """Move this tensor's data to shared memory (see ``ember.multiprocessing``)."""
+    from .multiprocessing import _shared
+    return _shared.share_memory_(self)
 
 
 def is_shared(self):
-    return False
+    from .multiprocessing import _shared
+    return _shared.is_shared(self)
 
 
 def _op(cls):
@@ -530,7 +569,11 @@ def _mH(self):
     return _mT(self).conj()
 
 
-def _view(self, *shape):
+def _view(self, *shape, dtype=None):
+    if dtype is not None:  # ``t.view(dtype=...)``, the keyword spelling of ``t.view(dtype)``
+        if shape:
+            raise TypeError("view() takes either a shape or dtype=, not both")
+        return S.view(self, dtype)
     return S.view(self, *shape)
 
 

@@ -16,6 +16,7 @@ from .ops.linalg import (cholesky_ex, det, eig, eigh, eigvals, eigvalsh, inv, in
                          cond, linalg_vander as vander, tensorinv, tensorsolve)
 from .ops.linalg import cross as _cross
 from .ops.shape import diagonal as _diagonal
+from ._autocast import autocast_function
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "inv", "det", "slogdet", "solve", "cholesky",
            "qr", "svd", "svdvals", "eigh", "eigvalsh", "pinv", "matrix_power", "cross",
@@ -57,6 +58,7 @@ def _apply_reflectors(A, tau, X, adjoint=False):
     return X
 
 
+@autocast_function("fp32")
 def householder_product(A, tau, *, out=None):
     """The first ``n`` columns of ``H_1 ... H_k`` from reflectors in ``A`` ``(*, m, n)`` and
     their scalars ``tau`` ``(*, k)`` (LAPACK's orgqr)."""
@@ -84,6 +86,7 @@ def householder_product(A, tau, *, out=None):
     return r
 
 
+@autocast_function("fp32")
 def _geqrf(input):
     """LAPACK's geqrf: R above the diagonal, the reflectors below, and their scalars."""
     from .ops.creation import tensor as _tensor
@@ -95,6 +98,7 @@ def _geqrf(input):
         _tensor(tau.astype(a.dtype))
 
 
+@autocast_function("fp32")
 def _ormqr(input, tau, other, left=True, transpose=False):
     """``op(Q) @ other`` (``left``) or ``other @ op(Q)``, ``Q`` the full product of the
     reflectors from ``geqrf`` and ``op`` the conjugate transpose when ``transpose``."""
@@ -108,6 +112,7 @@ def _ormqr(input, tau, other, left=True, transpose=False):
 geqrf, ormqr = _geqrf, _ormqr
 
 
+@autocast_function("fp32")
 def orgqr(input, tau):
     return householder_product(input, tau)
 

@@ -113,8 +113,8 @@ def load(data):
 
 def load_file(filename, device="cpu"):
     """Tensors from a safetensors file (``name -> Tensor``, writable, on the CPU)."""
-    from ._device import to_device
-    to_device(device)
+    from ._device import cpu_only
+    cpu_only(device, "safetensors.load_file")
     with open(filename, "rb") as fh:
         data = fh.read()
     return load(data)

@@ -47,10 +47,20 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device_cls
 from ._storage import UntypedStorage, address, memory_block
-from ._tensor import Size, Tensor, _make
+from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor,
+                      FloatTensor, HalfTensor, IntTensor, LongTensor, ShortTensor, Size, Tensor,
+                      _make)
+
+_LEGACY_TENSOR_CLASSES = (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor,
+                          FloatTensor, HalfTensor, IntTensor, LongTensor, ShortTensor)
 
 __all__ = ["save", "load", "add_safe_globals", "safe_globals", "get_safe_globals",
-           "clear_safe_globals", "UntypedStorage"]
+           "clear_safe_globals", "UntypedStorage", "get_unsafe_globals_in_checkpoint",
+           "SourceChangeWarning", "mkdtemp", "location_tag", "default_restore_location",
+           "normalize_storage_type", "storage_to_tensor_type", "StorageType", "LoadEndianness",
+           "get_default_load_endianness", "set_default_load_endianness",
+           "check_module_version_greater_or_equal", "validate_cuda_device",
+           "validate_hpu_device"]
 
 # PyTorch's legacy (pre-1.6) format starts with this pickled number.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -65,10 +75,13 @@ _STORAGE_DTYPE = {
     "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
     "BoolStorage": "bool", "ComplexFloatStorage": "complex64",
     "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
+    "ComplexHalfStorage": "complex32",
 }
-_STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items() if k != "UntypedStorage"}
+# the storage class each dtype is saved with; the others are saved untyped, as PyTorch does
+_STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items()
+                     if k not in ("UntypedStorage", "ComplexHalfStorage")}
 # torch storages and dtypes ember cannot hold: loading them says so precisely.
-_UNSUPPORTED_STORAGES = ("ComplexHalfStorage", "QInt8Storage", "QUInt8Storage",
+_UNSUPPORTED_STORAGES = ("QInt8Storage", "QUInt8Storage",
                          "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage")
 
 
@@ -98,11 +111,18 @@ def _g(module, name):
 class _StorageRef:
     """A storage being saved: pickles as its persistent id."""
 
-    __slots__ = ("pid", "array")
+    __slots__ = ("pid", "array", "untyped")
 
     def __init__(self, key, array):
-        name = _STORAGE_OF_DTYPE[D._BY_NP[array.dtype].name]
-        self.pid = ("storage", _g("torch", name), key, "cpu", array.size)
+        name = _STORAGE_OF_DTYPE.get(D._BY_NP[array.dtype].name)
+        # dtypes without a legacy typed storage (uint16, float8, complex32...) are saved as
+        # PyTorch saves them: an UntypedStorage of bytes, rebuilt with _rebuild_tensor_v3
+        self.untyped = name is None
+        if self.untyped:
+            self.pid = ("storage", _g("torch.storage", "UntypedStorage"), key, "cpu",
+                        array.nbytes)
+        else:
+            self.pid = ("storage", _g("torch", name), key, "cpu", array.size)
         self.array = array
 
 
@@ -234,6 +254,10 @@ class _Pickler(pickle._Pickler):
             self.plan.add(t)
             return (rebuild, ())
         ref, offset, size, stride = self.plan.layout[id(t)]
+        if ref.untyped:
+            return (_g("torch._utils", "_rebuild_tensor_v3"),
+                    (ref, offset, tuple(size), tuple(stride), bool(requires_grad),
+                     OrderedDict(), t.dtype))
         return (rebuild, (ref, offset, tuple(size), tuple(stride), bool(requires_grad),
                           OrderedDict()))
 
@@ -634,6 +658,8 @@ _TORCH_NAMES = {
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not None})
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
+# the legacy tensor classes (``torch.FloatTensor``...) are on PyTorch's weights-only list too
+_TORCH_NAMES.update({f"torch.{c.__name__}": c for c in _LEGACY_TENSOR_CLASSES})
 
 # Known torch names that ember cannot load: each says what it is.
 _TORCH_UNSUPPORTED = {
@@ -653,7 +679,6 @@ _PYTHON_NAMES = {
     "collections.OrderedDict": OrderedDict,
     "collections.Counter": collections.Counter,
     "builtins.set": set,
-    "builtins.frozenset": frozenset,
     "builtins.complex": complex,
     "builtins.bytearray": bytearray,
     "_codecs.encode": __import__("_codecs").encode,
@@ -733,12 +758,31 @@ class _FullUnpickler(pickle.Unpickler):
         full, obj = _resolve(module, name)
         if obj is not None:
             return obj
-        if full.startswith("torch."):
-            raise NotImplementedError(
-                f"ember.load: the checkpoint pickles the PyTorch object {full}, which ember "
-                f"cannot rebuild. Save plain containers of tensors (e.g. model.state_dict()) "
-                f"instead.")
+        if full.startswith(("torch.", "torchvision.")):
+            # a whole model pickled by PyTorch names PyTorch's classes; ember keeps its own
+            # at the same paths (torch.nn.modules.linear.Linear -> ember.nn.modules...)
+            found = _ember_twin(module, name)
+            if found is None:
+                raise NotImplementedError(
+                    f"ember.load: the checkpoint pickles the PyTorch object {full}, which "
+                    f"ember has no counterpart for. Save plain containers of tensors (e.g. "
+                    f"model.state_dict()) instead.")
+            return found
         return super().find_class(module, name)
+
+
+def _ember_twin(module, name):
+    """ember's object at the path of a torch/torchvision one, or None."""
+    import importlib
+    root, _, rest = module.partition(".")
+    target = ("ember" if root == "torch" else "ember.vision") + ("." + rest if rest else "")
+    try:
+        obj = importlib.import_module(target)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj
 
 
 def _restorer(map_location):
@@ -904,6 +948,9 @@ def _load_zip(fh, unpickler_cls, restore, mmap_path, load_args):
         if order not in ("little", "big"):
             raise RuntimeError(f"ember.load: unknown byte order {order!r} in checkpoint")
         storages.swap = order != sys.byteorder
+    elif _load_endianness[0] not in (None, LoadEndianness.NATIVE):
+        # no record (old writers): the order set_default_load_endianness chose
+        storages.swap = _load_endianness[0].name.lower() != sys.byteorder
     data = storages._read(pkls[0])
     unpickler = unpickler_cls(io.BytesIO(data), **load_args)
     unpickler.persistent_load = storages
@@ -970,6 +1017,33 @@ def _load_legacy(fh, unpickler_cls, restore, load_args):
     return result
 
 
+_TRUE_VALUES = ("1", "y", "yes", "true")
+
+
+def _env_flag(*names):
+    return any(os.getenv(n, "0").lower() in _TRUE_VALUES for n in names)
+
+
+def _weights_only_from_env(weights_only):
+    """PyTorch's overrides: ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` forces ``weights_only=True``
+    (whatever the call says); ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` makes it False where the
+    call did not choose. ``EMBER_FORCE_...`` spell the same."""
+    force = _env_flag("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "EMBER_FORCE_WEIGHTS_ONLY_LOAD")
+    force_no = _env_flag("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "EMBER_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    if force and force_no:
+        raise RuntimeError("Only one of `TORCH_FORCE_WEIGHTS_ONLY_LOAD` or "
+                           "`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` should be set, but both were set.")
+    if force:
+        return True
+    if force_no and weights_only is None:
+        import warnings
+        warnings.warn("Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since "
+                      "the `weights_only` argument was not explicitly passed to `ember.load`, "
+                      "forcing weights_only=False.", UserWarning, stacklevel=3)
+        return False
+    return weights_only
+
+
 def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
          **pickle_load_args):
     """Load an object saved with ``ember.save`` or ``torch.save``.
@@ -981,6 +1055,7 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
     writes to such tensors stay in memory. ``map_location`` may be ``'cpu'``, a device, a dict
     of locations or a callable ``(storage, location)``; ember has no GPU, so CUDA fails.
     """
+    weights_only = _weights_only_from_env(weights_only)
     if weights_only is None:  # as PyTorch: an explicit pickle_module means a full unpickle
         weights_only = pickle_module is None
     if pickle_module is not None and pickle_module is not pickle:
@@ -1023,3 +1098,138 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
             raise RuntimeError(f"ember.load: not a checkpoint (file starts with {magic!r}; "
                                f"expected a zip archive or PyTorch's legacy format)")
         return _load_legacy(fh, unpickler_cls, restore, load_args)
+
+
+# ============================================================================ PyTorch's helpers
+class SourceChangeWarning(Warning):
+    """PyTorch warns with it when a pickled module's source changed; kept for code that
+    filters it (ember pickles no source)."""
+
+
+@contextlib.contextmanager
+def mkdtemp():
+    """A temporary directory for the ``with`` block, removed afterwards."""
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def location_tag(storage):
+    """The location string a storage is saved with: always ``'cpu'`` in ember."""
+    return "cpu"
+
+
+def default_restore_location(storage, location):
+    """Place a loaded storage: CPU locations keep it; others fail (no GPU backend)."""
+    return _restorer(None)(storage, location)
+
+
+def validate_cuda_device(location):
+    """Fails: there is no CUDA device to place a storage on (PyTorch's check)."""
+    if location is None or isinstance(location, int):
+        location = "cuda" if location is None else f"cuda:{location}"
+    _restorer(None)(None, str(location))
+
+
+def validate_hpu_device(location):
+    raise RuntimeError(f"ember.load: cannot place a storage on {location!r}: ember has no HPU "
+                       f"backend")
+
+
+StorageType = _StorageType
+
+
+def normalize_storage_type(storage_type):
+    """The ember storage class of the same name as ``storage_type``."""
+    import ember
+    return getattr(ember, storage_type.__name__)
+
+
+def storage_to_tensor_type(storage):
+    """The legacy tensor class of a storage's dtype (``FloatStorage`` -> ``FloatTensor``)."""
+    import ember
+    dtype = getattr(storage, "dtype", D.uint8)
+    name = _STORAGE_OF_DTYPE.get(dtype.name, "ByteStorage").replace("Storage", "Tensor")
+    return getattr(ember, name)
+
+
+class LoadEndianness(__import__("enum").Enum):
+    """Byte order assumed for checkpoints that do not record theirs."""
+
+    NATIVE = 1
+    LITTLE = 2
+    BIG = 3
+
+
+_load_endianness = [None]
+
+
+def get_default_load_endianness():
+    return _load_endianness[0]
+
+
+def set_default_load_endianness(endianness):
+    """Byte order for checkpoints without a ``byteorder`` record (None: native)."""
+    if endianness is not None and not isinstance(endianness, LoadEndianness):
+        raise TypeError("Invalid argument type in function set_default_load_endianness")
+    _load_endianness[0] = endianness
+
+
+def check_module_version_greater_or_equal(module, req_version_tuple,
+                                          error_if_malformed=True):
+    """Whether ``module.__version__`` is at least ``req_version_tuple``."""
+    version = str(getattr(module, "__version__", "")).split("+")[0]
+    try:
+        parts = tuple(type(req)(p) for p, req in zip(version.split("."), req_version_tuple))
+        return parts >= tuple(req_version_tuple)
+    except ValueError as e:
+        if error_if_malformed:
+            raise RuntimeError(f"'{module.__name__}' module version string is malformed "
+                               f"'{version}' and cannot be compared with tuple "
+                               f"{req_version_tuple}") from e
+        import warnings
+        warnings.warn(f"'{module.__name__}' module version string is malformed '{version}' "
+                      f"and cannot be compared with tuple {req_version_tuple}", stacklevel=2)
+        return True
+
+
+def get_unsafe_globals_in_checkpoint(f):
+    """The globals a checkpoint's pickle names that ``weights_only`` loading would refuse
+    (neither on PyTorch's list nor added with ``add_safe_globals``), found by reading the
+    pickle's opcodes without running it. Sorted."""
+    import pickletools
+    if isinstance(f, (str, os.PathLike)):
+        with open(f, "rb") as fh:
+            data = fh.read()
+    else:
+        data = f.read()
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        pkl = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+        data = zf.read(pkl)
+    except (zipfile.BadZipFile, StopIteration):
+        raise ValueError("get_unsafe_globals_in_checkpoint: expected a checkpoint in "
+                         "PyTorch's zip format") from None
+    allowed = dict(_global_name(e) for e in _SAFE_GLOBALS)
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST"):
+            module, name = arg.split(" ", 1)
+            found.add((module, name))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.add((strings[-2], strings[-1]))
+        if isinstance(arg, str) and "UNICODE" in op.name:
+            strings.append(arg)
+    unsafe = set()
+    for module, name in found:
+        try:
+            full, obj = _resolve(module, name)
+        except NotImplementedError:
+            full, obj = f"{module}.{name}", None
+        if obj is None and full not in allowed:
+            unsafe.add(full)
+    return sorted(unsafe)

@@ -7,8 +7,9 @@ is an op on its values (coalesce, to_dense, sparse @ dense ...), so gradients re
 and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no dense array:
 reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
 
-Unsupported: CSR/CSC/BSR/BSC layouts, sparse @ sparse, and elementwise ops on sparse tensors
-other than the few methods below.
+CSR is served by ``SparseCsrTensor`` (sorted COO underneath). Unsupported: CSC/BSR/BSC
+layouts, and elementwise ops on sparse tensors other than the
+few methods below (scaling, + and - with sparse or dense tensors, * with a dense tensor).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ._tensor import Size, Tensor, _make
 from .autograd.graph import Node
 from .ops.indexing import IndexAddZeros, IndexSelect
 
-__all__ = ["SparseTensor", "sparse_coo_tensor", "mm", "spmm", "addmm", "sum", "softmax",
-           "log_softmax", "to_dense"]
+__all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm",
+           "spmm", "addmm", "sum", "softmax", "log_softmax", "to_dense"]
 
 
 def _as_array(x, dtype=None):
@@ -254,7 +255,9 @@ class SparseTensor(Tensor):
     to_sparse_coo = to_sparse
 
     def to_sparse_csr(self, dense_dim=None):
-        _no_compressed("to_sparse_csr")
+        _check_2d_sparse(self, "to_sparse_csr")
+        c = self.coalesce()  # coalesced COO is sorted row-major: CSR's order
+        return _new_csr(c._idx, c._vals, c._size)
 
     def to_sparse_csc(self, dense_dim=None):
         _no_compressed("to_sparse_csc")
@@ -301,12 +304,53 @@ class SparseTensor(Tensor):
         return self.to(D.float32)
 
     def mul(self, other):
-        """Multiply by a python scalar or a 0-d tensor (scales the values)."""
+        """``self * other``: a scalar scales the values; a dense tensor of this shape (or a
+        sparse one) multiplies elementwise, and the result stays sparse, as in PyTorch."""
+        if isinstance(other, SparseTensor):
+            return self.mul(other.to_dense())
         if isinstance(other, Tensor) and other.ndim != 0:
-            raise NotImplementedError("sparse * tensor: only scalars are supported")
+            if tuple(other.shape) != self._size or self.dense_dim() != 0:
+                raise NotImplementedError(
+                    f"sparse * dense: only a dense tensor of the sparse tensor's shape "
+                    f"{list(self._size)} is supported (and no dense dims), got "
+                    f"{list(other.shape)}")
+            c = self.coalesce()
+            picked = other.reshape(-1)[_make(_flat_index(c._idx, c._size))]
+            return _new_sparse(c._idx, c._vals * picked, c._size, True)
         return _new_sparse(self._idx, self._vals * other, self._size, self._coalesced)
 
     __mul__ = __rmul__ = mul
+
+    def add(self, other, *, alpha=1):
+        """``self + alpha * other``: sparse + sparse stays sparse; sparse + dense is dense."""
+        import ember
+        if isinstance(other, SparseTensor):
+            if other._size != self._size:
+                raise RuntimeError(f"add: expected sizes to match, got {list(self._size)} and "
+                                   f"{list(other._size)}")
+            if other.sparse_dim() != self.sparse_dim():
+                raise RuntimeError("add: sparse tensors need the same number of sparse dims")
+            vals = ember.cat([self._vals, other._vals * alpha if alpha != 1 else other._vals])
+            idx = np.concatenate([self._idx, other._idx], axis=1)
+            return _new_sparse(idx, vals, self._size, False).coalesce()
+        if isinstance(other, Tensor):
+            return self.to_dense() + (other * alpha if alpha != 1 else other)
+        raise TypeError(f"add(sparse, {type(other).__name__}): expected a tensor; adding a "
+                        f"scalar to every element would make the tensor dense")
+
+    __add__ = add
+
+    def __radd__(self, other):
+        # dense + sparse reaches here first (SparseTensor subclasses Tensor): a dense result
+        return self.add(other)
+
+    def sub(self, other, *, alpha=1):
+        return self.add(other, alpha=-alpha)
+
+    __sub__ = sub
+
+    def __rsub__(self, other):
+        return (-self).add(other)
 
     def __neg__(self):
         return self.mul(-1)
@@ -401,8 +445,8 @@ def sparse_coo_tensor(indices, values, size=None, *, dtype=None, device=None,
                       pin_memory=False, requires_grad=False, check_invariants=None,
                       is_coalesced=None):
     """A sparse COO tensor from ``indices`` (sparse_dim, nnz) and ``values`` (nnz, ...)."""
-    from ._device import to_device
-    to_device(device)
+    from ._device import cpu_only
+    cpu_only(device, "sparse_coo_tensor")
     idx = _as_array(indices)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"indices must be an int64 tensor, got {idx.dtype}")
@@ -504,9 +548,89 @@ DENSE_METHODS = {
     "_indices": _dense_no_coo("_indices"), "values": _dense_no_coo("values"),
     "indices": _dense_no_coo("indices"),
     "sparse_dim": lambda self: 0, "dense_dim": lambda self: self.ndim,
-    **{n: _dense_compressed(n) for n in ("to_sparse_csr", "to_sparse_csc", "to_sparse_bsr",
-                                         "to_sparse_bsc")},
+    **{n: _dense_compressed(n) for n in ("to_sparse_csc", "to_sparse_bsr", "to_sparse_bsc")},
+    "to_sparse_csr": lambda self, dense_dim=None: _dense_to_csr(self, dense_dim),
 }
+
+
+# ---------------------------------------------------------------------- CSR
+class SparseCsrTensor(SparseTensor):
+    """A 2-D sparse CSR tensor (``layout == ember.sparse_csr``): ``crow_indices``,
+    ``col_indices`` and ``values``. It keeps its entries as sorted COO underneath, so every
+    COO op (``to_dense``, ``@`` with gradients through the values...) serves it too."""
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_csr
+        return sparse_csr
+
+    is_sparse = False
+    is_sparse_csr = True
+
+    def crow_indices(self):
+        """Row pointers: row ``i``'s entries are ``crow[i]:crow[i + 1]``."""
+        counts = np.bincount(self._idx[0], minlength=self._size[0])
+        return _make(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def col_indices(self):
+        return _make(self._idx[1].copy())
+
+    def values(self):
+        return self._vals
+
+    def to_sparse(self, *args, layout=None, **kwargs):
+        return _new_sparse(self._idx, self._vals, self._size, True)
+
+    def to_sparse_csr(self, dense_dim=None):
+        return self
+
+    def __repr__(self):
+        return (f"tensor(crow_indices={_plain_repr(self.crow_indices()._data)},\n"
+                f"       col_indices={_plain_repr(self._idx[1])},\n"
+                f"       values={_plain_repr(self._vals._data)}, size={self._size}, "
+                f"nnz={self._vals.shape[0]}, layout=ember.sparse_csr)")
+
+
+def _new_csr(idx, vals, size):
+    t = object.__new__(SparseCsrTensor)
+    t.__dict__.update(_idx=idx, _vals=vals, _size=tuple(int(n) for n in size), _coalesced=True)
+    return t
+
+
+def _dense_to_csr(self, dense_dim=None):
+    if self.ndim != 2 or dense_dim:
+        raise NotImplementedError(f"to_sparse_csr: only 2-D tensors with no dense dims are "
+                                  f"supported, got {self.ndim}-D")
+    return _dense_to_sparse(self).to_sparse_csr()
+
+
+def sparse_csr_tensor(crow_indices, col_indices, values, size=None, *, dtype=None,
+                      device=None, pin_memory=False, requires_grad=False,
+                      check_invariants=None):
+    """A 2-D CSR tensor from row pointers, column indices and values (gradients reach
+    ``values``)."""
+    crow = _as_array(crow_indices).astype(np.int64)
+    col = _as_array(col_indices).astype(np.int64)
+    if crow.ndim != 1 or col.ndim != 1 or crow.size == 0 or crow[0] != 0 or \
+            (np.diff(crow) < 0).any() or crow[-1] != col.size:
+        raise RuntimeError(f"sparse_csr_tensor: crow_indices must start at 0, not decrease and "
+                           f"end at nnz ({col.size}); got {crow.tolist()}")
+    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
+    if dtype is not None:
+        vals = vals.to(dtype)
+    if vals.shape[0] != col.size:
+        raise RuntimeError(f"sparse_csr_tensor: {col.size} column indices but "
+                           f"{vals.shape[0]} values")
+    rows = np.repeat(np.arange(crow.size - 1), np.diff(crow))
+    if size is None:
+        size = (crow.size - 1, int(col.max()) + 1 if col.size else 0)
+    if col.size and (col.min() < 0 or col.max() >= size[1]):
+        raise RuntimeError(f"sparse_csr_tensor: column indices must be in [0, {size[1]})")
+    if requires_grad:
+        vals.requires_grad_(True)
+    idx = np.stack([rows, col])
+    order = np.lexsort((col, rows))  # sorted row-major, as coalesced COO
+    return _new_csr(idx[:, order], vals[_make(order)] if order.size else vals, size)
 
 
 # ---------------------------------------------------------------------- products
@@ -521,7 +645,10 @@ def _matmul(a, b):
     """``a @ b`` where one side is sparse COO (2-d) and the other dense (1-d or 2-d)."""
     a_sp, b_sp = isinstance(a, SparseTensor), isinstance(b, SparseTensor)
     if a_sp and b_sp:
-        raise NotImplementedError("matmul of two sparse tensors is not supported")
+        # sparse @ sparse -> sparse, as PyTorch: the product against b's dense form (the
+        # graph-sized operands GNN code multiplies), turned back into COO
+        _check_2d_sparse(b, "matmul")
+        return _matmul(a, b.to_dense()).to_sparse()
     if b_sp:  # dense @ sparse = (sparse^T @ dense^T)^T
         if a.ndim == 1:
             return _matmul(b.t(), a)

@@ -30,3 +30,11 @@ __all__ = ["backward", "grad", "Function", "Variable", "no_grad", "enable_grad",
            "set_grad_enabled", "inference_mode", "is_grad_enabled", "detect_anomaly",
            "set_detect_anomaly", "gradcheck", "gradgradcheck", "functional", "Node",
            "once_differentiable"]
+
+
+def __getattr__(name):
+    # ``ember.autograd.profiler`` loads on first use (it pulls in ``ember.profiler``)
+    if name == "profiler":
+        import importlib
+        return importlib.import_module(".profiler", __name__)
+    raise AttributeError(f"module 'ember.autograd' has no attribute '{name}'")

@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
+from .graph import _MODES
 from .grad_mode import GradMode
+
+
+# The active ``ember.profiler`` session, if any (it reports each backward node evaluated).
+_PROFILER: list = [None]
 
 
 def _root_node(t):
@@ -104,7 +110,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     root_ids = {id(g._data) for g in grad_tensors}
     # Array mode (nothing records the backward): buffers hold backend arrays, nodes with an
     # ``array_backward`` run it directly, others see their gradients wrapped as Tensors.
-    raw = not create_graph
+    # A capture mode on the dispatch path must see the backward as ops: Tensor formulas in
+    # their recorded form (functions of saved inputs, not of arrays kept on the ctx). Other
+    # modes (profiler, autocast, forward AD, vmap) leave the backward as it runs eagerly.
+    capturing = bool(_MODES) and any(getattr(m, "records_backward", False) for m in _MODES)
+    raw = not create_graph and not capturing
     if raw:
         for buf in buffers.values():
             for i, g in enumerate(buf):
@@ -112,7 +122,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     buf[i] = g._data
     wrap = _wrap if raw else _same
     prev = GradMode.enabled
-    GradMode.enabled = bool(create_graph)
+    GradMode.enabled = bool(create_graph) or capturing
     try:
         for node in order:
             buf = buffers.pop(node, None)
@@ -158,7 +168,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     for h in list(node._hooks.values()):
                         h((), tuple(wrap(g) for g in buf))
                 continue
-            grads_in = _call_backward(node, buf, retain_graph, raw)
+            if _PROFILER[0] is None:
+                grads_in = _call_backward(node, buf, retain_graph, raw)
+            else:  # a profiler is on: it times the node under PyTorch's event name
+                grads_in = _PROFILER[0].backward_node(node, _call_backward, buf, retain_graph,
+                                                      raw)
             if node._hooks:
                 for h in list(node._hooks.values()):
                     r = h(tuple(wrap(g) for g in grads_in), tuple(wrap(g) for g in buf))
@@ -212,7 +226,7 @@ _ndarray = np.ndarray
 def _wrap(g):
     if g is None or isinstance(g, Tensor):
         return g
-    return _make(g if type(g) is _ndarray else np.asarray(g))
+    return _make(g if type(g) is _ndarray or type(g) is MetaArray else np.asarray(g))
 
 
 def _same(g):
@@ -223,7 +237,9 @@ def _unwrap(g):
     """A gradient returned by a hook or a Tensor backward, as an array."""
     if g is None:
         return None
-    return g._data if isinstance(g, Tensor) else np.asarray(g)
+    if isinstance(g, Tensor):
+        return g._data
+    return g if type(g) is MetaArray else np.asarray(g)
 
 
 def _tensor_hooks(node, buf, raw):
@@ -280,8 +296,10 @@ def _call_backward(node, buf, retain_graph, raw):
     if len(buf) > 1 and any(g is None for g in buf):  # a single output always has a grad
         om = node._out_meta
         if node._materialize is not False and om is not None:
-            buf = [g if g is not None else (_zeros(om[i], raw) if om[i] is not None else None)
-                   for i, g in enumerate(buf)]
+            like = next(g for g in buf if g is not None)  # zeros on the device of the others
+            like = like._data if isinstance(like, Tensor) else like
+            buf = [g if g is not None else (_zeros(om[i], raw, like) if om[i] is not None
+                                            else None) for i, g in enumerate(buf)]
     cls = type(node)
     if raw:
         fn = cls.array_backward
@@ -320,8 +338,9 @@ def _call_backward(node, buf, retain_graph, raw):
     return out
 
 
-def _zeros(meta, raw):
-    z = np.zeros(meta[0], meta[1])
+def _zeros(meta, raw, like=None):
+    z = np.zeros(meta[0], meta[1]) if type(like) is not MetaArray else \
+        MetaArray(meta[0], meta[1])
     return z if raw else _make(z)
 
 
@@ -374,7 +393,7 @@ def _make_grads(tensors, grad_tensors):
                 if t._data.dtype.kind not in "fV":
                     raise RuntimeError("grad can be implicitly created only for real scalar "
                                        f"outputs but got {t.dtype}")
-                g = _make(np.ones(t._data.shape, t._data.dtype))
+                g = _make(np.ones(t._data.shape, t._data.dtype, like=t._data))
         elif not isinstance(g, Tensor):
             from .. import tensor as _tensor
             g = _tensor(g, dtype=t.dtype)

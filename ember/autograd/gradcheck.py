@@ -62,10 +62,52 @@ def _analytical_jacobian(fn, inputs, i):
     return cols
 
 
+def _forward_jacobian(fn, inputs, i):
+    """d(outputs)/d(inputs[i]) from forward-mode AD, one jvp per input element."""
+    from . import forward_ad as fwAD
+    from .._tensor import _make
+    x = inputs[i]
+    cols = None
+    for k in range(x._data.size):
+        e = np.zeros(x._data.shape, dtype=x._data.dtype)
+        e.reshape(-1)[k] = 1
+        with fwAD.dual_level():
+            ins = list(inputs)
+            ins[i] = fwAD.make_dual(x, _make(e))
+            outs = _flat_outputs(fn, ins)
+            if cols is None:
+                cols = [np.zeros((o._data.size, x._data.size), dtype=o._data.dtype)
+                        for o in outs]
+            for c, o in zip(cols, outs):
+                t = fwAD.unpack_dual(o).tangent
+                if t is not None:
+                    c[:, k] = t._data.reshape(-1)
+    return cols or []
+
+
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
-              nondet_tol=0.0, check_undefined_grad=True, fast_mode=False, **kwargs):
-    """Compare analytical gradients with central finite differences (use float64 inputs)."""
+              nondet_tol=0.0, check_undefined_grad=True, fast_mode=False,
+              check_forward_ad=False, check_backward_ad=True, **kwargs):
+    """Compare analytical gradients with central finite differences (use float64 inputs).
+
+    ``check_forward_ad=True`` also checks forward-mode AD (the Jacobian from jvps);
+    ``check_backward_ad=False`` skips the reverse-mode check."""
     inputs = _as_tuple(inputs)
+    if check_forward_ad:
+        for i, x in enumerate(inputs):
+            if not isinstance(x, Tensor) or not x._rg:
+                continue
+            num = _numerical_jacobian(func, inputs, i, eps)
+            fwd = _forward_jacobian(func, inputs, i)
+            for j, (n, a) in enumerate(zip(num, fwd)):
+                if not np.allclose(a, n, rtol=rtol, atol=atol):
+                    msg = (f"Jacobian computed with forward mode mismatch for output {j} with "
+                           f"respect to input {i},\nnumerical:{n}\nanalytical:{a}\n")
+                    if raise_exception:
+                        raise GradcheckError(msg)
+                    return False
+    if not check_backward_ad:
+        return True
     for i, x in enumerate(inputs):
         if not isinstance(x, Tensor) or not x._rg:
             continue
@@ -107,5 +149,9 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
         return tuple(g for g in gs if g is not None)
 
     del diff_in
+    # check_fwd_over_rev: the forward-mode Jacobian of the first derivative (forward over
+    # reverse: tangents flow through the recorded backward ops)
     return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+                     raise_exception=raise_exception,
+                     check_forward_ad=bool(kwargs.get("check_fwd_over_rev", False)),
+                     check_backward_ad=bool(kwargs.get("check_rev_over_rev", True)))

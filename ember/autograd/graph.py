@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 
 from .._hooks import RemovableHandle, add_hook  # noqa: F401 (RemovableHandle re-exported)
+from .._meta import MetaArray, check_same_device
 from .._tensor import Tensor, _bump_version, _make, _version_counter
 from .grad_mode import GradMode
 
@@ -85,9 +86,11 @@ class Node:
     _out_meta = None   # per-output (shape, dtype), for ops with several outputs
 
     saves = ()
+    saves_for = None  # optional {input position: saved positions its gradient reads}
     saves_output = False
     view = False
     differentiable = True
+    crosses_devices = False  # True for copies between devices (``to``): no mismatch check
     _raw = True  # forward takes backend arrays
     # Optional ``array_backward(ctx, *grads)``: the backward formula on backend arrays, run
     # by the engine when nothing records the backward (``create_graph=False``); ``backward``
@@ -119,7 +122,7 @@ class Node:
                 _raise_modified(self, t, vc[0], version)
             if arrays:
                 out.append(t._data if isinstance(t, Tensor) else t)
-            elif type(t) is _ndarray:  # a saved output
+            elif type(t) is _ndarray or type(t) is MetaArray:  # a saved output
                 out.append(_make(t, True, self))
             else:
                 out.append(t)
@@ -171,7 +174,18 @@ class Node:
         if object.__getattribute__(self, "_released") and \
                 name in self.__dict__.get("_freed_names", ()):
             raise RuntimeError(_FREED_MSG)  # ctx attributes are freed with the saved tensors
+        if name.startswith(("_saved_", "_raw_saved_")):  # PyTorch's names for saved values
+            from ._saved import saved_attribute
+            return saved_attribute(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # An op whose forward cannot run on meta arrays keeps an output-metadata rule
+        # ``meta(ctx, *args, **kwargs)`` beside it; the op runs that rule when an argument is
+        # a meta array. Only these ops pay for the check (ember/_meta.py).
+        if "meta" in cls.__dict__:
+            cls.forward = staticmethod(_meta_aware(cls.forward, cls.meta))
 
     # ---------------------------------------------------------------- dispatch
     @classmethod
@@ -206,9 +220,14 @@ class Node:
             return _record(cls, args, arrays, kwargs)
         out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
         if type(out) is tuple:
+            if out and type(out[0]) is MetaArray:
+                check_same_device(cls, args)
             return tuple(_wrap_plain(cls, o, args) for o in out)
         if type(out) is not _ndarray:
-            out = _asarray(out)
+            if type(out) is MetaArray:
+                check_same_device(cls, args)  # only meta results pay for the device check
+            else:
+                out = _asarray(out)
         t = _new(Tensor)
         t._data = out
         if cls.view:
@@ -227,6 +246,16 @@ class Node:
 _new = object.__new__
 
 
+def _meta_aware(forward, meta):
+    def run(ctx, *args, **kwargs):
+        for a in args:
+            if type(a) is MetaArray:
+                return meta(ctx, *args, **kwargs)
+        return forward(ctx, *args, **kwargs)
+    run.__name__, run.__doc__ = forward.__name__, forward.__doc__
+    return run
+
+
 def named(t, name):
     """Give ``t``'s node PyTorch's name when one op class serves several PyTorch functions
     (one Permute op is PyTorch's TBackward0, TransposeBackward0 and PermuteBackward0)."""
@@ -237,7 +266,7 @@ def named(t, name):
 
 
 def _wrap_plain(cls, out, args):
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and type(out) is not MetaArray:
         if out is None or isinstance(out, Tensor):  # None: an absent optional output
             return out
         out = _asarray(out)
@@ -256,6 +285,15 @@ def _link_view(cls, t, src):
 
 def _differentiable_dtype(arr):
     return arr.dtype.kind in "fcV"
+
+
+def _unread_saved(saves_for, needs):
+    """Saved positions that no input needing a gradient reads (see ``Node.saves_for``)."""
+    read = set()
+    for i, need in enumerate(needs):
+        if need:
+            read.update(saves_for.get(i, ()))
+    return {p for deps in saves_for.values() for p in deps} - read
 
 
 def _record(cls, args, arrays, kwargs):
@@ -299,9 +337,16 @@ def _record(cls, args, arrays, kwargs):
     saves = cls.saves
     if saves:
         saved = []
+        # ``saves_for`` says which saved positions each input's gradient reads: a tensor
+        # only the gradient of a non-differentiated input reads is kept unversioned, so a
+        # later in-place write to it does not fail a backward that never reads it (PyTorch
+        # saves per formula, too: ``x[:, 1] * 2`` keeps no version of ``x``)
+        unread = _unread_saved(cls.saves_for, needs) if cls.saves_for is not None else ()
         for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
-            if isinstance(t, Tensor):
+            if i in unread:
+                saved.append((t, _ZERO_VC, 0))
+            elif isinstance(t, Tensor):
                 b = t._base  # the version counter is shared with the base (as in
                 if b is None:  # ``_version_counter``, inlined: this runs per saved input)
                     b = t
@@ -318,12 +363,14 @@ def _record(cls, args, arrays, kwargs):
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
     if type(out) is tuple:
+        if out and type(out[0]) is MetaArray:
+            check_same_device(cls, args)
         outs = []
         for i, o in enumerate(out):
             if o is None:  # an absent optional output (e.g. the gradient of a missing bias)
                 outs.append(None)
                 continue
-            if type(o) is not _ndarray:
+            if type(o) is not _ndarray and type(o) is not MetaArray:
                 o = _asarray(o)
             t = _new(Tensor)
             t._data = o
@@ -343,7 +390,10 @@ def _record(cls, args, arrays, kwargs):
         node._saved = _pack_saved(saved, node) if _SAVED_HOOKS and saved else saved
         return tuple(outs)
     if type(out) is not _ndarray:
-        out = _asarray(out)
+        if type(out) is MetaArray:
+            check_same_device(cls, args)
+        else:
+            out = _asarray(out)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":
@@ -377,7 +427,7 @@ def _pack_saved(saved, node):
     pack, unpack = _SAVED_HOOKS[-1]
     out = []
     for t, vc, version in saved:
-        if type(t) is _ndarray:  # a saved output: the hook sees it as the output tensor
+        if type(t) is _ndarray or type(t) is MetaArray:  # a saved output: the hook sees it
             t = _make(t, True, node)
         if isinstance(t, Tensor):
             t = _Packed(pack(t), unpack)
@@ -490,6 +540,8 @@ def apply_inplace(cls, target, *args, **kwargs):
     """
     if not isinstance(target, Tensor):
         raise TypeError(f"in-place {cls.__name__} expects a Tensor, got {type(target).__name__}")
+    if _MODES:
+        return _run_inplace_modes(cls, target, args, kwargs)
     need = False
     if GradMode.enabled and cls.differentiable:
         if target._rg:
@@ -524,14 +576,30 @@ def apply_inplace(cls, target, *args, **kwargs):
             vc = _version_counter(target)
             node._saved[-1] = (target._data, vc, vc[0])
         return target
-    if _MODES:
-        res = cls.apply(target, *args, **kwargs)._data
-    else:
-        res = cls.forward(_ScratchCtx(), target._data,
-                          *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
-    _write(target, res if type(res) is _ndarray else _asarray(res), cls)
+    res = cls.forward(_ScratchCtx(), target._data,
+                      *[a._data if isinstance(a, Tensor) else a for a in args], **kwargs)
+    _write(target, res if type(res) is _ndarray or type(res) is MetaArray else _asarray(res), cls)
     _bump_version(target)
     return target
+
+
+def _run_inplace_modes(cls, target, args, kwargs):
+    """Let each active mode see an in-place op, outermost first: a mode with
+    ``on_inplace(cls, target, args, kwargs, run)`` wraps it; others see it through
+    ``on_op`` with the target as first argument."""
+    saved, _MODES[:] = _MODES[:], []
+    try:
+        def run_at(depth):
+            if depth == len(saved):
+                return apply_inplace(cls, target, *args, **kwargs)
+            mode = saved[depth]
+            hook = getattr(mode, "on_inplace", None)
+            if hook is None:
+                return mode.on_op(cls, (target,) + args, kwargs, lambda: run_at(depth + 1))
+            return hook(cls, target, args, kwargs, lambda: run_at(depth + 1))
+        return run_at(0)
+    finally:
+        _MODES[:] = saved
 
 
 def _write(target, result, cls):
@@ -721,6 +789,15 @@ class Function(Node, metaclass=_FunctionMeta):
     def vjp(ctx, *grad_outputs):
         raise NotImplementedError("You must implement either the backward or vjp method for "
                                   "your custom autograd.Function to use it with backward mode AD.")
+
+    @staticmethod
+    def jvp(ctx, *grad_inputs):
+        raise NotImplementedError("You must implement the jvp function for custom "
+                                  "autograd.Function to use it with forward mode AD.")
+
+    def save_for_forward(self, *tensors):
+        """Save tensors for ``jvp`` (forward-mode AD); ``ctx.saved_tensors`` returns them."""
+        self._saved_fw = tensors
 
 
 def once_differentiable(fn):

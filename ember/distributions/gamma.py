@@ -15,6 +15,7 @@ from . import constraints
 from .distribution import Distribution
 from .exp_family import ExponentialFamily
 from .utils import broadcast_all
+from .._dtype import np_finfo as _np_finfo
 
 __all__ = ["Gamma"]
 
@@ -95,7 +96,7 @@ class _StandardGamma(Node):
     def forward(ctx, alpha):
         from ember._random import _rng
         x = _rng().standard_gamma(alpha.astype(np.float64))
-        tiny = np.finfo(alpha.dtype).tiny
+        tiny = _np_finfo(alpha.dtype).tiny
         return np.maximum(x, tiny).astype(alpha.dtype)
 
     @staticmethod

@@ -11,6 +11,7 @@ import numpy as np
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from ..ops.indexing import IndexAddZeros
+from .._autocast import autocast_function
 
 
 # ---------------------------------------------------------------- embedding
@@ -151,6 +152,10 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
         raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. "
                                   f"per_sample_weights is only supported for mode='sum' (got "
                                   f"mode='{mode}'). Please open a feature request on GitHub.")
+    if weight.is_meta or input.is_meta:
+        # on meta, only the result's metadata: one row of weight's width per bag (an op on
+        # weight, so that gradients reach it with its shape)
+        return weight[:1].expand(B, weight.shape[1]) * 1
     # the bag of position i is the last bag whose offset is <= i (equal offsets: empty bags)
     seg = np.searchsorted(offs, np.arange(len(idx)), side="right") - 1
     keep = np.ones(len(idx), dtype=bool) if padding_idx is None else idx != padding_idx
@@ -164,6 +169,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
 
 
 # ---------------------------------------------------------------- attention
+@autocast_function("lower")
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
     """softmax(Q K^T * scale + mask) V over the last two dims; boolean masks mark the

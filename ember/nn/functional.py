@@ -16,10 +16,11 @@ from .. import _dtype as D
 from .._random import _rng
 from .._tensor import Tensor, _make
 from ..autograd.grad_mode import GradMode, no_grad
-from ..autograd.graph import apply_inplace
+from ..autograd.graph import _MODES, apply_inplace
 from ..ops import elementwise as E
 from ..ops import nn as K
-from ..ops.creation import tensor as _tensor
+from ..ops import random as _rand_ops
+from ..ops.creation import tensor as _tensor, zeros as _zeros
 from ..ops.linalg import einsum
 
 # convolution, pooling, padding and resampling (ember/ops/conv.py)
@@ -27,6 +28,7 @@ from ..ops.conv import *  # noqa: E402,F401,F403
 
 # embedding and attention (ember/nn/_functional_seq.py)
 from ._functional_seq import *  # noqa: E402,F401,F403
+from .._autocast import autocast_function
 
 
 # ---------------------------------------------------------------------- helpers
@@ -175,6 +177,7 @@ def leaky_relu_(input, negative_slope=0.01):
     return leaky_relu(input, negative_slope, True)
 
 
+@autocast_function("lower")
 def prelu(input, weight):
     """Leaky ReLU with a learnt slope per channel (dim 1) or one shared slope."""
     if weight.numel() != 1:
@@ -346,18 +349,20 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     if not training or p == 0.0:
         return input
     dt = input._data.dtype
-    keep = _rng(None).random(mask_shape) >= p
+    if input.is_meta:  # no mask to draw: the result has the input's metadata
+        return input.mul_(1.0) if inplace else input * 1.0
     if alpha:
         if p == 1.0:  # PyTorch drops everything to zero (the formula below divides by 0)
+            _rng(None).random(mask_shape)  # the draw PyTorch makes all the same
             return input.mul_(0.0) if inplace else input * 0.0
         # alpha dropout keeps mean and variance for SELU nets (Klambauer et al., 2017)
         a_ = 1.7580993408473766
         a = 1.0 / math.sqrt((a_ * a_ * p + 1) * (1 - p))
-        noise = _make((keep * a).astype(dt))
-        shift = _make(((keep.astype(np.float64) - 1) * a_ * a + a_ * a * p).astype(dt))
+        noise, shift = _rand_ops.DropoutMask.apply(tuple(mask_shape), p, dt, (a, a_))
         return _composed(input, inplace, lambda x: x * noise + shift)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask = _make((keep * scale).astype(dt))
+    # the mask is drawn by a dispatched random op, so a captured graph re-draws it per run
+    mask = _rand_ops.DropoutMask.apply(tuple(mask_shape), p, dt, scale)
     return input.mul_(mask) if inplace else input * mask
 
 
@@ -431,8 +436,18 @@ def _channel_shape(input):
     return (1, input.shape[1]) + (1,) * (input.ndim - 2)
 
 
+def _stat(t):
+    """A batch statistic for ``_update_running``: its array, or under a capture mode (the
+    dispatch path's ``_MODES``) the Tensor, so that the update is recorded as ops."""
+    return t.detach() if _MODES else t._data
+
+
 def _update_running(running, stat, momentum):
     """running = (1 - momentum) * running + momentum * stat, in place (no autograd)."""
+    if isinstance(stat, Tensor):  # under capture: dispatched ops, so replays write it back
+        with no_grad():
+            running.mul_(1.0 - momentum).add_((stat * momentum).to(running.dtype))
+        return
     arr = running._data
     arr *= 1.0 - momentum
     arr += (momentum * stat).astype(arr.dtype, copy=False)
@@ -461,9 +476,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         b = bias.reshape(cshape) if bias is not None else None
         y, mean, var = K.Normalize.apply(input, w, b, axes, float(eps))
         if running_mean is not None:
-            _update_running(running_mean, mean._data.reshape(c), momentum)
+            _update_running(running_mean, _stat(mean).reshape(c), momentum)
         if running_var is not None:
-            _update_running(running_var, var._data.reshape(c) * (n / (n - 1)), momentum)
+            _update_running(running_var, _stat(var).reshape(c) * (n / (n - 1)), momentum)
         return y
     if running_mean is None or running_var is None:
         raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
@@ -493,9 +508,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     n = int(np.prod(spatial))
     c = input.shape[1]
     if running_mean is not None:
-        _update_running(running_mean, mean._data.reshape(-1, c).mean(0), momentum)
+        _update_running(running_mean, _stat(mean).reshape(-1, c).mean(0), momentum)
     if running_var is not None:
-        _update_running(running_var, (var._data * (n / (n - 1))).reshape(-1, c).mean(0),
+        _update_running(running_var, (_stat(var) * (n / (n - 1))).reshape(-1, c).mean(0),
                         momentum)
     return y
 
@@ -566,11 +581,11 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     front, back = size // 2, (size - 1) // 2
     parts = []
     zshape[1] = front + 1  # one more leading zero so window sums are cumsum differences
-    parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+    parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     parts.append(sq)
     if back:
         zshape[1] = back
-        parts.append(_make(np.zeros(zshape, dtype=input._data.dtype)))
+        parts.append(_zeros(zshape, dtype=input.dtype, device=input.device))
     cs = cat(parts, 1).cumsum(1)
     window = cs[:, size:size + c] - cs[:, 0:c]
     div = (window * (alpha / size) + k) ** beta
@@ -634,6 +649,7 @@ def pdist(input, p=2):
 
 
 # ---------------------------------------------------------------------- losses
+@autocast_function("fp32")
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean (or sum) absolute error."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -644,6 +660,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean (or sum) squared error."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -655,6 +672,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log likelihood of the target classes given log-probabilities."""
@@ -665,6 +683,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return K.NllLoss.apply(input, target, weight, reduction, ignore_index)
 
 
+@autocast_function("fp32")
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Cross-entropy between logits and class indices or class probabilities."""
@@ -710,6 +729,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_cls)
 
 
+@autocast_function("fp32")
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     """-(t log x + (1 - t) log(1 - x)), logs clamped at -100 as in PyTorch."""
@@ -728,6 +748,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
     """Sigmoid + binary cross-entropy in one stable formula; ``pos_weight`` weighs positives."""
@@ -745,6 +766,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """KL divergence with ``input`` given as log-probabilities."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -763,6 +785,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """Quadratic below ``beta``, linear above (scaled so the pieces meet)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -776,6 +799,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """Quadratic below ``delta``, ``delta``-linear above."""
     _same_size_warning(input, target)
@@ -788,6 +812,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """log(1 + exp(-y x))."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -807,6 +832,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """Hinge loss between each target class and each non-target class (targets end at -1)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -834,6 +860,7 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduct
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
                       reduce=None, reduction="mean"):
     """Multi-class hinge loss: sum over wrong classes of max(0, margin - x[y] + x[i])^p / C."""
@@ -856,6 +883,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
                           reduction="mean"):
     """1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1."""
@@ -871,6 +899,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
                         reduction="mean"):
     """max(0, -y (x1 - x2) + margin)."""
@@ -882,6 +911,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, r
     return _reduce((-target * (input1 - input2) + margin).clamp_min(0), reduction)
 
 
+@autocast_function("fp32")
 def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
                          reduction="mean"):
     """x for y = 1, max(0, margin - x) for y = -1."""
@@ -891,6 +921,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
                         size_average=None, reduce=None, reduction="mean"):
     """max(0, margin + d(a, p) - d(a, n)) with the p-norm distance."""
@@ -921,6 +952,7 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
     return _reduce((margin + d_pos - d_neg).clamp_min(0), reduction)
 
 
+@autocast_function("fp32")
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
                      reduce=None, reduction="mean"):
     """Negative log likelihood of a Poisson target with rate exp(input) (or input)."""
@@ -959,6 +991,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return _reduce(loss, reduction)
 
 
+@autocast_function("fp32")
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
              zero_infinity=False):
     """Connectionist temporal classification loss of ``log_probs`` ``(T, N, C)`` (or

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
+
 _SCIPY: list = []
 
 
@@ -87,11 +89,11 @@ def _lgamma_scalar(v):
 
 # ---------------------------------------------------------------------- gamma family
 def _f64(a):
-    return np.asarray(a, dtype=np.float64)
+    return xp_asarray(a, dtype=np.float64)
 
 
 def _back(r, a):
-    return np.asarray(r).astype(a.dtype, copy=False)
+    return xp_asarray(r).astype(a.dtype, copy=False)
 
 
 def digamma(a):
@@ -132,7 +134,7 @@ def zeta(x, q):
     """Hurwitz zeta sum_k (k + q)^-x (x > 1); Euler-Maclaurin summation when SciPy is absent."""
     dtype = np.result_type(x, q)
     if _scipy() is not None:
-        return np.asarray(_scipy().zeta(x, q)).astype(dtype, copy=False)
+        return xp_asarray(_scipy().zeta(x, q)).astype(dtype, copy=False)
     x, q = np.broadcast_arrays(_f64(x), _f64(q))
     n = 10
     with np.errstate(all="ignore"):

@@ -8,9 +8,11 @@ import builtins
 import numpy as np
 
 from .. import _dtype as D
+from .._meta import MetaArray
 from .._tensor import Tensor
 
 _ndarray = np.ndarray
+_ARRAYS = (np.ndarray, MetaArray)  # backend array types: NumPy and the meta device's
 _BY_NP = D._BY_NP
 
 
@@ -54,7 +56,7 @@ def result_dtype(*xs):
     """PyTorch's result type over arrays (tensors) and python scalars (weak)."""
     dim_r = zero_r = wrap_r = None
     for x in xs:
-        if type(x) is _ndarray:
+        if type(x) in _ARRAYS:
             d = _BY_NP[x.dtype]
             if x.ndim:
                 dim_r = d if dim_r is None else D.promote_types(dim_r, d)
@@ -68,20 +70,20 @@ def result_dtype(*xs):
 
 def promote(a, b):
     """Cast the arrays among ``a``, ``b`` to their PyTorch result dtype (scalars stay weak)."""
-    if type(a) is _ndarray:
-        if type(b) is _ndarray:
+    if type(a) in _ARRAYS:
+        if type(b) in _ARRAYS:
             if a.dtype == b.dtype:
                 return a, b
         elif (type(b) is float or type(b) is builtins.int) and a.dtype.kind == "f":
             return a, b  # a weak python scalar never changes a float tensor's dtype
     rt = result_dtype(a, b).np
-    if type(a) is _ndarray and a.dtype != rt:
+    if type(a) in _ARRAYS and a.dtype != rt:
         a = a.astype(rt)
-    elif type(a) is not _ndarray and rt.kind in "iuV":  # V: bfloat16
+    elif type(a) not in _ARRAYS and rt.kind in "iuV":  # V: bfloat16
         a = _weak_scalar(a, rt)
-    if type(b) is _ndarray and b.dtype != rt:
+    if type(b) in _ARRAYS and b.dtype != rt:
         b = b.astype(rt)
-    elif type(b) is not _ndarray and rt.kind in "iuV":
+    elif type(b) not in _ARRAYS and rt.kind in "iuV":
         b = _weak_scalar(b, rt)
     return a, b
 

@@ -33,8 +33,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import _allocator
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
+from .._autocast import autocast_function
+from ..autograd import forward_ad as _fad
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -247,6 +250,13 @@ class ConvNd(Node):
     saves = (0, 1)
 
     @staticmethod
+    def meta(ctx, x, w, b, stride, pads, dilation, groups):
+        _remember(ctx, stride, pads, dilation, groups)
+        osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1 for s, (lo, hi), k, t, d in
+                    zip(x.shape[2:], pads, w.shape[2:], stride, dilation))
+        return MetaArray((x.shape[0], w.shape[0]) + osz, x.dtype)
+
+    @staticmethod
     def forward(ctx, x, w, b, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
         keep = ctx.needs_input_grad[1:2] == (True,)
@@ -267,6 +277,20 @@ class ConvNd(Node):
         # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x slower
         gb = g.sum(0).flatten(1).sum(1) if nb else None
         return gx, gw, gb, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, tx, tw, tb, *_):
+        # convolution is linear in x and in w separately; the bias adds per channel
+        x, w, b, *geom = ctx.inputs
+        out = None
+        if tx is not None:
+            out = ConvNd.apply(tx, w, None, *geom)
+        if tw is not None:
+            out = _fad.add_tangents(out, ConvNd.apply(x, tw, None, *geom))
+        if tb is not None:
+            tb = tb.reshape((1, -1) + (1,) * (ctx.output.dim() - 2))
+            out = _fad.add_tangents(out, tb)
+        return out
 
 
 def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
@@ -433,6 +457,11 @@ class ConvInputGrad(Node):
     saves = (0, 1)
 
     @staticmethod
+    def meta(ctx, g, w, xshape, stride, pads, dilation, groups):
+        _remember(ctx, stride, pads, dilation, groups)
+        return MetaArray(xshape, g.dtype)
+
+    @staticmethod
     def forward(ctx, g, w, xshape, stride, pads, dilation, groups):
         _remember(ctx, stride, pads, dilation, groups)
         osz = g.shape[2:]
@@ -493,6 +522,11 @@ class ConvWeightGrad(Node):
     gradient ``g``."""
 
     saves = (0, 1)
+
+    @staticmethod
+    def meta(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
+        _remember(ctx, stride, pads, dilation, groups)
+        return MetaArray(wshape, g.dtype)
 
     @staticmethod
     def forward(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
@@ -783,6 +817,14 @@ class MaxPoolNd(Node):
     saves = (0,)
 
     @staticmethod
+    def meta(ctx, x, ks, st, dl, pads, osz, return_indices):
+        ctx.geom = (ks, st, dl, pads, osz)
+        out = MetaArray(x.shape[:2] + tuple(osz), x.dtype)
+        if isinstance(ctx, Node):
+            ctx.out = out
+        return (out, MetaArray(out.shape, np.int64)) if return_indices else out
+
+    @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
         ctx.geom = (ks, st, dl, pads, osz)
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
@@ -805,6 +847,10 @@ class MaxPoolNd(Node):
 
 class MaxPoolGrad(Node):
     """Max pooling's input gradient: ``g`` added at each window's argmax."""
+
+    @staticmethod
+    def meta(ctx, g, x, out, geom):
+        return MetaArray(x.shape, g.dtype)
 
     @staticmethod
     def forward(ctx, g, x, out, geom):
@@ -877,6 +923,11 @@ class ScatterPlanes(Node):
     the gradient of adaptive max pooling)."""
 
     @staticmethod
+    def meta(ctx, g, flat, shape, accumulate):
+        ctx.flat = flat
+        return MetaArray(shape, g.dtype)
+
+    @staticmethod
     def forward(ctx, g, flat, shape, accumulate):
         ctx.flat = flat
         n, c = shape[:2]
@@ -918,6 +969,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                        return_indices)
 
 
+@autocast_function("fp32")
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """3-d max pooling; ``return_indices=True`` also returns the argmax positions."""
@@ -984,11 +1036,13 @@ def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return _max_unpoolnd(1, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool2d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(2, input, indices, kernel_size, stride, padding, output_size)
 
 
+@autocast_function("fp32")
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of ``max_pool3d``: values placed at ``indices``, zeros elsewhere."""
     return _max_unpoolnd(3, input, indices, kernel_size, stride, padding, output_size)
@@ -1033,6 +1087,11 @@ class AvgPoolNd(Node):
     """Window sums divided by PyTorch's divisor; its adjoint is ``AvgPoolGrad``."""
 
     @staticmethod
+    def meta(ctx, x, ks, st, pads, osz, div):
+        ctx.args = (x.shape, ks, st, pads, osz, div)
+        return MetaArray(x.shape[:2] + tuple(osz), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, ks, st, pads, osz, div):
         ctx.args = (x.shape, ks, st, pads, osz, div)
         tiles = _tiles(x.shape, ks, st, pads, osz)
@@ -1055,9 +1114,16 @@ class AvgPoolNd(Node):
     def backward(ctx, g):
         return (AvgPoolGrad.apply(g, *ctx.args),) + (None,) * 5
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class AvgPoolGrad(Node):
     """The adjoint of ``AvgPoolNd``: ``g / divisor`` spread back over each window."""
+
+    @staticmethod
+    def meta(ctx, g, shape, ks, st, pads, osz, div):
+        ctx.args = (ks, st, pads, osz, div)
+        return MetaArray(shape, g.dtype)
 
     @staticmethod
     def forward(ctx, g, shape, ks, st, pads, osz, div):
@@ -1108,6 +1174,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                        divisor_override)
 
 
+@autocast_function("fp32")
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """3-d average pooling (``divisor_override`` replaces the window size)."""
@@ -1191,6 +1258,8 @@ def _adaptive_avg(nd, input, output_size):
 
 def _along_dim(x, dim, m):
     """Apply the matrix ``m`` (out, in) along ``dim`` of ``x`` (ember ops, differentiable)."""
+    if x.is_meta:  # the constant matrix goes where the input is
+        m = m.to("meta")
     if dim == x.ndim - 1:
         return x.matmul(m.t())
     shape = tuple(x.shape)
@@ -1209,6 +1278,7 @@ def adaptive_avg_pool2d(input, output_size):
     return _adaptive_avg(2, input, output_size)
 
 
+@autocast_function("fp32")
 def adaptive_avg_pool3d(input, output_size):
     """3-d average pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_avg(3, input, output_size)
@@ -1216,6 +1286,12 @@ def adaptive_avg_pool3d(input, output_size):
 
 class AdaptiveMaxPool(Node):
     """Max over PyTorch's adaptive windows; returns (values, flat indices)."""
+
+    @staticmethod
+    def meta(ctx, x, osz):
+        shape = x.shape[:2] + tuple(osz)
+        ctx.flat, ctx.shape = MetaArray(shape, np.int64), x.shape
+        return MetaArray(shape, x.dtype), ctx.flat
 
     @staticmethod
     def forward(ctx, x, osz):
@@ -1278,6 +1354,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _adaptive_max(2, input, output_size, return_indices)
 
 
+@autocast_function("fp32")
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     """3-d max pooling to a given output size (``None`` keeps an input size)."""
     return _adaptive_max(3, input, output_size, return_indices)
@@ -1303,6 +1380,11 @@ class ConstantPad(Node):
     """Constant padding by non-negative ``pads`` ((lo, hi) per dim, from the first dim)."""
 
     @staticmethod
+    def meta(ctx, x, pads, value):
+        ctx.crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape, pads))
+        return MetaArray(tuple(s + lo + hi for s, (lo, hi) in zip(x.shape, pads)), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, pads, value):
         ctx.crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape, pads))
         shape = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape, pads))
@@ -1313,6 +1395,11 @@ class ConstantPad(Node):
     @staticmethod
     def backward(ctx, g):
         return g[ctx.crop], None, None
+
+    @staticmethod
+    def jvp(ctx, t, *_):
+        # affine in x: the padding value is a constant, so the tangent pads with zeros
+        return ConstantPad.apply(t, ctx.inputs[1], 0.0)
 
 
 def _pad_index(size, lo, hi, mode):
@@ -1328,6 +1415,17 @@ def _pad_index(size, lo, hi, mode):
     return np.clip(i, 0, size - 1)
 
 
+def _pad_policy(args, kwargs):
+    # PyTorch's CPU autocast runs reflection padding of 1-2 dims and replication padding of
+    # 1-3 dims in float32; constant and circular padding keep the input's dtype
+    mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+    dims = len(kwargs.get("pad", args[1] if len(args) > 1 else ())) // 2
+    if (mode == "reflect" and dims in (1, 2)) or (mode == "replicate" and dims in (1, 2, 3)):
+        return "fp32"
+    return "none"
+
+
+@autocast_function(_pad_policy)
 def pad(input, pad, mode="constant", value=None):
     """Pad the last ``len(pad) // 2`` dims: ``pad = (last_lo, last_hi, prev_lo, prev_hi, ...)``.
 
@@ -1399,6 +1497,13 @@ class Unfold(Node):
     """Sliding blocks ``(N, C, H, W)`` -> ``(N, C * kh * kw, L)`` (im2col)."""
 
     @staticmethod
+    def meta(ctx, x, ks, dl, pads, st):
+        osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
+                    for s, (lo, hi), k, t, d in zip(x.shape[2:], pads, ks, st, dl))
+        ctx.args = (x.shape[2:], ks, dl, pads, st, osz)
+        return MetaArray((x.shape[0], x.shape[1] * _prod(ks), _prod(osz)), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, ks, dl, pads, st):
         xp = _pad_array(x, pads)
         osz = tuple((s - d * (k - 1) - 1) // t + 1
@@ -1417,6 +1522,11 @@ class Unfold(Node):
 
 class Fold(Node):
     """Sum sliding blocks ``(N, C * kh * kw, L)`` back into ``(N, C, *size)`` (col2im)."""
+
+    @staticmethod
+    def meta(ctx, g, size, ks, dl, pads, st, osz):
+        ctx.args = (ks, dl, pads, st)
+        return MetaArray((g.shape[0], g.shape[1] // _prod(ks)) + tuple(size), g.dtype)
 
     @staticmethod
     def forward(ctx, g, size, ks, dl, pads, st, osz):
@@ -1735,6 +1845,7 @@ def _reflect(coord, twice_low, twice_high):
     return where(flips.fmod(2) == 0, extra + low, span - extra + low)
 
 
+@autocast_function("fp32")
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
     """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1]
     (x then y); modes ``bilinear``/``nearest``, padding ``zeros``/``border``/``reflection``."""

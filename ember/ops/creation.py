@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 from .. import _dtype as D
-from .._device import to_device
+from .. import _meta
+from .._device import META, target_device
 from .._tensor import Tensor, _make
 from ._util import shape_arg
 
@@ -19,7 +20,8 @@ __all__ = ["tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "ful
 
 
 def _finish(arr, requires_grad=False, device=None):
-    to_device(device)
+    if target_device(device) is META and type(arr) is not _meta.MetaArray:
+        arr = _meta.MetaArray(arr.shape, arr.dtype)  # data given for a meta tensor is dropped
     t = _make(arr)
     if requires_grad:
         t.requires_grad_(True)
@@ -94,9 +96,12 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
 def as_tensor(data, dtype=None, device=None):
     """Like ``tensor`` but shares memory with ``data`` (tensors and arrays) when it can."""
     dt = D.to_dtype(dtype) if dtype is not None else None
-    to_device(device)
     if isinstance(data, Tensor):
+        if device is not None:
+            data = data.to(device)
         return data if dt is None or dt is data.dtype else data.to(dt)
+    if target_device(device) is META:
+        return tensor(data, dtype=dt, device=META)
     if isinstance(data, np.ndarray):
         if dt is None:
             D.from_numpy_dtype(data.dtype)
@@ -156,6 +161,13 @@ def _nonnegative(shape):
     return shape
 
 
+def _alloc(np_fn, shape, dtype, device, *fill):
+    """A new backend array on the target device: a meta array allocates nothing."""
+    if target_device(device) is META:
+        return _meta.empty(shape, dtype)
+    return np_fn(shape, *fill, dtype=dtype)
+
+
 def _into(t, out):
     """Honour ``out=``: the result is written into ``out`` (resized), which is returned."""
     if out is None:
@@ -169,7 +181,7 @@ def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=F
     """A tensor filled with 0."""
     if out is not None and dtype is None:
         dtype = out.dtype
-    arr = np.zeros(_size(size, kwargs, "zeros"), dtype=_dtype_or_default(dtype))
+    arr = _alloc(np.zeros, _size(size, kwargs, "zeros"), _dtype_or_default(dtype), device)
     return _into(_finish(arr, requires_grad, device), out)
 
 
@@ -178,7 +190,7 @@ def ones(*size, out=None, dtype=None, layout=None, device=None, requires_grad=Fa
     """A tensor filled with 1."""
     if out is not None and dtype is None:
         dtype = out.dtype
-    arr = np.ones(_size(size, kwargs, "ones"), dtype=_dtype_or_default(dtype))
+    arr = _alloc(np.ones, _size(size, kwargs, "ones"), _dtype_or_default(dtype), device)
     return _into(_finish(arr, requires_grad, device), out)
 
 
@@ -187,12 +199,15 @@ def empty(*size, out=None, dtype=None, layout=None, device=None, requires_grad=F
     """An uninitialised tensor."""
     if out is not None and dtype is None:
         dtype = out.dtype
-    arr = np.empty(_size(size, kwargs, "empty"), dtype=_dtype_or_default(dtype))
+    arr = _alloc(np.empty, _size(size, kwargs, "empty"), _dtype_or_default(dtype), device)
     return _into(_finish(arr, requires_grad, device), out)
 
 
 def empty_strided(size, stride, *, dtype=None, layout=None, device=None, requires_grad=False,
                   pin_memory=False):
+    if target_device(device) is META:  # a meta tensor keeps the strides it was given
+        arr = _meta.empty(tuple(size), _dtype_or_default(dtype), tuple(stride))
+        return _finish(arr, requires_grad, device)
     return empty(tuple(size), dtype=dtype, requires_grad=requires_grad, device=device)
 
 
@@ -205,36 +220,37 @@ def full(size, fill_value, *, out=None, dtype=None, layout=None, device=None,
     else:
         dt = D.to_dtype(dtype)
     shape = _nonnegative(shape_arg((size,) if isinstance(size, int) else (tuple(size),)))
-    return _finish(np.full(shape, fill_value, dtype=dt.np), requires_grad, device)
+    return _finish(_alloc(np.full, shape, dt.np, device, fill_value), requires_grad, device)
 
 
 def scalar_tensor(s, *, dtype=None, device=None, requires_grad=False):
     return _finish(np.asarray(s, dtype=_dtype_or_default(dtype)), requires_grad, device)
 
 
-def _like(fn, input, dtype, requires_grad, extra=()):
+def _like(fn, input, dtype, requires_grad, extra=(), device=None):
     dt = dtype if dtype is not None else input.dtype
-    return fn(input._data.shape, *extra, dtype=dt, requires_grad=requires_grad)
+    return fn(input._data.shape, *extra, dtype=dt, requires_grad=requires_grad,
+              device=input.device if device is None else device)
 
 
 def zeros_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
                memory_format=None):
-    return _like(zeros, input, dtype, requires_grad)
+    return _like(zeros, input, dtype, requires_grad, device=device)
 
 
 def ones_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
               memory_format=None):
-    return _like(ones, input, dtype, requires_grad)
+    return _like(ones, input, dtype, requires_grad, device=device)
 
 
 def empty_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
                memory_format=None):
-    return _like(empty, input, dtype, requires_grad)
+    return _like(empty, input, dtype, requires_grad, device=device)
 
 
 def full_like(input, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False,
               memory_format=None):
-    return _like(full, input, dtype, requires_grad, (fill_value,))
+    return _like(full, input, dtype, requires_grad, (fill_value,), device)
 
 
 def _num(x):
@@ -258,6 +274,8 @@ def arange(start=0, end=None, step=1, *, out=None, dtype=None, layout=None, devi
     else:
         dt = D.to_dtype(dtype).np
     n = builtins.max(math.ceil((end - start) / step), 0)
+    if target_device(device) is META:
+        return _finish(_meta.empty((n,), dt), requires_grad, device)
     arr = (start + np.arange(n, dtype=np.float64 if np.dtype(dt).kind == "f" else None) * step)
     return _finish(arr.astype(dt), requires_grad, device)
 
@@ -310,4 +328,6 @@ def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_g
         m = n
     if n < 0 or m < 0:
         raise RuntimeError(f"n must be greater or equal to 0, got {n}")
+    if target_device(device) is META:
+        return _finish(_meta.empty((n, m), _dtype_or_default(dtype)), requires_grad, device)
     return _finish(np.eye(n, m, dtype=_dtype_or_default(dtype)), requires_grad, device)

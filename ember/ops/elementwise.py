@@ -10,12 +10,15 @@ import math
 import numpy as np
 
 from .. import _dtype as D
+from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
+from ..autograd import forward_ad as _fad
 from ._util import promote, result_dtype, to_float
 
 _ndarray = np.ndarray
+_ARRAYS = (np.ndarray, MetaArray)  # backend array types: NumPy and the meta device's
 _np = np  # the CPU array module; ops reach it through ``xp`` below
 xp = np
 
@@ -40,7 +43,7 @@ __all__ = [
 
 def _shape_error(*xs):
     """PyTorch's broadcasting error for arrays that do not broadcast (NumPy raised)."""
-    shapes = [x.shape for x in xs if type(x) is _ndarray]
+    shapes = [x.shape for x in xs if type(x) in _ARRAYS]
     for i in range(builtins.max(len(s) for s in shapes)):
         sizes = [s[len(s) - 1 - i] for s in shapes if i < len(s)]
         big = [n for n in sizes if n != 1]
@@ -69,7 +72,7 @@ def _out(result, out):
 class Add(Node):
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+        if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # one float dtype: nothing to promote (the common case)
             try:
                 return a + b
@@ -85,16 +88,20 @@ class Add(Node):
     def backward(ctx, g):
         return g, g
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        return _fad.add_tangents(ta, tb)
+
     array_backward = backward
 
 
 class Sub(Node):
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and a.dtype == np.bool_ or type(b) is _ndarray and \
+        if type(a) in _ARRAYS and a.dtype == np.bool_ or type(b) in _ARRAYS and \
                 b.dtype == np.bool_:
-            if (type(a) is not _ndarray or a.dtype == np.bool_) and \
-                    (type(b) is not _ndarray or b.dtype == np.bool_):
+            if (type(a) not in _ARRAYS or a.dtype == np.bool_) and \
+                    (type(b) not in _ARRAYS or b.dtype == np.bool_):
                 raise RuntimeError(
                     "Subtraction, the `-` operator, with two bool tensors is not supported. "
                     "Use the `^` or `logical_xor()` operator instead.")
@@ -108,23 +115,28 @@ class Sub(Node):
     def backward(ctx, g):
         return g, (-g if ctx.needs_input_grad[1] else None)
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        return _fad.add_tangents(ta, None if tb is None else -tb)
+
     array_backward = backward
 
 
 class Mul(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}  # d/da reads b, d/db reads a
 
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype and \
+        if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # as in Add
             try:
                 return a * b
             except ValueError:
                 raise _shape_error(a, b) from None
         a, b = promote(a, b)
-        if a.dtype == np.bool_ if type(a) is _ndarray else False:
-            if type(b) is not _ndarray or b.dtype == np.bool_:
+        if a.dtype == np.bool_ if type(a) in _ARRAYS else False:
+            if type(b) not in _ARRAYS or b.dtype == np.bool_:
                 return np.logical_and(a, b)
         try:
             return a * b
@@ -137,6 +149,8 @@ class Mul(Node):
         na, nb = ctx.needs_input_grad
         return (g * _conj(b) if na else None, g * _conj(a) if nb else None)
 
+    jvp = staticmethod(_fad.multilinear_jvp)
+
     @staticmethod
     def array_backward(ctx, g):
         a, b = ctx.saved_arrays
@@ -146,15 +160,16 @@ class Mul(Node):
 
 class Div(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "biu":
+        if type(a) in _ARRAYS and a.dtype.kind in "biu":
             a = to_float(a)
-        if type(b) is _ndarray and b.dtype.kind in "biu":
+        if type(b) in _ARRAYS and b.dtype.kind in "biu":
             b = to_float(b)
-            if type(a) is not _ndarray:
+            if type(a) not in _ARRAYS:
                 a = b.dtype.type(a)
         try:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -169,6 +184,13 @@ class Div(Node):
         ga = g / _conj(b) if na else None
         gb = -g * _conj(a) / _conj(b * b) if nb else None
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        # d(a/b) = da/b - db a/b^2 = (da - db out)/b
+        b, out = ctx.inputs[1], ctx.output
+        return _fad.add_tangents(None if ta is None else ta / b,
+                                 None if tb is None else -(tb * out) / b)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -187,7 +209,7 @@ class FloorDivide(Node):
     def forward(ctx, a, b):
         a, b = promote(a, b)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if (type(a) is _ndarray and a.dtype.kind in "iu") and _any_zero(b):
+            if (type(a) in _ARRAYS and a.dtype.kind in "iu") and _any_zero(b):
                 raise RuntimeError("ZeroDivisionError")
             return np.floor_divide(a, b)
 
@@ -208,8 +230,8 @@ class TruncDivide(FloorDivide):
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if (type(a) is _ndarray and a.dtype.kind in "iu") or \
-                (type(b) is _ndarray and b.dtype.kind in "iu" and type(a) is not _ndarray):
+        if (type(a) in _ARRAYS and a.dtype.kind in "iu") or \
+                (type(b) in _ARRAYS and b.dtype.kind in "iu" and type(a) not in _ARRAYS):
             if _any_zero(b):
                 raise RuntimeError("ZeroDivisionError")
             q = np.floor_divide(a, b)
@@ -225,11 +247,12 @@ def _any_zero(b):
 
 class Remainder(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+        if type(a) in _ARRAYS and a.dtype.kind in "iu" and _any_zero(b):
             raise RuntimeError("ZeroDivisionError")
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.remainder(a, b)
@@ -245,11 +268,12 @@ class Remainder(Node):
 
 class Fmod(Node):
     saves = (0, 1)
+    saves_for = {1: (0, 1)}
 
     @staticmethod
     def forward(ctx, a, b):
         a, b = promote(a, b)
-        if type(a) is _ndarray and a.dtype.kind in "iu" and _any_zero(b):
+        if type(a) in _ARRAYS and a.dtype.kind in "iu" and _any_zero(b):
             raise RuntimeError("ZeroDivisionError")
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.fmod(a, b)
@@ -269,7 +293,7 @@ class Pow(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        if type(a) is _ndarray and type(b) is not _ndarray:
+        if type(a) in _ARRAYS and type(b) not in _ARRAYS:
             # tensor ** scalar: the scalar is weak
             if a.dtype.kind in "iu" and isinstance(b, (int, np.integer)) and b < 0:
                 raise RuntimeError("Integers to negative integer powers are not allowed.")
@@ -280,8 +304,10 @@ class Pow(Node):
                 with np.errstate(invalid="ignore"):
                     return np.sqrt(a)
         else:
+            if type(b) is _ndarray:  # PyTorch's node names for tensor and scalar bases
+                ctx._node_name = "PowBackward1" if type(a) is _ndarray else "PowBackward2"
             a, b = promote(a, b)
-            if type(a) is _ndarray and a.dtype.kind in "iu" and type(b) is _ndarray and \
+            if type(a) in _ARRAYS and a.dtype.kind in "iu" and type(b) in _ARRAYS and \
                     (b < 0).any():
                 raise RuntimeError("Integers to negative integer powers are not allowed.")
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -325,7 +351,7 @@ def _conj(t):
     """Conjugate of a Tensor, array or Python scalar; the value itself unless complex."""
     if isinstance(t, Tensor):
         return t.conj() if t._data.dtype.kind == "c" else t
-    if type(t) is _ndarray:
+    if type(t) in _ARRAYS:
         return np.conj(t) if t.dtype.kind == "c" else t
     return t.conjugate() if isinstance(t, complex) else t
 
@@ -342,6 +368,8 @@ class Neg(Node):
     @staticmethod
     def backward(ctx, g):
         return -g
+
+    jvp = staticmethod(_fad.linear_jvp)
 
     array_backward = backward
 
@@ -429,6 +457,14 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
         with np.errstate(all="ignore"):
             return bwd(g, x, y)
 
+    def jvp(ctx, t):
+        # backward is g times the conjugate derivative, so for real dtypes jvp(t) = bwd(t);
+        # for complex (holomorphic) ones jvp(t) = f'(x) t = conj(bwd(conj(t)))
+        x, y = ctx.inputs[0], ctx.output
+        if t._data.dtype.kind == "c":
+            return bwd(t.conj(), x, y).conj()
+        return bwd(t, x, y)
+
     attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
              "saves_output": saves_out, "__doc__": doc,
              "ufunc": fwd if isinstance(fwd, np.ufunc) else None}
@@ -436,6 +472,7 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
         attrs["differentiable"] = False
     else:
         attrs["backward"] = staticmethod(backward)
+        attrs["jvp"] = staticmethod(jvp)
         if arrays:
             attrs["array_backward"] = staticmethod(array_backward)
     return type(name, (Node,), attrs)
@@ -547,6 +584,10 @@ class Relu(Node):
         return g * (y > 0)
 
     @staticmethod
+    def jvp(ctx, t):
+        return t * (ctx.output > 0)
+
+    @staticmethod
     def array_backward(ctx, g):
         (y,) = ctx.saved_arrays
         return g * (y > 0)
@@ -633,10 +674,10 @@ class Clamp(Node):
         a = a.astype(rt, copy=False)
         out = a
         if lo is not None:
-            out = np.maximum(out, lo, dtype=rt) if type(lo) is _ndarray or \
+            out = np.maximum(out, lo, dtype=rt) if type(lo) in _ARRAYS or \
                 not np.isnan(lo) else np.full_like(out, np.nan)
         if hi is not None:
-            out = np.minimum(out, hi, dtype=rt) if type(hi) is _ndarray or \
+            out = np.minimum(out, hi, dtype=rt) if type(hi) in _ARRAYS or \
                 not np.isnan(hi) else np.full_like(out, np.nan)
         if out is a:
             out = a.copy()
@@ -724,6 +765,16 @@ class Where(Node):
         z = zeros_scalar_like(g)
         return None, where(c, g, z) if na else None, where(c, z, g) if nb else None
 
+    @staticmethod
+    def jvp(ctx, tc, ta, tb):
+        cond, a, b = ctx.inputs
+        from .creation import zeros_like
+        if ta is None:
+            ta = zeros_like(ctx.output)
+        if tb is None:
+            tb = zeros_like(ctx.output)
+        return Where.apply(cond, ta, tb)
+
 
 def zeros_scalar_like(g):
     return 0.0 if g._data.dtype.kind != "c" else 0j
@@ -734,7 +785,7 @@ class Lerp(Node):
 
     @staticmethod
     def forward(ctx, a, b, w):
-        if type(w) is _ndarray:
+        if type(w) in _ARRAYS:
             return a + w * (b - a)
         return (a + w * (b - a)).astype(a.dtype, copy=False)
 
@@ -801,7 +852,7 @@ class Atan2(Node):
 
     @staticmethod
     def forward(ctx, a, b):
-        a, b = promote(to_float(a), to_float(b) if type(b) is _ndarray else b)
+        a, b = promote(to_float(a), to_float(b) if type(b) in _ARRAYS else b)
         return np.arctan2(a, b)
 
     @staticmethod
@@ -880,6 +931,8 @@ class Conj(Node):
     def backward(ctx, g):
         return g.conj()
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 class Real(Node):
     view = "maybe"
@@ -934,9 +987,9 @@ LogicalNot = _nondiff("LogicalNot", np.logical_not)
 def _bitwise(name, fn):
     def forward(ctx, a, b=None):
         for x in (a, b):
-            if type(x) is _ndarray and x.dtype.kind in "fc" or isinstance(x, float):
+            if type(x) in _ARRAYS and x.dtype.kind in "fc" or isinstance(x, float):
                 raise NotImplementedError(f'"{name}_cpu" not implemented for '
-                                          f"'{'Float' if type(x) is not _ndarray else x.dtype}'")
+                                          f"'{'Float' if type(x) not in _ARRAYS else x.dtype}'")
         if b is None:
             return fn(a)
         a, b = promote(a, b)
@@ -957,7 +1010,7 @@ class Isclose(Node):
 
     @staticmethod
     def forward(ctx, a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
-        if type(b) is _ndarray and a.dtype != b.dtype:
+        if type(b) in _ARRAYS and a.dtype != b.dtype:
             raise RuntimeError(f"{D._BY_NP[a.dtype]} did not match {D._BY_NP[b.dtype]}")
         return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
@@ -1114,7 +1167,7 @@ def isreal(input):
 
 def ones_like_bool(input):
     from .._tensor import _make
-    return _make(np.ones(input._data.shape, dtype=bool))
+    return _make(np.ones(input._data.shape, dtype=bool, like=input._data))
 
 
 def round(input, *, decimals=0, out=None):
@@ -1362,8 +1415,8 @@ class Zeta(Node):
 
     @staticmethod
     def forward(ctx, x, q):
-        x, q = promote(to_float(x) if type(x) is _ndarray else x,
-                       to_float(q) if type(q) is _ndarray else q)
+        x, q = promote(to_float(x) if type(x) in _ARRAYS else x,
+                       to_float(q) if type(q) in _ARRAYS else q)
         with np.errstate(all="ignore"):
             return _S.zeta(x, q)
 
@@ -1386,11 +1439,11 @@ class Xlogy(Node):
     @classmethod
     def forward(cls, ctx, x, y):
         x, y = promote(x, y)
-        x = to_float(x) if type(x) is _ndarray else x
-        y = to_float(y) if type(y) is _ndarray else y
+        x = to_float(x) if type(x) in _ARRAYS else x
+        y = to_float(y) if type(y) in _ARRAYS else y
         with np.errstate(all="ignore"):
             r = np.where((x == 0) & ~np.isnan(y), 0.0, x * cls._log(y))
-        dt = (x if type(x) is _ndarray else y).dtype
+        dt = (x if type(x) in _ARRAYS else y).dtype
         return r.astype(dt, copy=False)
 
     @classmethod
@@ -1419,9 +1472,9 @@ Xlog1py._fn = staticmethod(lambda g, y: special_xlog1py(g, y))
 
 def _float_pair(a, b):
     a, b = promote(a, b)
-    if type(a) is _ndarray and a.dtype.kind in "biu":
+    if type(a) in _ARRAYS and a.dtype.kind in "biu":
         a = to_float(a)
-    if type(b) is _ndarray and b.dtype.kind in "biu":
+    if type(b) in _ARRAYS and b.dtype.kind in "biu":
         b = to_float(b)
     return a, b
 
@@ -1434,7 +1487,7 @@ class Copysign(Node):
     def forward(ctx, a, b):
         a, b = _float_pair(a, b)
         r = np.copysign(a, b)
-        return r.astype((a if type(a) is _ndarray else b).dtype, copy=False)
+        return r.astype((a if type(a) in _ARRAYS else b).dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
@@ -1472,7 +1525,7 @@ class Heaviside(Node):
 
     @staticmethod
     def forward(ctx, a, v):
-        if type(v) is _ndarray and v.dtype != a.dtype:
+        if type(v) in _ARRAYS and v.dtype != a.dtype:
             raise RuntimeError("heaviside is not yet implemented for tensors with different "
                                "dtypes.")
         if a.dtype.kind == "c":
@@ -1483,8 +1536,8 @@ class Heaviside(Node):
 def _int_only(name, fn):
     def forward(ctx, a, b):
         for x in (a, b):
-            if type(x) is _ndarray and x.dtype.kind not in "iu" or isinstance(x, float):
-                dt = x.dtype if type(x) is _ndarray else "Float"
+            if type(x) in _ARRAYS and x.dtype.kind not in "iu" or isinstance(x, float):
+                dt = x.dtype if type(x) in _ARRAYS else "Float"
                 raise RuntimeError(f'"{name}_cpu" not implemented for \'{dt}\'')
         a, b = promote(a, b)
         return fn(a, b)
@@ -1762,11 +1815,11 @@ class OrthogonalPolynomial(Node):
     def forward(ctx, x, n, kind, shifted):
         rt = result_dtype(x, n)
         rt = rt if rt.is_floating_point else D.get_default_dtype()
-        xv = np.asarray(x, np.float64)
+        xv = xp_asarray(x, np.float64)
         if shifted:
             xv = 2 * xv - 1
         with np.errstate(all="ignore"):
-            return np.asarray(_orthogonal_poly(kind, xv, n)).astype(rt.np)
+            return xp_asarray(_orthogonal_poly(kind, xv, n)).astype(rt.np)
 
 
 def _poly_fn(name, kind, shifted=False):
@@ -1829,7 +1882,7 @@ class BesselFunction(Node):
                                           f"'ember[special]'")
             fn = (lambda v: sp.airy(v)[0]) if fn == "airy" else getattr(sp, fn)
         with np.errstate(all="ignore"):
-            return np.asarray(fn(xv)).astype(rt)
+            return xp_asarray(fn(xv)).astype(rt)
 
 
 def _bessel_fn(name):
@@ -1867,8 +1920,8 @@ class _IncompleteGamma(Node):
         rt = result_dtype(a, x)
         rt = rt.np if rt.is_floating_point else D.get_default_dtype().np
         with np.errstate(all="ignore"):
-            return np.asarray(cls._values(np.asarray(a, np.float64),
-                                          np.asarray(x, np.float64))).astype(rt)
+            return xp_asarray(cls._values(xp_asarray(a, np.float64),
+                                          xp_asarray(x, np.float64))).astype(rt)
 
     @classmethod
     def backward(cls, ctx, g):

@@ -7,10 +7,14 @@ import builtins
 
 import numpy as np
 
+from .._meta import MetaArray, data_dependent
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
+from .._autocast import autocast_function
+from ..autograd import forward_ad as _fad
 
 _ndarray = np.ndarray
+_ARRAYS = (np.ndarray, MetaArray)  # backend array types: NumPy and the meta device's
 
 __all__ = ["nonzero", "index_select", "gather", "masked_fill", "take_along_dim", "index_add",
            "index_copy", "index_fill", "index_put", "scatter", "scatter_add", "scatter_reduce",
@@ -73,7 +77,7 @@ class Index(Node):
     def forward(ctx, a, idx):
         ctx.shape, ctx.dtype, ctx.idx = a.shape, a.dtype, idx
         out = _check_bounds(a, idx)
-        if type(out) is not _ndarray:
+        if type(out) not in _ARRAYS:
             # NumPy returns a scalar for a full integer index; PyTorch a 0-d view. A trailing
             # Ellipsis makes NumPy return the 0-d view too.
             if _is_basic(idx):
@@ -85,6 +89,8 @@ class Index(Node):
     @staticmethod
     def backward(ctx, g):
         return IndexAddZeros.apply(g, ctx.shape, ctx.idx), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class IndexAddZeros(Node):
@@ -112,7 +118,7 @@ class IndexPut(Node):
     def forward(ctx, a, v, idx, accumulate=False):
         ctx.idx, ctx.accumulate = idx, accumulate
         out = a.copy()
-        if type(v) is _ndarray and v.dtype != a.dtype:
+        if type(v) in _ARRAYS and v.dtype != a.dtype:
             v = v.astype(a.dtype)
         if accumulate:
             np.add.at(out, idx, v)
@@ -167,7 +173,7 @@ def setitem(self, idx, value):
     if not need and not _MODES:
         dst = self._data
         try:
-            if type(v) is _ndarray and v.dtype != dst.dtype:
+            if type(v) in _ARRAYS and v.dtype != dst.dtype:
                 if v.dtype.kind == "c" and dst.dtype.kind != "c":
                     raise RuntimeError(f"Index put requires the source and destination dtypes "
                                        f"match, got {dst.dtype} for the destination and "
@@ -229,6 +235,8 @@ class IndexSelect(Node):
         idx[ctx.dim] = ctx.index.reshape(-1)
         return IndexAddZeros.apply(g, ctx.shape, tuple(idx)), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 def index_select(input, dim, index):
     from ._util import norm_dim
@@ -265,6 +273,8 @@ class Gather(Node):
         if len(ctx.shape) == 0:
             return g.sum().reshape(()), None, None
         return _scatter_into_zeros(g, ctx.shape, ctx.dim, ctx.index), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def gather(input, dim, index, *, sparse_grad=False):
@@ -311,6 +321,8 @@ def masked_fill(input, mask, value):
 def nonzero(input, *, as_tuple=False):
     """Indices of the non-zero elements: an (n, ndim) tensor, or one tensor per dim."""
     a = input._data
+    if type(a) is MetaArray:
+        raise data_dependent("nonzero")
     if a.ndim == 0:
         # a 0-d tensor has one element and no dims: (n, 0), or a tuple of one (n,) tensor
         n = int(bool(a))
@@ -400,6 +412,7 @@ def index_add(input, dim, index, source, *, alpha=1):
                                        _dim_index(_nd(input), d, idx))
 
 
+@autocast_function("promote")
 def index_copy(input, dim, index, source):
     """``input`` with slices along ``dim`` at ``index`` replaced by ``source``'s slices."""
     d = _dim(input, dim)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.graph import Node, named
+from ..autograd import forward_ad as _fad
 from .reduction import _rt
+from .._autocast import autocast_function
+from .._dtype import np_finfo as _np_finfo
 
 # named result tuples (``torch.return_types``)
 _slogdet_rt = _rt("slogdet", ["sign", "logabsdet"])
@@ -64,6 +68,7 @@ _MATMUL_NAMES = {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackw
 
 class Matmul(Node):
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}
 
     @staticmethod
     def forward(ctx, a, b):
@@ -74,7 +79,7 @@ class Matmul(Node):
         if a.dtype.kind == "b":
             return (a.astype(np.int64) @ b.astype(np.int64)).astype(bool)
         try:
-            return matmul_arrays(a, b)
+            r = matmul_arrays(a, b)
         except ValueError:
             if a.ndim == 0 or b.ndim == 0:
                 raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they "
@@ -83,6 +88,9 @@ class Matmul(Node):
                 raise RuntimeError(_mismatch_msg(a, b)) from None
             raise RuntimeError(f"matmul: batch dimensions of {list(a.shape)} and "
                                f"{list(b.shape)} cannot be broadcast") from None
+        if r.dtype is not a.dtype and r.dtype != a.dtype:
+            r = r.astype(a.dtype)  # NumPy widens bfloat16 matrix-vector products to float32
+        return r
 
     @staticmethod
     def backward(ctx, g):
@@ -109,6 +117,8 @@ class Matmul(Node):
         if nb:
             gb = matmul(_mT(_c(a)), g)
         return ga, gb
+
+    jvp = staticmethod(_fad.multilinear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -201,12 +211,14 @@ def bmm(input, mat2, *, out=None):
     return matmul(input, mat2, out=out)
 
 
+@autocast_function("none")
 def mv(input, vec, *, out=None):
     if input.ndim != 2 or vec.ndim != 1:
         raise RuntimeError(f"vector + matrix @ vector expected, got {input.ndim}, {vec.ndim}")
     return matmul(input, vec, out=out)
 
 
+@autocast_function("none")
 def dot(input, other, *, out=None):
     if input.ndim != 1 or other.ndim != 1:
         raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D "
@@ -218,10 +230,12 @@ def dot(input, other, *, out=None):
     return matmul(input, other, out=out)
 
 
+@autocast_function("none")
 def vdot(input, other):
     return dot(input.conj(), other)
 
 
+@autocast_function("none")
 def inner(input, other):
     if input.ndim == 0 or other.ndim == 0:
         return input * other
@@ -229,6 +243,7 @@ def inner(input, other):
         if other.ndim <= 2 else einsum("...i,...ji->...j", input, other)
 
 
+@autocast_function("none")
 def outer(input, vec2):
     if input.ndim != 1 or vec2.ndim != 1:
         raise RuntimeError("outer: expected 1-D tensors")
@@ -238,6 +253,7 @@ def outer(input, vec2):
 ger = outer
 
 
+@autocast_function("lower")
 def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * (mat1 @ mat2)``."""
     p = mm(mat1, mat2)
@@ -372,21 +388,25 @@ def _expand_ellipsis(eq, ndims):
 
 
 # ====================================================================== more products
+@autocast_function("lower")
 def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices."""
     return _scaled_sum(input, bmm(batch1, batch2), beta, alpha, out)
 
 
+@autocast_function("lower")
 def addbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * sum_b(batch1[b] @ batch2[b])``."""
     return _scaled_sum(input, bmm(batch1, batch2).sum(0), beta, alpha, out)
 
 
+@autocast_function("none")
 def addmv(input, mat, vec, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * (mat @ vec)``."""
     return _scaled_sum(input, mv(mat, vec), beta, alpha, out)
 
 
+@autocast_function("none")
 def addr(input, vec1, vec2, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * outer(vec1, vec2)``."""
     return _scaled_sum(input, outer(vec1, vec2), beta, alpha, out)
@@ -403,6 +423,7 @@ def _scaled_sum(input, p, beta, alpha, out):
     return r
 
 
+@autocast_function("none")
 def chain_matmul(*matrices, out=None):
     """The product of 2-d matrices, left to right (deprecated: ``linalg.multi_dot``)."""
     if len(matrices) == 1 and isinstance(matrices[0], (list, tuple)):
@@ -416,6 +437,7 @@ def chain_matmul(*matrices, out=None):
     return r if len(matrices) > 1 else r.clone()
 
 
+@autocast_function("fp32")
 def trace(input):
     """The sum of the main diagonal of a 2-d matrix."""
     if input.ndim != 2:
@@ -423,6 +445,7 @@ def trace(input):
     return input.diagonal().sum()
 
 
+@autocast_function("none")
 def tensordot(a, b, dims=2, out=None):
     """Contract ``dims`` (a count, or a pair of dim lists) of ``a`` with ``b``."""
     if isinstance(dims, (int, np.integer)):
@@ -493,6 +516,7 @@ def cross(input, other, dim=None, *, out=None):
     return r
 
 
+@autocast_function("fp32")
 def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary"):
     """Pairwise ``p``-norm distances between the rows of ``x1`` and of ``x2`` (batched)."""
     if x1.ndim < 2 or x2.ndim < 2:
@@ -530,7 +554,7 @@ class VectorNorm(Node):
             r = np.sqrt(np.sum(ax * ax, axis=dims, keepdims=keepdim))
         else:
             r = np.sum(ax ** p, axis=dims, keepdims=keepdim) ** (1.0 / p)
-        return np.asarray(r, dtype=ax.dtype)
+        return xp_asarray(r, dtype=ax.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -690,7 +714,7 @@ class Det(Node):
 
     @staticmethod
     def forward(ctx, a):
-        return np.asarray(np.linalg.det(a), dtype=a.dtype)
+        return xp_asarray(np.linalg.det(a), dtype=a.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -712,7 +736,7 @@ class Slogdet(Node):
     @staticmethod
     def forward(ctx, a):
         sign, logabs = np.linalg.slogdet(a)
-        return np.asarray(sign, dtype=a.dtype), np.asarray(logabs, dtype=np.abs(a).dtype)
+        return xp_asarray(sign, dtype=a.dtype), xp_asarray(logabs, dtype=np.abs(a).dtype)
 
     @staticmethod
     def backward(ctx, gsign, glog):
@@ -1036,11 +1060,12 @@ def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
     if atol is not None:
         raise NotImplementedError("linalg.pinv: atol is not supported yet; pass rtol")
     if rtol is None:
-        rtol = max(A.shape[-2:]) * np.finfo(A._data.dtype).eps if A.numel() else 0.0
+        rtol = max(A.shape[-2:]) * _np_finfo(A._data.dtype).eps if A.numel() else 0.0
     from .elementwise import _out
     return _out(Pinv.apply(A, float(rtol), hermitian), out)
 
 
+@autocast_function("fp32")
 def pinverse(input, rcond=1e-15):
     """``linalg.pinv`` with a relative cutoff ``rcond``."""
     return pinv(input, rtol=rcond)
@@ -1091,7 +1116,7 @@ def _expm(a):
     for k in range(1, 30):
         term = term @ x / k
         out = out + term
-        if np.max(np.abs(term), initial=0) <= np.finfo(a.dtype).eps * \
+        if np.max(np.abs(term), initial=0) <= _np_finfo(a.dtype).eps * \
                 np.max(np.abs(out), initial=1):
             break
     for _ in range(s):
@@ -1149,6 +1174,7 @@ def multi_dot(tensors, *, out=None):
     return _out(r, out)
 
 
+@autocast_function("lower")
 def vecdot(x, y, *, dim=-1, out=None):
     """``sum(conj(x) * y)`` over ``dim`` (broadcasting)."""
     r = ((x.conj() if x.is_complex() else x) * y).sum(dim)
@@ -1158,6 +1184,7 @@ def vecdot(x, y, *, dim=-1, out=None):
 
 
 
+@autocast_function("fp32")
 def lstsq(A, B, rcond=None, *, driver=None):
     """The least-squares solution of ``A X = B``: (solution, residuals, rank, singular_values).
 
@@ -1170,7 +1197,7 @@ def lstsq(A, B, rcond=None, *, driver=None):
     vec = B.ndim == A.ndim - 1
     Bm = B.unsqueeze(-1) if vec else B
     m, n = A.shape[-2], A.shape[-1]
-    eps = np.finfo(A._data.dtype).eps
+    eps = _np_finfo(A._data.dtype).eps
     rt = rcond if rcond is not None else eps * max(m, n)
     x = matmul(pinv(A, rtol=rt), Bm)
     s = np.linalg.svd(A._data, compute_uv=False) if A.numel() else np.zeros(
@@ -1200,7 +1227,7 @@ def matrix_rank(A, *, atol=None, rtol=None, hermitian=False, tol=None, out=None)
     smax = np.max(s, axis=-1, keepdims=True, initial=0)
     if rtol is None:
         rtol = 0.0 if atol is not None and atol > 0 else max(a.shape[-2:]) * \
-            np.finfo(np.abs(a).dtype).eps
+            _np_finfo(np.abs(a).dtype).eps
     atol = 0.0 if atol is None else atol
     thresh = np.maximum(atol, rtol * smax)
     return _make(np.sum(s > thresh, axis=-1).astype(np.int64))
@@ -1394,6 +1421,7 @@ def solve_ex(A, B, *, left=True, check_errors=False, out=None):
     return _solve_ex_rt(solve(A, B, left=left), _make(np.zeros(A.shape[:-2], np.int32)))
 
 
+@autocast_function("fp32")
 def cholesky_solve(B, L, upper=False, *, out=None):
     """The solution of ``A X = B`` given the Cholesky factor of ``A``."""
     # A = L L^H (or U^H U): solve with the lower factor first, then the upper one
@@ -1401,6 +1429,7 @@ def cholesky_solve(B, L, upper=False, *, out=None):
     return solve_triangular(up, solve_triangular(low, B, upper=False), upper=True)
 
 
+@autocast_function("fp32")
 def cholesky_inverse(L, upper=False, *, out=None):
     """The inverse of ``A`` from its Cholesky factor."""
     from .. import eye
@@ -1416,6 +1445,7 @@ def _inplace_table():
 INPLACE = _inplace_table()
 
 
+@autocast_function("fp32")
 def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False, *, out=None):
     """``(solution, A)`` of ``A X = b`` (``A^T X = b`` if ``transpose``) for triangular ``A``
     (deprecated: ``linalg.solve_triangular``)."""
@@ -1590,6 +1620,7 @@ def linalg_lu_solve(LU, pivots, B, *, left=True, adjoint=False, out=None):
     return solve_triangular(U, y, upper=True)
 
 
+@autocast_function("fp32")
 def lu_solve(b, LU_data, LU_pivots, *, out=None):
     """``torch.lu_solve(b, LU_data, LU_pivots)`` (prefer ``linalg.lu_solve``)."""
     return linalg_lu_solve(LU_data, LU_pivots, b)

@@ -28,6 +28,7 @@ import numpy as np
 from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
+from ..autograd import forward_ad as _fad
 from . import elementwise as E
 from .linalg import matmul, matmul_arrays
 
@@ -77,6 +78,7 @@ class Linear(Node):
     """``x @ w.T + b`` in one dispatch (three ops composed cost three)."""
 
     saves = (0, 1)
+    saves_for = {0: (1,), 1: (0,)}  # d/dw reads only w's shape
 
     @staticmethod
     def forward(ctx, x, w, b):
@@ -108,6 +110,16 @@ class Linear(Node):
             if need[2]:
                 gb = g2.sum(0)
         return gx, gw, gb
+
+    @staticmethod
+    def jvp(ctx, tx, tw, tb):
+        x, w, _ = ctx.inputs
+        out = None
+        if tx is not None:
+            out = Linear.apply(tx, w, None)
+        if tw is not None:
+            out = _fad.add_tangents(out, Linear.apply(x, tw, None))
+        return _fad.add_tangents(out, tb)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -177,6 +189,11 @@ class Softmax(Node):
         gy = g * y
         return gy - y * gy.sum(ctx.dim, keepdim=True), None
 
+    @staticmethod
+    def jvp(ctx, t, _):
+        y, dim = ctx.output, ctx.inputs[1]
+        return y * (t - (y * t).sum(dim, keepdim=True))
+
 
 class LogSoftmax(Node):
     saves_output = True
@@ -195,6 +212,11 @@ class LogSoftmax(Node):
         if y.ndim == 0:
             return g * 0, None
         return g - E.exp(y) * g.sum(ctx.dim, keepdim=True), None
+
+    @staticmethod
+    def jvp(ctx, t, _):
+        y, dim = ctx.output, ctx.inputs[1]
+        return t - (y.exp() * t).sum(dim, keepdim=True)
 
 
 def _norm_dim(dim, ndim, op):
@@ -239,9 +261,9 @@ def _class_targets(logits, target, weight, ignore_index, op):
                            f"{list(target.shape)}")
     valid = target != ignore_index
     safe = np.where(valid, target, 0)
-    bad = safe[(safe < 0) | (safe >= n_cls)]
-    if bad.size:
-        raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+    oob = (safe < 0) | (safe >= n_cls)
+    if oob.any():  # (a meta target has no values to check)
+        raise IndexError(f"Target {int(safe[oob].flat[0])} is out of bounds.")
     if weight is not None:
         if weight.shape != (n_cls,):
             raise RuntimeError(f"weight tensor should be defined either for all {n_cls} classes "
@@ -300,6 +322,8 @@ class NllLoss(Node):
     def backward(ctx, g):
         onehot_w, _ = _target_grad_coef(ctx, _LikeShape(ctx))
         return -onehot_w * _upstream(g, ctx), None, None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class _LikeShape:
@@ -443,7 +467,13 @@ def _unary(name, fwd, bwd, saves_out=False, bwd_np=None):
             return (ArrayGrad.apply(bwd_np, g, x, *ctx.params),) + (None,) * len(ctx.params)
         return (bwd(g, x, y, *ctx.params),) + (None,) * len(ctx.params)
 
-    attrs = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    def jvp(ctx, t, *_):
+        # elementwise and real: the backward's factor is the derivative itself
+        x, *params = ctx.inputs
+        return bwd(t, x, ctx.output, *params)
+
+    attrs = {"forward": staticmethod(forward), "backward": staticmethod(backward),
+             "jvp": staticmethod(jvp)}
     if saves_out:
         attrs["saves_output"] = True
     else:

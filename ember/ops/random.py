@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _dtype as D
+from .. import _dtype as D, _meta
+from .._device import META, target_device
 from .._random import _rng
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.graph import Node, apply_inplace
 from .creation import _into, _size
+from .._dtype import np_finfo as _np_finfo
 
 __all__ = ["rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
            "rand_like", "randn_like", "randint_like", "poisson"]
@@ -34,6 +36,8 @@ def rand(*size, generator=None, out=None, dtype=None, layout=None, device=None,
          requires_grad=False, pin_memory=False, **kwargs):
     """Uniform samples on [0, 1)."""
     d = _float_dtype(dtype if dtype is not None or out is None else out.dtype)
+    if target_device(device) is META:
+        return _into(_finish(_meta.empty(_size(size, kwargs, "rand"), d.np), requires_grad), out)
     arr = _rng(generator).random(_size(size, kwargs, "rand"), dtype=np.float64).astype(d.np)
     return _into(_finish(arr, requires_grad), out)
 
@@ -42,9 +46,12 @@ def randn(*size, generator=None, out=None, dtype=None, layout=None, device=None,
           requires_grad=False, pin_memory=False, **kwargs):
     """Standard normal samples."""
     if out is not None:
-        return _into(randn(*size, generator=generator, dtype=dtype or out.dtype, **kwargs), out)
+        return _into(randn(*size, generator=generator, dtype=dtype or out.dtype, device=device,
+                           **kwargs), out)
     d = _float_dtype(dtype)
     shape = _size(size, kwargs, "randn")
+    if target_device(device) is META:
+        return _finish(_meta.empty(shape, d.np), requires_grad)
     if d.is_complex:
         r = _rng(generator).standard_normal(shape + (2,)) / np.sqrt(2)
         arr = (r[..., 0] + 1j * r[..., 1]).astype(d.np)
@@ -67,6 +74,8 @@ def randint(low=0, high=None, size=None, *, generator=None, out=None, dtype=None
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= "
                            f"to={high}")
     d = D.to_dtype(dtype) if dtype is not None else D.int64
+    if target_device(device) is META:
+        return _finish(_meta.empty(tuple(size), d.np), requires_grad)
     arr = _rng(generator).integers(low, high, size=tuple(size)).astype(d.np)
     return _finish(arr, requires_grad)
 
@@ -74,28 +83,35 @@ def randint(low=0, high=None, size=None, *, generator=None, out=None, dtype=None
 def randperm(n, *, generator=None, out=None, dtype=None, layout=None, device=None,
              requires_grad=False, pin_memory=False):
     d = D.to_dtype(dtype) if dtype is not None else D.int64
+    if target_device(device) is META:
+        return _finish(_meta.empty((int(n),), d.np), requires_grad)
     return _finish(_rng(generator).permutation(int(n)).astype(d.np), requires_grad)
 
 
-def rand_like(input, *, dtype=None, generator=None, requires_grad=False, **kw):
+def rand_like(input, *, dtype=None, generator=None, requires_grad=False, device=None, **kw):
     return rand(input.shape, dtype=dtype or input.dtype, generator=generator,
-                requires_grad=requires_grad)
+                requires_grad=requires_grad, device=device or input.device)
 
 
-def randn_like(input, *, dtype=None, generator=None, requires_grad=False, **kw):
+def randn_like(input, *, dtype=None, generator=None, requires_grad=False, device=None, **kw):
     return randn(input.shape, dtype=dtype or input.dtype, generator=generator,
-                 requires_grad=requires_grad)
+                 requires_grad=requires_grad, device=device or input.device)
 
 
-def randint_like(input, low=0, high=None, *, dtype=None, generator=None, **kw):
+def randint_like(input, low=0, high=None, *, dtype=None, generator=None, device=None, **kw):
     if high is None:
         low, high = 0, low
-    return randint(low, high, input.shape, dtype=dtype or input.dtype, generator=generator)
+    return randint(low, high, input.shape, dtype=dtype or input.dtype, generator=generator,
+                   device=device or input.device)
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, **kw):
     """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        ref = mean if isinstance(mean, Tensor) else std
+        if ref.is_meta:  # no values: neither the std check nor the draw can run
+            shape = np.broadcast_shapes(np.shape(mean), np.shape(std))
+            return _make(_meta.empty(shape, ref._data.dtype))
         m = mean._data if isinstance(mean, Tensor) else mean
         s = std._data if isinstance(std, Tensor) else std
         if isinstance(std, Tensor) and (std._data < 0).any():
@@ -110,12 +126,16 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None
     if size is None:
         raise TypeError("normal() with float mean and std needs a size")
     d = _float_dtype(dtype)
+    if target_device(kw.get("device")) is META:
+        return _make(_meta.empty(tuple(size), d.np))
     arr = _rng(generator).normal(mean, std, size=tuple(size)).astype(d.np)
     return _make(arr)
 
 
 def bernoulli(input, p=None, *, generator=None, out=None):
     """Samples 1 with probability ``input`` (or ``p``), elementwise."""
+    if input.is_meta:
+        return _make(_meta.empty(input.shape, input._data.dtype))
     probs = input._data if p is None else np.full(input._data.shape, p)
     if ((probs < 0) | (probs > 1)).any():
         raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
@@ -124,11 +144,15 @@ def bernoulli(input, p=None, *, generator=None, out=None):
 
 
 def poisson(input, generator=None):
+    if input.is_meta:
+        return _make(_meta.empty(input.shape, input._data.dtype))
     return _make(_rng(generator).poisson(input._data).astype(input._data.dtype))
 
 
 def multinomial(input, num_samples, replacement=False, *, generator=None, out=None):
     """Sample category indices from rows of (unnormalised) probabilities."""
+    if input.is_meta:
+        return _make(_meta.empty(input.shape[:-1] + (num_samples,), np.int64))
     p = input._data.astype(np.float64)
     if p.ndim not in (1, 2):
         raise RuntimeError("prob_dist must be 1 or 2 dim")
@@ -168,6 +192,17 @@ class _Overwrite(Node):
     @staticmethod
     def backward(ctx, g):
         return None, None
+
+
+def _meta_noop(filler):
+    """A random fill of a meta tensor draws nothing (there is no data to fill)."""
+    def fill(self, *args, **kwargs):
+        if type(self._data) is _meta.MetaArray:
+            _bump_version(self)
+            return self
+        return filler(self, *args, **kwargs)
+    fill.__name__, fill.__doc__ = filler.__name__, filler.__doc__
+    return fill
 
 
 def _fill(self, arr):
@@ -227,7 +262,7 @@ def random_(self, *args, generator=None, **kwargs):
                            f">= to={to}")
     if to is None:
         if self._data.dtype.kind == "f":
-            to = 2 ** np.finfo(self._data.dtype).nmant + 1
+            to = 2 ** _np_finfo(self._data.dtype).nmant + 1
         elif self._data.dtype == np.bool_:
             to = 2
         else:
@@ -251,6 +286,29 @@ def geometric_(self, p, *, generator=None):
     return _fill(self, _rng(generator).geometric(p, size=self._data.shape))
 
 
+uniform_, normal_, bernoulli_, random_ = map(_meta_noop, (uniform_, normal_, bernoulli_, random_))
+exponential_, cauchy_, log_normal_, geometric_ = map(
+    _meta_noop, (exponential_, cauchy_, log_normal_, geometric_))
+
 INPLACE = {"uniform_": uniform_, "normal_": normal_, "bernoulli_": bernoulli_,
            "random_": random_, "exponential_": exponential_, "cauchy_": cauchy_,
            "log_normal_": log_normal_, "geometric_": geometric_}
+
+
+class DropoutMask(Node):
+    """Dropout's random mask as an op (so that graph capture records a random draw, not a
+    constant): ``keep = U[0, 1) >= p`` over ``shape``. With a float ``scale`` it returns
+    ``keep * scale`` in dtype ``dt``; with ``scale = (a, alpha)`` (alpha dropout) the pair
+    ``(keep * a, (keep - 1) * alpha * a + alpha * a * p)``."""
+
+    differentiable = False
+    _fx_impure = True  # a draw advances the generator: never dead code
+
+    @staticmethod
+    def forward(ctx, shape, p, dt, scale):
+        keep = _rng(None).random(shape) >= p
+        if isinstance(scale, tuple):
+            a, alpha = scale
+            return ((keep * a).astype(dt),
+                    ((keep.astype(np.float64) - 1) * alpha * a + alpha * a * p).astype(dt))
+        return (keep * scale).astype(dt)

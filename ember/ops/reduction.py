@@ -8,10 +8,13 @@ import collections
 
 import numpy as np
 
+from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, _pt_name, named
+from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
+from .._dtype import np_finfo as _np_finfo
 
 _ndarray = np.ndarray
 
@@ -60,7 +63,7 @@ def _axis(dim, ndim, op):
 
 def _expand_back_array(g, shape, axis, keepdim):
     """``_expand_back`` on arrays: a read-only broadcast view of the reduced gradient."""
-    if axis is None and g.size == 1:
+    if axis is None and g.size == 1 and type(g) is np.ndarray:
         # a full reduction: a zero-stride view over the one value (np.broadcast_to's wrapper
         # costs ten times this)
         g = g.reshape(())
@@ -113,6 +116,8 @@ class Sum(Node):
         shape = ctx._in_meta[0][0]
         return _expand_back(g, shape, ctx.axis, ctx.keepdim), None, None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     @staticmethod
     def array_backward(ctx, g):
         shape = ctx._in_meta[0][0]
@@ -135,6 +140,8 @@ class Mean(Node):
     @staticmethod
     def backward(ctx, g):
         return _expand_back(g / ctx.n, ctx.shape, ctx.axis, ctx.keepdim), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -318,7 +325,7 @@ class Argmax(Node):
             r = _arg_nan(a.reshape(-1), 0, fn).astype(np.int64)
             return r.reshape((1,) * a.ndim) if keepdim else r
         if a.ndim == 0:
-            return np.zeros((), np.int64)
+            return np.zeros((), np.int64, like=a)
         _check_nonempty(a, (dim,), "argmax" if largest else "argmin")
         r = _arg_nan(a, dim, fn).astype(np.int64)
         return np.expand_dims(r, dim) if keepdim else r
@@ -340,7 +347,7 @@ class Var(Node):
             if correction != 0:
                 v = v * (n / builtins.max(n - correction, 0)) if n - correction > 0 else \
                     v * np.float64("inf" if n > 0 else "nan").astype(v.dtype)
-        return np.asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
+        return xp_asarray(v).astype(a.real.dtype if a.dtype.kind == "c" else a.dtype,
                                     copy=False)
 
     @staticmethod
@@ -423,6 +430,8 @@ class Cumsum(Node):
         d = ctx.dim
         return g.flip(d).cumsum(d).flip(d), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Cumprod(Node):
     saves = (0,)
@@ -484,7 +493,7 @@ class Logcumsumexp(Node):
         d = ctx.dim
         # grad_i = sum_{j >= i} g_j exp(x_i - out_j), summed in log space separately for the
         # positive and negative parts of g so nothing overflows
-        floor = float(np.finfo(x._data.dtype).min)
+        floor = float(_np_finfo(x._data.dtype).min)
         log_g = log(_abs(g))
         pos = where(g > 0, log_g, floor) - out
         neg = where(g < 0, log_g, floor) - out

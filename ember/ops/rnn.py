@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import MetaArray
 from ..autograd.graph import Node
 
 
@@ -54,6 +55,12 @@ def _contiguous_t(w):
 
 class LSTMLayer(Node):
     """x (T, N, I), h0 (N, P), c0 (N, H) -> out (T, N, P), h_n, c_n.  P = proj or H."""
+
+    @staticmethod
+    def meta(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
+        ctx.saved = (x, w_ih, w_hh, w_hr, b_ih is not None, b_hh is not None)
+        return (MetaArray(x.shape[:2] + h0.shape[1:], x.dtype), MetaArray(h0.shape, x.dtype),
+                MetaArray(c0.shape, x.dtype))
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
@@ -105,6 +112,16 @@ class LSTMLayer(Node):
 
 
 class LSTMLayerGrad(_NoDoubleBackward):
+    @staticmethod
+    def meta(ctx, g_out, g_hn, g_cn, saved, need_dx=True):
+        x, w_ih, w_hh, w_hr, has_bih, has_bhh = saved
+        dt = g_out.dtype
+        db = MetaArray(w_ih.shape[:1], dt)
+        return (MetaArray(x.shape, dt) if need_dx else None, MetaArray(g_hn.shape, dt),
+                MetaArray(g_cn.shape, dt), MetaArray(w_ih.shape, dt), MetaArray(w_hh.shape, dt),
+                db if has_bih else None, db if has_bhh else None,
+                MetaArray(w_hr.shape, dt) if w_hr is not None else None)
+
     @staticmethod
     def forward(ctx, g_out, g_hn, g_cn, saved, need_dx=True):
         (x, w_ih, w_hh, w_hr, gates, cs, tcs, h_prev, c_prev, lengths, reverse,
@@ -164,6 +181,11 @@ class GRULayer(Node):
     """x (T, N, I), h0 (N, H) -> out (T, N, H), h_n."""
 
     @staticmethod
+    def meta(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
+        ctx.saved = (x, w_ih, w_hh, b_ih is not None, b_hh is not None)
+        return MetaArray(x.shape[:2] + h0.shape[1:], x.dtype), MetaArray(h0.shape, x.dtype)
+
+    @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
         T, N, _ = x.shape
         H = w_hh.shape[1]
@@ -205,6 +227,15 @@ class GRULayer(Node):
 
 class GRULayerGrad(_NoDoubleBackward):
     @staticmethod
+    def meta(ctx, g_out, g_hn, saved, need_dx=True):
+        x, w_ih, w_hh, has_bih, has_bhh = saved
+        dt = g_out.dtype
+        db = MetaArray(w_ih.shape[:1], dt)
+        return (MetaArray(x.shape, dt) if need_dx else None, MetaArray(g_hn.shape, dt),
+                MetaArray(w_ih.shape, dt), MetaArray(w_hh.shape, dt),
+                db if has_bih else None, db if has_bhh else None)
+
+    @staticmethod
     def forward(ctx, g_out, g_hn, saved, need_dx=True):
         x, w_ih, w_hh, rz, ns, hn_lin, h_prev, lengths, reverse, has_bih, has_bhh = saved
         T, N, _ = x.shape
@@ -245,6 +276,11 @@ class RNNLayer(Node):
     """x (T, N, I), h0 (N, H) -> out (T, N, H), h_n; ``relu`` or tanh nonlinearity."""
 
     @staticmethod
+    def meta(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
+        ctx.saved = (x, w_ih, w_hh, b_ih is not None, b_hh is not None)
+        return MetaArray(x.shape[:2] + h0.shape[1:], x.dtype), MetaArray(h0.shape, x.dtype)
+
+    @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
         T, N, _ = x.shape
         H = w_hh.shape[1]
@@ -278,6 +314,10 @@ class RNNLayer(Node):
 
 
 class RNNLayerGrad(_NoDoubleBackward):
+    @staticmethod
+    def meta(ctx, g_out, g_hn, saved, need_dx=True):
+        return GRULayerGrad.meta(ctx, g_out, g_hn, saved, need_dx)
+
     @staticmethod
     def forward(ctx, g_out, g_hn, saved, need_dx=True):
         x, w_ih, w_hh, acts, h_prev, lengths, reverse, relu, has_bih, has_bhh = saved

@@ -9,9 +9,12 @@ import builtins
 import numpy as np
 
 from .. import _dtype as D
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
+from ..autograd import forward_ad as _fad
 from ._util import norm_dim, result_dtype, shape_arg
+from .._autocast import autocast_function
 
 _ndarray = np.ndarray
 
@@ -72,6 +75,8 @@ class View(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -87,6 +92,8 @@ class Reshape(Node):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
     array_backward = backward
 
 
@@ -101,6 +108,8 @@ class Permute(Node):
     @staticmethod
     def backward(ctx, g):
         return g.permute(tuple(np.argsort(ctx.dims))), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -122,6 +131,8 @@ class Expand(Node):
     def backward(ctx, g):
         from ._util import sum_to_shape
         return sum_to_shape(g, ctx.shape), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
     @staticmethod
     def array_backward(ctx, g):
@@ -152,6 +163,8 @@ class Cat(Node):
             start += n
         return tuple(out)
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 def _skippable(a):
     # PyTorch lets 1-d empty tensors join anything
@@ -169,6 +182,8 @@ class Stack(Node):
     def backward(ctx, g):
         return (None,) + tuple(g.unbind(ctx.dim))
 
+    jvp = staticmethod(_fad.linear_jvp)
+
 
 class Split(Node):
     """Split along ``dim`` into views of the given sizes."""
@@ -184,6 +199,8 @@ class Split(Node):
     @staticmethod
     def backward(ctx, *grads):
         return cat(grads, ctx.dim), None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Unbind(Node):
@@ -203,6 +220,8 @@ class Unbind(Node):
     def backward(ctx, *grads):
         return stack(grads, ctx.dim), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Narrow(Node):
     view = True
@@ -219,6 +238,8 @@ class Narrow(Node):
         from .indexing import pad_into
         return pad_into(g, ctx.shape, ctx.dim, ctx.start), None, None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Flip(Node):
     @staticmethod
@@ -229,6 +250,8 @@ class Flip(Node):
     @staticmethod
     def backward(ctx, g):
         return g.flip(ctx.dims), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Roll(Node):
@@ -245,6 +268,8 @@ class Roll(Node):
         s = tuple(-x for x in s) if isinstance(s, tuple) else -s
         return g.roll(s, ctx.dims), None, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Tril(Node):
     @staticmethod
@@ -255,6 +280,8 @@ class Tril(Node):
     @staticmethod
     def backward(ctx, g):
         return g.tril(ctx.k), None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class Triu(Node):
@@ -267,6 +294,8 @@ class Triu(Node):
     def backward(ctx, g):
         return g.triu(ctx.k), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Diagonal(Node):
     view = True
@@ -274,13 +303,18 @@ class Diagonal(Node):
     @staticmethod
     def forward(ctx, a, offset, d1, d2):
         ctx.shape, ctx.args = a.shape, (offset, d1, d2)
-        return np.diagonal(a, offset, d1, d2)
+        d = np.diagonal(a, offset, d1, d2)
+        if type(d) is _ndarray and a.flags.writeable:  # NumPy's view is read-only;
+            d.flags.writeable = True                       # PyTorch's is writable
+        return d
 
     @staticmethod
     def backward(ctx, g):
         offset, d1, d2 = ctx.args
         z = _make(np.zeros(ctx.shape, dtype=g._data.dtype))
         return _DiagonalScatter.apply(z, g, offset, d1, d2), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 class _DiagonalScatter(Node):
@@ -348,6 +382,8 @@ class Repeat(Node):
         gg = g.reshape(split).sum(dim=tuple(range(0, 2 * len(reps), 2)))
         return gg.reshape(shape), None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Clone(Node):
     @staticmethod
@@ -358,9 +394,15 @@ class Clone(Node):
     def backward(ctx, g):
         return g, None
 
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
+
 
 class Contiguous(Node):
     view = "maybe"
+
+    @staticmethod
+    def meta(ctx, a):
+        return a if a.flags.c_contiguous else MetaArray(a.shape, a.dtype)
 
     @staticmethod
     def forward(ctx, a):
@@ -369,6 +411,8 @@ class Contiguous(Node):
     @staticmethod
     def backward(ctx, g):
         return g
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 # ====================================================================== public functions
@@ -998,6 +1042,16 @@ class Unfold(Node):
     view = True
 
     @staticmethod
+    def meta(ctx, a, dim, size, step):
+        ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
+        shp, st = (a.shape, a.strides) if a.ndim else ((1,), (a.itemsize,))
+        n = (shp[dim] - size) // step + 1
+        out = MetaArray(shp[:dim] + (n,) + shp[dim + 1:] + (size,),
+                        a.dtype, st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],),
+                        a.offset)
+        return out.reshape(size) if a.ndim == 0 else out
+
+    @staticmethod
     def forward(ctx, a, dim, size, step):
         from numpy.lib.stride_tricks import as_strided
         ctx.shape, ctx.dim, ctx.size, ctx.step = a.shape, dim, size, step
@@ -1019,6 +1073,8 @@ class Unfold(Node):
         win = np.arange(n)[:, None] * step + np.arange(size)[None, :]
         idx = (slice(None),) * dim + (win,)
         return IndexAddZeros.apply(g.movedim(-1, dim + 1), tuple(shape), idx), None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def unfold(input, dimension, size, step):
@@ -1049,6 +1105,11 @@ class AsStrided(Node):
     view = True
 
     @staticmethod
+    def meta(ctx, a, flat, size, stride, offset, in_offset):
+        ctx.args = (a.shape, a.strides, flat.size, size, stride, offset, in_offset, a.itemsize)
+        return MetaArray(size, a.dtype, [s * a.itemsize for s in stride], offset * a.itemsize)
+
+    @staticmethod
     def forward(ctx, a, flat, size, stride, offset, in_offset):
         from numpy.lib.stride_tricks import as_strided
         ctx.args = (a.shape, a.strides, flat.size, size, stride, offset, in_offset, a.itemsize)
@@ -1072,6 +1133,11 @@ class AsStrided(Node):
         return Index.apply(buf, in_pos), None, None, None, None, None
 
 
+def _extent(shape, stride):
+    return builtins.sum((s - 1) * st for s, st in zip(shape, stride)) + 1 if builtins.all(shape) \
+        else 0
+
+
 def _positions(shape, stride):
     pos = np.zeros(tuple(shape), dtype=np.int64)
     for k, (s, st) in enumerate(zip(shape, stride)):
@@ -1081,6 +1147,13 @@ def _positions(shape, stride):
 
 def as_strided(input, size, stride, storage_offset=None):
     """A view of ``input``'s storage with the given sizes and (element) strides."""
+    if input.is_meta:  # no storage to check against: one as large as the view needs
+        off = input.storage_offset()
+        offset = off if storage_offset is None else int(storage_offset)
+        n = builtins.max(off + _extent(input.shape, input.stride()),
+                         offset + _extent(size, stride))
+        flat = MetaArray((n,), input._data.dtype)
+        return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)
     flat, off = _storage(input)
     offset = off if storage_offset is None else int(storage_offset)
     return AsStrided.apply(input, flat, tuple(size), tuple(stride), offset, off)
@@ -1321,6 +1394,7 @@ def complex(real, imag):
     return real.to(ct) + imag.to(ct) * 1j
 
 
+@autocast_function("fp32")
 def polar(abs, angle):
     """The complex numbers with modulus ``abs`` and argument ``angle``."""
     return complex(abs * angle.cos(), abs * angle.sin())

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node
+from ..autograd.graph import _MODES, Node
 from ._util import norm_dim
 from .indexing import Gather
 from .reduction import return_types
+from .._autocast import autocast_function
 
 __all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode",
            "quantile", "nanquantile"]
@@ -29,6 +30,38 @@ def _argsort(a, axis, descending):
     n = a.shape[axis]
     rev = np.flip(a, axis)
     return n - 1 - np.flip(np.argsort(rev, axis=axis, kind="stable"), axis)
+
+
+class OrderIndices(Node):
+    """The int64 indices these ops pick, computed from the data along ``d``: ``kind`` is
+    "sort" (``param``: descending), "topk" (``(k, largest)``), "kth" (sorted position k),
+    "median" (ignore NaNs?) or "mode". One op, so that graph capture records the indices as
+    a function of the input instead of baking the example's indices in as a constant."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, d, kind, param):
+        if kind == "sort":
+            return _argsort(a, d, param).astype(np.int64)
+        if kind == "topk":
+            k, largest = param
+            return np.take(_argsort(a, d, largest), np.arange(k), axis=d).astype(np.int64)
+        if kind == "mode":
+            return _mode_indices(a, d)
+        pos = param if kind == "kth" else _median_pos(a, d, param)
+        order = _argsort(a, d, False)
+        pos = np.broadcast_to(np.asarray(pos), tuple(s for i, s in enumerate(a.shape) if i != d))
+        return np.take_along_axis(order, np.expand_dims(pos, d), d).astype(np.int64)
+
+
+def _refuse_capture(name):
+    """Ops whose results come from positions computed on the data outside the dispatcher
+    cannot be captured yet: refuse rather than bake the example's positions in."""
+    if _MODES and any(getattr(m, "records_backward", False) for m in _MODES):
+        raise NotImplementedError(f"{name} is not supported under graph capture (export, "
+                                  f"jit.trace, compile) yet: it computes positions from the "
+                                  f"data outside the dispatcher")
 
 
 def _values(input, d, idx):
@@ -47,11 +80,11 @@ def _prep(input, dim):
 def sort(input, dim=-1, descending=False, stable=False):
     """Values sorted along ``dim`` and their original indices (always stable here)."""
     x, d, scalar = _prep(input, dim)
-    idx = _argsort(x._data, d, descending).astype(np.int64)
+    idx = OrderIndices.apply(x, d, "sort", descending)
     vals = _values(x, d, idx)
     if scalar:
-        return return_types.sort(vals.reshape(()), _make(idx.reshape(())))
-    return return_types.sort(vals, _make(idx))
+        return return_types.sort(vals.reshape(()), idx.reshape(()))
+    return return_types.sort(vals, idx)
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
@@ -70,30 +103,23 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     n = x._data.shape[d]
     if not 0 <= k <= n:
         raise RuntimeError(f"selected index k out of range (k = {k}, size = {n})")
-    idx = np.take(_argsort(x._data, d, largest), np.arange(k), axis=d).astype(np.int64)
+    idx = OrderIndices.apply(x, d, "topk", (k, largest))
     vals = _values(x, d, idx)
     if scalar:
-        return return_types.topk(vals.reshape(()), _make(idx.reshape(())))
-    return return_types.topk(vals, _make(idx))
+        return return_types.topk(vals.reshape(()), idx.reshape(()))
+    return return_types.topk(vals, idx)
 
 
-def _pick(input, d, pos, keepdim, name, scalar):
-    """Values/indices at per-row sorted position ``pos`` (an int or array) along ``d``."""
-    a = input._data
-    order = _argsort(a, d, False)
-    pos = np.broadcast_to(np.asarray(pos), tuple(s for i, s in enumerate(a.shape) if i != d))
-    idx = np.take_along_axis(order, np.expand_dims(pos, d), d).astype(np.int64)
-    return _finish_pick(input, d, idx, keepdim, name, scalar)
-
-
-def _finish_pick(input, d, idx, keepdim, name, scalar):
+def _finish_pick(input, d, kind, param, keepdim, name, scalar):
+    """Values/indices at the positions ``OrderIndices(kind, param)`` picks along ``d``."""
+    idx = OrderIndices.apply(input, d, kind, param)
     vals = _values(input, d, idx)
     rt = getattr(return_types, name)
     if scalar:
-        return rt(vals.reshape(()), _make(idx.reshape(())))
+        return rt(vals.reshape(()), idx.reshape(()))
     if not keepdim:
         vals, idx = vals.squeeze(d), idx.squeeze(d)
-    return rt(vals, _make(idx))
+    return rt(vals, idx)
 
 
 def kthvalue(input, k, dim=-1, keepdim=False):
@@ -102,7 +128,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     n = x._data.shape[d]
     if not 1 <= k <= n:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
-    return _pick(x, d, k - 1, keepdim, "kthvalue", scalar)
+    return _finish_pick(x, d, "kth", k - 1, keepdim, "kthvalue", scalar)
 
 
 def _median_pos(a, d, ignore_nan):
@@ -120,6 +146,7 @@ def _median(input, dim, keepdim, ignore_nan, name):
     if input._data.size == 0 and dim is None:
         raise RuntimeError(f"{name}() input tensor cannot be empty")
     if dim is None:
+        _refuse_capture(f"{name}() of all elements")
         flat = input._data.reshape(-1)
         pos = _median_pos(flat, 0, ignore_nan)
         value = np.sort(flat)[pos]
@@ -127,8 +154,7 @@ def _median(input, dim, keepdim, ignore_nan, name):
     x, d, scalar = _prep(input, dim)
     if x._data.shape[d] == 0:
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
-    res = _pick(x, d, _median_pos(x._data, d, ignore_nan), keepdim, "median", scalar)
-    return res
+    return _finish_pick(x, d, "median", ignore_nan, keepdim, "median", scalar)
 
 
 class _EvenlyAt(Node):
@@ -164,15 +190,19 @@ def nanmedian(input, dim=None, keepdim=False):
 def mode(input, dim=-1, keepdim=False):
     """The most frequent value along ``dim`` (the smallest among ties) and its last index."""
     x, d, scalar = _prep(input, dim)
-    a = np.moveaxis(x._data, d, -1)
+    return _finish_pick(x, d, "mode", None, keepdim, "mode", scalar)
+
+
+def _mode_indices(a, d):
+    """Per row along ``d``: the last index of the most frequent value (smallest among ties)."""
+    a = np.moveaxis(a, d, -1)
     rows = a.reshape(-1, a.shape[-1])
     out = np.empty(rows.shape[0], dtype=np.int64)
     for r, row in enumerate(rows):
         vals, counts = np.unique(row, return_counts=True)
         best = vals[np.argmax(counts)]
         out[r] = np.nonzero(row == best)[0][-1]
-    idx = np.expand_dims(out.reshape(a.shape[:-1]), d)
-    return _finish_pick(x, d, idx, keepdim, "mode", scalar)
+    return np.expand_dims(out.reshape(a.shape[:-1]), d)
 
 
 _INTERP = ("linear", "lower", "higher", "midpoint", "nearest")
@@ -196,6 +226,7 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
         raise RuntimeError(f"{name}() q values must be in the range [0, 1]")
     if input._data.size == 0:
         raise RuntimeError(f"{name}() input tensor must be non-empty")
+    _refuse_capture(f"{name}()")
     nd = input._data.ndim
     if dim is None:
         x, d = input.reshape(-1), 0
@@ -244,11 +275,13 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
     return res
 
 
+@autocast_function("fp32")
 def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
     """The ``q``-th quantiles along ``dim`` (of all elements if None); NaN propagates."""
     return _quantile(input, q, dim, keepdim, interpolation, False, "quantile")
 
 
+@autocast_function("fp32")
 def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
     """Like ``quantile`` but ignoring NaNs."""
     return _quantile(input, q, dim, keepdim, interpolation, True, "nanquantile")

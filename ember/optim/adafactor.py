@@ -6,6 +6,7 @@ import numpy as np
 
 from .._tensor import _bump_version, _make
 from .optimizer import Optimizer, _scalar_state, _to_scalar, _zeros_like
+from .._dtype import np_finfo as _np_finfo
 
 __all__ = ["Adafactor"]
 
@@ -77,7 +78,7 @@ class Adafactor(Optimizer):
         lr, wd, d = _to_scalar(group["lr"]), group["weight_decay"], group["d"]
         eps1, eps2 = group["eps"]
         if eps1 is None:
-            eps1 = float(np.finfo(p.dtype).eps)
+            eps1 = float(_np_finfo(p.dtype).eps)
         if group["maximize"]:
             np.negative(g, out=g)
         one_minus_beta2 = step ** group["beta2_decay"]

@@ -88,7 +88,8 @@ def _scalar_state(value):
 
 
 def _zeros_like(p, fill=0.0):
-    return _make(np.full(p._data.shape, fill, dtype=p._data.dtype))
+    # ``like=``: the state lives on the parameter's device (meta parameters get meta state)
+    return _make(np.full(p._data.shape, fill, dtype=p._data.dtype, like=p._data))
 
 
 def _real(a):
@@ -520,6 +521,8 @@ class Optimizer:
         """Move ``params`` and their state into flat buffers; None when that is not safe."""
         if len(set(map(id, params))) != len(params):
             return None  # a parameter listed twice is stepped twice, as PyTorch's loop does
+        if any(p.is_meta for p in params):
+            return None  # meta parameters have no memory to move: the loop serves them
         for p in params:
             a = p._data
             if a.base is not None and _PARAM_BUFFERS.get(id(a.base)) is a.base:

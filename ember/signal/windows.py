@@ -31,9 +31,9 @@ def _checks(name, M, dtype, layout, device):
     return dt
 
 
-def _out(values, dt, requires_grad):
+def _out(values, dt, requires_grad, device=None):
     return _tensor(np.asarray(values, dtype=np.float64).astype(dt.np), dtype=dt,
-                   requires_grad=requires_grad)
+                   requires_grad=requires_grad, device=device)
 
 
 def _period(M, sym):
@@ -50,10 +50,10 @@ def general_cosine(M, *, a, sym=True, dtype=None, layout=None, device=None,
     if not a:
         raise ValueError("Coefficients cannot be empty")
     if M <= 1:
-        return _out(np.ones(M), dt, requires_grad)
+        return _out(np.ones(M), dt, requires_grad, device)
     k = np.arange(M) * (2 * math.pi / _period(M, sym))
     w = sum(((-1) ** i) * c * np.cos(i * k) for i, c in enumerate(a))
-    return _out(w, dt, requires_grad)
+    return _out(w, dt, requires_grad, device)
 
 
 def general_hamming(M, *, alpha=0.54, sym=True, dtype=None, layout=None, device=None,
@@ -95,19 +95,19 @@ def bartlett(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad
     """The triangular window reaching 0 at both ends: ``1 - |2n / N - 1|``."""
     dt = _checks("bartlett", M, dtype, layout, device)
     if M <= 1:
-        return _out(np.ones(M), dt, requires_grad)
+        return _out(np.ones(M), dt, requires_grad, device)
     w = 1 - np.abs(np.arange(M) * (2 / _period(M, sym)) - 1)
-    return _out(w, dt, requires_grad)
+    return _out(w, dt, requires_grad, device)
 
 
 def cosine(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
     """The sine window: ``sin(pi (n + 1/2) / L)``, ``L = M`` (symmetric) or ``M + 1``."""
     dt = _checks("cosine", M, dtype, layout, device)
     if M == 0:
-        return _out(np.ones(0), dt, requires_grad)
+        return _out(np.ones(0), dt, requires_grad, device)
     length = M + 1 if not sym and M > 1 else M
     w = np.sin((np.arange(M) + 0.5) * (math.pi / length))
-    return _out(w, dt, requires_grad)
+    return _out(w, dt, requires_grad, device)
 
 
 def exponential(M, *, center=None, tau=1.0, sym=True, dtype=None, layout=None, device=None,
@@ -119,10 +119,10 @@ def exponential(M, *, center=None, tau=1.0, sym=True, dtype=None, layout=None, d
     if sym and center is not None:
         raise ValueError("Center must be None for symmetric windows")
     if M == 0:
-        return _out(np.ones(0), dt, requires_grad)
+        return _out(np.ones(0), dt, requires_grad, device)
     if center is None:
         center = (M if not sym and M > 1 else M - 1) / 2.0
-    return _out(np.exp(-np.abs(np.arange(M) - center) / tau), dt, requires_grad)
+    return _out(np.exp(-np.abs(np.arange(M) - center) / tau), dt, requires_grad, device)
 
 
 def gaussian(M, *, std=1.0, sym=True, dtype=None, layout=None, device=None,
@@ -132,9 +132,9 @@ def gaussian(M, *, std=1.0, sym=True, dtype=None, layout=None, device=None,
     if std <= 0:
         raise ValueError(f"Standard deviation must be positive, got: {std} instead.")
     if M == 0:
-        return _out(np.ones(0), dt, requires_grad)
+        return _out(np.ones(0), dt, requires_grad, device)
     c = (M if not sym and M > 1 else M - 1) / 2.0
-    return _out(np.exp(-0.5 * ((np.arange(M) - c) / std) ** 2), dt, requires_grad)
+    return _out(np.exp(-0.5 * ((np.arange(M) - c) / std) ** 2), dt, requires_grad, device)
 
 
 def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
@@ -144,10 +144,10 @@ def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got: {beta} instead.")
     if M <= 1:
-        return _out(np.ones(M), dt, requires_grad)
+        return _out(np.ones(M), dt, requires_grad, device)
     r = np.minimum(np.arange(M) * (2 / _period(M, sym)) - 1, 1.0)
     w = np.i0(beta * np.sqrt(np.maximum(1 - r * r, 0.0))) / np.i0(beta)
-    return _out(w, dt, requires_grad)
+    return _out(w, dt, requires_grad, device)
 
 
 # ---------------------------------------------------------------------- ember.*_window
@@ -162,7 +162,7 @@ def hann_window(window_length, periodic=True, *, dtype=None, layout=None, device
                 requires_grad=False):
     """``ember.hann_window``: the Hann window, periodic by default."""
     to_device(device)
-    return _top(window_length, periodic, dtype, requires_grad, hann)
+    return _top(window_length, periodic, dtype, requires_grad, hann, device=device)
 
 
 def hamming_window(window_length, periodic=True, alpha=0.54, beta=0.46, *, dtype=None,
@@ -170,25 +170,25 @@ def hamming_window(window_length, periodic=True, alpha=0.54, beta=0.46, *, dtype
     """``ember.hamming_window``: ``alpha - beta cos(2 pi n / N)``, periodic by default."""
     to_device(device)
     return _top(window_length, periodic, dtype, requires_grad, general_cosine,
-                a=[alpha, beta])
+                a=[alpha, beta], device=device)
 
 
 def blackman_window(window_length, periodic=True, *, dtype=None, layout=None, device=None,
                     requires_grad=False):
     """``ember.blackman_window``: the Blackman window, periodic by default."""
     to_device(device)
-    return _top(window_length, periodic, dtype, requires_grad, blackman)
+    return _top(window_length, periodic, dtype, requires_grad, blackman, device=device)
 
 
 def bartlett_window(window_length, periodic=True, *, dtype=None, layout=None, device=None,
                     requires_grad=False):
     """``ember.bartlett_window``: the triangular window, periodic by default."""
     to_device(device)
-    return _top(window_length, periodic, dtype, requires_grad, bartlett)
+    return _top(window_length, periodic, dtype, requires_grad, bartlett, device=device)
 
 
 def kaiser_window(window_length, periodic=True, beta=12.0, *, dtype=None, layout=None,
                   device=None, requires_grad=False):
     """``ember.kaiser_window``: the Kaiser window, periodic by default."""
     to_device(device)
-    return _top(window_length, periodic, dtype, requires_grad, kaiser, beta=beta)
+    return _top(window_length, periodic, dtype, requires_grad, kaiser, beta=beta, device=device)

@@ -2,7 +2,11 @@
 
 import importlib
 
-_SUBMODULES = {"datasets", "transforms", "models", "utils"}
+_SUBMODULES = {"datasets", "transforms", "models", "utils", "ops"}
+
+# the torchvision API level these modules follow (what `torchvision.__version__` reports under
+# ember.compat.alias_torch())
+__version__ = "0.28.0"
 
 
 def __getattr__(name):

@@ -6,6 +6,7 @@ batch norm), MobileNetV2. No pretrained weights are bundled (no network access h
 from __future__ import annotations
 
 from .. import nn
+from .ops.misc import Conv2dNormActivation
 
 
 def _no_weights(weights, name):
@@ -279,27 +280,6 @@ def _make_divisible(v, divisor, min_value=None):
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
-
-
-class Conv2dNormActivation(nn.Sequential):
-    """Conv2d, then ``norm_layer`` and ``activation_layer`` (either may be None to leave it out);
-    the convolution has a bias only when there is no norm layer, unless ``bias`` says."""
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None,
-                 groups=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, dilation=1,
-                 inplace=True, bias=None):
-        if padding is None:
-            padding = (kernel_size - 1) // 2 * dilation
-        if bias is None:
-            bias = norm_layer is None
-        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                            dilation=dilation, groups=groups, bias=bias)]
-        if norm_layer is not None:
-            layers.append(norm_layer(out_channels))
-        if activation_layer is not None:
-            layers.append(activation_layer(inplace=inplace))
-        super().__init__(*layers)
-        self.out_channels = out_channels
 
 
 class InvertedResidual(nn.Module):

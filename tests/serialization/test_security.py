@@ -227,8 +227,13 @@ def test_full_torch_module_pickle_is_refused():
     data = buf.getvalue()
     with pytest.raises(pickle.UnpicklingError, match="torch.nn.modules.linear.Linear"):
         ember.load(io.BytesIO(data))
-    with pytest.raises(NotImplementedError, match="state_dict"):
-        ember.load(io.BytesIO(data), weights_only=False)
+    # weights_only=False (trusted files): PyTorch's classes map to ember's at the same path
+    m = ember.load(io.BytesIO(data), weights_only=False)
+    assert type(m) is ember.nn.Linear
+    # a PyTorch class ember has no counterpart for is refused by name
+    pkl = b"\x80\x02ctorch.nn.modules.nowhere\nGadget\n)\x81."
+    with pytest.raises(NotImplementedError, match="torch.nn.modules.nowhere.Gadget"):
+        ember.load(_archive(pkl, {}), weights_only=False)
 
 
 def test_cuda_checkpoint_location_needs_map_location():

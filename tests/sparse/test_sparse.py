@@ -45,10 +45,11 @@ def test_errors():
         e.values()
     with pytest.raises(NotImplementedError, match="sparse"):
         e.exp()
-    with pytest.raises(NotImplementedError, match="CSR"):
-        e.to_sparse_csr()
-    with pytest.raises(NotImplementedError, match="CSR"):
-        ember.ones(2, 2).to_sparse_csr()
+    assert e.to_sparse_csr().layout == ember.sparse_csr  # CSR: tests/sparse/test_compat_*
+    with pytest.raises(NotImplementedError, match="CSC"):
+        e.to_sparse_csc()
+    with pytest.raises(NotImplementedError, match="CSC"):
+        ember.ones(2, 2).to_sparse_csc()
     with pytest.raises(RuntimeError, match="inconsistent"):
         ember.sparse_coo_tensor(ember.tensor([[0, 5]]), ember.ones(2), (3,))
     with pytest.raises(RuntimeError, match="same nnz"):

@@ -24,7 +24,7 @@ __all__ += activation.__all__ + dropout.__all__ + loss.__all__
 
 # Layers built by other work streams; each file is optional until it lands.
 for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle", "rnn",
-              "sparse", "transformer"):
+              "sparse", "transformer", "lazy_layers"):
     try:
         _mod = _importlib.import_module("." + _name, __name__)
     except ImportError as _e:
@@ -34,4 +34,11 @@ for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle"
     for _n in getattr(_mod, "__all__", ()):
         globals()[_n] = getattr(_mod, _n)
         __all__.append(_n)
+from .syncbatchnorm import SyncBatchNorm  # noqa: E402,F401  (ember.distributed's part)
+__all__.append("SyncBatchNorm")
 del _importlib, _name
+
+# PyTorch-layout additions (ember.compat)
+from .normalization import CrossMapLRN2d  # noqa: E402
+from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402
+__all__ += ["CrossMapLRN2d", "AdaptiveLogSoftmaxWithLoss"]

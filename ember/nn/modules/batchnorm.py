@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._tensor import _bump_version, _make
+from ...autograd.grad_mode import no_grad
+from ...autograd.graph import _MODES
+from ..._dtype import int64
 from ...ops.creation import empty, ones, zeros
 from .. import functional as F
 from .. import init
@@ -37,9 +40,9 @@ class _NormBase(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", _make(np.array(0, dtype=np.int64)))
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", zeros((), dtype=int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -85,8 +88,16 @@ class _BatchNorm(_NormBase):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked._data += 1
-            _bump_version(self.num_batches_tracked)
+            if _MODES:  # under graph capture: a dispatched op, so replays count too
+                if self.momentum is None:
+                    raise NotImplementedError(
+                        "graph capture of BatchNorm with momentum=None (a cumulative average "
+                        "whose factor depends on the batch count) in training mode")
+                with no_grad():
+                    self.num_batches_tracked.add_(1)
+            else:
+                self.num_batches_tracked._data += 1
+                _bump_version(self.num_batches_tracked)
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked._data)
         # batch statistics in training, and in eval when there are no running ones
@@ -120,3 +131,12 @@ class BatchNorm3d(_BatchNorm):
     def _check_input_dim(self, input):
         if input.ndim != 5:
             raise ValueError(f"expected 5D input (got {input.ndim}D input)")
+
+
+def __getattr__(name):
+    # the lazy forms live in lazy.py (which imports this file); PyTorch exports them here
+    if name.startswith("Lazy"):
+        from . import lazy_layers as lazy
+        if name in lazy.__all__:
+            return getattr(lazy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

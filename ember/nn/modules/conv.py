@@ -221,3 +221,12 @@ class ConvTranspose3d(_ConvTransposeNd):
 
     _nd = 3
     _fn = staticmethod(K.conv_transpose3d)
+
+
+def __getattr__(name):
+    # the lazy forms live in lazy.py (which imports this file); PyTorch exports them here
+    if name.startswith("Lazy"):
+        from . import lazy_layers as lazy
+        if name in lazy.__all__:
+            return getattr(lazy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,3 +81,12 @@ class InstanceNorm3d(_InstanceNorm):
     """Instance normalisation over (N, C, D, H, W) or (C, D, H, W) inputs."""
 
     _no_batch_dim = 4
+
+
+def __getattr__(name):
+    # the lazy forms live in lazy.py (which imports this file); PyTorch exports them here
+    if name.startswith("Lazy"):
+        from . import lazy_layers as lazy
+        if name in lazy.__all__:
+            return getattr(lazy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -603,7 +603,8 @@ class Module:
                 p.grad.zero_()
 
     def share_memory(self):
-        return self
+        """Move parameters and buffers to shared memory (Hogwild: see ember.multiprocessing)."""
+        return self._apply(lambda t: t.share_memory_())
 
     def apply(self, fn):
         """Call ``fn`` on every submodule (children first) and then on self."""
@@ -637,13 +638,15 @@ class Module:
         from ..._device import to_device
         from ..._tensor_methods import _parse_to
         dtype, device, _ = _parse_to(args, dict(kwargs))
-        to_device(device)
+        device = None if device is None else to_device(device)
         if dtype is not None:
             if not (dtype.is_floating_point or dtype.is_complex):
                 raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
                                 f"but got desired dtype={dtype}")
 
         def convert(t):
+            if device is not None and t.device != device:
+                t = t.to(device)  # cpu -> meta keeps shapes and drops data
             if dtype is None:
                 return t
             if t.is_floating_point() or (dtype.is_complex and t.is_complex()):
@@ -680,10 +683,16 @@ class Module:
         return self
 
     def to_empty(self, *, device=None, recurse=True):
-        """Give every parameter and buffer fresh uninitialised storage of the same shape."""
+        """Give every parameter and buffer fresh uninitialised storage of the same shape and
+        dtype on ``device`` (materialises a model built on ``meta``; then
+        ``reset_parameters()`` or a state dict fills it)."""
         from ..._device import to_device
-        to_device(device)
-        return self._apply(lambda t: t.new_empty(t.shape), recurse=recurse)
+        from ...ops.creation import empty
+        dev = to_device(device) if device is not None else None
+
+        def fresh(t):
+            return empty(t.shape, dtype=t.dtype, device=dev if dev is not None else t.device)
+        return self._apply(fresh, recurse=recurse)
 
     # ------------------------------------------------------------------ hooks
     def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
@@ -992,8 +1001,9 @@ class Module:
         return main + ")"
 
     def compile(self, *args, **kwargs):
-        raise NotImplementedError("Module.compile is not implemented yet (ember.compile is not "
-                                  "built)")
+        """Compile this module's forward in place (``ember.compile``'s arguments)."""
+        from ...compiler._api import compile_module_inplace
+        compile_module_inplace(self, *args, **kwargs)
 
 
 def _with_module_hook(hook, module, *args):

@@ -10,7 +10,7 @@ from .. import init
 from ..parameter import Parameter
 from .module import Module
 
-__all__ = ["LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm"]
+__all__ = ["LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "CrossMapLRN2d"]
 
 
 def _shape(normalized_shape):
@@ -123,6 +123,48 @@ class LocalResponseNorm(Module):
 
     def forward(self, input):
         return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def _cross_map_window(channels, size):
+    """The (C, C) 0/1 matrix of which squared channels enter each channel's scale in PyTorch's
+    legacy CrossMapLRN2d: a running window of ``size`` channels, built by the same running
+    update (add the channel entering the window, drop the one leaving it; channel 0 is never
+    dropped, a quirk kept for parity)."""
+    import numpy as np
+    pre_pad = int((size - 1) / 2 + 1)
+    w = np.zeros((channels, channels))
+    w[0, :min(pre_pad, channels)] = 1
+    for c in range(1, channels):
+        w[c] = w[c - 1]
+        if c < channels - pre_pad + 1:
+            w[c, c + pre_pad - 1] += 1
+        if c > pre_pad:
+            w[c, c - pre_pad] -= 1
+    return w
+
+
+class CrossMapLRN2d(Module):
+    """Local response normalisation across channels of a 4-D input, PyTorch's legacy form:
+    ``x * (k + alpha / size * sum of x**2 over a window of channels) ** -beta``."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1):
+        super().__init__()
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input):
+        import ember
+        if input.dim() != 4:
+            raise ValueError(f"CrossMapLRN2d: Expected input to be 4D, got {input.dim()}D "
+                             f"instead.")
+        window = ember.tensor(_cross_map_window(input.shape[1], self.size), dtype=input.dtype)
+        scale = ember.einsum("cj,njhw->nchw", window, input * input)
+        return input * (scale * (self.alpha / self.size) + self.k) ** (-self.beta)
 
     def extra_repr(self):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

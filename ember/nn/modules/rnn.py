@@ -66,7 +66,8 @@ class RNNBase(Module):
                 if proj_size > 0:
                     shapes += [("weight_hr", (proj_size, hidden_size))]
                 for name, shape in shapes:
-                    self.register_parameter(name + sfx, Parameter(empty(*shape, dtype=dtype)))
+                    self.register_parameter(name + sfx, Parameter(empty(*shape, dtype=dtype,
+                                                                        device=device)))
                     self._flat_weights_names.append(name + sfx)
         self.reset_parameters()
 
@@ -141,8 +142,9 @@ class RNNBase(Module):
         real_h = self.proj_size if self.proj_size > 0 else self.hidden_size
         is_lstm = self.mode == "LSTM"
         if hx is None:
-            h0 = zeros(self.num_layers * dirs, N, real_h, dtype=x.dtype)
-            c0 = zeros(self.num_layers * dirs, N, self.hidden_size, dtype=x.dtype) \
+            h0 = zeros(self.num_layers * dirs, N, real_h, dtype=x.dtype, device=x.device)
+            c0 = zeros(self.num_layers * dirs, N, self.hidden_size, dtype=x.dtype,
+                       device=x.device) \
                 if is_lstm else None
         else:
             h0, c0 = hx if is_lstm else (hx, None)
@@ -238,11 +240,13 @@ class RNNCellBase(Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        self.weight_ih = Parameter(empty(num_chunks * hidden_size, input_size, dtype=dtype))
-        self.weight_hh = Parameter(empty(num_chunks * hidden_size, hidden_size, dtype=dtype))
+        self.weight_ih = Parameter(empty(num_chunks * hidden_size, input_size, dtype=dtype,
+                                         device=device))
+        self.weight_hh = Parameter(empty(num_chunks * hidden_size, hidden_size, dtype=dtype,
+                                         device=device))
         if bias:
-            self.bias_ih = Parameter(empty(num_chunks * hidden_size, dtype=dtype))
-            self.bias_hh = Parameter(empty(num_chunks * hidden_size, dtype=dtype))
+            self.bias_ih = Parameter(empty(num_chunks * hidden_size, dtype=dtype, device=device))
+            self.bias_hh = Parameter(empty(num_chunks * hidden_size, dtype=dtype, device=device))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -275,7 +279,7 @@ class RNNCellBase(Module):
         if not batched:
             input = input.unsqueeze(0)
         if hx is None:
-            z = zeros(input.shape[0], self.hidden_size, dtype=input.dtype)
+            z = zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
             hx = (z, z) if n_states == 2 else z
         elif not batched:
             hx = tuple(h.unsqueeze(0) for h in hx) if n_states == 2 else hx.unsqueeze(0)

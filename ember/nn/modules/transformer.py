@@ -42,24 +42,25 @@ class MultiheadAttention(Module):
         if self.head_dim * num_heads != embed_dim:
             raise AssertionError("embed_dim must be divisible by num_heads")
         if not self._qkv_same_embed_dim:
-            self.q_proj_weight = Parameter(empty(embed_dim, embed_dim, dtype=dtype))
-            self.k_proj_weight = Parameter(empty(embed_dim, self.kdim, dtype=dtype))
-            self.v_proj_weight = Parameter(empty(embed_dim, self.vdim, dtype=dtype))
+            self.q_proj_weight = Parameter(empty(embed_dim, embed_dim, dtype=dtype, device=device))
+            self.k_proj_weight = Parameter(empty(embed_dim, self.kdim, dtype=dtype, device=device))
+            self.v_proj_weight = Parameter(empty(embed_dim, self.vdim, dtype=dtype, device=device))
             self.register_parameter("in_proj_weight", None)
         else:
-            self.in_proj_weight = Parameter(empty(3 * embed_dim, embed_dim, dtype=dtype))
+            self.in_proj_weight = Parameter(empty(3 * embed_dim, embed_dim, dtype=dtype,
+                                                  device=device))
             self.register_parameter("q_proj_weight", None)
             self.register_parameter("k_proj_weight", None)
             self.register_parameter("v_proj_weight", None)
         if bias:
-            self.in_proj_bias = Parameter(empty(3 * embed_dim, dtype=dtype))
+            self.in_proj_bias = Parameter(empty(3 * embed_dim, dtype=dtype, device=device))
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias,
-                                                        dtype=dtype)
+                                                        dtype=dtype, device=device)
         if add_bias_kv:
-            self.bias_k = Parameter(empty(1, 1, embed_dim, dtype=dtype))
-            self.bias_v = Parameter(empty(1, 1, embed_dim, dtype=dtype))
+            self.bias_k = Parameter(empty(1, 1, embed_dim, dtype=dtype, device=device))
+            self.bias_v = Parameter(empty(1, 1, embed_dim, dtype=dtype, device=device))
         else:
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
@@ -122,9 +123,9 @@ def _dropout(p):
     return Dropout(p)
 
 
-def _layer_norm(d, eps, bias, dtype):
+def _layer_norm(d, eps, bias, dtype, device=None):
     from .normalization import LayerNorm
-    return LayerNorm(d, eps=eps, bias=bias, dtype=dtype)
+    return LayerNorm(d, eps=eps, bias=bias, dtype=dtype, device=device)
 
 
 class TransformerEncoderLayer(Module):
@@ -138,13 +139,13 @@ class TransformerEncoderLayer(Module):
                  device=None, dtype=None):
         super().__init__()
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
-                                            batch_first=batch_first, dtype=dtype)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
+                                            batch_first=batch_first, dtype=dtype, device=device)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype, device=device)
         self.dropout = _dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype, device=device)
         self.norm_first = norm_first
-        self.norm1 = _layer_norm(d_model, layer_norm_eps, bias, dtype)
-        self.norm2 = _layer_norm(d_model, layer_norm_eps, bias, dtype)
+        self.norm1 = _layer_norm(d_model, layer_norm_eps, bias, dtype, device)
+        self.norm2 = _layer_norm(d_model, layer_norm_eps, bias, dtype, device)
         self.dropout1 = _dropout(dropout)
         self.dropout2 = _dropout(dropout)
         self.activation = _activation(activation)
@@ -178,16 +179,17 @@ class TransformerDecoderLayer(Module):
                  device=None, dtype=None):
         super().__init__()
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
-                                            batch_first=batch_first, dtype=dtype)
+                                            batch_first=batch_first, dtype=dtype, device=device)
         self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
-                                                 batch_first=batch_first, dtype=dtype)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
+                                                 batch_first=batch_first, dtype=dtype,
+                                                 device=device)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype, device=device)
         self.dropout = _dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype, device=device)
         self.norm_first = norm_first
-        self.norm1 = _layer_norm(d_model, layer_norm_eps, bias, dtype)
-        self.norm2 = _layer_norm(d_model, layer_norm_eps, bias, dtype)
-        self.norm3 = _layer_norm(d_model, layer_norm_eps, bias, dtype)
+        self.norm1 = _layer_norm(d_model, layer_norm_eps, bias, dtype, device)
+        self.norm2 = _layer_norm(d_model, layer_norm_eps, bias, dtype, device)
+        self.norm3 = _layer_norm(d_model, layer_norm_eps, bias, dtype, device)
         self.dropout1 = _dropout(dropout)
         self.dropout2 = _dropout(dropout)
         self.dropout3 = _dropout(dropout)
@@ -282,17 +284,19 @@ class Transformer(Module):
         else:
             layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation,
                                             layer_norm_eps, batch_first, norm_first, bias,
-                                            dtype=dtype)
+                                            dtype=dtype, device=device)
             self.encoder = TransformerEncoder(layer, num_encoder_layers,
-                                              _layer_norm(d_model, layer_norm_eps, bias, dtype))
+                                              _layer_norm(d_model, layer_norm_eps, bias, dtype,
+                                                          device))
         if custom_decoder is not None:
             self.decoder = custom_decoder
         else:
             layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation,
                                             layer_norm_eps, batch_first, norm_first, bias,
-                                            dtype=dtype)
+                                            dtype=dtype, device=device)
             self.decoder = TransformerDecoder(layer, num_decoder_layers,
-                                              _layer_norm(d_model, layer_norm_eps, bias, dtype))
+                                              _layer_norm(d_model, layer_norm_eps, bias, dtype,
+                                                          device))
         for p in self.parameters():
             if p.dim() > 1:
                 init.xavier_uniform_(p)

@@ -14,6 +14,7 @@ from ...ops.shape import cat
 from .. import functional as F
 from ..modules.module import Module
 from . import parametrize
+from ..._dtype import np_finfo as _np_finfo
 
 __all__ = ["orthogonal", "spectral_norm", "weight_norm"]
 
@@ -205,7 +206,7 @@ class _Orthogonal(Module):
                                       "ember yet (it needs geqrf)")
         with no_grad():
             if n == k:
-                eps = 10.0 * n * np.finfo(q._data.dtype).eps
+                eps = 10.0 * n * _np_finfo(q._data.dtype).eps
                 qtq = np.swapaxes(q._data, -1, -2) @ q._data
                 if not np.allclose(qtq, np.eye(k), atol=eps):
                     q = _make_orthogonal(q)

@@ -44,6 +44,7 @@ from typing import Generic, TypeVar
 from ._utils.collate import default_collate, default_convert
 from ._utils.worker import (SHM_DIR, _Exhausted, decode, discard, make_fetcher, unlink_blocks,
                             worker_loop)
+from ._utils.worker import get_worker_info  # noqa: F401  (at PyTorch's path too)
 from .dataset import IterableDataset
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, _draw_seed)
 

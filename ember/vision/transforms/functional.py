@@ -4,6 +4,7 @@ data preparation, not part of the autograd graph."""
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 
@@ -12,7 +13,10 @@ import numpy as np
 from ..._tensor import Tensor, _make
 
 
-class InterpolationMode:
+class InterpolationMode(str, enum.Enum):
+    """Interpolation methods, as torchvision's enum; members equal their string values
+    (``InterpolationMode.BILINEAR == "bilinear"``) and hash like them."""
+
     NEAREST = "nearest"
     NEAREST_EXACT = "nearest-exact"
     BILINEAR = "bilinear"
@@ -20,6 +24,8 @@ class InterpolationMode:
     BOX = "box"
     HAMMING = "hamming"
     LANCZOS = "lanczos"
+
+    __hash__ = str.__hash__
 
 
 def _is_pil(img):

@@ -1,0 +1,53 @@
+"""``ember._dynamo``: PyTorch's ``torch._dynamo`` names over ember's compiler: ``config``
+(``cache_size_limit``), ``explain``, ``reset``, ``disable``, ``allow_in_graph``, ``exc``."""
+
+from __future__ import annotations
+
+import types
+
+from ..compiler import allow_in_graph, disable, is_compiling, reset
+from ..compiler._core import Unsupported
+from . import config
+
+__all__ = ["config", "explain", "reset", "disable", "allow_in_graph", "is_compiling", "exc",
+           "ExplainOutput"]
+
+exc = types.SimpleNamespace(Unsupported=Unsupported)
+
+
+class ExplainOutput:
+    """What ``explain(fn)(*args)`` found: ``graphs``, ``graph_count``, ``graph_break_count``,
+    ``break_reasons``, ``ops_per_graph``, ``out_guards``."""
+
+    def __init__(self, graphs, breaks, guards):
+        self.graphs = graphs
+        self.graph_count = len(graphs)
+        self.break_reasons = list(breaks)
+        self.graph_break_count = len(breaks)
+        self.ops_per_graph = [[n.target for n in g.nodes if n.op == "call_function"]
+                              for g in graphs]
+        self.out_guards = guards
+
+    def __str__(self):
+        lines = [f"Graph Count: {self.graph_count}",
+                 f"Graph Break Count: {self.graph_break_count}",
+                 f"Op Count: {sum(len(o) for o in self.ops_per_graph)}"]
+        if self.break_reasons:
+            lines.append("Break Reasons:")
+            lines += [f"  {r}" for r in self.break_reasons]
+        return "\n".join(lines)
+
+
+def explain(fn, *extra_args, **extra_kwargs):
+    """``explain(fn)(*args, **kwargs)``: capture ``fn`` on these inputs (running it once) and
+    report the graphs captured and what, if anything, kept it from being one graph. ember
+    does not split graphs: a break means the function runs eagerly."""
+    from ..compiler._core import CompiledFunction
+
+    def inner(*args, **kwargs):
+        c = CompiledFunction(fn, backend="aot_eager")
+        c(*args, **kwargs)
+        return ExplainOutput(c.graphs, c.breaks, [e.cap.guards for e in c.entries])
+    if extra_args or extra_kwargs:
+        return inner(*extra_args, **extra_kwargs)
+    return inner

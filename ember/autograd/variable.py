@@ -1,0 +1,5 @@
+"""``torch.autograd.variable``: the legacy Variable at PyTorch's path."""
+
+from . import Variable
+
+__all__ = ["Variable"]

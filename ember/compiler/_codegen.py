@@ -1,0 +1,430 @@
+"""Code generation for captured graphs: fused elementwise regions as C (or NumPy) kernels.
+
+``fuse(graph, ...)`` finds regions of elementwise nodes (add/sub/mul/div/neg/exp/log/tanh/
+sigmoid/relu/pow, comparisons, where) whose values all have one shape, whose intermediate
+values are used only inside the region and that need no autograd record, and replaces each
+region by one ``call_function`` node whose target is a ``FusedKernel``: one loop over the
+elements, emitted as C, compiled with the system C compiler and loaded through ctypes (or, when
+no compiler exists, straight-line NumPy code). Everything else keeps its eager op.
+
+Compiled libraries are cached on disk under ``$EMBER_CACHE_DIR`` (default
+``~/.cache/ember/compile``), named by a hash of the source and the compiler flags, written
+atomically (temp file + rename). A cache that is read-only or holds a corrupt library is
+never fatal: the kernel is compiled again into a private temporary directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from .._tensor import Tensor, _make
+
+__all__ = ["fuse", "FusedKernel", "c_compiler", "cache_dir", "CFLAGS"]
+
+# -fno-trapping-math lets comparisons be if-converted (so loops vectorise); it changes no
+# result, only floating-point exception flags; -ffp-contract=off keeps eager's roundings
+CFLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
+          "-fno-trapping-math", "-fopenmp"]
+_PARALLEL_MIN = 1 << 15   # below this many elements a single thread is faster
+
+# op class name -> (arity, C template, NumPy template); {f} is the float suffix of libm
+_BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
+_COMPARE = {"Gt": ">", "Lt": "<", "Ge": ">=", "Le": "<=", "Eq": "==", "Ne": "!="}
+_UNARY_C = {"Neg": "(-{a})", "Exp": "{e}exp{f}({a})", "Log": "log{f}({a})",
+            "Tanh": "{e}tanh{f}({a})", "Sigmoid": "(({t})1 / (({t})1 + {e}exp{f}(-{a})))",
+            "Relu": "({a} < 0 ? ({t})0 : {a})"}
+
+# float32 exp and tanh written branch-free so that the loop vectorises (libm's expf/tanhf
+# are scalar calls, about 10x slower than NumPy's SIMD loops): Cody-Waite range reduction,
+# a degree-6 polynomial (within 2 ulp), the power of two split in two factors so that
+# subnormal results come out right; tanh from exp with a Taylor series near 0.
+_PRELUDE_F32 = """
+static inline float ember_expf(float x) {
+    float c = x < -103.9f ? -103.9f : (x > 88.72f ? 88.72f : x);
+    float n = floorf(c * 1.44269504088896341f + 0.5f);
+    float r = c - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - (int32_t)n / 2;
+    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    float y = p * s1 * s2;
+    y = x > 88.72f ? INFINITY : y;
+    y = x < -103.9f ? 0.0f : y;
+    return x != x ? x : y;
+}
+
+static inline float ember_tanhf(float x) {
+    float a = fabsf(x);
+    float e = ember_expf(2.0f * (a < 20.0f ? a : 20.0f));
+    float big = 1.0f - 2.0f / (e + 1.0f);
+    float x2 = a * a;
+    float small = a + a * x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f)));
+    float t = a < 0.0625f ? small : big;
+    t = copysignf(t, x);
+    return x != x ? x : t;
+}
+"""
+_UNARY_NP = {"Neg": "-{a}", "Exp": "_np.exp({a})", "Log": "_np.log({a})",
+             "Tanh": "_np.tanh({a})", "Sigmoid": "1 / (1 + _np.exp(-{a}))",
+             "Relu": "_np.maximum({a}, 0)"}
+_FLOATS = {"float32": ("float", "f"), "float64": ("double", "")}
+
+
+def c_compiler():
+    """The C compiler to use (``$CC``, else ``cc``, else ``gcc``), or None."""
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def cache_dir():
+    """Where compiled kernels are kept: ``$EMBER_CACHE_DIR`` or ``~/.cache/ember/compile``."""
+    return os.environ.get("EMBER_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "ember", "compile")
+
+
+_PRIVATE_DIR: list = []
+_LOADED: dict = {}   # source hash -> ctypes function (one load per process)
+STATS = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
+
+
+def _private_dir():
+    if not _PRIVATE_DIR:
+        _PRIVATE_DIR.append(tempfile.mkdtemp(prefix="ember-compile-"))
+    return _PRIVATE_DIR[0]
+
+
+def _build(cc, src, dest_dir, name):
+    """Compile ``src`` into ``dest_dir/name`` atomically; returns the path."""
+    os.makedirs(dest_dir, exist_ok=True)
+    fd, c_path = tempfile.mkstemp(suffix=".c", dir=dest_dir)
+    so_tmp = c_path[:-2] + ".so.tmp"
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(src)
+        r = subprocess.run([cc, *CFLAGS, "-o", so_tmp, c_path, "-lm"], capture_output=True,
+                           text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"ember.compile: the C compiler failed:\n{r.stderr[-2000:]}")
+        final = os.path.join(dest_dir, name)
+        os.replace(so_tmp, final)
+        STATS["compiles"] += 1
+        return final
+    finally:
+        for p in (c_path, so_tmp):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
+def _key(src, cc):
+    return hashlib.sha256("\0".join([src, cc, *CFLAGS]).encode()).hexdigest()[:24]
+
+
+def cache_path(src):
+    """Where the disk cache keeps the library of C source ``src`` (None without a compiler)."""
+    cc = c_compiler()
+    return None if cc is None else os.path.join(cache_dir(), f"k_{_key(src, cc)}.so")
+
+
+def load_kernel(src, symbol="kernel"):
+    """The ctypes function ``symbol`` of ``src`` compiled as C: from memory, from the disk
+    cache, or freshly compiled. Raises RuntimeError when no C compiler works."""
+    cc = c_compiler()
+    if cc is None:
+        raise RuntimeError("ember.compile: no C compiler (cc/gcc) found")
+    key = _key(src, cc)
+    fn = _LOADED.get(key)
+    if fn is not None:
+        STATS["memory_hits"] += 1
+        return fn
+    name = f"k_{key}.so"
+    path = os.path.join(cache_dir(), name)
+    lib = None
+    if os.path.exists(path):
+        try:
+            lib = ctypes.CDLL(path)
+            getattr(lib, symbol)
+            STATS["disk_hits"] += 1
+        except (OSError, AttributeError):  # corrupt or truncated: compile again
+            lib = None
+    if lib is None:
+        try:
+            path = _build(cc, src, cache_dir(), name)
+        except OSError:  # the cache is read-only or unusable: a private directory serves
+            path = _build(cc, src, _private_dir(), name)
+        lib = ctypes.CDLL(path)
+    fn = getattr(lib, symbol)
+    fn.restype = None
+    _LOADED[key] = fn
+    return fn
+
+
+# ---------------------------------------------------------------------- regions
+def _op_name(n):
+    cls = getattr(n.target, "__self__", None)
+    if n.op != "call_function" or not isinstance(cls, type) or \
+            getattr(n.target, "__name__", "") != "apply" or \
+            not cls.__module__.startswith("ember.ops.elementwise"):
+        return None
+    name = cls.__name__
+    if name in _BINARY or name in _COMPARE or name in _UNARY_C or name in ("Pow", "Where"):
+        return name
+    return None
+
+
+def _meta(n):
+    m = n.meta.get("tensor_meta") if hasattr(n, "meta") else None
+    return m
+
+
+def _is_contig(shape, stride):
+    want = 1
+    for s, st in zip(reversed(shape), reversed(stride)):
+        if s != 1 and st != want:
+            return False
+        want *= s
+    return True
+
+
+def _scalar_ok(a):
+    return type(a) in (int, float, bool) and (type(a) is not float or math.isfinite(a))
+
+
+def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
+    """Per node: whether its value would carry an autograd record at replay."""
+    from ..export import _capture
+    from ..fx import Node
+    rg, mode, it = {}, grad_enabled, iter(placeholder_rg)
+    for n in graph.nodes:
+        if n.op == "placeholder":
+            rg[n] = bool(next(it, False))
+        elif n.op == "get_attr":
+            v = attrs.get(n.target)
+            rg[n] = bool(isinstance(v, Tensor) and v.requires_grad)
+        elif n.op == "call_function":
+            if n.target is _capture.set_grad_enabled:
+                mode = bool(n.args[0])
+                rg[n] = False
+                continue
+            found = []
+
+            def visit(a, found=found):
+                if isinstance(a, Node):
+                    found.append(a)
+                elif isinstance(a, (list, tuple)):
+                    for x in a:
+                        visit(x)
+                elif isinstance(a, dict):
+                    for x in a.values():
+                        visit(x)
+            visit(n.args)
+            visit(n.kwargs)
+            # conservative: any input with a record, under grad mode, gives one
+            rg[n] = mode and any(rg.get(a, True) for a in found)
+    return rg
+
+
+def fuse(graph, rg, backend="c"):
+    """Replace fusible elementwise regions of ``graph`` by ``FusedKernel`` calls (in place).
+    ``rg``: ``requires_grad_map``. Returns the list of kernels made."""
+    from ..fx import Node
+    nodes = list(graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    impure = [0]
+    for n in nodes:
+        t = n.target if n.op == "call_function" else None
+        bad = t is not None and _op_name(n) is None and getattr(t, "_fx_impure", False)
+        impure.append(impure[-1] + bad)
+
+    def eligible(n, shape):
+        name = _op_name(n)
+        m = _meta(n)
+        if name is None or n.kwargs or m is None or rg.get(n, True):
+            return False
+        if tuple(m[0]) != shape or str(m[1]).replace("ember.", "") not in (
+                "float32", "float64", "bool"):
+            return False
+        for a in n.args:
+            if isinstance(a, Node):
+                am = _meta(a)
+                if am is None or tuple(am[0]) != shape or str(am[1]).replace("ember.", "") \
+                        not in ("float32", "float64", "bool"):
+                    return False
+            elif not _scalar_ok(a):
+                return False
+        return True
+
+    assigned, kernels = set(), []
+    for root in reversed(nodes):
+        m = _meta(root)
+        if root in assigned or m is None or str(m[1]).replace("ember.", "") not in _FLOATS:
+            continue
+        shape = tuple(m[0])
+        if not eligible(root, shape):
+            continue
+        dtype = str(m[1]).replace("ember.", "")
+        region, frontier = {root}, [root]
+        while frontier:
+            cur = frontier.pop()
+            for a in cur.args:
+                if not isinstance(a, Node) or a in region or a in assigned:
+                    continue
+                if not eligible(a, shape) or any(u not in region for u in a.users):
+                    continue
+                ad = str(_meta(a)[1]).replace("ember.", "")
+                if ad not in (dtype, "bool"):
+                    continue
+                # an in-place write between the producer and the root would be reordered
+                if impure[pos[root]] - impure[pos[a] + 1] > 0:
+                    continue
+                region.add(a)
+                frontier.append(a)
+        if len(region) < 2:
+            continue
+        order = sorted(region, key=pos.__getitem__)
+        kernel = FusedKernel(order, root, shape, dtype, backend)
+        with graph.inserting_before(root):
+            new = graph.call_function(kernel, tuple(kernel.leaves))
+        new.meta.update(root.meta)
+        root.replace_all_uses_with(new)
+        for n in reversed(order):
+            graph.erase_node(n)
+        assigned |= region
+        kernels.append(kernel)
+    return kernels
+
+
+class FusedKernel:
+    """One fused elementwise region: ``kernel(*leaf_tensors)`` returns the region's value."""
+
+    def __init__(self, order, root, shape, dtype, backend):
+        from ..fx import Node
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self.numel = int(np.prod(shape)) if shape else 1
+        self.leaves, names, self.ops = [], {}, []
+        region = set(order)
+        for n in order:
+            for a in n.args:
+                if isinstance(a, Node) and a not in region and a not in names:
+                    names[a] = f"in{len(self.leaves)}"
+                    self.leaves.append(a)
+        self.leaf_dtypes = [np.dtype(str(_meta(a)[1]).replace("ember.", ""))
+                            for a in self.leaves]
+        for i, n in enumerate(order):
+            names[n] = f"v{i}"
+        self._names, self._order, self._root = names, order, root
+        self.c_source = self._emit_c()
+        self.py_source = self._emit_numpy()
+        self.__name__ = f"fused_{'_'.join(_op_name(n).lower() for n in order)}"[:80]
+        self._c = None
+        self.backend = backend
+        if backend == "c":
+            try:
+                self._c = load_kernel(self.c_source)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
+                self.backend = "numpy"
+        ns = {"_np": np}
+        exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
+        self._py = ns["kernel"]
+
+    # -- emission: one statement per node, forward order
+    def _expr(self, n, lang):
+        from ..fx import Node
+        t, f = _FLOATS[str(self.dtype)]
+
+        def ref(a):
+            if isinstance(a, Node):
+                return self._names[a] if lang == "py" or a in self._order else \
+                    f"l{self._names[a][2:]}"
+            if lang == "py":
+                return repr(a)
+            return f"(({t}){float(a)!r})"
+        name = _op_name(n)
+        args = [ref(a) for a in n.args]
+        if name in _BINARY:
+            return f"({args[0]} {_BINARY[name]} {args[1]})"
+        if name in _COMPARE:
+            return f"({args[0]} {_COMPARE[name]} {args[1]})"
+        if name == "Where":
+            if lang == "py":
+                return f"_np.where({args[0]}, {args[1]}, {args[2]})"
+            return f"({args[0]} ? {args[1]} : {args[2]})"
+        if name == "Pow":
+            if lang == "py":
+                return f"({args[0]} ** {args[1]})"
+            e = n.args[1]
+            if not isinstance(e, Node) and isinstance(n.args[0], Node):
+                if e == 2:
+                    return f"({args[0]} * {args[0]})"
+                if e == 3:
+                    return f"({args[0]} * {args[0]} * {args[0]})"
+                if e == 1:
+                    return args[0]
+            return f"pow{f}({args[0]}, {args[1]})"
+        tmpl = _UNARY_C[name] if lang == "c" else _UNARY_NP[name]
+        return tmpl.format(a=args[0], f=f, t=t, e="ember_" if t == "float" else "")
+
+    def _emit_c(self):
+        t, _ = _FLOATS[str(self.dtype)]
+        ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
+        params = ["int64_t n"] + [f"const {ctype[str(d)]} *restrict in{i}"
+                                  for i, d in enumerate(self.leaf_dtypes)] + [f"{t} *restrict out"]
+        body = [f"        {ctype[str(d)]} l{i} = in{i}[i];"
+                for i, d in enumerate(self.leaf_dtypes)]
+        for n in self._order:
+            nd = str(_meta(n)[1]).replace("ember.", "")
+            body.append(f"        {ctype[nd]} {self._names[n]} = {self._expr(n, 'c')};")
+        body.append(f"        out[i] = {self._names[self._root]};")
+        return "\n".join([
+            "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
+            _PRELUDE_F32 if t == "float" else "",
+            f"void kernel({', '.join(params)}) {{",
+            f"    #pragma omp parallel for simd schedule(static) if(n >= {_PARALLEL_MIN})",
+            "    for (int64_t i = 0; i < n; i++) {", *body, "    }", "}", ""])
+
+    def _emit_numpy(self):
+        lines = [f"def kernel({', '.join(f'in{i}' for i in range(len(self.leaves)))}):",
+                 "    with _np.errstate(all='ignore'):"]
+        for n in self._order:
+            lines.append(f"        {self._names[n]} = {self._expr(n, 'py')}")
+        lines.append(f"    return _np.asarray({self._names[self._root]}, "
+                     f"dtype=_np.{self.dtype})")
+        return "\n".join(lines) + "\n"
+
+    @property
+    def source(self):
+        return self.c_source if self.backend == "c" else self.py_source
+
+    def __call__(self, *tensors):
+        arrays = [t._data if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
+        if self._c is None or any(a.shape != self.shape or a.dtype != d
+                                  for a, d in zip(arrays, self.leaf_dtypes)):
+            return _make(np.ascontiguousarray(self._py(*arrays)))
+        arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        out = np.empty(self.shape, dtype=self.dtype)
+        self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+                ctypes.c_void_p(out.ctypes.data))
+        return _make(out)
+
+    def __repr__(self):
+        return f"<FusedKernel {self.__name__} ({self.backend})>"

@@ -1,0 +1,290 @@
+"""``ember.compile``: capture a function once per specialisation, replay it guarded.
+
+Each call flattens the arguments and checks the guards of the cached captures (input shapes,
+dtypes and requires_grad, grad mode, module training flags, parameters' requires_grad, the
+Python scalars and tensors the function reads from its globals). A hit replays that capture;
+a miss captures again (``ember.export._capture``: the forward, the backward the engine runs and
+optimizer updates, as ember core ops), up to ``ember._dynamo.config.cache_size_limit``
+captures, then runs eagerly with one warning. A value read into Python (``.item()``,
+``if tensor:``) or anything else the capture refuses restores the state the capture touched
+and runs the function eagerly from then on (``fullgraph=True``: an error naming the line).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+import weakref
+
+import numpy as np
+
+from .._tensor import Tensor
+from ..export import _capture
+from ..export._pytree import tree_flatten, tree_unflatten
+
+__all__ = ["compile", "CompiledFunction", "Unsupported", "BACKENDS"]
+
+BACKENDS = ("inductor", "eager", "aot_eager", "numpy")
+_ALL: "weakref.WeakSet" = weakref.WeakSet()
+_COMPILING = [0]
+_DISABLED = [0]
+
+
+class Unsupported(RuntimeError):
+    """``fullgraph=True`` met something that would break the graph (PyTorch's
+    ``torch._dynamo.exc.Unsupported``)."""
+
+
+class _GraphBreak(RuntimeError):
+    """Raised inside a capture to abandon it (a disabled function was called)."""
+
+
+def _log_enabled(what):
+    from .. import _logging
+    return what in _logging.enabled()
+
+
+def _config():
+    from .._dynamo import config
+    return config
+
+
+# ---------------------------------------------------------------------- what fn reads
+def _discover(fn):
+    """Modules, optimizers and tensors ``fn`` reaches through its closure, its globals and
+    its bound ``self`` (what a training step updates and a replay must see by reference),
+    and the names of the Python scalar globals it reads (guarded)."""
+    from ..nn.modules.module import Module
+    from ..optim.optimizer import Optimizer
+    objs, scalars = [], []
+    code = getattr(fn, "__code__", None)
+    if getattr(fn, "__self__", None) is not None:
+        objs.append(fn.__self__)
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            objs.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    glb = getattr(fn, "__globals__", {})
+    for name in getattr(code, "co_names", ()):
+        if name in glb:
+            v = glb[name]
+            if type(v) in (int, float, bool, str) or v is None:
+                scalars.append(name)
+            else:
+                objs.append(v)
+    modules, opts, tensors = [], [], []
+    for o in objs:
+        if isinstance(o, Module):
+            modules.append(o)
+        elif isinstance(o, Optimizer):
+            opts.append(o)
+        elif isinstance(o, Tensor):
+            tensors.append(o)
+        elif isinstance(o, (list, tuple)):
+            modules += [x for x in o if isinstance(x, Module)]
+            tensors += [x for x in o if isinstance(x, Tensor)]
+    return modules, opts, tensors, scalars
+
+
+# ---------------------------------------------------------------------- state snapshots
+class _Snapshot:
+    """The values a capture may write (persistent tensors, their grads, optimizer state, the
+    random generator), so that an abandoned capture can be undone before running eagerly."""
+
+    def __init__(self, tensors, opts):
+        from .. import _random
+        self.tensors = [(t, t._data, t._data.copy(), t._grad,
+                         None if t._grad is None else t._grad._data.copy()) for t in tensors]
+        self.opts = [(o, {p: dict(s) for p, s in o.state.items()},
+                      [(v, v._data.copy()) for s in o.state.values() for v in s.values()
+                       if isinstance(v, Tensor)]) for o in opts]
+        self.rng = _random.default_generator.get_state()
+
+    def restore(self):
+        from .. import _random
+        for t, arr, saved, grad, gsaved in self.tensors:
+            t._data = arr
+            np.copyto(arr, saved)
+            t._grad = grad
+            if grad is not None:
+                np.copyto(grad._data, gsaved)
+        for o, state, vals in self.opts:
+            o.state.clear()
+            o.state.update(state)
+            for v, saved in vals:
+                np.copyto(v._data, saved)
+        _random.default_generator.set_state(self.rng)
+
+
+# ---------------------------------------------------------------------- one specialisation
+class _Entry:
+    def __init__(self, cap, in_spec, extra_rg, scalars, runner, source):
+        self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
+        self.runner, self.source = runner, source
+
+    def check(self, leaves, in_spec, glb):
+        if in_spec != self.in_spec:
+            raise _capture.GuardError(f"guard failed: inputs structured as {in_spec}, captured "
+                                      f"with {self.in_spec}")
+        self.cap.guards.check(leaves, self.cap.modules)
+        for t, rg in self.extra_rg:
+            if t.requires_grad != rg:
+                raise _capture.GuardError(
+                    f"guard failed: a parameter of shape {list(t.shape)} had requires_grad={rg}"
+                    f" at capture, now {t.requires_grad}")
+        for name, value in self.scalars.items():
+            if glb.get(name, _MISSING) != value or type(glb.get(name)) is not type(value):
+                raise _capture.GuardError(f"guard failed: global {name} was {value!r} at "
+                                          f"capture, now {glb.get(name, '<unset>')!r}")
+
+
+_MISSING = object()
+
+
+class CompiledFunction:
+    """What ``ember.compile(fn)`` returns: call it like ``fn``. ``graphs`` holds the captures
+    (``ember.fx.Graph``), ``breaks`` why compilation was abandoned, if it was."""
+
+    def __init__(self, fn, module=None, fullgraph=False, dynamic=None, backend="inductor",
+                 mode=None, options=None):
+        self.fn, self.module = fn, module
+        self.fullgraph, self.dynamic, self.backend = fullgraph, dynamic, backend
+        self.mode, self.options = mode, dict(options or {})
+        self.entries: list = []
+        self.breaks: list = []
+        self.eager_only = False
+        self.limit_warned = False
+        self.warmed = False
+        functools.update_wrapper(self, fn, updated=())
+        _ALL.add(self)
+
+    @property
+    def graphs(self):
+        return [e.cap.graph for e in self.entries]
+
+    def reset(self):
+        self.entries.clear()
+        self.breaks.clear()
+        self.eager_only = False
+        self.limit_warned = False
+
+    def __get__(self, obj, objtype=None):  # as a decorator on a method
+        if obj is None:
+            return self
+        return functools.partial(self.__call__, obj)
+
+    def __call__(self, *args, **kwargs):
+        if self.backend == "eager" or self.eager_only or _DISABLED[0] or _capture._ACTIVE:
+            # eager backend, abandoned, disabled, or called inside another capture (whose
+            # mode records these ops as its own)
+            return self.fn(*args, **kwargs)
+        leaves, in_spec = tree_flatten((tuple(args), dict(kwargs)))
+        glb = getattr(self.fn, "__globals__", {})
+        reasons = []
+        for e in self.entries:
+            try:
+                e.check(leaves, in_spec, glb)
+            except _capture.GuardError as err:
+                reasons.append(str(err))
+                continue
+            return e.runner(leaves)
+        limit = _config().cache_size_limit
+        if len(self.entries) >= limit:
+            if not self.limit_warned:
+                self.limit_warned = True
+                warnings.warn(
+                    f"ember.compile: {getattr(self.fn, '__name__', 'fn')} hit the recompile "
+                    f"limit (ember._dynamo.config.cache_size_limit = {limit}); running eagerly "
+                    f"for inputs no cached graph fits. Last guard failure: "
+                    f"{reasons[-1] if reasons else '?'}", RuntimeWarning, stacklevel=2)
+            return self.fn(*args, **kwargs)
+        return self._capture(args, kwargs, leaves, in_spec, glb)
+
+    # -- capture
+    def _capture(self, args, kwargs, leaves, in_spec, glb):
+        from ..nn.modules.module import Module
+        from ..optim.optimizer import Optimizer
+        modules, opts, tensors, scalar_names = _discover(self.fn)
+        # modules and optimizers passed as arguments (a compiled method's self, ...) are
+        # read and updated by reference too
+        modules += [v for v in leaves if isinstance(v, Module) and v not in modules]
+        opts += [v for v in leaves if isinstance(v, Optimizer) and v not in opts]
+        if self.module is not None:
+            modules = [self.module] + [m for m in modules if m is not self.module]
+        # stateful optimizers make their state on the first step: take it eagerly, capture
+        # the next call (whose graph then updates that state in place)
+        if any(not o.state for o in opts) and not self.warmed:
+            self.warmed = True
+            return self.fn(*args, **kwargs)
+        table = {}
+        for i, m in enumerate(modules):
+            for path, sub in m.named_modules():
+                table[f"{i}.{path}" if path else str(i)] = sub
+        persistent = list(tensors)
+        for m in modules:
+            persistent += list(m.parameters()) + list(m.buffers())
+        inputs = [v for v in leaves if isinstance(v, Tensor)]
+        snap = _Snapshot(persistent + inputs, opts)
+        names = [f"arg{i}" for i in range(len(leaves))]
+
+        def unflatten(flat):
+            a, k = tree_unflatten(list(flat), in_spec)
+            return [a, k]
+        box = []
+
+        def run(*a, **k):  # the capture runs fn for real: its result is this call's
+            box.append(self.fn(*a, **k))
+            return box[-1]
+        _COMPILING[0] += 1
+        try:
+            cap = _capture.capture(run, leaves, names, persistent=persistent,
+                                   unflatten=unflatten, flatten_out=tree_flatten)
+        except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
+            return self._abandon(err, snap, args, kwargs)
+        finally:
+            _COMPILING[0] -= 1
+        cap.modules = table
+        cap.guards.training = _capture.training_flags(table)
+        extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
+        scalars = {n: glb[n] for n in scalar_names if n in glb}
+        captured = str(cap.graph)
+        runner, source = self._lower(cap)
+        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source))
+        if _log_enabled("graph_code"):
+            print(f"===== ember.compile: captured graph of "
+                  f"{getattr(self.fn, '__qualname__', 'fn')} =====\n{captured}\n"
+                  f"===== generated source ({self.backend}) =====\n{source}",
+                  file=sys.stderr)
+        return box[0]
+
+    def _abandon(self, err, snap, args, kwargs):
+        msg = f"{type(err).__name__}: {err}"
+        self.breaks.append(msg)
+        snap.restore()
+        if self.fullgraph:
+            raise Unsupported(f"ember.compile(fullgraph=True): the function cannot be captured "
+                              f"as one graph: {msg}") from err
+        self.eager_only = True
+        return self.fn(*args, **kwargs)
+
+    def _lower(self, cap):
+        """The runner of a capture for this backend, and the source it generated."""
+        graph, attrs = cap.graph, cap.attrs
+        sources = []
+        if self.backend in ("inductor", "numpy"):
+            from . import _codegen
+            use_c = self.backend == "inductor" and _codegen.c_compiler() is not None
+            rg = _codegen.requires_grad_map(
+                graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
+                attrs, cap.guards.grad_enabled)
+            kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
+            graph.lint()
+            sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
+        out_spec = cap.out_spec
+
+        def runner(leaves):
+            out = _capture.run_graph(graph, leaves, attrs)
+            return tree_unflatten(list(out), out_spec)
+        return runner, str(graph) + "\n" + "\n".join(sources)

@@ -1,0 +1,1 @@
+"""Passes over ``ember.fx`` graphs."""

@@ -1,0 +1,5 @@
+"""``torch.nn.modules.channelshuffle``: ChannelShuffle at PyTorch's path."""
+
+from .pixelshuffle import ChannelShuffle
+
+__all__ = ["ChannelShuffle"]

@@ -1,0 +1,5 @@
+"""``torch.optim.adamw``: AdamW at PyTorch's path."""
+
+from .adam import AdamW
+
+__all__ = ["AdamW"]

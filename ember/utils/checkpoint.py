@@ -1,0 +1,274 @@
+"""Activation checkpointing: trade compute for memory (PyTorch's ``torch.utils.checkpoint``).
+
+``checkpoint(fn, *args)`` runs ``fn`` without keeping the tensors its backward needs; when
+backward first needs one of them, ``fn`` runs again on the same inputs (with the same random
+state and autocast state) to rebuild them.
+
+* ``use_reentrant=False`` (PyTorch's recommendation; pass it explicitly: left out, it warns
+  and takes ``True``, as PyTorch 2.13 does): the forward runs
+  under ``saved_tensors_hooks`` whose pack hook keeps a placeholder instead of the tensor;
+  the first unpack recomputes ``fn`` with a pack hook that collects the tensors, in the same
+  order, and each placeholder then resolves to its recomputed tensor. The recomputed tensors
+  live until the nodes of the segment have run their backward.
+* ``use_reentrant=True``: an ``autograd.Function`` runs ``fn`` under no_grad; its backward
+  runs ``fn`` again with grad and calls backward through that graph (PyTorch's older scheme).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+from .. import _random
+from .._tensor import Tensor
+from ..autograd import graph as _graph
+from ..autograd.grad_mode import enable_grad, is_grad_enabled
+
+__all__ = ["checkpoint", "checkpoint_sequential", "CheckpointError", "noop_context_fn",
+           "detach_variable", "set_checkpoint_debug_enabled"]
+
+
+class CheckpointError(RuntimeError):
+    """The recomputation did not reproduce the forward (different saved tensors)."""
+
+
+def noop_context_fn():
+    return contextlib.nullcontext(), contextlib.nullcontext()
+
+
+def detach_variable(inputs):
+    """Detached copies of ``inputs`` keeping each one's ``requires_grad``."""
+    if not isinstance(inputs, tuple):
+        raise RuntimeError(f"Only tuple of tensors is supported. Got Unsupported input type: "
+                           f"{type(inputs).__name__}")
+    out = []
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            out.append(t)
+            continue
+        d = t.detach()
+        d.requires_grad = t.requires_grad
+        out.append(d)
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def set_checkpoint_debug_enabled(enabled):
+    yield
+
+
+def _autocast_state():
+    from ..amp import autocast_mode as A
+    return A.is_autocast_enabled("cpu"), A.get_autocast_dtype("cpu"), \
+        A.is_autocast_cache_enabled()
+
+
+def _replay_autocast(state):
+    if state is None:
+        return contextlib.nullcontext()
+    from ..amp import autocast
+    enabled, dtype, cache = state
+    return autocast("cpu", dtype=dtype, enabled=enabled, cache_enabled=cache)
+
+
+class _RNG:
+    """The global generator's state at forward time, restored around the recomputation."""
+
+    def __init__(self, preserve):
+        self.state = _random.get_rng_state() if preserve else None
+
+    @contextlib.contextmanager
+    def replay(self):
+        if self.state is None:
+            yield
+            return
+        now = _random.get_rng_state()
+        _random.set_rng_state(self.state)
+        try:
+            yield
+        finally:
+            _random.set_rng_state(now)
+
+
+_REENTRANT_WARNING = (
+    "ember.utils.checkpoint: pass use_reentrant explicitly. Left out, it means "
+    "use_reentrant=True (PyTorch's current default, which PyTorch plans to turn into an "
+    "error); use_reentrant=False is the recommended variant.")
+
+
+def _default_reentrant(use_reentrant):
+    if use_reentrant is None:
+        warnings.warn(_REENTRANT_WARNING, stacklevel=3)
+        return True
+    return use_reentrant
+
+
+def checkpoint(function, *args, use_reentrant=None, context_fn=noop_context_fn,
+               determinism_check="default", debug=False, preserve_rng_state=True,
+               early_stop=True, **kwargs):
+    """Run ``function(*args, **kwargs)`` keeping none of its intermediate activations;
+    backward recomputes them. Gradients equal those without checkpointing (dropout too,
+    with ``preserve_rng_state``)."""
+    use_reentrant = _default_reentrant(use_reentrant)
+    if determinism_check not in ("default", "none"):
+        raise ValueError(f"determinism_check should be one of ['default', 'none'], but got "
+                         f"{determinism_check}")
+    if use_reentrant:
+        if context_fn is not noop_context_fn or debug:
+            raise ValueError("Passing `context_fn` or `debug` is only supported when "
+                             "use_reentrant=False.")
+        if kwargs:
+            raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
+        return _CheckpointFunction.apply(function, preserve_rng_state, *args)
+    return _checkpoint_hooks(function, args, kwargs, context_fn, determinism_check,
+                             preserve_rng_state)
+
+
+# ---------------------------------------------------------------------- non-reentrant
+class _Frame:
+    """One checkpointed call: how to recompute it and what the recomputation saved."""
+
+    def __init__(self, recompute, check):
+        self.recompute = recompute
+        self.check = check
+        self.meta = []        # (shape, dtype) of each tensor the forward saved, in order
+        self.recomputed = None
+
+    def unpack(self, index):
+        if self.recomputed is None:
+            got = []
+
+            def pack(t):
+                got.append(t.detach() if t.requires_grad else t)
+                return None
+            with _graph.saved_tensors_hooks(pack, lambda _: None):
+                self.recompute()
+            if self.check:
+                meta = [(tuple(t.shape), t.dtype) for t in got]
+                if meta[:len(self.meta)] != self.meta:
+                    raise CheckpointError(
+                        "torch.utils.checkpoint: Recomputed values for the following tensors "
+                        "have different metadata than during the forward pass.\n"
+                        f"forward saved {len(self.meta)} tensors {self.meta}; the "
+                        f"recomputation saved {len(got)} tensors {meta}")
+            if len(got) < len(self.meta):
+                raise CheckpointError(
+                    f"torch.utils.checkpoint: the recomputation saved {len(got)} tensors, the "
+                    f"forward {len(self.meta)}: the checkpointed function is not deterministic")
+            self.recomputed = got
+        return self.recomputed[index]
+
+
+class _Holder:
+    """What the forward keeps for one saved tensor: its position in the frame."""
+
+    __slots__ = ("frame", "index")
+
+    def __init__(self, frame, index):
+        self.frame, self.index = frame, index
+
+
+def _unpack(holder):
+    return holder.frame.unpack(holder.index)
+
+
+def _checkpoint_hooks(function, args, kwargs, context_fn, determinism_check, preserve):
+    rng = _RNG(preserve)
+    amp = _autocast_state()
+    fwd_ctx, re_ctx = context_fn()
+    grad_on = is_grad_enabled()
+
+    def recompute():
+        inputs = detach_variable(tuple(args))
+        with rng.replay(), _replay_autocast(amp), re_ctx, enable_grad():
+            function(*inputs, **kwargs)
+
+    frame = _Frame(recompute, determinism_check == "default")
+
+    def pack(t):
+        frame.meta.append((tuple(t.shape), t.dtype))
+        return _Holder(frame, len(frame.meta) - 1)
+
+    if not grad_on:  # nothing will be saved: run plainly
+        with fwd_ctx:
+            return function(*args, **kwargs)
+    with _graph.saved_tensors_hooks(pack, _unpack), fwd_ctx:
+        return function(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------- reentrant
+def _function_class():
+    from ..autograd import Function
+
+    class CheckpointFunction(Function):
+        @staticmethod
+        def forward(ctx, run_function, preserve_rng_state, *args):
+            ctx.run_function = run_function
+            ctx.rng = _RNG(preserve_rng_state)
+            ctx.amp = _autocast_state()
+            ctx.inputs = args
+            if not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+                warnings.warn("None of the inputs have requires_grad=True. Gradients will be "
+                              "None", stacklevel=4)
+            return run_function(*args)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            from ..autograd import backward as autograd_backward
+            inputs = detach_variable(tuple(ctx.inputs))
+            with ctx.rng.replay(), _replay_autocast(ctx.amp), enable_grad():
+                outputs = ctx.run_function(*inputs)
+            if isinstance(outputs, Tensor):
+                outputs = (outputs,)
+            outs, gs = [], []
+            for o, g in zip(outputs, grads):
+                if isinstance(o, Tensor) and o.requires_grad and g is not None:
+                    outs.append(o)
+                    gs.append(g)
+            if not outs:
+                raise RuntimeError("none of output has requires_grad=True, this checkpoint() "
+                                   "is not necessary")
+            autograd_backward(outs, gs)
+            return (None, None) + tuple(i.grad if isinstance(i, Tensor) else None
+                                        for i in inputs)
+    return CheckpointFunction
+
+
+_CF: list = []
+
+
+class _CheckpointFunction:
+    @staticmethod
+    def apply(*args):
+        if not _CF:
+            _CF.append(_function_class())
+        return _CF[0].apply(*args)
+
+
+def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwargs):
+    """Split ``functions`` (a Sequential or a list of modules) into ``segments`` chunks and
+    checkpoint each but the last; returns the output."""
+    preserve = kwargs.pop("preserve_rng_state", True)
+    if kwargs:
+        raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
+    use_reentrant = _default_reentrant(use_reentrant)
+    if hasattr(functions, "children") and not isinstance(functions, (list, tuple)):
+        functions = list(functions.children())
+    functions = list(functions)
+    if segments < 1:
+        raise ValueError(f"segments must be >= 1, got {segments}")
+    size = len(functions) // segments
+    end = -1
+
+    def run(start, stop):
+        def forward(x):
+            for j in range(start, stop + 1):
+                x = functions[j](x)
+            return x
+        return forward
+
+    for start in range(0, size * (segments - 1), size):
+        end = start + size - 1
+        input = checkpoint(run(start, end), input, use_reentrant=use_reentrant,
+                           preserve_rng_state=preserve)
+    return run(end + 1, len(functions) - 1)(input)
