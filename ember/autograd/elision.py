@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from .._tensor import Tensor
+from .. import _parallel as _par
 from .graph import _MODES
 
 MIN_SIZE = 1 << 15
@@ -72,7 +73,7 @@ def binary(self, other, ufunc, site):
     else:
         return None
     with np.errstate(all="ignore"):  # as the ops' forwards: inf/nan, no warnings
-        ufunc(d, o, out=target._data)
+        _par.elementwise(ufunc, d, o, out=target._data)  # large ones over every core
     return target
 
 
@@ -82,7 +83,7 @@ def unary(t, ufunc, site):
         return None
     d = t._data
     with np.errstate(all="ignore"):
-        ufunc(d, out=d)
+        _par.elementwise(ufunc, d, out=d)
     return t
 
 

@@ -12,12 +12,14 @@ import numpy as np
 from .. import _dtype as D
 from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
+from .. import _parallel as _par
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
 from ..autograd.graph import Node, _pt_name, apply_inplace
 from ..autograd import forward_ad as _fad
 from ._util import promote, result_dtype, to_float
 
 _ndarray = np.ndarray
+_PAR_MIN = _par.MIN_SIZE  # from this many elements, ufuncs are split over every core
 _ARRAYS = (np.ndarray, MetaArray)  # backend array types: NumPy and the meta device's
 _np = np  # the CPU array module; ops reach it through ``xp`` below
 xp = np
@@ -75,6 +77,8 @@ class Add(Node):
         if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # one float dtype: nothing to promote (the common case)
             try:
+                if a.size >= _PAR_MIN:  # large: split over every core
+                    return _par.elementwise(np.add, a, b)
                 return a + b
             except ValueError:
                 raise _shape_error(a, b) from None
@@ -131,6 +135,8 @@ class Mul(Node):
         if type(a) in _ARRAYS and type(b) in _ARRAYS and a.dtype is b.dtype and \
                 a.dtype.kind in "fc":  # as in Add
             try:
+                if a.size >= _PAR_MIN:
+                    return _par.elementwise(np.multiply, a, b)
                 return a * b
             except ValueError:
                 raise _shape_error(a, b) from None
@@ -442,6 +448,8 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
     def forward(ctx, a):
         a = to_float(a)
         with np.errstate(all="ignore"):
+            if ufunc is not None and type(a) is _ndarray and a.size >= _PAR_MIN:
+                return _par.elementwise(ufunc, a)  # large: every core
             return fwd(a)
 
     def backward(ctx, g):
@@ -465,6 +473,7 @@ def _unary(name, fwd, bwd=None, saves_input=False, saves_out=False, doc=None, ar
             return bwd(t.conj(), x, y).conj()
         return bwd(t, x, y)
 
+    ufunc = fwd if isinstance(fwd, np.ufunc) else None
     attrs = {"forward": staticmethod(forward), "saves": (0,) if saves_input else (),
              "saves_output": saves_out, "__doc__": doc,
              "ufunc": fwd if isinstance(fwd, np.ufunc) else None}

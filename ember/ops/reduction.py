@@ -15,6 +15,7 @@ from ..autograd.graph import Node, _pt_name, named
 from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 from .._dtype import np_finfo as _np_finfo
+from .. import _parallel as _par
 
 _ndarray = np.ndarray
 
@@ -108,6 +109,8 @@ class Sum(Node):
                 dtype = np.int64
             elif dt.itemsize == 2 and dt.kind in "fV":  # see _low_precision
                 return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(dt)
+        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:  # large: every core
+            return _par.reduce(np.add, a, axis, dtype, keepdim)
         # the ufunc's reduce skips np.sum's Python wrapper (about 1 us per call)
         return _add_reduce(a, axis, dtype, None, keepdim)
 
@@ -135,6 +138,8 @@ class Mean(Node):
         with np.errstate(invalid="ignore", divide="ignore"):
             if _low_precision(a):
                 return np.mean(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
+            if type(a) is _ndarray and a.size >= _par.MIN_SIZE and a.dtype.kind in "fc":
+                return _par.reduce(np.add, a, axis, None, keepdim) / n  # every core
             return np.mean(a, axis=axis, keepdims=keepdim)
 
     @staticmethod
@@ -239,6 +244,8 @@ class Amax(_MaxMinAll):
     def forward(ctx, a, axis, keepdim):
         _check_nonempty(a, axis, "amax")
         ctx.axis, ctx.keepdim = axis, keepdim
+        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:
+            return _par.reduce(np.maximum, a, axis, None, keepdim)
         return np.max(a, axis=axis, keepdims=keepdim)
 
 
@@ -247,6 +254,8 @@ class Amin(_MaxMinAll):
     def forward(ctx, a, axis, keepdim):
         _check_nonempty(a, axis, "amin")
         ctx.axis, ctx.keepdim = axis, keepdim
+        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:
+            return _par.reduce(np.minimum, a, axis, None, keepdim)
         return np.min(a, axis=axis, keepdims=keepdim)
 
 

@@ -1,0 +1,107 @@
+"""ember._parallel: large ufuncs and reductions split over threads give NumPy's results
+(elementwise: exactly; reductions: the same at every thread count, and as accurate as
+NumPy's pairwise sum against a float64 reference)."""
+
+import numpy as np
+import pytest
+
+import ember
+from ember import _parallel as P
+
+
+@pytest.fixture
+def threads():
+    before = ember.get_num_threads()
+    yield lambda n: ember.set_num_threads(n)
+    ember.set_num_threads(before)
+
+
+def _big(n=P.MIN_SIZE * 3 + 17, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal(n).astype(dtype)
+
+
+@pytest.mark.parametrize("ufunc", [np.add, np.multiply, np.subtract, np.maximum])
+def test_binary_equals_numpy(ufunc, threads):
+    threads(2)
+    a, b = _big(seed=1), _big(seed=2)
+    np.testing.assert_array_equal(P.elementwise(ufunc, a, b), ufunc(a, b))
+    np.testing.assert_array_equal(P.elementwise(ufunc, a, 2.5), ufunc(a, 2.5))
+
+
+@pytest.mark.parametrize("ufunc", [np.tanh, np.exp, np.negative])
+def test_unary_and_in_place_equal_numpy(ufunc, threads):
+    threads(2)
+    a = _big(7 * 40000, seed=3).reshape(-1, 7)[:, :5].copy()  # 2-D, contiguous
+    want = ufunc(a)
+    np.testing.assert_array_equal(P.elementwise(ufunc, a), want)
+    P.elementwise(ufunc, a, out=a)
+    np.testing.assert_array_equal(a, want)
+
+
+def test_broadcasting_and_strided_operands_fall_back_to_numpy(threads):
+    threads(2)
+    a = _big(seed=4).reshape(-1, 1)[: P.MIN_SIZE]
+    b = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(P.elementwise(np.add, a, b), a + b)
+    s = _big(seed=5)[::2]
+    np.testing.assert_array_equal(P.elementwise(np.add, s, s), s + s)
+
+
+@pytest.mark.parametrize("n", [P.MIN_SIZE, P.MIN_SIZE + 1, 3 * P.CHUNK + 5, 1 << 20,
+                               (1 << 22) + 12345])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sum_is_thread_count_independent_and_accurate(n, dtype, threads):
+    a = _big(n, dtype, seed=n) + dtype(0.25)
+    threads(1)
+    one = P.reduce(np.add, a)
+    threads(2)
+    two = P.reduce(np.add, a)
+    assert one == two  # the same chunks, the same order: bitwise equal
+    ref = a.astype(np.float64).sum()
+    # as accurate as NumPy's own pairwise sum (within a few ulps of its error bound)
+    err, np_err = abs(float(two) - ref), abs(float(a.sum()) - ref)
+    assert err <= max(4 * np_err, 8 * np.finfo(dtype).eps * np.abs(a).sum())
+
+
+@pytest.mark.parametrize("axis", [-1, (1, 2), 2])
+def test_trailing_axis_reductions_equal_numpy_exactly(axis, threads):
+    threads(2)
+    a = _big(64 * 8 * 600, seed=7).reshape(64, 8, 600)
+    for ufunc in (np.add, np.maximum, np.minimum):
+        np.testing.assert_array_equal(P.reduce(ufunc, a, axis), ufunc.reduce(a, axis))
+        np.testing.assert_array_equal(P.reduce(ufunc, a, axis, keepdims=True),
+                                      ufunc.reduce(a, axis, keepdims=True))
+
+
+def test_max_propagates_nan_and_keepdims(threads):
+    threads(2)
+    a = _big(seed=8)
+    a[P.CHUNK * 2 + 3] = np.nan
+    assert np.isnan(P.reduce(np.maximum, a))
+    b = _big(seed=9).reshape(-1, 1)
+    assert P.reduce(np.maximum, b, None, keepdims=True).shape == (1, 1)
+    assert P.reduce(np.maximum, b) == b.max()
+
+
+def test_an_error_in_a_worker_reaches_the_caller(threads):
+    threads(2)
+
+    def boom(s, e):
+        if s > 0:
+            raise ValueError("from a worker")
+
+    with pytest.raises(ValueError, match="from a worker"):
+        P.run_split(boom, [(0, 1), (1, 2)])
+
+
+def test_ember_ops_use_it_and_agree_with_torch(threads):
+    torch = pytest.importorskip("torch")
+    threads(2)
+    x = _big(1 << 20, seed=10)
+    t = ember.tensor(x)
+    tt = torch.tensor(x)
+    np.testing.assert_allclose(t.sum().item(), tt.sum().item(), rtol=1e-5)
+    np.testing.assert_allclose(t.mean().item(), tt.mean().item(), rtol=1e-5, atol=1e-8)
+    assert t.amax().item() == tt.amax().item() and t.amin().item() == tt.amin().item()
+    np.testing.assert_allclose((t * t + t).tanh().numpy(), (tt * tt + tt).tanh().numpy(),
+                               rtol=1e-6, atol=1e-6)
