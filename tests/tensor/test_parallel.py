@@ -105,3 +105,16 @@ def test_ember_ops_use_it_and_agree_with_torch(threads):
     assert t.amax().item() == tt.amax().item() and t.amin().item() == tt.amin().item()
     np.testing.assert_allclose((t * t + t).tanh().numpy(), (tt * tt + tt).tanh().numpy(),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_rows_split_over_threads_equal_the_serial_kernel(fn, threads):
+    torch = pytest.importorskip("torch")
+    from ember.ops import nn as K
+    x = np.random.default_rng(11).standard_normal((600, 2048)).astype(np.float32)
+    kernel = K._softmax_np if fn == "softmax" else K._log_softmax_np
+    threads(2)
+    got = getattr(ember.nn.functional, fn)(ember.tensor(x), -1).numpy()
+    np.testing.assert_array_equal(got, kernel(x, -1))  # rows are independent: bit for bit
+    want = getattr(torch.nn.functional, fn)(torch.tensor(x), -1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
