@@ -212,7 +212,6 @@ def _scalar_ok(a):
 def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
     """Per node: whether its value would carry an autograd record at replay."""
     from ..export import _capture
-    from ..fx import Node
     rg, mode, it = {}, grad_enabled, iter(placeholder_rg)
     for n in graph.nodes:
         if n.op == "placeholder":
@@ -225,21 +224,8 @@ def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
                 mode = bool(n.args[0])
                 rg[n] = False
                 continue
-            found = []
-
-            def visit(a, found=found):
-                if isinstance(a, Node):
-                    found.append(a)
-                elif isinstance(a, (list, tuple)):
-                    for x in a:
-                        visit(x)
-                elif isinstance(a, dict):
-                    for x in a.values():
-                        visit(x)
-            visit(n.args)
-            visit(n.kwargs)
             # conservative: any input with a record, under grad mode, gives one
-            rg[n] = mode and any(rg.get(a, True) for a in found)
+            rg[n] = mode and any(rg.get(a, True) for a in n.all_input_nodes)
     return rg
 
 

@@ -13,19 +13,7 @@ def graph_def(gm, verbose=False):
 
     nodes = []
     for n in gm.graph.nodes:
-        inputs = []
-
-        def visit(a):
-            if hasattr(a, "op") and hasattr(a, "name") and hasattr(a, "users"):
-                inputs.append(a.name)
-            elif isinstance(a, (list, tuple)):
-                for x in a:
-                    visit(x)
-            elif isinstance(a, dict):
-                for x in a.values():
-                    visit(x)
-        visit(n.args)
-        visit(n.kwargs)
+        inputs = [a.name for a in n.all_input_nodes]
         target = n.target if isinstance(n.target, str) else getattr(
             n.target, "__name__", str(n.target))
         op = {"placeholder": "IO Node", "output": "IO Node"}.get(n.op, f"{n.op}:{target}")
