@@ -353,7 +353,7 @@ class CrossEntropy(Node):
     def forward(ctx, x, target, weight, reduction, ignore_index):
         _float_input(x, "log_softmax_lastdim_kernel_impl")
         cls_axis, safe, w = _class_targets(x, target, weight, ignore_index, "cross_entropy")
-        logp = _log_softmax_np(x, cls_axis)
+        logp = _by_rows(_log_softmax_np, x, cls_axis)
         loss = -_pick(logp, safe, cls_axis) * w
         out, denom = _reduce_loss(loss, w, reduction)
         ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
@@ -377,7 +377,7 @@ def _ce_grad_np(g, ctx):
     w = np.expand_dims(ctx.w, ax).astype(ctx.logp.dtype, copy=False)
     if ctx.denom is not None:
         w = w / ctx.denom
-    grad = np.exp(ctx.logp)
+    grad = _par.elementwise(np.exp, ctx.logp)
     grad *= w
     np.put_along_axis(grad, np.expand_dims(ctx.safe, ax),
                       np.take_along_axis(grad, np.expand_dims(ctx.safe, ax), ax) - w, ax)
@@ -398,20 +398,9 @@ class Normalize(Node):
     @staticmethod
     def forward(ctx, x, w, b, axes, eps):
         _float_input(x, "normalize")
-        cd = _compute_dtype(x)
-        xf = x.astype(cd, copy=False)
-        mean = xf.mean(axis=axes, keepdims=True)
-        xc = xf - mean
-        var = np.mean(np.square(xc), axis=axes, keepdims=True)
-        rstd = 1.0 / np.sqrt(var + eps)
-        y = xc
-        y *= rstd
-        if w is not None:
-            y *= w
-        if b is not None:
-            y += b
+        y, mean, var, rstd = _normalize_rows(x, w, b, axes, eps)
         ctx.axes, ctx.eps, ctx.mean, ctx.rstd = axes, eps, mean, rstd
-        return y.astype(x.dtype, copy=False), mean, var
+        return y, mean, var
 
     @staticmethod
     def backward(ctx, g, g_mean=None, g_var=None):
@@ -441,23 +430,108 @@ class Normalize(Node):
         return gx, gw, gb, None, None
 
 
-def _normalize_grad_np(g, x, w, ctx):
-    """The needed ones of (gx, gw, gb) of ``Normalize``, on arrays, as a tuple."""
-    need = ctx.needs_input_grad
+def _normalize_np(x, w, b, axes, eps):
+    """``Normalize``'s forward on arrays: ``(y, mean, biased var, 1/std)``."""
+    cd = _compute_dtype(x)
+    xf = x.astype(cd, copy=False)
+    mean = xf.mean(axis=axes, keepdims=True)
+    xc = xf - mean
+    var = np.mean(np.square(xc), axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = xc
+    y *= rstd
+    if w is not None:
+        y *= w
+    if b is not None:
+        y += b
+    return y.astype(x.dtype, copy=False), mean, var, rstd
+
+
+def _row_split(x, axes, *params):
+    """Rows to split a normalisation over, or 0: ``x`` large and contiguous, statistics over
+    its trailing ``axes`` (layer norm, group norm), each param None or over those dims only."""
+    nd, k = x.ndim, len(axes)
+    if type(x) is not np.ndarray or x.size < _par.MIN_SIZE or not 0 < k < nd or \
+            tuple(axes) != tuple(range(nd - k, nd)) or not x.flags.c_contiguous or \
+            any(p is not None and np.ndim(p) > k for p in params):
+        return 0
+    rows = math.prod(x.shape[:nd - k])
+    return rows if rows > 1 and _par.threads_for(x.size) > 1 else 0
+
+
+def _normalize_rows(x, w, b, axes, eps):
+    """``_normalize_np``, as blocks of rows over every core when the input is large (rows
+    are independent: the same result, bit for bit, as one call)."""
+    rows = _row_split(x, axes, w, b)
+    if not rows:
+        return _normalize_np(x, w, b, axes, eps)
+    k = len(axes)
+    lead, tail = x.shape[:x.ndim - k], x.shape[x.ndim - k:]
+    xr = x.reshape((rows,) + tail)
+    blk_axes = tuple(range(1, k + 1))
+    cd = _compute_dtype(x)
+    y = np.empty(xr.shape, x.dtype)
+    stats = [np.empty((rows,) + (1,) * k, cd) for _ in range(3)]
+
+    def part(s, e):
+        y[s:e], *r = _normalize_np(xr[s:e], w, b, blk_axes, eps)
+        for dst, src in zip(stats, r):
+            dst[s:e] = src
+
+    _par.run_split(part, _par._bounds(rows, min(_par.threads_for(x.size), rows)))
+    shape = lead + (1,) * k
+    return (y.reshape(x.shape),) + tuple(a.reshape(shape) for a in stats)
+
+
+def _normalize_grad_arrays(g, x, w, mean, rstd, axes, need, gx=None, gw=None):
+    """(gx, gw, gb) of ``Normalize`` on arrays (None where not needed); ``gx``/``gw`` may be
+    given as output arrays (blocks of rows of a larger result)."""
     cd = _compute_dtype(x)
     gf = g.astype(cd, copy=False)
-    xhat = (x.astype(cd, copy=False) - ctx.mean) * ctx.rstd
-    gxhat = gf * w if w is not None else gf
-    gx = gw = gb = None
-    if need[0]:
-        gx = ctx.rstd * (gxhat - gxhat.mean(axis=ctx.axes, keepdims=True)
-                         - xhat * (gxhat * xhat).mean(axis=ctx.axes, keepdims=True))
-        gx = gx.astype(x.dtype, copy=False)
+    xhat = x.astype(cd, copy=False) - mean
+    xhat *= rstd
     if need[1]:
-        gw = gf * xhat
-    if need[2]:
-        gb = gf
-    return tuple(a for a in (gx, gw, gb) if a is not None)
+        gw = np.multiply(gf, xhat, out=gw)
+    if need[0]:
+        gxhat = gf * w if w is not None else gf
+        t = np.mean(gxhat * xhat, axis=axes, keepdims=True)
+        d = gxhat - gxhat.mean(axis=axes, keepdims=True)
+        xhat *= t
+        d -= xhat
+        if gx is None:
+            d *= rstd
+            gx = d.astype(x.dtype, copy=False)
+        else:
+            np.multiply(d, rstd, out=gx, casting="unsafe")
+    return gx, gw, gf if need[2] else None
+
+
+def _normalize_grad_np(g, x, w, ctx):
+    """The needed ones of (gx, gw, gb) of ``Normalize``, on arrays, as a tuple; large
+    layer/group norms as blocks of rows over every core (bit for bit the one-call result:
+    rows are independent, and gb is ``g`` itself)."""
+    need, axes = ctx.needs_input_grad, ctx.axes
+    rows = _row_split(x, axes, w) if g.shape == x.shape and (need[0] or need[1]) else 0
+    if not rows:
+        out = _normalize_grad_arrays(g, x, w, ctx.mean, ctx.rstd, axes, need)
+        return tuple(a for a in out if a is not None)
+    k = len(axes)
+    tail, stat = x.shape[x.ndim - k:], (rows,) + (1,) * k
+    gr, xr = g.reshape((rows,) + tail), x.reshape((rows,) + tail)
+    mr, rr = ctx.mean.reshape(stat), ctx.rstd.reshape(stat)
+    cd = _compute_dtype(x)
+    gx = np.empty(xr.shape, x.dtype) if need[0] else None
+    gw = np.empty(xr.shape, cd) if need[1] else None
+    blk_axes = tuple(range(1, k + 1))
+
+    def part(s, e):
+        _normalize_grad_arrays(gr[s:e], xr[s:e], w, mr[s:e], rr[s:e], blk_axes,
+                               (need[0], need[1], False),
+                               None if gx is None else gx[s:e], None if gw is None else gw[s:e])
+
+    _par.run_split(part, _par._bounds(rows, min(_par.threads_for(x.size), rows)))
+    gb = g.astype(cd, copy=False) if need[2] else None
+    return tuple(a.reshape(x.shape) for a in (gx, gw, gb) if a is not None)
 
 
 # ---------------------------------------------------------------------- activations

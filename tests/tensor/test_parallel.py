@@ -118,3 +118,54 @@ def test_softmax_rows_split_over_threads_equal_the_serial_kernel(fn, threads):
     np.testing.assert_array_equal(got, kernel(x, -1))  # rows are independent: bit for bit
     want = getattr(torch.nn.functional, fn)(torch.tensor(x), -1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,k", [((600, 2048), 1), ((3, 200, 2048), 1), ((40, 30, 1024), 2)])
+def test_layer_norm_rows_split_over_threads_equal_one_thread(shape, k, threads):
+    """Layer norm forward and backward (values, weight and bias gradients) are bitwise the
+    same at 1 and 2 threads, and agree with PyTorch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(shape).astype(np.float32)
+    ns = shape[-k:]
+    w, b = (rng.standard_normal(ns).astype(np.float32) for _ in range(2))
+    g = rng.standard_normal(shape).astype(np.float32)
+
+    def run(n):
+        threads(n)
+        xt, wt, bt = (ember.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = ember.nn.functional.layer_norm(xt, ns, wt, bt)
+        y.backward(ember.tensor(g))
+        return [a.detach().numpy() for a in (y, xt.grad, wt.grad, bt.grad)]
+
+    one, two = run(1), run(2)
+    for a, c in zip(one, two):
+        np.testing.assert_array_equal(a, c)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = torch.nn.functional.layer_norm(xt, ns, wt, bt)
+    y.backward(torch.tensor(g))
+    for a, c, tol in zip(two, (y, xt.grad, wt.grad, bt.grad), (1e-5, 1e-4, 1e-3, 1e-4)):
+        np.testing.assert_allclose(a, c.detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_cross_entropy_rows_split_over_threads_equal_one_thread(threads):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((512, 4096)).astype(np.float32)
+    t = rng.integers(0, 4096, 512)
+
+    def run(n):
+        threads(n)
+        xt = ember.tensor(x, requires_grad=True)
+        loss = ember.nn.functional.cross_entropy(xt, ember.tensor(t))
+        loss.backward()
+        return loss.detach().numpy(), xt.grad.numpy()
+
+    (l1, g1), (l2, g2) = run(1), run(2)
+    np.testing.assert_array_equal(l1, l2)
+    np.testing.assert_array_equal(g1, g2)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(xt, torch.tensor(t))
+    loss.backward()
+    np.testing.assert_allclose(l2, loss.item(), rtol=1e-5)
+    np.testing.assert_allclose(g2, xt.grad.numpy(), rtol=1e-4, atol=1e-8)
