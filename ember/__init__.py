@@ -50,7 +50,7 @@ from . import autograd  # noqa: E402,F401
 from .autograd.anomaly import is_anomaly_enabled, set_anomaly_enabled  # noqa: E402,F401
 from ._namespaces import (accelerator, backends, cuda, mps,  # noqa: E402,F401
                           sparse_coo, strided, layout, memory_format, contiguous_format,
-                          preserve_format, channels_last)
+                          preserve_format, channels_last, channels_last_3d)
 
 
 def result_type(tensor1, tensor2):

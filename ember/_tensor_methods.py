@@ -84,7 +84,12 @@ class ToDevice(Node):
 
 
 def to(self, *args, **kwargs):
-    """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device, dtype)``; a no-op returns self."""
+    """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device, dtype)``, ``memory_format=``;
+    a no-op returns self."""
+    fmt = kwargs.get("memory_format")
+    if fmt is not None and fmt.name != "preserve_format":
+        out = to(self, *args, **{k: v for k, v in kwargs.items() if k != "memory_format"})
+        return out.contiguous(memory_format=fmt)
     dtype, device, copy = _parse_to(args, dict(kwargs))
     if device is not None:
         dev = to_device(device)
@@ -225,7 +230,10 @@ def _contiguous_strides(shape):
 
 
 def is_contiguous(self, memory_format=None):
-    return builtins.bool(self._data.flags.c_contiguous)
+    if memory_format is None or type(self._data) is not np.ndarray:
+        return builtins.bool(self._data.flags.c_contiguous)
+    from ._memory_format import is_contiguous_as
+    return is_contiguous_as(self._data, memory_format)
 
 
 def size(self, dim=None):

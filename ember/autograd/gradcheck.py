@@ -24,18 +24,22 @@ def _numerical_jacobian(fn, inputs, i, eps):
     """d(outputs)/d(inputs[i]) by central differences, one column per input element."""
     x = inputs[i]
     data = x._data
+    if any(st == 0 and n > 1 for st, n in zip(data.strides, data.shape)):
+        raise GradcheckError("gradcheck cannot perturb an input whose elements share memory "
+                             "(an expanded tensor); pass a contiguous copy")
+    # element k in C order of the logical shape (strided inputs, e.g. channels-last, too)
     flat = data.reshape(-1) if data.flags.c_contiguous else None
-    if flat is None:
-        raise GradcheckError("gradcheck needs contiguous inputs")
+    index = range(data.size) if flat is not None else list(np.ndindex(data.shape))
+    flat = flat if flat is not None else data
     outs0 = _flat_outputs(fn, inputs)
-    cols = [np.zeros((o._data.size, flat.size), dtype=o._data.dtype) for o in outs0]
-    for k in range(flat.size):
-        orig = flat[k]
-        flat[k] = orig + eps
+    cols = [np.zeros((o._data.size, data.size), dtype=o._data.dtype) for o in outs0]
+    for k, at in enumerate(index):
+        orig = flat[at]
+        flat[at] = orig + eps
         plus = [o._data.copy() for o in _flat_outputs(fn, inputs)]
-        flat[k] = orig - eps
+        flat[at] = orig - eps
         minus = [o._data.copy() for o in _flat_outputs(fn, inputs)]
-        flat[k] = orig
+        flat[at] = orig
         for c, p, m in zip(cols, plus, minus):
             c[:, k] = ((p - m) / (2 * eps)).reshape(-1)
     return cols

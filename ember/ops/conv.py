@@ -32,7 +32,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import _allocator
+from .. import _allocator, _memory_format as _mf
 from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
@@ -261,7 +261,7 @@ class ConvNd(Node):
         _remember(ctx, stride, pads, dilation, groups)
         keep = ctx.needs_input_grad[1:2] == (True,)
         out, cols = _conv_array(x, w, b, stride, pads, dilation, groups, keep)
-        if keep and cols[1].nbytes <= _COLS_CACHE_BYTES:
+        if keep and cols is not None and cols[1].nbytes <= _COLS_CACHE_BYTES:
             ctx.cols = cols  # the weight gradient reuses them (dropped after backward)
         return out
 
@@ -298,6 +298,15 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     unless ``keep``)."""
     dt = x.dtype
     x, w = _as_compute(x), _as_compute(w)
+    if x.size == 0 or w.size == 0:  # an empty batch (or no channels): nothing to multiply
+        osz = _out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)
+        out = np.zeros((x.shape[0], w.shape[0]) + osz, x.dtype)
+        if b is not None:
+            out += _as_compute(b).reshape((-1,) + (1,) * len(osz))
+        return (out if out.dtype == dt else out.astype(dt)), None
+    if _nhwc(x, groups) and len(stride) == 2:
+        out, cols = _conv_nhwc(x, w, b, stride, pads, dilation, keep)
+        return (out if out.dtype == dt else out.astype(dt)), cols
     if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
@@ -328,6 +337,99 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     else:
         np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
     return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
+
+
+# ---------------------------------------------------------------------- channels-last (NHWC)
+# A 4-d input laid out channels-last (``memory_format=ember.channels_last``) is an NHWC array
+# in memory. Its columns are then rows of the GEMM directly: ``(N*OH*OW, KH*KW*C)`` with each
+# kernel position's C values contiguous, and the GEMM's ``(N*OH*OW, O)`` result *is* the NHWC
+# output, so neither side needs a relayout copy (a 1x1 stride-1 convolution needs no columns
+# at all: the input is its own column matrix). The result stays channels-last, as PyTorch's.
+def _nhwc(x, groups):
+    """Whether the convolution of ``x`` takes the channels-last path."""
+    return groups == 1 and x.ndim == 4 and x.dtype.kind == "f" and _mf.is_channels_last(x)
+
+
+def _out_size(spatial, pads, ks, stride, dilation):
+    return tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
+                 for s, (lo, hi), k, t, d in zip(spatial, pads, ks, stride, dilation))
+
+
+def _pointwise(ks, stride, pads):
+    return tuple(ks) == (1, 1) and tuple(stride) == (1, 1) and all(
+        lo == 0 and hi == 0 for lo, hi in pads)
+
+
+def _im2col_nhwc(xh, pads, ks, st, dl, osz):
+    """Columns ``(N*OH*OW, KH*KW*C)`` of the NHWC array ``xh`` zero-padded by ``pads``."""
+    n, h, w, c = xh.shape
+    if _pointwise(ks, st, pads):
+        return xh.reshape(n * h * w, c)
+    (pt, pb), (pl, pr) = pads
+    if pt or pb or pl or pr:
+        xp = np.zeros((n, h + pt + pb, w + pl + pr, c), xh.dtype)
+        xp[:, pt:pt + h, pl:pl + w] = xh
+    else:
+        xp = xh
+    sn, sh, sw, sc = xp.strides
+    view = as_strided(xp, (n,) + tuple(osz) + tuple(ks) + (c,),
+                      (sn, sh * st[0], sw * st[1], sh * dl[0], sw * dl[1], sc), writeable=False)
+    return np.ascontiguousarray(view).reshape(n * osz[0] * osz[1], -1)
+
+
+def _w_rows(w):
+    """Weight ``(O, C, KH, KW)`` as ``(O, KH*KW*C)``, the columns' order."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+
+
+def _conv_nhwc(x, w, b, stride, pads, dilation, keep):
+    """Convolution of a channels-last ``x``: (channels-last output, columns or None)."""
+    xh = x.transpose(0, 2, 3, 1)
+    n, o = x.shape[0], w.shape[0]
+    osz = _out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)
+    cols = _im2col_nhwc(xh, pads, w.shape[2:], stride, dilation, osz)
+    res = np.matmul(cols, _w_rows(w).T)  # (N*OH*OW, O): the NHWC output
+    if b is not None:
+        res += _as_compute(b)
+    out = res.reshape((n,) + osz + (o,)).transpose(0, 3, 1, 2)
+    return out, (("nhwc", cols) if keep else None)
+
+
+def _nhwc_rows(a):
+    """``(N, C, H, W)`` as NHWC rows ``(N*H*W, C)`` (a view when ``a`` is channels-last)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1])
+
+
+def _conv_input_grad_nhwc(g, w, xshape, stride, pads, dilation):
+    """The input gradient of a channels-last convolution, channels-last."""
+    n, c, h, wd = xshape
+    kh, kw = w.shape[2:]
+    osz = g.shape[2:]
+    gcols = np.matmul(_nhwc_rows(g), _w_rows(w))  # (N*OH*OW, KH*KW*C)
+    if _pointwise((kh, kw), stride, pads):
+        return gcols.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
+    (pt, pb), (pl, pr) = pads
+    hp = max(h + pt, (osz[0] - 1) * stride[0] + dilation[0] * (kh - 1) + 1)
+    wp = max(wd + pl, (osz[1] - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
+    buf = np.zeros((n, hp, wp, c), gcols.dtype)
+    gc = gcols.reshape(n, osz[0], osz[1], kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dilation[0], j * dilation[1]
+            buf[:, r0:r0 + (osz[0] - 1) * stride[0] + 1:stride[0],
+                c0:c0 + (osz[1] - 1) * stride[1] + 1:stride[1]] += gc[:, :, :, i, j]
+    out = np.ascontiguousarray(buf[:, pt:pt + h, pl:pl + wd])
+    return out.transpose(0, 3, 1, 2)
+
+
+def _conv_weight_grad_nhwc(x, g, wshape, stride, pads, dilation, cols):
+    """The weight gradient of a channels-last convolution, in ``wshape`` (C order)."""
+    if cols is None:
+        osz = g.shape[2:]
+        cols = _im2col_nhwc(x.transpose(0, 2, 3, 1), pads, wshape[2:], stride, dilation, osz)
+    gw = np.matmul(_nhwc_rows(g).T, cols)  # (O, KH*KW*C)
+    o, c, kh, kw = wshape
+    return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
 
 # ---------------------------------------------------------------------- Winograd F(2x2, 3x3)
@@ -467,6 +569,13 @@ class ConvInputGrad(Node):
         osz = g.shape[2:]
         o, cg = w.shape[:2]
         ks = w.shape[2:]
+        if g.size == 0 or w.size == 0:
+            return np.zeros(xshape, g.dtype)
+        if _nhwc(g, groups):
+            dt = g.dtype
+            out = _conv_input_grad_nhwc(_as_compute(g), _as_compute(w), xshape, stride, pads,
+                                        dilation)
+            return out if out.dtype == dt else out.astype(dt)
         if all(t == 1 for t in stride) and (
                 o <= cg * groups or (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS and
                                      _use_winograd((cg, o) + ks, stride, dilation, groups))):
@@ -536,6 +645,12 @@ class ConvWeightGrad(Node):
         ks = tuple(wshape[2:])
         osz = g.shape[2:]
         n = x.shape[0]
+        if x.size == 0 or g.size == 0:
+            return np.zeros(wshape, dt)
+        if (cols is not None and cols[0] == "nhwc") or (cols is None and _nhwc(x, groups)):
+            gw = _conv_weight_grad_nhwc(x, g, tuple(wshape), stride, pads, dilation,
+                                        None if cols is None else cols[1])
+            return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups):
                 cols = ("winograd", _wino_tiles(x, pads, osz, keep=False))
@@ -829,7 +944,10 @@ class MaxPoolNd(Node):
         ctx.geom = (ks, st, dl, pads, osz)
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
         positions = itertools.product(*(range(k) for k in ks))
-        out = xp[_window_slices(next(positions), st, dl, osz)].copy()
+        first = xp[_window_slices(next(positions), st, dl, osz)]
+        # a channels-last input gives a channels-last output, as PyTorch's
+        out = _mf.copy_as(first, _mf.channels_last) if _mf.is_channels_last(x) and \
+            first.ndim == 4 else first.copy()
         for k in positions:
             np.maximum(out, xp[_window_slices(k, st, dl, osz)], out=out)
         if isinstance(ctx, Node):  # recording: a copy survives in-place edits of the output

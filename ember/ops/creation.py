@@ -200,6 +200,9 @@ def empty(*size, out=None, dtype=None, layout=None, device=None, requires_grad=F
     if out is not None and dtype is None:
         dtype = out.dtype
     arr = _alloc(np.empty, _size(size, kwargs, "empty"), _dtype_or_default(dtype), device)
+    if memory_format is not None and type(arr) is np.ndarray:
+        from .._memory_format import as_format
+        arr = as_format(arr, memory_format)
     return _into(_finish(arr, requires_grad, device), out)
 
 
@@ -227,30 +230,36 @@ def scalar_tensor(s, *, dtype=None, device=None, requires_grad=False):
     return _finish(np.asarray(s, dtype=_dtype_or_default(dtype)), requires_grad, device)
 
 
-def _like(fn, input, dtype, requires_grad, extra=(), device=None):
+def _like(fn, input, dtype, requires_grad, extra=(), device=None, memory_format=None):
     dt = dtype if dtype is not None else input.dtype
-    return fn(input._data.shape, *extra, dtype=dt, requires_grad=requires_grad,
-              device=input.device if device is None else device)
+    t = fn(input._data.shape, *extra, dtype=dt, requires_grad=requires_grad,
+           device=input.device if device is None else device)
+    if type(t._data) is np.ndarray and t._data.ndim in (4, 5):
+        from .. import _memory_format as mf
+        if memory_format is None or memory_format is mf.preserve_format:
+            memory_format = mf._format_of(input._data)
+        t._data = mf.as_format(t._data, memory_format)  # PyTorch: the input's layout
+    return t
 
 
 def zeros_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
                memory_format=None):
-    return _like(zeros, input, dtype, requires_grad, device=device)
+    return _like(zeros, input, dtype, requires_grad, device=device, memory_format=memory_format)
 
 
 def ones_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
               memory_format=None):
-    return _like(ones, input, dtype, requires_grad, device=device)
+    return _like(ones, input, dtype, requires_grad, device=device, memory_format=memory_format)
 
 
 def empty_like(input, *, dtype=None, layout=None, device=None, requires_grad=False,
                memory_format=None):
-    return _like(empty, input, dtype, requires_grad, device=device)
+    return _like(empty, input, dtype, requires_grad, device=device, memory_format=memory_format)
 
 
 def full_like(input, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False,
               memory_format=None):
-    return _like(full, input, dtype, requires_grad, (fill_value,), device)
+    return _like(full, input, dtype, requires_grad, (fill_value,), device, memory_format)
 
 
 def _num(x):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .._meta import MetaArray
+from .. import _memory_format as _mf
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node, named
 from ..autograd import forward_ad as _fad
@@ -388,7 +389,7 @@ class Repeat(Node):
 class Clone(Node):
     @staticmethod
     def forward(ctx, a, memory_format=None):
-        return a.copy()
+        return _mf.copy_as(a, memory_format)
 
     @staticmethod
     def backward(ctx, g):
@@ -401,16 +402,18 @@ class Contiguous(Node):
     view = "maybe"
 
     @staticmethod
-    def meta(ctx, a):
+    def meta(ctx, a, memory_format=None):
         return a if a.flags.c_contiguous else MetaArray(a.shape, a.dtype)
 
     @staticmethod
-    def forward(ctx, a):
-        return np.ascontiguousarray(a)
+    def forward(ctx, a, memory_format=None):
+        if memory_format is None:
+            return np.ascontiguousarray(a)
+        return _mf.as_format(a, memory_format)
 
     @staticmethod
     def backward(ctx, g):
-        return g
+        return g, None
 
     jvp = staticmethod(_fad.first_arg_linear_jvp)
 
@@ -794,13 +797,23 @@ def diag(input, diagonal=0):
 
 
 def clone(input, *, memory_format=None):
-    return Clone.apply(input)
+    if memory_format is None:
+        return Clone.apply(input)
+    return Clone.apply(input, memory_format)
 
 
 def contiguous(input, memory_format=None):
-    if input._data.flags.c_contiguous:
+    """``input`` itself when it is laid out as ``memory_format`` asks (C order by default;
+    ``channels_last``/``channels_last_3d``: NHWC/NDHWC in memory), else a copy that is."""
+    if memory_format is None or memory_format is _mf.contiguous_format:
+        if input._data.flags.c_contiguous:
+            return input
+        return Contiguous.apply(input)
+    if memory_format is _mf.preserve_format:
+        raise RuntimeError("preserve memory format is unsupported by the contiguous operator")
+    if _mf.is_contiguous_as(input._data, memory_format):
         return input
-    return Contiguous.apply(input)
+    return Contiguous.apply(input, memory_format)
 
 
 def detach(input):

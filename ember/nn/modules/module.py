@@ -639,6 +639,8 @@ class Module:
         from ..._tensor_methods import _parse_to
         dtype, device, _ = _parse_to(args, dict(kwargs))
         device = None if device is None else to_device(device)
+        fmt = kwargs.get("memory_format")
+        rank = {"channels_last": 4, "channels_last_3d": 5}.get(getattr(fmt, "name", None))
         if dtype is not None:
             if not (dtype.is_floating_point or dtype.is_complex):
                 raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
@@ -647,6 +649,8 @@ class Module:
         def convert(t):
             if device is not None and t.device != device:
                 t = t.to(device)  # cpu -> meta keeps shapes and drops data
+            if rank is not None and t.dim() == rank:  # as PyTorch: only 4-d (5-d) tensors
+                t = t.contiguous(memory_format=fmt)
             if dtype is None:
                 return t
             if t.is_floating_point() or (dtype.is_complex and t.is_complex()):
