@@ -118,3 +118,116 @@ def orgqr(input, tau):
 
 
 __all__ += ["householder_product"]
+
+
+# ---------------------------------------------------------------------- LDL (Bunch-Kaufman)
+from .ops.linalg import LinAlgError  # noqa: E402
+from .autograd.graph import Node as _Node  # noqa: E402
+from .ops.reduction import _rt  # noqa: E402
+
+_ldl_factor_rt = _rt("linalg_ldl_factor", ["LD", "pivots"])
+_ldl_factor_ex_rt = _rt("linalg_ldl_factor_ex", ["LD", "pivots", "info"])
+
+
+def _lapack(name, a):
+    try:
+        from scipy.linalg import lapack
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise NotImplementedError(f"ember.linalg.{name} calls LAPACK through SciPy: install "
+                                  "the 'special' extra (pip install 'ember[special]')") from None
+    return lapack
+
+
+class _LDLFactor(_Node):
+    """LAPACK's ``?sytrf`` (``?hetrf`` for complex Hermitian) on the lower triangle, per
+    matrix of a batch: ``(LD, 1-based pivots, info)`` exactly as PyTorch returns them."""
+
+    @staticmethod
+    def forward(ctx, a, hermitian):
+        lapack = _lapack("ldl_factor", a)
+        n = a.shape[-1]
+        batch = a.reshape(-1, n, n)
+        ld = np.empty_like(batch)
+        piv = np.empty(batch.shape[:2], np.int32)
+        info = np.empty(batch.shape[0], np.int32)
+        kind = "hetrf" if hermitian and a.dtype.kind == "c" else "sytrf"
+        fn = lapack.get_lapack_funcs(kind, (batch,))
+        for i, m in enumerate(batch):
+            lu, ipiv, inf = fn(m, lower=1)
+            ld[i], piv[i], info[i] = np.tril(lu), ipiv, inf
+        lead = a.shape[:-2]
+        return ld.reshape(a.shape), piv.reshape(lead + (n,)), info.reshape(lead)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("derivative for aten::linalg_ldl_factor_ex is not implemented")
+
+
+class _LDLSolve(_Node):
+    @staticmethod
+    def forward(ctx, ld, piv, b, hermitian):
+        lapack = _lapack("ldl_solve", ld)
+        n = ld.shape[-1]
+        lead = np.broadcast_shapes(ld.shape[:-2], b.shape[:-2])
+        ldb = np.broadcast_to(ld, lead + ld.shape[-2:]).reshape(-1, n, n)
+        pb = np.broadcast_to(piv, lead + piv.shape[-1:]).reshape(-1, n)
+        bb = np.broadcast_to(b, lead + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+        rt = np.result_type(ld, b)
+        out = np.empty(bb.shape, rt)
+        kind = "hetrs" if hermitian and rt.kind == "c" else "sytrs"
+        fn = lapack.get_lapack_funcs(kind, (ldb.astype(rt, copy=False),))
+        for i in range(ldb.shape[0]):
+            out[i], _ = fn(ldb[i].astype(rt, copy=False), pb[i], bb[i].astype(rt), lower=1)
+        return out.reshape(lead + b.shape[-2:])
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("derivative for aten::linalg_ldl_solve is not implemented")
+
+
+def _square(A, fn):
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"torch.linalg.{fn}: A must be batches of square matrices, but they "
+                           f"are {A.shape[-2] if A.ndim > 1 else 1} by {A.shape[-1]} matrices")
+    if not (A.is_floating_point() or A.is_complex()):
+        raise RuntimeError(f"torch.linalg.{fn}: Expected a floating point or complex tensor as "
+                           f"input. Got {A.dtype}")
+
+
+def ldl_factor_ex(A, *, hermitian=False, check_errors=False, out=None):
+    """``(LD, pivots, info)``: the Bunch-Kaufman LDL^T (LDL^H) factorisation of symmetric
+    (Hermitian) ``A`` from its lower triangle, LAPACK's compact form and 1-based pivots."""
+    _square(A, "ldl_factor_ex")
+    ld, piv, info = _LDLFactor.apply(A, bool(hermitian))
+    if check_errors and bool((info != 0).any()):
+        raise LinAlgError(f"torch.linalg.ldl_factor_ex: the factorization could not be "
+                          f"completed: D has a zero diagonal element (info = "
+                          f"{int(info.reshape(-1)[(info.reshape(-1) != 0).nonzero()[0, 0]])})")
+    return _ldl_factor_ex_rt(ld, piv, info)
+
+
+def ldl_factor(A, *, hermitian=False, out=None):
+    """``(LD, pivots)`` of ``ldl_factor_ex``, raising ``LinAlgError`` when D is singular."""
+    _square(A, "ldl_factor")
+    ld, piv, info = _LDLFactor.apply(A, bool(hermitian))
+    if bool((info != 0).any()):
+        raise LinAlgError("torch.linalg.ldl_factor: the factorization could not be completed "
+                          "because the input is singular (a zero diagonal element of D)")
+    return _ldl_factor_rt(ld, piv)
+
+
+def ldl_solve(LD, pivots, B, *, hermitian=False, out=None):
+    """Solve ``A X = B`` from ``ldl_factor``'s ``LD`` and ``pivots``."""
+    _square(LD, "ldl_solve")
+    if B.ndim < 2 or B.shape[-2] != LD.shape[-1]:
+        raise RuntimeError(f"torch.linalg.ldl_solve: Incompatible shapes of A and B for the "
+                           f"equation AX = B ({list(LD.shape[-2:])} and {list(B.shape[-2:])})")
+    if pivots.dtype != _D.int32:
+        raise RuntimeError(f"torch.linalg.ldl_solve: Expected pivots to be integers. Got "
+                           f"{pivots.dtype}")
+    return _LDLSolve.apply(LD, pivots, B, bool(hermitian))
+
+
+from . import _dtype as _D  # noqa: E402
+
+__all__ += ["LinAlgError", "ldl_factor", "ldl_factor_ex", "ldl_solve"]

@@ -151,3 +151,54 @@ class inference_mode(_Mode):
 
     def _args(self):
         return (self._on,)
+
+
+class _Flags(threading.local):
+    multithreading = True
+    grad_layout_enforced = True
+
+
+_FLAGS = _Flags()
+
+
+class _FlagMode(_Mode):
+    """A thread-local engine setting that acts when constructed (as PyTorch's) and is restored
+    on ``__exit__``; usable as a decorator."""
+
+    _flag = ""
+
+    def __init__(self, mode: bool = True):
+        self._prev = getattr(_FLAGS, self._flag)
+        self.mode = bool(mode)
+        setattr(_FLAGS, self._flag, self.mode)
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        setattr(_FLAGS, self._flag, self._prev)
+        return False
+
+    def _args(self):
+        return (self.mode,)
+
+    def __call__(self, fn):
+        setattr(_FLAGS, self._flag, self._prev)  # as a decorator it acts per call
+        return _Mode.__call__(self, fn)
+
+
+class set_multithreading_enabled(_FlagMode):
+    """Enable or disable multithreaded backward. PyTorch runs backward on per-device worker
+    threads when accelerators are in use; ember's engine always runs it on the calling
+    thread, so the setting is recorded (``ember._C._is_multithreading_enabled``) and changes
+    nothing else."""
+
+    _flag = "multithreading"
+
+
+class enforce_grad_layout_policy(_FlagMode):
+    """Whether accumulated gradients must have their parameter's layout. ember's engine
+    stores the gradient it computed (its layout follows the parameter's for elementwise and
+    convolution backward); the setting is recorded for code that reads it."""
+
+    _flag = "grad_layout_enforced"

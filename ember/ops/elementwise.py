@@ -682,12 +682,14 @@ class Clamp(Node):
         rt = result_dtype(*(x for x in (a, lo, hi) if x is not None)).np
         a = a.astype(rt, copy=False)
         out = a
+        # a Python bound is cast to the result dtype first: NumPy cannot cast a float into
+        # ml_dtypes' bfloat16/float8 loops by itself
         if lo is not None:
-            out = np.maximum(out, lo, dtype=rt) if type(lo) in _ARRAYS or \
-                not np.isnan(lo) else np.full_like(out, np.nan)
+            out = np.maximum(out, lo if type(lo) in _ARRAYS else np.asarray(lo, rt), dtype=rt) \
+                if type(lo) in _ARRAYS or not np.isnan(lo) else np.full_like(out, np.nan)
         if hi is not None:
-            out = np.minimum(out, hi, dtype=rt) if type(hi) in _ARRAYS or \
-                not np.isnan(hi) else np.full_like(out, np.nan)
+            out = np.minimum(out, hi if type(hi) in _ARRAYS else np.asarray(hi, rt), dtype=rt) \
+                if type(hi) in _ARRAYS or not np.isnan(hi) else np.full_like(out, np.nan)
         if out is a:
             out = a.copy()
         # NaN in the input propagates

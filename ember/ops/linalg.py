@@ -256,6 +256,14 @@ ger = outer
 @autocast_function("lower")
 def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
     """``beta * input + alpha * (mat1 @ mat2)``."""
+    low = mat1.dtype.np.itemsize == 2 and mat1.dtype.is_floating_point
+    if low:  # bfloat16/float16: one rounding at the end, as PyTorch's fused kernel
+        dt = mat1.dtype
+        r = addmm(input.float(), mat1.float(), mat2.float(), beta=beta, alpha=alpha).to(dt)
+        if out is not None:
+            from .elementwise import _out
+            return _out(r, out)
+        return r
     p = mm(mat1, mat2)
     if alpha != 1:
         p = p * alpha
@@ -679,8 +687,16 @@ def _np_H(a):
     return np.conj(np.swapaxes(a, -1, -2))
 
 
+class LinAlgError(RuntimeError):
+    """A linear-algebra failure (singular or non-positive-definite input), as PyTorch's
+    ``torch.linalg.LinAlgError``: a ``RuntimeError``."""
+
+
+LinAlgError.__module__ = "ember.linalg"
+
+
 def _singular(op):
-    return RuntimeError(f"{op}: The diagonal element 1 is zero, the inversion could not be "
+    return LinAlgError(f"{op}: The diagonal element 1 is zero, the inversion could not be "
                         "completed because the input matrix is singular.")
 
 

@@ -422,6 +422,8 @@ class Optimizer:
         return loss
 
     def _use_flat(self, group):
+        if self.__dict__.get("_swapped"):  # swap_in_optimizer_params_and_state: plain path
+            return False
         foreach = group.get("foreach")
         if foreach is None:
             foreach = True
