@@ -127,3 +127,10 @@ def test_future_chaining():
     with pytest.raises(RuntimeError, match="not completed"):
         Future().value()
     assert [x.value() for x in collect_all([h, f]).wait()] == [3, 5]
+
+
+def test_ddp_join_with_uneven_inputs():
+    rc, out, _ = run_mpi("_join_worker.py", 2, timeout=120)
+    assert rc == 0, out[-4000:]
+    counts = [int(c) for c in re.findall(r"JOIN_OK (\d+)", out)]
+    assert counts == [9, 9], out[-2000:]

@@ -27,6 +27,7 @@ import contextlib
 
 import numpy as np
 
+from ...distributed.algorithms.join import Joinable, _JoinConfig
 from ..modules.module import Module
 
 __all__ = ["DistributedDataParallel", "GradBucket"]
@@ -111,7 +112,7 @@ def _leaves_reached(outputs):
     return leaves
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     """Data parallelism over the ranks of a process group (see the module docstring)."""
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -147,6 +148,9 @@ class DistributedDataParallel(Module):
                                     * 1024 * 1024)
         self.require_backward_grad_sync = True
         self.require_forward_param_sync = True
+        self._join_config = _JoinConfig.construct_disabled_join_config()
+        self._join_divide_initial = True
+        self._join_active = None
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
         self._comm_hook = None
@@ -163,11 +167,13 @@ class DistributedDataParallel(Module):
         from ...distributed import distributed_c10d as c10d
         return None if self.process_group is c10d.GroupMember.WORLD else self.process_group
 
-    def _broadcast_coalesced(self, tensors):
-        """Broadcast ``tensors`` from rank 0 of the group, one flat message per dtype."""
+    def _broadcast_coalesced(self, tensors, src_rank=0):
+        """Broadcast ``tensors`` from rank ``src_rank`` of the group, one flat message per
+        dtype."""
         from ... import distributed as dist
         from ...ops.creation import from_numpy
-        src = dist.get_global_rank(self.process_group, 0) if self._group() else 0
+        src = dist.get_global_rank(self.process_group, src_rank) if self._group() else \
+            src_rank
         by_dtype = {}
         for t in tensors:
             by_dtype.setdefault(t.dtype, []).append(t)
@@ -272,6 +278,10 @@ class DistributedDataParallel(Module):
             mask = from_numpy(np.array(self._used, dtype=np.int32))
             dist.all_reduce(mask, group=self._group())
             used = mask._data > 0
+        scale = 1.0
+        if self._join_config.enable and not self._join_divide_initial and self._join_active:
+            # averaged over the ranks that took part, not over the initial world
+            scale = dist.get_world_size(self._group()) / self._join_active
         for bucket in self._buckets:
             result = bucket.fut.wait()
             bucket.fut = None
@@ -284,6 +294,8 @@ class DistributedDataParallel(Module):
                     continue  # no rank used it: its grad stays as it was, as in PyTorch
                 n = p._data.size
                 view = flat[off:off + n].reshape(p._data.shape)
+                if scale != 1.0:
+                    view = view * scale
                 if self.gradient_as_bucket_view:
                     p.grad = from_numpy(view)
                 elif p.grad is None:
@@ -321,13 +333,19 @@ class DistributedDataParallel(Module):
 
     def forward(self, *inputs, **kwargs):
         from ...autograd.grad_mode import is_grad_enabled
+        from ...distributed.algorithms.join import Join
+        joining = self._join_config.enable
+        if joining:
+            self._join_active = Join.notify_join_context(self)
         sync = self.require_backward_grad_sync and is_grad_enabled() and self.training
         if sync:
             self._open_iteration()
         if self.broadcast_buffers and self.require_forward_param_sync:
             buffers = list(self.module.buffers())
             if buffers:
-                self._broadcast_coalesced(buffers)
+                # under join, rank 0 may have stopped: the highest rank still training sends
+                src = _highest_rank(self._group(), self._rank()) if joining else 0
+                self._broadcast_coalesced(buffers, src)
         out = self.module(*inputs, **kwargs)
         if sync and self.find_unused_parameters:
             reached = _leaves_reached(out)
@@ -362,6 +380,72 @@ class DistributedDataParallel(Module):
     def _set_static_graph(self):
         self.static_graph = True
 
-    def join(self, *args, **kwargs):
-        raise NotImplementedError("DistributedDataParallel.join (uneven inputs) is not "
-                                  "implemented in ember yet")
+    # -------------------------------------------------------------- uneven inputs (Join)
+    def join(self, divide_by_initial_world_size=True, enable=True,
+             throw_on_early_termination=False):
+        """A context manager for training with different numbers of batches per rank: a rank
+        that runs out keeps answering the others' collectives with zero gradients until all
+        have finished (``ember.distributed.algorithms.Join``). Gradients are averaged over
+        the initial world size, or over the ranks still training when
+        ``divide_by_initial_world_size=False``."""
+        from ...distributed.algorithms.join import Join
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs):
+        self._join_divide_initial = kwargs.get("divide_by_initial_world_size", True)
+        return _DDPJoinHook(self)
+
+    @property
+    def join_device(self):
+        from ..._device import CPU
+        return CPU
+
+    @property
+    def join_process_group(self):
+        return self.process_group
+
+
+def _highest_rank(group, rank):
+    from ...distributed.algorithms.join import _all_reduce_int
+    from ...distributed import distributed_c10d as c10d
+    return _all_reduce_int(rank, group, c10d.ReduceOp.MAX)
+
+
+class _DDPJoinHook:
+    """A joined rank's side of a DDP iteration: the same collectives, in the same order, with
+    nothing to contribute (zero gradients); at the end, the last rank's model for all."""
+
+    def __init__(self, ddp):
+        self.ddp = ddp
+
+    def main_hook(self):
+        from ... import distributed as dist
+        from ...ops.creation import from_numpy
+        from ...distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+        ddp = self.ddp
+        if ddp.broadcast_buffers and ddp.require_forward_param_sync:
+            buffers = list(ddp.module.buffers())
+            if buffers:
+                ddp._broadcast_coalesced(buffers, _highest_rank(ddp._group(), -1))
+        if not ddp.require_backward_grad_sync:
+            return
+        futs = []
+        for bucket in ddp._buckets:
+            zero = from_numpy(np.zeros(bucket.numel, bucket.params[0]._data.dtype))
+            gb = GradBucket(bucket.index, zero, bucket.params, bucket.offsets,
+                            bucket.index == len(ddp._buckets) - 1)
+            futs.append(allreduce_hook(ddp.process_group, gb) if ddp._comm_hook is None
+                        else ddp._comm_hook(ddp._comm_state, gb))
+        if ddp.find_unused_parameters:
+            mask = from_numpy(np.zeros(len(ddp._params), dtype=np.int32))
+            dist.all_reduce(mask, group=ddp._group())
+        for f in futs:
+            f.wait()
+
+    def post_hook(self, is_last_joiner):
+        ddp = self.ddp
+        src = _highest_rank(ddp._group(), ddp._rank() if is_last_joiner else -1)
+        states = list(ddp.module.parameters()) + list(ddp.module.buffers())
+        if states:
+            ddp._broadcast_coalesced(states, src)
