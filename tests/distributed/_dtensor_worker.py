@@ -184,6 +184,42 @@ def core_checks():
     w = distribute_tensor(torch.ones(3, requires_grad=True), mesh, [Replicate()])
     (w * 2).sum().backward()
     close(w.grad.full_tensor(), torch.full((3,), 2.0), "replicated leaf gradient")
+    # factories: random ones equal a single-process draw from the same seed
+    import ember.distributed.tensor as dtensor
+    torch.manual_seed(9)
+    ref = torch.randn(5, 4)
+    torch.manual_seed(9)
+    d = dtensor.randn(5, 4, device_mesh=mesh, placements=[Shard(0)])
+    close(d.full_tensor(), ref, "randn factory")
+    close(dtensor.ones((3, 4), device_mesh=mesh, placements=[Shard(1)]).full_tensor(),
+          torch.ones(3, 4), "ones factory")
+    close(dtensor.full((3, 2), 2.5, device_mesh=mesh, placements=[Replicate()]).full_tensor(),
+          torch.full((3, 2), 2.5), "full factory")
+    # clip_grad_norm_ measures the whole gradients, whatever their layout
+    torch.manual_seed(4)
+    vals = [torch.randn(5, 3), torch.randn(7), torch.randn(2, 2)]
+    ws = [torch.randn(*v.shape) for v in vals]
+    for norm_type in (2.0, 1.0, float("inf")):
+        refs = [v.clone().requires_grad_() for v in vals]
+        sum((r * w).sum() for r, w in zip(refs, ws)).backward()
+        want = torch.nn.utils.clip_grad_norm_(refs, 0.5, norm_type=norm_type)
+        ps = [torch.nn.Parameter(distribute_tensor(v, mesh, [pl]))
+              for v, pl in zip(vals, (Shard(0), Shard(0), Replicate()))]
+        sum((p * w).sum() for p, w in zip(ps, ws)).backward()
+        got = torch.nn.utils.clip_grad_norm_(ps, 0.5, norm_type=norm_type)
+        close(got, want, f"clip_grad_norm_ total ({norm_type})")
+        for p, r in zip(ps, refs):
+            close(p.grad.full_tensor(), r.grad, f"clipped gradient ({norm_type})")
+    # state_dict / load_state_dict keep DTensors and copy into shards
+    lin = torch.nn.Linear(4, 3)
+    from ember.distributed.tensor.parallel import ColwiseParallel, parallelize_module
+    parallelize_module(lin, mesh, ColwiseParallel())
+    sd = lin.state_dict()
+    assert isinstance(sd["weight"], DTensor) and sd["weight"].placements == (Shard(0),)
+    new = {k: v * 2 for k, v in sd.items()}
+    old_w = lin.weight.full_tensor().detach().clone()
+    lin.load_state_dict(new)
+    close(lin.weight.full_tensor(), old_w * 2, "load_state_dict into shards")
     if N % 2 == 0:
         m2 = init_device_mesh("cpu", (2, N // 2))
         pls2 = [[a, b] for a in (Shard(0), Shard(1), Replicate(), Partial())
@@ -324,7 +360,7 @@ def ops_checks():
                  [PS if red != "none" else S0, REP, REP])
     cw = torch.rand(5) + 0.5
     check_op("cross_entropy weighted", lambda a, t: F.cross_entropy(a, t, weight=cw),
-             [logits, tgt], [[S0, S0], [S0, "plain"]], mesh, [PS, PS])
+             [logits, tgt], [[S0, S0], [S0, "plain"], [S1, "plain"]], mesh, [PS, PS, REP])
     check_op("nll_loss", lambda a: F.nll_loss(F.log_softmax(a, -1), tgt), [logits], [[S0]],
              mesh, [PS])
     # an op without a rule falls back to replicated values, with a warning naming it

@@ -3,8 +3,9 @@
 ``SequenceParallel``, ``PrepareModuleInput`` and ``PrepareModuleOutput``."""
 
 from .api import parallelize_module
+from .loss import loss_parallel
 from .style import (ColwiseParallel, ParallelStyle, PrepareModuleInput, PrepareModuleOutput,
                     RowwiseParallel, SequenceParallel)
 
 __all__ = ["parallelize_module", "ParallelStyle", "ColwiseParallel", "RowwiseParallel",
-           "SequenceParallel", "PrepareModuleInput", "PrepareModuleOutput"]
+           "SequenceParallel", "PrepareModuleInput", "PrepareModuleOutput", "loss_parallel"]
