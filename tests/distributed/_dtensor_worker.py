@@ -220,11 +220,27 @@ def core_checks():
     old_w = lin.weight.full_tensor().detach().clone()
     lin.load_state_dict(new)
     close(lin.weight.full_tensor(), old_w * 2, "load_state_dict into shards")
-    if N % 2 == 0:
-        m2 = init_device_mesh("cpu", (2, N // 2))
-        pls2 = [[a, b] for a in (Shard(0), Shard(1), Replicate(), Partial())
-                for b in (Shard(0), Shard(1), Replicate())]
-        redistribute_checks(m2, pls2, [(5, 6)])
+    if N == 2:  # a 2-d mesh of shape (2, 1); mesh2d runs a real one at 4 ranks
+        mesh2d_checks()
+
+
+def mesh2d_checks():
+    """Every transition between 2-d placements (both mesh dims may shard the same tensor dim,
+    nested as PyTorch nests them), on an uneven shape."""
+    m2 = init_device_mesh("cpu", (2, N // 2), mesh_dim_names=("dp", "tp"))
+    pls2 = [[a, b] for a in (Shard(0), Shard(1), Replicate(), Partial())
+            for b in (Shard(0), Shard(1), Replicate())]
+    redistribute_checks(m2, pls2, [(5, 6)])
+    # a DTensor on the tp sub-mesh and ops on a 2-d mesh
+    torch.manual_seed(6)
+    a, b = torch.randn(4, 6), torch.randn(6, 5)
+    da = distribute_tensor(a, m2, [Shard(0), Shard(1)])
+    db = distribute_tensor(b, m2, [Replicate(), Shard(0)])
+    out = da @ db
+    assert tuple(out.placements) == (Shard(0), Partial()), out.placements
+    close(out.full_tensor(), a @ b, "matmul on a 2-d mesh")
+    dt = distribute_tensor(a, m2["tp"], [Shard(1)])
+    close(dt.full_tensor(), a, "DTensor on a sub-mesh")
 
 
 
@@ -537,13 +553,33 @@ def tp_checks():
     close(torch.tensor(l_tp), torch.tensor(l_ref), "GPT sequence parallel losses")
     compare(ref, par, "GPT sequence parallel")
     assert isinstance(par.block.ln1.weight, DTensor)
+    # PrepareModuleOutput and distribute_module's input/output functions
+    from ember.distributed.tensor.parallel import PrepareModuleOutput
+    torch.manual_seed(0)
+    ref = MLP()
+    torch.manual_seed(0)
+    par = parallelize_module(MLP(), tp, {"fc1": ColwiseParallel(),
+                                         "fc2": RowwiseParallel(use_local_output=False)})
+    x = torch.randn(3, 8)
+    assert isinstance(par(x), DTensor)
+    parallelize_module(par, tp, PrepareModuleOutput(output_layouts=REP,
+                                                    desired_output_layouts=REP))
+    y = par(x)
+    assert not isinstance(y, DTensor)
+    close(y, ref(x), "PrepareModuleOutput gives the local output")
+    seen = []
+    m = distribute_module(MLP(), tp, input_fn=lambda mod, inp, mesh: seen.append("in"),
+                          output_fn=lambda mod, out, mesh: out.full_tensor())
+    y = m(distribute_tensor(x, tp, [REP]))
+    assert seen == ["in"] and not isinstance(y, DTensor)
     raises(ValueError, lambda: parallelize_module(MLP(), tp, {"nope": ColwiseParallel()}),
            "plan names a missing submodule")
     raises(NotImplementedError, lambda: parallelize_module(nn.ReLU(), tp, ColwiseParallel()),
            "colwise on an unsupported module")
 
 
-SECTIONS = {"mesh": mesh_checks, "core": core_checks, "ops": ops_checks, "tp": tp_checks}
+SECTIONS = {"mesh": mesh_checks, "core": core_checks, "ops": ops_checks, "tp": tp_checks,
+            "mesh2d": mesh2d_checks}
 
 if __name__ == "__main__":
     warnings.simplefilter("ignore")

@@ -36,6 +36,11 @@ def test_dtensor_and_tensor_parallel(n):
     _run(n, "mesh", "core", "ops", "tp")
 
 
+def test_two_dimensional_mesh():
+    """A real 2 x 2 mesh (4 ranks): sub-meshes, every 2-d redistribute transition, ops."""
+    _run(4, "mesh", "mesh2d")
+
+
 def test_placements_api():
     from ember.distributed.tensor import Partial, Replicate, Shard
     assert Shard(1) == Shard(1) and Shard(0) != Shard(1) and Replicate() == Replicate()

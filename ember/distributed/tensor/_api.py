@@ -225,6 +225,10 @@ class DTensor(Tensor):
     def _vc(self, value):
         self._local._vc = value
 
+    @property
+    def _local_tensor(self):  # PyTorch's attribute name for the local shard
+        return self._local
+
     # -- metadata: the global view
     @property
     def device_mesh(self):
@@ -344,9 +348,6 @@ class DTensor(Tensor):
         if placements is None:
             raise RuntimeError("placements is needed for redistribute!")
         placements = _norm_placements(placements, mesh, self.ndim)
-        for p in placements:
-            if isinstance(p, Partial) and p not in self._spec.placements and False:
-                pass
         local = _grad_local(self)
         if forward_dtype is not None:
             local = local.to(forward_dtype)
