@@ -131,6 +131,7 @@ def redistribute_local(x, spec, dst):
             cur[i] = Replicate()
         elif isinstance(c, Partial) and c != t:
             if isinstance(t, Shard) and c.reduce_op in ("sum", "avg") and \
+                    t.dim not in touched_before(i) and \
                     not any(isinstance(cur[j], Shard) and cur[j].dim == t.dim
                             for j in range(i + 1, n)):
                 x = C.ReduceScatter.apply(x, t.dim, pg, c.reduce_op)
