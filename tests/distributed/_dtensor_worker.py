@@ -321,6 +321,11 @@ def ops_checks():
     check_op("matmul 4-d", lambda a, b: a @ b, [a4, b4],
              [[S1, S1], [S2, REP], [REP, S3], [S3, S2], [PS, REP], [S0, REP], [S3, REP],
               [REP, PS]], mesh, [S1, S2, S3, PS, PS, S0, PS, PS])
+    check_op("scaled_dot_product_attention", lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, is_causal=True), [a4, a4 * 0.5, a4 + 1], [[S1, S1, S1], [S0, S0, S0]], mesh,
+        [S1, S0])
+    check_op("mse_loss", lambda a, b: F.mse_loss(a, b), [a4, a4 * 0.3], [[S1, S1], [S3, REP]],
+             mesh, [PS, PS])
     a2, b2 = torch.randn(5, 4), torch.randn(4, 6)
     check_op("matmul 2-d", lambda a, b: a @ b, [a2, b2],
              [[S0, REP], [REP, S1], [S1, S0], [S1, REP], [S0, S1]], mesh,

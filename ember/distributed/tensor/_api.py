@@ -157,14 +157,19 @@ def redistribute_local(x, spec, dst):
 
 
 # ---------------------------------------------------------------------- the DTensor class
+_READY = []
+
+
 def _install():
     from . import _dispatch
     _dispatch.install()
+    _READY.append(True)
 
 
 def _wrap(local, spec, cls=None):
     """A DTensor around ``local`` (a plain Tensor) described by ``spec``."""
-    _install()
+    if not _READY:
+        _install()
     t = object.__new__(cls or DTensor)
     t.__dict__["_local"] = local
     t.__dict__["_spec"] = spec
