@@ -559,6 +559,13 @@ def tp_checks():
     close(torch.tensor(l_tp), torch.tensor(l_ref), "GPT sequence parallel losses")
     compare(ref, par, "GPT sequence parallel")
     assert isinstance(par.block.ln1.weight, DTensor)
+    # a colwise embedding: each rank looks up its slice of the embedding dim
+    torch.manual_seed(0)
+    ref_e = nn.Embedding(10, 6)
+    torch.manual_seed(0)
+    par_e = parallelize_module(nn.Embedding(10, 6), tp, ColwiseParallel(output_layouts=REP))
+    ids = torch.tensor([[1, 2, 9], [0, 4, 4]])
+    close(par_e(ids), ref_e(ids), "colwise embedding")
     # PrepareModuleOutput and distribute_module's input/output functions
     from ember.distributed.tensor.parallel import PrepareModuleOutput
     torch.manual_seed(0)
