@@ -1,0 +1,186 @@
+"""Run under mpiexec (2 or 3 ranks) by test_sharding.py. Each part trains the MLP and the GPT
+for 20 steps with a sharded scheme and checks the result against single-process training of
+the same model on the whole batch, which every rank also runs (float64, 1e-10). The parts to
+run are named on the command line: zero, pipe, fsdp, ckpt. Prints ``SHARD_OK <part> <n>``."""
+
+import copy
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _models as M  # noqa: E402
+
+import ember as torch  # noqa: E402
+import ember.distributed as dist  # noqa: E402
+import ember.nn as nn  # noqa: E402
+
+dist.init_process_group("gloo")
+R, N = dist.get_rank(), dist.get_world_size()
+STEPS, BATCH = 20, 12
+torch.set_default_dtype(torch.float64)
+checks = {}
+
+
+def batch(kind, step):
+    rng = np.random.default_rng(100 + step)
+    xs, ys = M.shape_of(kind, BATCH)
+    return torch.tensor(rng.normal(size=xs)), torch.tensor(rng.normal(size=ys))
+
+
+def shard(t):
+    per = t.shape[0] // N
+    return t[R * per:(R + 1) * per]
+
+
+def check_close(part, a, b, what, tol=1e-10):
+    a = a.full_tensor() if hasattr(a, "full_tensor") else a
+    a, b = a.detach().numpy(), b.detach().numpy()
+    assert a.shape == b.shape, f"rank {R}: {what}: shape {a.shape} != {b.shape}"
+    err = np.max(np.abs(a - b)) if a.size else 0.0
+    assert err <= tol, f"rank {R}: {what}: max abs difference {err} > {tol}"
+    checks[part] = checks.get(part, 0) + 1
+
+
+def opt_for(params, which):
+    if which == "adam":
+        return torch.optim.Adam(params, lr=1e-2)
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+
+
+_REFS = {}
+
+
+def reference(kind, which):
+    """Single-process training on the whole batch (cached; the caller gets a copy)."""
+    if (kind, which) in _REFS:
+        return copy.deepcopy(_REFS[kind, which])
+    ref = M.make(kind)
+    opt = opt_for(ref.parameters(), which)
+    for step in range(STEPS):
+        x, y = batch(kind, step)
+        opt.zero_grad()
+        nn.functional.mse_loss(ref(x), y).backward()
+        opt.step()
+    _REFS[kind, which] = (ref, opt)
+    return copy.deepcopy((ref, opt))
+
+
+# ------------------------------------------------------------------ ZeRO-1
+def part_zero():
+    from ember.distributed.optim import ZeroRedundancyOptimizer
+    from ember.nn.parallel import DistributedDataParallel as DDP
+    for kind, which, bucket_view in (("mlp", "adam", False), ("mlp", "sgd", True),
+                                     ("gpt", "adam", False)):
+        ref, ref_opt = reference(kind, which)
+        model = DDP(M.make(kind))
+        cls = torch.optim.Adam if which == "adam" else torch.optim.SGD
+        kw = dict(lr=1e-2) if which == "adam" else dict(lr=0.05, momentum=0.9)
+        opt = ZeroRedundancyOptimizer(model.parameters(), cls,
+                                      parameters_as_bucket_view=bucket_view, **kw)
+        # the state of each parameter lives on one rank only
+        mine = sum(p.numel() for g in opt.optim.param_groups for p in g["params"])
+        total = sum(p.numel() for p in model.parameters())
+        assert mine < total, (mine, total)
+        for step in range(STEPS):
+            x, y = batch(kind, step)
+            opt.zero_grad()
+            nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
+            opt.step()
+        for (name, p), q in zip(model.module.named_parameters(), ref.parameters()):
+            check_close("zero", p, q, f"zero {kind} {which} {name}")
+        # consolidated state dict == the reference optimizer's
+        try:
+            opt.state_dict()
+            raise AssertionError("state_dict before consolidate_state_dict did not raise")
+        except RuntimeError as e:
+            assert "consolidate" in str(e), e
+        opt.consolidate_state_dict(to=0)
+        if R == 0:
+            sd, rsd = opt.state_dict(), ref_opt.state_dict()
+            assert sorted(sd["state"]) == sorted(rsd["state"]), (sd["state"].keys(),)
+            for k, st in rsd["state"].items():
+                for name, v in st.items():
+                    check_close("zero", sd["state"][k][name], v, f"zero state {k} {name}")
+            assert [g["params"] for g in sd["param_groups"]] == \
+                [g["params"] for g in rsd["param_groups"]]
+        # load the reference's state on every rank, then one more step agrees
+        opt2 = ZeroRedundancyOptimizer(model.parameters(), cls, **kw)
+        opt2.load_state_dict(copy.deepcopy(ref_opt.state_dict()))
+        x, y = batch(kind, STEPS)
+        for m, o in ((model, opt2), (ref, ref_opt)):
+            o.zero_grad()
+            nn.functional.mse_loss(m(shard(x) if o is opt2 else x),
+                                   shard(y) if o is opt2 else y).backward()
+            o.step()
+        for (name, p), q in zip(model.module.named_parameters(), ref.parameters()):
+            check_close("zero", p, q, f"zero after load {kind} {which} {name}")
+
+
+# ------------------------------------------------------------------ pipelining
+def part_pipe():
+    from ember.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
+                                              SplitPoint, pipeline)
+    loss_fn = nn.functional.mse_loss
+    for kind, sched_cls, manual in (("mlp", ScheduleGPipe, False), ("mlp", Schedule1F1B, False),
+                                    ("mlp", Schedule1F1B, True), ("gpt", ScheduleGPipe, False),
+                                    ("gpt", Schedule1F1B, True)):
+        ref, _ = reference(kind, "adam")
+        model = M.make(kind)
+        if manual:  # hand-made stages: slices of the model
+            if kind == "mlp":
+                pieces = [nn.Sequential(model.layers[0], nn.Tanh()),
+                          nn.Sequential(model.layers[1], nn.Tanh(), model.head)]
+                if N == 3:
+                    pieces = [pieces[0], pieces[1][:2], pieces[1][2:]]
+            else:
+                blocks = list(model.layers)
+                pieces = [nn.Sequential(model.inp, *blocks[:1])]
+                pieces += [nn.Sequential(*blocks[1:2])] if N == 3 else []
+                pieces += [nn.Sequential(*blocks[N - 1:], model.ln_f, model.head)]
+            stage_mod = pieces[R]
+            stage = PipelineStage(stage_mod, R, N, "cpu")
+        else:
+            x0, _ = batch(kind, 0)
+            names = ["layers.1", "layers.2"] if kind == "gpt" else ["layers.1", "head"]
+            spec = {n: SplitPoint.BEGINNING for n in names[:N - 1]}
+            pipe = pipeline(model, (x0[:3],), split_spec=spec)
+            assert pipe.num_stages == N
+            stage = pipe.build_stage(R, "cpu")
+            stage_mod = stage.submod
+        sched = sched_cls(stage, 4, loss_fn=loss_fn)
+        opt = opt_for(stage_mod.parameters(), "adam")
+        for step in range(STEPS):
+            x, y = batch(kind, step)
+            opt.zero_grad()
+            losses = []
+            if R == 0:
+                out = sched.step(x)
+            elif R == N - 1:
+                out = sched.step(target=y, losses=losses)
+            else:
+                out = sched.step()
+            opt.step()
+            if R == N - 1:
+                assert len(losses) == 4 and tuple(out.shape) == tuple(y.shape)
+            else:
+                assert out is None
+        ref_params = dict(ref.named_parameters())
+        model_names = {id(p): n for n, p in model.named_parameters()}
+        params = list(stage_mod.parameters())
+        assert params, "a stage without parameters"
+        for p in params:
+            name = model_names[id(p)]
+            check_close("pipe", p, ref_params[name],
+                        f"{sched_cls.__name__} manual={manual} {kind} {name}")
+
+
+PARTS = {"zero": part_zero, "pipe": part_pipe}
+for part in sys.argv[1:]:
+    PARTS[part]()
+    dist.barrier()
+    print(f"SHARD_OK {part} {checks.get(part, 0)}", flush=True)
+dist.destroy_process_group()
+sys.exit(0)
