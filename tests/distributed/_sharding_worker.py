@@ -177,7 +177,40 @@ def part_pipe():
                         f"{sched_cls.__name__} manual={manual} {kind} {name}")
 
 
-PARTS = {"zero": part_zero, "pipe": part_pipe}
+# ------------------------------------------------------------------ FSDP2
+def fsdp_model(kind, **kw):
+    from ember.distributed.fsdp import fully_shard
+    model = M.make(kind)
+    for layer in model.layers:
+        fully_shard(layer, **kw)
+    fully_shard(model, **kw)
+    return model
+
+
+def part_fsdp():
+    from ember.distributed.fsdp import FSDPModule
+    from ember.distributed.tensor import DTensor, Shard
+    for kind, which in (("mlp", "adam"), ("gpt", "adam"), ("mlp", "sgd")):
+        ref, _ = reference(kind, which)
+        model = fsdp_model(kind)
+        assert isinstance(model, FSDPModule) and type(model).__name__ == f"FSDP{M.MLP.__name__ if kind == 'mlp' else 'GPT'}"
+        for p in model.parameters():
+            assert isinstance(p, DTensor) and p.placements == (Shard(0),), type(p)
+        opt = opt_for(model.parameters(), which)
+        for step in range(STEPS):
+            x, y = batch(kind, step)
+            opt.zero_grad()
+            nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
+            opt.step()
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            check_close("fsdp", p, q, f"fsdp {kind} {which} {name}")
+            # each rank keeps its torch.chunk rows of the parameter, and of its gradient
+            c = -(-q.shape[0] // N)
+            assert tuple(p.to_local().shape) == tuple(q[R * c:(R + 1) * c].shape)
+            assert tuple(p.grad.to_local().shape) == tuple(p.to_local().shape)
+
+
+PARTS = {"zero": part_zero, "pipe": part_pipe, "fsdp": part_fsdp}
 for part in sys.argv[1:]:
     PARTS[part]()
     dist.barrier()
