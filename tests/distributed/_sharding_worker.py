@@ -193,7 +193,8 @@ def part_fsdp():
     for kind, which in (("mlp", "adam"), ("gpt", "adam"), ("mlp", "sgd")):
         ref, _ = reference(kind, which)
         model = fsdp_model(kind)
-        assert isinstance(model, FSDPModule) and type(model).__name__ == f"FSDP{M.MLP.__name__ if kind == 'mlp' else 'GPT'}"
+        assert isinstance(model, FSDPModule)
+        assert type(model).__name__ == ("FSDPMLP" if kind == "mlp" else "FSDPGPT")
         for p in model.parameters():
             assert isinstance(p, DTensor) and p.placements == (Shard(0),), type(p)
         opt = opt_for(model.parameters(), which)
@@ -208,6 +209,59 @@ def part_fsdp():
             c = -(-q.shape[0] // N)
             assert tuple(p.to_local().shape) == tuple(q[R * c:(R + 1) * c].shape)
             assert tuple(p.grad.to_local().shape) == tuple(p.to_local().shape)
+    # parameter (and so gradient and optimizer-state) memory per rank is about 1/N
+    local = sum(p.to_local().numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert local <= total / N + 64, (local, total)
+    # blocks drop their whole parameters after forward and everything after backward
+    x, y = batch("mlp", 0)
+    out = model(shard(x))
+    states = [m._fsdp_state for m in model.modules() if isinstance(m, FSDPModule)]
+    assert states[0].is_root and states[0].full is not None
+    assert all(s.full is None for s in states[1:]), [s.full is None for s in states]
+    nn.functional.mse_loss(out, shard(y)).backward()
+    assert all(s.full is None for s in states)
+    # unshard() makes the whole tensors the module's attributes until reshard()
+    layer = model.layers[0]
+    layer.unshard()
+    assert not isinstance(layer.weight, DTensor) and tuple(layer.weight.shape) == (16, 6)
+    check_close("fsdp", layer.weight, ref.layers[0].weight, "unshard", tol=1e9)
+    layer.reshard()
+    assert isinstance(layer.weight, DTensor)
+    # gradient accumulation without sync: two half batches, one reduce-scatter
+    ref = M.make("mlp")
+    ref_opt = opt_for(ref.parameters(), "sgd")
+    model = fsdp_model("mlp")
+    opt = opt_for(model.parameters(), "sgd")
+    for step in range(5):
+        x, y = batch("mlp", step)
+        opt.zero_grad()
+        ref_opt.zero_grad()
+        for k, sl in enumerate((slice(0, BATCH // 2), slice(BATCH // 2, BATCH))):
+            nn.functional.mse_loss(ref(x[sl]), y[sl]).backward()
+            model.set_requires_gradient_sync(k == 1)
+            nn.functional.mse_loss(model(shard(x[sl])), shard(y[sl])).backward()
+        opt.step()
+        ref_opt.step()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        check_close("fsdp", p, q, f"fsdp no-sync accumulation {name}")
+    # mixed precision: float32 compute and reduction on float64 parameters
+    from ember.distributed.fsdp import MixedPrecisionPolicy
+    mp = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32)
+    model = fsdp_model("mlp", mp_policy=mp)
+    ref = M.make("mlp")
+    opt, ref_opt = opt_for(model.parameters(), "sgd"), opt_for(ref.parameters(), "sgd")
+    for step in range(5):
+        x, y = batch("mlp", step)
+        for m, o, xx, yy in ((model, opt, shard(x), shard(y)), (ref, ref_opt, x, y)):
+            o.zero_grad()
+            out = m(xx)
+            assert out.dtype == (torch.float32 if m is model else torch.float64)
+            nn.functional.mse_loss(out.double(), yy).backward()
+            o.step()
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        assert p.dtype == torch.float64
+        check_close("fsdp", p, q, f"fsdp mixed precision {name}", tol=1e-5)
 
 
 PARTS = {"zero": part_zero, "pipe": part_pipe, "fsdp": part_fsdp}
