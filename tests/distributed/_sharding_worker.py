@@ -53,18 +53,18 @@ def opt_for(params, which):
 _REFS = {}
 
 
-def reference(kind, which):
+def reference(kind, which, steps=STEPS):
     """Single-process training on the whole batch (cached; the caller gets a copy)."""
-    if (kind, which) in _REFS:
-        return copy.deepcopy(_REFS[kind, which])
+    if (kind, which, steps) in _REFS:
+        return copy.deepcopy(_REFS[kind, which, steps])
     ref = M.make(kind)
     opt = opt_for(ref.parameters(), which)
-    for step in range(STEPS):
+    for step in range(steps):
         x, y = batch(kind, step)
         opt.zero_grad()
         nn.functional.mse_loss(ref(x), y).backward()
         opt.step()
-    _REFS[kind, which] = (ref, opt)
+    _REFS[kind, which, steps] = (ref, opt)
     return copy.deepcopy((ref, opt))
 
 
@@ -178,9 +178,9 @@ def part_pipe():
 
 
 # ------------------------------------------------------------------ FSDP2
-def fsdp_model(kind, **kw):
+def fsdp_model(kind, seed=0, **kw):
     from ember.distributed.fsdp import fully_shard
-    model = M.make(kind)
+    model = M.make(kind, seed)
     for layer in model.layers:
         fully_shard(layer, **kw)
     fully_shard(model, **kw)
@@ -264,7 +264,97 @@ def part_fsdp():
         check_close("fsdp", p, q, f"fsdp mixed precision {name}", tol=1e-5)
 
 
-PARTS = {"zero": part_zero, "pipe": part_pipe, "fsdp": part_fsdp}
+# ------------------------------------------------------------------ checkpoints
+CKPT = os.environ.get("CKPT_DIR", "")
+HALF = STEPS // 2
+
+
+def fsdp_train(model, opt, steps):
+    for step in steps:
+        x, y = batch("mlp", step)
+        opt.zero_grad()
+        nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
+        opt.step()
+
+
+def part_ckpt_save():
+    """At 2 ranks: train FSDP2 for half the steps, save a sharded checkpoint and a full
+    state dict (for PyTorch), and check the full state dict loads into a plain model."""
+    import ember.distributed.checkpoint as dcp
+    from ember.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_state_dict)
+    model = fsdp_model("mlp")
+    opt = opt_for(model.parameters(), "adam")
+    fsdp_train(model, opt, range(HALF))
+    msd, osd = get_state_dict(model, opt)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(CKPT, "ckpt"))
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                cpu_offload=True))
+    ref, _ = reference("mlp", "adam", HALF)
+    if R == 0:
+        plain = M.make("mlp", seed=5)
+        plain.load_state_dict(full)
+        for (name, p), q in zip(plain.named_parameters(), ref.parameters()):
+            check_close("ckpt_save", p, q, f"full state dict into a plain model: {name}")
+        torch.save(full, os.path.join(CKPT, "full.pt"))
+        torch.save(ref.state_dict(), os.path.join(CKPT, "ref.pt"))
+    else:
+        assert full == {}, "cpu_offload: only rank 0 keeps the full state dict"
+        checks["ckpt_save"] = 1
+
+
+def part_ckpt_kill():
+    """At 2 ranks: rank 1 dies in the middle of writing its file; the job ends and the
+    previous checkpoint must stay loadable (checked by ckpt_load)."""
+    import ember.distributed.checkpoint as dcp
+    from ember.distributed.checkpoint import _fs
+    from ember.distributed.checkpoint.state_dict import get_state_dict
+    model = fsdp_model("mlp", seed=3)
+    opt = opt_for(model.parameters(), "sgd")
+    fsdp_train(model, opt, range(2))
+
+    def dying_write(f, data, key):
+        f.write(data[:len(data) // 2])
+        f.flush()
+        if R == 1:
+            os._exit(7)
+        f.write(data[len(data) // 2:])
+
+    _fs._write_piece = dying_write
+    msd, osd = get_state_dict(model, opt)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(CKPT, "ckpt"))
+    raise AssertionError("the save finished although rank 1 died")
+
+
+def part_ckpt_load():
+    """At 1 or 3 ranks: load the 2-rank checkpoint into a differently initialised FSDP2 model
+    and its optimizer (re-sharding), then train the remaining steps: the result equals
+    single-process training of all the steps (so the optimizer state was restored too)."""
+    import ember.distributed.checkpoint as dcp
+    from ember.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    model = fsdp_model("mlp", seed=11)
+    opt = opt_for(model.parameters(), "adam")
+    msd, osd = get_state_dict(model, opt)
+    dcp.load({"model": msd, "optim": osd}, checkpoint_id=os.path.join(CKPT, "ckpt"))
+    set_state_dict(model, opt, model_state_dict=msd, optim_state_dict=osd)
+    ref, _ = reference("mlp", "adam", HALF)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        check_close("ckpt_load", p, q, f"loaded {name}")
+    fsdp_train(model, opt, range(HALF, STEPS))
+    ref, _ = reference("mlp", "adam")
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        check_close("ckpt_load", p, q, f"trained on after loading: {name}")
+    # the same checkpoint loads into a plain (unsharded) model too
+    plain = M.make("mlp", seed=2)
+    sd = {"model": plain.state_dict()}
+    dcp.load(sd, checkpoint_id=os.path.join(CKPT, "ckpt"))
+    ref, _ = reference("mlp", "adam", HALF)
+    for (name, p), q in zip(plain.named_parameters(), ref.parameters()):
+        check_close("ckpt_load", p, q, f"plain model from the sharded checkpoint: {name}")
+
+
+PARTS = {"zero": part_zero, "pipe": part_pipe, "fsdp": part_fsdp, "ckpt_save": part_ckpt_save,
+         "ckpt_kill": part_ckpt_kill, "ckpt_load": part_ckpt_load}
 for part in sys.argv[1:]:
     PARTS[part]()
     dist.barrier()
