@@ -187,6 +187,14 @@ def fsdp_model(kind, seed=0, **kw):
     return model
 
 
+def fsdp_train_kind(model, opt, kind, steps):
+    for step in steps:
+        x, y = batch(kind, step)
+        opt.zero_grad()
+        nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
+        opt.step()
+
+
 def part_fsdp():
     from ember.distributed.fsdp import FSDPModule
     from ember.distributed.tensor import DTensor, Shard
@@ -198,11 +206,7 @@ def part_fsdp():
         for p in model.parameters():
             assert isinstance(p, DTensor) and p.placements == (Shard(0),), type(p)
         opt = opt_for(model.parameters(), which)
-        for step in range(STEPS):
-            x, y = batch(kind, step)
-            opt.zero_grad()
-            nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
-            opt.step()
+        fsdp_train_kind(model, opt, kind, range(STEPS))
         for (name, p), q in zip(model.named_parameters(), ref.parameters()):
             check_close("fsdp", p, q, f"fsdp {kind} {which} {name}")
             # each rank keeps its torch.chunk rows of the parameter, and of its gradient
@@ -228,6 +232,22 @@ def part_fsdp():
     check_close("fsdp", layer.weight, ref.layers[0].weight, "unshard", tol=1e9)
     layer.reshard()
     assert isinstance(layer.weight, DTensor)
+    # reshard_after_forward=False keeps every unit's whole parameters until backward
+    model = fsdp_model("mlp", reshard_after_forward=False)
+    opt = opt_for(model.parameters(), "sgd")
+    fsdp_train_kind(model, opt, "mlp", range(3))
+    ref, _ = reference("mlp", "sgd", 3)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        check_close("fsdp", p, q, f"fsdp reshard_after_forward=False {name}")
+    x, y = batch("mlp", 0)
+    out = model(shard(x))
+    states = [m._fsdp_state for m in model.modules() if isinstance(m, FSDPModule)]
+    assert all(s.full is not None for s in states)
+    model.set_reshard_after_backward(False)
+    out.sum().backward()
+    assert all(s.full is not None for s in states)
+    model.reshard()
+    assert states[0].full is None
     # gradient accumulation without sync: two half batches, one reduce-scatter
     ref = M.make("mlp")
     ref_opt = opt_for(ref.parameters(), "sgd")
@@ -270,11 +290,7 @@ HALF = STEPS // 2
 
 
 def fsdp_train(model, opt, steps):
-    for step in steps:
-        x, y = batch("mlp", step)
-        opt.zero_grad()
-        nn.functional.mse_loss(model(shard(x)), shard(y)).backward()
-        opt.step()
+    fsdp_train_kind(model, opt, "mlp", steps)
 
 
 def part_ckpt_save():

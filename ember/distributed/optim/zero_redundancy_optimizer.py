@@ -109,8 +109,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         """Step the local optimizer on this rank's partition, then broadcast every rank's
         updated parameters. Returns the closure's loss, if any."""
         self._sync_hyperparameters(self.param_groups, self.optim.param_groups)
-        loss = self.optim.step(closure=closure, **kwargs) if kwargs else \
-            self.optim.step(closure=closure)
+        loss = self.optim.step(closure=closure, **kwargs)
         self._sync_hyperparameters(self.optim.param_groups, self.param_groups)
         self._sync_parameters()
         return loss
