@@ -354,6 +354,8 @@ class _Copy(Node):
 
 def copy_(self, src, non_blocking=False):
     """Copy ``src`` (broadcast, cast) into this tensor in place."""
+    if type(self) is not Tensor and type(self).copy_ is not copy_:
+        return self.copy_(src, non_blocking)  # a subclass's own (a DTensor copies shards)
     from .autograd.grad_mode import GradMode
     if not isinstance(src, Tensor):
         src = creation.tensor(src)

@@ -54,6 +54,11 @@ def _index_array(input, what="embedding"):
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
     """Rows of ``weight`` at ``input``'s indices."""
+    if hasattr(input, "device_mesh") and max_norm is None:
+        # a DTensor of indices: the op's sharding rule reads its layout (ember/distributed)
+        if padding_idx is not None and padding_idx < 0:
+            padding_idx += weight.shape[0]
+        return EmbeddingLookup.apply(weight, input, padding_idx, scale_grad_by_freq)
     idx = _index_array(input)
     n = weight.shape[0]
     if idx.size and (idx.min() < -n or idx.max() >= n):

@@ -448,6 +448,12 @@ def _view_dtype(input, dt):
     return t
 
 
+
+def _shape_of(t):
+    # A Tensor subclass may hold a part of its value (a DTensor's shard): its shape
+    # property is the one these functions must read. Plain tensors keep the direct read.
+    return t._data.shape if type(t) is Tensor else tuple(t.shape)
+
 def flatten(input, start_dim=0, end_dim=-1):
     nd = input._data.ndim
     if nd == 0:
@@ -458,7 +464,7 @@ def flatten(input, start_dim=0, end_dim=-1):
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     if s == e:
         return input
-    shp = input._data.shape
+    shp = _shape_of(input)
     n = 1
     for d in shp[s:e + 1]:
         n *= d
@@ -467,7 +473,7 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 def unflatten(input, dim, sizes):
     d = norm_dim(dim, input._data.ndim)
-    shp = input._data.shape
+    shp = _shape_of(input)
     sizes = list(sizes)
     if -1 in sizes:
         rest = 1
@@ -485,7 +491,7 @@ def unflatten(input, dim, sizes):
 
 
 def squeeze(input, dim=None):
-    shp = input._data.shape
+    shp = _shape_of(input)
     if dim is None:
         new = tuple(s for s in shp if s != 1)
     else:
@@ -497,7 +503,7 @@ def squeeze(input, dim=None):
 
 
 def unsqueeze(input, dim):
-    shp = input._data.shape
+    shp = _shape_of(input)
     d = norm_dim(dim, len(shp) + 1)
     return named(View.apply(input, shp[:d] + (1,) + shp[d:]), "UnsqueezeBackward0")
 
@@ -533,7 +539,7 @@ def t(input):
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    return named(transpose(input, 0, 1) if nd == 2 else View.apply(input, input._data.shape),
+    return named(transpose(input, 0, 1) if nd == 2 else View.apply(input, _shape_of(input)),
                  "TBackward0")
 
 
@@ -561,7 +567,7 @@ moveaxis = movedim
 
 def expand(input, *sizes):
     sizes = shape_arg(sizes)
-    shp = input._data.shape
+    shp = _shape_of(input)
     if len(sizes) < len(shp):
         raise RuntimeError(f"expand(torch.FloatTensor{{{list(shp)}}}, size={list(sizes)}): the "
                            f"number of sizes provided ({len(sizes)}) must be greater or equal to "
@@ -700,7 +706,7 @@ def vstack(tensors):
 def split(tensor, split_size_or_sections, dim=0):
     """Split into chunks of one size (the last may be smaller) or of the given sizes."""
     d = norm_dim(dim, tensor._data.ndim)
-    n = tensor._data.shape[d]
+    n = _shape_of(tensor)[d]
     if isinstance(split_size_or_sections, (int, np.integer)):
         s = int(split_size_or_sections)
         if s < 0 or (s == 0 and n != 0):
@@ -720,7 +726,7 @@ def chunk(input, chunks, dim=0):
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
     d = norm_dim(dim, input._data.ndim)
-    n = input._data.shape[d]
+    n = _shape_of(input)[d]
     size = -(-n // chunks) if n else 0
     return split(input, size if size else 1, d) if n else split(input, [0], d)
 
@@ -732,7 +738,7 @@ def unbind(input, dim=0):
 
 def narrow(input, dim, start, length):
     d = norm_dim(dim, input._data.ndim)
-    n = input._data.shape[d]
+    n = _shape_of(input)[d]
     if isinstance(start, Tensor):
         start = int(start.item())
     if not -n <= start <= n:

@@ -17,6 +17,7 @@ dist.init_process_group("gloo")
 R, N = dist.get_rank(), dist.get_world_size()
 torch.set_default_dtype(torch.float64)
 checks = 0
+DEBUG = __import__("os").environ.get("DTENSOR_DEBUG")
 
 
 def close(a, b, what, tol=1e-10):
@@ -190,7 +191,169 @@ def core_checks():
         redistribute_checks(m2, pls2, [(5, 6)])
 
 
-SECTIONS = {"mesh": mesh_checks, "core": core_checks}
+
+# ---------------------------------------------------------------------------- op rules
+S0, S1, S2, S3, REP, PS = Shard(0), Shard(1), Shard(2), Shard(3), Replicate(), Partial()
+F = torch.nn.functional
+
+
+def make_input(full, pl, mesh, idx):
+    """(DTensor or plain tensor, a function giving this rank's view of its gradient in
+    single-process terms, that expected view of a whole gradient)."""
+    if pl == "plain":
+        leaf = full.clone().requires_grad_(full.is_floating_point())
+        return leaf, (lambda: leaf.grad), (lambda g: g)
+    if pl == PS:
+        d, leaf = _source(full, mesh, [PS], 11 + idx)
+        return d, (lambda: leaf.grad), (lambda g: g)
+    if not full.is_floating_point():
+        return distribute_tensor(full, mesh, [pl]), None, None
+    d = distribute_tensor(full.clone().requires_grad_(), mesh, [pl])
+    return d, (lambda: d.grad.full_tensor()), (lambda g: g)
+
+
+def check_op(name, fn, fulls, cases, mesh, out_pl=None, seed=None, tol=1e-10):
+    if DEBUG:
+        print(R, "check", name, flush=True)
+        if DEBUG != "1" and DEBUG not in name:
+            return
+    refs = [f.clone().requires_grad_(f.is_floating_point()) for f in fulls]
+    if seed is not None:
+        torch.manual_seed(seed)
+    ref = fn(*refs)
+    torch.manual_seed(123)
+    w = torch.randn(*ref.shape)
+    (ref * w).sum().backward()
+    for k, pls in enumerate(cases):
+        ins = [make_input(f, pl, mesh, j) for j, (f, pl) in enumerate(zip(fulls, pls))]
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = fn(*[t for t, _, _ in ins])
+        assert isinstance(out, DTensor), f"{name} {pls}: result is {type(out).__name__}"
+        if out_pl is not None and out_pl[k] is not None:
+            assert tuple(out.placements) == (out_pl[k],), \
+                f"{name} {pls}: placements {out.placements}, expected {out_pl[k]}"
+        assert tuple(out.shape) == tuple(ref.shape), f"{name} {pls}: shape {out.shape}"
+        close(out.full_tensor(), ref, f"{name} {pls} value", tol)
+        (out.full_tensor() * w).sum().backward()
+        for (t, grad, view), r, pl in zip(ins, refs, pls):
+            if grad is None or r.grad is None:
+                continue
+            want = r.grad if pl != PS else shard_of(r.grad, mesh, [REP])
+            close(grad(), view(want), f"{name} {pls} gradient", tol)
+
+
+def ops_checks():
+    mesh = init_device_mesh("cpu", (N,))
+    torch.manual_seed(3)
+    x, y = torch.randn(4, 6), torch.randn(6)
+    check_op("add", lambda a, b: a + b, [x, y],
+             [[S0, REP], [S1, S0], [REP, REP], [PS, REP], [PS, PS], [S1, "plain"],
+              ["plain", S0]], mesh, [S0, S1, REP, PS, PS, S1, S1])
+    check_op("sub scalar", lambda a: 2.0 - a - 1.5, [x], [[S0], [PS], [REP]], mesh,
+             [S0, PS, REP])
+    check_op("mul", lambda a, b: a * b * 3, [x, y], [[S0, REP], [PS, REP], [S1, S0],
+                                                     [PS, PS]], mesh, [S0, PS, S1, REP])
+    yp = y.abs() + 1
+    check_op("div", lambda a, b: a / b, [x, yp], [[PS, REP], [S0, S0], [REP, S0]], mesh,
+             [PS, S0, S1])
+    check_op("unary", lambda a: torch.tanh(a).exp() + F.gelu(a) + F.silu(a), [x],
+             [[S1], [PS], [REP]], mesh, [S1, REP, REP])
+    mask = torch.randn(4, 6) > 0
+    check_op("masked_fill", lambda a: a.masked_fill(mask, 0.5), [x], [[S0], [S1], [PS]],
+             mesh, [S0, S1, REP])
+    check_op("where", lambda a, b: torch.where(mask, a, b), [x, y], [[S0, REP], [S1, S0]],
+             mesh, [S0, S1])
+    a4, b4 = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 4, 6)
+    check_op("matmul 4-d", lambda a, b: a @ b, [a4, b4],
+             [[S1, S1], [S2, REP], [REP, S3], [S3, S2], [PS, REP], [S0, REP], [S3, REP],
+              [REP, PS]], mesh, [S1, S2, S3, PS, PS, S0, PS, PS])
+    a2, b2 = torch.randn(5, 4), torch.randn(4, 6)
+    check_op("matmul 2-d", lambda a, b: a @ b, [a2, b2],
+             [[S0, REP], [REP, S1], [S1, S0], [S1, REP], [S0, S1]], mesh,
+             [S0, S1, PS, PS, S0])
+    check_op("matmul batched @ 2-d", lambda a, b: a @ b, [a4, b2], [[S1, REP], [S0, S1]],
+             mesh, [S1, S0])
+    xl, wl, bl = torch.randn(2, 5, 4), torch.randn(6, 4), torch.randn(6)
+    check_op("linear", lambda a, b, c: F.linear(a, b, c), [xl, wl, bl],
+             [[REP, S0, S0], [S2, S1, REP], [S0, REP, REP], [REP, S1, REP], [PS, REP, REP],
+              [S1, S0, REP]], mesh, [S2, PS, S0, PS, PS, S1])
+    check_op("linear no bias", lambda a, b: F.linear(a, b), [xl, wl], [[REP, S0], [S2, S1]],
+             mesh, [S2, PS])
+    ids = torch.tensor([[1, 9, 0, 3], [7, 7, 2, 5]])
+    we = torch.randn(10, 4)
+    check_op("embedding", lambda w: F.embedding(ids, w), [we], [[S0], [S1], [REP]], mesh,
+             [PS, S2, REP])
+    check_op("embedding padding_idx", lambda w: F.embedding(ids, w, padding_idx=7), [we],
+             [[S0], [S1]], mesh, [PS, S2])
+    check_op("embedding sharded ids", lambda i, w: F.embedding(i, w),
+             [ids, we], [[S0, REP], [S1, REP]], mesh, [S0, S1])
+    xn, wn, bn = torch.randn(3, 5, 8), torch.randn(8), torch.randn(8)
+    check_op("layer_norm", lambda a, b, c: F.layer_norm(a, (8,), b, c), [xn, wn, bn],
+             [[S0, REP, REP], [S1, REP, REP], [S2, REP, REP], [PS, REP, REP]], mesh,
+             [S0, S1, REP, REP])
+    check_op("softmax", lambda a: F.softmax(a, -1), [xn], [[S0], [S2], [PS], [S1]], mesh,
+             [S0, REP, REP, S1])
+    check_op("log_softmax", lambda a: F.log_softmax(a, 1), [xn], [[S0], [S1], [S2]], mesh,
+             [S0, REP, S2])
+    check_op("sum dim", lambda a: a.sum(1), [xn], [[S0], [S1], [PS], [S2]], mesh,
+             [S0, PS, PS, S1])
+    check_op("sum all", lambda a: a.sum(), [xn], [[S0], [S2], [REP]], mesh, [PS, PS, REP])
+    check_op("mean keepdim", lambda a: a.mean((0, 2), keepdim=True), [xn],
+             [[S0], [S1], [S2], [PS]], mesh, [PS, S1, PS, PS])
+    check_op("mean", lambda a: a.mean(), [xn], [[S1]], mesh, [PS])
+    xv = torch.randn(2, 6, 12)
+    check_op("view split heads", lambda a: a.view(2, 6, 3, 4).transpose(1, 2), [xv],
+             [[S2], [S0], [S1], [PS]], mesh, [S1 if 3 % N == 0 else REP, S0, S2, PS])
+    check_op("reshape merge", lambda a: a.reshape(-1, 12), [xv], [[S0], [S2], [S1]], mesh,
+             [S0 if 2 % N == 0 else REP, S1, REP])
+    check_op("permute", lambda a: a.permute(2, 0, 1) * 1.0, [xv], [[S0], [S2]], mesh,
+             [S1, S0])
+    check_op("expand", lambda a: a.expand(4, 6) + 0, [y.view(1, 6)], [[S1], [REP], [PS]],
+             mesh, [S1, REP, PS])
+    check_op("split", lambda a: a.split(3, dim=1)[1] * 1, [xv], [[S0], [S2], [S1]], mesh,
+             [S0, S2, REP])
+    check_op("dropout", lambda a: F.dropout(a, 0.4, training=True), [xv], [[S0], [S2]],
+             mesh, [S0, S2], seed=5)
+    logits = torch.randn(6, 5)
+    tgt = torch.tensor([1, 0, 4, -100, 2, 3])
+    for red in ("mean", "sum", "none"):
+        check_op(f"cross_entropy {red}",
+                 lambda a: F.cross_entropy(a, tgt, reduction=red), [logits],
+                 [[S0], [S1], [REP]], mesh,
+                 [PS if red != "none" else S0, REP, REP])
+    cw = torch.rand(5) + 0.5
+    check_op("cross_entropy weighted", lambda a, t: F.cross_entropy(a, t, weight=cw),
+             [logits, tgt], [[S0, S0], [S0, "plain"]], mesh, [PS, PS])
+    check_op("nll_loss", lambda a: F.nll_loss(F.log_softmax(a, -1), tgt), [logits], [[S0]],
+             mesh, [PS])
+    # an op without a rule falls back to replicated values, with a warning naming it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_op("fallback cumsum", lambda a: torch.cumsum(a, 0), [x], [[S0], [S1]], mesh,
+                 [REP, REP])
+    assert any("Cumsum" in str(c.message) for c in caught), [str(c.message) for c in caught]
+    # in-place ops write into the shards
+    d = distribute_tensor(x, mesh, [S0])
+    d.add_(distribute_tensor(y, mesh, [REP]))
+    d.mul_(2.0)
+    close(d.full_tensor(), (x + y) * 2, "in-place add_/mul_")
+    d = distribute_tensor(x, mesh, [S0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d.cumsum_(1)  # no rule: computed on whole values, copied back into the shards
+    close(d.full_tensor(), torch.cumsum(x, 1), "in-place op through copy_")
+    part, _ = _source(x, mesh, [PS], 3)
+    raises(NotImplementedError, lambda: part.detach().exp_(), "non-linear in-place on Partial")
+    # an optimizer steps on the shards
+    p = torch.nn.Parameter(distribute_tensor(x, mesh, [S1]))
+    opt = torch.optim.SGD([p], lr=0.1)
+    (p * p).sum().backward()
+    opt.step()
+    close(p.full_tensor(), x - 0.1 * 2 * x, "SGD step on a sharded parameter")
+
+
+SECTIONS = {"mesh": mesh_checks, "core": core_checks, "ops": ops_checks}
 
 if __name__ == "__main__":
     warnings.simplefilter("ignore")

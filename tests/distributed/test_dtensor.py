@@ -25,6 +25,14 @@ def test_mesh_and_redistribute(n):
     _run(n, "mesh", "core")
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_op_sharding_rules(n):
+    """Each op's sharding rule against single-process values and gradients: pointwise with
+    broadcasting and Partial, matmul/linear (colwise, rowwise), embedding (vocab parallel),
+    layer norm, softmax, reductions, views, dropout, losses, fallback, in-place."""
+    _run(n, "ops")
+
+
 def test_placements_api():
     from ember.distributed.tensor import Partial, Replicate, Shard
     assert Shard(1) == Shard(1) and Shard(0) != Shard(1) and Replicate() == Replicate()

@@ -279,7 +279,7 @@ class DTensor(Tensor):
         """This rank's shard as a plain Tensor (sharing memory). Its gradient is taken as
         laid out by ``grad_placements`` (default: this DTensor's placements); a replicated
         gradient is read from mesh coordinate 0 (every rank is expected to hold the same)."""
-        local = self._local
+        local = _grad_local(self)
         gp = self._spec.placements if grad_placements is None else \
             _norm_placements(grad_placements, self._spec.mesh, self.ndim)
         rdims = _replicate_dims(gp)
@@ -346,7 +346,7 @@ class DTensor(Tensor):
         for p in placements:
             if isinstance(p, Partial) and p not in self._spec.placements and False:
                 pass
-        local = self._local
+        local = _grad_local(self)
         if forward_dtype is not None:
             local = local.to(forward_dtype)
         out = redistribute_local(local, self._spec, placements)
@@ -369,7 +369,6 @@ class DTensor(Tensor):
 
     def requires_grad_(self, requires_grad=True):
         self._local.requires_grad_(requires_grad)
-        _leaf_hook(self)
         return self
 
     @property
@@ -435,6 +434,27 @@ class DTensor(Tensor):
     def detach(self):
         return _wrap(self._local.detach(), self._spec)
 
+    def copy_(self, src, non_blocking=False):
+        """Copy ``src`` (a DTensor, or a whole value every rank holds) into this DTensor's
+        shards, broadcasting it to this shape."""
+        mesh = self._spec.mesh
+        if not isinstance(src, DTensor):
+            if not isinstance(src, Tensor):
+                from ...ops import creation
+                src = creation.tensor(src, dtype=self.dtype)
+            src = DTensor.from_local(src, mesh, [Replicate()] * mesh.ndim)
+        if tuple(src.shape) != self._spec.shape:
+            src = src.expand(*self._spec.shape)
+        want = tuple(Replicate() if isinstance(p, Partial) and not isinstance(q, Partial)
+                     else p for p, q in zip(self._spec.placements, src._spec.placements))
+        if any(isinstance(p, Partial) for p in want) and src._spec.placements != want:
+            raise NotImplementedError(f"DTensor.copy_ into a Partial DTensor from "
+                                      f"{src._spec.placements}")
+        local = src.redistribute(mesh, want)._local if src._spec.placements != want else \
+            _grad_local(src)
+        self._local.copy_(local)
+        return self
+
     @property
     def data(self):
         return _wrap(self._local.detach(), self._spec)
@@ -477,8 +497,6 @@ class DTensor(Tensor):
             self._local.detach().clone()
         local.requires_grad_(self._local._rg)
         out = _wrap(local, self._spec)
-        if self._local._rg:
-            _leaf_hook(out)
         if isinstance(self, _DTensorParameter):
             out.__class__ = _DTensorParameter
         memo[id(self)] = out
@@ -513,18 +531,20 @@ def _as_shares(seed, spec):
     return seed
 
 
-def _leaf_hook(dt):
-    """A replicated leaf collects shares of its gradient from its copies: sum them so that
-    ``.grad`` holds the whole gradient on every rank (as PyTorch's DTensor does)."""
+def _grad_local(dt):
+    """``dt``'s local tensor as ops should read it. A replicated leaf that requires grad gets
+    each copy's share of the gradient; an identity node whose backward sums the shares
+    makes ``.grad`` the whole gradient on every rank (as PyTorch's DTensor). It is a graph
+    node, not a leaf hook, because collectives must run in the same order on every rank: the
+    engine orders nodes by creation, while leaves all tie."""
     local = dt._local
-    if not local._rg or local.grad_fn is not None or local.__dict__.get("_dt_hooked"):
-        return
+    if not local._rg or local.grad_fn is not None:
+        return local
+    from ...autograd.grad_mode import GradMode
     rdims = _replicate_dims(dt._spec.placements)
-    if not rdims:
-        return
-    pgs = _pgs(dt._spec.mesh, rdims)
-    local.register_hook(lambda g: C.ReduceShares.apply(g, pgs))
-    local.__dict__["_dt_hooked"] = True
+    if not rdims or not GradMode.enabled:
+        return local
+    return C.ReduceGrad.apply(local, _pgs(dt._spec.mesh, rdims))
 
 
 _DEFAULT_MESH = []
@@ -567,9 +587,7 @@ def distribute_tensor(tensor, device_mesh=None, placements=None, *, src_data_ran
     local = _make(np.array(full._data[idx], copy=True))
     if rg:
         local.requires_grad_(True)
-    out = _wrap(local, spec)
-    _leaf_hook(out)
-    return out
+    return _wrap(local, spec)
 
 
 def distribute_module(module, device_mesh=None, partition_fn=None, input_fn=None,

@@ -13,7 +13,7 @@ import warnings
 
 from ..._tensor import Tensor
 from ...autograd import graph
-from ._api import DTensor, DTensorSpec, _wrap
+from ._api import DTensor, DTensorSpec, _grad_local, _wrap
 from .placement_types import Replicate
 
 _RULES = {}          # op class -> rule(cls, args, kwargs) returning the result
@@ -93,7 +93,7 @@ def _replicate_all(a):
     if isinstance(a, DTensor):
         mesh = a._spec.mesh
         if all(isinstance(p, Replicate) for p in a._spec.placements):
-            return a._local
+            return _grad_local(a)
         return a.redistribute(mesh, [Replicate()] * mesh.ndim)._local
     if type(a) in (list, tuple):
         return type(a)(_replicate_all(b) for b in a)
@@ -123,15 +123,28 @@ def fallback(cls, args, kwargs):
     return _wrap_replicated(cls.apply(*largs, **lkw), mesh)
 
 
+def _inplace_copy(cls, target, args, kwargs):
+    return target.copy_(*args)
+
+
 def _inplace_elementwise(cls, target, args, kwargs):
     from . import _rules
     return _rules.inplace_pointwise(cls, target, args, kwargs)
 
 
+try:
+    from ..._tensor_methods import _Copy
+    _INPLACE_RULES[_Copy] = _inplace_copy
+except ImportError:  # pragma: no cover
+    pass
+
 _MODE = DTensorMode()
+_INSTALLED = []
 
 
 def install():
-    if _MODE not in graph._MODES:
-        graph._MODES.append(_MODE)
+    """Put the mode into ``_MODES`` (once: the first DTensor of the process does it)."""
+    if not _INSTALLED:
+        _INSTALLED.append(True)
         from . import _rules  # noqa: F401  (registers the sharding rules)
+        graph._MODES.append(_MODE)
