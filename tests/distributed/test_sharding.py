@@ -94,3 +94,9 @@ def test_pipeline_split_matches_module():
         pipeline(m, (x,), split_spec={"nope": SplitPoint.BEGINNING})
     with pytest.raises(ValueError, match="out of range"):
         pipe.get_stage_module(3)
+
+
+def test_fsdp1_wrapper_points_to_fully_shard():
+    from ember.distributed.fsdp import FullyShardedDataParallel
+    with pytest.raises(NotImplementedError, match="fully_shard"):
+        FullyShardedDataParallel(nn.Linear(2, 2))

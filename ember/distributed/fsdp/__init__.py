@@ -4,5 +4,15 @@
 from ._fully_shard import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy,
                            UnshardHandle, fully_shard)
 
-__all__ = ["CPUOffloadPolicy", "FSDPModule", "MixedPrecisionPolicy", "OffloadPolicy",
-           "UnshardHandle", "fully_shard"]
+__all__ = ["CPUOffloadPolicy", "FSDPModule", "FullyShardedDataParallel",
+           "MixedPrecisionPolicy", "OffloadPolicy", "UnshardHandle", "fully_shard"]
+
+
+class FullyShardedDataParallel:
+    """PyTorch's first FSDP (the wrapper class) is not provided: use ``fully_shard``."""
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            "ember.distributed.fsdp.FullyShardedDataParallel (FSDP1, the wrapper module) is not "
+            "implemented; apply fully_shard(block) to each block and then fully_shard(model) "
+            "(FSDP2), which shards the same way")

@@ -287,8 +287,13 @@ class _State:
 
     # -- saved tensors of the forward: whole parameters by reference
     def pack(self, t):
+        # ops save the parameter tensor itself, or (array fast paths) its array, which the
+        # engine hands here wrapped in a new tensor: match either
         i = self.pack_ids.get(id(t))
-        if i is not None and self.installed and self.installed[i] is t:
+        if i is None:
+            i = self.pack_ids.get(id(t._data))
+        if i is not None and self.installed and (self.installed[i] is t or
+                                                 self.installed[i]._data is t._data):
             return _Token(self, i)
         return t
 
@@ -330,6 +335,7 @@ class FSDPModule:
             tensors = tuple(_make(a) for a in full)
         state.install(tensors)
         state.pack_ids = {id(t): i for i, t in enumerate(tensors)}
+        state.pack_ids.update({id(t._data): i for i, t in enumerate(tensors)})
         try:
             with saved_tensors_hooks(state.pack, _State.unpack):
                 out = base_forward(*args, **kwargs)
