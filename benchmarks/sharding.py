@@ -3,6 +3,7 @@ a GPT with 50M+ parameters (Adam, float32).
 
     python benchmarks/sharding.py            # d=512, 16 layers (~55M parameters)
     python benchmarks/sharding.py --quick    # a smaller GPT, for a smoke run
+    python benchmarks/sharding.py --modes fsdp,fsdp-noprefetch   # the effect of prefetching
 
 Each scheme runs as its own 2-rank ``mpiexec`` job, one BLAS thread per rank. A rank records
 its resident set size after ``init_process_group`` (the baseline), builds the model (FSDP2
@@ -97,7 +98,7 @@ def _worker(mode, d, n_layer, steps, batch, seq, out):
     base = _rss_mb()
     ember.manual_seed(0)
     comm = {"seconds": 0.0}
-    if mode == "fsdp":
+    if mode in ("fsdp", "fsdp-noprefetch"):
         from ember.distributed.fsdp import _fully_shard as fs
         from ember.distributed.fsdp import fully_shard
         # time spent blocked in communication (wait of all-gathers, reduce-scatters)
@@ -111,6 +112,8 @@ def _worker(mode, d, n_layer, steps, batch, seq, out):
                 finally:
                     comm["seconds"] += time.perf_counter() - t0
             setattr(fs._State, name, timed)
+        if mode == "fsdp-noprefetch":  # every all-gather starts when its unit needs it
+            fs._State._prefetch_next = fs._State._prefetch_previous = lambda self: None
         model = _gpt(d, n_layer, vocab, seq, shard_block=fully_shard)
         fully_shard(model)
         opt = ember.optim.Adam(model.parameters(), lr=1e-4)
@@ -192,13 +195,14 @@ def main():
     print("| scheme | peak RSS growth per rank (MB) | vs DDP | step time (s) | "
           "communication wait (s) |")
     print("| --- | --- | --- | --- | --- |")
-    names = {"ddp": "DDP", "zero": "DDP + ZeRO-1", "fsdp": "FSDP2"}
+    names = {"ddp": "DDP", "zero": "DDP + ZeRO-1", "fsdp": "FSDP2",
+             "fsdp-noprefetch": "FSDP2 without prefetch"}
     for m, rs in rows.items():
         peak = max(r["peak_growth_mb"] for r in rs)
         step = max(r["step_s"] for r in rs)
         wait = max(r["comm_wait_s"] for r in rs)
         rel = f"{peak / ddp:.2f}x" if ddp else "-"
-        wait_s = f"{wait:.2f}" if m == "fsdp" else "-"
+        wait_s = f"{wait:.2f}" if m.startswith("fsdp") else "-"
         print(f"| {names.get(m, m)} | {peak:.0f} | {rel} | {step:.2f} | {wait_s} |")
 
 
