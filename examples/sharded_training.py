@@ -12,7 +12,6 @@ random windows of the text (data parallelism), and the checkpoint written at the
 
 import argparse
 import os
-import tempfile
 
 import numpy as np
 
@@ -63,7 +62,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--checkpoint", default=None, help="directory (default: a temporary one)")
+    ap.add_argument("--checkpoint", default="ember_sharded_checkpoint",
+                    help="directory for the sharded checkpoint (relative to the working dir)")
     args = ap.parse_args()
     steps = 20 if args.quick else args.steps
     dist.init_process_group("gloo")
@@ -79,6 +79,7 @@ def main():
     fully_shard(model)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(1000 + rank)  # each rank its own batches
+    losses = []
     for step in range(steps):
         starts = rng.integers(0, len(data) - block - 1, size=batch)
         x = torch.tensor(np.stack([data[s:s + block] for s in starts]))
@@ -87,20 +88,21 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 10 == 0 or step == steps - 1:
-            avg = loss.detach().clone()
-            dist.all_reduce(avg)
-            if rank == 0:
-                print(f"step {step:4d}  loss {avg.item() / world:.3f}", flush=True)
+        avg = loss.detach().clone()
+        dist.all_reduce(avg)  # the mean loss over the ranks
+        losses.append(avg.item() / world)
+        if rank == 0 and (step % 10 == 0 or step == steps - 1):
+            print(f"step {step:4d}  loss {losses[-1]:.3f}", flush=True)
     local = sum(p.to_local().numel() for p in model.parameters())
     total = sum(p.numel() for p in model.parameters())
     if rank == 0:
         print(f"parameters: {total} in all, {local} on rank 0 ({local / total:.0%})")
-    ckpt = args.checkpoint or os.path.join(tempfile.gettempdir(), "ember_sharded_example")
     msd, osd = get_state_dict(model, opt)
-    dcp.save({"model": msd, "optim": osd}, checkpoint_id=ckpt)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=args.checkpoint)
     if rank == 0:
-        print(f"sharded checkpoint written to {ckpt}")
+        print(f"sharded checkpoint written to {os.path.abspath(args.checkpoint)}")
+        first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+        print(f"RESULT first_loss={first:.4f} last_loss={last:.4f}")
     dist.destroy_process_group()
 
 
