@@ -25,6 +25,7 @@ from .distributed_c10d import (  # noqa: F401
     new_subgroups_by_enumeration, recv, recv_object_list, reduce, reduce_scatter,
     reduce_scatter_tensor, scatter, scatter_object_list, send, send_object_list,
     _all_gather_base, _reduce_scatter_base)
+from .device_mesh import DeviceMesh, init_device_mesh  # noqa: F401,E402
 
 
 def is_available():

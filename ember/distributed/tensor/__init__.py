@@ -8,8 +8,10 @@ collective.
 """
 
 from ..device_mesh import DeviceMesh, init_device_mesh
-from ._api import DTensor, distribute_module, distribute_tensor
+from ._api import (DTensor, distribute_module, distribute_tensor, empty, full, ones, rand, randn,
+                   zeros)
 from .placement_types import Partial, Placement, Replicate, Shard
 
 __all__ = ["DTensor", "DeviceMesh", "distribute_tensor", "distribute_module",
-           "init_device_mesh", "Shard", "Replicate", "Partial", "Placement"]
+           "init_device_mesh", "Shard", "Replicate", "Partial", "Placement", "ones", "zeros",
+           "empty", "full", "rand", "randn"]

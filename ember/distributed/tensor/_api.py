@@ -22,7 +22,8 @@ from ...nn.parameter import Parameter as _Parameter
 from . import _collectives as C
 from .placement_types import Partial, Placement, Replicate, Shard
 
-__all__ = ["DTensor", "DTensorSpec", "distribute_tensor", "distribute_module"]
+__all__ = ["DTensor", "DTensorSpec", "distribute_tensor", "distribute_module", "ones", "zeros",
+           "empty", "full", "rand", "randn"]
 
 
 def _norm_placements(placements, mesh, ndim):
@@ -130,6 +131,7 @@ def redistribute_local(x, spec, dst):
             cur[i] = Replicate()
         elif isinstance(c, Partial) and c != t:
             if isinstance(t, Shard) and c.reduce_op in ("sum", "avg") and \
+                    t.dim not in touched_before(i) and \
                     not any(isinstance(cur[j], Shard) and cur[j].dim == t.dim
                             for j in range(i + 1, n)):
                 x = C.ReduceScatter.apply(x, t.dim, pg, c.reduce_op)
@@ -155,14 +157,19 @@ def redistribute_local(x, spec, dst):
 
 
 # ---------------------------------------------------------------------- the DTensor class
+_READY = []
+
+
 def _install():
     from . import _dispatch
     _dispatch.install()
+    _READY.append(True)
 
 
 def _wrap(local, spec, cls=None):
     """A DTensor around ``local`` (a plain Tensor) described by ``spec``."""
-    _install()
+    if not _READY:
+        _install()
     t = object.__new__(cls or DTensor)
     t.__dict__["_local"] = local
     t.__dict__["_spec"] = spec
@@ -223,6 +230,10 @@ class DTensor(Tensor):
     @_vc.setter
     def _vc(self, value):
         self._local._vc = value
+
+    @property
+    def _local_tensor(self):  # PyTorch's attribute name for the local shard
+        return self._local
 
     # -- metadata: the global view
     @property
@@ -343,9 +354,6 @@ class DTensor(Tensor):
         if placements is None:
             raise RuntimeError("placements is needed for redistribute!")
         placements = _norm_placements(placements, mesh, self.ndim)
-        for p in placements:
-            if isinstance(p, Partial) and p not in self._spec.placements and False:
-                pass
         local = _grad_local(self)
         if forward_dtype is not None:
             local = local.to(forward_dtype)
@@ -466,6 +474,26 @@ class DTensor(Tensor):
                             f"{type(value).__name__}")
         self._local._data = value._local._data
         self.__dict__["_spec"] = value._spec
+
+    def _vector_norm(self, p):
+        """The ``p``-norm of the whole value (``clip_grad_norm_`` reads it): local norms of
+        the shards combined over the sharded mesh dims (replicated copies count once)."""
+        from ...nn.utils.clip_grad import _vector_norm
+        p = float(p)
+        if any(isinstance(q, Partial) for q in self._spec.placements):
+            return self.redistribute(self._spec.mesh, [
+                Replicate() if isinstance(q, Partial) else q
+                for q in self._spec.placements])._vector_norm(p)
+        local = float(_vector_norm(self._local._data, p))
+        if p not in (math.inf, -math.inf, 0.0):
+            local = local ** p
+        val = np.array(local, dtype=np.float64)
+        op = {math.inf: "max", -math.inf: "min"}.get(p, "sum")
+        for i, q in enumerate(self._spec.placements):
+            if isinstance(q, Shard):
+                val = C.all_reduce_arr(val, self._spec.mesh.get_group(i), op)
+        val = float(val)
+        return val if p in (math.inf, -math.inf, 0.0) else val ** (1.0 / p)
 
     # -- scalars read the global value
     def item(self):
@@ -618,3 +646,80 @@ def distribute_module(module, device_mesh=None, partition_fn=None, input_fn=None
     if output_fn is not None:
         module.register_forward_hook(lambda m, inputs, outputs: output_fn(m, outputs, mesh))
     return module
+
+
+# ---------------------------------------------------------------------- factories
+def _factory(make, size, dtype, requires_grad, device_mesh, placements, random=False):
+    from ..._tensor import Size as _Size
+    if len(size) == 1 and isinstance(size[0], (tuple, list, _Size)):
+        size = tuple(size[0])
+    shape = tuple(int(s) for s in size)
+    mesh = device_mesh if device_mesh is not None else _default_mesh()
+    placements = _norm_placements(placements, mesh, len(shape))
+    if any(isinstance(p, Partial) for p in placements):
+        raise RuntimeError("DTensor factories take Shard or Replicate placements")
+    from ... import _dtype as D
+    dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    spec = DTensorSpec(mesh, placements, shape, dt)
+    lshape, offset = spec.local_shape_and_offset()
+    if random:
+        # every rank draws the whole value from the same generator state and keeps its
+        # shard, so the result equals a single-process draw (and every rank stays in step)
+        full = make(shape, dt)
+        idx = tuple(slice(o, o + s) for o, s in zip(offset, lshape))
+        local = _make(np.array(full._data[idx], copy=True))
+    else:
+        local = make(lshape, dt)
+    if requires_grad:
+        local.requires_grad_(True)
+    return _wrap(local, spec)
+
+
+def ones(*size, dtype=None, layout=None, requires_grad=False, device_mesh=None,
+         placements=None):
+    """A DTensor of ones of global shape ``size`` laid out by ``placements``."""
+    from ...ops import creation
+    return _factory(lambda s, d: creation.ones(s, dtype=d), size, dtype, requires_grad,
+                    device_mesh, placements)
+
+
+def zeros(*size, dtype=None, layout=None, requires_grad=False, device_mesh=None,
+          placements=None):
+    """A DTensor of zeros of global shape ``size`` laid out by ``placements``."""
+    from ...ops import creation
+    return _factory(lambda s, d: creation.zeros(s, dtype=d), size, dtype, requires_grad,
+                    device_mesh, placements)
+
+
+def empty(*size, dtype=None, layout=None, requires_grad=False, device_mesh=None,
+          placements=None):
+    """An uninitialised DTensor of global shape ``size`` laid out by ``placements``."""
+    from ...ops import creation
+    return _factory(lambda s, d: creation.empty(s, dtype=d), size, dtype, requires_grad,
+                    device_mesh, placements)
+
+
+def full(size, fill_value, *, dtype=None, layout=None, requires_grad=False, device_mesh=None,
+         placements=None):
+    """A DTensor filled with ``fill_value`` of global shape ``size``."""
+    from ...ops import creation
+    return _factory(lambda s, d: creation.full(s, fill_value, dtype=d), (size,), dtype,
+                    requires_grad, device_mesh, placements)
+
+
+def rand(*size, requires_grad=False, dtype=None, layout=None, device_mesh=None,
+         placements=None):
+    """A DTensor of U[0, 1) draws; equal to ``ember.rand`` of the whole shape drawn from the
+    same seed."""
+    from ...ops import random as RND
+    return _factory(lambda s, d: RND.rand(*s, dtype=d), size, dtype, requires_grad,
+                    device_mesh, placements, random=True)
+
+
+def randn(*size, requires_grad=False, dtype=None, layout=None, device_mesh=None,
+          placements=None):
+    """A DTensor of N(0, 1) draws; equal to ``ember.randn`` of the whole shape drawn from the
+    same seed."""
+    from ...ops import random as RND
+    return _factory(lambda s, d: RND.randn(*s, dtype=d), size, dtype, requires_grad,
+                    device_mesh, placements, random=True)

@@ -217,7 +217,7 @@ class AllToAll(Function):
 
 class MaskToFirst(Function):
     """Keep the value on mesh coordinate 0 and zeros elsewhere (Replicate -> Partial(sum));
-    the map is its own adjoint. With ``scale`` instead, multiply by it (Partial(avg))."""
+    the map is its own adjoint."""
 
     @staticmethod
     def forward(ctx, x, pg):

@@ -500,6 +500,10 @@ def _nll(cls, args, kwargs):
         else:
             want_x.append(R)
             want_t.append(R)
+    class_dims = [i for i, p in enumerate(px) if p == Shard(cls_axis)]
+    if cls is NN.CrossEntropy and x.ndim == 2 and len(class_dims) == 1 and \
+            all(isinstance(p, Replicate) for i, p in enumerate(px) if i != class_dims[0]):
+        return _loss_parallel(x, target, weight, reduction, ignore_index, mesh, class_dims[0])
     lx, lt = _local(x, mesh, want_x), _local(target, mesh, want_t)
     lw = _local(weight, mesh, [R] * mesh.ndim) if weight is not None else None
     if not sharded:
@@ -670,3 +674,45 @@ def _split(cls, args, kwargs):
     return tuple(res)
 
 
+
+
+def _loss_parallel(x, target, weight, reduction, ignore_index, mesh, i):
+    """Cross-entropy of logits sharded on the class dim without gathering them (PyTorch's
+    ``loss_parallel``): the log-sum-exp and the target logit are each one all-reduce of a
+    per-row value."""
+    from ..._tensor import _make
+    from ...ops import indexing as IX  # noqa: F401  (gather is bound as a Tensor method)
+    pg = mesh.get_group(i)
+    lx = _local(x, mesh, x._spec.placements)
+    lt = _local(target, mesh, [R] * mesh.ndim)
+    t = lt._data if isinstance(lt, Tensor) else np.asarray(lt)
+    spec = DTensorSpec(mesh, x._spec.placements, _gshape(x), x.dtype)
+    _, offset = spec.local_shape_and_offset()
+    lo, width = offset[1], lx.shape[1]
+    a = lx._data
+    # the row maxima only steady the exponentials: a constant for autograd
+    m = a.max(axis=1) if width else np.full(a.shape[0], -np.inf, a.dtype)
+    m = C.all_reduce_arr(m, pg, "max")
+    m_t = _make(m[:, None])
+    sum_exp = C.AllReduce.apply((lx - m_t).exp().sum(1), pg, "sum")
+    lse = sum_exp.log() + _make(m)
+    valid = t != ignore_index
+    inside = valid & (t >= lo) & (t < lo + width)
+    local_t = _make(np.where(inside, t - lo, 0)[:, None])
+    if width:
+        picked = lx.gather(1, local_t).squeeze(1) * _make(inside.astype(a.dtype))
+    else:
+        picked = lx.sum(1) * 0
+    picked = C.AllReduce.apply(picked, pg, "sum")
+    coef = valid.astype(a.dtype)
+    if weight is not None:
+        w = weight.full_tensor() if isinstance(weight, DTensor) else weight
+        coef = coef * w.detach()._data[np.where(valid, t, 0)]
+    loss = (lse - picked) * _make(coef)
+    if reduction == "none":
+        out = loss
+    elif reduction == "sum":
+        out = loss.sum()
+    else:
+        out = loss.sum() / float(coef.sum())
+    return _out(out, mesh, [R] * mesh.ndim, tuple(out.shape))

@@ -42,7 +42,9 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     if not tensors:
         return _make(np.array(0.0, dtype=np.float32))
     dtype = tensors[0]._data.dtype
-    norms = np.array([_vector_norm(t._data, norm_type) for t in tensors], dtype=np.float64)
+    # a tensor holding part of its value (a DTensor's shard) reports its whole value's norm
+    norms = np.array([t._vector_norm(norm_type) if hasattr(t, "_vector_norm") else
+                      _vector_norm(t._data, norm_type) for t in tensors], dtype=np.float64)
     total = _vector_norm(norms, norm_type)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` "
