@@ -229,6 +229,8 @@ def scalar_tensor(s, *, dtype=None, device=None, requires_grad=False):
 
 def _like(fn, input, dtype, requires_grad, extra=(), device=None):
     dt = dtype if dtype is not None else input.dtype
+    if type(input) is not Tensor and hasattr(input, "_make_like"):
+        return input._make_like(fn, dt, requires_grad, extra)  # a DTensor keeps its layout
     return fn(input._data.shape, *extra, dtype=dt, requires_grad=requires_grad,
               device=input.device if device is None else device)
 

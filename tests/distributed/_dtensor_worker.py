@@ -195,6 +195,10 @@ def core_checks():
           torch.ones(3, 4), "ones factory")
     close(dtensor.full((3, 2), 2.5, device_mesh=mesh, placements=[Replicate()]).full_tensor(),
           torch.full((3, 2), 2.5), "full factory")
+    z = torch.full_like(d, 3.0)
+    assert isinstance(z, DTensor) and z.placements == (Shard(0),)
+    close(z.full_tensor(), torch.full((5, 4), 3.0), "full_like keeps the layout")
+    close(torch.zeros_like(d).full_tensor(), torch.zeros(5, 4), "zeros_like")
     # clip_grad_norm_ measures the whole gradients, whatever their layout
     torch.manual_seed(4)
     vals = [torch.randn(5, 3), torch.randn(7), torch.randn(2, 2)]

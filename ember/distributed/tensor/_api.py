@@ -442,6 +442,13 @@ class DTensor(Tensor):
     def detach(self):
         return _wrap(self._local.detach(), self._spec)
 
+    def _make_like(self, fn, dtype, requires_grad, extra):
+        """``zeros_like``/``ones_like``/``empty_like``/``full_like``: a DTensor of the same
+        layout (a filled value is whole on every rank, so Partial dims become Replicate)."""
+        pl = [Replicate() if isinstance(p, Partial) else p for p in self._spec.placements]
+        local = fn(tuple(self._local.shape), *extra, dtype=dtype, requires_grad=requires_grad)
+        return _wrap(local, DTensorSpec(self._spec.mesh, pl, self._spec.shape, local.dtype))
+
     def copy_(self, src, non_blocking=False):
         """Copy ``src`` (a DTensor, or a whole value every rank holds) into this DTensor's
         shards, broadcasting it to this shape."""
