@@ -1,0 +1,574 @@
+"""The C runtime of ``ember.export.aot_compile``: the kernels every generated model calls.
+
+It is pasted at the top of each generated ``ember_model.c`` (so the library is one
+self-contained file). Conventions: every tensor is a contiguous float32 buffer (booleans are
+0/1, integer ids are exact floats); shapes are ``int64_t`` arrays; kernels return nothing
+except the few that can meet bad data (an embedding id out of range), which return nonzero.
+Only libc and libm are used; ``EMBER_USE_CBLAS`` (set when ``blas=`` is given at build time)
+routes the GEMM to ``cblas_sgemm``.
+"""
+
+RUNTIME_C = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <math.h>
+#include <float.h>
+#ifdef EMBER_USE_CBLAS
+#include <cblas.h>
+#endif
+
+#define ER_MAXD 8
+
+static int64_t er_numel(const int64_t *s, int r) {
+    int64_t n = 1;
+    for (int i = 0; i < r; i++) n *= s[i];
+    return n;
+}
+
+/* ------------------------------------------------------------------ GEMM
+ * C[M,N] = A[M,K] B[K,N] (+ C when acc), row-major with leading dimensions. The portable
+ * kernel walks K in blocks and updates four rows of C at once, so each row of B loaded from
+ * cache serves four multiply-adds; the innermost loop is over contiguous columns and is
+ * vectorised by the compiler (restrict pointers). */
+static void er_rows4(float *restrict c0, float *restrict c1, float *restrict c2,
+                     float *restrict c3, const float *restrict b, float a0, float a1,
+                     float a2, float a3, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        float bj = b[j];
+        c0[j] += a0 * bj;
+        c1[j] += a1 * bj;
+        c2[j] += a2 * bj;
+        c3[j] += a3 * bj;
+    }
+}
+
+static void er_row1(float *restrict c0, const float *restrict b, float a0, int64_t n) {
+    for (int64_t j = 0; j < n; j++) c0[j] += a0 * b[j];
+}
+
+static void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float *C, int64_t ldc, int acc) {
+#ifdef EMBER_USE_CBLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                (int)lda, B, (int)ldb, acc ? 1.0f : 0.0f, C, (int)ldc);
+#else
+    enum { KB = 256, NB = 512 };
+    if (!acc)
+        for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        int64_t k1 = k0 + KB < K ? k0 + KB : K;
+        for (int64_t j0 = 0; j0 < N; j0 += NB) {
+            int64_t nb = j0 + NB < N ? NB : N - j0;
+            int64_t i = 0;
+            for (; i + 4 <= M; i += 4) {
+                float *c0 = C + i * ldc + j0;
+                const float *a = A + i * lda;
+                for (int64_t k = k0; k < k1; k++)
+                    er_rows4(c0, c0 + ldc, c0 + 2 * ldc, c0 + 3 * ldc, B + k * ldb + j0,
+                             a[k], a[lda + k], a[2 * lda + k], a[3 * lda + k], nb);
+            }
+            for (; i < M; i++) {
+                float *c0 = C + i * ldc + j0;
+                for (int64_t k = k0; k < k1; k++)
+                    er_row1(c0, B + k * ldb + j0, A[i * lda + k], nb);
+            }
+        }
+    }
+#endif
+}
+
+/* y[M,N] = x[M,K] wt[K,N] + b[N]   (wt: the weight transposed at export time) */
+static void er_linear(const float *x, const float *wt, const float *b, float *y,
+                      int64_t M, int64_t K, int64_t N) {
+    if (b) {
+        for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof(float));
+    }
+    er_gemm(M, N, K, x, K, wt, N, y, N, b != NULL);
+}
+
+/* batched matmul with broadcast batch dims: a [.., M, K], b [.., K, N] -> y [.., M, N];
+ * astr/bstr: the element offset between consecutive batches of a and b, per output batch
+ * index (computed by the caller from the broadcast shapes). */
+static void er_bmm(const float *a, const float *b, float *y, int64_t nbatch,
+                   const int64_t *aoff, const int64_t *boff, int64_t M, int64_t K, int64_t N) {
+    for (int64_t i = 0; i < nbatch; i++)
+        er_gemm(M, N, K, a + aoff[i], K, b + boff[i], N, y + i * M * N, N, 0);
+}
+
+/* offsets of each batch of an operand broadcast to the output's batch shape */
+static void er_batch_offsets(const int64_t *oshape, const int64_t *ishape, int r,
+                             int64_t mat, int64_t *off) {
+    int64_t n = er_numel(oshape, r);
+    int64_t st[ER_MAXD], s = mat;
+    for (int d = r - 1; d >= 0; d--) {
+        st[d] = ishape[d] == 1 ? 0 : s;
+        s *= ishape[d];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, o = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            o += (rem % oshape[d]) * st[d];
+            rem /= oshape[d];
+        }
+        off[i] = o;
+    }
+}
+
+/* ------------------------------------------------------------------ convolution
+ * 2-D convolution over x [N, C, H, W] with w [Co, C/g * kh * kw] (flattened) and bias.
+ * Depthwise convolutions (one input channel per group) run as direct loops; 1x1 stride-1
+ * unpadded ones as one GEMM per image and group; the rest as im2col into `col` + GEMM. */
+static void er_conv2d(const float *x, const float *w, const float *bias, float *y, float *col,
+                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t Co, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                      int64_t dw, int64_t g, int64_t OH, int64_t OW) {
+    int64_t cg = C / g, cog = Co / g, P = OH * OW, Kd = cg * kh * kw;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x + n * C * H * W;
+        float *yn = y + n * Co * P;
+        if (cg == 1 && cog == 1) {  /* depthwise */
+            for (int64_t c = 0; c < C; c++) {
+                const float *xc = xn + c * H * W, *wc = w + c * kh * kw;
+                float *yc = yn + c * P;
+                float b0 = bias ? bias[c] : 0.0f;
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        float s = 0.0f;
+                        for (int64_t i = 0; i < kh; i++) {
+                            int64_t ih = oh * sh - ph + i * dh;
+                            if (ih < 0 || ih >= H) continue;
+                            for (int64_t j = 0; j < kw; j++) {
+                                int64_t iw = ow * sw - pw + j * dw;
+                                if (iw < 0 || iw >= W) continue;
+                                s += xc[ih * W + iw] * wc[i * kw + j];
+                            }
+                        }
+                        yc[oh * OW + ow] = s + b0;
+                    }
+            }
+            continue;
+        }
+        for (int64_t gi = 0; gi < g; gi++) {
+            const float *xg = xn + gi * cg * H * W;
+            const float *src = xg;
+            if (!(kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
+                  OH == H && OW == W)) {
+                for (int64_t c = 0; c < cg; c++)
+                    for (int64_t i = 0; i < kh; i++)
+                        for (int64_t j = 0; j < kw; j++) {
+                            float *row = col + ((c * kh + i) * kw + j) * P;
+                            for (int64_t oh = 0; oh < OH; oh++) {
+                                int64_t ih = oh * sh - ph + i * dh;
+                                float *r = row + oh * OW;
+                                if (ih < 0 || ih >= H) {
+                                    memset(r, 0, (size_t)OW * sizeof(float));
+                                    continue;
+                                }
+                                const float *xr = xg + (c * H + ih) * W;
+                                for (int64_t ow = 0; ow < OW; ow++) {
+                                    int64_t iw = ow * sw - pw + j * dw;
+                                    r[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
+                                }
+                            }
+                        }
+                src = col;
+            }
+            float *yg = yn + gi * cog * P;
+            if (bias) {
+                for (int64_t o = 0; o < cog; o++) {
+                    float b0 = bias[gi * cog + o];
+                    for (int64_t p = 0; p < P; p++) yg[o * P + p] = b0;
+                }
+            }
+            er_gemm(cog, P, Kd, w + gi * cog * Kd, Kd, src, P, yg, P, bias != NULL);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ pooling (2-D) */
+static void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                         int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW) {
+    for (int64_t c = 0; c < NC; c++) {
+        const float *xc = x + c * H * W;
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float m = -INFINITY;
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t ih = oh * sh - ph + i * dh;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int64_t j = 0; j < kw; j++) {
+                        int64_t iw = ow * sw - pw + j * dw;
+                        if (iw < 0 || iw >= W) continue;
+                        float v = xc[ih * W + iw];
+                        if (v > m || v != v) m = v;
+                    }
+                }
+                y[(c * OH + oh) * OW + ow] = m;
+            }
+    }
+}
+
+/* window sums divided by `div` (one number) or `divs` (one divisor per output position) */
+static void er_avgpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                         int64_t pw, int64_t OH, int64_t OW, float div, const float *divs) {
+    for (int64_t c = 0; c < NC; c++) {
+        const float *xc = x + c * H * W;
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float s = 0.0f;
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t ih = oh * sh - ph + i;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int64_t j = 0; j < kw; j++) {
+                        int64_t iw = ow * sw - pw + j;
+                        if (iw < 0 || iw >= W) continue;
+                        s += xc[ih * W + iw];
+                    }
+                }
+                y[(c * OH + oh) * OW + ow] = s / (divs ? divs[oh * OW + ow] : div);
+            }
+    }
+}
+
+/* ------------------------------------------------------------------ elementwise
+ * Operands are broadcast to the output shape (rank r): strides of a broadcast dimension
+ * are 0. The fast path (every operand full-size) is one flat loop. */
+static void er_strides(const int64_t *oshape, const int64_t *ishape, int r, int ir,
+                       int64_t *st) {
+    (void)oshape;
+    int64_t s = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        int id = d - (r - ir);
+        int64_t n = id >= 0 ? ishape[id] : 1;
+        st[d] = n == 1 ? 0 : s;
+        s *= n;
+    }
+}
+
+static float er_unop(int op, float a, float p0, float p1) {
+    switch (op) {
+    case 0: return -a;
+    case 1: return fabsf(a);
+    case 2: return a > 0.0f ? a : (a != a ? a : 0.0f);
+    case 3: return expf(a);
+    case 4: return logf(a);
+    case 5: return sqrtf(a);
+    case 6: return 1.0f / sqrtf(a);
+    case 7: return 1.0f / a;
+    case 8: return tanhf(a);
+    case 9: return 1.0f / (1.0f + expf(-a));
+    case 10: return a / (1.0f + expf(-a));                          /* silu */
+    case 11: return 0.5f * a * (1.0f + erff(a * 0.70710678118654752f)); /* gelu */
+    case 12: {                                                       /* gelu, tanh */
+        float u = 0.7978845608028654f * (a + 0.044715f * a * a * a);
+        return 0.5f * a * (1.0f + tanhf(u));
+    }
+    case 13: return a < p0 ? p0 : (a > p1 ? p1 : a);                 /* clamp */
+    case 14: return a > 0.0f ? a : a * p0;                           /* leaky relu */
+    case 15: return a > 0.0f ? a : p0 * (expf(a) - 1.0f);            /* elu */
+    case 16: return a * p0 > p1 ? a : log1pf(expf(a * p0)) / p0;     /* softplus */
+    case 17: return sinf(a);
+    case 18: return cosf(a);
+    case 19: return erff(a);
+    case 20: return a * a;
+    case 21: return (float)(a > 0.0f) - (float)(a < 0.0f);
+    case 22: return a == 0.0f ? 1.0f : 0.0f;                         /* logical not */
+    case 23: return powf(a, p0);                                     /* pow by a scalar */
+    case 24: return a != a ? 1.0f : 0.0f;                            /* isnan */
+    case 25: return a != 0.0f ? 1.0f : 0.0f;                         /* to bool */
+    case 26: return truncf(a);                                       /* to an integer */
+    case 27: return a < p0 ? p0 : a;                                 /* clamp min */
+    case 28: return a > p1 ? p1 : a;                                 /* clamp max */
+    default: return a;
+    }
+}
+
+static void er_unary(int op, const float *a, float *y, int64_t n, float p0, float p1) {
+    switch (op) {  /* the common activations get their own loops, so they vectorise */
+    case 2:
+        for (int64_t i = 0; i < n; i++) y[i] = a[i] > 0.0f ? a[i] : (a[i] != a[i] ? a[i] : 0.0f);
+        return;
+    case 13:
+        for (int64_t i = 0; i < n; i++) y[i] = a[i] < p0 ? p0 : (a[i] > p1 ? p1 : a[i]);
+        return;
+    default:
+        for (int64_t i = 0; i < n; i++) y[i] = er_unop(op, a[i], p0, p1);
+    }
+}
+
+static inline float er_binop(int op, float a, float b) {
+    switch (op) {
+    case 0: return a + b;
+    case 1: return a - b;
+    case 2: return a * b;
+    case 3: return a / b;
+    case 4: return a > b ? a : (a != a ? a : b);       /* maximum (NaN propagates) */
+    case 5: return a < b ? a : (a != a ? a : b);       /* minimum */
+    case 6: return powf(a, b);
+    case 7: return (float)(a == b);
+    case 8: return (float)(a != b);
+    case 9: return (float)(a < b);
+    case 10: return (float)(a <= b);
+    case 11: return (float)(a > b);
+    case 12: return (float)(a >= b);
+    case 13: return (float)((a != 0.0f) && (b != 0.0f));
+    case 14: return (float)((a != 0.0f) || (b != 0.0f));
+    case 15: return (float)((a != 0.0f) != (b != 0.0f));
+    default: return a;
+    }
+}
+
+static void er_binary(int op, const float *a, const int64_t *as, int ar, const float *b,
+                      const int64_t *bs, int br, float *y, const int64_t *ys, int r) {
+    int64_t n = er_numel(ys, r);
+    if (er_numel(as, ar) == n && er_numel(bs, br) == n) {
+        switch (op) {
+        case 0: for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i]; return;
+        case 1: for (int64_t i = 0; i < n; i++) y[i] = a[i] - b[i]; return;
+        case 2: for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i]; return;
+        case 3: for (int64_t i = 0; i < n; i++) y[i] = a[i] / b[i]; return;
+        default: for (int64_t i = 0; i < n; i++) y[i] = er_binop(op, a[i], b[i]); return;
+        }
+    }
+    int64_t sa[ER_MAXD], sb[ER_MAXD], idx[ER_MAXD] = {0};
+    er_strides(ys, as, r, ar, sa);
+    er_strides(ys, bs, r, br, sb);
+    /* the innermost dimension as a loop of its own; the outer ones as a counter */
+    int64_t inner = r ? ys[r - 1] : 1, ia = r ? sa[r - 1] : 0, ib = r ? sb[r - 1] : 0;
+    int64_t oa = 0, ob = 0;
+    for (int64_t base = 0; base < n; base += inner) {
+        for (int64_t j = 0; j < inner; j++)
+            y[base + j] = er_binop(op, a[oa + j * ia], b[ob + j * ib]);
+        for (int d = r - 2; d >= 0; d--) {
+            idx[d]++;
+            oa += sa[d];
+            ob += sb[d];
+            if (idx[d] < ys[d]) break;
+            oa -= sa[d] * ys[d];
+            ob -= sb[d] * ys[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* where(c, a, b) with broadcasting (c nonzero selects a) */
+static void er_where(const float *c, const int64_t *cs, int cr, const float *a,
+                     const int64_t *as, int ar, const float *b, const int64_t *bs, int br,
+                     float *y, const int64_t *ys, int r) {
+    int64_t n = er_numel(ys, r);
+    int64_t sc[ER_MAXD], sa[ER_MAXD], sb[ER_MAXD];
+    er_strides(ys, cs, r, cr, sc);
+    er_strides(ys, as, r, ar, sa);
+    er_strides(ys, bs, r, br, sb);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, oc = 0, oa = 0, ob = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t k = rem % ys[d];
+            rem /= ys[d];
+            oc += k * sc[d];
+            oa += k * sa[d];
+            ob += k * sb[d];
+        }
+        y[i] = c[oc] != 0.0f ? a[oa] : b[ob];
+    }
+}
+
+/* ------------------------------------------------------------------ data movement
+ * y = x viewed with element strides `st` (any layout: permutes, broadcasts, slices). */
+static void er_strided_copy(const float *x, int64_t off, const int64_t *st, float *y,
+                            const int64_t *ys, int r) {
+    int64_t n = er_numel(ys, r), idx[ER_MAXD] = {0};
+    if (r == 0) {
+        y[0] = x[off];
+        return;
+    }
+    int64_t inner = ys[r - 1], is = st[r - 1], o = off;
+    for (int64_t base = 0; base < n; base += inner) {
+        if (is == 1) memcpy(y + base, x + o, (size_t)inner * sizeof(float));
+        else for (int64_t j = 0; j < inner; j++) y[base + j] = x[o + j * is];
+        for (int d = r - 2; d >= 0; d--) {
+            idx[d]++;
+            o += st[d];
+            if (idx[d] < ys[d]) break;
+            o -= st[d] * ys[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static void er_permute(const float *x, const int64_t *xs, int r, const int64_t *perm, float *y) {
+    int64_t xst[ER_MAXD], st[ER_MAXD], ys[ER_MAXD], s = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        xst[d] = s;
+        s *= xs[d];
+    }
+    for (int d = 0; d < r; d++) {
+        st[d] = xst[perm[d]];
+        ys[d] = xs[perm[d]];
+    }
+    er_strided_copy(x, 0, st, y, ys, r);
+}
+
+/* copy x [outer, n, inner] into y [outer, total, inner] at offset `at` along the middle */
+static void er_place(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                     int64_t total, int64_t at) {
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(y + (o * total + at) * inner, x + o * n * inner, (size_t)(n * inner) * sizeof(float));
+}
+
+/* y [outer, n, inner] = x [outer, total, inner] from offset `at` along the middle */
+static void er_take(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                    int64_t total, int64_t at) {
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(y + o * n * inner, x + (o * total + at) * inner, (size_t)(n * inner) * sizeof(float));
+}
+
+/* rows of w [V, D] picked by ids; an id outside [0, V) is an error (returns 1) */
+static int er_embedding(const float *w, int64_t V, int64_t D, const float *ids, int64_t n,
+                        float *y) {
+    for (int64_t i = 0; i < n; i++) {
+        float f = ids[i];
+        int64_t k = (int64_t)f;
+        if (!(f >= 0.0f) || k >= V || (float)k != f) return 1;
+        memcpy(y + i * D, w + k * D, (size_t)D * sizeof(float));
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ reductions
+ * x viewed as [outer, n, inner]; op 0 sum, 1 mean, 2 max, 3 min (sums in double) */
+static void er_reduce(int op, const float *x, float *y, int64_t outer, int64_t n,
+                      int64_t inner) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const float *p = x + o * n * inner + i;
+            if (op <= 1) {
+                double s = 0.0;
+                for (int64_t k = 0; k < n; k++) s += p[k * inner];
+                y[o * inner + i] = (float)(op == 1 ? s / (double)n : s);
+            } else {
+                float m = op == 2 ? -INFINITY : INFINITY;
+                for (int64_t k = 0; k < n; k++) {
+                    float v = p[k * inner];
+                    if (v != v) { m = v; break; }
+                    if (op == 2 ? v > m : v < m) m = v;
+                }
+                y[o * inner + i] = m;
+            }
+        }
+}
+
+/* index of the max (op 0) or min (op 1) along the middle axis, first one on ties */
+static void er_argreduce(int op, const float *x, float *y, int64_t outer, int64_t n,
+                         int64_t inner) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const float *p = x + o * n * inner + i;
+            int64_t best = 0;
+            float m = p[0];
+            for (int64_t k = 1; k < n && m == m; k++) {
+                float v = p[k * inner];
+                if (v != v || (op == 0 ? v > m : v < m)) { m = v; best = k; }
+            }
+            y[o * inner + i] = (float)best;
+        }
+}
+
+/* softmax / log_softmax over the middle axis of [outer, n, inner] */
+static void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                       int log_) {
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const float *p = x + o * n * inner + i;
+            float *q = y + o * n * inner + i;
+            float m = -INFINITY;
+            for (int64_t k = 0; k < n; k++) if (p[k * inner] > m) m = p[k * inner];
+            if (m == -INFINITY) m = 0.0f;
+            double s = 0.0;
+            for (int64_t k = 0; k < n; k++) {
+                float e = expf(p[k * inner] - m);
+                if (!log_) q[k * inner] = e;
+                s += e;
+            }
+            if (log_) {
+                float ls = (float)log(s);
+                for (int64_t k = 0; k < n; k++) q[k * inner] = p[k * inner] - m - ls;
+            } else {
+                float inv = (float)(1.0 / s);
+                for (int64_t k = 0; k < n; k++) q[k * inner] *= inv;
+            }
+        }
+}
+
+/* layer norm over the last n elements of each of `rows` rows; w, b over those n (or NULL) */
+static void er_layernorm(const float *x, const float *w, const float *b, float *y,
+                         int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p = x + r * n;
+        float *q = y + r * n;
+        double s = 0.0;
+        for (int64_t k = 0; k < n; k++) s += p[k];
+        float mean = (float)(s / (double)n);
+        double v = 0.0;
+        for (int64_t k = 0; k < n; k++) {
+            float d = p[k] - mean;
+            v += (double)d * d;
+        }
+        float rstd = 1.0f / sqrtf((float)(v / (double)n) + eps);
+        for (int64_t k = 0; k < n; k++) {
+            float t = (p[k] - mean) * rstd;
+            if (w) t *= w[k];
+            if (b) t += b[k];
+            q[k] = t;
+        }
+    }
+}
+
+/* tril (upper=0) / triu (upper=1) over the last two dims [.., R, C] */
+static void er_tri(const float *x, float *y, int64_t batch, int64_t R, int64_t C, int64_t k,
+                   int upper) {
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < R; i++)
+            for (int64_t j = 0; j < C; j++) {
+                int keep = upper ? (j - i >= k) : (j - i <= k);
+                y[(b * R + i) * C + j] = keep ? x[(b * R + i) * C + j] : 0.0f;
+            }
+}
+
+/* ------------------------------------------------------------------ LSTM (one layer)
+ * x [T, N, I]; h0, c0 [N, H]; wih_t [I, 4H], whh_t [H, 4H] (transposed), bias [4H] (the sum
+ * of both biases, or NULL); gates in PyTorch's order i, f, g, o. out [T, N, H], hn, cn
+ * [N, H]; xw [T*N, 4H] and gates [N, 4H] are scratch. */
+static void er_lstm(const float *x, const float *h0, const float *c0, const float *wih_t,
+                    const float *whh_t, const float *bias, float *out, float *hn, float *cn,
+                    float *xw, float *gates, int64_t T, int64_t N, int64_t I, int64_t H,
+                    int reverse) {
+    int64_t G = 4 * H;
+    er_linear(x, wih_t, bias, xw, T * N, I, G);
+    memcpy(hn, h0, (size_t)(N * H) * sizeof(float));
+    memcpy(cn, c0, (size_t)(N * H) * sizeof(float));
+    for (int64_t s = 0; s < T; s++) {
+        int64_t t = reverse ? T - 1 - s : s;
+        memcpy(gates, xw + t * N * G, (size_t)(N * G) * sizeof(float));
+        er_gemm(N, G, H, hn, H, whh_t, G, gates, G, 1);
+        for (int64_t n = 0; n < N; n++) {
+            const float *gr = gates + n * G;
+            float *h = hn + n * H, *c = cn + n * H;
+            for (int64_t j = 0; j < H; j++) {
+                float ig = 1.0f / (1.0f + expf(-gr[j]));
+                float fg = 1.0f / (1.0f + expf(-gr[H + j]));
+                float gg = tanhf(gr[2 * H + j]);
+                float og = 1.0f / (1.0f + expf(-gr[3 * H + j]));
+                float cv = fg * c[j] + ig * gg;
+                c[j] = cv;
+                h[j] = og * tanhf(cv);
+            }
+        }
+        memcpy(out + t * N * H, hn, (size_t)(N * H) * sizeof(float));
+    }
+}
+"""
