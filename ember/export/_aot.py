@@ -380,7 +380,7 @@ def _matmul(c, node, a, b):
     abatch = [Dimx(0, 1)] * (r - len(ad[:-2])) + ad[:-2]
     bbatch = [Dimx(0, 1)] * (r - len(bd[:-2])) + bd[:-2]
     nb = _prod_expr(batch)
-    offs = c.new_buf([Dimx(0, 2)] + batch)  # two int64 offset arrays (as float words)
+    offs = c.new_buf([Dimx(0, 4)] + batch)  # two int64 offset arrays (2 floats each)
     code = (f"{{ int64_t *ao = (int64_t *)(void *){_ptr(offs)}, *bo = ao + ({nb}); "
             f"er_batch_offsets({_shape_lit(batch)}, {_shape_lit(abatch)}, {r}, "
             f"(int64_t){M}*{K}, ao); "
@@ -935,11 +935,11 @@ class _Analysis:
                     outs = n.args[0]
                 for_shape = env.get(n)
                 if _is_tensor(for_shape):
-                    shapes[n] = (tuple(for_shape.shape), for_shape.dtype)
+                    shapes[n] = ("t", tuple(for_shape.shape), for_shape.dtype)
                 elif isinstance(for_shape, (tuple, list)) and for_shape and \
                         all(_is_tensor(x) or x is None for x in for_shape):
-                    shapes[n] = tuple((tuple(x.shape), x.dtype) if x is not None else None
-                                      for x in for_shape)
+                    shapes[n] = ("m", tuple((tuple(x.shape), x.dtype) if x is not None else None
+                                            for x in for_shape))
         return shapes, consts, fills, outs
 
 
@@ -1009,23 +1009,28 @@ def _lower(ep):
             for n, s in sh.items():
                 if n in samples:
                     samples[n].append((d, s))
+    for n, s in shapes0.items():
+        items = [s[1:]] if s[0] == "t" else [x for x in s[1] if x is not None]
+        for _, dt in items:
+            kind = np.dtype(dt.np).kind
+            if kind == "c" or (kind == "f" and np.dtype(dt.np) != np.float32):
+                raise NotImplementedError(
+                    f"aot_compile: node {n.name} is {dt} ({_user_line(n)}); the C library "
+                    "computes in float32: export the model in float32")
     c = _Compiler(ep)
     c.analysis = an
     c.shapes, c.dtypes = {}, {}
     for n, ss in samples.items():
         first = ss[0][1]
-        if isinstance(first, tuple) and first and isinstance(first[0], tuple) and \
-                len(first) == 2 and not isinstance(first[1], tuple) and \
-                not isinstance(first[0][0], tuple):
-            c.shapes[n] = _fit_dims(n, [(d, s[0]) for d, s in ss])
-            c.dtypes[n] = str(first[1])
+        if first[0] == "t":
+            c.shapes[n] = _fit_dims(n, [(d, s[1]) for d, s in ss])
         else:  # a tuple of tensors
             parts = []
-            for k, item in enumerate(first):
+            for k, item in enumerate(first[1]):
                 if item is None:
                     parts.append(None)
                     continue
-                parts.append(_fit_dims(n, [(d, s[k][0]) for d, s in ss]))
+                parts.append(_fit_dims(n, [(d, s[1][k][0]) for d, s in ss]))
             c.shapes[n] = tuple(parts)
     c.const = consts
     for n in an.graph.nodes:
@@ -1043,7 +1048,7 @@ def _lower(ep):
             raise NotImplementedError("aot_compile: a program returning a Python constant "
                                       f"({o!r}) is not supported")
         v = c.operand(o)
-        dt = shapes0[o][1] if o in shapes0 else None
+        dt = shapes0[o][2] if o in shapes0 and shapes0[o][0] == "t" else None
         c.outputs.append((v, str(getattr(dt, "np", dt)) if dt is not None else "float32"))
     return c
 
@@ -1190,15 +1195,18 @@ def _generate(c, blas):
     lines.append("static const float er_scalars[] = {" +
                  (", ".join(_cf(x) for x in c.scalars) or "0.0f") + "};")
     lines.append(f"static const int er_n_in = {n_in}, er_n_out = {n_out};")
-    lines.append(f"static const int er_in_rank[] = {{{', '.join(str(v.rank) for _, v, _ in c.inputs) or '0'}}};")
-    lines.append(f"static const int er_out_rank[] = {{{', '.join(str(v.rank) for v, _ in c.outputs) or '0'}}};")
+    in_vals = [v for _, v, _ in c.inputs]
+    out_vals = [v for v, _ in c.outputs]
+    for kind, vals in (("in", in_vals), ("out", out_vals)):
+        ranks = ", ".join(str(v.rank) for v in vals) or "0"
+        lines.append(f"static const int er_{kind}_rank[] = {{{ranks}}};")
     lo = max(an.dim.min, 1) if dyn else 0
     hi = (an.dim.max if an.dim.max != float("inf") else 2 ** 62) if dyn else 0
     lines.append(f"static const int64_t er_dyn_min = {lo}, er_dyn_max = {hi};")
     lines.append(f"static const int er_dynamic = {int(dyn)};")
     # shapes of inputs and outputs as functions of D (a dimension that follows D is -1 when
     # D <= 0 is asked for)
-    for kind, vals in (("input", [v for _, v, _ in c.inputs]), ("output", [v for v, _ in c.outputs])):
+    for kind, vals in (("input", in_vals), ("output", out_vals)):
         lines.append(f"static void er_{kind}_dims(int i, int64_t D, int64_t *s) {{")
         lines.append("    switch (i) {")
         for i, v in enumerate(vals):
@@ -1527,19 +1535,40 @@ def build_flags(blas=None, march_native=False):
 
 
 def _compile_library(out_dir, flags, libs):
-    from ..compiler._codegen import c_compiler
+    """Build ``out_dir/ember_model.c`` into ``libember_model.so``. Libraries are cached
+    (``ember.compiler``'s cache directory, by a hash of the source, flags and compiler), so
+    compiling the same program again copies the cached library."""
+    import hashlib
+    import shutil
+
+    from ..compiler._codegen import c_compiler, cache_dir
     cc = c_compiler()
     if cc is None:
         raise RuntimeError("aot_compile: no C compiler found (set $CC, or install cc/gcc)")
     src = os.path.join(out_dir, "ember_model.c")
     final = os.path.join(out_dir, "libember_model.so")
+    with open(src, "rb") as f:
+        key = hashlib.sha256(f.read() + "\0".join([cc, *flags, *libs]).encode()).hexdigest()
+    cached = os.path.join(cache_dir(), "aot", f"{key[:32]}.so")
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp_", suffix=".so")
     os.close(fd)
     try:
+        if os.path.exists(cached):
+            shutil.copyfile(cached, tmp)
+            os.replace(tmp, final)
+            return final
         r = subprocess.run([cc, *flags, "-I", out_dir, "-o", tmp, src, *libs],
                            capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             raise RuntimeError(f"aot_compile: the C compiler failed:\n{r.stderr[-3000:]}")
+        try:  # keep a copy in the cache (best effort: a read-only cache is no error)
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            fd2, tmp2 = tempfile.mkstemp(dir=os.path.dirname(cached), prefix=".tmp_")
+            os.close(fd2)
+            shutil.copyfile(tmp, tmp2)
+            os.replace(tmp2, cached)
+        except OSError:
+            pass
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):

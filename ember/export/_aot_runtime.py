@@ -20,6 +20,12 @@ RUNTIME_C = r"""
 #endif
 
 #define ER_MAXD 8
+/* kernels are compiled once, not inlined into the long run function (keeps builds fast) */
+#if defined(__GNUC__)
+#define ER_K static __attribute__((noinline))
+#else
+#define ER_K static
+#endif
 
 static int64_t er_numel(const int64_t *s, int r) {
     int64_t n = 1;
@@ -48,7 +54,7 @@ static void er_row1(float *restrict c0, const float *restrict b, float a0, int64
     for (int64_t j = 0; j < n; j++) c0[j] += a0 * b[j];
 }
 
-static void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+ER_K void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float *C, int64_t ldc, int acc) {
 #ifdef EMBER_USE_CBLAS
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
@@ -80,7 +86,7 @@ static void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
 }
 
 /* y[M,N] = x[M,K] wt[K,N] + b[N]   (wt: the weight transposed at export time) */
-static void er_linear(const float *x, const float *wt, const float *b, float *y,
+ER_K void er_linear(const float *x, const float *wt, const float *b, float *y,
                       int64_t M, int64_t K, int64_t N) {
     if (b) {
         for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof(float));
@@ -91,14 +97,14 @@ static void er_linear(const float *x, const float *wt, const float *b, float *y,
 /* batched matmul with broadcast batch dims: a [.., M, K], b [.., K, N] -> y [.., M, N];
  * astr/bstr: the element offset between consecutive batches of a and b, per output batch
  * index (computed by the caller from the broadcast shapes). */
-static void er_bmm(const float *a, const float *b, float *y, int64_t nbatch,
+ER_K void er_bmm(const float *a, const float *b, float *y, int64_t nbatch,
                    const int64_t *aoff, const int64_t *boff, int64_t M, int64_t K, int64_t N) {
     for (int64_t i = 0; i < nbatch; i++)
         er_gemm(M, N, K, a + aoff[i], K, b + boff[i], N, y + i * M * N, N, 0);
 }
 
 /* offsets of each batch of an operand broadcast to the output's batch shape */
-static void er_batch_offsets(const int64_t *oshape, const int64_t *ishape, int r,
+ER_K void er_batch_offsets(const int64_t *oshape, const int64_t *ishape, int r,
                              int64_t mat, int64_t *off) {
     int64_t n = er_numel(oshape, r);
     int64_t st[ER_MAXD], s = mat;
@@ -120,7 +126,7 @@ static void er_batch_offsets(const int64_t *oshape, const int64_t *ishape, int r
  * 2-D convolution over x [N, C, H, W] with w [Co, C/g * kh * kw] (flattened) and bias.
  * Depthwise convolutions (one input channel per group) run as direct loops; 1x1 stride-1
  * unpadded ones as one GEMM per image and group; the rest as im2col into `col` + GEMM. */
-static void er_conv2d(const float *x, const float *w, const float *bias, float *y, float *col,
+ER_K void er_conv2d(const float *x, const float *w, const float *bias, float *y, float *col,
                       int64_t N, int64_t C, int64_t H, int64_t W, int64_t Co, int64_t kh,
                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                       int64_t dw, int64_t g, int64_t OH, int64_t OW) {
@@ -188,7 +194,7 @@ static void er_conv2d(const float *x, const float *w, const float *bias, float *
 }
 
 /* ------------------------------------------------------------------ pooling (2-D) */
-static void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
+ER_K void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                          int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW) {
     for (int64_t c = 0; c < NC; c++) {
@@ -212,7 +218,7 @@ static void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_
 }
 
 /* window sums divided by `div` (one number) or `divs` (one divisor per output position) */
-static void er_avgpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
+ER_K void er_avgpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                          int64_t pw, int64_t OH, int64_t OW, float div, const float *divs) {
     for (int64_t c = 0; c < NC; c++) {
@@ -237,7 +243,7 @@ static void er_avgpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_
 /* ------------------------------------------------------------------ elementwise
  * Operands are broadcast to the output shape (rank r): strides of a broadcast dimension
  * are 0. The fast path (every operand full-size) is one flat loop. */
-static void er_strides(const int64_t *oshape, const int64_t *ishape, int r, int ir,
+ER_K void er_strides(const int64_t *oshape, const int64_t *ishape, int r, int ir,
                        int64_t *st) {
     (void)oshape;
     int64_t s = 1;
@@ -287,7 +293,7 @@ static float er_unop(int op, float a, float p0, float p1) {
     }
 }
 
-static void er_unary(int op, const float *a, float *y, int64_t n, float p0, float p1) {
+ER_K void er_unary(int op, const float *a, float *y, int64_t n, float p0, float p1) {
     switch (op) {  /* the common activations get their own loops, so they vectorise */
     case 2:
         for (int64_t i = 0; i < n; i++) y[i] = a[i] > 0.0f ? a[i] : (a[i] != a[i] ? a[i] : 0.0f);
@@ -322,7 +328,7 @@ static inline float er_binop(int op, float a, float b) {
     }
 }
 
-static void er_binary(int op, const float *a, const int64_t *as, int ar, const float *b,
+ER_K void er_binary(int op, const float *a, const int64_t *as, int ar, const float *b,
                       const int64_t *bs, int br, float *y, const int64_t *ys, int r) {
     int64_t n = er_numel(ys, r);
     if (er_numel(as, ar) == n && er_numel(bs, br) == n) {
@@ -356,7 +362,7 @@ static void er_binary(int op, const float *a, const int64_t *as, int ar, const f
 }
 
 /* where(c, a, b) with broadcasting (c nonzero selects a) */
-static void er_where(const float *c, const int64_t *cs, int cr, const float *a,
+ER_K void er_where(const float *c, const int64_t *cs, int cr, const float *a,
                      const int64_t *as, int ar, const float *b, const int64_t *bs, int br,
                      float *y, const int64_t *ys, int r) {
     int64_t n = er_numel(ys, r);
@@ -379,7 +385,7 @@ static void er_where(const float *c, const int64_t *cs, int cr, const float *a,
 
 /* ------------------------------------------------------------------ data movement
  * y = x viewed with element strides `st` (any layout: permutes, broadcasts, slices). */
-static void er_strided_copy(const float *x, int64_t off, const int64_t *st, float *y,
+ER_K void er_strided_copy(const float *x, int64_t off, const int64_t *st, float *y,
                             const int64_t *ys, int r) {
     int64_t n = er_numel(ys, r), idx[ER_MAXD] = {0};
     if (r == 0) {
@@ -400,7 +406,7 @@ static void er_strided_copy(const float *x, int64_t off, const int64_t *st, floa
     }
 }
 
-static void er_permute(const float *x, const int64_t *xs, int r, const int64_t *perm, float *y) {
+ER_K void er_permute(const float *x, const int64_t *xs, int r, const int64_t *perm, float *y) {
     int64_t xst[ER_MAXD], st[ER_MAXD], ys[ER_MAXD], s = 1;
     for (int d = r - 1; d >= 0; d--) {
         xst[d] = s;
@@ -414,21 +420,23 @@ static void er_permute(const float *x, const int64_t *xs, int r, const int64_t *
 }
 
 /* copy x [outer, n, inner] into y [outer, total, inner] at offset `at` along the middle */
-static void er_place(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+ER_K void er_place(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                      int64_t total, int64_t at) {
     for (int64_t o = 0; o < outer; o++)
-        memcpy(y + (o * total + at) * inner, x + o * n * inner, (size_t)(n * inner) * sizeof(float));
+        memcpy(y + (o * total + at) * inner, x + o * n * inner,
+               (size_t)(n * inner) * sizeof(float));
 }
 
 /* y [outer, n, inner] = x [outer, total, inner] from offset `at` along the middle */
-static void er_take(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+ER_K void er_take(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                     int64_t total, int64_t at) {
     for (int64_t o = 0; o < outer; o++)
-        memcpy(y + o * n * inner, x + (o * total + at) * inner, (size_t)(n * inner) * sizeof(float));
+        memcpy(y + o * n * inner, x + (o * total + at) * inner,
+               (size_t)(n * inner) * sizeof(float));
 }
 
 /* rows of w [V, D] picked by ids; an id outside [0, V) is an error (returns 1) */
-static int er_embedding(const float *w, int64_t V, int64_t D, const float *ids, int64_t n,
+ER_K int er_embedding(const float *w, int64_t V, int64_t D, const float *ids, int64_t n,
                         float *y) {
     for (int64_t i = 0; i < n; i++) {
         float f = ids[i];
@@ -441,7 +449,7 @@ static int er_embedding(const float *w, int64_t V, int64_t D, const float *ids, 
 
 /* ------------------------------------------------------------------ reductions
  * x viewed as [outer, n, inner]; op 0 sum, 1 mean, 2 max, 3 min (sums in double) */
-static void er_reduce(int op, const float *x, float *y, int64_t outer, int64_t n,
+ER_K void er_reduce(int op, const float *x, float *y, int64_t outer, int64_t n,
                       int64_t inner) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -463,7 +471,7 @@ static void er_reduce(int op, const float *x, float *y, int64_t outer, int64_t n
 }
 
 /* index of the max (op 0) or min (op 1) along the middle axis, first one on ties */
-static void er_argreduce(int op, const float *x, float *y, int64_t outer, int64_t n,
+ER_K void er_argreduce(int op, const float *x, float *y, int64_t outer, int64_t n,
                          int64_t inner) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -479,7 +487,7 @@ static void er_argreduce(int op, const float *x, float *y, int64_t outer, int64_
 }
 
 /* softmax / log_softmax over the middle axis of [outer, n, inner] */
-static void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+ER_K void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                        int log_) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -505,7 +513,7 @@ static void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64
 }
 
 /* layer norm over the last n elements of each of `rows` rows; w, b over those n (or NULL) */
-static void er_layernorm(const float *x, const float *w, const float *b, float *y,
+ER_K void er_layernorm(const float *x, const float *w, const float *b, float *y,
                          int64_t rows, int64_t n, float eps) {
     for (int64_t r = 0; r < rows; r++) {
         const float *p = x + r * n;
@@ -529,7 +537,7 @@ static void er_layernorm(const float *x, const float *w, const float *b, float *
 }
 
 /* tril (upper=0) / triu (upper=1) over the last two dims [.., R, C] */
-static void er_tri(const float *x, float *y, int64_t batch, int64_t R, int64_t C, int64_t k,
+ER_K void er_tri(const float *x, float *y, int64_t batch, int64_t R, int64_t C, int64_t k,
                    int upper) {
     for (int64_t b = 0; b < batch; b++)
         for (int64_t i = 0; i < R; i++)
@@ -543,7 +551,7 @@ static void er_tri(const float *x, float *y, int64_t batch, int64_t R, int64_t C
  * x [T, N, I]; h0, c0 [N, H]; wih_t [I, 4H], whh_t [H, 4H] (transposed), bias [4H] (the sum
  * of both biases, or NULL); gates in PyTorch's order i, f, g, o. out [T, N, H], hn, cn
  * [N, H]; xw [T*N, 4H] and gates [N, 4H] are scratch. */
-static void er_lstm(const float *x, const float *h0, const float *c0, const float *wih_t,
+ER_K void er_lstm(const float *x, const float *h0, const float *c0, const float *wih_t,
                     const float *whh_t, const float *bias, float *out, float *hn, float *cn,
                     float *xw, float *gates, int64_t T, int64_t N, int64_t I, int64_t H,
                     int reverse) {
