@@ -296,3 +296,47 @@ def test_second_dynamic_dim_refused(tmp_path):
     ep = export(model, (x,), dynamic_shapes={"x": {0: Dim("b"), 1: Dim("t")}})
     with pytest.raises(NotImplementedError, match="one"):
         aot_compile(ep, str(tmp_path))
+
+
+# ---------------------------------------------------------------------- examples/deploy_c
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEPLOY = os.path.join(ROOT, "examples", "deploy_c")
+
+
+def _run(cmd, **kw):
+    import subprocess
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+    assert r.returncode == 0, (cmd, r.stdout[-2000:], r.stderr[-3000:])
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def deploy_build(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("deploy_c"))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    _run([sys.executable, os.path.join(DEPLOY, "export_model.py"), out, "--batch", "3"],
+         env=env)
+    return out
+
+
+@pytest.mark.parametrize("lang", ["c", "c++"])
+def test_deploy_example_prints_embers_outputs(lang, deploy_build):
+    out = deploy_build
+    if lang == "c":
+        cc, src, extra = c_compiler(), "main.c", ["-lm"]
+    else:
+        cc, src, extra = shutil.which("c++") or shutil.which("g++"), "main.cpp", ["-std=c++17"]
+    if cc is None:
+        pytest.skip(f"no {lang} compiler")
+    exe = os.path.join(out, f"main_{'c' if lang == 'c' else 'cpp'}")
+    _run([cc, "-Wall", "-Werror", os.path.join(DEPLOY, src), "-I", out, "-L", out,
+          "-lember_model", *extra, f"-Wl,-rpath,{out}", "-o", exe])
+    got = np.array([float(v) for v in _run([exe, out]).split()], np.float32)
+    ref = np.loadtxt(os.path.join(out, "reference.txt"), dtype=np.float32)
+    assert got.shape == ref.shape == (3 * 10,)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # a missing weights file is reported, not a crash
+    import subprocess
+    r = subprocess.run([exe, os.path.join(out, "nowhere")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "cannot open the weights file" in r.stderr
