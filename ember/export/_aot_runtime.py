@@ -34,52 +34,117 @@ static int64_t er_numel(const int64_t *s, int r) {
 }
 
 /* ------------------------------------------------------------------ GEMM
- * C[M,N] = A[M,K] B[K,N] (+ C when acc), row-major with leading dimensions. The portable
- * kernel walks K in blocks and updates four rows of C at once, so each row of B loaded from
- * cache serves four multiply-adds; the innermost loop is over contiguous columns and is
- * vectorised by the compiler (restrict pointers). */
-static void er_rows4(float *restrict c0, float *restrict c1, float *restrict c2,
-                     float *restrict c3, const float *restrict b, float a0, float a1,
-                     float a2, float a3, int64_t n) {
-    for (int64_t j = 0; j < n; j++) {
-        float bj = b[j];
-        c0[j] += a0 * bj;
-        c1[j] += a1 * bj;
-        c2[j] += a2 * bj;
-        c3[j] += a3 * bj;
+ * C[M,N] = A[M,K] B[K,N] (+ C when acc), row-major with leading dimensions.
+ * The portable kernel: B is packed panel by panel (16 columns x 256 rows, contiguous, so
+ * the panel sits in L1 instead of striding across cache sets), then a 4 x 16 block of C is
+ * kept in registers while K is walked: per step four broadcasts of A, one 16-wide row of the
+ * panel, 64 multiply-adds. One or two rows (batch-1 linear layers) stream B's rows instead.
+ * On x86-64 Linux with GCC the hot kernels are also built for AVX2, chosen by CPU feature
+ * when the library loads (target_clones): fast without -march=native, and portable. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ER_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ER_CLONES
+#endif
+enum { ER_MR = 4, ER_NR = 16, ER_KC = 256 };
+
+#if defined(__GNUC__)
+/* GCC/clang vector extensions: 8 floats (two SSE registers where AVX is absent) */
+typedef float er_v8 __attribute__((vector_size(32)));
+
+#define ER_INLINE static inline __attribute__((always_inline))
+
+ER_INLINE void er_block_full(int64_t K, const float *restrict A, int64_t lda,
+                                 const float *restrict Bp, float *restrict C, int64_t ldc,
+                                 int64_t nr) {
+    er_v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0},
+          c31 = {0};
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    for (int64_t k = 0; k < K; k++) {
+        er_v8 b0, b1;
+        memcpy(&b0, Bp + k * ER_NR, sizeof b0);
+        memcpy(&b1, Bp + k * ER_NR + 8, sizeof b1);
+        float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+        c00 += x0 * b0; c01 += x0 * b1;
+        c10 += x1 * b0; c11 += x1 * b1;
+        c20 += x2 * b0; c21 += x2 * b1;
+        c30 += x3 * b0; c31 += x3 * b1;
+    }
+    float t[ER_MR][ER_NR];
+    memcpy(t[0], &c00, 32); memcpy(t[0] + 8, &c01, 32);
+    memcpy(t[1], &c10, 32); memcpy(t[1] + 8, &c11, 32);
+    memcpy(t[2], &c20, 32); memcpy(t[2] + 8, &c21, 32);
+    memcpy(t[3], &c30, 32); memcpy(t[3] + 8, &c31, 32);
+    for (int r = 0; r < ER_MR; r++)
+        for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += t[r][j];
+}
+#else
+static inline void er_block_full(int64_t K, const float *restrict A, int64_t lda,
+                                 const float *restrict Bp, float *restrict C, int64_t ldc,
+                                 int64_t nr) {
+    float c[ER_MR][ER_NR] = {{0}};
+    for (int64_t k = 0; k < K; k++)
+        for (int r = 0; r < ER_MR; r++) {
+            float a = A[r * lda + k];
+            for (int j = 0; j < ER_NR; j++) c[r][j] += a * Bp[k * ER_NR + j];
+        }
+    for (int r = 0; r < ER_MR; r++)
+        for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += c[r][j];
+}
+#endif
+
+static inline void er_block_edge(int64_t K, const float *restrict A, int64_t lda,
+                                 const float *restrict Bp, float *restrict C, int64_t ldc,
+                                 int64_t mr, int64_t nr) {
+    for (int64_t r = 0; r < mr; r++) {
+        float c[ER_NR] = {0};
+        for (int64_t k = 0; k < K; k++) {
+            float a = A[r * lda + k];
+            for (int j = 0; j < ER_NR; j++) c[j] += a * Bp[k * ER_NR + j];
+        }
+        for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += c[j];
     }
 }
 
-static void er_row1(float *restrict c0, const float *restrict b, float a0, int64_t n) {
-    for (int64_t j = 0; j < n; j++) c0[j] += a0 * b[j];
+static inline void er_row_stream(int64_t N, int64_t K, const float *restrict a,
+                                 const float *restrict B, int64_t ldb, float *restrict c) {
+    for (int64_t k = 0; k < K; k++) {
+        float ak = a[k];
+        const float *b = B + k * ldb;
+        for (int64_t j = 0; j < N; j++) c[j] += ak * b[j];
+    }
 }
 
-ER_K void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float *C, int64_t ldc, int acc) {
+ER_CLONES ER_K void er_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                            const float *B, int64_t ldb, float *C, int64_t ldc, int acc) {
 #ifdef EMBER_USE_CBLAS
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
                 (int)lda, B, (int)ldb, acc ? 1.0f : 0.0f, C, (int)ldc);
 #else
-    enum { KB = 256, NB = 512 };
     if (!acc)
         for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
-    for (int64_t k0 = 0; k0 < K; k0 += KB) {
-        int64_t k1 = k0 + KB < K ? k0 + KB : K;
-        for (int64_t j0 = 0; j0 < N; j0 += NB) {
-            int64_t nb = j0 + NB < N ? NB : N - j0;
-            int64_t i = 0;
-            for (; i + 4 <= M; i += 4) {
-                float *c0 = C + i * ldc + j0;
-                const float *a = A + i * lda;
-                for (int64_t k = k0; k < k1; k++)
-                    er_rows4(c0, c0 + ldc, c0 + 2 * ldc, c0 + 3 * ldc, B + k * ldb + j0,
-                             a[k], a[lda + k], a[2 * lda + k], a[3 * lda + k], nb);
+    if (M < 3) {
+        for (int64_t i = 0; i < M; i++) er_row_stream(N, K, A + i * lda, B, ldb, C + i * ldc);
+        return;
+    }
+    float Bp[ER_KC * ER_NR];
+    for (int64_t j0 = 0; j0 < N; j0 += ER_NR) {
+        int64_t nr = N - j0 < ER_NR ? N - j0 : ER_NR;
+        for (int64_t k0 = 0; k0 < K; k0 += ER_KC) {
+            int64_t kc = K - k0 < ER_KC ? K - k0 : ER_KC;
+            for (int64_t k = 0; k < kc; k++) {
+                const float *b = B + (k0 + k) * ldb + j0;
+                float *p = Bp + k * ER_NR;
+                int64_t j = 0;
+                for (; j < nr; j++) p[j] = b[j];
+                for (; j < ER_NR; j++) p[j] = 0.0f;
             }
-            for (; i < M; i++) {
-                float *c0 = C + i * ldc + j0;
-                for (int64_t k = k0; k < k1; k++)
-                    er_row1(c0, B + k * ldb + j0, A[i * lda + k], nb);
-            }
+            int64_t i0 = 0;
+            for (; i0 + ER_MR <= M; i0 += ER_MR)
+                er_block_full(kc, A + i0 * lda + k0, lda, Bp, C + i0 * ldc + j0, ldc, nr);
+            if (i0 < M)
+                er_block_edge(kc, A + i0 * lda + k0, lda, Bp, C + i0 * ldc + j0, ldc, M - i0,
+                              nr);
         }
     }
 #endif
@@ -126,7 +191,8 @@ ER_K void er_batch_offsets(const int64_t *oshape, const int64_t *ishape, int r,
  * 2-D convolution over x [N, C, H, W] with w [Co, C/g * kh * kw] (flattened) and bias.
  * Depthwise convolutions (one input channel per group) run as direct loops; 1x1 stride-1
  * unpadded ones as one GEMM per image and group; the rest as im2col into `col` + GEMM. */
-ER_K void er_conv2d(const float *x, const float *w, const float *bias, float *y, float *col,
+ER_CLONES ER_K void er_conv2d(const float *x, const float *w, const float *bias, float *y,
+                              float *col,
                       int64_t N, int64_t C, int64_t H, int64_t W, int64_t Co, int64_t kh,
                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                       int64_t dw, int64_t g, int64_t OH, int64_t OW) {
@@ -194,7 +260,7 @@ ER_K void er_conv2d(const float *x, const float *w, const float *bias, float *y,
 }
 
 /* ------------------------------------------------------------------ pooling (2-D) */
-ER_K void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
+ER_CLONES ER_K void er_maxpool2d(const float *x, float *y, int64_t NC, int64_t H, int64_t W,
                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                          int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW) {
     for (int64_t c = 0; c < NC; c++) {
@@ -293,7 +359,7 @@ static float er_unop(int op, float a, float p0, float p1) {
     }
 }
 
-ER_K void er_unary(int op, const float *a, float *y, int64_t n, float p0, float p1) {
+ER_CLONES ER_K void er_unary(int op, const float *a, float *y, int64_t n, float p0, float p1) {
     switch (op) {  /* the common activations get their own loops, so they vectorise */
     case 2:
         for (int64_t i = 0; i < n; i++) y[i] = a[i] > 0.0f ? a[i] : (a[i] != a[i] ? a[i] : 0.0f);
@@ -328,7 +394,7 @@ static inline float er_binop(int op, float a, float b) {
     }
 }
 
-ER_K void er_binary(int op, const float *a, const int64_t *as, int ar, const float *b,
+ER_CLONES ER_K void er_binary(int op, const float *a, const int64_t *as, int ar, const float *b,
                       const int64_t *bs, int br, float *y, const int64_t *ys, int r) {
     int64_t n = er_numel(ys, r);
     if (er_numel(as, ar) == n && er_numel(bs, br) == n) {
@@ -487,7 +553,7 @@ ER_K void er_argreduce(int op, const float *x, float *y, int64_t outer, int64_t 
 }
 
 /* softmax / log_softmax over the middle axis of [outer, n, inner] */
-ER_K void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+ER_CLONES ER_K void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                        int log_) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -513,7 +579,7 @@ ER_K void er_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t
 }
 
 /* layer norm over the last n elements of each of `rows` rows; w, b over those n (or NULL) */
-ER_K void er_layernorm(const float *x, const float *w, const float *b, float *y,
+ER_CLONES ER_K void er_layernorm(const float *x, const float *w, const float *b, float *y,
                          int64_t rows, int64_t n, float eps) {
     for (int64_t r = 0; r < rows; r++) {
         const float *p = x + r * n;
@@ -551,7 +617,7 @@ ER_K void er_tri(const float *x, float *y, int64_t batch, int64_t R, int64_t C, 
  * x [T, N, I]; h0, c0 [N, H]; wih_t [I, 4H], whh_t [H, 4H] (transposed), bias [4H] (the sum
  * of both biases, or NULL); gates in PyTorch's order i, f, g, o. out [T, N, H], hn, cn
  * [N, H]; xw [T*N, 4H] and gates [N, 4H] are scratch. */
-ER_K void er_lstm(const float *x, const float *h0, const float *c0, const float *wih_t,
+ER_CLONES ER_K void er_lstm(const float *x, const float *h0, const float *c0, const float *wih_t,
                     const float *whh_t, const float *bias, float *out, float *hn, float *cn,
                     float *xw, float *gates, int64_t T, int64_t N, int64_t I, int64_t H,
                     int reverse) {
