@@ -461,6 +461,10 @@ def _avgpool(c, node, x, ks, st, pads, osz, div):
         if div not in c.const:
             raise _Unsupported("average pooling with a run-time divisor")
         arr = np.asarray(c.const[div], dtype=np.float64)
+        lead = arr.shape[:max(arr.ndim - len(osz), 0)]
+        if any(s != 1 for s in lead):
+            raise _Unsupported("average pooling with a per-channel divisor")
+        arr = arr.reshape(arr.shape[len(lead):])
         per = np.broadcast_to(arr, tuple(int(s) for s in osz)).reshape(-1)
         if np.all(per == per[0]):
             dv, divs = _cf(per[0]), "NULL"
@@ -899,7 +903,8 @@ class _Analysis:
         def is_const(a):
             return not isinstance(a, Node) or a in consts
 
-        with no_grad():
+        # the synthetic inputs (zero ids, all-false masks) may make NaNs: only shapes matter
+        with no_grad(), np.errstate(all="ignore"):
             for n in self.graph.nodes:
                 if n.op == "placeholder":
                     if n in self.lifted:

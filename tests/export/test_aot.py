@@ -340,3 +340,132 @@ def test_deploy_example_prints_embers_outputs(lang, deploy_build):
     r = subprocess.run([exe, os.path.join(out, "nowhere")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1 and "cannot open the weights file" in r.stderr
+
+
+# ---------------------------------------------------------------------- layers and ops
+class _ConvPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(6, 8, 3, dilation=2, groups=2, padding=2, bias=False)
+        self.dw = nn.Conv2d(8, 8, 3, stride=2, groups=8, padding=1)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.same = nn.Conv2d(8, 4, 4, padding="same")
+        self.bn = nn.BatchNorm2d(8)
+        self.c1d = nn.Conv1d(4, 5, 3, padding=1, stride=2)
+
+    def forward(self, x):
+        y = self.c2(nn.functional.hardswish(self.c1(x)))
+        y = nn.functional.relu6(self.bn(self.dw(y)))
+        y = self.same(nn.functional.silu(self.pw(y)))
+        a = nn.functional.max_pool2d(y, 3, stride=2, padding=1)
+        b = nn.functional.avg_pool2d(y, 3, stride=2, padding=1, count_include_pad=False)
+        c = nn.functional.adaptive_avg_pool2d(y, (3, 2))
+        d = nn.functional.max_pool2d(y, 2, ceil_mode=True)
+        e = self.c1d(x.mean(2))
+        f = nn.functional.avg_pool1d(nn.functional.max_pool1d(e, 2), 2)
+        return (a.flatten(1), b.sum((2, 3)), c, d.amax(-1), f,
+                nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+class _Activations(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 12)
+        self.ln = nn.LayerNorm(12)
+        self.bn = nn.BatchNorm1d(12)
+
+    def forward(self, x):
+        h = self.ln(self.lin(x))
+        F = nn.functional
+        outs = [F.gelu(h), F.gelu(h, approximate="tanh"), ember.tanh(h), ember.sigmoid(h),
+                F.silu(h), F.hardswish(h), F.elu(h), F.leaky_relu(h, 0.2), F.softplus(h),
+                F.hardsigmoid(h), F.relu(h), h.clamp(min=-0.5), h.clamp(max=0.5),
+                F.softmax(h, dim=-1), F.log_softmax(h, dim=0), ember.exp(h * 0.1),
+                ember.sqrt(h.abs() + 1), ember.rsqrt(h * h + 1), h.pow(2), h.pow(3),
+                ember.maximum(h, -h), ember.minimum(h, h * 2), self.bn(h), h / 3 - 1]
+        return ember.stack(outs, dim=1)
+
+
+class _Shapes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(ember.randn(5, 7))
+
+    def forward(self, x, mask):
+        # x: (B, 4, 5), mask: (B, 4) bool
+        y = x.permute(0, 2, 1) @ x                        # (B, 5, 5) bmm
+        z = x @ self.w                                     # (B, 4, 7) batch @ matrix
+        s = ember.cat([z[:, 1:3, ::2], z[:, :2, 1:5:3]], dim=2)
+        t = x.transpose(1, 2).reshape(x.shape[0], -1)
+        m = x.masked_fill(mask.unsqueeze(-1), -1.0)
+        w = ember.where(mask, x.sum(-1), ember.zeros(()))
+        a, b = x.split([2, 2], dim=1)
+        e = x[:, None, 0, :].expand(x.shape[0], 3, 5)
+        mx, idx = y.max(dim=1)
+        return (y, s, t, m, w, a * b, e, mx, idx, x.argmax(-1), z.mean(1, keepdim=True),
+                ember.tril(y, 0), y.triu(1), x.unbind(1)[2], x.narrow(1, 1, 2))
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 24)
+
+    def forward(self, x, keep):
+        B, T, _ = x.shape
+        q, k, v = self.proj(x).view(B, T, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+        F = nn.functional
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        b = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return a + b
+
+
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6, padding_idx=0)
+        self.lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+
+    def forward(self, tokens):
+        out, (h, c) = self.lstm(self.emb(tokens))
+        return out, h.permute(1, 0, 2), c.sum(0)
+
+
+def _layer_cases():
+    r = ember.randn
+    mask = ember.tensor([[False, True, False, False], [True, False, False, True],
+                         [False, False, True, False]])
+    keep = ember.ones(3, 6, dtype=ember.bool)
+    keep[0, 4:] = False
+    return {
+        "conv_pool": (_ConvPool(), (r(3, 4, 13, 11),)),
+        "activations": (_Activations(), (r(3, 6),)),
+        "shapes": (_Shapes(), (r(3, 4, 5), mask)),
+        "attention": (_Attention(), (r(3, 6, 8), keep)),
+        "recurrent": (_Recurrent(), (ember.randint(0, 20, (3, 7)),)),
+    }
+
+
+@pytest.mark.parametrize("name", ["conv_pool", "activations", "shapes", "attention",
+                                  "recurrent"])
+def test_layers_match_eager(name, tmp_path):
+    ember.manual_seed(3)
+    model, args = _layer_cases()[name]
+    model.eval()
+    _randomise_batchnorm(model)
+    import inspect
+    params = list(inspect.signature(model.forward).parameters)[:len(args)]
+    ep = export(model, args, dynamic_shapes={p: {0: Dim("batch", min=1)} for p in params})
+    aot_compile(ep, str(tmp_path))
+    lib = aot_load(str(tmp_path))
+    for b in (3, 2, 5):
+        inputs = args if b == 3 else _with_batch(args, b)
+        with ember.no_grad():
+            ref = model(*inputs)
+        got = lib(*inputs)
+        refs = ref if isinstance(ref, tuple) else (ref,)
+        gots = got if isinstance(got, tuple) else (got,)
+        assert len(gots) == len(refs)
+        for g, rr in zip(gots, refs):
+            _close(g, rr)
