@@ -469,3 +469,27 @@ def test_layers_match_eager(name, tmp_path):
         assert len(gots) == len(refs)
         for g, rr in zip(gots, refs):
             _close(g, rr)
+
+
+def test_aoti_package_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path / "cache"))
+    import ember._inductor as inductor
+    model = nn.Sequential(nn.Linear(5, 7), nn.GELU(), nn.Linear(7, 2)).eval()
+    x = ember.randn(4, 5)
+    ep = export(model, (x,), dynamic_shapes={"input": {0: Dim("batch", min=1)}})
+    path = inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "m.pt2"))
+    assert path == str(tmp_path / "m.pt2") and os.path.getsize(path) > 0
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    compiled = inductor.aoti_load_package(path)
+    for b in (4, 1):
+        xb = ember.randn(b, 5)
+        with ember.no_grad():
+            _close(compiled(xb), model(xb))
+    with pytest.raises(ValueError, match=".pt2"):
+        inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "m.zip"))
+    bad = tmp_path / "bad.pt2"
+    import zipfile
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("model/other.txt", "x")
+    with pytest.raises(RuntimeError, match="not an ember AOT package"):
+        inductor.aoti_load_package(str(bad))
