@@ -409,8 +409,12 @@ def _conv(c, node, x, w, b, stride, pads, dilation, groups):
     warr = c.const[w]
     ks = tuple(warr.shape[2:])
     xd, pads, ks, stride, dilation = _spatial2d(list(vx.dims), pads, ks, stride, dilation)
-    vw = c.operand(w)
-    vb = c.operand(b) if b is not None else None
+    folded = getattr(c, "conv_params", {}).get(node)
+    if folded is not None:  # batch norm folded in (see _fold_channel_affine)
+        vw, vb = c.add_const(folded[0]), c.add_const(folded[1])
+    else:
+        vw = c.operand(w)
+        vb = c.operand(b) if b is not None else None
     od = c.dims_of(node)
     od2 = od[:2] + [Dimx(0, 1)] + od[2:] if len(od) == 3 else od
     out = c.new_buf(od)
@@ -1038,6 +1042,7 @@ def _lower(ep):
                 parts.append(_fit_dims(n, [(d, s[1][k][0]) for d, s in ss]))
             c.shapes[n] = tuple(parts)
     c.const = consts
+    _fold_channel_affine(c, an.graph)
     for n in an.graph.nodes:
         try:
             _lower_node(c, an, n, fills, (operator, set_grad_enabled, sym_size, Node))
@@ -1058,8 +1063,66 @@ def _lower(ep):
     return c
 
 
+_AFFINE = {"Add", "Sub", "Mul", "Div"}
+
+
+def _fold_channel_affine(c, graph):
+    """Fold ``conv -> (+ - * /) per-channel constant`` chains (eval-mode batch norm after
+    constant folding) into the convolution's weight and bias, as inference compilers do.
+    ``c.conv_params[conv] = (weight, bias)``; each folded node reads the conv's value."""
+    from ..fx import Node
+    c.conv_params, c.folded_into = {}, {}
+    for n in graph.nodes:
+        if n.op != "call_function" or _op_name(n.target) != ("ConvNd", False) or \
+                n.args[1] not in c.const or (n.args[2] is not None and n.args[2] not in c.const):
+            continue
+        w = np.array(c.const[n.args[1]], dtype=np.float64)
+        co = w.shape[0]
+        b = np.zeros(co) if n.args[2] is None else np.array(c.const[n.args[2]], np.float64)
+        rank = len(c.shapes[n])
+        tail, changed = n, False
+        while len(tail.users) == 1:
+            u = next(iter(tail.users))
+            name, inplace = _op_name(u.target) if u.op == "call_function" else (None, False)
+            if name not in _AFFINE or inplace or u.kwargs or len(u.args) != 2:
+                break
+            first = u.args[0] is tail
+            other = u.args[1] if first else u.args[0]
+            if other is tail or (not first and name in ("Sub", "Div")):
+                break
+            if isinstance(other, Node):
+                if other not in c.const:
+                    break
+                arr = np.asarray(c.const[other], np.float64)
+            elif isinstance(other, (int, float)) and not isinstance(other, bool):
+                arr = np.asarray(float(other))
+            else:
+                break
+            try:  # a per-channel vector: broadcasts to (1, C, 1, ...) and not beyond
+                full = np.broadcast_shapes(arr.shape, (1, co) + (1,) * (rank - 2))
+                vec = np.broadcast_to(arr, full).reshape(co) if \
+                    full == (1, co) + (1,) * (rank - 2) else None
+            except ValueError:
+                vec = None
+            if vec is None:
+                break
+            if name == "Mul":
+                w, b = w * vec.reshape((co,) + (1,) * (w.ndim - 1)), b * vec
+            elif name == "Div":
+                w, b = w / vec.reshape((co,) + (1,) * (w.ndim - 1)), b / vec
+            else:
+                b = b + vec if name == "Add" else b - vec
+            c.folded_into[u] = n
+            tail, changed = u, True
+        if changed:
+            c.conv_params[n] = (w.astype(np.float32), b.astype(np.float32))
+
+
 def _lower_node(c, an, n, fills, helpers):
     operator, set_grad_enabled, sym_size, Node = helpers
+    if n in c.folded_into:
+        c.vals[n] = c.vals[c.folded_into[n]]
+        return
     if n.op == "placeholder":
         if n in an.lifted:
             return
