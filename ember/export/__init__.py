@@ -302,11 +302,13 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     snapshot = {k: b._data.copy() for k, b in buffers.items()}
     versions = {k: b._vc[0] if getattr(b, "_vc", None) else None for k, b in buffers.items()}
     rng = _random.default_generator.get_state()
+    _capture._RECORD_LINES = True  # op nodes keep the user's source line (for exporters)
     try:
         base = _capture_once(mod, leaves, names, in_spec)
         if dyn:
             base = _generalise(mod, base, leaves, names, in_spec, dyn)
     finally:
+        _capture._RECORD_LINES = False
         for k, b in buffers.items():  # export leaves the module as it found it
             b._data[...] = snapshot[k]
             if versions[k] is not None:

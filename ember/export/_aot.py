@@ -139,7 +139,8 @@ class _Stmt:
 
 
 def _user_line(node):
-    st = node.meta.get("stack_trace") or node.meta.get("source_line")
+    st = node.meta.get("source_line") or node.meta.get("stack_trace") or \
+        getattr(node, "stack_trace", None)
     if st:
         return st.strip().splitlines()[-1].strip()
     return f"graph line `{node.format_node()}`" if hasattr(node, "format_node") else \
