@@ -134,8 +134,12 @@ class Val:
 
 
 class _Stmt:
-    def __init__(self, code, uses, defs, temps=()):
+    """One kernel call. ``inplace``: operands whose buffer the (single) output may take over
+    when this is their last use (pointwise kernels read each element before writing it)."""
+
+    def __init__(self, code, uses, defs, temps=(), inplace=()):
         self.code, self.uses, self.defs, self.temps = code, list(uses), list(defs), list(temps)
+        self.inplace = list(inplace)
 
 
 def _user_line(node):
@@ -197,8 +201,8 @@ class _Compiler:
         self.scalars.append(float(x))
         return v
 
-    def emit(self, code, uses, defs, temps=()):
-        self.stmts.append(_Stmt(code, uses, defs, temps))
+    def emit(self, code, uses, defs, temps=(), inplace=()):
+        self.stmts.append(_Stmt(code, uses, defs, temps, inplace))
 
     def operand(self, node_arg):
         """A tensor operand as a Val (Python numbers become scalars; folded constants go to
@@ -255,11 +259,11 @@ def _binary(c, node, a, b, *rest):
         e = c.scalars[vb.index]
         op = 20 if e == 2.0 else 23
         c.emit(f"er_unary({op}, {_ptr(va)}, {_ptr(out)}, {out.numel()}, {e!r}f, 0.0f);",
-               [va], [out])
+               [va], [out], inplace=[va])
         return out
     c.emit(f"er_binary({_BINOPS[name]}, {_ptr(va)}, {va.shape()}, {va.rank}, {_ptr(vb)}, "
            f"{vb.shape()}, {vb.rank}, {_ptr(out)}, {out.shape()}, {out.rank});",
-           [va, vb], [out])
+           [va, vb], [out], inplace=[v for v in (va, vb) if v.dims == out.dims])
     return out
 
 
@@ -271,7 +275,7 @@ def _unary_call(c, node, x, op, p0=0.0, p1=0.0):
     vx = c.operand(x)
     out = c.new_buf(c.dims_of(node))
     c.emit(f"er_unary({op}, {_ptr(vx)}, {_ptr(out)}, {out.numel()}, {_cf(p0)}, {_cf(p1)});",
-           [vx], [out])
+           [vx], [out], inplace=[vx])
     return out
 
 
@@ -1207,9 +1211,22 @@ def _plan_slots(c):
     dies = {}
     for key, k in last.items():
         dies.setdefault(k, []).append(key)
+    taken = set()   # operands whose slot an in-place output took over
     for k in range(end + 1):
+        stmt = c.stmts[k] if k < end else None
         for key in by_stmt.get(k, []):
             need = est[key]
+            if stmt is not None and len(stmt.defs) == 1 and id(stmt.defs[0].root()) == key:
+                cand = [id(v.root()) for v in stmt.inplace if v.root().kind == "buf"]
+                cand = [q for q in cand if q in slot_of and last.get(q) == k and
+                        q not in taken]
+                if cand:  # pointwise: write over an operand read for the last time
+                    s = slot_of[cand[0]]
+                    taken.add(cand[0])
+                    slot_size[s] = max(slot_size[s], need)
+                    slot_of[key] = s
+                    members[s].append(first[key][1])
+                    continue
             fits = [s for s in free if slot_size[s] >= need]
             if fits:
                 s = min(fits, key=lambda s: slot_size[s])
@@ -1225,7 +1242,8 @@ def _plan_slots(c):
             slot_of[key] = s
             members[s].append(first[key][1])
         for key in dies.get(k, []):
-            free.append(slot_of[key])
+            if key not in taken:
+                free.append(slot_of[key])
     return slot_of, members
 
 
