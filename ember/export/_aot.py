@@ -779,6 +779,19 @@ def _embedding(c, node, weight, idx, padding_idx=None, scale=False):
     return out
 
 
+@_rule("IndexSelect")
+def _index_select(c, node, x, dim, index):
+    vx, vi = c.operand(x), c.operand(index)
+    d = int(dim) % max(vx.rank, 1)
+    out = c.new_buf(c.dims_of(node))
+    o, total, i = _split3(vx.dims, d, d + 1)
+    c.emit(f"if (er_index_select({_ptr(vx)}, {_ptr(vi)}, {_ptr(out)}, {o}, {vi.numel()}, {i}, "
+           f"{total})) return er_fail(m, EMBER_ERR_VALUE, \"index_select: an index is not an "
+           f"integer in [-%lld, %lld)\", (long long)({total}), (long long)({total}));",
+           [vx, vi], [out])
+    return out
+
+
 @_rule("LSTMLayer")
 def _lstm(c, node, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
     if w_hr is not None:

@@ -513,6 +513,25 @@ ER_K int er_embedding(const float *w, int64_t V, int64_t D, const float *ids, in
     return 0;
 }
 
+/* y [outer, n, inner] = x [outer, total, inner] at indices idx (n of them) along the middle;
+ * an index outside [-total, total) is an error (returns 1) */
+ER_K int er_index_select(const float *x, const float *idx, float *y, int64_t outer,
+                         int64_t n, int64_t inner, int64_t total) {
+    for (int64_t k = 0; k < n; k++) {
+        float f = idx[k];
+        int64_t i = (int64_t)f;
+        if ((float)i != f || i < -total || i >= total) return 1;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < n; k++) {
+            int64_t i = (int64_t)idx[k];
+            if (i < 0) i += total;
+            memcpy(y + (o * n + k) * inner, x + (o * total + i) * inner,
+                   (size_t)inner * sizeof(float));
+        }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ reductions
  * x viewed as [outer, n, inner]; op 0 sum, 1 mean, 2 max, 3 min (sums in double) */
 ER_K void er_reduce(int op, const float *x, float *y, int64_t outer, int64_t n,

@@ -364,8 +364,10 @@ class _ConvPool(nn.Module):
         d = nn.functional.max_pool2d(y, 2, ceil_mode=True)
         e = self.c1d(x.mean(2))
         f = nn.functional.avg_pool1d(nn.functional.max_pool1d(e, 2), 2)
+        g = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        h = nn.functional.interpolate(y, size=(5, 4), mode="bilinear", align_corners=False)
         return (a.flatten(1), b.sum((2, 3)), c, d.amax(-1), f,
-                nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+                nn.functional.adaptive_avg_pool2d(y, 1).flatten(1), g, h)
 
 
 class _Activations(nn.Module):
@@ -402,9 +404,10 @@ class _Shapes(nn.Module):
         w = ember.where(mask, x.sum(-1), ember.zeros(()))
         a, b = x.split([2, 2], dim=1)
         e = x[:, None, 0, :].expand(x.shape[0], 3, 5)
+        sel = x.index_select(2, ember.tensor([4, 0, 2, 2]))
         mx, idx = y.max(dim=1)
         return (y, s, t, m, w, a * b, e, mx, idx, x.argmax(-1), z.mean(1, keepdim=True),
-                ember.tril(y, 0), y.triu(1), x.unbind(1)[2], x.narrow(1, 1, 2))
+                ember.tril(y, 0), y.triu(1), x.unbind(1)[2], x.narrow(1, 1, 2), sel)
 
 
 class _Attention(nn.Module):
