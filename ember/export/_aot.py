@@ -224,7 +224,7 @@ class _Compiler:
         return self.shapes[node]
 
 
-def _ptr(v, ws_name="ws"):
+def _ptr(v):
     """C expression of a value's data pointer (resolved after slot assignment)."""
     return f"@{id(v)}@"
 
@@ -1044,9 +1044,12 @@ def _lower(ep):
                 raise NotImplementedError(
                     f"aot_compile: node {n.name} is {dt} ({_user_line(n)}); the C library "
                     "computes in float32: export the model in float32")
+        if any(len(x[0]) > 8 for x in items):
+            raise NotImplementedError(f"aot_compile: node {n.name} has more than 8 dimensions "
+                                      f"({_user_line(n)}); the C kernels handle up to 8")
     c = _Compiler(ep)
     c.analysis = an
-    c.shapes, c.dtypes = {}, {}
+    c.shapes = {}
     for n, ss in samples.items():
         first = ss[0][1]
         if first[0] == "t":
@@ -1171,11 +1174,7 @@ def _lower_node(c, an, n, fills, helpers):
         seq, i = n.args
         got = c.vals.get(seq)
         if isinstance(got, list):
-            item = got[i]
-            if isinstance(item, _NotLowered):
-                c.vals[n] = item
-            else:
-                c.vals[n] = item
+            c.vals[n] = got[i]   # a _NotLowered part raises only if something reads it
             return
         raise _Unsupported(f"indexing the result of {seq.name}")
     for a in list(n.args) + list(n.kwargs.values()):

@@ -496,3 +496,15 @@ def test_aoti_package_round_trip(tmp_path, monkeypatch):
         z.writestr("model/other.txt", "x")
     with pytest.raises(RuntimeError, match="not an ember AOT package"):
         inductor.aoti_load_package(str(bad))
+
+
+def test_blas_option_links_the_named_library(tmp_path):
+    ep = export(nn.Linear(3, 2).eval(), (ember.randn(2, 3),))
+    # a CBLAS that does not exist: the build fails with the compiler's message, no library
+    with pytest.raises(RuntimeError, match="C compiler failed"):
+        aot_compile(ep, str(tmp_path), blas="ember_no_such_blas")
+    assert not os.path.exists(tmp_path / "libember_model.so")
+    from ember.export._aot import build_flags
+    flags, libs = build_flags("openblas", march_native=True)
+    assert "-DEMBER_USE_CBLAS" in flags and "-march=native" in flags
+    assert libs == ["-lopenblas", "-lm"]
