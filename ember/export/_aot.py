@@ -1185,7 +1185,11 @@ def _lower_node(c, an, n, fills, helpers):
     rule = _LOWER.get(name)
     if rule is None:
         raise _Unsupported("the op has no C kernel")
+    start = len(c.stmts)
     res = rule(c, n, *n.args, **n.kwargs)
+    if len(c.stmts) > start:  # the C reads with the graph: each call names its node
+        c.stmts[start].code = f"/* {n.name}: {name}{'_' if inplace else ''} */\n    " + \
+            c.stmts[start].code
     c.vals[n] = res
     if inplace:  # later readers of the written tensor read the new value
         src = n.args[0]
