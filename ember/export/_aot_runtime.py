@@ -78,6 +78,44 @@ ER_INLINE void er_block_full(int64_t K, const float *restrict A, int64_t lda,
     for (int r = 0; r < ER_MR; r++)
         for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += t[r][j];
 }
+
+/* the last 1-3 rows of C: the same kernel over fewer rows (an array of accumulators) */
+#define ER_BLOCK_ROWS(NAME, ROWS)                                                             \
+ER_INLINE void NAME(int64_t K, const float *restrict A, int64_t lda,                         \
+                    const float *restrict Bp, float *restrict C, int64_t ldc, int64_t nr) {  \
+    er_v8 c0[ROWS], c1[ROWS];                                                                \
+    for (int r = 0; r < ROWS; r++) {                                                         \
+        c0[r] = (er_v8){0};                                                                  \
+        c1[r] = (er_v8){0};                                                                  \
+    }                                                                                        \
+    for (int64_t k = 0; k < K; k++) {                                                        \
+        er_v8 b0, b1;                                                                        \
+        memcpy(&b0, Bp + k * ER_NR, sizeof b0);                                              \
+        memcpy(&b1, Bp + k * ER_NR + 8, sizeof b1);                                          \
+        for (int r = 0; r < ROWS; r++) {                                                     \
+            float x = A[r * lda + k];                                                        \
+            c0[r] += x * b0;                                                                 \
+            c1[r] += x * b1;                                                                 \
+        }                                                                                    \
+    }                                                                                        \
+    for (int r = 0; r < ROWS; r++) {                                                         \
+        float t[ER_NR];                                                                      \
+        memcpy(t, &c0[r], 32);                                                               \
+        memcpy(t + 8, &c1[r], 32);                                                           \
+        for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += t[j];                             \
+    }                                                                                        \
+}
+ER_BLOCK_ROWS(er_block_r1, 1)
+ER_BLOCK_ROWS(er_block_r2, 2)
+ER_BLOCK_ROWS(er_block_r3, 3)
+
+ER_INLINE void er_block_edge(int64_t K, const float *restrict A, int64_t lda,
+                             const float *restrict Bp, float *restrict C, int64_t ldc,
+                             int64_t mr, int64_t nr) {
+    if (mr == 3) er_block_r3(K, A, lda, Bp, C, ldc, nr);
+    else if (mr == 2) er_block_r2(K, A, lda, Bp, C, ldc, nr);
+    else er_block_r1(K, A, lda, Bp, C, ldc, nr);
+}
 #else
 static inline void er_block_full(int64_t K, const float *restrict A, int64_t lda,
                                  const float *restrict Bp, float *restrict C, int64_t ldc,
@@ -91,7 +129,6 @@ static inline void er_block_full(int64_t K, const float *restrict A, int64_t lda
     for (int r = 0; r < ER_MR; r++)
         for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += c[r][j];
 }
-#endif
 
 static inline void er_block_edge(int64_t K, const float *restrict A, int64_t lda,
                                  const float *restrict Bp, float *restrict C, int64_t ldc,
@@ -105,6 +142,7 @@ static inline void er_block_edge(int64_t K, const float *restrict A, int64_t lda
         for (int64_t j = 0; j < nr; j++) C[r * ldc + j] += c[j];
     }
 }
+#endif
 
 static inline void er_row_stream(int64_t N, int64_t K, const float *restrict a,
                                  const float *restrict B, int64_t ldb, float *restrict c) {
