@@ -6,6 +6,10 @@ self-contained file). Conventions: every tensor is a contiguous float32 buffer (
 except the few that can meet bad data (an embedding id out of range), which return nonzero.
 Only libc and libm are used; ``EMBER_USE_CBLAS`` (set when ``blas=`` is given at build time)
 routes the GEMM to ``cblas_sgemm``.
+
+``MODEL_PRELUDE`` (the handle and error reporting) follows the kernels, then the generated
+tables and ``ember_model_run``, then ``MODEL_API`` (create/destroy, weights-file checks,
+queries). ``HEADER`` is the ``ember_model.h`` written beside every library.
 """
 
 RUNTIME_C = r"""
@@ -702,4 +706,212 @@ ER_CLONES ER_K void er_lstm(const float *x, const float *h0, const float *c0, co
         memcpy(out + t * N * H, hn, (size_t)(N * H) * sizeof(float));
     }
 }
+"""
+
+# the model's handle, error reporting and weights loading (pasted after the tables)
+MODEL_PRELUDE = r"""
+/* ================================================================== the model */
+#include "ember_model.h"
+#include <stdarg.h>
+
+struct ember_model {
+    float *w;          /* the constants, read from the weights file */
+    float *ws_raw;     /* the workspace (grown on demand) */
+    float *ws;
+    int64_t cap;
+    char err[512];
+};
+
+static char er_create_err[512];
+
+static int er_fail(ember_model *m, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+"""
+
+MODEL_API = r"""
+const char *ember_last_create_error(void) { return er_create_err; }
+
+const char *ember_model_last_error(const ember_model *m) {
+    return m ? m->err : "ember_model_last_error: NULL model";
+}
+
+static ember_model *er_create_fail(FILE *f, float *w, const char *msg, const char *path) {
+    snprintf(er_create_err, sizeof er_create_err, "%s: %s", path ? path : "(null)", msg);
+    if (f) fclose(f);
+    free(w);
+    return NULL;
+}
+
+ember_model *ember_model_create(const char *weights_path) {
+    er_create_err[0] = 0;
+    if (!weights_path) return er_create_fail(NULL, NULL, "NULL weights path", NULL);
+    FILE *f = fopen(weights_path, "rb");
+    if (!f) return er_create_fail(NULL, NULL, "cannot open the weights file", weights_path);
+    char magic[8];
+    uint32_t version = 0, count = 0;
+    uint64_t total = 0, s1 = 0, s2 = 0;
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "EMBERAOT", 8) != 0)
+        return er_create_fail(f, NULL, "not an ember weights file (bad magic)", weights_path);
+    if (fread(&version, 4, 1, f) != 1 || version != 1)
+        return er_create_fail(f, NULL, "unsupported weights file version", weights_path);
+    if (fread(&count, 4, 1, f) != 1 || count != (uint32_t)ER_NCONST)
+        return er_create_fail(f, NULL, "the weights file holds another number of tensors "
+                              "than this library was built for", weights_path);
+    if (fread(&total, 8, 1, f) != 1 || total != er_total)
+        return er_create_fail(f, NULL, "the weights file's size differs from this library's",
+                              weights_path);
+    if (fread(&s1, 8, 1, f) != 1 || fread(&s2, 8, 1, f) != 1)
+        return er_create_fail(f, NULL, "truncated header", weights_path);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t n = 0;
+        if (fread(&n, 8, 1, f) != 1 || n != er_csize[i])
+            return er_create_fail(f, NULL, "a tensor's size differs from this library's",
+                                  weights_path);
+    }
+    float *w = (float *)malloc((size_t)(total ? total : 1) * sizeof(float));
+    if (!w) return er_create_fail(f, NULL, "out of memory", weights_path);
+    if (fread(w, sizeof(float), (size_t)total, f) != (size_t)total)
+        return er_create_fail(f, w, "truncated weights data", weights_path);
+    if (fgetc(f) != EOF)
+        return er_create_fail(f, w, "trailing bytes after the weights data", weights_path);
+    /* checksum: the 32-bit words' sum and position-weighted sum, modulo 2^64 */
+    uint64_t c1 = 0, c2 = 0;
+    const uint32_t *u = (const uint32_t *)(const void *)w;
+    for (uint64_t i = 0; i < total; i++) {
+        c1 += u[i];
+        c2 += (uint64_t)u[i] * (i + 1);
+    }
+    if (c1 != s1 || c2 != s2)
+        return er_create_fail(f, w, "checksum mismatch (corrupt weights data)", weights_path);
+    fclose(f);
+    ember_model *m = (ember_model *)calloc(1, sizeof *m);
+    if (!m) return er_create_fail(NULL, w, "out of memory", weights_path);
+    m->w = w;
+    return m;
+}
+
+void ember_model_destroy(ember_model *m) {
+    if (!m) return;
+    free(m->w);
+    free(m->ws_raw);
+    free(m);
+}
+
+int ember_model_num_inputs(const ember_model *m) { return m ? er_n_in : -1; }
+int ember_model_num_outputs(const ember_model *m) { return m ? er_n_out : -1; }
+
+int ember_model_input_rank(const ember_model *m, int i) {
+    return (m && i >= 0 && i < er_n_in) ? er_in_rank[i] : -1;
+}
+
+int ember_model_output_rank(const ember_model *m, int i) {
+    return (m && i >= 0 && i < er_n_out) ? er_out_rank[i] : -1;
+}
+
+int ember_model_dynamic_range(const ember_model *m, int64_t *min, int64_t *max) {
+    if (!m) return -1;
+    if (min) *min = er_dyn_min;
+    if (max) *max = er_dyn_max;
+    return er_dynamic;
+}
+
+int ember_model_input_shape(ember_model *m, int i, int64_t dyn, int64_t *shape) {
+    if (!m) return EMBER_ERR_NULL;
+    if (!shape) return er_fail(m, EMBER_ERR_NULL, "input_shape: NULL shape array");
+    if (i < 0 || i >= er_n_in) return er_fail(m, EMBER_ERR_INDEX, "no input %d", i);
+    er_input_dims(i, er_dynamic ? dyn : 1, shape);
+    return EMBER_OK;
+}
+
+int ember_model_output_shape(ember_model *m, int i, int64_t dyn, int64_t *shape) {
+    if (!m) return EMBER_ERR_NULL;
+    if (!shape) return er_fail(m, EMBER_ERR_NULL, "output_shape: NULL shape array");
+    if (i < 0 || i >= er_n_out) return er_fail(m, EMBER_ERR_INDEX, "no output %d", i);
+    er_output_dims(i, er_dynamic ? dyn : 1, shape);
+    return EMBER_OK;
+}
+"""
+
+
+# the public header written beside the library
+HEADER = r"""/* ember_model.h: the C API of a model compiled by ember.export.aot_compile.
+ *
+ * Build: cc -O3 -shared -fPIC ember_model.c -o libember_model.so -lm  (aot_compile does it)
+ * Link:  cc main.c -L. -lember_model -lm   (or load it with dlopen)
+ *
+ * Tensors are contiguous row-major float32 buffers. Integer inputs (token ids) are passed as
+ * floats holding exact integers; boolean inputs (masks) as 0.0f / 1.0f. A model may have one
+ * dynamic dimension (the batch, exported with ember.export.Dim): shapes are checked against
+ * it on every call. A handle is not thread-safe: use one per thread.
+ */
+#ifndef EMBER_MODEL_H
+#define EMBER_MODEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ember_model ember_model;
+
+/* error codes returned by ember_model_run and the queries */
+enum {
+    EMBER_OK = 0,
+    EMBER_ERR_NULL = 1,      /* a NULL model, buffer, shape or array argument */
+    EMBER_ERR_COUNT = 2,     /* wrong number of inputs or outputs */
+    EMBER_ERR_RANK = 3,      /* an input of the wrong rank */
+    EMBER_ERR_SHAPE = 4,     /* an input of the wrong shape (or dynamic size out of range) */
+    EMBER_ERR_CAPACITY = 5,  /* an output buffer too small */
+    EMBER_ERR_MEMORY = 6,    /* the workspace could not be allocated */
+    EMBER_ERR_VALUE = 7,     /* bad data (an embedding id out of range) */
+    EMBER_ERR_INDEX = 8      /* no such input/output */
+};
+
+/* Load the weights file written beside the library (its header is checked: magic, version,
+ * tensor count and sizes, checksum). Returns NULL on failure; then
+ * ember_last_create_error() says why. */
+ember_model *ember_model_create(const char *weights_path);
+const char *ember_last_create_error(void);
+
+/* Free the model (NULL is allowed). */
+void ember_model_destroy(ember_model *m);
+
+/* The message of the last failed call on m ("" after a success). */
+const char *ember_model_last_error(const ember_model *m);
+
+/* Numbers and ranks of inputs and outputs (-1 for a NULL model or a bad index). */
+int ember_model_num_inputs(const ember_model *m);
+int ember_model_num_outputs(const ember_model *m);
+int ember_model_input_rank(const ember_model *m, int i);
+int ember_model_output_rank(const ember_model *m, int i);
+
+/* 1 if the model has a dynamic dimension (its range in *min, *max; either may be NULL),
+ * 0 if every shape is static, -1 for a NULL model. */
+int ember_model_dynamic_range(const ember_model *m, int64_t *min, int64_t *max);
+
+/* The shape of input/output i when the dynamic dimension is dyn (ignored by static models;
+ * dyn <= 0 writes -1 where a dimension follows the dynamic size). shape must hold
+ * ember_model_*_rank(m, i) values. Returns EMBER_OK or an error code. */
+int ember_model_input_shape(ember_model *m, int i, int64_t dyn, int64_t *shape);
+int ember_model_output_shape(ember_model *m, int i, int64_t dyn, int64_t *shape);
+
+/* Run the model. inputs[i] is a buffer of shape input_shapes[i] (input_ranks[i] values);
+ * outputs[i] a buffer of output_sizes[i] floats, at least the number of elements of
+ * ember_model_output_shape(m, i, dyn). Returns EMBER_OK (0) or an error code, with the
+ * message in ember_model_last_error(m); never writes outside the given buffers. */
+int ember_model_run(ember_model *m, int n_inputs, const float *const *inputs,
+                    const int64_t *const *input_shapes, const int *input_ranks,
+                    int n_outputs, float *const *outputs, const int64_t *output_sizes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_MODEL_H */
 """
