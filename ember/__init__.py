@@ -139,6 +139,7 @@ _LAZY_MODULES |= {"compat", "version", "torch_version", "storage", "types", "fun
                   "overrides", "hub"}
 _LAZY_ATTRS_COMPAT = {"autocast": "amp", "GradScaler": "amp", "sparse_csr_tensor": "sparse"}
 _LAZY_MODULES |= {"compiler", "_dynamo", "_logging"}
+_LAZY_MODULES |= {"_inductor"}  # AOT packaging (issue 17)
 _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "sparse_coo_tensor": "sparse", "spmm": "sparse", "stft": "_spectral",
                "istft": "_spectral", "hann_window": "signal.windows",

@@ -33,7 +33,8 @@ from ._pytree import tree_flatten, tree_map_spec, tree_unflatten
 
 __all__ = ["export", "ExportedProgram", "ExportGraphSignature", "InputSpec", "OutputSpec",
            "InputKind", "OutputKind", "TensorArgument", "ConstantArgument", "Dim", "save",
-           "load", "GuardError", "DataDependentError", "core_ops", "UserError"]
+           "load", "GuardError", "DataDependentError", "core_ops", "UserError", "aot_compile",
+           "aot_load"]
 
 INT_OO = math.inf
 
@@ -301,11 +302,13 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     snapshot = {k: b._data.copy() for k, b in buffers.items()}
     versions = {k: b._vc[0] if getattr(b, "_vc", None) else None for k, b in buffers.items()}
     rng = _random.default_generator.get_state()
+    _capture._RECORD_LINES = True  # op nodes keep the user's source line (for exporters)
     try:
         base = _capture_once(mod, leaves, names, in_spec)
         if dyn:
             base = _generalise(mod, base, leaves, names, in_spec, dyn)
     finally:
+        _capture._RECORD_LINES = False
         for k, b in buffers.items():  # export leaves the module as it found it
             b._data[...] = snapshot[k]
             if versions[k] is not None:
@@ -742,3 +745,16 @@ def load(f, *, extra_files=None, expected_opset_version=None):
     """Read an ``ExportedProgram`` written by ``save``; never runs code from the file."""
     from ._serialize import load_program
     return load_program(f, extra_files=extra_files)
+
+
+def aot_compile(exported_program, out_dir, *, blas=None, march_native=False):
+    """Compile ``exported_program`` into a self-contained C library in ``out_dir`` (C source,
+    ``ember_model.h``, a weights file, ``libember_model.so``); see ``ember.export._aot``."""
+    from ._aot import aot_compile as _compile
+    return _compile(exported_program, out_dir, blas=blas, march_native=march_native)
+
+
+def aot_load(out_dir):
+    """The library built by ``aot_compile`` in ``out_dir`` as a Python callable (ctypes)."""
+    from ._aot import aot_load as _load
+    return _load(out_dir)

@@ -203,6 +203,22 @@ def target_name(target):
 
 # ---------------------------------------------------------------------- user lines
 _EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ``export`` sets this while it captures: each op node then records the user's source line
+# in ``meta["source_line"]`` (exporters name it in their errors); a cheap frame walk
+_RECORD_LINES = False
+
+
+def _source_line():
+    import linecache
+    import sys
+    f = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_EMBER_DIR + os.sep):
+            code = linecache.getline(fn, f.f_lineno).strip()
+            return f'File "{fn}", line {f.f_lineno}, in {f.f_code.co_name}: {code}'
+        f = f.f_back
+    return None
 
 
 def user_frame():
@@ -438,6 +454,8 @@ class CaptureMode:
         finally:
             self.in_op -= 1
         node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
+        if _RECORD_LINES:
+            node.meta["source_line"] = _source_line()
         self._bind_outputs(out, node, self._depends((fx_args, fx_kwargs)))
         return out
 
@@ -452,6 +470,8 @@ class CaptureMode:
         finally:
             self.in_op -= 1
         node = self.graph.call_function(inplace(cls), (fx_target,) + fx_args, fx_kwargs)
+        if _RECORD_LINES:
+            node.meta["source_line"] = _source_line()
         self._note_mutation(target)
         self.bind(target, node, self._depends((fx_target, fx_args, fx_kwargs)))
         self._meta(node, target)

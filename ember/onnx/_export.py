@@ -747,7 +747,7 @@ _SYM_OPS = {operator.add: "Add", operator.sub: "Sub", operator.mul: "Mul",
             operator.floordiv: "Div"}
 
 
-def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
+def _convert(ep, opset, fold, input_names, output_names, dynamic_axes, export_params=True):
     from .._tensor import Tensor
     from ..export import InputKind
     from ..export._capture import sym_size
@@ -757,7 +757,7 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
     helper = c.helper
     sig = ep.graph_signature
     kinds = {s.arg.name if hasattr(s.arg, "name") else None: s for s in sig.input_specs}
-    graph_inputs, user_i = [], 0
+    graph_inputs, user_i, weight_inputs = [], 0, []
     for node in ep.graph.nodes:
         if node.op == "placeholder":
             spec = kinds.get(node.name)
@@ -766,6 +766,14 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
                 t = ep.state_dict.get(spec.target)
                 if t is None:
                     t = ep.constants[spec.target]
+                if not export_params:
+                    # weights as graph inputs after the user's, named by their dotted path
+                    # (nothing computed from them is folded into constants)
+                    weight_inputs.append(helper.make_tensor_value_info(
+                        spec.target, helper.np_dtype_to_tensor_dtype(t._data.dtype),
+                        list(t.shape)))
+                    c.env[node] = spec.target
+                    continue
                 c.const[node] = t
                 c.const_target[node] = spec.target
                 continue
@@ -790,6 +798,7 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes):
             _convert_call(c, node, sym_size, Tensor)
         elif node.op == "output":
             outs = node.args[0]
+    graph_inputs += weight_inputs
     if fold:
         _fold_conv_affine(c, {c.value(o) for o in (outs if isinstance(outs, (list, tuple))
                                                      else (outs,))})
@@ -982,7 +991,9 @@ def export(model, args=(), f=None, kwargs=None, *, input_names=None, output_name
 
     The model is captured with ``ember.export`` in eval mode (dropout removed, batch norm with
     its running statistics), then each captured op becomes ONNX nodes; weights are stored as
-    initializers (as external data when above 2 GB). ``dynamic_axes`` maps input/output names
+    initializers (as external data when above 2 GB); with ``export_params=False`` they are
+    graph inputs instead, after the model's own, named by their dotted paths (as PyTorch does),
+    and nothing computed from them is folded. ``dynamic_axes`` maps input/output names
     to ``{dim: name}``: those dimensions get symbolic names and may vary at run time.
     ``opset_version`` defaults to 18; 17-21 are supported. ``dynamo`` is accepted for
     PyTorch compatibility: ember always exports from its captured graph."""
@@ -991,15 +1002,12 @@ def export(model, args=(), f=None, kwargs=None, *, input_names=None, output_name
     if opset not in SUPPORTED_OPSETS:
         raise ValueError(f"ember.onnx.export: opset_version {opset_version} is not supported; "
                          f"use one of {list(SUPPORTED_OPSETS)} (default {DEFAULT_OPSET})")
-    if not export_params:
-        raise NotImplementedError("ember.onnx.export: export_params=False (weights as graph "
-                                  "inputs) is not implemented")
     if not isinstance(args, tuple):
         args = (args,)
     if args and isinstance(args[-1], dict) and kwargs is None:
         args, kwargs = args[:-1], args[-1]
     model_proto = _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
-                                dynamic_shapes, opset, do_constant_folding)
+                                dynamic_shapes, opset, do_constant_folding, export_params)
     if f is not None:
         _save(onnx, model_proto, f)
     return model_proto
@@ -1057,7 +1065,7 @@ def _dim_name(name):
 
 
 def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
-                  dynamic_shapes, opset, fold):
+                  dynamic_shapes, opset, fold, export_params=True):
     from .. import export as _ember_export
     onnx = _onnx()
     dynamic_axes = {k: ({a: f"{k}_dynamic_axes_{a}" for a in v} if isinstance(v, (list, tuple))
@@ -1074,7 +1082,8 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
         if was_training:
             model.train()
     try:
-        c, ins, outs = _convert(ep, opset, fold, input_names, output_names, dynamic_axes)
+        c, ins, outs = _convert(ep, opset, fold, input_names, output_names, dynamic_axes,
+                                export_params)
     except UnsupportedOperatorError as e:
         line = _locate(model, args, kwargs, ep.graph, e.node) if e.node is not None else None
         if line is None:

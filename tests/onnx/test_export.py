@@ -211,3 +211,45 @@ def test_dynamic_shapes_form_and_dim_names_with_spaces():
                  dynamic_axes={"data": {0: "batch size"}})
     assert res.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch size"
     assert len(res.errors) == 2
+
+
+class _ConvBnHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.ln = nn.LayerNorm(4)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        h = ember.relu(self.bn(self.conv(x))).mean((2, 3))
+        return self.fc(self.ln(h))
+
+
+def test_export_params_false_weights_are_inputs(tmp_path):
+    ember.manual_seed(0)
+    model = _ConvBnHead().eval()
+    model.bn.running_mean.copy_(ember.randn(4) * 0.1)
+    model.bn.running_var.copy_(ember.rand(4) + 0.5)
+    x = ember.randn(2, 3, 6, 6)
+    path = str(tmp_path / "m.onnx")
+    ember.onnx.export(model, (x,), path, input_names=["x"], export_params=False,
+                      dynamic_axes={"x": {0: "batch"}})
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    names = [i.name for i in m.graph.input]
+    assert names[0] == "x" and set(names[1:]) <= set(state)
+    assert {"conv.weight", "bn.running_var", "fc.weight"} <= set(names[1:])
+    assert not any(t.name in state for t in m.graph.initializer)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    # the same graph serves other weights: feed modified ones and compare with eager
+    with ember.no_grad():
+        model.fc.weight.mul_(-2.0)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    for b in (2, 3):
+        xb = ember.randn(b, 3, 6, 6)
+        feeds = {"x": xb.numpy(), **{n: state[n] for n in names[1:]}}
+        out = sess.run(None, feeds)[0]
+        with ember.no_grad():
+            np.testing.assert_allclose(out, model(xb).numpy(), rtol=1e-5, atol=1e-5)
