@@ -286,12 +286,21 @@ def linear_dynamic_c(x2, pw, w_scales32, bias32, reduce_range):
     # scratch: the uint8 activations (64-byte padded), then the int32 sums
     scratch = np.empty(((M * K + 63) // 64) * 64 + 4 * M * pw.N, dtype=np.uint8)
     qp = np.empty(2, dtype=np.float64)
-    zw = pw.zw32()
-    fn(x2.ctypes.data, M, K, pw.w.ctypes.data, pw.N, w_scales32.ctypes.data,
-       None if pw.symmetric else zw.ctypes.data, pw.wsum().ctypes.data,
-       None if bias32 is None else bias32.ctypes.data, int(bool(reduce_range)),
-       scratch.ctypes.data, out.ctypes.data, qp.ctypes.data)
+    key = (id(w_scales32), id(bias32))
+    consts = pw._ptrs.get(key)
+    if consts is None:  # the weights' addresses, once (``.ctypes.data`` costs microseconds)
+        consts = pw._ptrs[key] = (
+            _addr(pw.w), _addr(w_scales32), None if pw.symmetric else _addr(pw.zw32()),
+            _addr(pw.wsum()), None if bias32 is None else _addr(bias32),
+            (w_scales32, bias32))  # kept alive with the addresses
+    wp, sp, zp, sump, bp, _ = consts
+    fn(_addr(x2), M, K, wp, pw.N, sp, zp, sump, bp, int(bool(reduce_range)), _addr(scratch),
+       _addr(out), _addr(qp))
     return out, float(qp[0]), int(qp[1])
+
+
+def _addr(a):
+    return a.__array_interface__["data"][0]
 
 
 def kernel_isa():
@@ -316,6 +325,7 @@ class PackedWeight:
                                   (self.N,)).copy()
         self.symmetric = not self.zw.any()
         self._zw32 = self.zw.astype(np.int32)
+        self._ptrs = {}
         self._wsum = self.w.sum(axis=1, dtype=np.int32) if self.w.size else np.zeros(
             self.N, np.int32)
         self._wt32 = None

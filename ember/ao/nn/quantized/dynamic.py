@@ -146,7 +146,9 @@ def _tensor_of(arr):
 
 
 def _sigmoid(v):
-    return (1.0 / (1.0 + np.exp(-v))).astype(np.float32)
+    e = np.exp(-v)
+    e += np.float32(1)
+    return np.reciprocal(e, out=e)
 
 
 # ============================================================================ RNNs
@@ -337,13 +339,14 @@ class LSTM(_RNNBase):
 
     def _cell(self, gx, state, hh):
         h, c = state
-        gates = gx + QF.linear_dynamic(h, hh, True)
-        i, f, g, o = np.split(gates, 4, axis=-1)
-        i, f, o = _sigmoid(i), _sigmoid(f), _sigmoid(o)
-        g = np.tanh(g)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        return [h.astype(np.float32), c.astype(np.float32)]
+        H = self.hidden_size
+        gates = QF.linear_dynamic(h, hh, True)
+        gates += gx
+        sig = _sigmoid(gates)  # i, f, o from one pass over all four gates
+        g = np.tanh(gates[..., 2 * H:3 * H])
+        c = sig[..., H:2 * H] * c + sig[..., :H] * g
+        h = sig[..., 3 * H:] * np.tanh(c)
+        return [h, c]
 
     def forward(self, input, hx=None):
         x, states, batched = self._prepare(input, hx, 2)
