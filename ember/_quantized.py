@@ -449,6 +449,12 @@ class QTensor(Tensor):
         self._q = self.relu()._q
         return self
 
+    def _qop(self, name, *args):
+        """Run ``ember.ao.nn.quantized.functional.<name>`` on this tensor (the float ops
+        that PyTorch also runs on quantized tensors, such as max_pool2d, call it)."""
+        from .ao.nn.quantized import functional
+        return getattr(functional, name)(self, *args)
+
     # ------------------------------------------------------------ copying and pickling
     def __deepcopy__(self, memo):
         if id(self) not in memo:
