@@ -13,8 +13,9 @@ activations quantized per call with reduce_range, as ``quantize_dynamic`` does o
 Each (framework, precision) runs in its own process, as ``benchmarks/run.py`` does; the
 processes alternate over ``--passes`` rounds so all see the same machine noise; each reports
 the median of its repeats, and the table shows the median over passes. ``--kernels`` also
-times the int8 GEMM formulations (C kernel, float32 BLAS) on the benchmark's GEMM shapes,
-which is how ``ember.ao._gemm.choose`` was set. Asserts nothing: a measurement.
+times the int8 GEMM formulations (the C kernels for int16 and for uint8-below-128
+activations, float32 BLAS) on the benchmark's GEMM shapes, which is how
+``ember.ao._gemm.choose`` was set. Asserts nothing: a measurement.
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ for M, N, K in shapes:
     w = rng.integers(-128, 128, (N, K)).astype(np.int8)
     pw = _gemm.PackedWeight(w, 0)
     a = rng.integers(-127, 128, (M, K)).astype(np.int16)
+    q = rng.integers(0, 128, (M, K)).astype(np.uint8)
     tc = best(lambda: _gemm.gemm_c(a, pw)) if _gemm._c_kernel() else float("nan")
+    tu = best(lambda: _gemm.gemm_u8(q, 60, pw)) if _gemm._c_kernel() else float("nan")
     tb = best(lambda: _gemm.gemm_blas(a, pw, 127))
-    print(f"KERNEL {{M}}x{{N}}x{{K}} c={{tc:.1f}}us blas={{tb:.1f}}us "
-          f"chosen={{_gemm.choose(M, N, K)}}")
+    print(f"KERNEL {{M}}x{{N}}x{{K}} c_int16={{tc:.1f}}us c_u8={{tu:.1f}}us "
+          f"blas={{tb:.1f}}us int16-or-blas choice={{_gemm.choose(M, N, K)}}")
 """
 
 
