@@ -19,8 +19,10 @@ import weakref
 
 import numpy as np
 
+from .. import _random
 from .._tensor import Tensor
 from ..export import _capture
+from . import _breaks
 from ..export._pytree import tree_flatten, tree_unflatten
 
 __all__ = ["compile", "CompiledFunction", "Unsupported", "BACKENDS"]
@@ -120,9 +122,11 @@ class _Snapshot:
 
 # ---------------------------------------------------------------------- one specialisation
 class _Entry:
-    def __init__(self, cap, in_spec, extra_rg, scalars, runner, source):
+    def __init__(self, cap, in_spec, extra_rg, scalars, runner, source, breaks=(),
+                 needs_rng=False):
         self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
         self.runner, self.source = runner, source
+        self.breaks, self.needs_rng = list(breaks), needs_rng
 
     def check(self, leaves, in_spec, glb):
         if in_spec != self.in_spec:
@@ -143,6 +147,29 @@ class _Entry:
 _MISSING = object()
 
 
+def _refuse_printing():
+    """While a compiled function is captured, printing or formatting a tensor that depends
+    on the inputs is a graph break that only eager Python can serve (the text must be
+    produced on every call): it raises ``DataDependentError``. Returns the undo."""
+    saved = {k: Tensor.__dict__[k] for k in ("__repr__", "__str__", "__format__")
+             if k in Tensor.__dict__}
+
+    def wrap(name, orig):
+        def reader(self, *args):
+            if _capture._ACTIVE:
+                _capture._ACTIVE[-1].check_value_read(self, "printing")
+            return orig(self, *args)
+        reader.__name__ = name
+        return reader
+    for k, f in saved.items():
+        setattr(Tensor, k, wrap(k, f))
+
+    def undo():
+        for k, f in saved.items():
+            setattr(Tensor, k, f)
+    return undo
+
+
 class CompiledFunction:
     """What ``ember.compile(fn)`` returns: call it like ``fn``. ``graphs`` holds the captures
     (``ember.fx.Graph``), ``breaks`` why compilation was abandoned, if it was."""
@@ -157,6 +184,7 @@ class CompiledFunction:
         self.eager_only = False
         self.limit_warned = False
         self.warmed = False
+        self.regions: dict = {}   # id(module) -> CompiledFunction, once eager_only
         functools.update_wrapper(self, fn, updated=())
         _ALL.add(self)
 
@@ -164,8 +192,27 @@ class CompiledFunction:
     def graphs(self):
         return [e.cap.graph for e in self.entries]
 
+    def all_graphs(self):
+        """This function's graphs and those of the module regions it runs with."""
+        return self.graphs + [g for r in self.regions.values() for g in r.all_graphs()]
+
+    def break_reasons(self):
+        """Why the function is not one graph: the breaks recorded inside its captures (the
+        graph splits there), why it fell back to module regions, and its regions' reasons."""
+        seen, out = set(), []
+        for e in self.entries:
+            for b in e.breaks:
+                if b.reason() not in seen:
+                    seen.add(b.reason())
+                    out.append(b.reason())
+        out += self.breaks
+        for r in self.regions.values():
+            out += r.break_reasons()
+        return out
+
     def reset(self):
         self.entries.clear()
+        self.regions.clear()
         self.breaks.clear()
         self.eager_only = False
         self.limit_warned = False
@@ -176,10 +223,12 @@ class CompiledFunction:
         return functools.partial(self.__call__, obj)
 
     def __call__(self, *args, **kwargs):
-        if self.backend == "eager" or self.eager_only or _DISABLED[0] or _capture._ACTIVE:
-            # eager backend, abandoned, disabled, or called inside another capture (whose
-            # mode records these ops as its own)
+        if self.backend == "eager" or _DISABLED[0] or _capture._ACTIVE:
+            # eager backend, disabled, or called inside another capture (whose mode records
+            # these ops as its own)
             return self.fn(*args, **kwargs)
+        if self.eager_only:  # the graph could not be split safely: compile module regions
+            return _breaks.run_with_regions(self, args, kwargs)
         leaves, in_spec = tree_flatten((tuple(args), dict(kwargs)))
         glb = getattr(self.fn, "__globals__", {})
         reasons = []
@@ -189,7 +238,16 @@ class CompiledFunction:
             except _capture.GuardError as err:
                 reasons.append(str(err))
                 continue
-            return e.runner(leaves)
+            rng = _random.default_generator.get_state() if e.needs_rng else None
+            try:
+                return e.runner(leaves)
+            except _breaks.BranchMiss as miss:
+                # a break read another value than at capture: the segments before it only
+                # computed (see _breaks), so another capture of this function may serve
+                if rng is not None:
+                    _random.default_generator.set_state(rng)
+                reasons.append(f"graph break {miss.index} read {miss.value!r}, captured with "
+                               f"{e.breaks[miss.index].value!r}")
         limit = _config().cache_size_limit
         if len(self.entries) >= limit:
             if not self.limit_warned:
@@ -237,13 +295,18 @@ class CompiledFunction:
         def run(*a, **k):  # the capture runs fn for real: its result is this call's
             box.append(self.fn(*a, **k))
             return box[-1]
+        recorder = _breaks.BreakRecorder(self.fullgraph)
         _COMPILING[0] += 1
+        printing = _refuse_printing()
         try:
             cap = _capture.capture(run, leaves, names, persistent=persistent,
-                                   unflatten=unflatten, flatten_out=tree_flatten)
+                                   unflatten=unflatten, flatten_out=tree_flatten,
+                                   on_value_read=recorder)
+            needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)
         finally:
+            printing()
             _COMPILING[0] -= 1
         cap.modules = table
         cap.guards.training = _capture.training_flags(table)
@@ -251,7 +314,8 @@ class CompiledFunction:
         scalars = {n: glb[n] for n in scalar_names if n in glb}
         captured = str(cap.graph)
         runner, source = self._lower(cap)
-        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source))
+        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source,
+                                   recorder.breaks, needs_rng))
         if _log_enabled("graph_code"):
             print(f"===== ember.compile: captured graph of "
                   f"{getattr(self.fn, '__qualname__', 'fn')} =====\n{captured}\n"
@@ -267,7 +331,9 @@ class CompiledFunction:
             raise Unsupported(f"ember.compile(fullgraph=True): the function cannot be captured "
                               f"as one graph: {msg}") from err
         self.eager_only = True
-        return self.fn(*args, **kwargs)
+        if self.backend == "eager":
+            return self.fn(*args, **kwargs)
+        return _breaks.run_with_regions(self, args, kwargs)
 
     def _lower(self, cap):
         """The runner of a capture for this backend, and the source it generated."""
