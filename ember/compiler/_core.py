@@ -283,6 +283,8 @@ class CompiledFunction:
         persistent = list(tensors)
         for m in modules:
             persistent += list(m.parameters()) + list(m.buffers())
+        self._persistent = persistent + [v for o in opts for s in o.state.values()
+                                         for v in s.values() if isinstance(v, Tensor)]
         inputs = [v for v in leaves if isinstance(v, Tensor)]
         snap = _Snapshot(persistent + inputs, opts)
         names = [f"arg{i}" for i in range(len(leaves))]
@@ -340,7 +342,10 @@ class CompiledFunction:
         graph, attrs = cap.graph, cap.attrs
         sources = []
         if self.backend in ("inductor", "numpy"):
-            from . import _codegen
+            from . import _codegen, _passes
+            fixed = {id(t) for t in self._persistent}
+            self.pass_stats = _passes.optimize(
+                graph, attrs, lambda name: id(attrs.get(name)) not in fixed)
             use_c = self.backend == "inductor" and _codegen.c_compiler() is not None
             rg = _codegen.requires_grad_map(
                 graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
