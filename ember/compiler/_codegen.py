@@ -417,5 +417,22 @@ class FusedKernel:
                 ctypes.c_void_p(out.ctypes.data))
         return _make(out)
 
+    def run_arrays(self, out, *arrays):
+        """The region's value from its leaves' arrays, written into ``out`` (a C-contiguous
+        array of the result's shape and dtype) when given, else into a new array."""
+        if self._c is None or any(a.shape != self.shape or a.dtype != d
+                                  for a, d in zip(arrays, self.leaf_dtypes)):
+            res = np.ascontiguousarray(self._py(*arrays))
+            if out is None:
+                return res
+            np.copyto(out, res)
+            return out
+        arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        if out is None:
+            out = np.empty(self.shape, dtype=self.dtype)
+        self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+                ctypes.c_void_p(out.ctypes.data))
+        return out
+
     def __repr__(self):
         return f"<FusedKernel {self.__name__} ({self.backend})>"

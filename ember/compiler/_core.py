@@ -350,10 +350,21 @@ class CompiledFunction:
             rg = _codegen.requires_grad_map(
                 graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
                 attrs, cap.guards.grad_enabled)
+            from . import _program
+            drop_records = _program.has_backward(graph)
+            if drop_records:  # the step holds its own backward: no op needs a record
+                rg = dict.fromkeys(rg, False)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec
+        if self.backend in ("inductor", "numpy"):
+            program, psrc = _program.lower(graph, attrs, rg, drop_records)
+            sources.insert(0, psrc)
+
+            def runner(leaves):
+                return tree_unflatten(list(program(*leaves)), out_spec)
+            return runner, str(graph) + "\n" + "\n".join(sources)
 
         def runner(leaves):
             out = _capture.run_graph(graph, leaves, attrs)
