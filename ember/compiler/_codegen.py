@@ -420,17 +420,22 @@ class FusedKernel:
     def run_arrays(self, out, *arrays):
         """The region's value from its leaves' arrays, written into ``out`` (a C-contiguous
         array of the result's shape and dtype) when given, else into a new array."""
-        if self._c is None or any(a.shape != self.shape or a.dtype != d
-                                  for a, d in zip(arrays, self.leaf_dtypes)):
+        # the leaves share one shape (a symbolic batch may change it between calls)
+        shape = arrays[0].shape if arrays else self.shape
+        if self._c is None or len(shape) != len(self.shape) or \
+                any(a.shape != shape or a.dtype != d for a, d in zip(arrays, self.leaf_dtypes)):
             res = np.ascontiguousarray(self._py(*arrays))
             if out is None:
                 return res
             np.copyto(out, res)
             return out
         arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
-        if out is None:
-            out = np.empty(self.shape, dtype=self.dtype)
-        self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+        if out is None or out.shape != shape:
+            out = np.empty(shape, dtype=self.dtype)
+        n = 1
+        for s in shape:
+            n *= s
+        self._c(ctypes.c_int64(n), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
                 ctypes.c_void_p(out.ctypes.data))
         return out
 

@@ -185,6 +185,7 @@ class CompiledFunction:
         self.limit_warned = False
         self.warmed = False
         self.regions: dict = {}   # id(module) -> CompiledFunction, once eager_only
+        self.dynamic_failure = None
         functools.update_wrapper(self, fn, updated=())
         _ALL.add(self)
 
@@ -312,6 +313,8 @@ class CompiledFunction:
             _COMPILING[0] -= 1
         cap.modules = table
         cap.guards.training = _capture.training_flags(table)
+        if self.dynamic and not recorder.breaks:
+            self._make_dynamic(cap, run, leaves, names, unflatten, persistent, inputs, opts)
         extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
         scalars = {n: glb[n] for n in scalar_names if n in glb}
         captured = str(cap.graph)
@@ -324,6 +327,35 @@ class CompiledFunction:
                   f"===== generated source ({self.backend}) =====\n{source}",
                   file=sys.stderr)
         return box[0]
+
+    def _make_dynamic(self, cap, run, leaves, names, unflatten, persistent, inputs, opts):
+        """``dynamic=True``: dim 0 of every tensor input (inputs of equal size share one
+        symbol) becomes symbolic, so other batch sizes replay without recompiling. The
+        function is captured again at two other sizes (with every state it touches
+        restored after each) and the integers that follow the size are fitted, as
+        ``ember.export`` does for ``Dim``s. Where that fails the capture stays static and
+        ``dynamic_failure`` says why."""
+        from ..export import Dim, _generalise
+        dims, dyn = {}, {}
+        for i, v in enumerate(leaves):
+            if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] >= 2:
+                dim = dims.setdefault(v.shape[0], Dim(f"s{len(dims)}"))
+                dyn[(i, 0)] = dim
+        if not dyn:
+            return
+
+        def recapture(lv):
+            snap = _Snapshot(persistent + inputs + [v for v in lv if isinstance(v, Tensor)],
+                             opts)
+            try:
+                return _capture.capture(run, lv, names, persistent=persistent,
+                                        unflatten=unflatten, flatten_out=tree_flatten)
+            finally:
+                snap.restore()
+        try:
+            _generalise(None, cap, leaves, names, None, dyn, recapture=recapture)
+        except Exception as err:  # noqa: BLE001 - any failure: keep the static capture
+            self.dynamic_failure = f"{type(err).__name__}: {err}"
 
     def _abandon(self, err, snap, args, kwargs):
         msg = f"{type(err).__name__}: {err}"
