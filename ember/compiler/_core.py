@@ -387,15 +387,30 @@ class CompiledFunction:
             if drop_records:  # the step holds its own backward: no op needs a record
                 rg = dict.fromkeys(rg, False)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
+            self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
+            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec
         if self.backend in ("inductor", "numpy"):
-            program, psrc = _program.lower(graph, attrs, rg, drop_records)
+            program, psrc, arena = _program.lower(graph, attrs, rg, drop_records,
+                                                  plan_memory=not cap.guards.dynamic)
             sources.insert(0, psrc)
-
-            def runner(leaves):
-                return tree_unflatten(list(program(*leaves)), out_spec)
+            self.arena = arena
+            if arena is None:
+                def runner(leaves):
+                    return tree_unflatten(list(program(*leaves)), out_spec)
+            else:
+                def runner(leaves):
+                    if arena.busy:  # another thread is inside: give this call its own
+                        return tree_unflatten(list(program(*leaves, _ar=arena._make())),
+                                              out_spec)
+                    arena.busy = True
+                    try:
+                        return tree_unflatten(list(program(*leaves, _ar=arena.buffers)),
+                                              out_spec)
+                    finally:
+                        arena.busy = False
             return runner, str(graph) + "\n" + "\n".join(sources)
 
         def runner(leaves):

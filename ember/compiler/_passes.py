@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 from .._tensor import Tensor
+from ..autograd import graph as _dispatch
 from ..export import _capture
 
-__all__ = ["optimize", "constant_fold", "cse", "dce", "mutated_aliases", "is_pure"]
+__all__ = ["optimize", "constant_fold", "cse", "dce", "mutated_aliases", "is_pure",
+           "group_optimizer_steps", "optimizer_group_step", "fuse_matmul_epilogues"]
 
 
 def is_pure(n):
@@ -177,3 +181,88 @@ def optimize(graph, attrs, foldable):
     stats["dce"] = dce(graph)
     graph.lint()
     return stats
+
+
+# ---------------------------------------------------------------------- lowering rewrites
+def optimizer_group_step(opt, group_index):
+    """Graph node: one optimizer's update of one parameter group, as its ``step`` does it
+    (the multi-tensor path over flat buffers where the optimizer has one)."""
+    from ..autograd.grad_mode import no_grad
+    group = opt.param_groups[group_index]
+    with no_grad():
+        opt._prepare(group)
+        opt._step_group(group_index, group)
+
+
+optimizer_group_step._fx_impure = True
+
+
+def group_optimizer_steps(graph):
+    """Replace each run of per-parameter ``optimizer_param_step`` nodes that covers a whole
+    parameter group by one ``optimizer_group_step`` (eager's own update path, one call
+    instead of one per parameter). Returns how many runs were replaced."""
+    nodes = list(graph.nodes)
+    changed, i = 0, 0
+    while i < len(nodes):
+        n = nodes[i]
+        if n.op != "call_function" or n.target is not _capture.optimizer_param_step:
+            i += 1
+            continue
+        opt_node, gi = n.args[0], n.args[1]
+        run = []
+        while i < len(nodes) and nodes[i].op == "call_function" and \
+                nodes[i].target is _capture.optimizer_param_step and \
+                nodes[i].args[0] is opt_node and nodes[i].args[1] == gi:
+            run.append(nodes[i])
+            i += 1
+        params = [r.args[2] for r in run]
+        if len(set(params)) != len(params):
+            continue
+        with graph.inserting_before(run[0]):
+            new = graph.call_function(optimizer_group_step, (opt_node, gi))
+        new.meta["params"] = params
+        for r in run:
+            r.replace_all_uses_with(r.args[2])
+            graph.erase_node(r)
+        changed += 1
+    return changed
+
+
+class _LinearRelu(_dispatch.Node):
+    """``relu(x @ w.T + b)`` with the activation applied in place on the GEMM's result (a
+    matmul epilogue: no second array, no second pass). Used only where no autograd record
+    is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ..ops.nn import Linear
+        y = Linear.forward(ctx, x, w, b)
+        return np.maximum(y, 0, out=y)
+
+
+def fuse_matmul_epilogues(graph, rg):
+    """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
+    an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
+    from ..ops.elementwise import Relu
+    from ..ops.nn import Linear
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
+                rg.get(n, True):
+            continue
+        lin = n.args[0]
+        if getattr(getattr(lin, "target", None), "__self__", None) is not Linear or \
+                rg.get(lin, True) or \
+                len(lin.users) != 1 or lin.kwargs:
+            continue
+        with graph.inserting_before(n):
+            new = graph.call_function(_LinearRelu.apply, lin.args)
+        new.meta.update(n.meta)
+        rg[new] = False
+        n.replace_all_uses_with(new)
+        graph.erase_node(n)
+        graph.erase_node(lin)
+        changed += 1
+    return changed

@@ -28,7 +28,90 @@ from ..autograd import graph as _dispatch
 from ..autograd.grad_mode import GradMode
 from ..export import _capture
 
-__all__ = ["lower", "has_backward"]
+__all__ = ["lower", "has_backward", "Arena", "accumulate_grad_owned"]
+
+# op classes whose forward always returns a new array (never its input or a view of it)
+_FRESH = {"Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Pow",
+          "Gt", "Lt", "Ge", "Le", "Eq", "Ne", "Where", "Matmul", "Linear", "Sum", "Mean",
+          "Softmax", "LogSoftmax", "_LinearRelu", "ConvInputGrad", "ConvWeightGrad"}
+
+
+def accumulate_grad_owned(p, g):
+    """``accumulate_grad`` for a gradient array the program owns (computed for this use
+    alone): stored without the defensive copy."""
+    old = p._grad
+    if old is None:
+        p._grad = _make(g)
+    else:
+        old._data += g
+    return p._grad
+
+
+class Arena:
+    """The memory plan of one graph: the outputs of fused kernels whose values do not
+    outlive the call (not returned, not stored, not saved for a backward outside it) get
+    fixed places in one preallocated byte array; two values whose lifetimes do not overlap
+    share a place. A call that finds the arena in use (another thread) gets a fresh one."""
+
+    ALIGN = 64
+
+    def __init__(self, graph, need_record):
+        from ..fx import map_arg
+        from ._codegen import FusedKernel
+        order = {n: i for i, n in enumerate(graph.nodes)}
+        outputs = set()
+        map_arg(graph.output_node().args, lambda a: outputs.add(a) or a)
+        self.slots = {}       # node -> (offset, shape, dtype)
+        blocks = []           # [offset, size, free_after]
+        end = 0
+        for n in graph.nodes:
+            if n.op != "call_function" or not isinstance(n.target, FusedKernel):
+                continue
+            group, ok, last = [n], True, order[n]
+            i = 0
+            while i < len(group) and ok:  # the value and every view taken of it
+                for u in group[i].users:
+                    cls = getattr(u.target, "__self__", None)
+                    name = getattr(cls, "__name__", None) if isinstance(cls, type) else None
+                    if u in outputs or need_record(u):
+                        ok = False
+                    elif isinstance(cls, type) and getattr(cls, "view", False):
+                        group.append(u)
+                    elif not (isinstance(u.target, FusedKernel) or name in _FRESH):
+                        ok = False  # a helper that may keep it, an op that may alias it
+                    last = max(last, order[u])
+                ok = ok and group[i] not in outputs
+                i += 1
+            meta = n.meta.get("tensor_meta")
+            if not ok or meta is None:
+                continue
+            shape, dtype = tuple(meta[0]), np.dtype(str(meta[1]).replace("ember.", ""))
+            size = -(-int(np.prod(shape, dtype=np.int64)) * dtype.itemsize // self.ALIGN) \
+                * self.ALIGN
+            start = order[n]
+            for b in blocks:  # first fit among places free before this value is made
+                if b[2] < start and b[1] >= size:
+                    b[2] = last
+                    off = b[0]
+                    break
+            else:
+                off = end
+                blocks.append([off, size, last])
+                end += size
+            self.slots[n] = (off, shape, dtype)
+        self.nbytes = end
+        self.planned = sum(int(np.prod(s)) * d.itemsize for _, s, d in self.slots.values())
+        self.busy = False
+        self.buffers = self._make()
+
+    def _make(self):
+        raw = np.empty(self.nbytes + self.ALIGN, dtype=np.uint8)
+        base = (-raw.ctypes.data) % self.ALIGN
+        return [raw[base + off: base + off + int(np.prod(shape)) * dtype.itemsize]
+                .view(dtype).reshape(shape) for off, shape, dtype in self.slots.values()]
+
+    def index(self, n):
+        return list(self.slots).index(n) if n in self.slots else None
 
 
 def has_backward(graph):
@@ -151,8 +234,8 @@ class _Writer:
         if isinstance(n.target, FusedKernel):
             self.kind[n] = "A"
             k = self.const(n.target, "fused")
-            buf = self.arena.buffer(n) if self.arena is not None else None
-            out = "None" if buf is None else buf
+            idx = self.arena.index(n) if self.arena is not None else None
+            out = "None" if idx is None else f"_ar[{idx}]"
             self.lines.append(f"{nm} = {k}.run_arrays({out}, {self.call(n, 'A')})")
             return
         if n.target is operator.getitem and isinstance(n.args[0], self.Node) and \
@@ -163,13 +246,30 @@ class _Writer:
             if self.kind[n] == "A":
                 self.lines.append(f"if type({nm}) is not _nd: {nm} = _asarray({nm})")
             return
-        f = self.const(n.target, getattr(n.target, "__name__", "f").strip("_") or "f")
+        target = n.target
+        g = n.args[1] if target is _capture.accumulate_grad else None
+        if g is not None and isinstance(g, self.Node) and self.kind.get(g) == "A" and \
+                len(g.users) == 1 and self._fresh(g):
+            # the gradient was computed for this store alone: no copy needed
+            self.lines.append(f"{nm} = {self.const(accumulate_grad_owned, 'acc')}("
+                              f"{self.as_tensor(n.args[0])}, {self.name[g]})")
+            self.kind[n] = "T"
+            self.array_form.clear()
+            return
+        f = self.const(target, getattr(target, "__name__", "f").strip("_") or "f")
         self.lines.append(f"{nm} = {f}({self.call(n, 'T')})")
         returns_tensor = n.meta.get("val") is not None or cls is not None or n.target in (
             _capture.accumulate_grad, _capture.optimizer_param_step, _capture.set_grad)
         self.kind[n] = "T" if returns_tensor and not self._returns_tuple(n) else "O"
         if self._impure(n):
             self.array_form.clear()  # an update may have rebound a tensor's array
+
+    def _fresh(self, g):
+        from ._codegen import FusedKernel
+        if isinstance(g.target, FusedKernel):
+            return self.arena is None or self.arena.index(g) is None
+        cls = _op_class(g)
+        return cls is not None and cls.__name__ in _FRESH
 
     def _returns_tuple(self, n):
         return any(u.target is operator.getitem for u in n.users) and \
@@ -190,14 +290,18 @@ class _Writer:
         self.lines.append(f"return ({', '.join(parts)}{',' if len(parts) == 1 else ''})")
 
 
-def lower(graph, attrs, rg, drop_records, arena=None):
-    """The generated function ``f(*flat_inputs) -> tuple of output leaves`` for ``graph``
-    and its source. ``rg``: ``requires_grad_map``; ``drop_records``: no op needs a record
-    (see the module doc)."""
+def lower(graph, attrs, rg, drop_records, plan_memory=True):
+    """The generated function ``f(*flat_inputs, _ar=arena buffers) -> tuple of output
+    leaves`` for ``graph``, its source and its ``Arena`` (None without a memory plan).
+    ``rg``: ``requires_grad_map``; ``drop_records``: no op needs a record (see the module
+    doc); ``plan_memory``: False where shapes may change between calls."""
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
 
     def need_record(n):
         return not drop_records and rg.get(n, True)
+    arena = Arena(graph, need_record) if plan_memory else None
+    if arena is not None and not arena.slots:
+        arena = None
     w = _Writer(graph, attrs, need_record, arena)
     body_start = len(w.lines)
     for i, n in enumerate(graph.nodes):
@@ -206,10 +310,10 @@ def lower(graph, attrs, rg, drop_records, arena=None):
         else:
             w.emit(n, i)
     body = w.lines[body_start:]
-    params = ", ".join(w.name[p] for p in placeholders)
+    params = ", ".join([w.name[p] for p in placeholders] + ["_ar=None"])
     src = "\n".join([f"def program({params}):", "    _grad = _GM.enabled", "    try:"]
                     + [f"        {line}" for line in body]
                     + ["    finally:", "        _GM.enabled = _grad", ""])
     ns = dict(w.ns)
     exec(compile(src, "<ember.compile program>", "exec"), ns)
-    return ns["program"], src
+    return ns["program"], src, arena

@@ -146,3 +146,47 @@ def test_passes_run_inside_compile_and_are_reported():
     assert stats["constant_fold"] >= 2 and stats["cse"] >= 1  # exp, sum; sin
     table.add_(1)  # a global tensor is read by reference at every call: never folded
     _close(c(x), f(x))
+
+
+def test_matmul_epilogue_fuses_bias_and_relu_into_the_gemm():
+    from ember.compiler._passes import _LinearRelu
+    lin = ember.nn.Linear(6, 5)
+
+    def f(x):
+        return ember.relu(lin(x))
+    c = ember.compile(f, backend="numpy")
+    x = ember.randn(4, 6)
+    with ember.no_grad():
+        c(x)
+        got = c(x)
+    assert any(getattr(n.target, "__self__", None) is _LinearRelu for n in _ops(c.graphs[0]))
+    assert c.pass_stats["matmul_epilogues"] == 1
+    _close(got, f(x))
+
+
+def test_optimizer_steps_grouped_and_memory_planned_in_a_training_step():
+    from ember.compiler import _passes as P
+    ember.manual_seed(0)
+    model = ember.nn.Sequential(ember.nn.Linear(8, 32), ember.nn.Tanh(), ember.nn.Linear(32, 8),
+                                ember.nn.Sigmoid(), ember.nn.Linear(8, 2))
+    opt = ember.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step(x):
+        h = model(x)
+        loss = (ember.tanh(h) * 0.5 + ember.exp(-h) * 0.25).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    c = ember.compile(step)
+    xs = [ember.randn(16, 8) for _ in range(5)]
+    losses = [c(x) for x in xs]
+    targets = [n.target for n in _ops(c.graphs[0])]
+    assert P.optimizer_group_step in targets and _capture.optimizer_param_step not in targets
+    arena = c.arena
+    assert arena is not None and arena.slots and arena.nbytes <= arena.planned
+    first = losses[0].item()
+    assert all(np.isfinite(v.item()) for v in losses) and first != losses[-1].item()
+    kept = losses[2].numpy().copy()
+    c(xs[0])
+    np.testing.assert_array_equal(losses[2].numpy(), kept)  # outputs never share the arena
