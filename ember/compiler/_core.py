@@ -6,8 +6,15 @@ Python scalars and tensors the function reads from its globals). A hit replays t
 a miss captures again (``ember.export._capture``: the forward, the backward the engine runs and
 optimizer updates, as ember core ops), up to ``ember._dynamo.config.cache_size_limit``
 captures, then runs eagerly with one warning. A value read into Python (``.item()``,
-``if tensor:``) or anything else the capture refuses restores the state the capture touched
-and runs the function eagerly from then on (``fullgraph=True``: an error naming the line).
+``if tensor:``) is a graph break (``_breaks``): the capture goes on with the value the
+Python code saw and the replay checks it, so each capture is one path through the
+function's branches; where that cannot be made safe, or the capture refuses something else,
+the state the capture touched is restored and the function runs eagerly from then on with
+the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
+
+Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
+elementwise fusion into C kernels (``_codegen``), matmul epilogues and whole-group optimizer
+steps, then one generated Python function over arrays with a memory arena (``_program``).
 """
 
 from __future__ import annotations
