@@ -1,9 +1,12 @@
 """ember.compile: a tanh-GELU chain over 4M float32 compiled (one fused C kernel) vs ember
-eager vs PyTorch eager, each framework in its own process with default threads; and the
+eager vs PyTorch eager, each framework in its own process with default threads; the
 compile time (first call) of an MLP training step with an empty kernel cache and, in a new
-process, with a warm one. Medians over rounds.
+process, with a warm one; and training steps (the workloads of ``benchmarks/run.py``) as
+ember eager, ember compiled, PyTorch eager and ``torch.compile``, each in its own process
+(torch.compile under a timeout), with first-call (compile) times cold and warm. Medians.
 
     python benchmarks/bench_compile.py [--n 4194304] [--rounds 10] [--no-torch]
+        [--steps mlp,lenet,cifar,gpt] [--threads N] [--no-torch-compile] [--passes P]
 """
 
 from __future__ import annotations
@@ -85,6 +88,111 @@ def child_compile_time():
             "c_compiles": _codegen.STATS["compiles"]}
 
 
+_STEPS = {"mlp": "MLP 784-512-512-10 train step", "lenet": "LeNet-5 train step",
+          "cifar": "CIFAR CNN train step", "gpt": "GPT 2-layer train step"}
+
+
+def child_train(name, mode, threads, rounds):
+    """A training step of ``benchmarks/run.py`` run as ``mode`` (ember-eager, ember-compiled,
+    torch-eager, torch-compiled): seconds of the first call after an eager warm-up step
+    (the capture/compile for compiled modes) and median wall and CPU seconds per step."""
+    sys.path.insert(0, ROOT)
+    fw = mode.split("-")[0]
+    if fw == "torch":
+        import torch as m
+    else:
+        import ember as m
+    if threads:
+        m.set_num_threads(threads)
+    from benchmarks.run import WORKLOADS
+    step, _ = WORKLOADS[_STEPS[name]](m, False)
+    step()  # imports, optimizer state
+    if mode.endswith("compiled"):
+        step = m.compile(step)
+    t = time.perf_counter()
+    step()
+    first = time.perf_counter() - t
+    step()
+    walls, cpus = [], []
+    for _ in range(rounds):
+        t, c = time.perf_counter(), time.process_time()
+        step()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    out = {"first": first, "step": statistics.median(walls), "cpu": statistics.median(cpus)}
+    if mode == "ember-compiled":
+        from ember.compiler import _codegen
+        out["c_compiles"] = _codegen.STATS["compiles"]
+        out["graphs"] = len(step.entries)
+    return out
+
+
+def _spawn_soft(args, env, timeout):
+    """``_spawn`` that reports a failure or a timeout instead of raising."""
+    try:
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), *args],
+                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1][:200] if r.stderr else "failed"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def train_table(names, threads, rounds, passes, torch_compile, env):
+    """Alternating passes over ember eager, ember compiled and PyTorch eager; torch.compile
+    once. Returns {name: {mode: result}} with per-mode medians over passes."""
+    modes = ["ember-eager", "ember-compiled", "torch-eager"]
+    if threads:
+        env = dict(env, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                      "MKL_NUM_THREADS")})
+    res = {}
+    for name in names:
+        runs = {m: [] for m in modes}
+        with tempfile.TemporaryDirectory() as cache:
+            env2 = dict(env, EMBER_CACHE_DIR=cache)
+            for p in range(passes):  # the first ember-compiled run meets an empty cache
+                for mode in modes:
+                    runs[mode].append(_spawn_soft(["--child", f"train:{name}:{mode}",
+                                                   "--threads", str(threads or 0),
+                                                   "--rounds", str(rounds)], env2, 900))
+        row = {}
+        for mode, rs in runs.items():
+            ok = [r for r in rs if "error" not in r]
+            if not ok:
+                row[mode] = rs[0]
+                continue
+            row[mode] = {k: statistics.median(r[k] for r in ok) for k in ("step", "cpu")}
+            row[mode]["first_cold"] = ok[0]["first"]
+            row[mode]["first_warm"] = statistics.median(r["first"] for r in ok[1:]) \
+                if len(ok) > 1 else None
+        if torch_compile:
+            row["torch-compiled"] = _spawn_soft(
+                ["--child", f"train:{name}:torch-compiled", "--threads", str(threads or 0),
+                 "--rounds", str(rounds)], env, 240)
+        res[name] = row
+    return res
+
+
+def _print_train(res, threads):
+    print(f"training steps, ms per step (wall / CPU), threads={threads or 'default'}; "
+          "first call = capture/compile (cold cache, then warm cache in a new process)")
+    for name, row in res.items():
+        print(f"  {_STEPS[name]}")
+        for mode, r in row.items():
+            if "error" in r:
+                print(f"    {mode:15s} {r['error']}")
+                continue
+            first = f"first call {r['first_cold' if 'first_cold' in r else 'first']:.2f} s"
+            if r.get("first_warm") is not None:
+                first += f" / warm {r['first_warm']:.2f} s"
+            print(f"    {mode:15s} {r['step'] * 1e3:8.2f} / {r['cpu'] * 1e3:8.2f}   {first}")
+        te, ec = row.get("torch-eager", {}), row.get("ember-compiled", {})
+        if "cpu" in te and "cpu" in ec:
+            print(f"    ember compiled / PyTorch eager: wall {ec['step'] / te['step']:.2f}x, "
+                  f"CPU {ec['cpu'] / te['cpu']:.2f}x")
+
+
 def _spawn(args, env=None):
     r = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
                        text=True, timeout=600, env=env, cwd=ROOT)
@@ -99,7 +207,15 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--child", default=None)
+    p.add_argument("--steps", default="mlp,lenet,cifar,gpt")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--passes", type=int, default=2)
+    p.add_argument("--no-torch-compile", action="store_true")
     a = p.parse_args(argv)
+    if a.child and a.child.startswith("train:"):
+        _, name, mode = a.child.split(":")
+        print(json.dumps(child_train(name, mode, a.threads, a.rounds)))
+        return
     if a.child == "compile-time":
         print(json.dumps(child_compile_time()))
         return
@@ -124,6 +240,11 @@ def main(argv=None):
           f"warm cache in a new process {warm['first']:.3f} ({warm['c_compiles']} C compiles); "
           f"eager step {cold['eager_step'] * 1e3:.1f} ms, compiled replay "
           f"{cold['replay_step'] * 1e3:.1f} ms")
+    names = [n for n in a.steps.split(",") if n]
+    if names:
+        res = train_table(names, a.threads, a.rounds, a.passes,
+                          not (a.no_torch or a.no_torch_compile), env)
+        _print_train(res, a.threads)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ class ExplainOutput:
     """What ``explain(fn)(*args)`` found: ``graphs``, ``graph_count``, ``graph_break_count``,
     ``break_reasons``, ``ops_per_graph``, ``out_guards``."""
 
-    def __init__(self, graphs, breaks, guards):
+    def __init__(self, graphs, breaks, guards, graph_count=None):
         self.graphs = graphs
-        self.graph_count = len(graphs)
+        self.graph_count = len(graphs) if graph_count is None else graph_count
         self.break_reasons = list(breaks)
         self.graph_break_count = len(breaks)
         self.ops_per_graph = [[n.target for n in g.nodes if n.op == "call_function"]
@@ -40,14 +40,23 @@ class ExplainOutput:
 
 def explain(fn, *extra_args, **extra_kwargs):
     """``explain(fn)(*args, **kwargs)``: capture ``fn`` on these inputs (running it once) and
-    report the graphs captured and what, if anything, kept it from being one graph. ember
-    does not split graphs: a break means the function runs eagerly."""
+    report the graphs captured and what, if anything, kept it from being one graph.
+
+    A break splits a capture into segments (``graph_count`` counts segments: a capture with
+    one break is two graphs); a break that cannot be split safely makes the function run
+    eagerly with each module it calls compiled as a region (their graphs are listed too).
+    Each reason names the user's line."""
     from ..compiler._core import CompiledFunction
 
     def inner(*args, **kwargs):
         c = CompiledFunction(fn, backend="aot_eager")
+        c.warmed = True  # capture on this call even where an optimizer has no state yet
         c(*args, **kwargs)
-        return ExplainOutput(c.graphs, c.breaks, [e.cap.guards for e in c.entries])
+        graphs = c.all_graphs()
+        splits = sum(len(e.breaks) for e in c.entries)
+        splits += sum(len(e.breaks) for r in c.regions.values() for e in r.entries)
+        return ExplainOutput(graphs, c.break_reasons(), [e.cap.guards for e in c.entries],
+                             graph_count=len(graphs) + splits)
     if extra_args or extra_kwargs:
         return inner(*extra_args, **extra_kwargs)
     return inner

@@ -27,9 +27,12 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
     ``@ember.compile(...)`` work as decorators.
 
     ``mode``: every mode compiles the same way on CPU ("reduce-overhead" has no CUDA graphs
-    to use here; "max-autotune" has no kernel choices to tune). ``dynamic``: shapes are
-    specialised (a new shape recompiles, up to ``ember._dynamo.config.cache_size_limit``)
-    whatever its value. ``disable=True`` returns ``model`` unchanged."""
+    to use here; "max-autotune" has no kernel choices to tune). ``dynamic=True``: dim 0
+    (the batch) of every tensor input is symbolic, so a new batch size replays the same
+    graph (the first call captures three times to fit the sizes; where that fails,
+    ``dynamic_failure`` on the compiled function says why and shapes stay static);
+    otherwise shapes are specialised (a new shape recompiles, up to
+    ``ember._dynamo.config.cache_size_limit``). ``disable=True`` returns ``model`` unchanged."""
     _check(backend, mode, dynamic)
     if model is None:
         def deco(fn):

@@ -2,7 +2,8 @@
 
 ``fuse(graph, ...)`` finds regions of elementwise nodes (add/sub/mul/div/neg/exp/log/tanh/
 sigmoid/relu/pow, comparisons, where) whose values all have one shape, whose intermediate
-values are used only inside the region and that need no autograd record, and replaces each
+values are used only inside the region (or only by other elementwise ops: the region then
+recomputes the value) and that need no autograd record, and replaces each
 region by one ``call_function`` node whose target is a ``FusedKernel``: one loop over the
 elements, emitted as C, compiled with the system C compiler and loaded through ctypes (or, when
 no compiler exists, straight-line NumPy code). Everything else keeps its eager op.
@@ -274,7 +275,10 @@ def fuse(graph, rg, backend="c"):
             for a in cur.args:
                 if not isinstance(a, Node) or a in region or a in assigned:
                     continue
-                if not eligible(a, shape) or any(u not in region for u in a.users):
+                # a value used outside the region is still fused when every other user is
+                # elementwise too: the region recomputes it (cheaper than reading it back)
+                if not eligible(a, shape) or any(u not in region and not eligible(u, shape)
+                                                 for u in a.users):
                     continue
                 ad = str(_meta(a)[1]).replace("ember.", "")
                 if ad not in (dtype, "bool"):
@@ -293,8 +297,9 @@ def fuse(graph, rg, backend="c"):
         new.meta.update(root.meta)
         root.replace_all_uses_with(new)
         for n in reversed(order):
-            graph.erase_node(n)
-        assigned |= region
+            if not n.users:  # a recomputed value other nodes still read stays
+                graph.erase_node(n)
+                assigned.add(n)
         kernels.append(kernel)
     return kernels
 
@@ -411,6 +416,28 @@ class FusedKernel:
         self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
                 ctypes.c_void_p(out.ctypes.data))
         return _make(out)
+
+    def run_arrays(self, out, *arrays):
+        """The region's value from its leaves' arrays, written into ``out`` (a C-contiguous
+        array of the result's shape and dtype) when given, else into a new array."""
+        # the leaves share one shape (a symbolic batch may change it between calls)
+        shape = arrays[0].shape if arrays else self.shape
+        if self._c is None or len(shape) != len(self.shape) or \
+                any(a.shape != shape or a.dtype != d for a, d in zip(arrays, self.leaf_dtypes)):
+            res = np.ascontiguousarray(self._py(*arrays))
+            if out is None:
+                return res
+            np.copyto(out, res)
+            return out
+        arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        if out is None or out.shape != shape:
+            out = np.empty(shape, dtype=self.dtype)
+        n = 1
+        for s in shape:
+            n *= s
+        self._c(ctypes.c_int64(n), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+                ctypes.c_void_p(out.ctypes.data))
+        return out
 
     def __repr__(self):
         return f"<FusedKernel {self.__name__} ({self.backend})>"

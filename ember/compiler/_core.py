@@ -6,8 +6,15 @@ Python scalars and tensors the function reads from its globals). A hit replays t
 a miss captures again (``ember.export._capture``: the forward, the backward the engine runs and
 optimizer updates, as ember core ops), up to ``ember._dynamo.config.cache_size_limit``
 captures, then runs eagerly with one warning. A value read into Python (``.item()``,
-``if tensor:``) or anything else the capture refuses restores the state the capture touched
-and runs the function eagerly from then on (``fullgraph=True``: an error naming the line).
+``if tensor:``) is a graph break (``_breaks``): the capture goes on with the value the
+Python code saw and the replay checks it, so each capture is one path through the
+function's branches; where that cannot be made safe, or the capture refuses something else,
+the state the capture touched is restored and the function runs eagerly from then on with
+the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
+
+Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
+elementwise fusion into C kernels (``_codegen``), matmul epilogues and whole-group optimizer
+steps, then one generated Python function over arrays with a memory arena (``_program``).
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import weakref
 
 import numpy as np
 
+from .. import _random
 from .._tensor import Tensor
 from ..export import _capture
+from . import _breaks
 from ..export._pytree import tree_flatten, tree_unflatten
 
 __all__ = ["compile", "CompiledFunction", "Unsupported", "BACKENDS"]
@@ -120,9 +129,11 @@ class _Snapshot:
 
 # ---------------------------------------------------------------------- one specialisation
 class _Entry:
-    def __init__(self, cap, in_spec, extra_rg, scalars, runner, source):
+    def __init__(self, cap, in_spec, extra_rg, scalars, runner, source, breaks=(),
+                 needs_rng=False):
         self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
         self.runner, self.source = runner, source
+        self.breaks, self.needs_rng = list(breaks), needs_rng
 
     def check(self, leaves, in_spec, glb):
         if in_spec != self.in_spec:
@@ -143,6 +154,29 @@ class _Entry:
 _MISSING = object()
 
 
+def _refuse_printing():
+    """While a compiled function is captured, printing or formatting a tensor that depends
+    on the inputs is a graph break that only eager Python can serve (the text must be
+    produced on every call): it raises ``DataDependentError``. Returns the undo."""
+    saved = {k: Tensor.__dict__[k] for k in ("__repr__", "__str__", "__format__")
+             if k in Tensor.__dict__}
+
+    def wrap(name, orig):
+        def reader(self, *args):
+            if _capture._ACTIVE:
+                _capture._ACTIVE[-1].check_value_read(self, "printing")
+            return orig(self, *args)
+        reader.__name__ = name
+        return reader
+    for k, f in saved.items():
+        setattr(Tensor, k, wrap(k, f))
+
+    def undo():
+        for k, f in saved.items():
+            setattr(Tensor, k, f)
+    return undo
+
+
 class CompiledFunction:
     """What ``ember.compile(fn)`` returns: call it like ``fn``. ``graphs`` holds the captures
     (``ember.fx.Graph``), ``breaks`` why compilation was abandoned, if it was."""
@@ -157,6 +191,8 @@ class CompiledFunction:
         self.eager_only = False
         self.limit_warned = False
         self.warmed = False
+        self.regions: dict = {}   # id(module) -> CompiledFunction, once eager_only
+        self.dynamic_failure = None
         functools.update_wrapper(self, fn, updated=())
         _ALL.add(self)
 
@@ -164,8 +200,27 @@ class CompiledFunction:
     def graphs(self):
         return [e.cap.graph for e in self.entries]
 
+    def all_graphs(self):
+        """This function's graphs and those of the module regions it runs with."""
+        return self.graphs + [g for r in self.regions.values() for g in r.all_graphs()]
+
+    def break_reasons(self):
+        """Why the function is not one graph: the breaks recorded inside its captures (the
+        graph splits there), why it fell back to module regions, and its regions' reasons."""
+        seen, out = set(), []
+        for e in self.entries:
+            for b in e.breaks:
+                if b.reason() not in seen:
+                    seen.add(b.reason())
+                    out.append(b.reason())
+        out += self.breaks
+        for r in self.regions.values():
+            out += r.break_reasons()
+        return out
+
     def reset(self):
         self.entries.clear()
+        self.regions.clear()
         self.breaks.clear()
         self.eager_only = False
         self.limit_warned = False
@@ -176,10 +231,12 @@ class CompiledFunction:
         return functools.partial(self.__call__, obj)
 
     def __call__(self, *args, **kwargs):
-        if self.backend == "eager" or self.eager_only or _DISABLED[0] or _capture._ACTIVE:
-            # eager backend, abandoned, disabled, or called inside another capture (whose
-            # mode records these ops as its own)
+        if self.backend == "eager" or _DISABLED[0] or _capture._ACTIVE:
+            # eager backend, disabled, or called inside another capture (whose mode records
+            # these ops as its own)
             return self.fn(*args, **kwargs)
+        if self.eager_only:  # the graph could not be split safely: compile module regions
+            return _breaks.run_with_regions(self, args, kwargs)
         leaves, in_spec = tree_flatten((tuple(args), dict(kwargs)))
         glb = getattr(self.fn, "__globals__", {})
         reasons = []
@@ -189,7 +246,16 @@ class CompiledFunction:
             except _capture.GuardError as err:
                 reasons.append(str(err))
                 continue
-            return e.runner(leaves)
+            rng = _random.default_generator.get_state() if e.needs_rng else None
+            try:
+                return e.runner(leaves)
+            except _breaks.BranchMiss as miss:
+                # a break read another value than at capture: the segments before it only
+                # computed (see _breaks), so another capture of this function may serve
+                if rng is not None:
+                    _random.default_generator.set_state(rng)
+                reasons.append(f"graph break {miss.index} read {miss.value!r}, captured with "
+                               f"{e.breaks[miss.index].value!r}")
         limit = _config().cache_size_limit
         if len(self.entries) >= limit:
             if not self.limit_warned:
@@ -225,6 +291,8 @@ class CompiledFunction:
         persistent = list(tensors)
         for m in modules:
             persistent += list(m.parameters()) + list(m.buffers())
+        self._persistent = persistent + [v for o in opts for s in o.state.values()
+                                         for v in s.values() if isinstance(v, Tensor)]
         inputs = [v for v in leaves if isinstance(v, Tensor)]
         snap = _Snapshot(persistent + inputs, opts)
         names = [f"arg{i}" for i in range(len(leaves))]
@@ -237,27 +305,64 @@ class CompiledFunction:
         def run(*a, **k):  # the capture runs fn for real: its result is this call's
             box.append(self.fn(*a, **k))
             return box[-1]
+        recorder = _breaks.BreakRecorder(self.fullgraph)
         _COMPILING[0] += 1
+        printing = _refuse_printing()
         try:
             cap = _capture.capture(run, leaves, names, persistent=persistent,
-                                   unflatten=unflatten, flatten_out=tree_flatten)
+                                   unflatten=unflatten, flatten_out=tree_flatten,
+                                   on_value_read=recorder)
+            needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)
         finally:
+            printing()
             _COMPILING[0] -= 1
         cap.modules = table
         cap.guards.training = _capture.training_flags(table)
+        if self.dynamic and not recorder.breaks:
+            self._make_dynamic(cap, run, leaves, names, unflatten, persistent, inputs, opts)
         extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
         scalars = {n: glb[n] for n in scalar_names if n in glb}
         captured = str(cap.graph)
         runner, source = self._lower(cap)
-        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source))
+        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source,
+                                   recorder.breaks, needs_rng))
         if _log_enabled("graph_code"):
             print(f"===== ember.compile: captured graph of "
                   f"{getattr(self.fn, '__qualname__', 'fn')} =====\n{captured}\n"
                   f"===== generated source ({self.backend}) =====\n{source}",
                   file=sys.stderr)
         return box[0]
+
+    def _make_dynamic(self, cap, run, leaves, names, unflatten, persistent, inputs, opts):
+        """``dynamic=True``: dim 0 of every tensor input (inputs of equal size share one
+        symbol) becomes symbolic, so other batch sizes replay without recompiling. The
+        function is captured again at two other sizes (with every state it touches
+        restored after each) and the integers that follow the size are fitted, as
+        ``ember.export`` does for ``Dim``s. Where that fails the capture stays static and
+        ``dynamic_failure`` says why."""
+        from ..export import Dim, _generalise
+        dims, dyn = {}, {}
+        for i, v in enumerate(leaves):
+            if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] >= 2:
+                dim = dims.setdefault(v.shape[0], Dim(f"s{len(dims)}"))
+                dyn[(i, 0)] = dim
+        if not dyn:
+            return
+
+        def recapture(lv):
+            snap = _Snapshot(persistent + inputs + [v for v in lv if isinstance(v, Tensor)],
+                             opts)
+            try:
+                return _capture.capture(run, lv, names, persistent=persistent,
+                                        unflatten=unflatten, flatten_out=tree_flatten)
+            finally:
+                snap.restore()
+        try:
+            _generalise(None, cap, leaves, names, None, dyn, recapture=recapture)
+        except Exception as err:  # noqa: BLE001 - any failure: keep the static capture
+            self.dynamic_failure = f"{type(err).__name__}: {err}"
 
     def _abandon(self, err, snap, args, kwargs):
         msg = f"{type(err).__name__}: {err}"
@@ -267,22 +372,53 @@ class CompiledFunction:
             raise Unsupported(f"ember.compile(fullgraph=True): the function cannot be captured "
                               f"as one graph: {msg}") from err
         self.eager_only = True
-        return self.fn(*args, **kwargs)
+        if self.backend == "eager":
+            return self.fn(*args, **kwargs)
+        return _breaks.run_with_regions(self, args, kwargs)
 
     def _lower(self, cap):
         """The runner of a capture for this backend, and the source it generated."""
         graph, attrs = cap.graph, cap.attrs
         sources = []
         if self.backend in ("inductor", "numpy"):
-            from . import _codegen
+            from . import _codegen, _passes
+            fixed = {id(t) for t in self._persistent}
+            self.pass_stats = _passes.optimize(
+                graph, attrs, lambda name: id(attrs.get(name)) not in fixed)
             use_c = self.backend == "inductor" and _codegen.c_compiler() is not None
             rg = _codegen.requires_grad_map(
                 graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
                 attrs, cap.guards.grad_enabled)
+            from . import _program
+            drop_records = _program.has_backward(graph)
+            if drop_records:  # the step holds its own backward: no op needs a record
+                rg = dict.fromkeys(rg, False)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
+            self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
+            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec
+        if self.backend in ("inductor", "numpy"):
+            program, psrc, arena = _program.lower(graph, attrs, rg, drop_records,
+                                                  plan_memory=not cap.guards.dynamic)
+            sources.insert(0, psrc)
+            self.arena = arena
+            if arena is None:
+                def runner(leaves):
+                    return tree_unflatten(list(program(*leaves)), out_spec)
+            else:
+                def runner(leaves):
+                    if arena.busy:  # another thread is inside: give this call its own
+                        return tree_unflatten(list(program(*leaves, _ar=arena._make())),
+                                              out_spec)
+                    arena.busy = True
+                    try:
+                        return tree_unflatten(list(program(*leaves, _ar=arena.buffers)),
+                                              out_spec)
+                    finally:
+                        arena.busy = False
+            return runner, str(graph) + "\n" + "\n".join(sources)
 
         def runner(leaves):
             out = _capture.run_graph(graph, leaves, attrs)

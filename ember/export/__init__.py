@@ -419,7 +419,13 @@ def _resized(leaves, dyn, sizes):
     return out
 
 
-def _generalise(mod, base, leaves, names, in_spec, dyn):
+def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
+    """Make ``base`` (captured at the example sizes) valid for every size of the dynamic
+    dimensions ``dyn``. ``recapture(leaves)``: a capture at other sizes (default: of
+    ``mod``; ``ember.compile(dynamic=True)`` passes its own)."""
+    if recapture is None:
+        def recapture(lv):
+            return _capture_once(mod, lv, names, in_spec)
     dims = {}
     for dim in dyn.values():
         dims[dim.name] = dim
@@ -438,7 +444,7 @@ def _generalise(mod, base, leaves, names, in_spec, dyn):
     for name in dims:
         sizes = dict(size0)
         sizes[name] = other(name, 1)
-        g = _capture_once(mod, _resized(leaves, dyn, sizes), names, in_spec)
+        g = recapture(_resized(leaves, dyn, sizes))
         variations[name] = (sizes[name], _diff(base_nodes, _call_nodes(g.graph), name))
     # fit each differing integer
     sites = {}
@@ -451,7 +457,7 @@ def _generalise(mod, base, leaves, names, in_spec, dyn):
                              base_nodes)
     # check on a third capture with every dimension changed at once
     sizes3 = {name: other(name, 2) for name in dims}
-    g3 = _capture_once(mod, _resized(leaves, dyn, sizes3), names, in_spec)
+    g3 = recapture(_resized(leaves, dyn, sizes3))
     nodes3 = _call_nodes(g3.graph)
     if len(nodes3) != len(base_nodes):
         raise UserError(_structure_msg(list(dims)))

@@ -325,6 +325,9 @@ class CaptureMode:
     place rather than copy: constants among them are kept by reference."""
 
     records_backward = True  # the engine runs backward formulas as ops for this mode
+    # ``hook(mode, tensor, reader_name, what, orig_reader, args, kwargs)``: called instead of
+    # refusing a data-dependent value read (``ember.compile`` records a graph break there)
+    on_value_read = None
 
     def __init__(self, graph, persistent=()):
         self.graph = graph
@@ -609,7 +612,12 @@ def _value_reader(name, what):
 
     def reader(self, *args, **kwargs):
         if _ACTIVE:
-            _ACTIVE[-1].check_value_read(self, what)
+            mode = _ACTIVE[-1]
+            hook = mode.on_value_read
+            if hook is not None and mode.nodes.get(id(self._data)) in mode.data_dependent:
+                # the compiler turns the read into a graph break instead of an error
+                return hook(mode, self, name, what, orig, args, kwargs)
+            mode.check_value_read(self, what)
         return orig(self, *args, **kwargs)
     reader.__name__ = name
     return orig, reader
@@ -763,7 +771,7 @@ def check_not_nested():
 
 
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
-            unflatten=None, flatten_out=None):
+            unflatten=None, flatten_out=None, on_value_read=None):
     """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
 
     ``flat_inputs``: the flat list of input leaves (Tensors or Python constants), named by
@@ -771,7 +779,8 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     positional) and ``flatten_out(result)`` returns ``(tensor leaves, spec)``.
     ``modules``: ``{path: module}`` whose parameters and buffers become ``get_attr`` nodes
     named by their dotted path (``lift_params``: placeholders ``p_<path>``/``b_<path>``
-    before the user inputs instead, as ``export`` writes them)."""
+    before the user inputs instead, as ``export`` writes them). ``on_value_read``: see
+    ``CaptureMode.on_value_read``."""
     from ..fx import Graph
     check_not_nested()
     modules = modules or {}
@@ -784,6 +793,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
         buffers = dict(root.named_buffers(remove_duplicate=False))
         persistent += list(params.values()) + list(buffers.values())
     mode = CaptureMode(graph, persistent)
+    mode.on_value_read = on_value_read
     attrs = {}
     param_names = []
     for kind, table in (("p", params), ("b", buffers)):

@@ -272,6 +272,8 @@ class ConvNd(Node):
         st, pads, dl, groups = _recall(ctx)
         gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) if nx else None
         cols = ctx.__dict__.pop("cols", None)
+        if _capturing_backward():  # a recorded op gets no forward-time array: recompute
+            cols = None
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
         # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x slower
@@ -960,7 +962,15 @@ class MaxPoolNd(Node):
     @staticmethod
     def backward(ctx, g, *_):
         (x,) = ctx.saved_tensors
-        return (MaxPoolGrad.apply(g, x._data, ctx.out, ctx.geom),) + (None,) * 6
+        # a capturing mode (ember.compile of a training step) gets no forward-time array in
+        # the recorded op: MaxPoolGrad then recomputes the window maxima from x
+        out = None if _capturing_backward() else ctx.out
+        return (MaxPoolGrad.apply(g, x._data, out, ctx.geom),) + (None,) * 6
+
+
+def _capturing_backward():
+    from ..autograd.graph import _MODES
+    return any(getattr(m, "records_backward", False) for m in _MODES)
 
 
 class MaxPoolGrad(Node):
@@ -974,6 +984,11 @@ class MaxPoolGrad(Node):
     def forward(ctx, g, x, out, geom):
         ks, st, dl, pads, osz = geom
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
+        if out is None:  # recompute the maxima (see MaxPoolNd.backward)
+            positions = itertools.product(*(range(k) for k in ks))
+            out = xp[_window_slices(next(positions), st, dl, osz)].copy()
+            for k in positions:
+                np.maximum(out, xp[_window_slices(k, st, dl, osz)], out=out)
         if not isinstance(ctx, Node) and all(t >= d * (k - 1) + 1
                                              for k, t, d in zip(ks, st, dl)):
             return _max_pool_grad_disjoint(g, xp, out, x.shape, pads, ks, st, dl, osz)

@@ -347,7 +347,7 @@ class _LikeShape:
 class CrossEntropy(Node):
     """log_softmax + nll_loss over class indices in one pass (no label smoothing)."""
 
-    saves = (0,)
+    saves = (0, 1)
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, ignore_index):
@@ -359,13 +359,27 @@ class CrossEntropy(Node):
         ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
                                                                    reduction)
         ctx.logp = logp
+        # no class weights and no ignored target: every weight is 1 (see backward)
+        ctx.plain = weight is None and reduction != "none" and type(target) is np.ndarray \
+            and bool((safe == target).all())
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
+        x, target = ctx.saved_tensors
         if not GradMode.enabled:
             return ArrayGrad.apply(_ce_grad_np, g, ctx), None, None, None, None
+        if ctx.plain:
+            # the one-hot built by ops from the target tensor, so that a captured backward
+            # (ember.compile of a training step) holds no array read out of ctx
+            ax = ctx.cls_axis
+            shape = [1] * x.ndim
+            shape[ax] = x.shape[ax]
+            classes = _make(np.ones(shape, dtype=np.int64)).cumsum(ax) - 1
+            onehot = (classes == target.unsqueeze(ax)).to(x.dtype)
+            scale = 1.0 / float(ctx.denom) if ctx.denom is not None else 1.0
+            p = Softmax.apply(x, ax)
+            return (p * scale - onehot * scale) * g, None, None, None, None
         # d(-w_t log p_t)/dx = w_t (p - onehot_t), with p a differentiable function of x
         p = Softmax.apply(x, ctx.cls_axis)
         onehot_w, w = _target_grad_coef(ctx, x)

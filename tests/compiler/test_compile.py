@@ -251,14 +251,14 @@ def if_inside(x):
 
 
 @pytest.mark.parametrize("fn", [item_inside, if_inside])
-def test_data_dependent_falls_back_to_eager_and_is_explained(fn):
+def test_data_dependent_read_splits_the_graph_and_is_explained(fn):
     c = ember.compile(fn)
-    for v in (ember.ones(3), -ember.ones(3), ember.randn(3)):
+    for v in (ember.ones(3), -ember.ones(3), ember.randn(3), -ember.ones(3)):
         _close(c(v), fn(v), 0)
-    assert c.eager_only and not c.entries
+    assert not c.eager_only and c.entries and all(len(e.breaks) == 1 for e in c.entries)
     ex = ember._dynamo.explain(fn)(ember.ones(3))
-    assert ex.graph_break_count == 1 and ex.graph_count == 0
-    assert "DataDependentError" in ex.break_reasons[0] and "line" in ex.break_reasons[0]
+    assert ex.graph_break_count == 1 and ex.graph_count == 2
+    assert "graph break" in ex.break_reasons[0] and "line" in ex.break_reasons[0]
     ok = ember._dynamo.explain(gelu_chain)(ember.ones(3))
     assert ok.graph_count == 1 and ok.graph_break_count == 0 and "Graph Count: 1" in str(ok)
 

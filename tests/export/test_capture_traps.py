@@ -251,12 +251,13 @@ def test_training_step_replay_updates_parameters_like_eager(dtype, opt_name):
 
 def test_backward_with_ctx_arrays_is_refused_not_baked():
     """A node whose recorded backward still reads arrays its forward kept (cross_entropy's
-    targets) must not become a constant of the graph: the capture refuses it."""
+    targets, with class weights) must not become a constant of the graph: the capture
+    refuses it. (Without weights or ignored targets its backward is ops-only.)"""
     m = MLP()
     x = ember.randn(4, 8)
 
     def ce_step(a, y):
-        nn.functional.cross_entropy(m(a), y).backward()
+        nn.functional.cross_entropy(m(a), y, weight=ember.rand(4) + 0.5).backward()
     with pytest.raises(NotImplementedError, match="outside the dispatcher"):
         trace_program(ce_step, (x, ember.randint(0, 4, (4,))), modules=[m])
     assert not ember.autograd.graph._MODES

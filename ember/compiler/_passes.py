@@ -1,0 +1,268 @@
+"""Graph passes run on a captured graph before code generation.
+
+Each pass is a plain loop over ``graph.nodes`` that edits the graph in place and returns how
+many nodes it changed. Their order in ``optimize``: constant folding, common-subexpression
+elimination, dead-code elimination (the first two leave dead nodes behind).
+
+What makes a node safe to touch (the rules every pass shares):
+
+* *pure*: a ``call_function`` node that is not impure (``Node.is_impure``: in-place writes,
+  gradient and optimizer updates, grad-mode switches, graph breaks, random draws);
+* *not aliased by a write*: no in-place node writes into its value or into a view of it
+  (``mutated_aliases``), since folding or merging it would let the write reach the other uses;
+* *not an output*: two outputs that eager returns as distinct tensors stay distinct.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from .._tensor import Tensor
+from ..autograd import graph as _dispatch
+from ..export import _capture
+
+__all__ = ["optimize", "constant_fold", "cse", "dce", "mutated_aliases", "is_pure",
+           "group_optimizer_steps", "optimizer_group_step", "fuse_matmul_epilogues"]
+
+
+def is_pure(n):
+    """Whether ``n`` only computes a value (see the module doc)."""
+    return n.op == "call_function" and not n.is_impure(True)
+
+
+def _is_view(n):
+    cls = getattr(n.target, "__self__", None)
+    return n.target is operator.getitem or bool(isinstance(cls, type) and
+                                                getattr(cls, "view", False))
+
+
+def mutated_aliases(graph):
+    """Nodes whose value may be written in place after it is computed: targets of in-place
+    nodes and of ``set_grad`` (the stored gradient is accumulated into later), with every
+    node they are views of and every view taken of them."""
+    roots = []
+    for n in graph.nodes:
+        if n.op != "call_function":
+            continue
+        t = n.target
+        if getattr(t, "op", None) is not None and _capture._INPLACE.get(t.op) is t:
+            roots.append(n.args[0])
+        elif t is _capture.set_grad:
+            roots.append(n.args[1])
+        elif t is _capture.accumulate_grad:
+            roots.append(n)  # the grad it returns is accumulated into by later steps
+    from ..fx import Node
+    out, stack = set(), [r for r in roots if isinstance(r, Node)]
+    while stack:
+        n = stack.pop()
+        if n in out:
+            continue
+        out.add(n)
+        if _is_view(n) and n.args and isinstance(n.args[0], Node):
+            stack.append(n.args[0])         # the base a view writes through to
+        stack.extend(u for u in n.users if _is_view(u))  # views that see the write
+    return out
+
+
+def _outputs(graph):
+    from ..fx import Node, map_arg
+    found = set()
+    map_arg(graph.output_node().args, lambda a: found.add(a) or a)
+    return {a for a in found if isinstance(a, Node)}
+
+
+# ---------------------------------------------------------------------- constant folding
+def constant_fold(graph, attrs, foldable):
+    """Evaluate pure nodes whose inputs are all constants once, now, and replace each by a
+    new constant (``get_attr`` of ``_folded_constantN`` in ``attrs``). ``foldable(name)``
+    says whether ``get_attr`` target ``name`` is a constant that never changes (not a
+    parameter, buffer or optimizer state, which replays update)."""
+    from ..autograd.grad_mode import no_grad
+    from ..fx import map_arg
+    skip = mutated_aliases(graph) | _outputs(graph)
+    const = {}   # node -> value
+    for n in graph.nodes:
+        if n.op == "get_attr" and n not in skip and foldable(n.target):
+            v = attrs.get(n.target)
+            if isinstance(v, Tensor) and not v.requires_grad:
+                const[n] = v
+    changed = 0
+    for n in list(graph.nodes):
+        if not is_pure(n) or n in skip or n.target is _capture.sym_size:
+            continue
+        ins = n.all_input_nodes
+        if not all(a in const for a in ins):
+            continue
+        if not ins and not _creates_tensor(n):
+            continue
+        try:
+            with no_grad():
+                v = n.target(*map_arg(n.args, const.__getitem__),
+                             **map_arg(n.kwargs, const.__getitem__))
+        except Exception:  # noqa: BLE001 - an op that fails now fails at replay too
+            continue
+        if not isinstance(v, Tensor):
+            continue
+        name = f"_folded_constant{sum(1 for k in attrs if k.startswith('_folded_constant'))}"
+        attrs[name] = v
+        with graph.inserting_before(n):
+            new = graph.get_attr(name)
+        new.meta.update(n.meta)
+        n.replace_all_uses_with(new)
+        graph.erase_node(n)
+        const[new] = v
+        changed += 1
+    return changed
+
+
+def _creates_tensor(n):
+    """An op with no tensor inputs (``arange``, ``full``): foldable when it is an op class."""
+    cls = getattr(n.target, "__self__", None)
+    return isinstance(cls, type)
+
+
+# ---------------------------------------------------------------------- CSE
+def _key(a):
+    from ..fx import Node
+    if isinstance(a, Node):
+        return ("node", a)
+    if isinstance(a, (list, tuple)):
+        return (type(a).__name__,) + tuple(_key(x) for x in a)
+    if isinstance(a, dict):
+        return ("dict",) + tuple(sorted((k, _key(v)) for k, v in a.items()))
+    if isinstance(a, slice):
+        return ("slice", _key(a.start), _key(a.stop), _key(a.step))
+    if isinstance(a, float):
+        return ("float", a.hex())  # 0.0 and -0.0 differ; nan equals itself here
+    return (type(a).__name__, a)
+
+
+def cse(graph):
+    """Merge pure nodes that compute the same function of the same arguments."""
+    skip = mutated_aliases(graph) | _outputs(graph)
+    seen, changed = {}, 0
+    for n in list(graph.nodes):
+        if n.op == "call_function" and not is_pure(n):
+            seen.clear()  # a write or an update: values computed after it may differ
+            continue
+        if n.op != "call_function" or n in skip:
+            continue
+        try:
+            k = (n.target, _key(n.args), _key(n.kwargs))
+            hash(k)
+        except TypeError:  # an unhashable literal argument
+            continue
+        first = seen.get(k)
+        if first is None:
+            seen[k] = n
+            continue
+        n.replace_all_uses_with(first)
+        graph.erase_node(n)
+        changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------- DCE
+def dce(graph):
+    """Remove pure nodes whose values nothing uses (impure ones always stay)."""
+    before = len(graph.nodes)
+    graph.eliminate_dead_code()
+    for n in list(graph.nodes):  # constants nothing reads any more
+        if n.op == "get_attr" and not n.users:
+            graph.erase_node(n)
+    return before - len(graph.nodes)
+
+
+def optimize(graph, attrs, foldable):
+    """Run the passes in order; returns ``{pass name: nodes changed}``."""
+    stats = {"constant_fold": constant_fold(graph, attrs, foldable), "cse": cse(graph)}
+    stats["dce"] = dce(graph)
+    graph.lint()
+    return stats
+
+
+# ---------------------------------------------------------------------- lowering rewrites
+def optimizer_group_step(opt, group_index):
+    """Graph node: one optimizer's update of one parameter group, as its ``step`` does it
+    (the multi-tensor path over flat buffers where the optimizer has one)."""
+    from ..autograd.grad_mode import no_grad
+    group = opt.param_groups[group_index]
+    with no_grad():
+        opt._prepare(group)
+        opt._step_group(group_index, group)
+
+
+optimizer_group_step._fx_impure = True
+
+
+def group_optimizer_steps(graph):
+    """Replace each run of per-parameter ``optimizer_param_step`` nodes that covers a whole
+    parameter group by one ``optimizer_group_step`` (eager's own update path, one call
+    instead of one per parameter). Returns how many runs were replaced."""
+    nodes = list(graph.nodes)
+    changed, i = 0, 0
+    while i < len(nodes):
+        n = nodes[i]
+        if n.op != "call_function" or n.target is not _capture.optimizer_param_step:
+            i += 1
+            continue
+        opt_node, gi = n.args[0], n.args[1]
+        run = []
+        while i < len(nodes) and nodes[i].op == "call_function" and \
+                nodes[i].target is _capture.optimizer_param_step and \
+                nodes[i].args[0] is opt_node and nodes[i].args[1] == gi:
+            run.append(nodes[i])
+            i += 1
+        params = [r.args[2] for r in run]
+        if len(set(params)) != len(params):
+            continue
+        with graph.inserting_before(run[0]):
+            new = graph.call_function(optimizer_group_step, (opt_node, gi))
+        new.meta["params"] = params
+        for r in run:
+            r.replace_all_uses_with(r.args[2])
+            graph.erase_node(r)
+        changed += 1
+    return changed
+
+
+class _LinearRelu(_dispatch.Node):
+    """``relu(x @ w.T + b)`` with the activation applied in place on the GEMM's result (a
+    matmul epilogue: no second array, no second pass). Used only where no autograd record
+    is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ..ops.nn import Linear
+        y = Linear.forward(ctx, x, w, b)
+        return np.maximum(y, 0, out=y)
+
+
+def fuse_matmul_epilogues(graph, rg):
+    """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
+    an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
+    from ..ops.elementwise import Relu
+    from ..ops.nn import Linear
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
+                rg.get(n, True):
+            continue
+        lin = n.args[0]
+        if getattr(getattr(lin, "target", None), "__self__", None) is not Linear or \
+                rg.get(lin, True) or \
+                len(lin.users) != 1 or lin.kwargs:
+            continue
+        with graph.inserting_before(n):
+            new = graph.call_function(_LinearRelu.apply, lin.args)
+        new.meta.update(n.meta)
+        rg[new] = False
+        n.replace_all_uses_with(new)
+        graph.erase_node(n)
+        graph.erase_node(lin)
+        changed += 1
+    return changed
