@@ -25,15 +25,18 @@ def _check_range(op, quant_min, quant_max):
                            f"got quant_min={quant_min}, quant_max={quant_max}.")
 
 
-def _fq(x, inv_scale, scale, zero_point, quant_min, quant_max, float_zp=False):
+def _fq(x, inv_scale, scale, zero_point, quant_min, quant_max, float_zp=False,
+        f32_product=True):
     """Arrays in, (output, in-range mask) out. ``scale``/``zero_point`` broadcast against x."""
     if float_zp:  # embedding tables: a float zero point added before rounding
         q = np.rint(x * inv_scale + zero_point)
     else:
         q = np.rint(x * inv_scale) + zero_point
     mask = (q >= quant_min) & (q <= quant_max)
-    # PyTorch multiplies the integer by the float32 scale in float32, whatever x's dtype
-    out = (np.clip(q, quant_min, quant_max) - zero_point).astype(_F32) * scale
+    q = np.clip(q, quant_min, quant_max) - zero_point
+    # PyTorch's per-tensor kernel multiplies by the float32 scale in float32 whatever x's
+    # dtype; its per-channel kernel multiplies in x's dtype
+    out = q.astype(_F32) * scale if f32_product else q * scale.astype(x.dtype)
     return out.astype(x.dtype, copy=False), mask
 
 
@@ -74,10 +77,9 @@ class FakeQuantizePerChannelAffine(Node):
             raise RuntimeError(f"{op}: expected a floating point input, got {x.dtype}")
         _check_range(op, quant_min, quant_max)
         scale, zero_point = np.asarray(scale), np.asarray(zero_point)
-        if not -x.ndim <= axis < x.ndim:
-            raise IndexError(f"{op}: axis {axis} is out of range for an input of {x.ndim} "
-                             "dimensions")
-        axis %= x.ndim
+        if not 0 <= axis < x.ndim:  # PyTorch takes no negative axis here
+            raise RuntimeError(f"{op}: `axis` must be between 0 and number of dimensions of "
+                               f"input, got axis={axis} for an input of {x.ndim} dimensions")
         if scale.ndim != 1 or zero_point.ndim != 1 or scale.shape[0] != x.shape[axis] or \
                 zero_point.shape[0] != x.shape[axis]:
             raise RuntimeError(f"{op}: dimensions of scale and zero-point are not consistent "
@@ -93,7 +95,7 @@ class FakeQuantizePerChannelAffine(Node):
         inv = (_F32(1.0) / sc)
         zp = zero_point.astype(_F32 if float_zp else x.dtype).reshape(shape)
         out, mask = _fq(x, inv if x.dtype == _F32 else inv.astype(x.dtype), sc, zp,
-                        quant_min, quant_max, float_zp)
+                        quant_min, quant_max, float_zp, f32_product=False)
         ctx.mask = mask
         return out
 

@@ -199,6 +199,24 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
         self.register_buffer("observer_enabled", ember.tensor([1], dtype=ember.int64))
         self.is_symmetric_quant = Q.is_symmetric(self.activation_post_process.qscheme)
 
+    def forward(self, X):
+        app = self.activation_post_process
+        if self.observer_enabled._data[0] == 1:
+            app(X.detach())
+            # the fused kernel picks qparams with the C++ routine, not the observer's
+            scale, zp = _choose_qparams(app.min_val._data, app.max_val._data, app.quant_min,
+                                        app.quant_max, self.is_symmetric_quant)
+            _set(self.scale, scale)
+            _set(self.zero_point, zp)
+        if self.fake_quant_enabled._data[0] == 1:
+            if self.is_per_channel:
+                X = fake_quantize_per_channel_affine(X, self.scale, self.zero_point,
+                                                     self.ch_axis, app.quant_min, app.quant_max)
+            else:
+                X = fake_quantize_per_tensor_affine(X, self.scale, self.zero_point,
+                                                    app.quant_min, app.quant_max)
+        return X
+
     def extra_repr(self):
         app = self.activation_post_process
         return (f"fake_quant_enabled={self.fake_quant_enabled}, "
@@ -206,6 +224,51 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
                 f"zero_point={self.zero_point}, dtype={self.dtype}, quant_min={app.quant_min}, "
                 f"quant_max={app.quant_max}, qscheme={self.qscheme}, "
                 f"reduce_range={app.reduce_range}")
+
+
+_SMALL_SCALE = np.float32(6.1e-5)
+
+
+def _choose_qparams_one(lo, hi, qmin, qmax, preserve_sparsity):
+    """PyTorch's C++ ``ChooseQuantizationParams`` for one range (used by its fused
+    observer + fake-quant kernel): symmetric ranges keep zero exact, tiny scales are raised to
+    6.1e-5, and the zero point comes from whichever end loses less precision."""
+    f32 = np.float32
+    lo, hi = f32(lo), f32(hi)
+    if lo < 0 < hi and preserve_sparsity:
+        sym_min, sym_max = -((qmax - qmin) // 2 + 1), (qmax - qmin) // 2
+        max_scale = float(max(abs(lo / f32(sym_min)), abs(hi / f32(sym_max))))
+        lo, hi = f32(max_scale * sym_min), f32(max_scale * sym_max)
+    lo, hi = min(lo, f32(0)), max(hi, f32(0))
+    scale = (float(hi) - float(lo)) / (qmax - qmin)
+    if float(f32(scale)) == 0.0 or np.isinf(f32(1.0) / f32(scale)):
+        scale = 0.1
+    if scale < _SMALL_SCALE:
+        org = scale
+        scale = float(_SMALL_SCALE)
+        if lo == 0:
+            hi = f32(_SMALL_SCALE * (qmax - qmin))
+        elif hi == 0:
+            lo = f32(-_SMALL_SCALE * (qmax - qmin))
+        else:
+            amp = f32(_SMALL_SCALE / f32(org))
+            lo, hi = f32(lo * amp), f32(hi * amp)
+    zp_min = qmin - float(lo) / scale
+    zp_max = qmax - float(hi) / scale
+    err_min = abs(qmin) - abs(float(lo) / scale)
+    err_max = abs(qmax) - abs(float(hi) / scale)
+    zp = zp_min if err_min < err_max else zp_max
+    if lo < 0 < hi and preserve_sparsity:
+        zp = (qmin + qmax) / 2
+    zp = qmin if zp < qmin else qmax if zp > qmax else int(np.rint(zp))
+    return f32(scale), zp
+
+
+def _choose_qparams(min_val, max_val, qmin, qmax, preserve_sparsity):
+    lo, hi = np.atleast_1d(min_val), np.atleast_1d(max_val)
+    pairs = [_choose_qparams_one(a, b, qmin, qmax, preserve_sparsity) for a, b in zip(lo, hi)]
+    return (np.array([p[0] for p in pairs], np.float32),
+            np.array([p[1] for p in pairs], np.int32))
 
 
 def _is_fake_quant(mod):
