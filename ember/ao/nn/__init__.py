@@ -1,0 +1,12 @@
+"""``ember.ao.nn``: quantized (``quantized``, ``quantized.dynamic``), quantization-aware
+training (``qat``) and fused (``intrinsic``) modules. Subpackages load on first use."""
+
+import importlib as _importlib
+
+_SUBMODULES = {"quantized", "qat", "intrinsic", "quantizable"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return _importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'ember.ao.nn' has no attribute '{name}'")
