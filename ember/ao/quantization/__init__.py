@@ -15,3 +15,8 @@ from .fake_quantize import *  # noqa: F401,F403
 from .qconfig import *  # noqa: F401,F403
 from .qconfig_mapping import *  # noqa: F401,F403
 from .stubs import *  # noqa: F401,F403
+from .fuse_modules import fuse_modules, fuse_modules_qat, fuse_known_modules  # noqa: F401
+from .fuser_method_mappings import (fuse_conv_bn, fuse_conv_bn_relu,  # noqa: F401
+                                    fuse_convtranspose_bn, fuse_linear_bn, get_fuser_method)
+from .quantization_mappings import *  # noqa: F401,F403
+from .quantize import *  # noqa: F401,F403
