@@ -20,5 +20,6 @@ from .fuser_method_mappings import (fuse_conv_bn, fuse_conv_bn_relu,  # noqa: F4
                                     fuse_convtranspose_bn, fuse_linear_bn, get_fuser_method)
 from .quantization_mappings import *  # noqa: F401,F403
 from .quantize import *  # noqa: F401,F403
-from .quant_api import (Int4WeightOnlyConfig, Int8WeightOnlyConfig,  # noqa: F401
-                        int4_weight_only, int8_weight_only, quantize_)
+from .quant_api import (Int4WeightOnlyConfig, Int4WeightOnlyLinear,  # noqa: F401
+                        Int8WeightOnlyConfig, Int8WeightOnlyLinear, int4_weight_only,
+                        int8_weight_only, quantize_)

@@ -112,7 +112,9 @@ class Int8WeightOnlyLinear(_WeightOnlyLinear):
                              f"group_size ({g})")
         wg = w.reshape(out, k // g, g)
         scale = np.maximum(np.abs(wg).max(axis=2) / _F32(127.5), _F32(_EPS)).astype(_F32)
-        q = np.clip(np.rint(wg / scale[:, :, None]), -128, 127).astype(np.int8)
+        # x * (1 / scale), rounded half to even: PyTorch's quantize arithmetic, bit for bit
+        inv = (_F32(1) / scale)[:, :, None]
+        q = np.clip(np.rint(wg * inv), -128, 127).astype(np.int8)
         self.group_size = g
         self.register_buffer("weight_int8", ember.from_numpy(q.reshape(out, k)))
         self.register_buffer("weight_scale", ember.from_numpy(scale))

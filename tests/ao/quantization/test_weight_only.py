@@ -97,12 +97,12 @@ def test_filter_fn_and_errors():
 
 def test_small_gpt_perplexity_and_generation():
     """A briefly trained tiny GPT: weight-only int8 keeps perplexity within 1%, int4 within
-    5%, and greedy generation mostly agrees with float32."""
+    5%, and the next-token predictions mostly agree with float32."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     from benchmarks.quantization_flows import eval_gpt_weight_only, train_tiny_gpt
-    model, data, vocab = train_tiny_gpt(steps=60, d=64, layers=2)
-    res = eval_gpt_weight_only(model, data, vocab, n_gen=40)
+    model, data, vocab = train_tiny_gpt(steps=25, d=64, layers=1, block=32, batch=16)
+    res = eval_gpt_weight_only(model, data, vocab, n_gen=10, block=32, n_windows=6)
     assert res["int8"]["weight_ratio"] <= 0.30 and res["int4"]["weight_ratio"] <= 0.17
     assert abs(res["int8"]["ppl"] / res["fp32"]["ppl"] - 1) < 0.01
     assert abs(res["int4"]["ppl"] / res["fp32"]["ppl"] - 1) < 0.05
-    assert res["int8"]["gen_agree"] >= 0.9 and res["int4"]["gen_agree"] >= 0.5
+    assert res["int8"]["top1_agree"] >= 0.95 and res["int4"]["top1_agree"] >= 0.8
