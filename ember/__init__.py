@@ -17,6 +17,7 @@ from ._dtype import (bfloat16, bool_ as bool, can_cast, cdouble, cfloat, complex
                      promote_types, set_default_dtype, short, uint8)
 from ._dtype import (chalf, complex32, float8_e4m3fn, float8_e5m2, uint16,  # noqa: E402
                      uint32, uint64)
+from ._dtype import qint8, qint32, quint2x4, quint4x2, quint8  # noqa: E402,F401 (issue 20)
 from ._device import device
 from ._random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed,
                       seed, set_rng_state)
@@ -25,6 +26,11 @@ from . import _tensor_methods
 
 _tensor_methods.install()
 resize_as_ = _tensor_methods._resize_as_
+from ._quantized import (_empty_affine_quantized, _make_per_channel_quantized_tensor,  # noqa
+                         _make_per_tensor_quantized_tensor, dequantize, per_channel_affine,
+                         per_channel_affine_float_qparams, per_channel_symmetric,
+                         per_tensor_affine, per_tensor_symmetric, qscheme, quantize_per_channel,
+                         quantize_per_tensor, quantize_per_tensor_dynamic)
 
 from .autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled,  # noqa: E402
                                  is_inference_mode_enabled, no_grad, set_grad_enabled)
@@ -146,6 +152,7 @@ _LAZY_ATTRS = {"save": "serialization", "load": "serialization",
                "bartlett_window": "signal.windows", "kaiser_window": "signal.windows",
                "geqrf": "linalg", "orgqr": "linalg", "ormqr": "linalg"}
 _LAZY_MODULES |= {"cpu"}  # training tools (issue 21)
+_LAZY_MODULES |= {"ao"}  # quantization (issue 20)
 _LAZY_ATTRS.update({n: "amp.autocast_mode" for n in (
     "autocast", "is_autocast_enabled", "is_autocast_cpu_enabled", "get_autocast_dtype",
     "get_autocast_cpu_dtype", "get_autocast_gpu_dtype", "is_autocast_cache_enabled",

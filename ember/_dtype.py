@@ -85,6 +85,17 @@ _C32 = np.dtype([("real", "<f2"), ("imag", "<f2")])
 complex32 = dtype("complex32", _C32, _COMPLEX, 1)
 chalf = complex32
 _SHELL_UINTS = (uint16, uint32, uint64)
+
+# Quantized dtypes (ember/_quantized.py): the element type of a quantized tensor, stored as the
+# integers of ``np`` (quint4x2 packs two 4-bit values in a byte). They are not in the NumPy
+# lookup (an int8 array is an int8 tensor) and take part in no promotion.
+qint8 = dtype("qint8", np.dtype(np.int8), _INT, 1)
+quint8 = dtype("quint8", np.dtype(np.uint8), _INT, 1)
+qint32 = dtype("qint32", np.dtype(np.int32), _INT, 3)
+quint4x2 = dtype("quint4x2", np.dtype(np.uint8), _INT, 1)
+quint2x4 = dtype("quint2x4", np.dtype(np.uint8), _INT, 1)
+quint8.is_signed = quint4x2.is_signed = quint2x4.is_signed = False
+_QUANT = (qint8, quint8, qint32, quint4x2, quint2x4)
 _FLOAT8 = (float8_e4m3fn, float8_e5m2)
 
 # PyTorch's aliases
@@ -97,6 +108,7 @@ all_dtypes = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float3
               complex32)
 _BY_NAME = {d.name: d for d in all_dtypes}
 _BY_NP = {d.np: d for d in all_dtypes if d.np is not None}
+_BY_NAME.update({d.name: d for d in _QUANT})
 
 # PyTorch's ScalarType names, for promotion errors
 _SCALAR_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short",
@@ -104,7 +116,9 @@ _SCALAR_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Shor
                  "float32": "Float", "float64": "Double", "complex64": "ComplexFloat",
                  "complex128": "ComplexDouble", "uint16": "UInt16", "uint32": "UInt32",
                  "uint64": "UInt64", "float8_e4m3fn": "Float8_e4m3fn",
-                 "float8_e5m2": "Float8_e5m2", "complex32": "ComplexHalf"}
+                 "float8_e5m2": "Float8_e5m2", "complex32": "ComplexHalf",
+                 "qint8": "QInt8", "quint8": "QUInt8", "qint32": "QInt32",
+                 "quint4x2": "QUInt4x2", "quint2x4": "QUInt2x4"}
 
 
 def cast_array(a, np_dtype):
@@ -193,6 +207,9 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     if a in _FLOAT8 or b in _FLOAT8:
         raise RuntimeError(f"Promotion for Float8 Types is not supported, attempted to promote "
                            f"{_SCALAR_NAMES[a.name]} and {_SCALAR_NAMES[b.name]}")
+    if a in _QUANT or b in _QUANT:
+        raise RuntimeError(f"Promotion for quantized types is not supported, attempted to "
+                           f"promote {_SCALAR_NAMES[a.name]} and {_SCALAR_NAMES[b.name]}")
     if (a in _SHELL_UINTS or b in _SHELL_UINTS) and a._cat == b._cat == _INT:
         raise RuntimeError(f"Promotion for uint16, uint32, uint64 types is not supported, "
                            f"attempted to promote {_SCALAR_NAMES[a.name]} and "

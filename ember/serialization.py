@@ -45,6 +45,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _dtype as D
+from . import _quantized as _Q
 from ._device import device as _device_cls
 from ._storage import UntypedStorage, address, memory_block
 from ._tensor import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor,
@@ -77,12 +78,14 @@ _STORAGE_DTYPE = {
     "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
     "ComplexHalfStorage": "complex32",
 }
+# quantized tensors' storages hold their integers (issue 20; quint4x2 is not supported)
+_QSTORAGE_DTYPE = {"QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32"}
+_QSTORAGE_NAME = {v: k for k, v in _QSTORAGE_DTYPE.items()}
 # the storage class each dtype is saved with; the others are saved untyped, as PyTorch does
 _STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items()
                      if k not in ("UntypedStorage", "ComplexHalfStorage")}
 # torch storages and dtypes ember cannot hold: loading them says so precisely.
-_UNSUPPORTED_STORAGES = ("QInt8Storage", "QUInt8Storage",
-                         "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage")
+_UNSUPPORTED_STORAGES = ("QUInt4x2Storage", "QUInt2x4Storage")
 
 
 # ============================================================================ global names
@@ -113,8 +116,8 @@ class _StorageRef:
 
     __slots__ = ("pid", "array", "untyped")
 
-    def __init__(self, key, array):
-        name = _STORAGE_OF_DTYPE.get(D._BY_NP[array.dtype].name)
+    def __init__(self, key, array, qname=None):
+        name = _STORAGE_OF_DTYPE.get(D._BY_NP[array.dtype].name) if qname is None else qname
         # dtypes without a legacy typed storage (uint16, float8, complex32...) are saved as
         # PyTorch saves them: an UntypedStorage of bytes, rebuilt with _rebuild_tensor_v3
         self.untyped = name is None
@@ -146,8 +149,16 @@ class _Plan:
         self.tensors = {}      # id(tensor) -> tensor, in pickling order
         self.layout = {}       # id(tensor) -> (storage ref, offset, size, stride)
         self.storages = []     # storage refs in key order
+        self.has_quantized = False
 
     def add(self, t):
+        if t.is_quantized:  # its integers, stored as a QInt8Storage & co.
+            self.has_quantized = True
+            if id(t) not in self.tensors:
+                ints = _make(t._q)
+                ints._qstorage = _QSTORAGE_NAME[t.dtype.name]
+                self.tensors[id(t)] = ints
+            return
         self.tensors.setdefault(id(t), t)
 
     def build(self):
@@ -164,7 +175,8 @@ class _Plan:
             if block is not None and all(s >= 0 and s % isz == 0 for s in arr.strides):
                 off = address(arr) - address(block)
                 hi = off + sum((n - 1) * s for n, s in zip(arr.shape, arr.strides)) + isz
-                key = (address(block), block.size, arr.dtype, off % isz)
+                key = (address(block), block.size, arr.dtype, off % isz,
+                       getattr(t, "_qstorage", None))
                 if key not in groups:
                     groups[key] = [off, hi, [], block]
                     order.append(key)
@@ -175,19 +187,19 @@ class _Plan:
                 # Negative strides (which PyTorch cannot express), empty tensors, odd memory:
                 # the tensor gets a contiguous copy of its own.
                 flat = np.ascontiguousarray(arr, dtype=dt.np).reshape(-1)
-                ref = self._new_storage(flat)
+                ref = self._new_storage(flat, getattr(t, "_qstorage", None))
                 self.layout[tid] = (ref, 0, arr.shape, _contiguous_strides(arr.shape))
         for key in order:
             lo, hi, members, block = groups[key]
             dtype = key[2]
-            ref = self._new_storage(block[lo:hi].view(dtype))
+            ref = self._new_storage(block[lo:hi].view(dtype), key[4])
             for tid, off in members:
                 arr = self.tensors[tid]._data
                 self.layout[tid] = (ref, (off - lo) // arr.itemsize, arr.shape,
                                     tuple(s // arr.itemsize for s in arr.strides))
 
-    def _new_storage(self, array):
-        ref = _StorageRef(str(len(self.storages)), array)
+    def _new_storage(self, array, qname=None):
+        ref = _StorageRef(str(len(self.storages)), array, qname)
         self.storages.append(ref)
         return ref
 
@@ -210,9 +222,10 @@ class _Pickler(pickle._Pickler):
 
     dispatch = dict(pickle._Pickler.dispatch)
 
-    def __init__(self, file, protocol, plan, collecting):
+    def __init__(self, file, protocol, plan, collecting, qparams=None):
         super().__init__(file, protocol)
         self.plan = plan
+        self.qparams = {} if qparams is None else qparams  # id(qtensor) -> quantizer params
         self.collecting = collecting  # first pass: only find the tensors
 
     def persistent_id(self, obj):
@@ -229,9 +242,12 @@ class _Pickler(pickle._Pickler):
         self.memoize(obj)
 
     dispatch[D.dtype] = save_dtype
+    dispatch[_Q.qscheme] = save_dtype  # ember.per_tensor_affine -> torch.per_tensor_affine
 
     def reducer_override(self, obj):
         if isinstance(obj, Tensor):
+            if obj.is_quantized:
+                return self._qtensor_reduce(obj)
             if obj._is_param:
                 return (_g("torch._utils", "_rebuild_parameter"),
                         (_DataOf(obj), obj._rg, OrderedDict()))
@@ -247,6 +263,25 @@ class _Pickler(pickle._Pickler):
         if t.__name__ == "layout" and t.__module__ == "ember._namespaces":
             return (_g("torch.serialization", "_get_layout"), ("torch." + obj.name,))
         return NotImplemented
+
+    def _qtensor_reduce(self, t):
+        # PyTorch's form: _rebuild_qtensor(storage, offset, size, stride, quantizer_params,
+        # requires_grad, backward_hooks); per-channel scales/zero points are plain tensors
+        params = self.qparams.get(id(t))
+        if params is None:
+            if t._scales is None:
+                params = (t.qscheme(), t.q_scale(), t.q_zero_point())
+            else:
+                params = (t.qscheme(), t.q_per_channel_scales(), t.q_per_channel_zero_points(),
+                          t.q_per_channel_axis())
+            self.qparams[id(t)] = params
+        rebuild = _g("torch._utils", "_rebuild_qtensor")
+        if self.collecting:
+            self.plan.add(t)
+            return (rebuild, (params,))
+        ref, offset, size, stride = self.plan.layout[id(t)]
+        return (rebuild, (ref, offset, tuple(size), tuple(stride), params, False,
+                          OrderedDict()))
 
     def _tensor_reduce(self, t, requires_grad):
         rebuild = _g("torch._utils", "_rebuild_tensor_v2")
@@ -310,12 +345,16 @@ def _pickle_with_plan(obj, protocol):
     every tensor is found before the pickle is written.
     """
     plan = _Plan()
+    qparams = {}  # one quantizer-params tuple per quantized tensor, kept across both passes
     if not _collect_tensors(obj, plan):
         plan = _Plan()
-        _Pickler(_NullFile(), protocol, plan, collecting=True).dump(obj)
+        _Pickler(_NullFile(), protocol, plan, collecting=True, qparams=qparams).dump(obj)
+    elif plan.has_quantized:
+        plan = _Plan()  # quantized tensors hold tensors of their own: a pickling pass finds them
+        _Pickler(_NullFile(), protocol, plan, collecting=True, qparams=qparams).dump(obj)
     plan.build()
     buf = io.BytesIO()
-    _Pickler(buf, protocol, plan, collecting=False).dump(obj)
+    _Pickler(buf, protocol, plan, collecting=False, qparams=qparams).dump(obj)
     return buf.getvalue(), plan.storages
 
 
@@ -471,7 +510,7 @@ class _StorageType:
 
     def __init__(self, name):
         self.name = name
-        self.dtype = D._BY_NAME[_STORAGE_DTYPE[name]].np
+        self.dtype = D._BY_NAME[_STORAGE_DTYPE.get(name) or _QSTORAGE_DTYPE[name]].np
 
 
 class _LoadedStorage:
@@ -545,6 +584,36 @@ def _finish_tensor(arr, requires_grad, metadata=None):
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad,
+                     backward_hooks):
+    """A quantized tensor from PyTorch's checkpoint form (see ``_Pickler._qtensor_reduce``)."""
+    arr = np.array(_view_of(storage, storage_offset, size, stride))  # own memory
+    qdtype = {np.dtype(np.int8): D.qint8, np.dtype(np.uint8): D.quint8,
+              np.dtype(np.int32): D.qint32}.get(arr.dtype)
+    if qdtype is None or not isinstance(quantizer_params, tuple) or not quantizer_params:
+        raise pickle.UnpicklingError("ember.load: corrupt checkpoint (_rebuild_qtensor)")
+    scheme = quantizer_params[0]
+    if scheme is _Q.per_tensor_affine and len(quantizer_params) == 3:
+        _, scale, zp = quantizer_params
+        return _Q.QTensor._new(arr, qdtype, scheme, float(scale), int(zp))
+    if (scheme in (_Q.per_channel_affine, _Q.per_channel_affine_float_qparams)
+            and len(quantizer_params) == 4):
+        _, scales, zps, axis = quantizer_params
+        scales = np.asarray(scales._data if isinstance(scales, Tensor) else scales,
+                            dtype=np.float64).reshape(-1)
+        zps = np.asarray(zps._data if isinstance(zps, Tensor) else zps).reshape(-1)
+        axis = _index(axis, "axis")
+        if not 0 <= axis < arr.ndim or scales.size != arr.shape[axis] or zps.size != scales.size:
+            raise ValueError(f"ember.load: _rebuild_qtensor: per-channel axis {axis} and "
+                             f"{scales.size} scales / {zps.size} zero points do not fit a "
+                             f"tensor of size {tuple(arr.shape)}")
+        zps = zps.astype(np.float32 if scheme is _Q.per_channel_affine_float_qparams
+                         else np.int64)
+        return _Q.QTensor._new(arr, qdtype, scheme, scales=scales, zps=zps, axis=axis)
+    raise NotImplementedError(f"ember.load: quantized tensors with qscheme {scheme!r} are not "
+                              "supported")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
@@ -656,6 +725,10 @@ _TORCH_NAMES = {
     "torch.nn.parameter.Parameter": _ParameterType,
 }
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not None})
+_TORCH_NAMES.update({f"torch.{d.name}": d for d in D._QUANT})
+_TORCH_NAMES.update({f"torch.{n}": q for n, q in _Q._QSCHEMES.items()})
+_TORCH_NAMES["torch._utils._rebuild_qtensor"] = _rebuild_qtensor
+_TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _QSTORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
 # the legacy tensor classes (``torch.FloatTensor``...) are on PyTorch's weights-only list too
@@ -663,7 +736,6 @@ _TORCH_NAMES.update({f"torch.{c.__name__}": c for c in _LEGACY_TENSOR_CLASSES})
 
 # Known torch names that ember cannot load: each says what it is.
 _TORCH_UNSUPPORTED = {
-    "torch._utils._rebuild_qtensor": "quantized tensors",
     "torch._utils._rebuild_sparse_tensor": "sparse tensors",
     "torch._utils._rebuild_nested_tensor": "nested tensors",
     "torch._utils._rebuild_meta_tensor_no_storage": "meta tensors",

@@ -1,9 +1,12 @@
-"""``ember.ao``: architecture optimization — quantization (``ember.ao.quantization``) and the
-quantized, QAT and fused modules (``ember.ao.nn``). Subpackages load on first use."""
+"""``ember.ao``: PyTorch's architecture-optimization namespace (quantization, issue 20).
+
+``ember.ao.nn.quantized`` (quantized modules and kernels) and ``ember.ao.quantization``
+(observers, QConfig, the eager/FX/weight-only flows) load on first use.
+"""
 
 import importlib as _importlib
 
-_SUBMODULES = {"quantization", "nn"}
+_SUBMODULES = {"nn", "quantization"}
 
 
 def __getattr__(name):

@@ -10,6 +10,7 @@ from .parallel import DataParallel  # noqa: F401,E402
 
 # PyTorch-path subpackages that load on first use (ember.compat's module layout)
 _LAZY_SUBMODULES = {"attention", "grad"}
+_LAZY_SUBMODULES |= {"quantized"}  # alias of ember.ao.nn.quantized (issue 20)
 
 
 def __getattr__(name):

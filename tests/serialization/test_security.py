@@ -206,8 +206,8 @@ def test_storage_of_wrong_type_in_rebuild():
 
 def test_unsupported_torch_types_say_what_they_are():
     data = np.zeros(4, dtype=np.int8).tobytes()
-    with pytest.raises(NotImplementedError, match="QInt8Storage"):
-        ember.load(_archive(_tensor_pickle(storage="QInt8Storage"), {"data/0": data}))
+    with pytest.raises(NotImplementedError, match="QUInt4x2Storage"):
+        ember.load(_archive(_tensor_pickle(storage="QUInt4x2Storage"), {"data/0": data}))
 
 
 def test_torchscript_archive_is_named():

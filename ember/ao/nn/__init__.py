@@ -1,5 +1,5 @@
-"""``ember.ao.nn``: quantized (``quantized``, ``quantized.dynamic``), quantization-aware
-training (``qat``) and fused (``intrinsic``) modules. Subpackages load on first use."""
+"""``ember.ao.nn``: quantized (``quantized``, ``quantized.dynamic``), QAT (``qat``) and fused
+(``intrinsic``) modules; each loads on first use."""
 
 import importlib as _importlib
 
