@@ -45,8 +45,10 @@ def _is_activation_post_process(m):
 
 
 def _fused_module_types():
+    """Modules that quantize as one unit (their children are not visited)."""
     from ember.ao.nn.intrinsic import _FusedModule
-    return (_FusedModule,)
+    from ember.ao.nn.intrinsic.qat import _ConvBnNd  # fused in PyTorch's class tree too
+    return (_FusedModule, _ConvBnNd)
 
 
 # ---------------------------------------------------------------- qconfig propagation
@@ -346,6 +348,10 @@ def swap_module(mod, mapping, custom_module_class_mapping=None,
         from ember.ao.nn.intrinsic.qat import _ConvBnNd
         if isinstance(mod, _ConvBnNd) and not _is_qat_target(qmod):
             src = _fold_qat_conv_bn(mod)
+        if hasattr(src, "weight_fake_quant") and not _is_qat_target(qmod):
+            # a QAT module's weights are quantized with its own (trained) weight fake-quant,
+            # as PyTorch's from_float does; the quantized modules ask qconfig.weight for it
+            src.qconfig = _SharedWeightQConfig(src.qconfig.activation, src.weight_fake_quant)
         if "use_precomputed_fake_quant" in inspect.signature(qmod.from_float).parameters:
             new_mod = qmod.from_float(src, use_precomputed_fake_quant=use_precomputed_fake_quant)
         else:
@@ -358,6 +364,17 @@ def swap_module(mod, mapping, custom_module_class_mapping=None,
         if fn is not _observer_forward_hook:
             new_mod.register_forward_hook(fn)
     return new_mod
+
+
+class _SharedWeightQConfig:
+    """A qconfig whose ``weight()`` returns one existing fake-quant module."""
+
+    def __init__(self, activation, weight_fake_quant):
+        self.activation = activation
+        self._wfq = weight_fake_quant
+
+    def weight(self):
+        return self._wfq
 
 
 def _is_qat_target(cls):
