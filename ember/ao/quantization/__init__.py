@@ -23,3 +23,4 @@ from .quantize import *  # noqa: F401,F403
 from .quant_api import (Int4WeightOnlyConfig, Int4WeightOnlyLinear,  # noqa: F401
                         Int8WeightOnlyConfig, Int8WeightOnlyLinear, int4_weight_only,
                         int8_weight_only, quantize_)
+from . import quantize_fx  # noqa: F401,E402
