@@ -272,8 +272,9 @@ class _Pickler(pickle._Pickler):
             if t._scales is None:
                 params = (t.qscheme(), t.q_scale(), t.q_zero_point())
             else:
-                params = (t.qscheme(), t.q_per_channel_scales(), t.q_per_channel_zero_points(),
-                          t.q_per_channel_axis())
+                # as PyTorch: float-qparams tensors are written as per_channel_affine too
+                params = (_Q.per_channel_affine, t.q_per_channel_scales(),
+                          t.q_per_channel_zero_points(), t.q_per_channel_axis())
             self.qparams[id(t)] = params
         rebuild = _g("torch._utils", "_rebuild_qtensor")
         if self.collecting:
@@ -609,6 +610,10 @@ def _rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, re
             raise ValueError(f"ember.load: _rebuild_qtensor: per-channel axis {axis} and "
                              f"{scales.size} scales / {zps.size} zero points do not fit a "
                              f"tensor of size {tuple(arr.shape)}")
+        # PyTorch writes per_channel_affine for float-qparams tensors too: float zero points
+        # say which it is
+        if zps.dtype.kind == "f":
+            scheme = _Q.per_channel_affine_float_qparams
         zps = zps.astype(np.float32 if scheme is _Q.per_channel_affine_float_qparams
                          else np.int64)
         return _Q.QTensor._new(arr, qdtype, scheme, scales=scales, zps=zps, axis=axis)

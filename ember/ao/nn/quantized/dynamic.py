@@ -18,8 +18,8 @@ from ...._tensor import Tensor
 from ....nn.modules.module import Module
 from ....ops.creation import tensor as _tensor
 from . import functional as QF
-from .modules import (LinearPackedParams, _as_bias, _load_scale_zp, _observer_dtype,
-                      _quantize_weight, _save_scale_zp)
+from .modules import (LinearPackedParams, _as_bias, _hide_packed_params_repr,
+                      _load_scale_zp, _observer_dtype, _quantize_weight, _save_scale_zp)
 
 __all__ = ["Linear", "LSTM", "GRU", "LSTMCell", "GRUCell"]
 
@@ -61,6 +61,9 @@ class Linear(Module):
                                             if bias_ else None)
         self.scale, self.zero_point = 1.0, 0
         self.version = 4
+
+    def __repr__(self):
+        return _hide_packed_params_repr(self)
 
     def forward(self, x):
         if not isinstance(x, Tensor):

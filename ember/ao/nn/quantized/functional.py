@@ -9,7 +9,7 @@ The arithmetic follows PyTorch's fbgemm/x86 kernels so that results agree with
   clamped to uint8 (from ``zy`` up when a ReLU is fused).
 * dynamic linear (fbgemm's ``ReQuantizeForFloat``): the input quantized to uint8 with
   ``ChooseQuantizationParams`` over its own min/max (``reduce_range`` halves the range), then
-  ``raw * (sx * sw) + bias`` in float32.
+  ``raw * (sx * sw) + bias`` as one fused multiply-add rounded to float32.
 * elementwise ops: dequantize, compute in float32, quantize with the output's qparams.
 """
 
@@ -151,10 +151,13 @@ def linear_dynamic(input, packed, reduce_range=True, _relu=False):
     a -= np.int16(zx)
     hi = 127 if reduce_range else 255
     raw = _gemm.gemm(a, packed.packed, max(zx, hi - zx))
-    out = raw.astype(np.float32)
-    out *= (_f32(sx) * packed.w_scales32).astype(np.float32)
+    # fbgemm: fmadd(raw, sx * sw, bias), one rounding; float64 holds raw * multiplier exactly
+    mult = (_f32(sx) * packed.w_scales32).astype(np.float32)
+    out = raw.astype(np.float64)
+    out *= mult
     if packed.bias32 is not None:
         out += packed.bias32
+    out = out.astype(np.float32)
     if _relu:
         np.maximum(out, 0, out=out)
     return out.reshape(lead + (packed.packed.N,))
@@ -267,11 +270,11 @@ def _dequant_vec(q, scale, zp):
     return (q.astype(np.float64) * s + premul).astype(np.float32)
 
 
-def _quant_vec(v, scale, zp):
+def _quant_vec(v, scale, zp, qdtype=D.quint8):
     # vectorized quantize: round(v * inv_scale) + zp, clamped
     inv = _f32(1.0) / _f32(scale)
     r = np.rint((v * inv).astype(np.float32)) + zp
-    return np.clip(r, 0, 255).astype(np.uint8)
+    return np.clip(r, *QRANGE[qdtype.name]).astype(qdtype.np)
 
 
 def _binary(fn, x, y, scale, zero_point, op, relu=False):
@@ -309,14 +312,26 @@ def add_relu(qa, qb, scale, zero_point):
     return _binary("add_relu", qa, qb, scale, zero_point, np.add, relu=True)
 
 
+def _mul(fn, qa, qb, scale, zero_point, relu):
+    # PyTorch's qmul works on the integers: (a - za)(b - zb) in int32, times the float32
+    # multiplier sa*sb/s, rounded to nearest even, plus the zero point
+    x, y = _need_q(qa, fn), _need_q(qb, fn)
+    xq, yq = np.broadcast_arrays(x._q, y._q)
+    c = (xq.astype(np.int32) - x._zp) * (yq.astype(np.int32) - y._zp)
+    mult = _f32(x._scale * y._scale * (1.0 / scale))
+    v = np.rint((c.astype(np.float32) * mult).astype(np.float32)) + zero_point
+    np.clip(v, zero_point if relu else 0, 255, out=v)
+    return _out(v.astype(np.uint8), scale, zero_point)
+
+
 def mul(qa, qb, scale, zero_point):
     """Quantized ``qa * qb``."""
-    return _binary("mul", qa, qb, scale, zero_point, np.multiply)
+    return _mul("mul", qa, qb, scale, zero_point, False)
 
 
 def mul_relu(qa, qb, scale, zero_point):
     """Quantized ``relu(qa * qb)``."""
-    return _binary("mul_relu", qa, qb, scale, zero_point, np.multiply, relu=True)
+    return _mul("mul_relu", qa, qb, scale, zero_point, True)
 
 
 def add_scalar(qa, b):
@@ -332,8 +347,17 @@ def add_scalar(qa, b):
         s2, z2 = ((z - c_q) - lo) / (hi - lo) * s, hi
     else:
         return _out(x._q.copy(), s, z - c_q, x.dtype)
-    v = (x._q.astype(np.int64) - z + c_q).astype(np.float32) * _f32(s)
-    return _out(quantize_array(v.astype(np.float32), s2, z2, x.dtype), s2, z2, x.dtype)
+    # the vectorized part dequantizes with an FMA, then adds c_q * scale; the tail is scalar
+    flat = x._q.reshape(-1)
+    k = _vec_split(flat.size)
+    out = np.empty(flat.size, dtype=x._q.dtype)
+    if k:
+        v = _dequant_vec(flat[:k], s, z) + _f32(c_q * _f32(s))
+        out[:k] = _quant_vec(v.astype(np.float32), s2, z2)
+    if k < flat.size:
+        v = (flat[k:].astype(np.int64) - z + c_q).astype(np.float32) * _f32(s)
+        out[k:] = quantize_array(v.astype(np.float32), s2, z2, x.dtype)
+    return _out(out.reshape(x._q.shape), s2, z2, x.dtype)
 
 
 def mul_scalar(qa, b):
@@ -371,8 +395,18 @@ def _unary_float(fn_name, x, f, scale=None, zero_point=None):
     x = _need_q(x, fn_name, ("quint8", "qint8"))
     if scale is None:
         scale, zero_point = x._scale, x._zp
-    v = f(x._dequantized()).astype(np.float32)
-    return _out(quantize_array(v, scale, int(zero_point), x.dtype), scale, zero_point, x.dtype)
+    # ATen's kernels: 32-lane vectors (FMA dequantize, multiply-by-inverse quantize), then a
+    # scalar tail with the plain formulas
+    flat = x._q.reshape(-1)
+    k = _vec_split(flat.size)
+    out = np.empty(flat.size, dtype=x._q.dtype)
+    if k:
+        v = f(_dequant_vec(flat[:k], x._scale, x._zp)).astype(np.float32)
+        out[:k] = _quant_vec(v, scale, int(zero_point), x.dtype)
+    if k < flat.size:
+        v = f(dequantize_array(flat[k:], x._scale, x._zp)).astype(np.float32)
+        out[k:] = quantize_array(v, scale, int(zero_point), x.dtype)
+    return _out(out.reshape(x._q.shape), scale, zero_point, x.dtype)
 
 
 def relu(input, inplace=False):

@@ -175,6 +175,17 @@ class LinearPackedParams(Module):
         return repr(self._weight_bias())
 
 
+def _hide_packed_params_repr(module):
+    """A module's repr without its packed-params child (as PyTorch prints them)."""
+    extra = module.extra_repr()
+    lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ")
+             for k, m in module._modules.items() if not isinstance(m, LinearPackedParams)]
+    if not lines:
+        return f"{module._get_name()}({extra})"
+    body = "\n".join(([f"  {extra}"] if extra else []) + lines)
+    return f"{module._get_name()}(\n{body}\n)"
+
+
 def _as_bias(b):
     if b is None:
         return None
@@ -209,6 +220,9 @@ class Linear(Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"scale={self.scale}, zero_point={self.zero_point}, "
                 f"qscheme={self.weight().qscheme()!r}")
+
+    def __repr__(self):
+        return _hide_packed_params_repr(self)
 
     def forward(self, x):
         return QF.linear(x, None, None, self.scale, self.zero_point,
@@ -401,7 +415,8 @@ class _OutQParams(Module):
 
     def __init__(self, scale, zero_point):
         super().__init__()
-        self.scale, self.zero_point = float(scale), int(zero_point)
+        # PyTorch keeps these in float32 tensor buffers: the output scale is float32-rounded
+        self.scale, self.zero_point = float(np.float32(scale)), int(zero_point)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -503,7 +518,7 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         self.weight, self.bias = weight, bias
-        self.scale, self.zero_point = float(scale), int(zero_point)
+        self.scale, self.zero_point = float(np.float32(scale)), int(zero_point)
 
     def forward(self, input):
         return QF.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps,
@@ -569,7 +584,8 @@ class BatchNorm2d(Module):
         q.weight, q.bias = float_mod.weight, float_mod.bias
         q.running_mean = float_mod.running_mean
         q.running_var = float_mod.running_var
-        q.scale, q.zero_point = _qparams_of(_output_observer(mod))
+        scale, q.zero_point = _qparams_of(_output_observer(mod))
+        q.scale = float(np.float32(scale))
         return q
 
 
@@ -592,7 +608,11 @@ class EmbeddingPackedParams(Module):
                 "float qparams (per_channel_affine_float_qparams); got "
                 f"{getattr(weight, 'dtype', type(weight))}")
         self.weight = weight
-        self._table = weight._dequantized()  # the rows as float32, looked up per call
+        # The rows as float32, looked up per call. fbgemm's packed rows keep a scale and a
+        # bias = -(zero_point * scale) and compute fma(q, scale, bias): one rounding.
+        sc = np.asarray(weight._scales, dtype=np.float32)[:, None]
+        bias = (-(np.asarray(weight._zps, dtype=np.float32)[:, None] * sc)).astype(np.float32)
+        self._table = (weight._q.astype(np.float64) * sc + bias).astype(np.float32)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         destination[prefix + "dtype"] = self.dtype
