@@ -2,7 +2,7 @@
 
     python benchmarks/quantization_flows.py [--quick] [--only cnn,lstm,gpt,mlp]
 
-* static int8 (eager: fuse → prepare → calibrate → convert) on the demo CNN
+* static int8 (graph mode: prepare_fx → calibrate → convert_fx) on the demo CNN
   (``ember.demo.build_model`` on the built-in digits): model size and test accuracy;
 * dynamic int8 (``quantize_dynamic``) on a character LSTM language model: perplexity, and
   the time of a dynamic-int8 MLP / LSTM forward against float32 (batch 1 and 64);
@@ -147,18 +147,6 @@ def eval_gpt_weight_only(model, data, vocab, n_gen=100, block=64, int4_group=Non
 
 
 # ---------------------------------------------------------------- static int8 demo CNN
-class _QuantCNN(nn.Module):
-    """The demo CNN between QuantStub and DeQuantStub (the eager flow's entry and exit)."""
-
-    def __init__(self, body):
-        super().__init__()
-        from ember.ao.quantization import DeQuantStub, QuantStub
-        self.quant, self.body, self.dequant = QuantStub(), body, DeQuantStub()
-
-    def forward(self, x):
-        return self.dequant(self.body(self.quant(x)))
-
-
 def train_demo_cnn(train_size=6000, test_size=2000, epochs=1, seed=0):
     """``ember.demo``'s CNN trained briefly on the built-in digits; (model, x_test, y_test,
     x_calib)."""
@@ -167,7 +155,7 @@ def train_demo_cnn(train_size=6000, test_size=2000, epochs=1, seed=0):
     ember.manual_seed(seed)
     xtr, ytr = Digits(train=True, size=train_size, seed=seed).tensors()
     xte, yte = Digits(train=False, size=test_size, seed=seed).tensors()
-    model = _QuantCNN(build_model(nn))
+    model = build_model(nn)
     opt = ember.optim.Adam(model.parameters(), lr=2e-3)
     g = ember.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -187,20 +175,18 @@ def _accuracy(model, x, y):
 
 
 def static_int8_cnn(model, x_test, y_test, x_calib, backend="x86"):
-    """fuse → prepare → calibrate → convert; returns sizes, accuracies and the int8 model."""
-    from ember.ao import quantization as tq
-    m = copy.deepcopy(model).eval()
-    m.qconfig = tq.get_default_qconfig(backend)
-    tq.fuse_modules(m, [["body.0", "body.1"], ["body.3", "body.4"], ["body.7", "body.8"]],
-                    inplace=True)
-    tq.prepare(m, inplace=True)
+    """Graph-mode static int8 (prepare_fx → calibrate → convert_fx, conv/linear+ReLU fused on
+    the graph); returns sizes, accuracies and the int8 model."""
+    from ember.ao.quantization import get_default_qconfig_mapping
+    from ember.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    prepared = prepare_fx(model, get_default_qconfig_mapping(backend), (x_calib[:1],))
     with ember.no_grad():
         for i in range(0, len(x_calib), 128):
-            m(x_calib[i:i + 128])
-    tq.convert(m, inplace=True)
-    return {"fp32_bytes": _state_bytes(model), "int8_bytes": _state_bytes(m),
-            "fp32_acc": _accuracy(model, x_test, y_test), "int8_acc": _accuracy(m, x_test, y_test),
-            "model": m}
+            prepared(x_calib[i:i + 128])
+    q = convert_fx(prepared)
+    return {"fp32_bytes": _state_bytes(model), "int8_bytes": _state_bytes(q),
+            "fp32_acc": _accuracy(model, x_test, y_test), "int8_acc": _accuracy(q, x_test, y_test),
+            "model": q}
 
 
 # ---------------------------------------------------------------- dynamic int8 LSTM LM

@@ -14,7 +14,8 @@ from ember import nn
 from .stubs import DeQuantStub, QuantStub
 
 __all__ = [
-    "get_default_static_quant_module_mappings", "get_default_static_quant_reference_module_mappings",
+    "get_default_static_quant_module_mappings",
+    "get_default_static_quant_reference_module_mappings",
     "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
     "get_default_qconfig_propagation_list", "get_default_compare_output_module_list",
     "get_default_float_to_quantized_operator_mappings", "get_quantized_operator",

@@ -1,6 +1,5 @@
 """Observers' qparams against torch.ao.quantization's on the same data."""
 
-import warnings
 
 import numpy as np
 import pytest
