@@ -161,3 +161,16 @@ def test_qconfig_mapping():
     assert m3._qconfig_for_module("cc", ember.nn.Linear) is eq.default_qconfig
     assert m3._qconfig_for_module("x", ember.nn.Linear) is eq.default_qconfig
     assert "QConfigMapping" in repr(m3)
+
+
+def test_backends_quantized_engine():
+    b = ember.backends.quantized
+    assert b.engine == torch.backends.quantized.engine == "x86"
+    assert set(b.supported_engines) == set(torch.backends.quantized.supported_engines)
+    b.engine = "qnnpack"
+    try:
+        assert b.engine == "qnnpack"
+        with pytest.raises(RuntimeError, match="not supported"):
+            b.engine = "tpu"
+    finally:
+        b.engine = "x86"
