@@ -174,3 +174,12 @@ def test_backends_quantized_engine():
             b.engine = "tpu"
     finally:
         b.engine = "x86"
+
+
+def test_old_names():
+    import ember.quantization as old
+    assert old.QConfig is eq.QConfig and old.prepare is eq.prepare
+    assert old.observer.MinMaxObserver is eq.MinMaxObserver
+    with pytest.warns(FutureWarning, match="QConfigDynamic"):
+        q = eq.QConfigDynamic(weight=eq.default_weight_observer)
+    assert q.activation is ember.nn.Identity
