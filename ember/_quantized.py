@@ -449,6 +449,12 @@ class QTensor(Tensor):
         self._q = self.relu()._q
         return self
 
+    def _qop(self, name, *args):
+        """Run ``ember.ao.nn.quantized.functional.<name>`` on this tensor (the float ops
+        that PyTorch also runs on quantized tensors, such as max_pool2d, call it)."""
+        from .ao.nn.quantized import functional
+        return getattr(functional, name)(self, *args)
+
     # ------------------------------------------------------------ copying and pickling
     def __deepcopy__(self, memo):
         if id(self) not in memo:
@@ -548,11 +554,11 @@ def choose_qparams(min_val, max_val, qmin, qmax, preserve_sparsity=False, reduce
         else:
             amp = _f32(small / org)
             min_val, max_val = _f32(min_val * amp), _f32(max_val * amp)
-    scale32 = float(_f32(scale))
-    zp_min = qmin - float(min_val) / scale32
-    zp_max = qmax - float(max_val) / scale32
-    err_min = abs(qmin) - abs(float(min_val) / scale32)
-    err_max = abs(qmax) - abs(float(max_val) / scale32)
+    # the zero point comes from the float64 scale; only the returned scale is float32
+    zp_min = qmin - float(min_val) / scale
+    zp_max = qmax - float(max_val) / scale
+    err_min = abs(qmin) - abs(float(min_val) / scale)
+    err_max = abs(qmax) - abs(float(max_val) / scale)
     zp = zp_min if err_min < err_max else zp_max
     if min_val < 0 and max_val > 0 and preserve_sparsity:
         zp = (qmin + qmax) / 2
@@ -562,7 +568,7 @@ def choose_qparams(min_val, max_val, qmin, qmax, preserve_sparsity=False, reduce
         nudged = qmax
     else:
         nudged = int(np.rint(zp))
-    return scale32, nudged
+    return float(_f32(scale)), nudged
 
 
 def quantize_per_tensor_dynamic(input, dtype, reduce_range):

@@ -31,7 +31,7 @@ import numpy as np
 _EXACT_F32 = 1 << 24
 
 # The C kernel: C[m, n] = sum_k A[m, k] * W[n, k] with A int16 (centred activations), W int8.
-_SRC = r"""
+_DOT = r"""
 #include <stdint.h>
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -86,14 +86,142 @@ static inline int32_t dot(const int16_t *a, const int8_t *w, int K) { return dot
 #define EMBER_QGEMM_ISA 1
 #endif
 
+/* uint8 activations below 128 times int8 weights, four weight rows per pass. AVX2's
+   vpmaddubsw adds pairs of u8*s8 products in saturating int16: with activations below 128 a
+   pair is at most 2 * 127 * 128 = 32512 in magnitude, so it never saturates and the sums are
+   exact (fbgemm's reduce_range exists for this). AVX-512 VNNI's vpdpbusd sums four products
+   straight into int32. */
+static void dot4_u8(const uint8_t *a, const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                    const int8_t *w3, int K, int32_t *r) {
+    int k = 0;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+    for (; k + 64 <= K; k += 64) {
+        __m512i av = _mm512_loadu_si512((const void *)(a + k));
+        c0 = _mm512_dpbusd_epi32(c0, av, _mm512_loadu_si512((const void *)(w0 + k)));
+        c1 = _mm512_dpbusd_epi32(c1, av, _mm512_loadu_si512((const void *)(w1 + k)));
+        c2 = _mm512_dpbusd_epi32(c2, av, _mm512_loadu_si512((const void *)(w2 + k)));
+        c3 = _mm512_dpbusd_epi32(c3, av, _mm512_loadu_si512((const void *)(w3 + k)));
+    }
+    s0 = _mm512_reduce_add_epi32(c0); s1 = _mm512_reduce_add_epi32(c1);
+    s2 = _mm512_reduce_add_epi32(c2); s3 = _mm512_reduce_add_epi32(c3);
+#elif defined(__AVX2__)
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    for (; k + 32 <= K; k += 32) {
+        __m256i av = _mm256_loadu_si256((const __m256i *)(a + k));
+#define EMBER_ACC(c, w) c = _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16( \
+            av, _mm256_loadu_si256((const __m256i *)((w) + k))), ones))
+        EMBER_ACC(c0, w0); EMBER_ACC(c1, w1); EMBER_ACC(c2, w2); EMBER_ACC(c3, w3);
+#undef EMBER_ACC
+    }
+    __m128i h0 = _mm_add_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
+    __m128i h1 = _mm_add_epi32(_mm256_castsi256_si128(c1), _mm256_extracti128_si256(c1, 1));
+    __m128i h2 = _mm_add_epi32(_mm256_castsi256_si128(c2), _mm256_extracti128_si256(c2, 1));
+    __m128i h3 = _mm_add_epi32(_mm256_castsi256_si128(c3), _mm256_extracti128_si256(c3, 1));
+    __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(h0, h1), _mm_hadd_epi32(h2, h3));
+    s0 = _mm_extract_epi32(h, 0); s1 = _mm_extract_epi32(h, 1);
+    s2 = _mm_extract_epi32(h, 2); s3 = _mm_extract_epi32(h, 3);
+#endif
+    for (; k < K; ++k) {
+        int32_t av = a[k];
+        s0 += av * w0[k]; s1 += av * w1[k]; s2 += av * w2[k]; s3 += av * w3[k];
+    }
+    r[0] = s0; r[1] = s1; r[2] = s2; r[3] = s3;
+}
 
+/* C[m, n] = sum_k A[m, k] * W[n, k] for uint8 A below 128 (see dot4_u8). */
+static void gemm_u8s8(const uint8_t *A, const int8_t *W, int32_t *C, long M, long N, long K) {
+    long nb = (N + 3) / 4;
+    #pragma omp parallel for schedule(static) if (N * K > 65536)
+    for (long b = 0; b < nb; ++b) {
+        long n = b * 4;
+        const int8_t *w[4];
+        for (int j = 0; j < 4; ++j) w[j] = W + (n + j < N ? n + j : N - 1) * K;
+        for (long m = 0; m < M; ++m) {
+            int32_t r[4];
+            dot4_u8(A + m * K, w[0], w[1], w[2], w[3], (int)K, r);
+            for (int j = 0; j < 4 && n + j < N; ++j) C[m * N + n + j] = r[j];
+        }
+    }
+}
+
+
+"""
+
+_SRC = _DOT + r"""
 /* Rows of W are the outer loop so each weight row is read from memory once for all M rows
    of A (a batch of one reads the weights exactly once). */
 void qgemm_s16s8(const int16_t *A, const int8_t *W, int32_t *C, long M, long N, long K) {
+    if (M < 0) { gemm_u8s8((const uint8_t *)A, W, C, -M, N, K); return; }  /* see gemm_u8 */
     #pragma omp parallel for schedule(static) if (N * K > 65536)
     for (long n = 0; n < N; ++n) {
         const int8_t *w = W + n * K;
         for (long m = 0; m < M; ++m) C[m * N + n] = dot(A + m * K, w, (int)K);
+    }
+}
+"""
+
+# fbgemm's dynamic linear in one call (small batches): find min/max, choose the qparams
+# (PyTorch's ChooseQuantizationParams, in double as there), quantize with one rounding of
+# x * (1/scale) + zero_point, the int8 GEMM, and out = fma(raw, sx * sw[n], bias[n]).
+_DYN_SRC = _DOT + r"""
+#include <math.h>
+void qlinear_dynamic(const float *X, long M, long K, const int8_t *W, long N,
+                     const float *wscale, const int32_t *wzp, const int32_t *wsum,
+                     const float *bias, int reduce_range, int16_t *A, float *out,
+                     double *qparams) {
+    long total = M * K;
+    float mn = 0.0f, mx = 0.0f;
+    if (total > 0) { mn = X[0]; mx = X[0]; }
+    for (long i = 1; i < total; ++i) { float v = X[i]; mn = v < mn ? v : mn; mx = v > mx ? v : mx; }
+    int qmin = 0, qmax = 255;
+    if (reduce_range) { qmin = qmin / 2; qmax = qmax / 2; }
+    mn = mn < 0.0f ? mn : 0.0f;
+    mx = mx > 0.0f ? mx : 0.0f;
+    double scale = ((double)mx - mn) / (qmax - qmin);
+    if ((float)scale == 0.0f || isinf(1.0f / (float)scale)) scale = 0.1;
+    const float small = 6.1e-5f;
+    if (scale < small) {
+        float org = (float)scale;
+        scale = small;
+        if (mn == 0.0f) mx = small * (qmax - qmin);
+        else if (mx == 0.0f) mn = -small * (qmax - qmin);
+        else { float amp = small / org; mn *= amp; mx *= amp; }
+    }
+    double zmin = qmin - mn / scale, zmax = qmax - mx / scale;
+    double emin = fabs((double)qmin) - fabs(mn / scale);
+    double emax = fabs((double)qmax) - fabs(mx / scale);
+    double z0 = emin < emax ? zmin : zmax;
+    int zp = z0 < qmin ? qmin : (z0 > qmax ? qmax : (int)nearbyint(z0));
+    float sx = (float)scale, inv = 1.0f / sx, fzp = (float)zp;
+    qparams[0] = sx; qparams[1] = zp;
+    uint8_t *Q = (uint8_t *)A;  /* the quantized activations, then the int32 sums */
+    for (long i = 0; i < total; ++i) {
+        float q = nearbyintf(fmaf(X[i], inv, fzp));
+        Q[i] = (uint8_t)(q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
+    }
+    int32_t *raw = (int32_t *)(Q + ((total + 63) / 64) * 64);
+    if (reduce_range) {
+        gemm_u8s8(Q, W, raw, M, N, K);
+    } else {  /* activations up to 255: int16 products, no saturating pairs */
+        for (long m = 0; m < M; ++m)
+            for (long n = 0; n < N; ++n) {
+                int32_t acc = 0;
+                for (long k = 0; k < K; ++k) acc += (int32_t)Q[m * K + k] * W[n * K + k];
+                raw[m * N + n] = acc;
+            }
+    }
+    for (long m = 0; m < M; ++m) {
+        int32_t rs = 0;
+        for (long k = 0; k < K; ++k) rs += Q[m * K + k];
+        for (long n = 0; n < N; ++n) {
+            /* sum (q - zx)(w - zw) = sum q w - zx sum w - zw sum q + K zx zw */
+            int32_t zw = wzp ? wzp[n] : 0;
+            int32_t r = raw[m * N + n] - zp * wsum[n] - zw * rs + (int32_t)K * zp * zw;
+            out[m * N + n] = fmaf((float)r, sx * wscale[n], bias ? bias[n] : 0.0f);
+        }
     }
 }
 """
@@ -128,6 +256,53 @@ def _c_kernel():
     return _KERNEL[0]
 
 
+_DYN: list = []
+
+
+def _dyn_kernel():
+    """The fused dynamic-linear C function (cached), or None without a C compiler."""
+    if not _DYN:
+        fn = None
+        if _c_kernel() is not None:
+            try:
+                from ..compiler._codegen import load_kernel
+                fn = load_kernel(_DYN_SRC, "qlinear_dynamic")
+                P = ctypes.c_void_p
+                fn.argtypes = [P, ctypes.c_long, ctypes.c_long, P, ctypes.c_long, P, P, P, P,
+                               ctypes.c_int, P, P, P]
+            except (RuntimeError, OSError):
+                fn = None
+        _DYN.append(fn)
+    return _DYN[0]
+
+
+def linear_dynamic_c(x2, pw, w_scales32, bias32, reduce_range):
+    """fbgemm's dynamic linear on a float32 ``[M, K]`` array in one C call (see _DYN_SRC);
+    returns the float32 output and the activation (scale, zero point)."""
+    fn = _dyn_kernel()
+    M, K = x2.shape
+    x2 = np.ascontiguousarray(x2, dtype=np.float32)
+    out = np.empty((M, pw.N), dtype=np.float32)
+    # scratch: the uint8 activations (64-byte padded), then the int32 sums
+    scratch = np.empty(((M * K + 63) // 64) * 64 + 4 * M * pw.N, dtype=np.uint8)
+    qp = np.empty(2, dtype=np.float64)
+    key = (id(w_scales32), id(bias32))
+    consts = pw._ptrs.get(key)
+    if consts is None:  # the weights' addresses, once (``.ctypes.data`` costs microseconds)
+        consts = pw._ptrs[key] = (
+            _addr(pw.w), _addr(w_scales32), None if pw.symmetric else _addr(pw.zw32()),
+            _addr(pw.wsum()), None if bias32 is None else _addr(bias32),
+            (w_scales32, bias32))  # kept alive with the addresses
+    wp, sp, zp, sump, bp, _ = consts
+    fn(_addr(x2), M, K, wp, pw.N, sp, zp, sump, bp, int(bool(reduce_range)), _addr(scratch),
+       _addr(out), _addr(qp))
+    return out, float(qp[0]), int(qp[1])
+
+
+def _addr(a):
+    return a.__array_interface__["data"][0]
+
+
 def kernel_isa():
     """Which instructions the compiled kernel uses: 'avx512vnni', 'avx2', 'scalar' or None."""
     if _c_kernel() is None:
@@ -149,9 +324,20 @@ class PackedWeight:
         self.zw = np.broadcast_to(np.asarray(zero_points, dtype=np.int64),
                                   (self.N,)).copy()
         self.symmetric = not self.zw.any()
+        self._zw32 = self.zw.astype(np.int32)
+        self._ptrs = {}
+        self._wsum = self.w.sum(axis=1, dtype=np.int32) if self.w.size else np.zeros(
+            self.N, np.int32)
         self._wt32 = None
         centred_max = np.abs(self.w.astype(np.int32) - self.zw[:, None].astype(np.int32))
         self.wmax = int(centred_max.max()) if self.w.size else 0
+
+    def zw32(self):
+        return self._zw32
+
+    def wsum(self):
+        """Row sums of the int8 weights (for the zero-point corrections)."""
+        return self._wsum
 
     def wt32(self):
         if self._wt32 is None:
@@ -190,6 +376,22 @@ def gemm_c(a_centred, pw):
     return out
 
 
+def gemm_u8(q, za, pw):
+    """Exact ``raw`` for uint8 activations ``q`` below 128 with zero point ``za``: the
+    fbgemm-style kernel (u8 x s8 pair sums), then the zero-point corrections."""
+    fn = _c_kernel()
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    M, K = q.shape
+    out = np.empty((M, pw.N), dtype=np.int32)
+    fn(q.ctypes.data, pw.w.ctypes.data, out.ctypes.data, -M, pw.N, K)  # -M: the u8 kernel
+    if za:
+        out -= np.int32(za) * pw.wsum()[None, :]
+    if not pw.symmetric:
+        rs = q.sum(axis=1, dtype=np.int64)
+        out -= (rs[:, None] * pw.zw[None, :] - K * za * pw.zw[None, :]).astype(np.int32)
+    return out
+
+
 def gemm_numpy(a_centred, pw):
     """Exact ``raw`` with NumPy integer matmul (the fallback: slow, needs no compiler)."""
     w = pw.w.astype(np.int32) - pw.zw[:, None].astype(np.int32)
@@ -197,10 +399,12 @@ def gemm_numpy(a_centred, pw):
 
 
 # Measured on this machine's CPU (AVX2, one thread, best of 30; benchmarks/quantization.py
-# --kernels prints the table): for 512x784 weights the C kernel takes 35/42/63/118/224 us at
-# 1/2/4/8/16 rows against BLAS's 55/133/116/145/209 us, and at 64 rows 1460 us against 780 us.
-# The C kernel wins while the batch is small and the weights dominate memory traffic; below
-# about 16K weights the ctypes call itself costs more than BLAS.
+# --kernels prints the table): for 512x784 weights the int16 C kernel takes 35/42/63/118/224 us
+# at 1/2/4/8/16 rows against BLAS's 55/133/116/145/209 us, and at 64 rows 890 us against
+# 735 us (float32 sgemm 620 us). The int16 kernel wins while the batch is small and the weights
+# dominate memory traffic; below about 16K weights the ctypes call costs more than BLAS. The
+# u8 kernel (activations below 128, as reduce_range gives) beats both at every batch: 396 us
+# at 64 rows, 81 us against 150 us for 16x1024x256.
 C_MAX_ROWS = 8
 C_MIN_WEIGHTS = 1 << 14
 
@@ -221,6 +425,18 @@ def choose(M, N, K):
     if M <= C_MAX_ROWS and N * K >= C_MIN_WEIGHTS and _c_kernel() is not None:
         return "c"
     return "blas"
+
+
+def gemm_q(q, za, pw):
+    """Exact ``raw = (q - za) @ (w - zw).T`` for uint8 activations ``q`` ``[M, K]``: the
+    u8 kernel where every activation is below 128 (about twice float32 BLAS's speed from
+    a batch of 16 up), else the centred-int16 formulations."""
+    if _FORCE[0] is None and _c_kernel() is not None and q.size and int(q.max()) < 128:
+        return gemm_u8(q, za, pw)
+    a = q.astype(np.int16)
+    a -= np.int16(za)
+    amax = max(za, 255 - za)
+    return gemm(a, pw, amax)
 
 
 def gemm(a_centred, pw, amax):

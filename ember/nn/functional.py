@@ -103,6 +103,8 @@ def bilinear(input1, input2, weight, bias=None):
 # ---------------------------------------------------------------------- activations
 def relu(input, inplace=False):
     """max(x, 0)."""
+    if input.is_quantized:  # quantized ReLU on the integers (issue 20)
+        return input.relu_() if inplace else input.relu()
     return input.relu_() if inplace else E.relu(input)
 
 
@@ -368,6 +370,8 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
 
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p)."""
+    if input.is_quantized and not training:  # inference on a quantized model: the identity
+        return input
     return _dropout(input, p, training, inplace, input.shape)
 
 

@@ -965,6 +965,9 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-d max pooling; ``return_indices=True`` also returns the argmax positions."""
+    if input.is_quantized:  # pooled on the integers (ember.ao.nn.quantized.functional)
+        return input._qop("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode,
+                          return_indices)
     return _max_poolnd(2, input, kernel_size, stride, padding, dilation, ceil_mode,
                        return_indices)
 
@@ -1275,6 +1278,8 @@ def adaptive_avg_pool1d(input, output_size):
 
 def adaptive_avg_pool2d(input, output_size):
     """2-d average pooling to a given output size (``None`` keeps an input size)."""
+    if input.is_quantized:  # pooled on the integers (ember.ao.nn.quantized.functional)
+        return input._qop("adaptive_avg_pool2d", output_size)
     return _adaptive_avg(2, input, output_size)
 
 

@@ -449,6 +449,8 @@ def _view_dtype(input, dt):
 
 
 def flatten(input, start_dim=0, end_dim=-1):
+    if input.is_quantized:  # a view that keeps the quantizer (issue 20)
+        return input.flatten(start_dim, end_dim)
     nd = input._data.ndim
     if nd == 0:
         return input.reshape(1)

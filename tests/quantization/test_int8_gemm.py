@@ -102,3 +102,46 @@ def test_no_compiler_falls_back(monkeypatch):
     import ember.compiler._codegen as cg
     monkeypatch.setattr(cg, "c_compiler", lambda: None)
     assert _gemm._c_kernel() is None and _gemm.kernel_isa() is None
+
+
+@pytest.mark.parametrize("M,N,K", SHAPES)
+def test_u8_kernel_is_exact(M, N, K):
+    # activations below 128 (reduce_range): the u8 x s8 pair sums cannot saturate
+    if _gemm._c_kernel() is None:
+        pytest.skip("no C compiler")
+    rng = np.random.default_rng(K)
+    w = rng.integers(-128, 128, (N, K)).astype(np.int8)
+    w[0] = -128
+    for zw in (np.zeros(N, np.int64), rng.integers(-3, 4, N)):
+        pw = _gemm.PackedWeight(w, zw)
+        q = rng.integers(0, 128, (M, K)).astype(np.uint8)
+        q[0] = 127
+        za = int(rng.integers(0, 128))
+        ref = (q.astype(np.int64) - za) @ (w.astype(np.int64) - zw[:, None]).T
+        np.testing.assert_array_equal(_gemm.gemm_u8(q, za, pw), ref)
+        np.testing.assert_array_equal(_gemm.gemm_q(q, za, pw), ref)
+        q[-1, -1] = 200  # one activation above 127: the centred formulations take over
+        ref = (q.astype(np.int64) - za) @ (w.astype(np.int64) - zw[:, None]).T
+        np.testing.assert_array_equal(_gemm.gemm_q(q, za, pw), ref)
+
+
+def test_fused_dynamic_linear_matches_the_numpy_path():
+    from ember.ao.nn.quantized import functional as QF
+    if _gemm._dyn_kernel() is None:
+        pytest.skip("no C compiler")
+    rng = np.random.default_rng(4)
+    import ember
+    for zw in (0, 3):
+        w = ember.quantize_per_tensor(ember.from_numpy(
+            rng.standard_normal((33, 70)).astype(np.float32)), 0.02, zw, ember.qint8)
+        pk = QF.PackedLinearWeight(w, ember.from_numpy(rng.standard_normal(33).astype(
+            np.float32)))
+        for rows in (1, 7, 40):
+            x = (rng.standard_normal((rows, 70)) * 5 + 1).astype(np.float32)
+            fused = QF.linear_dynamic(x, pk, True)
+            _gemm.set_backend("blas")
+            try:
+                plain = QF.linear_dynamic(x, pk, True)
+            finally:
+                _gemm.set_backend(None)
+            np.testing.assert_array_equal(fused, plain)

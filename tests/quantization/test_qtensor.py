@@ -257,3 +257,22 @@ def test_checkpoints_move_both_ways(tmp_path):
     ember.save(d["b"], buf)
     buf.seek(0)
     assert ember.load(buf).equal(d["b"])
+
+
+def test_float_modules_that_pytorch_runs_on_quantized_tensors():
+    # after eager-mode convert, ReLU / MaxPool2d / AdaptiveAvgPool2d / Flatten / Dropout stay
+    # float modules and receive quantized tensors, as in PyTorch
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    tq = torch.quantize_per_tensor(torch.from_numpy(x), 0.05, 100, torch.quint8)
+    eq = ember.quantize_per_tensor(ember.from_numpy(x), 0.05, 100, ember.quint8)
+
+    def model(m):
+        return m.nn.Sequential(m.nn.ReLU(), m.nn.MaxPool2d(2), m.nn.AdaptiveAvgPool2d(2),
+                               m.nn.Flatten(), m.nn.Dropout()).eval()
+    ty, ey = model(torch)(tq), model(ember)(eq)
+    assert ey.is_quantized and tuple(ey.shape) == tuple(ty.shape)
+    np.testing.assert_array_equal(ey.int_repr().numpy(), ty.int_repr().numpy())
+    np.testing.assert_array_equal(ember.flatten(eq, 1).int_repr().numpy(),
+                                  torch.flatten(tq, 1).int_repr().numpy())
+    np.testing.assert_array_equal(ember.nn.functional.relu(eq).int_repr().numpy(),
+                                  torch.nn.functional.relu(tq).int_repr().numpy())

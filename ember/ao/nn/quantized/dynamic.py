@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .... import _dtype as D
-from ...._quantized import quantize_per_tensor
+from ...._quantized import per_tensor_symmetric, quantize_per_tensor
 from ...._tensor import Tensor
 from ....nn.modules.module import Module
 from ....ops.creation import tensor as _tensor
@@ -24,22 +24,41 @@ from .modules import (LinearPackedParams, _as_bias, _hide_packed_params_repr,
 __all__ = ["Linear", "LSTM", "GRU", "LSTMCell", "GRUCell"]
 
 
+class _SymmetricWeightObserver:
+    """PyTorch's ``default_weight_observer`` (MinMaxObserver, qint8, per_tensor_symmetric):
+    ``scale = max(-min, max) / 127.5`` in float32, zero point 0. Used by ``from_float`` when
+    a module has no qconfig and ember.ao.quantization's observers are not available."""
+
+    dtype = D.qint8
+    qscheme = per_tensor_symmetric
+
+    def __call__(self, w):
+        a = w.detach()._data
+        self.min_val = np.float32(min(float(a.min()), 0.0)) if a.size else np.float32(0)
+        self.max_val = np.float32(max(float(a.max()), 0.0)) if a.size else np.float32(0)
+        return w
+
+    def calculate_qparams(self):
+        m = np.float32(max(-self.min_val, self.max_val))
+        scale = max(np.float32(m / np.float32(127.5)), np.finfo(np.float32).eps)
+        return _tensor([float(scale)]), _tensor([0])
+
+
 def _default_dynamic_weight_observer():
     """The weight observer of PyTorch's ``default_dynamic_qconfig`` (per-tensor symmetric
     qint8 min/max) where the module has no qconfig."""
-    from ...quantization import observer  # ember.ao.quantization (qflow); optional
-    return observer.default_weight_observer()
+    try:
+        from ...quantization import observer  # ember.ao.quantization, when present
+        return observer.default_weight_observer()
+    except (ImportError, AttributeError):
+        return _SymmetricWeightObserver()
 
 
 def _weight_observer_for(mod):
     qconfig = getattr(mod, "qconfig", None)
     if qconfig is not None and getattr(qconfig, "weight", None) is not None:
         return qconfig.weight()
-    try:
-        return _default_dynamic_weight_observer()
-    except (ImportError, AttributeError):
-        raise RuntimeError(f"from_float: {type(mod).__name__} has no qconfig; set mod.qconfig "
-                           "(e.g. ember.ao.quantization.default_dynamic_qconfig)") from None
+    return _default_dynamic_weight_observer()
 
 
 class Linear(Module):
@@ -127,7 +146,9 @@ def _tensor_of(arr):
 
 
 def _sigmoid(v):
-    return (1.0 / (1.0 + np.exp(-v))).astype(np.float32)
+    e = np.exp(-v)
+    e += np.float32(1)
+    return np.reciprocal(e, out=e)
 
 
 # ============================================================================ RNNs
@@ -318,13 +339,14 @@ class LSTM(_RNNBase):
 
     def _cell(self, gx, state, hh):
         h, c = state
-        gates = gx + QF.linear_dynamic(h, hh, True)
-        i, f, g, o = np.split(gates, 4, axis=-1)
-        i, f, o = _sigmoid(i), _sigmoid(f), _sigmoid(o)
-        g = np.tanh(g)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        return [h.astype(np.float32), c.astype(np.float32)]
+        H = self.hidden_size
+        gates = QF.linear_dynamic(h, hh, True)
+        gates += gx
+        sig = _sigmoid(gates)  # i, f, o from one pass over all four gates
+        g = np.tanh(gates[..., 2 * H:3 * H])
+        c = sig[..., H:2 * H] * c + sig[..., :H] * g
+        h = sig[..., 3 * H:] * np.tanh(c)
+        return [h, c]
 
     def forward(self, input, hx=None):
         x, states, batched = self._prepare(input, hx, 2)

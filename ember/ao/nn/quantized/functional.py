@@ -102,14 +102,6 @@ def _requantize(raw, pw, x_scale, out_scale, out_zp, relu):
     return v.astype(np.uint8)
 
 
-def _centred(x):
-    """``x - zx`` as int16 with the bound on its magnitude."""
-    a = x._q.astype(np.int16)
-    a -= np.int16(x._zp)
-    amax = int(np.abs(a).max()) if a.size else 0
-    return a, amax
-
-
 def linear(input, weight, bias=None, scale=None, zero_point=None, _packed=None, _relu=False):
     """Quantized linear: ``input`` quint8 [*, in], ``weight`` qint8 [out, in] (per tensor or
     per channel), ``bias`` float32; the result is quint8 with ``scale``/``zero_point``."""
@@ -122,8 +114,7 @@ def linear(input, weight, bias=None, scale=None, zero_point=None, _packed=None, 
         raise RuntimeError(f"quantized::linear: input of shape {tuple(x.shape)} does not match "
                            f"a weight of shape ({pw.packed.N}, {K})")
     lead = x._q.shape[:-1]
-    a, amax = _centred(x)
-    raw = _gemm.gemm(a.reshape(-1, K), pw.packed, amax)
+    raw = _gemm.gemm_q(x._q.reshape(-1, K), x._zp, pw.packed)
     q = _requantize(raw, pw, x._scale, scale, int(zero_point), _relu)
     return _out(q.reshape(lead + (pw.packed.N,)), scale, zero_point)
 
@@ -141,6 +132,13 @@ def linear_dynamic(input, packed, reduce_range=True, _relu=False):
                            f"not match a weight of shape ({packed.packed.N}, {K})")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, K)
+    if (reduce_range and _gemm._FORCE[0] is None and _gemm._dyn_kernel() is not None
+            and K * max(packed.packed.wmax, 1) * 255 < 1 << 31):
+        # quantize, multiply (the u8 kernel: activations are below 128) and rescale in one
+        # C call, with the same arithmetic as below
+        out, _, _ = _gemm.linear_dynamic_c(x2, packed.packed, packed.w_scales32,
+                                           packed.bias32, reduce_range)
+        return out.reshape(lead + (packed.packed.N,))
     if x2.size:
         mn, mx = float(x2.min()), float(x2.max())
     else:
@@ -153,7 +151,7 @@ def linear_dynamic(input, packed, reduce_range=True, _relu=False):
     raw = _gemm.gemm(a, packed.packed, max(zx, hi - zx))
     # fbgemm: fmadd(raw, sx * sw, bias), one rounding; float64 holds raw * multiplier exactly
     mult = (_f32(sx) * packed.w_scales32).astype(np.float32)
-    out = raw.astype(np.float64)
+    out = raw.astype(np.float32).astype(np.float64)  # fbgemm converts the int32 sums to float
     out *= mult
     if packed.bias32 is not None:
         out += packed.bias32
@@ -171,9 +169,8 @@ def _pair(v, n):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", scale=1.0, zero_point=0, dtype=None, _packed=None,
            _relu=False):
-    """Quantized 2-d convolution (NCHW, quint8 input, qint8 weight): im2col on the centred
-    integers (padding holds the zero point, i.e. 0 once centred), the int8 GEMM per group,
-    fbgemm's requantization."""
+    """Quantized 2-d convolution (NCHW, quint8 input, qint8 weight): im2col on the integers
+    (padding holds the zero point), the int8 GEMM per group, fbgemm's requantization."""
     x = _need_q(input, "conv2d")
     if padding_mode != "zeros":
         raise NotImplementedError(f"quantized::conv2d: padding_mode={padding_mode!r} "
@@ -191,9 +188,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     sh, sw = _pair(stride, 2)
     ph, pw_ = _pair(padding, 2)
     dh, dw = _pair(dilation, 2)
-    a, amax = _centred(x)
-    if ph or pw_:
-        a = np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw_, pw_)))
+    a = x._q
+    if ph or pw_:  # padding holds the zero point (a real 0)
+        a = np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw_, pw_)), constant_values=x._zp)
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     wo = (wd + 2 * pw_ - dw * (kw - 1) - 1) // sw + 1
     if ho <= 0 or wo <= 0:
@@ -208,7 +205,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     out = np.empty((n * ho * wo, cout), dtype=np.uint8)
     for g, pk in enumerate(packs):
         cg = cols[:, :, :, g * cin_g:(g + 1) * cin_g].reshape(n * ho * wo, cin_g * kh * kw)
-        raw = _gemm.gemm(cg, pk.packed, amax)
+        raw = _gemm.gemm_q(cg, x._zp, pk.packed)
         out[:, g * cout_g:(g + 1) * cout_g] = _requantize(raw, pk, x._scale, scale,
                                                           int(zero_point), _relu)
     q = np.ascontiguousarray(out.reshape(n, ho, wo, cout).transpose(0, 3, 1, 2))
