@@ -187,3 +187,32 @@ def test_quantize_one_call_and_mapping_lookups():
         eq.get_static_quant_module_class(enn.Transformer)
     with pytest.raises(NotImplementedError, match="reference"):
         eq.convert(e, is_reference=True)
+
+
+def test_eager_static_demo_cnn_matches_torch():
+    from ember.demo import build_model
+    torch.manual_seed(0)
+    t = tq.QuantWrapper(build_model(torch.nn)).eval()
+    e = eq.QuantWrapper(build_model(enn)).eval()
+    e.load_state_dict({k: ember.from_numpy(v.detach().numpy().copy())
+                       for k, v in t.state_dict().items()})
+    fuse = [["0", "1"], ["3", "4"], ["7", "8"]]
+    eq.fuse_modules(e.module, fuse, inplace=True)
+    tq.fuse_modules(t.module, fuse, inplace=True)
+    e.qconfig = eq.QConfig(activation=eq.MinMaxObserver.with_args(reduce_range=True),
+                           weight=eq.default_per_channel_weight_observer)
+    t.qconfig = tq.QConfig(activation=tq.MinMaxObserver.with_args(reduce_range=True),
+                           weight=tq.default_per_channel_weight_observer)
+    pe, pt = eq.prepare(e), tq.prepare(t)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        x = rng.random((16, 1, 28, 28)).astype(np.float32)
+        pe(ember.tensor(x))
+        pt(torch.tensor(x))
+    ce, ct = eq.convert(pe), tq.convert(pt)
+    assert sorted(ce.state_dict()) == sorted(ct.state_dict())
+    x = rng.random((16, 1, 28, 28)).astype(np.float32)
+    ye, yt = ce(ember.tensor(x)).numpy(), ct(torch.tensor(x)).numpy()
+    step = float(ct.module[9].scale)
+    assert np.abs(ye - yt).max() <= step + 1e-6
+    assert np.mean(np.abs(ye - yt) < 1e-6) > 0.95
