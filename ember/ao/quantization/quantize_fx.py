@@ -25,11 +25,11 @@ and no hand-written fusion list:
 
 ``convert_fx`` swaps each observed module for its int8 module (``from_float``), quantizes the
 float input of each quantized module with its input observer's qparams, and dequantizes its
-output. Values flowing between quantized modules through share-observer ops therefore get
-the same integers as PyTorch's graph (max-pool, ReLU, flatten and reshape commute exactly with
-quantize/dequantize); the float round trip between quantized modules is the price of the
-simpler graph. Dynamic qconfigs (``is_dynamic`` activation) swap modules for their dynamic
-versions and insert nothing.
+output; then, wherever an int8 module feeds another only through share-observer ops, the
+``dequantize → ... → quantize`` round trip is dropped and the integers flow through max-pool,
+ReLU, flatten and reshape directly (the same integers, since these commute with affine
+quantization; PyTorch's graph has the same shape). Dynamic qconfigs (``is_dynamic`` activation)
+swap modules for their dynamic versions and insert nothing.
 """
 
 from __future__ import annotations
@@ -248,6 +248,35 @@ def _is_observer_node(gm, node):
     return node.op == "call_module" and _is_activation_post_process(_module(gm, node))
 
 
+def _drop_requantize(gm):
+    """Between two int8 modules, ``dequantize → share-observer ops → quantize`` with the first
+    module's own output qparams is the identity on the integers (max-pool, ReLU, flatten,
+    reshape commute with affine quantization): keep the values quantized through the chain."""
+    graph = gm.graph
+    for q in list(graph.nodes):
+        if q.op != "call_function" or q.target is not ember.quantize_per_tensor:
+            continue
+        chain, n = [], q.args[0]
+        while isinstance(n, fx.Node) and _is_share(gm, n) and len(n.users) == 1 and n.args:
+            chain.append(n)
+            n = n.args[0]
+        d = n
+        if not (isinstance(d, fx.Node) and d.op == "call_method" and d.target == "dequantize"):
+            continue
+        producer = d.args[0]
+        qmod = _module(gm, producer) if isinstance(producer, fx.Node) and \
+            producer.op == "call_module" else None
+        if qmod is None or not hasattr(qmod, "scale") or \
+                float(qmod.scale) != q.args[1] or int(qmod.zero_point) != q.args[2]:
+            continue
+        first = chain[-1] if chain else q
+        first.replace_input_with(d, producer)
+        q.replace_all_uses_with(q.args[0])
+        graph.erase_node(q)
+        if not d.users:
+            graph.erase_node(d)
+
+
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                qconfig_mapping=None, backend_config=None, keep_original_weights=False):
     """Convert a prepared (and calibrated or trained) GraphModule into an int8 one."""
@@ -312,6 +341,7 @@ def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
         if _is_observer_node(gm, node):
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+    _drop_requantize(gm)
     for name, _ in list(gm.named_children()):
         if re.fullmatch(r"activation_post_process_\d+", name):
             delattr(gm, name)

@@ -216,3 +216,20 @@ def test_eager_static_demo_cnn_matches_torch():
     step = float(ct.module[9].scale)
     assert np.abs(ye - yt).max() <= step + 1e-6
     assert np.mean(np.abs(ye - yt) < 1e-6) > 0.95
+
+
+def test_quantize_dynamic_fused_linear_relu_matches_torch():
+    from ember.ao.nn.intrinsic.quantized import dynamic as nniqd
+    torch.manual_seed(1)
+    t = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
+    e = enn.Sequential(enn.Linear(16, 12), enn.ReLU(), enn.Linear(12, 3))
+    e.load_state_dict({k: ember.from_numpy(v.detach().numpy().copy())
+                       for k, v in t.state_dict().items()})
+    fe = eq.fuse_modules(e.eval(), [["0", "1"]])
+    ft = tq.fuse_modules(t.eval(), [["0", "1"]])
+    qe = eq.quantize_dynamic(fe, {nni.LinearReLU, enn.Linear})
+    qt = tq.quantize_dynamic(ft, {torch.ao.nn.intrinsic.LinearReLU, torch.nn.Linear})
+    assert isinstance(qe[0], nniqd.LinearReLU)
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    np.testing.assert_allclose(qe(ember.tensor(x)).numpy(), qt(torch.tensor(x)).numpy(),
+                               rtol=1e-5, atol=1e-6)
