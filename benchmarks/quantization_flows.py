@@ -263,9 +263,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     if "cnn" in only:
-        model, xte, yte, xc = train_demo_cnn(2000 if args.quick else 8000,
-                                             1000 if args.quick else 4000,
-                                             1 if args.quick else 2)
+        model, xte, yte, xc = train_demo_cnn(3000 if args.quick else 8000,
+                                             1000 if args.quick else 4000, 2)
         r = static_int8_cnn(model, xte, yte, xc)
         print(f"static int8 demo CNN: size {r['int8_bytes'] / r['fp32_bytes']:.3f}x of float32 "
               f"({r['fp32_bytes']} -> {r['int8_bytes']} bytes); test accuracy "
@@ -277,7 +276,7 @@ def main(argv=None):
               f"({100 * (r['int8_ppl'] / r['fp32_ppl'] - 1):+.2f}%); size "
               f"{r['int8_bytes'] / r['fp32_bytes']:.3f}x")
     if "gpt" in only:
-        model, data, vocab = train_tiny_gpt(60 if args.quick else 400)
+        model, data, vocab = train_tiny_gpt(60 if args.quick else 250)
         r = eval_gpt_weight_only(model, data, vocab)
         for k, v in r.items():
             print(f"weight-only {k}: Linear weight memory {v['weight_ratio']:.3f}x, perplexity "
