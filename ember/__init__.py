@@ -158,6 +158,8 @@ _LAZY_ATTRS.update({n: "amp.autocast_mode" for n in (
     "autocast", "is_autocast_enabled", "is_autocast_cpu_enabled", "get_autocast_dtype",
     "get_autocast_cpu_dtype", "get_autocast_gpu_dtype", "is_autocast_cache_enabled",
     "clear_autocast_cache", "is_autocast_available")})
+_LAZY_ATTRS.update({n: "ops.fake_quant" for n in (
+    "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine")})
 
 
 def __getattr__(name):

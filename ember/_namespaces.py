@@ -125,6 +125,30 @@ backends.cuda = _Flags(is_built=lambda: False,
 backends.mkldnn = _Flags(is_available=lambda: False, enabled=False)
 backends.openmp = _Flags(is_available=lambda: False)
 
+
+class _QuantizedBackend:
+    """``ember.backends.quantized``: the quantized engine name (PyTorch's setting; ember's int8
+    kernels compute exact integer results whichever engine is named)."""
+
+    supported_engines = ["qnnpack", "onednn", "x86", "fbgemm"]
+
+    def __init__(self):
+        self._engine = "x86"
+
+    @property
+    def engine(self):
+        return self._engine
+
+    @engine.setter
+    def engine(self, name):
+        if name not in self.supported_engines:
+            raise RuntimeError(f"quantized engine {name!r} is not supported; choose one of "
+                               f"{self.supported_engines}")
+        self._engine = name
+
+
+backends.quantized = _QuantizedBackend()  # issue 20 (qflow)
+
 accelerator = types.ModuleType("ember.accelerator")
 accelerator.is_available = lambda: False
 accelerator.current_accelerator = lambda check_available=False: None

@@ -1,0 +1,2 @@
+from .fused import *  # noqa: F401,F403
+from .fused import _FusedModule  # noqa: F401
