@@ -16,6 +16,7 @@ from .binomial import Binomial
 from .categorical import Categorical
 from .cauchy import Cauchy
 from .chi2 import Chi2
+from .constraint_registry import biject_to, transform_to
 from .continuous_bernoulli import ContinuousBernoulli
 from .dirichlet import Dirichlet
 from .distribution import Distribution
@@ -32,6 +33,7 @@ from .independent import Independent
 from .inverse_gamma import InverseGamma
 from .kl import kl_divergence, register_kl
 from .kumaraswamy import Kumaraswamy
+from .lkj_cholesky import LKJCholesky
 from .laplace import Laplace
 from .log_normal import LogNormal
 from .logistic_normal import LogisticNormal
@@ -67,5 +69,6 @@ __all__ = [
     "TransformedDistribution", "Uniform", "constraints", "kl_divergence", "register_kl",
     "transforms",
     "ContinuousBernoulli", "FisherSnedecor", "GeneralizedPareto", "Kumaraswamy",
-    "LogisticNormal", "LowRankMultivariateNormal", "VonMises", "Wishart",
+    "LogisticNormal", "LowRankMultivariateNormal", "VonMises", "Wishart", "LKJCholesky",
+    "biject_to", "transform_to",
 ] + list(_transforms_all)
