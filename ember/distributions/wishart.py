@@ -54,8 +54,9 @@ class Wishart(ExponentialFamily):
                  validate_args=None):
         if (covariance_matrix is not None) + (scale_tril is not None) + (
                 precision_matrix is not None) != 1:
-            raise ValueError("Exactly one of covariance_matrix or precision_matrix or "
-                             "scale_tril may be specified.")
+            # AssertionError, as PyTorch raises here (MultivariateNormal raises ValueError)
+            raise AssertionError("Exactly one of covariance_matrix or precision_matrix or "
+                                 "scale_tril may be specified.")
         param = next(p for p in (covariance_matrix, precision_matrix, scale_tril)
                      if p is not None)
         if param.ndim < 2:
