@@ -25,7 +25,8 @@ class FisherSnedecor(Distribution):
 
     def __init__(self, df1, df2, validate_args=None):
         self.df1, self.df2 = broadcast_all(df1, df2)
-        # Gamma(df/2, rate=df) is chi2(df)/df/... scaled so that X1/X2 is F(df1, df2)
+        # Gamma(df/2, rate=df) is chi2(df) / (2 df): the 2s cancel in the ratio X1 / X2,
+        # which is then (chi2(df1) / df1) / (chi2(df2) / df2) ~ F(df1, df2)
         self._gamma1 = Gamma(self.df1 * 0.5, self.df1)
         self._gamma2 = Gamma(self.df2 * 0.5, self.df2)
         if isinstance(df1, numbers.Number) and isinstance(df2, numbers.Number):

@@ -345,6 +345,8 @@ BAD = {
                                                                      L.ones(3)),
     "LowRank diag shape": lambda L, D: D.LowRankMultivariateNormal(L.zeros(3), L.ones(3, 1),
                                                                    L.ones(2)),
+    "LowRank incompatible batch": lambda L, D: D.LowRankMultivariateNormal(
+        L.zeros(2, 3), L.ones(4, 3, 1), L.ones(3)),
     "LowRank negative diag": lambda L, D: D.LowRankMultivariateNormal(
         L.zeros(2), L.ones(2, 1), -L.ones(2), validate_args=True),
     "VonMises negative": lambda L, D: D.VonMises(L.tensor([0.0]), L.tensor([-1.0]),
