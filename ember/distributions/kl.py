@@ -13,6 +13,7 @@ from .beta import Beta
 from .binomial import Binomial
 from .categorical import Categorical
 from .cauchy import Cauchy
+from .continuous_bernoulli import ContinuousBernoulli
 from .dirichlet import Dirichlet
 from .distribution import Distribution
 from .exp_family import ExponentialFamily
@@ -23,9 +24,12 @@ from .gumbel import Gumbel
 from .independent import Independent
 from .laplace import Laplace
 from .log_normal import LogNormal
+from .lowrank_multivariate_normal import (LowRankMultivariateNormal, _batch_lowrank_logdet,
+                                          _batch_lowrank_mahalanobis)
 from .multivariate_normal import MultivariateNormal
 from .normal import Normal
 from .one_hot_categorical import OneHotCategorical
+from .pareto import Pareto
 from .poisson import Poisson
 from .transformed_distribution import TransformedDistribution
 from .uniform import Uniform
@@ -296,3 +300,154 @@ def _kl_independent_independent(p, q):
         raise NotImplementedError
     result = kl_divergence(p.base_dist, q.base_dist)
     return _sum_rightmost(result, p.reinterpreted_batch_ndims)
+
+
+# ------------------------------------------------- continuous Bernoulli and low-rank MVN
+
+
+def _infinite_like(t):
+    return ember.full_like(t, math.inf)
+
+
+@register_kl(ContinuousBernoulli, ContinuousBernoulli)
+def _kl_continuous_bernoulli_continuous_bernoulli(p, q):
+    t1 = p.mean * (p.logits - q.logits)
+    t2 = p._cont_bern_log_norm() + ember.log1p(-p.probs)
+    t3 = -q._cont_bern_log_norm() - ember.log1p(-q.probs)
+    return t1 + t2 + t3
+
+
+def _kl_to_continuous_bernoulli(p, q):
+    """E_p[log p - log q] for q continuous Bernoulli: -H(p) - E_p[x] logits_q - log C_q
+    - log(1 - probs_q)."""
+    return -p.entropy() - p.mean * q.logits - ember.log1p(-q.probs) - q._cont_bern_log_norm()
+
+
+@register_kl(Beta, ContinuousBernoulli)
+def _kl_beta_continuous_bernoulli(p, q):
+    return _kl_to_continuous_bernoulli(p, q)
+
+
+@register_kl(Uniform, ContinuousBernoulli)
+def _kl_uniform_continuous_bernoulli(p, q):
+    result = _kl_to_continuous_bernoulli(p, q)
+    outside = (p.high >= q.support.upper_bound) | (p.low <= q.support.lower_bound)
+    return ember.where(outside, math.inf, result)
+
+
+@register_kl(ContinuousBernoulli, Exponential)
+def _kl_continuous_bernoulli_exponential(p, q):
+    return -p.entropy() - q.rate.log() + q.rate * p.mean
+
+
+@register_kl(ContinuousBernoulli, Normal)
+def _kl_continuous_bernoulli_normal(p, q):
+    t1 = -p.entropy()
+    t2 = 0.5 * (math.log(2.0 * math.pi) + (q.loc / q.scale).pow(2)) + q.scale.log()
+    t3 = (p.variance + p.mean.pow(2) - 2.0 * q.loc * p.mean) / (2.0 * q.scale.pow(2))
+    return t1 + t2 + t3
+
+
+@register_kl(ContinuousBernoulli, Uniform)
+def _kl_continuous_bernoulli_uniform(p, q):
+    result = -p.entropy() + (q.high - q.low).log()
+    outside = (q.low >= p.support.lower_bound) | (q.high <= p.support.upper_bound)
+    return ember.where(outside, math.inf, result)
+
+
+@register_kl(ContinuousBernoulli, Pareto)
+def _kl_continuous_bernoulli_infinity(p, q):
+    return _infinite_like(p.probs)
+
+
+# supports that are not inside [0, 1]: the divergence is infinite
+@register_kl(Exponential, ContinuousBernoulli)
+def _kl_exponential_infinity(p, q):
+    return _infinite_like(p.rate)
+
+
+@register_kl(Gamma, ContinuousBernoulli)
+def _kl_gamma_infinity(p, q):
+    return _infinite_like(p.concentration)
+
+
+@register_kl(Gumbel, ContinuousBernoulli)
+def _kl_gumbel_infinity(p, q):
+    return _infinite_like(p.loc)
+
+
+@register_kl(Laplace, ContinuousBernoulli)
+def _kl_laplace_infinity(p, q):
+    return _infinite_like(p.loc)
+
+
+@register_kl(Normal, ContinuousBernoulli)
+def _kl_normal_infinity(p, q):
+    return _infinite_like(p.loc)
+
+
+@register_kl(Pareto, ContinuousBernoulli)
+def _kl_pareto_infinity(p, q):
+    return _infinite_like(p.scale)
+
+
+def _check_event_shapes(p, q):
+    if p.event_shape != q.event_shape:
+        raise ValueError(f"KL-divergence between two (Low Rank) Multivariate Normals with "
+                         f"different event shapes cannot be computed: {tuple(p.event_shape)} "
+                         f"vs {tuple(q.event_shape)}")
+
+
+def _lowrank_q_terms(p, q):
+    """log det Sigma_q, the Mahalanobis term, and A = L_C^{-1} W_q^T D_q^{-1} (Woodbury)."""
+    W, D, C = q._unbroadcasted_cov_factor, q._unbroadcasted_cov_diag, q._capacitance_tril
+    logdet_q = _batch_lowrank_logdet(W, D, C)
+    term3 = _batch_lowrank_mahalanobis(W, D, q.loc - p.loc, C)
+    A = solve_triangular(C, W.transpose(-1, -2) / D.unsqueeze(-2), upper=False)
+    return logdet_q, term3, A
+
+
+@register_kl(LowRankMultivariateNormal, LowRankMultivariateNormal)
+def _kl_lowrank_lowrank(p, q):
+    _check_event_shapes(p, q)
+    logdet_q, term3, A = _lowrank_q_terms(p, q)
+    term1 = logdet_q - _batch_lowrank_logdet(p._unbroadcasted_cov_factor,
+                                             p._unbroadcasted_cov_diag, p._capacitance_tril)
+    # trace(Sigma_q^{-1} Sigma_p), with Sigma_q^{-1} = D_q^{-1} - A^T A
+    Wp, Dp, Dq = p._unbroadcasted_cov_factor, p._unbroadcasted_cov_diag, \
+        q._unbroadcasted_cov_diag
+    term21 = (Dp / Dq).sum(-1)
+    term22 = _batch_trace_XXT(Wp * Dq.rsqrt().unsqueeze(-1))
+    term23 = _batch_trace_XXT(A * Dp.sqrt().unsqueeze(-2))
+    term24 = _batch_trace_XXT(ember.matmul(A, Wp))
+    term2 = term21 + term22 - term23 - term24
+    return 0.5 * (term1 + term2 + term3 - p.event_shape[0])
+
+
+@register_kl(MultivariateNormal, LowRankMultivariateNormal)
+def _kl_mvn_lowrank(p, q):
+    _check_event_shapes(p, q)
+    logdet_q, term3, A = _lowrank_q_terms(p, q)
+    Lp = p._unbroadcasted_scale_tril
+    term1 = logdet_q - 2 * Lp.diagonal(0, -2, -1).log().sum(-1)
+    term21 = _batch_trace_XXT(Lp * q._unbroadcasted_cov_diag.rsqrt().unsqueeze(-1))
+    term22 = _batch_trace_XXT(ember.matmul(A, Lp))
+    return 0.5 * (term1 + term21 - term22 + term3 - p.event_shape[0])
+
+
+@register_kl(LowRankMultivariateNormal, MultivariateNormal)
+def _kl_lowrank_mvn(p, q):
+    _check_event_shapes(p, q)
+    Lq = q._unbroadcasted_scale_tril
+    term1 = 2 * Lq.diagonal(0, -2, -1).log().sum(-1) - _batch_lowrank_logdet(
+        p._unbroadcasted_cov_factor, p._unbroadcasted_cov_diag, p._capacitance_tril)
+    term3 = _batch_mahalanobis(Lq, q.loc - p.loc)
+    batch = tuple(ember.broadcast_shapes(tuple(Lq.shape[:-2]),
+                                         tuple(p._unbroadcasted_cov_factor.shape[:-2])))
+    n = p.event_shape[0]
+    Lq = Lq.expand(batch + (n, n))
+    Wp = p._unbroadcasted_cov_factor.expand(batch + (n, p.cov_factor.shape[-1]))
+    Dp_sqrt = ember.diag_embed(p._unbroadcasted_cov_diag.sqrt()).expand(batch + (n, n))
+    term2 = _batch_trace_XXT(solve_triangular(Lq, Wp, upper=False)) + _batch_trace_XXT(
+        solve_triangular(Lq, Dp_sqrt, upper=False))
+    return 0.5 * (term1 + term2 + term3 - n)

@@ -23,6 +23,8 @@ __all__ = [
     "IndependentTransform", "LowerCholeskyTransform", "PowerTransform", "ReshapeTransform",
     "SigmoidTransform", "SoftplusTransform", "TanhTransform", "SoftmaxTransform",
     "StickBreakingTransform", "Transform", "identity_transform",
+    "CatTransform", "CorrCholeskyTransform", "CumulativeDistributionTransform",
+    "PositiveDefiniteTransform", "StackTransform",
 ]
 
 
@@ -726,3 +728,253 @@ class LowerCholeskyTransform(Transform):
 
     def _inverse(self, y):
         return y.tril(-1) + y.diagonal(0, -2, -1).log().diag_embed()
+
+
+class CorrCholeskyTransform(Transform):
+    """Unconstrained vectors of length D(D-1)/2 to Cholesky factors of D x D correlation
+    matrices (lower triangular, positive diagonal, unit-norm rows).
+
+    The vector fills the strict lower triangle row by row; each row goes through ``tanh``
+    into (-1, 1) and then a signed stick breaking on the squares, so that the row has unit
+    Euclidean norm, with the diagonal taking up the remainder."""
+
+    domain = constraints.real_vector
+    codomain = constraints.corr_cholesky
+    bijective = True
+
+    def __eq__(self, other):
+        return isinstance(other, CorrCholeskyTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x):
+        from .utils import vec_to_tril_matrix
+        eps = ember.finfo(x.dtype).eps
+        r = vec_to_tril_matrix(x.tanh().clamp(min=-1 + eps, max=1 - eps), diag=-1)
+        # the stick left over before entry j of a row: prod_{k<j} sqrt(1 - r_k^2)
+        remaining = (1 - r.pow(2)).sqrt().cumprod(-1)
+        pad = ember.nn.functional.pad
+        r = r + ember.eye(r.shape[-1], dtype=r.dtype)
+        return r * pad(remaining[..., :-1], [1, 0], value=1)
+
+    def _inverse(self, y):
+        from .utils import tril_matrix_to_vec
+        pad = ember.nn.functional.pad
+        left = pad((1 - (y * y).cumsum(-1))[..., :-1], [1, 0], value=1)
+        t = tril_matrix_to_vec(y, diag=-1) / tril_matrix_to_vec(left, diag=-1).sqrt()
+        return (t.log1p() - (-t).log1p()) / 2  # atanh
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        from .utils import tril_matrix_to_vec
+        # stick breaking: 1/2 sum log(1 - cumulative squared norm), off the first two
+        # diagonals; tanh: sum log(1 - tanh(x)^2), written stably
+        left = tril_matrix_to_vec(1 - (y * y).cumsum(-1), diag=-2)
+        stick_logdet = 0.5 * left.log().sum(-1)
+        tanh_logdet = -2 * (x + softplus(-2 * x) - math.log(2.0)).sum(-1)
+        return stick_logdet + tanh_logdet
+
+    def forward_shape(self, shape):
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        n = shape[-1]
+        d = round((0.25 + 2 * n) ** 0.5 + 0.5)
+        if d * (d - 1) // 2 != n:
+            raise ValueError(f"Input is not a flattened lower-diagonal number: last dim {n} "
+                             "is not D(D-1)/2 for any D")
+        return ember.Size(tuple(shape[:-1]) + (d, d))
+
+    def inverse_shape(self, shape):
+        if len(shape) < 2:
+            raise ValueError("Too few dimensions on input")
+        if shape[-2] != shape[-1]:
+            raise ValueError(f"Input is not square: {tuple(shape)}")
+        d = shape[-1]
+        return ember.Size(tuple(shape[:-2]) + (d * (d - 1) // 2,))
+
+
+class PositiveDefiniteTransform(Transform):
+    """Unconstrained matrices to positive-definite ones: ``L L^T`` with ``L`` from
+    ``LowerCholeskyTransform``."""
+
+    domain = constraints.independent(constraints.real, 2)
+    codomain = constraints.positive_definite
+
+    def __eq__(self, other):
+        return isinstance(other, PositiveDefiniteTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x):
+        L = LowerCholeskyTransform()(x)
+        return ember.matmul(L, L.transpose(-2, -1))
+
+    def _inverse(self, y):
+        return LowerCholeskyTransform().inv(ember.linalg.cholesky(y))
+
+
+def _check_dim(t, name, dim, size, expected, what):
+    """PyTorch raises AssertionError for these shape mismatches; so does ember."""
+    if not -t.ndim <= dim < t.ndim:
+        raise AssertionError(f"dim {dim} out of range for {name} with {t.ndim} dimensions")
+    if t.shape[dim] != size:
+        raise AssertionError(f"{name}.size({dim}) = {t.shape[dim]} must equal {what} "
+                             f"{expected}")
+
+
+class CatTransform(Transform):
+    """Apply ``tseq[i]`` to the i-th consecutive slice of ``dim`` (of length ``lengths[i]``,
+    1 by default) and concatenate the results, like ``cat``."""
+
+    def __init__(self, tseq, dim=0, lengths=None, cache_size=0):
+        if not all(isinstance(t, Transform) for t in tseq):
+            raise AssertionError("All elements of tseq must be Transform instances")
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.lengths = list(lengths) if lengths is not None else [1] * len(self.transforms)
+        if len(self.lengths) != len(self.transforms):
+            raise AssertionError(f"lengths ({len(self.lengths)}) must match transforms "
+                                 f"({len(self.transforms)})")
+        self.dim = dim
+
+    @lazy_property
+    def event_dim(self):
+        return max(t.event_dim for t in self.transforms)
+
+    @lazy_property
+    def length(self):
+        return sum(self.lengths)
+
+    def with_cache(self, cache_size=1):
+        if self._cache_size == cache_size:
+            return self
+        return CatTransform(self.transforms, self.dim, self.lengths, cache_size)
+
+    def _pieces(self, z):
+        start = 0
+        for trans, length in zip(self.transforms, self.lengths):
+            yield trans, z.narrow(self.dim, start, length)
+            start += length
+
+    def _call(self, x):
+        _check_dim(x, "x", self.dim, self.length, self.length, "length")
+        return ember.cat([t(xs) for t, xs in self._pieces(x)], self.dim)
+
+    def _inverse(self, y):
+        _check_dim(y, "y", self.dim, self.length, self.length, "length")
+        return ember.cat([t.inv(ys) for t, ys in self._pieces(y)], self.dim)
+
+    def log_abs_det_jacobian(self, x, y):
+        _check_dim(x, "x", self.dim, self.length, self.length, "length")
+        _check_dim(y, "y", self.dim, self.length, self.length, "length")
+        parts = []
+        for (trans, xs), (_, ys) in zip(self._pieces(x), self._pieces(y)):
+            ladj = trans.log_abs_det_jacobian(xs, ys)
+            if trans.event_dim < self.event_dim:
+                ladj = _sum_rightmost(ladj, self.event_dim - trans.event_dim)
+            parts.append(ladj)
+        # ``dim`` counted from the right of the batch shape: when it is a batch dim the
+        # pieces are concatenated along it, when it lies inside the event they are summed
+        dim = self.dim - x.ndim if self.dim >= 0 else self.dim
+        dim += self.event_dim
+        if dim < 0:
+            return ember.cat(parts, dim)
+        return sum(parts)
+
+    @property
+    def bijective(self):
+        return all(t.bijective for t in self.transforms)
+
+    @constraints.dependent_property
+    def domain(self):
+        return constraints.cat([t.domain for t in self.transforms], self.dim, self.lengths)
+
+    @constraints.dependent_property
+    def codomain(self):
+        return constraints.cat([t.codomain for t in self.transforms], self.dim, self.lengths)
+
+
+class StackTransform(Transform):
+    """Apply ``tseq[i]`` to the i-th slice of ``dim`` and stack the results, like
+    ``stack``."""
+
+    def __init__(self, tseq, dim=0, cache_size=0):
+        if not all(isinstance(t, Transform) for t in tseq):
+            raise AssertionError("All elements of tseq must be Transform instances")
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.dim = dim
+
+    def with_cache(self, cache_size=1):
+        if self._cache_size == cache_size:
+            return self
+        return StackTransform(self.transforms, self.dim, cache_size)
+
+    def _slice(self, z):
+        return [z.select(self.dim, i) for i in range(z.shape[self.dim])]
+
+    def _check(self, z, name):
+        n = len(self.transforms)
+        _check_dim(z, name, self.dim, n, n, "len(transforms)")
+
+    def _call(self, x):
+        self._check(x, "x")
+        return ember.stack([t(xs) for xs, t in zip(self._slice(x), self.transforms)],
+                           self.dim)
+
+    def _inverse(self, y):
+        self._check(y, "y")
+        return ember.stack([t.inv(ys) for ys, t in zip(self._slice(y), self.transforms)],
+                           self.dim)
+
+    def log_abs_det_jacobian(self, x, y):
+        self._check(x, "x")
+        self._check(y, "y")
+        return ember.stack([t.log_abs_det_jacobian(xs, ys) for xs, ys, t in
+                            zip(self._slice(x), self._slice(y), self.transforms)], self.dim)
+
+    @property
+    def bijective(self):
+        return all(t.bijective for t in self.transforms)
+
+    @constraints.dependent_property
+    def domain(self):
+        return constraints.stack([t.domain for t in self.transforms], self.dim)
+
+    @constraints.dependent_property
+    def codomain(self):
+        return constraints.stack([t.codomain for t in self.transforms], self.dim)
+
+
+class CumulativeDistributionTransform(Transform):
+    """``y = distribution.cdf(x)`` onto the unit interval (a copula's marginal map);
+    the inverse is ``icdf`` and ``log|dy/dx|`` is the density ``log_prob(x)``."""
+
+    bijective = True
+    codomain = constraints.unit_interval
+    sign = +1
+
+    def __init__(self, distribution, cache_size=0):
+        super().__init__(cache_size=cache_size)
+        self.distribution = distribution
+
+    @property
+    def domain(self):
+        return self.distribution.support
+
+    def _call(self, x):
+        return self.distribution.cdf(x)
+
+    def _inverse(self, y):
+        return self.distribution.icdf(y)
+
+    def log_abs_det_jacobian(self, x, y):
+        return self.distribution.log_prob(x)
+
+    def with_cache(self, cache_size=1):
+        if self._cache_size == cache_size:
+            return self
+        return CumulativeDistributionTransform(self.distribution, cache_size=cache_size)
