@@ -103,7 +103,9 @@ def bilinear(input1, input2, weight, bias=None):
 # ---------------------------------------------------------------------- activations
 def relu(input, inplace=False):
     """max(x, 0)."""
-    return input.relu_() if inplace else E.relu(input)
+    if inplace or input.is_quantized:  # a quantized tensor has its own relu
+        return input.relu_() if inplace else input.relu()
+    return E.relu(input)
 
 
 def relu_(input):

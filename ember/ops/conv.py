@@ -962,9 +962,17 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                        return_indices)
 
 
+def _quantized_functional():
+    from ..ao.nn.quantized import functional
+    return functional
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-d max pooling; ``return_indices=True`` also returns the argmax positions."""
+    if input.is_quantized:  # PyTorch dispatches quantized tensors to their own kernel
+        return _quantized_functional().max_pool2d(input, kernel_size, stride, padding,
+                                                  dilation, ceil_mode, return_indices)
     return _max_poolnd(2, input, kernel_size, stride, padding, dilation, ceil_mode,
                        return_indices)
 
@@ -1170,6 +1178,10 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-d average pooling (``divisor_override`` replaces the window size)."""
+    if input.is_quantized:
+        return _quantized_functional().avg_pool2d(input, kernel_size, stride, padding,
+                                                  ceil_mode, count_include_pad,
+                                                  divisor_override)
     return _avg_poolnd(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override)
 
@@ -1275,6 +1287,8 @@ def adaptive_avg_pool1d(input, output_size):
 
 def adaptive_avg_pool2d(input, output_size):
     """2-d average pooling to a given output size (``None`` keeps an input size)."""
+    if input.is_quantized:
+        return _quantized_functional().adaptive_avg_pool2d(input, output_size)
     return _adaptive_avg(2, input, output_size)
 
 
