@@ -958,7 +958,8 @@ def _convert_call(c, node, sym_size, Tensor):
         raise c.unsupported(node)
     impure = getattr(target, "_fx_impure", False) and inplace_of is None
     fillable = any(a in c.fillable for a in node.args if hasattr(a, "op"))
-    if c.fold and not impure and not fillable and _is_const_arg(c, node.args) and \
+    if c.fold and not impure and not fillable and cls.__name__ not in _NO_FOLD and \
+            _is_const_arg(c, node.args) and \
             _is_const_arg(c, tuple(node.kwargs.values())):
         # constant folding: evaluate now, emit an initializer only where it is used
         args = _const_value(c, node.args)
@@ -979,6 +980,64 @@ def _convert_call(c, node, sym_size, Tensor):
         src = node.args[0]
         c.env[src] = res
         c.const.pop(src, None)
+
+
+# --------------------------------------------------------------------------- QDQ
+# A fake-quantized model (``prepare_qat``, or ``prepare`` with fake-quantize qconfigs, after
+# calibration) exports in ONNX's QDQ form: each fake-quantize op becomes QuantizeLinear +
+# DequantizeLinear with its scale and zero point, weights included (never folded), which
+# onnxruntime runs as integer kernels where it recognises the pattern.
+_NO_FOLD = {"FakeQuantizePerTensorAffine", "FakeQuantizePerChannelAffine"}
+
+
+def _qparam(c, node, i):
+    """Argument ``i`` (a scale or zero point) as an array: it must be known at export time."""
+    a = node.args[i]
+    if not _is_const_arg(c, a):
+        raise c.unsupported(node, "a fake-quantize op whose scale or zero point is computed "
+                                  "in the graph (disable the observers before export)")
+    v = _const_value(c, a)
+    return np.asarray(v.detach().numpy() if hasattr(v, "detach") else v)
+
+
+def _qdq(c, node, x, scale, zero_point, axis, qmin, qmax):
+    scale = _qparam(c, node, 1).astype(np.float32).reshape(-1)
+    zp = _qparam(c, node, 2).reshape(-1)
+    if zp.dtype.kind == "f":
+        raise c.unsupported(node, "float zero points (embedding qparams) have no QDQ form")
+    if _np_dtype(_meta(node)[1]) != np.float32:
+        raise c.unsupported(node, "QuantizeLinear takes float32 inputs here; export the model "
+                                  "in float32")
+    if 0 <= qmin and qmax <= 255:
+        qdt, full = np.uint8, (0, 255)
+    elif -128 <= qmin and qmax <= 127:
+        qdt, full = np.int8, (-128, 127)
+    else:
+        raise c.unsupported(node, f"quantization range [{qmin}, {qmax}] is wider than 8 bits")
+    attrs = {} if axis is None else {"axis": int(axis)}
+    if axis is None:
+        scale, zp = scale.reshape(()), zp.reshape(())
+    s, z = c.init(scale, "scale"), c.init(zp.astype(qdt), "zero_point")
+    y = c.emit("DequantizeLinear", [c.emit("QuantizeLinear", [x, s, z], **attrs), s, z],
+               **attrs)
+    if (qmin, qmax) != full:  # a narrower range (reduce_range): clamp on the float grid
+        shape = [1] * len(_meta(node)[0])
+        if axis is not None:
+            shape[int(axis)] = -1
+        lo = ((qmin - zp.astype(np.float32)) * scale).astype(np.float32).reshape(shape)
+        hi = ((qmax - zp.astype(np.float32)) * scale).astype(np.float32).reshape(shape)
+        y = c.emit("Min", [c.emit("Max", [y, c.init(lo, "qmin")]), c.init(hi, "qmax")])
+    return y
+
+
+@_h("FakeQuantizePerTensorAffine")
+def _fake_quant(c, node, x, scale, zero_point, qmin, qmax):
+    return _qdq(c, node, x, scale, zero_point, None, qmin, qmax)
+
+
+@_h("FakeQuantizePerChannelAffine")
+def _fake_quant_channel(c, node, x, scale, zero_point, axis, qmin, qmax):
+    return _qdq(c, node, x, scale, zero_point, axis, qmin, qmax)
 
 
 # --------------------------------------------------------------------------- public

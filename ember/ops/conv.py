@@ -1306,6 +1306,9 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-d average pooling (``divisor_override`` replaces the window size)."""
+    if input.is_quantized:  # the integers' rounded mean (ember.ao.nn.quantized.functional)
+        return input._qop("avg_pool2d", kernel_size, stride, padding, ceil_mode,
+                          count_include_pad, divisor_override)
     return _avg_poolnd(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override)
 
