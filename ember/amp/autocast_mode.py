@@ -70,6 +70,10 @@ def _eligible(t):
 class _AutocastMode:
     """The object in ``_MODES`` while an enabled autocast region is innermost."""
 
+    # PyTorch autocasts the ops inside a custom Function's forward (unless ``custom_fwd``
+    # says otherwise), so the mode stays on for the body
+    sees_function_body = True
+
     def __init__(self):
         self.dtype = bfloat16
         self.cache_enabled = True

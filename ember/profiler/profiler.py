@@ -170,6 +170,8 @@ class _Recorder:
     """The mode in ``_MODES``: one event per dispatched op; also the target of the engine's,
     the optimizers', the modules' and the DataLoader's reports."""
 
+    sees_function_body = True  # ops inside a custom Function's forward nest under it
+
     def __init__(self, session):
         self.s = session
         self.events = []  # [name, t0, t1, parent, shapes, kind, mem_self, stack, dtypes]
@@ -177,6 +179,7 @@ class _Recorder:
         self.mem_log = []  # (t_ns, +/- bytes)
         self.finalizers = []
         self.tid = threading.get_ident()
+        self.plain = not (session.record_shapes or session.with_stack or session.profile_memory)
 
     # ------------------------------------------------------------ ranges
     def begin(self, name, kind="user_annotation", args=None):
@@ -201,6 +204,15 @@ class _Recorder:
         name = _NAMES.get(cls)
         if name is None:
             name = _op_name(cls)
+        if self.plain and cls._raw:
+            # the common case, kept short: no shapes, stacks or memory asked for, and a
+            # built-in op, which cannot open events inside it (its forward computes on
+            # arrays), so its event can be appended when it ends, at the same place
+            t0 = _perf()
+            try:
+                return run()
+            finally:
+                self.events.append([name, t0, _perf(), self.cur, None, "cpu_op", 0, None, None])
         events = self.events
         parent = self.cur
         ev = [name, 0, None, parent, None, "cpu_op", 0, None, None]
