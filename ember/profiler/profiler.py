@@ -94,8 +94,10 @@ _ATEN = {"ConvNd": "convolution", "ConvInputGrad": "convolution_backward",
          "ConvWeightGrad": "convolution_backward", "MaxPoolNd": "max_pool", "AvgPoolNd": "avg_pool",
          "ToDtype": "to", "CrossEntropy": "cross_entropy_loss", "Fill": "fill_",
          "IndexPut": "index_put_", "Relu": "relu", "Gelu": "gelu", "NllLoss": "nll_loss",
-         "LogSoftmax": "log_softmax", "Matmul": "matmul", "Linear": "linear"}
+         "LogSoftmax": "log_softmax", "Matmul": "matmul", "Linear": "linear",
+         "_Assign": "copy"}
 _NAMES: dict = {}
+_INPLACE_NAMES: dict = {}  # op class -> a ``_Named`` with its in-place event name
 
 
 def _op_name(cls):
@@ -110,6 +112,18 @@ def _op_name(cls):
             name = "aten::" + base
         _NAMES[cls] = name
     return name
+
+
+class _Named:
+    """Stands for an op class in ``on_op`` under an event name of its own."""
+
+    _raw = True  # an in-place op computes on arrays: nothing nests inside it
+
+    def __init__(self, name):
+        _NAMES[self] = name
+
+    def __hash__(self):
+        return id(self)
 
 
 def _raw_shapes(args):
@@ -232,6 +246,14 @@ class _Recorder:
         if s.profile_memory:
             self._track(ev, out, args)
         return out
+
+    def on_inplace(self, cls, target, args, kwargs, run):
+        # an in-place op is its own event, named as PyTorch names it (``aten::mul_``)
+        named = _INPLACE_NAMES.get(cls)
+        if named is None:
+            name = _op_name(cls)
+            named = _INPLACE_NAMES[cls] = _Named(name if name.endswith("_") else name + "_")
+        return self.on_op(named, (target,) + args, kwargs, run)
 
     def backward_node(self, node, call, buf, retain_graph, raw):
         idx = self.begin("autograd::engine::evaluate_function: " + node.name(), "cpu_op")
