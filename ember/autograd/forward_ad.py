@@ -28,7 +28,7 @@ Tangents are keyed by the identity of the primal's backend array (held weakly), 
 output that autograd rebuilds for a backward keeps its tangent: forward over reverse (a
 Hessian-vector product: the jvp of a gradient) works when the backward is recorded
 (``create_graph=True``; the engine's array mode bypasses dispatch). PyTorch allows one dual
-level at a time; so does ember. In-place ops on dual tensors do not update their tangents.
+level at a time; so does ember.
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ class _TransformStack:
 
     def on_op(self, cls, args, kwargs, run):
         for level in reversed(self.levels):
-            if not level.excluded and level.claims(args, kwargs):
+            if level.excluded:
+                continue
+            if level.claims(args, kwargs):
                 return level.process(cls, args, kwargs)
+            if getattr(cls, "_fx_impure", False) and getattr(level, "randomness", None) == \
+                    "different":  # a random op (dropout's mask) under vmap draws per example
+                return level.draw_each(cls.apply, args, kwargs)
         return run()
 
 
