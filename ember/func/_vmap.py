@@ -141,6 +141,25 @@ class VmapLevel:
                 return out
         return _loop(self, cls, args, kwargs)
 
+    def process_inplace(self, cls, target, args, kwargs, run):
+        """``target.op_(*args)`` under vmap: the batched out-of-place result is written into
+        the target's physical value. A batched argument written into an unbatched target
+        raises PyTorch's error (the target cannot hold a batch)."""
+        if not (type(target) is BatchedTensor and target._level is self):
+            # PyTorch's error: the batch of an argument cannot be written into the target
+            shapes = [tuple(a.shape) for a in _iter_tensors(args, kwargs)]
+            bshape = [self.size] + list(np.broadcast_shapes(tuple(target.shape), *shapes))
+            raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the "
+                               f"broadcast shape {bshape} (vmap: an in-place "
+                               f"{cls.__name__} writes a batched value into an unbatched "
+                               "tensor; use the out-of-place op)")
+        # computed from a copy of the old value: a graph that saved it stays valid after the
+        # write (the copy_ below is recorded, so gradients reach the old value through it)
+        old = wrap(target._value.clone(), self)
+        out = self.process(cls, (old,) + args, kwargs)
+        target._value.copy_(self.expand(out))
+        return target
+
     def draw_each(self, fn, args, kwargs):
         """``randomness="different"``: run a random function (or random op) once per example,
         each drawing its own numbers, and batch the results. Batched arguments (``rand_like``
