@@ -17,6 +17,7 @@ from ._tensor import Size, Tensor, _bump_version, _LegacyTensorType, _make
 from .autograd import elision, engine
 from ._hooks import add_hook
 from .autograd.graph import Node, named
+from .autograd import graph as _graph
 from .ops import creation, elementwise as E, indexing as I, linalg as L, random as R
 from .ops import reduction as Rd, shape as S, sorting as So
 from .ops import nn as NN
@@ -341,7 +342,7 @@ def fill_(self, value):
 
 def _fill_(self, value):
     from .autograd.grad_mode import GradMode
-    if GradMode.enabled and self._rg:
+    if GradMode.enabled and self._rg or _graph._MODES:  # active modes see the write
         return E.apply_inplace(E.Fill, self, value)
     self._data[...] = value
     _bump_version(self)
@@ -367,7 +368,7 @@ def copy_(self, src, non_blocking=False):
     from .autograd.grad_mode import GradMode
     if not isinstance(src, Tensor):
         src = creation.tensor(src)
-    if GradMode.enabled and (self._rg or src._rg):
+    if GradMode.enabled and (self._rg or src._rg) or _graph._MODES:  # modes see the write
         return E.apply_inplace(_Copy, self, src)
     try:
         np.copyto(self._data, np.broadcast_to(src._data, self._data.shape), casting="unsafe")

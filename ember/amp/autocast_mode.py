@@ -70,6 +70,10 @@ def _eligible(t):
 class _AutocastMode:
     """The object in ``_MODES`` while an enabled autocast region is innermost."""
 
+    # PyTorch autocasts the ops inside a custom Function's forward (unless ``custom_fwd``
+    # says otherwise), so the mode stays on for the body
+    sees_function_body = True
+
     def __init__(self):
         self.dtype = bfloat16
         self.cache_enabled = True
@@ -94,11 +98,14 @@ class _AutocastMode:
             if cacheable:  # a parameter: its rounded copy is made once per region
                 hit = cache.get(id(a))
                 if hit is not None and hit[0]() is a and hit[1] == a._version:
-                    return hit[2]
-            out = a.to(low).to(float32)
+                    return hit[2].to(float32)
+            low_copy = a.to(low)
             if cacheable:
-                cache[id(a)] = (weakref.ref(a), a._version, out)
-            return out
+                cache[id(a)] = (weakref.ref(a), a._version, low_copy)
+            # widened per use: each use's gradient reaches the cached low-precision copy
+            # rounded to its dtype and they add up there, as PyTorch's (one cast, several
+            # uses) do
+            return low_copy.to(float32)
         return _map_args(one, args)
 
     def _fp32_args(self, args):

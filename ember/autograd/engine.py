@@ -31,6 +31,7 @@ from .grad_mode import GradMode
 
 # The active ``ember.profiler`` session, if any (it reports each backward node evaluated).
 _PROFILER: list = [None]
+_LOW_PRECISION = frozenset((np.dtype(np.float16), np.dtype("bfloat16")))
 
 
 def _root_node(t):
@@ -168,13 +169,14 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     for h in list(node._hooks.values()):
                         h((), tuple(wrap(g) for g in buf))
                 continue
+            post_hooks = node._hooks  # read first: a backward without retain_graph frees them
             if _PROFILER[0] is None:
                 grads_in = _call_backward(node, buf, retain_graph, raw)
             else:  # a profiler is on: it times the node under PyTorch's event name
                 grads_in = _PROFILER[0].backward_node(node, _call_backward, buf, retain_graph,
                                                       raw)
-            if node._hooks:
-                for h in list(node._hooks.values()):
+            if post_hooks:
+                for h in list(post_hooks.values()):
                     r = h(tuple(wrap(g) for g in grads_in), tuple(wrap(g) for g in buf))
                     if r is not None:
                         grads_in = _hook_tuple(r)
@@ -290,6 +292,10 @@ def _n_out(node):
     return 1 if om is None else len(om)
 
 
+def _widen(g):
+    return g.astype(np.float32) if g is not None and g.dtype in _LOW_PRECISION else g
+
+
 def _call_backward(node, buf, retain_graph, raw):
     if node._released:
         raise RuntimeError(_FREED_MSG)
@@ -302,6 +308,15 @@ def _call_backward(node, buf, retain_graph, raw):
                                             else None) for i, g in enumerate(buf)]
     cls = type(node)
     if raw:
+        if cls._raw:
+            for g in buf:
+                if g is not None and g.dtype in _LOW_PRECISION:
+                    # a built-in backward on bfloat16/float16 gradients computes in float32
+                    # and is rounded once, at the edge, to its input's dtype: what PyTorch's
+                    # kernels do (float32 "opmath"); NumPy's half-precision arithmetic would
+                    # round after every step (and its GEMMs are slow)
+                    buf = [_widen(g) for g in buf]
+                    break
         fn = cls.array_backward
         if fn is not None:
             out = fn(node, *buf)

@@ -28,7 +28,7 @@ Tangents are keyed by the identity of the primal's backend array (held weakly), 
 output that autograd rebuilds for a backward keeps its tangent: forward over reverse (a
 Hessian-vector product: the jvp of a gradient) works when the backward is recorded
 (``create_graph=True``; the engine's array mode bypasses dispatch). PyTorch allows one dual
-level at a time; so does ember. In-place ops on dual tensors do not update their tangents.
+level at a time; so does ember.
 """
 
 from __future__ import annotations
@@ -55,8 +55,22 @@ class _TransformStack:
 
     def on_op(self, cls, args, kwargs, run):
         for level in reversed(self.levels):
-            if not level.excluded and level.claims(args, kwargs):
+            if level.excluded:
+                continue
+            if level.claims(args, kwargs):
                 return level.process(cls, args, kwargs)
+            if getattr(cls, "_fx_impure", False) and getattr(level, "randomness", None) == \
+                    "different":  # a random op (dropout's mask) under vmap draws per example
+                return level.draw_each(cls.apply, args, kwargs)
+        return run()
+
+    def on_inplace(self, cls, target, args, kwargs, run):
+        # an in-place op: the innermost level that sees one of its tensors updates the
+        # target itself (its tangent; its batch), not a new tensor
+        full = (target,) + args
+        for level in reversed(self.levels):
+            if not level.excluded and level.claims(full, kwargs):
+                return level.process_inplace(cls, target, args, kwargs, run)
         return run()
 
 
@@ -167,6 +181,43 @@ class _DualLevel:
             self.excluded -= 1
         _attach(self, out, tout)
         return out
+
+
+    def process_inplace(self, cls, target, args, kwargs, run):
+        """``target.op_(*args)`` on dual tensors: the tangent of the out-of-place op, computed
+        from the values before the write, becomes the target's tangent (PyTorch's rule)."""
+        base = target._base
+        if base is not None and not target.__dict__.get("_dual_root", False):
+            # a write into a view changes its base (and the base's other views), whose
+            # tangents would go stale; make_dual's result (an alias) is a root of its own
+            raise NotImplementedError(
+                f"forward AD: the in-place {cls.__name__} writes into a view of a dual tensor; "
+                "ember does not yet carry the tangent back to the view's base. Write into the "
+                "base, or use the out-of-place op")
+        out = self.process(cls, (target,) + args, kwargs)
+        tout = self.get(out) if isinstance(out, Tensor) else None
+        res = run()
+        old = self.get(target)
+        if tout is None:
+            self.tangents.pop(id(target._data), None)
+        elif old is not None and old._data.flags.writeable and old.shape == tout.shape:
+            # PyTorch updates the target's tangent in place: a tangent handed to make_dual
+            # sees the update too
+            self.excluded += 1
+            try:
+                with _no_grad_unless(tout):
+                    old.copy_(tout)
+            finally:
+                self.excluded -= 1
+        else:
+            self.set(target, tout if tout.dtype == target.dtype else tout.to(target.dtype))
+        return res
+
+
+def _no_grad_unless(t):
+    """no_grad, unless ``t`` carries a graph (forward over reverse keeps it)."""
+    from .grad_mode import no_grad
+    return enable_grad() if t._rg else no_grad()
 
 
 def _attach(level, out, tout):
@@ -368,6 +419,7 @@ def make_dual(tensor, tangent, *, level=None):
     if tangent.dtype != tensor.dtype:
         tangent = tangent.to(tensor.dtype)
     cur.set(dual, tangent)
+    dual._dual_root = True  # in-place ops on it keep its tangent current (process_inplace)
     return dual
 
 

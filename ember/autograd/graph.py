@@ -22,6 +22,7 @@ Class attributes an op may set:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 
@@ -34,11 +35,13 @@ from .grad_mode import GradMode
 
 _ndarray = np.ndarray
 _asarray = np.asarray
+_partial = functools.partial
 _seq = itertools.count()
 
 # Active modes see every dispatched op (profiler, anomaly detection, tracer). Each mode is an
 # object with ``on_op(cls, args, kwargs, run)``, where ``run()`` performs the op.
 _MODES: list = []
+_NO_MODES: list = []  # stays empty (see ``_call_bare``)
 
 # Set by ``ember.ops.indexing``: records an in-place op on a view as a write into its base
 # (PyTorch's CopySlices). Returns NotImplemented for views it does not handle.
@@ -192,6 +195,8 @@ class Node:
     def apply(cls, *args, **kwargs):
         """Run the op: the one dispatch path (see the module docstring)."""
         if _MODES:
+            if len(_MODES) == 1:  # one mode (the profiler, autocast): no chain to build
+                return _MODES[0].on_op(cls, args, kwargs, _partial(_call_bare, cls, args, kwargs))
             return _run_modes(cls, args, kwargs, 0)
         if len(args) == 1 and type(args[0]) is Tensor and not kwargs:
             a = args[0]  # one plain Tensor argument (sum, unary ops, ...): no list to build
@@ -491,15 +496,48 @@ def _raise_modified(node, t, now, then):
 
 
 def _run_modes(cls, args, kwargs, depth):
-    """Let each active mode wrap the op call, outermost first."""
-    if depth == len(_MODES):
-        saved, _MODES[:] = _MODES[:], []
+    """Let each active mode wrap the op call, outermost first.
+
+    The innermost mode's ``run`` is a ``partial`` of ``_call_bare`` (made in C, no closure
+    chain): with one mode active (the profiler alone, autocast alone) an op costs the mode's
+    own work plus one list copy."""
+    n = len(_MODES)
+    if depth >= n:
+        return _call_bare(cls, args, kwargs)
+    mode = _MODES[depth]
+    if depth + 1 == n:
+        return mode.on_op(cls, args, kwargs, _partial(_call_bare, cls, args, kwargs))
+    return mode.on_op(cls, args, kwargs, lambda: _run_modes(cls, args, kwargs, depth + 1))
+
+
+def _call_bare(cls, args, kwargs):
+    """Run the op itself once every mode has seen it.
+
+    A built-in op's forward computes on arrays, so no mode can see inside it: the modes are
+    simply off for the call. A user ``Function``'s forward runs ember ops; the modes whose
+    ``sees_function_body`` is true (the profiler, autocast: PyTorch's profiler nests them under
+    the Function and autocast casts them) stay on for it, the others (capture, forward AD,
+    vmap: they treat the Function as one op) are off."""
+    global _MODES
+    saved = _MODES
+    if cls._raw:
+        # this module's name ``_MODES`` points at an empty list for the call (cheaper than
+        # emptying and refilling the shared list); the forward cannot reach other modules'
+        # references to the shared list, since it computes on arrays
+        _MODES = _NO_MODES
         try:
             return cls.apply(*args, **kwargs)
         finally:
-            _MODES[:] = saved
-    mode = _MODES[depth]
-    return mode.on_op(cls, args, kwargs, lambda: _run_modes(cls, args, kwargs, depth + 1))
+            _MODES = saved
+            if _NO_MODES:  # a mode started meanwhile (another thread): it joins the real list
+                saved.extend(_NO_MODES)
+                _NO_MODES.clear()
+    saved = _MODES[:]
+    _MODES[:] = [m for m in saved if getattr(m, "sees_function_body", False)]
+    try:
+        return cls._apply_body(*args, **kwargs)
+    finally:
+        _MODES[:] = saved
 
 
 # ---------------------------------------------------------------------- leaves
@@ -691,6 +729,11 @@ class Function(Node, metaclass=_FunctionMeta):
     def apply(cls, *args, **kwargs):
         if _MODES:
             return _run_modes(cls, args, kwargs, 0)
+        return cls._apply_body(*args, **kwargs)
+
+    @classmethod
+    def _apply_body(cls, *args, **kwargs):
+        """``apply`` once the modes have seen the call (see ``_call_bare``)."""
         from .grad_mode import no_grad
         need = GradMode.enabled and any(isinstance(a, Tensor) and a._rg for a in args)
         node = _new(cls._backward_cls)

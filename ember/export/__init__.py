@@ -109,7 +109,8 @@ class ExportGraphSignature:
     """Which graph inputs are user inputs, parameters or buffers; which outputs are users'.
 
     Buffers mutated by the program (BatchNorm's running statistics) are written in place by
-    the graph's in-place nodes, so ``buffers_to_mutate`` lists them without extra outputs."""
+    the graph's in-place nodes; as in PyTorch, each one's final value is also a
+    BUFFER_MUTATION output (before the user outputs), listed in ``buffers_to_mutate``."""
 
     input_specs: list = field(default_factory=list)
     output_specs: list = field(default_factory=list)
@@ -194,9 +195,10 @@ class ExportedProgram:
         return _exported_module(self)
 
     def run_decompositions(self, decomp_table=None):
-        """The program over the core op set. Capture already records only core ops, so this
-        returns the program itself (PyTorch returns a new one; nothing differs here)."""
-        return self
+        """The program over the core op set, in PyTorch's functional form: capture already
+        records only core ops, and buffers the program writes (BatchNorm's running
+        statistics) become BUFFER_MUTATION outputs ahead of the user outputs."""
+        return _with_buffer_mutation_outputs(self)
 
     def __call__(self, *args, **kwargs):
         raise RuntimeError("Unable to call ExportedProgram directly. You should use "
@@ -216,7 +218,8 @@ class ExportedProgram:
                   if s.kind in (InputKind.PARAMETER, InputKind.BUFFER)]
         user = [v for v in leaves if isinstance(v, Tensor)]
         out = _capture.run_graph(self._graph, lifted + user, self.constants)
-        return tree_unflatten(list(out), self._out_spec)
+        n_mut = sum(s.kind is OutputKind.BUFFER_MUTATION for s in self.graph_signature.output_specs)
+        return tree_unflatten(list(out)[n_mut:], self._out_spec)
 
     def __str__(self):
         return (f"ExportedProgram:\n{self.graph_module.print_readable(print_output=False)}\n"
@@ -718,11 +721,7 @@ def _program(mod, cap, dyn, in_spec):
             outs.append(OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(o.name)))
         else:
             outs.append(OutputSpec(OutputKind.USER_OUTPUT, ConstantArgument(f"out{i}", o)))
-    mutated = {}
-    for n in cap.graph.nodes:
-        if n.op == "call_function" and getattr(n.target, "op", None) is not None and n.args and \
-                hasattr(n.args[0], "meta") and n.args[0].meta.get("spec", ("",))[0] == "b":
-            mutated[n.name] = n.args[0].meta["spec"][1]
+    mutated = {n.name: name for n, name in _buffer_writes(cap.graph).items()}
     sig = ExportGraphSignature(specs, outs, mutated)
     ranges = {}
     for (i, d), dim in dyn.items():
@@ -730,6 +729,47 @@ def _program(mod, cap, dyn, in_spec):
     constants = {k: v for k, v in cap.attrs.items() if k.startswith("_tensor_constant")}
     return ExportedProgram(cap.graph, sig, state, constants, ranges, cap.guards, in_spec,
                            cap.out_spec, dyn)
+
+
+def _buffer_writes(graph):
+    """In-place nodes writing a lifted buffer (directly or through an earlier such node):
+    ``{node: buffer name}``, in graph order."""
+    writes = {}
+    for n in graph.nodes:
+        if n.op != "call_function" or getattr(n.target, "op", None) is None or not n.args \
+                or not hasattr(n.args[0], "meta"):
+            continue
+        target = n.args[0]
+        name = target.meta["spec"][1] if target.meta.get("spec", ("",))[0] == "b" else \
+            writes.get(target)
+        if name is not None:
+            writes[n] = name
+    return writes
+
+
+def _with_buffer_mutation_outputs(ep):
+    """``ep`` with each mutated buffer's final value as a BUFFER_MUTATION output ahead of the
+    user outputs, in the buffers' order (PyTorch's core ATen IR from ``run_decompositions``).
+    The in-place nodes still write the buffers; the outputs report what they wrote."""
+    import copy
+    sig = ep.graph_signature
+    graph = copy.deepcopy(ep.graph)
+    if any(s.kind is OutputKind.BUFFER_MUTATION for s in sig.output_specs):
+        return ExportedProgram(graph, sig, ep.state_dict, ep.constants, ep.range_constraints,
+                               ep._guards, ep._in_spec, ep._out_spec, ep._dynamic)
+    last = {}
+    for n, name in _buffer_writes(graph).items():
+        last[name] = n
+    order = [s.target for s in sig.input_specs if s.kind is InputKind.BUFFER]
+    names = [b for b in order if b in last]
+    out_node = graph.output_node()
+    out_node.args = (tuple(last[b] for b in names) + tuple(out_node.args[0]),)
+    outs = [OutputSpec(OutputKind.BUFFER_MUTATION, TensorArgument(last[b].name), b)
+            for b in names] + list(sig.output_specs)
+    new_sig = ExportGraphSignature(list(sig.input_specs), outs,
+                                   {last[b].name: b for b in names})
+    return ExportedProgram(graph, new_sig, ep.state_dict, ep.constants, ep.range_constraints,
+                           ep._guards, ep._in_spec, ep._out_spec, ep._dynamic)
 
 
 def _drop_constant_placeholders(cap):

@@ -288,7 +288,7 @@ def save_program(ep, f, extra_files=None):
                     "persistent": s.persistent,
                     "value": _enc_value(getattr(s.arg, "value", None))}
                    for s in sig.input_specs],
-        "outputs": [{"kind": s.kind.name, "name": s.arg.name,
+        "outputs": [{"kind": s.kind.name, "name": s.arg.name, "target": s.target,
                      "value": _enc_value(getattr(s.arg, "value", None))}
                     for s in sig.output_specs],
         "buffers_to_mutate": sig.buffers_to_mutate,
@@ -341,7 +341,7 @@ def load_program(f, extra_files=None):
         ins.append(InputSpec(kind, arg, e["target"], e["persistent"]))
     outs = [OutputSpec(OutputKind[e["kind"]],
                        TensorArgument(e["name"]) if e["name"] in names
-                       else ConstantArgument(e["name"], _dec(e["value"], {})))
+                       else ConstantArgument(e["name"], _dec(e["value"], {})), e.get("target"))
             for e in program["outputs"]]
     sig = ExportGraphSignature(ins, outs, program.get("buffers_to_mutate", {}))
     guards = decode_guards(program["guards"])

@@ -659,7 +659,7 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 
     def wrapper_one(flat, flat_dims, specs, size, kwargs):
         level = _fad.push_level(VmapLevel(size, randomness))
-        guard = _RandomGuard(randomness)
+        guard = _RandomGuard(randomness, level)
         try:
             args = []
             for leaves, ds, spec in zip(flat, flat_dims, specs):
@@ -676,24 +676,40 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 
 
 class _RandomGuard:
-    """vmap's ``randomness`` for draws from the default generator: "error" refuses them,
-    "same" lets one draw serve the whole batch (ember's random ops draw per call, at the
-    logical shape); "different" (a draw per example) is not supported yet and raises."""
+    """vmap's ``randomness`` for draws from the default generator (PyTorch's semantics):
+    "error" refuses them; "same" lets one draw serve the whole batch (ember's random
+    functions draw at the logical shape); "different" draws per example: the random
+    functions and random ops are run once per example by the vmap level
+    (``VmapLevel.draw_each``), and any other draw raises rather than silently sharing."""
 
-    def __init__(self, randomness):
+    def __init__(self, randomness, level=None):
         self.randomness = randomness
+        self.level = level
 
     def __enter__(self):
         from .. import _random
+        from ..ops import random as R
         self.gen = _random.default_generator
         self.saved = self.gen._rng
         if self.randomness != "same":
             self.gen._rng = _NoDraws(self.saved, self.randomness)
+        if self.randomness != "same" and self.level is not None:
+            # "error" levels too: a random function refuses before it reads a batched input
+            self.level.rng = self.saved
+            R._PER_EXAMPLE.append(self.level)
 
     def __exit__(self, *exc):
+        from ..ops import random as R
+        if self.level in R._PER_EXAMPLE:
+            R._PER_EXAMPLE.remove(self.level)
         if isinstance(self.gen._rng, _NoDraws):
             self.gen._rng = self.saved
         return False
+
+
+_ERROR_MODE_MSG = ("vmap: called random operation while in randomness error mode. Please either "
+                   "use the 'same' or 'different' randomness flags on vmap or perform the "
+                   "randomness operation out of vmap")
 
 
 class _NoDraws:
@@ -704,13 +720,12 @@ class _NoDraws:
         if name == "bit_generator":
             return self._rng.bit_generator
         if self._randomness == "error":
-            raise RuntimeError("vmap: called random operation while in randomness error mode. "
-                               "Please either use the 'same' or 'different' randomness flags "
-                               "on vmap or perform the randomness operation out of vmap")
-        raise NotImplementedError("vmap(randomness='different') is not supported by ember yet "
-                                  "(random ops draw one sample for the whole batch); use "
-                                  "randomness='same', or draw the random numbers outside vmap "
-                                  "and pass them in batched")
+            raise RuntimeError(_ERROR_MODE_MSG)
+        raise NotImplementedError(
+            "vmap(randomness='different'): this random operation draws outside ember's "
+            "per-example random functions (rand, randn, randint, randperm, normal, bernoulli, "
+            "multinomial, poisson, the *_like forms, the in-place fillers, dropout); draw the "
+            "random numbers outside vmap and pass them in batched, or use randomness='same'")
 
 
 def _chunked(run, flat, flat_dims, specs, size, chunk, kwargs):

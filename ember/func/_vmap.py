@@ -141,6 +141,57 @@ class VmapLevel:
                 return out
         return _loop(self, cls, args, kwargs)
 
+    def process_inplace(self, cls, target, args, kwargs, run):
+        """``target.op_(*args)`` under vmap: the batched out-of-place result is written into
+        the target's physical value. A batched argument written into an unbatched target
+        raises PyTorch's error (the target cannot hold a batch)."""
+        if not (type(target) is BatchedTensor and target._level is self):
+            # PyTorch's error: the batch of an argument cannot be written into the target
+            shapes = [tuple(a.shape) for a in _iter_tensors(args, kwargs)]
+            bshape = [self.size] + list(np.broadcast_shapes(tuple(target.shape), *shapes))
+            raise RuntimeError(f"output with shape {list(target.shape)} doesn't match the "
+                               f"broadcast shape {bshape} (vmap: an in-place "
+                               f"{cls.__name__} writes a batched value into an unbatched "
+                               "tensor; use the out-of-place op)")
+        # computed from a copy of the old value: a graph that saved it stays valid after the
+        # write (the copy_ below is recorded, so gradients reach the old value through it)
+        old = wrap(target._value.clone(), self)
+        out = self.process(cls, (old,) + args, kwargs)
+        target._value.copy_(self.expand(out))
+        return target
+
+    def draw_each(self, fn, args, kwargs):
+        """``randomness="different"``: run a random function (or random op) once per example,
+        each drawing its own numbers, and batch the results. Batched arguments (``rand_like``
+        of a batched tensor, the target of ``uniform_``) are taken an example at a time."""
+        from .. import _random, stack
+        from ..ops import random as R
+        if self.randomness == "error":
+            from . import _ERROR_MODE_MSG
+            raise RuntimeError(_ERROR_MODE_MSG)
+        gen = _random.default_generator
+        R._PER_EXAMPLE.remove(self)
+        proxy, gen._rng = gen._rng, self.rng  # the draws below are the real ones
+        self.excluded += 1
+        in_place = True
+        try:
+            outs = []
+            for b in range(self.size):
+                picked = [_pick(self, a, b) for a in args]
+                outs.append(fn(*picked, **{k: _pick(self, v, b) for k, v in kwargs.items()}))
+                in_place = in_place and bool(picked) and outs[-1] is picked[0]
+        finally:
+            self.excluded -= 1
+            gen._rng = proxy
+            R._PER_EXAMPLE.append(self)
+        if in_place and type(args[0]) is BatchedTensor:
+            return args[0]  # an in-place filler wrote into each example of its target
+        first = outs[0]
+        if isinstance(first, tuple):
+            return tuple(self.wrap(stack([o[i] for o in outs])) if isinstance(first[i], Tensor)
+                         else first[i] for i in range(len(first)))
+        return self.wrap(stack(outs)) if isinstance(first, Tensor) else first
+
     # helpers for rules
     def unwrap(self, a):
         """(physical value, batched?) of an argument."""
@@ -168,6 +219,15 @@ class VmapLevel:
 _WARNED = set()
 
 
+def _pick(level, a, b):
+    """Example ``b`` of an argument batched at ``level`` (lists and tuples looked into)."""
+    if type(a) is BatchedTensor and a._level is level:
+        return a._value[b]
+    if type(a) in (tuple, list):
+        return type(a)(_pick(level, x, b) for x in a)
+    return a
+
+
 def _loop(level, cls, args, kwargs):
     """No batching rule: run the op once per example and stack the results."""
     if cls not in _WARNED:
@@ -178,11 +238,7 @@ def _loop(level, cls, args, kwargs):
     from .. import stack
 
     def pick(a, b):
-        if type(a) is BatchedTensor and a._level is level:
-            return a._value[b]
-        if type(a) in (tuple, list):
-            return type(a)(pick(x, b) for x in a)
-        return a
+        return _pick(level, a, b)
     outs = []
     for b in range(level.size):
         outs.append(cls.apply(*[pick(a, b) for a in args],

@@ -292,7 +292,7 @@ class Tracer(TracerBase):
             raise TypeError(f"symbolic_trace: concrete_args names {sorted(unknown)} that are "
                             f"not arguments of {getattr(fn, '__qualname__', fn)}")
         args, kwargs = [], {}
-        varargs = star = None
+        varargs = star = dstar = None
         for p in params:
             if p.kind is p.VAR_POSITIONAL:
                 # in signature order, so that the generated ``forward(self, x, *rest, k=1)``
@@ -303,28 +303,35 @@ class Tracer(TracerBase):
                 star = self.create_proxy("placeholder", "*" + p.name, (), {})
                 continue
             if p.kind is p.VAR_KEYWORD:
-                raise NotImplementedError("ember.fx.symbolic_trace: a forward taking **kwargs "
-                                          "is not supported; pass those values through "
-                                          "concrete_args or name them in the signature")
+                # one placeholder whose Proxy the function receives as the dict itself
+                # (``kw["y"]`` is a getitem node), as torch.fx does
+                if p.name in concrete_args:
+                    raise NotImplementedError("symbolic_trace: concrete_args for **kwargs")
+                dstar = self.create_proxy("placeholder", "**" + p.name, (), {})
+                continue
             value = self._proxy_placeholder(p, concrete_args)
             if p.kind is p.KEYWORD_ONLY:
                 kwargs[p.name] = value
             else:
                 args.append(value)
-        if varargs is None:
+        if varargs is None and dstar is None:
             return root_fn, args, kwargs
-        # ``*rest`` becomes one placeholder whose Proxy the function receives as ``rest``
-        # itself (``rest[0]`` is a getitem node), through a copy of the function whose
-        # code takes every argument positionally: the code object lists positional, then
-        # keyword-only, then the ``*`` name, so that is the order to pass them in
+        # ``*rest`` (``**kw``) becomes one placeholder whose Proxy the function receives as
+        # ``rest`` (``kw``) itself (``rest[0]`` is a getitem node), through a copy of the
+        # function whose code takes every argument positionally: the code object lists
+        # positional, then keyword-only, then the ``*`` name, then the ``**`` name, so that
+        # is the order to pass them in
         if fn is not root_fn:
-            raise NotImplementedError("symbolic_trace: a decorated forward taking *args")
+            raise NotImplementedError("symbolic_trace: a decorated forward taking *args or "
+                                      "**kwargs")
         co = fn.__code__
-        code = co.replace(co_argcount=co.co_argcount + co.co_kwonlyargcount + 1,
-                          co_kwonlyargcount=0, co_flags=co.co_flags & ~inspect.CO_VARARGS)
+        extra = [v for v in (star, dstar) if v is not None]
+        code = co.replace(co_argcount=co.co_argcount + co.co_kwonlyargcount + len(extra),
+                          co_kwonlyargcount=0,
+                          co_flags=co.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS))
         positional = types.FunctionType(code, fn.__globals__, fn.__name__, None,
                                         fn.__closure__)
-        return positional, args + list(kwargs.values()) + [star], {}
+        return positional, args + list(kwargs.values()) + extra, {}
 
     def _proxy_placeholder(self, p, concrete_args):
         default = () if p.default is inspect.Parameter.empty else (p.default,)

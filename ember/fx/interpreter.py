@@ -73,6 +73,9 @@ class Interpreter:
     # ------------------------------------------------------------------ one per opcode
     def placeholder(self, target, args, kwargs):
         """The next positional input (or the placeholder's default)."""
+        if target.startswith("**"):  # ``**kw``: a dict passed as the last positional input
+            rest = list(self.args_iter)
+            return dict(rest[0]) if rest and isinstance(rest[0], dict) else {}
         if target.startswith("*"):
             return list(self.args_iter)
         try:

@@ -36,6 +36,7 @@ from .. import _allocator, _memory_format as _mf
 from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
+from .. import _autocast
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
 
@@ -720,7 +721,10 @@ def _check_conv(op, x, w, b, groups, transposed=False):
                            f"{list(x.shape)} instead")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
-    if x.dtype != w.dtype:
+    # under autocast the op casts mixed floating inputs itself (PyTorch's autocast runs before
+    # the convolution's checks)
+    mixed_ok = _autocast.ACTIVE[0] is not None and x.dtype.kind in "fV" and w.dtype.kind in "fV"
+    if x.dtype != w.dtype and not mixed_ok:
         raise RuntimeError(f"Input type ({_dt_name(x.dtype)}) and weight type "
                            f"({_dt_name(w.dtype)}) should be the same")
     _check_float(x, op, ints="iu")
@@ -744,7 +748,7 @@ def _check_conv(op, x, w, b, groups, transposed=False):
                                f"{list(w.shape)} instead")
         nout = w.shape[0]
     if b is not None:
-        if b.dtype != x.dtype:
+        if b.dtype != x.dtype and not (mixed_ok and b.dtype.kind in "fV"):
             raise RuntimeError(f"Input type ({_dt_name(x.dtype)}) and bias type "
                                f"({_dt_name(b.dtype)}) should be the same")
         if b.ndim != 1 or b.shape[0] != nout:

@@ -380,7 +380,7 @@ class _Assign(Node):
 def _inplace(self, fn, *args, **kwargs):
     """Run out-of-place ``fn(self, *args)`` and write the result into ``self`` (in place)."""
     need = GradMode.enabled and (self._rg or any(isinstance(a, Tensor) and a._rg for a in args))
-    if need:
+    if need or _MODES:  # active modes (capture, profiler) see the write as an in-place op
         # work on a clone so that tensors saved by ``fn`` are not the overwritten ``self``
         return apply_inplace(_Assign, self, fn(self.clone(), *args, **kwargs))
     from ..autograd.grad_mode import no_grad

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from .. import _parallel as _par
+from .._dtype import _BY_NP
 from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
@@ -300,18 +301,26 @@ def _reduce_loss(loss, w, reduction):
         return (loss.sum(dtype=loss.dtype) / denom).astype(loss.dtype), denom
 
 
-def _target_grad_coef(ctx, like):
-    """``-w`` at each target position (scaled for 'mean'), as an ember tensor shaped ``like``."""
-    from .creation import arange
-    n_cls = like._data.shape[ctx.cls_axis]
-    shape = [1] * like._data.ndim
-    shape[ctx.cls_axis] = n_cls
-    classes = arange(n_cls).reshape(shape)
-    safe = _make(np.expand_dims(ctx.safe, ctx.cls_axis))
-    w = _make(np.expand_dims(ctx.w, ctx.cls_axis).astype(like._data.dtype, copy=False))
+def _target_grad_coef(ctx, target, weight, n_cls, ndim, dtype):
+    """``w`` at each target position (scaled for 'mean') as a one-hot coefficient, and ``w``
+    itself, both with a class axis. Built with ops from the saved ``target``/``weight``
+    tensors, not from arrays the forward kept, so that a captured training step reads the
+    replay's targets (and double backward sees them as graph inputs)."""
+    from .creation import ones
+    ax = ctx.cls_axis
+    valid = target != ctx.ignore_index
+    safe = target * valid  # ignored positions point at class 0, with weight 0
+    if weight is not None:
+        w = weight.to(dtype)[safe] * valid
+    else:
+        w = valid.to(dtype)
     if ctx.denom is not None:
-        w = w / float(ctx.denom)
-    return (classes == safe) * w, w
+        w = w / w.sum()
+    shape = [1] * ndim
+    shape[ax] = n_cls
+    classes = (ones(n_cls, dtype=target.dtype).cumsum(0) - 1).reshape(shape)
+    w = w.unsqueeze(ax) if ndim > 1 else w
+    return (classes == (safe.unsqueeze(ax) if ndim > 1 else safe)) * w, w
 
 
 def _upstream(g, ctx):
@@ -319,6 +328,8 @@ def _upstream(g, ctx):
 
 
 class NllLoss(Node):
+    saves = (1, 2)  # the target and weight: backward builds its one-hot from them
+
     @staticmethod
     def forward(ctx, logp, target, weight, reduction, ignore_index):
         cls_axis, safe, w = _class_targets(logp, target, weight, ignore_index, "nll_loss")
@@ -326,28 +337,24 @@ class NllLoss(Node):
         out, denom = _reduce_loss(loss, w, reduction)
         ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
                                                                    reduction)
-        ctx.in_shape, ctx.in_dtype = logp.shape, logp.dtype
+        ctx.in_shape, ctx.in_dtype, ctx.ignore_index = logp.shape, logp.dtype, ignore_index
         return out
 
     @staticmethod
     def backward(ctx, g):
-        onehot_w, _ = _target_grad_coef(ctx, _LikeShape(ctx))
+        target, weight = ctx.saved_tensors
+        shape = ctx.in_shape
+        onehot_w, _ = _target_grad_coef(ctx, target, weight, shape[ctx.cls_axis], len(shape),
+                                        _BY_NP[np.dtype(ctx.in_dtype)])
         return -onehot_w * _upstream(g, ctx), None, None, None, None
 
     jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
-class _LikeShape:
-    """Shape stand-in for ``_target_grad_coef`` when the upstream grad is a scalar."""
-
-    def __init__(self, ctx):
-        self._data = np.empty(ctx.in_shape, dtype=ctx.in_dtype)
-
-
 class CrossEntropy(Node):
     """log_softmax + nll_loss over class indices in one pass (no label smoothing)."""
 
-    saves = (0, 1)
+    saves = (0, 1, 2)  # the input; the target and weight, which backward's one-hot reads
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, ignore_index):
@@ -358,31 +365,18 @@ class CrossEntropy(Node):
         out, denom = _reduce_loss(loss, w, reduction)
         ctx.cls_axis, ctx.safe, ctx.w, ctx.denom, ctx.reduction = (cls_axis, safe, w, denom,
                                                                    reduction)
-        ctx.logp = logp
-        # no class weights and no ignored target: every weight is 1 (see backward)
-        ctx.plain = weight is None and reduction != "none" and type(target) is np.ndarray \
-            and bool((safe == target).all())
+        ctx.logp, ctx.ignore_index = logp, ignore_index
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, target = ctx.saved_tensors
+        x, target, weight = ctx.saved_tensors
         if not GradMode.enabled:
             return ArrayGrad.apply(_ce_grad_np, g, ctx), None, None, None, None
-        if ctx.plain:
-            # the one-hot built by ops from the target tensor, so that a captured backward
-            # (ember.compile of a training step) holds no array read out of ctx
-            ax = ctx.cls_axis
-            shape = [1] * x.ndim
-            shape[ax] = x.shape[ax]
-            classes = _make(np.ones(shape, dtype=np.int64)).cumsum(ax) - 1
-            onehot = (classes == target.unsqueeze(ax)).to(x.dtype)
-            scale = 1.0 / float(ctx.denom) if ctx.denom is not None else 1.0
-            p = Softmax.apply(x, ax)
-            return (p * scale - onehot * scale) * g, None, None, None, None
         # d(-w_t log p_t)/dx = w_t (p - onehot_t), with p a differentiable function of x
         p = Softmax.apply(x, ctx.cls_axis)
-        onehot_w, w = _target_grad_coef(ctx, x)
+        onehot_w, w = _target_grad_coef(ctx, target, weight, x.shape[ctx.cls_axis], x.ndim,
+                                        x.dtype)
         return (p * w - onehot_w) * _upstream(g, ctx), None, None, None, None
 
 

@@ -4,6 +4,8 @@ takes ``generator=``; same seed, same numbers."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _dtype as D, _meta
@@ -293,6 +295,28 @@ exponential_, cauchy_, log_normal_, geometric_ = map(
 INPLACE = {"uniform_": uniform_, "normal_": normal_, "bernoulli_": bernoulli_,
            "random_": random_, "exponential_": exponential_, "cauchy_": cauchy_,
            "log_normal_": log_normal_, "geometric_": geometric_}
+
+# ``ember.func.vmap(randomness="different")``: the vmap levels that draw per example,
+# innermost last. While one is open, a call of the functions below on the default generator
+# is run once per example by that level (``VmapLevel.draw_each``) and comes back batched.
+_PER_EXAMPLE: list = []
+
+
+def _per_example(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _PER_EXAMPLE and kwargs.get("generator") is None:
+            # the level calls ``wrapper`` per example: an enclosing "different" level (nested
+            # vmap) then draws per example of its own batch too
+            return _PER_EXAMPLE[-1].draw_each(wrapper, args, kwargs)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+rand, randn, randint, randperm, normal, bernoulli, multinomial, poisson = map(
+    _per_example, (rand, randn, randint, randperm, normal, bernoulli, multinomial, poisson))
+rand_like, randn_like, randint_like = map(_per_example, (rand_like, randn_like, randint_like))
+INPLACE = {name: _per_example(fn) for name, fn in INPLACE.items()}
 
 
 class DropoutMask(Node):

@@ -94,8 +94,10 @@ _ATEN = {"ConvNd": "convolution", "ConvInputGrad": "convolution_backward",
          "ConvWeightGrad": "convolution_backward", "MaxPoolNd": "max_pool", "AvgPoolNd": "avg_pool",
          "ToDtype": "to", "CrossEntropy": "cross_entropy_loss", "Fill": "fill_",
          "IndexPut": "index_put_", "Relu": "relu", "Gelu": "gelu", "NllLoss": "nll_loss",
-         "LogSoftmax": "log_softmax", "Matmul": "matmul", "Linear": "linear"}
+         "LogSoftmax": "log_softmax", "Matmul": "matmul", "Linear": "linear",
+         "_Assign": "copy"}
 _NAMES: dict = {}
+_INPLACE_NAMES: dict = {}  # op class -> a ``_Named`` with its in-place event name
 
 
 def _op_name(cls):
@@ -110,6 +112,18 @@ def _op_name(cls):
             name = "aten::" + base
         _NAMES[cls] = name
     return name
+
+
+class _Named:
+    """Stands for an op class in ``on_op`` under an event name of its own."""
+
+    _raw = True  # an in-place op computes on arrays: nothing nests inside it
+
+    def __init__(self, name):
+        _NAMES[self] = name
+
+    def __hash__(self):
+        return id(self)
 
 
 def _raw_shapes(args):
@@ -170,6 +184,8 @@ class _Recorder:
     """The mode in ``_MODES``: one event per dispatched op; also the target of the engine's,
     the optimizers', the modules' and the DataLoader's reports."""
 
+    sees_function_body = True  # ops inside a custom Function's forward nest under it
+
     def __init__(self, session):
         self.s = session
         self.events = []  # [name, t0, t1, parent, shapes, kind, mem_self, stack, dtypes]
@@ -177,6 +193,7 @@ class _Recorder:
         self.mem_log = []  # (t_ns, +/- bytes)
         self.finalizers = []
         self.tid = threading.get_ident()
+        self.plain = not (session.record_shapes or session.with_stack or session.profile_memory)
 
     # ------------------------------------------------------------ ranges
     def begin(self, name, kind="user_annotation", args=None):
@@ -201,6 +218,15 @@ class _Recorder:
         name = _NAMES.get(cls)
         if name is None:
             name = _op_name(cls)
+        if self.plain and cls._raw:
+            # the common case, kept short: no shapes, stacks or memory asked for, and a
+            # built-in op, which cannot open events inside it (its forward computes on
+            # arrays), so its event can be appended when it ends, at the same place
+            t0 = _perf()
+            try:
+                return run()
+            finally:
+                self.events.append([name, t0, _perf(), self.cur, None, "cpu_op", 0, None, None])
         events = self.events
         parent = self.cur
         ev = [name, 0, None, parent, None, "cpu_op", 0, None, None]
@@ -220,6 +246,14 @@ class _Recorder:
         if s.profile_memory:
             self._track(ev, out, args)
         return out
+
+    def on_inplace(self, cls, target, args, kwargs, run):
+        # an in-place op is its own event, named as PyTorch names it (``aten::mul_``)
+        named = _INPLACE_NAMES.get(cls)
+        if named is None:
+            name = _op_name(cls)
+            named = _INPLACE_NAMES[cls] = _Named(name if name.endswith("_") else name + "_")
+        return self.on_op(named, (target,) + args, kwargs, run)
 
     def backward_node(self, node, call, buf, retain_graph, raw):
         idx = self.begin("autograd::engine::evaluate_function: " + node.name(), "cpu_op")

@@ -259,8 +259,8 @@ def test_randomness_flags():
         efunc.vmap(lambda a: a + ember.randn(3))(x)
     out = efunc.vmap(lambda a: a * ember.rand(3), randomness="same")(x)
     np.testing.assert_allclose(out.numpy(), np.broadcast_to(out.numpy()[0], (4, 3)))
-    with pytest.raises(NotImplementedError, match="different"):
-        efunc.vmap(lambda a: a + ember.randn(3), randomness="different")(x)
+    out = efunc.vmap(lambda a: a + ember.randn(3), randomness="different")(x)
+    assert len({tuple(r) for r in out.tolist()}) == 4  # per example (test_vmap_randomness.py)
     ember.randn(2)  # the generator is back after the errors
 
 
