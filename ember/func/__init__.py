@@ -693,8 +693,9 @@ class _RandomGuard:
         self.saved = self.gen._rng
         if self.randomness != "same":
             self.gen._rng = _NoDraws(self.saved, self.randomness)
-        if self.randomness != "same" and self.level is not None:
-            # "error" levels too: a random function refuses before it reads a batched input
+        if self.level is not None:
+            # "error" levels too: a random function refuses before it reads a batched input;
+            # "same" levels draw once (``VmapLevel._draw_once``)
             self.level.rng = self.saved
             R._PER_EXAMPLE.append(self.level)
 

@@ -169,6 +169,8 @@ class VmapLevel:
         if self.randomness == "error":
             from . import _ERROR_MODE_MSG
             raise RuntimeError(_ERROR_MODE_MSG)
+        if self.randomness == "same":
+            return self._draw_once(fn, args, kwargs)
         gen = _random.default_generator
         R._PER_EXAMPLE.remove(self)
         proxy, gen._rng = gen._rng, self.rng  # the draws below are the real ones
@@ -191,6 +193,38 @@ class VmapLevel:
             return tuple(self.wrap(stack([o[i] for o in outs])) if isinstance(first[i], Tensor)
                          else first[i] for i in range(len(first)))
         return self.wrap(stack(outs)) if isinstance(first, Tensor) else first
+
+    def _draw_once(self, fn, args, kwargs):
+        """``randomness="same"``: one draw serves every example. A random function of shapes
+        only (``rand``, ``rand_like`` of a batched tensor) draws once at the logical shape;
+        an in-place filler fills one example and copies it to the others; a random function
+        of batched values (``bernoulli(p)``) raises PyTorch's error."""
+        def batched(a):
+            if type(a) is BatchedTensor and a._level is self:
+                return True
+            return type(a) in (tuple, list) and any(batched(x) for x in a)
+        from ..ops import random as R
+        R._PER_EXAMPLE.remove(self)  # ``fn`` runs once, as an enclosing level would have it
+        if not any(batched(a) for a in args) and not any(batched(v) for v in kwargs.values()):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                R._PER_EXAMPLE.append(self)
+        self.excluded += 1
+        try:
+            picked = [_pick(self, a, 0) for a in args]
+            out = fn(*picked, **{k: _pick(self, v, 0) for k, v in kwargs.items()})
+            if picked and out is picked[0] and type(args[0]) is BatchedTensor:
+                for b in range(1, self.size):  # an in-place filler: the same values for all
+                    _pick(self, args[0], b).copy_(out)
+                return args[0]
+            if getattr(fn, "__name__", "").endswith("_like"):
+                return out  # drawn at the logical shape, shared by the whole batch
+        finally:
+            self.excluded -= 1
+            R._PER_EXAMPLE.append(self)
+        raise RuntimeError("Vmap does not currently support same randomness with a batched "
+                           "tensor input. Please file an issue with functorch")
 
     # helpers for rules
     def unwrap(self, a):

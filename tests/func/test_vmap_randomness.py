@@ -46,15 +46,17 @@ def test_different_draws_per_example(name):
     assert _rows_distinct(got) >= B - 2 and _rows_distinct(want) >= B - 2
 
 
-# random functions whose input is batched, under "same": not supported yet (they raise)
-SAME_UNSUPPORTED = ("bernoulli", "uniform_", "normal_")
+# a random function of batched values under "same": PyTorch refuses it, and so does ember
+SAME_UNSUPPORTED = ("bernoulli",)
 
 
 @pytest.mark.parametrize("name", list(programs(ember)))
 def test_same_draws_once_for_the_batch(name):
     x, tx = ember.ones(B, 32), torch.ones(B, 32)
     if name in SAME_UNSUPPORTED:
-        with pytest.raises(RuntimeError, match="vmap"):
+        with pytest.raises(RuntimeError, match="same randomness with a batched tensor"):
+            torch.func.vmap(programs(torch)[name], randomness="same")(tx)
+        with pytest.raises(RuntimeError, match="same randomness with a batched tensor"):
             ember.func.vmap(programs(ember)[name], randomness="same")(x)
         return
     got = ember.func.vmap(programs(ember)[name], randomness="same")(x)
@@ -135,3 +137,13 @@ def test_per_sample_grads_with_dropout_draw_a_mask_per_example():
     # examples see different masks: their first-layer gradients differ in which rows are zero
     zero_rows = [tuple((g["0.weight"][i].abs().sum(1) == 0).tolist()) for i in range(6)]
     assert len(set(zero_rows)) > 1
+
+
+def test_nested_same_inside_different():
+    """An inner "same" level shares one draw within its batch; the outer "different" level
+    still draws per outer example."""
+    y = ember.zeros(4, 3, 8)
+    r = ember.func.vmap(ember.func.vmap(lambda t: t + ember.rand(8), randomness="same"),
+                        randomness="different")(y)
+    assert all(bool((r[i, 0] == r[i, j]).all()) for i in range(4) for j in range(3))
+    assert _rows_distinct(r[:, 0]) == 4
