@@ -27,6 +27,8 @@ class Parameter(Tensor):
             data = _make(np.empty(0, dtype=D.get_default_dtype().np))
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter(): data must be a Tensor, got {type(data).__name__}")
+        if hasattr(data, "_as_parameter"):  # a DTensor stays one (as PyTorch's subclasses)
+            return data._as_parameter(requires_grad)
         p = _new(cls)
         p._data = data._data  # same memory, as PyTorch's ``_make_subclass``
         if requires_grad:
