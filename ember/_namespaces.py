@@ -87,6 +87,21 @@ cuda.is_bf16_supported = lambda including_emulation=True: False
 cuda.get_device_capability = _no_gpu
 cuda.get_device_properties = _no_gpu
 
+
+def _gpu_only_class(name, doc):
+    """A CUDA class as PyTorch without a GPU has it: importable (libraries annotate with it
+    and test ``isinstance``), raising when constructed."""
+    return type(name, (), {"__init__": _no_gpu, "__doc__": doc, "__module__": "ember.cuda"})
+
+
+cuda.CUDAGraph = _gpu_only_class("CUDAGraph", "A captured CUDA graph (needs a GPU).")
+cuda.graph = _gpu_only_class("graph", "Context manager capturing a CUDA graph (needs a GPU).")
+cuda.Stream = _gpu_only_class("Stream", "A CUDA stream (needs a GPU).")
+cuda.Event = _gpu_only_class("Event", "A CUDA event (needs a GPU).")
+cuda.StreamContext = _gpu_only_class("StreamContext", "Selects a CUDA stream (needs a GPU).")
+cuda.current_stream = _no_gpu
+cuda.default_stream = _no_gpu
+
 mps = types.ModuleType("ember.mps")
 mps.is_available = lambda: False
 

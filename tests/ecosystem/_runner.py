@@ -31,10 +31,15 @@ assert torch.__file__ == ember.__file__, torch.__file__
 '''
 
 
-def run_under_alias(body, timeout=300):
+# a package hidden from the child: None in sys.modules makes its import fail and
+# importlib.util.find_spec answer None, as when it is not installed
+HIDE = "for _name in {names!r}:\n    sys.modules[_name] = None\n"
+
+
+def run_under_alias(body, timeout=300, hide=()):
     """Run ``body`` after the prelude; returns stdout. Raises AssertionError with the
-    child's output if it fails."""
-    code = PRELUDE + textwrap.dedent(body)
+    child's output if it fails. ``hide`` names top-level packages the child cannot import."""
+    code = PRELUDE + (HIDE.format(names=tuple(hide)) if hide else "") + textwrap.dedent(body)
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
