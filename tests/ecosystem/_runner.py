@@ -93,9 +93,10 @@ if importlib.util.find_spec("torchvision") is None:
 '''
 
 
-def run_oracle(body, timeout=300):
-    """Run ``body`` with the real PyTorch (the test oracle) in a fresh process; returns stdout."""
-    code = ORACLE_PRELUDE + textwrap.dedent(body)
+def run_oracle(body, timeout=300, stub_torchvision=False):
+    """Run ``body`` with the real PyTorch (the test oracle) in a fresh process; returns stdout.
+    ``stub_torchvision`` installs the stand-in above when torchvision is missing."""
+    code = (ORACLE_PRELUDE if stub_torchvision else "import torch\n") + textwrap.dedent(body)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:

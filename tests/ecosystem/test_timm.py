@@ -40,7 +40,7 @@ def oracle(tmp_path_factory):
             torch.save({{"state": state, "x": x, "target": target, "logits": logits,
                          "loss": loss.detach(), "grads": grads,
                          "after": dict(model.named_parameters())}}, {d!r} + "/" + name + ".pt")
-    """)
+    """, stub_torchvision=True)
     return d
 
 
