@@ -100,6 +100,11 @@ cuda.Stream = _gpu_only_class("Stream", "A CUDA stream (needs a GPU).")
 cuda.Event = _gpu_only_class("Event", "A CUDA event (needs a GPU).")
 cuda.StreamContext = _gpu_only_class("StreamContext", "Selects a CUDA stream (needs a GPU).")
 cuda.current_stream = _no_gpu
+# one RNG state per GPU: none here, as PyTorch answers without CUDA
+cuda.get_rng_state_all = lambda: []
+cuda.set_rng_state_all = lambda new_states: None
+cuda.get_rng_state = _no_gpu
+cuda.set_rng_state = _no_gpu
 cuda.default_stream = _no_gpu
 
 mps = types.ModuleType("ember.mps")
@@ -108,8 +113,13 @@ mps.is_available = lambda: False
 backends = types.ModuleType("ember.backends")
 
 
-class _Flags(types.SimpleNamespace):
-    pass
+class _Flags(types.ModuleType):
+    """A flags namespace that is also a module, so ``import torch.backends.cudnn`` works
+    under the alias (its name is set where it is attached below)."""
+
+    def __init__(self, **attrs):
+        super().__init__("ember.backends")
+        self.__dict__.update(attrs)
 
 
 backends.cudnn = _Flags(enabled=True, benchmark=False, deterministic=False,
@@ -139,6 +149,11 @@ backends.cuda = _Flags(is_built=lambda: False,
                        matmul=_Flags(allow_tf32=False, allow_fp16_reduced_precision_reduction=True))
 backends.mkldnn = _Flags(is_available=lambda: False, enabled=False)
 backends.openmp = _Flags(is_available=lambda: False)
+# a package whose flag namespaces are its submodules (``import torch.backends.cudnn``)
+backends.__path__ = []
+for _n, _m in list(vars(backends).items()):
+    if isinstance(_m, _Flags):
+        _m.__name__ = "ember.backends." + _n
 
 accelerator = types.ModuleType("ember.accelerator")
 accelerator.is_available = lambda: False

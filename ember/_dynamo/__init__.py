@@ -58,3 +58,11 @@ def assume_constant_result(fn):
     non-tensor Python calls once while tracing and bakes their results into the graph, so
     ``fn`` is returned as it is."""
     return fn
+
+
+def __getattr__(name):
+    # OptimizedModule: the class of ember.compile(module), built on first use
+    if name == "OptimizedModule":
+        from ..compiler._api import _optimized_module_class
+        return _optimized_module_class()
+    raise AttributeError(f"module 'ember._dynamo' has no attribute '{name}'")

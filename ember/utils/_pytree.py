@@ -18,11 +18,15 @@ __all__ = ["LeafSpec", "TreeSpec", "register_pytree_node", "tree_all", "tree_any
            "keystr", "MappingKey", "SequenceKey", "GetAttrKey"]
 
 
+PyTree = Any
+Context = Any
+
+
 class _Node(NamedTuple):
     flatten_fn: Callable
     unflatten_fn: Callable
-    flatten_with_keys_fn: Callable | None
-    serialized_type_name: str | None
+    flatten_with_keys_fn: Callable | None = None
+    serialized_type_name: str | None = None
 
 
 SUPPORTED_NODES: dict[type, _Node] = {}
@@ -153,10 +157,13 @@ def _is_namedtuple(obj):
 
 
 def _node_type(obj):
-    # namedtuples share one registration (PyTorch does the same)
-    if _is_namedtuple(obj) and type(obj) not in SUPPORTED_NODES:
+    # every namedtuple is the node type ``namedtuple``, registered or not (as in PyTorch)
+    if _is_namedtuple(obj):
         return namedtuple
     return type(obj)
+
+
+_get_node_type = _node_type
 
 
 # ---------------------------------------------------------------------- specs
