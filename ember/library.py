@@ -87,6 +87,7 @@ class CustomOpDef:
         if kwargs:
             raise NotImplementedError(f"{self._qualname}: keyword arguments to a custom op "
                                       f"with an autograd formula; pass them by position")
+        from ._tensor import Tensor
         from .autograd import Function
 
         op = self
@@ -94,7 +95,9 @@ class CustomOpDef:
         class _Op(Function):
             @staticmethod
             def forward(*inputs):
-                return kernel(*inputs)
+                # the kernel is opaque to autograd (as a custom op's is in PyTorch): it sees
+                # tensors without history
+                return kernel(*[a.detach() if isinstance(a, Tensor) else a for a in inputs])
 
             @staticmethod
             def setup_context(ctx, inputs, output):

@@ -2,8 +2,7 @@
 flat list of leaves plus a ``TreeSpec`` that rebuilds them, with PyTorch's names and rules.
 
 Containers are nodes when their type is registered (``register_pytree_node``); everything else
-is a leaf. ``None`` is a node with no children, so it is kept in the structure and never
-appears among the leaves, as in PyTorch. Libraries register their own output classes
+is a leaf (``None`` too, as in PyTorch 2.13). Libraries register their own output classes
 (Hugging Face's ``ModelOutput``) and flatten them through here."""
 
 from __future__ import annotations
@@ -147,9 +146,6 @@ register_pytree_node(deque, _deque_flatten, lambda vs, maxlen: deque(vs, maxlen=
 register_pytree_node(namedtuple, _namedtuple_flatten, lambda vs, cls: cls(*vs),
                      flatten_with_keys_fn=_namedtuple_flatten_with_keys,
                      serialized_type_name="collections.namedtuple")
-register_pytree_node(type(None), lambda _: ([], None), lambda _vs, _c: None,
-                     flatten_with_keys_fn=lambda _: ([], None),
-                     serialized_type_name="builtins.NoneType")
 
 
 def _is_namedtuple(obj):

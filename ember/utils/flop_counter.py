@@ -5,7 +5,11 @@ convolutions a block of code runs, in total and per module.
 every op, forward and the backward ops the engine runs, and counts the ones PyTorch counts
 (matmul family, linear, convolution and its two gradients) with PyTorch's formulas: a product
 of an ``(m, k)`` and a ``(k, n)`` matrix is ``2 m k n`` flops. Module attribution uses global
-module hooks: a module's count includes its submodules', keyed ``"Model.block.linear"``."""
+module hooks: a module's count includes its submodules', keyed ``"Model.block.linear"``.
+
+Limitation: the engine runs some backward formulas (linear's and matmul's) as array kernels
+that do not pass through dispatch, so their backward flops are not counted; forward counts
+and convolution gradients are PyTorch's."""
 
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ def _conv_weight_grad_flops(args, out):
 
 
 def _install_builtin():
-    from ...ops import conv, linalg, nn
+    from ..ops import conv, linalg, nn
     _FORMULAS.setdefault(linalg.Matmul, _matmul_flops)
     _FORMULAS.setdefault(nn.Linear, _linear_flops)
     _FORMULAS.setdefault(conv.ConvNd, _conv_flops)
@@ -122,8 +126,8 @@ class FlopCounterMode:
         return out
 
     def __enter__(self):
-        from ...autograd import graph as _graph
-        from ...nn.modules import module as _module
+        from ..autograd import graph as _graph
+        from ..nn.modules import module as _module
         _install_builtin()
         self.flop_counts.clear()
         self._handles = [_module.register_module_forward_pre_hook(self._pre),
@@ -132,7 +136,7 @@ class FlopCounterMode:
         return self
 
     def __exit__(self, *exc):
-        from ...autograd import graph as _graph
+        from ..autograd import graph as _graph
         if self in _graph._MODES:
             _graph._MODES.remove(self)
         for h in self._handles:

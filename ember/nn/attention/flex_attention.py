@@ -94,9 +94,9 @@ def create_mask(mod_fn, B, H, Q_LEN, KV_LEN, device="cpu"):
 
 
 class BlockMask:
-    """A mask for ``flex_attention`` built by ``create_block_mask``: here the dense mask
-    (``to_dense()``) with the block layout PyTorch describes (``BLOCK_SIZE``, ``shape``,
-    ``sparsity()``)."""
+    """A mask for ``flex_attention`` built by ``create_block_mask``: here the per-score mask
+    itself, with the block layout PyTorch describes (``BLOCK_SIZE``, ``shape``, ``to_dense()``
+    per block, ``sparsity()``)."""
 
     def __init__(self, mask, mask_mod, BLOCK_SIZE=(_DEFAULT_SPARSE_BLOCK_SIZE,) * 2):
         self._dense = mask
@@ -111,11 +111,7 @@ class BlockMask:
         B, H, L, S = self._dense.shape
         return (B, H, L, S)
 
-    def to_dense(self):
-        """The boolean mask, one entry per (query, key) pair."""
-        return self._dense
-
-    def _block_counts(self):
+    def _blocks(self):
         import numpy as np
         m = self._dense.numpy()
         B, H, L, S = m.shape
@@ -123,7 +119,16 @@ class BlockMask:
         nq, nk = math.ceil(L / bq), math.ceil(S / bk)
         padded = np.zeros((B, H, nq * bq, nk * bk), bool)
         padded[:, :, :L, :S] = m
-        blocks = padded.reshape(B, H, nq, bq, nk, bk).any(axis=(3, 5))
+        return padded.reshape(B, H, nq, bq, nk, bk).any(axis=(3, 5))
+
+    def to_dense(self):
+        """One ``int32`` entry per (query block, key block): 1 where the block holds a kept
+        score (PyTorch's block-level view; ``mask_mod`` gives the per-score mask)."""
+        from ... import from_numpy
+        return from_numpy(self._blocks().astype("int32"))
+
+    def _block_counts(self):
+        blocks = self._blocks()
         return int(blocks.sum()), blocks.size
 
     def sparsity(self):
@@ -169,7 +174,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
         b, h, q, kv = _indices(B, Hq, L, S, query.device)
         scores = score_mod(scores, b, h, q, kv)
     if block_mask is not None:
-        mask = block_mask.to_dense() if isinstance(block_mask, BlockMask) else block_mask
+        mask = block_mask._dense if isinstance(block_mask, BlockMask) else block_mask
         if tuple(mask.shape[-2:]) != (L, S):
             raise ValueError(f"flex_attention: block_mask covers {tuple(mask.shape[-2:])} "
                              f"scores, the inputs give {(L, S)}")
