@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlparse  # noqa: F401  (re-exported: libraries import it from here)
+from urllib.parse import urlparse  # timm imports it from torch.hub
 
 __all__ = ["download_url_to_file", "get_dir", "help", "list", "load",
            "load_state_dict_from_url", "set_dir"]
@@ -50,7 +50,6 @@ def download_url_to_file(url, dst, hash_prefix=None, progress=True):
 def load_state_dict_from_url(url, model_dir=None, map_location=None, progress=True,
                              check_hash=False, file_name=None, weights_only=False):
     """Loads from the cache directory when the file is already there; never downloads."""
-    from urllib.parse import urlparse
     model_dir = model_dir or os.path.join(get_dir(), "checkpoints")
     cached = os.path.join(model_dir, file_name or os.path.basename(urlparse(url).path))
     if os.path.exists(cached):

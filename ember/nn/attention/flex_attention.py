@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["AuxOutput", "AuxRequest", "BlockMask", "and_masks", "create_block_mask", "create_mask", "flex_attention",
-           "noop_mask", "or_masks", "_DEFAULT_SPARSE_BLOCK_SIZE"]
+__all__ = ["AuxOutput", "AuxRequest", "BlockMask", "and_masks", "create_block_mask",
+           "create_mask", "flex_attention", "noop_mask", "or_masks",
+           "_DEFAULT_SPARSE_BLOCK_SIZE"]
 
 _DEFAULT_SPARSE_BLOCK_SIZE = 128
 
