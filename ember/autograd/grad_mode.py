@@ -151,3 +151,49 @@ class inference_mode(_Mode):
 
     def _args(self):
         return (self._on,)
+
+
+class _PolicyFlag(_Mode):
+    """A thread-local engine policy set on construction (function form) and restored on
+    exit (context-manager form), as PyTorch's ``set_multithreading_enabled`` does."""
+
+    _flag = None
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self.prev = getattr(_POLICY, self._flag)
+        setattr(_POLICY, self._flag, self.mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        setattr(_POLICY, self._flag, self.prev)
+        return False
+
+    def _args(self):
+        return (self.mode,)
+
+
+class _PolicyState(threading.local):
+    multithreading = True
+    grad_layout = True
+
+
+_POLICY = _PolicyState()
+
+
+class set_multithreading_enabled(_PolicyFlag):
+    """Whether backward may run on per-device worker threads. ember's engine always runs
+    backward on the calling thread (one device, NumPy), so either setting computes the same;
+    the flag is kept and restored as PyTorch keeps it."""
+
+    _flag = "multithreading"
+
+
+class enforce_grad_layout_policy(_PolicyFlag):
+    """Whether accumulated gradients must take their parameter's strides. ember's ``.grad``
+    arrays are always dense in the parameter's shape, which satisfies the contract either
+    way; the flag is kept and restored as PyTorch keeps it."""
+
+    _flag = "grad_layout"
