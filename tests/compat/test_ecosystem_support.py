@@ -288,3 +288,38 @@ def test_autograd_policy_flags_restore_like_torch():
             assert x.grad.tolist() == [2.0, 2.0, 2.0]
         assert getattr(_POLICY, attr) is True
     assert ember.autograd.variable.Variable is ember.autograd.Variable
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_tbc_matches_torch(dtype):
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((7, 2, 3), (3, 3, 4), (4,)))
+    ex, ew, eb = (ember.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    eo = ember.nn.functional.conv_tbc(ex, ew, eb, 1)
+    to = torch.conv_tbc(tx, tw, tb, 1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(eo.detach().numpy(), to.detach().numpy(), rtol=tol, atol=tol)
+    (eo ** 2).sum().backward()
+    (to ** 2).sum().backward()
+    for e, t in ((ex, tx), (ew, tw), (eb, tb)):
+        np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=tol, atol=tol)
+    assert ember.conv_tbc is ember.nn.functional.conv_tbc
+    with pytest.raises(RuntimeError):
+        ember.nn.functional.conv_tbc(ex, ember.zeros(3, 5, 4), eb)
+
+
+def test_functional_helpers_like_torch():
+    import torch.nn.functional as TF
+
+    import ember.nn.functional as EF
+    assert EF.GRID_SAMPLE_INTERPOLATION_MODES == TF.GRID_SAMPLE_INTERPOLATION_MODES
+    assert EF.GRID_SAMPLE_PADDING_MODES == TF.GRID_SAMPLE_PADDING_MODES
+    assert set(EF.reproducibility_notes) == set(TF.reproducibility_notes)
+    for mod in (EF, TF):
+        f = mod.boolean_dispatch("flag", 1, False, lambda a, flag=False: ("t", a),
+                                 lambda a, flag=False: ("f", a), None, "f")
+        assert f(1) == ("f", 1) and f(1, True) == ("t", 1) and f(1, flag=True) == ("t", 1)
+        mod.assert_int_or_pair(3, "k", "{} bad")
+        with pytest.raises(AssertionError, match="k bad"):
+            mod.assert_int_or_pair([1, 2, 3], "k", "{} bad")
