@@ -103,7 +103,16 @@ def _no_weights(weights, name):
 
 def _load_weights(model, weights, name):
     if weights is not None:
-        model.load_state_dict(_WEIGHTS[name].verify(weights).get_state_dict())
+        w = _WEIGHTS[name].verify(weights)
+        try:
+            state = w.get_state_dict()
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"{name}: pretrained weights {w!r} are not in the hub cache and ember does not "
+                f"download; put {w.url.rsplit('/', 1)[1]} in ember.hub.get_dir()/checkpoints, "
+                f"or build with weights=None and load a state dict with "
+                f"model.load_state_dict(ember.load(path))") from None
+        model.load_state_dict(state)
     return model
 
 
