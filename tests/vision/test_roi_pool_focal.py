@@ -13,7 +13,7 @@ from ember.vision.ops import RoIPool, roi_pool, sigmoid_focal_loss
 
 def _reference_roi_pool(x, rois, ph_n, pw_n, scale):
     """Fast R-CNN's RoIPool, one bin at a time, with the argmax of each bin."""
-    k, (n, c, h, w) = len(rois), x.shape
+    k, (_, c, h, w) = len(rois), x.shape
     out = np.zeros((k, c, ph_n, pw_n), x.dtype)
     grad_idx = np.full((k, c, ph_n, pw_n), -1)
     for r, (b, *box) in enumerate(rois):
