@@ -118,17 +118,3 @@ def orgqr(input, tau):
 
 
 __all__ += ["householder_product"]
-
-# issue 23: the error type of failed factorizations, and PyTorch's shared doc notes
-from .ops.linalg import LinAlgError  # noqa: E402
-
-common_notes = {
-    "experimental_warning": "This function is experimental: it may change in a later release.",
-    "sync_note": "On a CUDA device this function would synchronize it with the CPU; ember "
-                 "runs on the CPU, where nothing needs synchronizing.",
-    "sync_note_ex": "On a CUDA device this function would synchronize only when "
-                    "check_errors=True; ember runs on the CPU.",
-    "sync_note_has_ex": "On a CUDA device this function would synchronize with the CPU; "
-                        "{} is the variant that does not.",
-}
-__all__ += ["LinAlgError"]

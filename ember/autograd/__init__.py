@@ -8,7 +8,6 @@ from .graph import Function, FunctionCtx, Node, once_differentiable
 from .anomaly import detect_anomaly, set_detect_anomaly
 from .gradcheck import gradcheck, gradgradcheck
 from . import functional
-from .grad_mode import enforce_grad_layout_policy, set_multithreading_enabled  # noqa: F401
 
 
 def Variable(data, requires_grad=False, volatile=False):
@@ -39,6 +38,3 @@ def __getattr__(name):
         import importlib
         return importlib.import_module(".profiler", __name__)
     raise AttributeError(f"module 'ember.autograd' has no attribute '{name}'")
-
-
-from . import variable  # noqa: E402,F401  (torch.autograd.variable; needs Variable above)

@@ -679,13 +679,8 @@ def _np_H(a):
     return np.conj(np.swapaxes(a, -1, -2))
 
 
-class LinAlgError(RuntimeError):
-    """A linear-algebra routine failed on its input (singular, not positive-definite, no
-    convergence): ``torch.linalg.LinAlgError``, a RuntimeError as in PyTorch."""
-
-
 def _singular(op):
-    return LinAlgError(f"{op}: The diagonal element 1 is zero, the inversion could not be "
+    return RuntimeError(f"{op}: The diagonal element 1 is zero, the inversion could not be "
                         "completed because the input matrix is singular.")
 
 
@@ -821,7 +816,7 @@ class Cholesky(Node):
         try:
             L = np.linalg.cholesky(a)
         except np.linalg.LinAlgError:
-            raise LinAlgError("linalg.cholesky: The factorization could not be completed "
+            raise RuntimeError("linalg.cholesky: The factorization could not be completed "
                                "because the input is not positive-definite.") from None
         return _np_H(L).copy() if upper else L
 
