@@ -6,7 +6,6 @@ from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
-from ._muon import Muon  # noqa: E402,F401  (issue 23)
 from .asgd import ASGD
 from .lbfgs import LBFGS
 from .nadam import NAdam
@@ -20,7 +19,6 @@ from .sparse_adam import SparseAdam
 __all__ = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
            "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",
            "lr_scheduler", "swa_utils"]
-__all__ += ["Muon"]
 
 
 def __getattr__(name):
