@@ -87,14 +87,39 @@ cuda.is_bf16_supported = lambda including_emulation=True: False
 cuda.get_device_capability = _no_gpu
 cuda.get_device_properties = _no_gpu
 
+
+def _gpu_only_class(name, doc):
+    """A CUDA class as PyTorch without a GPU has it: importable (libraries annotate with it
+    and test ``isinstance``), raising when constructed."""
+    return type(name, (), {"__init__": _no_gpu, "__doc__": doc, "__module__": "ember.cuda"})
+
+
+cuda.CUDAGraph = _gpu_only_class("CUDAGraph", "A captured CUDA graph (needs a GPU).")
+cuda.graph = _gpu_only_class("graph", "Context manager capturing a CUDA graph (needs a GPU).")
+cuda.Stream = _gpu_only_class("Stream", "A CUDA stream (needs a GPU).")
+cuda.Event = _gpu_only_class("Event", "A CUDA event (needs a GPU).")
+cuda.StreamContext = _gpu_only_class("StreamContext", "Selects a CUDA stream (needs a GPU).")
+cuda.current_stream = _no_gpu
+# one RNG state per GPU: none here, as PyTorch answers without CUDA
+cuda.get_rng_state_all = lambda: []
+cuda.set_rng_state_all = lambda new_states: None
+cuda.get_rng_state = _no_gpu
+cuda.set_rng_state = _no_gpu
+cuda.default_stream = _no_gpu
+
 mps = types.ModuleType("ember.mps")
 mps.is_available = lambda: False
 
 backends = types.ModuleType("ember.backends")
 
 
-class _Flags(types.SimpleNamespace):
-    pass
+class _Flags(types.ModuleType):
+    """A flags namespace that is also a module, so ``import torch.backends.cudnn`` works
+    under the alias (its name is set where it is attached below)."""
+
+    def __init__(self, **attrs):
+        super().__init__("ember.backends")
+        self.__dict__.update(attrs)
 
 
 backends.cudnn = _Flags(enabled=True, benchmark=False, deterministic=False,
@@ -124,6 +149,11 @@ backends.cuda = _Flags(is_built=lambda: False,
                        matmul=_Flags(allow_tf32=False, allow_fp16_reduced_precision_reduction=True))
 backends.mkldnn = _Flags(is_available=lambda: False, enabled=False)
 backends.openmp = _Flags(is_available=lambda: False)
+# a package whose flag namespaces are its submodules (``import torch.backends.cudnn``)
+backends.__path__ = []
+for _n, _m in list(vars(backends).items()):
+    if isinstance(_m, _Flags):
+        _m.__name__ = "ember.backends." + _n
 
 
 class _QuantizedBackend:

@@ -4,11 +4,23 @@ runs no code from the network). Load weights from a file with ``ember.load`` ins
 from __future__ import annotations
 
 import os
+import re
+from urllib.parse import urlparse  # timm imports it from torch.hub
 
 __all__ = ["download_url_to_file", "get_dir", "help", "list", "load",
            "load_state_dict_from_url", "set_dir"]
 
 _hub_dir = None
+
+# PyTorch's module constants, which libraries import (timm takes HASH_REGEX and urlparse)
+HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
+ENV_GITHUB_TOKEN = "GITHUB_TOKEN"
+ENV_TORCH_HOME = "TORCH_HOME"
+ENV_XDG_CACHE_HOME = "XDG_CACHE_HOME"
+DEFAULT_CACHE_DIR = "~/.cache"
+VAR_DEPENDENCY = "dependencies"
+MODULE_HUBCONF = "hubconf.py"
+READ_DATA_CHUNK = 128 * 1024
 
 
 def get_dir():
@@ -38,7 +50,6 @@ def download_url_to_file(url, dst, hash_prefix=None, progress=True):
 def load_state_dict_from_url(url, model_dir=None, map_location=None, progress=True,
                              check_hash=False, file_name=None, weights_only=False):
     """Loads from the cache directory when the file is already there; never downloads."""
-    from urllib.parse import urlparse
     model_dir = model_dir or os.path.join(get_dir(), "checkpoints")
     cached = os.path.join(model_dir, file_name or os.path.basename(urlparse(url).path))
     if os.path.exists(cached):

@@ -67,3 +67,28 @@ def enable_reentrant_dispatch():
 
 def redispatch_function(func, *args, **kwargs):
     return func(*args, **kwargs)
+
+
+class TorchFunctionMode:
+    """Base class of PyTorch's ``__torch_function__`` modes (``with Mode(): ...``).
+
+    ember's public functions are not routed through ``__torch_function__``, so a mode's
+    ``__torch_function__`` is never called: entering one changes nothing. Libraries that use a
+    mode only to skip work (Lightning's ``_EmptyInit`` skips weight initialisation) then do
+    that work as usual, with the same result."""
+
+    def __init__(self):
+        self.inner = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @classmethod
+    def push(cls, *args, **kwargs):
+        return cls(*args, **kwargs)

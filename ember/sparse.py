@@ -7,7 +7,8 @@ is an op on its values (coalesce, to_dense, sparse @ dense ...), so gradients re
 and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no dense array:
 reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
 
-CSR is served by ``SparseCsrTensor`` (sorted COO underneath). Unsupported: CSC/BSR/BSC
+CSR and CSC are served by ``SparseCsrTensor``/``SparseCscTensor`` (sorted COO underneath),
+BSR by ``SparseBsrTensor`` (blocks; dense and COO conversions). Unsupported: BSC
 layouts, and elementwise ops on sparse tensors other than the
 few methods below (scaling, + and - with sparse or dense tensors, * with a dense tensor).
 """
@@ -23,6 +24,7 @@ from .ops.indexing import IndexAddZeros, IndexSelect
 
 __all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm",
            "spmm", "addmm", "sum", "softmax", "log_softmax", "to_dense"]
+__all__ += ["SparseCscTensor", "SparseBsrTensor", "sparse_csc_tensor", "sparse_bsr_tensor"]
 
 
 def _as_array(x, dtype=None):
@@ -260,10 +262,13 @@ class SparseTensor(Tensor):
         return _new_csr(c._idx, c._vals, c._size)
 
     def to_sparse_csc(self, dense_dim=None):
-        _no_compressed("to_sparse_csc")
+        _check_2d_sparse(self, "to_sparse_csc")
+        c = self.coalesce()
+        return _new_csc(c._idx, c._vals, c._size)
 
     def to_sparse_bsr(self, blocksize, dense_dim=None):
-        _no_compressed("to_sparse_bsr")
+        _check_2d_sparse(self, "to_sparse_bsr")
+        return _dense_to_bsr(self.to_dense(), blocksize, dense_dim)
 
     def to_sparse_bsc(self, blocksize, dense_dim=None):
         _no_compressed("to_sparse_bsc")
@@ -436,8 +441,9 @@ def _reject_layout(layout, op):
 
 
 def _no_compressed(op):
-    raise NotImplementedError(f"{op}: ember supports only the sparse COO layout "
-                              "(ember.sparse_coo); CSR/CSC/BSR/BSC layouts are not implemented")
+    raise NotImplementedError(f"{op}: not implemented for this layout (ember has sparse COO, "
+                              "and CSR/CSC/BSR through to_sparse_csr/_csc/_bsr; BSC is not "
+                              "implemented)")
 
 
 # ---------------------------------------------------------------------- constructors
@@ -548,8 +554,11 @@ DENSE_METHODS = {
     "_indices": _dense_no_coo("_indices"), "values": _dense_no_coo("values"),
     "indices": _dense_no_coo("indices"),
     "sparse_dim": lambda self: 0, "dense_dim": lambda self: self.ndim,
-    **{n: _dense_compressed(n) for n in ("to_sparse_csc", "to_sparse_bsr", "to_sparse_bsc")},
+    **{n: _dense_compressed(n) for n in ("to_sparse_bsc",)},
     "to_sparse_csr": lambda self, dense_dim=None: _dense_to_csr(self, dense_dim),
+    "to_sparse_csc": lambda self, dense_dim=None: _dense_to_csc(self, dense_dim),
+    "to_sparse_bsr": lambda self, blocksize, dense_dim=None: _dense_to_bsr(self, blocksize,
+                                                                          dense_dim),
 }
 
 
@@ -583,6 +592,9 @@ class SparseCsrTensor(SparseTensor):
 
     def to_sparse_csr(self, dense_dim=None):
         return self
+
+    def to_sparse_csc(self, dense_dim=None):
+        return _new_csc(self._idx, self._vals, self._size)
 
     def __repr__(self):
         return (f"tensor(crow_indices={_plain_repr(self.crow_indices()._data)},\n"
@@ -631,6 +643,232 @@ def sparse_csr_tensor(crow_indices, col_indices, values, size=None, *, dtype=Non
     idx = np.stack([rows, col])
     order = np.lexsort((col, rows))  # sorted row-major, as coalesced COO
     return _new_csr(idx[:, order], vals[_make(order)] if order.size else vals, size)
+
+
+# ---------------------------------------------------------------------- CSC
+class SparseCscTensor(SparseTensor):
+    """A 2-D sparse CSC tensor (``layout == ember.sparse_csc``): ``ccol_indices``,
+    ``row_indices`` and ``values`` in column-major order. Like CSR it keeps its entries as
+    row-major sorted COO underneath (so COO ops serve it); the CSC views are permutations of
+    that, and ``values()`` is a differentiable gather."""
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_csc
+        return sparse_csc
+
+    is_sparse = False
+    is_sparse_csr = False
+
+    def _col_order(self):
+        return np.lexsort((self._idx[0], self._idx[1]))  # by column, then row
+
+    def ccol_indices(self):
+        """Column pointers: column ``j``'s entries are ``ccol[j]:ccol[j + 1]``."""
+        counts = np.bincount(self._idx[1], minlength=self._size[1])
+        return _make(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def row_indices(self):
+        return _make(self._idx[0][self._col_order()].copy())
+
+    def values(self):
+        return self._vals.index_select(0, _make(self._col_order().astype(np.int64)))
+
+    def crow_indices(self):
+        raise RuntimeError("crow_indices expected sparse row compressed tensor layout but got "
+                           "SparseCsc")
+
+    def col_indices(self):
+        raise RuntimeError("col_indices expected sparse row compressed tensor layout but got "
+                           "SparseCsc")
+
+    def to_sparse(self, *args, layout=None, **kwargs):
+        return _new_sparse(self._idx, self._vals, self._size, True)
+
+    def to_sparse_csr(self, dense_dim=None):
+        return _new_csr(self._idx, self._vals, self._size)
+
+    def to_sparse_csc(self, dense_dim=None):
+        return self
+
+    def __repr__(self):
+        return (f"tensor(ccol_indices={_plain_repr(self.ccol_indices()._data)},\n"
+                f"       row_indices={_plain_repr(self.row_indices()._data)},\n"
+                f"       values={_plain_repr(self.values().detach()._data)}, "
+                f"size={self._size}, nnz={self._vals.shape[0]}, layout=ember.sparse_csc)")
+
+
+def _new_csc(idx, vals, size):
+    t = object.__new__(SparseCscTensor)
+    t.__dict__.update(_idx=idx, _vals=vals, _size=tuple(int(n) for n in size), _coalesced=True)
+    return t
+
+
+def _dense_to_csc(self, dense_dim=None):
+    if self.ndim != 2 or dense_dim:
+        raise NotImplementedError(f"to_sparse_csc: only 2-D tensors with no dense dims are "
+                                  f"supported, got {self.ndim}-D")
+    return _dense_to_sparse(self).to_sparse_csc()
+
+
+def sparse_csc_tensor(ccol_indices, row_indices, values, size=None, *, dtype=None,
+                      device=None, pin_memory=False, requires_grad=False,
+                      check_invariants=None):
+    """A 2-D CSC tensor from column pointers, row indices and values (in column-major order;
+    gradients reach ``values``)."""
+    ccol = _as_array(ccol_indices).astype(np.int64)
+    row = _as_array(row_indices).astype(np.int64)
+    if ccol.ndim != 1 or row.ndim != 1 or ccol.size == 0 or ccol[0] != 0 or \
+            (np.diff(ccol) < 0).any() or ccol[-1] != row.size:
+        raise RuntimeError(f"sparse_csc_tensor: ccol_indices must start at 0, not decrease and "
+                           f"end at nnz ({row.size}); got {ccol.tolist()}")
+    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
+    if dtype is not None:
+        vals = vals.to(dtype)
+    if vals.shape[0] != row.size:
+        raise RuntimeError(f"sparse_csc_tensor: {row.size} row indices but {vals.shape[0]} "
+                           f"values")
+    cols = np.repeat(np.arange(ccol.size - 1), np.diff(ccol))
+    if size is None:
+        size = (int(row.max()) + 1 if row.size else 0, ccol.size - 1)
+    if row.size and (row.min() < 0 or row.max() >= size[0]):
+        raise RuntimeError(f"sparse_csc_tensor: row indices must be in [0, {size[0]})")
+    if requires_grad:
+        vals.requires_grad_(True)
+    idx = np.stack([row, cols])
+    order = np.lexsort((cols, row))  # row-major underneath
+    return _new_csc(idx[:, order], vals[_make(order)] if order.size else vals, size)
+
+
+# ---------------------------------------------------------------------- BSR
+class SparseBsrTensor:
+    """A 2-D block-sparse-row tensor (``layout == ember.sparse_bsr``): ``crow_indices`` and
+    ``col_indices`` over block rows/columns, ``values`` of shape ``(nnz_blocks, bh, bw)``.
+    ``to_dense()`` is differentiable in ``values``; products go through ``to_dense()`` or
+    ``to_sparse()`` (COO)."""
+
+    is_sparse = False
+    is_sparse_csr = False
+
+    def __init__(self, crow, col, values, size):
+        self._crow, self._col, self._vals = crow, col, values
+        self._size = tuple(int(n) for n in size)
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_bsr
+        return sparse_bsr
+
+    @property
+    def shape(self):
+        return Size(self._size)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self._size[dim]
+
+    @property
+    def dtype(self):
+        return self._vals.dtype
+
+    @property
+    def device(self):
+        return self._vals.device
+
+    @property
+    def requires_grad(self):
+        return self._vals.requires_grad
+
+    def dim(self):
+        return 2
+
+    ndim = property(dim)
+
+    def crow_indices(self):
+        return _make(self._crow.copy())
+
+    def col_indices(self):
+        return _make(self._col.copy())
+
+    def values(self):
+        return self._vals
+
+    def _nnz(self):
+        return int(self._col.size)
+
+    def to_dense(self, dtype=None, *, masked_grad=None):
+        """The dense matrix: each block placed at its (block row, block column)."""
+        from . import zeros
+        bh, bw = self._vals.shape[1:3]
+        nbr, nbc = self._size[0] // bh, self._size[1] // bw
+        brow = np.repeat(np.arange(self._crow.size - 1), np.diff(self._crow))
+        flat = _make((brow * nbc + self._col).astype(np.int64))
+        vals = self._vals if dtype is None else self._vals.to(dtype)
+        grid = zeros(nbr * nbc, bh, bw, dtype=vals.dtype).index_add(0, flat, vals)
+        return grid.reshape(nbr, nbc, bh, bw).permute(0, 2, 1, 3).reshape(self._size)
+
+    def to_sparse(self, *args, **kwargs):
+        return _dense_to_sparse(self.to_dense())
+
+    def to_sparse_bsr(self, blocksize, dense_dim=None):
+        if tuple(blocksize) != tuple(self._vals.shape[1:3]):
+            return _dense_to_bsr(self.to_dense(), blocksize, dense_dim)
+        return self
+
+    def __matmul__(self, other):
+        return self.to_dense() @ other
+
+    def __repr__(self):
+        return (f"tensor(crow_indices={_plain_repr(self._crow)},\n"
+                f"       col_indices={_plain_repr(self._col)},\n"
+                f"       values={_plain_repr(self._vals.detach()._data)}, size={self._size}, "
+                f"nnz={self._col.size}, layout=ember.sparse_bsr)")
+
+
+def _dense_to_bsr(self, blocksize, dense_dim=None):
+    """``Tensor.to_sparse_bsr(blocksize)``: the blocks holding a nonzero, row-major."""
+    if self.ndim != 2 or dense_dim:
+        raise NotImplementedError(f"to_sparse_bsr: only 2-D tensors with no dense dims are "
+                                  f"supported, got {self.ndim}-D")
+    bh, bw = (blocksize, blocksize) if isinstance(blocksize, int) else tuple(blocksize)
+    m, n = self.shape
+    if bh <= 0 or bw <= 0 or m % bh or n % bw:
+        raise RuntimeError(f"to_sparse_bsr: tensor size {(m, n)} must be divisible by "
+                           f"blocksize {(bh, bw)}")
+    blocks = self.reshape(m // bh, bh, n // bw, bw).permute(0, 2, 1, 3)
+    keep = (blocks._data != 0).any(axis=(2, 3))
+    brow, bcol = np.nonzero(keep)
+    crow = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
+    flat = _make((brow * (n // bw) + bcol).astype(np.int64))
+    vals = blocks.reshape(-1, bh, bw).index_select(0, flat)
+    return SparseBsrTensor(crow, bcol.astype(np.int64), vals, (m, n))
+
+
+def sparse_bsr_tensor(crow_indices, col_indices, values, size=None, *, dtype=None,
+                      device=None, pin_memory=False, requires_grad=False,
+                      check_invariants=None):
+    """A 2-D BSR tensor from block-row pointers, block-column indices and ``values`` of
+    shape ``(nnz_blocks, bh, bw)``."""
+    crow = _as_array(crow_indices).astype(np.int64)
+    col = _as_array(col_indices).astype(np.int64)
+    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
+    if dtype is not None:
+        vals = vals.to(dtype)
+    if vals.ndim != 3 or vals.shape[0] != col.size:
+        raise RuntimeError(f"sparse_bsr_tensor: values must be (nnz_blocks={col.size}, bh, "
+                           f"bw), got {tuple(vals.shape)}")
+    if crow.ndim != 1 or crow.size == 0 or crow[0] != 0 or (np.diff(crow) < 0).any() or \
+            crow[-1] != col.size:
+        raise RuntimeError(f"sparse_bsr_tensor: crow_indices must start at 0, not decrease and "
+                           f"end at nnz ({col.size}); got {crow.tolist()}")
+    bh, bw = vals.shape[1:3]
+    if size is None:
+        size = ((crow.size - 1) * bh, (int(col.max()) + 1 if col.size else 0) * bw)
+    if col.size and (col.min() < 0 or col.max() >= size[1] // bw):
+        raise RuntimeError(f"sparse_bsr_tensor: block column indices must be in "
+                           f"[0, {size[1] // bw})")
+    if requires_grad:
+        vals.requires_grad_(True)
+    return SparseBsrTensor(crow, col, vals, size)
 
 
 # ---------------------------------------------------------------------- products

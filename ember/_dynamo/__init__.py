@@ -60,3 +60,18 @@ def explain(fn, *extra_args, **extra_kwargs):
     if extra_args or extra_kwargs:
         return inner(*extra_args, **extra_kwargs)
     return inner
+
+
+def assume_constant_result(fn):
+    """Mark ``fn``'s result as a constant of the compiled graph. ember's capture already runs
+    non-tensor Python calls once while tracing and bakes their results into the graph, so
+    ``fn`` is returned as it is."""
+    return fn
+
+
+def __getattr__(name):
+    # OptimizedModule: the class of ember.compile(module), built on first use
+    if name == "OptimizedModule":
+        from ..compiler._api import _optimized_module_class
+        return _optimized_module_class()
+    raise AttributeError(f"module 'ember._dynamo' has no attribute '{name}'")

@@ -33,6 +33,10 @@ class ReduceOp(enum.Enum):
         return f"<RedOpType.{self.name}: {list(ReduceOp).index(self)}>"
 
 
+# PyTorch's members are of type ReduceOp.RedOpType (Lightning annotates and checks with it)
+ReduceOp.RedOpType = ReduceOp
+
+
 class reduce_op:  # noqa: N801  (PyTorch's deprecated alias class)
     SUM, PRODUCT, MIN, MAX = ReduceOp.SUM, ReduceOp.PRODUCT, ReduceOp.MIN, ReduceOp.MAX
 

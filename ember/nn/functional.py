@@ -1187,3 +1187,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     return cross_entropy(logits, target, weight=weight, reduction=reduction,
                          ignore_index=-100 if ignore_index is None else ignore_index,
                          label_smoothing=label_smoothing)
+
+
+# issue 23: TorchScript-era helpers, tables and conv_tbc at nn.functional's path
+from ._functional_compat import *  # noqa: E402,F401,F403

@@ -126,7 +126,12 @@ class Expand(Node):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
-        return np.broadcast_to(a, shape)
+        out = np.broadcast_to(a, shape)
+        if out.size == a.size and a.flags.writeable:
+            # no element repeated (only size-1 dims added): a writable view, as PyTorch lets
+            # one write through x.expand(1, -1) (Hugging Face's position_ids buffers)
+            return a.reshape(out.shape)
+        return out
 
     @staticmethod
     def backward(ctx, g):

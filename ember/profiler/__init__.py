@@ -12,3 +12,9 @@ from .profiler import (ProfilerAction, ProfilerActivity, profile, record_functio
 
 __all__ = ["profile", "record_function", "schedule", "ProfilerAction", "ProfilerActivity",
            "supported_activities", "tensorboard_trace_handler", "EventList", "FunctionEvent"]
+
+
+def kineto_available():
+    """Whether PyTorch's Kineto tracer is built in: never in ember (its profiler records
+    ops on the dispatch path and writes the same Chrome trace format itself)."""
+    return False

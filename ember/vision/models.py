@@ -1,19 +1,119 @@
 """Model definitions with torchvision's module names and shapes, so that a torchvision
 state dict loads with ``strict=True``: LeNet5, ResNet-18/34/50, VGG-11/16 (with and without
-batch norm), MobileNetV2. No pretrained weights are bundled (no network access here):
-``weights=`` other than None raises."""
+batch norm), MobileNetV2, with torchvision's weight enums (``ResNet18_Weights.DEFAULT``).
+No weights are bundled or downloaded: ``weights=`` loads the file from the hub cache when it
+is there, and otherwise raises naming the file to fetch."""
 
 from __future__ import annotations
+
+import enum
 
 from .. import nn
 from .ops.misc import Conv2dNormActivation
 
 
+class Weights:
+    """One set of pretrained weights: where torchvision publishes the file, and metadata."""
+
+    def __init__(self, url, transforms=None, meta=None):
+        self.url = url
+        self.transforms = transforms
+        self.meta = meta or {}
+
+
+class WeightsEnum(enum.Enum):
+    """torchvision's enum of a model's pretrained weights (``ResNet18_Weights.DEFAULT``).
+    ember does not download: ``get_state_dict`` reads the file from the hub cache
+    (``ember.hub.get_dir()/checkpoints``) when it is already there."""
+
+    @classmethod
+    def verify(cls, obj):
+        """The member ``obj`` names (a member, its name as a string, or None)."""
+        if obj is None or isinstance(obj, cls):
+            return obj
+        if isinstance(obj, str):
+            try:
+                return cls[obj.replace(cls.__name__ + ".", "")]
+            except KeyError:
+                raise ValueError(f"{obj!r} is not a member of {cls.__name__}") from None
+        raise TypeError(f"Invalid Weight class provided; expected {cls.__name__} but "
+                        f"received {type(obj).__name__}.")
+
+    def get_state_dict(self, *args, **kwargs):
+        from ..hub import load_state_dict_from_url
+        return load_state_dict_from_url(self.url, *args, **kwargs)
+
+    def __getattr__(self, name):
+        # url, transforms and meta read through to the Weights value
+        if name in ("url", "transforms", "meta"):
+            return getattr(self.value, name)
+        raise AttributeError(name)
+
+    def __repr__(self):
+        return f"{type(self).__name__}.{self._name_}"
+
+
+def _weights_enum(name, **members):
+    default = members.pop("DEFAULT")
+    enum_cls = WeightsEnum(name, [(k, Weights(v)) for k, v in members.items()])
+    # DEFAULT is an alias of one member, as in torchvision
+    enum_cls._member_map_["DEFAULT"] = enum_cls[default]
+    enum_cls.__module__ = __name__
+    return enum_cls
+
+
+_URL = "https://download.pytorch.org/models/"
+ResNet18_Weights = _weights_enum("ResNet18_Weights",
+                                 IMAGENET1K_V1=_URL + "resnet18-f37072fd.pth",
+                                 DEFAULT="IMAGENET1K_V1")
+ResNet34_Weights = _weights_enum("ResNet34_Weights",
+                                 IMAGENET1K_V1=_URL + "resnet34-b627a593.pth",
+                                 DEFAULT="IMAGENET1K_V1")
+ResNet50_Weights = _weights_enum("ResNet50_Weights",
+                                 IMAGENET1K_V1=_URL + "resnet50-0676ba61.pth",
+                                 IMAGENET1K_V2=_URL + "resnet50-11ad3fa6.pth",
+                                 DEFAULT="IMAGENET1K_V2")
+VGG11_Weights = _weights_enum("VGG11_Weights", IMAGENET1K_V1=_URL + "vgg11-8a719046.pth",
+                              DEFAULT="IMAGENET1K_V1")
+VGG11_BN_Weights = _weights_enum("VGG11_BN_Weights",
+                                 IMAGENET1K_V1=_URL + "vgg11_bn-6002323d.pth",
+                                 DEFAULT="IMAGENET1K_V1")
+VGG16_Weights = _weights_enum("VGG16_Weights", IMAGENET1K_V1=_URL + "vgg16-397923af.pth",
+                              IMAGENET1K_FEATURES=_URL + "vgg16_features-amdegroot-88682ab5.pth",
+                              DEFAULT="IMAGENET1K_V1")
+VGG16_BN_Weights = _weights_enum("VGG16_BN_Weights",
+                                 IMAGENET1K_V1=_URL + "vgg16_bn-6c64b313.pth",
+                                 DEFAULT="IMAGENET1K_V1")
+MobileNet_V2_Weights = _weights_enum("MobileNet_V2_Weights",
+                                     IMAGENET1K_V1=_URL + "mobilenet_v2-b0353104.pth",
+                                     IMAGENET1K_V2=_URL + "mobilenet_v2-7ebf99e0.pth",
+                                     DEFAULT="IMAGENET1K_V2")
+_WEIGHTS = {"resnet18": ResNet18_Weights, "resnet34": ResNet34_Weights,
+            "resnet50": ResNet50_Weights, "vgg11": VGG11_Weights, "vgg11_bn": VGG11_BN_Weights,
+            "vgg16": VGG16_Weights, "vgg16_bn": VGG16_BN_Weights,
+            "mobilenet_v2": MobileNet_V2_Weights}
+
+
 def _no_weights(weights, name):
+    """Checks ``weights`` names this model's weights; ember builds the model and the builder
+    loads them (from the hub cache, never the network)."""
     if weights is not None:
-        raise NotImplementedError(f"{name}: pretrained weights cannot be downloaded here; build "
-                                  "the model with weights=None and load a state dict with "
-                                  "model.load_state_dict(ember.load(path))")
+        _WEIGHTS[name].verify(weights)
+
+
+def _load_weights(model, weights, name):
+    if weights is not None:
+        w = _WEIGHTS[name].verify(weights)
+        try:
+            state = w.get_state_dict()
+        except NotImplementedError:
+            raise NotImplementedError(
+                f"{name}: pretrained weights {w!r} are not in the hub cache and ember does not "
+                f"download; put {w.url.rsplit('/', 1)[1]} in ember.hub.get_dir()/checkpoints, "
+                f"or build with weights=None and load a state dict with "
+                f"model.load_state_dict(ember.load(path))") from None
+        model.load_state_dict(state)
+    return model
 
 
 class LeNet5(nn.Module):
@@ -179,19 +279,19 @@ class ResNet(nn.Module):
 def resnet18(*, weights=None, progress=True, **kwargs):
     """ResNet-18 (11.7M parameters)."""
     _no_weights(weights, "resnet18")
-    return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+    return _load_weights(ResNet(BasicBlock, [2, 2, 2, 2], **kwargs), weights, "resnet18")
 
 
 def resnet34(*, weights=None, progress=True, **kwargs):
     """ResNet-34 (21.8M parameters)."""
     _no_weights(weights, "resnet34")
-    return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
+    return _load_weights(ResNet(BasicBlock, [3, 4, 6, 3], **kwargs), weights, "resnet34")
 
 
 def resnet50(*, weights=None, progress=True, **kwargs):
     """ResNet-50 (25.6M parameters)."""
     _no_weights(weights, "resnet50")
-    return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+    return _load_weights(ResNet(Bottleneck, [3, 4, 6, 3], **kwargs), weights, "resnet50")
 
 
 # ---------------------------------------------------------------- VGG
@@ -249,7 +349,7 @@ def make_layers(cfg, batch_norm=False):
 
 def _vgg(cfg, bn, weights, name, kwargs):
     _no_weights(weights, name)
-    return VGG(make_layers(_VGG_CFGS[cfg], batch_norm=bn), **kwargs)
+    return _load_weights(VGG(make_layers(_VGG_CFGS[cfg], batch_norm=bn), **kwargs), weights, name)
 
 
 def vgg11(*, weights=None, progress=True, **kwargs):
@@ -366,9 +466,11 @@ class MobileNetV2(nn.Module):
 def mobilenet_v2(*, weights=None, progress=True, **kwargs):
     """MobileNetV2 (3.5M parameters at width 1.0)."""
     _no_weights(weights, "mobilenet_v2")
-    return MobileNetV2(**kwargs)
+    return _load_weights(MobileNetV2(**kwargs), weights, "mobilenet_v2")
 
 
 __all__ = ["LeNet5", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
            "VGG", "make_layers", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "MobileNetV2",
-           "InvertedResidual", "Conv2dNormActivation", "mobilenet_v2"]
+           "InvertedResidual", "Conv2dNormActivation", "mobilenet_v2", "Weights", "WeightsEnum",
+           "ResNet18_Weights", "ResNet34_Weights", "ResNet50_Weights", "VGG11_Weights",
+           "VGG11_BN_Weights", "VGG16_Weights", "VGG16_BN_Weights", "MobileNet_V2_Weights"]

@@ -46,10 +46,10 @@ def test_errors():
     with pytest.raises(NotImplementedError, match="sparse"):
         e.exp()
     assert e.to_sparse_csr().layout == ember.sparse_csr  # CSR: tests/sparse/test_compat_*
-    with pytest.raises(NotImplementedError, match="CSC"):
-        e.to_sparse_csc()
-    with pytest.raises(NotImplementedError, match="CSC"):
-        ember.ones(2, 2).to_sparse_csc()
+    with pytest.raises(NotImplementedError, match="BSC"):
+        e.to_sparse_bsc((1, 1))
+    with pytest.raises(NotImplementedError, match="BSC"):
+        ember.ones(2, 2).to_sparse_bsc((1, 1))
     with pytest.raises(RuntimeError, match="inconsistent"):
         ember.sparse_coo_tensor(ember.tensor([[0, 5]]), ember.ones(2), (3,))
     with pytest.raises(RuntimeError, match="same nnz"):

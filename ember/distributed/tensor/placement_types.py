@@ -94,3 +94,26 @@ class Partial(Placement):
 
     def __str__(self):
         return "P"
+
+
+class _StridedShard(Shard):
+    """PyTorch's private placement for a dimension sharded twice by nested parallelism (FSDP
+    over tensor parallelism): ``split_factor`` interleaved chunks. Here for libraries that
+    import and test for it (Hugging Face transformers); ember's DTensor ops do not produce it
+    and redistribution does not accept it."""
+
+    __slots__ = ("split_factor",)
+
+    def __init__(self, dim=0, split_factor=1):
+        super().__init__(dim)
+        self.split_factor = int(split_factor)
+
+    def __eq__(self, other):
+        return (type(other) is _StridedShard and other.dim == self.dim
+                and other.split_factor == self.split_factor)
+
+    def __hash__(self):
+        return hash(("_StridedShard", self.dim, self.split_factor))
+
+    def __repr__(self):
+        return f"_StridedShard(dim={self.dim}, sf={self.split_factor})"

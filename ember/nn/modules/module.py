@@ -29,6 +29,9 @@ __all__ = ["Module", "register_module_forward_pre_hook", "register_module_forwar
            "register_module_parameter_registration_hook",
            "register_module_module_registration_hook"]
 
+# the state_dict key suffix of get_extra_state()'s value (libraries compare keys against it)
+_EXTRA_STATE_KEY_SUFFIX = "_extra_state"
+
 # Hooks that apply to every module (``nn.modules.module.register_module_*``).
 _global_forward_pre_hooks: dict = OrderedDict()
 _global_forward_hooks: dict = OrderedDict()
@@ -469,8 +472,8 @@ class Module:
             else:
                 persistent = name not in self._non_persistent_buffers_set
             remove_from(d, self._parameters, self._modules)
-            if name in buffers:
-                buffers.pop(name)
+            # an existing buffer is replaced in place (its key keeps its position), as in
+            # PyTorch: code that reassigns buffers while iterating named_buffers() relies on it
             self.register_buffer(name, value, persistent)
             return
         object.__setattr__(self, name, value)

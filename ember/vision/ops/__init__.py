@@ -7,6 +7,7 @@ from .boxes import (batched_nms, box_area, box_convert, box_iou, clip_boxes_to_i
 from .misc import (MLP, Conv2dNormActivation, Conv3dNormActivation, FrozenBatchNorm2d, Permute,
                    SqueezeExcitation)
 from .roi_align import RoIAlign, roi_align
+from .roi_pool import RoIPool, roi_pool, sigmoid_focal_loss  # issue 23
 from .stochastic_depth import StochasticDepth, stochastic_depth
 
 __all__ = ["batched_nms", "box_area", "box_convert", "box_iou", "clip_boxes_to_image",
@@ -14,3 +15,4 @@ __all__ = ["batched_nms", "box_area", "box_convert", "box_iou", "clip_boxes_to_i
            "nms", "remove_small_boxes", "MLP", "Conv2dNormActivation", "Conv3dNormActivation",
            "FrozenBatchNorm2d", "Permute", "SqueezeExcitation", "RoIAlign", "roi_align",
            "StochasticDepth", "stochastic_depth"]
+__all__ += ["RoIPool", "roi_pool", "sigmoid_focal_loss"]
