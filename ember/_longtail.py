@@ -717,6 +717,140 @@ _INPLACE_METHODS = (
 _FUNCTIONAL_INPLACE = ("celu", "selu", "rrelu", "threshold")
 
 
+# ============================================================================ more top-level
+# PyTorch's native-argument spellings of recurrent cells, normalisations and samplers, the
+# sparse accessors' copying forms, and a few aliases: each composed of ember ops (so gradients
+# come from those ops).
+def _ember():
+    import ember
+    return ember
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step: ``(h, c)`` from ``hx = (h0, c0)`` (PyTorch's gate order i, f, g, o)."""
+    h, c = hx
+    gates = _F().linear(input, w_ih, b_ih) + _F().linear(h, w_hh, b_hh)
+    i, f, g, o = gates.chunk(4, -1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step (gate order r, z, n; the reset gate scales the hidden part of n)."""
+    gi = _F().linear(input, w_ih, b_ih).chunk(3, -1)
+    gh = _F().linear(hx, w_hh, b_hh).chunk(3, -1)
+    r = (gi[0] + gh[0]).sigmoid()
+    z = (gi[1] + gh[1]).sigmoid()
+    n = (gi[2] + r * gh[2]).tanh()
+    return (1 - z) * n + z * hx
+
+
+def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return (_F().linear(input, w_ih, b_ih) + _F().linear(hx, w_hh, b_hh)).tanh()
+
+
+def rnn_relu_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return (_F().linear(input, w_ih, b_ih) + _F().linear(hx, w_hh, b_hh)).relu()
+
+
+def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+                      eps):
+    """``(output, save_mean, save_invstd)``: the batch statistics in training (empty tensors
+    in evaluation, as PyTorch's CPU kernel returns)."""
+    em = _ember()
+    out = _F().batch_norm(input, running_mean, running_var, weight, bias, training, momentum,
+                          eps)
+    if not training:
+        empty = em.empty(0, dtype=input.dtype)
+        return out, empty, empty
+    dims = [0] + list(range(2, input.dim()))
+    with em.no_grad():
+        mean = input.mean(dims)
+        invstd = (input.var(dims, unbiased=False) + eps).rsqrt()
+    return out, mean, invstd
+
+
+def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
+    """``(output, mean, rstd)`` with statistics of shape ``(N, group)``."""
+    em = _ember()
+    out = _F().group_norm(input, group, weight, bias, eps)
+    with em.no_grad():
+        flat = input.reshape(N, group, -1)
+        mean = flat.mean(-1)
+        rstd = (flat.var(-1, unbiased=False) + eps).rsqrt()
+    return out, mean, rstd
+
+
+def norm_except_dim(v, pow=2, dim=0):
+    """The ``pow``-norm of ``v`` over every dim but ``dim`` (kept as size-1 dims), as weight
+    norm uses it; ``dim=-1`` is the norm of everything."""
+    if dim == -1:
+        return v.norm(pow)
+    dims = [d for d in range(v.dim()) if d != dim]
+    return v.norm(pow, dim=dims, keepdim=True)
+
+
+def binomial(count, prob, generator=None):
+    """Draws of Binomial(``count``, ``prob``), elementwise, in ``count``'s dtype."""
+    em = _ember()
+    from ._random import _rng
+    rng = _rng(generator) if generator is not None else _rng(None)
+    c, p = em.broadcast_tensors(count, prob)
+    draws = rng.binomial(c.detach().numpy().astype("int64"), p.detach().numpy())
+    return em.tensor(draws, dtype=count.dtype)
+
+
+def embedding_renorm_(weight, indices, max_norm, norm_type):
+    """Rescale in place the rows of ``weight`` named by ``indices`` whose ``norm_type``-norm
+    exceeds ``max_norm`` to norm ``max_norm`` (PyTorch's factor ``max_norm / (norm + 1e-7)``)."""
+    em = _ember()
+    with em.no_grad():
+        rows = indices.reshape(-1).unique()
+        sel = weight[rows]
+        norms = sel.norm(norm_type, dim=1, keepdim=True)
+        scale = em.where(norms > max_norm, max_norm / (norms + 1e-7), em.ones_like(norms))
+        weight[rows] = sel * scale
+    return weight
+
+
+def grid_sampler_2d(input, grid, interpolation_mode, padding_mode, align_corners):
+    """``grid_sample`` with PyTorch's integer modes (0 bilinear, 1 nearest, 2 bicubic;
+    padding 0 zeros, 1 border, 2 reflection)."""
+    return _F().grid_sample(input, grid, ("bilinear", "nearest", "bicubic")[interpolation_mode],
+                            ("zeros", "border", "reflection")[padding_mode], align_corners)
+
+
+def affine_grid_generator(theta, size, align_corners):
+    return _F().affine_grid(theta, list(size), align_corners)
+
+
+def as_strided_(input, size, stride, storage_offset=None):
+    """Restride ``input`` itself over its storage (a view of the same memory)."""
+    view = input.as_strided(size, stride, storage_offset)
+    input._data = view._data
+    return input
+
+
+def as_strided_scatter(input, src, size, stride, storage_offset=None):
+    """A copy of ``input`` with ``src`` written into its ``as_strided`` view."""
+    out = input.clone()
+    out.as_strided(size, stride, storage_offset).copy_(src)
+    return out
+
+
+def smm(input, mat2):
+    """Sparse ``input`` times dense ``mat2``, as a sparse (COO) result, as PyTorch's."""
+    return _ember().sparse.mm(input, mat2).to_sparse()
+
+
+def _copy_of(name):
+    def fn(input):
+        return getattr(input, name)().clone()
+    fn.__name__ = name + "_copy"
+    fn.__doc__ = f"A copy of ``input.{name}()``."
+    return fn
+
+
 def _top_level():
     names = {n: _method_call(n) for n in _INPLACE_METHODS}
     names.update({n + "_": _functional_call(n, inplace=True) for n in _FUNCTIONAL_INPLACE})
@@ -739,8 +873,16 @@ def _top_level():
               "set_num_interop_threads", "get_num_interop_threads", "init_num_threads",
               "set_flush_denormal", "set_default_tensor_type", "is_anomaly_check_nan_enabled",
               "cudnn_is_acceptable", "is_vulkan_available", "get_device_module",
-              "OutOfMemoryError", "AcceleratorError", "Stream", "Event"):
+              "OutOfMemoryError", "AcceleratorError", "Stream", "Event",
+              "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "native_batch_norm",
+              "native_group_norm", "norm_except_dim", "binomial", "embedding_renorm_",
+              "grid_sampler_2d", "affine_grid_generator", "as_strided_", "as_strided_scatter",
+              "smm"):
         names[n] = globals()[n]
+    for n in ("values", "indices", "crow_indices", "col_indices", "ccol_indices", "row_indices"):
+        names[n + "_copy"] = _copy_of(n)
+    from .futures import Future
+    names["Future"] = Future
     names.update({"unsafe_chunk": _method_call("chunk"), "unsafe_split": _method_call("split"),
                   "e": math.e, "pi": math.pi, "inf": math.inf, "nan": math.nan,
                   "newaxis": None, "has_lapack": True, "has_mkl": False, "has_openmp": False,
