@@ -53,6 +53,49 @@ SAVED_NAMES = {
 }
 
 
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _index_tensor(a):
+    from .._tensor import _make
+    return _make(a)
+
+
+# node name -> {PyTorch's name: how to read it from the node} for saved values that are not
+# tensors (dims, sizes, flags) and for tensors the forward keeps as arrays (indices)
+SAVED_VALUES = {
+    "SumBackward1": {"dim": lambda n: tuple(n.axis)},
+    "SoftmaxBackward0": {"dim": lambda n: n.dim},
+    "LogSoftmaxBackward0": {"dim": lambda n: n.dim},
+    "TransposeBackward0": {
+        "dim0": lambda n: [i for i, d in enumerate(n.dims) if i != d][0],
+        "dim1": lambda n: [i for i, d in enumerate(n.dims) if i != d][-1]},
+    "PermuteBackward0": {"dims": lambda n: tuple(n.dims)},
+    "ViewBackward0": {"self_sym_sizes": lambda n: tuple(n.shape)},
+    "CatBackward0": {"dim": lambda n: n.dim},
+    "MeanBackward0": {"self_sym_sizes": lambda n: tuple(n.shape),
+                      "self_sym_numel": lambda n: _numel(n.shape)},
+    "MeanBackward1": {"dim": lambda n: tuple(n.axis), "keepdim": lambda n: n.keepdim,
+                      "self_sym_sizes": lambda n: tuple(n.shape),
+                      "self_sym_numel": lambda n: _numel(n.shape)},
+    "SqueezeBackward1": {"self_sym_sizes": lambda n: tuple(n.shape)},
+    "ExpandBackward0": {"self_sym_sizes": lambda n: tuple(n.shape)},
+    "MaxBackward0": {"dim": lambda n: n.dim, "keepdim": lambda n: n.keepdim,
+                     "self_sym_sizes": lambda n: tuple(n.shape),
+                     "indices": lambda n: _index_tensor(n.idx)},
+    "MinBackward0": {"dim": lambda n: n.dim, "keepdim": lambda n: n.keepdim,
+                     "self_sym_sizes": lambda n: tuple(n.shape),
+                     "indices": lambda n: _index_tensor(n.idx)},
+    "GatherBackward0": {"dim": lambda n: n.dim, "index": lambda n: _index_tensor(n.index),
+                        "sparse_grad": lambda n: False},
+    "LeakyReluBackward0": {"negative_slope": lambda n: n.params[0]},
+}
+
+
 class SavedTensor:
     """One saved value of a graph node (``grad_fn._raw_saved_<name>``)."""
 
@@ -90,6 +133,12 @@ def saved_attribute(node, attr):
     no saved value of that name."""
     raw = attr.startswith("_raw_saved_")
     name = attr[len("_raw_saved_"):] if raw else attr[len("_saved_"):]
+    getter = SAVED_VALUES.get(node.name(), {}).get(name)
+    if getter is not None and not raw:
+        try:
+            return getter(node)
+        except (AttributeError, IndexError, TypeError):
+            pass  # this node's forward kept it differently: no such saved value
     names = SAVED_NAMES.get(node.name())
     if names is None or name not in names:
         raise AttributeError(f"'{node.name()}' object has no attribute '{attr}'")

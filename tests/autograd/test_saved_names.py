@@ -90,3 +90,31 @@ def test_metadata_dict():
     y = ember.ones(2, requires_grad=True) * 2
     y.grad_fn.metadata["k"] = 1
     assert y.grad_fn.metadata == {"k": 1}
+
+
+def test_non_tensor_saved_values_match_pytorch():
+    """Dims, sizes, flags and kept indices under PyTorch's ``_saved_<name>`` names."""
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        x = lib.ones(2, 3, requires_grad=True)
+        cases = [(x.sum(1), ["dim"]), (x.softmax(1), ["dim"]), (x.log_softmax(0), ["dim"]),
+                 (x.transpose(0, 1), ["dim0", "dim1"]), (x.view(3, 2), ["self_sym_sizes"]),
+                 (lib.cat([x, x], 1), ["dim"]),
+                 (x.mean(0), ["dim", "keepdim", "self_sym_sizes", "self_sym_numel"]),
+                 (x.mean(), ["self_sym_sizes", "self_sym_numel"]),
+                 (x.permute(1, 0), ["dims"]), (x[:1].expand(4, 3), ["self_sym_sizes"]),
+                 (x.max(1)[0], ["dim", "keepdim", "self_sym_sizes", "indices"]),
+                 (x.gather(1, lib.zeros(2, 1, dtype=lib.int64)),
+                  ["dim", "index", "sparse_grad"]),
+                 (lib.nn.functional.leaky_relu(x, 0.2), ["negative_slope"])]
+        out = []
+        for y, attrs in cases:
+            for a in attrs:
+                v = getattr(y.grad_fn, "_saved_" + a)
+                out.append((y.grad_fn.name(), a, v.tolist() if hasattr(v, "tolist") else v))
+        return out
+
+    assert run(ember) == run(torch)
+    with pytest.raises(AttributeError):
+        ember.ones(2, requires_grad=True).sum().grad_fn._saved_dim
