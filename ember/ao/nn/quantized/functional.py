@@ -138,6 +138,8 @@ def linear_dynamic(input, packed, reduce_range=True, _relu=False):
         # C call, with the same arithmetic as below
         out, _, _ = _gemm.linear_dynamic_c(x2, packed.packed, packed.w_scales32,
                                            packed.bias32, reduce_range)
+        if _relu:
+            np.maximum(out, 0, out=out)
         return out.reshape(lead + (packed.packed.N,))
     if x2.size:
         mn, mx = float(x2.min()), float(x2.max())

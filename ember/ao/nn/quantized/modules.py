@@ -272,8 +272,9 @@ class Linear(Module):
 
 def _is_fused(mod):
     # a fused float module (ember.ao.nn.intrinsic LinearReLU, ConvReLU2d...) is a Sequential
-    return hasattr(mod, "__getitem__") and type(mod).__name__.endswith("ReLU") and hasattr(
-        mod, "_modules") and len(mod._modules) >= 1
+    name = type(mod).__name__  # LinearReLU, ConvReLU2d, ConvBnReLU2d, BNReLU2d ...
+    return hasattr(mod, "__getitem__") and (name.endswith("ReLU") or name[:-2].endswith("ReLU")) \
+        and hasattr(mod, "_modules") and len(mod._modules) >= 1
 
 
 # ============================================================================ conv
