@@ -5,8 +5,8 @@ the same logits and the same greedy ``generate`` output; ember trains them (loss
 its own ``save_pretrained``/``from_pretrained`` round trip is exact.
 
 The child hides mpi4py: with it, ``torch.distributed.is_available()`` is True and transformers
-imports FSDP2 (``torch.distributed.fsdp``, ``_composable.fsdp``) at import time, which arrives
-with the sharding work (issue 19)."""
+imports its distributed integrations at import time; FSDP2 and ``_composable.fsdp`` are there
+now (issue 19), ``_functional_collectives.all_to_all_single_autograd`` is not yet."""
 
 import pytest
 
