@@ -307,7 +307,7 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     rng = _random.default_generator.get_state()
     _capture._RECORD_LINES = True  # op nodes keep the user's source line (for exporters)
     try:
-        base = _capture_once(mod, leaves, names, in_spec)
+        base = _capture_once(mod, leaves, names, in_spec, record_creation=bool(dyn))
         if dyn:
             base = _generalise(mod, base, leaves, names, in_spec, dyn)
     finally:
@@ -320,12 +320,13 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     return _program(mod, base, dyn, in_spec)
 
 
-def _capture_once(mod, leaves, names, in_spec):
+def _capture_once(mod, leaves, names, in_spec, record_creation=False):
     def unflatten(flat):
         a, k = tree_unflatten(flat, in_spec)
         return [a, k]
     return _capture.capture(mod, leaves, names, modules=_capture.module_table(mod),
-                            lift_params=True, unflatten=unflatten, flatten_out=tree_flatten)
+                            lift_params=True, unflatten=unflatten, flatten_out=tree_flatten,
+                            record_creation=record_creation)
 
 
 def _input_names(mod, args, kwargs, leaves):
@@ -428,7 +429,7 @@ def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
     ``mod``; ``ember.compile(dynamic=True)`` passes its own)."""
     if recapture is None:
         def recapture(lv):
-            return _capture_once(mod, lv, names, in_spec)
+            return _capture_once(mod, lv, names, in_spec, record_creation=True)
     dims = {}
     for dim in dyn.values():
         dims[dim.name] = dim
@@ -444,11 +445,13 @@ def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
 
     base_nodes = _call_nodes(base.graph)
     variations = {}
+    resized = set()  # indices of nodes whose output shape follows the dimensions
     for name in dims:
         sizes = dict(size0)
         sizes[name] = other(name, 1)
         g = recapture(_resized(leaves, dyn, sizes))
         variations[name] = (sizes[name], _diff(base_nodes, _call_nodes(g.graph), name))
+        resized |= _shape_changes(base_nodes, _call_nodes(g.graph))
     # fit each differing integer
     sites = {}
     for name, (_, diffs) in variations.items():
@@ -474,6 +477,8 @@ def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
                             "cannot express (affine in one dimension or a product of them)")
     for n3, n0 in zip(nodes3, base_nodes):
         _same_structure(n0, n3, list(dims), allow=formulas, index=base_nodes.index(n0))
+    resized |= _shape_changes(base_nodes, nodes3)
+    _fold_fixed_creations(base, base_nodes, {key[0] for key in formulas} | resized)
     _substitute(base, base_nodes, formulas, dyn)
     base.guards.dynamic = {k: (dim.name, dim.min, dim.max) for k, dim in dyn.items()}
     return base
@@ -481,6 +486,43 @@ def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
 
 def _call_nodes(graph):
     return [n for n in graph.nodes if n.op != "output"]
+
+
+def _shape_changes(nodes0, nodes1):
+    """Indices of the nodes whose output shape differs between two captures."""
+    out = set()
+    for i, (a, b) in enumerate(zip(nodes0, nodes1)):
+        ma, mb = a.meta.get("tensor_meta"), b.meta.get("tensor_meta")
+        if ma and mb and ma[0] != mb[0]:
+            out.add(i)
+    return out
+
+
+def _fold_fixed_creations(cap, nodes, varying):
+    """Tensor factories (``creation_op`` nodes) whose arguments and output shape did not
+    change with the dynamic dimensions become constants again, as in a static capture; the
+    others stay nodes and are made with the sizes of each call."""
+    if not cap.created:
+        return
+    graph = cap.graph
+    taken = {k for k in cap.attrs if k.startswith("_tensor_constant")}
+    count = len(taken)
+    for i, node in enumerate(nodes):
+        if node.target is not _capture.creation_op or i in varying:
+            continue
+        # constants sit with the inputs, before the first op
+        first = next(n for n in graph.nodes if n.op not in ("placeholder", "get_attr"))
+        while f"_tensor_constant{count}" in taken:
+            count += 1
+        name = f"_tensor_constant{count}"
+        taken.add(name)
+        cap.attrs[name] = cap.created.pop(node)
+        with graph.inserting_before(first):
+            const = graph.get_attr(name)
+        const.meta.update(node.meta)
+        node.replace_all_uses_with(const)
+        graph.erase_node(node)
+        nodes[i] = const
 
 
 def _where(node):
@@ -584,9 +626,9 @@ def _fit(vals, size0, size1, key, nodes):
                     "one dimension or a product of them)")
 
 
-# Python floats computed from one size: c * d / (d - 1) (an unbiased variance's factor) or
-# c * d ** e for e in -1, -0.5 (means, scales)
-_FLOAT_FORMS = {"ratio": lambda d: d / (d - 1), "inv": lambda d: 1.0 / d,
+# Python floats computed from one size: c * d (a size as a float), c * d / (d - 1) (an
+# unbiased variance's factor) or c * d ** e for e in -1, -0.5 (means, scales)
+_FLOAT_FORMS = {"lin": float, "ratio": lambda d: d / (d - 1), "inv": lambda d: 1.0 / d,
                 "rsqrt": lambda d: 1.0 / math.sqrt(d)}
 
 
@@ -636,7 +678,9 @@ def _substitute(cap, nodes, formulas, dyn):
         if f[0] == "float":
             _, form, n, c = f
             d = size(n)
-            if form == "ratio":
+            if form == "lin":
+                e = graph.call_function(operator.mul, (d, 1.0))
+            elif form == "ratio":
                 e = graph.call_function(operator.truediv,
                                         (d, graph.call_function(operator.sub, (d, 1))))
             elif form == "inv":
@@ -770,6 +814,69 @@ def _with_buffer_mutation_outputs(ep):
                                    {last[b].name: b for b in names})
     return ExportedProgram(graph, new_sig, ep.state_dict, ep.constants, ep.range_constraints,
                            ep._guards, ep._in_spec, ep._out_spec, ep._dynamic)
+
+
+# the fill value of a uniform tensor factory, from its node's arguments
+_FILLS = {"zeros": lambda a: 0, "ones": lambda a: 1, "empty": lambda a: 0,
+          "zeros_like": lambda a: 0, "ones_like": lambda a: 1, "empty_like": lambda a: 0,
+          "new_zeros": lambda a: 0, "new_ones": lambda a: 1, "new_empty": lambda a: 0,
+          "full": lambda a: a[1], "full_like": lambda a: a[1], "new_full": lambda a: a[2]}
+
+
+def lower_creations(ep):
+    """A copy of ``ep`` whose tensor factories that fill one value (``zeros``, ``ones``,
+    ``full``, ``empty``, their ``_like`` and ``new_`` forms: ``creation_op`` nodes left by a
+    dynamic export) are written in core ops: a one-element constant ``Expand``-ed to the
+    sizes the graph computes, then made ``Contiguous`` (so in-place writes stay valid).
+    Consumers with no notion of ``creation_op`` (ONNX, the C library) take this form; other
+    factories (``arange``, ``eye``, ...) stay nodes and such consumers refuse them."""
+    import copy
+
+    import numpy as np
+
+    from .._tensor import _make
+    from ..ops.shape import Contiguous, Expand
+    if not any(n.target is _capture.creation_op for n in ep.graph.nodes):
+        return ep
+    graph = copy.deepcopy(ep.graph)
+    constants = dict(ep.constants)
+    count = len(constants)
+    for node in list(graph.nodes):
+        if node.target is not _capture.creation_op or node.args[0] not in _FILLS:
+            continue
+        name, args = node.args[0], node.args[1:]
+        value = node.kwargs.get("fill_value")
+        if value is None and len(args) > (2 if name == "new_full" else 1 if "full" in name
+                                          else -1):
+            value = _FILLS[name](args)
+        shape, dtype = node.meta["tensor_meta"][:2]
+        if name.endswith("_like"):
+            sizes = None
+        elif name.startswith("new_"):
+            sizes = args[1:2] if name == "new_full" else args[1:]
+        else:
+            sizes = args[:1] if name == "full" else args
+        if sizes is not None and len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        if value is None or hasattr(value, "op") or "size" in node.kwargs:
+            continue  # a fill computed in the graph, or sizes given by keyword
+        while f"_tensor_constant{count}" in constants:
+            count += 1
+        const_name = f"_tensor_constant{count}"
+        constants[const_name] = _make(np.full((1,) * len(shape), value, dtype=dtype.np))
+        with graph.inserting_before(node):
+            if sizes is None:  # the source tensor's sizes, read at run time
+                sizes = tuple(graph.call_function(_capture.sym_size, (args[0], d))
+                              for d in range(len(shape)))
+            const = graph.get_attr(const_name)
+            made = graph.call_function(Contiguous.apply, (
+                graph.call_function(Expand.apply, (const, tuple(sizes))),))
+        made.meta.update(node.meta)
+        node.replace_all_uses_with(made)
+        graph.erase_node(node)
+    return ExportedProgram(graph, ep.graph_signature, ep.state_dict, constants,
+                           ep.range_constraints, ep._guards, ep._in_spec, ep._out_spec,
+                           ep._dynamic)
 
 
 def _drop_constant_placeholders(cap):

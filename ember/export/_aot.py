@@ -1478,7 +1478,8 @@ def aot_compile(exported_program, out_dir, *, blas=None, march_native=False):
 
     ``blas``: a CBLAS library name to link (``"openblas"``) instead of the built-in GEMM.
     ``march_native``: build for this machine's CPU (``-march=native``)."""
-    c = _lower(exported_program)
+    from . import lower_creations  # zeros(B, ...) made in forward, in core ops
+    c = _lower(lower_creations(exported_program))
     src = _generate(c, blas)
     os.makedirs(out_dir, exist_ok=True)
     flags, libs = build_flags(blas, march_native)

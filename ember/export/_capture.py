@@ -131,6 +131,41 @@ def random_op(name, *args, **kwargs):
 random_op._fx_impure = True
 
 
+# Tensor factories whose sizes may be read from an input's shape (``ember.zeros(x.shape[0],
+# 4)``, ``arange(x.size(1))``). Captures made for dynamic dimensions record them as
+# ``creation_op`` nodes, so that their size arguments can be fitted to the dimensions like any
+# other integer argument (``ember.export._generalise``); other captures keep today's constants.
+CREATION_FUNCTIONS = ("zeros", "ones", "full", "empty", "arange", "linspace", "eye",
+                      "zeros_like", "ones_like", "full_like", "empty_like", "tensor",
+                      "scalar_tensor")
+CREATION_METHODS = ("new_zeros", "new_ones", "new_full", "new_empty")
+# the ones whose first argument is a tensor read for its shape, dtype and device only
+_LIKE = frozenset(n for n in CREATION_FUNCTIONS if n.endswith("_like")) | \
+    frozenset(CREATION_METHODS)
+
+
+def creation_op(name, *args, **kwargs):
+    """Graph node: the tensor factory ``ember.<name>(*args, **kwargs)`` (one of
+    ``CREATION_FUNCTIONS``) or the method ``args[0].<name>(*args[1:], **kwargs)`` (one of
+    ``CREATION_METHODS``), made anew on every replay with the sizes the graph computes."""
+    if name in CREATION_METHODS:
+        return getattr(Tensor, name)(*args, **kwargs)
+    if name not in CREATION_FUNCTIONS:
+        raise ValueError(f"creation_op: {name!r} is not one of ember's tensor factories")
+    from ..ops import creation as _c
+    return getattr(_c, name)(*args, **kwargs)
+
+
+def _plain(a):
+    """``a`` with tuple subclasses (``ember.Size``) made plain tuples, so graphs hold only
+    the argument types the archive's JSON schema knows."""
+    if isinstance(a, tuple):
+        return tuple(_plain(x) for x in a)
+    if type(a) is list:
+        return [_plain(x) for x in a]
+    return a
+
+
 def set_grad(p, g):
     """Graph node: ``p.grad = g``."""
     p.grad = g
@@ -157,7 +192,8 @@ def optimizer_param_step(opt, group_index, p):
 optimizer_param_step._fx_impure = True
 
 _HELPERS = {f.__name__: f for f in (set_grad_enabled, sym_size, accumulate_grad, zero_grads,
-                                     set_grad, random_op, optimizer_param_step)}
+                                     set_grad, random_op, optimizer_param_step,
+                                     creation_op)}
 _HELPERS.update({"operator.getitem": operator.getitem, "operator.add": operator.add,
                  "operator.mul": operator.mul, "operator.sub": operator.sub,
                  "operator.floordiv": operator.floordiv, "operator.neg": operator.neg,
@@ -325,6 +361,7 @@ class CaptureMode:
     place rather than copy: constants among them are kept by reference."""
 
     records_backward = True  # the engine runs backward formulas as ops for this mode
+    record_creation = False  # record tensor factories as ``creation_op`` nodes (see there)
     # ``hook(mode, tensor, reader_name, what, orig_reader, args, kwargs)``: called instead of
     # refusing a data-dependent value read (``ember.compile`` records a graph break there)
     on_value_read = None
@@ -343,6 +380,7 @@ class CaptureMode:
         self.mutated: set = set()  # ids of arrays written by recorded in-place nodes
         self.data_dependent: set = set()
         self.objects: dict = {}    # id(obj) -> get_attr node for non-tensor objects
+        self.created: dict = {}    # creation_op node -> the tensor it made at capture
 
     # -- values
     def bind(self, t, node, data_dependent=True):
@@ -553,6 +591,32 @@ class CaptureMode:
         self._meta(node, out)
         return out
 
+    def creation_call(self, name, orig, args, kwargs):
+        """``ember.zeros(...)`` and the other factories (``CREATION_FUNCTIONS``/``_METHODS``)
+        inside a region captured with ``record_creation``: a ``creation_op`` node."""
+        if self.in_op or kwargs.get("out") is not None:  # part of an op, or writes a tensor
+            return orig(*args, **kwargs)
+        args, kwargs = _plain(args), {k: _plain(v) for k, v in kwargs.items()}
+        fx_args, fx_kwargs = self.arg(args), self.arg(kwargs)
+        self._sync_grad_mode()
+        self.in_op += 1
+        try:
+            out = orig(*args, **kwargs)
+        finally:
+            self.in_op -= 1
+        node = self.graph.create_node("call_function", creation_op, (name,) + fx_args,
+                                      fx_kwargs, name=name)  # named as PyTorch's: ``zeros``
+        if _RECORD_LINES:
+            node.meta["source_line"] = _source_line()
+        # a factory's values never depend on the data of a tensor it reads the shape of
+        values = (fx_args[1:] if name in _LIKE else fx_args, fx_kwargs)
+        self.bind(out, node, self._depends(values))
+        self._meta(node, out)
+        # the value made now: ``_generalise`` turns the nodes whose sizes stay fixed back
+        # into constants (later in-place writes to ``out`` must not reach this copy)
+        self.created[node] = _make(out._data.copy())
+        return out
+
     def check_value_read(self, t, what):
         if self.nodes.get(id(t._data)) in self.data_dependent:
             raise DataDependentError(
@@ -709,6 +773,25 @@ def _install(mode):
             grad_prop.fset(self, value)  # validates the value first
             mode.set_grad(self, value)
     Tensor.grad = property(grad_prop.fget, grad_set, doc=grad_prop.__doc__)
+    saved["creation"] = []
+    if mode.record_creation:
+        from ..ops import creation as _c
+        for name in CREATION_FUNCTIONS:
+            orig = getattr(_c, name)
+
+            def factory(*args, __name=name, __orig=orig, **kwargs):
+                return mode.creation_call(__name, __orig, args, kwargs)
+            for ns in (_c, ember):
+                if getattr(ns, name, None) is orig:
+                    saved["creation"].append((ns, name, orig))
+                    setattr(ns, name, factory)
+        for name in CREATION_METHODS:
+            orig = getattr(Tensor, name)
+
+            def method(self, *args, __name=name, __orig=orig, **kwargs):
+                return mode.creation_call(__name, __orig, (self,) + args, kwargs)
+            saved["creation"].append((Tensor, name, orig))
+            setattr(Tensor, name, method)
     gen = _random.default_generator
     saved["rng"] = gen._rng
     gen._rng = _RandomGuard(gen._rng, mode)
@@ -734,7 +817,7 @@ def _uninstall(mode, saved):
         _opt.Optimizer._use_flat = saved["use_flat"]
     _random.default_generator._rng = saved["rng"]
     Tensor.grad = saved["grad"]
-    for ns, name, orig in saved["random"]:
+    for ns, name, orig in saved["random"] + saved["creation"]:
         setattr(ns, name, orig)
 
 
@@ -751,6 +834,7 @@ class Capture:
         self.out_spec = out_spec
         self.param_names = param_names
         self.modules = modules
+        self.created = {}  # creation_op node -> its value at capture (``record_creation``)
 
     def run(self, *flat, check=True):
         """Replay on ``flat`` inputs (guards checked first); returns the captured result's
@@ -771,7 +855,7 @@ def check_not_nested():
 
 
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
-            unflatten=None, flatten_out=None, on_value_read=None):
+            unflatten=None, flatten_out=None, on_value_read=None, record_creation=False):
     """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
 
     ``flat_inputs``: the flat list of input leaves (Tensors or Python constants), named by
@@ -780,7 +864,8 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     ``modules``: ``{path: module}`` whose parameters and buffers become ``get_attr`` nodes
     named by their dotted path (``lift_params``: placeholders ``p_<path>``/``b_<path>``
     before the user inputs instead, as ``export`` writes them). ``on_value_read``: see
-    ``CaptureMode.on_value_read``."""
+    ``CaptureMode.on_value_read``. ``record_creation``: tensor factories become
+    ``creation_op`` nodes instead of constants (captures for dynamic dimensions)."""
     from ..fx import Graph
     check_not_nested()
     modules = modules or {}
@@ -794,6 +879,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
         persistent += list(params.values()) + list(buffers.values())
     mode = CaptureMode(graph, persistent)
     mode.on_value_read = on_value_read
+    mode.record_creation = record_creation
     attrs = {}
     param_names = []
     for kind, table in (("p", params), ("b", buffers)):
@@ -844,7 +930,9 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     graph.output(tuple(out_nodes))
     for name, c in mode.consts.items():
         attrs[name] = c.tensor
-    return Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
+    cap = Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
+    cap.created = mode.created
+    return cap
 
 
 def trace_program(fn, args, *, modules=None, persistent=()):

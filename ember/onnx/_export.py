@@ -1137,6 +1137,7 @@ def _export_proto(model, args, kwargs, input_names, output_names, dynamic_axes,
     try:
         ep = _ember_export.export(model, args, kwargs, dynamic_shapes=_dims_for_export(
             model, args, kwargs, input_names, dynamic_axes, dynamic_shapes))
+        ep = _ember_export.lower_creations(ep)  # zeros(B, ...) made in forward, in core ops
     finally:
         if was_training:
             model.train()
