@@ -11,7 +11,9 @@ specialisation's guards (input shapes and dtypes, module training flags) and rai
 ``script`` does not compile Python: it traces symbolically (``ember.fx.symbolic_trace``), so
 it accepts the modules and functions whose forward has no data-dependent control flow, and
 otherwise raises an error that says to use ``jit.trace`` with inputs that take the branch
-you need, or ``ember.export``.
+you need, or ``ember.export``. Its result is a ``GraphModule`` with ``save``: the graph, the
+ember layers it calls and their weights are written without pickle
+(``ember.jit._script_archive``), and load where the model's source is absent.
 
 Compatibility: ``save``/``load`` write ember's program archive (the format of
 ``ember.export.save``: a zip holding the graph as versioned JSON and the weights in
@@ -317,7 +319,8 @@ def _check(func, traced, input_sets, kwargs, rng, tol, is_module):
 def script(obj, optimize=None, _frames_up=0, _rcb=None, example_inputs=None):
     """ember's ``script``: a symbolic trace (``ember.fx.symbolic_trace``), so the forward
     must not branch on tensor values. With ``example_inputs`` the result is ``trace``'s."""
-    if isinstance(obj, _ScriptMixin):
+    if isinstance(obj, _ScriptMixin) or (isinstance(obj, _module_base()) and
+                                         isinstance(obj, _CLASSES.get("Scripted", ()))):
         return obj
     if example_inputs is not None:
         first = example_inputs[0] if isinstance(example_inputs, list) else example_inputs
@@ -332,7 +335,9 @@ def script(obj, optimize=None, _frames_up=0, _rcb=None, example_inputs=None):
                                   "example inputs") from None
     _SCRIPTING[0] += 1
     try:
-        gm = symbolic_trace(obj)
+        traced = symbolic_trace(obj)
+        gm = _scripted_class()(traced, traced.graph, type(traced).__name__)
+        gm.__dict__["_ember_script_is_function"] = not isinstance(obj, _module_base())
     except Exception as e:  # the tracer's errors name the line; say what to do instead
         raise RuntimeError(
             f"jit.script: ember scripts by tracing symbolically, and this forward cannot be "
@@ -344,15 +349,36 @@ def script(obj, optimize=None, _frames_up=0, _rcb=None, example_inputs=None):
     return gm
 
 
+def _scripted_class():
+    """``jit.script``'s result type: an ``ember.fx.GraphModule`` (symbolic trace) that can
+    be saved (``.save(f)``, ``jit.save``) and loaded without the model's source."""
+    if "Scripted" not in _CLASSES:
+        from ..fx import GraphModule
+
+        class ScriptedGraphModule(GraphModule):
+            """A scripted module or function: a symbolic-trace GraphModule with ``save``."""
+
+            def save(self, f, _extra_files=None):
+                save(self, f, _extra_files=_extra_files)
+
+        _CLASSES["Scripted"] = ScriptedGraphModule
+    return _CLASSES["Scripted"]
+
+
 # ---------------------------------------------------------------------- save / load
 def save(m, f, _extra_files=None):
-    """Write a traced module or function to ``f`` (ember's program archive, not
+    """Write a traced or scripted module or function to ``f`` (ember's program archive, not
     TorchScript's; see the module docstring)."""
     from ..export._serialize import encode_graph, encode_guards, write_archive
     if not isinstance(m, _ScriptMixin):
-        raise TypeError(f"jit.save: expected a module or function from ember.jit.trace, got "
-                        f"{type(m).__name__} (jit.script results are symbolic GraphModules: "
-                        "trace them with example inputs to save)")
+        from ..fx import GraphModule
+        if isinstance(m, GraphModule):  # jit.script's result (or any symbolic trace)
+            from ._script_archive import save_scripted
+            return save_scripted(m, f, type(m).__name__,
+                                 m.__dict__.get("_ember_script_is_function", False),
+                                 _extra_files)
+        raise TypeError(f"jit.save: expected a module or function from ember.jit.trace or "
+                        f"ember.jit.script, got {type(m).__name__}")
     p = m._program
     state, params = {}, []
     if isinstance(m, _script_module_class()):
@@ -383,6 +409,9 @@ def load(f, map_location=None, _extra_files=None):
         with open(f, "rb") as fh:
             f = io.BytesIO(fh.read())
     program, state, constants = read_archive(f, _extra_files)
+    if program.get("kind") == "scripted_module":
+        from ._script_archive import build_scripted
+        return build_scripted(program, state)
     if program.get("kind") != "script_module":
         raise RuntimeError(f"jit.load: the file holds a {program.get('kind')}, not a traced "
                            "module (use ember.export.load)")

@@ -161,3 +161,136 @@ def test_helpers():
     assert ember.jit.annotate(typing.List[int], [1]) == [1]
     assert ember.jit.Final is typing.Final
     assert ember.jit.wait(ember.jit.fork(lambda: 5)) == 5
+
+
+# ---------------------------------------------------------------------- scripted save/load
+class _Wrapped(nn.Module):
+    """The transformer encoder as a leaf module (a root module is always traced through)."""
+
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, x):
+        return self.enc(x)
+
+
+def _scripted_case(i):
+    m, xs = _build(i, ember.float64)
+    if CASES[i][0] == "encoder":
+        m = _Wrapped(m)
+    return m, xs
+
+
+def test_script_save_load_in_a_fresh_process_without_the_source(tmp_path):
+    wants = []
+    for i in range(len(CASES)):
+        m, xs = _scripted_case(i)
+        s = ember.jit.script(m)
+        s.save(tmp_path / f"prog{i}.zip")  # ScriptModule.save
+        ember.save(list(xs), tmp_path / f"in{i}.pt")
+        wants.append(m(*xs))
+    run_child(tmp_path, "jit", len(CASES))
+    for i, want in enumerate(wants):
+        _assert_same(ember.load(tmp_path / f"out{i}.pt"), want, exact=True)
+
+
+def test_script_save_load_in_process_keeps_modules_and_state():
+    m, xs = _scripted_case(2)  # ResNet-18: convolutions without bias, batch norm buffers
+    s = ember.jit.script(m)
+    buf = io.BytesIO()
+    ember.jit.save(s, buf)
+    buf.seek(0)
+    loaded = ember.jit.load(buf)
+    _assert_same(loaded(*xs), m(*xs), exact=True)
+    assert list(loaded.state_dict()) == list(s.state_dict())
+    assert loaded.code == s.code
+    assert ember.jit.script(loaded) is loaded
+    # a loaded scripted module trains: batch norm updates its running statistics
+    loaded.train()
+    before = loaded.bn1.running_mean.clone()
+    loaded(ember.cat([xs[0], xs[0] + 1]))  # two samples: batch norm needs more than one
+    assert not np.array_equal(before.numpy(), loaded.bn1.running_mean.numpy())
+
+
+def test_script_function_save_load():
+    def f(a, b):
+        return ember.relu(a) * b.sum(0) + a.view(-1, 2).shape[0]
+
+    s = ember.jit.script(f)
+    buf = io.BytesIO()
+    s.save(buf)
+    buf.seek(0)
+    g = ember.jit.load(buf)
+    a, b = ember.randn(4, 2), ember.randn(4, 2)
+    _assert_same(g(a, b), f(a, b), exact=True)
+
+
+@ember.fx.wrap
+def _user_helper(x):
+    return x * 3
+
+
+def test_script_save_refuses_what_would_need_the_source():
+    class UsesHelper(nn.Module):
+        def forward(self, x):
+            return _user_helper(x) + 1
+
+    s = ember.jit.script(UsesHelper())
+    with pytest.raises(TypeError, match="not a function of ember"):
+        s.save(io.BytesIO())
+
+    class MyLeaf(nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.leaf = MyLeaf()
+
+        def forward(self, x):
+            return self.leaf(x)
+
+    class LeafTracer(ember.fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, MyLeaf) or super().is_leaf_module(m, qualname)
+
+    outer = Outer()
+    gm = ember.fx.GraphModule(outer, LeafTracer().trace(outer))
+    with pytest.raises(TypeError, match="not a module of ember"):
+        ember.jit.save(gm, io.BytesIO())
+
+
+@pytest.mark.parametrize("field, value", [
+    ("target", {"fn": "os:system"}),
+    ("target", {"fn": "ember.serialization:pickle.loads"}),
+    ("target", {"fn": "builtins:eval"}),
+    ("module", "builtins:object"),
+    ("module", "ember.nn.modules.module:__class__"),
+])
+def test_script_load_refuses_tampered_targets(field, value):
+    import json
+    import zipfile
+
+    from ember.export._serialize import UnknownTargetError
+    s = ember.jit.script(nn.Sequential(nn.Linear(3, 3), nn.ReLU()))
+    s2 = ember.jit.script(lambda x: ember.relu(x) + 1)
+    buf = io.BytesIO()
+    (s if field == "module" else s2).save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    prog = json.loads(files["program.json"])
+    if field == "module":
+        prog["modules"][0][1] = value
+    else:
+        node = next(n for n in prog["graph"]["nodes"] if n["op"] == "call_function")
+        node["target"] = value
+    files["program.json"] = json.dumps(prog).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    out.seek(0)
+    with pytest.raises(UnknownTargetError):
+        ember.jit.load(out)
