@@ -1281,13 +1281,15 @@ def _as_shape(shape):
     return (int(shape),) if _is_int(shape) else tuple(int(s) for s in shape)
 
 
-_FUNCTIONS[np.empty] = _creation(lambda shape, *a, **k: (_as_shape(shape), np.float64))
+# ``np.zeros(shape, dtype)``: the dtype may come positionally
+_FUNCTIONS[np.empty] = _creation(lambda shape, dtype=None, *a, **k: (
+    _as_shape(shape), np.float64 if dtype is None else dtype))
 _FUNCTIONS[np.zeros] = _FUNCTIONS[np.empty]
 _FUNCTIONS[np.ones] = _FUNCTIONS[np.empty]
 
 
-def _full_default(shape, fill_value, *a, **k):
-    return _as_shape(shape), np.asarray(fill_value).dtype
+def _full_default(shape, fill_value, dtype=None, *a, **k):
+    return _as_shape(shape), np.asarray(fill_value).dtype if dtype is None else dtype
 
 
 _FUNCTIONS[np.full] = _creation(_full_default)

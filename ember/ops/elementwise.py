@@ -1408,6 +1408,11 @@ class Polygamma(Node):
     saves = (0,)
 
     @staticmethod
+    def meta(ctx, a, n):
+        ctx.n = n
+        return MetaArray(a.shape, to_float(a).dtype)
+
+    @staticmethod
     def forward(ctx, a, n):
         ctx.n = n
         with np.errstate(all="ignore"):
@@ -1628,10 +1633,13 @@ def mvlgamma(input, p, *, out=None):
         raise RuntimeError("p has to be greater than or equal to 1")
     if input._data.dtype.kind not in "fc":  # integers promote to the default float, as in PyTorch
         input = input.to(D.get_default_dtype())
-    if not builtins.bool(np.all(input._data > (p - 1) / 2)):
+    if type(input._data) is not MetaArray and \
+            not builtins.bool(np.all(input._data > (p - 1) / 2)):  # meta: no values to check
         raise RuntimeError(f"All elements must be greater than (p-1)/2 = {(p - 1) / 2}")
     from .._tensor import _make
     offsets = _make(-np.arange(p, dtype=input._data.dtype) / 2)
+    if type(input._data) is MetaArray:
+        offsets = offsets.to("meta")
     r = lgamma(input.unsqueeze(-1) + offsets).sum(-1) + p * (p - 1) / 4 * math.log(math.pi)
     return _out(r, out)
 
@@ -1821,6 +1829,12 @@ class OrthogonalPolynomial(Node):
     """``special.*_polynomial_*``: values only (PyTorch defines no derivative for them)."""
 
     differentiable = False
+
+    @staticmethod
+    def meta(ctx, x, n, kind, shifted):
+        rt = result_dtype(x, n)
+        rt = rt if rt.is_floating_point else D.get_default_dtype()
+        return MetaArray(np.broadcast_shapes(np.shape(x), np.shape(n)), rt.np)
 
     @staticmethod
     def forward(ctx, x, n, kind, shifted):

@@ -97,6 +97,11 @@ class IndexAddZeros(Node):
     """``zeros(shape).index_put_(idx, g, accumulate=True)``: getitem's backward."""
 
     @staticmethod
+    def meta(ctx, g, shape, idx):
+        ctx.idx = idx
+        return MetaArray(tuple(shape), g.dtype)
+
+    @staticmethod
     def forward(ctx, g, shape, idx):
         ctx.idx = idx
         z = np.zeros(shape, dtype=g.dtype)
@@ -515,6 +520,12 @@ class ScatterReduce(Node):
     saves_output = True
 
     @staticmethod
+    def meta(ctx, a, src, idx, reduce, include_self):
+        ctx.idx, ctx.reduce, ctx.include_self = idx, reduce, include_self
+        ctx.full, ctx.hit = idx, MetaArray(a.shape, np.int64)
+        return MetaArray(a.shape, a.dtype)
+
+    @staticmethod
     def forward(ctx, a, src, idx, reduce, include_self):
         ctx.idx, ctx.reduce, ctx.include_self = idx, reduce, include_self
         full = ctx.full = idx  # a full index tuple (see _scatter_index)
@@ -807,6 +818,8 @@ def histc(input, bins=100, min=0, max=0):
     a = input._data
     if a.dtype.kind != "f":
         raise RuntimeError(f"\"histogram_cpu\" not implemented for '{input.dtype}'")
+    if type(a) is MetaArray:  # ``bins`` counts whatever the range: no data needed
+        return _make(MetaArray((int(bins),), a.dtype))
     lo, hi = float(min), float(max)
     if lo == hi and a.size:
         lo, hi = float(a.min()), float(a.max())
@@ -827,6 +840,10 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
         raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
                            f"same dtype, but got input {input.dtype}")
     edges = bins._data if isinstance(bins, Tensor) else int(bins)
+    if type(a) is MetaArray:  # the counts' and edges' shapes follow from ``bins`` alone
+        n = edges if isinstance(edges, int) else edges.shape[0] - 1
+        return return_types.histogram(_make(MetaArray((n,), a.dtype)),
+                                      _make(MetaArray((n + 1,), a.dtype)))
     w = weight._data if weight is not None else None
     rng = None
     if range is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._meta import asarray as xp_asarray
+from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.graph import Node, named
 from ..autograd import forward_ad as _fad
@@ -1092,6 +1092,10 @@ class _Identity(Node):
     gradient, as PyTorch's result is."""
 
     @staticmethod
+    def meta(ctx, a):
+        return MetaArray(a.shape, a.dtype)
+
+    @staticmethod
     def forward(ctx, a):
         return np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy()
 
@@ -1398,7 +1402,7 @@ def _try(fn):
 
 def _ex(result_fn, A, info, check_errors, rt, op):
     from .._tensor import _make
-    if not info.any():
+    if type(info) is MetaArray or not info.any():  # meta: no values, no failures to report
         return rt(result_fn(A), _make(info))
     if check_errors:
         raise RuntimeError(f"{op}: The factorization could not be completed (info = "
@@ -1415,8 +1419,8 @@ def inv_ex(A, *, check_errors=False, out=None):
     """``(inverse, info)``: ``info`` is 0 where the inverse exists, else the position of the
     first zero pivot; errors only when ``check_errors``."""
     _sq(A, "linalg.inv_ex")
-    info = _leading_minor_failures(A._data, _try(np.linalg.inv)) if A.numel() else \
-        np.zeros(A.shape[:-2], np.int32)
+    info = _leading_minor_failures(A._data, _try(np.linalg.inv)) if A.numel() and \
+        type(A._data) is not MetaArray else np.zeros(A.shape[:-2], np.int32, like=A._data)
     return _ex(inv, A, info, check_errors, _inv_ex_rt, "linalg.inv_ex")
 
 
@@ -1424,8 +1428,8 @@ def cholesky_ex(A, *, upper=False, check_errors=False, out=None):
     """``(L, info)``: ``info`` is 0 where ``A`` is positive-definite, else the order of the
     first leading minor that is not."""
     _sq(A, "linalg.cholesky_ex")
-    info = _leading_minor_failures(A._data, _try(np.linalg.cholesky)) if A.numel() else \
-        np.zeros(A.shape[:-2], np.int32)
+    info = _leading_minor_failures(A._data, _try(np.linalg.cholesky)) if A.numel() and \
+        type(A._data) is not MetaArray else np.zeros(A.shape[:-2], np.int32, like=A._data)
     return _ex(lambda a: linalg_cholesky(a, upper=upper), A, info, check_errors,
                _cholesky_ex_rt, "linalg.cholesky_ex")
 
@@ -1434,7 +1438,8 @@ def solve_ex(A, B, *, left=True, check_errors=False, out=None):
     """``(result, info)`` of ``linalg.solve``; a singular system raises (as with
     ``check_errors=True``)."""
     from .._tensor import _make
-    return _solve_ex_rt(solve(A, B, left=left), _make(np.zeros(A.shape[:-2], np.int32)))
+    return _solve_ex_rt(solve(A, B, left=left),
+                        _make(np.zeros(A.shape[:-2], np.int32, like=A._data)))
 
 
 @autocast_function("fp32")

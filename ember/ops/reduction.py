@@ -296,7 +296,7 @@ class MaxDim(_MaxMinDim):
     @staticmethod
     def forward(ctx, a, dim, keepdim):
         _check_nonempty(a, (dim,), "max")
-        idx = _arg_nan(a, dim, np.argmax) if a.ndim else np.zeros((), np.int64)
+        idx = _arg_nan(a, dim, np.argmax) if a.ndim else np.zeros((), np.int64, like=a)
         ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
         ctx.idx = idx
         v = np.take_along_axis(a, np.expand_dims(idx, dim), dim) if a.ndim else a.copy()
@@ -309,7 +309,7 @@ class MinDim(_MaxMinDim):
     @staticmethod
     def forward(ctx, a, dim, keepdim):
         _check_nonempty(a, (dim,), "min")
-        idx = _arg_nan(a, dim, np.argmin) if a.ndim else np.zeros((), np.int64)
+        idx = _arg_nan(a, dim, np.argmin) if a.ndim else np.zeros((), np.int64, like=a)
         ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
         ctx.idx = idx
         v = np.take_along_axis(a, np.expand_dims(idx, dim), dim) if a.ndim else a.copy()
@@ -521,7 +521,7 @@ class _CumMaxMin(Node):
     def forward(cls, ctx, a, dim):
         ctx.shape, ctx.dim = a.shape, dim
         if a.ndim == 0:
-            ctx.idx = np.zeros((), np.int64)
+            ctx.idx = np.zeros((), np.int64, like=a)
             return a.copy(), ctx.idx
         vals = cls._ufunc.accumulate(a, axis=dim)
         # an element becomes the running extreme where it equals it (ties: the latest wins)

@@ -325,6 +325,11 @@ class Diagonal(Node):
 
 class _DiagonalScatter(Node):
     @staticmethod
+    def meta(ctx, a, src, offset, d1, d2):
+        ctx.args = (offset, d1, d2)
+        return MetaArray(a.shape, a.dtype)
+
+    @staticmethod
     def forward(ctx, a, src, offset, d1, d2):
         ctx.args = (offset, d1, d2)
         out = a.copy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import _MODES, Node
 from ._util import norm_dim
@@ -39,6 +40,15 @@ class OrderIndices(Node):
     a function of the input instead of baking the example's indices in as a constant."""
 
     differentiable = False
+
+    @staticmethod
+    def meta(ctx, a, d, kind, param):
+        shape = list(a.shape)
+        if kind == "topk":
+            shape[d] = param[0]
+        elif kind != "sort":  # one position per row: kth, median, mode
+            shape[d] = 1
+        return MetaArray(tuple(shape), np.int64)
 
     @staticmethod
     def forward(ctx, a, d, kind, param):
@@ -148,6 +158,8 @@ def _median(input, dim, keepdim, ignore_nan, name):
     if dim is None:
         _refuse_capture(f"{name}() of all elements")
         flat = input._data.reshape(-1)
+        if type(flat) is MetaArray:  # a 0-d result; which element it is needs the data
+            return _EvenlyAt.apply(input, MetaArray((), flat.dtype))
         pos = _median_pos(flat, 0, ignore_nan)
         value = np.sort(flat)[pos]
         return _EvenlyAt.apply(input, np.asarray(value, dtype=flat.dtype))
