@@ -69,7 +69,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
             padding_idx += n
         if not 0 <= padding_idx < n:
             raise AssertionError("Padding_idx must be within num_embeddings")
-    if max_norm is not None:
+    if max_norm is not None and not weight.is_meta:  # renorming changes values only
         _renorm_rows(weight, idx, max_norm, norm_type)
     return EmbeddingLookup.apply(weight, idx, padding_idx, scale_grad_by_freq)
 

@@ -202,6 +202,8 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     if not training:
         return leaky_relu(input, (lower + upper) / 2, inplace)
     slope = _make(_rng(None).uniform(lower, upper, size=input.shape).astype(input._data.dtype))
+    if input.is_meta:  # the slopes are drawn (the generator advances as eagerly), not kept
+        slope = slope.to("meta")
     return _composed(input, inplace, lambda x: E.where(x >= 0, x, x * slope))
 
 
@@ -848,6 +850,8 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduct
     n, c = x.shape
     counts = np.zeros((n, c), dtype=x._data.dtype)  # how often class j is listed as a target
     is_target = np.zeros((n, c), dtype=bool)
+    if input.is_meta:  # which classes are targets changes values only: no loop over them
+        t = np.zeros((n, 0), np.int64)
     for r in range(n):
         for idx in t[r]:
             if idx < 0:
@@ -858,7 +862,7 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduct
             is_target[r, idx] = True
     pair = counts[:, :, None] * (~is_target)[:, None, :]
     hinge = E.relu(1 - x.unsqueeze(2) + x.unsqueeze(1))
-    loss = (hinge * _make(pair)).sum((1, 2)) / c
+    loss = (hinge * _make(pair).to(input.device)).sum((1, 2)) / c
     if input.ndim < 2:
         loss = loss.reshape(())
     return _reduce(loss, reduction)

@@ -120,6 +120,11 @@ class IndexPut(Node):
     """``a[idx] = v`` (out of place here; ``apply_inplace`` writes it back)."""
 
     @staticmethod
+    def meta(ctx, a, v, idx, accumulate=False):
+        ctx.idx, ctx.accumulate = idx, accumulate
+        return MetaArray(a.shape, a.dtype)  # written in place: the shape never changes
+
+    @staticmethod
     def forward(ctx, a, v, idx, accumulate=False):
         ctx.idx, ctx.accumulate = idx, accumulate
         out = a.copy()
@@ -224,7 +229,7 @@ class IndexSelect(Node):
             if index.size != 1:
                 raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
                                    f"{index.size} value(s)")
-            if int(index.reshape(-1)[0]) not in (0, -1):
+            if type(index) is not MetaArray and int(index.reshape(-1)[0]) not in (0, -1):
                 raise IndexError("index out of range in self")
             return a.copy()
         try:
@@ -658,6 +663,8 @@ def masked_scatter(input, mask, source):
                            f"dtype {getattr(mask, 'dtype', type(mask).__name__)}")
     from .shape import broadcast_tensors
     x, m = broadcast_tensors(input, mask)
+    if type(m._data) is MetaArray:  # the result has the input's shape whatever the mask holds
+        return IndexPut.apply(x, source.reshape(-1).to(input.dtype), m._data)
     n = int(m._data.sum())
     if n > source._data.size:
         raise RuntimeError("masked_scatter: expected source to have at least as many elements "
@@ -936,7 +943,8 @@ def combinations(input, r=2, with_replacement=False):
         itertools.combinations
     idx = np.asarray(list(gen(range(n), r)), dtype=np.int64).reshape(-1, r)
     if r == 0 or idx.shape[0] == 0:
-        return _make(np.zeros((0,) if r == 0 else (0, r), dtype=input._data.dtype))
+        return _make(np.zeros((0,) if r == 0 else (0, r), dtype=input._data.dtype,
+                              like=input._data))
     return Index.apply(input, idx)
 
 
@@ -1015,6 +1023,8 @@ def nonzero_static(input, *, size, fill_value=-1):
     from .creation import tensor as _tensor
     if size < 0:
         raise RuntimeError(f"nonzero_static: 'size' must be an non-negative integer, got {size}")
+    if type(input._data) is MetaArray:  # exactly ``size`` rows: no data needed
+        return _make(MetaArray((size, input._data.ndim), np.int64))
     idx = np.argwhere(input._data)
     out = np.full((size, input._data.ndim), fill_value, dtype=np.int64)
     n = min(size, idx.shape[0])

@@ -1214,6 +1214,10 @@ def lstsq(A, B, rcond=None, *, driver=None):
     if driver not in ("gels", "gelsy", "gelsd", "gelss"):
         raise RuntimeError(f"torch.linalg.lstsq: parameter `driver` should be one of (gels, "
                            f"gelsy, gelsd, gelss), but got {driver}")
+    if type(A._data) is MetaArray or type(B._data) is MetaArray:
+        # residuals exist only where every matrix has full rank: the values decide
+        from .._meta import data_dependent
+        raise data_dependent("linalg_lstsq")
     vec = B.ndim == A.ndim - 1
     Bm = B.unsqueeze(-1) if vec else B
     m, n = A.shape[-2], A.shape[-1]
@@ -1518,6 +1522,12 @@ class LU(Node):
     saves_output = True
 
     @staticmethod
+    def meta(ctx, a):
+        *batch, m, n = a.shape
+        k = min(m, n)
+        return tuple(MetaArray(tuple(batch) + s, a.dtype) for s in ((m, m), (m, k), (k, n)))
+
+    @staticmethod
     def forward(ctx, a):
         lu, _, perm = _lu_np(a)
         low, up = _unpack_np(lu)
@@ -1570,13 +1580,16 @@ def linalg_lu(A, *, pivot=True, out=None):
 def lu_factor(A, *, pivot=True, out=None):
     """``(LU, pivots)``: ``L`` and ``U`` packed in one matrix, and LAPACK's 1-based row swaps."""
     _check_lu_input(A, "linalg.lu_factor")
-    _, piv, _ = _lu_np(A._data)
-    _, low, up = linalg_lu(A, pivot=pivot)
     m, n = A.shape[-2:]
     k = min(m, n)
+    if type(A._data) is MetaArray:  # the pivots' shape needs no data
+        piv = MetaArray(tuple(A.shape[:-2]) + (k,), np.int32)
+    else:
+        _, piv, _ = _lu_np(A._data)
+    _, low, up = linalg_lu(A, pivot=pivot)
     from .shape import cat
     from .._tensor import _make
-    zeros = lambda shape: _make(np.zeros(shape, A._data.dtype))  # noqa: E731
+    zeros = lambda shape: _make(np.zeros(shape, A._data.dtype, like=A._data))  # noqa: E731
     low = low.tril(-1)
     if n > k:
         low = cat([low, zeros(tuple(A.shape[:-2]) + (m, n - k))], -1)
@@ -1589,6 +1602,8 @@ def lu_factor_ex(A, *, pivot=True, check_errors=False, out=None):
     """``(LU, pivots, info)``: ``info`` is the first zero pivot (1-based), else 0."""
     lu_, piv = lu_factor(A, pivot=pivot)
     from .._tensor import _make
+    if type(lu_._data) is MetaArray:  # no values: no zero pivot to report
+        return _lu_factor_ex_rt(lu_, piv, _make(MetaArray(tuple(A.shape[:-2]), np.int32)))
     d = np.diagonal(lu_._data, 0, -2, -1)
     zero = d == 0
     info = np.where(zero.any(-1), np.argmax(zero, -1) + 1, 0).astype(np.int32)
@@ -1613,12 +1628,16 @@ def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True, *, out=N
     from .._tensor import _make
     m, n = LU_data.shape[-2:]
     k = min(m, n)
-    L = U = P = _make(np.zeros((0,), LU_data._data.dtype))
+    meta = type(LU_data._data) is MetaArray
+    L = U = P = _make(np.zeros((0,), LU_data._data.dtype, like=LU_data._data))
     if unpack_data:
-        eye = _make(np.eye(m, k, dtype=LU_data._data.dtype))
+        eye = _make(MetaArray((m, k), LU_data._data.dtype) if meta else
+                    np.eye(m, k, dtype=LU_data._data.dtype))
         L = LU_data.narrow(-1, 0, k).tril(-1) + eye
         U = LU_data.narrow(-2, 0, k).triu()
-    if unpack_pivots:
+    if unpack_pivots and (meta or type(LU_pivots._data) is MetaArray):  # rows need no data
+        P = _make(MetaArray(tuple(LU_pivots.shape[:-1]) + (m, m), LU_data._data.dtype))
+    elif unpack_pivots:
         perm = _pivots_to_perm(LU_pivots._data, m)
         P = _make(_perm_matrix(perm, LU_data._data.dtype))
     return _lu_unpack_rt(P, L, U)

@@ -856,7 +856,7 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     shape = []
     for k in range(nd):
         shape.append(n if k in (d1, d2) else rest.pop(0))
-    z = _make(np.zeros(shape, dtype=input._data.dtype))
+    z = _make(np.zeros(shape, dtype=input._data.dtype, like=input._data))
     return _DiagonalScatter.apply(z, input, offset, d1, d2)
 
 
@@ -903,7 +903,8 @@ def block_diag(*tensors):
     rt = result_dtype(*[m._data for m in mats]).np if mats else np.float32
     rows = builtins.sum(m._data.shape[0] for m in mats)
     cols = builtins.sum(m._data.shape[1] for m in mats)
-    out = _make(np.zeros((rows, cols), dtype=rt))
+    like = mats[0]._data if mats else None  # a meta input makes a meta result
+    out = _make(np.zeros((rows, cols), dtype=rt, like=like))
     r = c = 0
     from .indexing import IndexPut
     for m in mats:
