@@ -93,6 +93,11 @@ def _geqrf(input):
     a = input._data
     if a.ndim < 2:
         raise RuntimeError("torch.geqrf: input must have at least 2 dimensions.")
+    from ._meta import MetaArray
+    if type(a) is MetaArray:  # R and the reflectors fill the input's shape; min(m, n) scalars
+        from ._tensor import _make
+        return _make(MetaArray(a.shape, a.dtype)), \
+            _make(MetaArray(a.shape[:-2] + (min(a.shape[-2:]),), a.dtype))
     h, tau = np.linalg.qr(a, mode="raw")
     return _tensor(np.ascontiguousarray(np.swapaxes(h, -1, -2)).astype(a.dtype)), \
         _tensor(tau.astype(a.dtype))

@@ -1344,6 +1344,12 @@ class Eig(Node):
     saves_output = True
 
     @staticmethod
+    def meta(ctx, a):  # always complex, as PyTorch's (NumPy's real case needs the values)
+        ctx.real_in = a.dtype.kind != "c"
+        ct = np.complex128 if a.dtype in (np.float64, np.complex128) else np.complex64
+        return MetaArray(a.shape[:-1], ct), MetaArray(a.shape, ct)
+
+    @staticmethod
     def forward(ctx, a):
         ctx.real_in = a.dtype.kind != "c"
         w, v = np.linalg.eig(a)

@@ -28,10 +28,7 @@ META_DATA_DEPENDENT = {
 }
 
 META_XFAILS = {
-    'geqrf': 'NotImplementedError: Cannot copy out of meta tensor; no data! (6/6 samples)',
     'histogramdd': 'NotImplementedError: Cannot copy out of meta tensor; no data! (6/6 samples)',
-    'linalg.eigvals': 'NotImplementedError: aten::linalg_eig: the eigenvalues are computed to '
-                      'decide between a real and a complex result (6/6 samples)',
     'linalg.pinv': 'RuntimeError: Tensor.item() cannot be called on meta tensors: atol/rtol '
                    'given as tensors are read as numbers (2/6 samples)',
 }
