@@ -17,6 +17,7 @@ from ...._quantized import per_tensor_symmetric, quantize_per_tensor
 from ...._tensor import Tensor
 from ....nn.modules.module import Module
 from ....ops.creation import tensor as _tensor
+from ... import _qfast
 from . import functional as QF
 from .modules import (LinearPackedParams, _as_bias, _hide_packed_params_repr,
                       _load_scale_zp, _observer_dtype, _quantize_weight, _save_scale_zp)
@@ -88,7 +89,14 @@ class Linear(Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"dynamic quantized Linear: expected a Tensor, got "
                             f"{type(x).__name__}")
-        return _tensor_of(QF.linear_dynamic(x, self._packed_params._packed, True, self._relu))
+        packed = self._modules["_packed_params"]._packed
+        plan = packed.fast_plan(self._relu)
+        a = x._data
+        # the common case in one C call (ember.ao._qfast), with no more Python than this
+        if (plan is not None and a.dtype == np.float32 and a.flags.c_contiguous and a.ndim
+                and a.shape[-1] == plan.K):
+            return _tensor_of(_qfast.linear(plan, a))
+        return _tensor_of(QF.linear_dynamic(x, packed, True, self._relu))
 
     def weight(self):
         return self._packed_params._packed.qweight
@@ -244,26 +252,36 @@ class _RNNBase(Module):
         raise NotImplementedError
 
     def _run(self, x, hx):
-        """x: [T, B, I] float32; hx: per layer*direction states. Returns output and states."""
+        """x: [T, B, I] float32; hx: per layer*direction states. Returns output and states.
+
+        Per layer and direction: the input projection of the whole sequence in one dynamic
+        linear (one activation scale for the sequence, as PyTorch's CPU kernel; the rows do
+        not depend on their order, so the reverse direction reuses the forward order), then
+        the recurrence, in one C call where the compiler is available."""
         ndir = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        mode = 0 if self._GATES == 4 else 1
         states_out = []
         layer_in = x
         for layer in range(self.num_layers):
-            outs = []
+            T, B = layer_in.shape[:2]
+            y = np.empty((T, B, ndir * H), np.float32)
+            gin = np.ascontiguousarray(layer_in)
             for d in range(ndir):
                 ih, hh = self._cells[layer * ndir + d]
-                state = [s[layer * ndir + d] for s in hx]
-                seq = layer_in if d == 0 else layer_in[::-1]
-                # the input projection of the whole sequence at once, as PyTorch does on CPU
-                gx = QF.linear_dynamic(np.ascontiguousarray(seq), ih, True)
-                ys = []
-                for t in range(seq.shape[0]):
-                    state = self._cell(gx[t], state, hh)
-                    ys.append(state[0])
-                y = np.stack(ys) if ys else np.zeros((0,) + state[0].shape, np.float32)
-                outs.append(y if d == 0 else y[::-1])
+                # private, contiguous float32 copies: the recurrence updates them in place
+                state = [np.array(s[layer * ndir + d], dtype=np.float32, order="C")
+                         for s in hx]
+                gx = QF.linear_dynamic(gin, ih, True)
+                plan = hh.fast_plan(False)
+                if plan is not None and T:
+                    _qfast.rnn_layer(plan, mode, gx, state[0], state[-1], y, d == 1, d * H)
+                else:
+                    for t in (range(T - 1, -1, -1) if d else range(T)):
+                        state = self._cell(gx[t], state, hh)
+                        y[t, :, d * H:(d + 1) * H] = state[0]
                 states_out.append(state)
-            layer_in = np.concatenate(outs, axis=-1) if ndir == 2 else outs[0]
+            layer_in = y
         return layer_in, states_out
 
     def _prepare(self, input, hx, n_states):
@@ -380,8 +398,8 @@ class GRU(_RNNBase):
         hr, hz, hn = np.split(gh, 3, axis=-1)
         r = _sigmoid(xr + hr)
         z = _sigmoid(xz + hz)
-        n = np.tanh(xn + r * hn)
-        return [((1 - z) * n + z * h).astype(np.float32)]
+        n = np.tanh(xn + hn * r)
+        return [((h - n) * z + n).astype(np.float32)]  # PyTorch's GRUCell formula
 
     def forward(self, input, hx=None):
         x, states, batched = self._prepare(input, hx, 1)
