@@ -759,6 +759,25 @@ _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not N
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D._QUANT})
 _TORCH_NAMES.update({f"torch.{n}": q for n, q in _Q._QSCHEMES.items()})
 _TORCH_NAMES["torch._utils._rebuild_qtensor"] = _rebuild_qtensor
+
+
+class ScriptObjectState:
+    """What a pickled ``torch.ScriptObject`` (a TorchScript class instance, such as the packed
+    weights of PyTorch's dynamic quantized RNNs) loads as: its pickled state, kept as data
+    (``.state``: ``(fields, qualified class name)``), never run. The modules that know the
+    class read it (``ember.ao.nn.quantized.dynamic`` for ``CellParamsBase``)."""
+
+    state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self):
+        name = self.state[-1] if isinstance(self.state, tuple) and self.state else "?"
+        return f"ScriptObjectState({name})"
+
+
+_TORCH_NAMES["torch.ScriptObject"] = ScriptObjectState
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _QSTORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
@@ -840,6 +859,9 @@ def _load_build(self):
     inst = self.stack[-2]  # the stack ends with the object, then its state
     if isinstance(inst, (Tensor, dict)):
         _set_state(inst, self.stack.pop())
+        return
+    if type(inst) is ScriptObjectState:  # state kept as data
+        inst.__setstate__(self.stack.pop())
         return
     user_classes = tuple(obj for _, obj in map(_global_name, _SAFE_GLOBALS)
                          if isinstance(obj, type))

@@ -179,3 +179,33 @@ def test_gate_functions_within_three_ulp_of_torch(torch_q):
                       (sg, torch.sigmoid(torch.from_numpy(x)).numpy())):
         ulps = np.abs(ours.astype(np.float64) - ref) / np.spacing(np.abs(ref))
         assert ulps.max() <= 3.0
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kw", [{}, {"num_layers": 2, "bidirectional": True}])
+def test_dynamic_rnn_loads_torch_state_dict(torch_q, name, kw):
+    # PyTorch pickles TorchScript CellParamsBase objects there; ember reads their state
+    torch = torch_q
+    import torch.ao.nn.quantized.dynamic as tnqd
+    import torch.ao.quantization as tq
+    torch.manual_seed(5)
+    m = getattr(torch.nn, name)(5, 7, **kw)
+    m.qconfig = tq.default_dynamic_qconfig
+    t = getattr(tnqd, name).from_float(m)
+    e = getattr(enqd, name)(5, 7, **kw)
+    e.load_state_dict(_ember_state(torch, t))
+    for (ih, hh), key in zip(e._cells, t.state_dict()):
+        w_ih = t.state_dict()[key].__getstate__()[0][4][0].__getstate__()[0][0]
+        np.testing.assert_array_equal(ih.qweight.int_repr().numpy(), w_ih.int_repr().numpy())
+    x = torch.randn(4, 2, 5)
+    np.testing.assert_allclose(e(ember.from_numpy(x.numpy()))[0].numpy(),
+                               t(x)[0].detach().numpy(), atol=1e-6)
+
+
+def test_other_torchscript_objects_are_refused():
+    from ember.serialization import ScriptObjectState
+    obj = ScriptObjectState()
+    obj.__setstate__(((), "__torch__.torch.classes.quantized.Conv2dPackedParamsBase"))
+    e = enqd.LSTM(3, 2)
+    with pytest.raises(NotImplementedError, match="Conv2dPackedParamsBase"):
+        e.load_state_dict({"_all_weight_values.0.param": obj})

@@ -147,6 +147,30 @@ class Linear(Module):
         return q
 
 
+def _from_torch_cell_params(value, key):
+    """``(w_ih, w_hh, b_ih, b_hh)`` from the pickled state of PyTorch's TorchScript
+    ``CellParamsBase`` (``ember.serialization.ScriptObjectState``); other values pass."""
+    state = getattr(value, "state", None)
+    if not (isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], str)):
+        return value
+    if not state[1].endswith("rnn.CellParamsBase"):
+        raise NotImplementedError(f"{key}: a TorchScript {state[1]} object (ember reads "
+                                  "PyTorch's rnn.CellParamsBase)")
+    fields = state[0]
+    kind = fields[0] if isinstance(fields, tuple) and len(fields) == 5 else None
+    if kind != "quantized_dynamic":
+        raise NotImplementedError(f"{key}: PyTorch's {kind!r} RNN cell parameters (ember reads "
+                                  "int8 'quantized_dynamic' ones; float16 cells are not "
+                                  "supported)")
+    packed = fields[4]
+    parts = [getattr(p, "state", None) for p in packed]
+    if len(parts) != 2 or not all(isinstance(p, tuple) and len(p) == 2 and
+                                  isinstance(p[0], tuple) and len(p[0]) == 2 for p in parts):
+        raise RuntimeError(f"{key}: unexpected layout of PyTorch's packed RNN weights")
+    (w_ih, b_ih), (w_hh, b_hh) = (p[0] for p in parts)
+    return (w_ih, w_hh, b_ih, b_hh)
+
+
 def _tensor_of(arr):
     t = object.__new__(Tensor)
     t._data = arr
@@ -163,9 +187,11 @@ def _sigmoid(v):
 class _RNNBase(Module):
     """Weights per layer and direction: ``(w_ih, w_hh)`` packed int8 with float biases.
 
-    State dict: ``_all_weight_values.<i>.param`` holds ``(w_ih, w_hh, b_ih, b_hh)`` as
-    quantized/float tensors (PyTorch stores TorchScript objects there, which ember cannot
-    read; load float weights with ``from_float`` instead)."""
+    State dict: ember writes ``_all_weight_values.<i>.param`` as ``(w_ih, w_hh, b_ih, b_hh)``
+    (quantized/float tensors). PyTorch writes a TorchScript ``CellParamsBase`` object there;
+    ``ember.load`` keeps its pickled state as data and this module reads the int8 weights and
+    biases from it, so PyTorch's checkpoints load. PyTorch cannot read ember's tuples back
+    (that would need TorchScript objects)."""
 
     _GATES = 4
     _version = 2
@@ -232,7 +258,7 @@ class _RNNBase(Module):
                 if strict:
                     missing_keys.append(key)
                 continue
-            value = state_dict.pop(key)
+            value = _from_torch_cell_params(state_dict.pop(key), key)
             if not isinstance(value, tuple) or len(value) != 4:
                 error_msgs.append(f"{key}: expected (w_ih, w_hh, b_ih, b_hh), got "
                                   f"{type(value).__name__} (PyTorch's TorchScript-packed RNN "
