@@ -9,7 +9,8 @@ The arithmetic follows PyTorch's fbgemm/x86 kernels so that results agree with
   clamped to uint8 (from ``zy`` up when a ReLU is fused).
 * dynamic linear (fbgemm's ``ReQuantizeForFloat``): the input quantized to uint8 with
   ``ChooseQuantizationParams`` over its own min/max (``reduce_range`` halves the range), then
-  ``raw * (sx * sw) + bias`` as one fused multiply-add rounded to float32.
+  ``raw * (sx * sw) + bias`` as one fused multiply-add rounded to float32; all of it in one
+  C call (``ember.ao._qfast``) where a compiler exists, the same arithmetic in NumPy else.
 * elementwise ops: dequantize, compute in float32, quantize with the output's qparams.
 """
 
