@@ -15,7 +15,9 @@ processes alternate over ``--passes`` rounds so all see the same machine noise; 
 the median of its repeats, and the table shows the median over passes. ``--kernels`` also
 times the int8 GEMM formulations (the C kernels for int16 and for uint8-below-128
 activations, float32 BLAS) on the benchmark's GEMM shapes, which is how
-``ember.ao._gemm.choose`` was set. Asserts nothing: a measurement.
+``ember.ao._gemm.choose`` was set, and the whole fused dynamic linear of
+``ember.ao._qfast`` (what the dynamic modules run) beside float32 sgemm. Asserts nothing: a
+measurement.
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ _KERNELS = r"""
 import sys, time
 sys.path.insert(0, {root!r})
 import numpy as np
-from ember.ao import _gemm
+import ember
+from ember.ao import _gemm, _qfast
+from ember.ao.nn.quantized import functional as QF
 rng = np.random.default_rng(0)
 print("ISA", _gemm.kernel_isa())
 shapes = [(1, 512, 784), (1, 512, 512), (1, 10, 512), (64, 512, 784), (64, 512, 512),
@@ -118,8 +122,16 @@ for M, N, K in shapes:
     tc = best(lambda: _gemm.gemm_c(a, pw)) if _gemm._c_kernel() else float("nan")
     tu = best(lambda: _gemm.gemm_u8(q, 60, pw)) if _gemm._c_kernel() else float("nan")
     tb = best(lambda: _gemm.gemm_blas(a, pw, 127))
+    # the whole fused dynamic linear (min/max, quantize, panel GEMM, dequantize + bias)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    plan = _qfast.Plan(QF.PackedLinearWeight(ember.quantize_per_tensor(
+        ember.from_numpy(w.astype(np.float32)), 1.0, 0, ember.qint8), None))
+    tf = best(lambda: _qfast.linear(plan, x)) if _qfast.available() else float("nan")
+    wt = np.ascontiguousarray(w.T.astype(np.float32))
+    ts = best(lambda: x @ wt)
     print(f"KERNEL {{M}}x{{N}}x{{K}} c_int16={{tc:.1f}}us c_u8={{tu:.1f}}us "
-          f"blas={{tb:.1f}}us int16-or-blas choice={{_gemm.choose(M, N, K)}}")
+          f"blas={{tb:.1f}}us int16-or-blas choice={{_gemm.choose(M, N, K)}} "
+          f"fused_dynamic_linear={{tf:.1f}}us float32_sgemm={{ts:.1f}}us")
 """
 
 

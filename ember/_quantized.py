@@ -68,10 +68,50 @@ def _check_qdtype(dtype, fn):
     if d not in D._QUANT:
         raise RuntimeError(f"{fn}: expected a quantized dtype (ember.quint8, ember.qint8, "
                            f"ember.qint32), got {d}")
-    if d in (D.quint4x2, D.quint2x4) and fn != "quantize_per_channel":
-        raise NotImplementedError(f"{fn}: {d} (sub-byte packed) tensors are only supported "
-                                  "by quantize_per_channel with float qparams in ember")
+    if d in (D.quint4x2, D.quint2x4) and fn not in ("quantize_per_channel",
+                                                    "quantize_per_tensor"):
+        raise NotImplementedError(f"{fn}: {d} (sub-byte packed) tensors come from "
+                                  "quantize_per_tensor or quantize_per_channel (float qparams)")
     return d
+
+
+# Sub-byte dtypes: a QTensor keeps one value per uint8 element (so views and indexing work as
+# for quint8); their packed form, low bits first, ``8 // bits`` values per byte, is what
+# ``int_repr`` returns and what checkpoints store, as in PyTorch.
+SUBBYTE_BITS = {"quint4x2": 4, "quint2x4": 2}
+
+
+def pack_subbyte(q, qdtype, row_padded=False):
+    """The packed bytes of the sub-byte values ``q``, flat (PyTorch's ``int_repr``); with
+    ``row_padded``, followed by zero bytes up to PyTorch's storage size for that shape
+    (``prod(shape[:-1]) * ceil(shape[-1] / per_byte)``)."""
+    bits = SUBBYTE_BITS[qdtype.name]
+    per = 8 // bits
+    flat = np.ascontiguousarray(q, dtype=np.uint8).reshape(-1)
+    n = -(-flat.size // per)
+    if row_padded and q.ndim:
+        rows = int(np.prod(q.shape[:-1], dtype=np.int64))
+        n = max(n, rows * -(-q.shape[-1] // per))
+    vals = np.zeros(n * per, dtype=np.uint8)
+    vals[:flat.size] = flat
+    vals = vals.reshape(n, per)
+    out = np.zeros(n, dtype=np.uint8)
+    for i in range(per):
+        out |= vals[:, i] << np.uint8(bits * i)
+    return out
+
+
+def unpack_subbyte(packed, shape, qdtype):
+    """The sub-byte values of ``packed`` bytes as a uint8 array of ``shape``."""
+    bits = SUBBYTE_BITS[qdtype.name]
+    per = 8 // bits
+    n = int(np.prod(shape, dtype=np.int64))
+    packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+    if packed.size * per < n:
+        raise RuntimeError(f"{qdtype}: {packed.size} packed bytes cannot hold {n} values")
+    mask = np.uint8((1 << bits) - 1)
+    vals = np.stack([(packed >> np.uint8(bits * i)) & mask for i in range(per)], axis=-1)
+    return vals.reshape(-1)[:n].reshape(shape).copy()
 
 
 # ============================================================================ kernels
@@ -79,6 +119,9 @@ def quantize_array(x, scale, zero_point, qdtype):
     """Per-tensor quantization of a float32 array as PyTorch's x86 kernel does it."""
     lo, hi = QRANGE[qdtype.name]
     inv = _f32(1.0) / _f32(scale)
+    if qdtype.name in SUBBYTE_BITS:  # PyTorch's generic kernel: zp + nearbyint(x * inv)
+        v = np.rint((x * inv).astype(np.float32)) + zero_point
+        return np.clip(v, lo, hi).astype(np.uint8)
     if qdtype is D.qint32:
         v = np.rint((x * inv).astype(np.float32) + _f32(zero_point))
         return np.clip(v, lo, hi).astype(np.int32)
@@ -264,7 +307,10 @@ class QTensor(Tensor):
                                f"({fn} on a {self._qscheme} tensor)")
 
     def int_repr(self):
-        """The stored integers as a uint8/int8/int32 tensor (a copy)."""
+        """The stored integers as a uint8/int8/int32 tensor (a copy); for quint4x2/quint2x4
+        the packed bytes, flat, as PyTorch returns them."""
+        if self._qdtype.name in SUBBYTE_BITS:
+            return _plain(pack_subbyte(self._q, self._qdtype))
         return _plain(self._q.copy())
 
     def dequantize(self):

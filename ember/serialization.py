@@ -78,14 +78,17 @@ _STORAGE_DTYPE = {
     "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
     "ComplexHalfStorage": "complex32",
 }
-# quantized tensors' storages hold their integers (issue 20; quint4x2 is not supported)
-_QSTORAGE_DTYPE = {"QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32"}
+# quantized tensors' storages hold their integers (issue 20); quint4x2/quint2x4 storages hold
+# packed bytes, marked on load by a one-field structured dtype (see _rebuild_qtensor)
+_QSTORAGE_DTYPE = {"QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32",
+                   "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4"}
+_SUBBYTE_NP = {n: np.dtype([(n, np.uint8)]) for n in ("quint4x2", "quint2x4")}
 _QSTORAGE_NAME = {v: k for k, v in _QSTORAGE_DTYPE.items()}
 # the storage class each dtype is saved with; the others are saved untyped, as PyTorch does
 _STORAGE_OF_DTYPE = {v: k for k, v in _STORAGE_DTYPE.items()
                      if k not in ("UntypedStorage", "ComplexHalfStorage")}
 # torch storages and dtypes ember cannot hold: loading them says so precisely.
-_UNSUPPORTED_STORAGES = ("QUInt4x2Storage", "QUInt2x4Storage")
+_UNSUPPORTED_STORAGES = ()
 
 
 # ============================================================================ global names
@@ -155,7 +158,8 @@ class _Plan:
         if t.is_quantized:  # its integers, stored as a QInt8Storage & co.
             self.has_quantized = True
             if id(t) not in self.tensors:
-                ints = _make(t._q)
+                ints = _make(_Q.pack_subbyte(t._q, t.dtype, row_padded=True)
+                             if t.dtype.name in _SUBBYTE_NP else t._q)
                 ints._qstorage = _QSTORAGE_NAME[t.dtype.name]
                 self.tensors[id(t)] = ints
             return
@@ -281,6 +285,8 @@ class _Pickler(pickle._Pickler):
             self.plan.add(t)
             return (rebuild, (params,))
         ref, offset, size, stride = self.plan.layout[id(t)]
+        if t.dtype.name in _SUBBYTE_NP:  # the storage holds the packed bytes of t alone
+            size, stride = t.shape, _contiguous_strides(t.shape)
         return (rebuild, (ref, offset, tuple(size), tuple(stride), params, False,
                           OrderedDict()))
 
@@ -511,7 +517,9 @@ class _StorageType:
 
     def __init__(self, name):
         self.name = name
-        self.dtype = D._BY_NAME[_STORAGE_DTYPE.get(name) or _QSTORAGE_DTYPE[name]].np
+        qname = _QSTORAGE_DTYPE.get(name)
+        self.dtype = (_SUBBYTE_NP[qname] if qname in _SUBBYTE_NP
+                      else D._BY_NAME[_STORAGE_DTYPE.get(name) or qname].np)
 
 
 class _LoadedStorage:
@@ -535,6 +543,11 @@ def _view_of(storage, storage_offset, size, stride):
     if not isinstance(storage, _LoadedStorage):
         raise pickle.UnpicklingError(f"ember.load: corrupt checkpoint: a tensor's storage is a "
                                      f"{type(storage).__name__}")
+    names = storage.array.dtype.names
+    if names and names[0] in _SUBBYTE_NP:  # packed sub-byte values: for _rebuild_qtensor
+        name = _QSTORAGE_NAME[names[0]]
+        raise NotImplementedError(f"ember.load: a {name} can only hold a quantized tensor's "
+                                  "packed values (torch._utils._rebuild_qtensor)")
     offset = _index(storage_offset, "storage_offset")
     if not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride):
         raise RuntimeError(f"ember.load: corrupt checkpoint: a tensor has size {size!r} and "
@@ -590,9 +603,22 @@ def _finish_tensor(arr, requires_grad, metadata=None):
 def _rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad,
                      backward_hooks):
     """A quantized tensor from PyTorch's checkpoint form (see ``_Pickler._qtensor_reduce``)."""
-    arr = np.array(_view_of(storage, storage_offset, size, stride))  # own memory
-    qdtype = {np.dtype(np.int8): D.qint8, np.dtype(np.uint8): D.quint8,
-              np.dtype(np.int32): D.qint32}.get(arr.dtype)
+    names = getattr(getattr(getattr(storage, "array", None), "dtype", None), "names", None)
+    if names and names[0] in _SUBBYTE_NP:  # packed bytes: the values from storage_offset on
+        qdtype = D._BY_NAME[names[0]]
+        shape = tuple(_index(n, "size") for n in size)
+        if any(n < 0 for n in shape) or tuple(stride) != tuple(_contiguous_strides(shape)):
+            raise NotImplementedError(f"ember.load: a {qdtype} tensor of size {shape} and "
+                                      f"stride {tuple(stride)} (only contiguous ones)")
+        per = 8 // _Q.SUBBYTE_BITS[qdtype.name]
+        off = _index(storage_offset, "storage offset")
+        if off % per:
+            raise NotImplementedError(f"ember.load: a {qdtype} tensor starting inside a byte")
+        arr = _Q.unpack_subbyte(storage.array.view(np.uint8)[off // per:], shape, qdtype)
+    else:
+        arr = np.array(_view_of(storage, storage_offset, size, stride))  # own memory
+        qdtype = {np.dtype(np.int8): D.qint8, np.dtype(np.uint8): D.quint8,
+                  np.dtype(np.int32): D.qint32}.get(arr.dtype)
     if qdtype is None or not isinstance(quantizer_params, tuple) or not quantizer_params:
         raise pickle.UnpicklingError("ember.load: corrupt checkpoint (_rebuild_qtensor)")
     scheme = quantizer_params[0]
@@ -733,6 +759,25 @@ _TORCH_NAMES.update({f"torch.{d.name}": d for d in D.all_dtypes if d.np is not N
 _TORCH_NAMES.update({f"torch.{d.name}": d for d in D._QUANT})
 _TORCH_NAMES.update({f"torch.{n}": q for n, q in _Q._QSCHEMES.items()})
 _TORCH_NAMES["torch._utils._rebuild_qtensor"] = _rebuild_qtensor
+
+
+class ScriptObjectState:
+    """What a pickled ``torch.ScriptObject`` (a TorchScript class instance, such as the packed
+    weights of PyTorch's dynamic quantized RNNs) loads as: its pickled state, kept as data
+    (``.state``: ``(fields, qualified class name)``), never run. The modules that know the
+    class read it (``ember.ao.nn.quantized.dynamic`` for ``CellParamsBase``)."""
+
+    state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self):
+        name = self.state[-1] if isinstance(self.state, tuple) and self.state else "?"
+        return f"ScriptObjectState({name})"
+
+
+_TORCH_NAMES["torch.ScriptObject"] = ScriptObjectState
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _QSTORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.{n}": _StorageType(n) for n in _STORAGE_DTYPE})
 _TORCH_NAMES.update({f"torch.storage.{n}": _StorageType(n) for n in ("UntypedStorage",)})
@@ -814,6 +859,9 @@ def _load_build(self):
     inst = self.stack[-2]  # the stack ends with the object, then its state
     if isinstance(inst, (Tensor, dict)):
         _set_state(inst, self.stack.pop())
+        return
+    if type(inst) is ScriptObjectState:  # state kept as data
+        inst.__setstate__(self.stack.pop())
         return
     user_classes = tuple(obj for _, obj in map(_global_name, _SAFE_GLOBALS)
                          if isinstance(obj, type))

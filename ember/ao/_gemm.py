@@ -19,7 +19,10 @@ NumPy's integer matmul does not use BLAS, so two exact formulations compete:
   bound by memory (a batch of one); BLAS wins on large batches.
 
 ``choose(M, N, K)`` picks per shape from measured timings (``benchmarks/quantization.py``
-prints them), and a NumPy fallback serves when no C compiler exists.
+prints them), and a NumPy fallback serves when no C compiler exists. The dynamic modules
+(Linear, LSTM, GRU) run ``ember.ao._qfast`` instead: one C call per layer with weights
+prepacked for a broadcast u8 x s8 kernel (about twice as fast as ``gemm_u8`` here); these
+formulations serve the static modules and the dynamic ones' fallback.
 """
 
 from __future__ import annotations
@@ -163,69 +166,6 @@ void qgemm_s16s8(const int16_t *A, const int8_t *W, int32_t *C, long M, long N, 
 }
 """
 
-# fbgemm's dynamic linear in one call (small batches): find min/max, choose the qparams
-# (PyTorch's ChooseQuantizationParams, in double as there), quantize with one rounding of
-# x * (1/scale) + zero_point, the int8 GEMM, and out = fma(raw, sx * sw[n], bias[n]).
-_DYN_SRC = _DOT + r"""
-#include <math.h>
-void qlinear_dynamic(const float *X, long M, long K, const int8_t *W, long N,
-                     const float *wscale, const int32_t *wzp, const int32_t *wsum,
-                     const float *bias, int reduce_range, int16_t *A, float *out,
-                     double *qparams) {
-    long total = M * K;
-    float mn = 0.0f, mx = 0.0f;
-    if (total > 0) { mn = X[0]; mx = X[0]; }
-    for (long i = 1; i < total; ++i) { float v = X[i]; mn = v < mn ? v : mn; mx = v > mx ? v : mx; }
-    int qmin = 0, qmax = 255;
-    if (reduce_range) { qmin = qmin / 2; qmax = qmax / 2; }
-    mn = mn < 0.0f ? mn : 0.0f;
-    mx = mx > 0.0f ? mx : 0.0f;
-    double scale = ((double)mx - mn) / (qmax - qmin);
-    if ((float)scale == 0.0f || isinf(1.0f / (float)scale)) scale = 0.1;
-    const float small = 6.1e-5f;
-    if (scale < small) {
-        float org = (float)scale;
-        scale = small;
-        if (mn == 0.0f) mx = small * (qmax - qmin);
-        else if (mx == 0.0f) mn = -small * (qmax - qmin);
-        else { float amp = small / org; mn *= amp; mx *= amp; }
-    }
-    double zmin = qmin - mn / scale, zmax = qmax - mx / scale;
-    double emin = fabs((double)qmin) - fabs(mn / scale);
-    double emax = fabs((double)qmax) - fabs(mx / scale);
-    double z0 = emin < emax ? zmin : zmax;
-    int zp = z0 < qmin ? qmin : (z0 > qmax ? qmax : (int)nearbyint(z0));
-    float sx = (float)scale, inv = 1.0f / sx, fzp = (float)zp;
-    qparams[0] = sx; qparams[1] = zp;
-    uint8_t *Q = (uint8_t *)A;  /* the quantized activations, then the int32 sums */
-    for (long i = 0; i < total; ++i) {
-        float q = nearbyintf(fmaf(X[i], inv, fzp));
-        Q[i] = (uint8_t)(q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
-    }
-    int32_t *raw = (int32_t *)(Q + ((total + 63) / 64) * 64);
-    if (reduce_range) {
-        gemm_u8s8(Q, W, raw, M, N, K);
-    } else {  /* activations up to 255: int16 products, no saturating pairs */
-        for (long m = 0; m < M; ++m)
-            for (long n = 0; n < N; ++n) {
-                int32_t acc = 0;
-                for (long k = 0; k < K; ++k) acc += (int32_t)Q[m * K + k] * W[n * K + k];
-                raw[m * N + n] = acc;
-            }
-    }
-    for (long m = 0; m < M; ++m) {
-        int32_t rs = 0;
-        for (long k = 0; k < K; ++k) rs += Q[m * K + k];
-        for (long n = 0; n < N; ++n) {
-            /* sum (q - zx)(w - zw) = sum q w - zx sum w - zw sum q + K zx zw */
-            int32_t zw = wzp ? wzp[n] : 0;
-            int32_t r = raw[m * N + n] - zp * wsum[n] - zw * rs + (int32_t)K * zp * zw;
-            out[m * N + n] = fmaf((float)r, sx * wscale[n], bias ? bias[n] : 0.0f);
-        }
-    }
-}
-"""
-
 # Which branch the preprocessor takes on this CPU (a source of its own: the compiler's cache
 # hands out one function per source).
 _ISA_SRC = r"""
@@ -256,53 +196,6 @@ def _c_kernel():
     return _KERNEL[0]
 
 
-_DYN: list = []
-
-
-def _dyn_kernel():
-    """The fused dynamic-linear C function (cached), or None without a C compiler."""
-    if not _DYN:
-        fn = None
-        if _c_kernel() is not None:
-            try:
-                from ..compiler._codegen import load_kernel
-                fn = load_kernel(_DYN_SRC, "qlinear_dynamic")
-                P = ctypes.c_void_p
-                fn.argtypes = [P, ctypes.c_long, ctypes.c_long, P, ctypes.c_long, P, P, P, P,
-                               ctypes.c_int, P, P, P]
-            except (RuntimeError, OSError):
-                fn = None
-        _DYN.append(fn)
-    return _DYN[0]
-
-
-def linear_dynamic_c(x2, pw, w_scales32, bias32, reduce_range):
-    """fbgemm's dynamic linear on a float32 ``[M, K]`` array in one C call (see _DYN_SRC);
-    returns the float32 output and the activation (scale, zero point)."""
-    fn = _dyn_kernel()
-    M, K = x2.shape
-    x2 = np.ascontiguousarray(x2, dtype=np.float32)
-    out = np.empty((M, pw.N), dtype=np.float32)
-    # scratch: the uint8 activations (64-byte padded), then the int32 sums
-    scratch = np.empty(((M * K + 63) // 64) * 64 + 4 * M * pw.N, dtype=np.uint8)
-    qp = np.empty(2, dtype=np.float64)
-    key = (id(w_scales32), id(bias32))
-    consts = pw._ptrs.get(key)
-    if consts is None:  # the weights' addresses, once (``.ctypes.data`` costs microseconds)
-        consts = pw._ptrs[key] = (
-            _addr(pw.w), _addr(w_scales32), None if pw.symmetric else _addr(pw.zw32()),
-            _addr(pw.wsum()), None if bias32 is None else _addr(bias32),
-            (w_scales32, bias32))  # kept alive with the addresses
-    wp, sp, zp, sump, bp, _ = consts
-    fn(_addr(x2), M, K, wp, pw.N, sp, zp, sump, bp, int(bool(reduce_range)), _addr(scratch),
-       _addr(out), _addr(qp))
-    return out, float(qp[0]), int(qp[1])
-
-
-def _addr(a):
-    return a.__array_interface__["data"][0]
-
-
 def kernel_isa():
     """Which instructions the compiled kernel uses: 'avx512vnni', 'avx2', 'scalar' or None."""
     if _c_kernel() is None:
@@ -325,7 +218,6 @@ class PackedWeight:
                                   (self.N,)).copy()
         self.symmetric = not self.zw.any()
         self._zw32 = self.zw.astype(np.int32)
-        self._ptrs = {}
         self._wsum = self.w.sum(axis=1, dtype=np.int32) if self.w.size else np.zeros(
             self.N, np.int32)
         self._wt32 = None

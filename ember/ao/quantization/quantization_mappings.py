@@ -87,8 +87,14 @@ def get_default_static_quant_module_mappings():
 
 
 def get_default_static_quant_reference_module_mappings():
-    raise NotImplementedError("reference quantized modules (is_reference=True) are not "
-                              "implemented in ember; use the default quantized modules")
+    """{float module class: reference quantized module class} used by
+    ``convert(..., is_reference=True)`` (stubs become Quantize/DeQuantize)."""
+    from ember.ao.nn import quantized as nnq
+    from ember.ao.nn.quantized import reference as nnqr
+
+    from .stubs import DeQuantStub, QuantStub
+    return {QuantStub: nnq.Quantize, DeQuantStub: nnq.DeQuantize, nn.Linear: nnqr.Linear,
+            nn.Conv1d: nnqr.Conv1d, nn.Conv2d: nnqr.Conv2d, nn.Conv3d: nnqr.Conv3d}
 
 
 def get_default_qat_module_mappings():

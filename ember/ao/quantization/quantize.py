@@ -26,8 +26,11 @@ from .qconfig import (default_dynamic_qconfig, float16_dynamic_qconfig,
 from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
                                     get_default_qat_module_mappings,
                                     get_default_qconfig_propagation_list,
-                                    get_default_static_quant_module_mappings, no_observer_set)
+                                    get_default_static_quant_module_mappings,
+                                    get_default_static_quant_reference_module_mappings,
+                                    no_observer_set)
 from .stubs import DeQuantStub, QuantWrapper
+from .utils import get_qparam_dict
 
 __all__ = ["get_default_custom_config_dict", "propagate_qconfig_", "add_quant_dequant",
            "prepare", "quantize", "quantize_dynamic", "prepare_qat", "quantize_qat", "convert",
@@ -290,11 +293,9 @@ def convert(module, mapping=None, inplace=False, remove_qconfig=True, is_referen
 
 def _convert(module, mapping=None, inplace=False, is_reference=False,
              convert_custom_config_dict=None, use_precomputed_fake_quant=False):
-    if is_reference:
-        raise NotImplementedError("convert(is_reference=True): reference quantized modules "
-                                  "are not implemented in ember")
     if mapping is None:
-        mapping = get_default_static_quant_module_mappings()
+        mapping = (get_default_static_quant_reference_module_mappings() if is_reference
+                   else get_default_static_quant_module_mappings())
     cfg = convert_custom_config_dict or get_default_custom_config_dict()
     custom = cfg.get("observed_to_quantized_custom_module_class", {})
     if not inplace:
@@ -342,6 +343,12 @@ def swap_module(mod, mapping, custom_module_class_mapping=None,
         return mod
     if type(mod) in custom:
         new_mod = custom[type(mod)].from_observed(mod)
+    elif type(mod) in mapping and getattr(mapping[type(mod)], "_IS_REFERENCE", False):
+        # a reference module: the float weight with the qparams of the qconfig's weight
+        # observer run on it (PyTorch's convert(is_reference=True))
+        wobs = mod.qconfig.weight()
+        wobs(mod.weight)
+        new_mod = mapping[type(mod)].from_float(mod, get_qparam_dict(wobs))
     elif type(mod) in mapping:
         qmod = mapping[type(mod)]
         src = mod

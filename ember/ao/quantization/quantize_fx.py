@@ -49,7 +49,7 @@ from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
                                     get_default_qat_module_mappings,
                                     get_default_static_quant_module_mappings)
 
-__all__ = ["prepare_fx", "prepare_qat_fx", "convert_fx", "fuse_fx"]
+__all__ = ["prepare_fx", "prepare_qat_fx", "convert_fx", "convert_to_reference_fx", "fuse_fx"]
 
 # values pass through these unchanged up to an order-preserving map: they share qparams
 _SHARE_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Identity,
@@ -277,9 +277,87 @@ def _drop_requantize(gm):
             graph.erase_node(d)
 
 
+def _reference_module(gm, mod):
+    """The reference module (``ember.ao.nn.quantized.reference``) of an observed or QAT
+    Linear/Conv, fused or not, and whether a ReLU follows it."""
+    from ember.ao.nn.intrinsic.modules.fused import _FusedModule
+    from ember.ao.nn.intrinsic.qat import _ConvBnNd
+    from ember.ao.nn.quantized import reference as nnqr
+
+    from .quantize import _fold_qat_conv_bn
+    from .utils import get_qparam_dict
+    if isinstance(mod, _ConvBnNd):
+        mod = _fold_qat_conv_bn(mod)
+    relu = type(mod).__name__.startswith(("LinearReLU", "ConvReLU"))
+    base = mod[0] if isinstance(mod, _FusedModule) else mod
+    if isinstance(base, nn.Linear):
+        ref_cls = nnqr.Linear
+    elif isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        ref_cls = getattr(nnqr, f"Conv{len(base.kernel_size)}d")
+    else:
+        return None, False
+    wobs = getattr(mod, "weight_fake_quant", None)
+    if wobs is None:  # post-training: the qconfig's weight observer, run on the weight
+        wobs = mod.qconfig.weight()
+        wobs(base.weight)
+    return ref_cls.from_float(base, get_qparam_dict(wobs)), relu
+
+
+def _convert_reference(gm):
+    """``convert_fx(..., is_reference=True)``: every observer becomes ``quantize_per_tensor →
+    dequantize`` with its qparams, and every quantized module its reference module (float
+    weight quantized and dequantized in forward; a fused ReLU follows as ``F.relu``), as
+    PyTorch's ``convert_to_reference_fx``. Dynamic qconfigs are left float."""
+    graph = gm.graph
+    targets = set(gm.meta["_qflow_quantized"])
+    for node in list(graph.nodes):
+        if node.op != "call_module" or node.target not in targets:
+            continue
+        ref, relu = _reference_module(gm, _module(gm, node))
+        if ref is None:
+            continue
+        _set_module(gm, node.target, ref)
+        if relu:
+            with graph.inserting_after(node):
+                r = graph.call_function(F.relu, (node,))
+            node.replace_all_uses_with(r, delete_user_cb=lambda u: u is not r)
+    for node in list(graph.nodes):
+        if not _is_observer_node(gm, node):
+            continue
+        obs = _module(gm, node)
+        scale, zp = obs.calculate_qparams()
+        with graph.inserting_after(node):
+            q = graph.call_function(ember.quantize_per_tensor,
+                                    (node.args[0], float(scale.reshape(-1)[0]),
+                                     int(zp.reshape(-1)[0]), getattr(obs, "dtype", Q.quint8)))
+        with graph.inserting_after(q):
+            dq = graph.call_method("dequantize", (q,))
+        node.replace_all_uses_with(dq)
+        graph.erase_node(node)
+    for name, _ in list(gm.named_children()):
+        if re.fullmatch(r"activation_post_process_\d+", name):
+            delattr(gm, name)
+    for m in gm.modules():
+        if hasattr(m, "qconfig"):
+            del m.qconfig
+    graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
+                            qconfig_mapping=None, backend_config=None):
+    """A prepared GraphModule as a reference quantized model (see ``_convert_reference``)."""
+    return convert_fx(graph_module, convert_custom_config, _remove_qconfig, qconfig_mapping,
+                      backend_config, is_reference=True)
+
+
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
-               qconfig_mapping=None, backend_config=None, keep_original_weights=False):
-    """Convert a prepared (and calibrated or trained) GraphModule into an int8 one."""
+               qconfig_mapping=None, backend_config=None, keep_original_weights=False,
+               is_reference=False):
+    """Convert a prepared (and calibrated or trained) GraphModule into an int8 one (or, with
+    ``is_reference=True``, into a reference quantized model: float ops between
+    quantize/dequantize pairs, as ``convert_to_reference_fx``)."""
     from .quantize import _fold_qat_conv_bn, _SharedWeightQConfig
     from ember.ao.nn.intrinsic.qat import _ConvBnNd
     gm = graph_module
@@ -287,6 +365,8 @@ def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
         raise ValueError("convert_fx expects a GraphModule returned by prepare_fx or "
                          "prepare_qat_fx")
     gm = copy.deepcopy(gm)
+    if is_reference:
+        return _convert_reference(gm)
     static_map = get_default_static_quant_module_mappings()
     dynamic_map = get_default_dynamic_quant_module_mappings()
     graph = gm.graph

@@ -185,8 +185,8 @@ def test_quantize_one_call_and_mapping_lookups():
     assert eq.get_default_static_quant_module_mappings()[nni.LinearReLU] is nniq.LinearReLU
     with pytest.raises(AssertionError, match="does not have"):
         eq.get_static_quant_module_class(enn.Transformer)
-    with pytest.raises(NotImplementedError, match="reference"):
-        eq.convert(e, is_reference=True)
+    from ember.ao.nn.quantized import reference as nnqr
+    assert eq.get_default_static_quant_reference_module_mappings()[enn.Conv2d] is nnqr.Conv2d
 
 
 def test_eager_static_demo_cnn_matches_torch():

@@ -17,6 +17,7 @@ from ...._quantized import per_tensor_symmetric, quantize_per_tensor
 from ...._tensor import Tensor
 from ....nn.modules.module import Module
 from ....ops.creation import tensor as _tensor
+from ... import _qfast
 from . import functional as QF
 from .modules import (LinearPackedParams, _as_bias, _hide_packed_params_repr,
                       _load_scale_zp, _observer_dtype, _quantize_weight, _save_scale_zp)
@@ -88,7 +89,14 @@ class Linear(Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"dynamic quantized Linear: expected a Tensor, got "
                             f"{type(x).__name__}")
-        return _tensor_of(QF.linear_dynamic(x, self._packed_params._packed, True, self._relu))
+        packed = self._modules["_packed_params"]._packed
+        plan = packed.fast_plan(self._relu)
+        a = x._data
+        # the common case in one C call (ember.ao._qfast), with no more Python than this
+        if (plan is not None and a.dtype == np.float32 and a.flags.c_contiguous and a.ndim
+                and a.shape[-1] == plan.K):
+            return _tensor_of(_qfast.linear(plan, a))
+        return _tensor_of(QF.linear_dynamic(x, packed, True, self._relu))
 
     def weight(self):
         return self._packed_params._packed.qweight
@@ -139,6 +147,30 @@ class Linear(Module):
         return q
 
 
+def _from_torch_cell_params(value, key):
+    """``(w_ih, w_hh, b_ih, b_hh)`` from the pickled state of PyTorch's TorchScript
+    ``CellParamsBase`` (``ember.serialization.ScriptObjectState``); other values pass."""
+    state = getattr(value, "state", None)
+    if not (isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], str)):
+        return value
+    if not state[1].endswith("rnn.CellParamsBase"):
+        raise NotImplementedError(f"{key}: a TorchScript {state[1]} object (ember reads "
+                                  "PyTorch's rnn.CellParamsBase)")
+    fields = state[0]
+    kind = fields[0] if isinstance(fields, tuple) and len(fields) == 5 else None
+    if kind != "quantized_dynamic":
+        raise NotImplementedError(f"{key}: PyTorch's {kind!r} RNN cell parameters (ember reads "
+                                  "int8 'quantized_dynamic' ones; float16 cells are not "
+                                  "supported)")
+    packed = fields[4]
+    parts = [getattr(p, "state", None) for p in packed]
+    if len(parts) != 2 or not all(isinstance(p, tuple) and len(p) == 2 and
+                                  isinstance(p[0], tuple) and len(p[0]) == 2 for p in parts):
+        raise RuntimeError(f"{key}: unexpected layout of PyTorch's packed RNN weights")
+    (w_ih, b_ih), (w_hh, b_hh) = (p[0] for p in parts)
+    return (w_ih, w_hh, b_ih, b_hh)
+
+
 def _tensor_of(arr):
     t = object.__new__(Tensor)
     t._data = arr
@@ -155,9 +187,11 @@ def _sigmoid(v):
 class _RNNBase(Module):
     """Weights per layer and direction: ``(w_ih, w_hh)`` packed int8 with float biases.
 
-    State dict: ``_all_weight_values.<i>.param`` holds ``(w_ih, w_hh, b_ih, b_hh)`` as
-    quantized/float tensors (PyTorch stores TorchScript objects there, which ember cannot
-    read; load float weights with ``from_float`` instead)."""
+    State dict: ember writes ``_all_weight_values.<i>.param`` as ``(w_ih, w_hh, b_ih, b_hh)``
+    (quantized/float tensors). PyTorch writes a TorchScript ``CellParamsBase`` object there;
+    ``ember.load`` keeps its pickled state as data and this module reads the int8 weights and
+    biases from it, so PyTorch's checkpoints load. PyTorch cannot read ember's tuples back
+    (that would need TorchScript objects)."""
 
     _GATES = 4
     _version = 2
@@ -224,7 +258,7 @@ class _RNNBase(Module):
                 if strict:
                     missing_keys.append(key)
                 continue
-            value = state_dict.pop(key)
+            value = _from_torch_cell_params(state_dict.pop(key), key)
             if not isinstance(value, tuple) or len(value) != 4:
                 error_msgs.append(f"{key}: expected (w_ih, w_hh, b_ih, b_hh), got "
                                   f"{type(value).__name__} (PyTorch's TorchScript-packed RNN "
@@ -244,26 +278,36 @@ class _RNNBase(Module):
         raise NotImplementedError
 
     def _run(self, x, hx):
-        """x: [T, B, I] float32; hx: per layer*direction states. Returns output and states."""
+        """x: [T, B, I] float32; hx: per layer*direction states. Returns output and states.
+
+        Per layer and direction: the input projection of the whole sequence in one dynamic
+        linear (one activation scale for the sequence, as PyTorch's CPU kernel; the rows do
+        not depend on their order, so the reverse direction reuses the forward order), then
+        the recurrence, in one C call where the compiler is available."""
         ndir = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        mode = 0 if self._GATES == 4 else 1
         states_out = []
         layer_in = x
         for layer in range(self.num_layers):
-            outs = []
+            T, B = layer_in.shape[:2]
+            y = np.empty((T, B, ndir * H), np.float32)
+            gin = np.ascontiguousarray(layer_in)
             for d in range(ndir):
                 ih, hh = self._cells[layer * ndir + d]
-                state = [s[layer * ndir + d] for s in hx]
-                seq = layer_in if d == 0 else layer_in[::-1]
-                # the input projection of the whole sequence at once, as PyTorch does on CPU
-                gx = QF.linear_dynamic(np.ascontiguousarray(seq), ih, True)
-                ys = []
-                for t in range(seq.shape[0]):
-                    state = self._cell(gx[t], state, hh)
-                    ys.append(state[0])
-                y = np.stack(ys) if ys else np.zeros((0,) + state[0].shape, np.float32)
-                outs.append(y if d == 0 else y[::-1])
+                # private, contiguous float32 copies: the recurrence updates them in place
+                state = [np.array(s[layer * ndir + d], dtype=np.float32, order="C")
+                         for s in hx]
+                gx = QF.linear_dynamic(gin, ih, True)
+                plan = hh.fast_plan(False)
+                if plan is not None and T:
+                    _qfast.rnn_layer(plan, mode, gx, state[0], state[-1], y, d == 1, d * H)
+                else:
+                    for t in (range(T - 1, -1, -1) if d else range(T)):
+                        state = self._cell(gx[t], state, hh)
+                        y[t, :, d * H:(d + 1) * H] = state[0]
                 states_out.append(state)
-            layer_in = np.concatenate(outs, axis=-1) if ndir == 2 else outs[0]
+            layer_in = y
         return layer_in, states_out
 
     def _prepare(self, input, hx, n_states):
@@ -380,8 +424,8 @@ class GRU(_RNNBase):
         hr, hz, hn = np.split(gh, 3, axis=-1)
         r = _sigmoid(xr + hr)
         z = _sigmoid(xz + hz)
-        n = np.tanh(xn + r * hn)
-        return [((1 - z) * n + z * h).astype(np.float32)]
+        n = np.tanh(xn + hn * r)
+        return [((h - n) * z + n).astype(np.float32)]  # PyTorch's GRUCell formula
 
     def forward(self, input, hx=None):
         x, states, batched = self._prepare(input, hx, 1)

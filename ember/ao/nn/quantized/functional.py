@@ -9,7 +9,8 @@ The arithmetic follows PyTorch's fbgemm/x86 kernels so that results agree with
   clamped to uint8 (from ``zy`` up when a ReLU is fused).
 * dynamic linear (fbgemm's ``ReQuantizeForFloat``): the input quantized to uint8 with
   ``ChooseQuantizationParams`` over its own min/max (``reduce_range`` halves the range), then
-  ``raw * (sx * sw) + bias`` as one fused multiply-add rounded to float32.
+  ``raw * (sx * sw) + bias`` as one fused multiply-add rounded to float32; all of it in one
+  C call (``ember.ao._qfast``) where a compiler exists, the same arithmetic in NumPy else.
 * elementwise ops: dequantize, compute in float32, quantize with the output's qparams.
 """
 
@@ -21,7 +22,7 @@ from .... import _dtype as D
 from ...._quantized import (QRANGE, QTensor, _plain, choose_qparams, dequantize_array,
                             per_tensor_affine, quantize_array)
 from ...._tensor import Tensor
-from ... import _gemm
+from ... import _gemm, _qfast
 
 _f32 = np.float32
 
@@ -86,6 +87,23 @@ class PackedLinearWeight:
         if self.bias32 is not None and self.bias32.shape != (n,):
             raise RuntimeError(f"quantized linear/conv: bias of shape {self.bias32.shape} does "
                                f"not match {n} output channels")
+        self._plans = {}
+
+    def fast_plan(self, relu=False):
+        """The fused C dynamic linear's constants (``ember.ao._qfast.Plan``, reduce_range),
+        or None where it cannot serve: no C compiler, a forced GEMM backend, or K so large
+        that int32 sums could overflow."""
+        plan = self._plans.get(relu, False)
+        if plan is False:
+            plan = None
+            if _gemm._FORCE[0] is None and _qfast.available():
+                plan = _qfast.Plan(self, relu=relu)
+                if not plan.ok:
+                    plan = None
+            self._plans[relu] = plan
+        if plan is not None and _gemm._FORCE[0] is not None:
+            return None
+        return plan
 
 
 def _requantize(raw, pw, x_scale, out_scale, out_zp, relu):
@@ -127,20 +145,14 @@ def linear_dynamic(input, packed, reduce_range=True, _relu=False):
         raise RuntimeError(f"quantized::linear_dynamic: expected a float32 input, got "
                            f"{x.dtype}")
     K = packed.packed.K
-    if x.shape[-1] != K:
+    if x.ndim == 0 or x.shape[-1] != K:
         raise RuntimeError(f"quantized::linear_dynamic: input of shape {tuple(x.shape)} does "
                            f"not match a weight of shape ({packed.packed.N}, {K})")
     lead = x.shape[:-1]
+    plan = packed.fast_plan(_relu) if reduce_range else None
+    if plan is not None:  # everything in one C call (ember.ao._qfast)
+        return _qfast.linear(plan, np.ascontiguousarray(x))
     x2 = x.reshape(-1, K)
-    if (reduce_range and _gemm._FORCE[0] is None and _gemm._dyn_kernel() is not None
-            and K * max(packed.packed.wmax, 1) * 255 < 1 << 31):
-        # quantize, multiply (the u8 kernel: activations are below 128) and rescale in one
-        # C call, with the same arithmetic as below
-        out, _, _ = _gemm.linear_dynamic_c(x2, packed.packed, packed.w_scales32,
-                                           packed.bias32, reduce_range)
-        if _relu:
-            np.maximum(out, 0, out=out)
-        return out.reshape(lead + (packed.packed.N,))
     if x2.size:
         mn, mx = float(x2.min()), float(x2.max())
     else:

@@ -602,17 +602,21 @@ class EmbeddingPackedParams(Module):
         self.weight = None
 
     def set_weight(self, weight):
-        if (not isinstance(weight, QTensor) or weight.dtype is not D.quint8
+        if (not isinstance(weight, QTensor) or weight.dtype not in (D.quint8, D.quint4x2)
                 or weight.qscheme().name != "per_channel_affine_float_qparams"):
             raise NotImplementedError(
-                "quantized Embedding: ember supports quint8 weights quantized per row with "
-                "float qparams (per_channel_affine_float_qparams); got "
+                "quantized Embedding: ember supports quint8 and quint4x2 weights quantized "
+                "per row with float qparams (per_channel_affine_float_qparams); got "
                 f"{getattr(weight, 'dtype', type(weight))}")
         self.weight = weight
         # The rows as float32, looked up per call. fbgemm's packed rows keep a scale and a
-        # bias = -(zero_point * scale) and compute fma(q, scale, bias): one rounding.
+        # bias = -(zero_point * scale) and compute fma(q, scale, bias): one rounding. Its
+        # 4-bit rows keep both as float16 (the 8-bit ones as float32).
         sc = np.asarray(weight._scales, dtype=np.float32)[:, None]
         bias = (-(np.asarray(weight._zps, dtype=np.float32)[:, None] * sc)).astype(np.float32)
+        if weight.dtype is D.quint4x2:
+            sc = sc.astype(np.float16).astype(np.float32)
+            bias = bias.astype(np.float16).astype(np.float32)
         self._table = (weight._q.astype(np.float64) * sc + bias).astype(np.float32)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -631,13 +635,15 @@ class EmbeddingPackedParams(Module):
 
 def _embedding_weight_from_float(mod):
     wobs = _weight_observer(mod)
-    if _observer_dtype(wobs) is not D.quint8:
-        raise NotImplementedError("quantized Embedding: ember supports quint8 weights only")
+    if _observer_dtype(wobs) not in (D.quint8, D.quint4x2):
+        raise NotImplementedError("quantized Embedding: ember supports quint8 and quint4x2 "
+                                  f"weights, the observer has {_observer_dtype(wobs)}")
     return _quantize_weight(mod.weight, wobs)
 
 
 class Embedding(Module):
-    """Quantized Embedding: quint8 rows with float per-row qparams; returns float32."""
+    """Quantized Embedding: quint8 or quint4x2 rows with float per-row qparams; returns
+    float32."""
 
     _version = 1
 
@@ -652,7 +658,7 @@ class Embedding(Module):
             z = _tensor(np.zeros(num_embeddings, np.float32))
             _weight = quantize_per_channel(
                 _tensor(np.zeros((num_embeddings, embedding_dim), np.float32)), s, z, 0,
-                D.quint8)
+                dtype)
         self._packed_params = EmbeddingPackedParams(num_embeddings, embedding_dim, dtype)
         self._packed_params.set_weight(_weight)
 
@@ -678,11 +684,12 @@ class Embedding(Module):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         w = _embedding_weight_from_float(mod)
-        return cls(mod.num_embeddings, mod.embedding_dim, _weight=w)
+        return cls(mod.num_embeddings, mod.embedding_dim, _weight=w, dtype=w.dtype)
 
 
 class EmbeddingBag(Embedding):
-    """Quantized EmbeddingBag (sum/mean/max over bags of quint8 rows); returns float32."""
+    """Quantized EmbeddingBag (sum/mean/max over bags of quint8 or quint4x2 rows); returns
+    float32."""
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, mode="sum", sparse=False, _weight=None,
@@ -706,7 +713,7 @@ class EmbeddingBag(Embedding):
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         w = _embedding_weight_from_float(mod)
         return cls(mod.num_embeddings, mod.embedding_dim, mode=mod.mode, _weight=w,
-                   include_last_offset=mod.include_last_offset)
+                   include_last_offset=mod.include_last_offset, dtype=w.dtype)
 
 
 # ============================================================================ functional wrappers
