@@ -27,6 +27,7 @@ import tempfile
 
 import numpy as np
 
+from .. import _threads as _threads_mod
 from .._tensor import Tensor, _make
 
 __all__ = ["fuse", "FusedKernel", "c_compiler", "cache_dir", "CFLAGS"]
@@ -35,7 +36,11 @@ __all__ = ["fuse", "FusedKernel", "c_compiler", "cache_dir", "CFLAGS"]
 # result, only floating-point exception flags; -ffp-contract=off keeps eager's roundings
 CFLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
           "-fno-trapping-math", "-fopenmp"]
-_PARALLEL_MIN = 1 << 15   # below this many elements a single thread is faster
+# A kernel runs on several threads only when its work (elements x estimated cost per element,
+# see FusedKernel._cost) is at least this: waking a sleeping thread costs about 5-20 us, a
+# simple binary op over 64K floats takes about 25 us on one core, and a parallel region for
+# less work than this makes every step slower. Threads wait passively (see _omp_env).
+PARALLEL_WORK = 1 << 19
 
 # op class name -> (arity, C template, NumPy template); {f} is the float suffix of libm
 _BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
@@ -146,6 +151,39 @@ def cache_path(src):
     return None if cc is None else os.path.join(cache_dir(), f"k_{_key(src, cc)}.so")
 
 
+_OMP_READY = []
+
+
+def _omp_env():
+    """Make the OpenMP runtime's idle threads sleep instead of spin, before it starts.
+
+    libgomp reads its settings once, when the first library linking it is loaded. By default
+    an idle OpenMP thread spins for a while after each parallel region; on a machine whose
+    cores the BLAS under NumPy also uses (its own thread pool, which also spins), the two
+    pools then take turns on the same cores and every GEMM that follows a fused kernel stalls
+    for scheduler time slices: compiled steps ran 2-3x slower than eager at 2 threads. With
+    ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep on a futex (a wake costs microseconds).
+    A user's own ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` is respected; the variable is set only
+    around the first load, so child processes do not inherit it."""
+    if _OMP_READY:
+        return None
+    _OMP_READY.append(True)
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "OMP_WAIT_POLICY"
+
+
+def _cdll(path):
+    """``ctypes.CDLL(path)``, the first one with the OpenMP settings of ``_omp_env``."""
+    added = _omp_env()
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        if added is not None:
+            os.environ.pop(added, None)
+
+
 def load_kernel(src, symbol="kernel"):
     """The ctypes function ``symbol`` of ``src`` compiled as C: from memory, from the disk
     cache, or freshly compiled. Raises RuntimeError when no C compiler works."""
@@ -162,7 +200,7 @@ def load_kernel(src, symbol="kernel"):
     lib = None
     if os.path.exists(path):
         try:
-            lib = ctypes.CDLL(path)
+            lib = _cdll(path)
             getattr(lib, symbol)
             STATS["disk_hits"] += 1
         except (OSError, AttributeError):  # corrupt or truncated: compile again
@@ -172,11 +210,17 @@ def load_kernel(src, symbol="kernel"):
             path = _build(cc, src, cache_dir(), name)
         except OSError:  # the cache is read-only or unusable: a private directory serves
             path = _build(cc, src, _private_dir(), name)
-        lib = ctypes.CDLL(path)
+        lib = _cdll(path)
     fn = getattr(lib, symbol)
     fn.restype = None
     _LOADED[key] = fn
     return fn
+
+
+def _threads():
+    """Threads a kernel may use: ``ember.get_num_threads()`` (``set_num_threads``,
+    ``OMP_NUM_THREADS``, else all cores)."""
+    return _threads_mod.get_num_threads()
 
 
 # ---------------------------------------------------------------------- regions
@@ -323,6 +367,7 @@ class FusedKernel:
         for i, n in enumerate(order):
             names[n] = f"v{i}"
         self._names, self._order, self._root = names, order, root
+        self.parallel_min = max(1, PARALLEL_WORK // self._cost())
         self.c_source = self._emit_c()
         self.py_source = self._emit_numpy()
         self.__name__ = f"fused_{'_'.join(_op_name(n).lower() for n in order)}"[:80]
@@ -337,6 +382,17 @@ class FusedKernel:
         ns = {"_np": np}
         exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
         self._py = ns["kernel"]
+
+    def _cost(self):
+        """Estimated work per element, in units of one simple arithmetic op: libm-like
+        functions (exp, log, tanh, sigmoid, a general pow, a division) cost about ten."""
+        heavy = {"Exp", "Log", "Tanh", "Sigmoid", "Div"}
+        cost = len(self.leaves) + 1  # the loads and the store
+        for n in self._order:
+            name = _op_name(n)
+            general_pow = name == "Pow" and n.args[1] not in (1, 2, 3)
+            cost += 10 if name in heavy or general_pow else 1
+        return cost
 
     # -- emission: one statement per node, forward order
     def _expr(self, n, lang):
@@ -378,7 +434,7 @@ class FusedKernel:
     def _emit_c(self):
         t, _ = _FLOATS[str(self.dtype)]
         ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
-        params = ["int64_t n"] + [f"const {ctype[str(d)]} *restrict in{i}"
+        params = ["int64_t n", "int nthreads"] + [f"const {ctype[str(d)]} *restrict in{i}"
                                   for i, d in enumerate(self.leaf_dtypes)] + [f"{t} *restrict out"]
         body = [f"        {ctype[str(d)]} l{i} = in{i}[i];"
                 for i, d in enumerate(self.leaf_dtypes)]
@@ -390,7 +446,10 @@ class FusedKernel:
             "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
             _PRELUDE_F32 if t == "float" else "",
             f"void kernel({', '.join(params)}) {{",
-            f"    #pragma omp parallel for simd schedule(static) if(n >= {_PARALLEL_MIN})",
+            # "if(parallel: ...)": a bare if() would switch off the simd part too (OpenMP 5),
+            # leaving a scalar loop about 8x slower whenever the loop runs on one thread
+            f"    #pragma omp parallel for simd schedule(static) num_threads(nthreads) "
+            f"if(parallel: nthreads > 1 && n >= {self.parallel_min})",
             "    for (int64_t i = 0; i < n; i++) {", *body, "    }", "}", ""])
 
     def _emit_numpy(self):
@@ -413,8 +472,8 @@ class FusedKernel:
             return _make(np.ascontiguousarray(self._py(*arrays)))
         arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
         out = np.empty(self.shape, dtype=self.dtype)
-        self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
-                ctypes.c_void_p(out.ctypes.data))
+        self._c(ctypes.c_int64(self.numel), _threads(),
+                *[ctypes.c_void_p(a.ctypes.data) for a in arrays], ctypes.c_void_p(out.ctypes.data))
         return _make(out)
 
     def run_arrays(self, out, *arrays):
@@ -435,7 +494,7 @@ class FusedKernel:
         n = 1
         for s in shape:
             n *= s
-        self._c(ctypes.c_int64(n), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+        self._c(ctypes.c_int64(n), _threads(), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
                 ctypes.c_void_p(out.ctypes.data))
         return out
 

@@ -385,6 +385,10 @@ class CompiledFunction:
             fixed = {id(t) for t in self._persistent}
             self.pass_stats = _passes.optimize(
                 graph, attrs, lambda name: id(attrs.get(name)) not in fixed)
+            for n in graph.nodes:  # tensors read from closures/globals are fusion leaves too
+                v = attrs.get(n.target) if n.op == "get_attr" else None
+                if isinstance(v, Tensor) and "tensor_meta" not in n.meta:
+                    n.meta["tensor_meta"] = (tuple(v.shape), v.dtype, tuple(v.stride()))
             use_c = self.backend == "inductor" and _codegen.c_compiler() is not None
             rg = _codegen.requires_grad_map(
                 graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
