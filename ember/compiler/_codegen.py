@@ -47,7 +47,16 @@ _BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 _COMPARE = {"Gt": ">", "Lt": "<", "Ge": ">=", "Le": "<=", "Eq": "==", "Ne": "!="}
 _UNARY_C = {"Neg": "(-{a})", "Exp": "{e}exp{f}({a})", "Log": "log{f}({a})",
             "Tanh": "{e}tanh{f}({a})", "Sigmoid": "(({t})1 / (({t})1 + {e}exp{f}(-{a})))",
-            "Relu": "({a} < 0 ? ({t})0 : {a})"}
+            "Relu": "({a} < 0 ? ({t})0 : {a})", "Erf": "{e}erf{f}({a})"}
+# GELU as eager's Gelu.forward computes it (same operations, same order); {t}: the C type
+_GELU_C = {"none": "({a} * (({t})0.5 * (({t})1 + {e}erf{f}({a} * ({t}){h!r}))))",
+           "tanh": "(({t})0.5 * {a} * (({t})1 + {e}tanh{f}(({t}){k!r} * ({a} + ({t})0.044715 "
+                   "* {a} * {a} * {a}))))"}
+_GELU_NP = {"none": "({a} * (0.5 * (1 + _erf({a} * {h!r}))))",
+            "tanh": "(0.5 * {a} * (1 + _np.tanh({k!r} * ({a} + 0.044715 * {a} * {a} * {a}))))"}
+_SQRT_HALF, _GELU_K = 1.0 / math.sqrt(2.0), math.sqrt(2.0 / math.pi)
+# ops that eager runs slowly enough (a scalar special function) that one alone is a region
+_ALONE = {"Erf", "Gelu"}
 
 # float32 exp and tanh written branch-free so that the loop vectorises (libm's expf/tanhf
 # are scalar calls, about 10x slower than NumPy's SIMD loops): Cody-Waite range reduction,
@@ -87,10 +96,40 @@ static inline float ember_tanhf(float x) {
     t = copysignf(t, x);
     return x != x ? x : t;
 }
+
+/* erf: below 1 its Taylor series (erf(x)/x in x^2, 11 terms, under 1e-8 relative); above,
+   Abramowitz & Stegun 7.1.26 (1.5e-7 absolute, erf >= 0.84 there): within 4 ulp, branch
+   free so that the loop vectorises (libm's erff is a scalar call). */
+static inline float ember_erff(float x) {
+    float a = fabsf(x);
+    float z = a * a;
+    float s = 1.4807192816e-08f;
+    s = s * z + -1.6365844691e-07f;
+    s = s * z + 1.6462114366e-06f;
+    s = s * z + -1.4925650358e-05f;
+    s = s * z + 1.2055332982e-04f;
+    s = s * z + -8.5483270235e-04f;
+    s = s * z + 5.2239776254e-03f;
+    s = s * z + -2.6866170645e-02f;
+    s = s * z + 1.1283791671e-01f;
+    s = s * z + -3.7612638903e-01f;
+    s = s * z + 1.1283791671e+00f;
+    s = s * a;
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float q = 1.061405429f;
+    q = q * t + -1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t + -0.284496736f;
+    q = q * t + 0.254829592f;
+    float big = 1.0f - q * t * ember_expf(-(a < 10.0f ? z : 100.0f));
+    float r = a < 1.0f ? s : big;
+    r = copysignf(r, x);
+    return x != x ? x : r;
+}
 """
 _UNARY_NP = {"Neg": "-{a}", "Exp": "_np.exp({a})", "Log": "_np.log({a})",
              "Tanh": "_np.tanh({a})", "Sigmoid": "1 / (1 + _np.exp(-{a}))",
-             "Relu": "_np.maximum({a}, 0)"}
+             "Relu": "_np.maximum({a}, 0)", "Erf": "_erf({a})"}
 _FLOATS = {"float32": ("float", "f"), "float64": ("double", "")}
 
 
@@ -227,10 +266,14 @@ def _threads():
 def _op_name(n):
     cls = getattr(n.target, "__self__", None)
     if n.op != "call_function" or not isinstance(cls, type) or \
-            getattr(n.target, "__name__", "") != "apply" or \
-            not cls.__module__.startswith("ember.ops.elementwise"):
+            getattr(n.target, "__name__", "") != "apply":
         return None
     name = cls.__name__
+    if cls.__module__ == "ember.ops.nn" and name == "Gelu" and len(n.args) == 2 and \
+            n.args[1] in _GELU_C:
+        return name
+    if not cls.__module__.startswith("ember.ops.elementwise"):
+        return None
     if name in _BINARY or name in _COMPARE or name in _UNARY_C or name in ("Pow", "Where"):
         return name
     return None
@@ -294,7 +337,7 @@ def fuse(graph, rg, backend="c"):
         if tuple(m[0]) != shape or str(m[1]).replace("ember.", "") not in (
                 "float32", "float64", "bool"):
             return False
-        for a in n.args:
+        for a in n.args[:1] if name == "Gelu" else n.args:  # Gelu's 2nd: its approximation
             if isinstance(a, Node):
                 am = _meta(a)
                 if am is None or tuple(am[0]) != shape or str(am[1]).replace("ember.", "") \
@@ -332,7 +375,7 @@ def fuse(graph, rg, backend="c"):
                     continue
                 region.add(a)
                 frontier.append(a)
-        if len(region) < 2:
+        if len(region) < 2 and _op_name(root) not in _ALONE:
             continue
         order = sorted(region, key=pos.__getitem__)
         kernel = FusedKernel(order, root, shape, dtype, backend)
@@ -379,14 +422,15 @@ class FusedKernel:
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
                 self.backend = "numpy"
-        ns = {"_np": np}
+        from ..ops._special import erf
+        ns = {"_np": np, "_erf": erf}
         exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
         self._py = ns["kernel"]
 
     def _cost(self):
         """Estimated work per element, in units of one simple arithmetic op: libm-like
         functions (exp, log, tanh, sigmoid, a general pow, a division) cost about ten."""
-        heavy = {"Exp", "Log", "Tanh", "Sigmoid", "Div"}
+        heavy = {"Exp", "Log", "Tanh", "Sigmoid", "Div", "Erf", "Gelu"}
         cost = len(self.leaves) + 1  # the loads and the store
         for n in self._order:
             name = _op_name(n)
@@ -407,6 +451,11 @@ class FusedKernel:
                 return repr(a)
             return f"(({t}){float(a)!r})"
         name = _op_name(n)
+        if name == "Gelu":
+            x = ref(n.args[0])
+            tmpl = _GELU_C[n.args[1]] if lang == "c" else _GELU_NP[n.args[1]]
+            return tmpl.format(a=x, f=f, t=t, e="ember_" if t == "float" else "",
+                               h=_SQRT_HALF, k=_GELU_K)
         args = [ref(a) for a in n.args]
         if name in _BINARY:
             return f"({args[0]} {_BINARY[name]} {args[1]})"

@@ -1,0 +1,161 @@
+"""The fast paths of the generated C kernels (issue 16's speed work) give eager's results:
+GELU and erf fused into C (vectorised erf, compared with PyTorch), kernels run on one thread
+or several with the same bits, OpenMP settings that do not leak into child processes, and
+tensors read from a closure fused as leaves."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ember
+from ember.compiler import _codegen
+
+torch = pytest.importorskip("torch")
+
+needs_cc = pytest.mark.skipif(_codegen.c_compiler() is None, reason="no C compiler")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _values(dtype, n=20000):
+    rng = np.random.default_rng(0)
+    special = [0.0, -0.0, 1e-30, -1e-30, 1e-8, 0.5, 0.999, 1.0, 1.001, -1.0, 3.9, 4.0, 10.0,
+               -10.0, 50.0, -50.0, np.inf, -np.inf, np.nan]
+    return np.concatenate([rng.standard_normal(n) * 3, np.linspace(-6, 6, 2001),
+                           special]).astype(dtype)
+
+
+def _kernels(fn):
+    return [n.target for g in fn.graphs for n in g.nodes
+            if isinstance(n.target, _codegen.FusedKernel)]
+
+
+def _close(got, want, rtol, atol):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("backend", [pytest.param("inductor", marks=needs_cc), "numpy"])
+def test_fused_gelu_matches_pytorch(dtype, approximate, backend):
+    x = _values(dtype)
+    f = ember.compile(lambda v: ember.nn.functional.gelu(v, approximate=approximate),
+                      backend=backend)
+    with np.errstate(all="ignore"):
+        got = f(ember.tensor(x)).numpy()
+    ks = _kernels(f)
+    assert len(ks) == 1 and ks[0].backend == ("c" if backend == "inductor" else "numpy")
+    want = torch.nn.functional.gelu(torch.tensor(x), approximate=approximate).numpy()
+    tol = 4e-7 if dtype == "float32" else 1e-15
+    _close(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@needs_cc
+def test_fused_erf_matches_pytorch(dtype):
+    x = _values(dtype)
+    f = ember.compile(lambda v: ember.erf(v) * 2.0)
+    got = f(ember.tensor(x)).numpy()
+    assert len(_kernels(f)) == 1
+    want = (torch.erf(torch.tensor(x)) * 2.0).numpy()
+    # float32: within 4 ulp (relative, also near 0 where erf(x) ~ 1.128 x)
+    _close(got, want, rtol=5e-7 if dtype == "float32" else 5e-16, atol=0)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
+def test_gelu_block_gradients_match_pytorch(dtype):
+    """Forward and backward (GELU's erf recomputed inside a fused kernel) against PyTorch."""
+    rng = np.random.default_rng(1)
+    xn, wn = rng.standard_normal((64, 32)), rng.standard_normal((48, 32)) * 0.3
+    x, w = ember.tensor(xn, dtype=dtype), ember.tensor(wn, dtype=dtype, requires_grad=True)
+
+    def step(a):
+        loss = ember.nn.functional.gelu(a @ w.t()).pow(2).mean()
+        loss.backward()
+        return loss
+    f = ember.compile(step)
+    loss = f(x)
+    assert any(n.target.__name__.startswith("fused") for g in f.graphs for n in g.nodes
+               if callable(n.target) and hasattr(n.target, "c_source"))
+    tdt = torch.float32 if dtype == ember.float32 else torch.float64
+    tw = torch.tensor(wn, dtype=tdt, requires_grad=True)
+    tl = torch.nn.functional.gelu(torch.tensor(xn, dtype=tdt) @ tw.t()).pow(2).mean()
+    tl.backward()
+    tol = 1e-5 if dtype == ember.float32 else 1e-12
+    np.testing.assert_allclose(float(loss), tl.item(), rtol=tol)
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=tol, atol=tol)
+
+
+@needs_cc
+def test_one_and_two_threads_give_the_same_bits():
+    """A kernel big enough to run in parallel gives the same bits on one thread and two."""
+    x = ember.tensor(_values("float32", n=1 << 19))
+
+    def chain(v):
+        return 0.5 * v * (1.0 + ember.tanh(0.7978845608 * (v + 0.044715 * v * v * v)))
+    saved = ember.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            ember.set_num_threads(threads)
+            f = ember.compile(chain)
+            with np.errstate(all="ignore"):
+                outs.append(f(x).numpy())
+            (k,) = _kernels(f)
+            assert k.numel >= k.parallel_min  # the 2-thread run really is parallel
+    finally:
+        ember.set_num_threads(saved)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(outs[0], chain(x).numpy(), rtol=3e-7, atol=1e-37)
+
+
+@needs_cc
+def test_kernel_source_keeps_simd_on_one_thread_and_scales_its_threshold():
+    f = ember.compile(lambda v: (v + 1.0) * 2.0)
+    g = ember.compile(lambda v: ember.exp(v) * 2.0)
+    f(ember.randn(8))
+    g(ember.randn(8))
+    (kf,), (kg,) = _kernels(f), _kernels(g)
+    for k in (kf, kg):
+        # a bare if() clause would switch the simd part off too: a scalar loop on one thread
+        assert "if(parallel:" in k.c_source and "num_threads(nthreads)" in k.c_source
+    assert kg.parallel_min < kf.parallel_min  # exp is costlier per element: parallel sooner
+
+
+@needs_cc
+def test_closure_tensors_are_fusion_leaves():
+    x = ember.randn(1000)
+    f = ember.compile(lambda: 0.5 * x * (1.0 + ember.tanh(0.79788 * (x + 0.044715 * x ** 3))))
+    got = f()
+    ks = _kernels(f)
+    assert len(ks) == 1 and len(ks[0].leaves) == 1  # the whole chain, x read once
+    with np.errstate(all="ignore"):
+        want = 0.5 * x * (1.0 + ember.tanh(0.79788 * (x + 0.044715 * x ** 3)))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=3e-7, atol=1e-7)
+
+
+@needs_cc
+def test_openmp_wait_policy_is_not_inherited(tmp_path):
+    """Idle OpenMP threads sleep (set only around the runtime's first load): the variable is
+    not left in the environment that child processes inherit, and a user's own is kept."""
+    code = ("import os, ember\n"
+            "f = ember.compile(lambda v: ember.exp(v) + 1.0)\n"
+            "f(ember.randn(1 << 16))\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, EMBER_CACHE_DIR=str(tmp_path))
+    env.pop("OMP_WAIT_POLICY", None)
+    env.pop("GOMP_SPINCOUNT", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "None"
+    r = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "ACTIVE"
