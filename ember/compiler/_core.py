@@ -132,8 +132,16 @@ class _Entry:
     def __init__(self, cap, in_spec, extra_rg, scalars, runner, source, breaks=(),
                  needs_rng=False):
         self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
-        self.runner, self.source = runner, source
+        self.runner, self._source = runner, source
         self.breaks, self.needs_rng = list(breaks), needs_rng
+
+    @property
+    def source(self):
+        """The optimised graph and the generated code (made on first use: printing a graph
+        of a thousand nodes costs tens of milliseconds of the first call)."""
+        if callable(self._source):
+            self._source = self._source()
+        return self._source
 
     def check(self, leaves, in_spec, glb):
         if in_spec != self.in_spec:
@@ -324,14 +332,16 @@ class CompiledFunction:
             self._make_dynamic(cap, run, leaves, names, unflatten, persistent, inputs, opts)
         extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
         scalars = {n: glb[n] for n in scalar_names if n in glb}
-        captured = str(cap.graph)
+        log = _log_enabled("graph_code")
+        captured = str(cap.graph) if log else None
         runner, source = self._lower(cap)
-        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source,
-                                   recorder.breaks, needs_rng))
-        if _log_enabled("graph_code"):
+        entry = _Entry(cap, in_spec, extra_rg, scalars, runner, source, recorder.breaks,
+                       needs_rng)
+        self.entries.append(entry)
+        if log:
             print(f"===== ember.compile: captured graph of "
                   f"{getattr(self.fn, '__qualname__', 'fn')} =====\n{captured}\n"
-                  f"===== generated source ({self.backend}) =====\n{source}",
+                  f"===== generated source ({self.backend}) =====\n{entry.source}",
                   file=sys.stderr)
         return box[0]
 
@@ -422,9 +432,9 @@ class CompiledFunction:
                                               out_spec)
                     finally:
                         arena.busy = False
-            return runner, str(graph) + "\n" + "\n".join(sources)
+            return runner, lambda: str(graph) + "\n" + "\n".join(sources)
 
         def runner(leaves):
             out = _capture.run_graph(graph, leaves, attrs)
             return tree_unflatten(list(out), out_spec)
-        return runner, str(graph) + "\n" + "\n".join(sources)
+        return runner, lambda: str(graph) + "\n" + "\n".join(sources)
