@@ -188,10 +188,12 @@ def optimizer_group_step(opt, group_index):
     """Graph node: one optimizer's update of one parameter group, as its ``step`` does it
     (the multi-tensor path over flat buffers where the optimizer has one)."""
     from ..autograd.grad_mode import no_grad
+    from ._optim import sgd_group_step
     group = opt.param_groups[group_index]
     with no_grad():
         opt._prepare(group)
-        opt._step_group(group_index, group)
+        if not sgd_group_step(opt, group):  # SGD as one C loop, else eager's own update
+            opt._step_group(group_index, group)
 
 
 optimizer_group_step._fx_impure = True
