@@ -410,6 +410,7 @@ class CompiledFunction:
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
             self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
             self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
+            self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

@@ -214,3 +214,33 @@ def test_sgd_group_step_declines_what_it_does_not_serve():
     before = q.detach().numpy().copy()
     assert not _optim.sgd_group_step(sgd, sgd.param_groups[0])
     np.testing.assert_array_equal(q.detach().numpy(), before)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])   # 3x3: Winograd tiles; 5x5: im2col columns
+def test_conv_weight_gradient_reuses_the_forward_columns(kernel):
+    """In a compiled training step the convolution keeps its columns for the weight gradient
+    (as eager does); the 20-step results stay eager's."""
+    import copy
+    nn = ember.nn
+    ember.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(3, 8, kernel, padding=1), nn.ReLU()).double()
+    model = copy.deepcopy(ref)
+    opts = [ember.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in (ref, model)]
+
+    def step_of(m, opt):
+        def step(x):
+            loss = m(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+        return step
+    eager, compiled = step_of(ref, opts[0]), ember.compile(step_of(model, opts[1]))
+    for _ in range(20):
+        x = ember.randn(4, 3, 12, 12, dtype=ember.float64)
+        a, b = eager(x), compiled(x)
+        np.testing.assert_allclose(float(b), float(a), rtol=1e-10)
+    assert compiled.pass_stats["conv_columns"] == 1
+    for p, q in zip(ref.parameters(), model.parameters()):
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12)
