@@ -13,8 +13,10 @@ the state the capture touched is restored and the function runs eagerly from the
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
 Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
-elementwise fusion into C kernels (``_codegen``), matmul epilogues and whole-group optimizer
-steps, then one generated Python function over arrays with a memory arena (``_program``).
+elementwise fusion into C kernels (``_codegen``; GELU and erf included), matmul epilogues,
+whole-group optimizer steps (SGD as one C loop, ``_optim``), convolution columns kept for the
+weight gradient, then one generated Python function over arrays with a memory arena
+(``_program``).
 """
 
 from __future__ import annotations
