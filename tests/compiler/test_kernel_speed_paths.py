@@ -244,3 +244,39 @@ def test_conv_weight_gradient_reuses_the_forward_columns(kernel):
     for p, q in zip(ref.parameters(), model.parameters()):
         np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-10,
                                    atol=1e-12)
+
+
+@needs_cc
+def test_training_step_same_bits_at_one_and_two_kernel_threads(monkeypatch):
+    """A compiled MLP training step (fused kernels, the SGD update in C, a weight large
+    enough for the parallel update) ends with the same bits whether ember's kernels run on
+    1 thread or 2 (the BLAS keeps its own threads: its results may differ by thread count)."""
+    import copy
+
+    from ember import _threads
+    nn = ember.nn
+    ember.manual_seed(0)
+    base = nn.Sequential(nn.Linear(600, 512), nn.Tanh(), nn.Linear(512, 10))
+    xs = [ember.randn(256, 600) for _ in range(5)]
+    ys = [ember.randint(0, 10, (256,)) for _ in range(5)]
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(_threads, "get_num_threads", lambda t=threads: t)
+        model = copy.deepcopy(base)
+        opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def step(x, y, model=model, opt=opt):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+        f = ember.compile(step)
+        losses = [float(f(x, y)) for x, y in zip(xs, ys)]
+        kernels = _kernels(f)
+        assert kernels and max(k.numel - k.parallel_min for k in kernels) >= 0
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()]))
+    (l1, p1), (l2, p2) = results
+    assert l1 == l2
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
