@@ -262,6 +262,29 @@ def _threads():
     return _threads_mod.get_num_threads()
 
 
+def prebuild(sources):
+    """Compile the C sources that neither memory nor the disk cache holds, concurrently (one
+    compiler process per core): a cold compile of a step with several kernels then costs
+    about one compiler run instead of one per kernel. Failures are left to ``load_kernel``,
+    which compiles again (into a private directory where the cache is unusable)."""
+    cc = c_compiler()
+    if cc is None:
+        return
+    todo = [s for s in dict.fromkeys(sources) if _key(s, cc) not in _LOADED and
+            not os.path.exists(os.path.join(cache_dir(), f"k_{_key(s, cc)}.so"))]
+    if len(todo) < 2:
+        return
+
+    def build(src):
+        try:
+            _build(cc, src, cache_dir(), f"k_{_key(src, cc)}.so")
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            pass
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+        list(pool.map(build, todo))
+
+
 # ---------------------------------------------------------------------- regions
 def _op_name(n):
     cls = getattr(n.target, "__self__", None)
@@ -317,9 +340,10 @@ def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
     return rg
 
 
-def fuse(graph, rg, backend="c"):
+def fuse(graph, rg, backend="c", load=True):
     """Replace fusible elementwise regions of ``graph`` by ``FusedKernel`` calls (in place).
-    ``rg``: ``requires_grad_map``. Returns the list of kernels made."""
+    ``rg``: ``requires_grad_map``; ``load=False``: the caller loads the kernels (after
+    ``prebuild``). Returns the list of kernels made."""
     from ..fx import Node
     nodes = list(graph.nodes)
     pos = {n: i for i, n in enumerate(nodes)}
@@ -378,7 +402,7 @@ def fuse(graph, rg, backend="c"):
         if len(region) < 2 and _op_name(root) not in _ALONE:
             continue
         order = sorted(region, key=pos.__getitem__)
-        kernel = FusedKernel(order, root, shape, dtype, backend)
+        kernel = FusedKernel(order, root, shape, dtype, backend, load)
         with graph.inserting_before(root):
             new = graph.call_function(kernel, tuple(kernel.leaves))
         new.meta.update(root.meta)
@@ -394,7 +418,7 @@ def fuse(graph, rg, backend="c"):
 class FusedKernel:
     """One fused elementwise region: ``kernel(*leaf_tensors)`` returns the region's value."""
 
-    def __init__(self, order, root, shape, dtype, backend):
+    def __init__(self, order, root, shape, dtype, backend, load=True):
         from ..fx import Node
         self.shape, self.dtype = shape, np.dtype(dtype)
         self.numel = int(np.prod(shape)) if shape else 1
@@ -416,16 +440,22 @@ class FusedKernel:
         self.__name__ = f"fused_{'_'.join(_op_name(n).lower() for n in order)}"[:80]
         self._c = None
         self.backend = backend
-        if backend == "c":
-            try:
-                self._c = load_kernel(self.c_source)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
-                self.backend = "numpy"
+        if load:
+            self.load()
         from ..ops._special import erf
         ns = {"_np": np, "_erf": erf}
         exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
         self._py = ns["kernel"]
+
+    def load(self):
+        """Load the compiled C kernel (compiling it on a cold cache); NumPy where that fails."""
+        if self.backend != "c" or self._c is not None:
+            return
+        try:
+            self._c = load_kernel(self.c_source)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
+            self.backend = "numpy"
 
     def _cost(self):
         """Estimated work per element, in units of one simple arithmetic op: libm-like

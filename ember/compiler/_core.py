@@ -409,8 +409,15 @@ class CompiledFunction:
             drop_records = _program.has_backward(graph)
             if drop_records:  # the step holds its own backward: no op needs a record
                 rg = dict.fromkeys(rg, False)
-            kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
+            kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
+            if use_c:  # every C source of the step compiled at once (cold cache)
+                from . import _optim
+                _codegen.prebuild([k.c_source for k in kernels] + _optim.sources(graph, attrs))
+            for k in kernels:
+                k.load()
             self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
+            if use_c:
+                _optim.prepare(graph, attrs)
             self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
             self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             graph.lint()

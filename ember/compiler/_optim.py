@@ -52,6 +52,7 @@ void sgd_step_{T}(int64_t count, const int64_t *sizes, void **pp, void **gp, voi
     }}
 }}
 """
+_CTYPES = {"float32": "float", "float64": "double"}
 _PARALLEL_MIN = 1 << 18   # a memory-bound update: a second thread pays only on large tensors
 _KERNELS: dict = {}
 
@@ -87,7 +88,7 @@ def sgd_group_step(opt, group):
     if not params or len({id(p) for p in params}) != len(params):
         return False
     dtype = params[0]._data.dtype
-    ctype = {"float32": "float", "float64": "double"}.get(str(dtype))
+    ctype = _CTYPES.get(str(dtype))
     if ctype is None:
         return False
     momentum = float(group["momentum"])
@@ -123,3 +124,31 @@ def sgd_group_step(opt, group):
     for p in params:
         _bump_version(p)
     return True
+
+
+def _ctypes_needed(graph, attrs):
+    from ..export import _capture
+    from ..optim.sgd import SGD
+    from ._passes import optimizer_group_step
+    out = set()
+    for n in graph.nodes:
+        if n.op != "call_function" or n.target not in (optimizer_group_step,
+                                                       _capture.optimizer_param_step):
+            continue
+        opt = attrs.get(getattr(n.args[0], "target", None))
+        if type(opt) is SGD:
+            out |= {_CTYPES[str(p._data.dtype)] for g in opt.param_groups
+                    for p in g["params"] if str(p._data.dtype) in _CTYPES}
+    return sorted(out)
+
+
+def sources(graph, attrs):
+    """The C sources of the update kernels the graph's SGD steps will call."""
+    return [_SGD_SRC.format(T=c, MIN=_PARALLEL_MIN) for c in _ctypes_needed(graph, attrs)]
+
+
+def prepare(graph, attrs):
+    """Load (compiling on a cold cache) the update kernels the graph's SGD group steps will
+    call, now, so that the compile cost falls in the first call, not in the first replay."""
+    for ctype in _ctypes_needed(graph, attrs):
+        _kernel(ctype)

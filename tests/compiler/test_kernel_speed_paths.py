@@ -280,3 +280,17 @@ def test_training_step_same_bits_at_one_and_two_kernel_threads(monkeypatch):
     assert l1 == l2
     for a, b in zip(p1, p2):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_cc
+def test_prebuild_compiles_several_sources_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    srcs = [f"void kernel(int *x) {{ x[0] = {i}; }}\n" for i in range(3)]
+    before = _codegen.STATS["compiles"]
+    _codegen.prebuild(srcs + srcs[:1])                 # duplicates compile once
+    assert _codegen.STATS["compiles"] - before == 3
+    assert all(os.path.exists(_codegen.cache_path(s)) for s in srcs)
+    import ctypes
+    out = ctypes.c_int(-1)
+    _codegen.load_kernel(srcs[2])(ctypes.byref(out))  # a disk hit, and the right library
+    assert out.value == 2 and _codegen.STATS["compiles"] - before == 3
