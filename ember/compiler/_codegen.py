@@ -27,6 +27,7 @@ import tempfile
 
 import numpy as np
 
+from .. import _threads as _threads_mod
 from .._tensor import Tensor, _make
 
 __all__ = ["fuse", "FusedKernel", "c_compiler", "cache_dir", "CFLAGS"]
@@ -35,14 +36,27 @@ __all__ = ["fuse", "FusedKernel", "c_compiler", "cache_dir", "CFLAGS"]
 # result, only floating-point exception flags; -ffp-contract=off keeps eager's roundings
 CFLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
           "-fno-trapping-math", "-fopenmp"]
-_PARALLEL_MIN = 1 << 15   # below this many elements a single thread is faster
+# A kernel runs on several threads only when its work (elements x estimated cost per element,
+# see FusedKernel._cost) is at least this: waking a sleeping thread costs about 5-20 us, a
+# simple binary op over 64K floats takes about 25 us on one core, and a parallel region for
+# less work than this makes every step slower. Threads wait passively (see _omp_env).
+PARALLEL_WORK = 1 << 19
 
 # op class name -> (arity, C template, NumPy template); {f} is the float suffix of libm
 _BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 _COMPARE = {"Gt": ">", "Lt": "<", "Ge": ">=", "Le": "<=", "Eq": "==", "Ne": "!="}
 _UNARY_C = {"Neg": "(-{a})", "Exp": "{e}exp{f}({a})", "Log": "log{f}({a})",
             "Tanh": "{e}tanh{f}({a})", "Sigmoid": "(({t})1 / (({t})1 + {e}exp{f}(-{a})))",
-            "Relu": "({a} < 0 ? ({t})0 : {a})"}
+            "Relu": "({a} < 0 ? ({t})0 : {a})", "Erf": "{e}erf{f}({a})"}
+# GELU as eager's Gelu.forward computes it (same operations, same order); {t}: the C type
+_GELU_C = {"none": "({a} * (({t})0.5 * (({t})1 + {e}erf{f}({a} * ({t}){h!r}))))",
+           "tanh": "(({t})0.5 * {a} * (({t})1 + {e}tanh{f}(({t}){k!r} * ({a} + ({t})0.044715 "
+                   "* {a} * {a} * {a}))))"}
+_GELU_NP = {"none": "({a} * (0.5 * (1 + _erf({a} * {h!r}))))",
+            "tanh": "(0.5 * {a} * (1 + _np.tanh({k!r} * ({a} + 0.044715 * {a} * {a} * {a}))))"}
+_SQRT_HALF, _GELU_K = 1.0 / math.sqrt(2.0), math.sqrt(2.0 / math.pi)
+# ops that eager runs slowly enough (a scalar special function) that one alone is a region
+_ALONE = {"Erf", "Gelu"}
 
 # float32 exp and tanh written branch-free so that the loop vectorises (libm's expf/tanhf
 # are scalar calls, about 10x slower than NumPy's SIMD loops): Cody-Waite range reduction,
@@ -82,10 +96,40 @@ static inline float ember_tanhf(float x) {
     t = copysignf(t, x);
     return x != x ? x : t;
 }
+
+/* erf: below 1 its Taylor series (erf(x)/x in x^2, 11 terms, under 1e-8 relative); above,
+   Abramowitz & Stegun 7.1.26 (1.5e-7 absolute, erf >= 0.84 there): within 4 ulp, branch
+   free so that the loop vectorises (libm's erff is a scalar call). */
+static inline float ember_erff(float x) {
+    float a = fabsf(x);
+    float z = a * a;
+    float s = 1.4807192816e-08f;
+    s = s * z + -1.6365844691e-07f;
+    s = s * z + 1.6462114366e-06f;
+    s = s * z + -1.4925650358e-05f;
+    s = s * z + 1.2055332982e-04f;
+    s = s * z + -8.5483270235e-04f;
+    s = s * z + 5.2239776254e-03f;
+    s = s * z + -2.6866170645e-02f;
+    s = s * z + 1.1283791671e-01f;
+    s = s * z + -3.7612638903e-01f;
+    s = s * z + 1.1283791671e+00f;
+    s = s * a;
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float q = 1.061405429f;
+    q = q * t + -1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t + -0.284496736f;
+    q = q * t + 0.254829592f;
+    float big = 1.0f - q * t * ember_expf(-(a < 10.0f ? z : 100.0f));
+    float r = a < 1.0f ? s : big;
+    r = copysignf(r, x);
+    return x != x ? x : r;
+}
 """
 _UNARY_NP = {"Neg": "-{a}", "Exp": "_np.exp({a})", "Log": "_np.log({a})",
              "Tanh": "_np.tanh({a})", "Sigmoid": "1 / (1 + _np.exp(-{a}))",
-             "Relu": "_np.maximum({a}, 0)"}
+             "Relu": "_np.maximum({a}, 0)", "Erf": "_erf({a})"}
 _FLOATS = {"float32": ("float", "f"), "float64": ("double", "")}
 
 
@@ -146,6 +190,39 @@ def cache_path(src):
     return None if cc is None else os.path.join(cache_dir(), f"k_{_key(src, cc)}.so")
 
 
+_OMP_READY = []
+
+
+def _omp_env():
+    """Make the OpenMP runtime's idle threads sleep instead of spin, before it starts.
+
+    libgomp reads its settings once, when the first library linking it is loaded. By default
+    an idle OpenMP thread spins for a while after each parallel region; on a machine whose
+    cores the BLAS under NumPy also uses (its own thread pool, which also spins), the two
+    pools then take turns on the same cores and every GEMM that follows a fused kernel stalls
+    for scheduler time slices: compiled steps ran 2-3x slower than eager at 2 threads. With
+    ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep on a futex (a wake costs microseconds).
+    A user's own ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` is respected; the variable is set only
+    around the first load, so child processes do not inherit it."""
+    if _OMP_READY:
+        return None
+    _OMP_READY.append(True)
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "OMP_WAIT_POLICY"
+
+
+def _cdll(path):
+    """``ctypes.CDLL(path)``, the first one with the OpenMP settings of ``_omp_env``."""
+    added = _omp_env()
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        if added is not None:
+            os.environ.pop(added, None)
+
+
 def load_kernel(src, symbol="kernel"):
     """The ctypes function ``symbol`` of ``src`` compiled as C: from memory, from the disk
     cache, or freshly compiled. Raises RuntimeError when no C compiler works."""
@@ -162,7 +239,7 @@ def load_kernel(src, symbol="kernel"):
     lib = None
     if os.path.exists(path):
         try:
-            lib = ctypes.CDLL(path)
+            lib = _cdll(path)
             getattr(lib, symbol)
             STATS["disk_hits"] += 1
         except (OSError, AttributeError):  # corrupt or truncated: compile again
@@ -172,21 +249,54 @@ def load_kernel(src, symbol="kernel"):
             path = _build(cc, src, cache_dir(), name)
         except OSError:  # the cache is read-only or unusable: a private directory serves
             path = _build(cc, src, _private_dir(), name)
-        lib = ctypes.CDLL(path)
+        lib = _cdll(path)
     fn = getattr(lib, symbol)
     fn.restype = None
     _LOADED[key] = fn
     return fn
 
 
+def _threads():
+    """Threads a kernel may use: ``ember.get_num_threads()`` (``set_num_threads``,
+    ``OMP_NUM_THREADS``, else all cores)."""
+    return _threads_mod.get_num_threads()
+
+
+def prebuild(sources):
+    """Compile the C sources that neither memory nor the disk cache holds, concurrently (one
+    compiler process per core): a cold compile of a step with several kernels then costs
+    about one compiler run instead of one per kernel. Failures are left to ``load_kernel``,
+    which compiles again (into a private directory where the cache is unusable)."""
+    cc = c_compiler()
+    if cc is None:
+        return
+    todo = [s for s in dict.fromkeys(sources) if _key(s, cc) not in _LOADED and
+            not os.path.exists(os.path.join(cache_dir(), f"k_{_key(s, cc)}.so"))]
+    if len(todo) < 2:
+        return
+
+    def build(src):
+        try:
+            _build(cc, src, cache_dir(), f"k_{_key(src, cc)}.so")
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            pass
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+        list(pool.map(build, todo))
+
+
 # ---------------------------------------------------------------------- regions
 def _op_name(n):
     cls = getattr(n.target, "__self__", None)
     if n.op != "call_function" or not isinstance(cls, type) or \
-            getattr(n.target, "__name__", "") != "apply" or \
-            not cls.__module__.startswith("ember.ops.elementwise"):
+            getattr(n.target, "__name__", "") != "apply":
         return None
     name = cls.__name__
+    if cls.__module__ == "ember.ops.nn" and name == "Gelu" and len(n.args) == 2 and \
+            n.args[1] in _GELU_C:
+        return name
+    if not cls.__module__.startswith("ember.ops.elementwise"):
+        return None
     if name in _BINARY or name in _COMPARE or name in _UNARY_C or name in ("Pow", "Where"):
         return name
     return None
@@ -230,9 +340,10 @@ def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
     return rg
 
 
-def fuse(graph, rg, backend="c"):
+def fuse(graph, rg, backend="c", load=True):
     """Replace fusible elementwise regions of ``graph`` by ``FusedKernel`` calls (in place).
-    ``rg``: ``requires_grad_map``. Returns the list of kernels made."""
+    ``rg``: ``requires_grad_map``; ``load=False``: the caller loads the kernels (after
+    ``prebuild``). Returns the list of kernels made."""
     from ..fx import Node
     nodes = list(graph.nodes)
     pos = {n: i for i, n in enumerate(nodes)}
@@ -250,7 +361,7 @@ def fuse(graph, rg, backend="c"):
         if tuple(m[0]) != shape or str(m[1]).replace("ember.", "") not in (
                 "float32", "float64", "bool"):
             return False
-        for a in n.args:
+        for a in n.args[:1] if name == "Gelu" else n.args:  # Gelu's 2nd: its approximation
             if isinstance(a, Node):
                 am = _meta(a)
                 if am is None or tuple(am[0]) != shape or str(am[1]).replace("ember.", "") \
@@ -288,10 +399,10 @@ def fuse(graph, rg, backend="c"):
                     continue
                 region.add(a)
                 frontier.append(a)
-        if len(region) < 2:
+        if len(region) < 2 and _op_name(root) not in _ALONE:
             continue
         order = sorted(region, key=pos.__getitem__)
-        kernel = FusedKernel(order, root, shape, dtype, backend)
+        kernel = FusedKernel(order, root, shape, dtype, backend, load)
         with graph.inserting_before(root):
             new = graph.call_function(kernel, tuple(kernel.leaves))
         new.meta.update(root.meta)
@@ -307,7 +418,7 @@ def fuse(graph, rg, backend="c"):
 class FusedKernel:
     """One fused elementwise region: ``kernel(*leaf_tensors)`` returns the region's value."""
 
-    def __init__(self, order, root, shape, dtype, backend):
+    def __init__(self, order, root, shape, dtype, backend, load=True):
         from ..fx import Node
         self.shape, self.dtype = shape, np.dtype(dtype)
         self.numel = int(np.prod(shape)) if shape else 1
@@ -323,20 +434,39 @@ class FusedKernel:
         for i, n in enumerate(order):
             names[n] = f"v{i}"
         self._names, self._order, self._root = names, order, root
+        self.parallel_min = max(1, PARALLEL_WORK // self._cost())
         self.c_source = self._emit_c()
         self.py_source = self._emit_numpy()
         self.__name__ = f"fused_{'_'.join(_op_name(n).lower() for n in order)}"[:80]
         self._c = None
         self.backend = backend
-        if backend == "c":
-            try:
-                self._c = load_kernel(self.c_source)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
-                self.backend = "numpy"
-        ns = {"_np": np}
+        if load:
+            self.load()
+        from ..ops._special import erf
+        ns = {"_np": np, "_erf": erf}
         exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
         self._py = ns["kernel"]
+
+    def load(self):
+        """Load the compiled C kernel (compiling it on a cold cache); NumPy where that fails."""
+        if self.backend != "c" or self._c is not None:
+            return
+        try:
+            self._c = load_kernel(self.c_source)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            print(f"ember.compile: C kernel unavailable ({e}); using NumPy", file=sys.stderr)
+            self.backend = "numpy"
+
+    def _cost(self):
+        """Estimated work per element, in units of one simple arithmetic op: libm-like
+        functions (exp, log, tanh, sigmoid, a general pow, a division) cost about ten."""
+        heavy = {"Exp", "Log", "Tanh", "Sigmoid", "Div", "Erf", "Gelu"}
+        cost = len(self.leaves) + 1  # the loads and the store
+        for n in self._order:
+            name = _op_name(n)
+            general_pow = name == "Pow" and n.args[1] not in (1, 2, 3)
+            cost += 10 if name in heavy or general_pow else 1
+        return cost
 
     # -- emission: one statement per node, forward order
     def _expr(self, n, lang):
@@ -351,6 +481,11 @@ class FusedKernel:
                 return repr(a)
             return f"(({t}){float(a)!r})"
         name = _op_name(n)
+        if name == "Gelu":
+            x = ref(n.args[0])
+            tmpl = _GELU_C[n.args[1]] if lang == "c" else _GELU_NP[n.args[1]]
+            return tmpl.format(a=x, f=f, t=t, e="ember_" if t == "float" else "",
+                               h=_SQRT_HALF, k=_GELU_K)
         args = [ref(a) for a in n.args]
         if name in _BINARY:
             return f"({args[0]} {_BINARY[name]} {args[1]})"
@@ -378,7 +513,7 @@ class FusedKernel:
     def _emit_c(self):
         t, _ = _FLOATS[str(self.dtype)]
         ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
-        params = ["int64_t n"] + [f"const {ctype[str(d)]} *restrict in{i}"
+        params = ["int64_t n", "int nthreads"] + [f"const {ctype[str(d)]} *restrict in{i}"
                                   for i, d in enumerate(self.leaf_dtypes)] + [f"{t} *restrict out"]
         body = [f"        {ctype[str(d)]} l{i} = in{i}[i];"
                 for i, d in enumerate(self.leaf_dtypes)]
@@ -390,7 +525,10 @@ class FusedKernel:
             "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
             _PRELUDE_F32 if t == "float" else "",
             f"void kernel({', '.join(params)}) {{",
-            f"    #pragma omp parallel for simd schedule(static) if(n >= {_PARALLEL_MIN})",
+            # "if(parallel: ...)": a bare if() would switch off the simd part too (OpenMP 5),
+            # leaving a scalar loop about 8x slower whenever the loop runs on one thread
+            f"    #pragma omp parallel for simd schedule(static) num_threads(nthreads) "
+            f"if(parallel: nthreads > 1 && n >= {self.parallel_min})",
             "    for (int64_t i = 0; i < n; i++) {", *body, "    }", "}", ""])
 
     def _emit_numpy(self):
@@ -413,8 +551,8 @@ class FusedKernel:
             return _make(np.ascontiguousarray(self._py(*arrays)))
         arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
         out = np.empty(self.shape, dtype=self.dtype)
-        self._c(ctypes.c_int64(self.numel), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
-                ctypes.c_void_p(out.ctypes.data))
+        self._c(ctypes.c_int64(self.numel), _threads(),
+                *[ctypes.c_void_p(a.ctypes.data) for a in arrays], ctypes.c_void_p(out.ctypes.data))
         return _make(out)
 
     def run_arrays(self, out, *arrays):
@@ -435,7 +573,7 @@ class FusedKernel:
         n = 1
         for s in shape:
             n *= s
-        self._c(ctypes.c_int64(n), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+        self._c(ctypes.c_int64(n), _threads(), *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
                 ctypes.c_void_p(out.ctypes.data))
         return out
 

@@ -13,8 +13,10 @@ the state the capture touched is restored and the function runs eagerly from the
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
 Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
-elementwise fusion into C kernels (``_codegen``), matmul epilogues and whole-group optimizer
-steps, then one generated Python function over arrays with a memory arena (``_program``).
+elementwise fusion into C kernels (``_codegen``; GELU and erf included), matmul epilogues,
+whole-group optimizer steps (SGD as one C loop, ``_optim``), convolution columns kept for the
+weight gradient, then one generated Python function over arrays with a memory arena
+(``_program``).
 """
 
 from __future__ import annotations
@@ -132,8 +134,16 @@ class _Entry:
     def __init__(self, cap, in_spec, extra_rg, scalars, runner, source, breaks=(),
                  needs_rng=False):
         self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
-        self.runner, self.source = runner, source
+        self.runner, self._source = runner, source
         self.breaks, self.needs_rng = list(breaks), needs_rng
+
+    @property
+    def source(self):
+        """The optimised graph and the generated code (made on first use: printing a graph
+        of a thousand nodes costs tens of milliseconds of the first call)."""
+        if callable(self._source):
+            self._source = self._source()
+        return self._source
 
     def check(self, leaves, in_spec, glb):
         if in_spec != self.in_spec:
@@ -324,14 +334,16 @@ class CompiledFunction:
             self._make_dynamic(cap, run, leaves, names, unflatten, persistent, inputs, opts)
         extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
         scalars = {n: glb[n] for n in scalar_names if n in glb}
-        captured = str(cap.graph)
+        log = _log_enabled("graph_code")
+        captured = str(cap.graph) if log else None
         runner, source = self._lower(cap)
-        self.entries.append(_Entry(cap, in_spec, extra_rg, scalars, runner, source,
-                                   recorder.breaks, needs_rng))
-        if _log_enabled("graph_code"):
+        entry = _Entry(cap, in_spec, extra_rg, scalars, runner, source, recorder.breaks,
+                       needs_rng)
+        self.entries.append(entry)
+        if log:
             print(f"===== ember.compile: captured graph of "
                   f"{getattr(self.fn, '__qualname__', 'fn')} =====\n{captured}\n"
-                  f"===== generated source ({self.backend}) =====\n{source}",
+                  f"===== generated source ({self.backend}) =====\n{entry.source}",
                   file=sys.stderr)
         return box[0]
 
@@ -385,6 +397,10 @@ class CompiledFunction:
             fixed = {id(t) for t in self._persistent}
             self.pass_stats = _passes.optimize(
                 graph, attrs, lambda name: id(attrs.get(name)) not in fixed)
+            for n in graph.nodes:  # tensors read from closures/globals are fusion leaves too
+                v = attrs.get(n.target) if n.op == "get_attr" else None
+                if isinstance(v, Tensor) and "tensor_meta" not in n.meta:
+                    n.meta["tensor_meta"] = (tuple(v.shape), v.dtype, tuple(v.stride()))
             use_c = self.backend == "inductor" and _codegen.c_compiler() is not None
             rg = _codegen.requires_grad_map(
                 graph, [g[3] if g[1] != "const" else False for g in cap.guards.inputs],
@@ -393,9 +409,17 @@ class CompiledFunction:
             drop_records = _program.has_backward(graph)
             if drop_records:  # the step holds its own backward: no op needs a record
                 rg = dict.fromkeys(rg, False)
-            kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy")
+            kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
+            if use_c:  # every C source of the step compiled at once (cold cache)
+                from . import _optim
+                _codegen.prebuild([k.c_source for k in kernels] + _optim.sources(graph, attrs))
+            for k in kernels:
+                k.load()
             self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
+            if use_c:
+                _optim.prepare(graph, attrs)
             self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
+            self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec
@@ -418,9 +442,9 @@ class CompiledFunction:
                                               out_spec)
                     finally:
                         arena.busy = False
-            return runner, str(graph) + "\n" + "\n".join(sources)
+            return runner, lambda: str(graph) + "\n" + "\n".join(sources)
 
         def runner(leaves):
             out = _capture.run_graph(graph, leaves, attrs)
             return tree_unflatten(list(out), out_spec)
-        return runner, str(graph) + "\n" + "\n".join(sources)
+        return runner, lambda: str(graph) + "\n" + "\n".join(sources)

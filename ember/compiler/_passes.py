@@ -188,10 +188,12 @@ def optimizer_group_step(opt, group_index):
     """Graph node: one optimizer's update of one parameter group, as its ``step`` does it
     (the multi-tensor path over flat buffers where the optimizer has one)."""
     from ..autograd.grad_mode import no_grad
+    from ._optim import sgd_group_step
     group = opt.param_groups[group_index]
     with no_grad():
         opt._prepare(group)
-        opt._step_group(group_index, group)
+        if not sgd_group_step(opt, group):  # SGD as one C loop, else eager's own update
+            opt._step_group(group_index, group)
 
 
 optimizer_group_step._fx_impure = True
@@ -264,5 +266,55 @@ def fuse_matmul_epilogues(graph, rg):
         n.replace_all_uses_with(new)
         graph.erase_node(n)
         graph.erase_node(lin)
+        changed += 1
+    return changed
+
+
+class _ConvKeepCols(_dispatch.Node):
+    """``ConvNd`` that also returns what its weight gradient can reuse (the im2col columns
+    or the Winograd input tiles, None when larger than eager's cache limit): eager keeps them
+    on the forward's ctx, a captured backward recomputes them; this node restores eager's
+    saving inside a compiled step. Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dilation, groups):
+        from ..ops import conv
+        out, cols = conv._conv_array(x, w, b, stride, pads, dilation, groups, True)
+        if cols is None or cols[1].nbytes > conv._COLS_CACHE_BYTES:
+            cols = None
+        return out, cols
+
+
+def keep_conv_columns(graph, rg):
+    """Pair each ``ConvNd`` with the ``ConvWeightGrad`` of the same input and geometry and
+    hand the forward's columns to it (see ``_ConvKeepCols``). Returns how many."""
+    from ..ops.conv import ConvNd, ConvWeightGrad
+    convs = {}
+    for n in graph.nodes:
+        if n.op == "call_function" and getattr(n.target, "__self__", None) is ConvNd and \
+                not n.kwargs and len(n.args) == 7 and not rg.get(n, True):
+            convs.setdefault((n.args[0], n.args[3:]), n)
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not ConvWeightGrad \
+                or n.kwargs or len(n.args) not in (7, 8) or rg.get(n, True) or \
+                (len(n.args) == 8 and n.args[7] is not None):
+            continue
+        conv = convs.pop((n.args[0], tuple(n.args[3:7])), None)
+        if conv is None or tuple(conv.args[1].meta.get("tensor_meta", ((),))[0]) != \
+                tuple(n.args[2]):
+            continue
+        with graph.inserting_before(conv):
+            pair = graph.call_function(_ConvKeepCols.apply, conv.args)
+            out = graph.call_function(operator.getitem, (pair, 0))
+            cols = graph.call_function(operator.getitem, (pair, 1))
+        out.meta.update(conv.meta)
+        cols.meta["opaque"] = True
+        rg[pair] = rg[out] = rg[cols] = False
+        conv.replace_all_uses_with(out)
+        graph.erase_node(conv)
+        n.args = tuple(n.args[:7]) + (cols,)
         changed += 1
     return changed

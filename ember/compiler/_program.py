@@ -241,7 +241,8 @@ class _Writer:
         if n.target is operator.getitem and isinstance(n.args[0], self.Node) and \
                 self.kind[n.args[0]] in ("A", "O") and self._returns_tuple(n.args[0]):
             src = n.args[0]
-            self.kind[n] = "A" if self.kind[src] == "A" else "O"
+            # "opaque": a Python value an op hands to another (conv columns), not an array
+            self.kind[n] = "A" if self.kind[src] == "A" and not n.meta.get("opaque") else "O"
             self.lines.append(f"{nm} = {self.name[src]}[{self.arg(n.args[1], 'A')}]")
             if self.kind[n] == "A":
                 self.lines.append(f"if type({nm}) is not _nd: {nm} = _asarray({nm})")
