@@ -12,6 +12,7 @@ from .._tensor import Tensor, _make
 from .. import _dtype as D
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer",
+           "UninitializedTensorMixin",
            "is_lazy"]
 
 _new = object.__new__
@@ -75,7 +76,14 @@ class Buffer(metaclass=_BufferMeta):
         return t
 
 
-class UninitializedParameter(Parameter):
+class UninitializedTensorMixin:
+    """What PyTorch's uninitialized parameters and buffers share (``isinstance`` checks
+    against it find both): a shape not known yet, until ``materialize(shape)``."""
+
+    __slots__ = ()
+
+
+class UninitializedParameter(UninitializedTensorMixin, Parameter):
     """A parameter whose shape is not known yet (lazy modules); ``materialize`` makes it real."""
 
     cls_to_become = Parameter
@@ -108,7 +116,7 @@ class UninitializedParameter(Parameter):
         return "<UninitializedParameter>"
 
 
-class UninitializedBuffer(Tensor):
+class UninitializedBuffer(UninitializedTensorMixin, Tensor):
     """A buffer whose shape is not known yet (lazy modules)."""
 
     cls_to_become = Tensor

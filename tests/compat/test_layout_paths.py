@@ -55,3 +55,119 @@ def test_spectral_norm_module_state_dict_versions(dt, n_out):
     assert sorted(el2.state_dict()) == sorted(tl2.state_dict()) == ["bias", "weight"]
     assert not hasattr(el2.state_dict()._metadata[""], "spectral_norm")
     assert ember.nn.utils.spectral_norm is esn.spectral_norm  # the function, as PyTorch's
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("out_features,bias", [((), False), ((2,), True)])
+def test_linear_cross_entropy_loss_matches_torch(dt, out_features, bias):
+    tol = 1e-5 if dt == "float32" else 1e-12
+    tm = torch.nn.LinearCrossEntropyLoss(5, 4, out_features=out_features, bias=bias,
+                                         dtype=getattr(torch, dt), label_smoothing=0.1)
+    em = ember.nn.LinearCrossEntropyLoss(5, 4, out_features=out_features, bias=bias,
+                                         dtype=getattr(ember, dt), label_smoothing=0.1)
+    em.load_state_dict({k: ember.tensor(_np(v)) for k, v in tm.state_dict().items()})
+    assert sorted(em.state_dict()) == sorted(tm.state_dict())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5))
+    y = rng.integers(0, 4, (3,) + out_features)
+    xe = ember.tensor(x, dtype=getattr(ember, dt), requires_grad=True)
+    xt = torch.tensor(x, dtype=getattr(torch, dt), requires_grad=True)
+    le, lt = em(xe, ember.tensor(y)), tm(xt, torch.tensor(y))
+    np.testing.assert_allclose(le.item(), lt.item(), rtol=tol)
+    le.backward()
+    lt.backward()
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(em.linear.weight.grad.numpy(), tm.linear.weight.grad.numpy(),
+                               rtol=tol, atol=tol)
+    with pytest.raises(RuntimeError, match="weight shape"):
+        ember.nn.LinearCrossEntropyLoss(5, 4, weight=ember.ones(3))
+
+
+def test_linear_cross_entropy_options_validate_as_torch():
+    for kw in ({}, {"chunking_method": "aspect_ratio:4"}, {"acc_policy": "compact"},
+               {"batch_chunk_size": 8, "chunking_method": None}):
+        assert ember.nn.LinearCrossEntropyOptions(**kw) == ember.nn.LinearCrossEntropyOptions(
+            **kw)
+        torch.nn.LinearCrossEntropyOptions(**kw)
+    for kw in ({"acc_policy": "fast"}, {"chunking_method": "rows"}, {"batch_chunk_size": 0},
+               {"acc_dtype": "int8"}):
+        with pytest.raises(ValueError) as te:
+            torch.nn.LinearCrossEntropyOptions(**kw)
+        with pytest.raises(ValueError) as ee:
+            ember.nn.LinearCrossEntropyOptions(**kw)
+        assert str(ee.value).split(":")[0] == str(te.value).split(":")[0]
+    m = ember.nn.LinearCrossEntropyLoss(3, 2, options=ember.nn.LinearCrossEntropyOptions())
+    assert m(ember.ones(2, 3), ember.tensor([0, 1])).ndim == 0
+
+
+def test_container_factory_kwargs_syncbn_paths():
+    with pytest.warns(UserWarning, match="deprecated"):
+        c = ember.nn.Container(a=ember.nn.Linear(2, 2))
+    assert [n for n, _ in c.named_children()] == ["a"]
+    for kw in ({"dtype": ember.float64}, {"factory_kwargs": {"device": "cpu"}, "dtype": 1}):
+        assert ember.nn.factory_kwargs(kw) == torch.nn.factory_kwargs(kw)
+    for kw in ({"size": 3}, {"factory_kwargs": {"dtype": 1}, "dtype": 2}):
+        with pytest.raises(TypeError):
+            torch.nn.factory_kwargs(kw)
+        with pytest.raises(TypeError):
+            ember.nn.factory_kwargs(kw)
+    assert _mod("ember.nn.modules.batchnorm").SyncBatchNorm is ember.nn.SyncBatchNorm
+    from ember.nn.parameter import (UninitializedBuffer, UninitializedParameter,
+                                    UninitializedTensorMixin)
+    assert isinstance(UninitializedParameter(), UninitializedTensorMixin)
+    assert isinstance(UninitializedBuffer(), UninitializedTensorMixin)
+    assert not isinstance(ember.nn.Parameter(ember.ones(1)), UninitializedTensorMixin)
+
+
+def test_register_module_backward_hook_runs():
+    from ember.nn.modules.module import register_module_backward_hook
+    seen = []
+    with pytest.warns(FutureWarning):
+        h = register_module_backward_hook(lambda m, gi, go: seen.append(type(m).__name__))
+    try:
+        lin = ember.nn.Linear(2, 2)
+        lin(ember.ones(1, 2, requires_grad=True)).sum().backward()
+    finally:
+        h.remove()
+    assert seen == ["Linear"]
+
+
+def test_invert_permutation_init_aliases_memory_format():
+    from ember.nn.utils.rnn import invert_permutation
+    p = [3, 0, 2, 1]
+    assert invert_permutation(ember.tensor(p)).tolist() == \
+        torch.nn.utils.rnn.invert_permutation(torch.tensor(p)).tolist()
+    assert invert_permutation(None) is None
+    for name in ("eye", "dirac"):
+        shape = (2, 2) if name == "eye" else (2, 2, 3)
+        with pytest.warns(FutureWarning):
+            e = getattr(ember.nn.init, name)(ember.empty(*shape))
+        with pytest.warns(FutureWarning):
+            t = getattr(torch.nn.init, name)(torch.empty(*shape))
+        np.testing.assert_array_equal(e.numpy(), t.numpy())
+    for conv, fmt, fn in ((ember.nn.Conv2d, ember.channels_last,
+                           ember.nn.utils.convert_conv2d_weight_memory_format),
+                          (ember.nn.Conv3d, ember.channels_last_3d,
+                           ember.nn.utils.convert_conv3d_weight_memory_format)):
+        m = ember.nn.Sequential(conv(2, 3, 1), ember.nn.ReLU())
+        before = m[0].weight.detach().numpy().copy()
+        w = m[0].weight
+        assert fn(m, fmt) is m and m[0].weight is w
+        assert m[0].weight.is_contiguous(memory_format=fmt)
+        np.testing.assert_array_equal(m[0].weight.detach().numpy(), before)
+
+
+def test_transfer_parametrizations_and_params():
+    P = ember.nn.utils.parametrize
+
+    class Sym(ember.nn.Module):
+        def forward(self, X):
+            return X.triu() + X.triu(1).transpose(-1, -2)
+
+    a, b = ember.nn.Linear(3, 3), ember.nn.Linear(3, 3)
+    P.register_parametrization(a, "weight", Sym())
+    P.transfer_parametrizations_and_params(a, b)
+    assert P.is_parametrized(b, "weight")
+    assert b.parametrizations.weight.original is a.parametrizations.weight.original
+    np.testing.assert_array_equal(_np(b.weight), _np(a.weight))
+    assert P.transfer_parametrizations_and_params(ember.nn.Linear(2, 2), b) is b
