@@ -171,3 +171,55 @@ def test_transfer_parametrizations_and_params():
     assert b.parametrizations.weight.original is a.parametrizations.weight.original
     np.testing.assert_array_equal(_np(b.weight), _np(a.weight))
     assert P.transfer_parametrizations_and_params(ember.nn.Linear(2, 2), b) is b
+
+
+def _same_error(fe, ft):
+    """Both raise; same type where PyTorch's is a deliberate check (not an AttributeError
+    of its missing CUDA bindings, which ember answers with a RuntimeError naming CUDA)."""
+    with pytest.raises(Exception) as te:
+        ft()
+    with pytest.raises(Exception) as ee:
+        fe()
+    if te.type is AttributeError:
+        assert ee.type is RuntimeError and "CUDA" in str(ee.value), ee.value
+    else:
+        assert ee.type is te.type and str(ee.value) == str(te.value), (ee.value, te.value)
+
+
+def test_nn_parallel_paths_on_a_cpu_only_build():
+    x = np.arange(6.0).reshape(3, 2)
+    E = {n: _mod("ember.nn.parallel." + n) for n in ("comm", "scatter_gather", "replicate",
+                                                      "parallel_apply")}
+    T = {n: _mod("torch.nn.parallel." + n) for n in E}
+    for T_, M, xx in ((torch, T, torch.tensor(x)), (ember, E, ember.tensor(x))):
+        # what works without GPUs: non-tensor scatter, get_a_var
+        assert M["scatter_gather"].scatter((1, [2, "a"], {"k": 3}), [0, 1]) == \
+            [(1, [2, "a"], {"k": 3})] * 2
+        assert M["scatter_gather"].scatter_kwargs((1,), {"a": 2, "b": None}, [0, 1]) == \
+            (((1,), (1,)), ({"a": 2, "b": None},) * 2)
+        assert M["scatter_gather"].gather([None, None], -1) is None
+        assert M["parallel_apply"].get_a_var([1, {"k": (xx,)}]) is xx
+        assert M["parallel_apply"].get_a_var([1, "a"]) is None
+    calls = [
+        ("comm", lambda m, T_, xx: m.broadcast(xx, [0])),
+        ("comm", lambda m, T_, xx: m.broadcast(xx, ["cpu"])),
+        ("comm", lambda m, T_, xx: m.broadcast_coalesced([xx], [0])),
+        ("comm", lambda m, T_, xx: m.reduce_add([xx, xx])),
+        ("comm", lambda m, T_, xx: m.reduce_add_coalesced([[xx], [xx]])),
+        ("comm", lambda m, T_, xx: m.scatter(xx, [0, 1])),
+        ("comm", lambda m, T_, xx: m.gather([xx, xx])),
+        ("scatter_gather", lambda m, T_, xx: m.scatter(xx, ["cpu"])),
+        ("scatter_gather", lambda m, T_, xx: m.scatter((xx, 1), [0])),
+        ("scatter_gather", lambda m, T_, xx: m.gather([xx, xx], -1)),
+        ("replicate", lambda m, T_, xx: m.replicate(T_.nn.Linear(2, 2), [0])),
+        ("replicate", lambda m, T_, xx: m.replicate(T_.nn.Linear(2, 2), ["cpu"])),
+        ("parallel_apply", lambda m, T_, xx: m.parallel_apply([T_.nn.Linear(2, 2)] * 2,
+                                                              [(xx,)])),
+        ("parallel_apply", lambda m, T_, xx: m.parallel_apply([T_.nn.Linear(2, 2)], [(xx,)])),
+        ("parallel_apply", lambda m, T_, xx: m.parallel_apply([T_.nn.Linear(2, 2)], [(xx,)],
+                                                              devices=["cpu"])),
+    ]
+    for mod, f in calls:
+        _same_error(lambda: f(E[mod], ember, ember.tensor(x)),
+                    lambda: f(T[mod], torch, torch.tensor(x)))
+    assert ember.nn.parallel.replicate is E["replicate"].replicate  # function, as PyTorch's
