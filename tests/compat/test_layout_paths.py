@@ -223,3 +223,123 @@ def test_nn_parallel_paths_on_a_cpu_only_build():
         _same_error(lambda: f(E[mod], ember, ember.tensor(x)),
                     lambda: f(T[mod], torch, torch.tensor(x)))
     assert ember.nn.parallel.replicate is E["replicate"].replicate  # function, as PyTorch's
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_svd_pca_lowrank_recover_a_low_rank_matrix(dt):
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((20, 3)) @ rng.standard_normal((3, 12))).astype(dt)
+    tol = 1e-3 if dt == "float32" else 1e-9
+    for T in (ember, torch):
+        T.manual_seed(0)
+    for A in (a, a.T):  # tall and wide
+        U, S, V = ember.svd_lowrank(ember.tensor(A), q=5)
+        Ut, St, Vt = torch.svd_lowrank(torch.tensor(A), q=5)
+        assert U.shape == tuple(Ut.shape) and V.shape == tuple(Vt.shape) and S.dtype == U.dtype
+        np.testing.assert_allclose((U @ ember.diag(S) @ V.T).numpy(), A, atol=tol * 10)
+        np.testing.assert_allclose(S.numpy()[:3], St.numpy()[:3], rtol=tol)
+    U, S, V = ember.pca_lowrank(ember.tensor(a))
+    Ut, St, Vt = torch.pca_lowrank(torch.tensor(a))
+    assert U.shape == tuple(Ut.shape)
+    np.testing.assert_allclose(S.numpy()[:3], St.numpy()[:3], rtol=tol)
+    assert _mod("ember.functional").svd_lowrank is ember.svd_lowrank
+    with pytest.raises(ValueError, match="q"):
+        ember.pca_lowrank(ember.tensor(a), q=50)
+    # gradients flow through A
+    x = ember.tensor(a, requires_grad=True)
+    ember.svd_lowrank(x, q=3)[1].sum().backward()
+    assert x.grad.shape == a.shape and np.isfinite(x.grad.numpy()).all()
+
+
+def test_gradcheck_jacobian_helpers_match_torch():
+    ge, gt = _mod("ember.autograd.gradcheck"), _mod("torch.autograd.gradcheck")
+    rng = np.random.default_rng(1)
+    xa, ya = rng.standard_normal(3), rng.standard_normal(2)
+    res = {}
+    for T, g in ((ember, ge), (torch, gt)):
+        x, y = T.tensor(xa, requires_grad=True), T.tensor(ya, requires_grad=True)
+        num = g.get_numerical_jacobian(lambda inp: (inp[0] * inp[1].sum(), inp[0] ** 2),
+                                       (x, y), eps=1e-6)
+        ana, reentrant, sizes_ok, types_ok = g.get_analytical_jacobian((x, y),
+                                                                       x.sin() * y.sum())
+        spec = g.get_numerical_jacobian_wrt_specific_input(
+            lambda a, b: (a * b.sum(), b.exp()), 1, (x, y), (x * y.sum(), y.exp()), 1e-6)
+        res[T.__name__] = [j.detach().numpy() for j in (*num, *ana, *spec)] + \
+            [reentrant, sizes_ok, types_ok]
+    for a, b in zip(res["ember"], res["torch"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="grad_out"):
+        ge.get_numerical_jacobian(lambda i: i[0], (ember.ones(2, requires_grad=True),),
+                                  grad_out=2.0)
+    with pytest.raises(AssertionError, match="requires_grad"):
+        ge.get_numerical_jacobian_wrt_specific_input(lambda a: (a,), 0, (ember.ones(2),),
+                                                     (ember.ones(2),), 1e-6)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_mixture_same_family_constraint_matches_torch(dt):
+    ce, ct = _mod("ember.distributions.constraints"), _mod("torch.distributions.constraints")
+    v = np.array([[0.5, -1.0, 2.0], [1.0, 3.0, 0.1]], dtype=dt)
+    for be, bt in ((ce.positive, ct.positive),
+                   (ce.independent(ce.positive, 1), ct.independent(ct.positive, 1)),
+                   (ce.simplex, ct.simplex)):
+        me, mt = ce.MixtureSameFamilyConstraint(be), ct.MixtureSameFamilyConstraint(bt)
+        assert me.event_dim == mt.event_dim and me.is_discrete == mt.is_discrete
+        assert me.check(ember.tensor(v)).tolist() == mt.check(torch.tensor(v)).tolist()
+    with pytest.raises(AssertionError):
+        ce.MixtureSameFamilyConstraint(3)
+
+
+def test_profiler_paths():
+    pe, pt = _mod("ember.autograd.profiler"), _mod("torch.autograd.profiler")
+    ue = _mod("ember.autograd.profiler_util")
+    legacy = _mod("ember.autograd.profiler_legacy")
+    with legacy.profile() as prof:
+        (ember.ones(3) * 2).sum()
+    assert any("mul" in e.key.lower() for e in prof.key_averages())
+    assert isinstance(prof.function_events, ue.EventList)
+    with pe.emit_itt() as itt:
+        with pytest.raises(RuntimeError, match="reentrant"):
+            itt.__enter__()
+    for P in (pe, pt):
+        u = P.EnforceUnique()
+        u.see(1, "a")
+        with pytest.raises(RuntimeError, match="duplicate key"):
+            u.see(1, "a")
+    # the step tracker: the global step is the max over requesters, as PyTorch's
+    steps = []
+    for K in (pe.KinetoStepTracker, pt.KinetoStepTracker):
+        base = K.current_step()
+        K.init_step_count("emberA")
+        K.init_step_count("emberB")
+        got = [K.increment_step("emberA") - base, K.increment_step("emberB") - base,
+               K.increment_step("emberB") - base]
+        assert K.erase_step_count("emberA") and K.erase_step_count("emberB")
+        assert not K.erase_step_count("emberA")
+        steps.append(got)
+    assert steps[0] == steps[1] == [1, 1, 2]
+    with pytest.raises(NotImplementedError, match="nvprof"):
+        pe.load_nvprof("trace.nvvp")
+    assert ue.Interval(2, 7).elapsed_us() == 5 and ue.Kernel("k", 0, 3).duration == 3
+    assert ue.EventMetadata().grid is None and ue.StringTable()["f"] == "f"
+
+    class Rec:
+        def __init__(self, t):
+            self.t = t
+
+        def start_ns(self):
+            return self.t
+
+    acc = ue.MemRecordsAcc([(Rec(5),), (Rec(1),), (Rec(9),)])
+    assert [r[0].t for r in acc.in_interval(1, 6)] == [1, 5]
+    ev = prof.key_averages()[0]
+    assert isinstance(ev.cpu_time_total, float) or ev.cpu_time_total >= 0
+
+
+def test_variable_meta():
+    VariableMeta = _mod("ember.autograd.variable").VariableMeta
+
+    class V(metaclass=VariableMeta):
+        pass
+
+    assert isinstance(ember.ones(1), V) and not isinstance(np.ones(1), V)
