@@ -343,3 +343,33 @@ def test_variable_meta():
         pass
 
     assert isinstance(ember.ones(1), V) and not isinstance(np.ones(1), V)
+
+
+def test_checkpoint_helpers():
+    ce, ct = _mod("ember.utils.checkpoint"), _mod("torch.utils.checkpoint")
+    for C, T in ((ce, ember), (ct, torch)):
+        with pytest.warns(UserWarning, match="requires_grad"):
+            C.check_backward_validity([T.ones(2), 3])
+        C.check_backward_validity([T.ones(2, requires_grad=True)])
+        assert C.get_device_states(T.ones(2), [T.zeros(1)]) == ([], [])
+        C.set_device_states([], [])
+        assert C.DefaultDeviceType.get_device_type() == "cpu"
+        assert [p.name for p in C.CheckpointPolicy] == [p.name for p in ct.CheckpointPolicy]
+        assert C.SelectiveCheckpointContext(is_recompute=False).is_recompute is False
+        with C.GraphExecGroup():
+            with pytest.raises(RuntimeError, match="nested"):
+                C.GraphExecGroup().__enter__()
+    # checkpoint's gradients under the early-stop switch and a group equal plain ones
+    w = ember.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    x = ember.tensor([[0.5, -1.0]], requires_grad=True)
+    (x @ w).tanh().sum().backward()
+    ref = w.grad.numpy().copy()
+    w.grad = None
+    with ce.set_checkpoint_early_stop(False), ce.GraphExecGroup():
+        ce.checkpoint(lambda a: (a @ w).tanh(), x, use_reentrant=False).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), ref)
+    assert issubclass(ce.CheckpointFunction, ember.autograd.Function)
+    out = ce.CheckpointFunction.apply(lambda a: (a @ w).tanh(), True, x)
+    np.testing.assert_allclose(out.detach().numpy(), (x @ w).tanh().detach().numpy())
+    with pytest.raises(NotImplementedError, match="selective"):
+        ce.create_selective_checkpoint_contexts(lambda *a: None)
