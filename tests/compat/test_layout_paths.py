@@ -373,3 +373,48 @@ def test_checkpoint_helpers():
     np.testing.assert_allclose(out.detach().numpy(), (x @ w).tanh().detach().numpy())
     with pytest.raises(NotImplementedError, match="selective"):
         ce.create_selective_checkpoint_contexts(lambda *a: None)
+
+
+def test_autograd_graph_names():
+    res = {}
+    for T in (ember, torch):
+        G = _mod(T.__name__ + ".autograd.graph")
+        x = T.tensor([0.5, 1.0, 2.0], requires_grad=True)
+        with G.allow_mutation_on_saved_tensors():
+            y = x * 1
+            z = y.sin()
+            y.mul_(2)  # backward still sees y as it was when sin saved it
+            z.sum().backward()
+        res[T.__name__] = x.grad.numpy().copy()
+        x2 = T.tensor([1.0, 2.0], requires_grad=True)
+        y2 = x2 * 2
+        w = y2.sin()
+        G.increment_version(y2)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            w.sum().backward()
+        e = G.get_gradient_edge(y2)
+        assert e.node is y2.grad_fn and e.output_nr == 0 and isinstance(e, G.GradientEdge)
+        assert G.get_gradient_edge(x2).node.name().endswith("AccumulateGrad")
+        with pytest.raises(RuntimeError, match="does not require gradients"):
+            G.get_gradient_edge(T.ones(1))
+        with pytest.raises(RuntimeError, match="torch.compile"):
+            G.region_activation_memory_budget(0.5)
+        with pytest.raises(ValueError, match="must be in"):
+            G.region_activation_memory_budget(1.5)
+        with pytest.raises(TypeError, match="float"):
+            G.region_activation_memory_budget("a")
+        G.set_warn_on_accumulate_grad_stream_mismatch(True)
+        G.set_override_stale_capture_stream(False)
+    np.testing.assert_allclose(res["ember"], res["torch"], rtol=1e-6)
+
+
+def test_saved_tensors_hooks_skip_the_version_check_as_torch():
+    # a pack hook that copies owns the saved value: a later in-place write does not matter
+    for T in (ember, torch):
+        x = T.tensor([0.5, 1.0], requires_grad=True)
+        with T.autograd.graph.saved_tensors_hooks(lambda t: t.detach().clone(), lambda t: t):
+            y = x * 1
+            z = y.sin()
+        y.mul_(2)
+        z.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.cos([0.5, 1.0]), rtol=1e-6)
