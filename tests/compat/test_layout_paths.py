@@ -418,3 +418,71 @@ def test_saved_tensors_hooks_skip_the_version_check_as_torch():
         y.mul_(2)
         z.sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), np.cos([0.5, 1.0]), rtol=1e-6)
+
+
+def test_serialization_options(tmp_path):
+    import mmap
+    se = _mod("ember.serialization")
+    # a file PyTorch wrote without checksums (CRC 0) loads, and the setting reads back
+    st = _mod("torch.serialization")
+    st.set_crc32_options(False)
+    try:
+        torch.save({"w": torch.arange(6.0)}, tmp_path / "nocrc.pt")
+    finally:
+        st.set_crc32_options(True)
+    assert ember.load(tmp_path / "nocrc.pt")["w"].tolist() == list(range(6))
+    assert se.get_crc32_options() is True
+    se.set_crc32_options(False)
+    assert se.get_crc32_options() is False
+    se.set_crc32_options(True)
+    # skip_data: the space is written, not the bytes; loading leaves the storages unread
+    x = ember.arange(1.0, 7.0).reshape(2, 3)
+    with se.skip_data():
+        ember.save(x, tmp_path / "skip.pt")
+    y = torch.load(tmp_path / "skip.pt")
+    assert tuple(y.shape) == (2, 3) and y.sum().item() == 0
+    ember.save(x, tmp_path / "full.pt")
+    with se.skip_data():
+        z = ember.load(tmp_path / "full.pt")
+    assert z.shape == (2, 3) and z.sum().item() == 0
+    assert ember.load(tmp_path / "full.pt").sum().item() == 21
+    # mmap flags: MAP_SHARED writes through to the file, MAP_PRIVATE (default) does not
+    assert se.get_default_mmap_options() == st.get_default_mmap_options() == mmap.MAP_PRIVATE
+    with se.set_default_mmap_options(mmap.MAP_SHARED):
+        assert se.get_default_mmap_options() == mmap.MAP_SHARED
+        m = ember.load(tmp_path / "full.pt", mmap=True)
+        m.add_(1)
+        del m
+    assert se.get_default_mmap_options() == mmap.MAP_PRIVATE
+    # (the record's checksum is stale now: read it mapped, as it was written)
+    assert ember.load(tmp_path / "full.pt", mmap=True).sum().item() == 27
+    m = ember.load(tmp_path / "full.pt", mmap=True)
+    m.add_(1)
+    del m
+    assert ember.load(tmp_path / "full.pt", mmap=True).sum().item() == 27
+    with pytest.raises(ValueError, match="MAP_PRIVATE or mmap.MAP_SHARED"):
+        se.set_default_mmap_options(12345)
+
+
+def test_register_package_tags_and_restores(tmp_path):
+    se = _mod("ember.serialization")
+    seen = []
+
+    def tagger(storage):
+        return "myaccel:0" if seen == [] else None
+
+    def deserializer(storage, location):
+        if location.startswith("myaccel"):
+            seen.append(location)
+            return storage
+        return None
+
+    se.register_package(5, tagger, deserializer)
+    try:
+        ember.save({"a": ember.ones(2)}, tmp_path / "pkg.pt")
+        assert se.location_tag(ember.ones(1).untyped_storage()) == "myaccel:0"
+        out = ember.load(tmp_path / "pkg.pt")
+    finally:
+        se._PACKAGES[:] = [p for p in se._PACKAGES if p[1] is not tagger]
+    assert seen == ["myaccel:0"] and out["a"].tolist() == [1.0, 1.0]
+    assert se.location_tag(ember.ones(1).untyped_storage()) == "cpu"
