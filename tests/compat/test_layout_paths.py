@@ -486,3 +486,23 @@ def test_register_package_tags_and_restores(tmp_path):
         se._PACKAGES[:] = [p for p in se._PACKAGES if p[1] is not tagger]
     assert seen == ["myaccel:0"] and out["a"].tolist() == [1.0, 1.0]
     assert se.location_tag(ember.ones(1).untyped_storage()) == "cpu"
+
+
+def test_utils_hooks_and_worker_init_fn():
+    he, ht = _mod("ember.utils.hooks"), _mod("torch.utils.hooks")
+    for H, T in ((he, ember), (ht, torch)):
+        x = T.ones(2, requires_grad=True)
+        y = x * 2
+        for t in (x, y):
+            h = t.register_hook(lambda g: g)
+            with pytest.warns(UserWarning, match="will not be serialized"):
+                H.warn_if_has_hooks(t)
+            h.remove()
+            t.register_hook(H.unserializable_hook(lambda g: g))
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                H.warn_if_has_hooks(t)
+    bc = _mod("ember.utils.data.backward_compatibility")
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert bc.worker_init_fn(0) is None
