@@ -506,3 +506,69 @@ def test_utils_hooks_and_worker_init_fn():
     bc = _mod("ember.utils.data.backward_compatibility")
     with pytest.warns(FutureWarning, match="deprecated"):
         assert bc.worker_init_fn(0) is None
+
+
+@pytest.mark.parametrize("dt", ["float32", "bfloat16"])
+def test_grouped_mm_matches_torch(dt):
+    Fe, Ft = ember.nn.functional, torch.nn.functional
+    rng = np.random.default_rng(0)
+    K, N = 8, 8  # PyTorch wants 16-byte strides
+    cases = [((6, K), (3, K, N), [2, 2, 6]), ((3, 2, K), (3, K, N), None),
+             ((2, 16), (16, N), [8, 16]), ((3, 2, K), (K, 24), [8, 16, 24])]
+    tol = 1e-5 if dt == "float32" else 2e-2
+    for sa, sb, offs in cases:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        ae = ember.tensor(a, dtype=getattr(ember, dt), requires_grad=True)
+        be = ember.tensor(b, dtype=getattr(ember, dt), requires_grad=True)
+        at = torch.tensor(a, dtype=getattr(torch, dt), requires_grad=True)
+        bt = torch.tensor(b, dtype=getattr(torch, dt), requires_grad=True)
+        oe = None if offs is None else ember.tensor(offs, dtype=ember.int32)
+        ot = None if offs is None else torch.tensor(offs, dtype=torch.int32)
+        re, rt = Fe.grouped_mm(ae, be, offs=oe), Ft.grouped_mm(at, bt, offs=ot)
+        assert re.shape == tuple(rt.shape) and str(re.dtype)[6:] == str(rt.dtype)[6:]
+        np.testing.assert_allclose(re.float().detach().numpy(), rt.float().detach().numpy(),
+                                   rtol=tol, atol=tol)
+        w = rng.standard_normal(tuple(rt.shape))
+        (re.float() * ember.tensor(w, dtype=ember.float32)).sum().backward()
+        (rt.float() * torch.tensor(w, dtype=torch.float32)).sum().backward()
+        for ge, gt in ((ae.grad, at.grad), (be.grad, bt.grad)):
+            np.testing.assert_allclose(ge.float().numpy(), gt.float().numpy(), rtol=tol,
+                                       atol=tol)
+    a = ember.ones(6, K)
+    with pytest.raises(RuntimeError, match="offsets"):
+        Fe.grouped_mm(a, ember.ones(3, K, N))
+    with pytest.raises(RuntimeError, match="Float32"):
+        Fe.grouped_mm(a.double(), ember.ones(3, K, N).double(),
+                      offs=ember.tensor([2, 4, 6], dtype=ember.int32))
+    assert Fe.grouped_mm(a, ember.ones(3, K, N), offs=ember.tensor([2, 4, 6], dtype=ember.int32),
+                         out_dtype=ember.float32).dtype == ember.float32
+
+
+@pytest.mark.parametrize("recipe", ["TensorWise", "RowWise"])
+def test_scaled_mm_matches_torch(recipe):
+    Fe, Ft = ember.nn.functional, torch.nn.functional
+    assert list(Fe.ScalingType.__members__) == list(Ft.ScalingType.__members__)
+    assert list(Fe.SwizzleType.__members__) == list(Ft.SwizzleType.__members__)
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((16, 32)), rng.standard_normal((16, 32))
+    if recipe == "TensorWise":
+        sa, sb = np.array(0.5), np.array(2.0)
+    else:
+        sa, sb = rng.uniform(0.5, 2, (16, 1)), rng.uniform(0.5, 2, (1, 16))
+    at = torch.tensor(a, dtype=torch.float32).to(torch.float8_e4m3fn)
+    bt = torch.tensor(b, dtype=torch.float32).to(torch.float8_e4m3fn).t()
+    ae = ember.tensor(at.float().numpy()).to(ember.float8_e4m3fn)
+    be = ember.tensor(bt.float().numpy()).to(ember.float8_e4m3fn)
+    rt = Ft.scaled_mm(at, bt, torch.tensor(sa, dtype=torch.float32),
+                      getattr(Ft.ScalingType, recipe), torch.tensor(sb, dtype=torch.float32),
+                      getattr(Ft.ScalingType, recipe), output_dtype=torch.float32)
+    re = Fe.scaled_mm(ae, be, ember.tensor(sa, dtype=ember.float32),
+                      getattr(Fe.ScalingType, recipe), ember.tensor(sb, dtype=ember.float32),
+                      getattr(Fe.ScalingType, recipe), output_dtype=ember.float32)
+    np.testing.assert_allclose(re.numpy(), rt.numpy(), rtol=1e-5, atol=1e-4)
+    assert Fe.scaled_mm(ae, be, ember.tensor(sa, dtype=ember.float32),
+                        getattr(Fe.ScalingType, recipe), ember.tensor(sb, dtype=ember.float32),
+                        getattr(Fe.ScalingType, recipe)).dtype == ember.bfloat16
+    with pytest.raises(NotImplementedError, match="BlockWise"):
+        Fe.scaled_mm(ae, be, ember.ones(1), Fe.ScalingType.BlockWise1x32, ember.ones(1),
+                     Fe.ScalingType.TensorWise)
