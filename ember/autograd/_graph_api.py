@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from .._tensor import Tensor, _bump_version
 
-__all__ = ["GradientEdge", "get_gradient_edge", "increment_version",
+__all__ = ["register_multi_grad_hook", "GradientEdge", "get_gradient_edge", "increment_version",
            "allow_mutation_on_saved_tensors", "region_activation_memory_budget",
            "set_warn_on_accumulate_grad_stream_mismatch", "set_override_stale_capture_stream"]
 
@@ -87,3 +87,58 @@ def set_override_stale_capture_stream(enabled):
     """What to do with a stale stream during CUDA graph capture. ember captures no CUDA
     graphs, so the setting is kept and has nothing to act on."""
     _FLAGS["override_stale_capture_stream"] = bool(enabled)
+
+
+class _MultiHandle:
+    """Removes the hooks ``register_multi_grad_hook`` placed on each tensor."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def register_multi_grad_hook(tensors, fn, *, mode="all"):
+    """One hook over several tensors. ``mode="all"``: once per backward pass in which any of
+    them gets a gradient, ``fn(grads)`` with one entry per tensor (None for those that got
+    none), run when the pass ends. ``mode="any"``: ``fn(grad)`` with the first gradient
+    computed among them, once per pass. Returns a handle whose ``remove()`` undoes it."""
+    from . import engine
+    if mode not in ("all", "any"):
+        raise ValueError(f"Expects mode to be one of ('all', 'any') but got {mode}")
+    tensors = tuple(tensors)
+    state = {"task": None, "grads": None}
+
+    def current_task():  # the running backward's callback list identifies the pass
+        return engine._FINAL_CALLBACKS[-1] if engine._FINAL_CALLBACKS else None
+
+    def make_hook(i):
+        def hook(grad):
+            task = current_task()
+            if mode == "any":
+                if state["task"] is not task:
+                    state["task"] = task
+                    fn(grad)
+                return None
+            if state["task"] is not task:
+                state["task"], state["grads"] = task, [None] * len(tensors)
+
+                def finish(grads=state["grads"]):
+                    state["task"] = state["grads"] = None
+                    fn(grads)
+                engine.queue_callback(finish)
+            state["grads"][i] = grad
+            return None
+        return hook
+
+    if not all(t.requires_grad for t in tensors):  # PyTorch's check: every one needs a node
+        raise AssertionError("Expected gradient function to be set")
+    return _MultiHandle([t.register_hook(make_hook(i)) for i, t in enumerate(tensors)])

@@ -572,3 +572,35 @@ def test_scaled_mm_matches_torch(recipe):
     with pytest.raises(NotImplementedError, match="BlockWise"):
         Fe.scaled_mm(ae, be, ember.ones(1), Fe.ScalingType.BlockWise1x32, ember.ones(1),
                      Fe.ScalingType.TensorWise)
+
+
+def test_register_multi_grad_hook_matches_torch():
+    out = {}
+    for T in (ember, torch):
+        r = _mod(T.__name__ + ".autograd.graph").register_multi_grad_hook
+        a, b, c = (T.ones(2, requires_grad=True) for _ in range(3))
+        with pytest.raises(AssertionError, match="gradient function"):
+            r((a, T.ones(2)), lambda gs: None)
+        got, got_any = [], []
+        h = r((a, b, c), lambda gs: got.append([None if g is None else g.tolist()
+                                                   for g in gs]))
+        (a * 2 + b * 3).sum().backward()
+        (a * 2).sum().backward()
+        y = c * 4  # a non-leaf among the tensors of another hook
+        h2 = r((a, y), lambda g: got_any.append(g.tolist()), mode="any")
+        (a * 5 + y * 3).sum().backward()
+        h.remove()
+        (a * 2).sum().backward()
+        h2.remove()
+        (b * 1).sum().backward()
+        out[T.__name__] = (got, got_any)
+        with pytest.raises(ValueError, match="mode"):
+            r((a,), lambda g: None, mode="some")
+    assert out["ember"][0] == out["torch"][0] and len(out["ember"][0]) == 3
+    # "any": once per pass, with whichever gradient the engine computes first (engines may
+    # order independent nodes differently: PyTorch runs AccumulateGrad nodes first)
+    assert len(out["ember"][1]) == len(out["torch"][1]) == 2
+    assert out["ember"][1][0] in ([5.0, 5.0], [3.0, 3.0])
+    assert out["ember"][1][1] == out["torch"][1][1]
+    with pytest.raises(RuntimeError, match="during backward"):
+        _mod("ember.autograd.engine").queue_callback(lambda: None)
