@@ -6,6 +6,8 @@ Module attribute registers it (see ``Module.__setattr__``).
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from .._tensor import Tensor, _make
@@ -76,14 +78,14 @@ class Buffer(metaclass=_BufferMeta):
         return t
 
 
-class UninitializedTensorMixin:
+class UninitializedTensorMixin(metaclass=abc.ABCMeta):
     """What PyTorch's uninitialized parameters and buffers share (``isinstance`` checks
-    against it find both): a shape not known yet, until ``materialize(shape)``."""
+    against it find both): a shape not known yet, until ``materialize(shape)``. A virtual
+    base (registered below), so that ``materialize`` can still turn the object into a plain
+    Parameter in place."""
 
-    __slots__ = ()
 
-
-class UninitializedParameter(UninitializedTensorMixin, Parameter):
+class UninitializedParameter(Parameter):
     """A parameter whose shape is not known yet (lazy modules); ``materialize`` makes it real."""
 
     cls_to_become = Parameter
@@ -116,7 +118,7 @@ class UninitializedParameter(UninitializedTensorMixin, Parameter):
         return "<UninitializedParameter>"
 
 
-class UninitializedBuffer(UninitializedTensorMixin, Tensor):
+class UninitializedBuffer(Tensor):
     """A buffer whose shape is not known yet (lazy modules)."""
 
     cls_to_become = Tensor
@@ -140,3 +142,7 @@ class UninitializedBuffer(UninitializedTensorMixin, Tensor):
 def is_lazy(param):
     """Whether ``param`` is still an uninitialized (lazy) parameter or buffer."""
     return isinstance(param, (UninitializedParameter, UninitializedBuffer))
+
+
+UninitializedTensorMixin.register(UninitializedParameter)
+UninitializedTensorMixin.register(UninitializedBuffer)
