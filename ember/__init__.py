@@ -159,6 +159,8 @@ _LAZY_ATTRS.update(PyTorchFileReader="_zipfile", PyTorchFileWriter="_zipfile",
                    ScriptModule="jit", ScriptFunction="jit",
                    conv_tbc="nn._functional_compat", sparse_csc_tensor="sparse",
                    sparse_bsr_tensor="sparse")  # issue 23
+_LAZY_ATTRS.update(sparse_bsc_tensor="sparse", sparse_compressed_tensor="sparse")  # issue 23
+_LAZY_ATTRS.update(svd_lowrank="_lowrank", pca_lowrank="_lowrank")  # issue 23
 _LAZY_ATTRS.update({n: "amp.autocast_mode" for n in (
     "autocast", "is_autocast_enabled", "is_autocast_cpu_enabled", "get_autocast_dtype",
     "get_autocast_cpu_dtype", "get_autocast_gpu_dtype", "is_autocast_cache_enabled",

@@ -699,6 +699,7 @@ def _sparse_method(name):
 _SPARSE_METHODS = ("to_sparse", "to_sparse_coo", "to_dense", "coalesce", "is_coalesced", "_nnz",
                    "_values", "_indices", "values", "indices", "sparse_dim", "dense_dim",
                    "to_sparse_csr", "to_sparse_csc", "to_sparse_bsr", "to_sparse_bsc")
+_SPARSE_METHODS += ("crow_indices", "col_indices", "ccol_indices", "row_indices")
 
 
 # ====================================================================== the table

@@ -124,11 +124,12 @@ class _StorageRef:
         # dtypes without a legacy typed storage (uint16, float8, complex32...) are saved as
         # PyTorch saves them: an UntypedStorage of bytes, rebuilt with _rebuild_tensor_v3
         self.untyped = name is None
+        loc = _tag(array) if _PACKAGES else "cpu"  # register_package's taggers, if any
         if self.untyped:
-            self.pid = ("storage", _g("torch.storage", "UntypedStorage"), key, "cpu",
+            self.pid = ("storage", _g("torch.storage", "UntypedStorage"), key, loc,
                         array.nbytes)
         else:
-            self.pid = ("storage", _g("torch", name), key, "cpu", array.size)
+            self.pid = ("storage", _g("torch", name), key, loc, array.size)
         self.array = array
 
 
@@ -388,6 +389,9 @@ def _write_archive(fh, prefix, pkl, storages, byteorder_record=True):
         if byteorder_record:
             put("byteorder", sys.byteorder.encode())
         for ref in storages:
+            if _SKIP_DATA[0]:  # skip_data(): the space for the bytes, left empty
+                put(f"data/{ref.pid[2]}", bytes(ref.array.nbytes))
+                continue
             put(f"data/{ref.pid[2]}", memoryview(ref.array.view(np.uint8)).cast("B"))
         put("version", b"3\n")
         put(".data/serialization_id", str(secrets.randbits(128)).zfill(40).encode())
@@ -914,6 +918,11 @@ def _restorer(map_location):
     """``map_location`` as a function (storage, location) -> storage on ember's CPU."""
 
     def place(storage, location):
+        if _PACKAGES and storage is not None:  # register_package's deserializers first
+            for _, _, deserializer in _PACKAGES:
+                result = deserializer(storage, location)
+                if result is not None:
+                    return result
         try:
             dev = _device_cls(location)
         except (RuntimeError, TypeError) as e:
@@ -968,7 +977,9 @@ class _ZipStorages:
         self.zf, self.fh, self.prefix = zf, fh, prefix
         self.restore = restore
         self.swap = False  # the file's byte order differs from this machine's
-        self.mm = np.memmap(mmap_path, dtype=np.uint8, mode="c") if mmap_path else None
+        # MAP_PRIVATE (copy on write, the default) or MAP_SHARED (set_default_mmap_options)
+        mode = "r+" if _LOAD_CONFIG["mmap_flags"] == _MAP_SHARED else "c"
+        self.mm = np.memmap(mmap_path, dtype=np.uint8, mode=mode) if mmap_path else None
         self.loaded = {}
 
     def __call__(self, pid):
@@ -982,7 +993,10 @@ class _ZipStorages:
         if numel < 0:
             raise RuntimeError(f"ember.load: corrupt checkpoint: storage {key} has {numel} "
                                f"elements")
-        raw = self._record(key, numel * dtype.itemsize)
+        if _SKIP_DATA[0]:  # skip_data(): the tensors' storages are left unread (zeros)
+            raw = np.zeros(numel * dtype.itemsize, dtype=np.uint8)
+        else:
+            raw = self._record(key, numel * dtype.itemsize)
         raw = self.restore(UntypedStorage(raw), location)._data
         arr = raw.view(dtype)
         if self.swap:
@@ -1015,7 +1029,8 @@ class _ZipStorages:
         self.fh.seek(start)
         if self.fh.readinto(memoryview(buf)) != nbytes:
             raise RuntimeError(f"ember.load: truncated checkpoint: record {name} is cut short")
-        if zlib.crc32(buf) != info.CRC:
+        # CRC 0: written by torch.save with set_crc32_options(False), which skips the sum
+        if info.CRC != 0 and zlib.crc32(buf) != info.CRC:
             raise RuntimeError(f"ember.load: corrupt checkpoint: record {name} fails its "
                                f"checksum")
         return buf
@@ -1033,6 +1048,15 @@ class _ZipStorages:
 
     def _read(self, name):
         try:
+            info = self.zf.getinfo(name)
+            if info.CRC == 0 and info.file_size and info.compress_type == zipfile.ZIP_STORED:
+                # written without checksums (torch's set_crc32_options(False)): zipfile
+                # would reject the record, so read its bytes directly
+                self.fh.seek(self._data_offset(info))
+                data = self.fh.read(info.file_size)
+                if len(data) != info.file_size:
+                    raise EOFError(f"record {name} is cut short")
+                return data
             return self.zf.read(name)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
             raise RuntimeError(f"ember.load: corrupt checkpoint: cannot read {name}: "
@@ -1244,7 +1268,12 @@ def mkdtemp():
 
 
 def location_tag(storage):
-    """The location string a storage is saved with: always ``'cpu'`` in ember."""
+    """The location string a storage is saved with: the first answer of the taggers given
+    to ``register_package``, else ``'cpu'`` (ember's storages live there)."""
+    for _, tagger, _ in _PACKAGES:
+        loc = tagger(storage)
+        if loc:
+            return loc
     return "cpu"
 
 
@@ -1358,3 +1387,84 @@ def get_unsafe_globals_in_checkpoint(f):
         if obj is None and full not in allowed:
             unsafe.add(full)
     return sorted(unsafe)
+
+
+# ============================================================================ options
+# PyTorch's serialization settings (torch.utils.serialization.config) and hooks.
+import mmap as _mmap  # noqa: E402
+
+_MAP_PRIVATE = getattr(_mmap, "MAP_PRIVATE", 2)
+_MAP_SHARED = getattr(_mmap, "MAP_SHARED", 1)
+_SAVE_CONFIG = {"compute_crc32": True}
+_LOAD_CONFIG = {"mmap_flags": _MAP_PRIVATE}
+_PACKAGES: list = []  # (priority, tagger, deserializer), sorted by priority
+_SKIP_DATA = [False]
+
+
+def _tag(array):
+    return location_tag(UntypedStorage(array.reshape(-1).view(np.uint8)))
+
+
+def register_package(priority, tagger, deserializer):
+    """Register a ``tagger(storage) -> location or None`` used when saving and a
+    ``deserializer(storage, location) -> storage or None`` used when loading; they run in
+    ``priority`` order (lower first) until one answers, before ember's own CPU handling."""
+    _PACKAGES.append((priority, tagger, deserializer))
+    _PACKAGES.sort(key=lambda e: e[0])
+
+
+def get_crc32_options():
+    """Whether ``save`` computes the CRC-32 of each record (PyTorch's default: True)."""
+    return _SAVE_CONFIG["compute_crc32"]
+
+
+def set_crc32_options(compute_crc32):
+    """Set whether ``save`` computes record checksums. ember's zip writer always stores
+    them (a file with checksums reads everywhere); the setting is kept for ``get``. Files
+    PyTorch wrote without checksums (CRC 0) load here."""
+    _SAVE_CONFIG["compute_crc32"] = bool(compute_crc32)
+
+
+def get_default_mmap_options():
+    """The ``mmap`` flags ``load(..., mmap=True)`` maps with: ``mmap.MAP_PRIVATE`` (writes
+    stay in memory) unless set to ``mmap.MAP_SHARED`` (writes go to the file)."""
+    return _LOAD_CONFIG["mmap_flags"]
+
+
+class set_default_mmap_options:  # noqa: N801  (PyTorch's name)
+    """Set the ``mmap`` flags of ``load(mmap=True)`` (``mmap.MAP_PRIVATE`` or
+    ``mmap.MAP_SHARED``); as a context manager, restored on exit."""
+
+    def __init__(self, flags):
+        if flags not in (_MAP_PRIVATE, _MAP_SHARED):
+            raise ValueError(f"Invalid argument in function set_default_mmap_options, expected "
+                             f"mmap.MAP_PRIVATE or mmap.MAP_SHARED, but got {flags}")
+        self.prev = _LOAD_CONFIG["mmap_flags"]
+        _LOAD_CONFIG["mmap_flags"] = flags
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        _LOAD_CONFIG["mmap_flags"] = self.prev
+
+
+class skip_data:  # noqa: N801  (PyTorch's name)
+    """Inside, ``save`` writes each storage's space but not its bytes (zeros), and ``load``
+    builds the tensors without reading their bytes (zeros), for a second pass that fills
+    them. ``materialize_fake_tensors`` concerns PyTorch's FakeTensors; ember has none."""
+
+    def __init__(self, materialize_fake_tensors=False):
+        self.materialize_fake_tensors = materialize_fake_tensors
+
+    def __enter__(self):
+        self._old = _SKIP_DATA[0]
+        _SKIP_DATA[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _SKIP_DATA[0] = self._old
+
+
+__all__ += ["register_package", "get_crc32_options", "set_crc32_options",
+            "get_default_mmap_options", "set_default_mmap_options", "skip_data"]

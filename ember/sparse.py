@@ -8,8 +8,8 @@ and, through ``sparse_coo_tensor``, whatever made them. A sparse tensor has no d
 reading ``_data`` (which every dense op does) raises ``NotImplementedError`` naming the layout.
 
 CSR and CSC are served by ``SparseCsrTensor``/``SparseCscTensor`` (sorted COO underneath),
-BSR by ``SparseBsrTensor`` (blocks; dense and COO conversions). Unsupported: BSC
-layouts, and elementwise ops on sparse tensors other than the
+BSR and BSC by ``SparseBsrTensor``/``SparseBscTensor`` (blocks; dense and COO conversions;
+``@`` through the dense form). Unsupported: elementwise ops on sparse tensors other than the
 few methods below (scaling, + and - with sparse or dense tensors, * with a dense tensor).
 """
 
@@ -25,6 +25,7 @@ from .ops.indexing import IndexAddZeros, IndexSelect
 __all__ = ["SparseTensor", "SparseCsrTensor", "sparse_csr_tensor", "sparse_coo_tensor", "mm",
            "spmm", "addmm", "sum", "softmax", "log_softmax", "to_dense"]
 __all__ += ["SparseCscTensor", "SparseBsrTensor", "sparse_csc_tensor", "sparse_bsr_tensor"]
+__all__ += ["SparseBscTensor", "sparse_bsc_tensor", "sparse_compressed_tensor"]
 
 
 def _as_array(x, dtype=None):
@@ -271,7 +272,21 @@ class SparseTensor(Tensor):
         return _dense_to_bsr(self.to_dense(), blocksize, dense_dim)
 
     def to_sparse_bsc(self, blocksize, dense_dim=None):
-        _no_compressed("to_sparse_bsc")
+        _check_2d_sparse(self, "to_sparse_bsc")
+        return _dense_to_bsc(self.to_dense(), blocksize, dense_dim)
+
+    # compressed-index accessors: CSR/CSC override those of their layout
+    def crow_indices(self):
+        _wrong_layout(self, "crow_indices", "row")
+
+    def col_indices(self):
+        _wrong_layout(self, "col_indices", "row")
+
+    def ccol_indices(self):
+        _wrong_layout(self, "ccol_indices", "column")
+
+    def row_indices(self):
+        _wrong_layout(self, "row_indices", "column")
 
     # the few ops sparse tensors support
     def t(self):
@@ -442,8 +457,15 @@ def _reject_layout(layout, op):
 
 def _no_compressed(op):
     raise NotImplementedError(f"{op}: not implemented for this layout (ember has sparse COO, "
-                              "and CSR/CSC/BSR through to_sparse_csr/_csc/_bsr; BSC is not "
-                              "implemented)")
+                              "and CSR/CSC/BSR/BSC through to_sparse_csr/_csc/_bsr/_bsc)")
+
+
+def _wrong_layout(t, name, want):
+    """PyTorch's error for a compressed-index accessor on a tensor of another layout."""
+    from . import _namespaces as N
+    got = {N.sparse_coo: "Sparse", N.sparse_csr: "SparseCsr", N.sparse_csc: "SparseCsc",
+           N.sparse_bsr: "SparseBsr", N.sparse_bsc: "SparseBsc"}.get(t.layout, "Strided")
+    raise RuntimeError(f"{name} expected sparse {want} compressed tensor layout but got {got}")
 
 
 # ---------------------------------------------------------------------- constructors
@@ -538,13 +560,6 @@ def _dense_no_coo(name):
     return method
 
 
-def _dense_compressed(name):
-    def method(self, *args, **kwargs):
-        _no_compressed(name)
-    method.__name__ = name
-    return method
-
-
 # Methods of dense tensors that belong to the sparse layout; ``_tensor_methods`` binds them.
 DENSE_METHODS = {
     "to_sparse": _dense_to_sparse, "to_sparse_coo": _dense_to_sparse,
@@ -554,7 +569,11 @@ DENSE_METHODS = {
     "_indices": _dense_no_coo("_indices"), "values": _dense_no_coo("values"),
     "indices": _dense_no_coo("indices"),
     "sparse_dim": lambda self: 0, "dense_dim": lambda self: self.ndim,
-    **{n: _dense_compressed(n) for n in ("to_sparse_bsc",)},
+    "to_sparse_bsc": lambda self, blocksize, dense_dim=None: _dense_to_bsc(self, blocksize,
+                                                                          dense_dim),
+    **{n: (lambda n, want: lambda self: _wrong_layout(self, n, want))(n, w)
+       for n, w in (("crow_indices", "row"), ("col_indices", "row"),
+                    ("ccol_indices", "column"), ("row_indices", "column"))},
     "to_sparse_csr": lambda self, dense_dim=None: _dense_to_csr(self, dense_dim),
     "to_sparse_csc": lambda self, dense_dim=None: _dense_to_csc(self, dense_dim),
     "to_sparse_bsr": lambda self, blocksize, dense_dim=None: _dense_to_bsr(self, blocksize,
@@ -740,24 +759,18 @@ def sparse_csc_tensor(ccol_indices, row_indices, values, size=None, *, dtype=Non
     return _new_csc(idx[:, order], vals[_make(order)] if order.size else vals, size)
 
 
-# ---------------------------------------------------------------------- BSR
-class SparseBsrTensor:
-    """A 2-D block-sparse-row tensor (``layout == ember.sparse_bsr``): ``crow_indices`` and
-    ``col_indices`` over block rows/columns, ``values`` of shape ``(nnz_blocks, bh, bw)``.
-    ``to_dense()`` is differentiable in ``values``; products go through ``to_dense()`` or
-    ``to_sparse()`` (COO)."""
+# ---------------------------------------------------------------------- BSR and BSC
+class _BlockCompressed:
+    """What BSR and BSC share: a 2-D tensor of ``(bh, bw)`` blocks, ``values`` of shape
+    ``(nnz_blocks, bh, bw)`` placed by compressed and plain block indices. ``to_dense()`` is
+    differentiable in ``values``; products go through ``to_dense()``."""
 
     is_sparse = False
     is_sparse_csr = False
 
-    def __init__(self, crow, col, values, size):
-        self._crow, self._col, self._vals = crow, col, values
+    def __init__(self, compressed, plain, values, size):
+        self._cidx, self._pidx, self._vals = compressed, plain, values
         self._size = tuple(int(n) for n in size)
-
-    @property
-    def layout(self):
-        from ._namespaces import sparse_bsr
-        return sparse_bsr
 
     @property
     def shape(self):
@@ -783,64 +796,239 @@ class SparseBsrTensor:
 
     ndim = property(dim)
 
-    def crow_indices(self):
-        return _make(self._crow.copy())
+    def sparse_dim(self):
+        return 2
 
-    def col_indices(self):
-        return _make(self._col.copy())
+    def dense_dim(self):
+        return 0
 
     def values(self):
         return self._vals
 
     def _nnz(self):
-        return int(self._col.size)
+        return int(self._pidx.size)
+
+    def _wrong(self, name, want):
+        _wrong_layout(self, name, want)
+
+    def _block_rows_cols(self):
+        """(block row, block column) of every stored block, in storage order."""
+        raise NotImplementedError
 
     def to_dense(self, dtype=None, *, masked_grad=None):
         """The dense matrix: each block placed at its (block row, block column)."""
         from . import zeros
+        if dtype is not None and dtype != self.dtype:
+            raise RuntimeError("dtype argument is not supported by sparse_csr_to_dense")
         bh, bw = self._vals.shape[1:3]
         nbr, nbc = self._size[0] // bh, self._size[1] // bw
-        brow = np.repeat(np.arange(self._crow.size - 1), np.diff(self._crow))
-        flat = _make((brow * nbc + self._col).astype(np.int64))
-        vals = self._vals if dtype is None else self._vals.to(dtype)
-        grid = zeros(nbr * nbc, bh, bw, dtype=vals.dtype).index_add(0, flat, vals)
+        brow, bcol = self._block_rows_cols()
+        flat = _make((brow * nbc + bcol).astype(np.int64))
+        grid = zeros(nbr * nbc, bh, bw, dtype=self._vals.dtype).index_add(0, flat, self._vals)
         return grid.reshape(nbr, nbc, bh, bw).permute(0, 2, 1, 3).reshape(self._size)
 
     def to_sparse(self, *args, **kwargs):
-        return _dense_to_sparse(self.to_dense())
+        return _dense_to_sparse(self.to_dense(), *args, **kwargs)
+
+    to_sparse_coo = to_sparse
+
+    def to_sparse_csr(self, dense_dim=None):
+        self._wrong("sparse_compressed_to_sparse_csr: to_sparse_csr", "row or column")
+
+    def to_sparse_csc(self, dense_dim=None):
+        self._wrong("sparse_compressed_to_sparse_csc: to_sparse_csc", "row or column")
+
+    def _same_blocks(self, layout, blocksize):
+        bs = (blocksize, blocksize) if isinstance(blocksize, int) else tuple(blocksize)
+        if self.layout is layout and bs != tuple(self._vals.shape[1:3]):
+            name = "bsr" if layout is self._bsr() else "bsc"
+            raise RuntimeError(f"to_sparse_{name}: conversion from {self.layout} to {layout} "
+                               f"with blocksize changed from {list(self._vals.shape[1:3])} to "
+                               f"{list(bs)} is not supported")
+        return self.layout is layout
+
+    @staticmethod
+    def _bsr():
+        from ._namespaces import sparse_bsr
+        return sparse_bsr
 
     def to_sparse_bsr(self, blocksize, dense_dim=None):
-        if tuple(blocksize) != tuple(self._vals.shape[1:3]):
-            return _dense_to_bsr(self.to_dense(), blocksize, dense_dim)
-        return self
+        if self._same_blocks(self._bsr(), blocksize):
+            return self
+        return _dense_to_bsr(self.to_dense(), blocksize, dense_dim)
 
-    def __matmul__(self, other):
+    def to_sparse_bsc(self, blocksize, dense_dim=None):
+        from ._namespaces import sparse_bsc
+        if self._same_blocks(sparse_bsc, blocksize):
+            return self
+        return _dense_to_bsc(self.to_dense(), blocksize, dense_dim)
+
+    def double(self):
+        return type(self)(self._cidx, self._pidx, self._vals.double(), self._size)
+
+    def float(self):
+        return type(self)(self._cidx, self._pidx, self._vals.float(), self._size)
+
+    def matmul(self, other):
         return self.to_dense() @ other
 
+    __matmul__ = matmul
+
+    def __rmatmul__(self, other):
+        return other @ self.to_dense()
+
     def __repr__(self):
-        return (f"tensor(crow_indices={_plain_repr(self._crow)},\n"
-                f"       col_indices={_plain_repr(self._col)},\n"
+        c, p = self._index_names
+        return (f"tensor({c}={_plain_repr(self._cidx)},\n"
+                f"       {p}={_plain_repr(self._pidx)},\n"
                 f"       values={_plain_repr(self._vals.detach()._data)}, size={self._size}, "
-                f"nnz={self._col.size}, layout=ember.sparse_bsr)")
+                f"nnz={self._pidx.size}, layout={self.layout})")
 
 
-def _dense_to_bsr(self, blocksize, dense_dim=None):
-    """``Tensor.to_sparse_bsr(blocksize)``: the blocks holding a nonzero, row-major."""
+class SparseBsrTensor(_BlockCompressed):
+    """A 2-D block-sparse-row tensor (``layout == ember.sparse_bsr``): ``crow_indices`` and
+    ``col_indices`` over block rows/columns, ``values`` of shape ``(nnz_blocks, bh, bw)``.
+    ``to_dense()`` is differentiable in ``values``; products go through ``to_dense()`` or
+    ``to_sparse()`` (COO)."""
+
+    _index_names = ("crow_indices", "col_indices")
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_bsr
+        return sparse_bsr
+
+    def crow_indices(self):
+        return _make(self._cidx.copy())
+
+    def col_indices(self):
+        return _make(self._pidx.copy())
+
+    def ccol_indices(self):
+        self._wrong("ccol_indices", "column")
+
+    def row_indices(self):
+        self._wrong("row_indices", "column")
+
+    def _block_rows_cols(self):
+        return np.repeat(np.arange(self._cidx.size - 1), np.diff(self._cidx)), self._pidx
+
+    def t(self):
+        """The transpose: a BSC tensor with the same index arrays and transposed blocks."""
+        return SparseBscTensor(self._cidx, self._pidx, self._vals.transpose(1, 2),
+                               self._size[::-1])
+
+
+class SparseBscTensor(_BlockCompressed):
+    """A 2-D block-sparse-column tensor (``layout == ember.sparse_bsc``): ``ccol_indices`` over
+    block columns, ``row_indices`` the block row of each stored block, ``values`` of shape
+    ``(nnz_blocks, bh, bw)``; blocks are stored column by column, rows ascending within a
+    column. ``to_dense()`` is differentiable in ``values``; ``@`` goes through it (PyTorch's
+    CPU build refuses BSC products; ember computes them)."""
+
+    _index_names = ("ccol_indices", "row_indices")
+
+    @property
+    def layout(self):
+        from ._namespaces import sparse_bsc
+        return sparse_bsc
+
+    def ccol_indices(self):
+        return _make(self._cidx.copy())
+
+    def row_indices(self):
+        return _make(self._pidx.copy())
+
+    def crow_indices(self):
+        self._wrong("crow_indices", "row")
+
+    def col_indices(self):
+        self._wrong("col_indices", "row")
+
+    def _block_rows_cols(self):
+        return self._pidx, np.repeat(np.arange(self._cidx.size - 1), np.diff(self._cidx))
+
+    def t(self):
+        """The transpose: a BSR tensor with the same index arrays and transposed blocks."""
+        return SparseBsrTensor(self._cidx, self._pidx, self._vals.transpose(1, 2),
+                               self._size[::-1])
+
+
+def _blocks_of(self, blocksize, dense_dim, op):
+    """The ``(nbr, nbc, bh, bw)`` block view of a dense 2-D tensor and its nonzero-block
+    mask, with PyTorch's checks."""
     if self.ndim != 2 or dense_dim:
-        raise NotImplementedError(f"to_sparse_bsr: only 2-D tensors with no dense dims are "
+        raise NotImplementedError(f"{op}: only 2-D tensors with no dense dims are "
                                   f"supported, got {self.ndim}-D")
     bh, bw = (blocksize, blocksize) if isinstance(blocksize, int) else tuple(blocksize)
     m, n = self.shape
     if bh <= 0 or bw <= 0 or m % bh or n % bw:
-        raise RuntimeError(f"to_sparse_bsr: tensor size {(m, n)} must be divisible by "
+        raise RuntimeError(f"{op}: tensor size {(m, n)} must be divisible by "
                            f"blocksize {(bh, bw)}")
     blocks = self.reshape(m // bh, bh, n // bw, bw).permute(0, 2, 1, 3)
-    keep = (blocks._data != 0).any(axis=(2, 3))
+    return blocks, (blocks._data != 0).any(axis=(2, 3))
+
+
+def _dense_to_bsc(self, blocksize, dense_dim=None):
+    """``Tensor.to_sparse_bsc(blocksize)``: the blocks holding a nonzero, column by column."""
+    if not isinstance(self, Tensor) or isinstance(self, SparseTensor):
+        self = self.to_dense()  # COO, CSR, CSC: through the dense form (differentiable)
+    blocks, keep = _blocks_of(self, blocksize, dense_dim, "to_sparse_bsc")
+    bcol, brow = np.nonzero(keep.T)
+    ccol = np.concatenate([[0], np.cumsum(keep.sum(0))]).astype(np.int64)
+    bh, bw = blocks.shape[2:]
+    flat = _make((brow * keep.shape[1] + bcol).astype(np.int64))
+    vals = blocks.reshape(-1, bh, bw).index_select(0, flat)
+    return SparseBscTensor(ccol, brow.astype(np.int64), vals, tuple(self.shape))
+
+
+def _dense_to_bsr(self, blocksize, dense_dim=None):
+    """``Tensor.to_sparse_bsr(blocksize)``: the blocks holding a nonzero, row-major."""
+    if not isinstance(self, Tensor) or isinstance(self, SparseTensor):
+        self = self.to_dense()  # COO, CSR, CSC: through the dense form (differentiable)
+    blocks, keep = _blocks_of(self, blocksize, dense_dim, "to_sparse_bsr")
     brow, bcol = np.nonzero(keep)
     crow = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int64)
-    flat = _make((brow * (n // bw) + bcol).astype(np.int64))
+    bh, bw = blocks.shape[2:]
+    flat = _make((brow * keep.shape[1] + bcol).astype(np.int64))
     vals = blocks.reshape(-1, bh, bw).index_select(0, flat)
-    return SparseBsrTensor(crow, bcol.astype(np.int64), vals, (m, n))
+    return SparseBsrTensor(crow, bcol.astype(np.int64), vals, tuple(self.shape))
+
+
+def _block_tensor(cls, op, compressed, plain, values, size, dtype, requires_grad):
+    """Check and build a BSR (``compressed`` over block rows) or BSC (over block columns)."""
+    cidx = _as_array(compressed).astype(np.int64)
+    pidx = _as_array(plain).astype(np.int64)
+    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
+    if dtype is not None:
+        vals = vals.to(dtype)
+    cname, pname = cls._index_names
+    if vals.ndim != 3 or vals.shape[0] != pidx.size:
+        raise RuntimeError(f"{op}: values must be (nnz_blocks={pidx.size}, bh, bw), got "
+                           f"{tuple(vals.shape)}")
+    if cidx.ndim != 1 or cidx.size == 0 or cidx[0] != 0 or (np.diff(cidx) < 0).any() or \
+            cidx[-1] != pidx.size:
+        raise RuntimeError(f"{op}: {cname} must start at 0, not decrease and end at nnz "
+                           f"({pidx.size}); got {cidx.tolist()}")
+    bh, bw = vals.shape[1:3]
+    by_row = cls is SparseBsrTensor  # compressed over block rows, plain over block columns
+    nplain = int(pidx.max()) + 1 if pidx.size else 0
+    if size is None:
+        size = ((cidx.size - 1) * bh, nplain * bw) if by_row else \
+            (nplain * bh, (cidx.size - 1) * bw)
+    size = tuple(int(n) for n in size)
+    if len(size) != 2 or size[0] % bh or size[1] % bw:
+        raise RuntimeError(f"{op}: size {size} must be 2-D and divisible by the blocksize "
+                           f"{(bh, bw)}")
+    ncomp, lim = (size[0] // bh, size[1] // bw) if by_row else (size[1] // bw, size[0] // bh)
+    if cidx.size != ncomp + 1:
+        raise RuntimeError(f"{op}: {cname} must have {ncomp + 1} entries for size {size} "
+                           f"and blocksize {(bh, bw)}, got {cidx.size}")
+    if pidx.size and (pidx.min() < 0 or pidx.max() >= lim):
+        raise RuntimeError(f"{op}: {pname} must be in [0, {lim})")
+    if requires_grad:
+        vals.requires_grad_(True)
+    return cls(cidx, pidx, vals, size)
 
 
 def sparse_bsr_tensor(crow_indices, col_indices, values, size=None, *, dtype=None,
@@ -848,27 +1036,31 @@ def sparse_bsr_tensor(crow_indices, col_indices, values, size=None, *, dtype=Non
                       check_invariants=None):
     """A 2-D BSR tensor from block-row pointers, block-column indices and ``values`` of
     shape ``(nnz_blocks, bh, bw)``."""
-    crow = _as_array(crow_indices).astype(np.int64)
-    col = _as_array(col_indices).astype(np.int64)
-    vals = values if isinstance(values, Tensor) else _make(np.asarray(values))
-    if dtype is not None:
-        vals = vals.to(dtype)
-    if vals.ndim != 3 or vals.shape[0] != col.size:
-        raise RuntimeError(f"sparse_bsr_tensor: values must be (nnz_blocks={col.size}, bh, "
-                           f"bw), got {tuple(vals.shape)}")
-    if crow.ndim != 1 or crow.size == 0 or crow[0] != 0 or (np.diff(crow) < 0).any() or \
-            crow[-1] != col.size:
-        raise RuntimeError(f"sparse_bsr_tensor: crow_indices must start at 0, not decrease and "
-                           f"end at nnz ({col.size}); got {crow.tolist()}")
-    bh, bw = vals.shape[1:3]
-    if size is None:
-        size = ((crow.size - 1) * bh, (int(col.max()) + 1 if col.size else 0) * bw)
-    if col.size and (col.min() < 0 or col.max() >= size[1] // bw):
-        raise RuntimeError(f"sparse_bsr_tensor: block column indices must be in "
-                           f"[0, {size[1] // bw})")
-    if requires_grad:
-        vals.requires_grad_(True)
-    return SparseBsrTensor(crow, col, vals, size)
+    return _block_tensor(SparseBsrTensor, "sparse_bsr_tensor", crow_indices, col_indices,
+                         values, size, dtype, requires_grad)
+
+
+def sparse_bsc_tensor(ccol_indices, row_indices, values, size=None, *, dtype=None,
+                      device=None, pin_memory=False, requires_grad=False,
+                      check_invariants=None):
+    """A 2-D BSC tensor from block-column pointers, block-row indices and ``values`` of
+    shape ``(nnz_blocks, bh, bw)`` (blocks column by column)."""
+    return _block_tensor(SparseBscTensor, "sparse_bsc_tensor", ccol_indices, row_indices,
+                         values, size, dtype, requires_grad)
+
+
+def sparse_compressed_tensor(compressed_indices, plain_indices, values, size=None, *,
+                             dtype=None, layout=None, device=None, pin_memory=False,
+                             requires_grad=False, check_invariants=None):
+    """A CSR, CSC, BSR or BSC tensor, chosen by ``layout`` (required, as in PyTorch)."""
+    from . import _namespaces as N
+    make = {N.sparse_csr: sparse_csr_tensor, N.sparse_csc: sparse_csc_tensor,
+            N.sparse_bsr: sparse_bsr_tensor, N.sparse_bsc: sparse_bsc_tensor}.get(layout)
+    if make is None:
+        raise RuntimeError(f"sparse_compressed_tensor expected sparse compressed tensor layout "
+                           f"but got {layout}")
+    return make(compressed_indices, plain_indices, values, size, dtype=dtype, device=device,
+                requires_grad=requires_grad)
 
 
 # ---------------------------------------------------------------------- products

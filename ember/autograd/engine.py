@@ -124,6 +124,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     wrap = _wrap if raw else _same
     prev = GradMode.enabled
     GradMode.enabled = bool(create_graph) or capturing
+    _FINAL_CALLBACKS.append([])  # queue_callback's list for this backward
     try:
         for node in order:
             buf = buffers.pop(node, None)
@@ -217,9 +218,26 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     b = buffers[nxt] = [None] * _n_out(nxt)
                 old = b[nr]
                 b[nr] = g if old is None else old + g
+        callbacks = _FINAL_CALLBACKS[-1]
+        while callbacks:  # a callback may queue another; each runs once, in order
+            callbacks.pop(0)()
     finally:
         GradMode.enabled = prev
+        _FINAL_CALLBACKS.pop()
     return captured
+
+
+# Callbacks to run when the current backward pass ends (queue_callback), one list per
+# running backward (a hook may start another).
+_FINAL_CALLBACKS: list = []
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``)."""
+    if not _FINAL_CALLBACKS:
+        raise RuntimeError("Final callbacks can only be installed during backward pass.")
+    _FINAL_CALLBACKS[-1].append(callback)
 
 
 _ndarray = np.ndarray

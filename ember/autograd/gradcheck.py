@@ -159,3 +159,77 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                      raise_exception=raise_exception,
                      check_forward_ad=bool(kwargs.get("check_fwd_over_rev", False)),
                      check_backward_ad=bool(kwargs.get("check_rev_over_rev", True)))
+
+
+# ---------------------------------------------------------------- PyTorch's older helpers
+# Jacobians as PyTorch lays them out: one (input numel, output numel) matrix per pair.
+
+def _t_jac(cols):
+    from .._tensor import _make
+    return _make(np.ascontiguousarray(cols.T))
+
+
+def _perturbing(fn_no_args, x, eps):
+    """Central differences of ``fn_no_args()``'s tensor outputs with ``x`` perturbed in
+    place (``x`` may be captured by the function rather than passed to it)."""
+    return _numerical_jacobian(lambda *_: fn_no_args(), [x], 0, eps)
+
+
+def get_numerical_jacobian(fn, inputs, target=None, eps=1e-3, grad_out=1.0):
+    """Deprecated in PyTorch: the finite-difference Jacobians of ``fn(inputs)``'s first output
+    with respect to each tensor of ``target`` (default: the inputs that require grad)."""
+    if grad_out != 1.0:
+        raise ValueError("Expected grad_out to be 1.0. get_numerical_jacobian no longer "
+                         "supports values of grad_out != 1.0.")
+    inputs = _as_tuple(inputs)
+    targets = [t for t in _as_tuple(inputs if target is None else target)
+               if isinstance(t, Tensor) and t.requires_grad]
+    return tuple(_t_jac(_perturbing(lambda: fn(inputs), t, eps)[0]) for t in targets)
+
+
+def get_numerical_jacobian_wrt_specific_input(fn, input_idx, inputs, outputs, eps, input=None,
+                                              is_forward_ad=False):
+    """The finite-difference Jacobians of every output of ``fn(*inputs)`` with respect to
+    ``inputs[input_idx]`` (or ``input``), one per output."""
+    x = inputs[input_idx] if input is None else input
+    if not x.requires_grad:
+        raise AssertionError("Expected input to have requires_grad=True")
+    return tuple(_t_jac(c) for c in _perturbing(lambda: fn(*inputs), x, eps))
+
+
+def get_analytical_jacobian(inputs, output, nondet_tol=0.0, grad_out=1.0):
+    """Deprecated in PyTorch: the backward-mode Jacobians of ``output`` with respect to each
+    input that requires grad, and whether a second evaluation agreed (within
+    ``nondet_tol``), the sizes matched and the dtypes matched:
+    ``(jacobians, reentrant, sizes_ok, types_ok)``."""
+    from .engine import grad
+    from .._tensor import _make
+    if grad_out != 1.0:
+        raise ValueError("Expected grad_out to be 1.0. get_analytical_jacobian no longer "
+                         "supports values of grad_out != 1.0.")
+    if output.is_complex():
+        raise ValueError("Expected output to be non-complex. get_analytical_jacobian no longer "
+                         "supports functions that return complex outputs.")
+    diff = [t for t in _as_tuple(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    n_out = output.numel()
+
+    def rows():
+        jacs = [np.zeros((t.numel(), n_out), dtype=t._data.dtype) for t in diff]
+        sizes_ok = types_ok = True
+        for r in range(n_out):
+            go = np.zeros(tuple(output.shape), dtype=output._data.dtype)
+            go.reshape(-1)[r] = 1
+            gs = grad(output, diff, _make(go), retain_graph=True, allow_unused=True)
+            for j, (t, g) in enumerate(zip(diff, gs)):
+                if g is None:
+                    continue
+                sizes_ok &= tuple(g.shape) == tuple(t.shape)
+                types_ok &= g.dtype == t.dtype
+                jacs[j][:, r] = g._data.reshape(-1)
+        return jacs, sizes_ok, types_ok
+
+    first, sizes_ok, types_ok = rows()
+    second, _, _ = rows()
+    reentrant = all(a.shape == b.shape and (np.abs(a - b) <= nondet_tol).all()
+                    for a, b in zip(first, second))
+    return tuple(_make(j) for j in first), reentrant, sizes_ok, types_ok

@@ -119,9 +119,9 @@ class Node:
             return []
         out = []
         for t, vc, version in saved:
-            if type(t) is _Packed:
+            if type(t) is _Packed:  # hooks own what they packed: no version check (PyTorch)
                 t = t.unpack(t.value)
-            if vc[0] != version:
+            elif vc[0] != version:
                 _raise_modified(self, t, vc[0], version)
             if arrays:
                 out.append(t._data if isinstance(t, Tensor) else t)
@@ -884,3 +884,11 @@ class _OnceDiffErr(Node):
 
 
 
+
+
+def __getattr__(name):
+    # the rest of PyTorch's autograd.graph names live in _graph_api.py (issue 23)
+    from . import _graph_api
+    if name in _graph_api.__all__:
+        return getattr(_graph_api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

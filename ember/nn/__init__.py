@@ -8,6 +8,22 @@ from . import parallel  # noqa: F401,E402  (DDP, DataParallel: mpi4py loads on u
 from .parallel import DataParallel  # noqa: F401,E402
 
 
+def factory_kwargs(kwargs):
+    """The ``device``/``dtype``/``memory_format`` entries of ``kwargs`` (and of its
+    ``factory_kwargs`` entry) as one dict for factory functions; other keys are a TypeError."""
+    if kwargs is None:
+        return {}
+    simple = {"device", "dtype", "memory_format"}
+    if not kwargs.keys() <= simple | {"factory_kwargs"}:
+        raise TypeError(f"unexpected kwargs {kwargs.keys() - simple - {'factory_kwargs'}}")
+    out = dict(kwargs.get("factory_kwargs", {}))
+    for k in simple & kwargs.keys():
+        if k in out:
+            raise TypeError(f"{k} specified twice, in **kwargs and in factory_kwargs")
+        out[k] = kwargs[k]
+    return out
+
+
 # PyTorch-path subpackages that load on first use (ember.compat's module layout)
 _LAZY_SUBMODULES = {"attention", "grad"}
 _LAZY_SUBMODULES |= {"quantized"}  # alias of ember.ao.nn.quantized (issue 20)

@@ -6,12 +6,15 @@ Module attribute registers it (see ``Module.__setattr__``).
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from .._tensor import Tensor, _make
 from .. import _dtype as D
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer",
+           "UninitializedTensorMixin",
            "is_lazy"]
 
 _new = object.__new__
@@ -75,6 +78,13 @@ class Buffer(metaclass=_BufferMeta):
         return t
 
 
+class UninitializedTensorMixin(metaclass=abc.ABCMeta):
+    """What PyTorch's uninitialized parameters and buffers share (``isinstance`` checks
+    against it find both): a shape not known yet, until ``materialize(shape)``. A virtual
+    base (registered below), so that ``materialize`` can still turn the object into a plain
+    Parameter in place."""
+
+
 class UninitializedParameter(Parameter):
     """A parameter whose shape is not known yet (lazy modules); ``materialize`` makes it real."""
 
@@ -132,3 +142,7 @@ class UninitializedBuffer(Tensor):
 def is_lazy(param):
     """Whether ``param`` is still an uninitialized (lazy) parameter or buffer."""
     return isinstance(param, (UninitializedParameter, UninitializedBuffer))
+
+
+UninitializedTensorMixin.register(UninitializedParameter)
+UninitializedTensorMixin.register(UninitializedBuffer)

@@ -178,6 +178,10 @@ def _mismatch_msg(a, b):
 def matmul(input, other, *, out=None):
     """Matrix product with NumPy/PyTorch semantics for 1-d and batched operands."""
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
+        if hasattr(input, "_block_rows_cols") or hasattr(other, "_block_rows_cols"):
+            # BSR/BSC operands (ember/sparse.py) multiply through their dense form
+            return matmul(*(a.to_dense() if hasattr(a, "_block_rows_cols") else a
+                            for a in (input, other)), out=out)
         raise TypeError("matmul(): argument 'input' and 'other' must be Tensors")
     if input.is_sparse or other.is_sparse:  # sparse COO operands: ember/sparse.py
         from ..sparse import _matmul

@@ -64,3 +64,8 @@ class Adadelta(Optimizer):
         u += (1 - rho) * (delta * delta)
         delta *= lr
         p -= delta
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import adadelta  # noqa: E402
+
+__all__ += ["adadelta"]

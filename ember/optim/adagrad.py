@@ -72,3 +72,8 @@ class Adagrad(Optimizer):
         g /= std
         g *= clr
         p -= g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import adagrad  # noqa: E402
+
+__all__ += ["adagrad"]

@@ -122,3 +122,8 @@ def _adam(p, g, m, v, vmax, step, *, lr, beta1, beta2, eps, weight_decay, amsgra
     np.divide(m, g, out=g)
     g *= step_size
     p -= g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import adam  # noqa: E402
+
+__all__ += ["adam"]

@@ -56,3 +56,8 @@ class Adamax(Optimizer):
         np.divide(m, u, out=g)
         g *= clr
         p -= g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import adamax  # noqa: E402
+
+__all__ += ["adamax"]

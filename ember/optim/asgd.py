@@ -65,3 +65,8 @@ class ASGD(Optimizer):
         dt = _scalar_dtype().np
         sc["eta"] = float(dt.type(lr / ((1 + lambd * lr * step) ** alpha)))
         sc["mu"] = float(dt.type(1 / max(1, step - t0)))
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import asgd  # noqa: E402
+
+__all__ += ["asgd"]

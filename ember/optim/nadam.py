@@ -74,3 +74,8 @@ class NAdam(Optimizer):
         g += m * (-lr * mu_next / (1.0 - mu_product * mu_next))
         g /= denom
         p += g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import nadam  # noqa: E402
+
+__all__ += ["nadam"]

@@ -74,3 +74,8 @@ class RAdam(Optimizer):
             p -= g
         else:
             p -= m * (lr / bc1)
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import radam  # noqa: E402
+
+__all__ += ["radam"]

@@ -84,3 +84,8 @@ class RMSprop(Optimizer):
             g /= avg
             g *= lr
             p -= g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import rmsprop  # noqa: E402
+
+__all__ += ["rmsprop"]

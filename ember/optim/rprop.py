@@ -60,3 +60,8 @@ class Rprop(Optimizer):
         g[sign < 0] = 0
         p -= np.sign(g) * step_size
         prev[...] = g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import rprop  # noqa: E402
+
+__all__ += ["rprop"]

@@ -82,3 +82,8 @@ def _sgd(p, g, buf, first, *, lr, momentum, dampening, weight_decay, nesterov, m
         else:
             g = buf
     p -= lr * g
+
+# PyTorch's functional form at its path (one update of lists of tensors)
+from ._functional import sgd  # noqa: E402
+
+__all__ += ["sgd"]

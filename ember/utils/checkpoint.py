@@ -272,3 +272,142 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
         input = checkpoint(run(start, end), input, use_reentrant=use_reentrant,
                            preserve_rng_state=preserve)
     return run(end + 1, len(functions) - 1)(input)
+
+
+# ---------------------------------------------------------------------- PyTorch's helpers
+import enum  # noqa: E402
+
+from .._not_yet import missing as _missing  # noqa: E402
+
+
+def check_backward_validity(inputs):
+    """Warn when no tensor of ``inputs`` requires grad (the checkpoint's gradients would all
+    be None)."""
+    if not any(inp.requires_grad for inp in inputs if isinstance(inp, Tensor)):
+        warnings.warn("None of the inputs have requires_grad=True. Gradients will be None",
+                      stacklevel=2)
+
+
+class DefaultDeviceType:
+    """The device type whose random state checkpointing saves when no argument is on an
+    accelerator; ember has none, so it is ``"cpu"`` unless set."""
+
+    _default_device_type = None
+
+    @staticmethod
+    def set_device_type(device="cuda"):
+        DefaultDeviceType._default_device_type = device
+
+    @staticmethod
+    def get_device_type():
+        if not DefaultDeviceType._default_device_type:
+            DefaultDeviceType._default_device_type = "cpu"
+        return DefaultDeviceType._default_device_type
+
+
+def _flat_tensors(args):
+    from ._pytree import tree_leaves
+    return [a for a in tree_leaves(args) if isinstance(a, Tensor)]
+
+
+def get_device_states(*args):
+    """``(device ids, rng states)`` of the accelerator devices the tensors of ``args`` live
+    on. The CPU's generator is saved by checkpoint itself and meta has none, so on ember
+    both lists are empty."""
+    ids = [t.get_device() for t in _flat_tensors(args) if t.device.type not in ("cpu", "meta")]
+    if ids:
+        raise NotImplementedError(f"get_device_states: ember has no accelerator generators "
+                                  f"(devices {ids})")
+    return [], []
+
+
+def set_device_states(devices, states, *, device_type=None):
+    """Restore the generators ``get_device_states`` returned (none on ember)."""
+    if device_type is None:
+        device_type = DefaultDeviceType.get_device_type()
+    if device_type == "meta" or not list(devices):
+        return
+    raise NotImplementedError(f"set_device_states: ember has no {device_type} generators "
+                              f"(devices {list(devices)})")
+
+
+_early_stop = [True]
+
+
+@contextlib.contextmanager
+def set_checkpoint_early_stop(enable):
+    """Whether the non-reentrant recomputation may stop once it has what backward needs.
+    ember's recomputation always runs the whole function (the results are the same either
+    way), so the setting is kept for programs that set it and changes nothing."""
+    prev = _early_stop[0]
+    _early_stop[0] = enable
+    try:
+        yield
+    finally:
+        _early_stop[0] = prev
+
+
+class CheckpointPolicy(enum.Enum):
+    """What selective checkpointing does with an op's output: save it, recompute it, or
+    offload it to the CPU (``MUST_*`` may not be overridden, ``PREFER_*`` may)."""
+
+    MUST_SAVE = 0
+    PREFER_SAVE = 1
+    MUST_RECOMPUTE = 2
+    PREFER_RECOMPUTE = 3
+    MUST_CPU_OFFLOAD = 4
+    PREFER_CPU_OFFLOAD = 5
+
+
+class SelectiveCheckpointContext:
+    """What a selective-checkpoint policy function receives about the current op."""
+
+    def __init__(self, *, is_recompute, op_output=None):
+        self.is_recompute = is_recompute
+        self.op_output = op_output
+
+
+# PyTorch's set holds ATen ops (detach, prim.device and the functional-tensor metadata
+# functions) that selective checkpointing never caches; ember's ops are not ATen's
+SAC_IGNORED_OPS: set = set()
+
+create_selective_checkpoint_contexts = _missing(
+    "torch.utils.checkpoint.create_selective_checkpoint_contexts",
+    " (selective activation checkpointing: a policy per op deciding save or recompute; "
+    "checkpoint() without it recomputes everything, with the same results)")
+
+
+class GraphExecGroup:
+    """Backward calls inside one group recompute each checkpointed region at most once in
+    PyTorch; ember recomputes per backward call (same values, more compute). Groups do not
+    nest, as in PyTorch."""
+
+    _current = None
+
+    def __enter__(self):
+        if GraphExecGroup._current is not None:
+            raise RuntimeError(f"GraphExecGroup contexts cannot be nested. Already inside "
+                               f"group {GraphExecGroup._current}")
+        GraphExecGroup._current = self
+        return self
+
+    def __exit__(self, *args):
+        GraphExecGroup._current = None
+
+    @classmethod
+    def _get_current_group(cls):
+        return cls._current
+
+
+def __getattr__(name):
+    if name == "CheckpointFunction":  # the reentrant scheme's autograd Function
+        if not _CF:
+            _CF.append(_function_class())
+        return _CF[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ += ["check_backward_validity", "DefaultDeviceType", "get_device_states",
+            "set_device_states", "set_checkpoint_early_stop", "CheckpointPolicy",
+            "SelectiveCheckpointContext", "SAC_IGNORED_OPS",
+            "create_selective_checkpoint_contexts", "GraphExecGroup"]  # + CheckpointFunction

@@ -46,10 +46,9 @@ def test_errors():
     with pytest.raises(NotImplementedError, match="sparse"):
         e.exp()
     assert e.to_sparse_csr().layout == ember.sparse_csr  # CSR: tests/sparse/test_compat_*
-    with pytest.raises(NotImplementedError, match="BSC"):
-        e.to_sparse_bsc((1, 1))
-    with pytest.raises(NotImplementedError, match="BSC"):
-        ember.ones(2, 2).to_sparse_bsc((1, 1))
+    assert e.to_sparse_bsc((1, 1)).layout == ember.sparse_bsc  # BSC: tests/sparse/test_csc_bsr
+    with pytest.raises(RuntimeError, match="divisible"):
+        ember.ones(2, 2).to_sparse_bsc((3, 1))
     with pytest.raises(RuntimeError, match="inconsistent"):
         ember.sparse_coo_tensor(ember.tensor([[0, 5]]), ember.ones(2), (3,))
     with pytest.raises(RuntimeError, match="same nnz"):

@@ -36,6 +36,9 @@ for _name in ("conv", "pooling", "upsampling", "padding", "fold", "pixelshuffle"
         __all__.append(_n)
 from .syncbatchnorm import SyncBatchNorm  # noqa: E402,F401  (ember.distributed's part)
 __all__.append("SyncBatchNorm")
+from .container import Container  # noqa: E402,F401  (issue 23)
+from .linear_cross_entropy_options import LinearCrossEntropyOptions  # noqa: E402,F401
+__all__ += ["Container", "LinearCrossEntropyOptions"]
 del _importlib, _name
 
 # PyTorch-layout additions (ember.compat)

@@ -139,4 +139,8 @@ def __getattr__(name):
         from . import lazy_layers as lazy
         if name in lazy.__all__:
             return getattr(lazy, name)
+    # and SyncBatchNorm, whose file (beside ember.distributed's pieces) imports this one
+    if name == "SyncBatchNorm":
+        from .syncbatchnorm import SyncBatchNorm
+        return SyncBatchNorm
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,20 @@ from ..parameter import Parameter
 from .module import Module, _addindent
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
+__all__ += ["Container"]
+
+
+class Container(Module):
+    """PyTorch's oldest container (deprecated there): submodules given as keyword
+    arguments."""
+
+    def __init__(self, **kwargs):
+        import warnings
+        warnings.warn("nn.Container is deprecated. All of it's functionality is now "
+                      "implemented in nn.Module. Subclass that instead.", stacklevel=2)
+        super().__init__()
+        for key, value in kwargs.items():
+            self.add_module(key, value)
 
 
 def _abs_index(idx, n):

@@ -25,6 +25,7 @@ from ..parameter import Buffer, Parameter, is_lazy
 
 __all__ = ["Module", "register_module_forward_pre_hook", "register_module_forward_hook",
            "register_module_full_backward_hook", "register_module_full_backward_pre_hook",
+           "register_module_backward_hook",
            "register_module_buffer_registration_hook",
            "register_module_parameter_registration_hook",
            "register_module_module_registration_hook"]
@@ -116,6 +117,15 @@ def register_module_forward_hook(hook, *, with_kwargs=False, always_call=False):
 def register_module_full_backward_hook(hook):
     """A full backward hook run for every module."""
     return _fwd_hook_flag_handle(_handle(_global_backward_hooks, hook))
+
+
+def register_module_backward_hook(hook):
+    """Deprecated in PyTorch; as ``Module.register_backward_hook``, ember runs it with the
+    semantics of ``register_module_full_backward_hook``."""
+    warnings.warn("register_module_backward_hook is deprecated; ember runs it as a full "
+                  "backward hook (register_module_full_backward_hook)", FutureWarning,
+                  stacklevel=2)
+    return register_module_full_backward_hook(hook)
 
 
 def register_module_full_backward_pre_hook(hook):

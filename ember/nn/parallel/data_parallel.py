@@ -13,18 +13,10 @@ def _check_devices(device_ids, output_device):
     runs the module as it is; so does ember's (programs written for GPUs run unchanged)."""
 
 
-def _multi_device(name):
-    def fn(*args, **kwargs):
-        raise NotImplementedError(f"ember.nn.parallel.{name} spreads work over several GPUs; "
-                                  f"ember has none here")
-    fn.__name__ = name
-    return fn
-
-
-replicate = _multi_device("replicate")
-scatter = _multi_device("scatter")
-parallel_apply = _multi_device("parallel_apply")
-gather = _multi_device("gather")
+# PyTorch's pieces of multi-GPU DataParallel, at their own paths (they need CUDA)
+from .parallel_apply import parallel_apply  # noqa: E402
+from .replicate import replicate  # noqa: E402
+from .scatter_gather import gather, scatter  # noqa: E402
 
 
 class DataParallel(Module):

@@ -8,7 +8,11 @@ from .convert_parameters import parameters_to_vector, vector_to_parameters
 from .fusion import (fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval,
                      fuse_linear_bn_weights)
 from .init import skip_init  # training tools (issue 21)
-from .weight_norm import remove_spectral_norm, remove_weight_norm, spectral_norm, weight_norm
+from .memory_format import (convert_conv2d_weight_memory_format,  # noqa: F401  (issue 23)
+                            convert_conv3d_weight_memory_format)
+from .weight_norm import remove_weight_norm, weight_norm
+# the submodule first, then its function under the same name (PyTorch's layout)
+from .spectral_norm import remove_spectral_norm, spectral_norm
 
 __all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_",
            "get_total_norm", "parameters_to_vector", "vector_to_parameters",
@@ -17,3 +21,4 @@ __all__ = ["clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_
            "parametrizations", "stateless", "rnn"]
 __all__ += ["skip_init", "weight_norm", "remove_weight_norm", "spectral_norm",
             "remove_spectral_norm"]
+__all__ += ["convert_conv2d_weight_memory_format", "convert_conv3d_weight_memory_format"]

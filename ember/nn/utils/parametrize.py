@@ -223,3 +223,30 @@ def type_before_parametrizations(module):
     if is_parametrized(module):
         return module.__class__.__bases__[0]
     return type(module)
+
+
+def transfer_parametrizations_and_params(from_module, to_module, tensor_name=None):
+    """Give ``to_module`` the parametrizations of ``from_module`` (all of them, or those of
+    ``tensor_name``) and the very same original parameters, so the two share them; a plain
+    parameter of ``from_module`` is copied over when ``to_module`` lacks it."""
+    if not is_parametrized(from_module):
+        return to_module
+    names = list(from_module.parametrizations) if tensor_name is None else [tensor_name]
+    for name in names:
+        if not hasattr(to_module, name):
+            setattr(to_module, name, Parameter(getattr(from_module, name)))
+        for fn in from_module.parametrizations[name]:
+            register_parametrization(to_module, name, fn)
+        src, dst = from_module.parametrizations[name], to_module.parametrizations[name]
+        with no_grad():
+            if hasattr(src, "original"):
+                dst.original = src.original
+            else:
+                i = 0
+                while hasattr(src, f"original{i}"):
+                    setattr(dst, f"original{i}", getattr(src, f"original{i}"))
+                    i += 1
+    return to_module
+
+
+__all__ += ["transfer_parametrizations_and_params"]

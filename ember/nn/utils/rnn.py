@@ -42,6 +42,11 @@ class PackedSequence(_PackedBase):
         return False
 
 
+def invert_permutation(permutation):
+    """The inverse of a 1-D index ``permutation`` (None stays None), as PyTorch's."""
+    return _invert_permutation(permutation)
+
+
 def _invert_permutation(perm):
     if perm is None:
         return None
@@ -154,5 +159,6 @@ def unpack_sequence(packed_sequences):
     return unpad_sequence(padded, lengths, batch_first=True)
 
 
-__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence",
-           "unpad_sequence", "pack_sequence", "unpack_sequence"]
+__all__ = ["invert_permutation", "PackedSequence", "pack_padded_sequence",
+           "pad_packed_sequence", "pad_sequence", "unpad_sequence", "pack_sequence",
+           "unpack_sequence"]
