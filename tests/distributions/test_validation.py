@@ -12,6 +12,19 @@ import ember
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def _validation_on():
+    """Validation on in both frameworks for these tests: other test files (or libraries they
+    import) may switch PyTorch's process-wide default off."""
+    saved = (torch.distributions.Distribution._validate_args,
+             ember.distributions.Distribution._validate_args)
+    torch.distributions.Distribution.set_default_validate_args(True)
+    ember.distributions.Distribution.set_default_validate_args(True)
+    yield
+    torch.distributions.Distribution.set_default_validate_args(saved[0])
+    ember.distributions.Distribution.set_default_validate_args(saved[1])
+
 BAD = {
     "Normal negative scale": lambda L, D: D.Normal(L.tensor([0.0]), L.tensor([-1.0])),
     "Normal nan loc": lambda L, D: D.Normal(L.tensor([float("nan")]), L.tensor([1.0])),
