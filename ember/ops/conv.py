@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import _allocator, _memory_format as _mf
 from .._meta import MetaArray
+from . import _conv_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -494,8 +495,14 @@ def _winograd_conv(x, w, b, pads, keep=True):
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
-    v = _wino_tiles(x, pads, (oh, ow), keep)
     u = np.matmul(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    if _conv_c.available(x.dtype):
+        # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
+        # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams
+        v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
+        m = np.matmul(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
+        return _conv_c.wino_out(m, n, th, tw, oh, ow, None if b is None else _as_compute(b)), v
+    v = _wino_tiles(x, pads, (oh, ow), keep)
     # (tiles, C) @ (C, O) per tile element: OpenBLAS runs this tall orientation faster than
     # (O, C) @ (C, tiles) (measured 3.7 -> 3.0 ms for the whole op at 32x32x16x16 -> 64)
     m = np.matmul(v.transpose(0, 2, 1), u.transpose(0, 2, 1),
@@ -520,6 +527,11 @@ def _winograd_weight_grad(g, v, wshape):
     n, o, oh, ow = g.shape
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(g.dtype)
+    if _conv_c.available(g.dtype):
+        dm = _conv_c.wino_grad(g, th, tw)
+        du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
+        dw = np.matmul(gg.T, du.reshape(16, -1)).reshape(3, 3, o, wshape[1])
+        return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
     gt = _scratch("wino_y", (2, 2, o, n, th, tw), g.dtype)
@@ -656,7 +668,12 @@ class ConvWeightGrad(Node):
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups):
-                cols = ("winograd", _wino_tiles(x, pads, osz, keep=False))
+                if _conv_c.available(x.dtype):
+                    th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
+                    v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
+                else:
+                    v = _wino_tiles(x, pads, osz, keep=False)
+                cols = ("winograd", v)
             elif _batch_last(osz, n):
                 c = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
                 cols = ("im2col_batch_last", c.reshape(groups, -1, n * _prod(osz)))

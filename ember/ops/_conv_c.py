@@ -1,0 +1,240 @@
+"""C kernels for the parts of convolution that are not GEMMs (issue 25).
+
+NumPy does Winograd's tile transforms as dense 16x16 matrix products over gathered tiles
+and im2col as many-dimensional strided copies, on one core. These kernels do the same
+arithmetic directly, with the transforms' additions written out (32 adds per 4x4 tile
+instead of a 256-term dot product), reading the unpadded input once (padding is tested at
+the tile rows, never materialised). Each call covers a range of channels, so a caller
+splits the work over the thread pool of ``ember/_parallel.py`` (ctypes releases the GIL
+during the call), while the GEMMs between them keep BLAS's own threads.
+
+They are compiled on first use by the compiler's loader (``ember.compiler._codegen``:
+system ``cc``, disk cache keyed by the source); where no C compiler works ``available()``
+is False and ``ember/ops/conv.py`` keeps its NumPy formulation. Setting
+``EMBER_CONV_C=0`` forces that fallback (the tests compare both).
+
+Layouts (all arrays C-contiguous, float32 or float64):
+
+* ``wino_in``:  x (N, C, H, W) -> V (16, C, N*th*tw), element e = 4*i + j of B^T d B for
+  the 4x4 tile d whose top-left padded corner is (2*ty, 2*tx);
+* ``wino_out``: M (16, O, N*th*tw) -> y (N, O, oh, ow) = A^T M A per tile, plus a bias;
+* ``wino_grad``: g (N, O, oh, ow) -> dM (16, O, N*th*tw) = A g A^T per 2x2 tile (zeros
+  past the edge), the adjoint of ``wino_out``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+_TEMPLATE = r"""
+#include <string.h>
+
+/* B^T d B for each 4x4 input tile (stride 2) of channels [c0, c1). */
+void wino_in_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
+                 long th, long tw, long c0, long c1, REAL *v) {
+    long Tn = N * th * tw, Wp = 2 * tw + 2, CT = C * Tn;
+    REAL r[4][Wp], t[4][Wp];
+    for (long c = c0; c < c1; ++c)
+        for (long n = 0; n < N; ++n) {
+            const REAL *xc = x + (n * C + c) * H * W;
+            for (long ty = 0; ty < th; ++ty) {
+                for (int k = 0; k < 4; ++k) {
+                    long y = 2 * ty + k - pt;
+                    memset(r[k], 0, Wp * sizeof(REAL));
+                    if (y < 0 || y >= H) continue;
+                    long hi = pl + W < Wp ? pl + W : Wp;  /* padded columns [pl, hi) */
+                    if (hi > pl) memcpy(r[k] + pl, xc + y * W, (hi - pl) * sizeof(REAL));
+                }
+                /* B^T on the rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3) */
+                for (long i = 0; i < Wp; ++i) {
+                    t[0][i] = r[0][i] - r[2][i];
+                    t[1][i] = r[1][i] + r[2][i];
+                    t[2][i] = r[2][i] - r[1][i];
+                    t[3][i] = r[1][i] - r[3][i];
+                }
+                REAL *vb = v + c * Tn + (n * th + ty) * tw;
+                for (int k = 0; k < 4; ++k) {  /* ... then B on the columns */
+                    const REAL *s = t[k];
+                    REAL *v0 = vb + (4 * k) * CT, *v1 = v0 + CT, *v2 = v1 + CT, *v3 = v2 + CT;
+                    for (long j = 0; j < tw; ++j) {
+                        REAL a = s[2 * j], b = s[2 * j + 1], e = s[2 * j + 2], f = s[2 * j + 3];
+                        v0[j] = a - e;
+                        v1[j] = b + e;
+                        v2[j] = e - b;
+                        v3[j] = b - f;
+                    }
+                }
+            }
+        }
+}
+
+/* y = A^T M A (+ bias) for the 2x2 output tiles of channels [o0, o1), cropped to oh x ow. */
+void wino_out_SFX(const REAL *m, long N, long O, long th, long tw, long oh, long ow,
+                  const REAL *bias, long o0, long o1, REAL *out) {
+    long Tn = N * th * tw, OT = O * Tn;
+    REAL y0[2 * tw], y1[2 * tw];
+    for (long o = o0; o < o1; ++o) {
+        REAL bo = bias ? bias[o] : 0;
+        for (long n = 0; n < N; ++n)
+            for (long ty = 0; ty < th; ++ty) {
+                const REAL *mb = m + o * Tn + (n * th + ty) * tw;
+                for (long j = 0; j < tw; ++j) {
+                    REAL s0[4], s1[4];
+                    for (int q = 0; q < 4; ++q) {  /* A^T on the rows */
+                        REAL m0 = mb[q * OT + j], m1 = mb[(4 + q) * OT + j];
+                        REAL m2 = mb[(8 + q) * OT + j], m3 = mb[(12 + q) * OT + j];
+                        s0[q] = m0 + m1 + m2;
+                        s1[q] = m1 - m2 - m3;
+                    }
+                    y0[2 * j] = s0[0] + s0[1] + s0[2] + bo;  /* ... then A on the columns */
+                    y0[2 * j + 1] = s0[1] - s0[2] - s0[3] + bo;
+                    y1[2 * j] = s1[0] + s1[1] + s1[2] + bo;
+                    y1[2 * j + 1] = s1[1] - s1[2] - s1[3] + bo;
+                }
+                REAL *dst = out + ((n * O + o) * oh + 2 * ty) * ow;
+                memcpy(dst, y0, ow * sizeof(REAL));
+                if (2 * ty + 1 < oh) memcpy(dst + ow, y1, ow * sizeof(REAL));
+            }
+    }
+}
+
+/* dM = A g A^T for the 2x2 tiles of the output gradient g, channels [o0, o1). */
+void wino_grad_SFX(const REAL *g, long N, long O, long th, long tw, long oh, long ow,
+                   long o0, long o1, REAL *dm) {
+    long Tn = N * th * tw, OT = O * Tn;
+    REAL r0[2 * tw], r1[2 * tw], p[4][tw], q[4][tw];
+    for (long o = o0; o < o1; ++o)
+        for (long n = 0; n < N; ++n)
+            for (long ty = 0; ty < th; ++ty) {
+                const REAL *src = g + ((n * O + o) * oh + 2 * ty) * ow;
+                memset(r0, 0, sizeof(r0));
+                memset(r1, 0, sizeof(r1));
+                memcpy(r0, src, ow * sizeof(REAL));
+                if (2 * ty + 1 < oh) memcpy(r1, src + ow, ow * sizeof(REAL));
+                for (long j = 0; j < tw; ++j) {  /* A on the rows: g0, g0 + g1, g0 - g1, -g1 */
+                    REAL a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+                    p[0][j] = a; p[1][j] = a + c; p[2][j] = a - c; p[3][j] = -c;
+                    q[0][j] = b; q[1][j] = b + d; q[2][j] = b - d; q[3][j] = -d;
+                }
+                /* ... then on the columns, one output stream at a time (16 interleaved
+                   streams of single stores run out of write-combining buffers) */
+                REAL *db = dm + o * Tn + (n * th + ty) * tw;
+                for (int k = 0; k < 4; ++k) {
+                    REAL *d0 = db + (4 * k) * OT, *d1 = d0 + OT, *d2 = d1 + OT, *d3 = d2 + OT;
+                    const REAL *pk = p[k], *qk = q[k];
+                    for (long j = 0; j < tw; ++j) d0[j] = pk[j];
+                    for (long j = 0; j < tw; ++j) d1[j] = pk[j] + qk[j];
+                    for (long j = 0; j < tw; ++j) d2[j] = pk[j] - qk[j];
+                    for (long j = 0; j < tw; ++j) d3[j] = -qk[j];
+                }
+            }
+}
+"""
+
+# The compiler's loader caches one function per source, so the library exports a single
+# entry point that hands out the addresses of the others.
+_TABLE = r"""
+void *conv_c_symbol(int i) {
+    void *table[] = {(void *)wino_in_f, (void *)wino_out_f, (void *)wino_grad_f,
+                     (void *)wino_in_d, (void *)wino_out_d, (void *)wino_grad_d};
+    return i >= 0 && i < 6 ? table[i] : 0;
+}
+"""
+_SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
+        + _TEMPLATE.split("\n", 2)[2].replace("REAL", "double").replace("SFX", "d") + _TABLE)
+_NAMES = ("wino_in", "wino_out", "wino_grad")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_L = ctypes.c_long
+_P = ctypes.c_void_p
+_PROTOS = {
+    "wino_in": ctypes.CFUNCTYPE(None, _P, *[_L] * 10, _P),
+    "wino_out": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _L, _L, _P),
+    "wino_grad": ctypes.CFUNCTYPE(None, _P, *[_L] * 8, _P),
+}
+_LIB: dict = {}
+
+
+def _load():
+    """{(name, dtype): ctypes function}, empty without a working C compiler."""
+    table = {}
+    if os.environ.get("EMBER_CONV_C", "1") == "0":
+        return table
+    try:
+        from ..compiler._codegen import load_kernel
+        entry = load_kernel(_SRC, "conv_c_symbol")
+    except (RuntimeError, OSError, AttributeError):
+        return table
+    entry.restype, entry.argtypes = _P, [ctypes.c_int]
+    for i, (dt, name) in enumerate((d, n) for d in _DTYPES for n in _NAMES):
+        table[(name, dt)] = _PROTOS[name](entry(i))
+    return table
+
+
+def _kernel(name, dtype):
+    """The ctypes function ``name`` for ``dtype``, or None (no compiler, or another dtype)."""
+    if not _LIB:
+        _LIB.update(_load() or {None: None})
+    return _LIB.get((name, dtype))
+
+
+def available(dtype):
+    """Whether the C kernels serve arrays of ``dtype`` (float32/float64, a compiler works)."""
+    return _kernel("wino_in", np.dtype(dtype)) is not None
+
+
+def _addr(a):
+    return a.__array_interface__["data"][0]
+
+
+# Below this many elements written a kernel call takes ~0.1 ms: a thread hand-off (tens of
+# microseconds) would eat what a second core saves.
+_MIN_SPLIT = 1 << 17
+
+
+def _split(fn, n, size):
+    """``fn(start, stop)`` over ``range(n)``, cut over the thread pool when ``size``
+    (elements written) is worth it."""
+    from .. import _parallel
+    from .._threads import get_num_threads
+    k = min(get_num_threads(), n) if size >= _MIN_SPLIT else 1
+    if k <= 1:
+        fn(0, n)
+    else:
+        _parallel.run_split(fn, _parallel._bounds(n, k))
+
+
+def wino_in(x, pt, pl, th, tw):
+    """V (16, C, N*th*tw) of ``x`` (N, C, H, W) with top/left zero padding ``pt``/``pl``."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    v = np.empty((16, c, n * th * tw), x.dtype)
+    fn = _kernel("wino_in", x.dtype)
+    xa, va = _addr(x), _addr(v)
+    _split(lambda c0, c1: fn(xa, n, c, h, w, pt, pl, th, tw, c0, c1, va), c, v.size)
+    return v
+
+
+def wino_out(m, n, th, tw, oh, ow, bias=None):
+    """y (N, O, oh, ow) from M (16, O, N*th*tw), plus ``bias`` (O,) when given."""
+    o = m.shape[1]
+    out = np.empty((n, o, oh, ow), m.dtype)
+    fn = _kernel("wino_out", m.dtype)
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, m.dtype)
+    ma, oa, ba = _addr(m), _addr(out), None if bias is None else _addr(bias)
+    _split(lambda o0, o1: fn(ma, n, o, th, tw, oh, ow, ba, o0, o1, oa), o, m.size)
+    return out
+
+
+def wino_grad(g, th, tw):
+    """dM (16, O, N*th*tw) of the output gradient ``g`` (N, O, oh, ow)."""
+    g = np.ascontiguousarray(g)
+    n, o, oh, ow = g.shape
+    dm = np.empty((16, o, n * th * tw), g.dtype)
+    fn = _kernel("wino_grad", g.dtype)
+    ga, da = _addr(g), _addr(dm)
+    _split(lambda o0, o1: fn(ga, n, o, th, tw, oh, ow, o0, o1, da), o, dm.size)
+    return dm
