@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 _TEMPLATE = r"""
+#include <stdint.h>
 #include <string.h>
 
 /* B^T d B for each 4x4 input tile (stride 2) of channels [c0, c1). */
@@ -132,6 +133,84 @@ void wino_grad_SFX(const REAL *g, long N, long O, long th, long tw, long oh, lon
                 }
             }
 }
+
+/* Max pooling over the planes [p0, p1) of x (P, H, W): window maxima, and when idx is given
+   each window's first argmax (row-major) as a flat index into its plane, as PyTorch's
+   return_indices. A NaN wins over any number (the first NaN of the window). */
+void maxpool2d_SFX(const REAL *x, long H, long W, long oh, long ow, long kh, long kw,
+                   long sh, long sw, long ph, long pw, long dh, long dw, long p0, long p1,
+                   REAL *out, int64_t *idx) {
+    int64_t none[1], bestrow[ow > 0 ? ow : 1];
+    for (long p = p0; p < p1; ++p) {
+        const REAL *xp = x + p * H * W;
+        REAL *op = out + p * oh * ow;
+        int64_t *ip = idx ? idx + p * oh * ow : 0;
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 &&
+                dw == 1 && 2 * oh <= H && 2 * ow <= W) {
+            /* the usual 2x2/2 pooling: branch-free selects (random data defeats branch
+               prediction), no bounds to test */
+            for (long oy = 0; oy < oh; ++oy) {
+                const REAL *r0 = xp + 2 * oy * W, *r1 = r0 + W;
+                REAL *o = op + oy * ow;
+                int64_t *io = ip ? ip + oy * ow : none;
+                long base = 2 * oy * W, step = ip ? 1 : 0;
+                for (long j = 0; j < ow; ++j) {
+                    REAL m = r0[2 * j], v;
+                    int64_t b = base + 2 * j;
+                    int t;
+                    v = r0[2 * j + 1]; t = v > m || (v != v && m == m);
+                    m = t ? v : m; b = t ? base + 2 * j + 1 : b;
+                    v = r1[2 * j]; t = v > m || (v != v && m == m);
+                    m = t ? v : m; b = t ? base + W + 2 * j : b;
+                    v = r1[2 * j + 1]; t = v > m || (v != v && m == m);
+                    m = t ? v : m; b = t ? base + W + 2 * j + 1 : b;
+                    o[j] = m;
+                    io[j * step] = b;
+                }
+            }
+            continue;
+        }
+        /* any geometry: one output row at a time, kernel positions in row-major order (so
+           the first maximum wins), each a branch-free pass over the columns it reaches */
+        for (long oy = 0; oy < oh; ++oy) {
+            REAL *m = op + oy * ow;
+            int64_t *best = ip ? ip + oy * ow : (int64_t *)bestrow;
+            for (long j = 0; j < ow; ++j) best[j] = -1;
+            for (long ky = 0; ky < kh; ++ky) {
+                long y = oy * sh - ph + ky * dh;
+                if (y < 0 || y >= H) continue;
+                for (long kx = 0; kx < kw; ++kx) {
+                    long off = kx * dw - pw;  /* column of output j: j * sw + off */
+                    long lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                    long hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+                    if (hi > ow) hi = ow;
+                    const REAL *row = xp + y * W + off;
+                    int64_t pos = y * W + off;
+                    for (long j = lo; j < hi; ++j) {
+                        REAL v = row[j * sw], c = m[j];
+                        int t = best[j] < 0 || v > c || (v != v && c == c);
+                        m[j] = t ? v : c;
+                        best[j] = t ? pos + j * sw : best[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* out[p, idx[p, i]] += g[p, i] over the planes [p0, p1) (zeroed first); indices outside
+   [0, L_in) are skipped, never written. */
+void scatter_planes_SFX(const REAL *g, const int64_t *idx, long L_out, long L_in, long p0,
+                        long p1, REAL *out) {
+    for (long p = p0; p < p1; ++p) {
+        REAL *op = out + p * L_in;
+        const REAL *gp = g + p * L_out;
+        const int64_t *ip = idx + p * L_out;
+        memset(op, 0, L_in * sizeof(REAL));
+        for (long i = 0; i < L_out; ++i)
+            if ((uint64_t)ip[i] < (uint64_t)L_in) op[ip[i]] += gp[i];
+    }
+}
 """
 
 # The compiler's loader caches one function per source, so the library exports a single
@@ -139,13 +218,15 @@ void wino_grad_SFX(const REAL *g, long N, long O, long th, long tw, long oh, lon
 _TABLE = r"""
 void *conv_c_symbol(int i) {
     void *table[] = {(void *)wino_in_f, (void *)wino_out_f, (void *)wino_grad_f,
-                     (void *)wino_in_d, (void *)wino_out_d, (void *)wino_grad_d};
-    return i >= 0 && i < 6 ? table[i] : 0;
+                     (void *)maxpool2d_f, (void *)scatter_planes_f,
+                     (void *)wino_in_d, (void *)wino_out_d, (void *)wino_grad_d,
+                     (void *)maxpool2d_d, (void *)scatter_planes_d};
+    return i >= 0 && i < 10 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
-        + _TEMPLATE.split("\n", 2)[2].replace("REAL", "double").replace("SFX", "d") + _TABLE)
-_NAMES = ("wino_in", "wino_out", "wino_grad")
+        + _TEMPLATE.split("\n", 3)[3].replace("REAL", "double").replace("SFX", "d") + _TABLE)
+_NAMES = ("wino_in", "wino_out", "wino_grad", "maxpool2d", "scatter_planes")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
@@ -153,6 +234,8 @@ _PROTOS = {
     "wino_in": ctypes.CFUNCTYPE(None, _P, *[_L] * 10, _P),
     "wino_out": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _L, _L, _P),
     "wino_grad": ctypes.CFUNCTYPE(None, _P, *[_L] * 8, _P),
+    "maxpool2d": ctypes.CFUNCTYPE(None, _P, *[_L] * 14, _P, _P),
+    "scatter_planes": ctypes.CFUNCTYPE(None, _P, _P, *[_L] * 4, _P),
 }
 _LIB: dict = {}
 
@@ -238,3 +321,31 @@ def wino_grad(g, th, tw):
     ga, da = _addr(g), _addr(dm)
     _split(lambda o0, o1: fn(ga, n, o, th, tw, oh, ow, o0, o1, da), o, dm.size)
     return dm
+
+
+def maxpool2d(x, ks, st, pd, dl, osz, indices):
+    """Max pooling of ``x`` (N, C, H, W) (PyTorch's geometry: symmetric padding ``pd``,
+    output size ``osz``): the output and, when ``indices``, the int64 flat argmax indices."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    out = np.empty((n, c) + tuple(osz), x.dtype)
+    idx = np.empty(out.shape, np.int64) if indices else None
+    fn = _kernel("maxpool2d", x.dtype)
+    xa, oa, ia = _addr(x), _addr(out), None if idx is None else _addr(idx)
+    args = (h, w, osz[0], osz[1], ks[0], ks[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1])
+    _split(lambda p0, p1: fn(xa, *args, p0, p1, oa, ia), n * c, x.size)
+    return out, idx
+
+
+def scatter_planes(g, flat, shape):
+    """Zeros of ``shape`` (N, C, *S) with ``g`` (N, C, *O) added at the per-plane flat
+    indices ``flat`` (int64, of g's shape)."""
+    g = np.ascontiguousarray(g)
+    flat = np.ascontiguousarray(flat, np.int64)
+    planes = shape[0] * shape[1]
+    out = np.empty(shape, g.dtype)
+    fn = _kernel("scatter_planes", g.dtype)
+    ga, ia, oa = _addr(g), _addr(flat), _addr(out)
+    lo, li = g.size // max(planes, 1), out.size // max(planes, 1)
+    _split(lambda p0, p1: fn(ga, ia, lo, li, p0, p1, oa), planes, out.size)
+    return out

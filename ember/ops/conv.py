@@ -965,6 +965,15 @@ class MaxPoolNd(Node):
     @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
         ctx.geom = (ks, st, dl, pads, osz)
+        recording = isinstance(ctx, Node)
+        if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
+            # one C pass (ember/ops/_conv_c.py) gives the maxima and, when a gradient or
+            # the indices are wanted, each window's argmax: backward is then a scatter
+            out, flat = _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl, osz,
+                                          recording or return_indices)
+            if recording:
+                ctx.out, ctx.flat = None, flat
+            return (out, flat) if return_indices else out
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
         positions = itertools.product(*(range(k) for k in ks))
         first = xp[_window_slices(next(positions), st, dl, osz)]
@@ -985,7 +994,11 @@ class MaxPoolNd(Node):
         (x,) = ctx.saved_tensors
         # a capturing mode (ember.compile of a training step) gets no forward-time array in
         # the recorded op: MaxPoolGrad then recomputes the window maxima from x
-        out = None if _capturing_backward() else ctx.out
+        capturing = _capturing_backward()
+        flat = ctx.__dict__.get("flat")
+        if flat is not None and not capturing:
+            return (ScatterPlanes.apply(g, flat, tuple(x.shape), True),) + (None,) * 6
+        out = None if capturing else ctx.out
         return (MaxPoolGrad.apply(g, x._data, out, ctx.geom),) + (None,) * 6
 
 
@@ -1084,6 +1097,8 @@ class ScatterPlanes(Node):
     @staticmethod
     def forward(ctx, g, flat, shape, accumulate):
         ctx.flat = flat
+        if accumulate and _conv_c.available(g.dtype):
+            return _conv_c.scatter_planes(g, flat, shape)
         n, c = shape[:2]
         out = np.zeros((n * c, _prod(shape[2:])), dtype=g.dtype)
         rows = np.arange(n * c).reshape(n * c, 1)
