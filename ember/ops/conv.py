@@ -311,7 +311,9 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     if _nhwc(x, groups) and len(stride) == 2:
         out, cols = _conv_nhwc(x, w, b, stride, pads, dilation, keep)
         return (out if out.dtype == dt else out.astype(dt)), cols
-    if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups):
+    if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups, x.shape[0],
+                                             _out_size(x.shape[2:], pads, w.shape[2:],
+                                                       stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
     ks = w.shape[2:]
@@ -452,10 +454,20 @@ _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_FULL_MIN_CHANNELS = 64
 
 
-def _use_winograd(wshape, stride, dilation, groups):
+# ... and below this many 2x2 output tiles (over the whole batch) the weight transform, 16
+# values per (O, C) pair, outweighs the multiplies saved (measured, ResNet-18 at 64x64, batch
+# 16: 4x4 outputs (64 tiles) at 256 channels fwd+bwd 22.7 ms by Winograd, 15.1 by im2col;
+# 8x8 (256 tiles) at 128 channels 12.7 by Winograd, 18.7 by im2col).
+_WINOGRAD_MIN_TILES = 128
+
+
+def _use_winograd(wshape, stride, dilation, groups, n=None, osz=None):
+    """Whether a convolution with weight ``wshape`` (and, when given, batch ``n`` and output
+    size ``osz``) runs by Winograd F(2x2, 3x3)."""
     return (tuple(wshape[2:]) == (3, 3) and tuple(stride) == (1, 1)
             and tuple(dilation) == (1, 1) and groups == 1
-            and builtins.min(wshape[:2]) >= _WINOGRAD_MIN_CHANNELS)
+            and builtins.min(wshape[:2]) >= _WINOGRAD_MIN_CHANNELS
+            and (osz is None or n * _prod(-(-o // 2) for o in osz) >= _WINOGRAD_MIN_TILES))
 
 
 def _wino_mats(dtype):
@@ -530,8 +542,7 @@ def _winograd_weight_grad(g, v, wshape):
     if _conv_c.available(g.dtype):
         dm = _conv_c.wino_grad(g, th, tw)
         du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
-        dw = np.matmul(gg.T, du.reshape(16, -1)).reshape(3, 3, o, wshape[1])
-        return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+        return _wino_weight_from(du, gg, wshape)
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
     gt = _scratch("wino_y", (2, 2, o, n, th, tw), g.dtype)
@@ -539,8 +550,13 @@ def _winograd_weight_grad(g, v, wshape):
     dm = np.matmul(aa.T, gt.reshape(4, -1), out=_scratch("wino_m", (16, gt.size // 4),
                                                           g.dtype)).reshape(16, o, -1)
     du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
-    dw = np.matmul(gg.T, du.reshape(16, -1)).reshape(3, 3, o, wshape[1])
-    return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+    return _wino_weight_from(du, gg, wshape)
+
+
+def _wino_weight_from(du, gg, wshape):
+    """``G^T du`` per (O, C) pair, straight into a fresh (O, C, 3, 3) array: the engine
+    keeps an owned contiguous gradient as it is, where a transposed view costs a copy."""
+    return np.matmul(du.reshape(16, -1).T, gg).reshape(wshape)
 
 
 def _flipped_transposed(w, groups):
@@ -593,7 +609,8 @@ class ConvInputGrad(Node):
             return out if out.dtype == dt else out.astype(dt)
         if all(t == 1 for t in stride) and (
                 o <= cg * groups or (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS and
-                                     _use_winograd((cg, o) + ks, stride, dilation, groups))):
+                                     _use_winograd((cg, o) + ks, stride, dilation, groups,
+                                                   xshape[0], xshape[2:]))):
             # Stride 1: the input gradient is a "full" convolution of g with the flipped,
             # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
             # k strided read-modify-write passes over C values, so it wins when O <= C; by
@@ -667,7 +684,7 @@ class ConvWeightGrad(Node):
                                         None if cols is None else cols[1])
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
-            if _use_winograd(wshape, stride, dilation, groups):
+            if _use_winograd(wshape, stride, dilation, groups, n, osz):
                 if _conv_c.available(x.dtype):
                     th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
                     v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
@@ -691,10 +708,14 @@ class ConvWeightGrad(Node):
                 gm = gm.reshape(groups, o // groups, -1)
             else:
                 gm = _channel_major(g, groups)
-            # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about 2x
-            # faster than g @ cols^T for few output channels (measured at LeNet's shapes)
-            gw = np.matmul(data, gm.transpose(0, 2, 1))
-            gw = gw.transpose(0, 2, 1).reshape(wshape)
+            if gm.shape[1] < 32:
+                # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about
+                # 2x faster than g @ cols^T for few output channels (measured at LeNet's
+                # shapes); the transposed result is small, copied once into owned memory
+                gw = np.matmul(data, gm.transpose(0, 2, 1))
+                gw = np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(wshape)
+            else:  # g @ cols^T straight into (O, C*k): no transposed copy of a big result
+                gw = np.matmul(gm, data.transpose(0, 2, 1)).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
     @staticmethod
