@@ -32,7 +32,8 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import _allocator, _memory_format as _mf
+from .. import _allocator, _memory_format as _mf, _parallel
+from .._threads import get_num_threads
 from .._meta import MetaArray
 from . import _conv_c
 from .._tensor import Tensor, _make
@@ -164,6 +165,22 @@ def _window_slices(k, st, dl, osz):
         slice(ki * d, ki * d + (o - 1) * s + 1, s) for ki, s, d, o in zip(k, st, dl, osz))
 
 
+# Relayout copies and col2im's adds move this many elements or more: cut them by channels
+# over the thread pool (NumPy releases the GIL in its copy loops; every channel's part is
+# independent, so the result does not depend on the thread count).
+_SPLIT_MIN = 1 << 17
+
+
+def _by_channels(fn, c, size):
+    """``fn(c0, c1)`` over channel ranges covering ``range(c)``, on the thread pool when
+    ``size`` elements are worth it."""
+    k = builtins.min(get_num_threads(), c) if size >= _SPLIT_MIN else 1
+    if k <= 1:
+        fn(0, c)
+    else:
+        _parallel.run_split(fn, _parallel._bounds(c, k))
+
+
 def _im2col(xp, ks, st, dl, osz, scratch=None):
     """Columns ``(C, *ks, N, *osz)`` (contiguous) of the padded input ``xp`` (in a reused
     buffer when ``scratch`` names one)."""
@@ -173,10 +190,12 @@ def _im2col(xp, ks, st, dl, osz, scratch=None):
                       (xp.strides[1],) + tuple(s * d for s, d in zip(ss, dl))
                       + (xp.strides[0],) + tuple(s * t for s, t in zip(ss, st)),
                       writeable=False)
-    if scratch is None:
-        return np.ascontiguousarray(view)
-    out = _scratch(scratch, view.shape, xp.dtype)
-    out[...] = view
+    out = np.empty(view.shape, xp.dtype) if scratch is None else \
+        _scratch(scratch, view.shape, xp.dtype)
+
+    def part(c0, c1):
+        out[c0:c1] = view[c0:c1]
+    _by_channels(part, c, out.size)
     return out
 
 
@@ -193,16 +212,23 @@ def _im2col_batch_last(x, pads, ks, st, dl, osz):
     n, c = x.shape[:2]
     sp = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
     xt = np.empty((c,) + sp + (n,), x.dtype)
-    if any(lo or hi for lo, hi in pads):
-        xt.fill(0)
-    xt[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))] = \
-        np.moveaxis(x, 0, -1)
+    padded = any(lo or hi for lo, hi in pads)
+    inner = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))
+    xm = np.moveaxis(x, 0, -1)
     ss = xt.strides[1:-1]
     view = as_strided(xt, (c,) + tuple(ks) + tuple(osz) + (n,),
                       (xt.strides[0],) + tuple(s * d for s, d in zip(ss, dl))
                       + tuple(s * t for s, t in zip(ss, st)) + (xt.strides[-1],),
                       writeable=False)
-    return np.ascontiguousarray(view)
+    out = np.empty(view.shape, x.dtype)
+
+    def part(c0, c1):
+        if padded:
+            xt[c0:c1].fill(0)
+        xt[c0:c1][(slice(None),) + inner] = xm[c0:c1]
+        out[c0:c1] = view[c0:c1]
+    _by_channels(part, c, out.size)
+    return out
 
 
 def _col2im(cols, xshape, pads, ks, st, dl, osz):
@@ -212,13 +238,17 @@ def _col2im(cols, xshape, pads, ks, st, dl, osz):
                for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
     # Accumulate channel-major, as the columns are, then transpose once at the end.
     buf = _scratch("col2im", (c, n) + sp, cols.dtype)
-    buf.fill(0)
-    for k in itertools.product(*(range(k) for k in ks)):
-        buf[_window_slices(k, st, dl, osz)] += cols[(slice(None),) + k]
     crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s)
                                               for s, (lo, _) in zip(xshape[2:], pads))
     out = np.empty(xshape, dtype=cols.dtype)
-    out[...] = buf[crop].swapaxes(0, 1)
+
+    def part(c0, c1):
+        b = buf[c0:c1]
+        b.fill(0)
+        for k in itertools.product(*(range(k) for k in ks)):
+            b[_window_slices(k, st, dl, osz)] += cols[(slice(c0, c1),) + k]
+        out[:, c0:c1] = b[crop].swapaxes(0, 1)
+    _by_channels(part, c, cols.size)
     return out
 
 
@@ -227,21 +257,42 @@ def _col2im_batch_last(cols, xshape, pads, ks, st, dl, osz):
     n, c = xshape[:2]
     sp = tuple(builtins.max(lo + s, (o - 1) * t + d * (k - 1) + 1)
                for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
-    buf = np.zeros((c,) + sp + (n,), dtype=cols.dtype)
-    for k in itertools.product(*(range(k) for k in ks)):
-        win = _window_slices(k, st, dl, osz)[1:] + (slice(None),)  # (C, *window, N)
-        buf[win] += cols[(slice(None),) + k]
+    buf = np.empty((c,) + sp + (n,), dtype=cols.dtype)
     crop = (slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(xshape[2:], pads))
     out = np.empty(xshape, dtype=cols.dtype)
-    out[...] = np.moveaxis(buf[crop], -1, 0)
+
+    def part(c0, c1):
+        b = buf[c0:c1]
+        b.fill(0)
+        for k in itertools.product(*(range(k) for k in ks)):
+            win = _window_slices(k, st, dl, osz)[1:] + (slice(None),)  # (C, *window, N)
+            b[win] += cols[(slice(c0, c1),) + k]
+        out[:, c0:c1] = np.moveaxis(b[crop], -1, 0)
+    _by_channels(part, c, cols.size)
     return out
+
+
+def _relayout(dst, src, b, nsp):
+    """``dst[...] = src (+ b per channel)``, for (N, O, ...) arrays, split by channels."""
+    bias = None if b is None else _as_compute(b).reshape((-1,) + (1,) * nsp)
+
+    def part(c0, c1):
+        if bias is None:
+            dst[:, c0:c1] = src[:, c0:c1]
+        else:
+            np.add(src[:, c0:c1], bias[c0:c1], out=dst[:, c0:c1])
+    _by_channels(part, dst.shape[1], dst.size)
 
 
 def _channel_major(g, groups):
     """``g`` (N, O, *out) as contiguous ``(groups, O // groups, N * L)`` (a scratch buffer)."""
     n, o = g.shape[:2]
     out = _scratch("channel_major", (o, n, _prod(g.shape[2:])), g.dtype)
-    out[...] = g.reshape(n, o, -1).swapaxes(0, 1)
+    src = g.reshape(n, o, -1).swapaxes(0, 1)
+
+    def part(c0, c1):
+        out[c0:c1] = src[c0:c1]
+    _by_channels(part, o, out.size)
     return out.reshape(groups, o // groups, -1)
 
 
@@ -325,11 +376,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
         cols = cols.reshape(groups, -1, n * _prod(osz))
         res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
         out = np.empty((n, o) + osz, dtype=res.dtype)
-        if b is None:
-            out[...] = np.moveaxis(res, -1, 0)
-        else:
-            np.add(np.moveaxis(res, -1, 0), _as_compute(b).reshape((o,) + (1,) * len(osz)),
-                   out=out)
+        _relayout(out, np.moveaxis(res, -1, 0), b, len(osz))
         return (out if out.dtype == dt else out.astype(dt)), \
             ("im2col_batch_last", cols) if keep else None
     xp = _pad_array(x, pads, scratch="pad")
@@ -337,11 +384,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     cols = cols.reshape(groups, -1, n * _prod(osz))
     res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
     out = np.empty((n, o) + osz, dtype=res.dtype)
-    dst = out.reshape(n, o, -1)
-    if b is None:
-        dst[...] = res.swapaxes(0, 1)
-    else:
-        np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
+    _relayout(out.reshape(n, o, -1), res.swapaxes(0, 1), b, 1)
     return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
 
 
