@@ -651,14 +651,17 @@ class ConvInputGrad(Node):
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS and
-                                     _use_winograd((cg, o) + ks, stride, dilation, groups,
-                                                   xshape[0], xshape[2:]))):
+                o <= cg * groups or (
+                    (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
+                    and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
+                                      xshape[2:]))):
             # Stride 1: the input gradient is a "full" convolution of g with the flipped,
             # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
             # k strided read-modify-write passes over C values, so it wins when O <= C; by
-            # Winograd it also wins for wide layers (measured 3.8 -> 3.2 ms at 64 -> 128
-            # channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64).
+            # Winograd it also wins for wide layers (NumPy transforms: measured 3.8 -> 3.2 ms
+            # at 64 -> 128 channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64; with
+            # the C transforms it wins at every Winograd shape: 8.6 -> 5.5 ms at 32 -> 64,
+            # 16x16, batch 32, one thread).
             full = []
             for s, so, (lo, _), d, k in zip(xshape[2:], osz, pads, dilation, ks):
                 plo = d * (k - 1) - lo
