@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 _TEMPLATE = r"""
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -211,6 +212,62 @@ void scatter_planes_SFX(const REAL *g, const int64_t *idx, long L_out, long L_in
             if ((uint64_t)ip[i] < (uint64_t)L_in) op[ip[i]] += gp[i];
     }
 }
+
+/* Batch norm (training) over channels [c0, c1) of x (N, C, L): per-channel mean and biased
+   variance (two passes, double accumulators), then y = (x - mean) * rstd * w + b. */
+void bn_fwd_SFX(const REAL *x, long N, long C, long L, const REAL *w, const REAL *b,
+                double eps, long c0, long c1, REAL *y, REAL *mean, REAL *var, REAL *rstd) {
+    double cnt = (double)N * (double)L;
+    for (long c = c0; c < c1; ++c) {
+        double s = 0, q = 0;
+        for (long n = 0; n < N; ++n) {
+            const REAL *xp = x + (n * C + c) * L;
+            for (long l = 0; l < L; ++l) s += xp[l];
+        }
+        double m = s / cnt;
+        for (long n = 0; n < N; ++n) {
+            const REAL *xp = x + (n * C + c) * L;
+            for (long l = 0; l < L; ++l) { double d = xp[l] - m; q += d * d; }
+        }
+        double v = q / cnt, r = 1.0 / sqrt(v + eps);
+        mean[c] = (REAL)m; var[c] = (REAL)v; rstd[c] = (REAL)r;
+        REAL mr = (REAL)m, sc = (REAL)(w ? r * w[c] : r), sh = b ? b[c] : 0;
+        for (long n = 0; n < N; ++n) {
+            const REAL *xp = x + (n * C + c) * L;
+            REAL *yp = y + (n * C + c) * L;
+            for (long l = 0; l < L; ++l) yp[l] = (xp[l] - mr) * sc + sh;
+        }
+    }
+}
+
+/* Its backward: gb = sum g, gw = sum g * xhat per channel, and (when gx is given)
+   gx = rstd * w * (g - gb / M - xhat * gw / M), M = N * L. */
+void bn_bwd_SFX(const REAL *g, const REAL *x, long N, long C, long L, const REAL *w,
+                const REAL *mean, const REAL *rstd, long c0, long c1, REAL *gx, REAL *gw,
+                REAL *gb) {
+    double cnt = (double)N * (double)L;
+    for (long c = c0; c < c1; ++c) {
+        double sg = 0, sgx = 0, m = mean[c], r = rstd[c];
+        for (long n = 0; n < N; ++n) {
+            const REAL *gp = g + (n * C + c) * L, *xp = x + (n * C + c) * L;
+            for (long l = 0; l < L; ++l) {
+                sg += gp[l];
+                sgx += gp[l] * (xp[l] - m);
+            }
+        }
+        sgx *= r;
+        gw[c] = (REAL)sgx;
+        gb[c] = (REAL)sg;
+        if (!gx) continue;
+        double k = w ? r * w[c] : r;
+        REAL a = (REAL)k, mg = (REAL)(sg / cnt), mx = (REAL)m, t = (REAL)(sgx / cnt * r);
+        for (long n = 0; n < N; ++n) {
+            const REAL *gp = g + (n * C + c) * L, *xp = x + (n * C + c) * L;
+            REAL *op = gx + (n * C + c) * L;
+            for (long l = 0; l < L; ++l) op[l] = a * (gp[l] - mg - (xp[l] - mx) * t);
+        }
+    }
+}
 """
 
 # The compiler's loader caches one function per source, so the library exports a single
@@ -218,15 +275,18 @@ void scatter_planes_SFX(const REAL *g, const int64_t *idx, long L_out, long L_in
 _TABLE = r"""
 void *conv_c_symbol(int i) {
     void *table[] = {(void *)wino_in_f, (void *)wino_out_f, (void *)wino_grad_f,
-                     (void *)maxpool2d_f, (void *)scatter_planes_f,
+                     (void *)maxpool2d_f, (void *)scatter_planes_f, (void *)bn_fwd_f,
+                     (void *)bn_bwd_f,
                      (void *)wino_in_d, (void *)wino_out_d, (void *)wino_grad_d,
-                     (void *)maxpool2d_d, (void *)scatter_planes_d};
-    return i >= 0 && i < 10 ? table[i] : 0;
+                     (void *)maxpool2d_d, (void *)scatter_planes_d, (void *)bn_fwd_d,
+                     (void *)bn_bwd_d};
+    return i >= 0 && i < 14 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
-        + _TEMPLATE.split("\n", 3)[3].replace("REAL", "double").replace("SFX", "d") + _TABLE)
-_NAMES = ("wino_in", "wino_out", "wino_grad", "maxpool2d", "scatter_planes")
+        + _TEMPLATE.split("\n", 4)[4].replace("REAL", "double").replace("SFX", "d") + _TABLE)
+_NAMES = ("wino_in", "wino_out", "wino_grad", "maxpool2d", "scatter_planes", "bn_fwd",
+          "bn_bwd")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
@@ -236,6 +296,9 @@ _PROTOS = {
     "wino_grad": ctypes.CFUNCTYPE(None, _P, *[_L] * 8, _P),
     "maxpool2d": ctypes.CFUNCTYPE(None, _P, *[_L] * 14, _P, _P),
     "scatter_planes": ctypes.CFUNCTYPE(None, _P, _P, *[_L] * 4, _P),
+    "bn_fwd": ctypes.CFUNCTYPE(None, _P, _L, _L, _L, _P, _P, ctypes.c_double, _L, _L,
+                               *[_P] * 4),
+    "bn_bwd": ctypes.CFUNCTYPE(None, _P, _P, _L, _L, _L, *[_P] * 3, _L, _L, *[_P] * 3),
 }
 _LIB: dict = {}
 
@@ -349,3 +412,50 @@ def scatter_planes(g, flat, shape):
     lo, li = g.size // max(planes, 1), out.size // max(planes, 1)
     _split(lambda p0, p1: fn(ga, ia, lo, li, p0, p1, oa), planes, out.size)
     return out
+
+
+def batch_norm_ok(x, axes, *params):
+    """Whether the C batch norm serves ``x`` normalised over ``axes``: float32/float64,
+    C-contiguous (N, C, *S), statistics over every dim but 1, params per channel or None."""
+    return (type(x) is np.ndarray and x.ndim >= 2 and x.flags.c_contiguous and x.size > 0
+            and tuple(axes) == (0,) + tuple(range(2, x.ndim))
+            and all(p is None or (type(p) is np.ndarray and p.dtype == x.dtype
+                                  and p.size == x.shape[1]) for p in params)
+            and _kernel("bn_fwd", x.dtype) is not None)
+
+
+def _vec(p):
+    return None if p is None else np.ascontiguousarray(p).reshape(-1)
+
+
+def batch_norm(x, w, b, eps):
+    """Training batch norm of ``x`` (N, C, *S): ``(y, mean, var, rstd)``, the statistics
+    shaped (1, C, 1, ...) as ``Normalize`` keeps them."""
+    n, c = x.shape[:2]
+    ln = x.size // max(n * c, 1)
+    y = np.empty(x.shape, x.dtype)
+    stats = [np.empty(c, x.dtype) for _ in range(3)]
+    w, b = _vec(w), _vec(b)
+    fn = _kernel("bn_fwd", x.dtype)
+    a = [_addr(x), None if w is None else _addr(w), None if b is None else _addr(b), _addr(y)]
+    sa = [_addr(t) for t in stats]
+    _split(lambda c0, c1: fn(a[0], n, c, ln, a[1], a[2], eps, c0, c1, a[3], *sa), c, x.size)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return (y,) + tuple(t.reshape(shape) for t in stats)
+
+
+def batch_norm_grad(g, x, w, mean, rstd, need_x):
+    """Batch norm's (gx or None, gw, gb), gw and gb shaped (1, C, 1, ...)."""
+    g = np.ascontiguousarray(g, x.dtype)
+    n, c = x.shape[:2]
+    ln = x.size // max(n * c, 1)
+    gx = np.empty(x.shape, x.dtype) if need_x else None
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    gw, gb = np.empty(shape, x.dtype), np.empty(shape, x.dtype)
+    w, mean, rstd = _vec(w), _vec(mean), _vec(rstd)
+    fn = _kernel("bn_bwd", x.dtype)
+    a = [_addr(g), _addr(x), None if w is None else _addr(w), _addr(mean), _addr(rstd),
+         None if gx is None else _addr(gx), _addr(gw), _addr(gb)]
+    _split(lambda c0, c1: fn(a[0], a[1], n, c, ln, a[2], a[3], a[4], c0, c1, *a[5:]), c,
+           x.size)
+    return gx, gw, gb

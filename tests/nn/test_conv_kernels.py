@@ -234,3 +234,45 @@ def test_split_conv_parity_at_threads(xs, ws, kw, path, threads, always_split):
           np.float32, low=-1, high=1)
     check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2, padding=1),
           [(xs[0], ws[0], 5, 4), (ws[0], 3, 3, 3)], np.float64)
+
+
+# ---------------------------------------------------------------------- batch norm
+BATCH_NORM = [(4, 3, 5, 6), (2, 8, 7), (16, 5), (1, 4, 3, 3), (3, 64, 16, 16)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs", BATCH_NORM)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_training_parity(xs, affine, dtype, path):
+    c = xs[1]
+
+    def fn(m, x, *wb):
+        w, b = wb if affine else (None, None)
+        rm, rv = m.zeros(c, dtype=x.dtype), m.ones(c, dtype=x.dtype)
+        y = m.nn.functional.batch_norm(x, rm, rv, w, b, training=True, momentum=0.3)
+        return y, rm, rv
+
+    shapes = [xs, (c,), (c,)] if affine else [xs]
+    check(fn, shapes, dtype)
+
+
+def test_batch_norm_double_backward(path):
+    gradcheck(lambda m, x, w, b: m.nn.functional.batch_norm(x, None, None, w, b, training=True),
+              [(3, 2, 2, 3), (2,), (2,)], gradgrad=True)
+
+
+def test_batch_norm_threads(path, threads, always_split):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 5, 5)).astype(np.float32)
+    out = []
+    for n in (1, 2, 3):
+        ember.set_num_threads(n)
+        bn = ember.nn.BatchNorm2d(6)
+        xe = ember.tensor(x, requires_grad=True)
+        y = bn(xe)
+        (y * y).sum().backward()
+        out.append([y.detach().numpy(), xe.grad.numpy(), bn.weight.grad.numpy(),
+                    bn.bias.grad.numpy(), bn.running_var.numpy()])
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            np.testing.assert_array_equal(a, b)  # channels are independent: bit for bit
