@@ -14,6 +14,11 @@ col2im. Three ops close under differentiation, so double backward works:
 * ``ConvInputGrad(g, w)``         its input gradient (also the transposed convolution);
 * ``ConvWeightGrad(x, g)``        its weight gradient.
 
+The work around the GEMMs runs as small C kernels where a C compiler works
+(``ember/ops/_conv_c.py``: Winograd's tile transforms, 2-d max pooling and its scatter,
+split by channels over the thread pool), and im2col/col2im copies are cut by channels over
+the same pool; the NumPy formulations below remain the fallback (``EMBER_CONV_C=0``).
+
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
 branch-free mask arithmetic and scatter-adds the gradient in one ``np.add.at``. Average
