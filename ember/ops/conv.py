@@ -14,6 +14,11 @@ col2im. Three ops close under differentiation, so double backward works:
 * ``ConvInputGrad(g, w)``         its input gradient (also the transposed convolution);
 * ``ConvWeightGrad(x, g)``        its weight gradient.
 
+The work around the GEMMs runs as small C kernels where a C compiler works
+(``ember/ops/_conv_c.py``: Winograd's tile transforms, 2-d max pooling and its scatter,
+split by channels over the thread pool), and im2col/col2im copies are cut by channels over
+the same pool; the NumPy formulations below remain the fallback (``EMBER_CONV_C=0``).
+
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
 branch-free mask arithmetic and scatter-adds the gradient in one ``np.add.at``. Average
@@ -32,8 +37,10 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import _allocator, _memory_format as _mf
+from .. import _allocator, _memory_format as _mf, _parallel
+from .._threads import get_num_threads
 from .._meta import MetaArray
+from . import _conv_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -163,6 +170,22 @@ def _window_slices(k, st, dl, osz):
         slice(ki * d, ki * d + (o - 1) * s + 1, s) for ki, s, d, o in zip(k, st, dl, osz))
 
 
+# Relayout copies and col2im's adds move this many elements or more: cut them by channels
+# over the thread pool (NumPy releases the GIL in its copy loops; every channel's part is
+# independent, so the result does not depend on the thread count).
+_SPLIT_MIN = 1 << 17
+
+
+def _by_channels(fn, c, size):
+    """``fn(c0, c1)`` over channel ranges covering ``range(c)``, on the thread pool when
+    ``size`` elements are worth it."""
+    k = builtins.min(get_num_threads(), c) if size >= _SPLIT_MIN else 1
+    if k <= 1:
+        fn(0, c)
+    else:
+        _parallel.run_split(fn, _parallel._bounds(c, k))
+
+
 def _im2col(xp, ks, st, dl, osz, scratch=None):
     """Columns ``(C, *ks, N, *osz)`` (contiguous) of the padded input ``xp`` (in a reused
     buffer when ``scratch`` names one)."""
@@ -172,10 +195,12 @@ def _im2col(xp, ks, st, dl, osz, scratch=None):
                       (xp.strides[1],) + tuple(s * d for s, d in zip(ss, dl))
                       + (xp.strides[0],) + tuple(s * t for s, t in zip(ss, st)),
                       writeable=False)
-    if scratch is None:
-        return np.ascontiguousarray(view)
-    out = _scratch(scratch, view.shape, xp.dtype)
-    out[...] = view
+    out = np.empty(view.shape, xp.dtype) if scratch is None else \
+        _scratch(scratch, view.shape, xp.dtype)
+
+    def part(c0, c1):
+        out[c0:c1] = view[c0:c1]
+    _by_channels(part, c, out.size)
     return out
 
 
@@ -192,16 +217,23 @@ def _im2col_batch_last(x, pads, ks, st, dl, osz):
     n, c = x.shape[:2]
     sp = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
     xt = np.empty((c,) + sp + (n,), x.dtype)
-    if any(lo or hi for lo, hi in pads):
-        xt.fill(0)
-    xt[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))] = \
-        np.moveaxis(x, 0, -1)
+    padded = any(lo or hi for lo, hi in pads)
+    inner = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))
+    xm = np.moveaxis(x, 0, -1)
     ss = xt.strides[1:-1]
     view = as_strided(xt, (c,) + tuple(ks) + tuple(osz) + (n,),
                       (xt.strides[0],) + tuple(s * d for s, d in zip(ss, dl))
                       + tuple(s * t for s, t in zip(ss, st)) + (xt.strides[-1],),
                       writeable=False)
-    return np.ascontiguousarray(view)
+    out = np.empty(view.shape, x.dtype)
+
+    def part(c0, c1):
+        if padded:
+            xt[c0:c1].fill(0)
+        xt[c0:c1][(slice(None),) + inner] = xm[c0:c1]
+        out[c0:c1] = view[c0:c1]
+    _by_channels(part, c, out.size)
+    return out
 
 
 def _col2im(cols, xshape, pads, ks, st, dl, osz):
@@ -211,13 +243,17 @@ def _col2im(cols, xshape, pads, ks, st, dl, osz):
                for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
     # Accumulate channel-major, as the columns are, then transpose once at the end.
     buf = _scratch("col2im", (c, n) + sp, cols.dtype)
-    buf.fill(0)
-    for k in itertools.product(*(range(k) for k in ks)):
-        buf[_window_slices(k, st, dl, osz)] += cols[(slice(None),) + k]
     crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s)
                                               for s, (lo, _) in zip(xshape[2:], pads))
     out = np.empty(xshape, dtype=cols.dtype)
-    out[...] = buf[crop].swapaxes(0, 1)
+
+    def part(c0, c1):
+        b = buf[c0:c1]
+        b.fill(0)
+        for k in itertools.product(*(range(k) for k in ks)):
+            b[_window_slices(k, st, dl, osz)] += cols[(slice(c0, c1),) + k]
+        out[:, c0:c1] = b[crop].swapaxes(0, 1)
+    _by_channels(part, c, cols.size)
     return out
 
 
@@ -226,21 +262,42 @@ def _col2im_batch_last(cols, xshape, pads, ks, st, dl, osz):
     n, c = xshape[:2]
     sp = tuple(builtins.max(lo + s, (o - 1) * t + d * (k - 1) + 1)
                for s, (lo, _), o, t, d, k in zip(xshape[2:], pads, osz, st, dl, ks))
-    buf = np.zeros((c,) + sp + (n,), dtype=cols.dtype)
-    for k in itertools.product(*(range(k) for k in ks)):
-        win = _window_slices(k, st, dl, osz)[1:] + (slice(None),)  # (C, *window, N)
-        buf[win] += cols[(slice(None),) + k]
+    buf = np.empty((c,) + sp + (n,), dtype=cols.dtype)
     crop = (slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(xshape[2:], pads))
     out = np.empty(xshape, dtype=cols.dtype)
-    out[...] = np.moveaxis(buf[crop], -1, 0)
+
+    def part(c0, c1):
+        b = buf[c0:c1]
+        b.fill(0)
+        for k in itertools.product(*(range(k) for k in ks)):
+            win = _window_slices(k, st, dl, osz)[1:] + (slice(None),)  # (C, *window, N)
+            b[win] += cols[(slice(c0, c1),) + k]
+        out[:, c0:c1] = np.moveaxis(b[crop], -1, 0)
+    _by_channels(part, c, cols.size)
     return out
+
+
+def _relayout(dst, src, b, nsp):
+    """``dst[...] = src (+ b per channel)``, for (N, O, ...) arrays, split by channels."""
+    bias = None if b is None else _as_compute(b).reshape((-1,) + (1,) * nsp)
+
+    def part(c0, c1):
+        if bias is None:
+            dst[:, c0:c1] = src[:, c0:c1]
+        else:
+            np.add(src[:, c0:c1], bias[c0:c1], out=dst[:, c0:c1])
+    _by_channels(part, dst.shape[1], dst.size)
 
 
 def _channel_major(g, groups):
     """``g`` (N, O, *out) as contiguous ``(groups, O // groups, N * L)`` (a scratch buffer)."""
     n, o = g.shape[:2]
     out = _scratch("channel_major", (o, n, _prod(g.shape[2:])), g.dtype)
-    out[...] = g.reshape(n, o, -1).swapaxes(0, 1)
+    src = g.reshape(n, o, -1).swapaxes(0, 1)
+
+    def part(c0, c1):
+        out[c0:c1] = src[c0:c1]
+    _by_channels(part, o, out.size)
     return out.reshape(groups, o // groups, -1)
 
 
@@ -310,7 +367,9 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     if _nhwc(x, groups) and len(stride) == 2:
         out, cols = _conv_nhwc(x, w, b, stride, pads, dilation, keep)
         return (out if out.dtype == dt else out.astype(dt)), cols
-    if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups):
+    if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups, x.shape[0],
+                                             _out_size(x.shape[2:], pads, w.shape[2:],
+                                                       stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
     ks = w.shape[2:]
@@ -322,11 +381,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
         cols = cols.reshape(groups, -1, n * _prod(osz))
         res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
         out = np.empty((n, o) + osz, dtype=res.dtype)
-        if b is None:
-            out[...] = np.moveaxis(res, -1, 0)
-        else:
-            np.add(np.moveaxis(res, -1, 0), _as_compute(b).reshape((o,) + (1,) * len(osz)),
-                   out=out)
+        _relayout(out, np.moveaxis(res, -1, 0), b, len(osz))
         return (out if out.dtype == dt else out.astype(dt)), \
             ("im2col_batch_last", cols) if keep else None
     xp = _pad_array(x, pads, scratch="pad")
@@ -334,11 +389,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     cols = cols.reshape(groups, -1, n * _prod(osz))
     res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
     out = np.empty((n, o) + osz, dtype=res.dtype)
-    dst = out.reshape(n, o, -1)
-    if b is None:
-        dst[...] = res.swapaxes(0, 1)
-    else:
-        np.add(res.swapaxes(0, 1), _as_compute(b).reshape((o, 1)), out=dst)
+    _relayout(out.reshape(n, o, -1), res.swapaxes(0, 1), b, 1)
     return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
 
 
@@ -451,10 +502,20 @@ _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_FULL_MIN_CHANNELS = 64
 
 
-def _use_winograd(wshape, stride, dilation, groups):
+# ... and below this many 2x2 output tiles (over the whole batch) the weight transform, 16
+# values per (O, C) pair, outweighs the multiplies saved (measured, ResNet-18 at 64x64, batch
+# 16: 4x4 outputs (64 tiles) at 256 channels fwd+bwd 22.7 ms by Winograd, 15.1 by im2col;
+# 8x8 (256 tiles) at 128 channels 12.7 by Winograd, 18.7 by im2col).
+_WINOGRAD_MIN_TILES = 128
+
+
+def _use_winograd(wshape, stride, dilation, groups, n=None, osz=None):
+    """Whether a convolution with weight ``wshape`` (and, when given, batch ``n`` and output
+    size ``osz``) runs by Winograd F(2x2, 3x3)."""
     return (tuple(wshape[2:]) == (3, 3) and tuple(stride) == (1, 1)
             and tuple(dilation) == (1, 1) and groups == 1
-            and builtins.min(wshape[:2]) >= _WINOGRAD_MIN_CHANNELS)
+            and builtins.min(wshape[:2]) >= _WINOGRAD_MIN_CHANNELS
+            and (osz is None or n * _prod(-(-o // 2) for o in osz) >= _WINOGRAD_MIN_TILES))
 
 
 def _wino_mats(dtype):
@@ -494,8 +555,14 @@ def _winograd_conv(x, w, b, pads, keep=True):
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
-    v = _wino_tiles(x, pads, (oh, ow), keep)
     u = np.matmul(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    if _conv_c.available(x.dtype):
+        # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
+        # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams
+        v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
+        m = np.matmul(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
+        return _conv_c.wino_out(m, n, th, tw, oh, ow, None if b is None else _as_compute(b)), v
+    v = _wino_tiles(x, pads, (oh, ow), keep)
     # (tiles, C) @ (C, O) per tile element: OpenBLAS runs this tall orientation faster than
     # (O, C) @ (C, tiles) (measured 3.7 -> 3.0 ms for the whole op at 32x32x16x16 -> 64)
     m = np.matmul(v.transpose(0, 2, 1), u.transpose(0, 2, 1),
@@ -520,6 +587,10 @@ def _winograd_weight_grad(g, v, wshape):
     n, o, oh, ow = g.shape
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(g.dtype)
+    if _conv_c.available(g.dtype):
+        dm = _conv_c.wino_grad(g, th, tw)
+        du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
+        return _wino_weight_from(du, gg, wshape)
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
     gt = _scratch("wino_y", (2, 2, o, n, th, tw), g.dtype)
@@ -527,8 +598,13 @@ def _winograd_weight_grad(g, v, wshape):
     dm = np.matmul(aa.T, gt.reshape(4, -1), out=_scratch("wino_m", (16, gt.size // 4),
                                                           g.dtype)).reshape(16, o, -1)
     du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
-    dw = np.matmul(gg.T, du.reshape(16, -1)).reshape(3, 3, o, wshape[1])
-    return np.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+    return _wino_weight_from(du, gg, wshape)
+
+
+def _wino_weight_from(du, gg, wshape):
+    """``G^T du`` per (O, C) pair, straight into a fresh (O, C, 3, 3) array: the engine
+    keeps an owned contiguous gradient as it is, where a transposed view costs a copy."""
+    return np.matmul(du.reshape(16, -1).T, gg).reshape(wshape)
 
 
 def _flipped_transposed(w, groups):
@@ -580,13 +656,17 @@ class ConvInputGrad(Node):
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS and
-                                     _use_winograd((cg, o) + ks, stride, dilation, groups))):
+                o <= cg * groups or (
+                    (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
+                    and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
+                                      xshape[2:]))):
             # Stride 1: the input gradient is a "full" convolution of g with the flipped,
             # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
             # k strided read-modify-write passes over C values, so it wins when O <= C; by
-            # Winograd it also wins for wide layers (measured 3.8 -> 3.2 ms at 64 -> 128
-            # channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64).
+            # Winograd it also wins for wide layers (NumPy transforms: measured 3.8 -> 3.2 ms
+            # at 64 -> 128 channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64; with
+            # the C transforms it wins at every Winograd shape: 8.6 -> 5.5 ms at 32 -> 64,
+            # 16x16, batch 32, one thread).
             full = []
             for s, so, (lo, _), d, k in zip(xshape[2:], osz, pads, dilation, ks):
                 plo = d * (k - 1) - lo
@@ -655,8 +735,13 @@ class ConvWeightGrad(Node):
                                         None if cols is None else cols[1])
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
-            if _use_winograd(wshape, stride, dilation, groups):
-                cols = ("winograd", _wino_tiles(x, pads, osz, keep=False))
+            if _use_winograd(wshape, stride, dilation, groups, n, osz):
+                if _conv_c.available(x.dtype):
+                    th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
+                    v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
+                else:
+                    v = _wino_tiles(x, pads, osz, keep=False)
+                cols = ("winograd", v)
             elif _batch_last(osz, n):
                 c = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
                 cols = ("im2col_batch_last", c.reshape(groups, -1, n * _prod(osz)))
@@ -674,10 +759,14 @@ class ConvWeightGrad(Node):
                 gm = gm.reshape(groups, o // groups, -1)
             else:
                 gm = _channel_major(g, groups)
-            # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about 2x
-            # faster than g @ cols^T for few output channels (measured at LeNet's shapes)
-            gw = np.matmul(data, gm.transpose(0, 2, 1))
-            gw = gw.transpose(0, 2, 1).reshape(wshape)
+            if gm.shape[1] < 32:
+                # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about
+                # 2x faster than g @ cols^T for few output channels (measured at LeNet's
+                # shapes); the transposed result is small, copied once into owned memory
+                gw = np.matmul(data, gm.transpose(0, 2, 1))
+                gw = np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(wshape)
+            else:  # g @ cols^T straight into (O, C*k): no transposed copy of a big result
+                gw = np.matmul(gm, data.transpose(0, 2, 1)).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
     @staticmethod
@@ -948,6 +1037,15 @@ class MaxPoolNd(Node):
     @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
         ctx.geom = (ks, st, dl, pads, osz)
+        recording = isinstance(ctx, Node)
+        if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
+            # one C pass (ember/ops/_conv_c.py) gives the maxima and, when a gradient or
+            # the indices are wanted, each window's argmax: backward is then a scatter
+            out, flat = _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl, osz,
+                                          recording or return_indices)
+            if recording:
+                ctx.out, ctx.flat = None, flat
+            return (out, flat) if return_indices else out
         xp = _pad_array(x, pads, _lowest(x.dtype), scratch="pad")
         positions = itertools.product(*(range(k) for k in ks))
         first = xp[_window_slices(next(positions), st, dl, osz)]
@@ -968,7 +1066,11 @@ class MaxPoolNd(Node):
         (x,) = ctx.saved_tensors
         # a capturing mode (ember.compile of a training step) gets no forward-time array in
         # the recorded op: MaxPoolGrad then recomputes the window maxima from x
-        out = None if _capturing_backward() else ctx.out
+        capturing = _capturing_backward()
+        flat = ctx.__dict__.get("flat")
+        if flat is not None and not capturing:
+            return (ScatterPlanes.apply(g, flat, tuple(x.shape), True),) + (None,) * 6
+        out = None if capturing else ctx.out
         return (MaxPoolGrad.apply(g, x._data, out, ctx.geom),) + (None,) * 6
 
 
@@ -1067,6 +1169,8 @@ class ScatterPlanes(Node):
     @staticmethod
     def forward(ctx, g, flat, shape, accumulate):
         ctx.flat = flat
+        if accumulate and _conv_c.available(g.dtype):
+            return _conv_c.scatter_planes(g, flat, shape)
         n, c = shape[:2]
         out = np.zeros((n * c, _prod(shape[2:])), dtype=g.dtype)
         rows = np.arange(n * c).reshape(n * c, 1)

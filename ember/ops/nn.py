@@ -31,7 +31,7 @@ from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from ..autograd import forward_ad as _fad
-from . import elementwise as E
+from . import _conv_c, elementwise as E
 from .linalg import matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
@@ -406,7 +406,10 @@ class Normalize(Node):
     @staticmethod
     def forward(ctx, x, w, b, axes, eps):
         _float_input(x, "normalize")
-        y, mean, var, rstd = _normalize_rows(x, w, b, axes, eps)
+        if _conv_c.batch_norm_ok(x, axes, w, b):  # batch norm: C, split by channels
+            y, mean, var, rstd = _conv_c.batch_norm(x, w, b, eps)
+        else:
+            y, mean, var, rstd = _normalize_rows(x, w, b, axes, eps)
         ctx.axes, ctx.eps, ctx.mean, ctx.rstd = axes, eps, mean, rstd
         return y, mean, var
 
@@ -519,6 +522,9 @@ def _normalize_grad_np(g, x, w, ctx):
     layer/group norms as blocks of rows over every core (bit for bit the one-call result:
     rows are independent, and gb is ``g`` itself)."""
     need, axes = ctx.needs_input_grad, ctx.axes
+    if g.shape == x.shape and _conv_c.batch_norm_ok(x, axes, w):  # C, split by channels
+        out = _conv_c.batch_norm_grad(g, x, w, ctx.mean, ctx.rstd, need[0])
+        return tuple(a for a, n in zip(out, need[:3]) if n)
     rows = _row_split(x, axes, w) if g.shape == x.shape and (need[0] or need[1]) else 0
     if not rows:
         out = _normalize_grad_arrays(g, x, w, ctx.mean, ctx.rstd, axes, need)

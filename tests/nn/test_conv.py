@@ -232,7 +232,9 @@ WINOGRAD = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", WINOGRAD)
-def test_conv_winograd_parity(xs, ws, kw, dtype):
+def test_conv_winograd_parity(xs, ws, kw, dtype, monkeypatch):
+    import ember.ops.conv as C
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)  # these small shapes take Winograd too
     check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
           low=-1, high=1)
 
@@ -240,6 +242,7 @@ def test_conv_winograd_parity(xs, ws, kw, dtype):
 def test_conv_winograd_double_backward(monkeypatch):
     import ember.ops.conv as C
     monkeypatch.setattr(C, "_WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
     gradcheck(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [(1, 2, 3, 4),
                                                                         (2, 2, 3, 3)],
               gradgrad=True)

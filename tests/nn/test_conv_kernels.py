@@ -1,0 +1,279 @@
+"""Convolution and pooling kernels at every core (issue 25): the C kernels of
+``ember/ops/_conv_c.py`` (Winograd transforms, 2-d max pooling and its scatter) against
+PyTorch and against the NumPy formulation they replace, and results at 1 and several threads
+(the channel-split copies of im2col/col2im, the kernels split over the thread pool)."""
+
+import numpy as np
+import pytest
+
+from tests.parity.helpers import check, gradcheck
+
+torch = pytest.importorskip("torch")
+import ember  # noqa: E402
+import ember.ops.conv as C  # noqa: E402
+from ember.ops import _conv_c  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=["c", "numpy"])
+def path(request, monkeypatch):
+    """Run a test with the C kernels, then with the NumPy fallback."""
+    if request.param == "c":
+        if not _conv_c.available(np.float32):
+            pytest.skip("no C compiler: the C kernels are unavailable")
+        monkeypatch.setattr(_conv_c, "_BN_MIN_SIZE", 1)  # small batch norms take C too
+    else:
+        monkeypatch.setattr(_conv_c, "_LIB", {None: None})
+        assert not _conv_c.available(np.float32)
+    return request.param
+
+
+@pytest.fixture
+def threads():
+    """Restore ember's thread count after a test that changes it."""
+    before = ember.get_num_threads()
+    yield
+    ember.set_num_threads(before)
+
+
+@pytest.fixture
+def always_split(monkeypatch):
+    """Cut even small jobs over the thread pool, so small shapes test the split code."""
+    monkeypatch.setattr(C, "_SPLIT_MIN", 1)
+    monkeypatch.setattr(_conv_c, "_MIN_SPLIT", 1)
+
+
+# ---------------------------------------------------------------------- Winograd
+WINOGRAD = [
+    ((2, 16, 8, 8), (16, 16, 3, 3), {"padding": 1}),
+    ((3, 17, 7, 9), (20, 17, 3, 3), {"padding": 1}),          # odd sizes and channels
+    ((1, 16, 5, 6), (32, 16, 3, 3), {}),                      # batch 1, no padding
+    ((2, 16, 7, 9), (24, 16, 3, 3), {"padding": (2, 0)}),     # asymmetric, odd output
+    ((2, 32, 1, 1), (16, 32, 3, 3), {"padding": 1}),          # 1x1 image
+    ((2, 16, 3, 4), (16, 16, 3, 3), {"padding": 2}),          # padding past the image
+    ((1, 16, 5, 6), (16, 16, 3, 3), {"padding": "same"}),
+    ((2, 64, 6, 5), (72, 64, 3, 3), {"padding": 1}),          # input grad by Winograd too
+    ((4, 32, 20, 20), (32, 32, 3, 3), {"padding": 1}),        # large enough to split
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", WINOGRAD)
+def test_winograd_parity(xs, ws, kw, dtype, path, monkeypatch):
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    # the weight gradient sums N*H*W products: float32 rounding grows with that count
+    atol = 1e-4 if dtype == np.float32 and xs[0] * xs[2] * xs[3] > 1000 else None
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
+          low=-1, high=1, atol=atol)
+
+
+def test_winograd_weight_grad_recomputed(path, monkeypatch):
+    # without the forward's cached tiles the weight gradient transforms the input again
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(C, "_COLS_CACHE_BYTES", 0)
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [(2, 16, 6, 7),
+                                                                    (16, 16, 3, 3)],
+          np.float64)
+
+
+def test_winograd_double_backward(path, monkeypatch):
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    gradcheck(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1),
+              [(1, 2, 4, 5), (2, 2, 3, 3)], gradgrad=True)
+
+
+def test_winograd_chosen_by_tiles():
+    # 3x3 stride 1 with enough channels: Winograd with many output tiles, im2col with few
+    assert C._use_winograd((64, 64, 3, 3), (1, 1), (1, 1), 1, 16, (16, 16))
+    assert not C._use_winograd((512, 512, 3, 3), (1, 1), (1, 1), 1, 16, (2, 2))
+    assert not C._use_winograd((64, 64, 3, 3), (2, 2), (1, 1), 1, 16, (16, 16))
+
+
+def test_winograd_transforms_match_numpy():
+    # the C transforms equal the dense-matrix formulation of the NumPy fallback
+    if not _conv_c.available(np.float64):
+        pytest.skip("no C compiler")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 7, 6))
+    pads = ((1, 2), (2, 1))
+    oh, ow = 7 + 3 - 2, 6 + 3 - 2
+    th, tw = -(-oh // 2), -(-ow // 2)
+    np.testing.assert_allclose(_conv_c.wino_in(x, 1, 2, th, tw),
+                               C._wino_tiles(x, pads, (oh, ow)), rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal((3, 4, oh, ow))
+    dm = _conv_c.wino_grad(g, th, tw)
+    _, _, aa = C._wino_mats(g.dtype)
+    gp = np.zeros((3, 4, 2 * th, 2 * tw))
+    gp[:, :, :oh, :ow] = g
+    tiles = gp.reshape(3, 4, th, 2, tw, 2).transpose(3, 5, 1, 0, 2, 4).reshape(4, -1)
+    np.testing.assert_allclose(dm.reshape(16, -1), aa.T @ tiles, rtol=1e-12, atol=1e-12)
+    # wino_out is the adjoint of wino_grad: <out(m), g> == <m, grad(g)>
+    m = rng.standard_normal(dm.shape)
+    y = _conv_c.wino_out(m, 3, th, tw, oh, ow)
+    assert np.isclose(np.vdot(y, g), np.vdot(m, dm), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- max pooling
+POOL = [
+    ((2, 3, 8, 8), {"kernel_size": 2}),
+    ((2, 3, 9, 7), {"kernel_size": 2}),                                  # odd: a remainder
+    ((2, 3, 9, 9), {"kernel_size": 3, "stride": 2, "padding": 1}),       # ResNet's stem
+    ((1, 2, 10, 9), {"kernel_size": (3, 2), "stride": (2, 1), "dilation": (2, 3)}),
+    ((2, 2, 7, 8), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    ((2, 2, 7, 8), {"kernel_size": 2, "stride": 1, "padding": 1}),       # overlapping
+    ((3, 8, 8), {"kernel_size": 2}),                                     # unbatched
+    ((0, 3, 8, 8), {"kernel_size": 2}),                                  # empty batch
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,kw", POOL)
+def test_max_pool2d_parity(xs, kw, dtype, path):
+    check(lambda m, x: m.nn.functional.max_pool2d(x, **kw), [xs], dtype)
+    check(lambda m, x: m.nn.functional.max_pool2d(x, return_indices=True, **kw)[1], [xs],
+          dtype, grad=False)
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2,
+                                                      "padding": 1}])
+def test_max_pool2d_ties_infinities_and_nan(kw, path):
+    # ties: the first maximum in window order wins (values, indices and gradient)
+    x = np.array([[[[1.0, 1.0, -np.inf, -np.inf], [1.0, 0.0, -np.inf, -np.inf],
+                    [np.nan, 2.0, 3.0, 3.0], [2.0, np.nan, 3.0, -1.0]]]], np.float32)
+    xt, xe = torch.tensor(x, requires_grad=True), ember.tensor(x, requires_grad=True)
+    yt, it = torch.nn.functional.max_pool2d(xt, return_indices=True, **kw)
+    ye, ie = ember.nn.functional.max_pool2d(xe, return_indices=True, **kw)
+    np.testing.assert_array_equal(ye.detach().numpy(), yt.detach().numpy())
+    finite = ~np.isnan(yt.detach().numpy())  # NaN windows: PyTorch takes the last NaN
+    np.testing.assert_array_equal(ie.numpy()[finite], it.numpy()[finite])
+    yt.sum().backward()
+    ye.sum().backward()
+    np.testing.assert_array_equal(xe.grad.numpy().sum(), xt.grad.numpy().sum())
+
+
+def test_max_pool2d_double_backward(path):
+    gradcheck(lambda m, x: m.nn.functional.max_pool2d(x, 3, 2, 1), [(2, 2, 5, 6)],
+              gradgrad=True)
+    gradcheck(lambda m, x: m.nn.functional.max_pool2d(x, 2), [(1, 2, 4, 6)], gradgrad=True)
+
+
+def test_max_pool2d_inference_and_integers(path):
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    with ember.no_grad():
+        ye = ember.nn.functional.max_pool2d(ember.tensor(x), 2)
+    np.testing.assert_array_equal(ye.numpy(), torch.nn.functional.max_pool2d(
+        torch.tensor(x), 2).numpy())
+    xi = np.arange(2 * 3 * 6 * 6, dtype=np.int64).reshape(2, 3, 6, 6) % 7
+    np.testing.assert_array_equal(
+        ember.nn.functional.max_pool2d(ember.tensor(xi), 2).numpy(),
+        torch.nn.functional.max_pool2d(torch.tensor(xi), 2).numpy())
+
+
+def test_scatter_planes_skips_bad_indices():
+    if not _conv_c.available(np.float32):
+        pytest.skip("no C compiler")
+    g = np.ones((1, 2, 3), np.float32)
+    flat = np.array([[[0, 5, -1], [2, 2, 99]]], np.int64)
+    out = _conv_c.scatter_planes(g, flat, (1, 2, 6))
+    np.testing.assert_array_equal(out, [[[1, 0, 0, 0, 0, 1], [0, 0, 2, 0, 0, 0]]])
+
+
+def test_conv_c_env_switch(monkeypatch):
+    monkeypatch.setenv("EMBER_CONV_C", "0")
+    monkeypatch.setattr(_conv_c, "_LIB", {})
+    assert not _conv_c.available(np.float32)
+    monkeypatch.setattr(_conv_c, "_LIB", {})
+    monkeypatch.delenv("EMBER_CONV_C")
+    from ember.compiler._codegen import c_compiler
+    assert _conv_c.available(np.float32) == (c_compiler() is not None)
+
+
+# ---------------------------------------------------------------------- 1 vs N threads
+def _cnn_step(seed, dtype):
+    """Outputs and gradients of a small CNN covering every kernel (im2col batch-first and
+    batch-last, Winograd, col2im, full-convolution input gradients, both max poolings)."""
+    ember.manual_seed(seed)
+    nn = ember.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 8, 5, stride=2, padding=2), nn.Flatten())
+    model = model.to({np.float32: ember.float32, np.float64: ember.float64}[dtype])
+    rng = np.random.default_rng(seed)
+    x = ember.tensor(rng.standard_normal((6, 3, 24, 20)).astype(dtype), requires_grad=True)
+    y = model(x)
+    y.backward(ember.tensor(rng.standard_normal(tuple(y.shape)).astype(dtype)))
+    return [y.detach().numpy(), x.grad.numpy()] + [p.grad.numpy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threads_give_the_same_results(dtype, path, threads, always_split, monkeypatch):
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    ember.set_num_threads(1)
+    one = _cnn_step(0, dtype)
+    for n in (2, 3):
+        ember.set_num_threads(n)
+        many = _cnn_step(0, dtype)
+        for a, b in zip(one, many):
+            # the split parts are independent; only BLAS's own blocking may differ
+            np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       atol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((5, 3, 11, 9), (8, 3, 3, 3), {"padding": 1}),                     # im2col batch first
+    ((9, 4, 7, 6), (6, 2, 3, 2), {"stride": 2, "padding": 1, "groups": 2}),  # batch last
+    ((4, 32, 12, 10), (48, 32, 3, 3), {"padding": 1}),                 # Winograd
+    ((3, 6, 9, 8), (8, 6, 5, 5), {"stride": 2, "padding": 2}),         # col2im
+])
+def test_split_conv_parity_at_threads(xs, ws, kw, path, threads, always_split):
+    ember.set_num_threads(3)
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)],
+          np.float32, low=-1, high=1)
+    check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2, padding=1),
+          [(xs[0], ws[0], 5, 4), (ws[0], 3, 3, 3)], np.float64)
+
+
+# ---------------------------------------------------------------------- batch norm
+BATCH_NORM = [(4, 3, 5, 6), (2, 8, 7), (16, 5), (1, 4, 3, 3), (3, 64, 16, 16)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs", BATCH_NORM)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_training_parity(xs, affine, dtype, path):
+    c = xs[1]
+
+    def fn(m, x, *wb):
+        w, b = wb if affine else (None, None)
+        rm, rv = m.zeros(c, dtype=x.dtype), m.ones(c, dtype=x.dtype)
+        y = m.nn.functional.batch_norm(x, rm, rv, w, b, training=True, momentum=0.3)
+        return y, rm, rv
+
+    shapes = [xs, (c,), (c,)] if affine else [xs]
+    check(fn, shapes, dtype)
+
+
+def test_batch_norm_double_backward(path):
+    gradcheck(lambda m, x, w, b: m.nn.functional.batch_norm(x, None, None, w, b, training=True),
+              [(3, 2, 2, 3), (2,), (2,)], gradgrad=True)
+
+
+def test_batch_norm_threads(path, threads, always_split):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 5, 5)).astype(np.float32)
+    out = []
+    for n in (1, 2, 3):
+        ember.set_num_threads(n)
+        bn = ember.nn.BatchNorm2d(6)
+        xe = ember.tensor(x, requires_grad=True)
+        y = bn(xe)
+        (y * y).sum().backward()
+        out.append([y.detach().numpy(), xe.grad.numpy(), bn.weight.grad.numpy(),
+                    bn.bias.grad.numpy(), bn.running_var.numpy()])
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            np.testing.assert_array_equal(a, b)  # channels are independent: bit for bit
