@@ -148,7 +148,7 @@ def cache_dir():
 
 
 _PRIVATE_DIR: list = []
-_LOADED: dict = {}   # source hash -> ctypes function (one load per process)
+_LOADED: dict = {}   # (source hash, symbol) -> ctypes function (one load per process)
 STATS = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
 
 
@@ -230,7 +230,8 @@ def load_kernel(src, symbol="kernel"):
     if cc is None:
         raise RuntimeError("ember.compile: no C compiler (cc/gcc) found")
     key = _key(src, cc)
-    fn = _LOADED.get(key)
+    # one library may export several symbols: the in-memory cache is keyed by both
+    fn = _LOADED.get((key, symbol))
     if fn is not None:
         STATS["memory_hits"] += 1
         return fn
@@ -252,7 +253,7 @@ def load_kernel(src, symbol="kernel"):
         lib = _cdll(path)
     fn = getattr(lib, symbol)
     fn.restype = None
-    _LOADED[key] = fn
+    _LOADED[(key, symbol)] = fn
     return fn
 
 
@@ -270,7 +271,8 @@ def prebuild(sources):
     cc = c_compiler()
     if cc is None:
         return
-    todo = [s for s in dict.fromkeys(sources) if _key(s, cc) not in _LOADED and
+    loaded = {key for key, _ in _LOADED}
+    todo = [s for s in dict.fromkeys(sources) if _key(s, cc) not in loaded and
             not os.path.exists(os.path.join(cache_dir(), f"k_{_key(s, cc)}.so"))]
     if len(todo) < 2:
         return

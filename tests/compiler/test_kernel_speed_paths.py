@@ -294,3 +294,19 @@ def test_prebuild_compiles_several_sources_into_the_cache(tmp_path, monkeypatch)
     out = ctypes.c_int(-1)
     _codegen.load_kernel(srcs[2])(ctypes.byref(out))  # a disk hit, and the right library
     assert out.value == 2 and _codegen.STATS["compiles"] - before == 3
+
+
+def test_load_kernel_two_symbols_of_one_source_are_different_functions():
+    """The in-memory cache is keyed by source and symbol: asking for a second symbol of an
+    already-loaded source returns that symbol, not the first one."""
+    import ctypes
+
+    from ember.compiler import _codegen
+    if _codegen.c_compiler() is None:
+        pytest.skip("no C compiler")
+    src = "int first_sym(void) { return 1; }\nint second_sym(void) { return 2; }\n"
+    a = _codegen.load_kernel(src, "first_sym")
+    b = _codegen.load_kernel(src, "second_sym")
+    a.restype = b.restype = ctypes.c_int
+    assert (a(), b()) == (1, 2)
+    assert _codegen.load_kernel(src, "first_sym") is a
