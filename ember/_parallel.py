@@ -30,6 +30,8 @@ from ._threads import get_num_threads
 
 MIN_SIZE = 1 << 20  # elements; below this a thread hand-off costs more than it saves (a
 # training step's optimizer update on a few hundred thousand parameters measured no gain)
+MIN_SIZE_HEAVY = 1 << 16  # elements, for kernels costing 10+ ufunc passes per element (exact
+# GELU, softmax, layer norm): there a 64K-element block is already ~0.1 ms of work
 CHUNK = 1 << 16     # reduction chunk: fixed, so results do not depend on the thread count
 _ndarray = np.ndarray
 _pool = [None, 0]   # the executor and its size
@@ -43,12 +45,13 @@ def _drop_pool():
 os.register_at_fork(after_in_child=_drop_pool)
 
 
-def threads_for(size):
-    """How many threads a job of ``size`` elements is worth (1: run it inline)."""
-    if size < MIN_SIZE:
+def threads_for(size, min_size=MIN_SIZE):
+    """How many threads a job of ``size`` elements is worth (1: run it inline): none below
+    ``min_size``, then one more per ``min_size / 2`` elements, up to the thread count."""
+    if size < min_size:
         return 1
     n = get_num_threads()
-    return max(1, min(n, size // (MIN_SIZE // 2)))
+    return max(1, min(n, size // (min_size // 2)))
 
 
 def _executor(n):

@@ -579,24 +579,95 @@ def _erf(a):
     return erf(a)
 
 
+# Abramowitz & Stegun 7.1.26: erfc(z) ~= t * P(t) * exp(-z*z), t = 1 / (1 + p*z), z >= 0,
+# absolute error below 1.5e-7. In float32 this is as exact as float32 GELU needs (PyTorch's
+# own float32 GELU is off the exact value by up to ~4e-7) and about 4x faster than SciPy's
+# erf, which computes float32 through float64 one element at a time.
+_AS_P = 0.3275911
+_AS_C = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def _gelu_erf_f32(xf):
+    """Exact GELU of a 1-d float32 array: ``(x * Phi(x), Phi(x), exp(-x*x/2))``; the last
+    two serve the backward (``Phi + x * exp(-x*x/2) / sqrt(2 pi)``) without a second exp.
+    Every step is a whole-array ufunc, in place where it can be (no branches: ``np.where`` on
+    random signs costs more than the whole erf)."""
+    f = xf.dtype.type
+    t = np.abs(xf)
+    t *= f(_AS_P * _SQRT_HALF)    # p * |z|, z = x / sqrt(2)
+    t += f(1.0)
+    np.reciprocal(t, out=t)
+    q = np.multiply(t, f(_AS_C[0]))
+    for c in _AS_C[1:]:
+        q += f(c)
+        q *= t
+    e = np.square(xf, out=t)
+    e *= f(-0.5)
+    np.exp(e, out=e)              # exp(-z*z) = exp(-x*x/2)
+    q *= e
+    q *= f(0.5)                   # h = erfc(|z|) / 2: Phi(x) for x < 0, 1 - Phi(x) for x >= 0
+    np.copysign(q, xf, out=q)     # -h where the sign bit is set (x = -0.0 too)
+    pos = np.signbit(xf)
+    np.logical_not(pos, out=pos)
+    cdf = np.subtract(pos, q, dtype=xf.dtype)  # h for x < 0, 1 - h for x >= 0: exact
+    return xf * cdf, cdf, e
+
+
+def _gelu_fwd_np(x, approximate):
+    """GELU's forward on arrays: ``(y, a, b)``, with ``a``/``b`` what the backward reuses
+    (the tanh, or Phi(x) and exp(-x*x/2))."""
+    xf = x.astype(_compute_dtype(x), copy=False)
+    if approximate == "tanh":
+        t = np.tanh(_GELU_K * (xf + 0.044715 * xf * xf * xf))
+        y = 0.5 * xf * (1.0 + t)
+        return y.astype(x.dtype, copy=False), t, None
+    if type(xf) is np.ndarray and xf.dtype == np.float32:
+        with np.errstate(invalid="ignore"):  # gelu(-inf) is nan, as PyTorch's, unwarned
+            y, cdf, e = (a.reshape(xf.shape) for a in _gelu_erf_f32(xf.reshape(-1)))
+        return y.astype(x.dtype, copy=False), cdf, e
+    cdf = 0.5 * (1.0 + _erf(xf * _SQRT_HALF))
+    return (xf * cdf).astype(x.dtype, copy=False), cdf, None
+
+
+def _elementwise_blocks(fn, x, *arrays, n_out=1):
+    """``fn(x, *arrays)`` (``n_out`` arrays of ``x``'s shape, or None), computed over blocks
+    of a large contiguous ``x`` on every core: elementwise work, so the same result bit for
+    bit at any thread count. ``arrays`` have ``x``'s shape too (or are None)."""
+    k = _par.threads_for(x.size, _par.MIN_SIZE_HEAVY)
+    if k == 1 or type(x) is not np.ndarray or not x.flags.c_contiguous or \
+            any(a is not None and (a.shape != x.shape or not a.flags.c_contiguous)
+                for a in arrays):
+        return fn(x, *arrays)
+    flat = x.reshape(-1)
+    rest = [None if a is None else a.reshape(-1) for a in arrays]
+    probe = fn(flat[:1], *[None if a is None else a[:1] for a in rest])
+    probe = (probe,) if n_out == 1 else probe
+    outs = [None if p is None else np.empty(flat.size, p.dtype) for p in probe]
+
+    def part(s, e):
+        r = fn(flat[s:e], *[None if a is None else a[s:e] for a in rest])
+        for o, v in zip(outs, (r,) if n_out == 1 else r):
+            if o is not None:
+                o[s:e] = v
+
+    _par.run_split(part, _par._bounds(flat.size, k, 1024))
+    outs = [None if o is None else o.reshape(x.shape) for o in outs]
+    return outs[0] if n_out == 1 else tuple(outs)
+
+
 class Gelu(Node):
-    """x * Phi(x), or its tanh approximation. Forward keeps Phi(x) (or the tanh) for the
-    array backward, since erf is the costly part."""
+    """x * Phi(x), or its tanh approximation. Forward keeps Phi(x) and exp(-x*x/2) (or the
+    tanh) for the array backward, since erf and exp are the costly part."""
 
     saves = (0,)
 
     @staticmethod
     def forward(ctx, x, approximate):
         _float_input(x, "gelu")
-        xf = x.astype(_compute_dtype(x), copy=False)
-        if approximate == "tanh":
-            t = np.tanh(_GELU_K * (xf + 0.044715 * xf * xf * xf))
-            y = 0.5 * xf * (1.0 + t)
-        else:
-            t = 0.5 * (1.0 + _erf(xf * _SQRT_HALF))
-            y = xf * t
-        ctx.t, ctx.approximate = t, approximate
-        return y.astype(x.dtype, copy=False)
+        y, ctx.t, ctx.e = _elementwise_blocks(lambda a: _gelu_fwd_np(a, approximate), x,
+                                              n_out=3)
+        ctx.approximate = approximate
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -613,13 +684,25 @@ class Gelu(Node):
 
 
 def _gelu_bwd_np(g, x, ctx):
+    if g.shape != x.shape:
+        g = np.broadcast_to(g, x.shape)
+    return _elementwise_blocks(
+        lambda g, x, t, e: _gelu_bwd_kernel(g, x, t, e, ctx.approximate), g, x, ctx.t, ctx.e)
+
+
+def _gelu_bwd_kernel(g, x, t, e, approximate):
     xf = x.astype(_compute_dtype(x), copy=False)
-    t = ctx.t
-    if ctx.approximate == "tanh":
+    if approximate == "tanh":
         d = 0.5 * (1 + t) + 0.5 * xf * (1 - t * t) * _GELU_K * (1 + 3 * 0.044715 * xf * xf)
+    elif e is not None:  # float32: exp(-x*x/2) kept by the forward
+        with np.errstate(invalid="ignore"):
+            d = xf * e
+        d *= xf.dtype.type(_INV_SQRT_2PI)
+        d += t
     else:
         d = t + xf * np.exp(-0.5 * xf * xf) * _INV_SQRT_2PI
-    return (g * d).astype(x.dtype, copy=False)
+    d *= g
+    return d.astype(x.dtype, copy=False)
 
 
 def _sigmoid_np(x):
