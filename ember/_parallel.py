@@ -32,6 +32,8 @@ MIN_SIZE = 1 << 20  # elements; below this a thread hand-off costs more than it 
 # training step's optimizer update on a few hundred thousand parameters measured no gain)
 MIN_SIZE_HEAVY = 1 << 16  # elements, for kernels costing 10+ ufunc passes per element (exact
 # GELU, softmax, layer norm): there a 64K-element block is already ~0.1 ms of work
+BLOCK = 1 << 17     # elements per block of rows in ``run_rows``: 512 KB of float32, so a
+# kernel's passes over a block stay in the core's L2 cache instead of streaming memory
 CHUNK = 1 << 16     # reduction chunk: fixed, so results do not depend on the thread count
 _ndarray = np.ndarray
 _pool = [None, 0]   # the executor and its size
@@ -92,6 +94,29 @@ def _bounds(n, parts, align=1):
     step = -(-n // parts)
     step = -(-step // align) * align
     return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def run_rows(fn, n, row_size, min_size=MIN_SIZE_HEAVY):
+    """``fn(start, stop)`` over blocks of ``n`` independent rows of ``row_size`` elements:
+    each thread takes a contiguous range of rows (several threads from ``min_size``
+    elements) and walks it in blocks of about ``BLOCK`` elements, so that a multi-pass
+    row kernel (softmax, layer norm) reads and writes main memory about once, not once per
+    pass (4096 x 4096 float32 at one thread, CPU time, best of 15 on a loaded machine:
+    softmax 87 -> 59 ms, layer norm 77 -> 50 ms). Rows are computed alone, so the result
+    is the same bit for bit at any thread count and block size."""
+    if n <= 0:
+        return
+    k = min(threads_for(n * row_size, min_size), n)
+    step = max(1, BLOCK // max(row_size, 1))
+
+    def walk(s, e):
+        for i in range(s, e, step):
+            fn(i, min(i + step, e))
+
+    if k == 1:
+        walk(0, n)
+    else:
+        run_split(walk, _bounds(n, k))
 
 
 def elementwise(ufunc, *operands, out=None):

@@ -175,10 +175,17 @@ def _log_softmax_np(x, dim):
 def _by_rows(kernel, x, dim):
     """``kernel(x, dim)``; a large contiguous input reduced over its last dim runs as blocks
     of rows over every core (rows are independent: the same result, bit for bit)."""
-    if type(x) is np.ndarray and x.size >= _par.MIN_SIZE and x.ndim >= 2 and \
-            dim % x.ndim == x.ndim - 1 and x.flags.c_contiguous:
+    if type(x) is np.ndarray and x.size >= _par.MIN_SIZE_HEAVY and x.ndim >= 2 and \
+            dim % x.ndim == x.ndim - 1 and x.flags.c_contiguous and x.shape[-1]:
         rows = x.reshape(-1, x.shape[-1])
-        return _par.rows(lambda blk: kernel(blk, -1), rows).reshape(x.shape)
+        probe = kernel(rows[:1], -1)  # the result's dtype
+        out = np.empty(rows.shape, probe.dtype)
+
+        def part(s, e):
+            out[s:e] = kernel(rows[s:e], -1)
+
+        _par.run_rows(part, rows.shape[0], rows.shape[1])
+        return out.reshape(x.shape)
     return kernel(x, dim)
 
 
@@ -205,6 +212,144 @@ class Softmax(Node):
     def jvp(ctx, t, _):
         y, dim = ctx.output, ctx.inputs[1]
         return y * (t - (y * t).sum(dim, keepdim=True))
+
+
+# ---------------------------------------------------------------------- attention
+def _attn_blocks(b, work):
+    """Bounds over the batch of an attention of ``work`` score elements: one block per
+    thread when it is large (the heads are independent), else one block."""
+    k = _par.threads_for(work, _par.MIN_SIZE_HEAVY)
+    return _par._bounds(b, min(k, b)) if b > 1 else [(0, b)]
+
+
+def _attn_fwd_np(q, k, v, mask, scale):
+    """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks, with the heads
+    split over the cores for large inputs (each block is computed as alone: same bits)."""
+    B, L, S = q.shape[0], q.shape[1], k.shape[1]
+    cd = np.dtype(_compute_dtype(q))
+    w = np.empty((B, L, S), cd)
+    out = np.empty((B, L, v.shape[2]), cd)
+    mb = mask is not None and mask.ndim == 3 and mask.shape[0] == B
+
+    def part(s, e):
+        sc = np.matmul(q[s:e].astype(cd, copy=False),
+                       np.swapaxes(k[s:e], 1, 2).astype(cd, copy=False), out=w[s:e])
+        sc *= cd.type(scale)
+        if mask is not None:
+            sc += mask[s:e] if mb else mask
+        sc -= sc.max(axis=-1, keepdims=True, initial=-np.inf)
+        np.exp(sc, out=sc)
+        sc /= sc.sum(axis=-1, keepdims=True)
+        np.matmul(sc, v[s:e].astype(cd, copy=False), out=out[s:e])
+
+    with np.errstate(invalid="ignore"):  # fully masked rows are nan, as PyTorch's
+        _par.run_split(part, _attn_blocks(B, B * L * S))
+    return out.astype(q.dtype, copy=False), w
+
+
+def _attn_bwd_np(g, q, k, v, w, scale, need):
+    """(gq, gk, gv) of ``_attn_fwd_np`` on arrays, split over the heads like the forward."""
+    B, L, S = w.shape
+    cd = w.dtype
+    gq = np.empty(q.shape, cd) if need[0] else None
+    gk = np.empty(k.shape, cd) if need[1] else None
+    gv = np.empty(v.shape, cd) if need[2] else None
+    sc = cd.type(scale)
+
+    def part(s, e):
+        gb, wb = g[s:e].astype(cd, copy=False), w[s:e]
+        if gv is not None:
+            np.matmul(np.swapaxes(wb, 1, 2), gb, out=gv[s:e])
+        if gq is None and gk is None:
+            return
+        ds = np.matmul(gb, np.swapaxes(v[s:e], 1, 2).astype(cd, copy=False))
+        ds -= (ds * wb).sum(axis=-1, keepdims=True)
+        ds *= wb
+        ds *= sc
+        if gq is not None:
+            np.matmul(ds, k[s:e].astype(cd, copy=False), out=gq[s:e])
+        if gk is not None:
+            np.matmul(np.swapaxes(ds, 1, 2), q[s:e].astype(cd, copy=False), out=gk[s:e])
+
+    with np.errstate(invalid="ignore"):
+        _par.run_split(part, _attn_blocks(B, B * L * S))
+    return tuple(None if a is None else a.astype(q.dtype, copy=False) for a in (gq, gk, gv))
+
+
+class Attention(Node):
+    """``softmax(q @ k^T * scale + mask) @ v`` over (B, L, D) stacks in one dispatch: the
+    attention of ``multi_head_attention_forward`` and ``scaled_dot_product_attention``
+    without dropout or attention weights to return. The forward keeps the weights for the
+    backward; both run as blocks of heads on every core for large inputs. ``mask`` is an
+    additive float array (broadcast over the batch, or one per batch entry) or None; a mask
+    that requires grad, capture and the other modes take the composed ops instead (see
+    ``attention``)."""
+
+    saves = (0, 1, 2)
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        out, ctx.w = _attn_fwd_np(q, k, v, mask, scale)
+        ctx.scale, ctx.mask = scale, mask
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v = ctx.saved_tensors
+        if not GradMode.enabled:
+            r = _attn_bwd_np(g._data, q._data, k._data, v._data, ctx.w, ctx.scale,
+                             ctx.needs_input_grad)
+            return tuple(None if a is None else _make(a) for a in r) + (None, None)
+        w = _make(ctx.w.astype(q._data.dtype, copy=False))
+        if q.requires_grad or k.requires_grad:  # recorded backward: weights as functions
+            sc = matmul(q, k.transpose(-2, -1)) * ctx.scale
+            if ctx.mask is not None:
+                sc = sc + _make(ctx.mask)
+            w = softmax(sc, -1)
+        gw = matmul(g, v.transpose(-2, -1))
+        ds = w * (gw - (gw * w).sum(-1, keepdim=True)) * ctx.scale
+        need = ctx.needs_input_grad
+        return (matmul(ds, k) if need[0] else None,
+                matmul(ds.transpose(-2, -1), q) if need[1] else None,
+                matmul(w.transpose(-2, -1), g) if need[2] else None, None, None)
+
+    @staticmethod
+    def array_backward(ctx, g):
+        q, k, v = ctx.saved_arrays
+        return _attn_bwd_np(g, q, k, v, ctx.w, ctx.scale, ctx.needs_input_grad) + (None, None)
+
+
+def attention(q, k, v, mask, scale):
+    """The fused ``Attention`` when it applies (3-d float stacks on plain NumPy arrays, a
+    float mask that needs no gradient, no mode active), else None: the caller composes."""
+    from ..autograd.graph import _MODES
+    from .._tensor import Tensor
+    if _MODES or q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
+        return None
+    if any(type(t._data) is not np.ndarray or t._data.dtype.kind != "f" for t in (q, k, v)):
+        return None
+    if q._data.dtype != k._data.dtype or q._data.dtype != v._data.dtype:
+        return None
+    m = None
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.requires_grad or \
+                type(mask._data) is not np.ndarray or mask._data.dtype.kind != "f" or \
+                mask.ndim > 3:
+            return None
+        m = mask._data
+        if m.ndim == 3 and m.shape[0] not in (1, q.shape[0]):
+            return None
+    B, L, S = q.shape[0], q.shape[1], k.shape[1]
+    if k.shape[0] != B or v.shape[0] != B or v.shape[1] != S or k.shape[2] != q.shape[2]:
+        return None
+    if m is not None:
+        try:
+            np.broadcast_shapes(m.shape, (B, L, S))
+        except ValueError:
+            return None
+        if m.ndim == 3 and m.shape[0] == 1:
+            m = m[0]
+    return Attention.apply(q, k, v, m, scale)
 
 
 class LogSoftmax(Node):
@@ -459,17 +604,17 @@ def _row_split(x, axes, *params):
     """Rows to split a normalisation over, or 0: ``x`` large and contiguous, statistics over
     its trailing ``axes`` (layer norm, group norm), each param None or over those dims only."""
     nd, k = x.ndim, len(axes)
-    if type(x) is not np.ndarray or x.size < _par.MIN_SIZE or not 0 < k < nd or \
+    if type(x) is not np.ndarray or x.size < _par.MIN_SIZE_HEAVY or not 0 < k < nd or \
             tuple(axes) != tuple(range(nd - k, nd)) or not x.flags.c_contiguous or \
             any(p is not None and np.ndim(p) > k for p in params):
         return 0
     rows = math.prod(x.shape[:nd - k])
-    return rows if rows > 1 and _par.threads_for(x.size) > 1 else 0
+    return rows if rows > 1 else 0
 
 
 def _normalize_rows(x, w, b, axes, eps):
-    """``_normalize_np``, as blocks of rows over every core when the input is large (rows
-    are independent: the same result, bit for bit, as one call)."""
+    """``_normalize_np``, as cache-sized blocks of rows, over every core when the input is
+    large (rows are independent: the same result, bit for bit, as one call)."""
     rows = _row_split(x, axes, w, b)
     if not rows:
         return _normalize_np(x, w, b, axes, eps)
@@ -486,7 +631,7 @@ def _normalize_rows(x, w, b, axes, eps):
         for dst, src in zip(stats, r):
             dst[s:e] = src
 
-    _par.run_split(part, _par._bounds(rows, min(_par.threads_for(x.size), rows)))
+    _par.run_rows(part, rows, xr[0].size)
     shape = lead + (1,) * k
     return (y.reshape(x.shape),) + tuple(a.reshape(shape) for a in stats)
 
@@ -537,7 +682,7 @@ def _normalize_grad_np(g, x, w, ctx):
                                (need[0], need[1], False),
                                None if gx is None else gx[s:e], None if gw is None else gw[s:e])
 
-    _par.run_split(part, _par._bounds(rows, min(_par.threads_for(x.size), rows)))
+    _par.run_rows(part, rows, xr[0].size)
     gb = g.astype(cd, copy=False) if need[2] else None
     return tuple(a.reshape(x.shape) for a in (gx, gw, gb) if a is not None)
 
