@@ -235,3 +235,25 @@ def test_row_kernels_blocked_and_threaded_equal_one_call(kind, dtype, threads, m
     for a, t in zip(results[0], run(torch, 1)):
         tol = (1e-5, 1e-4) if dtype == np.float32 else (1e-10, 1e-10)
         np.testing.assert_allclose(a, t, rtol=tol[0], atol=tol[1])
+
+
+# ---------------------------------------------------------------------- row scatter
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_and_index_backward_row_scatter(dtype):
+    """Embedding and ``x[int_array]`` backward sum repeated rows (sorted runs and
+    ``np.add.reduceat``) as ``np.add.at`` and PyTorch do, negative indices included."""
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((50, 33)).astype(dtype)
+    idx = rng.integers(0, 50, (8, 40))
+    g = rng.standard_normal((8, 40, 33)).astype(dtype)
+    we, wt = ember.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ember.nn.functional.embedding(ember.tensor(idx), we).backward(ember.tensor(g))
+    torch.nn.functional.embedding(torch.tensor(idx), wt).backward(torch.tensor(g))
+    _close(we.grad.numpy(), wt.grad, dtype)
+    neg = idx - 50 * (idx % 2)  # the same rows, half of them counted from the end
+    xe = ember.tensor(w, requires_grad=True)
+    xe[ember.tensor(neg)].backward(ember.tensor(g))
+    want = np.zeros_like(w)
+    np.add.at(want, neg, g)
+    np.testing.assert_allclose(xe.grad.numpy(), want, rtol=1e-6 if dtype == np.float32
+                               else 1e-13, atol=1e-6 if dtype == np.float32 else 1e-13)
