@@ -326,13 +326,14 @@ def attention(q, k, v, mask, scale):
     from .._tensor import Tensor
     if _MODES or q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
         return None
-    if any(type(t._data) is not np.ndarray or t._data.dtype.kind != "f" for t in (q, k, v)):
-        return None
+    if any(type(t) is not Tensor or type(t._data) is not np.ndarray or
+           t._data.dtype.kind != "f" for t in (q, k, v)):
+        return None  # subclasses (DTensor) keep their own rules for the composed ops
     if q._data.dtype != k._data.dtype or q._data.dtype != v._data.dtype:
         return None
     m = None
     if mask is not None:
-        if not isinstance(mask, Tensor) or mask.requires_grad or \
+        if type(mask) is not Tensor or mask.requires_grad or \
                 type(mask._data) is not np.ndarray or mask._data.dtype.kind != "f" or \
                 mask.ndim > 3:
             return None

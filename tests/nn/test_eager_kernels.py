@@ -257,3 +257,32 @@ def test_embedding_and_index_backward_row_scatter(dtype):
     np.add.at(want, neg, g)
     np.testing.assert_allclose(xe.grad.numpy(), want, rtol=1e-6 if dtype == np.float32
                                else 1e-13, atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mask", ["none", "causal", "float2d", "bool2d", "bool4d", "float4d"])
+def test_sdpa_fused_matches_torch(dtype, mask):
+    rng = np.random.default_rng(8)
+    N, H, L, S, D = 2, 3, 5, 6 if mask not in ("causal",) else 5, 4
+    arrays = [rng.standard_normal(s).astype(dtype) for s in
+              ((N, H, L, D), (N, H, S, D), (N, H, S, D))]
+    kw_e, kw_t = {}, {}
+    if mask == "causal":
+        kw_e["is_causal"] = kw_t["is_causal"] = True
+    elif mask != "none":
+        m = rng.standard_normal((L, S)).astype(dtype) if "float" in mask else \
+            np.tril(np.ones((L, S), bool))
+        if mask.endswith("4d"):
+            m = m[None, None]
+        kw_e["attn_mask"], kw_t["attn_mask"] = ember.tensor(m), torch.tensor(m)
+    qe = [ember.tensor(a, requires_grad=True) for a in arrays]
+    qt = [torch.tensor(a, requires_grad=True) for a in arrays]
+    ye = ember.nn.functional.scaled_dot_product_attention(*qe, **kw_e)
+    yt = torch.nn.functional.scaled_dot_product_attention(*qt, **kw_t)
+    g = rng.standard_normal(ye.shape).astype(dtype)
+    ye.backward(ember.tensor(g))
+    yt.backward(torch.tensor(g))
+    tol = {} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    _close(ye.detach().numpy(), yt, dtype, **tol)
+    for a, b in zip(qe, qt):
+        _close(a.grad.numpy(), b.grad, dtype, **tol)
