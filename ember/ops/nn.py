@@ -759,9 +759,9 @@ def _gelu_erf_f32(xf):
     return xf * cdf, cdf, e
 
 
-def _gelu_fwd_np(x, approximate):
-    """GELU's forward on arrays: ``(y, a, b)``, with ``a``/``b`` what the backward reuses
-    (the tanh, or Phi(x) and exp(-x*x/2))."""
+def _gelu_fwd_np(x, approximate, need_grad=True):
+    """GELU's forward on arrays: ``(y, a, b)``, with ``a``/``b`` what the backward reuses:
+    the tanh, Phi(x), or (float32, exact) the derivative ``Phi(x) + x phi(x)`` as ``b``."""
     xf = x.astype(_compute_dtype(x), copy=False)
     if approximate == "tanh":
         t = np.tanh(_GELU_K * (xf + 0.044715 * xf * xf * xf))
@@ -770,7 +770,14 @@ def _gelu_fwd_np(x, approximate):
     if type(xf) is np.ndarray and xf.dtype == np.float32:
         with np.errstate(invalid="ignore"):  # gelu(-inf) is nan, as PyTorch's, unwarned
             y, cdf, e = (a.reshape(xf.shape) for a in _gelu_erf_f32(xf.reshape(-1)))
-        return y.astype(x.dtype, copy=False), cdf, e
+            if not need_grad:
+                return y.astype(x.dtype, copy=False), None, None
+            # keep the derivative itself, Phi(x) + x phi(x): one array held for backward
+            # (as many as before), and the backward is one multiply
+            e *= xf
+            e *= xf.dtype.type(_INV_SQRT_2PI)
+            e += cdf
+        return y.astype(x.dtype, copy=False), None, e
     cdf = 0.5 * (1.0 + _erf(xf * _SQRT_HALF))
     return (xf * cdf).astype(x.dtype, copy=False), cdf, None
 
@@ -810,8 +817,9 @@ class Gelu(Node):
     @staticmethod
     def forward(ctx, x, approximate):
         _float_input(x, "gelu")
-        y, ctx.t, ctx.e = _elementwise_blocks(lambda a: _gelu_fwd_np(a, approximate), x,
-                                              n_out=3)
+        need_grad = isinstance(ctx, Node)  # a recorded node: a backward may follow
+        y, ctx.t, ctx.e = _elementwise_blocks(
+            lambda a: _gelu_fwd_np(a, approximate, need_grad), x, n_out=3)
         ctx.approximate = approximate
         return y
 
@@ -840,11 +848,9 @@ def _gelu_bwd_kernel(g, x, t, e, approximate):
     xf = x.astype(_compute_dtype(x), copy=False)
     if approximate == "tanh":
         d = 0.5 * (1 + t) + 0.5 * xf * (1 - t * t) * _GELU_K * (1 + 3 * 0.044715 * xf * xf)
-    elif e is not None:  # float32: exp(-x*x/2) kept by the forward
-        with np.errstate(invalid="ignore"):
-            d = xf * e
-        d *= xf.dtype.type(_INV_SQRT_2PI)
-        d += t
+    elif e is not None:  # float32: the derivative, kept by the forward
+        d = g * e
+        return d.astype(x.dtype, copy=False)
     else:
         d = t + xf * np.exp(-0.5 * xf * xf) * _INV_SQRT_2PI
     d *= g
