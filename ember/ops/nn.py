@@ -733,6 +733,12 @@ _AS_P = 0.3275911
 _AS_C = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 
 
+# Below this many elements GELU keeps SciPy's correctly rounded erf: there it costs
+# microseconds, and small results stay bit for bit those of the composed ops the compiler
+# replays (whose erf is SciPy's); the fast float32 path serves large inputs.
+_GELU_FAST_MIN = 1 << 14
+
+
 def _gelu_erf_f32(xf):
     """Exact GELU of a 1-d float32 array: ``(x * Phi(x), Phi(x), exp(-x*x/2))``; the last
     two serve the backward (``Phi + x * exp(-x*x/2) / sqrt(2 pi)``) without a second exp.
@@ -767,7 +773,7 @@ def _gelu_fwd_np(x, approximate, need_grad=True):
         t = np.tanh(_GELU_K * (xf + 0.044715 * xf * xf * xf))
         y = 0.5 * xf * (1.0 + t)
         return y.astype(x.dtype, copy=False), t, None
-    if type(xf) is np.ndarray and xf.dtype == np.float32:
+    if type(xf) is np.ndarray and xf.dtype == np.float32 and xf.size >= _GELU_FAST_MIN:
         with np.errstate(invalid="ignore"):  # gelu(-inf) is nan, as PyTorch's, unwarned
             y, cdf, e = (a.reshape(xf.shape) for a in _gelu_erf_f32(xf.reshape(-1)))
             if not need_grad:
@@ -793,19 +799,13 @@ def _elementwise_blocks(fn, x, *arrays, n_out=1):
         return fn(x, *arrays)
     flat = x.reshape(-1)
     rest = [None if a is None else a.reshape(-1) for a in arrays]
-    probe = fn(flat[:1], *[None if a is None else a[:1] for a in rest])
-    probe = (probe,) if n_out == 1 else probe
-    outs = [None if p is None else np.empty(flat.size, p.dtype) for p in probe]
-
-    def part(s, e):
-        r = fn(flat[s:e], *[None if a is None else a[s:e] for a in rest])
-        for o, v in zip(outs, (r,) if n_out == 1 else r):
-            if o is not None:
-                o[s:e] = v
-
-    _par.run_split(part, _par._bounds(flat.size, k, 1024))
-    outs = [None if o is None else o.reshape(x.shape) for o in outs]
-    return outs[0] if n_out == 1 else tuple(outs)
+    parts = _par.run_split(lambda s, e: fn(flat[s:e], *[None if a is None else a[s:e]
+                                                         for a in rest]),
+                           _par._bounds(flat.size, k, 1024))
+    if n_out == 1:
+        return np.concatenate(parts).reshape(x.shape)
+    return tuple(None if parts[0][i] is None else
+                 np.concatenate([p[i] for p in parts]).reshape(x.shape) for i in range(n_out))
 
 
 class Gelu(Node):
