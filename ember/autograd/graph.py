@@ -301,6 +301,17 @@ def _unread_saved(saves_for, needs):
     return {p for deps in saves_for.values() for p in deps} - read
 
 
+_UNREAD: dict = {}  # (op class, needs) -> _unread_saved's answer: a few us per op saved
+
+
+def _unread_cached(cls, needs):
+    key = (cls, needs)
+    r = _UNREAD.get(key)
+    if r is None:
+        r = _UNREAD[key] = frozenset(_unread_saved(cls.saves_for, needs))
+    return r
+
+
 def _record(cls, args, arrays, kwargs):
     """The grad path: run forward with a real node as ctx and link it into the graph."""
     node = _new(cls)
@@ -346,7 +357,7 @@ def _record(cls, args, arrays, kwargs):
         # only the gradient of a non-differentiated input reads is kept unversioned, so a
         # later in-place write to it does not fail a backward that never reads it (PyTorch
         # saves per formula, too: ``x[:, 1] * 2`` keeps no version of ``x``)
-        unread = _unread_saved(cls.saves_for, needs) if cls.saves_for is not None else ()
+        unread = _unread_cached(cls, needs) if cls.saves_for is not None else ()
         for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
             if i in unread:

@@ -194,6 +194,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             t = t.unsqueeze(-3).expand(shape[:-2] + (rep,) + shape[-2:])
             return t.reshape(shape[:-3] + (shape[-3] * rep,) + shape[-2:])
         key, value = repeat_heads(key), repeat_heads(value)
+    if dropout_p == 0.0 and query.dim() >= 3 and key.dim() == query.dim() and \
+            value.dim() == query.dim():
+        out = _fused_sdpa(query, key, value, attn_mask, is_causal, scale_factor)
+        if out is not None:
+            return out
     scores = query @ key.transpose(-2, -1)
     scores = scores * scale_factor
     if is_causal:
@@ -211,6 +216,39 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p, True)
     return weights @ value
+
+
+def _fused_sdpa(query, key, value, attn_mask, is_causal, scale):
+    """``scaled_dot_product_attention`` through the fused ``Attention`` op (heads split
+    over the cores), or None where it does not apply: leading dims that differ between
+    query, key and value, a mask with leading dims, a mask that needs a gradient, or an
+    active mode (see ``ember.ops.nn.attention``)."""
+    from ..ops.nn import attention
+    from .. import tensor
+    lead = tuple(query.shape[:-2])
+    if tuple(key.shape[:-2]) != lead or tuple(value.shape[:-2]) != lead:
+        return None
+    L, S = query.shape[-2], key.shape[-2]
+    mask = None
+    if is_causal:
+        if attn_mask is not None:
+            return None  # the composed path raises PyTorch's error
+        mask = tensor(np.triu(np.full((L, S), -np.inf, query._data.dtype), 1))
+    elif attn_mask is not None:
+        if attn_mask.dim() > 2 and any(d != 1 for d in attn_mask.shape[:-2]):
+            return None
+        m = attn_mask.reshape(tuple(attn_mask.shape[-2:])) if attn_mask.dim() > 2 else \
+            attn_mask
+        if m.dtype == _bool_dtype():
+            if m.requires_grad:
+                return None
+            m = tensor(np.where(m._data, 0.0, -np.inf).astype(query._data.dtype))
+        mask = m
+    q = query.reshape((-1,) + tuple(query.shape[-2:]))
+    k = key.reshape((-1,) + tuple(key.shape[-2:]))
+    v = value.reshape((-1,) + tuple(value.shape[-2:]))
+    out = attention(q, k, v, mask, scale)
+    return None if out is None else out.reshape(lead + (L, value.shape[-1]))
 
 
 def _bool_dtype():
@@ -324,13 +362,18 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     if not training:
         dropout_p = 0.0
 
-    scores = (q * (1.0 / math.sqrt(head_dim))) @ k.transpose(-2, -1)
-    if attn_mask is not None:
-        scores = scores + attn_mask
-    weights = F.softmax(scores, dim=-1)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    out = weights @ v  # (N * heads, L, head_dim)
+    out = None
+    if not need_weights and dropout_p == 0.0:  # one fused op, heads split over the cores
+        from ..ops.nn import attention
+        out = attention(q, k, v, attn_mask, 1.0 / math.sqrt(head_dim))
+    if out is None:
+        scores = (q * (1.0 / math.sqrt(head_dim))) @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        weights = F.softmax(scores, dim=-1)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, p=dropout_p)
+        out = weights @ v  # (N * heads, L, head_dim)
     out = out.transpose(0, 1).reshape(tgt_len * bsz, embed_dim)
     out = F.linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, embed_dim)
     if not batched:

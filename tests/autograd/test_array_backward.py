@@ -60,7 +60,16 @@ CASES = [
     ("Linear", F.linear, [(5, 3), (4, 3), (4,)]),
     ("Linear", F.linear, [(2, 5, 3), (4, 3)]),
     ("Linear", F.linear, [(3,), (4, 3), (4,)]),
+    ("Attention", lambda q, k, v: _attention(q, k, v, None), [(2, 3, 4), (2, 5, 4), (2, 5, 2)]),
+    ("Attention", lambda q, k, v: _attention(q, k, v, np.triu(np.full((3, 3), -1e9), 1)),
+     [(4, 3, 2), (4, 3, 2), (4, 3, 3)]),
 ]
+
+
+def _attention(q, k, v, mask):
+    from ember.ops.nn import attention
+    mask = None if mask is None else ember.tensor(mask.astype(q.detach().numpy().dtype))
+    return attention(q, k, v, mask, 0.7)
 for name, np_name in [("Exp", "exp"), ("Exp2", "exp2"), ("Expm1", "expm1"), ("Tanh", "tanh"),
                       ("Sigmoid", "sigmoid"), ("Tan", "tan"), ("Atan", "atan")]:
     CASES.append((name, getattr(ember, np_name), [(3, 2)]))

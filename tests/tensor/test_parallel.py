@@ -2,6 +2,8 @@
 (elementwise: exactly; reductions: the same at every thread count, and as accurate as
 NumPy's pairwise sum against a float64 reference)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,37 @@ def test_cross_entropy_rows_split_over_threads_equal_one_thread(threads):
     loss.backward()
     np.testing.assert_allclose(l2, loss.item(), rtol=1e-5)
     np.testing.assert_allclose(g2, xt.grad.numpy(), rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [P.MIN_SIZE, P.MIN_SIZE + 1, P.SUM_ROW * 5000 + 5,
+                               3 * P.MIN_SIZE + 7])
+@pytest.mark.parametrize("kind", ["normal", "uniform", "offset", "lognormal", "cancel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_sum_and_mean_accuracy_against_float64_and_torch(n, kind, dtype, threads):
+    """Large float sums (float32: short rows by einsum, their sums added in float64;
+    float64: fixed chunks, NumPy's pairwise sums) are as accurate as PyTorch's, at one and
+    two threads, and equal at both."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n)
+    x = {"normal": lambda: rng.standard_normal(n), "uniform": lambda: rng.random(n),
+         "offset": lambda: rng.standard_normal(n) * 0.1 + 100,
+         "lognormal": lambda: rng.lognormal(0, 3, n) * rng.choice([-1, 1], n),
+         "cancel": lambda: np.concatenate([rng.standard_normal(n // 2) + 1e3,
+                                           -(rng.standard_normal(n - n // 2) + 1e3)])}[kind]()
+    x = x.astype(dtype)
+    ref = math.fsum(x.astype(np.float64))  # correctly rounded: the reference
+    results = []
+    for k in (1, 2):
+        threads(k)
+        results.append((float(ember.tensor(x).sum()), float(ember.tensor(x).mean())))
+    assert results[0] == results[1]
+    s, mean = results[0]
+    # within 4x the error of PyTorch's or NumPy's own sum (whichever is larger: both are
+    # a few ulps from the exact sum, and which is closer varies with the data)
+    t = torch.from_numpy(x)
+    bound = 4 * max(abs(float(t.sum()) - ref), abs(float(np.add.reduce(x)) - ref),
+                    float(np.spacing(dtype(abs(ref)))))
+    assert abs(s - ref) <= bound, (s, float(t.sum()), ref)
+    bound = 4 * max(abs(float(t.mean()) - ref / n), abs(float(x.mean()) - ref / n),
+                    float(np.spacing(dtype(abs(ref / n)))))
+    assert abs(mean - ref / n) <= bound, (mean, float(t.mean()), ref / n)
