@@ -223,8 +223,11 @@ def _fused_sdpa(query, key, value, attn_mask, is_causal, scale):
     over the cores), or None where it does not apply: leading dims that differ between
     query, key and value, a mask with leading dims, a mask that needs a gradient, or an
     active mode (see ``ember.ops.nn.attention``)."""
+    from ..autograd.graph import _MODES
     from ..ops.nn import attention
     from .. import tensor
+    if _MODES:  # decide before building masks or views, which a capture would record
+        return None
     lead = tuple(query.shape[:-2])
     if tuple(key.shape[:-2]) != lead or tuple(value.shape[:-2]) != lead:
         return None
