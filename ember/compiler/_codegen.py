@@ -190,9 +190,6 @@ def cache_path(src):
     return None if cc is None else os.path.join(cache_dir(), f"k_{_key(src, cc)}.so")
 
 
-_OMP_READY = []
-
-
 def _omp_env():
     """Make the OpenMP runtime's idle threads sleep instead of spin, before it starts.
 
@@ -203,10 +200,10 @@ def _omp_env():
     for scheduler time slices: compiled steps ran 2-3x slower than eager at 2 threads. With
     ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep on a futex (a wake costs microseconds).
     A user's own ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` is respected; the variable is set only
-    around the first load, so child processes do not inherit it."""
-    if _OMP_READY:
-        return None
-    _OMP_READY.append(True)
+    around each load, so child processes do not inherit it. It is set around every load, not
+    only the first: a library without OpenMP loops (the convolution kernels) does not pull in
+    libgomp (the linker drops unneeded libraries), and the runtime reads the variable only
+    when a later library first loads it."""
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return None
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

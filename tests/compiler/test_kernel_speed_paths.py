@@ -310,3 +310,23 @@ def test_load_kernel_two_symbols_of_one_source_are_different_functions():
     a.restype = b.restype = ctypes.c_int
     assert (a(), b()) == (1, 2)
     assert _codegen.load_kernel(src, "first_sym") is a
+
+
+def test_every_kernel_load_sees_the_passive_openmp_policy(monkeypatch):
+    """libgomp reads OMP_WAIT_POLICY when the first library that needs it loads, which need not
+    be the first kernel library (one without OpenMP loops does not link libgomp): every load
+    runs with the policy set, and it is gone afterwards (children do not inherit it)."""
+    import ctypes
+
+    from ember.compiler import _codegen
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    seen = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: seen.append(os.environ.get("OMP_WAIT_POLICY")))
+    _codegen._cdll("first.so")
+    _codegen._cdll("second.so")
+    assert seen == ["PASSIVE", "PASSIVE"]
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    _codegen._cdll("third.so")
+    assert seen[-1] == "ACTIVE"
