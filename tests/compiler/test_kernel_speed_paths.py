@@ -142,7 +142,7 @@ def test_closure_tensors_are_fusion_leaves():
 
 @needs_cc
 def test_openmp_wait_policy_is_not_inherited(tmp_path):
-    """Idle OpenMP threads sleep (set only around the runtime's first load): the variable is
+    """Idle OpenMP threads sleep (set around each kernel load): the variable is
     not left in the environment that child processes inherit, and a user's own is kept."""
     code = ("import os, ember\n"
             "f = ember.compile(lambda v: ember.exp(v) + 1.0)\n"
