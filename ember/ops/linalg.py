@@ -1056,8 +1056,18 @@ class Pinv(Node):
     saves_output = True
 
     @staticmethod
-    def forward(ctx, a, rtol, hermitian):
-        return np.linalg.pinv(a, rcond=rtol, hermitian=hermitian)
+    def forward(ctx, a, rtol, hermitian, atol=None):
+        if atol is None:
+            return np.linalg.pinv(a, rcond=rtol, hermitian=hermitian)
+        # singular values at or below max(atol, rtol * largest) count as zero (per matrix:
+        # atol/rtol broadcast over the batch dims)
+        u, sv, vh = np.linalg.svd(a, full_matrices=False)
+        big = sv.max(-1, keepdims=True) if sv.shape[-1] else np.zeros(sv.shape[:-1] + (1,))
+        cut = np.maximum(np.asarray(atol)[..., None], np.asarray(rtol)[..., None] * big)
+        keep = sv > cut
+        inv = np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0).astype(sv.dtype)
+        vt, ut = np.swapaxes(vh, -1, -2).conj(), np.swapaxes(u, -1, -2).conj()
+        return (vt * inv[..., None, :]) @ ut
 
     @staticmethod
     def backward(ctx, g):
@@ -1070,19 +1080,29 @@ class Pinv(Node):
         i_pa = eye(n, dtype=a.dtype) - matmul(p, a)
         ga = -matmul(ph, matmul(g, ph)) + matmul(i_ap, matmul(gh, matmul(p, ph))) + \
             matmul(matmul(ph, p), matmul(gh, i_pa))
-        return ga, None, None
+        return ga, None, None, None
 
 
 def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
     """The Moore-Penrose pseudo-inverse."""
     if A.ndim < 2:
         raise RuntimeError("linalg.pinv: The input tensor A must have at least 2 dimensions.")
-    if atol is not None:
-        raise NotImplementedError("linalg.pinv: atol is not supported yet; pass rtol")
-    if rtol is None:
-        rtol = max(A.shape[-2:]) * _np_finfo(A._data.dtype).eps if A.numel() else 0.0
     from .elementwise import _out
-    return _out(Pinv.apply(A, float(rtol), hermitian), out)
+    default = max(A.shape[-2:]) * _np_finfo(A._data.dtype).eps if A.numel() else 0.0
+    if atol is None and not isinstance(rtol, Tensor):
+        return _out(Pinv.apply(A, default if rtol is None else float(rtol), hermitian), out)
+    # tolerances given as tensors (per batch entry) or an absolute one: the SVD cutoff
+    if isinstance(atol, Tensor) or isinstance(rtol, Tensor):
+        if "meta" in (getattr(atol, "device", None) and atol.device.type,
+                      getattr(rtol, "device", None) and rtol.device.type):
+            raise NotImplementedError("linalg.pinv: tensor atol/rtol on the meta device (the "
+                                      "cutoff needs their values)")
+    at = np.asarray(atol._data if isinstance(atol, Tensor) else (0.0 if atol is None else atol),
+                    dtype=np.float64)
+    rt = rtol._data if isinstance(rtol, Tensor) else rtol
+    if rt is None:  # PyTorch: an absolute tolerance above zero alone sets rtol to zero
+        rt = np.where(at > 0, 0.0, default)
+    return _out(Pinv.apply(A, np.asarray(rt, dtype=np.float64), hermitian, at), out)
 
 
 @autocast_function("fp32")

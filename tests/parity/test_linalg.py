@@ -445,3 +445,33 @@ def test_linalg_extra(name, fn, shapes, dtype):
     check(fn, shapes, dtype, low=0.5, grad=grad, **tol)
     if not grad:
         gradcheck(fn, shapes, low=0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [dict(atol=0.1), dict(atol=1e-2, rtol=0.5), dict(atol=0.0),
+                                dict(rtol=0.3)])
+def test_pinv_tolerances_match_torch(dtype, kw):
+    """An absolute cutoff (alone it sets rtol to zero) and a relative one, values and
+    gradients; one batch entry has a singular value below the cutoff."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 5, 4)).astype(dtype)
+    a[1, :, 3] = a[1, :, 0] * 1e-3
+    ta, ea = torch.tensor(a, requires_grad=True), ember.tensor(a, requires_grad=True)
+    tp, ep = torch.linalg.pinv(ta, **kw), ember.linalg.pinv(ea, **kw)
+    tp.sum().backward()
+    ep.sum().backward()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ep.detach().numpy(), tp.detach().numpy(), atol=tol, rtol=tol)
+    np.testing.assert_allclose(ea.grad.numpy(), ta.grad.numpy(), atol=10 * tol, rtol=10 * tol)
+
+
+def test_pinv_tensor_tolerances_per_batch_entry():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 4, 4))
+    at, rt = np.array([0.1, 5.0, 0.0]), np.array([0.0, 0.0, 0.2])
+    want = torch.linalg.pinv(torch.tensor(a), atol=torch.tensor(at), rtol=torch.tensor(rt))
+    got = ember.linalg.pinv(ember.tensor(a), atol=ember.tensor(at), rtol=ember.tensor(rt))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-12)
+    with pytest.raises(NotImplementedError, match="meta"):
+        ember.linalg.pinv(ember.empty(3, 4, 4, device="meta"),
+                          atol=ember.empty(3, device="meta"))
