@@ -40,6 +40,8 @@ import ctypes
 
 import numpy as np
 
+from ..compiler._codegen import _PRELUDE_F32
+
 _SRC = r"""
 #include <stdint.h>
 #include <stdlib.h>
@@ -304,32 +306,10 @@ int qdyn_linear(const plan_t *pl, void *xo, void *outo) {
     return rc;
 }
 
-/* exp(x) in float32 without branches, so that the gate loops vectorise (libm's expf and
-   tanhf are scalar calls, ten times slower at batch 64): x = n ln2 + r with |r| <= ln2/2
-   (ln2 split in two for an exact product), exp(r) from its degree-6 Taylor-like minimax
-   polynomial (within 2 ulp), 2^n built in the exponent bits in two halves so that results
-   near the underflow limit stay right. */
-static inline float e_exp(float x) {
-    float c = x < -103.9f ? -103.9f : (x > 88.72f ? 88.72f : x);
-    float n = floorf(c * 1.44269504f + 0.5f);
-    float r = (c - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - (int32_t)n / 2;
-    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    float y = p * s1 * s2;
-    y = x > 88.72f ? INFINITY : y;
-    y = x < -103.9f ? 0.0f : y;
-    return x != x ? x : y;
-}
+/*@EMBER_EXPF@*/
+/* exp in float32 without branches, so that the gate loops vectorise (libm's expf and tanhf
+   are scalar calls, ten times slower at batch 64): the compiler's ember_expf (within 2 ulp) */
+static inline float e_exp(float x) { return ember_expf(x); }
 
 /* PyTorch's sigmoid formula, 1 / (1 + exp(-x)) */
 static inline float sigm(float v) { return 1.0f / (1.0f + e_exp(-v)); }
@@ -431,6 +411,7 @@ void *qdyn_symbol(int which) {
     return which == 0 ? (void *)qdyn_linear : (void *)qdyn_rnn;
 }
 """
+_SRC = _SRC.replace("/*@EMBER_EXPF@*/", _PRELUDE_F32)
 
 _FNS: list = []
 

@@ -334,15 +334,7 @@ def _convert_reference(gm):
             dq = graph.call_method("dequantize", (q,))
         node.replace_all_uses_with(dq)
         graph.erase_node(node)
-    for name, _ in list(gm.named_children()):
-        if re.fullmatch(r"activation_post_process_\d+", name):
-            delattr(gm, name)
-    for m in gm.modules():
-        if hasattr(m, "qconfig"):
-            del m.qconfig
-    graph.eliminate_dead_code()
-    gm.recompile()
-    return gm
+    return _drop_observers_and_recompile(gm, remove_qconfig=True)
 
 
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
@@ -422,14 +414,20 @@ def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
     _drop_requantize(gm)
+    return _drop_observers_and_recompile(gm, _remove_qconfig)
+
+
+def _drop_observers_and_recompile(gm, remove_qconfig):
+    """The end of a convert: the observer submodules and (optionally) the qconfigs go, dead
+    nodes are removed and the code is regenerated."""
     for name, _ in list(gm.named_children()):
         if re.fullmatch(r"activation_post_process_\d+", name):
             delattr(gm, name)
-    if _remove_qconfig:
+    if remove_qconfig:
         for m in gm.modules():
             if hasattr(m, "qconfig"):
                 del m.qconfig
-    graph.eliminate_dead_code()
+    gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm
 
