@@ -1,13 +1,16 @@
 """Optimizer updates of a compiled training step as one generated C loop.
 
 ``optimizer_group_step`` (a graph node made by ``_passes.group_optimizer_steps``) calls
-``sgd_group_step`` first: for ``ember.optim.SGD`` it updates every parameter of the group in
-one C call, reading each gradient where it lies (eager's flat path first copies all gradients
-into one buffer, then makes three to five NumPy passes over it). The arithmetic is eager's,
-operation by operation in the same order and precision (``-ffp-contract=off``), so parameters
-come out bit for bit as eager's. Anything unusual (another optimizer class, a first step
-without momentum buffers, mixed or complex dtypes, non-contiguous or sparse gradients, a
-parameter listed twice) returns False and the optimizer's own code runs.
+``group_step`` first: for ``ember.optim.SGD`` (``sgd_group_step``) and ``Adam``/``AdamW``
+(``adam_group_step``) it updates every parameter of the group in one C call, reading each
+gradient where it lies (eager's flat path first copies all gradients into one buffer, then
+makes three to five (SGD) or about fifteen (Adam) NumPy passes over it). The arithmetic is
+eager's, operation by operation in the same order and precision (``-ffp-contract=off``; each
+Python-float coefficient rounded to the parameter's dtype as NumPy rounds a weak scalar), so
+parameters and optimizer state come out bit for bit as eager's. Anything unusual (another
+optimizer class, a first step without state, mixed or complex dtypes, non-contiguous or
+sparse gradients, a parameter listed twice, parameters at different step counts) returns
+False and the optimizer's own code runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from .. import _threads
 from .._tensor import _bump_version
 
-__all__ = ["sgd_group_step"]
+__all__ = ["group_step", "sgd_group_step", "adam_group_step"]
 
 # one element: g = ±grad (+ wd * p); b = b * m + (1 - d) * g (or + g); g = g + m * b
 # (Nesterov) or b; p = p - lr * g: eager's _sgd, one NumPy statement per line here
@@ -52,25 +55,91 @@ void sgd_step_{T}(int64_t count, const int64_t *sizes, void **pp, void **gp, voi
     }}
 }}
 """
+# one element of eager's _adam (ember/optim/adam.py), statement by statement: g = ±grad;
+# p *= 1 - lr wd (decoupled) or g += wd p; m = m b1 + (1 - b1) g; v = v b2 + (g g)(1 - b2);
+# (AMSGrad: vmax = max(vmax, v), NaN-propagating as np.maximum); d = sqrt(v) * c2 + eps;
+# p -= (m / d) * step_size
+_ADAM_SRC = """
+#include <math.h>
+#include <stdint.h>
+void adam_step_{T}(int64_t count, const int64_t *sizes, void **pp, void **gp, void **mp,
+                   void **vp, void **xp, double decay, double wd, double b1, double omb1,
+                   double b2, double omb2, double c2, double eps, double step_size,
+                   int weight_decay, int decoupled, int amsgrad, int maximize, int nthreads) {{
+    const {T} tdecay = ({T})decay, twd = ({T})wd, tb1 = ({T})b1, tomb1 = ({T})omb1,
+              tb2 = ({T})b2, tomb2 = ({T})omb2, tc2 = ({T})c2, teps = ({T})eps,
+              tstep = ({T})step_size;
+    for (int64_t k = 0; k < count; k++) {{
+        {T} *restrict p = ({T} *)pp[k];
+        const {T} *restrict g = (const {T} *)gp[k];
+        {T} *restrict m = ({T} *)mp[k];
+        {T} *restrict v = ({T} *)vp[k];
+        {T} *restrict x = ({T} *)xp[k];
+        int64_t n = sizes[k];
+        #pragma omp parallel for simd schedule(static) num_threads(nthreads) \\
+            if(parallel: nthreads > 1 && n >= {MIN})
+        for (int64_t i = 0; i < n; i++) {{
+            {T} gv = g[i];
+            {T} pv = p[i];
+            if (maximize) gv = -gv;
+            if (weight_decay) {{
+                if (decoupled) pv = pv * tdecay;
+                else gv = gv + twd * pv;
+            }}
+            {T} mv = m[i] * tb1;
+            mv = mv + tomb1 * gv;
+            m[i] = mv;
+            {T} vv = v[i] * tb2;
+            {T} gg = gv * gv;
+            gg = gg * tomb2;
+            vv = vv + gg;
+            v[i] = vv;
+            if (amsgrad) {{
+                {T} xv = x[i];
+                xv = (xv != xv || xv >= vv) ? xv : vv;
+                x[i] = xv;
+                vv = xv;
+            }}
+            {T} d = sqrt{F}(vv);
+            d = d * tc2;
+            d = d + teps;
+            d = mv / d;
+            d = d * tstep;
+            p[i] = pv - d;
+        }}
+    }}
+}}
+"""
 _CTYPES = {"float32": "float", "float64": "double"}
 _PARALLEL_MIN = 1 << 18   # a memory-bound update: a second thread pays only on large tensors
 _KERNELS: dict = {}
 
 
-def _kernel(ctype):
-    fn = _KERNELS.get(ctype)
+def _source(kind, ctype):
+    if kind == "sgd":
+        return _SGD_SRC.format(T=ctype, MIN=_PARALLEL_MIN)
+    return _ADAM_SRC.format(T=ctype, MIN=_PARALLEL_MIN // 2,
+                            F="f" if ctype == "float" else "")
+
+
+def _kernel(ctype, kind="sgd"):
+    fn = _KERNELS.get((kind, ctype))
     if fn is None:
         from ._codegen import c_compiler, load_kernel
         if c_compiler() is None:
             fn = False
         else:
             try:
-                fn = load_kernel(_SGD_SRC.format(T=ctype, MIN=_PARALLEL_MIN),
-                                 f"sgd_step_{ctype}")
+                fn = load_kernel(_source(kind, ctype), f"{kind}_step_{ctype}")
             except (RuntimeError, OSError, subprocess.SubprocessError):
                 fn = False
-        _KERNELS[ctype] = fn
+        _KERNELS[(kind, ctype)] = fn
     return fn
+
+
+def group_step(opt, group):
+    """The group's update in one C call where a kernel serves ``opt``; False otherwise."""
+    return sgd_group_step(opt, group) or adam_group_step(opt, group)
 
 
 def _plain(a, dtype, shape):
@@ -110,7 +179,7 @@ def sgd_group_step(opt, group):
         gs.append(g._data.ctypes.data)
         bs.append(b._data.ctypes.data if b is not None else None)
         sizes.append(a.size)
-    fn = _kernel(ctype)
+    fn = _kernel(ctype, "sgd")
     if not fn:
         return False
     k = len(params)
@@ -126,8 +195,70 @@ def sgd_group_step(opt, group):
     return True
 
 
-def _ctypes_needed(graph, attrs):
+def adam_group_step(opt, group):
+    """One Adam/AdamW update of ``group`` in a single C call (bit for bit eager's ``_adam``);
+    False where eager's code must run."""
+    from ..optim.adam import Adam, AdamW
+    from ..optim.optimizer import _to_scalar
+    if type(opt) not in (Adam, AdamW) or opt.__dict__.get("_swapped"):
+        return False
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params or len({id(p) for p in params}) != len(params):
+        return False
+    dtype = params[0]._data.dtype
+    ctype = _CTYPES.get(str(dtype))
+    if ctype is None:
+        return False
+    amsgrad = bool(group["amsgrad"])
+    keys = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+    ps, gs, ms, vs, xs, sizes, steps = [], [], [], [], [], [], []
+    for p in params:
+        a, g = p._data, p.grad
+        if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
+            return False
+        st = opt.state.get(p)
+        if not st or any(k not in st or not _plain(st[k]._data, dtype, a.shape) for k in keys):
+            return False  # the first step initialises the state: eager's code does it
+        step = st.get("step")
+        if step is None or step._data.size != 1:
+            return False
+        ps.append(a.ctypes.data)
+        gs.append(g._data.ctypes.data)
+        ms.append(st["exp_avg"]._data.ctypes.data)
+        vs.append(st["exp_avg_sq"]._data.ctypes.data)
+        xs.append(st["max_exp_avg_sq"]._data.ctypes.data if amsgrad else None)
+        sizes.append(a.size)
+        steps.append(step._data)
+    t = float(steps[0].reshape(-1)[0])
+    if any(float(s.reshape(-1)[0]) != t for s in steps):
+        return False  # parameters at different step counts: eager's loop serves them
+    fn = _kernel(ctype, "adam")
+    if not fn:
+        return False
+    # the Python-float coefficients of eager's _adam, computed as it computes them
+    t += 1
+    lr = _to_scalar(group["lr"])
+    beta1, beta2 = (_to_scalar(b) for b in group["betas"])
+    wd = group["weight_decay"]
+    k = len(params)
+    arr = ctypes.c_void_p * k
+    fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), arr(*ps), arr(*gs), arr(*ms),
+       arr(*vs), arr(*xs), ctypes.c_double(1 - lr * wd), ctypes.c_double(wd),
+       ctypes.c_double(beta1), ctypes.c_double(1 - beta1), ctypes.c_double(beta2),
+       ctypes.c_double(1 - beta2), ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5),
+       ctypes.c_double(group["eps"]), ctypes.c_double(lr / (1 - beta1 ** t)),
+       int(wd != 0), int(bool(group["decoupled_weight_decay"])), int(amsgrad),
+       int(bool(group["maximize"])), _threads.get_num_threads())
+    for s in steps:
+        s[...] = t
+    for p in params:
+        _bump_version(p)
+    return True
+
+
+def _kinds_needed(graph, attrs):
     from ..export import _capture
+    from ..optim.adam import Adam, AdamW
     from ..optim.sgd import SGD
     from ._passes import optimizer_group_step
     out = set()
@@ -136,19 +267,21 @@ def _ctypes_needed(graph, attrs):
                                                        _capture.optimizer_param_step):
             continue
         opt = attrs.get(getattr(n.args[0], "target", None))
-        if type(opt) is SGD:
-            out |= {_CTYPES[str(p._data.dtype)] for g in opt.param_groups
+        kind = {SGD: "sgd", Adam: "adam", AdamW: "adam"}.get(type(opt))
+        if kind is not None:
+            out |= {(kind, _CTYPES[str(p._data.dtype)]) for g in opt.param_groups
                     for p in g["params"] if str(p._data.dtype) in _CTYPES}
     return sorted(out)
 
 
 def sources(graph, attrs):
-    """The C sources of the update kernels the graph's SGD steps will call."""
-    return [_SGD_SRC.format(T=c, MIN=_PARALLEL_MIN) for c in _ctypes_needed(graph, attrs)]
+    """The C sources of the update kernels the graph's optimizer steps will call."""
+    return [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
 
 
 def prepare(graph, attrs):
-    """Load (compiling on a cold cache) the update kernels the graph's SGD group steps will
-    call, now, so that the compile cost falls in the first call, not in the first replay."""
-    for ctype in _ctypes_needed(graph, attrs):
-        _kernel(ctype)
+    """Load (compiling on a cold cache) the update kernels the graph's optimizer group steps
+    will call, now, so that the compile cost falls in the first call, not in the first
+    replay."""
+    for kind, ctype in _kinds_needed(graph, attrs):
+        _kernel(ctype, kind)

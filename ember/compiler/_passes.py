@@ -24,7 +24,8 @@ from ..autograd import graph as _dispatch
 from ..export import _capture
 
 __all__ = ["optimize", "constant_fold", "cse", "dce", "mutated_aliases", "is_pure",
-           "group_optimizer_steps", "optimizer_group_step", "fuse_matmul_epilogues"]
+           "group_optimizer_steps", "optimizer_group_step", "fuse_matmul_epilogues",
+           "keep_conv_columns", "keep_pool_indices", "fuse_conv_relu"]
 
 
 def is_pure(n):
@@ -188,11 +189,11 @@ def optimizer_group_step(opt, group_index):
     """Graph node: one optimizer's update of one parameter group, as its ``step`` does it
     (the multi-tensor path over flat buffers where the optimizer has one)."""
     from ..autograd.grad_mode import no_grad
-    from ._optim import sgd_group_step
+    from ._optim import group_step
     group = opt.param_groups[group_index]
     with no_grad():
         opt._prepare(group)
-        if not sgd_group_step(opt, group):  # SGD as one C loop, else eager's own update
+        if not group_step(opt, group):  # SGD/Adam as one C loop, else eager's own update
             opt._step_group(group_index, group)
 
 
@@ -287,6 +288,68 @@ class _ConvKeepCols(_dispatch.Node):
         return out, cols
 
 
+class _ConvKeepColsRelu(_dispatch.Node):
+    """``_ConvKeepCols`` with ``relu`` applied in place on the convolution's result (an
+    epilogue: no second array). Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dilation, groups):
+        out, cols = _ConvKeepCols.forward(ctx, x, w, b, stride, pads, dilation, groups)
+        return np.maximum(out, 0, out=out), cols
+
+
+class _ConvRelu(_dispatch.Node):
+    """``relu(conv(x, w) + b)`` with the activation applied in place on the convolution's
+    result. Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dilation, groups):
+        from ..ops.conv import ConvNd
+        out = ConvNd.forward(ctx, x, w, b, stride, pads, dilation, groups)
+        return np.maximum(out, 0, out=out)
+
+
+def fuse_conv_relu(graph, rg):
+    """``Relu`` of a convolution's value that nothing else uses (``ConvNd``, or the output of
+    ``_ConvKeepCols``), neither needing an autograd record, becomes the convolution's
+    epilogue. Run after ``keep_conv_columns``. Returns how many."""
+    from ..ops.conv import ConvNd
+    from ..ops.elementwise import Relu
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
+                rg.get(n, True) or n.kwargs or len(n.args) != 1:
+            continue
+        a = n.args[0]
+        if not hasattr(a, "users") or len(a.users) != 1 or rg.get(a, True):
+            continue
+        meta = a.meta.get("tensor_meta")
+        if meta is None or str(meta[1]).replace("ember.", "") not in ("float32", "float64"):
+            continue
+        if a.target is operator.getitem and a.args[1] == 0 and \
+                getattr(getattr(a.args[0], "target", None), "__self__", None) is _ConvKeepCols:
+            a.args[0].target = _ConvKeepColsRelu.apply
+            n.replace_all_uses_with(a)
+            graph.erase_node(n)
+        elif getattr(a.target, "__self__", None) is ConvNd and not a.kwargs and \
+                len(a.args) == 7:
+            with graph.inserting_before(n):
+                new = graph.call_function(_ConvRelu.apply, a.args)
+            new.meta.update(n.meta)
+            rg[new] = False
+            n.replace_all_uses_with(new)
+            graph.erase_node(n)
+            graph.erase_node(a)
+        else:
+            continue
+        changed += 1
+    return changed
+
+
 def keep_conv_columns(graph, rg):
     """Pair each ``ConvNd`` with the ``ConvWeightGrad`` of the same input and geometry and
     hand the forward's columns to it (see ``_ConvKeepCols``). Returns how many."""
@@ -316,5 +379,77 @@ def keep_conv_columns(graph, rg):
         conv.replace_all_uses_with(out)
         graph.erase_node(conv)
         n.args = tuple(n.args[:7]) + (cols,)
+        changed += 1
+    return changed
+
+
+class _MaxPoolKeepIdx(_dispatch.Node):
+    """``MaxPoolNd`` that also returns each window's argmax (int64 flat indices per plane,
+    from the one C pass eager's recording forward makes; None where that kernel does not
+    serve): eager's backward scatters the gradient there, a captured backward recomputes the
+    window maxima from the input (``MaxPoolGrad``: about a third of a CIFAR-CNN step).
+    Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, ks, st, dl, pads, osz):
+        from ..ops import _conv_c, conv
+        from .. import _memory_format as _mf
+        if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
+            return _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl, osz, True)
+        return conv.MaxPoolNd.forward(ctx, x, ks, st, dl, pads, osz, False), None
+
+
+class _MaxPoolGradIdx(_dispatch.Node):
+    """Max pooling's input gradient from the forward's argmax indices (eager's backward:
+    one scatter), or recomputed as ``MaxPoolGrad`` does where there are none."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, x, flat, geom):
+        from ..ops import conv
+        if flat is None:
+            return conv.MaxPoolGrad.forward(ctx, g, x, None, geom)
+        return conv.ScatterPlanes.forward(ctx, g, flat, tuple(x.shape), True)
+
+
+def keep_pool_indices(graph, rg):
+    """Pair each ``MaxPoolNd`` with the ``MaxPoolGrad`` of the same input and geometry: the
+    forward keeps its argmax indices and the gradient scatters at them, as eager does (see
+    ``_MaxPoolKeepIdx``). Returns how many."""
+    from ..ops.conv import MaxPoolGrad, MaxPoolNd
+    pools = {}
+    for n in graph.nodes:
+        if n.op == "call_function" and getattr(n.target, "__self__", None) is MaxPoolNd and \
+                not n.kwargs and len(n.args) == 7 and n.args[6] is False and \
+                not rg.get(n, True):
+            pools.setdefault((n.args[0], _key(n.args[1:6])), n)
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not MaxPoolGrad \
+                or n.kwargs or len(n.args) != 4 or n.args[2] is not None or \
+                rg.get(n, True) or type(n.args[3]) is not tuple or len(n.args[3]) != 5:
+            continue
+        pool = pools.pop((n.args[1], _key(n.args[3])), None)
+        if pool is None:
+            continue
+        with graph.inserting_before(pool):
+            pair = graph.call_function(_MaxPoolKeepIdx.apply, tuple(pool.args[:6]))
+            out = graph.call_function(operator.getitem, (pair, 0))
+            flat = graph.call_function(operator.getitem, (pair, 1))
+        out.meta.update(pool.meta)
+        flat.meta["opaque"] = True
+        rg[pair] = rg[out] = rg[flat] = False
+        pool.replace_all_uses_with(out)
+        graph.erase_node(pool)
+        with graph.inserting_before(n):
+            grad = graph.call_function(_MaxPoolGradIdx.apply, (n.args[0], n.args[1], flat,
+                                                                n.args[3]))
+        grad.meta.update(n.meta)
+        rg[grad] = False
+        n.replace_all_uses_with(grad)
+        graph.erase_node(n)
         changed += 1
     return changed

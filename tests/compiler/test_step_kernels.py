@@ -1,0 +1,185 @@
+"""Compiled training-step lowerings that keep eager's results: max pooling that keeps its
+argmax indices for the backward (a scatter, as eager's), convolution + ReLU as one node (the
+activation in place), and Adam/AdamW updates as one C call per parameter group (bit for bit
+eager's ``_adam``, over several steps, at one and two kernel threads)."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import ember
+from ember.compiler import _codegen, _optim
+
+needs_cc = pytest.mark.skipif(_codegen.c_compiler() is None, reason="no C compiler")
+nn = ember.nn
+
+
+def _step_of(model, opt, loss_of=lambda out: out.pow(2).mean()):
+    def step(x):
+        loss = loss_of(model(x))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step
+
+
+def _compare(make, shape, dtype, tol, steps=20, opt=None):
+    ember.manual_seed(0)
+    ref = make().to(dtype)
+    model = copy.deepcopy(ref)
+    opt = opt or (lambda ps: ember.optim.SGD(ps, lr=0.01, momentum=0.9))
+    eager = _step_of(ref, opt(ref.parameters()))
+    compiled = ember.compile(_step_of(model, opt(model.parameters())))
+    for _ in range(steps):
+        x = ember.randn(*shape, dtype=dtype)
+        a, b = eager(x), compiled(x)
+        np.testing.assert_allclose(float(b), float(a), rtol=tol)
+    for p, q in zip(ref.parameters(), model.parameters()):
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=tol * 10,
+                                   atol=tol)
+    assert len(compiled.entries) == 1 and not compiled.breaks
+    return compiled
+
+
+@pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
+@pytest.mark.parametrize("pool", [dict(kernel_size=2),                   # disjoint windows
+                                  dict(kernel_size=3, stride=2, padding=1),  # overlapping
+                                  dict(kernel_size=3, stride=1, dilation=2)])
+def test_max_pool_keeps_its_indices_for_the_backward(dtype, pool):
+    """Odd sizes, overlapping and dilated windows: the compiled step scatters the gradient
+    at the forward's argmax as eager does (ties included: ReLU makes many zeros)."""
+    def make():
+        return nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(**pool),
+                             nn.Conv2d(5, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+    c = _compare(make, (3, 3, 13, 11), dtype, tol=1e-10 if dtype == ember.float64 else 1e-5)
+    assert c.pass_stats["pool_indices"] == 2
+    assert c.pass_stats["conv_epilogues"] == 2
+
+
+def test_max_pool_with_non_contiguous_and_channels_last_input():
+    """A transposed input and a channels-last one reach the pass's fallback paths."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x.transpose(2, 3))
+            y = y.contiguous(memory_format=ember.channels_last)
+            return nn.functional.max_pool2d(y, 2, 2) + nn.functional.max_pool2d(
+                x.transpose(2, 3), 2, 2).sum()
+    _compare(M, (2, 2, 9, 8), ember.float64, 1e-10)
+
+
+def test_max_pool_empty_batch_and_conv_relu_without_training():
+    """An empty batch replays, and a forward-only compiled Conv + ReLU (no columns kept)
+    takes the epilogue node."""
+    ember.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(2)).double().eval()
+    cm = ember.compile(m)
+    for n in (0, 3, 3):
+        x = ember.randn(n, 2, 9, 9, dtype=ember.float64)
+        with ember.no_grad():
+            np.testing.assert_array_equal(cm(x).numpy(), m(x).numpy())
+
+
+@needs_cc
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lenet_like_step_bit_equal_at_one_and_two_threads(threads, monkeypatch):
+    from ember import _threads
+    monkeypatch.setattr(_threads, "get_num_threads", lambda: threads)
+
+    def make():
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 10))
+    _compare(make, (8, 1, 28, 28), ember.float32, steps=5, tol=1e-5,
+             opt=lambda ps: ember.optim.SGD(ps, lr=0.01, momentum=0.9))
+
+
+# ---------------------------------------------------------------------- Adam / AdamW in C
+@needs_cc
+@pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
+@pytest.mark.parametrize("cls,options", [
+    ("AdamW", dict()),
+    ("Adam", dict()),
+    ("Adam", dict(weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(weight_decay=0.3, amsgrad=True, maximize=True, betas=(0.8, 0.99),
+                   eps=1e-6)),
+    ("Adam", dict(lr=ember.tensor(0.01))),
+])
+def test_adam_group_step_in_c_equals_eager_bit_for_bit(dtype, cls, options):
+    """The compiled Adam update (one C call per group) against the optimizer's own code, on
+    the same parameters, gradients and state, over several steps; parameters, both moments,
+    the AMSGrad maximum and the step counts equal bit for bit."""
+    rng = np.random.default_rng(3)
+    shapes = [(600, 500), (700,), (5, 3), (1,), (0,)]   # the first runs in parallel
+    made = []
+    for _ in range(2):
+        ps = [ember.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True)
+              for s in shapes]
+        made.append((ps, getattr(ember.optim, cls)(ps, **options)))
+    (pa, oa), (pb, ob) = made
+    for a, b in zip(pa, pb):
+        b.data.copy_(a.data)
+    for i in range(5):
+        for a, b in zip(pa, pb):
+            g = rng.standard_normal(a.shape) * (10 if i == 2 else 1)
+            a.grad, b.grad = ember.tensor(g, dtype=dtype), ember.tensor(g, dtype=dtype)
+        oa.step()                                       # eager
+        group = ob.param_groups[0]
+        versions = [b._version for b in pb]
+        used = _optim.adam_group_step(ob, group)
+        if not used:                                    # only the state's first step
+            assert i == 0
+            ob._step_group(0, group)
+        else:
+            assert all(b._version > v for b, v in zip(pb, versions))
+        for a, b in zip(pa, pb):
+            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+            for k, v in oa.state[a].items():
+                np.testing.assert_array_equal(v.numpy(), ob.state[b][k].numpy(), err_msg=k)
+
+
+@needs_cc
+def test_adam_group_step_declines_what_it_does_not_serve():
+    p = ember.randn(4, requires_grad=True)
+    p.grad = ember.randn(4)
+    sgd = ember.optim.SGD([p], lr=0.1)
+    assert not _optim.adam_group_step(sgd, sgd.param_groups[0])
+    adam = ember.optim.Adam([p])                        # no state yet
+    assert not _optim.adam_group_step(adam, adam.param_groups[0])
+    q = ember.randn(4, 2, requires_grad=True)
+    q.grad = ember.randn(2, 4).t()                      # a non-contiguous gradient
+    adam = ember.optim.Adam([q])
+    adam.step()
+    before = q.detach().numpy().copy()
+    assert not _optim.adam_group_step(adam, adam.param_groups[0])
+    np.testing.assert_array_equal(q.detach().numpy(), before)
+    r, s = ember.randn(3, requires_grad=True), ember.randn(3, requires_grad=True)
+    adam = ember.optim.Adam([r, s])
+    r.grad, s.grad = ember.randn(3), ember.randn(3)
+    adam.step()
+    adam.state[s]["step"].fill_(5.0)                    # different step counts
+    assert not _optim.adam_group_step(adam, adam.param_groups[0])
+
+
+@needs_cc
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_adamw_training_step_equals_eager(threads, monkeypatch):
+    """A GELU MLP trained by AdamW for 20 compiled steps: losses and parameters equal eager's
+    (float64, 1e-10) at one and two kernel threads; the update ran in C."""
+    from ember import _threads
+    monkeypatch.setattr(_threads, "get_num_threads", lambda: threads)
+    calls = []
+    real = _optim.adam_group_step
+    monkeypatch.setattr(_optim, "adam_group_step",
+                        lambda o, g: calls.append(1) or real(o, g))
+
+    def make():
+        return nn.Sequential(nn.Linear(33, 700), nn.GELU(), nn.Linear(700, 5))
+    _compare(make, (17, 33), ember.float64, tol=1e-10,
+             opt=lambda ps: ember.optim.AdamW(ps, lr=1e-3, weight_decay=0.05))
+    assert calls
