@@ -62,14 +62,32 @@ def _config():
 
 
 # ---------------------------------------------------------------------- what fn reads
-def _discover(fn):
+def _discover(fn, _depth=0):
     """Modules, optimizers and tensors ``fn`` reaches through its closure, its globals and
     its bound ``self`` (what a training step updates and a replay must see by reference),
-    and the names of the Python scalar globals it reads (guarded)."""
+    and the names of the Python scalar globals it reads (guarded). A compiled function, a
+    ``functools.partial`` or a callable object is looked through to what it runs, and the
+    plain functions it reaches are searched too (a parameter missed here would be captured
+    as a constant copy that the step never updates)."""
+    import types
+
     from ..nn.modules.module import Module
     from ..optim.optimizer import Optimizer
     objs, scalars = [], []
-    code = getattr(fn, "__code__", None)
+    while True:
+        if isinstance(fn, CompiledFunction):
+            fn = fn.fn
+        elif isinstance(fn, functools.partial):
+            objs += list(fn.args) + list(fn.keywords.values())
+            fn = fn.func
+        elif not isinstance(fn, (types.FunctionType, types.MethodType, Module)) and \
+                callable(fn) and hasattr(fn, "__dict__"):
+            objs += list(vars(fn).values())
+            fn = fn.__call__
+        else:
+            break
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__func__", None),
+                                                    "__code__", None)
     if getattr(fn, "__self__", None) is not None:
         objs.append(fn.__self__)
     for cell in getattr(fn, "__closure__", None) or ():
@@ -96,6 +114,12 @@ def _discover(fn):
         elif isinstance(o, (list, tuple)):
             modules += [x for x in o if isinstance(x, Module)]
             tensors += [x for x in o if isinstance(x, Tensor)]
+        elif _depth < 3 and isinstance(o, (types.FunctionType, functools.partial,
+                                           CompiledFunction)) and o is not fn:
+            m, op, t, _ = _discover(o, _depth + 1)
+            modules += [x for x in m if all(x is not y for y in modules)]
+            opts += [x for x in op if all(x is not y for y in opts)]
+            tensors += [x for x in t if all(x is not y for y in tensors)]
     return modules, opts, tensors, scalars
 
 

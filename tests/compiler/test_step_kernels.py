@@ -183,3 +183,43 @@ def test_compiled_adamw_training_step_equals_eager(threads, monkeypatch):
     _compare(make, (17, 33), ember.float64, tol=1e-10,
              opt=lambda ps: ember.optim.AdamW(ps, lr=1e-3, weight_decay=0.05))
     assert calls
+
+
+# ---------------------------------------------------------------------- what a step reaches
+class _Caller:
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self):
+        return self.f()
+
+
+@pytest.mark.parametrize("wrap", ["compiled", "partial", "callable_object"])
+def test_parameters_reached_through_wrappers_are_updated_not_baked_in(wrap):
+    """A training step compiled through a wrapper (a compiled function, a partial, a
+    callable object) reads and updates the real parameters: before, they were captured as
+    constant copies and every replay returned the first loss."""
+    import functools
+
+    def make():
+        ember.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        x, y = ember.randn(5, 8), ember.randint(0, 3, (5,))
+        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(scale=1.0):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y) * scale
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    (m1, s1), (m2, s2) = make(), make()
+    f = {"compiled": lambda: ember.compile(ember.compile(s2)),
+         "partial": lambda: ember.compile(functools.partial(s2, 1.0)),
+         "callable_object": lambda: ember.compile(_Caller(s2))}[wrap]()
+    for _ in range(5):
+        np.testing.assert_allclose(float(f()), float(s1()), rtol=1e-6)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-5,
+                                   atol=1e-7)
