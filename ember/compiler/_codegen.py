@@ -1,7 +1,8 @@
 """Code generation for captured graphs: fused elementwise regions as C (or NumPy) kernels.
 
 ``fuse(graph, ...)`` finds regions of elementwise nodes (add/sub/mul/div/neg/exp/log/tanh/
-sigmoid/relu/pow, comparisons, where) whose values all have one shape, whose intermediate
+sigmoid/relu/pow, comparisons, where) whose values all have one shape (their inputs may
+broadcast along rows or columns: a bias, a per-row mean, a scalar), whose intermediate
 values are used only inside the region (or only by other elementwise ops: the region then
 recomputes the value) and that need no autograd record, and replaces each
 region by one ``call_function`` node whose target is a ``FusedKernel``: one loop over the
@@ -319,6 +320,27 @@ def _scalar_ok(a):
     return type(a) in (int, float, bool) and (type(a) is not float or math.isfinite(a))
 
 
+def _bcast_kind(leaf, shape):
+    """How a leaf of shape ``leaf`` is read in a region of shape ``shape``, the region seen
+    as rows of its last dimension: "full" (one value per element), "row" (one per column:
+    a bias or a layer norm's weight), "col" (one per row: a per-row mean or scale, its last
+    dimension 1), "scalar" (one value); None for another broadcast (not fused)."""
+    if leaf == shape:
+        return "full"
+    if len(leaf) > len(shape):
+        return None
+    if all(d == 1 for d in leaf):
+        return "scalar"
+    trimmed = leaf
+    while trimmed and trimmed[0] == 1:
+        trimmed = trimmed[1:]
+    if shape and trimmed == shape[-1:]:
+        return "row"
+    if len(leaf) == len(shape) and leaf[:-1] == shape[:-1] and leaf[-1] == 1:
+        return "col"
+    return None
+
+
 def requires_grad_map(graph, placeholder_rg, attrs, grad_enabled):
     """Per node: whether its value would carry an autograd record at replay."""
     from ..export import _capture
@@ -363,8 +385,9 @@ def fuse(graph, rg, backend="c", load=True):
         for a in n.args[:1] if name == "Gelu" else n.args:  # Gelu's 2nd: its approximation
             if isinstance(a, Node):
                 am = _meta(a)
-                if am is None or tuple(am[0]) != shape or str(am[1]).replace("ember.", "") \
-                        not in ("float32", "float64", "bool"):
+                # a value of another shape is read as a broadcast leaf (see _bcast_kind)
+                if am is None or _bcast_kind(tuple(am[0]), shape) is None or \
+                        str(am[1]).replace("ember.", "") not in ("float32", "float64", "bool"):
                     return False
             elif not _scalar_ok(a):
                 return False
@@ -430,6 +453,11 @@ class FusedKernel:
                     self.leaves.append(a)
         self.leaf_dtypes = [np.dtype(str(_meta(a)[1]).replace("ember.", ""))
                             for a in self.leaves]
+        self.leaf_shapes = [tuple(_meta(a)[0]) for a in self.leaves]
+        self.leaf_kinds = [_bcast_kind(ls, self.shape) for ls in self.leaf_shapes]
+        # a region that reads a broadcast leaf loops over rows and columns (see _emit_c)
+        self.broadcast = any(k != "full" for k in self.leaf_kinds)
+        self.full_leaf = next((i for i, k in enumerate(self.leaf_kinds) if k == "full"), None)
         for i, n in enumerate(order):
             names[n] = f"v{i}"
         self._names, self._order, self._root = names, order, root
@@ -510,6 +538,8 @@ class FusedKernel:
         return tmpl.format(a=args[0], f=f, t=t, e="ember_" if t == "float" else "")
 
     def _emit_c(self):
+        if self.broadcast:
+            return self._emit_c_rows()
         t, _ = _FLOATS[str(self.dtype)]
         ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
         params = ["int64_t n", "int nthreads"] + [f"const {ctype[str(d)]} *restrict in{i}"
@@ -530,6 +560,69 @@ class FusedKernel:
             f"if(parallel: nthreads > 1 && n >= {self.parallel_min})",
             "    for (int64_t i = 0; i < n; i++) {", *body, "    }", "}", ""])
 
+    def _emit_c_rows(self):
+        """A region with broadcast leaves: a loop over rows (threads split them) around a
+        SIMD loop over the last dimension; a per-row leaf is read once per row."""
+        t, _ = _FLOATS[str(self.dtype)]
+        ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
+        params = ["int64_t rows", "int64_t cols", "int nthreads"] + [
+            f"const {ctype[str(d)]} *restrict in{i}" for i, d in enumerate(self.leaf_dtypes)] \
+            + [f"{t} *restrict out"]
+        index = {"full": "i", "row": "c", "col": "r", "scalar": "0"}
+        per_row = [f"        const {ctype[str(d)]} l{i} = in{i}[{index[k]}];"
+                   for i, (d, k) in enumerate(zip(self.leaf_dtypes, self.leaf_kinds))
+                   if k in ("col", "scalar")]
+        body = ["            const int64_t i = r * cols + c;"] + [
+            f"            {ctype[str(d)]} l{i} = in{i}[{index[k]}];"
+            for i, (d, k) in enumerate(zip(self.leaf_dtypes, self.leaf_kinds))
+            if k in ("full", "row")]
+        for n in self._order:
+            nd = str(_meta(n)[1]).replace("ember.", "")
+            body.append(f"            {ctype[nd]} {self._names[n]} = {self._expr(n, 'c')};")
+        body.append(f"            out[i] = {self._names[self._root]};")
+        return "\n".join([
+            "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
+            _PRELUDE_F32 if t == "float" else "",
+            f"void kernel({', '.join(params)}) {{",
+            f"    #pragma omp parallel for schedule(static) num_threads(nthreads) "
+            f"if(nthreads > 1 && rows > 1 && rows * cols >= {self.parallel_min})",
+            "    for (int64_t r = 0; r < rows; r++) {", *per_row,
+            "        #pragma omp simd",
+            "        for (int64_t c = 0; c < cols; c++) {", *body, "        }", "    }", "}",
+            ""])
+
+    def _leaf_shapes_at(self, shape):
+        """The leaf shapes a call with region shape ``shape`` must pass (a symbolic batch
+        changes the full and per-row leaves; columns and scalars keep theirs)."""
+        if shape == self.shape:
+            return self.leaf_shapes
+        return [shape if k == "full" else shape[:-1] + (1,) if k == "col" else ls
+                for k, ls in zip(self.leaf_kinds, self.leaf_shapes)]
+
+    def _run_rows(self, out, arrays):
+        """``run_arrays`` for a region with broadcast leaves."""
+        if self.full_leaf is not None:
+            shape = arrays[self.full_leaf].shape
+        else:
+            shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        if self._c is None or len(shape) != len(self.shape) or any(
+                a.shape != ls or a.dtype != d for a, ls, d in
+                zip(arrays, self._leaf_shapes_at(shape), self.leaf_dtypes)):
+            res = np.ascontiguousarray(self._py(*arrays), dtype=self.dtype)
+            if out is None or out.shape != res.shape:
+                return res
+            np.copyto(out, res)
+            return out
+        arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+        if out is None or out.shape != shape:
+            out = np.empty(shape, dtype=self.dtype)
+        cols = shape[-1] if shape else 1
+        rows = out.size // cols if cols else 0
+        self._c(ctypes.c_int64(rows), ctypes.c_int64(cols), _threads(),
+                *[ctypes.c_void_p(a.ctypes.data) for a in arrays],
+                ctypes.c_void_p(out.ctypes.data))
+        return out
+
     def _emit_numpy(self):
         lines = [f"def kernel({', '.join(f'in{i}' for i in range(len(self.leaves)))}):",
                  "    with _np.errstate(all='ignore'):"]
@@ -545,6 +638,8 @@ class FusedKernel:
 
     def __call__(self, *tensors):
         arrays = [t._data if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
+        if self.broadcast:
+            return _make(self._run_rows(None, arrays))
         if self._c is None or any(a.shape != self.shape or a.dtype != d
                                   for a, d in zip(arrays, self.leaf_dtypes)):
             return _make(np.ascontiguousarray(self._py(*arrays)))
@@ -557,6 +652,8 @@ class FusedKernel:
     def run_arrays(self, out, *arrays):
         """The region's value from its leaves' arrays, written into ``out`` (a C-contiguous
         array of the result's shape and dtype) when given, else into a new array."""
+        if self.broadcast:
+            return self._run_rows(out, arrays)
         # the leaves share one shape (a symbolic batch may change it between calls)
         shape = arrays[0].shape if arrays else self.shape
         if self._c is None or len(shape) != len(self.shape) or \
