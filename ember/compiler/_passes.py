@@ -25,7 +25,8 @@ from ..export import _capture
 
 __all__ = ["optimize", "constant_fold", "cse", "dce", "mutated_aliases", "is_pure",
            "group_optimizer_steps", "optimizer_group_step", "fuse_matmul_epilogues",
-           "keep_conv_columns", "keep_pool_indices", "fuse_conv_relu"]
+           "keep_conv_columns", "keep_pool_indices", "fuse_conv_relu",
+           "split_stacked_matmuls"]
 
 
 def is_pure(n):
@@ -450,6 +451,58 @@ def keep_pool_indices(graph, rg):
         grad.meta.update(n.meta)
         rg[grad] = False
         n.replace_all_uses_with(grad)
+        graph.erase_node(n)
+        changed += 1
+    return changed
+
+
+class _StackMatmul(_dispatch.Node):
+    """``Matmul`` of two 3-d stacks with one batch size (an attention's scores and weighted
+    values, captured as composed ops): NumPy runs one small GEMM per matrix, each below the
+    BLAS's threading threshold, so the whole stack ran on one core. Here blocks of the batch
+    run on ember's thread pool, as eager's fused attention does; every matrix is the same
+    GEMM call, so the bits are NumPy's at any thread count. Used only where no autograd
+    record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b):
+        from .. import _parallel
+        from ..ops.linalg import Matmul
+        if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or \
+                a.shape[2] != b.shape[1] or a.dtype != b.dtype or a.dtype.kind != "f":
+            return Matmul.forward(ctx, a, b)
+        n = a.shape[0]
+        k = _parallel.threads_for(n * a.shape[1] * b.shape[2], _parallel.MIN_SIZE_HEAVY)
+        if k <= 1 or n < 2:
+            return np.matmul(a, b)
+        out = np.empty((n, a.shape[1], b.shape[2]), a.dtype)
+
+        def part(s, e):
+            np.matmul(a[s:e], b[s:e], out=out[s:e])
+        _parallel.run_split(part, _parallel._bounds(n, min(k, n)))
+        return out
+
+
+def split_stacked_matmuls(graph, rg):
+    """``Matmul`` of two 3-d float stacks of one batch size becomes ``_StackMatmul`` (the
+    batch split over ember's threads). Returns how many."""
+    from ..ops.linalg import Matmul
+    changed = 0
+    for n in list(graph.nodes):
+        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Matmul or \
+                rg.get(n, True) or n.kwargs or len(n.args) != 2:
+            continue
+        metas = [getattr(a, "meta", {}).get("tensor_meta") for a in n.args]
+        if any(m is None or len(m[0]) != 3 for m in metas) or \
+                metas[0][0][0] != metas[1][0][0] or metas[0][0][0] < 2:
+            continue
+        with graph.inserting_before(n):
+            new = graph.call_function(_StackMatmul.apply, n.args)
+        new.meta.update(n.meta)
+        rg[new] = False
+        n.replace_all_uses_with(new)
         graph.erase_node(n)
         changed += 1
     return changed
