@@ -13,10 +13,11 @@ the state the capture touched is restored and the function runs eagerly from the
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
 Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
-elementwise fusion into C kernels (``_codegen``; GELU and erf included), matmul epilogues,
-whole-group optimizer steps (SGD as one C loop, ``_optim``), convolution columns kept for the
-weight gradient, then one generated Python function over arrays with a memory arena
-(``_program``).
+elementwise fusion into C kernels (``_codegen``; GELU and erf included, leaves that broadcast
+along rows or columns too), matmul and convolution ReLU epilogues, whole-group optimizer steps
+(SGD and Adam/AdamW as one C loop each, ``_optim``), convolution columns and max-pooling
+indices kept for the backward, stacked matmuls split over threads, then one generated Python
+function over arrays with a memory arena (``_program``).
 """
 
 from __future__ import annotations
