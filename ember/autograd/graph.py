@@ -270,6 +270,24 @@ def apply_binary(cls, a, b):
     return t
 
 
+def apply_unary(cls, a):
+    """``cls.apply(a)`` for a one-argument op called without keywords (``sum()``, the unary
+    elementwise functions): ``apply``'s one-Tensor path, entered without building the
+    argument tuple and keyword dict. Subclasses of Tensor and active modes take ``apply``."""
+    if _MODES or type(a) is not Tensor:
+        return cls.apply(a)
+    if a._rg and GradMode.enabled and cls.differentiable:
+        return _record(cls, (a,), [a._data], _NO_KWARGS)
+    out = cls.forward(_ScratchCtx(), a._data)
+    if type(out) is _ndarray and not cls.view:
+        t = _new(Tensor)
+        t._data = out
+        return t
+    if type(out) is tuple:
+        return tuple(_wrap_plain(cls, o, (a,)) for o in out)
+    return _wrap_plain(cls, out, (a,))
+
+
 def _wrap_out(cls, out, args):
     """The end of ``apply`` for what is not a plain array result: several outputs, a meta
     array (device check), a NumPy scalar, a view."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
-from ..autograd.graph import Node, apply_binary, named
+from ..autograd.graph import Node, apply_binary
 from ..autograd import forward_ad as _fad
 from .reduction import _rt
 from .._autocast import autocast_function
