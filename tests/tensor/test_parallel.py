@@ -240,3 +240,34 @@ def test_float_sum_kernel_chunks_and_tails(n, threads, monkeypatch):
     monkeypatch.setattr(P, "_sum_kernel", [None])
     assert abs(float(P._float_sum(np.ascontiguousarray(x))) - ref) <= \
         4 * np.spacing(np.float32(abs(ref)))
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_flat_optimizer_update_split_over_threads_equals_one_thread_and_torch(opt, threads):
+    """A flat (foreach) update over more than ``optimizer._PAR_MIN`` parameters runs its
+    chunks on several threads: the same parameters, bit for bit, as one thread, and
+    PyTorch's to rounding."""
+    torch = pytest.importorskip("torch")
+    from ember.optim import optimizer as O
+    rng = np.random.default_rng(5)
+    shapes = [(700, 513), (513,), (3, 7)]  # odd sizes: chunk tails
+    assert sum(int(np.prod(s)) for s in shapes) > O._PAR_MIN
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    kw = {"SGD": {"lr": 0.1, "momentum": 0.9}, "Adam": {"lr": 0.01}}[opt]
+
+    def run(mod, n):
+        if mod is ember:
+            threads(n)
+        ps = [mod.tensor(a.copy(), requires_grad=True) for a in init]
+        o = getattr(mod.optim, opt)(ps, **kw)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = mod.tensor(g)
+            o.step()
+        return [p.detach().numpy().copy() for p in ps]
+
+    one, two = run(ember, 1), run(ember, 2)
+    for a, b, c in zip(one, two, run(torch, 1)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
