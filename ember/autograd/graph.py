@@ -413,7 +413,9 @@ def _record(cls, args, arrays, kwargs):
         # only the gradient of a non-differentiated input reads is kept unversioned, so a
         # later in-place write to it does not fail a backward that never reads it (PyTorch
         # saves per formula, too: ``x[:, 1] * 2`` keeps no version of ``x``)
-        unread = _unread_cached(cls, needs) if cls.saves_for is not None else ()
+        # (when every input needs its gradient, every saved position is read)
+        unread = _unread_cached(cls, needs) if cls.saves_for is not None and \
+            False in needs else ()
         for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
             if i in unread:
