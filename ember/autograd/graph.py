@@ -383,6 +383,17 @@ def _record(cls, args, arrays, kwargs):
         d = a._data
         meta = [(d.shape, d.dtype)]
         needs = _ONE_NEEDED
+    elif len(args) == 2 and type(args[0]) is Tensor and type(args[1]) is Tensor and \
+            args[0]._rg and args[1]._rg:  # a binary op of two graph tensors: no lists
+        a, b = args
+        fa, fb = a.grad_fn, b.grad_fn
+        edges = ((fa, a._output_nr) if fa is not None else
+                 (a._accum if a._accum is not None else _accumulator(a), 0),
+                 (fb, b._output_nr) if fb is not None else
+                 (b._accum if b._accum is not None else _accumulator(b), 0))
+        da, db = a._data, b._data
+        meta = [(da.shape, da.dtype), (db.shape, db.dtype)]
+        needs = _TWO_NEEDED
     else:
         edges = []
         meta = []
@@ -484,6 +495,7 @@ def _record(cls, args, arrays, kwargs):
 
 _ZERO_VC = [0]
 _ONE_NEEDED = (True,)
+_TWO_NEEDED = (True, True)
 _SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
 _HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
 
