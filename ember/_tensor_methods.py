@@ -462,12 +462,12 @@ def is_shared(self):
 def _op(cls):
     """An operator bound straight to its op's dispatch (no keyword handling to pass); the
     arithmetic ones first try to reuse a temporary operand's array (``autograd.elision``)."""
-    apply = cls.apply
+    apply = _graph.apply_binary
     ufunc = {E.Add: np.add, E.Sub: np.subtract, E.Mul: np.multiply,
              E.Div: np.true_divide}.get(cls)
     if ufunc is None:
         def operator(self, other):
-            return apply(self, other)
+            return apply(cls, self, other)
         return operator
     binary, min_size = elision.binary, elision.MIN_SIZE
 
@@ -476,7 +476,7 @@ def _op(cls):
             r = binary(self, other, ufunc, "binary")
             if r is not None:
                 return r
-        return apply(self, other)
+        return apply(cls, self, other)
     return arithmetic
 
 

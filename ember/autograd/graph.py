@@ -79,8 +79,8 @@ _FREED_MSG = (
 class Node:
     """A node of the backward graph; for ops it doubles as the ``ctx`` of forward."""
 
-    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "needs_input_grad", "__dict__",
-                 "__weakref__")
+    __slots__ = ("next_functions", "_saved", "_seq", "_in_meta", "needs_input_grad",
+                 "_node_name", "__dict__", "__weakref__")
 
     # Rarely set: class-level defaults, so recording an op does not assign them.
     _pre_hooks = _hooks = _tensor_hooks = _anomaly_trace = None
@@ -104,7 +104,9 @@ class Node:
     def name(self):
         # An op class serving several PyTorch functions (permute for t/transpose) may set
         # ``ctx._node_name`` in forward to report PyTorch's node name.
-        return self.__dict__.get("_node_name") or type(self).__name__ + "Backward0"
+        # (a slot, not the ctx dict: naming a node must not build its ``__dict__``, and the
+        # name outlives the ctx attributes that backward frees)
+        return self._node_name or type(self).__name__ + "Backward0"
 
     def __repr__(self):
         return f"<{self.name()} object at {hex(id(self))}>"
@@ -224,19 +226,10 @@ class Node:
         if need and GradMode.enabled and cls.differentiable:
             return _record(cls, args, arrays, kwargs)
         out = cls.forward(_ScratchCtx(), *arrays, **kwargs)
-        if type(out) is tuple:
-            if out and type(out[0]) is MetaArray:
-                check_same_device(cls, args)
-            return tuple(_wrap_plain(cls, o, args) for o in out)
-        if type(out) is not _ndarray:
-            if type(out) is MetaArray:
-                check_same_device(cls, args)  # only meta results pay for the device check
-            else:
-                out = _asarray(out)
+        if type(out) is not _ndarray or cls.view:
+            return _wrap_out(cls, out, args)
         t = _new(Tensor)
         t._data = out
-        if cls.view:
-            _link_view(cls, t, args[0])
         return t
 
     @staticmethod
@@ -249,6 +242,69 @@ class Node:
 
 
 _new = object.__new__
+_NO_KWARGS: dict = {}  # never written: ``_record``'s keyword arguments on the binary path
+
+
+def apply_binary(cls, a, b):
+    """``cls.apply(a, b)`` for a two-argument op called without keywords (the arithmetic
+    operators, matmul): the same dispatch, minus the argument tuple, the keyword dict and
+    the loop over arguments. Anything but a plain Tensor ``a`` with a plain Tensor or Python
+    scalar ``b``, or an active mode, takes ``apply`` itself."""
+    if _MODES or type(a) is not Tensor:
+        return cls.apply(a, b)
+    tb = type(b)
+    if tb is Tensor:
+        if (a._rg or b._rg) and GradMode.enabled and cls.differentiable:
+            return _record(cls, (a, b), [a._data, b._data], _NO_KWARGS)
+        out = cls.forward(_ScratchCtx(), a._data, b._data)
+    elif tb is float or tb is int:
+        if a._rg and GradMode.enabled and cls.differentiable:
+            return _record(cls, (a, b), [a._data, b], _NO_KWARGS)
+        out = cls.forward(_ScratchCtx(), a._data, b)
+    else:
+        return cls.apply(a, b)
+    if type(out) is not _ndarray or cls.view:
+        return _wrap_out(cls, out, (a, b))
+    t = _new(Tensor)
+    t._data = out
+    return t
+
+
+def apply_unary(cls, a):
+    """``cls.apply(a)`` for a one-argument op called without keywords (``sum()``, the unary
+    elementwise functions): ``apply``'s one-Tensor path, entered without building the
+    argument tuple and keyword dict. Subclasses of Tensor and active modes take ``apply``."""
+    if _MODES or type(a) is not Tensor:
+        return cls.apply(a)
+    if a._rg and GradMode.enabled and cls.differentiable:
+        return _record(cls, (a,), [a._data], _NO_KWARGS)
+    out = cls.forward(_ScratchCtx(), a._data)
+    if type(out) is _ndarray and not cls.view:
+        t = _new(Tensor)
+        t._data = out
+        return t
+    if type(out) is tuple:
+        return tuple(_wrap_plain(cls, o, (a,)) for o in out)
+    return _wrap_plain(cls, out, (a,))
+
+
+def _wrap_out(cls, out, args):
+    """The end of ``apply`` for what is not a plain array result: several outputs, a meta
+    array (device check), a NumPy scalar, a view."""
+    if type(out) is tuple:
+        if out and type(out[0]) is MetaArray:
+            check_same_device(cls, args)
+        return tuple(_wrap_plain(cls, o, args) for o in out)
+    if type(out) is not _ndarray:
+        if type(out) is MetaArray:
+            check_same_device(cls, args)  # only meta results pay for the device check
+        else:
+            out = _asarray(out)
+    t = _new(Tensor)
+    t._data = out
+    if cls.view:
+        _link_view(cls, t, args[0])
+    return t
 
 
 def _meta_aware(forward, meta):
@@ -266,7 +322,7 @@ def named(t, name):
     (one Permute op is PyTorch's TBackward0, TransposeBackward0 and PermuteBackward0)."""
     fn = t.grad_fn
     if fn is not None:
-        fn.__dict__["_node_name"] = name
+        fn._node_name = name
     return t
 
 
@@ -327,6 +383,17 @@ def _record(cls, args, arrays, kwargs):
         d = a._data
         meta = [(d.shape, d.dtype)]
         needs = _ONE_NEEDED
+    elif len(args) == 2 and type(args[0]) is Tensor and type(args[1]) is Tensor and \
+            args[0]._rg and args[1]._rg:  # a binary op of two graph tensors: no lists
+        a, b = args
+        fa, fb = a.grad_fn, b.grad_fn
+        edges = ((fa, a._output_nr) if fa is not None else
+                 (a._accum if a._accum is not None else _accumulator(a), 0),
+                 (fb, b._output_nr) if fb is not None else
+                 (b._accum if b._accum is not None else _accumulator(b), 0))
+        da, db = a._data, b._data
+        meta = [(da.shape, da.dtype), (db.shape, db.dtype)]
+        needs = _TWO_NEEDED
     else:
         edges = []
         meta = []
@@ -357,7 +424,9 @@ def _record(cls, args, arrays, kwargs):
         # only the gradient of a non-differentiated input reads is kept unversioned, so a
         # later in-place write to it does not fail a backward that never reads it (PyTorch
         # saves per formula, too: ``x[:, 1] * 2`` keeps no version of ``x``)
-        unread = _unread_cached(cls, needs) if cls.saves_for is not None else ()
+        # (when every input needs its gradient, every saved position is read)
+        unread = _unread_cached(cls, needs) if cls.saves_for is not None and \
+            False in needs else ()
         for i in (range(len(args)) if saves == "all" else saves):
             t = args[i]
             if i in unread:
@@ -426,6 +495,7 @@ def _record(cls, args, arrays, kwargs):
 
 _ZERO_VC = [0]
 _ONE_NEEDED = (True,)
+_TWO_NEEDED = (True, True)
 _SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
 _HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
 

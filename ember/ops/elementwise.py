@@ -14,7 +14,7 @@ from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
 from .. import _parallel as _par
 from ..autograd.elision import MIN_SIZE as _ELIDE_MIN, unary as _elide_unary
-from ..autograd.graph import Node, _pt_name, apply_inplace
+from ..autograd.graph import Node, _pt_name, apply_inplace, apply_unary
 from ..autograd import forward_ad as _fad
 from ._util import promote, result_dtype, to_float
 
@@ -1105,9 +1105,13 @@ def _unary_fn(cls, name):
                 r = _elide_unary(input, ufunc, "unary")
                 if r is not None:
                     return r
+            if out is None:
+                return apply_unary(cls, input)
             return _out(cls.apply(input), out)
     else:
         def fn(input, *, out=None):
+            if out is None:
+                return apply_unary(cls, input)
             return _out(cls.apply(input), out)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}``."

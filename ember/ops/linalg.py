@@ -7,7 +7,7 @@ import numpy as np
 
 from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
-from ..autograd.graph import Node, named
+from ..autograd.graph import Node, apply_binary
 from ..autograd import forward_ad as _fad
 from .reduction import _rt
 from .._autocast import autocast_function
@@ -187,10 +187,11 @@ def matmul(input, other, *, out=None):
         from ..sparse import _matmul
         return _matmul(input, other)
     if out is None:
-        r = Matmul.apply(input, other)
-        if r.grad_fn is not None:  # PyTorch names the node after the product it ran
-            nd = (input._data.ndim, other._data.ndim)
-            named(r, _MATMUL_NAMES.get(nd, "UnsafeViewBackward0"))
+        r = apply_binary(Matmul, input, other)
+        fn = r.grad_fn
+        if fn is not None:  # PyTorch names the node after the product it ran
+            fn._node_name = _MATMUL_NAMES.get((input._data.ndim, other._data.ndim),
+                                              "UnsafeViewBackward0")
         return r
     from .elementwise import _out
     return _out(Matmul.apply(input, other), out)

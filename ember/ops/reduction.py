@@ -11,7 +11,7 @@ import numpy as np
 from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, _pt_name, named
+from ..autograd.graph import Node, _pt_name, apply_unary, named
 from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 from .._dtype import np_finfo as _np_finfo
@@ -109,8 +109,12 @@ class Sum(Node):
                 dtype = np.int64
             elif dt.itemsize == 2 and dt.kind in "fV":  # see _low_precision
                 return np.sum(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(dt)
-        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:  # large: every core
-            return _par.reduce(np.add, a, axis, dtype, keepdim)
+        if type(a) is _ndarray:
+            if a.size >= _par.MIN_SIZE:  # large: every core
+                return _par.reduce(np.add, a, axis, dtype, keepdim)
+            if axis is None and not keepdim:  # everything: straight into a 0-d array (the
+                # scalar NumPy returns would be wrapped again; same loop, same bits)
+                return _add_reduce(a, None, dtype, _empty((), dtype or a.dtype))
         # the ufunc's reduce skips np.sum's Python wrapper (about 1 us per call)
         return _add_reduce(a, axis, dtype, None, keepdim)
 
@@ -576,6 +580,7 @@ def _dim_and_keepdim(input, dim, keepdim, op):
 
 
 _add_reduce = np.add.reduce
+_empty = np.empty
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
@@ -583,7 +588,7 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     if dim is None and dtype is None and out is None and input._data.dtype.kind in "fc":
         if keepdim:
             return Sum.apply(input, None, True)
-        return Sum.apply(input)  # the common case, checks skipped
+        return apply_unary(Sum, input)  # the common case, checks skipped
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64

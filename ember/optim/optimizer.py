@@ -34,7 +34,7 @@ from itertools import chain
 
 import numpy as np
 
-from .. import _dtype as D
+from .. import _dtype as D, _parallel as _par
 from .._tensor import Tensor, _bump_version, _make
 from ..autograd.grad_mode import enable_grad, no_grad
 from .._hooks import add_hook
@@ -59,6 +59,8 @@ _global_post_hooks: OrderedDict = OrderedDict()
 # the update's temporaries stay chunk-sized (and in cache) however large the model is. At
 # 1M values, chunks of 32K to whole made no measurable difference in time.
 _CHUNK = 1 << 16
+_PAR_MIN = 1 << 18  # parameters from which a flat update is split over threads (one hand-off
+# per step for the whole update, not one per NumPy call)
 
 
 def register_optimizer_step_pre_hook(hook):
@@ -493,11 +495,24 @@ class Optimizer:
         first = first[0]
         n = f.p.size
         update = self._update
-        for lo in range(0, n or 1, _CHUNK):  # one (empty) call for empty parameters
-            hi = min(lo + _CHUNK, n)
-            c = dict(sc)  # every chunk starts from this step's scalars and ends the same
-            update(group, f.p[lo:hi], f.g[lo:hi], {k: a[lo:hi] for k, a in f.elem.items()},
-                   c, first)
+
+        def chunks(c0, c1):  # the update over chunks c0..c1-1; returns the last's scalars
+            for lo in range(c0 * _CHUNK, min(c1 * _CHUNK, n) or 1, _CHUNK):  # one (empty)
+                hi = min(lo + _CHUNK, n)  # call for empty parameters
+                c = dict(sc)  # every chunk starts from this step's scalars and ends the same
+                update(group, f.p[lo:hi], f.g[lo:hi], {k: a[lo:hi] for k, a in f.elem.items()},
+                       c, first)
+            return c
+
+        # The update is elementwise and chunk by chunk, so the chunks may run on several
+        # threads (each thread a contiguous run of chunks, one hand-off per step; NumPy
+        # releases the GIL in its loops) with the same result at every thread count.
+        n_chunks = -(-n // _CHUNK)
+        parts = min(_par.threads_for(n, _PAR_MIN), n_chunks)
+        if parts > 1:
+            c = _par.run_split(chunks, _par._bounds(n_chunks, parts))[-1]
+        else:
+            c = chunks(0, max(n_chunks, 1))
         for k, v in c.items():
             f.scal[k][...] = v
         for p in params:

@@ -177,11 +177,20 @@ def test_cross_entropy_rows_split_over_threads_equal_one_thread(threads):
                                3 * P.MIN_SIZE + 7])
 @pytest.mark.parametrize("kind", ["normal", "uniform", "offset", "lognormal", "cancel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_large_sum_and_mean_accuracy_against_float64_and_torch(n, kind, dtype, threads):
-    """Large float sums (float32: short rows by einsum, their sums added in float64;
-    float64: fixed chunks, NumPy's pairwise sums) are as accurate as PyTorch's, at one and
-    two threads, and equal at both."""
+@pytest.mark.parametrize("kernel", ["c", "numpy"])
+def test_large_sum_and_mean_accuracy_against_float64_and_torch(n, kind, dtype, kernel, threads,
+                                                               monkeypatch):
+    """Large float sums (float32: fixed chunks of rows summed in float lanes by the C kernel,
+    or without a C compiler short rows by einsum, their sums added in float64; float64:
+    fixed chunks, NumPy's pairwise sums) are as accurate as PyTorch's, at one and two
+    threads, and equal at both."""
     torch = pytest.importorskip("torch")
+    if kernel == "numpy":
+        monkeypatch.setattr(P, "_sum_kernel", [None])
+    elif dtype is np.float64:
+        pytest.skip("float64 sums have one path")
+    elif P._sum_c() is None:
+        pytest.skip("no C compiler")
     rng = np.random.default_rng(n)
     x = {"normal": lambda: rng.standard_normal(n), "uniform": lambda: rng.random(n),
          "offset": lambda: rng.standard_normal(n) * 0.1 + 100,
@@ -205,3 +214,60 @@ def test_large_sum_and_mean_accuracy_against_float64_and_torch(n, kind, dtype, t
     bound = 4 * max(abs(float(t.mean()) - ref / n), abs(float(x.mean()) - ref / n),
                     float(np.spacing(dtype(abs(ref / n)))))
     assert abs(mean - ref / n) <= bound, (mean, float(t.mean()), ref / n)
+
+
+@pytest.mark.parametrize("n", [P.SUM_CHUNK - 1, P.SUM_CHUNK, P.SUM_CHUNK + P.SUM_ROW + 3,
+                               P.MIN_SIZE + 5])
+def test_float_sum_kernel_chunks_and_tails(n, threads, monkeypatch):
+    """The C float32 sum over chunk and row tails, on a strided view made contiguous and
+    under ``keepdim``, equals the float64 reference to float32 rounding at 1 and 2 threads;
+    the NumPy fallback gives a float32 sum as close."""
+    if P._sum_c() is None:
+        pytest.skip("no C compiler")
+    x = np.random.default_rng(n).standard_normal(2 * n).astype(np.float32)[::2] + 1
+    ref = math.fsum(x.astype(np.float64))
+    got = []
+    for k in (1, 2):
+        threads(k)
+        got.append(P._float_sum(np.ascontiguousarray(x)))
+        assert got[-1].dtype == np.float32
+    assert got[0] == got[1]
+    assert abs(float(got[0]) - ref) <= np.spacing(np.float32(abs(ref)))
+    t = ember.tensor(x.reshape(-1, 1))
+    if n >= P.MIN_SIZE:  # (smaller sums are NumPy's own)
+        assert float(t.sum()) == float(got[0])
+        assert float(t.sum(dim=(0, 1), keepdim=True)[0, 0]) == float(got[0])
+    monkeypatch.setattr(P, "_sum_kernel", [None])
+    assert abs(float(P._float_sum(np.ascontiguousarray(x))) - ref) <= \
+        4 * np.spacing(np.float32(abs(ref)))
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_flat_optimizer_update_split_over_threads_equals_one_thread_and_torch(opt, threads):
+    """A flat (foreach) update over more than ``optimizer._PAR_MIN`` parameters runs its
+    chunks on several threads: the same parameters, bit for bit, as one thread, and
+    PyTorch's to rounding."""
+    torch = pytest.importorskip("torch")
+    from ember.optim import optimizer as O
+    rng = np.random.default_rng(5)
+    shapes = [(700, 513), (513,), (3, 7)]  # odd sizes: chunk tails
+    assert sum(int(np.prod(s)) for s in shapes) > O._PAR_MIN
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    kw = {"SGD": {"lr": 0.1, "momentum": 0.9}, "Adam": {"lr": 0.01}}[opt]
+
+    def run(mod, n):
+        if mod is ember:
+            threads(n)
+        ps = [mod.tensor(a.copy(), requires_grad=True) for a in init]
+        o = getattr(mod.optim, opt)(ps, **kw)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = mod.tensor(g)
+            o.step()
+        return [p.detach().numpy().copy() for p in ps]
+
+    one, two = run(ember, 1), run(ember, 2)
+    for a, b, c in zip(one, two, run(torch, 1)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
