@@ -31,7 +31,7 @@ from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from ..autograd import forward_ad as _fad
-from . import _conv_c, elementwise as E
+from . import _conv_c, _nn_c, elementwise as E
 from .linalg import matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
@@ -554,6 +554,11 @@ class Normalize(Node):
         _float_input(x, "normalize")
         if _conv_c.batch_norm_ok(x, axes, w, b):  # batch norm: C, split by channels
             y, mean, var, rstd = _conv_c.batch_norm(x, w, b, eps)
+        elif _trailing_c(x, axes, w, b):  # layer norm: C, split by rows
+            y, mean, var, rstd = _nn_c.layer_norm(x, math.prod(x.shape[x.ndim - len(axes):]),
+                                                  w, b, eps)
+            shape = x.shape[:x.ndim - len(axes)] + (1,) * len(axes)
+            mean, var, rstd = mean.reshape(shape), var.reshape(shape), rstd.reshape(shape)
         else:
             y, mean, var, rstd = _normalize_rows(x, w, b, axes, eps)
         ctx.axes, ctx.eps, ctx.mean, ctx.rstd = axes, eps, mean, rstd
@@ -585,6 +590,19 @@ class Normalize(Node):
         if need[2]:
             gb = g
         return gx, gw, gb, None, None
+
+
+def _trailing_c(x, axes, *params):
+    """Whether the C layer norm (``ember/ops/_nn_c.py``) serves ``x`` normalised over
+    ``axes``: its trailing dims, from ``_nn_c.MIN_SIZE`` elements, params None or shaped as
+    those dims (smaller inputs keep the NumPy formula, the one a compiled step replays)."""
+    nd, k = x.ndim, len(axes)
+    if type(x) is not np.ndarray or x.size < _nn_c.MIN_SIZE or not 0 < k <= nd or \
+            tuple(axes) != tuple(range(nd - k, nd)):
+        return False
+    tail = x.shape[nd - k:]
+    return all(p is None or p.shape == tail for p in params) and \
+        _nn_c.layer_norm_ok(x, math.prod(tail), *params)
 
 
 def _normalize_np(x, w, b, axes, eps):
@@ -671,6 +689,13 @@ def _normalize_grad_np(g, x, w, ctx):
     if g.shape == x.shape and _conv_c.batch_norm_ok(x, axes, w):  # C, split by channels
         out = _conv_c.batch_norm_grad(g, x, w, ctx.mean, ctx.rstd, need[0])
         return tuple(a for a, n in zip(out, need[:3]) if n)
+    if g.shape == x.shape and _trailing_c(x, axes, w):  # layer norm: C, split by rows
+        k = len(axes)
+        tail = x.shape[x.ndim - k:]
+        gx, gw, gb = _nn_c.layer_norm_grad(g, x, math.prod(tail), w, ctx.mean, ctx.rstd,
+                                           *need[:3])
+        return tuple(a if a is None or a.shape == x.shape else a.reshape(tail)
+                     for a, n in zip((gx, gw, gb), need[:3]) if n)
     rows = _row_split(x, axes, w) if g.shape == x.shape and (need[0] or need[1]) else 0
     if not rows:
         out = _normalize_grad_arrays(g, x, w, ctx.mean, ctx.rstd, axes, need)
@@ -824,9 +849,14 @@ class Gelu(Node):
     def forward(ctx, x, approximate):
         _float_input(x, "gelu")
         need_grad = isinstance(ctx, Node)  # a recorded node: a backward may follow
+        ctx.approximate = approximate
+        if approximate == "none" and type(x) is np.ndarray and x.size >= _GELU_FAST_MIN and \
+                x.flags.c_contiguous and _nn_c.available(x.dtype):
+            y, ctx.e = _nn_c.gelu(x, need_grad)  # C: y and the derivative in one pass
+            ctx.t = None
+            return y
         y, ctx.t, ctx.e = _elementwise_blocks(
             lambda a: _gelu_fwd_np(a, approximate, need_grad), x, n_out=3)
-        ctx.approximate = approximate
         return y
 
     @staticmethod
