@@ -150,19 +150,65 @@ void gelu_d(const double *x, long i0, long i1, double *y, double *d) {
 }
 """
 
+_ATTN = r"""
+/* Attention's softmax over score rows, in place: for each batch entry b in [b0, b1) and row
+   l < L of s (B, L, S): v = s * scale + mask, s = exp(v - max v) / sum. mask (or NULL) is
+   indexed mask[b * mbs + l * S + j] (mbs 0: one (L, S) mask for every entry). A fully
+   masked row (all -inf) becomes NaN, as PyTorch's. */
+void attn_softmax_SFX(REAL *s, long b0, long b1, long L, long S, REAL scale,
+                      const REAL *mask, long mbs) {
+    for (long b = b0; b < b1; ++b)
+        for (long l = 0; l < L; ++l) {
+            REAL *r = s + (b * L + l) * S;
+            if (mask) {
+                const REAL *mr = mask + b * mbs + l * S;
+                for (long j = 0; j < S; ++j) r[j] = r[j] * scale + mr[j];
+            } else
+                for (long j = 0; j < S; ++j) r[j] = r[j] * scale;
+            REAL m = -INFINITY;  /* a NaN score makes its row NaN through the sum */
+            #pragma omp simd reduction(max:m)
+            for (long j = 0; j < S; ++j) m = r[j] > m ? r[j] : m;
+            for (long j = 0; j < S; ++j) r[j] = EXP(r[j] - m);
+            REAL t = 0;
+            #pragma omp simd reduction(+:t)
+            for (long j = 0; j < S; ++j) t += r[j];
+            REAL inv = (REAL)1 / t;
+            for (long j = 0; j < S; ++j) r[j] = r[j] * inv;
+        }
+}
+
+/* Its backward, in place on d (the gradient of the weights, rows of S): for the rows
+   [r0, r1), d = (d - sum(d * w)) * w * scale. */
+void attn_softmax_bwd_SFX(REAL *d, const REAL *w, long r0, long r1, long S, REAL scale) {
+    for (long r = r0; r < r1; ++r) {
+        REAL *dr = d + r * S;
+        const REAL *wr = w + r * S;
+        REAL t = 0;
+        #pragma omp simd reduction(+:t)
+        for (long j = 0; j < S; ++j) t += dr[j] * wr[j];
+        for (long j = 0; j < S; ++j) dr[j] = (dr[j] - t) * wr[j] * scale;
+    }
+}
+"""
+
 # The compiler's loader caches one function per source: the library exports one entry
 # point that hands out the addresses of the others.
 _TABLE = r"""
 void *nn_c_symbol(int i) {
     void *table[] = {(void *)ln_fwd_f, (void *)ln_bwd_f, (void *)gelu_f,
-                     (void *)ln_fwd_d, (void *)ln_bwd_d, (void *)gelu_d};
-    return i >= 0 && i < 6 ? table[i] : 0;
+                     (void *)attn_softmax_f, (void *)attn_softmax_bwd_f,
+                     (void *)ln_fwd_d, (void *)ln_bwd_d, (void *)gelu_d,
+                     (void *)attn_softmax_d, (void *)attn_softmax_bwd_d};
+    return i >= 0 && i < 10 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         + _TEMPLATE.split("\n", 2)[2].replace("REAL", "double").replace("SFX", "d")
-        + _GELU + _TABLE)
-_NAMES = ("ln_fwd", "ln_bwd", "gelu")
+        + _GELU
+        + _ATTN.replace("REAL", "float").replace("SFX", "f").replace("EXP", "exp_neg_f")
+        + _ATTN.replace("REAL", "double").replace("SFX", "d").replace("EXP", "exp")
+        + _TABLE)
+_NAMES = ("ln_fwd", "ln_bwd", "gelu", "attn_softmax", "attn_softmax_bwd")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
@@ -171,6 +217,13 @@ _PROTOS = {
     "ln_bwd": ctypes.CFUNCTYPE(None, _P, _P, _L, _P, _P, _P, _L, _L, _L, *[_P] * 3),
     "gelu": ctypes.CFUNCTYPE(None, _P, _L, _L, _P, _P),
 }
+_PROTOS_BY_DTYPE = {}
+for _dt, _real in ((np.dtype(np.float32), ctypes.c_float), (np.dtype(np.float64),
+                                                            ctypes.c_double)):
+    _PROTOS_BY_DTYPE[("attn_softmax", _dt)] = ctypes.CFUNCTYPE(None, _P, _L, _L, _L, _L, _real,
+                                                               _P, _L)
+    _PROTOS_BY_DTYPE[("attn_softmax_bwd", _dt)] = ctypes.CFUNCTYPE(None, _P, _P, _L, _L, _L,
+                                                                   _real)
 _LIB: dict = {}
 
 MIN_SIZE = 1 << 14  # elements from which nn.py takes these kernels for layer norm
@@ -190,7 +243,8 @@ def _load():
         return table
     entry.restype, entry.argtypes = _P, [ctypes.c_int]
     for i, (dt, name) in enumerate((d, n) for d in _DTYPES for n in _NAMES):
-        table[(name, dt)] = _PROTOS[name](entry(i))
+        proto = _PROTOS.get(name) or _PROTOS_BY_DTYPE[(name, dt)]
+        table[(name, dt)] = proto(entry(i))
     return table
 
 
@@ -273,3 +327,22 @@ def gelu(x, need_grad):
     xa, ya, da = _addr(x), _addr(y), _addr(d)
     _split(lambda i0, i1: fn(xa, i0, i1, ya, da), x.size, x.size, 1024)
     return y, (d if need_grad else None)
+
+
+def attn_softmax(s, b0, b1, scale, mask):
+    """In place on the scores ``s`` (B, L, S), C-contiguous, entries [b0, b1): the attention
+    weights ``softmax(s * scale + mask)`` over the last dim. ``mask`` is None, an (L, S) or a
+    (B, L, S) C-contiguous array of s's dtype. Runs on the calling thread (the caller splits
+    the batch)."""
+    _, L, S = s.shape
+    fn = _kernel("attn_softmax", s.dtype)
+    mbs = 0 if mask is None or mask.ndim == 2 else L * S
+    fn(_addr(s), b0, b1, L, S, scale, None if mask is None else _addr(mask), mbs)
+
+
+def attn_softmax_bwd(d, w, scale):
+    """In place on ``d`` (rows of the last dim, C-contiguous like ``w``): the gradient of the
+    scores from that of the weights ``w``, times ``scale``. On the calling thread."""
+    S = d.shape[-1]
+    fn = _kernel("attn_softmax_bwd", d.dtype)
+    fn(_addr(d), _addr(w), 0, d.size // max(S, 1), S, scale)

@@ -230,6 +230,18 @@ def _attn_fwd_np(q, k, v, mask, scale):
     w = np.empty((B, L, S), cd)
     out = np.empty((B, L, v.shape[2]), cd)
     mb = mask is not None and mask.ndim == 3 and mask.shape[0] == B
+    if _nn_c.available(cd):  # C softmax rows; the mask as one contiguous (L, S) or (B, L, S)
+        mc = None if mask is None else np.ascontiguousarray(
+            np.broadcast_to(mask, (B, L, S) if mb else (L, S)), cd)
+
+        def part(s, e):
+            np.matmul(q[s:e].astype(cd, copy=False),
+                      np.swapaxes(k[s:e], 1, 2).astype(cd, copy=False), out=w[s:e])
+            _nn_c.attn_softmax(w, s, e, scale, mc)
+            np.matmul(w[s:e], v[s:e].astype(cd, copy=False), out=out[s:e])
+
+        _par.run_split(part, _attn_blocks(B, B * L * S))
+        return out.astype(q.dtype, copy=False), w
 
     def part(s, e):
         sc = np.matmul(q[s:e].astype(cd, copy=False),
@@ -255,6 +267,7 @@ def _attn_bwd_np(g, q, k, v, w, scale, need):
     gk = np.empty(k.shape, cd) if need[1] else None
     gv = np.empty(v.shape, cd) if need[2] else None
     sc = cd.type(scale)
+    use_c = _nn_c.available(cd) and w.flags.c_contiguous
 
     def part(s, e):
         gb, wb = g[s:e].astype(cd, copy=False), w[s:e]
@@ -263,9 +276,12 @@ def _attn_bwd_np(g, q, k, v, w, scale, need):
         if gq is None and gk is None:
             return
         ds = np.matmul(gb, np.swapaxes(v[s:e], 1, 2).astype(cd, copy=False))
-        ds -= (ds * wb).sum(axis=-1, keepdims=True)
-        ds *= wb
-        ds *= sc
+        if use_c:
+            _nn_c.attn_softmax_bwd(ds, wb, sc)
+        else:
+            ds -= (ds * wb).sum(axis=-1, keepdims=True)
+            ds *= wb
+            ds *= sc
         if gq is not None:
             np.matmul(ds, k[s:e].astype(cd, copy=False), out=gq[s:e])
         if gk is not None:

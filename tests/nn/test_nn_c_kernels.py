@@ -182,3 +182,48 @@ def test_gelu_empty_and_no_grad():
         y = ember.nn.functional.gelu(ember.tensor(x)).numpy()
     np.testing.assert_allclose(y, torch.nn.functional.gelu(torch.tensor(x)).numpy(),
                                rtol=1.3e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- attention softmax
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mask", ["none", "causal", "per_batch", "padded_row"])
+def test_fused_attention_c_softmax_matches_torch_and_fallback(dtype, mask, threads, no_c):
+    from ember.ops import nn as K
+    rng = np.random.default_rng(7)
+    B, L, S, D = 37, 65, 67, 19  # B * L * S past the split threshold: heads over threads
+    q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((B, L, D), (B, S, D),
+                                                               (B, S, D)))
+    g = rng.standard_normal((B, L, D)).astype(dtype)
+    m = None
+    if mask == "causal":
+        m = np.triu(np.full((L, S), -np.inf, dtype), 1)
+    elif mask == "per_batch":
+        m = (rng.standard_normal((B, L, S)) * 2).astype(dtype)
+    elif mask == "padded_row":  # a fully masked row: NaN, as PyTorch's
+        m = np.zeros((L, S), dtype)
+        m[3] = -np.inf
+
+    def run(fw, n=1):
+        if fw is ember:
+            threads(n)
+        ts = [fw.tensor(a, requires_grad=True) for a in (q, k, v)]
+        if fw is ember:
+            y = K.attention(*ts, None if m is None else ember.tensor(m), 0.3)
+        else:
+            sc = ts[0] @ ts[1].transpose(1, 2) * 0.3
+            if m is not None:
+                sc = sc + torch.tensor(m)
+            y = torch.softmax(sc, -1) @ ts[2]
+        y.backward(fw.tensor(g))
+        return [y.detach().numpy()] + [t.grad.numpy() for t in ts]
+
+    one, two, want = run(ember, 1), run(ember, 2), run(torch)
+    no_c()
+    fallback = run(ember, 1)
+    rtol, atol = (2e-5, 2e-5) if dtype == np.float32 else (1e-10, 1e-10)
+    for a, b, t, f in zip(one, two, want, fallback):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(t))
+        ok = ~np.isnan(t)
+        np.testing.assert_allclose(a[ok], t[ok], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(a[ok], f[ok], rtol=rtol, atol=atol)
