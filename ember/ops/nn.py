@@ -222,30 +222,35 @@ def _attn_blocks(b, work):
     return _par._bounds(b, min(k, b)) if b > 1 else [(0, b)]
 
 
-def _attn_fwd_np(q, k, v, mask, scale):
-    """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks, with the heads
-    split over the cores for large inputs (each block is computed as alone: same bits)."""
-    B, L, S = q.shape[0], q.shape[1], k.shape[1]
+def _attn_fwd_np(q, k, v, mask, scale, out=None):
+    """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks (or (B, H, L, D),
+    any strides, with a mask over (L, S) only), with the heads split over the cores for large
+    inputs (each block is computed as alone: same bits). ``out``: an array to write the
+    result into (of the compute dtype)."""
+    B, L, S = q.shape[0], q.shape[-2], k.shape[-2]
+    inner = math.prod(q.shape[1:-2])  # heads per batch entry of a 4-d stack
     cd = np.dtype(_compute_dtype(q))
-    w = np.empty((B, L, S), cd)
-    out = np.empty((B, L, v.shape[2]), cd)
+    w = np.empty(q.shape[:-1] + (S,), cd)
+    if out is None:
+        out = np.empty(q.shape[:-1] + (v.shape[-1],), cd)
     mb = mask is not None and mask.ndim == 3 and mask.shape[0] == B
     if _nn_c.available(cd):  # C softmax rows; the mask as one contiguous (L, S) or (B, L, S)
         mc = None if mask is None else np.ascontiguousarray(
             np.broadcast_to(mask, (B, L, S) if mb else (L, S)), cd)
+        wf = w.reshape(-1, L, S)
 
         def part(s, e):
             np.matmul(q[s:e].astype(cd, copy=False),
-                      np.swapaxes(k[s:e], 1, 2).astype(cd, copy=False), out=w[s:e])
-            _nn_c.attn_softmax(w, s, e, scale, mc)
+                      np.swapaxes(k[s:e], -1, -2).astype(cd, copy=False), out=w[s:e])
+            _nn_c.attn_softmax(wf, s * inner, e * inner, scale, mc)
             np.matmul(w[s:e], v[s:e].astype(cd, copy=False), out=out[s:e])
 
-        _par.run_split(part, _attn_blocks(B, B * L * S))
+        _par.run_split(part, _attn_blocks(B, w.size))
         return out.astype(q.dtype, copy=False), w
 
     def part(s, e):
         sc = np.matmul(q[s:e].astype(cd, copy=False),
-                       np.swapaxes(k[s:e], 1, 2).astype(cd, copy=False), out=w[s:e])
+                       np.swapaxes(k[s:e], -1, -2).astype(cd, copy=False), out=w[s:e])
         sc *= cd.type(scale)
         if mask is not None:
             sc += mask[s:e] if mb else mask
@@ -255,27 +260,28 @@ def _attn_fwd_np(q, k, v, mask, scale):
         np.matmul(sc, v[s:e].astype(cd, copy=False), out=out[s:e])
 
     with np.errstate(invalid="ignore"):  # fully masked rows are nan, as PyTorch's
-        _par.run_split(part, _attn_blocks(B, B * L * S))
+        _par.run_split(part, _attn_blocks(B, w.size))
     return out.astype(q.dtype, copy=False), w
 
 
-def _attn_bwd_np(g, q, k, v, w, scale, need):
-    """(gq, gk, gv) of ``_attn_fwd_np`` on arrays, split over the heads like the forward."""
-    B, L, S = w.shape
+def _attn_bwd_np(g, q, k, v, w, scale, need, outs=None):
+    """(gq, gk, gv) of ``_attn_fwd_np`` on arrays, split over the heads like the forward;
+    ``outs``: three arrays (of the compute dtype) to write them into."""
+    B = w.shape[0]
     cd = w.dtype
-    gq = np.empty(q.shape, cd) if need[0] else None
-    gk = np.empty(k.shape, cd) if need[1] else None
-    gv = np.empty(v.shape, cd) if need[2] else None
+    if outs is None:
+        outs = [np.empty(a.shape, cd) if n else None for a, n in zip((q, k, v), need)]
+    gq, gk, gv = outs
     sc = cd.type(scale)
     use_c = _nn_c.available(cd) and w.flags.c_contiguous
 
     def part(s, e):
         gb, wb = g[s:e].astype(cd, copy=False), w[s:e]
         if gv is not None:
-            np.matmul(np.swapaxes(wb, 1, 2), gb, out=gv[s:e])
+            np.matmul(np.swapaxes(wb, -1, -2), gb, out=gv[s:e])
         if gq is None and gk is None:
             return
-        ds = np.matmul(gb, np.swapaxes(v[s:e], 1, 2).astype(cd, copy=False))
+        ds = np.matmul(gb, np.swapaxes(v[s:e], -1, -2).astype(cd, copy=False))
         if use_c:
             _nn_c.attn_softmax_bwd(ds, wb, sc)
         else:
@@ -285,10 +291,10 @@ def _attn_bwd_np(g, q, k, v, w, scale, need):
         if gq is not None:
             np.matmul(ds, k[s:e].astype(cd, copy=False), out=gq[s:e])
         if gk is not None:
-            np.matmul(np.swapaxes(ds, 1, 2), q[s:e].astype(cd, copy=False), out=gk[s:e])
+            np.matmul(np.swapaxes(ds, -1, -2), q[s:e].astype(cd, copy=False), out=gk[s:e])
 
     with np.errstate(invalid="ignore"):
-        _par.run_split(part, _attn_blocks(B, B * L * S))
+        _par.run_split(part, _attn_blocks(B, w.size))
     return tuple(None if a is None else a.astype(q.dtype, copy=False) for a in (gq, gk, gv))
 
 
@@ -333,6 +339,84 @@ class Attention(Node):
     def array_backward(ctx, g):
         q, k, v = ctx.saved_arrays
         return _attn_bwd_np(g, q, k, v, ctx.w, ctx.scale, ctx.needs_input_grad) + (None, None)
+
+
+def _heads(a, heads, parts):
+    """(L, N, parts * E) -> ``parts`` views (N, heads, L, E / heads), no copy."""
+    L, N, E3 = a.shape
+    hd = E3 // parts // heads
+    a5 = a.reshape(L, N, parts, heads, hd)
+    return [a5[:, :, i].transpose(1, 2, 0, 3) for i in range(parts)]
+
+
+class PackedSelfAttention(Node):
+    """Multi-head self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the
+    heads' concatenated outputs (L, N, E), in one dispatch: the heads are strided views of
+    ``qkv`` and of the result, so that neither the head split nor the merge (nor their
+    gradients, written straight into one (L, N, 3E) array) costs a copy; the attention
+    itself is ``Attention``'s, blocks of batch entries over the cores. ``mask`` is None
+    or an additive float (L, S) array. A recorded backward (``create_graph``) runs the
+    composed ops."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, qkv, mask, heads, scale):
+        L, N, E3 = qkv.shape
+        q, k, v = _heads(qkv, heads, 3)
+        out = np.empty((L, N, E3 // 3), qkv.dtype)
+        _, ctx.w = _attn_fwd_np(q, k, v, mask, scale, out=_heads(out, heads, 1)[0])
+        ctx.mask, ctx.heads, ctx.scale = mask, heads, scale
+        return out
+
+    @staticmethod
+    def array_backward(ctx, g):
+        (qkv,) = ctx.saved_arrays
+        gqkv = np.empty(qkv.shape, qkv.dtype)
+        _attn_bwd_np(_heads(g, ctx.heads, 1)[0], *_heads(qkv, ctx.heads, 3), ctx.w,
+                     ctx.scale, (True, True, True), outs=_heads(gqkv, ctx.heads, 3))
+        return gqkv, None, None, None
+
+    @staticmethod
+    def backward(ctx, g):
+        (qkv,) = ctx.saved_tensors
+        if not GradMode.enabled:
+            return (_make(PackedSelfAttention.array_backward(ctx, g._data)[0]), None, None,
+                    None)
+        L, N, E3 = qkv.shape
+        H = ctx.heads
+        hd = E3 // 3 // H
+        q, k, v = (t.reshape(L, N * H, hd).transpose(0, 1) for t in qkv.chunk(3, -1))
+        go = g.reshape(L, N * H, hd).transpose(0, 1)
+        sc = matmul(q, k.transpose(-2, -1)) * ctx.scale
+        if ctx.mask is not None:
+            sc = sc + _make(ctx.mask)
+        w = softmax(sc, -1)
+        gw = matmul(go, v.transpose(-2, -1))
+        ds = w * (gw - (gw * w).sum(-1, keepdim=True)) * ctx.scale
+        grads = [matmul(ds, k), matmul(ds.transpose(-2, -1), q), matmul(w.transpose(-2, -1), go)]
+        from .shape import cat
+        return (cat([t.transpose(0, 1).reshape(L, N, E3 // 3) for t in grads], -1), None, None,
+                None)
+
+
+def packed_self_attention(qkv, mask, heads, scale):
+    """``PackedSelfAttention`` when it applies (a plain (L, N, 3E) float array, a float
+    (L, S) mask that needs no gradient or None, no mode active), else None."""
+    from ..autograd.graph import _MODES
+    from .._tensor import Tensor
+    if _MODES or type(qkv) is not Tensor or type(qkv._data) is not np.ndarray or \
+            qkv.ndim != 3 or qkv._data.dtype not in (np.float32, np.float64) or \
+            qkv.shape[2] % (3 * heads):
+        return None
+    m = None
+    if mask is not None:
+        if type(mask) is not Tensor or mask.requires_grad or \
+                type(mask._data) is not np.ndarray or mask._data.dtype.kind != "f" or \
+                tuple(mask.shape) != (qkv.shape[0], qkv.shape[0]):
+            return None
+        m = mask._data
+    return PackedSelfAttention.apply(qkv, m, heads, scale)
 
 
 def attention(q, k, v, mask, scale):

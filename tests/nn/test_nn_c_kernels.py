@@ -227,3 +227,89 @@ def test_fused_attention_c_softmax_matches_torch_and_fallback(dtype, mask, threa
         ok = ~np.isnan(t)
         np.testing.assert_allclose(a[ok], t[ok], rtol=rtol, atol=atol)
         np.testing.assert_allclose(a[ok], f[ok], rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------------- packed self-attention
+def _mha_pair(dtype, batch_first, E=48, H=4):
+    torch.manual_seed(0)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    mt = torch.nn.MultiheadAttention(E, H, batch_first=batch_first).to(tdt)
+    me = ember.nn.MultiheadAttention(E, H, batch_first=batch_first).to(
+        ember.float64 if dtype == np.float64 else ember.float32)
+    me.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in
+                        mt.state_dict().items()})
+    return me, mt
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("mask", [None, "causal", "float"])
+def test_packed_self_attention_matches_torch(dtype, batch_first, mask, threads, no_c,
+                                             monkeypatch):
+    """Self-attention through ``PackedSelfAttention`` (heads as strided views, no copies):
+    values and gradients of the input and every parameter against PyTorch, the same at one
+    and two threads to rounding, and against ember's own composed path (the op declined)."""
+    from ember.ops import nn as K
+    rng = np.random.default_rng(8)
+    N, L, E = 7, 37, 48
+    x = rng.standard_normal((N, L, E) if batch_first else (L, N, E)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    m = None
+    if mask == "causal":
+        m = np.triu(np.full((L, L), -np.inf, dtype), 1)
+    elif mask == "float":
+        m = rng.standard_normal((L, L)).astype(dtype)
+    calls = []
+    real = K.PackedSelfAttention.apply
+    monkeypatch.setattr(K.PackedSelfAttention, "apply",
+                        lambda *a: calls.append(1) or real(*a))
+
+    def run(fw, mod, n=1):
+        if fw is ember:
+            threads(n)
+        mod.zero_grad()
+        xt = fw.tensor(x, requires_grad=True)
+        mt = None if m is None else fw.tensor(m)
+        y, _ = mod(xt, xt, xt, attn_mask=mt, need_weights=False, is_causal=mask == "causal")
+        y.backward(fw.tensor(g))
+        return [y.detach().numpy(), xt.grad.numpy()] + [p.grad.numpy().copy()
+                                                         for p in mod.parameters()]
+
+    me, mt = _mha_pair(dtype, batch_first)
+    one, two = run(ember, me, 1), run(ember, me, 2)
+    assert calls
+    want = run(torch, mt)
+    monkeypatch.setattr(K, "packed_self_attention", lambda *a: None)
+    no_c()
+    composed = run(ember, me, 1)
+    rtol, atol = (2e-5, 2e-5) if dtype == np.float32 else (1e-10, 1e-10)
+    for a, b, t, c in zip(one, two, want, composed):
+        # (the projections' GEMMs round differently at 1 and 2 BLAS threads)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * max(1, np.abs(t).max()))
+        np.testing.assert_allclose(a, t, rtol=rtol, atol=atol * max(1, np.abs(t).max()))
+        np.testing.assert_allclose(a, c, rtol=rtol, atol=atol * max(1, np.abs(t).max()))
+
+
+def test_packed_self_attention_double_backward_matches_torch():
+    me, mt = _mha_pair(np.float64, True, E=16, H=2)
+    x = np.random.default_rng(9).standard_normal((3, 5, 16))
+    m = np.triu(np.full((5, 5), -np.inf), 1)
+    res = []
+    for fw, mod in ((ember, me), (torch, mt)):
+        xt = fw.tensor(x, requires_grad=True)
+        # PyTorch's need_weights=False path (flash attention) has no double backward
+        y, _ = mod(xt, xt, xt, attn_mask=fw.tensor(m), need_weights=fw is torch)
+        (gx,) = fw.autograd.grad((y * y).sum(), xt, create_graph=True)
+        (ggx,) = fw.autograd.grad((gx * gx).sum(), xt)
+        res.append((gx.detach().numpy(), ggx.numpy()))
+    for a, t in zip(*res):
+        np.testing.assert_allclose(a, t, rtol=1e-9, atol=1e-9)
+
+
+def test_packed_self_attention_declines():
+    from ember.ops import nn as K
+    qkv = ember.randn(5, 2, 24)
+    assert K.packed_self_attention(qkv, None, 5, 1.0) is None  # 24 not a multiple of 3 * 5
+    assert K.packed_self_attention(qkv, ember.zeros(5, 4), 2, 1.0) is None  # mask shape
+    assert K.packed_self_attention(qkv, ember.zeros(5, 5, requires_grad=True), 2, 1.0) is None
+    assert K.packed_self_attention(qkv.double(), None, 2, 1.0) is not None
