@@ -226,7 +226,9 @@ for _dt, _real in ((np.dtype(np.float32), ctypes.c_float), (np.dtype(np.float64)
                                                                    _real)
 _LIB: dict = {}
 
-MIN_SIZE = 1 << 14  # elements from which nn.py takes these kernels for layer norm
+MIN_SIZE = 1 << 14  # elements from which nn.py takes these kernels (layer norm, attention
+# weights); smaller inputs keep NumPy's formula, the one a captured (exported, compiled)
+# graph replays, so that small float64 models stay bit for bit equal to their export
 LN_BLOCK = 64       # rows per partial sum of the layer norm's weight/bias gradients
 MIN_SPLIT = 1 << 17  # elements from which a call is split over the thread pool (below, a
 # hand-off costs about what the second core would save)

@@ -234,7 +234,9 @@ def _attn_fwd_np(q, k, v, mask, scale, out=None):
     if out is None:
         out = np.empty(q.shape[:-1] + (v.shape[-1],), cd)
     mb = mask is not None and mask.ndim == 3 and mask.shape[0] == B
-    if _nn_c.available(cd):  # C softmax rows; the mask as one contiguous (L, S) or (B, L, S)
+    if w.size >= _nn_c.MIN_SIZE and _nn_c.available(cd):
+        # C softmax rows (small ones keep NumPy's formula, bit for bit that of the composed
+        # ops a captured graph replays); the mask as one contiguous (L, S) or (B, L, S)
         mc = None if mask is None else np.ascontiguousarray(
             np.broadcast_to(mask, (B, L, S) if mb else (L, S)), cd)
         wf = w.reshape(-1, L, S)
@@ -273,7 +275,7 @@ def _attn_bwd_np(g, q, k, v, w, scale, need, outs=None):
         outs = [np.empty(a.shape, cd) if n else None for a, n in zip((q, k, v), need)]
     gq, gk, gv = outs
     sc = cd.type(scale)
-    use_c = _nn_c.available(cd) and w.flags.c_contiguous
+    use_c = w.size >= _nn_c.MIN_SIZE and _nn_c.available(cd) and w.flags.c_contiguous
 
     def part(s, e):
         gb, wb = g[s:e].astype(cd, copy=False), w[s:e]
