@@ -305,8 +305,27 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     key_padding_mask = _canonical_mask(key_padding_mask, "key_padding_mask", None, query.dtype)
     attn_mask = _canonical_mask(attn_mask, "attn_mask", None, query.dtype)
 
+    if not training:
+        dropout_p = 0.0
+    if not need_weights and dropout_p == 0.0 and query is key and key is value and \
+            not use_separate_proj_weight and bias_k is None and bias_v is None and \
+            not add_zero_attn and key_padding_mask is None and \
+            (attn_mask is None or attn_mask.dim() == 2):
+        # self-attention: one op from the packed projection to the merged heads, no copies
+        # for the head split and merge (ember.ops.nn.PackedSelfAttention)
+        from ..ops.nn import packed_self_attention
+        if attn_mask is not None and tuple(attn_mask.shape) != (tgt_len, src_len):
+            raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)}, "
+                               f"but should be {(tgt_len, src_len)}.")
+        qkv = F.linear(query, in_proj_weight, in_proj_bias)
+        out = packed_self_attention(qkv, attn_mask, num_heads, 1.0 / math.sqrt(head_dim))
+        if out is not None:
+            out = F.linear(out.reshape(tgt_len * bsz, embed_dim), out_proj_weight,
+                           out_proj_bias).reshape(tgt_len, bsz, embed_dim)
+            return (out if batched else out.squeeze(1)), None
+        q, k, v = qkv.chunk(3, dim=-1)
     # input projections
-    if not use_separate_proj_weight:
+    elif not use_separate_proj_weight:
         if key is value and query is key:
             q, k, v = F.linear(query, in_proj_weight, in_proj_bias).chunk(3, dim=-1)
         else:

@@ -31,7 +31,7 @@ from .._tensor import _make
 from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from ..autograd import forward_ad as _fad
-from . import _conv_c, elementwise as E
+from . import _conv_c, _nn_c, elementwise as E
 from .linalg import matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
@@ -222,18 +222,37 @@ def _attn_blocks(b, work):
     return _par._bounds(b, min(k, b)) if b > 1 else [(0, b)]
 
 
-def _attn_fwd_np(q, k, v, mask, scale):
-    """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks, with the heads
-    split over the cores for large inputs (each block is computed as alone: same bits)."""
-    B, L, S = q.shape[0], q.shape[1], k.shape[1]
+def _attn_fwd_np(q, k, v, mask, scale, out=None):
+    """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks (or (B, H, L, D),
+    any strides, with a mask over (L, S) only), with the heads split over the cores for large
+    inputs (each block is computed as alone: same bits). ``out``: an array to write the
+    result into (of the compute dtype)."""
+    B, L, S = q.shape[0], q.shape[-2], k.shape[-2]
+    inner = math.prod(q.shape[1:-2])  # heads per batch entry of a 4-d stack
     cd = np.dtype(_compute_dtype(q))
-    w = np.empty((B, L, S), cd)
-    out = np.empty((B, L, v.shape[2]), cd)
+    w = np.empty(q.shape[:-1] + (S,), cd)
+    if out is None:
+        out = np.empty(q.shape[:-1] + (v.shape[-1],), cd)
     mb = mask is not None and mask.ndim == 3 and mask.shape[0] == B
+    if w.size >= _nn_c.MIN_SIZE and _nn_c.available(cd):
+        # C softmax rows (small ones keep NumPy's formula, bit for bit that of the composed
+        # ops a captured graph replays); the mask as one contiguous (L, S) or (B, L, S)
+        mc = None if mask is None else np.ascontiguousarray(
+            np.broadcast_to(mask, (B, L, S) if mb else (L, S)), cd)
+        wf = w.reshape(-1, L, S)
+
+        def part(s, e):
+            np.matmul(q[s:e].astype(cd, copy=False),
+                      np.swapaxes(k[s:e], -1, -2).astype(cd, copy=False), out=w[s:e])
+            _nn_c.attn_softmax(wf, s * inner, e * inner, scale, mc)
+            np.matmul(w[s:e], v[s:e].astype(cd, copy=False), out=out[s:e])
+
+        _par.run_split(part, _attn_blocks(B, w.size))
+        return out.astype(q.dtype, copy=False), w
 
     def part(s, e):
         sc = np.matmul(q[s:e].astype(cd, copy=False),
-                       np.swapaxes(k[s:e], 1, 2).astype(cd, copy=False), out=w[s:e])
+                       np.swapaxes(k[s:e], -1, -2).astype(cd, copy=False), out=w[s:e])
         sc *= cd.type(scale)
         if mask is not None:
             sc += mask[s:e] if mb else mask
@@ -243,36 +262,41 @@ def _attn_fwd_np(q, k, v, mask, scale):
         np.matmul(sc, v[s:e].astype(cd, copy=False), out=out[s:e])
 
     with np.errstate(invalid="ignore"):  # fully masked rows are nan, as PyTorch's
-        _par.run_split(part, _attn_blocks(B, B * L * S))
+        _par.run_split(part, _attn_blocks(B, w.size))
     return out.astype(q.dtype, copy=False), w
 
 
-def _attn_bwd_np(g, q, k, v, w, scale, need):
-    """(gq, gk, gv) of ``_attn_fwd_np`` on arrays, split over the heads like the forward."""
-    B, L, S = w.shape
+def _attn_bwd_np(g, q, k, v, w, scale, need, outs=None):
+    """(gq, gk, gv) of ``_attn_fwd_np`` on arrays, split over the heads like the forward;
+    ``outs``: three arrays (of the compute dtype) to write them into."""
+    B = w.shape[0]
     cd = w.dtype
-    gq = np.empty(q.shape, cd) if need[0] else None
-    gk = np.empty(k.shape, cd) if need[1] else None
-    gv = np.empty(v.shape, cd) if need[2] else None
+    if outs is None:
+        outs = [np.empty(a.shape, cd) if n else None for a, n in zip((q, k, v), need)]
+    gq, gk, gv = outs
     sc = cd.type(scale)
+    use_c = w.size >= _nn_c.MIN_SIZE and _nn_c.available(cd) and w.flags.c_contiguous
 
     def part(s, e):
         gb, wb = g[s:e].astype(cd, copy=False), w[s:e]
         if gv is not None:
-            np.matmul(np.swapaxes(wb, 1, 2), gb, out=gv[s:e])
+            np.matmul(np.swapaxes(wb, -1, -2), gb, out=gv[s:e])
         if gq is None and gk is None:
             return
-        ds = np.matmul(gb, np.swapaxes(v[s:e], 1, 2).astype(cd, copy=False))
-        ds -= (ds * wb).sum(axis=-1, keepdims=True)
-        ds *= wb
-        ds *= sc
+        ds = np.matmul(gb, np.swapaxes(v[s:e], -1, -2).astype(cd, copy=False))
+        if use_c:
+            _nn_c.attn_softmax_bwd(ds, wb, sc)
+        else:
+            ds -= (ds * wb).sum(axis=-1, keepdims=True)
+            ds *= wb
+            ds *= sc
         if gq is not None:
             np.matmul(ds, k[s:e].astype(cd, copy=False), out=gq[s:e])
         if gk is not None:
-            np.matmul(np.swapaxes(ds, 1, 2), q[s:e].astype(cd, copy=False), out=gk[s:e])
+            np.matmul(np.swapaxes(ds, -1, -2), q[s:e].astype(cd, copy=False), out=gk[s:e])
 
     with np.errstate(invalid="ignore"):
-        _par.run_split(part, _attn_blocks(B, B * L * S))
+        _par.run_split(part, _attn_blocks(B, w.size))
     return tuple(None if a is None else a.astype(q.dtype, copy=False) for a in (gq, gk, gv))
 
 
@@ -317,6 +341,84 @@ class Attention(Node):
     def array_backward(ctx, g):
         q, k, v = ctx.saved_arrays
         return _attn_bwd_np(g, q, k, v, ctx.w, ctx.scale, ctx.needs_input_grad) + (None, None)
+
+
+def _heads(a, heads, parts):
+    """(L, N, parts * E) -> ``parts`` views (N, heads, L, E / heads), no copy."""
+    L, N, E3 = a.shape
+    hd = E3 // parts // heads
+    a5 = a.reshape(L, N, parts, heads, hd)
+    return [a5[:, :, i].transpose(1, 2, 0, 3) for i in range(parts)]
+
+
+class PackedSelfAttention(Node):
+    """Multi-head self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the
+    heads' concatenated outputs (L, N, E), in one dispatch: the heads are strided views of
+    ``qkv`` and of the result, so that neither the head split nor the merge (nor their
+    gradients, written straight into one (L, N, 3E) array) costs a copy; the attention
+    itself is ``Attention``'s, blocks of batch entries over the cores. ``mask`` is None
+    or an additive float (L, S) array. A recorded backward (``create_graph``) runs the
+    composed ops."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(ctx, qkv, mask, heads, scale):
+        L, N, E3 = qkv.shape
+        q, k, v = _heads(qkv, heads, 3)
+        out = np.empty((L, N, E3 // 3), qkv.dtype)
+        _, ctx.w = _attn_fwd_np(q, k, v, mask, scale, out=_heads(out, heads, 1)[0])
+        ctx.mask, ctx.heads, ctx.scale = mask, heads, scale
+        return out
+
+    @staticmethod
+    def array_backward(ctx, g):
+        (qkv,) = ctx.saved_arrays
+        gqkv = np.empty(qkv.shape, qkv.dtype)
+        _attn_bwd_np(_heads(g, ctx.heads, 1)[0], *_heads(qkv, ctx.heads, 3), ctx.w,
+                     ctx.scale, (True, True, True), outs=_heads(gqkv, ctx.heads, 3))
+        return gqkv, None, None, None
+
+    @staticmethod
+    def backward(ctx, g):
+        (qkv,) = ctx.saved_tensors
+        if not GradMode.enabled:
+            return (_make(PackedSelfAttention.array_backward(ctx, g._data)[0]), None, None,
+                    None)
+        L, N, E3 = qkv.shape
+        H = ctx.heads
+        hd = E3 // 3 // H
+        q, k, v = (t.reshape(L, N * H, hd).transpose(0, 1) for t in qkv.chunk(3, -1))
+        go = g.reshape(L, N * H, hd).transpose(0, 1)
+        sc = matmul(q, k.transpose(-2, -1)) * ctx.scale
+        if ctx.mask is not None:
+            sc = sc + _make(ctx.mask)
+        w = softmax(sc, -1)
+        gw = matmul(go, v.transpose(-2, -1))
+        ds = w * (gw - (gw * w).sum(-1, keepdim=True)) * ctx.scale
+        grads = [matmul(ds, k), matmul(ds.transpose(-2, -1), q), matmul(w.transpose(-2, -1), go)]
+        from .shape import cat
+        return (cat([t.transpose(0, 1).reshape(L, N, E3 // 3) for t in grads], -1), None, None,
+                None)
+
+
+def packed_self_attention(qkv, mask, heads, scale):
+    """``PackedSelfAttention`` when it applies (a plain (L, N, 3E) float array, a float
+    (L, S) mask that needs no gradient or None, no mode active), else None."""
+    from ..autograd.graph import _MODES
+    from .._tensor import Tensor
+    if _MODES or type(qkv) is not Tensor or type(qkv._data) is not np.ndarray or \
+            qkv.ndim != 3 or qkv._data.dtype not in (np.float32, np.float64) or \
+            qkv.shape[2] % (3 * heads):
+        return None
+    m = None
+    if mask is not None:
+        if type(mask) is not Tensor or mask.requires_grad or \
+                type(mask._data) is not np.ndarray or mask._data.dtype.kind != "f" or \
+                tuple(mask.shape) != (qkv.shape[0], qkv.shape[0]):
+            return None
+        m = mask._data
+    return PackedSelfAttention.apply(qkv, m, heads, scale)
 
 
 def attention(q, k, v, mask, scale):
@@ -554,6 +656,11 @@ class Normalize(Node):
         _float_input(x, "normalize")
         if _conv_c.batch_norm_ok(x, axes, w, b):  # batch norm: C, split by channels
             y, mean, var, rstd = _conv_c.batch_norm(x, w, b, eps)
+        elif _trailing_c(x, axes, w, b):  # layer norm: C, split by rows
+            y, mean, var, rstd = _nn_c.layer_norm(x, math.prod(x.shape[x.ndim - len(axes):]),
+                                                  w, b, eps)
+            shape = x.shape[:x.ndim - len(axes)] + (1,) * len(axes)
+            mean, var, rstd = mean.reshape(shape), var.reshape(shape), rstd.reshape(shape)
         else:
             y, mean, var, rstd = _normalize_rows(x, w, b, axes, eps)
         ctx.axes, ctx.eps, ctx.mean, ctx.rstd = axes, eps, mean, rstd
@@ -585,6 +692,19 @@ class Normalize(Node):
         if need[2]:
             gb = g
         return gx, gw, gb, None, None
+
+
+def _trailing_c(x, axes, *params):
+    """Whether the C layer norm (``ember/ops/_nn_c.py``) serves ``x`` normalised over
+    ``axes``: its trailing dims, from ``_nn_c.MIN_SIZE`` elements, params None or shaped as
+    those dims (smaller inputs keep the NumPy formula, the one a compiled step replays)."""
+    nd, k = x.ndim, len(axes)
+    if type(x) is not np.ndarray or x.size < _nn_c.MIN_SIZE or not 0 < k <= nd or \
+            tuple(axes) != tuple(range(nd - k, nd)):
+        return False
+    tail = x.shape[nd - k:]
+    return all(p is None or p.shape == tail for p in params) and \
+        _nn_c.layer_norm_ok(x, math.prod(tail), *params)
 
 
 def _normalize_np(x, w, b, axes, eps):
@@ -671,6 +791,13 @@ def _normalize_grad_np(g, x, w, ctx):
     if g.shape == x.shape and _conv_c.batch_norm_ok(x, axes, w):  # C, split by channels
         out = _conv_c.batch_norm_grad(g, x, w, ctx.mean, ctx.rstd, need[0])
         return tuple(a for a, n in zip(out, need[:3]) if n)
+    if g.shape == x.shape and _trailing_c(x, axes, w):  # layer norm: C, split by rows
+        k = len(axes)
+        tail = x.shape[x.ndim - k:]
+        gx, gw, gb = _nn_c.layer_norm_grad(g, x, math.prod(tail), w, ctx.mean, ctx.rstd,
+                                           *need[:3])
+        return tuple(a if a is None or a.shape == x.shape else a.reshape(tail)
+                     for a, n in zip((gx, gw, gb), need[:3]) if n)
     rows = _row_split(x, axes, w) if g.shape == x.shape and (need[0] or need[1]) else 0
     if not rows:
         out = _normalize_grad_arrays(g, x, w, ctx.mean, ctx.rstd, axes, need)
@@ -824,9 +951,14 @@ class Gelu(Node):
     def forward(ctx, x, approximate):
         _float_input(x, "gelu")
         need_grad = isinstance(ctx, Node)  # a recorded node: a backward may follow
+        ctx.approximate = approximate
+        if approximate == "none" and type(x) is np.ndarray and x.size >= _GELU_FAST_MIN and \
+                x.flags.c_contiguous and _nn_c.available(x.dtype):
+            y, ctx.e = _nn_c.gelu(x, need_grad)  # C: y and the derivative in one pass
+            ctx.t = None
+            return y
         y, ctx.t, ctx.e = _elementwise_blocks(
             lambda a: _gelu_fwd_np(a, approximate, need_grad), x, n_out=3)
-        ctx.approximate = approximate
         return y
 
     @staticmethod
