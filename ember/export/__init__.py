@@ -501,10 +501,17 @@ def _shape_changes(nodes0, nodes1):
 def _fold_fixed_creations(cap, nodes, varying):
     """Tensor factories (``creation_op`` nodes) whose arguments and output shape did not
     change with the dynamic dimensions become constants again, as in a static capture; the
-    others stay nodes and are made with the sizes of each call."""
+    others stay nodes and are made with the sizes of each call. So do the factories whose
+    tensor is written in place (directly or through a view) or returned: a constant would
+    carry one call's writes into the next, or hand the caller the graph's own constant."""
     if not cap.created:
         return
     graph = cap.graph
+    from ..compiler._passes import mutated_aliases
+    from ..fx import Node, map_arg
+    kept = mutated_aliases(graph)
+    map_arg(graph.output_node().args, lambda a: kept.add(a) if isinstance(a, Node) else None)
+    varying = set(varying) | {i for i, n in enumerate(nodes) if n in kept}
     taken = {k for k in cap.attrs if k.startswith("_tensor_constant")}
     count = len(taken)
     for i, node in enumerate(nodes):
