@@ -97,6 +97,12 @@ _STEPS = {"mlp": "MLP 784-512-512-10 train step", "lenet": "LeNet-5 train step",
           "cifar": "CIFAR CNN train step", "gpt": "GPT 2-layer train step"}
 
 
+def _cpu_with_children():
+    """CPU seconds of this process and of the children it waited for (the C compiler)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def child_train(name, mode, threads, rounds):
     """A training step of ``benchmarks/run.py`` run as ``mode`` (ember-eager, ember-compiled,
     torch-eager, torch-compiled): seconds of the first call after an eager warm-up step
@@ -114,9 +120,9 @@ def child_train(name, mode, threads, rounds):
     step()  # imports, optimizer state
     if mode.endswith("compiled"):
         step = m.compile(step)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_with_children()
     step()
-    first = time.perf_counter() - t
+    first, first_cpu = time.perf_counter() - t, _cpu_with_children() - c
     step()
     walls, cpus = [], []
     for _ in range(rounds):
@@ -124,7 +130,8 @@ def child_train(name, mode, threads, rounds):
         step()
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
-    out = {"first": first, "step": statistics.median(walls), "cpu": statistics.median(cpus)}
+    out = {"first": first, "first_cpu": first_cpu, "step": statistics.median(walls),
+           "cpu": statistics.median(cpus)}
     if mode == "ember-compiled":
         from ember.compiler import _codegen
         out["c_compiles"] = _codegen.STATS["compiles"]
@@ -178,9 +185,10 @@ def train_table(names, threads, rounds, passes, torch_compile, env, tc_timeout=6
                 row[mode] = rs[0]
                 continue
             row[mode] = {k: statistics.median(r[k] for r in ok) for k in ("step", "cpu")}
-            row[mode]["first_cold"] = ok[0]["first"]
-            row[mode]["first_warm"] = statistics.median(r["first"] for r in ok[1:]) \
-                if len(ok) > 1 else None
+            for k in ("first", "first_cpu"):  # wall and CPU seconds of the first call
+                row[mode][k + "_cold"] = ok[0][k]
+                row[mode][k + "_warm"] = statistics.median(r[k] for r in ok[1:]) \
+                    if len(ok) > 1 else None
         if torch_compile:
             with tempfile.TemporaryDirectory() as tcache:
                 row["torch-compiled"] = _spawn_soft(
@@ -193,16 +201,18 @@ def train_table(names, threads, rounds, passes, torch_compile, env, tc_timeout=6
 
 def _print_train(res, threads):
     print(f"training steps, ms per step (wall / CPU), threads={threads or 'default'}; "
-          "first call = capture/compile (cold cache, then warm cache in a new process)")
+          "first call = capture/compile, wall / CPU s (cold cache, then warm cache in a new "
+          "process)")
     for name, row in res.items():
         print(f"  {_STEPS[name]}")
         for mode, r in row.items():
             if "error" in r:
                 print(f"    {mode:15s} {r['error']}")
                 continue
-            first = f"first call {r['first_cold' if 'first_cold' in r else 'first']:.2f} s"
+            cold = "_cold" if "first_cold" in r else ""
+            first = f"first call {r['first' + cold]:.2f} / {r['first_cpu' + cold]:.2f} s"
             if r.get("first_warm") is not None:
-                first += f" / warm {r['first_warm']:.2f} s"
+                first += f", warm {r['first_warm']:.2f} / {r['first_cpu_warm']:.2f} s"
             print(f"    {mode:15s} {r['step'] * 1e3:8.2f} / {r['cpu'] * 1e3:8.2f}   {first}")
         te, ec = row.get("torch-eager", {}), row.get("ember-compiled", {})
         tc = row.get("torch-compiled", {})
