@@ -497,7 +497,8 @@ class CaptureMode:
         node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
         if _RECORD_LINES:
             node.meta["source_line"] = _source_line()
-        self._bind_outputs(out, node, self._depends((fx_args, fx_kwargs)))
+        # depends on inputs or parameters: one of the node's inputs does (the node knows them)
+        self._bind_outputs(out, node, not self.data_dependent.isdisjoint(node._input_nodes))
         return out
 
     def on_inplace(self, cls, target, args, kwargs, run):
@@ -514,7 +515,7 @@ class CaptureMode:
         if _RECORD_LINES:
             node.meta["source_line"] = _source_line()
         self._note_mutation(target)
-        self.bind(target, node, self._depends((fx_target, fx_args, fx_kwargs)))
+        self.bind(target, node, not self.data_dependent.isdisjoint(node._input_nodes))
         self._meta(node, target)
         return out
 
