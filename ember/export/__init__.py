@@ -307,9 +307,14 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     rng = _random.default_generator.get_state()
     _capture._RECORD_LINES = True  # op nodes keep the user's source line (for exporters)
     try:
-        base = _capture_once(mod, leaves, names, in_spec, record_creation=bool(dyn))
+        # tensor factories are recorded as ``creation_op`` nodes: with dynamic dimensions their
+        # sizes are fitted; either way the ones not written in place or returned fold back to
+        # constants (a constant written in place would carry one call's writes into the next)
+        base = _capture_once(mod, leaves, names, in_spec, record_creation=True)
         if dyn:
             base = _generalise(mod, base, leaves, names, in_spec, dyn)
+        else:
+            _fold_fixed_creations(base, _call_nodes(base.graph), ())
     finally:
         _capture._RECORD_LINES = False
         for k, b in buffers.items():  # export leaves the module as it found it

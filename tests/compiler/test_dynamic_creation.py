@@ -146,3 +146,16 @@ def test_empty_batch_and_threads():
         ember.set_num_threads(before)
     x = ember.randn(0, 3)  # an empty batch: a new specialisation or the dynamic graph
     _close(c(x), sized_from_input(x), 1e-5)
+
+
+def test_export_static_factory_written_in_place_is_fresh_each_call():
+    class M(nn.Module):
+        def forward(self, x):
+            acc = ember.zeros(4)
+            acc += x.sum(0)
+            return acc * 2
+    m = M()
+    f = ember.export.export(m, (ember.randn(3, 4),)).module()
+    for _ in range(3):
+        x = ember.randn(3, 4)
+        _close(f(x), m(x), 1e-6)
