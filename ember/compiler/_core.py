@@ -321,7 +321,7 @@ class CompiledFunction:
         try:
             # tensor factories are ``creation_op`` nodes: with dynamic=True their sizes read
             # from an input's shape (``zeros(x.shape[0], 4)``) follow the batch on replay;
-            # the ones that stay fixed fold back into constants (``_fold_creations``)
+            # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
             cap = _capture.capture(run, leaves, names, persistent=persistent,
                                    unflatten=unflatten, flatten_out=tree_flatten,
                                    on_value_read=recorder, record_creation=True)

@@ -506,9 +506,9 @@ def _shape_changes(nodes0, nodes1):
 def _fold_fixed_creations(cap, nodes, varying):
     """Tensor factories (``creation_op`` nodes) whose arguments and output shape did not
     change with the dynamic dimensions become constants again, as in a static capture; the
-    others stay nodes and are made with the sizes of each call. So do the factories whose
-    tensor is written in place (directly or through a view) or returned: a constant would
-    carry one call's writes into the next, or hand the caller the graph's own constant."""
+    others stay nodes and are made with the sizes of each call. A factory whose tensor is
+    written in place (directly or through a view) or returned stays a node too: a constant
+    would carry one call's writes into the next, or hand the caller the graph's own constant."""
     if not cap.created:
         return
     graph = cap.graph
