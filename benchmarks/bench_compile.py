@@ -7,6 +7,11 @@ ember eager, ember compiled, PyTorch eager and ``torch.compile``, each in its ow
 
     python benchmarks/bench_compile.py [--n 4194304] [--rounds 10] [--no-torch]
         [--steps mlp,lenet,cifar,gpt] [--threads N] [--no-torch-compile] [--passes P]
+        [--torch-compile-timeout S] [--only-train]
+
+torch.compile runs with an empty inductor cache of its own (``TORCHINDUCTOR_CACHE_DIR`` a
+fresh directory), so its first call is a cold compile like ember's "cold" column; a run that
+passes ``--torch-compile-timeout`` seconds (default 600) is reported as timed out.
 """
 
 from __future__ import annotations
@@ -92,6 +97,12 @@ _STEPS = {"mlp": "MLP 784-512-512-10 train step", "lenet": "LeNet-5 train step",
           "cifar": "CIFAR CNN train step", "gpt": "GPT 2-layer train step"}
 
 
+def _cpu_with_children():
+    """CPU seconds of this process and of the children it waited for (the C compiler)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def child_train(name, mode, threads, rounds):
     """A training step of ``benchmarks/run.py`` run as ``mode`` (ember-eager, ember-compiled,
     torch-eager, torch-compiled): seconds of the first call after an eager warm-up step
@@ -109,9 +120,9 @@ def child_train(name, mode, threads, rounds):
     step()  # imports, optimizer state
     if mode.endswith("compiled"):
         step = m.compile(step)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_with_children()
     step()
-    first = time.perf_counter() - t
+    first, first_cpu = time.perf_counter() - t, _cpu_with_children() - c
     step()
     walls, cpus = [], []
     for _ in range(rounds):
@@ -119,7 +130,8 @@ def child_train(name, mode, threads, rounds):
         step()
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
-    out = {"first": first, "step": statistics.median(walls), "cpu": statistics.median(cpus)}
+    out = {"first": first, "first_cpu": first_cpu, "step": statistics.median(walls),
+           "cpu": statistics.median(cpus)}
     if mode == "ember-compiled":
         from ember.compiler import _codegen
         out["c_compiles"] = _codegen.STATS["compiles"]
@@ -129,17 +141,27 @@ def child_train(name, mode, threads, rounds):
 
 def _spawn_soft(args, env, timeout):
     """``_spawn`` that reports a failure or a timeout instead of raising."""
+    # its own process group, so that a timeout also ends the compile workers torch.compile
+    # starts (killing the child alone would leave them running)
+    p = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT, start_new_session=True)
     try:
-        r = subprocess.run([sys.executable, os.path.abspath(__file__), *args],
-                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if r.returncode != 0:
-        return {"error": r.stderr.strip().splitlines()[-1][:200] if r.stderr else "failed"}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+        import signal
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if p.returncode != 0:
+        return {"error": err.strip().splitlines()[-1][:200] if err.strip() else "failed"}
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def train_table(names, threads, rounds, passes, torch_compile, env):
+def train_table(names, threads, rounds, passes, torch_compile, env, tc_timeout=600):
     """Alternating passes over ember eager, ember compiled and PyTorch eager; torch.compile
     once. Returns {name: {mode: result}} with per-mode medians over passes."""
     modes = ["ember-eager", "ember-compiled", "torch-eager"]
@@ -163,34 +185,44 @@ def train_table(names, threads, rounds, passes, torch_compile, env):
                 row[mode] = rs[0]
                 continue
             row[mode] = {k: statistics.median(r[k] for r in ok) for k in ("step", "cpu")}
-            row[mode]["first_cold"] = ok[0]["first"]
-            row[mode]["first_warm"] = statistics.median(r["first"] for r in ok[1:]) \
-                if len(ok) > 1 else None
+            for k in ("first", "first_cpu"):  # wall and CPU seconds of the first call
+                row[mode][k + "_cold"] = ok[0][k]
+                row[mode][k + "_warm"] = statistics.median(r[k] for r in ok[1:]) \
+                    if len(ok) > 1 else None
         if torch_compile:
-            row["torch-compiled"] = _spawn_soft(
-                ["--child", f"train:{name}:torch-compiled", "--threads", str(threads or 0),
-                 "--rounds", str(rounds)], env, 240)
+            with tempfile.TemporaryDirectory() as tcache:
+                row["torch-compiled"] = _spawn_soft(
+                    ["--child", f"train:{name}:torch-compiled", "--threads", str(threads or 0),
+                     "--rounds", str(rounds)], dict(env, TORCHINDUCTOR_CACHE_DIR=tcache),
+                    tc_timeout)
         res[name] = row
     return res
 
 
 def _print_train(res, threads):
     print(f"training steps, ms per step (wall / CPU), threads={threads or 'default'}; "
-          "first call = capture/compile (cold cache, then warm cache in a new process)")
+          "first call = capture/compile, wall / CPU s (cold cache, then warm cache in a new "
+          "process)")
     for name, row in res.items():
         print(f"  {_STEPS[name]}")
         for mode, r in row.items():
             if "error" in r:
                 print(f"    {mode:15s} {r['error']}")
                 continue
-            first = f"first call {r['first_cold' if 'first_cold' in r else 'first']:.2f} s"
+            cold = "_cold" if "first_cold" in r else ""
+            first = f"first call {r['first' + cold]:.2f} / {r['first_cpu' + cold]:.2f} s"
             if r.get("first_warm") is not None:
-                first += f" / warm {r['first_warm']:.2f} s"
+                first += f", warm {r['first_warm']:.2f} / {r['first_cpu_warm']:.2f} s"
             print(f"    {mode:15s} {r['step'] * 1e3:8.2f} / {r['cpu'] * 1e3:8.2f}   {first}")
         te, ec = row.get("torch-eager", {}), row.get("ember-compiled", {})
+        tc = row.get("torch-compiled", {})
         if "cpu" in te and "cpu" in ec:
             print(f"    ember compiled / PyTorch eager: wall {ec['step'] / te['step']:.2f}x, "
                   f"CPU {ec['cpu'] / te['cpu']:.2f}x")
+        if "cpu" in tc and "cpu" in ec:
+            print(f"    ember compiled / torch.compile: wall {ec['step'] / tc['step']:.2f}x, "
+                  f"CPU {ec['cpu'] / tc['cpu']:.2f}x; compile time (cold) ember "
+                  f"{ec['first_cold']:.2f} s, torch.compile {tc['first']:.1f} s")
 
 
 def _spawn(args, env=None):
@@ -211,6 +243,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--passes", type=int, default=2)
     p.add_argument("--no-torch-compile", action="store_true")
+    p.add_argument("--torch-compile-timeout", type=float, default=600)
+    p.add_argument("--only-train", action="store_true",
+                   help="skip the GELU chain and the MLP compile-time sections")
     a = p.parse_args(argv)
     if a.child and a.child.startswith("train:"):
         _, name, mode = a.child.split(":")
@@ -223,6 +258,12 @@ def main(argv=None):
         print(json.dumps(child_gelu(a.child, a.n, a.rounds)))
         return
     env = dict(os.environ, PYTHONPATH=ROOT)
+    names = [n for n in a.steps.split(",") if n]
+    if a.only_train:
+        res = train_table(names, a.threads, a.rounds, a.passes,
+                          not (a.no_torch or a.no_torch_compile), env, a.torch_compile_timeout)
+        _print_train(res, a.threads)
+        return
     which = ["ember-eager", "ember-compiled"] + ([] if a.no_torch else ["torch"])
     res = {w: _spawn(["--child", w, "--n", str(a.n), "--rounds", str(a.rounds)], env)
            for w in which}
@@ -240,10 +281,9 @@ def main(argv=None):
           f"warm cache in a new process {warm['first']:.3f} ({warm['c_compiles']} C compiles); "
           f"eager step {cold['eager_step'] * 1e3:.1f} ms, compiled replay "
           f"{cold['replay_step'] * 1e3:.1f} ms")
-    names = [n for n in a.steps.split(",") if n]
     if names:
         res = train_table(names, a.threads, a.rounds, a.passes,
-                          not (a.no_torch or a.no_torch_compile), env)
+                          not (a.no_torch or a.no_torch_compile), env, a.torch_compile_timeout)
         _print_train(res, a.threads)
 
 

@@ -12,7 +12,7 @@ NumPy's integer matmul does not use BLAS, so two exact formulations compete:
   ``reduce_range`` activations up to K = 1032). Larger K is cut into blocks that satisfy the
   bound, summed in float64, which is exact to 2**53.
 * ``c``: a C kernel (int16 activations times int8 weights, int32 sums), compiled like the
-  compiler's kernels (``ember.compiler._codegen.load_kernel``: system ``cc``, ``-march=native``,
+  compiler's kernels (``ember._cc.load_kernel``: system ``cc``, ``-march=native``,
   disk cache keyed by source and flags). Which instructions it uses is decided where it is
   compiled: AVX-512 VNNI (``vpdpwssd``) where the CPU has it, else AVX2 (``vpmaddwd``), else
   plain C. It reads a quarter of the bytes float32 weights need, so it wins where the GEMM is
@@ -186,7 +186,7 @@ def _c_kernel():
     if not _KERNEL:
         fn = None
         try:
-            from ..compiler._codegen import load_kernel
+            from .._cc import load_kernel
             fn = load_kernel(_SRC, "qgemm_s16s8")
             fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
                            ctypes.c_long, ctypes.c_long]
@@ -200,7 +200,7 @@ def kernel_isa():
     """Which instructions the compiled kernel uses: 'avx512vnni', 'avx2', 'scalar' or None."""
     if _c_kernel() is None:
         return None
-    from ..compiler._codegen import load_kernel
+    from .._cc import load_kernel
     isa = load_kernel(_ISA_SRC, "qgemm_isa")
     isa.restype = ctypes.c_int
     return {3: "avx512vnni", 2: "avx2", 1: "scalar"}[isa()]

@@ -421,7 +421,7 @@ def _functions():
     if not _FNS:
         fns = None
         try:
-            from ..compiler._codegen import load_kernel
+            from .._cc import load_kernel
             sym = load_kernel(_SRC, "qdyn_symbol")
             sym.restype = ctypes.c_void_p
             sym.argtypes = [ctypes.c_int]

@@ -344,9 +344,12 @@ class CompiledFunction:
         _COMPILING[0] += 1
         printing = _refuse_printing()
         try:
+            # tensor factories are ``creation_op`` nodes: with dynamic=True their sizes read
+            # from an input's shape (``zeros(x.shape[0], 4)``) follow the batch on replay;
+            # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
             cap = _capture.capture(run, leaves, names, persistent=persistent,
                                    unflatten=unflatten, flatten_out=tree_flatten,
-                                   on_value_read=recorder)
+                                   on_value_read=recorder, record_creation=True)
             needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)
@@ -357,6 +360,9 @@ class CompiledFunction:
         cap.guards.training = _capture.training_flags(table)
         if self.dynamic and not recorder.breaks:
             self._make_dynamic(cap, run, leaves, names, unflatten, persistent, inputs, opts)
+        if not cap.guards.dynamic:  # static sizes: every factory not written to is constant
+            from ..export import _fold_fixed_creations
+            _fold_fixed_creations(cap, [n for n in cap.graph.nodes if n.op != "output"], ())
         extra_rg = [(t, bool(t.requires_grad)) for t in persistent]
         scalars = {n: glb[n] for n in scalar_names if n in glb}
         log = _log_enabled("graph_code")
@@ -393,7 +399,8 @@ class CompiledFunction:
                              opts)
             try:
                 return _capture.capture(run, lv, names, persistent=persistent,
-                                        unflatten=unflatten, flatten_out=tree_flatten)
+                                        unflatten=unflatten, flatten_out=tree_flatten,
+                                        record_creation=True)
             finally:
                 snap.restore()
         try:

@@ -307,9 +307,14 @@ def export(mod, args, kwargs=None, *, dynamic_shapes=None, strict=False,
     rng = _random.default_generator.get_state()
     _capture._RECORD_LINES = True  # op nodes keep the user's source line (for exporters)
     try:
-        base = _capture_once(mod, leaves, names, in_spec, record_creation=bool(dyn))
+        # tensor factories are recorded as ``creation_op`` nodes: with dynamic dimensions their
+        # sizes are fitted; either way the ones not written in place or returned fold back to
+        # constants (a constant written in place would carry one call's writes into the next)
+        base = _capture_once(mod, leaves, names, in_spec, record_creation=True)
         if dyn:
             base = _generalise(mod, base, leaves, names, in_spec, dyn)
+        else:
+            _fold_fixed_creations(base, _call_nodes(base.graph), ())
     finally:
         _capture._RECORD_LINES = False
         for k, b in buffers.items():  # export leaves the module as it found it
@@ -501,10 +506,17 @@ def _shape_changes(nodes0, nodes1):
 def _fold_fixed_creations(cap, nodes, varying):
     """Tensor factories (``creation_op`` nodes) whose arguments and output shape did not
     change with the dynamic dimensions become constants again, as in a static capture; the
-    others stay nodes and are made with the sizes of each call."""
+    others stay nodes and are made with the sizes of each call. A factory whose tensor is
+    written in place (directly or through a view) or returned stays a node too: a constant
+    would carry one call's writes into the next, or hand the caller the graph's own constant."""
     if not cap.created:
         return
     graph = cap.graph
+    from ..compiler._passes import mutated_aliases
+    from ..fx import Node, map_arg
+    kept = mutated_aliases(graph)
+    map_arg(graph.output_node().args, lambda a: kept.add(a) if isinstance(a, Node) else None)
+    varying = set(varying) | {i for i, n in enumerate(nodes) if n in kept}
     taken = {k for k in cap.attrs if k.startswith("_tensor_constant")}
     count = len(taken)
     for i, node in enumerate(nodes):

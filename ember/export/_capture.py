@@ -497,7 +497,8 @@ class CaptureMode:
         node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
         if _RECORD_LINES:
             node.meta["source_line"] = _source_line()
-        self._bind_outputs(out, node, self._depends((fx_args, fx_kwargs)))
+        # depends on inputs or parameters: one of the node's inputs does (the node knows them)
+        self._bind_outputs(out, node, not self.data_dependent.isdisjoint(node._input_nodes))
         return out
 
     def on_inplace(self, cls, target, args, kwargs, run):
@@ -514,7 +515,7 @@ class CaptureMode:
         if _RECORD_LINES:
             node.meta["source_line"] = _source_line()
         self._note_mutation(target)
-        self.bind(target, node, self._depends((fx_target, fx_args, fx_kwargs)))
+        self.bind(target, node, not self.data_dependent.isdisjoint(node._input_nodes))
         self._meta(node, target)
         return out
 
@@ -710,6 +711,25 @@ class _RandomGuard:
         return getattr(self._real, name)
 
 
+def _patch_functions(family, names, call):
+    """Route each function ``names`` of the op family module ``family`` (and its alias in the
+    ``ember`` namespace, where that is the same function) through
+    ``call(name, original, args, kwargs)``; returns the ``(namespace, name, original)``
+    triples that ``_uninstall`` puts back."""
+    import ember
+    saved = []
+    for name in names:
+        orig = getattr(family, name)
+
+        def wrapper(*args, __name=name, __orig=orig, **kwargs):
+            return call(__name, __orig, args, kwargs)
+        for ns in (family, ember):
+            if getattr(ns, name, None) is orig:
+                saved.append((ns, name, orig))
+                setattr(ns, name, wrapper)
+    return saved
+
+
 def _install(mode):
     from .. import _random
     from ..optim import optimizer as _opt
@@ -748,18 +768,8 @@ def _install(mode):
             mode.in_zero_grad -= 1
     _opt.Optimizer.zero_grad = opt_zero_grad
     Module.zero_grad = mod_zero_grad
-    import ember
     from ..ops import random as _r
-    saved["random"] = []
-    for name in RANDOM_FUNCTIONS:
-        orig = getattr(_r, name)
-
-        def wrapper(*args, __name=name, __orig=orig, **kwargs):
-            return mode.random_call(__name, __orig, args, kwargs)
-        for ns in (_r, ember):
-            if getattr(ns, name, None) is orig:
-                saved["random"].append((ns, name, orig))
-                setattr(ns, name, wrapper)
+    saved["random"] = _patch_functions(_r, RANDOM_FUNCTIONS, mode.random_call)
     grad_prop = Tensor.__dict__["grad"]
     saved["grad"] = grad_prop
 
@@ -776,15 +786,7 @@ def _install(mode):
     saved["creation"] = []
     if mode.record_creation:
         from ..ops import creation as _c
-        for name in CREATION_FUNCTIONS:
-            orig = getattr(_c, name)
-
-            def factory(*args, __name=name, __orig=orig, **kwargs):
-                return mode.creation_call(__name, __orig, args, kwargs)
-            for ns in (_c, ember):
-                if getattr(ns, name, None) is orig:
-                    saved["creation"].append((ns, name, orig))
-                    setattr(ns, name, factory)
+        saved["creation"] = _patch_functions(_c, CREATION_FUNCTIONS, mode.creation_call)
         for name in CREATION_METHODS:
             orig = getattr(Tensor, name)
 

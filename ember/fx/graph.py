@@ -44,6 +44,19 @@ def _snake_case(s):
     return s
 
 
+def _split_name(candidate):
+    """``candidate`` made a valid identifier, and split as ``base_num`` (num None if none)."""
+    candidate = re.sub(r"[^0-9a-zA-Z_]+", "_", candidate) or "_unnamed"
+    if candidate[0].isdigit():
+        candidate = "_" + candidate
+    m = re.match(r"(.*)_(\d+)$", candidate)
+    base, num = (m.group(1), int(m.group(2))) if m else (candidate, None)
+    return candidate, base, num
+
+
+_SPLIT_NAMES: dict = {}
+
+
 class _Namespace:
     """Unique, valid Python identifiers: ``add``, ``add_1``, ``add_2`` ..."""
 
@@ -52,11 +65,12 @@ class _Namespace:
         self._base_count: dict = {}
 
     def create_name(self, candidate):
-        candidate = re.sub(r"[^0-9a-zA-Z_]+", "_", candidate) or "_unnamed"
-        if candidate[0].isdigit():
-            candidate = "_" + candidate
-        m = re.match(r"(.*)_(\d+)$", candidate)
-        base, num = (m.group(1), int(m.group(2))) if m else (candidate, None)
+        split = _SPLIT_NAMES.get(candidate)
+        if split is None:  # a capture names hundreds of nodes from a few candidates
+            if len(_SPLIT_NAMES) > 4096:
+                _SPLIT_NAMES.clear()
+            split = _SPLIT_NAMES[candidate] = _split_name(candidate)
+        candidate, base, num = split
         name = candidate
         if name in self._used or name in _RESERVED:
             num = self._base_count.get(base, num or 0)

@@ -55,6 +55,16 @@ def has_side_effect(fn):
 
 def map_aggregate(a, fn):
     """Apply ``fn`` to every leaf of ``a``, rebuilding tuples, lists, dicts and slices."""
+    t = type(a)
+    # exact types first (capture and every pass call this per node): no isinstance chain
+    if t is tuple:
+        return tuple([map_aggregate(elem, fn) for elem in a])
+    if t is Node or t in _LEAVES:
+        return fn(a)
+    if t is list:
+        return [map_aggregate(elem, fn) for elem in a]
+    if t is dict:
+        return {k: map_aggregate(v, fn) for k, v in a.items()}
     if isinstance(a, tuple):
         t = tuple(map_aggregate(elem, fn) for elem in a)
         # keep named tuples (return types such as ``max``'s) of their own type
@@ -67,6 +77,9 @@ def map_aggregate(a, fn):
         return slice(map_aggregate(a.start, fn), map_aggregate(a.stop, fn),
                      map_aggregate(a.step, fn))
     return fn(a)
+
+
+_LEAVES = frozenset((int, float, bool, str, type(None)))
 
 
 def map_arg(a, fn):

@@ -99,8 +99,8 @@ def test_no_compiler_falls_back(monkeypatch):
     np.testing.assert_array_equal(_gemm.gemm(a, pw, 127), _ref(a, w, np.zeros(100, np.int64)))
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setattr(_gemm, "_KERNEL", [])
-    import ember.compiler._codegen as cg
-    monkeypatch.setattr(cg, "c_compiler", lambda: None)
+    import ember._cc as cc
+    monkeypatch.setattr(cc, "c_compiler", lambda: None)
     assert _gemm._c_kernel() is None and _gemm.kernel_isa() is None
 
 
