@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from ._threads import get_num_threads
+from ._threads import blas_controls, get_num_threads
 
 MIN_SIZE = 1 << 20  # elements; below this a thread hand-off costs more than it saves (a
 # training step's optimizer update on a few hundred thousand parameters measured no gain)
@@ -90,6 +90,25 @@ def run_split(fn, bounds):
     finally:
         rest = [f.result() for f in futures]  # wait for all parts, even after an error
     return [first] + rest
+
+
+def run_split_gemm(fn, bounds):
+    """``run_split`` for parts that call BLAS (matmul): NumPy's OpenBLAS runs single-threaded
+    while the parts run, each part's GEMMs on its own core (see ``_threads.blas_controls``).
+    Only call it where ``gemm_split_ok()``."""
+    get, put = blas_controls()
+    prev = get()
+    put(1)
+    try:
+        return run_split(fn, bounds)
+    finally:
+        put(prev)
+
+
+def gemm_split_ok():
+    """Whether GEMMs may be split over the pool: several threads, and a BLAS whose own
+    threading can be switched off meanwhile."""
+    return get_num_threads() > 1 and blas_controls() is not None
 
 
 def _bounds(n, parts, align=1):
