@@ -186,55 +186,6 @@ def _by_channels(fn, c, size):
         _parallel.run_split(fn, _parallel._bounds(c, k))
 
 
-# A GEMM of this many multiply-adds or more is cut over the thread pool, each part
-# single-threaded in BLAS (about 0.1 ms of one core's work: a hand-off costs tens of
-# microseconds). OpenBLAS threads a convolution's GEMMs poorly at these sizes (a stack of 16
-# small Winograd products, or a 6-row product over 50K columns, each a separate threaded call
-# with its own wake-up and join) and its threads spin between calls against ours.
-_GEMM_SPLIT_MIN = 1 << 21
-
-
-def _gemm(a, b, out=None):
-    """``np.matmul(a, b, out=out)`` for 2-d operands or equal 3-d stacks, cut over the thread
-    pool when large: a stack by its matrices, a single product by columns (or by rows when
-    it has more rows than columns). No part splits the sum over K, so every value is
-    computed as one BLAS call would compute it, at any thread count."""
-    m, k = a.shape[-2:]
-    n = b.shape[-1]
-    nb = a.shape[0] if a.ndim == 3 else 1
-    threads = get_num_threads()
-    # (OpenBLAS itself runs a GEMM of up to 4 * 65536 multiply-adds on one thread)
-    if threads < 2 or m * n * k <= 1 << 18 or not _parallel.gemm_split_ok():
-        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    if nb * m * n * k < _GEMM_SPLIT_MIN or a.ndim != b.ndim or a.ndim not in (2, 3) \
-            or (a.ndim == 3 and a.shape[0] != b.shape[0]):
-        # one part, on one core: a threaded OpenBLAS call this small costs a wake-up and a
-        # join, and leaves its thread spinning for ~0.1 s on the core our pool needs next
-        return _parallel.run_split_gemm(
-            lambda s, e: np.matmul(a, b) if out is None else np.matmul(a, b, out=out),
-            [(0, 1)])[0]
-    if out is None:
-        out = np.empty(a.shape[:-2] + (m, n), np.result_type(a.dtype, b.dtype))
-    if nb >= threads:
-        def part(s, e):
-            np.matmul(a[s:e], b[s:e], out=out[s:e])
-        _parallel.run_split_gemm(part, _parallel._bounds(nb, threads))
-        return out
-    if nb > 1:  # a short stack (grouped convolution): BLAS's own threads
-        return np.matmul(a, b, out=out)
-    a2, b2, o2 = (t[0] if t.ndim == 3 else t for t in (a, b, out))
-    if n >= m:
-        def part(s, e):
-            np.matmul(a2, b2[:, s:e], out=o2[:, s:e])
-        bounds = _parallel._bounds(n, builtins.min(threads, -(-n // 64)), 64)
-    else:
-        def part(s, e):
-            np.matmul(a2[s:e], b2, out=o2[s:e])
-        bounds = _parallel._bounds(m, builtins.min(threads, m))
-    _parallel.run_split_gemm(part, bounds)
-    return out
-
-
 def _im2col(xp, ks, st, dl, osz, scratch=None):
     """Columns ``(C, *ks, N, *osz)`` (contiguous) of the padded input ``xp`` (in a reused
     buffer when ``scratch`` names one)."""
@@ -246,11 +197,34 @@ def _im2col(xp, ks, st, dl, osz, scratch=None):
                       writeable=False)
     out = np.empty(view.shape, xp.dtype) if scratch is None else \
         _scratch(scratch, view.shape, xp.dtype)
-
-    def part(c0, c1):
-        out[c0:c1] = view[c0:c1]
-    _by_channels(part, c, out.size)
+    _copy_rows(out, view, ks[0])
     return out
+
+
+def _copy_rows(out, view, kh):
+    """``out[...] = view`` for (C, kh, ...) arrays, split over the thread pool by rows
+    ``(c, k)``: channels alone cut unevenly when they are few (3 colour channels, LeNet's
+    one). Every part is a few slice copies."""
+    rows = out.shape[0] * kh
+    k = builtins.min(get_num_threads(), rows) if out.size >= _SPLIT_MIN else 1
+    if k <= 1:
+        out[...] = view
+        return
+
+    def part(r0, r1):
+        c0, k0 = divmod(r0, kh)
+        c1, k1 = divmod(r1, kh)
+        if c0 == c1:
+            out[c0, k0:k1] = view[c0, k0:k1]
+            return
+        if k0:
+            out[c0, k0:] = view[c0, k0:]
+            c0 += 1
+        if c1 > c0:
+            out[c0:c1] = view[c0:c1]
+        if k1:
+            out[c1, :k1] = view[c1, :k1]
+    _parallel.run_split(part, _parallel._bounds(rows, k))
 
 
 def _batch_last(osz, n):
@@ -281,7 +255,13 @@ def _im2col_batch_last(x, pads, ks, st, dl, osz):
             xt[c0:c1].fill(0)
         xt[c0:c1][(slice(None),) + inner] = xm[c0:c1]
         out[c0:c1] = view[c0:c1]
-    _by_channels(part, c, out.size)
+    if c >= get_num_threads():
+        _by_channels(part, c, out.size)
+    else:  # few channels: the batch-last input whole (small), then the copy by rows
+        if padded:
+            xt.fill(0)
+        xt[(slice(None),) + inner] = xm
+        _copy_rows(out, view, ks[0])
     return out
 
 
@@ -462,7 +442,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     if _batch_last(osz, n):
         cols = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
         cols = cols.reshape(groups, -1, n * _prod(osz))
-        res = _gemm(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
+        res = _parallel.gemm(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
         out = np.empty((n, o) + osz, dtype=res.dtype)
         _relayout(out, np.moveaxis(res, -1, 0), b, len(osz))
         return (out if out.dtype == dt else out.astype(dt)), \
@@ -470,7 +450,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     xp = _pad_array(x, pads, scratch="pad")
     cols = _im2col(xp, ks, stride, dilation, osz, None if keep else "cols")
     cols = cols.reshape(groups, -1, n * _prod(osz))
-    res = _gemm(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
+    res = _parallel.gemm(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
     out = np.empty((n, o) + osz, dtype=res.dtype)
     _relayout(out.reshape(n, o, -1), res.swapaxes(0, 1), b, 1)
     return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
@@ -525,7 +505,7 @@ def _conv_nhwc(x, w, b, stride, pads, dilation, keep):
     n, o = x.shape[0], w.shape[0]
     osz = _out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)
     cols = _im2col_nhwc(xh, pads, w.shape[2:], stride, dilation, osz)
-    res = _gemm(cols, _w_rows(w).T)  # (N*OH*OW, O): the NHWC output
+    res = _parallel.gemm(cols, _w_rows(w).T)  # (N*OH*OW, O): the NHWC output
     if b is not None:
         res += _as_compute(b)
     out = res.reshape((n,) + osz + (o,)).transpose(0, 3, 1, 2)
@@ -542,7 +522,7 @@ def _conv_input_grad_nhwc(g, w, xshape, stride, pads, dilation):
     n, c, h, wd = xshape
     kh, kw = w.shape[2:]
     osz = g.shape[2:]
-    gcols = _gemm(_nhwc_rows(g), _w_rows(w))  # (N*OH*OW, KH*KW*C)
+    gcols = _parallel.gemm(_nhwc_rows(g), _w_rows(w))  # (N*OH*OW, KH*KW*C)
     if _pointwise((kh, kw), stride, pads):
         return gcols.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
     (pt, pb), (pl, pr) = pads
@@ -564,7 +544,7 @@ def _conv_weight_grad_nhwc(x, g, wshape, stride, pads, dilation, cols):
     if cols is None:
         osz = g.shape[2:]
         cols = _im2col_nhwc(x.transpose(0, 2, 3, 1), pads, wshape[2:], stride, dilation, osz)
-    gw = _gemm(_nhwc_rows(g).T, cols)  # (O, KH*KW*C)
+    gw = _parallel.gemm(_nhwc_rows(g).T, cols)  # (O, KH*KW*C)
     o, c, kh, kw = wshape
     return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
@@ -638,12 +618,12 @@ def _winograd_conv(x, w, b, pads, keep=True):
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
-    u = _gemm(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    u = _parallel.gemm(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
     if _conv_c.available(x.dtype):
         # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
         # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams
         v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
-        m = _gemm(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
+        m = _parallel.gemm(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
         return _conv_c.wino_out(m, n, th, tw, oh, ow, None if b is None else _as_compute(b)), v
     v = _wino_tiles(x, pads, (oh, ow), keep)
     # (tiles, C) @ (C, O) per tile element: OpenBLAS runs this tall orientation faster than
@@ -672,7 +652,7 @@ def _winograd_weight_grad(g, v, wshape):
     _, gg, aa = _wino_mats(g.dtype)
     if _conv_c.available(g.dtype):
         dm = _conv_c.wino_grad(g, th, tw)
-        du = _gemm(dm, v.transpose(0, 2, 1))  # (16, O, C)
+        du = _parallel.gemm(dm, v.transpose(0, 2, 1))  # (16, O, C)
         return _wino_weight_from(du, gg, wshape)
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
@@ -687,7 +667,7 @@ def _winograd_weight_grad(g, v, wshape):
 def _wino_weight_from(du, gg, wshape):
     """``G^T du`` per (O, C) pair, straight into a fresh (O, C, 3, 3) array: the engine
     keeps an owned contiguous gradient as it is, where a transposed view costs a copy."""
-    return _gemm(du.reshape(16, -1).T, gg).reshape(wshape)
+    return _parallel.gemm(du.reshape(16, -1).T, gg).reshape(wshape)
 
 
 def _flipped_transposed(w, groups):
@@ -764,11 +744,11 @@ class ConvInputGrad(Node):
         if _batch_last(osz, n):
             gl = np.empty((o,) + osz + (n,), g.dtype)
             gl[...] = np.moveaxis(g, 0, -1)
-            cols = _gemm(wm.transpose(0, 2, 1), gl.reshape(groups, o // groups, -1))
+            cols = _parallel.gemm(wm.transpose(0, 2, 1), gl.reshape(groups, o // groups, -1))
             cols = cols.reshape((cg * groups,) + ks + osz + (n,))
             out = _col2im_batch_last(cols, xshape, pads, ks, stride, dilation, osz)
         else:
-            cols = _gemm(wm.transpose(0, 2, 1), _channel_major(g, groups))
+            cols = _parallel.gemm(wm.transpose(0, 2, 1), _channel_major(g, groups))
             cols = cols.reshape((cg * groups,) + ks + (n,) + osz)
             out = _col2im(cols, xshape, pads, ks, stride, dilation, osz)
         return out if out.dtype == dt else out.astype(dt)
@@ -846,10 +826,10 @@ class ConvWeightGrad(Node):
                 # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about
                 # 2x faster than g @ cols^T for few output channels (measured at LeNet's
                 # shapes); the transposed result is small, copied once into owned memory
-                gw = _gemm(data, gm.transpose(0, 2, 1))
+                gw = _parallel.gemm(data, gm.transpose(0, 2, 1))
                 gw = np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(wshape)
             else:  # g @ cols^T straight into (O, C*k): no transposed copy of a big result
-                gw = _gemm(gm, data.transpose(0, 2, 1)).reshape(wshape)
+                gw = _parallel.gemm(gm, data.transpose(0, 2, 1)).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
     @staticmethod

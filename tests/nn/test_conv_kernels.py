@@ -41,7 +41,7 @@ def threads():
 def always_split(monkeypatch):
     """Cut even small jobs over the thread pool, so small shapes test the split code."""
     monkeypatch.setattr(C, "_SPLIT_MIN", 1)
-    monkeypatch.setattr(C, "_GEMM_SPLIT_MIN", 1)
+    monkeypatch.setattr(ember._parallel, "GEMM_SPLIT_MIN", 1)
     monkeypatch.setattr(_conv_c, "_MIN_SPLIT", 1)
 
 
