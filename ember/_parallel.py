@@ -71,9 +71,13 @@ def _executor(n):
     return _pool[0]
 
 
+_worker = threading.local()  # ``in_pool`` is set in the pool's threads
+
+
 def _quiet(fn, *args):
     # NumPy's error state is per thread (a context variable): pool threads ignore float
     # errors, as ember's op forwards do (PyTorch warns about none of them).
+    _worker.in_pool = True
     with np.errstate(all="ignore"):
         return fn(*args)
 
@@ -81,8 +85,10 @@ def _quiet(fn, *args):
 def run_split(fn, bounds):
     """``fn(start, stop)`` for each pair in ``bounds``, the first in this thread, the rest
     on the pool; returns the results in order. An exception in any part is raised here."""
-    if len(bounds) == 1:
-        return [fn(*bounds[0])]
+    if len(bounds) == 1 or getattr(_worker, "in_pool", False):
+        # a part that splits again (a GEMM inside a split kernel) runs its parts itself:
+        # queued behind the busy pool they would wait for their own thread
+        return [fn(s, e) for s, e in bounds]
     ex = _executor(len(bounds) - 1)
     futures = [ex.submit(_quiet, fn, s, e) for s, e in bounds[1:]]
     try:

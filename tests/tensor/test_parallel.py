@@ -305,3 +305,18 @@ def test_large_relu_in_place(threads, monkeypatch):
     y.sum().backward()
     np.testing.assert_array_equal(y.detach().numpy(), np.maximum(x, 0))
     np.testing.assert_array_equal(t.grad.numpy(), (x > 0).astype(np.float32))
+
+
+def test_a_split_inside_a_pool_part_runs_inline(threads, monkeypatch):
+    """A part that splits again (a GEMM inside a split kernel) must not wait on the pool
+    it occupies."""
+    monkeypatch.setattr(P, "GEMM_SPLIT_MIN", 1)
+    threads(2)
+    a = np.random.default_rng(0).standard_normal((40, 300)).astype(np.float32)
+    out = [None, None]
+
+    def part(s, e):
+        out[s] = P.gemm(a.T, a)
+    P.run_split(part, [(0, 1), (1, 2)])
+    np.testing.assert_allclose(out[1], a.T @ a, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out[0], a.T @ a, rtol=1e-5, atol=1e-4)
