@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from ._threads import get_num_threads
+from ._threads import blas_controls, get_num_threads
 
 MIN_SIZE = 1 << 20  # elements; below this a thread hand-off costs more than it saves (a
 # training step's optimizer update on a few hundred thousand parameters measured no gain)
@@ -71,9 +71,13 @@ def _executor(n):
     return _pool[0]
 
 
+_worker = threading.local()  # ``in_pool`` is set in the pool's threads
+
+
 def _quiet(fn, *args):
     # NumPy's error state is per thread (a context variable): pool threads ignore float
     # errors, as ember's op forwards do (PyTorch warns about none of them).
+    _worker.in_pool = True
     with np.errstate(all="ignore"):
         return fn(*args)
 
@@ -81,8 +85,10 @@ def _quiet(fn, *args):
 def run_split(fn, bounds):
     """``fn(start, stop)`` for each pair in ``bounds``, the first in this thread, the rest
     on the pool; returns the results in order. An exception in any part is raised here."""
-    if len(bounds) == 1:
-        return [fn(*bounds[0])]
+    if len(bounds) == 1 or getattr(_worker, "in_pool", False):
+        # a part that splits again (a GEMM inside a split kernel) runs its parts itself:
+        # queued behind the busy pool they would wait for their own thread
+        return [fn(s, e) for s, e in bounds]
     ex = _executor(len(bounds) - 1)
     futures = [ex.submit(_quiet, fn, s, e) for s, e in bounds[1:]]
     try:
@@ -90,6 +96,75 @@ def run_split(fn, bounds):
     finally:
         rest = [f.result() for f in futures]  # wait for all parts, even after an error
     return [first] + rest
+
+
+def run_split_gemm(fn, bounds):
+    """``run_split`` for parts that call BLAS (matmul): NumPy's OpenBLAS runs single-threaded
+    while the parts run, each part's GEMMs on its own core (see ``_threads.blas_controls``).
+    Only call it where ``gemm_split_ok()``."""
+    get, put = blas_controls()
+    prev = get()
+    put(1)
+    try:
+        return run_split(fn, bounds)
+    finally:
+        put(prev)
+
+
+def gemm_split_ok():
+    """Whether GEMMs may be split over the pool: several threads, and a BLAS whose own
+    threading can be switched off meanwhile."""
+    return get_num_threads() > 1 and blas_controls() is not None
+
+
+# A GEMM of this many multiply-adds or more is cut over the thread pool, each part
+# single-threaded in BLAS (about 0.1 ms of one core's work: a hand-off costs tens of
+# microseconds). OpenBLAS threads the GEMMs of small networks poorly (a convolution's stack
+# of 16 small Winograd products, or a 6-row product over 50K columns, each a separate
+# threaded call with its own wake-up and join), and after each threaded call its worker
+# spins for about 0.1 s on the core that ember's pool needs next.
+GEMM_SPLIT_MIN = 1 << 21
+
+
+def gemm(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` for 2-d operands or equal 3-d stacks, cut over the thread
+    pool when large: a stack by its matrices, a single product by columns (or by rows when
+    it has more rows than columns). No part splits the sum over K, so every value is
+    computed as one BLAS call would compute it, at any thread count."""
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    nb = a.shape[0] if a.ndim == 3 else 1
+    threads = get_num_threads()
+    # (OpenBLAS itself runs a GEMM of up to 4 * 65536 multiply-adds on one thread)
+    if threads < 2 or m * n * k <= 1 << 18 or not gemm_split_ok():
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
+    if nb * m * n * k < GEMM_SPLIT_MIN or a.ndim != b.ndim or a.ndim not in (2, 3) \
+            or (a.ndim == 3 and a.shape[0] != b.shape[0]):
+        # one part, on one core: a threaded OpenBLAS call this small costs a wake-up and a
+        # join, and leaves its thread spinning for ~0.1 s on the core our pool needs next
+        return run_split_gemm(
+            lambda s, e: np.matmul(a, b) if out is None else np.matmul(a, b, out=out),
+            [(0, 1)])[0]
+    if out is None:
+        out = np.empty(a.shape[:-2] + (m, n), np.result_type(a.dtype, b.dtype))
+    if nb >= threads:
+        def part(s, e):
+            np.matmul(a[s:e], b[s:e], out=out[s:e])
+        run_split_gemm(part, _bounds(nb, threads))
+        return out
+    if nb > 1:  # a short stack (grouped convolution): BLAS's own threads
+        return np.matmul(a, b, out=out)
+    a2, b2, o2 = (t[0] if t.ndim == 3 else t for t in (a, b, out))
+    if n >= m:
+        def part(s, e):
+            np.matmul(a2, b2[:, s:e], out=o2[:, s:e])
+        bounds = _bounds(n, min(threads, -(-n // 64)), 64)
+    else:
+        def part(s, e):
+            np.matmul(a2[s:e], b2, out=o2[s:e])
+        bounds = _bounds(m, min(threads, m))
+    run_split_gemm(part, bounds)
+    return out
 
 
 def _bounds(n, parts, align=1):

@@ -19,3 +19,38 @@ def set_num_threads(n):
 
 def get_num_threads():
     return _n[0]
+
+
+_BLAS = []  # [(get, set)] ctypes functions of NumPy's OpenBLAS, or [None]; found on first use
+
+
+def blas_controls():
+    """``(get, set)``: the raw thread-count functions of the OpenBLAS under NumPy (its own
+    thread pool, "pthreads" layer), or None (another BLAS, OpenMP threading, no
+    threadpoolctl). Callers that run GEMMs on several of ember's threads at once set it to 1
+    meanwhile: OpenBLAS's threaded GEMM holds a process-wide lock, so concurrent threaded
+    calls would queue behind each other (and its spinning threads would compete with ours)."""
+    if not _BLAS:
+        found = None
+        try:
+            import ctypes
+
+            import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
+            from threadpoolctl import ThreadpoolController
+            for lib in ThreadpoolController().lib_controllers:
+                if lib.internal_api != "openblas" or lib.threading_layer != "pthreads":
+                    continue
+                dll = ctypes.CDLL(lib.filepath)
+                for pre in ("", "scipy_"):
+                    for suf in ("", "64_", "_64"):
+                        get = getattr(dll, f"{pre}openblas_get_num_threads{suf}", None)
+                        put = getattr(dll, f"{pre}openblas_set_num_threads{suf}", None)
+                        if get is not None and put is not None and found is None:
+                            get.restype, get.argtypes = ctypes.c_int, []
+                            put.restype, put.argtypes = None, [ctypes.c_int]
+                            found = (get, put)
+                break
+        except (ImportError, OSError, AttributeError):
+            found = None
+        _BLAS.append(found)
+    return _BLAS[0]

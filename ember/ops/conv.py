@@ -197,11 +197,34 @@ def _im2col(xp, ks, st, dl, osz, scratch=None):
                       writeable=False)
     out = np.empty(view.shape, xp.dtype) if scratch is None else \
         _scratch(scratch, view.shape, xp.dtype)
-
-    def part(c0, c1):
-        out[c0:c1] = view[c0:c1]
-    _by_channels(part, c, out.size)
+    _copy_rows(out, view, ks[0])
     return out
+
+
+def _copy_rows(out, view, kh):
+    """``out[...] = view`` for (C, kh, ...) arrays, split over the thread pool by rows
+    ``(c, k)``: channels alone cut unevenly when they are few (3 colour channels, LeNet's
+    one). Every part is a few slice copies."""
+    rows = out.shape[0] * kh
+    k = builtins.min(get_num_threads(), rows) if out.size >= _SPLIT_MIN else 1
+    if k <= 1:
+        out[...] = view
+        return
+
+    def part(r0, r1):
+        c0, k0 = divmod(r0, kh)
+        c1, k1 = divmod(r1, kh)
+        if c0 == c1:
+            out[c0, k0:k1] = view[c0, k0:k1]
+            return
+        if k0:
+            out[c0, k0:] = view[c0, k0:]
+            c0 += 1
+        if c1 > c0:
+            out[c0:c1] = view[c0:c1]
+        if k1:
+            out[c1, :k1] = view[c1, :k1]
+    _parallel.run_split(part, _parallel._bounds(rows, k))
 
 
 def _batch_last(osz, n):
@@ -232,7 +255,13 @@ def _im2col_batch_last(x, pads, ks, st, dl, osz):
             xt[c0:c1].fill(0)
         xt[c0:c1][(slice(None),) + inner] = xm[c0:c1]
         out[c0:c1] = view[c0:c1]
-    _by_channels(part, c, out.size)
+    if c >= get_num_threads():
+        _by_channels(part, c, out.size)
+    else:  # few channels: the batch-last input whole (small), then the copy by rows
+        if padded:
+            xt.fill(0)
+        xt[(slice(None),) + inner] = xm
+        _copy_rows(out, view, ks[0])
     return out
 
 
@@ -334,8 +363,14 @@ class ConvNd(Node):
             cols = None
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
-        # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x slower
-        gb = g.sum(0).flatten(1).sum(1) if nb else None
+        gb = None
+        if nb:
+            if g.ndim >= 3 and g._data.size >= _SPLIT_MIN and type(g._data) is np.ndarray \
+                    and not _capturing_backward() and get_num_threads() > 1:
+                gb = ConvBiasGrad.apply(g)
+            else:  # batch first, then positions: NumPy's one reduction over (0, 2, 3) is 3x
+                # slower
+                gb = g.sum(0).flatten(1).sum(1)
         return gx, gw, gb, None, None, None, None
 
     @staticmethod
@@ -351,6 +386,34 @@ class ConvNd(Node):
             tb = tb.reshape((1, -1) + (1,) * (ctx.output.dim() - 2))
             out = _fad.add_tangents(out, tb)
         return out
+
+
+class ConvBiasGrad(Node):
+    """A convolution's bias gradient: ``g`` (N, O, *out) summed to (O,), channels split over
+    the thread pool; each channel is summed as ``g.sum(0).flatten(1).sum(1)`` sums it (batch
+    first, then positions), so the values do not depend on the thread count."""
+
+    @staticmethod
+    def meta(ctx, g):
+        ctx.shape = g.shape
+        return MetaArray((g.shape[1],), g.dtype)
+
+    @staticmethod
+    def forward(ctx, g):
+        ctx.shape = g.shape
+        n, o = g.shape[:2]
+        g3 = g.reshape(n, o, -1)
+        out = np.empty(o, g.dtype)
+
+        def part(c0, c1):
+            out[c0:c1] = g3[:, c0:c1].sum(0).sum(1)
+        _by_channels(part, o, g.size)
+        return out
+
+    @staticmethod
+    def backward(ctx, h):
+        shape = ctx.shape
+        return h.reshape((1, -1) + (1,) * (len(shape) - 2)).expand(shape)
 
 
 def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
@@ -379,7 +442,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     if _batch_last(osz, n):
         cols = _im2col_batch_last(x, pads, ks, stride, dilation, osz)
         cols = cols.reshape(groups, -1, n * _prod(osz))
-        res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
+        res = _parallel.gemm(w.reshape(groups, o // groups, -1), cols).reshape((o,) + osz + (n,))
         out = np.empty((n, o) + osz, dtype=res.dtype)
         _relayout(out, np.moveaxis(res, -1, 0), b, len(osz))
         return (out if out.dtype == dt else out.astype(dt)), \
@@ -387,7 +450,7 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     xp = _pad_array(x, pads, scratch="pad")
     cols = _im2col(xp, ks, stride, dilation, osz, None if keep else "cols")
     cols = cols.reshape(groups, -1, n * _prod(osz))
-    res = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
+    res = _parallel.gemm(w.reshape(groups, o // groups, -1), cols).reshape(o, n, -1)
     out = np.empty((n, o) + osz, dtype=res.dtype)
     _relayout(out.reshape(n, o, -1), res.swapaxes(0, 1), b, 1)
     return (out if out.dtype == dt else out.astype(dt)), ("im2col", cols) if keep else None
@@ -442,7 +505,7 @@ def _conv_nhwc(x, w, b, stride, pads, dilation, keep):
     n, o = x.shape[0], w.shape[0]
     osz = _out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)
     cols = _im2col_nhwc(xh, pads, w.shape[2:], stride, dilation, osz)
-    res = np.matmul(cols, _w_rows(w).T)  # (N*OH*OW, O): the NHWC output
+    res = _parallel.gemm(cols, _w_rows(w).T)  # (N*OH*OW, O): the NHWC output
     if b is not None:
         res += _as_compute(b)
     out = res.reshape((n,) + osz + (o,)).transpose(0, 3, 1, 2)
@@ -459,7 +522,7 @@ def _conv_input_grad_nhwc(g, w, xshape, stride, pads, dilation):
     n, c, h, wd = xshape
     kh, kw = w.shape[2:]
     osz = g.shape[2:]
-    gcols = np.matmul(_nhwc_rows(g), _w_rows(w))  # (N*OH*OW, KH*KW*C)
+    gcols = _parallel.gemm(_nhwc_rows(g), _w_rows(w))  # (N*OH*OW, KH*KW*C)
     if _pointwise((kh, kw), stride, pads):
         return gcols.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
     (pt, pb), (pl, pr) = pads
@@ -481,7 +544,7 @@ def _conv_weight_grad_nhwc(x, g, wshape, stride, pads, dilation, cols):
     if cols is None:
         osz = g.shape[2:]
         cols = _im2col_nhwc(x.transpose(0, 2, 3, 1), pads, wshape[2:], stride, dilation, osz)
-    gw = np.matmul(_nhwc_rows(g).T, cols)  # (O, KH*KW*C)
+    gw = _parallel.gemm(_nhwc_rows(g).T, cols)  # (O, KH*KW*C)
     o, c, kh, kw = wshape
     return np.ascontiguousarray(gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
 
@@ -547,20 +610,28 @@ def _wino_tiles(x, pads, osz, keep=True):
     return v.reshape(16, c, -1)
 
 
-def _winograd_conv(x, w, b, pads, keep=True):
+def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     """3x3 stride-1 convolution by Winograd F(2x2, 3x3): (output, the transformed tiles, in
-    scratch memory unless ``keep``)."""
+    scratch memory unless ``keep``). With ``flipped`` the kernel is ``w`` (O, C, 3, 3)
+    flipped and transposed to (C, O, 3, 3), a convolution's input gradient, without
+    materialising that weight: reversing its 9 taps reverses G (x) G's columns, and the
+    transposition is a transposed GEMM operand (the strided flip copy cost ResNet-18 a
+    fifth of a training step's serial time)."""
     n = x.shape[0]
     o, c = w.shape[:2]
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
-    u = np.matmul(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    if flipped:
+        u = _parallel.gemm(gg[:, ::-1], w.reshape(o * c, 9).T).reshape(16, o, c)
+        u, o, c = u.transpose(0, 2, 1), c, o
+    else:
+        u = _parallel.gemm(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
     if _conv_c.available(x.dtype):
         # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
         # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams
         v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
-        m = np.matmul(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
+        m = _parallel.gemm(u, v, out=_scratch("wino_m", (16, o, v.shape[2]), x.dtype))
         return _conv_c.wino_out(m, n, th, tw, oh, ow, None if b is None else _as_compute(b)), v
     v = _wino_tiles(x, pads, (oh, ow), keep)
     # (tiles, C) @ (C, O) per tile element: OpenBLAS runs this tall orientation faster than
@@ -589,7 +660,7 @@ def _winograd_weight_grad(g, v, wshape):
     _, gg, aa = _wino_mats(g.dtype)
     if _conv_c.available(g.dtype):
         dm = _conv_c.wino_grad(g, th, tw)
-        du = np.matmul(dm, v.transpose(0, 2, 1))  # (16, O, C)
+        du = _parallel.gemm(dm, v.transpose(0, 2, 1))  # (16, O, C)
         return _wino_weight_from(du, gg, wshape)
     if (2 * th, 2 * tw) != (oh, ow):
         g = _pad_array(g, ((0, 2 * th - oh), (0, 2 * tw - ow)))
@@ -604,7 +675,7 @@ def _winograd_weight_grad(g, v, wshape):
 def _wino_weight_from(du, gg, wshape):
     """``G^T du`` per (O, C) pair, straight into a fresh (O, C, 3, 3) array: the engine
     keeps an owned contiguous gradient as it is, where a transposed view costs a copy."""
-    return np.matmul(du.reshape(16, -1).T, gg).reshape(wshape)
+    return _parallel.gemm(du.reshape(16, -1).T, gg).reshape(wshape)
 
 
 def _flipped_transposed(w, groups):
@@ -672,6 +743,12 @@ class ConvInputGrad(Node):
                 plo = d * (k - 1) - lo
                 full.append((plo, s - so - plo + d * (k - 1)))
             if all(lo >= 0 and hi >= 0 for lo, hi in full):
+                if groups == 1 and g.dtype.kind == "f" and _use_winograd(
+                        (cg, o) + ks, stride, dilation, groups, g.shape[0], xshape[2:]):
+                    dt = g.dtype
+                    out = _winograd_conv(_as_compute(g), _as_compute(w), None, tuple(full),
+                                         keep=False, flipped=True)[0]
+                    return out if out.dtype == dt else out.astype(dt)
                 return _conv_array(g, _flipped_transposed(w, groups), None, stride,
                                    tuple(full), dilation, groups)[0]
         dt = g.dtype
@@ -681,11 +758,11 @@ class ConvInputGrad(Node):
         if _batch_last(osz, n):
             gl = np.empty((o,) + osz + (n,), g.dtype)
             gl[...] = np.moveaxis(g, 0, -1)
-            cols = np.matmul(wm.transpose(0, 2, 1), gl.reshape(groups, o // groups, -1))
+            cols = _parallel.gemm(wm.transpose(0, 2, 1), gl.reshape(groups, o // groups, -1))
             cols = cols.reshape((cg * groups,) + ks + osz + (n,))
             out = _col2im_batch_last(cols, xshape, pads, ks, stride, dilation, osz)
         else:
-            cols = np.matmul(wm.transpose(0, 2, 1), _channel_major(g, groups))
+            cols = _parallel.gemm(wm.transpose(0, 2, 1), _channel_major(g, groups))
             cols = cols.reshape((cg * groups,) + ks + (n,) + osz)
             out = _col2im(cols, xshape, pads, ks, stride, dilation, osz)
         return out if out.dtype == dt else out.astype(dt)
@@ -763,10 +840,10 @@ class ConvWeightGrad(Node):
                 # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about
                 # 2x faster than g @ cols^T for few output channels (measured at LeNet's
                 # shapes); the transposed result is small, copied once into owned memory
-                gw = np.matmul(data, gm.transpose(0, 2, 1))
+                gw = _parallel.gemm(data, gm.transpose(0, 2, 1))
                 gw = np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(wshape)
             else:  # g @ cols^T straight into (O, C*k): no transposed copy of a big result
-                gw = np.matmul(gm, data.transpose(0, 2, 1)).reshape(wshape)
+                gw = _parallel.gemm(gm, data.transpose(0, 2, 1)).reshape(wshape)
         return gw if gw.dtype == dt else gw.astype(dt)
 
     @staticmethod

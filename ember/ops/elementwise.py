@@ -578,6 +578,12 @@ class Logit(Node):
         return gx, None
 
 
+# ReLU over this many elements (a convolution's output) runs in blocks over every core: a
+# max or a masked multiply over 256K floats is ~0.1 ms of one core's memory traffic.
+_RELU_SPLIT = 1 << 18
+_RELU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Relu(Node):
     saves_output = True
 
@@ -585,6 +591,13 @@ class Relu(Node):
     def forward(ctx, a):
         if a.dtype == np.bool_:
             raise RuntimeError('"clamp_min_cpu" not implemented for \'Bool\'')
+        if a.size >= _RELU_SPLIT and type(a) is np.ndarray and a.dtype in _RELU_DTYPES \
+                and a.flags.c_contiguous:
+            out = np.empty(a.shape, a.dtype)
+            src, dst = a.reshape(-1), out.reshape(-1)
+            _par.run_rows(lambda s, e: np.maximum(src[s:e], 0, out=dst[s:e]), a.size, 1,
+                          _RELU_SPLIT)
+            return out
         return np.maximum(a, 0, dtype=a.dtype)
 
     @staticmethod
@@ -599,6 +612,15 @@ class Relu(Node):
     @staticmethod
     def array_backward(ctx, g):
         (y,) = ctx.saved_arrays
+        if y.size >= _RELU_SPLIT and type(g) is np.ndarray and g.shape == y.shape and \
+                g.dtype == y.dtype and y.dtype in _RELU_DTYPES and g.flags.c_contiguous and \
+                y.flags.c_contiguous:
+            # cache-sized blocks over every core: the mask never goes to memory
+            out = np.empty(y.shape, y.dtype)
+            gf, yf, of = g.reshape(-1), y.reshape(-1), out.reshape(-1)
+            _par.run_rows(lambda s, e: np.multiply(gf[s:e], yf[s:e] > 0, out=of[s:e]),
+                          y.size, 1, _RELU_SPLIT)
+            return out
         return g * (y > 0)
 
 

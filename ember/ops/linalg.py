@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _parallel as _par
 from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
 from ..autograd.graph import Node, apply_binary
@@ -52,6 +53,9 @@ def matmul_arrays(a, b):
     (32, 64, 64) @ (64, 192)-transposed)."""
     if b.ndim == 2:
         if a.ndim == 2:
+            if _SMALL_GEMM < a.shape[0] * a.shape[1] * b.shape[1] < _SMALL_GEMM_MAX and \
+                    type(a) is np.ndarray and type(b) is np.ndarray:
+                return _par.gemm(a, b)
             return a.dot(b)  # same product; the method skips matmul's ufunc machinery (0.4 us)
         if a.ndim == 1:
             return np.matmul(a, b)
@@ -60,6 +64,14 @@ def matmul_arrays(a, b):
         rows = int(np.prod(lead))
         return np.matmul(a.reshape(rows, a.shape[-1]), b).reshape(lead + (b.shape[1],))
     return np.matmul(a, b)
+
+
+# 2-D products between these sizes (multiply-adds: OpenBLAS threads them from 2^18) go
+# through ``_parallel.gemm``: one BLAS thread, or two halves on ember's pool, instead of
+# OpenBLAS's own threads, whose worker keeps spinning for ~0.1 s after each call on the
+# core that ember's pool needs (LeNet's Linear layers between its convolutions). Larger
+# products keep OpenBLAS's threading.
+_SMALL_GEMM, _SMALL_GEMM_MAX = 1 << 18, 1 << 22
 
 
 _MATMUL_NAMES = {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackward0",

@@ -136,7 +136,7 @@ class Linear(Node):
             rows = int(np.prod(g.shape[:-1]))
             g2 = g.reshape(rows, w.shape[0])
             if need[1]:
-                gw = g2.T @ x.reshape(rows, w.shape[1]).astype(cd, copy=False)
+                gw = matmul_arrays(g2.T, x.reshape(rows, w.shape[1]).astype(cd, copy=False))
             if need[2]:
                 gb = g2.sum(0)
         return gx, gw, gb

@@ -41,6 +41,7 @@ def threads():
 def always_split(monkeypatch):
     """Cut even small jobs over the thread pool, so small shapes test the split code."""
     monkeypatch.setattr(C, "_SPLIT_MIN", 1)
+    monkeypatch.setattr(ember._parallel, "GEMM_SPLIT_MIN", 1)
     monkeypatch.setattr(_conv_c, "_MIN_SPLIT", 1)
 
 
@@ -277,3 +278,38 @@ def test_batch_norm_threads(path, threads, always_split):
     for other in out[1:]:
         for a, b in zip(out[0], other):
             np.testing.assert_array_equal(a, b)  # channels are independent: bit for bit
+
+
+# ---------------------------------------------------------------------- few channels, bias
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((9, 1, 12, 11), (6, 1, 5, 5), {"padding": 2}),   # LeNet's first layer: batch last
+    ((3, 2, 12, 11), (4, 2, 3, 3), {"padding": 1}),   # two channels, batch first
+    ((2, 3, 9, 8), (5, 3, 3, 2), {"stride": 2}),      # three channels over three threads
+])
+def test_few_channel_im2col_and_bias_grad_split(xs, ws, kw, dtype, path, threads,
+                                                always_split):
+    """im2col cut by (channel, kernel row) and the bias gradient cut by channels: PyTorch's
+    values and gradients at 3 threads, and the same bits at 1 and 3 threads."""
+    ember.set_num_threads(3)
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)],
+          dtype, low=-1, high=1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    res = []
+    for n in (1, 3):
+        ember.set_num_threads(n)
+        ts = [ember.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = ember.nn.functional.conv2d(*ts, **kw)
+        y.backward(ember.ones_like(y))
+        res.append([y.detach().numpy()] + [t.grad.numpy() for t in ts])
+    for a, c in zip(*res):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_bias_grad_split_double_backward(threads, always_split):
+    ember.set_num_threads(2)
+    gradcheck(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1),
+              [(2, 3, 5, 4), (4, 3, 3, 3), (4,)], gradgrad=True)

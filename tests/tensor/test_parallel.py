@@ -271,3 +271,118 @@ def test_flat_optimizer_update_split_over_threads_equals_one_thread_and_torch(op
     for a, b, c in zip(one, two, run(torch, 1)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- GEMMs (issue 25)
+GEMMS = [((37, 53), (53, 301)),        # more columns than rows: cut by columns
+         ((301, 53), (53, 37)),        # more rows: cut by rows
+         ((16, 9, 13), (16, 13, 70)),  # a stack: cut by matrices
+         ((1, 6, 25), (1, 25, 999)),   # a stack of one (ungrouped convolution)
+         ((3, 5, 7), (3, 7, 11)),      # a short stack: BLAS's own threads
+         ((0, 8), (8, 300)), ((40, 0), (0, 50))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sa,sb", GEMMS)
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_gemm_split_equals_numpy(sa, sb, dtype, n, threads, monkeypatch):
+    monkeypatch.setattr(P, "GEMM_SPLIT_MIN", 1)
+    threads(n)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(sa).astype(dtype)
+    b = rng.standard_normal(sb).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    want = np.matmul(a, b)
+    got = P.gemm(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, **tol)
+    # transposed (non-contiguous) operands and a preallocated output
+    at = np.ascontiguousarray(np.swapaxes(a, -1, -2))
+    bt = np.ascontiguousarray(np.swapaxes(b, -1, -2))
+    out = np.full(want.shape, np.nan, dtype)
+    assert P.gemm(np.swapaxes(at, -1, -2), np.swapaxes(bt, -1, -2), out=out) is out
+    np.testing.assert_allclose(out, want, **tol)
+
+
+def test_gemm_leaves_blas_threads_as_they_were(threads, monkeypatch):
+    from ember._threads import blas_controls
+    ctl = blas_controls()
+    if ctl is None:
+        pytest.skip("no OpenBLAS thread control: GEMMs keep BLAS's own threads")
+    monkeypatch.setattr(P, "GEMM_SPLIT_MIN", 1)
+    threads(2)
+    before = ctl[0]()
+    a = np.ones((64, 64), np.float32)
+    P.gemm(a, np.ones((64, 100), np.float32))      # split
+    P.gemm(a, a)                                    # one part, one thread
+    assert ctl[0]() == before
+    with pytest.raises(ValueError):
+        P.gemm(np.ones((64, 65)), np.ones((64, 65)), out=np.empty((64, 65)))
+    assert ctl[0]() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mid_size_linear_agrees_with_torch_at_two_threads(dtype, threads):
+    # 64 x 400 x 120: between the limits of linalg's small-GEMM path (LeNet's first Linear)
+    from tests.parity.helpers import check
+    pytest.importorskip("torch")
+    threads(2)
+    check(lambda m, x, w, b: m.nn.functional.linear(x, w, b), [(64, 400), (120, 400), (120,)],
+          dtype)
+    check(lambda m, x, w: m.matmul(x, w), [(64, 400), (400, 120)], dtype)
+
+
+# ---------------------------------------------------------------------- ReLU (issue 25)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_relu_split_agrees_with_torch_and_one_thread(dtype, threads, monkeypatch):
+    from ember.ops import elementwise as E
+    from tests.parity.helpers import check
+    pytest.importorskip("torch")
+    monkeypatch.setattr(E, "_RELU_SPLIT", 1000)  # small sizes take the split path
+    monkeypatch.setattr(P, "BLOCK", 700)         # several blocks per thread, odd edges
+    threads(2)
+    check(lambda m, x: m.relu(x), [(7, 13, 31)], dtype)
+    check(lambda m, x: m.nn.functional.relu(x), [(31, 67)], dtype, noncontig=True)
+    check(lambda m, x: m.relu(x), [(0, 5)], dtype)
+    x = _big(5003, dtype)
+    x[::97] = np.nan
+    g = _big(5003, dtype, seed=1)
+    res = []
+    for n in (1, 2, 3):
+        threads(n)
+        t = ember.tensor(x, requires_grad=True)
+        y = ember.relu(t)
+        y.backward(ember.tensor(g))
+        res.append((y.detach().numpy(), t.grad.numpy()))
+    np.testing.assert_array_equal(res[0][0], np.maximum(x, 0))
+    for y, gx in res[1:]:
+        np.testing.assert_array_equal(y, res[0][0])
+        np.testing.assert_array_equal(gx, res[0][1])
+
+
+def test_large_relu_in_place(threads, monkeypatch):
+    from ember.ops import elementwise as E
+    monkeypatch.setattr(E, "_RELU_SPLIT", 1000)
+    threads(2)
+    x = _big(4099)
+    t = ember.tensor(x, requires_grad=True)
+    y = t * 1.0
+    ember.nn.functional.relu(y, inplace=True)
+    y.sum().backward()
+    np.testing.assert_array_equal(y.detach().numpy(), np.maximum(x, 0))
+    np.testing.assert_array_equal(t.grad.numpy(), (x > 0).astype(np.float32))
+
+
+def test_a_split_inside_a_pool_part_runs_inline(threads, monkeypatch):
+    """A part that splits again (a GEMM inside a split kernel) must not wait on the pool
+    it occupies."""
+    monkeypatch.setattr(P, "GEMM_SPLIT_MIN", 1)
+    threads(2)
+    a = np.random.default_rng(0).standard_normal((40, 300)).astype(np.float32)
+    out = [None, None]
+
+    def part(s, e):
+        out[s] = P.gemm(a.T, a)
+    P.run_split(part, [(0, 1), (1, 2)])
+    np.testing.assert_allclose(out[1], a.T @ a, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out[0], a.T @ a, rtol=1e-5, atol=1e-4)
