@@ -63,7 +63,18 @@ CASES = [
     ("Attention", lambda q, k, v: _attention(q, k, v, None), [(2, 3, 4), (2, 5, 4), (2, 5, 2)]),
     ("Attention", lambda q, k, v: _attention(q, k, v, np.triu(np.full((3, 3), -1e9), 1)),
      [(4, 3, 2), (4, 3, 2), (4, 3, 3)]),
+    ("PackedSelfAttention", lambda qkv: _packed(qkv, None), [(3, 2, 12)]),
+    ("PackedSelfAttention", lambda qkv: _packed(qkv, np.triu(np.full((4, 4), -1e9), 1)),
+     [(4, 3, 6)]),
 ]
+
+
+def _packed(qkv, mask):
+    from ember.ops.nn import packed_self_attention
+    mask = None if mask is None else ember.tensor(mask.astype(qkv.detach().numpy().dtype))
+    out = packed_self_attention(qkv, mask, 2, 0.7)
+    assert out is not None  # the fused op applies to these inputs
+    return out
 
 
 def _attention(q, k, v, mask):
