@@ -324,7 +324,7 @@ def _sum_c():
             try:
                 import ctypes
 
-                from .compiler._codegen import load_kernel
+                from ._cc import load_kernel
                 fn = load_kernel(_SUM_SRC, "ember_chunk_sums_f32")
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
                                ctypes.c_void_p]

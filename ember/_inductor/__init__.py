@@ -58,7 +58,7 @@ def aoti_compile_and_package(exported_program, _deprecated_unused_args=None,
 
 def aoti_load_package(path, run_single_threaded=False, device_index=-1):
     """The packaged model as a callable (``ember.export.aot_load`` of the unpacked files)."""
-    from ..compiler._codegen import cache_dir
+    from .._cc import cache_dir
     from ..export import aot_load
     path = os.fspath(path)
     with open(path, "rb") as f:

@@ -1437,7 +1437,7 @@ def _compile_library(out_dir, flags, libs):
     import hashlib
     import shutil
 
-    from ..compiler._codegen import c_compiler, cache_dir
+    from .._cc import c_compiler, cache_dir
     cc = c_compiler()
     if cc is None:
         raise RuntimeError("aot_compile: no C compiler found (set $CC, or install cc/gcc)")

@@ -309,7 +309,7 @@ def _load():
     if os.environ.get("EMBER_CONV_C", "1") == "0":
         return table
     try:
-        from ..compiler._codegen import load_kernel
+        from .._cc import load_kernel
         entry = load_kernel(_SRC, "conv_c_symbol")
     except (RuntimeError, OSError, AttributeError):
         return table

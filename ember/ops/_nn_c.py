@@ -20,7 +20,7 @@ in C does the same arithmetic in a fraction of that.
 
 Each call covers a range of rows or elements, so callers split the work over the thread
 pool of ``ember/_parallel.py`` (ctypes releases the GIL). Compiled on first use by the
-compiler's loader (``ember.compiler._codegen.load_kernel``); without a working C compiler,
+compiler's loader (``ember._cc.load_kernel``); without a working C compiler,
 or with ``EMBER_NN_C=0``, ``available()`` is False and ``ember/ops/nn.py`` keeps its NumPy
 formulation (the tests compare both).
 """
@@ -239,7 +239,7 @@ def _load():
     if os.environ.get("EMBER_NN_C", "1") == "0":
         return table
     try:
-        from ..compiler._codegen import load_kernel
+        from .._cc import load_kernel
         entry = load_kernel(_SRC, "nn_c_symbol")
     except (RuntimeError, OSError, AttributeError):
         return table
