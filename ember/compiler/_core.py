@@ -96,6 +96,8 @@ def _discover(fn, _depth=0):
             objs.append(cell.cell_contents)
         except ValueError:  # an empty cell
             pass
+    objs += list(getattr(fn, "__defaults__", None) or ())  # ``def step(x, model=model)``
+    objs += list((getattr(fn, "__kwdefaults__", None) or {}).values())
     glb = getattr(fn, "__globals__", {})
     for name in getattr(code, "co_names", ()):
         if name in glb:
@@ -105,6 +107,17 @@ def _discover(fn, _depth=0):
             else:
                 objs.append(v)
     modules, opts, tensors = [], [], []
+    # one level into plain containers and objects (``cfg.model``, ``state["opt"]``): what
+    # they hold is updated by reference too (deeper, the capture refuses a parameter it
+    # would otherwise copy: ``strict_constants``)
+    for o in list(objs):
+        if isinstance(o, dict):
+            objs += list(o.values())
+        elif not isinstance(o, (Module, Optimizer, Tensor, type, types.ModuleType,
+                                types.FunctionType, types.MethodType, functools.partial,
+                                CompiledFunction)) and isinstance(getattr(o, "__dict__", None),
+                                                                  dict):
+            objs += list(vars(o).values())
     for o in objs:
         if isinstance(o, Module):
             modules.append(o)
@@ -326,6 +339,10 @@ class CompiledFunction:
         persistent = list(tensors)
         for m in modules:
             persistent += list(m.parameters()) + list(m.buffers())
+        # an optimizer's parameters are updated by reference, whatever module holds them
+        seen = {id(t) for t in persistent}
+        persistent += [p for o in opts for g in o.param_groups for p in g["params"]
+                       if id(p) not in seen and not seen.add(id(p))]
         self._persistent = persistent + [v for o in opts for s in o.state.values()
                                          for v in s.values() if isinstance(v, Tensor)]
         inputs = [v for v in leaves if isinstance(v, Tensor)]
@@ -349,7 +366,8 @@ class CompiledFunction:
             # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
             cap = _capture.capture(run, leaves, names, persistent=persistent,
                                    unflatten=unflatten, flatten_out=tree_flatten,
-                                   on_value_read=recorder, record_creation=True)
+                                   on_value_read=recorder, record_creation=True,
+                                   strict_constants=True)
             needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)

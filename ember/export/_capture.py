@@ -365,6 +365,10 @@ class CaptureMode:
     # ``hook(mode, tensor, reader_name, what, orig_reader, args, kwargs)``: called instead of
     # refusing a data-dependent value read (``ember.compile`` records a graph break there)
     on_value_read = None
+    # ``ember.compile``: a tensor the graph would hold as a copy must be one no step updates
+    # (not one that requires grad, not one written in place): a parameter of a model reached
+    # some way the compiler did not find would otherwise stay frozen on every replay
+    strict_constants = False
 
     def __init__(self, graph, persistent=()):
         self.graph = graph
@@ -381,6 +385,7 @@ class CaptureMode:
         self.data_dependent: set = set()
         self.objects: dict = {}    # id(obj) -> get_attr node for non-tensor objects
         self.created: dict = {}    # creation_op node -> the tensor it made at capture
+        self.copied: set = set()   # ids of arrays the graph holds as copies (strict mode)
 
     # -- values
     def bind(self, t, node, data_dependent=True):
@@ -410,6 +415,15 @@ class CaptureMode:
                     f"dispatcher (shape {list(a.shape)}, dtype {a.dtype}); it would be baked "
                     "into the graph as a constant. Capture the forward only (export), or run "
                     "this model's training step eagerly")
+        if self.strict_constants and not by_ref:
+            if t.requires_grad:
+                raise NotImplementedError(
+                    f"capture: a tensor of shape {list(t.shape)} that requires grad was "
+                    "reached neither through the function's arguments, closure or globals nor "
+                    "through a module or optimizer found there; the graph would hold a copy "
+                    "that no replay updates. Pass the model (or its optimizer) as an argument, "
+                    "or reach it through a global or closure variable")
+            self.copied.add(id(t._data))
         name = f"_tensor_constant{len(self.consts)}"
         # a constant not kept by reference is copied now, before anything writes into it
         self.consts[name] = _Const(t if by_ref else _make(t._data.copy()), by_ref)
@@ -503,6 +517,8 @@ class CaptureMode:
 
     def on_inplace(self, cls, target, args, kwargs, run):
         fx_target = self.arg(target)
+        if self.strict_constants:
+            self._refuse_copy_write(target)
         fx_args = self.arg(args)
         fx_kwargs = self.arg(kwargs)
         self._sync_grad_mode()
@@ -518,6 +534,18 @@ class CaptureMode:
         self.bind(target, node, not self.data_dependent.isdisjoint(node._input_nodes))
         self._meta(node, target)
         return out
+
+    def _refuse_copy_write(self, t):
+        """Strict mode: an in-place write into a tensor the graph holds as a copy is refused
+        before it runs (the capture's own run must not write either: the function then runs
+        eagerly, once)."""
+        if id(t._data) in self.copied or (t._base is not None and
+                                          id(t._base._data) in self.copied):
+            raise NotImplementedError(
+                f"capture: an in-place write into a tensor of shape {list(t.shape)} that the "
+                "graph holds as a copy (reached neither through the function's arguments, "
+                "closure or globals nor through a module or optimizer found there); a replay "
+                "would write into the copy, not into the tensor")
 
     def _note_mutation(self, t):
         self.mutated.add(id(t._data))
@@ -857,7 +885,8 @@ def check_not_nested():
 
 
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
-            unflatten=None, flatten_out=None, on_value_read=None, record_creation=False):
+            unflatten=None, flatten_out=None, on_value_read=None, record_creation=False,
+            strict_constants=False):
     """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
 
     ``flat_inputs``: the flat list of input leaves (Tensors or Python constants), named by
@@ -867,7 +896,9 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     named by their dotted path (``lift_params``: placeholders ``p_<path>``/``b_<path>``
     before the user inputs instead, as ``export`` writes them). ``on_value_read``: see
     ``CaptureMode.on_value_read``. ``record_creation``: tensor factories become
-    ``creation_op`` nodes instead of constants (captures for dynamic dimensions)."""
+    ``creation_op`` nodes instead of constants (captures for dynamic dimensions).
+    ``strict_constants``: refuse (``NotImplementedError``) a tensor that requires grad, or an
+    in-place write, where the graph would hold a copy (``ember.compile``'s captures)."""
     from ..fx import Graph
     check_not_nested()
     modules = modules or {}
@@ -882,6 +913,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     mode = CaptureMode(graph, persistent)
     mode.on_value_read = on_value_read
     mode.record_creation = record_creation
+    mode.strict_constants = strict_constants
     attrs = {}
     param_names = []
     for kind, table in (("p", params), ("b", buffers)):
