@@ -173,3 +173,18 @@ def prebuild(sources):
     with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
         list(pool.map(build, todo))
 
+
+
+def kernel_table(src, symbol, env, entries):
+    """``{key: ctypes function}`` for a library whose ``symbol(i)`` returns the address of its
+    i-th kernel; ``entries``: ``[(key, prototype)]`` in that order. Empty where the
+    environment variable ``env`` is ``"0"`` or no C compiler works (the callers' NumPy paths
+    run then)."""
+    if os.environ.get(env, "1") == "0":
+        return {}
+    try:
+        entry = load_kernel(src, symbol)
+    except (RuntimeError, OSError, AttributeError):
+        return {}
+    entry.restype, entry.argtypes = ctypes.c_void_p, [ctypes.c_int]
+    return {key: proto(entry(i)) for i, (key, proto) in enumerate(entries)}

@@ -25,7 +25,6 @@ Layouts (all arrays C-contiguous, float32 or float64):
 from __future__ import annotations
 
 import ctypes
-import os
 
 import numpy as np
 
@@ -305,18 +304,9 @@ _LIB: dict = {}
 
 def _load():
     """{(name, dtype): ctypes function}, empty without a working C compiler."""
-    table = {}
-    if os.environ.get("EMBER_CONV_C", "1") == "0":
-        return table
-    try:
-        from .._cc import load_kernel
-        entry = load_kernel(_SRC, "conv_c_symbol")
-    except (RuntimeError, OSError, AttributeError):
-        return table
-    entry.restype, entry.argtypes = _P, [ctypes.c_int]
-    for i, (dt, name) in enumerate((d, n) for d in _DTYPES for n in _NAMES):
-        table[(name, dt)] = _PROTOS[name](entry(i))
-    return table
+    from .._cc import kernel_table
+    return kernel_table(_SRC, "conv_c_symbol", "EMBER_CONV_C",
+                        [((n, d), _PROTOS[n]) for d in _DTYPES for n in _NAMES])
 
 
 def _kernel(name, dtype):

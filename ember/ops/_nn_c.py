@@ -28,7 +28,6 @@ formulation (the tests compare both).
 from __future__ import annotations
 
 import ctypes
-import os
 
 import numpy as np
 
@@ -235,19 +234,11 @@ MIN_SPLIT = 1 << 17  # elements from which a call is split over the thread pool 
 
 
 def _load():
-    table = {}
-    if os.environ.get("EMBER_NN_C", "1") == "0":
-        return table
-    try:
-        from .._cc import load_kernel
-        entry = load_kernel(_SRC, "nn_c_symbol")
-    except (RuntimeError, OSError, AttributeError):
-        return table
-    entry.restype, entry.argtypes = _P, [ctypes.c_int]
-    for i, (dt, name) in enumerate((d, n) for d in _DTYPES for n in _NAMES):
-        proto = _PROTOS.get(name) or _PROTOS_BY_DTYPE[(name, dt)]
-        table[(name, dt)] = proto(entry(i))
-    return table
+    """{(name, dtype): ctypes function}, empty without a working C compiler."""
+    from .._cc import kernel_table
+    return kernel_table(_SRC, "nn_c_symbol", "EMBER_NN_C",
+                        [((n, d), _PROTOS.get(n) or _PROTOS_BY_DTYPE[(n, d)])
+                         for d in _DTYPES for n in _NAMES])
 
 
 def _kernel(name, dtype):
