@@ -166,3 +166,39 @@ def _batch_mahalanobis(bL, bx):
     """The squared Mahalanobis distance ``x^T (L L^T)^{-1} x`` for a Cholesky factor ``L``."""
     y = solve_triangular(bL, bx.unsqueeze(-1)).squeeze(-1)
     return (y * y).sum(-1)
+
+
+class BinaryProbsOrLogits:
+    """Mixin of the distributions given by one success probability, as exactly one of ``probs``
+    and ``logits`` (Bernoulli, Binomial, Geometric, ...): the one given is stored and the other
+    derived on first use."""
+
+    def _set_probs_or_logits(self, probs, logits, *others):
+        """Store the given one of ``probs``/``logits`` broadcast with ``others`` (which come
+        first, so that numbers take their dtype) and return ``others`` broadcast."""
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        name = "probs" if probs is not None else "logits"
+        *others, param = broadcast_all(*others, probs if probs is not None else logits)
+        setattr(self, name, param)
+        self._param = param
+        return others
+
+    def _expand_probs_or_logits(self, new, shape):
+        """Give ``new`` (an ``expand`` in progress) this one's probs/logits, expanded."""
+        for name in ("probs", "logits"):
+            if name in self.__dict__:
+                setattr(new, name, self.__dict__[name].expand(shape))
+                new._param = new.__dict__[name]
+
+    @lazy_property
+    def logits(self):
+        return probs_to_logits(self.probs, is_binary=True)
+
+    @lazy_property
+    def probs(self):
+        return logits_to_probs(self.logits, is_binary=True)
+
+    @property
+    def param_shape(self):
+        return self._param.shape
