@@ -3,7 +3,6 @@ gradients shared by Beta, Dirichlet, Chi2 and StudentT."""
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
@@ -12,7 +11,6 @@ from ember._tensor import _make
 from ember.autograd.graph import Node
 
 from . import constraints
-from .distribution import Distribution
 from .exp_family import ExponentialFamily
 from .utils import broadcast_all
 from .._dtype import np_finfo as _np_finfo
@@ -141,20 +139,10 @@ class Gamma(ExponentialFamily):
 
     def __init__(self, concentration, rate, validate_args=None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
-        if isinstance(concentration, numbers.Number) and isinstance(rate, numbers.Number):
-            batch_shape = ember.Size()
-        else:
-            batch_shape = self.concentration.shape
-        super().__init__(batch_shape, validate_args=validate_args)
+        super().__init__(self.concentration.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Gamma, _instance)
-        batch_shape = ember.Size(batch_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_params(Gamma, batch_shape, _instance, "concentration", "rate")
 
     @property
     def mean(self):

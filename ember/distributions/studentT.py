@@ -42,14 +42,7 @@ class StudentT(Distribution):
         super().__init__(self.df.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(StudentT, _instance)
-        batch_shape = ember.Size(batch_shape)
-        new.df = self.df.expand(batch_shape)
-        new.loc = self.loc.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_params(StudentT, batch_shape, _instance, "df", "loc", "scale")
 
     def rsample(self, sample_shape=ember.Size()):
         # X ~ N(0, 1), Z ~ Chi2(df) = 2 Gamma(df / 2); then X / sqrt(Z / df) ~ t(df)
