@@ -459,6 +459,9 @@ class CompiledFunction:
             drop_records = _program.has_backward(graph)
             if drop_records:  # the step holds its own backward: no op needs a record
                 rg = dict.fromkeys(rg, False)
+            # eager's fused backward kernels for what the capture decomposed (before fusion
+            # takes the composed ops apart)
+            self.pass_stats["normalize_grads"] = _passes.fuse_normalize_backward(graph, rg)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
             if use_c:  # every C source of the step compiled at once (cold cache)
                 from . import _optim

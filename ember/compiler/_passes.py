@@ -506,3 +506,221 @@ def split_stacked_matmuls(graph, rg):
         graph.erase_node(n)
         changed += 1
     return changed
+
+
+# ---------------------------------------------------------------------- node patterns
+def _cls_name(n):
+    """The op class name of a node calling an ember op's ``apply`` (None otherwise)."""
+    cls = getattr(getattr(n, "target", None), "__self__", None)
+    if getattr(n, "op", None) == "call_function" and isinstance(cls, type) and \
+            getattr(n.target, "__name__", "") == "apply":
+        return cls.__name__
+    return None
+
+
+_COMMUTATIVE = ("Add", "Mul")
+
+
+def match(n, pat, env):
+    """Match node ``n`` against pattern ``pat``, binding names into ``env`` (a dict, left as
+    it was on failure). A pattern is
+
+    * ``"?name"``: anything (a name met again must be the same node or an equal value);
+    * ``(op, *argument patterns)``: a call of ember op class ``op`` (a name, or a frozenset
+      of names) with those positional arguments and no keyword arguments (``Add`` and
+      ``Mul`` also with their two arguments swapped);
+    * ``("@name", pattern)``: ``pattern``, the node it matched bound to ``"@name"``; a bare
+      ``"@name"`` then matches that node only;
+    * a literal or a tuple of patterns: an equal value.
+    """
+    from ..fx import Node
+    if type(pat) is str and pat[:1] == "@":
+        return env.get(pat) is n
+    if type(pat) is str and pat[:1] == "?":
+        if pat in env:
+            seen = env[pat]
+            return seen is n if isinstance(seen, Node) or isinstance(n, Node) else \
+                type(seen) is type(n) and seen == n
+        env[pat] = n
+        return True
+    head = pat[0] if type(pat) is tuple and pat else None
+    if type(head) is str and head[:1] == "@":
+        if head in env:
+            return env[head] is n
+        trial = dict(env)
+        if not match(n, pat[1], trial):
+            return False
+        env.update(trial)
+        env[head] = n
+        return True
+    if type(head) is frozenset or (type(head) is str and head[:1] not in ("?", "@")):
+        name = _cls_name(n)
+        if name is None or name not in (head if type(head) is frozenset else (head,)) or \
+                n.kwargs or len(n.args) != len(pat) - 1:
+            return False
+        orders = [n.args]
+        if name in _COMMUTATIVE and len(n.args) == 2:
+            orders.append(n.args[::-1])
+        for args in orders:
+            trial = dict(env)
+            if all(match(a, p, trial) for a, p in zip(args, pat[1:])):
+                env.update(trial)
+                return True
+        return False
+    if isinstance(n, Node):
+        return False
+    if type(pat) in (tuple, list):
+        return type(n) is type(pat) and len(n) == len(pat) and \
+            all(match(a, p, env) for a, p in zip(n, pat))
+    return type(n) is type(pat) and n == pat
+
+
+def _find(nodes, pat, env):
+    """The first of ``nodes`` matching ``pat`` (``env`` updated), or None."""
+    for n in nodes:
+        trial = dict(env)
+        if match(n, pat, trial):
+            env.update(trial)
+            return n
+    return None
+
+
+def _item(graph, n, i):
+    """A ``getitem(n, i)`` node: an existing one, else one made right after ``n``."""
+    for u in n.users:
+        if u.target is operator.getitem and u.args[0] is n and u.args[1] == i:
+            return u
+    with graph.inserting_after(n):
+        return graph.call_function(operator.getitem, (n, i))
+
+
+# ---------------------------------------------------------------------- normalisation
+class _NormalizeKeep(_dispatch.Node):
+    """``Normalize`` that also returns the ``1/std`` its forward computed (eager keeps it on
+    the ctx for its one-pass backward; a captured backward recomputes the statistics from
+    the input with several reductions): ``(y, mean, var, rstd)``. Used only where no
+    autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b, axes, eps):
+        from ..ops.nn import Normalize
+        y, mean, var = Normalize.forward(ctx, x, w, b, axes, eps)
+        return y, mean, var, ctx.rstd
+
+
+class _NormalizeGrad(_dispatch.Node):
+    """The gradients of ``Normalize`` as eager's backward computes them on arrays (the C
+    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``) from the
+    forward's mean and ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
+    where ``need`` says not needed). Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes):
+        from ..ops.nn import _normalize_grad_np
+        ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
+        got = iter(_normalize_grad_np(g, x, w, ctx))
+        out = [next(got) if k else None for k in need]
+        for i in (1, 2):
+            a, shape = out[i], shapes[i - 1]
+            if a is None:
+                continue
+            if a.shape == x.shape:  # the full product: summed as eager's engine does
+                lead = tuple(d for d in range(x.ndim) if shape[d] == 1 and x.shape[d] != 1)
+                a = a.sum(axis=lead, keepdims=True) if lead else a
+            out[i] = np.ascontiguousarray(a.reshape(shape), dtype=x.dtype)
+        return tuple(out)
+
+
+# Normalize.backward as a captured graph holds it: the statistics recomputed from x, then
+# rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)), gxhat = g * w (or g)
+_XC = ("@xc", ("Sub", "?x", ("Mean", "?x", "?axes", True, None)))
+_RSTD = ("@rstd", ("Rsqrt", ("Add", ("Mean", ("Mul", _XC, _XC), "?axes", True, None), "?eps")))
+_XHAT = ("@xhat", ("Mul", _XC, _RSTD))
+
+
+def _ln_grad(gxhat):
+    return ("Mul", _RSTD, ("Sub", ("Sub", gxhat, ("Mean", gxhat, "?axes", True, None)),
+                           ("Mul", _XHAT, ("Mean", ("Mul", gxhat, _XHAT), "?axes", True,
+                                           None))))
+
+
+_LN_GRAD = (_ln_grad(("@gxhat", ("Mul", "?g", "?w"))), _ln_grad("?g"))
+
+
+def _sum_over(n, dims):
+    """A user of ``n`` computing ``Sum(n, dims, True, None)`` (the engine's reduction of a
+    broadcast gradient), or None."""
+    for u in n.users:
+        if _cls_name(u) == "Sum" and len(u.args) == 4 and not u.kwargs and \
+                u.args[0] is n and u.args[2] is True and u.args[3] is None and \
+                type(u.args[1]) in (tuple, list) and tuple(u.args[1]) == dims and \
+                u.meta.get("tensor_meta") is not None:
+            return u
+    return None
+
+
+def fuse_normalize_backward(graph, rg):
+    """Each ``Normalize`` whose backward the graph holds as composed ops (the statistics
+    recomputed, see ``_LN_GRAD``) gets eager's one-pass backward: the forward becomes
+    ``_NormalizeKeep`` (its mean and 1/std kept) and the input gradient, with the weight and
+    bias gradients reduced next to it, one ``_NormalizeGrad``. Run before ``fuse``.
+    Returns how many."""
+    from ..fx import Node
+    norms = {}
+    for n in graph.nodes:
+        if _cls_name(n) == "Normalize" and len(n.args) == 5 and not n.kwargs and \
+                not rg.get(n, True) and isinstance(n.args[0], Node):
+            norms.setdefault(n.args[0], []).append(n)
+    if not norms:
+        return 0
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    changed, done = 0, set()
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        for pat in _LN_GRAD:
+            env = {}
+            if match(n, pat, env):
+                break
+        else:
+            continue
+        x, axes, g = env["?x"], env["?axes"], env["?g"]
+        fwd = next((f for f in norms.get(x, ()) if f not in done and f.args[3] == axes and
+                    f.args[4] == env["?eps"] and f.args[1] is env.get("?w")), None)
+        xm, gm = x.meta.get("tensor_meta"), getattr(g, "meta", {}).get("tensor_meta")
+        if fwd is None or xm is None or gm is None or tuple(gm[0]) != tuple(xm[0]) or \
+                type(axes) not in (tuple, list):
+            continue
+        nd = len(xm[0])
+        lead = tuple(d for d in range(nd) if d not in {a % nd for a in axes})
+        # gw: g * xhat summed over the lead dims; gb: g summed over them
+        gw = gb = None
+        if fwd.args[1] is not None and lead:
+            prod = _find(list(env["@xhat"].users), ("Mul", "?g", "@xhat"), dict(env))
+            gw = None if prod is None else _sum_over(prod, lead)
+        if fwd.args[2] is not None and lead:
+            gb = _sum_over(g, lead)
+        done.add(fwd)
+        fwd.target = _NormalizeKeep.apply
+        mean, rstd = _item(graph, fwd, 1), _item(graph, fwd, 3)
+        first = min((m for m in (n, gw, gb) if m is not None), key=order.__getitem__)
+        shapes = tuple(None if m is None else tuple(m.meta["tensor_meta"][0]) for m in (gw, gb))
+        with graph.inserting_before(first):
+            grad = graph.call_function(_NormalizeGrad.apply, (
+                g, x, fwd.args[1], mean, rstd, tuple(axes),
+                (True, gw is not None, gb is not None), shapes))
+            outs = [graph.call_function(operator.getitem, (grad, i)) for i in range(3)]
+        rg[grad] = rg[mean] = rg[rstd] = False
+        for out, old in zip(outs, (n, gw, gb)):
+            rg[out] = False
+            if old is not None:
+                out.meta.update(old.meta)
+                old.replace_all_uses_with(out)
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
