@@ -724,3 +724,123 @@ def fuse_normalize_backward(graph, rg):
     if changed:
         dce(graph)
     return changed
+
+
+# ---------------------------------------------------------------------- attention
+class _Attention(_dispatch.Node):
+    """``softmax(q @ k^T * scale + mask) @ v`` over (B, L, D) stacks as eager's fused
+    attention runs it (``ops.nn._attn_fwd_np``: blocks of the batch over the cores, the C
+    softmax rows): ``(out, weights)``, the weights kept for the backward. Used only where
+    no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        from ..ops.nn import _attn_fwd_np
+        if mask is not None and mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        return _attn_fwd_np(q, k, v, mask, scale)
+
+
+class _AttentionGrad(_dispatch.Node):
+    """``(gq, gk, gv)`` of ``_Attention`` from its weights, as eager's fused backward
+    (``ops.nn._attn_bwd_np``); None where ``need`` says not needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, q, k, v, w, scale, need):
+        from ..ops.nn import _attn_bwd_np
+        return _attn_bwd_np(g, q, k, v, w, scale, need)
+
+
+_T12 = (0, 2, 1)
+# the attention of multi_head_attention_forward / scaled_dot_product_attention as captured
+_SCORES = ("Matmul", ("@qs", ("Mul", "?q", "?scale")), ("@kt", ("Permute", "?k", _T12)))
+_ATTN_W = (("Softmax", ("Add", _SCORES, "?mask"), "?dim"), ("Softmax", _SCORES, "?dim"))
+# Softmax.backward of the weights' gradient (g @ v^T), then the two products and the scale
+_ATTN_DS = ("Sub", ("@gyw", ("Mul", ("Matmul", "?go", ("Permute", "?v", _T12)), "@w")),
+            ("Mul", "@w", ("Sum", "@gyw", "?sdim", True, None)))
+_ATTN_GQ = ("Mul", ("Matmul", "@ds", ("Permute", "@kt", _T12)), "?scale")
+_ATTN_GK = ("Permute", ("Matmul", ("Permute", "@qs", _T12), "@ds"), _T12)
+_ATTN_GV = ("Matmul", ("Permute", "@w", _T12), "?go")
+
+
+def _users2(n):
+    """The users of ``n``'s users (where a pattern rooted two ops after ``n`` may sit)."""
+    return [u for m in n.users for u in m.users]
+
+
+def _float_meta(n, ndim=None):
+    m = getattr(n, "meta", {}).get("tensor_meta")
+    return m is not None and str(m[1]).replace("ember.", "") in ("float32", "float64") and \
+        (ndim is None or len(m[0]) == ndim)
+
+
+def fuse_attention(graph, rg):
+    """Each attention captured as composed ops (see ``_ATTN_W``) over 3-d float stacks
+    becomes eager's fused kernels: ``_Attention`` for the forward and, where the graph holds
+    its backward (``_ATTN_DS``), ``_AttentionGrad`` for the three input gradients. Run before
+    ``fuse``. Returns how many."""
+    from ..fx import Node
+    changed = 0
+    for w in list(graph.nodes):
+        if _cls_name(w) != "Softmax" or rg.get(w, True) or not _float_meta(w, 3):
+            continue
+        env = {"@w": w}
+        if not any(match(w, p, env) for p in _ATTN_W):
+            continue
+        q, k, mask, scale = env["?q"], env["?k"], env.get("?mask"), env["?scale"]
+        if env["?dim"] not in (2, -1) or type(scale) not in (int, float) or \
+                not all(_float_meta(a, 3) for a in (q, k)) or \
+                (mask is not None and not (_float_meta(mask) and
+                                           len(mask.meta["tensor_meta"][0]) in (2, 3))):
+            continue
+        outs = [u for u in w.users if match(u, ("Matmul", "@w", "?v"), dict(env))]
+        if len(outs) != 1:
+            continue
+        out = outs[0]
+        match(out, ("Matmul", "@w", "?v"), env)
+        v = env["?v"]
+        if not _float_meta(v, 3):
+            continue
+        dt = {str(a.meta["tensor_meta"][1]) for a in (q, k, v, w)}
+        (B, L, D), (Bk, S, Dk), (Bv, Sv, _) = (tuple(a.meta["tensor_meta"][0])
+                                               for a in (q, k, v))
+        if len(dt) != 1 or (Bk, Bv, Dk, Sv) != (B, B, D, S) or \
+                any(rg.get(a, True) for a in (q, k, v) if isinstance(a, Node)):
+            continue
+        with graph.inserting_before(out):
+            att = graph.call_function(_Attention.apply, (q, k, v, mask, float(scale)))
+            o, wk = (graph.call_function(operator.getitem, (att, i)) for i in (0, 1))
+        o.meta.update(out.meta)
+        wk.meta.update(w.meta)
+        rg[att] = rg[o] = rg[wk] = False
+        # the backward: the weights' gradient through the softmax, then the products
+        ds = _find(_users2(w), ("@ds", _ATTN_DS), env)
+        grads = [None, None, None]
+        if ds is not None and env["?v"] is v and env["?sdim"] in ((2,), (-1,), 2, -1):
+            grads = [_find(_users2(ds), _ATTN_GQ, dict(env)),
+                     _find(_users2(ds), _ATTN_GK, dict(env)),
+                     _find(_users2(w), _ATTN_GV, dict(env))]
+        out.replace_all_uses_with(o)
+        w.replace_all_uses_with(wk)
+        if any(gr is not None for gr in grads):
+            order = {n: i for i, n in enumerate(graph.nodes)}
+            first = min((gr for gr in grads if gr is not None), key=order.__getitem__)
+            go = env["?go"]
+            with graph.inserting_before(first):
+                bwd = graph.call_function(_AttentionGrad.apply, (
+                    go, q, k, v, wk, float(scale), tuple(gr is not None for gr in grads)))
+                items = [graph.call_function(operator.getitem, (bwd, i)) for i in range(3)]
+            rg[bwd] = False
+            for it, old in zip(items, grads):
+                rg[it] = False
+                if old is not None:
+                    it.meta.update(old.meta)
+                    old.replace_all_uses_with(it)
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
