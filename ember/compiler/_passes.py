@@ -844,3 +844,82 @@ def fuse_attention(graph, rg):
     if changed:
         dce(graph)
     return changed
+
+
+# ---------------------------------------------------------------------- GELU
+class _GeluKeep(_dispatch.Node):
+    """Exact ``Gelu`` as eager's recording forward runs it (the C kernel writes the
+    derivative beside the value): ``(y, state)``, the state (what eager's ctx keeps) handed
+    to ``_GeluGrad``. Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        from ..ops.nn import Gelu
+        state = Gelu()  # a Node, so that the forward keeps what its backward reads
+        return Gelu.forward(state, x, approximate), state
+
+
+class _GeluGrad(_dispatch.Node):
+    """``Gelu``'s input gradient from the forward's state (eager's array backward: one
+    multiply by the kept derivative)."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, x, state):
+        from ..ops.nn import _gelu_bwd_np
+        return _gelu_bwd_np(g, x, state)
+
+
+def _gelu_grad_pattern():
+    from ..ops.nn import _INV_SQRT_2PI, _SQRT_HALF
+    cdf = ("Mul", ("Add", ("Erf", ("Mul", "?x", _SQRT_HALF)), 1), 0.5)
+    d = ("Add", cdf, ("Mul", ("Mul", "?x", ("Exp", ("Mul", ("Mul", "?x", -0.5), "?x"))),
+                      _INV_SQRT_2PI))
+    return ("Mul", "?g", d)  # Gelu.backward as a captured graph holds it
+
+
+def fuse_gelu_backward(graph, rg):
+    """Each exact ``Gelu`` whose backward the graph holds as composed ops (erf and exp
+    recomputed: ``_gelu_grad_pattern``) takes eager's kernels: ``_GeluKeep`` computes the
+    value and the derivative in one pass, ``_GeluGrad`` multiplies. Run before ``fuse``.
+    Returns how many."""
+    gelus = {}
+    for n in graph.nodes:
+        if _cls_name(n) == "Gelu" and n.args[1:] == ("none",) and not n.kwargs and \
+                not rg.get(n, True) and _float_meta(n):
+            gelus.setdefault(n.args[0], n)
+    if not gelus:
+        return 0
+    pat, changed = _gelu_grad_pattern(), 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        env = {}
+        if not match(n, pat, env) or env["?x"] not in gelus:
+            continue
+        x, g = env["?x"], env["?g"]
+        fwd = gelus.pop(x)
+        if getattr(g, "meta", {}).get("tensor_meta", (None,))[0] != \
+                x.meta.get("tensor_meta", (0,))[0]:
+            continue
+        with graph.inserting_before(fwd):
+            keep = graph.call_function(_GeluKeep.apply, fwd.args)
+            y = graph.call_function(operator.getitem, (keep, 0))
+            state = graph.call_function(operator.getitem, (keep, 1))
+        y.meta.update(fwd.meta)
+        state.meta["opaque"] = True
+        fwd.replace_all_uses_with(y)
+        graph.erase_node(fwd)
+        with graph.inserting_before(n):
+            grad = graph.call_function(_GeluGrad.apply, (g, x, state))
+        grad.meta.update(n.meta)
+        n.replace_all_uses_with(grad)
+        for m in (keep, y, state, grad):
+            rg[m] = False
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
