@@ -463,6 +463,7 @@ class CompiledFunction:
             # takes the composed ops apart)
             self.pass_stats["normalize_grads"] = _passes.fuse_normalize_backward(graph, rg)
             self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
+            self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
             self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
             if use_c:  # every C source of the step compiled at once (cold cache)

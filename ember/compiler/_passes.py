@@ -923,3 +923,160 @@ def fuse_gelu_backward(graph, rg):
     if changed:
         dce(graph)
     return changed
+
+
+class _PackedAttention(_dispatch.Node):
+    """Self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the heads' merged
+    output (L, N, E), as eager's ``PackedSelfAttention`` runs it (the heads strided views,
+    no split or merge copies): ``(out, weights)``. Used only where no autograd record is
+    needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, qkv, mask, heads, scale):
+        from ..ops.nn import PackedSelfAttention
+        if mask is not None and mask.ndim == 3:
+            mask = mask[0]
+        out = PackedSelfAttention.forward(ctx, qkv, mask, heads, scale)
+        return out, ctx.w
+
+
+class _PackedAttentionGrad(_dispatch.Node):
+    """The gradient of ``qkv`` (L, N, 3E), written in place of its three heads' parts
+    (eager's ``PackedSelfAttention.array_backward``), from the output's gradient (any shape
+    of L x N x E elements) and the forward's weights."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, qkv, w, heads, scale):
+        import types
+        from ..ops.nn import PackedSelfAttention
+        L, N, E3 = qkv.shape
+        state = types.SimpleNamespace(saved_arrays=(qkv,), heads=heads, w=w, scale=scale)
+        return PackedSelfAttention.array_backward(state, g.reshape(L, N, E3 // 3))[0]
+
+
+def _head_split(n):
+    """``(qkv, i, (L, NH, hd))`` where ``n`` is head block ``i`` of a packed projection:
+    ``Permute(Reshape(Split(qkv, [E, E, E], 2)[i], (L, NH, hd)), (1, 0, 2))``; else None."""
+    env = {}
+    if not match(n, ("Permute", ("Reshape", "?part", "?shape"), (1, 0, 2)), env):
+        return None
+    part = env["?part"]
+    if getattr(part, "target", None) is not operator.getitem or \
+            _cls_name(part.args[0]) != "Split":
+        return None
+    split = part.args[0]
+    qkv, sizes, dim = (split.args + (None, None))[:3]
+    meta = getattr(qkv, "meta", {}).get("tensor_meta")
+    if meta is None or len(meta[0]) != 3 or dim not in (2, -1) or split.kwargs:
+        return None
+    L, N, E3 = meta[0]
+    E = E3 // 3
+    if sizes not in ([E] * 3, (E,) * 3, E) or E3 % 3:
+        return None
+    shape = tuple(env["?shape"]) if type(env["?shape"]) in (tuple, list) else ()
+    if len(shape) != 3 or shape[0] != L or shape[1] % max(N, 1) or \
+            shape[1] * shape[2] != N * E:
+        return None
+    return qkv, part.args[1], shape
+
+
+def _merge_of(n):
+    """``(item, permute, reshape)`` where ``n`` (a head-stacked (NH, L, hd) value, a
+    ``getitem``) is only merged back as ``Reshape(Permute(n, (1, 0, 2)), (L, N, E))``."""
+    if len(n.users) != 1:
+        return None
+    (p,) = n.users
+    if not match(p, ("Permute", "?a", (1, 0, 2)), {"?a": n}) or len(p.users) != 1:
+        return None
+    (r,) = p.users
+    return (n, p, r) if _cls_name(r) == "Reshape" and r.args[0] is p else None
+
+
+def fuse_packed_attention(graph, rg):
+    """An ``_Attention`` whose q, k and v are the head blocks of one packed projection
+    (``_head_split``: multi-head self-attention) and whose output is only merged back
+    becomes ``_PackedAttention`` on the projection itself; where its gradient is
+    ``_AttentionGrad`` merged and concatenated back, ``_PackedAttentionGrad`` writes the
+    projection's gradient directly. No head split or merge copies. Run after
+    ``fuse_attention``. Returns how many."""
+    changed = 0
+    for a in list(graph.nodes):
+        if _cls_name(a) != "_Attention":
+            continue
+        q, k, v, mask, scale = a.args
+        heads = [_head_split(t) for t in (q, k, v)]
+        if any(h is None for h in heads) or len({id(h[0]) for h in heads}) != 1 or \
+                [h[1] for h in heads] != [0, 1, 2] or len({h[2] for h in heads}) != 1:
+            continue
+        qkv, (L, NH, hd) = heads[0][0], heads[0][2]
+        n_heads = NH // qkv.meta["tensor_meta"][0][1]
+        if mask is not None and tuple(mask.meta["tensor_meta"][0])[-2:] != (L, L):
+            continue
+        items = {u.args[1]: u for u in a.users if u.target is operator.getitem}
+        o, w = items.get(0), items.get(1)
+        merged = _merge_of(o) if o is not None else None
+        grads = [u for u in (w.users if w is not None else ())]
+        if merged is None or len(a.users) != len(items) or \
+                any(_cls_name(u) != "_AttentionGrad" or u.args[4] is not w for u in grads):
+            continue
+        # the backward: the output's gradient split into heads, the three gradients merged
+        # and concatenated back into the projection's layout
+        packs = []
+        for gn in grads:
+            go = _head_split_of_grad(gn.args[0], (L, NH, hd))
+            gitems = {u.args[1]: u for u in gn.users if u.target is operator.getitem}
+            merges = [_merge_of(gitems[i]) if i in gitems else None for i in range(3)]
+            cats = {id(next(iter(m[2].users), None)) for m in merges if m is not None}
+            if go is None or any(m is None or len(m[2].users) != 1 for m in merges) or \
+                    len(cats) != 1:
+                packs = None
+                break
+            cat = next(iter(merges[0][2].users))
+            if _cls_name(cat) != "Cat" or cat.kwargs or \
+                    tuple(cat.args) not in ((2, *[m[2] for m in merges]),
+                                            (-1, *[m[2] for m in merges])):
+                packs = None
+                break
+            packs.append((go, cat))
+        if packs is None:
+            continue
+        with graph.inserting_before(a):
+            pa = graph.call_function(_PackedAttention.apply, (qkv, mask, n_heads, scale))
+            out, wp = (graph.call_function(operator.getitem, (pa, i)) for i in (0, 1))
+        _, _, reshape = merged
+        with graph.inserting_before(reshape):
+            new = graph.call_function(_dispatch_op("Reshape"), (out, reshape.args[1]))
+        new.meta.update(reshape.meta)
+        reshape.replace_all_uses_with(new)
+        for go, cat in packs:
+            with graph.inserting_before(cat):
+                gq = graph.call_function(_PackedAttentionGrad.apply,
+                                         (go, qkv, wp, n_heads, scale))
+            gq.meta.update(cat.meta)
+            cat.replace_all_uses_with(gq)
+            rg[gq] = False
+        for m in (pa, out, wp, new):
+            rg[m] = False
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
+
+
+def _head_split_of_grad(n, shape):
+    """The gradient ``g`` where ``n`` is ``Permute(Reshape(g, shape), (1, 0, 2))`` (the
+    output's gradient split into heads); else None."""
+    env = {"?shape": shape}
+    if not match(n, ("Permute", ("Reshape", "?g", "?s"), (1, 0, 2)), env) or \
+            type(env["?s"]) not in (tuple, list) or tuple(env["?s"]) != shape:
+        return None
+    return env["?g"]
+
+
+def _dispatch_op(name):
+    from ..ops import shape
+    return getattr(shape, name).apply

@@ -148,13 +148,39 @@ class _MHA:
 def test_attention_forward_and_backward_are_eagers(dtype, causal, size):
     n, seq, d, heads = size
     x = np.random.default_rng(4).standard_normal((n, seq, d))
-    _check(_MHA(d, heads, causal, seq), x, dtype, "attention")
+    c = _check(_MHA(d, heads, causal, seq), x, dtype, "packed_attention")
+    assert c.pass_stats["attention"] == 1
+
+
+class _CrossAttention:
+    """Attention over another sequence (q from x, k and v from ``x * 2``): the fused
+    attention, not the packed one (q, k, v are not one projection's blocks)."""
+
+    def __call__(self, m):
+        nn = m.nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = nn.MultiheadAttention(12, 3, batch_first=True)
+
+            def forward(self, x):
+                y = x * 2
+                return self.attn(x, y, y, need_weights=False)[0]
+        return Block()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_attention_is_eagers(dtype):
+    x = np.random.default_rng(9).standard_normal((3, 5, 12))
+    c = _check(_CrossAttention(), x, dtype, "attention")
+    assert c.pass_stats["packed_attention"] == 0
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_attention_threads(threads):
     x = np.random.default_rng(5).standard_normal((16, 64, 64))
-    _check(_MHA(64, 4, True, 64), x, "float32", "attention", threads=threads)
+    _check(_MHA(64, 4, True, 64), x, "float32", "packed_attention", threads=threads)
 
 
 def test_empty_batch_layer_norm():
