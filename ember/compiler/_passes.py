@@ -249,17 +249,11 @@ class _LinearRelu(_dispatch.Node):
 def fuse_matmul_epilogues(graph, rg):
     """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
     an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
-    from ..ops.elementwise import Relu
-    from ..ops.nn import Linear
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
-                rg.get(n, True):
-            continue
-        lin = n.args[0]
-        if getattr(getattr(lin, "target", None), "__self__", None) is not Linear or \
-                rg.get(lin, True) or \
-                len(lin.users) != 1 or lin.kwargs:
+        env = _lowerable(n, ("Relu", ("@lin", ("Linear", "?x", "?w", "?b"))), rg)
+        lin = env and env["@lin"]
+        if not env or rg.get(lin, True) or len(lin.users) != 1:
             continue
         with graph.inserting_before(n):
             new = graph.call_function(_LinearRelu.apply, lin.args)
@@ -318,15 +312,11 @@ def fuse_conv_relu(graph, rg):
     """``Relu`` of a convolution's value that nothing else uses (``ConvNd``, or the output of
     ``_ConvKeepCols``), neither needing an autograd record, becomes the convolution's
     epilogue. Run after ``keep_conv_columns``. Returns how many."""
-    from ..ops.conv import ConvNd
-    from ..ops.elementwise import Relu
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
-                rg.get(n, True) or n.kwargs or len(n.args) != 1:
-            continue
-        a = n.args[0]
-        if not hasattr(a, "users") or len(a.users) != 1 or rg.get(a, True):
+        env = _lowerable(n, ("Relu", "?a"), rg)
+        a = env and env["?a"]
+        if not env or not hasattr(a, "users") or len(a.users) != 1 or rg.get(a, True):
             continue
         meta = a.meta.get("tensor_meta")
         if meta is None or str(meta[1]).replace("ember.", "") not in ("float32", "float64"):
@@ -336,8 +326,7 @@ def fuse_conv_relu(graph, rg):
             a.args[0].target = _ConvKeepColsRelu.apply
             n.replace_all_uses_with(a)
             graph.erase_node(n)
-        elif getattr(a.target, "__self__", None) is ConvNd and not a.kwargs and \
-                len(a.args) == 7:
+        elif match(a, ("ConvNd",) + ("?",) * 7, {}):
             with graph.inserting_before(n):
                 new = graph.call_function(_ConvRelu.apply, a.args)
             new.meta.update(n.meta)
@@ -420,18 +409,14 @@ def keep_pool_indices(graph, rg):
     """Pair each ``MaxPoolNd`` with the ``MaxPoolGrad`` of the same input and geometry: the
     forward keeps its argmax indices and the gradient scatters at them, as eager does (see
     ``_MaxPoolKeepIdx``). Returns how many."""
-    from ..ops.conv import MaxPoolGrad, MaxPoolNd
     pools = {}
     for n in graph.nodes:
-        if n.op == "call_function" and getattr(n.target, "__self__", None) is MaxPoolNd and \
-                not n.kwargs and len(n.args) == 7 and n.args[6] is False and \
-                not rg.get(n, True):
+        if _lowerable(n, ("MaxPoolNd",) + ("?",) * 6 + (False,), rg) is not None:
             pools.setdefault((n.args[0], _key(n.args[1:6])), n)
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not MaxPoolGrad \
-                or n.kwargs or len(n.args) != 4 or n.args[2] is not None or \
-                rg.get(n, True) or type(n.args[3]) is not tuple or len(n.args[3]) != 5:
+        env = _lowerable(n, ("MaxPoolGrad", "?g", "?x", None, "?geom"), rg)
+        if env is None or type(env["?geom"]) is not tuple or len(env["?geom"]) != 5:
             continue
         pool = pools.pop((n.args[1], _key(n.args[3])), None)
         if pool is None:
@@ -488,11 +473,9 @@ class _StackMatmul(_dispatch.Node):
 def split_stacked_matmuls(graph, rg):
     """``Matmul`` of two 3-d float stacks of one batch size becomes ``_StackMatmul`` (the
     batch split over ember's threads). Returns how many."""
-    from ..ops.linalg import Matmul
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Matmul or \
-                rg.get(n, True) or n.kwargs or len(n.args) != 2:
+        if _lowerable(n, ("Matmul", "?a", "?b"), rg) is None:
             continue
         metas = [getattr(a, "meta", {}).get("tensor_meta") for a in n.args]
         if any(m is None or len(m[0]) != 3 for m in metas) or \
@@ -510,10 +493,11 @@ def split_stacked_matmuls(graph, rg):
 
 # ---------------------------------------------------------------------- node patterns
 def _cls_name(n):
-    """The op class name of a node calling an ember op's ``apply`` (None otherwise)."""
+    """The class name of the ember op whose ``apply`` node ``n`` calls (None otherwise: a
+    user's ``autograd.Function`` named like an ember op is not that op)."""
     cls = getattr(getattr(n, "target", None), "__self__", None)
     if getattr(n, "op", None) == "call_function" and isinstance(cls, type) and \
-            getattr(n.target, "__name__", "") == "apply":
+            getattr(n.target, "__name__", "") == "apply" and cls.__module__.startswith("ember."):
         return cls.__name__
     return None
 
@@ -526,6 +510,7 @@ def match(n, pat, env):
     it was on failure). A pattern is
 
     * ``"?name"``: anything (a name met again must be the same node or an equal value);
+      ``"?"`` alone: anything, bound nowhere;
     * ``(op, *argument patterns)``: a call of ember op class ``op`` (a name, or a frozenset
       of names) with those positional arguments and no keyword arguments (``Add`` and
       ``Mul`` also with their two arguments swapped);
@@ -536,6 +521,8 @@ def match(n, pat, env):
     from ..fx import Node
     if type(pat) is str and pat[:1] == "@":
         return env.get(pat) is n
+    if pat == "?":
+        return True
     if type(pat) is str and pat[:1] == "?":
         if pat in env:
             seen = env[pat]
@@ -573,6 +560,13 @@ def match(n, pat, env):
         return type(n) is type(pat) and len(n) == len(pat) and \
             all(match(a, p, env) for a, p in zip(n, pat))
     return type(n) is type(pat) and n == pat
+
+
+def _lowerable(n, pat, rg):
+    """The names ``n`` binds matching ``pat`` where ``n`` needs no autograd record (the
+    lowerings replace such nodes only), else None."""
+    env = {}
+    return env if not rg.get(n, True) and match(n, pat, env) else None
 
 
 def _find(nodes, pat, env):

@@ -237,3 +237,20 @@ def test_gelu_threads_and_non_contiguous(threads):
 def test_tanh_gelu_keeps_its_fused_kernels():
     x = np.random.default_rng(8).standard_normal((9, 6))
     assert _check(_GeluMLP(6, "tanh"), x, "float64", None).pass_stats["gelu_grads"] == 0
+
+
+def test_pattern_matcher_ignores_user_functions_named_like_ops():
+    class Mul(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    g = ember.fx.Graph()
+    x = g.placeholder("x")
+    n = g.call_function(Mul.apply, (x, x))
+    assert _passes._cls_name(n) is None
+    assert not _passes.match(n, ("Mul", "?a", "?a"), {})
