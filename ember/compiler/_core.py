@@ -479,6 +479,7 @@ class CompiledFunction:
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
+            self.pass_stats["row_softmax"] = _passes.lower_row_softmax(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

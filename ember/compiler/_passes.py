@@ -1074,3 +1074,44 @@ def _head_split_of_grad(n, shape):
 def _dispatch_op(name):
     from ..ops import shape
     return getattr(shape, name).apply
+
+
+# ---------------------------------------------------------------------- softmax rows
+class _RowSoftmax(_dispatch.Node):
+    """``Softmax`` over the last dimension with the C row kernel of eager's attention
+    (``ops._nn_c.attn_softmax``: max, exp and sum in one sweep per row; blocks of rows over
+    the cores) instead of NumPy's five passes (a cross-entropy's backward). Small, other-dim
+    or non-float inputs take ``Softmax`` itself. Used only where no autograd record is
+    needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        from .. import _parallel
+        from ..ops import _nn_c
+        from ..ops.nn import Softmax
+        if type(x) is not np.ndarray or x.ndim == 0 or dim % x.ndim != x.ndim - 1 or \
+                x.size < _nn_c.MIN_SIZE or not x.shape[-1] or not _nn_c.available(x.dtype):
+            return Softmax.forward(ctx, x, dim)
+        out = np.array(x, order="C", copy=True)
+        rows = out.reshape(-1, 1, x.shape[-1])
+        k = _parallel.threads_for(out.size, _parallel.MIN_SIZE_HEAVY)
+        _parallel.run_split(lambda b0, b1: _nn_c.attn_softmax(rows, b0, b1, 1.0, None),
+                            _parallel._bounds(rows.shape[0], min(k, rows.shape[0])))
+        return out
+
+
+def lower_row_softmax(graph, rg):
+    """``Softmax`` of a float value over its last dimension becomes ``_RowSoftmax``.
+    Returns how many."""
+    changed = 0
+    for n in list(graph.nodes):
+        env = _lowerable(n, ("Softmax", "?x", "?dim"), rg)
+        if env is None or not _float_meta(n) or type(env["?dim"]) is not int or \
+                env["?dim"] % max(len(n.meta["tensor_meta"][0]), 1) != \
+                len(n.meta["tensor_meta"][0]) - 1:
+            continue
+        n.target = _RowSoftmax.apply
+        changed += 1
+    return changed

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember.autograd.graph import _ScratchCtx as _S
 from ember.compiler import _passes
 
 torch = pytest.importorskip("torch")
@@ -254,3 +255,57 @@ def test_pattern_matcher_ignores_user_functions_named_like_ops():
     n = g.call_function(Mul.apply, (x, x))
     assert _passes._cls_name(n) is None
     assert not _passes.match(n, ("Mul", "?a", "?a"), {})
+
+
+class _Classifier:
+    def __init__(self, d, classes):
+        self.d, self.classes = d, classes
+
+    def __call__(self, m):
+        nn = m.nn
+        d, classes = self.d, self.classes
+
+        class Loss(nn.Module):  # the cross-entropy of fixed targets
+            def __init__(self):
+                super().__init__()
+                self.lin = nn.Linear(d, classes)
+                self.register_buffer("y", m.tensor(np.arange(1000) % classes))
+
+            def forward(self, x):
+                return nn.functional.cross_entropy(self.lin(x), self.y[:x.shape[0]])
+        return Loss()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(6, 5), (128, 200)])  # Softmax itself; the C rows
+def test_row_softmax_in_the_backward_is_eagers(dtype, shape):
+    """A cross-entropy's captured backward holds a softmax of the logits (the C rows where
+    large)."""
+    x = np.random.default_rng(10).standard_normal(shape)
+    c = _check(_Classifier(shape[1], 211), x, dtype, None)
+    assert c.pass_stats["row_softmax"] >= 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_softmax_values_match_pytorch(dtype, threads):
+    """Odd sizes, a non-contiguous input, infinities, NaN and a fully masked row."""
+    x = np.random.default_rng(11).standard_normal((301, 97)).astype(dtype) * 5
+    x[3, 7], x[4, :] = np.inf, -np.inf
+    x[5, 2], x[6, 1] = np.nan, -np.inf
+    old = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        for a in (x, x[:, ::-1], x[:200]):
+            got = _passes._RowSoftmax.forward(_S(), a, -1)
+            want = torch.softmax(torch.tensor(np.ascontiguousarray(a)), -1).numpy()
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            ok = ~np.isnan(want)
+            np.testing.assert_allclose(got[ok], want[ok], rtol=TOL[dtype] * 5,
+                                       atol=TOL[dtype])
+        small = x[:2, :5]  # below the C kernel's size: Softmax itself
+        np.testing.assert_allclose(_passes._RowSoftmax.forward(_S(), small, 1),
+                                   torch.softmax(torch.tensor(small), 1).numpy(), rtol=1e-6)
+        assert _passes._RowSoftmax.forward(_S(), np.zeros((0, 4), dtype), -1).shape == (0, 4)
+    finally:
+        ember.set_num_threads(old)
