@@ -12,12 +12,16 @@ function's branches; where that cannot be made safe, or the capture refuses some
 the state the capture touched is restored and the function runs eagerly from then on with
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
-Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
-elementwise fusion into C kernels (``_codegen``; GELU and erf included, leaves that broadcast
-along rows or columns too), matmul and convolution ReLU epilogues, whole-group optimizer steps
-(SGD and Adam/AdamW as one C loop each, ``_optim``), convolution columns and max-pooling
-indices kept for the backward, stacked matmuls split over threads, then one generated Python
-function over arrays with a memory arena (``_program``).
+Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``);
+eager's fused nn kernels where the capture decomposed an op and its backward (layer/batch/
+group norm backward in one pass from the forward's statistics, attention forward and backward
+over the cores, packed multi-head self-attention without head copies, exact GELU with its
+derivative kept: ``_passes.match`` finds them); elementwise fusion into C kernels
+(``_codegen``; GELU and erf included, leaves that broadcast along rows or columns too), matmul
+and convolution ReLU epilogues, whole-group optimizer steps (SGD and Adam/AdamW as one C loop
+each, ``_optim``), convolution columns and max-pooling indices kept for the backward, stacked
+matmuls split over threads, softmax rows in C, then one generated Python function over arrays
+with a memory arena (``_program``).
 """
 
 from __future__ import annotations
