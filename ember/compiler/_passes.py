@@ -972,8 +972,8 @@ def _head_split(n):
     if sizes not in ([E] * 3, (E,) * 3, E) or E3 % 3:
         return None
     shape = tuple(env["?shape"]) if type(env["?shape"]) in (tuple, list) else ()
-    if len(shape) != 3 or shape[0] != L or shape[1] % max(N, 1) or \
-            shape[1] * shape[2] != N * E:
+    if len(shape) != 3 or any(type(d) is not int for d in shape) or shape[0] != L or \
+            shape[1] % max(N, 1) or shape[1] * shape[2] != N * E:
         return None
     return qkv, part.args[1], shape
 
