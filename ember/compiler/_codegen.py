@@ -141,6 +141,7 @@ _UNARY_NP = {"Neg": "-{a}", "Exp": "_np.exp({a})", "Log": "_np.log({a})",
              "Tanh": "_np.tanh({a})", "Sigmoid": "1 / (1 + _np.exp(-{a}))",
              "Relu": "_np.maximum({a}, 0)", "Erf": "_erf({a})"}
 _FLOATS = {"float32": ("float", "f"), "float64": ("double", "")}
+_CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
 
 
 def _threads():
@@ -401,59 +402,53 @@ class FusedKernel:
         tmpl = _UNARY_C[name] if lang == "c" else _UNARY_NP[name]
         return tmpl.format(a=args[0], f=f, t=t, e="ember_" if t == "float" else "")
 
+    # -- C emission: one file with one ``kernel`` function; the two loop shapes below share
+    # its signature, the leaves' loads and the statements
+    def _c_file(self, lead_params, loop):
+        t, _ = _FLOATS[str(self.dtype)]
+        params = lead_params + [f"const {_CTYPE[str(d)]} *restrict in{i}"
+                                for i, d in enumerate(self.leaf_dtypes)] + [f"{t} *restrict out"]
+        return "\n".join(["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
+                          _PRELUDE_F32 if t == "float" else "",
+                          f"void kernel({', '.join(params)}) {{", *loop, "}", ""])
+
+    def _c_body(self, pad, loads):
+        """The loop body at indent ``pad``: loads of the leaves ``loads`` (index, C index
+        expression), one statement per node, the store."""
+        body = [f"{pad}{_CTYPE[str(self.leaf_dtypes[i])]} l{i} = in{i}[{at}];"
+                for i, at in loads]
+        for n in self._order:
+            nd = str(_meta(n)[1]).replace("ember.", "")
+            body.append(f"{pad}{_CTYPE[nd]} {self._names[n]} = {self._expr(n, 'c')};")
+        body.append(f"{pad}out[i] = {self._names[self._root]};")
+        return body
+
     def _emit_c(self):
         if self.broadcast:
             return self._emit_c_rows()
-        t, _ = _FLOATS[str(self.dtype)]
-        ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
-        params = ["int64_t n", "int nthreads"] + [f"const {ctype[str(d)]} *restrict in{i}"
-                                  for i, d in enumerate(self.leaf_dtypes)] + [f"{t} *restrict out"]
-        body = [f"        {ctype[str(d)]} l{i} = in{i}[i];"
-                for i, d in enumerate(self.leaf_dtypes)]
-        for n in self._order:
-            nd = str(_meta(n)[1]).replace("ember.", "")
-            body.append(f"        {ctype[nd]} {self._names[n]} = {self._expr(n, 'c')};")
-        body.append(f"        out[i] = {self._names[self._root]};")
-        return "\n".join([
-            "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
-            _PRELUDE_F32 if t == "float" else "",
-            f"void kernel({', '.join(params)}) {{",
+        body = self._c_body(" " * 8, [(i, "i") for i in range(len(self.leaves))])
+        return self._c_file(["int64_t n", "int nthreads"], [
             # "if(parallel: ...)": a bare if() would switch off the simd part too (OpenMP 5),
             # leaving a scalar loop about 8x slower whenever the loop runs on one thread
             f"    #pragma omp parallel for simd schedule(static) num_threads(nthreads) "
             f"if(parallel: nthreads > 1 && n >= {self.parallel_min})",
-            "    for (int64_t i = 0; i < n; i++) {", *body, "    }", "}", ""])
+            "    for (int64_t i = 0; i < n; i++) {", *body, "    }"])
 
     def _emit_c_rows(self):
         """A region with broadcast leaves: a loop over rows (threads split them) around a
         SIMD loop over the last dimension; a per-row leaf is read once per row."""
-        t, _ = _FLOATS[str(self.dtype)]
-        ctype = {"float32": "float", "float64": "double", "bool": "unsigned char"}
-        params = ["int64_t rows", "int64_t cols", "int nthreads"] + [
-            f"const {ctype[str(d)]} *restrict in{i}" for i, d in enumerate(self.leaf_dtypes)] \
-            + [f"{t} *restrict out"]
         index = {"full": "i", "row": "c", "col": "r", "scalar": "0"}
-        per_row = [f"        const {ctype[str(d)]} l{i} = in{i}[{index[k]}];"
-                   for i, (d, k) in enumerate(zip(self.leaf_dtypes, self.leaf_kinds))
-                   if k in ("col", "scalar")]
-        body = ["            const int64_t i = r * cols + c;"] + [
-            f"            {ctype[str(d)]} l{i} = in{i}[{index[k]}];"
-            for i, (d, k) in enumerate(zip(self.leaf_dtypes, self.leaf_kinds))
-            if k in ("full", "row")]
-        for n in self._order:
-            nd = str(_meta(n)[1]).replace("ember.", "")
-            body.append(f"            {ctype[nd]} {self._names[n]} = {self._expr(n, 'c')};")
-        body.append(f"            out[i] = {self._names[self._root]};")
-        return "\n".join([
-            "#include <math.h>", "#include <stdint.h>", "#include <string.h>",
-            _PRELUDE_F32 if t == "float" else "",
-            f"void kernel({', '.join(params)}) {{",
+        kinds = list(enumerate(self.leaf_kinds))
+        per_row = [f"        const {_CTYPE[str(self.leaf_dtypes[i])]} l{i} = in{i}[{index[k]}];"
+                   for i, k in kinds if k in ("col", "scalar")]
+        body = ["            const int64_t i = r * cols + c;"] + self._c_body(
+            " " * 12, [(i, index[k]) for i, k in kinds if k in ("full", "row")])
+        return self._c_file(["int64_t rows", "int64_t cols", "int nthreads"], [
             f"    #pragma omp parallel for schedule(static) num_threads(nthreads) "
             f"if(nthreads > 1 && rows > 1 && rows * cols >= {self.parallel_min})",
             "    for (int64_t r = 0; r < rows; r++) {", *per_row,
             "        #pragma omp simd",
-            "        for (int64_t c = 0; c < cols; c++) {", *body, "        }", "    }", "}",
-            ""])
+            "        for (int64_t c = 0; c < cols; c++) {", *body, "        }", "    }"])
 
     def _leaf_shapes_at(self, shape):
         """The leaf shapes a call with region shape ``shape`` must pass (a symbolic batch

@@ -12,12 +12,16 @@ function's branches; where that cannot be made safe, or the capture refuses some
 the state the capture touched is restored and the function runs eagerly from then on with
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
-Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``),
-elementwise fusion into C kernels (``_codegen``; GELU and erf included, leaves that broadcast
-along rows or columns too), matmul and convolution ReLU epilogues, whole-group optimizer steps
-(SGD and Adam/AdamW as one C loop each, ``_optim``), convolution columns and max-pooling
-indices kept for the backward, stacked matmuls split over threads, then one generated Python
-function over arrays with a memory arena (``_program``).
+Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``);
+eager's fused nn kernels where the capture decomposed an op and its backward (layer/batch/
+group norm backward in one pass from the forward's statistics, attention forward and backward
+over the cores, packed multi-head self-attention without head copies, exact GELU with its
+derivative kept: ``_passes.match`` finds them); elementwise fusion into C kernels
+(``_codegen``; GELU and erf included, leaves that broadcast along rows or columns too), matmul
+and convolution ReLU epilogues, whole-group optimizer steps (SGD and Adam/AdamW as one C loop
+each, ``_optim``), convolution columns and max-pooling indices kept for the backward, stacked
+matmuls split over threads, softmax rows in C, then one generated Python function over arrays
+with a memory arena (``_program``).
 """
 
 from __future__ import annotations
@@ -459,6 +463,12 @@ class CompiledFunction:
             drop_records = _program.has_backward(graph)
             if drop_records:  # the step holds its own backward: no op needs a record
                 rg = dict.fromkeys(rg, False)
+            # eager's fused backward kernels for what the capture decomposed (before fusion
+            # takes the composed ops apart)
+            self.pass_stats["normalize_grads"] = _passes.fuse_normalize_backward(graph, rg)
+            self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
+            self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
+            self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
             if use_c:  # every C source of the step compiled at once (cold cache)
                 from . import _optim
@@ -473,6 +483,7 @@ class CompiledFunction:
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
+            self.pass_stats["row_softmax"] = _passes.lower_row_softmax(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

@@ -147,49 +147,69 @@ def _plain(a, dtype, shape):
         a.flags.c_contiguous
 
 
+def _pack(opt, group, keys):
+    """What a group kernel reads, or None where eager's code must run: ``(params, ctype,
+    sizes, addresses)`` with ``addresses`` one list per array kind (parameter, gradient,
+    then each optimizer-state entry of ``keys``, None for a key that is None). The
+    parameters with a gradient, each listed once, one float dtype; every array plain
+    (C-contiguous, the parameter's dtype and shape); the state made (the first step makes
+    it: eager's code does that step)."""
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params or len({id(p) for p in params}) != len(params):
+        return None
+    dtype = params[0]._data.dtype
+    ctype = _CTYPES.get(str(dtype))
+    if ctype is None:
+        return None
+    sizes, addrs = [], [[] for _ in range(2 + len(keys))]
+    for p in params:
+        a, g = p._data, p.grad
+        if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
+            return None
+        st = opt.state.get(p) or {}
+        arrays = [a, g._data]
+        for k in keys:
+            if k is None:
+                arrays.append(None)
+                continue
+            t = st.get(k)
+            if t is None or not _plain(t._data, dtype, a.shape):
+                return None
+            arrays.append(t._data)
+        for lst, arr in zip(addrs, arrays):
+            lst.append(None if arr is None else arr.ctypes.data)
+        sizes.append(a.size)
+    return params, ctype, sizes, addrs
+
+
+def _call(fn, sizes, addrs, *rest):
+    k = len(sizes)
+    arr = ctypes.c_void_p * k
+    fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), *[arr(*a) for a in addrs], *rest)
+
+
 def sgd_group_step(opt, group):
     """One SGD update of ``group`` in a single C call; False where eager's code must run."""
     from ..optim.sgd import SGD
     from .._tensor import Tensor
     if type(opt) is not SGD or opt.__dict__.get("_swapped"):
         return False
-    params = [p for p in group["params"] if p.grad is not None]
-    if not params or len({id(p) for p in params}) != len(params):
-        return False
-    dtype = params[0]._data.dtype
-    ctype = _CTYPES.get(str(dtype))
-    if ctype is None:
-        return False
     momentum = float(group["momentum"])
-    lr = group["lr"]
-    if isinstance(lr, Tensor):
-        lr = lr.item()
-    ps, gs, bs, sizes = [], [], [], []
-    for p in params:
-        a, g = p._data, p.grad
-        if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
-            return False
-        b = None
-        if momentum != 0:
-            st = opt.state.get(p)
-            b = st.get("momentum_buffer") if st else None
-            if b is None or not _plain(b._data, dtype, a.shape):
-                return False  # the first step initialises the buffers: eager's code does it
-        ps.append(a.ctypes.data)
-        gs.append(g._data.ctypes.data)
-        bs.append(b._data.ctypes.data if b is not None else None)
-        sizes.append(a.size)
+    packed = _pack(opt, group, ("momentum_buffer" if momentum != 0 else None,))
+    if packed is None:
+        return False
+    params, ctype, sizes, addrs = packed
     fn = _kernel(ctype, "sgd")
     if not fn:
         return False
-    k = len(params)
+    lr = group["lr"]
+    if isinstance(lr, Tensor):
+        lr = lr.item()
     dampening = float(group["dampening"])
-    fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), (ctypes.c_void_p * k)(*ps),
-       (ctypes.c_void_p * k)(*gs), (ctypes.c_void_p * k)(*bs), ctypes.c_double(float(lr)),
-       ctypes.c_double(momentum), ctypes.c_double(1.0 - dampening),
-       ctypes.c_double(float(group["weight_decay"])), int(momentum != 0),
-       int(dampening != 0), int(bool(group["nesterov"])), int(bool(group["maximize"])),
-       _threads.get_num_threads())
+    _call(fn, sizes, addrs, ctypes.c_double(float(lr)), ctypes.c_double(momentum),
+          ctypes.c_double(1.0 - dampening), ctypes.c_double(float(group["weight_decay"])),
+          int(momentum != 0), int(dampening != 0), int(bool(group["nesterov"])),
+          int(bool(group["maximize"])), _threads.get_num_threads())
     for p in params:
         _bump_version(p)
     return True
@@ -202,32 +222,16 @@ def adam_group_step(opt, group):
     from ..optim.optimizer import _to_scalar
     if type(opt) not in (Adam, AdamW) or opt.__dict__.get("_swapped"):
         return False
-    params = [p for p in group["params"] if p.grad is not None]
-    if not params or len({id(p) for p in params}) != len(params):
-        return False
-    dtype = params[0]._data.dtype
-    ctype = _CTYPES.get(str(dtype))
-    if ctype is None:
-        return False
     amsgrad = bool(group["amsgrad"])
-    keys = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
-    ps, gs, ms, vs, xs, sizes, steps = [], [], [], [], [], [], []
+    packed = _pack(opt, group, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if amsgrad else None))
+    if packed is None:
+        return False
+    params, ctype, sizes, addrs = packed
+    steps = []
     for p in params:
-        a, g = p._data, p.grad
-        if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
-            return False
-        st = opt.state.get(p)
-        if not st or any(k not in st or not _plain(st[k]._data, dtype, a.shape) for k in keys):
-            return False  # the first step initialises the state: eager's code does it
-        step = st.get("step")
+        step = opt.state[p].get("step")
         if step is None or step._data.size != 1:
             return False
-        ps.append(a.ctypes.data)
-        gs.append(g._data.ctypes.data)
-        ms.append(st["exp_avg"]._data.ctypes.data)
-        vs.append(st["exp_avg_sq"]._data.ctypes.data)
-        xs.append(st["max_exp_avg_sq"]._data.ctypes.data if amsgrad else None)
-        sizes.append(a.size)
         steps.append(step._data)
     t = float(steps[0].reshape(-1)[0])
     if any(float(s.reshape(-1)[0]) != t for s in steps):
@@ -240,15 +244,12 @@ def adam_group_step(opt, group):
     lr = _to_scalar(group["lr"])
     beta1, beta2 = (_to_scalar(b) for b in group["betas"])
     wd = group["weight_decay"]
-    k = len(params)
-    arr = ctypes.c_void_p * k
-    fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), arr(*ps), arr(*gs), arr(*ms),
-       arr(*vs), arr(*xs), ctypes.c_double(1 - lr * wd), ctypes.c_double(wd),
-       ctypes.c_double(beta1), ctypes.c_double(1 - beta1), ctypes.c_double(beta2),
-       ctypes.c_double(1 - beta2), ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5),
-       ctypes.c_double(group["eps"]), ctypes.c_double(lr / (1 - beta1 ** t)),
-       int(wd != 0), int(bool(group["decoupled_weight_decay"])), int(amsgrad),
-       int(bool(group["maximize"])), _threads.get_num_threads())
+    _call(fn, sizes, addrs, ctypes.c_double(1 - lr * wd), ctypes.c_double(wd),
+          ctypes.c_double(beta1), ctypes.c_double(1 - beta1), ctypes.c_double(beta2),
+          ctypes.c_double(1 - beta2), ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5),
+          ctypes.c_double(group["eps"]), ctypes.c_double(lr / (1 - beta1 ** t)),
+          int(wd != 0), int(bool(group["decoupled_weight_decay"])), int(amsgrad),
+          int(bool(group["maximize"])), _threads.get_num_threads())
     for s in steps:
         s[...] = t
     for p in params:

@@ -249,17 +249,11 @@ class _LinearRelu(_dispatch.Node):
 def fuse_matmul_epilogues(graph, rg):
     """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
     an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
-    from ..ops.elementwise import Relu
-    from ..ops.nn import Linear
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
-                rg.get(n, True):
-            continue
-        lin = n.args[0]
-        if getattr(getattr(lin, "target", None), "__self__", None) is not Linear or \
-                rg.get(lin, True) or \
-                len(lin.users) != 1 or lin.kwargs:
+        env = _lowerable(n, ("Relu", ("@lin", ("Linear", "?x", "?w", "?b"))), rg)
+        lin = env and env["@lin"]
+        if not env or rg.get(lin, True) or len(lin.users) != 1:
             continue
         with graph.inserting_before(n):
             new = graph.call_function(_LinearRelu.apply, lin.args)
@@ -318,15 +312,11 @@ def fuse_conv_relu(graph, rg):
     """``Relu`` of a convolution's value that nothing else uses (``ConvNd``, or the output of
     ``_ConvKeepCols``), neither needing an autograd record, becomes the convolution's
     epilogue. Run after ``keep_conv_columns``. Returns how many."""
-    from ..ops.conv import ConvNd
-    from ..ops.elementwise import Relu
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Relu or \
-                rg.get(n, True) or n.kwargs or len(n.args) != 1:
-            continue
-        a = n.args[0]
-        if not hasattr(a, "users") or len(a.users) != 1 or rg.get(a, True):
+        env = _lowerable(n, ("Relu", "?a"), rg)
+        a = env and env["?a"]
+        if not env or not hasattr(a, "users") or len(a.users) != 1 or rg.get(a, True):
             continue
         meta = a.meta.get("tensor_meta")
         if meta is None or str(meta[1]).replace("ember.", "") not in ("float32", "float64"):
@@ -336,8 +326,7 @@ def fuse_conv_relu(graph, rg):
             a.args[0].target = _ConvKeepColsRelu.apply
             n.replace_all_uses_with(a)
             graph.erase_node(n)
-        elif getattr(a.target, "__self__", None) is ConvNd and not a.kwargs and \
-                len(a.args) == 7:
+        elif match(a, ("ConvNd",) + ("?",) * 7, {}):
             with graph.inserting_before(n):
                 new = graph.call_function(_ConvRelu.apply, a.args)
             new.meta.update(n.meta)
@@ -420,18 +409,14 @@ def keep_pool_indices(graph, rg):
     """Pair each ``MaxPoolNd`` with the ``MaxPoolGrad`` of the same input and geometry: the
     forward keeps its argmax indices and the gradient scatters at them, as eager does (see
     ``_MaxPoolKeepIdx``). Returns how many."""
-    from ..ops.conv import MaxPoolGrad, MaxPoolNd
     pools = {}
     for n in graph.nodes:
-        if n.op == "call_function" and getattr(n.target, "__self__", None) is MaxPoolNd and \
-                not n.kwargs and len(n.args) == 7 and n.args[6] is False and \
-                not rg.get(n, True):
+        if _lowerable(n, ("MaxPoolNd",) + ("?",) * 6 + (False,), rg) is not None:
             pools.setdefault((n.args[0], _key(n.args[1:6])), n)
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not MaxPoolGrad \
-                or n.kwargs or len(n.args) != 4 or n.args[2] is not None or \
-                rg.get(n, True) or type(n.args[3]) is not tuple or len(n.args[3]) != 5:
+        env = _lowerable(n, ("MaxPoolGrad", "?g", "?x", None, "?geom"), rg)
+        if env is None or type(env["?geom"]) is not tuple or len(env["?geom"]) != 5:
             continue
         pool = pools.pop((n.args[1], _key(n.args[3])), None)
         if pool is None:
@@ -488,11 +473,9 @@ class _StackMatmul(_dispatch.Node):
 def split_stacked_matmuls(graph, rg):
     """``Matmul`` of two 3-d float stacks of one batch size becomes ``_StackMatmul`` (the
     batch split over ember's threads). Returns how many."""
-    from ..ops.linalg import Matmul
     changed = 0
     for n in list(graph.nodes):
-        if n.op != "call_function" or getattr(n.target, "__self__", None) is not Matmul or \
-                rg.get(n, True) or n.kwargs or len(n.args) != 2:
+        if _lowerable(n, ("Matmul", "?a", "?b"), rg) is None:
             continue
         metas = [getattr(a, "meta", {}).get("tensor_meta") for a in n.args]
         if any(m is None or len(m[0]) != 3 for m in metas) or \
@@ -504,5 +487,631 @@ def split_stacked_matmuls(graph, rg):
         rg[new] = False
         n.replace_all_uses_with(new)
         graph.erase_node(n)
+        changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------- node patterns
+def _cls_name(n):
+    """The class name of the ember op whose ``apply`` node ``n`` calls (None otherwise: a
+    user's ``autograd.Function`` named like an ember op is not that op)."""
+    cls = getattr(getattr(n, "target", None), "__self__", None)
+    if getattr(n, "op", None) == "call_function" and isinstance(cls, type) and \
+            getattr(n.target, "__name__", "") == "apply" and cls.__module__.startswith("ember."):
+        return cls.__name__
+    return None
+
+
+_COMMUTATIVE = ("Add", "Mul")
+
+
+def match(n, pat, env):
+    """Match node ``n`` against pattern ``pat``, binding names into ``env`` (a dict, left as
+    it was on failure). A pattern is
+
+    * ``"?name"``: anything (a name met again must be the same node or an equal value);
+      ``"?"`` alone: anything, bound nowhere;
+    * ``(op, *argument patterns)``: a call of ember op class ``op`` (a name, or a frozenset
+      of names) with those positional arguments and no keyword arguments (``Add`` and
+      ``Mul`` also with their two arguments swapped);
+    * ``("@name", pattern)``: ``pattern``, the node it matched bound to ``"@name"``; a bare
+      ``"@name"`` then matches that node only;
+    * a literal or a tuple of patterns: an equal value.
+    """
+    from ..fx import Node
+    if type(pat) is str and pat[:1] == "@":
+        return env.get(pat) is n
+    if pat == "?":
+        return True
+    if type(pat) is str and pat[:1] == "?":
+        if pat in env:
+            seen = env[pat]
+            return seen is n if isinstance(seen, Node) or isinstance(n, Node) else \
+                type(seen) is type(n) and seen == n
+        env[pat] = n
+        return True
+    head = pat[0] if type(pat) is tuple and pat else None
+    if type(head) is str and head[:1] == "@":
+        if head in env:
+            return env[head] is n
+        trial = dict(env)
+        if not match(n, pat[1], trial):
+            return False
+        env.update(trial)
+        env[head] = n
+        return True
+    if type(head) is frozenset or (type(head) is str and head[:1] not in ("?", "@")):
+        name = _cls_name(n)
+        if name is None or name not in (head if type(head) is frozenset else (head,)) or \
+                n.kwargs or len(n.args) != len(pat) - 1:
+            return False
+        orders = [n.args]
+        if name in _COMMUTATIVE and len(n.args) == 2:
+            orders.append(n.args[::-1])
+        for args in orders:
+            trial = dict(env)
+            if all(match(a, p, trial) for a, p in zip(args, pat[1:])):
+                env.update(trial)
+                return True
+        return False
+    if isinstance(n, Node):
+        return False
+    if type(pat) in (tuple, list):
+        return type(n) is type(pat) and len(n) == len(pat) and \
+            all(match(a, p, env) for a, p in zip(n, pat))
+    return type(n) is type(pat) and n == pat
+
+
+def _lowerable(n, pat, rg):
+    """The names ``n`` binds matching ``pat`` where ``n`` needs no autograd record (the
+    lowerings replace such nodes only), else None."""
+    env = {}
+    return env if not rg.get(n, True) and match(n, pat, env) else None
+
+
+def _find(nodes, pat, env):
+    """The first of ``nodes`` matching ``pat`` (``env`` updated), or None."""
+    for n in nodes:
+        trial = dict(env)
+        if match(n, pat, trial):
+            env.update(trial)
+            return n
+    return None
+
+
+def _item(graph, n, i):
+    """A ``getitem(n, i)`` node: an existing one, else one made right after ``n``."""
+    for u in n.users:
+        if u.target is operator.getitem and u.args[0] is n and u.args[1] == i:
+            return u
+    with graph.inserting_after(n):
+        return graph.call_function(operator.getitem, (n, i))
+
+
+# ---------------------------------------------------------------------- normalisation
+class _NormalizeKeep(_dispatch.Node):
+    """``Normalize`` that also returns the ``1/std`` its forward computed (eager keeps it on
+    the ctx for its one-pass backward; a captured backward recomputes the statistics from
+    the input with several reductions): ``(y, mean, var, rstd)``. Used only where no
+    autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b, axes, eps):
+        from ..ops.nn import Normalize
+        y, mean, var = Normalize.forward(ctx, x, w, b, axes, eps)
+        return y, mean, var, ctx.rstd
+
+
+class _NormalizeGrad(_dispatch.Node):
+    """The gradients of ``Normalize`` as eager's backward computes them on arrays (the C
+    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``) from the
+    forward's mean and ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
+    where ``need`` says not needed). Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes):
+        from ..ops.nn import _normalize_grad_np
+        ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
+        got = iter(_normalize_grad_np(g, x, w, ctx))
+        out = [next(got) if k else None for k in need]
+        for i in (1, 2):
+            a, shape = out[i], shapes[i - 1]
+            if a is None:
+                continue
+            if a.shape == x.shape:  # the full product: summed as eager's engine does
+                lead = tuple(d for d in range(x.ndim) if shape[d] == 1 and x.shape[d] != 1)
+                a = a.sum(axis=lead, keepdims=True) if lead else a
+            out[i] = np.ascontiguousarray(a.reshape(shape), dtype=x.dtype)
+        return tuple(out)
+
+
+# Normalize.backward as a captured graph holds it: the statistics recomputed from x, then
+# rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)), gxhat = g * w (or g)
+_XC = ("@xc", ("Sub", "?x", ("Mean", "?x", "?axes", True, None)))
+_RSTD = ("@rstd", ("Rsqrt", ("Add", ("Mean", ("Mul", _XC, _XC), "?axes", True, None), "?eps")))
+_XHAT = ("@xhat", ("Mul", _XC, _RSTD))
+
+
+def _ln_grad(gxhat):
+    return ("Mul", _RSTD, ("Sub", ("Sub", gxhat, ("Mean", gxhat, "?axes", True, None)),
+                           ("Mul", _XHAT, ("Mean", ("Mul", gxhat, _XHAT), "?axes", True,
+                                           None))))
+
+
+_LN_GRAD = (_ln_grad(("@gxhat", ("Mul", "?g", "?w"))), _ln_grad("?g"))
+
+
+def _sum_over(n, dims):
+    """A user of ``n`` computing ``Sum(n, dims, True, None)`` (the engine's reduction of a
+    broadcast gradient), or None."""
+    for u in n.users:
+        if _cls_name(u) == "Sum" and len(u.args) == 4 and not u.kwargs and \
+                u.args[0] is n and u.args[2] is True and u.args[3] is None and \
+                type(u.args[1]) in (tuple, list) and tuple(u.args[1]) == dims and \
+                u.meta.get("tensor_meta") is not None:
+            return u
+    return None
+
+
+def fuse_normalize_backward(graph, rg):
+    """Each ``Normalize`` whose backward the graph holds as composed ops (the statistics
+    recomputed, see ``_LN_GRAD``) gets eager's one-pass backward: the forward becomes
+    ``_NormalizeKeep`` (its mean and 1/std kept) and the input gradient, with the weight and
+    bias gradients reduced next to it, one ``_NormalizeGrad``. Run before ``fuse``.
+    Returns how many."""
+    from ..fx import Node
+    norms = {}
+    for n in graph.nodes:
+        if _cls_name(n) == "Normalize" and len(n.args) == 5 and not n.kwargs and \
+                not rg.get(n, True) and isinstance(n.args[0], Node):
+            norms.setdefault(n.args[0], []).append(n)
+    if not norms:
+        return 0
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    changed, done = 0, set()
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        for pat in _LN_GRAD:
+            env = {}
+            if match(n, pat, env):
+                break
+        else:
+            continue
+        x, axes, g = env["?x"], env["?axes"], env["?g"]
+        fwd = next((f for f in norms.get(x, ()) if f not in done and f.args[3] == axes and
+                    f.args[4] == env["?eps"] and f.args[1] is env.get("?w")), None)
+        xm, gm = x.meta.get("tensor_meta"), getattr(g, "meta", {}).get("tensor_meta")
+        if fwd is None or xm is None or gm is None or tuple(gm[0]) != tuple(xm[0]) or \
+                type(axes) not in (tuple, list):
+            continue
+        nd = len(xm[0])
+        lead = tuple(d for d in range(nd) if d not in {a % nd for a in axes})
+        # gw: g * xhat summed over the lead dims; gb: g summed over them
+        gw = gb = None
+        if fwd.args[1] is not None and lead:
+            prod = _find(list(env["@xhat"].users), ("Mul", "?g", "@xhat"), dict(env))
+            gw = None if prod is None else _sum_over(prod, lead)
+        if fwd.args[2] is not None and lead:
+            gb = _sum_over(g, lead)
+        done.add(fwd)
+        fwd.target = _NormalizeKeep.apply
+        mean, rstd = _item(graph, fwd, 1), _item(graph, fwd, 3)
+        first = min((m for m in (n, gw, gb) if m is not None), key=order.__getitem__)
+        shapes = tuple(None if m is None else tuple(m.meta["tensor_meta"][0]) for m in (gw, gb))
+        with graph.inserting_before(first):
+            grad = graph.call_function(_NormalizeGrad.apply, (
+                g, x, fwd.args[1], mean, rstd, tuple(axes),
+                (True, gw is not None, gb is not None), shapes))
+            outs = [graph.call_function(operator.getitem, (grad, i)) for i in range(3)]
+        rg[grad] = rg[mean] = rg[rstd] = False
+        for out, old in zip(outs, (n, gw, gb)):
+            rg[out] = False
+            if old is not None:
+                out.meta.update(old.meta)
+                old.replace_all_uses_with(out)
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
+
+
+# ---------------------------------------------------------------------- attention
+class _Attention(_dispatch.Node):
+    """``softmax(q @ k^T * scale + mask) @ v`` over (B, L, D) stacks as eager's fused
+    attention runs it (``ops.nn._attn_fwd_np``: blocks of the batch over the cores, the C
+    softmax rows): ``(out, weights)``, the weights kept for the backward. Used only where
+    no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        from ..ops.nn import _attn_fwd_np
+        if mask is not None and mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        return _attn_fwd_np(q, k, v, mask, scale)
+
+
+class _AttentionGrad(_dispatch.Node):
+    """``(gq, gk, gv)`` of ``_Attention`` from its weights, as eager's fused backward
+    (``ops.nn._attn_bwd_np``); None where ``need`` says not needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, q, k, v, w, scale, need):
+        from ..ops.nn import _attn_bwd_np
+        return _attn_bwd_np(g, q, k, v, w, scale, need)
+
+
+_T12 = (0, 2, 1)
+# the attention of multi_head_attention_forward / scaled_dot_product_attention as captured
+_SCORES = ("Matmul", ("@qs", ("Mul", "?q", "?scale")), ("@kt", ("Permute", "?k", _T12)))
+_ATTN_W = (("Softmax", ("Add", _SCORES, "?mask"), "?dim"), ("Softmax", _SCORES, "?dim"))
+# Softmax.backward of the weights' gradient (g @ v^T), then the two products and the scale
+_ATTN_DS = ("Sub", ("@gyw", ("Mul", ("Matmul", "?go", ("Permute", "?v", _T12)), "@w")),
+            ("Mul", "@w", ("Sum", "@gyw", "?sdim", True, None)))
+_ATTN_GQ = ("Mul", ("Matmul", "@ds", ("Permute", "@kt", _T12)), "?scale")
+_ATTN_GK = ("Permute", ("Matmul", ("Permute", "@qs", _T12), "@ds"), _T12)
+_ATTN_GV = ("Matmul", ("Permute", "@w", _T12), "?go")
+
+
+def _users2(n):
+    """The users of ``n``'s users (where a pattern rooted two ops after ``n`` may sit)."""
+    return [u for m in n.users for u in m.users]
+
+
+def _float_meta(n, ndim=None):
+    m = getattr(n, "meta", {}).get("tensor_meta")
+    return m is not None and str(m[1]).replace("ember.", "") in ("float32", "float64") and \
+        (ndim is None or len(m[0]) == ndim)
+
+
+def fuse_attention(graph, rg):
+    """Each attention captured as composed ops (see ``_ATTN_W``) over 3-d float stacks
+    becomes eager's fused kernels: ``_Attention`` for the forward and, where the graph holds
+    its backward (``_ATTN_DS``), ``_AttentionGrad`` for the three input gradients. Run before
+    ``fuse``. Returns how many."""
+    from ..fx import Node
+    changed = 0
+    for w in list(graph.nodes):
+        if _cls_name(w) != "Softmax" or rg.get(w, True) or not _float_meta(w, 3):
+            continue
+        env = {"@w": w}
+        if not any(match(w, p, env) for p in _ATTN_W):
+            continue
+        q, k, mask, scale = env["?q"], env["?k"], env.get("?mask"), env["?scale"]
+        if env["?dim"] not in (2, -1) or type(scale) not in (int, float) or \
+                not all(_float_meta(a, 3) for a in (q, k)) or \
+                (mask is not None and not (_float_meta(mask) and
+                                           len(mask.meta["tensor_meta"][0]) in (2, 3))):
+            continue
+        outs = [u for u in w.users if match(u, ("Matmul", "@w", "?v"), dict(env))]
+        if len(outs) != 1:
+            continue
+        out = outs[0]
+        match(out, ("Matmul", "@w", "?v"), env)
+        v = env["?v"]
+        if not _float_meta(v, 3):
+            continue
+        dt = {str(a.meta["tensor_meta"][1]) for a in (q, k, v, w)}
+        (B, L, D), (Bk, S, Dk), (Bv, Sv, _) = (tuple(a.meta["tensor_meta"][0])
+                                               for a in (q, k, v))
+        if len(dt) != 1 or (Bk, Bv, Dk, Sv) != (B, B, D, S) or \
+                any(rg.get(a, True) for a in (q, k, v) if isinstance(a, Node)):
+            continue
+        with graph.inserting_before(out):
+            att = graph.call_function(_Attention.apply, (q, k, v, mask, float(scale)))
+            o, wk = (graph.call_function(operator.getitem, (att, i)) for i in (0, 1))
+        o.meta.update(out.meta)
+        wk.meta.update(w.meta)
+        rg[att] = rg[o] = rg[wk] = False
+        # the backward: the weights' gradient through the softmax, then the products
+        ds = _find(_users2(w), ("@ds", _ATTN_DS), env)
+        grads = [None, None, None]
+        if ds is not None and env["?v"] is v and env["?sdim"] in ((2,), (-1,), 2, -1):
+            grads = [_find(_users2(ds), _ATTN_GQ, dict(env)),
+                     _find(_users2(ds), _ATTN_GK, dict(env)),
+                     _find(_users2(w), _ATTN_GV, dict(env))]
+        out.replace_all_uses_with(o)
+        w.replace_all_uses_with(wk)
+        if any(gr is not None for gr in grads):
+            order = {n: i for i, n in enumerate(graph.nodes)}
+            first = min((gr for gr in grads if gr is not None), key=order.__getitem__)
+            go = env["?go"]
+            with graph.inserting_before(first):
+                bwd = graph.call_function(_AttentionGrad.apply, (
+                    go, q, k, v, wk, float(scale), tuple(gr is not None for gr in grads)))
+                items = [graph.call_function(operator.getitem, (bwd, i)) for i in range(3)]
+            rg[bwd] = False
+            for it, old in zip(items, grads):
+                rg[it] = False
+                if old is not None:
+                    it.meta.update(old.meta)
+                    old.replace_all_uses_with(it)
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
+
+
+# ---------------------------------------------------------------------- GELU
+class _GeluKeep(_dispatch.Node):
+    """Exact ``Gelu`` as eager's recording forward runs it (the C kernel writes the
+    derivative beside the value): ``(y, state)``, the state (what eager's ctx keeps) handed
+    to ``_GeluGrad``. Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        from ..ops.nn import Gelu
+        state = Gelu()  # a Node, so that the forward keeps what its backward reads
+        return Gelu.forward(state, x, approximate), state
+
+
+class _GeluGrad(_dispatch.Node):
+    """``Gelu``'s input gradient from the forward's state (eager's array backward: one
+    multiply by the kept derivative)."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, x, state):
+        from ..ops.nn import _gelu_bwd_np
+        return _gelu_bwd_np(g, x, state)
+
+
+def _gelu_grad_pattern():
+    from ..ops.nn import _INV_SQRT_2PI, _SQRT_HALF
+    cdf = ("Mul", ("Add", ("Erf", ("Mul", "?x", _SQRT_HALF)), 1), 0.5)
+    d = ("Add", cdf, ("Mul", ("Mul", "?x", ("Exp", ("Mul", ("Mul", "?x", -0.5), "?x"))),
+                      _INV_SQRT_2PI))
+    return ("Mul", "?g", d)  # Gelu.backward as a captured graph holds it
+
+
+def fuse_gelu_backward(graph, rg):
+    """Each exact ``Gelu`` whose backward the graph holds as composed ops (erf and exp
+    recomputed: ``_gelu_grad_pattern``) takes eager's kernels: ``_GeluKeep`` computes the
+    value and the derivative in one pass, ``_GeluGrad`` multiplies. Run before ``fuse``.
+    Returns how many."""
+    gelus = {}
+    for n in graph.nodes:
+        if _cls_name(n) == "Gelu" and n.args[1:] == ("none",) and not n.kwargs and \
+                not rg.get(n, True) and _float_meta(n):
+            gelus.setdefault(n.args[0], n)
+    if not gelus:
+        return 0
+    pat, changed = _gelu_grad_pattern(), 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        env = {}
+        if not match(n, pat, env) or env["?x"] not in gelus:
+            continue
+        x, g = env["?x"], env["?g"]
+        fwd = gelus.pop(x)
+        if getattr(g, "meta", {}).get("tensor_meta", (None,))[0] != \
+                x.meta.get("tensor_meta", (0,))[0]:
+            continue
+        with graph.inserting_before(fwd):
+            keep = graph.call_function(_GeluKeep.apply, fwd.args)
+            y = graph.call_function(operator.getitem, (keep, 0))
+            state = graph.call_function(operator.getitem, (keep, 1))
+        y.meta.update(fwd.meta)
+        state.meta["opaque"] = True
+        fwd.replace_all_uses_with(y)
+        graph.erase_node(fwd)
+        with graph.inserting_before(n):
+            grad = graph.call_function(_GeluGrad.apply, (g, x, state))
+        grad.meta.update(n.meta)
+        n.replace_all_uses_with(grad)
+        for m in (keep, y, state, grad):
+            rg[m] = False
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
+
+
+class _PackedAttention(_dispatch.Node):
+    """Self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the heads' merged
+    output (L, N, E), as eager's ``PackedSelfAttention`` runs it (the heads strided views,
+    no split or merge copies): ``(out, weights)``. Used only where no autograd record is
+    needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, qkv, mask, heads, scale):
+        from ..ops.nn import PackedSelfAttention
+        if mask is not None and mask.ndim == 3:
+            mask = mask[0]
+        out = PackedSelfAttention.forward(ctx, qkv, mask, heads, scale)
+        return out, ctx.w
+
+
+class _PackedAttentionGrad(_dispatch.Node):
+    """The gradient of ``qkv`` (L, N, 3E), written in place of its three heads' parts
+    (eager's ``PackedSelfAttention.array_backward``), from the output's gradient (any shape
+    of L x N x E elements) and the forward's weights."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, g, qkv, w, heads, scale):
+        import types
+        from ..ops.nn import PackedSelfAttention
+        L, N, E3 = qkv.shape
+        state = types.SimpleNamespace(saved_arrays=(qkv,), heads=heads, w=w, scale=scale)
+        return PackedSelfAttention.array_backward(state, g.reshape(L, N, E3 // 3))[0]
+
+
+def _head_split(n):
+    """``(qkv, i, (L, NH, hd))`` where ``n`` is head block ``i`` of a packed projection:
+    ``Permute(Reshape(Split(qkv, [E, E, E], 2)[i], (L, NH, hd)), (1, 0, 2))``; else None."""
+    env = {}
+    if not match(n, ("Permute", ("Reshape", "?part", "?shape"), (1, 0, 2)), env):
+        return None
+    part = env["?part"]
+    if getattr(part, "target", None) is not operator.getitem or \
+            _cls_name(part.args[0]) != "Split":
+        return None
+    split = part.args[0]
+    qkv, sizes, dim = (split.args + (None, None))[:3]
+    meta = getattr(qkv, "meta", {}).get("tensor_meta")
+    if meta is None or len(meta[0]) != 3 or dim not in (2, -1) or split.kwargs:
+        return None
+    L, N, E3 = meta[0]
+    E = E3 // 3
+    if sizes not in ([E] * 3, (E,) * 3, E) or E3 % 3:
+        return None
+    shape = tuple(env["?shape"]) if type(env["?shape"]) in (tuple, list) else ()
+    if len(shape) != 3 or any(type(d) is not int for d in shape) or shape[0] != L or \
+            shape[1] % max(N, 1) or shape[1] * shape[2] != N * E:
+        return None
+    return qkv, part.args[1], shape
+
+
+def _merge_of(n):
+    """``(item, permute, reshape)`` where ``n`` (a head-stacked (NH, L, hd) value, a
+    ``getitem``) is only merged back as ``Reshape(Permute(n, (1, 0, 2)), (L, N, E))``."""
+    if len(n.users) != 1:
+        return None
+    (p,) = n.users
+    if not match(p, ("Permute", "?a", (1, 0, 2)), {"?a": n}) or len(p.users) != 1:
+        return None
+    (r,) = p.users
+    return (n, p, r) if _cls_name(r) == "Reshape" and r.args[0] is p else None
+
+
+def fuse_packed_attention(graph, rg):
+    """An ``_Attention`` whose q, k and v are the head blocks of one packed projection
+    (``_head_split``: multi-head self-attention) and whose output is only merged back
+    becomes ``_PackedAttention`` on the projection itself; where its gradient is
+    ``_AttentionGrad`` merged and concatenated back, ``_PackedAttentionGrad`` writes the
+    projection's gradient directly. No head split or merge copies. Run after
+    ``fuse_attention``. Returns how many."""
+    changed = 0
+    for a in list(graph.nodes):
+        if _cls_name(a) != "_Attention":
+            continue
+        q, k, v, mask, scale = a.args
+        heads = [_head_split(t) for t in (q, k, v)]
+        if any(h is None for h in heads) or len({id(h[0]) for h in heads}) != 1 or \
+                [h[1] for h in heads] != [0, 1, 2] or len({h[2] for h in heads}) != 1:
+            continue
+        qkv, (L, NH, hd) = heads[0][0], heads[0][2]
+        n_heads = NH // qkv.meta["tensor_meta"][0][1]
+        if mask is not None and tuple(mask.meta["tensor_meta"][0])[-2:] != (L, L):
+            continue
+        items = {u.args[1]: u for u in a.users if u.target is operator.getitem}
+        o, w = items.get(0), items.get(1)
+        merged = _merge_of(o) if o is not None else None
+        grads = [u for u in (w.users if w is not None else ())]
+        if merged is None or len(a.users) != len(items) or \
+                any(_cls_name(u) != "_AttentionGrad" or u.args[4] is not w for u in grads):
+            continue
+        # the backward: the output's gradient split into heads, the three gradients merged
+        # and concatenated back into the projection's layout
+        packs = []
+        for gn in grads:
+            go = _head_split_of_grad(gn.args[0], (L, NH, hd))
+            gitems = {u.args[1]: u for u in gn.users if u.target is operator.getitem}
+            merges = [_merge_of(gitems[i]) if i in gitems else None for i in range(3)]
+            cats = {id(next(iter(m[2].users), None)) for m in merges if m is not None}
+            if go is None or any(m is None or len(m[2].users) != 1 for m in merges) or \
+                    len(cats) != 1:
+                packs = None
+                break
+            cat = next(iter(merges[0][2].users))
+            if _cls_name(cat) != "Cat" or cat.kwargs or \
+                    tuple(cat.args) not in ((2, *[m[2] for m in merges]),
+                                            (-1, *[m[2] for m in merges])):
+                packs = None
+                break
+            packs.append((go, cat))
+        if packs is None:
+            continue
+        with graph.inserting_before(a):
+            pa = graph.call_function(_PackedAttention.apply, (qkv, mask, n_heads, scale))
+            out, wp = (graph.call_function(operator.getitem, (pa, i)) for i in (0, 1))
+        _, _, reshape = merged
+        with graph.inserting_before(reshape):
+            new = graph.call_function(_dispatch_op("Reshape"), (out, reshape.args[1]))
+        new.meta.update(reshape.meta)
+        reshape.replace_all_uses_with(new)
+        for go, cat in packs:
+            with graph.inserting_before(cat):
+                gq = graph.call_function(_PackedAttentionGrad.apply,
+                                         (go, qkv, wp, n_heads, scale))
+            gq.meta.update(cat.meta)
+            cat.replace_all_uses_with(gq)
+            rg[gq] = False
+        for m in (pa, out, wp, new):
+            rg[m] = False
+        changed += 1
+    if changed:
+        dce(graph)
+    return changed
+
+
+def _head_split_of_grad(n, shape):
+    """The gradient ``g`` where ``n`` is ``Permute(Reshape(g, shape), (1, 0, 2))`` (the
+    output's gradient split into heads); else None."""
+    env = {"?shape": shape}
+    if not match(n, ("Permute", ("Reshape", "?g", "?s"), (1, 0, 2)), env) or \
+            type(env["?s"]) not in (tuple, list) or tuple(env["?s"]) != shape:
+        return None
+    return env["?g"]
+
+
+def _dispatch_op(name):
+    from ..ops import shape
+    return getattr(shape, name).apply
+
+
+# ---------------------------------------------------------------------- softmax rows
+class _RowSoftmax(_dispatch.Node):
+    """``Softmax`` over the last dimension with the C row kernel of eager's attention
+    (``ops._nn_c.attn_softmax``: max, exp and sum in one sweep per row; blocks of rows over
+    the cores) instead of NumPy's five passes (a cross-entropy's backward). Small, other-dim
+    or non-float inputs take ``Softmax`` itself. Used only where no autograd record is
+    needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        from .. import _parallel
+        from ..ops import _nn_c
+        from ..ops.nn import Softmax
+        if type(x) is not np.ndarray or x.ndim == 0 or dim % x.ndim != x.ndim - 1 or \
+                x.size < _nn_c.MIN_SIZE or not x.shape[-1] or not _nn_c.available(x.dtype):
+            return Softmax.forward(ctx, x, dim)
+        out = np.array(x, order="C", copy=True)
+        rows = out.reshape(-1, 1, x.shape[-1])
+        k = _parallel.threads_for(out.size, _parallel.MIN_SIZE_HEAVY)
+        _parallel.run_split(lambda b0, b1: _nn_c.attn_softmax(rows, b0, b1, 1.0, None),
+                            _parallel._bounds(rows.shape[0], min(k, rows.shape[0])))
+        return out
+
+
+def lower_row_softmax(graph, rg):
+    """``Softmax`` of a float value over its last dimension becomes ``_RowSoftmax``.
+    Returns how many."""
+    changed = 0
+    for n in list(graph.nodes):
+        env = _lowerable(n, ("Softmax", "?x", "?dim"), rg)
+        if env is None or not _float_meta(n) or type(env["?dim"]) is not int or \
+                env["?dim"] % max(len(n.meta["tensor_meta"][0]), 1) != \
+                len(n.meta["tensor_meta"][0]) - 1:
+            continue
+        n.target = _RowSoftmax.apply
         changed += 1
     return changed

@@ -34,7 +34,7 @@ __all__ = ["lower", "has_backward", "Arena", "accumulate_grad_owned"]
 _FRESH = {"Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Pow",
           "Gt", "Lt", "Ge", "Le", "Eq", "Ne", "Where", "Matmul", "Linear", "Sum", "Mean",
           "Softmax", "LogSoftmax", "_LinearRelu", "_ConvRelu", "_StackMatmul", "ConvInputGrad",
-          "ConvWeightGrad"}
+          "ConvWeightGrad", "_RowSoftmax", "_GeluGrad"}
 
 
 def accumulate_grad_owned(p, g):

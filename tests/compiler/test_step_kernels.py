@@ -290,11 +290,26 @@ def test_broadcast_fusion_with_a_dynamic_batch():
 
 @pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
 def test_layer_norm_training_step_with_broadcast_fusion_matches_eager(dtype):
-    """A layer norm + GELU MLP trained 20 steps (its captured backward is many broadcast
-    elementwise ops around per-row means): eager's losses and parameters."""
-    def make():
-        return nn.Sequential(nn.Linear(12, 31), nn.LayerNorm(31), nn.GELU(), nn.Linear(31, 3))
-    c = _compare(make, (9, 12), dtype, 1e-10 if dtype == ember.float64 else 1e-5,
+    """A layer norm + GELU MLP trained 20 steps: eager's losses and parameters. With
+    ``nn.LayerNorm`` the step takes eager's one-pass layer-norm backward
+    (``fuse_normalize_backward``); written out by hand, its captured backward is many
+    broadcast elementwise ops around per-row means (broadcast fusion)."""
+    class HandNorm(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.w = nn.Parameter(ember.ones(d))
+
+        def forward(self, x):
+            xc = x - x.mean(-1, keepdim=True)
+            return xc * ((xc * xc).mean(-1, keepdim=True) + 1e-5).rsqrt() * self.w
+
+    tol = 1e-10 if dtype == ember.float64 else 1e-5
+    c = _compare(lambda: nn.Sequential(nn.Linear(12, 31), nn.LayerNorm(31), nn.GELU(),
+                                       nn.Linear(31, 3)), (9, 12), dtype, tol,
+                 opt=lambda ps: ember.optim.AdamW(ps, lr=1e-2))
+    assert c.pass_stats["normalize_grads"] == 1
+    c = _compare(lambda: nn.Sequential(nn.Linear(12, 31), HandNorm(31), nn.GELU(),
+                                       nn.Linear(31, 3)), (9, 12), dtype, tol,
                  opt=lambda ps: ember.optim.AdamW(ps, lr=1e-2))
     assert any(k.broadcast for k in _fused(c))
 
@@ -334,9 +349,10 @@ def test_stacked_matmuls_split_over_threads_keep_numpys_bits(threads, dtype, mon
                                   np.matmul(a[:1], c[:1]))
 
 
-def test_gpt_block_training_takes_the_stacked_matmuls():
-    """The compiled GPT-style step (composed attention) splits its stacked products."""
+def test_gpt_block_training_takes_the_fused_attention():
+    """The compiled GPT-style step (attention captured as composed ops) runs eager's fused
+    attention forward and backward (``fuse_attention``), no stacked products left."""
     def make():
         return nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
     c = _compare(make, (5, 7, 16), ember.float64, 1e-10)
-    assert c.pass_stats["stacked_matmuls"] >= 4
+    assert c.pass_stats["attention"] == 1 and c.pass_stats["stacked_matmuls"] == 0
