@@ -633,7 +633,25 @@ def _ce_grad_np(g, ctx):
     w = np.expand_dims(ctx.w, ax).astype(ctx.logp.dtype, copy=False)
     if ctx.denom is not None:
         w = w / ctx.denom
-    grad = _par.elementwise(np.exp, ctx.logp)
+    logp = ctx.logp
+    if ax == 1 and logp.ndim == 2 and logp.flags.c_contiguous and \
+            logp.size >= _par.MIN_SIZE_HEAVY and w.shape == (logp.shape[0], 1):
+        # (N, C) logits, the common case: the same passes on blocks of rows over the cores
+        # (rows are independent: the same bits as the whole-array passes below)
+        grad = np.empty(logp.shape, logp.dtype)
+        idx = np.expand_dims(ctx.safe, 1)
+        gg = g if ctx.reduction != "none" else np.expand_dims(g, 1)
+
+        def part(s, e):
+            blk, wb, ib = grad[s:e], w[s:e], idx[s:e]
+            np.exp(logp[s:e], out=blk)
+            blk *= wb
+            np.put_along_axis(blk, ib, np.take_along_axis(blk, ib, 1) - wb, 1)
+            blk *= gg if gg.ndim == 0 else gg[s:e]
+
+        _par.run_rows(part, logp.shape[0], logp.shape[1])
+        return grad
+    grad = _par.elementwise(np.exp, logp)
     grad *= w
     np.put_along_axis(grad, np.expand_dims(ctx.safe, ax),
                       np.take_along_axis(grad, np.expand_dims(ctx.safe, ax), ax) - w, ax)
