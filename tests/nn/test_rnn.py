@@ -271,3 +271,33 @@ def test_empty_batch():
         assert tuple(out.shape) == (5, 0, 5)
         out.sum().backward()
         assert tuple(x.grad.shape) == (5, 0, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_backward_c_step_equals_numpy_loop(dtype, threads, monkeypatch):
+    """The C step of the LSTM backward (ember/ops/_nn_c.py) does the NumPy loop's
+    operations in the same order: the same bits, at 1 and 2 threads (rows split)."""
+    from ember.ops import _nn_c
+    from ember.ops import rnn as R
+    if _nn_c.lstm_bwd_kernel(np.float32) is None:
+        pytest.skip("no C compiler: the NumPy loop is the only path")
+    monkeypatch.setattr(R, "_ROWS_SPLIT_MIN", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((11, 9, 6)).astype(dtype)
+    h0 = rng.standard_normal((2, 9, 5)).astype(dtype)
+    c0 = rng.standard_normal((2, 9, 5)).astype(dtype)
+    kw = dict(num_layers=2)
+    before = ember.get_num_threads()
+    try:
+        ember.set_num_threads(threads)
+        want, c_path = _run_layer("LSTM", kw, dtype, x, None, h0, c0)
+        monkeypatch.setattr(_nn_c, "lstm_bwd_kernel", lambda dt: None)
+        _, np_path = _run_layer("LSTM", kw, dtype, x, None, h0, c0)
+    finally:
+        ember.set_num_threads(before)
+    for a, b in zip(np_path, c_path):
+        np.testing.assert_array_equal(b, a)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(want, c_path):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
