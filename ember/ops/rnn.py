@@ -119,6 +119,15 @@ class LSTMLayer(Node):
         c_n = np.empty(c0.shape, dtype=x.dtype)
         w_hh_t = _contiguous_t(w_hh)
 
+        # sigmoid(x) = 0.5 tanh(0.5 x) + 0.5 on the i, f, o gates and tanh on g, as four
+        # passes over the whole (rows, 4H) block: scale by 0.5 (1 on g), tanh, scale again,
+        # shift by 0.5 (0 on g): per element the operations of ``_sigmoid`` and ``np.tanh``
+        half = np.full(4 * H, 0.5, x.dtype)
+        half[2 * H:3 * H] = 1
+        shift = np.full(4 * H, 0.5, x.dtype)
+        shift[2 * H:3 * H] = 0
+        plain = w_hr is None and lengths is None
+
         def loop(s, e):
             h, c = h0[s:e], c0[s:e]
             for t in _steps(T, reverse):
@@ -126,6 +135,19 @@ class LSTMLayer(Node):
                 g = gates[t, s:e]
                 np.matmul(h, w_hh_t, out=g)
                 g += xw[t, s:e]
+                if plain:  # results written in place: 13 NumPy calls a step instead of 22
+                    g *= half
+                    np.tanh(g, out=g)
+                    g *= half
+                    g += shift
+                    c = cs[t, s:e]
+                    np.multiply(g[:, H:2 * H], c_prev[t, s:e], out=c)
+                    c += g[:, :H] * g[:, 2 * H:3 * H]
+                    tc = tcs[t, s:e]
+                    np.tanh(c, out=tc)
+                    h = hs[t, s:e]
+                    np.multiply(g[:, 3 * H:], tc, out=h)
+                    continue
                 _sigmoid_(g[:, :2 * H])
                 np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
                 _sigmoid_(g[:, 3 * H:])
