@@ -23,6 +23,7 @@ copy of it would have no threads.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
@@ -38,7 +39,7 @@ BLOCK = 1 << 17     # elements per block of rows in ``run_rows``: 512 KB of floa
 # kernel's passes over a block stay in the core's L2 cache instead of streaming memory
 CHUNK = 1 << 16     # reduction chunk: fixed, so results do not depend on the thread count
 _ndarray = np.ndarray
-_pool = [None, 0]   # the executor and its size
+_pool = [None, 0]   # the pool's job queue and its number of threads
 _lock = threading.Lock()
 
 
@@ -58,44 +59,78 @@ def threads_for(size, min_size=MIN_SIZE):
     return max(1, min(n, size // (min_size // 2)))
 
 
-def _executor(n):
-    if _pool[1] < n:
-        with _lock:
-            if _pool[1] < n:
-                from concurrent.futures import ThreadPoolExecutor
-                old = _pool[0]
-                _pool[0] = ThreadPoolExecutor(n, thread_name_prefix="ember-parallel")
-                _pool[1] = n
-                if old is not None:
-                    old.shutdown(wait=False)
-    return _pool[0]
-
-
 _worker = threading.local()  # ``in_pool`` is set in the pool's threads
 
 
-def _quiet(fn, *args):
-    # NumPy's error state is per thread (a context variable): pool threads ignore float
-    # errors, as ember's op forwards do (PyTorch warns about none of them).
+def _serve(jobs):
+    # A pool thread: runs the jobs put on the queue until it gets None. NumPy's error state
+    # is per thread (a context variable): pool threads ignore float errors, as ember's op
+    # forwards do (PyTorch warns about none of them).
     _worker.in_pool = True
     with np.errstate(all="ignore"):
-        return fn(*args)
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job()
+
+
+def _jobs(n):
+    """The queue of a pool of at least ``n`` daemon threads, started on first use. Plain
+    threads on a ``SimpleQueue``: a hand-off is one ``put`` (a ThreadPoolExecutor's
+    futures cost several times more), and an idle thread blocks instead of spinning."""
+    if _pool[1] < n:
+        with _lock:
+            if _pool[0] is None:
+                import queue
+                _pool[0] = queue.SimpleQueue()
+            while _pool[1] < n:
+                threading.Thread(target=_serve, args=(_pool[0],), daemon=True,
+                                 name=f"ember-parallel_{_pool[1]}").start()
+                _pool[1] += 1
+    return _pool[0]
 
 
 def run_split(fn, bounds):
-    """``fn(start, stop)`` for each pair in ``bounds``, the first in this thread, the rest
-    on the pool; returns the results in order. An exception in any part is raised here."""
-    if len(bounds) == 1 or getattr(_worker, "in_pool", False):
-        # a part that splits again (a GEMM inside a split kernel) runs its parts itself:
-        # queued behind the busy pool they would wait for their own thread
+    """``fn(start, stop)`` for each pair in ``bounds``; returns the results in order. An
+    exception in any part is raised here.
+
+    The parts are claimed one at a time, in order, by this thread and by up to
+    ``threads - 1`` pool threads, whichever comes first: a pool thread that is slow to
+    wake (a busy machine, another process on its core) leaves its parts to the others
+    instead of holding the step up, and this thread waits only for parts already under way
+    (blocking, not spinning). Which thread runs a part never changes its result."""
+    n = len(bounds)
+    helpers = min(n, get_num_threads()) - 1
+    if helpers < 1 or getattr(_worker, "in_pool", False):
+        # a part that splits again (a GEMM inside a split kernel) runs its parts itself
         return [fn(s, e) for s, e in bounds]
-    ex = _executor(len(bounds) - 1)
-    futures = [ex.submit(_quiet, fn, s, e) for s, e in bounds[1:]]
-    try:
-        first = fn(*bounds[0])
-    finally:
-        rest = [f.result() for f in futures]  # wait for all parts, even after an error
-    return [first] + rest
+    results = [None] * n
+    errors = []
+    claim = itertools.count().__next__
+    finish = itertools.count(1).__next__
+    done = threading.Event()
+
+    def work():
+        while True:
+            i = claim()  # atomic: one C call under the GIL
+            if i >= n:
+                return
+            try:
+                results[i] = fn(*bounds[i])
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the caller)
+                errors.append(exc)
+            if finish() == n:
+                done.set()
+
+    jobs = _jobs(helpers)
+    for _ in range(helpers):
+        jobs.put(work)
+    work()
+    done.wait()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def run_split_gemm(fn, bounds):
@@ -130,18 +165,22 @@ def gemm(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for 2-d operands or equal 3-d stacks, cut over the thread
     pool when large: a stack by its matrices, a single product by columns (or by rows when
     it has more rows than columns). No part splits the sum over K, so every value is
-    computed as one BLAS call would compute it, at any thread count."""
+    computed as one BLAS call would compute it, at any thread count. With several threads
+    every product above OpenBLAS's own one-thread limit runs here with OpenBLAS at one
+    thread: its threaded GEMM waits for its workers by spinning, which on a machine busy
+    with other work costs several times the product (measured: the MLP step 14 ms at one
+    thread, 70-200 ms at two on a loaded machine, 10-22 ms split here)."""
     m, k = a.shape[-2:]
     n = b.shape[-1]
     nb = a.shape[0] if a.ndim == 3 else 1
     threads = get_num_threads()
-    # (OpenBLAS itself runs a GEMM of up to 4 * 65536 multiply-adds on one thread)
-    if threads < 2 or m * n * k <= 1 << 18 or not gemm_split_ok():
+    if threads < 2 or nb * m * n * k <= 1 << 18 or a.ndim != b.ndim or a.ndim not in (2, 3) \
+            or (nb > 1 and b.shape[0] != nb) or not gemm_split_ok():
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    if nb * m * n * k < GEMM_SPLIT_MIN or a.ndim != b.ndim or a.ndim not in (2, 3) \
-            or (a.ndim == 3 and a.shape[0] != b.shape[0]):
+    if nb * m * n * k < GEMM_SPLIT_MIN:
         # one part, on one core: a threaded OpenBLAS call this small costs a wake-up and a
         # join, and leaves its thread spinning for ~0.1 s on the core our pool needs next
+        # (OpenBLAS itself runs a GEMM of up to 4 * 65536 multiply-adds on one thread)
         return run_split_gemm(
             lambda s, e: np.matmul(a, b) if out is None else np.matmul(a, b, out=out),
             [(0, 1)])[0]
@@ -152,19 +191,25 @@ def gemm(a, b, out=None):
             np.matmul(a[s:e], b[s:e], out=out[s:e])
         run_split_gemm(part, _bounds(nb, threads))
         return out
-    if nb > 1:  # a short stack (grouped convolution): BLAS's own threads
-        return np.matmul(a, b, out=out)
-    a2, b2, o2 = (t[0] if t.ndim == 3 else t for t in (a, b, out))
+    if a.ndim == 3:  # a short stack (grouped convolution): each product split in turn
+        for i in range(nb):
+            _gemm2(a[i], b[i], out[i], threads)
+    else:
+        _gemm2(a, b, out, threads)
+    return out
+
+
+def _gemm2(a, b, out, threads):
+    m, n = a.shape[0], b.shape[1]
     if n >= m:
         def part(s, e):
-            np.matmul(a2, b2[:, s:e], out=o2[:, s:e])
+            np.matmul(a, b[:, s:e], out=out[:, s:e])
         bounds = _bounds(n, min(threads, -(-n // 64)), 64)
     else:
         def part(s, e):
-            np.matmul(a2[s:e], b2, out=o2[s:e])
+            np.matmul(a[s:e], b, out=out[s:e])
         bounds = _bounds(m, min(threads, m))
     run_split_gemm(part, bounds)
-    return out
 
 
 def _bounds(n, parts, align=1):

@@ -190,15 +190,46 @@ void attn_softmax_bwd_SFX(REAL *d, const REAL *w, long r0, long r1, long S, REAL
 }
 """
 
+_LSTM = r"""
+/* One time step of an LSTM layer's backward (no projection, no lengths) for `rows` batch
+   rows of hidden size H, all C-contiguous: go (rows, H) the output gradient at t, dh and dc
+   (rows, H) the state gradients from t + 1, g (rows, 4H) the activated gates i, f, g, o,
+   tc = tanh(c_t), cp = c_{t-1}. Writes dgt (rows, 4H), the gradient of the gates'
+   pre-activations, and dc in place (the cell gradient for t - 1); the caller then forms
+   dh = dgt @ W_hh. The operations and their order are ember/ops/rnn.py's NumPy loop's
+   (compiled with -ffp-contract=off): the same roundings. */
+void lstm_bwd_SFX(const REAL *go, const REAL *dh, REAL *dc, const REAL *g, const REAL *tc,
+                  const REAL *cp, REAL *dgt, long rows, long H) {
+    for (long r = 0; r < rows; ++r) {
+        const REAL *gr = g + r * 4 * H;
+        REAL *dr = dgt + r * 4 * H;
+        for (long j = 0; j < H; ++j) {
+            long k = r * H + j;
+            REAL i = gr[j], f = gr[H + j], gg = gr[2 * H + j], o = gr[3 * H + j];
+            REAL t = tc[k];
+            REAL dht = dh[k] + go[k];
+            REAL dout = dht * t;
+            REAL dct = dc[k] + (dht * o) * ((REAL)1 - t * t);
+            REAL di = dct * gg, dg = dct * i, df = dct * cp[k];
+            dr[j] = (di * i) * ((REAL)1 - i);
+            dr[H + j] = (df * f) * ((REAL)1 - f);
+            dr[2 * H + j] = dg * ((REAL)1 - gg * gg);
+            dr[3 * H + j] = (dout * o) * ((REAL)1 - o);
+            dc[k] = dct * f;
+        }
+    }
+}
+"""
+
 # The compiler's loader caches one function per source: the library exports one entry
 # point that hands out the addresses of the others.
 _TABLE = r"""
 void *nn_c_symbol(int i) {
     void *table[] = {(void *)ln_fwd_f, (void *)ln_bwd_f, (void *)gelu_f,
-                     (void *)attn_softmax_f, (void *)attn_softmax_bwd_f,
+                     (void *)attn_softmax_f, (void *)attn_softmax_bwd_f, (void *)lstm_bwd_f,
                      (void *)ln_fwd_d, (void *)ln_bwd_d, (void *)gelu_d,
-                     (void *)attn_softmax_d, (void *)attn_softmax_bwd_d};
-    return i >= 0 && i < 10 ? table[i] : 0;
+                     (void *)attn_softmax_d, (void *)attn_softmax_bwd_d, (void *)lstm_bwd_d};
+    return i >= 0 && i < 12 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
@@ -206,8 +237,10 @@ _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         + _GELU
         + _ATTN.replace("REAL", "float").replace("SFX", "f").replace("EXP", "exp_neg_f")
         + _ATTN.replace("REAL", "double").replace("SFX", "d").replace("EXP", "exp")
+        + _LSTM.replace("REAL", "float").replace("SFX", "f")
+        + _LSTM.replace("REAL", "double").replace("SFX", "d")
         + _TABLE)
-_NAMES = ("ln_fwd", "ln_bwd", "gelu", "attn_softmax", "attn_softmax_bwd")
+_NAMES = ("ln_fwd", "ln_bwd", "gelu", "attn_softmax", "attn_softmax_bwd", "lstm_bwd")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
@@ -215,6 +248,7 @@ _PROTOS = {
     "ln_fwd": ctypes.CFUNCTYPE(None, _P, _L, _P, _P, ctypes.c_double, _L, _L, *[_P] * 4),
     "ln_bwd": ctypes.CFUNCTYPE(None, _P, _P, _L, _P, _P, _P, _L, _L, _L, *[_P] * 3),
     "gelu": ctypes.CFUNCTYPE(None, _P, _L, _L, _P, _P),
+    "lstm_bwd": ctypes.CFUNCTYPE(None, *[_P] * 7, _L, _L),
 }
 _PROTOS_BY_DTYPE = {}
 for _dt, _real in ((np.dtype(np.float32), ctypes.c_float), (np.dtype(np.float64),
@@ -339,3 +373,11 @@ def attn_softmax_bwd(d, w, scale):
     S = d.shape[-1]
     fn = _kernel("attn_softmax_bwd", d.dtype)
     fn(_addr(d), _addr(w), 0, d.size // max(S, 1), S, scale)
+
+
+def lstm_bwd_kernel(dtype):
+    """The C step of an LSTM layer's backward (see ``_LSTM``) for ``dtype``, or None (no
+    compiler, or another dtype): ``fn(go, dh, dc, gates, tc, c_prev, dgates, rows, H)``
+    on addresses."""
+    dtype = np.dtype(dtype)
+    return _kernel("lstm_bwd", dtype) if dtype in _DTYPES else None

@@ -50,10 +50,11 @@ def _same_dtype(op, a, b):
 def matmul_arrays(a, b):
     """``np.matmul``, except that a stack of matrices times one matrix runs as a single 2-D
     GEMM: NumPy broadcasts that case through a slow loop (measured 119 ms vs 8 ms for
-    (32, 64, 64) @ (64, 192)-transposed)."""
+    (32, 64, 64) @ (64, 192)-transposed). Products that OpenBLAS would thread go through
+    ``_parallel.gemm`` (see there)."""
     if b.ndim == 2:
         if a.ndim == 2:
-            if _SMALL_GEMM < a.shape[0] * a.shape[1] * b.shape[1] < _SMALL_GEMM_MAX and \
+            if a.shape[0] * a.shape[1] * b.shape[1] > _SMALL_GEMM and \
                     type(a) is np.ndarray and type(b) is np.ndarray:
                 return _par.gemm(a, b)
             return a.dot(b)  # same product; the method skips matmul's ufunc machinery (0.4 us)
@@ -62,16 +63,22 @@ def matmul_arrays(a, b):
         lead = a.shape[:-1]
         # explicit row count: ``-1`` cannot be inferred when the inner size is 0
         rows = int(np.prod(lead))
-        return np.matmul(a.reshape(rows, a.shape[-1]), b).reshape(lead + (b.shape[1],))
+        a2 = a.reshape(rows, a.shape[-1])
+        if rows * a.shape[-1] * b.shape[1] > _SMALL_GEMM and type(a) is np.ndarray and \
+                type(b) is np.ndarray:
+            return _par.gemm(a2, b).reshape(lead + (b.shape[1],))
+        return np.matmul(a2, b).reshape(lead + (b.shape[1],))
+    if a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0] and type(a) is np.ndarray \
+            and type(b) is np.ndarray:
+        return _par.gemm(a, b)
     return np.matmul(a, b)
 
 
-# 2-D products between these sizes (multiply-adds: OpenBLAS threads them from 2^18) go
-# through ``_parallel.gemm``: one BLAS thread, or two halves on ember's pool, instead of
-# OpenBLAS's own threads, whose worker keeps spinning for ~0.1 s after each call on the
-# core that ember's pool needs (LeNet's Linear layers between its convolutions). Larger
-# products keep OpenBLAS's threading.
-_SMALL_GEMM, _SMALL_GEMM_MAX = 1 << 18, 1 << 22
+# 2-D products above this many multiply-adds (OpenBLAS threads them from 2^18) go through
+# ``_parallel.gemm``: one BLAS thread, or parts on ember's pool, instead of OpenBLAS's own
+# threads, whose workers spin while they wait (and for ~0.1 s after each call) on the core
+# that ember's pool, or another process on a busy machine, needs.
+_SMALL_GEMM = 1 << 18
 
 
 _MATMUL_NAMES = {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackward0",

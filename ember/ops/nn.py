@@ -222,6 +222,17 @@ def _attn_blocks(b, work):
     return _par._bounds(b, min(k, b)) if b > 1 else [(0, b)]
 
 
+def _attn_run(part, b, work):
+    """``part(start, stop)`` over ``_attn_blocks``; with several threads, the blocks' GEMMs
+    run on one BLAS thread each (OpenBLAS's own threads would wait for each other by
+    spinning: see ``_parallel.gemm``)."""
+    bounds = _attn_blocks(b, work)
+    if _par.gemm_split_ok():
+        _par.run_split_gemm(part, bounds)
+    else:
+        _par.run_split(part, bounds)
+
+
 def _attn_fwd_np(q, k, v, mask, scale, out=None):
     """``(softmax(q @ k^T * scale + mask) @ v, weights)`` on (B, L, D) stacks (or (B, H, L, D),
     any strides, with a mask over (L, S) only), with the heads split over the cores for large
@@ -247,7 +258,7 @@ def _attn_fwd_np(q, k, v, mask, scale, out=None):
             _nn_c.attn_softmax(wf, s * inner, e * inner, scale, mc)
             np.matmul(w[s:e], v[s:e].astype(cd, copy=False), out=out[s:e])
 
-        _par.run_split(part, _attn_blocks(B, w.size))
+        _attn_run(part, B, w.size)
         return out.astype(q.dtype, copy=False), w
 
     def part(s, e):
@@ -262,7 +273,7 @@ def _attn_fwd_np(q, k, v, mask, scale, out=None):
         np.matmul(sc, v[s:e].astype(cd, copy=False), out=out[s:e])
 
     with np.errstate(invalid="ignore"):  # fully masked rows are nan, as PyTorch's
-        _par.run_split(part, _attn_blocks(B, w.size))
+        _attn_run(part, B, w.size)
     return out.astype(q.dtype, copy=False), w
 
 
@@ -296,7 +307,7 @@ def _attn_bwd_np(g, q, k, v, w, scale, need, outs=None):
             np.matmul(np.swapaxes(ds, -1, -2), q[s:e].astype(cd, copy=False), out=gk[s:e])
 
     with np.errstate(invalid="ignore"):
-        _par.run_split(part, _attn_blocks(B, w.size))
+        _attn_run(part, B, w.size)
     return tuple(None if a is None else a.astype(q.dtype, copy=False) for a in (gq, gk, gv))
 
 
@@ -633,7 +644,25 @@ def _ce_grad_np(g, ctx):
     w = np.expand_dims(ctx.w, ax).astype(ctx.logp.dtype, copy=False)
     if ctx.denom is not None:
         w = w / ctx.denom
-    grad = _par.elementwise(np.exp, ctx.logp)
+    logp = ctx.logp
+    if ax == 1 and logp.ndim == 2 and logp.flags.c_contiguous and \
+            logp.size >= _par.MIN_SIZE_HEAVY and w.shape == (logp.shape[0], 1):
+        # (N, C) logits, the common case: the same passes on blocks of rows over the cores
+        # (rows are independent: the same bits as the whole-array passes below)
+        grad = np.empty(logp.shape, logp.dtype)
+        idx = np.expand_dims(ctx.safe, 1)
+        gg = g if ctx.reduction != "none" else np.expand_dims(g, 1)
+
+        def part(s, e):
+            blk, wb, ib = grad[s:e], w[s:e], idx[s:e]
+            np.exp(logp[s:e], out=blk)
+            blk *= wb
+            np.put_along_axis(blk, ib, np.take_along_axis(blk, ib, 1) - wb, 1)
+            blk *= gg if gg.ndim == 0 else gg[s:e]
+
+        _par.run_rows(part, logp.shape[0], logp.shape[1])
+        return grad
+    grad = _par.elementwise(np.exp, logp)
     grad *= w
     np.put_along_axis(grad, np.expand_dims(ctx.safe, ax),
                       np.take_along_axis(grad, np.expand_dims(ctx.safe, ax), ax) - w, ax)

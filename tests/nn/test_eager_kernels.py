@@ -287,3 +287,46 @@ def test_sdpa_fused_matches_torch(dtype, mask):
     _close(ye.detach().numpy(), yt, dtype, **tol)
     for a, b in zip(qe, qt):
         _close(a.grad.numpy(), b.grad, dtype, **tol)
+
+
+# ---------------------------------------------------------------------- cross-entropy backward
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_backward_by_rows_matches_torch_and_one_thread(dtype, reduction,
+                                                                     weighted, threads,
+                                                                     monkeypatch):
+    """(N, C) logits: the backward runs as blocks of rows (several per thread: small
+    ``BLOCK``), bit for bit the whole-array passes at 1, 2 and 3 threads, and PyTorch's."""
+    monkeypatch.setattr(P, "BLOCK", 700)
+    rng = np.random.default_rng(4)
+    n, c = 1031, 67  # odd sizes, above MIN_SIZE_HEAVY elements
+    assert n * c >= P.MIN_SIZE_HEAVY
+    x = rng.standard_normal((n, c)).astype(dtype) * 3
+    y = rng.integers(0, c, n)
+    y[::13] = -100  # ignored rows
+    w = rng.random(c).astype(dtype) + 0.5 if weighted else None
+    g = rng.standard_normal(n).astype(dtype) if reduction == "none" else None
+    xt = torch.tensor(x, requires_grad=True)
+    lt = torch.nn.functional.cross_entropy(xt, torch.tensor(y), None if w is None else
+                                           torch.tensor(w), reduction=reduction)
+    lt.backward(None if g is None else torch.tensor(g))
+    got = []
+    for th in (1, 2, 3):
+        threads(th)
+        xe = ember.tensor(x, requires_grad=True)
+        le = ember.nn.functional.cross_entropy(xe, ember.tensor(y), None if w is None else
+                                               ember.tensor(w), reduction=reduction)
+        le.backward(None if g is None else ember.tensor(g))
+        got.append(xe.grad.numpy())
+    _close(le.detach().numpy(), lt, dtype)
+    _close(got[0], xt.grad, dtype)
+    for a in got[1:]:
+        np.testing.assert_array_equal(a, got[0])
+    # the whole-array formula (what smaller inputs take) gives the same bits
+    monkeypatch.setattr(P, "MIN_SIZE_HEAVY", 1 << 60)
+    xe = ember.tensor(x, requires_grad=True)
+    le = ember.nn.functional.cross_entropy(xe, ember.tensor(y), None if w is None else
+                                           ember.tensor(w), reduction=reduction)
+    le.backward(None if g is None else ember.tensor(g))
+    np.testing.assert_array_equal(xe.grad.numpy(), got[0])

@@ -195,3 +195,109 @@ def test_pad_pack_utilities():
         _cmp(a, b)
     with pytest.raises(RuntimeError, match="sorted in decreasing order"):
         ember.nn.utils.rnn.pack_padded_sequence(ember.zeros(5, 2, 1), [2, 5])
+
+
+# ---------------------------------------------------------------------- batch rows on threads
+def _run_layer(mode, kw, dtype, x, lens, h0, c0):
+    """Output, final states and every gradient of one ember layer (copied weights)."""
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, mode)(6, 5, **kw).to(getattr(torch, dtype))
+    em = getattr(ember.nn, mode)(6, 5, dtype=getattr(ember, dtype), **kw)
+    _copy(tm, em)
+    res = []
+    for m, mod in ((torch, tm), (ember, em)):
+        xs = m.tensor(x, requires_grad=True)
+        h = m.tensor(h0, requires_grad=True)
+        hx = (h, m.tensor(c0, requires_grad=True)) if mode == "LSTM" else h
+        inp = xs if lens is None else m.nn.utils.rnn.pack_padded_sequence(
+            xs, lens, enforce_sorted=False)
+        out, hn = mod(inp, hx)
+        if lens is not None:
+            out = m.nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])[0]
+        hs = list(hn) if mode == "LSTM" else [hn]
+        (out * out).sum().backward(retain_graph=True)
+        sum(t.sum() for t in hs).backward()
+        grads = [xs.grad] + [t.grad for t in (hx if mode == "LSTM" else [hx])] + \
+            [p.grad for _, p in mod.named_parameters()]
+        res.append([a.detach().numpy() for a in [out] + hs + grads])
+    return res
+
+
+@pytest.mark.parametrize("mode,kw", [
+    ("LSTM", dict()), ("LSTM", dict(num_layers=2, bidirectional=True)),
+    ("LSTM", dict(proj_size=3)), ("GRU", dict(bidirectional=True)), ("RNN", dict()),
+    ("RNN", dict(nonlinearity="relu"))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_layers_split_by_batch_rows_agree_with_torch_and_one_thread(mode, kw, dtype, packed,
+                                                                    monkeypatch):
+    """With the split forced on small shapes, the time loops run as blocks of batch rows on
+    2 and 3 threads: PyTorch's values and gradients, and one thread's to rounding (OpenBLAS
+    rounds a product's rows differently with the row count: a 1-row block is a GEMV)."""
+    from ember.ops import rnn as R
+    monkeypatch.setattr(R, "_ROWS_SPLIT_MIN", 1)
+    monkeypatch.setattr(R, "_ROWS_MIN", 1)
+    monkeypatch.setattr(ember._parallel, "GEMM_SPLIT_MIN", 1)
+    rng = np.random.default_rng(3)
+    n = 7  # odd: uneven blocks
+    dirs = 2 if kw.get("bidirectional") else 1
+    L = kw.get("num_layers", 1) * dirs
+    x = rng.standard_normal((9, n, 6)).astype(dtype)
+    h0 = rng.standard_normal((L, n, kw.get("proj_size", 0) or 5)).astype(dtype)
+    c0 = rng.standard_normal((L, n, 5)).astype(dtype)
+    lens = [9, 4, 7, 1, 9, 2, 5] if packed else None
+    before = ember.get_num_threads()
+    try:
+        got = {}
+        for th in (1, 2, 3):
+            ember.set_num_threads(th)
+            want, got[th] = _run_layer(mode, kw, dtype, x, lens, h0, c0)
+    finally:
+        ember.set_num_threads(before)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(want, got[1]):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    close = 1e-6 if dtype == "float32" else 1e-13
+    for th in (2, 3):
+        for a, b in zip(got[1], got[th]):
+            np.testing.assert_allclose(b, a, rtol=close, atol=close)
+
+
+def test_empty_batch():
+    for mode in ("LSTM", "GRU", "RNN"):
+        m = getattr(ember.nn, mode)(4, 5)
+        x = ember.zeros((5, 0, 4), requires_grad=True)
+        out, _ = m(x)
+        assert tuple(out.shape) == (5, 0, 5)
+        out.sum().backward()
+        assert tuple(x.grad.shape) == (5, 0, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_backward_c_step_equals_numpy_loop(dtype, threads, monkeypatch):
+    """The C step of the LSTM backward (ember/ops/_nn_c.py) does the NumPy loop's
+    operations in the same order: the same bits, at 1 and 2 threads (rows split)."""
+    from ember.ops import _nn_c
+    from ember.ops import rnn as R
+    if _nn_c.lstm_bwd_kernel(np.float32) is None:
+        pytest.skip("no C compiler: the NumPy loop is the only path")
+    monkeypatch.setattr(R, "_ROWS_SPLIT_MIN", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((11, 9, 6)).astype(dtype)
+    h0 = rng.standard_normal((2, 9, 5)).astype(dtype)
+    c0 = rng.standard_normal((2, 9, 5)).astype(dtype)
+    kw = dict(num_layers=2)
+    before = ember.get_num_threads()
+    try:
+        ember.set_num_threads(threads)
+        want, c_path = _run_layer("LSTM", kw, dtype, x, None, h0, c0)
+        monkeypatch.setattr(_nn_c, "lstm_bwd_kernel", lambda dt: None)
+        _, np_path = _run_layer("LSTM", kw, dtype, x, None, h0, c0)
+    finally:
+        ember.set_num_threads(before)
+    for a, b in zip(np_path, c_path):
+        np.testing.assert_array_equal(b, a)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(want, c_path):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
