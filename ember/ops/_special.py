@@ -3,8 +3,9 @@
 erf and erfc of float32/float64 arrays come from the C library (``_special_c``, compiled on
 first use) where a C compiler works; otherwise, and for the others, SciPy (the ``special``
 extra) computes them when installed. Otherwise each has a NumPy fallback: the standard
-library's exact scalar versions run elementwise (slower), or a vectorised series (digamma, Hurwitz zeta, modified Bessel functions, erfcx, ndtri) accurate
-to about 1e-13 relative in float64. Results keep the input's floating dtype; the fallbacks
+library's exact scalar versions run elementwise (slower), or a vectorised series (digamma,
+Hurwitz zeta, modified Bessel functions, erfcx, ndtri) accurate to about 1e-13 relative in
+float64. Results keep the input's floating dtype; the fallbacks
 compute in float64."""
 
 from __future__ import annotations
