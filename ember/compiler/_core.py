@@ -473,6 +473,9 @@ class CompiledFunction:
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
+            if drop_records:  # the op forwards are called directly: pairs may share cores
+                from ._concurrent import pair_independent
+                self.pass_stats["concurrent_pairs"] = pair_independent(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

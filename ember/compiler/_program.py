@@ -248,6 +248,11 @@ class _Writer:
             if self.kind[n] == "A":
                 self.lines.append(f"if type({nm}) is not _nd: {nm} = _asarray({nm})")
             return
+        if getattr(n.target, "array_tuple", False):  # takes arrays, returns a tuple of them
+            self.kind[n] = "A"
+            f = self.const(n.target, n.target.__name__)
+            self.lines.append(f"{nm} = {f}({self.call(n, 'A')})")
+            return
         target = n.target
         g = n.args[1] if target is _capture.accumulate_grad else None
         if g is not None and isinstance(g, self.Node) and self.kind.get(g) == "A" and \
