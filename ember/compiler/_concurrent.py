@@ -25,10 +25,11 @@ program calls the ops' array forwards there).
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 
-__all__ = ["pair_independent", "run_pair"]
+__all__ = ["pair_independent", "run_pair", "single_threaded"]
 
 # the op classes worth a core of their own, by name (``_StackMatmul``: see ``_passes``)
 _HEAVY = {"Matmul", "_StackMatmul", "ConvInputGrad", "ConvWeightGrad"}
@@ -70,6 +71,28 @@ def run_pair(fa, args_a, fb, args_b):
 
 
 run_pair.array_tuple = True  # ``_program``: array arguments, a tuple of arrays back
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run the block as at one thread: ember's thread count 1 (no cuts over the pool) and
+    NumPy's OpenBLAS single-threaded, both restored after. ``ember.compile``'s capture runs
+    this way: its ops alternate with Python recording work, and a threaded OpenBLAS call's
+    worker then spins through the recording after each product (on a 2-core machine shared
+    with other jobs a GPT block's capture took 1.0 s of CPU at two threads, 0.4 s at one).
+    Every kernel computes the same values at any thread count."""
+    from .. import _threads
+    ctl = _threads.blas_controls()
+    count, prev = _threads._n[0], ctl[0]() if ctl is not None else None
+    _threads._n[0] = 1
+    if ctl is not None:
+        ctl[1](1)
+    try:
+        yield
+    finally:
+        _threads._n[0] = count
+        if ctl is not None:
+            ctl[1](prev)
 
 
 def _op_class(n):

@@ -364,10 +364,12 @@ class CompiledFunction:
             # tensor factories are ``creation_op`` nodes: with dynamic=True their sizes read
             # from an input's shape (``zeros(x.shape[0], 4)``) follow the batch on replay;
             # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
-            cap = _capture.capture(run, leaves, names, persistent=persistent,
-                                   unflatten=unflatten, flatten_out=tree_flatten,
-                                   on_value_read=recorder, record_creation=True,
-                                   strict_constants=True)
+            from ._concurrent import single_threaded
+            with single_threaded():  # a one-off run between recording steps: see there
+                cap = _capture.capture(run, leaves, names, persistent=persistent,
+                                       unflatten=unflatten, flatten_out=tree_flatten,
+                                       on_value_read=recorder, record_creation=True,
+                                       strict_constants=True)
             needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)

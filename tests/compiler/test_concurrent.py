@@ -135,3 +135,27 @@ def test_run_pair_results_and_restored_settings(threads):
             assert _settings() == before
     finally:
         ember.set_num_threads(prev)
+
+
+def test_capture_runs_single_threaded_and_restores():
+    """The capture's own run is at one thread (see ``single_threaded``); the replays and
+    the caller's settings are left as they were."""
+    seen = []
+    w = ember.randn(64, 64)
+
+    def f(x):
+        seen.append(ember.get_num_threads())
+        return (x @ w).relu().sum()
+    prev = ember.get_num_threads()
+    ember.set_num_threads(2)
+    try:
+        before = _settings()
+        c = ember.compile(f)
+        x = ember.randn(32, 64)
+        np.testing.assert_allclose(c(x).item(), f(x).item(), rtol=1e-6)
+        assert seen[0] == 1 and seen[-1] == 2  # the capture, then the eager call
+        assert _settings() == before
+        c(x)
+        assert len(seen) == 2  # the replay runs the graph, not f
+    finally:
+        ember.set_num_threads(prev)
