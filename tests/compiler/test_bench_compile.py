@@ -65,3 +65,11 @@ print(len(c.graphs), "scipy" in sys.modules)
     import numpy as np
     if _special_c.kernel("erf", np.dtype(np.float64)) is not None:
         assert r.stdout.split() == ["1", "False"], r.stdout
+
+
+def test_first_call_table_prints_medians(capsys):
+    res = {"mlp": {"cold": (1.2, 0.9, [(1.2, 0.9)]), "warm": (0.2, 0.15, [(0.2, 0.15)])}}
+    bench_compile._print_first_calls(res, 2, 3)
+    out = capsys.readouterr().out
+    assert "median of 3 new processes, threads=2" in out
+    assert "cold 1.20 / 0.90, warm 0.20 / 0.15" in out
