@@ -141,53 +141,64 @@ def pair_independent(graph, rg):
             return None
         return cls
 
-    nodes = list(graph.nodes)
-    pos = {n: k for k, n in enumerate(nodes)}
-    pairs, i = 0, 0
-    while i < len(nodes):
-        a = nodes[i]
-        i += 1
+    pairs = 0
+    root = graph._root  # the node list's sentinel: where the walk ends
+    a = root._next
+    while a is not root:
+        nxt = a._next
         cls_a = eligible(a)
         if cls_a is None:
+            a = nxt
             continue
-        dep = {a}  # nodes after ``a`` that depend on it (within the window)
-        for b in nodes[i:i + WINDOW]:
+        dep = {a}       # nodes after ``a`` that depend on it (within the window)
+        between = []    # the nodes walked so far, in order
+        b = a._next
+        for _ in range(WINDOW):
+            if b is root:
+                break
             if b.op == "get_attr":
+                between.append(b)
+                b = b._next
                 continue
             if b.op != "call_function" or b.is_impure(False):
                 break  # nothing moves across a write
             if any(x in dep for x in b.all_input_nodes):
                 dep.add(b)
-                continue
-            cls_b = eligible(b)
-            if cls_b is None:
-                continue
-            # what ``b`` needs from between ``a`` and ``b`` moves before ``a``
-            need, stack = [], list(b.all_input_nodes)
-            while stack:
-                x = stack.pop()
-                if pos[x] > pos[a] and x not in need:
-                    need.append(x)
-                    stack.extend(x.all_input_nodes)
-            if any(x in dep or x.is_impure(False) for x in need):
-                continue
-            for x in sorted(need, key=pos.get):
-                a.prepend(x)
-            with graph.inserting_before(a):
-                pair = graph.call_function(
-                    run_pair, (cls_a.forward, tuple(a.args), cls_b.forward, tuple(b.args)))
-                ga = graph.call_function(operator.getitem, (pair, 0))
-                gb = graph.call_function(operator.getitem, (pair, 1))
-            for old, new in ((a, ga), (b, gb)):
-                new.meta.update(old.meta)
-                rg[new] = False
-                old.replace_all_uses_with(new)
-            rg[pair] = False
-            graph.erase_node(b)
-            graph.erase_node(a)
-            pairs += 1
-            nodes = list(graph.nodes)  # positions changed: go on after the pair
-            pos = {n: k for k, n in enumerate(nodes)}
-            i = pos[gb] + 1
-            break
+            elif (cls_b := eligible(b)) is not None:
+                # what ``b`` needs from between ``a`` and ``b`` moves before ``a``
+                inside = set(between)
+                need, stack = set(), list(b.all_input_nodes)
+                while stack:
+                    x = stack.pop()
+                    if x in inside and x not in need:
+                        need.add(x)
+                        stack.extend(x.all_input_nodes)
+                if not any(x in dep or x.is_impure(False) for x in need):
+                    nxt = _make_pair(graph, rg, a, cls_a, b, cls_b,
+                                     [x for x in between if x in need])
+                    pairs += 1
+                    break
+            between.append(b)
+            b = b._next
+        a = nxt
     return pairs
+
+
+def _make_pair(graph, rg, a, cls_a, b, cls_b, moved):
+    """Move ``moved`` (in order) before ``a``, replace ``a`` and ``b`` by one ``run_pair``
+    node and two getitems; returns the node after the pair."""
+    for x in moved:
+        a.prepend(x)
+    with graph.inserting_before(a):
+        pair = graph.call_function(
+            run_pair, (cls_a.forward, tuple(a.args), cls_b.forward, tuple(b.args)))
+        ga = graph.call_function(operator.getitem, (pair, 0))
+        gb = graph.call_function(operator.getitem, (pair, 1))
+    for old, new in ((a, ga), (b, gb)):
+        new.meta.update(old.meta)
+        rg[new] = False
+        old.replace_all_uses_with(new)
+    rg[pair] = False
+    graph.erase_node(b)
+    graph.erase_node(a)
+    return gb._next
