@@ -32,7 +32,9 @@ import os
 __all__ = ["pair_independent", "run_pair", "single_threaded"]
 
 # the op classes worth a core of their own, by name (``_StackMatmul``: see ``_passes``)
-_HEAVY = {"Matmul", "_StackMatmul", "ConvInputGrad", "ConvWeightGrad"}
+_HEAVY = {"Matmul", "_StackMatmul", "ConvInputGrad", "ConvWeightGrad"}  # (all of them
+# return new arrays: ``_program`` reuses arena buffers read by a pair and stores a pair's
+# gradient without a copy)
 # multiply-adds below which an op stays as it is (a hand-off costs ~20-50 us)
 MIN_WORK = 1 << 19
 WINDOW = 12  # nodes looked ahead for a partner
