@@ -7,7 +7,7 @@ ember eager, ember compiled, PyTorch eager and ``torch.compile``, each in its ow
 
     python benchmarks/bench_compile.py [--n 4194304] [--rounds 10] [--no-torch]
         [--steps mlp,lenet,cifar,gpt] [--threads N] [--no-torch-compile] [--passes P]
-        [--torch-compile-timeout S] [--only-train]
+        [--torch-compile-timeout S] [--only-train] [--first-calls P]
 
 torch.compile runs with an empty inductor cache of its own (``TORCHINDUCTOR_CACHE_DIR`` a
 fresh directory), so its first call is a cold compile like ember's "cold" column; a run that
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,42 @@ def _print_train(res, threads):
                   f"{ec['first_cold']:.2f} s, torch.compile {tc['first']:.1f} s")
 
 
+def first_call_table(names, threads, procs, env):
+    """First compiled call of each training step, in new processes: ``procs`` with an empty
+    kernel cache each (cold), then ``procs`` sharing the cache the last cold one filled
+    (warm). Returns {name: {"cold"|"warm": (median wall s, median CPU s incl. the C
+    compiler, [per-process (wall, cpu)])}}."""
+    if threads:
+        env = dict(env, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                      "MKL_NUM_THREADS")})
+    out = {}
+    for name in names:
+        runs = {"cold": [], "warm": []}
+        with tempfile.TemporaryDirectory() as root:
+            for i in range(procs):
+                cache = os.path.join(root, "cache")
+                if os.path.isdir(cache):
+                    shutil.rmtree(cache)
+                r = _spawn(["--child", f"train:{name}:ember-compiled", "--threads",
+                            str(threads or 0), "--rounds", "1"], dict(env, EMBER_CACHE_DIR=cache))
+                runs["cold"].append((r["first"], r["first_cpu"]))
+            for i in range(procs):
+                r = _spawn(["--child", f"train:{name}:ember-compiled", "--threads",
+                            str(threads or 0), "--rounds", "1"], dict(env, EMBER_CACHE_DIR=cache))
+                runs["warm"].append((r["first"], r["first_cpu"]))
+        out[name] = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v), v)
+                     for k, v in runs.items()}
+    return out
+
+
+def _print_first_calls(res, threads, procs):
+    print(f"first compiled call (capture + lowering + C compiles + the step), wall / CPU s, "
+          f"median of {procs} new processes, threads={threads or 'default'}")
+    for name, row in res.items():
+        parts = [f"{k} {w:.2f} / {c:.2f}" for k, (w, c, _) in row.items()]
+        print(f"  {_STEPS[name]:32s} " + ", ".join(parts))
+
+
 def _spawn(args, env=None):
     r = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True,
                        text=True, timeout=600, env=env, cwd=ROOT)
@@ -246,6 +283,9 @@ def main(argv=None):
     p.add_argument("--torch-compile-timeout", type=float, default=600)
     p.add_argument("--only-train", action="store_true",
                    help="skip the GELU chain and the MLP compile-time sections")
+    p.add_argument("--first-calls", type=int, default=0, metavar="P",
+                   help="only the first compiled call of each --steps step: P new processes "
+                        "with an empty kernel cache, then P with a warm one (medians)")
     a = p.parse_args(argv)
     if a.child and a.child.startswith("train:"):
         _, name, mode = a.child.split(":")
@@ -259,6 +299,10 @@ def main(argv=None):
         return
     env = dict(os.environ, PYTHONPATH=ROOT)
     names = [n for n in a.steps.split(",") if n]
+    if a.first_calls:
+        _print_first_calls(first_call_table(names, a.threads, a.first_calls, env), a.threads,
+                           a.first_calls)
+        return
     if a.only_train:
         res = train_table(names, a.threads, a.rounds, a.passes,
                           not (a.no_torch or a.no_torch_compile), env, a.torch_compile_timeout)

@@ -334,10 +334,19 @@ class FusedKernel:
         self.backend = backend
         if load:
             self.load()
-        from ..ops._special import erf
-        ns = {"_np": np, "_erf": erf}
-        exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
-        self._py = ns["kernel"]
+        self._py_fn = None
+
+    @property
+    def _py(self):
+        """The NumPy kernel, compiled from ``py_source`` on first use (a step whose C
+        kernels load never needs it: 27 Python compiles were ~15 ms of a GPT block's
+        first call)."""
+        if self._py_fn is None:
+            from ..ops._special import erf
+            ns = {"_np": np, "_erf": erf}
+            exec(compile(self.py_source, f"<ember fused {self.__name__}>", "exec"), ns)
+            self._py_fn = ns["kernel"]
+        return self._py_fn
 
     def load(self):
         """Load the compiled C kernel (compiling it on a cold cache); NumPy where that fails."""

@@ -368,10 +368,12 @@ class CompiledFunction:
             # tensor factories are ``creation_op`` nodes: with dynamic=True their sizes read
             # from an input's shape (``zeros(x.shape[0], 4)``) follow the batch on replay;
             # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
-            cap = _capture.capture(run, leaves, names, persistent=persistent,
-                                   unflatten=unflatten, flatten_out=tree_flatten,
-                                   on_value_read=recorder, record_creation=True,
-                                   strict_constants=True)
+            from ._concurrent import single_threaded
+            with single_threaded():  # a one-off run between recording steps: see there
+                cap = _capture.capture(run, leaves, names, persistent=persistent,
+                                       unflatten=unflatten, flatten_out=tree_flatten,
+                                       on_value_read=recorder, record_creation=True,
+                                       strict_constants=True)
             needs_rng = _breaks.finish_breaks(cap.graph, recorder.breaks)
         except (_capture.DataDependentError, NotImplementedError, _GraphBreak) as err:
             return self._abandon(err, snap, args, kwargs)
@@ -484,6 +486,9 @@ class CompiledFunction:
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
             self.pass_stats["row_softmax"] = _passes.lower_row_softmax(graph, rg)
+            if drop_records:  # the op forwards are called directly: pairs may share cores
+                from ._concurrent import pair_independent
+                self.pass_stats["concurrent_pairs"] = pair_independent(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

@@ -262,14 +262,15 @@ def _kinds_needed(graph, attrs):
     from ..optim.adam import Adam, AdamW
     from ..optim.sgd import SGD
     from ._passes import optimizer_group_step
-    out = set()
+    out, seen = set(), set()
     for n in graph.nodes:
         if n.op != "call_function" or n.target not in (optimizer_group_step,
                                                        _capture.optimizer_param_step):
             continue
         opt = attrs.get(getattr(n.args[0], "target", None))
         kind = {SGD: "sgd", Adam: "adam", AdamW: "adam"}.get(type(opt))
-        if kind is not None:
+        if kind is not None and id(opt) not in seen:  # one walk per optimizer, not per node
+            seen.add(id(opt))
             out |= {(kind, _CTYPES[str(p._data.dtype)]) for g in opt.param_groups
                     for p in g["params"] if str(p._data.dtype) in _CTYPES}
     return sorted(out)

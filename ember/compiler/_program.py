@@ -78,7 +78,8 @@ class Arena:
                         ok = False
                     elif isinstance(cls, type) and getattr(cls, "view", False):
                         group.append(u)
-                    elif not (isinstance(u.target, FusedKernel) or name in _FRESH):
+                    elif not (isinstance(u.target, FusedKernel) or name in _FRESH or
+                              getattr(u.target, "array_tuple", False)):  # run_pair: of _FRESH
                         ok = False  # a helper that may keep it, an op that may alias it
                     last = max(last, order[u])
                 ok = ok and group[i] not in outputs
@@ -248,6 +249,11 @@ class _Writer:
             if self.kind[n] == "A":
                 self.lines.append(f"if type({nm}) is not _nd: {nm} = _asarray({nm})")
             return
+        if getattr(n.target, "array_tuple", False):  # takes arrays, returns a tuple of them
+            self.kind[n] = "A"
+            f = self.const(n.target, n.target.__name__)
+            self.lines.append(f"{nm} = {f}({self.call(n, 'A')})")
+            return
         target = n.target
         g = n.args[1] if target is _capture.accumulate_grad else None
         if g is not None and isinstance(g, self.Node) and self.kind.get(g) == "A" and \
@@ -270,6 +276,8 @@ class _Writer:
         from ._codegen import FusedKernel
         if isinstance(g.target, FusedKernel):
             return self.arena is None or self.arena.index(g) is None
+        if g.target is operator.getitem and getattr(g.args[0].target, "array_tuple", False):
+            return True  # a value of run_pair: its ops (``_concurrent._HEAVY``) are _FRESH
         cls = _op_class(g)
         return cls is not None and cls.__name__ in _FRESH
 

@@ -1,9 +1,11 @@
 """Special functions on arrays (forward values only; gradients live with the ops).
 
-SciPy (the ``special`` extra) computes them when installed. Otherwise each has a NumPy
-fallback: the standard library's exact scalar versions run elementwise (slower), or a
-vectorised series (digamma, Hurwitz zeta, modified Bessel functions, erfcx, ndtri) accurate
-to about 1e-13 relative in float64. Results keep the input's floating dtype; the fallbacks
+erf and erfc of float32/float64 arrays come from the C library (``_special_c``, compiled on
+first use) where a C compiler works; otherwise, and for the others, SciPy (the ``special``
+extra) computes them when installed. Otherwise each has a NumPy fallback: the standard
+library's exact scalar versions run elementwise (slower), or a vectorised series (digamma,
+Hurwitz zeta, modified Bessel functions, erfcx, ndtri) accurate to about 1e-13 relative in
+float64. Results keep the input's floating dtype; the fallbacks
 compute in float64."""
 
 from __future__ import annotations
@@ -34,13 +36,28 @@ def _elementwise(fn, a):
     return np.asarray(out, dtype=a.dtype) if isinstance(out, np.ndarray) else a.dtype.type(out)
 
 
+def _c(name, a):
+    """``name`` (erf, erfc) of a float32/float64 array through the C library (see
+    ``_special_c``), or None where that does not serve (no compiler, another type)."""
+    if type(a) is np.ndarray and (a.dtype == np.float64 or a.dtype == np.float32):
+        from . import _special_c
+        return _special_c.apply(name, a)
+    return None
+
+
 def erf(a):
+    r = _c("erf", a)
+    if r is not None:
+        return r
     if _scipy() is not None:
         return _scipy().erf(a).astype(a.dtype, copy=False)
     return _elementwise(math.erf, a)
 
 
 def erfc(a):
+    r = _c("erfc", a)
+    if r is not None:
+        return r
     if _scipy() is not None:
         return _scipy().erfc(a).astype(a.dtype, copy=False)
     return _elementwise(math.erfc, a)
