@@ -55,19 +55,24 @@ def run_pair(fa, args_a, fb, args_b):
     get, put = _parallel.blas_controls()
     prev, count = get(), _threads._n[0]
     put(1)
-    # both ops run as at one thread (no cuts, single-threaded BLAS); the count is what
-    # the kernels read, and they compute the same values at any count
-    _threads._n[0] = 1
     w = _parallel._worker
-    w.in_pool = True  # a split left inside the first op runs inline, not behind the pool
-    try:
-        fut = _parallel._executor(1).submit(_parallel._quiet, fb, _ScratchCtx(), *args_b)
+
+    def part(i, _):
+        # both ops run as at one thread (no cuts, single-threaded BLAS): the count is what
+        # the kernels read, and they compute the same values at any count; a split left
+        # inside an op runs inline, not behind the pool
+        _threads._n[0] = 1
+        was = getattr(w, "in_pool", False)
+        w.in_pool = True
         try:
-            ra = fa(_ScratchCtx(), *args_a)
+            return fa(_ScratchCtx(), *args_a) if i == 0 else fb(_ScratchCtx(), *args_b)
         finally:
-            rb = fut.result()
+            w.in_pool = was
+
+    try:
+        # the first op here, the second on a pool thread (or here too, if none is free first)
+        ra, rb = _parallel.run_split(part, [(0, 1), (1, 2)])
     finally:
-        w.in_pool = False
         _threads._n[0] = count
         put(prev)
     return ra, rb
