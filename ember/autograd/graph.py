@@ -288,6 +288,24 @@ def apply_unary(cls, a):
     return _wrap_plain(cls, out, (a,))
 
 
+def apply_with(cls, a, arg):
+    """``cls.apply(a, arg)`` for a plain Tensor ``a`` and one argument that is not a Tensor
+    (a shape, a dims tuple, an index), without keywords: the view ops' entry. The same
+    dispatch as ``apply``, minus its argument list and loop."""
+    if _MODES or type(a) is not Tensor or isinstance(arg, Tensor):
+        return cls.apply(a, arg)
+    if a._rg and GradMode.enabled and cls.differentiable:
+        return _record_binary(cls, a, arg, arg, False)
+    out = cls.forward(_ScratchCtx(), a._data, arg)
+    if type(out) is not _ndarray:
+        return _wrap_out(cls, out, (a, arg))
+    t = _new(Tensor)
+    t._data = out
+    if cls.view:
+        _link_view(cls, t, a)
+    return t
+
+
 def _wrap_out(cls, out, args):
     """The end of ``apply`` for what is not a plain array result: several outputs, a meta
     array (device check), a NumPy scalar, a view."""
@@ -339,8 +357,15 @@ def _wrap_plain(cls, out, args):
 
 
 def _link_view(cls, t, src):
-    if cls.view == "maybe" and not np.may_share_memory(t._data, src._data):
-        return
+    if cls.view == "maybe":
+        # A NumPy view's ``base`` is the array owning the memory (NumPy collapses chains):
+        # ``src``'s array itself, or the owner that array's ``base`` names. That settles
+        # the common case without ``may_share_memory`` (0.5 us); anything else asks it.
+        d, sd = t._data, src._data
+        b = d.base if type(d) is _ndarray else None
+        if not (b is not None and (b is sd or b is sd.base)) and \
+                not np.may_share_memory(d, sd):
+            return
     t._base = src._base if src._base is not None else src
 
 
