@@ -288,17 +288,18 @@ def apply_unary(cls, a):
     return _wrap_plain(cls, out, (a,))
 
 
-def apply_with(cls, a, arg):
-    """``cls.apply(a, arg)`` for a plain Tensor ``a`` and one argument that is not a Tensor
-    (a shape, a dims tuple, an index), without keywords: the view ops' entry. The same
-    dispatch as ``apply``, minus its argument list and loop."""
-    if _MODES or type(a) is not Tensor or isinstance(arg, Tensor):
-        return cls.apply(a, arg)
+def apply_with(cls, a, *args):
+    """``cls.apply(a, *args)`` for a plain Tensor ``a`` followed by arguments that are not
+    Tensors (a shape, dims, an index, flags: the caller knows), without keywords: the view
+    ops' and dim reductions' entry. The same dispatch as ``apply``, minus its argument list
+    and loop."""
+    if _MODES or type(a) is not Tensor:
+        return cls.apply(a, *args)
     if a._rg and GradMode.enabled and cls.differentiable:
-        return _record_binary(cls, a, arg, arg, False)
-    out = cls.forward(_ScratchCtx(), a._data, arg)
+        return _record_unary(cls, a, args)
+    out = cls.forward(_ScratchCtx(), a._data, *args)
     if type(out) is not _ndarray:
-        return _wrap_out(cls, out, (a, arg))
+        return _wrap_out(cls, out, (a,) + args)
     t = _new(Tensor)
     t._data = out
     if cls.view:
@@ -544,29 +545,59 @@ def _saved_entry(t):
     return (t, vc, vc[0])
 
 
-def _record_unary(cls, a):
-    """``_record`` for one plain Tensor argument that requires grad, no keywords: what
-    ``apply_unary`` records (``sum()``, the unary functions), without the general loops."""
+def _record_unary(cls, a, args=()):
+    """``_record`` for one plain Tensor argument that requires grad, followed by ``args``
+    that are not Tensors, no keywords: what ``apply_unary`` and ``apply_with`` record,
+    without the general loops. The node's edges, metadata and ``needs_input_grad`` have
+    one entry per argument, as ``_record`` gives them."""
+    k = len(args)
+    if k >= len(_FIRST_ONLY):
+        return _record(cls, (a,) + args, [a._data, *args], _NO_KWARGS)
     node = _new(cls)
     node._seq = next(_seq)
-    edges = (_edge(a),)
+    fn = a.grad_fn
+    if fn is not None:
+        edge = (fn, a._output_nr)
+    else:
+        acc = a._accum
+        edge = (acc if acc is not None else _accumulator(a), 0)
     d = a._data
-    node.needs_input_grad = _ONE_NEEDED
+    needs = _FIRST_ONLY[k]
+    node.needs_input_grad = needs
     saves = cls.saves
-    saved = [_saved_entry(a)] if saves else None  # saves is (0,) or "all": the input
-    out = cls.forward(node, d)
-    node.next_functions = edges
-    node._in_meta = [(d.shape, d.dtype)]
+    saved = None
+    if saves:
+        if not k:  # saves is (0,) or "all": the input
+            saved = [_saved_entry(a)]
+        else:
+            saved = []
+            unread = _unread_cached(cls, needs) if cls.saves_for is not None else ()
+            for i in (range(k + 1) if saves == "all" else saves):
+                t = a if i == 0 else args[i - 1]
+                if i in unread or type(t) is not Tensor:
+                    saved.append((t, _ZERO_VC, 0))
+                else:
+                    saved.append(_saved_entry(t))
+    if k:
+        out = cls.forward(node, d, *args)
+        node.next_functions = (edge,) + _NO_EDGES[k]
+        node._in_meta = [(d.shape, d.dtype), *_NONES[k]]
+    else:
+        out = cls.forward(node, d)
+        node.next_functions = (edge,)
+        node._in_meta = [(d.shape, d.dtype)]
     if _anomaly_enabled[0]:
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
-    if type(out) is not _ndarray or cls.view or cls.saves_output or _SAVED_HOOKS:
-        return _link_output(cls, node, out, (a,), saved)
+    if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
+        return _link_output(cls, node, out, (a,) + args, saved)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":
         t._rg = True
         t.grad_fn = node
+    if cls.view:
+        _link_view(cls, t, a)
     node._saved = saved
     return t
 
@@ -610,13 +641,15 @@ def _record_binary(cls, a, b, bd, b_rg):
     if _anomaly_enabled[0]:
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
-    if type(out) is not _ndarray or cls.view or cls.saves_output or _SAVED_HOOKS:
+    if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
         return _link_output(cls, node, out, (a, b), saved)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":
         t._rg = True
         t.grad_fn = node
+    if cls.view:
+        _link_view(cls, t, a)
     node._saved = saved
     return t
 
@@ -625,6 +658,9 @@ _ZERO_VC = [0]
 _ONE_NEEDED = (True,)
 _FIRST_NEEDED = (True, False)
 _SECOND_NEEDED = (False, True)
+# by the count of arguments after the first: needs_input_grad, edges and metadata entries
+_FIRST_ONLY = tuple((True,) + (False,) * k for k in range(6))
+_NONES = tuple((None,) * k for k in range(6))
 _TWO_NEEDED = (True, True)
 _SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
 _HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
@@ -690,6 +726,7 @@ class disable_saved_tensors_hooks:
         _HOOKS_DISABLED.pop()
         return False
 _NO_EDGE = (None, 0)  # PyTorch's next_functions entry for an input needing no grad
+_NO_EDGES = tuple((_NO_EDGE,) * k for k in range(6))
 _anomaly_enabled = [False]
 
 
