@@ -302,7 +302,11 @@ def apply_with(cls, a, *args):
         return _wrap_out(cls, out, (a,) + args)
     t = _new(Tensor)
     t._data = out
-    if cls.view:
+    view = cls.view
+    if view is True:  # always a view: link to the root base (``_link_view``, inlined)
+        b = a._base
+        t._base = b if b is not None else a
+    elif view:
         _link_view(cls, t, a)
     return t
 

@@ -70,22 +70,24 @@ def _plain_reshape(a, shape):
     return None
 
 
-def _reshaped_view(a, r):
-    """Whether ``r``, a reshape of ``a``, is a view of it (NumPy collapses a view's base to
-    the array owning the memory; a copy's base is the fresh copy)."""
-    b = r.base
-    return b is not None and (b is a or b is a.base)
-
-
 class View(Node):
     view = True
 
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
-        r = _plain_reshape(a, shape)
-        if r is not None and _reshaped_view(a, r):
-            return r
+        if type(a) is _ndarray and shape and builtins.min(shape) >= -1 and a.size:
+            # _plain_reshape, inlined (views are the hot path); then whether ``r`` is a view
+            # of ``a``: NumPy collapses a view's base to the array owning the memory, while
+            # a copy's base is the fresh copy
+            try:
+                r = a.reshape(shape)
+            except ValueError:
+                r = None
+            if r is not None:
+                b = r.base
+                if b is not None and (b is a or b is a.base):
+                    return r
         shape = _infer_shape(shape, a.size)
         try:
             return np.reshape(a, shape, copy=False)
