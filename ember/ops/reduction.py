@@ -18,6 +18,7 @@ from .._dtype import np_finfo as _np_finfo
 from .. import _parallel as _par
 
 _ndarray = np.ndarray
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _add_reduce = np.add.reduce
 _true_divide = np.true_divide
 
@@ -101,6 +102,12 @@ class Sum(Node):
     @staticmethod
     def forward(ctx, a, axis=None, keepdim=False, dtype=None):
         # backward takes the input's shape from the node's input metadata
+        if axis is None and dtype is None and not keepdim and type(a) is _ndarray:
+            dt = a.dtype
+            if (dt is _F32 or dt is _F64) and a.size < _par.MIN_SIZE:
+                # the usual call, ``x.sum()`` of a small float tensor: the path below, its
+                # decisions taken in one test
+                return _add_reduce(a, None, None, _empty((), dt))
         if axis is not None:
             ctx.axis = axis
         if keepdim:
