@@ -9,7 +9,7 @@ import numpy as np
 
 from .._meta import MetaArray, data_dependent
 from .._tensor import Tensor, _bump_version, _make
-from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, apply_with, named
+from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, apply_with as _apply_with, named
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
 
@@ -192,7 +192,7 @@ def getitem(self, idx):
     """``tensor[idx]``: basic indexing gives a view; advanced indexing a copy."""
     ti = type(idx)
     if ti is int or ti is slice:  # x[i], x[a:b]: nothing to convert
-        r = apply_with(Index, self, idx)
+        r = _apply_with(Index, self, idx)
         fn = r.grad_fn
         if fn is not None:
             fn._node_name = "SelectBackward0" if ti is int else "SliceBackward0"
@@ -202,7 +202,7 @@ def getitem(self, idx):
             if type(i) not in _BASIC:
                 break
         else:  # ints, slices, None and Ellipsis only: convert_index would return it as is
-            r = apply_with(Index, self, idx)
+            r = _apply_with(Index, self, idx)
             if r.grad_fn is not None:
                 _name_index(r, idx)
             return r

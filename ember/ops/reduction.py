@@ -11,7 +11,7 @@ import numpy as np
 from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, _pt_name, apply_unary, apply_with, named
+from ..autograd.graph import Node, _pt_name, apply_unary, apply_with as _apply_with, named
 from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 from .._dtype import np_finfo as _np_finfo
@@ -645,7 +645,7 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     if type(dim) is int and dtype is None and out is None and \
             input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
         # one dim in range (the other common case): what the general path passes, sooner
-        r = apply_with(Sum, input, (dim % input._data.ndim,), bool(keepdim), None)
+        r = _apply_with(Sum, input, (dim % input._data.ndim,), bool(keepdim), None)
         fn = r.grad_fn
         if fn is not None:
             fn._node_name = "SumBackward1"
@@ -672,7 +672,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
         return apply_unary(Mean, input)  # the common case, checks skipped (as in sum)
     if type(dim) is int and dtype is None and out is None and \
             input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
-        r = apply_with(Mean, input, (dim % input._data.ndim,), bool(keepdim), None)
+        r = _apply_with(Mean, input, (dim % input._data.ndim,), bool(keepdim), None)
         fn = r.grad_fn
         if fn is not None:
             fn._node_name = "MeanBackward1"

@@ -12,7 +12,7 @@ from .. import _dtype as D
 from .._meta import MetaArray
 from .. import _memory_format as _mf
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, apply_with, named
+from ..autograd.graph import Node, apply_with as _apply_with, named
 from ..autograd import forward_ad as _fad
 from ._util import norm_dim, result_dtype, shape_arg
 from .._autocast import autocast_function
@@ -460,7 +460,7 @@ class Contiguous(Node):
 # ====================================================================== public functions
 def reshape(input, *shape, **kwargs):
     """The same data in a new shape: a view when the strides allow, else a copy."""
-    r = apply_with(Reshape, input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
+    r = _apply_with(Reshape, input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
     fn = r.grad_fn
     if fn is not None:
         fn._node_name = "ViewBackward0" if r._base is not None else "UnsafeViewBackward0"
@@ -482,7 +482,7 @@ def view(input, *shape):
         from .. import _dtype as D
         if isinstance(shape[0], (D.dtype, str)) or shape[0] in (float, int, bool):
             return _view_dtype(input, D.to_dtype(shape[0]))
-    return apply_with(View, input, shape_arg(shape))
+    return _apply_with(View, input, shape_arg(shape))
 
 
 def _view_dtype(input, dt):
@@ -566,7 +566,7 @@ def permute(input, *dims, **kwargs):
     dims = tuple(norm_dim(d, nd) for d in dims)
     if len(set(dims)) != nd:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return apply_with(Permute, input, dims)
+    return _apply_with(Permute, input, dims)
 
 
 _SWAP_LAST = {2: (1, 0), 3: (0, 2, 1), 4: (0, 1, 3, 2)}  # transpose(-2, -1) by rank
@@ -575,7 +575,7 @@ _SWAP_LAST = {2: (1, 0), 3: (0, 2, 1), 4: (0, 1, 3, 2)}  # transpose(-2, -1) by 
 def transpose(input, dim0, dim1):
     nd = input._data.ndim
     if nd == 0:
-        return apply_with(View, input, ())
+        return _apply_with(View, input, ())
     if (dim0 == -2 or dim0 == nd - 2) and (dim1 == -1 or dim1 == nd - 1) and \
             nd in _SWAP_LAST and type(dim0) is int and type(dim1) is int:
         perm = _SWAP_LAST[nd]  # the usual call (t(), mT, x.transpose(-2, -1))
@@ -584,7 +584,7 @@ def transpose(input, dim0, dim1):
         perm = list(range(nd))
         perm[d0], perm[d1] = perm[d1], perm[d0]
         perm = tuple(perm)
-    r = apply_with(Permute, input, perm)
+    r = _apply_with(Permute, input, perm)
     fn = r.grad_fn
     if fn is not None:
         fn._node_name = "TransposeBackward0"
@@ -598,7 +598,7 @@ def t(input):
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    r = transpose(input, 0, 1) if nd == 2 else apply_with(View, input, _shape_of(input))
+    r = transpose(input, 0, 1) if nd == 2 else _apply_with(View, input, _shape_of(input))
     fn = r.grad_fn
     if fn is not None:
         fn._node_name = "TBackward0"
