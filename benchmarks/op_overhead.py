@@ -65,6 +65,28 @@ def workloads(torch):
         both(f"{op} {shape}", plain(op))
         both(f"{op} {shape} requires_grad", grad(op))
         both(f"{op} {shape} forward+backward", backward(op))
+
+    # the small ops a training step issues besides arithmetic (views, indexing, reductions
+    # by dim, activations, linear), plain and with requires_grad
+    def small(name, grad_):
+        def make(mod):
+            a = mod.tensor(v, requires_grad=grad_)
+            x = mod.tensor(m, requires_grad=grad_)
+            w = mod.tensor(m, requires_grad=grad_)
+            bias = mod.tensor(m[0], requires_grad=grad_)
+            F = mod.nn.functional
+            return {"mean (16,)": lambda: a.mean(), "max (16,)": lambda: a.max(),
+                    "view (8,8)": lambda: x.view(4, 16), "reshape (8,8)": lambda: x.reshape(-1),
+                    "t (8,8)": lambda: x.t(), "x[1] (8,8)": lambda: x[1],
+                    "x[:, 2:5] (8,8)": lambda: x[:, 2:5], "sum(1) (8,8)": lambda: x.sum(1),
+                    "relu (8,8)": lambda: F.relu(x),
+                    "linear (8,8)": lambda: F.linear(x, w, bias)}[name]
+        return make
+
+    for name in ("mean (16,)", "max (16,)", "view (8,8)", "reshape (8,8)", "t (8,8)",
+                 "x[1] (8,8)", "x[:, 2:5] (8,8)", "sum(1) (8,8)", "relu (8,8)", "linear (8,8)"):
+        both(name, small(name, False))
+        both(f"{name} requires_grad", small(name, True))
     return pairs
 
 

@@ -255,11 +255,11 @@ def apply_binary(cls, a, b):
     tb = type(b)
     if tb is Tensor:
         if (a._rg or b._rg) and GradMode.enabled and cls.differentiable:
-            return _record(cls, (a, b), [a._data, b._data], _NO_KWARGS)
+            return _record_binary(cls, a, b, b._data, b._rg)
         out = cls.forward(_ScratchCtx(), a._data, b._data)
     elif tb is float or tb is int:
         if a._rg and GradMode.enabled and cls.differentiable:
-            return _record(cls, (a, b), [a._data, b], _NO_KWARGS)
+            return _record_binary(cls, a, b, b, False)
         out = cls.forward(_ScratchCtx(), a._data, b)
     else:
         return cls.apply(a, b)
@@ -277,7 +277,7 @@ def apply_unary(cls, a):
     if _MODES or type(a) is not Tensor:
         return cls.apply(a)
     if a._rg and GradMode.enabled and cls.differentiable:
-        return _record(cls, (a,), [a._data], _NO_KWARGS)
+        return _record_unary(cls, a)
     out = cls.forward(_ScratchCtx(), a._data)
     if type(out) is _ndarray and not cls.view:
         t = _new(Tensor)
@@ -286,6 +286,29 @@ def apply_unary(cls, a):
     if type(out) is tuple:
         return tuple(_wrap_plain(cls, o, (a,)) for o in out)
     return _wrap_plain(cls, out, (a,))
+
+
+def apply_with(cls, a, *args):
+    """``cls.apply(a, *args)`` for a plain Tensor ``a`` followed by arguments that are not
+    Tensors (a shape, dims, an index, flags: the caller knows), without keywords: the view
+    ops' and dim reductions' entry. The same dispatch as ``apply``, minus its argument list
+    and loop."""
+    if _MODES or type(a) is not Tensor:
+        return cls.apply(a, *args)
+    if a._rg and GradMode.enabled and cls.differentiable:
+        return _record_unary(cls, a, args)
+    out = cls.forward(_ScratchCtx(), a._data, *args)
+    if type(out) is not _ndarray:
+        return _wrap_out(cls, out, (a,) + args)
+    t = _new(Tensor)
+    t._data = out
+    view = cls.view
+    if view is True:  # always a view: link to the root base (``_link_view``, inlined)
+        b = a._base
+        t._base = b if b is not None else a
+    elif view:
+        _link_view(cls, t, a)
+    return t
 
 
 def _wrap_out(cls, out, args):
@@ -339,8 +362,15 @@ def _wrap_plain(cls, out, args):
 
 
 def _link_view(cls, t, src):
-    if cls.view == "maybe" and not np.may_share_memory(t._data, src._data):
-        return
+    if cls.view == "maybe":
+        # A NumPy view's ``base`` is the array owning the memory (NumPy collapses chains):
+        # ``src``'s array itself, or the owner that array's ``base`` names. That settles
+        # the common case without ``may_share_memory`` (0.5 us); anything else asks it.
+        d, sd = t._data, src._data
+        b = d.base if type(d) is _ndarray else None
+        if not (b is not None and (b is sd or b is sd.base)) and \
+                not np.may_share_memory(d, sd):
+            return
     t._base = src._base if src._base is not None else src
 
 
@@ -447,6 +477,12 @@ def _record(cls, args, arrays, kwargs):
     if _anomaly_enabled[0]:
         import traceback
         node._anomaly_trace = traceback.format_stack()[:-2]
+    return _link_output(cls, node, out, args, saved)
+
+
+def _link_output(cls, node, out, args, saved):
+    """The end of the grad path: wrap forward's result(s) as Tensors carrying ``node`` and
+    store what backward reads (``saved``, plus the output when the op saves it)."""
     if type(out) is tuple:
         if out and type(out[0]) is MetaArray:
             check_same_device(cls, args)
@@ -493,8 +529,142 @@ def _record(cls, args, arrays, kwargs):
     return t
 
 
+def _edge(t):
+    """The graph edge into Tensor ``t`` (which requires grad): its node, or its leaf sink."""
+    fn = t.grad_fn
+    if fn is not None:
+        return (fn, t._output_nr)
+    acc = t._accum
+    return (acc if acc is not None else _accumulator(t), 0)
+
+
+def _saved_entry(t):
+    """``(tensor, version counter, version now)``: what ``_saved_values`` checks."""
+    b = t._base  # the counter is shared with the base (``_version_counter``, inlined)
+    if b is None:
+        b = t
+    vc = b._vc
+    if vc is None:
+        vc = b._vc = [0]
+    return (t, vc, vc[0])
+
+
+def _record_unary(cls, a, args=()):
+    """``_record`` for one plain Tensor argument that requires grad, followed by ``args``
+    that are not Tensors, no keywords: what ``apply_unary`` and ``apply_with`` record,
+    without the general loops. The node's edges, metadata and ``needs_input_grad`` have
+    one entry per argument, as ``_record`` gives them."""
+    k = len(args)
+    if k >= len(_FIRST_ONLY):
+        return _record(cls, (a,) + args, [a._data, *args], _NO_KWARGS)
+    node = _new(cls)
+    node._seq = next(_seq)
+    fn = a.grad_fn
+    if fn is not None:
+        edge = (fn, a._output_nr)
+    else:
+        acc = a._accum
+        edge = (acc if acc is not None else _accumulator(a), 0)
+    d = a._data
+    needs = _FIRST_ONLY[k]
+    node.needs_input_grad = needs
+    saves = cls.saves
+    saved = None
+    if saves:
+        if not k:  # saves is (0,) or "all": the input
+            saved = [_saved_entry(a)]
+        else:
+            saved = []
+            unread = _unread_cached(cls, needs) if cls.saves_for is not None else ()
+            for i in (range(k + 1) if saves == "all" else saves):
+                t = a if i == 0 else args[i - 1]
+                if i in unread or type(t) is not Tensor:
+                    saved.append((t, _ZERO_VC, 0))
+                else:
+                    saved.append(_saved_entry(t))
+    if k:
+        out = cls.forward(node, d, *args)
+        node.next_functions = (edge,) + _NO_EDGES[k]
+        node._in_meta = [(d.shape, d.dtype), *_NONES[k]]
+    else:
+        out = cls.forward(node, d)
+        node.next_functions = (edge,)
+        node._in_meta = [(d.shape, d.dtype)]
+    if _anomaly_enabled[0]:
+        import traceback
+        node._anomaly_trace = traceback.format_stack()[:-2]
+    if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
+        return _link_output(cls, node, out, (a,) + args, saved)
+    t = _new(Tensor)
+    t._data = out
+    if out.dtype.kind in "fcV":
+        t._rg = True
+        t.grad_fn = node
+    if cls.view:
+        _link_view(cls, t, a)
+    node._saved = saved
+    return t
+
+
+def _record_binary(cls, a, b, bd, b_rg):
+    """``_record`` for ``apply_binary``: a plain Tensor ``a`` and a plain Tensor or Python
+    scalar ``b`` (``bd``: its array, or itself), one of them requiring grad, no keywords."""
+    node = _new(cls)
+    node._seq = next(_seq)
+    ad = a._data
+    if a._rg:
+        if b_rg:
+            edges = (_edge(a), _edge(b))
+            meta = [(ad.shape, ad.dtype), (bd.shape, bd.dtype)]
+            needs = _TWO_NEEDED
+        else:
+            edges = (_edge(a), _NO_EDGE)
+            meta = [(ad.shape, ad.dtype), None]
+            needs = _FIRST_NEEDED
+    else:
+        edges = (_NO_EDGE, _edge(b))
+        meta = [None, (bd.shape, bd.dtype)]
+        needs = _SECOND_NEEDED
+    node.needs_input_grad = needs
+    # Save inputs before forward (as ``_record`` does, with its ``saves_for`` rule)
+    saves = cls.saves
+    saved = None
+    if saves:
+        saved = []
+        unread = _unread_cached(cls, needs) if cls.saves_for is not None and \
+            needs is not _TWO_NEEDED else ()
+        for i in ((0, 1) if saves == "all" else saves):
+            t = a if i == 0 else b
+            if i in unread or type(t) is not Tensor:
+                saved.append((t, _ZERO_VC, 0))
+            else:
+                saved.append(_saved_entry(t))
+    out = cls.forward(node, ad, bd)
+    node.next_functions = edges
+    node._in_meta = meta
+    if _anomaly_enabled[0]:
+        import traceback
+        node._anomaly_trace = traceback.format_stack()[:-2]
+    if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
+        return _link_output(cls, node, out, (a, b), saved)
+    t = _new(Tensor)
+    t._data = out
+    if out.dtype.kind in "fcV":
+        t._rg = True
+        t.grad_fn = node
+    if cls.view:
+        _link_view(cls, t, a)
+    node._saved = saved
+    return t
+
+
 _ZERO_VC = [0]
 _ONE_NEEDED = (True,)
+_FIRST_NEEDED = (True, False)
+_SECOND_NEEDED = (False, True)
+# by the count of arguments after the first: needs_input_grad, edges and metadata entries
+_FIRST_ONLY = tuple((True,) + (False,) * k for k in range(6))
+_NONES = tuple((None,) * k for k in range(6))
 _TWO_NEEDED = (True, True)
 _SAVED_HOOKS: list = []  # (pack, unpack) pairs of active ``saved_tensors_hooks``, innermost last
 _HOOKS_DISABLED: list = []  # error messages of active ``disable_saved_tensors_hooks``
@@ -560,6 +730,7 @@ class disable_saved_tensors_hooks:
         _HOOKS_DISABLED.pop()
         return False
 _NO_EDGE = (None, 0)  # PyTorch's next_functions entry for an input needing no grad
+_NO_EDGES = tuple((_NO_EDGE,) * k for k in range(6))
 _anomaly_enabled = [False]
 
 

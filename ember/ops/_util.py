@@ -41,6 +41,11 @@ def shape_arg(size):
     """Size given as varargs or one tuple/list/Size -> tuple of ints."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
+    for s in size:  # the usual case: Python ints already
+        if type(s) is not int:
+            break
+    else:
+        return size if type(size) is tuple else tuple(size)
     out = []
     for s in size:
         if isinstance(s, Tensor):

@@ -582,6 +582,8 @@ class Logit(Node):
 # max or a masked multiply over 256K floats is ~0.1 ms of one core's memory traffic.
 _RELU_SPLIT = 1 << 18
 _RELU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_RELU_F32, _RELU_F64 = _RELU_DTYPES
+_maximum = np.maximum
 
 
 class Relu(Node):
@@ -589,7 +591,11 @@ class Relu(Node):
 
     @staticmethod
     def forward(ctx, a):
-        if a.dtype == np.bool_:
+        dt = a.dtype
+        if (dt is _RELU_F32 or dt is _RELU_F64) and a.size < _RELU_SPLIT and \
+                type(a) is np.ndarray:
+            return _maximum(a, 0)  # the usual case: the same loop as below, no keyword
+        if dt == np.bool_:
             raise RuntimeError('"clamp_min_cpu" not implemented for \'Bool\'')
         if a.size >= _RELU_SPLIT and type(a) is np.ndarray and a.dtype in _RELU_DTYPES \
                 and a.flags.c_contiguous:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._meta import MetaArray, data_dependent
 from .._tensor import Tensor, _bump_version, _make
-from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, named
+from ..autograd.graph import GradMode, Node, _MODES, apply_inplace, apply_with as _apply_with, named
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
 
@@ -185,19 +185,43 @@ def _zero_like_scalar(g):
     return 0.0 if g._data.dtype.kind != "c" else 0j
 
 
+_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
 def getitem(self, idx):
     """``tensor[idx]``: basic indexing gives a view; advanced indexing a copy."""
+    ti = type(idx)
+    if ti is int or ti is slice:  # x[i], x[a:b]: nothing to convert
+        r = _apply_with(Index, self, idx)
+        fn = r.grad_fn
+        if fn is not None:
+            fn._node_name = "SelectBackward0" if ti is int else "SliceBackward0"
+        return r
+    if ti is tuple:
+        for i in idx:
+            if type(i) not in _BASIC:
+                break
+        else:  # ints, slices, None and Ellipsis only: convert_index would return it as is
+            r = _apply_with(Index, self, idx)
+            if r.grad_fn is not None:
+                _name_index(r, idx)
+            return r
     idx = convert_index(idx)
     r = Index.apply(self, idx)
-    if r.grad_fn is not None:  # PyTorch's node name for the kind of index
-        items = idx if isinstance(idx, tuple) else (idx,)
-        if all(type(i) is int or isinstance(i, np.integer) for i in items):
-            named(r, "SelectBackward0")
-        elif all(isinstance(i, slice) or i is Ellipsis for i in items):
-            named(r, "SliceBackward0")
-        elif all(i is None or i is Ellipsis for i in items):
-            named(r, "UnsqueezeBackward0")
+    if r.grad_fn is not None:
+        _name_index(r, idx)
     return r
+
+
+def _name_index(r, idx):
+    """PyTorch's node name for the kind of index."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    if all(type(i) is int or isinstance(i, np.integer) for i in items):
+        named(r, "SelectBackward0")
+    elif all(isinstance(i, slice) or i is Ellipsis for i in items):
+        named(r, "SliceBackward0")
+    elif all(i is None or i is Ellipsis for i in items):
+        named(r, "UnsqueezeBackward0")
 
 
 def setitem(self, idx, value):

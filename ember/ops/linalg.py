@@ -196,6 +196,14 @@ def _mismatch_msg(a, b):
 
 def matmul(input, other, *, out=None):
     """Matrix product with NumPy/PyTorch semantics for 1-d and batched operands."""
+    if type(input) is Tensor and type(other) is Tensor and out is None:
+        # two plain dense Tensors (sparse ones are subclasses): the operator's usual call
+        r = apply_binary(Matmul, input, other)
+        fn = r.grad_fn
+        if fn is not None:  # PyTorch names the node after the product it ran
+            fn._node_name = _MATMUL_NAMES.get((input._data.ndim, other._data.ndim),
+                                              "UnsafeViewBackward0")
+        return r
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         if hasattr(input, "_block_rows_cols") or hasattr(other, "_block_rows_cols"):
             # BSR/BSC operands (ember/sparse.py) multiply through their dense form

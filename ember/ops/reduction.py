@@ -11,13 +11,16 @@ import numpy as np
 from .._meta import asarray as xp_asarray
 from .. import _dtype as D
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, _pt_name, apply_unary, named
+from ..autograd.graph import Node, _pt_name, apply_unary, apply_with as _apply_with, named
 from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 from .._dtype import np_finfo as _np_finfo
 from .. import _parallel as _par
 
 _ndarray = np.ndarray
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_add_reduce = np.add.reduce
+_true_divide = np.true_divide
 
 __all__ = ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var",
            "std", "var_mean", "std_mean", "logsumexp", "norm", "all", "any", "cumsum",
@@ -99,6 +102,12 @@ class Sum(Node):
     @staticmethod
     def forward(ctx, a, axis=None, keepdim=False, dtype=None):
         # backward takes the input's shape from the node's input metadata
+        if axis is None and dtype is None and not keepdim and type(a) is _ndarray:
+            dt = a.dtype
+            if (dt is _F32 or dt is _F64) and a.size < _par.MIN_SIZE:
+                # the usual call, ``x.sum()`` of a small float tensor: the path below, its
+                # decisions taken in one test
+                return _add_reduce(a, None, None, _empty((), dt))
         if axis is not None:
             ctx.axis = axis
         if keepdim:
@@ -132,13 +141,37 @@ class Sum(Node):
 
 
 class Mean(Node):
+    axis = None  # ctx defaults, as in Sum
+    keepdim = False
+
     @staticmethod
-    def forward(ctx, a, axis, keepdim, dtype):
-        ctx.shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
-        n = a.size if axis is None else int(np.prod([a.shape[i] for i in axis]))
+    def forward(ctx, a, axis=None, keepdim=False, dtype=None):
+        ctx.shape = a.shape
+        if axis is None:
+            n = a.size
+        else:
+            ctx.axis = axis
+            n = 1
+            for i in axis:
+                n *= a.shape[i]
+        if keepdim:
+            ctx.keepdim = True
         ctx.n = n
         if dtype is not None:
             a = a.astype(dtype)
+        elif n and type(a) is _ndarray and a.dtype.kind == "f" and a.size < _par.MIN_SIZE \
+                and a.dtype.itemsize > 2:
+            # np.mean's own steps without its Python wrapper and error-state context (about
+            # 4 us): the ufunc's sum, then one division by the count in the sum's dtype (the
+            # same bits: np.mean divides in float64 and rounds, which for float32 equals the
+            # correctly rounded float32 quotient); n > 0, so nothing to silence
+            if axis is None and not keepdim:
+                r = _add_reduce(a, None, None, _empty((), a.dtype))
+            else:
+                r = _add_reduce(a, axis, None, None, keepdim)
+                if type(r) is not _ndarray:  # every dim reduced: a NumPy scalar
+                    return r / n
+            return _true_divide(r, n, out=r)
         with np.errstate(invalid="ignore", divide="ignore"):
             if _low_precision(a):
                 return np.mean(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
@@ -218,6 +251,8 @@ class _MaxMinAll(Node):
     saves = (0,)
     saves_output = True
     nan_share = False  # full max()/min() share the gradient among NaNs; amax/amin give NaN
+    axis = None  # ctx defaults (a full reduction)
+    keepdim = False
 
     @staticmethod
     def backward(ctx, g):
@@ -243,32 +278,51 @@ def _check_nonempty(a, axis, op):
                 raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
 
 
+def _extreme(ctx, a, axis, keepdim, ufunc, op):
+    """amax/amin's forward: ``ufunc`` is np.maximum or np.minimum."""
+    if a.size == 0:
+        _check_nonempty(a, axis, op)
+    if axis is not None:  # ctx defaults: only what differs from a full reduction is stored
+        ctx.axis = axis
+    if keepdim:
+        ctx.keepdim = True
+    if type(a) is _ndarray:
+        if a.size >= _par.MIN_SIZE:
+            return _par.reduce(ufunc, a, axis, None, keepdim)
+        # the ufunc's reduce, as np.max calls it, minus np.max's Python wrapper; a full
+        # reduction goes straight into a 0-d array (not a NumPy scalar to wrap again)
+        if axis is None and not keepdim:
+            return ufunc.reduce(a, None, None, _empty((), a.dtype))
+        return ufunc.reduce(a, axis, None, None, keepdim)
+    return (np.max if ufunc is np.maximum else np.min)(a, axis=axis, keepdims=keepdim)
+
+
 class Amax(_MaxMinAll):
     @staticmethod
-    def forward(ctx, a, axis, keepdim):
-        _check_nonempty(a, axis, "amax")
-        ctx.axis, ctx.keepdim = axis, keepdim
-        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:
-            return _par.reduce(np.maximum, a, axis, None, keepdim)
-        return np.max(a, axis=axis, keepdims=keepdim)
+    def forward(ctx, a, axis=None, keepdim=False):
+        return _extreme(ctx, a, axis, keepdim, np.maximum, "amax")
 
 
 class Amin(_MaxMinAll):
     @staticmethod
-    def forward(ctx, a, axis, keepdim):
-        _check_nonempty(a, axis, "amin")
-        ctx.axis, ctx.keepdim = axis, keepdim
-        if type(a) is _ndarray and a.size >= _par.MIN_SIZE:
-            return _par.reduce(np.minimum, a, axis, None, keepdim)
-        return np.min(a, axis=axis, keepdims=keepdim)
+    def forward(ctx, a, axis=None, keepdim=False):
+        return _extreme(ctx, a, axis, keepdim, np.minimum, "amin")
 
 
 class MaxAll(Amax):
+    """``max(x)``: PyTorch's MaxBackward1."""
+
     nan_share = True
+
+    def name(self):
+        return self._node_name or "MaxBackward1"
 
 
 class MinAll(Amin):
     nan_share = True
+
+    def name(self):
+        return self._node_name or "MinBackward1"
 
 
 class _MaxMinDim(Node):
@@ -579,7 +633,6 @@ def _dim_and_keepdim(input, dim, keepdim, op):
     return _axis(dim, input._data.ndim, op), bool(keepdim)
 
 
-_add_reduce = np.add.reduce
 _empty = np.empty
 
 
@@ -589,6 +642,14 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
         if keepdim:
             return Sum.apply(input, None, True)
         return apply_unary(Sum, input)  # the common case, checks skipped
+    if type(dim) is int and dtype is None and out is None and \
+            input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
+        # one dim in range (the other common case): what the general path passes, sooner
+        r = _apply_with(Sum, input, (dim % input._data.ndim,), bool(keepdim), None)
+        fn = r.grad_fn
+        if fn is not None:
+            fn._node_name = "SumBackward1"
+        return r
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
@@ -606,6 +667,16 @@ def nansum(input, dim=None, keepdim=False, *, dtype=None):
 
 def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
     """Mean over ``dim``; the input must be floating or complex (or ``dtype`` given)."""
+    if dim is None and dtype is None and out is None and not keepdim and \
+            input._data.dtype.kind in "fc":
+        return apply_unary(Mean, input)  # the common case, checks skipped (as in sum)
+    if type(dim) is int and dtype is None and out is None and \
+            input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
+        r = _apply_with(Mean, input, (dim % input._data.ndim,), bool(keepdim), None)
+        fn = r.grad_fn
+        if fn is not None:
+            fn._node_name = "MeanBackward1"
+        return r
     dt = dtype_np(dtype) or input._data.dtype
     if dt.kind not in "fcV":
         raise RuntimeError(
@@ -667,11 +738,15 @@ def _max_min(input, dim, keepdim, other, cls, binary, full, name):
 
 def max(input, dim=None, keepdim=False, *, other=None, out=None):
     """``max(x)`` -> the largest value; ``max(x, dim)`` -> (values, indices); ``max(x, y)``."""
+    if dim is None and other is None and type(input) is Tensor and input._data.size:
+        return apply_unary(MaxAll, input)  # the common case: the largest value
     from .elementwise import maximum
     return _max_min(input, dim, keepdim, other, MaxDim, maximum, MaxAll, "max")
 
 
 def min(input, dim=None, keepdim=False, *, other=None, out=None):
+    if dim is None and other is None and type(input) is Tensor and input._data.size:
+        return apply_unary(MinAll, input)
     from .elementwise import minimum
     return _max_min(input, dim, keepdim, other, MinDim, minimum, MinAll, "min")
 

@@ -12,7 +12,7 @@ from .. import _dtype as D
 from .._meta import MetaArray
 from .. import _memory_format as _mf
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, named
+from ..autograd.graph import Node, apply_with as _apply_with, named
 from ..autograd import forward_ad as _fad
 from ._util import norm_dim, result_dtype, shape_arg
 from .._autocast import autocast_function
@@ -57,12 +57,37 @@ def _infer_shape(shape, numel, op="view"):
     return tuple(shape)
 
 
+def _plain_reshape(a, shape):
+    """``a.reshape(shape)`` where NumPy's rules give PyTorch's answer: an ndarray and sizes
+    of at least -1 (NumPy infers one -1 as PyTorch does; the ambiguous -1 among zero
+    elements is PyTorch's error); None where the general path must decide or raise."""
+    if type(a) is _ndarray and shape and builtins.min(shape) >= -1 and \
+            (a.size or -1 not in shape):
+        try:
+            return a.reshape(shape)
+        except ValueError:  # sizes that do not fit, two -1: the general path's errors
+            return None
+    return None
+
+
 class View(Node):
     view = True
 
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
+        if type(a) is _ndarray and shape and builtins.min(shape) >= -1 and a.size:
+            # _plain_reshape, inlined (views are the hot path); then whether ``r`` is a view
+            # of ``a``: NumPy collapses a view's base to the array owning the memory, while
+            # a copy's base is the fresh copy
+            try:
+                r = a.reshape(shape)
+            except ValueError:
+                r = None
+            if r is not None:
+                b = r.base
+                if b is not None and (b is a or b is a.base):
+                    return r
         shape = _infer_shape(shape, a.size)
         try:
             return np.reshape(a, shape, copy=False)
@@ -87,6 +112,9 @@ class Reshape(Node):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
+        r = _plain_reshape(a, shape)
+        if r is not None:
+            return r
         return np.reshape(a, _infer_shape(shape, a.size))
 
     @staticmethod
@@ -104,7 +132,8 @@ class Permute(Node):
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
-        return np.transpose(a, dims)
+        # the method, not np.transpose's Python wrapper (1 us)
+        return a.transpose(dims) if type(a) is _ndarray else np.transpose(a, dims)
 
     @staticmethod
     def backward(ctx, g):
@@ -431,8 +460,11 @@ class Contiguous(Node):
 # ====================================================================== public functions
 def reshape(input, *shape, **kwargs):
     """The same data in a new shape: a view when the strides allow, else a copy."""
-    r = Reshape.apply(input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
-    return named(r, "ViewBackward0" if r._base is not None else "UnsafeViewBackward0")
+    r = _apply_with(Reshape, input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
+    fn = r.grad_fn
+    if fn is not None:
+        fn._node_name = "ViewBackward0" if r._base is not None else "UnsafeViewBackward0"
+    return r
 
 
 def _kwarg(args, kwargs, name, op):
@@ -450,7 +482,7 @@ def view(input, *shape):
         from .. import _dtype as D
         if isinstance(shape[0], (D.dtype, str)) or shape[0] in (float, int, bool):
             return _view_dtype(input, D.to_dtype(shape[0]))
-    return View.apply(input, shape_arg(shape))
+    return _apply_with(View, input, shape_arg(shape))
 
 
 def _view_dtype(input, dt):
@@ -534,17 +566,29 @@ def permute(input, *dims, **kwargs):
     dims = tuple(norm_dim(d, nd) for d in dims)
     if len(set(dims)) != nd:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return Permute.apply(input, dims)
+    return _apply_with(Permute, input, dims)
+
+
+_SWAP_LAST = {2: (1, 0), 3: (0, 2, 1), 4: (0, 1, 3, 2)}  # transpose(-2, -1) by rank
 
 
 def transpose(input, dim0, dim1):
     nd = input._data.ndim
     if nd == 0:
-        return View.apply(input, ())
-    d0, d1 = norm_dim(dim0, nd), norm_dim(dim1, nd)
-    perm = list(range(nd))
-    perm[d0], perm[d1] = perm[d1], perm[d0]
-    return named(Permute.apply(input, tuple(perm)), "TransposeBackward0")
+        return _apply_with(View, input, ())
+    if (dim0 == -2 or dim0 == nd - 2) and (dim1 == -1 or dim1 == nd - 1) and \
+            nd in _SWAP_LAST and type(dim0) is int and type(dim1) is int:
+        perm = _SWAP_LAST[nd]  # the usual call (t(), mT, x.transpose(-2, -1))
+    else:
+        d0, d1 = norm_dim(dim0, nd), norm_dim(dim1, nd)
+        perm = list(range(nd))
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+        perm = tuple(perm)
+    r = _apply_with(Permute, input, perm)
+    fn = r.grad_fn
+    if fn is not None:
+        fn._node_name = "TransposeBackward0"
+    return r
 
 
 swapaxes = swapdims = transpose
@@ -554,8 +598,11 @@ def t(input):
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    return named(transpose(input, 0, 1) if nd == 2 else View.apply(input, _shape_of(input)),
-                 "TBackward0")
+    r = transpose(input, 0, 1) if nd == 2 else _apply_with(View, input, _shape_of(input))
+    fn = r.grad_fn
+    if fn is not None:
+        fn._node_name = "TBackward0"
+    return r
 
 
 def adjoint(input):
