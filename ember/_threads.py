@@ -5,7 +5,20 @@ from __future__ import annotations
 
 import os
 
-_n = [int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1]
+
+
+def _env_threads():
+    """``OMP_NUM_THREADS`` as OpenMP reads it (the first level of a list such as ``"4,2"``);
+    empty, zero or unreadable means every core, as PyTorch takes it."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    return n if n > 0 else os.cpu_count() or 1
+
+
+_n = [_env_threads()]
 
 
 def set_num_threads(n):

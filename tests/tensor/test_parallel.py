@@ -3,6 +3,7 @@
 NumPy's pairwise sum against a float64 reference)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -386,3 +387,13 @@ def test_a_split_inside_a_pool_part_runs_inline(threads, monkeypatch):
     P.run_split(part, [(0, 1), (1, 2)])
     np.testing.assert_allclose(out[1], a.T @ a, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(out[0], a.T @ a, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("value, expected", [("", None), ("abc", None), ("0", None),
+                                             ("3", 3), ("4,2", 4), (" 5 ", 5)])
+def test_omp_num_threads_is_read_as_openmp_does(monkeypatch, value, expected):
+    # an empty or unreadable setting means every core (PyTorch's reading), never an error
+    # at import; a list takes its first level
+    from ember import _threads
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert _threads._env_threads() == (expected or os.cpu_count() or 1)
