@@ -579,6 +579,23 @@ def _find(nodes, pat, env):
     return None
 
 
+def _replace_grads(graph, rg, order, target, args, olds):
+    """A node ``target(*args)`` returning one gradient per entry of ``olds`` (the composed
+    gradient nodes it replaces, None where not wanted), put before the first of them
+    (``order``: node positions); their uses move to its items."""
+    first = min((o for o in olds if o is not None), key=order.__getitem__)
+    with graph.inserting_before(first):
+        node = graph.call_function(target, args)
+        items = [graph.call_function(operator.getitem, (node, i)) for i in range(len(olds))]
+    rg[node] = False
+    for item, old in zip(items, olds):
+        rg[item] = False
+        if old is not None:
+            item.meta.update(old.meta)
+            old.replace_all_uses_with(item)
+    return node
+
+
 def _item(graph, n, i):
     """A ``getitem(n, i)`` node: an existing one, else one made right after ``n``."""
     for u in n.users:
@@ -701,19 +718,11 @@ def fuse_normalize_backward(graph, rg):
         done.add(fwd)
         fwd.target = _NormalizeKeep.apply
         mean, rstd = _item(graph, fwd, 1), _item(graph, fwd, 3)
-        first = min((m for m in (n, gw, gb) if m is not None), key=order.__getitem__)
         shapes = tuple(None if m is None else tuple(m.meta["tensor_meta"][0]) for m in (gw, gb))
-        with graph.inserting_before(first):
-            grad = graph.call_function(_NormalizeGrad.apply, (
-                g, x, fwd.args[1], mean, rstd, tuple(axes),
-                (True, gw is not None, gb is not None), shapes))
-            outs = [graph.call_function(operator.getitem, (grad, i)) for i in range(3)]
-        rg[grad] = rg[mean] = rg[rstd] = False
-        for out, old in zip(outs, (n, gw, gb)):
-            rg[out] = False
-            if old is not None:
-                out.meta.update(old.meta)
-                old.replace_all_uses_with(out)
+        _replace_grads(graph, rg, order, _NormalizeGrad.apply, (
+            g, x, fwd.args[1], mean, rstd, tuple(axes), (True, gw is not None, gb is not None),
+            shapes), (n, gw, gb))
+        rg[mean] = rg[rstd] = False
         changed += 1
     if changed:
         dce(graph)
@@ -822,18 +831,9 @@ def fuse_attention(graph, rg):
         w.replace_all_uses_with(wk)
         if any(gr is not None for gr in grads):
             order = {n: i for i, n in enumerate(graph.nodes)}
-            first = min((gr for gr in grads if gr is not None), key=order.__getitem__)
-            go = env["?go"]
-            with graph.inserting_before(first):
-                bwd = graph.call_function(_AttentionGrad.apply, (
-                    go, q, k, v, wk, float(scale), tuple(gr is not None for gr in grads)))
-                items = [graph.call_function(operator.getitem, (bwd, i)) for i in range(3)]
-            rg[bwd] = False
-            for it, old in zip(items, grads):
-                rg[it] = False
-                if old is not None:
-                    it.meta.update(old.meta)
-                    old.replace_all_uses_with(it)
+            _replace_grads(graph, rg, order, _AttentionGrad.apply, (
+                env["?go"], q, k, v, wk, float(scale), tuple(gr is not None for gr in grads)),
+                grads)
         changed += 1
     if changed:
         dce(graph)

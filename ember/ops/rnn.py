@@ -62,8 +62,19 @@ def _proj(a, w):
     return _par.gemm(a, w.T)
 
 
-def _mask(lengths, t, dtype):
-    return None if lengths is None else (t < lengths)[:, None].astype(dtype)
+def _mask(lengths, t, dtype, s, e):
+    """Rows ``s:e``: 1 where step ``t`` is inside the row's sequence, else 0 (None: no
+    lengths)."""
+    return None if lengths is None else (t < lengths[s:e])[:, None].astype(dtype)
+
+
+def _step_grad(dh, g, m):
+    """``(dh_t, keep)``: the gradient reaching a step's output (state gradient ``dh`` plus
+    output gradient ``g``), and the part of ``dh`` that rows past their length pass
+    through unchanged (None without a mask)."""
+    if m is None:
+        return dh + g, None
+    return (dh + g * m) * m, dh * (1 - m)
 
 
 def _steps(T, reverse):
@@ -156,9 +167,8 @@ class LSTMLayer(Node):
                 h_new = g[:, 3 * H:] * tc
                 if w_hr is not None:
                     h_new = h_new @ w_hr.T
-                m = _mask(lengths, t, x.dtype)
+                m = _mask(lengths, t, x.dtype, s, e)
                 if m is not None:
-                    m = m[s:e]
                     h_new = m * h_new + (1 - m) * h
                     c_new = m * c_new + (1 - m) * c
                     hs[t, s:e] = h_new * m
@@ -203,13 +213,10 @@ class LSTMLayerGrad(_NoDoubleBackward):
         def loop(s, e):
             dh, dc = dh_n[s:e], dc_n[s:e]
             for t in _steps(T, not reverse):
-                m = _mask(lengths, t, x.dtype)
-                if m is not None:
-                    m = m[s:e]
-                dh_t = dh + (g_out[t, s:e] * m if m is not None else g_out[t, s:e])
+                m = _mask(lengths, t, x.dtype, s, e)
+                dh_t, keep_h = _step_grad(dh, g_out[t, s:e], m)
                 if m is not None:  # rows past their length pass the state gradient through
-                    keep_h, keep_c = dh * (1 - m), dc * (1 - m)
-                    dh_t = dh_t * m
+                    keep_c = dc * (1 - m)
                     dc_t = dc * m
                 else:
                     dc_t = dc
@@ -308,9 +315,8 @@ class GRULayer(Node):
                 r, z = a[:, :H], a[:, H:]
                 n = np.tanh(xw[t, s:e, 2 * H:] + r * hw[:, 2 * H:])
                 h_new = (1 - z) * n + z * h
-                m = _mask(lengths, t, x.dtype)
+                m = _mask(lengths, t, x.dtype, s, e)
                 if m is not None:
-                    m = m[s:e]
                     h_new = m * h_new + (1 - m) * h
                     hs[t, s:e] = h_new * m
                 else:
@@ -351,13 +357,8 @@ class GRULayerGrad(_NoDoubleBackward):
         def loop(s, e):
             dh = dh_n[s:e]
             for t in _steps(T, not reverse):
-                m = _mask(lengths, t, x.dtype)
-                if m is not None:
-                    m = m[s:e]
-                dh_t = dh + (g_out[t, s:e] * m if m is not None else g_out[t, s:e])
-                if m is not None:
-                    keep = dh * (1 - m)
-                    dh_t = dh_t * m
+                m = _mask(lengths, t, x.dtype, s, e)
+                dh_t, keep = _step_grad(dh, g_out[t, s:e], m)
                 r, z, n = rz[t, s:e, :H], rz[t, s:e, H:], ns[t, s:e]
                 dn = dh_t * (1 - z)
                 dz = dh_t * (h_prev[t, s:e] - n)
@@ -416,9 +417,7 @@ class RNNLayer(Node):
                 h_prev[t, s:e] = h
                 pre = xw[t, s:e] + h @ w_hh_t
                 a = np.maximum(pre, 0) if relu else np.tanh(pre)
-                m = _mask(lengths, t, x.dtype)
-                if m is not None:
-                    m = m[s:e]
+                m = _mask(lengths, t, x.dtype, s, e)
                 h_new = a if m is None else m * a + (1 - m) * h
                 hs[t, s:e] = h_new if m is None else h_new * m
                 acts[t, s:e] = a
@@ -450,13 +449,8 @@ class RNNLayerGrad(_NoDoubleBackward):
         def loop(s, e):
             dh = dh_n[s:e]
             for t in _steps(T, not reverse):
-                m = _mask(lengths, t, x.dtype)
-                if m is not None:
-                    m = m[s:e]
-                dh_t = dh + (g_out[t, s:e] * m if m is not None else g_out[t, s:e])
-                if m is not None:
-                    keep = dh * (1 - m)
-                    dh_t = dh_t * m
+                m = _mask(lengths, t, x.dtype, s, e)
+                dh_t, keep = _step_grad(dh, g_out[t, s:e], m)
                 a = acts[t, s:e]
                 dp = dpre[t, s:e]
                 dp[...] = dh_t * ((a > 0) if relu else (1 - a * a))
