@@ -575,8 +575,8 @@ def set_default_tensor_type(t):
 
 
 def is_anomaly_check_nan_enabled():
-    import ember
-    return ember.is_anomaly_enabled()
+    from .autograd.anomaly import is_anomaly_check_nan_enabled as enabled
+    return enabled()
 
 
 def cudnn_is_acceptable(input):

@@ -59,6 +59,7 @@ class Tensor:
     _hooks = None          # gradient hooks (leaf: run before accumulation)
     _post_acc_hooks = None
     _accum = None          # this leaf's AccumulateGrad node (made on first use)
+    _ngview = None         # "no_grad"/"inference": a view made there of a tensor needing grad
     _retains_grad = False
     _is_param = False
     __array_ufunc__ = None  # NumPy defers binary operators to ours

@@ -3,7 +3,9 @@ when a backward produces NaN, naming that node (and printing the forward traceba
 
 from __future__ import annotations
 
-from .graph import _anomaly_enabled
+from .graph import _anomaly_enabled, _anomaly_nan
+
+_CHECK_NAN = [True]  # the check_nan setting, kept while anomaly mode is off (PyTorch's)
 
 
 class detect_anomaly:
@@ -13,12 +15,12 @@ class detect_anomaly:
         self.check_nan = check_nan
 
     def __enter__(self):
-        self._prev = _anomaly_enabled[0]
-        _anomaly_enabled[0] = self.check_nan
+        self._prev = (_anomaly_enabled[0], _CHECK_NAN[0])
+        set_anomaly_enabled(True, self.check_nan)
         return self
 
     def __exit__(self, *exc):
-        _anomaly_enabled[0] = self._prev
+        set_anomaly_enabled(*self._prev)
         return False
 
     def __call__(self, fn):
@@ -33,9 +35,9 @@ class detect_anomaly:
 
 class set_detect_anomaly(detect_anomaly):
     def __init__(self, mode, check_nan=True):
-        self._prev = _anomaly_enabled[0]
-        _anomaly_enabled[0] = bool(mode) and check_nan
-        self.check_nan = bool(mode) and check_nan
+        self._prev = (_anomaly_enabled[0], _CHECK_NAN[0])
+        set_anomaly_enabled(mode, check_nan)
+        self.check_nan = check_nan
 
     def __enter__(self):
         return self
@@ -46,6 +48,15 @@ def is_anomaly_enabled():
     return _anomaly_enabled[0]
 
 
+def is_anomaly_check_nan_enabled():
+    """Whether anomaly mode also checks every gradient for NaN."""
+    return _CHECK_NAN[0]
+
+
 def set_anomaly_enabled(enabled, check_nan=True):
-    """Turn anomaly detection on or off globally (``ember.set_anomaly_enabled``)."""
-    _anomaly_enabled[0] = bool(enabled) and check_nan
+    """Turn anomaly detection on or off globally (``ember.set_anomaly_enabled``):
+    nodes record their forward's traceback (printed when their backward fails) and, with
+    ``check_nan``, a gradient holding NaN raises."""
+    _anomaly_enabled[0] = bool(enabled)
+    _CHECK_NAN[0] = bool(check_nan)
+    _anomaly_nan[0] = _anomaly_enabled[0] and _CHECK_NAN[0]

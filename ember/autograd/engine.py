@@ -26,7 +26,8 @@ import numpy as np
 
 from .._meta import MetaArray
 from .._tensor import Tensor, _make
-from .graph import _FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled
+from .graph import (_FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled,
+                    _anomaly_nan)
 from .graph import _MODES
 from .grad_mode import GradMode
 
@@ -173,7 +174,10 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 continue
             post_hooks = node._hooks  # read first: a backward without retain_graph frees them
             if _PROFILER[0] is None:
-                grads_in = _call_backward(node, buf, retain_graph, raw)
+                if _anomaly_enabled[0]:
+                    grads_in = _call_backward_traced(node, buf, retain_graph, raw)
+                else:
+                    grads_in = _call_backward(node, buf, retain_graph, raw)
             else:  # a profiler is on: it times the node under PyTorch's event name
                 grads_in = _PROFILER[0].backward_node(node, _call_backward, buf, retain_graph,
                                                       raw)
@@ -200,7 +204,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     if gd is not dt and gd != dt and dt.kind in "fcV":
                         # a complex gradient reaching a real input keeps its real part
                         g = (g.real if g.dtype.kind == "c" and dt.kind != "c" else g).astype(dt)
-                    if _anomaly_enabled[0]:
+                    if _anomaly_nan[0]:
                         _check_nan(node, k, g)
                 else:
                     if not isinstance(g, Tensor):
@@ -211,7 +215,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                             _bad_shape(node, k, g._data.shape, shape)
                     if g._data.dtype != dt:
                         g = g.to(_dt(dt)) if dt.kind in "fcV" else g
-                    if _anomaly_enabled[0]:
+                    if _anomaly_nan[0]:
                         _check_nan(node, k, g._data)
                 b = buffers.get(nxt)
                 if b is None:
@@ -378,13 +382,27 @@ def _zeros(meta, raw, like=None):
     return z if raw else _make(z)
 
 
+def _print_forward_trace(node):
+    trace = getattr(node, "_anomaly_trace", None)
+    if trace:
+        import sys
+        sys.stderr.write("Traceback of forward call that caused the error:\n" + "".join(trace))
+
+
 def _check_nan(node, k, g):
     if np.isnan(g).any():
-        trace = node._anomaly_trace
-        if trace:
-            import sys
-            sys.stderr.write("Traceback of forward call that caused the error:\n" + "".join(trace))
+        _print_forward_trace(node)
         raise RuntimeError(f"Function '{node.name()}' returned nan values in its {k}th output.")
+
+
+def _call_backward_traced(node, buf, retain_graph, raw):
+    """``_call_backward`` in anomaly mode: an error in a node's backward first prints the
+    traceback of the forward call that made the node (as PyTorch's anomaly mode does)."""
+    try:
+        return _call_backward(node, buf, retain_graph, raw)
+    except Exception:
+        _print_forward_trace(node)
+        raise
 
 
 def _owned(g, handed, root_ids):

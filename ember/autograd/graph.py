@@ -306,6 +306,8 @@ def apply_with(cls, a, *args):
     if view is True:  # always a view: link to the root base (``_link_view``, inlined)
         b = a._base
         t._base = b if b is not None else a
+        if a._rg or a._ngview is not None:
+            _mark_nograd_view(t, a)
     elif view:
         _link_view(cls, t, a)
     return t
@@ -372,6 +374,44 @@ def _link_view(cls, t, src):
                 not np.may_share_memory(d, sd):
             return
     t._base = src._base if src._base is not None else src
+    if src._ngview is not None or (src._rg and t.grad_fn is None):
+        _mark_nograd_view(t, src)
+
+
+def _mark_nograd_view(t, src):
+    """PyTorch's view creation meta: a view made under ``no_grad``/``inference_mode`` of a
+    tensor that requires grad reports ``requires_grad=True`` (a leaf whose gradient goes
+    nowhere: it has no accumulator), and an in-place write to it, or to a view of it, with
+    grad mode on is refused (``_check_nograd_view``): the write could not be recorded
+    against the base's graph. Views of such a view inherit the mark."""
+    mode = src._ngview
+    if mode is None:
+        if GradMode.enabled:  # a non-differentiable view op in grad mode: a plain alias
+            return
+        mode = "inference" if GradMode.inference else "no_grad"
+    t._ngview = mode
+    t._rg = True
+
+
+def _check_nograd_view(target):
+    """Refuse an in-place write, with grad mode on, to a view marked by
+    ``_mark_nograd_view`` (the first sentence is PyTorch's, so that searches find it)."""
+    inference = target._ngview == "inference"
+    what = "inference mode" if inference else "no_grad mode"
+    fn = target.grad_fn
+    if fn is None:
+        head = f"A view was created in {what}"
+    else:  # a view, made with grad mode on, of such a view
+        name = fn.name()
+        name = name[:-9] if name.endswith("Backward0") else name
+        head = (f"Output {target._output_nr} of {name} is a view of a view which was created "
+                f"in {what}")
+    block = "inference_mode" if inference else "no_grad"
+    raise RuntimeError(
+        f"{head} and is being modified inplace "
+        f"{'in normal mode' if inference else 'with grad mode enabled'}. The write cannot "
+        "be recorded against the base's graph. Make the view and the in-place write both "
+        f"inside the {block} block (the write is not tracked) or both outside it (it is).")
 
 
 def _differentiable_dtype(arr):
@@ -731,7 +771,8 @@ class disable_saved_tensors_hooks:
         return False
 _NO_EDGE = (None, 0)  # PyTorch's next_functions entry for an input needing no grad
 _NO_EDGES = tuple((_NO_EDGE,) * k for k in range(6))
-_anomaly_enabled = [False]
+_anomaly_enabled = [False]  # anomaly mode: nodes keep their forward's traceback
+_anomaly_nan = [False]  # and the engine checks each gradient for NaN (``check_nan``)
 
 
 def _raise_modified(node, t, now, then):
@@ -810,6 +851,8 @@ class AccumulateGrad(Node):
 def _accumulator(t):
     node = t._accum
     if node is None:
+        if t._ngview is not None and t.grad_fn is None:
+            return None  # a view made under no_grad: its gradient goes nowhere (PyTorch's)
         node = _new(AccumulateGrad)
         node._seq = -1  # sinks run after every node that feeds them
         node.next_functions = ()
@@ -842,6 +885,8 @@ def apply_inplace(cls, target, *args, **kwargs):
                     need = True
                     break
     if need:
+        if target._ngview is not None:
+            _check_nograd_view(target)
         if target._base is not None and _VIEW_INPLACE[0] is not None:
             res = _VIEW_INPLACE[0](cls, target, args, kwargs)
             if res is not NotImplemented:
