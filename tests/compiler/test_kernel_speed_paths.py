@@ -50,8 +50,18 @@ def test_fused_gelu_matches_pytorch(dtype, approximate, backend):
     ks = _kernels(f)
     assert len(ks) == 1 and ks[0].backend == ("c" if backend == "inductor" else "numpy")
     want = torch.nn.functional.gelu(torch.tensor(x), approximate=approximate).numpy()
-    tol = 4e-7 if dtype == "float32" else 1e-15
-    _close(got, want, rtol=tol, atol=tol)
+    # gelu(+inf) is +inf; PyTorch's float32 exact GELU gives NaN there on AVX-512 CPUs (its
+    # vectorised erf) and +inf on AVX2 ones: hold ember to the limit
+    want = np.where(np.isposinf(x), np.inf, want).astype(want.dtype)
+    if dtype == "float64":
+        _close(got, want, rtol=1e-15, atol=1e-15)
+        return
+    # float32: PyTorch's own error depends on the CPU's vector kernels (1.1e-6 absolute on
+    # AVX-512, below 4e-7 on AVX2): hold ember to the float64 value, and near PyTorch's
+    exact = torch.nn.functional.gelu(torch.tensor(x, dtype=torch.float64),
+                                     approximate=approximate).numpy()
+    _close(got, exact.astype(np.float32), rtol=5e-7, atol=5e-7)
+    _close(got, want, rtol=2e-6, atol=2e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
