@@ -66,7 +66,9 @@ def test_gelu_special_values(n):
     y = ember.nn.functional.gelu(t)
     y.sum().backward()
     want = torch.nn.functional.gelu(torch.tensor(x)).numpy()
-    np.testing.assert_array_equal(np.isnan(y.detach().numpy()), np.isnan(want))
+    # (PyTorch's float32 GELU gives NaN at +inf on AVX-512 CPUs; the limit is +inf)
+    np.testing.assert_array_equal(np.isnan(y.detach().numpy()),
+                                  np.isnan(want) & ~np.isposinf(x))
     assert y.detach().numpy()[1] == np.inf and y.detach().numpy()[3] == 0
     assert t.grad.numpy()[3] == 0.5
 

@@ -144,7 +144,10 @@ def test_gelu_matches_torch(dtype, n):
                          1e-40]]).astype(dtype)
     g = rng.standard_normal(x.shape).astype(dtype)
     rtol, atol = (1.3e-6, 1e-6) if dtype == np.float32 else (1e-12, 1e-12)
-    for a, t in zip(_gelu(ember, x, g), _gelu(torch, x, g)):
+    # float32 against PyTorch in float64 rounded to float32: PyTorch's own float32 kernel
+    # is off by up to 1.1e-6 on AVX-512 CPUs (4e-7 on AVX2), ember's by 4e-7 on both
+    ref = [r.astype(dtype) for r in _gelu(torch, x.astype(np.float64), g.astype(np.float64))]
+    for a, t in zip(_gelu(ember, x, g), ref):
         np.testing.assert_allclose(a, t, rtol=rtol, atol=atol)
 
 
@@ -155,7 +158,8 @@ def test_gelu_special_values_non_contiguous_and_fallback(dtype, threads, no_c):
     g = np.ones_like(x)
     ye, ge = _gelu(ember, x, g)
     yt, gt = _gelu(torch, x, g)
-    np.testing.assert_array_equal(np.isnan(ye), np.isnan(yt))
+    # (PyTorch's float32 GELU gives NaN at +inf on AVX-512 CPUs; the limit is +inf)
+    np.testing.assert_array_equal(np.isnan(ye), np.isnan(yt) & ~np.isposinf(x))
     np.testing.assert_array_equal(np.isnan(ge), np.isnan(gt))
     assert ye[1] == np.inf and ye[3] == 0 and ge[3] == 0.5
     # a strided input takes NumPy's formula: same values to rounding
