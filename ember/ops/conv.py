@@ -1985,7 +1985,8 @@ native_channel_shuffle = channel_shuffle
 
 
 # ====================================================================== interpolation
-_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
+_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area",
+          "lanczos")
 
 
 def _scale(in_size, out_size, scale_factor, dtype):
@@ -2011,6 +2012,48 @@ def _cubic_coeffs(t, a):
     def far(x):
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
     return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _aa_filter(mode):
+    """The resampling filter of antialiased interpolation, and its half-width at scale 1."""
+    if mode == "bilinear":  # triangle
+        return (lambda x: np.maximum(1.0 - np.abs(x), 0.0)), 1.0
+    if mode == "bicubic":  # Keys' cubic with a = -0.5 (Pillow's, not upsampling's -0.75)
+        def cubic(x):
+            x = np.abs(x)
+            a = -0.5
+            near = ((a + 2) * x - (a + 3)) * x * x + 1
+            far = (((x - 5) * x + 8) * x - 4) * a
+            return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+        return cubic, 2.0
+
+    def lanczos3(x):  # sinc(x) sinc(x / 3) on |x| < 3
+        return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+    return lanczos3, 3.0
+
+
+def _aa_matrix(in_size, out_size, scale_factor, align_corners, mode, dtype):
+    """The (out, in) matrix of antialiased 1-d resampling (``interpolate(antialias=True)``):
+    each output sample averages the inputs under the filter centred on it, the filter
+    widened by the downsampling factor (so every input contributes: no aliasing), weights
+    normalised to sum to one over the inputs that exist; upsampling is the plain filter."""
+    if align_corners:
+        sc = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        sc = 1.0 / scale_factor if scale_factor is not None and scale_factor > 0 else \
+            in_size / out_size
+    filt, half = _aa_filter(mode)
+    stretch = max(sc, 1.0)
+    support = half * stretch
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    for i in range(out_size):
+        centre = sc * (i + 0.5)
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        w = filt((np.arange(lo, hi) - centre + 0.5) / stretch)
+        total = w.sum()
+        m[i, lo:hi] = w / total if total != 0 else w
+    return m.astype(dtype)
 
 
 def _interp_matrix(in_size, out_size, scale_factor, align_corners, cubic, dtype):
@@ -2049,6 +2092,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
             "the modes: nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact "
             f"(got {mode})")
+    if antialias and not (mode in ("bilinear", "bicubic", "lanczos") and input.ndim == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
+                         "modes and requires a 4-D tensor as input")
+    if mode == "lanczos":
+        if align_corners:
+            raise ValueError("Lanczos mode does not support align_corners=True")
+        if not antialias:
+            raise ValueError("Lanczos mode requires antialias=True")
     if mode in ("nearest", "area", "nearest-exact"):
         if align_corners is not None:
             raise ValueError("align_corners option can only be set with the interpolating "
@@ -2065,8 +2116,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if need is not None and need != nd:
         raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
                                   f"{need + 2}D input")
-    if antialias:
-        raise NotImplementedError("ember's interpolate does not implement antialias=True")
     spatial = tuple(input.shape[2:])
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
@@ -2118,8 +2167,11 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     _check_float(input._data, f"upsample_{mode}")
     dtype = input._data.dtype
     for i in range(nd - 1, -1, -1):
-        m = _interp_matrix(spatial[i], out_size[i], scales[i], align_corners, mode == "bicubic",
-                           dtype)
+        if antialias:
+            m = _aa_matrix(spatial[i], out_size[i], scales[i], align_corners, mode, dtype)
+        else:
+            m = _interp_matrix(spatial[i], out_size[i], scales[i], align_corners,
+                               mode == "bicubic", dtype)
         out = _along_dim(out, 2 + i, _make(m))
     return out
 

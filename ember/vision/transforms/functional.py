@@ -305,10 +305,30 @@ def resize(img, size, interpolation=InterpolationMode.BILINEAR, max_size=None, a
     oh, ow = _resized_hw(h, w, size, max_size)
     if _is_pil(img):
         return img.resize((ow, oh), _pil_resample(interpolation))
-    if interpolation == "bicubic":
-        raise NotImplementedError("resize of tensors with bicubic interpolation is not "
-                                  "supported yet; use bilinear or a PIL image")
-    return _make(_resize_array(img._data, oh, ow, interpolation))
+    if interpolation in ("nearest", "nearest-exact") or (oh, ow) == (h, w):
+        return _make(_resize_array(img._data, oh, ow, interpolation))
+    if interpolation not in ("bilinear", "bicubic"):
+        raise ValueError(f"resize of tensors supports nearest, nearest-exact, bilinear and "
+                         f"bicubic interpolation, got {interpolation}")
+    return _interpolate_image(img, oh, ow, str(interpolation.value if isinstance(
+        interpolation, enum.Enum) else interpolation), antialias is not False)
+
+
+def _interpolate_image(img, oh, ow, mode, antialias):
+    """torchvision's tensor resize: ``interpolate`` over the last two dims (half-pixel
+    centres, antialiased when downsampling unless ``antialias=False``); integer images are
+    resampled in float32, then rounded and clamped to their dtype's range. Differentiable."""
+    from ...nn.functional import interpolate
+    lead, (ih, iw) = tuple(img.shape[:-2]), tuple(img.shape[-2:])
+    x = img.reshape(-1, 1, ih, iw)
+    integer = img.dtype.is_floating_point is False
+    if integer:
+        x = x.float()
+    y = interpolate(x, size=(oh, ow), mode=mode, align_corners=False, antialias=antialias)
+    if integer:
+        info = np.iinfo(img._data.dtype)
+        y = y.round().clamp(info.min, info.max).to(img.dtype)
+    return y.reshape(*lead, oh, ow)
 
 
 def crop(img, top, left, height, width):
