@@ -2225,24 +2225,24 @@ def _reflect(coord, twice_low, twice_high):
 
 @autocast_function("fp32")
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
-    """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1]
-    (x then y); modes ``bilinear``/``nearest``, padding ``zeros``/``border``/``reflection``."""
+    """Sample ``input`` (N, C, H, W) at ``grid`` (N, Ho, Wo, 2) locations in [-1, 1] (x then
+    y), or a volume (N, C, D, H, W) at ``grid`` (N, Do, Ho, Wo, 3) (x, y, z); modes
+    ``bilinear`` (trilinear on volumes), ``nearest`` and ``bicubic`` (4-D only), padding
+    ``zeros``/``border``/``reflection``. Composed of ember ops: differentiable in the input
+    and the grid."""
     if mode not in ("bilinear", "nearest", "bicubic"):
         raise ValueError(f"nn.functional.grid_sample(): expected mode to be 'bilinear', "
                          f"'nearest' or 'bicubic', but got: '{mode}'")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
                          f"'border', or 'reflection', but got: '{padding_mode}'")
-    if mode == "bicubic":
-        raise NotImplementedError("ember's grid_sample implements modes 'bilinear' and "
-                                  "'nearest', not 'bicubic'")
-    if input.ndim == 5:
-        raise NotImplementedError("ember's grid_sample implements 4-D (spatial) input, not "
-                                  "5-D (volumetric) input")
-    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
-        raise RuntimeError(f"grid_sampler(): expected 4D input and grid with same number of "
-                           f"dimensions, but got input with sizes {list(input.shape)} and grid "
-                           f"with sizes {list(grid.shape)}")
+    nd = input.ndim - 2
+    if input.ndim not in (4, 5) or grid.ndim != input.ndim or grid.shape[-1] != nd:
+        raise RuntimeError(f"grid_sampler(): expected 4D or 5D input and grid with same number "
+                           f"of dimensions, but got input with sizes {list(input.shape)} and "
+                           f"grid with sizes {list(grid.shape)}")
+    if mode == "bicubic" and nd != 2:
+        raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input")
     if input.shape[0] != grid.shape[0]:
         raise RuntimeError(f"grid_sampler(): expected grid and input to have same batch size, "
                            f"but got input with sizes {list(input.shape)} and grid with sizes "
@@ -2251,38 +2251,89 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         raise RuntimeError(f"grid_sampler(): expected input and grid to have same dtype, but "
                            f"input has {input.dtype} and grid has {grid.dtype}")
     align_corners = bool(align_corners)
-    n, c, h, w = input.shape
-    ho, wo = grid.shape[1:3]
-    flat_in = input.reshape(n, c, h * w)
-    gx = _source_coord(grid[..., 0].reshape(n, 1, ho * wo), w, padding_mode, align_corners)
-    gy = _source_coord(grid[..., 1].reshape(n, 1, ho * wo), h, padding_mode, align_corners)
+    n, c = input.shape[:2]
+    sizes = tuple(input.shape[2:])  # (H, W) or (D, H, W)
+    out_sp = tuple(grid.shape[1:-1])
+    length = int(np.prod(out_sp))
+    flat_in = input.reshape(n, c, int(np.prod(sizes)))
     dtype = input._data.dtype
+    # the grid's last dim is (x, y[, z]): component k indexes spatial dim nd - 1 - k
+    raw = [grid[..., nd - 1 - d].reshape(n, 1, length) for d in range(nd)]
 
-    def tap(iy, ix):
-        """Input values at integer (iy, ix) (N, 1, L) arrays; zero outside the image."""
-        inside = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h))
-        idx = np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)
-        vals = flat_in.gather(2, _make(np.broadcast_to(idx, (n, c, ho * wo)).copy()))
+    def tap(idx):
+        """Input values at integer positions ``idx`` (one (N, 1, L) array per spatial dim),
+        and 1.0 where the position is inside the input, 0.0 outside."""
+        inside = np.ones(idx[0].shape, dtype=bool)
+        flat = 0
+        for i, size in zip(idx, sizes):
+            inside &= (i >= 0) & (i < size)
+            flat = flat * size + np.clip(i, 0, size - 1)
+        vals = flat_in.gather(2, _make(np.broadcast_to(flat, (n, c, length)).copy()))
         return vals, inside.astype(dtype)
 
-    if mode == "nearest":
-        ix = np.rint(gx._data).astype(np.int64)
-        iy = np.rint(gy._data).astype(np.int64)
-        vals, inside = tap(iy, ix)
-        out = vals * _make(inside)
+    if mode == "bicubic":
+        out = _grid_bicubic(raw, sizes, tap, padding_mode, align_corners)
     else:
-        x0 = np.floor(gx._data)
-        y0 = np.floor(gy._data)
-        ix0, iy0 = x0.astype(np.int64), y0.astype(np.int64)
-        tx = gx - _make(x0)
-        ty = gy - _make(y0)
-        out = None
-        for dy, wy in ((0, 1 - ty), (1, ty)):
-            for dx, wx in ((0, 1 - tx), (1, tx)):
-                vals, inside = tap(iy0 + dy, ix0 + dx)
-                term = vals * (wy * wx * _make(inside))
+        coords = [_source_coord(g, size, padding_mode, align_corners)
+                  for g, size in zip(raw, sizes)]
+        if mode == "nearest":  # nearest with ties to even, as PyTorch's nearbyint
+            vals, inside = tap([np.rint(g._data).astype(np.int64) for g in coords])
+            out = vals * _make(inside)
+        else:
+            lows = [np.floor(g._data) for g in coords]
+            fracs = [g - _make(lo) for g, lo in zip(coords, lows)]
+            lows = [lo.astype(np.int64) for lo in lows]
+            out = None
+            for corner in itertools.product((0, 1), repeat=nd):
+                weight = None
+                for bit, t in zip(corner, fracs):
+                    f = t if bit else 1 - t
+                    weight = f if weight is None else weight * f
+                vals, inside = tap([lo + bit for lo, bit in zip(lows, corner)])
+                term = vals * (weight * _make(inside))
                 out = term if out is None else out + term
-    return out.reshape(n, c, ho, wo)
+    return out.reshape(n, c, *out_sp)
+
+
+def _grid_bicubic(raw, sizes, tap, padding_mode, align_corners):
+    """Bicubic grid sampling (PyTorch's: Keys' cubic with a = -0.75 over the 4x4 taps around
+    the unnormalised coordinate; the padding mode applies to each tap's position)."""
+    coords = [_unnormalize(g, size, align_corners) for g, size in zip(raw, sizes)]
+    lows = [np.floor(g._data) for g in coords]
+    fracs = [g - _make(lo) for g, lo in zip(coords, lows)]
+    lows = [lo.astype(np.int64) for lo in lows]
+    weights = [_cubic_coeffs(t, -0.75) for t in fracs]  # 4 Tensors per dim
+    out = None
+    for ky in range(4):
+        for kx in range(4):
+            pos = [_pad_tap(lows[0] - 1 + ky, sizes[0], padding_mode, align_corners),
+                   _pad_tap(lows[1] - 1 + kx, sizes[1], padding_mode, align_corners)]
+            vals, inside = tap(pos)
+            term = vals * (weights[0][ky] * weights[1][kx] * _make(inside))
+            out = term if out is None else out + term
+    return out
+
+
+def _pad_tap(i, size, padding_mode, align_corners):
+    """An integer tap position after the padding mode: clipped (border), reflected then
+    clipped (reflection), or as is (zeros: read as 0 outside)."""
+    if padding_mode == "zeros":
+        return i
+    if padding_mode == "reflection":
+        x = i.astype(np.float64)
+        if align_corners:
+            low, span = 0.0, float(size - 1)
+        else:
+            low, span = -0.5, float(size)
+        if span <= 0:
+            x = np.zeros_like(x)
+        else:
+            d = np.abs(x - low)
+            extra = np.fmod(d, span)
+            flips = np.floor(d / span)
+            x = np.where(np.fmod(flips, 2) == 0, extra + low, span - extra + low)
+        i = np.rint(x).astype(np.int64)  # reflections of integers about k/2 are integers
+    return np.clip(i, 0, size - 1)
 
 
 def _base_coords(size, align_corners, dtype):

@@ -67,10 +67,41 @@ def test_grid_sample(padding_mode, align_corners, dtype):
           [(2, 3, 4, 5)], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_grid_sample_bicubic_and_volumes(padding_mode, align_corners, dtype):
+    kw = {"padding_mode": padding_mode, "align_corners": align_corners}
+    check(lambda m, x, g: m.nn.functional.grid_sample(x, g, mode="bicubic", **kw),
+          [(2, 3, 5, 6), (2, 3, 4, 2)], dtype, low=-1.4, high=1.4)
+    # 5-D: trilinear ("bilinear") in the input and the grid, nearest in the input
+    check(lambda m, x, g: m.nn.functional.grid_sample(x, g, mode="bilinear", **kw),
+          [(2, 2, 3, 4, 5), (2, 2, 3, 4, 3)], dtype, low=-1.3, high=1.3)
+    grid = np.random.default_rng(2).uniform(-1.3, 1.3, (2, 2, 3, 4, 3)).astype(dtype)
+    check(lambda m, x: m.nn.functional.grid_sample(x, m.tensor(grid), mode="nearest", **kw),
+          [(2, 2, 3, 4, 5)], dtype)
+
+
+def test_grid_sample_errors_match():
+    for m in (torch, ember):
+        with pytest.raises(RuntimeError, match="bicubic interpolation only supports 4D"):
+            m.nn.functional.grid_sample(m.zeros(1, 1, 2, 2, 2), m.zeros(1, 1, 1, 1, 3),
+                                        mode="bicubic", align_corners=False)
+        with pytest.raises(RuntimeError, match="grid_sampler"):
+            m.nn.functional.grid_sample(m.zeros(1, 1, 2, 2), m.zeros(1, 1, 1, 3),
+                                        align_corners=False)
+
+
 def test_grid_sample_gradcheck():
     gradcheck(lambda m, x, g: m.nn.functional.grid_sample(x, g, padding_mode="reflection",
                                                           align_corners=False),
               [(1, 2, 3, 4), (1, 2, 3, 2)], low=-1.2, high=1.2)
+    gradcheck(lambda m, x, g: m.nn.functional.grid_sample(x, g, mode="bicubic",
+                                                          padding_mode="border",
+                                                          align_corners=True),
+              [(1, 1, 4, 4), (1, 2, 2, 2)], low=-1.1, high=1.1)
+    gradcheck(lambda m, x, g: m.nn.functional.grid_sample(x, g, align_corners=False),
+              [(1, 1, 2, 3, 3), (1, 2, 1, 2, 3)], low=-1.1, high=1.1)
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
