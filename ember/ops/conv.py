@@ -2263,10 +2263,10 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     def tap(idx):
         """Input values at integer positions ``idx`` (one (N, 1, L) array per spatial dim),
         and 1.0 where the position is inside the input, 0.0 outside."""
-        inside = np.ones(idx[0].shape, dtype=bool)
-        flat = 0
+        inside, flat = None, 0
         for i, size in zip(idx, sizes):
-            inside &= (i >= 0) & (i < size)
+            ok = (i >= 0) & (i < size)
+            inside = ok if inside is None else inside & ok
             flat = flat * size + np.clip(i, 0, size - 1)
         vals = flat_in.gather(2, _make(np.broadcast_to(flat, (n, c, length)).copy()))
         return vals, inside.astype(dtype)

@@ -176,11 +176,17 @@ class _Orthogonal(Module):
         if transposed:
             x = x.mT
             n, k = k, n
-        if self.orthogonal_map == "matrix_exp":
+        if self.orthogonal_map in ("matrix_exp", "cayley"):
             x = x.tril()
             if n != k:
                 x = cat([x, zeros(n, n - k, dtype=x.dtype).expand(*x.shape[:-2], n, n - k)], -1)
-            q = _matrix_exp(x - x.mT)
+            a = x - x.mT
+            if self.orthogonal_map == "matrix_exp":
+                q = _matrix_exp(a)
+            else:  # the Cayley map (I - A/2)^-1 (I + A/2) of the skew-symmetric A
+                from ...ops.linalg import solve
+                ident = eye(n, dtype=a.dtype)
+                q = solve(ident - 0.5 * a, ident + 0.5 * a)
             if n != k:
                 q = q[..., :k]
         else:
@@ -202,8 +208,7 @@ class _Orthogonal(Module):
             q = q.mT
             n, k = k, n
         if "base" not in self._buffers:
-            raise NotImplementedError("orthogonal(use_trivialization=False) is not supported by "
-                                      "ember yet (it needs geqrf)")
+            return self._householder_inverse(q, transposed=q_init.shape[-2] < q_init.shape[-1])
         with no_grad():
             if n == k:
                 eps = 10.0 * n * _np_finfo(q._data.dtype).eps
@@ -221,6 +226,26 @@ class _Orthogonal(Module):
             neg_id[..., idx, idx] = -1.0
         return _make(neg_id)
 
+    def _householder_inverse(self, q, transposed):
+        """Without the trivialization only the Householder map can be inverted: the reflectors
+        of Q's QR decomposition (``geqrf``), with R's diagonal signs on the diagonal. (The
+        parametrization machinery keeps the tensor as it is when this raises.)"""
+        if self.orthogonal_map != "householder":
+            raise NotImplementedError("It is not possible to assign to the matrix exponential or "
+                                      "the Cayley parametrizations when use_trivialization=False.")
+        from ...linalg import geqrf
+        with no_grad():
+            a, tau = geqrf(q)
+            d = a._data
+            diag = np.sign(np.diagonal(d, axis1=-2, axis2=-1))
+            # LAPACK returns tau == 0 where it skips a reflection: flip that sign back
+            diag = np.where(tau._data == 0, -diag, diag)
+            idx = np.arange(diag.shape[-1])
+            d = d.copy()
+            d[..., idx, idx] = diag
+            a = _make(d)
+        return a.mT if transposed else a
+
 
 def orthogonal(module, name="weight", orthogonal_map=None, *, use_trivialization=True):
     """Constrain ``module.<name>`` to (semi-)orthogonal matrices."""
@@ -236,12 +261,6 @@ def orthogonal(module, name="weight", orthogonal_map=None, *, use_trivialization
     if orthogonal_map not in ("matrix_exp", "cayley", "householder"):
         raise ValueError('orthogonal_map has to be one of "matrix_exp", "cayley", '
                          f'"householder". Got: {orthogonal_map}')
-    if orthogonal_map == "cayley":
-        raise NotImplementedError("orthogonal(orthogonal_map='cayley') needs linalg.solve, "
-                                  "which ember does not have yet; use 'matrix_exp'")
-    if not use_trivialization:
-        raise NotImplementedError("orthogonal(use_trivialization=False) is not supported by "
-                                  "ember yet (it needs geqrf)")
     orth = _Orthogonal(weight, orthogonal_map, use_trivialization=use_trivialization)
     parametrize.register_parametrization(module, name, orth, unsafe=True)
     return module
