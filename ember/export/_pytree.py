@@ -13,40 +13,43 @@ __all__ = ["tree_flatten", "tree_unflatten", "tree_map_spec"]
 def tree_flatten(obj):
     """``(leaves, spec)`` of ``obj``."""
     leaves = []
+    return leaves, _walk(obj, leaves)
 
-    def walk(o):
-        if type(o) is tuple or (isinstance(o, tuple) and not hasattr(o, "_fields")):
-            return ["tuple", [walk(x) for x in o]]
-        if isinstance(o, list):
-            return ["list", [walk(x) for x in o]]
-        if isinstance(o, dict):
-            keys = list(o)
-            for k in keys:
-                if not isinstance(k, (str, int)):
-                    raise TypeError(f"export: dict keys must be str or int, got {k!r}")
-            return ["dict", keys, [walk(o[k]) for k in keys]]
-        leaves.append(o)
-        return ["leaf"]
-    spec = walk(obj)
-    return leaves, spec
+
+# (module-level recursion, not nested closures: a closure that calls itself is a reference
+# cycle, which kept each call's leaves -- a compiled function's outputs -- alive until the
+# cyclic garbage collector ran)
+def _walk(o, leaves):
+    if type(o) is tuple or (isinstance(o, tuple) and not hasattr(o, "_fields")):
+        return ["tuple", [_walk(x, leaves) for x in o]]
+    if isinstance(o, list):
+        return ["list", [_walk(x, leaves) for x in o]]
+    if isinstance(o, dict):
+        keys = list(o)
+        for k in keys:
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"export: dict keys must be str or int, got {k!r}")
+        return ["dict", keys, [_walk(o[k], leaves) for k in keys]]
+    leaves.append(o)
+    return ["leaf"]
 
 
 def tree_unflatten(leaves, spec):
     """The nested object ``spec`` describes, filled with ``leaves`` in order."""
-    it = iter(leaves)
+    return _build(spec, iter(leaves))
 
-    def build(s):
-        kind = s[0]
-        if kind == "leaf":
-            return next(it)
-        if kind == "tuple":
-            return tuple(build(c) for c in s[1])
-        if kind == "list":
-            return [build(c) for c in s[1]]
-        if kind == "dict":
-            return {k: build(c) for k, c in zip(s[1], s[2])}
-        raise ValueError(f"unknown pytree spec kind {kind!r}")
-    return build(spec)
+
+def _build(s, it):
+    kind = s[0]
+    if kind == "leaf":
+        return next(it)
+    if kind == "tuple":
+        return tuple(_build(c, it) for c in s[1])
+    if kind == "list":
+        return [_build(c, it) for c in s[1]]
+    if kind == "dict":
+        return {k: _build(c, it) for k, c in zip(s[1], s[2])}
+    raise ValueError(f"unknown pytree spec kind {kind!r}")
 
 
 def tree_map_spec(obj, spec_tree, fn, path="inputs"):
