@@ -16,7 +16,6 @@ def test_runner_rows_and_markdown():
     big = next(r for r in rows if r["workload"] == "sum 16M")
     assert big["ember_s"] > 0 and big["numpy_s"] > 0 and big["vs_numpy"] > 0
     assert big["ember_cpu_s"] > 0
-
     table = markdown(rows)
     assert table.count("\n") == len(rows) + 1 and "| sum 16M |" in table
 
