@@ -280,7 +280,8 @@ GEMMS = [((37, 53), (53, 301)),        # more columns than rows: cut by columns
          ((16, 9, 13), (16, 13, 70)),  # a stack: cut by matrices
          ((1, 6, 25), (1, 25, 999)),   # a stack of one (ungrouped convolution)
          ((3, 5, 7), (3, 7, 11)),      # a short stack: BLAS's own threads
-         ((0, 8), (8, 300)), ((40, 0), (0, 50))]
+         ((0, 8), (8, 300)), ((40, 0), (0, 50)),
+         ((20, 12), (12, 785))]        # columns cut on multiples of 8, last part short
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
