@@ -79,10 +79,14 @@ _worker = threading.local()  # ``in_pool`` is set in the pool's threads
 
 
 # ``_words[0]`` counts hand-offs posted, ``_words[1]`` splits finished: the spin loops watch
-# them (see the module docstring)
+# them (see the module docstring). With the C loop they live in the loop's library (static
+# memory, never freed: a daemon thread may still be spinning on them while the interpreter
+# exits); this array stands in until then, and without a C compiler.
 _words = np.zeros(2, np.int64)
 _SPIN_SRC = r"""
 #include <time.h>
+static long long words[2];
+long long *ember_spin_words(void) { return words; }
 /* Wait until *word != seen, for at most max_ns nanoseconds; 1 when it changed. Runs
    through ctypes, which releases the GIL for the call. */
 int ember_spin_wait(volatile long long *word, long long seen, long long max_ns) {
@@ -109,7 +113,7 @@ _spin: list = []  # [(the C function, the word addresses, the limit in ns)] or [
 
 def _spinner():
     """``(spin_wait, posted_addr, finished_addr, max_ns)``, or None: no C compiler, or
-    ``EMBER_SPIN_US=0``."""
+    ``EMBER_SPIN_US=0``. First called by ``_jobs`` before it starts a thread."""
     if not _spin:
         found = None
         try:
@@ -124,7 +128,11 @@ def _spinner():
                 fn = load_kernel(_SPIN_SRC, "ember_spin_wait")
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong]
-                base = _words.ctypes.data
+                where = load_kernel(_SPIN_SRC, "ember_spin_words")
+                where.restype, where.argtypes = ctypes.c_void_p, []
+                base = where()
+                global _words
+                _words = np.ctypeslib.as_array((ctypes.c_longlong * 2).from_address(base))
                 found = (fn, base, base + _words.itemsize, us * 1000)
             except (RuntimeError, OSError, AttributeError):
                 found = None
@@ -177,9 +185,11 @@ def _serve(jobs):
 def _jobs(n):
     """The queue of a pool of at least ``n`` daemon threads, started on first use. Plain
     threads on a ``SimpleQueue``: a hand-off is one ``put`` (a ThreadPoolExecutor's
-    futures cost several times more), and an idle thread blocks instead of spinning."""
+    futures cost several times more); an idle thread spins a while, then blocks (module
+    docstring)."""
     if _pool[1] < n:
         with _lock:
+            _spinner()  # before any thread: the words it watches are in place
             if _pool[0] is None:
                 import queue
                 _pool[0] = queue.SimpleQueue()
