@@ -24,16 +24,17 @@ Hand-offs spin briefly before they block. A pool thread that has finished a part
 caller waiting for parts under way, first watch a memory word in a small C loop (the GIL
 released, ``pause`` between reads) for up to ``EMBER_SPIN_US`` microseconds (default 1000;
 ``EMBER_SPIN_US=0`` turns spinning off), and only then sleep on the queue or event. A
-training step hands work over every few hundred microseconds; a thread that went to sleep
-in between is woken through the kernel, and on an idle virtual CPU that wake-up measured
-about 0.2 ms at the median (0.6 ms at p90) -- as long as many of the parts it was to share.
-This is OpenMP's wait policy (PyTorch's threads spin the same way). But a spin is only
-worth it on a free core: when more threads are runnable on the machine than it has cores
-(``/proc/loadavg``'s running count, read at most every ``_LOAD_EVERY`` seconds; other
-processes busy, or tests running side by side), the threads block at once, since a spinning
-thread would then hold back the very thread it waits for (measured: the LeNet step at two
-threads on a machine loaded 4x over went from 16 to 54 ms with unconditional spinning).
-Without a C compiler the threads block at once.
+training step hands work over every few hundred microseconds; a thread that went to sleep in
+between is woken through the kernel, and on an idle virtual CPU that wake-up measured about
+0.2 ms at the median (0.6 ms at p90) -- as long as many of the parts it was to share. (A
+two-part split's round trip, 2-core VM: median 32 -> 16 us back to back, 34 -> 20 us with
+0.3 ms between splits.) This is OpenMP's wait policy (PyTorch's threads spin the same way).
+But a spin is only worth it on a free core: when more threads are runnable on the machine
+than it has cores (``/proc/loadavg``'s running count, read at most every ``_LOAD_EVERY``
+seconds; other processes busy, or tests running side by side), the threads block at once,
+since a spinning thread would then hold back the very thread it waits for (measured: the
+LeNet step at two threads on a machine loaded 4x over went from 16 to 54 ms with
+unconditional spinning). Without a C compiler the threads block at once.
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ def run_split(fn, bounds):
     ``threads - 1`` pool threads, whichever comes first: a pool thread that is slow to
     wake (a busy machine, another process on its core) leaves its parts to the others
     instead of holding the step up, and this thread waits only for parts already under way
-    (blocking, not spinning). Which thread runs a part never changes its result."""
+    (spinning up to ``EMBER_SPIN_US`` while the machine has a free core, then blocking:
+    module docstring). Which thread runs a part never changes its result."""
     n = len(bounds)
     helpers = min(n, get_num_threads()) - 1
     if helpers < 1 or getattr(_worker, "in_pool", False):
