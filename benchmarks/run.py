@@ -4,11 +4,15 @@ Every workload is written once against the shared API and built twice, with ``m 
 ``m = torch``. Each framework runs in its own process, as users run it, and the processes
 alternate (ember, PyTorch, ember, PyTorch: ``--passes`` pairs), so that both see the same
 machine noise and no process-wide setting of one framework (allocator tuning, thread pools,
-OpenMP spin waits) touches the other's timing. Thread count: each framework's default (all
-cores) unless ``--threads N``. Within a process: warm-up, then the median of several repeats;
-across passes, the median of the per-pass medians. Peak memory is measured per framework in a
-fresh process too (peak RSS during the workload minus RSS after its setup). Prints a table;
-``--json FILE`` saves it. Asserts nothing: it is a measurement, not a test.
+OpenMP spin waits) touches the other's timing; the NumPy baselines (the same arithmetic in
+plain NumPy, ember's floor for the big ops) run in a third process for the same reason (a
+threaded OpenBLAS call in ember's process would leave its threads behind there). Thread count:
+each framework's default (all cores) unless ``--threads N``. Within a process: warm-up, then
+the median of several repeats; across passes, the median of the per-pass medians. The JSON also
+has each framework's process CPU time per call (all threads: how busy the cores were). Peak
+memory is measured per framework in a fresh process too (peak RSS during the workload minus RSS
+after its setup). Prints a table; ``--json FILE`` saves it. Asserts nothing: it is a
+measurement, not a test.
 
     python -m benchmarks [--only NAME] [--quick] [--json FILE] [--threads N] [--passes P]
                          [--no-memory] [--markdown]
@@ -483,16 +487,42 @@ def _import_framework(fw, threads):
     return m
 
 
+def _time_cpu(fn, number):
+    """(wall seconds, process CPU seconds) per call of ``fn``, over ``number`` calls."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(number):
+        fn()
+    t, c = time.perf_counter() - t0, time.process_time() - c0
+    return t / number, c / number
+
+
+def _number(name, quick):
+    fam = _family(name)
+    return _NUMBER[fam] if not quick else max(1, _NUMBER[fam] // 4)
+
+
 def _time_in_process(fw, names, quick, threads, repeat):
     """Runs in a framework's own process: times each workload there (warm-up, then the median
-    of ``repeat`` rounds) and, in ember's process, the NumPy baselines. Returns a dict."""
+    of ``repeat`` rounds). ``fw == "numpy"`` times the NumPy baselines of ``names`` instead,
+    in a process of their own: a threaded OpenBLAS call there must not touch ember's timing.
+    Returns a dict: per workload the median wall time per call ``s`` and the process's CPU
+    time per call ``cpu_s`` in that round (all threads; ``cpu_s / s`` near the thread count
+    means every core was busy)."""
+    if fw == "numpy":
+        out = {}
+        for name in names:
+            if name in NUMPY_BASELINES:
+                n_step = NUMPY_BASELINES[name](quick)
+                n_step()
+                out[name] = {"s": statistics.median(
+                    _time(n_step, _number(name, quick)) for _ in range(repeat))}
+        return out
     m = _import_framework(fw, threads)
     out = {}
     if m is None:
         return out
     for name in names:
-        fam = _family(name)
-        number = _NUMBER[fam] if not quick else max(1, _NUMBER[fam] // 4)
+        number = _number(name, quick)
         try:
             step, units = WORKLOADS[name](m, quick)
         except (NotImplementedError, AttributeError, ImportError) as exc:
@@ -501,13 +531,9 @@ def _time_in_process(fw, names, quick, threads, repeat):
         if step is None:
             continue
         step()
-        times = [_time(step, number) for _ in range(repeat)]
-        row = {"s": statistics.median(times), "units": units}
-        if fw == "ember" and name in NUMPY_BASELINES:
-            n_step = NUMPY_BASELINES[name](quick)
-            n_step()
-            row["numpy_s"] = statistics.median(_time(n_step, number) for _ in range(repeat))
-        out[name] = row
+        times = sorted(_time_cpu(step, number) for _ in range(repeat))
+        out[name] = {"s": times[len(times) // 2][0], "cpu_s": times[len(times) // 2][1],
+                     "units": units}
     return out
 
 
@@ -574,9 +600,10 @@ def run(only=None, quick=False, threads=None, memory=True, repeat=None, passes=2
     repeat = repeat or (3 if quick else 7)
     names = [n for n in WORKLOADS
              if not only or any(o.lower() in n.lower() for o in only)]
-    per_pass = {"ember": [], "torch": []}
+    per_pass = {"ember": [], "torch": [], "numpy": []}
+    fws = ("ember", "torch") + (("numpy",) if any(n in NUMPY_BASELINES for n in names) else ())
     for _ in range(passes):
-        for fw in ("ember", "torch"):
+        for fw in fws:
             per_pass[fw].append(_run_process(fw, names, quick, threads, repeat))
     rows = []
     for name in names:
@@ -591,9 +618,12 @@ def run(only=None, quick=False, threads=None, memory=True, repeat=None, passes=2
         e_med = statistics.median(r["s"] for r in e)
         t_med = statistics.median(r["s"] for r in t) if t else None
         row = {"workload": name, "ember_s": e_med, "torch_s": t_med,
-               "ratio": (e_med / t_med) if t_med else None}
-        if "numpy_s" in e[0]:
-            row["numpy_s"] = statistics.median(r["numpy_s"] for r in e)
+               "ratio": (e_med / t_med) if t_med else None,
+               "ember_cpu_s": statistics.median(r["cpu_s"] for r in e),
+               "torch_cpu_s": statistics.median(r["cpu_s"] for r in t) if t else None}
+        nps = [p[name]["s"] for p in per_pass["numpy"] if name in p]
+        if nps:
+            row["numpy_s"] = statistics.median(nps)
             row["vs_numpy"] = e_med / row["numpy_s"]
         units = e[0]["units"]
         if units:

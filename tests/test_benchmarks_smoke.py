@@ -15,8 +15,15 @@ def test_runner_rows_and_markdown():
     assert "add (16,)" in names and "sum 16M" in names
     big = next(r for r in rows if r["workload"] == "sum 16M")
     assert big["ember_s"] > 0 and big["numpy_s"] > 0 and big["vs_numpy"] > 0
+    assert big["ember_cpu_s"] > 0
     table = markdown(rows)
     assert table.count("\n") == len(rows) + 1 and "| sum 16M |" in table
+
+
+def test_numpy_baselines_run_in_their_own_process():
+    from benchmarks.run import _time_in_process
+    r = _time_in_process("numpy", ["sum 16M", "add (16,)"], True, None, 1)
+    assert list(r) == ["sum 16M"] and r["sum 16M"]["s"] > 0
 
 
 def test_training_workloads_run_in_ember():

@@ -280,7 +280,8 @@ GEMMS = [((37, 53), (53, 301)),        # more columns than rows: cut by columns
          ((16, 9, 13), (16, 13, 70)),  # a stack: cut by matrices
          ((1, 6, 25), (1, 25, 999)),   # a stack of one (ungrouped convolution)
          ((3, 5, 7), (3, 7, 11)),      # a short stack: BLAS's own threads
-         ((0, 8), (8, 300)), ((40, 0), (0, 50))]
+         ((0, 8), (8, 300)), ((40, 0), (0, 50)),
+         ((20, 12), (12, 785))]        # columns cut on multiples of 8, last part short
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -399,3 +400,61 @@ def test_omp_num_threads_is_read_as_openmp_does(monkeypatch, value, expected):
     from ember import _threads
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert _threads._env_threads() == (expected or os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------- spin-then-block hand-offs
+def test_spin_wait_returns_on_a_change_or_after_its_limit():
+    spin = P._spinner()
+    if spin is None:
+        pytest.skip("no C compiler (or EMBER_SPIN_US=0): hand-offs block at once")
+    import threading
+    import time
+    fn = spin[0]
+    word = np.zeros(1, np.int64)
+    t = time.perf_counter()
+    assert fn(word.ctypes.data, 0, 2_000_000) == 0  # unchanged: gives up after 2 ms
+    assert time.perf_counter() - t >= 0.002
+    word[0] = 5
+    assert fn(word.ctypes.data, 0, 10**9) == 1  # already changed: at once
+    timer = threading.Timer(0.01, lambda: word.__setitem__(0, 6))
+    timer.start()
+    t = time.perf_counter()
+    assert fn(word.ctypes.data, 5, 10**9) == 1  # changed by another thread while spinning
+    assert time.perf_counter() - t < 0.5
+    timer.join()
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_splits_give_the_same_results_spinning_or_blocking(spinning, threads, monkeypatch):
+    threads(2)
+    if not spinning:
+        monkeypatch.setattr(P, "_spin", [None])
+    monkeypatch.setattr(P, "_load", [-1.0, True])
+    monkeypatch.setattr(P, "_LOAD_EVERY", 1e9)  # the machine counts as free: spin if able
+    a = _big()
+    for _ in range(50):  # back-to-back hand-offs, as in a training step
+        assert P.run_split(lambda s, e: s * 2 + e, [(0, 1), (1, 2), (2, 3)]) == [1, 4, 7]
+    np.testing.assert_array_equal(P.elementwise(np.multiply, a, a), a * a)
+    with pytest.raises(ValueError, match="from a worker"):
+        P.run_split(lambda s, e: (_ for _ in ()).throw(ValueError("from a worker")) if s
+                    else None, [(0, 1), (1, 2)])
+
+
+def test_spinning_is_off_on_a_busy_machine_and_with_the_switch(monkeypatch):
+    import builtins
+    import io
+    monkeypatch.setattr(P, "_load", [-1.0, True])
+    real_open = builtins.open
+
+    def fake(text):
+        return lambda path, *a, **k: io.BytesIO(text) if path == "/proc/loadavg" else \
+            real_open(path, *a, **k)
+    n = os.cpu_count() or 1
+    monkeypatch.setattr(builtins, "open", fake(f"0.1 0.1 0.1 {n + 3}/300 1\n".encode()))
+    assert P._spin_ok() is False  # more runnable threads than cores
+    monkeypatch.setattr(P, "_load", [-1.0, True])
+    monkeypatch.setattr(builtins, "open", fake(f"0.1 0.1 0.1 {n}/300 1\n".encode()))
+    assert P._spin_ok() is True
+    monkeypatch.setattr(P, "_spin", [])
+    monkeypatch.setenv("EMBER_SPIN_US", "0")
+    assert P._spinner() is None
