@@ -364,53 +364,59 @@ class Attention(Node):
         return _attn_bwd_np(g, q, k, v, ctx.w, ctx.scale, ctx.needs_input_grad) + (None, None)
 
 
-def _heads(a, heads, parts):
-    """(L, N, parts * E) -> ``parts`` views (N, heads, L, E / heads), no copy."""
-    L, N, E3 = a.shape
+def _heads(a, heads, parts, batch_first=False):
+    """(L, N, parts * E), or (N, L, parts * E) with ``batch_first``, -> ``parts`` views
+    (N, heads, L, E / heads), no copy."""
+    d0, d1, E3 = a.shape
     hd = E3 // parts // heads
-    a5 = a.reshape(L, N, parts, heads, hd)
-    return [a5[:, :, i].transpose(1, 2, 0, 3) for i in range(parts)]
+    a5 = a.reshape(d0, d1, parts, heads, hd)
+    axes = (0, 2, 1, 3) if batch_first else (1, 2, 0, 3)
+    return [a5[:, :, i].transpose(axes) for i in range(parts)]
 
 
 class PackedSelfAttention(Node):
-    """Multi-head self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the
-    heads' concatenated outputs (L, N, E), in one dispatch: the heads are strided views of
-    ``qkv`` and of the result, so that neither the head split nor the merge (nor their
-    gradients, written straight into one (L, N, 3E) array) costs a copy; the attention
-    itself is ``Attention``'s, blocks of batch entries over the cores. ``mask`` is None
-    or an additive float (L, S) array. A recorded backward (``create_graph``) runs the
-    composed ops."""
+    """Multi-head self-attention from the packed in-projection ``qkv`` (L, N, 3E), or
+    (N, L, 3E) with ``batch_first``, to the heads' concatenated outputs (L, N, E) or
+    (N, L, E), in one dispatch: the heads are strided views of ``qkv`` and of the result, so
+    that neither the head split nor the merge (nor their gradients, written straight into
+    one array of ``qkv``'s shape) costs a copy; the attention itself is ``Attention``'s,
+    blocks of batch entries over the cores. ``mask`` is None or an additive float (L, S)
+    array. A recorded backward (``create_graph``) runs the composed ops."""
 
     saves = (0,)
 
     @staticmethod
-    def forward(ctx, qkv, mask, heads, scale):
-        L, N, E3 = qkv.shape
-        q, k, v = _heads(qkv, heads, 3)
-        out = np.empty((L, N, E3 // 3), qkv.dtype)
-        _, ctx.w = _attn_fwd_np(q, k, v, mask, scale, out=_heads(out, heads, 1)[0])
-        ctx.mask, ctx.heads, ctx.scale = mask, heads, scale
+    def forward(ctx, qkv, mask, heads, scale, batch_first=False):
+        q, k, v = _heads(qkv, heads, 3, batch_first)
+        out = np.empty(qkv.shape[:2] + (qkv.shape[2] // 3,), qkv.dtype)
+        _, ctx.w = _attn_fwd_np(q, k, v, mask, scale,
+                                out=_heads(out, heads, 1, batch_first)[0])
+        ctx.mask, ctx.heads, ctx.scale, ctx.batch_first = mask, heads, scale, batch_first
         return out
 
     @staticmethod
     def array_backward(ctx, g):
         (qkv,) = ctx.saved_arrays
+        bf = getattr(ctx, "batch_first", False)  # (the compiler's replay state has none)
         gqkv = np.empty(qkv.shape, qkv.dtype)
-        _attn_bwd_np(_heads(g, ctx.heads, 1)[0], *_heads(qkv, ctx.heads, 3), ctx.w,
-                     ctx.scale, (True, True, True), outs=_heads(gqkv, ctx.heads, 3))
-        return gqkv, None, None, None
+        _attn_bwd_np(_heads(g, ctx.heads, 1, bf)[0], *_heads(qkv, ctx.heads, 3, bf), ctx.w,
+                     ctx.scale, (True, True, True), outs=_heads(gqkv, ctx.heads, 3, bf))
+        return gqkv, None, None, None, None
 
     @staticmethod
     def backward(ctx, g):
         (qkv,) = ctx.saved_tensors
         if not GradMode.enabled:
             return (_make(PackedSelfAttention.array_backward(ctx, g._data)[0]), None, None,
-                    None)
-        L, N, E3 = qkv.shape
+                    None, None)
+        d0, d1, E3 = qkv.shape
         H = ctx.heads
         hd = E3 // 3 // H
-        q, k, v = (t.reshape(L, N * H, hd).transpose(0, 1) for t in qkv.chunk(3, -1))
-        go = g.reshape(L, N * H, hd).transpose(0, 1)
+        # (d0, d1, E) <-> (N, H, L, hd): the heads as 4-d stacks of the composed ops
+        axes = (0, 2, 1, 3) if ctx.batch_first else (1, 2, 0, 3)
+        back = (0, 2, 1, 3) if ctx.batch_first else (2, 0, 1, 3)
+        q, k, v = (t.reshape(d0, d1, H, hd).permute(axes) for t in qkv.chunk(3, -1))
+        go = g.reshape(d0, d1, H, hd).permute(axes)
         sc = matmul(q, k.transpose(-2, -1)) * ctx.scale
         if ctx.mask is not None:
             sc = sc + _make(ctx.mask)
@@ -419,27 +425,37 @@ class PackedSelfAttention(Node):
         ds = w * (gw - (gw * w).sum(-1, keepdim=True)) * ctx.scale
         grads = [matmul(ds, k), matmul(ds.transpose(-2, -1), q), matmul(w.transpose(-2, -1), go)]
         from .shape import cat
-        return (cat([t.transpose(0, 1).reshape(L, N, E3 // 3) for t in grads], -1), None, None,
-                None)
+        return (cat([t.permute(back).reshape(d0, d1, E3 // 3) for t in grads], -1), None, None,
+                None, None)
 
 
-def packed_self_attention(qkv, mask, heads, scale):
-    """``PackedSelfAttention`` when it applies (a plain (L, N, 3E) float array, a float
-    (L, S) mask that needs no gradient or None, no mode active), else None."""
+def packed_self_attention_applies(x, mask, heads):
+    """Whether ``PackedSelfAttention`` serves a self-attention of ``x`` (whose in-projection
+    has ``x``'s type and dtype): a plain 3-d float32/float64 array whose last dim is a
+    multiple of ``heads``, a float (L, L) mask that needs no gradient or None, no mode
+    active. Checked before the projection, so that a caller never computes it twice."""
     from ..autograd.graph import _MODES
     from .._tensor import Tensor
-    if _MODES or type(qkv) is not Tensor or type(qkv._data) is not np.ndarray or \
-            qkv.ndim != 3 or qkv._data.dtype not in (np.float32, np.float64) or \
-            qkv.shape[2] % (3 * heads):
+    if _MODES or type(x) is not Tensor or type(x._data) is not np.ndarray or \
+            x.ndim != 3 or x._data.dtype not in (np.float32, np.float64) or \
+            x.shape[2] % heads:
+        return False
+    return mask is None or (
+        type(mask) is Tensor and not mask.requires_grad and
+        type(mask._data) is np.ndarray and mask._data.dtype.kind == "f" and mask.ndim == 2)
+
+
+def packed_self_attention(qkv, mask, heads, scale, batch_first=False):
+    """``PackedSelfAttention`` when it applies (a plain (L, N, 3E) float array, or
+    (N, L, 3E) with ``batch_first``; a float (L, L) mask that needs no gradient or None; no
+    mode active), else None."""
+    if not packed_self_attention_applies(qkv, mask, 3 * heads):
         return None
-    m = None
-    if mask is not None:
-        if type(mask) is not Tensor or mask.requires_grad or \
-                type(mask._data) is not np.ndarray or mask._data.dtype.kind != "f" or \
-                tuple(mask.shape) != (qkv.shape[0], qkv.shape[0]):
-            return None
-        m = mask._data
-    return PackedSelfAttention.apply(qkv, m, heads, scale)
+    L = qkv.shape[1] if batch_first else qkv.shape[0]
+    if mask is not None and tuple(mask.shape) != (L, L):
+        return None
+    return PackedSelfAttention.apply(qkv, None if mask is None else mask._data, heads, scale,
+                                     batch_first)
 
 
 def attention(q, k, v, mask, scale):
