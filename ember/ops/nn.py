@@ -148,8 +148,26 @@ class Linear(Node):
             if need[1]:
                 gw = matmul_arrays(g2.T, x.reshape(rows, w.shape[1]).astype(cd, copy=False))
             if need[2]:
-                gb = g2.sum(0)
+                gb = _column_sums(g2)
         return gx, gw, gb
+
+
+def _column_sums(a):
+    """``a.sum(0)`` of a 2-d array (a bias gradient): for a large float32/float64 one, as
+    the product ``ones @ a`` on one BLAS thread, 3-4x faster than NumPy's column sum, which
+    adds whole rows in turn (1024 x 384 float32: 82 -> 24 us, one thread, timeit minimum).
+    The sum is in the operand's precision either way; BLAS orders it differently."""
+    rows = a.shape[0]
+    if type(a) is not np.ndarray or rows * a.shape[1] < _COLSUM_BLAS_MIN or \
+            (a.dtype is not _F32 and a.dtype is not _F64) or a.strides[1] != a.itemsize:
+        return a.sum(0)
+    ones = np.ones(rows, a.dtype)
+    if _par.gemm_split_ok():  # OpenBLAS would thread this product (and spin after it)
+        return _par.run_split_gemm(lambda s, e: np.dot(ones, a), [(0, 1)])[0]
+    return np.dot(ones, a)
+
+
+_COLSUM_BLAS_MIN = 1 << 14  # elements; below, the column sum costs microseconds either way
 
 
 def linear(input, weight, bias=None):
