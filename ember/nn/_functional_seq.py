@@ -311,21 +311,12 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
             not use_separate_proj_weight and bias_k is None and bias_v is None and \
             not add_zero_attn and key_padding_mask is None and \
             (attn_mask is None or attn_mask.dim() == 2):
-        # self-attention: one op from the packed projection to the merged heads, no copies
-        # for the head split and merge (ember.ops.nn.PackedSelfAttention)
-        from ..ops.nn import packed_self_attention
-        if attn_mask is not None and tuple(attn_mask.shape) != (tgt_len, src_len):
-            raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)}, "
-                               f"but should be {(tgt_len, src_len)}.")
-        qkv = F.linear(query, in_proj_weight, in_proj_bias)
-        out = packed_self_attention(qkv, attn_mask, num_heads, 1.0 / math.sqrt(head_dim))
+        out = _packed_self_attention(query, num_heads, in_proj_weight, in_proj_bias,
+                                     out_proj_weight, out_proj_bias, attn_mask, False)
         if out is not None:
-            out = F.linear(out.reshape(tgt_len * bsz, embed_dim), out_proj_weight,
-                           out_proj_bias).reshape(tgt_len, bsz, embed_dim)
             return (out if batched else out.squeeze(1)), None
-        q, k, v = qkv.chunk(3, dim=-1)
-    # input projections
-    elif not use_separate_proj_weight:
+    if not use_separate_proj_weight:
+        # input projections
         if key is value and query is key:
             q, k, v = F.linear(query, in_proj_weight, in_proj_bias).chunk(3, dim=-1)
         else:
@@ -408,6 +399,31 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     if not batched:
         weights = weights.squeeze(0)
     return out, weights
+
+
+def _packed_self_attention(x, num_heads, in_proj_weight, in_proj_bias, out_proj_weight,
+                           out_proj_bias, attn_mask, batch_first):
+    """Self-attention of ``x`` (L, N, E), or (N, L, E) with ``batch_first``, as one op from
+    the packed projection to the merged heads (``ember.ops.nn.PackedSelfAttention``: no
+    copies for the head split and merge), then the output projection; or None where that op
+    does not apply (the caller composes). ``attn_mask`` is None or a canonical (float) 2-d
+    mask; a wrong shape raises PyTorch's error. With ``batch_first`` this is the layout of
+    ``MultiheadAttention(batch_first=True)`` as it comes: no transposed views whose
+    projections and gradients would be copied."""
+    from . import functional as F
+    from ..ops.nn import packed_self_attention, packed_self_attention_applies
+    L, N, E = (x.shape[1], x.shape[0], x.shape[2]) if batch_first else tuple(x.shape)
+    if attn_mask is not None and tuple(attn_mask.shape) != (L, L):
+        raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)}, "
+                           f"but should be {(L, L)}.")
+    if not packed_self_attention_applies(x, attn_mask, num_heads):
+        return None
+    qkv = F.linear(x, in_proj_weight, in_proj_bias)
+    out = packed_self_attention(qkv, attn_mask, num_heads, 1.0 / math.sqrt(E // num_heads),
+                                batch_first)
+    if out is None:  # (not reached: the same conditions were checked above)
+        return None
+    return F.linear(out.reshape(L * N, E), out_proj_weight, out_proj_bias).reshape(x.shape)
 
 
 __all__ = ["embedding", "embedding_bag", "scaled_dot_product_attention",

@@ -118,7 +118,8 @@ class IndexAddZeros(Node):
 
 def _scatter_rows(z, idx, g):
     """``np.add.at(z, idx, g)`` for one integer index array picking rows of a plain
-    float ``z`` (embedding backward, ``x[int_array]``'s backward): the rows sorted by target
+    float ``z`` (embedding backward, ``x[int_array]``'s backward): in C where a compiler
+    works (``_nn_c.scatter_rows``, np.add.at's order); else the rows sorted by target
     (stable), each run summed by ``np.add.reduceat``, written once; about 2x faster than
     ``np.add.at`` for (1024, 128) rows. Rows picked once are copied exactly; a row picked
     several times is a sum whose rounding can differ from ``np.add.at``'s in the last bit
@@ -137,6 +138,10 @@ def _scatter_rows(z, idx, g):
     if rows.min() < -n or rows.max() >= n:
         return False  # out of range: np.add.at raises its own error
     rows = np.where(rows < 0, rows + n, rows)
+    from . import _nn_c  # C: each row added in turn, np.add.at's order (its bits), ~10x faster
+    if _nn_c.scatter_rows(z, rows.astype(np.int64, copy=False),
+                          np.ascontiguousarray(g.reshape((rows.size,) + z.shape[1:]))):
+        return True
     order = np.argsort(rows, kind="stable")
     sr = rows[order]
     starts = np.flatnonzero(np.concatenate(([True], sr[1:] != sr[:-1])))

@@ -24,6 +24,7 @@ same ``_update``, so they agree to the last bit.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import sys
 import warnings
@@ -146,7 +147,7 @@ def _with_hooks(step):
 class _Flat:
     """One group's parameters (of one dtype) and their state, as views into flat buffers."""
 
-    __slots__ = ("params", "p", "elem", "scal", "g", "checks")
+    __slots__ = ("params", "p", "elem", "scal", "g", "checks", "offsets")
 
 
 class Optimizer:
@@ -493,7 +494,8 @@ class Optimizer:
             if a.size > 1 and (a != v).any():  # params took different numbers of steps
                 return False
             sc[k] = float(v)
-        np.concatenate([p.grad._data.reshape(-1) for p in params], out=f.g)
+        grads = [p.grad._data.reshape(-1) for p in params]
+        offs = f.offsets
         first = first[0]
         n = f.p.size
         update = self._update
@@ -501,6 +503,13 @@ class Optimizer:
         def chunks(c0, c1):  # the update over chunks c0..c1-1; returns the last's scalars
             for lo in range(c0 * _CHUNK, min(c1 * _CHUNK, n) or 1, _CHUNK):  # one (empty)
                 hi = min(lo + _CHUNK, n)  # call for empty parameters
+                # the chunk's gradients into the flat buffer here, on this part's thread,
+                # right before the update reads them (not one serial copy of them all)
+                i = bisect.bisect_right(offs, lo) - 1
+                while i < len(grads) and offs[i] < hi:
+                    a, b = max(lo, offs[i]), min(hi, offs[i + 1])
+                    f.g[a:b] = grads[i][a - offs[i]:b - offs[i]]
+                    i += 1
                 c = dict(sc)  # every chunk starts from this step's scalars and ends the same
                 update(group, f.p[lo:hi], f.g[lo:hi], {k: a[lo:hi] for k, a in f.elem.items()},
                        c, first)
@@ -568,6 +577,9 @@ class Optimizer:
         f = _Flat()
         f.params = list(params)
         f.g = np.empty(sum(sizes), dtype)
+        f.offsets = [0]  # where each parameter starts in the flat buffers, then the end
+        for k in sizes:
+            f.offsets.append(f.offsets[-1] + k)
         f.p = _rehome(params, sizes, dtype)
         _PARAM_BUFFERS[id(f.p)] = f.p
         f.elem = {k: _rehome([st[k] for st in states], sizes, dtype) for k in elem_keys}

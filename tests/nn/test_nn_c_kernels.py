@@ -317,3 +317,36 @@ def test_packed_self_attention_declines():
     assert K.packed_self_attention(qkv, ember.zeros(5, 4), 2, 1.0) is None  # mask shape
     assert K.packed_self_attention(qkv, ember.zeros(5, 5, requires_grad=True), 2, 1.0) is None
     assert K.packed_self_attention(qkv.double(), None, 2, 1.0) is not None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_self_attention_batch_first_takes_no_transposes(dtype, monkeypatch):
+    """``MultiheadAttention(batch_first=True)`` self-attention runs ``PackedSelfAttention``
+    on the (N, L, 3E) projection as it comes (no transposed views, so no copies of the
+    projection's input or of its gradient), with PyTorch's values and gradients; a
+    mask of the wrong shape still raises PyTorch's error."""
+    from ember.ops import nn as K
+    seen = []
+    real = K.PackedSelfAttention.apply
+    monkeypatch.setattr(K.PackedSelfAttention, "apply",
+                        lambda qkv, *a: seen.append((qkv.shape, qkv._data.flags.c_contiguous,
+                                                     a[-1])) or real(qkv, *a))
+    N, L, E = 3, 9, 16
+    me, mt = _mha_pair(dtype, True, E=E, H=2)
+    x = np.random.default_rng(10).standard_normal((N, L, E)).astype(dtype)
+    m = np.triu(np.full((L, L), -np.inf, dtype), 1)
+    res = []
+    for fw, mod in ((ember, me), (torch, mt)):
+        xt = fw.tensor(x, requires_grad=True)
+        y, w = mod(xt, xt, xt, attn_mask=fw.tensor(m), need_weights=False, is_causal=True)
+        assert w is None
+        (y * y).sum().backward()
+        res.append([y.detach().numpy(), xt.grad.numpy()] +
+                   [p.grad.numpy() for p in mod.parameters()])
+    assert seen == [((N, L, 3 * E), True, True)]
+    rtol = 2e-5 if dtype == np.float32 else 1e-10
+    for a, t in zip(*res):
+        np.testing.assert_allclose(a, t, rtol=rtol, atol=rtol * max(1, np.abs(t).max()))
+    xe = ember.tensor(x)
+    with pytest.raises(RuntimeError, match="2D attn_mask"):
+        me(xe, xe, xe, attn_mask=ember.zeros(L, L + 1), need_weights=False)

@@ -14,11 +14,14 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("name,kw", [("AdamW", {"lr": 1e-2}), ("Adam", {"lr": 1e-2,
                                                                          "amsgrad": True}),
                                      ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True})])
-def test_flat_step_threads_equal_and_match_torch(name, kw):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_step_threads_equal_and_match_torch(name, kw, dtype):
+    # chunks split unevenly; parameters straddle chunk boundaries (each chunk gathers its
+    # own slices of the gradients), one is empty
     rng = np.random.default_rng(0)
-    shapes = [(300, 517), (O._PAR_MIN // 3,), (7,), (129, 3)]  # chunks split unevenly
-    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    shapes = [(300, 517), (O._PAR_MIN // 3,), (7,), (0,), (129, 3), (O._CHUNK + 1,)]
+    init = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
     before = ember.get_num_threads()
 
     def run(fw, threads=1):
@@ -38,4 +41,5 @@ def test_flat_step_threads_equal_and_match_torch(name, kw):
         ember.set_num_threads(before)
     for a, b, t in zip(one, two, run(torch)):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(a, t, rtol=1e-5, atol=1e-6)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(a, t, rtol=tol, atol=tol / 10)

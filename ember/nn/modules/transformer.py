@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 
 from .. import init
-from .._functional_seq import multi_head_attention_forward
+from .._functional_seq import (_canonical_mask, _packed_self_attention,
+                               multi_head_attention_forward)
 from ..parameter import Parameter
 from .container import ModuleList
 from .linear import Linear
@@ -84,6 +85,20 @@ class MultiheadAttention(Module):
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         batched = query.dim() == 3
+        if self.batch_first and batched and query is key and key is value and \
+                not need_weights and (self.dropout == 0.0 or not self.training) and \
+                self._qkv_same_embed_dim and self.bias_k is None and \
+                not self.add_zero_attn and key_padding_mask is None and \
+                query.shape[-1] == self.embed_dim and not (is_causal and attn_mask is None):
+            # self-attention in the (N, L, E) layout as it comes, without the transposes
+            # below (whose projections and gradients are copies); same values
+            mask = _canonical_mask(attn_mask, "attn_mask", None, query.dtype)
+            if mask is None or mask.dim() == 2:
+                out = _packed_self_attention(query, self.num_heads, self.in_proj_weight,
+                                             self.in_proj_bias, self.out_proj.weight,
+                                             self.out_proj.bias, mask, True)
+                if out is not None:
+                    return out, None
         if self.batch_first and batched:
             if key is value:
                 if query is key:
