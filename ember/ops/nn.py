@@ -617,13 +617,18 @@ def _target_grad_coef(ctx, target, weight, n_cls, ndim, dtype):
         w = weight.to(dtype)[safe] * valid
     else:
         w = valid.to(dtype)
-    if ctx.denom is not None:
-        w = w / w.sum()
+    if ctx.denom is not None:  # 'mean': ignored positions stay 0 even when every target is
+        from .elementwise import where  # ignored (0/0 elsewhere, as PyTorch's)
+        w = where(valid, w / w.sum(), 0.0)
     shape = [1] * ndim
     shape[ax] = n_cls
     classes = (ones(n_cls, dtype=target.dtype).cumsum(0) - 1).reshape(shape)
     w = w.unsqueeze(ax) if ndim > 1 else w
-    return (classes == (safe.unsqueeze(ax) if ndim > 1 else safe)) * w, w
+    hit = classes == (safe.unsqueeze(ax) if ndim > 1 else safe)
+    if ctx.denom is not None and not ctx.denom:  # 0/0 weights: NaN at the targets only
+        from .elementwise import where
+        return where(hit, w, 0.0), w
+    return hit * w, w
 
 
 def _upstream(g, ctx):
@@ -687,7 +692,12 @@ def _ce_grad_np(g, ctx):
     ax = ctx.cls_axis
     w = np.expand_dims(ctx.w, ax).astype(ctx.logp.dtype, copy=False)
     if ctx.denom is not None:
-        w = w / ctx.denom
+        if ctx.denom == 0:  # no target counts: ignored positions get 0, the others 0/0 (NaN),
+            valid = ctx.saved_tensors[1]._data != ctx.ignore_index  # as PyTorch's
+            with np.errstate(invalid="ignore", divide="ignore"):
+                w = np.where(np.expand_dims(valid, ax), w / ctx.denom, 0).astype(w.dtype)
+        else:
+            w = w / ctx.denom
     logp = ctx.logp
     if ax == 1 and logp.ndim == 2 and logp.flags.c_contiguous and \
             logp.size >= _par.MIN_SIZE_HEAVY and w.shape == (logp.shape[0], 1):
