@@ -480,7 +480,8 @@ class CompiledFunction:
             self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
             if use_c:
                 _optim.prepare(graph, attrs)
-            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
+            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(
+                graph, rg, use_c)
             self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)

@@ -277,8 +277,17 @@ def _kinds_needed(graph, attrs):
 
 
 def sources(graph, attrs):
-    """The C sources of the update kernels the graph's optimizer steps will call."""
-    return [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
+    """The C sources of the update kernels the graph's optimizer steps will call, and of the
+    ``Linear`` kernels (``_linear``) where the graph has a ``Linear``: what a cold cache
+    compiles for this step, all at once (``prebuild``)."""
+    out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
+    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "Linear"
+           for n in graph.nodes if n.op == "call_function"):
+        from ._linear import pending_source
+        src = pending_source()
+        if src is not None:
+            out.append(src)
+    return out
 
 
 def prepare(graph, attrs):

@@ -246,23 +246,67 @@ class _LinearRelu(_dispatch.Node):
         return np.maximum(y, 0, out=y)
 
 
-def fuse_matmul_epilogues(graph, rg):
+class _LinearC(_dispatch.Node):
+    """``x @ w.T + b`` as one C call: the bias written first, the GEMM adding onto it
+    (``_linear.linear_act``); eager's ``Linear.forward`` where that path does not serve.
+    Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ._linear import linear_act
+        y = linear_act(x, w, b)
+        if y is None:
+            from ..ops.nn import Linear
+            y = Linear.forward(ctx, x, w, b)
+        return y
+
+
+class _LinearReluC(_dispatch.Node):
+    """``_LinearC`` with ReLU applied in the same C call. Used only where no autograd record
+    is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ._linear import linear_act
+        y = linear_act(x, w, b, relu=True)
+        return _LinearRelu.forward(ctx, x, w, b) if y is None else y
+
+
+def fuse_matmul_epilogues(graph, rg, use_c=False):
     """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
-    an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
+    an autograd record becomes one ``_LinearRelu`` node. With ``use_c`` (the C backend, a
+    CBLAS found: ``_linear.available``) these become ``_LinearReluC`` and every other
+    ``Linear`` with a bias that needs no record ``_LinearC`` (the bias added by the GEMM
+    itself). Returns how many nodes changed."""
+    from ..fx import Node
     changed = 0
+    if use_c:
+        from . import _linear
+        use_c = _linear.available()
     for n in list(graph.nodes):
         env = _lowerable(n, ("Relu", ("@lin", ("Linear", "?x", "?w", "?b"))), rg)
         lin = env and env["@lin"]
         if not env or rg.get(lin, True) or len(lin.users) != 1:
             continue
         with graph.inserting_before(n):
-            new = graph.call_function(_LinearRelu.apply, lin.args)
+            c = use_c and isinstance(lin.args[2], Node)  # a bias to write first
+            new = graph.call_function((_LinearReluC if c else _LinearRelu).apply, lin.args)
         new.meta.update(n.meta)
         rg[new] = False
         n.replace_all_uses_with(new)
         graph.erase_node(n)
         graph.erase_node(lin)
         changed += 1
+    if use_c:
+        for n in graph.nodes:
+            env = _lowerable(n, ("Linear", "?x", "?w", "?b"), rg)
+            if env and isinstance(env["?b"], Node) and _float_meta(n):
+                n.target = _LinearC.apply
+                changed += 1
     return changed
 
 
