@@ -487,6 +487,7 @@ class CompiledFunction:
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
             self.pass_stats["row_softmax"] = _passes.lower_row_softmax(graph, rg)
+            self.pass_stats["scatter_rows"] = _passes.lower_scatter_rows(graph, rg, use_c)
             if drop_records:  # the op forwards are called directly: pairs may share cores
                 from ._concurrent import pair_independent
                 self.pass_stats["concurrent_pairs"] = pair_independent(graph, rg)

@@ -278,8 +278,9 @@ def _kinds_needed(graph, attrs):
 
 def sources(graph, attrs):
     """The C sources of the update kernels the graph's optimizer steps will call, and of the
-    ``Linear`` kernels (``_linear``) where the graph has a ``Linear``: what a cold cache
-    compiles for this step, all at once (``prebuild``)."""
+    ``Linear`` and row-scatter kernels (``_linear``, ``_scatter``) where the graph has a
+    ``Linear`` or an ``IndexAddZeros``: what a cold cache compiles for this step, all at
+    once (``prebuild``)."""
     out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
     if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "Linear"
            for n in graph.nodes if n.op == "call_function"):
@@ -287,6 +288,10 @@ def sources(graph, attrs):
         src = pending_source()
         if src is not None:
             out.append(src)
+    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "IndexAddZeros"
+           for n in graph.nodes if n.op == "call_function"):
+        from ._scatter import SOURCE
+        out.append(SOURCE)
     return out
 
 

@@ -1159,3 +1159,22 @@ def lower_row_softmax(graph, rg):
         n.target = _RowSoftmax.apply
         changed += 1
     return changed
+
+
+# ---------------------------------------------------------------------- embedding backward
+def lower_scatter_rows(graph, rg, use_c=False):
+    """With ``use_c`` (the C backend), ``IndexAddZeros`` (an embedding's backward: gradient
+    rows added into a zero table) becomes ``_scatter._IndexAddRows`` (one C loop instead of
+    eager's argsort and ``reduceat``). Returns how many."""
+    if not use_c:
+        return 0
+    from ._scatter import _IndexAddRows
+    changed = 0
+    for n in graph.nodes:
+        env = _lowerable(n, ("IndexAddZeros", "?g", "?shape", "?idx"), rg)
+        if env is None or not _float_meta(n) or type(env["?idx"]) is not tuple or \
+                len(env["?idx"]) != 1:
+            continue
+        n.target = _IndexAddRows.apply
+        changed += 1
+    return changed

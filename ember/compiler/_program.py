@@ -34,7 +34,8 @@ __all__ = ["lower", "has_backward", "Arena", "accumulate_grad_owned"]
 _FRESH = {"Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Pow",
           "Gt", "Lt", "Ge", "Le", "Eq", "Ne", "Where", "Matmul", "Linear", "Sum", "Mean",
           "Softmax", "LogSoftmax", "_LinearRelu", "_LinearC", "_LinearReluC", "_ConvRelu",
-          "_StackMatmul", "ConvInputGrad", "ConvWeightGrad", "_RowSoftmax", "_GeluGrad"}
+          "_StackMatmul", "ConvInputGrad", "ConvWeightGrad", "_RowSoftmax", "_GeluGrad",
+          "_IndexAddRows"}
 
 
 def accumulate_grad_owned(p, g):
