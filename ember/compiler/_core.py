@@ -471,6 +471,7 @@ class CompiledFunction:
             self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
             self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
             self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)
+            self.pass_stats["ce_grads"] = _passes.fuse_cross_entropy_backward(graph, rg, use_c)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
             if use_c:  # every C source of the step compiled at once (cold cache)
                 from . import _optim

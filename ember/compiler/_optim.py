@@ -278,9 +278,9 @@ def _kinds_needed(graph, attrs):
 
 def sources(graph, attrs):
     """The C sources of the update kernels the graph's optimizer steps will call, and of the
-    ``Linear`` and row-scatter kernels (``_linear``, ``_scatter``) where the graph has a
-    ``Linear`` or an ``IndexAddZeros``: what a cold cache compiles for this step, all at
-    once (``prebuild``)."""
+    ``Linear``, row-scatter and cross-entropy kernels (``_linear``, ``_scatter``,
+    ``_crossentropy``) where the graph has such nodes: what a cold cache compiles for this
+    step, all at once (``prebuild``)."""
     out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
     if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "Linear"
            for n in graph.nodes if n.op == "call_function"):
@@ -292,6 +292,10 @@ def sources(graph, attrs):
            for n in graph.nodes if n.op == "call_function"):
         from ._scatter import SOURCE
         out.append(SOURCE)
+    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) ==
+           "_CrossEntropyGrad" for n in graph.nodes if n.op == "call_function"):
+        from ._crossentropy import source
+        out.append(source())
     return out
 
 

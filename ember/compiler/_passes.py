@@ -1148,8 +1148,9 @@ class _RowSoftmax(_dispatch.Node):
 
 def lower_row_softmax(graph, rg):
     """``Softmax`` of a float value over its last dimension becomes ``_RowSoftmax``.
-    Returns how many."""
-    changed = 0
+    Returns how many softmaxes run as C rows: those, and the ones inside the cross-entropy
+    gradients of ``fuse_cross_entropy_backward`` (``_CrossEntropyGrad``)."""
+    changed = sum(1 for n in graph.nodes if _cls_name(n) == "_CrossEntropyGrad")
     for n in list(graph.nodes):
         env = _lowerable(n, ("Softmax", "?x", "?dim"), rg)
         if env is None or not _float_meta(n) or type(env["?dim"]) is not int or \
@@ -1177,4 +1178,60 @@ def lower_scatter_rows(graph, rg, use_c=False):
             continue
         n.target = _IndexAddRows.apply
         changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------- cross-entropy
+def _ce_grad_pattern():
+    w = ("@w", ("View", ("Div", ("@w0", ("ToDtype", ("@ne", ("Ne", "?t", "?ii")), "?dt")),
+                         ("Sum", "@w0")), "?wshape"))
+    hot = ("Eq", "?cls", ("View", ("Mul", "?t", "@ne"), "?sshape"))
+    # CrossEntropy.backward as a captured graph holds it ('mean', no class weights)
+    return ("Mul", ("Sub", ("Mul", ("@p", ("Softmax", "?x", "?dim")), w), ("Mul", hot, "@w")),
+            "?g")
+
+
+def fuse_cross_entropy_backward(graph, rg, use_c=False):
+    """With ``use_c`` (the C backend), each cross-entropy gradient over (N, C) float logits
+    that the graph holds as composed ops (``_ce_grad_pattern``: the 'mean' reduction, no
+    class weights) becomes one ``_crossentropy._CrossEntropyGrad`` node (one C pass per row
+    instead of eight small ops, a softmax and a fused kernel). Run before ``fuse``.
+    Returns how many."""
+    if not use_c:
+        return 0
+    from ._crossentropy import _CrossEntropyGrad
+    pat, changed = _ce_grad_pattern(), 0
+    nodes = list(graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    for n in nodes:
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        env = {}
+        if not match(n, pat, env):
+            continue
+        x, t, g, cls = env["?x"], env["?t"], env["?g"], env["?cls"]
+        xm, tm = (getattr(a, "meta", {}).get("tensor_meta") for a in (x, t))
+        gm, cm = (getattr(a, "meta", {}).get("tensor_meta") for a in (g, cls))
+        if not _float_meta(x, 2) or tm is None or gm is None or cm is None or \
+                type(env["?ii"]) is not int or env["?dim"] not in (1, -1):
+            continue
+        N, C = tuple(xm[0])
+        kinds = [str(m[1]).replace("ember.", "") for m in (tm, cm)]
+        if tuple(tm[0]) != (N,) or not all(k.startswith(("int", "uint")) for k in kinds) or \
+                tuple(gm[0]) != () or str(gm[1]) != str(xm[1]) or \
+                int(np.prod(cm[0], dtype=np.int64)) != C or tuple(cm[0])[-1:] != (C,) or \
+                tuple(env["?wshape"]) != (N, 1) or tuple(env["?sshape"]) != (N, 1) or \
+                str(env["?dt"]).replace("ember.", "") != str(xm[1]).replace("ember.", ""):
+            continue
+        first = min(pos[env["@p"]], pos[env["@ne"]])
+        if any(not is_pure(m) for m in nodes[first:pos[n]] if m.op == "call_function"):
+            continue  # a write between the reads and the gradient would be reordered
+        with graph.inserting_before(n):
+            new = graph.call_function(_CrossEntropyGrad.apply, (x, t, env["?ii"], cls, g))
+        new.meta.update(n.meta)
+        rg[new] = False
+        n.replace_all_uses_with(new)
+        changed += 1
+    if changed:
+        dce(graph)
     return changed

@@ -35,7 +35,7 @@ _FRESH = {"Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sigmoid", "R
           "Gt", "Lt", "Ge", "Le", "Eq", "Ne", "Where", "Matmul", "Linear", "Sum", "Mean",
           "Softmax", "LogSoftmax", "_LinearRelu", "_LinearC", "_LinearReluC", "_ConvRelu",
           "_StackMatmul", "ConvInputGrad", "ConvWeightGrad", "_RowSoftmax", "_GeluGrad",
-          "_IndexAddRows"}
+          "_IndexAddRows", "_CrossEntropyGrad"}
 
 
 def accumulate_grad_owned(p, g):
