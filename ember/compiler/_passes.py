@@ -16,6 +16,7 @@ What makes a node safe to touch (the rules every pass shares):
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 
@@ -1166,8 +1167,9 @@ def lower_row_softmax(graph, rg):
 def lower_scatter_rows(graph, rg, use_c=False):
     """With ``use_c`` (the C backend), ``IndexAddZeros`` (an embedding's backward: gradient
     rows added into a zero table) becomes ``_scatter._IndexAddRows`` (one C loop instead of
-    eager's argsort and ``reduceat``). Returns how many."""
-    if not use_c:
+    eager's argsort and ``reduceat``). ``EMBER_SCATTER_C=0`` leaves them (for comparisons).
+    Returns how many."""
+    if not use_c or os.environ.get("EMBER_SCATTER_C", "1") == "0":
         return 0
     from ._scatter import _IndexAddRows
     changed = 0
@@ -1196,8 +1198,8 @@ def fuse_cross_entropy_backward(graph, rg, use_c=False):
     that the graph holds as composed ops (``_ce_grad_pattern``: the 'mean' reduction, no
     class weights) becomes one ``_crossentropy._CrossEntropyGrad`` node (one C pass per row
     instead of eight small ops, a softmax and a fused kernel). Run before ``fuse``.
-    Returns how many."""
-    if not use_c:
+    ``EMBER_CE_GRAD_C=0`` leaves them (for comparisons). Returns how many."""
+    if not use_c or os.environ.get("EMBER_CE_GRAD_C", "1") == "0":
         return 0
     from ._crossentropy import _CrossEntropyGrad
     pat, changed = _ce_grad_pattern(), 0
