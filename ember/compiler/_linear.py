@@ -64,12 +64,21 @@ void linear_{T}(int64_t m, int64_t n, int64_t k, const {T} *x, int64_t ldx, cons
 }}
 """
 
-_STATE = {}  # "gemm": {dtype: address} or None; "kernel": {dtype: ctypes function} or None
+# "found": what _find_gemm found; "gemm": {dtype: address} or None; "kernel": {dtype: ctypes
+# function} or None
+_STATE = {}
 
 
 def _find_gemm():
     """``{np.float32: address of cblas_sgemm, np.float64: of cblas_dgemm}`` in the OpenBLAS
-    NumPy loaded, with the C type of its integers; None where there is none."""
+    NumPy loaded, with the C type of its integers; None where there is none. Looked up
+    once."""
+    if "found" not in _STATE:
+        _STATE["found"] = _look_up_gemm()
+    return _STATE["found"]
+
+
+def _look_up_gemm():
     try:
         import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
         from threadpoolctl import ThreadpoolController
