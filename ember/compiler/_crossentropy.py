@@ -28,7 +28,7 @@ import numpy as np
 
 from ..autograd import graph as _dispatch
 
-__all__ = ["ce_grad", "_CrossEntropyGrad", "source"]
+__all__ = ["ce_grad", "_CrossEntropyGrad", "KERNELS"]
 
 # rows x classes at or above which the rows split over threads (~30 operations an element)
 PARALLEL_MIN = 1 << 14
@@ -71,22 +71,18 @@ void ce_grad_{T}(int64_t n, int64_t c, const {T} *restrict x, const int64_t *res
 _FN = {}
 
 
-def source():
-    """The C source of the float and double kernels (one library)."""
-    from ._codegen import _PRELUDE_F32
-    return "\n".join(["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
-                      _PRELUDE_F32,
-                      _SRC.format(T="float", EXP="ember_expf", MIN=PARALLEL_MIN),
-                      _SRC.format(T="double", EXP="exp", MIN=PARALLEL_MIN)])
+# the float and double kernels (``_stepc`` compiles them with the other step kernels, after
+# the float32 ``ember_expf`` of ``_codegen``)
+KERNELS = (_SRC.format(T="float", EXP="ember_expf", MIN=PARALLEL_MIN) +
+           _SRC.format(T="double", EXP="exp", MIN=PARALLEL_MIN))
 
 
 def _kernel(dt):
     if not _FN:
-        from .._cc import load_kernel
+        from . import _stepc
         try:
-            src = source()
             for t, name in ((np.float32, "float"), (np.float64, "double")):
-                _FN[np.dtype(t)] = load_kernel(src, f"ce_grad_{name}")
+                _FN[np.dtype(t)] = _stepc.load(f"ce_grad_{name}")
         except (RuntimeError, OSError, subprocess.SubprocessError):
             _FN[None] = None
     return _FN.get(dt)

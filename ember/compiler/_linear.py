@@ -104,7 +104,8 @@ def _look_up_gemm():
 
 
 def source(int_type="int64_t"):
-    """The C source of the float and double kernels (one library)."""
+    """The C source of the float and double kernels (``_stepc`` compiles it with the other
+    step kernels)."""
     return "".join(_SRC.format(T=t, INT=int_type) for t in ("float", "double"))
 
 
@@ -115,24 +116,14 @@ def available():
         found = _find_gemm() if ENABLED else None
         _STATE["gemm"] = found and found[0]
         if found is not None:
-            from .._cc import load_kernel
+            from . import _stepc
             try:
-                src = source(found[1])
-                fns = {np.dtype(np.float32): load_kernel(src, "linear_float"),
-                       np.dtype(np.float64): load_kernel(src, "linear_double")}
+                fns = {np.dtype(np.float32): _stepc.load("linear_float"),
+                       np.dtype(np.float64): _stepc.load("linear_double")}
             except (RuntimeError, OSError, subprocess.SubprocessError):
                 fns = None
             _STATE["kernel"] = fns
     return _STATE["kernel"] is not None
-
-
-def pending_source():
-    """The kernels' source when they are not loaded yet and would be (for ``prebuild``);
-    else None."""
-    if "kernel" in _STATE or not ENABLED:
-        return None
-    found = _find_gemm()
-    return None if found is None else source(found[1])
 
 
 _c_void_p, _c_int64 = ctypes.c_void_p, ctypes.c_int64

@@ -278,24 +278,14 @@ def _kinds_needed(graph, attrs):
 
 def sources(graph, attrs):
     """The C sources of the update kernels the graph's optimizer steps will call, and of the
-    ``Linear``, row-scatter and cross-entropy kernels (``_linear``, ``_scatter``,
-    ``_crossentropy``) where the graph has such nodes: what a cold cache compiles for this
-    step, all at once (``prebuild``)."""
+    ``Linear``, row-scatter and cross-entropy kernels (``_stepc``) where the graph has such
+    nodes: what a cold cache compiles for this step, all at once (``prebuild``)."""
     out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
-    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "Linear"
+    step_nodes = ("Linear", "IndexAddZeros", "_CrossEntropyGrad")
+    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) in step_nodes
            for n in graph.nodes if n.op == "call_function"):
-        from ._linear import pending_source
-        src = pending_source()
-        if src is not None:
-            out.append(src)
-    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) == "IndexAddZeros"
-           for n in graph.nodes if n.op == "call_function"):
-        from ._scatter import SOURCE
-        out.append(SOURCE)
-    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) ==
-           "_CrossEntropyGrad" for n in graph.nodes if n.op == "call_function"):
-        from ._crossentropy import source
-        out.append(source())
+        from . import _stepc
+        out.append(_stepc.source())
     return out
 
 

@@ -47,16 +47,16 @@ int scatter_rows_{T}(int64_t n, const int64_t *idx, int64_t rows, int64_t cols,
 }}
 """
 
-SOURCE = "".join(_SRC.format(T=t) for t in ("float", "double"))
+KERNELS = "".join(_SRC.format(T=t) for t in ("float", "double"))  # built by ``_stepc``
 _FN = {}
 
 
 def _kernel(dt):
     if not _FN:
-        from .._cc import load_kernel
+        from . import _stepc
         try:
             for t, name in ((np.float32, "float"), (np.float64, "double")):
-                fn = load_kernel(SOURCE, f"scatter_rows_{name}")
+                fn = _stepc.load(f"scatter_rows_{name}")
                 fn.restype = ctypes.c_int
                 _FN[np.dtype(t)] = fn
         except (RuntimeError, OSError, subprocess.SubprocessError):
