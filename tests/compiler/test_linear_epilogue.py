@@ -34,7 +34,8 @@ def _targets(c):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("shape,n", [((4, 6), 5), ((7,), 3), ((1, 9), 4), ((3, 40, 70), 130),
-                                     ((130, 300), 600), ((2, 1200), 1100)])
+                                     ((130, 300), 600), ((2, 1200), 1100),  # column parts
+                                     ((1000, 64), 48)])  # row parts (at two threads)
 def test_linear_act_matches_pytorch(dtype, relu, shape, n, threads):
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (shape, (n, shape[-1]), (n,)))
