@@ -471,6 +471,7 @@ class CompiledFunction:
             self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
             self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
             self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)
+            self.pass_stats["ce_grads"] = _passes.fuse_cross_entropy_backward(graph, rg, use_c)
             kernels = _codegen.fuse(graph, rg, "c" if use_c else "numpy", load=False)
             if use_c:  # every C source of the step compiled at once (cold cache)
                 from . import _optim
@@ -480,12 +481,14 @@ class CompiledFunction:
             self.pass_stats["optimizer_groups"] = _passes.group_optimizer_steps(graph)
             if use_c:
                 _optim.prepare(graph, attrs)
-            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(graph, rg)
+            self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(
+                graph, rg, use_c)
             self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)
             self.pass_stats["stacked_matmuls"] = _passes.split_stacked_matmuls(graph, rg)
             self.pass_stats["row_softmax"] = _passes.lower_row_softmax(graph, rg)
+            self.pass_stats["scatter_rows"] = _passes.lower_scatter_rows(graph, rg, use_c)
             if drop_records:  # the op forwards are called directly: pairs may share cores
                 from ._concurrent import pair_independent
                 self.pass_stats["concurrent_pairs"] = pair_independent(graph, rg)

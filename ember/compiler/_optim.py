@@ -277,8 +277,16 @@ def _kinds_needed(graph, attrs):
 
 
 def sources(graph, attrs):
-    """The C sources of the update kernels the graph's optimizer steps will call."""
-    return [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
+    """The C sources of the update kernels the graph's optimizer steps will call, and of the
+    ``Linear``, row-scatter and cross-entropy kernels (``_stepc``) where the graph has such
+    nodes: what a cold cache compiles for this step, all at once (``prebuild``)."""
+    out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
+    step_nodes = ("Linear", "IndexAddZeros", "_CrossEntropyGrad")
+    if any(getattr(getattr(n.target, "__self__", None), "__name__", None) in step_nodes
+           for n in graph.nodes if n.op == "call_function"):
+        from . import _stepc
+        out.append(_stepc.source())
+    return out
 
 
 def prepare(graph, attrs):

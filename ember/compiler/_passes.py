@@ -16,6 +16,7 @@ What makes a node safe to touch (the rules every pass shares):
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 
@@ -246,23 +247,67 @@ class _LinearRelu(_dispatch.Node):
         return np.maximum(y, 0, out=y)
 
 
-def fuse_matmul_epilogues(graph, rg):
+class _LinearC(_dispatch.Node):
+    """``x @ w.T + b`` as one C call: the bias written first, the GEMM adding onto it
+    (``_linear.linear_act``); eager's ``Linear.forward`` where that path does not serve.
+    Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ._linear import linear_act
+        y = linear_act(x, w, b)
+        if y is None:
+            from ..ops.nn import Linear
+            y = Linear.forward(ctx, x, w, b)
+        return y
+
+
+class _LinearReluC(_dispatch.Node):
+    """``_LinearC`` with ReLU applied in the same C call. Used only where no autograd record
+    is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        from ._linear import linear_act
+        y = linear_act(x, w, b, relu=True)
+        return _LinearRelu.forward(ctx, x, w, b) if y is None else y
+
+
+def fuse_matmul_epilogues(graph, rg, use_c=False):
     """``Relu(Linear(x, w, b))`` where the Linear's value has no other use and neither needs
-    an autograd record becomes one ``_LinearRelu`` node. Returns how many."""
+    an autograd record becomes one ``_LinearRelu`` node. With ``use_c`` (the C backend, a
+    CBLAS found: ``_linear.available``) these become ``_LinearReluC`` and every other
+    ``Linear`` with a bias that needs no record ``_LinearC`` (the bias added by the GEMM
+    itself). Returns how many nodes changed."""
+    from ..fx import Node
     changed = 0
+    if use_c:
+        from . import _linear
+        use_c = _linear.available()
     for n in list(graph.nodes):
         env = _lowerable(n, ("Relu", ("@lin", ("Linear", "?x", "?w", "?b"))), rg)
         lin = env and env["@lin"]
         if not env or rg.get(lin, True) or len(lin.users) != 1:
             continue
         with graph.inserting_before(n):
-            new = graph.call_function(_LinearRelu.apply, lin.args)
+            c = use_c and isinstance(lin.args[2], Node)  # a bias to write first
+            new = graph.call_function((_LinearReluC if c else _LinearRelu).apply, lin.args)
         new.meta.update(n.meta)
         rg[new] = False
         n.replace_all_uses_with(new)
         graph.erase_node(n)
         graph.erase_node(lin)
         changed += 1
+    if use_c:
+        for n in graph.nodes:
+            env = _lowerable(n, ("Linear", "?x", "?w", "?b"), rg)
+            if env and isinstance(env["?b"], Node) and _float_meta(n):
+                n.target = _LinearC.apply
+                changed += 1
     return changed
 
 
@@ -1104,8 +1149,9 @@ class _RowSoftmax(_dispatch.Node):
 
 def lower_row_softmax(graph, rg):
     """``Softmax`` of a float value over its last dimension becomes ``_RowSoftmax``.
-    Returns how many."""
-    changed = 0
+    Returns how many softmaxes run as C rows: those, and the ones inside the cross-entropy
+    gradients of ``fuse_cross_entropy_backward`` (``_CrossEntropyGrad``)."""
+    changed = sum(1 for n in graph.nodes if _cls_name(n) == "_CrossEntropyGrad")
     for n in list(graph.nodes):
         env = _lowerable(n, ("Softmax", "?x", "?dim"), rg)
         if env is None or not _float_meta(n) or type(env["?dim"]) is not int or \
@@ -1114,4 +1160,80 @@ def lower_row_softmax(graph, rg):
             continue
         n.target = _RowSoftmax.apply
         changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------- embedding backward
+def lower_scatter_rows(graph, rg, use_c=False):
+    """With ``use_c`` (the C backend), ``IndexAddZeros`` (an embedding's backward: gradient
+    rows added into a zero table) becomes ``_scatter._IndexAddRows`` (one C loop instead of
+    eager's argsort and ``reduceat``). ``EMBER_SCATTER_C=0`` leaves them (for comparisons).
+    Returns how many."""
+    if not use_c or os.environ.get("EMBER_SCATTER_C", "1") == "0":
+        return 0
+    from ._scatter import _IndexAddRows
+    changed = 0
+    for n in graph.nodes:
+        env = _lowerable(n, ("IndexAddZeros", "?g", "?shape", "?idx"), rg)
+        if env is None or not _float_meta(n) or type(env["?idx"]) is not tuple or \
+                len(env["?idx"]) != 1:
+            continue
+        n.target = _IndexAddRows.apply
+        changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------- cross-entropy
+def _ce_grad_pattern():
+    w = ("@w", ("View", ("Div", ("@w0", ("ToDtype", ("@ne", ("Ne", "?t", "?ii")), "?dt")),
+                         ("Sum", "@w0")), "?wshape"))
+    hot = ("Eq", "?cls", ("View", ("Mul", "?t", "@ne"), "?sshape"))
+    # CrossEntropy.backward as a captured graph holds it ('mean', no class weights)
+    return ("Mul", ("Sub", ("Mul", ("@p", ("Softmax", "?x", "?dim")), w), ("Mul", hot, "@w")),
+            "?g")
+
+
+def fuse_cross_entropy_backward(graph, rg, use_c=False):
+    """With ``use_c`` (the C backend), each cross-entropy gradient over (N, C) float logits
+    that the graph holds as composed ops (``_ce_grad_pattern``: the 'mean' reduction, no
+    class weights) becomes one ``_crossentropy._CrossEntropyGrad`` node (one C pass per row
+    instead of eight small ops, a softmax and a fused kernel). Run before ``fuse``.
+    ``EMBER_CE_GRAD_C=0`` leaves them (for comparisons). Returns how many."""
+    if not use_c or os.environ.get("EMBER_CE_GRAD_C", "1") == "0":
+        return 0
+    from ._crossentropy import _CrossEntropyGrad
+    pat, changed = _ce_grad_pattern(), 0
+    nodes = list(graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    for n in nodes:
+        if _cls_name(n) != "Mul" or rg.get(n, True):
+            continue
+        env = {}
+        if not match(n, pat, env):
+            continue
+        x, t, g, cls = env["?x"], env["?t"], env["?g"], env["?cls"]
+        xm, tm = (getattr(a, "meta", {}).get("tensor_meta") for a in (x, t))
+        gm, cm = (getattr(a, "meta", {}).get("tensor_meta") for a in (g, cls))
+        if not _float_meta(x, 2) or tm is None or gm is None or cm is None or \
+                type(env["?ii"]) is not int or env["?dim"] not in (1, -1):
+            continue
+        N, C = tuple(xm[0])
+        kinds = [str(m[1]).replace("ember.", "") for m in (tm, cm)]
+        if tuple(tm[0]) != (N,) or not all(k.startswith(("int", "uint")) for k in kinds) or \
+                tuple(gm[0]) != () or str(gm[1]) != str(xm[1]) or \
+                int(np.prod(cm[0], dtype=np.int64)) != C or tuple(cm[0])[-1:] != (C,) or \
+                tuple(env["?wshape"]) != (N, 1) or tuple(env["?sshape"]) != (N, 1) or \
+                str(env["?dt"]).replace("ember.", "") != str(xm[1]).replace("ember.", ""):
+            continue
+        first = min(pos[env["@p"]], pos[env["@ne"]])
+        if any(not is_pure(m) for m in nodes[first:pos[n]] if m.op == "call_function"):
+            continue  # a write between the reads and the gradient would be reordered
+        with graph.inserting_before(n):
+            new = graph.call_function(_CrossEntropyGrad.apply, (x, t, env["?ii"], cls, g))
+        new.meta.update(n.meta)
+        rg[new] = False
+        n.replace_all_uses_with(new)
+        changed += 1
+    if changed:
+        dce(graph)
     return changed

@@ -33,8 +33,9 @@ __all__ = ["lower", "has_backward", "Arena", "accumulate_grad_owned"]
 # op classes whose forward always returns a new array (never its input or a view of it)
 _FRESH = {"Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Pow",
           "Gt", "Lt", "Ge", "Le", "Eq", "Ne", "Where", "Matmul", "Linear", "Sum", "Mean",
-          "Softmax", "LogSoftmax", "_LinearRelu", "_ConvRelu", "_StackMatmul", "ConvInputGrad",
-          "ConvWeightGrad", "_RowSoftmax", "_GeluGrad"}
+          "Softmax", "LogSoftmax", "_LinearRelu", "_LinearC", "_LinearReluC", "_ConvRelu",
+          "_StackMatmul", "ConvInputGrad", "ConvWeightGrad", "_RowSoftmax", "_GeluGrad",
+          "_IndexAddRows", "_CrossEntropyGrad"}
 
 
 def accumulate_grad_owned(p, g):
