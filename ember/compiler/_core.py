@@ -228,6 +228,7 @@ class _Entry:
         self.cap, self.in_spec, self.extra_rg, self.scalars = cap, in_spec, extra_rg, scalars
         self.runner, self._source = runner, source
         self.breaks, self.needs_rng = list(breaks), needs_rng
+        self.on_meta = False  # captured on meta tensors (``CompiledFunction._meta_capture``)
 
     @property
     def source(self):
@@ -453,6 +454,7 @@ class CompiledFunction:
         runner, source = self._lower(cap)
         entry = _Entry(cap, in_spec, extra_rg, scalars, runner, source, recorder.breaks,
                        needs_rng)
+        entry.on_meta = on_meta
         self.entries.append(entry)
         if log:
             print(f"===== ember.compile: captured graph of "
