@@ -266,3 +266,27 @@ def test_forward_only_functions_are_captured_with_data():
     c = ember.compile(lambda v: ember.tanh(m(v)) * 2)
     np.testing.assert_array_equal(c(x).detach().numpy(), (ember.tanh(m(x)) * 2).detach().numpy())
     assert not c.entries[0].on_meta
+
+
+def test_masked_scatter_is_refused_by_captures_and_runs_eagerly():
+    """masked_scatter reads as many source elements as the mask has ones: a capture with data
+    would bake the count in, a meta capture cannot know it."""
+    w = ember.randn(6, requires_grad=True)
+    opt = ember.optim.SGD([w], lr=0.1)
+
+    def step(mask, src):
+        loss = (w * 1.0).masked_scatter(mask, src).pow(2).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    c = ember.compile(step)
+    src = ember.arange(6.0)
+    for bits in ([1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 1]):
+        mask = ember.tensor(bits, dtype=ember.bool)
+        before = w.detach().numpy().copy()
+        got = c(mask, src).item()
+        want = before.copy()
+        want[np.asarray(bits, bool)] = np.arange(6.0)[:sum(bits)]
+        assert abs(got - float((want ** 2).sum())) < 1e-4
+    assert c.eager_only and any("masked_scatter" in b for b in c.breaks)
