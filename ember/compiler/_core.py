@@ -164,6 +164,25 @@ def _meta_left(cap):
     return any(meta(n.args) or meta(n.kwargs) for n in cap.graph.nodes)
 
 
+def _run_with_group_values(runner, leaves, group_values):
+    """``runner(leaves)`` with each optimizer group's hyperparameters as the function's
+    update read them while it was captured on meta, then as the function left them (a
+    learning-rate scheduler stepped after ``opt.step()`` in the function: the first call's
+    update uses the learning rate before the scheduler's step, as eager's does)."""
+    after = []
+    for opt, gi, values in group_values:
+        group = opt.param_groups[gi]
+        now = {k: group[k] for k in values if k in group}
+        if any(now.get(k, _MISSING) is not v for k, v in values.items()):
+            after.append((group, now))
+            group.update(values)
+    try:
+        return runner(leaves)
+    finally:
+        for group, now in after:
+            group.update(now)
+
+
 def _byte_span(a):
     """The first and one-past-the-last byte addresses ``a`` covers."""
     lo = hi = a.__array_interface__["data"][0]
@@ -462,7 +481,7 @@ class CompiledFunction:
                   f"===== generated source ({self.backend}) =====\n{entry.source}",
                   file=sys.stderr)
         if on_meta:  # nothing was computed yet: this call's values come from the program
-            return entry.runner(leaves)
+            return _run_with_group_values(entry.runner, leaves, cap.group_values)
         return box[0]
 
     # -- meta capture

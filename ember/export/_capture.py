@@ -411,6 +411,7 @@ class CaptureMode:
         self.created: dict = {}    # creation_op node -> the tensor it made at capture
         self.copied: set = set()   # ids of arrays the graph holds as copies (strict mode)
         self.meta_values: dict = {}  # id(MetaArray) -> the tensor with data it stands for
+        self.group_values: dict = {}  # meta: (id(opt), group index) -> values at the update
 
     # -- values
     def bind(self, t, node, data_dependent=True):
@@ -645,6 +646,9 @@ class CaptureMode:
                 self.persistent[id(v._data)] = v
         if not self.meta_arrays:  # a meta capture only records the update (values only)
             _ORIG["_step_one"](opt, group, p, first)
+        else:  # the hyperparameters this call's update reads (a scheduler may change them after)
+            self.group_values.setdefault((id(opt), gi), (opt, gi, {
+                k: v for k, v in group.items() if k != "params"}))
         self._sync_grad_mode()
         node = self.graph.call_function(optimizer_param_step, (opt_node, gi, p_node))
         self._note_mutation(p)
@@ -1082,6 +1086,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
         attrs[name] = c.tensor
     cap = Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
     cap.created = mode.created
+    cap.group_values = list(mode.group_values.values())
     return cap
 
 

@@ -290,3 +290,34 @@ def test_masked_scatter_is_refused_by_captures_and_runs_eagerly():
         want[np.asarray(bits, bool)] = np.arange(6.0)[:sum(bits)]
         assert abs(got - float((want ** 2).sum())) < 1e-4
     assert c.eager_only and any("masked_scatter" in b for b in c.breaks)
+
+
+@pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
+def test_scheduler_stepped_inside_the_step_on_meta(dtype):
+    """The first call's update uses the learning rate the eager update uses (before the
+    scheduler's step), and leaves the one the scheduler set."""
+    def make():
+        return nn.Linear(5, 3)
+
+    def opt(ps):
+        return ember.optim.SGD(ps, lr=0.5, momentum=0.9)
+    (ref, ro), (model, mo) = _pair(make, dtype, opt)
+    rs = ember.optim.lr_scheduler.StepLR(ro, step_size=1, gamma=0.5)
+    ms = ember.optim.lr_scheduler.StepLR(mo, step_size=1, gamma=0.5)
+    x = ember.randn(4, 5, dtype=dtype)
+
+    def step_of(model, opt, sched):
+        def step():
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            sched.step()
+            return loss
+        return step
+    eager, compiled = step_of(ref, ro, rs), ember.compile(step_of(model, mo, ms))
+    for i in range(2):
+        _close(compiled().detach().numpy(), eager().detach().numpy(), TOL[dtype], f"loss {i}")
+        _close(model.weight.detach().numpy(), ref.weight.detach().numpy(), TOL[dtype], "w")
+        assert mo.param_groups[0]["lr"] == ro.param_groups[0]["lr"]
+    assert compiled.entries[0].on_meta, compiled.meta_failure
