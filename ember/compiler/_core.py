@@ -12,6 +12,15 @@ function's branches; where that cannot be made safe, or the capture refuses some
 the state the capture touched is restored and the function runs eagerly from then on with
 the modules it calls compiled as regions (``fullgraph=True``: an error naming the line).
 
+A training step (a function whose code calls ``backward``) is first captured on meta tensors
+(``_meta_capture``: its inputs, parameters, gradients and optimizer state hold shapes and
+dtypes only, so the capture computes nothing; a GPT block's first call took 0.20 s of CPU with
+data, 0.13 s so), and its first call runs the compiled program. Whatever a meta capture cannot
+record as the capture with data would (a value read, a truth test on values outside an op,
+a tensor made outside the dispatcher, a write through a view, tensors sharing memory) makes
+it give up, restore what it touched, and capture with data; ``meta_failure`` says why.
+``EMBER_META_CAPTURE=0`` captures with data always.
+
 Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``);
 eager's fused nn kernels where the capture decomposed an op and its backward (layer/batch/
 group norm backward in one pass from the forward's statistics, attention forward and backward

@@ -321,3 +321,46 @@ def test_scheduler_stepped_inside_the_step_on_meta(dtype):
         _close(model.weight.detach().numpy(), ref.weight.detach().numpy(), TOL[dtype], "w")
         assert mo.param_groups[0]["lr"] == ro.param_groups[0]["lr"]
     assert compiled.entries[0].on_meta, compiled.meta_failure
+
+
+def test_traps_on_meta_inplace_input_aliasing_output_guards():
+    """An in-place write into an input, an input returned as an output, requires_grad
+    toggled, train/eval switched and a changed batch size: each capture on meta, each
+    call as eager's."""
+    def make():
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.3),
+                             nn.Linear(8, 2))
+    (ref, ro), (model, mo) = _pair(make, ember.float64)
+
+    def step_of(model, opt):
+        def step(x):
+            x.mul_(0.5)  # written into the caller's tensor
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            return loss, x
+        return step
+    eager, compiled = step_of(ref, ro), ember.compile(step_of(model, mo))
+    calls = [(16, True, True), (16, True, True), (16, False, True), (8, False, True),
+             (8, False, False), (16, True, True)]
+    for i, (n, train, rg) in enumerate(calls):
+        for m in (ref, model):
+            m.train(train)
+            m[0].weight.requires_grad_(rg)
+        ember.manual_seed(i)
+        xa = ember.randn(n, 4, dtype=ember.float64)
+        xb = xa.clone()
+        ember.manual_seed(50 + i)
+        got, out_x = compiled(xa)
+        ember.manual_seed(50 + i)
+        want, _ = eager(xb)
+        assert out_x is xa
+        _close(xa.numpy(), xb.numpy(), 0, f"input written in place, call {i}")
+        _close(got.detach().numpy(), want.detach().numpy(), 1e-10, f"loss {i}")
+    assert len(compiled.entries) >= 4 and all(e.on_meta for e in compiled.entries), \
+        compiled.meta_failure
+    for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+        _close(p.detach().numpy(), q.detach().numpy(), 1e-9, f"parameter {n}")
+    for (n, b), c in zip(model.named_buffers(), ref.buffers()):
+        _close(b.numpy(), c.numpy(), 1e-9, f"buffer {n}")
