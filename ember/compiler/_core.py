@@ -450,7 +450,7 @@ class CompiledFunction:
             # the ones that stay fixed fold back into constants (``export._fold_fixed_creations``)
             from ._concurrent import single_threaded
             cap = None
-            if self._meta_eligible(leaves):
+            if self._meta_eligible():
                 with single_threaded():  # the ops' order as in the capture with data
                     cap = self._meta_capture(run, leaves, names, unflatten, persistent, inputs,
                                              snap)
@@ -494,7 +494,7 @@ class CompiledFunction:
         return box[0]
 
     # -- meta capture
-    def _meta_eligible(self, leaves):
+    def _meta_eligible(self):
         """Whether to try a meta capture first (see ``_meta_capture``): not turned off
         (``EMBER_META_CAPTURE=0``), not failed before for this function, a lowering backend,
         static shapes, and no sign in the function's own code of what a meta capture would
@@ -564,8 +564,11 @@ class CompiledFunction:
                                    record_creation=True, strict_constants=True,
                                    meta_arrays=True)
         except Exception as err:  # noqa: BLE001 - any refusal: capture with data
+            import traceback
             self.meta_failure = f"{type(err).__name__}: {err}"
-            self.meta_error = err  # with its traceback, for whoever debugs a refusal
+            # where it gave up, for whoever debugs a refusal (the text, not the frames: they
+            # hold the state snapshot)
+            self.meta_traceback = "".join(traceback.format_exception(err))
             cap = None
         finally:
             for t, a in real:
