@@ -37,6 +37,7 @@ import traceback
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd import engine as _engine
 from ..autograd import graph as _dispatch
@@ -53,6 +54,10 @@ class DataDependentError(RuntimeError):
 
 class GuardError(RuntimeError):
     """A replay's inputs or state differ from what the capture specialised on."""
+
+
+class MetaCaptureError(RuntimeError):
+    """A meta capture met something only a capture with data can record faithfully."""
 
 
 # ---------------------------------------------------------------------- graph helpers
@@ -154,6 +159,20 @@ def creation_op(name, *args, **kwargs):
         raise ValueError(f"creation_op: {name!r} is not one of ember's tensor factories")
     from ..ops import creation as _c
     return getattr(_c, name)(*args, **kwargs)
+
+
+def _real_stand_ins(a):
+    """``a`` with meta tensors replaced by empty CPU tensors of the same shape, dtype and
+    strides (the arguments a factory reads only for those)."""
+    if isinstance(a, Tensor) and type(a._data) is MetaArray:
+        return _make(np.empty(a._data.shape, a._data.dtype))
+    if type(a) is tuple:
+        return tuple(_real_stand_ins(x) for x in a)
+    if type(a) is list:
+        return [_real_stand_ins(x) for x in a]
+    if type(a) is dict:
+        return {k: _real_stand_ins(v) for k, v in a.items()}
+    return a
 
 
 def _plain(a):
@@ -369,6 +388,11 @@ class CaptureMode:
     # (not one that requires grad, not one written in place): a parameter of a model reached
     # some way the compiler did not find would otherwise stay frozen on every replay
     strict_constants = False
+    # ``ember.compile``'s meta capture: the inputs and persistent tensors hold ``MetaArray``s
+    # (shapes, dtypes and strides, no data), so the ops record without computing. Whatever
+    # could make the graph differ from the one a real run records raises instead
+    # (``MetaCaptureError`` or the meta device's own errors), and the caller captures for real
+    meta_arrays = False
 
     def __init__(self, graph, persistent=()):
         self.graph = graph
@@ -386,6 +410,8 @@ class CaptureMode:
         self.objects: dict = {}    # id(obj) -> get_attr node for non-tensor objects
         self.created: dict = {}    # creation_op node -> the tensor it made at capture
         self.copied: set = set()   # ids of arrays the graph holds as copies (strict mode)
+        self.meta_values: dict = {}  # id(MetaArray) -> the tensor with data it stands for
+        self.group_values: dict = {}  # meta: (id(opt), group index) -> values at the update
 
     # -- values
     def bind(self, t, node, data_dependent=True):
@@ -407,6 +433,18 @@ class CaptureMode:
         if n is not None:
             return n
         by_ref = id(t._data) in self.persistent
+        if self.meta_arrays and by_ref:
+            # the persistent tensor itself (not a wrapper of its array made on the way), whose
+            # data is given back after the capture
+            t = self.persistent[id(t._data)]
+        elif self.meta_arrays and type(t._data) is MetaArray:
+            real = self.meta_values.get(id(t._data))
+            if real is None:
+                raise MetaCaptureError(f"a meta tensor of shape {list(t.shape)} made outside "
+                                       "the dispatcher would become a constant")
+            node = self.tensor_node(real)  # the constant a real capture records
+            self.bind(t, node, data_dependent=False)
+            return node
         if self.phase == "backward" and not by_ref:
             a = t._data
             if a.size > 1 and not (a == a.reshape(-1)[0]).all():
@@ -456,6 +494,10 @@ class CaptureMode:
             if id(a) in self.nodes:
                 return self.nodes[id(a)]
             return self.tensor_node(_make(a))
+        if self.meta_arrays and type(a) is MetaArray:  # never a literal argument
+            if id(a) in self.nodes:
+                return self.nodes[id(a)]
+            return self.tensor_node(_make(a))  # a persistent tensor's, or refused there
         if isinstance(a, np.generic):
             return a.item()
         if isinstance(a, _dispatch.Node):
@@ -511,11 +553,19 @@ class CaptureMode:
         node = self.graph.call_function(cls.apply, fx_args, fx_kwargs)
         if _RECORD_LINES:
             node.meta["source_line"] = _source_line()
+        if self.meta_arrays:  # an op on constants alone (a dropout mask) computed for real
+            for o in (out if isinstance(out, tuple) else (out,)):
+                if isinstance(o, Tensor):
+                    self._as_meta(o)
         # depends on inputs or parameters: one of the node's inputs does (the node knows them)
         self._bind_outputs(out, node, not self.data_dependent.isdisjoint(node._input_nodes))
         return out
 
     def on_inplace(self, cls, target, args, kwargs, run):
+        if self.meta_arrays and target._base is not None:
+            # aliasing is where meta arrays are least like NumPy's (which results are views):
+            # a write through a view is captured for real
+            raise MetaCaptureError("an in-place write into a view")
         fx_target = self.arg(target)
         if self.strict_constants:
             self._refuse_copy_write(target)
@@ -594,7 +644,11 @@ class CaptureMode:
         for v in opt.state.get(p, {}).values():
             if isinstance(v, Tensor):
                 self.persistent[id(v._data)] = v
-        _ORIG["_step_one"](opt, group, p, first)
+        if not self.meta_arrays:  # a meta capture only records the update (values only)
+            _ORIG["_step_one"](opt, group, p, first)
+        else:  # the hyperparameters this call's update reads (a scheduler may change them after)
+            self.group_values.setdefault((id(opt), gi), (opt, gi, {
+                k: v for k, v in group.items() if k != "params"}))
         self._sync_grad_mode()
         node = self.graph.call_function(optimizer_param_step, (opt_node, gi, p_node))
         self._note_mutation(p)
@@ -616,6 +670,8 @@ class CaptureMode:
         finally:
             self.in_op -= 1
         node = self.graph.call_function(random_op, (name,) + fx_args, fx_kwargs)
+        if self.meta_arrays:
+            self._as_meta(out)
         self.bind(out, node)  # random values are data: reading one into Python is refused
         self._meta(node, out)
         return out
@@ -639,12 +695,35 @@ class CaptureMode:
             node.meta["source_line"] = _source_line()
         # a factory's values never depend on the data of a tensor it reads the shape of
         values = (fx_args[1:] if name in _LIKE else fx_args, fx_kwargs)
+        if self.meta_arrays:
+            # the value is made for real (a factory's values never depend on the data of a
+            # tensor it reads the shape of): folded back into a constant, it must hold data
+            real = out if type(out._data) is not MetaArray else \
+                orig(*_real_stand_ins(args), **_real_stand_ins(kwargs))
+            if real._data.shape != out._data.shape or real._data.strides != out._data.strides \
+                    or real._data.dtype != out._data.dtype:
+                raise MetaCaptureError(f"ember.{name} made for real differs in layout")
+            self.created[node] = _make(real._data.copy())
+            self._as_meta(out)
+        else:
+            self.created[node] = None
         self.bind(out, node, self._depends(values))
         self._meta(node, out)
-        # the value made now: ``_generalise`` turns the nodes whose sizes stay fixed back
-        # into constants (later in-place writes to ``out`` must not reach this copy)
-        self.created[node] = _make(out._data.copy())
+        if self.created[node] is None:
+            # the value made now: ``_generalise`` turns the nodes whose sizes stay fixed back
+            # into constants (later in-place writes to ``out`` must not reach this copy)
+            self.created[node] = _make(out._data.copy())
         return out
+
+    @staticmethod
+    def _as_meta(t):
+        """Turn ``t``, just made for real by a factory or a random function, into a meta
+        tensor, so that a meta capture's ops see one device."""
+        if not isinstance(t, Tensor):
+            raise MetaCaptureError("a factory returned something other than a tensor")
+        a = t._data
+        if type(a) is not MetaArray:
+            t._data = MetaArray(a.shape, a.dtype, a.strides)
 
     def check_value_read(self, t, what):
         if self.nodes.get(id(t._data)) in self.data_dependent:
@@ -668,6 +747,12 @@ def _fake(shape, dtype, stride):
         except Exception:  # no meta device in this build
             _META_OK.append(False)
     if _META_OK[0]:
+        try:  # what ``empty_strided(shape, stride, dtype=dtype, device="meta")`` makes, in a
+            # seventh of its time (a capture makes one per node)
+            np_dtype, size = dtype.np, dtype.itemsize
+            return _make(MetaArray(shape, np_dtype, tuple(s * size for s in stride)))
+        except Exception:  # noqa: BLE001 - a dtype without a NumPy one: the general path
+            pass
         try:
             from .. import empty_strided
             return empty_strided(shape, stride, dtype=dtype, device="meta")
@@ -825,6 +910,40 @@ def _install(mode):
     gen = _random.default_generator
     saved["rng"] = gen._rng
     gen._rng = _RandomGuard(gen._rng, mode)
+    saved["meta_bool"] = MetaArray.__dict__["__bool__"]
+    _ORIG.setdefault("_make_grads", _engine._make_grads)
+    if mode.meta_arrays:
+        def make_grads(tensors, grad_tensors):
+            # the implicit seed of ``loss.backward()`` (ones, made outside the dispatcher):
+            # its values are known, so a meta capture keeps them for the constant
+            out = _ORIG["_make_grads"](tensors, grad_tensors)
+            for g, given in zip(out, grad_tensors):
+                if given is None and g is not None and type(g._data) is MetaArray:
+                    a = g._data
+                    mode.meta_values[id(a)] = _make(np.ones(a.shape, a.dtype))
+                    mode.keep.append(a)
+            return out
+        _engine._make_grads = make_grads
+
+        def meta_bool(self):
+            # inside an op's forward a test of values only validates them or picks a kernel
+            # with the same output (ember/_meta.py); outside one, Python code branching on
+            # values could record another graph than a run with data
+            if mode.in_op:
+                return False
+            raise MetaCaptureError("Python code tested the truth of an array's values")
+        MetaArray.__bool__ = meta_bool
+        # outside the ops, the function and ember's Python around the ops see the tensors as
+        # the CPU tensors they stand for, and take the path a capture with data records
+        # (dropout draws its mask, ``zeros(n, device=x.device)`` is made on the CPU); an op
+        # sees the meta arrays it computes on
+        is_meta, device = Tensor.__dict__["is_meta"], Tensor.__dict__["device"]
+        saved["meta_props"] = (is_meta, device)
+        from .._device import CPU
+        Tensor.is_meta = property(lambda self: is_meta.fget(self) if mode.in_op else False,
+                                  doc=is_meta.__doc__)
+        Tensor.device = property(lambda self: device.fget(self) if mode.in_op else CPU,
+                                 doc=device.__doc__)
     _ACTIVE.append(mode)
     _dispatch._MODES.append(mode)
     return saved
@@ -846,6 +965,10 @@ def _uninstall(mode, saved):
     if saved["use_flat"] is not None:
         _opt.Optimizer._use_flat = saved["use_flat"]
     _random.default_generator._rng = saved["rng"]
+    MetaArray.__bool__ = saved["meta_bool"]
+    if "meta_props" in saved:
+        Tensor.is_meta, Tensor.device = saved["meta_props"]
+    _engine._make_grads = _ORIG["_make_grads"]
     Tensor.grad = saved["grad"]
     for ns, name, orig in saved["random"] + saved["creation"]:
         setattr(ns, name, orig)
@@ -886,7 +1009,7 @@ def check_not_nested():
 
 def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, persistent=(),
             unflatten=None, flatten_out=None, on_value_read=None, record_creation=False,
-            strict_constants=False):
+            strict_constants=False, meta_arrays=False):
     """Run ``fn(*structure)`` once with a ``CaptureMode`` active and return a ``Capture``.
 
     ``flat_inputs``: the flat list of input leaves (Tensors or Python constants), named by
@@ -898,7 +1021,9 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     ``CaptureMode.on_value_read``. ``record_creation``: tensor factories become
     ``creation_op`` nodes instead of constants (captures for dynamic dimensions).
     ``strict_constants``: refuse (``NotImplementedError``) a tensor that requires grad, or an
-    in-place write, where the graph would hold a copy (``ember.compile``'s captures)."""
+    in-place write, where the graph would hold a copy (``ember.compile``'s captures).
+    ``meta_arrays``: the caller has given the inputs and persistent tensors ``MetaArray`` data;
+    record without computing (see ``CaptureMode.meta_arrays``)."""
     from ..fx import Graph
     check_not_nested()
     modules = modules or {}
@@ -914,6 +1039,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
     mode.on_value_read = on_value_read
     mode.record_creation = record_creation
     mode.strict_constants = strict_constants
+    mode.meta_arrays = meta_arrays
     attrs = {}
     param_names = []
     for kind, table in (("p", params), ("b", buffers)):
@@ -966,6 +1092,7 @@ def capture(fn, flat_inputs, input_names, *, modules=None, lift_params=False, pe
         attrs[name] = c.tensor
     cap = Capture(graph, attrs, list(input_names), guards, out_spec, param_names, modules)
     cap.created = mode.created
+    cap.group_values = list(mode.group_values.values())
     return cap
 
 

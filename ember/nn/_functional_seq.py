@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from ..ops.indexing import IndexAddZeros
@@ -61,7 +62,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         return EmbeddingLookup.apply(weight, input, padding_idx, scale_grad_by_freq)
     idx = _index_array(input)
     n = weight.shape[0]
-    if idx.size and (idx.min() < -n or idx.max() >= n):
+    if idx.size and type(idx) is not MetaArray and (idx.min() < -n or idx.max() >= n):
         raise IndexError(f"index out of range in self (indices must be in [0, {n}), got "
                          f"min {int(idx.min())}, max {int(idx.max())})")
     if padding_idx is not None:

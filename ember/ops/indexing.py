@@ -720,6 +720,8 @@ def masked_scatter(input, mask, source):
         raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got mask with "
                            f"dtype {getattr(mask, 'dtype', type(mask).__name__)}")
     from .shape import broadcast_tensors
+    from .sorting import _refuse_capture
+    _refuse_capture("masked_scatter")  # how much of source is read comes from the mask's data
     x, m = broadcast_tensors(input, mask)
     if type(m._data) is MetaArray:  # the result has the input's shape whatever the mask holds
         return IndexPut.apply(x, source.reshape(-1).to(input.dtype), m._data)
