@@ -19,7 +19,10 @@ data, 0.13 s so), and its first call runs the compiled program. Whatever a meta 
 record as the capture with data would (a value read, a truth test on values outside an op,
 a tensor made outside the dispatcher, a write through a view, tensors sharing memory) makes
 it give up, restore what it touched, and capture with data; ``meta_failure`` says why.
-``EMBER_META_CAPTURE=0`` captures with data always.
+This is opt-in (``EMBER_META_CAPTURE=1``): when the refusal comes from code the function
+calls (a value read inside a module's forward), the Python that ran before it runs again in
+the capture with data, so a side effect there (a counter, a print, a list append) would
+happen twice on the first call. The capture with data is the default.
 
 Lowering (``inductor``/``numpy`` backends): constant folding, CSE and DCE (``_passes``);
 eager's fused nn kernels where the capture decomposed an op and its backward (layer/batch/
@@ -495,14 +498,14 @@ class CompiledFunction:
 
     # -- meta capture
     def _meta_eligible(self):
-        """Whether to try a meta capture first (see ``_meta_capture``): not turned off
-        (``EMBER_META_CAPTURE=0``), not failed before for this function, a lowering backend,
-        static shapes, and no sign in the function's own code of what a meta capture would
-        refuse after running part of the function (a value read into Python, printing,
-        writing a global or closure variable): Python side effects before the refusal would
-        then run twice on the first call."""
+        """Whether to try a meta capture first (see ``_meta_capture``): turned on
+        (``EMBER_META_CAPTURE=1``; module docstring), not failed before for this function, a
+        lowering backend, static shapes, and no sign in the function's own code of what a
+        meta capture would refuse after running part of the function (a value read into
+        Python, printing, writing a global or closure variable): Python side effects before
+        the refusal would then run twice on the first call."""
         import os
-        if os.environ.get("EMBER_META_CAPTURE", "1") == "0" or self.meta_failure is not None \
+        if os.environ.get("EMBER_META_CAPTURE", "0") != "1" or self.meta_failure is not None \
                 or self.backend not in ("inductor", "numpy") or self.dynamic:
             return False
         fn = self.fn

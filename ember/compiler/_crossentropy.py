@@ -45,7 +45,7 @@ void ce_grad_{T}(int64_t n, int64_t c, const {T} *restrict x, const int64_t *res
         if(nthreads > 1 && n > 1 && n * c >= {MIN})
     for (int64_t r = 0; r < n; r++) {{
         const int valid = t[r] != ignore;
-        const {T} w = ({T})valid / total;
+        const {T} w = valid ? ({T})1 / total : ({T})0;  /* ignored rows: 0, even if all are */
         const int64_t safe = t[r] * valid;
         const {T} *restrict xr = x + r * c;
         {T} *restrict o = out + r * c;
@@ -121,7 +121,8 @@ def _composed(x, t, ignore, cls, g):
     valid = t != ignore
     safe = t * valid
     w0 = valid.astype(x.dtype)
-    w = (w0 / w0.sum(dtype=x.dtype)).reshape(-1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(valid, w0 / w0.sum(dtype=x.dtype), 0).astype(x.dtype).reshape(-1, 1)
     hot = cls == safe.reshape(-1, 1)
     p = Softmax.forward(_dispatch._ScratchCtx(), x, 1)
     return ((p * w - hot * w) * g).astype(x.dtype, copy=False)

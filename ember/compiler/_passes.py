@@ -1185,12 +1185,15 @@ def lower_scatter_rows(graph, rg, use_c=False):
 
 # ---------------------------------------------------------------------- cross-entropy
 def _ce_grad_pattern():
-    w = ("@w", ("View", ("Div", ("@w0", ("ToDtype", ("@ne", ("Ne", "?t", "?ii")), "?dt")),
-                         ("Sum", "@w0")), "?wshape"))
+    # the row weights: valid / count where the target counts, 0 where it is ignored (also
+    # when every target is: no 0/0 there)
+    w = ("@w", ("View", ("Where", ("@ne", ("Ne", "?t", "?ii")),
+                         ("Div", ("@w0", ("ToDtype", "@ne", "?dt")), ("Sum", "@w0")), "?zero"),
+                "?wshape"))
     hot = ("Eq", "?cls", ("View", ("Mul", "?t", "@ne"), "?sshape"))
     # CrossEntropy.backward as a captured graph holds it ('mean', no class weights)
-    return ("Mul", ("Sub", ("Mul", ("@p", ("Softmax", "?x", "?dim")), w), ("Mul", hot, "@w")),
-            "?g")
+    return ("Mul", ("Sub", ("Mul", ("@p", ("Softmax", "?x", "?dim")), w),
+                    ("Where", hot, "@w", "?zero")), "?g")
 
 
 def fuse_cross_entropy_backward(graph, rg, use_c=False):
@@ -1223,7 +1226,8 @@ def fuse_cross_entropy_backward(graph, rg, use_c=False):
                 tuple(gm[0]) != () or str(gm[1]) != str(xm[1]) or \
                 int(np.prod(cm[0], dtype=np.int64)) != C or tuple(cm[0])[-1:] != (C,) or \
                 tuple(env["?wshape"]) != (N, 1) or tuple(env["?sshape"]) != (N, 1) or \
-                str(env["?dt"]).replace("ember.", "") != str(xm[1]).replace("ember.", ""):
+                str(env["?dt"]).replace("ember.", "") != str(xm[1]).replace("ember.", "") or \
+                not (type(env["?zero"]) in (int, float) and env["?zero"] == 0):
             continue
         first = min(pos[env["@p"]], pos[env["@ne"]])
         if any(not is_pure(m) for m in nodes[first:pos[n]] if m.op == "call_function"):

@@ -625,10 +625,9 @@ def _target_grad_coef(ctx, target, weight, n_cls, ndim, dtype):
     classes = (ones(n_cls, dtype=target.dtype).cumsum(0) - 1).reshape(shape)
     w = w.unsqueeze(ax) if ndim > 1 else w
     hit = classes == (safe.unsqueeze(ax) if ndim > 1 else safe)
-    if ctx.denom is not None and not ctx.denom:  # 0/0 weights: NaN at the targets only
-        from .elementwise import where
-        return where(hit, w, 0.0), w
-    return hit * w, w
+    # a select, not hit * w: where every weight is 0/0 (NaN) only the targets get it
+    from .elementwise import where
+    return where(hit, w, 0.0), w
 
 
 def _upstream(g, ctx):

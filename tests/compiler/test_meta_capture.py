@@ -17,6 +17,12 @@ from tests.export.models import GPTBlock, LeNet
 TOL = {ember.float32: 1e-5, ember.float64: 1e-10}
 
 
+@pytest.fixture(autouse=True)
+def _meta_capture_on(monkeypatch):
+    # opt-in (EMBER_META_CAPTURE=1): see ember/compiler/_core.py
+    monkeypatch.setenv("EMBER_META_CAPTURE", "1")
+
+
 def _close(a, b, tol, what=""):
     a, b = np.asarray(a), np.asarray(b)
     scale = max(1.0, float(np.abs(b).max()) if b.size else 1.0)
