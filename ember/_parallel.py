@@ -266,10 +266,16 @@ def run_split_gemm(fn, bounds):
         put(prev)
 
 
+# ``EMBER_GEMM_POOL=0``: matmul/Linear/recurrent GEMMs go to NumPy's BLAS with its own
+# threading instead of ember's pool (read once, at import; for comparisons: which wins
+# depends on the machine and the model, README "Benchmarks")
+_GEMM_POOL = os.environ.get("EMBER_GEMM_POOL", "1") != "0"
+
+
 def gemm_split_ok():
-    """Whether GEMMs may be split over the pool: several threads, and a BLAS whose own
-    threading can be switched off meanwhile."""
-    return get_num_threads() > 1 and blas_controls() is not None
+    """Whether GEMMs may be split over the pool: several threads, a BLAS whose own
+    threading can be switched off meanwhile, and not ``EMBER_GEMM_POOL=0``."""
+    return _GEMM_POOL and get_num_threads() > 1 and blas_controls() is not None
 
 
 # A GEMM of this many multiply-adds or more is cut over the thread pool, each part

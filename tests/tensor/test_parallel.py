@@ -458,3 +458,18 @@ def test_spinning_is_off_on_a_busy_machine_and_with_the_switch(monkeypatch):
     monkeypatch.setattr(P, "_spin", [])
     monkeypatch.setenv("EMBER_SPIN_US", "0")
     assert P._spinner() is None
+
+
+def test_gemm_pool_switch_in_a_new_process():
+    # EMBER_GEMM_POOL=0 hands matmul/Linear GEMMs to the BLAS's own threading
+    import subprocess
+    import sys
+    code = ("import ember; from ember import _parallel as P; ember.set_num_threads(2); "
+            "print(P.gemm_split_ok())")
+    out = {}
+    for value in ("0", "1"):
+        env = dict(os.environ, EMBER_GEMM_POOL=value)
+        out[value] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, timeout=120).stdout.strip()
+    assert out["0"] == "False"
+    assert out["1"] == str(P.blas_controls() is not None)  # where threadpoolctl finds it
