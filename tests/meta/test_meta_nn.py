@@ -188,9 +188,13 @@ def test_layer_materialises(case):
     m.eval()
     eager.eval()
     got, want = m(*make_inputs(specs)), eager(*make_inputs(specs))
+    # (to float32 rounding, not bit for bit: the materialised parameters live in other
+    # memory, and a GEMM cut over the pool may take another kernel path for another address;
+    # this failed now and then when other tests ran first in the same process)
     for a, b in zip(leaves(got), leaves(want)):
         if b is not None:
-            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-6,
+                                       atol=1e-6)
 
 
 def test_materialised_values_follow_reset_parameters():
