@@ -382,10 +382,19 @@ def _gather_elements(c, node, a, dim, index):
 
 @_h("MaxPoolNd")
 def _maxpool(c, node, x, ks, st, dl, pads, osz, return_indices):
-    if return_indices:
-        raise c.unsupported(node, "max pooling with return_indices=True")
-    return c.emit("MaxPool", [x], kernel_shape=list(ks), strides=list(st), pads=_pads(pads),
-                  dilations=list(dl))
+    attrs = dict(kernel_shape=list(ks), strides=list(st), pads=_pads(pads), dilations=list(dl))
+    if not return_indices:
+        return c.emit("MaxPool", [x], **attrs)
+    # ONNX numbers the indices over the whole (N, C, *spatial) input, PyTorch within each
+    # (n, c) plane: the plane's offset is a multiple of the plane size, so a Mod recovers them
+    shape = _meta(node.args[0])[0]
+    spatial = shape[2:] if shape is not None else None
+    if spatial is None or not all(isinstance(s, (int, np.integer)) for s in spatial):
+        raise c.unsupported(node, "max pooling with return_indices=True over dynamic spatial "
+                                  "sizes")
+    y, idx = c.emit("MaxPool", [x], n_out=2, storage_order=0, **attrs)
+    plane = c.init(np.asarray(int(np.prod(spatial)), dtype=np.int64), "plane")
+    return [y, c.emit("Mod", [idx, plane])]
 
 
 @_h("AvgPoolNd")

@@ -253,3 +253,33 @@ def test_export_params_false_weights_are_inputs(tmp_path):
         out = sess.run(None, feeds)[0]
         with ember.no_grad():
             np.testing.assert_allclose(out, model(xb).numpy(), rtol=1e-5, atol=1e-5)
+
+
+class _PoolIdx(nn.Module):
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x):
+        y, idx = self.pool(x)
+        return y * 2, idx
+
+
+@pytest.mark.parametrize("pool,shape", [
+    (lambda: nn.MaxPool1d(3, stride=2, padding=1, return_indices=True), (2, 3, 11)),
+    (lambda: nn.MaxPool2d(2, return_indices=True), (2, 3, 6, 8)),
+    (lambda: nn.MaxPool2d(3, stride=2, padding=1, dilation=1, return_indices=True),
+     (2, 4, 7, 9)),
+    (lambda: nn.MaxPool2d(2, stride=1, dilation=2, return_indices=True), (2, 2, 7, 7)),
+    (lambda: nn.MaxPool3d(2, return_indices=True), (2, 2, 4, 6, 4)),
+])
+def test_max_pool_return_indices(pool, shape):
+    # indices numbered within each (n, c) plane, as PyTorch's (ONNX numbers them over the
+    # whole tensor); equal to ember's at the example size and with another batch size
+    model = _PoolIdx(pool()).eval()
+    x = ember.randn(*shape)
+    other = ember.randn(3, *shape[1:])
+    res = verify(model, (x,), test_args=[(other,)], dynamic_axes={"x": {0: "n"}},
+                 input_names=["x"], rtol=0, atol=0)
+    assert len(res.errors) >= 2
+    assert "MaxPool" in {n.op_type for n in res.model.graph.node}
