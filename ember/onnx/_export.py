@@ -397,6 +397,29 @@ def _maxpool(c, node, x, ks, st, dl, pads, osz, return_indices):
     return [y, c.emit("Mod", [idx, plane])]
 
 
+@_h("ScatterPlanes")
+def _scatter_planes(c, node, g, flat, shape, accumulate):
+    # max_unpool (and adaptive max pooling's gradient): each (n, c) plane of ``g`` written
+    # (or added) into zeros of ``shape`` at per-plane flat indices, as one ScatterElements
+    # over rows of planes
+    gshape = _meta(node.args[0])[0]
+    spatial_in, spatial_out = gshape[2:] if gshape is not None else None, tuple(shape[2:])
+    if spatial_in is None or not all(isinstance(s, (int, np.integer))
+                                     for s in tuple(spatial_in) + spatial_out):
+        raise c.unsupported(node, "max_unpool over dynamic spatial sizes")
+    dt = _np_dtype(_meta(node)[1])
+    zeros = c.emit("ConstantOfShape", [c.shape_input(shape)],
+                   value=c.helper.make_tensor("value", c.helper.np_dtype_to_tensor_dtype(dt),
+                                              [1], [0]))
+    rows_out = c.ints([-1, int(np.prod(spatial_out))])
+    rows_in = c.ints([-1, int(np.prod(spatial_in))])
+    out = c.emit("ScatterElements", [c.emit("Reshape", [zeros, rows_out]),
+                                     c.emit("Reshape", [flat, rows_in]),
+                                     c.emit("Reshape", [g, rows_in])],
+                 axis=1, reduction="add" if accumulate else "none")
+    return c.emit("Reshape", [out, c.shape_input(shape)])
+
+
 @_h("AvgPoolNd")
 def _avgpool(c, node, x, ks, st, pads, osz, div):
     # ember divides window sums by ``div`` (a number or a per-window tensor); ONNX's

@@ -283,3 +283,24 @@ def test_max_pool_return_indices(pool, shape):
                  input_names=["x"], rtol=0, atol=0)
     assert len(res.errors) >= 2
     assert "MaxPool" in {n.op_type for n in res.model.graph.node}
+
+
+class _PoolUnpool(nn.Module):
+    def __init__(self, nd):
+        super().__init__()
+        self.pool = getattr(nn, f"MaxPool{nd}d")(2, stride=2, return_indices=True)
+        self.unpool = getattr(nn, f"MaxUnpool{nd}d")(2, stride=2)
+
+    def forward(self, x):
+        y, idx = self.pool(x)
+        return self.unpool(y * 3, idx, output_size=x.shape[2:])
+
+
+@pytest.mark.parametrize("nd,shape", [(1, (2, 3, 9)), (2, (2, 3, 7, 8)), (3, (2, 2, 4, 5, 4))])
+def test_max_unpool(nd, shape):
+    model = _PoolUnpool(nd).eval()
+    x = ember.randn(*shape)
+    res = verify(model, (x,), test_args=[(ember.randn(3, *shape[1:]),)],
+                 dynamic_axes={"x": {0: "n"}}, input_names=["x"], rtol=0, atol=0)
+    assert len(res.errors) >= 2
+    assert "ScatterElements" in {n.op_type for n in res.model.graph.node}
