@@ -188,6 +188,18 @@ def _resolve_backend(backend):
                      f"(both run on MPI)")
 
 
+def _let_output_drain():
+    """A moment before MPI_Abort: the launcher forwards each rank's output through a pipe,
+    and the abort kills the forwarder too, which now and then dropped the traceback just
+    written (seen in CI: the message line of a rank's exception missing)."""
+    try:
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    time.sleep(0.25)
+
+
 def _install_abort_hook(comm):
     """Make an uncaught exception on this rank end the whole job (MPI_Abort) after printing
     its traceback, instead of leaving the other ranks blocked in their next collective."""
@@ -202,6 +214,7 @@ def _install_abort_hook(comm):
             sys.stderr.write(f"[ember.distributed] rank {rank}: uncaught "
                              f"{etype.__name__}; aborting the job\n")
             sys.stderr.flush()
+            _let_output_drain()
         finally:
             _mpi().COMM_WORLD.Abort(1)
 
@@ -213,6 +226,7 @@ def _install_abort_hook(comm):
 
     def thread_hook(args):
         prev_thread_hook(args)
+        _let_output_drain()
         _mpi().COMM_WORLD.Abort(1)
 
     threading.excepthook = thread_hook
