@@ -299,17 +299,15 @@ def gemm(a, b, out=None):
     m, k = a.shape[-2:]
     n = b.shape[-1]
     nb = a.shape[0] if a.ndim == 3 else 1
-    threads = get_num_threads()
-    if threads < 2 or nb * m * n * k <= 1 << 18 or a.ndim != b.ndim or a.ndim not in (2, 3) \
-            or (nb > 1 and b.shape[0] != nb) or not gemm_split_ok():
+    how = gemm_split_kind(nb * m * n * k)
+    if how == 0 or a.ndim != b.ndim or a.ndim not in (2, 3) or \
+            (nb > 1 and b.shape[0] != nb):
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
-    if nb * m * n * k < GEMM_SPLIT_MIN:
-        # one part, on one core: a threaded OpenBLAS call this small costs a wake-up and a
-        # join, and leaves its thread spinning for ~0.1 s on the core our pool needs next
-        # (OpenBLAS itself runs a GEMM of up to 4 * 65536 multiply-adds on one thread)
+    if how == 1:
         return run_split_gemm(
             lambda s, e: np.matmul(a, b) if out is None else np.matmul(a, b, out=out),
             [(0, 1)])[0]
+    threads = get_num_threads()
     if out is None:
         out = np.empty(a.shape[:-2] + (m, n), np.result_type(a.dtype, b.dtype))
     if nb >= threads:
@@ -325,19 +323,36 @@ def gemm(a, b, out=None):
     return out
 
 
-def _gemm2(a, b, out, threads):
-    m, n = a.shape[0], b.shape[1]
+def gemm_split_kind(work):
+    """How a product of ``work`` multiply-adds runs: 0, one BLAS call here (one thread,
+    small, or splitting off); 1, one part on one core of the pool, BLAS single-threaded (a
+    threaded OpenBLAS call this small costs a wake-up and a join, and leaves its thread
+    spinning for ~0.1 s on the core our pool needs next; OpenBLAS itself runs a GEMM of up
+    to 4 * 65536 multiply-adds on one thread); 2, cut over the pool (``gemm_cuts``)."""
+    if work <= 1 << 18 or not gemm_split_ok():
+        return 0
+    return 1 if work < GEMM_SPLIT_MIN else 2
+
+
+def gemm_cuts(m, n, threads):
+    """``(by_columns, bounds)``: the parts of an (m, n) product's output, by columns when it
+    has at least as many columns as rows, else by rows. Columns come in parts of 64+, cut
+    on multiples of 8 (OpenBLAS's column blocking): 784 columns split 392/392, where
+    multiples of 64 gave 448/336 (57% of the work on one core; one-thread CPU time of the
+    halves 614/464 us -> 549/548 us)."""
     if n >= m:
+        return True, _bounds(n, min(threads, -(-n // 64)), 8)
+    return False, _bounds(m, min(threads, m))
+
+
+def _gemm2(a, b, out, threads):
+    by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], threads)
+    if by_cols:
         def part(s, e):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
-        # parts of 64+ columns, cut on multiples of 8 (OpenBLAS's column blocking): 784
-        # columns split 392/392, where multiples of 64 gave 448/336 (57% of the work on one
-        # core; one-thread CPU time of the halves 614/464 us -> 549/548 us)
-        bounds = _bounds(n, min(threads, -(-n // 64)), 8)
     else:
         def part(s, e):
             np.matmul(a[s:e], b, out=out[s:e])
-        bounds = _bounds(m, min(threads, m))
     run_split_gemm(part, bounds)
 
 

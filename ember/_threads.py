@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 
-
 def _env_threads():
     """``OMP_NUM_THREADS`` as OpenMP reads it (the first level of a list such as ``"4,2"``);
     empty, zero or unreadable means every core, as PyTorch takes it."""

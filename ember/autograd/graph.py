@@ -630,20 +630,7 @@ def _record_unary(cls, a, args=()):
         out = cls.forward(node, d)
         node.next_functions = (edge,)
         node._in_meta = [(d.shape, d.dtype)]
-    if _anomaly_enabled[0]:
-        import traceback
-        node._anomaly_trace = traceback.format_stack()[:-2]
-    if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
-        return _link_output(cls, node, out, (a,) + args, saved)
-    t = _new(Tensor)
-    t._data = out
-    if out.dtype.kind in "fcV":
-        t._rg = True
-        t.grad_fn = node
-    if cls.view:
-        _link_view(cls, t, a)
-    node._saved = saved
-    return t
+    return _link_plain(cls, node, out, a, args, saved)
 
 
 def _record_binary(cls, a, b, bd, b_rg):
@@ -682,11 +669,18 @@ def _record_binary(cls, a, b, bd, b_rg):
     out = cls.forward(node, ad, bd)
     node.next_functions = edges
     node._in_meta = meta
+    return _link_plain(cls, node, out, a, (b,), saved)
+
+
+def _link_plain(cls, node, out, a, rest, saved):
+    """The end of ``_record_unary``/``_record_binary`` (arguments ``a`` and ``rest``): a
+    plain array result becomes the node's Tensor here; anything else, or an op that saves
+    its output, or active saved-tensor hooks, take ``_link_output``."""
     if _anomaly_enabled[0]:
         import traceback
-        node._anomaly_trace = traceback.format_stack()[:-2]
+        node._anomaly_trace = traceback.format_stack()[:-3]
     if type(out) is not _ndarray or cls.saves_output or _SAVED_HOOKS:
-        return _link_output(cls, node, out, (a, b), saved)
+        return _link_output(cls, node, out, (a,) + rest, saved)
     t = _new(Tensor)
     t._data = out
     if out.dtype.kind in "fcV":

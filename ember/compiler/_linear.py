@@ -172,20 +172,18 @@ def _run(fn, gemm, x, w, b, out, relu):
     from .. import _parallel
     m, k = x.shape
     n = w.shape[0]
-    work = m * n * k
-    threads = _parallel.get_num_threads()
-    if threads < 2 or work <= 1 << 18 or not _parallel.gemm_split_ok():
+    how = _parallel.gemm_split_kind(m * n * k)
+    if how == 0:
         _call(fn, gemm, x, w, b, out, relu)
         return
-    if work < _parallel.GEMM_SPLIT_MIN:  # one part on one core (see _parallel.gemm)
+    if how == 1:
         _parallel.run_split_gemm(lambda s, e: _call(fn, gemm, x, w, b, out, relu), [(0, 1)])
         return
-    if n >= m:
+    by_cols, bounds = _parallel.gemm_cuts(m, n, _parallel.get_num_threads())
+    if by_cols:
         def part(s, e):
             _call(fn, gemm, x, w[s:e], b[s:e], out[:, s:e], relu)
-        bounds = _parallel._bounds(n, min(threads, -(-n // 64)), 64)
     else:
         def part(s, e):
             _call(fn, gemm, x[s:e], w, b, out[s:e], relu)
-        bounds = _parallel._bounds(m, min(threads, m))
     _parallel.run_split_gemm(part, bounds)

@@ -412,7 +412,7 @@ def _packed_self_attention(x, num_heads, in_proj_weight, in_proj_bias, out_proj_
     ``MultiheadAttention(batch_first=True)`` as it comes: no transposed views whose
     projections and gradients would be copied."""
     from . import functional as F
-    from ..ops.nn import packed_self_attention, packed_self_attention_applies
+    from ..ops.nn import PackedSelfAttention, packed_self_attention_applies
     L, N, E = (x.shape[1], x.shape[0], x.shape[2]) if batch_first else tuple(x.shape)
     if attn_mask is not None and tuple(attn_mask.shape) != (L, L):
         raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)}, "
@@ -420,10 +420,8 @@ def _packed_self_attention(x, num_heads, in_proj_weight, in_proj_bias, out_proj_
     if not packed_self_attention_applies(x, attn_mask, num_heads):
         return None
     qkv = F.linear(x, in_proj_weight, in_proj_bias)
-    out = packed_self_attention(qkv, attn_mask, num_heads, 1.0 / math.sqrt(E // num_heads),
-                                batch_first)
-    if out is None:  # (not reached: the same conditions were checked above)
-        return None
+    out = PackedSelfAttention.apply(qkv, None if attn_mask is None else attn_mask._data,
+                                    num_heads, 1.0 / math.sqrt(E // num_heads), batch_first)
     return F.linear(out.reshape(L * N, E), out_proj_weight, out_proj_bias).reshape(x.shape)
 
 

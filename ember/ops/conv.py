@@ -2199,7 +2199,13 @@ def _unnormalize(coord, size, align_corners):
 
 
 def _source_coord(coord, size, padding_mode, align_corners):
-    c = _unnormalize(coord, size, align_corners)
+    return _pad_coord(_unnormalize(coord, size, align_corners), size, padding_mode,
+                      align_corners)
+
+
+def _pad_coord(c, size, padding_mode, align_corners):
+    """A source coordinate (Tensor) after the padding mode: as is (zeros), clamped (border),
+    reflected then clamped (reflection)."""
     if padding_mode == "border":
         c = c.clamp(0, size - 1)
     elif padding_mode == "reflection":
@@ -2280,9 +2286,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
             vals, inside = tap([np.rint(g._data).astype(np.int64) for g in coords])
             out = vals * _make(inside)
         else:
-            lows = [np.floor(g._data) for g in coords]
-            fracs = [g - _make(lo) for g, lo in zip(coords, lows)]
-            lows = [lo.astype(np.int64) for lo in lows]
+            lows, fracs = _floor_split(coords)
             out = None
             for corner in itertools.product((0, 1), repeat=nd):
                 weight = None
@@ -2299,9 +2303,7 @@ def _grid_bicubic(raw, sizes, tap, padding_mode, align_corners):
     """Bicubic grid sampling (PyTorch's: Keys' cubic with a = -0.75 over the 4x4 taps around
     the unnormalised coordinate; the padding mode applies to each tap's position)."""
     coords = [_unnormalize(g, size, align_corners) for g, size in zip(raw, sizes)]
-    lows = [np.floor(g._data) for g in coords]
-    fracs = [g - _make(lo) for g, lo in zip(coords, lows)]
-    lows = [lo.astype(np.int64) for lo in lows]
+    lows, fracs = _floor_split(coords)
     weights = [_cubic_coeffs(t, -0.75) for t in fracs]  # 4 Tensors per dim
     out = None
     for ky in range(4):
@@ -2314,26 +2316,20 @@ def _grid_bicubic(raw, sizes, tap, padding_mode, align_corners):
     return out
 
 
+def _floor_split(coords):
+    """Each coordinate Tensor as its integer floor (an int64 array) and the fractional
+    part (a Tensor: the gradient flows through it)."""
+    lows = [np.floor(g._data) for g in coords]
+    return [lo.astype(np.int64) for lo in lows], [g - _make(lo) for g, lo in zip(coords, lows)]
+
+
 def _pad_tap(i, size, padding_mode, align_corners):
-    """An integer tap position after the padding mode: clipped (border), reflected then
-    clipped (reflection), or as is (zeros: read as 0 outside)."""
+    """An integer tap position (int64 array) after the padding mode (``_pad_coord``; zeros:
+    as is, read as 0 outside). Reflections of integers about 0 or -0.5 are integers."""
     if padding_mode == "zeros":
         return i
-    if padding_mode == "reflection":
-        x = i.astype(np.float64)
-        if align_corners:
-            low, span = 0.0, float(size - 1)
-        else:
-            low, span = -0.5, float(size)
-        if span <= 0:
-            x = np.zeros_like(x)
-        else:
-            d = np.abs(x - low)
-            extra = np.fmod(d, span)
-            flips = np.floor(d / span)
-            x = np.where(np.fmod(flips, 2) == 0, extra + low, span - extra + low)
-        i = np.rint(x).astype(np.int64)  # reflections of integers about k/2 are integers
-    return np.clip(i, 0, size - 1)
+    c = _pad_coord(_make(i.astype(np.float64)), size, padding_mode, align_corners)
+    return np.rint(c._data).astype(np.int64)
 
 
 def _base_coords(size, align_corners, dtype):

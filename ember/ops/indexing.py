@@ -197,11 +197,8 @@ def getitem(self, idx):
     """``tensor[idx]``: basic indexing gives a view; advanced indexing a copy."""
     ti = type(idx)
     if ti is int or ti is slice:  # x[i], x[a:b]: nothing to convert
-        r = _apply_with(Index, self, idx)
-        fn = r.grad_fn
-        if fn is not None:
-            fn._node_name = "SelectBackward0" if ti is int else "SliceBackward0"
-        return r
+        return named(_apply_with(Index, self, idx),
+                     "SelectBackward0" if ti is int else "SliceBackward0")
     if ti is tuple:
         for i in idx:
             if type(i) not in _BASIC:

@@ -8,7 +8,7 @@ import numpy as np
 from .. import _parallel as _par
 from .._meta import MetaArray, asarray as xp_asarray
 from .._tensor import Tensor
-from ..autograd.graph import Node, apply_binary
+from ..autograd.graph import Node, apply_binary, named
 from ..autograd import forward_ad as _fad
 from .reduction import _rt
 from .._autocast import autocast_function
@@ -194,16 +194,17 @@ def _mismatch_msg(a, b):
             f"{b.shape[-2 if b.ndim > 1 else 0]} differ)")
 
 
+def _matmul_dense(input, other):
+    # PyTorch names the node after the product it ran
+    return named(apply_binary(Matmul, input, other),
+                 _MATMUL_NAMES.get((input._data.ndim, other._data.ndim), "UnsafeViewBackward0"))
+
+
 def matmul(input, other, *, out=None):
     """Matrix product with NumPy/PyTorch semantics for 1-d and batched operands."""
     if type(input) is Tensor and type(other) is Tensor and out is None:
         # two plain dense Tensors (sparse ones are subclasses): the operator's usual call
-        r = apply_binary(Matmul, input, other)
-        fn = r.grad_fn
-        if fn is not None:  # PyTorch names the node after the product it ran
-            fn._node_name = _MATMUL_NAMES.get((input._data.ndim, other._data.ndim),
-                                              "UnsafeViewBackward0")
-        return r
+        return _matmul_dense(input, other)
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         if hasattr(input, "_block_rows_cols") or hasattr(other, "_block_rows_cols"):
             # BSR/BSC operands (ember/sparse.py) multiply through their dense form
@@ -214,12 +215,7 @@ def matmul(input, other, *, out=None):
         from ..sparse import _matmul
         return _matmul(input, other)
     if out is None:
-        r = apply_binary(Matmul, input, other)
-        fn = r.grad_fn
-        if fn is not None:  # PyTorch names the node after the product it ran
-            fn._node_name = _MATMUL_NAMES.get((input._data.ndim, other._data.ndim),
-                                              "UnsafeViewBackward0")
-        return r
+        return _matmul_dense(input, other)
     from .elementwise import _out
     return _out(Matmul.apply(input, other), out)
 

@@ -618,16 +618,14 @@ def _target_grad_coef(ctx, target, weight, n_cls, ndim, dtype):
     else:
         w = valid.to(dtype)
     if ctx.denom is not None:  # 'mean': ignored positions stay 0 even when every target is
-        from .elementwise import where  # ignored (0/0 elsewhere, as PyTorch's)
-        w = where(valid, w / w.sum(), 0.0)
+        w = E.where(valid, w / w.sum(), 0.0)  # ignored (0/0 elsewhere, as PyTorch's)
     shape = [1] * ndim
     shape[ax] = n_cls
     classes = (ones(n_cls, dtype=target.dtype).cumsum(0) - 1).reshape(shape)
     w = w.unsqueeze(ax) if ndim > 1 else w
     hit = classes == (safe.unsqueeze(ax) if ndim > 1 else safe)
     # a select, not hit * w: where every weight is 0/0 (NaN) only the targets get it
-    from .elementwise import where
-    return where(hit, w, 0.0), w
+    return E.where(hit, w, 0.0), w
 
 
 def _upstream(g, ctx):

@@ -645,11 +645,8 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, out=None):
     if type(dim) is int and dtype is None and out is None and \
             input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
         # one dim in range (the other common case): what the general path passes, sooner
-        r = _apply_with(Sum, input, (dim % input._data.ndim,), bool(keepdim), None)
-        fn = r.grad_fn
-        if fn is not None:
-            fn._node_name = "SumBackward1"
-        return r
+        return named(_apply_with(Sum, input, (dim % input._data.ndim,), bool(keepdim), None),
+                     "SumBackward1")
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "sum")
     if input._data.dtype == np.bool_ and dtype is None:
         dtype = D.int64
@@ -672,11 +669,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, out=None):
         return apply_unary(Mean, input)  # the common case, checks skipped (as in sum)
     if type(dim) is int and dtype is None and out is None and \
             input._data.dtype.kind in "fc" and -input._data.ndim <= dim < input._data.ndim:
-        r = _apply_with(Mean, input, (dim % input._data.ndim,), bool(keepdim), None)
-        fn = r.grad_fn
-        if fn is not None:
-            fn._node_name = "MeanBackward1"
-        return r
+        return named(_apply_with(Mean, input, (dim % input._data.ndim,), bool(keepdim), None),
+                     "MeanBackward1")
     dt = dtype_np(dtype) or input._data.dtype
     if dt.kind not in "fcV":
         raise RuntimeError(

@@ -461,10 +461,7 @@ class Contiguous(Node):
 def reshape(input, *shape, **kwargs):
     """The same data in a new shape: a view when the strides allow, else a copy."""
     r = _apply_with(Reshape, input, shape_arg(_kwarg(shape, kwargs, "shape", "reshape")))
-    fn = r.grad_fn
-    if fn is not None:
-        fn._node_name = "ViewBackward0" if r._base is not None else "UnsafeViewBackward0"
-    return r
+    return named(r, "ViewBackward0" if r._base is not None else "UnsafeViewBackward0")
 
 
 def _kwarg(args, kwargs, name, op):
@@ -584,11 +581,7 @@ def transpose(input, dim0, dim1):
         perm = list(range(nd))
         perm[d0], perm[d1] = perm[d1], perm[d0]
         perm = tuple(perm)
-    r = _apply_with(Permute, input, perm)
-    fn = r.grad_fn
-    if fn is not None:
-        fn._node_name = "TransposeBackward0"
-    return r
+    return named(_apply_with(Permute, input, perm), "TransposeBackward0")
 
 
 swapaxes = swapdims = transpose
@@ -598,11 +591,8 @@ def t(input):
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    r = transpose(input, 0, 1) if nd == 2 else _apply_with(View, input, _shape_of(input))
-    fn = r.grad_fn
-    if fn is not None:
-        fn._node_name = "TBackward0"
-    return r
+    return named(transpose(input, 0, 1) if nd == 2 else
+                 _apply_with(View, input, _shape_of(input)), "TBackward0")
 
 
 def adjoint(input):
