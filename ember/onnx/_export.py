@@ -60,6 +60,7 @@ class _Converter:
         self.env = {}               # fx node -> onnx name | list of names | python value
         self.const = {}             # fx node -> ember Tensor (known at export time)
         self.syms = set()           # onnx names holding a dynamic size (int64, shape [1])
+        self.dynamic = False        # whether some input size is known only at run time
         self._n = 0
 
     # names and small helpers
@@ -494,12 +495,24 @@ def _var(c, node, a, axis, correction=1, keepdim=False):
     shape = c.shape_of(node.args[0])
     axes = list(range(len(shape))) if axis is None else [
         int(x) for x in (axis if isinstance(axis, (tuple, list)) else (axis,))]
-    n = int(np.prod([shape[x] for x in axes]))
+    axes = [x % len(shape) for x in axes]
     dt = _np_dtype(_meta(node)[1])
     ax = c.ints(axes)
     d = c.emit("Sub", [a, c.emit("ReduceMean", [a, ax], keepdims=1)])
     ss = c.emit("ReduceSum", [c.emit("Mul", [d, d]), ax], keepdims=int(bool(keepdim)))
-    v = c.emit("Div", [ss, c.scalar(max(n - float(correction or 0), 0.0), dt)])
+    if c.dynamic:
+        # an export with dynamic axes: the count of reduced elements read at run time (the
+        # example's count would be wrong at any other size)
+        n = c.emit("ReduceProd", [c.emit("Gather", [c.emit("Shape", [a]), ax], axis=0)],
+                   keepdims=0)
+        n = c.emit("Cast", [n], to=int(c.helper.np_dtype_to_tensor_dtype(dt)))
+        if correction:
+            n = c.emit("Max", [c.emit("Sub", [n, c.scalar(float(correction), dt)]),
+                               c.scalar(0.0, dt)])
+    else:
+        n = c.scalar(max(int(np.prod([shape[x] for x in axes])) - float(correction or 0),
+                         0.0), dt)
+    v = c.emit("Div", [ss, n])
     return c.emit("Sqrt", [v]) if node.target.__self__.__name__ == "Std" else v
 
 
@@ -786,6 +799,7 @@ def _convert(ep, opset, fold, input_names, output_names, dynamic_axes, export_pa
     c = _GraphConverter(opset, fold)
     c.const_names, c.const_target, c.renamed = {}, {}, set()
     c.dyn_sizes, c.fillable = {}, set()  # example size -> its run-time size; see dynamic_fill
+    c.dynamic = bool(dynamic_axes)  # some input size is known only at run time
     helper = c.helper
     sig = ep.graph_signature
     kinds = {s.arg.name if hasattr(s.arg, "name") else None: s for s in sig.input_specs}

@@ -304,3 +304,33 @@ def test_max_unpool(nd, shape):
                  dynamic_axes={"x": {0: "n"}}, input_names=["x"], rtol=0, atol=0)
     assert len(res.errors) >= 2
     assert "ScatterElements" in {n.op_type for n in res.model.graph.node}
+
+
+class _Spread(nn.Module):
+    def __init__(self, dim, correction, keepdim, std):
+        super().__init__()
+        self.dim, self.correction, self.keepdim, self.std = dim, correction, keepdim, std
+
+    def forward(self, x):
+        f = ember.std if self.std else ember.var
+        return f(x, dim=self.dim, correction=self.correction, keepdim=self.keepdim) * 2
+
+
+@pytest.mark.parametrize("dim,correction,keepdim,std", [
+    (0, 1, False, False), (0, 0, True, True), ((0, 2), 1, False, True), (None, 1, False, False),
+    (-1, 1, True, False), (2, 0, False, True)])
+def test_var_std_over_dynamic_dims(dim, correction, keepdim, std):
+    # the count of reduced elements follows the run-time size: at another batch size the
+    # divisor is that size's count, not the example's
+    model = _Spread(dim, correction, keepdim, std).eval()
+    x = ember.randn(4, 3, 5)
+    others = [(ember.randn(7, 3, 5),), (ember.randn(2, 3, 5),)]
+    res = verify(model, (x,), test_args=others, dynamic_axes={"x": {0: "n"}},
+                 input_names=["x"], rtol=1e-5, atol=1e-6)
+    assert len(res.errors) == 3
+
+
+def test_var_static_export_uses_a_constant_count():
+    res = verify(_Spread(1, 1, False, False).eval(), (ember.randn(4, 3, 5),), rtol=1e-5,
+                 atol=1e-6)
+    assert "Shape" not in {n.op_type for n in res.model.graph.node}
