@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import warnings
 
 import numpy as np
 
@@ -173,6 +174,8 @@ class Mean(Node):
                     return r / n
             return _true_divide(r, n, out=r)
         with np.errstate(invalid="ignore", divide="ignore"):
+            if not n:  # NaN, as PyTorch's (np.mean would warn "Mean of empty slice")
+                return _true_divide(np.add.reduce(a, axis=axis, keepdims=keepdim), 0)
             if _low_precision(a):
                 return np.mean(a, axis=axis, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
             if type(a) is _ndarray and a.size >= _par.MIN_SIZE and a.dtype.kind in "fc":
@@ -409,6 +412,9 @@ class Var(Node):
         n = a.size if axis is None else int(np.prod([a.shape[i] for i in axis]))
         ctx.n = n
         with np.errstate(invalid="ignore", divide="ignore"):
+            if not n:  # NaN (np.var would warn "Degrees of freedom <= 0")
+                return _true_divide(np.add.reduce(a.real if a.dtype.kind == "c" else a,
+                                                  axis=axis, keepdims=keepdim), 0)
             v = np.var(a, axis=axis, keepdims=keepdim, ddof=0,
                        dtype=np.float32 if _low_precision(a) else None)
             if correction != 0:
@@ -765,12 +771,31 @@ def _correction(unbiased, correction, where):
     return 1 if unbiased else 0
 
 
+def _warn_dof(x, axis, correction, where):
+    """PyTorch's warning when ``correction`` leaves no degrees of freedom (the result is
+    NaN or inf)."""
+    shape = getattr(x, "shape", ())
+    n = _prod_dims(shape, axis)
+    if n - correction <= 0:
+        warnings.warn(f"{where}(): degrees of freedom is <= 0: the correction ({correction}) "
+                      f"is not less than the number of reduced elements ({n})", UserWarning,
+                      stacklevel=3)
+
+
+def _prod_dims(shape, axis):
+    n = 1
+    for i in (range(len(shape)) if axis is None else axis):
+        n *= shape[i]
+    return n
+
+
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=None):
     """Variance with Bessel's ``correction`` (default 1); ``unbiased`` is the legacy flag."""
     if isinstance(dim, bool):  # var(x, False): the legacy positional ``unbiased``
         unbiased, dim = dim, None
     c = _correction(unbiased, correction, "var")
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "var")
+    _warn_dof(input, axis, c, "var")
     return _out(Var.apply(input, axis, c, keepdim), out)
 
 
@@ -780,6 +805,7 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, out=N
         unbiased, dim = dim, None
     c = _correction(unbiased, correction, "std")
     axis, keepdim = _dim_and_keepdim(input, dim, keepdim, "std")
+    _warn_dof(input, axis, c, "std")
     return _out(Std.apply(input, axis, c, keepdim), out)
 
 

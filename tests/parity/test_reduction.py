@@ -308,3 +308,32 @@ def test_low_precision_reductions_accumulate_in_float32(dt):
         t = f(torch, torch.tensor(a).to(getattr(torch, dt)))
         assert e.dtype.name == dt
         np.testing.assert_allclose(e.float().numpy(), t.float().numpy(), rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mean", "var", "std", "nanmean"])
+@pytest.mark.parametrize("shape,dim", [((0,), None), ((0, 3), 0), ((0, 3), 1), ((2, 0, 3), (0, 1))])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_empty_reductions_are_nan_without_numpy_warnings(name, shape, dim, dtype):
+    import warnings
+    a = np.zeros(shape, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # NumPy's "Mean of empty slice" etc.
+        warnings.simplefilter("ignore", UserWarning)  # var/std's degrees-of-freedom warning
+        got = getattr(ember, name)(ember.from_numpy(a), dim=dim).numpy()
+        want = getattr(torch, name)(torch.from_numpy(a), dim=dim).numpy()
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+@pytest.mark.parametrize("n,correction,warns", [(0, 1, True), (1, 1, True), (2, 1, False),
+                                                 (2, 2, True), (1, 0, False)])
+def test_var_degrees_of_freedom_warning(name, n, correction, warns):
+    # as PyTorch: a UserWarning when the correction leaves no degrees of freedom
+    import warnings
+    a = np.arange(n, dtype=np.float64)
+    for mod in (ember, torch):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            getattr(mod, name)(mod.from_numpy(a.copy()), correction=correction)
+        assert any("degrees of freedom" in str(w.message) for w in seen) == warns, mod.__name__
