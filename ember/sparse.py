@@ -203,6 +203,18 @@ class SparseTensor(Tensor):
     def detach(self):
         return _new_sparse(self._idx, self._vals.detach(), self._size, self._coalesced)
 
+    def clone(self, *, memory_format=None):
+        """A copy with its own indices and values (differentiable through the values)."""
+        return _new_sparse(self._idx.copy(), self._vals.clone(), self._size, self._coalesced)
+
+    def zero_(self):
+        """In place: no entries left (nnz 0), as PyTorch's sparse ``zero_``."""
+        from .ops.creation import zeros
+        self._idx = np.zeros((self._idx.shape[0], 0), np.int64)
+        self._vals = zeros((0,) + tuple(self._vals.shape[1:]), dtype=self._vals.dtype)
+        self._coalesced = True
+        return self
+
     # COO accessors
     def sparse_dim(self):
         return self._idx.shape[0]

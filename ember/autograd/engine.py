@@ -145,7 +145,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     r = h(g)
                     if r is not None:
                         g = r
-                buf[0] = g._data if raw else g
+                buf[0] = g._data if raw and not g.is_sparse else g
             if node._pre_hooks:
                 for h in list(node._pre_hooks.values()):
                     r = h(tuple(wrap(g) for g in buf))
@@ -197,6 +197,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 shape, dt = meta[k]
                 if raw:
                     if type(g) is not _ndarray:
+                        if isinstance(g, Tensor) and g.is_sparse:
+                            _push_sparse(buffers, nxt, nr, g, shape, raw)
+                            continue
                         g = _unwrap(g)
                     if g.shape != shape:
                         g = _sum_to_array(g, shape, node, k)
@@ -209,6 +212,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 else:
                     if not isinstance(g, Tensor):
                         g = _make(np.asarray(g))
+                    if g.is_sparse:
+                        _push_sparse(buffers, nxt, nr, g, shape, raw)
+                        continue
                     if g._data.shape != shape:
                         g = _sum_to(g, shape)
                         if g._data.shape != shape:
@@ -222,7 +228,8 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     om = nxt._out_meta  # _n_out, inlined (once per edge)
                     b = buffers[nxt] = [None] if om is None else [None] * len(om)
                 old = b[nr]
-                b[nr] = g if old is None else old + g
+                b[nr] = g if old is None else \
+                    old + g if type(old) is type(g) else _add_grads(old, g, raw)
         callbacks = _FINAL_CALLBACKS[-1]
         while callbacks:  # a callback may queue another; each runs once, in order
             callbacks.pop(0)()
@@ -265,6 +272,56 @@ def _unwrap(g):
     if isinstance(g, Tensor):
         return g._data
     return g if type(g) is MetaArray else np.asarray(g)
+
+
+def _push_sparse(buffers, nxt, nr, g, shape, raw):
+    """Add a sparse gradient (``Embedding(sparse=True)``) into ``nxt``'s buffer as it is:
+    sparse while every gradient there is sparse, dense once a dense one joins."""
+    if tuple(g.shape) != tuple(shape):
+        raise RuntimeError(f"a sparse gradient of shape {list(g.shape)} reached an input of "
+                           f"shape {list(shape)}")
+    if type(nxt) is not AccumulateGrad:  # an op's backward takes dense gradients
+        g = g.to_dense()
+        g = g._data if raw else g
+    b = buffers.get(nxt)
+    if b is None:
+        om = nxt._out_meta
+        b = buffers[nxt] = [None] if om is None else [None] * len(om)
+    old = b[nr]
+    b[nr] = g if old is None else old + g if type(old) is type(g) and not g.is_sparse else \
+        _add_grads(old, g, raw)
+
+
+def _add_grads(old, g, raw):
+    """``old + g`` where one (or both) is a sparse COO gradient."""
+    sparse_old, sparse_g = getattr(old, "is_sparse", False), getattr(g, "is_sparse", False)
+    if not (sparse_old or sparse_g):  # two dense gradients of different types
+        return old + g
+    if sparse_old and sparse_g:
+        return _cat_sparse(old, g)
+    s, d = (old, g) if sparse_old else (g, old)
+    if raw:  # d is an array: a new dense array with the sparse entries added
+        out = np.array(d, copy=True)
+        _scatter_add(out, s)
+        return out
+    return d + s.to_dense()
+
+
+def _cat_sparse(a, b):
+    """Uncoalesced sum of two sparse gradients: their entries side by side (as PyTorch's
+    accumulation of sparse gradients)."""
+    from ..sparse import _new_sparse
+    from ..ops.shape import cat
+    return _new_sparse(np.concatenate([a._idx, b._idx], axis=1), cat([a._vals, b._vals]),
+                       a._size, False)
+
+
+def _scatter_add(out, s):
+    """``out`` (a dense array) += the sparse tensor ``s``, entry by entry in order."""
+    from ..sparse import _flat_index
+    nd = s._idx.shape[0]
+    flat = out.reshape((-1,) + out.shape[nd:])
+    np.add.at(flat, _flat_index(s._idx, s._size), s._vals._data.astype(out.dtype, copy=False))
 
 
 def _tensor_hooks(node, buf, raw):
@@ -411,6 +468,9 @@ def _owned(g, handed, root_ids):
 
 
 def _store_grad(t, g, create_graph, handed, root_ids):
+    if g.is_sparse or (t._grad is not None and t._grad.is_sparse):
+        _store_sparse_grad(t, g, create_graph)
+        return
     if not create_graph:
         g = g.detach() if g._rg else g
         if not _owned(g, handed, root_ids):
@@ -426,10 +486,29 @@ def _store_grad(t, g, create_graph, handed, root_ids):
         old._data += g._data
 
 
+def _store_sparse_grad(t, g, create_graph):
+    """PyTorch's accumulation when a sparse gradient is involved: a sparse ``.grad`` while
+    every gradient so far was sparse (entries appended, uncoalesced); dense + sparse gives
+    a dense ``.grad``."""
+    old = t._grad
+    if not create_graph:
+        g = g.detach()
+    if old is None:
+        t._grad = g
+    elif old.is_sparse and g.is_sparse:
+        t._grad = _cat_sparse(old, g)
+    elif g.is_sparse and not create_graph and not old._rg:
+        _scatter_add(old._data, g)  # into the dense .grad, in place (as dense += dense)
+    else:
+        t._grad = (old.to_dense() if old.is_sparse else old) + \
+            (g.to_dense() if g.is_sparse else g)
+
+
 def _accumulate(t, g, raw, create_graph, handed, root_ids):
     if t is None or not t._rg:  # the leaf is gone (or no longer requires grad)
         return
-    _store_grad(t, _make(g) if raw else g, create_graph, handed, root_ids)
+    _store_grad(t, _make(g) if raw and not isinstance(g, Tensor) else g, create_graph, handed,
+                root_ids)
     if t._post_acc_hooks:
         for h in list(t._post_acc_hooks.values()):
             h(t)

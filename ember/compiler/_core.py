@@ -229,8 +229,8 @@ class _Snapshot:
 
     def __init__(self, tensors, opts):
         from .. import _random
-        self.tensors = [(t, t._data, t._data.copy(), t._grad,
-                         None if t._grad is None else t._grad._data.copy()) for t in tensors]
+        self.tensors = [(t, t._data, t._data.copy(), t._grad, _grad_copy(t._grad))
+                        for t in tensors]
         self.opts = [(o, {p: dict(s) for p, s in o.state.items()},
                       [(v, v._data.copy()) for s in o.state.values() for v in s.values()
                        if isinstance(v, Tensor)]) for o in opts]
@@ -242,7 +242,9 @@ class _Snapshot:
             t._data = arr
             np.copyto(arr, saved)
             t._grad = grad
-            if grad is not None:
+            if grad is not None and grad.is_sparse:
+                t._grad = gsaved  # (a sparse gradient is replaced, not written, by backward)
+            elif grad is not None:
                 np.copyto(grad._data, gsaved)
         for o, state, vals in self.opts:
             o.state.clear()
@@ -250,6 +252,12 @@ class _Snapshot:
             for v, saved in vals:
                 np.copyto(v._data, saved)
         _random.default_generator.set_state(self.rng)
+
+
+def _grad_copy(g):
+    if g is None:
+        return None
+    return g.detach().clone() if g.is_sparse else g._data.copy()
 
 
 # ---------------------------------------------------------------------- one specialisation

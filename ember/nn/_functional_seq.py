@@ -40,6 +40,31 @@ class EmbeddingLookup(Node):
         return IndexAddZeros.apply(g, ctx.shape, (idx,)), None, None, None
 
 
+class SparseEmbeddingLookup(EmbeddingLookup):
+    """``EmbeddingLookup`` whose weight gradient is a sparse COO tensor (``sparse=True``):
+    one entry per looked-up index (padding rows left out), uncoalesced, as PyTorch's."""
+
+    @staticmethod
+    def backward(ctx, g):
+        from ..sparse import _new_sparse
+        from ..autograd.graph import _MODES
+        if any(getattr(m, "records_backward", False) for m in _MODES):
+            raise NotImplementedError("sparse gradients (Embedding(sparse=True)) are not "
+                                      "captured into graphs; this step runs eagerly")
+        if ctx.scale:  # PyTorch 2.13 refuses it too
+            raise RuntimeError("embedding_backward: scale_grad_by_freq not supported with "
+                               "sparse gradients")
+        idx = ctx.idx.reshape(-1).astype(np.int64)
+        rows = g.reshape(-1, ctx.shape[-1])
+        if ctx.padding_idx is not None:
+            keep = idx != ctx.padding_idx
+            if not keep.all():
+                idx, rows = idx[keep], rows[_make(keep)]
+        if not rows.requires_grad:  # the values are the gradient's own (not a view of it)
+            rows = _make(np.array(rows._data, copy=True))
+        return _new_sparse(idx.reshape(1, -1), rows, ctx.shape, idx.size <= 1), None, None, None
+
+
 def _index_array(input, what="embedding"):
     if not isinstance(input, Tensor):
         raise TypeError(f"{what}(): argument 'indices' must be Tensor, not "
@@ -72,7 +97,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
             raise AssertionError("Padding_idx must be within num_embeddings")
     if max_norm is not None and not weight.is_meta:  # renorming changes values only
         _renorm_rows(weight, idx, max_norm, norm_type)
-    return EmbeddingLookup.apply(weight, idx, padding_idx, scale_grad_by_freq)
+    lookup = SparseEmbeddingLookup if sparse else EmbeddingLookup
+    return lookup.apply(weight, idx, padding_idx, scale_grad_by_freq)
 
 
 def _renorm_rows(weight, idx, max_norm, norm_type):
@@ -165,7 +191,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
     # the bag of position i is the last bag whose offset is <= i (equal offsets: empty bags)
     seg = np.searchsorted(offs, np.arange(len(idx)), side="right") - 1
     keep = np.ones(len(idx), dtype=bool) if padding_idx is None else idx != padding_idx
-    rows = embedding(_make(idx[keep]), weight, None, max_norm, norm_type, scale_grad_by_freq)
+    rows = embedding(_make(idx[keep]), weight, None, max_norm, norm_type, scale_grad_by_freq,
+                     sparse)
     seg_k = seg[keep]
     if per_sample_weights is not None:
         rows = rows * per_sample_weights[_make(keep)].unsqueeze(-1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, _check_unsupported, _scalar_state, _to_scalar, _zeros_like
+from .._tensor import _bump_version
+from .optimizer import (Optimizer, _check_unsupported, _rows_view, _scalar_state, _sparse_rows,
+                        _to_scalar, _zeros_like)
 
 __all__ = ["Adagrad"]
 
@@ -18,6 +20,7 @@ class Adagrad(Optimizer):
 
     _elem_state = ("sum",)
     _scalar_state = ("step",)
+    _sparse_grads = True
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
@@ -56,6 +59,29 @@ class Adagrad(Optimizer):
         if p.is_complex():
             init = complex(init, init)
         return {"step": _scalar_state(0.0), "sum": _zeros_like(p, init)}
+
+    def _step_sparse(self, group, params):
+        # PyTorch's sparse Adagrad: the gradient coalesced, the sum and the parameter
+        # updated at its rows only
+        if group["weight_decay"] != 0:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        lr, eps = _to_scalar(group["lr"]), group["eps"]
+        for p in params:
+            st = self.state.get(p) or self.state.setdefault(p, self._init_state(p, group))
+            step = float(st["step"]._data) + 1
+            st["step"]._data[...] = step
+            clr = lr / (1 + (step - 1) * group["lr_decay"])
+            a, grad = p._data, p.grad
+            idx, vals = _sparse_rows(grad, a, True)
+            if group["maximize"]:
+                vals = -vals
+            acc = _rows_view(st["sum"]._data, grad)
+            acc[idx] += vals * vals
+            std = np.sqrt(acc[idx])
+            std += eps
+            rows = _rows_view(a, grad)
+            rows[idx] += (vals / std) * -clr
+            _bump_version(p)
 
     def _update(self, group, p, g, s, sc, first):
         sc["step"] += 1

@@ -156,6 +156,7 @@ class Optimizer:
     _elem_state: tuple = ()     # state keys holding arrays shaped like the parameter
     _scalar_state: tuple = ()   # state keys holding 0-d tensors
     _flat_capable = True        # whether the update is elementwise (so the foreach path works)
+    _sparse_grads = False       # whether ``_step_sparse`` takes sparse COO gradients
     _in_step = False
 
     def __init_subclass__(cls, **kwargs):
@@ -286,6 +287,9 @@ class Optimizer:
                         g = p.grad = g.detach()
                     else:
                         g._rg = False
+                    if g.is_sparse:  # no entries left, as PyTorch's sparse zero_()
+                        g.zero_()
+                        continue
                     g._data[...] = 0
                     _bump_version(g)
 
@@ -411,6 +415,11 @@ class Optimizer:
     def _update(self, group, p, g, s, sc, first):
         raise NotImplementedError
 
+    def _step_sparse(self, group, params):
+        """The update of ``params`` whose ``.grad`` is a sparse COO tensor (optimizers that
+        set ``_sparse_grads``)."""
+        raise NotImplementedError
+
     def _prepare(self, group):
         """Hook for per-group checks before the update (e.g. sparse gradients)."""
 
@@ -435,14 +444,21 @@ class Optimizer:
         return (foreach or group.get("fused")) and self._flat_capable
 
     def _step_group(self, gi, group):
-        by_dtype = {}
+        by_dtype, sparse = {}, []
         for p in group["params"]:
             g = p.grad
             if g is None:
                 continue
             if g.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                if not self._sparse_grads:
+                    name = type(self).__name__
+                    hint = ", please consider SparseAdam instead" if name == "Adam" else ""
+                    raise RuntimeError(f"{name} does not support sparse gradients{hint}")
+                sparse.append(p)
+                continue
             by_dtype.setdefault(p._data.dtype, []).append(p)
+        if sparse:
+            self._step_sparse(group, sparse)
         flat = self._use_flat(group)
         for dtype, params in by_dtype.items():
             first = []
@@ -619,3 +635,32 @@ def _cast(p, value, key=None):
     if isinstance(value, (list, tuple)):
         return type(value)(_cast(p, v) for v in value)
     return value
+
+
+def _sparse_rows(grad, p, coalesce):
+    """A sparse COO gradient of ``p`` as (flat row index into ``p`` viewed as (rows, *dense
+    dims), values array): entries in their order, or summed per index when ``coalesce``
+    (sorted, as ``coalesce()``)."""
+    from ..sparse import _flat_index
+    idx = _flat_index(grad._idx, grad._size)
+    vals = np.asarray(grad._vals._data).astype(p.dtype, copy=False)
+    if coalesce and idx.size:
+        uniq, inv = np.unique(idx, return_inverse=True)
+        if uniq.size != idx.size or (np.diff(idx) < 0).any():
+            summed = np.zeros((uniq.size,) + vals.shape[1:], vals.dtype)
+            np.add.at(summed, inv.reshape(-1), vals)
+            idx, vals = uniq, summed
+    return idx, vals
+
+
+def _rows_view(a, grad):
+    """``a`` (a parameter or state array) as (rows, *dense dims) for ``_sparse_rows``."""
+    return a.reshape((-1,) + a.shape[grad._idx.shape[0]:])
+
+
+def _dense_grad(grad, p):
+    """A new dense array holding the sparse gradient ``grad`` of ``p``."""
+    out = np.zeros(p.shape, p.dtype)
+    idx, vals = _sparse_rows(grad, p, False)
+    np.add.at(_rows_view(out, grad), idx, vals)
+    return out

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tensor import _make
-from .optimizer import Optimizer, _check_unsupported, _to_scalar
+from .._tensor import _bump_version, _make
+from .optimizer import (Optimizer, _check_unsupported, _dense_grad, _rows_view, _sparse_rows,
+                        _to_scalar)
 
 __all__ = ["SGD"]
 
@@ -19,6 +20,7 @@ class SGD(Optimizer):
     """
 
     _elem_state = ("momentum_buffer",)
+    _sparse_grads = True
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False, *, maximize=False, foreach=None, differentiable=False,
@@ -57,6 +59,30 @@ class SGD(Optimizer):
         if group["momentum"] == 0:
             return None
         return {"momentum_buffer": _make(np.empty_like(p._data))}
+
+    def _step_sparse(self, group, params):
+        # PyTorch's semantics: without momentum and weight decay, the entries are added to
+        # the rows they name, one by one (``p.add_(grad, alpha=-lr)``); otherwise the update
+        # is the dense one (a dense momentum buffer holds what PyTorch's sparse one represents)
+        if group["weight_decay"] != 0:  # PyTorch fails adding the dense decay term too
+            raise RuntimeError("SGD: weight_decay is not supported with sparse gradients "
+                               "(add(sparse, dense) is not supported)")
+        lr = _to_scalar(group["lr"])
+        for p in params:
+            a, grad = p._data, p.grad
+            if group["momentum"] == 0:
+                idx, vals = _sparse_rows(grad, a, False)
+                np.add.at(_rows_view(a, grad), idx, vals * (lr if group["maximize"] else -lr))
+            else:
+                first = not self.state.get(p)
+                if first and group["momentum"] != 0:
+                    self.state[p] = self._init_state(p, group)
+                self._update(group, a, _dense_grad(grad, a), self._state_arrays(p), {}, first)
+            _bump_version(p)
+
+    def _state_arrays(self, p):
+        st = self.state.get(p) or {}
+        return {k: st[k]._data for k in self._elem_state if k in st}
 
     def _update(self, group, p, g, s, sc, first):
         _sgd(p, g, s.get("momentum_buffer"), first, lr=_to_scalar(group["lr"]),
