@@ -103,7 +103,7 @@ class GradScaler:
                     continue
                 if g.dtype.name == "float16":
                     raise ValueError("Attempting to unscale FP16 gradients.")
-                a = g._data
+                a = g._vals._data if g.is_sparse else g._data  # sparse: its values
                 if not found and not np.isfinite(a.astype(np.float32, copy=False)).all():
                     found = True
                 # multiply in float32 (PyTorch's kernel computes in the "opmath" type)

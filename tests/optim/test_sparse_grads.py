@@ -208,3 +208,18 @@ def test_sparse_clone_is_independent():
     c.zero_()
     assert g._nnz() == 2 and c._nnz() == 0
     np.testing.assert_array_equal(g.to_dense().numpy(), [[1.0], [0.0], [2.0]])
+
+
+def test_grad_scaler_unscales_sparse_gradients():
+    out = []
+    for mod in (ember, torch):
+        emb = _embedding(mod, np.random.RandomState(0).randn(6, 2).astype(np.float32))
+        opt = mod.optim.SGD(emb.parameters(), lr=0.1)
+        sc = mod.amp.GradScaler("cpu", init_scale=4.0)
+        sc.scale(emb(mod.tensor([1, 1, 3])).sum()).backward()
+        sc.unscale_(opt)
+        assert emb.weight.grad.is_sparse
+        sc.step(opt)
+        sc.update()
+        out.append(emb.weight.detach().numpy())
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-6)
