@@ -289,6 +289,9 @@ def destroy_process_group(group=None):
         if _WORLD is None:
             raise ValueError("Default process group has not been initialized, please make "
                              "sure to call init_process_group.")
+        ckpt = sys.modules.get("ember.distributed.checkpoint._fs")
+        if ckpt is not None:  # async checkpoint saves still running use the communicators
+            ckpt._wait_pending()
         try:
             _WORLD.comm.Free()
         except Exception:  # a communicator the job already tore down

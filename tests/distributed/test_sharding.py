@@ -48,6 +48,12 @@ def test_sharded_training_and_checkpoints(tmp_path):
     mirror.double().load_state_dict(full, strict=True)
 
 
+def test_async_checkpoint_overlaps_training(tmp_path):
+    """async_save at 2 ranks while FSDP2 trains on: each checkpoint holds the values of the
+    step it was asked at (float64, 1e-10 against single-process training)."""
+    _run(["ckpt_async"], 2, CKPT_DIR=tmp_path)
+
+
 def test_zero_needs_a_process_group():
     from ember.distributed.optim import ZeroRedundancyOptimizer
     with pytest.raises(ValueError, match="init_process_group"):
@@ -76,6 +82,46 @@ def test_checkpoint_single_process_roundtrip(tmp_path):
     with pytest.raises(TypeError, match="plain value"):
         dcp.save({"f": object()}, checkpoint_id=tmp_path / "d")
     assert not (tmp_path / "d" / ".metadata").exists()
+
+
+def test_async_save_single_process(tmp_path, monkeypatch):
+    """async_save stages the values at the call (later in-place updates are not saved), its
+    future gives the Metadata, a failing write reaches the future and leaves the previous
+    checkpoint, and unsupported arguments raise at once."""
+    import ember.distributed.checkpoint as dcp
+    from ember.distributed.checkpoint import _fs
+    ember.manual_seed(0)
+    m = nn.Linear(3, 2)
+    saved = m.weight.detach().clone()
+    fut = dcp.async_save({"model": m.state_dict(), "n": [1, {"k": 2}]},
+                         checkpoint_id=tmp_path / "c")
+    with ember.no_grad():
+        m.weight.mul_(3)
+    assert isinstance(fut.result(timeout=30), dcp.Metadata)
+    m2 = nn.Linear(3, 2)
+    sd = {"model": m2.state_dict(), "n": None}
+    dcp.load(sd, checkpoint_id=tmp_path / "c")
+    assert ember.equal(m2.weight, saved) and sd["n"] == [1, {"k": 2}]
+
+    def failing(f, data, key):
+        raise OSError("disk full")
+    monkeypatch.setattr(_fs, "_write_piece", failing)
+    fut = dcp.async_save({"model": m.state_dict()}, checkpoint_id=tmp_path / "c")
+    with pytest.raises(RuntimeError, match="disk full"):
+        fut.result(timeout=30)
+    monkeypatch.undo()
+    dcp.load(sd, checkpoint_id=tmp_path / "c")  # the first checkpoint is intact
+    assert ember.equal(m2.weight, saved)
+    with pytest.raises(TypeError, match="cannot save"):
+        dcp.async_save({"f": object()}, checkpoint_id=tmp_path / "d")
+    with pytest.raises(NotImplementedError, match="planner"):
+        dcp.async_save({}, checkpoint_id=tmp_path / "d", planner=object())
+    kind = dcp.state_dict_saver.AsyncCheckpointerType
+    with pytest.raises(NotImplementedError, match="process"):
+        dcp.async_save({}, checkpoint_id=tmp_path / "d", async_checkpointer_type=kind.PROCESS)
+    fut = dcp.async_save({"x": ember.ones(2)}, checkpoint_id=tmp_path / "e",
+                         async_checkpointer_type=kind.THREAD)
+    assert fut.result(timeout=30).state_dict_metadata["x"]["shape"] == [2]
 
 
 def test_pipeline_split_matches_module():

@@ -9,16 +9,12 @@ holds, so a checkpoint saved at one world size loads at any other (re-sharding).
 Saving is atomic: data files get names unique to the save, and the new ``.metadata`` (written to
 a temporary file, then renamed) is the commit point, made only after every rank has written and
 synced its file; until then the previous ``.metadata`` and the files it names stay as they were.
+``async_save`` stages the state dict in memory and runs ``save`` in a background thread (its
+collectives on a duplicate communicator); it returns a future of the ``Metadata``.
 """
 
-from ._fs import FileSystemReader, FileSystemWriter, Metadata, load, save
-from . import state_dict  # noqa: F401
+from ._fs import FileSystemReader, FileSystemWriter, Metadata, async_save, load, save
+from . import state_dict, state_dict_saver  # noqa: F401
 
 __all__ = ["FileSystemReader", "FileSystemWriter", "Metadata", "load", "save",
            "async_save", "state_dict"]
-
-
-def async_save(*args, **kwargs):
-    """Not implemented: ember's ``save`` writes synchronously."""
-    raise NotImplementedError("ember.distributed.checkpoint.async_save is not implemented; use "
-                              "save() (synchronous)")

@@ -21,7 +21,8 @@ import numpy as np
 from ..._tensor import Tensor, _bump_version
 from .. import distributed_c10d as c10d
 
-__all__ = ["FileSystemReader", "FileSystemWriter", "Metadata", "load", "save"]
+__all__ = ["FileSystemReader", "FileSystemWriter", "Metadata", "async_save", "load",
+           "save"]
 
 _META = ".metadata"
 
@@ -150,8 +151,33 @@ def _is_dtensor(t):
     return hasattr(t, "_spec") and hasattr(t, "_local")
 
 
+class _Staged(Tensor):
+    """A tensor of a state dict staged for ``async_save``: its ``_region`` taken when the save
+    was asked for, over a private copy of the values (training may go on changing them)."""
+
+    def __init__(self, region):  # (no Tensor state: only ``_region`` reads it)
+        self.region = region
+
+
+def _stage(state_dict):
+    """A flat copy of ``state_dict`` for a save that runs later: tensors as ``_Staged``
+    copies of the pieces this rank holds, other values deep-copied (and checked now)."""
+    import copy
+    staged = {}
+    for key, v in _flatten(state_dict, "", {}).items():
+        if isinstance(v, Tensor):
+            gshape, lshape, offs, arr, writer = _region(v)
+            staged[key] = _Staged((gshape, lshape, offs, np.array(arr, copy=True), writer))
+        else:
+            _encode(v, key)
+            staged[key] = copy.deepcopy(v)
+    return staged
+
+
 def _region(t):
     """(global shape, local shape, offsets, local array, whether this rank writes it)."""
+    if type(t) is _Staged:
+        return t.region
     if _is_dtensor(t):
         from ..tensor import Partial, Replicate
         spec = t._spec
@@ -240,6 +266,72 @@ def save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
         raise RuntimeError(f"checkpoint.save to {path!r} failed (the previous checkpoint, if "
                            f"any, is unchanged): {outcome[0]}")
     return FileSystemReader(path).read_metadata()
+
+
+_ASYNC: dict = {}  # "pool": the one thread that runs async saves; id(group) -> its twin
+
+
+def async_save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
+               process_group=None, async_checkpointer_type=None, async_stager=None,
+               no_dist=False, use_collectives=True):
+    """``save`` in a background thread: the state dict is staged first (its tensors copied,
+    so training may change them at once), then written as ``save`` writes it, with the same
+    atomic commit. Returns a ``concurrent.futures.Future`` whose result is the checkpoint's
+    ``Metadata`` (or the error ``save`` raised). Collective: every rank of the group calls it
+    in the same order. The background save runs its collectives on a duplicate of the
+    group's communicator, so the training's own collectives can go on meanwhile."""
+    if planner is not None:
+        raise NotImplementedError("checkpoint.async_save(planner=...): custom planners are not "
+                                  "supported")
+    if async_stager is not None:
+        raise NotImplementedError("checkpoint.async_save(async_stager=...): ember stages into "
+                                  "memory itself")
+    kind = getattr(async_checkpointer_type, "value", async_checkpointer_type)
+    if kind not in (None, "thread"):
+        raise NotImplementedError(f"checkpoint.async_save(async_checkpointer_type={kind!r}): "
+                                  "only the thread kind is supported")
+    if not use_collectives:
+        raise NotImplementedError("checkpoint.async_save(use_collectives=False) is not "
+                                  "supported")
+    path = _path_of(checkpoint_id, storage_writer, "async_save")
+    staged = _stage(state_dict)
+    group, rank, world = _group_info(process_group, no_dist)
+    twin = _twin_group(group) if world > 1 else None
+    pool = _ASYNC.get("pool")
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        # one thread: saves run in the order they were asked for, on every rank alike
+        pool = _ASYNC["pool"] = ThreadPoolExecutor(1, thread_name_prefix="ember-dcp-save")
+    fut = pool.submit(save, staged, checkpoint_id=path, storage_writer=storage_writer,
+                      process_group=twin, no_dist=no_dist or world == 1)
+    pending = _ASYNC.setdefault("pending", [])
+    pending[:] = [f for f in pending if not f.done()] + [fut]
+    return fut
+
+
+def _wait_pending():
+    """Let every async save still running finish, then free their communicators
+    (``destroy_process_group`` calls this first); their errors stay in their futures."""
+    from concurrent.futures import wait
+    wait(_ASYNC.pop("pending", ()))
+    for key in [k for k in _ASYNC if k != "pool"]:
+        try:
+            _ASYNC.pop(key).comm.Free()
+        except Exception:  # a communicator the job already tore down
+            pass
+
+
+def _twin_group(group):
+    """A process group over the same ranks as ``group`` with its own communicator (made
+    once, collectively, on first use)."""
+    pg = c10d._group(group)
+    twin = _ASYNC.get(id(pg))
+    if twin is None:
+        comm = pg.comm.Dup()
+        comm.Set_errhandler(c10d._mpi().ERRORS_RETURN)
+        twin = _ASYNC[id(pg)] = c10d.ProcessGroup(comm, pg.ranks, pg.backend,
+                                                  f"{pg.group_name}.checkpoint")
+    return twin
 
 
 def _write_rank_file(state_dict, name, fname, rank, sync):
