@@ -149,6 +149,44 @@ def test_conv2d_matches_torch_exactly(groups, per_channel, stride, padding, dila
     _eq_ints(e(_eq(x)), t(x))
 
 
+@pytest.mark.parametrize("groups,per_channel,stride,padding,dilation,relu",
+                         [(1, False, 1, 0, 1, False), (2, True, 2, 1, 1, True),
+                          (1, True, (1, 2, 1), (2, 1, 0), (2, 1, 1), False)])
+def test_conv3d_matches_torch_exactly(groups, per_channel, stride, padding, dilation, relu):
+    import ember.ao.nn.intrinsic.quantized as eniq
+    import torch.ao.nn.intrinsic.quantized as tniq
+    rng = np.random.default_rng(groups + 7)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    t = (tniq.ConvReLU3d if relu else tnq.Conv3d)(4, 6, 3, **kw)
+    t.set_weight_bias(_weight((6, 4 // groups, 3, 3, 3), per_channel, rng), torch.randn(6))
+    t.scale, t.zero_point = 0.2, 70
+    e = (eniq.ConvReLU3d if relu else enq.Conv3d)(4, 6, 3, **kw)
+    e.load_state_dict(_to_ember_state(t))
+    assert list(e.state_dict()) == list(t.state_dict())
+    assert e._get_name() == t._get_name()
+    x = _tq(torch.randn(2, 4, 6, 7, 5), 0.04, 60)
+    _eq_ints(e(_eq(x)), t(x))
+
+
+def test_batch_norm3d_matches_torch():
+    import ember.ao.nn.intrinsic.quantized as eniq
+    import torch.ao.nn.intrinsic.quantized as tniq
+    x = _tq(torch.randn(2, 3, 4, 5, 5) * 2, 0.05, 120)
+    for tcls, ecls in ((tnq.BatchNorm3d, enq.BatchNorm3d), (tniq.BNReLU3d, eniq.BNReLU3d)):
+        t = tcls(3)
+        with torch.no_grad():
+            t.weight.copy_(torch.randn(3))
+            t.bias.copy_(torch.randn(3))
+            t.running_mean.copy_(torch.randn(3))
+            t.running_var.copy_(torch.rand(3) + 0.5)
+        t.scale, t.zero_point = torch.tensor(0.06), torch.tensor(90)
+        e = ecls(3)
+        e.load_state_dict(_to_ember_state(t))
+        _eq_ints(e(_eq(x)), t(x))
+    with pytest.raises(ValueError, match="D, H, W"):
+        enq.BatchNorm3d(3)(_eq(_tq(torch.randn(2, 3, 5, 5), 0.05, 120)))
+
+
 def test_conv1d_matches_torch_exactly():
     rng = np.random.default_rng(0)
     t = tnq.Conv1d(3, 5, 3, padding=2, dilation=2)

@@ -26,7 +26,8 @@ from ... import _gemm, _qfast
 
 _f32 = np.float32
 
-__all__ = ["linear", "conv1d", "conv2d", "relu6", "hardswish", "layer_norm", "batch_norm",
+__all__ = ["linear", "conv1d", "conv2d", "conv3d", "relu6", "hardswish", "layer_norm",
+           "batch_norm",
            "add", "mul", "cat", "add_relu", "add_scalar", "mul_scalar", "max_pool2d",
            "adaptive_avg_pool2d", "avg_pool2d", "dequantize", "quantize_per_tensor", "relu",
            "clamp", "hardtanh", "leaky_relu", "sigmoid", "tanh", "threshold", "elu",
@@ -185,44 +186,65 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            _relu=False):
     """Quantized 2-d convolution (NCHW, quint8 input, qint8 weight): im2col on the integers
     (padding holds the zero point), the int8 GEMM per group, fbgemm's requantization."""
-    x = _need_q(input, "conv2d")
+    return _conv_nd(2, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                    scale, zero_point, _packed, _relu)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", scale=1.0, zero_point=0, dtype=None, _packed=None,
+           _relu=False):
+    """Quantized 3-d convolution (NCDHW, quint8 input, qint8 weight), as ``conv2d``."""
+    return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                    scale, zero_point, _packed, _relu)
+
+
+def _conv_nd(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, scale,
+             zero_point, _packed, _relu):
+    name = f"conv{nd}d"
+    x = _need_q(input, name)
     if padding_mode != "zeros":
-        raise NotImplementedError(f"quantized::conv2d: padding_mode={padding_mode!r} "
+        raise NotImplementedError(f"quantized::{name}: padding_mode={padding_mode!r} "
                                   "(only 'zeros' is supported)")
-    if x.ndim != 4:
-        raise RuntimeError(f"quantized::conv2d: expected a 4-D (N, C, H, W) input, got shape "
-                           f"{tuple(x.shape)}")
+    if x.ndim != nd + 2:
+        layout = "(N, C, H, W)" if nd == 2 else "(N, C, D, H, W)"
+        raise RuntimeError(f"quantized::{name}: expected a {nd + 2}-D {layout} input, got "
+                           f"shape {tuple(x.shape)}")
     w = weight if _packed is None else _packed.qweight
-    cout, cin_g, kh, kw = w.shape
-    n, cin, h, wd = x.shape
+    cout, cin_g = w.shape[:2]
+    ks = tuple(w.shape[2:])
+    n, cin = x.shape[:2]
     if cin != cin_g * groups:
-        raise RuntimeError(f"quantized::conv2d: input of shape {tuple(x.shape)} has {cin} "
+        raise RuntimeError(f"quantized::{name}: input of shape {tuple(x.shape)} has {cin} "
                            f"channels, the weight {tuple(w.shape)} with groups={groups} "
                            f"expects {cin_g * groups}")
-    sh, sw = _pair(stride, 2)
-    ph, pw_ = _pair(padding, 2)
-    dh, dw = _pair(dilation, 2)
+    st, pad, dil = _pair(stride, nd), _pair(padding, nd), _pair(dilation, nd)
     a = x._q
-    if ph or pw_:  # padding holds the zero point (a real 0)
-        a = np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw_, pw_)), constant_values=x._zp)
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + 2 * pw_ - dw * (kw - 1) - 1) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise RuntimeError(f"quantized::conv2d: input {tuple(x.shape)} is too small for "
-                           f"kernel {(kh, kw)} with padding {(ph, pw_)}")
-    win = np.lib.stride_tricks.sliding_window_view(a, (dh * (kh - 1) + 1, dw * (kw - 1) + 1),
-                                                   axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :ho, :wo]      # n, cin, ho, wo, kh, kw
-    cols = win.transpose(0, 2, 3, 1, 4, 5)                       # n, ho, wo, cin, kh, kw
+    if any(pad):  # padding holds the zero point (a real 0)
+        a = np.pad(a, ((0, 0), (0, 0)) + tuple((p, p) for p in pad), constant_values=x._zp)
+    osz = tuple((s + 2 * p - d * (k - 1) - 1) // t + 1
+                for s, p, d, k, t in zip(x.shape[2:], pad, dil, ks, st))
+    if any(o <= 0 for o in osz):
+        raise RuntimeError(f"quantized::{name}: input {tuple(x.shape)} is too small for "
+                           f"kernel {ks} with padding {pad}")
+    spatial = tuple(range(2, 2 + nd))
+    win = np.lib.stride_tricks.sliding_window_view(
+        a, tuple(d * (k - 1) + 1 for d, k in zip(dil, ks)), axis=spatial)
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, t) for t in st)
+              + tuple(slice(None, None, d) for d in dil)]
+    win = win[(slice(None), slice(None)) + tuple(slice(0, o) for o in osz)]  # n, c, *o, *k
+    cols = win.transpose((0,) + tuple(range(2, 2 + nd)) + (1,)
+                         + tuple(range(2 + nd, 2 + 2 * nd)))  # n, *o, cin, *k
     packs = _packed_groups(_packed, w, bias, groups)
     cout_g = cout // groups
-    out = np.empty((n * ho * wo, cout), dtype=np.uint8)
+    rows = n * int(np.prod(osz))
+    out = np.empty((rows, cout), dtype=np.uint8)
+    kprod = int(np.prod(ks))
     for g, pk in enumerate(packs):
-        cg = cols[:, :, :, g * cin_g:(g + 1) * cin_g].reshape(n * ho * wo, cin_g * kh * kw)
-        raw = _gemm.gemm_q(cg, x._zp, pk.packed)
+        cg = cols[(Ellipsis, slice(g * cin_g, (g + 1) * cin_g)) + (slice(None),) * nd]
+        raw = _gemm.gemm_q(cg.reshape(rows, cin_g * kprod), x._zp, pk.packed)
         out[:, g * cout_g:(g + 1) * cout_g] = _requantize(raw, pk, x._scale, scale,
                                                           int(zero_point), _relu)
-    q = np.ascontiguousarray(out.reshape(n, ho, wo, cout).transpose(0, 3, 1, 2))
+    q = np.ascontiguousarray(np.moveaxis(out.reshape((n,) + osz + (cout,)), -1, 1))
     return _out(q, scale, zero_point)
 
 
@@ -507,17 +529,26 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, output
 
 def batch_norm(input, weight, bias, running_mean, running_var, eps, output_scale,
                output_zero_point):
-    """Quantized batch norm (inference): ``alpha = w / sqrt(var + eps)``,
-    ``beta = b - mean * alpha``, ``y = x * alpha + beta`` per channel, quantized."""
+    """Quantized batch norm (inference) on the integers, as PyTorch's kernel: per channel
+    ``alpha = w / sqrt(var + eps) * in_scale / out_scale`` and ``beta = (b - mean * w /
+    sqrt(var + eps)) / out_scale`` in float32, then ``q = round(alpha * (x - in_zp) + beta)
+    + out_zp`` (one rounding, as its fused multiply-add), clamped."""
     x = _need_q(input, "batch_norm")
     c = x.shape[1]
     shape = (1, c) + (1,) * (x.ndim - 2)
-    w = weight._data if weight is not None else np.ones(c, np.float32)
-    b = bias._data if bias is not None else np.zeros(c, np.float32)
-    alpha = (w / np.sqrt(running_var._data + _f32(eps))).astype(np.float32)
-    beta = (b - running_mean._data * alpha).astype(np.float32)
-    y = x._dequantized() * alpha.reshape(shape) + beta.reshape(shape)
-    return _quantize(y, output_scale, int(output_zero_point))
+    f32 = np.float32
+    w = weight._data.astype(f32) if weight is not None else np.ones(c, f32)
+    b = bias._data.astype(f32) if bias is not None else np.zeros(c, f32)
+    mean, var = running_mean._data.astype(f32), running_var._data.astype(f32)
+    inv = (1.0 / np.sqrt(var + f32(eps)).astype(np.float64)).astype(f32)
+    wi = inv * w
+    alpha = (wi.astype(np.float64) * (float(x._scale) / float(output_scale))).astype(f32)
+    beta = ((b - mean * inv * w).astype(np.float64) / float(output_scale)).astype(f32)
+    xm = x._q.astype(np.float64) - x._zp
+    y = (alpha.reshape(shape).astype(np.float64) * xm + beta.reshape(shape)).astype(f32)
+    lo, hi = QRANGE["quint8"]
+    q = np.clip(np.rint(y) + int(output_zero_point), lo, hi).astype(np.uint8)
+    return _out(q, output_scale, output_zero_point)
 
 
 # ============================================================================ pooling

@@ -392,6 +392,20 @@ class Conv1d(_ConvNd):
                          _packed=self._packed, _relu=self._relu)
 
 
+class Conv3d(_ConvNd):
+    """Quantized 3-d convolution (quint8 NCDHW input, qint8 weight, float bias)."""
+
+    _NDIM = 3
+
+    def _get_name(self):
+        return "QuantizedConv3d" if not self._relu else "QuantizedConvReLU3d"
+
+    def forward(self, input):
+        return QF.conv3d(input, None, None, self.stride, self.padding, self.dilation,
+                         self.groups, self.padding_mode, self.scale, self.zero_point,
+                         _packed=self._packed, _relu=self._relu)
+
+
 # ============================================================================ activations
 class ReLU6(Module):
     """Quantized ReLU6 (keeps the input's qparams)."""
@@ -588,6 +602,18 @@ class BatchNorm2d(Module):
         scale, q.zero_point = _qparams_of(_output_observer(mod))
         q.scale = float(np.float32(scale))
         return q
+
+
+class BatchNorm3d(BatchNorm2d):
+    """Quantized BatchNorm3d (inference) over (N, C, D, H, W) inputs."""
+
+    def forward(self, input):
+        if input.ndim != 5:
+            raise ValueError("Input shape must be `(N, C, D, H, W)`!")
+        return super().forward(input)
+
+    def _get_name(self):
+        return "QuantizedBatchNorm3d"
 
 
 # ============================================================================ embeddings

@@ -8,7 +8,7 @@ import importlib as _importlib
 
 from ember.ao.nn import quantized as nnq
 
-__all__ = ["ConvReLU1d", "ConvReLU2d", "LinearReLU", "BNReLU2d"]
+__all__ = ["ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "LinearReLU", "BNReLU2d", "BNReLU3d"]
 
 
 class _FromFused:
@@ -44,6 +44,22 @@ class ConvReLU2d(_FromFused, nnq.Conv2d):
     """Quantized Conv2d then ReLU."""
 
     _relu = True
+
+
+class ConvReLU3d(_FromFused, nnq.Conv3d):
+    """Quantized Conv3d then ReLU."""
+
+    _relu = True
+
+
+class BNReLU3d(_FromFused, nnq.BatchNorm3d):
+    """Quantized BatchNorm3d then ReLU."""
+
+    def forward(self, input):
+        return super().forward(input).relu()
+
+    def _get_name(self):
+        return "QuantizedBNReLU3d"
 
 
 class BNReLU2d(_FromFused, nnq.BatchNorm2d):
