@@ -168,8 +168,24 @@ class _Holder:
         self.frame, self.index = frame, index
 
 
+class _Kept:
+    """A tensor saved by an op that selective checkpointing keeps (not recomputed)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+
 def _unpack(holder):
+    if type(holder) is _Kept:
+        return holder.tensor
     return holder.frame.unpack(holder.index)
+
+
+# True while an op whose output selective checkpointing keeps runs in the forward: the
+# tensors it saves for backward are kept as they are (the recomputation skips that op)
+_KEEP = [False]
 
 
 def _checkpoint_hooks(function, args, kwargs, context_fn, determinism_check, preserve):
@@ -186,6 +202,8 @@ def _checkpoint_hooks(function, args, kwargs, context_fn, determinism_check, pre
     frame = _Frame(recompute, determinism_check == "default")
 
     def pack(t):
+        if _KEEP[0]:
+            return _Kept(t)
         frame.meta.append((tuple(t.shape), t.dtype))
         return _Holder(frame, len(frame.meta) - 1)
 
@@ -277,7 +295,6 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
 # ---------------------------------------------------------------------- PyTorch's helpers
 import enum  # noqa: E402
 
-from .._not_yet import missing as _missing  # noqa: E402
 
 
 def check_backward_validity(inputs):
@@ -371,10 +388,115 @@ class SelectiveCheckpointContext:
 # functions) that selective checkpointing never caches; ember's ops are not ATen's
 SAC_IGNORED_OPS: set = set()
 
-create_selective_checkpoint_contexts = _missing(
-    "torch.utils.checkpoint.create_selective_checkpoint_contexts",
-    " (selective activation checkpointing: a policy per op deciding save or recompute; "
-    "checkpoint() without it recomputes everything, with the same results)")
+def create_selective_checkpoint_contexts(policy_fn_or_list, allow_cache_entry_mutation=False):
+    """The ``context_fn`` result for selective activation checkpointing:
+    ``checkpoint(fn, *args, use_reentrant=False, context_fn=lambda:
+    create_selective_checkpoint_contexts(policy))``. ``policy`` is a list of ops whose
+    outputs are kept (the rest are recomputed), or a function ``policy(ctx, op, *args,
+    **kwargs)`` returning a ``CheckpointPolicy`` (or a bool: True keeps). The ops are
+    ember's op classes (``ember.ops.linalg.Matmul``, ``ember.ops.nn.Linear``, ...): ember's
+    ops are not ATen's. A kept op's output (and what it saves for backward) is held from the
+    forward, and the recomputation returns it instead of running the op."""
+    if isinstance(policy_fn_or_list, (list, tuple, set)):
+        ops = tuple(policy_fn_or_list)
+
+        def policy_fn(ctx, op, *args, **kwargs):
+            return CheckpointPolicy.MUST_SAVE if op in ops else \
+                CheckpointPolicy.PREFER_RECOMPUTE
+    elif callable(policy_fn_or_list):
+        policy_fn = policy_fn_or_list
+    else:
+        raise TypeError("policy_fn_or_list must be either a function or a list of ops.")
+    cache: dict = {}
+    return (_SACMode(policy_fn, cache, False, allow_cache_entry_mutation),
+            _SACMode(policy_fn, cache, True, allow_cache_entry_mutation))
+
+
+def _keeps(policy):
+    if isinstance(policy, bool):
+        return policy
+    if not isinstance(policy, CheckpointPolicy):
+        raise TypeError(f"a selective checkpoint policy must return a CheckpointPolicy, got "
+                        f"{type(policy).__name__}")
+    return policy in (CheckpointPolicy.MUST_SAVE, CheckpointPolicy.PREFER_SAVE,
+                      CheckpointPolicy.MUST_CPU_OFFLOAD, CheckpointPolicy.PREFER_CPU_OFFLOAD)
+
+
+class _SACMode:
+    """One side of selective checkpointing, as a dispatch mode: in the forward it keeps the
+    outputs of the ops the policy keeps (per op class, in call order); in the recomputation
+    it hands them back instead of running those ops."""
+
+    def __init__(self, policy_fn, cache, recompute, allow_mutation):
+        self.policy_fn, self.cache = policy_fn, cache
+        self.recompute, self.allow_mutation = recompute, allow_mutation
+
+    def __enter__(self):
+        _graph._MODES.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self in _graph._MODES:
+            _graph._MODES.remove(self)
+        return False
+
+    def on_op(self, cls, args, kwargs, run):
+        ctx = SelectiveCheckpointContext(is_recompute=self.recompute)
+        if not _keeps(self.policy_fn(ctx, cls, *args, **kwargs)):
+            return run()
+        if self.recompute:
+            queue = self.cache.get(cls)
+            if not queue:
+                raise CheckpointError(
+                    f"torch.utils.checkpoint: selective checkpointing kept no more outputs of "
+                    f"{cls.__name__} for the recomputation: the policy must decide the same "
+                    f"way in the forward and the recomputation")
+            out, versions = queue.pop(0)
+            for t, v in zip(_flat_tensors(out), versions):
+                if v is not None and t._version != v:
+                    raise RuntimeError(
+                        f"Trying to backward an extra time, or the output of {cls.__name__} "
+                        f"kept by selective checkpointing was modified in place after the "
+                        f"forward (pass allow_cache_entry_mutation=True to keep a copy)")
+            modes = _graph._MODES
+            at = modes.index(self)
+            del modes[at]  # the copies _rewrap makes are not the function's ops
+            try:
+                return _rewrap(out)
+            finally:
+                modes.insert(at, self)
+        _KEEP[0] = True
+        try:
+            out = run()
+        finally:
+            _KEEP[0] = False
+        kept = _keep_copy(out) if self.allow_mutation else out
+        versions = [None if self.allow_mutation else t._version for t in _flat_tensors(kept)]
+        self.cache.setdefault(cls, []).append((kept, versions))
+        return out
+
+
+def _keep_copy(out):
+    if isinstance(out, Tensor):
+        return out.detach().clone().requires_grad_(out.requires_grad)
+    if isinstance(out, (tuple, list)):
+        return type(out)(_keep_copy(o) for o in out)
+    return out
+
+
+def _rewrap(out):
+    """A kept output as the recomputation's value: a copy (the function may write to it in
+    place, as the forward did to the original) that requires grad where the original did, so
+    the ops after it record, and save, as in the forward (a copy saves nothing itself)."""
+    if isinstance(out, Tensor):
+        d = out.detach()
+        if not out.requires_grad:
+            return d.clone()
+        with enable_grad():
+            return d.requires_grad_(True).clone()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_rewrap(o) for o in out)
+    return out
 
 
 class GraphExecGroup:
