@@ -56,24 +56,18 @@ class SparseAdam(Optimizer):
 
     def step(self, closure=None):
         """Perform a single optimization step (``closure`` re-evaluates the loss)."""
-        from ..autograd.grad_mode import enable_grad, no_grad
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
-        with no_grad():
-            for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                for p in params:
-                    if not p.grad.is_sparse:
-                        raise RuntimeError("SparseAdam does not support dense gradients, "
-                                           "please consider Adam instead")
-                for p in params:
-                    st = self.state.get(p) or self.state.setdefault(
-                        p, self._init_state(p, group))
-                    st["step"] += 1
-                    self._update_rows(group, p, st)
-        return loss
+        return self._default_step(closure)
+
+    def _step_group(self, gi, group):
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if not p.grad.is_sparse:
+                raise RuntimeError("SparseAdam does not support dense gradients, please "
+                                   "consider Adam instead")
+        for p in params:
+            st = self.state.get(p) or self.state.setdefault(p, self._init_state(p, group))
+            st["step"] += 1
+            self._update_rows(group, p, st)
 
     def _update_rows(self, group, p, st):
         beta1, beta2 = group["betas"]

@@ -168,20 +168,26 @@ def test_conv3d_matches_torch_exactly(groups, per_channel, stride, padding, dila
     _eq_ints(e(_eq(x)), t(x))
 
 
+def _bn_pair(tcls, ecls, c=3):
+    """A quantized batch norm of PyTorch's with random statistics, and ember's loaded from it."""
+    t = tcls(c)
+    with torch.no_grad():
+        t.weight.copy_(torch.randn(c))
+        t.bias.copy_(torch.randn(c))
+        t.running_mean.copy_(torch.randn(c))
+        t.running_var.copy_(torch.rand(c) + 0.5)
+    t.scale, t.zero_point = torch.tensor(0.06), torch.tensor(90)
+    e = ecls(c)
+    e.load_state_dict(_to_ember_state(t))
+    return t, e
+
+
 def test_batch_norm3d_matches_torch():
     import ember.ao.nn.intrinsic.quantized as eniq
     import torch.ao.nn.intrinsic.quantized as tniq
     x = _tq(torch.randn(2, 3, 4, 5, 5) * 2, 0.05, 120)
     for tcls, ecls in ((tnq.BatchNorm3d, enq.BatchNorm3d), (tniq.BNReLU3d, eniq.BNReLU3d)):
-        t = tcls(3)
-        with torch.no_grad():
-            t.weight.copy_(torch.randn(3))
-            t.bias.copy_(torch.randn(3))
-            t.running_mean.copy_(torch.randn(3))
-            t.running_var.copy_(torch.rand(3) + 0.5)
-        t.scale, t.zero_point = torch.tensor(0.06), torch.tensor(90)
-        e = ecls(3)
-        e.load_state_dict(_to_ember_state(t))
+        t, e = _bn_pair(tcls, ecls)
         _eq_ints(e(_eq(x)), t(x))
     with pytest.raises(ValueError, match="D, H, W"):
         enq.BatchNorm3d(3)(_eq(_tq(torch.randn(2, 3, 5, 5), 0.05, 120)))
@@ -354,15 +360,7 @@ def test_layer_norm_and_batch_norm_match_torch():
                       ember.nn.Parameter(ember.from_numpy(b.numpy())), 0.04, 100)
     _eq_ints(e(_eq(x)), t(x))
     x = _tq(torch.randn(2, 3, 5, 5) * 2, 0.05, 120)
-    t = tnq.BatchNorm2d(3)
-    with torch.no_grad():
-        t.weight.copy_(torch.randn(3))
-        t.bias.copy_(torch.randn(3))
-        t.running_mean.copy_(torch.randn(3))
-        t.running_var.copy_(torch.rand(3) + 0.5)
-    t.scale, t.zero_point = torch.tensor(0.06), torch.tensor(90)
-    e = enq.BatchNorm2d(3)
-    e.load_state_dict(_to_ember_state(t))
+    t, e = _bn_pair(tnq.BatchNorm2d, enq.BatchNorm2d)
     _eq_ints(e(_eq(x)), t(x))
 
 
