@@ -176,11 +176,14 @@ class Tensor:
             if not isinstance(value, Tensor):
                 raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
                                 f"of type {type(value).__name__}")
-            if value._data.dtype != self._data.dtype:
+            # (a sparse gradient has no dense array: its dtype and shape say the same)
+            vd = value.dtype.np if value.is_sparse else value._data.dtype
+            vs = tuple(value.shape) if value.is_sparse else value._data.shape
+            if vd != self._data.dtype:
                 raise RuntimeError("assigned grad has data of a different type")
-            if value._data.shape != self._data.shape:
+            if vs != self._data.shape:
                 raise RuntimeError(
-                    f"attempting to assign a gradient of size '{list(value._data.shape)}' to a "
+                    f"attempting to assign a gradient of size '{list(vs)}' to a "
                     f"tensor of size '{list(self._data.shape)}'. Please ensure that the "
                     "gradient and the tensor are the same size")
         self._grad = value

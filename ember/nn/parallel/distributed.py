@@ -64,15 +64,27 @@ class GradBucket:
 
 
 class _Bucket:
-    __slots__ = ("index", "params", "slots", "offsets", "numel", "buffer", "pending", "fut")
+    __slots__ = ("index", "params", "slots", "offsets", "numel", "buffer", "pending", "fut",
+                 "sparse")
 
-    def __init__(self, index, params, slots):
+    def __init__(self, index, params, slots, sparse=False):
         self.index, self.params, self.slots = index, params, slots
+        self.sparse = sparse  # one parameter whose gradient is sparse (Embedding(sparse=True))
         self.offsets = np.cumsum([0] + [p.numel() for p in params[:-1]]).tolist()
         self.numel = sum(p.numel() for p in params)
         self.buffer = None
         self.pending = len(params)
         self.fut = None
+
+
+class _Done:
+    """A finished result in the future's shape (``wait()``)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def wait(self):
+        return self.value
 
 
 def _tensors_in(obj, out):
@@ -191,11 +203,22 @@ class DistributedDataParallel(Module, Joinable):
         if states:
             self._broadcast_coalesced(states)
 
+    def _sparse_params(self):
+        """Ids of the parameters whose gradients are sparse: the weights of embeddings made
+        with ``sparse=True`` (each gets a bucket of its own, as in PyTorch)."""
+        from ..modules.sparse import Embedding, EmbeddingBag
+        return {id(m.weight) for m in self.module.modules()
+                if isinstance(m, (Embedding, EmbeddingBag)) and m.sparse}
+
     def _build_buckets(self):
         order = list(range(len(self._params)))[::-1]
+        sparse = self._sparse_params()
         buckets, cur, size, cap = [], [], 0, min(_FIRST_BUCKET_BYTES, self.bucket_bytes_cap)
         for i in order:
             p = self._params[i]
+            if id(p) in sparse:
+                buckets.append(("sparse", i))
+                continue
             nbytes = p._data.nbytes
             if cur and (size + nbytes > cap or p.dtype != self._params[cur[0]].dtype):
                 buckets.append(cur)
@@ -204,7 +227,8 @@ class DistributedDataParallel(Module, Joinable):
             size += nbytes
         if cur:
             buckets.append(cur)
-        self._buckets = [_Bucket(k, [self._params[i] for i in b], b)
+        self._buckets = [_Bucket(k, [self._params[b[1]]], [b[1]], True) if b[0] == "sparse"
+                         else _Bucket(k, [self._params[i] for i in b], b)
                          for k, b in enumerate(buckets)]
         self._bucket_of = {}
         for b in self._buckets:
@@ -251,6 +275,9 @@ class DistributedDataParallel(Module, Joinable):
             self._finalize()
 
     def _launch(self, bucket):
+        if bucket.sparse:
+            bucket.fut = self._sparse_allreduce(bucket.params[0])
+            return
         from ...ops.creation import from_numpy
         from ...distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
         first = bucket.params[0]
@@ -270,6 +297,31 @@ class DistributedDataParallel(Module, Joinable):
         else:
             bucket.fut = self._comm_hook(self._comm_state, gb)
 
+    def _sparse_allreduce(self, p):
+        """The sum over the ranks of ``p``'s sparse gradient: every rank's entries side by
+        side (uncoalesced, in rank order), as PyTorch's sparse all-reduce; divided by the
+        world size in ``_finalize``. Blocking (the entries' count differs between ranks)."""
+        from ... import distributed as dist
+        from ...sparse import _new_sparse
+        from ...ops.creation import from_numpy
+        if self._comm_hook is not None:
+            raise NotImplementedError("DistributedDataParallel: a communication hook with a "
+                                      "sparse gradient (Embedding(sparse=True)) is not "
+                                      "supported")
+        g = p.grad
+        if g is not None and not g.is_sparse:
+            name = next(n for n, q in zip(self._names, self._params) if q is p)
+            raise RuntimeError(f"DistributedDataParallel: {name} was expected to get a sparse "
+                               f"gradient, got a dense one")
+        width = p._data.shape[1:]
+        mine = (np.zeros((1, 0), np.int64), np.zeros((0,) + width, p._data.dtype)) \
+            if g is None else (g._idx, np.asarray(g._vals._data))
+        parts = [None] * dist.get_world_size(self._group())
+        dist.all_gather_object(parts, mine, group=self._group())
+        idx = np.concatenate([i for i, _ in parts], axis=1)
+        vals = np.concatenate([v for _, v in parts], axis=0)
+        return _Done(_new_sparse(idx, from_numpy(vals), tuple(p.shape), idx.shape[1] <= 1))
+
     def _finalize(self):
         from ... import distributed as dist
         from ...ops.creation import from_numpy
@@ -285,6 +337,12 @@ class DistributedDataParallel(Module, Joinable):
         for bucket in self._buckets:
             result = bucket.fut.wait()
             bucket.fut = None
+            if bucket.sparse:
+                i, p = bucket.slots[0], bucket.params[0]
+                if used is None or used[i]:
+                    world = dist.get_world_size(self._group())
+                    p.grad = result * (scale / world)
+                continue
             flat = result._data.reshape(-1)
             if flat.dtype != bucket.params[0]._data.dtype:
                 raise RuntimeError(f"DDP communication hook returned a {flat.dtype} bucket; "
