@@ -185,10 +185,7 @@ class Tracer(TracerBase):
         super().__init__()
         self._autowrap_modules = tuple(autowrap_modules)
         self._autowrap_functions = tuple(autowrap_functions)
-        if param_shapes_constant:
-            raise NotImplementedError("ember.fx.Tracer: param_shapes_constant=True is not "
-                                      "supported; parameter shapes are traced as nodes")
-        self.param_shapes_constant = False
+        self.param_shapes_constant = param_shapes_constant
         self.submodule_paths = None
         self.root = None
         self.graph = None
@@ -238,8 +235,14 @@ class Tracer(TracerBase):
             for name, p in self.root.named_parameters():
                 if attr_val is p:
                     if name not in parameter_proxy_cache:
-                        parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (),
-                                                                        {})
+                        factory = None
+                        if self.param_shapes_constant:
+                            from .proxy import ParameterProxy
+
+                            def factory(node, name=name, p=p):
+                                return ParameterProxy(self, node, name, p)
+                        parameter_proxy_cache[name] = self.create_proxy(
+                            "get_attr", name, (), {}, proxy_factory_fn=factory)
                     return parameter_proxy_cache[name]
         return attr_val
 

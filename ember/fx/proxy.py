@@ -19,7 +19,8 @@ import os
 import sys
 from bisect import bisect_left
 
-__all__ = ["Proxy", "Attribute", "TraceError", "GraphAppendingTracer", "annotate"]
+__all__ = ["Proxy", "Attribute", "ParameterProxy", "TraceError", "GraphAppendingTracer",
+           "annotate"]
 
 _FX_DIR = os.path.dirname(os.path.abspath(__file__))
 _EMBER_DIR = os.path.dirname(_FX_DIR)
@@ -125,6 +126,39 @@ def annotate(val, type):
                                f"Existing type is {val.node.type} and new type is {type}.")
         val.node.type = type
     return val
+
+
+class ParameterProxy(Proxy):
+    """The proxy of a parameter when tracing with ``param_shapes_constant=True``: its
+    ``shape``, ``size()``, ``dim()``, ``ndim``, ``numel()`` and ``nelement()`` are the
+    parameter's own values (constants in the graph, so tests on them run in Python)."""
+
+    def __init__(self, tracer, node, name, param):
+        super().__init__(node, tracer)
+        self.param, self.name = param, name
+
+    def __repr__(self):
+        return f"ParameterProxy({self.name})"
+
+    @property
+    def shape(self):
+        return self.param.shape
+
+    @property
+    def ndim(self):
+        return self.param.ndim
+
+    def size(self, dim=None):
+        return self.param.size() if dim is None else self.param.size(dim)
+
+    def dim(self):
+        return self.param.dim()
+
+    def numel(self):
+        return self.param.numel()
+
+    def nelement(self):
+        return self.param.nelement()
 
 
 class Attribute(Proxy):
