@@ -1117,10 +1117,13 @@ def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
         return _out(Pinv.apply(A, default if rtol is None else float(rtol), hermitian), out)
     # tolerances given as tensors (per batch entry) or an absolute one: the SVD cutoff
     if isinstance(atol, Tensor) or isinstance(rtol, Tensor):
-        if "meta" in (getattr(atol, "device", None) and atol.device.type,
-                      getattr(rtol, "device", None) and rtol.device.type):
-            raise NotImplementedError("linalg.pinv: tensor atol/rtol on the meta device (the "
-                                      "cutoff needs their values)")
+        tol_meta = "meta" in (getattr(atol, "device", None) and atol.device.type,
+                              getattr(rtol, "device", None) and rtol.device.type)
+        if A.is_meta:  # only the shape: the cutoff's values change no size
+            return _out(Pinv.apply(A, default, hermitian), out)
+        if tol_meta:
+            raise RuntimeError("linalg.pinv: atol/rtol on the meta device with an input on "
+                               f"{A.device}: expected all tensors on the same device")
     at = np.asarray(atol._data if isinstance(atol, Tensor) else (0.0 if atol is None else atol),
                     dtype=np.float64)
     rt = rtol._data if isinstance(rtol, Tensor) else rtol

@@ -11,6 +11,8 @@ reasons with ``python -m tests.meta.test_meta_opinfo --write``; entries of
 
 META_DATA_DEPENDENT = {
     'argwhere': 'the number of nonzero elements',
+    'histogramdd': 'bin edges from the values\' range (PyTorch has no meta kernel for it '
+                   'either: NotImplementedError)',
     'item': 'reads the value (PyTorch: "Tensor.item() cannot be called on meta tensors")',
     'linalg.lstsq': 'residuals are returned only where every matrix has full rank',
     'linalg.lstsq.grad_oriented': 'residuals are returned only where every matrix has full rank',
@@ -27,8 +29,4 @@ META_DATA_DEPENDENT = {
     'unique_consecutive': 'the number of runs of equal values',
 }
 
-META_XFAILS = {
-    'histogramdd': 'NotImplementedError: Cannot copy out of meta tensor; no data! (6/6 samples)',
-    'linalg.pinv': 'NotImplementedError: atol/rtol given as tensors: the cutoff needs their '
-                   'values (2/6 samples)',
-}
+META_XFAILS = {}
