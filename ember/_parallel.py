@@ -356,6 +356,54 @@ def _gemm2(a, b, out, threads):
     run_split_gemm(part, bounds)
 
 
+# Two or more independent products (a Linear's input and weight gradients) each of this many
+# multiply-adds or more run side by side on the pool, one whole BLAS call per core
+# (``gemms``), rather than each cut over the pool in turn: a column-split 128x512x512 product
+# took 0.62-0.68x of its one-thread time, two independent ones side by side 0.47-0.56x of
+# theirs (timeit minimums, quiet 2-core VM), and each keeps its one-thread bits.
+# ``EMBER_GEMM_PAIRS=0`` turns this off (read once, at import; for A/B comparisons): each
+# product is then cut over the pool in turn, as ``gemm`` cuts a lone product.
+GEMMS_MIN = GEMM_SPLIT_MIN  # below, a pair costs ~40 us at one thread: no gain after the hand-off
+_GEMM_PAIRS = os.environ.get("EMBER_GEMM_PAIRS", "1") != "0"
+
+
+def gemms_ok(work):
+    """Whether independent products of ``work`` multiply-adds each go through ``gemms``."""
+    return _GEMM_PAIRS and work >= GEMMS_MIN and gemm_split_ok()
+
+
+def gemms(products, tasks=()):
+    """The 2-d products ``a @ b`` of the independent pairs ``products``, computed side by
+    side over the pool, then the results of ``tasks`` (callables of no arguments, such as
+    a bias gradient, run by whichever thread is free first); returns
+    ``[a0 @ b0, a1 @ b1, ..., task0(), ...]``.
+
+    With at most as many threads as products every product is one whole BLAS call on one
+    core (BLAS single-threaded meanwhile), so its value is bit for bit that of the
+    one-thread call; with more threads each product's output is cut by ``gemm_cuts`` into
+    its share of the threads (no part splits the sum over K). An exception in any part is
+    raised here, after every part has ended."""
+    threads = get_num_threads()
+    share = max(1, threads // max(len(products), 1))
+    outs, parts = [], []
+    for a, b in products:
+        out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
+        outs.append(out)
+        if share == 1:
+            parts.append(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+            continue
+        by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], share)
+        for s, e in bounds:
+            if by_cols:
+                parts.append(lambda a=a, b=b[:, s:e], o=out[:, s:e]: np.matmul(a, b, out=o))
+            else:
+                parts.append(lambda a=a[s:e], b=b, o=out[s:e]: np.matmul(a, b, out=o))
+    n_prod = len(parts)
+    parts.extend(tasks)
+    res = run_split_gemm(lambda s, e: parts[s](), [(i, i + 1) for i in range(len(parts))])
+    return outs + res[n_prod:]
+
+
 def _bounds(n, parts, align=1):
     step = -(-n // parts)
     step = -(-step // align) * align
