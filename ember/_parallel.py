@@ -40,6 +40,7 @@ unconditional spinning). Without a C compiler the threads block at once.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -378,18 +379,24 @@ def gemms(products, tasks=()):
     a bias gradient, run by whichever thread is free first); returns
     ``[a0 @ b0, a1 @ b1, ..., task0(), ...]``.
 
-    With at most as many threads as products every product is one whole BLAS call on one
-    core (BLAS single-threaded meanwhile), so its value is bit for bit that of the
-    one-thread call; with more threads each product's output is cut by ``gemm_cuts`` into
-    its share of the threads (no part splits the sum over K). An exception in any part is
-    raised here, after every part has ended."""
+    Products of equal work are cut into ``threads / gcd(products, threads)`` parts each,
+    so that every thread gets the same work: two products at two threads are one whole
+    BLAS call per core (BLAS single-threaded meanwhile), each value bit for bit that of the
+    one-thread call; three at two threads are cut in halves. Products of unequal work are
+    each cut over every thread, all parts in one hand-off, claimed in order. Cuts are
+    ``gemm_cuts``' (no part splits the sum over K). An exception in any part is raised
+    here, after every part has ended."""
     threads = get_num_threads()
-    share = max(1, threads // max(len(products), 1))
+    works = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in products]
+    if works and max(works) <= 1.1 * min(works):
+        share = threads // math.gcd(len(works), threads)
+    else:
+        share = threads
     outs, parts = [], []
-    for a, b in products:
+    for (a, b), work in zip(products, works):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
         outs.append(out)
-        if share == 1:
+        if share == 1 or not work:
             parts.append(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
             continue
         by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], share)

@@ -62,6 +62,16 @@ def _proj(a, w):
     return _par.gemm(a, w.T)
 
 
+def _grads(products, sums=()):
+    """``[a @ b for a, b in products] + [a.sum(0) for a in sums]``: a layer backward's input
+    and weight gradients (independent 2-d products) and bias gradients. At several threads
+    they run side by side in one hand-off (``_parallel.gemms``: whole products per core
+    where they divide evenly, else cut), not each product cut over the cores in turn."""
+    if _par.gemms_ok(sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in products)):
+        return _par.gemms(products, [lambda a=a: a.sum(0) for a in sums])
+    return [_par.gemm(a, b) for a, b in products] + [a.sum(0) for a in sums]
+
+
 def _mask(lengths, t, dtype, s, e):
     """Rows ``s:e``: 1 where step ``t`` is inside the row's sequence, else 0 (None: no
     lengths)."""
@@ -271,11 +281,10 @@ class LSTMLayerGrad(_NoDoubleBackward):
         dh, dc = dh_n, dc_n
         flat = dgates.reshape(T * N, gates.shape[2])
         # a first layer's input (the data) usually needs no gradient: skip that GEMM
-        dx = _par.gemm(flat, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(flat.T, x.reshape(T * N, x.shape[2]))
         hp = h_prev.reshape(T * N, h_prev.shape[2])
-        dw_hh = _par.gemm(flat.T, hp)
-        db = flat.sum(0)
+        weights = [(flat.T, x.reshape(T * N, x.shape[2])), (flat.T, hp)]
+        *dx, dw_ih, dw_hh, db = _grads(([(flat, w_ih)] if need_dx else []) + weights, [flat])
+        dx = dx[0].reshape(x.shape) if need_dx else None
         return (dx, dh, dc, dw_ih, dw_hh, db if has_bih else None, db if has_bhh else None,
                 dw_hr)
 
@@ -379,11 +388,12 @@ class GRULayerGrad(_NoDoubleBackward):
         dh = dh_n
         fx = dxw.reshape(T * N, dxw.shape[2])
         fh = dhw.reshape(T * N, dhw.shape[2])
-        dx = _par.gemm(fx, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(fx.T, x.reshape(T * N, x.shape[2]))
-        dw_hh = _par.gemm(fh.T, h_prev.reshape(T * N, h_prev.shape[2]))
-        return (dx, dh, dw_ih, dw_hh, fx.sum(0) if has_bih else None,
-                fh.sum(0) if has_bhh else None)
+        weights = [(fx.T, x.reshape(T * N, x.shape[2])),
+                   (fh.T, h_prev.reshape(T * N, h_prev.shape[2]))]
+        *dx, dw_ih, dw_hh, db_ih, db_hh = _grads(([(fx, w_ih)] if need_dx else []) + weights,
+                                                 [fx, fh])
+        dx = dx[0].reshape(x.shape) if need_dx else None
+        return (dx, dh, dw_ih, dw_hh, db_ih if has_bih else None, db_hh if has_bhh else None)
 
 
 # ================================================================ Elman RNN
@@ -463,8 +473,8 @@ class RNNLayerGrad(_NoDoubleBackward):
         dh = dh_n
         flat = dpre.reshape(T * N, dpre.shape[2])
         # a first layer's input (the data) usually needs no gradient: skip that GEMM
-        dx = _par.gemm(flat, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(flat.T, x.reshape(T * N, x.shape[2]))
-        dw_hh = _par.gemm(flat.T, h_prev.reshape(T * N, h_prev.shape[2]))
-        db = flat.sum(0)
+        weights = [(flat.T, x.reshape(T * N, x.shape[2])),
+                   (flat.T, h_prev.reshape(T * N, h_prev.shape[2]))]
+        *dx, dw_ih, dw_hh, db = _grads(([(flat, w_ih)] if need_dx else []) + weights, [flat])
+        dx = dx[0].reshape(x.shape) if need_dx else None
         return dx, dh, dw_ih, dw_hh, db if has_bih else None, db if has_bhh else None
