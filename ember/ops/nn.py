@@ -139,11 +139,11 @@ class Linear(Node):
         need = ctx.needs_input_grad
         cd = _compute_dtype(x)
         g = g.astype(cd, copy=False)
-        if need[0] and need[1] and (cd is _F32 or cd is _F64) and x.dtype is cd and \
-                w.dtype is cd and \
-                type(g) is np.ndarray and type(x) is np.ndarray and type(w) is np.ndarray and \
+        if need[1] and (need[0] or need[2]) and (cd is _F32 or cd is _F64) and \
+                x.dtype is cd and w.dtype is cd and type(g) is np.ndarray and \
+                type(x) is np.ndarray and type(w) is np.ndarray and \
                 _par.gemms_ok(g.size * w.shape[1]):
-            return _linear_grads_side_by_side(g, x, w, need[2])
+            return _linear_grads_side_by_side(g, x, w, need[0], need[2])
         gx = gw = gb = None
         if need[0]:
             gx = matmul_arrays(g, w.astype(cd, copy=False))
@@ -157,17 +157,25 @@ class Linear(Node):
         return gx, gw, gb
 
 
-def _linear_grads_side_by_side(g, x, w, need_bias):
-    """A Linear's input and weight gradients (and the bias gradient) at several threads: the
-    two products are independent and of equal work (M*N*K each), so they run side by side,
-    one whole BLAS call per core (``_parallel.gemms``), instead of each cut over the cores
-    in turn; each is the one-thread call, so the values are those of one thread, bit for
-    bit. The bias gradient goes to whichever thread is free first."""
+def _linear_grads_side_by_side(g, x, w, need_input, need_bias):
+    """A Linear's weight gradient with its input gradient and/or bias gradient at several
+    threads, in one hand-off (``_parallel.gemms``). The input and weight gradient products
+    are independent and of equal work (M*N*K each), so they run side by side, one whole
+    BLAS call per core, instead of each cut over the cores in turn: each is the one-thread
+    call, so the values are those of one thread, bit for bit. Without the input gradient
+    (a first layer) the weight product is cut as ``_parallel.gemm`` cuts it. The bias
+    gradient goes to whichever thread is free first."""
     rows = g.size // w.shape[0]
     g2 = g.reshape(rows, w.shape[0])
     tasks = (lambda: _column_sums(g2),) if need_bias else ()
-    res = _par.gemms([(g2, w), (g2.T, x.reshape(rows, w.shape[1]))], tasks)
-    return (res[0].reshape(x.shape), res[1], res[2] if need_bias else None)
+    products = [(g2.T, x.reshape(rows, w.shape[1]))]
+    if need_input:
+        products.insert(0, (g2, w))
+    res = _par.gemms(products, tasks)
+    if not need_input:
+        res.insert(0, None)
+    return (None if res[0] is None else res[0].reshape(x.shape), res[1],
+            res[2] if need_bias else None)
 
 
 def _column_sums(a):

@@ -137,3 +137,25 @@ def test_linear_side_by_side_agrees_with_torch(shapes, dtype, threads):
     atol = 2e-4 if dtype == np.float32 else None
     check(lambda m, x, w, b: m.nn.functional.linear(x, w, b), shapes, dtype, atol=atol,
           rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_layer_weight_and_bias_gradients_in_one_hand_off(dtype, threads, monkeypatch):
+    """Without an input gradient the weight product is cut as ``gemm`` cuts it, the bias
+    sum beside it: the values of the path with the switch off, bit for bit."""
+    if P.blas_controls() is None:
+        pytest.skip("no OpenBLAS thread control")
+    calls = []
+    real = P.gemms
+    monkeypatch.setattr(P, "gemms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(P, "_GEMM_PAIRS", True)
+    on = _linear_run(2, (128, 784), 512, dtype, True, x_grad=False)
+    assert calls == [1]
+    monkeypatch.setattr(P, "_GEMM_PAIRS", False)
+    off = _linear_run(2, (128, 784), 512, dtype, True, x_grad=False)
+    assert calls == [1]
+    one = _linear_run(1, (128, 784), 512, dtype, True, x_grad=False)
+    for a, b, c in zip(on, off, one):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-4 if dtype == np.float32 else 1e-12)
