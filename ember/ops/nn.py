@@ -90,10 +90,7 @@ class Linear(Node):
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and w.dtype is dt and x.ndim and \
                 x.shape[-1] == w.shape[-1]:  # the usual case: no checks or casts to make
-            y = matmul_arrays(x, w.T)
-            if b is not None:
-                y += b
-            return y
+            return matmul_arrays(x, w.T, b)
         if x.dtype != w.dtype:
             raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
                                f"{_pt_name(x.dtype)} and {_pt_name(w.dtype)}")

@@ -159,3 +159,44 @@ def test_first_layer_weight_and_bias_gradients_in_one_hand_off(dtype, threads, m
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                    atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sa,sb", [((37, 53), (53, 301)), ((301, 53), (53, 37)),
+                                   ((20, 12), (12, 785)), ((0, 8), (8, 300)),
+                                   ((3, 5, 7), (3, 7, 11))])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_gemm_with_bias_equals_product_then_add(sa, sb, dtype, n, threads, monkeypatch):
+    """A bias added by each part of a cut product: the roundings of ``r = a @ b; r += bias``
+    (the one-thread form), bit for bit."""
+    monkeypatch.setattr(P, "GEMM_SPLIT_MIN", 1)
+    threads(n)
+    a, b, bias = _rand(sa, dtype, 0), _rand(sb, dtype, 1), _rand(sb[-1:], dtype, 2)
+    want = np.matmul(a, b)
+    want += bias
+    threads(1)
+    one = P.gemm(a, b, bias=bias)
+    threads(n)
+    got = P.gemm(a, b, bias=bias)
+    np.testing.assert_array_equal(one, want)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, want, **tol)
+    if a.ndim == 2 and P.blas_controls() is not None:
+        want2 = P.gemm(a, b)  # the same cuts without the bias, then the bias
+        want2 += bias
+        np.testing.assert_array_equal(got, want2)
+
+
+def test_linear_bias_forms_take_the_plain_add(threads):
+    """A bias that is not a vector of the output's columns (a broadcast (1, N) one, float64
+    on float32 data) is added after the product as before."""
+    from ember.ops.linalg import matmul_arrays
+    threads(2)
+    a, b = _rand((256, 64), np.float32, 0), _rand((64, 300), np.float32, 1)
+    for bias in (_rand((1, 300), np.float32, 2), _rand((300,), np.float64, 3),
+                 np.float32(1.5)):
+        want = a @ b
+        want += bias
+        got = matmul_arrays(a, b, bias)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
