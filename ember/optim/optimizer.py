@@ -19,7 +19,9 @@ rebuilt when anything was replaced (``p.data = ...``, ``load_state_dict``, anoth
 parameters with gradients). A parameter whose array is visible elsewhere (a NumPy array from
 ``numpy()`` or ``from_numpy``, a view) is never moved: its group takes the loop path, as does
 a step where the group's parameters have taken different numbers of steps. Both paths run the
-same ``_update``, so they agree to the last bit.
+same ``_update``, so they agree to the last bit; an optimizer may also give the flat path a
+compiled form of it (``_flat_kernel``: SGD's and Adam's, ``_update_c.py``) with the same
+roundings.
 """
 
 from __future__ import annotations
