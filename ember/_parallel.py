@@ -294,8 +294,9 @@ def gemm(a, b, out=None, bias=None):
     it has more rows than columns). No part splits the sum over K, so every value is
     computed as one BLAS call would compute it, at any thread count. ``bias``: a vector of
     the output's columns added to the product (a Linear's bias: ``out += bias``, the same
-    roundings), by each part of a cut 2-d product to its own block while the block is still
-    in cache, instead of one more pass over the output on one core. With several threads
+    roundings), or a tuple of such vectors added in turn (a recurrent layer's two biases),
+    by each part of a cut 2-d product to its own block while the block is still in cache,
+    instead of passes over the output on one core. With several threads
     every product above OpenBLAS's own one-thread limit runs here with OpenBLAS at one
     thread: its threaded GEMM waits for its workers by spinning, which on a machine busy
     with other work costs several times the product (measured: the MLP step 14 ms at one
@@ -304,9 +305,12 @@ def gemm(a, b, out=None, bias=None):
     n = b.shape[-1]
     nb = a.shape[0] if a.ndim == 3 else 1
     how = gemm_split_kind(nb * m * n * k)
+    if bias is not None and not isinstance(bias, tuple):
+        bias = (bias,)
     if bias is not None and (how < 2 or a.ndim != 2 or b.ndim != 2):
         r = gemm(a, b, out)
-        r += bias
+        for v in bias:
+            r += v
         return r
     if how == 0 or a.ndim != b.ndim or a.ndim not in (2, 3) or \
             (nb > 1 and b.shape[0] != nb):
@@ -358,13 +362,13 @@ def _gemm2(a, b, out, threads, bias=None):
     if by_cols:
         def part(s, e):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
-            if bias is not None:
-                out[:, s:e] += bias[s:e]
+            for v in bias or ():
+                out[:, s:e] += v[s:e]
     else:
         def part(s, e):
             np.matmul(a[s:e], b, out=out[s:e])
-            if bias is not None:
-                out[s:e] += bias
+            for v in bias or ():
+                out[s:e] += v
     run_split_gemm(part, bounds)
 
 

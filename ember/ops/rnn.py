@@ -56,10 +56,17 @@ def _by_rows(loop, n, step_work):
         _par.run_split_gemm(loop, _par._bounds(n, k) if n else [(0, 0)])
 
 
-def _proj(a, w):
-    """``a @ w.T`` for the input projection and the weight gradients: large GEMMs, split
-    over the threads by ``_parallel.gemm``."""
-    return _par.gemm(a, w.T)
+def _proj(a, w, *biases):
+    """``a @ w.T`` plus the ``biases`` that are not None, added in turn (the input
+    projection): a large GEMM, split over the threads by ``_parallel.gemm``, each part
+    adding the biases to its own block."""
+    biases = tuple(b for b in biases if b is not None)
+    if biases and all(type(b) is np.ndarray and b.shape == (w.shape[0],) for b in biases):
+        return _par.gemm(a, w.T, bias=biases)
+    r = _par.gemm(a, w.T)
+    for b in biases:
+        r += b
+    return r
 
 
 def _grads(products, sums=()):
@@ -123,12 +130,7 @@ class LSTMLayer(Node):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
         T, N, _ = x.shape
         H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        if b_hh is not None:
-            xw += b_hh
-        xw = xw.reshape(T, N, 4 * H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih, b_hh).reshape(T, N, 4 * H)
         P = h0.shape[1]
         hs = np.empty((T, N, P), dtype=x.dtype)
         gates = np.empty((T, N, 4 * H), dtype=x.dtype)
@@ -302,10 +304,7 @@ class GRULayer(Node):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
         T, N, _ = x.shape
         H = w_hh.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        xw = xw.reshape(T, N, 3 * H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih).reshape(T, N, 3 * H)
         hs = np.empty((T, N, H), dtype=x.dtype)
         rz = np.empty((T, N, 2 * H), dtype=x.dtype)
         ns = np.empty((T, N, H), dtype=x.dtype)
@@ -409,12 +408,7 @@ class RNNLayer(Node):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
         T, N, _ = x.shape
         H = w_hh.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        if b_hh is not None:
-            xw += b_hh
-        xw = xw.reshape(T, N, H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih, b_hh).reshape(T, N, H)
         hs = np.empty((T, N, H), dtype=x.dtype)
         acts = np.empty((T, N, H), dtype=x.dtype)
         h_prev = np.empty((T, N, H), dtype=x.dtype)

@@ -185,6 +185,13 @@ def test_gemm_with_bias_equals_product_then_add(sa, sb, dtype, n, threads, monke
         want2 = P.gemm(a, b)  # the same cuts without the bias, then the bias
         want2 += bias
         np.testing.assert_array_equal(got, want2)
+    # two biases (a recurrent layer's), added in turn
+    bias2 = _rand(sb[-1:], dtype, 3)
+    want += bias2
+    threads(1)
+    np.testing.assert_array_equal(P.gemm(a, b, bias=(bias, bias2)), want)
+    threads(n)
+    np.testing.assert_allclose(P.gemm(a, b, bias=(bias, bias2)), want, **tol)
 
 
 def test_linear_bias_forms_take_the_plain_add(threads):
