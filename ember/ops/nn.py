@@ -32,7 +32,7 @@ from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from ..autograd import forward_ad as _fad
 from . import _conv_c, _nn_c, elementwise as E
-from .linalg import matmul, matmul_arrays
+from .linalg import _SMALL_GEMM, matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -90,7 +90,12 @@ class Linear(Node):
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and w.dtype is dt and x.ndim and \
                 x.shape[-1] == w.shape[-1]:  # the usual case: no checks or casts to make
-            return matmul_arrays(x, w.T, b)
+            if b is not None and x.size * w.shape[0] > _SMALL_GEMM:
+                return matmul_arrays(x, w.T, b)  # the bias added by the GEMM's parts
+            y = matmul_arrays(x, w.T)
+            if b is not None:
+                y += b
+            return y
         if x.dtype != w.dtype:
             raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
                                f"{_pt_name(x.dtype)} and {_pt_name(w.dtype)}")
