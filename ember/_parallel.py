@@ -40,6 +40,7 @@ unconditional spinning). Without a C compiler the threads block at once.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -287,11 +288,15 @@ def gemm_split_ok():
 GEMM_SPLIT_MIN = 1 << 21
 
 
-def gemm(a, b, out=None):
+def gemm(a, b, out=None, bias=None):
     """``np.matmul(a, b, out=out)`` for 2-d operands or equal 3-d stacks, cut over the thread
     pool when large: a stack by its matrices, a single product by columns (or by rows when
     it has more rows than columns). No part splits the sum over K, so every value is
-    computed as one BLAS call would compute it, at any thread count. With several threads
+    computed as one BLAS call would compute it, at any thread count. ``bias``: a vector of
+    the output's columns added to the product (a Linear's bias: ``out += bias``, the same
+    roundings), or a tuple of such vectors added in turn (a recurrent layer's two biases),
+    by each part of a cut 2-d product to its own block while the block is still in cache,
+    instead of passes over the output on one core. With several threads
     every product above OpenBLAS's own one-thread limit runs here with OpenBLAS at one
     thread: its threaded GEMM waits for its workers by spinning, which on a machine busy
     with other work costs several times the product (measured: the MLP step 14 ms at one
@@ -300,6 +305,13 @@ def gemm(a, b, out=None):
     n = b.shape[-1]
     nb = a.shape[0] if a.ndim == 3 else 1
     how = gemm_split_kind(nb * m * n * k)
+    if bias is not None and not isinstance(bias, tuple):
+        bias = (bias,)
+    if bias is not None and (how < 2 or a.ndim != 2 or b.ndim != 2):
+        r = gemm(a, b, out)
+        for v in bias:
+            r += v
+        return r
     if how == 0 or a.ndim != b.ndim or a.ndim not in (2, 3) or \
             (nb > 1 and b.shape[0] != nb):
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
@@ -319,7 +331,7 @@ def gemm(a, b, out=None):
         for i in range(nb):
             _gemm2(a[i], b[i], out[i], threads)
     else:
-        _gemm2(a, b, out, threads)
+        _gemm2(a, b, out, threads, bias)
     return out
 
 
@@ -345,15 +357,73 @@ def gemm_cuts(m, n, threads):
     return False, _bounds(m, min(threads, m))
 
 
-def _gemm2(a, b, out, threads):
+def _gemm2(a, b, out, threads, bias=None):
     by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], threads)
     if by_cols:
         def part(s, e):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
+            for v in bias or ():
+                out[:, s:e] += v[s:e]
     else:
         def part(s, e):
             np.matmul(a[s:e], b, out=out[s:e])
+            for v in bias or ():
+                out[s:e] += v
     run_split_gemm(part, bounds)
+
+
+# Two or more independent products (a Linear's input and weight gradients) each of this many
+# multiply-adds or more run side by side on the pool, one whole BLAS call per core
+# (``gemms``), rather than each cut over the pool in turn: a column-split 128x512x512 product
+# took 0.62-0.68x of its one-thread time, two independent ones side by side 0.47-0.56x of
+# theirs (timeit minimums, quiet 2-core VM), and each keeps its one-thread bits.
+# ``EMBER_GEMM_PAIRS=0`` turns this off (read once, at import; for A/B comparisons): each
+# product is then cut over the pool in turn, as ``gemm`` cuts a lone product.
+GEMMS_MIN = GEMM_SPLIT_MIN  # below, a pair costs ~40 us at one thread: no gain after the hand-off
+_GEMM_PAIRS = os.environ.get("EMBER_GEMM_PAIRS", "1") != "0"
+
+
+def gemms_ok(work):
+    """Whether independent products of ``work`` multiply-adds each go through ``gemms``."""
+    return _GEMM_PAIRS and work >= GEMMS_MIN and gemm_split_ok()
+
+
+def gemms(products, tasks=()):
+    """The 2-d products ``a @ b`` of the independent pairs ``products``, computed side by
+    side over the pool, then the results of ``tasks`` (callables of no arguments, such as
+    a bias gradient, run by whichever thread is free first); returns
+    ``[a0 @ b0, a1 @ b1, ..., task0(), ...]``.
+
+    Products of equal work are cut into ``threads / gcd(products, threads)`` parts each,
+    so that every thread gets the same work: two products at two threads are one whole
+    BLAS call per core (BLAS single-threaded meanwhile), each value bit for bit that of the
+    one-thread call; three at two threads are cut in halves. Products of unequal work are
+    each cut over every thread, all parts in one hand-off, claimed in order. Cuts are
+    ``gemm_cuts``' (no part splits the sum over K). An exception in any part is raised
+    here, after every part has ended."""
+    threads = get_num_threads()
+    works = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in products]
+    if works and max(works) <= 1.1 * min(works):
+        share = threads // math.gcd(len(works), threads)
+    else:
+        share = threads
+    outs, parts = [], []
+    for (a, b), work in zip(products, works):
+        out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
+        outs.append(out)
+        if share == 1 or not work:
+            parts.append(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+            continue
+        by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], share)
+        for s, e in bounds:
+            if by_cols:
+                parts.append(lambda a=a, b=b[:, s:e], o=out[:, s:e]: np.matmul(a, b, out=o))
+            else:
+                parts.append(lambda a=a[s:e], b=b, o=out[s:e]: np.matmul(a, b, out=o))
+    n_prod = len(parts)
+    parts.extend(tasks)
+    res = run_split_gemm(lambda s, e: parts[s](), [(i, i + 1) for i in range(len(parts))])
+    return outs + res[n_prod:]
 
 
 def _bounds(n, parts, align=1):

@@ -32,7 +32,7 @@ from ..autograd.grad_mode import GradMode
 from ..autograd.graph import Node
 from ..autograd import forward_ad as _fad
 from . import _conv_c, _nn_c, elementwise as E
-from .linalg import matmul, matmul_arrays
+from .linalg import _SMALL_GEMM, matmul, matmul_arrays
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -90,6 +90,8 @@ class Linear(Node):
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and w.dtype is dt and x.ndim and \
                 x.shape[-1] == w.shape[-1]:  # the usual case: no checks or casts to make
+            if b is not None and x.size * w.shape[0] > _SMALL_GEMM:
+                return matmul_arrays(x, w.T, b)  # the bias added by the GEMM's parts
             y = matmul_arrays(x, w.T)
             if b is not None:
                 y += b
@@ -139,6 +141,11 @@ class Linear(Node):
         need = ctx.needs_input_grad
         cd = _compute_dtype(x)
         g = g.astype(cd, copy=False)
+        if need[1] and (need[0] or need[2]) and (cd is _F32 or cd is _F64) and \
+                x.dtype is cd and w.dtype is cd and type(g) is np.ndarray and \
+                type(x) is np.ndarray and type(w) is np.ndarray and \
+                _par.gemms_ok(g.size * w.shape[1]):
+            return _linear_grads_side_by_side(g, x, w, need[0], need[2])
         gx = gw = gb = None
         if need[0]:
             gx = matmul_arrays(g, w.astype(cd, copy=False))
@@ -150,6 +157,27 @@ class Linear(Node):
             if need[2]:
                 gb = _column_sums(g2)
         return gx, gw, gb
+
+
+def _linear_grads_side_by_side(g, x, w, need_input, need_bias):
+    """A Linear's weight gradient with its input gradient and/or bias gradient at several
+    threads, in one hand-off (``_parallel.gemms``). The input and weight gradient products
+    are independent and of equal work (M*N*K each), so they run side by side, one whole
+    BLAS call per core, instead of each cut over the cores in turn: each is the one-thread
+    call, so the values are those of one thread, bit for bit. Without the input gradient
+    (a first layer) the weight product is cut as ``_parallel.gemm`` cuts it. The bias
+    gradient goes to whichever thread is free first."""
+    rows = g.size // w.shape[0]
+    g2 = g.reshape(rows, w.shape[0])
+    tasks = (lambda: _column_sums(g2),) if need_bias else ()
+    products = [(g2.T, x.reshape(rows, w.shape[1]))]
+    if need_input:
+        products.insert(0, (g2, w))
+    res = _par.gemms(products, tasks)
+    if not need_input:
+        res.insert(0, None)
+    return (None if res[0] is None else res[0].reshape(x.shape), res[1],
+            res[2] if need_bias else None)
 
 
 def _column_sums(a):

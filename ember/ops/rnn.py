@@ -56,10 +56,27 @@ def _by_rows(loop, n, step_work):
         _par.run_split_gemm(loop, _par._bounds(n, k) if n else [(0, 0)])
 
 
-def _proj(a, w):
-    """``a @ w.T`` for the input projection and the weight gradients: large GEMMs, split
-    over the threads by ``_parallel.gemm``."""
-    return _par.gemm(a, w.T)
+def _proj(a, w, *biases):
+    """``a @ w.T`` plus the ``biases`` that are not None, added in turn (the input
+    projection): a large GEMM, split over the threads by ``_parallel.gemm``, each part
+    adding the biases to its own block."""
+    biases = tuple(b for b in biases if b is not None)
+    if biases and all(type(b) is np.ndarray and b.shape == (w.shape[0],) for b in biases):
+        return _par.gemm(a, w.T, bias=biases)
+    r = _par.gemm(a, w.T)
+    for b in biases:
+        r += b
+    return r
+
+
+def _grads(products, sums=()):
+    """``[a @ b for a, b in products] + [a.sum(0) for a in sums]``: a layer backward's input
+    and weight gradients (independent 2-d products) and bias gradients. At several threads
+    they run side by side in one hand-off (``_parallel.gemms``: whole products per core
+    where they divide evenly, else cut), not each product cut over the cores in turn."""
+    if _par.gemms_ok(sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in products)):
+        return _par.gemms(products, [lambda a=a: a.sum(0) for a in sums])
+    return [_par.gemm(a, b) for a, b in products] + [a.sum(0) for a in sums]
 
 
 def _mask(lengths, t, dtype, s, e):
@@ -113,12 +130,7 @@ class LSTMLayer(Node):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
         T, N, _ = x.shape
         H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        if b_hh is not None:
-            xw += b_hh
-        xw = xw.reshape(T, N, 4 * H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih, b_hh).reshape(T, N, 4 * H)
         P = h0.shape[1]
         hs = np.empty((T, N, P), dtype=x.dtype)
         gates = np.empty((T, N, 4 * H), dtype=x.dtype)
@@ -271,11 +283,10 @@ class LSTMLayerGrad(_NoDoubleBackward):
         dh, dc = dh_n, dc_n
         flat = dgates.reshape(T * N, gates.shape[2])
         # a first layer's input (the data) usually needs no gradient: skip that GEMM
-        dx = _par.gemm(flat, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(flat.T, x.reshape(T * N, x.shape[2]))
         hp = h_prev.reshape(T * N, h_prev.shape[2])
-        dw_hh = _par.gemm(flat.T, hp)
-        db = flat.sum(0)
+        weights = [(flat.T, x.reshape(T * N, x.shape[2])), (flat.T, hp)]
+        *dx, dw_ih, dw_hh, db = _grads(([(flat, w_ih)] if need_dx else []) + weights, [flat])
+        dx = dx[0].reshape(x.shape) if need_dx else None
         return (dx, dh, dc, dw_ih, dw_hh, db if has_bih else None, db if has_bhh else None,
                 dw_hr)
 
@@ -293,10 +304,7 @@ class GRULayer(Node):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
         T, N, _ = x.shape
         H = w_hh.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        xw = xw.reshape(T, N, 3 * H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih).reshape(T, N, 3 * H)
         hs = np.empty((T, N, H), dtype=x.dtype)
         rz = np.empty((T, N, 2 * H), dtype=x.dtype)
         ns = np.empty((T, N, H), dtype=x.dtype)
@@ -379,11 +387,12 @@ class GRULayerGrad(_NoDoubleBackward):
         dh = dh_n
         fx = dxw.reshape(T * N, dxw.shape[2])
         fh = dhw.reshape(T * N, dhw.shape[2])
-        dx = _par.gemm(fx, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(fx.T, x.reshape(T * N, x.shape[2]))
-        dw_hh = _par.gemm(fh.T, h_prev.reshape(T * N, h_prev.shape[2]))
-        return (dx, dh, dw_ih, dw_hh, fx.sum(0) if has_bih else None,
-                fh.sum(0) if has_bhh else None)
+        weights = [(fx.T, x.reshape(T * N, x.shape[2])),
+                   (fh.T, h_prev.reshape(T * N, h_prev.shape[2]))]
+        *dx, dw_ih, dw_hh, db_ih, db_hh = _grads(([(fx, w_ih)] if need_dx else []) + weights,
+                                                 [fx, fh])
+        dx = dx[0].reshape(x.shape) if need_dx else None
+        return (dx, dh, dw_ih, dw_hh, db_ih if has_bih else None, db_hh if has_bhh else None)
 
 
 # ================================================================ Elman RNN
@@ -399,12 +408,7 @@ class RNNLayer(Node):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
         T, N, _ = x.shape
         H = w_hh.shape[1]
-        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih)
-        if b_ih is not None:
-            xw += b_ih
-        if b_hh is not None:
-            xw += b_hh
-        xw = xw.reshape(T, N, H)
+        xw = _proj(x.reshape(T * N, x.shape[2]), w_ih, b_ih, b_hh).reshape(T, N, H)
         hs = np.empty((T, N, H), dtype=x.dtype)
         acts = np.empty((T, N, H), dtype=x.dtype)
         h_prev = np.empty((T, N, H), dtype=x.dtype)
@@ -463,8 +467,8 @@ class RNNLayerGrad(_NoDoubleBackward):
         dh = dh_n
         flat = dpre.reshape(T * N, dpre.shape[2])
         # a first layer's input (the data) usually needs no gradient: skip that GEMM
-        dx = _par.gemm(flat, w_ih).reshape(x.shape) if need_dx else None
-        dw_ih = _par.gemm(flat.T, x.reshape(T * N, x.shape[2]))
-        dw_hh = _par.gemm(flat.T, h_prev.reshape(T * N, h_prev.shape[2]))
-        db = flat.sum(0)
+        weights = [(flat.T, x.reshape(T * N, x.shape[2])),
+                   (flat.T, h_prev.reshape(T * N, h_prev.shape[2]))]
+        *dx, dw_ih, dw_hh, db = _grads(([(flat, w_ih)] if need_dx else []) + weights, [flat])
+        dx = dx[0].reshape(x.shape) if need_dx else None
         return dx, dh, dw_ih, dw_hh, db if has_bih else None, db if has_bhh else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _update_c
 from .optimizer import (Optimizer, _check_unsupported, _scalar_state, _to_scalar,
                         _zeros_like)
 
@@ -76,6 +77,30 @@ class Adam(Optimizer):
               eps=group["eps"], weight_decay=group["weight_decay"],
               amsgrad=group["amsgrad"], maximize=group["maximize"],
               decoupled=group["decoupled_weight_decay"])
+
+    def _flat_kernel(self, group, dtype, elem_keys):
+        # ``_update_c``'s one-pass Adam, for plain Python hyperparameters (the NumPy
+        # update's roundings); a subclass with its own ``_update`` keeps it
+        fn = _update_c.kernel("adam", dtype)
+        lr = _to_scalar(group["lr"])
+        b1, b2 = (_to_scalar(b) for b in group["betas"])
+        eps, wd, ams = group["eps"], group["weight_decay"], group["amsgrad"]
+        if fn is None or type(self)._update is not Adam._update or \
+                not _update_c.is_number(lr, b1, b2, eps, wd) or \
+                (ams and "max_exp_avg_sq" not in elem_keys):
+            return None
+        flags = (1 if group["maximize"] else 0) | (2 if wd != 0 else 0) | \
+            (4 if group["decoupled_weight_decay"] else 0) | (8 if ams else 0)
+        addr = _update_c.addr
+
+        def kernel(p, g, s, sc, first):
+            sc["step"] += 1
+            step = sc["step"]
+            fn(addr(p), addr(g), addr(s["exp_avg"]), addr(s["exp_avg_sq"]),
+               addr(s.get("max_exp_avg_sq")) if ams else 0, p.size, wd, 1 - lr * wd, b1,
+               1 - b1, b2, 1 - b2, 1 / (1 - b2 ** step) ** 0.5, eps, lr / (1 - b1 ** step),
+               flags)
+        return kernel
 
 
 class AdamW(Adam):

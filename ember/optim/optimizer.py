@@ -19,7 +19,9 @@ rebuilt when anything was replaced (``p.data = ...``, ``load_state_dict``, anoth
 parameters with gradients). A parameter whose array is visible elsewhere (a NumPy array from
 ``numpy()`` or ``from_numpy``, a view) is never moved: its group takes the loop path, as does
 a step where the group's parameters have taken different numbers of steps. Both paths run the
-same ``_update``, so they agree to the last bit.
+same ``_update``, so they agree to the last bit; an optimizer may also give the flat path a
+compiled form of it (``_flat_kernel``: SGD's and Adam's, ``_update_c.py``) with the same
+roundings.
 """
 
 from __future__ import annotations
@@ -515,6 +517,22 @@ class Optimizer:
         first = first[0]
         n = f.p.size
         update = self._update
+        kernel = self._flat_kernel(group, f.p.dtype, tuple(f.elem))
+
+        def kernel_chunks(c0, c1):
+            # the C update (``_flat_kernel``) reads each parameter's gradient where it lies
+            lo, hi = c0 * _CHUNK, min(c1 * _CHUNK, n)
+            c = dict(sc)
+            i = bisect.bisect_right(offs, lo) - 1
+            while i < len(grads) and offs[i] < hi:
+                a, b = max(lo, offs[i]), min(hi, offs[i + 1])
+                g = grads[i][a - offs[i]:b - offs[i]]
+                if g.dtype != f.p.dtype or not g.flags.c_contiguous:
+                    g = np.ascontiguousarray(g, f.p.dtype)
+                c = dict(sc)
+                kernel(f.p[a:b], g, {k: v[a:b] for k, v in f.elem.items()}, c, first)
+                i += 1
+            return c
 
         def chunks(c0, c1):  # the update over chunks c0..c1-1; returns the last's scalars
             for lo in range(c0 * _CHUNK, min(c1 * _CHUNK, n) or 1, _CHUNK):  # one (empty)
@@ -536,6 +554,8 @@ class Optimizer:
         # releases the GIL in its loops) with the same result at every thread count.
         n_chunks = -(-n // _CHUNK)
         parts = min(_par.threads_for(n, _PAR_MIN), n_chunks)
+        if kernel is not None and n:
+            chunks = kernel_chunks
         if parts > 1:
             c = _par.run_split(chunks, _par._bounds(n_chunks, parts))[-1]
         else:
@@ -545,6 +565,13 @@ class Optimizer:
         for p in params:
             _bump_version(p)
         return True
+
+    def _flat_kernel(self, group, dtype, elem_keys):
+        """A compiled form of ``_update`` for the flat path, or None (the default: the
+        NumPy update runs). When given, ``kernel(p, g, s, sc, first)`` updates contiguous
+        1-d ``p`` and state arrays ``s`` from a gradient ``g`` that it must not write, with
+        ``_update``'s results bit for bit."""
+        return None
 
     def _flat_valid(self, f, params):
         if len(f.params) != len(params) or any(a is not b for a, b in zip(f.params, params)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import _bump_version, _make
+from . import _update_c
 from .optimizer import (Optimizer, _check_unsupported, _dense_grad, _rows_view, _sparse_rows,
                         _to_scalar)
 
@@ -89,6 +90,25 @@ class SGD(Optimizer):
              momentum=group["momentum"], dampening=group["dampening"],
              weight_decay=group["weight_decay"], nesterov=group["nesterov"],
              maximize=group["maximize"])
+
+    def _flat_kernel(self, group, dtype, elem_keys):
+        # ``_update_c``'s one-pass SGD, for plain Python hyperparameters (the NumPy update's
+        # roundings); a subclass with its own ``_update`` keeps it
+        fn = _update_c.kernel("sgd", dtype)
+        lr = _to_scalar(group["lr"])
+        mom, damp, wd = group["momentum"], group["dampening"], group["weight_decay"]
+        if fn is None or type(self)._update is not SGD._update or \
+                not _update_c.is_number(lr, mom, damp, wd) or \
+                (mom != 0 and "momentum_buffer" not in elem_keys):
+            return None
+        flags = (1 if group["maximize"] else 0) | (2 if wd != 0 else 0) | \
+            (4 if mom != 0 else 0) | (16 if damp else 0) | (32 if group["nesterov"] else 0)
+        addr = _update_c.addr
+
+        def kernel(p, g, s, sc, first):
+            fn(addr(p), addr(g), addr(s.get("momentum_buffer")), p.size, lr, wd, mom,
+               1 - damp, flags | (8 if first else 0))
+        return kernel
 
 
 def _sgd(p, g, buf, first, *, lr, momentum, dampening, weight_decay, nesterov, maximize):
