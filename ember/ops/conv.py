@@ -40,7 +40,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator, _memory_format as _mf, _parallel
 from .._threads import get_num_threads
 from .._meta import MetaArray
-from . import _conv_c
+from . import _conv_c, _conv_small_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -416,6 +416,28 @@ class ConvBiasGrad(Node):
         return h.reshape((1, -1) + (1,) * (len(shape) - 2)).expand(shape)
 
 
+# Direct convolution (``ember/ops/_conv_small_c.py``) for 2-d convolutions with few taps per
+# output value (C * KH * KW): there im2col's GEMM has a short inner dimension and streams a
+# column matrix KH * KW times the input's size for a few output rows. Measured at one thread
+# (timeit minimum, loaded 2-core VM), im2col + GEMM -> direct: LeNet's conv 1 -> 6, 5x5, pad
+# 2, batch 64: 965 -> 375 us; 6 -> 16, 5x5: 659 -> 605 us (and one thread hand-off instead of
+# three at two threads); its input gradient as a full convolution (16 -> 6 channels, 400
+# taps) 1270 -> 790 us; CIFAR's first conv (3 -> 32, 3x3, batch 32) 4.7 -> 1.6 ms. Its
+# weight gradient wins only for very few taps (LeNet's first: 890 -> 555 us; 6 -> 16: 600 ->
+# 1080 us, a loss, so there the columns are built for a GEMM). Winograd's shapes keep
+# Winograd (checked first).
+_DIRECT_MAX_TAPS = 160
+_DIRECT_WGRAD_MAX_TAPS = 32
+_DIRECT_IGRAD_MAX_TAPS = 400
+
+
+def _direct(x, wshape, stride, groups, max_taps=_DIRECT_MAX_TAPS):
+    """Whether the direct C kernels serve a convolution of ``x`` by weights of ``wshape``."""
+    return (groups == 1 and len(stride) == 2 and type(x) is np.ndarray and x.ndim == 4
+            and x.dtype.kind == "f" and _prod(wshape[1:]) <= max_taps
+            and _conv_small_c.available(x.dtype))
+
+
 def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     """The convolution on arrays: (output, what the weight gradient can reuse, or None
     unless ``keep``)."""
@@ -435,6 +457,9 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
                                                        stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
+    if _direct(x, w.shape, stride, groups):
+        out = _conv_small_c.conv2d(x, w, b, pads, stride, dilation)
+        return (out if out.dtype == dt else out.astype(dt)), None
     ks = w.shape[2:]
     n, o = x.shape[0], w.shape[0]
     osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
@@ -727,7 +752,8 @@ class ConvInputGrad(Node):
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or (
+                o <= cg * groups or _direct(g, (cg * groups, o) + ks, stride, groups,
+                                            _DIRECT_IGRAD_MAX_TAPS) or (
                     (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
                     and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
                                       xshape[2:]))):
@@ -810,6 +836,9 @@ class ConvWeightGrad(Node):
         if (cols is not None and cols[0] == "nhwc") or (cols is None and _nhwc(x, groups)):
             gw = _conv_weight_grad_nhwc(x, g, tuple(wshape), stride, pads, dilation,
                                         None if cols is None else cols[1])
+            return gw if gw.dtype == dt else gw.astype(dt)
+        if cols is None and _direct(x, wshape, stride, groups, _DIRECT_WGRAD_MAX_TAPS):
+            gw = _conv_small_c.conv2d_weight_grad(x, g, tuple(wshape), pads, stride, dilation)
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups, n, osz):

@@ -1,0 +1,378 @@
+"""Direct C convolution for few input channels, and 2x2 max pooling (issue 25).
+
+im2col + GEMM is the wrong shape for a convolution with few input channels (LeNet's 1 -> 6
+and 6 -> 16, 5x5): the GEMM's inner dimension is only C * KH * KW (25, 150), so it streams
+the column matrix (25x the input) from memory for a handful of output rows, and the batch
+has to be moved innermost and back around it. These kernels compute the convolution where
+it is: each call pads one sample at a time into a small buffer (in L1/L2), then keeps a
+block of 8 output channels x 16 output columns in registers while it walks the C * KH * KW
+taps (fused multiply-adds). Kernel rows that fall in the zero padding are skipped.
+
+* ``conv_fwd``:   out (N, O, OH, OW) = conv(x, w) + bias, for the samples [n0, n1);
+* ``conv_wgrad``: per block of ``nb`` samples, the weight gradient of those samples; the
+  caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
+  thread count), so the result is the same at every thread count;
+* ``maxpool2x2``: 2x2 stride-2 max pooling (the usual case), maxima and PyTorch's flat
+  argmax indices, branch-free and vectorisable (the generic kernel of ``_conv_c.py`` walks
+  kernel positions one by one).
+
+Every sample (or block) is independent, so a caller cuts the batch over the thread pool of
+``ember/_parallel.py`` with one hand-off per op (ctypes releases the GIL during the call).
+Compiled on first use by ``ember/_cc.py`` (disk cache keyed by the source); where no C
+compiler works ``available()`` is False and ``ember/ops/conv.py`` keeps im2col + GEMM.
+``EMBER_CONV_DIRECT=0`` turns these kernels off (for A/B comparisons and the tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+OB = 8   # output channels per register block
+JB = 16  # output columns per register block (float32; float64 takes 8)
+
+_TEMPLATE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The planes x (C, H, W) of one sample into buf (C, Hp, Wpa), shifted by (pt, pl), zeros
+   around; rows and columns past the buffer are not needed by any tap and are dropped. */
+static void pad_planes_SFX(const REAL *x, long C, long H, long W, long pt, long pl, long Hp,
+                           long Wpa, REAL *buf) {
+    memset(buf, 0, (size_t)(C * Hp * Wpa) * sizeof(REAL));
+    long wc = W < Wpa - pl ? W : Wpa - pl;
+    if (wc <= 0) return;
+    for (long c = 0; c < C; ++c)
+        for (long y = 0; y < H; ++y) {
+            if (y + pt >= Hp) break;
+            memcpy(buf + (c * Hp + y + pt) * Wpa + pl, x + (c * H + y) * W,
+                   (size_t)wc * sizeof(REAL));
+        }
+}
+
+/* JB = JV vectors of output columns, loaded from p (stride s; a constant after inlining) */
+static inline __attribute__((always_inline)) void load_row_SFX(VEC_SFX *v, const REAL *p,
+                                                                long s) {
+    if (s == 1) {
+        for (int i = 0; i < JV; ++i) v[i] = *(const UVEC_SFX *)(p + i * LANES_SFX);
+    } else {
+        for (int i = 0; i < JV; ++i)
+            for (int j = 0; j < LANES_SFX; ++j) v[i][j] = p[(i * LANES_SFX + j) * s];
+    }
+}
+
+/* One (JB columns x OB channels) output block of row y: acc = sum over the taps. */
+static inline __attribute__((always_inline)) void fwd_block_SFX(
+        VEC_SFX acc[OB][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
+        long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
+        long col0) {
+    for (int o = 0; o < OB; ++o)
+        for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
+    for (long c = 0; c < C; ++c)
+        for (long ky = ky0; ky < ky1; ++ky) {
+            const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
+            const REAL *wr = wb + (c * K + ky * KW) * OB;
+            for (long kx = 0; kx < KW; ++kx) {
+                VEC_SFX xv[JV];
+                load_row_SFX(xv, xr + kx * dw, sw);
+                const REAL *wv = wr + kx * OB;
+                for (int o = 0; o < OB; ++o)
+                    for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
+            }
+        }
+}
+
+/* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
+   (ceil(O / OB), C, KH, KW, OB), zeros past O. Hp, Wpa: the padded buffer's rows and
+   columns (Wpa covers whole JB-column blocks). */
+void conv_fwd_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
+                  long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
+                  long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
+    long K = KH * KW, nob = (O + OB - 1) / OB;
+    REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
+    if (!buf) return;
+    for (long n = n0; n < n1; ++n) {
+        pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
+        for (long ob = 0; ob < nob; ++ob) {
+            const REAL *wb = wp + ob * C * K * OB;
+            long oc = O - ob * OB < OB ? O - ob * OB : OB;
+            for (long y = 0; y < OH; ++y) {
+                long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
+                while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
+                while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
+                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
+                    VEC_SFX acc[OB][JV];
+                    if (sw == 1)
+                        fwd_block_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      1, j0);
+                    else
+                        fwd_block_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      sw, j0 * sw);
+                    long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
+                    for (long o = 0; o < oc; ++o) {
+                        REAL b = bias ? bias[ob * OB + o] : 0, t[JB_SFX];
+                        for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
+                        REAL *dst = out + ((n * O + ob * OB + o) * OH + y) * OW + j0;
+                        for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
+                    }
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+/* The weight gradient of the sample blocks [b0, b1) (block b: samples [b * nb, b * nb + nb)
+   cut at N): part (nblocks, ceil(O / OB), C, KH, KW, OB), each block's own sum. g is the
+   output gradient (N, O, OH, OW). */
+void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
+                    const REAL *g, long O, long KH, long KW, long sh, long sw, long dh, long dw,
+                    long OH, long OW, long Hp, long Wpa, long nb, long b0, long b1,
+                    REAL *part) {
+    long K = KH * KW, nob = (O + OB - 1) / OB, OWa = (OW + JB_SFX - 1) / JB_SFX * JB_SFX;
+    long xs_ = C * Hp * Wpa, gs_ = nob * OB * OH * OWa;
+    REAL *xb = malloc((size_t)(nb * xs_) * sizeof(REAL));
+    REAL *gb = malloc((size_t)(nb * gs_) * sizeof(REAL));
+    if (!xb || !gb) { free(xb); free(gb); return; }
+    for (long b = b0; b < b1; ++b) {
+        long s0 = b * nb, s1 = s0 + nb < N ? s0 + nb : N, m = s1 - s0;
+        /* the block's inputs padded, its gradients as (OB-padded channels, OH, OWa) */
+        memset(gb, 0, (size_t)(m * gs_) * sizeof(REAL));
+        for (long i = 0; i < m; ++i) {
+            pad_planes_SFX(x + (s0 + i) * C * H * W, C, H, W, pt, pl, Hp, Wpa, xb + i * xs_);
+            for (long o = 0; o < O; ++o)
+                for (long y = 0; y < OH; ++y)
+                    memcpy(gb + i * gs_ + (o * OH + y) * OWa,
+                           g + (((s0 + i) * O + o) * OH + y) * OW, (size_t)OW * sizeof(REAL));
+        }
+        REAL *pb = part + b * nob * C * K * OB;
+        for (long ob = 0; ob < nob; ++ob)
+            for (long c = 0; c < C; ++c)
+                for (long ky = 0; ky < KH; ++ky)
+                    for (long kx = 0; kx < KW; ++kx) {
+                        VEC_SFX acc[OB][JV];
+                        for (int o = 0; o < OB; ++o)
+                            for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
+                        for (long i = 0; i < m; ++i)
+                            for (long y = 0; y < OH; ++y) {
+                                long row = y * sh + ky * dh;
+                                if (row < pt || row >= pt + H) continue;  /* padding: 0 */
+                                const REAL *xr = xb + i * xs_ + (c * Hp + row) * Wpa + kx * dw;
+                                const REAL *gr = gb + i * gs_ + (ob * OB * OH + y) * OWa;
+                                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
+                                    VEC_SFX xv[JV];
+                                    load_row_SFX(xv, xr + j0 * sw, sw);
+                                    for (int o = 0; o < OB; ++o) {
+                                        const REAL *gv = gr + o * OH * OWa + j0;
+                                        for (int v = 0; v < JV; ++v)
+                                            acc[o][v] += *(const UVEC_SFX *)(gv + v * LANES_SFX)
+                                                * xv[v];
+                                    }
+                                }
+                            }
+                        REAL *dst = pb + ((ob * C + c) * K + ky * KW + kx) * OB;
+                        for (int o = 0; o < OB; ++o) {  /* the lanes, folded in a fixed order */
+                            REAL t[JB_SFX];
+                            for (int v = 0; v < JV; ++v)
+                                *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
+                            for (int w = JB_SFX / 2; w >= 1; w /= 2)
+                                for (int j = 0; j < w; ++j) t[j] += t[j + w];
+                            dst[o] = t[0];
+                        }
+                    }
+    }
+    free(xb);
+    free(gb);
+}
+
+/* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
+   when idx is given, each window's first argmax (row-major; the first NaN wins over any
+   number) as a flat index into its plane. */
+void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, long p1,
+                    REAL *out, int64_t *idx) {
+    for (long p = p0; p < p1; ++p)
+        for (long oy = 0; oy < oh; ++oy) {
+            const REAL *r0 = x + (p * H + 2 * oy) * W, *r1 = r0 + W;
+            REAL *o = out + (p * oh + oy) * ow;
+            int64_t *io = idx ? idx + (p * oh + oy) * ow : 0, base = 2 * oy * W;
+            for (long j = 0; j < ow; ++j) {
+                REAL a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+                int tb = b > a || (b != b && a == a);
+                int td = d > c || (d != d && c == c);
+                REAL m0 = tb ? b : a, m1 = td ? d : c;
+                int t = m1 > m0 || (m1 != m1 && m0 == m0);
+                o[j] = t ? m1 : m0;
+                if (io) io[j] = base + 2 * j + (t ? W + td : tb);
+            }
+        }
+}
+"""
+
+_TABLE = r"""
+void *conv_small_symbol(int i) {
+    void *table[] = {(void *)conv_fwd_f, (void *)conv_wgrad_f, (void *)maxpool2x2_f,
+                     (void *)conv_fwd_d, (void *)conv_wgrad_d, (void *)maxpool2x2_d};
+    return i >= 0 && i < 6 ? table[i] : 0;
+}
+"""
+# Register blocks: OB output channels x JV vectors of 32 bytes (16 float or 8 double output
+# columns); a * b + c on them is contracted to fused multiply-adds (the pragma: ember's C
+# flags turn contraction off for the compiler's elementwise kernels, whose roundings must
+# match eager's; a convolution's sum has no order to match).
+_HEAD = r"""
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+#define OB %d
+#define JV 2
+typedef float VEC_f __attribute__((vector_size(32)));
+typedef double VEC_d __attribute__((vector_size(32)));
+typedef float UVEC_f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double UVEC_d __attribute__((vector_size(32), aligned(8), may_alias));
+#define LANES_f 8
+#define LANES_d 4
+#define JB_f 16
+#define JB_d 8
+""" % OB
+_BODY = _TEMPLATE.split("\n", 4)[4]  # the second copy without the #includes
+_SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
+        .replace("#include <string.h>\n", "#include <string.h>\n" + _HEAD)
+        + _BODY.replace("REAL", "double").replace("SFX", "d") + _TABLE)
+_NAMES = ("conv_fwd", "conv_wgrad", "maxpool2x2")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_L = ctypes.c_long
+_P = ctypes.c_void_p
+_PROTOS = {
+    "conv_fwd": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
+    "conv_wgrad": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, *[_L] * 14, _P),
+    "maxpool2x2": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _P),
+}
+_LIB: dict = {}
+
+
+def _kernel(name, dtype):
+    """The ctypes function ``name`` for ``dtype``, or None (no compiler, another dtype, or
+    ``EMBER_CONV_DIRECT=0``)."""
+    if not _LIB:
+        from .._cc import kernel_table
+        _LIB.update(kernel_table(_SRC, "conv_small_symbol", "EMBER_CONV_DIRECT",
+                                 [((n, d), _PROTOS[n]) for d in _DTYPES for n in _NAMES])
+                    or {None: None})
+    return _LIB.get((name, dtype))
+
+
+def available(dtype):
+    """Whether these kernels serve arrays of ``dtype`` (float32/float64, a compiler works,
+    not ``EMBER_CONV_DIRECT=0``)."""
+    return os.environ.get("EMBER_CONV_DIRECT", "1") != "0" and \
+        _kernel("conv_fwd", np.dtype(dtype)) is not None
+
+
+def _addr(a):
+    return a.__array_interface__["data"][0]
+
+
+# Below this many multiply-adds a call runs inline: a hand-off costs tens of microseconds.
+_MIN_SPLIT_WORK = 1 << 21
+
+
+def _split(fn, n, work):
+    from .. import _parallel
+    from .._threads import get_num_threads
+    k = min(get_num_threads(), n) if work >= _MIN_SPLIT_WORK else 1
+    if k <= 1:
+        fn(0, n)
+    else:
+        _parallel.run_split(fn, _parallel._bounds(n, k))
+
+
+def _geometry(h, w, ks, pads, st, dl, osz=None):
+    """(OH, OW, Hp, Wpa): the output size (``osz`` when given: a weight gradient's output
+    gradient may cover fewer rows than the padded input allows) and the padded buffer's
+    rows and columns (whole JB-column blocks of output, so no tap reads past a row)."""
+    (pt, pb), (pl, pr) = pads
+    if osz is None:
+        oh = (h + pt + pb - dl[0] * (ks[0] - 1) - 1) // st[0] + 1
+        ow = (w + pl + pr - dl[1] * (ks[1] - 1) - 1) // st[1] + 1
+    else:
+        oh, ow = osz
+    hp = (oh - 1) * st[0] + dl[0] * (ks[0] - 1) + 1
+    wpa = (-(-ow // JB) * JB - 1) * st[1] + dl[1] * (ks[1] - 1) + 1
+    return oh, ow, hp, wpa
+
+
+def _packed(w):
+    """w (O, C, KH, KW) as (ceil(O / OB), C, KH, KW, OB), zeros past O."""
+    o = w.shape[0]
+    nob = -(-o // OB)
+    wp = np.zeros((nob * OB,) + w.shape[1:], w.dtype)
+    wp[:o] = w
+    return np.ascontiguousarray(wp.reshape((nob, OB) + w.shape[1:]).transpose(0, 2, 3, 4, 1))
+
+
+def conv2d(x, w, b, pads, st, dl):
+    """conv(x, w) + b for x (N, C, H, W), w (O, C, KH, KW), b (O,) or None, zero padding
+    ``pads`` ((top, bottom), (left, right)), stride ``st``, dilation ``dl`` (groups 1)."""
+    x = np.ascontiguousarray(x)
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    ks = w.shape[2:]
+    oh, ow, hp, wpa = _geometry(h, wd, ks, pads, st, dl)
+    out = np.empty((n, o, oh, ow), x.dtype)
+    wp = _packed(w.astype(x.dtype, copy=False))
+    bias = None if b is None else np.ascontiguousarray(b, x.dtype)
+    fn = _kernel("conv_fwd", x.dtype)
+    xa, wa, oa = _addr(x), _addr(wp), _addr(out)
+    ba = None if bias is None else _addr(bias)
+    args = (c, h, wd, pads[0][0], pads[1][0], wa, o, ks[0], ks[1], st[0], st[1], dl[0], dl[1],
+            oh, ow, hp, wpa, ba)
+    _split(lambda n0, n1: fn(xa, *args, n0, n1, oa), n, out.size * c * ks[0] * ks[1])
+    return out
+
+
+def _block(n, c, hp, wpa, o, oh, ow):
+    """Samples per weight-gradient block: a shape's choice alone (never the thread count),
+    about 64 KiB of buffers, at least 1."""
+    per = c * hp * wpa + -(-o // OB) * OB * oh * -(-ow // JB) * JB
+    return max(1, min(n, (16 << 10) // max(per, 1)))
+
+
+def conv2d_weight_grad(x, g, wshape, pads, st, dl):
+    """The weight gradient (O, C, KH, KW) of ``conv2d`` for output gradient ``g``."""
+    x = np.ascontiguousarray(x)
+    g = np.ascontiguousarray(g, x.dtype)
+    n, c, h, wd = x.shape
+    o = wshape[0]
+    ks = tuple(wshape[2:])
+    oh, ow, hp, wpa = _geometry(h, wd, ks, pads, st, dl, g.shape[2:])
+    nb = _block(n, c, hp, wpa, o, oh, ow)
+    blocks = -(-n // nb)
+    nob = -(-o // OB)
+    part = np.empty((blocks, nob, c, ks[0], ks[1], OB), x.dtype)
+    fn = _kernel("conv_wgrad", x.dtype)
+    xa, ga, pa = _addr(x), _addr(g), _addr(part)
+    args = (n, c, h, wd, pads[0][0], pads[1][0], ga, o, ks[0], ks[1], st[0], st[1], dl[0],
+            dl[1], oh, ow, hp, wpa, nb)
+    _split(lambda b0, b1: fn(xa, *args, b0, b1, pa), blocks, g.size * c * ks[0] * ks[1])
+    total = np.add.reduce(part, axis=0)  # the blocks in order: same at every thread count
+    return np.ascontiguousarray(
+        total.transpose(0, 4, 1, 2, 3).reshape((nob * OB, c) + ks)[:o])
+
+
+def maxpool2x2(x, indices):
+    """2x2 stride-2 max pooling of x (N, C, H, W) (no padding, floor): (out, int64 flat
+    indices or None)."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    oh, ow = h // 2, w // 2
+    out = np.empty((n, c, oh, ow), x.dtype)
+    idx = np.empty(out.shape, np.int64) if indices else None
+    fn = _kernel("maxpool2x2", x.dtype)
+    xa, oa, ia = _addr(x), _addr(out), None if idx is None else _addr(idx)
+    _split(lambda p0, p1: fn(xa, h, w, oh, ow, p0, p1, oa, ia), n * c, 8 * x.size)
+    return out, idx
