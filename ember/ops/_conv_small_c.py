@@ -59,8 +59,9 @@ static inline __attribute__((always_inline)) void load_row_SFX(VEC_SFX *v, const
     if (s == 1) {
         for (int i = 0; i < JV; ++i) v[i] = *(const UVEC_SFX *)(p + i * LANES_SFX);
     } else {
-        for (int i = 0; i < JV; ++i)
-            for (int j = 0; j < LANES_SFX; ++j) v[i][j] = p[(i * LANES_SFX + j) * s];
+        REAL t[JB_SFX];
+        for (int j = 0; j < JB_SFX; ++j) t[j] = p[j * s];
+        for (int i = 0; i < JV; ++i) v[i] = *(const UVEC_SFX *)(t + i * LANES_SFX);
     }
 }
 
@@ -190,7 +191,13 @@ void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long
 
 /* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
    when idx is given, each window's first argmax (row-major; the first NaN wins over any
-   number) as a flat index into its plane. */
+   number) as a flat index into its plane. LANES windows at a time: the even and odd
+   columns of each row pair are split by shuffles, then compared with masks. */
+static inline REAL max2_SFX(REAL a, REAL b, int *t) {
+    *t = b > a || (b != b && a == a);
+    return *t ? b : a;
+}
+
 void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, long p1,
                     REAL *out, int64_t *idx) {
     for (long p = p0; p < p1; ++p)
@@ -198,13 +205,32 @@ void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, lo
             const REAL *r0 = x + (p * H + 2 * oy) * W, *r1 = r0 + W;
             REAL *o = out + (p * oh + oy) * ow;
             int64_t *io = idx ? idx + (p * oh + oy) * ow : 0, base = 2 * oy * W;
-            for (long j = 0; j < ow; ++j) {
-                REAL a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                int tb = b > a || (b != b && a == a);
-                int td = d > c || (d != d && c == c);
-                REAL m0 = tb ? b : a, m1 = td ? d : c;
-                int t = m1 > m0 || (m1 != m1 && m0 == m0);
-                o[j] = t ? m1 : m0;
+            long j = 0;
+            for (; j + LANES_SFX <= ow; j += LANES_SFX) {
+                VEC_SFX u0 = *(const UVEC_SFX *)(r0 + 2 * j);
+                VEC_SFX u1 = *(const UVEC_SFX *)(r0 + 2 * j + LANES_SFX);
+                VEC_SFX v0 = *(const UVEC_SFX *)(r1 + 2 * j);
+                VEC_SFX v1 = *(const UVEC_SFX *)(r1 + 2 * j + LANES_SFX);
+                VEC_SFX a = SHUF_SFX(u0, u1, EVEN_SFX), b = SHUF_SFX(u0, u1, ODD_SFX);
+                VEC_SFX c = SHUF_SFX(v0, v1, EVEN_SFX), d = SHUF_SFX(v0, v1, ODD_SFX);
+                IVEC_SFX tb = (b > a) | ((b != b) & (a == a));
+                IVEC_SFX td = (d > c) | ((d != d) & (c == c));
+                VEC_SFX m0 = (VEC_SFX)(((IVEC_SFX)b & tb) | ((IVEC_SFX)a & ~tb));
+                VEC_SFX m1 = (VEC_SFX)(((IVEC_SFX)d & td) | ((IVEC_SFX)c & ~td));
+                IVEC_SFX t = (m1 > m0) | ((m1 != m1) & (m0 == m0));
+                *(UVEC_SFX *)(o + j) = (VEC_SFX)(((IVEC_SFX)m1 & t) | ((IVEC_SFX)m0 & ~t));
+                if (io) {  /* masks are -1/0: the offset in the window is W*t + (t ? td : tb) */
+                    IVEC_SFX k = ((-td) & t) | ((-tb) & ~t);
+                    k += (t & ((IVEC_SFX){0} + (ITYPE_SFX)W)) + 2 * IOTA_SFX;
+                    *(I64VEC_SFX *)(io + j) = __builtin_convertvector(k, I64VEC_SFX)
+                        + (int64_t)(base + 2 * j);
+                }
+            }
+            for (; j < ow; ++j) {
+                int tb, td, t;
+                REAL m0 = max2_SFX(r0[2 * j], r0[2 * j + 1], &tb);
+                REAL m1 = max2_SFX(r1[2 * j], r1[2 * j + 1], &td);
+                o[j] = max2_SFX(m0, m1, &t);
                 if (io) io[j] = base + 2 * j + (t ? W + td : tb);
             }
         }
@@ -238,6 +264,29 @@ typedef double UVEC_d __attribute__((vector_size(32), aligned(8), may_alias));
 #define LANES_d 4
 #define JB_f 16
 #define JB_d 8
+typedef int32_t IVEC_f __attribute__((vector_size(32)));
+typedef int64_t IVEC_d __attribute__((vector_size(32)));
+typedef int32_t ITYPE_f;
+typedef int64_t ITYPE_d;
+typedef int64_t I64VEC_f __attribute__((vector_size(64), aligned(8), may_alias));
+typedef int64_t I64VEC_d __attribute__((vector_size(32), aligned(8), may_alias));
+#if defined(__clang__)
+#define SHUF_f(a, b, m) __builtin_shufflevector(a, b, m)
+#define SHUF_d(a, b, m) __builtin_shufflevector(a, b, m)
+#define EVEN_f 0, 2, 4, 6, 8, 10, 12, 14
+#define ODD_f 1, 3, 5, 7, 9, 11, 13, 15
+#define EVEN_d 0, 2, 4, 6
+#define ODD_d 1, 3, 5, 7
+#else
+#define SHUF_f(a, b, m) __builtin_shuffle(a, b, (IVEC_f){m})
+#define SHUF_d(a, b, m) __builtin_shuffle(a, b, (IVEC_d){m})
+#define EVEN_f 0, 2, 4, 6, 8, 10, 12, 14
+#define ODD_f 1, 3, 5, 7, 9, 11, 13, 15
+#define EVEN_d 0, 2, 4, 6
+#define ODD_d 1, 3, 5, 7
+#endif
+#define IOTA_f (IVEC_f){0, 1, 2, 3, 4, 5, 6, 7}
+#define IOTA_d (IVEC_d){0, 1, 2, 3}
 """ % OB
 _BODY = _TEMPLATE.split("\n", 4)[4]  # the second copy without the #includes
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
