@@ -13,7 +13,7 @@ taps (fused multiply-adds). Kernel rows that fall in the zero padding are skippe
   caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
   thread count), so the result is the same at every thread count;
 * ``maxpool2x2``: 2x2 stride-2 max pooling (the usual case), maxima and PyTorch's flat
-  argmax indices, branch-free and vectorisable (the generic kernel of ``_conv_c.py`` walks
+  argmax indices (its rule: the first maximum, or the last NaN, of each window), vectorised (the generic kernel of ``_conv_c.py`` walks
   kernel positions one by one).
 
 Every sample (or block) is independent, so a caller cuts the batch over the thread pool of
@@ -190,11 +190,12 @@ void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long
 }
 
 /* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
-   when idx is given, each window's first argmax (row-major; the first NaN wins over any
-   number) as a flat index into its plane. LANES windows at a time: the even and odd
+   when idx is given, each window's argmax as a flat index into its plane: PyTorch's rule
+   (kernel positions in row-major order, a larger value or any NaN takes over: the first
+   maximum, the last NaN). LANES windows at a time: the even and odd
    columns of each row pair are split by shuffles, then compared with masks. */
 static inline REAL max2_SFX(REAL a, REAL b, int *t) {
-    *t = b > a || (b != b && a == a);
+    *t = b > a || b != b;
     return *t ? b : a;
 }
 
@@ -213,11 +214,11 @@ void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, lo
                 VEC_SFX v1 = *(const UVEC_SFX *)(r1 + 2 * j + LANES_SFX);
                 VEC_SFX a = SHUF_SFX(u0, u1, EVEN_SFX), b = SHUF_SFX(u0, u1, ODD_SFX);
                 VEC_SFX c = SHUF_SFX(v0, v1, EVEN_SFX), d = SHUF_SFX(v0, v1, ODD_SFX);
-                IVEC_SFX tb = (b > a) | ((b != b) & (a == a));
-                IVEC_SFX td = (d > c) | ((d != d) & (c == c));
+                IVEC_SFX tb = (b > a) | (b != b);
+                IVEC_SFX td = (d > c) | (d != d);
                 VEC_SFX m0 = (VEC_SFX)(((IVEC_SFX)b & tb) | ((IVEC_SFX)a & ~tb));
                 VEC_SFX m1 = (VEC_SFX)(((IVEC_SFX)d & td) | ((IVEC_SFX)c & ~td));
-                IVEC_SFX t = (m1 > m0) | ((m1 != m1) & (m0 == m0));
+                IVEC_SFX t = (m1 > m0) | (m1 != m1);
                 *(UVEC_SFX *)(o + j) = (VEC_SFX)(((IVEC_SFX)m1 & t) | ((IVEC_SFX)m0 & ~t));
                 if (io) {  /* masks are -1/0: the offset in the window is W*t + (t ? td : tb) */
                     IVEC_SFX k = ((-td) & t) | ((-tb) & ~t);
