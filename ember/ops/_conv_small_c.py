@@ -13,8 +13,8 @@ taps (fused multiply-adds). Kernel rows that fall in the zero padding are skippe
   caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
   thread count), so the result is the same at every thread count;
 * ``maxpool2x2``: 2x2 stride-2 max pooling (the usual case), maxima and PyTorch's flat
-  argmax indices (its rule: the first maximum, or the last NaN, of each window), vectorised (the generic kernel of ``_conv_c.py`` walks
-  kernel positions one by one).
+  argmax indices (its rule: the first maximum, or the last NaN, of each window),
+  vectorised (the generic kernel of ``_conv_c.py`` walks kernel positions one by one).
 
 Every sample (or block) is independent, so a caller cuts the batch over the thread pool of
 ``ember/_parallel.py`` with one hand-off per op (ctypes releases the GIL during the call).
