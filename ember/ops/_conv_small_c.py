@@ -9,8 +9,9 @@ block of 8 output channels x 16 output columns in registers while it walks the C
 taps (fused multiply-adds). Kernel rows that fall in the zero padding are skipped.
 
 * ``conv_fwd``:   out (N, O, OH, OW) = conv(x, w) + bias, for the samples [n0, n1);
-* ``conv_wgrad``: per block of ``nb`` samples, the weight gradient of those samples; the
-  caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
+* ``conv_wgrad``: per block of ``nb`` samples, the weight gradient of those samples (their
+  columns built in a small buffer, then dot products over positions, 4 x 4 (channel, tap)
+  pairs in registers); the caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
   thread count), so the result is the same at every thread count;
 * ``maxpool2x2``: 2x2 stride-2 max pooling (the usual case), maxima and PyTorch's flat
   argmax indices (its rule: the first maximum, or the last NaN, of each window),
@@ -127,66 +128,75 @@ void conv_fwd_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const
 }
 
 /* The weight gradient of the sample blocks [b0, b1) (block b: samples [b * nb, b * nb + nb)
-   cut at N): part (nblocks, ceil(O / OB), C, KH, KW, OB), each block's own sum. g is the
-   output gradient (N, O, OH, OW). */
+   cut at N): part (nblocks, O, C * KH * KW), each block's own sum. g is the output gradient
+   (N, O, OH, OW). Per block, the samples' columns (taps x positions, the positions of each
+   sample padded to whole vectors with zeros) and gradient rows are laid side by side in
+   small buffers; then every (output channel, tap) pair is a dot product over the block's
+   positions, 4 x 4 pairs at a time in vector registers (lanes folded in a fixed order). */
 void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
                     const REAL *g, long O, long KH, long KW, long sh, long sw, long dh, long dw,
                     long OH, long OW, long Hp, long Wpa, long nb, long b0, long b1,
                     REAL *part) {
-    long K = KH * KW, nob = (O + OB - 1) / OB, OWa = (OW + JB_SFX - 1) / JB_SFX * JB_SFX;
-    long xs_ = C * Hp * Wpa, gs_ = nob * OB * OH * OWa;
-    REAL *xb = malloc((size_t)(nb * xs_) * sizeof(REAL));
-    REAL *gb = malloc((size_t)(nb * gs_) * sizeof(REAL));
-    if (!xb || !gb) { free(xb); free(gb); return; }
+    long K = KH * KW, T = C * K, Tp = (T + 3) / 4 * 4, Op = (O + 3) / 4 * 4, P = OH * OW;
+    long Pp = (P + LANES_SFX - 1) / LANES_SFX * LANES_SFX, L = nb * Pp;
+    REAL *xb = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
+    REAL *col = malloc((size_t)(Tp * L) * sizeof(REAL));
+    REAL *gg = malloc((size_t)(Op * L) * sizeof(REAL));
+    if (!xb || !col || !gg) { free(xb); free(col); free(gg); return; }
     for (long b = b0; b < b1; ++b) {
-        long s0 = b * nb, s1 = s0 + nb < N ? s0 + nb : N, m = s1 - s0;
-        /* the block's inputs padded, its gradients as (OB-padded channels, OH, OWa) */
-        memset(gb, 0, (size_t)(m * gs_) * sizeof(REAL));
+        long s0 = b * nb, s1 = s0 + nb < N ? s0 + nb : N, m = s1 - s0, Lm = m * Pp;
         for (long i = 0; i < m; ++i) {
-            pad_planes_SFX(x + (s0 + i) * C * H * W, C, H, W, pt, pl, Hp, Wpa, xb + i * xs_);
-            for (long o = 0; o < O; ++o)
-                for (long y = 0; y < OH; ++y)
-                    memcpy(gb + i * gs_ + (o * OH + y) * OWa,
-                           g + (((s0 + i) * O + o) * OH + y) * OW, (size_t)OW * sizeof(REAL));
-        }
-        REAL *pb = part + b * nob * C * K * OB;
-        for (long ob = 0; ob < nob; ++ob)
+            pad_planes_SFX(x + (s0 + i) * C * H * W, C, H, W, pt, pl, Hp, Wpa, xb);
             for (long c = 0; c < C; ++c)
                 for (long ky = 0; ky < KH; ++ky)
                     for (long kx = 0; kx < KW; ++kx) {
-                        VEC_SFX acc[OB][JV];
-                        for (int o = 0; o < OB; ++o)
-                            for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
-                        for (long i = 0; i < m; ++i)
-                            for (long y = 0; y < OH; ++y) {
-                                long row = y * sh + ky * dh;
-                                if (row < pt || row >= pt + H) continue;  /* padding: 0 */
-                                const REAL *xr = xb + i * xs_ + (c * Hp + row) * Wpa + kx * dw;
-                                const REAL *gr = gb + i * gs_ + (ob * OB * OH + y) * OWa;
-                                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
-                                    VEC_SFX xv[JV];
-                                    load_row_SFX(xv, xr + j0 * sw, sw);
-                                    for (int o = 0; o < OB; ++o) {
-                                        const REAL *gv = gr + o * OH * OWa + j0;
-                                        for (int v = 0; v < JV; ++v)
-                                            acc[o][v] += *(const UVEC_SFX *)(gv + v * LANES_SFX)
-                                                * xv[v];
-                                    }
-                                }
-                            }
-                        REAL *dst = pb + ((ob * C + c) * K + ky * KW + kx) * OB;
-                        for (int o = 0; o < OB; ++o) {  /* the lanes, folded in a fixed order */
-                            REAL t[JB_SFX];
-                            for (int v = 0; v < JV; ++v)
-                                *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
-                            for (int w = JB_SFX / 2; w >= 1; w /= 2)
-                                for (int j = 0; j < w; ++j) t[j] += t[j + w];
-                            dst[o] = t[0];
+                        REAL *dst = col + ((c * KH + ky) * KW + kx) * L + i * Pp;
+                        for (long y = 0; y < OH; ++y) {
+                            const REAL *src = xb + (c * Hp + y * sh + ky * dh) * Wpa + kx * dw;
+                            REAL *d = dst + y * OW;
+                            if (sw == 1)  /* short rows: a loop, not a memcpy call each */
+                                for (long j = 0; j < OW; ++j) d[j] = src[j];
+                            else
+                                for (long j = 0; j < OW; ++j) d[j] = src[j * sw];
                         }
+                        for (long q = P; q < Pp; ++q) dst[q] = 0;
                     }
+            for (long o = 0; o < O; ++o) {
+                REAL *dst = gg + o * L + i * Pp;
+                const REAL *src = g + ((s0 + i) * O + o) * P;
+                for (long q = 0; q < P; ++q) dst[q] = src[q];
+                for (long q = P; q < Pp; ++q) dst[q] = 0;
+            }
+        }
+        for (long t = T; t < Tp; ++t) memset(col + t * L, 0, (size_t)Lm * sizeof(REAL));
+        for (long o = O; o < Op; ++o) memset(gg + o * L, 0, (size_t)Lm * sizeof(REAL));
+        REAL *pb = part + b * O * T;
+        for (long o0 = 0; o0 < Op; o0 += 4)
+            for (long t0 = 0; t0 < Tp; t0 += 4) {
+                VEC_SFX acc[4][4];
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) acc[i][j] = (VEC_SFX){0};
+                const REAL *gr = gg + o0 * L, *cr = col + t0 * L;
+                for (long q = 0; q < Lm; q += LANES_SFX) {
+                    VEC_SFX gv[4], cv[4];
+                    for (int i = 0; i < 4; ++i) gv[i] = *(const UVEC_SFX *)(gr + i * L + q);
+                    for (int j = 0; j < 4; ++j) cv[j] = *(const UVEC_SFX *)(cr + j * L + q);
+                    for (int i = 0; i < 4; ++i)
+                        for (int j = 0; j < 4; ++j) acc[i][j] += gv[i] * cv[j];
+                }
+                for (int i = 0; i < 4 && o0 + i < O; ++i)
+                    for (int j = 0; j < 4 && t0 + j < T; ++j) {
+                        REAL t[LANES_SFX];  /* the lanes, folded in a fixed order */
+                        *(UVEC_SFX *)t = acc[i][j];
+                        for (int w = LANES_SFX / 2; w >= 1; w /= 2)
+                            for (int l = 0; l < w; ++l) t[l] += t[l + w];
+                        pb[(o0 + i) * T + t0 + j] = t[0];
+                    }
+            }
     }
     free(xb);
-    free(gb);
+    free(col);
+    free(gg);
 }
 
 /* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
@@ -248,12 +258,14 @@ void *conv_small_symbol(int i) {
 # Register blocks: OB output channels x JV vectors of 32 bytes (16 float or 8 double output
 # columns); a * b + c on them is contracted to fused multiply-adds (the pragma: ember's C
 # flags turn contraction off for the compiler's elementwise kernels, whose roundings must
-# match eager's; a convolution's sum has no order to match).
+# match eager's; a convolution's sum has no order to match). The pragma also keeps GCC from
+# turning the short row copies into memcpy calls (a call per 10-float row cost a quarter
+# of the weight gradient's time).
 _HEAD = r"""
 #if defined(__clang__)
 #pragma clang fp contract(fast)
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=fast")
+#pragma GCC optimize("fp-contract=fast", "no-tree-loop-distribute-patterns")
 #endif
 #define OB %d
 #define JV 2
@@ -385,33 +397,34 @@ def conv2d(x, w, b, pads, st, dl):
     return out
 
 
-def _block(n, c, hp, wpa, o, oh, ow):
+def _block(c, ks, o, oh, ow):
     """Samples per weight-gradient block: a shape's choice alone (never the thread count),
-    about 64 KiB of buffers, at least 1."""
-    per = c * hp * wpa + -(-o // OB) * OB * oh * -(-ow // JB) * JB
-    return max(1, min(n, (16 << 10) // max(per, 1)))
+    buffers of about 64K elements (they stay in the core's L2 cache), at least 1."""
+    t = -(-(c * ks[0] * ks[1]) // 4) * 4
+    per = (t + -(-o // 4) * 4) * -(-(oh * ow) // 8) * 8
+    return max(1, (64 << 10) // per)
 
 
 def conv2d_weight_grad(x, g, wshape, pads, st, dl):
-    """The weight gradient (O, C, KH, KW) of ``conv2d`` for output gradient ``g``."""
+    """The weight gradient (O, C, KH, KW) of ``conv2d`` for output gradient ``g``: sums over
+    fixed blocks of samples (split over the threads), then the blocks' sums in order, so the
+    result is the same at every thread count."""
     x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g, x.dtype)
     n, c, h, wd = x.shape
     o = wshape[0]
     ks = tuple(wshape[2:])
     oh, ow, hp, wpa = _geometry(h, wd, ks, pads, st, dl, g.shape[2:])
-    nb = _block(n, c, hp, wpa, o, oh, ow)
+    nb = min(n, _block(c, ks, o, oh, ow))
     blocks = -(-n // nb)
-    nob = -(-o // OB)
-    part = np.empty((blocks, nob, c, ks[0], ks[1], OB), x.dtype)
+    part = np.empty((blocks, o, c * ks[0] * ks[1]), x.dtype)
     fn = _kernel("conv_wgrad", x.dtype)
     xa, ga, pa = _addr(x), _addr(g), _addr(part)
     args = (n, c, h, wd, pads[0][0], pads[1][0], ga, o, ks[0], ks[1], st[0], st[1], dl[0],
             dl[1], oh, ow, hp, wpa, nb)
     _split(lambda b0, b1: fn(xa, *args, b0, b1, pa), blocks, g.size * c * ks[0] * ks[1])
-    total = np.add.reduce(part, axis=0)  # the blocks in order: same at every thread count
-    return np.ascontiguousarray(
-        total.transpose(0, 4, 1, 2, 3).reshape((nob * OB, c) + ks)[:o])
+    total = part[0] if blocks == 1 else np.add.reduce(part, axis=0)  # blocks in order
+    return total.reshape((o, c) + ks)
 
 
 def maxpool2x2(x, indices):
