@@ -9,10 +9,11 @@ block of 8 output channels x 16 output columns in registers while it walks the C
 taps (fused multiply-adds). Kernel rows that fall in the zero padding are skipped.
 
 * ``conv_fwd``:   out (N, O, OH, OW) = conv(x, w) + bias, for the samples [n0, n1);
-* ``conv_wgrad``: per block of ``nb`` samples, the weight gradient of those samples (their
-  columns built in a small buffer, then dot products over positions, 4 x 4 (channel, tap)
-  pairs in registers); the caller adds the blocks' sums in order. Blocks are fixed by the shape alone (never by the
-  thread count), so the result is the same at every thread count;
+* ``conv_wgrad``: stride 1, per block of ``nb`` samples, the weight gradient of those
+  samples: each (output channel, tap) pair is a dot product over a shifted run of the
+  padded input (no column matrix), 4 x 4 pairs in registers; the caller adds the blocks'
+  sums in order. Blocks are fixed by the shape alone (never by the thread count), so the
+  result is the same at every thread count;
 * ``maxpool2x2``: 2x2 stride-2 max pooling (the usual case), maxima and PyTorch's flat
   argmax indices (its rule: the first maximum, or the last NaN, of each window),
   vectorised (the generic kernel of ``_conv_c.py`` walks kernel positions one by one).
@@ -127,76 +128,77 @@ void conv_fwd_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const
     free(buf);
 }
 
-/* The weight gradient of the sample blocks [b0, b1) (block b: samples [b * nb, b * nb + nb)
-   cut at N): part (nblocks, O, C * KH * KW), each block's own sum. g is the output gradient
-   (N, O, OH, OW). Per block, the samples' columns (taps x positions, the positions of each
-   sample padded to whole vectors with zeros) and gradient rows are laid side by side in
-   small buffers; then every (output channel, tap) pair is a dot product over the block's
-   positions, 4 x 4 pairs at a time in vector registers (lanes folded in a fixed order). */
+/* The weight gradient of a stride-1 convolution, for the sample blocks [b0, b1) (block b:
+   samples [b * nb, b * nb + nb) cut at N): part (nblocks, O, C * KH * KW), each block's own
+   sum. g is the output gradient (N, O, OH, OW); Wp the padded input's row length.
+   Every (output channel, tap) pair is a dot product over output positions. A sample's padded
+   planes (C, Hp, Wp) and its gradient rows laid out Wp apart (zeros past OW) make the
+   positions of every tap one contiguous run of the padded input, shifted by the tap's
+   offset: no column matrix is built. 4 x 4 pairs at a time in vector registers (8 loads
+   for 16 multiply-adds); the lanes are folded in a fixed order. */
 void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
-                    const REAL *g, long O, long KH, long KW, long sh, long sw, long dh, long dw,
-                    long OH, long OW, long Hp, long Wpa, long nb, long b0, long b1,
-                    REAL *part) {
-    long K = KH * KW, T = C * K, Tp = (T + 3) / 4 * 4, Op = (O + 3) / 4 * 4, P = OH * OW;
-    long Pp = (P + LANES_SFX - 1) / LANES_SFX * LANES_SFX, L = nb * Pp;
-    REAL *xb = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
-    REAL *col = malloc((size_t)(Tp * L) * sizeof(REAL));
-    REAL *gg = malloc((size_t)(Op * L) * sizeof(REAL));
-    if (!xb || !col || !gg) { free(xb); free(col); free(gg); return; }
+                    const REAL *g, long O, long KH, long KW, long dh, long dw, long OH,
+                    long OW, long Hp, long Wp, long nb, long b0, long b1, REAL *part) {
+    long K = KH * KW, T = C * K, Tp = (T + 3) / 4 * 4, Op = (O + 3) / 4 * 4;
+    long Q = (OH * Wp + WLANES_SFX - 1) / WLANES_SFX * WLANES_SFX;  /* positions, whole vectors */
+    long XS = C * Hp * Wp + Q, GS = Op * Q;  /* per sample: input (+ slack), gradient rows */
+    REAL *xb = malloc((size_t)(nb * XS) * sizeof(REAL));
+    REAL *gb = malloc((size_t)(nb * GS) * sizeof(REAL));
+    long *off = malloc((size_t)Tp * sizeof(long));
+    if (!xb || !gb || !off) { free(xb); free(gb); free(off); return; }
+    for (long t = 0; t < Tp; ++t) {  /* a tap's shift; padding taps read tap 0 (dropped) */
+        long c = t / K, ky = t % K / KW, kx = t % KW;
+        off[t] = t < T ? (c * Hp + ky * dh) * Wp + kx * dw : 0;
+    }
     for (long b = b0; b < b1; ++b) {
-        long s0 = b * nb, s1 = s0 + nb < N ? s0 + nb : N, m = s1 - s0, Lm = m * Pp;
+        long s0 = b * nb, s1 = s0 + nb < N ? s0 + nb : N, m = s1 - s0;
         for (long i = 0; i < m; ++i) {
-            pad_planes_SFX(x + (s0 + i) * C * H * W, C, H, W, pt, pl, Hp, Wpa, xb);
-            for (long c = 0; c < C; ++c)
-                for (long ky = 0; ky < KH; ++ky)
-                    for (long kx = 0; kx < KW; ++kx) {
-                        REAL *dst = col + ((c * KH + ky) * KW + kx) * L + i * Pp;
-                        for (long y = 0; y < OH; ++y) {
-                            const REAL *src = xb + (c * Hp + y * sh + ky * dh) * Wpa + kx * dw;
-                            REAL *d = dst + y * OW;
-                            if (sw == 1)  /* short rows: a loop, not a memcpy call each */
-                                for (long j = 0; j < OW; ++j) d[j] = src[j];
-                            else
-                                for (long j = 0; j < OW; ++j) d[j] = src[j * sw];
-                        }
-                        for (long q = P; q < Pp; ++q) dst[q] = 0;
-                    }
-            for (long o = 0; o < O; ++o) {
-                REAL *dst = gg + o * L + i * Pp;
-                const REAL *src = g + ((s0 + i) * O + o) * P;
-                for (long q = 0; q < P; ++q) dst[q] = src[q];
-                for (long q = P; q < Pp; ++q) dst[q] = 0;
-            }
+            REAL *xi = xb + i * XS, *gi = gb + i * GS;
+            pad_planes_SFX(x + (s0 + i) * C * H * W, C, H, W, pt, pl, Hp, Wp, xi);
+            for (long q = C * Hp * Wp; q < XS; ++q) xi[q] = 0;
+            for (long q = 0; q < GS; ++q) gi[q] = 0;
+            for (long o = 0; o < O; ++o)
+                for (long y = 0; y < OH; ++y) {
+                    const REAL *src = g + (((s0 + i) * O + o) * OH + y) * OW;
+                    REAL *dst = gi + o * Q + y * Wp;
+                    for (long j = 0; j < OW; ++j) dst[j] = src[j];
+                }
         }
-        for (long t = T; t < Tp; ++t) memset(col + t * L, 0, (size_t)Lm * sizeof(REAL));
-        for (long o = O; o < Op; ++o) memset(gg + o * L, 0, (size_t)Lm * sizeof(REAL));
         REAL *pb = part + b * O * T;
         for (long o0 = 0; o0 < Op; o0 += 4)
             for (long t0 = 0; t0 < Tp; t0 += 4) {
-                VEC_SFX acc[4][4];
+                WVEC_SFX acc[4][4];
                 for (int i = 0; i < 4; ++i)
-                    for (int j = 0; j < 4; ++j) acc[i][j] = (VEC_SFX){0};
-                const REAL *gr = gg + o0 * L, *cr = col + t0 * L;
-                for (long q = 0; q < Lm; q += LANES_SFX) {
-                    VEC_SFX gv[4], cv[4];
-                    for (int i = 0; i < 4; ++i) gv[i] = *(const UVEC_SFX *)(gr + i * L + q);
-                    for (int j = 0; j < 4; ++j) cv[j] = *(const UVEC_SFX *)(cr + j * L + q);
-                    for (int i = 0; i < 4; ++i)
-                        for (int j = 0; j < 4; ++j) acc[i][j] += gv[i] * cv[j];
+                    for (int j = 0; j < 4; ++j) acc[i][j] = (WVEC_SFX){0};
+                for (long i = 0; i < m; ++i) {
+                    const REAL *gr = gb + i * GS + o0 * Q, *xi = xb + i * XS;
+                    const REAL *xr[4] = {xi + off[t0], xi + off[t0 + 1], xi + off[t0 + 2],
+                                         xi + off[t0 + 3]};
+                    for (long q = 0; q < Q; q += WLANES_SFX) {
+                        WVEC_SFX gv[4], xv[4];
+                        for (int k = 0; k < 4; ++k) {
+                            gv[k] = *(const UWVEC_SFX *)(gr + k * Q + q);
+                            xv[k] = *(const UWVEC_SFX *)(xr[k] + q);
+                            IN_REGISTER(gv[k]);
+                            IN_REGISTER(xv[k]);
+                        }
+                        for (int k = 0; k < 4; ++k)
+                            for (int j = 0; j < 4; ++j) acc[k][j] += gv[k] * xv[j];
+                    }
                 }
                 for (int i = 0; i < 4 && o0 + i < O; ++i)
                     for (int j = 0; j < 4 && t0 + j < T; ++j) {
-                        REAL t[LANES_SFX];  /* the lanes, folded in a fixed order */
-                        *(UVEC_SFX *)t = acc[i][j];
-                        for (int w = LANES_SFX / 2; w >= 1; w /= 2)
+                        REAL t[WLANES_SFX];  /* the lanes, folded in a fixed order */
+                        *(UWVEC_SFX *)t = acc[i][j];
+                        for (int w = WLANES_SFX / 2; w >= 1; w /= 2)
                             for (int l = 0; l < w; ++l) t[l] += t[l + w];
                         pb[(o0 + i) * T + t0 + j] = t[0];
                     }
             }
     }
     free(xb);
-    free(col);
-    free(gg);
+    free(gb);
+    free(off);
 }
 
 /* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
@@ -298,7 +300,29 @@ typedef int64_t I64VEC_d __attribute__((vector_size(32), aligned(8), may_alias))
 #define EVEN_d 0, 2, 4, 6
 #define ODD_d 1, 3, 5, 7
 #endif
+/* The weight gradient's vectors: 64 bytes where AVX-512 gives 32 such registers (its 4 x 4
+   block then needs 24), else 32 bytes */
+#if defined(__AVX512F__)
+#define WBYTES 64
+#else
+#define WBYTES 32
+#endif
+typedef float WVEC_f __attribute__((vector_size(WBYTES)));
+typedef double WVEC_d __attribute__((vector_size(WBYTES)));
+typedef float UWVEC_f __attribute__((vector_size(WBYTES), aligned(4), may_alias));
+typedef double UWVEC_d __attribute__((vector_size(WBYTES), aligned(8), may_alias));
+#define WLANES_f (WBYTES / 4)
+#define WLANES_d (WBYTES / 8)
 #define IOTA_f (IVEC_f){0, 1, 2, 3, 4, 5, 6, 7}
+/* Keep a loaded vector in a register: without it GCC folds the load into each of the four
+   multiply-adds that use it (32 loads for 16 multiply-adds instead of 8: load-bound). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define IN_REGISTER(v) (void)0
+#endif
 #define IOTA_d (IVEC_d){0, 1, 2, 3}
 """ % OB
 _BODY = _TEMPLATE.split("\n", 4)[4]  # the second copy without the #includes
@@ -311,7 +335,7 @@ _L = ctypes.c_long
 _P = ctypes.c_void_p
 _PROTOS = {
     "conv_fwd": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
-    "conv_wgrad": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, *[_L] * 14, _P),
+    "conv_wgrad": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, *[_L] * 12, _P),
     "maxpool2x2": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _P),
 }
 _LIB: dict = {}
@@ -397,31 +421,34 @@ def conv2d(x, w, b, pads, st, dl):
     return out
 
 
-def _block(c, ks, o, oh, ow):
-    """Samples per weight-gradient block: a shape's choice alone (never the thread count),
-    buffers of about 64K elements (they stay in the core's L2 cache), at least 1."""
-    t = -(-(c * ks[0] * ks[1]) // 4) * 4
-    per = (t + -(-o // 4) * 4) * -(-(oh * ow) // 8) * 8
-    return max(1, (64 << 10) // per)
+def _block(n, c, hp, wp, o, oh):
+    """Samples per weight-gradient block: a shape's choice alone (never the thread count):
+    buffers of at most about 64K elements (they stay in the core's L2 cache), and the batch
+    in a multiple of 8 blocks where it can be, so that 2, 4 or 8 threads get equal shares."""
+    q = -(-(oh * wp) // 16) * 16
+    fit = max(1, (64 << 10) // (c * hp * wp + q + -(-o // 4) * 4 * q))
+    return max(1, -(-n // (8 * -(-n // (8 * fit)))))
 
 
-def conv2d_weight_grad(x, g, wshape, pads, st, dl):
-    """The weight gradient (O, C, KH, KW) of ``conv2d`` for output gradient ``g``: sums over
-    fixed blocks of samples (split over the threads), then the blocks' sums in order, so the
-    result is the same at every thread count."""
+def conv2d_weight_grad(x, g, wshape, pads, dl):
+    """The weight gradient (O, C, KH, KW) of a stride-1 ``conv2d`` for output gradient
+    ``g``: sums over fixed blocks of samples (split over the threads), then the blocks' sums
+    in order, so the result is the same at every thread count."""
     x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g, x.dtype)
     n, c, h, wd = x.shape
     o = wshape[0]
     ks = tuple(wshape[2:])
-    oh, ow, hp, wpa = _geometry(h, wd, ks, pads, st, dl, g.shape[2:])
-    nb = min(n, _block(c, ks, o, oh, ow))
+    oh, ow = g.shape[2:]
+    hp = oh + dl[0] * (ks[0] - 1)
+    wp = ow + dl[1] * (ks[1] - 1)
+    nb = min(n, _block(n, c, hp, wp, o, oh))
     blocks = -(-n // nb)
     part = np.empty((blocks, o, c * ks[0] * ks[1]), x.dtype)
     fn = _kernel("conv_wgrad", x.dtype)
     xa, ga, pa = _addr(x), _addr(g), _addr(part)
-    args = (n, c, h, wd, pads[0][0], pads[1][0], ga, o, ks[0], ks[1], st[0], st[1], dl[0],
-            dl[1], oh, ow, hp, wpa, nb)
+    args = (n, c, h, wd, pads[0][0], pads[1][0], ga, o, ks[0], ks[1], dl[0], dl[1], oh, ow,
+            hp, wp, nb)
     _split(lambda b0, b1: fn(xa, *args, b0, b1, pa), blocks, g.size * c * ks[0] * ks[1])
     total = part[0] if blocks == 1 else np.add.reduce(part, axis=0)  # blocks in order
     return total.reshape((o, c) + ks)

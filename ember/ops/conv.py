@@ -418,16 +418,18 @@ class ConvBiasGrad(Node):
 
 # Direct convolution (``ember/ops/_conv_small_c.py``) for 2-d convolutions with few taps per
 # output value (C * KH * KW): there im2col's GEMM has a short inner dimension and streams a
-# column matrix KH * KW times the input's size for a few output rows. Measured at one thread
-# (timeit minimum, loaded 2-core VM), im2col + GEMM -> direct: LeNet's conv 1 -> 6, 5x5, pad
-# 2, batch 64: 965 -> 375 us; 6 -> 16, 5x5: 659 -> 605 us (and one thread hand-off instead of
-# three at two threads); its input gradient as a full convolution (16 -> 6 channels, 400
-# taps) 1270 -> 790 us; CIFAR's first conv (3 -> 32, 3x3, batch 32) 4.7 -> 1.6 ms. Its
-# weight gradient wins only for very few taps (LeNet's first: 890 -> 555 us; 6 -> 16: 600 ->
-# 1080 us, a loss, so there the columns are built for a GEMM). Winograd's shapes keep
-# Winograd (checked first).
+# column matrix KH * KW times the input's size for a few output rows, with the batch moved
+# innermost and back around it. The direct kernels split the batch over the threads in one
+# hand-off per op. Measured at one thread (timeit minimum, loaded 2-core VM), im2col + GEMM
+# -> direct: LeNet's conv 1 -> 6, 5x5, pad 2, batch 64: 965 -> 375 us; 6 -> 16, 5x5: 659 ->
+# 605 us; its input gradient as a full convolution (16 -> 6 channels, 400 taps) 1270 -> 790
+# us; CIFAR's first conv (3 -> 32, 3x3, batch 32) 4.7 -> 1.6 ms. The stride-1 weight
+# gradient (dot products over shifted runs of the padded input) wins clearly for few taps
+# (LeNet's first: 890 -> 350-420 us) and about evens with im2col + GEMM at 150 (LeNet's
+# second, whole training step in-process A/B at 2 threads: process CPU 12.2 -> 11.0 ms,
+# main thread 9.1 -> 8.3 ms, medians of 40). Winograd's shapes keep Winograd (checked first).
 _DIRECT_MAX_TAPS = 160
-_DIRECT_WGRAD_MAX_TAPS = 32
+_DIRECT_WGRAD_MAX_TAPS = 160
 _DIRECT_IGRAD_MAX_TAPS = 400
 
 
@@ -840,8 +842,9 @@ class ConvWeightGrad(Node):
             gw = _conv_weight_grad_nhwc(x, g, tuple(wshape), stride, pads, dilation,
                                         None if cols is None else cols[1])
             return gw if gw.dtype == dt else gw.astype(dt)
-        if cols is None and _direct(x, wshape, stride, groups, _DIRECT_WGRAD_MAX_TAPS):
-            gw = _conv_small_c.conv2d_weight_grad(x, g, tuple(wshape), pads, stride, dilation)
+        if cols is None and all(t == 1 for t in stride) and \
+                _direct(x, wshape, stride, groups, _DIRECT_WGRAD_MAX_TAPS):
+            gw = _conv_small_c.conv2d_weight_grad(x, g, tuple(wshape), pads, dilation)
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups, n, osz):
