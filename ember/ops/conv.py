@@ -1111,10 +1111,13 @@ def _flat_indices(arg, ks, st, dl, pads, osz, spatial):
 
 
 def _window_argmax(xp, out, ks, st, dl, osz):
-    """The first kernel position (row-major) of each window that holds its max (or a NaN).
+    """PyTorch's argmax of each window as a kernel position (row-major): the first position
+    that holds the window's max, or the last NaN (in PyTorch's loop a larger value or any
+    NaN takes over).
 
     Branch-free: a running "already found" mask keeps the first hit, which is much faster
-    than masked writes (``putmask``/``copyto(where=)``) on random masks."""
+    than masked writes (``putmask``/``copyto(where=)``) on random masks. A window holding a
+    NaN has a NaN max, which no position equals, so its NaNs are written over it in order."""
     kk = _prod(ks)
     arg = np.zeros(out.shape, dtype=np.int16 if kk > 127 else np.int8)
     taken = np.zeros(out.shape, dtype=bool)
@@ -1123,12 +1126,12 @@ def _window_argmax(xp, out, ks, st, dl, osz):
     for i, pos in enumerate(itertools.product(*(range(k) for k in ks))):
         v = xp[_window_slices(pos, st, dl, osz)]
         hit = v == out
-        if nan:
-            hit |= np.isnan(v)
         np.greater(hit, taken, out=first)
         taken |= hit
         if i:
             arg += first * arg.dtype.type(i)
+        if nan:
+            np.copyto(arg, arg.dtype.type(i), where=np.isnan(v))
     return arg
 
 
@@ -1214,7 +1217,8 @@ class MaxPoolGrad(Node):
             for k in positions:
                 np.maximum(out, xp[_window_slices(k, st, dl, osz)], out=out)
         if not isinstance(ctx, Node) and all(t >= d * (k - 1) + 1
-                                             for k, t, d in zip(ks, st, dl)):
+                                             for k, t, d in zip(ks, st, dl)) and \
+                not (out.dtype.kind == "f" and np.isnan(out).any()):  # NaN: the last wins
             return _max_pool_grad_disjoint(g, xp, out, x.shape, pads, ks, st, dl, osz)
         # Flat index of every window's argmax into the padded array: a per-window base
         # plus the offset of the winning kernel position, then one scatter-add.
@@ -1246,8 +1250,9 @@ class MaxPoolGrad(Node):
 
 def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
     """Max pooling's input gradient when no two windows overlap (stride >= window extent,
-    the usual 2x2/2 case): every input position belongs to at most one window, so each
-    kernel position writes ``g`` where it holds its window's first max; no scatter-add."""
+    the usual 2x2/2 case) and no window holds a NaN: every input position belongs to at
+    most one window, so each kernel position writes ``g`` where it holds its window's first
+    max; no scatter-add."""
     covered = all(d == 1 and t == k and o * k == s
                   for k, t, d, o, s in zip(ks, st, dl, osz, xp.shape[2:]))
     # windows that tile the input write every position: nothing to zero first
@@ -1255,12 +1260,9 @@ def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
     taken = np.zeros(out.shape, dtype=bool)
     first = np.empty(out.shape, dtype=bool)
     hit = np.empty(out.shape, dtype=bool)
-    nan = out.dtype.kind == "f" and np.isnan(out).any()
     for pos in itertools.product(*(range(k) for k in ks)):
         win = _window_slices(pos, st, dl, osz)
         np.equal(xp[win], out, out=hit)
-        if nan:
-            hit |= np.isnan(xp[win])
         np.greater(hit, taken, out=first)
         taken |= hit
         np.multiply(g, first, out=gxp[win])

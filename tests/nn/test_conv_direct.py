@@ -197,3 +197,20 @@ def test_maxpool2x2_threads_equal(threads):
         res.append((out.numpy(), idx.numpy()))
     np.testing.assert_array_equal(res[0][0], res[1][0])
     np.testing.assert_array_equal(res[0][1], res[1][1])
+
+
+@pytest.mark.parametrize("c_kernels", [True, False])
+@pytest.mark.parametrize("args", [(3, 1, 1), (2, 2, 0), (2, 1, 0), ((2, 3), (1, 2), (1, 0))])
+def test_maxpool_nan_rule_every_path(args, c_kernels, monkeypatch):
+    """Every max-pooling path (the generic C kernel, the NumPy formulation, its disjoint
+    backward) follows PyTorch: the first maximum of a window, or its last NaN."""
+    from ember.ops import _conv_c
+    if not c_kernels:
+        monkeypatch.setattr(_conv_c, "_LIB", {None: None})
+    monkeypatch.setenv("EMBER_CONV_DIRECT", "0")
+    x = np.arange(49, dtype=np.float64).reshape(1, 1, 7, 7) % 5
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = x[0, 0, 4, 3] = x[0, 0, 4, 4] = np.nan
+    x[0, 0, 5, :] = np.nan
+    check(lambda m, t: m.nn.functional.max_pool2d(t, *args, return_indices=True), [],
+          arrays=[x])
+    check(lambda m, t: m.nn.functional.max_pool2d(t, *args), [], arrays=[x])
