@@ -5,8 +5,9 @@ and 6 -> 16, 5x5): the GEMM's inner dimension is only C * KH * KW (25, 150), so 
 the column matrix (25x the input) from memory for a handful of output rows, and the batch
 has to be moved innermost and back around it. These kernels compute the convolution where
 it is: each call pads one sample at a time into a small buffer (in L1/L2), then keeps a
-block of 8 output channels x 16 output columns in registers while it walks the C * KH * KW
-taps (fused multiply-adds). Kernel rows that fall in the zero padding are skipped.
+block of 8 (or 6) output channels x 16 output columns in registers while it walks the
+C * KH * KW taps (fused multiply-adds). Kernel rows that fall in the zero padding are
+skipped.
 
 * ``conv_fwd``:   out (N, O, OH, OW) = conv(x, w) + bias, for the samples [n0, n1);
 * ``conv_wgrad``: stride 1, per block of ``nb`` samples, the weight gradient of those
@@ -32,7 +33,7 @@ import os
 
 import numpy as np
 
-OB = 8   # output channels per register block
+OBS = (8, 6)  # output channels per register block: two variants of the forward kernel
 JB = 16  # output columns per register block (float32; float64 takes 8)
 
 _TEMPLATE = r"""
@@ -67,58 +68,119 @@ static inline __attribute__((always_inline)) void load_row_SFX(VEC_SFX *v, const
     }
 }
 
-/* One (JB columns x OB channels) output block of row y: acc = sum over the taps. */
-static inline __attribute__((always_inline)) void fwd_block_SFX(
-        VEC_SFX acc[OB][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
+/* One (JB columns x 8 channels) output block of row y: acc = sum over the taps. */
+static inline __attribute__((always_inline)) void fwd_block8_SFX(
+        VEC_SFX acc[8][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
         long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
         long col0) {
-    for (int o = 0; o < OB; ++o)
+    for (int o = 0; o < 8; ++o)
         for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
     for (long c = 0; c < C; ++c)
         for (long ky = ky0; ky < ky1; ++ky) {
             const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
-            const REAL *wr = wb + (c * K + ky * KW) * OB;
+            const REAL *wr = wb + (c * K + ky * KW) * 8;
             for (long kx = 0; kx < KW; ++kx) {
                 VEC_SFX xv[JV];
                 load_row_SFX(xv, xr + kx * dw, sw);
-                const REAL *wv = wr + kx * OB;
-                for (int o = 0; o < OB; ++o)
+                const REAL *wv = wr + kx * 8;
+                for (int o = 0; o < 8; ++o)
                     for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
             }
         }
 }
 
 /* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
-   (ceil(O / OB), C, KH, KW, OB), zeros past O. Hp, Wpa: the padded buffer's rows and
+   (ceil(O / 8), C, KH, KW, 8), zeros past O. Hp, Wpa: the padded buffer's rows and
    columns (Wpa covers whole JB-column blocks). */
-void conv_fwd_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
+void conv_fwd8_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
                   long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
                   long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
-    long K = KH * KW, nob = (O + OB - 1) / OB;
+    long K = KH * KW, nob = (O + 8 - 1) / 8;
     REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
     if (!buf) return;
     for (long n = n0; n < n1; ++n) {
         pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
         for (long ob = 0; ob < nob; ++ob) {
-            const REAL *wb = wp + ob * C * K * OB;
-            long oc = O - ob * OB < OB ? O - ob * OB : OB;
+            const REAL *wb = wp + ob * C * K * 8;
+            long oc = O - ob * 8 < 8 ? O - ob * 8 : 8;
             for (long y = 0; y < OH; ++y) {
                 long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
                 while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
                 while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
                 for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
-                    VEC_SFX acc[OB][JV];
+                    VEC_SFX acc[8][JV];
                     if (sw == 1)
-                        fwd_block_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                        fwd_block8_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
                                       1, j0);
                     else
-                        fwd_block_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                        fwd_block8_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
                                       sw, j0 * sw);
                     long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
                     for (long o = 0; o < oc; ++o) {
-                        REAL b = bias ? bias[ob * OB + o] : 0, t[JB_SFX];
+                        REAL b = bias ? bias[ob * 8 + o] : 0, t[JB_SFX];
                         for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
-                        REAL *dst = out + ((n * O + ob * OB + o) * OH + y) * OW + j0;
+                        REAL *dst = out + ((n * O + ob * 8 + o) * OH + y) * OW + j0;
+                        for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
+                    }
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+/* One (JB columns x 6 channels) output block of row y: acc = sum over the taps. */
+static inline __attribute__((always_inline)) void fwd_block6_SFX(
+        VEC_SFX acc[6][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
+        long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
+        long col0) {
+    for (int o = 0; o < 6; ++o)
+        for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
+    for (long c = 0; c < C; ++c)
+        for (long ky = ky0; ky < ky1; ++ky) {
+            const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
+            const REAL *wr = wb + (c * K + ky * KW) * 6;
+            for (long kx = 0; kx < KW; ++kx) {
+                VEC_SFX xv[JV];
+                load_row_SFX(xv, xr + kx * dw, sw);
+                const REAL *wv = wr + kx * 6;
+                for (int o = 0; o < 6; ++o)
+                    for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
+            }
+        }
+}
+
+/* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
+   (ceil(O / 6), C, KH, KW, 6), zeros past O. Hp, Wpa: the padded buffer's rows and
+   columns (Wpa covers whole JB-column blocks). */
+void conv_fwd6_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
+                  long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
+                  long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
+    long K = KH * KW, nob = (O + 6 - 1) / 6;
+    REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
+    if (!buf) return;
+    for (long n = n0; n < n1; ++n) {
+        pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
+        for (long ob = 0; ob < nob; ++ob) {
+            const REAL *wb = wp + ob * C * K * 6;
+            long oc = O - ob * 6 < 6 ? O - ob * 6 : 6;
+            for (long y = 0; y < OH; ++y) {
+                long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
+                while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
+                while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
+                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
+                    VEC_SFX acc[6][JV];
+                    if (sw == 1)
+                        fwd_block6_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      1, j0);
+                    else
+                        fwd_block6_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      sw, j0 * sw);
+                    long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
+                    for (long o = 0; o < oc; ++o) {
+                        REAL b = bias ? bias[ob * 6 + o] : 0, t[JB_SFX];
+                        for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
+                        REAL *dst = out + ((n * O + ob * 6 + o) * OH + y) * OW + j0;
                         for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
                     }
                 }
@@ -252,12 +314,13 @@ void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, lo
 
 _TABLE = r"""
 void *conv_small_symbol(int i) {
-    void *table[] = {(void *)conv_fwd_f, (void *)conv_wgrad_f, (void *)maxpool2x2_f,
-                     (void *)conv_fwd_d, (void *)conv_wgrad_d, (void *)maxpool2x2_d};
-    return i >= 0 && i < 6 ? table[i] : 0;
+    void *table[] = {(void *)conv_fwd8_f, (void *)conv_fwd6_f, (void *)conv_wgrad_f,
+                     (void *)maxpool2x2_f, (void *)conv_fwd8_d, (void *)conv_fwd6_d,
+                     (void *)conv_wgrad_d, (void *)maxpool2x2_d};
+    return i >= 0 && i < 8 ? table[i] : 0;
 }
 """
-# Register blocks: OB output channels x JV vectors of 32 bytes (16 float or 8 double output
+# Register blocks: 8 or 6 output channels x JV vectors of 32 bytes (16 float or 8 double output
 # columns); a * b + c on them is contracted to fused multiply-adds (the pragma: ember's C
 # flags turn contraction off for the compiler's elementwise kernels, whose roundings must
 # match eager's; a convolution's sum has no order to match). The pragma also keeps GCC from
@@ -269,7 +332,6 @@ _HEAD = r"""
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=fast", "no-tree-loop-distribute-patterns")
 #endif
-#define OB %d
 #define JV 2
 typedef float VEC_f __attribute__((vector_size(32)));
 typedef double VEC_d __attribute__((vector_size(32)));
@@ -324,17 +386,18 @@ typedef double UWVEC_d __attribute__((vector_size(WBYTES), aligned(8), may_alias
 #define IN_REGISTER(v) (void)0
 #endif
 #define IOTA_d (IVEC_d){0, 1, 2, 3}
-""" % OB
+"""
 _BODY = _TEMPLATE.split("\n", 4)[4]  # the second copy without the #includes
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         .replace("#include <string.h>\n", "#include <string.h>\n" + _HEAD)
         + _BODY.replace("REAL", "double").replace("SFX", "d") + _TABLE)
-_NAMES = ("conv_fwd", "conv_wgrad", "maxpool2x2")
+_NAMES = ("conv_fwd8", "conv_fwd6", "conv_wgrad", "maxpool2x2")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
 _PROTOS = {
-    "conv_fwd": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
+    "conv_fwd8": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
+    "conv_fwd6": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
     "conv_wgrad": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, *[_L] * 12, _P),
     "maxpool2x2": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _P),
 }
@@ -356,7 +419,7 @@ def available(dtype):
     """Whether these kernels serve arrays of ``dtype`` (float32/float64, a compiler works,
     not ``EMBER_CONV_DIRECT=0``)."""
     return os.environ.get("EMBER_CONV_DIRECT", "1") != "0" and \
-        _kernel("conv_fwd", np.dtype(dtype)) is not None
+        _kernel("conv_fwd8", np.dtype(dtype)) is not None
 
 
 def _addr(a):
@@ -392,13 +455,19 @@ def _geometry(h, w, ks, pads, st, dl, osz=None):
     return oh, ow, hp, wpa
 
 
-def _packed(w):
-    """w (O, C, KH, KW) as (ceil(O / OB), C, KH, KW, OB), zeros past O."""
+def _packed(w, ob):
+    """w (O, C, KH, KW) as (ceil(O / ob), C, KH, KW, ob), zeros past O."""
     o = w.shape[0]
-    nob = -(-o // OB)
-    wp = np.zeros((nob * OB,) + w.shape[1:], w.dtype)
+    nob = -(-o // ob)
+    wp = np.zeros((nob * ob,) + w.shape[1:], w.dtype)
     wp[:o] = w
-    return np.ascontiguousarray(wp.reshape((nob, OB) + w.shape[1:]).transpose(0, 2, 3, 4, 1))
+    return np.ascontiguousarray(wp.reshape((nob, ob) + w.shape[1:]).transpose(0, 2, 3, 4, 1))
+
+
+def _channel_block(o):
+    """The forward kernel's register block for ``o`` output channels: 6 where it pads less
+    than 8 (LeNet's 6 channels: no idle quarter of the block), else 8."""
+    return 6 if -(-o // 6) * 6 < -(-o // 8) * 8 else 8
 
 
 def conv2d(x, w, b, pads, st, dl):
@@ -410,9 +479,10 @@ def conv2d(x, w, b, pads, st, dl):
     ks = w.shape[2:]
     oh, ow, hp, wpa = _geometry(h, wd, ks, pads, st, dl)
     out = np.empty((n, o, oh, ow), x.dtype)
-    wp = _packed(w.astype(x.dtype, copy=False))
+    ob = _channel_block(o)
+    wp = _packed(w.astype(x.dtype, copy=False), ob)
     bias = None if b is None else np.ascontiguousarray(b, x.dtype)
-    fn = _kernel("conv_fwd", x.dtype)
+    fn = _kernel(f"conv_fwd{ob}", x.dtype)
     xa, wa, oa = _addr(x), _addr(wp), _addr(out)
     ba = None if bias is None else _addr(bias)
     args = (c, h, wd, pads[0][0], pads[1][0], wa, o, ks[0], ks[1], st[0], st[1], dl[0], dl[1],
