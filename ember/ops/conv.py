@@ -459,7 +459,10 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
                                                        stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
-    if _direct(x, w.shape, stride, groups):
+    if _direct(x, w.shape, stride, groups) and (not keep or all(t == 1 for t in stride)):
+        # (a strided convolution whose weight gradient is wanted keeps im2col: its columns
+        # serve the weight gradient, which has no direct kernel; ResNet's 7x7/2 stem measured
+        # no better direct, and then its columns would be built twice)
         out = _conv_small_c.conv2d(x, w, b, pads, stride, dilation)
         return (out if out.dtype == dt else out.astype(dt)), None
     ks = w.shape[2:]

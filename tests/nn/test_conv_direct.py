@@ -60,6 +60,10 @@ def test_conv2d_parity(xs, ws, kw, dtype, bias, calls):
               dtype)
     else:
         check(lambda m, x, w: m.nn.functional.conv2d(x, w, **kw), [xs, ws], dtype)
+    # a strided convolution whose weight gradient is wanted keeps im2col (its columns serve
+    # the weight gradient); without gradients it is direct too
+    assert calls["conv2d"] >= (1 if kw.get("stride", 1) == 1 else 0)
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, **kw), [xs, ws], dtype, grad=False)
     assert calls["conv2d"] >= 1
 
 
@@ -67,6 +71,8 @@ def test_conv2d_parity(xs, ws, kw, dtype, bias, calls):
 def test_conv2d_noncontiguous_input(dtype, calls):
     check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1),
           [(2, 3, 9, 12), (5, 3, 3, 3), (5,)], dtype, noncontig=True)
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1, stride=2),
+          [(2, 3, 9, 12), (5, 3, 3, 3), (5,)], dtype, noncontig=True, grad=False)
     assert calls["conv2d"] >= 1
 
 
