@@ -18,6 +18,11 @@ The work around the GEMMs runs as small C kernels where a C compiler works
 (``ember/ops/_conv_c.py``: Winograd's tile transforms, 2-d max pooling and its scatter,
 split by channels over the thread pool), and im2col/col2im copies are cut by channels over
 the same pool; the NumPy formulations below remain the fallback (``EMBER_CONV_C=0``).
+2-d convolutions with few taps per output (C * KH * KW <= 160: LeNet's, a network's first
+layer) skip im2col and GEMM: direct C kernels (``ember/ops/_conv_small_c.py``, the batch
+split over the pool; ``EMBER_CONV_DIRECT=0`` turns them off) compute the forward, the
+stride-1 weight gradient and the stride-1 input gradient as a full convolution; 2x2/2 max
+pooling has a vectorised kernel there too (see ``_direct``).
 
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
