@@ -68,128 +68,7 @@ static inline __attribute__((always_inline)) void load_row_SFX(VEC_SFX *v, const
     }
 }
 
-/* One (JB columns x 8 channels) output block of row y: acc = sum over the taps. */
-static inline __attribute__((always_inline)) void fwd_block8_SFX(
-        VEC_SFX acc[8][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
-        long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
-        long col0) {
-    for (int o = 0; o < 8; ++o)
-        for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
-    for (long c = 0; c < C; ++c)
-        for (long ky = ky0; ky < ky1; ++ky) {
-            const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
-            const REAL *wr = wb + (c * K + ky * KW) * 8;
-            for (long kx = 0; kx < KW; ++kx) {
-                VEC_SFX xv[JV];
-                load_row_SFX(xv, xr + kx * dw, sw);
-                const REAL *wv = wr + kx * 8;
-                for (int o = 0; o < 8; ++o)
-                    for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
-            }
-        }
-}
-
-/* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
-   (ceil(O / 8), C, KH, KW, 8), zeros past O. Hp, Wpa: the padded buffer's rows and
-   columns (Wpa covers whole JB-column blocks). */
-void conv_fwd8_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
-                  long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
-                  long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
-    long K = KH * KW, nob = (O + 8 - 1) / 8;
-    REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
-    if (!buf) return;
-    for (long n = n0; n < n1; ++n) {
-        pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
-        for (long ob = 0; ob < nob; ++ob) {
-            const REAL *wb = wp + ob * C * K * 8;
-            long oc = O - ob * 8 < 8 ? O - ob * 8 : 8;
-            for (long y = 0; y < OH; ++y) {
-                long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
-                while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
-                while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
-                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
-                    VEC_SFX acc[8][JV];
-                    if (sw == 1)
-                        fwd_block8_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
-                                      1, j0);
-                    else
-                        fwd_block8_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
-                                      sw, j0 * sw);
-                    long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
-                    for (long o = 0; o < oc; ++o) {
-                        REAL b = bias ? bias[ob * 8 + o] : 0, t[JB_SFX];
-                        for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
-                        REAL *dst = out + ((n * O + ob * 8 + o) * OH + y) * OW + j0;
-                        for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
-                    }
-                }
-            }
-        }
-    }
-    free(buf);
-}
-
-/* One (JB columns x 6 channels) output block of row y: acc = sum over the taps. */
-static inline __attribute__((always_inline)) void fwd_block6_SFX(
-        VEC_SFX acc[6][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
-        long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
-        long col0) {
-    for (int o = 0; o < 6; ++o)
-        for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
-    for (long c = 0; c < C; ++c)
-        for (long ky = ky0; ky < ky1; ++ky) {
-            const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
-            const REAL *wr = wb + (c * K + ky * KW) * 6;
-            for (long kx = 0; kx < KW; ++kx) {
-                VEC_SFX xv[JV];
-                load_row_SFX(xv, xr + kx * dw, sw);
-                const REAL *wv = wr + kx * 6;
-                for (int o = 0; o < 6; ++o)
-                    for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
-            }
-        }
-}
-
-/* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
-   (ceil(O / 6), C, KH, KW, 6), zeros past O. Hp, Wpa: the padded buffer's rows and
-   columns (Wpa covers whole JB-column blocks). */
-void conv_fwd6_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
-                  long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
-                  long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
-    long K = KH * KW, nob = (O + 6 - 1) / 6;
-    REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
-    if (!buf) return;
-    for (long n = n0; n < n1; ++n) {
-        pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
-        for (long ob = 0; ob < nob; ++ob) {
-            const REAL *wb = wp + ob * C * K * 6;
-            long oc = O - ob * 6 < 6 ? O - ob * 6 : 6;
-            for (long y = 0; y < OH; ++y) {
-                long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
-                while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
-                while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
-                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
-                    VEC_SFX acc[6][JV];
-                    if (sw == 1)
-                        fwd_block6_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
-                                      1, j0);
-                    else
-                        fwd_block6_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
-                                      sw, j0 * sw);
-                    long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
-                    for (long o = 0; o < oc; ++o) {
-                        REAL b = bias ? bias[ob * 6 + o] : 0, t[JB_SFX];
-                        for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
-                        REAL *dst = out + ((n * O + ob * 6 + o) * OH + y) * OW + j0;
-                        for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
-                    }
-                }
-            }
-        }
-    }
-    free(buf);
-}
-
+@FWD@
 /* The weight gradient of a stride-1 convolution, for the sample blocks [b0, b1) (block b:
    samples [b * nb, b * nb + nb) cut at N): part (nblocks, O, C * KH * KW), each block's own
    sum. g is the output gradient (N, O, OH, OW); Wp the padded input's row length.
@@ -198,16 +77,16 @@ void conv_fwd6_SFX(const REAL *x, long C, long H, long W, long pt, long pl, cons
    positions of every tap one contiguous run of the padded input, shifted by the tap's
    offset: no column matrix is built. 4 x 4 pairs at a time in vector registers (8 loads
    for 16 multiply-adds); the lanes are folded in a fixed order. */
-void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
-                    const REAL *g, long O, long KH, long KW, long dh, long dw, long OH,
-                    long OW, long Hp, long Wp, long nb, long b0, long b1, REAL *part) {
+int conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl,
+                   const REAL *g, long O, long KH, long KW, long dh, long dw, long OH,
+                   long OW, long Hp, long Wp, long nb, long b0, long b1, REAL *part) {
     long K = KH * KW, T = C * K, Tp = (T + 3) / 4 * 4, Op = (O + 3) / 4 * 4;
     long Q = (OH * Wp + WLANES_SFX - 1) / WLANES_SFX * WLANES_SFX;  /* positions, whole vectors */
     long XS = C * Hp * Wp + Q, GS = Op * Q;  /* per sample: input (+ slack), gradient rows */
     REAL *xb = malloc((size_t)(nb * XS) * sizeof(REAL));
     REAL *gb = malloc((size_t)(nb * GS) * sizeof(REAL));
     long *off = malloc((size_t)Tp * sizeof(long));
-    if (!xb || !gb || !off) { free(xb); free(gb); free(off); return; }
+    if (!xb || !gb || !off) { free(xb); free(gb); free(off); return 1; }
     for (long t = 0; t < Tp; ++t) {  /* a tap's shift; padding taps read tap 0 (dropped) */
         long c = t / K, ky = t % K / KW, kx = t % KW;
         off[t] = t < T ? (c * Hp + ky * dh) * Wp + kx * dw : 0;
@@ -261,6 +140,7 @@ void conv_wgrad_SFX(const REAL *x, long N, long C, long H, long W, long pt, long
     free(xb);
     free(gb);
     free(off);
+    return 0;
 }
 
 /* 2x2 stride-2 max pooling (no padding) of the planes [p0, p1) of x (P, H, W): maxima and,
@@ -310,6 +190,72 @@ void maxpool2x2_SFX(const REAL *x, long H, long W, long oh, long ow, long p0, lo
             }
         }
 }
+"""
+
+_FWD = r"""
+/* One output block of row y, JB columns x OB channels (the source has a copy per channel
+   block size): acc = sum over the taps. */
+static inline __attribute__((always_inline)) void fwd_blockOB_SFX(
+        VEC_SFX acc[OB][JV], const REAL *buf, const REAL *wb, long C, long K, long KW,
+        long Hp, long Wpa, long row0, long ky0, long ky1, long dh, long dw, long sw,
+        long col0) {
+    for (int o = 0; o < OB; ++o)
+        for (int v = 0; v < JV; ++v) acc[o][v] = (VEC_SFX){0};
+    for (long c = 0; c < C; ++c)
+        for (long ky = ky0; ky < ky1; ++ky) {
+            const REAL *xr = buf + (c * Hp + row0 + ky * dh) * Wpa + col0;
+            const REAL *wr = wb + (c * K + ky * KW) * OB;
+            for (long kx = 0; kx < KW; ++kx) {
+                VEC_SFX xv[JV];
+                load_row_SFX(xv, xr + kx * dw, sw);
+                const REAL *wv = wr + kx * OB;
+                for (int o = 0; o < OB; ++o)
+                    for (int v = 0; v < JV; ++v) acc[o][v] += xv[v] * wv[o];
+            }
+        }
+}
+
+/* out (N, O, OH, OW) = conv(x, w) (+ bias) for the samples [n0, n1). wp is the weight packed
+   (ceil(O / OB), C, KH, KW, OB), zeros past O. Hp, Wpa: the padded buffer's rows and
+   columns (Wpa covers whole JB-column blocks). */
+int conv_fwdOB_SFX(const REAL *x, long C, long H, long W, long pt, long pl, const REAL *wp,
+                 long O, long KH, long KW, long sh, long sw, long dh, long dw, long OH,
+                 long OW, long Hp, long Wpa, const REAL *bias, long n0, long n1, REAL *out) {
+    long K = KH * KW, nob = (O + OB - 1) / OB;
+    REAL *buf = malloc((size_t)(C * Hp * Wpa) * sizeof(REAL));
+    if (!buf) return 1;  /* the caller raises MemoryError */
+    for (long n = n0; n < n1; ++n) {
+        pad_planes_SFX(x + n * C * H * W, C, H, W, pt, pl, Hp, Wpa, buf);
+        for (long ob = 0; ob < nob; ++ob) {
+            const REAL *wb = wp + ob * C * K * OB;
+            long oc = O - ob * OB < OB ? O - ob * OB : OB;
+            for (long y = 0; y < OH; ++y) {
+                long ky0 = 0, ky1 = KH;  /* kernel rows inside the input: padding adds 0 */
+                while (ky0 < KH && y * sh + ky0 * dh < pt) ++ky0;
+                while (ky1 > ky0 && y * sh + (ky1 - 1) * dh >= pt + H) --ky1;
+                for (long j0 = 0; j0 < OW; j0 += JB_SFX) {
+                    VEC_SFX acc[OB][JV];
+                    if (sw == 1)
+                        fwd_blockOB_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      1, j0);
+                    else
+                        fwd_blockOB_SFX(acc, buf, wb, C, K, KW, Hp, Wpa, y * sh, ky0, ky1, dh, dw,
+                                      sw, j0 * sw);
+                    long jc = OW - j0 < JB_SFX ? OW - j0 : JB_SFX;
+                    for (long o = 0; o < oc; ++o) {
+                        REAL b = bias ? bias[ob * OB + o] : 0, t[JB_SFX];
+                        for (int v = 0; v < JV; ++v) *(UVEC_SFX *)(t + v * LANES_SFX) = acc[o][v];
+                        REAL *dst = out + ((n * O + ob * OB + o) * OH + y) * OW + j0;
+                        for (long j = 0; j < jc; ++j) dst[j] = t[j] + b;
+                    }
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 """
 
 _TABLE = r"""
@@ -387,6 +333,7 @@ typedef double UWVEC_d __attribute__((vector_size(WBYTES), aligned(8), may_alias
 #endif
 #define IOTA_d (IVEC_d){0, 1, 2, 3}
 """
+_TEMPLATE = _TEMPLATE.replace("@FWD@\n", "".join(_FWD.replace("OB", str(ob)) for ob in OBS))
 _BODY = _TEMPLATE.split("\n", 4)[4]  # the second copy without the #includes
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         .replace("#include <string.h>\n", "#include <string.h>\n" + _HEAD)
@@ -396,9 +343,9 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
 _PROTOS = {
-    "conv_fwd8": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
-    "conv_fwd6": ctypes.CFUNCTYPE(None, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
-    "conv_wgrad": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, *[_L] * 12, _P),
+    "conv_fwd8": ctypes.CFUNCTYPE(ctypes.c_int, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
+    "conv_fwd6": ctypes.CFUNCTYPE(ctypes.c_int, _P, *[_L] * 5, _P, *[_L] * 11, _P, _L, _L, _P),
+    "conv_wgrad": ctypes.CFUNCTYPE(ctypes.c_int, _P, *[_L] * 6, _P, *[_L] * 12, _P),
     "maxpool2x2": ctypes.CFUNCTYPE(None, _P, *[_L] * 6, _P, _P),
 }
 _LIB: dict = {}
@@ -431,13 +378,15 @@ _MIN_SPLIT_WORK = 1 << 21
 
 
 def _split(fn, n, work):
+    """``fn(start, stop)`` over ``range(n)``, cut over the thread pool when ``work``
+    (multiply-adds) is worth it; a part whose kernel could not allocate its buffers (it
+    returns nonzero, computing nothing) raises MemoryError here."""
     from .. import _parallel
     from .._threads import get_num_threads
     k = min(get_num_threads(), n) if work >= _MIN_SPLIT_WORK else 1
-    if k <= 1:
-        fn(0, n)
-    else:
-        _parallel.run_split(fn, _parallel._bounds(n, k))
+    res = [fn(0, n)] if k <= 1 else _parallel.run_split(fn, _parallel._bounds(n, k))
+    if any(res):
+        raise MemoryError("convolution: the direct C kernel could not allocate its buffers")
 
 
 def _geometry(h, w, ks, pads, st, dl, osz=None):
