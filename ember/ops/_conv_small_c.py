@@ -389,16 +389,12 @@ def _split(fn, n, work):
         raise MemoryError("convolution: the direct C kernel could not allocate its buffers")
 
 
-def _geometry(h, w, ks, pads, st, dl, osz=None):
-    """(OH, OW, Hp, Wpa): the output size (``osz`` when given: a weight gradient's output
-    gradient may cover fewer rows than the padded input allows) and the padded buffer's
-    rows and columns (whole JB-column blocks of output, so no tap reads past a row)."""
+def _geometry(h, w, ks, pads, st, dl):
+    """(OH, OW, Hp, Wpa): the output size and the padded buffer's rows and columns (whole
+    JB-column blocks of output, so no tap reads past a row)."""
     (pt, pb), (pl, pr) = pads
-    if osz is None:
-        oh = (h + pt + pb - dl[0] * (ks[0] - 1) - 1) // st[0] + 1
-        ow = (w + pl + pr - dl[1] * (ks[1] - 1) - 1) // st[1] + 1
-    else:
-        oh, ow = osz
+    oh = (h + pt + pb - dl[0] * (ks[0] - 1) - 1) // st[0] + 1
+    ow = (w + pl + pr - dl[1] * (ks[1] - 1) - 1) // st[1] + 1
     hp = (oh - 1) * st[0] + dl[0] * (ks[0] - 1) + 1
     wpa = (-(-ow // JB) * JB - 1) * st[1] + dl[1] * (ks[1] - 1) + 1
     return oh, ow, hp, wpa
@@ -458,7 +454,7 @@ def conv2d_weight_grad(x, g, wshape, pads, dl):
     n, c, h, wd = x.shape
     o = wshape[0]
     ks = tuple(wshape[2:])
-    oh, ow = g.shape[2:]
+    oh, ow = g.shape[2:]  # (may be fewer rows than the padded input allows: output_padding)
     hp = oh + dl[0] * (ks[0] - 1)
     wp = ow + dl[1] * (ks[1] - 1)
     nb = min(n, _block(n, c, hp, wp, o, oh))
