@@ -136,7 +136,8 @@ void wino_grad_SFX(const REAL *g, long N, long O, long th, long tw, long oh, lon
 
 /* Max pooling over the planes [p0, p1) of x (P, H, W): window maxima, and when idx is given
    each window's first argmax (row-major) as a flat index into its plane, as PyTorch's
-   return_indices. A NaN wins over any number (the first NaN of the window). */
+   return_indices. PyTorch's rule: a larger value or any NaN takes over, so the first maximum
+   or the last NaN of the window wins. */
 void maxpool2d_SFX(const REAL *x, long H, long W, long oh, long ow, long kh, long kw,
                    long sh, long sw, long ph, long pw, long dh, long dw, long p0, long p1,
                    REAL *out, int64_t *idx) {
@@ -158,11 +159,11 @@ void maxpool2d_SFX(const REAL *x, long H, long W, long oh, long ow, long kh, lon
                     REAL m = r0[2 * j], v;
                     int64_t b = base + 2 * j;
                     int t;
-                    v = r0[2 * j + 1]; t = v > m || (v != v && m == m);
+                    v = r0[2 * j + 1]; t = v > m || v != v;
                     m = t ? v : m; b = t ? base + 2 * j + 1 : b;
-                    v = r1[2 * j]; t = v > m || (v != v && m == m);
+                    v = r1[2 * j]; t = v > m || v != v;
                     m = t ? v : m; b = t ? base + W + 2 * j : b;
-                    v = r1[2 * j + 1]; t = v > m || (v != v && m == m);
+                    v = r1[2 * j + 1]; t = v > m || v != v;
                     m = t ? v : m; b = t ? base + W + 2 * j + 1 : b;
                     o[j] = m;
                     io[j * step] = b;
@@ -171,7 +172,8 @@ void maxpool2d_SFX(const REAL *x, long H, long W, long oh, long ow, long kh, lon
             continue;
         }
         /* any geometry: one output row at a time, kernel positions in row-major order (so
-           the first maximum wins), each a branch-free pass over the columns it reaches */
+           the first maximum, or the last NaN, wins), each a branch-free pass over the columns
+           it reaches */
         for (long oy = 0; oy < oh; ++oy) {
             REAL *m = op + oy * ow;
             int64_t *best = ip ? ip + oy * ow : (int64_t *)bestrow;
@@ -188,7 +190,7 @@ void maxpool2d_SFX(const REAL *x, long H, long W, long oh, long ow, long kh, lon
                     int64_t pos = y * W + off;
                     for (long j = lo; j < hi; ++j) {
                         REAL v = row[j * sw], c = m[j];
-                        int t = best[j] < 0 || v > c || (v != v && c == c);
+                        int t = best[j] < 0 || v > c || v != v;
                         m[j] = t ? v : c;
                         best[j] = t ? pos + j * sw : best[j];
                     }

@@ -18,6 +18,11 @@ The work around the GEMMs runs as small C kernels where a C compiler works
 (``ember/ops/_conv_c.py``: Winograd's tile transforms, 2-d max pooling and its scatter,
 split by channels over the thread pool), and im2col/col2im copies are cut by channels over
 the same pool; the NumPy formulations below remain the fallback (``EMBER_CONV_C=0``).
+2-d convolutions with few taps per output (C * KH * KW <= 160: LeNet's, a network's first
+layer) skip im2col and GEMM: direct C kernels (``ember/ops/_conv_small_c.py``, the batch
+split over the pool; ``EMBER_CONV_DIRECT=0`` turns them off) compute the forward, the
+stride-1 weight gradient and the stride-1 input gradient as a full convolution; 2x2/2 max
+pooling has a vectorised kernel there too (see ``_direct``).
 
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
@@ -40,7 +45,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator, _memory_format as _mf, _parallel
 from .._threads import get_num_threads
 from .._meta import MetaArray
-from . import _conv_c
+from . import _conv_c, _conv_small_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -416,6 +421,36 @@ class ConvBiasGrad(Node):
         return h.reshape((1, -1) + (1,) * (len(shape) - 2)).expand(shape)
 
 
+# Direct convolution (``ember/ops/_conv_small_c.py``) for 2-d convolutions with few taps per
+# output value (C * KH * KW): there im2col's GEMM has a short inner dimension and streams a
+# column matrix KH * KW times the input's size for a few output rows, with the batch moved
+# innermost and back around it. The direct kernels split the batch over the threads in one
+# hand-off per op. Measured at one thread (timeit minimum, loaded 2-core VM), im2col + GEMM
+# -> direct: LeNet's conv 1 -> 6, 5x5, pad 2, batch 64: 965 -> 375 us; 6 -> 16, 5x5: 659 ->
+# 605 us; its input gradient as a full convolution (16 -> 6 channels, 400 taps) 1270 -> 790
+# us; CIFAR's first conv (3 -> 32, 3x3, batch 32) 4.7 -> 1.6 ms. The stride-1 weight
+# gradient (dot products over shifted runs of the padded input) wins clearly for few taps
+# (LeNet's first: 890 -> 350-420 us) and about evens with im2col + GEMM at 150 (LeNet's
+# second, whole training step in-process A/B at 2 threads: process CPU 12.2 -> 11.0 ms,
+# main thread 9.1 -> 8.3 ms, medians of 40). Winograd's shapes keep Winograd (checked first).
+_DIRECT_MAX_TAPS = 160
+_DIRECT_MAX_BLOCK_TAPS = 256  # taps x (16-column blocks / output columns): LeNet's 150 x 16/10
+_DIRECT_WGRAD_MAX_TAPS = 160
+_DIRECT_IGRAD_MAX_TAPS = 400
+
+
+def _direct(x, wshape, stride, groups, max_taps=_DIRECT_MAX_TAPS, ow=None):
+    """Whether the direct C kernels serve a convolution of ``x`` by weights of ``wshape``
+    (with ``ow`` output columns: the forward kernel's blocks of 16 columns then cost as many
+    taps as they have, output rows shorter than a block or two waste part of each: 1x1, 128
+    channels, 8 columns measured 4.8 ms with im2col + GEMM, 5.1-8.6 ms direct)."""
+    taps = _prod(wshape[1:])
+    return (groups == 1 and len(stride) == 2 and type(x) is np.ndarray and x.ndim == 4
+            and x.dtype.kind == "f" and taps <= max_taps
+            and (ow is None or taps * (-(-ow // 16) * 16) < _DIRECT_MAX_BLOCK_TAPS * ow)
+            and _conv_small_c.available(x.dtype))
+
+
 def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     """The convolution on arrays: (output, what the weight gradient can reuse, or None
     unless ``keep``)."""
@@ -435,6 +470,14 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
                                                        stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
         return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
+    if _direct(x, w.shape, stride, groups,
+               ow=_out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)[-1]) and \
+            (not keep or all(t == 1 for t in stride)):
+        # (a strided convolution whose weight gradient is wanted keeps im2col: its columns
+        # serve the weight gradient, which has no direct kernel; ResNet's 7x7/2 stem measured
+        # no better direct, and then its columns would be built twice)
+        out = _conv_small_c.conv2d(x, w, b, pads, stride, dilation)
+        return (out if out.dtype == dt else out.astype(dt)), None
     ks = w.shape[2:]
     n, o = x.shape[0], w.shape[0]
     osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
@@ -726,8 +769,9 @@ class ConvInputGrad(Node):
             out = _conv_input_grad_nhwc(_as_compute(g), _as_compute(w), xshape, stride, pads,
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
+        direct = _direct(g, (cg * groups, o) + ks, stride, groups, _DIRECT_IGRAD_MAX_TAPS)
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or (
+                o <= cg * groups or direct or (
                     (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
                     and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
                                       xshape[2:]))):
@@ -749,6 +793,9 @@ class ConvInputGrad(Node):
                     out = _winograd_conv(_as_compute(g), _as_compute(w), None, tuple(full),
                                          keep=False, flipped=True)[0]
                     return out if out.dtype == dt else out.astype(dt)
+                if direct:
+                    return _conv_small_c.conv2d(g, _flipped_transposed(w, groups), None,
+                                                tuple(full), stride, dilation)
                 return _conv_array(g, _flipped_transposed(w, groups), None, stride,
                                    tuple(full), dilation, groups)[0]
         dt = g.dtype
@@ -810,6 +857,10 @@ class ConvWeightGrad(Node):
         if (cols is not None and cols[0] == "nhwc") or (cols is None and _nhwc(x, groups)):
             gw = _conv_weight_grad_nhwc(x, g, tuple(wshape), stride, pads, dilation,
                                         None if cols is None else cols[1])
+            return gw if gw.dtype == dt else gw.astype(dt)
+        if cols is None and all(t == 1 for t in stride) and \
+                _direct(x, wshape, stride, groups, _DIRECT_WGRAD_MAX_TAPS):
+            gw = _conv_small_c.conv2d_weight_grad(x, g, tuple(wshape), pads, dilation)
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups, n, osz):
@@ -1076,10 +1127,13 @@ def _flat_indices(arg, ks, st, dl, pads, osz, spatial):
 
 
 def _window_argmax(xp, out, ks, st, dl, osz):
-    """The first kernel position (row-major) of each window that holds its max (or a NaN).
+    """PyTorch's argmax of each window as a kernel position (row-major): the first position
+    that holds the window's max, or the last NaN (in PyTorch's loop a larger value or any
+    NaN takes over).
 
     Branch-free: a running "already found" mask keeps the first hit, which is much faster
-    than masked writes (``putmask``/``copyto(where=)``) on random masks."""
+    than masked writes (``putmask``/``copyto(where=)``) on random masks. A window holding a
+    NaN has a NaN max, which no position equals, so its NaNs are written over it in order."""
     kk = _prod(ks)
     arg = np.zeros(out.shape, dtype=np.int16 if kk > 127 else np.int8)
     taken = np.zeros(out.shape, dtype=bool)
@@ -1088,12 +1142,12 @@ def _window_argmax(xp, out, ks, st, dl, osz):
     for i, pos in enumerate(itertools.product(*(range(k) for k in ks))):
         v = xp[_window_slices(pos, st, dl, osz)]
         hit = v == out
-        if nan:
-            hit |= np.isnan(v)
         np.greater(hit, taken, out=first)
         taken |= hit
         if i:
             arg += first * arg.dtype.type(i)
+        if nan:
+            np.copyto(arg, arg.dtype.type(i), where=np.isnan(v))
     return arg
 
 
@@ -1117,9 +1171,15 @@ class MaxPoolNd(Node):
         recording = isinstance(ctx, Node)
         if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
             # one C pass (ember/ops/_conv_c.py) gives the maxima and, when a gradient or
-            # the indices are wanted, each window's argmax: backward is then a scatter
-            out, flat = _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl, osz,
-                                          recording or return_indices)
+            # the indices are wanted, each window's argmax: backward is then a scatter.
+            # The usual 2x2/2 pooling has its own vectorised kernel (_conv_small_c.py:
+            # LeNet's first pooling, 64x6x28x28 float32, 0.45 -> 0.11 ms at one thread)
+            if ks == st == (2, 2) and dl == (1, 1) and pads == ((0, 0), (0, 0)) and \
+                    _conv_small_c.available(x.dtype):
+                out, flat = _conv_small_c.maxpool2x2(x, recording or return_indices)
+            else:
+                out, flat = _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl,
+                                              osz, recording or return_indices)
             if recording:
                 ctx.out, ctx.flat = None, flat
             return (out, flat) if return_indices else out
@@ -1173,7 +1233,8 @@ class MaxPoolGrad(Node):
             for k in positions:
                 np.maximum(out, xp[_window_slices(k, st, dl, osz)], out=out)
         if not isinstance(ctx, Node) and all(t >= d * (k - 1) + 1
-                                             for k, t, d in zip(ks, st, dl)):
+                                             for k, t, d in zip(ks, st, dl)) and \
+                not (out.dtype.kind == "f" and np.isnan(out).any()):  # NaN: the last wins
             return _max_pool_grad_disjoint(g, xp, out, x.shape, pads, ks, st, dl, osz)
         # Flat index of every window's argmax into the padded array: a per-window base
         # plus the offset of the winning kernel position, then one scatter-add.
@@ -1205,8 +1266,9 @@ class MaxPoolGrad(Node):
 
 def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
     """Max pooling's input gradient when no two windows overlap (stride >= window extent,
-    the usual 2x2/2 case): every input position belongs to at most one window, so each
-    kernel position writes ``g`` where it holds its window's first max; no scatter-add."""
+    the usual 2x2/2 case) and no window holds a NaN: every input position belongs to at
+    most one window, so each kernel position writes ``g`` where it holds its window's first
+    max; no scatter-add."""
     covered = all(d == 1 and t == k and o * k == s
                   for k, t, d, o, s in zip(ks, st, dl, osz, xp.shape[2:]))
     # windows that tile the input write every position: nothing to zero first
@@ -1214,12 +1276,9 @@ def _max_pool_grad_disjoint(g, xp, out, xshape, pads, ks, st, dl, osz):
     taken = np.zeros(out.shape, dtype=bool)
     first = np.empty(out.shape, dtype=bool)
     hit = np.empty(out.shape, dtype=bool)
-    nan = out.dtype.kind == "f" and np.isnan(out).any()
     for pos in itertools.product(*(range(k) for k in ks)):
         win = _window_slices(pos, st, dl, osz)
         np.equal(xp[win], out, out=hit)
-        if nan:
-            hit |= np.isnan(xp[win])
         np.greater(hit, taken, out=first)
         taken |= hit
         np.multiply(g, first, out=gxp[win])
