@@ -2,7 +2,8 @@
 
 ``optimizer_group_step`` (a graph node made by ``_passes.group_optimizer_steps``) calls
 ``group_step`` first: for ``ember.optim.SGD`` (``sgd_group_step``) and ``Adam``/``AdamW``
-(``adam_group_step``) it updates every parameter of the group in one C call, reading each
+(``adam_group_step``) it updates every parameter of the group in one C call (at several
+threads, one call per run of elements on ember's pool, in one hand-off: ``_run``), reading each
 gradient where it lies (eager's flat path first copies all gradients into one buffer, then
 makes three to five (SGD) or about fifteen (Adam) NumPy passes over it). The arithmetic is
 eager's, operation by operation in the same order and precision (``-ffp-contract=off``; each
@@ -16,6 +17,7 @@ False and the optimizer's own code runs.
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 from .. import _threads
 from .._tensor import _bump_version
 
-__all__ = ["group_step", "sgd_group_step", "adam_group_step"]
+__all__ = ["group_step", "sgd_group_step", "adam_group_step", "lanes"]
 
 # one element: g = ±grad (+ wd * p); b = b * m + (1 - d) * g (or + g); g = g + m * b
 # (Nesterov) or b; p = p - lr * g: eager's _sgd, one NumPy statement per line here
@@ -112,6 +114,9 @@ void adam_step_{T}(int64_t count, const int64_t *sizes, void **pp, void **gp, vo
 """
 _CTYPES = {"float32": "float", "float64": "double"}
 _PARALLEL_MIN = 1 << 18   # a memory-bound update: a second thread pays only on large tensors
+LANE_MIN = 1 << 15        # elements per run of ``_run`` (about 10-20 us of update: a hand-off
+# to ember's pool costs 6-8 us)
+LANES_ON = os.environ.get("EMBER_OPTIM_LANES", "1") != "0"
 _KERNELS: dict = {}
 
 
@@ -188,6 +193,53 @@ def _call(fn, sizes, addrs, *rest):
     fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), *[arr(*a) for a in addrs], *rest)
 
 
+def lanes(sizes, parts, align=16):
+    """The group's elements (the tensors' ``sizes`` laid end to end) cut into ``parts``
+    contiguous runs of about equal length, each boundary on a multiple of ``align``: per
+    run, a list of ``(tensor index, first element, element count)``. A cut may fall inside
+    a tensor: its two pieces go to two runs."""
+    total = sum(sizes)
+    step = -(-total // parts)
+    step = -(-step // align) * align
+    out, start = [], 0
+    for lo in range(0, total, step):
+        hi, run = min(lo + step, total), []
+        start = 0
+        for i, n in enumerate(sizes):
+            a, b = max(lo, start), min(hi, start + n)
+            if a < b:
+                run.append((i, a - start, b - a))
+            start += n
+        out.append(run)
+    return out
+
+
+def _run(fn, sizes, addrs, itemsize, *rest):
+    """``fn`` (a group kernel: count, sizes, address lists, ``*rest``, thread count) over
+    the group: at several threads, the elements cut into one run per thread (``lanes``),
+    each run one single-threaded call on ember's pool, all in one hand-off. The update is
+    elementwise, so every element is computed as in one call: the same bits at any thread
+    count. This replaces the kernel's OpenMP loop (one fork and join per large tensor, small
+    tensors serial, and a libgomp worker that then spins on the core ember's pool needs:
+    an MLP step's update went through two OpenMP regions, a GPT block's AdamW update on its
+    many 16K-65K-element tensors ran on one core). ``EMBER_OPTIM_LANES=0``: the OpenMP loop
+    (for comparisons)."""
+    from .. import _parallel
+    threads = _threads.get_num_threads()
+    total = sum(sizes)
+    parts = min(threads, total // LANE_MIN)
+    if not LANES_ON or parts < 2 or getattr(_parallel._worker, "in_pool", False):
+        _call(fn, sizes, addrs, *rest, threads)
+        return
+    calls = []
+    for run in lanes(sizes, parts):
+        sub = [[None if a[i] is None else a[i] + off * itemsize for i, off, _ in run]
+               for a in addrs]
+        calls.append(([n for _, _, n in run], sub))
+    _parallel.run_split(lambda i, _: _call(fn, calls[i][0], calls[i][1], *rest, 1),
+                        [(i, i + 1) for i in range(len(calls))])
+
+
 def sgd_group_step(opt, group):
     """One SGD update of ``group`` in a single C call; False where eager's code must run."""
     from ..optim.sgd import SGD
@@ -206,10 +258,10 @@ def sgd_group_step(opt, group):
     if isinstance(lr, Tensor):
         lr = lr.item()
     dampening = float(group["dampening"])
-    _call(fn, sizes, addrs, ctypes.c_double(float(lr)), ctypes.c_double(momentum),
-          ctypes.c_double(1.0 - dampening), ctypes.c_double(float(group["weight_decay"])),
-          int(momentum != 0), int(dampening != 0), int(bool(group["nesterov"])),
-          int(bool(group["maximize"])), _threads.get_num_threads())
+    _run(fn, sizes, addrs, params[0]._data.itemsize, ctypes.c_double(float(lr)),
+         ctypes.c_double(momentum), ctypes.c_double(1.0 - dampening),
+         ctypes.c_double(float(group["weight_decay"])), int(momentum != 0),
+         int(dampening != 0), int(bool(group["nesterov"])), int(bool(group["maximize"])))
     for p in params:
         _bump_version(p)
     return True
@@ -244,12 +296,13 @@ def adam_group_step(opt, group):
     lr = _to_scalar(group["lr"])
     beta1, beta2 = (_to_scalar(b) for b in group["betas"])
     wd = group["weight_decay"]
-    _call(fn, sizes, addrs, ctypes.c_double(1 - lr * wd), ctypes.c_double(wd),
-          ctypes.c_double(beta1), ctypes.c_double(1 - beta1), ctypes.c_double(beta2),
-          ctypes.c_double(1 - beta2), ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5),
-          ctypes.c_double(group["eps"]), ctypes.c_double(lr / (1 - beta1 ** t)),
-          int(wd != 0), int(bool(group["decoupled_weight_decay"])), int(amsgrad),
-          int(bool(group["maximize"])), _threads.get_num_threads())
+    _run(fn, sizes, addrs, params[0]._data.itemsize, ctypes.c_double(1 - lr * wd),
+         ctypes.c_double(wd), ctypes.c_double(beta1), ctypes.c_double(1 - beta1),
+         ctypes.c_double(beta2), ctypes.c_double(1 - beta2),
+         ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5), ctypes.c_double(group["eps"]),
+         ctypes.c_double(lr / (1 - beta1 ** t)), int(wd != 0),
+         int(bool(group["decoupled_weight_decay"])), int(amsgrad),
+         int(bool(group["maximize"])))
     for s in steps:
         s[...] = t
     for p in params:
