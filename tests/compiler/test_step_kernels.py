@@ -449,3 +449,39 @@ def test_group_update_runs_on_the_pool_in_one_hand_off(monkeypatch):
     finally:
         ember.set_num_threads(prev)
     assert calls == [2] and threads == [1, 1]
+
+
+@needs_cc
+def test_group_update_follows_rebound_parameter_and_state_arrays():
+    """The addresses of parameters and optimizer state are cached per optimizer; a
+    parameter whose array is rebound (``p.data = ...``) or state loaded anew is updated
+    where it now lies, as eager updates it, and the cache stays bounded."""
+    rng = np.random.default_rng(9)
+    shapes = [(40, 30), (30,)]
+    made = []
+    for _ in range(2):
+        ps = [ember.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes]
+        made.append((ps, ember.optim.SGD(ps, lr=0.1, momentum=0.9)))
+    (pa, oa), (pb, ob) = made
+    for a, b in zip(pa, pb):
+        b.data.copy_(a.data)
+    for i in range(12):
+        if i % 3 == 2:  # new arrays for the parameters, same values
+            for a, b in zip(pa, pb):
+                a.data = a.data.clone()
+                b.data = b.data.clone()
+        if i == 7:  # state loaded from a checkpoint: new buffers
+            ob.load_state_dict(ob.state_dict())
+            oa.load_state_dict(oa.state_dict())
+        for a, b in zip(pa, pb):
+            g = rng.standard_normal(a.shape)
+            a.grad, b.grad = ember.tensor(g), ember.tensor(g)
+        oa.step()
+        if not _optim.sgd_group_step(ob, ob.param_groups[0]):
+            assert i == 0
+            ob._step_group(0, ob.param_groups[0])
+        for a, b in zip(pa, pb):
+            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+            np.testing.assert_array_equal(oa.state[a]["momentum_buffer"].numpy(),
+                                          ob.state[b]["momentum_buffer"].numpy())
+    assert len(_optim._ADDRS[ob]) <= 4 * 2 * len(shapes) + 2 * len(shapes)
