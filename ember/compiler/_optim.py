@@ -26,7 +26,7 @@ import numpy as np
 from .. import _threads
 from .._tensor import _bump_version
 
-__all__ = ["group_step", "sgd_group_step", "adam_group_step", "lanes"]
+__all__ = ["group_step", "sgd_group_step", "adam_group_step", "lanes", "call_runs"]
 
 # one element: g = ±grad (+ wd * p); b = b * m + (1 - d) * g (or + g); g = g + m * b
 # (Nesterov) or b; p = p - lr * g: eager's _sgd, one NumPy statement per line here
@@ -143,9 +143,11 @@ def _kernel(ctype, kind="sgd"):
     return fn
 
 
-def group_step(opt, group):
-    """The group's update in one C call where a kernel serves ``opt``; False otherwise."""
-    return sgd_group_step(opt, group) or adam_group_step(opt, group)
+def group_step(opt, group, run=None):
+    """The group's update in one C call where a kernel serves ``opt``; False otherwise.
+    ``run(fn, params, sizes, addrs, itemsize, *args)``: what makes the kernel call(s)
+    (default ``_run``; ``_tail`` computes the last gradient inside it)."""
+    return sgd_group_step(opt, group, run) or adam_group_step(opt, group, run)
 
 
 _CT_OF = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -237,7 +239,15 @@ def lanes(sizes, parts, align=16):
     return out
 
 
-def _run(fn, sizes, addrs, itemsize, *rest):
+def call_runs(fn, runs, addrs, itemsize, *rest):
+    """One single-threaded kernel call over ``runs`` (``(tensor index, first element,
+    element count)`` triples, as ``lanes`` makes them) of the group packed in ``addrs``."""
+    sub = [[None if a[i] is None else a[i] + off * itemsize for i, off, _ in runs]
+           for a in addrs]
+    _call(fn, [n for _, _, n in runs], sub, *rest, 1)
+
+
+def _run(fn, params, sizes, addrs, itemsize, *rest):
     """``fn`` (a group kernel: count, sizes, address lists, ``*rest``, thread count) over
     the group: at several threads, the elements cut into one run per thread (``lanes``),
     each run one single-threaded call on ember's pool, all in one hand-off. The update is
@@ -254,17 +264,14 @@ def _run(fn, sizes, addrs, itemsize, *rest):
     if not LANES_ON or parts < 2 or getattr(_parallel._worker, "in_pool", False):
         _call(fn, sizes, addrs, *rest, threads)
         return
-    calls = []
-    for run in lanes(sizes, parts):
-        sub = [[None if a[i] is None else a[i] + off * itemsize for i, off, _ in run]
-               for a in addrs]
-        calls.append(([n for _, _, n in run], sub))
-    _parallel.run_split(lambda i, _: _call(fn, calls[i][0], calls[i][1], *rest, 1),
-                        [(i, i + 1) for i in range(len(calls))])
+    runs = lanes(sizes, parts)
+    _parallel.run_split(lambda i, _: call_runs(fn, runs[i], addrs, itemsize, *rest),
+                        [(i, i + 1) for i in range(len(runs))])
 
 
-def sgd_group_step(opt, group):
-    """One SGD update of ``group`` in a single C call; False where eager's code must run."""
+def sgd_group_step(opt, group, run=None):
+    """One SGD update of ``group`` in a single C call; False where eager's code must run.
+    ``run``: see ``group_step``."""
     from ..optim.sgd import SGD
     from .._tensor import Tensor
     if type(opt) is not SGD or opt.__dict__.get("_swapped"):
@@ -281,18 +288,19 @@ def sgd_group_step(opt, group):
     if isinstance(lr, Tensor):
         lr = lr.item()
     dampening = float(group["dampening"])
-    _run(fn, sizes, addrs, params[0]._data.itemsize, ctypes.c_double(float(lr)),
-         ctypes.c_double(momentum), ctypes.c_double(1.0 - dampening),
-         ctypes.c_double(float(group["weight_decay"])), int(momentum != 0),
-         int(dampening != 0), int(bool(group["nesterov"])), int(bool(group["maximize"])))
+    (run or _run)(fn, params, sizes, addrs, params[0]._data.itemsize,
+                  ctypes.c_double(float(lr)), ctypes.c_double(momentum),
+                  ctypes.c_double(1.0 - dampening), ctypes.c_double(float(group["weight_decay"])),
+                  int(momentum != 0), int(dampening != 0), int(bool(group["nesterov"])),
+                  int(bool(group["maximize"])))
     for p in params:
         _bump_version(p)
     return True
 
 
-def adam_group_step(opt, group):
+def adam_group_step(opt, group, run=None):
     """One Adam/AdamW update of ``group`` in a single C call (bit for bit eager's ``_adam``);
-    False where eager's code must run."""
+    False where eager's code must run. ``run``: see ``group_step``."""
     from ..optim.adam import Adam, AdamW
     from ..optim.optimizer import _to_scalar
     if type(opt) not in (Adam, AdamW) or opt.__dict__.get("_swapped"):
@@ -319,13 +327,13 @@ def adam_group_step(opt, group):
     lr = _to_scalar(group["lr"])
     beta1, beta2 = (_to_scalar(b) for b in group["betas"])
     wd = group["weight_decay"]
-    _run(fn, sizes, addrs, params[0]._data.itemsize, ctypes.c_double(1 - lr * wd),
-         ctypes.c_double(wd), ctypes.c_double(beta1), ctypes.c_double(1 - beta1),
-         ctypes.c_double(beta2), ctypes.c_double(1 - beta2),
-         ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5), ctypes.c_double(group["eps"]),
-         ctypes.c_double(lr / (1 - beta1 ** t)), int(wd != 0),
-         int(bool(group["decoupled_weight_decay"])), int(amsgrad),
-         int(bool(group["maximize"])))
+    (run or _run)(fn, params, sizes, addrs, params[0]._data.itemsize,
+                  ctypes.c_double(1 - lr * wd), ctypes.c_double(wd), ctypes.c_double(beta1),
+                  ctypes.c_double(1 - beta1), ctypes.c_double(beta2), ctypes.c_double(1 - beta2),
+                  ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5), ctypes.c_double(group["eps"]),
+                  ctypes.c_double(lr / (1 - beta1 ** t)), int(wd != 0),
+                  int(bool(group["decoupled_weight_decay"])), int(amsgrad),
+                  int(bool(group["maximize"])))
     for s in steps:
         s[...] = t
     for p in params:
