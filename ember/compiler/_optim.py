@@ -187,9 +187,12 @@ def _pack(opt, group, keys):
     if ctype is None:
         return None
     sizes, addrs = [], [[] for _ in range(2 + len(keys))]
-    cache = _ADDRS.get(opt)
-    if cache is None or len(cache) > 4 * (1 + len(keys)) * len(params):  # rebound arrays
-        cache = _ADDRS[opt] = {}
+    try:
+        cache = _ADDRS.get(opt)
+        if cache is None or len(cache) > 4 * (1 + len(keys)) * len(params):  # rebound arrays
+            cache = _ADDRS[opt] = {}
+    except TypeError:  # an optimizer that takes no weak reference: no cache
+        cache = {}
     for p in params:
         a, g = p._data, p.grad
         if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
