@@ -229,7 +229,7 @@ def lanes(sizes, parts, align=16):
     total = sum(sizes)
     step = -(-total // parts)
     step = -(-step // align) * align
-    out, start = [], 0
+    out = []
     for lo in range(0, total, step):
         hi, run = min(lo + step, total), []
         start = 0
@@ -255,11 +255,11 @@ def _run(fn, params, sizes, addrs, itemsize, *rest):
     the group: at several threads, the elements cut into one run per thread (``lanes``),
     each run one single-threaded call on ember's pool, all in one hand-off. The update is
     elementwise, so every element is computed as in one call: the same bits at any thread
-    count. This replaces the kernel's OpenMP loop (one fork and join per large tensor, small
-    tensors serial, and a libgomp worker that then spins on the core ember's pool needs:
-    an MLP step's update went through two OpenMP regions, a GPT block's AdamW update on its
-    many 16K-65K-element tensors ran on one core). ``EMBER_OPTIM_LANES=0``: the OpenMP loop
-    (for comparisons)."""
+    count. This replaces the kernel's OpenMP loop: one fork and join per large tensor through
+    a second pool of threads (libgomp's, woken from sleep each time, beside ember's), small
+    tensors serial: an MLP step's update went through two OpenMP regions, a GPT block's
+    AdamW update on its many 16K-65K-element tensors ran on one core. ``EMBER_OPTIM_LANES=0``:
+    the OpenMP loop (for comparisons)."""
     from .. import _parallel
     threads = _threads.get_num_threads()
     total = sum(sizes)
