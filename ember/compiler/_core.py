@@ -680,6 +680,8 @@ class CompiledFunction:
             if drop_records:  # the op forwards are called directly: pairs may share cores
                 from ._concurrent import pair_independent
                 self.pass_stats["concurrent_pairs"] = pair_independent(graph, rg)
+                from ._tail import fuse_tail_update
+                self.pass_stats["tail_update"] = fuse_tail_update(graph, rg)
             graph.lint()
             sources = [f"// {k.__name__} ({k.backend})\n{k.source}" for k in kernels]
         out_spec = cap.out_spec

@@ -2,7 +2,8 @@
 
 ``optimizer_group_step`` (a graph node made by ``_passes.group_optimizer_steps``) calls
 ``group_step`` first: for ``ember.optim.SGD`` (``sgd_group_step``) and ``Adam``/``AdamW``
-(``adam_group_step``) it updates every parameter of the group in one C call, reading each
+(``adam_group_step``) it updates every parameter of the group in one C call (at several
+threads, one call per run of elements on ember's pool, in one hand-off: ``_run``), reading each
 gradient where it lies (eager's flat path first copies all gradients into one buffer, then
 makes three to five (SGD) or about fifteen (Adam) NumPy passes over it). The arithmetic is
 eager's, operation by operation in the same order and precision (``-ffp-contract=off``; each
@@ -16,14 +17,16 @@ False and the optimizer's own code runs.
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
+import weakref
 
 import numpy as np
 
 from .. import _threads
 from .._tensor import _bump_version
 
-__all__ = ["group_step", "sgd_group_step", "adam_group_step"]
+__all__ = ["group_step", "sgd_group_step", "adam_group_step", "lanes", "call_runs"]
 
 # one element: g = ±grad (+ wd * p); b = b * m + (1 - d) * g (or + g); g = g + m * b
 # (Nesterov) or b; p = p - lr * g: eager's _sgd, one NumPy statement per line here
@@ -112,6 +115,9 @@ void adam_step_{T}(int64_t count, const int64_t *sizes, void **pp, void **gp, vo
 """
 _CTYPES = {"float32": "float", "float64": "double"}
 _PARALLEL_MIN = 1 << 18   # a memory-bound update: a second thread pays only on large tensors
+LANE_MIN = 1 << 15        # elements per run of ``_run`` (about 10-20 us of update: a hand-off
+# to ember's pool costs 6-8 us)
+LANES_ON = os.environ.get("EMBER_OPTIM_LANES", "1") != "0"
 _KERNELS: dict = {}
 
 
@@ -137,9 +143,28 @@ def _kernel(ctype, kind="sgd"):
     return fn
 
 
-def group_step(opt, group):
-    """The group's update in one C call where a kernel serves ``opt``; False otherwise."""
-    return sgd_group_step(opt, group) or adam_group_step(opt, group)
+def group_step(opt, group, run=None):
+    """The group's update in one C call where a kernel serves ``opt``; False otherwise.
+    ``run(fn, params, sizes, addrs, itemsize, *args)``: what makes the kernel call(s)
+    (default ``_run``; ``_tail`` computes the last gradient inside it)."""
+    return sgd_group_step(opt, group, run) or adam_group_step(opt, group, run)
+
+
+_CT_OF = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+# id(array) -> (array, its address), per optimizer: the parameters' arrays and the state's
+# are the same objects step after step, and ``ndarray.ctypes.data`` costs 1-2.5 us (a group of
+# 30 tensors with three or five arrays each: 0.1-0.4 ms a step). The entry holds the array, so
+# its id cannot be reused by another array while cached.
+_ADDRS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _address(a, cache):
+    hit = cache.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    addr = a.ctypes.data
+    cache[id(a)] = (a, addr)
+    return addr
 
 
 def _plain(a, dtype, shape):
@@ -158,10 +183,16 @@ def _pack(opt, group, keys):
     if not params or len({id(p) for p in params}) != len(params):
         return None
     dtype = params[0]._data.dtype
-    ctype = _CTYPES.get(str(dtype))
+    ctype = _CT_OF.get(dtype)
     if ctype is None:
         return None
     sizes, addrs = [], [[] for _ in range(2 + len(keys))]
+    try:
+        cache = _ADDRS.get(opt)
+        if cache is None or len(cache) > 4 * (1 + len(keys)) * len(params):  # rebound arrays
+            cache = _ADDRS[opt] = {}
+    except TypeError:  # an optimizer that takes no weak reference: no cache
+        cache = {}
     for p in params:
         a, g = p._data, p.grad
         if not _plain(a, dtype, a.shape) or g.is_sparse or not _plain(g._data, dtype, a.shape):
@@ -176,8 +207,10 @@ def _pack(opt, group, keys):
             if t is None or not _plain(t._data, dtype, a.shape):
                 return None
             arrays.append(t._data)
-        for lst, arr in zip(addrs, arrays):
-            lst.append(None if arr is None else arr.ctypes.data)
+        addrs[0].append(_address(a, cache))
+        addrs[1].append(arrays[1].ctypes.data)  # a gradient: a new array each step
+        for lst, arr in zip(addrs[2:], arrays[2:]):
+            lst.append(None if arr is None else _address(arr, cache))
         sizes.append(a.size)
     return params, ctype, sizes, addrs
 
@@ -188,8 +221,60 @@ def _call(fn, sizes, addrs, *rest):
     fn(ctypes.c_int64(k), (ctypes.c_int64 * k)(*sizes), *[arr(*a) for a in addrs], *rest)
 
 
-def sgd_group_step(opt, group):
-    """One SGD update of ``group`` in a single C call; False where eager's code must run."""
+def lanes(sizes, parts, align=16):
+    """The group's elements (the tensors' ``sizes`` laid end to end) cut into ``parts``
+    contiguous runs of about equal length, each boundary on a multiple of ``align``: per
+    run, a list of ``(tensor index, first element, element count)``. A cut may fall inside
+    a tensor: its two pieces go to two runs."""
+    total = sum(sizes)
+    step = -(-total // parts)
+    step = -(-step // align) * align
+    out = []
+    for lo in range(0, total, step):
+        hi, run = min(lo + step, total), []
+        start = 0
+        for i, n in enumerate(sizes):
+            a, b = max(lo, start), min(hi, start + n)
+            if a < b:
+                run.append((i, a - start, b - a))
+            start += n
+        out.append(run)
+    return out
+
+
+def call_runs(fn, runs, addrs, itemsize, *rest):
+    """One single-threaded kernel call over ``runs`` (``(tensor index, first element,
+    element count)`` triples, as ``lanes`` makes them) of the group packed in ``addrs``."""
+    sub = [[None if a[i] is None else a[i] + off * itemsize for i, off, _ in runs]
+           for a in addrs]
+    _call(fn, [n for _, _, n in runs], sub, *rest, 1)
+
+
+def _run(fn, params, sizes, addrs, itemsize, *rest):
+    """``fn`` (a group kernel: count, sizes, address lists, ``*rest``, thread count) over
+    the group: at several threads, the elements cut into one run per thread (``lanes``),
+    each run one single-threaded call on ember's pool, all in one hand-off. The update is
+    elementwise, so every element is computed as in one call: the same bits at any thread
+    count. This replaces the kernel's OpenMP loop: one fork and join per large tensor through
+    a second pool of threads (libgomp's, woken from sleep each time, beside ember's), small
+    tensors serial: an MLP step's update went through two OpenMP regions, a GPT block's
+    AdamW update on its many 16K-65K-element tensors ran on one core. ``EMBER_OPTIM_LANES=0``:
+    the OpenMP loop (for comparisons)."""
+    from .. import _parallel
+    threads = _threads.get_num_threads()
+    total = sum(sizes)
+    parts = min(threads, total // LANE_MIN)
+    if not LANES_ON or parts < 2 or getattr(_parallel._worker, "in_pool", False):
+        _call(fn, sizes, addrs, *rest, threads)
+        return
+    runs = lanes(sizes, parts)
+    _parallel.run_split(lambda i, _: call_runs(fn, runs[i], addrs, itemsize, *rest),
+                        [(i, i + 1) for i in range(len(runs))])
+
+
+def sgd_group_step(opt, group, run=None):
+    """One SGD update of ``group`` in a single C call; False where eager's code must run.
+    ``run``: see ``group_step``."""
     from ..optim.sgd import SGD
     from .._tensor import Tensor
     if type(opt) is not SGD or opt.__dict__.get("_swapped"):
@@ -206,18 +291,19 @@ def sgd_group_step(opt, group):
     if isinstance(lr, Tensor):
         lr = lr.item()
     dampening = float(group["dampening"])
-    _call(fn, sizes, addrs, ctypes.c_double(float(lr)), ctypes.c_double(momentum),
-          ctypes.c_double(1.0 - dampening), ctypes.c_double(float(group["weight_decay"])),
-          int(momentum != 0), int(dampening != 0), int(bool(group["nesterov"])),
-          int(bool(group["maximize"])), _threads.get_num_threads())
+    (run or _run)(fn, params, sizes, addrs, params[0]._data.itemsize,
+                  ctypes.c_double(float(lr)), ctypes.c_double(momentum),
+                  ctypes.c_double(1.0 - dampening), ctypes.c_double(float(group["weight_decay"])),
+                  int(momentum != 0), int(dampening != 0), int(bool(group["nesterov"])),
+                  int(bool(group["maximize"])))
     for p in params:
         _bump_version(p)
     return True
 
 
-def adam_group_step(opt, group):
+def adam_group_step(opt, group, run=None):
     """One Adam/AdamW update of ``group`` in a single C call (bit for bit eager's ``_adam``);
-    False where eager's code must run."""
+    False where eager's code must run. ``run``: see ``group_step``."""
     from ..optim.adam import Adam, AdamW
     from ..optim.optimizer import _to_scalar
     if type(opt) not in (Adam, AdamW) or opt.__dict__.get("_swapped"):
@@ -244,12 +330,13 @@ def adam_group_step(opt, group):
     lr = _to_scalar(group["lr"])
     beta1, beta2 = (_to_scalar(b) for b in group["betas"])
     wd = group["weight_decay"]
-    _call(fn, sizes, addrs, ctypes.c_double(1 - lr * wd), ctypes.c_double(wd),
-          ctypes.c_double(beta1), ctypes.c_double(1 - beta1), ctypes.c_double(beta2),
-          ctypes.c_double(1 - beta2), ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5),
-          ctypes.c_double(group["eps"]), ctypes.c_double(lr / (1 - beta1 ** t)),
-          int(wd != 0), int(bool(group["decoupled_weight_decay"])), int(amsgrad),
-          int(bool(group["maximize"])), _threads.get_num_threads())
+    (run or _run)(fn, params, sizes, addrs, params[0]._data.itemsize,
+                  ctypes.c_double(1 - lr * wd), ctypes.c_double(wd), ctypes.c_double(beta1),
+                  ctypes.c_double(1 - beta1), ctypes.c_double(beta2), ctypes.c_double(1 - beta2),
+                  ctypes.c_double(1 / (1 - beta2 ** t) ** 0.5), ctypes.c_double(group["eps"]),
+                  ctypes.c_double(lr / (1 - beta1 ** t)), int(wd != 0),
+                  int(bool(group["decoupled_weight_decay"])), int(amsgrad),
+                  int(bool(group["maximize"])))
     for s in steps:
         s[...] = t
     for p in params:

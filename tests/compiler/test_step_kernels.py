@@ -176,7 +176,7 @@ def test_compiled_adamw_training_step_equals_eager(threads, monkeypatch):
     calls = []
     real = _optim.adam_group_step
     monkeypatch.setattr(_optim, "adam_group_step",
-                        lambda o, g: calls.append(1) or real(o, g))
+                        lambda o, g, *rest: calls.append(1) or real(o, g, *rest))
 
     def make():
         return nn.Sequential(nn.Linear(33, 700), nn.GELU(), nn.Linear(700, 5))
@@ -356,3 +356,132 @@ def test_gpt_block_training_takes_the_fused_attention():
         return nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
     c = _compare(make, (5, 7, 16), ember.float64, 1e-10)
     assert c.pass_stats["attention"] == 1 and c.pass_stats["stacked_matmuls"] == 0
+
+
+# ---------------------------------------------------------------------- update lanes
+def test_lanes_cover_every_element_once_on_aligned_cuts():
+    sizes = [300000, 700, 15, 1, 0, 40000]
+    for parts in (1, 2, 3, 5):
+        runs = _optim.lanes(sizes, parts)
+        assert 1 <= len(runs) <= parts
+        seen = [np.zeros(n, int) for n in sizes]
+        flat = 0
+        for k, run in enumerate(runs):
+            for i, first, count in run:
+                assert count > 0
+                seen[i][first:first + count] += 1
+                flat += count
+            if k < len(runs) - 1:  # every cut but the end on a multiple of 16 elements
+                i, first, count = run[-1]
+                assert (sum(sizes[:i]) + first + count) % 16 == 0
+        assert flat == sum(sizes) and all((s == 1).all() for s in seen)
+    lens = [sum(c for _, _, c in run) for run in _optim.lanes(sizes, 2)]
+    assert abs(lens[0] - lens[1]) <= 32
+
+
+@needs_cc
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_group_update_lanes_same_bits_at_any_thread_count(kind, threads, monkeypatch):
+    """The group update cut into runs on ember's pool (``_optim._run``: cuts inside
+    tensors, several tensors per run) gives the bits of one call and of eager's optimizer,
+    float32 and float64, over several steps."""
+    monkeypatch.setattr(_optim, "LANE_MIN", 1 << 10)  # small tensors still cut
+    prev = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        for dtype in (ember.float32, ember.float64):
+            rng = np.random.default_rng(5)
+            shapes = [(37, 29), (700,), (5, 3), (1,), (64, 33)]
+            made = []
+            for _ in range(2):
+                ps = [ember.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True)
+                      for s in shapes]
+                opt = ember.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3) \
+                    if kind == "sgd" else ember.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)
+                made.append((ps, opt))
+            (pa, oa), (pb, ob) = made
+            for a, b in zip(pa, pb):
+                b.data.copy_(a.data)
+            step = _optim.sgd_group_step if kind == "sgd" else _optim.adam_group_step
+            for i in range(4):
+                for a, b in zip(pa, pb):
+                    g = rng.standard_normal(a.shape)
+                    a.grad, b.grad = ember.tensor(g, dtype=dtype), ember.tensor(g, dtype=dtype)
+                oa.step()
+                if not step(ob, ob.param_groups[0]):
+                    assert i == 0
+                    ob._step_group(0, ob.param_groups[0])
+                for a, b in zip(pa, pb):
+                    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+                    for k, v in oa.state[a].items():
+                        np.testing.assert_array_equal(v.numpy(), ob.state[b][k].numpy())
+    finally:
+        ember.set_num_threads(prev)
+
+
+@needs_cc
+def test_group_update_runs_on_the_pool_in_one_hand_off(monkeypatch):
+    """At two threads a large group's update is one ``run_split`` of two runs, each a
+    one-thread kernel call (no OpenMP region)."""
+    from ember import _parallel
+    calls = []
+    real = _parallel.run_split
+
+    def spy(fn, bounds):
+        calls.append(len(bounds))
+        return real(fn, bounds)
+    monkeypatch.setattr(_parallel, "run_split", spy)
+    threads = []
+    real_call = _optim._call
+    monkeypatch.setattr(_optim, "_call", lambda fn, s, a, *rest: (threads.append(rest[-1]),
+                                                                   real_call(fn, s, a, *rest)))
+    prev = ember.get_num_threads()
+    ember.set_num_threads(2)
+    try:
+        ps = [ember.randn(512, 300, requires_grad=True), ember.randn(300, requires_grad=True)]
+        opt = ember.optim.SGD(ps, lr=0.1, momentum=0.9)
+        for p in ps:
+            p.grad = ember.randn(*p.shape)
+        opt.step()  # makes the momentum buffers
+        calls.clear()
+        assert _optim.sgd_group_step(opt, opt.param_groups[0])
+    finally:
+        ember.set_num_threads(prev)
+    assert calls == [2] and threads == [1, 1]
+
+
+@needs_cc
+def test_group_update_follows_rebound_parameter_and_state_arrays():
+    """The addresses of parameters and optimizer state are cached per optimizer; a
+    parameter whose array is rebound (``p.data = ...``) or state loaded anew is updated
+    where it now lies, as eager updates it, and the cache stays bounded."""
+    rng = np.random.default_rng(9)
+    shapes = [(40, 30), (30,)]
+    made = []
+    for _ in range(2):
+        ps = [ember.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes]
+        made.append((ps, ember.optim.SGD(ps, lr=0.1, momentum=0.9)))
+    (pa, oa), (pb, ob) = made
+    for a, b in zip(pa, pb):
+        b.data.copy_(a.data)
+    for i in range(12):
+        if i % 3 == 2:  # new arrays for the parameters, same values
+            for a, b in zip(pa, pb):
+                a.data = a.data.clone()
+                b.data = b.data.clone()
+        if i == 7:  # state loaded from a checkpoint: new buffers
+            ob.load_state_dict(ob.state_dict())
+            oa.load_state_dict(oa.state_dict())
+        for a, b in zip(pa, pb):
+            g = rng.standard_normal(a.shape)
+            a.grad, b.grad = ember.tensor(g), ember.tensor(g)
+        oa.step()
+        if not _optim.sgd_group_step(ob, ob.param_groups[0]):
+            assert i == 0
+            ob._step_group(0, ob.param_groups[0])
+        for a, b in zip(pa, pb):
+            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+            np.testing.assert_array_equal(oa.state[a]["momentum_buffer"].numpy(),
+                                          ob.state[b]["momentum_buffer"].numpy())
+    assert len(_optim._ADDRS[ob]) <= 4 * 2 * len(shapes) + 2 * len(shapes)
