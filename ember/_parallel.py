@@ -291,8 +291,10 @@ GEMM_SPLIT_MIN = 1 << 21
 def gemm(a, b, out=None, bias=None):
     """``np.matmul(a, b, out=out)`` for 2-d operands or equal 3-d stacks, cut over the thread
     pool when large: a stack by its matrices, a single product by columns (or by rows when
-    it has more rows than columns). No part splits the sum over K, so every value is
-    computed as one BLAS call would compute it, at any thread count. ``bias``: a vector of
+    it has more rows than columns). No part splits the sum over K, so every value sums
+    its K products in one BLAS kernel's order; OpenBLAS may still take another kernel for a
+    part's edge tiles than for the whole product's, so a value can differ from one call's in
+    its last bit (257x129x300 in float32 and float64 does; 512x128x784 does not). ``bias``: a vector of
     the output's columns added to the product (a Linear's bias: ``out += bias``, the same
     roundings), or a tuple of such vectors added in turn (a recurrent layer's two biases),
     by each part of a cut 2-d product to its own block while the block is still in cache,
