@@ -19,3 +19,12 @@ def _seed():
     ember.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def threads():
+    """``ember.set_num_threads`` for the test; the thread count is restored afterwards."""
+    import ember
+    before = ember.get_num_threads()
+    yield ember.set_num_threads
+    ember.set_num_threads(before)

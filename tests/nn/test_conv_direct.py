@@ -19,13 +19,6 @@ pytestmark = pytest.mark.skipif(not S.available(np.float32),
 
 
 @pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield
-    ember.set_num_threads(before)
-
-
-@pytest.fixture
 def calls(monkeypatch):
     """Counts of the direct kernels' entry points run during a test."""
     seen = {"conv2d": 0, "conv2d_weight_grad": 0, "maxpool2x2": 0}

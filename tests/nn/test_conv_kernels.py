@@ -30,14 +30,6 @@ def path(request, monkeypatch):
 
 
 @pytest.fixture
-def threads():
-    """Restore ember's thread count after a test that changes it."""
-    before = ember.get_num_threads()
-    yield
-    ember.set_num_threads(before)
-
-
-@pytest.fixture
 def always_split(monkeypatch):
     """Cut even small jobs over the thread pool, so small shapes test the split code."""
     monkeypatch.setattr(C, "_SPLIT_MIN", 1)

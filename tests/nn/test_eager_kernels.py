@@ -15,13 +15,6 @@ from ember.ops import nn as K
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield lambda n: ember.set_num_threads(n)
-    ember.set_num_threads(before)
-
-
 def _close(a, b, dtype, rtol=None, atol=None):
     if rtol is None:
         rtol, atol = (1.3e-6, 1e-5) if dtype == np.float32 else (1e-7, 1e-7)

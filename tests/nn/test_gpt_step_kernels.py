@@ -10,13 +10,6 @@ from ember.ops import nn as K
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield ember.set_num_threads
-    ember.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(3, 5, 7), (1024, 384), (37, 443), (16, 64, 130)])
 def test_linear_bias_grad_matches_torch(dtype, shape, threads):

@@ -15,13 +15,6 @@ pytestmark = pytest.mark.skipif(not _nn_c.available(np.float32), reason="no C co
 
 
 @pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield ember.set_num_threads
-    ember.set_num_threads(before)
-
-
-@pytest.fixture
 def no_c(monkeypatch):
     """The NumPy formulation, as where no C compiler works."""
     def off():

@@ -12,13 +12,6 @@ import ember
 from ember import _parallel as P
 
 
-@pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield lambda n: ember.set_num_threads(n)
-    ember.set_num_threads(before)
-
-
 def _big(n=P.MIN_SIZE * 3 + 17, dtype=np.float32, seed=0):
     return np.random.default_rng(seed).standard_normal(n).astype(dtype)
 

@@ -9,13 +9,6 @@ import ember
 from ember import _parallel as P
 
 
-@pytest.fixture
-def threads():
-    before = ember.get_num_threads()
-    yield lambda n: ember.set_num_threads(n)
-    ember.set_num_threads(before)
-
-
 def _rand(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
