@@ -116,8 +116,14 @@ def test_matmul_gradients_side_by_side_agree_with_torch_and_one_thread(shapes, d
         return a.grad.numpy().copy(), b.grad.numpy().copy()
 
     if P.blas_controls() is not None:
+        # bit for bit where the cuts fall on OpenBLAS's blocks; an odd edge (257 columns) may
+        # take another kernel in a part than in the whole product: the last bit may differ
+        exact = all(d % 8 == 0 for s in shapes for d in s)
         for u, v in zip(run(1), run(2)):
-            np.testing.assert_array_equal(u, v)
+            if exact:
+                np.testing.assert_array_equal(u, v)
+            else:
+                np.testing.assert_allclose(u, v, rtol=1e-13 if dtype == np.float64 else 1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
