@@ -40,7 +40,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator, _memory_format as _mf, _parallel
 from .._threads import get_num_threads
 from .._meta import MetaArray
-from . import _conv_c
+from . import _conv_c, _wino_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -622,11 +622,14 @@ def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
+    u = _parallel.gemm(gg[:, ::-1] if flipped else gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    if _wino_c.available(x.dtype):
+        # blocks of tiles transformed, multiplied and transformed back in cache, one hand-off
+        # to the thread pool for the whole convolution (ember/ops/_wino_c.py)
+        return _wino_c.wino_fused(x, pads[0][0], pads[1][0], th, tw, u, flipped,
+                                  None if b is None else _as_compute(b), oh, ow, keep)
     if flipped:
-        u = _parallel.gemm(gg[:, ::-1], w.reshape(o * c, 9).T).reshape(16, o, c)
         u, o, c = u.transpose(0, 2, 1), c, o
-    else:
-        u = _parallel.gemm(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
     if _conv_c.available(x.dtype):
         # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
         # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams

@@ -1,0 +1,282 @@
+"""Winograd F(2x2, 3x3) convolution fused by blocks of tiles, in C (issue 25).
+
+``ember/ops/_conv_c.py`` runs a Winograd convolution as three passes over whole arrays: the
+input transform writes V (16, C, tiles), sixteen GEMMs read it and write M (16, O, tiles),
+the output transform reads M. At ResNet's 64 x 56 x 56, batch 8, V and M are 25 MB each, so
+every pass streams main memory, and the GEMMs with their long rows run at half the speed
+BLAS reaches on a block that stays in cache (measured, one thread: (64 x 64) @ (64 x 6272)
+41-51 GFLOP/s, @ (64 x 64) blocks 100-105 GFLOP/s). Each pass is also a separate hand-off to
+the thread pool with a join after it.
+
+``wino_fused`` instead walks the tiles in blocks of ``block_tiles(C, O)`` (sized so that a
+block's V and M stay in a core's L2 cache): for each block it transforms the input tiles,
+calls the BLAS GEMM sixteen times on the block (through a function pointer to the
+``cblas_?gemm`` of the OpenBLAS under NumPy, found once by ``_gemm_pointer``), and writes
+the block's outputs. The blocks are independent, so one hand-off splits the whole
+convolution over the thread pool, and each block is computed by the same code whatever
+thread takes it: the result is the same at every thread count. When the weight gradient
+will need V, the blocks' V is written into the whole (16, C, tiles) array instead of a
+scratch block (the GEMM then reads it back from cache).
+
+Where no C compiler works, or the BLAS under NumPy is not an OpenBLAS whose CBLAS symbols
+can be found, ``available()`` is False and ``ember/ops/conv.py`` runs the three passes.
+``EMBER_WINO_FUSED=0`` forces that too (for A/B comparisons).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+_TEMPLATE = r"""
+#include <stdlib.h>
+#include <string.h>
+
+/* CBLAS row-major GEMM with 64-bit or 32-bit integers (OpenBLAS ILP64 or LP64 builds). */
+typedef void (*gemm64_SFX)(int, int, int, long long, long long, long long, REAL, const REAL *,
+                           long long, const REAL *, long long, REAL, REAL *, long long);
+typedef void (*gemm32_SFX)(int, int, int, int, int, int, REAL, const REAL *, int,
+                           const REAL *, int, REAL, REAL *, int);
+
+/* Tile t of the (N, th, tw) grid -> image n, tile row ty, tile column tx. */
+#define SPLIT_TILE(t) long n = (t) / (th * tw), ty = ((t) % (th * tw)) / tw, \
+    tx0 = ((t) % (th * tw)) % tw, tx1 = tx0 + (te - (t)) < tw ? tx0 + (te - (t)) : tw;
+
+/* B^T d B of the tiles [ts, te) of every channel into v (16, C, ldv) at columns t - ts. */
+static void tiles_in_SFX(const REAL *x, long C, long H, long W, long pt, long pl, long th,
+                         long tw, long ts, long te, REAL *v, long ldv) {
+    long CL = C * ldv, Wp = 2 * tw + 2;
+    REAL r[4][Wp], s[4][Wp];
+    for (long c = 0; c < C; ++c)
+        for (long t = ts; t < te;) {
+            SPLIT_TILE(t)
+            long q0 = 2 * tx0, len = 2 * (tx1 - tx0) + 2;  /* padded columns [q0, q0+len) */
+            long lo = q0 > pl ? q0 : pl, hi = q0 + len < pl + W ? q0 + len : pl + W;
+            const REAL *xc = x + (n * C + c) * H * W;
+            for (int k = 0; k < 4; ++k) {
+                long y = 2 * ty + k - pt;
+                memset(r[k], 0, len * sizeof(REAL));
+                if (y >= 0 && y < H && hi > lo)
+                    memcpy(r[k] + (lo - q0), xc + y * W + (lo - pl), (hi - lo) * sizeof(REAL));
+            }
+            for (long i = 0; i < len; ++i) {  /* B^T on the rows */
+                s[0][i] = r[0][i] - r[2][i];
+                s[1][i] = r[1][i] + r[2][i];
+                s[2][i] = r[2][i] - r[1][i];
+                s[3][i] = r[1][i] - r[3][i];
+            }
+            REAL *vb = v + c * ldv + (t - ts);
+            long nt = tx1 - tx0;
+            for (int k = 0; k < 4; ++k) {  /* ... then B on the columns */
+                const REAL *sk = s[k];
+                REAL *v0 = vb + (4 * k) * CL, *v1 = v0 + CL, *v2 = v1 + CL, *v3 = v2 + CL;
+                for (long j = 0; j < nt; ++j) {
+                    REAL a = sk[2 * j], b = sk[2 * j + 1], e = sk[2 * j + 2], f = sk[2 * j + 3];
+                    v0[j] = a - e;
+                    v1[j] = b + e;
+                    v2[j] = e - b;
+                    v3[j] = b - f;
+                }
+            }
+            t += nt;
+        }
+}
+
+/* A^T M A (+ bias) of the tiles [ts, te) from m (16, O, ldm) into out (N, O, oh, ow). */
+static void tiles_out_SFX(const REAL *m, long ldm, long O, long th, long tw, long oh, long ow,
+                          const REAL *bias, long ts, long te, REAL *out) {
+    long OL = O * ldm;
+    REAL y0[2 * tw], y1[2 * tw];
+    for (long o = 0; o < O; ++o) {
+        REAL bo = bias ? bias[o] : 0;
+        for (long t = ts; t < te;) {
+            SPLIT_TILE(t)
+            long nt = tx1 - tx0;
+            const REAL *mb = m + o * ldm + (t - ts);
+            for (long j = 0; j < nt; ++j) {
+                REAL s0[4], s1[4];
+                for (int q = 0; q < 4; ++q) {  /* A^T on the rows */
+                    REAL m0 = mb[q * OL + j], m1 = mb[(4 + q) * OL + j];
+                    REAL m2 = mb[(8 + q) * OL + j], m3 = mb[(12 + q) * OL + j];
+                    s0[q] = m0 + m1 + m2;
+                    s1[q] = m1 - m2 - m3;
+                }
+                y0[2 * j] = s0[0] + s0[1] + s0[2] + bo;  /* ... then A on the columns */
+                y0[2 * j + 1] = s0[1] - s0[2] - s0[3] + bo;
+                y1[2 * j] = s1[0] + s1[1] + s1[2] + bo;
+                y1[2 * j + 1] = s1[1] - s1[2] - s1[3] + bo;
+            }
+            long x0 = 2 * tx0, x1 = 2 * (tx0 + nt) < ow ? 2 * (tx0 + nt) : ow;
+            REAL *dst = out + ((n * O + o) * oh + 2 * ty) * ow + x0;
+            memcpy(dst, y0, (x1 - x0) * sizeof(REAL));
+            if (2 * ty + 1 < oh) memcpy(dst + ow, y1, (x1 - x0) * sizeof(REAL));
+            t += nt;
+        }
+    }
+}
+
+static __thread REAL *work_SFX;
+static __thread long work_cap_SFX;
+
+/* The convolution's output tiles in blocks [b0, b1) of tb tiles: input transform, the 16
+   GEMMs M_e = U_e V_e (U_e (O, C), or the transpose of a (C, O) U_e when ut), output
+   transform. V goes to vkeep (16, C, N*th*tw) when given, else to a per-thread buffer (kept
+   for the thread's next call, never freed). Returns 0, or -1 when memory ran out. */
+int wino_fused_SFX(const REAL *x, long N, long C, long H, long W, long pt, long pl, long th,
+                   long tw, const REAL *u, long ut, long O, const REAL *bias, long oh,
+                   long ow, long tb, long b0, long b1, void *gemm, long ilp64, REAL *vkeep,
+                   REAL *out) {
+    long T = N * th * tw, need = 16 * O * tb + (vkeep ? 0 : 16 * C * tb);
+    if (need > work_cap_SFX) {
+        free(work_SFX);
+        work_SFX = malloc(need * sizeof(REAL));
+        work_cap_SFX = work_SFX ? need : 0;
+        if (!work_SFX) return -1;
+    }
+    REAL *mbuf = work_SFX, *vbuf = work_SFX + 16 * O * tb;
+    for (long b = b0; b < b1; ++b) {
+        long ts = b * tb, te = ts + tb < T ? ts + tb : T, nb = te - ts;
+        REAL *v = vkeep ? vkeep + ts : vbuf;
+        long ldv = vkeep ? T : nb;
+        tiles_in_SFX(x, C, H, W, pt, pl, th, tw, ts, te, v, ldv);
+        for (int e = 0; e < 16; ++e) {
+            const REAL *a = u + e * O * C, *bm = v + e * C * ldv;
+            REAL *cm = mbuf + e * O * nb;
+            if (ilp64)
+                ((gemm64_SFX)gemm)(101, ut ? 112 : 111, 111, O, nb, C, 1, a, ut ? O : C, bm,
+                                   ldv, 0, cm, nb);
+            else
+                ((gemm32_SFX)gemm)(101, ut ? 112 : 111, 111, (int)O, (int)nb, (int)C, 1, a,
+                                   (int)(ut ? O : C), bm, (int)ldv, 0, cm, (int)nb);
+        }
+        tiles_out_SFX(mbuf, nb, O, th, tw, oh, ow, bias, ts, te, out);
+    }
+    return 0;
+}
+"""
+
+_TABLE = r"""
+void *wino_c_symbol(int i) {
+    void *table[] = {(void *)wino_fused_f, (void *)wino_fused_d};
+    return i >= 0 && i < 2 ? table[i] : 0;
+}
+"""
+_SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
+        + _TEMPLATE.split("\n", 4)[4].replace("REAL", "double").replace("SFX", "d") + _TABLE)
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_L = ctypes.c_long
+_P = ctypes.c_void_p
+_PROTO = ctypes.CFUNCTYPE(ctypes.c_int, _P, *[_L] * 8, _P, _L, _L, _P, _L, _L, _L, _L, _L,
+                          _P, _L, _P, _P)
+_LIB: dict = {}
+
+
+def _gemm_pointer():
+    """``{dtype: (address of cblas_sgemm/dgemm, ilp64)}`` of the OpenBLAS under NumPy, or {}
+    (another BLAS, no threadpoolctl, symbols not found)."""
+    found = {}
+    try:
+        import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
+        from threadpoolctl import ThreadpoolController
+        for lib in ThreadpoolController().lib_controllers:
+            if lib.internal_api != "openblas":
+                continue
+            dll = ctypes.CDLL(lib.filepath)
+            for pre, suf, ilp64 in (("scipy_", "64_", 1), ("", "64_", 1), ("scipy_", "", 0),
+                                    ("", "", 0)):
+                fs = getattr(dll, f"{pre}cblas_sgemm{suf}", None)
+                fd = getattr(dll, f"{pre}cblas_dgemm{suf}", None)
+                if fs is not None and fd is not None:
+                    # ILP64 builds mark their symbols; an unmarked one is 64-bit only when
+                    # the library says so (OpenBLAS's config string names USE64BITINT)
+                    if not ilp64:
+                        cfg = getattr(dll, f"{pre}openblas_get_config{suf}", None)
+                        if cfg is None:
+                            continue
+                        cfg.restype = ctypes.c_char_p
+                        ilp64 = int(b"USE64BITINT" in (cfg() or b""))
+                    addr = ctypes.cast(fs, ctypes.c_void_p).value
+                    found = {_DTYPES[0]: (addr, ilp64),
+                             _DTYPES[1]: (ctypes.cast(fd, ctypes.c_void_p).value, ilp64)}
+                    break
+            break
+    except (ImportError, OSError, AttributeError):
+        found = {}
+    return found
+
+
+def _load():
+    if os.environ.get("EMBER_WINO_FUSED", "1") == "0":
+        return {}
+    gemms = _gemm_pointer()
+    if not gemms:
+        return {}
+    from .._cc import kernel_table
+    fns = kernel_table(_SRC, "wino_c_symbol", "EMBER_CONV_C", [(d, _PROTO) for d in _DTYPES])
+    return {d: (fn, *gemms[d]) for d, fn in fns.items()}
+
+
+def available(dtype):
+    """Whether ``wino_fused`` serves arrays of ``dtype`` (float32/float64, a C compiler and
+    NumPy's OpenBLAS found, not ``EMBER_WINO_FUSED=0``)."""
+    if not _LIB:
+        _LIB.update(_load() or {None: None})
+    return np.dtype(dtype) in _LIB
+
+
+# A block's V (16 x C x tiles) and M (16 x O x tiles) together take at most about this many
+# elements: 768 KB of float32, inside a core's L2 cache (1 MB here) beside BLAS's packed panels.
+_BLOCK_ELEMS = 3 << 16
+
+
+def block_tiles(c, o):
+    """Tiles per block for ``c`` input and ``o`` output channels: V and M of a block within
+    ``_BLOCK_ELEMS``, a multiple of 16 between 16 and 256. It depends on the shapes only, so
+    the blocks, hence the values, are the same at every thread count."""
+    tb = _BLOCK_ELEMS // (16 * (c + o))
+    return max(16, min(256, tb // 16 * 16))
+
+
+def _addr(a):
+    return a.__array_interface__["data"][0]
+
+
+def wino_fused(x, pt, pl, th, tw, u, transposed, bias, oh, ow, keep):
+    """A 3x3 stride-1 convolution of ``x`` (N, C, H, W), zero padded by ``pt``/``pl`` at the
+    top/left (the bottom/right by whatever the tiles reach), with the transformed weight
+    ``u``: (16, O, C), or (16, C, O) read transposed when ``transposed``. Returns (y (N, O,
+    oh, ow) plus ``bias``, V (16, C, N*th*tw) when ``keep`` else None)."""
+    from .. import _parallel
+    from .._threads import get_num_threads
+    x = np.ascontiguousarray(x)
+    u = np.ascontiguousarray(u, x.dtype)
+    n, c, h, w = x.shape
+    o = u.shape[2] if transposed else u.shape[1]
+    fn, gemm, ilp64 = _LIB[x.dtype]
+    t = n * th * tw
+    tb = block_tiles(c, o)
+    blocks = -(-t // tb)
+    out = np.empty((n, o, oh, ow), x.dtype)
+    v = np.empty((16, c, t), x.dtype) if keep else None
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, x.dtype)
+    args = (_addr(x), n, c, h, w, pt, pl, th, tw, _addr(u), int(transposed), o,
+            None if bias is None else _addr(bias), oh, ow, tb)
+    tail = (gemm, ilp64, None if v is None else _addr(v), _addr(out))
+
+    def part(b0, b1):
+        if fn(*args, b0, b1, *tail):
+            raise MemoryError("conv2d: no memory for a Winograd block's buffers")
+
+    threads = min(get_num_threads(), blocks)
+    if threads > 1 and _parallel.gemm_split_ok():
+        # more parts than threads: a thread that starts late (a busy machine) takes fewer
+        parts = min(blocks, 4 * threads)
+        _parallel.run_split_gemm(part, _parallel._bounds(blocks, parts))
+    elif get_num_threads() > 1 and _parallel.gemm_split_ok():
+        _parallel.run_split_gemm(part, [(0, blocks)])  # BLAS single-threaded: small GEMMs
+    else:
+        part(0, blocks)
+    return out, v
