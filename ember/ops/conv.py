@@ -434,7 +434,8 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
                                              _out_size(x.shape[2:], pads, w.shape[2:],
                                                        stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
-        return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
+        return (out if out.dtype == dt else out.astype(dt)), \
+            ("winograd", v) if keep and v is not None else None
     ks = w.shape[2:]
     n, o = x.shape[0], w.shape[0]
     osz = tuple((s + lo + hi - d * (k - 1) - 1) // t + 1
@@ -626,6 +627,7 @@ def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     if _wino_c.available(x.dtype):
         # blocks of tiles transformed, multiplied and transformed back in cache, one hand-off
         # to the thread pool for the whole convolution (ember/ops/_wino_c.py)
+        keep = keep and not _wino_wgrad_fused(x.dtype, c, o, n * th * tw)
         return _wino_c.wino_fused(x, pads[0][0], pads[1][0], th, tw, u, flipped,
                                   None if b is None else _as_compute(b), oh, ow, keep)
     if flipped:
@@ -654,6 +656,17 @@ def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     if (2 * th, 2 * tw) != (oh, ow):
         full = np.ascontiguousarray(full[:, :, :oh, :ow])
     return full, v
+
+
+def _wino_wgrad_fused(dtype, c, o, tiles):
+    """Whether the weight gradient of a Winograd convolution of ``c`` -> ``o`` channels
+    over ``tiles`` output tiles runs fused from the input (``_wino_c.wino_wgrad``): then the
+    forward keeps no transformed tiles for it, since transforming the input again block by
+    block in cache costs less than writing V to memory and reading it back (and holds no
+    memory between forward and backward). Not where its partial sums would be too few to
+    share over the threads (very wide layers): there the stacked GEMMs split better."""
+    return _wino_c.available(dtype) and (get_num_threads() == 1 or
+                                         _wino_c.wgrad_groups(c, o, tiles) > 1)
 
 
 def _winograd_weight_grad(g, v, wshape):
@@ -816,8 +829,12 @@ class ConvWeightGrad(Node):
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
             if _use_winograd(wshape, stride, dilation, groups, n, osz):
+                th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
+                if _wino_wgrad_fused(x.dtype, wshape[1], wshape[0], n * th * tw):
+                    du = _wino_c.wino_wgrad(x, g, pads[0][0], pads[1][0], th, tw)
+                    gw = _wino_weight_from(du, _wino_mats(x.dtype)[1], wshape)
+                    return gw if gw.dtype == dt else gw.astype(dt)
                 if _conv_c.available(x.dtype):
-                    th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
                     v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
                 else:
                     v = _wino_tiles(x, pads, osz, keep=False)
