@@ -126,10 +126,12 @@ def test_winograd_transforms_match_numpy():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Fused Winograd blocks of 16 tiles and weight-gradient groups of one block: blocks
-    then cut tile rows and images, and small shapes have several blocks and groups."""
+    """Fused Winograd blocks of 16 tiles, at most 3 weight-gradient groups, their sum split
+    at any size: blocks then cut tile rows and images, and small shapes have several
+    blocks and groups."""
     monkeypatch.setattr(_wino_c, "_BLOCK_ELEMS", 1)
     monkeypatch.setattr(_wino_c, "_WGRAD_GROUPS", 3)
+    monkeypatch.setattr(_wino_c, "_ADD_SPLIT_MIN", 1)
     monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
     assert _wino_c.block_tiles(64, 64) == 16
 
