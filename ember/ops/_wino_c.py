@@ -87,34 +87,48 @@ static void tiles_in_SFX(const REAL *x, long C, long H, long W, long pt, long pl
         }
 }
 
-/* A^T M A (+ bias) of the tiles [ts, te) from m (16, O, ldm) into out (N, O, oh, ow). */
+/* A^T M A (+ bias) of the tiles [ts, te) from m (16, O, ldm) into out (N, O, oh, ow): the
+   transform in one pass over the block's tiles (long vector loops, whatever the image
+   width), then each tile row's 2 x 2 outputs put in place, cropped to oh x ow. */
 static void tiles_out_SFX(const REAL *m, long ldm, long O, long th, long tw, long oh, long ow,
                           const REAL *bias, long ts, long te, REAL *out) {
-    long OL = O * ldm;
-    REAL y0[2 * tw], y1[2 * tw];
+    long OL = O * ldm, nb = te - ts;
+    REAL y[4][nb];
     for (long o = 0; o < O; ++o) {
         REAL bo = bias ? bias[o] : 0;
+        const REAL *mb = m + o * ldm;
+        for (long j = 0; j < nb; ++j) {
+            REAL s0[4], s1[4];
+            for (int q = 0; q < 4; ++q) {  /* A^T on the rows */
+                REAL m0 = mb[q * OL + j], m1 = mb[(4 + q) * OL + j];
+                REAL m2 = mb[(8 + q) * OL + j], m3 = mb[(12 + q) * OL + j];
+                s0[q] = m0 + m1 + m2;
+                s1[q] = m1 - m2 - m3;
+            }
+            y[0][j] = s0[0] + s0[1] + s0[2] + bo;  /* ... then A on the columns */
+            y[1][j] = s0[1] - s0[2] - s0[3] + bo;
+            y[2][j] = s1[0] + s1[1] + s1[2] + bo;
+            y[3][j] = s1[1] - s1[2] - s1[3] + bo;
+        }
         for (long t = ts; t < te;) {
             SPLIT_TILE(t)
-            long nt = tx1 - tx0;
-            const REAL *mb = m + o * ldm + (t - ts);
-            for (long j = 0; j < nt; ++j) {
-                REAL s0[4], s1[4];
-                for (int q = 0; q < 4; ++q) {  /* A^T on the rows */
-                    REAL m0 = mb[q * OL + j], m1 = mb[(4 + q) * OL + j];
-                    REAL m2 = mb[(8 + q) * OL + j], m3 = mb[(12 + q) * OL + j];
-                    s0[q] = m0 + m1 + m2;
-                    s1[q] = m1 - m2 - m3;
-                }
-                y0[2 * j] = s0[0] + s0[1] + s0[2] + bo;  /* ... then A on the columns */
-                y0[2 * j + 1] = s0[1] - s0[2] - s0[3] + bo;
-                y1[2 * j] = s1[0] + s1[1] + s1[2] + bo;
-                y1[2 * j + 1] = s1[1] - s1[2] - s1[3] + bo;
+            long nt = tx1 - tx0, j0 = t - ts;
+            long full = 2 * (tx0 + nt) <= ow ? nt : nt - 1;  /* tiles with both columns */
+            REAL *d0 = out + ((n * O + o) * oh + 2 * ty) * ow + 2 * tx0;
+            const REAL *y0 = y[0] + j0, *y1 = y[1] + j0, *y2 = y[2] + j0, *y3 = y[3] + j0;
+            for (long j = 0; j < full; ++j) {
+                d0[2 * j] = y0[j];
+                d0[2 * j + 1] = y1[j];
             }
-            long x0 = 2 * tx0, x1 = 2 * (tx0 + nt) < ow ? 2 * (tx0 + nt) : ow;
-            REAL *dst = out + ((n * O + o) * oh + 2 * ty) * ow + x0;
-            memcpy(dst, y0, (x1 - x0) * sizeof(REAL));
-            if (2 * ty + 1 < oh) memcpy(dst + ow, y1, (x1 - x0) * sizeof(REAL));
+            if (full < nt) d0[2 * full] = y0[full];
+            if (2 * ty + 1 < oh) {
+                REAL *d1 = d0 + ow;
+                for (long j = 0; j < full; ++j) {
+                    d1[2 * j] = y2[j];
+                    d1[2 * j + 1] = y3[j];
+                }
+                if (full < nt) d1[2 * full] = y2[full];
+            }
             t += nt;
         }
     }
@@ -160,37 +174,57 @@ int wino_fused_SFX(const REAL *x, long N, long C, long H, long W, long pt, long 
 }
 
 /* A g A^T of the 2x2 tiles [ts, te) of the output gradient g (N, O, oh, ow) (zeros past the
-   edge) into dm (16, O, ldm) at columns t - ts: the adjoint of tiles_out. */
+   edge) into dm (16, O, ldm) at columns t - ts, the adjoint of tiles_out: each tile row's
+   2 x 2 values gathered, then the transform in one pass over the block's tiles. */
 static void tiles_grad_SFX(const REAL *g, long O, long th, long tw, long oh, long ow,
                            long ts, long te, REAL *dm, long ldm) {
-    long OL = O * ldm;
-    REAL r0[2 * tw], r1[2 * tw], p[4][tw], q[4][tw];
-    for (long o = 0; o < O; ++o)
+    long OL = O * ldm, nb = te - ts;
+    REAL gv[4][nb];
+    for (long o = 0; o < O; ++o) {
         for (long t = ts; t < te;) {
             SPLIT_TILE(t)
-            long nt = tx1 - tx0, x0 = 2 * tx0;
-            long x1 = 2 * (tx0 + nt) < ow ? 2 * (tx0 + nt) : ow;
-            const REAL *src = g + ((n * O + o) * oh + 2 * ty) * ow + x0;
-            memset(r0, 0, 2 * nt * sizeof(REAL));
-            memset(r1, 0, 2 * nt * sizeof(REAL));
-            memcpy(r0, src, (x1 - x0) * sizeof(REAL));
-            if (2 * ty + 1 < oh) memcpy(r1, src + ow, (x1 - x0) * sizeof(REAL));
-            for (long j = 0; j < nt; ++j) {  /* A on the rows: g0, g0 + g1, g0 - g1, -g1 */
-                REAL a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                p[0][j] = a; p[1][j] = a + c; p[2][j] = a - c; p[3][j] = -c;
-                q[0][j] = b; q[1][j] = b + d; q[2][j] = b - d; q[3][j] = -d;
+            long nt = tx1 - tx0, j0 = t - ts;
+            long full = 2 * (tx0 + nt) <= ow ? nt : nt - 1;
+            const REAL *s0 = g + ((n * O + o) * oh + 2 * ty) * ow + 2 * tx0, *s1 = s0 + ow;
+            REAL *a = gv[0] + j0, *b = gv[1] + j0, *c = gv[2] + j0, *d = gv[3] + j0;
+            for (long j = 0; j < full; ++j) {
+                a[j] = s0[2 * j];
+                b[j] = s0[2 * j + 1];
             }
-            REAL *db = dm + o * ldm + (t - ts);
-            for (int k = 0; k < 4; ++k) {  /* ... then on the columns */
-                REAL *d0 = db + (4 * k) * OL, *d1 = d0 + OL, *d2 = d1 + OL, *d3 = d2 + OL;
-                const REAL *pk = p[k], *qk = q[k];
-                for (long j = 0; j < nt; ++j) d0[j] = pk[j];
-                for (long j = 0; j < nt; ++j) d1[j] = pk[j] + qk[j];
-                for (long j = 0; j < nt; ++j) d2[j] = pk[j] - qk[j];
-                for (long j = 0; j < nt; ++j) d3[j] = -qk[j];
+            if (full < nt) {
+                a[full] = s0[2 * full];
+                b[full] = 0;
+            }
+            if (2 * ty + 1 < oh) {
+                for (long j = 0; j < full; ++j) {
+                    c[j] = s1[2 * j];
+                    d[j] = s1[2 * j + 1];
+                }
+                if (full < nt) {
+                    c[full] = s1[2 * full];
+                    d[full] = 0;
+                }
+            } else {
+                for (long j = 0; j < nt; ++j) c[j] = d[j] = 0;
             }
             t += nt;
         }
+        /* A on the rows (p: g0, g0 + g1, g0 - g1, -g1 of the left column; q of the right),
+           then on the columns, one 4-stream group at a time */
+        const REAL *a = gv[0], *b = gv[1], *c = gv[2], *d = gv[3];
+        REAL *db = dm + o * ldm;
+        for (int k = 0; k < 4; ++k) {
+            REAL *d0 = db + (4 * k) * OL, *d1 = d0 + OL, *d2 = d1 + OL, *d3 = d2 + OL;
+            for (long j = 0; j < nb; ++j) {
+                REAL p = k == 0 ? a[j] : k == 1 ? a[j] + c[j] : k == 2 ? a[j] - c[j] : -c[j];
+                REAL q = k == 0 ? b[j] : k == 1 ? b[j] + d[j] : k == 2 ? b[j] - d[j] : -d[j];
+                d0[j] = p;
+                d1[j] = p + q;
+                d2[j] = p - q;
+                d3[j] = -q;
+            }
+        }
+    }
 }
 
 /* dst (cols, rows) = src (rows, cols)^T: float in 8 x 8 squares of AVX registers where the
