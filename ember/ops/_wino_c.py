@@ -47,12 +47,18 @@ typedef void (*gemm32_SFX)(int, int, int, int, int, int, REAL, const REAL *, int
 #define SPLIT_TILE(t) long n = (t) / (th * tw), ty = ((t) % (th * tw)) / tw, \
     tx0 = ((t) % (th * tw)) % tw, tx1 = tx0 + (te - (t)) < tw ? tx0 + (te - (t)) : tw;
 
-/* B^T d B of the tiles [ts, te) of every channel into v (16, C, ldv) at columns t - ts. */
+/* B^T d B of the tiles [ts, te) of every channel into v (16, C, ldv) at columns t - ts: per
+   tile row, B^T on the padded rows, then B on the columns. On narrow images (tile rows of
+   fewer than 8 tiles, too short for vector loops) the rows' tile columns are gathered
+   first and B applied in one pass over the block's tiles (8x8 images: 0.86 -> 0.58 ms per
+   CIFAR convolution; 16x16 ones ran slower that way). */
 static void tiles_in_SFX(const REAL *x, long C, long H, long W, long pt, long pl, long th,
                          long tw, long ts, long te, REAL *v, long ldv) {
-    long CL = C * ldv, Wp = 2 * tw + 2;
-    REAL r[4][Wp], s[4][Wp];
-    for (long c = 0; c < C; ++c)
+    long CL = C * ldv, Wp = 2 * tw + 2, nb = te - ts;
+    int gather = tw < 8;
+    REAL r[4][Wp], s[4][Wp], d[gather ? 16 : 1][gather ? nb : 1];
+    for (long c = 0; c < C; ++c) {
+        REAL *vb = v + c * ldv;
         for (long t = ts; t < te;) {
             SPLIT_TILE(t)
             long q0 = 2 * tx0, len = 2 * (tx1 - tx0) + 2;  /* padded columns [q0, q0+len) */
@@ -70,12 +76,16 @@ static void tiles_in_SFX(const REAL *x, long C, long H, long W, long pt, long pl
                 s[2][i] = r[2][i] - r[1][i];
                 s[3][i] = r[1][i] - r[3][i];
             }
-            REAL *vb = v + c * ldv + (t - ts);
-            long nt = tx1 - tx0;
-            for (int k = 0; k < 4; ++k) {  /* ... then B on the columns */
+            long nt = tx1 - tx0, j0 = t - ts;
+            for (int k = 0; k < 4; ++k) {
                 const REAL *sk = s[k];
-                REAL *v0 = vb + (4 * k) * CL, *v1 = v0 + CL, *v2 = v1 + CL, *v3 = v2 + CL;
-                for (long j = 0; j < nt; ++j) {
+                if (gather) {
+                    for (int i = 0; i < 4; ++i)
+                        for (long j = 0; j < nt; ++j) d[4 * k + i][j0 + j] = sk[2 * j + i];
+                    continue;
+                }
+                REAL *v0 = vb + j0 + (4 * k) * CL, *v1 = v0 + CL, *v2 = v1 + CL, *v3 = v2 + CL;
+                for (long j = 0; j < nt; ++j) {  /* ... then B on the columns */
                     REAL a = sk[2 * j], b = sk[2 * j + 1], e = sk[2 * j + 2], f = sk[2 * j + 3];
                     v0[j] = a - e;
                     v1[j] = b + e;
@@ -85,6 +95,18 @@ static void tiles_in_SFX(const REAL *x, long C, long H, long W, long pt, long pl
             }
             t += nt;
         }
+        if (!gather) continue;
+        for (int k = 0; k < 4; ++k) {  /* B on the gathered columns */
+            const REAL *a = d[4 * k], *b = d[4 * k + 1], *e = d[4 * k + 2], *f = d[4 * k + 3];
+            REAL *v0 = vb + (4 * k) * CL, *v1 = v0 + CL, *v2 = v1 + CL, *v3 = v2 + CL;
+            for (long j = 0; j < nb; ++j) {
+                v0[j] = a[j] - e[j];
+                v1[j] = b[j] + e[j];
+                v2[j] = e[j] - b[j];
+                v3[j] = b[j] - f[j];
+            }
+        }
+    }
 }
 
 /* A^T M A (+ bias) of the tiles [ts, te) from m (16, O, ldm) into out (N, O, oh, ow): the
