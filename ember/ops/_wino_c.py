@@ -8,7 +8,7 @@ BLAS reaches on a block that stays in cache (measured, one thread: (64 x 64) @ (
 41-51 GFLOP/s, @ (64 x 64) blocks 100-105 GFLOP/s). Each pass is also a separate hand-off to
 the thread pool with a join after it.
 
-``wino_fused`` instead walks the tiles in blocks of ``block_tiles(C, O)`` (sized so that a
+``wino_fused`` instead walks the tiles in blocks of ``block_tiles`` (sized so that a
 block's V and M stay in a core's L2 cache): for each block it transforms the input tiles,
 calls the BLAS GEMM sixteen times on the block (through a function pointer to the
 ``cblas_?gemm`` of the OpenBLAS under NumPy, found once by ``_gemm_pointer``), and writes
@@ -421,11 +421,19 @@ def available(dtype):
 _BLOCK_ELEMS = 3 << 16
 
 
-def block_tiles(c, o):
-    """Tiles per block for ``c`` input and ``o`` output channels: V and M of a block within
-    ``_BLOCK_ELEMS``, a multiple of 16 between 16 and 256. It depends on the shapes only, so
-    the blocks, hence the values, are the same at every thread count."""
+# A convolution of few tiles is still cut into at least this many blocks (of 16 tiles or
+# more), so that its blocks can be shared over the threads.
+_MIN_BLOCKS = 4
+
+
+def block_tiles(c, o, tiles=None):
+    """Tiles per block for ``c`` input and ``o`` output channels (over ``tiles`` tiles, when
+    given): V and M of a block within ``_BLOCK_ELEMS``, and at least ``_MIN_BLOCKS`` blocks;
+    a multiple of 16 between 16 and 256. It depends on the shapes only, so the blocks,
+    hence the values, are the same at every thread count."""
     tb = _BLOCK_ELEMS // (16 * (c + o))
+    if tiles is not None:
+        tb = min(tb, -(-tiles // _MIN_BLOCKS))
     return max(16, min(256, tb // 16 * 16))
 
 
@@ -446,7 +454,7 @@ def wino_fused(x, pt, pl, th, tw, u, transposed, bias, oh, ow, keep):
     o = u.shape[2] if transposed else u.shape[1]
     fn, _, gemm, ilp64 = _LIB[x.dtype]
     t = n * th * tw
-    tb = block_tiles(c, o)
+    tb = block_tiles(c, o, t)
     blocks = -(-t // tb)
     out = np.empty((n, o, oh, ow), x.dtype)
     v = np.empty((16, c, t), x.dtype) if keep else None
@@ -486,7 +494,7 @@ _ADD_SPLIT_MIN = 1 << 16
 def wgrad_groups(c, o, tiles):
     """How many partial sums the fused weight gradient of ``c`` -> ``o`` channels over
     ``tiles`` tiles uses (1: it would not be split, ``conv.py`` keeps its stacked GEMM)."""
-    blocks = -(-tiles // block_tiles(c, o))
+    blocks = -(-tiles // block_tiles(c, o, tiles))
     return max(1, min(blocks, _WGRAD_GROUPS, _WGRAD_PARTIAL_ELEMS // (16 * o * c)))
 
 
@@ -501,7 +509,7 @@ def wino_wgrad(x, g, pt, pl, th, tw):
     n, c, h, w = x.shape
     o, oh, ow = g.shape[1:]
     _, fn, gemm, ilp64 = _LIB[x.dtype]
-    tb = block_tiles(c, o)
+    tb = block_tiles(c, o, n * th * tw)
     blocks = -(-(n * th * tw) // tb)
     groups = _parallel._bounds(blocks, wgrad_groups(c, o, n * th * tw))
     partial = np.empty((len(groups), 16, o, c), x.dtype)

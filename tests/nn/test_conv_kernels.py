@@ -227,6 +227,10 @@ def test_winograd_fused_block_sizes():
         tb = _wino_c.block_tiles(c, o)
         assert tb % 16 == 0 and 16 <= tb <= 256
         assert tb == 16 or 16 * (c + o) * tb <= _wino_c._BLOCK_ELEMS
+    # few tiles: smaller blocks, so that there are several to share over the threads
+    assert _wino_c.block_tiles(64, 64, 64) == 16
+    assert _wino_c.block_tiles(64, 64, 4096) == _wino_c.block_tiles(64, 64)
+    assert _wino_c.block_tiles(16, 16, 8) == 16
     assert _wino_c.wgrad_groups(64, 64, 10 ** 6) == _wino_c._WGRAD_GROUPS
     assert _wino_c.wgrad_groups(64, 64, 16) == 1
 
