@@ -18,6 +18,10 @@ The work around the GEMMs runs as small C kernels where a C compiler works
 (``ember/ops/_conv_c.py``: Winograd's tile transforms, 2-d max pooling and its scatter,
 split by channels over the thread pool), and im2col/col2im copies are cut by channels over
 the same pool; the NumPy formulations below remain the fallback (``EMBER_CONV_C=0``).
+Where NumPy's BLAS is an OpenBLAS, Winograd convolutions (forward, input gradient and
+weight gradient) instead run fused by cache-sized blocks of tiles, transforms and BLAS
+GEMMs together, one hand-off to the thread pool per convolution (``ember/ops/_wino_c.py``;
+``EMBER_WINO_FUSED=0`` for the passes over whole arrays).
 
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
