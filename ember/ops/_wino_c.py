@@ -441,6 +441,12 @@ def _addr(a):
     return a.__array_interface__["data"][0]
 
 
+def _even(n, parts):
+    """``parts`` ranges covering ``range(n)``, their lengths differing by at most one
+    (11 blocks in 8 parts: 1,1,2,1,1,2,1,2 -- not ``_parallel._bounds``'s 6 parts of 2)."""
+    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+
+
 def wino_fused(x, pt, pl, th, tw, u, transposed, bias, oh, ow, keep):
     """A 3x3 stride-1 convolution of ``x`` (N, C, H, W), zero padded by ``pt``/``pl`` at the
     top/left (the bottom/right by whatever the tiles reach), with the transformed weight
@@ -472,7 +478,7 @@ def wino_fused(x, pt, pl, th, tw, u, transposed, bias, oh, ow, keep):
     if threads > 1 and _parallel.gemm_split_ok():
         # more parts than threads: a thread that starts late (a busy machine) takes fewer
         parts = min(blocks, 4 * threads)
-        _parallel.run_split_gemm(part, _parallel._bounds(blocks, parts))
+        _parallel.run_split_gemm(part, _even(blocks, parts))
     elif get_num_threads() > 1 and _parallel.gemm_split_ok():
         _parallel.run_split_gemm(part, [(0, blocks)])  # BLAS single-threaded: small GEMMs
     else:
@@ -511,7 +517,7 @@ def wino_wgrad(x, g, pt, pl, th, tw):
     _, fn, gemm, ilp64 = _LIB[x.dtype]
     tb = block_tiles(c, o, n * th * tw)
     blocks = -(-(n * th * tw) // tb)
-    groups = _parallel._bounds(blocks, wgrad_groups(c, o, n * th * tw))
+    groups = _even(blocks, wgrad_groups(c, o, n * th * tw))
     partial = np.empty((len(groups), 16, o, c), x.dtype)
     args = (_addr(x), n, c, h, w, pt, pl, th, tw, _addr(g), o, oh, ow, tb)
     base, step = _addr(partial), partial[0].nbytes
