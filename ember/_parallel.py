@@ -294,11 +294,12 @@ def gemm(a, b, out=None, bias=None):
     it has more rows than columns). No part splits the sum over K, so every value sums
     its K products in one BLAS kernel's order; OpenBLAS may still take another kernel for a
     part's edge tiles than for the whole product's, so a value can differ from one call's in
-    its last bit (257x129x300 in float32 and float64 does; 512x128x784 does not). ``bias``: a vector of
-    the output's columns added to the product (a Linear's bias: ``out += bias``, the same
-    roundings), or a tuple of such vectors added in turn (a recurrent layer's two biases),
-    by each part of a cut 2-d product to its own block while the block is still in cache,
-    instead of passes over the output on one core. With several threads
+    its last bit (257x129x300 in float32 and float64 does; 512x128x784 does not).
+    ``bias``: a vector of the output's columns added to the product (a Linear's bias:
+    ``out += bias``, the same roundings), or a tuple of such vectors added in turn (a
+    recurrent layer's two biases), by each part of a cut 2-d product to its own block while
+    the block is still in cache, instead of passes over the output on one core. With several
+    threads
     every product above OpenBLAS's own one-thread limit runs here with OpenBLAS at one
     thread: its threaded GEMM waits for its workers by spinning, which on a machine busy
     with other work costs several times the product (measured: the MLP step 14 ms at one

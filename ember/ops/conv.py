@@ -23,6 +23,10 @@ layer) skip im2col and GEMM: direct C kernels (``ember/ops/_conv_small_c.py``, t
 split over the pool; ``EMBER_CONV_DIRECT=0`` turns them off) compute the forward, the
 stride-1 weight gradient and the stride-1 input gradient as a full convolution; 2x2/2 max
 pooling has a vectorised kernel there too (see ``_direct``).
+Where NumPy's BLAS is an OpenBLAS, Winograd convolutions (forward, input gradient and
+weight gradient) instead run fused by cache-sized blocks of tiles, transforms and BLAS
+GEMMs together, one hand-off to the thread pool per convolution (``ember/ops/_wino_c.py``;
+``EMBER_WINO_FUSED=0`` for the passes over whole arrays).
 
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
@@ -45,7 +49,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _allocator, _memory_format as _mf, _parallel
 from .._threads import get_num_threads
 from .._meta import MetaArray
-from . import _conv_c, _conv_small_c
+from . import _conv_c, _conv_small_c, _wino_c
 from .._tensor import Tensor, _make
 from ..autograd.graph import Node
 from .. import _autocast
@@ -469,7 +473,8 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
                                              _out_size(x.shape[2:], pads, w.shape[2:],
                                                        stride, dilation)):
         out, v = _winograd_conv(x, w, b, pads, keep)
-        return (out if out.dtype == dt else out.astype(dt)), ("winograd", v) if keep else None
+        return (out if out.dtype == dt else out.astype(dt)), \
+            ("winograd", v) if keep and v is not None else None
     if _direct(x, w.shape, stride, groups,
                ow=_out_size(x.shape[2:], pads, w.shape[2:], stride, dilation)[-1]) and \
             (not keep or all(t == 1 for t in stride)):
@@ -665,11 +670,15 @@ def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     oh, ow = (s + lo + hi - 2 for s, (lo, hi) in zip(x.shape[2:], pads))
     th, tw = -(-oh // 2), -(-ow // 2)
     _, gg, aa = _wino_mats(x.dtype)
+    u = _parallel.gemm(gg[:, ::-1] if flipped else gg, w.reshape(o * c, 9).T).reshape(16, o, c)
+    if _wino_c.available(x.dtype):
+        # blocks of tiles transformed, multiplied and transformed back in cache, one hand-off
+        # to the thread pool for the whole convolution (ember/ops/_wino_c.py)
+        keep = keep and not _wino_wgrad_fused(x.dtype, c, o, n * th * tw)
+        return _wino_c.wino_fused(x, pads[0][0], pads[1][0], th, tw, u, flipped,
+                                  None if b is None else _as_compute(b), oh, ow, keep)
     if flipped:
-        u = _parallel.gemm(gg[:, ::-1], w.reshape(o * c, 9).T).reshape(16, o, c)
         u, o, c = u.transpose(0, 2, 1), c, o
-    else:
-        u = _parallel.gemm(gg, w.reshape(o * c, 9).T).reshape(16, o, c)
     if _conv_c.available(x.dtype):
         # C transforms (ember/ops/_conv_c.py), split over channels on the thread pool; the
         # GEMM (O, C) @ (C, tiles) leaves M in the layout the output transform streams
@@ -694,6 +703,17 @@ def _winograd_conv(x, w, b, pads, keep=True, flipped=False):
     if (2 * th, 2 * tw) != (oh, ow):
         full = np.ascontiguousarray(full[:, :, :oh, :ow])
     return full, v
+
+
+def _wino_wgrad_fused(dtype, c, o, tiles):
+    """Whether the weight gradient of a Winograd convolution of ``c`` -> ``o`` channels
+    over ``tiles`` output tiles runs fused from the input (``_wino_c.wino_wgrad``): then the
+    forward keeps no transformed tiles for it, since transforming the input again block by
+    block in cache costs less than writing V to memory and reading it back (and holds no
+    memory between forward and backward). Not where its partial sums would be too few to
+    share over the threads (very wide layers): there the stacked GEMMs split better."""
+    return _wino_c.available(dtype) and (get_num_threads() == 1 or
+                                         _wino_c.wgrad_groups(c, o, tiles) > 1)
 
 
 def _winograd_weight_grad(g, v, wshape):
@@ -858,14 +878,20 @@ class ConvWeightGrad(Node):
             gw = _conv_weight_grad_nhwc(x, g, tuple(wshape), stride, pads, dilation,
                                         None if cols is None else cols[1])
             return gw if gw.dtype == dt else gw.astype(dt)
-        if cols is None and all(t == 1 for t in stride) and \
+        wino = cols is None and _use_winograd(wshape, stride, dilation, groups, n, osz)
+        if cols is None and not wino and all(t == 1 for t in stride) and \
                 _direct(x, wshape, stride, groups, _DIRECT_WGRAD_MAX_TAPS):
+            # (as in the forward, a layer Winograd takes stays on Winograd)
             gw = _conv_small_c.conv2d_weight_grad(x, g, tuple(wshape), pads, dilation)
             return gw if gw.dtype == dt else gw.astype(dt)
         if cols is None:
-            if _use_winograd(wshape, stride, dilation, groups, n, osz):
+            if wino:
+                th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
+                if _wino_wgrad_fused(x.dtype, wshape[1], wshape[0], n * th * tw):
+                    du = _wino_c.wino_wgrad(x, g, pads[0][0], pads[1][0], th, tw)
+                    gw = _wino_weight_from(du, _wino_mats(x.dtype)[1], wshape)
+                    return gw if gw.dtype == dt else gw.astype(dt)
                 if _conv_c.available(x.dtype):
-                    th, tw = -(-osz[0] // 2), -(-osz[1] // 2)
                     v = _conv_c.wino_in(x, pads[0][0], pads[1][0], th, tw)
                 else:
                     v = _wino_tiles(x, pads, osz, keep=False)

@@ -1,6 +1,7 @@
 """Convolution and pooling kernels at every core (issue 25): the C kernels of
-``ember/ops/_conv_c.py`` (Winograd transforms, 2-d max pooling and its scatter) against
-PyTorch and against the NumPy formulation they replace, and results at 1 and several threads
+``ember/ops/_conv_c.py`` (Winograd transforms, 2-d max pooling and its scatter) and
+``ember/ops/_wino_c.py`` (Winograd fused by blocks of tiles) against PyTorch and against the
+NumPy formulation they replace, and results at 1 and several threads
 (the channel-split copies of im2col/col2im, the kernels split over the thread pool)."""
 
 import numpy as np
@@ -11,15 +12,22 @@ from tests.parity.helpers import check, gradcheck
 torch = pytest.importorskip("torch")
 import ember  # noqa: E402
 import ember.ops.conv as C  # noqa: E402
-from ember.ops import _conv_c  # noqa: E402
+from ember.ops import _conv_c, _wino_c  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(params=["c", "numpy"])
+@pytest.fixture(params=["fused", "c", "numpy"])
 def path(request, monkeypatch):
-    """Run a test with the C kernels, then with the NumPy fallback."""
-    if request.param == "c":
+    """Run a test with the fused Winograd kernels (``_wino_c``), then with the separate C
+    kernels (``_conv_c``), then with the NumPy fallback."""
+    if request.param == "fused":
+        if not _wino_c.available(np.float32):
+            pytest.skip("no C compiler or no OpenBLAS: the fused kernels are unavailable")
+    else:
+        monkeypatch.setattr(_wino_c, "_LIB", {None: None})
+        assert not _wino_c.available(np.float32)
+    if request.param in ("fused", "c"):
         if not _conv_c.available(np.float32):
             pytest.skip("no C compiler: the C kernels are unavailable")
         monkeypatch.setattr(_conv_c, "_BN_MIN_SIZE", 1)  # small batch norms take C too
@@ -106,6 +114,117 @@ def test_winograd_transforms_match_numpy():
     m = rng.standard_normal(dm.shape)
     y = _conv_c.wino_out(m, 3, th, tw, oh, ow)
     assert np.isclose(np.vdot(y, g), np.vdot(m, dm), rtol=1e-12)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Fused Winograd blocks of 16 tiles, at most 3 weight-gradient groups, their sum split
+    at any size: blocks then cut tile rows and images, and small shapes have several
+    blocks and groups."""
+    monkeypatch.setattr(_wino_c, "_BLOCK_ELEMS", 1)
+    monkeypatch.setattr(_wino_c, "_WGRAD_GROUPS", 3)
+    monkeypatch.setattr(_wino_c, "_ADD_SPLIT_MIN", 1)
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    assert _wino_c.block_tiles(64, 64) == 16
+
+
+def _need_fused():
+    if not _wino_c.available(np.float32):
+        pytest.skip("no C compiler or no OpenBLAS: the fused kernels are unavailable")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", WINOGRAD + [
+    ((3, 16, 11, 13), (17, 16, 3, 3), {"padding": 1}),   # 5 x 6 tiles: blocks cut rows
+    ((5, 20, 3, 3), (16, 20, 3, 3), {"padding": 1}),     # 2 x 2 tiles: blocks cut images
+])
+def test_winograd_fused_blocks_parity(xs, ws, kw, dtype, small_blocks):
+    _need_fused()
+    atol = 1e-4 if dtype == np.float32 and xs[0] * xs[2] * xs[3] > 1000 else None
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
+          low=-1, high=1, atol=atol)
+
+
+def test_winograd_fused_noncontiguous_and_gradcheck(small_blocks):
+    _need_fused()
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [(2, 16, 7, 6),
+                                                                    (16, 16, 3, 3)],
+          np.float64, noncontig=True)
+    gradcheck(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, padding=1),
+              [(2, 16, 5, 4), (16, 16, 3, 3), (16,)], gradgrad=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_fused_same_bits_at_every_thread_count(dtype, small_blocks, threads):
+    # blocks and weight-gradient groups depend on the shapes only: the same bits at 1, 2
+    # and 3 threads, for the forward, the input gradient and the weight gradient
+    _need_fused()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 24, 9, 10)).astype(dtype)
+    w = rng.standard_normal((32, 24, 3, 3)).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    res = []
+    for n in (1, 2, 3):
+        ember.set_num_threads(n)
+        ts = [ember.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = ember.nn.functional.conv2d(*ts, padding=1)
+        y.backward(ember.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(dtype)))
+        res.append([y.detach().numpy()] + [t.grad.numpy() for t in ts])
+    for other in res[1:]:
+        for a, c in zip(res[0], other):
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_winograd_fused_keeps_no_tiles(n, small_blocks, threads):
+    # the weight gradient transforms the input again, so the forward holds no V for it
+    # (with one block, one group, at two threads it keeps V for the stacked GEMMs)
+    _need_fused()
+    ember.set_num_threads(2)
+    x = ember.randn(n, 16, 8, 8, requires_grad=True)
+    w = ember.randn(16, 16, 3, 3, requires_grad=True)
+    y = ember.nn.functional.conv2d(x, w, padding=1)
+    assert hasattr(y.grad_fn, "cols") == (n == 1)
+    assert C._wino_wgrad_fused(np.dtype(np.float32), 16, 16, 16 * n) == (n == 2)
+
+
+def test_winograd_fused_wide_layers_keep_stacked_weight_grad(monkeypatch, threads):
+    # too few partial sums to share (a huge O * C): the weight gradient keeps the stacked
+    # GEMMs at several threads, and the forward keeps V for it
+    _need_fused()
+    monkeypatch.setattr(_wino_c, "_WGRAD_PARTIAL_ELEMS", 16 * 16 * 16)
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    ember.set_num_threads(2)
+    assert not C._wino_wgrad_fused(np.dtype(np.float32), 16, 16, 4096)
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1), [(2, 16, 6, 5),
+                                                                    (16, 16, 3, 3)],
+          np.float64)
+    ember.set_num_threads(1)
+    assert C._wino_wgrad_fused(np.dtype(np.float32), 16, 16, 4096)
+
+
+def test_winograd_fused_env_switch(monkeypatch):
+    monkeypatch.setenv("EMBER_WINO_FUSED", "0")
+    monkeypatch.setattr(_wino_c, "_LIB", {})
+    assert not _wino_c.available(np.float32)
+    monkeypatch.setattr(_wino_c, "_LIB", {})
+    monkeypatch.delenv("EMBER_WINO_FUSED")
+    assert _wino_c.available(np.float32) == (bool(_wino_c._gemm_pointer())
+                                             and _conv_c.available(np.float32))
+
+
+def test_winograd_fused_block_sizes():
+    # a block's V and M fit the cache budget; 16 to 256 tiles, multiples of 16
+    for c, o in ((16, 16), (64, 64), (32, 64), (256, 256), (1024, 1024)):
+        tb = _wino_c.block_tiles(c, o)
+        assert tb % 16 == 0 and 16 <= tb <= 256
+        assert tb == 16 or 16 * (c + o) * tb <= _wino_c._BLOCK_ELEMS
+    # few tiles: smaller blocks, so that there are several to share over the threads
+    assert _wino_c.block_tiles(64, 64, 64) == 16
+    assert _wino_c.block_tiles(64, 64, 4096) == _wino_c.block_tiles(64, 64)
+    assert _wino_c.block_tiles(16, 16, 8) == 16
+    assert _wino_c.wgrad_groups(64, 64, 10 ** 6) == _wino_c._WGRAD_GROUPS
+    assert _wino_c.wgrad_groups(64, 64, 16) == 1
 
 
 # ---------------------------------------------------------------------- max pooling
