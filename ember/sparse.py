@@ -147,6 +147,39 @@ class SparseTensor(Tensor):
     def ndim(self):
         return len(self._size)
 
+    # what a dense tensor reads off its array, read off the values
+    @property
+    def device(self):
+        return self._vals.device
+
+    @property
+    def is_meta(self):
+        return self._vals.is_meta
+
+    @property
+    def itemsize(self):
+        return self._vals.itemsize
+
+    def element_size(self):
+        return self._vals.element_size()
+
+    def is_floating_point(self):
+        return self._vals.is_floating_point()
+
+    def is_complex(self):
+        return self._vals.is_complex()
+
+    def ndimension(self):
+        return len(self._size)
+
+    def nelement(self):
+        return self.numel()
+
+    def type(self, dtype=None, non_blocking=False, **kwargs):
+        if dtype is None:  # PyTorch's legacy name: torch.sparse.FloatTensor
+            return self._vals.type().replace("torch.", "torch.sparse.", 1)
+        return self.to(dtype) if isinstance(dtype, D.dtype) else _dense_only(f"type({dtype!r})")
+
     def dim(self):
         return len(self._size)
 

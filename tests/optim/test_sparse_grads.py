@@ -223,3 +223,14 @@ def test_grad_scaler_unscales_sparse_gradients():
         sc.update()
         out.append(emb.weight.detach().numpy())
     np.testing.assert_allclose(out[0], out[1], rtol=1e-6)
+
+
+def test_sparse_tensor_metadata_matches_pytorch():
+    # what code reads off a gradient (device, dtype queries, legacy type names)
+    out = []
+    for mod in (ember, torch):
+        s = mod.sparse_coo_tensor([[0, 2]], mod.tensor([1.0, 2.0]), (3,))
+        out.append([str(s.device), s.is_meta, s.is_floating_point(), s.is_complex(),
+                    s.element_size(), s.itemsize, s.ndimension(), s.nelement(), s.type(),
+                    str(s.type(mod.float64).dtype).split(".")[-1]])
+    assert out[0] == out[1]
