@@ -162,6 +162,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
     """Sums, means or maxima of bags of embeddings (2-d input: one bag per row)."""
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if sparse and mode == "max":
+        raise ValueError("max mode does not support sparse weights")
     idx = _index_array(input, "embedding_bag")
     if idx.ndim == 2:
         if offsets is not None:

@@ -234,3 +234,10 @@ def test_sparse_tensor_metadata_matches_pytorch():
                     s.element_size(), s.itemsize, s.ndimension(), s.nelement(), s.type(),
                     str(s.type(mod.float64).dtype).split(".")[-1]])
     assert out[0] == out[1]
+
+
+def test_embedding_bag_max_mode_refuses_sparse():
+    for mod in (ember, torch):
+        bag = mod.nn.EmbeddingBag(6, 2, mode="max", sparse=True)
+        with pytest.raises(ValueError, match="max mode does not support sparse"):
+            bag(mod.tensor([[0, 2, 2], [1, 5, 0]]))
