@@ -201,10 +201,11 @@ def _cifar_cnn(m, quick):
     return _train_step(m, model, x, y, opt, nn.CrossEntropyLoss()), (32, "samples")
 
 
-def _gpt(m, quick):
-    m.manual_seed(0)
+def gpt_model(m, vocab, d, heads, seq):
+    """The GPT block of the GPT row: token and position embeddings, 2 pre-norm encoder layers
+    (GELU, causal self-attention, batch_first), a final norm and the vocabulary head (the
+    tests build a smaller one)."""
     nn = m.nn
-    vocab, d, heads, seq, batch = 256, 128, 4, 64, 16
 
     class GPT(nn.Module):
         def __init__(self):
@@ -223,8 +224,14 @@ def _gpt(m, quick):
             h = self.tok(idx) + self.pos(pos)
             h = self.blocks(h, mask=self.mask, is_causal=True)
             return self.head(self.ln(h))
+    return GPT()
 
-    model = GPT()
+
+def _gpt(m, quick):
+    m.manual_seed(0)
+    nn = m.nn
+    vocab, d, heads, seq, batch = 256, 128, 4, 64, 16
+    model = gpt_model(m, vocab, d, heads, seq)
     idx = m.randint(0, vocab, (batch, seq))
     tgt = m.randint(0, vocab, (batch, seq))
     opt = m.optim.AdamW(model.parameters(), lr=1e-3)

@@ -28,7 +28,7 @@ from .._meta import MetaArray
 from .._tensor import Tensor, _make
 from .graph import (_FREED_MSG, AccumulateGrad, Function, Node, _accumulator, _anomaly_enabled,
                     _anomaly_nan)
-from .graph import _MODES
+from .graph import capturing_backward
 from .grad_mode import GradMode
 
 
@@ -116,7 +116,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     # A capture mode on the dispatch path must see the backward as ops: Tensor formulas in
     # their recorded form (functions of saved inputs, not of arrays kept on the ctx). Other
     # modes (profiler, autocast, forward AD, vmap) leave the backward as it runs eagerly.
-    capturing = bool(_MODES) and any(getattr(m, "records_backward", False) for m in _MODES)
+    capturing = capturing_backward()
     raw = not create_graph and not capturing
     if raw:
         for buf in buffers.values():

@@ -43,6 +43,12 @@ _seq = itertools.count()
 _MODES: list = []
 _NO_MODES: list = []  # stays empty (see ``_call_bare``)
 
+
+def capturing_backward():
+    """Whether an active mode records the backward as ops (a graph capture: export,
+    jit.trace, compile), so ops computed outside the dispatcher would be lost."""
+    return bool(_MODES) and any(getattr(m, "records_backward", False) for m in _MODES)
+
 # Set by ``ember.ops.indexing``: records an in-place op on a view as a write into its base
 # (PyTorch's CopySlices). Returns NotImplemented for views it does not handle.
 _VIEW_INPLACE: list = [None]

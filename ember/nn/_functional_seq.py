@@ -47,8 +47,8 @@ class SparseEmbeddingLookup(EmbeddingLookup):
     @staticmethod
     def backward(ctx, g):
         from ..sparse import _new_sparse
-        from ..autograd.graph import _MODES
-        if any(getattr(m, "records_backward", False) for m in _MODES):
+        from ..autograd.graph import capturing_backward
+        if capturing_backward():
             raise NotImplementedError("sparse gradients (Embedding(sparse=True)) are not "
                                       "captured into graphs; this step runs eagerly")
         if ctx.scale:  # PyTorch 2.13 refuses it too

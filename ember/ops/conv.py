@@ -1238,8 +1238,8 @@ class MaxPoolNd(Node):
 
 
 def _capturing_backward():
-    from ..autograd.graph import _MODES
-    return any(getattr(m, "records_backward", False) for m in _MODES)
+    from ..autograd.graph import capturing_backward
+    return capturing_backward()
 
 
 class MaxPoolGrad(Node):

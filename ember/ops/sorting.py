@@ -11,7 +11,7 @@ import numpy as np
 
 from .._meta import MetaArray
 from .._tensor import Tensor, _make
-from ..autograd.graph import _MODES, Node
+from ..autograd.graph import Node, capturing_backward
 from ._util import norm_dim
 from .indexing import Gather
 from .reduction import return_types
@@ -68,7 +68,7 @@ class OrderIndices(Node):
 def _refuse_capture(name):
     """Ops whose results come from positions computed on the data outside the dispatcher
     cannot be captured yet: refuse rather than bake the example's positions in."""
-    if _MODES and any(getattr(m, "records_backward", False) for m in _MODES):
+    if capturing_backward():
         raise NotImplementedError(f"{name} is not supported under graph capture (export, "
                                   f"jit.trace, compile) yet: it computes positions from the "
                                   f"data outside the dispatcher")

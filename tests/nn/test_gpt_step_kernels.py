@@ -49,27 +49,10 @@ def test_column_sums_declines_and_matches_numpy():
 def _gpt_step(fw, init=None, steps=2):
     """benchmarks/run.py's GPT block, smaller: embeddings, 2 pre-norm encoder layers with
     GELU and causal self-attention (batch_first), final norm, head, cross-entropy, AdamW."""
+    from benchmarks.run import gpt_model
     fw.manual_seed(0)
-    nn = fw.nn
     vocab, d, heads, seq, batch = 50, 32, 4, 24, 8
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok = nn.Embedding(vocab, d)
-            self.pos = nn.Embedding(seq, d)
-            layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True,
-                                               norm_first=True, activation="gelu")
-            self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-            self.ln = nn.LayerNorm(d)
-            self.head = nn.Linear(d, vocab)
-            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq))
-
-        def forward(self, idx):
-            h = self.tok(idx) + self.pos(fw.arange(idx.shape[1]))
-            return self.head(self.ln(self.blocks(h, mask=self.mask, is_causal=True)))
-
-    model = GPT()
+    model = gpt_model(fw, vocab, d, heads, seq)
     if init is not None:
         model.load_state_dict({k: fw.tensor(v) for k, v in init.items()})
     start = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
@@ -80,7 +63,7 @@ def _gpt_step(fw, init=None, steps=2):
     losses, grads = [], []
     for _ in range(steps):
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(idx).reshape(-1, vocab), tgt.reshape(-1))
+        loss = fw.nn.functional.cross_entropy(model(idx).reshape(-1, vocab), tgt.reshape(-1))
         loss.backward()
         grads.append({k: p.grad.numpy().copy() for k, p in model.named_parameters()})
         opt.step()
