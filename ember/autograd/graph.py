@@ -841,7 +841,10 @@ class AccumulateGrad(Node):
     weakly, so there is no reference cycle and the node is not rebuilt for every op."""
 
     def name(self):
-        return "AccumulateGrad"
+        return "torch::autograd::AccumulateGrad"  # PyTorch's name, as programs compare it
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {hex(id(self))}>"
 
     @property
     def variable(self):

@@ -494,12 +494,17 @@ def _call_nodes(graph):
 
 
 def _shape_changes(nodes0, nodes1):
-    """Indices of the nodes whose output shape differs between two captures."""
+    """Indices of the nodes whose output shape differs between two captures; each such node
+    of ``nodes0`` records the dims that differ in ``meta["dynamic_dims"]`` (for consumers
+    that need to know which sizes are known only at run time)."""
     out = set()
     for i, (a, b) in enumerate(zip(nodes0, nodes1)):
         ma, mb = a.meta.get("tensor_meta"), b.meta.get("tensor_meta")
         if ma and mb and ma[0] != mb[0]:
             out.add(i)
+            if len(ma[0]) == len(mb[0]):
+                a.meta.setdefault("dynamic_dims", set()).update(
+                    d for d, (x, y) in enumerate(zip(ma[0], mb[0])) if x != y)
     return out
 
 

@@ -792,6 +792,46 @@ def _index_select(c, node, x, dim, index):
     return out
 
 
+@_rule("Interpolate")
+def _interpolate(c, node, x, size, scales, recompute, mode, align_corners, antialias):
+    """Resampling as a gather (nearest modes) or a GEMM with a constant (out, in) matrix per
+    spatial dim, each dim in turn; the spatial sizes must be static."""
+    from ..ops.conv import Interpolate
+    vx = c.operand(x)
+    dims = list(vx.dims)
+    if any(not d.static for d in dims[2:]):
+        raise _Unsupported("interpolate over a dynamic spatial size")
+
+    class _Ctx:
+        pass
+    ctx = _Ctx()
+    Interpolate._steps(ctx, [1, 1] + [d.c for d in dims[2:]], np.dtype(np.float32), size,
+                       scales, recompute, mode, align_corners, antialias)
+    steps = ctx.steps or [(2, None, np.arange(dims[2].c))]  # unchanged: a copy
+    cur = vx
+    for axis, _, arr in steps:
+        new = list(dims)
+        new[axis] = Dimx(0, arr.shape[0])
+        out = c.new_buf(new)
+        o, total, i = _split3(dims, axis, axis + 1)
+        if arr.ndim == 1:
+            idx = c.add_const(arr.astype(np.float32))
+            c.emit(f"er_index_select({_ptr(cur)}, {_ptr(idx)}, {_ptr(out)}, {o}, "
+                   f"{arr.shape[0]}, {i}, {total});", [cur, idx], [out])
+        elif axis == len(dims) - 1:
+            mt = c.add_const(arr.T)
+            c.emit(f"er_gemm({o}, {arr.shape[0]}, {total}, {_ptr(cur)}, {total}, {_ptr(mt)}, "
+                   f"{arr.shape[0]}, {_ptr(out)}, {arr.shape[0]}, 0);", [cur, mt], [out])
+        else:
+            m = c.add_const(arr)
+            n_out = arr.shape[0]
+            c.emit(f"for (int64_t l = 0; l < {o}; l++) er_gemm({n_out}, {i}, {total}, "
+                   f"{_ptr(m)}, {total}, {_ptr(cur)} + l * {total} * {i}, {i}, "
+                   f"{_ptr(out)} + l * {n_out} * {i}, {i}, 0);", [cur, m], [out])
+        cur, dims = out, new
+    return cur
+
+
 @_rule("LSTMLayer")
 def _lstm(c, node, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
     if w_hr is not None:

@@ -702,6 +702,140 @@ def _recurrent(c, node, *args):
     return [y] + [c.emit("Squeeze", [o, ax0]) for o in outs[1:]]
 
 
+# ------------------------------------------------------------------- interpolate
+def _pow2(s):
+    return s > 0 and math.frexp(s)[0] == 0.5
+
+
+@_h("Interpolate")
+def _interpolate(c, node, x, size, scales, recompute, mode, align_corners, antialias):
+    """``Resize`` where it computes what ember does: nearest modes with power-of-two scale
+    factors (exact coordinates); linear/cubic modes with scale factors exact in float32, with
+    sizes, or with ``recompute_scale_factor`` (sizes computed at run time as PyTorch does, in
+    float64). Otherwise, and for float64/float16 inputs of static spatial sizes, the
+    resampling as ember computes it: nearest modes as a Gather with indices computed in
+    float32 (at run time where the sizes vary), the other modes (and lanczos, or antialias
+    before opset 18) as MatMuls with constant matrices where the spatial sizes are static."""
+    src = node.args[0]
+    shape, meta_dt = _meta(src)
+    dt = _np_dtype(meta_dt)
+    nd = len(shape) - 2
+    dyn = {d for d in src.meta.get("dynamic_dims", ()) if d >= 2}
+    # Resize for float32, or where nothing else follows the sizes (onnxruntime has Resize
+    # kernels for float32 and a few integer types only)
+    resize = dt == np.float32 or bool(dyn)
+    if mode in ("nearest", "nearest-exact"):
+        if resize and dt.kind == "f" and scales is not None and not recompute and \
+                all(_pow2(s) for s in scales):
+            return _resize(c, x, nd, mode, align_corners, antialias, scales=scales)
+        return _nearest_gathers(c, x, shape, dyn, size, scales, recompute, mode)
+    if resize and mode != "lanczos" and (not antialias or c.opset >= 18):
+        if scales is not None and not recompute and \
+                all(float(np.float32(s)) == s for s in scales):
+            return _resize(c, x, nd, mode, align_corners, antialias, scales=scales)
+        if size is not None:
+            return _resize(c, x, nd, mode, align_corners, antialias, sizes=list(size))
+        if recompute:  # floor(in * s) in float64, as PyTorch
+            ins = c.emit("Cast", [c.emit("Shape", [x], start=2)], to=11)
+            out = c.emit("Floor", [c.emit("Mul", [ins, c.init(np.asarray(scales, np.float64))])])
+            return _resize(c, x, nd, mode, align_corners, antialias,
+                           spatial=c.emit("Cast", [out], to=7))
+    if dyn:
+        why = ("lanczos" if mode == "lanczos" else
+               f"antialias at opset {c.opset} (Resize has it from 18)" if antialias else
+               f"scale factors {list(scales)} (not exact in float32: Resize would size the "
+               "output differently)")
+        raise c.unsupported(node, f"interpolate(mode={mode!r}) with {why} over spatial sizes "
+                                  "known only at run time")
+    from ..ops.conv import Interpolate
+
+    class _Ctx:
+        pass
+    ctx = _Ctx()
+    Interpolate._steps(ctx, shape, dt, size, scales, recompute, mode, align_corners,
+                       antialias)
+    cur, cur_shape = x, list(shape)
+    for axis, _, m in ctx.steps:
+        m = m.astype(dt)
+        if axis == len(shape) - 1:
+            cur = c.emit("MatMul", [cur, c.init(np.ascontiguousarray(m.T), "resample")])
+        else:
+            # (batch * ..., in, rest): only the batch may vary (the spatial sizes are static)
+            rest = int(np.prod(cur_shape[axis + 1:]))
+            flat = c.emit("Reshape", [cur, c.ints([-1, cur_shape[axis], rest])])
+            y = c.emit("MatMul", [c.init(m, "resample"), flat])
+            cur = c.emit("Reshape", [y, c.ints([-1] + cur_shape[1:axis] + [m.shape[0]] +
+                                                cur_shape[axis + 1:])])
+        cur_shape[axis] = m.shape[0]
+    return cur
+
+
+def _resize(c, x, nd, mode, align_corners, antialias, scales=None, sizes=None,
+            spatial=None):
+    """``Resize`` by ``scales`` (floats), by ``sizes`` (ints or run-time sizes), or by
+    ``spatial`` (an int64 tensor of every spatial size)."""
+    nearest = mode in ("nearest", "nearest-exact")
+    attrs = {"mode": "nearest" if nearest else "cubic" if mode == "bicubic" else "linear"}
+    if nearest:
+        exact = mode == "nearest-exact"
+        attrs["coordinate_transformation_mode"] = "half_pixel" if exact else "asymmetric"
+        attrs["nearest_mode"] = "round_prefer_ceil" if exact else "floor"
+    else:
+        attrs["coordinate_transformation_mode"] = "align_corners" if align_corners else \
+            "half_pixel"
+    if mode == "bicubic":
+        attrs["cubic_coeff_a"] = -0.5 if antialias else -0.75
+    if antialias:  # PyTorch's weights are renormalised over the inputs that exist
+        attrs["antialias"] = 1
+        attrs["exclude_outside"] = 1
+    if scales is not None:
+        return c.emit("Resize", [x, "", c.init(np.asarray([1.0, 1.0] + list(scales),
+                                                          np.float32), "scales")], **attrs)
+    if spatial is None:
+        spatial = c.shape_input(sizes)
+    lead = c.emit("Shape", [x], start=0, end=2)
+    return c.emit("Resize", [x, "", "", c.emit("Concat", [lead, spatial], axis=0)], **attrs)
+
+
+def _nearest_gathers(c, x, shape, dyn, size, scales, recompute, mode):
+    """Nearest modes as ember computes them: per spatial dim, source index
+    ``min(floor((dst [+ 0.5]) * scale), in - 1)`` in float32, then a Gather."""
+    from ..ops.conv import _nearest_index
+    exact = mode == "nearest-exact"
+    cur = x
+    for i in range(len(shape) - 2):
+        axis = 2 + i
+        coord = scales[i] if scales is not None and not recompute else None
+        if axis not in dyn:
+            n = shape[axis]
+            out = size[i] if size is not None else int(math.floor(n * scales[i]))
+            if out == n and coord in (None, 1.0):
+                continue
+            idx = c.init(_nearest_index(n, out, coord, exact), "nearest_idx")
+            cur = c.emit("Gather", [cur, idx], axis=axis)
+            continue
+        n = c.emit("Shape", [x], start=axis, end=axis + 1)
+        if size is not None:
+            out = c.ints([size[i]])
+        else:
+            f = c.emit("Mul", [c.emit("Cast", [n], to=11),
+                               c.init(np.asarray([scales[i]], np.float64), "scale")])
+            out = c.emit("Cast", [c.emit("Floor", [f])], to=7)
+        if coord is not None:
+            sc = c.init(np.asarray([1.0 / coord], np.float32), "coord_scale")
+        else:
+            sc = c.emit("Div", [c.emit("Cast", [n], to=1), c.emit("Cast", [out], to=1)])
+        zero, one = c.init(np.asarray(0, np.int64)), c.init(np.asarray(1, np.int64))
+        dst = c.emit("Cast", [c.emit("Range", [zero, c.emit("Squeeze", [out, c.ints([0])]),
+                                               one])], to=1)
+        if exact:
+            dst = c.emit("Add", [dst, c.init(np.asarray(0.5, np.float32))])
+        idx = c.emit("Cast", [c.emit("Floor", [c.emit("Mul", [dst, sc])])], to=7)
+        idx = c.emit("Min", [idx, c.emit("Sub", [n, c.ints([1])])])
+        cur = c.emit("Gather", [cur, idx], axis=axis)
+    return cur if cur is not x else c.emit("Identity", [x])
+
+
 # ----------------------------------------------------------------------- conversion
 class _GraphConverter(_Converter):
     def shape_of(self, arg):

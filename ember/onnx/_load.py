@@ -326,6 +326,61 @@ def _gather(a, idx, axis=0):
         tuple(a.shape[:axis]) + tuple(idx.shape) + tuple(a.shape[axis + 1:]))
 
 
+@_op("Range")
+def _range(start, limit, delta):
+    return _e().arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+
+
+@_op("Floor")
+def _floor(a):
+    return a.floor()
+
+
+_RESIZE_MODES = {  # (mode, coordinate mode, nearest mode, cubic a, antialias) -> ember mode
+    ("nearest", "asymmetric", "floor", None, 0): ("nearest", None),
+    ("nearest", "half_pixel", "round_prefer_ceil", None, 0): ("nearest-exact", None),
+    ("linear", "half_pixel", None, None, 0): ("linear", False),
+    ("linear", "align_corners", None, None, 0): ("linear", True),
+    ("linear", "half_pixel", None, None, 1): ("linear", False),
+    ("cubic", "half_pixel", None, -0.75, 0): ("bicubic", False),
+    ("cubic", "align_corners", None, -0.75, 0): ("bicubic", True),
+    ("cubic", "half_pixel", None, -0.5, 1): ("bicubic", False),
+}
+
+
+@_op("Resize")
+def _resize(x, roi=None, scales=None, sizes=None, mode="nearest",
+            coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor",
+            cubic_coeff_a=-0.75, antialias=0, exclude_outside=0, **rest):
+    """The Resize forms ember's exporter writes, as ``F.interpolate``."""
+    key = (mode, coordinate_transformation_mode, nearest_mode if mode == "nearest" else None,
+           round(float(cubic_coeff_a), 6) if mode == "cubic" else None, int(antialias))
+    found = _RESIZE_MODES.get(key)
+    if found is None or int(exclude_outside) != int(antialias) or rest or \
+            (roi is not None and roi.numel()):
+        raise NotImplementedError(f"ember.onnx.load: Resize with mode={mode!r}, "
+                                  f"coordinate_transformation_mode="
+                                  f"{coordinate_transformation_mode!r}, nearest_mode="
+                                  f"{nearest_mode!r}, cubic_coeff_a={cubic_coeff_a}, antialias="
+                                  f"{antialias}, exclude_outside={exclude_outside}, roi or "
+                                  f"{sorted(rest)} has no ember mapping")
+    name, align = found
+    if name == "linear":
+        name = {3: "linear", 4: "bilinear", 5: "trilinear"}[x.ndim]
+    F = _e().nn.functional
+    if sizes is not None and sizes.numel():
+        size = _ints(sizes)
+        if size[:2] != tuple(x.shape[:2]):
+            raise NotImplementedError("ember.onnx.load: Resize of the batch or channel dims")
+        return F.interpolate(x, size=size[2:], mode=name, align_corners=align,
+                             antialias=bool(antialias))
+    factors = [float(v) for v in scales.tolist()]
+    if factors[:2] != [1.0, 1.0]:
+        raise NotImplementedError("ember.onnx.load: Resize of the batch or channel dims")
+    return F.interpolate(x, scale_factor=factors[2:], mode=name, align_corners=align,
+                         antialias=bool(antialias))
+
+
 @_op("Shape")
 def _shape(a, start=0, end=None):
     return _e().tensor(list(a.shape)[start:end], dtype=_e().int64)

@@ -51,7 +51,7 @@ from .._threads import get_num_threads
 from .._meta import MetaArray
 from . import _conv_c, _conv_small_c, _wino_c
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node
+from ..autograd.graph import Node, named
 from .. import _autocast
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
@@ -2212,10 +2212,10 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                     f"input with spatial dimensions of {list(spatial)} and output size of "
                     f"{size}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
                     "output size in (o1, o2, ...,oK) format.")
-            out_size = [int(s) for s in size]
+            out_size = tuple(int(s) for s in size)
         else:
-            out_size = [int(size)] * nd
-        scales = [None] * nd
+            out_size = (int(size),) * nd
+        scales = None
         if recompute_scale_factor:
             raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
     elif scale_factor is not None:
@@ -2226,39 +2226,123 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                     f"got input with spatial dimensions of {list(spatial)} and scale_factor of "
                     f"shape {scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) "
                     "format and scale_factor in (s1, s2, ...,sK) format.")
-            scales = [float(s) for s in scale_factor]
+            scales = tuple(float(s) for s in scale_factor)
         else:
-            scales = [float(scale_factor)] * nd
-        out_size = [int(math.floor(s * f)) for s, f in zip(spatial, scales)]
-        if recompute_scale_factor or mode == "area":
-            scales = [None] * nd
+            scales = (float(scale_factor),) * nd
+        out_size = None
     else:
         raise ValueError("either size or scale_factor should be defined")
-    if any(o <= 0 for o in out_size):
-        names = "DHW"[-nd:]
+    if mode == "area":
+        return _adaptive_avg(nd, input, _resample_sizes(spatial, out_size, scales, True)[0])
+    if mode not in ("nearest", "nearest-exact"):  # any dtype for nearest: a pure gather
+        _check_float(input._data, f"upsample_{mode}")
+    out = Interpolate.apply(input, out_size, scales, bool(recompute_scale_factor), mode,
+                            align_corners, bool(antialias))
+    if out.grad_fn is not None:  # PyTorch's node name, e.g. UpsampleBilinear2DBackward0
+        kind = "".join(w.capitalize() for w in mode.split("-"))
+        named(out, f"Upsample{kind}{nd}D{'Aa' if antialias else ''}Backward0")
+    return out
+
+
+def _resample_sizes(spatial, size, scales, recompute):
+    """(output sizes, scale factors that map coordinates) of ``Interpolate``: ``size`` as
+    given, else ``floor(in * scale)``; the coordinates follow the scale factors unless sizes
+    were given or ``recompute`` (then in/out, as PyTorch's ``recompute_scale_factor``)."""
+    if size is None:
+        size = tuple(int(math.floor(s * f)) for s, f in zip(spatial, scales))
+        coord = (None,) * len(spatial) if recompute else scales
+    else:
+        coord = (None,) * len(spatial)
+    if any(o <= 0 for o in size):
+        names = "DHW"[-len(spatial):]
         sin = ", ".join(f"{c}: {s}" for c, s in zip(names, spatial))
-        sout = ", ".join(f"{c}: {s}" for c, s in zip(names, out_size))
+        sout = ", ".join(f"{c}: {s}" for c, s in zip(names, size))
         raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
                            f"({sin}) output ({sout})")
-    if mode == "area":
-        return _adaptive_avg(nd, input, tuple(out_size))
-    out = input
-    if mode in ("nearest", "nearest-exact"):  # any dtype: a pure gather
+    return size, coord
+
+
+def _resample_steps(shape, size, coord, mode, align_corners, antialias, dtype):
+    """The 1-d resamplings that make an interpolation, in order: ``(axis, shape before,
+    index or matrix)``: a gather of source indices (nearest modes; unchanged dims skipped) or
+    an (out, in) matrix (linear and cubic modes, last dim first)."""
+    nd, steps, shape = len(size), [], list(shape)
+    if mode in ("nearest", "nearest-exact"):
         for i in range(nd):
-            if out_size[i] != spatial[i] or scales[i] not in (None, 1.0):
-                idx = _nearest_index(spatial[i], out_size[i], scales[i], mode == "nearest-exact")
-                out = out.index_select(2 + i, _make(idx))
-        return out if out is not input else input.clone()
-    _check_float(input._data, f"upsample_{mode}")
-    dtype = input._data.dtype
+            n = shape[2 + i]
+            if size[i] != n or coord[i] not in (None, 1.0):
+                idx = _nearest_index(n, size[i], coord[i], mode == "nearest-exact")
+                steps.append((2 + i, tuple(shape), idx))
+                shape[2 + i] = size[i]
+        return steps
+    mdt = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
     for i in range(nd - 1, -1, -1):
         if antialias:
-            m = _aa_matrix(spatial[i], out_size[i], scales[i], align_corners, mode, dtype)
+            m = _aa_matrix(shape[2 + i], size[i], coord[i], align_corners, mode, mdt)
         else:
-            m = _interp_matrix(spatial[i], out_size[i], scales[i], align_corners,
-                               mode == "bicubic", dtype)
-        out = _along_dim(out, 2 + i, _make(m))
-    return out
+            m = _interp_matrix(shape[2 + i], size[i], coord[i], align_corners,
+                               mode == "bicubic", mdt)
+        steps.append((2 + i, tuple(shape), m))
+        shape[2 + i] = size[i]
+    return steps
+
+
+def _matrix_along(x, axis, m):
+    """``m`` (out, in) applied along ``axis`` of the array ``x``."""
+    if axis == x.ndim - 1:
+        return np.matmul(x, m.T)
+    shape = x.shape
+    y = np.matmul(m, x.reshape(_prod(shape[:axis]), shape[axis], _prod(shape[axis + 1:])))
+    return y.reshape(shape[:axis] + (m.shape[0],) + shape[axis + 1:])
+
+
+class Interpolate(Node):
+    """``interpolate`` (every mode but 'area') as one op: captured graphs carry it whole (ONNX
+    ``Resize``), and with scale factors its output size follows the input's at every call.
+    Arguments after the input: output sizes (None: from ``scales``), scale factors (None:
+    from the sizes), ``recompute_scale_factor``, mode, align_corners, antialias. Computed as
+    a gather per dim (nearest modes) or a resampling matrix per dim (the others), in float32
+    for half-precision inputs."""
+
+    @staticmethod
+    def _steps(ctx, shape, dtype, size, scales, recompute, mode, align_corners, antialias):
+        size, coord = _resample_sizes(tuple(shape[2:]), size, scales, recompute)
+        ctx.steps = _resample_steps(shape, size, coord, mode, align_corners, antialias, dtype)
+        return tuple(shape[:2]) + tuple(size)
+
+    @staticmethod
+    def meta(ctx, x, size, scales, recompute, mode, align_corners, antialias):
+        out = Interpolate._steps(ctx, x.shape, x.dtype, size, scales, recompute, mode,
+                                 align_corners, antialias)
+        return MetaArray(out, x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, size, scales, recompute, mode, align_corners, antialias):
+        Interpolate._steps(ctx, x.shape, x.dtype, size, scales, recompute, mode,
+                           align_corners, antialias)
+        out = x
+        for axis, _, arr in ctx.steps:
+            if arr.ndim == 1:
+                out = np.take(out, arr, axis=axis)
+            else:
+                out = _matrix_along(out.astype(arr.dtype, copy=False), axis, arr)
+        if out is x:
+            return x.copy()
+        return out.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        from .indexing import IndexAddZeros
+        for axis, shape, arr in reversed(ctx.steps):
+            if arr.ndim == 1:
+                idx = [slice(None)] * len(shape)
+                idx[axis] = arr
+                g = IndexAddZeros.apply(g, shape, tuple(idx))
+            else:
+                g = _along_dim(g, axis, _make(arr.T.astype(g._data.dtype)))
+        return g, None, None, None, None, None, None
+
+    jvp = staticmethod(_fad.first_arg_linear_jvp)
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):

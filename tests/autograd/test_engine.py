@@ -315,7 +315,7 @@ def test_next_functions_structure():
     ae = ember.randn(2, requires_grad=True)
     y = ae * 2
     fn, nr = y.grad_fn.next_functions[0]
-    assert fn.name() == "AccumulateGrad" and nr == 0 and fn.variable is ae
+    assert fn.name() == "torch::autograd::AccumulateGrad" and nr == 0 and fn.variable is ae
     assert y.grad_fn.next_functions[1] == (None, 0)
 
 

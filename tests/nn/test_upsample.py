@@ -54,6 +54,29 @@ def test_interpolate_double_backward_and_errors():
         F.interpolate(x, size=2, mode="nearest", antialias=True)
 
 
+@pytest.mark.parametrize("kw", [
+    {"scale_factor": 2}, {"scale_factor": 1}, {"scale_factor": 2, "mode": "nearest-exact"},
+    {"size": (3, 7), "mode": "bilinear"}, {"scale_factor": 1.5, "mode": "bicubic"},
+    {"size": (2, 3), "mode": "bilinear", "antialias": True},
+    {"scale_factor": 0.5, "mode": "bicubic", "antialias": True}])
+def test_interpolate_is_one_node_with_pytorch_name(kw):
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 5))
+    want = torch.nn.functional.interpolate(torch.tensor(x, requires_grad=True), **kw)
+    got = ember.nn.functional.interpolate(ember.tensor(x, requires_grad=True), **kw)
+    assert got.grad_fn.name() == want.grad_fn.name()
+    assert got.grad_fn.next_functions[0][0].name() == "torch::autograd::AccumulateGrad"
+
+
+def test_interpolate_output_size_follows_input_under_compile():
+    F = ember.nn.functional
+    f = ember.compile(lambda t: F.interpolate(t, scale_factor=1.5, mode="bilinear"),
+                      dynamic=True)
+    for hw in [(4, 6), (5, 7), (9, 3)]:
+        x = ember.randn(2, 3, *hw)
+        np.testing.assert_allclose(f(x).numpy(), F.interpolate(x, scale_factor=1.5,
+                                                               mode="bilinear").numpy())
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 @pytest.mark.parametrize("align_corners", [False, True])
