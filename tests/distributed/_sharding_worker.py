@@ -177,6 +177,59 @@ def part_pipe():
                         f"{sched_cls.__name__} manual={manual} {kind} {name}")
 
 
+def part_pipe_multi():
+    """Several stages per rank (stage s on rank s % N): Interleaved 1F1B and Looped BFS on the
+    GPT cut into 2N stages (by hand and by pipeline()), each equal to single-process training;
+    at 3 ranks one stage per rank (the interleaved order is then 1F1B's)."""
+    from ember.distributed.pipelining import (PipelineStage, ScheduleInterleaved1F1B,
+                                              ScheduleLoopedBFS, SplitPoint, pipeline)
+    loss_fn = nn.functional.mse_loss
+    n_stages = 4 if N == 2 else N
+    runs = [(ScheduleInterleaved1F1B, 4, True), (ScheduleInterleaved1F1B, 6, False),
+            (ScheduleInterleaved1F1B, 3, True), (ScheduleLoopedBFS, 4, False)]
+    for sched_cls, n_mb, manual in runs:
+        ref, _ = reference("gpt", "adam", steps=8)
+        model = M.make("gpt")
+        blocks = list(model.layers)
+        if manual:
+            if n_stages == 4:
+                pieces = [nn.Sequential(model.inp, blocks[0]), blocks[1], blocks[2],
+                          nn.Sequential(model.ln_f, model.head)]
+            else:
+                pieces = [nn.Sequential(model.inp, blocks[0]), blocks[1],
+                          nn.Sequential(blocks[2], model.ln_f, model.head)]
+            stages = [PipelineStage(pieces[s], s, n_stages, "cpu")
+                      for s in range(R, n_stages, N)]
+        else:
+            x0, _ = batch("gpt", 0)
+            names = ["layers.1", "layers.2", "ln_f"] if n_stages == 4 else ["layers.1",
+                                                                              "layers.2"]
+            pipe = pipeline(model, (x0[:3],), split_spec={k: SplitPoint.BEGINNING
+                                                          for k in names})
+            assert pipe.num_stages == n_stages
+            stages = [pipe.build_stage(s, "cpu") for s in range(R, n_stages, N)]
+        sched = sched_cls(stages, n_mb, loss_fn=loss_fn)
+        params = [p for st in stages for p in st.submod.parameters()]
+        opt = opt_for(params, "adam")
+        for step in range(8):
+            x, y = batch("gpt", step)
+            opt.zero_grad()
+            losses = []
+            out = sched.step(x, target=y, losses=losses)
+            opt.step()
+            if R == (n_stages - 1) % N:
+                assert len(losses) == n_mb and tuple(out.shape) == tuple(y.shape)
+            else:
+                assert out is None and not losses
+        ref_params = dict(ref.named_parameters())
+        model_names = {id(p): n for n, p in model.named_parameters()}
+        assert params
+        for p in params:
+            name = model_names[id(p)]
+            check_close("pipe_multi", p, ref_params[name],
+                        f"{sched_cls.__name__} n_mb={n_mb} manual={manual} {name}")
+
+
 # ------------------------------------------------------------------ FSDP2
 def fsdp_model(kind, seed=0, **kw):
     from ember.distributed.fsdp import fully_shard
@@ -400,7 +453,8 @@ def part_ckpt_async():
             check_close("ckpt_async", p, q, f"{name} (saved after {steps} steps): {pname}")
 
 
-PARTS = {"ckpt_async": part_ckpt_async, "zero": part_zero, "pipe": part_pipe, "fsdp": part_fsdp, "ckpt_save": part_ckpt_save,
+PARTS = {"ckpt_async": part_ckpt_async, "zero": part_zero, "pipe": part_pipe,
+         "pipe_multi": part_pipe_multi, "fsdp": part_fsdp, "ckpt_save": part_ckpt_save,
          "ckpt_kill": part_ckpt_kill, "ckpt_load": part_ckpt_load}
 for part in sys.argv[1:]:
     PARTS[part]()

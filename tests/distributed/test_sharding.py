@@ -25,7 +25,7 @@ def test_sharded_training_and_checkpoints(tmp_path):
     checkpoint saved at 2 ranks survives a rank killed in a later save and loads at 1 and 3
     ranks; its full state dict loads into PyTorch."""
     torch = pytest.importorskip("torch")
-    _run(["zero", "pipe", "fsdp", "ckpt_save"], 2, CKPT_DIR=tmp_path)
+    _run(["zero", "pipe", "pipe_multi", "fsdp", "ckpt_save"], 2, CKPT_DIR=tmp_path)
     before = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     rc, out, _ = run_mpi("_sharding_worker.py", 2, timeout=60, args=["ckpt_kill"],
                          CKPT_DIR=tmp_path)
@@ -33,7 +33,7 @@ def test_sharded_training_and_checkpoints(tmp_path):
     after = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert ".metadata" in after and set(before) <= set(after), (before, after)
     _run(["ckpt_load"], 1, CKPT_DIR=tmp_path)
-    _run(["zero", "pipe", "fsdp", "ckpt_load"], 3, CKPT_DIR=tmp_path)
+    _run(["zero", "pipe", "pipe_multi", "fsdp", "ckpt_load"], 3, CKPT_DIR=tmp_path)
     # the full state dict (written with ember.save) is a PyTorch checkpoint of the model
     full = torch.load(tmp_path / "full.pt")
     ref = torch.load(tmp_path / "ref.pt")

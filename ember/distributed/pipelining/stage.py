@@ -5,8 +5,9 @@ the inputs, the others receive the previous stage's outputs (arrays, pickled thr
 make them leaves that require grad; the outputs go to the next stage with a non-blocking send.
 ``backward_one_chunk(i)`` runs backward from the loss (last stage) or from the output gradients
 received from the next stage, and sends the gradients of its inputs to the previous stage.
-Sends never block, so a schedule's order of sends and receives cannot deadlock as long as every
-receive has a matching send somewhere (both schedules here satisfy that).
+Sends never block; a schedule orders the receives so that none waits forever (see
+``schedules``). With several stages per rank, stage ``s`` runs on group rank
+``s % group_size``; a message's tag names its microbatch, receiving stage and direction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .. import distributed_c10d as c10d
 
 __all__ = ["PipelineStage"]
 
-# message tags: forward activations and backward gradients of microbatch i
+# message directions: forward activations and backward gradients
 _FWD, _BWD = 0, 1
 
 
@@ -26,7 +27,9 @@ def _as_tuple(out):
 
 class PipelineStage:
     """Stage ``stage_index`` of ``num_stages``: ``submodule`` runs on group rank
-    ``stage_index`` of ``group`` (the default group when None)."""
+    ``stage_index % group size`` of ``group`` (the default group when None); with more stages
+    than ranks, each rank builds its stages ``rank, rank + size, ...`` and runs them with a
+    multi-stage schedule (``ScheduleInterleaved1F1B``, ``ScheduleLoopedBFS``)."""
 
     def __init__(self, submodule, stage_index, num_stages, device=None, input_args=None,
                  output_args=None, group=None, dw_builder=None):
@@ -42,13 +45,14 @@ class PipelineStage:
         self.device = device
         self.group = group
         self._pg = c10d._group(group)
-        size = self._pg.size()
-        if num_stages != size:
-            raise ValueError(f"PipelineStage: {num_stages} stages need {num_stages} ranks (one "
-                             f"stage per rank), but the group has {size}")
-        if self._pg.rank() != stage_index:
+        size = self.group_size = self._pg.size()
+        self.group_rank = self._pg.rank()
+        if num_stages % size:
+            raise ValueError(f"PipelineStage: {num_stages} stages cannot be spread evenly over "
+                             f"the group's {size} ranks (stage s runs on rank s % {size})")
+        if self.group_rank != stage_index % size:
             raise ValueError(f"PipelineStage: stage {stage_index} must be built on group rank "
-                             f"{stage_index}, not on rank {self._pg.rank()}")
+                             f"{stage_index % size}, not on rank {self.group_rank}")
         self.has_backward = True
         self.clear_runtime_states()
 
@@ -66,11 +70,22 @@ class PipelineStage:
         self.output_chunks = []
 
     # -- communication
-    def _send(self, payload, dest, tag):
+    def _tag(self, chunk_id, to_stage, direction):
+        tag = (chunk_id * self.num_stages + to_stage) * 2 + direction
+        if tag > _tag_limit(self._pg.comm):
+            raise ValueError(f"PipelineStage: microbatch {chunk_id} of {self.num_stages} "
+                             f"stages needs MPI tag {tag}, above this MPI's limit "
+                             f"{_tag_limit(self._pg.comm)}: use fewer microbatches")
+        return tag
+
+    def _send(self, payload, to_stage, direction, chunk_id):
+        dest = to_stage % self.group_size
+        tag = self._tag(chunk_id, to_stage, direction)
         self._sends.append(self._pg.comm.isend(payload, dest=dest, tag=tag))
 
-    def _recv(self, source, tag):
-        return self._pg.comm.recv(source=source, tag=tag)
+    def _recv(self, from_stage, direction, chunk_id):
+        tag = self._tag(chunk_id, self.stage_index, direction)
+        return self._pg.comm.recv(source=from_stage % self.group_size, tag=tag)
 
     def _wait_sends(self):
         for r in self._sends:
@@ -84,7 +99,7 @@ class PipelineStage:
         if self.is_first:
             inputs = tuple(args)
         else:
-            received = self._recv(self.stage_index - 1, 2 * chunk_id + _FWD)
+            received = self._recv(self.stage_index - 1, _FWD, chunk_id)
             inputs = []
             for a in received:
                 if a is None or not hasattr(a, "dtype"):
@@ -99,7 +114,7 @@ class PipelineStage:
         outs = _as_tuple(out)
         if not self.is_last:
             payload = tuple(o.detach().numpy() if isinstance(o, Tensor) else o for o in outs)
-            self._send(payload, self.stage_index + 1, 2 * chunk_id + _FWD)
+            self._send(payload, self.stage_index + 1, _FWD, chunk_id)
         self._saved[chunk_id] = [inputs, outs]
         return out
 
@@ -115,7 +130,7 @@ class PipelineStage:
             roots = [o for o in outs if isinstance(o, Tensor) and o.requires_grad]
             grads = None
         else:
-            received = self._recv(self.stage_index + 1, 2 * chunk_id + _BWD)
+            received = self._recv(self.stage_index + 1, _BWD, chunk_id)
             roots, grads = [], []
             for o, g in zip(outs, received):
                 if isinstance(o, Tensor) and o.requires_grad and g is not None:
@@ -126,7 +141,7 @@ class PipelineStage:
         if not self.is_first:
             payload = tuple(x.grad.numpy() if isinstance(x, Tensor) and x.grad is not None
                             else None for x in inputs)
-            self._send(payload, self.stage_index - 1, 2 * chunk_id + _BWD)
+            self._send(payload, self.stage_index - 1, _BWD, chunk_id)
 
     def scale_grads(self, grad_scale_factor):
         """Divide this stage's parameter gradients by ``grad_scale_factor`` (the number of
@@ -135,3 +150,16 @@ class PipelineStage:
             for p in self.submod.parameters():
                 if p.grad is not None:
                     p.grad.div_(grad_scale_factor)
+
+
+_TAG_LIMITS = {}
+
+
+def _tag_limit(comm):
+    """The largest tag this MPI accepts (MPI guarantees at least 32767)."""
+    key = id(comm)
+    if key not in _TAG_LIMITS:
+        from .. import distributed_c10d as c10d
+        ub = comm.Get_attr(c10d._mpi().TAG_UB)
+        _TAG_LIMITS[key] = int(ub) if ub else 32767
+    return _TAG_LIMITS[key]
