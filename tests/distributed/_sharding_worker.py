@@ -248,6 +248,43 @@ def fsdp_train_kind(model, opt, kind, steps):
         opt.step()
 
 
+def part_hsdp():
+    """HSDP: fully_shard over a 2-d (replicate, shard) mesh; every layout of the ranks equals
+    single-process training: (N, 1) is pure replication, (1, N) pure sharding, (2, 2) both."""
+    from ember.distributed.device_mesh import init_device_mesh
+    from ember.distributed.tensor import Replicate, Shard
+    shapes = [(N, 1), (1, N)] + ([(2, N // 2)] if N % 2 == 0 and N > 2 else [])
+    for shape in shapes:
+        mesh = init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard"))
+        for kind, which in (("mlp", "adam"), ("gpt", "sgd")):
+            ref, _ = reference(kind, which, steps=8)
+            model = fsdp_model(kind, mesh=mesh)
+            for p in model.parameters():
+                assert p.placements == (Replicate(), Shard(0)), p.placements
+            opt = opt_for(model.parameters(), which)
+            fsdp_train_kind(model, opt, kind, range(8))
+            n_shard = shape[1]
+            r_shard = mesh.get_local_rank("shard")
+            for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+                check_close("hsdp", p, q, f"hsdp {shape} {kind} {which} {name}")
+                c = -(-q.shape[0] // n_shard)
+                assert tuple(p.to_local().shape) == \
+                    tuple(q[r_shard * c:(r_shard + 1) * c].shape)
+            if CKPT and kind == "mlp":
+                # a sharded checkpoint of the HSDP model (one copy of each shard written)
+                # loads into a plain FSDP model over all ranks
+                import ember.distributed.checkpoint as dcp
+                from ember.distributed.checkpoint.state_dict import get_model_state_dict
+                where = os.path.join(CKPT, f"hsdp_{shape[0]}x{shape[1]}")
+                dcp.save({"model": get_model_state_dict(model)}, checkpoint_id=where)
+                other = fsdp_model(kind, seed=7)
+                sd = {"model": get_model_state_dict(other)}
+                dcp.load(sd, checkpoint_id=where)
+                other.load_state_dict(sd["model"])
+                for (name, p), q in zip(other.named_parameters(), ref.parameters()):
+                    check_close("hsdp", p, q, f"hsdp checkpoint {shape} -> FSDP {name}")
+
+
 def part_fsdp():
     from ember.distributed.fsdp import FSDPModule
     from ember.distributed.tensor import DTensor, Shard
@@ -454,7 +491,7 @@ def part_ckpt_async():
 
 
 PARTS = {"ckpt_async": part_ckpt_async, "zero": part_zero, "pipe": part_pipe,
-         "pipe_multi": part_pipe_multi, "fsdp": part_fsdp, "ckpt_save": part_ckpt_save,
+         "pipe_multi": part_pipe_multi, "hsdp": part_hsdp, "fsdp": part_fsdp, "ckpt_save": part_ckpt_save,
          "ckpt_kill": part_ckpt_kill, "ckpt_load": part_ckpt_load}
 for part in sys.argv[1:]:
     PARTS[part]()

@@ -25,7 +25,7 @@ def test_sharded_training_and_checkpoints(tmp_path):
     checkpoint saved at 2 ranks survives a rank killed in a later save and loads at 1 and 3
     ranks; its full state dict loads into PyTorch."""
     torch = pytest.importorskip("torch")
-    _run(["zero", "pipe", "pipe_multi", "fsdp", "ckpt_save"], 2, CKPT_DIR=tmp_path)
+    _run(["zero", "pipe", "pipe_multi", "hsdp", "fsdp", "ckpt_save"], 2, CKPT_DIR=tmp_path)
     before = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     rc, out, _ = run_mpi("_sharding_worker.py", 2, timeout=60, args=["ckpt_kill"],
                          CKPT_DIR=tmp_path)
@@ -33,7 +33,7 @@ def test_sharded_training_and_checkpoints(tmp_path):
     after = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert ".metadata" in after and set(before) <= set(after), (before, after)
     _run(["ckpt_load"], 1, CKPT_DIR=tmp_path)
-    _run(["zero", "pipe", "pipe_multi", "fsdp", "ckpt_load"], 3, CKPT_DIR=tmp_path)
+    _run(["zero", "pipe", "pipe_multi", "hsdp", "fsdp", "ckpt_load"], 3, CKPT_DIR=tmp_path)
     # the full state dict (written with ember.save) is a PyTorch checkpoint of the model
     full = torch.load(tmp_path / "full.pt")
     ref = torch.load(tmp_path / "ref.pt")
@@ -46,6 +46,12 @@ def test_sharded_training_and_checkpoints(tmp_path):
     mirror.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
     mirror.head = torch.nn.Linear(16, 3)
     mirror.double().load_state_dict(full, strict=True)
+
+
+def test_hsdp_on_a_two_by_two_mesh(tmp_path):
+    """HSDP with both mesh dims above 1 (4 ranks: 2 replicas of 2 shards) equals
+    single-process training (float64, 1e-10)."""
+    _run(["hsdp"], 4, CKPT_DIR=tmp_path)
 
 
 def test_async_checkpoint_overlaps_training(tmp_path):

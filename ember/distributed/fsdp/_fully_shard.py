@@ -22,6 +22,11 @@ Algorithm (PyTorch's FSDP2, on MPI):
    the unit before it, so communication overlaps computation where MPI progresses it.
 ``set_requires_gradient_sync(False)`` accumulates whole gradients locally (no communication)
 until a backward with sync on reduce-scatters their sum.
+
+HSDP: on a 2-d mesh ``(replicate, shard)`` the parameters are ``(Replicate(), Shard(0))``
+DTensors: gathered within the shard group (mesh dim 1); gradients are reduce-scattered within
+it, then all-reduced across the replicate group (mesh dim 0), and divided by every rank's count,
+so each group of shards trains as one FSDP replica of data-parallel training.
 """
 
 from __future__ import annotations
@@ -124,9 +129,11 @@ class _State:
 
     def __init__(self, module, mesh, reshard_after_forward, mp_policy):
         self.module, self.mesh = module, mesh
-        self.pg = mesh.get_group()
+        self.pg = mesh.get_group(mesh.ndim - 1)  # the shard group
         self.comm = self.pg.comm
         self.n, self.rank = self.pg.size(), self.pg.rank()
+        # HSDP: the replicate group (the shard's copies on the other replicas), else None
+        self.rep = mesh.get_group(0) if mesh.ndim == 2 and mesh.size(0) > 1 else None
         self.reshard_after_forward = reshard_after_forward
         self.reshard_after_backward = True
         self.requires_grad_sync = True
@@ -239,7 +246,12 @@ class _State:
                 self.comm.Reduce_scatter_block(send.reshape(-1), recv)
             else:
                 recv[:] = send.reshape(-1)
-            recv /= self.n
+            if self.rep is not None:  # HSDP: sum the shard over the replicas
+                from .. import distributed_c10d as c10d
+                self.rep.comm.Allreduce(c10d._mpi().IN_PLACE, recv)
+                recv /= self.n * self.rep.size()
+            else:
+                recv /= self.n
             o = 0
             for i in idx:
                 p = self.params[i]
@@ -443,10 +455,11 @@ def _fsdp_class(cls):
 def fully_shard(module, *, mesh=None, reshard_after_forward=True, shard_placement_fn=None,
                 mp_policy=None, offload_policy=None, ignored_params=None):
     """Shard ``module``'s parameters (those no inner ``fully_shard`` took) on dim 0 over
-    ``mesh`` (a 1-d DeviceMesh; default: all ranks) and make its class ``FSDP<Class>``.
+    ``mesh`` and make its class ``FSDP<Class>``: a 1-d DeviceMesh (default: all ranks), or
+    a 2-d one ``(replicate, shard)`` for HSDP (sharded over dim 1, replicated over dim 0).
     Apply it to each block first, then to the root. Returns ``module``."""
     from ...nn.parameter import Parameter
-    from ..tensor import DTensor, Shard
+    from ..tensor import DTensor, Replicate, Shard
     if isinstance(module, (list, tuple)):
         raise NotImplementedError("fully_shard on a list of modules is not supported; apply it "
                                   "to each module")
@@ -461,9 +474,10 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=True, shard_placemen
         from ..device_mesh import init_device_mesh
         from .. import distributed_c10d as c10d
         mesh = init_device_mesh("cpu", (c10d.get_world_size(),))
-    if mesh.ndim != 1:
-        raise NotImplementedError(f"fully_shard: a {mesh.ndim}-d mesh (HSDP) is not supported; "
-                                  "pass a 1-d DeviceMesh")
+    if mesh.ndim not in (1, 2):
+        raise NotImplementedError(f"fully_shard: a {mesh.ndim}-d mesh is not supported; pass "
+                                  "a 1-d DeviceMesh (FSDP) or a 2-d one (HSDP: replicate, "
+                                  "shard)")
     if isinstance(reshard_after_forward, int) and not isinstance(reshard_after_forward, bool):
         raise NotImplementedError("fully_shard(reshard_after_forward=<int>) (resharding to a "
                                   "smaller world) is not supported; pass True or False")
@@ -482,7 +496,8 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=True, shard_placemen
             if p is None or id(p) in ignored or isinstance(p, DTensor):
                 continue
             owners.setdefault(id(p), (p, []))[1].append((m, name))
-    n, rank = mesh.size(), mesh.get_local_rank()
+    n, rank = mesh.size(mesh.ndim - 1), mesh.get_local_rank(mesh.ndim - 1)
+    placements = [Shard(0)] if mesh.ndim == 1 else [Replicate(), Shard(0)]
     for p, where in owners.values():
         if p.ndim == 0:
             raise NotImplementedError(f"fully_shard: 0-d parameter {where[0][1]!r} cannot be "
@@ -490,7 +505,7 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=True, shard_placemen
         from ..tensor._collectives import chunk_range
         off, size = chunk_range(p.shape[0], n, rank)
         local = _make(np.array(p._data[off:off + size]))  # a copy: the whole tensor goes
-        dt = DTensor.from_local(local, mesh, [Shard(0)], shape=tuple(p.shape))
+        dt = DTensor.from_local(local, mesh, placements, shape=tuple(p.shape))
         sharded = Parameter(dt, requires_grad=p.requires_grad)
         for m, name in where:
             m._parameters[name] = sharded
