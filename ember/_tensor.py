@@ -62,6 +62,7 @@ class Tensor:
     _ngview = None         # "no_grad"/"inference": a view made there of a tensor needing grad
     _retains_grad = False
     _is_param = False
+    _save_by_reduce = False  # ember.save pickles it by __reduce_ex__ (DTensor)
     __array_ufunc__ = None  # NumPy defers binary operators to ours
     __array_priority__ = 1000
 

@@ -251,6 +251,8 @@ class _Pickler(pickle._Pickler):
 
     def reducer_override(self, obj):
         if isinstance(obj, Tensor):
+            if type(obj)._save_by_reduce:  # a DTensor: its shard and layout (ember's names)
+                return obj.__reduce_ex__(2)
             if obj.is_quantized:
                 return self._qtensor_reduce(obj)
             if obj._is_param:
@@ -329,6 +331,8 @@ def _collect_tensors(obj, plan):
         if t in _LEAVES:
             continue
         if isinstance(x, Tensor):
+            if t._save_by_reduce:  # a DTensor holds its shard: a pickling pass finds it
+                return False
             plan.add(x)
         elif t is dict or t is OrderedDict:
             if id(x) not in seen:
@@ -827,7 +831,16 @@ def _resolve(module, name):
                                   "not support")
     if full in _PYTHON_NAMES:
         return full, _PYTHON_NAMES[full]
+    if full in _EMBER_NAMES:  # written by ember.save for DTensors; imported on first use
+        import importlib
+        return full, getattr(importlib.import_module(module), name)
     return full, None
+
+
+# ember's own rebuild functions that ember.save writes (DTensors: the shard, the mesh's
+# layout and the placements as plain data; rebuilding runs no collective)
+_EMBER_NAMES = {"ember.distributed.device_mesh._unpickle_mesh",
+                "ember.distributed.tensor._api._rebuild_dtensor"}
 
 
 class _WeightsOnlyUnpickler(pickle._Unpickler):

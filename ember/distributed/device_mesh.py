@@ -9,6 +9,8 @@ no collective.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import distributed_c10d as c10d
@@ -27,6 +29,23 @@ def _mesh_array(mesh):
     return arr.astype(np.int64)
 
 
+_LIVE = weakref.WeakValueDictionary()  # layout -> a mesh made in this process
+
+
+def _unpickle_mesh(device_type, mesh, mesh_dim_names):
+    """A pickled DeviceMesh: the mesh of the same layout made in this process (so it shares
+    its process groups), else the layout alone, whose ``get_group`` explains what to do;
+    never a collective (only the unpickling rank may be running this)."""
+    arr = _mesh_array(mesh)
+    names = tuple(mesh_dim_names) if mesh_dim_names is not None else None
+    live = _LIVE.get((str(device_type), tuple(arr.reshape(-1).tolist()), arr.shape, names))
+    if live is not None:
+        return live
+    rank = c10d.get_rank() if c10d.is_initialized() else -1
+    return DeviceMesh(device_type, arr, mesh_dim_names=names, _groups=[None] * arr.ndim,
+                      _rank=rank, _unpickled=True)
+
+
 class DeviceMesh:
     """An n-d arrangement of ranks with one process group per mesh dimension.
 
@@ -35,8 +54,10 @@ class DeviceMesh:
     ``get_coordinate()`` is None.
     """
 
+    _unpickled = False  # made by unpickling without a live mesh of its layout
+
     def __init__(self, device_type, mesh, *, mesh_dim_names=None, _init_backend=True,
-                 _groups=None):
+                 _groups=None, _rank=None, _unpickled=False):
         self.device_type = str(device_type)
         if self.device_type not in ("cpu", "meta"):
             raise NotImplementedError(
@@ -61,7 +82,8 @@ class DeviceMesh:
         self.mesh_dim_names = mesh_dim_names
         if _groups is not None:
             self._groups = list(_groups)
-            self._rank = c10d.get_rank()
+            self._rank = c10d.get_rank() if _rank is None else _rank
+            self._unpickled = _unpickled
         else:
             if not c10d.is_initialized():
                 c10d.init_process_group()
@@ -75,6 +97,17 @@ class DeviceMesh:
             self._groups = [self._split(world, d) for d in range(arr.ndim)]
         where = np.argwhere(arr == self._rank)
         self._coordinate = [int(c) for c in where[0]] if len(where) else None
+        if not self._unpickled:
+            _LIVE.setdefault(self._key(), self)
+
+    def _key(self):
+        return (self.device_type, tuple(self._mesh.reshape(-1).tolist()), self._mesh.shape,
+                self.mesh_dim_names)
+
+    def __reduce__(self):
+        # pickled by its layout; unpickling finds the mesh of that layout made in the
+        # loading process (its process groups), see _unpickle_mesh
+        return (_unpickle_mesh, (self.device_type, self._mesh.tolist(), self.mesh_dim_names))
 
     def _split(self, world, dim):
         """This rank's group along mesh dimension ``dim`` (one communicator split)."""
@@ -138,6 +171,11 @@ class DeviceMesh:
                     f"`mesh_dim` needs to be specified when device_mesh.ndim > 1.")
             mesh_dim = 0
         g = self._groups[self._dim(mesh_dim)]
+        if g is None and self._unpickled:
+            raise RuntimeError(
+                f"{self!r} was unpickled in a process where no mesh of that layout exists, so "
+                f"it has no process groups: create it (init_device_mesh / DeviceMesh, on "
+                f"every rank) before loading, then load again")
         if g is None:
             raise RuntimeError(f"rank {self._rank} is not part of the mesh {self._mesh.tolist()}")
         return g

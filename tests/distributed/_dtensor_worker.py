@@ -595,8 +595,63 @@ def tp_checks():
            "colwise on an unsupported module")
 
 
+def pickle_checks():
+    """DTensors through pickle and ember.save/ember.load on every rank: the same shard,
+    placements and mesh (the live mesh of that layout, so collectives still work); an FSDP2
+    model's state dict saved per rank loads into a fresh FSDP2 model; a mesh unpickled where
+    no mesh of its layout exists explains itself."""
+    import io
+    import pickle
+
+    import ember.nn as nn
+    from ember.distributed.device_mesh import _unpickle_mesh
+    from ember.distributed.fsdp import fully_shard
+    mesh = init_device_mesh("cpu", (N,), mesh_dim_names=("dp",))
+    full = torch.arange(4.0 * N * 3).reshape(4 * N, 3)
+    for pl in ([Shard(0)], [Shard(1)], [Replicate()]):
+        d = distribute_tensor(full, mesh, pl)
+        for back in (pickle.loads(pickle.dumps(d)),
+                     torch.load(_saved(d, io), weights_only=True)):
+            assert type(back) is DTensor and back.placements == d.placements
+            assert back.device_mesh is mesh
+            close(back.to_local(), d.to_local(), f"pickled shard {pl}")
+            close(back.full_tensor(), full, f"pickled value {pl}")
+    partial = DTensor.from_local(torch.ones(2) * R, mesh, [Partial()])
+    close(pickle.loads(pickle.dumps(partial)).full_tensor(),
+          torch.ones(2) * sum(range(N)), "pickled Partial")
+    p = nn.Parameter(distribute_tensor(full, mesh, [Shard(0)]))
+    q = pickle.loads(pickle.dumps(p))
+    assert isinstance(q, nn.Parameter) and isinstance(q, DTensor) and q.requires_grad
+
+    def model():
+        torch.manual_seed(3)
+        m = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+        fully_shard(m, mesh=mesh)
+        return m
+    a = model()
+    with torch.no_grad():
+        for t in a.parameters():
+            t.mul_(2.0)
+    sd = torch.load(_saved(a.state_dict(), io), weights_only=True)
+    b = model()
+    b.load_state_dict(sd)
+    x = torch.randn(5, 3)
+    close(b(x), a(x), "FSDP2 state dict through ember.save/ember.load")
+    # a layout with no live mesh (as in a process that never made it)
+    other = _unpickle_mesh("cpu", [[r] for r in range(N)], ("a", "b"))
+    assert other.shape == (N, 1) and other.get_coordinate() == [R, 0]
+    raises(RuntimeError, lambda: other.get_group("a"), "group of an unpickled mesh")
+
+
+def _saved(obj, io):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
 SECTIONS = {"mesh": mesh_checks, "core": core_checks, "ops": ops_checks, "tp": tp_checks,
-            "mesh2d": mesh2d_checks}
+            "mesh2d": mesh2d_checks, "pickle": pickle_checks}
 
 if __name__ == "__main__":
     warnings.simplefilter("ignore")

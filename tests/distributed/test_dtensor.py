@@ -33,7 +33,7 @@ def _run(n, *sections, timeout=180):
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_dtensor_and_tensor_parallel(n):
-    _run(n, "mesh", "core", "ops", "tp")
+    _run(n, "mesh", "core", "ops", "tp", "pickle")
 
 
 def test_two_dimensional_mesh():

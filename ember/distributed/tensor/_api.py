@@ -20,7 +20,7 @@ import numpy as np
 from ..._tensor import Size, Tensor, _make
 from ...nn.parameter import Parameter as _Parameter
 from . import _collectives as C
-from .placement_types import Partial, Placement, Replicate, Shard
+from .placement_types import Partial, Placement, Replicate, Shard, _StridedShard
 
 __all__ = ["DTensor", "DTensorSpec", "distribute_tensor", "distribute_module", "ones", "zeros",
            "empty", "full", "rand", "randn"]
@@ -522,9 +522,16 @@ class DTensor(Tensor):
     def __bool__(self):
         return bool(self.item())
 
+    _save_by_reduce = True
+
     def __reduce_ex__(self, proto):
-        raise NotImplementedError("pickling a DTensor is not supported; save to_local() "
-                                  "shards or full_tensor()")
+        # this rank's shard with its layout; the mesh is found again by its layout when
+        # unpickled (see device_mesh._unpickle_mesh)
+        spec = self._spec
+        return (_rebuild_dtensor, (self._local, spec.mesh,
+                                   _placement_codes(spec.placements), spec.shape,
+                                   spec.stride, self._local._rg,
+                                   isinstance(self, _DTensorParameter)))
 
     def __deepcopy__(self, memo):
         import copy
@@ -543,6 +550,36 @@ class DTensor(Tensor):
         if requires_grad:
             p.requires_grad_(True)
         return p
+
+
+def _placement_codes(placements):
+    """Placements as plain data for pickles ("S<dim>", "R", "P<op>")."""
+    out = []
+    for p in placements:
+        if isinstance(p, _StridedShard):
+            raise NotImplementedError("pickling a DTensor with a _StridedShard placement")
+        out.append(f"S{p.dim}" if isinstance(p, Shard) else "R" if isinstance(p, Replicate)
+                   else f"P{p.reduce_op}")
+    return tuple(out)
+
+
+def _rebuild_dtensor(local, mesh, placements, shape, stride, requires_grad, is_param):
+    """Unpickling of a DTensor (``DTensor.__reduce_ex__``)."""
+    from ..device_mesh import DeviceMesh
+    if not isinstance(mesh, DeviceMesh) or len(placements) != mesh.ndim:
+        raise TypeError("corrupt DTensor pickle: a DeviceMesh with one placement per mesh dim "
+                        "was expected")
+    pl = [Shard(int(c[1:])) if c[0] == "S" else Replicate() if c == "R" else Partial(c[1:])
+          for c in placements]
+    if not isinstance(local, Tensor) or isinstance(local, DTensor):
+        raise TypeError(f"corrupt DTensor pickle: local shard is a {type(local).__name__}")
+    local = local.detach()
+    out = _wrap(local, DTensorSpec(mesh, pl, shape, local.dtype, stride))
+    if is_param:
+        return _Parameter(out, requires_grad=bool(requires_grad))
+    if requires_grad:
+        local.requires_grad_(True)
+    return out
 
 
 class _DTensorParameter(DTensor, _Parameter):
