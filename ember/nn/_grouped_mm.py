@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ScalingType", "SwizzleType", "grouped_mm", "scaled_mm"]
+__all__ = ["ScalingType", "SwizzleType", "grouped_mm", "scaled_grouped_mm", "scaled_mm"]
 
 
 class ScalingType(enum.IntEnum):
@@ -121,3 +121,63 @@ def scaled_mm(mat_a, mat_b, scale_a, scale_recipe_a, scale_b, scale_recipe_b, sw
     if bias is not None:
         out = out + bias.to(out.dtype)
     return out.to(output_dtype)
+
+
+def scaled_grouped_mm(mat_a, mat_b, scale_a, scale_recipe_a, scale_b, scale_recipe_b,
+                      swizzle_a=None, swizzle_b=None, bias=None, offs=None,
+                      output_dtype=None, contraction_dim=(), use_fast_accum=False):
+    """``grouped_mm`` of low-precision (float8) operands with row-wise scales: each group's
+    product accumulated in float32, times A's scale per output row and B's per output
+    column, returned in ``output_dtype`` (default bfloat16). Scale shapes as PyTorch's
+    kernels check them: a 2-d operand has a 1-d scale over its rows (A) or columns (B), times
+    the group count when both operands are 2-d; a 3-d operand a ``(groups, rows or
+    columns)`` scale. PyTorch runs this on CUDA only; ember computes it on the CPU."""
+    from .. import bfloat16, float32
+    if output_dtype is None:
+        output_dtype = bfloat16
+    if any(isinstance(x, (list, tuple)) for x in (scale_a, scale_b, scale_recipe_a,
+                                                   scale_recipe_b)):
+        raise NotImplementedError("scaled_grouped_mm: lists of scales (two-level MX "
+                                  "scaling) are not implemented in ember")
+    for recipe in (scale_recipe_a, scale_recipe_b):
+        if recipe not in (ScalingType.RowWise, ScalingType.RowWise.value):
+            raise NotImplementedError(f"scaled_grouped_mm: scale recipe "
+                                      f"{ScalingType(int(recipe)).name} is not implemented in "
+                                      f"ember; RowWise is")
+    if bias is not None:
+        raise RuntimeError("Bias not supported yet")
+    if contraction_dim:
+        raise NotImplementedError("scaled_grouped_mm: contraction_dim is not implemented in "
+                                  "ember")
+    both_2d = mat_a.ndim == 2 and mat_b.ndim == 2
+    groups = offs.numel() if offs is not None else mat_a.shape[0]
+    for name, sc, m, dim in (("scale_a", scale_a, mat_a, 0), ("scale_b", scale_b, mat_b, 1)):
+        if m.ndim == 2:
+            want = (m.shape[dim] * (groups if both_2d else 1),)
+        else:
+            want = (m.shape[0], m.shape[1 + dim])
+        if tuple(sc.shape) != want:
+            raise RuntimeError(f"scaled_grouped_mm: {name} for a {tuple(m.shape)} operand must "
+                               f"have shape {want}, got {tuple(sc.shape)}")
+    prod = grouped_mm(mat_a.to(float32), mat_b.to(float32), offs=offs, out_dtype=float32)
+    sa, sb = scale_a.to(float32), scale_b.to(float32)
+    if both_2d:  # (G, M, N): group g's rows and columns scales
+        out = prod * sa.reshape(groups, -1, 1) * sb.reshape(groups, 1, -1)
+    elif mat_a.ndim == 3 and mat_b.ndim == 3:
+        out = prod * sa.unsqueeze(2) * sb.unsqueeze(1)
+    elif mat_a.ndim == 2:  # rows of A in groups; B's scales per group's columns
+        out = prod * sa.unsqueeze(1) * _per_group(sb, offs, mat_a.shape[0], 0)
+    else:  # columns of B in groups; A's scales per group's rows
+        out = prod * sb.unsqueeze(0) * _per_group(sa, offs, mat_b.shape[1], 1)
+    return out.to(output_dtype)
+
+
+def _per_group(scale, offs, n, dim):
+    """A ``(groups, k)`` scale spread over the ``n`` rows (dim 0) or columns (dim 1) that
+    ``offs`` cuts into groups (positions past the last offset get zeros)."""
+    from .. import cat, zeros
+    parts = _bounds(offs, n, "grouped dimension")
+    pieces = [scale[g].unsqueeze(0).expand(e - s, -1) for g, (s, e) in enumerate(parts)]
+    pieces.append(zeros(n - (parts[-1][1] if parts else 0), scale.shape[1]))
+    rows = cat(pieces, dim=0)
+    return rows if dim == 0 else rows.t()

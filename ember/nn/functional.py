@@ -1196,8 +1196,5 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
 # issue 23: TorchScript-era helpers, tables and conv_tbc at nn.functional's path
 from ._functional_compat import *  # noqa: E402,F401,F403
 # issue 23: grouped and scaled matrix products (MoE layers, float8)
-from ._grouped_mm import ScalingType, SwizzleType, grouped_mm, scaled_mm  # noqa: E402,F401
-from .._not_yet import missing as _missing  # noqa: E402
-
-scaled_grouped_mm = _missing("torch.nn.functional.scaled_grouped_mm",
-                             " (grouped_mm of float8 operands with per-group scales)")
+from ._grouped_mm import (ScalingType, SwizzleType, grouped_mm, scaled_grouped_mm,  # noqa: E402,F401
+                          scaled_mm)

@@ -574,6 +574,72 @@ def test_scaled_mm_matches_torch(recipe):
                      Fe.ScalingType.TensorWise)
 
 
+@pytest.mark.parametrize("layout", ["2d-3d", "3d-3d", "2d-2d", "3d-2d"])
+def test_scaled_grouped_mm_matches_torch_scaled_mm_per_group(layout):
+    # PyTorch runs scaled_grouped_mm on CUDA only: the oracle is its scaled_mm on each
+    # group (row-wise scales), which runs on the CPU
+    Fe, Ft = ember.nn.functional, torch.nn.functional
+    rng = np.random.default_rng(4)
+    G, M, K, N = 3, 16, 32, 16
+    offs = [16, 16, 40] if layout == "2d-3d" else [16, 32, 48] if layout == "3d-2d" else \
+        [16, 16, 32]
+    shapes = {"2d-3d": ((48, K), (G, K, N), (48,), (G, N)),
+              "3d-3d": ((G, M, K), (G, K, N), (G, M), (G, N)),
+              "2d-2d": ((M, 32), (32, N), (G * M,), (G * N,)),
+              "3d-2d": ((G, M, K), (K, 48), (G, M), (48,))}[layout]
+    a8 = torch.tensor(rng.standard_normal(shapes[0]), dtype=torch.float32).to(
+        torch.float8_e4m3fn)
+    b8 = torch.tensor(rng.standard_normal(shapes[1]), dtype=torch.float32).to(
+        torch.float8_e4m3fn)
+    sa = torch.tensor(rng.uniform(0.5, 2, shapes[2]), dtype=torch.float32)
+    sb = torch.tensor(rng.uniform(0.5, 2, shapes[3]), dtype=torch.float32)
+    ends = [0] + offs
+
+    def mm(a, b, s_a, s_b):  # PyTorch's scaled_mm wants a column-major B
+        return Ft.scaled_mm(a.contiguous(), b.t().contiguous().t(), s_a.reshape(-1, 1),
+                            Ft.ScalingType.RowWise, s_b.reshape(1, -1), Ft.ScalingType.RowWise,
+                            output_dtype=torch.float32)
+    if layout == "2d-3d":
+        want = torch.zeros(48, N)
+        for g in range(G):
+            s, e = ends[g], ends[g + 1]
+            if e > s:
+                want[s:e] = mm(a8[s:e], b8[g], sa[s:e], sb[g])
+    elif layout == "3d-3d":
+        want = torch.stack([mm(a8[g], b8[g], sa[g], sb[g]) for g in range(G)])
+    elif layout == "2d-2d":
+        want = torch.stack([
+            mm(a8[:, ends[g]:ends[g + 1]], b8[ends[g]:ends[g + 1]], sa[g * M:(g + 1) * M],
+               sb[g * N:(g + 1) * N]) if ends[g + 1] > ends[g] else torch.zeros(M, N)
+            for g in range(G)])
+    else:
+        want = torch.cat([mm(a8[g], b8[:, ends[g]:ends[g + 1]], sa[g],
+                             sb[ends[g]:ends[g + 1]]) for g in range(G)], dim=1)
+
+    def e8(t):
+        return ember.tensor(t.float().numpy()).to(ember.float8_e4m3fn)
+    got = Fe.scaled_grouped_mm(e8(a8), e8(b8), ember.tensor(sa.numpy()),
+                               Fe.ScalingType.RowWise, ember.tensor(sb.numpy()),
+                               Fe.ScalingType.RowWise,
+                               offs=None if layout == "3d-3d" else
+                               ember.tensor(offs, dtype=ember.int32),
+                               output_dtype=ember.float32)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+    assert Fe.scaled_grouped_mm(e8(a8), e8(b8), ember.tensor(sa.numpy()),
+                                Fe.ScalingType.RowWise, ember.tensor(sb.numpy()),
+                                Fe.ScalingType.RowWise,
+                                offs=None if layout == "3d-3d" else
+                                ember.tensor(offs, dtype=ember.int32)).dtype == ember.bfloat16
+    with pytest.raises(RuntimeError, match="scale_a .* must have shape"):
+        Fe.scaled_grouped_mm(e8(a8), e8(b8), ember.ones(7), Fe.ScalingType.RowWise,
+                             ember.tensor(sb.numpy()), Fe.ScalingType.RowWise,
+                             offs=None if layout == "3d-3d" else
+                             ember.tensor(offs, dtype=ember.int32))
+    with pytest.raises(NotImplementedError, match="TensorWise"):
+        Fe.scaled_grouped_mm(e8(a8), e8(b8), ember.ones(1), Fe.ScalingType.TensorWise,
+                             ember.ones(1), Fe.ScalingType.TensorWise)
+
+
 def test_register_multi_grad_hook_matches_torch():
     out = {}
     for T in (ember, torch):
