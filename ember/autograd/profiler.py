@@ -95,13 +95,94 @@ class EnforceUnique:
         self.seen.add(key)
 
 
-# reading nvprof's SQLite traces of CUDA runs: not implemented (counted as missing)
-from .._not_yet import missing as _missing  # noqa: E402
+def load_nvprof(path):
+    """The autograd ranges of an nvprof trace (a SQLite file written by ``nvprof -o`` around
+    ``emit_nvtx``) as an ``EventList``, each with the kernels launched inside it."""
+    from ..profiler._events import EventList
+    return EventList(parse_nvprof_trace(path))
 
-parse_nvprof_trace = _missing("torch.autograd.profiler.parse_nvprof_trace",
-                              " (reading an nvprof SQLite trace of a CUDA run)")
-load_nvprof = _missing("torch.autograd.profiler.load_nvprof",
-                       " (reading an nvprof SQLite trace of a CUDA run)")
+
+def parse_nvprof_trace(path):
+    """The ``FunctionEvent``s of an nvprof trace: one per NVTX range (a start marker with a
+    name and the end marker of the same id), each holding the kernels whose launch (a CUDA
+    runtime call, callback id 211) falls inside it; sorted by start time. Names are
+    demangled as the C++ runtime does."""
+    import sqlite3
+
+    from ..profiler._events import FunctionEvent
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        strings = {r["id"]: _demangle(r["value"])
+                   for r in conn.execute("SELECT _id_ AS id, value FROM StringTable")}
+        ranges = conn.execute(
+            "SELECT s.id AS marker_id, s.name AS name, s.timestamp AS start_time, "
+            "e.timestamp AS end_time FROM CUPTI_ACTIVITY_KIND_MARKER AS s "
+            "JOIN CUPTI_ACTIVITY_KIND_MARKER AS e ON s.id = e.id "
+            "WHERE s.name != 0 AND e.name = 0")
+        events, by_id, unique = [], {}, EnforceUnique()
+        for r in ranges:
+            unique.see(r["marker_id"])
+            evt = FunctionEvent(r["marker_id"], strings[r["name"]], r["start_time"],
+                                r["end_time"], 0)
+            events.append(evt)
+            by_id[evt.id] = evt
+        launches = conn.execute(
+            "SELECT s.id AS marker_id, rt._id_ AS runtime_id, rt.cbid AS cbid, "
+            "k.start AS kernel_start, k.end AS kernel_end, k.name AS kernel_name "
+            "FROM CUPTI_ACTIVITY_KIND_MARKER AS s "
+            "JOIN CUPTI_ACTIVITY_KIND_MARKER AS e ON s.id = e.id "
+            "JOIN CUPTI_ACTIVITY_KIND_RUNTIME AS rt "
+            "ON (s.timestamp < rt.start AND rt.end < e.timestamp) "
+            "JOIN CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL AS k "
+            "ON k.correlationId = rt.correlationId")
+        unique = EnforceUnique()
+        for r in launches:
+            unique.see(r["marker_id"], r["runtime_id"])
+            if r["cbid"] != 211:  # cudaLaunchKernel (CUDA >= 9.2)
+                raise AssertionError(f"Expected cbid to be 211, but got {r['cbid']}")
+            by_id[r["marker_id"]].append_kernel(r["kernel_name"], 0,
+                                                r["kernel_end"] - r["kernel_start"])
+    finally:
+        conn.close()
+    events.sort(key=lambda e: e.time_range.start)
+    return events
+
+
+_CXA = []
+
+
+def _demangle(name):
+    """A C++ symbol's readable name through the C++ runtime's ``__cxa_demangle`` (what
+    PyTorch calls); the name itself if it is not a mangled symbol or no runtime is found."""
+    if not _CXA:
+        import ctypes
+        import ctypes.util
+        fn = None
+        for lib in (ctypes.util.find_library("stdc++"), "libstdc++.so.6"):
+            try:
+                fn = ctypes.CDLL(lib).__cxa_demangle if lib else None
+            except OSError:
+                continue
+            if fn is not None:
+                fn.restype = ctypes.c_void_p
+                fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                               ctypes.POINTER(ctypes.c_int)]
+                break
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.free.argtypes = [ctypes.c_void_p]
+        _CXA.extend([fn, libc.free, ctypes])
+    fn, free, ctypes = _CXA
+    if fn is None or not isinstance(name, str):
+        return name
+    status = ctypes.c_int(0)
+    out = fn(name.encode(), None, None, ctypes.byref(status))
+    if status.value != 0 or not out:
+        return name
+    try:
+        return ctypes.string_at(out).decode()
+    finally:
+        free(out)
 
 
 class KinetoStepTracker:

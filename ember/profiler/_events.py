@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
-__all__ = ["FunctionEvent", "FunctionEventAvg", "EventList"]
+__all__ = ["FunctionEvent", "FunctionEventAvg", "EventList", "Interval", "Kernel"]
+
+Kernel = namedtuple("Kernel", ["name", "device", "duration"])
+
+
+class Interval(namedtuple("Interval", ["start", "end"])):
+    """An event's time range in microseconds (a pair, with PyTorch's attribute names)."""
+
+    __slots__ = ()
+
+    def elapsed_us(self):
+        return self.end - self.start
 
 
 class FunctionEvent:
@@ -18,7 +29,8 @@ class FunctionEvent:
         self.id = id
         self.name = name
         self.key = name
-        self.time_range = (start_us, end_us)
+        self.time_range = Interval(start_us, end_us)
+        self.kernels = []  # device kernels launched inside (read from nvprof traces)
         self.thread = thread
         self.input_shapes = input_shapes or []
         self.stack = stack or []
@@ -34,6 +46,10 @@ class FunctionEvent:
         self.is_legacy = False
         self.device_time_total = self.self_device_time_total = 0.0
         self.cuda_time_total = self.self_cuda_time_total = 0.0
+
+    def append_kernel(self, name, device, duration):
+        """Record a device kernel launched inside this range."""
+        self.kernels.append(Kernel(name, device, duration))
 
     @property
     def cpu_time_total(self):
