@@ -107,10 +107,13 @@ def parse_nvprof_trace(path):
     name and the end marker of the same id), each holding the kernels whose launch (a CUDA
     runtime call, callback id 211) falls inside it; sorted by start time. Names are
     demangled as the C++ runtime does."""
+    import os
     import sqlite3
 
     from ..profiler._events import FunctionEvent
-    conn = sqlite3.connect(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"parse_nvprof_trace: no trace file {path!r}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # never creates a file
     conn.row_factory = sqlite3.Row
     try:
         strings = {r["id"]: _demangle(r["value"])

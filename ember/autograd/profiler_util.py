@@ -5,10 +5,10 @@ PyTorch's path. The events themselves are ember.profiler's (``FunctionEvent``,
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict, namedtuple
+from collections import defaultdict
 from typing import NamedTuple
 
-from ..profiler._events import EventList, FunctionEvent, FunctionEventAvg
+from ..profiler._events import EventList, FunctionEvent, FunctionEventAvg, Interval, Kernel
 
 __all__ = ["EventList", "FormattedTimesMixin", "Interval", "Kernel", "FunctionEvent",
            "FunctionEventAvg", "StringTable", "MemRecordsAcc", "EventMetadata"]
@@ -44,21 +44,6 @@ class FormattedTimesMixin:
     @property
     def device_time(self):
         return 0.0 if self.count == 0 else self.device_time_total / self.count
-
-
-class Interval:
-    """A ``[start, end]`` time range."""
-
-    def __init__(self, start, end):
-        self.start = start
-        self.end = end
-
-    def elapsed_us(self):
-        """The length of the interval."""
-        return self.end - self.start
-
-
-Kernel = namedtuple("Kernel", ["name", "device", "duration"])
 
 
 class EventMetadata(NamedTuple):

@@ -482,11 +482,37 @@ def _generalise(mod, base, leaves, names, in_spec, dyn, recapture=None):
                             "cannot express (affine in one dimension or a product of them)")
     for n3, n0 in zip(nodes3, base_nodes):
         _same_structure(n0, n3, list(dims), allow=formulas, index=base_nodes.index(n0))
+    _same_constants(base, g3, base_nodes, nodes3, list(dims))
     resized |= _shape_changes(base_nodes, nodes3)
     _fold_fixed_creations(base, base_nodes, {key[0] for key in formulas} | resized)
     _substitute(base, base_nodes, formulas, dyn)
     base.guards.dynamic = {k: (dim.name, dim.min, dim.max) for k, dim in dyn.items()}
     return base
+
+
+def _same_constants(cap0, cap1, nodes0, nodes1, dims):
+    """Raise where a tensor constant made in forward (a resampling matrix, an index table)
+    differs between captures at different sizes: frozen at the example's value it would be
+    wrong, or fail, at every other size. Constants of one repeated value are left to the
+    consumers that rebuild them at run time (ONNX's fills)."""
+    import numpy as np
+    for a, b in zip(nodes0, nodes1):
+        if a.op != "get_attr" or not str(a.target).startswith("_tensor_constant"):
+            continue
+        x, y = cap0.attrs.get(a.target), cap1.attrs.get(b.target)
+        x, y = getattr(x, "_data", None), getattr(y, "_data", None)
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            continue
+        if x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"):
+            continue
+        flat = x.reshape(-1)
+        if flat.size and np.all(flat == flat[0]):
+            continue
+        users = ", ".join(_where(u) for u in a.users) or "no node"
+        raise UserError(f"export: a constant made in forward (shape {x.shape}, used by "
+                        f"{users}) changes with the dynamic dimensions {dims} (shape "
+                        f"{y.shape} at other sizes); ember cannot compute it at run time: "
+                        "export with static shapes for those dimensions")
 
 
 def _call_nodes(graph):

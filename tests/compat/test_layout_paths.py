@@ -318,8 +318,8 @@ def test_profiler_paths():
         assert not K.erase_step_count("emberA")
         steps.append(got)
     assert steps[0] == steps[1] == [1, 1, 2]
-    with pytest.raises(NotImplementedError, match="nvprof"):
-        pe.load_nvprof("trace.nvvp")
+    with pytest.raises(FileNotFoundError, match="trace"):
+        pe.load_nvprof("no-such-trace.nvvp")
     assert ue.Interval(2, 7).elapsed_us() == 5 and ue.Kernel("k", 0, 3).duration == 3
     assert ue.EventMetadata().grid is None and ue.StringTable()["f"] == "f"
 
