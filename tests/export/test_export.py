@@ -156,6 +156,23 @@ def test_dynamic_dim_with_size_dependent_branch_is_refused():
                             dynamic_shapes={"x": {0: Dim("n", max=10)}})
 
 
+def test_size_dependent_constants_are_refused_and_interpolate_follows_sizes():
+    # adaptive pooling at uneven sizes averages with a matrix made for the example's size
+    pool = nn.AdaptiveAvgPool2d((2, 3))
+    with pytest.raises(UserError, match="constant made in forward .* changes with"):
+        ember.export.export(pool, (ember.randn(2, 3, 7, 8),),
+                            dynamic_shapes={"input": {2: Dim("h", max=20)}})
+
+    class Up(nn.Module):  # interpolate is one op: its sizes follow the input's
+        def forward(self, x):
+            return nn.functional.interpolate(x, scale_factor=1.5, mode="bilinear")
+    ep = ember.export.export(Up(), (ember.randn(2, 3, 7, 8),),
+                             dynamic_shapes={"x": {2: Dim("h", max=20), 3: Dim("w", max=20)}})
+    for hw in [(7, 8), (9, 5), (20, 13)]:
+        z = ember.randn(2, 3, *hw)
+        _assert_same(ep.module()(z), Up()(z), exact=False)
+
+
 def test_kwargs_and_nested_inputs_and_outputs():
     class Nested(nn.Module):
         def __init__(self):
