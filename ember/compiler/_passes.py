@@ -431,6 +431,7 @@ class _MaxPoolKeepIdx(_dispatch.Node):
     def forward(ctx, x, ks, st, dl, pads, osz):
         from ..ops import _conv_c, conv
         from .. import _memory_format as _mf
+        pads, osz = conv._pool_geometry(x.shape[2:], ks, st, dl, pads, osz)
         if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
             return _conv_c.maxpool2d(x, ks, st, tuple(lo for lo, _ in pads), dl, osz, True)
         return conv.MaxPoolNd.forward(ctx, x, ks, st, dl, pads, osz, False), None
@@ -454,10 +455,17 @@ def keep_pool_indices(graph, rg):
     """Pair each ``MaxPoolNd`` with the ``MaxPoolGrad`` of the same input and geometry: the
     forward keeps its argmax indices and the gradient scatters at them, as eager does (see
     ``_MaxPoolKeepIdx``). Returns how many."""
+    from ..ops.conv import _pool_geometry
     pools = {}
     for n in graph.nodes:
         if _lowerable(n, ("MaxPoolNd",) + ("?",) * 6 + (False,), rg) is not None:
-            pools.setdefault((n.args[0], _key(n.args[1:6])), n)
+            ks, st, dl, pads, osz = n.args[1:6]
+            shape = getattr(n.args[0], "meta", {}).get("tensor_meta")
+            if isinstance(osz, str) and shape is None:
+                continue
+            if isinstance(osz, str):  # the output size as its rule: resolve for the input
+                pads, osz = _pool_geometry(tuple(shape[0])[2:], ks, st, dl, pads, osz)
+            pools.setdefault((n.args[0], _key((ks, st, dl, pads, osz))), n)
     changed = 0
     for n in list(graph.nodes):
         env = _lowerable(n, ("MaxPoolGrad", "?g", "?x", None, "?geom"), rg)

@@ -462,6 +462,21 @@ def _maxpool(c, node, x, ks, st, dl, pads, osz, return_indices):
 def _avgpool(c, node, x, ks, st, pads, osz, div):
     from ..fx import Node
     vx = c.operand(x)
+    if isinstance(div, str) or isinstance(osz, str):  # rules: resolve for static sizes
+        if any(not d.static for d in vx.dims[2:]):
+            raise _Unsupported("average pooling over a dynamic spatial size")
+        from ..ops.conv import _avg_geometry
+
+        class _Shape:
+            shape = tuple(d.c for d in vx.dims)
+            dtype = np.dtype(np.float64)
+        pads, osz, div = _avg_geometry(_Shape, ks, st, pads, osz, div)
+        if not np.isscalar(div) and np.asarray(div).size > 1:
+            arr = np.asarray(div, dtype=np.float64).reshape(tuple(int(o) for o in osz))
+            per = arr.reshape(-1)
+            div = float(per[0]) if np.all(per == per[0]) else arr
+        else:
+            div = float(np.asarray(div).reshape(-1)[0])
     xd, pads, ks, st, _ = _spatial2d(list(vx.dims), pads, ks, st, (1,) * len(ks))
     out = c.new_buf(c.dims_of(node))
     od = out.dims[:2] + [Dimx(0, 1)] + out.dims[2:] if out.rank == 3 else out.dims
@@ -481,6 +496,10 @@ def _avgpool(c, node, x, ks, st, pads, osz, div):
             cv = c.add_const(per)
             dv, divs = "1.0f", _ptr(cv)
             uses.append(cv)
+    elif isinstance(div, np.ndarray):
+        cv = c.add_const(div.reshape(-1))
+        dv, divs = "1.0f", _ptr(cv)
+        uses.append(cv)
     else:
         dv, divs = _cf(div), "NULL"
     c.emit(f"er_avgpool2d({_ptr(vx)}, {_ptr(out)}, {_prod_expr(xd[:2])}, {xd[2].c_expr()}, "

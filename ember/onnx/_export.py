@@ -381,9 +381,27 @@ def _gather_elements(c, node, a, dim, index):
     return c.emit("GatherElements", [a, index], axis=int(dim))
 
 
+def _pool_pads(c, node, ks, st, dl, pads, osz):
+    """MaxPool/AveragePool's pads and ceil_mode: the op's output size may be its rule
+    ("floor"/"ceil", symmetric pads): kept as a rule (ceil_mode) where the spatial sizes
+    vary, resolved to explicit pads for the example's sizes otherwise."""
+    if not isinstance(osz, str):
+        return _pads(pads), 0
+    src = node.args[0]
+    if any(d >= 2 for d in src.meta.get("dynamic_dims", ())):
+        return _pads(pads), int(osz == "ceil")
+    from ..ops.conv import _pool_geometry
+    shape = c.shape_of(src)
+    pads, _ = _pool_geometry(tuple(shape[2:]), ks, st, dl, pads, osz)
+    return _pads(pads), 0
+
+
 @_h("MaxPoolNd")
 def _maxpool(c, node, x, ks, st, dl, pads, osz, return_indices):
-    attrs = dict(kernel_shape=list(ks), strides=list(st), pads=_pads(pads), dilations=list(dl))
+    onnx_pads, ceil = _pool_pads(c, node, ks, st, dl, pads, osz)
+    attrs = dict(kernel_shape=list(ks), strides=list(st), pads=onnx_pads, dilations=list(dl))
+    if ceil:
+        attrs["ceil_mode"] = 1
     if not return_indices:
         return c.emit("MaxPool", [x], **attrs)
     # ONNX numbers the indices over the whole (N, C, *spatial) input, PyTorch within each
@@ -423,12 +441,29 @@ def _scatter_planes(c, node, g, flat, shape, accumulate):
 
 @_h("AvgPoolNd")
 def _avgpool(c, node, x, ks, st, pads, osz, div):
-    # ember divides window sums by ``div`` (a number or a per-window tensor); ONNX's
-    # count_include_pad=1 divides by the window size, so rescale when they differ.
+    # ember divides window sums by ``div`` (a number or a per-window tensor, or its rule);
+    # ONNX's count_include_pad=1 divides by the window size, so rescale when they differ.
     k = int(np.prod(ks))
+    dt = _np_dtype(_meta(node)[1])
+    src = node.args[0]
+    if isinstance(osz, str) and any(d >= 2 for d in src.meta.get("dynamic_dims", ())):
+        # sizes known only at run time: ONNX's own rules, which are PyTorch's (ceil_mode's
+        # windows and divisors included: checked against onnxruntime in the tests)
+        y = c.emit("AveragePool", [x], kernel_shape=list(ks), strides=list(st),
+                   pads=_pads(pads), count_include_pad=int(div != "exclude_pad"),
+                   ceil_mode=int(osz == "ceil"))
+        if isinstance(div, str):
+            return y
+        return c.emit("Mul", [y, c.scalar(k / float(div), dt)])
+    if isinstance(osz, str) or isinstance(div, str):
+        from ..ops.conv import _avg_geometry
+
+        class _Shape:
+            shape = tuple(c.shape_of(src))
+            dtype = dt
+        pads, osz, div = _avg_geometry(_Shape, ks, st, pads, osz, div)
     y = c.emit("AveragePool", [x], kernel_shape=list(ks), strides=list(st), pads=_pads(pads),
                count_include_pad=1)
-    dt = _np_dtype(_meta(node)[1])
     dv = c.const.get(node.args[5]) if hasattr(node.args[5], "op") else div
     if dv is not None and not hasattr(dv, "op"):
         arr = np.asarray(dv._data if hasattr(dv, "_data") else dv)

@@ -1133,6 +1133,24 @@ def _pool_args(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode, max
     return ks, st, pd, dl, pads, osz
 
 
+def _pool_geometry(spatial, ks, st, dl, pads, osz):
+    """Pooling's ``(pads, osz)`` for an input of ``spatial`` sizes. The pooling ops take the
+    output size as numbers, or as the rule that gives it ("floor", or "ceil" for PyTorch's
+    ceil_mode) with ``pads`` the symmetric ``(p, p)`` padding: then they follow whatever
+    size the input has (captured graphs stay valid at other sizes)."""
+    if not isinstance(osz, str):
+        return pads, osz
+    ceil = osz == "ceil"
+    out = tuple(_pool_out(n, k, t, lo, d, ceil)
+                for n, k, t, (lo, _), d in zip(spatial, ks, st, pads, dl))
+    if any(o <= 0 for o in out):
+        raise RuntimeError(f"pooling: input size {tuple(spatial)} gives output size {out}: "
+                           "output size is too small")
+    pads = tuple((lo, builtins.max(0, (o - 1) * t + d * (k - 1) + 1 - n - lo))
+                 for n, k, t, (lo, _), d, o in zip(spatial, ks, st, pads, dl, out))
+    return pads, out
+
+
 def _lowest(dtype):
     """The padding value of max pooling: below every value of ``dtype``."""
     return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
@@ -1185,6 +1203,7 @@ class MaxPoolNd(Node):
 
     @staticmethod
     def meta(ctx, x, ks, st, dl, pads, osz, return_indices):
+        pads, osz = _pool_geometry(x.shape[2:], ks, st, dl, pads, osz)
         ctx.geom = (ks, st, dl, pads, osz)
         out = MetaArray(x.shape[:2] + tuple(osz), x.dtype)
         if isinstance(ctx, Node):
@@ -1193,6 +1212,7 @@ class MaxPoolNd(Node):
 
     @staticmethod
     def forward(ctx, x, ks, st, dl, pads, osz, return_indices):
+        pads, osz = _pool_geometry(x.shape[2:], ks, st, dl, pads, osz)
         ctx.geom = (ks, st, dl, pads, osz)
         recording = isinstance(ctx, Node)
         if x.ndim == 4 and _conv_c.available(x.dtype) and not _mf.is_channels_last(x):
@@ -1352,9 +1372,11 @@ def _max_poolnd(nd, input, kernel_size, stride, padding, dilation, ceil_mode, re
     op = f"max_pool{nd}d"
     x, squeeze = _batched(input, nd, op)
     _check_float(x._data, op, ints="iu")
-    ks, st, _, dl, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, dilation,
-                                          ceil_mode, True)
-    out = MaxPoolNd.apply(x, ks, st, dl, pads, osz, bool(return_indices))
+    ks, st, pd, dl, _, _ = _pool_args(nd, op, x, kernel_size, stride, padding, dilation,
+                                      ceil_mode, True)
+    # the output size as its rule: the op follows the input's size (see _pool_geometry)
+    out = MaxPoolNd.apply(x, ks, st, dl, tuple((p, p) for p in pd),
+                          "ceil" if ceil_mode else "floor", bool(return_indices))
     return _unbatch(out, squeeze)
 
 
@@ -1489,16 +1511,29 @@ def _tiles(shape, ks, st, pads, osz):
     return crop, split, tuple(3 + 2 * i for i in range(len(ks)))
 
 
+def _avg_geometry(x, ks, st, pads, osz, div):
+    """``AvgPoolNd``'s ``(pads, osz, div)`` for the input ``x``: the output size may be its
+    rule (see ``_pool_geometry``) and the divisor "include_pad"/"exclude_pad" (PyTorch's
+    count_include_pad, computed for this size)."""
+    pads, osz = _pool_geometry(x.shape[2:], ks, st, (1,) * len(ks), pads, osz)
+    if isinstance(div, str):
+        div = _avg_divisor(x.shape[2:], ks, st, tuple(lo for lo, _ in pads), osz,
+                           div == "include_pad", None, x.dtype)
+    return pads, osz, div
+
+
 class AvgPoolNd(Node):
     """Window sums divided by PyTorch's divisor; its adjoint is ``AvgPoolGrad``."""
 
     @staticmethod
     def meta(ctx, x, ks, st, pads, osz, div):
+        pads, osz, div = _avg_geometry(x, ks, st, pads, osz, div)
         ctx.args = (x.shape, ks, st, pads, osz, div)
         return MetaArray(x.shape[:2] + tuple(osz), x.dtype)
 
     @staticmethod
     def forward(ctx, x, ks, st, pads, osz, div):
+        pads, osz, div = _avg_geometry(x, ks, st, pads, osz, div)
         ctx.args = (x.shape, ks, st, pads, osz, div)
         tiles = _tiles(x.shape, ks, st, pads, osz)
         if tiles is not None and x.dtype.kind == "f":  # disjoint windows: one reduction
@@ -1561,9 +1596,14 @@ def _avg_poolnd(nd, input, kernel_size, stride, padding, ceil_mode, count_includ
     _check_float(x._data, op, ints="i")
     ks, st, pd, _, pads, osz = _pool_args(nd, op, x, kernel_size, stride, padding, 1,
                                           ceil_mode, False)
-    div = _avg_divisor(x.shape[2:], ks, st, pd, osz, count_include_pad, divisor_override,
-                       x._data.dtype)
-    return _unbatch(AvgPoolNd.apply(x, ks, st, pads, osz, div), squeeze)
+    if divisor_override is not None:
+        div = _avg_divisor(x.shape[2:], ks, st, pd, osz, count_include_pad, divisor_override,
+                           x._data.dtype)
+    else:  # computed by the op for the input's size, as the output size is
+        div = "include_pad" if count_include_pad else "exclude_pad"
+    out = AvgPoolNd.apply(x, ks, st, tuple((p, p) for p in pd),
+                          "ceil" if ceil_mode else "floor", div)
+    return _unbatch(out, squeeze)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -1648,6 +1688,8 @@ def _adaptive_avg(nd, input, output_size):
     _check_float(x._data, op)
     osz = _adaptive_size(x, output_size, nd, op)
     spatial = x.shape[2:]
+    if all(o == 1 for o in osz):  # global pooling: a mean, at any input size
+        return _unbatch(x.mean(tuple(range(2, 2 + nd)), keepdim=True), squeeze)
     if all(s % o == 0 for s, o in zip(spatial, osz)):  # regular windows: plain avg pooling
         ks = tuple(s // o for s, o in zip(spatial, osz))
         div = np.asarray(_prod(ks), dtype=x._data.dtype)
