@@ -265,6 +265,10 @@ def part_hsdp():
             fsdp_train_kind(model, opt, kind, range(8))
             n_shard = shape[1]
             r_shard = mesh.get_local_rank("shard")
+            # the last step's gradients: their total norm counts each shard once
+            norm = nn.utils.clip_grad_norm_(model.parameters(), 1e9)
+            want = nn.utils.clip_grad_norm_(ref.parameters(), 1e9)
+            check_close("hsdp", norm, want, f"hsdp {shape} {kind} gradient norm")
             for (name, p), q in zip(model.named_parameters(), ref.parameters()):
                 check_close("hsdp", p, q, f"hsdp {shape} {kind} {which} {name}")
                 c = -(-q.shape[0] // n_shard)
