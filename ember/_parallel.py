@@ -69,7 +69,13 @@ _lock = threading.Lock()
 
 
 def _drop_pool():
+    global _blas_lock, _post_lock
     _pool[0], _pool[1] = None, 0
+    # a fork from inside another thread's BLAS section or batch: the child has neither
+    _blas_lock, _post_lock = threading.Lock(), threading.Lock()
+    if _blas_users[0]:
+        _blas_users[0] = 0
+        blas_controls()[1](_blas_users[1])
 
 
 os.register_at_fork(after_in_child=_drop_pool)
@@ -235,13 +241,35 @@ def run_split_gemm(fn, bounds):
     """``run_split`` for parts that call BLAS (matmul): NumPy's OpenBLAS runs single-threaded
     while the parts run, each part's GEMMs on its own core (see ``_threads.blas_controls``).
     Only call it where ``gemm_split_ok()``."""
-    get, put = blas_controls()
-    prev = get()
-    put(1)
+    _blas_single()
     try:
         return run_split(fn, bounds)
     finally:
-        put(prev)
+        _blas_restore()
+
+
+_blas_users = [0, 1]  # [threads inside a single-threaded BLAS section, the count to restore]
+_blas_lock = threading.Lock()
+
+
+def _blas_single():
+    """Enter a section where NumPy's OpenBLAS runs single-threaded. The setting is
+    process-wide, so it is counted: the first thread in sets 1, the last one out restores
+    the count it found (a thread leaving early must not give BLAS its threads back while
+    another thread's parts still run: their products would come from the threaded kernel)."""
+    with _blas_lock:
+        if _blas_users[0] == 0:
+            get, put = blas_controls()
+            _blas_users[1] = get()
+            put(1)
+        _blas_users[0] += 1
+
+
+def _blas_restore():
+    with _blas_lock:
+        _blas_users[0] -= 1
+        if _blas_users[0] == 0:
+            blas_controls()[1](_blas_users[1])
 
 
 _post_lock = threading.Lock()  # one BLAS batch in flight at a time (``_pool_c``'s words)
@@ -274,19 +302,17 @@ def run_blas(tasks):
         helpers = min(n, get_num_threads()) - 1
         spin = _spinner()
         spin_ns = spin[3] if spin is not None and _spin_ok() else 0
-        if helpers > 0:
-            jobs = _jobs(helpers)
-            missing = helpers - (lib["batch_spinners"]() if spin_ns else 0)
-            for _ in range(missing):
-                jobs.put(lib["batch_join"])
-        get, put = blas_controls()
-        prev = get()
-        put(1)
+        _blas_single()
         posted = time.monotonic_ns()
         try:
-            lib["batch_run"](table.ctypes.data, n, spin_ns)
+            lib["batch_post"](table.ctypes.data, n)
+            if helpers > 0:  # after the post: a thread woken now finds the batch
+                jobs = _jobs(helpers)
+                for _ in range(helpers - (lib["batch_spinners"]() if spin_ns else 0)):
+                    jobs.put(lib["batch_join"])
+            lib["batch_finish"](n, spin_ns)
         finally:
-            put(prev)
+            _blas_restore()
         if blas_trace is not None:
             blas_trace(posted, table)
         return True

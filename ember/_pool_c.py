@@ -8,9 +8,10 @@ reaches its own part) and the GIL again to report back: the pool thread started 
 29-45 us after the caller posted it (MLP step, 2-core VM, ``benchmarks/step_threads.py``).
 Here a batch is a table of BLAS calls posted in one ctypes call (GIL released throughout):
 
-* ``ember_batch_run(tasks, n, spin_ns)``: publishes the table, runs tasks itself, claimed one
-  at a time with the other threads, and returns when every task has ended (spinning up to
-  ``spin_ns`` for tasks under way on other threads, then sleeping on a futex);
+* ``ember_batch_post(tasks, n)`` publishes the table; ``ember_batch_finish(n, spin_ns)``
+  then runs tasks, claimed one at a time with the other threads, and returns when every task
+  has ended (spinning up to ``spin_ns`` for tasks under way on other threads, then sleeping
+  on a futex); ``ember_batch_run`` is the two in one call;
 * a pool thread that waits in ``ember_spin_wait`` (after each Python job, up to
   ``EMBER_SPIN_US``: ``_parallel``'s module docstring) runs the tasks of a batch posted
   meanwhile, there and then, and goes on waiting; it waits again while batches keep coming
@@ -183,15 +184,18 @@ static inline void relax(void) {
 #endif
 }
 
-/* Post `tasks` (n rows), take tasks until none is left, wait for those under way elsewhere:
-   spinning up to spin_ns, then asleep on a futex. Callers post one batch at a time. */
-void ember_batch_run(long long *tasks, int n, long long spin_ns) {
-    if (n <= 0)
-        return;
+/* Post `tasks` (n rows): from now on any thread may take them. Callers post one batch at a
+   time, and end it with ember_batch_finish before the next. */
+void ember_batch_post(long long *tasks, int n) {
     atomic_store(&done, 0);
     atomic_store_explicit(&tasks_now, tasks, memory_order_relaxed);
     unsigned long long w = atomic_load(&claim);
-    atomic_store(&claim, (((w >> 32) + 1) << 32) | ((unsigned long long)n << 16));
+    atomic_store(&claim, (((w >> 32) + 1) << 32) | ((unsigned long long)(n > 0 ? n : 0) << 16));
+}
+
+/* Take tasks of the posted batch of n until none is left, then wait for those under way
+   elsewhere: spinning up to spin_ns, then asleep on a futex. */
+void ember_batch_finish(int n, long long spin_ns) {
     work(1);
     if (atomic_load(&done) >= n)
         return;
@@ -212,6 +216,11 @@ void ember_batch_run(long long *tasks, int n, long long spin_ns) {
     while ((d = atomic_load(&done)) < n)
         futex(&done, FUTEX_WAIT_PRIVATE, d);
     atomic_store(&poster_asleep, 0);
+}
+
+void ember_batch_run(long long *tasks, int n, long long spin_ns) {
+    ember_batch_post(tasks, n);
+    ember_batch_finish(n, spin_ns);
 }
 
 /* Wait until *word != seen, for at most max_ns nanoseconds: 1 when it changed, else 2 when
@@ -247,21 +256,23 @@ _lib: list = []  # [dict of ctypes functions, or None (no C compiler, or no BLAS
 
 
 def library():
-    """The loaded C functions: ``{"spin_wait", "words", "run", "join", "spinners",
-    "forked"}`` (``run``/``join`` only when NumPy's OpenBLAS was found: ``"blas"`` says), or
-    None without a C compiler."""
+    """The loaded C functions by name (``"spin_wait"``, ``"batch_post"``, ...; the batch
+    functions run tasks only when NumPy's OpenBLAS was found: ``"blas"`` says), or None
+    without a C compiler."""
     if not _lib:
         found = None
         try:
             from ._cc import load_kernel
             fns = {}
-            for name in ("spin_wait", "spin_words", "batch_run", "batch_join", "batch_spinners",
-                         "batch_forked", "batch_init"):
+            for name in ("spin_wait", "spin_words", "batch_run", "batch_post", "batch_finish",
+                         "batch_join", "batch_spinners", "batch_forked", "batch_init"):
                 fns[name] = load_kernel(SRC, f"ember_{name}")
             fns["spin_wait"].restype = ctypes.c_int
             fns["spin_wait"].argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong]
             fns["spin_words"].restype, fns["spin_words"].argtypes = ctypes.c_void_p, []
             fns["batch_run"].argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong]
+            fns["batch_post"].argtypes = [ctypes.c_void_p, ctypes.c_int]
+            fns["batch_finish"].argtypes = [ctypes.c_int, ctypes.c_longlong]
             fns["batch_join"].argtypes = []
             fns["batch_spinners"].restype, fns["batch_spinners"].argtypes = ctypes.c_int, []
             fns["batch_forked"].argtypes = []
