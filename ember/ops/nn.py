@@ -701,6 +701,24 @@ class CrossEntropy(Node):
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, ignore_index):
+        if weight is None and reduction != "none" and type(x) is np.ndarray and \
+                type(target) is np.ndarray and x.ndim == 2 and x.shape[1] and \
+                (x.dtype is _F32 or x.dtype is _F64) and target.dtype == np.int64 and \
+                target.shape == x.shape[:1] and x.flags.c_contiguous and \
+                target.flags.c_contiguous and _nn_c.available(x.dtype):
+            # (N, C) logits against class indices, the usual case: one C pass
+            logp, total, count = _nn_c.cross_entropy(x, target, ignore_index)
+            dt = x.dtype.type
+            denom = None
+            if reduction == "mean":
+                denom = dt(count)
+                with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan
+                    out = np.asarray(dt(total) / denom)
+            else:
+                out = np.asarray(dt(total))
+            ctx.cls_axis, ctx.denom, ctx.reduction, ctx.logp = 1, denom, reduction, logp
+            ctx.ignore_index, ctx.c_target = ignore_index, target
+            return out
         _float_input(x, "log_softmax_lastdim_kernel_impl")
         cls_axis, safe, w = _class_targets(x, target, weight, ignore_index, "cross_entropy")
         logp = _by_rows(_log_softmax_np, x, cls_axis)
@@ -715,12 +733,24 @@ class CrossEntropy(Node):
     def backward(ctx, g):
         x, target, weight = ctx.saved_tensors
         if not GradMode.enabled:
-            return ArrayGrad.apply(_ce_grad_np, g, ctx), None, None, None, None
+            fn = _ce_grad_c if "c_target" in ctx.__dict__ else _ce_grad_np
+            return ArrayGrad.apply(fn, g, ctx), None, None, None, None
         # d(-w_t log p_t)/dx = w_t (p - onehot_t), with p a differentiable function of x
         p = Softmax.apply(x, ctx.cls_axis)
         onehot_w, w = _target_grad_coef(ctx, target, weight, x.shape[ctx.cls_axis], x.ndim,
                                         x.dtype)
         return (p * w - onehot_w) * _upstream(g, ctx), None, None, None, None
+
+
+def _ce_grad_c(g, ctx):
+    """``_ce_grad_np``'s gradient for the C forward's case (2-d logits, no weights, reduced):
+    ``(exp(logp) - onehot) * g / count`` ('mean') or ``* g`` ('sum') in one C pass; rows whose
+    target is ignored get 0, and with every target ignored, 0 everywhere (PyTorch's)."""
+    dt = ctx.logp.dtype.type
+    scale = dt(g)
+    if ctx.denom is not None and ctx.denom:
+        scale = scale / ctx.denom
+    return _nn_c.cross_entropy_grad(ctx.logp, ctx.c_target, ctx.ignore_index, scale)
 
 
 def _ce_grad_np(g, ctx):
