@@ -25,7 +25,9 @@ thread late for a batch finds it over and takes nothing. A task is one of:
   call NumPy's matmul makes for these strides, so the same bits), then ``bias`` (a row
   vector, or NULL) added to each row of ``C``;
 * ``COLSUM``: ``c = A^T x`` by ``cblas_?gemv`` with ``x`` a vector of ones: a bias gradient's
-  column sums, the call NumPy's ``np.dot(ones, A)`` makes.
+  column sums, the call NumPy's ``np.dot(ones, A)`` makes;
+* ``CALL``: ``fn(args)``, a C function taking the address of an int64 argument block (the
+  optimizers' flat updates: ``ember/optim/_update_c.py``).
 
 Tasks are validated in Python (``_parallel``) before they are posted: nothing in a batch can
 fail. The BLAS functions are those of the OpenBLAS under NumPy (``_threads.blas_functions``).
@@ -42,7 +44,7 @@ import numpy as np
 # no / 112 yes), m, n, k, lda, ldb, ldc, the addresses of A, B, C and the bias (0: none);
 # then, written by the run, its start and end (CLOCK_MONOTONIC ns, ``time.monotonic_ns``'s
 # clock) and whether the posting thread ran it (``benchmarks/step_threads.py`` reads them).
-GEMM, COLSUM = 0, 1
+GEMM, COLSUM, CALL = 0, 1, 2
 TASK_LEN = 17
 START, END, POSTER = 14, 15, 16
 NO_TRANS, TRANS = 111, 112
@@ -110,12 +112,14 @@ static void run_task(long long *t) {
             for (long long i = 0; i < m; i++)
                 for (long long j = 0; j < n; j++)
                     c[i * ldc + j] += v[j];
-    } else if (t[DTYPE] == 0) {  /* column sums: A^T x, x = ones (in B) */
+    } else if (t[KIND] == 2) {  /* a C function of the row's argument block */
+        ((void (*)(const long long *))t[A])((const long long *)t[B]);
+    } else if (t[KIND] == 1 && t[DTYPE] == 0) {  /* column sums: A^T x, x = ones (B) */
         if (ilp64) ((sgemv64)fgemv[0])(101, 112, m, n, 1.0f, (const float *)t[A], lda,
                                        (const float *)t[B], 1, 0.0f, (float *)t[C], 1);
         else ((sgemv32)fgemv[0])(101, 112, (int)m, (int)n, 1.0f, (const float *)t[A], (int)lda,
                                  (const float *)t[B], 1, 0.0f, (float *)t[C], 1);
-    } else {
+    } else if (t[KIND] == 1) {
         if (ilp64) ((dgemv64)fgemv[1])(101, 112, m, n, 1.0, (const double *)t[A], lda,
                                        (const double *)t[B], 1, 0.0, (double *)t[C], 1);
         else ((dgemv32)fgemv[1])(101, 112, (int)m, (int)n, 1.0, (const double *)t[A], (int)lda,
@@ -357,3 +361,11 @@ def colsum_task(a, out, ones):
     return [COLSUM, dt is _F64, TRANS, NO_TRANS, m, n, 0, n, 1, 1,
             a.__array_interface__["data"][0], ones.__array_interface__["data"][0],
             out.__array_interface__["data"][0], 0, 0, 0, 0]
+
+
+def call_task(fn, args):
+    """The task row of the C call ``fn(args)``: ``fn`` the address of a ``void (const long
+    long *)`` function, ``args`` a C-contiguous int64 array (kept alive by the caller until
+    the batch has run)."""
+    return [CALL, 0, 0, 0, 0, 0, 0, 0, 0, 0, fn, args.__array_interface__["data"][0], 0, 0, 0,
+            0, 0]

@@ -556,15 +556,50 @@ class Optimizer:
         parts = min(_par.threads_for(n, _PAR_MIN), n_chunks)
         if kernel is not None and n:
             chunks = kernel_chunks
-        if parts > 1:
+        c = None
+        call = getattr(kernel, "call", None) if kernel is not None and n else None
+        if parts > 1 and call is not None and _par.blas_batch_ok():
+            c = self._step_tasks(call, f, grads, sc, first, _par._bounds(n_chunks, parts))
+        if c is None and parts > 1:
             c = _par.run_split(chunks, _par._bounds(n_chunks, parts))[-1]
-        else:
+        elif c is None:
             c = chunks(0, max(n_chunks, 1))
         for k, v in c.items():
             f.scal[k][...] = v
         for p in params:
             _bump_version(p)
         return True
+
+    @staticmethod
+    def _step_tasks(call, f, grads, sc, first, bounds):
+        """The C update as one batch of tasks on the pool (``_parallel.run_blas``): a task
+        per parameter's piece of each part of ``bounds`` (chunks), each ``kernel``'s call on
+        it, claimed in order by whichever thread is free, without the GIL. Returns the last
+        piece's scalars, or None when the batch could not run (the caller's split serves)."""
+        from .. import _pool_c
+        fn, pack = call
+        offs, n = f.offsets, f.p.size
+        rows, keep, c = [], [], dict(sc)
+        for c0, c1 in bounds:
+            lo, hi = c0 * _CHUNK, min(c1 * _CHUNK, n)
+            i = bisect.bisect_right(offs, lo) - 1
+            while i < len(grads) and offs[i] < hi:
+                a, b = max(lo, offs[i]), min(hi, offs[i + 1])
+                if b > a:
+                    g = grads[i][a - offs[i]:b - offs[i]]
+                    if g.dtype != f.p.dtype or not g.flags.c_contiguous:
+                        g = np.ascontiguousarray(g, f.p.dtype)
+                        keep.append(g)
+                    c = dict(sc)
+                    rows.append(pack(f.p[a:b], g, {k: v[a:b] for k, v in f.elem.items()}, c,
+                                     first))
+                i += 1
+        if not rows:
+            return None
+        args = np.array(rows, np.int64)
+        if not _par.run_blas([_pool_c.call_task(fn, args[j]) for j in range(len(rows))]):
+            return None
+        return c
 
     def _flat_kernel(self, group, dtype, elem_keys):
         """A compiled form of ``_update`` for the flat path, or None (the default: the
