@@ -73,7 +73,7 @@ def _drop_pool():
     _pool[0], _pool[1] = None, 0
     # a fork from inside another thread's BLAS section or batch: the child has neither
     _blas_lock, _post_lock = threading.Lock(), threading.Lock()
-    if _blas_users[0]:
+    if _blas_users[0] and blas_controls() is not None:
         _blas_users[0] = 0
         blas_controls()[1](_blas_users[1])
 
@@ -257,19 +257,24 @@ def _blas_single():
     process-wide, so it is counted: the first thread in sets 1, the last one out restores
     the count it found (a thread leaving early must not give BLAS its threads back while
     another thread's parts still run: their products would come from the threaded kernel)."""
+    ctl = blas_controls()
+    if ctl is None:  # no control (callers of BLAS products check ``gemm_split_ok``)
+        return
     with _blas_lock:
         if _blas_users[0] == 0:
-            get, put = blas_controls()
-            _blas_users[1] = get()
-            put(1)
+            _blas_users[1] = ctl[0]()
+            ctl[1](1)
         _blas_users[0] += 1
 
 
 def _blas_restore():
+    ctl = blas_controls()
+    if ctl is None:
+        return
     with _blas_lock:
         _blas_users[0] -= 1
         if _blas_users[0] == 0:
-            blas_controls()[1](_blas_users[1])
+            ctl[1](_blas_users[1])
 
 
 _post_lock = threading.Lock()  # one BLAS batch in flight at a time (``_pool_c``'s words)
@@ -278,7 +283,9 @@ blas_trace = None  # ``fn(posted_ns, table)`` after each batch (``benchmarks/ste
 
 def blas_batch_ok():
     """Whether ``run_blas`` can run batches: a C compiler, NumPy's OpenBLAS found, and not
-    ``EMBER_BLAS_BATCH=0`` (then the BLAS parts go to the pool as Python jobs, as before)."""
+    ``EMBER_BLAS_BATCH=0`` (then the parts go to the pool as Python jobs, as before). Batches
+    of BLAS products are posted only where ``gemm_split_ok()`` (BLAS's threads can be turned
+    off meanwhile); batches of other C calls (``CALL`` tasks) need only this."""
     lib = _pool_c.library()
     return lib is not None and lib["blas"]
 
