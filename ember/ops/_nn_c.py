@@ -250,37 +250,28 @@ void relu_bwd_SFX(const REAL *g, const REAL *y, long i0, long i1, REAL *gx) {
 }
 
 /* Cross-entropy over class indices, rows [r0, r1) of x (N, C), C-contiguous: the row's
-   log-softmax into logp (max subtracted, the sum of exponentials in double), and into
-   acc[0] / acc[1] the sum of -logp[t] and the count over rows whose target is not `ignore`.
-   Returns -1, or the first row whose target is out of [0, C) (nothing else is then
-   meaningful). */
+   log-softmax into logp (the max subtracted, exp by EXP, the sum in double), and into
+   loss[r] -logp[t] (0 where the target is `ignore`). Returns -1, or the first row whose
+   target is out of [0, C) (nothing else is then meaningful). */
 long ce_fwd_SFX(const REAL *x, const long long *t, long C, long long ignore, long r0, long r1,
-                REAL *logp, double *acc) {
-    double loss = 0, count = 0;
+                REAL *logp, double *loss) {
     for (long r = r0; r < r1; ++r) {
         long long k = t[r];
         if (k != ignore && (k < 0 || k >= C))
             return r;
         const REAL *xr = x + r * C;
         REAL *lr = logp + r * C;
-        REAL m = -INFINITY;
-        for (long j = 0; j < C; ++j) {
-            REAL v = xr[j];
-            m = (v > m || v != v) ? v : m;
-        }
+        REAL m = -INFINITY;  /* a NaN logit makes its row NaN through the sum */
+        #pragma omp simd reduction(max:m)
+        for (long j = 0; j < C; ++j) m = xr[j] > m ? xr[j] : m;
+        for (long j = 0; j < C; ++j) lr[j] = xr[j] - m;
         double sum = 0;
-        for (long j = 0; j < C; ++j)
-            sum += (double)EXP(xr[j] - m);
+        #pragma omp simd reduction(+:sum)
+        for (long j = 0; j < C; ++j) sum += (double)EXP(lr[j]);
         REAL lse = (REAL)log(sum);
-        for (long j = 0; j < C; ++j)
-            lr[j] = (xr[j] - m) - lse;
-        if (k != ignore) {
-            loss -= (double)lr[k];
-            count += 1;
-        }
+        for (long j = 0; j < C; ++j) lr[j] = lr[j] - lse;
+        loss[r] = k != ignore ? -(double)lr[k] : 0.0;
     }
-    acc[0] = loss;
-    acc[1] = count;
     return -1;
 }
 
@@ -325,7 +316,7 @@ _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         + _LSTM.replace("REAL", "double").replace("SFX", "d")
         + _SCATTER.replace("REAL", "float").replace("SFX", "f")
         + _SCATTER.replace("REAL", "double").replace("SFX", "d")
-        + _ACT.replace("REAL", "float").replace("SFX", "f").replace("EXP", "expf")
+        + _ACT.replace("REAL", "float").replace("SFX", "f").replace("EXP", "exp_neg_f")
         + _ACT.replace("REAL", "double").replace("SFX", "d").replace("EXP", "exp")
         + _TABLE)
 _NAMES = ("ln_fwd", "ln_bwd", "gelu", "attn_softmax", "attn_softmax_bwd", "lstm_bwd",
@@ -503,19 +494,48 @@ def relu_kernels(dtype):
     return None if fwd is None else (fwd, _kernel("relu_bwd", dtype))
 
 
+CE_DOUBLE_MAX = 1 << 16  # float64 logits from which ``nn.py`` keeps NumPy's cross-entropy:
+# the C loop's float64 exp is the C library's, one element at a time (float32 uses the
+# vectorised ``exp_neg_f``, relative error ~1e-7, as attention's softmax)
+
+
+def cross_entropy_ok(x, target):
+    """Whether ``cross_entropy`` serves ``x`` (N, C) against ``target`` (N,): C-contiguous
+    float32 (float64 below ``CE_DOUBLE_MAX`` elements) logits, int64 targets, a compiler."""
+    return (type(x) is np.ndarray and type(target) is np.ndarray and x.ndim == 2 and
+            x.shape[1] > 0 and target.dtype == np.int64 and target.shape == x.shape[:1] and
+            x.flags.c_contiguous and target.flags.c_contiguous and
+            (x.dtype == np.float32 or (x.dtype == np.float64 and x.size < CE_DOUBLE_MAX)) and
+            _kernel("ce_fwd", x.dtype) is not None)
+
+
+def _row_parts(fn, n, size):
+    """``fn(r0, r1)`` over ``n`` rows of ``size`` elements in all: blocks of rows over the
+    pool when large (rows are independent); the parts' results in order."""
+    from .. import _parallel
+    k = min(_parallel.threads_for(size, MIN_SPLIT), n)
+    if k <= 1:
+        return [fn(0, n)]
+    return _parallel.run_split(fn, _parallel._bounds(n, k))
+
+
 def cross_entropy(x, target, ignore_index):
-    """Cross-entropy of ``x`` (N, C) C-contiguous float32/float64 against int64 class indices
-    ``target`` (N,) C-contiguous, in C: ``(logp, loss_sum, count)`` with the summed loss of
-    the rows not ignored (a double) and their count; raises PyTorch's IndexError for a target
-    out of range. Callers check ``available(x.dtype)``."""
+    """Cross-entropy of logits ``x`` (N, C) against class indices ``target`` (N,) in C
+    (``cross_entropy_ok``): ``(logp, loss_sum, count)``, the summed loss of the rows not
+    ignored (in double, over per-row losses added in order: the same at any thread count)
+    and their count; raises PyTorch's IndexError for a target out of range."""
     n, c = x.shape
     logp = np.empty(x.shape, x.dtype)
-    acc = np.empty(2, np.float64)
-    bad = _kernel("ce_fwd", x.dtype)(_addr(x), _addr(target), c, ignore_index, 0, n,
-                                     _addr(logp), _addr(acc))
-    if bad >= 0:
-        raise IndexError(f"Target {int(target[bad])} is out of bounds.")
-    return logp, float(acc[0]), float(acc[1])
+    loss = np.empty(n, np.float64)
+    fn = _kernel("ce_fwd", x.dtype)
+    a = (_addr(x), _addr(target), c, ignore_index)
+    o = (_addr(logp), _addr(loss))
+    bad = [b for b in _row_parts(lambda r0, r1: fn(*a, r0, r1, *o), n, x.size) if b >= 0]
+    if bad:
+        raise IndexError(f"Target {int(target[bad[0]])} is out of bounds.")
+    count = n if ignore_index < 0 and n and target.min() >= 0 else \
+        int(np.count_nonzero(target != ignore_index))
+    return logp, float(np.add.reduce(loss)), count
 
 
 def cross_entropy_grad(logp, target, ignore_index, scale):
@@ -523,6 +543,7 @@ def cross_entropy_grad(logp, target, ignore_index, scale):
     not ignored and 0 on the others."""
     n, c = logp.shape
     gx = np.empty(logp.shape, logp.dtype)
-    _kernel("ce_bwd", logp.dtype)(_addr(logp), _addr(target), c, ignore_index, 0, n, scale,
-                                  _addr(gx))
+    fn = _kernel("ce_bwd", logp.dtype)
+    a = (_addr(logp), _addr(target), c, ignore_index)
+    _row_parts(lambda r0, r1: fn(*a, r0, r1, scale, _addr(gx)), n, logp.size)
     return gx

@@ -701,11 +701,7 @@ class CrossEntropy(Node):
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, ignore_index):
-        if weight is None and reduction != "none" and type(x) is np.ndarray and \
-                type(target) is np.ndarray and x.ndim == 2 and x.shape[1] and \
-                (x.dtype is _F32 or x.dtype is _F64) and target.dtype == np.int64 and \
-                target.shape == x.shape[:1] and x.flags.c_contiguous and \
-                target.flags.c_contiguous and _nn_c.available(x.dtype):
+        if weight is None and reduction != "none" and _nn_c.cross_entropy_ok(x, target):
             # (N, C) logits against class indices, the usual case: one C pass
             logp, total, count = _nn_c.cross_entropy(x, target, ignore_index)
             dt = x.dtype.type

@@ -145,3 +145,25 @@ def test_c_kernels_are_there_or_the_numpy_paths_serve():
     # without a C compiler both fall back (the tests above then cover the NumPy paths)
     k = _nn_c.relu_kernels(np.float32)
     assert (k is None) == (not _nn_c.available(np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c", [(1024, 256), (2048, 70)])  # split over the pool (float32)
+def test_cross_entropy_large_one_and_two_threads_same_bits(n, c, dtype, threads):
+    # float32 rows go over the pool from _nn_c.MIN_SPLIT elements; float64 this large keeps
+    # NumPy's path (_nn_c.CE_DOUBLE_MAX): either way the same bits at 1 and 2 threads
+    a = _rand((n, c), dtype, 10) * 4
+    t = np.random.default_rng(11).integers(0, c, n)
+    t[::7] = 3
+    got = []
+    for k in (1, 2):
+        threads(k)
+        (loss, gx), (tl, tgx) = _ce_pair(a, t, "mean", 3)
+        got.append((loss.item(), gx))
+    assert got[0][0] == got[1][0]
+    np.testing.assert_array_equal(got[0][1], got[1][1])
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got[0][0], tl.item(), rtol=tol)
+    np.testing.assert_allclose(got[0][1], tgx, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-9)
+    assert _nn_c.cross_entropy_ok(a, t) == (dtype == np.float32 and _nn_c.available(dtype))
