@@ -178,7 +178,13 @@ void ember_batch_join(void) { work(0); }
 
 int ember_batch_spinners(void) { return atomic_load(&spinners); }
 
-void ember_batch_forked(void) { atomic_store(&spinners, 0); }
+/* In a forked child: no thread spins, and a batch the parent had in flight is over (its
+   tasks are not the child's to run). */
+void ember_batch_forked(void) {
+    atomic_store(&spinners, 0);
+    atomic_store(&poster_asleep, 0);
+    atomic_store(&claim, atomic_load(&claim) & ~0xffffffffULL);
+}
 
 static inline void relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -150,7 +150,7 @@ class Linear(Node):
         if need[0]:
             gx = matmul_arrays(g, w.astype(cd, copy=False))
         if need[1] or need[2]:
-            rows = int(np.prod(g.shape[:-1]))
+            rows = math.prod(g.shape[:-1])
             g2 = g.reshape(rows, w.shape[0])
             if need[1]:
                 gw = matmul_arrays(g2.T, x.reshape(rows, w.shape[1]).astype(cd, copy=False))
