@@ -371,7 +371,6 @@ def colsum_task(a, out, ones):
 
 def call_task(fn, args):
     """The task row of the C call ``fn(args)``: ``fn`` the address of a ``void (const long
-    long *)`` function, ``args`` a C-contiguous int64 array (kept alive by the caller until
-    the batch has run)."""
-    return [CALL, 0, 0, 0, 0, 0, 0, 0, 0, 0, fn, args.__array_interface__["data"][0], 0, 0, 0,
-            0, 0]
+    long *)`` function, ``args`` the address of its int64 argument block (kept alive by the
+    caller until the batch has run)."""
+    return [CALL, 0, 0, 0, 0, 0, 0, 0, 0, 0, fn, args, 0, 0, 0, 0, 0]

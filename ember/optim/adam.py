@@ -106,11 +106,12 @@ class Adam(Optimizer):
             bits = _update_c.bits
             fixed = [bits(v) for v in (wd, 1 - lr * wd, b1, 1 - b1, b2, 1 - b2)]
 
-            def pack(p, g, s, sc, first):  # ``kernel``'s arguments as a task's block
+            def pack(p, g, s, n, sc, first):  # ``kernel``'s arguments as a task's block
+                # (p, g and the state ``s`` as addresses; n elements)
                 sc["step"] += 1
                 step = sc["step"]
-                return [addr(p), addr(g), addr(s["exp_avg"]), addr(s["exp_avg_sq"]),
-                        addr(s.get("max_exp_avg_sq")) if ams else 0, p.size, *fixed,
+                return [p, g, s["exp_avg"], s["exp_avg_sq"],
+                        s.get("max_exp_avg_sq", 0) if ams else 0, n, *fixed,
                         bits(1 / (1 - b2 ** step) ** 0.5), bits(eps),
                         bits(lr / (1 - b1 ** step)), flags]
             kernel.call = (call, pack)

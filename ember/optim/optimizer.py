@@ -574,30 +574,38 @@ class Optimizer:
     def _step_tasks(call, f, grads, sc, first, bounds):
         """The C update as one batch of tasks on the pool (``_parallel.run_blas``): a task
         per parameter's piece of each part of ``bounds`` (chunks), each ``kernel``'s call on
-        it, claimed in order by whichever thread is free, without the GIL. Returns the last
-        piece's scalars, or None when the batch could not run (the caller's split serves)."""
+        it (``kernel.call``'s ``pack`` gives its arguments from addresses), claimed in order
+        by whichever thread is free, without the GIL. Returns the last piece's scalars, or
+        None when the batch could not run (the caller's split serves)."""
         from .. import _pool_c
         fn, pack = call
-        offs, n = f.offsets, f.p.size
-        rows, keep, c = [], [], dict(sc)
+        offs, n, dt = f.offsets, f.p.size, f.p.dtype
+        size = dt.itemsize
+        p0 = f.p.__array_interface__["data"][0]
+        s0 = {k: v.__array_interface__["data"][0] for k, v in f.elem.items()}
+        g0, keep = [], []
+        for g in grads:
+            if g.dtype != dt or not g.flags.c_contiguous:
+                g = np.ascontiguousarray(g, dt)
+                keep.append(g)
+            g0.append(g.__array_interface__["data"][0])
+        rows, c = [], dict(sc)
         for c0, c1 in bounds:
             lo, hi = c0 * _CHUNK, min(c1 * _CHUNK, n)
             i = bisect.bisect_right(offs, lo) - 1
             while i < len(grads) and offs[i] < hi:
                 a, b = max(lo, offs[i]), min(hi, offs[i + 1])
                 if b > a:
-                    g = grads[i][a - offs[i]:b - offs[i]]
-                    if g.dtype != f.p.dtype or not g.flags.c_contiguous:
-                        g = np.ascontiguousarray(g, f.p.dtype)
-                        keep.append(g)
                     c = dict(sc)
-                    rows.append(pack(f.p[a:b], g, {k: v[a:b] for k, v in f.elem.items()}, c,
-                                     first))
+                    rows.append(pack(p0 + a * size, g0[i] + (a - offs[i]) * size,
+                                     {k: v + a * size for k, v in s0.items()}, b - a, c, first))
                 i += 1
         if not rows:
             return None
         args = np.array(rows, np.int64)
-        if not _par.run_blas([_pool_c.call_task(fn, args[j]) for j in range(len(rows))]):
+        base, step = args.__array_interface__["data"][0], args.strides[0]
+        if not _par.run_blas([_pool_c.call_task(fn, base + j * step)
+                              for j in range(len(rows))]):
             return None
         return c
 
