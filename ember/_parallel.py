@@ -423,17 +423,10 @@ def gemm_cuts(m, n, threads):
 def _gemm2(a, b, out, threads, bias=None):
     by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], threads)
     if (bias is None or len(bias) == 1) and blas_batch_ok():
-        v = None if bias is None else bias[0]
-        rows = []
-        for s, e in bounds:
-            t = _pool_c.gemm_task(a, b[:, s:e], out[:, s:e], None if v is None else v[s:e]) \
-                if by_cols else _pool_c.gemm_task(a[s:e], b, out[s:e], v)
-            if t is None:
-                break
-            rows.append(t)
-        else:
-            if run_blas(rows):
-                return
+        rows = _pool_c.gemm_tasks(a, b, out, None if bias is None else bias[0], bounds,
+                                  by_cols)
+        if rows is not None and run_blas(rows):
+            return
     if by_cols:
         def part(s, e):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
@@ -501,8 +494,8 @@ def gemms(products, tasks=(), sums=()):
             else:
                 a_, b_, o_ = a[s:e], b, out[s:e]
             parts.append(lambda a=a_, b=b_, o=o_: np.matmul(a, b, out=o))
-            if batch:
-                rows.append(_pool_c.gemm_task(a_, b_, o_))
+        if batch:
+            rows.extend(_pool_c.gemm_tasks(a, b, out, None, bounds, by_cols) or [None])
     for a in sums:
         ones = np.ones(a.shape[0], a.dtype)
         out = np.empty(a.shape[1], a.dtype)

@@ -327,6 +327,16 @@ def gemm_task(a, b, out, bias=None):
     or float64 arrays of one dtype, or None where the product does not fit the task
     (strides BLAS cannot take, a product NumPy computes another way: a ``syrk`` for
     ``x.T @ x``, a matrix-vector product for a single row or column)."""
+    rows = gemm_tasks(a, b, out, bias, [(0, b.shape[1] if b.ndim == 2 else 0)], True)
+    return None if rows is None else rows[0]
+
+
+def gemm_tasks(a, b, out, bias, bounds, by_cols):
+    """The task rows of the parts of ``gemm_task(a, b, out, bias)`` cut at ``bounds``: by
+    columns (``a @ b[:, s:e]`` into ``out[:, s:e]``, ``bias[s:e]``) or by rows (``a[s:e] @
+    b`` into ``out[s:e]``); None where a part does not fit a task. A part's strides are the
+    whole operand's, so its BLAS call is the one NumPy makes for that part; the addresses
+    are worked out here, not asked of NumPy part by part (each ask costs microseconds)."""
     dt = a.dtype
     if (dt is not _F32 and dt is not _F64) or b.dtype is not dt or out.dtype is not dt or \
             type(a) is not np.ndarray or type(b) is not np.ndarray or \
@@ -334,8 +344,7 @@ def gemm_task(a, b, out, bias=None):
         return None
     m, k = a.shape
     n = b.shape[1]
-    if m < 2 or n < 2 or k < 2 or b.shape[0] != k or out.shape != (m, n) or \
-            max(m, n, k) >= 1 << 31:
+    if k < 2 or b.shape[0] != k or out.shape != (m, n) or max(m, n, k) >= 1 << 31:
         return None
     ta, tb, tc = _ld(a, True), _ld(b, True), _ld(out, False)
     if ta is None or tb is None or tc is None or not out.flags.writeable:
@@ -343,6 +352,7 @@ def gemm_task(a, b, out, bias=None):
     pa, pb = a.__array_interface__["data"][0], b.__array_interface__["data"][0]
     if pa == pb:
         return None  # NumPy may take this for x.T @ x (syrk): leave it NumPy's
+    pc = out.__array_interface__["data"][0]
     if bias is not None:
         if type(bias) is not np.ndarray or bias.dtype is not dt or bias.shape != (n,) or \
                 bias.strides[0] != dt.itemsize:
@@ -350,8 +360,21 @@ def gemm_task(a, b, out, bias=None):
         pbias = bias.__array_interface__["data"][0]
     else:
         pbias = 0
-    return [GEMM, dt is _F64, ta[0], tb[0], m, n, k, ta[1], tb[1], tc[1], pa, pb,
-            out.__array_interface__["data"][0], pbias, 0, 0, 0]
+    sz = dt.itemsize
+    head = [GEMM, dt is _F64, ta[0], tb[0]]
+    rows = []
+    for s, e in bounds:
+        if by_cols:
+            mm, nn = m, e - s
+            cut = [pa, pb + s * b.strides[1], pc + s * out.strides[1],
+                   pbias + s * sz if pbias else 0]
+        else:
+            mm, nn = e - s, n
+            cut = [pa + s * a.strides[0], pb, pc + s * out.strides[0], pbias]
+        if mm < 2 or nn < 2:
+            return None  # NumPy would take a matrix-vector product
+        rows.append(head + [mm, nn, k, ta[1], tb[1], tc[1]] + cut + [0, 0, 0])
+    return rows
 
 
 def colsum_task(a, out, ones):

@@ -190,3 +190,24 @@ def test_batches_work_in_a_forked_child():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=env)
     assert out.stdout.strip() == "0", out.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("by_cols", [True, False])
+def test_gemm_tasks_cut_parts_equal_numpy_on_each_part(by_cols, dtype):
+    a, w = _rand((67, 45), dtype, 17), _rand((53, 45), dtype, 18)
+    b = w.T  # column-major, as a Linear's weight is read
+    bias = _rand((53,), dtype, 19)
+    out = np.empty((67, 53), dtype)
+    n = 53 if by_cols else 67
+    bounds = [(0, 24), (24, n)]
+    _run_alone(PC.gemm_tasks(a, b, out, bias if by_cols else None, bounds, by_cols))
+    for s, e in bounds:
+        if by_cols:
+            want = np.matmul(a, b[:, s:e])
+            want += bias[s:e]
+            np.testing.assert_array_equal(out[:, s:e], want)
+        else:
+            np.testing.assert_array_equal(out[s:e], np.matmul(a[s:e], b))
+    # a part one column (or row) wide is NumPy's matrix-vector product: not a task
+    assert PC.gemm_tasks(a, b, out, None, [(0, n - 1), (n - 1, n)], by_cols) is None
