@@ -291,8 +291,9 @@ def blas_batch_ok():
 
 
 def run_blas(tasks):
-    """Run the BLAS task rows ``tasks`` (``_pool_c.gemm_task``/``colsum_task``) over the
-    pool as one C batch; False (nothing run) where it cannot: no batch support, a pool
+    """Run the task rows ``tasks`` (``_pool_c.gemm_tasks``, ``colsum_task``, ``call_task``:
+    BLAS products, bias column sums, the optimizers' C updates) over the pool as one C
+    batch; False (nothing run) where it cannot: no batch support, a pool
     thread's call, or another thread's batch in flight (callers then run the parts as
     Python jobs). The calling thread takes tasks too and returns when all have ended;
     pool threads spinning in ``_pool_c``'s wait take tasks there and then, without the GIL,

@@ -14,9 +14,11 @@ Here a batch is a table of BLAS calls posted in one ctypes call (GIL released th
   on a futex); ``ember_batch_run`` is the two in one call;
 * a pool thread that waits in ``ember_spin_wait`` (after each Python job, up to
   ``EMBER_SPIN_US``: ``_parallel``'s module docstring) runs the tasks of a batch posted
-  meanwhile, there and then, and goes on waiting; it waits again while batches keep coming
-  and the machine has a core to spare (``_parallel._serve``); a pool thread asleep on the
-  Python queue is sent ``ember_batch_join`` as a job instead (``_parallel.run_blas``).
+  meanwhile, there and then, and goes on waiting, in C while batches keep coming (up to 32
+  waits' worth, then once through Python, where ``_parallel._serve`` checks that the
+  machine still has a core to spare: each pass through Python takes the GIL from the
+  caller); a pool thread asleep on the Python queue is sent ``ember_batch_join`` as a job
+  instead (``_parallel.run_blas``).
 
 Claims are one compare-and-swap on a word holding (batch number, task count, next task), so a
 thread late for a batch finds it over and takes nothing. A task is one of:
@@ -233,12 +235,15 @@ void ember_batch_run(long long *tasks, int n, long long spin_ns) {
     ember_batch_finish(n, spin_ns);
 }
 
-/* Wait until *word != seen, for at most max_ns nanoseconds: 1 when it changed, else 2 when
-   tasks of a batch posted meanwhile were run here, 0 when none were. Runs through ctypes,
-   which releases the GIL for the call. */
+/* Wait until *word != seen: 1 when it changed. Tasks of batches posted meanwhile are run
+   here; the wait ends after max_ns nanoseconds without a batch (0 when none came at all, 2
+   when some did), or after WAIT_CAP waits' worth while batches keep coming (2: the caller
+   then checks that the machine still has a core to spare, and waits again). Runs through
+   ctypes, which releases the GIL for the call. */
+#define WAIT_CAP 32
 int ember_spin_wait(volatile long long *word, long long seen, long long max_ns) {
     atomic_fetch_add(&spinners, 1);
-    long long t0 = now_ns();
+    long long t0 = now_ns(), start = t0;
     int ran = 0, changed = 0;
     for (;;) {
         for (int i = 0; i < 64; i++) {
@@ -246,18 +251,21 @@ int ember_spin_wait(volatile long long *word, long long seen, long long max_ns) 
                 changed = 1;
                 goto out;
             }
-            if (pending())
-                ran += work(0);
+            if (pending() && work(0)) {
+                ran = 1;
+                t0 = now_ns();
+            }
             relax();
         }
-        if (now_ns() - t0 >= max_ns)
+        long long t = now_ns();
+        if (t - t0 >= max_ns || t - start >= WAIT_CAP * max_ns)
             break;
     }
     changed = *word != seen;
 out:
     atomic_fetch_sub(&spinners, 1);
-    if (pending())  /* posted as this thread left: take part anyway */
-        ran += work(0);
+    if (pending() && work(0))  /* posted as this thread left: take part anyway */
+        ran = 1;
     return changed ? 1 : ran ? 2 : 0;
 }
 """

@@ -21,6 +21,15 @@ def _rand(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+@pytest.fixture
+def one_blas_thread():
+    """OpenBLAS on one thread for the test, as batches run it (``_parallel.run_blas``): a
+    threaded call computes a product in another order than the one-thread call."""
+    P._blas_single()
+    yield
+    P._blas_restore()
+
+
 def _run_alone(rows):
     """The batch run by the calling thread alone (no pool)."""
     table = np.array(rows, np.int64)
@@ -35,7 +44,7 @@ LAYOUTS = [(128, 784, 512), (257, 129, 300), (128, 512, 10), (5, 7, 3), (64, 33,
 @pytest.mark.parametrize("m,k,n", LAYOUTS)
 @pytest.mark.parametrize("a_f,b_f", [(False, False), (True, False), (False, True),
                                      (True, True)])
-def test_gemm_task_equals_numpy_bit_for_bit(m, k, n, a_f, b_f, dtype):
+def test_gemm_task_equals_numpy_bit_for_bit(m, k, n, a_f, b_f, dtype, one_blas_thread):
     a, b = _rand((m, k), dtype, 0), _rand((k, n), dtype, 1)
     a = np.asfortranarray(a) if a_f else a
     b = np.asfortranarray(b) if b_f else b
@@ -54,7 +63,7 @@ def test_gemm_task_equals_numpy_bit_for_bit(m, k, n, a_f, b_f, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,n", [(128, 512), (3, 2), (1000, 17)])
-def test_colsum_task_equals_numpy_dot_bit_for_bit(m, n, dtype):
+def test_colsum_task_equals_numpy_dot_bit_for_bit(m, n, dtype, one_blas_thread):
     a = _rand((m, n), dtype, 3)
     ones, out = np.ones(m, dtype), np.empty(n, dtype)
     _run_alone([PC.colsum_task(a, out, ones)])
@@ -194,7 +203,7 @@ def test_batches_work_in_a_forked_child():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("by_cols", [True, False])
-def test_gemm_tasks_cut_parts_equal_numpy_on_each_part(by_cols, dtype):
+def test_gemm_tasks_cut_parts_equal_numpy_on_each_part(by_cols, dtype, one_blas_thread):
     a, w = _rand((67, 45), dtype, 17), _rand((53, 45), dtype, 18)
     b = w.T  # column-major, as a Linear's weight is read
     bias = _rand((53,), dtype, 19)
