@@ -4,7 +4,10 @@ ember's thread pool (``_parallel.run_split`` calls of two parts or more, by the 
 that made them) with, per call site, how long the pool thread took to start its part after
 the call, the two threads' part times, and how long the caller waited after both parts were
 done (the join). A step whose ember part runs only on the calling thread at two threads shows
-"(all on caller)": the pool thread was too late to claim a part.
+"(all on caller)": the pool thread was too late to claim a part. C batches of BLAS products
+and optimizer updates (``_parallel.run_blas``, marked "(C batch)") are traced from the start
+and end times their tasks record; their join column is how long the pool's last task ended
+after the caller's.
 
     python benchmarks/step_threads.py "MLP train step, ember compiled" [--threads 2]
         [--steps 300] [--trace-steps 200]
