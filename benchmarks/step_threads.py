@@ -4,7 +4,10 @@ ember's thread pool (``_parallel.run_split`` calls of two parts or more, by the 
 that made them) with, per call site, how long the pool thread took to start its part after
 the call, the two threads' part times, and how long the caller waited after both parts were
 done (the join). A step whose ember part runs only on the calling thread at two threads shows
-"(all on caller)": the pool thread was too late to claim a part.
+"(all on caller)": the pool thread was too late to claim a part. C batches of BLAS products
+and optimizer updates (``_parallel.run_blas``, marked "(C batch)") are traced from the start
+and end times their tasks record; their join column is how long the pool's last task ended
+after the caller's.
 
     python benchmarks/step_threads.py "MLP train step, ember compiled" [--threads 2]
         [--steps 300] [--trace-steps 200]
@@ -115,16 +118,37 @@ def main(argv=None):
             rec[site + " (all on caller)"].append((0.0, end - t, 0.0, 0.0))
         return out
 
+    def batch(posted, table):
+        # a BLAS batch (``_parallel.run_blas``): its tasks' start/end times and runners
+        from ember import _pool_c as pc
+        stack = traceback.extract_stack(limit=4)
+        site = f"{os.path.basename(stack[0].filename)}:{stack[0].name} (C batch)"
+        t = table[:, pc.START:pc.POSTER + 1]
+        pool = t[t[:, 2] == 0]
+        mine = t[t[:, 2] == 1]
+        if len(pool) and len(mine):
+            rec[site].append(((pool[:, 0].min() - posted) * 1e-9,
+                              (mine[:, 1] - mine[:, 0]).sum() * 1e-9,
+                              (pool[:, 1] - pool[:, 0]).sum() * 1e-9,
+                              max(0, pool[:, 1].max() - mine[:, 1].max()) * 1e-9))
+        else:
+            rec[site + " (all on caller)"].append((0.0, (t[:, 1] - t[:, 0]).sum() * 1e-9,
+                                                   0.0, 0.0))
+
     _parallel.run_split = traced
+    _parallel.blas_trace = batch
     try:
         for _ in range(args.trace_steps):
             step()
     finally:
         _parallel.run_split = real
+        _parallel.blas_trace = None
     us = 1e6
     n = max(args.trace_steps, 1)
     print(f"  hand-offs per step: {sum(len(v) for v in rec.values()) / n:.1f} "
-          "(us: pool start lag median/min | caller's part | pool's part | join lag, medians)")
+          "(us: pool start lag median/min | caller's part | pool's part | join lag, medians;"
+          " for a C batch the join lag is how long the pool's last task ended after the "
+          "caller's)")
     for site, rows in sorted(rec.items(), key=lambda kv: -len(kv[1])):
         lag, mine, pool, join = zip(*rows)
         print(f"  {len(rows) / n:5.1f}/step {site:38s} {statistics.median(lag) * us:7.1f}/"

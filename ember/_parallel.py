@@ -35,6 +35,12 @@ seconds; other processes busy, or tests running side by side), the threads block
 since a spinning thread would then hold back the very thread it waits for (measured: the
 LeNet step at two threads on a machine loaded 4x over went from 16 to 54 ms with
 unconditional spinning). Without a C compiler the threads block at once.
+
+BLAS products cut over the pool (``gemm``, ``gemms``) go as one C batch (``run_blas``,
+``ember/_pool_c.py``) rather than as Python jobs: the table of BLAS calls is posted without
+the GIL, and a pool thread spinning in the C loop starts its first task 7-12 us after the post
+instead of 29-62 us (medians, MLP step at two threads, ``benchmarks/step_threads.py``).
+``EMBER_BLAS_BATCH=0`` turns batches off (for A/B comparisons).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import time
 
 import numpy as np
 
+from . import _pool_c
 from ._threads import blas_controls, get_num_threads
 
 MIN_SIZE = 1 << 20  # elements; below this a thread hand-off costs more than it saves (a
@@ -62,7 +69,13 @@ _lock = threading.Lock()
 
 
 def _drop_pool():
+    global _blas_lock, _post_lock
     _pool[0], _pool[1] = None, 0
+    # a fork from inside another thread's BLAS section or batch: the child has neither
+    _blas_lock, _post_lock = threading.Lock(), threading.Lock()
+    if _blas_users[0] and blas_controls() is not None:
+        _blas_users[0] = 0
+        blas_controls()[1](_blas_users[1])
 
 
 os.register_at_fork(after_in_child=_drop_pool)
@@ -85,59 +98,26 @@ _worker = threading.local()  # ``in_pool`` is set in the pool's threads
 # memory, never freed: a daemon thread may still be spinning on them while the interpreter
 # exits); this array stands in until then, and without a C compiler.
 _words = np.zeros(2, np.int64)
-_SPIN_SRC = r"""
-#include <time.h>
-static long long words[2];
-long long *ember_spin_words(void) { return words; }
-/* Wait until *word != seen, for at most max_ns nanoseconds; 1 when it changed. Runs
-   through ctypes, which releases the GIL for the call. */
-int ember_spin_wait(volatile long long *word, long long seen, long long max_ns) {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        for (int i = 0; i < 64; i++) {
-            if (*word != seen)
-                return 1;
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#elif defined(__aarch64__)
-            __asm__ __volatile__("yield");
-#endif
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) >= max_ns)
-            return *word != seen;
-    }
-}
-"""
 _spin: list = []  # [(the C function, the word addresses, the limit in ns)] or [None]
 
 
 def _spinner():
     """``(spin_wait, posted_addr, finished_addr, max_ns)``, or None: no C compiler, or
-    ``EMBER_SPIN_US=0``. First called by ``_jobs`` before it starts a thread."""
+    ``EMBER_SPIN_US=0``. First called by ``_jobs`` before it starts a thread. The loop is
+    ``ember._pool_c``'s, which also runs the BLAS batches posted while it waits."""
     if not _spin:
         found = None
         try:
             us = int(os.environ.get("EMBER_SPIN_US", "1000"))
         except ValueError:
             us = 1000
-        if us > 0:
-            try:
-                import ctypes
-
-                from ._cc import load_kernel
-                fn = load_kernel(_SPIN_SRC, "ember_spin_wait")
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong]
-                where = load_kernel(_SPIN_SRC, "ember_spin_words")
-                where.restype, where.argtypes = ctypes.c_void_p, []
-                base = where()
-                global _words
-                _words = np.ctypeslib.as_array((ctypes.c_longlong * 2).from_address(base))
-                found = (fn, base, base + _words.itemsize, us * 1000)
-            except (RuntimeError, OSError, AttributeError):
-                found = None
+        lib = _pool_c.library() if us > 0 else None
+        if lib is not None:
+            import ctypes
+            global _words
+            base = lib["spin_words"]()
+            _words = np.ctypeslib.as_array((ctypes.c_longlong * 2).from_address(base))
+            found = (lib["spin_wait"], base, base + _words.itemsize, us * 1000)
         _spin.append(found)
     return _spin[0]
 
@@ -178,10 +158,13 @@ def _serve(jobs):
                 return
             job()
             job = None
-            if spin is not None and _spin_ok():
+            while spin is not None and _spin_ok():
                 seen = int(_words[0])  # read before looking at the queue: a job put after
-                if jobs.empty():  # the look bumps the word after its put
-                    spin[0](spin[1], seen, spin[3])
+                if not jobs.empty():  # the look bumps the word after its put
+                    break
+                if spin[0](spin[1], seen, spin[3]) != 2:
+                    break  # a job was put (1), or none came (0); 2: BLAS batches came and
+                    # were run in the wait (``_pool_c``): wait again while they keep coming
 
 
 def _jobs(n):
@@ -258,13 +241,91 @@ def run_split_gemm(fn, bounds):
     """``run_split`` for parts that call BLAS (matmul): NumPy's OpenBLAS runs single-threaded
     while the parts run, each part's GEMMs on its own core (see ``_threads.blas_controls``).
     Only call it where ``gemm_split_ok()``."""
-    get, put = blas_controls()
-    prev = get()
-    put(1)
+    _blas_single()
     try:
         return run_split(fn, bounds)
     finally:
-        put(prev)
+        _blas_restore()
+
+
+_blas_users = [0, 1]  # [threads inside a single-threaded BLAS section, the count to restore]
+_blas_lock = threading.Lock()
+
+
+def _blas_single():
+    """Enter a section where NumPy's OpenBLAS runs single-threaded. The setting is
+    process-wide, so it is counted: the first thread in sets 1, the last one out restores
+    the count it found (a thread leaving early must not give BLAS its threads back while
+    another thread's parts still run: their products would come from the threaded kernel)."""
+    ctl = blas_controls()
+    if ctl is None:  # no control (callers of BLAS products check ``gemm_split_ok``)
+        return
+    with _blas_lock:
+        if _blas_users[0] == 0:
+            _blas_users[1] = ctl[0]()
+            ctl[1](1)
+        _blas_users[0] += 1
+
+
+def _blas_restore():
+    ctl = blas_controls()
+    if ctl is None:
+        return
+    with _blas_lock:
+        _blas_users[0] -= 1
+        if _blas_users[0] == 0:
+            ctl[1](_blas_users[1])
+
+
+_post_lock = threading.Lock()  # one BLAS batch in flight at a time (``_pool_c``'s words)
+blas_trace = None  # ``fn(posted_ns, table)`` after each batch (``benchmarks/step_threads.py``)
+
+
+def blas_batch_ok():
+    """Whether ``run_blas`` can run batches: a C compiler, NumPy's OpenBLAS found, and not
+    ``EMBER_BLAS_BATCH=0`` (then the parts go to the pool as Python jobs, as before). Batches
+    of BLAS products are posted only where ``gemm_split_ok()`` (BLAS's threads can be turned
+    off meanwhile); batches of other C calls (``CALL`` tasks) need only this."""
+    lib = _pool_c.library()
+    return lib is not None and lib["blas"]
+
+
+def run_blas(tasks):
+    """Run the task rows ``tasks`` (``_pool_c.gemm_tasks``, ``colsum_task``, ``call_task``:
+    BLAS products, bias column sums, the optimizers' C updates) over the pool as one C
+    batch; False (nothing run) where it cannot: no batch support, a pool
+    thread's call, or another thread's batch in flight (callers then run the parts as
+    Python jobs). The calling thread takes tasks too and returns when all have ended;
+    pool threads spinning in ``_pool_c``'s wait take tasks there and then, without the GIL,
+    and a pool thread that sleeps is sent a job that joins the batch (module docstring of
+    ``_pool_c``). OpenBLAS runs single-threaded meanwhile, each task on one core. Which
+    thread runs a task never changes its result: each is the call NumPy makes."""
+    lib = _pool_c.library()
+    if lib is None or not lib["blas"] or getattr(_worker, "in_pool", False) or \
+            not _post_lock.acquire(False):
+        return False
+    try:
+        n = len(tasks)
+        table = np.array(tasks, np.int64)
+        helpers = min(n, get_num_threads()) - 1
+        spin = _spinner()
+        spin_ns = spin[3] if spin is not None and _spin_ok() else 0
+        _blas_single()
+        posted = time.monotonic_ns()
+        try:
+            lib["batch_post"](table.ctypes.data, n)
+            if helpers > 0:  # after the post: a thread woken now finds the batch
+                jobs = _jobs(helpers)
+                for _ in range(helpers - (lib["batch_spinners"]() if spin_ns else 0)):
+                    jobs.put(lib["batch_join"])
+            lib["batch_finish"](n, spin_ns)
+        finally:
+            _blas_restore()
+        if blas_trace is not None:
+            blas_trace(posted, table)
+        return True
+    finally:
+        _post_lock.release()
 
 
 # ``EMBER_GEMM_POOL=0``: matmul/Linear/recurrent GEMMs go to NumPy's BLAS with its own
@@ -362,6 +423,11 @@ def gemm_cuts(m, n, threads):
 
 def _gemm2(a, b, out, threads, bias=None):
     by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], threads)
+    if (bias is None or len(bias) == 1) and blas_batch_ok():
+        rows = _pool_c.gemm_tasks(a, b, out, None if bias is None else bias[0], bounds,
+                                  by_cols)
+        if rows is not None and run_blas(rows):
+            return
     if by_cols:
         def part(s, e):
             np.matmul(a, b[:, s:e], out=out[:, s:e])
@@ -391,38 +457,55 @@ def gemms_ok(work):
     return _GEMM_PAIRS and work >= GEMMS_MIN and gemm_split_ok()
 
 
-def gemms(products, tasks=()):
+def gemms(products, tasks=(), sums=()):
     """The 2-d products ``a @ b`` of the independent pairs ``products``, computed side by
-    side over the pool, then the results of ``tasks`` (callables of no arguments, such as
-    a bias gradient, run by whichever thread is free first); returns
-    ``[a0 @ b0, a1 @ b1, ..., task0(), ...]``.
+    side over the pool, then the column sums ``np.dot(ones, a)`` of the 2-d arrays ``sums``
+    (bias gradients), then the results of ``tasks`` (callables of no arguments), sums and
+    tasks run by whichever thread is free first; returns
+    ``[a0 @ b0, a1 @ b1, ..., sum0, ..., task0(), ...]``.
 
     Products of equal work are cut into ``threads / gcd(products, threads)`` parts each,
     so that every thread gets the same work: two products at two threads are one whole
     BLAS call per core (BLAS single-threaded meanwhile), each value bit for bit that of the
     one-thread call; three at two threads are cut in halves. Products of unequal work are
     each cut over every thread, all parts in one hand-off, claimed in order. Cuts are
-    ``gemm_cuts``' (no part splits the sum over K). An exception in any part is raised
-    here, after every part has ended."""
+    ``gemm_cuts``' (no part splits the sum over K). Without ``tasks``, the products and
+    sums go as one BLAS batch (``run_blas``) where they fit it, else as Python jobs. An
+    exception in any part is raised here, after every part has ended."""
     threads = get_num_threads()
     works = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in products]
     if works and max(works) <= 1.1 * min(works):
         share = threads // math.gcd(len(works), threads)
     else:
         share = threads
-    outs, parts = [], []
+    batch = not tasks and blas_batch_ok()
+    outs, parts, rows = [], [], []
     for (a, b), work in zip(products, works):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
         outs.append(out)
         if share == 1 or not work:
             parts.append(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+            if batch:
+                rows.append(_pool_c.gemm_task(a, b, out))
             continue
         by_cols, bounds = gemm_cuts(a.shape[0], b.shape[1], share)
         for s, e in bounds:
             if by_cols:
-                parts.append(lambda a=a, b=b[:, s:e], o=out[:, s:e]: np.matmul(a, b, out=o))
+                a_, b_, o_ = a, b[:, s:e], out[:, s:e]
             else:
-                parts.append(lambda a=a[s:e], b=b, o=out[s:e]: np.matmul(a, b, out=o))
+                a_, b_, o_ = a[s:e], b, out[s:e]
+            parts.append(lambda a=a_, b=b_, o=o_: np.matmul(a, b, out=o))
+        if batch:
+            rows.extend(_pool_c.gemm_tasks(a, b, out, None, bounds, by_cols) or [None])
+    for a in sums:
+        ones = np.ones(a.shape[0], a.dtype)
+        out = np.empty(a.shape[1], a.dtype)
+        outs.append(out)
+        parts.append(lambda a=a, ones=ones, out=out: out.__setitem__(Ellipsis, np.dot(ones, a)))
+        if batch:
+            rows.append(_pool_c.colsum_task(a, out, ones))
+    if batch and None not in rows and run_blas(rows):
+        return outs
     n_prod = len(parts)
     parts.extend(tasks)
     res = run_split_gemm(lambda s, e: parts[s](), [(i, i + 1) for i in range(len(parts))])

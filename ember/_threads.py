@@ -66,3 +66,45 @@ def blas_controls():
             found = None
         _BLAS.append(found)
     return _BLAS[0]
+
+
+_FUNCS = []  # [(sgemm, dgemm, sgemv, dgemv, ilp64)] addresses, or [None]; found on first use
+
+
+def blas_functions():
+    """``(cblas_sgemm, cblas_dgemm, cblas_sgemv, cblas_dgemv, ilp64)``: the addresses of the
+    CBLAS functions of the OpenBLAS under NumPy and whether its integers are 64-bit, or None
+    (another BLAS, no threadpoolctl, symbols not found). ``ember._pool_c`` calls them from
+    its batches, as NumPy's matmul and dot call them."""
+    if not _FUNCS:
+        found = None
+        try:
+            import ctypes
+
+            import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
+            from threadpoolctl import ThreadpoolController
+            for lib in ThreadpoolController().lib_controllers:
+                if lib.internal_api != "openblas":
+                    continue
+                dll = ctypes.CDLL(lib.filepath)
+                for pre, suf, ilp64 in (("scipy_", "64_", 1), ("", "64_", 1), ("scipy_", "", 0),
+                                        ("", "", 0)):
+                    fns = [getattr(dll, f"{pre}cblas_{n}{suf}", None)
+                           for n in ("sgemm", "dgemm", "sgemv", "dgemv")]
+                    if any(f is None for f in fns):
+                        continue
+                    # ILP64 builds mark their symbols; an unmarked one is 64-bit only when
+                    # the library says so (OpenBLAS's config string names USE64BITINT)
+                    if not ilp64:
+                        cfg = getattr(dll, f"{pre}openblas_get_config{suf}", None)
+                        if cfg is None:
+                            continue
+                        cfg.restype = ctypes.c_char_p
+                        ilp64 = int(b"USE64BITINT" in (cfg() or b""))
+                    found = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in fns) + (ilp64,)
+                    break
+                break
+        except (ImportError, OSError, AttributeError):
+            found = None
+        _FUNCS.append(found)
+    return _FUNCS[0]

@@ -233,17 +233,78 @@ void scatter_rows_SFX(REAL *z, const long long *idx, const REAL *g, long n, long
 }
 """
 
+_ACT = r"""
+/* ReLU over [i0, i1): y = x where x >= 0 or x is NaN, else 0 (np.maximum(x, 0)'s values);
+   its backward: gx = 0 where y <= 0, else g (PyTorch's threshold_backward: a NaN output
+   passes its gradient; an infinite gradient at a clipped element gives 0, not NaN). */
+void relu_SFX(const REAL *x, long i0, long i1, REAL *y) {
+    for (long i = i0; i < i1; ++i) {
+        REAL v = x[i];
+        y[i] = (v >= 0 || v != v) ? v : (REAL)0;
+    }
+}
+
+void relu_bwd_SFX(const REAL *g, const REAL *y, long i0, long i1, REAL *gx) {
+    for (long i = i0; i < i1; ++i)
+        gx[i] = y[i] <= 0 ? (REAL)0 : g[i];
+}
+
+/* Cross-entropy over class indices, rows [r0, r1) of x (N, C), C-contiguous: the row's
+   log-softmax into logp (the max subtracted, exp by EXP, the sum in double), and into
+   loss[r] -logp[t] (0 where the target is `ignore`). Returns -1, or the first row whose
+   target is out of [0, C) (nothing else is then meaningful). */
+long ce_fwd_SFX(const REAL *x, const long long *t, long C, long long ignore, long r0, long r1,
+                REAL *logp, double *loss) {
+    for (long r = r0; r < r1; ++r) {
+        long long k = t[r];
+        if (k != ignore && (k < 0 || k >= C))
+            return r;
+        const REAL *xr = x + r * C;
+        REAL *lr = logp + r * C;
+        REAL m = -INFINITY;  /* a NaN logit makes its row NaN through the sum */
+        #pragma omp simd reduction(max:m)
+        for (long j = 0; j < C; ++j) m = xr[j] > m ? xr[j] : m;
+        for (long j = 0; j < C; ++j) lr[j] = xr[j] - m;
+        double sum = 0;
+        #pragma omp simd reduction(+:sum)
+        for (long j = 0; j < C; ++j) sum += (double)EXP(lr[j]);
+        REAL lse = (REAL)log(sum);
+        for (long j = 0; j < C; ++j) lr[j] = lr[j] - lse;
+        loss[r] = k != ignore ? -(double)lr[k] : 0.0;
+    }
+    return -1;
+}
+
+/* Its gradient, rows [r0, r1): (exp(logp) - onehot(t)) * scale, 0 on ignored rows. */
+void ce_bwd_SFX(const REAL *logp, const long long *t, long C, long long ignore, long r0,
+                long r1, REAL scale, REAL *gx) {
+    for (long r = r0; r < r1; ++r) {
+        const REAL *lr = logp + r * C;
+        REAL *gr = gx + r * C;
+        long long k = t[r];
+        if (k == ignore) {
+            for (long j = 0; j < C; ++j) gr[j] = 0;
+            continue;
+        }
+        for (long j = 0; j < C; ++j) gr[j] = EXP(lr[j]) * scale;
+        gr[k] = (EXP(lr[k]) - (REAL)1) * scale;
+    }
+}
+"""
+
 # The compiler's loader caches one function per source: the library exports one entry
 # point that hands out the addresses of the others.
 _TABLE = r"""
 void *nn_c_symbol(int i) {
     void *table[] = {(void *)ln_fwd_f, (void *)ln_bwd_f, (void *)gelu_f,
                      (void *)attn_softmax_f, (void *)attn_softmax_bwd_f, (void *)lstm_bwd_f,
-                     (void *)scatter_rows_f,
+                     (void *)scatter_rows_f, (void *)relu_f, (void *)relu_bwd_f,
+                     (void *)ce_fwd_f, (void *)ce_bwd_f,
                      (void *)ln_fwd_d, (void *)ln_bwd_d, (void *)gelu_d,
                      (void *)attn_softmax_d, (void *)attn_softmax_bwd_d, (void *)lstm_bwd_d,
-                     (void *)scatter_rows_d};
-    return i >= 0 && i < 14 ? table[i] : 0;
+                     (void *)scatter_rows_d, (void *)relu_d, (void *)relu_bwd_d,
+                     (void *)ce_fwd_d, (void *)ce_bwd_d};
+    return i >= 0 && i < 22 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
@@ -255,9 +316,11 @@ _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f")
         + _LSTM.replace("REAL", "double").replace("SFX", "d")
         + _SCATTER.replace("REAL", "float").replace("SFX", "f")
         + _SCATTER.replace("REAL", "double").replace("SFX", "d")
+        + _ACT.replace("REAL", "float").replace("SFX", "f").replace("EXP", "exp_neg_f")
+        + _ACT.replace("REAL", "double").replace("SFX", "d").replace("EXP", "exp")
         + _TABLE)
 _NAMES = ("ln_fwd", "ln_bwd", "gelu", "attn_softmax", "attn_softmax_bwd", "lstm_bwd",
-          "scatter_rows")
+          "scatter_rows", "relu", "relu_bwd", "ce_fwd", "ce_bwd")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _L = ctypes.c_long
 _P = ctypes.c_void_p
@@ -267,6 +330,9 @@ _PROTOS = {
     "gelu": ctypes.CFUNCTYPE(None, _P, _L, _L, _P, _P),
     "lstm_bwd": ctypes.CFUNCTYPE(None, *[_P] * 7, _L, _L),
     "scatter_rows": ctypes.CFUNCTYPE(None, _P, _P, _P, _L, _L),
+    "relu": ctypes.CFUNCTYPE(None, _P, _L, _L, _P),
+    "relu_bwd": ctypes.CFUNCTYPE(None, _P, _P, _L, _L, _P),
+    "ce_fwd": ctypes.CFUNCTYPE(_L, _P, _P, _L, ctypes.c_longlong, _L, _L, _P, _P),
 }
 _PROTOS_BY_DTYPE = {}
 for _dt, _real in ((np.dtype(np.float32), ctypes.c_float), (np.dtype(np.float64),
@@ -275,6 +341,8 @@ for _dt, _real in ((np.dtype(np.float32), ctypes.c_float), (np.dtype(np.float64)
                                                                _P, _L)
     _PROTOS_BY_DTYPE[("attn_softmax_bwd", _dt)] = ctypes.CFUNCTYPE(None, _P, _P, _L, _L, _L,
                                                                    _real)
+    _PROTOS_BY_DTYPE[("ce_bwd", _dt)] = ctypes.CFUNCTYPE(None, _P, _P, _L, ctypes.c_longlong,
+                                                         _L, _L, _real, _P)
 _LIB: dict = {}
 
 MIN_SIZE = 1 << 14  # elements from which nn.py takes these kernels (layer norm, attention
@@ -414,3 +482,68 @@ def scatter_rows(z, rows, g):
         return False
     fn(_addr(z), _addr(rows), _addr(g), rows.size, z.size // max(z.shape[0], 1))
     return True
+
+
+def relu_kernels(dtype):
+    """``(relu, relu_bwd)`` C kernels for ``dtype`` (float32/float64), or None. ``relu(x, i0,
+    i1, y)`` and ``relu_bwd(g, y, i0, i1, gx)`` on addresses, over elements [i0, i1)."""
+    dtype = np.dtype(dtype)
+    if dtype not in _DTYPES:
+        return None
+    fwd = _kernel("relu", dtype)
+    return None if fwd is None else (fwd, _kernel("relu_bwd", dtype))
+
+
+CE_DOUBLE_MAX = 1 << 16  # float64 logits from which ``nn.py`` keeps NumPy's cross-entropy:
+# the C loop's float64 exp is the C library's, one element at a time (float32 uses the
+# vectorised ``exp_neg_f``, relative error ~1e-7, as attention's softmax)
+
+
+def cross_entropy_ok(x, target):
+    """Whether ``cross_entropy`` serves ``x`` (N, C) against ``target`` (N,): C-contiguous
+    float32 (float64 below ``CE_DOUBLE_MAX`` elements) logits, int64 targets, a compiler."""
+    return (type(x) is np.ndarray and type(target) is np.ndarray and x.ndim == 2 and
+            x.shape[1] > 0 and target.dtype == np.int64 and target.shape == x.shape[:1] and
+            x.flags.c_contiguous and target.flags.c_contiguous and
+            (x.dtype == np.float32 or (x.dtype == np.float64 and x.size < CE_DOUBLE_MAX)) and
+            _kernel("ce_fwd", x.dtype) is not None)
+
+
+def _row_parts(fn, n, size):
+    """``fn(r0, r1)`` over ``n`` rows of ``size`` elements in all: blocks of rows over the
+    pool when large (rows are independent); the parts' results in order."""
+    from .. import _parallel
+    k = min(_parallel.threads_for(size, MIN_SPLIT), n)
+    if k <= 1:
+        return [fn(0, n)]
+    return _parallel.run_split(fn, _parallel._bounds(n, k))
+
+
+def cross_entropy(x, target, ignore_index):
+    """Cross-entropy of logits ``x`` (N, C) against class indices ``target`` (N,) in C
+    (``cross_entropy_ok``): ``(logp, loss_sum, count)``, the summed loss of the rows not
+    ignored (in double, over per-row losses added in order: the same at any thread count)
+    and their count; raises PyTorch's IndexError for a target out of range."""
+    n, c = x.shape
+    logp = np.empty(x.shape, x.dtype)
+    loss = np.empty(n, np.float64)
+    fn = _kernel("ce_fwd", x.dtype)
+    a = (_addr(x), _addr(target), c, ignore_index)
+    o = (_addr(logp), _addr(loss))
+    bad = [b for b in _row_parts(lambda r0, r1: fn(*a, r0, r1, *o), n, x.size) if b >= 0]
+    if bad:
+        raise IndexError(f"Target {int(target[bad[0]])} is out of bounds.")
+    count = n if ignore_index < 0 and n and target.min() >= 0 else \
+        int(np.count_nonzero(target != ignore_index))
+    return logp, float(np.add.reduce(loss)), count
+
+
+def cross_entropy_grad(logp, target, ignore_index, scale):
+    """The gradient of ``cross_entropy``'s logits, ``(exp(logp) - onehot) * scale`` on rows
+    not ignored and 0 on the others."""
+    n, c = logp.shape
+    gx = np.empty(logp.shape, logp.dtype)
+    fn = _kernel("ce_bwd", logp.dtype)
+    a = (_addr(logp), _addr(target), c, ignore_index)
+    _row_parts(lambda r0, r1: fn(*a, r0, r1, scale, _addr(gx)), n, logp.size)
+    return gx

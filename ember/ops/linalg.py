@@ -3,6 +3,8 @@ addmm, einsum."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _parallel as _par
@@ -57,7 +59,7 @@ def matmul_arrays(a, b, bias=None):
         if b.ndim == 2 and a.ndim >= 2 and type(bias) is np.ndarray and \
                 bias.shape == (b.shape[1],) and type(a) is np.ndarray and \
                 type(b) is np.ndarray and a.size * b.shape[1] > _SMALL_GEMM:
-            rows = int(np.prod(a.shape[:-1]))
+            rows = math.prod(a.shape[:-1])
             return _par.gemm(a.reshape(rows, a.shape[-1]), b, bias=bias).reshape(
                 a.shape[:-1] + (b.shape[1],))
         r = matmul_arrays(a, b)
@@ -73,7 +75,7 @@ def matmul_arrays(a, b, bias=None):
             return np.matmul(a, b)
         lead = a.shape[:-1]
         # explicit row count: ``-1`` cannot be inferred when the inner size is 0
-        rows = int(np.prod(lead))
+        rows = math.prod(lead)
         a2 = a.reshape(rows, a.shape[-1])
         if rows * a.shape[-1] * b.shape[1] > _SMALL_GEMM and type(a) is np.ndarray and \
                 type(b) is np.ndarray:
@@ -187,7 +189,7 @@ class Matmul(Node):
             ga = matmul_arrays(g, np.swapaxes(b, -1, -2))
         if nb:
             if bd == 2 and ad > 2:  # one GEMM over all stacked rows, not a batch to sum
-                rows = int(np.prod(a.shape[:-1]))
+                rows = math.prod(a.shape[:-1])
                 gb = matmul_arrays(a.reshape(rows, a.shape[-1]).T,
                                    g.reshape(rows, g.shape[-1]))
             elif bd == 2:  # through ``_parallel.gemm`` as the forward, not BLAS's own threads

@@ -150,7 +150,7 @@ class Linear(Node):
         if need[0]:
             gx = matmul_arrays(g, w.astype(cd, copy=False))
         if need[1] or need[2]:
-            rows = int(np.prod(g.shape[:-1]))
+            rows = math.prod(g.shape[:-1])
             g2 = g.reshape(rows, w.shape[0])
             if need[1]:
                 gw = matmul_arrays(g2.T, x.reshape(rows, w.shape[1]).astype(cd, copy=False))
@@ -169,11 +169,16 @@ def _linear_grads_side_by_side(g, x, w, need_input, need_bias):
     gradient goes to whichever thread is free first."""
     rows = g.size // w.shape[0]
     g2 = g.reshape(rows, w.shape[0])
-    tasks = (lambda: _column_sums(g2),) if need_bias else ()
+    sums = tasks = ()
+    if need_bias:
+        if _colsum_blas(g2) and g2.flags.c_contiguous:
+            sums = (g2,)  # ``_column_sums``' product, in the same batch as the GEMMs
+        else:
+            tasks = (lambda: _column_sums(g2),)
     products = [(g2.T, x.reshape(rows, w.shape[1]))]
     if need_input:
         products.insert(0, (g2, w))
-    res = _par.gemms(products, tasks)
+    res = _par.gemms(products, tasks, sums)
     if not need_input:
         res.insert(0, None)
     return (None if res[0] is None else res[0].reshape(x.shape), res[1],
@@ -186,8 +191,7 @@ def _column_sums(a):
     adds whole rows in turn (1024 x 384 float32: 82 -> 24 us, one thread, timeit minimum).
     The sum is in the operand's precision either way; BLAS orders it differently."""
     rows = a.shape[0]
-    if type(a) is not np.ndarray or rows * a.shape[1] < _COLSUM_BLAS_MIN or \
-            (a.dtype is not _F32 and a.dtype is not _F64) or a.strides[1] != a.itemsize:
+    if not _colsum_blas(a):
         return a.sum(0)
     ones = np.ones(rows, a.dtype)
     if _par.gemm_split_ok():  # OpenBLAS would thread this product (and spin after it)
@@ -196,6 +200,12 @@ def _column_sums(a):
 
 
 _COLSUM_BLAS_MIN = 1 << 14  # elements; below, the column sum costs microseconds either way
+
+
+def _colsum_blas(a):
+    """Whether ``_column_sums`` takes ``a``'s column sums as the product ``ones @ a``."""
+    return type(a) is np.ndarray and a.shape[0] * a.shape[1] >= _COLSUM_BLAS_MIN and \
+        (a.dtype is _F32 or a.dtype is _F64) and a.strides[1] == a.itemsize
 
 
 def linear(input, weight, bias=None):
@@ -691,6 +701,20 @@ class CrossEntropy(Node):
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, ignore_index):
+        if weight is None and reduction != "none" and _nn_c.cross_entropy_ok(x, target):
+            # (N, C) logits against class indices, the usual case: one C pass
+            logp, total, count = _nn_c.cross_entropy(x, target, ignore_index)
+            dt = x.dtype.type
+            denom = None
+            if reduction == "mean":
+                denom = dt(count)
+                with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan
+                    out = np.asarray(dt(total) / denom)
+            else:
+                out = np.asarray(dt(total))
+            ctx.cls_axis, ctx.denom, ctx.reduction, ctx.logp = 1, denom, reduction, logp
+            ctx.ignore_index, ctx.c_target = ignore_index, target
+            return out
         _float_input(x, "log_softmax_lastdim_kernel_impl")
         cls_axis, safe, w = _class_targets(x, target, weight, ignore_index, "cross_entropy")
         logp = _by_rows(_log_softmax_np, x, cls_axis)
@@ -705,12 +729,24 @@ class CrossEntropy(Node):
     def backward(ctx, g):
         x, target, weight = ctx.saved_tensors
         if not GradMode.enabled:
-            return ArrayGrad.apply(_ce_grad_np, g, ctx), None, None, None, None
+            fn = _ce_grad_c if "c_target" in ctx.__dict__ else _ce_grad_np
+            return ArrayGrad.apply(fn, g, ctx), None, None, None, None
         # d(-w_t log p_t)/dx = w_t (p - onehot_t), with p a differentiable function of x
         p = Softmax.apply(x, ctx.cls_axis)
         onehot_w, w = _target_grad_coef(ctx, target, weight, x.shape[ctx.cls_axis], x.ndim,
                                         x.dtype)
         return (p * w - onehot_w) * _upstream(g, ctx), None, None, None, None
+
+
+def _ce_grad_c(g, ctx):
+    """``_ce_grad_np``'s gradient for the C forward's case (2-d logits, no weights, reduced):
+    ``(exp(logp) - onehot) * g / count`` ('mean') or ``* g`` ('sum') in one C pass; rows whose
+    target is ignored get 0, and with every target ignored, 0 everywhere (PyTorch's)."""
+    dt = ctx.logp.dtype.type
+    scale = dt(g)
+    if ctx.denom is not None and ctx.denom:
+        scale = scale / ctx.denom
+    return _nn_c.cross_entropy_grad(ctx.logp, ctx.c_target, ctx.ignore_index, scale)
 
 
 def _ce_grad_np(g, ctx):

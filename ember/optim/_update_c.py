@@ -125,18 +125,45 @@ void adam_SFX(REAL *p, const REAL *g, REAL *m, REAL *v, REAL *vmax, long n, doub
 }
 """
 
+_CALLS = r"""
+/* The updates as tasks of a pool batch (ember/_pool_c.py's CALL): the arguments from an
+   int64 block, doubles as their bits. */
+static inline double dbits_SFX(long long x) {
+    union { long long i; double d; } u;
+    u.i = x;
+    return u.d;
+}
+
+void sgd_call_SFX(const long long *a) {
+    sgd_SFX((REAL *)a[0], (const REAL *)a[1], (REAL *)a[2], (long)a[3], dbits_SFX(a[4]),
+            dbits_SFX(a[5]), dbits_SFX(a[6]), dbits_SFX(a[7]), (int)a[8]);
+}
+
+void adam_call_SFX(const long long *a) {
+    adam_SFX((REAL *)a[0], (const REAL *)a[1], (REAL *)a[2], (REAL *)a[3], (REAL *)a[4],
+             (long)a[5], dbits_SFX(a[6]), dbits_SFX(a[7]), dbits_SFX(a[8]), dbits_SFX(a[9]),
+             dbits_SFX(a[10]), dbits_SFX(a[11]), dbits_SFX(a[12]), dbits_SFX(a[13]),
+             dbits_SFX(a[14]), (int)a[15]);
+}
+"""
+
 _TABLE = r"""
 void *optim_c_symbol(int i) {
-    void *table[] = {(void *)sgd_f, (void *)adam_f, (void *)sgd_d, (void *)adam_d};
-    return i >= 0 && i < 4 ? table[i] : 0;
+    void *table[] = {(void *)sgd_f, (void *)adam_f, (void *)sgd_d, (void *)adam_d,
+                     (void *)sgd_call_f, (void *)adam_call_f, (void *)sgd_call_d,
+                     (void *)adam_call_d};
+    return i >= 0 && i < 8 ? table[i] : 0;
 }
 """
 _SRC = (_TEMPLATE.replace("REAL", "float").replace("SFX", "f").replace("SQRT", "sqrtf")
         + _TEMPLATE.split("\n", 2)[2].replace("REAL", "double").replace("SFX", "d")
-        .replace("SQRT", "sqrt") + _TABLE)
+        .replace("SQRT", "sqrt")
+        + _CALLS.replace("REAL", "float").replace("SFX", "f")
+        + _CALLS.replace("REAL", "double").replace("SFX", "d") + _TABLE)
 _P, _L, _D, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_double, ctypes.c_int
 _PROTOS = {"sgd": ctypes.CFUNCTYPE(None, _P, _P, _P, _L, _D, _D, _D, _D, _I),
-           "adam": ctypes.CFUNCTYPE(None, *[_P] * 5, _L, *[_D] * 9, _I)}
+           "adam": ctypes.CFUNCTYPE(None, *[_P] * 5, _L, *[_D] * 9, _I),
+           "sgd_call": ctypes.CFUNCTYPE(None, _P), "adam_call": ctypes.CFUNCTYPE(None, _P)}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _LIB: dict = {}
 
@@ -146,10 +173,24 @@ def kernel(name, dtype):
     no C compiler, ``EMBER_OPTIM_C=0``)."""
     if not _LIB:
         from .._cc import kernel_table
-        _LIB.update(kernel_table(_SRC, "optim_c_symbol", "EMBER_OPTIM_C",
-                                 [((n, d), _PROTOS[n]) for d in _DTYPES
-                                  for n in ("sgd", "adam")]) or {None: None})
+        entries = [((n, d), _PROTOS[n]) for d in _DTYPES for n in ("sgd", "adam")]
+        entries += [((n, d), _PROTOS[n]) for d in _DTYPES for n in ("sgd_call", "adam_call")]
+        _LIB.update(kernel_table(_SRC, "optim_c_symbol", "EMBER_OPTIM_C", entries)
+                    or {None: None})
     return _LIB.get((name, np.dtype(dtype)))
+
+
+def call_address(name, dtype):
+    """The address of ``name``'s task form ("sgd", "adam": ``void (const long long *args)``,
+    the arguments of ``kernel(name)`` in an int64 block, doubles as their bits) for a pool
+    batch (``_parallel.run_blas``), or None."""
+    fn = kernel(name + "_call", dtype)
+    return None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value
+
+
+def bits(x):
+    """A float as the int64 of its double's bits (an argument of a task form)."""
+    return int(np.float64(x).view(np.int64))
 
 
 def addr(a):

@@ -100,6 +100,21 @@ class Adam(Optimizer):
                addr(s.get("max_exp_avg_sq")) if ams else 0, p.size, wd, 1 - lr * wd, b1,
                1 - b1, b2, 1 - b2, 1 / (1 - b2 ** step) ** 0.5, eps, lr / (1 - b1 ** step),
                flags)
+
+        call = _update_c.call_address("adam", dtype)
+        if call is not None:
+            bits = _update_c.bits
+            fixed = [bits(v) for v in (wd, 1 - lr * wd, b1, 1 - b1, b2, 1 - b2)]
+
+            def pack(p, g, s, n, sc, first):  # ``kernel``'s arguments as a task's block
+                # (p, g and the state ``s`` as addresses; n elements)
+                sc["step"] += 1
+                step = sc["step"]
+                return [p, g, s["exp_avg"], s["exp_avg_sq"],
+                        s.get("max_exp_avg_sq", 0) if ams else 0, n, *fixed,
+                        bits(1 / (1 - b2 ** step) ** 0.5), bits(eps),
+                        bits(lr / (1 - b1 ** step)), flags]
+            kernel.call = (call, pack)
         return kernel
 
 

@@ -556,15 +556,58 @@ class Optimizer:
         parts = min(_par.threads_for(n, _PAR_MIN), n_chunks)
         if kernel is not None and n:
             chunks = kernel_chunks
-        if parts > 1:
+        c = None
+        call = getattr(kernel, "call", None) if kernel is not None and n else None
+        if parts > 1 and call is not None and _par.blas_batch_ok():
+            c = self._step_tasks(call, f, grads, sc, first, _par._bounds(n_chunks, parts))
+        if c is None and parts > 1:
             c = _par.run_split(chunks, _par._bounds(n_chunks, parts))[-1]
-        else:
+        elif c is None:
             c = chunks(0, max(n_chunks, 1))
         for k, v in c.items():
             f.scal[k][...] = v
         for p in params:
             _bump_version(p)
         return True
+
+    @staticmethod
+    def _step_tasks(call, f, grads, sc, first, bounds):
+        """The C update as one batch of tasks on the pool (``_parallel.run_blas``): a task
+        per parameter's piece of each part of ``bounds`` (chunks), each ``kernel``'s call on
+        it (``kernel.call``'s ``pack`` gives its arguments from addresses), claimed in order
+        by whichever thread is free, without the GIL. Returns the last piece's scalars, or
+        None when the batch could not run (the caller's split serves)."""
+        from .. import _pool_c
+        fn, pack = call
+        offs, n, dt = f.offsets, f.p.size, f.p.dtype
+        size = dt.itemsize
+        p0 = f.p.__array_interface__["data"][0]
+        s0 = {k: v.__array_interface__["data"][0] for k, v in f.elem.items()}
+        g0, keep = [], []
+        for g in grads:
+            if g.dtype != dt or not g.flags.c_contiguous:
+                g = np.ascontiguousarray(g, dt)
+                keep.append(g)
+            g0.append(g.__array_interface__["data"][0])
+        rows, c = [], dict(sc)
+        for c0, c1 in bounds:
+            lo, hi = c0 * _CHUNK, min(c1 * _CHUNK, n)
+            i = bisect.bisect_right(offs, lo) - 1
+            while i < len(grads) and offs[i] < hi:
+                a, b = max(lo, offs[i]), min(hi, offs[i + 1])
+                if b > a:
+                    c = dict(sc)
+                    rows.append(pack(p0 + a * size, g0[i] + (a - offs[i]) * size,
+                                     {k: v + a * size for k, v in s0.items()}, b - a, c, first))
+                i += 1
+        if not rows:
+            return None
+        args = np.array(rows, np.int64)
+        base, step = args.__array_interface__["data"][0], args.strides[0]
+        if not _par.run_blas([_pool_c.call_task(fn, base + j * step)
+                              for j in range(len(rows))]):
+            return None
+        return c
 
     def _flat_kernel(self, group, dtype, elem_keys):
         """A compiled form of ``_update`` for the flat path, or None (the default: the

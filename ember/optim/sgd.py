@@ -108,6 +108,16 @@ class SGD(Optimizer):
         def kernel(p, g, s, sc, first):
             fn(addr(p), addr(g), addr(s.get("momentum_buffer")), p.size, lr, wd, mom,
                1 - damp, flags | (8 if first else 0))
+
+        call = _update_c.call_address("sgd", dtype)
+        if call is not None:
+            fixed = [_update_c.bits(v) for v in (lr, wd, mom, 1 - damp)]
+
+            def pack(p, g, s, n, sc, first):  # ``kernel``'s arguments as a task's block
+                # (p, g and the state ``s`` as addresses; n elements)
+                return [p, g, s.get("momentum_buffer", 0), n, *fixed,
+                        flags | (8 if first else 0)]
+            kernel.call = (call, pack)
         return kernel
 
 

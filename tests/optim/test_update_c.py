@@ -93,7 +93,8 @@ def test_kernel_is_used_and_not_for_numpy_scalars_or_other_updates(monkeypatch):
         assert opt._flat_kernel(g, np.dtype(np.float32), tuple(opt._elem_state)) is None
         g["lr"] = ember.tensor(0.1)  # a tensor lr is read as a Python float
         assert opt._flat_kernel(g, np.dtype(np.float32), tuple(opt._elem_state)) is not None
-    assert set(calls) == {"sgd", "adam"}
+    # the kernels, and their task forms for the pool's batches (``_update_c.call_address``)
+    assert {"sgd", "adam"} <= set(calls) <= {"sgd", "adam", "sgd_call", "adam_call"}
 
     class MySGD(ember.optim.SGD):
         def _update(self, group, p, g, s, sc, first):
@@ -117,3 +118,42 @@ def test_amsgrad_nan_propagates_as_numpy_maximum(no_kernel):
     no_kernel()
     want, _ = _run(ember, "Adam", dict(lr=0.1, amsgrad=True), init, grads)
     np.testing.assert_array_equal(got[0], want[0])
+
+
+BIG_SHAPES = [(300, 500), (7,), (1000, 131), (0,)]  # 281K values: split over two threads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                     ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True,
+                                                  weight_decay=0.01)),
+                                     ("AdamW", dict(lr=0.01)),
+                                     ("Adam", dict(lr=0.01, amsgrad=True))])
+def test_split_update_as_pool_tasks_equals_one_thread_bit_for_bit(name, kw, dtype,
+                                                                   monkeypatch):
+    # two threads: the update's pieces go to the pool as C tasks (``_step_tasks``) without
+    # the GIL; the same bits as one thread and as the Python-job split, PyTorch's to rounding
+    from ember import _parallel as P
+    if _update_c.call_address("sgd", dtype) is None or not P.blas_batch_ok():
+        pytest.skip("no C compiler or no pool batches")
+    rng = np.random.default_rng(3)
+    init = [rng.standard_normal(s).astype(dtype) for s in BIG_SHAPES]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in BIG_SHAPES] for _ in range(3)]
+    before = ember.get_num_threads()
+    batches = []
+    try:
+        one, _ = _run(ember, name, kw, init, grads)
+        monkeypatch.setattr(P, "blas_trace", lambda posted, table: batches.append(len(table)))
+        two, _ = _run(ember, name, kw, init, grads, threads=2)
+        two_t, _ = _run(ember, name, kw, init, grads, threads=2, transposed=True)
+        monkeypatch.setattr(P, "blas_batch_ok", lambda: False)
+        jobs, _ = _run(ember, name, kw, init, grads, threads=2)
+    finally:
+        ember.set_num_threads(before)
+    assert len(batches) == 6 and min(batches) >= 2  # one batch a step, pieces of two parts
+    ref, _ = _run(torch, name, kw, init, grads)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b, c, d, t in zip(one, two, two_t, jobs, ref):
+        for other in (b, c, d):
+            np.testing.assert_array_equal(a, other)
+        np.testing.assert_allclose(a, t, rtol=tol, atol=tol)
