@@ -966,14 +966,19 @@ def fuse_gelu_backward(graph, rg):
 
 class _PackedAttention(_dispatch.Node):
     """Self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the heads' merged
-    output (L, N, E), as eager's ``PackedSelfAttention`` runs it (the heads strided views,
-    no split or merge copies): ``(out, weights)``. Used only where no autograd record is
-    needed."""
+    output (L, N, E): ``(out, weights)``. With a mask that skips a quarter of the scores or
+    more (causal) the C kernel of ``_attention``; else as eager's ``PackedSelfAttention``
+    runs it (the heads strided views, no split or merge copies). Used only where no
+    autograd record is needed."""
 
     differentiable = False
 
     @staticmethod
     def forward(ctx, qkv, mask, heads, scale):
+        from ._attention import packed_forward
+        done = packed_forward(qkv, mask, heads, scale)  # the C kernel (``_attention``)
+        if done is not None:
+            return done
         from ..ops.nn import PackedSelfAttention
         if mask is not None and mask.ndim == 3:
             mask = mask[0]
@@ -983,13 +988,18 @@ class _PackedAttention(_dispatch.Node):
 
 class _PackedAttentionGrad(_dispatch.Node):
     """The gradient of ``qkv`` (L, N, 3E), written in place of its three heads' parts
-    (eager's ``PackedSelfAttention.array_backward``), from the output's gradient (any shape
-    of L x N x E elements) and the forward's weights."""
+    (``_attention``'s C kernel where the forward's took it, else eager's
+    ``PackedSelfAttention.array_backward``), from the output's gradient (any shape of
+    L x N x E elements), the forward's weights and its mask."""
 
     differentiable = False
 
     @staticmethod
-    def forward(ctx, g, qkv, w, heads, scale):
+    def forward(ctx, g, qkv, w, heads, scale, mask=None):
+        from ._attention import packed_backward
+        done = packed_backward(g, qkv, w, heads, scale, mask)  # C (``_attention``)
+        if done is not None:
+            return done
         import types
         from ..ops.nn import PackedSelfAttention
         L, N, E3 = qkv.shape
@@ -1094,7 +1104,7 @@ def fuse_packed_attention(graph, rg):
         for go, cat in packs:
             with graph.inserting_before(cat):
                 gq = graph.call_function(_PackedAttentionGrad.apply,
-                                         (go, qkv, wp, n_heads, scale))
+                                         (go, qkv, wp, n_heads, scale, mask))
             gq.meta.update(cat.meta)
             cat.replace_all_uses_with(gq)
             rg[gq] = False
