@@ -174,8 +174,8 @@ NODIST_{T} void attn_fwd_{T}(int64_t b0, int64_t b1, int64_t H, int64_t L, int64
             memcpy(lb + j * E3, qkv + b * bs + j * rs, (size_t)E3 * sizeof({T}));
         for (int64_t h = 0; h < H; h++) {{
             const {T} *q = lb + h * D, *k = q + E, *v = q + 2 * E;
-            for (int64_t j = 0; j < L; j++)
-                for (int64_t d = 0; d < D; d++)
+            for (int64_t d = 0; d < D; d++)  /* (written in order: gathers read k) */
+                for (int64_t j = 0; j < L; j++)
                     kt[d * L + j] = k[j * E3 + d];
             for (int64_t i = 0; i < L; i++) {{
                 {T} *restrict s = w + ((b * H + h) * L + i) * L;
@@ -249,8 +249,8 @@ NODIST_{T} void attn_bwd_{T}(int64_t b0, int64_t b1, int64_t H, int64_t L, int64
             const {T} *q = lb + h * D, *k = q + E, *v = q + 2 * E, *gh = gl + h * D;
             const {T} *wh = w + (b * H + h) * L * L;
             {T} *gq = gb + h * D, *gk = gq + E, *gv = gq + 2 * E;
-            for (int64_t j = 0; j < L; j++)
-                for (int64_t d = 0; d < D; d++)
+            for (int64_t d = 0; d < D; d++)
+                for (int64_t j = 0; j < L; j++)
                     vt[d * L + j] = v[j * E3 + d];
             for (int64_t x = 0; x < 2 * L * D; x++) dk[x] = 0;
             for (int64_t i = 0; i < L; i++) {{
