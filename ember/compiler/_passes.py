@@ -654,13 +654,18 @@ def _item(graph, n, i):
 class _NormalizeKeep(_dispatch.Node):
     """``Normalize`` that also returns the ``1/std`` its forward computed (eager keeps it on
     the ctx for its one-pass backward; a captured backward recomputes the statistics from
-    the input with several reductions): ``(y, mean, var, rstd)``. Used only where no
-    autograd record is needed."""
+    the input with several reductions): ``(y, mean, var, rstd)``. A layer norm over the
+    last dimension runs ``_layernorm``'s C kernel. Used only where no autograd record is
+    needed."""
 
     differentiable = False
 
     @staticmethod
     def forward(ctx, x, w, b, axes, eps):
+        from ._layernorm import forward
+        done = forward(x, w, b, axes, eps)  # a layer norm: ``_layernorm``'s C kernel
+        if done is not None:
+            return done
         from ..ops.nn import Normalize
         y, mean, var = Normalize.forward(ctx, x, w, b, axes, eps)
         return y, mean, var, ctx.rstd
@@ -668,18 +673,24 @@ class _NormalizeKeep(_dispatch.Node):
 
 class _NormalizeGrad(_dispatch.Node):
     """The gradients of ``Normalize`` as eager's backward computes them on arrays (the C
-    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``) from the
-    forward's mean and ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
+    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``; a layer
+    norm over the last dimension: ``_layernorm``'s kernel) from the forward's mean and
+    ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
     where ``need`` says not needed). Used only where no autograd record is needed."""
 
     differentiable = False
 
     @staticmethod
     def forward(ctx, g, x, w, mean, rstd, axes, need, shapes):
-        from ..ops.nn import _normalize_grad_np
-        ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
-        got = iter(_normalize_grad_np(g, x, w, ctx))
-        out = [next(got) if k else None for k in need]
+        from ._layernorm import backward
+        out = backward(g, x, w, mean, rstd, axes, need)  # a layer norm: ``_layernorm``
+        if out is None:
+            from ..ops.nn import _normalize_grad_np
+            ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
+            got = iter(_normalize_grad_np(g, x, w, ctx))
+            out = [next(got) if k else None for k in need]
+        else:
+            out = list(out)
         for i in (1, 2):
             a, shape = out[i], shapes[i - 1]
             if a is None:
