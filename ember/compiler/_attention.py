@@ -40,7 +40,7 @@ import subprocess
 
 import numpy as np
 
-__all__ = ["packed_forward", "packed_backward", "KERNELS", "ENABLED"]
+__all__ = ["packed_forward", "packed_backward", "source", "sources", "ENABLED"]
 
 ENABLED = os.environ.get("EMBER_ATTN_C", "1") != "0"
 
@@ -316,10 +316,34 @@ static inline float attn_exp_f(float z) {
 }
 """
 
-# the C source, for ``_stepc``'s library (it includes math.h, stdint.h and string.h)
-KERNELS = ("#include <stdlib.h>\n" + _EXP_F
-           + _SRC.format(T="float", FMA="__builtin_fmaf", EXP="attn_exp_f")
-           + _SRC.format(T="double", FMA="__builtin_fma", EXP="exp"))
+_HEAD = "#include <math.h>\n#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n"
+
+
+def source(ctype):
+    """The C library of the ``ctype`` ("float" or "double") kernels: one per dtype, compiled
+    only for a step that has such an attention (a cold compile of the float one costs about
+    0.4 s of CPU; ``_optim.sources`` hands it to ``prebuild`` with the step's others)."""
+    if ctype == "float":
+        return _HEAD + _EXP_F + _SRC.format(T="float", FMA="__builtin_fmaf", EXP="attn_exp_f")
+    return _HEAD + _SRC.format(T="double", FMA="__builtin_fma", EXP="exp")
+
+
+def sources(graph):
+    """The sources ``graph``'s packed attention nodes will load (for ``prebuild``)."""
+    from ._passes import _PackedAttention, _PackedAttentionGrad
+    return _sources_of(graph, (_PackedAttention, _PackedAttentionGrad), source)
+
+
+def _sources_of(graph, classes, make):
+    out = set()
+    for n in graph.nodes:
+        cls = getattr(n.target, "__self__", None)
+        if n.op == "call_function" and cls in classes:
+            meta = n.args[0].meta.get("tensor_meta") if hasattr(n.args[0], "meta") else None
+            ct = _CT.get(np.dtype(str(meta[1]).replace("ember.", ""))) if meta else None
+            if ct is not None:
+                out.add(ct)
+    return [make(ct) for ct in sorted(out)] if ENABLED else []
 
 _FNS: dict = {}
 _CT = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -333,9 +357,9 @@ def _kernel(direction, dtype):
         fn = False
         ct = _CT.get(dtype)
         if ENABLED and ct is not None:
-            from . import _stepc
+            from .._cc import load_kernel
             try:
-                fn = _stepc.load(f"attn_{direction}_{ct}")
+                fn = load_kernel(source(ct), f"attn_{direction}_{ct}")
             except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError):
                 fn = False
             if fn and direction == "worth":

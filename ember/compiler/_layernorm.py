@@ -27,7 +27,7 @@ import subprocess
 
 import numpy as np
 
-__all__ = ["forward", "backward", "KERNELS", "ENABLED", "BLOCK"]
+__all__ = ["forward", "backward", "source", "sources", "ENABLED", "BLOCK"]
 
 ENABLED = os.environ.get("EMBER_LN_C", "1") != "0"
 BLOCK = 64          # rows per partial sum of the weight and bias gradients
@@ -117,8 +117,18 @@ void lnc_bwd_{T}(const {T} *g, const {T} *x, int64_t n, const {T} *w, const {T} 
 }}
 """
 
-# the C source, for ``_stepc``'s library (it includes math.h and stdint.h)
-KERNELS = (_SRC.format(T="float", SQRT="sqrtf") + _SRC.format(T="double", SQRT="sqrt"))
+def source(ctype):
+    """The C library of the ``ctype`` ("float" or "double") kernels, compiled only for a
+    step that has such a layer norm."""
+    return "#include <math.h>\n#include <stdint.h>\n" + _SRC.format(
+        T=ctype, SQRT="sqrtf" if ctype == "float" else "sqrt")
+
+
+def sources(graph):
+    """The sources ``graph``'s normalisation nodes may load (for ``prebuild``)."""
+    from ._attention import _sources_of
+    from ._passes import _NormalizeGrad, _NormalizeKeep
+    return _sources_of(graph, (_NormalizeKeep, _NormalizeGrad), source) if ENABLED else []
 
 _FNS: dict = {}
 _CT = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -132,9 +142,9 @@ def _kernel(direction, dtype):
         fn = False
         ct = _CT.get(dtype)
         if ENABLED and ct is not None:
-            from . import _stepc
+            from .._cc import load_kernel
             try:
-                fn = _stepc.load(f"lnc_{direction}_{ct}")
+                fn = load_kernel(source(ct), f"lnc_{direction}_{ct}")
             except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError):
                 fn = False
         _FNS[key] = fn
