@@ -656,6 +656,7 @@ class CompiledFunction:
             # eager's fused backward kernels for what the capture decomposed (before fusion
             # takes the composed ops apart)
             self.pass_stats["normalize_grads"] = _passes.fuse_normalize_backward(graph, rg)
+            self.pass_stats["residual_adds"] = _passes.fuse_residual_adds(graph, rg)
             self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
             self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
             self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)

@@ -676,19 +676,22 @@ class _NormalizeGrad(_dispatch.Node):
     layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``; a layer
     norm over the last dimension: ``_layernorm``'s kernel) from the forward's mean and
     ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
-    where ``need`` says not needed). Used only where no autograd record is needed."""
+    where ``need`` says not needed). ``res``: an array added to gx (a residual branch's
+    gradient, ``fuse_residual_adds``). Used only where no autograd record is needed."""
 
     differentiable = False
 
     @staticmethod
-    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes):
+    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes, res=None):
         from ._layernorm import backward
-        out = backward(g, x, w, mean, rstd, axes, need)  # a layer norm: ``_layernorm``
+        out = backward(g, x, w, mean, rstd, axes, need, res)  # a layer norm: ``_layernorm``
         if out is None:
             from ..ops.nn import _normalize_grad_np
             ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
             got = iter(_normalize_grad_np(g, x, w, ctx))
             out = [next(got) if k else None for k in need]
+            if res is not None:  # ``fuse_residual_adds``: the Add it took in
+                out[0] = out[0] + res
         else:
             out = list(out)
         for i in (1, 2):
@@ -782,6 +785,85 @@ def fuse_normalize_backward(graph, rg):
         changed += 1
     if changed:
         dce(graph)
+    return changed
+
+
+class _AddNormalizeKeep(_dispatch.Node):
+    """``_NormalizeKeep`` of ``a + b`` that also returns the sum: ``(y, mean, var, rstd,
+    a + b)``, the sum and the norm made in one pass over each row (``_layernorm.add_forward``;
+    else an Add, then ``_NormalizeKeep``). Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b, w, bias, axes, eps):
+        from ._layernorm import add_forward
+        done = add_forward(a, b, w, bias, axes, eps)
+        if done is not None:
+            return done
+        h = np.add(a, b)
+        return _NormalizeKeep.forward(ctx, h, w, bias, axes, eps) + (h,)
+
+
+def fuse_residual_adds(graph, rg):
+    """The residual adds of a pre-norm block, folded into the layer norms beside them (run
+    after ``fuse_normalize_backward``, before ``fuse``):
+
+    * ``_NormalizeKeep(Add(a, b), ...)`` where a and b have the same shape (no broadcast)
+      becomes ``_AddNormalizeKeep(a, b, ...)``; the sum's other users read its fifth value;
+    * ``Add(r, _NormalizeGrad(...)[0])`` (either order; the gradient used only there, same
+      shapes) becomes that ``_NormalizeGrad`` with ``res=r``: the residual branch's gradient
+      added by the kernel that writes gx.
+
+    The same roundings as the separate ops. Returns how many adds were folded."""
+    from ..fx import Node
+    changed = 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "_NormalizeKeep" or rg.get(n, True):
+            continue
+        add = n.args[0]
+        if not isinstance(add, Node) or _cls_name(add) != "Add" or add.kwargs or \
+                len(add.args) != 2 or rg.get(add, True):
+            continue
+        a, b = add.args
+        metas = [getattr(v, "meta", {}).get("tensor_meta") for v in (a, b, add)]
+        if any(m is None for m in metas) or len({tuple(m[0]) for m in metas}) != 1 or \
+                len({str(m[1]) for m in metas}) != 1 or not _float_meta(add):
+            continue
+        with graph.inserting_before(n):
+            fused = graph.call_function(_AddNormalizeKeep.apply, (a, b) + tuple(n.args[1:]))
+            h = graph.call_function(operator.getitem, (fused, 4))
+        h.meta.update(add.meta)
+        n.replace_all_uses_with(fused)
+        add.replace_all_uses_with(h)
+        graph.erase_node(n)
+        graph.erase_node(add)
+        rg[fused] = rg[h] = False
+        changed += 1
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Add" or n.kwargs or len(n.args) != 2 or rg.get(n, True):
+            continue
+        for i in (0, 1):
+            gi, other = n.args[i], n.args[1 - i]
+            if not isinstance(gi, Node) or gi.target is not operator.getitem or \
+                    gi.args[1] != 0 or len(gi.users) != 1 or not isinstance(other, Node):
+                continue
+            grad = gi.args[0]
+            if _cls_name(grad) != "_NormalizeGrad" or len(grad.args) != 8 or grad.kwargs:
+                continue
+            metas = [getattr(v, "meta", {}).get("tensor_meta") for v in (gi, other, n)]
+            if any(m is None for m in metas) or len({tuple(m[0]) for m in metas}) != 1 or \
+                    len({str(m[1]) for m in metas}) != 1:
+                continue
+            order = {x: k for k, x in enumerate(graph.nodes)}
+            if order.get(other, len(order)) > order[grad]:
+                continue  # the residual gradient is made after the norm's
+            grad.args = grad.args + (other,)
+            n.replace_all_uses_with(gi)
+            gi.meta.update(n.meta)
+            graph.erase_node(n)
+            changed += 1
+            break
     return changed
 
 
