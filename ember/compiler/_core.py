@@ -672,6 +672,7 @@ class CompiledFunction:
                 _optim.prepare(graph, attrs)
             self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(
                 graph, rg, use_c)
+            self.pass_stats["permuted_copies"] = _passes.share_permuted_copies(graph, rg)
             self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)

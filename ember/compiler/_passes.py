@@ -311,6 +311,37 @@ def fuse_matmul_epilogues(graph, rg, use_c=False):
     return changed
 
 
+def share_permuted_copies(graph, rg):
+    """A permuted value (``Permute``: a strided view) read by two or more of the consumers
+    that copy it into rows (a C Linear's input, a ``Reshape`` to fewer dims: a multi-head
+    attention's input feeds both its in-projection and that projection's weight gradient)
+    is made contiguous once, by a ``Contiguous`` node that they read instead: one copy, not
+    one each. The same values. Returns how many."""
+    copiers = ("_LinearC", "_LinearReluC", "Reshape")
+    changed = 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Permute" or rg.get(n, True) or not _float_meta(n):
+            continue
+        users = [u for u in n.users if _cls_name(u) in copiers and u.args and
+                 u.args[0] is n and not rg.get(u, True)]
+        if len(users) < 2:
+            continue
+        with graph.inserting_after(n):
+            c = graph.call_function(_dispatch_op("Contiguous"), (n,))
+        c.meta.update(n.meta)
+        shape, dtype = n.meta["tensor_meta"][:2]
+        strides, k = [], 1
+        for d in reversed(tuple(shape)):
+            strides.insert(0, k)
+            k *= d
+        c.meta["tensor_meta"] = (tuple(shape), dtype, tuple(strides))
+        rg[c] = False
+        for u in users:
+            u.args = (c,) + tuple(u.args[1:])
+        changed += 1
+    return changed
+
+
 class _ConvKeepCols(_dispatch.Node):
     """``ConvNd`` that also returns what its weight gradient can reuse (the im2col columns
     or the Winograd input tiles, None when larger than eager's cache limit): eager keeps them

@@ -195,3 +195,6 @@ def test_compiled_causal_block_runs_the_kernel(monkeypatch):
             np.testing.assert_allclose(pc.grad.numpy(), pe.grad.numpy(), rtol=1e-4,
                                        atol=1e-5)
     assert calls["fwd"] >= 2 and calls["bwd"] >= 2, calls
+    # the batch-first input, permuted, feeds the in-projection and its weight gradient:
+    # made contiguous once for both (``_passes.share_permuted_copies``)
+    assert compiled.pass_stats["permuted_copies"] >= 1, compiled.pass_stats
