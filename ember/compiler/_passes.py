@@ -316,7 +316,10 @@ def share_permuted_copies(graph, rg):
     that copy it into rows (a C Linear's input, a ``Reshape`` to fewer dims: a multi-head
     attention's input feeds both its in-projection and that projection's weight gradient)
     is made contiguous once, by a ``Contiguous`` node that they read instead: one copy, not
-    one each. The same values. Returns how many."""
+    one each. The same values. ``EMBER_SHARE_COPIES=0`` leaves the graph as it is (for
+    comparisons). Returns how many."""
+    if os.environ.get("EMBER_SHARE_COPIES", "1") == "0":
+        return 0
     copiers = ("_LinearC", "_LinearReluC", "Reshape")
     changed = 0
     for n in list(graph.nodes):
@@ -846,8 +849,11 @@ def fuse_residual_adds(graph, rg):
       shapes) becomes that ``_NormalizeGrad`` with ``res=r``: the residual branch's gradient
       added by the kernel that writes gx.
 
-    The same roundings as the separate ops. Returns how many adds were folded."""
+    The same roundings as the separate ops. ``EMBER_RESIDUAL_ADDS=0`` leaves the graph as it
+    is (for comparisons). Returns how many adds were folded."""
     from ..fx import Node
+    if os.environ.get("EMBER_RESIDUAL_ADDS", "1") == "0":
+        return 0
     changed = 0
     for n in list(graph.nodes):
         if _cls_name(n) != "_NormalizeKeep" or rg.get(n, True):
