@@ -7,6 +7,13 @@ the minimums is a quiet-machine estimate of the step.
     python benchmarks/compiled_nodes.py "GPT 2-layer train step, ember compiled"
         [--threads 1] [--steps 60] [--top 40] [--by kind|line]
 
+A/B of the compiled GPT step's newer lowerings in one checkout (the switches restore the
+previous program; alternate the two in separate processes, several rounds):
+
+    EMBER_ATTN_C=0 EMBER_LN_C=0 EMBER_RESIDUAL_ADDS=0 EMBER_SHARE_COPIES=0 \
+        python benchmarks/compiled_nodes.py "GPT 2-layer train step, ember compiled"
+    python benchmarks/compiled_nodes.py "GPT 2-layer train step, ember compiled"
+
 ``--by kind`` adds the nodes of one kind (the function called: ``_LinearC``, ``run_pair``,
 ``_optimizer_group_step`` ...); ``--by line`` lists each call. Rows are the workload names
 of ``benchmarks/run.py``; ember runs from this checkout.
