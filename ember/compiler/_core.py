@@ -656,6 +656,7 @@ class CompiledFunction:
             # eager's fused backward kernels for what the capture decomposed (before fusion
             # takes the composed ops apart)
             self.pass_stats["normalize_grads"] = _passes.fuse_normalize_backward(graph, rg)
+            self.pass_stats["residual_adds"] = _passes.fuse_residual_adds(graph, rg)
             self.pass_stats["attention"] = _passes.fuse_attention(graph, rg)
             self.pass_stats["packed_attention"] = _passes.fuse_packed_attention(graph, rg)
             self.pass_stats["gelu_grads"] = _passes.fuse_gelu_backward(graph, rg)
@@ -671,6 +672,7 @@ class CompiledFunction:
                 _optim.prepare(graph, attrs)
             self.pass_stats["matmul_epilogues"] = _passes.fuse_matmul_epilogues(
                 graph, rg, use_c)
+            self.pass_stats["permuted_copies"] = _passes.share_permuted_copies(graph, rg)
             self.pass_stats["conv_columns"] = _passes.keep_conv_columns(graph, rg)
             self.pass_stats["pool_indices"] = _passes.keep_pool_indices(graph, rg)
             self.pass_stats["conv_epilogues"] = _passes.fuse_conv_relu(graph, rg)

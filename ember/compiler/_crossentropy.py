@@ -12,8 +12,10 @@ exponentials and their sum, then ``(p * w - (classes[j] == safe ? w : 0)) * g`` 
 once. The weight of a row is ``valid / count`` in the logits' dtype, as eager's ``Div``
 computes it (an all-ignored batch gives NaN, as eager's does); the softmax's exponentials
 are the generated kernels' float32 ``exp`` (within 2 ulp of libm's) or libm's ``exp`` for
-float64, so values can differ from eager's in the last bits. Rows split over the cores
-(OpenMP) when the work is large.
+float64, so values can differ from eager's in the last bits. Rows split over ember's pool
+(one run per thread, one hand-off) when the work is large: with OpenMP they went through
+libgomp's own threads, woken from sleep each call (a GPT step's (1024, 256) gradient: 0.46
+ms at two threads, as at one).
 
 Anything else (other shapes or dtypes, a weighted or 'sum' loss, which the pattern does
 not match) keeps the composed ops.
@@ -30,20 +32,19 @@ from ..autograd import graph as _dispatch
 
 __all__ = ["ce_grad", "_CrossEntropyGrad", "KERNELS"]
 
-# rows x classes at or above which the rows split over threads (~30 operations an element)
+# rows x classes at or above which the rows split over ember's pool (~30 operations an element)
 PARALLEL_MIN = 1 << 14
 
 _SRC = """
-void ce_grad_{T}(int64_t n, int64_t c, const {T} *restrict x, const int64_t *restrict t,
-                 int64_t ignore, const int64_t *restrict cls, double g, {T} *restrict out,
-                 int nthreads) {{
+/* rows [r0, r1) of the n rows (the weight counts the valid targets of all n) */
+void ce_grad_{T}(int64_t n, int64_t r0, int64_t r1, int64_t c, const {T} *restrict x,
+                 const int64_t *restrict t, int64_t ignore, const int64_t *restrict cls,
+                 double g, {T} *restrict out) {{
     int64_t count = 0;
     for (int64_t r = 0; r < n; r++)
         count += t[r] != ignore;
     const {T} total = ({T})count, tg = ({T})g;
-    #pragma omp parallel for schedule(static) num_threads(nthreads) \\
-        if(nthreads > 1 && n > 1 && n * c >= {MIN})
-    for (int64_t r = 0; r < n; r++) {{
+    for (int64_t r = r0; r < r1; r++) {{
         const int valid = t[r] != ignore;
         const {T} w = valid ? ({T})1 / total : ({T})0;  /* ignored rows: 0, even if all are */
         const int64_t safe = t[r] * valid;
@@ -73,8 +74,7 @@ _FN = {}
 
 # the float and double kernels (``_stepc`` compiles them with the other step kernels, after
 # the float32 ``ember_expf`` of ``_codegen``)
-KERNELS = (_SRC.format(T="float", EXP="ember_expf", MIN=PARALLEL_MIN) +
-           _SRC.format(T="double", EXP="exp", MIN=PARALLEL_MIN))
+KERNELS = (_SRC.format(T="float", EXP="ember_expf") + _SRC.format(T="double", EXP="exp"))
 
 
 def _kernel(dt):
@@ -92,7 +92,7 @@ def ce_grad(x, t, ignore, cls, g):
     """``(softmax(x, 1) * w - (cls == safe) * w) * g`` for (N, C) logits ``x``, (N,) integer
     targets ``t`` (``w``, ``safe``: see the module doc), ``cls`` the C class numbers, ``g``
     the loss's gradient (a scalar); None where the kernel does not serve."""
-    from .. import _threads
+    from .. import _parallel, _threads
     if type(x) is not np.ndarray or x.ndim != 2 or type(t) is not np.ndarray or \
             t.dtype.kind not in "iu" or t.shape != x.shape[:1] or not x.shape[1] or \
             type(cls) is not np.ndarray or cls.dtype.kind not in "iu" or \
@@ -108,10 +108,17 @@ def ce_grad(x, t, ignore, cls, g):
     t = np.ascontiguousarray(t, dtype=np.int64)
     cls = np.ascontiguousarray(cls.reshape(-1), dtype=np.int64)
     out = np.empty(x.shape, x.dtype)
-    fn(ctypes.c_int64(x.shape[0]), ctypes.c_int64(x.shape[1]), ctypes.c_void_p(x.ctypes.data),
-       ctypes.c_void_p(t.ctypes.data), ctypes.c_int64(ignore), ctypes.c_void_p(cls.ctypes.data),
-       ctypes.c_double(float(g)), ctypes.c_void_p(out.ctypes.data),
-       _threads.get_num_threads())
+    n, c = x.shape
+    args = (ctypes.c_int64(c), ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(t.ctypes.data),
+            ctypes.c_int64(ignore), ctypes.c_void_p(cls.ctypes.data), ctypes.c_double(float(g)),
+            ctypes.c_void_p(out.ctypes.data))
+    threads = min(_threads.get_num_threads(), n)
+    if threads < 2 or n * c < PARALLEL_MIN or getattr(_parallel._worker, "in_pool", False):
+        fn(ctypes.c_int64(n), ctypes.c_int64(0), ctypes.c_int64(n), *args)
+    else:  # a run of rows per thread of ember's pool (rows are computed alone: same bits)
+        _parallel.run_split(lambda r0, r1: fn(ctypes.c_int64(n), ctypes.c_int64(r0),
+                                              ctypes.c_int64(r1), *args),
+                            _parallel._bounds(n, threads))
     return out
 
 

@@ -364,16 +364,19 @@ def _kinds_needed(graph, attrs):
 
 
 def sources(graph, attrs):
-    """The C sources of the update kernels the graph's optimizer steps will call, and of the
+    """The C sources of the update kernels the graph's optimizer steps will call, of the
     ``Linear``, row-scatter and cross-entropy kernels (``_stepc``) where the graph has such
-    nodes: what a cold cache compiles for this step, all at once (``prebuild``)."""
+    nodes, and of the attention and layer-norm kernels (``_attention``, ``_layernorm``) its
+    nodes of those kinds will load: what a cold cache compiles for this step, all at once
+    (``prebuild``)."""
     out = [_source(kind, c) for kind, c in _kinds_needed(graph, attrs)]
     step_nodes = ("Linear", "IndexAddZeros", "_CrossEntropyGrad")
     if any(getattr(getattr(n.target, "__self__", None), "__name__", None) in step_nodes
            for n in graph.nodes if n.op == "call_function"):
         from . import _stepc
         out.append(_stepc.source())
-    return out
+    from . import _attention, _layernorm
+    return out + _attention.sources(graph) + _layernorm.sources(graph)
 
 
 def prepare(graph, attrs):

@@ -311,6 +311,40 @@ def fuse_matmul_epilogues(graph, rg, use_c=False):
     return changed
 
 
+def share_permuted_copies(graph, rg):
+    """A permuted value (``Permute``: a strided view) read by two or more of the consumers
+    that copy it into rows (a C Linear's input, a ``Reshape`` to fewer dims: a multi-head
+    attention's input feeds both its in-projection and that projection's weight gradient)
+    is made contiguous once, by a ``Contiguous`` node that they read instead: one copy, not
+    one each. The same values. ``EMBER_SHARE_COPIES=0`` leaves the graph as it is (for
+    comparisons). Returns how many."""
+    if os.environ.get("EMBER_SHARE_COPIES", "1") == "0":
+        return 0
+    copiers = ("_LinearC", "_LinearReluC", "Reshape")
+    changed = 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Permute" or rg.get(n, True) or not _float_meta(n):
+            continue
+        users = [u for u in n.users if _cls_name(u) in copiers and u.args and
+                 u.args[0] is n and not rg.get(u, True)]
+        if len(users) < 2:
+            continue
+        with graph.inserting_after(n):
+            c = graph.call_function(_dispatch_op("Contiguous"), (n,))
+        c.meta.update(n.meta)
+        shape, dtype = n.meta["tensor_meta"][:2]
+        strides, k = [], 1
+        for d in reversed(tuple(shape)):
+            strides.insert(0, k)
+            k *= d
+        c.meta["tensor_meta"] = (tuple(shape), dtype, tuple(strides))
+        rg[c] = False
+        for u in users:
+            u.args = (c,) + tuple(u.args[1:])
+        changed += 1
+    return changed
+
+
 class _ConvKeepCols(_dispatch.Node):
     """``ConvNd`` that also returns what its weight gradient can reuse (the im2col columns
     or the Winograd input tiles, None when larger than eager's cache limit): eager keeps them
@@ -662,13 +696,18 @@ def _item(graph, n, i):
 class _NormalizeKeep(_dispatch.Node):
     """``Normalize`` that also returns the ``1/std`` its forward computed (eager keeps it on
     the ctx for its one-pass backward; a captured backward recomputes the statistics from
-    the input with several reductions): ``(y, mean, var, rstd)``. Used only where no
-    autograd record is needed."""
+    the input with several reductions): ``(y, mean, var, rstd)``. A layer norm over the
+    last dimension runs ``_layernorm``'s C kernel. Used only where no autograd record is
+    needed."""
 
     differentiable = False
 
     @staticmethod
     def forward(ctx, x, w, b, axes, eps):
+        from ._layernorm import forward
+        done = forward(x, w, b, axes, eps)  # a layer norm: ``_layernorm``'s C kernel
+        if done is not None:
+            return done
         from ..ops.nn import Normalize
         y, mean, var = Normalize.forward(ctx, x, w, b, axes, eps)
         return y, mean, var, ctx.rstd
@@ -676,18 +715,27 @@ class _NormalizeKeep(_dispatch.Node):
 
 class _NormalizeGrad(_dispatch.Node):
     """The gradients of ``Normalize`` as eager's backward computes them on arrays (the C
-    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``) from the
-    forward's mean and ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
-    where ``need`` says not needed). Used only where no autograd record is needed."""
+    layer-norm kernel or the NumPy rows formula: ``ops.nn._normalize_grad_np``; a layer
+    norm over the last dimension: ``_layernorm``'s kernel) from the forward's mean and
+    ``1/std``: ``(gx, gw, gb)``, gw and gb summed to ``shapes`` (None
+    where ``need`` says not needed). ``res``: an array added to gx (a residual branch's
+    gradient, ``fuse_residual_adds``). Used only where no autograd record is needed."""
 
     differentiable = False
 
     @staticmethod
-    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes):
-        from ..ops.nn import _normalize_grad_np
-        ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
-        got = iter(_normalize_grad_np(g, x, w, ctx))
-        out = [next(got) if k else None for k in need]
+    def forward(ctx, g, x, w, mean, rstd, axes, need, shapes, res=None):
+        from ._layernorm import backward
+        out = backward(g, x, w, mean, rstd, axes, need, res)  # a layer norm: ``_layernorm``
+        if out is None:
+            from ..ops.nn import _normalize_grad_np
+            ctx.needs_input_grad, ctx.axes, ctx.mean, ctx.rstd = need, axes, mean, rstd
+            got = iter(_normalize_grad_np(g, x, w, ctx))
+            out = [next(got) if k else None for k in need]
+            if res is not None:  # ``fuse_residual_adds``: the Add it took in
+                out[0] = out[0] + res
+        else:
+            out = list(out)
         for i in (1, 2):
             a, shape = out[i], shapes[i - 1]
             if a is None:
@@ -779,6 +827,88 @@ def fuse_normalize_backward(graph, rg):
         changed += 1
     if changed:
         dce(graph)
+    return changed
+
+
+class _AddNormalizeKeep(_dispatch.Node):
+    """``_NormalizeKeep`` of ``a + b`` that also returns the sum: ``(y, mean, var, rstd,
+    a + b)``, the sum and the norm made in one pass over each row (``_layernorm.add_forward``;
+    else an Add, then ``_NormalizeKeep``). Used only where no autograd record is needed."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b, w, bias, axes, eps):
+        from ._layernorm import add_forward
+        done = add_forward(a, b, w, bias, axes, eps)
+        if done is not None:
+            return done
+        h = np.add(a, b)
+        return _NormalizeKeep.forward(ctx, h, w, bias, axes, eps) + (h,)
+
+
+def fuse_residual_adds(graph, rg):
+    """The residual adds of a pre-norm block, folded into the layer norms beside them (run
+    after ``fuse_normalize_backward``, before ``fuse``):
+
+    * ``_NormalizeKeep(Add(a, b), ...)`` where a and b have the same shape (no broadcast)
+      becomes ``_AddNormalizeKeep(a, b, ...)``; the sum's other users read its fifth value;
+    * ``Add(r, _NormalizeGrad(...)[0])`` (either order; the gradient used only there, same
+      shapes) becomes that ``_NormalizeGrad`` with ``res=r``: the residual branch's gradient
+      added by the kernel that writes gx.
+
+    The same roundings as the separate ops. ``EMBER_RESIDUAL_ADDS=0`` leaves the graph as it
+    is (for comparisons). Returns how many adds were folded."""
+    from ..fx import Node
+    if os.environ.get("EMBER_RESIDUAL_ADDS", "1") == "0":
+        return 0
+    changed = 0
+    for n in list(graph.nodes):
+        if _cls_name(n) != "_NormalizeKeep" or rg.get(n, True):
+            continue
+        add = n.args[0]
+        if not isinstance(add, Node) or _cls_name(add) != "Add" or add.kwargs or \
+                len(add.args) != 2 or rg.get(add, True):
+            continue
+        a, b = add.args
+        metas = [getattr(v, "meta", {}).get("tensor_meta") for v in (a, b, add)]
+        if any(m is None for m in metas) or len({tuple(m[0]) for m in metas}) != 1 or \
+                len({str(m[1]) for m in metas}) != 1 or not _float_meta(add):
+            continue
+        with graph.inserting_before(n):
+            fused = graph.call_function(_AddNormalizeKeep.apply, (a, b) + tuple(n.args[1:]))
+            h = graph.call_function(operator.getitem, (fused, 4))
+        h.meta.update(add.meta)
+        n.replace_all_uses_with(fused)
+        add.replace_all_uses_with(h)
+        graph.erase_node(n)
+        graph.erase_node(add)
+        rg[fused] = rg[h] = False
+        changed += 1
+    for n in list(graph.nodes):
+        if _cls_name(n) != "Add" or n.kwargs or len(n.args) != 2 or rg.get(n, True):
+            continue
+        for i in (0, 1):
+            gi, other = n.args[i], n.args[1 - i]
+            if not isinstance(gi, Node) or gi.target is not operator.getitem or \
+                    gi.args[1] != 0 or len(gi.users) != 1 or not isinstance(other, Node):
+                continue
+            grad = gi.args[0]
+            if _cls_name(grad) != "_NormalizeGrad" or len(grad.args) != 8 or grad.kwargs:
+                continue
+            metas = [getattr(v, "meta", {}).get("tensor_meta") for v in (gi, other, n)]
+            if any(m is None for m in metas) or len({tuple(m[0]) for m in metas}) != 1 or \
+                    len({str(m[1]) for m in metas}) != 1:
+                continue
+            order = {x: k for k, x in enumerate(graph.nodes)}
+            if order.get(other, len(order)) > order[grad]:
+                continue  # the residual gradient is made after the norm's
+            grad.args = grad.args + (other,)
+            n.replace_all_uses_with(gi)
+            gi.meta.update(n.meta)
+            graph.erase_node(n)
+            changed += 1
+            break
     return changed
 
 
@@ -974,14 +1104,19 @@ def fuse_gelu_backward(graph, rg):
 
 class _PackedAttention(_dispatch.Node):
     """Self-attention from the packed in-projection ``qkv`` (L, N, 3E) to the heads' merged
-    output (L, N, E), as eager's ``PackedSelfAttention`` runs it (the heads strided views,
-    no split or merge copies): ``(out, weights)``. Used only where no autograd record is
-    needed."""
+    output (L, N, E): ``(out, weights)``. With a mask that skips a quarter of the scores or
+    more (causal) the C kernel of ``_attention``; else as eager's ``PackedSelfAttention``
+    runs it (the heads strided views, no split or merge copies). Used only where no
+    autograd record is needed."""
 
     differentiable = False
 
     @staticmethod
     def forward(ctx, qkv, mask, heads, scale):
+        from ._attention import packed_forward
+        done = packed_forward(qkv, mask, heads, scale)  # the C kernel (``_attention``)
+        if done is not None:
+            return done
         from ..ops.nn import PackedSelfAttention
         if mask is not None and mask.ndim == 3:
             mask = mask[0]
@@ -991,13 +1126,18 @@ class _PackedAttention(_dispatch.Node):
 
 class _PackedAttentionGrad(_dispatch.Node):
     """The gradient of ``qkv`` (L, N, 3E), written in place of its three heads' parts
-    (eager's ``PackedSelfAttention.array_backward``), from the output's gradient (any shape
-    of L x N x E elements) and the forward's weights."""
+    (``_attention``'s C kernel where the forward's took it, else eager's
+    ``PackedSelfAttention.array_backward``), from the output's gradient (any shape of
+    L x N x E elements), the forward's weights and its mask."""
 
     differentiable = False
 
     @staticmethod
-    def forward(ctx, g, qkv, w, heads, scale):
+    def forward(ctx, g, qkv, w, heads, scale, mask=None):
+        from ._attention import packed_backward
+        done = packed_backward(g, qkv, w, heads, scale, mask)  # C (``_attention``)
+        if done is not None:
+            return done
         import types
         from ..ops.nn import PackedSelfAttention
         L, N, E3 = qkv.shape
@@ -1102,7 +1242,7 @@ def fuse_packed_attention(graph, rg):
         for go, cat in packs:
             with graph.inserting_before(cat):
                 gq = graph.call_function(_PackedAttentionGrad.apply,
-                                         (go, qkv, wp, n_heads, scale))
+                                         (go, qkv, wp, n_heads, scale, mask))
             gq.meta.update(cat.meta)
             cat.replace_all_uses_with(gq)
             rg[gq] = False

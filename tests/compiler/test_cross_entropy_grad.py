@@ -139,3 +139,24 @@ def test_numpy_backend_keeps_composed_ops():
     c(x, y)
     c(x, y)
     assert _crossentropy._CrossEntropyGrad not in _kinds(c)
+
+
+@needs_cc
+def test_ce_grad_rows_split_over_the_pool_give_one_calls_bits():
+    """At two threads a large gradient's rows run as one run per thread of ember's pool
+    (each weight still counts the valid targets of every row): the same bits as one call."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((1024, 256)) * 3).astype(np.float32)
+    t = rng.integers(0, 256, 1024)
+    t[::5] = -100
+    cls, g = np.arange(256), np.asarray(0.25, np.float32)
+    old = ember.get_num_threads()
+    try:
+        ember.set_num_threads(1)
+        one = _crossentropy.ce_grad(x, t, -100, cls, g)
+        ember.set_num_threads(2)
+        two = _crossentropy.ce_grad(x, t, -100, cls, g)
+    finally:
+        ember.set_num_threads(old)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(one, _torch_grad(x, t, -100, 0.25), rtol=1e-6, atol=1e-6)
