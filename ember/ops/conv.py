@@ -757,6 +757,18 @@ def _flipped_transposed(w, groups):
 _COLS_CACHE_BYTES = 64 << 20
 
 
+# A stride-1 input gradient whose output planes have at most this many positions (ResNet's
+# last stages: 4x4, 2x2) runs as GEMM + col2im even where O <= C, unless Winograd or the
+# direct kernels serve its full convolution: there the full convolution by im2col must
+# first copy the weight flipped and transposed (element by element, on one core), which
+# costs more than col2im's few strided adds over tiny planes. Measured at one thread (timeit
+# minimums), full -> col2im: 512 channels at 2x2, batch 16 6.50 -> 4.78 ms (the copy alone
+# 2.46 ms); 256 at 4x4, batch 16 4.52 -> 4.09; 256 at 2x2 1.28 -> 1.00; 128 at 8x8, batch 1
+# 0.39 -> 0.38 (so larger planes keep the full convolution; 64 at 16x16, batch 4 0.63 ->
+# 1.75).
+_FULL_MIN_PLANE = 16
+
+
 def _remember(ctx, stride, pads, dilation, groups):
     ctx.stride, ctx.pads, ctx.dilation, ctx.groups = stride, pads, dilation, groups
 
@@ -790,18 +802,21 @@ class ConvInputGrad(Node):
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
         direct = _direct(g, (cg * groups, o) + ks, stride, groups, _DIRECT_IGRAD_MAX_TAPS)
+        wino = _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0], xshape[2:])
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or direct or (
+                (o <= cg * groups and (_prod(osz) > _FULL_MIN_PLANE or direct or wino))
+                or direct or (
                     (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
-                    and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
-                                      xshape[2:]))):
+                    and wino)):
             # Stride 1: the input gradient is a "full" convolution of g with the flipped,
             # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
             # k strided read-modify-write passes over C values, so it wins when O <= C; by
             # Winograd it also wins for wide layers (NumPy transforms: measured 3.8 -> 3.2 ms
             # at 64 -> 128 channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64; with
             # the C transforms it wins at every Winograd shape: 8.6 -> 5.5 ms at 32 -> 64,
-            # 16x16, batch 32, one thread).
+            # 16x16, batch 32, one thread). Not on tiny planes by im2col: there the flipped,
+            # transposed copy of a wide layer's weight costs more than col2im's adds (see
+            # ``_FULL_MIN_PLANE``).
             full = []
             for s, so, (lo, _), d, k in zip(xshape[2:], osz, pads, dilation, ks):
                 plo = d * (k - 1) - lo
