@@ -41,6 +41,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import os
 import threading
 
 import numpy as np
@@ -51,7 +52,8 @@ from .._threads import get_num_threads
 from .._meta import MetaArray
 from . import _conv_c, _conv_small_c, _wino_c
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node
+from ..autograd import graph as _graph
+from ..autograd.graph import Node, _ScratchCtx
 from .. import _autocast
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
@@ -366,10 +368,22 @@ class ConvNd(Node):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         st, pads, dl, groups = _recall(ctx)
-        gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) if nx else None
         cols = ctx.__dict__.pop("cols", None)
-        if _capturing_backward():  # a recorded op gets no forward-time array: recompute
+        capturing = _capturing_backward()
+        if capturing:  # a recorded op gets no forward-time array: recompute
             cols = None
+        pre = (None, None)
+        if nx and nw and not capturing and _pair_ok(x._data, w._data, g._data, st, dl,
+                                                    groups):
+            # the two gradients side by side, one core each (``_PAIR_MIN_WORK``)
+            xs, ws, ga, xa, wa = tuple(x.shape), tuple(w.shape), g._data, x._data, w._data
+            pre = _parallel.pair(
+                lambda: ConvInputGrad.forward(_ScratchCtx(), ga, wa, xs, st, pads, dl, groups),
+                lambda: ConvWeightGrad.forward(_ScratchCtx(), xa, ga, ws, st, pads, dl, groups,
+                                               cols))
+            cols = ("result", pre[1])
+        gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups, pre[0]) if nx \
+            else None
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
         gb = None
@@ -423,6 +437,37 @@ class ConvBiasGrad(Node):
     def backward(ctx, h):
         shape = ctx.shape
         return h.reshape((1, -1) + (1,) * (len(shape) - 2)).expand(shape)
+
+
+# A stride-1 convolution's backward computes its input and weight gradients side by side,
+# one core each (``_parallel.pair``: each as at one thread), from this many multiply-adds
+# per gradient (at two threads or more; ``EMBER_CONV_PAIRS=0`` turns it off, read at
+# import): each op cut over the threads in turn pays its hand-offs and joins and runs its
+# serial stretches (the weight's transform, reshapes, relayout copies) with the other core
+# idle; side by side those overlap. Only where the two cost about the same: stride 1 (both
+# Winograd, or both one GEMM of the same multiply-adds; one-thread timeit minimums at
+# ResNet-18's shapes, input / weight gradient: 64ch 16x16 2.32 / 2.45 ms, 128ch 8x8 2.33 /
+# 2.67, 256ch 4x4 3.81 / 3.36, 512ch 2x2 4.86 / 3.92); not strided layers (64 -> 128, 3x3/2:
+# 2.80 / 1.90; 1x1/2: 0.63 / 0.34: col2im's adds against kept columns), nor the direct
+# kernels' (few taps: already one even hand-off per op; LeNet's second layer 0.64 / 0.54,
+# and its step's main-thread CPU rose 5.3 -> 6.0 ms paired). ResNet-18 training step at 2
+# threads on the loaded 2-core VM, separate processes alternated, 3 rounds: main-thread CPU
+# 140 / 148 / 150 -> 131 / 139 / 142 ms, process CPU 235 / 256 / 246 -> 238 / 228 / 233.
+_PAIR_MIN_WORK = 1 << 21
+_PAIRS = os.environ.get("EMBER_CONV_PAIRS", "1") != "0"
+
+
+def _pair_ok(x, w, g, stride, dilation, groups):
+    """Whether ``ConvNd.backward`` computes both gradients side by side (never under an
+    active mode, autocast or the profiler: they see each op's call as it is)."""
+    if not (_PAIRS and not _graph._MODES and get_num_threads() > 1
+            and all(t == 1 for t in stride) and type(x) is np.ndarray
+            and type(g) is np.ndarray and type(w) is np.ndarray
+            and g.size * _prod(w.shape[1:]) >= _PAIR_MIN_WORK and _parallel.gemm_split_ok()):
+        return False
+    # a layer Winograd takes stays on Winograd; else few taps take the direct kernels
+    return _use_winograd(w.shape, stride, dilation, groups, g.shape[0], g.shape[2:]) or \
+        not _direct(x, w.shape, stride, groups)
 
 
 # Direct convolution (``ember/ops/_conv_small_c.py``) for 2-d convolutions with few taps per
@@ -784,13 +829,15 @@ class ConvInputGrad(Node):
     saves = (0, 1)
 
     @staticmethod
-    def meta(ctx, g, w, xshape, stride, pads, dilation, groups):
+    def meta(ctx, g, w, xshape, stride, pads, dilation, groups, pre=None):
         _remember(ctx, stride, pads, dilation, groups)
         return MetaArray(xshape, g.dtype)
 
     @staticmethod
-    def forward(ctx, g, w, xshape, stride, pads, dilation, groups):
+    def forward(ctx, g, w, xshape, stride, pads, dilation, groups, pre=None):
         _remember(ctx, stride, pads, dilation, groups)
+        if pre is not None:  # computed already, beside the weight gradient (ConvNd.backward)
+            return pre
         osz = g.shape[2:]
         o, cg = w.shape[:2]
         ks = w.shape[2:]
@@ -882,6 +929,8 @@ class ConvWeightGrad(Node):
     @staticmethod
     def forward(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
         _remember(ctx, stride, pads, dilation, groups)
+        if cols is not None and cols[0] == "result":  # computed already (ConvNd.backward)
+            return cols[1]
         dt = g.dtype
         x, g = _as_compute(x), _as_compute(g)
         ks = tuple(wshape[2:])

@@ -89,3 +89,92 @@ def test_tiny_plane_input_grad_threads(dtype, threads, monkeypatch):
             # parts split no sum; only BLAS's kernels on a part's edge tiles may differ
             np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                        atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+# ---------------------------------------------------------------------- side-by-side backward
+PAIRED = [
+    ((3, 16, 9, 7), (20, 16, 3, 3), {"padding": 1}),             # Winograd (forced)
+    ((2, 48, 2, 3), (48, 48, 3, 3), {"padding": 1}),             # tiny planes: GEMM + col2im
+    ((2, 20, 9, 8), (24, 20, 3, 3), {"padding": 1}),             # im2col, full convolution
+    ((4, 12, 6, 5), (18, 6, 3, 3), {"padding": 1, "groups": 2}),
+    ((2, 200, 5, 4), (16, 200, 1, 1), {}),                        # 1x1 (too many taps
+    # for the direct kernels: those layers are left out)
+    ((2, 20, 8, 9), (16, 20, 3, 3), {"padding": 2, "dilation": 2}),
+]
+
+
+@pytest.fixture
+def pairs(monkeypatch, threads):
+    """Every convolution backward with input and weight gradients pairs them (2 threads);
+    returns the list of ``_parallel.pair`` calls."""
+    monkeypatch.setattr(C, "_PAIR_MIN_WORK", 1)
+    monkeypatch.setattr(C, "_PAIRS", True)
+    monkeypatch.setattr(C, "_WINOGRAD_MIN_TILES", 1)
+    calls = []
+    real = ember._parallel.pair
+
+    def spy(fa, fb):
+        calls.append(1)
+        return real(fa, fb)
+    monkeypatch.setattr(ember._parallel, "pair", spy)
+    threads(2)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", PAIRED)
+def test_paired_backward_parity(xs, ws, kw, dtype, pairs):
+    if not ember._parallel.gemm_split_ok():
+        pytest.skip("no BLAS thread control: the gradients run one after the other")
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
+          low=-1, high=1)
+    assert pairs  # the pair served the backward
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_paired_backward_equals_one_thread(dtype, pairs, threads):
+    """Each gradient of the pair runs as at one thread: the one-thread values exactly."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 32, 10, 9)).astype(dtype)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(dtype)
+    res = []
+    for n in (1, 2):
+        threads(n)
+        xt, wt = (ember.tensor(a, requires_grad=True) for a in (x, w))
+        y = ember.nn.functional.conv2d(xt, wt, padding=1)
+        y.backward(ember.tensor(np.cos(y.detach().numpy())))
+        res.append([xt.grad.numpy(), wt.grad.numpy()])
+    assert pairs and ember.get_num_threads() == 2
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_paired_backward_double_backward(pairs):
+    gradcheck(lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1),
+              [(2, 3, 4, 5), (4, 3, 3, 3)], gradgrad=True)
+
+
+def test_pairs_left_out(pairs, monkeypatch):
+    x = ember.randn(2, 16, 6, 6, requires_grad=True)
+    w = ember.randn(16, 16, 3, 3, requires_grad=True)  # Winograd (forced)
+    # strided, weight gradient only, under the profiler, and switched off: one after the other
+    ember.nn.functional.conv2d(x, w, stride=2, padding=1).sum().backward()
+    ember.nn.functional.conv2d(x.detach(), w, padding=1).sum().backward()
+    with ember.profiler.profile():
+        ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    monkeypatch.setattr(C, "_PAIRS", False)
+    ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert not pairs
+    monkeypatch.setattr(C, "_PAIRS", True)
+    ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert pairs == [1] or not ember._parallel.gemm_split_ok()
+
+
+def test_pair_runs_each_as_at_one_thread(threads):
+    threads(2)
+    seen = ember._parallel.pair(ember.get_num_threads, ember.get_num_threads)
+    assert seen == ((1, 1) if ember._parallel.gemm_split_ok() else (2, 2))
+    assert ember.get_num_threads() == 2
+    with pytest.raises(ZeroDivisionError):
+        ember._parallel.pair(lambda: 1, lambda: 1 // 0)
+    assert ember.get_num_threads() == 2
