@@ -178,3 +178,21 @@ def test_pair_runs_each_as_at_one_thread(threads):
     with pytest.raises(ZeroDivisionError):
         ember._parallel.pair(lambda: 1, lambda: 1 // 0)
     assert ember.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stem_weight_grad_long_k(dtype, monkeypatch):
+    """A 7x7/2 stem: the weight gradient's product over N * L >= 8192 positions and few
+    columns runs as (cols @ g^T)^T."""
+    calls = []
+    real = C._parallel.gemm
+
+    def spy(a, b, *args, **kw):
+        calls.append((a.shape, b.shape))
+        return real(a, b, *args, **kw)
+    monkeypatch.setattr(C._parallel, "gemm", spy)
+    # (float32: sums of 8192 products in another order than PyTorch's, either orientation)
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, stride=2, padding=3),
+          [(8, 3, 64, 64), (32, 3, 7, 7)], dtype, low=-1, high=1,
+          atol=2e-4 if dtype == np.float32 else None)
+    assert ((1, 147, 8192), (1, 8192, 32)) in calls
