@@ -253,7 +253,7 @@ static double bn_sum_SFX(const REAL *x, long N, long C, long L, long c, double m
    contiguous, so every (channel, position) pair keeps its own chain over the samples in a
    vectorised pass, and each channel then adds its L chains in order. e[j] (double) is the
    mean of pair j's channel. */
-#define BN_J 2048
+#define BN_J 1024
 #define BN_SHORT 16
 static void bn_short_sums_SFX(const REAL *x, long N, long C, long L, long cb, long ce,
                               const double *e, double *a) {

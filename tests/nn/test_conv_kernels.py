@@ -351,8 +351,8 @@ def test_split_conv_parity_at_threads(xs, ws, kw, path, threads, always_split):
 
 # ---------------------------------------------------------------------- batch norm
 BATCH_NORM = [(4, 3, 5, 6), (2, 8, 7), (16, 5), (1, 4, 3, 3), (3, 64, 16, 16),
-              # rows of at most 16 values go channels-inner in blocks of 2048 // L channels
-              # (600 channels of 4: two blocks; 300 of 15: three), longer ones in 16 lanes
+              # rows of at most 16 values go channels-inner in blocks of 1024 // L channels
+              # (600 channels of 4: three blocks; 300 of 15: five), longer ones in 16 lanes
               # with a tail (17, 33)
               (3, 600, 2, 2), (2, 300, 3, 5), (4, 24, 4, 4), (2, 9, 17), (3, 4, 33)]
 
