@@ -196,3 +196,79 @@ def test_stem_weight_grad_long_k(dtype, monkeypatch):
           [(8, 3, 64, 64), (32, 3, 7, 7)], dtype, low=-1, high=1,
           atol=2e-4 if dtype == np.float32 else None)
     assert ((1, 147, 8192), (1, 8192, 32)) in calls
+
+
+# ---------------------------------------------------------------------- 1x1 on NCHW
+POINTWISE = [
+    ((4, 8, 9, 7), (6, 8, 1, 1), {}),
+    ((3, 5, 9, 8), (7, 5, 1, 1), {"stride": 2}),                 # ResNet's downsampling
+    ((2, 4, 5, 6), (3, 4, 1, 1), {"stride": (2, 3)}),
+    ((1, 200, 3, 4), (24, 200, 1, 1), {"stride": 2}),            # batch 1, many channels
+    ((5, 16, 1, 1), (32, 16, 1, 1), {}),                          # 1x1 image
+    ((2, 6, 7, 7), (9, 6, 1, 1), {"dilation": 2, "stride": 3}),
+]
+
+
+@pytest.fixture
+def spy_pointwise(monkeypatch):
+    calls = []
+    for name in ("_conv1x1", "_conv1x1_input_grad"):
+        real = getattr(C, name)
+
+        def spy(*args, _real=real, _name=name):
+            calls.append(_name)
+            return _real(*args)
+        monkeypatch.setattr(C, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", POINTWISE)
+def test_pointwise_parity(xs, ws, kw, dtype, spy_pointwise):
+    check(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, **kw), [xs, ws, (ws[0],)], dtype,
+          low=-1, high=1)
+    assert "_conv1x1" in spy_pointwise and "_conv1x1_input_grad" in spy_pointwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_noncontiguous_and_transposed(dtype, spy_pointwise):
+    check(lambda m, x, w: m.nn.functional.conv2d(x, w, stride=2), [(3, 6, 7, 5), (4, 6, 1, 1)],
+          dtype, low=-1, high=1, noncontig=True)
+    # the transposed convolution of a 1x1 kernel is the input gradient's kernel, with an
+    # output_padding (below the dilation) leaving rows no input reaches
+    check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2, output_padding=1),
+          [(2, 5, 4, 3), (5, 3, 1, 1)], dtype, low=-1, high=1)
+    check(lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2, output_padding=2,
+                                                           dilation=3),
+          [(2, 5, 4, 3), (5, 3, 1, 1)], dtype, low=-1, high=1)
+    assert "_conv1x1_input_grad" in spy_pointwise
+
+
+def test_pointwise_double_backward(spy_pointwise):
+    gradcheck(lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, stride=2),
+              [(2, 3, 5, 4), (4, 3, 1, 1), (4,)], gradgrad=True)
+    assert spy_pointwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_threads_same_bits(dtype, threads, monkeypatch):
+    monkeypatch.setattr(ember._parallel, "GEMM_SPLIT_MIN", 1)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 24, 9, 8)).astype(dtype)
+    w = rng.standard_normal((16, 24, 1, 1)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
+    res = []
+    for n in (1, 2, 3):
+        threads(n)
+        ts = [ember.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = ember.nn.functional.conv2d(*ts, stride=2)
+        y.backward(ember.tensor(np.sin(y.detach().numpy())))
+        res.append([y.detach().numpy()] + [t.grad.numpy() for t in ts])
+    for other in res[1:]:
+        for a, c in zip(res[0], other):
+            # per-sample products: the samples' cut changes no value (the weight gradient's
+            # GEMM is cut by columns: within rounding)
+            np.testing.assert_allclose(a, c, rtol=1e-6 if dtype == np.float32 else 1e-13,
+                                       atol=1e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_array_equal(res[0][0], res[1][0])
+    np.testing.assert_array_equal(res[0][1], res[2][1])
