@@ -272,3 +272,13 @@ def test_pointwise_threads_same_bits(dtype, threads, monkeypatch):
                                        atol=1e-6 if dtype == np.float32 else 1e-13)
     np.testing.assert_array_equal(res[0][0], res[1][0])
     np.testing.assert_array_equal(res[0][1], res[2][1])
+
+
+def test_bench_cnn_steps_switches_and_restores(threads):
+    from benchmarks import bench_cnn_steps as B
+    from ember.ops import _reduce_c
+    _reduce_c.available("float32")  # loaded (lazily, on first use)
+    before = (C._PAIRS, dict(_reduce_c._FNS))
+    r = B.measure("LeNet-5 train step", 2, 1, 1)
+    assert set(r) == {False, True} and all(v["cpu_med"] > 0 for v in r.values())
+    assert (C._PAIRS, dict(_reduce_c._FNS)) == before
