@@ -389,8 +389,11 @@ class ConvNd(Node):
                 lambda: ConvWeightGrad.forward(_ScratchCtx(), xa, ga, ws, st, pads, dl, groups,
                                                cols))
             cols = ("result", pre[1])
-        gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups, pre[0]) if nx \
-            else None
+        gx = None
+        if nx:  # (the precomputed result only where there is one: a capture records 7 args)
+            gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) \
+                if pre[0] is None else \
+                ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups, pre[0])
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
         gb = None
