@@ -461,8 +461,9 @@ class ConvBiasGrad(Node):
 # 2.80 / 1.90; 1x1/2: 0.63 / 0.34: col2im's adds against kept columns), nor the direct
 # kernels' (few taps: already one even hand-off per op; LeNet's second layer 0.64 / 0.54,
 # and its step's main-thread CPU rose 5.3 -> 6.0 ms paired). ResNet-18 training step at 2
-# threads on the loaded 2-core VM, separate processes alternated, 3 rounds: main-thread CPU
-# 140 / 148 / 150 -> 131 / 139 / 142 ms, process CPU 235 / 256 / 246 -> 238 / 228 / 233.
+# threads, separate processes alternated (2-core VM, lightly loaded): wall medians 145.5 ->
+# 132.2 and 136.9 -> 128.5 ms, process CPU 272 -> 250 and 259 -> 243 ms; the CIFAR CNN step
+# within noise (15.7 / 19.6 / 16.2 -> 19.7 / 15.6 / 15.4 ms).
 _PAIR_MIN_WORK = 1 << 21
 _PAIRS = os.environ.get("EMBER_CONV_PAIRS", "1") != "0"
 
