@@ -741,3 +741,36 @@ def rows(fn, x, *others, out_dtype=None):
 
     run_split(part, bounds)
     return out
+
+
+def pair(fa, fb):
+    """``(fa(), fb())`` side by side: ``fb`` on a pool thread while ``fa`` runs here (or
+    here too, after ``fa``, if no pool thread is free first), each as at one thread
+    (ember's thread count 1, so no cut inside either; NumPy's BLAS single-threaded), both
+    restored after. For two independent ops of similar cost (a convolution's input and
+    weight gradients, ``ops/conv.py``): each keeps a core for its whole run, with none of
+    the hand-offs, joins and serial stretches between the cuts of each op in turn. Values
+    are those of the one-thread calls. In order where there is one thread or no BLAS thread
+    control, and inside a pool part."""
+    if not gemm_split_ok() or getattr(_worker, "in_pool", False):
+        return fa(), fb()
+    from . import _threads
+    get, put = blas_controls()
+    prev, count = get(), _threads._n[0]
+    put(1)
+
+    def part(i, _):
+        _threads._n[0] = 1
+        was = getattr(_worker, "in_pool", False)
+        _worker.in_pool = True
+        try:
+            return fa() if i == 0 else fb()
+        finally:
+            _worker.in_pool = was
+
+    try:
+        ra, rb = run_split(part, [(0, 1), (1, 2)])
+    finally:
+        _threads._n[0] = count
+        put(prev)
+    return ra, rb

@@ -214,23 +214,155 @@ void scatter_planes_SFX(const REAL *g, const int64_t *idx, long L_out, long L_in
     }
 }
 
+/* Batch norm's per-channel sums over rows longer than BN_SHORT run in 16 double lanes, each
+   its own chain of additions (one running sum waits for every addition's latency, ~4
+   cycles a value), folded pairwise at the end: whole vectors of 16, a row's tail in lanes
+   l & 15. Shorter rows go channels-inner (below). Which lane takes which value depends on
+   the shape only, never on the thread count. */
+static inline double fold_SFX(double *a) {
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] += a[l + w];
+    return a[0];
+}
+
+/* sum of x, or (when sq) of (x - m)^2, over the N rows of L values of channel c */
+static double bn_sum_SFX(const REAL *x, long N, long C, long L, long c, double m, int sq) {
+    double a[16] = {0};
+    for (long n = 0; n < N; ++n) {
+        const REAL *xp = x + (n * C + c) * L;
+        long l = 0;
+        if (sq)
+            for (; l + 16 <= L; l += 16)
+                for (int k = 0; k < 16; ++k) {
+                    double d = (double)xp[l + k] - m;
+                    a[k] += d * d;
+                }
+        else
+            for (; l + 16 <= L; l += 16)
+                for (int k = 0; k < 16; ++k) a[k] += (double)xp[l + k];
+        for (; l < L; ++l) {
+            double d = (double)xp[l] - m;
+            a[l & 15] += sq ? d * d : (double)xp[l];
+        }
+    }
+    return fold_SFX(a);
+}
+
+/* Short rows (L <= BN_SHORT: ResNet's 4x4 and 2x2 maps): channels-inner instead, a block of
+   channels [cb, ce) at a time ((ce - cb) * L <= BN_J values): each sample's block is
+   contiguous, so every (channel, position) pair keeps its own chain over the samples in a
+   vectorised pass, and each channel then adds its L chains in order. e[j] (double) is the
+   mean of pair j's channel. */
+#define BN_J 1024
+#define BN_SHORT 16
+static void bn_short_sums_SFX(const REAL *x, long N, long C, long L, long cb, long ce,
+                              const double *e, double *a) {
+    long J = (ce - cb) * L;
+    for (long j = 0; j < J; ++j) a[j] = 0;
+    for (long n = 0; n < N; ++n) {
+        const REAL *xp = x + (n * C + cb) * L;
+        if (e)
+            for (long j = 0; j < J; ++j) {
+                double d = (double)xp[j] - e[j];
+                a[j] += d * d;
+            }
+        else
+            for (long j = 0; j < J; ++j) a[j] += (double)xp[j];
+    }
+}
+
+static double bn_channel_SFX(const double *a, long L, long i) {
+    double s = 0;
+    for (long l = 0; l < L; ++l) s += a[i * L + l];
+    return s;
+}
+
+static void bn_fwd_short_SFX(const REAL *x, long N, long C, long L, const REAL *w,
+                             const REAL *b, double eps, long c0, long c1, REAL *y,
+                             REAL *mean, REAL *var, REAL *rstd) {
+    double cnt = (double)N * (double)L, a[BN_J], e[BN_J];
+    REAL em[BN_J], es[BN_J], eh[BN_J];
+    long step = BN_J / L;
+    for (long cb = c0; cb < c1; cb += step) {
+        long ce = cb + step < c1 ? cb + step : c1, J = (ce - cb) * L;
+        bn_short_sums_SFX(x, N, C, L, cb, ce, 0, a);
+        for (long c = cb; c < ce; ++c) {
+            double m = bn_channel_SFX(a, L, c - cb) / cnt;
+            for (long l = 0; l < L; ++l) e[(c - cb) * L + l] = m;
+        }
+        bn_short_sums_SFX(x, N, C, L, cb, ce, e, a);
+        for (long c = cb; c < ce; ++c) {
+            double m = e[(c - cb) * L], v = bn_channel_SFX(a, L, c - cb) / cnt;
+            double r = 1.0 / sqrt(v + eps);
+            mean[c] = (REAL)m; var[c] = (REAL)v; rstd[c] = (REAL)r;
+            REAL mr = (REAL)m, sc = (REAL)(w ? r * w[c] : r), sh = b ? b[c] : 0;
+            for (long l = 0; l < L; ++l) {
+                em[(c - cb) * L + l] = mr; es[(c - cb) * L + l] = sc;
+                eh[(c - cb) * L + l] = sh;
+            }
+        }
+        for (long n = 0; n < N; ++n) {
+            const REAL *xp = x + (n * C + cb) * L;
+            REAL *yp = y + (n * C + cb) * L;
+            for (long j = 0; j < J; ++j) yp[j] = (xp[j] - em[j]) * es[j] + eh[j];
+        }
+    }
+}
+
+static void bn_bwd_short_SFX(const REAL *g, const REAL *x, long N, long C, long L,
+                             const REAL *w, const REAL *mean, const REAL *rstd, long c0,
+                             long c1, REAL *gx, REAL *gw, REAL *gb) {
+    double cnt = (double)N * (double)L, ag[BN_J], ax[BN_J], e[BN_J];
+    REAL ea[BN_J], eg[BN_J], em[BN_J], et[BN_J];
+    long step = BN_J / L;
+    for (long cb = c0; cb < c1; cb += step) {
+        long ce = cb + step < c1 ? cb + step : c1, J = (ce - cb) * L;
+        for (long j = 0; j < J; ++j) {
+            ag[j] = 0; ax[j] = 0; e[j] = (double)mean[cb + j / L];
+        }
+        for (long n = 0; n < N; ++n) {
+            const REAL *gp = g + (n * C + cb) * L, *xp = x + (n * C + cb) * L;
+            for (long j = 0; j < J; ++j) {
+                double gv = (double)gp[j];
+                ag[j] += gv;
+                ax[j] += gv * ((double)xp[j] - e[j]);
+            }
+        }
+        for (long c = cb; c < ce; ++c) {
+            double r = rstd[c], sg = bn_channel_SFX(ag, L, c - cb);
+            double sgx = bn_channel_SFX(ax, L, c - cb) * r;
+            gw[c] = (REAL)sgx;
+            gb[c] = (REAL)sg;
+            double k = w ? r * w[c] : r;
+            REAL a = (REAL)k, mg = (REAL)(sg / cnt), mx = (REAL)e[(c - cb) * L];
+            REAL t = (REAL)(sgx / cnt * r);
+            for (long l = 0; l < L; ++l) {
+                ea[(c - cb) * L + l] = a; eg[(c - cb) * L + l] = mg;
+                em[(c - cb) * L + l] = mx; et[(c - cb) * L + l] = t;
+            }
+        }
+        if (!gx) continue;
+        for (long n = 0; n < N; ++n) {
+            const REAL *gp = g + (n * C + cb) * L, *xp = x + (n * C + cb) * L;
+            REAL *op = gx + (n * C + cb) * L;
+            for (long j = 0; j < J; ++j)
+                op[j] = ea[j] * (gp[j] - eg[j] - (xp[j] - em[j]) * et[j]);
+        }
+    }
+}
+
 /* Batch norm (training) over channels [c0, c1) of x (N, C, L): per-channel mean and biased
-   variance (two passes, double accumulators), then y = (x - mean) * rstd * w + b. */
+   variance (two passes, double lane sums), then y = (x - mean) * rstd * w + b. */
 void bn_fwd_SFX(const REAL *x, long N, long C, long L, const REAL *w, const REAL *b,
                 double eps, long c0, long c1, REAL *y, REAL *mean, REAL *var, REAL *rstd) {
+    if (L <= BN_SHORT) {
+        bn_fwd_short_SFX(x, N, C, L, w, b, eps, c0, c1, y, mean, var, rstd);
+        return;
+    }
     double cnt = (double)N * (double)L;
     for (long c = c0; c < c1; ++c) {
-        double s = 0, q = 0;
-        for (long n = 0; n < N; ++n) {
-            const REAL *xp = x + (n * C + c) * L;
-            for (long l = 0; l < L; ++l) s += xp[l];
-        }
-        double m = s / cnt;
-        for (long n = 0; n < N; ++n) {
-            const REAL *xp = x + (n * C + c) * L;
-            for (long l = 0; l < L; ++l) { double d = xp[l] - m; q += d * d; }
-        }
-        double v = q / cnt, r = 1.0 / sqrt(v + eps);
+        double m = bn_sum_SFX(x, N, C, L, c, 0.0, 0) / cnt;
+        double v = bn_sum_SFX(x, N, C, L, c, m, 1) / cnt, r = 1.0 / sqrt(v + eps);
         mean[c] = (REAL)m; var[c] = (REAL)v; rstd[c] = (REAL)r;
         REAL mr = (REAL)m, sc = (REAL)(w ? r * w[c] : r), sh = b ? b[c] : 0;
         for (long n = 0; n < N; ++n) {
@@ -242,21 +374,35 @@ void bn_fwd_SFX(const REAL *x, long N, long C, long L, const REAL *w, const REAL
 }
 
 /* Its backward: gb = sum g, gw = sum g * xhat per channel, and (when gx is given)
-   gx = rstd * w * (g - gb / M - xhat * gw / M), M = N * L. */
+   gx = rstd * w * (g - gb / M - xhat * gw / M), M = N * L. The two sums in lanes as
+   above. */
 void bn_bwd_SFX(const REAL *g, const REAL *x, long N, long C, long L, const REAL *w,
                 const REAL *mean, const REAL *rstd, long c0, long c1, REAL *gx, REAL *gw,
                 REAL *gb) {
+    if (L <= BN_SHORT) {
+        bn_bwd_short_SFX(g, x, N, C, L, w, mean, rstd, c0, c1, gx, gw, gb);
+        return;
+    }
     double cnt = (double)N * (double)L;
     for (long c = c0; c < c1; ++c) {
-        double sg = 0, sgx = 0, m = mean[c], r = rstd[c];
+        double m = mean[c], r = rstd[c];
+        double ag[16] = {0}, ax[16] = {0};
         for (long n = 0; n < N; ++n) {
             const REAL *gp = g + (n * C + c) * L, *xp = x + (n * C + c) * L;
-            for (long l = 0; l < L; ++l) {
-                sg += gp[l];
-                sgx += gp[l] * (xp[l] - m);
+            long l = 0;
+            for (; l + 16 <= L; l += 16)
+                for (int k = 0; k < 16; ++k) {
+                    double gv = (double)gp[l + k];
+                    ag[k] += gv;
+                    ax[k] += gv * ((double)xp[l + k] - m);
+                }
+            for (; l < L; ++l) {
+                double gv = (double)gp[l];
+                ag[l & 15] += gv;
+                ax[l & 15] += gv * ((double)xp[l] - m);
             }
         }
-        sgx *= r;
+        double sg = fold_SFX(ag), sgx = fold_SFX(ax) * r;
         gw[c] = (REAL)sgx;
         gb[c] = (REAL)sg;
         if (!gx) continue;

@@ -28,6 +28,13 @@ weight gradient) instead run fused by cache-sized blocks of tiles, transforms an
 GEMMs together, one hand-off to the thread pool per convolution (``ember/ops/_wino_c.py``;
 ``EMBER_WINO_FUSED=0`` for the passes over whole arrays).
 
+A 1x1 convolution without padding skips im2col: one product per sample on the NCHW data
+(forward and input gradient; ``_conv1x1``). A stride-1 input gradient over tiny planes
+(<= 16 positions) takes GEMM + col2im rather than the full convolution, whose flipped copy
+of a wide weight costs more there (``_FULL_MIN_PLANE``). At two threads or more a stride-1
+layer's input and weight gradients run side by side, one core each (``_pair_ok``;
+``EMBER_CONV_PAIRS=0`` turns it off).
+
 Pooling windows are strided views of a padded array: max pooling is a running
 ``np.maximum`` over kernel positions; its backward finds each window's first argmax with
 branch-free mask arithmetic and scatter-adds the gradient in one ``np.add.at``. Average
@@ -41,6 +48,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import os
 import threading
 
 import numpy as np
@@ -51,7 +59,8 @@ from .._threads import get_num_threads
 from .._meta import MetaArray
 from . import _conv_c, _conv_small_c, _wino_c
 from .._tensor import Tensor, _make
-from ..autograd.graph import Node, named
+from ..autograd import graph as _graph
+from ..autograd.graph import Node, _ScratchCtx, named
 from .. import _autocast
 from .._autocast import autocast_function
 from ..autograd import forward_ad as _fad
@@ -366,10 +375,25 @@ class ConvNd(Node):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         st, pads, dl, groups = _recall(ctx)
-        gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) if nx else None
         cols = ctx.__dict__.pop("cols", None)
-        if _capturing_backward():  # a recorded op gets no forward-time array: recompute
+        capturing = _capturing_backward()
+        if capturing:  # a recorded op gets no forward-time array: recompute
             cols = None
+        pre = (None, None)
+        if nx and nw and not capturing and _pair_ok(x._data, w._data, g._data, st, dl,
+                                                    groups):
+            # the two gradients side by side, one core each (``_PAIR_MIN_WORK``)
+            xs, ws, ga, xa, wa = tuple(x.shape), tuple(w.shape), g._data, x._data, w._data
+            pre = _parallel.pair(
+                lambda: ConvInputGrad.forward(_ScratchCtx(), ga, wa, xs, st, pads, dl, groups),
+                lambda: ConvWeightGrad.forward(_ScratchCtx(), xa, ga, ws, st, pads, dl, groups,
+                                               cols))
+            cols = ("result", pre[1])
+        gx = None
+        if nx:  # (the precomputed result only where there is one: a capture records 7 args)
+            gx = ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups) \
+                if pre[0] is None else \
+                ConvInputGrad.apply(g, w, tuple(x.shape), st, pads, dl, groups, pre[0])
         gw = ConvWeightGrad.apply(x, g, tuple(w.shape), st, pads, dl, groups, cols) if nw \
             else None
         gb = None
@@ -425,6 +449,38 @@ class ConvBiasGrad(Node):
         return h.reshape((1, -1) + (1,) * (len(shape) - 2)).expand(shape)
 
 
+# A stride-1 convolution's backward computes its input and weight gradients side by side,
+# one core each (``_parallel.pair``: each as at one thread), from this many multiply-adds
+# per gradient (at two threads or more; ``EMBER_CONV_PAIRS=0`` turns it off, read at
+# import): each op cut over the threads in turn pays its hand-offs and joins and runs its
+# serial stretches (the weight's transform, reshapes, relayout copies) with the other core
+# idle; side by side those overlap. Only where the two cost about the same: stride 1 (both
+# Winograd, or both one GEMM of the same multiply-adds; one-thread timeit minimums at
+# ResNet-18's shapes, input / weight gradient: 64ch 16x16 2.32 / 2.45 ms, 128ch 8x8 2.33 /
+# 2.67, 256ch 4x4 3.81 / 3.36, 512ch 2x2 4.86 / 3.92); not strided layers (64 -> 128, 3x3/2:
+# 2.80 / 1.90; 1x1/2: 0.63 / 0.34: col2im's adds against kept columns), nor the direct
+# kernels' (few taps: already one even hand-off per op; LeNet's second layer 0.64 / 0.54,
+# and its step's main-thread CPU rose 5.3 -> 6.0 ms paired). ResNet-18 training step at 2
+# threads, separate processes alternated (2-core VM, lightly loaded): wall medians 145.5 ->
+# 132.2 and 136.9 -> 128.5 ms, process CPU 272 -> 250 and 259 -> 243 ms; the CIFAR CNN step
+# within noise (15.7 / 19.6 / 16.2 -> 19.7 / 15.6 / 15.4 ms).
+_PAIR_MIN_WORK = 1 << 21
+_PAIRS = os.environ.get("EMBER_CONV_PAIRS", "1") != "0"
+
+
+def _pair_ok(x, w, g, stride, dilation, groups):
+    """Whether ``ConvNd.backward`` computes both gradients side by side (never under an
+    active mode, autocast or the profiler: they see each op's call as it is)."""
+    if not (_PAIRS and not _graph._MODES and get_num_threads() > 1
+            and all(t == 1 for t in stride) and type(x) is np.ndarray
+            and type(g) is np.ndarray and type(w) is np.ndarray
+            and g.size * _prod(w.shape[1:]) >= _PAIR_MIN_WORK and _parallel.gemm_split_ok()):
+        return False
+    # a layer Winograd takes stays on Winograd; else few taps take the direct kernels
+    return _use_winograd(w.shape, stride, dilation, groups, g.shape[0], g.shape[2:]) or \
+        not _direct(x, w.shape, stride, groups)
+
+
 # Direct convolution (``ember/ops/_conv_small_c.py``) for 2-d convolutions with few taps per
 # output value (C * KH * KW): there im2col's GEMM has a short inner dimension and streams a
 # column matrix KH * KW times the input's size for a few output rows, with the batch moved
@@ -469,6 +525,9 @@ def _conv_array(x, w, b, stride, pads, dilation, groups, keep=False):
     if _nhwc(x, groups) and len(stride) == 2:
         out, cols = _conv_nhwc(x, w, b, stride, pads, dilation, keep)
         return (out if out.dtype == dt else out.astype(dt)), cols
+    if _pointwise_ok(x, w.shape, pads, groups):
+        out = _conv1x1(x, w, b, stride)
+        return (out if out.dtype == dt else out.astype(dt)), None
     if x.dtype.kind == "f" and _use_winograd(w.shape, stride, dilation, groups, x.shape[0],
                                              _out_size(x.shape[2:], pads, w.shape[2:],
                                                        stride, dilation)):
@@ -523,6 +582,80 @@ def _out_size(spatial, pads, ks, stride, dilation):
 def _pointwise(ks, stride, pads):
     return tuple(ks) == (1, 1) and tuple(stride) == (1, 1) and all(
         lo == 0 and hi == 0 for lo, hi in pads)
+
+
+# ---------------------------------------------------------------------- 1x1 (NCHW)
+# A 1x1 convolution without padding is one product per sample, ``W (O, C) @ x[n] (C, H*W)``,
+# straight on the NCHW data: no column matrix, no relayout of the result (a stride first
+# gathers the strided positions of each sample, a small copy). Its input gradient likewise:
+# ``W^T @ g[n]``, scattered back to the strided positions. The samples are cut over the
+# thread pool. Measured at one thread (timeit minimums, loaded VM), im2col + GEMM -> per
+# sample, ResNet-18's 1x1/2 layers at batch 16: 64 -> 128 at 16x16 forward 0.61 -> 0.20 ms,
+# input gradient 0.78 -> 0.21; 128 -> 256 at 8x8 0.38 -> 0.19, 0.38 -> 0.22; 256 -> 512 at
+# 4x4 0.29 -> 0.20, 0.30 -> 0.32. The weight gradient keeps im2col + one GEMM over N * L.
+def _pointwise_ok(x, wshape, pads, groups):
+    """Whether a 2-d convolution of ``x`` by a 1x1 kernel takes the per-sample products."""
+    return (groups == 1 and len(wshape) == 4 and tuple(wshape[2:]) == (1, 1)
+            and type(x) is np.ndarray and x.ndim == 4 and x.dtype.kind == "f"
+            and all(lo == 0 and hi == 0 for lo, hi in pads))
+
+
+def _by_samples(fn, n, work):
+    """``fn(n0, n1)`` over sample ranges covering ``range(n)``, cut over the thread pool
+    (BLAS single-threaded meanwhile) when ``work`` multiply-adds are worth it."""
+    how = _parallel.gemm_split_kind(work)
+    if how == 0:
+        fn(0, n)
+    elif how == 1 or n < 2:
+        _parallel.run_split_gemm(fn, [(0, n)])
+    else:
+        _parallel.run_split_gemm(fn, _parallel._bounds(n, builtins.min(get_num_threads(), n)))
+
+
+def _conv1x1(x, w, b, stride):
+    """``conv2d(x, w, b, stride)`` for a 1x1 ``w`` (O, C, 1, 1), no padding."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    s0, s1 = stride
+    oh, ow = (h - 1) // s0 + 1, (wd - 1) // s1 + 1
+    wm = np.ascontiguousarray(w.reshape(o, c))
+    bias = None if b is None else _as_compute(b).reshape(o, 1)
+    out = np.empty((n, o, oh * ow), x.dtype)
+    strided = (s0, s1) != (1, 1)
+    xs = np.empty((n, c, oh * ow), x.dtype) if strided else np.ascontiguousarray(x).reshape(
+        n, c, -1)
+
+    def part(n0, n1):
+        if strided:
+            xs[n0:n1].reshape(n1 - n0, c, oh, ow)[...] = x[n0:n1, :, ::s0, ::s1]
+        np.matmul(wm, xs[n0:n1], out=out[n0:n1])
+        if bias is not None:
+            out[n0:n1] += bias
+    _by_samples(part, n, n * o * c * oh * ow)
+    return out.reshape(n, o, oh, ow)
+
+
+def _conv1x1_input_grad(g, w, xshape, stride):
+    """The input gradient (of shape ``xshape``) of a 1x1 convolution, no padding."""
+    n, o, oh, ow = g.shape
+    c = w.shape[1]
+    s0, s1 = stride
+    wt = np.ascontiguousarray(w.reshape(o, c).T)
+    g3 = np.ascontiguousarray(g).reshape(n, o, -1)
+    strided = (s0, s1) != (1, 1) or tuple(xshape[2:]) != (oh, ow)
+    out = np.zeros(xshape, g.dtype) if strided else np.empty(xshape, g.dtype)
+    o3 = out.reshape(n, c, -1)
+    tmp = np.empty((n, c, oh * ow), g.dtype) if strided else None
+    rows, cols = slice(0, (oh - 1) * s0 + 1, s0), slice(0, (ow - 1) * s1 + 1, s1)
+
+    def part(n0, n1):
+        if strided:
+            np.matmul(wt, g3[n0:n1], out=tmp[n0:n1])
+            out[n0:n1, :, rows, cols] = tmp[n0:n1].reshape(n1 - n0, c, oh, ow)
+        else:
+            np.matmul(wt, g3[n0:n1], out=o3[n0:n1])
+    _by_samples(part, n, n * o * c * oh * ow)
+    return out
 
 
 def _im2col_nhwc(xh, pads, ks, st, dl, osz):
@@ -757,6 +890,18 @@ def _flipped_transposed(w, groups):
 _COLS_CACHE_BYTES = 64 << 20
 
 
+# A stride-1 input gradient whose output planes have at most this many positions (ResNet's
+# last stages: 4x4, 2x2) runs as GEMM + col2im even where O <= C, unless Winograd or the
+# direct kernels serve its full convolution: there the full convolution by im2col must
+# first copy the weight flipped and transposed (element by element, on one core), which
+# costs more than col2im's few strided adds over tiny planes. Measured at one thread (timeit
+# minimums), full -> col2im: 512 channels at 2x2, batch 16 6.50 -> 4.78 ms (the copy alone
+# 2.46 ms); 256 at 4x4, batch 16 4.52 -> 4.09; 256 at 2x2 1.28 -> 1.00; 128 at 8x8, batch 1
+# 0.39 -> 0.38 (so larger planes keep the full convolution; 64 at 16x16, batch 4 0.63 ->
+# 1.75).
+_FULL_MIN_PLANE = 16
+
+
 def _remember(ctx, stride, pads, dilation, groups):
     ctx.stride, ctx.pads, ctx.dilation, ctx.groups = stride, pads, dilation, groups
 
@@ -772,13 +917,15 @@ class ConvInputGrad(Node):
     saves = (0, 1)
 
     @staticmethod
-    def meta(ctx, g, w, xshape, stride, pads, dilation, groups):
+    def meta(ctx, g, w, xshape, stride, pads, dilation, groups, pre=None):
         _remember(ctx, stride, pads, dilation, groups)
         return MetaArray(xshape, g.dtype)
 
     @staticmethod
-    def forward(ctx, g, w, xshape, stride, pads, dilation, groups):
+    def forward(ctx, g, w, xshape, stride, pads, dilation, groups, pre=None):
         _remember(ctx, stride, pads, dilation, groups)
+        if pre is not None:  # computed already, beside the weight gradient (ConvNd.backward)
+            return pre
         osz = g.shape[2:]
         o, cg = w.shape[:2]
         ks = w.shape[2:]
@@ -789,19 +936,26 @@ class ConvInputGrad(Node):
             out = _conv_input_grad_nhwc(_as_compute(g), _as_compute(w), xshape, stride, pads,
                                         dilation)
             return out if out.dtype == dt else out.astype(dt)
+        if _pointwise_ok(g, w.shape, pads, groups):
+            dt = g.dtype
+            out = _conv1x1_input_grad(_as_compute(g), _as_compute(w), xshape, stride)
+            return out if out.dtype == dt else out.astype(dt)
         direct = _direct(g, (cg * groups, o) + ks, stride, groups, _DIRECT_IGRAD_MAX_TAPS)
+        wino = _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0], xshape[2:])
         if all(t == 1 for t in stride) and (
-                o <= cg * groups or direct or (
+                (o <= cg * groups and (_prod(osz) > _FULL_MIN_PLANE or direct or wino))
+                or direct or (
                     (min(o, cg) >= _WINOGRAD_FULL_MIN_CHANNELS or _conv_c.available(g.dtype))
-                    and _use_winograd((cg, o) + ks, stride, dilation, groups, xshape[0],
-                                      xshape[2:]))):
+                    and wino)):
             # Stride 1: the input gradient is a "full" convolution of g with the flipped,
             # transposed kernel. Its im2col copies O * k values per pixel where col2im makes
             # k strided read-modify-write passes over C values, so it wins when O <= C; by
             # Winograd it also wins for wide layers (NumPy transforms: measured 3.8 -> 3.2 ms
             # at 64 -> 128 channels, 8x8, batch 32; 4.2 -> 5.1 ms, a loss, at 32 -> 64; with
             # the C transforms it wins at every Winograd shape: 8.6 -> 5.5 ms at 32 -> 64,
-            # 16x16, batch 32, one thread).
+            # 16x16, batch 32, one thread). Not on tiny planes by im2col: there the flipped,
+            # transposed copy of a wide layer's weight costs more than col2im's adds (see
+            # ``_FULL_MIN_PLANE``).
             full = []
             for s, so, (lo, _), d, k in zip(xshape[2:], osz, pads, dilation, ks):
                 plo = d * (k - 1) - lo
@@ -867,6 +1021,8 @@ class ConvWeightGrad(Node):
     @staticmethod
     def forward(ctx, x, g, wshape, stride, pads, dilation, groups, cols=None):
         _remember(ctx, stride, pads, dilation, groups)
+        if cols is not None and cols[0] == "result":  # computed already (ConvNd.backward)
+            return cols[1]
         dt = g.dtype
         x, g = _as_compute(x), _as_compute(g)
         ks = tuple(wshape[2:])
@@ -913,10 +1069,12 @@ class ConvWeightGrad(Node):
                 gm = gm.reshape(groups, o // groups, -1)
             else:
                 gm = _channel_major(g, groups)
-            if gm.shape[1] < 32:
+            if gm.shape[1] < 32 or (data.shape[2] >= 8192 and data.shape[1] <= 256):
                 # (cols @ g^T)^T: OpenBLAS runs this orientation of the long-K product about
                 # 2x faster than g @ cols^T for few output channels (measured at LeNet's
-                # shapes); the transposed result is small, copied once into owned memory
+                # shapes), and ~10% faster for a long K over few columns (ResNet's 7x7/2
+                # stem, 64 x 147 over 16384: 4.84 -> 4.34 ms, timeit minimums, one thread);
+                # the transposed result is small, copied once into owned memory
                 gw = _parallel.gemm(data, gm.transpose(0, 2, 1))
                 gw = np.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(wshape)
             else:  # g @ cols^T straight into (O, C*k): no transposed copy of a big result

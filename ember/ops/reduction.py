@@ -17,6 +17,7 @@ from ..autograd import forward_ad as _fad
 from ._util import dtype_np, norm_dim, norm_dims
 from .._dtype import np_finfo as _np_finfo
 from .. import _parallel as _par
+from . import _reduce_c
 
 _ndarray = np.ndarray
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -291,6 +292,9 @@ def _extreme(ctx, a, axis, keepdim, ufunc, op):
         ctx.keepdim = True
     if type(a) is _ndarray:
         if a.size >= _par.MIN_SIZE:
+            if axis is None and not keepdim and a.flags.c_contiguous and \
+                    _reduce_c.available(a.dtype):  # C: chunks over every core, NaN wins
+                return _reduce_c.extreme(a.reshape(-1), "max" if ufunc is np.maximum else "min")
             return _par.reduce(ufunc, a, axis, None, keepdim)
         # the ufunc's reduce, as np.max calls it, minus np.max's Python wrapper; a full
         # reduction goes straight into a 0-d array (not a NumPy scalar to wrap again)

@@ -350,7 +350,11 @@ def test_split_conv_parity_at_threads(xs, ws, kw, path, threads, always_split):
 
 
 # ---------------------------------------------------------------------- batch norm
-BATCH_NORM = [(4, 3, 5, 6), (2, 8, 7), (16, 5), (1, 4, 3, 3), (3, 64, 16, 16)]
+BATCH_NORM = [(4, 3, 5, 6), (2, 8, 7), (16, 5), (1, 4, 3, 3), (3, 64, 16, 16),
+              # rows of at most 16 values go channels-inner in blocks of 1024 // L channels
+              # (600 channels of 4: three blocks; 300 of 15: five), longer ones in 16 lanes
+              # with a tail (17, 33)
+              (3, 600, 2, 2), (2, 300, 3, 5), (4, 24, 4, 4), (2, 9, 17), (3, 4, 33)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -374,13 +378,14 @@ def test_batch_norm_double_backward(path):
               [(3, 2, 2, 3), (2,), (2,)], gradgrad=True)
 
 
-def test_batch_norm_threads(path, threads, always_split):
+@pytest.mark.parametrize("xs", [(4, 6, 5, 5), (5, 700, 2, 2), (3, 20, 4, 4)])
+def test_batch_norm_threads(xs, path, threads, always_split):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((4, 6, 5, 5)).astype(np.float32)
+    x = rng.standard_normal(xs).astype(np.float32)
     out = []
     for n in (1, 2, 3):
         ember.set_num_threads(n)
-        bn = ember.nn.BatchNorm2d(6)
+        bn = ember.nn.BatchNorm2d(xs[1])
         xe = ember.tensor(x, requires_grad=True)
         y = bn(xe)
         (y * y).sum().backward()
