@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import ember  # noqa: E402
 from ember.ops import _reduce_c, conv  # noqa: E402
 
-from benchmarks.bench_thread_steps import _SerialClock  # noqa: E402
-from benchmarks.run import WORKLOADS  # noqa: E402
+from benchmarks import bench_thread_steps as _steps  # noqa: E402
 
 ROWS = {"ResNet": "ResNet-18 64x64 train step", "CIFAR": "CIFAR CNN train step",
         "LeNet": "LeNet-5 train step", "max": "max 16M"}
@@ -56,37 +52,8 @@ class _Switch:
 
 
 def measure(name, threads, rounds, steps):
-    ember.set_num_threads(threads)
-    step, _ = WORKLOADS[name](ember, False)
-    switch = _Switch()
-    for on in (False, True, False, True):
-        switch(on)
-        step()
-    clock = _SerialClock()
-    res = {False: [], True: []}
-    try:
-        for _ in range(rounds):
-            for on in (False, True):
-                switch(on)
-                step()
-                clock.inside = 0.0
-                w0, c0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
-                for _ in range(steps):
-                    step()
-                main = time.thread_time() - t0
-                res[on].append(((time.perf_counter() - w0) / steps,
-                                (time.process_time() - c0) / steps,
-                                (main - clock.inside) / steps))
-    finally:
-        clock.close()
-        switch(True)
-    out = {}
-    for on, rows in res.items():
-        wall = [r[0] for r in rows]
-        out[on] = dict(wall_min=min(wall), wall_med=statistics.median(wall),
-                       cpu_med=statistics.median(r[1] for r in rows),
-                       serial_med=statistics.median(r[2] for r in rows))
-    return out
+    """``bench_thread_steps.measure`` with this script's switches."""
+    return _steps.measure(name, threads, rounds, steps, _Switch)
 
 
 def main(argv=None):
@@ -96,18 +63,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--only", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = ap.parse_args(argv)
-    print("| row | threads | paths | wall min | wall median | CPU median | serial (main "
-          "thread outside splits) |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
-    for key in args.only:
-        for t in args.threads:
-            steps = args.steps * (20 if key == "max" else 1)
-            r = measure(ROWS[key], t, args.rounds, steps)
-            for on in (False, True):
-                v = r[on]
-                print(f"| {key} | {t} | {'new' if on else 'old'} | {v['wall_min'] * 1e3:.2f} ms "
-                      f"| {v['wall_med'] * 1e3:.2f} ms | {v['cpu_med'] * 1e3:.2f} ms | "
-                      f"{v['serial_med'] * 1e3:.2f} ms |", flush=True)
+    _steps.report(ROWS, args.only, args.threads, args.rounds,
+           lambda key: args.steps * (20 if key == "max" else 1), _Switch)
+
 
 
 if __name__ == "__main__":

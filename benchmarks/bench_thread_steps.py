@@ -74,10 +74,12 @@ class _SerialClock:
         P.run_split = self.real
 
 
-def measure(name, threads, rounds, steps):
+def measure(name, threads, rounds, steps, switch_cls=None):
+    """Old and new paths of workload ``name`` alternated round by round (``switch_cls()``
+    turns them on and off; this script's ``_Switch`` by default)."""
     ember.set_num_threads(threads)
     step, _ = WORKLOADS[name](ember, False)
-    switch = _Switch()
+    switch = (switch_cls or _Switch)()
     for on in (False, True, False, True):
         switch(on)
         step()
@@ -108,6 +110,22 @@ def measure(name, threads, rounds, steps):
     return out
 
 
+def report(rows, only, threads, rounds, steps_of, switch_cls=None):
+    """Print the Markdown table of ``measure`` for the ``rows`` keys in ``only``
+    (``steps_of(key)``: steps per round)."""
+    print("| row | threads | paths | wall min | wall median | CPU median | serial (main "
+          "thread outside splits) |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for key in only:
+        for t in threads:
+            r = measure(rows[key], t, rounds, steps_of(key), switch_cls)
+            for on in (False, True):
+                v = r[on]
+                print(f"| {key} | {t} | {'new' if on else 'old'} | {v['wall_min'] * 1e3:.2f} ms "
+                      f"| {v['wall_med'] * 1e3:.2f} ms | {v['cpu_med'] * 1e3:.2f} ms | "
+                      f"{v['serial_med'] * 1e3:.2f} ms |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -115,17 +133,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--only", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = ap.parse_args(argv)
-    print("| row | threads | paths | wall min | wall median | CPU median | serial (main "
-          "thread outside splits) |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
-    for key in args.only:
-        for t in args.threads:
-            r = measure(ROWS[key], t, args.rounds, args.steps)
-            for on in (False, True):
-                v = r[on]
-                print(f"| {key} | {t} | {'new' if on else 'old'} | {v['wall_min'] * 1e3:.2f} ms "
-                      f"| {v['wall_med'] * 1e3:.2f} ms | {v['cpu_med'] * 1e3:.2f} ms | "
-                      f"{v['serial_med'] * 1e3:.2f} ms |", flush=True)
+    report(ROWS, args.only, args.threads, args.rounds, lambda key: args.steps)
+
 
 
 if __name__ == "__main__":

@@ -297,29 +297,6 @@ NODIST_{T} void attn_bwd_{T}(int64_t b0, int64_t b1, int64_t H, int64_t L, int64
 }}
 """
 
-_EXP_F = """
-/* exp(z) for z <= 0 (0 below -87.3), vectorisable: z = k ln2 + r, |r| <= ln2 / 2, exp(r)
-   by a degree-7 polynomial, 2^k through the exponent bits (the generated kernels' float
-   exponential: within 2 ulp of libm's). */
-static inline float attn_exp_f(float z) {
-    float zc = z < -87.3f ? -87.3f : z;
-    float k = floorf(zc * 1.44269504f + 0.5f);
-    float r = zc - k * 0.693359375f;
-    r = r + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int i; float f; } s;
-    s.i = ((int)k + 127) << 23;
-    float e = p * s.f;
-    return z < -87.3f ? 0.0f : e;
-}
-"""
-
 _HEAD = "#include <math.h>\n#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n"
 
 
@@ -328,7 +305,8 @@ def source(ctype):
     only for a step that has such an attention (a cold compile of the float one costs about
     0.4 s of CPU; ``_optim.sources`` hands it to ``prebuild`` with the step's others)."""
     if ctype == "float":
-        return _HEAD + _EXP_F + _SRC.format(T="float", FMA="__builtin_fmaf", EXP="attn_exp_f")
+        from ..ops._nn_c import EXP_NEG_F
+        return _HEAD + EXP_NEG_F + _SRC.format(T="float", FMA="__builtin_fmaf", EXP="exp_neg_f")
     return _HEAD + _SRC.format(T="double", FMA="__builtin_fma", EXP="exp")
 
 

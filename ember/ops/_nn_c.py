@@ -95,7 +95,9 @@ void ln_bwd_SFX(const REAL *g, const REAL *x, long n, const REAL *w, const REAL 
 }
 """
 
-_GELU = r"""
+# exp of a non-positive float32, vectorisable: shared with the compiled attention kernel
+# (ember/compiler/_attention.py)
+EXP_NEG_F = r"""
 /* exp(z) for z <= 0 (0 below -87.3), vectorisable: z = k ln2 + r, |r| <= ln2 / 2,
    exp(r) by a degree-7 polynomial, 2^k through the exponent bits. */
 static inline float exp_neg_f(float z) {
@@ -115,7 +117,9 @@ static inline float exp_neg_f(float z) {
     float e = p * s.f;
     return z < -87.3f ? 0.0f : e;
 }
+"""
 
+_GELU = EXP_NEG_F + r"""
 /* y = x Phi(x) and d = Phi(x) + x phi(x) over [i0, i1). d is always written (callers pass
    scratch when they do not want it): a conditional store becomes a masked vector store,
    slow on some cores (AMD's). */

@@ -362,36 +362,13 @@ _LIB: dict = {}
 
 def _gemm_pointer():
     """``{dtype: (address of cblas_sgemm/dgemm, ilp64)}`` of the OpenBLAS under NumPy, or {}
-    (another BLAS, no threadpoolctl, symbols not found)."""
-    found = {}
-    try:
-        import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
-        from threadpoolctl import ThreadpoolController
-        for lib in ThreadpoolController().lib_controllers:
-            if lib.internal_api != "openblas":
-                continue
-            dll = ctypes.CDLL(lib.filepath)
-            for pre, suf, ilp64 in (("scipy_", "64_", 1), ("", "64_", 1), ("scipy_", "", 0),
-                                    ("", "", 0)):
-                fs = getattr(dll, f"{pre}cblas_sgemm{suf}", None)
-                fd = getattr(dll, f"{pre}cblas_dgemm{suf}", None)
-                if fs is not None and fd is not None:
-                    # ILP64 builds mark their symbols; an unmarked one is 64-bit only when
-                    # the library says so (OpenBLAS's config string names USE64BITINT)
-                    if not ilp64:
-                        cfg = getattr(dll, f"{pre}openblas_get_config{suf}", None)
-                        if cfg is None:
-                            continue
-                        cfg.restype = ctypes.c_char_p
-                        ilp64 = int(b"USE64BITINT" in (cfg() or b""))
-                    addr = ctypes.cast(fs, ctypes.c_void_p).value
-                    found = {_DTYPES[0]: (addr, ilp64),
-                             _DTYPES[1]: (ctypes.cast(fd, ctypes.c_void_p).value, ilp64)}
-                    break
-            break
-    except (ImportError, OSError, AttributeError):
-        found = {}
-    return found
+    (another BLAS, no threadpoolctl, symbols not found): ``_threads.blas_functions``."""
+    from .._threads import blas_functions
+    fns = blas_functions()
+    if fns is None:
+        return {}
+    sgemm, dgemm, _, _, ilp64 = fns
+    return {_DTYPES[0]: (sgemm, ilp64), _DTYPES[1]: (dgemm, ilp64)}
 
 
 def _load():
