@@ -755,9 +755,9 @@ def pair(fa, fb):
     if not gemm_split_ok() or getattr(_worker, "in_pool", False):
         return fa(), fb()
     from . import _threads
-    get, put = blas_controls()
-    prev, count = get(), _threads._n[0]
-    put(1)
+    count = _threads._n[0]
+    _blas_single()  # counted with the other sections (a raw set/restore could hand BLAS its
+    # threads back under another thread's section)
 
     def part(i, _):
         _threads._n[0] = 1
@@ -772,5 +772,5 @@ def pair(fa, fb):
         ra, rb = run_split(part, [(0, 1), (1, 2)])
     finally:
         _threads._n[0] = count
-        put(prev)
+        _blas_restore()
     return ra, rb
